@@ -1,0 +1,48 @@
+"""``create_app(settings)``: the Flask factory. Everything is built here, nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from bridge.config import Settings, load_settings
+from bridge.logs import event, setup_logging
+from bridge.services import Services, build_services
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def asset_dir(name: str) -> Path:
+    """``templates``/``static``: inside the wheel (``bridge/_name``) or at the repository root."""
+    packaged = PACKAGE_DIR / f"_{name}"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """Build the app. Without settings, reads the file named by ``BRIDGE_CONFIG`` (gunicorn path)."""
+    if settings is None:
+        settings = load_settings(os.environ.get("BRIDGE_CONFIG", "config/bridge.yaml"))
+    setup_logging(settings.log_level)
+    for warning in settings.warnings():
+        event("config_warning", logging.WARNING, message=warning)
+    app = Flask("bridge", template_folder=str(settings.templates_dir or asset_dir("templates")),
+                static_folder=str(asset_dir("static")))
+    app.config.update(SECRET_KEY=settings.secret_key.get_secret_value(), MAX_CONTENT_LENGTH=1024 * 1024,
+                      JSON_SORT_KEYS=False)
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=settings.trusted_proxies, x_host=settings.trusted_proxies)
+    app.extensions["bridge"] = services or build_services(settings)
+
+    from bridge.web import errors, login, portal, wellknown
+
+    errors.init_app(app)
+    for bp in (login.bp, portal.bp, wellknown.bp):
+        app.register_blueprint(bp)
+    event("app_started", connectors=sorted(app.extensions["bridge"].connectors),
+          issuer=settings.issuer_url, keys=len(app.extensions["bridge"].keyring.keys))
+    return app

@@ -1,0 +1,1 @@
+"""Everything AWS: ARNs, limits, minting, STS, output formats, the strict validator."""

@@ -1,0 +1,110 @@
+"""AWS's documented limits on names, tags and durations, as pure checks and sanitizers.
+
+Sources: shared/spec/aws-federation.md §1.7 (tags), §2.1 (RoleSessionName), §2.5 (source
+identity). Used by config validation, mapping, minting and the strict validator alike, so
+the rules live here once.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+SESSION_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+SOURCE_IDENTITY_RE = SESSION_NAME_RE
+MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+MIN_DURATION = 900
+MAX_DURATION = 43200
+_TAG_PUNCT = set("_.:/=+-@")
+
+
+def _tag_char_ok(ch: str) -> bool:
+    # AWS pattern [\p{L}\p{Z}\p{N}_.:/=+\-@]: letters, separators (spaces), numbers, and a few marks.
+    return ch in _TAG_PUNCT or unicodedata.category(ch)[0] in "LZN"
+
+
+def tag_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid session tag key, or None."""
+    if not key:
+        return "tag key is empty"
+    if len(key) > MAX_TAG_KEY:
+        return f"tag key {key[:20]!r}… is longer than {MAX_TAG_KEY} characters"
+    if key.lower().startswith("aws:"):
+        return f"tag key {key!r} starts with the reserved prefix 'aws:'"
+    bad = sorted({c for c in key if not _tag_char_ok(c)})
+    if bad:
+        return f"tag key {key!r} has characters AWS does not allow: {''.join(bad)!r}"
+    return None
+
+
+def tag_value_problem(value: str) -> str | None:
+    """Why ``value`` is not a valid session tag value, or None (empty values are allowed)."""
+    if len(value) > MAX_TAG_VALUE:
+        return f"tag value is longer than {MAX_TAG_VALUE} characters"
+    if value.lower().startswith("aws:"):
+        return "tag value starts with the reserved prefix 'aws:'"
+    bad = sorted({c for c in value if not _tag_char_ok(c)})
+    if bad:
+        return f"tag value has characters AWS does not allow: {''.join(bad)!r}"
+    return None
+
+
+def tags_problems(tags: dict[str, str], transitive: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Every rule a whole tag set breaks (count, each key/value, case-duplicates, transitive ⊆ keys)."""
+    problems: list[str] = []
+    if len(tags) > MAX_TAGS:
+        problems.append(f"{len(tags)} session tags; AWS allows at most {MAX_TAGS}")
+    seen: dict[str, str] = {}
+    for k, v in tags.items():
+        if p := tag_key_problem(k):
+            problems.append(p)
+        if not isinstance(v, str):
+            problems.append(f"tag {k!r}: value must be a string")
+        elif p := tag_value_problem(v):
+            problems.append(f"tag {k!r}: {p}")
+        if k.lower() in seen:
+            problems.append(f"tag keys {seen[k.lower()]!r} and {k!r} differ only in case (AWS keys are case-insensitive)")
+        seen[k.lower()] = k
+    if len(transitive) > MAX_TAGS:
+        problems.append(f"{len(transitive)} transitive tag keys; AWS allows at most {MAX_TAGS}")
+    lowered = {k.lower() for k in tags}
+    for t in transitive:
+        if t.lower() not in lowered:
+            problems.append(f"transitive tag key {t!r} is not one of the session tags")
+    return problems
+
+
+def sanitize_tag_value(value: str) -> str:
+    """Make a claim value a valid tag value: NFC, disallowed characters → ``-``, 256 chars max.
+
+    ``&`` becomes ``-``, and so does ``,``; a leading ``aws:`` is neutralised as ``aws-``.
+    """
+    v = unicodedata.normalize("NFC", value)
+    v = "".join(c if _tag_char_ok(c) else "-" for c in v)[:MAX_TAG_VALUE]
+    if v.lower().startswith("aws:"):
+        v = v[:3] + "-" + v[4:]
+    return v
+
+
+def sanitize_session_name(value: str, fallback: str = "bridge-user") -> str:
+    """Fit ``value`` to RoleSessionName's ``[\\w+=,.@-]{2,64}`` (ASCII ``\\w``).
+
+    Accents are folded (``José`` → ``Jose``), anything else not allowed becomes ``-``,
+    the result is cut to 64 characters; if fewer than 2 remain, ``fallback`` is used.
+    """
+    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    out = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", folded)[:64]
+    if len(out.strip("-")) < 2:
+        return sanitize_session_name(fallback) if fallback != value else "bridge-user"
+    return out
+
+
+def duration_problem(seconds: int, max_duration: int = MAX_DURATION) -> str | None:
+    """Why ``seconds`` is not a valid DurationSeconds for a role allowing ``max_duration``."""
+    if seconds < MIN_DURATION:
+        return f"duration {seconds}s is below AWS's minimum of {MIN_DURATION}s"
+    if seconds > max_duration:
+        return f"duration {seconds}s is above this role's maximum of {max_duration}s"
+    return None

@@ -1,0 +1,95 @@
+"""STS adapter (boto3): unsigned AssumeRoleWithWebIdentity, errors mapped to BridgeErrors.
+
+The bridge holds no AWS keys: web-identity and SAML assumption are unsigned calls.
+Standard retry mode handles throttling and 5xx with backoff; what is left after the
+retries becomes a StsError whose message says what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    ParamValidationError,
+)
+
+from bridge.errors import StsError, StsUnavailable
+from bridge.identity import Credentials
+
+# AWS error code → (status, message, hint). Texts are ours; AWS's own message goes in detail.
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "AccessDenied": (403, "AWS denied the role assumption.",
+                     "The role's trust policy must allow this bridge's identity provider "
+                     "(sts:AssumeRoleWithWebIdentity, sts:TagSession, sts:SetSourceIdentity)."),
+    "InvalidIdentityToken": (400, "AWS rejected the bridge's identity token.",
+                             "Check that the IAM OIDC provider URL equals the bridge's issuer, its "
+                             "audience list holds the bridge's audience, and the JWKS is reachable."),
+    "ExpiredTokenException": (400, "AWS says the bridge's token expired.",
+                              "Check the bridge host's clock (NTP); then try again."),
+    "ValidationError": (400, "AWS refused the request parameters.",
+                        "The requested duration may exceed the role's MaxSessionDuration: pick a "
+                        "shorter one, or raise the role's maximum in IAM."),
+    "IDPRejectedClaim": (403, "AWS rejected a claim in the bridge's token.", "Give the request id to "
+                         "your administrator."),
+    "PackedPolicyTooLarge": (400, "The session tags are too large for AWS.",
+                             "Ask your administrator to send fewer or shorter session tags."),
+    "RegionDisabledException": (403, "STS is not enabled in the configured region.",
+                                "Enable STS in that region or configure another region."),
+}
+_UNAVAILABLE = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "IDPCommunicationError",
+                "ServiceUnavailable", "InternalFailure", "InternalError"}
+
+
+class StsGateway:
+    """One boto3 STS client per app (thread-safe), built in ``create_app``."""
+
+    def __init__(self, *, region: str, endpoint_url: str | None = None, timeout: float = 5.0,
+                 max_attempts: int = 3) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        config = Config(signature_version=UNSIGNED, connect_timeout=timeout, read_timeout=timeout,
+                        retries={"mode": "standard", "max_attempts": max_attempts})
+        self._client: Any = boto3.session.Session().client(
+            "sts", region_name=region, endpoint_url=endpoint_url, config=config)
+
+    def assume_role_with_web_identity(self, *, role_arn: str, session_name: str, token: str,
+                                      duration: int) -> Credentials:
+        """Redeem ``token`` for credentials; raises StsError/StsUnavailable."""
+        try:
+            r = self._client.assume_role_with_web_identity(
+                RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token,
+                DurationSeconds=duration)
+        except ClientError as e:
+            raise _map_client_error(e) from None
+        except ParamValidationError as e:
+            raise StsError(str(e), code="sts_invalid_parameters", status=400,
+                           message="The request to AWS had invalid parameters.") from None
+        except BotoConnectionError as e:
+            raise StsUnavailable(f"{type(e).__name__}: {e}") from None
+        except BotoCoreError as e:
+            # e.g. ResponseParserError when the endpoint answers garbage (moto's 500 pages).
+            raise StsError(f"{type(e).__name__}", code="sts_bad_response", status=502,
+                           message="AWS STS answered with something the bridge could not read.") from None
+        c = r["Credentials"]
+        return Credentials(
+            access_key_id=c["AccessKeyId"], secret_access_key=c["SecretAccessKey"],
+            session_token=c["SessionToken"], expiration=c["Expiration"],
+            assumed_role_arn=r["AssumedRoleUser"]["Arn"], role_arn=role_arn, session_name=session_name,
+            region=self.region)
+
+
+def _map_client_error(e: ClientError) -> StsError:
+    err = e.response.get("Error", {})
+    code = str(err.get("Code", "Unknown"))
+    aws_message = str(err.get("Message", ""))[:500]
+    if code in _UNAVAILABLE:
+        return StsUnavailable(f"{code}: {aws_message}", code=f"sts_{code}")
+    status, message, hint = _ERRORS.get(code, (502, f"AWS STS returned {code}.",
+                                              "Give the request id to your administrator."))
+    return StsError(f"{code}: {aws_message}", code=f"sts_{code}", status=status, message=message, hint=hint)

@@ -1,0 +1,201 @@
+"""The strict AWS-rules validator (shared/spec/aws-federation.md §2.7), independent of minting.
+
+moto checks nothing, so every token the bridge mints in a test passes through here. It
+verifies signatures with ``cryptography`` directly (not with the library that minted), and
+returns *every* rule broken, each prefixed with its rule number, so an admin can fix all at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from bridge.aws.limits import MAX_DURATION, MIN_DURATION, SESSION_NAME_RE, SOURCE_IDENTITY_RE, tags_problems
+
+ALLOWED_ALGS = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512,
+                "ES256": hashes.SHA256, "ES384": hashes.SHA384, "ES512": hashes.SHA512}
+_CURVES = {"P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48), "P-521": (ec.SECP521R1, 66)}
+TAGS_CLAIM = "https://aws.amazon.com/tags"
+SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
+MAX_TOKEN_LEN = 20000
+MAX_TOKEN_AGE = 3600
+
+
+class ValidationFailed(AssertionError):
+    """Raised by ``assert_valid_jwt``; the message lists every broken rule."""
+
+
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _b64int(v: str) -> int:
+    return int.from_bytes(_b64(v), "big")
+
+
+def _verify(alg: str, jwk: Mapping[str, Any], signing_input: bytes, sig: bytes) -> str | None:
+    """None if the signature verifies with ``jwk``, else why not."""
+    digest = ALLOWED_ALGS[alg]()
+    try:
+        if alg.startswith("RS"):
+            if jwk.get("kty") != "RSA":
+                return f"key is {jwk.get('kty')}, header says {alg}"
+            pub = rsa.RSAPublicNumbers(_b64int(jwk["e"]), _b64int(jwk["n"])).public_key()
+            if pub.key_size < 2048:
+                return f"RSA key is {pub.key_size} bits; at least 2048 required"
+            pub.verify(sig, signing_input, padding.PKCS1v15(), digest)
+        else:
+            if jwk.get("kty") != "EC" or jwk.get("crv") not in _CURVES:
+                return f"key is {jwk.get('kty')}/{jwk.get('crv')}, header says {alg}"
+            curve, size = _CURVES[jwk["crv"]]
+            if len(sig) != 2 * size:
+                return "ECDSA signature has the wrong length"
+            der = encode_dss_signature(int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big"))
+            ec_pub = ec.EllipticCurvePublicNumbers(_b64int(jwk["x"]), _b64int(jwk["y"]), curve()).public_key()
+            ec_pub.verify(der, signing_input, ec.ECDSA(digest))
+    except InvalidSignature:
+        return "signature does not verify"
+    except (KeyError, ValueError, binascii.Error) as e:
+        return f"key cannot be used ({type(e).__name__})"
+    return None
+
+
+def _issuer_problems(iss: Any, issuer: str, discovery: Mapping[str, Any] | None) -> list[str]:
+    problems: list[str] = []
+    if iss != issuer:
+        problems.append(f"3: iss {iss!r} is not the configured issuer {issuer!r} (byte-exact)")
+    u = urlsplit(issuer)
+    if u.scheme != "https":
+        problems.append(f"3: issuer {issuer!r} must use https (IAM OIDC providers are https only)")
+    if u.port is not None:
+        problems.append(f"3: issuer {issuer!r} must not carry a port")
+    if u.query or u.fragment:
+        problems.append(f"3: issuer {issuer!r} must not carry a query or fragment")
+    if discovery is not None:
+        if discovery.get("issuer") != iss:
+            problems.append(f"3: discovery issuer {discovery.get('issuer')!r} differs from iss {iss!r}")
+        if not str(discovery.get("jwks_uri", "")).startswith("https://"):
+            problems.append("3: discovery jwks_uri must be an https URL")
+    return problems
+
+
+def _time_problems(claims: Mapping[str, Any], now: int, skew: int) -> list[str]:
+    problems: list[str] = []
+    ints = {}
+    for name in ("iat", "exp"):
+        v = claims.get(name)
+        if not isinstance(v, int) or isinstance(v, bool):
+            problems.append(f"6: {name} must be a JSON integer, got {type(v).__name__}")
+        else:
+            ints[name] = v
+    if "iat" in ints and ints["iat"] > now + skew:
+        problems.append(f"6: iat is {ints['iat'] - now}s in the future")
+    if "exp" in ints and ints["exp"] <= now:
+        problems.append(f"6: token expired {now - ints['exp']}s ago")
+    if len(ints) == 2 and ints["exp"] - ints["iat"] > MAX_TOKEN_AGE:
+        problems.append(f"6: lifetime exp-iat is {ints['exp'] - ints['iat']}s; at most {MAX_TOKEN_AGE}s")
+    return problems
+
+
+def _tag_claim_problems(claims: Mapping[str, Any]) -> list[str]:
+    if TAGS_CLAIM not in claims:
+        return []
+    obj = claims[TAGS_CLAIM]
+    if not isinstance(obj, dict):
+        return ["7: the tags claim must be an object"]
+    problems = [f"7: unexpected key {k!r} in the tags claim" for k in obj
+                if k not in ("principal_tags", "transitive_tag_keys")]
+    raw_tags = obj.get("principal_tags", {})
+    transitive = obj.get("transitive_tag_keys", [])
+    if not isinstance(raw_tags, dict):
+        return [*problems, "7: principal_tags must be an object"]
+    if not isinstance(transitive, list) or not all(isinstance(t, str) for t in transitive):
+        problems.append("7: transitive_tag_keys must be an array of strings")
+        transitive = []
+    tags: dict[str, str] = {}
+    for k, v in raw_tags.items():
+        if not (isinstance(v, list) and len(v) == 1 and isinstance(v[0], str)):
+            problems.append(f"7: tag {k!r} must be an array of exactly one string, got {v!r}")
+            continue
+        tags[k] = v[0]
+    return problems + [f"7: {p}" for p in tags_problems(tags, transitive)]
+
+
+def validate_jwt(token: str, *, jwks: Mapping[str, Any], issuer: str, audiences: Collection[str],
+                 now: int, skew: int = 300, discovery: Mapping[str, Any] | None = None) -> list[str]:
+    """Every §2.7 rule ``token`` breaks (empty list = AWS would accept it as far as we know)."""
+    problems: list[str] = []
+    if len(token) > MAX_TOKEN_LEN:
+        problems.append(f"1: token is {len(token)} characters; AWS allows {MAX_TOKEN_LEN}")
+    parts = token.split(".")
+    if len(parts) != 3:
+        return [*problems, "1: not a compact JWS (three base64url parts)"]
+    try:
+        header = json.loads(_b64(parts[0]))
+        claims = json.loads(_b64(parts[1]))
+        sig = _b64(parts[2])
+    except (ValueError, binascii.Error):
+        return [*problems, "1: header, payload or signature is not base64url JSON"]
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return [*problems, "1: header and payload must be JSON objects"]
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGS:
+        problems.append(f"1: alg {alg!r} is not one AWS accepts ({', '.join(ALLOWED_ALGS)})")
+    if "crit" in header:
+        problems.append("1: crit header is not allowed")
+    kid = header.get("kid")
+    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None) if kid else None
+    if not kid:
+        problems.append("1: header has no kid")
+    elif jwk is None:
+        problems.append(f"1: kid {kid!r} is not in the published JWKS")
+    elif alg in ALLOWED_ALGS:
+        for field_name in ("kty", "kid", "alg", "use"):
+            if field_name not in jwk:
+                problems.append(f"1: published JWK {kid!r} lacks {field_name!r}")
+        if jwk.get("alg") not in (None, alg):
+            problems.append(f"1: JWK {kid!r} is for {jwk.get('alg')}, token uses {alg}")
+        if why := _verify(alg, jwk, f"{parts[0]}.{parts[1]}".encode(), sig):
+            problems.append(f"2: {why}")
+    problems += _issuer_problems(claims.get("iss"), issuer, discovery)
+    aud = claims.get("aud")
+    if not isinstance(aud, str):
+        problems.append(f"4: aud must be a single string, got {type(aud).__name__}")
+    elif aud not in audiences or len(aud) > 255:
+        problems.append(f"4: aud {aud!r} is not a registered client id {sorted(audiences)}")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not 6 <= len(sub) <= 255:
+        problems.append("5: sub must be a string of 6..255 characters")
+    problems += _time_problems(claims, now, skew)
+    problems += _tag_claim_problems(claims)
+    if SOURCE_IDENTITY_CLAIM in claims:
+        si = claims[SOURCE_IDENTITY_CLAIM]
+        if not isinstance(si, str) or not SOURCE_IDENTITY_RE.match(si) or si.lower().startswith("aws:"):
+            problems.append(f"8: source identity {si!r} must match [A-Za-z0-9_+=,.@-]{{2,64}}, no 'aws:'")
+    return problems
+
+
+def validate_assume_params(role_session_name: str, duration: int, max_duration: int = MAX_DURATION) -> list[str]:
+    """Rule 9: the API parameters sent beside the token."""
+    problems = []
+    if not SESSION_NAME_RE.match(role_session_name):
+        problems.append(f"9: RoleSessionName {role_session_name!r} must match [\\w+=,.@-]{{2,64}}")
+    if not MIN_DURATION <= duration <= max_duration:
+        problems.append(f"9: DurationSeconds {duration} must be {MIN_DURATION}..{max_duration}")
+    return problems
+
+
+def assert_valid_jwt(token: str, **kw: Any) -> None:
+    """``validate_jwt`` that raises with every problem listed (for tests and `bridge verify`)."""
+    problems = validate_jwt(token, **kw)
+    if problems:
+        raise ValidationFailed("token breaks AWS rules:\n  " + "\n  ".join(problems))

@@ -1,0 +1,204 @@
+"""The ``bridge`` command: serve, demo, check-config, explain, preview, verify, keys."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from bridge import mapping
+from bridge.aws.keys import SUPPORTED_ALGS, generate_key, load_keyring
+from bridge.aws.token import mint_token
+from bridge.aws.validate import validate_jwt
+from bridge.config import Settings, load_settings
+from bridge.errors import ConfigError
+from bridge.identity import Identity
+
+
+def _fail(lines: list[str], header: str) -> NoReturn:
+    click.echo(header, err=True)
+    for line in lines:
+        click.echo(f"  - {line}", err=True)
+    sys.exit(1)
+
+
+def _settings(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        _fail(e.problems, f"{path}: {len(e.problems)} problem(s):")
+
+
+def _identity(path: str) -> Identity:
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        _fail([str(e)], f"{path}: cannot read identity JSON")
+    if not isinstance(d, dict) or not d.get("subject"):
+        _fail(['expected {"connector", "subject", "email", "name", "groups", "claims"}'],
+              f"{path}: not an identity document")
+    return Identity(connector_id=str(d.get("connector", "cli")), subject=str(d["subject"]),
+                    issuer=str(d.get("issuer", "cli")), email=d.get("email"), name=d.get("name"),
+                    groups=tuple(d.get("groups") or ()), claims=dict(d.get("claims") or {}),
+                    mfa=bool(d.get("mfa", False)))
+
+
+@click.group()
+@click.version_option(package_name="federation-bridge")
+def main() -> None:
+    """Federation Bridge: sign in with your IdP, get AWS access decided by rules."""
+
+
+@main.command("check-config")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+def check_config(config_path: str) -> None:
+    """Validate a config file (and its keys); print every problem, or "ok"."""
+    settings = _settings(config_path)
+    _, problems = load_keyring(settings.keys_dir)
+    if problems:
+        _fail([f"issuer.keys_dir: {p}" for p in problems], f"{config_path}: {len(problems)} problem(s):")
+    for w in settings.warnings():
+        click.echo(f"warning: {w}", err=True)
+    click.echo("ok")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--bind", default=None, help="host:port (default: the config's listen)")
+@click.option("--workers", default=None, type=int, help="gunicorn worker processes")
+def serve(config_path: str, bind: str | None, workers: int | None) -> None:
+    """Run the bridge under gunicorn (deploy/gunicorn.conf.py, gthread workers)."""
+    settings = _settings(config_path)
+    from bridge.app import asset_dir
+
+    conf = asset_dir("deploy") / "gunicorn.conf.py"
+    env = {**os.environ, "BRIDGE_CONFIG": str(Path(config_path).resolve()),
+           "BRIDGE_BIND": bind or settings.listen}
+    if workers:
+        env["BRIDGE_WORKERS"] = str(workers)
+    args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "bridge.wsgi:app"]
+    os.execvpe(args[0], args, env)  # noqa: S606 - replaces this process with gunicorn
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--config", "config_path", default="config/demo.yaml", show_default=True)
+@click.option("--smoke", is_flag=True, help="sign in once, fetch credentials, call STS, then stop")
+def demo(port: int, config_path: str, smoke: bool) -> None:
+    """Run the demo: Redis, local STS (moto), the demo IdP and the bridge. Ctrl-C stops all."""
+    from bridge.demo import run_demo
+
+    sys.exit(run_demo(Path(config_path), port, smoke=smoke))
+
+
+@main.group()
+def keys() -> None:
+    """Signing keys for the tokens the bridge mints."""
+
+
+@keys.command("generate")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False))
+@click.option("--alg", type=click.Choice(SUPPORTED_ALGS), default="RS256", show_default=True)
+def keys_generate(directory: str, alg: str) -> None:
+    """Create a new signing key (mode 0600). The newest key signs; all are published."""
+    key = generate_key(Path(directory), alg)
+    click.echo(f"created {key.path} (alg {alg}, kid {key.kid})")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def explain(config_path: str, identity_path: str, as_json: bool) -> None:
+    """Show, rule by rule, what an identity matches and the grants it gets."""
+    settings = _settings(config_path)
+    ident = _identity(identity_path)
+    results = mapping.explain(settings.mapping, ident, default_audience=settings.issuer.audience)
+    if as_json:
+        click.echo(json.dumps({"identity": ident.to_json(), "rules": [r.to_json() for r in results],
+                               "grants": [r.grant.to_json() for r in results if r.grant]}, indent=2))
+        return
+    click.echo(f"identity {ident.subject} ({ident.email or 'no email'}), groups {list(ident.groups)}")
+    for r in results:
+        mark = "MATCH" if r.matched else "no   "
+        click.echo(f"  {mark} {r.rule}: {r.reason}")
+        for n in r.notes:
+            click.echo(f"          note: {n}")
+    grants = [r.grant for r in results if r.grant]
+    click.echo(f"{len(grants)} grant(s):")
+    for g in grants:
+        click.echo(f"  {g.role_arn}  label={g.label!r} session={g.session_name} duration={g.default_duration}"
+                   f"/{g.max_duration}s via={g.via}")
+        if g.tags:
+            click.echo(f"    tags: {dict(g.tags)} transitive: {list(g.transitive_keys)}")
+        if g.source_identity:
+            click.echo(f"    source identity: {g.source_identity}")
+
+
+def _decode_part(part: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--role", "role_arn", required=True, help="role ARN the identity is granted")
+@click.option("--as", "kind", type=click.Choice(["jwt"]), default="jwt", show_default=True)
+@click.option("--decode", is_flag=True, help="print the decoded header and claims instead")
+def preview(config_path: str, identity_path: str, role_arn: str, kind: str, decode: bool) -> None:
+    """Print the token that would be sent to AWS for this identity and role."""
+    settings = _settings(config_path)
+    ident = _identity(identity_path)
+    grants = mapping.evaluate(settings.mapping, ident, default_audience=settings.issuer.audience)
+    grant = next((g for g in grants if g.role_arn == role_arn), None)
+    if grant is None:
+        _fail([g.role_arn for g in grants] or ["(none)"], f"{role_arn} is not granted to this identity; granted:")
+    ring, problems = load_keyring(settings.keys_dir)
+    if ring is None:
+        _fail(problems, "no usable signing key:")
+    now = int(time.time())
+    token = mint_token(grant, ident, ring.active, issuer=settings.issuer_url,
+                       audience=grant.audience or settings.issuer.audience, now=now,
+                       lifetime=settings.issuer.token_lifetime)
+    if decode:
+        h, c, _ = token.split(".")
+        click.echo(json.dumps({"header": _decode_part(h), "claims": _decode_part(c),
+                               "RoleSessionName": grant.session_name}, indent=2))
+    else:
+        click.echo(token)
+    issues = validate_jwt(token, jwks=ring.jwks(), issuer=settings.issuer_url,
+                          audiences={grant.audience or settings.issuer.audience}, now=now)
+    click.echo("AWS rules: ok" if not issues else "AWS rules broken:\n  " + "\n  ".join(issues), err=True)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--jwt", "jwt_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--jwks", "jwks_path", type=click.Path(exists=True, dir_okay=False),
+              help="JWKS JSON file (default: the config's own keys)")
+def verify(config_path: str, jwt_path: str, jwks_path: str | None) -> None:
+    """Run the strict AWS-rules validator on a JWT; list every rule it breaks."""
+    settings = _settings(config_path)
+    token = Path(jwt_path).read_text(encoding="utf-8").strip()
+    if jwks_path:
+        jwks = json.loads(Path(jwks_path).read_text(encoding="utf-8"))
+    else:
+        ring, problems = load_keyring(settings.keys_dir)
+        if ring is None:
+            _fail(problems, "no usable signing key:")
+        jwks = ring.jwks()
+    audiences = {settings.issuer.audience} | {r.audience for r in settings.mapping.rules if r.audience}
+    issues = validate_jwt(token, jwks=jwks, issuer=settings.issuer_url, audiences=audiences, now=int(time.time()))
+    if issues:
+        _fail(issues, f"{jwt_path}: {len(issues)} AWS rule(s) broken:")
+    click.echo("ok: the token passes every AWS rule the bridge knows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Typed settings from YAML, with ``${ENV}`` interpolation and ``*_file`` secrets.
+
+``load_settings(path)`` returns ``Settings`` or raises ``ConfigError`` listing EVERY problem
+as ``path.to.option: message``. Nothing reads config at import time.
+
+- ``${NAME}`` in any string is replaced by the environment variable (an unset variable is a
+  problem); ``${NAME:-default}`` falls back to ``default``.
+- For a secret option ``X`` (``client_secret``, ``secret_key``), ``X_file: /path`` reads the
+  secret from that file (trailing newline stripped). Giving both is a problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bridge.aws.arn import PARTITIONS
+from bridge.aws.keys import SUPPORTED_ALGS
+from bridge.errors import ConfigError
+from bridge.mapping.model import MappingSettings
+
+SECRET_OPTIONS = ("client_secret", "secret_key")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ID_RE = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RedisSettings(_Model):
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "bridge:"
+    socket_timeout: float = Field(2.0, gt=0, le=30)
+
+
+class SessionSettings(_Model):
+    cookie_name: str = Field("bridge_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    idle_timeout: int = Field(3600, ge=60, le=86400, description="seconds without a request")
+    absolute_timeout: int = Field(43200, ge=300, le=7 * 86400, description="seconds since sign-in")
+    pending_login_ttl: int = Field(600, ge=30, le=3600, description="seconds to finish a sign-in")
+
+
+class IssuerSettings(_Model):
+    url: str | None = None
+    audience: str = Field("sts.amazonaws.com", min_length=1, max_length=255)
+    token_lifetime: int = Field(300, ge=30, le=300)
+    keys_dir: Path = Path("keys")
+    key_alg: Literal["RS256", "ES256"] = "RS256"
+
+
+class AwsSettings(_Model):
+    partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    sts_endpoint_url: str | None = None
+    sts_timeout: float = Field(5.0, gt=0, le=60)
+    sts_max_attempts: int = Field(3, ge=1, le=10)
+
+
+class _ConnectorBase(_Model):
+    id: str = Field(pattern=_ID_RE)
+    name: str = ""
+    enabled: bool = True
+
+
+class OidcConnectorSettings(_ConnectorBase):
+    type: Literal["oidc"]
+    issuer: str
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = (
+        "client_secret_basic")
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile", "groups"])
+    email_claim: str = "email"
+    name_claim: str = "name"
+    groups_claim: str = "groups"
+    use_userinfo: bool = False
+    mfa_amr_values: list[str] = Field(default_factory=lambda: ["mfa", "otp", "hwk", "swk", "fpt", "sc"])
+    mfa_acr_values: list[str] = Field(default_factory=list)
+    allowed_algs: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256", "EdDSA"])
+    clock_skew: int = Field(60, ge=0, le=300)
+    keep_claims: list[str] = Field(default_factory=list, description="extra claims kept for rules")
+    http_timeout: float = Field(5.0, gt=0, le=60)
+    discovery_ttl: int = Field(3600, ge=60)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("https", "http") or not u.netloc:
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, v: list[str]) -> list[str]:
+        if "openid" not in v:
+            raise ValueError("must include 'openid'")
+        return v
+
+
+class DevUser(_Model):
+    subject: str = Field(min_length=1)
+    email: str | None = None
+    name: str | None = None
+    groups: list[str] = Field(default_factory=list)
+    claims: dict[str, Any] = Field(default_factory=dict)
+    mfa: bool = False
+
+
+class DevConnectorSettings(_ConnectorBase):
+    """Pick-a-user form. Only for demos and local testing: needs ``insecure_dev_login: true``."""
+
+    type: Literal["dev"]
+    users: list[DevUser] = Field(min_length=1)
+
+
+ConnectorSettings = Annotated[OidcConnectorSettings | DevConnectorSettings, Field(discriminator="type")]
+
+
+class Settings(_Model):
+    """The whole configuration. See config/bridge.example.yaml for every option, commented."""
+
+    base_url: str
+    listen: str = "127.0.0.1:8000"
+    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    templates_dir: Path | None = None
+    trusted_proxies: int = Field(0, ge=0, le=5)
+    insecure_dev_login: bool = False
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
+    issuer: IssuerSettings = Field(default_factory=IssuerSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    connectors: list[ConnectorSettings] = Field(min_length=1)
+    mapping: MappingSettings = Field(default_factory=MappingSettings)
+    # Where the config file lives: relative paths (keys_dir, *_file) resolve against it.
+    source_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("https", "http") or not u.netloc or u.query or u.fragment:
+            raise ValueError("must be an http(s) URL with no query, e.g. https://bridge.example.com")
+        return v.rstrip("/")
+
+    @property
+    def issuer_url(self) -> str:
+        return self.issuer.url or self.base_url
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.base_url).scheme == "https"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.issuer.keys_dir if self.issuer.keys_dir.is_absolute() else self.source_dir / self.issuer.keys_dir
+
+    @property
+    def enabled_connectors(self) -> list[OidcConnectorSettings | DevConnectorSettings]:
+        return [c for c in self.connectors if c.enabled]
+
+    def warnings(self) -> list[str]:
+        """Insecure or unusual settings to warn about at startup (never fatal)."""
+        out = []
+        if self.insecure_dev_login:
+            out.append("insecure_dev_login is on: anyone who can reach the sign-in page can pick a user. "
+                       "Never use it in production.")
+        if not self.secure_cookies:
+            out.append(f"base_url {self.base_url} is plain http: session cookies are not marked Secure.")
+        if urlsplit(self.issuer_url).scheme != "https":
+            out.append(f"issuer {self.issuer_url} is not https: AWS only trusts https OIDC issuers.")
+        for c in self.enabled_connectors:
+            if isinstance(c, OidcConnectorSettings) and urlsplit(c.issuer).scheme != "https":
+                out.append(f"connector {c.id}: upstream issuer {c.issuer} is plain http.")
+        return out
+
+
+def _interpolate(node: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def sub(m: re.Match[str]) -> str:
+            value = os.environ.get(m[1])
+            if value is None:
+                if m[2] is None:
+                    problems.append(f"{path}: environment variable {m[1]} is not set")
+                    return ""
+                return m[2]
+            return value
+        out = _ENV_RE.sub(sub, node)
+        # A whole-value ${X} that became "true"/"123" should type like YAML would.
+        if _ENV_RE.fullmatch(node) and out.lower() in ("true", "false"):
+            return out.lower() == "true"
+        return out
+    return node
+
+
+def _read_secret_files(node: Any, path: str, base: Path, problems: list[str]) -> Any:
+    if isinstance(node, list):
+        return [_read_secret_files(v, f"{path}[{i}]", base, problems) for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _read_secret_files(v, f"{path}.{k}" if path else k, base, problems) for k, v in node.items()}
+    for name in SECRET_OPTIONS:
+        file_key = f"{name}_file"
+        if file_key not in out:
+            continue
+        where = f"{path}.{file_key}" if path else file_key
+        if name in out:
+            problems.append(f"{where}: give {name} or {file_key}, not both")
+        p = Path(str(out.pop(file_key)))
+        p = p if p.is_absolute() else base / p
+        try:
+            out[name] = p.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            problems.append(f"{where}: cannot read {p} ({e.strerror})")
+    return out
+
+
+def _loc(loc: tuple[str | int, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("oidc", "dev") and parts and parts[-1].endswith("]"):
+            continue  # discriminator tag pydantic adds; the user never wrote it
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _semantic_problems(s: Settings) -> list[str]:
+    problems = []
+    ids = [c.id for c in s.connectors]
+    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(f"connectors: id {dup!r} is used more than once")
+    for i, c in enumerate(s.connectors):
+        if isinstance(c, DevConnectorSettings) and c.enabled and not s.insecure_dev_login:
+            problems.append(f"connectors[{i}]: the dev connector {c.id!r} needs insecure_dev_login: true "
+                            "(it signs anyone in as any user)")
+        if isinstance(c, OidcConnectorSettings):
+            if c.token_endpoint_auth_method != "none" and c.client_secret is None:
+                problems.append(f"connectors[{i}].client_secret: required for {c.token_endpoint_auth_method} "
+                                "(or set client_secret_file)")
+            bad = [a for a in c.allowed_algs if a in ("none", "HS256", "HS384", "HS512")]
+            if bad:
+                problems.append(f"connectors[{i}].allowed_algs: {bad} are not allowed for ID tokens")
+    for i, r in enumerate(s.mapping.rules):
+        for cid in r.connectors or []:
+            if cid not in ids:
+                problems.append(f"mapping.rules[{i}].connectors: no connector with id {cid!r}")
+        if not r.role_arn.startswith(f"arn:{s.aws.partition}:"):
+            problems.append(f"mapping.rules[{i}].role_arn: not in the configured partition {s.aws.partition}")
+    if s.issuer.key_alg not in SUPPORTED_ALGS:
+        problems.append(f"issuer.key_alg: use one of {SUPPORTED_ALGS}")
+    if s.aws.partition not in PARTITIONS:
+        problems.append("aws.partition: unknown partition")
+    if s.session.idle_timeout > s.session.absolute_timeout:
+        problems.append("session.idle_timeout: longer than session.absolute_timeout")
+    return problems
+
+
+def settings_from_dict(raw: Any, *, source_dir: Path = Path(".")) -> Settings:
+    """Build and validate settings from a parsed YAML document; raise ConfigError with every problem."""
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): the config must be a YAML mapping"])
+    data = _interpolate(raw, "", problems)
+    data = _read_secret_files(data, "", source_dir, problems)
+    data["source_dir"] = source_dir
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        problems += [f"{_loc(err['loc'])}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+        raise ConfigError(problems) from None
+    problems += _semantic_problems(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read ``path`` (YAML) into Settings; raise ConfigError listing every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"{p}: cannot read config ({e.strerror})"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "?"
+        raise ConfigError([f"{p} ({where}): not valid YAML: {getattr(e, 'problem', e)}"]) from None
+    return settings_from_dict(raw, source_dir=p.resolve().parent)

@@ -1,0 +1,187 @@
+"""``bridge demo``: Redis, a local STS (moto_server), the demo OIDC IdP and the bridge, on loopback.
+
+Uses the Redis on 127.0.0.1:6379 when one answers, else starts its own ``redis-server``.
+The demo IdP (npm ``oidc-provider``, tests/peers/op.mjs) runs when Node and its
+node_modules are present; the insecure "Dev login" works either way. Ctrl-C stops
+everything this command started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bridge.aws.keys import generate_key, load_keyring
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def _redis_up(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait(url: str, what: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up at {url}")
+
+
+class _Procs:
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, args: list[str], **kw: object) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(args, **kw)  # type: ignore[call-overload]
+        self.procs.append((name, p))
+        return p  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        for _, p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+        for _, p in reversed(self.procs):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
+    """Start everything, print what to open, wait for Ctrl-C (or run one smoke login and stop)."""
+    root = config.resolve().parent.parent
+    state = root / ".demo"
+    keys_dir = state / "keys"
+    if load_keyring(keys_dir)[0] is None:
+        shutil.rmtree(keys_dir, ignore_errors=True)
+        generate_key(keys_dir, "RS256")
+    procs = _Procs()
+    env = {**os.environ, "DEMO_PORT": str(port), "DEMO_KEYS_DIR": str(keys_dir)}
+    try:
+        # Redis: reuse a running one, else our own.
+        if not smoke and _redis_up("redis://127.0.0.1:6379/0"):
+            env["DEMO_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+        else:
+            exe = shutil.which("redis-server")
+            if not exe:
+                print("No Redis answers on 127.0.0.1:6379 and redis-server is not installed "
+                      "(apt-get install redis-server).", file=sys.stderr)
+                return 1
+            rport = _free_port(6390)
+            procs.start("redis", [exe, "--bind", "127.0.0.1", "--port", str(rport), "--save", "",
+                                  "--appendonly", "no", "--dir", tempfile.mkdtemp(prefix="bridge-redis-")],
+                        stdout=subprocess.DEVNULL)
+            env["DEMO_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+        # Local STS.
+        sport = _free_port(5055)
+        moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+        if not moto:
+            print("moto_server is missing: run `make demo` (it installs the demo's Python deps).", file=sys.stderr)
+            return 1
+        procs.start("sts", [moto, "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+        env["DEMO_STS_URL"] = f"http://127.0.0.1:{sport}"
+        # Demo OIDC IdP (Node), when available.
+        peers = root / "tests" / "peers"
+        node = shutil.which("node")
+        if node and (peers / "node_modules" / "oidc-provider").is_dir():
+            oport = _free_port(9000)
+            procs.start("idp", [node, "op.mjs"], cwd=peers, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env={**os.environ, "PORT": str(oport),
+                             "REDIRECT_URIS": f"http://127.0.0.1:{port}/callback/demo",
+                             "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{port}/"})
+            env["DEMO_OIDC_ISSUER"] = f"http://127.0.0.1:{oport}"
+            _wait(f"http://127.0.0.1:{oport}/.well-known/openid-configuration", "demo IdP")
+        else:
+            env["DEMO_OIDC_ENABLED"] = "false"
+            print("note: Node or tests/peers/node_modules missing: the demo OIDC IdP is off; use Dev login.")
+        _wait(f"{env['DEMO_STS_URL']}/", "local STS")
+        procs.start("bridge", [sys.executable, "-m", "bridge.cli", "serve", "--config", str(config)], env=env)
+        _wait(f"http://127.0.0.1:{port}/healthz", "bridge", 30)
+        if smoke:
+            return _smoke(port, env["DEMO_STS_URL"])
+        _banner(port, env)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while all(p.poll() is None for _, p in procs.procs):
+            time.sleep(0.5)
+        dead = [n for n, p in procs.procs if p.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping the demo…")
+        return 0
+    except RuntimeError as e:
+        print(f"demo failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop()
+
+
+def _banner(port: int, env: dict[str, str]) -> None:
+    base = f"http://127.0.0.1:{port}"
+    oidc = env.get("DEMO_OIDC_ENABLED") != "false"
+    print(f"""
+Federation Bridge demo is running.
+
+  Open        {base}/
+  Sign in     {'"Demo IdP (OIDC)": alice / alice-pw (admins, MFA), bob / bob-pw, carol / carol-pw' if oidc else ''}
+              "Dev login (insecure)": pick alice, bob or carol
+  Local STS   {env['DEMO_STS_URL']}   (moto; accepts any key)
+  Redis       {env['DEMO_REDIS_URL']}
+
+On a role's Credentials page, paste the export lines into a shell, then:
+  aws sts get-caller-identity --endpoint-url {env['DEMO_STS_URL']}
+
+Ctrl-C stops everything this command started.
+""", flush=True)
+
+
+def _smoke(port: int, sts_url: str) -> int:
+    """One dev login → credentials → GetCallerIdentity; prints the ARN. For `make demo-check`."""
+    import re
+
+    import boto3
+
+    base = f"http://127.0.0.1:{port}"
+    s = requests.Session()
+    r = s.get(f"{base}/login/dev", allow_redirects=False, timeout=10)
+    state = re.search(r"state=([\w-]+)", r.headers["location"])
+    assert state, "dev login did not redirect with a state"
+    s.post(f"{base}/callback/dev", data={"state": state[1], "user": "alice"}, timeout=10)
+    portal = s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).json()
+    grant = portal["grants"][0]
+    creds = s.post(f"{base}/credentials/{grant['id']}", headers={"Accept": "application/json",
+                   "X-CSRF-Token": portal["csrf_token"]}, timeout=30).json()
+    arn = boto3.client("sts", endpoint_url=sts_url, region_name="us-east-1",
+                       aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                       aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"]
+    print(f"demo smoke ok: {arn}")
+    return 0

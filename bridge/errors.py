@@ -1,0 +1,149 @@
+"""The bridge's error tree. Every failure a user can hit is one of these.
+
+    BridgeError                      code, HTTP status, user-facing title/message/hint
+    ├── ConfigError                  bad settings; carries every problem found (startup only)
+    ├── LoginError (400)             state missing/mismatched/replayed/expired, bad callback
+    │   ├── IdpDenied (403)          the IdP said no (error=access_denied, ...)
+    │   └── InvalidIdToken (401)     signature, iss, aud, exp, iat, nonce
+    ├── NotSignedIn (401)            no or expired bridge session
+    ├── NotGranted (403)             the role is not one of the user's grants
+    ├── BadRequest (400)             malformed form data (CSRF, duration, ...)
+    ├── UpstreamUnavailable (503)    discovery/JWKS/token endpoint unreachable
+    ├── StoreUnavailable (503)       Redis unreachable
+    └── StsError                     an STS answer, mapped from its error code
+        └── StsUnavailable (503)     STS unreachable or throttled past the retries
+
+User-facing text is generic and lives in these classes; ``detail`` carries specifics
+for the log (never a token, assertion or secret) and is shown to the user only when
+``show_detail`` is true (it then holds text we chose or the IdP/STS reason).
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every expected failure: rendered as a page or JSON, never as a 500."""
+
+    code = "error"
+    status = 500
+    title = "Something went wrong"
+    message = "The bridge could not complete your request."
+    hint = "Try again. If it keeps happening, give the request id to your administrator."
+    show_detail = False
+
+    def __init__(self, detail: str = "", *, code: str | None = None, message: str | None = None,
+                 hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(detail or self.message)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if message is not None:
+            self.message = message
+        if hint is not None:
+            self.hint = hint
+        if status is not None:
+            self.status = status
+
+    def public(self) -> dict[str, str]:
+        """What the user may see (page or JSON body, request id added by the web layer)."""
+        out = {"error": self.code, "title": self.title, "message": self.message, "hint": self.hint}
+        if self.show_detail and self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class ConfigError(BridgeError):
+    """Settings that cannot work. ``problems`` lists every one as ``path: message``."""
+
+    code = "config_invalid"
+    title = "Configuration error"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class LoginError(BridgeError):
+    code = "login_failed"
+    status = 400
+    title = "Sign-in could not be completed"
+    message = "The sign-in response could not be accepted."
+    hint = "Start the sign-in again from the bridge's sign-in page."
+
+
+class IdpDenied(LoginError):
+    code = "idp_denied"
+    status = 403
+    title = "Your identity provider refused the sign-in"
+    message = "The identity provider did not sign you in."
+    hint = "Check with your identity provider's administrator that you may use this application."
+    show_detail = True
+
+
+class InvalidIdToken(LoginError):
+    code = "invalid_id_token"
+    status = 401
+    title = "The identity provider's answer was rejected"
+    message = "The ID token from your identity provider did not pass verification."
+    hint = ("Start the sign-in again. If it keeps failing, the identity provider or the bridge's "
+            "connector settings (issuer, client id, clock) need attention.")
+
+
+class NotSignedIn(BridgeError):
+    code = "not_signed_in"
+    status = 401
+    title = "Not signed in"
+    message = "You are not signed in, or your session has ended."
+    hint = "Sign in again."
+
+
+class NotGranted(BridgeError):
+    code = "not_granted"
+    status = 403
+    title = "Not allowed"
+    message = "You do not have access to this role."
+    hint = "Ask your administrator for access, or pick a role listed on your portal."
+    show_detail = True
+
+
+class BadRequest(BridgeError):
+    code = "bad_request"
+    status = 400
+    title = "Bad request"
+    message = "The request could not be understood."
+    hint = "Go back to the portal and try again."
+    show_detail = True
+
+
+class UpstreamUnavailable(BridgeError):
+    code = "idp_unavailable"
+    status = 503
+    title = "Identity provider unreachable"
+    message = "The bridge could not reach your identity provider."
+    hint = "Try again in a minute. If it persists, the identity provider may be down."
+
+
+class StoreUnavailable(BridgeError):
+    code = "store_unavailable"
+    status = 503
+    title = "Temporarily unavailable"
+    message = "The bridge's session store is unreachable."
+    hint = "Try again in a minute. Your administrator has been told through the logs."
+
+
+class StsError(BridgeError):
+    code = "sts_error"
+    status = 502
+    title = "AWS refused the request"
+    message = "AWS STS did not issue credentials."
+    hint = "Give the request id to your administrator."
+    show_detail = True
+
+
+class StsUnavailable(StsError):
+    code = "sts_unavailable"
+    status = 503
+    title = "AWS STS unreachable"
+    message = "The bridge could not reach AWS STS."
+    hint = "Try again in a minute."
+    show_detail = False

@@ -1,0 +1,129 @@
+"""Value types that flow one way: Upstream → Identity → Mapping → Grant → AWS → Credentials.
+
+All are frozen and JSON-round-trippable (``to_json`` / ``from_json``) because sessions are
+stored as JSON in Redis — never pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The one shape every upstream connector returns after a verified login.
+
+    ``claims`` holds the upstream claims we keep for rules (never raw tokens).
+    ``mfa`` is the connector's judgement; ``amr``/``acr`` are kept for later rules.
+    """
+
+    connector_id: str
+    subject: str
+    issuer: str
+    email: str | None = None
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    authn_time: int | None = None
+    mfa: bool = False
+    amr: tuple[str, ...] = ()
+    acr: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["groups"] = list(self.groups)
+        d["amr"] = list(self.amr)
+        d["claims"] = dict(self.claims)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Identity:
+        return cls(
+            connector_id=str(d["connector_id"]), subject=str(d["subject"]), issuer=str(d.get("issuer", "")),
+            email=d.get("email"), name=d.get("name"), groups=tuple(d.get("groups") or ()),
+            claims=dict(d.get("claims") or {}), authn_time=d.get("authn_time"), mfa=bool(d.get("mfa")),
+            amr=tuple(d.get("amr") or ()), acr=d.get("acr"),
+        )
+
+
+def grant_id_for(role_arn: str) -> str:
+    """Stable, URL-safe grant id: the same role always gets the same id in every session."""
+    return hashlib.sha256(role_arn.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What mapping decided a user may assume. ``via`` names the rule that produced it."""
+
+    role_arn: str
+    account_id: str
+    label: str
+    session_name: str
+    via: str
+    audience: str | None = None
+    provider_arn: str | None = None
+    source_identity: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    transitive_keys: tuple[str, ...] = ()
+    default_duration: int = 3600
+    max_duration: int = 3600
+    mfa_required: bool = False
+    path: str = "jwt"
+
+    @property
+    def id(self) -> str:
+        return grant_id_for(self.role_arn)
+
+    @property
+    def role_name(self) -> str:
+        return self.role_arn.rsplit("/", 1)[-1]
+
+    def allowed_durations(self) -> list[int]:
+        """Durations the portal offers: common steps up to the grant's maximum (AWS min is 900 s)."""
+        steps = [900, 1800, 3600, 7200, 14400, 28800, 43200]
+        out = [s for s in steps if s <= self.max_duration]
+        if self.max_duration not in out:
+            out.append(self.max_duration)
+        return sorted(set(out))
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tags"] = dict(self.tags)
+        d["transitive_keys"] = list(self.transitive_keys)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Grant:
+        kw = dict(d)
+        kw["tags"] = dict(kw.get("tags") or {})
+        kw["transitive_keys"] = tuple(kw.get("transitive_keys") or ())
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Temporary AWS credentials from STS. Secret: never log, never put in a URL."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime
+    assumed_role_arn: str
+    role_arn: str
+    session_name: str
+    region: str
+
+    @property
+    def account_id(self) -> str:
+        return self.assumed_role_arn.split(":")[4] if self.assumed_role_arn.count(":") >= 5 else ""
+
+    def expiration_iso(self) -> str:
+        """RFC 3339 UTC with a ``Z`` and no fractional seconds (the strictest consumer's format)."""
+        return self.expiration.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def __repr__(self) -> str:  # keep secrets out of tracebacks and debug logs
+        return f"Credentials(access_key_id={self.access_key_id!r}, role_arn={self.role_arn!r}, secret=***)"

@@ -1,0 +1,70 @@
+"""Everything a request needs, built once by ``create_app`` from settings (no module-level clients)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge import mapping
+from bridge.aws.keys import KeyRing, load_keyring
+from bridge.aws.sts import StsGateway
+from bridge.aws.token import mint_token
+from bridge.aws.validate import validate_assume_params
+from bridge.config import Settings
+from bridge.errors import BadRequest, ConfigError
+from bridge.flow import LoginFlow
+from bridge.identity import Credentials, Grant, Identity
+from bridge.logs import event
+from bridge.store import Store
+from bridge.upstream import Connector, build_connector
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    flow: LoginFlow
+    connectors: dict[str, Connector]
+    keyring: KeyRing
+    sts: StsGateway
+    clock: Callable[[], float] = field(default=time.time)
+
+    def grants_for(self, identity: Identity) -> list[Grant]:
+        """Run the mapping rules; log what was sanitized or withheld (never the values)."""
+        results = mapping.explain(self.settings.mapping, identity, default_audience=self.settings.issuer.audience)
+        for r in results:
+            if r.matched and (r.notes or r.grant is None):
+                event("mapping_notes", logging.INFO, rule=r.rule, granted=r.grant is not None,
+                      reason=r.reason, notes=list(r.notes))
+        return [r.grant for r in results if r.grant]
+
+    def issue_credentials(self, identity: Identity, grant: Grant, duration: int) -> Credentials:
+        """Mint a token for ``grant`` and redeem it at STS (AssumeRoleWithWebIdentity)."""
+        if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
+            raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
+                             message="That session duration is not allowed for this role.")
+        token = mint_token(grant, identity, self.keyring.active, issuer=self.settings.issuer_url,
+                           audience=grant.audience or self.settings.issuer.audience, now=int(self.clock()),
+                           lifetime=self.settings.issuer.token_lifetime)
+        started = time.monotonic()
+        creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn, session_name=grant.session_name,
+                                                       token=token, duration=duration)
+        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, session_name=grant.session_name,
+              connector=identity.connector_id, duration=duration, tags=sorted(grant.tags),
+              sts_ms=round((time.monotonic() - started) * 1000, 1))
+        return creds
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire store, connectors, keys and STS; raise ConfigError listing every runtime problem."""
+    keyring, problems = load_keyring(settings.keys_dir)
+    if problems or keyring is None:
+        raise ConfigError([f"issuer.keys_dir: {p}" for p in problems])
+    store = Store.from_url(settings.redis.url, settings.redis.key_prefix, settings.redis.socket_timeout)
+    connectors = {c.id: build_connector(c, base_url=settings.base_url) for c in settings.enabled_connectors}
+    flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
+    sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
+                     timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts)
+    return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts)

@@ -1,0 +1,110 @@
+"""Redis state: sessions and pending logins (JSON only, never pickle).
+
+Contract:
+- Pending logins are single-use: ``take_pending`` reads and deletes atomically (GETDEL), so a
+  replayed callback finds nothing. They expire after their TTL.
+- Sessions are keyed by the SHA-256 of the cookie value, so someone reading Redis cannot
+  use what they read as a cookie. A session ends at the first of: idle timeout (TTL
+  refreshed on each use), absolute timeout (stored in the record), or ``delete_session``.
+- Every Redis failure becomes ``StoreUnavailable`` (a 503 for the user), never a 500.
+Not verified here: the meaning of the stored documents (the callers own their shape).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from bridge.errors import StoreUnavailable
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as e:
+        raise StoreUnavailable(f"redis: {type(e).__name__}") from None
+
+
+class Store:
+    """Sessions and pending logins in one Redis, under ``prefix``."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "bridge:", clock: Callable[[], float] = time.time):
+        self.r = client
+        self.prefix = prefix
+        self.clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, socket_timeout: float = 2.0) -> Store:
+        client = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+                                      health_check_interval=30)
+        return cls(client, prefix)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
+    # -- pending logins ---------------------------------------------------------------
+    def put_pending(self, state: str, record: dict[str, Any], ttl: int) -> None:
+        with _redis_errors():
+            self.r.set(f"{self.prefix}pending:{state}", json.dumps(record), ex=ttl, nx=True)
+
+    def take_pending(self, state: str) -> dict[str, Any] | None:
+        """The pending login for ``state``, deleted in the same step; None if unknown, used or expired."""
+        with _redis_errors():
+            raw = self.r.getdel(f"{self.prefix}pending:{state}")
+        return None if raw is None else dict(json.loads(raw))
+
+    # -- sessions -----------------------------------------------------------------------
+    def _skey(self, sid: str) -> str:
+        return f"{self.prefix}session:{hashlib.sha256(sid.encode()).hexdigest()}"
+
+    def create_session(self, data: dict[str, Any], *, idle: int, absolute: int) -> str:
+        """Store a new session; return the random id to put in the cookie."""
+        sid = secrets.token_urlsafe(32)
+        now = int(self.clock())
+        doc = {**data, "created_at": now, "expires_at": now + absolute}
+        with _redis_errors():
+            self.r.set(self._skey(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, absolute))
+        return sid
+
+    def load_session(self, sid: str, *, idle: int) -> dict[str, Any] | None:
+        """The session for ``sid`` with its idle timer reset, or None if unknown or past either timeout."""
+        if not sid or len(sid) > 128:
+            return None
+        key = self._skey(sid)
+        with _redis_errors():
+            raw = self.r.get(key)
+            if raw is None:
+                return None
+            doc: dict[str, Any] = json.loads(raw)
+            remaining = int(doc.get("expires_at", 0)) - int(self.clock())
+            if remaining <= 0:
+                self.r.delete(key)
+                return None
+            self.r.expire(key, min(idle, remaining))
+        return doc
+
+    def save_session(self, sid: str, doc: dict[str, Any], *, idle: int) -> None:
+        remaining = int(doc.get("expires_at", 0)) - int(self.clock())
+        if remaining <= 0:
+            return
+        with _redis_errors():
+            self.r.set(self._skey(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, remaining), xx=True)
+
+    def delete_session(self, sid: str) -> None:
+        with _redis_errors():
+            self.r.delete(self._skey(sid))
+
+    def session_key(self, sid: str) -> str:
+        """The Redis key of a session (for operations and the memory benchmark)."""
+        return self._skey(sid)

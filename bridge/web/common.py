@@ -1,0 +1,78 @@
+"""Helpers shared by the views: services, the server-side session, CSRF, JSON vs HTML."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from flask import current_app, g, request
+
+from bridge.errors import BadRequest, NotSignedIn
+from bridge.identity import Grant, Identity
+from bridge.services import Services
+
+
+def services() -> Services:
+    svc: Services = current_app.extensions["bridge"]
+    return svc
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def current_session() -> dict[str, Any] | None:
+    """The signed-in user's session document (loaded once per request), or None."""
+    if "bridge_session" not in g:
+        svc = services()
+        sid = request.cookies.get(svc.settings.session.cookie_name, "")
+        g.bridge_session = svc.store.load_session(sid, idle=svc.settings.session.idle_timeout) if sid else None
+    doc: dict[str, Any] | None = g.bridge_session
+    return doc
+
+
+def require_session() -> dict[str, Any]:
+    doc = current_session()
+    if doc is None:
+        raise NotSignedIn()
+    return doc
+
+
+def session_identity(doc: dict[str, Any]) -> Identity:
+    return Identity.from_json(doc["identity"])
+
+
+def session_grants(doc: dict[str, Any]) -> list[Grant]:
+    return [Grant.from_json(x) for x in doc.get("grants", [])]
+
+
+def start_session(identity: Identity, grants: list[Grant]) -> None:
+    """Create a fresh session (new id: rotated at login) and drop the old one if any."""
+    svc = services()
+    s = svc.settings.session
+    old = request.cookies.get(s.cookie_name)
+    if old:
+        svc.store.delete_session(old)
+    doc = {"identity": identity.to_json(), "grants": [gr.to_json() for gr in grants],
+           "csrf": secrets.token_urlsafe(24)}
+    g.new_session_id = svc.store.create_session(doc, idle=s.idle_timeout, absolute=s.absolute_timeout)
+
+
+def end_session() -> None:
+    svc = services()
+    sid = request.cookies.get(svc.settings.session.cookie_name)
+    if sid:
+        svc.store.delete_session(sid)
+    g.clear_session_cookie = True
+
+
+def check_csrf(doc: dict[str, Any]) -> None:
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    if not hmac.compare_digest(sent.encode(), str(doc.get("csrf", "")).encode()):
+        raise BadRequest("missing or wrong CSRF token", code="csrf_failed",
+                         message="This form has expired or did not come from the bridge.",
+                         hint="Reload the portal and try again.")

@@ -1,0 +1,79 @@
+"""Request ids, security headers, session cookies, and every error as a page or JSON (never a 500 trace)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+
+from flask import Flask, g, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from bridge.errors import BridgeError, NotSignedIn
+from bridge.logs import event, request_id
+from bridge.web.common import services, wants_json
+
+_RID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def _error_response(err: BridgeError) -> ResponseReturnValue:
+    body = {**err.public(), "request_id": request_id.get()}
+    if wants_json():
+        return jsonify(body), err.status
+    return render_template("error.html", err=body), err.status
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        rid = request.headers.get("X-Request-ID", "")
+        rid = rid if _RID_RE.match(rid) else secrets.token_hex(8)
+        g.request_id = rid
+        request_id.set(rid)
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        svc = services()
+        s = svc.settings.session
+        if new_sid := g.get("new_session_id"):
+            resp.set_cookie(s.cookie_name, new_sid, max_age=s.absolute_timeout, httponly=True,
+                            secure=svc.settings.secure_cookies, samesite="Lax", path="/")
+        elif g.get("clear_session_cookie"):
+            resp.delete_cookie(s.cookie_name, path="/", httponly=True, secure=svc.settings.secure_cookies,
+                               samesite="Lax")
+        resp.headers["X-Request-ID"] = g.get("request_id", "-")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
+        if g.get("no_store") or request.path.startswith(("/portal", "/credentials", "/callback")):
+            resp.headers["Cache-Control"] = "no-store"
+            resp.headers["Pragma"] = "no-cache"
+        return resp
+
+    @app.errorhandler(BridgeError)
+    def _bridge_error(err: BridgeError) -> ResponseReturnValue:
+        if isinstance(err, NotSignedIn) and request.method == "GET" and not wants_json():
+            return redirect(url_for("login.index", return_to=request.full_path.rstrip("?")))
+        level = logging.WARNING if err.status < 500 else logging.ERROR
+        event("request_failed", level, code=err.code, status=err.status, path=request.path,
+              error_type=type(err).__name__, detail=err.detail[:300])
+        return _error_response(err)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> ResponseReturnValue:
+        status = err.code or 500
+        be = BridgeError(err.description or "", code=(err.name or "error").lower().replace(" ", "_"),
+                         message=err.description or "", status=status)
+        be.title = err.name or "Error"
+        be.hint = "Check the address, or go back to the start page."
+        return _error_response(be)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> ResponseReturnValue:
+        # The one place an unexpected exception lands: logged by type only, shown generically.
+        event("unhandled_error", logging.ERROR, error_type=type(err).__name__, path=request.path)
+        return _error_response(BridgeError(type(err).__name__))

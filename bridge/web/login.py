@@ -1,0 +1,78 @@
+"""Sign-in pages: the IdP picker, login start, callbacks (OIDC redirect / form POST), sign-out."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from bridge.errors import NotSignedIn
+from bridge.flow import safe_return_to
+from bridge.logs import event
+from bridge.upstream.dev import DevConnector
+from bridge.web.common import check_csrf, current_session, end_session, services, start_session
+
+bp = Blueprint("login", __name__)
+
+
+def _connector(connector_id: str):  # type: ignore[no-untyped-def]
+    c = services().connectors.get(connector_id)
+    if c is None:
+        abort(404, description=f"There is no identity provider called {connector_id!r} here.")
+    return c
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """Sign-in page: one button per configured identity provider."""
+    return_to = safe_return_to(request.args.get("return_to"))
+    return render_template("index.html", connectors=list(services().connectors.values()),
+                           return_to=return_to, signed_in=current_session() is not None)
+
+
+@bp.get("/login/<connector_id>")
+def login(connector_id: str) -> ResponseReturnValue:
+    """Start a sign-in with one IdP."""
+    connector = _connector(connector_id)
+    url = services().flow.begin(connector, request.args.get("return_to"))
+    event("login_started", connector=connector_id)
+    return redirect(url, code=302)
+
+
+@bp.get("/dev-login/<connector_id>")
+def dev_login(connector_id: str) -> ResponseReturnValue:
+    """The dev connector's pick-a-user form (only exists with insecure_dev_login)."""
+    connector = _connector(connector_id)
+    if not isinstance(connector, DevConnector):
+        abort(404)
+    return render_template("dev_login.html", connector=connector, state=request.args.get("state", ""))
+
+
+@bp.route("/callback/<connector_id>", methods=["GET", "POST"])
+def callback(connector_id: str) -> ResponseReturnValue:
+    """OIDC redirect URI (GET) and form-POST callback."""
+    connector = _connector(connector_id)
+    params = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
+    svc = services()
+    try:
+        identity, return_to = svc.flow.complete(connector, params)
+    except Exception as e:
+        event("login_failed", connector=connector_id, error_type=type(e).__name__,
+              code=getattr(e, "code", "error"))
+        raise
+    grants = svc.grants_for(identity)
+    start_session(identity, grants)
+    event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
+          mfa=identity.mfa, grants=len(grants))
+    return redirect(return_to, code=303)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """End the bridge session (Redis record deleted, cookie cleared)."""
+    doc = current_session()
+    if doc is None:
+        raise NotSignedIn()
+    check_csrf(doc)
+    end_session()
+    event("logout")
+    return redirect(url_for("login.index"), code=303)

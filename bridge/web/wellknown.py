@@ -1,0 +1,50 @@
+"""Our OIDC issuer documents (what the IAM OIDC provider reads) and health endpoints."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from bridge.web.common import services
+
+bp = Blueprint("wellknown", __name__)
+
+
+def discovery_document(issuer: str) -> dict[str, object]:
+    """Minimal discovery for a token *issuer* (no authorization endpoint is used by STS)."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "exp", "jti", "https://aws.amazon.com/tags",
+                             "https://aws.amazon.com/source_identity"],
+    }
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> ResponseReturnValue:
+    resp = jsonify(discovery_document(services().settings.issuer_url))
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> ResponseReturnValue:
+    resp = jsonify(services().keyring.jwks())
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """Liveness: the process answers."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    """Readiness: Redis answers."""
+    ok = services().store.ping()
+    return jsonify(status="ok" if ok else "unavailable", redis=ok), (200 if ok else 503)

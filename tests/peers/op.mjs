@@ -1,0 +1,75 @@
+// Test / demo upstream OIDC provider (npm oidc-provider), after shared/testing/peers.md §1.
+//   PORT=9000 REDIRECT_URIS=http://127.0.0.1:8000/callback/demo [AUTO_LOGIN=alice] node op.mjs
+// One confidential client, a password form (no devInteractions), automatic consent,
+// email/groups/amr/acr in the id_token, PKCE required. Test use only: in-memory storage.
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const PORT = Number(process.env.PORT || 9000);
+const ISSUER = `http://127.0.0.1:${PORT}`;
+const AUTO_LOGIN = process.env.AUTO_LOGIN || '';
+const CLIENT_ID = process.env.CLIENT_ID || 'bridge';
+const CLIENT_SECRET = process.env.CLIENT_SECRET || 'bridge-secret';
+const REDIRECT_URIS = (process.env.REDIRECT_URIS || 'http://127.0.0.1:8000/callback/demo').split(',');
+const LOGOUT_URIS = (process.env.POST_LOGOUT_REDIRECT_URIS || 'http://127.0.0.1:8000/').split(',');
+const ACCOUNTS = {
+  alice: { password: 'alice-pw', email: 'alice@example.com', email_verified: true, name: 'Alice Example',
+           groups: ['aws-admins', 'aws-readonly'], department: 'Platform', amr: ['pwd', 'mfa'] },
+  bob:   { password: 'bob-pw', email: 'bob@example.com', email_verified: true, name: 'Bob',
+           groups: ['aws-readonly'], department: 'Finance & Ops', amr: ['pwd'] },
+  carol: { password: 'carol-pw', email: 'carol@example.com', email_verified: true, name: 'Carol',
+           groups: [], amr: ['pwd'] },
+};
+const provider = new Provider(ISSUER, {
+  clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET,
+    redirect_uris: REDIRECT_URIS, post_logout_redirect_uris: LOGOUT_URIS,
+    grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic' }],
+  claims: { openid: ['sub', 'amr', 'acr', 'auth_time'],
+            email: ['email', 'email_verified'], profile: ['name', 'department'], groups: ['groups'] },
+  conformIdTokenClaims: false,
+  pkce: { required: () => true },
+  features: { devInteractions: { enabled: false } },
+  interactions: { url: (ctx, i) => `/interaction/${i.uid}` },
+  cookies: { keys: ['test-only-cookie-key'] },
+  async findAccount(ctx, id) {
+    const a = ACCOUNTS[id]; if (!a) return undefined;
+    return { accountId: id, async claims() { const { password, amr, ...c } = a; return { sub: id, ...c }; } };
+  },
+});
+const finishLogin = (req, res, id) => provider.interactionFinished(req, res,
+  { login: { accountId: id, amr: ACCOUNTS[id].amr, acr: 'urn:test:loa:1' } }, { mergeWithLastSubmission: false });
+async function autoConsent(req, res, { prompt: { details: d }, params, session, grantId }) {
+  const g = grantId ? await provider.Grant.find(grantId)
+    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+  if (d.missingOIDCScope) g.addOIDCScope(d.missingOIDCScope.join(' '));
+  if (d.missingOIDCClaims) g.addOIDCClaims(d.missingOIDCClaims);
+  if (d.missingResourceScopes) for (const [r, s] of Object.entries(d.missingResourceScopes)) g.addResourceScope(r, s.join(' '));
+  await provider.interactionFinished(req, res, { consent: { grantId: await g.save() } }, { mergeWithLastSubmission: true });
+}
+const readForm = (req) => new Promise((ok) => { let b = ''; req.on('data', (c) => { b += c; });
+  req.on('end', () => ok(Object.fromEntries(new URLSearchParams(b)))); });
+const loginPage = (uid, err = '') => `<!doctype html><title>Demo IdP sign-in</title>
+<style>body{font-family:sans-serif;max-width:26rem;margin:4rem auto}input,button{display:block;margin:.5rem 0;padding:.4rem;width:100%}</style>
+<h1>Demo IdP</h1><p>Users: alice / alice-pw (admins, MFA), bob / bob-pw (read-only), carol / carol-pw (no groups)</p>
+<form method="post" action="/interaction/${uid}/login">${err ? `<p id="error">${err}</p>` : ''}
+<label>Username <input id="username" name="username" autofocus></label>
+<label>Password <input id="password" name="password" type="password"></label>
+<button id="submit" type="submit">Sign in</button></form>`;
+const oidc = provider.callback();
+http.createServer(async (req, res) => {
+  const m = req.url.match(/^\/interaction\/([\w-]+)(\/login)?$/);
+  if (!m) return oidc(req, res);
+  try {
+    const details = await provider.interactionDetails(req, res);
+    if (details.prompt.name === 'consent') return await autoConsent(req, res, details);
+    if (req.method === 'POST' && m[2]) {
+      const { username, password } = await readForm(req);
+      if (ACCOUNTS[username]?.password !== password) {
+        res.writeHead(401, { 'content-type': 'text/html' }); return res.end(loginPage(m[1], 'Invalid credentials')); }
+      return await finishLogin(req, res, username);
+    }
+    if (AUTO_LOGIN) return await finishLogin(req, res, AUTO_LOGIN);
+    res.writeHead(200, { 'content-type': 'text/html' }); res.end(loginPage(m[1]));
+  } catch (e) { res.writeHead(400, { 'content-type': 'text/plain' }); res.end(String(e)); }
+}).listen(PORT, '127.0.0.1', () => console.log(`OP listening on ${ISSUER}`));
