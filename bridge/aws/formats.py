@@ -25,7 +25,8 @@ def env_exports(creds: Credentials) -> str:
         ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key),
         ("AWS_SESSION_TOKEN", creds.session_token),
         ("AWS_CREDENTIAL_EXPIRATION", creds.expiration_iso()),
-        ("AWS_REGION", creds.region),
+        ("AWS_REGION", creds.region),  # read by most SDKs
+        ("AWS_DEFAULT_REGION", creds.region),  # read by the AWS CLI and boto3
     ]
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in pairs) + "\n"
 

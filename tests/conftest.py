@@ -1,0 +1,231 @@
+"""Shared fixtures: real peers on free loopback ports, stopped by the fixture.
+
+- ``redis_url``: a real redis-server (apt) per test session.
+- ``moto_url``: moto's STS (ThreadedMotoServer) per session; ``strict_sts``: the validating
+  proxy in front of it (tests/peers/strict_sts.py) that every bridge under test talks to.
+- ``oidc_issuer``: the npm oidc-provider peer (tests/peers/op.mjs).
+- ``make_settings`` / ``live_bridge``: a bridge configured against those peers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from bridge.aws.keys import generate_key
+from bridge.config import Settings, settings_from_dict
+from tests.peers import strict_sts
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ROOT / "tests" / "peers"
+OIDC_CONNECTOR = "corp"
+ISSUER = "https://bridge.example.com"
+ACCOUNT = "123456789012"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if not exe:
+        pytest.fail("redis-server is not installed: run `make test` (it installs it) or apt-get install redis-server")
+    port = free_port()
+    p = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                          "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    p.terminate()
+    p.wait(5)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    yield f"http://{host}:{port}"
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def _strict_sts_server(moto_url: str) -> Iterator[strict_sts.StrictSts]:
+    sts = strict_sts.StrictSts(upstream=moto_url)
+    _, stop = strict_sts.serve(sts)
+    yield sts
+    stop()
+
+
+@pytest.fixture
+def strict_sts_peer(_strict_sts_server: strict_sts.StrictSts) -> Iterator[strict_sts.StrictSts]:
+    """The validating STS; after each test, no token it saw may have broken an AWS rule."""
+    _strict_sts_server.reset()
+    yield _strict_sts_server
+    bad = _strict_sts_server.failures
+    _strict_sts_server.providers.clear()
+    assert not bad, f"tokens the bridge minted broke AWS rules: {[b.problems for b in bad]}"
+
+
+@pytest.fixture(scope="session")
+def bridge_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer(bridge_port: int) -> Iterator[str]:
+    node = shutil.which("node")
+    if not node or not (PEERS / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("the oidc-provider peer is not installed: run `make test` (npm ci in tests/peers)")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port),
+           "REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/callback/{OIDC_CONNECTOR}",
+           "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/"}
+    p = subprocess.Popen([node, "op.mjs"], cwd=PEERS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    issuer = f"http://127.0.0.1:{port}"
+    wait_http(f"{issuer}/.well-known/openid-configuration")
+    yield issuer
+    p.terminate()
+    p.wait(5)
+
+
+@pytest.fixture(scope="session")
+def keys_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="bridge-keys-"))
+    generate_key(d, "RS256")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+RULES = [
+    {"name": "admins", "group": "aws-admins", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/Admin",
+     "label": "Administrator", "tags": {"Email": "email", "Department": "claims.department"},
+     "transitive_tags": ["Department"], "source_identity_from": "email", "max_duration": 43200},
+    {"name": "readonly", "group": "aws-readonly", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/ReadOnly",
+     "label": "Read-only"},
+]
+
+
+@pytest.fixture
+def make_settings(redis_url: str, bridge_port: int, keys_dir: Path,
+                  strict_sts_peer: strict_sts.StrictSts) -> Callable[..., Settings]:
+    """Settings for a bridge on ``bridge_port``; keyword args override top-level sections."""
+
+    def make(*, connectors: list[dict[str, Any]] | None = None, **overrides: Any) -> Settings:
+        raw: dict[str, Any] = {
+            "base_url": f"http://127.0.0.1:{bridge_port}",
+            "secret_key": "test-secret",
+            "insecure_dev_login": True,
+            "redis": {"url": redis_url, "key_prefix": f"t{time.monotonic_ns()}:"},
+            "issuer": {"url": ISSUER, "keys_dir": str(keys_dir)},
+            "aws": {"sts_endpoint_url": strict_sts_peer.url, "sts_max_attempts": 1, "sts_timeout": 5},
+            "connectors": connectors or [{"id": "dev", "type": "dev", "users": [
+                {"subject": "alice", "email": "alice@example.com", "name": "Alice",
+                 "groups": ["aws-admins", "aws-readonly"], "claims": {"department": "Platform"}, "mfa": True},
+                {"subject": "carol", "email": "carol@example.com", "groups": []}]}],
+            "mapping": {"rules": RULES},
+        }
+        for k, v in overrides.items():
+            if isinstance(v, dict) and isinstance(raw.get(k), dict):
+                raw[k] = {**raw[k], **v}
+            else:
+                raw[k] = v
+        return settings_from_dict(raw)
+
+    return make
+
+
+@pytest.fixture
+def app_factory(strict_sts_peer: strict_sts.StrictSts) -> Callable[[Settings], Any]:
+    """create_app(settings) with the bridge's issuer registered at the strict STS (as IAM would be)."""
+    from bridge.app import create_app
+
+    def make(settings: Settings) -> Any:
+        app = create_app(settings)
+        svc = app.extensions["bridge"]
+        strict_sts_peer.register_oidc_provider(settings.issuer_url, {settings.issuer.audience}, svc.keyring.jwks)
+        return app
+
+    return make
+
+
+@pytest.fixture
+def live_bridge(bridge_port: int, app_factory: Callable[[Settings], Any]) -> Iterator[Callable[[Settings], str]]:
+    """Serve a bridge app on ``bridge_port`` in a thread (werkzeug); returns its base URL."""
+    from werkzeug.serving import make_server
+
+    servers: list[Any] = []
+
+    def start(settings: Settings) -> str:
+        app = app_factory(settings)
+        srv = make_server("127.0.0.1", bridge_port, app, threaded=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{bridge_port}"
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+class LogCapture(logging.Handler):
+    """Collects the bridge's log lines exactly as they would be written (JSON)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from bridge.logs import JsonFormatter
+
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def bridge_logs() -> Iterator[LogCapture]:
+    h = LogCapture()
+    log = logging.getLogger("bridge")
+    log.addHandler(h)
+    yield h
+    log.removeHandler(h)

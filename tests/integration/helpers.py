@@ -1,0 +1,50 @@
+"""Drivers for the login flows, shared by the integration tests."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urljoin
+
+import boto3
+import requests
+
+
+def oidc_login(base: str, connector: str, username: str, password: str,
+               session: requests.Session | None = None, return_to: str | None = None) -> requests.Response:
+    """Full browser-like login through the real OP's form; returns the final response (the portal)."""
+    s = session or requests.Session()
+    params = {"return_to": return_to} if return_to else None
+    r = s.get(f"{base}/login/{connector}", params=params, timeout=10)
+    assert r.status_code == 200 and 'id="username"' in r.text, r.text[:500]
+    action = re.search(r'action="([^"]+)"', r.text)
+    assert action
+    return s.post(urljoin(r.url, action[1]), data={"username": username, "password": password}, timeout=20)
+
+
+def dev_login(base: str, user: str, session: requests.Session | None = None) -> requests.Session:
+    s = session or requests.Session()
+    r = s.get(f"{base}/login/dev", allow_redirects=False, timeout=10)
+    state = re.search(r"state=([\w-]+)", r.headers["location"])
+    assert state
+    r = s.post(f"{base}/callback/dev", data={"state": state[1], "user": user}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303, r.text[:300]
+    return s
+
+
+def portal_json(s: requests.Session, base: str) -> dict[str, Any]:
+    r = s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 200, r.text[:300]
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def grant_id(portal: dict[str, Any], role_suffix: str) -> str:
+    return next(g["id"] for g in portal["grants"] if g["role_arn"].endswith(role_suffix))
+
+
+def caller_arn(sts_url: str, creds: dict[str, str]) -> str:
+    client = boto3.client("sts", endpoint_url=sts_url, region_name="us-east-1",
+                          aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                          aws_session_token=creds["SessionToken"])
+    return str(client.get_caller_identity()["Arn"])

@@ -1,0 +1,190 @@
+"""The walking skeleton end to end: real OIDC provider → bridge → strict STS → moto → boto3."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from tests.conftest import ACCOUNT, OIDC_CONNECTOR
+from tests.integration.helpers import caller_arn, grant_id, oidc_login, portal_json
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def corp_settings(make_settings, oidc_issuer):  # type: ignore[no-untyped-def]
+    return make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "name": "Corp SSO",
+                                      "issuer": oidc_issuer, "client_id": "bridge",
+                                      "client_secret": "bridge-secret"}])
+
+
+def _pre(page: str, element_id: str) -> str:
+    m = re.search(rf'<pre id="{element_id}">(.*?)</pre>', page, re.S)
+    assert m, f"no #{element_id} on the page"
+    return html.unescape(m[1])
+
+
+def test_oidc_login_to_working_credentials(live_bridge, corp_settings, strict_sts_peer, moto_url, tmp_path):
+    base = live_bridge(corp_settings)
+    s = requests.Session()
+    r = oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
+    assert r.status_code == 200 and r.url == f"{base}/portal"
+    assert "Administrator" in r.text and "Read-only" in r.text and ACCOUNT in r.text
+    portal = portal_json(s, base)
+    assert portal["identity"] == {"email": "alice@example.com", "name": "Alice Example", "mfa": True,
+                                  "connector": OIDC_CONNECTOR}
+
+    page = s.post(f"{base}/credentials/{grant_id(portal, '/Admin')}",
+                  data={"csrf_token": portal["csrf_token"], "duration": "7200"}, timeout=30)
+    assert page.status_code == 200
+    assert page.headers["Cache-Control"] == "no-store"
+    want = f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
+
+    # 1. The export lines, pasted into a real shell, give boto3 working credentials.
+    exports = _pre(page.text, "fmt-env")
+    script = (f"{exports}\n{sys.executable} -c \"import boto3; print(boto3.client('sts', "
+              f"endpoint_url='{moto_url}').get_caller_identity()['Arn'])\"")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == want
+
+    # 2. The ~/.aws/credentials block works as a shared credentials file.
+    ini = _pre(page.text, "fmt-ini")
+    cp = configparser.ConfigParser()
+    cp.read_string(ini)
+    (profile,) = cp.sections()
+    cred_file = tmp_path / "credentials"
+    cred_file.write_text(ini)
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(cred_file)
+    try:
+        sess = boto3.Session(profile_name=profile)
+        assert sess.client("sts", endpoint_url=moto_url, region_name="us-east-1").get_caller_identity()["Arn"] == want
+    finally:
+        del os.environ["AWS_SHARED_CREDENTIALS_FILE"]
+
+    # 3. The credential_process JSON is what botocore's ProcessProvider accepts.
+    doc = json.loads(_pre(page.text, "fmt-process"))
+    assert doc["Version"] == 1 and isinstance(doc["Version"], int)
+    proc_json = tmp_path / "creds.json"
+    proc_json.write_text(json.dumps(doc))
+    config = tmp_path / "config"
+    config.write_text(f"[profile p]\ncredential_process = cat {proc_json}\n")
+    out = subprocess.run([sys.executable, "-c", "import boto3; print(boto3.Session(profile_name='p').client("
+                          f"'sts', endpoint_url='{moto_url}', region_name='us-east-1').get_caller_identity()['Arn'])"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**env, "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == want
+
+    # The token AWS received passed the strict validator and carried the rule's tags.
+    (seen,) = strict_sts_peer.seen
+    assert seen.problems == [] and seen.role_arn.endswith(":role/Admin")
+    claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
+    assert claims["https://aws.amazon.com/tags"] == {
+        "principal_tags": {"Email": ["alice@example.com"], "Department": ["Platform"]},
+        "transitive_tag_keys": ["Department"]}
+    assert claims["https://aws.amazon.com/source_identity"] == "alice@example.com"
+    assert "alice" not in claims["sub"]  # pseudonymous, not PII
+
+
+def test_json_api_credentials_and_role_without_grant(live_bridge, corp_settings, moto_url, strict_sts_peer):
+    base = live_bridge(corp_settings)
+    s = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "bob", "bob-pw", session=s)
+    portal = portal_json(s, base)
+    assert [g["label"] for g in portal["grants"]] == ["Read-only"]
+    assert portal["identity"]["mfa"] is False
+    r = s.post(f"{base}/credentials/{grant_id(portal, '/ReadOnly')}",
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 200
+    creds = r.json()
+    assert caller_arn(moto_url, creds) == f"arn:aws:sts::{ACCOUNT}:assumed-role/ReadOnly/bob@example.com"
+    # Bob asks for the Admin role by its (guessable) grant id: refused, and STS never called.
+    from bridge.identity import grant_id_for
+
+    calls = strict_sts_peer.calls
+    r = s.post(f"{base}/credentials/{grant_id_for(f'arn:aws:iam::{ACCOUNT}:role/Admin')}",
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 403
+    assert r.json()["error"] == "not_granted" and r.json()["request_id"]
+    assert strict_sts_peer.calls == calls
+
+
+def test_session_cookie_flags_and_rotation(live_bridge, corp_settings):
+    base = live_bridge(corp_settings)
+    s = requests.Session()
+    r = oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
+    set_cookie = r.history[-1].headers["Set-Cookie"]
+    assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie and "Secure" not in set_cookie
+    first = s.cookies.get("bridge_session", domain="127.0.0.1")
+    assert first and len(first) >= 40
+    # Signing in again rotates the id; the old id no longer opens a session.
+    s2 = requests.Session()
+    s2.cookies.set("bridge_session", first, domain="127.0.0.1")
+    oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s2)
+    second = s2.cookies.get("bridge_session", domain="127.0.0.1")
+    assert second and second != first
+    stale = requests.get(f"{base}/portal", cookies={"bridge_session": first},
+                         headers={"Accept": "application/json"}, timeout=10)
+    assert stale.status_code == 401
+
+
+def test_sign_out_deletes_the_session(live_bridge, corp_settings):
+    base = live_bridge(corp_settings)
+    s = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
+    sid = s.cookies.get("bridge_session", domain="127.0.0.1")
+    portal = portal_json(s, base)
+    r = s.post(f"{base}/logout", data={"csrf_token": portal["csrf_token"]}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    r = requests.get(f"{base}/portal", cookies={"bridge_session": sid}, allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "/?return_to=/portal" in r.headers["Location"]
+
+
+def test_discovery_and_jwks_for_iam(live_bridge, corp_settings):
+    base = live_bridge(corp_settings)
+    disc = requests.get(f"{base}/.well-known/openid-configuration", timeout=10).json()
+    assert disc["issuer"] == "https://bridge.example.com"
+    assert disc["jwks_uri"] == "https://bridge.example.com/.well-known/jwks.json"
+    jwks = requests.get(f"{base}/.well-known/jwks.json", timeout=10).json()
+    assert jwks["keys"] and all({"kty", "kid", "alg", "use"} <= set(k) for k in jwks["keys"])
+    assert all("d" not in k and "p" not in k for k in jwks["keys"])  # never a private part
+
+
+def test_return_to_survives_login_but_only_same_origin(live_bridge, corp_settings):
+    base = live_bridge(corp_settings)
+    r = oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", return_to="/portal?from=wiki")
+    assert r.url == f"{base}/portal?from=wiki"
+    for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
+        r = oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", return_to=evil)
+        assert r.url == f"{base}/portal", evil
+
+
+def test_userinfo_merge(live_bridge, make_settings, oidc_issuer):
+    settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
+                                          "client_id": "bridge", "client_secret": "bridge-secret",
+                                          "use_userinfo": True}])
+    base = live_bridge(settings)
+    s = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
+    assert portal_json(s, base)["identity"]["email"] == "alice@example.com"
+
+
+def test_example_config_documents_a_working_shape(tmp_path: Path) -> None:
+    from bridge.config import load_settings
+
+    root = Path(__file__).resolve().parents[2]
+    s = load_settings(root / "config" / "bridge.example.yaml")
+    assert s.connectors and s.mapping.rules

@@ -1,0 +1,122 @@
+"""A strict STS in front of moto: checks what AWS checks, then forwards.
+
+moto validates nothing (shared/spec/aws-federation.md §5), so tests point the bridge at
+this proxy. For AssumeRoleWithWebIdentity it plays IAM's part: the token's ``iss`` must be a
+registered OIDC provider, the token must pass the project's strict validator against that
+provider's JWKS and audiences, RoleSessionName/DurationSeconds must be valid (including a
+per-role MaxSessionDuration). A failure gets the STS error AWS would send; a pass is
+forwarded to moto, which issues the credentials. Every token seen is recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from bridge.aws.validate import validate_assume_params, validate_jwt
+
+
+@dataclass
+class Provider:
+    issuer: str
+    audiences: set[str]
+    jwks: Callable[[], dict[str, Any]]
+
+
+@dataclass
+class Seen:
+    action: str
+    role_arn: str
+    token: str
+    problems: list[str]
+
+
+@dataclass
+class StrictSts:
+    upstream: str
+    providers: dict[str, Provider] = field(default_factory=dict)
+    role_max_duration: dict[str, int] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    injected: list[tuple[int, str, str]] = field(default_factory=list)
+    url: str = ""
+    calls: int = 0
+
+    def register_oidc_provider(self, issuer: str, audiences: set[str], jwks: Callable[[], dict[str, Any]]) -> None:
+        self.providers[issuer] = Provider(issuer, audiences, jwks)
+
+    def fail_next(self, status: int, code: str, message: str) -> None:
+        """Answer the next request with this STS error (throttling, AccessDenied, ...)."""
+        self.injected.append((status, code, message))
+
+    def reset(self) -> None:
+        self.seen.clear()
+        self.injected.clear()
+        self.role_max_duration.clear()
+        self.calls = 0
+
+    @property
+    def failures(self) -> list[Seen]:
+        return [s for s in self.seen if s.problems]
+
+    # -- WSGI -----------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        req = Request(environ)
+        body = req.get_data()
+        self.calls += 1
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if self.injected:
+            status, code, message = self.injected.pop(0)
+            return _error(status, code, message)(environ, start_response)
+        if form.get("Action") == "AssumeRoleWithWebIdentity":
+            problems = self._check_web_identity(form)
+            self.seen.append(Seen("AssumeRoleWithWebIdentity", form.get("RoleArn", ""),
+                                  form.get("WebIdentityToken", ""), problems))
+            if problems:
+                code = "ValidationError" if problems[0].startswith("9:") else "InvalidIdentityToken"
+                return _error(400, code, "; ".join(problems))(environ, start_response)
+        r = requests.post(self.upstream + req.path, data=body, headers={
+            k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}, timeout=30)
+        resp = Response(r.content, status=r.status_code, content_type=r.headers.get("content-type"))
+        return resp(environ, start_response)
+
+    def _check_web_identity(self, form: dict[str, str]) -> list[str]:
+        token = form.get("WebIdentityToken", "")
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+            iss = payload.get("iss")
+        except (IndexError, ValueError):
+            return ["1: token is not a JWT"]
+        provider = self.providers.get(iss)
+        if provider is None:
+            return [f"3: No OpenIDConnect provider found in your account for {iss}"]
+        role = form.get("RoleArn", "")
+        problems = validate_jwt(token, jwks=provider.jwks(), issuer=provider.issuer,
+                                audiences=provider.audiences, now=int(time.time()))
+        problems += validate_assume_params(form.get("RoleSessionName", ""), int(form.get("DurationSeconds", "3600")),
+                                           self.role_max_duration.get(role, 43200))
+        return problems
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    kind = "Receiver" if status >= 500 else "Sender"
+    xml = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>{kind}</Type>'
+           f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>strict-sts</RequestId></ErrorResponse>")
+    return Response(xml, status=status, content_type="text/xml")
+
+
+def serve(sts: StrictSts) -> tuple[str, Callable[[], None]]:
+    srv = make_server("127.0.0.1", 0, sts, threaded=True)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    sts.url = f"http://127.0.0.1:{srv.server_port}"
+    return sts.url, srv.shutdown
