@@ -54,7 +54,7 @@ class StsGateway:
         self.region = region
         self.endpoint_url = endpoint_url
         config = Config(signature_version=UNSIGNED, connect_timeout=timeout, read_timeout=timeout,
-                        retries={"mode": "standard", "max_attempts": max_attempts})
+                        retries={"mode": "standard", "total_max_attempts": max_attempts})
         self._client: Any = boto3.session.Session().client(
             "sts", region_name=region, endpoint_url=endpoint_url, config=config)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from joserfc import jws, jwt
@@ -126,7 +127,7 @@ class OidcConnector:
             token = self._client(redirect_uri).fetch_token(
                 meta["token_endpoint"], grant_type="authorization_code", code=code,
                 code_verifier=pending.code_verifier, timeout=self.cfg.http_timeout)
-        except OAuth2Error as e:
+        except (OAuth2Error, OAuthError) as e:
             raise LoginError(f"token endpoint refused the code: {e.error}") from None
         except (requests.RequestException, ValueError) as e:
             raise UpstreamUnavailable(f"{self.id}: token endpoint: {type(e).__name__}") from None
@@ -163,7 +164,7 @@ class OidcConnector:
         except ExpiredTokenError:
             raise InvalidIdToken("id_token has expired") from None
         except (InvalidClaimError, MissingClaimError) as e:
-            raise InvalidIdToken(f"id_token claim check failed: {e.description}") from None
+            raise InvalidIdToken(f"id_token {getattr(e, 'claim', 'claim')} check failed: {e.description}") from None
         iat = claims["iat"]
         if not isinstance(iat, int | float) or iat > now + self.cfg.clock_skew:
             raise InvalidIdToken("id_token iat is in the future")
