@@ -76,7 +76,7 @@ class OidcConnectorSettings(_ConnectorBase):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr | None = None
     token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = (
-        "client_secret_basic")
+        "client_secret_basic")  # noqa: S105 - a method name, not a secret
     scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile", "groups"])
     email_claim: str = "email"
     name_claim: str = "name"
@@ -250,7 +250,7 @@ def _semantic_problems(s: Settings) -> list[str]:
             problems.append(f"connectors[{i}]: the dev connector {c.id!r} needs insecure_dev_login: true "
                             "(it signs anyone in as any user)")
         if isinstance(c, OidcConnectorSettings):
-            if c.token_endpoint_auth_method != "none" and c.client_secret is None:
+            if c.token_endpoint_auth_method != "none" and c.client_secret is None:  # noqa: S105
                 problems.append(f"connectors[{i}].client_secret: required for {c.token_endpoint_auth_method} "
                                 "(or set client_secret_file)")
             bad = [a for a in c.allowed_algs if a in ("none", "HS256", "HS384", "HS512")]

@@ -65,7 +65,8 @@ def tags_problems(tags: dict[str, str], transitive: list[str] | tuple[str, ...] 
         elif p := tag_value_problem(v):
             problems.append(f"tag {k!r}: {p}")
         if k.lower() in seen:
-            problems.append(f"tag keys {seen[k.lower()]!r} and {k!r} differ only in case (AWS keys are case-insensitive)")
+            problems.append(f"tag keys {seen[k.lower()]!r} and {k!r} differ only in case "
+                            "(AWS keys are case-insensitive)")
         seen[k.lower()] = k
     if len(transitive) > MAX_TAGS:
         problems.append(f"{len(transitive)} transitive tag keys; AWS allows at most {MAX_TAGS}")

@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from bridge.aws.limits import MAX_DURATION, MIN_DURATION, SESSION_NAME_RE, SOURCE_IDENTITY_RE, tags_problems
 
-ALLOWED_ALGS = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512,
-                "ES256": hashes.SHA256, "ES384": hashes.SHA384, "ES512": hashes.SHA512}
+ALLOWED_ALGS: dict[str, hashes.HashAlgorithm] = {
+    "RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512(),
+    "ES256": hashes.SHA256(), "ES384": hashes.SHA384(), "ES512": hashes.SHA512()}
 _CURVES = {"P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48), "P-521": (ec.SECP521R1, 66)}
 TAGS_CLAIM = "https://aws.amazon.com/tags"
 SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
@@ -44,7 +45,7 @@ def _b64int(v: str) -> int:
 
 def _verify(alg: str, jwk: Mapping[str, Any], signing_input: bytes, sig: bytes) -> str | None:
     """None if the signature verifies with ``jwk``, else why not."""
-    digest = ALLOWED_ALGS[alg]()
+    digest = ALLOWED_ALGS[alg]
     try:
         if alg.startswith("RS"):
             if jwk.get("kty") != "RSA":
