@@ -22,6 +22,12 @@ def asset_dir(name: str) -> Path:
     return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
 
 
+def human_duration(seconds: int) -> str:
+    """900 → "15 min", 5400 → "1 h 30 min", 43200 → "12 h"."""
+    h, m = divmod(int(seconds) // 60, 60)
+    return " ".join(p for p in (f"{h} h" if h else "", f"{m} min" if m else "") if p) or f"{seconds} s"
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
     """Build the app. Without settings, reads the file named by ``BRIDGE_CONFIG`` (gunicorn path)."""
     if settings is None:
@@ -37,6 +43,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=settings.trusted_proxies, x_host=settings.trusted_proxies)
     app.extensions["bridge"] = services or build_services(settings)
+    app.add_template_filter(human_duration, "duration")
 
     from bridge.web import errors, login, portal, wellknown
 

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from bridge.errors import StoreUnavailable
 
@@ -43,8 +45,11 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str, prefix: str, socket_timeout: float = 2.0) -> Store:
+        # One quick retry (a reconnect after a Redis restart), not redis-py's default backoff of
+        # seconds: when Redis is down, users should get the 503 page at once, not after a hang.
         client = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-                                      health_check_interval=30)
+                                      health_check_interval=30,
+                                      retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1))
         return cls(client, prefix)
 
     def ping(self) -> bool:

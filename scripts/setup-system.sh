@@ -9,6 +9,7 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ "$want" = test ]; then
   command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)   # browser tests (Playwright drives it)
 fi
 if [ "$want" = demo ] && [ ${#need[@]} -gt 0 ] && [ "${need[*]}" = "redis-server" ]; then
   # The demo can use a Redis that already answers on 127.0.0.1:6379.

@@ -1,0 +1,84 @@
+"""A real browser (Debian chromium via Playwright) through the pages a person uses.
+
+Screenshots land in test-artifacts/e2e/ (kept by CI on failure).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ACCOUNT, OIDC_CONNECTOR, ROOT
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = ROOT / "test-artifacts" / "e2e"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.fail("chromium is not installed: run `make test` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oidc_issuer, strict_sts_peer) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_bridge(make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "name": "Corp SSO",
+                                                  "issuer": oidc_issuer, "client_id": "bridge",
+                                                  "client_secret": "bridge-secret"}]))
+    page.goto(f"{base}/")
+    page.click(f"#idp-{OIDC_CONNECTOR}")
+    page.fill("#username", "alice")
+    page.fill("#password", "alice-pw")
+    with page.expect_navigation(url=f"{base}/portal"):
+        page.click("#submit")
+    page.screenshot(path=str(SHOTS / "portal.png"), full_page=True)
+    assert page.text_content("#who-name") == "Alice Example"
+    assert "MFA yes" in page.inner_text("header")
+    role = page.locator("li.role", has_text="Administrator")
+    role.locator("select[name=duration]").select_option("7200")
+    role.locator("button[value=credentials]").click()
+    page.wait_for_selector("#assumed-arn")
+    page.screenshot(path=str(SHOTS / "credentials.png"), full_page=True)
+    assert page.text_content("#assumed-arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
+    assert "export AWS_SESSION_TOKEN=" in page.text_content("#fmt-env")
+    assert '"Version": 1' in page.text_content("#fmt-process")
+    assert "in " in (page.text_content(".countdown") or "")  # the countdown script ran (CSP allows it)
+    (seen,) = strict_sts_peer.seen
+    assert seen.problems == []
+    # Sign out from the portal, and the portal sends us back to sign-in.
+    page.goto(f"{base}/portal")
+    page.click("#sign-out")
+    page.wait_for_url(f"{base}/")
+    page.goto(f"{base}/portal")
+    assert page.url.startswith(f"{base}/?return_to=/portal")
+
+
+def test_error_page_is_readable(page, live_bridge, make_settings) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_bridge(make_settings())
+    page.goto(f"{base}/callback/dev?state=forged")
+    page.screenshot(path=str(SHOTS / "error.png"), full_page=True)
+    assert page.text_content("h1") == "Sign-in could not be completed"
+    assert "expired or was already used" in page.text_content(".message")
+    assert len(page.text_content("#request-id") or "") == 16
