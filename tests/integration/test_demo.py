@@ -1,0 +1,20 @@
+"""`make demo`'s program, end to end: `bridge demo --smoke` starts Redis, moto, the demo IdP and the
+bridge under gunicorn, signs in, fetches credentials, calls STS with them, and stops everything."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_smoke() -> None:
+    out = subprocess.run([sys.executable, "-m", "bridge.cli", "demo", "--smoke", "--port", str(free_port())],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
+    assert "demo smoke ok: arn:aws:sts::123456789012:assumed-role/Admin/alice@example.com" in out.stdout

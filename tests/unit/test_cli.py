@@ -1,0 +1,102 @@
+"""Admin CLI: keys generate, explain, preview (jwt), verify."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import main
+
+IDENTITY = {"connector": "dev", "subject": "alice", "email": "alice@example.com", "name": "Alice",
+            "groups": ["aws-admins", "aws-readonly"], "claims": {"department": "Platform"}}
+ADMIN = "arn:aws:iam::123456789012:role/Admin"
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    r = CliRunner().invoke(main, ["keys", "generate", "--dir", str(tmp_path / "keys"), "--alg", "ES256"])
+    assert r.exit_code == 0 and "kid" in r.output
+    (key,) = (tmp_path / "keys").glob("jwt-*-ES256.pem")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(f"""
+base_url: https://bridge.example.com
+issuer: {{keys_dir: keys}}
+connectors: [{{id: corp, type: oidc, issuer: "https://idp.example.com", client_id: c, client_secret: s}}]
+mapping:
+  rules:
+    - {{name: admins, group: aws-admins, role_arn: "{ADMIN}", tags: {{Dept: claims.department}},
+       transitive_tags: [Dept], source_identity_from: email}}
+    - {{name: finance, claim: claims.department, equals: Finance, role_arn: "arn:aws:iam::123456789012:role/Fin"}}
+""")
+    ident = tmp_path / "id.json"
+    ident.write_text(json.dumps(IDENTITY))
+    return cfg, ident
+
+
+def test_explain_text_and_json(setup: tuple[Path, Path]) -> None:
+    cfg, ident = setup
+    r = CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(ident)])
+    assert r.exit_code == 0, r.output
+    assert "MATCH admins: member of group 'aws-admins'" in r.output
+    assert "no    finance: claims.department is 'Platform', not 'Finance'" in r.output
+    assert "1 grant(s)" in r.output and ADMIN in r.output
+    r = CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(ident), "--json"])
+    doc = json.loads(r.output)
+    assert [g["role_arn"] for g in doc["grants"]] == [ADMIN]
+    assert doc["rules"][1] == {"rule": "finance", "matched": False, "grant": None, "notes": [],
+                               "reason": "claims.department is 'Platform', not 'Finance'"}
+
+
+def test_preview_prints_a_valid_token_and_decodes(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, ident = setup
+    r = CliRunner().invoke(main, ["preview", "--config", str(cfg), "--identity", str(ident), "--role", ADMIN])
+    assert r.exit_code == 0, r.output
+    token = r.stdout.strip()
+    assert token.count(".") == 2 and "AWS rules: ok" in r.stderr
+    # verify accepts what preview printed
+    (tmp_path / "t.jwt").write_text(token)
+    r = CliRunner().invoke(main, ["verify", "--config", str(cfg), "--jwt", str(tmp_path / "t.jwt")])
+    assert r.exit_code == 0 and r.output.startswith("ok")
+    r = CliRunner().invoke(main, ["preview", "--config", str(cfg), "--identity", str(ident), "--role", ADMIN,
+                                  "--decode"])
+    doc = json.loads(r.stdout)
+    assert doc["header"]["alg"] == "ES256" and doc["header"]["kid"]
+    assert doc["claims"]["iss"] == "https://bridge.example.com" and doc["claims"]["aud"] == "sts.amazonaws.com"
+    assert doc["claims"]["https://aws.amazon.com/tags"] == {"principal_tags": {"Dept": ["Platform"]},
+                                                            "transitive_tag_keys": ["Dept"]}
+    assert doc["RoleSessionName"] == "alice@example.com"
+
+
+def test_preview_role_not_granted(setup: tuple[Path, Path]) -> None:
+    cfg, ident = setup
+    r = CliRunner().invoke(main, ["preview", "--config", str(cfg), "--identity", str(ident), "--role",
+                                  "arn:aws:iam::123456789012:role/Fin"])
+    assert r.exit_code == 1 and "is not granted" in r.stderr and ADMIN in r.stderr
+
+
+def test_verify_lists_every_broken_rule(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, _ = setup
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    bad = jwt.encode({"alg": "RS256", "kid": "other"}, {"iss": "http://x:8080", "aud": ["a", "b"], "iat": 1.5},
+                     RSAKey.generate_key(2048))
+    (tmp_path / "bad.jwt").write_text(bad)
+    r = CliRunner().invoke(main, ["verify", "--config", str(cfg), "--jwt", str(tmp_path / "bad.jwt")])
+    assert r.exit_code == 1
+    for fragment in ("kid 'other' is not in the published JWKS", "iss 'http://x:8080' is not the configured issuer",
+                     "aud must be a single string", "sub must be a string", "iat must be a JSON integer",
+                     "exp must be a JSON integer"):
+        assert fragment in r.stderr, fragment
+
+
+def test_bad_identity_file(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, _ = setup
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    r = CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(tmp_path / "bad.json")])
+    assert r.exit_code == 1 and "not an identity document" in r.stderr
