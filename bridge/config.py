@@ -192,7 +192,7 @@ def _interpolate(node: Any, path: str, problems: list[str]) -> Any:
     if isinstance(node, str):
         def sub(m: re.Match[str]) -> str:
             value = os.environ.get(m[1])
-            if value is None:
+            if value is None or (value == "" and m[2] is not None):  # ":-" = unset or empty, as in sh
                 if m[2] is None:
                     problems.append(f"{path}: environment variable {m[1]} is not set")
                     return ""

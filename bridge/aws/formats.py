@@ -11,7 +11,7 @@ import shlex
 
 from bridge.identity import Credentials
 
-PROFILE_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
+PROFILE_RE = re.compile(r"\A[A-Za-z0-9_.+@-]{1,64}\Z")
 
 
 def default_profile_name(creds: Credentials) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-SESSION_NAME_RE = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+SESSION_NAME_RE = re.compile(r"\A[A-Za-z0-9_+=,.@-]{2,64}\Z")  # \Z: "$" would allow a trailing newline
 SOURCE_IDENTITY_RE = SESSION_NAME_RE
 MAX_TAGS = 50
 MAX_TAG_KEY = 128

@@ -149,7 +149,7 @@ def validate_jwt(token: str, *, jwks: Mapping[str, Any], issuer: str, audiences:
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return [*problems, "1: header and payload must be JSON objects"]
     alg = header.get("alg")
-    if alg not in ALLOWED_ALGS:
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
         problems.append(f"1: alg {alg!r} is not one AWS accepts ({', '.join(ALLOWED_ALGS)})")
     if "crit" in header:
         problems.append("1: crit header is not allowed")
@@ -159,7 +159,7 @@ def validate_jwt(token: str, *, jwks: Mapping[str, Any], issuer: str, audiences:
         problems.append("1: header has no kid")
     elif jwk is None:
         problems.append(f"1: kid {kid!r} is not in the published JWKS")
-    elif alg in ALLOWED_ALGS:
+    elif isinstance(alg, str) and alg in ALLOWED_ALGS:
         for field_name in ("kty", "kid", "alg", "use"):
             if field_name not in jwk:
                 problems.append(f"1: published JWK {kid!r} lacks {field_name!r}")

@@ -60,7 +60,7 @@ def _match(rule: Rule, identity: Identity) -> tuple[bool, str]:
     assert rule.claim is not None
     seen = resolve_claim(identity, rule.claim)
     values = seen if isinstance(seen, list | tuple) else [seen]
-    if any(v is not None and str(v) == rule.equals for v in values):
+    if any(_as_text(v) == rule.equals for v in values):
         return True, f"{rule.claim} equals {rule.equals!r}"
     return False, f"{rule.claim} is {seen!r}, not {rule.equals!r}"
 
@@ -91,7 +91,9 @@ def _grant(rule: Rule, identity: Identity, default_audience: str) -> tuple[Grant
         if clean != value:
             notes.append(f"tag {key!r}: value from {path} was sanitized")
         tags[key] = clean
-    transitive = tuple(k for k in rule.transitive_tags if k in tags)
+    # Tag keys are case-insensitive at AWS; name each transitive key as the tag spells it.
+    by_lower = {k.lower(): k for k in tags}
+    transitive = tuple(by_lower[k.lower()] for k in rule.transitive_tags if k.lower() in by_lower)
     grant = Grant(
         role_arn=rule.role_arn, account_id=arn.account_id, label=rule.label or arn.name,
         session_name=session_name, via=rule.name, audience=rule.audience or default_audience,

@@ -16,8 +16,9 @@ CLAIM_ROOTS = ("subject", "email", "name", "groups", "issuer", "connector_id", "
 
 
 def _check_claim_path(path: str) -> str:
-    root = path.split(".", 1)[0]
-    if root not in CLAIM_ROOTS or (root == "claims" and "." not in path):
+    root, dot, rest = path.partition(".")
+    nested_ok = root == "claims" and rest and all(rest.split("."))
+    if root not in CLAIM_ROOTS or (root == "claims" and not nested_ok) or (root != "claims" and dot):
         raise ValueError(f"{path!r} is not a claim path; use one of {', '.join(CLAIM_ROOTS[:-1])} "
                          "or claims.<name>")
     return path
@@ -70,6 +71,8 @@ class Rule(BaseModel):
             problems.append("set exactly one of 'group' or 'claim' (with 'equals')")
         if self.claim is not None and self.equals is None:
             problems.append("'claim' needs 'equals'")
+        if self.claim is None and self.equals is not None:
+            problems.append("'equals' goes with 'claim', not with 'group'")
         if not MIN_DURATION <= self.max_duration <= MAX_DURATION:
             problems.append(f"max_duration must be {MIN_DURATION}..{MAX_DURATION} seconds (the role's own "
                             "MaxSessionDuration is 3600..43200)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import traceback
 
 from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -75,5 +76,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> ResponseReturnValue:
         # The one place an unexpected exception lands: logged by type only, shown generically.
-        event("unhandled_error", logging.ERROR, error_type=type(err).__name__, path=request.path)
+        # Only where it happened, not the message: messages of library errors can carry input data.
+        frames = traceback.extract_tb(err.__traceback__)
+        where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in frames[-3:]]
+        event("unhandled_error", logging.ERROR, error_type=type(err).__name__, path=request.path, where=where)
         return _error_response(BridgeError(type(err).__name__))

@@ -8,13 +8,14 @@ from flask.typing import ResponseReturnValue
 from bridge.errors import NotSignedIn
 from bridge.flow import safe_return_to
 from bridge.logs import event
+from bridge.upstream.base import Connector
 from bridge.upstream.dev import DevConnector
 from bridge.web.common import check_csrf, current_session, end_session, services, start_session
 
 bp = Blueprint("login", __name__)
 
 
-def _connector(connector_id: str):  # type: ignore[no-untyped-def]
+def _connector(connector_id: str) -> Connector:
     c = services().connectors.get(connector_id)
     if c is None:
         abort(404, description=f"There is no identity provider called {connector_id!r} here.")

@@ -1,0 +1,401 @@
+"""Settings loading (bridge/config.py): every problem listed with its path, env and file secrets, CLI."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from bridge.aws.keys import generate_key, load_keyring
+from bridge.cli import main
+from bridge.config import ConfigError, load_settings, settings_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = ROOT / "config" / "demo.yaml"
+ADMIN = "arn:aws:iam::123456789012:role/Admin"
+
+MINIMAL: dict[str, Any] = {
+    "base_url": "https://bridge.example.com",
+    "connectors": [
+        {
+            "id": "corp",
+            "type": "oidc",
+            "issuer": "https://idp.example.com",
+            "client_id": "bridge",
+            "client_secret": "s3cret",
+        }
+    ],
+}
+DEV_CONNECTOR: dict[str, Any] = {"id": "dev", "type": "dev", "users": [{"subject": "alice", "groups": ["g"]}]}
+
+
+def minimal(**top: Any) -> dict[str, Any]:
+    d = copy.deepcopy(MINIMAL)
+    d.update(top)
+    return d
+
+
+def problems_of(raw: Any, **kw: Any) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(raw, **kw)
+    assert exc.value.problems, "ConfigError without problems"
+    assert str(exc.value) == "\n".join(exc.value.problems)
+    return exc.value.problems
+
+
+def connector(**kw: Any) -> dict[str, Any]:
+    c = copy.deepcopy(MINIMAL["connectors"][0])
+    c.update(kw)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- valid settings
+
+
+def test_minimal_valid_config() -> None:
+    s = settings_from_dict(minimal(base_url="https://bridge.example.com/"))
+    assert s.base_url == "https://bridge.example.com"  # trailing slash dropped
+    assert s.issuer_url == "https://bridge.example.com"
+    assert s.secure_cookies is True
+    c = s.connectors[0]
+    assert c.type == "oidc" and c.client_secret is not None and c.client_secret.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)  # SecretStr stays masked
+    assert s.mapping.rules == [] and s.warnings() == []
+    assert s.issuer.audience == "sts.amazonaws.com" and s.aws.partition == "aws"
+
+
+def test_config_must_be_a_mapping() -> None:
+    assert problems_of(["base_url"]) == ["(top level): the config must be a YAML mapping"]
+
+
+def test_many_problems_are_all_listed_with_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BRIDGE_TEST_UNSET", raising=False)
+    raw = minimal(
+        base_url="ftp://bridge.example.com",
+        bogus=1,
+        secret_key="${BRIDGE_TEST_UNSET}",
+        connectors=[connector(client_id=None)],
+        mapping={
+            "rules": [
+                {"name": "admins", "group": "g", "role_arn": "arn:aws:iam::1:role/Admin"},
+                {"name": "both", "group": "g", "claim": "email", "equals": "x", "role_arn": ADMIN},
+            ]
+        },
+    )
+    problems = problems_of(raw)
+    expected = [
+        "secret_key: environment variable BRIDGE_TEST_UNSET is not set",
+        "base_url: must be an http(s) URL with no query",
+        "bogus: Extra inputs are not permitted",
+        "connectors[0].client_id: Field required",
+        "mapping.rules[0].role_arn: 'arn:aws:iam::1:role/Admin' is not an IAM role ARN",
+        "mapping.rules[1]: set exactly one of 'group' or 'claim'",
+    ]
+    for text in expected:
+        assert any(p.startswith(text) for p in problems), (text, problems)
+    assert len(problems) == len(expected)
+
+
+def test_nested_section_problems_name_their_path() -> None:
+    problems = problems_of(
+        minimal(aws={"region": "Europe"}, session={"idle_timeout": 5}, issuer={"token_lifetime": 3600})
+    )
+    assert {p.split(":", 1)[0] for p in problems} == {
+        "aws.region",
+        "session.idle_timeout",
+        "issuer.token_lifetime",
+    }
+
+
+# --------------------------------------------------------------------------- ${VAR} interpolation
+
+
+def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_TEST_HOST", "bridge.corp.example")
+    monkeypatch.setenv("BRIDGE_TEST_SECRET", "from-env")
+    monkeypatch.setenv("BRIDGE_TEST_FLAG", "True")
+    monkeypatch.delenv("BRIDGE_TEST_PORT", raising=False)
+    raw = minimal(
+        base_url="https://${BRIDGE_TEST_HOST}/",
+        listen="0.0.0.0:${BRIDGE_TEST_PORT:-8443}",
+        connectors=[connector(client_secret="${BRIDGE_TEST_SECRET}"), DEV_CONNECTOR],
+        insecure_dev_login="${BRIDGE_TEST_FLAG}",
+    )
+    s = settings_from_dict(raw)
+    assert s.base_url == "https://bridge.corp.example"
+    assert s.listen == "0.0.0.0:8443"
+    assert s.connectors[0].client_secret.get_secret_value() == "from-env"  # type: ignore[union-attr]
+    assert s.insecure_dev_login is True
+
+
+def test_env_value_wins_over_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_TEST_PORT", "9000")
+    assert (
+        settings_from_dict(minimal(listen="127.0.0.1:${BRIDGE_TEST_PORT:-8000}")).listen == "127.0.0.1:9000"
+    )
+
+
+def test_unset_variable_is_a_problem_with_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BRIDGE_TEST_MISSING", raising=False)
+    problems = problems_of(
+        minimal(
+            connectors=[connector(client_secret="${BRIDGE_TEST_MISSING}")],
+            redis={"url": "redis://${BRIDGE_TEST_MISSING}:6379/0"},
+        )
+    )
+    assert "connectors[0].client_secret: environment variable BRIDGE_TEST_MISSING is not set" in problems
+    assert "redis.url: environment variable BRIDGE_TEST_MISSING is not set" in problems
+
+
+def test_empty_variable_falls_back_to_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_TEST_PORT", "")
+    assert (
+        settings_from_dict(minimal(listen="127.0.0.1:${BRIDGE_TEST_PORT:-8000}")).listen == "127.0.0.1:8000"
+    )
+
+
+# --------------------------------------------------------------------------- *_file secrets
+
+
+def test_client_secret_file_is_read_and_newline_stripped(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("file-secret\n", encoding="utf-8")
+    raw = minimal(connectors=[connector(client_secret=None, client_secret_file="secret.txt")])
+    s = settings_from_dict(raw, source_dir=tmp_path)  # relative to the config's directory
+    assert s.connectors[0].client_secret.get_secret_value() == "file-secret"  # type: ignore[union-attr]
+
+
+def test_secret_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "session.key"
+    path.write_text("k" * 40 + "\r\n", encoding="utf-8")
+    s = settings_from_dict(minimal(secret_key_file=str(path)))
+    assert s.secret_key.get_secret_value() == "k" * 40
+
+
+def test_unreadable_secret_file_is_listed(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.txt"
+    problems = problems_of(
+        minimal(connectors=[connector(client_secret=None, client_secret_file=str(missing))])
+    )
+    assert (
+        problems[0] == f"connectors[0].client_secret_file: cannot read {missing} (No such file or directory)"
+    )
+
+
+def test_secret_and_secret_file_both_given(tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("x", encoding="utf-8")
+    problems = problems_of(minimal(connectors=[connector(client_secret_file=str(tmp_path / "s"))]))
+    assert problems == [
+        "connectors[0].client_secret_file: give client_secret or client_secret_file, not both"
+    ]
+
+
+def test_oidc_connector_needs_a_secret_unless_auth_none() -> None:
+    problems = problems_of(minimal(connectors=[connector(client_secret=None)]))
+    assert problems == [
+        "connectors[0].client_secret: required for client_secret_basic (or set client_secret_file)"
+    ]
+    s = settings_from_dict(
+        minimal(connectors=[connector(client_secret=None, token_endpoint_auth_method="none")])
+    )
+    assert s.connectors[0].client_secret is None  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def test_dev_connector_needs_insecure_dev_login() -> None:
+    problems = problems_of(minimal(connectors=[connector(), DEV_CONNECTOR]))
+    assert len(problems) == 1
+    assert problems[0].startswith("connectors[1]: the dev connector 'dev' needs insecure_dev_login: true")
+    s = settings_from_dict(minimal(connectors=[connector(), DEV_CONNECTOR], insecure_dev_login=True))
+    assert [c.id for c in s.enabled_connectors] == ["corp", "dev"]
+    # A disabled dev connector is harmless.
+    s = settings_from_dict(minimal(connectors=[connector(), {**DEV_CONNECTOR, "enabled": False}]))
+    assert [c.id for c in s.enabled_connectors] == ["corp"]
+
+
+def test_duplicate_connector_ids() -> None:
+    problems = problems_of(minimal(connectors=[connector(), connector(issuer="https://other.example.com")]))
+    assert problems == ["connectors: id 'corp' is used more than once"]
+
+
+def test_rule_naming_unknown_connector() -> None:
+    rules = [{"name": "a", "group": "g", "role_arn": ADMIN, "connectors": ["corp", "okta"]}]
+    assert problems_of(minimal(mapping={"rules": rules})) == [
+        "mapping.rules[0].connectors: no connector with id 'okta'"
+    ]
+
+
+def test_rule_outside_the_configured_partition() -> None:
+    rules = [{"name": "a", "group": "g", "role_arn": "arn:aws-cn:iam::123456789012:role/Admin"}]
+    assert problems_of(minimal(mapping={"rules": rules})) == [
+        "mapping.rules[0].role_arn: not in the configured partition aws"
+    ]
+
+
+def test_semantic_problems_are_all_listed() -> None:
+    raw = minimal(
+        connectors=[connector(allowed_algs=["RS256", "HS256"]), connector(), DEV_CONNECTOR],
+        session={"idle_timeout": 7200, "absolute_timeout": 3600},
+    )
+    assert problems_of(raw) == [
+        "connectors: id 'corp' is used more than once",
+        "connectors[0].allowed_algs: ['HS256'] are not allowed for ID tokens",
+        "connectors[2]: the dev connector 'dev' needs insecure_dev_login: true "
+        "(it signs anyone in as any user)",
+        "session.idle_timeout: longer than session.absolute_timeout",
+    ]
+
+
+def test_warnings() -> None:
+    s = settings_from_dict(minimal(connectors=[connector(), DEV_CONNECTOR], insecure_dev_login=True))
+    assert any("insecure_dev_login" in w for w in s.warnings())
+    http = settings_from_dict(
+        minimal(base_url="http://127.0.0.1:8000", connectors=[connector(issuer="http://127.0.0.1:9000")])
+    )
+    text = "\n".join(http.warnings())
+    assert "plain http" in text and "not https" in text and "insecure_dev_login" not in text
+
+
+# --------------------------------------------------------------------------- load_settings (YAML files)
+
+
+def test_load_settings_resolves_relative_paths_against_the_file(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": "keys"}))
+    s = load_settings(cfg)
+    assert s.keys_dir == tmp_path.resolve() / "keys"
+
+
+def test_invalid_yaml_reports_line_number(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "redis:\n  url: redis://127.0.0.1:6379/0\nbase_url: https://x.example.com\n"
+        "  listen: 127.0.0.1:8000\nconnectors: []\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg)
+    (problem,) = exc.value.problems
+    assert problem.startswith(f"{cfg} (line 4): not valid YAML: mapping values are not allowed here")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path / "absent.yaml")
+    assert exc.value.problems == [
+        f"{tmp_path / 'absent.yaml'}: cannot read config (No such file or directory)"
+    ]
+
+
+# --------------------------------------------------------------------------- bridge check-config
+
+
+def run_check(cfg: Path) -> Any:
+    return CliRunner().invoke(main, ["check-config", "--config", str(cfg)])
+
+
+def test_check_config_lists_every_problem_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BRIDGE_TEST_UNSET", raising=False)
+    cfg = write_yaml(
+        tmp_path / "bridge.yaml",
+        minimal(
+            base_url="not a url",
+            bogus=True,
+            secret_key="${BRIDGE_TEST_UNSET}",
+            connectors=[connector(client_id=None)],
+            mapping={"rules": [{"name": "x", "claim": "email", "role_arn": ADMIN}]},
+        ),
+    )
+    result = run_check(cfg)
+    assert result.exit_code == 1
+    assert "ok" not in result.stdout.split()
+    assert f"{cfg}: 5 problem(s):" in result.stderr
+    for text in (
+        "secret_key: environment variable BRIDGE_TEST_UNSET is not set",
+        "base_url: must be an http(s) URL",
+        "bogus: Extra inputs are not permitted",
+        "connectors[0].client_id: Field required",
+        "mapping.rules[0]: 'claim' needs 'equals'",
+    ):
+        assert f"  - {text}" in result.stderr, (text, result.stderr)
+
+
+def test_check_config_ok_with_generated_keys(tmp_path: Path) -> None:
+    generate_key(tmp_path / "keys", "ES256")
+    cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": str(tmp_path / "keys")}))
+    result = run_check(cfg)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ok\n"
+    assert result.stderr == ""  # https everywhere: no warnings
+
+
+def test_check_config_prints_warnings_but_passes(tmp_path: Path) -> None:
+    generate_key(tmp_path / "keys", "RS256")
+    cfg = write_yaml(
+        tmp_path / "bridge.yaml",
+        minimal(
+            issuer={"keys_dir": "keys"}, insecure_dev_login=True, connectors=[connector(), DEV_CONNECTOR]
+        ),
+    )
+    result = run_check(cfg)
+    assert result.exit_code == 0 and result.stdout == "ok\n"
+    assert "warning: insecure_dev_login is on" in result.stderr
+
+
+def test_check_config_refuses_world_readable_key(tmp_path: Path) -> None:
+    key = generate_key(tmp_path / "keys", "RS256")
+    os.chmod(key.path, 0o644)
+    cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": str(tmp_path / "keys")}))
+    result = run_check(cfg)
+    assert result.exit_code == 1
+    assert f"issuer.keys_dir: {key.path}: private key is readable by others (mode 644)" in result.stderr
+
+
+def test_check_config_without_keys(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": "keys"}))
+    result = run_check(cfg)
+    assert result.exit_code == 1
+    assert "key directory does not exist" in result.stderr
+
+
+# --------------------------------------------------------------------------- the shipped demo config
+
+
+@pytest.fixture
+def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith("DEMO_"):
+            monkeypatch.delenv(name)
+    keys = tmp_path / "demo-keys"
+    generate_key(keys, "RS256")
+    monkeypatch.setenv("DEMO_KEYS_DIR", str(keys))
+    return keys
+
+
+def test_demo_config_validates(demo_env: Path) -> None:
+    s = load_settings(DEMO_CONFIG)
+    assert s.keys_dir == demo_env
+    ring, problems = load_keyring(s.keys_dir)
+    assert ring is not None and problems == []
+    assert s.base_url == "http://127.0.0.1:8000"
+    assert [c.id for c in s.enabled_connectors] == ["demo", "dev"]  # ${DEMO_OIDC_ENABLED:-true} is a bool
+    assert [r.name for r in s.mapping.rules] == ["admins", "readonly", "platform-deployers"]
+    assert any("insecure_dev_login" in w for w in s.warnings())
+
+
+def test_demo_config_passes_check_config(demo_env: Path) -> None:
+    result = run_check(DEMO_CONFIG)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ok\n"
