@@ -119,7 +119,7 @@ def explain(config_path: str, identity_path: str, as_json: bool) -> None:
     """Show, rule by rule, what an identity matches and the grants it gets."""
     settings = _settings(config_path)
     ident = _identity(identity_path)
-    results = mapping.explain(settings.mapping, ident, default_audience=settings.issuer.audience)
+    results = mapping.explain(settings.mapping, ident, **settings.grant_defaults())
     if as_json:
         click.echo(json.dumps({"identity": ident.to_json(), "rules": [r.to_json() for r in results],
                                "grants": [r.grant.to_json() for r in results if r.grant]}, indent=2))
@@ -155,7 +155,7 @@ def preview(config_path: str, identity_path: str, role_arn: str, kind: str, deco
     """Print the token that would be sent to AWS for this identity and role."""
     settings = _settings(config_path)
     ident = _identity(identity_path)
-    grants = mapping.evaluate(settings.mapping, ident, default_audience=settings.issuer.audience)
+    grants = mapping.evaluate(settings.mapping, ident, **settings.grant_defaults())
     grant = next((g for g in grants if g.role_arn == role_arn), None)
     if grant is None:
         _fail([g.role_arn for g in grants] or ["(none)"], f"{role_arn} is not granted to this identity; granted:")

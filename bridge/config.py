@@ -62,6 +62,8 @@ class AwsSettings(_Model):
     sts_endpoint_url: str | None = None
     sts_timeout: float = Field(5.0, gt=0, le=60)
     sts_max_attempts: int = Field(3, ge=1, le=10)
+    default_path: Literal["jwt", "saml"] = "jwt"
+    saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
 
 
 class _ConnectorBase(_Model):
@@ -155,6 +157,11 @@ class Settings(_Model):
     @property
     def issuer_url(self) -> str:
         return self.issuer.url or self.base_url
+
+    def grant_defaults(self) -> dict[str, str]:
+        """Keyword arguments for ``mapping.evaluate``/``explain``: what rules leave unsaid."""
+        return {"default_audience": self.issuer.audience, "default_path": self.aws.default_path,
+                "saml_provider": self.aws.saml_provider_name}
 
     @property
     def secure_cookies(self) -> bool:

@@ -33,7 +33,7 @@ class Services:
 
     def grants_for(self, identity: Identity) -> list[Grant]:
         """Run the mapping rules; log what was sanitized or withheld (never the values)."""
-        results = mapping.explain(self.settings.mapping, identity, default_audience=self.settings.issuer.audience)
+        results = mapping.explain(self.settings.mapping, identity, **self.settings.grant_defaults())
         for r in results:
             if r.matched and (r.notes or r.grant is None):
                 event("mapping_notes", logging.INFO, rule=r.rule, granted=r.grant is not None,

@@ -65,7 +65,16 @@ def _match(rule: Rule, identity: Identity) -> tuple[bool, str]:
     return False, f"{rule.claim} is {seen!r}, not {rule.equals!r}"
 
 
-def _grant(rule: Rule, identity: Identity, default_audience: str) -> tuple[Grant, list[str]]:
+@dataclass(frozen=True)
+class GrantDefaults:
+    """What a rule does not say itself: token audience, AWS path, IAM SAML provider name."""
+
+    audience: str
+    path: str = "jwt"
+    saml_provider: str = "FederationBridge"
+
+
+def _grant(rule: Rule, identity: Identity, defaults: GrantDefaults) -> tuple[Grant, list[str]]:
     notes: list[str] = []
     arn = parse_role_arn(rule.role_arn)
     fallback = sanitize_session_name(identity.subject)
@@ -96,7 +105,10 @@ def _grant(rule: Rule, identity: Identity, default_audience: str) -> tuple[Grant
     transitive = tuple(by_lower[k.lower()] for k in rule.transitive_tags if k.lower() in by_lower)
     grant = Grant(
         role_arn=rule.role_arn, account_id=arn.account_id, label=rule.label or arn.name,
-        session_name=session_name, via=rule.name, audience=rule.audience or default_audience,
+        session_name=session_name, via=rule.name, audience=rule.audience or defaults.audience,
+        path=rule.path or defaults.path,
+        provider_arn=f"arn:{arn.partition}:iam::{arn.account_id}:saml-provider/"
+                     f"{rule.saml_provider or defaults.saml_provider}",
         source_identity=source_identity, tags=tags, transitive_keys=transitive,
         default_duration=rule.duration, max_duration=rule.max_duration,
         mfa_required=rule.mfa_required,
@@ -104,8 +116,10 @@ def _grant(rule: Rule, identity: Identity, default_audience: str) -> tuple[Grant
     return grant, notes
 
 
-def explain(mapping: MappingSettings, identity: Identity, *, default_audience: str) -> list[RuleResult]:
+def explain(mapping: MappingSettings, identity: Identity, *, default_audience: str, default_path: str = "jwt",
+            saml_provider: str = "FederationBridge") -> list[RuleResult]:
     """For each rule in order: matched or not, why, and the grant (None if not granted)."""
+    defaults = GrantDefaults(default_audience, default_path, saml_provider)
     out: list[RuleResult] = []
     granted: set[str] = set()
     for rule in mapping.rules:
@@ -116,7 +130,7 @@ def explain(mapping: MappingSettings, identity: Identity, *, default_audience: s
         if rule.role_arn in granted:
             out.append(RuleResult(rule.name, True, reason + "; role already granted by an earlier rule"))
             continue
-        grant, notes = _grant(rule, identity, default_audience)
+        grant, notes = _grant(rule, identity, defaults)
         if rule.mfa_required and not identity.mfa:
             out.append(RuleResult(rule.name, True, reason + "; withheld: rule requires MFA and the "
                                   "sign-in did not use MFA", None, tuple(notes)))
@@ -126,6 +140,9 @@ def explain(mapping: MappingSettings, identity: Identity, *, default_audience: s
     return out
 
 
-def evaluate(mapping: MappingSettings, identity: Identity, *, default_audience: str) -> list[Grant]:
+def evaluate(mapping: MappingSettings, identity: Identity, *, default_audience: str, default_path: str = "jwt",
+             saml_provider: str = "FederationBridge") -> list[Grant]:
     """The grants ``identity`` gets, in rule order, one per role."""
-    return [r.grant for r in explain(mapping, identity, default_audience=default_audience) if r.grant]
+    results = explain(mapping, identity, default_audience=default_audience, default_path=default_path,
+                      saml_provider=saml_provider)
+    return [r.grant for r in results if r.grant]

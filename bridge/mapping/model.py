@@ -7,6 +7,8 @@ the same seam (``bridge.mapping.evaluate``).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.aws.arn import parse_role_arn
@@ -45,6 +47,8 @@ class Rule(BaseModel):
     max_duration: int = 3600
     mfa_required: bool = False
     audience: str | None = None
+    path: Literal["jwt", "saml"] | None = None
+    saml_provider: str | None = Field(None, pattern=r"^[\w._-]{1,128}$")
 
     @field_validator("role_arn")
     @classmethod
