@@ -13,9 +13,12 @@ from typing import Any, NoReturn
 import click
 
 from bridge import mapping
-from bridge.aws.keys import SUPPORTED_ALGS, generate_key, load_keyring
+from bridge.aws.assertion import mint_saml_response
+from bridge.aws.keys import SUPPORTED_ALGS, generate_key, generate_saml_key, load_keyring
+from bridge.aws.metadata import idp_metadata
 from bridge.aws.token import mint_token
-from bridge.aws.validate import validate_jwt
+from bridge.aws.validate import validate_assume_params, validate_jwt
+from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
 from bridge.identity import Identity
@@ -104,11 +107,30 @@ def keys() -> None:
 
 @keys.command("generate")
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(["all", "jwt", "saml"]), default="all", show_default=True,
+              help="jwt: token signing key; saml: SAML signing key + self-signed certificate")
 @click.option("--alg", type=click.Choice(SUPPORTED_ALGS), default="RS256", show_default=True)
-def keys_generate(directory: str, alg: str) -> None:
-    """Create a new signing key (mode 0600). The newest key signs; all are published."""
-    key = generate_key(Path(directory), alg)
-    click.echo(f"created {key.path} (alg {alg}, kid {key.kid})")
+def keys_generate(directory: str, kind: str, alg: str) -> None:
+    """Create new signing keys (mode 0600). The newest of each kind signs; all are published."""
+    if kind in ("all", "jwt"):
+        key = generate_key(Path(directory), alg)
+        click.echo(f"created {key.path} (alg {alg}, kid {key.kid})")
+    if kind in ("all", "saml"):
+        skey = generate_saml_key(Path(directory))
+        click.echo(f"created {skey.path} and {skey.path.with_suffix('.crt').name} (RSA "
+                   f"{skey.cert.public_key().key_size}, SAML signing; valid until "  # type: ignore[union-attr]
+                   f"{skey.cert.not_valid_after_utc:%Y-%m-%d})")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+def metadata(config_path: str) -> None:
+    """Print the bridge's SAML IdP metadata (for `aws iam create-saml-provider`)."""
+    settings = _settings(config_path)
+    ring, problems = load_keyring(settings.keys_dir)
+    if ring is None or not ring.saml:
+        _fail(problems or ["no SAML signing key: run `bridge keys generate --kind saml`"], "cannot build metadata:")
+    sys.stdout.buffer.write(idp_metadata(settings.saml_entity_id, ring.saml, f"{settings.base_url}/idp/sso"))
 
 
 @main.command()
@@ -149,10 +171,14 @@ def _decode_part(part: str) -> Any:
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--role", "role_arn", required=True, help="role ARN the identity is granted")
-@click.option("--as", "kind", type=click.Choice(["jwt"]), default="jwt", show_default=True)
-@click.option("--decode", is_flag=True, help="print the decoded header and claims instead")
-def preview(config_path: str, identity_path: str, role_arn: str, kind: str, decode: bool) -> None:
-    """Print the token that would be sent to AWS for this identity and role."""
+@click.option("--as", "kind", type=click.Choice(["jwt", "saml"]), default="jwt", show_default=True)
+@click.option("--duration", type=int, default=None, help="DurationSeconds (default: the grant's)")
+@click.option("--decode", is_flag=True, help="print the decoded token / pretty SAML XML instead")
+def preview(config_path: str, identity_path: str, role_arn: str, kind: str, duration: int | None,
+            decode: bool) -> None:
+    """Print the token or SAMLResponse that would be sent to AWS for this identity and role."""
+    from bridge.services import saml_issuer_for
+
     settings = _settings(config_path)
     ident = _identity(identity_path)
     grants = mapping.evaluate(settings.mapping, ident, **settings.grant_defaults())
@@ -163,42 +189,98 @@ def preview(config_path: str, identity_path: str, role_arn: str, kind: str, deco
     if ring is None:
         _fail(problems, "no usable signing key:")
     now = int(time.time())
-    token = mint_token(grant, ident, ring.active, issuer=settings.issuer_url,
-                       audience=grant.audience or settings.issuer.audience, now=now,
-                       lifetime=settings.issuer.token_lifetime)
-    if decode:
-        h, c, _ = token.split(".")
-        click.echo(json.dumps({"header": _decode_part(h), "claims": _decode_part(c),
-                               "RoleSessionName": grant.session_name}, indent=2))
+    duration = duration or grant.default_duration
+    if kind == "saml":
+        if ring.saml_active is None:
+            _fail(["run `bridge keys generate --kind saml`"], "no SAML signing key:")
+        b64 = mint_saml_response(grant, ident, ring.saml_active, saml_issuer_for(settings), now=now,
+                                 duration=duration)
+        click.echo(_pretty_xml(base64.b64decode(b64)) if decode else b64)
+        metadata = IdpMetadata.from_xml(idp_metadata(settings.saml_entity_id, ring.saml, settings.base_url))
+        issues = validate_saml_response(b64, metadata=metadata, now=now, partition=settings.aws.partition,
+                                        role_arn=grant.role_arn, principal_arn=grant.provider_arn)
     else:
-        click.echo(token)
-    issues = validate_jwt(token, jwks=ring.jwks(), issuer=settings.issuer_url,
-                          audiences={grant.audience or settings.issuer.audience}, now=now)
+        token = mint_token(grant, ident, ring.active, issuer=settings.issuer_url,
+                           audience=grant.audience or settings.issuer.audience, now=now,
+                           lifetime=settings.issuer.token_lifetime)
+        if decode:
+            h, c, _ = token.split(".")
+            click.echo(json.dumps({"header": _decode_part(h), "claims": _decode_part(c),
+                                   "RoleSessionName": grant.session_name, "DurationSeconds": duration}, indent=2))
+        else:
+            click.echo(token)
+        issues = validate_jwt(token, jwks=ring.jwks(), issuer=settings.issuer_url,
+                              audiences={grant.audience or settings.issuer.audience}, now=now)
+        issues += validate_assume_params(grant.session_name, duration, grant.max_duration)
     click.echo("AWS rules: ok" if not issues else "AWS rules broken:\n  " + "\n  ".join(issues), err=True)
 
 
+def _pretty_xml(raw: bytes) -> str:
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+    return str(etree.tostring(etree.fromstring(raw, parser), pretty_print=True, encoding="unicode"))
+
+
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--jwt", "jwt_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="the bridge config (its issuer, audiences, keys); required for --jwt")
+@click.option("--jwt", "jwt_path", type=click.Path(exists=True, dir_okay=False), help="a JWT to check")
 @click.option("--jwks", "jwks_path", type=click.Path(exists=True, dir_okay=False),
               help="JWKS JSON file (default: the config's own keys)")
-def verify(config_path: str, jwt_path: str, jwks_path: str | None) -> None:
-    """Run the strict AWS-rules validator on a JWT; list every rule it breaks."""
-    settings = _settings(config_path)
-    token = Path(jwt_path).read_text(encoding="utf-8").strip()
-    if jwks_path:
-        jwks = json.loads(Path(jwks_path).read_text(encoding="utf-8"))
+@click.option("--saml", "saml_path", type=click.Path(exists=True, dir_okay=False),
+              help="a SAMLResponse to check: base64 (as posted) or raw XML")
+@click.option("--metadata", "metadata_path", type=click.Path(exists=True, dir_okay=False),
+              help="the IdP metadata IAM holds (default: the config's own)")
+@click.option("--role", "role_arn", default=None, help="RoleArn of the AssumeRoleWithSAML call")
+@click.option("--principal", "principal_arn", default=None, help="PrincipalArn (SAML provider) of the call")
+@click.option("--partition", type=click.Choice(["aws", "aws-us-gov", "aws-cn"]), default=None)
+def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None, saml_path: str | None,
+           metadata_path: str | None, role_arn: str | None, principal_arn: str | None,
+           partition: str | None) -> None:
+    """Run the strict AWS-rules validator on a JWT or SAMLResponse; list every rule it breaks."""
+    if bool(jwt_path) == bool(saml_path):
+        _fail(["give exactly one of --jwt FILE or --saml FILE"], "nothing to verify:")
+    settings = _settings(config_path) if config_path else None
+    now = int(time.time())
+    if saml_path:
+        raw = Path(saml_path).read_bytes().strip()
+        b64 = base64.b64encode(raw).decode() if raw.startswith(b"<") else raw.decode("ascii", "replace")
+        if metadata_path:
+            md = Path(metadata_path).read_bytes()
+        elif settings is not None:
+            ring, problems = load_keyring(settings.keys_dir)
+            if ring is None or not ring.saml:
+                _fail(problems or ["no SAML signing key"], "cannot build the bridge's metadata:")
+            md = idp_metadata(settings.saml_entity_id, ring.saml, settings.base_url)
+        else:
+            _fail(["give --metadata FILE (the IdP metadata uploaded to IAM) or --config"], "no metadata:")
+        try:
+            metadata = IdpMetadata.from_xml(md)
+        except ValueError as e:
+            _fail([str(e)], "unusable metadata:")
+        part = partition or (settings.aws.partition if settings else "aws")
+        issues = validate_saml_response(b64, metadata=metadata, now=now, partition=part, role_arn=role_arn,
+                                        principal_arn=principal_arn)
+        what = saml_path
     else:
-        ring, problems = load_keyring(settings.keys_dir)
-        if ring is None:
-            _fail(problems, "no usable signing key:")
-        jwks = ring.jwks()
-    audiences = {settings.issuer.audience} | {r.audience for r in settings.mapping.rules if r.audience}
-    issues = validate_jwt(token, jwks=jwks, issuer=settings.issuer_url, audiences=audiences, now=int(time.time()))
+        if settings is None:
+            _fail(["--jwt needs --config (the issuer and audiences to check against)"], "missing option:")
+        assert jwt_path is not None
+        token = Path(jwt_path).read_text(encoding="utf-8").strip()
+        if jwks_path:
+            jwks = json.loads(Path(jwks_path).read_text(encoding="utf-8"))
+        else:
+            ring, problems = load_keyring(settings.keys_dir)
+            if ring is None:
+                _fail(problems, "no usable signing key:")
+            jwks = ring.jwks()
+        audiences = {settings.issuer.audience} | {r.audience for r in settings.mapping.rules if r.audience}
+        issues = validate_jwt(token, jwks=jwks, issuer=settings.issuer_url, audiences=audiences, now=now)
+        what = jwt_path
     if issues:
-        _fail(issues, f"{jwt_path}: {len(issues)} AWS rule(s) broken:")
-    click.echo("ok: the token passes every AWS rule the bridge knows")
-
+        _fail(issues, f"{what}: {len(issues)} AWS rule(s) broken:")
+    click.echo("ok: it passes every AWS rule the bridge knows")
 
 if __name__ == "__main__":
     main()

@@ -56,6 +56,13 @@ class IssuerSettings(_Model):
     key_alg: Literal["RS256", "ES256"] = "RS256"
 
 
+class SamlIdpSettings(_Model):
+    """The bridge as the SAML IdP registered in IAM (`aws iam create-saml-provider`)."""
+
+    entity_id: str | None = None
+    sign_response: bool = False
+
+
 class AwsSettings(_Model):
     partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -63,6 +70,7 @@ class AwsSettings(_Model):
     sts_timeout: float = Field(5.0, gt=0, le=60)
     sts_max_attempts: int = Field(3, ge=1, le=10)
     default_path: Literal["jwt", "saml"] = "jwt"
+    signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
 
 
@@ -141,6 +149,7 @@ class Settings(_Model):
     session: SessionSettings = Field(default_factory=SessionSettings)
     issuer: IssuerSettings = Field(default_factory=IssuerSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    saml_idp: SamlIdpSettings = Field(default_factory=SamlIdpSettings)
     connectors: list[ConnectorSettings] = Field(min_length=1)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     # Where the config file lives: relative paths (keys_dir, *_file) resolve against it.
@@ -157,6 +166,10 @@ class Settings(_Model):
     @property
     def issuer_url(self) -> str:
         return self.issuer.url or self.base_url
+
+    @property
+    def saml_entity_id(self) -> str:
+        return self.saml_idp.entity_id or f"{self.base_url}/idp/metadata.xml"
 
     def grant_defaults(self) -> dict[str, str]:
         """Keyword arguments for ``mapping.evaluate``/``explain``: what rules leave unsaid."""

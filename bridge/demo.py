@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from bridge.aws.keys import generate_key, load_keyring
+from bridge.aws.keys import generate_key, generate_saml_key, load_keyring
 
 
 def _free_port(preferred: int) -> int:
@@ -80,9 +80,12 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
     root = config.resolve().parent.parent
     state = root / ".demo"
     keys_dir = state / "keys"
-    if load_keyring(keys_dir)[0] is None:
+    ring, _ = load_keyring(keys_dir)
+    if ring is None:
         shutil.rmtree(keys_dir, ignore_errors=True)
         generate_key(keys_dir, "RS256")
+    if ring is None or not ring.saml:
+        generate_saml_key(keys_dir)
     procs = _Procs()
     env = {**os.environ, "DEMO_PORT": str(port), "DEMO_KEYS_DIR": str(keys_dir)}
     try:

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge import mapping
+from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
 from bridge.aws.keys import KeyRing, load_keyring
+from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
@@ -45,16 +47,44 @@ class Services:
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
             raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
-        token = mint_token(grant, identity, self.keyring.active, issuer=self.settings.issuer_url,
-                           audience=grant.audience or self.settings.issuer.audience, now=int(self.clock()),
-                           lifetime=self.settings.issuer.token_lifetime)
+        now = int(self.clock())
         started = time.monotonic()
-        creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn, session_name=grant.session_name,
-                                                       token=token, duration=duration)
-        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, session_name=grant.session_name,
-              connector=identity.connector_id, duration=duration, tags=sorted(grant.tags),
-              sts_ms=round((time.monotonic() - started) * 1000, 1))
+        if grant.path == "saml":
+            assert grant.provider_arn is not None  # mapping always sets it
+            creds = self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
+                                                   saml_response=self.mint_saml(grant, identity, duration, now),
+                                                   duration=duration)
+        else:
+            token = mint_token(grant, identity, self.keyring.active, issuer=self.settings.issuer_url,
+                               audience=grant.audience or self.settings.issuer.audience, now=now,
+                               lifetime=self.settings.issuer.token_lifetime)
+            creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn,
+                                                           session_name=grant.session_name, token=token,
+                                                           duration=duration)
+        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path,
+              session_name=grant.session_name, connector=identity.connector_id, duration=duration,
+              tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1))
         return creds
+
+    def saml_issuer(self) -> SamlIssuer:
+        return saml_issuer_for(self.settings)
+
+    def idp_metadata(self) -> bytes:
+        """Our SAML IdP metadata for `aws iam create-saml-provider` (every SAML signing cert)."""
+        return idp_metadata(self.settings.saml_entity_id, self.keyring.saml, f"{self.settings.base_url}/idp/sso")
+
+    def mint_saml(self, grant: Grant, identity: Identity, duration: int, now: int) -> str:
+        """The signed base64 SAMLResponse for ``grant`` (AssumeRoleWithSAML or console POST)."""
+        key = self.keyring.saml_active
+        if key is None:
+            raise ConfigError(["issuer.keys_dir: no SAML signing key (run `bridge keys generate --kind saml`)"])
+        return mint_saml_response(grant, identity, key, self.saml_issuer(), now=now, duration=duration)
+
+
+def saml_issuer_for(settings: Settings) -> SamlIssuer:
+    """Our SAML identity (entity id) and where assertions go (partition's sign-in Recipient/Audience)."""
+    recipient, audience = signin_saml_endpoint(settings.aws.partition, settings.aws.signin_region)
+    return SamlIssuer(settings.saml_entity_id, recipient, audience, settings.saml_idp.sign_response)
 
 
 def build_services(settings: Settings) -> Services:

@@ -25,7 +25,7 @@ import pytest
 import redis
 import requests
 
-from bridge.aws.keys import generate_key
+from bridge.aws.keys import generate_key, generate_saml_key
 from bridge.config import Settings, settings_from_dict
 from tests.peers import strict_sts
 
@@ -99,6 +99,7 @@ def strict_sts_peer(_strict_sts_server: strict_sts.StrictSts) -> Iterator[strict
     yield _strict_sts_server
     bad = _strict_sts_server.failures
     _strict_sts_server.providers.clear()
+    _strict_sts_server.saml_providers.clear()
     assert not bad, f"tokens the bridge minted broke AWS rules: {[b.problems for b in bad]}"
 
 
@@ -128,6 +129,7 @@ def oidc_issuer(bridge_port: int) -> Iterator[str]:
 def keys_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="bridge-keys-"))
     generate_key(d, "RS256")
+    generate_saml_key(d)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -179,6 +181,7 @@ def app_factory(strict_sts_peer: strict_sts.StrictSts) -> Callable[[Settings], A
         app = create_app(settings)
         svc = app.extensions["bridge"]
         strict_sts_peer.register_oidc_provider(settings.issuer_url, {settings.issuer.audience}, svc.keyring.jwks)
+        strict_sts_peer.register_saml_provider(settings.aws.saml_provider_name, svc.idp_metadata)
         return app
 
     return make

@@ -1,8 +1,11 @@
-"""Signing keys for the tokens the bridge mints (the OIDC issuer AWS trusts).
+"""Signing keys for what the bridge mints: JWTs (OIDC issuer) and SAML assertions (SAML IdP).
 
-Keys are PEM files named ``jwt-<UTC stamp>-<alg>.pem`` in one directory, mode 0600.
-Every key in the directory is published in the JWKS; the newest one signs. Adding a key
-and waiting before removing the old one is how rotation works (issue 7 builds on it).
+Files live in one directory:
+- ``jwt-<UTC stamp>-<alg>.pem``: a JWT signing key (mode 0600);
+- ``saml-<UTC stamp>.pem`` + ``saml-<UTC stamp>.crt``: a SAML signing key (0600) and its
+  self-signed certificate (RSA ≥ 2048).
+Every key is published (JWKS, IdP metadata); the newest of each kind signs. Adding a key and
+waiting before removing the old one is how rotation works (issue 7 builds on it).
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, RSAKey
 
 SUPPORTED_ALGS = ("RS256", "ES256")
@@ -35,12 +42,33 @@ class SigningKey:
 
 
 @dataclass(frozen=True)
+class SamlKey:
+    """A SAML signing key and its certificate (PEM bytes, as xmlsec wants them)."""
+
+    key_pem: bytes
+    cert_pem: bytes
+    cert: x509.Certificate
+    path: Path
+
+    def cert_b64(self) -> str:
+        """The certificate's DER in base64, one line (for ds:X509Certificate)."""
+        import base64
+
+        return base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()
+
+
+@dataclass(frozen=True)
 class KeyRing:
     keys: tuple[SigningKey, ...]
+    saml: tuple[SamlKey, ...] = ()
 
     @property
     def active(self) -> SigningKey:
         return self.keys[-1]
+
+    @property
+    def saml_active(self) -> SamlKey | None:
+        return self.saml[-1] if self.saml else None
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk() for k in self.keys]}
@@ -58,6 +86,57 @@ def generate_key(directory: Path, alg: str = "RS256", *, now: datetime | None = 
     with os.fdopen(fd, "wb") as f:
         f.write(key.as_pem(private=True))
     return SigningKey(key.thumbprint(), alg, key, path)
+
+
+def generate_saml_key(directory: Path, *, now: datetime | None = None, subject: str = "Federation Bridge",
+                      days: int = 3650, bits: int = 3072) -> SamlKey:
+    """Create a SAML signing key (0600) and a self-signed certificate for the IdP metadata."""
+    now = now or datetime.now(UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    from datetime import timedelta
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=days)).sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stem = f"saml-{now.strftime('%Y%m%dT%H%M%S%fZ')}"
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    fd = os.open(directory / f"{stem}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (directory / f"{stem}.crt").write_bytes(cert_pem)
+    return SamlKey(key_pem, cert_pem, cert, directory / f"{stem}.pem")
+
+
+def _load_saml_keys(directory: Path, problems: list[str]) -> list[SamlKey]:
+    out: list[SamlKey] = []
+    for path in sorted(directory.glob("saml-*.pem")):
+        crt = path.with_suffix(".crt")
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            problems.append(f"{path}: private key is readable by others (mode {mode:o}); run chmod 600 {path}")
+            continue
+        if not crt.is_file():
+            problems.append(f"{path}: its certificate {crt.name} is missing")
+            continue
+        try:
+            key_pem, cert_pem = path.read_bytes(), crt.read_bytes()
+            key = serialization.load_pem_private_key(key_pem, password=None)
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except (ValueError, TypeError) as e:
+            problems.append(f"{path}: not a usable key/certificate pair ({type(e).__name__})")
+            continue
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+            problems.append(f"{path}: SAML signing needs an RSA key of at least 2048 bits")
+            continue
+        if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+            problems.append(f"{crt}: certificate does not match the key {path.name}")
+            continue
+        out.append(SamlKey(key_pem, cert_pem, cert, path))
+    return out
 
 
 def load_keyring(directory: Path) -> tuple[KeyRing | None, list[str]]:
@@ -90,4 +169,5 @@ def load_keyring(directory: Path) -> tuple[KeyRing | None, list[str]]:
         keys.append(SigningKey(key.thumbprint(), alg, key, path))
     if not keys and not problems:
         problems.append(f"{directory}: no signing keys (run `bridge keys generate --dir {directory}`)")
-    return (KeyRing(tuple(keys)) if keys else None), problems
+    saml = _load_saml_keys(directory, problems)
+    return (KeyRing(tuple(keys), tuple(saml)) if keys else None), problems

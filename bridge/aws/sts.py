@@ -28,10 +28,12 @@ from bridge.identity import Credentials
 _ERRORS: dict[str, tuple[int, str, str]] = {
     "AccessDenied": (403, "AWS denied the role assumption.",
                      "The role's trust policy must allow this bridge's identity provider "
-                     "(sts:AssumeRoleWithWebIdentity, sts:TagSession, sts:SetSourceIdentity)."),
-    "InvalidIdentityToken": (400, "AWS rejected the bridge's identity token.",
-                             "Check that the IAM OIDC provider URL equals the bridge's issuer, its "
-                             "audience list holds the bridge's audience, and the JWKS is reachable."),
+                     "(sts:AssumeRoleWithWebIdentity or sts:AssumeRoleWithSAML, plus sts:TagSession "
+                     "and sts:SetSourceIdentity when tags or a source identity are sent)."),
+    "InvalidIdentityToken": (400, "AWS rejected the bridge's identity token or SAML response.",
+                             "OIDC: the IAM OIDC provider URL must equal the bridge's issuer, its audience "
+                             "list hold the bridge's audience, and the JWKS be reachable. SAML: the IAM "
+                             "SAML provider must hold the bridge's current /idp/metadata.xml."),
     "ExpiredTokenException": (400, "AWS says the bridge's token expired.",
                               "Check the bridge host's clock (NTP); then try again."),
     "ValidationError": (400, "AWS refused the request parameters.",
@@ -62,11 +64,23 @@ class StsGateway:
 
     def assume_role_with_web_identity(self, *, role_arn: str, session_name: str, token: str,
                                       duration: int) -> Credentials:
-        """Redeem ``token`` for credentials; raises StsError/StsUnavailable."""
+        """Redeem a JWT for credentials; raises StsError/StsUnavailable."""
+        r = self._call("assume_role_with_web_identity", RoleArn=role_arn, RoleSessionName=session_name,
+                       WebIdentityToken=token, DurationSeconds=duration)
+        return self._credentials(r, role_arn, session_name)
+
+    def assume_role_with_saml(self, *, role_arn: str, principal_arn: str, saml_response: str,
+                              duration: int) -> Credentials:
+        """Redeem a base64 SAMLResponse for credentials; the session name comes from the assertion."""
+        r = self._call("assume_role_with_saml", RoleArn=role_arn, PrincipalArn=principal_arn,
+                       SAMLAssertion=saml_response, DurationSeconds=duration)
+        session_name = str(r["AssumedRoleUser"]["Arn"]).rsplit("/", 1)[-1]
+        return self._credentials(r, role_arn, session_name)
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
-            r = self._client.assume_role_with_web_identity(
-                RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token,
-                DurationSeconds=duration)
+            r: dict[str, Any] = getattr(self._client, operation)(**params)
+            return r
         except ClientError as e:
             raise _map_client_error(e) from None
         except ParamValidationError as e:
@@ -78,6 +92,8 @@ class StsGateway:
             # e.g. ResponseParserError when the endpoint answers garbage (moto's 500 pages).
             raise StsError(f"{type(e).__name__}", code="sts_bad_response", status=502,
                            message="AWS STS answered with something the bridge could not read.") from None
+
+    def _credentials(self, r: dict[str, Any], role_arn: str, session_name: str) -> Credentials:
         c = r["Credentials"]
         return Credentials(
             access_key_id=c["AccessKeyId"], secret_access_key=c["SecretAccessKey"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
 from bridge.web.common import services
@@ -34,6 +34,15 @@ def openid_configuration() -> ResponseReturnValue:
 def jwks() -> ResponseReturnValue:
     resp = jsonify(services().keyring.jwks())
     resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@bp.get("/idp/metadata.xml")
+def idp_metadata() -> ResponseReturnValue:
+    """Our SAML IdP metadata, to upload with `aws iam create-saml-provider`."""
+    resp = make_response(services().idp_metadata())
+    resp.headers["Content-Type"] = "application/samlmetadata+xml"
+    resp.headers["Content-Disposition"] = 'inline; filename="bridge-idp-metadata.xml"'
     return resp
 
 

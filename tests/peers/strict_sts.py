@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from bridge.aws.validate import validate_assume_params, validate_jwt
+from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Seen:
 class StrictSts:
     upstream: str
     providers: dict[str, Provider] = field(default_factory=dict)
+    saml_providers: dict[str, Callable[[], bytes]] = field(default_factory=dict)
     role_max_duration: dict[str, int] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     injected: list[tuple[int, str, str]] = field(default_factory=list)
@@ -53,6 +55,10 @@ class StrictSts:
 
     def register_oidc_provider(self, issuer: str, audiences: set[str], jwks: Callable[[], dict[str, Any]]) -> None:
         self.providers[issuer] = Provider(issuer, audiences, jwks)
+
+    def register_saml_provider(self, name: str, metadata: Callable[[], bytes]) -> None:
+        """Like `aws iam create-saml-provider --name NAME --saml-metadata-document …` (any account)."""
+        self.saml_providers[name] = metadata
 
     def fail_next(self, status: int, code: str, message: str) -> None:
         """Answer the next request with this STS error (throttling, AccessDenied, ...)."""
@@ -84,6 +90,13 @@ class StrictSts:
             if problems:
                 code = "ValidationError" if problems[0].startswith("9:") else "InvalidIdentityToken"
                 return _error(400, code, "; ".join(problems))(environ, start_response)
+        if form.get("Action") == "AssumeRoleWithSAML":
+            problems = self._check_saml(form)
+            self.seen.append(Seen("AssumeRoleWithSAML", form.get("RoleArn", ""), form.get("SAMLAssertion", ""),
+                                  problems))
+            if problems:
+                code = "ValidationError" if problems[0].startswith("11:") else "InvalidIdentityToken"
+                return _error(400, code, "; ".join(problems))(environ, start_response)
         r = requests.post(self.upstream + req.path, data=body, headers={
             k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}, timeout=30)
         resp = Response(r.content, status=r.status_code, content_type=r.headers.get("content-type"))
@@ -104,6 +117,23 @@ class StrictSts:
                                 audiences=provider.audiences, now=int(time.time()))
         problems += validate_assume_params(form.get("RoleSessionName", ""), int(form.get("DurationSeconds", "3600")),
                                            self.role_max_duration.get(role, 43200))
+        return problems
+
+    def _check_saml(self, form: dict[str, str]) -> list[str]:
+        principal = form.get("PrincipalArn", "")
+        name = principal.rsplit("saml-provider/", 1)[-1]
+        metadata = self.saml_providers.get(name)
+        if metadata is None:
+            return [f"4: Specified provider doesn't exist: {principal}"]
+        role = form.get("RoleArn", "")
+        partition = role.split(":")[1] if role.count(":") > 2 else "aws"
+        max_duration = self.role_max_duration.get(role, 43200)
+        problems = validate_saml_response(form.get("SAMLAssertion", ""), metadata=IdpMetadata.from_xml(metadata()),
+                                          now=int(time.time()), partition=partition, role_arn=role,
+                                          principal_arn=principal, max_duration=max_duration)
+        duration = int(form.get("DurationSeconds", "3600"))
+        if duration > max_duration:
+            problems.append("11: The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
         return problems
 
 

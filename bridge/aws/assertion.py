@@ -1,0 +1,147 @@
+"""Mint the SAML Response that ``AssumeRoleWithSAML`` (and AWS sign-in) redeem. Pure: time passed in.
+
+Follows shared/spec/aws-federation.md §1.3–1.5: a ``samlp:Response`` whose one Assertion is
+signed (enveloped, exclusive C14N, RSA-SHA256, reference to the Assertion ID); bearer
+SubjectConfirmation with Recipient and NotOnOrAfter; Audience; Issuer = our entity id on
+both Response and Assertion; a persistent pseudonymous NameID; AuthnStatement with
+SessionNotOnOrAfter; the AWS attributes Role, RoleSessionName, SessionDuration,
+PrincipalTag:*, TransitiveTagKeys, SourceIdentity.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import xmlsec
+from lxml import etree
+from xmlsec import constants as xc
+
+from bridge.aws.keys import SamlKey
+from bridge.aws.token import subject_for
+from bridge.identity import Grant, Identity
+
+NS_SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
+NS_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+NS_DS = "http://www.w3.org/2000/09/xmldsig#"
+NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
+AWS_ATTR = "https://aws.amazon.com/SAML/Attributes/"
+ATTR_NAME_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+NAMEID_PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+ASSERTION_LIFETIME = 300  # STS redeems within 5 minutes of issuance (spec §1.3 time rules)
+
+# Sign-in endpoints per partition: (global Recipient, Audience). Regional Recipients for "aws".
+_SIGNIN = {
+    "aws": ("https://signin.aws.amazon.com/saml", "urn:amazon:webservices"),
+    "aws-us-gov": ("https://signin.amazonaws-us-gov.com/saml", "urn:amazon:webservices:govcloud"),
+    "aws-cn": ("https://signin.amazonaws.cn/saml", "urn:amazon:webservices:cn-north-1"),
+}
+
+
+def signin_saml_endpoint(partition: str, region: str | None = None) -> tuple[str, str]:
+    """(Recipient/ACS URL, Audience) for ``partition``; a regional ACS for ``aws`` when asked."""
+    recipient, audience = _SIGNIN[partition]
+    if partition == "aws" and region and region != "us-east-1":
+        recipient = f"https://{region}.signin.aws.amazon.com/saml"
+    return recipient, audience
+
+
+def _ts(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sub(parent: etree._Element, ns: str, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    el = etree.SubElement(parent, f"{{{ns}}}{tag}", {k: v for k, v in attrs.items()})
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _attribute(stmt: etree._Element, name: str, values: list[str]) -> None:
+    attr = _sub(stmt, NS_SAML, "Attribute", Name=name, NameFormat=ATTR_NAME_FORMAT)
+    for v in values:
+        _sub(attr, NS_SAML, "AttributeValue", v)
+
+
+@dataclass(frozen=True)
+class SamlIssuer:
+    """Who we are as a SAML IdP, and where the assertion goes."""
+
+    entity_id: str
+    recipient: str
+    audience: str
+    sign_response: bool = False
+
+
+def build_response(grant: Grant, identity: Identity, issuer: SamlIssuer, *, now: int, duration: int,
+                   authn_context: str = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified") -> etree._Element:
+    """The unsigned Response element for ``grant`` (see ``sign_response``)."""
+    if grant.provider_arn is None:
+        raise ValueError(f"grant {grant.role_arn} has no SAML provider ARN")
+    rid, aid = "_" + secrets.token_hex(20), "_" + secrets.token_hex(20)
+    expires = now + ASSERTION_LIFETIME
+    resp = etree.Element(f"{{{NS_SAMLP}}}Response", nsmap=NSMAP, ID=rid, Version="2.0", IssueInstant=_ts(now),
+                         Destination=issuer.recipient)
+    _sub(resp, NS_SAML, "Issuer", issuer.entity_id)
+    status = _sub(resp, NS_SAMLP, "Status")
+    _sub(status, NS_SAMLP, "StatusCode", Value=SUCCESS)
+    a = _sub(resp, NS_SAML, "Assertion", ID=aid, Version="2.0", IssueInstant=_ts(now))
+    _sub(a, NS_SAML, "Issuer", issuer.entity_id)
+    subject = _sub(a, NS_SAML, "Subject")
+    # Persistent and pseudonymous: CloudTrail records the NameID (spec §1.3 Subject).
+    _sub(subject, NS_SAML, "NameID", subject_for(identity), Format=NAMEID_PERSISTENT)
+    sc = _sub(subject, NS_SAML, "SubjectConfirmation", Method=BEARER)
+    _sub(sc, NS_SAML, "SubjectConfirmationData", NotOnOrAfter=_ts(expires), Recipient=issuer.recipient)
+    cond = _sub(a, NS_SAML, "Conditions", NotBefore=_ts(now), NotOnOrAfter=_ts(expires))
+    _sub(_sub(cond, NS_SAML, "AudienceRestriction"), NS_SAML, "Audience", issuer.audience)
+    authn = _sub(a, NS_SAML, "AuthnStatement", AuthnInstant=_ts(identity.authn_time or now), SessionIndex=aid,
+                 SessionNotOnOrAfter=_ts(now + duration))
+    _sub(_sub(authn, NS_SAML, "AuthnContext"), NS_SAML, "AuthnContextClassRef", authn_context)
+    stmt = _sub(a, NS_SAML, "AttributeStatement")
+    _attribute(stmt, AWS_ATTR + "Role", [f"{grant.role_arn},{grant.provider_arn}"])
+    _attribute(stmt, AWS_ATTR + "RoleSessionName", [grant.session_name])
+    _attribute(stmt, AWS_ATTR + "SessionDuration", [str(duration)])
+    for key, value in grant.tags.items():
+        _attribute(stmt, AWS_ATTR + f"PrincipalTag:{key}", [value])
+    if grant.transitive_keys:
+        _attribute(stmt, AWS_ATTR + "TransitiveTagKeys", list(grant.transitive_keys))
+    if grant.source_identity:
+        _attribute(stmt, AWS_ATTR + "SourceIdentity", [grant.source_identity])
+    return resp
+
+
+def _sign(element: etree._Element, key: SamlKey, after: etree._Element) -> None:
+    """Enveloped signature over ``element`` (by ID), placed right after ``after`` (its Issuer)."""
+    sig = xmlsec.template.create(element, xc.TransformExclC14N, xc.TransformRsaSha256, ns="ds")
+    after.addnext(sig)
+    ref = xmlsec.template.add_reference(sig, xc.TransformSha256, uri="#" + element.get("ID"))
+    xmlsec.template.add_transform(ref, xc.TransformEnveloped)
+    xmlsec.template.add_transform(ref, xc.TransformExclC14N)
+    xmlsec.template.x509_data_add_certificate(xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(sig)))
+    xmlsec.tree.add_ids(element, ["ID"])
+    ctx = xmlsec.SignatureContext()
+    ctx.key = xmlsec.Key.from_memory(key.key_pem, xc.KeyDataFormatPem)
+    ctx.key.load_cert_from_memory(key.cert_pem, xc.KeyDataFormatPem)
+    ctx.sign(sig)
+
+
+def sign_response(resp: etree._Element, key: SamlKey, *, sign_response: bool = False) -> bytes:
+    """Sign the Assertion (always) and the Response (optionally); return the serialized XML."""
+    assertion = resp.find(f"{{{NS_SAML}}}Assertion")
+    if assertion is None:
+        raise ValueError("no Assertion to sign")
+    _sign(assertion, key, after=assertion.find(f"{{{NS_SAML}}}Issuer"))
+    if sign_response:
+        _sign(resp, key, after=resp.find(f"{{{NS_SAML}}}Issuer"))
+    return bytes(etree.tostring(resp, xml_declaration=True, encoding="UTF-8"))
+
+
+def mint_saml_response(grant: Grant, identity: Identity, key: SamlKey, issuer: SamlIssuer, *, now: int,
+                       duration: int) -> str:
+    """Signed Response, base64 (standard alphabet, no line breaks): the ``SAMLAssertion`` parameter."""
+    resp = build_response(grant, identity, issuer, now=now, duration=duration)
+    return base64.b64encode(sign_response(resp, key, sign_response=issuer.sign_response)).decode()
