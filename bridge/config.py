@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bridge.aws.arn import PARTITIONS
 from bridge.aws.keys import SUPPORTED_ALGS
@@ -116,6 +116,76 @@ class OidcConnectorSettings(_ConnectorBase):
         return v
 
 
+SAML_PRESETS: dict[str, dict[str, str]] = {
+    # attribute names per IdP family: email, name, groups
+    "none": {"email": "email", "name": "name", "groups": "groups"},
+    "adfs": {"email": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+             "name": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+             "groups": "http://schemas.xmlsoap.org/claims/Group"},
+    "entra": {"email": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+              "name": "http://schemas.microsoft.com/identity/claims/displayname",
+              "groups": "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"},
+    "okta": {"email": "email", "name": "displayName", "groups": "groups"},
+    "google": {"email": "email", "name": "name", "groups": "groups"},
+    "keycloak": {"email": "email", "name": "name", "groups": "groups"},
+}
+
+
+class SamlConnectorSettings(_ConnectorBase):
+    """An upstream SAML 2.0 IdP; the bridge is its service provider (python3-saml, strict)."""
+
+    type: Literal["saml"]
+    # Where the IdP's metadata comes from: a URL, a file, or explicit values (exactly one way).
+    metadata_url: str | None = None
+    metadata_file: Path | None = None
+    metadata_refresh: int = Field(86400, ge=300, description="seconds between metadata refreshes")
+    idp_entity_id: str | None = None
+    sso_url: str | None = None
+    idp_cert_files: list[Path] = Field(default_factory=list)
+    # Our side (SP). Defaults: entity id <base_url>/sp/<id>/metadata.xml, ACS <base_url>/callback/<id>.
+    sp_entity_id: str | None = None
+    sp_key_file: Path | None = None
+    sp_cert_file: Path | None = None
+    sign_authn_requests: bool = False
+    want_assertions_encrypted: bool = False
+    name_id_format: str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+    attribute_preset: Literal["none", "adfs", "entra", "okta", "google", "keycloak"] = "none"
+    email_attribute: str | None = None
+    name_attribute: str | None = None
+    groups_attribute: str | None = None
+    mfa_authn_contexts: list[str] = Field(default_factory=lambda: [
+        "http://schemas.microsoft.com/claims/multipleauthn",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken",
+        "http://schemas.microsoft.com/ws/2012/12/authmethod/phoneappnotification"])
+    clock_skew: int = Field(60, ge=0, le=300)
+    http_timeout: float = Field(5.0, gt=0, le=60)
+    insecure_allow_idp_initiated: bool = False
+    insecure_allow_response_only_signing: bool = False
+
+    def attribute(self, what: str) -> str:
+        explicit = {"email": self.email_attribute, "name": self.name_attribute, "groups": self.groups_attribute}
+        return explicit[what] or SAML_PRESETS[self.attribute_preset][what]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SamlConnectorSettings:
+        explicit = bool(self.idp_entity_id or self.sso_url or self.idp_cert_files)
+        sources = sum([self.metadata_url is not None, self.metadata_file is not None, explicit])
+        problems = []
+        if sources != 1:
+            problems.append("give exactly one of metadata_url, metadata_file, or idp_entity_id + sso_url + "
+                            "idp_cert_files")
+        elif explicit and not (self.idp_entity_id and self.sso_url and self.idp_cert_files):
+            problems.append("explicit IdP settings need all of idp_entity_id, sso_url and idp_cert_files")
+        if (self.sp_key_file is None) != (self.sp_cert_file is None):
+            problems.append("sp_key_file and sp_cert_file go together")
+        if (self.sign_authn_requests or self.want_assertions_encrypted) and self.sp_key_file is None:
+            problems.append("sign_authn_requests / want_assertions_encrypted need sp_key_file and sp_cert_file")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class DevUser(_Model):
     subject: str = Field(min_length=1)
     email: str | None = None
@@ -132,7 +202,8 @@ class DevConnectorSettings(_ConnectorBase):
     users: list[DevUser] = Field(min_length=1)
 
 
-ConnectorSettings = Annotated[OidcConnectorSettings | DevConnectorSettings, Field(discriminator="type")]
+ConnectorSettings = Annotated[OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings,
+                              Field(discriminator="type")]
 
 
 class Settings(_Model):
@@ -180,12 +251,16 @@ class Settings(_Model):
     def secure_cookies(self) -> bool:
         return urlsplit(self.base_url).scheme == "https"
 
-    @property
-    def keys_dir(self) -> Path:
-        return self.issuer.keys_dir if self.issuer.keys_dir.is_absolute() else self.source_dir / self.issuer.keys_dir
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        return path if path.is_absolute() else self.source_dir / path
 
     @property
-    def enabled_connectors(self) -> list[OidcConnectorSettings | DevConnectorSettings]:
+    def keys_dir(self) -> Path:
+        return self.resolve(self.issuer.keys_dir)
+
+    @property
+    def enabled_connectors(self) -> list[OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings]:
         return [c for c in self.connectors if c.enabled]
 
     def warnings(self) -> list[str]:
@@ -201,6 +276,13 @@ class Settings(_Model):
         for c in self.enabled_connectors:
             if isinstance(c, OidcConnectorSettings) and urlsplit(c.issuer).scheme != "https":
                 out.append(f"connector {c.id}: upstream issuer {c.issuer} is plain http.")
+            if isinstance(c, SamlConnectorSettings):
+                if c.insecure_allow_idp_initiated:
+                    out.append(f"connector {c.id}: insecure_allow_idp_initiated accepts unsolicited SAML "
+                               "responses (no InResponseTo check).")
+                if c.insecure_allow_response_only_signing:
+                    out.append(f"connector {c.id}: insecure_allow_response_only_signing accepts assertions "
+                               "that are not signed themselves.")
         return out
 
 
@@ -253,7 +335,7 @@ def _loc(loc: tuple[str | int, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("oidc", "dev") and parts and parts[-1].endswith("]"):
+        elif item in ("oidc", "saml", "dev") and parts and parts[-1].endswith("]"):
             continue  # discriminator tag pydantic adds; the user never wrote it
         else:
             parts.append(("." if parts else "") + str(item))
@@ -276,6 +358,15 @@ def _semantic_problems(s: Settings) -> list[str]:
             bad = [a for a in c.allowed_algs if a in ("none", "HS256", "HS384", "HS512")]
             if bad:
                 problems.append(f"connectors[{i}].allowed_algs: {bad} are not allowed for ID tokens")
+    for i, c in enumerate(s.connectors):
+        if isinstance(c, SamlConnectorSettings):
+            for name in ("metadata_file", "sp_key_file", "sp_cert_file"):
+                path = getattr(c, name)
+                if path is not None and not s.resolve(path).is_file():
+                    problems.append(f"connectors[{i}].{name}: {s.resolve(path)} does not exist")
+            for j, path in enumerate(c.idp_cert_files):
+                if not s.resolve(path).is_file():
+                    problems.append(f"connectors[{i}].idp_cert_files[{j}]: {s.resolve(path)} does not exist")
     for i, r in enumerate(s.mapping.rules):
         for cid in r.connectors or []:
             if cid not in ids:

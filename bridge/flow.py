@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from bridge.errors import LoginError
@@ -48,19 +49,24 @@ class LoginFlow:
             code_verifier=secrets.token_urlsafe(48), return_to=safe_return_to(return_to),
             created_at=int(self.clock()))
         # Ask the connector first: if the IdP is unreachable nothing is stored.
-        url = connector.start_login(pending, self.redirect_uri(connector.id))
+        start = connector.start_login(pending, self.redirect_uri(connector.id))
+        if start.request_id:
+            pending = replace(pending, request_id=start.request_id)
         self.store.put_pending(pending.state, pending.to_json(), self.ttl)
-        return url
+        return start.url
 
     def complete(self, connector: Connector, params: Mapping[str, str]) -> tuple[Identity, str]:
         """Verify a callback; return the identity and where to send the user next."""
         state = params.get("state") or params.get("RelayState")
+        record = self.store.take_pending(state) if state and len(state) <= 128 else None
+        if record is None and connector.allows_unsolicited:
+            # IdP-initiated SAML (insecure_allow_idp_initiated): RelayState may be a target, not ours.
+            return connector.finish_login(None, params, self.redirect_uri(connector.id)), safe_return_to(state)
         if not state:
             raise LoginError("callback without state", code="state_missing",
                              message="The sign-in response did not say which sign-in it belongs to.")
         if len(state) > 128:
             raise LoginError("state too long", code="state_invalid")
-        record = self.store.take_pending(state)
         if record is None:
             raise LoginError("unknown state", code="login_expired",
                              message="This sign-in has expired or was already used.",

@@ -93,7 +93,9 @@ def build_services(settings: Settings) -> Services:
     if problems or keyring is None:
         raise ConfigError([f"issuer.keys_dir: {p}" for p in problems])
     store = Store.from_url(settings.redis.url, settings.redis.key_prefix, settings.redis.socket_timeout)
-    connectors = {c.id: build_connector(c, base_url=settings.base_url) for c in settings.enabled_connectors}
+    connectors = {c.id: build_connector(c, base_url=settings.base_url, resolve=settings.resolve,
+                                        replay_guard=store.remember_once)
+                  for c in settings.enabled_connectors}
     flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts)

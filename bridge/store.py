@@ -69,6 +69,12 @@ class Store:
             raw = self.r.getdel(f"{self.prefix}pending:{state}")
         return None if raw is None else dict(json.loads(raw))
 
+    # -- replay cache ---------------------------------------------------------------------
+    def remember_once(self, key: str, ttl: int) -> bool:
+        """True the first time ``key`` is seen within ``ttl`` seconds, False on a replay (any instance)."""
+        with _redis_errors():
+            return bool(self.r.set(f"{self.prefix}replay:{key}", b"1", ex=max(1, int(ttl)), nx=True))
+
     # -- sessions -----------------------------------------------------------------------
     def _skey(self, sid: str) -> str:
         return f"{self.prefix}session:{hashlib.sha256(sid.encode()).hexdigest()}"

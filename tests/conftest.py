@@ -14,10 +14,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,15 @@ import pytest
 import redis
 import requests
 
-from bridge.aws.keys import generate_key, generate_saml_key
-from bridge.config import Settings, settings_from_dict
+from bridge.aws.keys import SamlKey, generate_key, generate_saml_key
+from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
+from bridge.upstream.saml import SamlConnector
 from tests.peers import strict_sts
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "tests" / "peers"
 OIDC_CONNECTOR = "corp"
+SAML_CONNECTOR = "corpsaml"
 ISSUER = "https://bridge.example.com"
 ACCOUNT = "123456789012"
 
@@ -232,3 +236,55 @@ def bridge_logs() -> Iterator[LogCapture]:
     log.addHandler(h)
     yield h
     log.removeHandler(h)
+
+
+# ---- SAML upstream peer (pysaml2 IdP, tests/peers/saml_idp.py) ------------------------------
+
+
+@dataclass
+class SamlIdp:
+    url: str
+    entity_id: str
+    key: SamlKey
+    cert_file: Path
+
+
+def _sp_metadata(bridge_base: str, cert_file: Path, idp_entity: str) -> bytes:
+    cfg = SamlConnectorSettings(id=SAML_CONNECTOR, type="saml", idp_entity_id=idp_entity, sso_url="http://unused/",
+                                idp_cert_files=[cert_file])
+    return SamlConnector(cfg, base_url=bridge_base, resolve=lambda p: p, replay_guard=lambda k, t: True).sp_metadata()
+
+
+@pytest.fixture(scope="module")
+def saml_idp(tmp_path_factory: pytest.TempPathFactory, bridge_port: int) -> Iterator[SamlIdp]:
+    if not shutil.which("xmlsec1"):
+        pytest.fail("xmlsec1 is not installed: run `make test` (apt-get install xmlsec1)")
+    d = tmp_path_factory.mktemp("saml-idp")
+    key = generate_saml_key(d, bits=2048)
+    shutil.copy(key.path, d / "idp.key")
+    shutil.copy(key.path.with_suffix(".crt"), d / "idp.crt")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    (d / "sp.xml").write_bytes(_sp_metadata(f"http://127.0.0.1:{bridge_port}", d / "idp.crt", f"{url}/metadata"))
+    env = {**os.environ, "IDP_PORT": str(port), "IDP_CERT_DIR": str(d), "SP_METADATA": str(d / "sp.xml")}
+    p = subprocess.Popen([sys.executable, str(PEERS / "saml_idp.py")], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_http(f"{url}/metadata", 30)
+    yield SamlIdp(url, f"{url}/metadata", key, d / "idp.crt")
+    p.terminate()
+    p.wait(5)
+
+
+@pytest.fixture
+def saml_settings(make_settings, saml_idp: SamlIdp):  # type: ignore[no-untyped-def]
+    def make(**connector: Any) -> Any:
+        c = {"id": SAML_CONNECTOR, "type": "saml", "name": "Corp SAML", "metadata_url": f"{saml_idp.url}/metadata",
+             **connector}
+        rules = [
+            {"name": "admins", "group": "aws-admins", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/Admin",
+             "tags": {"Email": "email", "Department": "claims.department"}, "transitive_tags": ["Department"],
+             "source_identity_from": "email", "path": "saml", "max_duration": 43200},
+            {"name": "readonly", "group": "aws-readonly", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/ReadOnly"},
+        ]
+        return make_settings(connectors=[c], mapping={"rules": rules})
+    return make

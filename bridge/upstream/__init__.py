@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from bridge.config import DevConnectorSettings, OidcConnectorSettings
-from bridge.upstream.base import Connector, PendingLogin
+from collections.abc import Callable
+from pathlib import Path
+
+from bridge.config import DevConnectorSettings, OidcConnectorSettings, SamlConnectorSettings
+from bridge.upstream.base import Connector, LoginStart, PendingLogin
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.oidc import OidcConnector
+from bridge.upstream.saml import SamlConnector
 
 
-def build_connector(cfg: OidcConnectorSettings | DevConnectorSettings, *, base_url: str) -> Connector:
+def build_connector(cfg: OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings, *, base_url: str,
+                    resolve: Callable[[Path], Path], replay_guard: Callable[[str, int], bool]) -> Connector:
     """Instantiate the connector for ``cfg.type`` (config validation already refused unknown types)."""
     if isinstance(cfg, OidcConnectorSettings):
         return OidcConnector(cfg)
+    if isinstance(cfg, SamlConnectorSettings):
+        return SamlConnector(cfg, base_url=base_url, resolve=resolve, replay_guard=replay_guard)
     return DevConnector(cfg, base_url=base_url)
 
 
-__all__ = ["Connector", "PendingLogin", "build_connector"]
+__all__ = ["Connector", "LoginStart", "PendingLogin", "build_connector"]

@@ -1,18 +1,21 @@
 """The Connector protocol every upstream IdP adapter implements (dex-style).
 
 Contract:
-- ``start_login(pending, redirect_uri)`` returns the URL to send the browser to. It must
-  carry ``pending.state`` so the callback can find the server-owned PendingLogin.
+- ``start_login(pending, redirect_uri)`` returns a ``LoginStart``: the URL to send the browser
+  to (carrying ``pending.state`` as ``state`` or ``RelayState`` so the callback finds the
+  server-owned PendingLogin) and, for SAML, the AuthnRequest ID that the answer must cite.
 - ``finish_login(pending, params, redirect_uri)`` receives the callback's query/form
-  parameters and the PendingLogin the server already matched by state (single-use), and
-  returns a verified ``Identity`` or raises a ``LoginError`` subclass
-  (``IdpDenied``, ``InvalidIdToken``) or ``UpstreamUnavailable``.
+  parameters and the PendingLogin the server already matched by state (single-use; ``None``
+  only for an unsolicited response to a connector that explicitly allows them), and returns
+  a verified ``Identity`` or raises a ``LoginError`` subclass (``IdpDenied``,
+  ``InvalidIdToken``) or ``UpstreamUnavailable``.
+- ``allows_unsolicited`` says whether a callback without a pending login may be tried.
 - Connectors never see AWS, Flask or Redis. They never log tokens.
 Not verified by connectors: what the user may do (that is mapping's job).
 
 Example::
 
-    url = connector.start_login(pending, "https://bridge.example.com/callback/corp")
+    start = connector.start_login(pending, "https://bridge.example.com/callback/corp")
     identity = connector.finish_login(pending, {"code": "...", "state": pending.state}, redirect_uri)
 """
 
@@ -35,20 +38,31 @@ class PendingLogin:
     code_verifier: str
     return_to: str
     created_at: int
+    request_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> PendingLogin:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    """Where to send the browser, and (SAML) the request ID the answer must be InResponseTo."""
+
+    url: str
+    request_id: str | None = None
 
 
 class Connector(Protocol):
     id: str
     name: str
     type: str
+    allows_unsolicited: bool
 
-    def start_login(self, pending: PendingLogin, redirect_uri: str) -> str: ...
+    def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart: ...
 
-    def finish_login(self, pending: PendingLogin, params: Mapping[str, str], redirect_uri: str) -> Identity: ...
+    def finish_login(self, pending: PendingLogin | None, params: Mapping[str, str],
+                     redirect_uri: str) -> Identity: ...

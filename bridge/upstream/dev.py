@@ -11,11 +11,12 @@ from urllib.parse import urlencode
 from bridge.config import DevConnectorSettings, DevUser
 from bridge.errors import LoginError
 from bridge.identity import Identity
-from bridge.upstream.base import PendingLogin
+from bridge.upstream.base import LoginStart, PendingLogin
 
 
 class DevConnector:
     type = "dev"
+    allows_unsolicited = False
 
     def __init__(self, cfg: DevConnectorSettings, *, base_url: str) -> None:
         self.cfg = cfg
@@ -24,10 +25,11 @@ class DevConnector:
         self.base_url = base_url
         self.users: dict[str, DevUser] = {u.subject: u for u in cfg.users}
 
-    def start_login(self, pending: PendingLogin, redirect_uri: str) -> str:
-        return f"{self.base_url}/dev-login/{self.id}?{urlencode({'state': pending.state})}"
+    def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart:
+        return LoginStart(f"{self.base_url}/dev-login/{self.id}?{urlencode({'state': pending.state})}")
 
-    def finish_login(self, pending: PendingLogin, params: Mapping[str, str], redirect_uri: str) -> Identity:
+    def finish_login(self, pending: PendingLogin | None, params: Mapping[str, str],
+                     redirect_uri: str) -> Identity:
         user = self.users.get(params.get("user", ""))
         if user is None:
             raise LoginError("dev login: unknown user")

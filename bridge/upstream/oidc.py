@@ -31,13 +31,14 @@ from joserfc.jwk import KeySet
 from bridge.config import OidcConnectorSettings
 from bridge.errors import IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
-from bridge.upstream.base import PendingLogin
+from bridge.upstream.base import LoginStart, PendingLogin
 
 
 class OidcConnector:
     """One upstream OpenID Provider."""
 
     type = "oidc"
+    allows_unsolicited = False
 
     def __init__(self, cfg: OidcConnectorSettings, *, http: requests.Session | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -105,18 +106,21 @@ class OidcConnector:
                              redirect_uri=redirect_uri, code_challenge_method="S256",
                              token_endpoint_auth_method=self.cfg.token_endpoint_auth_method)
 
-    def start_login(self, pending: PendingLogin, redirect_uri: str) -> str:
+    def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart:
         meta = self.metadata()
         url, _ = self._client(redirect_uri).create_authorization_url(
             meta["authorization_endpoint"], state=pending.state, nonce=pending.nonce,
             code_verifier=pending.code_verifier)
-        return str(url)
+        return LoginStart(str(url))
 
-    def finish_login(self, pending: PendingLogin, params: Mapping[str, str], redirect_uri: str) -> Identity:
+    def finish_login(self, pending: PendingLogin | None, params: Mapping[str, str],
+                     redirect_uri: str) -> Identity:
         if params.get("error"):
             desc = (params.get("error_description") or "")[:300]
             raise IdpDenied(f"{params['error'][:64]}: {desc}".rstrip(": "))
         code = params.get("code")
+        if pending is None:
+            raise LoginError("OIDC callback without a pending login")
         if not code:
             raise LoginError("callback has neither code nor error")
         meta = self.metadata()

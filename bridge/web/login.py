@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge.errors import NotSignedIn
@@ -10,6 +10,7 @@ from bridge.flow import safe_return_to
 from bridge.logs import event
 from bridge.upstream.base import Connector
 from bridge.upstream.dev import DevConnector
+from bridge.upstream.saml import SamlConnector
 from bridge.web.common import check_csrf, current_session, end_session, services, start_session
 
 bp = Blueprint("login", __name__)
@@ -65,6 +66,17 @@ def callback(connector_id: str) -> ResponseReturnValue:
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
           mfa=identity.mfa, grants=len(grants))
     return redirect(return_to, code=303)
+
+
+@bp.get("/sp/<connector_id>/metadata.xml")
+def sp_metadata(connector_id: str) -> ResponseReturnValue:
+    """Our SP metadata for an upstream SAML IdP (paste into ADFS / Entra / Okta / Keycloak)."""
+    connector = _connector(connector_id)
+    if not isinstance(connector, SamlConnector):
+        abort(404, description=f"{connector_id!r} is not a SAML connector.")
+    resp = make_response(connector.sp_metadata())
+    resp.headers["Content-Type"] = "application/samlmetadata+xml"
+    return resp
 
 
 @bp.post("/logout")

@@ -82,3 +82,27 @@ def test_error_page_is_readable(page, live_bridge, make_settings) -> None:
     assert page.text_content("h1") == "Sign-in could not be completed"
     assert "expired or was already used" in page.text_content(".message")
     assert len(page.text_content("#request-id") or "") == 16
+
+
+def test_saml_sign_in_through_the_pysaml2_idp(page, live_bridge, make_settings, saml_idp, strict_sts_peer) -> None:
+    from tests.conftest import SAML_CONNECTOR
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    rules = [{"name": "admins", "group": "aws-admins", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/Admin",
+              "label": "Administrator", "path": "saml", "tags": {"Department": "claims.department"}}]
+    base = live_bridge(make_settings(
+        connectors=[{"id": SAML_CONNECTOR, "type": "saml", "name": "Corp SAML",
+                     "metadata_url": f"{saml_idp.url}/metadata"}], mapping={"rules": rules}))
+    page.goto(f"{base}/")
+    page.click(f"#idp-{SAML_CONNECTOR}")
+    page.fill("#username", "alice")
+    page.fill("#password", "alice-pw")
+    with page.expect_navigation(url=f"{base}/portal"):  # the IdP's form auto-POSTs to our ACS
+        page.click("#submit")
+    assert "MFA yes" in page.inner_text("header")
+    page.locator("li.role", has_text="Administrator").locator("button[value=credentials]").click()
+    page.wait_for_selector("#assumed-arn")
+    page.screenshot(path=str(SHOTS / "saml-credentials.png"), full_page=True)
+    assert page.text_content("#assumed-arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
+    (seen,) = strict_sts_peer.seen
+    assert seen.action == "AssumeRoleWithSAML" and seen.problems == []

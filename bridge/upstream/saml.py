@@ -1,0 +1,242 @@
+"""Upstream SAML 2.0 connector: the bridge as a service provider (python3-saml, strict mode).
+
+python3-saml does the XML work (schema, signature references, XSW defences, decryption,
+deprecated-algorithm refusal, DOCTYPE refusal via defusedxml). On top, this adapter enforces
+what python3-saml leaves loose (it compares Destination/Recipient by prefix, skips a missing
+Audience, and allows 300 s of clock drift): exact Destination and Recipient, a required
+Audience, our own clock skew, InResponseTo of a request we made, and a replay cache of
+assertion IDs (the ``replay_guard`` callable, backed by Redis in the app).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
+from bridge.config import SamlConnectorSettings
+from bridge.errors import IdpDenied, LoginError, UpstreamUnavailable
+from bridge.identity import Identity
+from bridge.logs import event
+from bridge.upstream.base import LoginStart, PendingLogin
+
+MAX_RESPONSE_B64 = 1_400_000  # ~1 MB of XML; Flask also caps the request body at 1 MB
+ENTRA_AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
+ReplayGuard = Callable[[str, int], bool]
+
+
+class SamlConnector:
+    """One upstream SAML IdP."""
+
+    type = "saml"
+
+    def __init__(self, cfg: SamlConnectorSettings, *, base_url: str, resolve: Callable[[Path], Path],
+                 replay_guard: ReplayGuard, http: requests.Session | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.id = cfg.id
+        self.name = cfg.name or cfg.id
+        self.allows_unsolicited = cfg.insecure_allow_idp_initiated
+        self.acs_url = f"{base_url}/callback/{cfg.id}"
+        self.sp_entity_id = cfg.sp_entity_id or f"{base_url}/sp/{cfg.id}/metadata.xml"
+        self.replay_guard = replay_guard
+        self.http = http or requests.Session()
+        self.clock = clock
+        self.resolve = resolve
+        self.sp_key = resolve(cfg.sp_key_file).read_text() if cfg.sp_key_file else ""
+        self.sp_cert = resolve(cfg.sp_cert_file).read_text() if cfg.sp_cert_file else ""
+        self._lock = threading.Lock()
+        self._idp: dict[str, Any] | None = None
+        self._idp_at = 0.0
+        try:
+            self.idp_settings()  # fetch at startup; a failure is retried on use
+        except UpstreamUnavailable as e:
+            event("saml_metadata_unavailable", connector=self.id, detail=e.detail)
+
+    # -- IdP metadata -------------------------------------------------------------------
+    def _load_idp(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.metadata_url or cfg.metadata_file:
+            if cfg.metadata_url:
+                try:
+                    r = self.http.get(cfg.metadata_url, timeout=cfg.http_timeout)
+                    r.raise_for_status()
+                    xml = r.text
+                except requests.RequestException as e:
+                    raise UpstreamUnavailable(f"{self.id}: metadata {cfg.metadata_url}: {type(e).__name__}") from None
+            else:
+                assert cfg.metadata_file is not None
+                xml = self.resolve(cfg.metadata_file).read_text(encoding="utf-8")
+            try:
+                parsed = OneLogin_Saml2_IdPMetadataParser.parse(xml, entity_id=cfg.idp_entity_id)
+            except Exception as e:  # noqa: BLE001 - library raises many types for bad metadata
+                raise UpstreamUnavailable(f"{self.id}: metadata unusable ({type(e).__name__})") from None
+            idp: dict[str, Any] = parsed.get("idp") or {}
+            if not idp.get("entityId") or not idp.get("singleSignOnService", {}).get("url"):
+                raise UpstreamUnavailable(f"{self.id}: metadata lacks an entity id or an HTTP-Redirect SSO URL")
+            if not (idp.get("x509cert") or idp.get("x509certMulti")):
+                raise UpstreamUnavailable(f"{self.id}: metadata has no signing certificate")
+            return idp
+        certs = [self.resolve(p).read_text() for p in cfg.idp_cert_files]
+        return {"entityId": cfg.idp_entity_id,
+                "singleSignOnService": {"url": cfg.sso_url, "binding": C.BINDING_HTTP_REDIRECT},
+                "x509certMulti": {"signing": certs}}
+
+    def idp_settings(self) -> dict[str, Any]:
+        """The IdP's settings, refreshed every ``metadata_refresh`` s; the last good copy survives failures."""
+        with self._lock:
+            if self._idp is not None and self.clock() - self._idp_at < self.cfg.metadata_refresh:
+                return self._idp
+            try:
+                idp = self._load_idp()
+            except UpstreamUnavailable:
+                if self._idp is not None:
+                    self._idp_at = self.clock() - self.cfg.metadata_refresh + 60  # retry in a minute
+                    return self._idp
+                raise
+            self._idp, self._idp_at = idp, self.clock()
+            return idp
+
+    def settings(self) -> OneLogin_Saml2_Settings:
+        response_only = self.cfg.insecure_allow_response_only_signing
+        data = {
+            "strict": True, "debug": False,
+            "sp": {"entityId": self.sp_entity_id,
+                   "assertionConsumerService": {"url": self.acs_url, "binding": C.BINDING_HTTP_POST},
+                   "NameIDFormat": self.cfg.name_id_format, "x509cert": self.sp_cert, "privateKey": self.sp_key},
+            "idp": self.idp_settings(),
+            "security": {"authnRequestsSigned": self.cfg.sign_authn_requests,
+                         "wantAssertionsSigned": not response_only, "wantMessagesSigned": response_only,
+                         "wantAssertionsEncrypted": self.cfg.want_assertions_encrypted,
+                         "rejectDeprecatedAlgorithm": True, "wantNameId": True, "requestedAuthnContext": False,
+                         "wantAttributeStatement": False, "rejectUnsolicitedResponsesWithInResponseTo": True,
+                         "signatureAlgorithm": C.RSA_SHA256, "digestAlgorithm": C.SHA256,
+                         "allowRepeatAttributeName": True},
+        }
+        return OneLogin_Saml2_Settings(data, sp_validation_only=False)
+
+    def sp_metadata(self) -> bytes:
+        """Our SP metadata (entity id, ACS, certificates) to register at the IdP."""
+        settings = OneLogin_Saml2_Settings(
+            {"strict": True, "sp": {"entityId": self.sp_entity_id,
+                                    "assertionConsumerService": {"url": self.acs_url, "binding": C.BINDING_HTTP_POST},
+                                    "NameIDFormat": self.cfg.name_id_format, "x509cert": self.sp_cert,
+                                    "privateKey": self.sp_key},
+             "security": {"authnRequestsSigned": self.cfg.sign_authn_requests, "wantAssertionsSigned": True,
+                          "wantAssertionsEncrypted": self.cfg.want_assertions_encrypted}},
+            sp_validation_only=True)
+        md = settings.get_sp_metadata()
+        return md if isinstance(md, bytes) else str(md).encode()
+
+    def _request_data(self, post: Mapping[str, str] | None = None) -> dict[str, Any]:
+        # Built from our configured ACS URL, not from the incoming request: behind a proxy the
+        # Host header may differ, and Destination must match what we registered.
+        u = urlsplit(self.acs_url)
+        return {"https": "on" if u.scheme == "https" else "off", "http_host": u.netloc, "script_name": u.path,
+                "get_data": {}, "post_data": dict(post or {})}
+
+    # -- login --------------------------------------------------------------------------
+    def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart:
+        auth = OneLogin_Saml2_Auth(self._request_data(), self.settings())
+        url = auth.login(return_to=pending.state)  # RelayState keys the server-owned pending login
+        return LoginStart(str(url), request_id=auth.get_last_request_id())
+
+    def finish_login(self, pending: PendingLogin | None, params: Mapping[str, str],
+                     redirect_uri: str) -> Identity:
+        b64 = params.get("SAMLResponse", "")
+        if not b64:
+            raise LoginError("no SAMLResponse in the callback")
+        if len(b64) > MAX_RESPONSE_B64:
+            raise LoginError("SAMLResponse too large", code="saml_too_large")
+        settings = self.settings()
+        try:
+            resp = OneLogin_Saml2_Response(settings, b64)
+        except Exception as e:  # noqa: BLE001 - not base64, not XML, DOCTYPE/entities (defusedxml), ...
+            raise LoginError(f"SAMLResponse unreadable: {type(e).__name__}", code="saml_invalid") from None
+        request_id = pending.request_id if pending else None
+        try:
+            resp.is_valid(self._request_data(params), request_id=request_id, raise_exceptions=True)
+        except Exception as e:  # noqa: BLE001 - python3-saml raises ValidationError and others
+            reason = str(e)[:300]
+            if "status code of the Response was not Success" in reason:
+                raise IdpDenied(reason.replace("The status code of the Response was not Success, was ", "")) from None
+            raise LoginError(f"SAMLResponse rejected: {reason}", code="saml_invalid") from None
+        self._strict_checks(resp, request_id)
+        return self._identity(resp)
+
+    def _strict_checks(self, resp: OneLogin_Saml2_Response, request_id: str | None) -> None:
+        in_response_to = resp.get_in_response_to()
+        if request_id is None:
+            if not self.allows_unsolicited:
+                raise LoginError("unsolicited SAML response", code="saml_unsolicited")
+            if in_response_to is not None:
+                raise LoginError("InResponseTo names a request we have no record of", code="saml_unsolicited")
+        elif in_response_to is None:
+            raise LoginError("response does not answer our AuthnRequest (no InResponseTo)", code="saml_unsolicited")
+        elif in_response_to != request_id:
+            raise LoginError("InResponseTo does not match our AuthnRequest", code="saml_in_response_to")
+        dest = resp.document.get("Destination")
+        if dest is not None and dest != self.acs_url:
+            raise LoginError(f"Destination {dest[:200]!r} is not our ACS", code="saml_destination")
+        recipients = [scd.get("Recipient") for scd in resp._query_assertion(
+            "/saml:Subject/saml:SubjectConfirmation[@Method='urn:oasis:names:tc:SAML:2.0:cm:bearer']"
+            "/saml:SubjectConfirmationData")]
+        if self.acs_url not in recipients:
+            raise LoginError("no bearer SubjectConfirmation with our ACS as Recipient", code="saml_recipient")
+        if self.sp_entity_id not in resp.get_audiences():
+            raise LoginError("our entity id is not an Audience of the assertion", code="saml_audience")
+        now, skew = int(self.clock()), self.cfg.clock_skew
+        expires = []
+        for cond in resp._query_assertion("/saml:Conditions"):
+            nb, na = cond.get("NotBefore"), cond.get("NotOnOrAfter")
+            if nb and OneLogin_Saml2_Utils.parse_SAML_to_time(nb) > now + skew:
+                raise LoginError("assertion not yet valid (NotBefore)", code="saml_not_yet_valid")
+            if na:
+                expires.append(OneLogin_Saml2_Utils.parse_SAML_to_time(na))
+        for scd in resp._query_assertion("/saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData"):
+            if scd.get("NotOnOrAfter"):
+                expires.append(OneLogin_Saml2_Utils.parse_SAML_to_time(scd.get("NotOnOrAfter")))
+        if not expires:
+            raise LoginError("assertion has no NotOnOrAfter", code="saml_expired")
+        if min(expires) <= now - skew:
+            raise LoginError("assertion has expired (NotOnOrAfter)", code="saml_expired")
+        assertion_id = resp.get_assertion_id()
+        if not assertion_id:
+            raise LoginError("assertion has no ID", code="saml_invalid")
+        # Remember the ID until the assertion could no longer be accepted anyway.
+        ttl = max(60, max(expires) - now + skew)
+        if not self.replay_guard(f"saml:{self.id}:{assertion_id}", ttl):
+            raise LoginError("assertion was already used", code="saml_replayed",
+                             message="This sign-in response was already used.")
+
+    def _identity(self, resp: OneLogin_Saml2_Response) -> Identity:
+        attrs: dict[str, list[str]] = {k: [str(v) for v in vs] for k, vs in resp.get_attributes().items()}
+        name_id = str(resp.get_nameid() or "")
+        fmt = resp.get_nameid_format()
+
+        def one(what: str) -> str | None:
+            values = attrs.get(self.cfg.attribute(what)) or []
+            return values[0] if values else None
+
+        email = one("email") or (name_id if fmt and fmt.endswith("emailAddress") else None)
+        contexts = set(resp.get_authn_contexts())
+        amr = tuple(attrs.get(ENTRA_AMR, ()))
+        mfa = bool((contexts | set(amr)) & set(self.cfg.mfa_authn_contexts))
+        issuers = resp.get_issuers()
+        claims: dict[str, Any] = {k: (v[0] if len(v) == 1 else v) for k, v in attrs.items()}
+        claims["name_id_format"] = fmt
+        return Identity(connector_id=self.id, subject=name_id, issuer=str(issuers[0]) if issuers else "",
+                        email=email, name=one("name"), groups=tuple(attrs.get(self.cfg.attribute("groups"), ())),
+                        claims=claims, authn_time=None, mfa=mfa, amr=amr,
+                        acr=sorted(contexts)[0] if contexts else None)

@@ -1,0 +1,258 @@
+"""SAML on both sides: a real pysaml2 IdP upstream (and forged responses for the bad cases),
+and the bridge as the SAML IdP AWS trusts (AssumeRoleWithSAML through the strict STS)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+import subprocess
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+import requests
+from lxml import etree
+
+from bridge.aws.keys import generate_saml_key
+from tests.conftest import ACCOUNT, SamlIdp
+from tests.conftest import SAML_CONNECTOR as CONNECTOR
+from tests.integration.helpers import caller_arn, grant_id, portal_json
+from tests.integration.test_bad_input import assert_error_page
+from tests.peers.saml_forge import Forge, b64, request_id_from_redirect
+
+pytestmark = pytest.mark.integration
+
+
+def _auto_post(page: str) -> tuple[str, dict[str, str]]:
+    action = html.unescape(re.search(r'action="([^"]+)"', page)[1])  # type: ignore[index]
+    fields = {html.unescape(n): html.unescape(v)
+              for n, v in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page)}
+    return action, fields
+
+
+def saml_login(base: str, user: str, password: str, s: requests.Session | None = None) -> requests.Response:
+    s = s or requests.Session()
+    r = s.get(f"{base}/login/{CONNECTOR}", timeout=10)
+    assert 'id="username"' in r.text, r.text[:300]
+    r = s.post(urljoin(r.url, "/login"), data={"username": user, "password": password}, timeout=10)
+    action, fields = _auto_post(r.text)
+    assert action == f"{base}/callback/{CONNECTOR}" and "SAMLResponse" in fields
+    return s.post(action, data=fields, timeout=30)
+
+
+def test_sp_metadata_is_served(live_bridge, saml_settings) -> None:
+    base = live_bridge(saml_settings())
+    r = requests.get(f"{base}/sp/{CONNECTOR}/metadata.xml", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/samlmetadata+xml")
+    root = etree.fromstring(r.content)
+    assert root.get("entityID") == f"{base}/sp/{CONNECTOR}/metadata.xml"
+    acs = root.find(".//{urn:oasis:names:tc:SAML:2.0:metadata}AssertionConsumerService")
+    assert acs.get("Location") == f"{base}/callback/{CONNECTOR}"
+    assert requests.get(f"{base}/sp/dev/metadata.xml", timeout=10).status_code == 404
+
+
+def test_saml_login_both_aws_paths(live_bridge, saml_settings, strict_sts_peer, moto_url) -> None:
+    base = live_bridge(saml_settings())
+    s = requests.Session()
+    r = saml_login(base, "alice", "alice-pw", s)
+    assert r.status_code == 200 and r.url == f"{base}/portal", r.text[:500]
+    portal = portal_json(s, base)
+    assert portal["identity"] == {"email": "alice@example.com", "name": "Alice Example", "mfa": True,
+                                  "connector": CONNECTOR}
+    headers = {"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}
+    # SAML path: the bridge signs an assertion; the strict STS checks it against our IdP metadata.
+    creds = s.post(f"{base}/credentials/{grant_id(portal, '/Admin')}", headers=headers,
+                   data={"duration": "7200"}, timeout=30).json()
+    assert caller_arn(moto_url, creds) == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
+    # Web-identity path for the other grant: same page, same shape.
+    creds = s.post(f"{base}/credentials/{grant_id(portal, '/ReadOnly')}", headers=headers, timeout=30).json()
+    assert caller_arn(moto_url, creds) == f"arn:aws:sts::{ACCOUNT}:assumed-role/ReadOnly/alice@example.com"
+    saml_seen, jwt_seen = strict_sts_peer.seen
+    assert (saml_seen.action, jwt_seen.action) == ("AssumeRoleWithSAML", "AssumeRoleWithWebIdentity")
+    assert saml_seen.problems == [] and jwt_seen.problems == []
+    xml = base64.b64decode(saml_seen.token)
+    assert b"PrincipalTag:Department" in xml and b"Platform" in xml and b">7200<" in xml
+
+
+def test_minted_assertion_verifies_independently(live_bridge, saml_settings, strict_sts_peer, tmp_path) -> None:
+    """signxml and the xmlsec1 CLI both verify what the bridge minted, against its published metadata."""
+    from signxml import XMLVerifier
+
+    base = live_bridge(saml_settings())
+    s = requests.Session()
+    saml_login(base, "alice", "alice-pw", s)
+    portal = portal_json(s, base)
+    s.post(f"{base}/credentials/{grant_id(portal, '/Admin')}",
+           headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    xml = base64.b64decode(strict_sts_peer.seen[0].token)
+    md = etree.fromstring(requests.get(f"{base}/idp/metadata.xml", timeout=10).content)
+    cert_b64 = md.findtext(".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate")
+    pem = f"-----BEGIN CERTIFICATE-----\n{cert_b64}\n-----END CERTIFICATE-----\n"
+    assertion = etree.fromstring(xml).find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion")
+    XMLVerifier().verify(etree.tostring(assertion), x509_cert=pem)
+    (tmp_path / "r.xml").write_bytes(xml)
+    (tmp_path / "c.pem").write_text(pem)
+    out = subprocess.run(["xmlsec1", "--verify", "--pubkey-cert-pem", str(tmp_path / "c.pem"), "--id-attr:ID",
+                          "urn:oasis:names:tc:SAML:2.0:assertion:Assertion", str(tmp_path / "r.xml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_wrong_password_at_the_idp_stays_there(live_bridge, saml_settings, saml_idp) -> None:
+    base = live_bridge(saml_settings())
+    s = requests.Session()
+    s.get(f"{base}/login/{CONNECTOR}", timeout=10)
+    r = s.post(f"{saml_idp.url}/login", data={"username": "alice", "password": "nope"}, timeout=10)
+    assert r.status_code == 401
+
+
+# ---- forged responses: every bad input is a clear 4xx, never a 500 -------------------------
+
+
+@pytest.fixture
+def forge(saml_idp: SamlIdp, bridge_port: int) -> Forge:
+    base = f"http://127.0.0.1:{bridge_port}"
+    return Forge(saml_idp.entity_id, f"{base}/sp/{CONNECTOR}/metadata.xml", f"{base}/callback/{CONNECTOR}",
+                 saml_idp.key)
+
+
+def _begin(base: str, s: requests.Session) -> tuple[str, str]:
+    r = s.get(f"{base}/login/{CONNECTOR}", allow_redirects=False, timeout=10)
+    return request_id_from_redirect(r.headers["Location"])
+
+
+def _post(base: str, s: requests.Session, saml_response: str, relay: str | None) -> requests.Response:
+    data = {"SAMLResponse": saml_response, **({"RelayState": relay} if relay else {})}
+    return s.post(f"{base}/callback/{CONNECTOR}", data=data, timeout=30)
+
+
+def test_forged_good_response_is_accepted(live_bridge, saml_settings, forge) -> None:
+    base = live_bridge(saml_settings())
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    r = _post(base, s, b64(forge.sign(forge.build(in_response_to=rid))), relay)
+    assert r.url == f"{base}/portal" and "Administrator" not in r.text and "Admin" in r.text
+
+
+def _wrapped(forge: Forge, rid: str) -> bytes:
+    """A second, unsigned Assertion (attacker's) placed before the signed one."""
+    signed = etree.fromstring(forge.sign(forge.build(in_response_to=rid)))
+    evil = Forge(forge.idp_entity_id, forge.sp_entity_id, forge.acs, forge.key, name_id="admin@example.com")
+    evil_a = evil.build(in_response_to=rid).find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion")
+    signed.insert(2, evil_a)
+    return etree.tostring(signed)
+
+
+def _tampered(forge: Forge, rid: str) -> bytes:
+    return forge.sign(forge.build(in_response_to=rid)).replace(b"aws-admins", b"aws-rootzz")
+
+
+def _comment_in_nameid(forge: Forge, rid: str) -> bytes:
+    f = Forge(forge.idp_entity_id, forge.sp_entity_id, forge.acs, forge.key, name_id="admin@example.com.evil.test")
+    return f.sign(f.build(in_response_to=rid)).replace(b"admin@example.com.evil.test",
+                                                      b"admin@example.com<!---->.evil.test")
+
+
+@pytest.mark.parametrize("case, code", [
+    ("unsigned", "saml_invalid"),
+    ("other_key", "saml_invalid"),
+    ("tampered", "saml_invalid"),
+    ("wrapped", "saml_invalid"),
+    ("doctype", "saml_invalid"),
+    ("expired", "saml_invalid"),
+    ("not_yet_valid", "saml_not_yet_valid"),
+    ("wrong_audience", "saml_invalid"),
+    ("wrong_recipient", "saml_invalid"),
+    ("wrong_destination", "saml_invalid"),
+    ("unknown_in_response_to", "saml_invalid"),
+    ("unsolicited", "saml_unsolicited"),
+    ("responder", "idp_denied"),
+    ("not_base64", "saml_invalid"),
+    ("prefix_recipient", "saml_recipient"),
+])
+def test_bad_saml_responses(live_bridge, saml_settings, forge, bridge_logs, case: str, code: str) -> None:
+    import time
+
+    base = live_bridge(saml_settings())
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    now = time.time()
+    other = generate_saml_key(Path(os.environ.get("TMPDIR", "/tmp")) / f"k{os.getpid()}{case}", bits=2048)
+    build = {
+        "unsigned": lambda: etree.tostring(forge.build(in_response_to=rid)),
+        "other_key": lambda: forge.sign(forge.build(in_response_to=rid), other),
+        "tampered": lambda: _tampered(forge, rid),
+        "wrapped": lambda: _wrapped(forge, rid),
+        "doctype": lambda: b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x "y">]>' +
+                           forge.sign(forge.build(in_response_to=rid)).split(b"?>", 1)[1],
+        "expired": lambda: forge.sign(forge.build(in_response_to=rid, now=now - 900)),
+        "not_yet_valid": lambda: forge.sign(forge.build(in_response_to=rid, not_before=now + 240)),
+        "wrong_audience": lambda: forge.sign(forge.build(in_response_to=rid, audience="https://other.example/sp")),
+        "wrong_recipient": lambda: forge.sign(forge.build(in_response_to=rid, recipient="https://other.example/acs")),
+        "wrong_destination": lambda: forge.sign(forge.build(in_response_to=rid,
+                                                            destination="https://other.example/acs")),
+        "unknown_in_response_to": lambda: forge.sign(forge.build(in_response_to="_not_ours")),
+        "unsolicited": lambda: forge.sign(forge.build(in_response_to=None)),
+        "responder": lambda: etree.tostring(forge.build(in_response_to=rid,
+                                                        status="urn:oasis:names:tc:SAML:2.0:status:Responder")),
+        "not_base64": None,
+        "prefix_recipient": lambda: forge.sign(forge.build(in_response_to=rid, recipient=forge.acs + "-and-more",
+                                                           destination=forge.acs)),
+    }[case]
+    payload = "%%%not base64%%%" if build is None else b64(build())
+    r = _post(base, s, payload, relay)
+    assert_error_page(r, 403 if code == "idp_denied" else 400, code)
+    if case == "responder":
+        assert "Responder" in r.text and "User account is locked" in r.text  # the IdP's reason is shown
+    assert s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+    assert payload[:60] not in bridge_logs.text and "PHNhbWxw" not in bridge_logs.text  # no raw response logged
+
+
+def test_comment_injected_in_nameid_reads_whole_value(live_bridge, saml_settings, forge) -> None:
+    base = live_bridge(saml_settings(email_attribute="none-such"))
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    r = _post(base, s, b64(_comment_in_nameid(forge, rid)), relay)
+    assert r.url == f"{base}/portal"
+    # email comes from the NameID (emailAddress format): the whole value, not the part before the comment
+    assert portal_json(s, base)["identity"]["email"] == "admin@example.com.evil.test"
+
+
+def test_replayed_assertion_refused_even_when_unsolicited_allowed(live_bridge, saml_settings, forge) -> None:
+    base = live_bridge(saml_settings(insecure_allow_idp_initiated=True))
+    signed = b64(forge.sign(forge.build(in_response_to=None)))
+    first = requests.Session()
+    assert _post(base, first, signed, "/portal").url == f"{base}/portal"
+    assert_error_page(_post(base, requests.Session(), signed, "/portal"), 400, "saml_replayed")
+    assert first.get(f"{base}/portal", timeout=10).status_code == 200  # nothing lost
+
+
+def test_response_only_signing_refused_unless_configured(live_bridge, saml_settings, forge, saml_idp) -> None:
+    from bridge.aws.assertion import _sign
+
+    def response_signed_only(rid: str) -> str:
+        resp = forge.build(in_response_to=rid)
+        _sign(resp, saml_idp.key, after=resp.find("{urn:oasis:names:tc:SAML:2.0:assertion}Issuer"))
+        return b64(etree.tostring(resp))
+
+    base = live_bridge(saml_settings())
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    assert_error_page(_post(base, s, response_signed_only(rid), relay), 400, "saml_invalid")
+
+
+def test_over_one_megabyte_is_a_413_page(live_bridge, saml_settings) -> None:
+    base = live_bridge(saml_settings())
+    r = requests.post(f"{base}/callback/{CONNECTOR}", data={"SAMLResponse": "A" * 1_100_000}, timeout=30)
+    assert r.status_code == 413 and "Traceback" not in r.text and "request-id" in r.text
+
+
+def test_idp_metadata_for_iam(live_bridge, saml_settings) -> None:
+    base = live_bridge(saml_settings())
+    r = requests.get(f"{base}/idp/metadata.xml", timeout=10)
+    assert r.status_code == 200 and not r.content.startswith(b"\xef\xbb\xbf")
+    root = etree.fromstring(r.content)
+    assert root.get("entityID") == f"{base}/idp/metadata.xml"
+    assert root.findall(".//{urn:oasis:names:tc:SAML:2.0:metadata}KeyDescriptor")

@@ -1,0 +1,91 @@
+"""Upstream SAML 2.0 IdP test peer: pysaml2 in a small Flask app (shared/testing/peers.md §2a).
+
+    IDP_PORT=7100 IDP_CERT_DIR=certs SP_METADATA=sp.xml [AUTO_LOGIN=alice] python saml_idp.py
+
+Serves its metadata at /metadata, SP-initiated SSO at /sso/redirect (HTTP-Redirect), a
+password form, and answers with a Response whose Response and Assertion are both signed
+(RSA-SHA256) and POSTed to the SP's ACS. Runs as its own process: pysaml2 prints a
+CryptographyDeprecationWarning at import, which must not reach a `-W error` test process.
+"""
+
+import os
+import shutil
+
+from flask import Flask, request, session
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
+from saml2.config import IdPConfig
+from saml2.metadata import create_metadata_string
+from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_EMAILADDRESS, NameID
+from saml2.server import Server
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PORT = int(os.environ.get("IDP_PORT", "7100"))
+CERTS = os.environ.get("IDP_CERT_DIR", os.path.join(HERE, "certs"))
+BASE = f"http://127.0.0.1:{PORT}"
+ROLE = "arn:aws:iam::123456789012:role/FederatedAdmin,arn:aws:iam::123456789012:saml-provider/TestIdP"
+MFA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+USERS = {
+    "alice": {"password": "alice-pw", "mfa": True,
+              "attrs": {"email": ["alice@example.com"], "name": ["Alice Example"], "department": ["Platform"],
+                        "groups": ["aws-admins", "aws-readonly"],
+                        "https://aws.amazon.com/SAML/Attributes/Role": [ROLE],
+                        "https://aws.amazon.com/SAML/Attributes/RoleSessionName": ["alice@example.com"]}},
+    "bob": {"password": "bob-pw", "mfa": False,
+            "attrs": {"email": ["bob@example.com"], "name": ["Bob"], "groups": ["aws-readonly"]}},
+}
+CONFIG = {
+    "entityid": f"{BASE}/metadata",
+    "service": {"idp": {"endpoints": {"single_sign_on_service": [(f"{BASE}/sso/redirect", BINDING_HTTP_REDIRECT)]},
+                        "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
+                        "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None,
+                                               "name_form": NAME_FORMAT_URI, "entity_categories": []}}}},
+    "key_file": os.path.join(CERTS, "idp.key"), "cert_file": os.path.join(CERTS, "idp.crt"),
+    "xmlsec_binary": shutil.which("xmlsec1"),
+    "attribute_map_dir": os.path.join(HERE, "attrmap"),
+    "metadata": {"local": [os.environ.get("SP_METADATA", os.path.join(HERE, "sp-metadata.xml"))]},
+}
+idp = Server(config=IdPConfig().load(CONFIG))
+app = Flask(__name__)
+app.secret_key = "test-only"
+LOGIN = """<!doctype html><title>Test SAML IdP</title><h1>Test SAML IdP</h1>
+<form method="post" action="/login"><input id="username" name="username">
+<input id="password" name="password" type="password"><button id="submit" type="submit">Sign in</button></form>"""
+
+
+@app.get("/metadata")
+def metadata():
+    return create_metadata_string(None, idp.config, sign=False), 200, {"Content-Type": "application/xml"}
+
+
+@app.get("/sso/redirect")
+def sso():
+    req = idp.parse_authn_request(request.args["SAMLRequest"], BINDING_HTTP_REDIRECT)
+    session["authn"] = {"id": req.message.id, "sp": req.message.issuer.text,
+                        "relay": request.args.get("RelayState", "")}
+    return respond(os.environ["AUTO_LOGIN"]) if os.environ.get("AUTO_LOGIN") else LOGIN
+
+
+@app.post("/login")
+def login():
+    u = request.form.get("username", "")
+    if USERS.get(u, {}).get("password") != request.form.get("password"):
+        return LOGIN, 401
+    return respond(u)
+
+
+def respond(user):
+    a = session.pop("authn")
+    acs = idp.config.metadata.assertion_consumer_service(a["sp"], binding=BINDING_HTTP_POST)[0]["location"]
+    u = USERS[user]
+    resp = idp.create_authn_response(
+        dict(u["attrs"]), in_response_to=a["id"], destination=acs, sp_entity_id=a["sp"], userid=user,
+        name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=u["attrs"]["email"][0]),
+        authn={"class_ref": MFA if u["mfa"] else PASSWORDPROTECTEDTRANSPORT},
+        sign_assertion=True, sign_response=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+    return idp.apply_binding(BINDING_HTTP_POST, str(resp), acs, a["relay"], response=True)["data"]
+
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=PORT)
