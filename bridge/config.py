@@ -99,6 +99,10 @@ class OidcConnectorSettings(_ConnectorBase):
     keep_claims: list[str] = Field(default_factory=list, description="extra claims kept for rules")
     http_timeout: float = Field(5.0, gt=0, le=60)
     discovery_ttl: int = Field(3600, ge=60)
+    # Keep the ID token (apart from the session, until it expires, at most 1 h) so rules with
+    # `path: passthrough` redeem it directly with AssumeRoleWithWebIdentity (its issuer must be
+    # registered as an IAM OIDC provider with this client id as audience).
+    aws_passthrough: bool = False
 
     @field_validator("issuer")
     @classmethod
@@ -162,6 +166,10 @@ class SamlConnectorSettings(_ConnectorBase):
     http_timeout: float = Field(5.0, gt=0, le=60)
     insecure_allow_idp_initiated: bool = False
     insecure_allow_response_only_signing: bool = False
+    # The IdP is already wired to AWS (Okta/Entra "AWS app"): offer exactly the roles in its
+    # https://aws.amazon.com/SAML/Attributes/Role attribute and redeem its response as-is
+    # (within STS's 5 minutes). Accepts AWS's Audience/Recipient besides ours.
+    aws_passthrough: bool = False
 
     def attribute(self, what: str) -> str:
         explicit = {"email": self.email_attribute, "name": self.name_attribute, "groups": self.groups_attribute}

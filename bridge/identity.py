@@ -19,6 +19,8 @@ class Identity:
 
     ``claims`` holds the upstream claims we keep for rules (never raw tokens).
     ``mfa`` is the connector's judgement; ``amr``/``acr`` are kept for later rules.
+    ``passthrough`` is the upstream artifact itself (base64 SAMLResponse or ID token) for
+    ``aws_passthrough`` connectors: never serialized with the identity, kept apart with a TTL.
     """
 
     connector_id: str
@@ -32,9 +34,11 @@ class Identity:
     mfa: bool = False
     amr: tuple[str, ...] = ()
     acr: str | None = None
+    passthrough: str | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("passthrough")
         d["groups"] = list(self.groups)
         d["amr"] = list(self.amr)
         d["claims"] = dict(self.claims)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +37,12 @@ class Services:
 
     def grants_for(self, identity: Identity) -> list[Grant]:
         """Run the mapping rules; log what was sanitized or withheld (never the values)."""
+        connector = self.connectors.get(identity.connector_id)
+        if identity.passthrough and connector is not None and connector.type == "saml":
+            grants, notes = mapping.passthrough_grants(identity)
+            if notes:
+                event("passthrough_notes", connector=identity.connector_id, notes=notes)
+            return grants
         results = mapping.explain(self.settings.mapping, identity, **self.settings.grant_defaults())
         for r in results:
             if r.matched and (r.notes or r.grant is None):
@@ -42,14 +50,30 @@ class Services:
                       reason=r.reason, notes=list(r.notes))
         return [r.grant for r in results if r.grant]
 
-    def issue_credentials(self, identity: Identity, grant: Grant, duration: int) -> Credentials:
-        """Mint a token for ``grant`` and redeem it at STS (AssumeRoleWithWebIdentity)."""
+    def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
+                          passthrough: dict[str, str] | None = None) -> Credentials:
+        """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
+        the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``)."""
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
             raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
         now = int(self.clock())
         started = time.monotonic()
-        if grant.path == "saml":
+        if grant.path == "passthrough":
+            if passthrough is None:
+                raise BadRequest("passthrough artifact expired", code="passthrough_expired",
+                                 message="Your identity provider's sign-in can only be used for AWS for a few "
+                                         "minutes, and that time has passed.",
+                                 hint="Sign in again, then pick the role right away.")
+            if passthrough["kind"] == "saml":
+                assert grant.provider_arn is not None
+                creds = self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
+                                                       saml_response=passthrough["value"], duration=duration)
+            else:
+                creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn,
+                                                               session_name=grant.session_name,
+                                                               token=passthrough["value"], duration=duration)
+        elif grant.path == "saml":
             assert grant.provider_arn is not None  # mapping always sets it
             creds = self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
                                                    saml_response=self.mint_saml(grant, identity, duration, now),
@@ -65,6 +89,24 @@ class Services:
               session_name=grant.session_name, connector=identity.connector_id, duration=duration,
               tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1))
         return creds
+
+    def passthrough_record(self, identity: Identity) -> tuple[dict[str, str], int] | None:
+        """What to keep of an aws_passthrough login, and for how long (STS's own limits)."""
+        if not identity.passthrough:
+            return None
+        connector = self.connectors.get(identity.connector_id)
+        if connector is None:
+            return None
+        if connector.type == "saml":
+            return {"kind": "saml", "value": identity.passthrough}, 300  # STS: redeem within 5 minutes
+        ttl = 300
+        try:  # the token was verified at login; only its exp is read here
+            payload = identity.passthrough.split(".")[1]
+            exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
+            ttl = max(1, min(3600, int(exp) - int(self.clock())))
+        except (IndexError, KeyError, ValueError, TypeError):
+            pass
+        return {"kind": "oidc", "value": identity.passthrough}, ttl
 
     def saml_issuer(self) -> SamlIssuer:
         return saml_issuer_for(self.settings)

@@ -75,6 +75,19 @@ class Store:
         with _redis_errors():
             return bool(self.r.set(f"{self.prefix}replay:{key}", b"1", ex=max(1, int(ttl)), nx=True))
 
+    # -- upstream artifacts for aws_passthrough (kept apart from the session, short TTL) ----
+    def put_passthrough(self, sid: str, doc: dict[str, Any], ttl: int) -> None:
+        with _redis_errors():
+            self.r.set(self._pkey(sid), json.dumps(doc), ex=max(1, int(ttl)))
+
+    def get_passthrough(self, sid: str) -> dict[str, Any] | None:
+        with _redis_errors():
+            raw = self.r.get(self._pkey(sid))
+        return None if raw is None else dict(json.loads(raw))
+
+    def _pkey(self, sid: str) -> str:
+        return f"{self.prefix}passthrough:{hashlib.sha256(sid.encode()).hexdigest()}"
+
     # -- sessions -----------------------------------------------------------------------
     def _skey(self, sid: str) -> str:
         return f"{self.prefix}session:{hashlib.sha256(sid.encode()).hexdigest()}"
@@ -114,7 +127,7 @@ class Store:
 
     def delete_session(self, sid: str) -> None:
         with _redis_errors():
-            self.r.delete(self._skey(sid))
+            self.r.delete(self._skey(sid), self._pkey(sid))
 
     def session_key(self, sid: str) -> str:
         """The Redis key of a session (for operations and the memory benchmark)."""

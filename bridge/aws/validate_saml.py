@@ -44,6 +44,15 @@ T_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 T_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 
 
+def is_aws_signin_saml(url: str) -> bool:
+    """Whether ``url`` is an AWS sign-in SAML endpoint (any partition)."""
+    return any(r.match(url) for r in _RECIPIENTS.values())
+
+
+def is_aws_audience(value: str) -> bool:
+    return any(r.match(value) for r in _AUDIENCES.values())
+
+
 @dataclass(frozen=True)
 class IdpMetadata:
     """What the IAM SAML provider holds: the IdP's entity id and signing certificates (PEM)."""

@@ -16,5 +16,6 @@ from __future__ import annotations
 
 from bridge.mapping.engine import RuleResult, evaluate, explain, resolve_claim
 from bridge.mapping.model import MappingSettings, Rule
+from bridge.mapping.passthrough import passthrough_grants
 
-__all__ = ["MappingSettings", "Rule", "RuleResult", "evaluate", "explain", "resolve_claim"]
+__all__ = ["MappingSettings", "Rule", "RuleResult", "evaluate", "explain", "passthrough_grants", "resolve_claim"]

@@ -47,7 +47,7 @@ class Rule(BaseModel):
     max_duration: int = 3600
     mfa_required: bool = False
     audience: str | None = None
-    path: Literal["jwt", "saml"] | None = None
+    path: Literal["jwt", "saml", "passthrough"] | None = None
     saml_provider: str | None = Field(None, pattern=r"^[\w._-]{1,128}$")
 
     @field_validator("role_arn")

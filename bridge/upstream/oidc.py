@@ -12,6 +12,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -141,7 +142,8 @@ class OidcConnector:
         claims = self.verify_id_token(id_token, nonce=pending.nonce)
         if self.cfg.use_userinfo and meta.get("userinfo_endpoint"):
             claims = self._merge_userinfo(claims, meta["userinfo_endpoint"], token.get("access_token"))
-        return self._identity(claims)
+        identity = self._identity(claims)
+        return replace(identity, passthrough=id_token) if self.cfg.aws_passthrough else identity
 
     def verify_id_token(self, id_token: str, *, nonce: str) -> dict[str, Any]:
         """Verify signature and claims; return the claims or raise InvalidIdToken naming the check."""

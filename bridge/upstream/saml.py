@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
+from bridge.aws.validate_saml import is_aws_audience, is_aws_signin_saml
 from bridge.config import SamlConnectorSettings
 from bridge.errors import IdpDenied, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
@@ -111,7 +113,9 @@ class SamlConnector:
     def settings(self) -> OneLogin_Saml2_Settings:
         response_only = self.cfg.insecure_allow_response_only_signing
         data = {
-            "strict": True, "debug": False,
+            # Passthrough responses are addressed to AWS (Destination/Recipient), which python3-saml's
+            # strict mode would refuse; signatures are still verified and _strict_checks covers the rest.
+            "strict": not self.cfg.aws_passthrough, "debug": False,
             "sp": {"entityId": self.sp_entity_id,
                    "assertionConsumerService": {"url": self.acs_url, "binding": C.BINDING_HTTP_POST},
                    "NameIDFormat": self.cfg.name_id_format, "x509cert": self.sp_cert, "privateKey": self.sp_key},
@@ -173,7 +177,8 @@ class SamlConnector:
                 raise IdpDenied(reason.replace("The status code of the Response was not Success, was ", "")) from None
             raise LoginError(f"SAMLResponse rejected: {reason}", code="saml_invalid") from None
         self._strict_checks(resp, request_id)
-        return self._identity(resp)
+        identity = self._identity(resp)
+        return replace(identity, passthrough=b64) if self.cfg.aws_passthrough else identity
 
     def _strict_checks(self, resp: OneLogin_Saml2_Response, request_id: str | None) -> None:
         in_response_to = resp.get_in_response_to()
@@ -186,15 +191,24 @@ class SamlConnector:
             raise LoginError("response does not answer our AuthnRequest (no InResponseTo)", code="saml_unsolicited")
         elif in_response_to != request_id:
             raise LoginError("InResponseTo does not match our AuthnRequest", code="saml_in_response_to")
+        passthrough = self.cfg.aws_passthrough
+
+        def ours_or_aws(url: str | None) -> bool:
+            return url == self.acs_url or (passthrough and url is not None and is_aws_signin_saml(url))
+
+        issuers = resp.get_issuers()
+        if not issuers or any(i != self.idp_settings()["entityId"] for i in issuers):
+            raise LoginError("Issuer is not this IdP's entity id", code="saml_issuer")
         dest = resp.document.get("Destination")
-        if dest is not None and dest != self.acs_url:
+        if dest is not None and not ours_or_aws(dest):
             raise LoginError(f"Destination {dest[:200]!r} is not our ACS", code="saml_destination")
         recipients = [scd.get("Recipient") for scd in resp._query_assertion(
             "/saml:Subject/saml:SubjectConfirmation[@Method='urn:oasis:names:tc:SAML:2.0:cm:bearer']"
             "/saml:SubjectConfirmationData")]
-        if self.acs_url not in recipients:
+        if not any(ours_or_aws(r) for r in recipients):
             raise LoginError("no bearer SubjectConfirmation with our ACS as Recipient", code="saml_recipient")
-        if self.sp_entity_id not in resp.get_audiences():
+        audiences = resp.get_audiences()
+        if self.sp_entity_id not in audiences and not (passthrough and any(is_aws_audience(a) for a in audiences)):
             raise LoginError("our entity id is not an Audience of the assertion", code="saml_audience")
         now, skew = int(self.clock()), self.cfg.clock_skew
         expires = []

@@ -60,6 +60,16 @@ def start_session(identity: Identity, grants: list[Grant]) -> None:
     doc = {"identity": identity.to_json(), "grants": [gr.to_json() for gr in grants],
            "csrf": secrets.token_urlsafe(24)}
     g.new_session_id = svc.store.create_session(doc, idle=s.idle_timeout, absolute=s.absolute_timeout)
+    if record := svc.passthrough_record(identity):
+        svc.store.put_passthrough(g.new_session_id, record[0], record[1])
+
+
+def session_passthrough() -> dict[str, str] | None:
+    """The signed-in user's stored upstream artifact (aws_passthrough), or None once it expired."""
+    svc = services()
+    sid = request.cookies.get(svc.settings.session.cookie_name, "")
+    doc = svc.store.get_passthrough(sid) if sid else None
+    return {str(k): str(v) for k, v in doc.items()} if doc else None
 
 
 def end_session() -> None:

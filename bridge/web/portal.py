@@ -15,6 +15,7 @@ from bridge.web.common import (
     services,
     session_grants,
     session_identity,
+    session_passthrough,
     wants_json,
 )
 
@@ -51,7 +52,8 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     if not raw.isdigit():
         raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
     svc = services()
-    creds = svc.issue_credentials(session_identity(doc), grant, int(raw))
+    creds = svc.issue_credentials(session_identity(doc), grant, int(raw),
+                                  passthrough=session_passthrough() if grant.path == "passthrough" else None)
     g.no_store = True
     if wants_json():
         return jsonify(formats.api_json(creds))

@@ -188,3 +188,25 @@ def test_example_config_documents_a_working_shape(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     s = load_settings(root / "config" / "bridge.example.yaml")
     assert s.connectors and s.mapping.rules
+
+
+def test_oidc_passthrough_redeems_the_upstream_id_token(live_bridge, make_settings, oidc_issuer, strict_sts_peer,
+                                                        moto_url) -> None:
+    rules = [{"name": "direct", "group": "aws-admins", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/Direct",
+              "path": "passthrough"}]
+    settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
+                                          "client_id": "bridge", "client_secret": "bridge-secret",
+                                          "aws_passthrough": True}], mapping={"rules": rules})
+    base = live_bridge(settings)
+    jwks = requests.get(f"{oidc_issuer}/jwks", timeout=10).json()
+    strict_sts_peer.register_oidc_provider(oidc_issuer, {"bridge"}, lambda: jwks, http_ok=True)
+    s = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
+    portal = portal_json(s, base)
+    r = s.post(f"{base}/credentials/{portal['grants'][0]['id']}",
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert caller_arn(moto_url, r.json()) == f"arn:aws:sts::{ACCOUNT}:assumed-role/Direct/alice@example.com"
+    (seen,) = strict_sts_peer.seen
+    claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
+    assert claims["iss"] == oidc_issuer and claims["aud"] == "bridge"  # the IdP's own token, not one we minted

@@ -256,3 +256,52 @@ def test_idp_metadata_for_iam(live_bridge, saml_settings) -> None:
     root = etree.fromstring(r.content)
     assert root.get("entityID") == f"{base}/idp/metadata.xml"
     assert root.findall(".//{urn:oasis:names:tc:SAML:2.0:metadata}KeyDescriptor")
+
+
+# ---- aws_passthrough: IdPs already wired to AWS ---------------------------------------------
+
+UPSTREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/OktaAdmin"
+UPSTREAM_PROVIDER = f"arn:aws:iam::{ACCOUNT}:saml-provider/UpstreamIdP"
+
+
+def test_saml_passthrough_redeems_the_upstream_response(live_bridge, saml_settings, forge, saml_idp, strict_sts_peer,
+                                                       moto_url, redis_url) -> None:
+    base = live_bridge(saml_settings(aws_passthrough=True))
+    strict_sts_peer.register_saml_provider("UpstreamIdP",
+                                           lambda: requests.get(f"{saml_idp.url}/metadata", timeout=10).content)
+    forge.attributes = {"email": ["dave@example.com"],
+                        "https://aws.amazon.com/SAML/Attributes/Role": [f"{UPSTREAM_PROVIDER},{UPSTREAM_ROLE}"],
+                        "https://aws.amazon.com/SAML/Attributes/RoleSessionName": ["dave@example.com"]}
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    aws_acs = "https://signin.aws.amazon.com/saml"
+    upstream = b64(forge.sign(forge.build(in_response_to=rid, audience="urn:amazon:webservices", recipient=aws_acs,
+                                          destination=aws_acs)))
+    assert _post(base, s, upstream, relay).url == f"{base}/portal"
+    portal = portal_json(s, base)
+    assert [g["role_arn"] for g in portal["grants"]] == [UPSTREAM_ROLE]  # exactly what the IdP asserted
+    r = s.post(f"{base}/credentials/{portal['grants'][0]['id']}",
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert caller_arn(moto_url, r.json()) == f"arn:aws:sts::{ACCOUNT}:assumed-role/OktaAdmin/dave@example.com"
+    (seen,) = strict_sts_peer.seen
+    assert seen.action == "AssumeRoleWithSAML" and seen.token == upstream and seen.problems == []
+    # After STS's 5-minute window the artifact is gone: a clear answer, not a 500.
+    import redis as redis_lib
+
+    rc = redis_lib.Redis.from_url(redis_url)
+    for k in rc.scan_iter(match="*passthrough:*"):
+        rc.delete(k)
+    r = s.post(f"{base}/credentials/{portal['grants'][0]['id']}",
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"] == "passthrough_expired"
+
+
+def test_saml_passthrough_still_checks_signature_and_audience(live_bridge, saml_settings, forge) -> None:
+    base = live_bridge(saml_settings(aws_passthrough=True))
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    bad = b64(forge.sign(forge.build(in_response_to=rid, audience="https://someone-else.example/")))
+    assert_error_page(_post(base, s, bad, relay), 400, "saml_audience")
+    rid, relay = _begin(base, s)
+    assert_error_page(_post(base, s, b64(_tampered(forge, rid)), relay), 400, "saml_invalid")

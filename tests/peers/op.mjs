@@ -32,13 +32,14 @@ const provider = new Provider(ISSUER, {
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, i) => `/interaction/${i.uid}` },
   cookies: { keys: ['test-only-cookie-key'] },
+  // Subjects look like Okta's opaque user ids ("00u" + username), not like the username.
   async findAccount(ctx, id) {
-    const a = ACCOUNTS[id]; if (!a) return undefined;
+    const a = ACCOUNTS[id.replace(/^00u/, '')]; if (!a) return undefined;
     return { accountId: id, async claims() { const { password, amr, ...c } = a; return { sub: id, ...c }; } };
   },
 });
 const finishLogin = (req, res, id) => provider.interactionFinished(req, res,
-  { login: { accountId: id, amr: ACCOUNTS[id].amr, acr: 'urn:test:loa:1' } }, { mergeWithLastSubmission: false });
+  { login: { accountId: `00u${id}`, amr: ACCOUNTS[id].amr, acr: 'urn:test:loa:1' } }, { mergeWithLastSubmission: false });
 async function autoConsent(req, res, { prompt: { details: d }, params, session, grantId }) {
   const g = grantId ? await provider.Grant.find(grantId)
     : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
