@@ -305,3 +305,71 @@ def test_saml_passthrough_still_checks_signature_and_audience(live_bridge, saml_
     assert_error_page(_post(base, s, bad, relay), 400, "saml_audience")
     rid, relay = _begin(base, s)
     assert_error_page(_post(base, s, b64(_tampered(forge, rid)), relay), 400, "saml_invalid")
+
+
+def test_encrypted_assertion_is_decrypted_with_the_sp_key(live_bridge, saml_settings, forge, tmp_path) -> None:
+    from tests.peers.saml_forge import encrypt_assertion
+
+    sp = generate_saml_key(tmp_path / "sp", bits=2048)
+    base = live_bridge(saml_settings(sp_key_file=str(sp.path), sp_cert_file=str(sp.path.with_suffix(".crt")),
+                                     want_assertions_encrypted=True))
+    md = requests.get(f"{base}/sp/{CONNECTOR}/metadata.xml", timeout=10).text
+    assert 'use="encryption"' in md  # the IdP learns our encryption certificate from our metadata
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    encrypted = encrypt_assertion(forge.sign(forge.build(in_response_to=rid)), sp.cert_pem)
+    assert b"EncryptedAssertion" in encrypted and b"dave@example.com" not in encrypted
+    assert _post(base, s, b64(encrypted), relay).url == f"{base}/portal"
+    assert portal_json(s, base)["identity"]["email"] == "dave@example.com"
+    # With encryption required, a plain assertion is refused.
+    rid, relay = _begin(base, s)
+    assert_error_page(_post(base, s, b64(forge.sign(forge.build(in_response_to=rid))), relay), 400, "saml_invalid")
+
+
+def test_metadata_refresh_keeps_last_good_copy(saml_idp, tmp_path) -> None:
+    """Metadata from a URL: fetched at start, refreshed on schedule, last good copy kept on failure."""
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Response
+
+    from bridge.config import SamlConnectorSettings
+    from bridge.errors import UpstreamUnavailable
+    from bridge.upstream.saml import SamlConnector
+
+    good = requests.get(f"{saml_idp.url}/metadata", timeout=10).text
+    state = {"up": True, "hits": 0}
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        state["hits"] += 1
+        resp = Response(good, content_type="application/xml") if state["up"] else Response("down", status=503)
+        return resp(environ, start_response)
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    import threading
+
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    now = [1000.0]
+    try:
+        cfg = SamlConnectorSettings(id="m", type="saml", metadata_url=f"http://127.0.0.1:{srv.server_port}/md",
+                                    metadata_refresh=600)
+        c = SamlConnector(cfg, base_url="http://127.0.0.1:1", resolve=lambda p: p, replay_guard=lambda k, t: True,
+                          clock=lambda: now[0])
+        assert state["hits"] == 1 and c.idp_settings()["entityId"] == saml_idp.entity_id  # fetched at start
+        now[0] += 300
+        c.idp_settings()
+        assert state["hits"] == 1  # cached
+        state["up"] = False
+        now[0] += 400
+        assert c.idp_settings()["entityId"] == saml_idp.entity_id  # refresh failed: last good copy
+        assert state["hits"] == 2
+        state["up"] = True
+        now[0] += 61
+        c.idp_settings()
+        assert state["hits"] == 3  # retried a minute later
+        # No good copy at all: a clear 503, not a crash.
+        state["up"] = False
+        fresh = SamlConnector(cfg, base_url="http://127.0.0.1:1", resolve=lambda p: p,
+                              replay_guard=lambda k, t: True, clock=lambda: now[0])
+        with pytest.raises(UpstreamUnavailable):
+            fresh.idp_settings()
+    finally:
+        srv.shutdown()

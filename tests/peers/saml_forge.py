@@ -90,3 +90,26 @@ class Forge:
 
 def b64(xml: bytes) -> str:
     return base64.b64encode(xml).decode()
+
+
+def encrypt_assertion(signed_response: bytes, sp_cert_pem: bytes) -> bytes:
+    """Replace the (signed) Assertion by an EncryptedAssertion for the SP's certificate (AES-256-CBC + RSA-OAEP)."""
+    import xmlsec
+    from xmlsec import constants as xc
+
+    root = etree.fromstring(signed_response)
+    assertion = root.find(f"{{{NS_SAML}}}Assertion")
+    holder = etree.Element(f"{{{NS_SAML}}}EncryptedAssertion")
+    assertion.addprevious(holder)
+    holder.append(assertion)
+    enc = xmlsec.template.encrypted_data_create(root, xc.TransformAes256Cbc, type=xc.TypeEncElement, ns="xenc")
+    xmlsec.template.encrypted_data_ensure_cipher_value(enc)
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(enc, ns="dsig")
+    enc_key = xmlsec.template.add_encrypted_key(key_info, xc.TransformRsaOaep)
+    xmlsec.template.encrypted_data_ensure_cipher_value(enc_key)
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_memory(sp_cert_pem, xc.KeyDataFormatCertPem))
+    ctx = xmlsec.EncryptionContext(manager)
+    ctx.key = xmlsec.Key.generate(xc.KeyDataAes, 256, xc.KeyDataTypeSession)
+    ctx.encrypt_xml(enc, assertion)
+    return bytes(etree.tostring(root))
