@@ -10,10 +10,12 @@ waiting before removing the old one is how rotation works (issue 7 builds on it)
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,18 @@ class SamlKey:
 
     def cert_b64(self) -> str:
         """The certificate's DER in base64, one line (for ds:X509Certificate)."""
-        import base64
+        return self._cert_b64
 
+    @cached_property
+    def _cert_b64(self) -> str:
         return base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()
+
+    @cached_property
+    def private_key(self) -> rsa.RSAPrivateKey:
+        """Parsed once per process: PEM parsing would otherwise cost as much as a signature."""
+        key = serialization.load_pem_private_key(self.key_pem, password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)  # load_keyring refuses anything else
+        return key
 
 
 @dataclass(frozen=True)
