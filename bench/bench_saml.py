@@ -85,7 +85,8 @@ def main() -> int:
     idp_key = generate_saml_key(tmp / "idp", bits=2048)
     base = "https://bridge.example.com"
     cfg = SamlConnectorSettings(id="corp", type="saml", idp_entity_id="https://idp.example.com/metadata",
-                                sso_url="https://idp.example.com/sso", idp_cert_files=[idp_key.path.with_suffix(".crt")])
+                                sso_url="https://idp.example.com/sso",
+                                idp_cert_files=[idp_key.path.with_suffix(".crt")])
     connector = SamlConnector(cfg, base_url=base, resolve=lambda p: p, replay_guard=lambda k, t: True)
     forge = Forge(cfg.idp_entity_id or "", connector.sp_entity_id, connector.acs_url, idp_key)
     pending = PendingLogin("s", "corp", "n", "v", "/portal", int(time.time()), request_id="_req1")
