@@ -373,3 +373,31 @@ def test_metadata_refresh_keeps_last_good_copy(saml_idp, tmp_path) -> None:
             fresh.idp_settings()
     finally:
         srv.shutdown()
+
+
+def test_deprecated_sha1_signature_is_refused(live_bridge, saml_settings, forge, bridge_logs) -> None:
+    from tests.peers.saml_forge import sign_sha1
+
+    base = live_bridge(saml_settings())
+    s = requests.Session()
+    rid, relay = _begin(base, s)
+    assert_error_page(_post(base, s, b64(sign_sha1(forge.build(in_response_to=rid), forge.key)), relay), 400,
+                      "saml_invalid")
+    assert "Deprecated signature algorithm" in bridge_logs.text
+
+
+def test_two_saml_idps_side_by_side(live_bridge, make_settings, saml_idp, tmp_path) -> None:
+    """Each connector has its own SP entity id (and keys if wanted); both metadata documents are served."""
+    sp = generate_saml_key(tmp_path / "sp2", bits=2048)
+    settings = make_settings(connectors=[
+        {"id": "idp-a", "type": "saml", "metadata_url": f"{saml_idp.url}/metadata"},
+        {"id": "idp-b", "type": "saml", "metadata_url": f"{saml_idp.url}/metadata",
+         "sp_entity_id": "urn:bridge:idp-b", "sp_key_file": str(sp.path),
+         "sp_cert_file": str(sp.path.with_suffix(".crt")), "sign_authn_requests": True}])
+    base = live_bridge(settings)
+    a = etree.fromstring(requests.get(f"{base}/sp/idp-a/metadata.xml", timeout=10).content)
+    b = etree.fromstring(requests.get(f"{base}/sp/idp-b/metadata.xml", timeout=10).content)
+    assert a.get("entityID") == f"{base}/sp/idp-a/metadata.xml" and b.get("entityID") == "urn:bridge:idp-b"
+    assert b"AuthnRequestsSigned=\"true\"" in etree.tostring(b)
+    r = requests.get(f"{base}/login/idp-b", allow_redirects=False, timeout=10)
+    assert "Signature=" in r.headers["Location"] and "SigAlg=" in r.headers["Location"]  # signed AuthnRequest

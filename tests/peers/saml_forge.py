@@ -113,3 +113,22 @@ def encrypt_assertion(signed_response: bytes, sp_cert_pem: bytes) -> bytes:
     ctx.key = xmlsec.Key.generate(xc.KeyDataAes, 256, xc.KeyDataTypeSession)
     ctx.encrypt_xml(enc, assertion)
     return bytes(etree.tostring(root))
+
+
+def sign_sha1(resp: etree._Element, key: SamlKey) -> bytes:
+    """Sign the Assertion with RSA-SHA1/SHA-1 (deprecated; a strict SP must refuse it)."""
+    import xmlsec
+    from xmlsec import constants as xc
+
+    a = resp.find(f"{{{NS_SAML}}}Assertion")
+    sig = xmlsec.template.create(a, xc.TransformExclC14N, xc.TransformRsaSha1, ns="ds")
+    a.find(f"{{{NS_SAML}}}Issuer").addnext(sig)
+    ref = xmlsec.template.add_reference(sig, xc.TransformSha1, uri="#" + a.get("ID"))
+    xmlsec.template.add_transform(ref, xc.TransformEnveloped)
+    xmlsec.template.add_transform(ref, xc.TransformExclC14N)
+    xmlsec.template.x509_data_add_certificate(xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(sig)))
+    xmlsec.tree.add_ids(a, ["ID"])
+    ctx = xmlsec.SignatureContext()
+    ctx.key = xmlsec.Key.from_memory(key.key_pem, xc.KeyDataFormatPem)
+    ctx.sign(sig)
+    return bytes(etree.tostring(resp))
