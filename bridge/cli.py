@@ -122,12 +122,150 @@ def keys_generate(directory: str, kind: str, alg: str) -> None:
                    f"{skey.cert.not_valid_after_utc:%Y-%m-%d})")
 
 
+@keys.command("rotate")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--kind", type=click.Choice(["all", "jwt", "saml"]), default="jwt", show_default=True)
+@click.option("--alg", type=click.Choice(SUPPORTED_ALGS), default="RS256", show_default=True)
+@click.option("--publish-for", "publish_for", type=click.IntRange(0), default=3600, show_default=True,
+              help="seconds the next key is published before it signs (AWS caches JWKS; SAML: time "
+                   "to upload the new IdP metadata to IAM)")
+@click.option("--overlap", type=click.IntRange(0), default=3600, show_default=True,
+              help="seconds the old key stays published after the next one starts signing")
+def keys_rotate(directory: str, kind: str, alg: str, publish_for: int, overlap: int) -> None:
+    """Add the next signing key: published now, signing after --publish-for; the old key retires
+    --overlap seconds later. Running bridges pick it up (issuer.keys_reload_interval)."""
+    from bridge.aws.keys import prune, rotate
+
+    now = int(time.time())
+    for path in prune(Path(directory), now=now):
+        click.echo(f"removed retired key {path.name}")
+    if overlap < 300:
+        click.echo(f"warning: --overlap {overlap} is shorter than a token's lifetime (up to 300 s): tokens "
+                   "signed by the old key just before the switch may fail at AWS", err=True)
+    for k in (["jwt", "saml"] if kind == "all" else [kind]):
+        try:
+            new, scheduled = rotate(Path(directory), k, now=now, publish_for=publish_for, overlap=overlap, alg=alg)
+        except ValueError as e:
+            _fail([str(e)], "cannot rotate:")
+        starts = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now + publish_for))
+        click.echo(f"created {new.path.name} ({k}, kid {new.kid}): published now, signs from {starts}")
+        for old in scheduled:
+            click.echo(f"  {old.name} retires at "
+                       f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(now + publish_for + overlap))}")
+        if k == "saml":
+            click.echo("  next: `bridge metadata --config …` and `aws iam update-saml-provider` with it before "
+                       "the new key signs", err=True)
+
+
+@keys.command("list")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True))
+def keys_list(directory: str) -> None:
+    """Every key with its state: signing, next (published, not signing yet), retiring, retired."""
+    ring, problems = load_keyring(Path(directory))
+    for p in problems:
+        click.echo(f"problem: {p}", err=True)
+    if ring is None:
+        sys.exit(1)
+    now = time.time()
+    view = ring.view(now)
+
+    def when(t: int | None) -> str:
+        return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+    for kind, all_keys, published in (("jwt", ring.keys, view.keys), ("saml", ring.saml, view.saml)):
+        for k in all_keys:
+            if not k.schedule.published(now):
+                state = "retired"
+            elif published and k is published[-1]:
+                state = "signing"
+            elif k.schedule.sign_from is not None and k.schedule.sign_from > now:
+                state = "next"
+            else:
+                state = "published"
+            click.echo(f"{kind:4s} {state:9s} {k.kid:44s} signs from {when(k.schedule.sign_from):23s} "
+                       f"retires {when(k.schedule.retire_at):23s} {k.path.name}")
+
+
+@keys.command("prune")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True))
+def keys_prune(directory: str) -> None:
+    """Delete keys whose retirement time has passed."""
+    from bridge.aws.keys import prune
+
+    for path in prune(Path(directory), now=time.time()):
+        click.echo(f"removed {path.name}")
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The audit trail (audit.sink: file or redis)."""
+
+
+@audit_group.command("tail")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-n", "--lines", default=20, show_default=True, type=click.IntRange(1, 100000))
+@click.option("-f", "--follow", is_flag=True, help="keep printing new records")
+@click.option("--correlation-id", "correlation", default=None, help="only records of this sign-in")
+@click.option("--type", "type_", type=click.Choice(["sign_in", "grant_decision", "credentials"]), default=None)
+@click.option("--max-seconds", type=float, default=None, hidden=True, help="stop following after this long")
+def audit_tail(config_path: str, lines: int, follow: bool, correlation: str | None, type_: str | None,
+               max_seconds: float | None) -> None:
+    """Print the last audit records (JSON lines), optionally following and filtering."""
+    from bridge import audit
+
+    settings = _settings(config_path)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+
+    def stop() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
+    def show(line: str) -> None:
+        if correlation or type_:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                return
+            if (correlation and doc.get("correlation_id") != correlation) or (type_ and doc.get("type") != type_):
+                return
+        click.echo(line)
+
+    a = settings.audit
+    if a.sink == "file":
+        assert a.path is not None
+        path = settings.resolve(a.path)
+        for line in audit.read_file(path, lines=lines):
+            show(line)
+        if follow:
+            for line in audit.follow_file(path, stop=stop):
+                show(line)
+    elif a.sink == "redis":
+        from bridge.errors import StoreUnavailable
+        from bridge.store import Store, redis_client
+
+        store = Store(redis_client(settings.redis, settings.resolve), settings.redis.key_prefix)
+        try:
+            rows = store.audit_read(a.stream, count=lines)
+            for _, line in rows:
+                show(line)
+            last = rows[-1][0] if rows else "$"
+            while follow and not stop():
+                for rid, line in store.audit_read(a.stream, count=100, after=last, block_ms=1000):
+                    last = rid
+                    show(line)
+        except StoreUnavailable as e:
+            _fail([e.detail], f"cannot read the audit stream {settings.redis.key_prefix}{a.stream}:")
+    else:
+        _fail([f"audit.sink is {a.sink}: records go to the bridge's standard output (your log collector); "
+               "`audit tail` reads the file and redis sinks"], "nothing to tail:")
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
 def metadata(config_path: str) -> None:
     """Print the bridge's SAML IdP metadata (for `aws iam create-saml-provider`)."""
     settings = _settings(config_path)
     ring, problems = load_keyring(settings.keys_dir)
+    ring = ring.view(time.time()) if ring is not None else None
     if ring is None or not ring.saml:
         _fail(problems or ["no SAML signing key: run `bridge keys generate --kind saml`"], "cannot build metadata:")
     sys.stdout.buffer.write(idp_metadata(settings.saml_entity_id, ring.saml, f"{settings.base_url}/idp/sso"))
@@ -189,6 +327,7 @@ def preview(config_path: str, identity_path: str, role_arn: str, kind: str, dura
     if ring is None:
         _fail(problems, "no usable signing key:")
     now = int(time.time())
+    ring = ring.view(now)
     duration = duration or grant.default_duration
     if kind == "saml":
         if ring.saml_active is None:
@@ -250,6 +389,7 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
             md = Path(metadata_path).read_bytes()
         elif settings is not None:
             ring, problems = load_keyring(settings.keys_dir)
+            ring = ring.view(now) if ring is not None else None
             if ring is None or not ring.saml:
                 _fail(problems or ["no SAML signing key"], "cannot build the bridge's metadata:")
             md = idp_metadata(settings.saml_entity_id, ring.saml, settings.base_url)
@@ -274,7 +414,7 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
             ring, problems = load_keyring(settings.keys_dir)
             if ring is None:
                 _fail(problems, "no usable signing key:")
-            jwks = ring.jwks()
+            jwks = ring.view(now).jwks()
         audiences = {settings.issuer.audience} | {r.audience for r in settings.mapping.rules if r.audience}
         issues = validate_jwt(token, jwks=jwks, issuer=settings.issuer_url, audiences=audiences, now=now)
         what = jwt_path

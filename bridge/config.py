@@ -26,7 +26,7 @@ from bridge.aws.keys import SUPPORTED_ALGS
 from bridge.errors import ConfigError
 from bridge.mapping.model import MappingSettings
 
-SECRET_OPTIONS = ("client_secret", "secret_key")
+SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID_RE = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 
@@ -36,9 +36,94 @@ class _Model(BaseModel):
 
 
 class RedisSettings(_Model):
+    """One Redis, TLS (``rediss://``), Sentinel or Cluster, all through redis-py.
+
+    ``single``: ``url`` is the server (``redis://`` or ``rediss://``, db in the path).
+    ``sentinel``: ``sentinels`` are asked for the master named ``sentinel_master``; ``url`` only
+    carries the scheme (``rediss`` = TLS to the master), credentials and db.
+    ``cluster``: ``url`` is any node (db 0 only); redis-py discovers the others.
+    """
+
+    mode: Literal["single", "sentinel", "cluster"] = "single"
     url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "bridge:"
+    key_prefix: str = Field("bridge:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_.{}-]+$")
     socket_timeout: float = Field(2.0, gt=0, le=30)
+    password: SecretStr | None = None
+    sentinels: list[str] = Field(default_factory=list, description="host:port of each Sentinel")
+    sentinel_master: str | None = None
+    sentinel_password: SecretStr | None = None
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    max_connections: int = Field(50, ge=1, le=10000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if u.scheme != "unix" and not u.hostname:
+            raise ValueError("must name a host, e.g. redis://redis.internal:6379/0")
+        return v
+
+    @field_validator("sentinels")
+    @classmethod
+    def _hostports(cls, v: list[str]) -> list[str]:
+        for item in v:
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+        return v
+
+    @model_validator(mode="after")
+    def _topology(self) -> RedisSettings:
+        problems = []
+        u = urlsplit(self.url)
+        if self.mode == "sentinel":
+            if not self.sentinels:
+                problems.append("mode sentinel needs sentinels: [host:port, ...]")
+            if not self.sentinel_master:
+                problems.append("mode sentinel needs sentinel_master (the master's name)")
+        elif self.sentinels or self.sentinel_master:
+            problems.append("sentinels / sentinel_master are only used with mode: sentinel")
+        if self.mode == "cluster":
+            if u.scheme == "unix":
+                problems.append("mode cluster needs a redis:// or rediss:// node URL")
+            if u.path.strip("/") not in ("", "0"):
+                problems.append("mode cluster has only database 0")
+        if (self.ssl_ca_file or self.ssl_cert_file or self.ssl_key_file) and u.scheme != "rediss":
+            problems.append("ssl_* files need a rediss:// url (TLS)")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            problems.append("ssl_cert_file and ssl_key_file go together (client certificate)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "rediss"
+
+
+class AuditSettings(_Model):
+    """Where the audit trail goes: one JSON object per sign-in, grant decision and issuance."""
+
+    sink: Literal["stdout", "file", "redis", "none"] = "stdout"
+    path: Path | None = Field(None, description="file sink: the JSON-lines file (appended)")
+    stream: str = Field("audit", pattern=r"^[A-Za-z0-9:_.-]{1,64}$",
+                        description="redis sink: stream name under the key prefix")
+    maxlen: int = Field(1_000_000, ge=1000, description="redis sink: entries kept (approximate trim)")
+    fail_closed: bool = Field(True, description="refuse to hand out credentials when the record cannot be written")
+
+    @model_validator(mode="after")
+    def _path(self) -> AuditSettings:
+        if self.sink == "file" and self.path is None:
+            raise ValueError("sink file needs path")
+        return self
+
+
+class MetricsSettings(_Model):
+    enabled: bool = True
 
 
 class SessionSettings(_Model):
@@ -54,6 +139,10 @@ class IssuerSettings(_Model):
     token_lifetime: int = Field(300, ge=30, le=300)
     keys_dir: Path = Path("keys")
     key_alg: Literal["RS256", "ES256"] = "RS256"
+    keys_reload_interval: float = Field(30.0, ge=0, le=3600,
+                                        description="seconds between checks of keys_dir for rotated keys")
+    key_max_age_days: int = Field(180, ge=1, le=3650,
+                                  description="a JWT key older than this shows as expired in metrics")
 
 
 class SamlIdpSettings(_Model):
@@ -72,6 +161,9 @@ class AwsSettings(_Model):
     default_path: Literal["jwt", "saml"] = "jwt"
     signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
+    # Credentials fetched again for the same role and duration within this many seconds are
+    # served from Redis (encrypted with a key only the user's cookie holds); 0 = never cached.
+    credential_cache_ttl: int = Field(300, ge=0, le=3600)
 
 
 class _ConnectorBase(_Model):
@@ -231,6 +323,8 @@ class Settings(_Model):
     saml_idp: SamlIdpSettings = Field(default_factory=SamlIdpSettings)
     connectors: list[ConnectorSettings] = Field(min_length=1)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     # Where the config file lives: relative paths (keys_dir, *_file) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -279,6 +373,11 @@ class Settings(_Model):
                        "Never use it in production.")
         if not self.secure_cookies:
             out.append(f"base_url {self.base_url} is plain http: session cookies are not marked Secure.")
+        host = urlsplit(self.redis.url).hostname or ""
+        if not self.redis.tls and self.redis.mode != "sentinel" and host not in ("127.0.0.1", "localhost", "::1", ""):
+            out.append(f"redis {host} is reached without TLS: use rediss:// unless the network is private.")
+        if self.audit.sink == "none":
+            out.append("audit.sink is none: sign-ins and credential issuance leave no audit trail.")
         if urlsplit(self.issuer_url).scheme != "https":
             out.append(f"issuer {self.issuer_url} is not https: AWS only trusts https OIDC issuers.")
         for c in self.enabled_connectors:
@@ -385,6 +484,12 @@ def _semantic_problems(s: Settings) -> list[str]:
         problems.append(f"issuer.key_alg: use one of {SUPPORTED_ALGS}")
     if s.aws.partition not in PARTITIONS:
         problems.append("aws.partition: unknown partition")
+    for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+        path = getattr(s.redis, name)
+        if path is not None and not s.resolve(path).is_file():
+            problems.append(f"redis.{name}: {s.resolve(path)} does not exist")
+    if s.audit.sink == "file" and s.audit.path is not None and not s.resolve(s.audit.path).parent.is_dir():
+        problems.append(f"audit.path: folder {s.resolve(s.audit.path).parent} does not exist")
     if s.session.idle_timeout > s.session.absolute_timeout:
         problems.append("session.idle_timeout: longer than session.absolute_timeout")
     return problems

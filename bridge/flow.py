@@ -47,7 +47,7 @@ class LoginFlow:
         pending = PendingLogin(
             state=secrets.token_urlsafe(24), connector_id=connector.id, nonce=secrets.token_urlsafe(24),
             code_verifier=secrets.token_urlsafe(48), return_to=safe_return_to(return_to),
-            created_at=int(self.clock()))
+            created_at=int(self.clock()), correlation_id=secrets.token_hex(12))
         # Ask the connector first: if the IdP is unreachable nothing is stored.
         start = connector.start_login(pending, self.redirect_uri(connector.id))
         if start.request_id:
@@ -55,13 +55,15 @@ class LoginFlow:
         self.store.put_pending(pending.state, pending.to_json(), self.ttl)
         return start.url
 
-    def complete(self, connector: Connector, params: Mapping[str, str]) -> tuple[Identity, str]:
-        """Verify a callback; return the identity and where to send the user next."""
+    def complete(self, connector: Connector, params: Mapping[str, str]) -> tuple[Identity, str, str]:
+        """Verify a callback; return the identity, where to send the user next, and the sign-in's
+        correlation id (minted at ``begin``; a fresh one for an unsolicited SAML response)."""
         state = params.get("state") or params.get("RelayState")
         record = self.store.take_pending(state) if state and len(state) <= 128 else None
         if record is None and connector.allows_unsolicited:
             # IdP-initiated SAML (insecure_allow_idp_initiated): RelayState may be a target, not ours.
-            return connector.finish_login(None, params, self.redirect_uri(connector.id)), safe_return_to(state)
+            identity = connector.finish_login(None, params, self.redirect_uri(connector.id))
+            return identity, safe_return_to(state), secrets.token_hex(12)
         if not state:
             raise LoginError("callback without state", code="state_missing",
                              message="The sign-in response did not say which sign-in it belongs to.")
@@ -69,11 +71,11 @@ class LoginFlow:
             raise LoginError("state too long", code="state_invalid")
         if record is None:
             raise LoginError("unknown state", code="login_expired",
-                             message="This sign-in has expired or was already used.",
-                             hint="Start the sign-in again; each sign-in link works once, for a few minutes.")
+                             message="This sign-in has expired, was already used, or was interrupted.",
+                             hint="Sign in again below; each sign-in link works once, for a few minutes.")
         pending = PendingLogin.from_json(record)
         if pending.connector_id != connector.id:
             raise LoginError("state belongs to another connector", code="state_mismatch",
                              message="The sign-in response does not match the sign-in that was started.")
         identity = connector.finish_login(pending, params, self.redirect_uri(connector.id))
-        return identity, pending.return_to
+        return identity, pending.return_to, pending.correlation_id or secrets.token_hex(12)

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
+# The sign-in this request belongs to (audit records carry the same id); None before sign-in.
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _log = logging.getLogger("bridge")
 
 
@@ -24,6 +26,8 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
             "request_id": request_id.get(),
         }
+        if (cid := correlation_id.get()) is not None:
+            doc["correlation_id"] = cid
         doc.update(getattr(record, "fields", {}))
         if record.exc_info and record.levelno >= logging.ERROR:
             doc["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None

@@ -5,24 +5,74 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bridge import mapping
+from bridge import audit, credcache, mapping
+from bridge.audit import Auditor
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
-from bridge.aws.keys import KeyRing, load_keyring
+from bridge.aws.keys import KeyRing, SamlKey, SigningKey, expiry, load_keyring
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
-from bridge.errors import BadRequest, ConfigError
+from bridge.errors import BadRequest, BridgeError, ConfigError
 from bridge.flow import LoginFlow
 from bridge.identity import Credentials, Grant, Identity
 from bridge.logs import event
-from bridge.store import Store
+from bridge.metrics import KeyInfo, Metrics
+from bridge.store import Store, redis_client
 from bridge.upstream import Connector, build_connector
+
+
+class KeySource:
+    """The signing keys on disk, re-read when the folder changes (``bridge keys rotate`` adds and
+    schedules keys while the bridge runs; every worker on every instance picks them up).
+
+    Checked at most every ``interval`` seconds; a folder that no longer loads cleanly keeps the
+    last good ring (and logs why), so a half-copied key never takes signing down.
+    """
+
+    def __init__(self, directory: Path, ring: KeyRing, *, interval: float, clock: Callable[[], float]) -> None:
+        self.directory = directory
+        self.interval = interval
+        self.clock = clock
+        self._ring = ring
+        self._sig = self._signature()
+        self._checked = clock()
+        self._lock = threading.Lock()
+
+    def _signature(self) -> tuple[tuple[str, int], ...]:
+        try:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(self.directory)))
+        except OSError:
+            return ()
+
+    def ring(self) -> KeyRing:
+        now = self.clock()
+        if now - self._checked >= self.interval and self._lock.acquire(blocking=False):
+            try:
+                self._checked = now
+                sig = self._signature()
+                if sig != self._sig:
+                    ring, problems = load_keyring(self.directory)
+                    if ring is None or problems:
+                        event("keys_reload_failed", logging.ERROR, problems=problems[:5])
+                    else:
+                        self._ring, self._sig = ring, sig
+                        event("keys_reloaded", jwt=[k.kid for k in ring.keys], saml=[k.kid for k in ring.saml])
+            finally:
+                self._lock.release()
+        return self._ring
+
+    def current(self) -> KeyRing:
+        """The published keys now, the signing one last."""
+        return self.ring().view(self.clock())
 
 
 @dataclass
@@ -31,24 +81,88 @@ class Services:
     store: Store
     flow: LoginFlow
     connectors: dict[str, Connector]
-    keyring: KeyRing
+    keys: KeySource
     sts: StsGateway
+    metrics: Metrics = field(default_factory=Metrics)
+    auditor: Auditor = field(default_factory=lambda: Auditor(audit.NullSink()))
     clock: Callable[[], float] = field(default=time.time)
 
-    def grants_for(self, identity: Identity) -> list[Grant]:
-        """Run the mapping rules; log what was sanitized or withheld (never the values)."""
+    @property
+    def keyring(self) -> KeyRing:
+        """The keys as published at this moment (the signing one is ``.active`` / ``.saml_active``)."""
+        return self.keys.current()
+
+    def key_info(self) -> Iterator[KeyInfo]:
+        """(kind, kid, state, expires_at) for each published key: state signing | next | retiring."""
+        now = self.clock()
+        ring = self.keyring
+        max_age = self.settings.issuer.key_max_age_days
+        groups: tuple[tuple[str, tuple[SigningKey | SamlKey, ...]], ...] = (("jwt", ring.keys), ("saml", ring.saml))
+        for kind, keys in groups:
+            for k in keys:
+                state = ("signing" if k is keys[-1] else
+                         "next" if k.schedule.sign_from is not None and k.schedule.sign_from > now else "retiring")
+                yield kind, k.kid, state, expiry(k, max_age_days=max_age)
+
+    def grants_for(self, identity: Identity, ctx: audit.Context | None = None) -> list[Grant]:
+        """Run the mapping rules; log what was sanitized or withheld (never the values); audit
+        each decision (granted or withheld, and by which rule) under the sign-in's correlation id."""
+        ctx = ctx or audit.Context()
         connector = self.connectors.get(identity.connector_id)
         if identity.passthrough and connector is not None and connector.type == "saml":
             grants, notes = mapping.passthrough_grants(identity)
             if notes:
                 event("passthrough_notes", connector=identity.connector_id, notes=notes)
+            for g in grants:
+                self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
+                                    **audit.grant_fields(g))
             return grants
         results = mapping.explain(self.settings.mapping, identity, **self.settings.grant_defaults())
         for r in results:
             if r.matched and (r.notes or r.grant is None):
                 event("mapping_notes", logging.INFO, rule=r.rule, granted=r.grant is not None,
                       reason=r.reason, notes=list(r.notes))
+            if r.grant is not None:
+                self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
+                                    notes=list(r.notes), **audit.grant_fields(r.grant))
+            elif r.matched:
+                self.auditor.record("grant_decision", ctx, outcome="withheld", who=audit.who(identity),
+                                    rule=r.rule, reason=r.reason, notes=list(r.notes))
         return [r.grant for r in results if r.grant]
+
+    def credentials_for(self, identity: Identity, grant: Grant, duration: int, *, session_id: str | None,
+                        ctx: audit.Context, passthrough: dict[str, str] | None = None) -> Credentials:
+        """Credentials for ``grant``: from the session's credential cache when the same role and
+        duration were fetched within ``aws.credential_cache_ttl`` s, else from STS. Audited either way."""
+        ttl = self.settings.aws.credential_cache_ttl
+        field_ = f"{grant.id}:{duration}"
+        use_cache = bool(session_id) and ttl > 0 and grant.path != "passthrough"
+        base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration, "kind": "credentials",
+                **audit.grant_fields(grant)}
+        if use_cache and session_id:
+            blob = self.store.cache_get(session_id, field_)
+            cached = credcache.unseal(session_id, field_, blob, now=self.clock()) if blob else None
+            self.metrics.credential_cache.labels("hit" if cached else "miss").inc()
+            if cached is not None:
+                self.auditor.record("credentials", ctx, outcome="success", cached=True,
+                                    access_key_id=cached.access_key_id, assumed_role_arn=cached.assumed_role_arn,
+                                    expiration=cached.expiration_iso(), **base)
+                return cached
+        try:
+            creds = self.issue_credentials(identity, grant, duration, passthrough)
+        except BridgeError as e:
+            self.auditor.record("credentials", ctx, outcome="failure", error=e.code, **base)
+            raise
+        self.auditor.record("credentials", ctx, outcome="success", cached=False, access_key_id=creds.access_key_id,
+                            assumed_role_arn=creds.assumed_role_arn, expiration=creds.expiration_iso(), **base)
+        if use_cache and session_id:
+            # Reuse only while plenty of the credentials' life is left (never hand out nearly-dead ones).
+            remaining = int(creds.expiration.timestamp() - self.clock())
+            keep = min(ttl, remaining - max(300, duration // 2))
+            if keep > 0:
+                blob = credcache.seal(session_id, field_, creds, reuse_until=int(self.clock()) + keep)
+                self.store.cache_put(session_id, field_, blob, keep)
+        return creds
 
     def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
                           passthrough: dict[str, str] | None = None) -> Credentials:
@@ -85,6 +199,7 @@ class Services:
             creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn,
                                                            session_name=grant.session_name, token=token,
                                                            duration=duration)
+        self.metrics.grants_issued.labels(grant.path, "credentials").inc()
         event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path,
               session_name=grant.session_name, connector=identity.connector_id, duration=duration,
               tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1))
@@ -129,16 +244,42 @@ def saml_issuer_for(settings: Settings) -> SamlIssuer:
     return SamlIssuer(settings.saml_entity_id, recipient, audience, settings.saml_idp.sign_response)
 
 
+def build_auditor(settings: Settings, store: Store, metrics: Metrics) -> Auditor:
+    a = settings.audit
+    sink: audit.Sink
+    if a.sink == "file":
+        assert a.path is not None  # validated
+        sink = audit.FileSink(settings.resolve(a.path))
+    elif a.sink == "redis":
+        sink = audit.RedisStreamSink(lambda line, maxlen: store.audit_append(a.stream, line, maxlen), a.maxlen)
+    elif a.sink == "stdout":
+        sink = audit.StdoutSink()
+    else:
+        sink = audit.NullSink()
+    return Auditor(sink, fail_closed=a.fail_closed, on_error=lambda name: metrics.audit_errors.labels(name).inc())
+
+
 def build_services(settings: Settings) -> Services:
-    """Wire store, connectors, keys and STS; raise ConfigError listing every runtime problem."""
+    """Wire store, connectors, keys, STS, metrics and audit; raise ConfigError listing every runtime problem."""
     keyring, problems = load_keyring(settings.keys_dir)
     if problems or keyring is None:
         raise ConfigError([f"issuer.keys_dir: {p}" for p in problems])
-    store = Store.from_url(settings.redis.url, settings.redis.key_prefix, settings.redis.socket_timeout)
+    keys = KeySource(settings.keys_dir, keyring, interval=settings.issuer.keys_reload_interval, clock=time.time)
+    holder: list[Services] = []
+    metrics = Metrics(keys=lambda: holder[0].key_info() if holder else ())
+    try:
+        client = redis_client(settings.redis, settings.resolve)
+    except Exception as e:  # noqa: BLE001 - Cluster reads its slot map at construction
+        raise ConfigError([f"redis: cannot reach the cluster at {settings.redis.url} ({type(e).__name__})"]) from None
+    store = Store(client, settings.redis.key_prefix, on_error=metrics.redis_error)
     connectors = {c.id: build_connector(c, base_url=settings.base_url, resolve=settings.resolve,
-                                        replay_guard=store.remember_once)
+                                        replay_guard=store.remember_once, on_stale=metrics.stale)
                   for c in settings.enabled_connectors}
     flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
-                     timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts)
-    return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts)
+                     timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
+                     on_call=metrics.sts_call)
+    svc = Services(settings=settings, store=store, flow=flow, connectors=connectors, keys=keys, sts=sts,
+                   metrics=metrics, auditor=build_auditor(settings, store, metrics))
+    holder.append(svc)
+    return svc

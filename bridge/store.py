@@ -6,7 +6,14 @@ Contract:
 - Sessions are keyed by the SHA-256 of the cookie value, so someone reading Redis cannot
   use what they read as a cookie. A session ends at the first of: idle timeout (TTL
   refreshed on each use), absolute timeout (stored in the record), or ``delete_session``.
-- Every Redis failure becomes ``StoreUnavailable`` (a 503 for the user), never a 500.
+- Every Redis failure becomes ``StoreUnavailable`` (a 503 for the user), never a 500, and is
+  counted through ``on_error`` (the app's metrics).
+- Cached credentials are opaque bytes here (the caller encrypts them with a key derived from
+  the cookie, which Redis never sees); they live beside the session and go with it.
+- Any instance can serve any step: nothing is kept in a process between requests.
+Topologies (``redis_client``): one server (``redis://``, ``rediss://`` for TLS), Sentinel, Cluster.
+Every key starts with the deployment's ``key_prefix`` and each command names one key, so Cluster
+needs no hash tags.
 Not verified here: the meaning of the stored documents (the callers own their shape).
 """
 
@@ -18,70 +25,119 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from bridge.config import RedisSettings
 from bridge.errors import StoreUnavailable
 
+AnyRedis = Any  # redis.Redis or redis.cluster.RedisCluster: the commands used here exist on both
 
-@contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except redis.RedisError as e:
-        raise StoreUnavailable(f"redis: {type(e).__name__}") from None
+
+def redis_client(cfg: RedisSettings, resolve: Callable[[Path], Path] = lambda p: p) -> AnyRedis:
+    """A redis-py client for the configured topology (no connection is made until first use,
+    except Cluster, which reads the slot map at construction)."""
+    # One quick retry (a reconnect after a Redis restart or failover), not redis-py's default
+    # backoff of seconds: when Redis is down, users should get the 503 page at once, not a hang.
+    kw: dict[str, Any] = {"socket_timeout": cfg.socket_timeout, "socket_connect_timeout": cfg.socket_timeout,
+                          "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1),
+                          "max_connections": cfg.max_connections}
+    if cfg.password is not None:
+        kw["password"] = cfg.password.get_secret_value()
+    if cfg.tls:
+        kw["ssl_cert_reqs"] = "required"
+        if cfg.ssl_ca_file:
+            kw["ssl_ca_certs"] = str(resolve(cfg.ssl_ca_file))
+        if cfg.ssl_cert_file and cfg.ssl_key_file:
+            kw["ssl_certfile"] = str(resolve(cfg.ssl_cert_file))
+            kw["ssl_keyfile"] = str(resolve(cfg.ssl_key_file))
+    if cfg.mode == "cluster":
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(cfg.url, **kw)
+    if cfg.mode == "sentinel":
+        from redis.sentinel import Sentinel
+
+        u = urlsplit(cfg.url)
+        if u.username:
+            kw["username"] = unquote(u.username)
+        if u.password and "password" not in kw:
+            kw["password"] = unquote(u.password)
+        if cfg.tls:
+            kw["ssl"] = True
+        kw["db"] = int(u.path.strip("/") or 0)
+        hosts = [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in cfg.sentinels]
+        sentinel_kw: dict[str, Any] = {"socket_timeout": cfg.socket_timeout,
+                                       "socket_connect_timeout": cfg.socket_timeout}
+        if cfg.sentinel_password is not None:
+            sentinel_kw["password"] = cfg.sentinel_password.get_secret_value()
+        pool_kw = {k: v for k, v in kw.items() if k != "max_connections"}
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kw, **pool_kw)  # type: ignore[no-untyped-call]
+        assert cfg.sentinel_master is not None  # validated
+        return sentinel.master_for(cfg.sentinel_master, max_connections=cfg.max_connections)  # type: ignore[no-untyped-call]
+    return redis.Redis.from_url(cfg.url, health_check_interval=30, **kw)
 
 
 class Store:
     """Sessions and pending logins in one Redis, under ``prefix``."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "bridge:", clock: Callable[[], float] = time.time):
+    def __init__(self, client: AnyRedis, prefix: str = "bridge:", clock: Callable[[], float] = time.time,
+                 on_error: Callable[[BaseException], None] | None = None):
         self.r = client
         self.prefix = prefix
         self.clock = clock
+        self.on_error = on_error
 
     @classmethod
     def from_url(cls, url: str, prefix: str, socket_timeout: float = 2.0) -> Store:
-        # One quick retry (a reconnect after a Redis restart), not redis-py's default backoff of
-        # seconds: when Redis is down, users should get the 503 page at once, not after a hang.
-        client = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-                                      health_check_interval=30,
-                                      retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1))
-        return cls(client, prefix)
+        return cls(redis_client(RedisSettings(url=url, key_prefix=prefix, socket_timeout=socket_timeout)), prefix)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as e:
+            if self.on_error:
+                self.on_error(e)
+            raise StoreUnavailable(f"redis: {type(e).__name__}") from None
 
     def ping(self) -> bool:
         try:
             return bool(self.r.ping())
-        except redis.RedisError:
+        except redis.RedisError as e:
+            if self.on_error:
+                self.on_error(e)
             return False
 
     # -- pending logins ---------------------------------------------------------------
     def put_pending(self, state: str, record: dict[str, Any], ttl: int) -> None:
-        with _redis_errors():
+        with self._errors():
             self.r.set(f"{self.prefix}pending:{state}", json.dumps(record), ex=ttl, nx=True)
 
     def take_pending(self, state: str) -> dict[str, Any] | None:
         """The pending login for ``state``, deleted in the same step; None if unknown, used or expired."""
-        with _redis_errors():
+        with self._errors():
             raw = self.r.getdel(f"{self.prefix}pending:{state}")
         return None if raw is None else dict(json.loads(raw))
 
     # -- replay cache ---------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:
         """True the first time ``key`` is seen within ``ttl`` seconds, False on a replay (any instance)."""
-        with _redis_errors():
+        with self._errors():
             return bool(self.r.set(f"{self.prefix}replay:{key}", b"1", ex=max(1, int(ttl)), nx=True))
 
     # -- upstream artifacts for aws_passthrough (kept apart from the session, short TTL) ----
     def put_passthrough(self, sid: str, doc: dict[str, Any], ttl: int) -> None:
-        with _redis_errors():
+        with self._errors():
             self.r.set(self._pkey(sid), json.dumps(doc), ex=max(1, int(ttl)))
 
     def get_passthrough(self, sid: str) -> dict[str, Any] | None:
-        with _redis_errors():
+        with self._errors():
             raw = self.r.get(self._pkey(sid))
         return None if raw is None else dict(json.loads(raw))
 
@@ -97,7 +153,7 @@ class Store:
         sid = secrets.token_urlsafe(32)
         now = int(self.clock())
         doc = {**data, "created_at": now, "expires_at": now + absolute}
-        with _redis_errors():
+        with self._errors():
             self.r.set(self._skey(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, absolute))
         return sid
 
@@ -106,7 +162,7 @@ class Store:
         if not sid or len(sid) > 128:
             return None
         key = self._skey(sid)
-        with _redis_errors():
+        with self._errors():
             raw = self.r.get(key)
             if raw is None:
                 return None
@@ -122,12 +178,53 @@ class Store:
         remaining = int(doc.get("expires_at", 0)) - int(self.clock())
         if remaining <= 0:
             return
-        with _redis_errors():
+        with self._errors():
             self.r.set(self._skey(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, remaining), xx=True)
 
     def delete_session(self, sid: str) -> None:
-        with _redis_errors():
-            self.r.delete(self._skey(sid), self._pkey(sid))
+        with self._errors():
+            for key in (self._skey(sid), self._pkey(sid), self._ckey(sid)):  # one key per command (Cluster)
+                self.r.delete(key)
+
+    # -- credential cache (sealed by the caller; goes with the session) --------------------
+    def _ckey(self, sid: str) -> str:
+        return f"{self.prefix}creds:{hashlib.sha256(sid.encode()).hexdigest()}"
+
+    def cache_get(self, sid: str, field: str) -> bytes | None:
+        with self._errors():
+            raw = self.r.hget(self._ckey(sid), field)
+        return None if raw is None else bytes(raw)
+
+    def cache_put(self, sid: str, field: str, blob: bytes, ttl: int) -> None:
+        """Keep ``blob`` under the session's cache for up to ``ttl`` s (entries carry their own expiry)."""
+        key = self._ckey(sid)
+        with self._errors():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hset(key, field, blob)
+            pipe.expire(key, max(1, int(ttl)))
+            pipe.execute()
+
+    # -- audit stream ---------------------------------------------------------------------
+    def audit_append(self, stream: str, line: str, maxlen: int) -> None:
+        with self._errors():
+            self.r.xadd(f"{self.prefix}{stream}", {"r": line}, maxlen=maxlen, approximate=True)
+
+    def audit_read(self, stream: str, *, count: int, after: str | None = None,
+                   block_ms: int | None = None) -> list[tuple[str, str]]:
+        """The last ``count`` records (oldest first), or with ``after`` the ones after that id."""
+        key = f"{self.prefix}{stream}"
+        with self._errors():
+            if after is None:
+                rows = list(reversed(self.r.xrevrange(key, count=count)))
+            else:
+                got = self.r.xread({key: after}, count=count, block=block_ms)
+                rows = got[0][1] if got else []
+        out = []
+        for rid, fields in rows:
+            rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
+            raw = fields.get(b"r", fields.get("r", b""))
+            out.append((rid_s, raw.decode() if isinstance(raw, bytes) else str(raw)))
+        return out
 
     def session_key(self, sid: str) -> str:
         """The Redis key of a session (for operations and the memory benchmark)."""

@@ -1,25 +1,71 @@
 """gunicorn settings for the bridge (``bridge serve`` passes BRIDGE_CONFIG and BRIDGE_BIND).
 
-gthread workers: requests mostly wait on the IdP, Redis and STS, so threads per process
-give concurrency without the memory of more processes. Each worker builds its own app
-(no preload), so no Redis or boto3 connection is shared across a fork.
+Run directly (containers): ``gunicorn -c deploy/gunicorn.conf.py bridge.wsgi:app`` with
+``BRIDGE_CONFIG=/etc/bridge/bridge.yaml``. Environment knobs:
+
+  BRIDGE_BIND            host:port (default 127.0.0.1:8000; 0.0.0.0:8000 in the image)
+  BRIDGE_WORKERS         processes (default 2 x cores, at most 4)
+  BRIDGE_THREADS         threads per process (default 8)
+  BRIDGE_TIMEOUT         seconds a worker may be silent before it is restarted (default 30)
+  BRIDGE_ACCESS_LOG      1 = JSON access log on stderr (default), 0 = none
+  BRIDGE_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* gunicorn itself trusts (default 127.0.0.1)
+  PROMETHEUS_MULTIPROC_DIR    where workers keep metric files (default: a fresh temporary folder)
+
+gthread workers: requests mostly wait on the IdP, Redis and STS, so threads per process give
+concurrency without the memory of more processes; CPU work (RSA signing) runs in C without the
+GIL for most of its time. Each worker builds its own app (no preload), so no Redis or boto3
+connection is shared across a fork. ``max_requests`` with jitter recycles workers one at a time
+(bounded memory growth, never all at once).
+
+ProxyFix: the *app* trusts X-Forwarded-For/Proto/Host only from ``trusted_proxies`` hops (the
+bridge config, e.g. 1 behind one ingress/load balancer). Client IPs in logs and the audit trail
+come from there; with 0, they are the proxy's address. Set it to exactly the number of proxies
+that append to X-Forwarded-For, never more (a client could then choose its own IP).
 """
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+
+# Metrics across workers: each worker writes its counters to files here; /metrics sums them.
+# Must be set before prometheus_client is imported anywhere (its value class is chosen then).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bridge-metrics-")
 
 bind = os.environ.get("BRIDGE_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("BRIDGE_WORKERS", str(min(4, multiprocessing.cpu_count() * 2))))
 threads = int(os.environ.get("BRIDGE_THREADS", "8"))
-timeout = 30
+timeout = int(os.environ.get("BRIDGE_TIMEOUT", "30"))  # > aws.sts_timeout x sts_max_attempts
 graceful_timeout = 20
 keepalive = 5
 max_requests = 5000
 max_requests_jitter = 500
-# Access log without the query string: callbacks carry codes and state in it.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat off disk (containers)
+# Access and error logs as JSON lines, with the request id the app set, without query strings
+# (callbacks carry codes and state in them): bridge/gunicorn_logging.py.
+logger_class = "bridge.gunicorn_logging.JsonLogger"
 accesslog = "-" if os.environ.get("BRIDGE_ACCESS_LOG", "1") == "1" else None
-access_log_format = '{"event":"http_access","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"ms":%(M)s,"request_id":"%({x-request-id}o)s"}'
 errorlog = "-"
 loglevel = os.environ.get("BRIDGE_GUNICORN_LOGLEVEL", "warning")
-forwarded_allow_ips = "127.0.0.1"
+forwarded_allow_ips = os.environ.get("BRIDGE_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """A fresh metrics folder per server start: counters from a previous run must not be summed in."""
+    d = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):
+        path = os.path.join(d, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """Drop a dead worker's live gauges (its counters stay summed, as Prometheus expects)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -4,16 +4,23 @@ Files live in one directory:
 - ``jwt-<UTC stamp>-<alg>.pem``: a JWT signing key (mode 0600);
 - ``saml-<UTC stamp>.pem`` + ``saml-<UTC stamp>.crt``: a SAML signing key (0600) and its
   self-signed certificate (RSA ≥ 2048).
-Every key is published (JWKS, IdP metadata); the newest of each kind signs. Adding a key and
-waiting before removing the old one is how rotation works (issue 7 builds on it).
+Every key is published (JWKS, IdP metadata); the newest of each kind signs.
+
+Rotation (``bridge keys rotate``) adds an optional sidecar ``<key stem>.json`` with
+``{"sign_from": epoch, "retire_at": epoch}``: a key is *published* until ``retire_at`` and
+*signs* from ``sign_from`` on (the newest such key signs). So a next key is published in the
+JWKS / IdP metadata before it signs, and the old one stays published for an overlap, then
+drops out by itself. ``KeyRing.view(now)`` is the ring as it stands at ``now`` (time is passed
+in: this module reads no clock); keys without a sidecar sign at once and never retire.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -30,11 +37,57 @@ _PREFIX = "jwt-"
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When a key signs and when it is retired (epoch seconds; None = at once / never)."""
+
+    sign_from: int | None = None
+    retire_at: int | None = None
+
+    def published(self, now: float) -> bool:
+        return self.retire_at is None or now < self.retire_at
+
+    def signs(self, now: float) -> bool:
+        return self.published(now) and (self.sign_from is None or now >= self.sign_from)
+
+
+def sidecar(path: Path) -> Path:
+    """The schedule file of a key file (``jwt-….pem`` → ``jwt-….json``)."""
+    return path.with_suffix(".json")
+
+
+def read_schedule(path: Path) -> Schedule:
+    """The key's schedule; raises ValueError for a sidecar that is not ``{sign_from, retire_at}``."""
+    side = sidecar(path)
+    if not side.is_file():
+        return Schedule()
+    doc = json.loads(side.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or set(doc) - {"sign_from", "retire_at"}:
+        raise ValueError("expected {\"sign_from\": epoch, \"retire_at\": epoch}")
+    values = [doc.get("sign_from"), doc.get("retire_at")]
+    if any(v is not None and (not isinstance(v, int) or isinstance(v, bool)) for v in values):
+        raise ValueError("sign_from and retire_at must be whole epoch seconds or null")
+    return Schedule(values[0], values[1])
+
+
+def write_schedule(path: Path, schedule: Schedule) -> None:
+    tmp = sidecar(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"sign_from": schedule.sign_from, "retire_at": schedule.retire_at}) + "\n")
+    os.replace(tmp, sidecar(path))
+
+
+def created_at(path: Path) -> int:
+    """Creation time from the file name's UTC stamp (``…-20250101T000000000000Z…``)."""
+    stamp = path.stem.split("-")[1]
+    return int(datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).timestamp())
+
+
+@dataclass(frozen=True)
 class SigningKey:
     kid: str
     alg: str
     key: RSAKey | ECKey
     path: Path
+    schedule: Schedule = Schedule()
 
     def public_jwk(self) -> dict[str, Any]:
         """The JWKS entry AWS needs: kty, kid, alg, use (spec §2.3)."""
@@ -51,6 +104,12 @@ class SamlKey:
     cert_pem: bytes
     cert: x509.Certificate
     path: Path
+    schedule: Schedule = Schedule()
+
+    @property
+    def kid(self) -> str:
+        """The certificate's SHA-256 fingerprint, shortened (for metrics and listings)."""
+        return self.cert.fingerprint(hashes.SHA256()).hex()[:16]
 
     def cert_b64(self) -> str:
         """The certificate's DER in base64, one line (for ds:X509Certificate)."""
@@ -83,6 +142,23 @@ class KeyRing:
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk() for k in self.keys]}
+
+    def view(self, now: float) -> KeyRing:
+        """The ring at ``now``: only published keys, the one that signs last (so ``active`` is it).
+
+        The newest key whose ``sign_from`` has come signs; if none has (every published key is
+        still waiting), the oldest published one does rather than none.
+        """
+        return KeyRing(_arrange(self.keys, now), _arrange(self.saml, now))
+
+
+def _arrange(keys: tuple[Any, ...], now: float) -> tuple[Any, ...]:
+    published = [k for k in keys if k.schedule.published(now)]
+    if not published:
+        return ()
+    signing = [k for k in published if k.schedule.signs(now)]
+    active = signing[-1] if signing else published[0]
+    return tuple([k for k in published if k is not active] + [active])
 
 
 def generate_key(directory: Path, alg: str = "RS256", *, now: datetime | None = None) -> SigningKey:
@@ -146,7 +222,12 @@ def _load_saml_keys(directory: Path, problems: list[str]) -> list[SamlKey]:
         if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
             problems.append(f"{crt}: certificate does not match the key {path.name}")
             continue
-        out.append(SamlKey(key_pem, cert_pem, cert, path))
+        try:
+            schedule = read_schedule(path)
+        except ValueError as e:
+            problems.append(f"{sidecar(path)}: {e}")
+            continue
+        out.append(SamlKey(key_pem, cert_pem, cert, path, schedule))
     return out
 
 
@@ -177,8 +258,64 @@ def load_keyring(directory: Path) -> tuple[KeyRing | None, list[str]]:
         if isinstance(key, RSAKey) and key.private_key is not None and key.private_key.key_size < 2048:
             problems.append(f"{path}: RSA key is shorter than 2048 bits")
             continue
-        keys.append(SigningKey(key.thumbprint(), alg, key, path))
+        try:
+            schedule = read_schedule(path)
+        except ValueError as e:
+            problems.append(f"{sidecar(path)}: {e}")
+            continue
+        keys.append(SigningKey(key.thumbprint(), alg, key, path, schedule))
     if not keys and not problems:
         problems.append(f"{directory}: no signing keys (run `bridge keys generate --dir {directory}`)")
     saml = _load_saml_keys(directory, problems)
     return (KeyRing(tuple(keys), tuple(saml)) if keys else None), problems
+
+
+def rotate(directory: Path, kind: str, *, now: int, publish_for: int, overlap: int, alg: str = "RS256",
+           saml_bits: int = 3072) -> tuple[SigningKey | SamlKey, list[Path]]:
+    """Add the next key of ``kind`` (``jwt``/``saml``): published now, signing from ``now + publish_for``;
+    every older key of that kind still published retires at ``sign_from + overlap``.
+
+    Returns the new key and the key files whose retirement was scheduled. Call ``prune`` to
+    delete keys already retired.
+    """
+    ring, problems = load_keyring(directory)
+    if ring is None:
+        raise ValueError("; ".join(problems) or f"{directory}: no keys to rotate")
+    sign_from = now + publish_for
+    olds: tuple[SigningKey | SamlKey, ...] = ring.keys if kind == "jwt" else ring.saml
+    # File names sort by creation time: the new key is the newest.
+    new: SigningKey | SamlKey = (generate_key(directory, alg) if kind == "jwt"
+                                 else generate_saml_key(directory, bits=saml_bits))
+    write_schedule(new.path, Schedule(sign_from=sign_from))
+    scheduled = []
+    for old in olds:
+        if old.schedule.published(now) and old.schedule.retire_at is None:
+            write_schedule(old.path, replace(old.schedule, retire_at=sign_from + overlap))
+            scheduled.append(old.path)
+    return replace(new, schedule=Schedule(sign_from=sign_from)), scheduled
+
+
+def prune(directory: Path, *, now: float) -> list[Path]:
+    """Delete every key (and certificate and schedule) retired before ``now``; return the key files."""
+    removed = []
+    for path in sorted([*directory.glob(f"{_PREFIX}*.pem"), *directory.glob("saml-*.pem")]):
+        try:
+            schedule = read_schedule(path)
+        except ValueError:
+            continue
+        if not schedule.published(now):
+            for p in (path, path.with_suffix(".crt"), sidecar(path)):
+                p.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def expiry(key: SigningKey | SamlKey, *, max_age_days: int) -> int:
+    """When the key stops being usable: its retirement, its certificate's end (SAML), or for a JWT
+    key without a retirement date, ``max_age_days`` after it was created (rotation is due)."""
+    ends = [key.schedule.retire_at] if key.schedule.retire_at is not None else []
+    if isinstance(key, SamlKey):
+        ends.append(int(key.cert.not_valid_after_utc.timestamp()))
+    elif not ends:
+        ends.append(created_at(key.path) + max_age_days * 86400)
+    return min(ends)

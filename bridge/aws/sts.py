@@ -7,6 +7,8 @@ retries becomes a StsError whose message says what to fix.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -16,6 +18,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ParamValidationError,
+    ReadTimeoutError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
@@ -54,9 +57,15 @@ class StsGateway:
     """One boto3 STS client per app (thread-safe), built in ``create_app``."""
 
     def __init__(self, *, region: str, endpoint_url: str | None = None, timeout: float = 5.0,
-                 max_attempts: int = 3) -> None:
+                 max_attempts: int = 3, on_call: Callable[[str, float, str | None], None] | None = None) -> None:
+        """``on_call(operation, seconds, error code or None)`` is told of every call (metrics).
+
+        ``timeout`` bounds each attempt (connect and read); with ``max_attempts`` that bounds a
+        slow STS at about ``timeout × max_attempts`` plus backoff before the user sees a 503.
+        """
         self.region = region
         self.endpoint_url = endpoint_url
+        self.on_call = on_call
         config = Config(signature_version=UNSIGNED, connect_timeout=timeout, read_timeout=timeout,
                         retries={"mode": "standard", "total_max_attempts": max_attempts})
         self._client: Any = boto3.session.Session().client(
@@ -78,6 +87,18 @@ class StsGateway:
         return self._credentials(r, role_arn, session_name)
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            r = self._call_once(operation, **params)
+        except StsError as e:
+            if self.on_call:
+                self.on_call(operation, time.monotonic() - started, e.code.removeprefix("sts_"))
+            raise
+        if self.on_call:
+            self.on_call(operation, time.monotonic() - started, None)
+        return r
+
+    def _call_once(self, operation: str, **params: Any) -> dict[str, Any]:
         try:
             r: dict[str, Any] = getattr(self._client, operation)(**params)
             return r
@@ -88,6 +109,10 @@ class StsGateway:
                            message="The request to AWS had invalid parameters.") from None
         except BotoConnectionError as e:
             raise StsUnavailable(f"{type(e).__name__}: {e}") from None
+        except ReadTimeoutError:
+            # STS accepted the connection but did not answer within sts_timeout (every attempt).
+            raise StsUnavailable("STS did not answer in time", code="sts_timeout",
+                                 message="AWS STS did not answer in time.") from None
         except BotoCoreError as e:
             # e.g. ResponseParserError when the endpoint answers garbage (moto's 500 pages).
             raise StsError(f"{type(e).__name__}", code="sts_bad_response", status=502,

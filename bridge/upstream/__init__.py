@@ -13,12 +13,17 @@ from bridge.upstream.saml import SamlConnector
 
 
 def build_connector(cfg: OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings, *, base_url: str,
-                    resolve: Callable[[Path], Path], replay_guard: Callable[[str, int], bool]) -> Connector:
-    """Instantiate the connector for ``cfg.type`` (config validation already refused unknown types)."""
+                    resolve: Callable[[Path], Path], replay_guard: Callable[[str, int], bool],
+                    on_stale: Callable[[str, str], None] | None = None) -> Connector:
+    """Instantiate the connector for ``cfg.type`` (config validation already refused unknown types).
+
+    ``on_stale(connector id, document)`` is told when an IdP document could not be refreshed and
+    the last good copy was used (the app counts it in a metric)."""
+    stale = (lambda doc: on_stale(cfg.id, doc)) if on_stale else None
     if isinstance(cfg, OidcConnectorSettings):
-        return OidcConnector(cfg)
+        return OidcConnector(cfg, on_stale=stale)
     if isinstance(cfg, SamlConnectorSettings):
-        return SamlConnector(cfg, base_url=base_url, resolve=resolve, replay_guard=replay_guard)
+        return SamlConnector(cfg, base_url=base_url, resolve=resolve, replay_guard=replay_guard, on_stale=stale)
     return DevConnector(cfg, base_url=base_url)
 
 

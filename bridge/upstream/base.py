@@ -39,6 +39,7 @@ class PendingLogin:
     return_to: str
     created_at: int
     request_id: str | None = None
+    correlation_id: str | None = None  # ties this sign-in to every audit record it leads to
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

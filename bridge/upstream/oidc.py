@@ -9,6 +9,7 @@ works), ``iss``, ``aud`` (and ``azp`` when there are several audiences), ``exp``
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ from joserfc.jwk import KeySet
 from bridge.config import OidcConnectorSettings
 from bridge.errors import IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
+from bridge.logs import event
 from bridge.upstream.base import LoginStart, PendingLogin
 
 
@@ -42,8 +44,10 @@ class OidcConnector:
     allows_unsolicited = False
 
     def __init__(self, cfg: OidcConnectorSettings, *, http: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, on_stale: Callable[[str], None] | None = None) -> None:
+        """``on_stale(document)`` is told whenever a refresh failed and the last good copy was used."""
         self.cfg = cfg
+        self.on_stale = on_stale
         self.id = cfg.id
         self.name = cfg.name or cfg.id
         self.http = http or requests.Session()
@@ -52,6 +56,7 @@ class OidcConnector:
         self._meta: dict[str, Any] | None = None
         self._meta_at = 0.0
         self._jwks: KeySet | None = None
+        self._jwks_at = 0.0
 
     # -- discovery and keys ------------------------------------------------------------
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
@@ -74,8 +79,9 @@ class OidcConnector:
             url = self.cfg.issuer.rstrip("/") + "/.well-known/openid-configuration"
             try:
                 meta = self._get_json(url, "discovery")
-            except UpstreamUnavailable:
+            except UpstreamUnavailable as e:
                 if self._meta is not None:
+                    self._stale("discovery", e)
                     return self._meta
                 raise
             if meta.get("issuer") != self.cfg.issuer:
@@ -87,17 +93,34 @@ class OidcConnector:
             self._meta, self._meta_at = meta, self.clock()
             return meta
 
+    def _stale(self, document: str, e: UpstreamUnavailable) -> None:
+        event("upstream_stale", logging.WARNING, connector=self.id, document=document, detail=e.detail[:200])
+        if self.on_stale:
+            self.on_stale(document)
+
     def _keyset(self, *, refresh: bool = False) -> KeySet:
+        """The IdP's keys: cached, refreshed every ``discovery_ttl`` or on an unknown ``kid``; when a
+        refresh fails the last good set is used (a token signed by a new key then fails to verify)."""
         with self._lock:
-            if self._jwks is not None and not refresh:
+            fresh = self.clock() - self._jwks_at < self.cfg.discovery_ttl
+            if self._jwks is not None and fresh and not refresh:
                 return self._jwks
-        doc = self._get_json(self.metadata()["jwks_uri"], "JWKS")
+            last = self._jwks
         try:
-            ks = KeySet.import_key_set(doc)  # type: ignore[arg-type]
-        except (JoseError, ValueError, KeyError, TypeError) as e:
-            raise UpstreamUnavailable(f"{self.id}: JWKS unusable ({type(e).__name__})") from None
+            doc = self._get_json(self.metadata()["jwks_uri"], "JWKS")
+            try:
+                ks = KeySet.import_key_set(doc)  # type: ignore[arg-type]
+            except (JoseError, ValueError, KeyError, TypeError) as e:
+                raise UpstreamUnavailable(f"{self.id}: JWKS unusable ({type(e).__name__})") from None
+        except UpstreamUnavailable as e:
+            if last is None:
+                raise
+            self._stale("jwks", e)
+            with self._lock:
+                self._jwks_at = self.clock() - self.cfg.discovery_ttl + 60  # try again in a minute
+            return last
         with self._lock:
-            self._jwks = ks
+            self._jwks, self._jwks_at = ks, self.clock()
         return ks
 
     # -- login --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ assertion IDs (the ``replay_guard`` callable, backed by Redis in the app).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -45,8 +46,9 @@ class SamlConnector:
 
     def __init__(self, cfg: SamlConnectorSettings, *, base_url: str, resolve: Callable[[Path], Path],
                  replay_guard: ReplayGuard, http: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, on_stale: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
+        self.on_stale = on_stale
         self.id = cfg.id
         self.name = cfg.name or cfg.id
         self.allows_unsolicited = cfg.insecure_allow_idp_initiated
@@ -102,9 +104,13 @@ class SamlConnector:
                 return self._idp
             try:
                 idp = self._load_idp()
-            except UpstreamUnavailable:
+            except UpstreamUnavailable as e:
                 if self._idp is not None:
                     self._idp_at = self.clock() - self.cfg.metadata_refresh + 60  # retry in a minute
+                    event("upstream_stale", logging.WARNING, connector=self.id, document="saml_metadata",
+                          detail=e.detail[:200])
+                    if self.on_stale:
+                        self.on_stale("saml_metadata")
                     return self._idp
                 raise
             self._idp, self._idp_at = idp, self.clock()

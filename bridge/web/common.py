@@ -8,9 +8,15 @@ from typing import Any
 
 from flask import current_app, g, request
 
+from bridge import audit
 from bridge.errors import BadRequest, NotSignedIn
 from bridge.identity import Grant, Identity
+from bridge.logs import correlation_id
 from bridge.services import Services
+
+# Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
+# hammer a recovering dependency, short enough that users come back soon.
+RETRY_AFTER = 5
 
 
 def services() -> Services:
@@ -31,8 +37,22 @@ def current_session() -> dict[str, Any] | None:
         svc = services()
         sid = request.cookies.get(svc.settings.session.cookie_name, "")
         g.bridge_session = svc.store.load_session(sid, idle=svc.settings.session.idle_timeout) if sid else None
+        if g.bridge_session is not None and g.bridge_session.get("correlation_id"):
+            correlation_id.set(str(g.bridge_session["correlation_id"]))
     doc: dict[str, Any] | None = g.bridge_session
     return doc
+
+
+def session_id() -> str | None:
+    """The signed-in user's cookie value (the credential cache's key material; never logged)."""
+    return request.cookies.get(services().settings.session.cookie_name) or None
+
+
+def audit_context(doc: dict[str, Any] | None = None, correlation: str | None = None) -> audit.Context:
+    """Who is asking, from where (client IP after ProxyFix), for which sign-in."""
+    cid = correlation or (str(doc["correlation_id"]) if doc and doc.get("correlation_id") else None)
+    return audit.Context(correlation_id=cid, client_ip=request.remote_addr,
+                         user_agent=request.headers.get("User-Agent"))
 
 
 def require_session() -> dict[str, Any]:
@@ -50,7 +70,7 @@ def session_grants(doc: dict[str, Any]) -> list[Grant]:
     return [Grant.from_json(x) for x in doc.get("grants", [])]
 
 
-def start_session(identity: Identity, grants: list[Grant]) -> None:
+def start_session(identity: Identity, grants: list[Grant], correlation: str | None = None) -> None:
     """Create a fresh session (new id: rotated at login) and drop the old one if any."""
     svc = services()
     s = svc.settings.session
@@ -58,7 +78,7 @@ def start_session(identity: Identity, grants: list[Grant]) -> None:
     if old:
         svc.store.delete_session(old)
     doc = {"identity": identity.to_json(), "grants": [gr.to_json() for gr in grants],
-           "csrf": secrets.token_urlsafe(24)}
+           "csrf": secrets.token_urlsafe(24), "correlation_id": correlation}
     g.new_session_id = svc.store.create_session(doc, idle=s.idle_timeout, absolute=s.absolute_timeout)
     if record := svc.passthrough_record(identity):
         svc.store.put_passthrough(g.new_session_id, record[0], record[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 import traceback
 
 from flask import Flask, g, jsonify, redirect, render_template, request, url_for
@@ -13,17 +14,27 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from bridge.errors import BridgeError, NotSignedIn
-from bridge.logs import event, request_id
-from bridge.web.common import services, wants_json
+from bridge.logs import correlation_id, event, request_id
+from bridge.web.common import RETRY_AFTER, services, wants_json
 
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+# Sign-ins that cannot go on because their server-side state is gone (expired, used, or lost
+# with a Redis restart): the browser is shown the sign-in page again, with a note, not a dead end.
+_BACK_TO_SIGN_IN = {"login_expired"}
+
+
 def _error_response(err: BridgeError) -> ResponseReturnValue:
     body = {**err.public(), "request_id": request_id.get()}
+    headers = {"Retry-After": str(RETRY_AFTER)} if err.status == 503 else {}
     if wants_json():
-        return jsonify(body), err.status
-    return render_template("error.html", err=body), err.status
+        return jsonify(body), err.status, headers
+    if err.code in _BACK_TO_SIGN_IN:
+        svc = services()
+        return render_template("index.html", connectors=list(svc.connectors.values()), return_to="/portal",
+                               signed_in=False, note=body), err.status, headers
+    return render_template("error.html", err=body), err.status, headers
 
 
 def init_app(app: Flask) -> None:
@@ -32,7 +43,9 @@ def init_app(app: Flask) -> None:
         rid = request.headers.get("X-Request-ID", "")
         rid = rid if _RID_RE.match(rid) else secrets.token_hex(8)
         g.request_id = rid
+        g.started = time.perf_counter()
         request_id.set(rid)
+        correlation_id.set(None)
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -44,6 +57,10 @@ def init_app(app: Flask) -> None:
         elif g.get("clear_session_cookie"):
             resp.delete_cookie(s.cookie_name, path="/", httponly=True, secure=svc.settings.secure_cookies,
                                samesite="Lax")
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        svc.metrics.http_requests.labels(endpoint, request.method, str(resp.status_code)).inc()
+        if "started" in g:
+            svc.metrics.http_latency.labels(endpoint).observe(time.perf_counter() - g.started)
         resp.headers["X-Request-ID"] = g.get("request_id", "-")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")

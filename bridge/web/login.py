@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from bridge.errors import NotSignedIn
+from bridge import audit
+from bridge.errors import IdpDenied, NotSignedIn, StoreUnavailable
 from bridge.flow import safe_return_to
-from bridge.logs import event
+from bridge.logs import correlation_id, event
 from bridge.upstream.base import Connector
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
-from bridge.web.common import check_csrf, current_session, end_session, services, start_session
+from bridge.web.common import audit_context, check_csrf, current_session, end_session, services, start_session
 
 bp = Blueprint("login", __name__)
 
@@ -28,7 +29,7 @@ def index() -> ResponseReturnValue:
     """Sign-in page: one button per configured identity provider."""
     return_to = safe_return_to(request.args.get("return_to"))
     return render_template("index.html", connectors=list(services().connectors.values()),
-                           return_to=return_to, signed_in=current_session() is not None)
+                           return_to=return_to, signed_in=current_session() is not None, note=None)
 
 
 @bp.get("/login/<connector_id>")
@@ -56,13 +57,22 @@ def callback(connector_id: str) -> ResponseReturnValue:
     params = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
     svc = services()
     try:
-        identity, return_to = svc.flow.complete(connector, params)
+        identity, return_to, correlation = svc.flow.complete(connector, params)
     except Exception as e:
-        event("login_failed", connector=connector_id, error_type=type(e).__name__,
-              code=getattr(e, "code", "error"))
+        code = getattr(e, "code", "error")
+        outcome = "denied" if isinstance(e, IdpDenied) else "failure"
+        svc.metrics.logins.labels(connector_id, outcome).inc()
+        event("login_failed", connector=connector_id, error_type=type(e).__name__, code=code)
+        if not isinstance(e, StoreUnavailable):  # a Redis audit sink would fail the same way
+            svc.auditor.record("sign_in", audit_context(), outcome=outcome, error=code,
+                               how={"connector": connector_id})
         raise
-    grants = svc.grants_for(identity)
-    start_session(identity, grants)
+    correlation_id.set(correlation)
+    ctx = audit_context(correlation=correlation)
+    svc.auditor.record("sign_in", ctx, outcome="success", who=audit.who(identity), how=audit.how(identity))
+    grants = svc.grants_for(identity, ctx)
+    start_session(identity, grants, correlation)
+    svc.metrics.logins.labels(connector_id, "success").inc()
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
           mfa=identity.mfa, grants=len(grants))
     return redirect(return_to, code=303)

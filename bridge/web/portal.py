@@ -10,10 +10,12 @@ from flask.typing import ResponseReturnValue
 from bridge.aws import formats
 from bridge.errors import BadRequest, NotGranted
 from bridge.web.common import (
+    audit_context,
     check_csrf,
     require_session,
     services,
     session_grants,
+    session_id,
     session_identity,
     session_passthrough,
     wants_json,
@@ -52,8 +54,9 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     if not raw.isdigit():
         raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
     svc = services()
-    creds = svc.issue_credentials(session_identity(doc), grant, int(raw),
-                                  passthrough=session_passthrough() if grant.path == "passthrough" else None)
+    creds = svc.credentials_for(session_identity(doc), grant, int(raw), session_id=session_id(),
+                                ctx=audit_context(doc),
+                                passthrough=session_passthrough() if grant.path == "passthrough" else None)
     g.no_store = True
     if wants_json():
         return jsonify(formats.api_json(creds))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, make_response
+from flask import Blueprint, abort, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
-from bridge.web.common import services
+from bridge.web.common import RETRY_AFTER, services
 
 bp = Blueprint("wellknown", __name__)
 
@@ -54,6 +54,24 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Readiness: Redis answers."""
+    """Readiness: Redis answers (a load balancer stops sending users here until it does)."""
     ok = services().store.ping()
-    return jsonify(status="ok" if ok else "unavailable", redis=ok), (200 if ok else 503)
+    resp = jsonify(status="ok" if ok else "unavailable", redis=ok)
+    resp.status_code = 200 if ok else 503
+    if not ok:
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    """Prometheus metrics, summed over every gunicorn worker of this instance."""
+    svc = services()
+    if not svc.settings.metrics.enabled:
+        abort(404)
+    body, content_type = svc.metrics.render()
+    resp = make_response(body)
+    resp.headers["Content-Type"] = content_type
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

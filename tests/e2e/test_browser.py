@@ -79,8 +79,15 @@ def test_error_page_is_readable(page, live_bridge, make_settings) -> None:
     base = live_bridge(make_settings())
     page.goto(f"{base}/callback/dev?state=forged")
     page.screenshot(path=str(SHOTS / "error.png"), full_page=True)
+    # A sign-in whose state is gone lands back on the sign-in page, with a note and a way on.
+    assert page.text_content("h1") == "Sign in"
+    assert "expired, was already used, or was interrupted" in page.text_content(".message")
+    assert len(page.text_content("#request-id") or "") == 16
+    assert page.is_visible("#idp-dev")
+    # Any other failure is an error page with the same parts.
+    page.goto(f"{base}/callback/dev")
     assert page.text_content("h1") == "Sign-in could not be completed"
-    assert "expired or was already used" in page.text_content(".message")
+    assert "did not say which sign-in" in page.text_content(".message")
     assert len(page.text_content("#request-id") or "") == 16
 
 

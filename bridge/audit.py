@@ -1,0 +1,212 @@
+"""The audit trail: who got which AWS role, how, and with what — one JSON object per line.
+
+Records (``type``):
+- ``sign_in``: a finished sign-in, success or failure (``outcome``, ``error`` code on failure);
+- ``grant_decision``: each rule that matched at sign-in: ``outcome`` granted | withheld (``reason``);
+- ``credentials``: each credential issuance (``outcome`` success | failure, ``cached`` when it came
+  from the credential cache, ``access_key_id`` and ``assumed_role_arn`` to find it in CloudTrail).
+
+Every record carries ``ts``, ``type``, ``correlation_id`` (minted when the sign-in started, kept in
+the session: it ties a sign-in to every grant and credential it led to), ``request_id``,
+``instance``, ``client_ip`` and ``user_agent``; and where known ``who`` (upstream issuer, subject,
+email, connector), ``how`` (connector, MFA, amr, acr), ``rule``, ``role_arn``, ``tags``,
+``transitive_tags``, ``source_identity``, ``session_name``, ``duration``, ``path``.
+Never tokens, assertions, secret keys or session tokens; claims only as far as rules put them in tags.
+
+Sinks: ``stdout`` (collected with the container's output), ``file`` (appended with one ``write``
+per record, so several workers can share it; reopened when logrotate moves it), ``redis`` (a
+stream under the key prefix, trimmed to about ``maxlen`` entries), ``none``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from bridge.errors import BridgeError
+from bridge.identity import Grant, Identity
+from bridge.logs import event, request_id
+
+
+class AuditUnavailable(BridgeError):
+    code = "audit_unavailable"
+    status = 503
+    title = "Temporarily unavailable"
+    message = "The bridge could not record this action in its audit trail, so it did not complete it."
+    hint = "Try again in a minute. Your administrator has been told through the logs."
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, line: str) -> None:
+        """Append one JSON line (no newline); raise OSError or the store's error on failure."""
+
+
+class StdoutSink:
+    name = "stdout"
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        out = self.stream or sys.stdout
+        with self._lock:
+            out.write(line + "\n")
+            out.flush()
+
+
+class FileSink:
+    """Append-only JSON lines; one ``os.write`` per record (O_APPEND) so lines never interleave."""
+
+    name = "file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._ino: int | None = None
+
+    def _open(self) -> int:
+        try:
+            st = os.stat(self.path)
+            moved = self._ino is not None and st.st_ino != self._ino
+        except FileNotFoundError:
+            moved = self._fd is not None
+        if self._fd is not None and not moved:
+            return self._fd
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._ino = os.fstat(self._fd).st_ino
+        return self._fd
+
+    def write(self, line: str) -> None:
+        data = (line + "\n").encode()
+        with self._lock:
+            os.write(self._open(), data)
+
+
+class RedisStreamSink:
+    name = "redis"
+
+    def __init__(self, xadd: Callable[[str, int], None], maxlen: int) -> None:
+        self.xadd = xadd
+        self.maxlen = maxlen
+
+    def write(self, line: str) -> None:
+        self.xadd(line, self.maxlen)
+
+
+class NullSink:
+    name = "none"
+
+    def write(self, line: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a request came from, and which sign-in it belongs to."""
+
+    correlation_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+
+def who(identity: Identity) -> dict[str, Any]:
+    return {"issuer": identity.issuer, "subject": identity.subject, "email": identity.email,
+            "connector": identity.connector_id}
+
+
+def how(identity: Identity) -> dict[str, Any]:
+    return {"connector": identity.connector_id, "mfa": identity.mfa, "amr": list(identity.amr),
+            "acr": identity.acr}
+
+
+def grant_fields(grant: Grant) -> dict[str, Any]:
+    return {"rule": grant.via, "role_arn": grant.role_arn, "account_id": grant.account_id,
+            "tags": dict(grant.tags), "transitive_tags": list(grant.transitive_keys),
+            "source_identity": grant.source_identity, "session_name": grant.session_name, "path": grant.path}
+
+
+class Auditor:
+    """Builds and writes audit records. ``fail_closed``: a write failure raises AuditUnavailable."""
+
+    def __init__(self, sink: Sink, *, fail_closed: bool = True, on_error: Callable[[str], None] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.sink = sink
+        self.fail_closed = fail_closed
+        self.on_error = on_error
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.instance = socket.gethostname()
+
+    def record(self, type_: str, ctx: Context, **fields: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "ts": self.clock().isoformat(timespec="milliseconds"), "type": type_,
+            "correlation_id": ctx.correlation_id, "request_id": request_id.get(), "instance": self.instance,
+            "client_ip": ctx.client_ip, "user_agent": (ctx.user_agent or "")[:256] or None, **fields}
+        try:
+            self.sink.write(json.dumps(doc, default=str, separators=(",", ":")))
+        except Exception as e:  # noqa: BLE001 - any sink failure (OSError, Redis, ...) is handled alike
+            event("audit_write_failed", logging.ERROR, sink=self.sink.name, error_type=type(e).__name__,
+                  record_type=type_)
+            if self.on_error:
+                self.on_error(self.sink.name)
+            if self.fail_closed:
+                raise AuditUnavailable(f"audit sink {self.sink.name}: {type(e).__name__}") from None
+        return doc
+
+
+def read_file(path: Path, *, lines: int) -> list[str]:
+    """The last ``lines`` lines of an audit file (reads from the end: files grow large)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        block, data = 65536, b""
+        while size > 0 and data.count(b"\n") <= lines:
+            step = min(block, size)
+            size -= step
+            f.seek(size)
+            data = f.read(step) + data
+    return [x.decode("utf-8", "replace") for x in data.splitlines()[-lines:] if x.strip()]
+
+
+def follow_file(path: Path, *, poll: float = 0.5, stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+    """New lines appended to ``path`` from now on (survives the file being rotated)."""
+    import time
+
+    f = path.open("rb")
+    f.seek(0, os.SEEK_END)
+    ino = os.fstat(f.fileno()).st_ino
+    buf = b""
+    while not stop():
+        chunk = f.readline()
+        if chunk:
+            buf += chunk
+            if buf.endswith(b"\n"):
+                yield buf.decode("utf-8", "replace").rstrip("\n")
+                buf = b""
+            continue
+        try:
+            if os.stat(path).st_ino != ino:
+                f.close()
+                f = path.open("rb")
+                ino = os.fstat(f.fileno()).st_ino
+                continue
+        except FileNotFoundError:
+            pass
+        time.sleep(poll)
+    f.close()

@@ -1,0 +1,119 @@
+"""Prometheus metrics (prometheus-client), built per app in ``create_app``; safe under gunicorn.
+
+Under gunicorn each worker is a process. With ``PROMETHEUS_MULTIPROC_DIR`` set (``bridge serve``
+and ``deploy/gunicorn.conf.py`` set it before any worker starts, and remove a dead worker's
+files in ``child_exit``) counters and histograms are written to per-process files there, and
+``/metrics`` sums them over every worker, so whichever worker answers the scrape reports the
+whole server. Without it (tests, the demo) one process, one registry.
+
+Gauges that describe state rather than events (signing-key days to expiry) are computed at
+scrape time by the answering worker: every worker reads the same key directory.
+
+Names (all prefixed ``bridge_``):
+  logins_total{connector,outcome}              sign-ins: success | failure | denied
+  grants_issued_total{path,kind}               credentials handed out: path jwt|saml|passthrough
+  sts_latency_seconds{operation}               STS call time (retries included)
+  sts_errors_total{code}                       STS failures by AWS error code (or timeout/unreachable)
+  credential_cache_total{result}               hit | miss
+  redis_errors_total{error}                    Redis failures by exception type
+  upstream_stale_total{connector,document}     an IdP document could not be refreshed: last good copy used
+  audit_write_errors_total{sink}               audit records that could not be written
+  http_requests_total{endpoint,method,status}  and http_request_duration_seconds{endpoint}
+  signing_key_expiry_days{kind,kid,state}      days until a key retires / its certificate ends
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# (kind, kid, state, expires_at epoch) for each published key
+KeyInfo = tuple[str, str, str, int]
+
+
+class _KeyExpiry(Collector):
+    def __init__(self, keys: Callable[[], Iterable[KeyInfo]], clock: Callable[[], float]) -> None:
+        self.keys = keys
+        self.clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily("bridge_signing_key_expiry_days",
+                              "Days until a published signing key retires or its certificate expires "
+                              "(JWT keys without a retirement date: until issuer.key_max_age_days).",
+                              labels=["kind", "kid", "state"])
+        now = self.clock()
+        for kind, kid, state, expires_at in self.keys():
+            g.add_metric([kind, kid, state], round((expires_at - now) / 86400, 3))
+        yield g
+
+
+class Metrics:
+    """Every metric the bridge records. One per app; no module-level metric objects."""
+
+    def __init__(self, keys: Callable[[], Iterable[KeyInfo]] = lambda: (),
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.logins = Counter("bridge_logins", "Sign-ins by connector and outcome.", ["connector", "outcome"],
+                              registry=r)
+        self.grants_issued = Counter("bridge_grants_issued", "Credentials issued, by grant path.",
+                                     ["path", "kind"], registry=r)
+        self.sts_latency = Histogram("bridge_sts_latency_seconds", "STS call latency, retries included.",
+                                     ["operation"], buckets=STS_BUCKETS, registry=r)
+        self.sts_errors = Counter("bridge_sts_errors", "STS failures by error code.", ["code"], registry=r)
+        self.credential_cache = Counter("bridge_credential_cache", "Credential cache lookups.", ["result"],
+                                        registry=r)
+        self.redis_errors = Counter("bridge_redis_errors", "Redis failures by exception type.", ["error"],
+                                    registry=r)
+        self.upstream_stale = Counter("bridge_upstream_stale", "IdP documents (discovery, JWKS, SAML metadata) "
+                                      "that could not be refreshed: the last good copy was used.",
+                                      ["connector", "document"], registry=r)
+        self.audit_errors = Counter("bridge_audit_write_errors", "Audit records that could not be written.",
+                                    ["sink"], registry=r)
+        self.http_requests = Counter("bridge_http_requests", "HTTP requests by endpoint and status.",
+                                     ["endpoint", "method", "status"], registry=r)
+        self.http_latency = Histogram("bridge_http_request_duration_seconds", "HTTP request duration.",
+                                      ["endpoint"], buckets=HTTP_BUCKETS, registry=r)
+        self._scrape_time = CollectorRegistry()
+        self._scrape_time.register(_KeyExpiry(keys, clock or time.time))
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text for ``/metrics`` and its content type."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            body = generate_latest(merged)
+        else:
+            body = generate_latest(self.registry)
+        return body + generate_latest(self._scrape_time), CONTENT_TYPE_LATEST
+
+    # Callbacks handed to the layers that must not know about Prometheus.
+    def redis_error(self, exc: BaseException) -> None:
+        self.redis_errors.labels(type(exc).__name__).inc()
+
+    def sts_call(self, operation: str, seconds: float, error_code: str | None) -> None:
+        self.sts_latency.labels(operation).observe(seconds)
+        if error_code is not None:
+            self.sts_errors.labels(error_code).inc()
+
+    def stale(self, connector: str, document: str) -> None:
+        self.upstream_stale.labels(connector, document).inc()
+
+    def value(self, name: str, **labels: Any) -> float:
+        """One sample's current value in this process (tests and the benchmark)."""
+        v = self.registry.get_sample_value(name, labels)
+        return float(v) if v is not None else 0.0
