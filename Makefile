@@ -29,6 +29,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bridge tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/yamllint -s deploy .yamllint.yaml
+	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/kubernetes-validate --strict --quiet $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
@@ -37,6 +40,7 @@ bench: $(STAMP)
 	scripts/setup-system.sh test
 	$(PY) bench/bench_credentials.py
 	$(PY) bench/bench_saml.py
+	$(PY) bench/bench_load.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache

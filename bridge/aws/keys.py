@@ -198,12 +198,22 @@ def generate_saml_key(directory: Path, *, now: datetime | None = None, subject: 
     return SamlKey(key_pem, cert_pem, cert, directory / f"{stem}.pem")
 
 
+def _too_open(directory: Path) -> int:
+    """Permission bits a private key file must not have.
+
+    Normally 0600 at most. In a Kubernetes Secret volume (kubelet's atomic writer leaves a
+    ``..data`` link in the folder) kubelet itself makes files 0440 root:<fsGroup> so a non-root
+    pod can read them; group read is accepted there, anything for others never is.
+    """
+    return 0o037 if (directory / "..data").exists() else 0o077
+
+
 def _load_saml_keys(directory: Path, problems: list[str]) -> list[SamlKey]:
     out: list[SamlKey] = []
     for path in sorted(directory.glob("saml-*.pem")):
         crt = path.with_suffix(".crt")
         mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
+        if mode & _too_open(directory):
             problems.append(f"{path}: private key is readable by others (mode {mode:o}); run chmod 600 {path}")
             continue
         if not crt.is_file():
@@ -243,7 +253,7 @@ def load_keyring(directory: Path) -> tuple[KeyRing | None, list[str]]:
             problems.append(f"{path}: name must end in -RS256.pem or -ES256.pem")
             continue
         mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
+        if mode & _too_open(directory):
             problems.append(f"{path}: private key is readable by others (mode {mode:o}); run chmod 600 {path}")
             continue
         try:

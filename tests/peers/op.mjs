@@ -6,7 +6,7 @@ import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const PORT = Number(process.env.PORT || 9000);
-const ISSUER = `http://127.0.0.1:${PORT}`;
+const ISSUER = process.env.ISSUER || `http://127.0.0.1:${PORT}`;
 const AUTO_LOGIN = process.env.AUTO_LOGIN || '';
 const CLIENT_ID = process.env.CLIENT_ID || 'bridge';
 const CLIENT_SECRET = process.env.CLIENT_SECRET || 'bridge-secret';
@@ -73,4 +73,4 @@ http.createServer(async (req, res) => {
     if (AUTO_LOGIN) return await finishLogin(req, res, AUTO_LOGIN);
     res.writeHead(200, { 'content-type': 'text/html' }); res.end(loginPage(m[1]));
   } catch (e) { res.writeHead(400, { 'content-type': 'text/plain' }); res.end(String(e)); }
-}).listen(PORT, '127.0.0.1', () => console.log(`OP listening on ${ISSUER}`));
+}).listen(PORT, process.env.BIND || '127.0.0.1', () => console.log(`OP listening on ${ISSUER}`));
