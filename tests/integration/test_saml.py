@@ -348,19 +348,21 @@ def test_metadata_refresh_keeps_last_good_copy(saml_idp, tmp_path) -> None:
 
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     now = [1000.0]
+    stale: list[str] = []
     try:
         cfg = SamlConnectorSettings(id="m", type="saml", metadata_url=f"http://127.0.0.1:{srv.server_port}/md",
                                     metadata_refresh=600)
         c = SamlConnector(cfg, base_url="http://127.0.0.1:1", resolve=lambda p: p, replay_guard=lambda k, t: True,
-                          clock=lambda: now[0])
+                          clock=lambda: now[0], on_stale=stale.append)
         assert state["hits"] == 1 and c.idp_settings()["entityId"] == saml_idp.entity_id  # fetched at start
         now[0] += 300
         c.idp_settings()
         assert state["hits"] == 1  # cached
         state["up"] = False
         now[0] += 400
+        assert stale == []
         assert c.idp_settings()["entityId"] == saml_idp.entity_id  # refresh failed: last good copy
-        assert state["hits"] == 2
+        assert state["hits"] == 2 and stale == ["saml_metadata"]  # ... and the warning metric is told
         state["up"] = True
         now[0] += 61
         c.idp_settings()
