@@ -213,7 +213,8 @@ def test_file_sink_appends_lines_and_follows_rotation(tmp_path: Path) -> None:
     assert [r["n"] for r in rows] == [3]
     old = [json.loads(x) for x in audit.read_file(tmp_path / "audit.jsonl.1", lines=2)]
     assert [r["n"] for r in old] == [1, 2]
-    assert rows[0]["correlation_id"] == "cid" and rows[0]["client_ip"] == "10.1.2.3" and rows[0]["type"] == "credentials"
+    assert rows[0]["correlation_id"] == "cid" and rows[0]["client_ip"] == "10.1.2.3"
+    assert rows[0]["type"] == "credentials"
 
 
 def test_audit_failure_closes_or_logs() -> None:

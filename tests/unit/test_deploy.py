@@ -1,0 +1,180 @@
+"""deploy/ checked offline: no Docker engine or cluster runs on these machines, so the files are
+linted (hadolint, yamllint), validated against the Kubernetes schemas (kubernetes-validate), and
+read for what production needs. The bridge configs they carry must pass the bridge's own checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from bridge.config import settings_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+
+
+def _tool(name: str) -> str:
+    exe = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(exe).exists():
+        pytest.fail(f"{name} is not installed: `pip install -e '.[test]'` (make test does it)")
+    return exe
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _k8s() -> dict[str, dict[str, Any]]:
+    out = {}
+    for p in sorted(K8S.glob("*.yaml")):
+        if p.name == "kustomization.yaml":
+            continue
+        for d in _docs(p):
+            out[d["kind"]] = d
+    return out
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    r = subprocess.run([_tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_dockerfile_is_slim_non_root_with_healthcheck_and_nothing_secret_baked_in() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)", text, re.M)
+    assert stages and all(re.fullmatch(r"python:3\.\d+-slim-\w+( AS \w+)?", s) or "-slim" in s for s in stages)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    final = text[text.rindex("\nFROM "):]
+    assert "HEALTHCHECK" in final and "/healthz" in final
+    for needed in ("COPY templates", "COPY static", "--only-binary=lxml,xmlsec", "import xmlsec, lxml.etree"):
+        assert needed in text, needed
+    copies = re.findall(r"^COPY (.+)$", text, re.M)
+    assert not any(re.search(r"keys|\.pem|bridge\.yaml|config/", c) for c in copies), copies
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert "keys" in ignore and "*.pem" in ignore and ".venv" in ignore
+
+
+def test_yaml_passes_yamllint() -> None:
+    r = subprocess.run([_tool("yamllint"), "-s", "-c", str(ROOT / ".yamllint.yaml"), str(DEPLOY)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compose_topology() -> None:
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    svcs = doc["services"]
+    assert {"proxy", "bridge-a", "bridge-b", "redis", "sts", "idp", "keys"} <= set(svcs)
+    for name in ("bridge-a", "bridge-b"):
+        b = svcs[name]
+        assert b["read_only"] is True and b["cap_drop"] == ["ALL"]
+        mounts = b["volumes"]
+        assert any(m.endswith(":/etc/bridge/bridge.yaml:ro") for m in mounts)
+        assert "keys:/etc/bridge/keys:ro" in mounts
+        assert b["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert set(svcs["proxy"]["depends_on"]) == {"bridge-a", "bridge-b"}
+    nginx = (DEPLOY / "compose" / "nginx.conf").read_text()
+    assert "server bridge-a:8000" in nginx and "server bridge-b:8000" in nginx
+    assert "ip_hash" not in nginx and "sticky" not in nginx  # no session affinity: any replica serves any step
+    assert "--appendonly" in svcs["redis"]["command"]
+
+
+def test_compose_bridge_config_is_valid(tmp_path: Path) -> None:
+    raw = yaml.safe_load((DEPLOY / "compose" / "bridge.yaml").read_text())
+    raw["secret_key_file"] = str(DEPLOY / "compose" / "secret_key")
+    s = settings_from_dict(raw, source_dir=tmp_path)
+    assert s.trusted_proxies == 1 and s.audit.sink == "redis"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"))
+def test_k8s_manifests_match_the_kubernetes_schemas(name: str) -> None:
+    for doc in _docs(K8S / name):
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    k = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert sorted(k["resources"]) == sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def test_k8s_deployment_is_production_shaped() -> None:
+    objs = _k8s()
+    dep = objs["Deployment"]
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    (c,) = pod["containers"]
+    assert spec["replicas"] >= 2
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["automountServiceAccountToken"] is False
+    vols = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert vols["keys"]["secret"]["secretName"] and mounts["keys"]["readOnly"] is True
+    assert "subPath" not in mounts["keys"]  # a subPath mount would never see rotated keys
+    assert vols["config"]["configMap"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    labels = spec["template"]["metadata"]["labels"]
+    for kind in ("PodDisruptionBudget", "Service", "NetworkPolicy"):
+        sel = objs[kind]["spec"].get("selector") or objs[kind]["spec"]["podSelector"]
+        sel = sel.get("matchLabels", sel)
+        assert sel.items() <= labels.items(), kind
+    assert objs["PodDisruptionBudget"]["spec"]["minAvailable"] < spec["replicas"]
+    hpa = objs["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == dep["metadata"]["name"] and hpa["minReplicas"] >= 2
+
+
+def test_k8s_configmap_bridge_config_is_valid(tmp_path: Path) -> None:
+    text = _k8s()["ConfigMap"]["data"]["bridge.yaml"]
+    for name in ("secret_key", "corp_client_secret", "redis_password", "redis_ca.crt"):
+        (tmp_path / name).write_text("x")
+    raw = yaml.safe_load(text.replace("/etc/bridge/secrets/", f"{tmp_path}/"))
+    s = settings_from_dict(raw, source_dir=tmp_path)
+    assert s.redis.mode == "sentinel" and s.redis.tls and len(s.redis.sentinels) == 3
+    assert s.redis.password is not None and s.audit.sink == "redis"
+
+
+def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the conf would set it for the process
+    spec = importlib.util.spec_from_file_location("gconf", DEPLOY / "gunicorn.conf.py")
+    assert spec and spec.loader
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    assert conf.worker_class == "gthread" and conf.max_requests_jitter > 0
+    assert conf.timeout > 5 * 3  # longer than the default STS budget (sts_timeout x sts_max_attempts)
+    assert conf.logger_class == "bridge.gunicorn_logging.JsonLogger"
+    assert callable(conf.child_exit) and callable(conf.on_starting)
+
+
+def test_gunicorn_access_log_is_json_without_query_strings() -> None:
+    import json
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from bridge.gunicorn_logging import JsonLogger
+
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    log = JsonLogger(cfg)
+    lines: list[str] = []
+    log.access_log.info = lines.append  # type: ignore[method-assign]
+    resp = SimpleNamespace(status="302 FOUND", headers=[("X-Request-ID", "abcdef0123456789")], sent=12)
+    environ = {"REMOTE_ADDR": "10.0.0.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/callback/corp",
+               "QUERY_STRING": "code=SECRETCODE&state=s", "HTTP_USER_AGENT": 'ua "quoted"'}
+    log.access(resp, None, environ, timedelta(milliseconds=12.5))
+    doc = json.loads(lines[0])
+    assert doc["event"] == "http_access" and doc["request_id"] == "abcdef0123456789" and doc["status"] == 302
+    assert doc["path"] == "/callback/corp" and "SECRETCODE" not in lines[0] and doc["user_agent"] == 'ua "quoted"'
