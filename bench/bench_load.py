@@ -1,0 +1,356 @@
+"""Load: many concurrent clients against gunicorn with local peers (Redis, moto STS), on this box.
+
+Phases, each ``--seconds`` long with ``--clients`` concurrent clients, in one run so machine
+noise hits all alike:
+
+  healthz    GET /healthz (the ceiling of the server and client stack)
+  signin     sign-in (dev connector) → portal → POST /credentials (mint + STS), a new user each time
+  cached     POST /credentials again for the same role and duration (credential cache hits)
+  restart    the signin flow while Redis is killed half-way and started again (AOF on) after
+             ``--outage`` seconds: errors must fall inside the outage window (plus the time the
+             bridge takes to notice the return), and every answer after it must be right.
+
+Then Redis memory per signed-in user (session + cached credentials) from ``--users`` sign-ins.
+
+    .venv/bin/python bench/bench_load.py [--seconds 20] [--clients 50] [--workers 2]
+    .venv/bin/python bench/bench_load.py --seconds 60      # the figures in the README
+
+Clients are threads in ``--client-procs`` processes (the client needs CPU too: it shares the
+2 cores with the server, so figures are a floor for the server alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLE = "arn:aws:iam::123456789012:role/Admin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(url: str, seconds: float = 30) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100)[int(p) - 1] if len(values) >= 2 else float("nan")
+
+
+# -- client side (runs in worker processes) --------------------------------------------------------
+
+def sign_in(s: requests.Session, base: str, user: str) -> dict[str, Any]:
+    r = s.get(f"{base}/login/dev", allow_redirects=False, timeout=30)
+    r.raise_for_status()
+    state = re.search(r"state=([\w-]+)", r.headers.get("location", ""))
+    if not state:
+        raise RuntimeError(f"login start {r.status_code}")
+    r = s.post(f"{base}/callback/dev", data={"state": state[1], "user": user}, allow_redirects=False, timeout=30)
+    if r.status_code != 303:
+        raise RuntimeError(f"callback {r.status_code}")
+    r = s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=30)
+    r.raise_for_status()
+    portal: dict[str, Any] = r.json()
+    return portal
+
+
+def credentials(s: requests.Session, base: str, portal: dict[str, Any]) -> dict[str, Any]:
+    gid = next(g["id"] for g in portal["grants"] if g["role_arn"] == ROLE)
+    r = s.post(f"{base}/credentials/{gid}", data={"duration": "3600"},
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    if r.status_code != 200:
+        raise RuntimeError(f"credentials {r.status_code}")
+    doc: dict[str, Any] = r.json()
+    # "Nothing wrong served": the credentials are for the role asked, complete, unexpired.
+    if not (doc.get("AccessKeyId", "").startswith("ASIA") and doc.get("SessionToken") and doc.get("Expiration")):
+        raise RuntimeError("credentials incomplete")
+    return doc
+
+
+def client_proc(kind: str, base: str, threads: int, seconds: float, start_at: float, out: Any, tag: int) -> None:
+    """One client process: ``threads`` loops of ``kind`` until ``start_at + seconds``."""
+    results: list[tuple[float, float, bool, str]] = []  # (t_start, ms, ok, error)
+    lock = threading.Lock()
+
+    def loop(i: int) -> None:
+        s = requests.Session()
+        mine: list[tuple[float, float, bool, str]] = []
+        portal = None
+        n = 0
+        while time.time() < start_at:
+            time.sleep(0.005)
+        if kind == "cached":
+            portal = sign_in(s, base, "alice")
+            credentials(s, base, portal)
+        end = start_at + seconds
+        while time.time() < end:
+            t0 = time.time()
+            p0 = time.perf_counter()
+            err = ""
+            try:
+                if kind == "healthz":
+                    ok = s.get(f"{base}/healthz", timeout=30).status_code == 200
+                elif kind == "cached":
+                    assert portal is not None
+                    credentials(s, base, portal)
+                    ok = True
+                else:
+                    s.cookies.clear()
+                    n += 1
+                    credentials(s, base, sign_in(s, base, "alice"))
+                    ok = True
+            except Exception as e:  # noqa: BLE001 - every failure counts as an error of the run
+                ok, err = False, str(e)[:80]
+                time.sleep(0.05)  # do not spin on a refused connection
+            mine.append((t0, (time.perf_counter() - p0) * 1000, ok, err))
+        with lock:
+            results.extend(mine)
+
+    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put((tag, results))
+
+
+def run_phase(kind: str, base: str, clients: int, procs: int, seconds: float,
+              during: Any = None) -> tuple[float, list[tuple[float, float, bool, str]], float]:
+    q: Any = mp.get_context("fork").Queue()
+    start_at = time.time() + 1.0
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    ps = [mp.get_context("fork").Process(target=client_proc, args=(kind, base, n, seconds, start_at, q, i))
+          for i, n in enumerate(per)]
+    for p in ps:
+        p.start()
+    if during is not None:
+        during(start_at)
+    results: list[tuple[float, float, bool, str]] = []
+    for _ in ps:
+        results.extend(q.get()[1])
+    for p in ps:
+        p.join()
+    ok = sum(1 for r in results if r[2])
+    return ok / seconds, results, start_at
+
+
+# -- server side -------------------------------------------------------------------------------
+
+class Redis:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.dir = tmp
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.p: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.p = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
+                                   "--port", str(self.port), "--save", "", "--appendonly", "yes",
+                                   "--appendfsync", "everysec", "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
+        for _ in range(400):
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.025)
+        raise SystemExit("redis did not start")
+
+    def kill(self) -> None:
+        assert self.p is not None
+        self.p.send_signal(signal.SIGKILL)
+        self.p.wait(10)
+
+    def stop(self) -> None:
+        if self.p and self.p.poll() is None:
+            self.p.terminate()
+            self.p.wait(10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--client-procs", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    ap.add_argument("--outage", type=float, default=3.0, help="seconds Redis stays down in the restart phase")
+    ap.add_argument("--users", type=int, default=2000, help="sign-ins for the memory figure")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bridge-load-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    rd = Redis(tmp)
+    try:
+        rd.start()
+        sport, bport = free_port(), free_port()
+        moto = Path(sys.executable).parent / "moto_server"
+        procs.append(subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+                       check=True, stdout=subprocess.DEVNULL)
+        cfg = tmp / "bench.yaml"
+        cfg.write_text(f"""
+base_url: http://127.0.0.1:{bport}
+insecure_dev_login: true
+log_level: WARNING
+redis: {{url: "{rd.url}", socket_timeout: 1.0}}
+issuer: {{url: https://bridge.example.com, keys_dir: {tmp / 'keys'}}}
+aws: {{sts_endpoint_url: "http://127.0.0.1:{sport}", sts_max_attempts: 1}}
+audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
+connectors:
+  - {{id: dev, type: dev, users: [{{subject: alice, email: alice@example.com, name: Alice Example,
+      groups: [aws-admins], claims: {{department: Platform}}, mfa: true}}]}}
+mapping:
+  rules:
+    - {{name: admins, group: aws-admins, role_arn: "{ROLE}",
+       tags: {{Email: email, Department: claims.department}}, transitive_tags: [Department],
+       source_identity_from: email}}
+""")
+        env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": str(args.threads)}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(cfg), "--bind",
+                                       f"127.0.0.1:{bport}", "--workers", str(args.workers)], env=env,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        base = f"http://127.0.0.1:{bport}"
+        wait(f"{base}/readyz")
+        wait(f"http://127.0.0.1:{sport}/")
+        s = requests.Session()
+        credentials(s, base, sign_in(s, base, "alice"))  # warm every path once
+
+        print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
+              f"gunicorn gthread workers={args.workers} threads={args.threads}; {args.clients} clients "
+              f"({args.client_procs} processes) on the same machine; {args.seconds:.0f} s per phase")
+        figures: dict[str, float] = {}
+
+        def report(name: str, rps: float, results: list[tuple[float, float, bool, str]], unit: str) -> None:
+            lat = [r[1] for r in results if r[2]]
+            errs = sum(1 for r in results if not r[2])
+            print(f"{name:10s} {rps:8.1f} {unit}  p50 {pct(lat, 50):8.1f} ms  p99 {pct(lat, 99):8.1f} ms  "
+                  f"ok {len(lat)}  errors {errs}")
+            figures[name] = rps
+            print(f"BENCH load_{name}_rate {rps:.1f} {unit}")
+            print(f"BENCH load_{name}_p50 {pct(lat, 50):.1f} ms")
+            print(f"BENCH load_{name}_p99 {pct(lat, 99):.1f} ms")
+            print(f"BENCH load_{name}_errors {errs} count")
+
+        rps, res, _ = run_phase("healthz", base, args.clients, args.client_procs, args.seconds)
+        report("healthz", rps, res, "req/s")
+        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds)
+        report("signin", rps, res, "flows/s")  # a flow = 4 requests: login, callback, portal, credentials
+        rps, res, _ = run_phase("cached", base, args.clients, args.client_procs, args.seconds)
+        report("cached", rps, res, "req/s")
+
+        # Redis restarted half-way through a sign-in run.
+        window: dict[str, float] = {}
+
+        def outage(start_at: float) -> None:
+            def go() -> None:
+                time.sleep(max(0.0, start_at + args.seconds / 2 - time.time()))
+                window["down"] = time.time()
+                rd.kill()
+                time.sleep(args.outage)
+                rd.start()
+                window["up"] = time.time()
+                while requests.get(f"{base}/readyz", timeout=5).status_code != 200:
+                    time.sleep(0.05)
+                window["ready"] = time.time()
+            threading.Thread(target=go, daemon=True).start()
+
+        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, during=outage)
+        report("restart", rps, res, "flows/s")
+        # An error may start just before the kill (a flow in flight) and end one Redis timeout after.
+        lo, hi = window["down"] - 2.0, window["ready"] + 1.5
+        errs = [r for r in res if not r[2]]
+        outside = [r for r in errs if not lo <= r[0] <= hi]
+        after = [r for r in res if r[0] > hi]
+        print(f"restart: Redis down {window['down']:.1f}..{window['up']:.1f} (ready {window['ready']:.1f}); "
+              f"errors {len(errs)}, outside the window {len(outside)}; {len(after)} flows after it, "
+              f"{sum(1 for r in after if not r[2])} wrong")
+        if outside:
+            print("  outside:", outside[:5])
+        print(f"BENCH load_restart_outage {window['ready'] - window['down']:.2f} s")
+        print(f"BENCH load_restart_errors_outside_window {len(outside)} count")
+        print(f"BENCH load_restart_wrong_after {sum(1 for r in after if not r[2])} count")
+
+        # Memory per signed-in user (session + sealed credentials), from used_memory.
+        rc = redis.Redis.from_url(rd.url)
+        rc.flushdb()
+        time.sleep(0.2)
+        before = int(rc.info("memory")["used_memory"])
+        per = max(1, args.users // 10)
+
+        def many(n: int) -> None:
+            ss = requests.Session()
+            for _ in range(n):
+                ss.cookies.clear()
+                credentials(ss, base, sign_in(ss, base, "alice"))
+
+        ts = [threading.Thread(target=many, args=(per,)) for _ in range(10)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        users = per * 10
+        after_mem = int(rc.info("memory")["used_memory"])
+        sessions = sum(1 for _ in rc.scan_iter(match="bridge:session:*", count=1000))
+        key = next(rc.scan_iter(match="bridge:session:*"))
+        ckey = next(rc.scan_iter(match="bridge:creds:*"))
+        per_user = (after_mem - before) / users
+        print(f"memory: {users} sign-ins → {sessions} sessions, used_memory +{after_mem - before} bytes = "
+              f"{per_user:.0f} bytes/user (session key {rc.memory_usage(key)} B, credential cache "
+              f"{rc.memory_usage(ckey)} B); 10,000 users ≈ {per_user * 10000 / 2**20:.1f} MiB")
+        print(f"BENCH redis_bytes_per_user {per_user:.0f} bytes")
+        print(f"BENCH redis_mib_per_10k_users {per_user * 10000 / 2**20:.1f} MiB")
+        print(f"BENCH signin_to_healthz_ratio {figures['signin'] / figures['healthz']:.3f} ratio")
+        print(f"BENCH cached_to_healthz_ratio {figures['cached'] / figures['healthz']:.3f} ratio")
+        metrics = requests.get(f"{base}/metrics", timeout=10).text
+        hits = re.search(r'bridge_credential_cache_total\{result="hit"\} ([\d.e+]+)', metrics)
+        print(f"metrics: credential cache hits {hits[1] if hits else 0}; audit lines "
+              f"{len((tmp / 'audit.jsonl').read_text(encoding='utf-8').splitlines())}")
+        return 0
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        rd.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
