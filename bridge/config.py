@@ -63,6 +63,13 @@ class SamlIdpSettings(_Model):
     sign_response: bool = False
 
 
+class CredentialCacheSettings(_Model):
+    """Issued credentials reused (AES-GCM encrypted in Redis) until ``refresh_window`` before expiry."""
+
+    enabled: bool = True
+    refresh_window: int = Field(900, ge=60, le=3000, description="seconds; botocore refreshes 15 min early")
+
+
 class AwsSettings(_Model):
     partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -229,6 +236,7 @@ class Settings(_Model):
     issuer: IssuerSettings = Field(default_factory=IssuerSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     saml_idp: SamlIdpSettings = Field(default_factory=SamlIdpSettings)
+    credential_cache: CredentialCacheSettings = Field(default_factory=CredentialCacheSettings)
     connectors: list[ConnectorSettings] = Field(min_length=1)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     # Where the config file lives: relative paths (keys_dir, *_file) resolve against it.

@@ -17,6 +17,7 @@ from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
+from bridge.credcache import CredentialCache
 from bridge.errors import BadRequest, ConfigError
 from bridge.flow import LoginFlow
 from bridge.identity import Credentials, Grant, Identity
@@ -33,6 +34,7 @@ class Services:
     connectors: dict[str, Connector]
     keyring: KeyRing
     sts: StsGateway
+    cache: CredentialCache | None = None
     clock: Callable[[], float] = field(default=time.time)
 
     def grants_for(self, identity: Identity) -> list[Grant]:
@@ -57,6 +59,10 @@ class Services:
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
             raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
+        if self.cache is not None and (cached := self.cache.get(identity, grant, duration)) is not None:
+            event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=True,
+                  session_name=grant.session_name, connector=identity.connector_id, duration=duration)
+            return cached
         now = int(self.clock())
         started = time.monotonic()
         if grant.path == "passthrough":
@@ -85,9 +91,11 @@ class Services:
             creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn,
                                                            session_name=grant.session_name, token=token,
                                                            duration=duration)
-        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path,
+        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=False,
               session_name=grant.session_name, connector=identity.connector_id, duration=duration,
               tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1))
+        if self.cache is not None:
+            self.cache.put(identity, grant, duration, creds)
         return creds
 
     def passthrough_record(self, identity: Identity) -> tuple[dict[str, str], int] | None:
@@ -129,11 +137,26 @@ def saml_issuer_for(settings: Settings) -> SamlIssuer:
     return SamlIssuer(settings.saml_entity_id, recipient, audience, settings.saml_idp.sign_response)
 
 
+def load_keys(settings: Settings) -> tuple[KeyRing | None, list[str]]:
+    """The key ring and every problem with it for these settings (what startup and check-config report)."""
+    keyring, problems = load_keyring(settings.keys_dir)
+    problems = [f"issuer.keys_dir: {p}" for p in problems]
+    if keyring is not None:
+        if settings.credential_cache.enabled and not keyring.cache:
+            problems.append(f"issuer.keys_dir: no credential cache key in {settings.keys_dir} (run `bridge keys "
+                            "generate --kind cache`, or set credential_cache.enabled: false)")
+        uses_saml = settings.aws.default_path == "saml" or any(r.path == "saml" for r in settings.mapping.rules)
+        if uses_saml and not keyring.saml:
+            problems.append(f"issuer.keys_dir: rules use the SAML path but {settings.keys_dir} has no SAML key "
+                            "(run `bridge keys generate --kind saml`)")
+    return keyring, problems
+
+
 def build_services(settings: Settings) -> Services:
     """Wire store, connectors, keys and STS; raise ConfigError listing every runtime problem."""
-    keyring, problems = load_keyring(settings.keys_dir)
+    keyring, problems = load_keys(settings)
     if problems or keyring is None:
-        raise ConfigError([f"issuer.keys_dir: {p}" for p in problems])
+        raise ConfigError(problems)
     store = Store.from_url(settings.redis.url, settings.redis.key_prefix, settings.redis.socket_timeout)
     connectors = {c.id: build_connector(c, base_url=settings.base_url, resolve=settings.resolve,
                                         replay_guard=store.remember_once)
@@ -141,4 +164,7 @@ def build_services(settings: Settings) -> Services:
     flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts)
-    return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts)
+    cache = (CredentialCache(store, keyring.cache, refresh_window=settings.credential_cache.refresh_window)
+             if settings.credential_cache.enabled else None)
+    return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts,
+                    cache=cache)

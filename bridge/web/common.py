@@ -73,8 +73,12 @@ def session_passthrough() -> dict[str, str] | None:
 
 
 def end_session() -> None:
+    """Delete the session, its passthrough artifact and the user's cached credentials; clear the cookie."""
     svc = services()
     sid = request.cookies.get(svc.settings.session.cookie_name)
+    doc = current_session()
+    if doc is not None and svc.cache is not None:
+        svc.cache.forget_user(session_identity(doc))
     if sid:
         svc.store.delete_session(sid)
     g.clear_session_cookie = True
