@@ -286,5 +286,14 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
         _fail(issues, f"{what}: {len(issues)} AWS rule(s) broken:")
     click.echo("ok: it passes every AWS rule the bridge knows")
 
+def _register_client_commands() -> None:
+    from bridge.client_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_client_commands()
+
 if __name__ == "__main__":
     main()

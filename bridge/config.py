@@ -70,6 +70,16 @@ class CredentialCacheSettings(_Model):
     refresh_window: int = Field(900, ge=60, le=3000, description="seconds; botocore refreshes 15 min early")
 
 
+class CliSettings(_Model):
+    """The CLI login (OAuth 2.0 device authorization grant, RFC 8628) the bridge serves."""
+
+    client_ids: list[str] = Field(default_factory=lambda: ["bridge-cli"], min_length=1)
+    token_lifetime: int = Field(43200, ge=300, le=7 * 86400,
+                                description="seconds; never beyond the approving session's end")
+    device_code_ttl: int = Field(600, ge=60, le=1800)
+    poll_interval: int = Field(5, ge=1, le=60)
+
+
 class AwsSettings(_Model):
     partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -237,6 +247,7 @@ class Settings(_Model):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     saml_idp: SamlIdpSettings = Field(default_factory=SamlIdpSettings)
     credential_cache: CredentialCacheSettings = Field(default_factory=CredentialCacheSettings)
+    cli: CliSettings = Field(default_factory=CliSettings)
     connectors: list[ConnectorSettings] = Field(min_length=1)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     # Where the config file lives: relative paths (keys_dir, *_file) resolve against it.

@@ -18,6 +18,7 @@ from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
 from bridge.credcache import CredentialCache
+from bridge.device import DeviceFlow
 from bridge.errors import BadRequest, ConfigError
 from bridge.flow import LoginFlow
 from bridge.identity import Credentials, Grant, Identity
@@ -35,6 +36,7 @@ class Services:
     keyring: KeyRing
     sts: StsGateway
     cache: CredentialCache | None = None
+    device: DeviceFlow | None = None
     clock: Callable[[], float] = field(default=time.time)
 
     def grants_for(self, identity: Identity) -> list[Grant]:
@@ -167,4 +169,4 @@ def build_services(settings: Settings) -> Services:
     cache = (CredentialCache(store, keyring.cache, refresh_window=settings.credential_cache.refresh_window)
              if settings.credential_cache.enabled else None)
     return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts,
-                    cache=cache)
+                    cache=cache, device=DeviceFlow(store, settings.cli))

@@ -88,6 +88,45 @@ class Store:
     def _pkey(self, sid: str) -> str:
         return f"{self.prefix}passthrough:{hashlib.sha256(sid.encode()).hexdigest()}"
 
+    # -- small JSON documents (device codes, CLI tokens), keyed by kind and an id ------------
+    def put_doc(self, kind: str, ident: str, doc: dict[str, Any], ttl: int) -> None:
+        with _redis_errors():
+            self.r.set(f"{self.prefix}{kind}:{ident}", json.dumps(doc), ex=max(1, int(ttl)))
+
+    def get_doc(self, kind: str, ident: str) -> dict[str, Any] | None:
+        with _redis_errors():
+            raw = self.r.get(f"{self.prefix}{kind}:{ident}")
+        return None if raw is None else dict(json.loads(raw))
+
+    def take_doc(self, kind: str, ident: str) -> dict[str, Any] | None:
+        """Read and delete in one step (single use)."""
+        with _redis_errors():
+            raw = self.r.getdel(f"{self.prefix}{kind}:{ident}")
+        return None if raw is None else dict(json.loads(raw))
+
+    def delete_doc(self, kind: str, ident: str) -> None:
+        with _redis_errors():
+            self.r.delete(f"{self.prefix}{kind}:{ident}")
+
+    def add_to_set(self, kind: str, ident: str, member: str, ttl: int) -> None:
+        with _redis_errors():
+            pipe = self.r.pipeline()
+            pipe.sadd(f"{self.prefix}{kind}:{ident}", member)
+            pipe.expire(f"{self.prefix}{kind}:{ident}", max(1, int(ttl)))
+            pipe.execute()
+
+    def pop_set(self, kind: str, ident: str) -> list[str]:
+        with _redis_errors():
+            key = f"{self.prefix}{kind}:{ident}"
+            members = [m.decode() if isinstance(m, bytes) else str(m) for m in self.r.smembers(key)]
+            self.r.delete(key)
+        return members
+
+    @staticmethod
+    def hash_id(secret: str) -> str:
+        """Secrets (device codes, tokens, session ids) are stored only as their SHA-256."""
+        return hashlib.sha256(secret.encode()).hexdigest()
+
     # -- sessions -----------------------------------------------------------------------
     def _skey(self, sid: str) -> str:
         return f"{self.prefix}session:{hashlib.sha256(sid.encode()).hexdigest()}"

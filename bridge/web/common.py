@@ -80,6 +80,8 @@ def end_session() -> None:
     if doc is not None and svc.cache is not None:
         svc.cache.forget_user(session_identity(doc))
     if sid:
+        if svc.device is not None:
+            svc.device.revoke_session(sid)  # CLI tokens this session approved die with it
         svc.store.delete_session(sid)
     g.clear_session_cookie = True
 
