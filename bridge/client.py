@@ -74,20 +74,23 @@ def forget_token(url: str) -> None:
 
 
 def resolve_url(url: str | None) -> str:
-    if url:
-        return url.rstrip("/")
-    if os.environ.get("BRIDGE_URL"):
-        return os.environ["BRIDGE_URL"].rstrip("/")
-    known = list(load_tokens())
-    if len(known) == 1:
-        return str(known[0])
-    raise ClientError("which bridge? pass --url https://bridge.example.com (or set BRIDGE_URL)")
+    """The bridge URL: --url, else $BRIDGE_URL, else the only one logged in to. http(s) only."""
+    chosen = url or os.environ.get("BRIDGE_URL")
+    if not chosen:
+        known = list(load_tokens())
+        if len(known) != 1:
+            raise ClientError("which bridge? pass --url https://bridge.example.com (or set BRIDGE_URL)")
+        chosen = str(known[0])
+    if urllib.parse.urlsplit(chosen).scheme not in ("http", "https"):
+        raise ClientError(f"{chosen!r} is not an http(s) URL")
+    return chosen.rstrip("/")
 
 
 def _request(url: str, *, data: dict[str, str] | None = None, token: str | None = None,
              method: str | None = None, timeout: float = 15) -> tuple[int, dict[str, Any]]:
     body = urllib.parse.urlencode(data).encode() if data is not None else None
-    req = urllib.request.Request(url, data=body, method=method or ("POST" if body is not None else "GET"))
+    req = urllib.request.Request(url, data=body,  # noqa: S310 - scheme checked in resolve_url
+                                 method=method or ("POST" if body is not None else "GET"))
     req.add_header("Accept", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")

@@ -6,6 +6,7 @@ Kept apart from the admin commands and importing only the standard library and c
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
@@ -40,10 +41,8 @@ def login(url: str | None, no_browser: bool) -> None:
         target = start.get("verification_uri_complete") or start["verification_uri"]
         click.echo(f"Open {target}\nand check that it shows the code {start['user_code']}.", err=True)
         if not no_browser:
-            try:
+            with contextlib.suppress(webbrowser.Error):
                 webbrowser.open(target)
-            except webbrowser.Error:
-                pass
         token = client.poll_login(base, start)
     except ClientError as e:
         _die(e)
@@ -56,10 +55,8 @@ def logout(url: str | None) -> None:
     """Revoke this machine's CLI login and delete cached credentials."""
     try:
         base = client.resolve_url(url)
-        try:
+        with contextlib.suppress(ClientError):  # already expired or revoked: still forget it locally
             client.api(base, "/api/v1/logout", data={})
-        except ClientError:
-            pass  # already expired or revoked: still forget it locally
         client.forget_token(base)
     except ClientError as e:
         _die(e)
