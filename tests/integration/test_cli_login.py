@@ -142,8 +142,8 @@ def cli_login(base: str, env: dict[str, str]) -> None:
 
 
 def boto3_arn(env: dict[str, str], moto_url: str, profile: str | None = None) -> str:
-    code = ("import boto3; s = boto3.Session(profile_name=%r); print(s.client('sts', endpoint_url=%r, "
-            "region_name='us-east-1').get_caller_identity()['Arn'])" % (profile, moto_url))
+    code = (f"import boto3; s = boto3.Session(profile_name={profile!r}); print(s.client('sts', "
+            f"endpoint_url={moto_url!r}, region_name='us-east-1').get_caller_identity()['Arn'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip()
