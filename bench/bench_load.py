@@ -43,6 +43,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Admin"
+POOL = 20000  # distinct users (the credential cache is per user: each sign-in flow is a new user)
 
 
 def free_port() -> int:
@@ -96,8 +97,10 @@ def credentials(s: requests.Session, base: str, portal: dict[str, Any]) -> dict[
     return doc
 
 
-def client_proc(kind: str, base: str, threads: int, seconds: float, start_at: float, out: Any, tag: int) -> None:
-    """One client process: ``threads`` loops of ``kind`` until ``start_at + seconds``."""
+def client_proc(kind: str, base: str, threads: int, seconds: float, start_at: float, out: Any, tag: int,
+                first: int, stride: int, offset: int) -> None:
+    """One client process: ``threads`` loops of ``kind`` until ``start_at + seconds``; client ``first + i``
+    signs in as users ``offset + first + i + n * stride`` (all distinct)."""
     results: list[tuple[float, float, bool, str]] = []  # (t_start, ms, ok, error)
     lock = threading.Lock()
 
@@ -108,8 +111,9 @@ def client_proc(kind: str, base: str, threads: int, seconds: float, start_at: fl
         n = 0
         while time.time() < start_at:
             time.sleep(0.005)
+        me = first + i
         if kind == "cached":
-            portal = sign_in(s, base, "alice")
+            portal = sign_in(s, base, f"u{(offset + me) % POOL:05d}")
             credentials(s, base, portal)
         end = start_at + seconds
         while time.time() < end:
@@ -125,8 +129,9 @@ def client_proc(kind: str, base: str, threads: int, seconds: float, start_at: fl
                     ok = True
                 else:
                     s.cookies.clear()
+                    user = f"u{(offset + me + n * stride) % POOL:05d}"
                     n += 1
-                    credentials(s, base, sign_in(s, base, "alice"))
+                    credentials(s, base, sign_in(s, base, user))
                     ok = True
             except Exception as e:  # noqa: BLE001 - every failure counts as an error of the run
                 ok, err = False, str(e)[:80]
@@ -143,12 +148,14 @@ def client_proc(kind: str, base: str, threads: int, seconds: float, start_at: fl
     out.put((tag, results))
 
 
-def run_phase(kind: str, base: str, clients: int, procs: int, seconds: float,
+def run_phase(kind: str, base: str, clients: int, procs: int, seconds: float, offset: int = 0,
               during: Any = None) -> tuple[float, list[tuple[float, float, bool, str]], float]:
     q: Any = mp.get_context("fork").Queue()
     start_at = time.time() + 1.0
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    ps = [mp.get_context("fork").Process(target=client_proc, args=(kind, base, n, seconds, start_at, q, i))
+    firsts = [sum(per[:i]) for i in range(procs)]
+    ps = [mp.get_context("fork").Process(target=client_proc, args=(kind, base, n, seconds, start_at, q, i,
+                                                                   firsts[i], clients, offset))
           for i, n in enumerate(per)]
     for p in ps:
         p.start()
@@ -203,7 +210,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     ap.add_argument("--outage", type=float, default=3.0, help="seconds Redis stays down in the restart phase")
-    ap.add_argument("--users", type=int, default=2000, help="sign-ins for the memory figure")
+    ap.add_argument("--users", type=int, default=2000, help="sign-ins (distinct users) for the memory figure")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bridge-load-"))
@@ -217,6 +224,8 @@ def main() -> int:
                                       stderr=subprocess.DEVNULL))
         subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL)
+        users = ", ".join(f"{{subject: u{k:05d}, email: u{k:05d}@example.com, groups: [aws-admins], "
+                          f"claims: {{department: Platform}}, mfa: true}}" for k in range(POOL))
         cfg = tmp / "bench.yaml"
         cfg.write_text(f"""
 base_url: http://127.0.0.1:{bport}
@@ -227,8 +236,7 @@ issuer: {{url: https://bridge.example.com, keys_dir: {tmp / 'keys'}}}
 aws: {{sts_endpoint_url: "http://127.0.0.1:{sport}", sts_max_attempts: 1}}
 audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
 connectors:
-  - {{id: dev, type: dev, users: [{{subject: alice, email: alice@example.com, name: Alice Example,
-      groups: [aws-admins], claims: {{department: Platform}}, mfa: true}}]}}
+  - {{id: dev, type: dev, users: [{users}]}}
 mapping:
   rules:
     - {{name: admins, group: aws-admins, role_arn: "{ROLE}",
@@ -244,7 +252,7 @@ mapping:
         wait(f"{base}/readyz")
         wait(f"http://127.0.0.1:{sport}/")
         s = requests.Session()
-        credentials(s, base, sign_in(s, base, "alice"))  # warm every path once
+        credentials(s, base, sign_in(s, base, "u19999"))  # warm every path once
 
         print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"gunicorn gthread workers={args.workers} threads={args.threads}; {args.clients} clients "
@@ -266,7 +274,7 @@ mapping:
         report("healthz", rps, res, "req/s")
         rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds)
         report("signin", rps, res, "flows/s")  # a flow = 4 requests: login, callback, portal, credentials
-        rps, res, _ = run_phase("cached", base, args.clients, args.client_procs, args.seconds)
+        rps, res, _ = run_phase("cached", base, args.clients, args.client_procs, args.seconds, offset=POOL // 2)
         report("cached", rps, res, "req/s")
 
         # Redis restarted half-way through a sign-in run.
@@ -285,7 +293,8 @@ mapping:
                 window["ready"] = time.time()
             threading.Thread(target=go, daemon=True).start()
 
-        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, during=outage)
+        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=POOL // 2,
+                                during=outage)
         report("restart", rps, res, "flows/s")
         # An error may start just before the kill (a flow in flight) and end one Redis timeout after.
         lo, hi = window["down"] - 2.0, window["ready"] + 1.5
@@ -301,20 +310,20 @@ mapping:
         print(f"BENCH load_restart_errors_outside_window {len(outside)} count")
         print(f"BENCH load_restart_wrong_after {sum(1 for r in after if not r[2])} count")
 
-        # Memory per signed-in user (session + sealed credentials), from used_memory.
+        # Memory per signed-in user (session + encrypted cached credentials + cache index), from used_memory.
         rc = redis.Redis.from_url(rd.url)
         rc.flushdb()
         time.sleep(0.2)
         before = int(rc.info("memory")["used_memory"])
         per = max(1, args.users // 10)
 
-        def many(n: int) -> None:
+        def many(t: int, n: int) -> None:
             ss = requests.Session()
-            for _ in range(n):
+            for k in range(n):
                 ss.cookies.clear()
-                credentials(ss, base, sign_in(ss, base, "alice"))
+                credentials(ss, base, sign_in(ss, base, f"u{t * n + k:05d}"))
 
-        ts = [threading.Thread(target=many, args=(per,)) for _ in range(10)]
+        ts = [threading.Thread(target=many, args=(t, per)) for t in range(10)]
         for t in ts:
             t.start()
         for t in ts:

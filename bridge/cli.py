@@ -14,7 +14,7 @@ import click
 
 from bridge import mapping
 from bridge.aws.assertion import mint_saml_response
-from bridge.aws.keys import SUPPORTED_ALGS, generate_key, generate_saml_key, load_keyring
+from bridge.aws.keys import SUPPORTED_ALGS, generate_cache_key, generate_key, generate_saml_key, load_keyring
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params, validate_jwt
@@ -62,10 +62,12 @@ def main() -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
 def check_config(config_path: str) -> None:
     """Validate a config file (and its keys); print every problem, or "ok"."""
+    from bridge.services import load_keys
+
     settings = _settings(config_path)
-    _, problems = load_keyring(settings.keys_dir)
+    _, problems = load_keys(settings)
     if problems:
-        _fail([f"issuer.keys_dir: {p}" for p in problems], f"{config_path}: {len(problems)} problem(s):")
+        _fail(problems, f"{config_path}: {len(problems)} problem(s):")
     for w in settings.warnings():
         click.echo(f"warning: {w}", err=True)
     click.echo("ok")
@@ -107,8 +109,8 @@ def keys() -> None:
 
 @keys.command("generate")
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False))
-@click.option("--kind", type=click.Choice(["all", "jwt", "saml"]), default="all", show_default=True,
-              help="jwt: token signing key; saml: SAML signing key + self-signed certificate")
+@click.option("--kind", type=click.Choice(["all", "jwt", "saml", "cache"]), default="all", show_default=True,
+              help="jwt: token signing key; saml: SAML signing key + certificate; cache: credential cache key")
 @click.option("--alg", type=click.Choice(SUPPORTED_ALGS), default="RS256", show_default=True)
 def keys_generate(directory: str, kind: str, alg: str) -> None:
     """Create new signing keys (mode 0600). The newest of each kind signs; all are published."""
@@ -120,6 +122,8 @@ def keys_generate(directory: str, kind: str, alg: str) -> None:
         click.echo(f"created {skey.path} and {skey.path.with_suffix('.crt').name} (RSA "
                    f"{skey.cert.public_key().key_size}, SAML signing; valid until "  # type: ignore[union-attr]
                    f"{skey.cert.not_valid_after_utc:%Y-%m-%d})")
+    if kind in ("all", "cache"):
+        click.echo(f"created {generate_cache_key(Path(directory))} (AES-256-GCM credential cache key)")
 
 
 @keys.command("rotate")
@@ -421,6 +425,15 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
     if issues:
         _fail(issues, f"{what}: {len(issues)} AWS rule(s) broken:")
     click.echo("ok: it passes every AWS rule the bridge knows")
+
+def _register_client_commands() -> None:
+    from bridge.client_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_client_commands()
 
 if __name__ == "__main__":
     main()

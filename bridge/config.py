@@ -152,6 +152,23 @@ class SamlIdpSettings(_Model):
     sign_response: bool = False
 
 
+class CredentialCacheSettings(_Model):
+    """Issued credentials reused (AES-GCM encrypted in Redis) until ``refresh_window`` before expiry."""
+
+    enabled: bool = True
+    refresh_window: int = Field(900, ge=60, le=3000, description="seconds; botocore refreshes 15 min early")
+
+
+class CliSettings(_Model):
+    """The CLI login (OAuth 2.0 device authorization grant, RFC 8628) the bridge serves."""
+
+    client_ids: list[str] = Field(default_factory=lambda: ["bridge-cli"], min_length=1)
+    token_lifetime: int = Field(43200, ge=300, le=7 * 86400,
+                                description="seconds; never beyond the approving session's end")
+    device_code_ttl: int = Field(600, ge=60, le=1800)
+    poll_interval: int = Field(5, ge=1, le=60)
+
+
 class AwsSettings(_Model):
     partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -161,9 +178,6 @@ class AwsSettings(_Model):
     default_path: Literal["jwt", "saml"] = "jwt"
     signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
-    # Credentials fetched again for the same role and duration within this many seconds are
-    # served from Redis (encrypted with a key only the user's cookie holds); 0 = never cached.
-    credential_cache_ttl: int = Field(300, ge=0, le=3600)
 
 
 class _ConnectorBase(_Model):
@@ -321,6 +335,8 @@ class Settings(_Model):
     issuer: IssuerSettings = Field(default_factory=IssuerSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     saml_idp: SamlIdpSettings = Field(default_factory=SamlIdpSettings)
+    credential_cache: CredentialCacheSettings = Field(default_factory=CredentialCacheSettings)
+    cli: CliSettings = Field(default_factory=CliSettings)
     connectors: list[ConnectorSettings] = Field(min_length=1)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

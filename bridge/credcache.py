@@ -1,53 +1,104 @@
-"""Sealing cached credentials: AES-256-GCM under a key derived from the session cookie.
+"""Server-side credential cache: per user + grant + tags + duration, AES-256-GCM at rest in Redis.
 
-Redis only ever holds the SHA-256 of the cookie (store.py), so whoever reads Redis or its
-backups can neither find the key nor open a cached credential. The cache field (grant id and
-duration) is the associated data, so a blob cannot be moved to another role's slot.
+Credentials are reused until ``refresh_window`` seconds (botocore's 15 minutes) before they
+expire, so repeated requests make no STS call. The Redis key (namespaced, hashed) is the
+AES-GCM associated data, so a ciphertext moved to another key does not decrypt. Keys rotate:
+the newest key encrypts, every key decrypts (a value under a removed key is a miss). Sign-out
+deletes a user's entries through a per-user index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from datetime import datetime
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from bridge.identity import Credentials
+from bridge.identity import Credentials, Grant, Identity
+from bridge.store import Store
 
-_INFO = b"federation-bridge credential cache v1"
-
-
-def _key(session_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(session_id.encode())
+_VERSION = b"\x01"
 
 
-def seal(session_id: str, field: str, creds: Credentials, *, reuse_until: int) -> bytes:
-    doc: dict[str, Any] = {"reuse_until": reuse_until, "c": {
-        "access_key_id": creds.access_key_id, "secret_access_key": creds.secret_access_key,
-        "session_token": creds.session_token, "expiration": creds.expiration.isoformat(),
-        "assumed_role_arn": creds.assumed_role_arn, "role_arn": creds.role_arn,
-        "session_name": creds.session_name, "region": creds.region}}
-    nonce = os.urandom(12)
-    return nonce + AESGCM(_key(session_id)).encrypt(nonce, json.dumps(doc).encode(), field.encode())
+def _kid(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()[:8]
 
 
-def unseal(session_id: str, field: str, blob: bytes, *, now: float) -> Credentials | None:
-    """The cached credentials, or None if the blob does not open, is not for this field, or is stale."""
-    if len(blob) < 13:
-        return None
-    try:
-        doc = json.loads(AESGCM(_key(session_id)).decrypt(blob[:12], blob[12:], field.encode()))
-    except (InvalidTag, ValueError):
-        return None
-    if now >= int(doc.get("reuse_until", 0)):
-        return None
-    c = doc["c"]
-    return Credentials(access_key_id=c["access_key_id"], secret_access_key=c["secret_access_key"],
-                       session_token=c["session_token"], expiration=datetime.fromisoformat(c["expiration"]),
-                       assumed_role_arn=c["assumed_role_arn"], role_arn=c["role_arn"],
-                       session_name=c["session_name"], region=c["region"])
+class CredentialCache:
+    def __init__(self, store: Store, keys: Sequence[bytes], *, refresh_window: int = 900,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not keys:
+            raise ValueError("the credential cache needs at least one key")
+        self.store = store
+        self.keys = {_kid(k): AESGCM(k) for k in keys}
+        self.current = _kid(keys[-1])
+        self.refresh_window = refresh_window
+        self.clock = clock
+
+    @staticmethod
+    def user_key(identity: Identity) -> str:
+        return hashlib.sha256(f"{identity.issuer}\x00{identity.subject}".encode()).hexdigest()
+
+    def _key(self, identity: Identity, grant: Grant, duration: int) -> str:
+        material = json.dumps([self.user_key(identity), grant.role_arn, grant.session_name, dict(grant.tags),
+                               list(grant.transitive_keys), grant.source_identity, grant.path, duration],
+                              sort_keys=True)
+        return f"{self.store.prefix}creds:{hashlib.sha256(material.encode()).hexdigest()}"
+
+    def _index(self, identity: Identity) -> str:
+        return f"{self.store.prefix}creds-index:{self.user_key(identity)}"
+
+    def get(self, identity: Identity, grant: Grant, duration: int) -> Credentials | None:
+        key = self._key(identity, grant, duration)
+        with self.store.errors():
+            raw = self.store.r.get(key)
+        blob = raw if isinstance(raw, bytes) else b""
+        if not blob or blob[:1] != _VERSION or len(blob) < 1 + 8 + 12 + 16:
+            return None
+        aead = self.keys.get(blob[1:9])
+        if aead is None:
+            return None  # encrypted under a retired key: a miss, not an error
+        try:
+            doc: dict[str, Any] = json.loads(aead.decrypt(blob[9:21], blob[21:], key.encode()))
+        except (InvalidTag, ValueError):
+            return None
+        creds = Credentials(**{**doc, "expiration": datetime.fromisoformat(doc["expiration"])})
+        if creds.expiration.timestamp() - self.clock() <= self.refresh_window:
+            return None
+        return creds
+
+    def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials) -> None:
+        ttl = int(creds.expiration.timestamp() - self.clock()) - self.refresh_window
+        if ttl <= 0:
+            return
+        key = self._key(identity, grant, duration)
+        doc = {"access_key_id": creds.access_key_id, "secret_access_key": creds.secret_access_key,
+               "session_token": creds.session_token, "expiration": creds.expiration.astimezone(UTC).isoformat(),
+               "assumed_role_arn": creds.assumed_role_arn, "role_arn": creds.role_arn,
+               "session_name": creds.session_name, "region": creds.region}
+        nonce = os.urandom(12)
+        blob = _VERSION + self.current + nonce + self.keys[self.current].encrypt(
+            nonce, json.dumps(doc).encode(), key.encode())
+        index = self._index(identity)
+        with self.store.errors():
+            pipe = self.store.r.pipeline()
+            pipe.set(key, blob, ex=ttl)
+            pipe.sadd(index, key)
+            pipe.expire(index, 43200 + 3600)
+            pipe.execute()
+
+    def forget_user(self, identity: Identity) -> int:
+        """Delete every cached credential of this user (sign-out). Returns how many were deleted."""
+        index = self._index(identity)
+        with self.store.errors():
+            keys = list(self.store.r.smembers(index))
+            if keys:
+                self.store.r.delete(*keys)
+            self.store.r.delete(index)
+        return len(keys)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from bridge.aws.keys import generate_key, generate_saml_key, load_keyring
+from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key, load_keyring
 
 
 def _free_port(preferred: int) -> int:
@@ -86,6 +86,8 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         generate_key(keys_dir, "RS256")
     if ring is None or not ring.saml:
         generate_saml_key(keys_dir)
+    if ring is None or not ring.cache:
+        generate_cache_key(keys_dir)
     procs = _Procs()
     env = {**os.environ, "DEMO_PORT": str(port), "DEMO_KEYS_DIR": str(keys_dir)}
     try:

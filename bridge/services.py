@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge import audit, credcache, mapping
+from bridge import audit, mapping
 from bridge.audit import Auditor
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
 from bridge.aws.keys import KeyRing, SamlKey, SigningKey, expiry, load_keyring
@@ -21,6 +21,8 @@ from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
+from bridge.credcache import CredentialCache
+from bridge.device import DeviceFlow
 from bridge.errors import BadRequest, BridgeError, ConfigError
 from bridge.flow import LoginFlow
 from bridge.identity import Credentials, Grant, Identity
@@ -83,6 +85,8 @@ class Services:
     connectors: dict[str, Connector]
     keys: KeySource
     sts: StsGateway
+    cache: CredentialCache | None = None
+    device: DeviceFlow | None = None
     metrics: Metrics = field(default_factory=Metrics)
     auditor: Auditor = field(default_factory=lambda: Auditor(audit.NullSink()))
     clock: Callable[[], float] = field(default=time.time)
@@ -130,47 +134,37 @@ class Services:
                                     rule=r.rule, reason=r.reason, notes=list(r.notes))
         return [r.grant for r in results if r.grant]
 
-    def credentials_for(self, identity: Identity, grant: Grant, duration: int, *, session_id: str | None,
-                        ctx: audit.Context, passthrough: dict[str, str] | None = None) -> Credentials:
-        """Credentials for ``grant``: from the session's credential cache when the same role and
-        duration were fetched within ``aws.credential_cache_ttl`` s, else from STS. Audited either way."""
-        ttl = self.settings.aws.credential_cache_ttl
-        field_ = f"{grant.id}:{duration}"
-        use_cache = bool(session_id) and ttl > 0 and grant.path != "passthrough"
-        base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration, "kind": "credentials",
+    def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
+                          passthrough: dict[str, str] | None = None, *,
+                          ctx: audit.Context | None = None) -> Credentials:
+        """Credentials for ``grant``: from the server-side cache when fresh, else minted and redeemed
+        at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``."""
+        ctx = ctx or audit.Context()
+        base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
                 **audit.grant_fields(grant)}
-        if use_cache and session_id:
-            blob = self.store.cache_get(session_id, field_)
-            cached = credcache.unseal(session_id, field_, blob, now=self.clock()) if blob else None
-            self.metrics.credential_cache.labels("hit" if cached else "miss").inc()
-            if cached is not None:
-                self.auditor.record("credentials", ctx, outcome="success", cached=True,
-                                    access_key_id=cached.access_key_id, assumed_role_arn=cached.assumed_role_arn,
-                                    expiration=cached.expiration_iso(), **base)
-                return cached
         try:
-            creds = self.issue_credentials(identity, grant, duration, passthrough)
+            creds, cached = self._credentials(identity, grant, duration, passthrough)
         except BridgeError as e:
             self.auditor.record("credentials", ctx, outcome="failure", error=e.code, **base)
             raise
-        self.auditor.record("credentials", ctx, outcome="success", cached=False, access_key_id=creds.access_key_id,
+        self.auditor.record("credentials", ctx, outcome="success", cached=cached, access_key_id=creds.access_key_id,
                             assumed_role_arn=creds.assumed_role_arn, expiration=creds.expiration_iso(), **base)
-        if use_cache and session_id:
-            # Reuse only while plenty of the credentials' life is left (never hand out nearly-dead ones).
-            remaining = int(creds.expiration.timestamp() - self.clock())
-            keep = min(ttl, remaining - max(300, duration // 2))
-            if keep > 0:
-                blob = credcache.seal(session_id, field_, creds, reuse_until=int(self.clock()) + keep)
-                self.store.cache_put(session_id, field_, blob, keep)
         return creds
 
-    def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
-                          passthrough: dict[str, str] | None = None) -> Credentials:
+    def _credentials(self, identity: Identity, grant: Grant, duration: int,
+                     passthrough: dict[str, str] | None) -> tuple[Credentials, bool]:
         """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
         the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``)."""
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
             raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
+        if self.cache is not None:
+            cached = self.cache.get(identity, grant, duration)
+            self.metrics.credential_cache.labels("hit" if cached else "miss").inc()
+            if cached is not None:
+                event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=True,
+                      session_name=grant.session_name, connector=identity.connector_id, duration=duration)
+                return cached, True
         now = int(self.clock())
         started = time.monotonic()
         if grant.path == "passthrough":
@@ -200,10 +194,12 @@ class Services:
                                                            session_name=grant.session_name, token=token,
                                                            duration=duration)
         self.metrics.grants_issued.labels(grant.path, "credentials").inc()
-        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path,
+        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=False,
               session_name=grant.session_name, connector=identity.connector_id, duration=duration,
               tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1))
-        return creds
+        if self.cache is not None:
+            self.cache.put(identity, grant, duration, creds)
+        return creds, False
 
     def passthrough_record(self, identity: Identity) -> tuple[dict[str, str], int] | None:
         """What to keep of an aws_passthrough login, and for how long (STS's own limits)."""
@@ -259,11 +255,26 @@ def build_auditor(settings: Settings, store: Store, metrics: Metrics) -> Auditor
     return Auditor(sink, fail_closed=a.fail_closed, on_error=lambda name: metrics.audit_errors.labels(name).inc())
 
 
-def build_services(settings: Settings) -> Services:
-    """Wire store, connectors, keys, STS, metrics and audit; raise ConfigError listing every runtime problem."""
+def load_keys(settings: Settings) -> tuple[KeyRing | None, list[str]]:
+    """The key ring and every problem with it for these settings (what startup and check-config report)."""
     keyring, problems = load_keyring(settings.keys_dir)
+    problems = [f"issuer.keys_dir: {p}" for p in problems]
+    if keyring is not None:
+        if settings.credential_cache.enabled and not keyring.cache:
+            problems.append(f"issuer.keys_dir: no credential cache key in {settings.keys_dir} (run `bridge keys "
+                            "generate --kind cache`, or set credential_cache.enabled: false)")
+        uses_saml = settings.aws.default_path == "saml" or any(r.path == "saml" for r in settings.mapping.rules)
+        if uses_saml and not keyring.saml:
+            problems.append(f"issuer.keys_dir: rules use the SAML path but {settings.keys_dir} has no SAML key "
+                            "(run `bridge keys generate --kind saml`)")
+    return keyring, problems
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire store, connectors, keys, STS, cache, metrics and audit; raise ConfigError listing every problem."""
+    keyring, problems = load_keys(settings)
     if problems or keyring is None:
-        raise ConfigError([f"issuer.keys_dir: {p}" for p in problems])
+        raise ConfigError(problems)
     keys = KeySource(settings.keys_dir, keyring, interval=settings.issuer.keys_reload_interval, clock=time.time)
     holder: list[Services] = []
     metrics = Metrics(keys=lambda: holder[0].key_info() if holder else ())
@@ -279,7 +290,10 @@ def build_services(settings: Settings) -> Services:
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
                      on_call=metrics.sts_call)
+    cache = (CredentialCache(store, keyring.cache, refresh_window=settings.credential_cache.refresh_window)
+             if settings.credential_cache.enabled else None)
     svc = Services(settings=settings, store=store, flow=flow, connectors=connectors, keys=keys, sts=sts,
-                   metrics=metrics, auditor=build_auditor(settings, store, metrics))
+                   cache=cache, device=DeviceFlow(store, settings.cli), metrics=metrics,
+                   auditor=build_auditor(settings, store, metrics))
     holder.append(svc)
     return svc

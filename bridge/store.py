@@ -98,7 +98,7 @@ class Store:
         return cls(redis_client(RedisSettings(url=url, key_prefix=prefix, socket_timeout=socket_timeout)), prefix)
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def errors(self) -> Iterator[None]:
         try:
             yield
         except redis.RedisError as e:
@@ -116,33 +116,72 @@ class Store:
 
     # -- pending logins ---------------------------------------------------------------
     def put_pending(self, state: str, record: dict[str, Any], ttl: int) -> None:
-        with self._errors():
+        with self.errors():
             self.r.set(f"{self.prefix}pending:{state}", json.dumps(record), ex=ttl, nx=True)
 
     def take_pending(self, state: str) -> dict[str, Any] | None:
         """The pending login for ``state``, deleted in the same step; None if unknown, used or expired."""
-        with self._errors():
+        with self.errors():
             raw = self.r.getdel(f"{self.prefix}pending:{state}")
         return None if raw is None else dict(json.loads(raw))
 
     # -- replay cache ---------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:
         """True the first time ``key`` is seen within ``ttl`` seconds, False on a replay (any instance)."""
-        with self._errors():
+        with self.errors():
             return bool(self.r.set(f"{self.prefix}replay:{key}", b"1", ex=max(1, int(ttl)), nx=True))
 
     # -- upstream artifacts for aws_passthrough (kept apart from the session, short TTL) ----
     def put_passthrough(self, sid: str, doc: dict[str, Any], ttl: int) -> None:
-        with self._errors():
+        with self.errors():
             self.r.set(self._pkey(sid), json.dumps(doc), ex=max(1, int(ttl)))
 
     def get_passthrough(self, sid: str) -> dict[str, Any] | None:
-        with self._errors():
+        with self.errors():
             raw = self.r.get(self._pkey(sid))
         return None if raw is None else dict(json.loads(raw))
 
     def _pkey(self, sid: str) -> str:
         return f"{self.prefix}passthrough:{hashlib.sha256(sid.encode()).hexdigest()}"
+
+    # -- small JSON documents (device codes, CLI tokens), keyed by kind and an id ------------
+    def put_doc(self, kind: str, ident: str, doc: dict[str, Any], ttl: int) -> None:
+        with self.errors():
+            self.r.set(f"{self.prefix}{kind}:{ident}", json.dumps(doc), ex=max(1, int(ttl)))
+
+    def get_doc(self, kind: str, ident: str) -> dict[str, Any] | None:
+        with self.errors():
+            raw = self.r.get(f"{self.prefix}{kind}:{ident}")
+        return None if raw is None else dict(json.loads(raw))
+
+    def take_doc(self, kind: str, ident: str) -> dict[str, Any] | None:
+        """Read and delete in one step (single use)."""
+        with self.errors():
+            raw = self.r.getdel(f"{self.prefix}{kind}:{ident}")
+        return None if raw is None else dict(json.loads(raw))
+
+    def delete_doc(self, kind: str, ident: str) -> None:
+        with self.errors():
+            self.r.delete(f"{self.prefix}{kind}:{ident}")
+
+    def add_to_set(self, kind: str, ident: str, member: str, ttl: int) -> None:
+        with self.errors():
+            pipe = self.r.pipeline()
+            pipe.sadd(f"{self.prefix}{kind}:{ident}", member)
+            pipe.expire(f"{self.prefix}{kind}:{ident}", max(1, int(ttl)))
+            pipe.execute()
+
+    def pop_set(self, kind: str, ident: str) -> list[str]:
+        with self.errors():
+            key = f"{self.prefix}{kind}:{ident}"
+            members = [m.decode() if isinstance(m, bytes) else str(m) for m in self.r.smembers(key)]
+            self.r.delete(key)
+        return members
+
+    @staticmethod
+    def hash_id(secret: str) -> str:
+        """Secrets (device codes, tokens, session ids) are stored only as their SHA-256."""
+        return hashlib.sha256(secret.encode()).hexdigest()
 
     # -- sessions -----------------------------------------------------------------------
     def _skey(self, sid: str) -> str:
@@ -153,7 +192,7 @@ class Store:
         sid = secrets.token_urlsafe(32)
         now = int(self.clock())
         doc = {**data, "created_at": now, "expires_at": now + absolute}
-        with self._errors():
+        with self.errors():
             self.r.set(self._skey(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, absolute))
         return sid
 
@@ -162,7 +201,7 @@ class Store:
         if not sid or len(sid) > 128:
             return None
         key = self._skey(sid)
-        with self._errors():
+        with self.errors():
             raw = self.r.get(key)
             if raw is None:
                 return None
@@ -178,11 +217,11 @@ class Store:
         remaining = int(doc.get("expires_at", 0)) - int(self.clock())
         if remaining <= 0:
             return
-        with self._errors():
+        with self.errors():
             self.r.set(self._skey(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, remaining), xx=True)
 
     def delete_session(self, sid: str) -> None:
-        with self._errors():
+        with self.errors():
             for key in (self._skey(sid), self._pkey(sid), self._ckey(sid)):  # one key per command (Cluster)
                 self.r.delete(key)
 
@@ -191,14 +230,14 @@ class Store:
         return f"{self.prefix}creds:{hashlib.sha256(sid.encode()).hexdigest()}"
 
     def cache_get(self, sid: str, field: str) -> bytes | None:
-        with self._errors():
+        with self.errors():
             raw = self.r.hget(self._ckey(sid), field)
         return None if raw is None else bytes(raw)
 
     def cache_put(self, sid: str, field: str, blob: bytes, ttl: int) -> None:
         """Keep ``blob`` under the session's cache for up to ``ttl`` s (entries carry their own expiry)."""
         key = self._ckey(sid)
-        with self._errors():
+        with self.errors():
             pipe = self.r.pipeline(transaction=False)
             pipe.hset(key, field, blob)
             pipe.expire(key, max(1, int(ttl)))
@@ -206,14 +245,14 @@ class Store:
 
     # -- audit stream ---------------------------------------------------------------------
     def audit_append(self, stream: str, line: str, maxlen: int) -> None:
-        with self._errors():
+        with self.errors():
             self.r.xadd(f"{self.prefix}{stream}", {"r": line}, maxlen=maxlen, approximate=True)
 
     def audit_read(self, stream: str, *, count: int, after: str | None = None,
                    block_ms: int | None = None) -> list[tuple[str, str]]:
         """The last ``count`` records (oldest first), or with ``after`` the ones after that id."""
         key = f"{self.prefix}{stream}"
-        with self._errors():
+        with self.errors():
             if after is None:
                 rows = list(reversed(self.r.xrevrange(key, count=count)))
             else:

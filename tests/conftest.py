@@ -27,7 +27,7 @@ import pytest
 import redis
 import requests
 
-from bridge.aws.keys import SamlKey, generate_key, generate_saml_key
+from bridge.aws.keys import SamlKey, generate_cache_key, generate_key, generate_saml_key
 from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
 from bridge.upstream.saml import SamlConnector
 from tests.peers import strict_sts
@@ -134,6 +134,7 @@ def keys_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="bridge-keys-"))
     generate_key(d, "RS256")
     generate_saml_key(d)
+    generate_cache_key(d)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 

@@ -18,9 +18,8 @@ def default_profile_name(creds: Credentials) -> str:
     return re.sub(r"[^A-Za-z0-9_.+@-]", "-", f"{creds.account_id}-{creds.role_arn.rsplit('/', 1)[-1]}")[:64]
 
 
-def env_exports(creds: Credentials) -> str:
-    """bash/zsh ``export`` lines, with AWS_CREDENTIAL_EXPIRATION and the region."""
-    pairs = [
+def _env_pairs(creds: Credentials) -> list[tuple[str, str]]:
+    return [
         ("AWS_ACCESS_KEY_ID", creds.access_key_id),
         ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key),
         ("AWS_SESSION_TOKEN", creds.session_token),
@@ -28,7 +27,49 @@ def env_exports(creds: Credentials) -> str:
         ("AWS_REGION", creds.region),  # read by most SDKs
         ("AWS_DEFAULT_REGION", creds.region),  # read by the AWS CLI and boto3
     ]
-    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in pairs) + "\n"
+
+
+def env_exports(creds: Credentials) -> str:
+    """bash/zsh ``export`` lines, with AWS_CREDENTIAL_EXPIRATION and the region."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in _env_pairs(creds))
+
+
+def fish_exports(creds: Credentials) -> str:
+    """fish ``set -gx`` lines (single quotes; fish escapes only \\ and ' inside them)."""
+    def q(v: str) -> str:
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "".join(f"set -gx {k} {q(v)}\n" for k, v in _env_pairs(creds))
+
+
+def powershell_exports(creds: Credentials) -> str:
+    """PowerShell ``$Env:`` assignments (single-quoted: only ' needs doubling)."""
+    return "".join(f"$Env:{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in _env_pairs(creds))
+
+
+def cmd_exports(creds: Credentials) -> str:
+    """Windows cmd ``set`` lines. STS values hold only [A-Za-z0-9+/=:-]; anything else is refused."""
+    for _, v in _env_pairs(creds):
+        if not re.fullmatch(r"[A-Za-z0-9+/=:._-]*", v):
+            raise ValueError("a value has characters cmd cannot carry safely")
+    return "".join(f'set "{k}={v}"\r\n' for k, v in _env_pairs(creds))
+
+
+def dotenv(creds: Credentials) -> str:
+    """``docker --env-file`` lines: KEY=value, no quotes (docker takes the rest of the line literally)."""
+    for _, v in _env_pairs(creds):
+        if "\n" in v or "\r" in v:
+            raise ValueError("a value has a line break")
+    return "".join(f"{k}={v}\n" for k, v in _env_pairs(creds))
+
+
+def config_snippet(profile: str, bridge_url: str, role_arn: str, region: str) -> str:
+    """``~/.aws/config`` profile that runs ``bridge credential-process`` (no secret on disk)."""
+    if not PROFILE_RE.match(profile):
+        raise ValueError("profile name may use letters, digits and _.+@- only (1..64)")
+    return (f"[profile {profile}]\n"
+            f"credential_process = bridge credential-process --url {shlex.quote(bridge_url)} "
+            f"--role {shlex.quote(role_arn)}\n"
+            f"region = {region}\n")
 
 
 def credentials_file(creds: Credentials, profile: str | None = None) -> str:

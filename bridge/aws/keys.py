@@ -4,7 +4,8 @@ Files live in one directory:
 - ``jwt-<UTC stamp>-<alg>.pem``: a JWT signing key (mode 0600);
 - ``saml-<UTC stamp>.pem`` + ``saml-<UTC stamp>.crt``: a SAML signing key (0600) and its
   self-signed certificate (RSA ≥ 2048).
-Every key is published (JWKS, IdP metadata); the newest of each kind signs.
+- ``cache-<UTC stamp>.key``: a 256-bit AES-GCM key for the server-side credential cache (0600).
+Every key is published (JWKS, IdP metadata); the newest of each kind signs (or encrypts).
 
 Rotation (``bridge keys rotate``) adds an optional sidecar ``<key stem>.json`` with
 ``{"sign_from": epoch, "retire_at": epoch}``: a key is *published* until ``retire_at`` and
@@ -131,6 +132,7 @@ class SamlKey:
 class KeyRing:
     keys: tuple[SigningKey, ...]
     saml: tuple[SamlKey, ...] = ()
+    cache: tuple[bytes, ...] = ()  # AES-256-GCM keys, oldest first; the newest encrypts
 
     @property
     def active(self) -> SigningKey:
@@ -149,7 +151,7 @@ class KeyRing:
         The newest key whose ``sign_from`` has come signs; if none has (every published key is
         still waiting), the oldest published one does rather than none.
         """
-        return KeyRing(_arrange(self.keys, now), _arrange(self.saml, now))
+        return KeyRing(_arrange(self.keys, now), _arrange(self.saml, now), self.cache)
 
 
 def _arrange(keys: tuple[Any, ...], now: float) -> tuple[Any, ...]:
@@ -206,6 +208,34 @@ def _too_open(directory: Path) -> int:
     pod can read them; group read is accepted there, anything for others never is.
     """
     return 0o037 if (directory / "..data").exists() else 0o077
+
+
+def generate_cache_key(directory: Path, *, now: datetime | None = None) -> Path:
+    """Create a credential-cache encryption key (32 random bytes, base64) with mode 0600."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"cache-{(now or datetime.now(UTC)).strftime('%Y%m%dT%H%M%S%fZ')}.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(base64.b64encode(os.urandom(32)) + b"\n")
+    return path
+
+
+def _load_cache_keys(directory: Path, problems: list[str]) -> list[bytes]:
+    out = []
+    for path in sorted(directory.glob("cache-*.key")):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & _too_open(directory):
+            problems.append(f"{path}: key is readable by others (mode {mode:o}); run chmod 600 {path}")
+            continue
+        try:
+            key = base64.b64decode(path.read_bytes().strip(), validate=True)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            problems.append(f"{path}: not a base64 256-bit key")
+            continue
+        out.append(key)
+    return out
 
 
 def _load_saml_keys(directory: Path, problems: list[str]) -> list[SamlKey]:
@@ -277,7 +307,8 @@ def load_keyring(directory: Path) -> tuple[KeyRing | None, list[str]]:
     if not keys and not problems:
         problems.append(f"{directory}: no signing keys (run `bridge keys generate --dir {directory}`)")
     saml = _load_saml_keys(directory, problems)
-    return (KeyRing(tuple(keys), tuple(saml)) if keys else None), problems
+    cache = _load_cache_keys(directory, problems)
+    return (KeyRing(tuple(keys), tuple(saml), tuple(cache)) if keys else None), problems
 
 
 def rotate(directory: Path, kind: str, *, now: int, publish_for: int, overlap: int, alg: str = "RS256",

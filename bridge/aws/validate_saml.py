@@ -85,12 +85,16 @@ def _parser() -> etree.XMLParser:
                            remove_comments=False)
 
 
+_SAML_TIME = re.compile(r"\A(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d{1,9})?Z\Z")
+
+
 def _time(v: str | None) -> int | None:
-    if not v:
+    """SAML times are UTC with a Z (SAML core §1.3.3); anything else is unreadable (None)."""
+    m = _SAML_TIME.match(v or "")
+    if not m:
         return None
     try:
-        return int(datetime.strptime(v.split(".")[0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-                   .timestamp())
+        return int(datetime.strptime(m[1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
     except ValueError:
         return None
 
@@ -100,10 +104,11 @@ def _text(el: etree._Element) -> str:
     return "".join(el.itertext())
 
 
-def _signature_problems(assertion: etree._Element, metadata: IdpMetadata) -> list[str]:
+def _signature_problems(assertion: etree._Element, metadata: IdpMetadata, where: str = "Assertion") -> list[str]:
+    """Problems with the enveloped signature of ``assertion`` (the Assertion, or the Response)."""
     sigs = assertion.findall("ds:Signature", NS)
     if len(sigs) != 1:
-        return [f"3: the Assertion must carry exactly one enveloped ds:Signature (found {len(sigs)})"]
+        return [f"3: the {where} must carry exactly one enveloped ds:Signature (found {len(sigs)})"]
     sig = sigs[0]
     problems = []
     refs = sig.findall("ds:SignedInfo/ds:Reference", NS)
@@ -123,7 +128,7 @@ def _signature_problems(assertion: etree._Element, metadata: IdpMetadata) -> lis
             problems.append(f"3: transforms must be enveloped-signature then exc-c14n, not {transforms}")
     if problems:
         return problems
-    # Verify a copy that holds only this Assertion, so nothing outside it can be referenced.
+    # Verify a copy that holds only this element, so nothing outside it can be referenced.
     doc = etree.fromstring(etree.tostring(assertion), _parser())
     xmlsec.tree.add_ids(doc, ["ID"])
     for cert in metadata.certs_pem:
@@ -134,7 +139,7 @@ def _signature_problems(assertion: etree._Element, metadata: IdpMetadata) -> lis
             return []
         except xmlsec.Error:
             continue
-    return ["3: the Assertion signature does not verify with any certificate in the IdP metadata"]
+    return [f"3: the {where} signature does not verify with any certificate in the IdP metadata"]
 
 
 def _attributes(assertion: etree._Element) -> dict[str, list[str]]:
@@ -172,7 +177,7 @@ def _aws_attribute_problems(attrs: dict[str, list[str]], role_arn: str | None, p
         problems.append(f"10: RoleSessionName must be one value matching [A-Za-z0-9_+=,.@-]{{2,64}}, got {names}")
     if AWS_ATTR + "SessionDuration" in attrs:
         d = attrs[AWS_ATTR + "SessionDuration"]
-        if len(d) != 1 or not d[0].isdigit() or not MIN_DURATION <= int(d[0]) <= MAX_DURATION:
+        if len(d) != 1 or not re.fullmatch(r"[0-9]{1,6}", d[0]) or not MIN_DURATION <= int(d[0]) <= MAX_DURATION:
             problems.append(f"11: SessionDuration must be one integer {MIN_DURATION}..{MAX_DURATION}, got {d}")
         elif int(d[0]) > max_duration:
             problems.append(f"11: SessionDuration {d[0]} exceeds the role's MaxSessionDuration {max_duration}")
@@ -210,6 +215,9 @@ def validate_saml_response(b64: str, *, metadata: IdpMetadata, now: int, partiti
         root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as e:
         return [f"1: not well-formed XML ({e})"]
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:  # e.g. hidden from the byte check by UTF-16
+        return ["1: DOCTYPE/entity declarations are not allowed"]
     problems: list[str] = []
     if root.tag != f"{{{NS['samlp']}}}Response":
         return [f"2: root must be samlp:Response, not {root.tag}"]
@@ -226,6 +234,8 @@ def validate_saml_response(b64: str, *, metadata: IdpMetadata, now: int, partiti
     if len(ids) != len(set(ids)):
         problems.append("3: duplicate ID attributes (signature wrapping)")
     problems += _signature_problems(a, metadata)
+    if root.find("ds:Signature", NS) is not None:  # optional, but if present it must verify too
+        problems += _signature_problems(root, metadata, "Response")
     for where, el in (("Response", root), ("Assertion", a)):
         issuer = el.find("saml:Issuer", NS)
         if issuer is None or _text(issuer).strip() != metadata.entity_id:
@@ -256,6 +266,9 @@ def validate_saml_response(b64: str, *, metadata: IdpMetadata, now: int, partiti
         problems.append("7: Conditions are missing")
     else:
         nb, na = _time(cond.get("NotBefore")), _time(cond.get("NotOnOrAfter"))
+        for name, parsed in (("NotBefore", nb), ("NotOnOrAfter", na)):
+            if cond.get(name) is not None and parsed is None:
+                problems.append(f"7: Conditions {name} {cond.get(name)!r} is not a UTC time like 2026-01-01T00:00:00Z")
         if nb is not None and nb > now + skew:
             problems.append("7: Conditions NotBefore is in the future")
         if na is not None and na <= now - skew:

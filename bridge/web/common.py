@@ -43,11 +43,6 @@ def current_session() -> dict[str, Any] | None:
     return doc
 
 
-def session_id() -> str | None:
-    """The signed-in user's cookie value (the credential cache's key material; never logged)."""
-    return request.cookies.get(services().settings.session.cookie_name) or None
-
-
 def audit_context(doc: dict[str, Any] | None = None, correlation: str | None = None) -> audit.Context:
     """Who is asking, from where (client IP after ProxyFix), for which sign-in."""
     cid = correlation or (str(doc["correlation_id"]) if doc and doc.get("correlation_id") else None)
@@ -93,9 +88,15 @@ def session_passthrough() -> dict[str, str] | None:
 
 
 def end_session() -> None:
+    """Delete the session, its passthrough artifact and the user's cached credentials; clear the cookie."""
     svc = services()
     sid = request.cookies.get(svc.settings.session.cookie_name)
+    doc = current_session()
+    if doc is not None and svc.cache is not None:
+        svc.cache.forget_user(session_identity(doc))
     if sid:
+        if svc.device is not None:
+            svc.device.revoke_session(sid)  # CLI tokens this session approved die with it
         svc.store.delete_session(sid)
     g.clear_session_cookie = True
 

@@ -67,7 +67,8 @@ def init_app(app: Flask) -> None:
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         resp.headers.setdefault("Content-Security-Policy",
                                 "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
-        if g.get("no_store") or request.path.startswith(("/portal", "/credentials", "/callback")):
+        if g.get("no_store") or request.path.startswith(("/portal", "/credentials", "/callback", "/api/",
+                                                                   "/oauth/", "/device")):
             resp.headers["Cache-Control"] = "no-store"
             resp.headers["Pragma"] = "no-cache"
         return resp

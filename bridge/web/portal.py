@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import groupby
 
 from flask import Blueprint, g, jsonify, render_template, request
@@ -9,13 +10,13 @@ from flask.typing import ResponseReturnValue
 
 from bridge.aws import formats
 from bridge.errors import BadRequest, NotGranted
+from bridge.identity import Credentials
 from bridge.web.common import (
     audit_context,
     check_csrf,
     require_session,
     services,
     session_grants,
-    session_id,
     session_identity,
     session_passthrough,
     wants_json,
@@ -54,17 +55,31 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     if not raw.isdigit():
         raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
     svc = services()
-    creds = svc.credentials_for(session_identity(doc), grant, int(raw), session_id=session_id(),
-                                ctx=audit_context(doc),
-                                passthrough=session_passthrough() if grant.path == "passthrough" else None)
+    creds = svc.issue_credentials(session_identity(doc), grant, int(raw), ctx=audit_context(doc),
+                                  passthrough=session_passthrough() if grant.path == "passthrough" else None)
     g.no_store = True
     if wants_json():
         return jsonify(formats.api_json(creds))
     profile = request.form.get("profile") or formats.default_profile_name(creds)
     if not formats.PROFILE_RE.match(profile):
         profile = formats.default_profile_name(creds)
+    tabs = [("env", "bash / zsh", formats.env_exports(creds), "aws-env.sh"),
+            ("fish", "fish", formats.fish_exports(creds), "aws-env.fish"),
+            ("powershell", "PowerShell", formats.powershell_exports(creds), "aws-env.ps1"),
+            ("cmd", "Windows cmd", _or_note(formats.cmd_exports, creds), "aws-env.cmd"),
+            ("ini", "~/.aws/credentials", formats.credentials_file(creds, profile), "credentials"),
+            ("dotenv", ".env (docker --env-file)", _or_note(formats.dotenv, creds), "aws.env"),
+            ("process", "credential_process JSON", formats.credential_process_json(creds), "credentials.json"),
+            ("config", "~/.aws/config (no keys on disk)",
+             formats.config_snippet(profile, svc.settings.base_url, grant.role_arn, creds.region), "config")]
     return render_template(
-        "credentials.html", grant=grant, creds=creds, exports=formats.env_exports(creds),
-        ini=formats.credentials_file(creds, profile), process_json=formats.credential_process_json(creds),
+        "credentials.html", grant=grant, creds=creds, tabs=tabs, profile=profile, csrf=doc["csrf"],
         sts_endpoint=svc.settings.aws.sts_endpoint_url,
         boto3=formats.boto3_snippet(creds, svc.settings.aws.sts_endpoint_url))
+
+
+def _or_note(fmt: Callable[[Credentials], str], creds: Credentials) -> str:
+    try:
+        return fmt(creds)
+    except ValueError as e:
+        return f"# not available for these credentials: {e}\n"

@@ -292,7 +292,7 @@ def test_saml_passthrough_redeems_the_upstream_response(live_bridge, saml_settin
     rc = redis_lib.Redis.from_url(redis_url)
     for k in rc.scan_iter(match="*passthrough:*"):
         rc.delete(k)
-    r = s.post(f"{base}/credentials/{portal['grants'][0]['id']}",
+    r = s.post(f"{base}/credentials/{portal['grants'][0]['id']}", data={"duration": "900"},  # not cached
                headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
     assert r.status_code == 400 and r.json()["error"] == "passthrough_expired"
 

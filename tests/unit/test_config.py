@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bridge.aws.keys import generate_key, load_keyring
+from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key, load_keyring
 from bridge.cli import main
 from bridge.config import ConfigError, load_settings, settings_from_dict
 
@@ -334,6 +334,7 @@ def test_check_config_lists_every_problem_and_exits_1(
 
 def test_check_config_ok_with_generated_keys(tmp_path: Path) -> None:
     generate_key(tmp_path / "keys", "ES256")
+    generate_cache_key(tmp_path / "keys")
     cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": str(tmp_path / "keys")}))
     result = run_check(cfg)
     assert result.exit_code == 0, result.output
@@ -343,6 +344,7 @@ def test_check_config_ok_with_generated_keys(tmp_path: Path) -> None:
 
 def test_check_config_prints_warnings_but_passes(tmp_path: Path) -> None:
     generate_key(tmp_path / "keys", "RS256")
+    generate_cache_key(tmp_path / "keys")
     cfg = write_yaml(
         tmp_path / "bridge.yaml",
         minimal(
@@ -363,6 +365,14 @@ def test_check_config_refuses_world_readable_key(tmp_path: Path) -> None:
     assert f"issuer.keys_dir: {key.path}: private key is readable by others (mode 644)" in result.stderr
 
 
+def test_check_config_lists_missing_cache_and_saml_keys(tmp_path: Path) -> None:
+    generate_key(tmp_path / "keys", "RS256")
+    cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": "keys"}, aws={"default_path": "saml"}))
+    result = run_check(cfg)
+    assert result.exit_code == 1
+    assert "no credential cache key" in result.stderr and "has no SAML key" in result.stderr
+
+
 def test_check_config_without_keys(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": "keys"}))
     result = run_check(cfg)
@@ -380,6 +390,8 @@ def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     keys = tmp_path / "demo-keys"
     generate_key(keys, "RS256")
+    generate_saml_key(keys, bits=2048)
+    generate_cache_key(keys)
     monkeypatch.setenv("DEMO_KEYS_DIR", str(keys))
     return keys
 

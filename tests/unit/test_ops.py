@@ -1,5 +1,5 @@
 """Operations pieces without sockets: Redis client construction per topology, key schedules and
-rotation, the credential cache's sealing, audit sinks, metrics exposition."""
+rotation, audit sinks, metrics exposition."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.sentinel import SentinelConnectionPool
 
-from bridge import audit, credcache
+from bridge import audit
 from bridge.aws.keys import (
     Schedule,
     expiry,
@@ -28,7 +28,6 @@ from bridge.aws.keys import (
 )
 from bridge.config import RedisSettings, settings_from_dict
 from bridge.errors import ConfigError
-from bridge.identity import Credentials
 from bridge.metrics import Metrics
 from bridge.store import redis_client
 
@@ -178,25 +177,6 @@ def test_kubernetes_secret_volume_modes(tmp_path: Path) -> None:
     assert load_keyring(tmp_path)[0] is not None
     os.chmod(k.path, 0o444)
     assert load_keyring(tmp_path)[0] is None  # readable by others: refused everywhere
-
-
-# -- credential cache sealing -------------------------------------------------------------------
-
-def _creds() -> Credentials:
-    return Credentials("ASIAEXAMPLE", "secret-key", "session-token", datetime(2030, 1, 1, tzinfo=UTC),
-                       "arn:aws:sts::123456789012:assumed-role/Admin/a", "arn:aws:iam::123456789012:role/Admin",
-                       "a", "us-east-1")
-
-
-def test_sealed_credentials_open_only_with_the_cookie_and_field() -> None:
-    blob = credcache.seal("cookie-value", "g1:3600", _creds(), reuse_until=2000)
-    assert b"secret-key" not in blob and b"session-token" not in blob
-    got = credcache.unseal("cookie-value", "g1:3600", blob, now=1999)
-    assert got is not None and got.secret_access_key == "secret-key" and got.expiration == _creds().expiration
-    assert credcache.unseal("other-cookie", "g1:3600", blob, now=1999) is None
-    assert credcache.unseal("cookie-value", "g2:3600", blob, now=1999) is None  # moved to another role
-    assert credcache.unseal("cookie-value", "g1:3600", blob, now=2000) is None  # stale
-    assert credcache.unseal("cookie-value", "g1:3600", blob[:-1] + bytes([blob[-1] ^ 1]), now=1) is None
 
 
 # -- audit ----------------------------------------------------------------------------------------

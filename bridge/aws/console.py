@@ -1,0 +1,85 @@
+"""AWS console sign-in: federation endpoint URLs and destinations (shared/spec/aws-federation.md §3). Pure.
+
+Partition-aware hosts; a destination is a console path or a full console URL of the configured
+partition only (allowlist), so a link can never send a user's sign-in token elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import urlencode, urlsplit
+
+from bridge.identity import Credentials
+
+MIN_SESSION = 900
+MAX_SESSION = 43200
+TOKEN_LIFETIME = 900  # an Action=login URL works for 15 minutes
+_REGION = re.compile(r"\A[a-z]{2}(-[a-z]+)+-\d\Z")
+_SIGNIN = {"aws": "signin.aws.amazon.com", "aws-us-gov": "signin.amazonaws-us-gov.com",
+           "aws-cn": "signin.amazonaws.cn"}
+_CONSOLE = {"aws": "console.aws.amazon.com", "aws-us-gov": "console.amazonaws-us-gov.com",
+            "aws-cn": "console.amazonaws.cn"}
+
+
+def federation_endpoint(partition: str, region: str | None = None) -> str:
+    """``https://[<region>.]signin.<partition host>/federation`` (regional hosts exist in ``aws`` only)."""
+    host = _SIGNIN[partition]
+    if partition == "aws" and region and region != "us-east-1":
+        host = f"{region}.{host}"
+    return f"https://{host}/federation"
+
+
+def console_base(partition: str, region: str | None = None) -> str:
+    host = _CONSOLE[partition]
+    if partition == "aws" and region and region != "us-east-1":
+        host = f"{region}.{host}"
+    return f"https://{host}"
+
+
+def _console_host_ok(host: str, partition: str) -> bool:
+    base = _CONSOLE[partition]
+    return host == base or (partition == "aws" and re.fullmatch(rf"[a-z]{{2}}(-[a-z]+)+-\d\.{re.escape(base)}", host)
+                            is not None)
+
+
+def resolve_destination(destination: str | None, partition: str, region: str | None = None) -> str:
+    """A console URL for ``destination`` (a path like ``/s3/home`` or a console URL); ValueError otherwise."""
+    if region is not None and not _REGION.match(region):
+        raise ValueError(f"{region!r} is not a region name")
+    dest = (destination or "/console/home").strip()
+    if dest.startswith("/") and not dest.startswith("//") and "\\" not in dest:
+        url = console_base(partition, region) + dest
+    else:
+        parts = urlsplit(dest)
+        if parts.scheme != "https" or not parts.hostname or not _console_host_ok(parts.hostname, partition) \
+                or parts.username or parts.password or parts.port:
+            raise ValueError("the destination must be a console path or a console URL of this partition")
+        url = dest
+    if any(c in url for c in "\r\n\t "):
+        raise ValueError("the destination has whitespace in it")
+    if region and "region=" not in url:
+        url += ("&" if "?" in url else "?") + urlencode({"region": region})
+    return url
+
+
+def session_json(creds: Credentials) -> str:
+    """The ``Session`` parameter of getSigninToken (exact key names AWS expects)."""
+    return json.dumps({"sessionId": creds.access_key_id, "sessionKey": creds.secret_access_key,
+                       "sessionToken": creds.session_token})
+
+
+def signin_token_params(creds: Credentials, session_duration: int | None) -> dict[str, str]:
+    """Form fields for ``Action=getSigninToken`` (POSTed, so the secrets never sit in a URL)."""
+    params = {"Action": "getSigninToken", "Session": session_json(creds)}
+    if session_duration is not None:
+        if not MIN_SESSION <= session_duration <= MAX_SESSION:
+            raise ValueError(f"SessionDuration must be {MIN_SESSION}..{MAX_SESSION}")
+        params["SessionDuration"] = str(session_duration)
+    return params
+
+
+def login_url(endpoint: str, signin_token: str, *, issuer: str, destination: str) -> str:
+    """The ``Action=login`` URL: a secret for 15 minutes; send it with a 302, never log it."""
+    return f"{endpoint}?" + urlencode({"Action": "login", "Issuer": issuer, "Destination": destination,
+                                       "SigninToken": signin_token})

@@ -1,0 +1,144 @@
+"""CLI login: the OAuth 2.0 Device Authorization Grant (RFC 8628), served by the bridge.
+
+The CLI asks for a device code; the user approves it on ``/device`` while signed in; the CLI
+polls the token endpoint and gets the bridge's own opaque token: stored hashed in Redis,
+scoped to the approving user's identity and grants, bounded by ``cli.token_lifetime`` and by
+the approving session's end, revoked when that session signs out. Never the IdP's token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.config import CliSettings
+from bridge.store import Store
+
+# RFC 8628 §6.1: a short code from an unambiguous alphabet (no vowels, no look-alikes).
+_USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+
+
+class DeviceError(Exception):
+    """An RFC 8628 / RFC 6749 token-endpoint error (``error`` code and a description)."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DeviceStart:
+    device_code: str
+    user_code: str
+    expires_in: int
+    interval: int
+
+
+def normalize_user_code(code: str) -> str:
+    c = "".join(ch for ch in code.upper() if ch.isalnum())
+    return f"{c[:4]}-{c[4:]}" if len(c) == 8 else c
+
+
+class DeviceFlow:
+    def __init__(self, store: Store, cfg: CliSettings, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.clock = clock
+
+    def start(self, client_id: str) -> DeviceStart:
+        if client_id not in self.cfg.client_ids:
+            raise DeviceError("invalid_client", f"unknown client {client_id[:64]!r}", 401)
+        device_code = secrets.token_urlsafe(32)
+        user_code = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
+        user_code = f"{user_code[:4]}-{user_code[4:]}"
+        now = int(self.clock())
+        dkey = self.store.hash_id(device_code)
+        # Kept a little past expiry so a late poll hears "expired_token", not "invalid_grant".
+        self.store.put_doc("device", dkey, {"user_code": user_code, "client_id": client_id, "status": "pending",
+                                            "expires_at": now + self.cfg.device_code_ttl,
+                                            "interval": self.cfg.poll_interval, "last_poll": 0},
+                           self.cfg.device_code_ttl + 300)
+        self.store.put_doc("usercode", user_code, {"device": dkey}, self.cfg.device_code_ttl)
+        return DeviceStart(device_code, user_code, self.cfg.device_code_ttl, self.cfg.poll_interval)
+
+    def pending(self, user_code: str) -> dict[str, Any] | None:
+        """The pending request behind ``user_code`` (for the approval page), or None."""
+        ref = self.store.get_doc("usercode", normalize_user_code(user_code))
+        doc = self.store.get_doc("device", ref["device"]) if ref else None
+        if doc is None or doc["status"] != "pending" or doc["expires_at"] <= self.clock():
+            return None
+        return doc
+
+    def decide(self, user_code: str, *, approve: bool, session: dict[str, Any], session_id: str) -> bool:
+        """Approve or deny; the user code works once. False if it is unknown or expired."""
+        ref = self.store.take_doc("usercode", normalize_user_code(user_code))
+        doc = self.store.get_doc("device", ref["device"]) if ref else None
+        if ref is None or doc is None or doc["status"] != "pending" or doc["expires_at"] <= self.clock():
+            return False
+        doc["status"] = "approved" if approve else "denied"
+        if approve:
+            doc["grant"] = {"identity": session["identity"], "grants": session["grants"],
+                            "session": self.store.hash_id(session_id),
+                            "session_expires_at": session["expires_at"],
+                            "correlation_id": session.get("correlation_id")}  # audit: ties CLI use to the sign-in
+        self.store.put_doc("device", ref["device"], doc, max(1, int(doc["expires_at"] - self.clock()) + 300))
+        return True
+
+    def poll(self, client_id: str, device_code: str) -> dict[str, Any]:
+        """The token response, or DeviceError(authorization_pending | slow_down | access_denied | ...)."""
+        dkey = self.store.hash_id(device_code)
+        doc = self.store.get_doc("device", dkey)
+        now = self.clock()
+        if doc is None or doc["client_id"] != client_id:
+            raise DeviceError("invalid_grant", "unknown or already used device code")
+        if doc["expires_at"] <= now:
+            self.store.delete_doc("device", dkey)
+            raise DeviceError("expired_token", "the device code expired; run the login again")
+        if doc["status"] == "denied":
+            self.store.delete_doc("device", dkey)
+            raise DeviceError("access_denied", "the request was denied")
+        if doc["status"] == "pending":
+            too_fast = now - doc["last_poll"] < doc["interval"]
+            doc["last_poll"] = now
+            if too_fast:
+                doc["interval"] += 5  # RFC 8628 §3.5: every slow_down adds 5 seconds
+            self.store.put_doc("device", dkey, doc, max(1, int(doc["expires_at"] - now) + 300))
+            if too_fast:
+                raise DeviceError("slow_down", f"poll at most every {doc['interval']} seconds")
+            raise DeviceError("authorization_pending", "waiting for the user to approve")
+        if self.store.take_doc("device", dkey) is None:  # single use, even under concurrent polls
+            raise DeviceError("invalid_grant", "unknown or already used device code")
+        grant = doc["grant"]
+        lifetime = int(min(self.cfg.token_lifetime, grant["session_expires_at"] - now))
+        if lifetime <= 0:
+            raise DeviceError("expired_token", "the approving session has ended")
+        token = secrets.token_urlsafe(32)
+        thash = self.store.hash_id(token)
+        self.store.put_doc("clitoken", thash, {"identity": grant["identity"], "grants": grant["grants"],
+                                               "client_id": client_id, "session": grant["session"],
+                                               "expires_at": int(now) + lifetime,
+                                               "correlation_id": grant.get("correlation_id")}, lifetime)
+        self.store.add_to_set("session-tokens", grant["session"], thash, lifetime)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
+
+    def token(self, bearer: str) -> dict[str, Any] | None:
+        """The document behind a CLI token, or None (unknown, expired or revoked)."""
+        doc = self.store.get_doc("clitoken", self.store.hash_id(bearer))
+        if doc is None or doc["expires_at"] <= self.clock():
+            return None
+        return doc
+
+    def revoke(self, bearer: str) -> None:
+        self.store.delete_doc("clitoken", self.store.hash_id(bearer))
+
+    def revoke_session(self, session_id: str) -> int:
+        """Revoke every CLI token a session approved (sign-out)."""
+        hashes = self.store.pop_set("session-tokens", self.store.hash_id(session_id))
+        for h in hashes:
+            self.store.delete_doc("clitoken", h)
+        return len(hashes)

@@ -1,0 +1,209 @@
+"""CLI login by device code (RFC 8628) and the developer CLI, each route proven with boto3 against the STS."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import ACCOUNT
+from tests.integration.helpers import dev_login, portal_json
+
+pytestmark = pytest.mark.integration
+ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
+WANT = f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def bridge(live_bridge, make_settings) -> tuple[str, Any]:  # type: ignore[no-untyped-def]
+    settings = make_settings(cli={"poll_interval": 1})
+    return live_bridge(settings), settings
+
+
+def start(base: str, client_id: str = "bridge-cli") -> dict[str, Any]:
+    r = requests.post(f"{base}/oauth/device_authorization", data={"client_id": client_id}, timeout=10)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def poll(base: str, device_code: str) -> requests.Response:
+    return requests.post(f"{base}/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                                                      "client_id": "bridge-cli", "device_code": device_code},
+                         timeout=10)
+
+
+def decide(s: requests.Session, base: str, user_code: str, decision: str = "approve") -> requests.Response:
+    page = s.get(f"{base}/device", params={"user_code": user_code}, timeout=10)
+    assert 'id="device-client">bridge-cli<' in page.text and user_code in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+    return s.post(f"{base}/device", data={"csrf_token": csrf, "user_code": user_code, "decision": decision},
+                  timeout=10)
+
+
+def test_device_flow_states(bridge, strict_sts_peer, moto_url) -> None:
+    base, settings = bridge
+    d = start(base)
+    assert re.fullmatch(r"[B-DF-HJ-NP-TV-XZ]{4}-[B-DF-HJ-NP-TV-XZ]{4}", d["user_code"])
+    assert d["verification_uri"] == f"{base}/device" and d["interval"] == 1
+    assert poll(base, d["device_code"]).json()["error"] == "authorization_pending"
+    r = poll(base, d["device_code"])  # immediately again: too fast
+    assert r.status_code == 400 and r.json()["error"] == "slow_down"
+    s = dev_login(base, "alice")
+    assert "Approved" in decide(s, base, d["user_code"]).text
+    time.sleep(6.1)  # the interval grew by 5 s with slow_down
+    r = poll(base, d["device_code"])
+    assert r.status_code == 200 and r.json()["token_type"] == "Bearer", r.text
+    token = r.json()["access_token"]
+    assert poll(base, d["device_code"]).json()["error"] == "invalid_grant"  # the code works once
+    # The token is the bridge's own, stored only hashed.
+    dump = b"".join(v for k in redis.Redis.from_url(settings.redis.url).scan_iter(
+        match=f"{settings.redis.key_prefix}*") if (v := redis.Redis.from_url(settings.redis.url).dump(k)))
+    assert token.encode() not in dump
+    auth = {"Authorization": f"Bearer {token}"}
+    grants = requests.get(f"{base}/api/v1/grants", headers=auth, timeout=10).json()["grants"]
+    gid = next(g["id"] for g in grants if g["role_arn"] == ADMIN)
+    creds = requests.post(f"{base}/api/v1/credentials/{gid}", headers=auth, timeout=30).json()
+    from tests.integration.helpers import caller_arn
+
+    assert caller_arn(moto_url, creds) == WANT
+    # Signing out in the browser revokes the CLI token it approved.
+    csrf = portal_json(s, base)["csrf_token"]
+    s.post(f"{base}/logout", data={"csrf_token": csrf}, timeout=10)
+    r = requests.get(f"{base}/api/v1/grants", headers=auth, timeout=10)
+    assert r.status_code == 401 and r.json()["error"] == "not_signed_in"
+
+
+def test_device_denied_expired_and_unknown(bridge) -> None:
+    base, settings = bridge
+    s = dev_login(base, "alice")
+    d = start(base)
+    decide(s, base, d["user_code"], "deny")
+    assert poll(base, d["device_code"]).json()["error"] == "access_denied"
+    # The user code works once: approving it again is refused with a clear page.
+    page = s.get(f"{base}/device", params={"user_code": d["user_code"]}, timeout=10)
+    assert 'id="device-unknown"' in page.text
+    # An expired code (what Redis' clock does after device_code_ttl).
+    d2 = start(base)
+    r = redis.Redis.from_url(settings.redis.url)
+    (key,) = [k for k in r.scan_iter(match=f"{settings.redis.key_prefix}device:*")]
+    doc = json.loads(r.get(key))
+    doc["expires_at"] = int(time.time()) - 1
+    r.set(key, json.dumps(doc), keepttl=True)
+    assert poll(base, d2["device_code"]).json()["error"] == "expired_token"
+    assert poll(base, "made-up").json()["error"] == "invalid_grant"
+    assert requests.post(f"{base}/oauth/device_authorization", data={"client_id": "evil"},
+                         timeout=10).json()["error"] == "invalid_client"
+    assert requests.post(f"{base}/oauth/token", data={"grant_type": "password"},
+                         timeout=10).json()["error"] == "unsupported_grant_type"
+
+
+def test_device_page_needs_sign_in(bridge) -> None:
+    base, _ = bridge
+    r = requests.get(f"{base}/device?user_code=ABCD-EFGH", allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "return_to=/device?user_code%3DABCD-EFGH" in r.headers["Location"]
+    r = requests.get(f"{base}/api/v1/grants", headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert r.status_code == 401
+
+
+# ---- the developer CLI, as a user runs it (subprocesses, a temporary HOME) ----------------
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "XDG_", "BRIDGE_"))}
+    env.update(HOME=str(tmp_path), PATH=f"{BIN}:{env.get('PATH', '')}", AWS_EC2_METADATA_DISABLED="true",
+               AWS_CONFIG_FILE=str(tmp_path / ".aws" / "config"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / ".aws" / "credentials"))
+    return env
+
+
+def cli_login(base: str, env: dict[str, str]) -> None:
+    p = subprocess.Popen([str(BIN / "bridge"), "login", "--url", base, "--no-browser"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    lines = [p.stderr.readline(), p.stderr.readline()]
+    code = re.search(r"code ([A-Z]{4}-[A-Z]{4})", "".join(lines))
+    assert code, lines
+    decide(dev_login(base, "alice"), base, code[1])
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    tokens = Path(env["HOME"]) / ".config" / "federation-bridge" / "tokens.json"
+    assert oct(tokens.stat().st_mode & 0o777) == "0o600"
+
+
+def boto3_arn(env: dict[str, str], moto_url: str, profile: str | None = None) -> str:
+    code = (f"import boto3; s = boto3.Session(profile_name={profile!r}); print(s.client('sts', "
+            f"endpoint_url={moto_url!r}, region_name='us-east-1').get_caller_identity()['Arn'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def test_cli_routes_each_give_working_credentials(bridge, home, moto_url, strict_sts_peer, bridge_logs) -> None:
+    base, _ = bridge
+    cli_login(base, home)
+    bridge_bin = str(BIN / "bridge")
+    # (1) env lines, evaluated by a real shell
+    out = subprocess.run(["bash", "-c", f'eval "$({bridge_bin} env --url {base} --role {ADMIN})" && '
+                          f"{sys.executable} -c \"import boto3; print(boto3.client('sts', endpoint_url='{moto_url}')"
+                          ".get_caller_identity()['Arn'])\""], env=home, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == WANT, out.stderr[-2000:]
+    # (3) configure writes credential_process profiles; unrelated profiles stay byte for byte
+    cfg = Path(home["AWS_CONFIG_FILE"])
+    cfg.parent.mkdir(parents=True)
+    mine = "[default]\nregion = eu-west-1 ; keep me\n\n[profile other]\nrole_arn = x\n"
+    cfg.write_text(mine)
+    out = subprocess.run([bridge_bin, "configure", "--url", base, "--region", "us-east-1"], env=home,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert cfg.read_text().startswith(mine) and f"[profile {ACCOUNT}-Admin]" in cfg.read_text()
+    assert boto3_arn(home, moto_url, profile=f"{ACCOUNT}-Admin") == WANT
+    # asked before overwriting: answering "n" keeps the file as it is
+    before = cfg.read_text()
+    out = subprocess.run([bridge_bin, "configure", "--url", base], env=home, input="n\nn\n",
+                         capture_output=True, text=True, timeout=60)
+    assert "exists. Replace it?" in out.stdout and cfg.read_text() == before
+    # credential_process output and its local cache: the second run does not reach the bridge
+    issued = bridge_logs.text.count("credentials_issued")
+    for _ in range(2):
+        out = subprocess.run([bridge_bin, "credential-process", "--url", base, "--role", ADMIN], env=home,
+                             capture_output=True, text=True, timeout=60)
+        doc = json.loads(out.stdout)
+        assert doc["Version"] == 1 and set(doc) == {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken",
+                                                    "Expiration"}
+    assert bridge_logs.text.count("credentials_issued") == issued  # both served from the local cache
+    # (4) the local container-credentials endpoint
+    p = subprocess.Popen([bridge_bin, "local-server", "--url", base, "--role", ADMIN], env=home,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout is not None
+        exports = dict(re.findall(r"export (\w+)=(\S+)", p.stdout.readline() + p.stdout.readline()))
+        assert requests.get(exports["AWS_CONTAINER_CREDENTIALS_FULL_URI"], timeout=5).status_code == 403
+        assert boto3_arn({**home, **exports}, moto_url) == WANT
+    finally:
+        p.terminate()
+        p.wait(10)
+    # logout: the token is revoked at the bridge and the local files are gone
+    out = subprocess.run([bridge_bin, "logout", "--url", base], env=home, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    out = subprocess.run([bridge_bin, "credential-process", "--url", base, "--role", f"{ACCOUNT}/ReadOnly"],
+                         env=home, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "bridge login" in out.stderr and "ASIA" not in out.stderr + out.stdout
+
+
+def test_credential_process_without_login_is_a_clear_error(bridge, home) -> None:
+    base, _ = bridge
+    out = subprocess.run([str(BIN / "bridge"), "credential-process", "--url", base, "--role", ADMIN], env=home,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.startswith("bridge: not signed in to") and f"bridge login --url {base}" in out.stderr

@@ -1,0 +1,110 @@
+"""CredentialCache against an in-process Redis stand-in: encryption, AAD binding, rotation, refresh window."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from bridge.credcache import CredentialCache
+from bridge.identity import Credentials, Grant, Identity
+from bridge.store import Store
+
+NOW = 1_800_000_000.0
+
+
+class FakeRedis:
+    """Just enough of redis-py for the cache (unit tests only; integration tests use a real Redis)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, k: str) -> Any:
+        return self.data.get(k)
+
+    def set(self, k: str, v: Any, ex: int | None = None) -> None:
+        self.data[k] = v
+
+    def sadd(self, k: str, v: str) -> None:
+        self.data.setdefault(k, set()).add(v)
+
+    def smembers(self, k: str) -> set[str]:
+        return set(self.data.get(k, set()))
+
+    def expire(self, k: str, ttl: int) -> None:
+        pass
+
+    def delete(self, *keys: str) -> None:
+        for k in keys:
+            self.data.pop(k, None)
+
+    def pipeline(self) -> FakeRedis:
+        return self
+
+    def execute(self) -> None:
+        pass
+
+
+def creds(expires_in: int = 3600) -> Credentials:
+    return Credentials("ASIAEXAMPLE", "sekret/+=", "token/+=", datetime.fromtimestamp(NOW + expires_in, UTC),
+                       "arn:aws:sts::123456789012:assumed-role/Admin/a", "arn:aws:iam::123456789012:role/Admin",
+                       "a", "us-east-1")
+
+
+IDENT = Identity(connector_id="c", subject="alice", issuer="https://idp")
+GRANT = Grant(role_arn="arn:aws:iam::123456789012:role/Admin", account_id="123456789012", label="A",
+              session_name="a", via="r", tags={"T": "v"})
+
+
+@pytest.fixture
+def cache() -> CredentialCache:
+    return CredentialCache(Store(FakeRedis(), "t:"), [os.urandom(32)], clock=lambda: NOW)  # type: ignore[arg-type]
+
+
+def test_round_trip_and_ciphertext(cache: CredentialCache) -> None:
+    cache.put(IDENT, GRANT, 3600, creds())
+    assert cache.get(IDENT, GRANT, 3600) == creds()
+    blobs = [v for k, v in cache.store.r.data.items() if ":creds:" in k]  # type: ignore[attr-defined]
+    assert len(blobs) == 1 and b"sekret" not in blobs[0] and b"ASIA" not in blobs[0]
+
+
+def test_keyed_by_user_grant_tags_and_duration(cache: CredentialCache) -> None:
+    cache.put(IDENT, GRANT, 3600, creds())
+    assert cache.get(Identity(connector_id="c", subject="bob", issuer="https://idp"), GRANT, 3600) is None
+    assert cache.get(IDENT, Grant(**{**GRANT.to_json(), "tags": {"T": "other"}}), 3600) is None
+    assert cache.get(IDENT, GRANT, 7200) is None
+
+
+def test_refresh_window(cache: CredentialCache) -> None:
+    cache.put(IDENT, GRANT, 3600, creds(expires_in=899))
+    assert cache.get(IDENT, GRANT, 3600) is None  # inside botocore's 15 minutes: not even stored
+    cache.put(IDENT, GRANT, 3600, creds(expires_in=1000))
+    assert cache.get(IDENT, GRANT, 3600) is not None
+    cache.clock = lambda: NOW + 101
+    assert cache.get(IDENT, GRANT, 3600) is None
+
+
+def test_key_rotation_and_moved_ciphertext(cache: CredentialCache) -> None:
+    old = list(cache.keys.values())
+    cache.put(IDENT, GRANT, 3600, creds())
+    raw_old_key = next(iter(cache.keys))
+    new = CredentialCache(cache.store, [os.urandom(32)], clock=lambda: NOW)
+    assert new.get(IDENT, GRANT, 3600) is None  # old key retired: a miss, not an error
+    both = CredentialCache(cache.store, [os.urandom(32)], clock=lambda: NOW)
+    both.keys[raw_old_key] = old[0]
+    assert both.get(IDENT, GRANT, 3600) == creds()  # old key still configured: decrypts
+    # A ciphertext copied under another cache key does not decrypt (the key is the AAD).
+    data = cache.store.r.data  # type: ignore[attr-defined]
+    k = next(k for k in data if ":creds:" in k)
+    other = cache._key(IDENT, GRANT, 7200)
+    data[other] = data[k]
+    assert cache.get(IDENT, GRANT, 7200) is None
+
+
+def test_forget_user(cache: CredentialCache) -> None:
+    cache.put(IDENT, GRANT, 3600, creds())
+    cache.put(IDENT, GRANT, 7200, creds())
+    assert cache.forget_user(IDENT) == 2
+    assert cache.get(IDENT, GRANT, 3600) is None
