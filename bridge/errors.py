@@ -8,6 +8,7 @@
     ├── NotSignedIn (401)            no or expired bridge session
     ├── NotGranted (403)             the role is not one of the user's grants
     ├── BadRequest (400)             malformed form data (CSRF, duration, ...)
+    ├── RateLimited (429)            too many sign-ins per IP / credential requests per user
     ├── UpstreamUnavailable (503)    discovery/JWKS/token endpoint unreachable
     ├── StoreUnavailable (503)       Redis unreachable
     └── StsError                     an STS answer, mapped from its error code
@@ -121,6 +122,18 @@ class UpstreamUnavailable(BridgeError):
     title = "Identity provider unreachable"
     message = "The bridge could not reach your identity provider."
     hint = "Try again in a minute. If it persists, the identity provider may be down."
+
+
+class RateLimited(BridgeError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+    message = "Too many requests in a short time."
+    hint = "Wait a minute, then try again."
+
+    def __init__(self, detail: str = "", *, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class StoreUnavailable(BridgeError):

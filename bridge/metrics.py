@@ -18,6 +18,7 @@ Names (all prefixed ``bridge_``):
   redis_errors_total{error}                    Redis failures by exception type
   upstream_stale_total{connector,document}     an IdP document could not be refreshed: last good copy used
   audit_write_errors_total{sink}               audit records that could not be written
+  rate_limited_total{kind}                     requests refused by rate_limits (sign_in | credentials)
   http_requests_total{endpoint,method,status}  and http_request_duration_seconds{endpoint}
   signing_key_expiry_days{kind,kid,state}      days until a key retires / its certificate ends
 """
@@ -82,6 +83,8 @@ class Metrics:
                                       ["connector", "document"], registry=r)
         self.audit_errors = Counter("bridge_audit_write_errors", "Audit records that could not be written.",
                                     ["sink"], registry=r)
+        self.rate_limited = Counter("bridge_rate_limited", "Requests refused by a rate limit.", ["kind"],
+                                    registry=r)
         self.http_requests = Counter("bridge_http_requests", "HTTP requests by endpoint and status.",
                                      ["endpoint", "method", "status"], registry=r)
         self.http_latency = Histogram("bridge_http_request_duration_seconds", "HTTP request duration.",

@@ -125,6 +125,20 @@ class Store:
             raw = self.r.getdel(f"{self.prefix}pending:{state}")
         return None if raw is None else dict(json.loads(raw))
 
+    # -- rate limits ------------------------------------------------------------------------
+    def hit(self, bucket: str, limit: int, window: int = 60) -> int:
+        """Count one request in ``bucket``'s current window (shared by every instance). Returns 0 if
+        it is within ``limit``, else the seconds until the window ends (for Retry-After)."""
+        now = int(self.clock())
+        start = now - now % window
+        key = f"{self.prefix}rl:{bucket}:{start}"
+        with self.errors():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, window + 5)
+            count = int(pipe.execute()[0])
+        return 0 if count <= limit else max(1, start + window - now)
+
     # -- replay cache ---------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:
         """True the first time ``key`` is seen within ``ttl`` seconds, False on a replay (any instance)."""

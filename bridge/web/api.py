@@ -12,7 +12,7 @@ from bridge.device import DeviceError, DeviceFlow
 from bridge.errors import BadRequest, NotGranted, NotSignedIn
 from bridge.identity import Grant, Identity
 from bridge.logs import event
-from bridge.web.common import audit_context, check_csrf, current_session, services
+from bridge.web.common import audit_context, check_csrf, current_session, rate_limit, services
 
 bp = Blueprint("api", __name__)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -123,8 +123,9 @@ def api_credentials(grant_id: str) -> ResponseReturnValue:
         raise BadRequest("passthrough grants need the browser", code="passthrough_browser_only",
                          message="This role is redeemed with your identity provider's own sign-in, which the "
                                  "CLI does not hold.", hint="Use the portal in your browser for this role.")
-    creds = services().issue_credentials(Identity.from_json(doc["identity"]), grant, int(raw),
-                                         ctx=audit_context(doc))
+    identity = Identity.from_json(doc["identity"])
+    rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
+    creds = services().issue_credentials(identity, grant, int(raw), ctx=audit_context(doc))
     g.no_store = True
     return jsonify(formats.api_json(creds))
 

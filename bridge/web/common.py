@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from flask import current_app, g, request
 
 from bridge import audit
-from bridge.errors import BadRequest, NotSignedIn
+from bridge.errors import BadRequest, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
 from bridge.services import Services
@@ -107,3 +108,20 @@ def check_csrf(doc: dict[str, Any]) -> None:
         raise BadRequest("missing or wrong CSRF token", code="csrf_failed",
                          message="This form has expired or did not come from the bridge.",
                          hint="Reload the portal and try again.")
+
+
+def rate_limit(kind: str, who: str) -> None:
+    """Count this request against ``rate_limits`` (Redis: the same budget on every instance)."""
+    svc = services()
+    limits = svc.settings.rate_limits
+    limit = limits.sign_in_per_minute if kind == "sign_in" else limits.credentials_per_minute
+    if limit <= 0:
+        return
+    wait = svc.store.hit(f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
+    if wait:
+        svc.metrics.rate_limited.labels(kind).inc()
+        raise RateLimited(f"{kind} limit {limit}/min reached", retry_after=wait)
+
+
+def client_ip() -> str:
+    return request.remote_addr or "-"

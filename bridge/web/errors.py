@@ -27,7 +27,7 @@ _BACK_TO_SIGN_IN = {"login_expired"}
 
 def _error_response(err: BridgeError) -> ResponseReturnValue:
     body = {**err.public(), "request_id": request_id.get()}
-    headers = {"Retry-After": str(RETRY_AFTER)} if err.status == 503 else {}
+    headers = {"Retry-After": str(getattr(err, "retry_after", RETRY_AFTER))} if err.status in (429, 503) else {}
     if wants_json():
         return jsonify(body), err.status, headers
     if err.code in _BACK_TO_SIGN_IN:

@@ -12,7 +12,16 @@ from bridge.logs import correlation_id, event
 from bridge.upstream.base import Connector
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
-from bridge.web.common import audit_context, check_csrf, current_session, end_session, services, start_session
+from bridge.web.common import (
+    audit_context,
+    check_csrf,
+    client_ip,
+    current_session,
+    end_session,
+    rate_limit,
+    services,
+    start_session,
+)
 
 bp = Blueprint("login", __name__)
 
@@ -36,6 +45,7 @@ def index() -> ResponseReturnValue:
 def login(connector_id: str) -> ResponseReturnValue:
     """Start a sign-in with one IdP."""
     connector = _connector(connector_id)
+    rate_limit("sign_in", client_ip())
     url = services().flow.begin(connector, request.args.get("return_to"))
     event("login_started", connector=connector_id)
     return redirect(url, code=302)
@@ -54,6 +64,7 @@ def dev_login(connector_id: str) -> ResponseReturnValue:
 def callback(connector_id: str) -> ResponseReturnValue:
     """OIDC redirect URI (GET) and form-POST callback."""
     connector = _connector(connector_id)
+    rate_limit("sign_in", client_ip())  # before any signature or XML work on what was posted
     params = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
     svc = services()
     try:

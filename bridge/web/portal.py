@@ -14,6 +14,7 @@ from bridge.identity import Credentials
 from bridge.web.common import (
     audit_context,
     check_csrf,
+    rate_limit,
     require_session,
     services,
     session_grants,
@@ -55,7 +56,9 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     if not raw.isdigit():
         raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
     svc = services()
-    creds = svc.issue_credentials(session_identity(doc), grant, int(raw), ctx=audit_context(doc),
+    identity = session_identity(doc)
+    rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
+    creds = svc.issue_credentials(identity, grant, int(raw), ctx=audit_context(doc),
                                   passthrough=session_passthrough() if grant.path == "passthrough" else None)
     g.no_store = True
     if wants_json():

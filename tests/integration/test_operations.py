@@ -422,3 +422,30 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     out = CliRunner().invoke(cli, ["keys", "prune", "--dir", str(keys)])
     assert old.path.name in out.output and not old.path.exists() and not old_saml.path.exists()
     assert _kid(mint()) == new_kid  # the running bridge notices the folder changed, nothing breaks
+
+
+# -- rate limits ------------------------------------------------------------------------------------
+
+def fresh_window(margin: float = 8.0) -> None:
+    """Start a test of the one-minute windows well inside one (not straddling two)."""
+    if time.time() % 60 > 60 - margin:
+        time.sleep(60 - time.time() % 60 + 0.1)
+
+
+def test_rate_limits(live_bridge, make_settings) -> None:
+    base = live_bridge(make_settings(rate_limits={"sign_in_per_minute": 4, "credentials_per_minute": 2}))
+    fresh_window()
+    s = dev_login(base, "alice", requests.Session())  # login start + callback: 2 of 4
+    portal = portal_json(s, base)
+    assert _creds(s, base, portal).status_code == 200
+    assert _creds(s, base, portal).status_code == 200  # a cache hit counts too: it is a request
+    r = _creds(s, base, portal)
+    assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    dev_login(base, "carol", requests.Session())  # 4 of 4
+    r = requests.get(f"{base}/login/dev", timeout=10)
+    assert_error_page(r, 429, "rate_limited")
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    assert 'bridge_rate_limited_total{kind="credentials"} 1.0' in text
+    assert 'bridge_rate_limited_total{kind="sign_in"} 1.0' in text

@@ -41,7 +41,7 @@ def two_bridges(tmp_path: Path, redis_url: str, bridge_port: int, keys_dir: Path
     """Start A and B with one config (public base_url = bridge_port, as behind a load balancer)."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(**overrides: Any) -> tuple[str, str, str]:
+    def start(rate_limits: dict[str, int] | None = None, **overrides: Any) -> tuple[str, str, str]:
         public = f"http://127.0.0.1:{bridge_port}"
         cfg: dict[str, Any] = {
             "base_url": public, "secret_key": "t", "log_level": "WARNING",
@@ -54,6 +54,7 @@ def two_bridges(tmp_path: Path, redis_url: str, bridge_port: int, keys_dir: Path
                  "client_secret": "bridge-secret"},
                 {"id": SAML_CONNECTOR, "type": "saml", "metadata_url": f"{saml_idp.url}/metadata", **overrides}],
             "mapping": {"rules": RULES},
+            "rate_limits": rate_limits or {},
         }
         path = tmp_path / "bridge.yaml"
         path.write_text(yaml.safe_dump(cfg))
@@ -152,3 +153,14 @@ def test_idp_initiated_replay_is_caught_by_the_shared_replay_cache(two_bridges, 
     assert r.status_code == 303, r.text[:500]
     assert_error_page(requests.post(f"{a}/callback/{SAML_CONNECTOR}", data=fields, timeout=30), 400,
                       "saml_replayed")
+
+
+def test_rate_limits_hold_across_instances(two_bridges) -> None:
+    from tests.integration.test_operations import fresh_window
+
+    a, b, _ = two_bridges(rate_limits={"sign_in_per_minute": 3})
+    fresh_window()
+    for instance in (a, b, a):
+        assert requests.get(f"{instance}/login/{OIDC_CONNECTOR}", allow_redirects=False, timeout=10).status_code == 302
+    r = requests.get(f"{b}/login/{OIDC_CONNECTOR}", allow_redirects=False, timeout=10)
+    assert_error_page(r, 429, "rate_limited")
