@@ -7,6 +7,7 @@ Run directly (containers): ``gunicorn -c deploy/gunicorn.conf.py bridge.wsgi:app
   BRIDGE_WORKERS         processes (default 2 x cores, at most 4)
   BRIDGE_THREADS         threads per process (default 8)
   BRIDGE_TIMEOUT         seconds a worker may be silent before it is restarted (default 30)
+  BRIDGE_MAX_REQUESTS    requests before a worker is replaced (default 5000, +- 10% jitter; 0 = never)
   BRIDGE_ACCESS_LOG      1 = JSON access log on stderr (default), 0 = none
   BRIDGE_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* gunicorn itself trusts (default 127.0.0.1)
   PROMETHEUS_MULTIPROC_DIR    where workers keep metric files (default: a fresh temporary folder)
@@ -40,8 +41,8 @@ threads = int(os.environ.get("BRIDGE_THREADS", "8"))
 timeout = int(os.environ.get("BRIDGE_TIMEOUT", "30"))  # > aws.sts_timeout x sts_max_attempts
 graceful_timeout = 20
 keepalive = 5
-max_requests = 5000
-max_requests_jitter = 500
+max_requests = int(os.environ.get("BRIDGE_MAX_REQUESTS", "5000"))  # 0 = never recycle
+max_requests_jitter = max_requests // 10
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat off disk (containers)
 # Access and error logs as JSON lines, with the request id the app set, without query strings
 # (callbacks carry codes and state in them): bridge/gunicorn_logging.py.
