@@ -264,11 +264,23 @@ mapping:
               f"({args.client_procs} processes) on the same machine; {args.seconds:.0f} s per phase")
         figures: dict[str, float] = {}
 
+        seen = {"hit": 0.0, "miss": 0.0}
+
+        def cache_delta() -> str:
+            text = requests.get(f"{base}/metrics", timeout=10).text
+            out = []
+            for result in ("hit", "miss"):
+                m = re.search(rf'bridge_credential_cache_total\{{result="{result}"\}} ([\d.e+]+)', text)
+                now = float(m[1]) if m else 0.0
+                out.append(f"{result} {now - seen[result]:.0f}")
+                seen[result] = now
+            return ", ".join(out)
+
         def report(name: str, rps: float, results: list[tuple[float, float, bool, str]], unit: str) -> None:
             lat = [r[1] for r in results if r[2]]
             errs = sum(1 for r in results if not r[2])
             print(f"{name:10s} {rps:8.1f} {unit}  p50 {pct(lat, 50):8.1f} ms  p99 {pct(lat, 99):8.1f} ms  "
-                  f"ok {len(lat)}  errors {errs}")
+                  f"ok {len(lat)}  errors {errs}  (credential cache {cache_delta()})")
             figures[name] = rps
             print(f"BENCH load_{name}_rate {rps:.1f} {unit}")
             print(f"BENCH load_{name}_p50 {pct(lat, 50):.1f} ms")

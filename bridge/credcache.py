@@ -36,10 +36,16 @@ class CredentialCache:
         if not keys:
             raise ValueError("the credential cache needs at least one key")
         self.store = store
-        self.keys = {_kid(k): AESGCM(k) for k in keys}
-        self.current = _kid(keys[-1])
+        self.use_keys(keys)
         self.refresh_window = refresh_window
         self.clock = clock
+
+    def use_keys(self, keys: Sequence[bytes]) -> None:
+        """Switch to a new key list (a key added to keys_dir while running): the newest encrypts."""
+        if not keys:
+            return
+        self.keys = {_kid(k): AESGCM(k) for k in keys}
+        self.current = _kid(keys[-1])
 
     @staticmethod
     def user_key(identity: Identity) -> str:

@@ -40,8 +40,10 @@ class KeySource:
     last good ring (and logs why), so a half-copied key never takes signing down.
     """
 
-    def __init__(self, directory: Path, ring: KeyRing, *, interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, directory: Path, ring: KeyRing, *, interval: float, clock: Callable[[], float],
+                 on_reload: Callable[[KeyRing], None] | None = None) -> None:
         self.directory = directory
+        self.on_reload = on_reload
         self.interval = interval
         self.clock = clock
         self._ring = ring
@@ -67,7 +69,10 @@ class KeySource:
                         event("keys_reload_failed", logging.ERROR, problems=problems[:5])
                     else:
                         self._ring, self._sig = ring, sig
-                        event("keys_reloaded", jwt=[k.kid for k in ring.keys], saml=[k.kid for k in ring.saml])
+                        if self.on_reload:
+                            self.on_reload(ring)
+                        event("keys_reloaded", jwt=[k.kid for k in ring.keys], saml=[k.kid for k in ring.saml],
+                              cache_keys=len(ring.cache))
             finally:
                 self._lock.release()
         return self._ring
@@ -292,6 +297,8 @@ def build_services(settings: Settings) -> Services:
                      on_call=metrics.sts_call)
     cache = (CredentialCache(store, keyring.cache, refresh_window=settings.credential_cache.refresh_window)
              if settings.credential_cache.enabled else None)
+    if cache is not None:
+        keys.on_reload = lambda ring: cache.use_keys(ring.cache)  # a cache key added while running
     svc = Services(settings=settings, store=store, flow=flow, connectors=connectors, keys=keys, sts=sts,
                    cache=cache, device=DeviceFlow(store, settings.cli), metrics=metrics,
                    auditor=build_auditor(settings, store, metrics))

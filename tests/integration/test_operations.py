@@ -449,3 +449,26 @@ def test_rate_limits(live_bridge, make_settings) -> None:
     text = requests.get(f"{base}/metrics", timeout=10).text
     assert 'bridge_rate_limited_total{kind="credentials"} 1.0' in text
     assert 'bridge_rate_limited_total{kind="sign_in"} 1.0' in text
+
+
+def test_cache_key_added_while_running_is_used(serve_app, make_settings, tmp_path) -> None:
+    import hashlib
+
+    from bridge.aws.keys import generate_cache_key
+
+    keys = tmp_path / "keys"
+    generate_key(keys)
+    generate_cache_key(keys)
+    settings = make_settings(issuer={"url": ISSUER, "keys_dir": str(keys), "keys_reload_interval": 0})
+    base, _ = serve_app(settings)  # keys_reload_interval 0: the folder is re-checked on every use
+    newer = generate_cache_key(keys)  # `bridge keys generate --kind cache` on a running bridge
+    s = dev_login(base, "alice", requests.Session())
+    portal = portal_json(s, base)
+    first = _creds(s, base, portal)
+    assert first.status_code == 200
+    r = redis.Redis.from_url(settings.redis.url)
+    (key,) = list(r.scan_iter(match=f"{settings.redis.key_prefix}creds:*"))
+    blob = r.get(key)
+    raw = base64.b64decode(newer.read_bytes().strip())
+    assert blob is not None and blob[1:9] == hashlib.sha256(raw).digest()[:8]  # encrypted under the new key
+    assert _creds(s, base, portal).json() == first.json()  # and read back
