@@ -32,9 +32,11 @@ class BridgeError(Exception):
     show_detail = False
 
     def __init__(self, detail: str = "", *, code: str | None = None, message: str | None = None,
-                 hint: str | None = None, status: int | None = None) -> None:
+                 hint: str | None = None, status: int | None = None, title: str | None = None) -> None:
         super().__init__(detail or self.message)
         self.detail = detail
+        if title is not None:
+            self.title = title
         if code is not None:
             self.code = code
         if message is not None:
