@@ -6,19 +6,40 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bridge import mapping
 from bridge.aws.keys import KeyRing, load_keyring
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
-from bridge.config import Settings
-from bridge.errors import BadRequest, ConfigError
+from bridge.config import Settings, reload_mapping, rules_file_path
+from bridge.errors import BadRequest, ConfigError, MfaRequired
 from bridge.flow import LoginFlow
 from bridge.identity import Credentials, Grant, Identity
 from bridge.logs import event
+from bridge.rulebook import RuleBook
 from bridge.store import Store
 from bridge.upstream import Connector, build_connector
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the rules in force (``version``) give one identity: usable grants, and MFA-locked ones."""
+
+    grants: list[Grant]
+    locked: list[Grant]
+    version: str
+
+
+def rule_book(settings: Settings) -> RuleBook:
+    """The reloadable rules for ``settings``: watches the config file (if any) and the rules file."""
+    def files(m: mapping.MappingSettings) -> list[Path]:
+        return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir)) if p]
+
+    reloadable = settings.source_file is not None or settings.rules_path is not None
+    return RuleBook(settings.mapping, loader=(lambda: reload_mapping(settings)) if reloadable else None,
+                    files=files)
 
 
 @dataclass
@@ -29,19 +50,37 @@ class Services:
     connectors: dict[str, Connector]
     keyring: KeyRing
     sts: StsGateway
+    rules: RuleBook
     clock: Callable[[], float] = field(default=time.time)
 
+    def _defaults(self) -> mapping.GrantDefaults:
+        d = self.settings.grant_defaults()
+        return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+
+    def access_for(self, identity: Identity) -> Access:
+        """Run the rules in force; log what was sanitized, merged or withheld (rule names and reasons,
+        never claim sets)."""
+        rules = self.rules.mapping
+        decision = mapping.decide(rules, identity, self._defaults())
+        for r in decision.results:
+            if r.notes or r.withheld:
+                event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
+                      withheld=[{"role_arn": w.role_arn, "code": w.code, "reason": w.reason} for w in r.withheld],
+                      notes=list(r.notes[:20]))
+        return Access(decision.grants, decision.locked, rules.compiled.version)
+
     def grants_for(self, identity: Identity) -> list[Grant]:
-        """Run the mapping rules; log what was sanitized or withheld (never the values)."""
-        results = mapping.explain(self.settings.mapping, identity, **self.settings.grant_defaults())
-        for r in results:
-            if r.matched and (r.notes or r.grant is None):
-                event("mapping_notes", logging.INFO, rule=r.rule, granted=r.grant is not None,
-                      reason=r.reason, notes=list(r.notes))
-        return [r.grant for r in results if r.grant]
+        """The grants the rules in force give ``identity``."""
+        return self.access_for(identity).grants
+
+    def explain(self, identity: Identity) -> list[mapping.RuleResult]:
+        """Every rule in force, matched or not and why (for /portal/why and the admin page)."""
+        return mapping.decide(self.rules.mapping, identity, self._defaults(), explain_all=True).results
 
     def issue_credentials(self, identity: Identity, grant: Grant, duration: int) -> Credentials:
         """Mint a token for ``grant`` and redeem it at STS (AssumeRoleWithWebIdentity)."""
+        if grant.mfa_required and not identity.mfa:
+            raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
             raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
@@ -67,4 +106,5 @@ def build_services(settings: Settings) -> Services:
     flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts)
-    return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts)
+    return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts,
+                    rules=rule_book(settings))

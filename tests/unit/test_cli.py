@@ -29,9 +29,13 @@ issuer: {{keys_dir: keys}}
 connectors: [{{id: corp, type: oidc, issuer: "https://idp.example.com", client_id: c, client_secret: s}}]
 mapping:
   rules:
-    - {{name: admins, group: aws-admins, role_arn: "{ADMIN}", tags: {{Dept: claims.department}},
-       transitive_tags: [Dept], source_identity_from: email}}
-    - {{name: finance, claim: claims.department, equals: Finance, role_arn: "arn:aws:iam::123456789012:role/Fin"}}
+    - name: admins
+      match: {{group: aws-admins}}
+      grants: [{{role_arn: "{ADMIN}", tags: {{Dept: "{{claims.department}}"}}, transitive_tags: [Dept],
+                source_identity: "{{email}}"}}]
+    - name: finance
+      match: {{claim: claims.department, equals: Finance}}
+      grants: [{{role_arn: "arn:aws:iam::123456789012:role/Fin"}}]
 """)
     ident = tmp_path / "id.json"
     ident.write_text(json.dumps(IDENTITY))
@@ -48,7 +52,8 @@ def test_explain_text_and_json(setup: tuple[Path, Path]) -> None:
     r = CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(ident), "--json"])
     doc = json.loads(r.output)
     assert [g["role_arn"] for g in doc["grants"]] == [ADMIN]
-    assert doc["rules"][1] == {"rule": "finance", "matched": False, "grant": None, "notes": [],
+    assert doc["rules"][1] == {"rule": "finance", "matched": False, "outcome": "no match", "grants": [],
+                               "withheld": [], "notes": [],
                                "reason": "claims.department is 'Platform', not 'Finance'"}
 
 
