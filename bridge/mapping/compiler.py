@@ -14,9 +14,12 @@ those pairs, so evaluating 10,000 rules looks up an identity's values instead of
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
-from collections.abc import Collection
+from bisect import bisect_left
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,20 +163,37 @@ class CRule:
 
 
 @dataclass
+class AffixIndex:
+    """Rules by the prefixes (or suffixes) of one path's values, grouped by length."""
+
+    path: ClaimPath
+    by_len: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+    entries: list[tuple[str, list[int]]] = field(default_factory=list)  # sorted, for bisecting
+
+    def add(self, affix: str, pos: int) -> None:
+        self.by_len.setdefault(len(affix), {}).setdefault(affix, []).append(pos)
+
+    def freeze(self) -> None:
+        self.entries = sorted((a, rules) for table in self.by_len.values() for a, rules in table.items())
+
+
+@dataclass
 class RuleSet:
-    """What the engine runs: rules in file order, the catalog, and the exact-match index."""
+    """What the engine runs: rules in file order, the catalog, and the index."""
 
     rules: list[CRule]
     catalog: Catalog
     partition: str
-    index: dict[str, tuple[ClaimPath, dict[str, list[int]]]]
+    exact: dict[str, tuple[ClaimPath, dict[str, list[int]]]]
+    prefixes: dict[str, AffixIndex]
+    suffixes: dict[str, AffixIndex]
     unindexed: list[int]
     version: str
 
     def candidates(self, view: View) -> list[int]:
-        """Rule positions that can match ``view`` (superset), in file order."""
+        """Positions of the rules that can match ``view`` (a superset), in file order."""
         hits: set[int] = set(self.unindexed)
-        for path, table in self.index.values():
+        for path, table in self.exact.values():
             values = view.text_set(path)
             if len(values) <= len(table):
                 for v in values:
@@ -183,6 +203,28 @@ class RuleSet:
             else:
                 for v, found in table.items():
                     if v in values:
+                        hits.update(found)
+        for ix in self.prefixes.values():
+            values = view.text_set(ix.path)
+            if not values:
+                continue
+            if len(values) * len(ix.by_len) <= len(ix.entries):
+                for n, table in ix.by_len.items():
+                    for v in values:
+                        found = table.get(v[:n]) if len(v) >= n else None
+                        if found:
+                            hits.update(found)
+            else:
+                ordered = view.sorted_texts(ix.path)
+                for affix, found in ix.entries:
+                    i = bisect_left(ordered, affix)
+                    if i < len(ordered) and ordered[i].startswith(affix):
+                        hits.update(found)
+        for ix in self.suffixes.values():
+            for v in view.text_set(ix.path):
+                for n, table in ix.by_len.items():
+                    found = table.get(v[-n:]) if len(v) >= n else None
+                    if found:
                         hits.update(found)
         return sorted(hits)
 
@@ -470,8 +512,11 @@ class _Compiler:
                         slot.append((r.connectors, t.value.constant, t.where, r.name))
 
 
-def _index(rules: list[CRule]) -> tuple[dict[str, tuple[ClaimPath, dict[str, list[int]]]], list[int]]:
-    index: dict[str, tuple[ClaimPath, dict[str, list[int]]]] = {}
+def _index(rules: list[CRule]) -> tuple[dict[str, tuple[ClaimPath, dict[str, list[int]]]],
+                                        dict[str, AffixIndex], dict[str, AffixIndex], list[int]]:
+    exact: dict[str, tuple[ClaimPath, dict[str, list[int]]]] = {}
+    prefixes: dict[str, AffixIndex] = {}
+    suffixes: dict[str, AffixIndex] = {}
     unindexed: list[int] = []
     paths: dict[str, ClaimPath] = {}
 
@@ -488,9 +533,15 @@ def _index(rules: list[CRule]) -> tuple[dict[str, tuple[ClaimPath, dict[str, lis
         if r.cond.keys is None:
             unindexed.append(pos)
             continue
-        for path_text, value in sorted(r.cond.keys):
-            index.setdefault(path_text, (paths[path_text], {}))[1].setdefault(value, []).append(pos)
-    return index, unindexed
+        for kind, path_text, value in sorted(r.cond.keys):
+            if kind == "=":
+                exact.setdefault(path_text, (paths[path_text], {}))[1].setdefault(value, []).append(pos)
+            else:
+                affixes = prefixes if kind == "^" else suffixes
+                affixes.setdefault(path_text, AffixIndex(paths[path_text])).add(value, pos)
+    for ix in (*prefixes.values(), *suffixes.values()):
+        ix.freeze()
+    return exact, prefixes, suffixes, unindexed
 
 
 def compile_mapping(ms: MappingSettings, *, partition: str = "aws", connectors: Collection[str] | None = None,
@@ -509,12 +560,25 @@ def compile_mapping(ms: MappingSettings, *, partition: str = "aws", connectors: 
         if compiled is not None:
             rules.append(compiled)
     c.conflicts(rules)
-    index, unindexed = _index(rules)
+    exact, prefixes, suffixes, unindexed = _index(rules)
     version = hashlib.sha256(ms.model_dump_json(exclude={"reload_interval", "rules_file"}).encode()).hexdigest()[:16]
-    return RuleSet(rules, c.catalog, c.partition, index, unindexed, version), c.problems
+    return RuleSet(rules, c.catalog, c.partition, exact, prefixes, suffixes, unindexed, version), c.problems
 
 
 # --------------------------------------------------------------------------- loading
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a bulk load: parsing and compiling 10,000 rules makes
+    hundreds of thousands of objects, and the collector re-scanning the growing heap triples the time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _loc(loc: tuple[str | int, ...]) -> str:
@@ -546,6 +610,11 @@ def load_mapping(raw: Any, *, partition: str = "aws", connectors: Collection[str
 
     Problem paths are relative to the document (``rules[3].grants[0].tags.Team: …``).
     """
+    with gc_paused():
+        return _load_mapping(raw, partition, connectors)
+
+
+def _load_mapping(raw: Any, partition: str, connectors: Collection[str] | None) -> MappingSettings:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -5,8 +5,10 @@
 becomes its own grant), and, when ``explain`` is set, a sentence with the values it saw.
 
 Each condition also states, for the compiler: which captures it may set (``possible``) and
-always sets when it holds (``guaranteed``), and for the index, the exact ``(path, value)``
-pairs one of which an identity must have for it to hold (``keys``; None when no such set).
+always sets when it holds (``guaranteed``), and for the index, a set of *requirements* one of
+which an identity must meet for it to hold (``keys``; None when there is no such finite set):
+``("=", path, v)`` a value equal to v, ``("^", path, p)`` one starting with p, ``("$", path, s)``
+one ending with s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ Binding = dict[str, str]
 EMPTY: tuple[Binding, ...] = ({},)
 MAX_BINDINGS = 1000        # ways one rule may match (= grants one rule may produce) per identity
 MAX_MATCH_LEN = 1024       # longer values are not run through regex/glob (bounded work per login)
-IndexKeys = frozenset[tuple[str, str]]
+IndexKeys = frozenset[tuple[str, str, str]]
 
 
 class Outcome(NamedTuple):
@@ -35,10 +37,36 @@ NO = Outcome(False, (), "")
 YES = Outcome(True, EMPTY, "")
 
 
+def _top_level_alternation(pattern: str) -> bool:
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1:i + 2] == "^":
+                i += 1
+            if pattern[i + 1:i + 2] == "]":  # a ] right after [ or [^ is a literal
+                i += 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
 def literal_prefix(pattern: str) -> str:
     """A prefix every full match of ``pattern`` starts with ("" when unsure). Lets a regex over
-    1,000 sorted groups look only at the few that share its prefix."""
-    if "|" in pattern or pattern.startswith("(?"):
+    1,000 sorted groups look only at the few that share its prefix, and the index find it."""
+    if pattern.startswith("(?") or _top_level_alternation(pattern):
         return ""
     out: list[str] = []
     i = 0
@@ -78,8 +106,15 @@ class Leaf:
         self.exists = bool(operand) if op == "exists" else False
         names = set(self.regexes[0].groupindex) if op == "regex" else set()
         self.possible = self.guaranteed = frozenset(names)
-        self.keys: IndexKeys | None = (
-            frozenset((path.text, v) for v in self.operands) if op in ("equals", "in") else None)
+        self.keys: IndexKeys | None = None
+        if op in ("equals", "in"):
+            self.keys = frozenset(("=", path.text, v) for v in self.operands)
+        elif op in ("starts_with", "regex", "glob"):
+            prefixes = self.prefixes if op != "starts_with" else self.operands
+            if all(prefixes):
+                self.keys = frozenset(("^", path.text, p) for p in prefixes)
+        elif op == "ends_with" and all(self.operands):
+            self.keys = frozenset(("$", path.text, v) for v in self.operands)
 
     def describe(self) -> str:
         if self.group_form:
@@ -202,7 +237,9 @@ class All:
         self.possible = frozenset().union(*(c.possible for c in children))
         self.guaranteed = frozenset().union(*(c.guaranteed for c in children))
         indexed = [c.keys for c in children if c.keys is not None]
-        self.keys: IndexKeys | None = min(indexed, key=len) if indexed else None
+        # the most selective requirement: exact values first, then the fewest
+        self.keys: IndexKeys | None = min(indexed, key=lambda k: (any(kind != "=" for kind, _, _ in k), len(k))) \
+            if indexed else None
 
     def describe(self) -> str:
         return "all of: " + "; ".join(c.describe() for c in self.children)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from bridge.mapping.paths import ClaimPath, View, parse_path
@@ -87,38 +87,35 @@ class Placeholder:
         return any(f.name == "default" for f in self.filters)
 
 
-@dataclass(frozen=True)
 class Template:
-    source: str
-    parts: tuple[str | Placeholder, ...]
-    placeholders: tuple[Placeholder, ...] = field(default=())
+    """A parsed template. ``constant`` is its text when it has no placeholder (else None)."""
 
-    @property
-    def constant(self) -> str | None:
-        """The text when there is no placeholder, else None."""
-        return None if self.placeholders else "".join(p for p in self.parts if isinstance(p, str))
+    __slots__ = ("source", "parts", "placeholders", "constant", "captures", "uses_match")
 
-    @property
-    def captures(self) -> dict[str, bool]:
-        """Capture names used → whether every use has a ``default``."""
-        out: dict[str, bool] = {}
+    def __init__(self, source: str, parts: tuple[str | Placeholder, ...]) -> None:
+        self.source = source
+        self.parts = parts
+        self.placeholders = tuple(p for p in parts if isinstance(p, Placeholder))
+        self.constant: str | None = None if self.placeholders else "".join(p for p in parts if isinstance(p, str))
+        # capture names used -> whether every use of it has a default
+        self.captures: dict[str, bool] = {}
         for p in self.placeholders:
             if p.path.capture:
-                out[p.path.capture] = out.get(p.path.capture, True) and p.defaulted
-        return out
+                self.captures[p.path.capture] = self.captures.get(p.path.capture, True) and p.defaulted
+        self.uses_match = any(p.path.root == "match" for p in self.placeholders)
 
-    @property
-    def uses_match(self) -> bool:
-        return any(p.path.root == "match" for p in self.placeholders)
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
 
     def render(self, view: View, binding: Mapping[str, str]) -> str | Missing:
         """Render for one identity and one set of captures."""
-        if not self.placeholders:
-            return self.source_text
+        if self.constant is not None:
+            return self.constant
         cacheable = not self.uses_match
-        if cacheable and id(self) in view.cache:
-            cached: str | Missing = view.cache[id(self)]
-            return cached
+        if cacheable:
+            hit: str | Missing | None = view.cache.get(id(self))
+            if hit is not None:
+                return hit
         out: list[str] = []
         result: str | Missing | None = None
         for part in self.parts:
@@ -142,10 +139,6 @@ class Template:
         if cacheable:
             view.cache[id(self)] = result
         return result
-
-    @property
-    def source_text(self) -> str:
-        return "".join(p for p in self.parts if isinstance(p, str))
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -249,7 +242,7 @@ def parse_template(text: str) -> tuple[Template | None, list[str]]:
         parts.append("".join(buf))
     if problems:
         return None, problems
-    return Template(text, tuple(parts), tuple(p for p in parts if isinstance(p, Placeholder))), []
+    return Template(text, tuple(parts)), []
 
 
 _CACHE: dict[str, tuple[Template | None, tuple[str, ...]]] = {}
