@@ -37,6 +37,7 @@ from bridge.aws.limits import (
 from bridge.errors import ConfigError
 from bridge.mapping.conditions import All, Any_, Cond, Leaf, Mfa, Not, compile_glob
 from bridge.mapping.model import (
+    AccountEntry,
     AllCond,
     AnyCond,
     ClaimCond,
@@ -457,8 +458,8 @@ class _Compiler:
 
     # ------------------------------------------------------------ deny
 
-    def deny(self, spec: Any, where: str) -> CDeny | None:
-        if not isinstance(spec, DenySpec):
+    def deny(self, spec: DenySpec, where: str) -> CDeny | None:
+        if spec.all:
             return CDeny(True, frozenset(), ())
         accounts = set()
         for i, ref in enumerate(spec.accounts):
@@ -624,12 +625,33 @@ def _load_mapping(raw: Any, partition: str, connectors: Collection[str] | None) 
     if not isinstance(rules_raw, list):
         problems.append("rules: must be a list of rules")
         rules_raw = []
-    ms: MappingSettings | None = None
+    def shape(e: ValidationError, prefix: str) -> list[str]:
+        return [f"{(prefix + _loc(err['loc']))[1:] or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
+                for err in e.errors()]
+
+    # Options, then each catalog entry, then each rule on its own: a broken one must not hide the
+    # problems of the others, so compiling below goes on with stand-ins for what did not validate.
     try:
-        ms = MappingSettings.model_validate({k: v for k, v in raw.items() if k != "rules"})
+        ms = MappingSettings.model_validate({k: v for k, v in raw.items() if k not in ("rules", "accounts")})
     except ValidationError as e:
-        problems += [f"{_loc(err['loc'])[1:] or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
-                     for err in e.errors()]
+        problems += shape(e, "")
+        ms = MappingSettings()
+    accounts_raw = raw.get("accounts") or {}
+    accounts: dict[str, AccountEntry] = {}
+    try:
+        MappingSettings.model_validate({"accounts": {k: {} for k in accounts_raw}} if isinstance(accounts_raw, dict)
+                                       else {"accounts": accounts_raw})
+    except ValidationError as e:
+        problems += shape(e, "")
+        accounts_raw = {}
+    for key, entry in accounts_raw.items():
+        try:
+            accounts[key] = AccountEntry.model_validate(entry)
+        except ValidationError as e:
+            problems += shape(e, f".accounts.{key}")
+            alias = entry.get("alias") if isinstance(entry, dict) else None
+            accounts[key] = AccountEntry.model_construct(alias=alias if isinstance(alias, str) else None,
+                                                         label=None, partition=None, roles={})
     rules: list[Rule] = []
     positions: list[int] = []
     legacy: list[str] = []
@@ -647,9 +669,7 @@ def _load_mapping(raw: Any, partition: str, connectors: Collection[str] | None) 
             for err in e.errors():
                 line = f"rules[{i}]{_loc(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
                 problems.append(_legacy_path(line) if i in legacy_pos else line)
-    if ms is None:
-        raise ConfigError(problems)
-    ms = ms.model_copy(update={"rules": rules})
+    ms = ms.model_copy(update={"rules": rules, "accounts": accounts})
     ruleset, semantic = compile_mapping(ms, partition=partition, connectors=connectors, positions=positions)
     for p in semantic:
         pos = re.match(r"rules\[(\d+)\]", p)

@@ -69,7 +69,7 @@ def literal_prefix(pattern: str) -> str:
     if pattern.startswith("(?") or _top_level_alternation(pattern):
         return ""
     out: list[str] = []
-    i = 0
+    i = 1 if pattern.startswith("^") else 0  # redundant in a full match (no MULTILINE: that starts with "(?")
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\":

@@ -226,14 +226,16 @@ class GrantSpec(_M):
 
 
 class DenySpec(_M):
-    """What a deny rule takes away: accounts (ids or aliases) and/or roles (globs, see README)."""
+    """What a deny rule takes away: every role (``deny: all``), or accounts (ids or aliases) and/or
+    roles (globs over the ARN when they start with ``arn:``, else over the role name)."""
 
+    all: bool = False
     accounts: list[StrictStr] = Field(default_factory=list)
     roles: list[StrictStr] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _something(self) -> DenySpec:
-        if not self.accounts and not self.roles:
+        if not self.all and not self.accounts and not self.roles:
             raise ValueError("deny needs accounts and/or roles (or write deny: all)")
         return self
 
@@ -246,7 +248,16 @@ class Rule(_M):
     connectors: list[str] | None = None
     match: Condition
     grants: list[GrantSpec] | None = Field(None, min_length=1)
-    deny: Literal["all", True] | DenySpec | None = None
+    deny: DenySpec | None = None
+
+    @field_validator("deny", mode="before")
+    @classmethod
+    def _deny_all(cls, v: Any) -> Any:
+        if v == "all" or v is True:
+            return {"all": True}
+        if v is not None and not isinstance(v, dict | DenySpec):
+            raise ValueError("write deny: all, or deny: {accounts: [...], roles: [...]}")
+        return v
 
     @model_validator(mode="before")
     @classmethod
