@@ -297,6 +297,19 @@ def _semantic_problems(s: Settings) -> list[str]:
     return problems
 
 
+FileStamp = tuple[int, int, int] | None  # (mtime_ns, size, inode); None = missing
+
+
+def file_stamp(path: Path) -> FileStamp:
+    """What tells a changed file from an unchanged one, cheaply. Taken *before* reading a file, so a
+    change made while it is being read still shows as a change later."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def _yaml(text: str) -> Any:
     # libyaml when present, and no cyclic GC while building the tree: a 10,000-rule file parses in a
     # fraction of the time (bench/bench_rules.py).
@@ -365,18 +378,21 @@ def _load_mapping_section(raw: Any, source_dir: Path, partition: str,
     doc = dict(raw)
     origin = dict.fromkeys(doc, "mapping.")
     rules_file = doc.get("rules_file")
+    stamps: dict[str, FileStamp] = {}
     if rules_file is not None and not (isinstance(rules_file, str) and rules_file):
         problems.append("mapping.rules_file: must be a file path")
     elif rules_file:
         path = rules_file_path(rules_file, source_dir)
         assert path is not None
+        stamps[str(path)] = file_stamp(path)
         for k, v in _read_rules_file(path, rules_file, problems).items():
-            if k in doc:
+            if doc.get(k) is not None:
                 problems.append(f"mapping.{k}: given here and in {rules_file}; keep one")
             doc[k] = v
             origin[k] = f"{rules_file}:"
     try:
         mapping = load_mapping(doc, partition=partition, connectors=connectors)
+        mapping.file_stamps.update(stamps)
     except ConfigError as e:
         for p in e.problems:
             key = re.match(r"[A-Za-z_]+", p)
@@ -393,7 +409,9 @@ def reload_mapping(settings: Settings) -> MappingSettings:
     listing every problem. Only the mapping changes: other settings need a restart."""
     raw: Any = settings._mapping_raw
     problems: list[str] = []
+    stamps: dict[str, FileStamp] = {}
     if settings.source_file is not None:
+        stamps[str(settings.source_file)] = file_stamp(settings.source_file)
         try:
             doc = _yaml(settings.source_file.read_text(encoding="utf-8"))
         except OSError as e:
@@ -406,6 +424,7 @@ def reload_mapping(settings: Settings) -> MappingSettings:
     problems += more
     if problems or mapping is None:
         raise ConfigError(problems)
+    mapping.file_stamps.update(stamps)
     return mapping
 
 
@@ -444,6 +463,7 @@ def settings_from_dict(raw: Any, *, source_dir: Path = Path("."), source_file: P
 def load_settings(path: str | os.PathLike[str]) -> Settings:
     """Read ``path`` (YAML) into Settings; raise ConfigError listing every problem."""
     p = Path(path)
+    stamp = file_stamp(p.resolve())
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
@@ -452,4 +472,6 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
         raw = _yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError([_yaml_problem(str(p), e)]) from None
-    return settings_from_dict(raw, source_dir=p.resolve().parent, source_file=p.resolve())
+    settings = settings_from_dict(raw, source_dir=p.resolve().parent, source_file=p.resolve())
+    settings.mapping.file_stamps[str(p.resolve())] = stamp
+    return settings

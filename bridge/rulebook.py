@@ -16,30 +16,28 @@ touched: their grants are re-evaluated with the new rules on their next request.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bridge.config import FileStamp, file_stamp
 from bridge.errors import ConfigError
 from bridge.logs import event
 from bridge.mapping import MappingSettings
 
-Stamp = tuple[str, int, int, int] | tuple[str, None, None, None]
+Stamps = dict[str, FileStamp]
 
 
-def _stamps(paths: list[Path]) -> tuple[Stamp, ...]:
-    out: list[Stamp] = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            out.append((str(p), None, None, None))
-        else:
-            out.append((str(p), st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
+def _now(paths: list[Path]) -> Stamps:
+    return {str(p): file_stamp(p) for p in paths}
+
+
+def _loaded(mapping: MappingSettings, paths: list[Path]) -> Stamps:
+    """The stamps of ``paths`` as they were when ``mapping`` was read from them (now, if unknown)."""
+    now = _now(paths)
+    return {p: mapping.file_stamps.get(p, stamp) for p, stamp in now.items()}
 
 
 class RuleBook:
@@ -52,7 +50,7 @@ class RuleBook:
         self._loader = loader
         self._files = files
         self._clock = clock
-        self._stamp = _stamps(files(mapping))
+        self._stamp = _loaded(mapping, files(mapping))
         self._next_check = clock() + mapping.reload_interval
         self._lock = threading.Lock()
         self._requested = False
@@ -80,7 +78,7 @@ class RuleBook:
         try:
             requested, self._requested = self._requested, False
             self._next_check = self._clock() + self._mapping.reload_interval
-            stamp = _stamps(self._files(self._mapping))
+            stamp = _now(self._files(self._mapping))
             if requested or stamp != self._stamp:
                 self._reload(stamp, "signal" if requested else "file_changed")
         finally:
@@ -89,9 +87,9 @@ class RuleBook:
     def reload(self, reason: str = "requested") -> bool:
         """Reload now; True when the new rules are in force."""
         with self._lock:
-            return self._reload(_stamps(self._files(self._mapping)), reason)
+            return self._reload(_now(self._files(self._mapping)), reason)
 
-    def _reload(self, stamp: tuple[Stamp, ...], reason: str) -> bool:
+    def _reload(self, stamp: Stamps, reason: str) -> bool:
         assert self._loader is not None
         old = self._mapping
         started = time.monotonic()
@@ -105,14 +103,14 @@ class RuleBook:
             self._fail(stamp, reason, [f"unexpected {type(e).__name__} while loading the rules"])
             return False
         self._mapping = new
-        self._stamp = _stamps(self._files(new))
+        self._stamp = _loaded(new, self._files(new))
         self._next_check = self._clock() + new.reload_interval
         self.last_problems = []
         event("rules_reloaded", reason=reason, rules=len(new.rules), version=version,
               previous_version=old.compiled.version, ms=round((time.monotonic() - started) * 1000, 1))
         return True
 
-    def _fail(self, stamp: tuple[Stamp, ...], reason: str, problems: list[str]) -> None:
+    def _fail(self, stamp: Stamps, reason: str, problems: list[str]) -> None:
         self._stamp = stamp  # do not retry the same broken files every interval
         self.last_problems = list(problems)
         event("rules_reload_failed", logging.ERROR, reason=reason, kept_version=self._mapping.compiled.version,

@@ -32,14 +32,14 @@ class Access:
     version: str
 
 
-def rule_book(settings: Settings) -> RuleBook:
+def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic) -> RuleBook:
     """The reloadable rules for ``settings``: watches the config file (if any) and the rules file."""
     def files(m: mapping.MappingSettings) -> list[Path]:
         return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir)) if p]
 
     reloadable = settings.source_file is not None or settings.rules_path is not None
     return RuleBook(settings.mapping, loader=(lambda: reload_mapping(settings)) if reloadable else None,
-                    files=files)
+                    files=files, clock=clock)
 
 
 @dataclass

@@ -25,21 +25,11 @@ loglevel = os.environ.get("BRIDGE_GUNICORN_LOGLEVEL", "warning")
 forwarded_allow_ips = "127.0.0.1"
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    """Each worker reloads its own rules on SIGHUP (bridge/rulebook.py); gunicorn would otherwise
-    leave the signal at its default, which ends the worker."""
-    from bridge.rulebook import install_sighup
-
-    services = getattr(worker.wsgi, "extensions", {}).get("bridge")
-    if services is not None:
-        install_sighup(services.rules)
-
-
 def when_ready(server):  # type: ignore[no-untyped-def]
-    """SIGHUP to the master is forwarded to the workers: the rules reload in place, and a broken rules
-    file keeps the rules in force. (gunicorn's own HUP restarts every worker with a fresh config,
-    and workers that cannot load a broken config would not boot.) Restart the service to apply
-    changes outside ``mapping``."""
+    """SIGHUP to the master is forwarded to the workers, which reload their rules in place (bridge/wsgi.py
+    installs the handler); a broken rules file keeps the rules in force. (gunicorn's own HUP restarts
+    every worker with a fresh config, and workers that cannot load a broken config would not boot.)
+    Restart the service to apply changes outside ``mapping``."""
     import signal as _signal
 
     def forward_hup() -> None:

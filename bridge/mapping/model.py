@@ -307,6 +307,7 @@ class MappingSettings(_M):
 
     _compiled: Any = PrivateAttr(default=None)
     _legacy: list[str] = PrivateAttr(default_factory=list)
+    _stamps: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("accounts", mode="before")
     @classmethod
@@ -329,6 +330,12 @@ class MappingSettings(_M):
                 raise ValueError("; ".join(problems))
             self._compiled = ruleset
         return self._compiled
+
+    @property
+    def file_stamps(self) -> dict[str, Any]:
+        """Stamps of the files these settings were read from, taken before reading (set by the loader;
+        the rule book compares them to tell a changed file)."""
+        return self._stamps
 
     @property
     def legacy_rules(self) -> list[str]:
