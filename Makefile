@@ -36,6 +36,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	scripts/setup-system.sh test
 	$(PY) bench/bench_credentials.py
+	$(PY) bench/bench_rules.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache

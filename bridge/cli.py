@@ -1,4 +1,4 @@
-"""The ``bridge`` command: serve, demo, check-config, explain, preview, verify, keys."""
+"""The ``bridge`` command: serve, demo, check-config, explain, preview, verify, keys, rules-schema."""
 
 from __future__ import annotations
 
@@ -125,6 +125,14 @@ def explain(config_path: str, identity_path: str, as_json: bool, matched_only: b
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     click.echo(mapping.report_text(results, ident, only_matched=matched_only))
+
+
+@main.command("rules-schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of the mapping section and of rules files (for editors' YAML validation)."""
+    schema = mapping.MappingSettings.model_json_schema()
+    schema["title"] = "Federation Bridge rules (mapping: section, or a rules file)"
+    click.echo(json.dumps(schema, indent=2))
 
 
 def _decode_part(part: str) -> Any:

@@ -130,7 +130,9 @@ class Grant:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Grant:
-        kw = dict(d)
+        # Unknown keys are ignored: during a rolling upgrade a newer worker may have stored fields this
+        # one does not know yet.
+        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         kw["tags"] = dict(kw.get("tags") or {})
         kw["transitive_keys"] = tuple(kw.get("transitive_keys") or ())
         return cls(**kw)

@@ -158,3 +158,22 @@ def test_explain_the_demo_config_as_the_readme_shows(monkeypatch: pytest.MonkeyP
     assert r.exit_code == 0, r.output
     assert "4 grant(s):" in r.output and "group-convention" in r.output
     assert "arn:aws:iam::123456789012:role/Billing" in r.output
+
+
+def test_rules_schema_describes_the_rules() -> None:
+    r = CliRunner().invoke(main, ["rules-schema"])
+    assert r.exit_code == 0
+    schema = json.loads(r.output)
+    assert {"Rule", "GrantSpec", "Condition", "ClaimCond", "AccountEntry"} <= set(schema["$defs"])
+    assert schema["$defs"]["Rule"]["additionalProperties"] is False
+    assert set(schema["$defs"]["ClaimCond"]["properties"]) == {"claim", "equals", "in", "contains", "starts_with",
+                                                               "ends_with", "regex", "glob", "exists"}
+
+
+def test_grants_from_newer_sessions_load() -> None:
+    from bridge.identity import Grant
+
+    g = Grant(role_arn=ADMIN, account_id="123456789012", label="A", session_name="s1", via="r", account_alias="x")
+    assert Grant.from_json({**g.to_json(), "added_later": 1}) == g
+    old = {k: v for k, v in g.to_json().items() if k not in ("account_alias", "account_label")}
+    assert Grant.from_json(old).account_alias == ""
