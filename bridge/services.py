@@ -57,12 +57,12 @@ class Services:
         d = self.settings.grant_defaults()
         return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
 
-    def access_for(self, identity: Identity) -> Access:
+    def access_for(self, identity: Identity, *, log: bool = True) -> Access:
         """Run the rules in force; log what was sanitized, merged or withheld (rule names and reasons,
-        never claim sets)."""
+        never claim sets) unless ``log`` is off (sessions re-evaluated after a reload)."""
         rules = self.rules.mapping
         decision = mapping.decide(rules, identity, self._defaults())
-        for r in decision.results:
+        for r in decision.results if log else ():
             if r.notes or r.withheld:
                 event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
                       withheld=[{"role_arn": w.role_arn, "code": w.code, "reason": w.reason} for w in r.withheld],

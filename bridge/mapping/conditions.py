@@ -116,13 +116,6 @@ class Leaf:
         elif op == "ends_with" and all(self.operands):
             self.keys = frozenset(("$", path.text, v) for v in self.operands)
 
-    def describe(self) -> str:
-        if self.group_form:
-            return f"group {self.operands[0]!r}"
-        operand = list(self.operands) if len(self.operands) > 1 or self.op == "in" else self.operands[0]
-        return f"{self.path.text} {self.op} {operand!r}" if self.op != "exists" else \
-            f"{self.path.text} exists: {str(self.exists).lower()}"
-
     def test(self, view: View, explain: bool) -> Outcome:
         op = self.op
         if op in ("equals", "in"):
@@ -210,9 +203,6 @@ class Mfa:
     def __init__(self, want: bool) -> None:
         self.want = want
 
-    def describe(self) -> str:
-        return f"mfa: {str(self.want).lower()}"
-
     def test(self, view: View, explain: bool) -> Outcome:
         used = view.identity.mfa
         ok = used == self.want
@@ -228,7 +218,6 @@ class Cond(Protocol):
 
     def test(self, view: View, explain: bool) -> Outcome: ...
 
-    def describe(self) -> str: ...
 
 
 class All:
@@ -240,9 +229,6 @@ class All:
         # the most selective requirement: exact values first, then the fewest
         self.keys: IndexKeys | None = min(indexed, key=lambda k: (any(kind != "=" for kind, _, _ in k), len(k))) \
             if indexed else None
-
-    def describe(self) -> str:
-        return "all of: " + "; ".join(c.describe() for c in self.children)
 
     def test(self, view: View, explain: bool) -> Outcome:
         bindings: list[Binding] = [{}]
@@ -266,9 +252,6 @@ class Any_:
             self.keys: IndexKeys | None = frozenset().union(*(c.keys or () for c in children))
         else:
             self.keys = None
-
-    def describe(self) -> str:
-        return "any of: " + "; ".join(c.describe() for c in self.children)
 
     def test(self, view: View, explain: bool) -> Outcome:
         matched: list[Outcome] = []
@@ -301,9 +284,6 @@ class Not:
 
     def __init__(self, child: Cond) -> None:
         self.child = child
-
-    def describe(self) -> str:
-        return f"not ({self.child.describe()})"
 
     def test(self, view: View, explain: bool) -> Outcome:
         o = self.child.test(view, explain)

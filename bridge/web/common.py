@@ -55,7 +55,7 @@ def session_access(doc: dict[str, Any]) -> tuple[list[Grant], list[Grant]]:
         return ([Grant.from_json(x) for x in doc.get("grants", [])],
                 [Grant.from_json(x) for x in doc.get("locked", [])])
     if "fresh_access" not in g:
-        access = svc.access_for(session_identity(doc))
+        access = svc.access_for(session_identity(doc), log=False)
         g.fresh_access = (access.grants, access.locked)
     fresh: tuple[list[Grant], list[Grant]] = g.fresh_access
     return fresh
