@@ -271,31 +271,38 @@ def _render(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: 
                 transitive.append(lower[k.lower()])
         else:
             notes.append(f"transitive key {k[:128]!r} is not among this grant's tags; ignored")
-    # -- SAML provider
-    provider_text = _text(cg.provider, view, binding)
-    if isinstance(provider_text, Missing):
-        return Withheld(arn_text, "invalid", f"provider: {provider_text.reason}")
-    provider_text = provider_text or d.saml_provider
-    if provider_text.startswith("arn:"):
-        if not PROVIDER_ARN_RE.match(provider_text):
-            return Withheld(arn_text, "invalid", f"provider rendered to {provider_text[:200]!r}, not a SAML "
-                                                 "provider ARN")
-        provider_arn = provider_text
-    elif PROVIDER_NAME_RE.match(provider_text):
-        provider_arn = f"arn:{arn.partition}:iam::{arn.account_id}:saml-provider/{provider_text}"
-    else:
-        return Withheld(arn_text, "invalid", f"provider rendered to {provider_text[:128]!r}, not a SAML provider "
-                                             "name")
+    # -- SAML provider: a broken one withholds a SAML grant; a JWT grant never uses it (noted, default kept)
+    path = cg.path or d.path
+    provider_arn, provider_problem = _provider_arn(_text(cg.provider, view, binding), arn, d)
+    if provider_problem is not None:
+        if path == "saml":
+            return Withheld(arn_text, "invalid", provider_problem)
+        notes.append(f"{provider_problem}; the default provider is kept (this grant uses jwt)")
+        provider_arn, _ = _provider_arn(None, arn, d)
     grant = Grant(
         role_arn=arn_text, account_id=arn.account_id, label=label, session_name=session_name, via=rule_name,
         audience=cg.audience or d.audience, provider_arn=provider_arn, source_identity=source_identity,
         tags=tags, transitive_keys=tuple(transitive), default_duration=default_d, max_duration=max_d,
-        mfa_required=cg.mfa_required, path=cg.path or d.path,
+        mfa_required=cg.mfa_required, path=path,
         account_alias=account.alias if account else "", account_label=account.label if account else "",
     )
     if cg.mfa_required and not ident.mfa:
         return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant)
     return _Cand(-1, arn, grant, required)
+
+
+def _provider_arn(text: str | Missing | None, arn: RoleArn, d: GrantDefaults) -> tuple[str, str | None]:
+    """The SAML provider ARN for ``text`` (a name in the role's account, or an ARN), or why not."""
+    if isinstance(text, Missing):
+        return "", f"provider: {text.reason}"
+    text = text or d.saml_provider
+    if text.startswith("arn:"):
+        if PROVIDER_ARN_RE.match(text):
+            return text, None
+        return "", f"provider rendered to {text[:200]!r}, not a SAML provider ARN"
+    if PROVIDER_NAME_RE.match(text):
+        return f"arn:{arn.partition}:iam::{arn.account_id}:saml-provider/{text}", None
+    return "", f"provider rendered to {text[:128]!r}, not a SAML provider name"
 
 
 # --------------------------------------------------------------------------- merging

@@ -526,3 +526,14 @@ def test_resolve_claim() -> None:
     assert resolve_claim(i, "claims.teams") == ("red", "blue")
     assert resolve_claim(i, "groups") == ("aws-admins", "devs")
     assert resolve_claim(i, "email") == "alice@example.com"
+
+
+def test_a_broken_templated_provider_withholds_saml_grants_only() -> None:
+    m = rules(rule("saml", provider="{claims.idp}", path="saml"),
+              rule("jwt", role_arn=READONLY, match={"group": "devs"}, provider="{claims.idp}"))
+    saml, jwt = results(m)
+    assert saml.grants == () and saml.withheld[0].reason == "provider: {claims.idp} has no value"
+    assert jwt.grant is not None and jwt.grant.provider_arn == f"arn:aws:iam::{ACCOUNT}:saml-provider/FederationBridge"
+    assert "provider: {claims.idp} has no value; the default provider is kept (this grant uses jwt)" in jwt.notes
+    ok = grants(m, ident(claims={"idp": f"arn:aws:iam::{ACCOUNT}:saml-provider/Okta"}))
+    assert [g.provider_arn for g in ok] == [f"arn:aws:iam::{ACCOUNT}:saml-provider/Okta"] * 2
