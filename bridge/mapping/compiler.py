@@ -394,14 +394,14 @@ class _Compiler:
                 self.problem(f"{where}.{field_name}", f"{t.constant!r} is not allowed by AWS "
                                                       "([\\w+=,.@-]{2,64})")
         tags = self.tags(g, where, cond)
-        transitive = [t for i, k in enumerate(g.transitive_tags)
-                      if (t := self.tmpl(k, f"{where}.transitive_tags[{i}]", cond)) is not None]
+        parsed = [self.tmpl(k, f"{where}.transitive_tags[{i}]", cond) for i, k in enumerate(g.transitive_tags)]
+        transitive = [t for t in parsed if t is not None]
         if len(g.transitive_tags) > MAX_TAGS:
             self.problem(f"{where}.transitive_tags", f"{len(g.transitive_tags)} keys; AWS allows at most {MAX_TAGS}")
         if tags is not None and all(t.key.constant is not None for t in tags):
             keys = {t.key.constant.lower() for t in tags if t.key.constant is not None}
-            for i, t in enumerate(transitive):
-                if t.constant is not None and t.constant.lower() not in keys:
+            for i, t in enumerate(parsed):
+                if t is not None and t.constant is not None and t.constant.lower() not in keys:
                     self.problem(f"{where}.transitive_tags[{i}]", f"transitive tag key {t.constant!r} is not one "
                                                                   "of the session tags")
         self.durations(g, where, static)
