@@ -233,6 +233,22 @@ class RuleSet:
 # --------------------------------------------------------------------------- compiling
 
 
+def _checked_template(text: str, cond: Cond | None) -> tuple[Template | None, list[str]]:
+    """Parse ``text`` and check the captures it names against what ``cond`` sets."""
+    t, problems = template(text)
+    if t is None or cond is None:
+        return t, problems
+    for name, defaulted in t.captures.items():
+        if name not in cond.possible:
+            have = ", ".join(sorted(cond.possible)) or "none"
+            problems.append(f"{{match.{name}}}: the match sets no capture {name!r} (captures: {have}); "
+                            "name one with (?P<name>…) in a regex")
+        elif name not in cond.guaranteed and not defaulted:
+            problems.append(f"{{match.{name}}}: not every way the match can hold sets {name!r} "
+                            "(an any branch or an optional group); add |default(…)")
+    return t, problems
+
+
 class _Compiler:
     def __init__(self, ms: MappingSettings, partition: str, connectors: Collection[str] | None) -> None:
         self.ms = ms
@@ -240,6 +256,7 @@ class _Compiler:
         self.connectors = connectors
         self.problems: list[str] = []
         self.catalog = Catalog()
+        self._tag_memo: dict[Any, tuple[Template | None, Template | None, list[str]]] = {}
 
     def problem(self, where: str, msg: str) -> None:
         self.problems.append(f"{where}: {msg}")
@@ -337,20 +354,9 @@ class _Compiler:
     def tmpl(self, text: str | None, where: str, cond: Cond | None) -> Template | None:
         if text is None:
             return None
-        t, problems = template(text)
+        t, problems = _checked_template(text, cond)
         for p in problems:
             self.problem(where, p)
-        if t is None:
-            return None
-        if cond is not None:
-            for name, defaulted in t.captures.items():
-                if name not in cond.possible:
-                    have = ", ".join(sorted(cond.possible)) or "none"
-                    self.problem(where, f"{{match.{name}}}: the match sets no capture {name!r} (captures: {have}); "
-                                        "name one with (?P<name>…) in a regex")
-                elif name not in cond.guaranteed and not defaulted:
-                    self.problem(where, f"{{match.{name}}}: not every way the match can hold sets {name!r} "
-                                        "(an any branch or an optional group); add |default(…)")
         return t
 
     # ------------------------------------------------------------ grants
@@ -410,6 +416,23 @@ class _Compiler:
         return CGrant(where, role_arn, account, role, static, provider, label, session, source, tags, transitive,
                       g.duration_default, g.duration_max, g.mfa_required, g.path, g.audience)
 
+    def tag(self, key_text: str, value_text: str, cond: Cond | None) -> tuple[Template | None, Template | None,
+                                                                              list[str]]:
+        """One tag's templates and problems (memoized: thousands of rules repeat the same tags)."""
+        memo_key = (key_text, value_text, cond.possible if cond else None, cond.guaranteed if cond else None)
+        hit = self._tag_memo.get(memo_key)
+        if hit is not None:
+            return hit
+        key, problems = _checked_template(key_text, cond)
+        value, more = _checked_template(value_text, cond)
+        problems += more
+        key_problem = tag_key_problem(key.constant) if key is not None and key.constant is not None else None
+        value_problem = tag_value_problem(value.constant) if value is not None and value.constant is not None else None
+        problems += [p for p in (key_problem or value_problem,) if p]
+        result = (key, value, problems)
+        self._tag_memo[memo_key] = result
+        return result
+
     def tags(self, g: GrantSpec, where: str, cond: Cond | None) -> list[TagT] | None:
         out: list[TagT] = []
         ok = True
@@ -419,24 +442,17 @@ class _Compiler:
         for key_text, spec in g.tags.items():
             at = f"{where}.tags.{key_text}"
             value_text, required = (spec, False) if isinstance(spec, str) else (spec.value, spec.required)
-            key = self.tmpl(key_text, at, cond)
-            value = self.tmpl(value_text, at, cond)
-            if key is None or value is None:
+            key, value, problems = self.tag(key_text, value_text, cond)
+            for p in problems:
+                self.problem(at, p)
+            if key is None or value is None or problems:
                 ok = False
                 continue
             if key.constant is not None:
-                if problem := tag_key_problem(key.constant):
-                    self.problem(at, problem)
-                    ok = False
-                    continue
                 if key.constant.lower() in lower:
                     self.problem(at, f"tag keys {lower[key.constant.lower()]!r} and {key.constant!r} differ only "
                                      "in case (AWS keys are case-insensitive)")
                 lower[key.constant.lower()] = key.constant
-            if value.constant is not None and (problem := tag_value_problem(value.constant)):
-                self.problem(at, problem)
-                ok = False
-                continue
             out.append(TagT(key, value, required, at))
         return out if ok else None
 
