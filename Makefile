@@ -37,6 +37,7 @@ bench: $(STAMP)
 	scripts/setup-system.sh test
 	$(PY) bench/bench_credentials.py
 	$(PY) bench/bench_saml.py
+	$(PY) bench/bench_rules.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache

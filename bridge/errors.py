@@ -7,6 +7,8 @@
     │   └── InvalidIdToken (401)     signature, iss, aud, exp, iat, nonce
     ├── NotSignedIn (401)            no or expired bridge session
     ├── NotGranted (403)             the role is not one of the user's grants
+    │   ├── MfaRequired (403)        the role needs a sign-in with MFA (step-up)
+    │   └── AdminOnly (403)          the admin pages, for a non-admin
     ├── BadRequest (400)             malformed form data (CSRF, duration, ...)
     ├── UpstreamUnavailable (503)    discovery/JWKS/token endpoint unreachable
     ├── StoreUnavailable (503)       Redis unreachable
@@ -106,6 +108,22 @@ class NotGranted(BridgeError):
     message = "You do not have access to this role."
     hint = "Ask your administrator for access, or pick a role listed on your portal."
     show_detail = True
+
+
+class MfaRequired(NotGranted):
+    code = "mfa_required"
+    title = "Multi-factor sign-in required"
+    message = "This role requires that you sign in with multi-factor authentication (MFA)."
+    hint = "Sign out, then sign in again and complete the MFA prompt of your identity provider."
+    show_detail = False
+
+
+class AdminOnly(NotGranted):
+    code = "admin_only"
+    title = "Administrators only"
+    message = "This page is for the bridge's administrators."
+    hint = "Ask an administrator to add you to one of the admin groups (admin.groups)."
+    show_detail = False
 
 
 class BadRequest(BridgeError):

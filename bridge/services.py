@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bridge import mapping
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
@@ -16,15 +17,36 @@ from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
-from bridge.config import Settings
+from bridge.config import Settings, reload_mapping, rules_file_path
 from bridge.credcache import CredentialCache
 from bridge.device import DeviceFlow
-from bridge.errors import BadRequest, ConfigError
+from bridge.errors import BadRequest, ConfigError, MfaRequired
 from bridge.flow import LoginFlow
 from bridge.identity import Credentials, Grant, Identity
 from bridge.logs import event
+from bridge.rulebook import RuleBook
 from bridge.store import Store
 from bridge.upstream import Connector, build_connector
+
+PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
+
+@dataclass(frozen=True)
+class Access:
+    """What the rules in force (``version``) give one identity: usable grants, and MFA-locked ones."""
+
+    grants: list[Grant]
+    locked: list[Grant]
+    version: str
+
+
+def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic) -> RuleBook:
+    """The reloadable rules for ``settings``: watches the config file (if any) and the rules file."""
+    def files(m: mapping.MappingSettings) -> list[Path]:
+        return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir)) if p]
+
+    reloadable = settings.source_file is not None or settings.rules_path is not None
+    return RuleBook(settings.mapping, loader=(lambda: reload_mapping(settings)) if reloadable else None,
+                    files=files, clock=clock)
 
 
 @dataclass
@@ -35,29 +57,48 @@ class Services:
     connectors: dict[str, Connector]
     keyring: KeyRing
     sts: StsGateway
+    rules: RuleBook
     cache: CredentialCache | None = None
     device: DeviceFlow | None = None
     clock: Callable[[], float] = field(default=time.time)
 
-    def grants_for(self, identity: Identity) -> list[Grant]:
-        """Run the mapping rules; log what was sanitized or withheld (never the values)."""
+    def _defaults(self) -> mapping.GrantDefaults:
+        d = self.settings.grant_defaults()
+        return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+
+    def access_for(self, identity: Identity, *, log: bool = True) -> Access:
+        """Run the rules in force; log what was sanitized, merged or withheld (rule names and reasons,
+        never claim sets) unless ``log`` is off (sessions re-evaluated after a reload)."""
         connector = self.connectors.get(identity.connector_id)
         if identity.passthrough and connector is not None and connector.type == "saml":
+            # aws_passthrough: exactly the roles the IdP asserted, whatever the rules say (no reload changes them)
             grants, notes = mapping.passthrough_grants(identity)
-            if notes:
+            if notes and log:
                 event("passthrough_notes", connector=identity.connector_id, notes=notes)
-            return grants
-        results = mapping.explain(self.settings.mapping, identity, **self.settings.grant_defaults())
-        for r in results:
-            if r.matched and (r.notes or r.grant is None):
-                event("mapping_notes", logging.INFO, rule=r.rule, granted=r.grant is not None,
-                      reason=r.reason, notes=list(r.notes))
-        return [r.grant for r in results if r.grant]
+            return Access(grants, [], PASSTHROUGH_VERSION)
+        rules = self.rules.mapping
+        decision = mapping.decide(rules, identity, self._defaults())
+        for r in decision.results if log else ():
+            if r.notes or r.withheld:
+                event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
+                      withheld=[{"role_arn": w.role_arn, "code": w.code, "reason": w.reason} for w in r.withheld],
+                      notes=list(r.notes[:20]))
+        return Access(decision.grants, decision.locked, rules.compiled.version)
+
+    def grants_for(self, identity: Identity) -> list[Grant]:
+        """The grants the rules in force give ``identity`` (for aws_passthrough SAML: what the IdP asserted)."""
+        return self.access_for(identity).grants
+
+    def explain(self, identity: Identity) -> list[mapping.RuleResult]:
+        """Every rule in force, matched or not and why (for /portal/why and the admin page)."""
+        return mapping.decide(self.rules.mapping, identity, self._defaults(), explain_all=True).results
 
     def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
                           passthrough: dict[str, str] | None = None) -> Credentials:
         """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
         the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``)."""
+        if grant.mfa_required and not identity.mfa:
+            raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
             raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
@@ -147,7 +188,8 @@ def load_keys(settings: Settings) -> tuple[KeyRing | None, list[str]]:
         if settings.credential_cache.enabled and not keyring.cache:
             problems.append(f"issuer.keys_dir: no credential cache key in {settings.keys_dir} (run `bridge keys "
                             "generate --kind cache`, or set credential_cache.enabled: false)")
-        uses_saml = settings.aws.default_path == "saml" or any(r.path == "saml" for r in settings.mapping.rules)
+        uses_saml = settings.aws.default_path == "saml" or any(
+            g.path == "saml" for r in settings.mapping.rules for g in r.grants or [])
         if uses_saml and not keyring.saml:
             problems.append(f"issuer.keys_dir: rules use the SAML path but {settings.keys_dir} has no SAML key "
                             "(run `bridge keys generate --kind saml`)")
@@ -169,4 +211,4 @@ def build_services(settings: Settings) -> Services:
     cache = (CredentialCache(store, keyring.cache, refresh_window=settings.credential_cache.refresh_window)
              if settings.credential_cache.enabled else None)
     return Services(settings=settings, store=store, flow=flow, connectors=connectors, keyring=keyring, sts=sts,
-                    cache=cache, device=DeviceFlow(store, settings.cli))
+                    rules=rule_book(settings), cache=cache, device=DeviceFlow(store, settings.cli))

@@ -23,3 +23,21 @@ access_log_format = '{"event":"http_access","remote":"%(h)s","method":"%(m)s","p
 errorlog = "-"
 loglevel = os.environ.get("BRIDGE_GUNICORN_LOGLEVEL", "warning")
 forwarded_allow_ips = "127.0.0.1"
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    """SIGHUP to the master is forwarded to the workers, which reload their rules in place (bridge/wsgi.py
+    installs the handler); a broken rules file keeps the rules in force. (gunicorn's own HUP restarts
+    every worker with a fresh config, and workers that cannot load a broken config would not boot.)
+    Restart the service to apply changes outside ``mapping``."""
+    import signal as _signal
+
+    def forward_hup() -> None:
+        server.log.info("SIGHUP: reloading the rules in %d worker(s)", len(server.WORKERS))
+        for pid in list(server.WORKERS):
+            try:
+                os.kill(pid, _signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
+    server.handle_hup = forward_hup

@@ -10,7 +10,7 @@ from flask import current_app, g, request
 
 from bridge.errors import BadRequest, NotSignedIn
 from bridge.identity import Grant, Identity
-from bridge.services import Services
+from bridge.services import PASSTHROUGH_VERSION, Services
 
 
 def services() -> Services:
@@ -46,11 +46,27 @@ def session_identity(doc: dict[str, Any]) -> Identity:
     return Identity.from_json(doc["identity"])
 
 
+def session_access(doc: dict[str, Any]) -> tuple[list[Grant], list[Grant]]:
+    """The session's grants and MFA-locked grants under the rules in force *now*: what was decided at
+    sign-in while the rules are unchanged, else re-evaluated from the session's identity (a reload
+    takes effect at once — revoked roles go — and sessions are kept)."""
+    svc = services()
+    if doc.get("rules_version") in (svc.rules.version, PASSTHROUGH_VERSION):
+        return ([Grant.from_json(x) for x in doc.get("grants", [])],
+                [Grant.from_json(x) for x in doc.get("locked", [])])
+    if "fresh_access" not in g:
+        access = svc.access_for(session_identity(doc), log=False)
+        g.fresh_access = (access.grants, access.locked)
+    fresh: tuple[list[Grant], list[Grant]] = g.fresh_access
+    return fresh
+
+
 def session_grants(doc: dict[str, Any]) -> list[Grant]:
-    return [Grant.from_json(x) for x in doc.get("grants", [])]
+    return session_access(doc)[0]
 
 
-def start_session(identity: Identity, grants: list[Grant]) -> None:
+def start_session(identity: Identity, grants: list[Grant], *, locked: list[Grant] | None = None,
+                  rules_version: str = "") -> None:
     """Create a fresh session (new id: rotated at login) and drop the old one if any."""
     svc = services()
     s = svc.settings.session
@@ -58,6 +74,7 @@ def start_session(identity: Identity, grants: list[Grant]) -> None:
     if old:
         svc.store.delete_session(old)
     doc = {"identity": identity.to_json(), "grants": [gr.to_json() for gr in grants],
+           "locked": [gr.to_json() for gr in locked or []], "rules_version": rules_version,
            "csrf": secrets.token_urlsafe(24)}
     g.new_session_id = svc.store.create_session(doc, idle=s.idle_timeout, absolute=s.absolute_timeout)
     if record := svc.passthrough_record(identity):

@@ -61,10 +61,10 @@ def callback(connector_id: str) -> ResponseReturnValue:
         event("login_failed", connector=connector_id, error_type=type(e).__name__,
               code=getattr(e, "code", "error"))
         raise
-    grants = svc.grants_for(identity)
-    start_session(identity, grants)
+    access = svc.access_for(identity)
+    start_session(identity, access.grants, locked=access.locked, rules_version=access.version)
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
-          mfa=identity.mfa, grants=len(grants))
+          mfa=identity.mfa, grants=len(access.grants), locked=len(access.locked))
     return redirect(return_to, code=303)
 
 
