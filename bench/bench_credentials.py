@@ -144,9 +144,13 @@ connectors:
       groups: [aws-admins], claims: {{department: Platform}}, mfa: true}}]}}
 mapping:
   rules:
-    - {{name: admins, group: aws-admins, role_arn: "arn:aws:iam::123456789012:role/Admin",
-       tags: {{Email: email, Department: claims.department}}, transitive_tags: [Department],
-       source_identity_from: email}}
+    - name: admins
+      match: {{group: aws-admins}}
+      grants:
+        - role_arn: "arn:aws:iam::123456789012:role/Admin"
+          tags: {{Email: "{{email}}", Department: "{{claims.department}}"}}
+          transitive_tags: [Department]
+          source_identity: "{{email}}"
 """)
             return path
 

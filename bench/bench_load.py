@@ -241,9 +241,13 @@ connectors:
   - {{id: dev, type: dev, users: [{users}]}}
 mapping:
   rules:
-    - {{name: admins, group: aws-admins, role_arn: "{ROLE}",
-       tags: {{Email: email, Department: claims.department}}, transitive_tags: [Department],
-       source_identity_from: email}}
+    - name: admins
+      match: {{group: aws-admins}}
+      grants:
+        - role_arn: "{ROLE}"
+          tags: {{Email: "{{email}}", Department: "{{claims.department}}"}}
+          transitive_tags: [Department]
+          source_identity: "{{email}}"
 """)
         # No worker recycling in the measured minutes: with this config's 12,000 listed demo users a
         # worker takes seconds to boot, which a real config (a few connectors and rules) does not.

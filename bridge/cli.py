@@ -1,4 +1,4 @@
-"""The ``bridge`` command: serve, demo, check-config, explain, preview, verify, keys."""
+"""The ``bridge`` command: serve, demo, check-config, explain, preview, verify, keys, rules-schema."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from bridge.aws.validate import validate_assume_params, validate_jwt
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
 from bridge.config import Settings, load_settings
 from bridge.errors import ConfigError
-from bridge.identity import Identity
+from bridge.identity import Identity, identity_from_sample
 
 
 def _fail(lines: list[str], header: str) -> NoReturn:
@@ -43,13 +43,10 @@ def _identity(path: str) -> Identity:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         _fail([str(e)], f"{path}: cannot read identity JSON")
-    if not isinstance(d, dict) or not d.get("subject"):
-        _fail(['expected {"connector", "subject", "email", "name", "groups", "claims"}'],
-              f"{path}: not an identity document")
-    return Identity(connector_id=str(d.get("connector", "cli")), subject=str(d["subject"]),
-                    issuer=str(d.get("issuer", "cli")), email=d.get("email"), name=d.get("name"),
-                    groups=tuple(d.get("groups") or ()), claims=dict(d.get("claims") or {}),
-                    mfa=bool(d.get("mfa", False)))
+    try:
+        return identity_from_sample(d)
+    except ValueError as e:
+        _fail([str(e)], f"{path}: not an identity document")
 
 
 @click.group()
@@ -184,6 +181,8 @@ def keys_list(directory: str) -> None:
                 state = "signing"
             elif k.schedule.sign_from is not None and k.schedule.sign_from > now:
                 state = "next"
+            elif k.schedule.retire_at is not None:
+                state = "retiring"
             else:
                 state = "published"
             click.echo(f"{kind:4s} {state:9s} {k.kid:44s} signs from {when(k.schedule.sign_from):23s} "
@@ -279,30 +278,27 @@ def metadata(config_path: str) -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def explain(config_path: str, identity_path: str, as_json: bool) -> None:
-    """Show, rule by rule, what an identity matches and the grants it gets."""
+@click.option("--matched-only", is_flag=True, help="list only the rules that matched (large rule sets)")
+def explain(config_path: str, identity_path: str, as_json: bool, matched_only: bool) -> None:
+    """Show, rule by rule, what an identity matches and why, then the grants it gets."""
     settings = _settings(config_path)
     ident = _identity(identity_path)
     results = mapping.explain(settings.mapping, ident, **settings.grant_defaults())
     if as_json:
-        click.echo(json.dumps({"identity": ident.to_json(), "rules": [r.to_json() for r in results],
-                               "grants": [r.grant.to_json() for r in results if r.grant]}, indent=2))
+        shown = [r for r in results if r.matched] if matched_only else results
+        doc = mapping.report(results, ident)
+        doc["rules"] = [r.to_json() for r in shown]
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    click.echo(f"identity {ident.subject} ({ident.email or 'no email'}), groups {list(ident.groups)}")
-    for r in results:
-        mark = "MATCH" if r.matched else "no   "
-        click.echo(f"  {mark} {r.rule}: {r.reason}")
-        for n in r.notes:
-            click.echo(f"          note: {n}")
-    grants = [r.grant for r in results if r.grant]
-    click.echo(f"{len(grants)} grant(s):")
-    for g in grants:
-        click.echo(f"  {g.role_arn}  label={g.label!r} session={g.session_name} duration={g.default_duration}"
-                   f"/{g.max_duration}s via={g.via}")
-        if g.tags:
-            click.echo(f"    tags: {dict(g.tags)} transitive: {list(g.transitive_keys)}")
-        if g.source_identity:
-            click.echo(f"    source identity: {g.source_identity}")
+    click.echo(mapping.report_text(results, ident, only_matched=matched_only))
+
+
+@main.command("rules-schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of the mapping section and of rules files (for editors' YAML validation)."""
+    schema = mapping.MappingSettings.model_json_schema()
+    schema["title"] = "Federation Bridge rules (mapping: section, or a rules file)"
+    click.echo(json.dumps(schema, indent=2))
 
 
 def _decode_part(part: str) -> Any:
@@ -419,7 +415,8 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
             if ring is None:
                 _fail(problems, "no usable signing key:")
             jwks = ring.view(now).jwks()
-        audiences = {settings.issuer.audience} | {r.audience for r in settings.mapping.rules if r.audience}
+        audiences = {settings.issuer.audience} | {g.audience for r in settings.mapping.rules for g in r.grants or []
+                                                  if g.audience}
         issues = validate_jwt(token, jwks=jwks, issuer=settings.issuer_url, audiences=audiences, now=now)
         what = jwt_path
     if issues:

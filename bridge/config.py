@@ -11,6 +11,7 @@ as ``path.to.option: message``. Nothing reads config at import time.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -19,12 +20,22 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bridge.aws.arn import PARTITIONS
 from bridge.aws.keys import SUPPORTED_ALGS
 from bridge.errors import ConfigError
-from bridge.mapping.model import MappingSettings
+from bridge.mapping import MappingSettings, load_mapping
+from bridge.mapping.compiler import gc_paused
 
 SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -327,6 +338,13 @@ ConnectorSettings = Annotated[OidcConnectorSettings | SamlConnectorSettings | De
                               Field(discriminator="type")]
 
 
+class AdminSettings(_Model):
+    """Who may use the admin pages (explain any sample identity): members of these groups."""
+
+    groups: list[str] = Field(default_factory=list, description="empty: no admins, the admin pages are off")
+    require_mfa: bool = False
+
+
 class Settings(_Model):
     """The whole configuration. See config/bridge.example.yaml for every option, commented."""
 
@@ -349,8 +367,12 @@ class Settings(_Model):
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    # Where the config file lives: relative paths (keys_dir, *_file) resolve against it.
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    # Where the config file lives: relative paths (keys_dir, *_file, rules_file) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
+    # The file it was read from (None when built from a dict): rules reload re-reads its mapping.
+    source_file: Path | None = Field(default=None, exclude=True)
+    _mapping_raw: Any = PrivateAttr(default=None)
 
     @field_validator("base_url")
     @classmethod
@@ -372,6 +394,14 @@ class Settings(_Model):
         """Keyword arguments for ``mapping.evaluate``/``explain``: what rules leave unsaid."""
         return {"default_audience": self.issuer.audience, "default_path": self.aws.default_path,
                 "saml_provider": self.aws.saml_provider_name}
+
+    @property
+    def rules_path(self) -> Path | None:
+        """The rules file, resolved against the config's folder (None when rules are inline)."""
+        return rules_file_path(self.mapping.rules_file, self.source_dir)
+
+    def is_admin(self, groups: tuple[str, ...] | list[str], mfa: bool) -> bool:
+        return bool(set(groups) & set(self.admin.groups)) and (mfa or not self.admin.require_mfa)
 
     @property
     def secure_cookies(self) -> bool:
@@ -414,6 +444,10 @@ class Settings(_Model):
                 if c.insecure_allow_response_only_signing:
                     out.append(f"connector {c.id}: insecure_allow_response_only_signing accepts assertions "
                                "that are not signed themselves.")
+        if self.mapping.legacy_rules:
+            names = ", ".join(self.mapping.legacy_rules[:5]) + (" …" if len(self.mapping.legacy_rules) > 5 else "")
+            out.append(f"mapping: {len(self.mapping.legacy_rules)} rule(s) use the old flat form ({names}); they "
+                       "still work, but write match:/grants: (README, Rules).")
         return out
 
 
@@ -422,7 +456,7 @@ def _interpolate(node: Any, path: str, problems: list[str]) -> Any:
         return {k: _interpolate(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
     if isinstance(node, list):
         return [_interpolate(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
-    if isinstance(node, str):
+    if isinstance(node, str) and "${" in node:
         def sub(m: re.Match[str]) -> str:
             value = os.environ.get(m[1])
             if value is None or (value == "" and m[2] is not None):  # ":-" = unset or empty, as in sh
@@ -498,12 +532,6 @@ def _semantic_problems(s: Settings) -> list[str]:
             for j, path in enumerate(c.idp_cert_files):
                 if not s.resolve(path).is_file():
                     problems.append(f"connectors[{i}].idp_cert_files[{j}]: {s.resolve(path)} does not exist")
-    for i, r in enumerate(s.mapping.rules):
-        for cid in r.connectors or []:
-            if cid not in ids:
-                problems.append(f"mapping.rules[{i}].connectors: no connector with id {cid!r}")
-        if not r.role_arn.startswith(f"arn:{s.aws.partition}:"):
-            problems.append(f"mapping.rules[{i}].role_arn: not in the configured partition {s.aws.partition}")
     if s.issuer.key_alg not in SUPPORTED_ALGS:
         problems.append(f"issuer.key_alg: use one of {SUPPORTED_ALGS}")
     if s.aws.partition not in PARTITIONS:
@@ -519,7 +547,140 @@ def _semantic_problems(s: Settings) -> list[str]:
     return problems
 
 
-def settings_from_dict(raw: Any, *, source_dir: Path = Path(".")) -> Settings:
+FileStamp = tuple[int, int, int] | None  # (mtime_ns, size, inode); None = missing
+
+
+def file_stamp(path: Path) -> FileStamp:
+    """What tells a changed file from an unchanged one, cheaply. Taken *before* reading a file, so a
+    change made while it is being read still shows as a change later."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _yaml(text: str) -> Any:
+    # libyaml when present, and no cyclic GC while building the tree: a 10,000-rule file parses in a
+    # fraction of the time (bench/bench_rules.py).
+    with gc_paused():
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+
+
+def _yaml_problem(where: str, e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    line = f"line {mark.line + 1}" if mark else "?"
+    return f"{where} ({line}): not valid YAML: {getattr(e, 'problem', e)}"
+
+
+def rules_file_path(rules_file: str | None, source_dir: Path) -> Path | None:
+    """``mapping.rules_file`` resolved against the config's folder."""
+    if not rules_file:
+        return None
+    p = Path(rules_file)
+    return p if p.is_absolute() else source_dir / p
+
+
+def _read_rules_file(path: Path, label: str, problems: list[str]) -> dict[str, Any]:
+    """The rules file (YAML, or JSON when it ends in .json — parsed faster, for generated rule sets):
+    a list of rules, or a mapping with ``rules`` and/or ``accounts``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text) if path.suffix.lower() == ".json" else _yaml(text)
+    except OSError as e:
+        problems.append(f"mapping.rules_file: cannot read {path} ({e.strerror})")
+        return {}
+    except yaml.YAMLError as e:
+        problems.append(_yaml_problem(label, e))
+        return {}
+    except json.JSONDecodeError as e:
+        problems.append(f"{label} (line {e.lineno}): not valid JSON: {e.msg}")
+        return {}
+    if isinstance(doc, list):
+        doc = {"rules": doc}
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        problems.append(f"{label}: must be a list of rules, or a mapping with rules and accounts")
+        return {}
+    for k in [k for k in doc if k not in ("rules", "accounts")]:
+        problems.append(f"{label}:{k}: unknown key (a rules file holds rules and accounts)")
+        del doc[k]
+    if "${" not in text:  # nothing to interpolate: skip walking 10,000 rules
+        return doc
+    out: dict[str, Any] = _interpolate(doc, f"{label}:", problems)
+    return out
+
+
+def load_mapping_section(raw: Any, source_dir: Path, *, partition: str,
+                         connectors: list[str] | None) -> tuple[MappingSettings | None, list[str]]:
+    """The ``mapping:`` section plus its rules file, validated and compiled; problems prefixed with where
+    they are (``mapping.rules[2]…`` or ``rules.yaml:rules[2]…``)."""
+    with gc_paused():
+        return _load_mapping_section(raw, source_dir, partition, connectors)
+
+
+def _load_mapping_section(raw: Any, source_dir: Path, partition: str,
+                          connectors: list[str] | None) -> tuple[MappingSettings | None, list[str]]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, ["mapping: must be a mapping (rules, accounts, rules_file, reload_interval)"]
+    problems: list[str] = []
+    doc = dict(raw)
+    origin = dict.fromkeys(doc, "mapping.")
+    rules_file = doc.get("rules_file")
+    stamps: dict[str, FileStamp] = {}
+    if rules_file is not None and not (isinstance(rules_file, str) and rules_file):
+        problems.append("mapping.rules_file: must be a file path")
+    elif rules_file:
+        path = rules_file_path(rules_file, source_dir)
+        assert path is not None
+        stamps[str(path)] = file_stamp(path)
+        for k, v in _read_rules_file(path, rules_file, problems).items():
+            if doc.get(k) is not None:
+                problems.append(f"mapping.{k}: given here and in {rules_file}; keep one")
+            doc[k] = v
+            origin[k] = f"{rules_file}:"
+    try:
+        mapping = load_mapping(doc, partition=partition, connectors=connectors)
+        mapping.file_stamps.update(stamps)
+    except ConfigError as e:
+        for p in e.problems:
+            key = re.match(r"[A-Za-z_]+", p)
+            if p.startswith("(top level)"):
+                problems.append("mapping" + p.removeprefix("(top level)"))
+            else:
+                problems.append(origin.get(key[0] if key else "", "mapping.") + p)
+        return None, problems
+    return (mapping if not problems else None), problems
+
+
+def reload_mapping(settings: Settings) -> MappingSettings:
+    """Read the mapping again (the config file's ``mapping:`` and its rules file); raise ConfigError
+    listing every problem. Only the mapping changes: other settings need a restart."""
+    raw: Any = settings._mapping_raw
+    problems: list[str] = []
+    stamps: dict[str, FileStamp] = {}
+    if settings.source_file is not None:
+        stamps[str(settings.source_file)] = file_stamp(settings.source_file)
+        try:
+            doc = _yaml(settings.source_file.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError([f"{settings.source_file}: cannot read config ({e.strerror})"]) from None
+        except yaml.YAMLError as e:
+            raise ConfigError([_yaml_problem(str(settings.source_file), e)]) from None
+        raw = _interpolate(doc.get("mapping") if isinstance(doc, dict) else None, "mapping", problems)
+    mapping, more = load_mapping_section(raw, settings.source_dir, partition=settings.aws.partition,
+                                         connectors=[c.id for c in settings.connectors])
+    problems += more
+    if problems or mapping is None:
+        raise ConfigError(problems)
+    mapping.file_stamps.update(stamps)
+    return mapping
+
+
+def settings_from_dict(raw: Any, *, source_dir: Path = Path("."), source_file: Path | None = None) -> Settings:
     """Build and validate settings from a parsed YAML document; raise ConfigError with every problem."""
     problems: list[str] = []
     if not isinstance(raw, dict):
@@ -527,11 +688,24 @@ def settings_from_dict(raw: Any, *, source_dir: Path = Path(".")) -> Settings:
     data = _interpolate(raw, "", problems)
     data = _read_secret_files(data, "", source_dir, problems)
     data["source_dir"] = source_dir
+    data["source_file"] = source_file
+    raw_mapping = data.pop("mapping", None)
+    settings: Settings | None = None
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
         problems += [f"{_loc(err['loc'])}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
-        raise ConfigError(problems) from None
+    # The mapping is checked even when other sections are broken, so every problem shows at once.
+    aws = data.get("aws") if isinstance(data.get("aws"), dict) else {}
+    connectors = data.get("connectors") if isinstance(data.get("connectors"), list) else []
+    mapping, more = load_mapping_section(
+        raw_mapping, source_dir, partition=str(aws.get("partition", "aws")),
+        connectors=[str(c.get("id")) for c in connectors if isinstance(c, dict) and "id" in c])
+    problems += more
+    if settings is None or mapping is None:
+        raise ConfigError(problems)
+    settings.mapping = mapping
+    settings._mapping_raw = raw_mapping
     problems += _semantic_problems(settings)
     if problems:
         raise ConfigError(problems)
@@ -541,19 +715,15 @@ def settings_from_dict(raw: Any, *, source_dir: Path = Path(".")) -> Settings:
 def load_settings(path: str | os.PathLike[str]) -> Settings:
     """Read ``path`` (YAML) into Settings; raise ConfigError listing every problem."""
     p = Path(path)
+    stamp = file_stamp(p.resolve())
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([f"{p}: cannot read config ({e.strerror})"]) from None
     try:
-        # libyaml's safe loader when PyYAML has it (10-50x faster: every gunicorn worker parses the
-        # config at boot, and big rule sets or user lists must not slow a worker restart).
-        try:
-            raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe loaders
-        except yaml.YAMLError:
-            raw = yaml.safe_load(text)  # the pure-Python parser's wording and position for the message
+        raw = _yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "?"
-        raise ConfigError([f"{p} ({where}): not valid YAML: {getattr(e, 'problem', e)}"]) from None
-    return settings_from_dict(raw, source_dir=p.resolve().parent)
+        raise ConfigError([_yaml_problem(str(p), e)]) from None
+    settings = settings_from_dict(raw, source_dir=p.resolve().parent, source_file=p.resolve())
+    settings.mapping.file_stamps[str(p.resolve())] = stamp
+    return settings

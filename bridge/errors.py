@@ -7,6 +7,8 @@
     │   └── InvalidIdToken (401)     signature, iss, aud, exp, iat, nonce
     ├── NotSignedIn (401)            no or expired bridge session
     ├── NotGranted (403)             the role is not one of the user's grants
+    │   ├── MfaRequired (403)        the role needs a sign-in with MFA (step-up)
+    │   └── AdminOnly (403)          the admin pages, for a non-admin
     ├── BadRequest (400)             malformed form data (CSRF, duration, ...)
     ├── RateLimited (429)            too many sign-ins per IP / credential requests per user
     ├── UpstreamUnavailable (503)    discovery/JWKS/token endpoint unreachable
@@ -33,9 +35,11 @@ class BridgeError(Exception):
     show_detail = False
 
     def __init__(self, detail: str = "", *, code: str | None = None, message: str | None = None,
-                 hint: str | None = None, status: int | None = None) -> None:
+                 hint: str | None = None, status: int | None = None, title: str | None = None) -> None:
         super().__init__(detail or self.message)
         self.detail = detail
+        if title is not None:
+            self.title = title
         if code is not None:
             self.code = code
         if message is not None:
@@ -105,6 +109,22 @@ class NotGranted(BridgeError):
     message = "You do not have access to this role."
     hint = "Ask your administrator for access, or pick a role listed on your portal."
     show_detail = True
+
+
+class MfaRequired(NotGranted):
+    code = "mfa_required"
+    title = "Multi-factor sign-in required"
+    message = "This role requires that you sign in with multi-factor authentication (MFA)."
+    hint = "Sign out, then sign in again and complete the MFA prompt of your identity provider."
+    show_detail = False
+
+
+class AdminOnly(NotGranted):
+    code = "admin_only"
+    title = "Administrators only"
+    message = "This page is for the bridge's administrators."
+    hint = "Ask an administrator to add you to one of the admin groups (admin.groups)."
+    show_detail = False
 
 
 class BadRequest(BridgeError):

@@ -54,6 +54,36 @@ class Identity:
         )
 
 
+SAMPLE_SHAPE = '{"connector", "subject", "email", "name", "groups": [...], "claims": {...}, "mfa": true|false}'
+
+
+def identity_from_sample(d: Any) -> Identity:
+    """An identity from a sample document (``bridge explain --identity``, the admin explain page).
+
+    Raises ValueError saying what is wrong; ``connector`` (or ``connector_id``) defaults to "sample".
+    """
+    if not isinstance(d, Mapping) or not isinstance(d.get("subject"), str) or not d["subject"]:
+        raise ValueError(f"expected {SAMPLE_SHAPE} with a non-empty subject")
+    groups = d.get("groups") or []
+    if not isinstance(groups, list | tuple) or not all(isinstance(g, str) for g in groups):
+        raise ValueError("groups must be a list of strings")
+    claims = d.get("claims") or {}
+    if not isinstance(claims, Mapping):
+        raise ValueError("claims must be an object")
+    amr = d.get("amr") or []
+    if not isinstance(amr, list | tuple) or not all(isinstance(a, str) for a in amr):
+        raise ValueError("amr must be a list of strings")
+    for key in ("email", "name", "acr", "issuer", "connector", "connector_id"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise ValueError(f"{key} must be a string")
+    if not isinstance(d.get("mfa", False), bool):
+        raise ValueError("mfa must be true or false")
+    return Identity(connector_id=str(d.get("connector") or d.get("connector_id") or "sample"),
+                    subject=d["subject"], issuer=str(d.get("issuer") or "sample"), email=d.get("email"),
+                    name=d.get("name"), groups=tuple(groups), claims=dict(claims), mfa=bool(d.get("mfa", False)),
+                    amr=tuple(amr), acr=d.get("acr"))
+
+
 def grant_id_for(role_arn: str) -> str:
     """Stable, URL-safe grant id: the same role always gets the same id in every session."""
     return hashlib.sha256(role_arn.encode()).hexdigest()[:16]
@@ -77,6 +107,8 @@ class Grant:
     max_duration: int = 3600
     mfa_required: bool = False
     path: str = "jwt"
+    account_alias: str = ""  # from the accounts catalog, for the portal
+    account_label: str = ""
 
     @property
     def id(self) -> str:
@@ -102,7 +134,9 @@ class Grant:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Grant:
-        kw = dict(d)
+        # Unknown keys are ignored: during a rolling upgrade a newer worker may have stored fields this
+        # one does not know yet.
+        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         kw["tags"] = dict(kw.get("tags") or {})
         kw["transitive_keys"] = tuple(kw.get("transitive_keys") or ())
         return cls(**kw)

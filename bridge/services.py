@@ -20,16 +20,37 @@ from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params
-from bridge.config import Settings
+from bridge.config import Settings, reload_mapping, rules_file_path
 from bridge.credcache import CredentialCache
 from bridge.device import DeviceFlow
-from bridge.errors import BadRequest, BridgeError, ConfigError
+from bridge.errors import BadRequest, BridgeError, ConfigError, MfaRequired
 from bridge.flow import LoginFlow
 from bridge.identity import Credentials, Grant, Identity
 from bridge.logs import event
 from bridge.metrics import KeyInfo, Metrics
+from bridge.rulebook import RuleBook
 from bridge.store import Store, redis_client
 from bridge.upstream import Connector, build_connector
+
+PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
+
+@dataclass(frozen=True)
+class Access:
+    """What the rules in force (``version``) give one identity: usable grants, and MFA-locked ones."""
+
+    grants: list[Grant]
+    locked: list[Grant]
+    version: str
+
+
+def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic) -> RuleBook:
+    """The reloadable rules for ``settings``: watches the config file (if any) and the rules file."""
+    def files(m: mapping.MappingSettings) -> list[Path]:
+        return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir)) if p]
+
+    reloadable = settings.source_file is not None or settings.rules_path is not None
+    return RuleBook(settings.mapping, loader=(lambda: reload_mapping(settings)) if reloadable else None,
+                    files=files, clock=clock)
 
 
 class KeySource:
@@ -90,6 +111,7 @@ class Services:
     connectors: dict[str, Connector]
     keys: KeySource
     sts: StsGateway
+    rules: RuleBook
     cache: CredentialCache | None = None
     device: DeviceFlow | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -113,31 +135,51 @@ class Services:
                          "next" if k.schedule.sign_from is not None and k.schedule.sign_from > now else "retiring")
                 yield kind, k.kid, state, expiry(k, max_age_days=max_age)
 
-    def grants_for(self, identity: Identity, ctx: audit.Context | None = None) -> list[Grant]:
-        """Run the mapping rules; log what was sanitized or withheld (never the values); audit
-        each decision (granted or withheld, and by which rule) under the sign-in's correlation id."""
-        ctx = ctx or audit.Context()
+    def _defaults(self) -> mapping.GrantDefaults:
+        d = self.settings.grant_defaults()
+        return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+
+    def access_for(self, identity: Identity, *, log: bool = True, ctx: audit.Context | None = None) -> Access:
+        """Run the rules in force; log what was sanitized, merged or withheld (rule names and reasons,
+        never claim sets) unless ``log`` is off (sessions re-evaluated after a reload). With ``ctx``
+        (at sign-in), every decision is an audit record: granted or withheld, which rule, why."""
         connector = self.connectors.get(identity.connector_id)
         if identity.passthrough and connector is not None and connector.type == "saml":
+            # aws_passthrough: exactly the roles the IdP asserted, whatever the rules say (no reload changes them)
             grants, notes = mapping.passthrough_grants(identity)
-            if notes:
+            if notes and log:
                 event("passthrough_notes", connector=identity.connector_id, notes=notes)
-            for g in grants:
+            if ctx is not None:
+                for g in grants:
+                    self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
+                                        **audit.grant_fields(g))
+            return Access(grants, [], PASSTHROUGH_VERSION)
+        rules = self.rules.mapping
+        decision = mapping.decide(rules, identity, self._defaults())
+        for r in decision.results if log else ():
+            if r.notes or r.withheld:
+                event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
+                      withheld=[{"role_arn": w.role_arn, "code": w.code, "reason": w.reason} for w in r.withheld],
+                      notes=list(r.notes[:20]))
+        for r in decision.results if ctx is not None else ():
+            assert ctx is not None
+            for g in r.grants:
                 self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
+                                    rules_version=rules.compiled.version, notes=list(r.notes[:20]),
                                     **audit.grant_fields(g))
-            return grants
-        results = mapping.explain(self.settings.mapping, identity, **self.settings.grant_defaults())
-        for r in results:
-            if r.matched and (r.notes or r.grant is None):
-                event("mapping_notes", logging.INFO, rule=r.rule, granted=r.grant is not None,
-                      reason=r.reason, notes=list(r.notes))
-            if r.grant is not None:
-                self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
-                                    notes=list(r.notes), **audit.grant_fields(r.grant))
-            elif r.matched:
+            for w in r.withheld:
                 self.auditor.record("grant_decision", ctx, outcome="withheld", who=audit.who(identity),
-                                    rule=r.rule, reason=r.reason, notes=list(r.notes))
-        return [r.grant for r in results if r.grant]
+                                    rules_version=rules.compiled.version, rule=r.rule, role_arn=w.role_arn,
+                                    code=w.code, reason=w.reason)
+        return Access(decision.grants, decision.locked, rules.compiled.version)
+
+    def grants_for(self, identity: Identity) -> list[Grant]:
+        """The grants the rules in force give ``identity`` (for aws_passthrough SAML: what the IdP asserted)."""
+        return self.access_for(identity).grants
+
+    def explain(self, identity: Identity) -> list[mapping.RuleResult]:
+        """Every rule in force, matched or not and why (for /portal/why and the admin page)."""
+        return mapping.decide(self.rules.mapping, identity, self._defaults(), explain_all=True).results
 
     def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
                           passthrough: dict[str, str] | None = None, *,
@@ -160,6 +202,8 @@ class Services:
                      passthrough: dict[str, str] | None) -> tuple[Credentials, bool]:
         """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
         the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``)."""
+        if grant.mfa_required and not identity.mfa:
+            raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
             raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
@@ -245,6 +289,22 @@ def saml_issuer_for(settings: Settings) -> SamlIssuer:
     return SamlIssuer(settings.saml_entity_id, recipient, audience, settings.saml_idp.sign_response)
 
 
+def load_keys(settings: Settings) -> tuple[KeyRing | None, list[str]]:
+    """The key ring and every problem with it for these settings (what startup and check-config report)."""
+    keyring, problems = load_keyring(settings.keys_dir)
+    problems = [f"issuer.keys_dir: {p}" for p in problems]
+    if keyring is not None:
+        if settings.credential_cache.enabled and not keyring.cache:
+            problems.append(f"issuer.keys_dir: no credential cache key in {settings.keys_dir} (run `bridge keys "
+                            "generate --kind cache`, or set credential_cache.enabled: false)")
+        uses_saml = settings.aws.default_path == "saml" or any(
+            g.path == "saml" for r in settings.mapping.rules for g in r.grants or [])
+        if uses_saml and not keyring.saml:
+            problems.append(f"issuer.keys_dir: rules use the SAML path but {settings.keys_dir} has no SAML key "
+                            "(run `bridge keys generate --kind saml`)")
+    return keyring, problems
+
+
 def build_auditor(settings: Settings, store: Store, metrics: Metrics) -> Auditor:
     a = settings.audit
     sink: audit.Sink
@@ -258,21 +318,6 @@ def build_auditor(settings: Settings, store: Store, metrics: Metrics) -> Auditor
     else:
         sink = audit.NullSink()
     return Auditor(sink, fail_closed=a.fail_closed, on_error=lambda name: metrics.audit_errors.labels(name).inc())
-
-
-def load_keys(settings: Settings) -> tuple[KeyRing | None, list[str]]:
-    """The key ring and every problem with it for these settings (what startup and check-config report)."""
-    keyring, problems = load_keyring(settings.keys_dir)
-    problems = [f"issuer.keys_dir: {p}" for p in problems]
-    if keyring is not None:
-        if settings.credential_cache.enabled and not keyring.cache:
-            problems.append(f"issuer.keys_dir: no credential cache key in {settings.keys_dir} (run `bridge keys "
-                            "generate --kind cache`, or set credential_cache.enabled: false)")
-        uses_saml = settings.aws.default_path == "saml" or any(r.path == "saml" for r in settings.mapping.rules)
-        if uses_saml and not keyring.saml:
-            problems.append(f"issuer.keys_dir: rules use the SAML path but {settings.keys_dir} has no SAML key "
-                            "(run `bridge keys generate --kind saml`)")
-    return keyring, problems
 
 
 def build_services(settings: Settings) -> Services:
@@ -300,7 +345,7 @@ def build_services(settings: Settings) -> Services:
     if cache is not None:
         keys.on_reload = lambda ring: cache.use_keys(ring.cache)  # a cache key added while running
     svc = Services(settings=settings, store=store, flow=flow, connectors=connectors, keys=keys, sts=sts,
-                   cache=cache, device=DeviceFlow(store, settings.cli), metrics=metrics,
+                   rules=rule_book(settings), cache=cache, device=DeviceFlow(store, settings.cli), metrics=metrics,
                    auditor=build_auditor(settings, store, metrics))
     holder.append(svc)
     return svc

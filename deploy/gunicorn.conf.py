@@ -70,3 +70,21 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signatur
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    """SIGHUP to the master is forwarded to the workers, which reload their rules in place (bridge/wsgi.py
+    installs the handler); a broken rules file keeps the rules in force. (gunicorn's own HUP restarts
+    every worker with a fresh config, and workers that cannot load a broken config would not boot.)
+    Restart the service to apply changes outside ``mapping``."""
+    import signal as _signal
+
+    def forward_hup() -> None:
+        server.log.info("SIGHUP: reloading the rules in %d worker(s)", len(server.WORKERS))
+        for pid in list(server.WORKERS):
+            try:
+                os.kill(pid, _signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
+    server.handle_hup = forward_hup

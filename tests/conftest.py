@@ -139,12 +139,15 @@ def keys_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+ACCOUNTS = {ACCOUNT: {"alias": "sandbox", "label": "Sandbox",
+                      "roles": {"Admin": {"label": "Administrator", "max_session_duration": 43200}}}}
 RULES = [
-    {"name": "admins", "group": "aws-admins", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/Admin",
-     "label": "Administrator", "tags": {"Email": "email", "Department": "claims.department"},
-     "transitive_tags": ["Department"], "source_identity_from": "email", "max_duration": 43200},
-    {"name": "readonly", "group": "aws-readonly", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/ReadOnly",
-     "label": "Read-only"},
+    {"name": "admins", "match": {"group": "aws-admins"},
+     "grants": [{"role_arn": f"arn:aws:iam::{ACCOUNT}:role/Admin", "source_identity": "{email}",
+                 "tags": {"Email": "{email}", "Department": "{claims.department}"}, "transitive_tags": ["Department"],
+                 "duration": {"max": 43200}}]},
+    {"name": "readonly", "match": {"group": "aws-readonly"},
+     "grants": [{"account": "sandbox", "role": "ReadOnly", "label": "Read-only"}]},
 ]
 
 
@@ -165,7 +168,7 @@ def make_settings(redis_url: str, bridge_port: int, keys_dir: Path,
                 {"subject": "alice", "email": "alice@example.com", "name": "Alice",
                  "groups": ["aws-admins", "aws-readonly"], "claims": {"department": "Platform"}, "mfa": True},
                 {"subject": "carol", "email": "carol@example.com", "groups": []}]}],
-            "mapping": {"rules": RULES},
+            "mapping": {"accounts": ACCOUNTS, "rules": RULES},
         }
         for k, v in overrides.items():
             if isinstance(v, dict) and isinstance(raw.get(k), dict):

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 PARTITIONS = ("aws", "aws-us-gov", "aws-cn")
 _ROLE_RE = re.compile(
     r"^arn:(?P<partition>aws|aws-us-gov|aws-cn):iam::(?P<account>\d{12}):role/"
-    r"(?P<path>(?:[\x21-\x7e]+/)*)(?P<name>[\w+=,.@-]{1,64})$"
+    r"(?P<path>(?:[\x21-\x7e]+/)*)(?P<name>[\w+=,.@-]{1,64})\Z",
+    re.ASCII,  # \d and \w must not accept non-ASCII digits and letters (claims feed templated ARNs)
 )
 
 

@@ -1,21 +1,49 @@
-"""Mapping seam: ``evaluate(settings, identity, ...) -> [Grant]`` and ``explain``. Pure.
+"""Mapping seam: rules over an identity's claims decide its AWS grants — and say why. Pure.
 
-Contract: given the same rules and identity, the same grants in the same order (rule file
-order). Deterministic merging: the first rule granting a role sets everything; later rules
-for the same role are reported by ``explain`` as "already granted" and ignored.
-Not verified here: that the role exists or trusts the bridge (AWS decides that).
+Public API (all pure: values in, values out; no I/O, no clock):
+
+- ``load_mapping(raw, partition=, connectors=) -> MappingSettings``: validate and compile a
+  ``mapping:`` document; raises ``ConfigError`` listing every problem with its path.
+- ``evaluate(settings, identity, default_audience=, default_path=, saml_provider=) -> [Grant]``:
+  the grants, one per role, in the file order of the rules that own them (indexed: cheap with
+  10,000 rules and 1,000 groups).
+- ``explain(...) -> [RuleResult]``: every rule in file order — matched or not, why (the failing
+  condition and the values it saw), the grants it owns, what it withheld and notes (sanitizing,
+  merging, dropped tags). ``report``/``report_text`` turn that into JSON or text.
+- ``decide(settings, identity, GrantDefaults(...)) -> Decision``: ``evaluate`` plus withheld
+  grants and the MFA-locked ones (for the portal's step-up prompt).
+
+Contract: the same rules and identity give the same grants in the same order. Every grant
+satisfies AWS's limits (≤ 50 tags, key/value lengths and characters, no ``aws:``, no
+case-duplicate keys, transitive ⊆ tags, session name/source identity ``[\\w+=,.@-]{2,64}``).
+Merging, sanitizing and deny semantics: see ``engine`` and README "Rules".
+Not verified here: that a role exists, trusts the bridge, or allows ``sts:TagSession`` (AWS
+decides that) — nor that ``mfa`` is true for a reason: the connector decides what counts as MFA.
 
 Example::
 
-    grants = evaluate(MappingSettings(rules=[Rule(name="admins", group="aws-admins",
-                      role_arn="arn:aws:iam::123456789012:role/Admin")]), identity,
-                      default_audience="sts.amazonaws.com")
+    ms = load_mapping({"rules": [{"name": "admins", "match": {"group": "aws-admins"},
+                                  "grants": [{"role_arn": "arn:aws:iam::123456789012:role/Admin"}]}]})
+    grants = evaluate(ms, identity, default_audience="sts.amazonaws.com")
 """
 
 from __future__ import annotations
 
-from bridge.mapping.engine import RuleResult, evaluate, explain, resolve_claim
+from bridge.mapping.compiler import RuleSet, compile_mapping, load_mapping
+from bridge.mapping.engine import (
+    Decision,
+    GrantDefaults,
+    RuleResult,
+    Withheld,
+    decide,
+    evaluate,
+    explain,
+    resolve_claim,
+)
 from bridge.mapping.model import MappingSettings, Rule
 from bridge.mapping.passthrough import passthrough_grants
+from bridge.mapping.report import report, report_text
 
-__all__ = ["MappingSettings", "Rule", "RuleResult", "evaluate", "explain", "passthrough_grants", "resolve_claim"]
+__all__ = ["Decision", "GrantDefaults", "MappingSettings", "Rule", "RuleResult", "RuleSet", "Withheld",
+           "compile_mapping", "decide", "evaluate", "explain", "load_mapping", "passthrough_grants", "report",
+           "report_text", "resolve_claim"]

@@ -1,106 +1,390 @@
-"""The minimal rules model (issue 2). Rules are data: YAML validated with ``extra="forbid"``.
+"""The rules schema (``mapping:`` in the config, or a rules file). Rules are data: every mapping
+here forbids unknown keys. This module checks *shape*; ``compiler`` checks meaning (regexes,
+templates, captures, durations, tag keys, conflicts) and reports every problem with its path.
 
-A rule matches an identity by one ``group`` or one ``claim`` + ``equals``, and grants one
-role. Tags map a tag key to a claim path. The full rules engine replaces this module behind
-the same seam (``bridge.mapping.evaluate``).
+    mapping:
+      rules_file: rules.yaml          # optional: rules/accounts live there instead (reloaded on change)
+      reload_interval: 5              # seconds between checks of the files for changes
+      accounts:                       # the accounts catalog
+        "123456789012": {alias: sandbox, label: Sandbox, roles: {Admin: {max_session_duration: 43200}}}
+      rules:
+        - name: admins
+          description: Platform admins administer the sandbox.
+          connectors: [corp]
+          match: {all: [{group: aws-admins}, {not: {claim: email, ends_with: "@contractor.example.com"}}]}
+          grants:
+            - account: sandbox
+              role: Admin
+              session_name: "{email}"
+              tags: {Team: "{claims.team|default(none)}", Project: {value: "{claims.project}", required: true}}
+              transitive_tags: [Team]
+              duration: {default: 3600, max: 43200}
+              mfa_required: true
+        - name: no-contractors-in-prod
+          match: {claim: email, ends_with: "@contractor.example.com"}
+          deny: {accounts: [prod]}
+
+The issue-2 flat form (``group``/``claim``+``equals``, ``role_arn``, ``tags`` as claim paths …
+at the top of a rule) is still accepted and converted (see ``upgrade_legacy_rule``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import TypeAliasType
 
-from bridge.aws.arn import parse_role_arn
-from bridge.aws.limits import MAX_DURATION, MIN_DURATION, tags_problems
-
-CLAIM_ROOTS = ("subject", "email", "name", "groups", "issuer", "connector_id", "claims")
-
-
-def _check_claim_path(path: str) -> str:
-    root, dot, rest = path.partition(".")
-    nested_ok = root == "claims" and rest and all(rest.split("."))
-    if root not in CLAIM_ROOTS or (root == "claims" and not nested_ok) or (root != "claims" and dot):
-        raise ValueError(f"{path!r} is not a claim path; use one of {', '.join(CLAIM_ROOTS[:-1])} "
-                         "or claims.<name>")
-    return path
+OPERATORS = ("equals", "in", "contains", "starts_with", "ends_with", "regex", "glob", "exists")
+Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
+StrOrList = StrictStr | list[StrictStr]
 
 
-class Rule(BaseModel):
-    """One mapping rule: who (``group`` or ``claim``/``equals``) gets which role, with which tags."""
-
+class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+
+# --------------------------------------------------------------------------- conditions
+
+
+def _cond_kind(v: Any) -> str | None:
+    if isinstance(v, list):
+        return "cond:list"
+    if isinstance(v, BaseModel):
+        return {AllCond: "cond:all", AnyCond: "cond:any", NotCond: "cond:not", MfaCond: "cond:mfa",
+                GroupCond: "cond:group", ClaimCond: "cond:claim"}.get(type(v))
+    if not isinstance(v, dict):
+        return None
+    for key in ("all", "any", "not", "mfa", "group"):
+        if key in v:
+            return f"cond:{key}"
+    return "cond:claim"
+
+
+if TYPE_CHECKING:  # mypy cannot follow the recursive alias below; the models are what matter to it
+    Condition: TypeAlias = "AllCond | AnyCond | NotCond | MfaCond | GroupCond | ClaimCond | list[Any]"
+else:
+    # A named recursive type (pydantic resolves the self-reference of the list form through it).
+    Condition = TypeAliasType("Condition", Annotated[
+        Union[  # noqa: UP007 - Tag/Discriminator need the explicit Union
+            Annotated["AllCond", Tag("cond:all")],
+            Annotated["AnyCond", Tag("cond:any")],
+            Annotated["NotCond", Tag("cond:not")],
+            Annotated["MfaCond", Tag("cond:mfa")],
+            Annotated["GroupCond", Tag("cond:group")],
+            Annotated["ClaimCond", Tag("cond:claim")],
+            Annotated[list["Condition"], Tag("cond:list")],
+        ],
+        Discriminator(_cond_kind, custom_error_type="condition",
+                      custom_error_message="a condition is a mapping: {group: NAME}, {claim: PATH, <operator>: VALUE}, "
+                                           "{mfa: true}, {all: [...]}, {any: [...]} or {not: {...}}"),
+    ])
+
+
+class ClaimCond(_M):
+    """``{claim: PATH, <operator>: operand}`` — exactly one operator."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    claim: StrictStr
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(None, alias="in")
+    contains: StrOrList | None = None
+    starts_with: StrOrList | None = None
+    ends_with: StrOrList | None = None
+    regex: StrictStr | None = None
+    glob: StrOrList | None = None
+    exists: StrictBool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in ("claim", *OPERATORS)]
+            if unknown:
+                raise ValueError(f"unknown operator {', '.join(map(repr, unknown))}; use one of "
+                                 f"{', '.join(OPERATORS)} (or all/any/not/group/mfa as a condition of its own)")
+        return data
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> ClaimCond:
+        given = [op for op in OPERATORS if getattr(self, "in_" if op == "in" else op) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one operator with 'claim' ({', '.join(OPERATORS)}); "
+                             f"got {', '.join(given) or 'none'}")
+        return self
+
+    @property
+    def operator(self) -> str:
+        return next(op for op in OPERATORS if getattr(self, "in_" if op == "in" else op) is not None)
+
+    @property
+    def operand(self) -> Any:
+        return getattr(self, "in_" if self.operator == "in" else self.operator)
+
+
+class GroupCond(_M):
+    """``{group: NAME}``: shorthand for ``{claim: groups, equals: NAME}``."""
+
+    group: StrictStr
+
+
+class MfaCond(_M):
+    """``{mfa: true}``: the sign-in used multi-factor authentication (the connector decides)."""
+
+    mfa: StrictBool
+
+
+class AllCond(_M):
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyCond(_M):
+    any: list[Condition] = Field(min_length=1)
+
+
+class NotCond(_M):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    not_: Condition = Field(alias="not")
+
+
+AllCond.model_rebuild()
+AnyCond.model_rebuild()
+NotCond.model_rebuild()
+
+
+# --------------------------------------------------------------------------- grants and denies
+
+
+class TagSpec(_M):
+    """A tag value with options: ``{value: TEMPLATE, required: true}``."""
+
+    value: StrictStr
+    required: bool = False
+
+
+class DurationSpec(_M):
+    """``duration: {default: 3600, max: 43200}`` (seconds). Unset max: the role's max_session_duration."""
+
+    default: int | None = None
+    max: int | None = None
+
+
+class GrantSpec(_M):
+    """One role a matching rule grants. Every string but ``path``/``audience`` is a template."""
+
+    role_arn: StrictStr | None = None
+    account: StrictStr | None = Field(None, description="account id or alias from the catalog (template)")
+    role: StrictStr | None = Field(None, description="role name, optionally path/name (template)")
+    provider: StrictStr | None = Field(None, description="IAM SAML provider name or ARN (template)")
+    label: StrictStr | None = None
+    session_name: StrictStr | None = None
+    source_identity: StrictStr | None = None
+    tags: dict[str, StrictStr | TagSpec] = Field(default_factory=dict)
+    transitive_tags: list[StrictStr] = Field(default_factory=list)
+    duration: int | DurationSpec | None = None
+    mfa_required: bool = False
+    path: Literal["jwt", "saml", "passthrough"] | None = None
+    audience: str | None = Field(None, min_length=1, max_length=255)
+
+    @field_validator("account", mode="before")
+    @classmethod
+    def _account_text(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError("quote account ids (YAML reads 012345678901 as a number and drops the 0)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_role(self) -> GrantSpec:
+        if (self.role_arn is None) == (self.account is None and self.role is None):
+            raise ValueError("give either role_arn, or account and role")
+        if self.role_arn is None and (self.account is None or self.role is None):
+            raise ValueError("account and role go together")
+        return self
+
+    @property
+    def duration_default(self) -> int | None:
+        return self.duration.default if isinstance(self.duration, DurationSpec) else self.duration
+
+    @property
+    def duration_max(self) -> int | None:
+        return self.duration.max if isinstance(self.duration, DurationSpec) else None
+
+
+class DenySpec(_M):
+    """What a deny rule takes away: every role (``deny: all``), or accounts (ids or aliases) and/or
+    roles (globs over the ARN when they start with ``arn:``, else over the role name)."""
+
+    all: bool = False
+    accounts: list[StrictStr] = Field(default_factory=list)
+    roles: list[StrictStr] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> DenySpec:
+        if not self.all and not self.accounts and not self.roles:
+            raise ValueError("deny needs accounts and/or roles (or write deny: all)")
+        return self
+
+
+class Rule(_M):
+    """A named rule: when ``match`` holds (for an identity from one of ``connectors``), ``grants`` or ``deny``."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
     description: str = ""
     connectors: list[str] | None = None
-    group: str | None = None
-    claim: str | None = None
-    equals: str | None = None
-    role_arn: str
-    label: str | None = None
-    session_name_from: str = "email"
-    source_identity_from: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    transitive_tags: list[str] = Field(default_factory=list)
-    duration: int = 3600
-    max_duration: int = 3600
-    mfa_required: bool = False
-    audience: str | None = None
-    path: Literal["jwt", "saml", "passthrough"] | None = None
-    saml_provider: str | None = Field(None, pattern=r"^[\w._-]{1,128}$")
+    match: Condition
+    grants: list[GrantSpec] | None = Field(None, min_length=1)
+    deny: DenySpec | None = None
 
-    @field_validator("role_arn")
+    @field_validator("deny", mode="before")
     @classmethod
-    def _arn(cls, v: str) -> str:
-        parse_role_arn(v)
+    def _deny_all(cls, v: Any) -> Any:
+        if v == "all" or v is True:
+            return {"all": True}
+        if v is not None and not isinstance(v, dict | DenySpec):
+            raise ValueError("write deny: all, or deny: {accounts: [...], roles: [...]}")
         return v
 
-    @field_validator("claim", "session_name_from", "source_identity_from")
+    @model_validator(mode="before")
     @classmethod
-    def _paths(cls, v: str | None) -> str | None:
-        return None if v is None else _check_claim_path(v)
-
-    @field_validator("tags")
-    @classmethod
-    def _tag_paths(cls, v: dict[str, str]) -> dict[str, str]:
-        for path in v.values():
-            _check_claim_path(path)
-        return v
+    def _flat_form(cls, data: Any) -> Any:
+        if is_legacy_rule(data):
+            data, problems = upgrade_legacy_rule(data)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> Rule:
-        problems: list[str] = []
-        if (self.group is None) == (self.claim is None):
-            problems.append("set exactly one of 'group' or 'claim' (with 'equals')")
-        if self.claim is not None and self.equals is None:
-            problems.append("'claim' needs 'equals'")
-        if self.claim is None and self.equals is not None:
-            problems.append("'equals' goes with 'claim', not with 'group'")
-        if not MIN_DURATION <= self.max_duration <= MAX_DURATION:
-            problems.append(f"max_duration must be {MIN_DURATION}..{MAX_DURATION} seconds (the role's own "
-                            "MaxSessionDuration is 3600..43200)")
-        if not MIN_DURATION <= self.duration <= self.max_duration:
-            problems.append(f"duration {self.duration} must be between {MIN_DURATION} and max_duration "
-                            f"{self.max_duration}")
-        # Values come from claims at login; keys and the transitive subset can be checked now.
-        problems += [p for p in tags_problems(dict.fromkeys(self.tags, ""), self.transitive_tags)]
-        if problems:
-            raise ValueError("; ".join(problems))
+    def _grants_or_deny(self) -> Rule:
+        if (self.grants is None) == (self.deny is None):
+            raise ValueError("a rule has either grants or deny")
         return self
 
 
-class MappingSettings(BaseModel):
-    """``mapping:`` section: the ordered rule list. First rule granting a role wins."""
+# --------------------------------------------------------------------------- accounts catalog
 
-    model_config = ConfigDict(extra="forbid")
+
+class RoleEntry(_M):
+    label: str | None = None
+    max_session_duration: int = Field(3600, ge=3600, le=43200,
+                                      description="the role's MaxSessionDuration in IAM (seconds)")
+
+
+class AccountEntry(_M):
+    alias: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])?$")
+    label: str | None = None
+    partition: Literal["aws", "aws-us-gov", "aws-cn"] | None = None
+    roles: dict[str, RoleEntry] = Field(default_factory=dict)
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _empty_entries(cls, v: Any) -> Any:
+        # `roles: {Admin: }` in YAML is {Admin: None}: a declared role with defaults.
+        return {k: ({} if e is None else e) for k, e in v.items()} if isinstance(v, dict) else v
+
+
+class MappingSettings(_M):
+    """``mapping:`` — rules in file order, the accounts catalog, where rules live and reload."""
 
     rules: list[Rule] = Field(default_factory=list)
+    accounts: dict[str, AccountEntry] = Field(default_factory=dict)
+    rules_file: str | None = None
+    reload_interval: float = Field(5.0, ge=0, le=3600)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> MappingSettings:
-        names = [r.name for r in self.rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique; repeated: {', '.join(dupes)}")
-        return self
+    _compiled: Any = PrivateAttr(default=None)
+    _legacy: list[str] = PrivateAttr(default_factory=list)
+    _stamps: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _account_keys(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            numbers = [str(k) for k in v if not isinstance(k, str)]
+            if numbers:
+                raise ValueError(f"quote account ids ({', '.join(numbers)}): YAML reads them as numbers "
+                                 "and drops leading zeros")
+        return v
+
+    @property
+    def compiled(self) -> Any:
+        """The compiled, indexed rule set (built by ``load_mapping``, or on first use)."""
+        if self._compiled is None:
+            from bridge.mapping.compiler import compile_mapping
+
+            ruleset, problems = compile_mapping(self)
+            if problems:
+                raise ValueError("; ".join(problems))
+            self._compiled = ruleset
+        return self._compiled
+
+    @property
+    def file_stamps(self) -> dict[str, Any]:
+        """Stamps of the files these settings were read from, taken before reading (set by the loader;
+        the rule book compares them to tell a changed file)."""
+        return self._stamps
+
+    @property
+    def legacy_rules(self) -> list[str]:
+        """Names of rules written in the old flat form (warned about by check-config)."""
+        return list(self._legacy)
+
+
+# --------------------------------------------------------------------------- the old flat form
+
+LEGACY_KEYS = {"group", "claim", "equals", "role_arn", "label", "session_name_from", "source_identity_from",
+               "tags", "transitive_tags", "duration", "max_duration", "mfa_required", "audience", "path",
+               "saml_provider"}
+
+
+def is_legacy_rule(raw: Any) -> bool:
+    return isinstance(raw, dict) and "role_arn" in raw and "grants" not in raw and "match" not in raw
+
+
+def upgrade_legacy_rule(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The issue-2 flat rule → the full form, and problems only the flat form can have."""
+    problems: list[str] = []
+    rule: dict[str, Any] = {k: raw[k] for k in ("name", "description", "connectors") if k in raw}
+    extra = [k for k in raw if k not in LEGACY_KEYS and k not in rule]
+    if extra:
+        problems += [f"{k}: Extra inputs are not permitted" for k in extra]
+    group, claim = raw.get("group"), raw.get("claim")
+    if (group is None) == (claim is None):
+        problems.append("set exactly one of 'group' or 'claim' (with 'equals')")
+    elif claim is not None and raw.get("equals") is None:
+        problems.append("'claim' needs 'equals'")
+    if claim is None and raw.get("equals") is not None:
+        problems.append("'equals' goes with 'claim', not with 'group'")
+    if problems:
+        rule["match"] = {"mfa": True}  # a stand-in, so the rest of the rule is still checked
+    else:
+        rule["match"] = {"group": group} if group is not None else {"claim": claim, "equals": raw.get("equals")}
+    grant: dict[str, Any] = {"role_arn": raw["role_arn"]}
+    for old, new in (("label", "label"), ("mfa_required", "mfa_required"), ("audience", "audience"),
+                     ("path", "path"), ("saml_provider", "provider"), ("transitive_tags", "transitive_tags")):
+        if raw.get(old) is not None:
+            grant[new] = raw[old]
+    grant["session_name"] = f"{{{raw.get('session_name_from', 'email')}}}"
+    if raw.get("source_identity_from"):
+        grant["source_identity"] = f"{{{raw['source_identity_from']}}}"
+    tags = raw.get("tags") or {}
+    if isinstance(tags, dict):
+        grant["tags"] = {k: f"{{{v}}}" if isinstance(v, str) else v for k, v in tags.items()}
+    else:
+        grant["tags"] = tags
+    grant["duration"] = {"default": raw.get("duration", 3600), "max": raw.get("max_duration", 3600)}
+    rule["grants"] = [grant]
+    return rule, problems

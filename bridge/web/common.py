@@ -13,7 +13,7 @@ from bridge import audit
 from bridge.errors import BadRequest, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
-from bridge.services import Services
+from bridge.services import PASSTHROUGH_VERSION, Services
 
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
@@ -62,11 +62,27 @@ def session_identity(doc: dict[str, Any]) -> Identity:
     return Identity.from_json(doc["identity"])
 
 
+def session_access(doc: dict[str, Any]) -> tuple[list[Grant], list[Grant]]:
+    """The session's grants and MFA-locked grants under the rules in force *now*: what was decided at
+    sign-in while the rules are unchanged, else re-evaluated from the session's identity (a reload
+    takes effect at once — revoked roles go — and sessions are kept)."""
+    svc = services()
+    if doc.get("rules_version") in (svc.rules.version, PASSTHROUGH_VERSION):
+        return ([Grant.from_json(x) for x in doc.get("grants", [])],
+                [Grant.from_json(x) for x in doc.get("locked", [])])
+    if "fresh_access" not in g:
+        access = svc.access_for(session_identity(doc), log=False)
+        g.fresh_access = (access.grants, access.locked)
+    fresh: tuple[list[Grant], list[Grant]] = g.fresh_access
+    return fresh
+
+
 def session_grants(doc: dict[str, Any]) -> list[Grant]:
-    return [Grant.from_json(x) for x in doc.get("grants", [])]
+    return session_access(doc)[0]
 
 
-def start_session(identity: Identity, grants: list[Grant], correlation: str | None = None) -> None:
+def start_session(identity: Identity, grants: list[Grant], *, locked: list[Grant] | None = None,
+                  rules_version: str = "", correlation: str | None = None) -> None:
     """Create a fresh session (new id: rotated at login) and drop the old one if any."""
     svc = services()
     s = svc.settings.session
@@ -74,6 +90,7 @@ def start_session(identity: Identity, grants: list[Grant], correlation: str | No
     if old:
         svc.store.delete_session(old)
     doc = {"identity": identity.to_json(), "grants": [gr.to_json() for gr in grants],
+           "locked": [gr.to_json() for gr in locked or []], "rules_version": rules_version,
            "csrf": secrets.token_urlsafe(24), "correlation_id": correlation}
     g.new_session_id = svc.store.create_session(doc, idle=s.idle_timeout, absolute=s.absolute_timeout)
     if record := svc.passthrough_record(identity):

@@ -81,11 +81,12 @@ def callback(connector_id: str) -> ResponseReturnValue:
     correlation_id.set(correlation)
     ctx = audit_context(correlation=correlation)
     svc.auditor.record("sign_in", ctx, outcome="success", who=audit.who(identity), how=audit.how(identity))
-    grants = svc.grants_for(identity, ctx)
-    start_session(identity, grants, correlation)
+    access = svc.access_for(identity, ctx=ctx)
+    start_session(identity, access.grants, locked=access.locked, rules_version=access.version,
+                  correlation=correlation)
     svc.metrics.logins.labels(connector_id, "success").inc()
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
-          mfa=identity.mfa, grants=len(grants))
+          mfa=identity.mfa, grants=len(access.grants), locked=len(access.locked))
     return redirect(return_to, code=303)
 
 

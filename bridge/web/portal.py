@@ -1,46 +1,128 @@
-"""The portal (roles the rules grant) and the credentials page."""
+"""The portal (roles the rules grant), the credentials page, and why: the user's own explanation
+and the admins' explain-any-identity page."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from itertools import groupby
+from typing import Any
 
-from flask import Blueprint, g, jsonify, render_template, request
+from flask import Blueprint, abort, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
+from bridge import mapping
 from bridge.aws import formats
-from bridge.errors import BadRequest, NotGranted
-from bridge.identity import Credentials
+from bridge.errors import AdminOnly, BadRequest, MfaRequired, NotGranted
+from bridge.identity import SAMPLE_SHAPE, Credentials, Identity, identity_from_sample
+from bridge.logs import event
 from bridge.web.common import (
     audit_context,
     check_csrf,
     rate_limit,
     require_session,
     services,
-    session_grants,
+    session_access,
     session_identity,
     session_passthrough,
     wants_json,
 )
 
 bp = Blueprint("portal", __name__)
+WHY_UNMATCHED_SHOWN = 200  # rules that did not match, listed on the page (all of them in JSON)
+
+
+def _grant_json(gr: Any) -> dict[str, Any]:
+    return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
+            "account_alias": gr.account_alias, "account_label": gr.account_label,
+            "max_duration": gr.max_duration, "default_duration": gr.default_duration,
+            "mfa_required": gr.mfa_required}
 
 
 @bp.get("/portal")
 def portal() -> ResponseReturnValue:
-    """Accounts and the roles this user holds in each."""
+    """Accounts and the roles this user holds in each (and those an MFA sign-in would add)."""
     doc = require_session()
-    grants = sorted(session_grants(doc), key=lambda gr: (gr.account_id, gr.label.lower()))
+    grants, locked = session_access(doc)
+    grants = sorted(grants, key=lambda gr: (gr.account_id, gr.label.lower()))
     identity = session_identity(doc)
     if wants_json():
         return jsonify(identity={"email": identity.email, "name": identity.name, "mfa": identity.mfa,
                                  "connector": identity.connector_id},
-                       grants=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id,
-                                "label": gr.label, "max_duration": gr.max_duration} for gr in grants],
+                       grants=[_grant_json(gr) for gr in grants], locked=[_grant_json(gr) for gr in locked],
                        csrf_token=doc["csrf"], expires_at=doc["expires_at"])
     accounts = [(acct, list(items)) for acct, items in groupby(grants, key=lambda gr: gr.account_id)]
-    return render_template("portal.html", identity=identity, accounts=accounts, csrf=doc["csrf"],
-                           expires_at=doc["expires_at"])
+    return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc["csrf"],
+                           expires_at=doc["expires_at"], is_admin=_is_admin(identity))
+
+
+def _is_admin(identity: Identity) -> bool:
+    return services().settings.is_admin(identity.groups, identity.mfa)
+
+
+def _why_page(results: list[mapping.RuleResult], identity: Identity, **extra: Any) -> ResponseReturnValue:
+    matched = [r for r in results if r.matched]
+    unmatched = [r for r in results if not r.matched]
+    return render_template("why.html", identity=identity, matched=matched, unmatched=unmatched[:WHY_UNMATCHED_SHOWN],
+                           unmatched_total=len(unmatched), total=len(results),
+                           grants=[gr for r in results for gr in r.grants],
+                           withheld=[(r.rule, w) for r in results for w in r.withheld], **extra)
+
+
+@bp.get("/portal/why")
+def why() -> ResponseReturnValue:
+    """Why the signed-in user has the roles they have: every rule, matched or not, and why."""
+    doc = require_session()
+    identity = session_identity(doc)
+    results = services().explain(identity)
+    if wants_json():
+        return jsonify(mapping.report(results, identity))
+    return _why_page(results, identity, admin=False, csrf=doc["csrf"], is_admin=_is_admin(identity))
+
+
+@bp.route("/admin/explain", methods=["GET", "POST"])
+def admin_explain() -> ResponseReturnValue:
+    """Admins: explain the rules for any sample identity pasted as JSON."""
+    doc = require_session()
+    me = session_identity(doc)
+    svc = services()
+    if not svc.settings.admin.groups:
+        abort(404, description="The admin pages are off (admin.groups is empty).")
+    if not _is_admin(me):
+        raise AdminOnly(f"{me.subject} is not in admin.groups" + (" or signed in without MFA"
+                                                                  if svc.settings.admin.require_mfa else ""))
+    if request.method == "GET":
+        sample = json.dumps({"connector": me.connector_id, "subject": "sample-user", "email": "sample@example.com",
+                             "groups": [], "claims": {}, "mfa": False}, indent=2)
+        return render_template("why.html", admin=True, csrf=doc["csrf"], sample=sample, identity=None,
+                               is_admin=True, shape=SAMPLE_SHAPE)
+    check_csrf(doc)
+    if request.is_json:
+        body = request.get_json(silent=True)
+        raw = body.get("identity", body) if isinstance(body, dict) else body
+        text = json.dumps(raw, indent=2)
+    else:
+        text = request.form.get("identity", "")
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise BadRequest(f"the identity is not JSON: {e}", code="bad_identity",
+                             message="The sample identity could not be read.",
+                             hint=f"Paste a JSON object like {SAMPLE_SHAPE}.") from None
+    try:
+        sample_identity = identity_from_sample(raw)
+    except ValueError as e:
+        raise BadRequest(f"not an identity document: {e}", code="bad_identity",
+                         message="The sample identity could not be read.",
+                         hint=f"Paste a JSON object like {SAMPLE_SHAPE}.") from None
+    results = svc.explain(sample_identity)
+    grants = [gr for r in results for gr in r.grants]
+    event("admin_explain", admin=me.subject, connector=sample_identity.connector_id,
+          rules_matched=sum(r.matched for r in results), grants=len(grants))
+    if wants_json():
+        return jsonify(mapping.report(results, sample_identity))
+    return _why_page(results, sample_identity, admin=True, csrf=doc["csrf"], sample=text, is_admin=True,
+                     shape=SAMPLE_SHAPE)
 
 
 @bp.post("/credentials/<grant_id>")
@@ -48,7 +130,10 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     """Assume the granted role; show every credential format (or JSON with Accept: application/json)."""
     doc = require_session()
     check_csrf(doc)
-    grant = next((gr for gr in session_grants(doc) if gr.id == grant_id), None)
+    grants, locked = session_access(doc)
+    grant = next((gr for gr in grants if gr.id == grant_id), None)
+    if grant is None and any(gr.id == grant_id for gr in locked):
+        raise MfaRequired(f"grant {grant_id[:32]!r} requires MFA; the session has none")
     if grant is None:
         raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
                          message="That role is not one of the roles granted to you.")

@@ -66,6 +66,13 @@ def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oid
     assert "in " in (page.text_content(".countdown") or "")  # the countdown script ran (CSP allows it)
     (seen,) = strict_sts_peer.seen
     assert seen.problems == []
+    # Why these roles: every rule that matched and why, the resulting roles, the rest folded away.
+    page.goto(f"{base}/portal")
+    page.click("#to-why")
+    page.wait_for_selector("#why-matched")
+    page.screenshot(path=str(SHOTS / "why.png"), full_page=True)
+    assert "member of group 'aws-admins'" in page.inner_text("li[data-rule=admins]")
+    assert "Department=Platform" in page.inner_text(f"li[data-role='arn:aws:iam::{ACCOUNT}:role/Admin']")
     # Sign out from the portal, and the portal sends us back to sign-in.
     page.goto(f"{base}/portal")
     page.click("#sign-out")

@@ -210,3 +210,41 @@ def test_oidc_passthrough_redeems_the_upstream_id_token(live_bridge, make_settin
     (seen,) = strict_sts_peer.seen
     claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
     assert claims["iss"] == oidc_issuer and claims["aud"] == "bridge"  # the IdP's own token, not one we minted
+
+
+def test_groups_from_the_idp_drive_tags_in_the_minted_token(live_bridge, make_settings, oidc_issuer,
+                                                           strict_sts_peer, moto_url):
+    """One rule turns the IdP's groups into roles and session tags (captures, filters, a join over all
+    groups); the token AWS receives carries them and passes the strict validator."""
+    rules = [{"name": "levels", "match": {"claim": "groups", "regex": "aws-(?P<level>admins|readonly)"},
+              "grants": [{"role_arn": f"arn:aws:iam::{ACCOUNT}:role/{{match.level|upper}}",
+                          "session_name": "{email|local_part}-{match.level}",
+                          "tags": {"Level": "{match.level}", "Groups": "{groups|join(/)}",
+                                   "Dept": {"value": "{claims.department}", "required": True}},
+                          "transitive_tags": ["Level"]}]}]
+    settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
+                                          "client_id": "bridge", "client_secret": "bridge-secret",
+                                          "keep_claims": ["department"]}],
+                             mapping={"rules": rules})
+    base = live_bridge(settings)
+    s = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
+    portal = portal_json(s, base)
+    assert sorted(g["role_arn"].rsplit("/", 1)[1] for g in portal["grants"]) == ["ADMINS", "READONLY"]
+    r = s.post(f"{base}/credentials/{grant_id(portal, '/ADMINS')}",
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert caller_arn(moto_url, r.json()) == f"arn:aws:sts::{ACCOUNT}:assumed-role/ADMINS/alice-admins"
+    (seen,) = strict_sts_peer.seen
+    assert seen.problems == []
+    claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
+    assert claims["https://aws.amazon.com/tags"] == {
+        "principal_tags": {"Level": ["admins"], "Groups": ["aws-admins/aws-readonly"], "Dept": ["Platform"]},
+        "transitive_tag_keys": ["Level"]}
+    # bob's department, "Finance & Ops", is sanitized for AWS (& is not allowed in a tag value)
+    bob = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "bob", "bob-pw", session=bob)
+    why = bob.get(f"{base}/portal/why", headers={"Accept": "application/json"}, timeout=10).json()
+    (grant,) = why["grants"]
+    assert grant["tags"]["Dept"] == "Finance - Ops" and grant["tags"]["Level"] == "readonly"
+    assert "tag 'Dept': value from {claims.department} was sanitized" in why["rules"][0]["notes"]

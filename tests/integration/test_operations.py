@@ -367,7 +367,7 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     keys = tmp_path / "keys"
     old = generate_key(keys)
     old_saml = generate_saml_key(keys, bits=2048)
-    rules = [{**r, "path": "saml"} if r["name"] == "admins" else r for r in RULES]
+    rules = [{**r, "grants": [{**r["grants"][0], "path": "saml"}]} if r["name"] == "admins" else r for r in RULES]
     settings = make_settings(issuer={"url": ISSUER, "keys_dir": str(keys), "keys_reload_interval": 0},
                              credential_cache={"enabled": False}, mapping={"rules": rules})
     base, app = serve_app(settings)
@@ -391,8 +391,9 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
 
     token_old = mint()
     assert _kid(token_old) == old.kid
-    out = CliRunner().invoke(cli, ["keys", "rotate", "--dir", str(keys), "--kind", "all", "--publish-for", "2",
-                                   "--overlap", "3"])
+    t0 = int(time.time())  # rotate stamps whole seconds: the next key signs from t0 + 4 at the latest
+    out = CliRunner().invoke(cli, ["keys", "rotate", "--dir", str(keys), "--kind", "all", "--publish-for", "4",
+                                   "--overlap", "4"])
     assert out.exit_code == 0, out.output
     new_kid = re.search(r"jwt, kid ([\w-]+)\)", out.output)[1]  # type: ignore[index]
     # Published before it signs: JWKS and IdP metadata carry both; tokens are still signed by the old key.
@@ -402,7 +403,8 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     assert _kid(mint()) == old.kid
     listing = CliRunner().invoke(cli, ["keys", "list", "--dir", str(keys)]).output
     assert re.search(rf"jwt\s+signing\s+{old.kid}", listing) and re.search(rf"jwt\s+next\s+{new_kid}", listing)
-    time.sleep(2.2)
+    assert time.time() < t0 + 4, "the checks before the switch took longer than --publish-for"
+    time.sleep(max(0.0, t0 + 5.2 - time.time()))
     # The new key signs; a token signed by the old key still validates during the overlap.
     token_new = mint()
     assert _kid(token_new) == new_kid
@@ -411,7 +413,7 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     metrics = requests.get(f"{base}/metrics", timeout=10).text
     assert f'kid="{old.kid}",kind="jwt",state="retiring"' in metrics
     assert f'kid="{new_kid}",kind="jwt",state="signing"' in metrics
-    time.sleep(3.2)
+    time.sleep(max(0.0, t0 + 9.2 - time.time()))  # sign_from + overlap, past
     # Overlap over: the old key is no longer published, and what it signed no longer validates.
     assert jwks_kids() == {new_kid}
     assert any("kid" in p for p in still_valid(token_old))

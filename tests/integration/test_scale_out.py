@@ -20,7 +20,7 @@ import yaml
 
 from bridge.aws.keys import load_keyring
 from bridge.aws.metadata import idp_metadata
-from tests.conftest import ACCOUNT, ISSUER, OIDC_CONNECTOR, RULES, SAML_CONNECTOR, free_port, wait_http
+from tests.conftest import ACCOUNT, ACCOUNTS, ISSUER, OIDC_CONNECTOR, RULES, SAML_CONNECTOR, free_port
 from tests.integration.helpers import caller_arn, grant_id, portal_json
 from tests.integration.test_bad_input import assert_error_page
 from tests.integration.test_saml import _auto_post
@@ -53,7 +53,7 @@ def two_bridges(tmp_path: Path, redis_url: str, bridge_port: int, keys_dir: Path
                 {"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer, "client_id": "bridge",
                  "client_secret": "bridge-secret"},
                 {"id": SAML_CONNECTOR, "type": "saml", "metadata_url": f"{saml_idp.url}/metadata", **overrides}],
-            "mapping": {"rules": RULES},
+            "mapping": {"accounts": ACCOUNTS, "rules": RULES},
             "rate_limits": rate_limits or {},
         }
         path = tmp_path / "bridge.yaml"
@@ -70,11 +70,19 @@ def two_bridges(tmp_path: Path, redis_url: str, bridge_port: int, keys_dir: Path
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)
             procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(path),
                                            "--bind", f"127.0.0.1:{port}", "--workers", "2"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{port}.log").open("wb"),
                                           start_new_session=True))
             urls.append(f"http://127.0.0.1:{port}")
-        for u in urls:
-            wait_http(f"{u}/readyz", 30)
+        for u, p in zip(urls, procs[-2:], strict=True):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    requests.get(f"{u}/readyz", timeout=1)
+                    break
+                except requests.RequestException:
+                    log = (tmp_path / f"{urlsplit(u).port}.log").read_text(errors="replace")
+                    assert p.poll() is None and time.monotonic() < deadline, f"serve did not start:\n{log[-3000:]}"
+                    time.sleep(0.1)
         return urls[0], urls[1], public
 
     yield start

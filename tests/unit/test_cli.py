@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -29,9 +30,13 @@ issuer: {{keys_dir: keys}}
 connectors: [{{id: corp, type: oidc, issuer: "https://idp.example.com", client_id: c, client_secret: s}}]
 mapping:
   rules:
-    - {{name: admins, group: aws-admins, role_arn: "{ADMIN}", tags: {{Dept: claims.department}},
-       transitive_tags: [Dept], source_identity_from: email}}
-    - {{name: finance, claim: claims.department, equals: Finance, role_arn: "arn:aws:iam::123456789012:role/Fin"}}
+    - name: admins
+      match: {{group: aws-admins}}
+      grants: [{{role_arn: "{ADMIN}", tags: {{Dept: "{{claims.department}}"}}, transitive_tags: [Dept],
+                source_identity: "{{email}}"}}]
+    - name: finance
+      match: {{claim: claims.department, equals: Finance}}
+      grants: [{{role_arn: "arn:aws:iam::123456789012:role/Fin"}}]
 """)
     ident = tmp_path / "id.json"
     ident.write_text(json.dumps(IDENTITY))
@@ -48,7 +53,8 @@ def test_explain_text_and_json(setup: tuple[Path, Path]) -> None:
     r = CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(ident), "--json"])
     doc = json.loads(r.output)
     assert [g["role_arn"] for g in doc["grants"]] == [ADMIN]
-    assert doc["rules"][1] == {"rule": "finance", "matched": False, "grant": None, "notes": [],
+    assert doc["rules"][1] == {"rule": "finance", "matched": False, "outcome": "no match", "grants": [],
+                               "withheld": [], "notes": [],
                                "reason": "claims.department is 'Platform', not 'Finance'"}
 
 
@@ -142,3 +148,74 @@ def test_verify_needs_exactly_one_artifact(setup: tuple[Path, Path]) -> None:
     cfg, _ = setup
     r = CliRunner().invoke(main, ["verify", "--config", str(cfg)])
     assert r.exit_code == 1 and "exactly one of --jwt" in r.stderr
+
+
+def test_explain_shows_deny_withheld_and_merges(tmp_path: Path) -> None:
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text("""
+base_url: https://bridge.example.com
+connectors: [{id: corp, type: oidc, issuer: "https://idp.example.com", client_id: c, client_secret: s}]
+mapping:
+  accounts: {"123456789012": {alias: sandbox, label: Sandbox, roles: {Admin: {max_session_duration: 43200}}}}
+  rules:
+    - {name: admins, match: {group: aws-admins}, grants: [{account: sandbox, role: Admin,
+       duration: {max: 43200}, tags: {Team: "{claims.team|default(core)}"}}]}
+    - {name: teams, match: {claim: groups, regex: "team-(?P<t>.+)"}, grants: [{account: sandbox, role: Admin,
+       tags: {Squad: "{match.t}"}}]}
+    - {name: mfa, match: {group: aws-admins}, grants: [{role_arn: "arn:aws:iam::123456789012:role/Break",
+       mfa_required: true}]}
+    - {name: no-billing, match: {group: aws-admins}, deny: {roles: ["Billing"]}}
+    - {name: billing, match: {group: aws-admins}, grants: [{role_arn: "arn:aws:iam::123456789012:role/Billing"}]}
+    - {name: unrelated, match: {group: nobody}, grants: [{role_arn: "arn:aws:iam::123456789012:role/X"}]}
+""")
+    ident = tmp_path / "id.json"
+    ident.write_text(json.dumps({**IDENTITY, "groups": ["aws-admins", "team-red"], "mfa": False}))
+    r = CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(ident)])
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "  MATCH teams: groups 'team-red' matches regex 'team-(?P<t>.+)'" in out
+    assert "note: Admin: merged into the grant from rule 'admins'" in out
+    assert "  DENY  no-billing: member of group 'aws-admins'" in out
+    assert "withheld arn:aws:iam::123456789012:role/Billing: denied by rule 'no-billing'" in out
+    assert "withheld arn:aws:iam::123456789012:role/Break: this role needs a sign-in with MFA" in out
+    assert "1 grant(s):" in out and "account 123456789012 (Sandbox)" in out
+    assert "tags Team='core', Squad='red'" in out and "duration 3600s (max 43200s)" in out
+    assert "2 withheld:" in out and "no    unrelated" in out
+    r = CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(ident), "--matched-only"])
+    assert "unrelated" not in r.output and "rules (5 of 6 shown):" in r.output
+    doc = json.loads(CliRunner().invoke(main, ["explain", "--config", str(cfg), "--identity", str(ident), "--json",
+                                              "--matched-only"]).output)
+    assert [x["rule"] for x in doc["rules"]] == ["admins", "teams", "mfa", "no-billing", "billing"]
+    assert [x["outcome"] for x in doc["rules"]] == ["granted", "merged", "withheld", "deny", "withheld"]
+    assert {(w["rule"], w["code"]) for w in doc["withheld"]} == {("mfa", "mfa"), ("billing", "denied")}
+    assert doc["grants"][0]["tags"] == {"Team": "core", "Squad": "red"}
+
+
+def test_explain_the_demo_config_as_the_readme_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("DEMO_")]:
+        monkeypatch.delenv(name)
+    root = Path(__file__).resolve().parents[2]
+    r = CliRunner().invoke(main, ["explain", "--config", str(root / "config" / "demo.yaml"), "--identity",
+                                  str(root / "config" / "demo-identity.json")])
+    assert r.exit_code == 0, r.output
+    assert "4 grant(s):" in r.output and "group-convention" in r.output
+    assert "arn:aws:iam::123456789012:role/Billing" in r.output
+
+
+def test_rules_schema_describes_the_rules() -> None:
+    r = CliRunner().invoke(main, ["rules-schema"])
+    assert r.exit_code == 0
+    schema = json.loads(r.output)
+    assert {"Rule", "GrantSpec", "Condition", "ClaimCond", "AccountEntry"} <= set(schema["$defs"])
+    assert schema["$defs"]["Rule"]["additionalProperties"] is False
+    assert set(schema["$defs"]["ClaimCond"]["properties"]) == {"claim", "equals", "in", "contains", "starts_with",
+                                                               "ends_with", "regex", "glob", "exists"}
+
+
+def test_grants_from_newer_sessions_load() -> None:
+    from bridge.identity import Grant
+
+    g = Grant(role_arn=ADMIN, account_id="123456789012", label="A", session_name="s1", via="r", account_alias="x")
+    assert Grant.from_json({**g.to_json(), "added_later": 1}) == g
+    old = {k: v for k, v in g.to_json().items() if k not in ("account_alias", "account_label")}
+    assert Grant.from_json(old).account_alias == ""

@@ -1,0 +1,296 @@
+"""Compiled match conditions: test an identity view, say why, and yield captures. Pure.
+
+``test(view, explain)`` returns an ``Outcome``: whether the condition holds, the *bindings*
+(one capture dict per way it matched — a regex over 1,000 groups can match several, and each
+becomes its own grant), and, when ``explain`` is set, a sentence with the values it saw.
+
+Each condition also states, for the compiler: which captures it may set (``possible``) and
+always sets when it holds (``guaranteed``), and for the index, a set of *requirements* one of
+which an identity must meet for it to hold (``keys``; None when there is no such finite set):
+``("=", path, v)`` a value equal to v, ``("^", path, p)`` one starting with p, ``("$", path, s)``
+one ending with s.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from typing import NamedTuple, Protocol
+
+from bridge.mapping.paths import ClaimPath, View, show
+
+Binding = dict[str, str]
+EMPTY: tuple[Binding, ...] = ({},)
+MAX_BINDINGS = 1000        # ways one rule may match (= grants one rule may produce) per identity
+MAX_MATCH_LEN = 1024       # longer values are not run through regex/glob (bounded work per login)
+IndexKeys = frozenset[tuple[str, str, str]]
+
+
+class Outcome(NamedTuple):
+    ok: bool
+    bindings: tuple[Binding, ...]
+    reason: str
+
+
+NO = Outcome(False, (), "")
+YES = Outcome(True, EMPTY, "")
+
+
+def _top_level_alternation(pattern: str) -> bool:
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1:i + 2] == "^":
+                i += 1
+            if pattern[i + 1:i + 2] == "]":  # a ] right after [ or [^ is a literal
+                i += 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def literal_prefix(pattern: str) -> str:
+    """A prefix every full match of ``pattern`` starts with ("" when unsure). Lets a regex over
+    1,000 sorted groups look only at the few that share its prefix, and the index find it."""
+    if pattern.startswith("(?") or _top_level_alternation(pattern):
+        return ""
+    out: list[str] = []
+    i = 1 if pattern.startswith("^") else 0  # redundant in a full match (no MULTILINE: that starts with "(?")
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            nxt = pattern[i + 1:i + 2]
+            if not nxt or nxt.isalnum():
+                break
+            out.append(nxt)
+            i += 2
+            continue
+        if ch in ".^$*+?{}[]()":
+            if ch in "*?{" and out:
+                out.pop()  # the last literal may repeat zero times
+            break
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def glob_prefix(pattern: str) -> str:
+    return re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+
+
+class Leaf:
+    """``{claim: PATH, <op>: operand}`` (and the ``group`` shorthand)."""
+
+    def __init__(self, path: ClaimPath, op: str, operand: object, *, regexes: Iterable[re.Pattern[str]] = (),
+                 group_form: bool = False) -> None:
+        self.path, self.op, self.group_form = path, op, group_form
+        self.operands: tuple[str, ...] = tuple(operand) if isinstance(operand, list | tuple) else (str(operand),)
+        self.operand_set = frozenset(self.operands)
+        self.regexes = tuple(regexes)
+        self.prefixes = tuple(glob_prefix(o) if op == "glob" else literal_prefix(o) for o in self.operands) \
+            if op in ("regex", "glob") else ()
+        self.exists = bool(operand) if op == "exists" else False
+        names = set(self.regexes[0].groupindex) if op == "regex" else set()
+        self.possible = self.guaranteed = frozenset(names)
+        self.keys: IndexKeys | None = None
+        if op in ("equals", "in"):
+            self.keys = frozenset(("=", path.text, v) for v in self.operands)
+        elif op in ("starts_with", "regex", "glob"):
+            prefixes = self.prefixes if op != "starts_with" else self.operands
+            if all(prefixes):
+                self.keys = frozenset(("^", path.text, p) for p in prefixes)
+        elif op == "ends_with" and all(self.operands):
+            self.keys = frozenset(("$", path.text, v) for v in self.operands)
+
+    def test(self, view: View, explain: bool) -> Outcome:
+        op = self.op
+        if op in ("equals", "in"):
+            values = view.text_set(self.path)
+            ok = self.operands[0] in values if op == "equals" else not self.operand_set.isdisjoint(values)
+            if not explain:
+                return YES if ok else NO
+            return self._explain_equals(view, ok)
+        if op == "exists":
+            ok = bool(view.values(self.path)) == self.exists
+            if not explain:
+                return YES if ok else NO
+            seen = view.texts(self.path)
+            state = f"has {show(seen)}" if view.values(self.path) else "is missing"
+            return Outcome(ok, EMPTY if ok else (), f"{self.path.text} {state}")
+        if op in ("regex", "glob"):
+            return self._test_patterns(view, explain)
+        texts = view.texts(self.path)
+        if op == "starts_with":
+            hit = next((v for v in texts if v.startswith(self.operands)), None)
+        elif op == "ends_with":
+            hit = next((v for v in texts if v.endswith(self.operands)), None)
+        else:  # contains
+            hit = next((v for v in texts if any(o in v for o in self.operands)), None)
+        if not explain:
+            return YES if hit is not None else NO
+        words = op.replace("_", " ")
+        operand = self.operands[0] if len(self.operands) == 1 else list(self.operands)
+        if hit is not None:
+            return Outcome(True, EMPTY, f"{self.path.text} {show([hit])} {words} {operand!r}")
+        return Outcome(False, (), f"{self.path.text} is {show(texts)}; nothing {words} {operand!r}")
+
+    def _explain_equals(self, view: View, ok: bool) -> Outcome:
+        texts = view.texts(self.path)
+        if self.group_form:
+            g = self.operands[0]
+            if ok:
+                return Outcome(True, EMPTY, f"member of group {g!r}")
+            return Outcome(False, (), f"not in group {g!r} (groups: {show(texts)})")
+        if self.op == "equals":
+            if ok:
+                return Outcome(True, EMPTY, f"{self.path.text} equals {self.operands[0]!r}")
+            return Outcome(False, (), f"{self.path.text} is {show(texts)}, not {self.operands[0]!r}")
+        if ok:
+            hit = next(v for v in texts if v in self.operand_set)
+            return Outcome(True, EMPTY, f"{self.path.text} {show([hit])} is in {list(self.operands)!r}")
+        return Outcome(False, (), f"{self.path.text} is {show(texts)}, none in {list(self.operands)!r}")
+
+    def _test_patterns(self, view: View, explain: bool) -> Outcome:
+        bindings: list[Binding] = []
+        hits: list[str] = []
+        too_long = False
+        for rx, prefix in zip(self.regexes, self.prefixes, strict=True):
+            for v in view.with_prefix(self.path, prefix):
+                if len(v) > MAX_MATCH_LEN:
+                    too_long = True
+                    continue
+                m = rx.fullmatch(v)
+                if m is None:
+                    continue
+                hits.append(v)
+                if self.possible:
+                    bindings.append({k: s for k, s in m.groupdict().items() if s is not None})
+                    if len(bindings) >= MAX_BINDINGS:
+                        break
+                elif not explain:
+                    return YES
+        ok = bool(hits)
+        out = tuple(bindings) if self.possible else EMPTY
+        if not explain:
+            return Outcome(True, out, "") if ok else NO
+        what = "matches regex" if self.op == "regex" else "matches glob"
+        pattern = self.operands[0] if len(self.operands) == 1 else list(self.operands)
+        if ok:
+            return Outcome(True, out, f"{self.path.text} {show(hits, limit=5)} {what} {pattern!r}")
+        note = f" (values over {MAX_MATCH_LEN} characters are not tried)" if too_long else ""
+        return Outcome(False, (), f"{self.path.text} is {show(view.texts(self.path))}; none {what} "
+                                  f"{pattern!r}{note}")
+
+
+class Mfa:
+    keys: IndexKeys | None = None
+    possible = guaranteed = frozenset[str]()
+
+    def __init__(self, want: bool) -> None:
+        self.want = want
+
+    def test(self, view: View, explain: bool) -> Outcome:
+        used = view.identity.mfa
+        ok = used == self.want
+        if not explain:
+            return YES if ok else NO
+        return Outcome(ok, EMPTY if ok else (), "the sign-in used MFA" if used else "the sign-in did not use MFA")
+
+
+class Cond(Protocol):
+    keys: IndexKeys | None
+    possible: frozenset[str]
+    guaranteed: frozenset[str]
+
+    def test(self, view: View, explain: bool) -> Outcome: ...
+
+
+
+class All:
+    def __init__(self, children: list[Cond]) -> None:
+        self.children = children
+        self.possible = frozenset().union(*(c.possible for c in children))
+        self.guaranteed = frozenset().union(*(c.guaranteed for c in children))
+        indexed = [c.keys for c in children if c.keys is not None]
+        # the most selective requirement: exact values first, then the fewest
+        self.keys: IndexKeys | None = min(indexed, key=lambda k: (any(kind != "=" for kind, _, _ in k), len(k))) \
+            if indexed else None
+
+    def test(self, view: View, explain: bool) -> Outcome:
+        bindings: list[Binding] = [{}]
+        reasons: list[str] = []
+        for c in self.children:
+            o = c.test(view, explain)
+            if not o.ok:
+                return o
+            if c.possible:
+                bindings = [{**b, **b2} for b in bindings for b2 in o.bindings][:MAX_BINDINGS]
+            reasons.append(o.reason)
+        return Outcome(True, tuple(bindings), " and ".join(reasons) if explain else "")
+
+
+class Any_:
+    def __init__(self, children: list[Cond]) -> None:
+        self.children = children
+        self.possible = frozenset().union(*(c.possible for c in children))
+        self.guaranteed = frozenset.intersection(*(c.guaranteed for c in children))
+        if all(c.keys is not None for c in children):
+            self.keys: IndexKeys | None = frozenset().union(*(c.keys or () for c in children))
+        else:
+            self.keys = None
+
+    def test(self, view: View, explain: bool) -> Outcome:
+        matched: list[Outcome] = []
+        failed: list[str] = []
+        for c in self.children:
+            o = c.test(view, explain)
+            if o.ok:
+                if not self.possible:
+                    return o
+                matched.append(o)
+            else:
+                failed.append(o.reason)
+        if not matched:
+            return NO if not explain else Outcome(False, (), "none of: " + "; ".join(f"({r})" for r in failed))
+        seen: set[frozenset[tuple[str, str]]] = set()
+        bindings: list[Binding] = []
+        for o in matched:
+            for b in o.bindings:
+                k = frozenset(b.items())
+                if k not in seen:
+                    seen.add(k)
+                    bindings.append(b)
+        more = f" (and {len(matched) - 1} more)" if len(matched) > 1 else ""
+        return Outcome(True, tuple(bindings[:MAX_BINDINGS]), matched[0].reason + more if explain else "")
+
+
+class Not:
+    keys: IndexKeys | None = None
+    possible = guaranteed = frozenset[str]()
+
+    def __init__(self, child: Cond) -> None:
+        self.child = child
+
+    def test(self, view: View, explain: bool) -> Outcome:
+        o = self.child.test(view, explain)
+        if o.ok:
+            return NO if not explain else Outcome(False, (), f"excluded because {o.reason}")
+        return YES if not explain else Outcome(True, EMPTY, o.reason)
+
+
+def compile_glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern), re.S)

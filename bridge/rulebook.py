@@ -1,0 +1,126 @@
+"""The rules in force in this process, reloaded without a restart and without dropping sessions.
+
+Under gunicorn every worker is its own process with its own ``RuleBook``, so reload works per
+process, two ways:
+
+- **file change**: on use, at most every ``mapping.reload_interval`` seconds, the config file and
+  the rules file are ``stat``-ed; a changed size/mtime/inode reloads the mapping;
+- **SIGHUP**: ``install_sighup`` makes the signal request a reload (deploy/gunicorn.conf.py
+  installs it in each worker and makes the master forward its SIGHUP to the workers).
+
+A reload that fails keeps the rules in force and logs every problem (``rules_reload_failed``);
+the broken file is not retried until it changes again. Sessions live in Redis and are not
+touched: their grants are re-evaluated with the new rules on their next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bridge.config import FileStamp, file_stamp
+from bridge.errors import ConfigError
+from bridge.logs import event
+from bridge.mapping import MappingSettings
+
+Stamps = dict[str, FileStamp]
+
+
+def _now(paths: list[Path]) -> Stamps:
+    return {str(p): file_stamp(p) for p in paths}
+
+
+def _loaded(mapping: MappingSettings, paths: list[Path]) -> Stamps:
+    """The stamps of ``paths`` as they were when ``mapping`` was read from them (now, if unknown)."""
+    now = _now(paths)
+    return {p: mapping.file_stamps.get(p, stamp) for p, stamp in now.items()}
+
+
+class RuleBook:
+    """Holds the current ``MappingSettings``; ``mapping`` checks for changes on use."""
+
+    def __init__(self, mapping: MappingSettings, *, loader: Callable[[], MappingSettings] | None = None,
+                 files: Callable[[MappingSettings], list[Path]] = lambda m: [],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._mapping = mapping
+        self._loader = loader
+        self._files = files
+        self._clock = clock
+        self._stamp = _loaded(mapping, files(mapping))
+        self._next_check = clock() + mapping.reload_interval
+        self._lock = threading.Lock()
+        self._requested = False
+        self.last_problems: list[str] = []
+
+    @property
+    def mapping(self) -> MappingSettings:
+        """The rules in force (reloaded first if their files changed or a reload was requested)."""
+        self.maybe_reload()
+        return self._mapping
+
+    @property
+    def version(self) -> str:
+        return str(self.mapping.compiled.version)
+
+    def request_reload(self) -> None:
+        """Ask for a reload at the next use (safe to call from a signal handler)."""
+        self._requested = True
+
+    def maybe_reload(self) -> None:
+        if self._loader is None or (not self._requested and self._clock() < self._next_check):
+            return
+        if not self._lock.acquire(blocking=False):
+            return  # another thread is reloading; this request uses the rules in force
+        try:
+            requested, self._requested = self._requested, False
+            self._next_check = self._clock() + self._mapping.reload_interval
+            stamp = _now(self._files(self._mapping))
+            if requested or stamp != self._stamp:
+                self._reload(stamp, "signal" if requested else "file_changed")
+        finally:
+            self._lock.release()
+
+    def reload(self, reason: str = "requested") -> bool:
+        """Reload now; True when the new rules are in force."""
+        with self._lock:
+            return self._reload(_now(self._files(self._mapping)), reason)
+
+    def _reload(self, stamp: Stamps, reason: str) -> bool:
+        assert self._loader is not None
+        old = self._mapping
+        started = time.monotonic()
+        try:
+            new = self._loader()
+            version = new.compiled.version
+        except ConfigError as e:
+            self._fail(stamp, reason, e.problems)
+            return False
+        except Exception as e:  # a bug must not take the rules in force down with it
+            self._fail(stamp, reason, [f"unexpected {type(e).__name__} while loading the rules"])
+            return False
+        self._mapping = new
+        self._stamp = _loaded(new, self._files(new))
+        self._next_check = self._clock() + new.reload_interval
+        self.last_problems = []
+        event("rules_reloaded", reason=reason, rules=len(new.rules), version=version,
+              previous_version=old.compiled.version, ms=round((time.monotonic() - started) * 1000, 1))
+        return True
+
+    def _fail(self, stamp: Stamps, reason: str, problems: list[str]) -> None:
+        self._stamp = stamp  # do not retry the same broken files every interval
+        self.last_problems = list(problems)
+        event("rules_reload_failed", logging.ERROR, reason=reason, kept_version=self._mapping.compiled.version,
+              kept_rules=len(self._mapping.rules), count=len(problems), problems=problems[:50])
+
+
+def install_sighup(book: RuleBook) -> None:
+    """SIGHUP → reload this process's rules (in a thread: the signal handler must return quickly)."""
+    def handler(signum: int, frame: object) -> None:
+        book.request_reload()
+        threading.Thread(target=book.maybe_reload, name="rules-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handler)
