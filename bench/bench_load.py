@@ -43,7 +43,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Admin"
-POOL = 12000  # distinct users (the credential cache is per user: each sign-in flow is a new user)
+POOL = 20000  # distinct users (the credential cache is per user: each sign-in flow is a new user)
 
 
 def free_port() -> int:
@@ -249,7 +249,7 @@ mapping:
           transitive_tags: [Department]
           source_identity: "{{email}}"
 """)
-        # No worker recycling in the measured minutes: with this config's 12,000 listed demo users a
+        # No worker recycling in the measured minutes: with this config's 20,000 listed demo users a
         # worker takes seconds to boot, which a real config (a few connectors and rules) does not.
         env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": str(args.threads),
                "BRIDGE_MAX_REQUESTS": str(args.max_requests)}
@@ -295,7 +295,7 @@ mapping:
         report("healthz", rps, res, "req/s")
         rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds)
         report("signin", rps, res, "flows/s")  # a flow = 4 requests: login, callback, portal, credentials
-        rps, res, _ = run_phase("cached", base, args.clients, args.client_procs, args.seconds, offset=6000)
+        rps, res, _ = run_phase("cached", base, args.clients, args.client_procs, args.seconds, offset=8000)
         report("cached", rps, res, "req/s")
 
         # Redis restarted half-way through a sign-in run.
@@ -317,7 +317,7 @@ mapping:
             th.start()
             window_thread.append(th)
 
-        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=6100,
+        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=8100,
                                 during=outage)
         window_thread[0].join(120)  # a short run may end before Redis is back
         report("restart", rps, res, "flows/s")
