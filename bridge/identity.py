@@ -109,6 +109,7 @@ class Grant:
     path: str = "jwt"
     account_alias: str = ""  # from the accounts catalog, for the portal
     account_label: str = ""
+    console: str = ""  # console sign-in method ("federation" | "saml_post"); "" = aws.console_method
 
     @property
     def id(self) -> str:
