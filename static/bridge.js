@@ -47,12 +47,24 @@ function portal() {
   const human = (s) => { const h = Math.floor(s / 3600); const m = Math.floor((s % 3600) / 60);
     return [h ? `${h} h` : '', m ? `${m} min` : ''].filter(Boolean).join(' ') || `${s} s`; };
   const rows = Array.from(document.querySelectorAll('li.role[data-g]'));
+  // One template select per (max, default) pair, cloned into each row (rows omit the 3600 defaults).
+  const made = new Map();
+  const chooser = (max, def) => {
+    const key = `${max}/${def}`;
+    if (!made.has(key)) {
+      const sel = document.createElement('select'); sel.className = 'dur'; sel.setAttribute('aria-label', 'Duration');
+      const opts = steps.filter((s) => s <= max); if (!opts.includes(max)) opts.push(max);
+      opts.forEach((s) => sel.add(new Option(human(s), String(s), s === def, s === def)));
+      made.set(key, sel);
+    }
+    return made.get(key).cloneNode(true);
+  };
+  const actions = document.getElementById('row-actions').content.firstElementChild;
   rows.forEach((li) => {
-    const max = Number(li.dataset.m); const def = Number(li.dataset.d);
-    const sel = document.createElement('select'); sel.className = 'dur'; sel.setAttribute('aria-label', 'Duration');
-    const opts = steps.filter((s) => s <= max); if (!opts.includes(max)) opts.push(max);
-    opts.forEach((s) => { const o = new Option(human(s), String(s), s === def, s === def); sel.add(o); });
-    li.querySelector('.acts').prepend(sel);
+    const acts = actions.cloneNode(true);
+    acts.prepend(chooser(Number(li.dataset.m || 3600), Number(li.dataset.d || 3600)));
+    if ('f' in li.dataset) acts.querySelector('button.f').classList.add('on');
+    li.append(acts);
   });
   document.addEventListener('click', async (e) => {
     const b = e.target.closest('li.role[data-g] button'); if (!b) return;

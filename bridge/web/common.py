@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from typing import Any
 from urllib.parse import quote
@@ -94,7 +95,15 @@ def remember_use(identity: Identity, grant: Grant) -> None:
 
 def go_path(grant: Grant) -> str:
     """The bookmarkable console link of a grant: /go/<alias or account id>/<role name>."""
-    return f"/go/{quote(grant.account_alias or grant.account_id, safe='')}/{quote(grant.role_name, safe='')}"
+    account, role = grant.account_alias or grant.account_id, grant.role_name
+    if not _PLAIN.match(account):
+        account = quote(account, safe="")
+    if not _PLAIN.match(role):
+        role = quote(role, safe="")
+    return f"/go/{account}/{role}"
+
+
+_PLAIN = re.compile(r"\A[\w.@=+,-]+\Z", re.ASCII)
 
 
 def session_grants(doc: dict[str, Any]) -> list[Grant]:
