@@ -156,6 +156,12 @@ class Services:
         aws = self.settings.aws
         return aws.federation_endpoint or console.federation_endpoint(aws.partition, aws.signin_region)
 
+    def console_logout_url(self) -> str:
+        """The AWS console sign-out link offered after the bridge's own sign-out (same sign-in host as
+        the federation endpoint; the ``/oauth?Action=logout`` path is what AWS's console uses, not an
+        AWS-documented API: UNCONFIRMED)."""
+        return self.federation_endpoint().removesuffix("/federation") + "/oauth?Action=logout"
+
     def signin_saml_url(self) -> str:
         aws = self.settings.aws
         return aws.signin_saml_url or signin_saml_endpoint(aws.partition, aws.signin_region)[0]

@@ -76,7 +76,8 @@ def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oid
     # Sign out from the portal, and the portal sends us back to sign-in.
     page.goto(f"{base}/portal")
     page.click("#sign-out")
-    page.wait_for_url(f"{base}/")
+    page.wait_for_url(f"{base}/signed-out?connector={OIDC_CONNECTOR}")
+    assert page.is_visible("#console-logout") and page.is_visible("#upstream-logout")
     page.goto(f"{base}/portal")
     assert page.url.startswith(f"{base}/?return_to=/portal")
 

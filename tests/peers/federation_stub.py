@@ -50,6 +50,7 @@ class FederationStub:
     saml_metadata: Callable[[], bytes] | None = None
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     signed_in: list[dict[str, Any]] = field(default_factory=list)
+    signed_out: int = 0
     url: str = ""
 
     def _sts(self, creds: dict[str, str] | None = None) -> Any:
@@ -64,6 +65,10 @@ class FederationStub:
             action = req.values.get("Action")
             resp = self.get_token(req) if action == "getSigninToken" else self.login(req) if action == "login" \
                 else Response("unknown Action", status=400)
+        elif req.path == "/oauth" and req.values.get("Action") == "logout":
+            self.signed_out += 1
+            resp = Response("<!doctype html><title>AWS (stand-in)</title><h1 id='signed-out'>Signed out of the AWS "
+                            "console</h1>", content_type="text/html")
         elif req.path == "/saml" and req.method == "POST":
             resp = self.saml(req)
         else:
