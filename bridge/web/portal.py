@@ -89,7 +89,7 @@ def favourite(grant_id: str) -> ResponseReturnValue:
 # A row is small (5,000 of them must stay under 1.5 MB): the link (/go/…, which alone is a complete
 # no-script way to the console and credentials) and the role name; the script adds the duration
 # chooser and the Console / Credentials / Copy link / star buttons from a <template>.
-_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a> <code>{role}</code></li>\n'
+_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a> <code>{arn}</code></li>\n'
 
 
 def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
@@ -102,7 +102,7 @@ def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
         out.append(_ROW.format(
             id=gid, m=f" data-m={gr.max_duration}" if gr.max_duration != 3600 else "",
             d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
-            go=esc(go_path(gr)), label=esc(gr.label), role=esc(gr.role_name), f=" data-f" if gid in fav_ids else ""))
+            go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else ""))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
 
 
