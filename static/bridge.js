@@ -99,12 +99,14 @@ function portal() {
     const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
     let n = 0;
     sections.forEach((s) => {
-      let any = false;
-      s.items.forEach((it) => {
-        const show = words.every((w) => it.text.includes(w));
-        if (show !== it.shown) { it.li.hidden = !show; it.shown = show; }
-        if (show) { any = true; n += 1; }
-      });
+      const hits = s.items.map((it) => words.every((w) => it.text.includes(w)));
+      const any = hits.includes(true);
+      // Rows of a section that is hidden are not touched (they are invisible anyway): a keystroke that
+      // hides 900 accounts writes 900 attributes, not 5,400. They are brought up to date when shown.
+      if (any) {
+        s.items.forEach((it, i) => { if (hits[i] !== it.shown) { it.li.hidden = !hits[i]; it.shown = hits[i]; } });
+        n += hits.filter(Boolean).length;
+      }
       if (any !== s.shown) { s.sec.hidden = !any; s.shown = any; }
     });
     count.textContent = words.length ? `${n} shown` : '';
