@@ -192,3 +192,17 @@ def test_portal_groups_favourites_and_links(live_bridge, make_settings, federati
     r = s.post(f"{base}/portal/favourite/{gid}", headers={"X-CSRF-Token": portal["csrf_token"]}, timeout=10)
     assert r.json() == {"favourite": False} and portal_json(s, base)["favourites"] == []
     assert s.post(f"{base}/portal/favourite/{gid}", timeout=10).status_code == 400  # CSRF
+
+
+def test_sign_in_service_down_is_a_clear_error(live_bridge, make_settings, federation_stub, bridge_logs) -> None:
+    from tests.conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/federation"
+    base = str(live_bridge(make_settings(mapping={"accounts": ACCOUNTS, "rules": RULES},
+                                         aws={"federation_endpoint": dead})))
+    s = dev_login(base, "alice")
+    portal = portal_json(s, base)
+    r = s.post(f"{base}/console/{grant_id(portal, 'role/Admin')}", data={"csrf_token": portal["csrf_token"]},
+               allow_redirects=False, timeout=30)
+    assert r.status_code == 503 and "AWS sign-in unreachable" in r.text and 'id="request-id"' in r.text
+    assert '"code": "signin_unavailable"' in bridge_logs.text or "signin_unavailable" in bridge_logs.text
