@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_saml.py
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_rules.py
+	$(PY) bench/bench_portal.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,8 @@ Records (``type``):
 - ``sign_in``: a finished sign-in, success or failure (``outcome``, ``error`` code on failure);
 - ``grant_decision``: each rule that matched at sign-in: ``outcome`` granted | withheld (``reason``);
 - ``credentials``: each credential issuance (``outcome`` success | failure, ``cached`` when it came
-  from the credential cache, ``access_key_id`` and ``assumed_role_arn`` to find it in CloudTrail).
+  from the credential cache, ``access_key_id`` and ``assumed_role_arn`` to find it in CloudTrail);
+- ``console``: each console sign-in (``method`` federation | saml_post, ``destination`` without query).
 
 Every record carries ``ts``, ``type``, ``correlation_id`` (minted when the sign-in started, kept in
 the session: it ties a sign-in to every grant and credential it led to), ``request_id``,

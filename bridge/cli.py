@@ -209,7 +209,8 @@ def audit_group() -> None:
 @click.option("-n", "--lines", default=20, show_default=True, type=click.IntRange(1, 100000))
 @click.option("-f", "--follow", is_flag=True, help="keep printing new records")
 @click.option("--correlation-id", "correlation", default=None, help="only records of this sign-in")
-@click.option("--type", "type_", type=click.Choice(["sign_in", "grant_decision", "credentials"]), default=None)
+@click.option("--type", "type_", default=None,
+              type=click.Choice(["sign_in", "grant_decision", "credentials", "console"]))
 @click.option("--max-seconds", type=float, default=None, hidden=True, help="stop following after this long")
 def audit_tail(config_path: str, lines: int, follow: bool, correlation: str | None, type_: str | None,
                max_seconds: float | None) -> None:

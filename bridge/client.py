@@ -212,6 +212,15 @@ def credentials(url: str, role: str, duration: int | None = None) -> dict[str, A
     return doc
 
 
+def console_url(url: str, role: str, *, destination: str | None = None, region: str | None = None,
+                duration: int | None = None) -> str:
+    """A console sign-in URL for ``role`` (good for 15 minutes: open it, do not keep it)."""
+    gid = grant_id_for(role) if ARN_RE.match(role) else find_grant(url, role)["id"]
+    data = {k: v for k, v in (("destination", destination), ("region", region),
+                              ("duration", str(duration) if duration else None)) if v}
+    return str(api(url, f"/api/v1/console/{gid}", data=data)["login_url"])
+
+
 # ---- ~/.aws/config -------------------------------------------------------------------------
 
 

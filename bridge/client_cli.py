@@ -1,4 +1,4 @@
-"""Developer commands: login, logout, credential-process, configure, env, local-server.
+"""Developer commands: login, logout, credential-process, configure, env, local-server, console.
 
 Kept apart from the admin commands and importing only the standard library and click, so
 `bridge credential-process` (run by every AWS SDK call that needs keys) starts quickly.
@@ -164,6 +164,34 @@ def local_server(url: str | None, role: str, port: int, duration: int | None) ->
         server.server_close()
 
 
+@click.command()
+@URL
+@ROLE
+@click.option("--destination", default=None, help="console path (/s3/home) or console URL")
+@click.option("--region", default=None, help="console region, e.g. eu-west-1")
+@click.option("--duration", type=int, default=None, help="console session seconds (default: the grant's)")
+@click.option("--print-url", "print_url", is_flag=True,
+              help="print the sign-in URL instead of opening a browser (it works for 15 minutes: treat it as a secret)")
+def console(url: str | None, role: str, destination: str | None, region: str | None, duration: int | None,
+            print_url: bool) -> None:
+    """Open the AWS console signed in as ROLE (federation endpoint)."""
+    try:
+        base = client.resolve_url(url)
+        login_url = client.console_url(base, role, destination=destination, region=region, duration=duration)
+    except ClientError as e:
+        _die(e)
+    if print_url:
+        click.echo(login_url)
+        return
+    opened = False
+    with contextlib.suppress(webbrowser.Error):
+        opened = webbrowser.open(login_url)
+    if not opened:
+        click.echo("bridge: no browser to open; rerun with --print-url to get the link", err=True)
+        sys.exit(1)
+    click.echo("Opened the AWS console in your browser.", err=True)
+
+
 def make_local_server(base: str, role: str, duration: int | None, port: int = 0) -> ThreadingHTTPServer:
     """The container-credentials endpoint botocore speaks to (spec §4.4): token-checked, loopback only."""
     token = secrets.token_urlsafe(32)
@@ -197,4 +225,4 @@ def make_local_server(base: str, role: str, duration: int | None, port: int = 0)
     return server
 
 
-COMMANDS = [login, logout, credential_process, configure, env, local_server]
+COMMANDS = [login, logout, credential_process, configure, env, local_server, console]

@@ -196,6 +196,14 @@ class AwsSettings(_Model):
     default_path: Literal["jwt", "saml"] = "jwt"
     signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
+    # Console sign-in (README "Console sign-in"): how the Console button signs in when a grant does
+    # not say (`console:` on a grant): the federation endpoint (getSigninToken + Action=login) or an
+    # auto-POSTed SAMLResponse to the sign-in SAML endpoint.
+    console_method: Literal["federation", "saml_post"] = "federation"
+    # Overrides for tests and the demo (a local stand-in); default: the partition's AWS URLs
+    # (regional when signin_region is set).
+    federation_endpoint: str | None = None
+    signin_saml_url: str | None = None
 
 
 class _ConnectorBase(_Model):

@@ -129,10 +129,20 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
             env["DEMO_OIDC_ENABLED"] = "false"
             print("note: Node or tests/peers/node_modules missing: the demo OIDC IdP is off; use Dev login.")
         _wait(f"{env['DEMO_STS_URL']}/", "local STS")
+        # Console sign-in stand-in (federation endpoint + SAML POST; moto has no console), checking
+        # what AWS checks against the local STS and our IdP metadata.
+        stub = peers / "federation_stub.py"
+        if stub.is_file():
+            fport = _free_port(5056)
+            procs.start("console", [sys.executable, str(stub), "--port", str(fport), "--sts", env["DEMO_STS_URL"],
+                                    "--saml-metadata", f"http://127.0.0.1:{port}/idp/metadata.xml"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env["DEMO_CONSOLE_URL"] = f"http://127.0.0.1:{fport}"
+            _wait(f"{env['DEMO_CONSOLE_URL']}/federation", "console sign-in stand-in")
         procs.start("bridge", [sys.executable, "-m", "bridge.cli", "serve", "--config", str(config)], env=env)
         _wait(f"http://127.0.0.1:{port}/healthz", "bridge", 30)
         if smoke:
-            return _smoke(port, env["DEMO_STS_URL"])
+            return _smoke(port, env["DEMO_STS_URL"], env.get("DEMO_CONSOLE_URL"))
         _banner(port, env)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(p.poll() is None for _, p in procs.procs):
@@ -160,8 +170,11 @@ Federation Bridge demo is running.
   Sign in     {'"Demo IdP (OIDC)": alice / alice-pw (admins, MFA), bob / bob-pw, carol / carol-pw' if oidc else ''}
               "Dev login (insecure)": pick alice, bob or carol
   Local STS   {env['DEMO_STS_URL']}   (moto; accepts any key)
+  AWS console {env.get('DEMO_CONSOLE_URL', '(stand-in missing)')}   (stand-in: the Console buttons land here)
   Redis       {env['DEMO_REDIS_URL']}
 
+On the portal, Console signs in through the federation endpoint (Admin) or a SAML POST (Read-only);
+links like {base}/go/sandbox/Admin?destination=/s3/home go straight there.
 On a role's Credentials page, paste the export lines into a shell, then:
   aws sts get-caller-identity --endpoint-url {env['DEMO_STS_URL']}
 
@@ -169,8 +182,9 @@ Ctrl-C stops everything this command started.
 """, flush=True)
 
 
-def _smoke(port: int, sts_url: str) -> int:
-    """One dev login → credentials → GetCallerIdentity; prints the ARN. For `make demo-check`."""
+def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
+    """One dev login → credentials → GetCallerIdentity, then the console via /go (federation endpoint,
+    through the stand-in); prints the ARN. For `make demo-check`."""
     import re
 
     import boto3
@@ -189,4 +203,24 @@ def _smoke(port: int, sts_url: str) -> int:
                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                        aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"]
     print(f"demo smoke ok: {arn}")
+    if console_url:
+        page = s.get(f"{base}/go/sandbox/Admin", params={"destination": "/s3/home"}, timeout=10).text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf, "the /go page has no form"
+        r = s.post(f"{base}/console/{grant['id']}", data={"csrf_token": csrf[1], "destination": "/s3/home"},
+                   allow_redirects=False, timeout=30)
+        assert r.status_code == 302 and r.headers["location"].startswith(console_url), r.status_code
+        landed = requests.get(r.headers["location"], timeout=30)
+        role = re.search(r"id='role'>([^<]+)<", landed.text)
+        assert landed.status_code == 200 and role, landed.text[:300]
+        print(f"demo console ok: signed in as {role[1]}")
+        ro = next(g for g in portal["grants"] if g["role_arn"].endswith("/ReadOnly"))  # console: saml_post
+        form = s.post(f"{base}/console/{ro['id']}", data={"csrf_token": csrf[1]}, timeout=30).text
+        fields = dict(re.findall(r'name="(SAMLResponse|RelayState)" value="([^"]*)"', form))
+        action = re.search(r'id="saml-post"[^>]*action="([^"]+)"', form)
+        assert action and "SAMLResponse" in fields, form[:300]
+        landed = requests.post(action[1], data=fields, timeout=30)
+        role = re.search(r"id='role'>([^<]+)<", landed.text)
+        assert landed.status_code == 200 and role, landed.text[:300]
+        print(f"demo console (SAML POST) ok: signed in as {role[1]}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-CLIENT_COMMANDS = {"login", "logout", "credential-process", "configure", "env", "local-server"}
+CLIENT_COMMANDS = {"login", "logout", "credential-process", "configure", "env", "local-server", "console"}
 
 
 def main() -> None:

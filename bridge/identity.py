@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 
@@ -109,8 +110,9 @@ class Grant:
     path: str = "jwt"
     account_alias: str = ""  # from the accounts catalog, for the portal
     account_label: str = ""
+    console: str = ""  # console sign-in method ("federation" | "saml_post"); "" = aws.console_method
 
-    @property
+    @cached_property  # a portal with 5,000 grants asks often (frozen: cached_property writes __dict__)
     def id(self) -> str:
         return grant_id_for(self.role_arn)
 
@@ -136,10 +138,23 @@ class Grant:
     def from_json(cls, d: Mapping[str, Any]) -> Grant:
         # Unknown keys are ignored: during a rolling upgrade a newer worker may have stored fields this
         # one does not know yet.
-        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        kw["tags"] = dict(kw.get("tags") or {})
-        kw["transitive_keys"] = tuple(kw.get("transitive_keys") or ())
-        return cls(**kw)
+        # Built without __init__ (a frozen dataclass's __init__ is slow, and sessions hold thousands):
+        # known fields over the defaults, as __init__ would.
+        obj = cls.__new__(cls)
+        vals = {**_GRANT_DEFAULTS, **{k: v for k, v in d.items() if k in _GRANT_FIELDS}}
+        vals["tags"] = dict(vals.get("tags") or {})
+        vals["transitive_keys"] = tuple(vals.get("transitive_keys") or ())
+        missing = _GRANT_REQUIRED - vals.keys()
+        if missing:
+            raise TypeError(f"Grant.from_json: missing {sorted(missing)}")
+        obj.__dict__.update(vals)
+        return obj
+
+
+_GRANT_FIELDS = frozenset(f.name for f in fields(Grant))
+_GRANT_REQUIRED = frozenset(f.name for f in fields(Grant) if f.default is MISSING and f.default_factory is MISSING)
+
+_GRANT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Grant) if f.default is not MISSING}
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,40 @@ class Store:
             self.r.delete(key)
         return members
 
+    # -- portal preferences: recent roles (newest first) and favourites, per user -----------
+    def push_recent(self, user: str, item: str, *, keep: int = 10, ttl: int = 90 * 86400) -> None:
+        with self.errors():
+            key = f"{self.prefix}recent:{user}"
+            pipe = self.r.pipeline()
+            pipe.lrem(key, 0, item)
+            pipe.lpush(key, item)
+            pipe.ltrim(key, 0, keep - 1)
+            pipe.expire(key, ttl)
+            pipe.execute()
+
+    def preferences(self, user: str) -> tuple[list[str], set[str]]:
+        """(recent grant ids newest first, favourite grant ids) in one round trip."""
+        with self.errors():
+            pipe = self.r.pipeline()
+            pipe.lrange(f"{self.prefix}recent:{user}", 0, -1)
+            pipe.smembers(f"{self.prefix}fav:{user}")
+            recent, favs = pipe.execute()
+        def text(x: Any) -> str:
+            return x.decode() if isinstance(x, bytes) else str(x)
+        return [text(x) for x in recent], {text(x) for x in favs}
+
+    def toggle_favourite(self, user: str, item: str, *, ttl: int = 365 * 86400) -> bool:
+        """Add or remove ``item``; True when it is a favourite now."""
+        with self.errors():
+            key = f"{self.prefix}fav:{user}"
+            if self.r.srem(key, item):
+                return False
+            pipe = self.r.pipeline()
+            pipe.sadd(key, item)
+            pipe.expire(key, ttl)
+            pipe.execute()
+            return True
+
     @staticmethod
     def hash_id(secret: str) -> str:
         """Secrets (device codes, tokens, session ids) are stored only as their SHA-256."""

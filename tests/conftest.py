@@ -31,6 +31,8 @@ from bridge.aws.keys import SamlKey, generate_cache_key, generate_key, generate_
 from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
 from bridge.upstream.saml import SamlConnector
 from tests.peers import strict_sts
+from tests.peers.federation_stub import FederationStub
+from tests.peers.federation_stub import serve as serve_federation_stub
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "tests" / "peers"
@@ -107,6 +109,25 @@ def strict_sts_peer(_strict_sts_server: strict_sts.StrictSts) -> Iterator[strict
     assert not bad, f"tokens the bridge minted broke AWS rules: {[b.problems for b in bad]}"
 
 
+_BRIDGE_METADATA: list[Callable[[], bytes]] = []  # the running test bridge's IdP metadata (set by app_factory)
+
+
+@pytest.fixture(scope="session")
+def _federation_stub_server(_strict_sts_server: strict_sts.StrictSts) -> Iterator[FederationStub]:
+    stub = FederationStub(_strict_sts_server.url, saml_metadata=lambda: _BRIDGE_METADATA[-1]())
+    stop = serve_federation_stub(stub)
+    yield stub
+    stop()
+
+
+@pytest.fixture
+def federation_stub(_federation_stub_server: FederationStub) -> FederationStub:
+    """The AWS console sign-in stand-in (federation endpoint + SAML POST) in front of the strict STS."""
+    _federation_stub_server.signed_in.clear()
+    _federation_stub_server.tokens.clear()
+    return _federation_stub_server
+
+
 @pytest.fixture(scope="session")
 def bridge_port() -> int:
     return free_port()
@@ -152,8 +173,8 @@ RULES = [
 
 
 @pytest.fixture
-def make_settings(redis_url: str, bridge_port: int, keys_dir: Path,
-                  strict_sts_peer: strict_sts.StrictSts) -> Callable[..., Settings]:
+def make_settings(redis_url: str, bridge_port: int, keys_dir: Path, strict_sts_peer: strict_sts.StrictSts,
+                  federation_stub: FederationStub) -> Callable[..., Settings]:
     """Settings for a bridge on ``bridge_port``; keyword args override top-level sections."""
 
     def make(*, connectors: list[dict[str, Any]] | None = None, **overrides: Any) -> Settings:
@@ -163,7 +184,9 @@ def make_settings(redis_url: str, bridge_port: int, keys_dir: Path,
             "insecure_dev_login": True,
             "redis": {"url": redis_url, "key_prefix": f"t{time.monotonic_ns()}:"},
             "issuer": {"url": ISSUER, "keys_dir": str(keys_dir)},
-            "aws": {"sts_endpoint_url": strict_sts_peer.url, "sts_max_attempts": 1, "sts_timeout": 5},
+            "aws": {"sts_endpoint_url": strict_sts_peer.url, "sts_max_attempts": 1, "sts_timeout": 5,
+                    "federation_endpoint": f"{federation_stub.url}/federation",
+                    "signin_saml_url": f"{federation_stub.url}/saml"},
             "connectors": connectors or [{"id": "dev", "type": "dev", "users": [
                 {"subject": "alice", "email": "alice@example.com", "name": "Alice",
                  "groups": ["aws-admins", "aws-readonly"], "claims": {"department": "Platform"}, "mfa": True},
@@ -190,6 +213,7 @@ def app_factory(strict_sts_peer: strict_sts.StrictSts) -> Callable[[Settings], A
         svc = app.extensions["bridge"]
         strict_sts_peer.register_oidc_provider(settings.issuer_url, {settings.issuer.audience}, svc.keyring.jwks)
         strict_sts_peer.register_saml_provider(settings.aws.saml_provider_name, svc.idp_metadata)
+        _BRIDGE_METADATA.append(svc.idp_metadata)
         return app
 
     return make

@@ -126,6 +126,7 @@ class CGrant:
     mfa_required: bool
     path: str | None
     audience: str | None
+    console: str | None = None
 
 
 @dataclass
@@ -414,7 +415,7 @@ class _Compiler:
         if len(self.problems) > n or session is None or tags is None:
             return None
         return CGrant(where, role_arn, account, role, static, provider, label, session, source, tags, transitive,
-                      g.duration_default, g.duration_max, g.mfa_required, g.path, g.audience)
+                      g.duration_default, g.duration_max, g.mfa_required, g.path, g.audience, g.console)
 
     def tag(self, key_text: str, value_text: str, cond: Cond | None) -> tuple[Template | None, Template | None,
                                                                               list[str]]:

@@ -285,6 +285,7 @@ def _render(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: 
         tags=tags, transitive_keys=tuple(transitive), default_duration=default_d, max_duration=max_d,
         mfa_required=cg.mfa_required, path=path,
         account_alias=account.alias if account else "", account_label=account.label if account else "",
+        console=cg.console or "",
     )
     if cg.mfa_required and not ident.mfa:
         return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant)

@@ -200,6 +200,8 @@ class GrantSpec(_M):
     mfa_required: bool = False
     path: Literal["jwt", "saml", "passthrough"] | None = None
     audience: str | None = Field(None, min_length=1, max_length=255)
+    console: Literal["federation", "saml_post"] | None = Field(
+        None, description="console sign-in method for this role (default: aws.console_method)")
 
     @field_validator("account", mode="before")
     @classmethod

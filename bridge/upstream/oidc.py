@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -97,6 +98,16 @@ class OidcConnector:
         event("upstream_stale", logging.WARNING, connector=self.id, document=document, detail=e.detail[:200])
         if self.on_stale:
             self.on_stale(document)
+
+    def logout_url(self, post_logout_redirect_uri: str) -> str | None:
+        """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) when the IdP advertises an
+        ``end_session_endpoint``: ``client_id`` identifies us (the bridge keeps no ID token to hint with)."""
+        endpoint = self.metadata().get("end_session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        sep = "&" if "?" in endpoint else "?"
+        return endpoint + sep + urlencode({"client_id": self.cfg.client_id,
+                                           "post_logout_redirect_uri": post_logout_redirect_uri})
 
     def _keyset(self, *, refresh: bool = False) -> KeySet:
         """The IdP's keys: cached, refreshed every ``discovery_ttl`` or on an unknown ``kid``; when a

@@ -104,14 +104,12 @@ def api_grants() -> ResponseReturnValue:
     grants = [Grant.from_json(x) for x in doc["grants"]]
     return jsonify(grants=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
                             "role_name": gr.role_name, "max_duration": gr.max_duration,
+                            "account_alias": gr.account_alias, "account_label": gr.account_label,
                             "default_duration": gr.default_duration} for gr in grants],
                    expires_at=doc["expires_at"])
 
 
-@bp.post("/api/v1/credentials/<grant_id>")
-def api_credentials(grant_id: str) -> ResponseReturnValue:
-    """Credentials for one of the token holder's grants (cached server side)."""
-    doc = _bearer()
+def _api_grant(doc: dict[str, Any], grant_id: str) -> tuple[Grant, int]:
     grant = next((gr for gr in (Grant.from_json(x) for x in doc["grants"]) if gr.id == grant_id), None)
     if grant is None:
         raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
@@ -123,11 +121,35 @@ def api_credentials(grant_id: str) -> ResponseReturnValue:
         raise BadRequest("passthrough grants need the browser", code="passthrough_browser_only",
                          message="This role is redeemed with your identity provider's own sign-in, which the "
                                  "CLI does not hold.", hint="Use the portal in your browser for this role.")
+    return grant, int(raw)
+
+
+@bp.post("/api/v1/credentials/<grant_id>")
+def api_credentials(grant_id: str) -> ResponseReturnValue:
+    """Credentials for one of the token holder's grants (cached server side)."""
+    doc = _bearer()
+    grant, duration = _api_grant(doc, grant_id)
     identity = Identity.from_json(doc["identity"])
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = services().issue_credentials(identity, grant, int(raw), ctx=audit_context(doc))
+    creds = services().issue_credentials(identity, grant, duration, ctx=audit_context(doc))
     g.no_store = True
     return jsonify(formats.api_json(creds))
+
+
+@bp.post("/api/v1/console/<grant_id>")
+def api_console(grant_id: str) -> ResponseReturnValue:
+    """A console sign-in URL (federation endpoint, whatever the grant's console method: a CLI opens a
+    URL, it cannot POST a form in the browser). Secret for 15 minutes; never logged."""
+    doc = _bearer()
+    grant, duration = _api_grant(doc, grant_id)
+    svc = services()
+    destination = svc.console_destination(request.values.get("destination"), request.values.get("region"))
+    url = svc.console_login_url(Identity.from_json(doc["identity"]), grant, duration, destination,
+                                ctx=audit_context(doc))
+    event("console_signin", method="federation", role_arn=grant.role_arn, rule=grant.via, duration=duration,
+          destination=destination.split("?", 1)[0], via="api")
+    g.no_store = True
+    return jsonify(login_url=url, expires_in=900)
 
 
 @bp.post("/api/v1/logout")

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 from flask import current_app, g, request
 
 from bridge import audit
-from bridge.errors import BadRequest, NotSignedIn, RateLimited
+from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
 from bridge.services import PASSTHROUGH_VERSION, Services
+from bridge.store import Store
 
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
@@ -75,6 +78,48 @@ def session_access(doc: dict[str, Any]) -> tuple[list[Grant], list[Grant]]:
         g.fresh_access = (access.grants, access.locked)
     fresh: tuple[list[Grant], list[Grant]] = g.fresh_access
     return fresh
+
+
+def granted(doc: dict[str, Any], grant_id: str) -> Grant:
+    """The session's grant ``grant_id``; MfaRequired / NotGranted otherwise."""
+    grants, locked = session_access(doc)
+    grant = next((gr for gr in grants if gr.id == grant_id), None)
+    if grant is None and any(gr.id == grant_id for gr in locked):
+        raise MfaRequired(f"grant {grant_id[:32]!r} requires MFA; the session has none")
+    if grant is None:
+        raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
+                         message="That role is not one of the roles granted to you.")
+    return grant
+
+
+def chosen_duration(grant: Grant) -> int:
+    raw = request.form.get("duration") or request.args.get("duration") or str(grant.default_duration)
+    if not raw.isdigit():
+        raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
+    return int(raw)
+
+
+def user_key(identity: Identity) -> str:
+    """A stable, opaque per-user key for portal preferences (recent roles, favourites)."""
+    return Store.hash_id(f"{identity.connector_id}\0{identity.issuer}\0{identity.subject}")[:32]
+
+
+def remember_use(identity: Identity, grant: Grant) -> None:
+    """The portal lists recently used roles, the last used first."""
+    services().store.push_recent(user_key(identity), grant.id)
+
+
+def go_path(grant: Grant) -> str:
+    """The bookmarkable console link of a grant: /go/<alias or account id>/<role name>."""
+    account, role = grant.account_alias or grant.account_id, grant.role_name
+    if not _PLAIN.match(account):
+        account = quote(account, safe="")
+    if not _PLAIN.match(role):
+        role = quote(role, safe="")
+    return f"/go/{account}/{role}"
+
+
+_PLAIN = re.compile(r"\A[\w.@=+,-]+\Z", re.ASCII)
 
 
 def session_grants(doc: dict[str, Any]) -> list[Grant]:

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, make_response, redirect, render_template, re
 from flask.typing import ResponseReturnValue
 
 from bridge import audit
-from bridge.errors import IdpDenied, NotSignedIn, StoreUnavailable
+from bridge.errors import BridgeError, IdpDenied, NotSignedIn, StoreUnavailable
 from bridge.flow import safe_return_to
 from bridge.logs import correlation_id, event
 from bridge.upstream.base import Connector
@@ -20,6 +20,7 @@ from bridge.web.common import (
     end_session,
     rate_limit,
     services,
+    session_identity,
     start_session,
 )
 
@@ -108,6 +109,23 @@ def logout() -> ResponseReturnValue:
     if doc is None:
         raise NotSignedIn()
     check_csrf(doc)
+    connector_id = session_identity(doc).connector_id
     end_session()
-    event("logout")
-    return redirect(url_for("login.index"), code=303)
+    event("logout", connector=connector_id)
+    return redirect(url_for("login.signed_out", connector=connector_id), code=303)
+
+
+@bp.get("/signed-out")
+def signed_out() -> ResponseReturnValue:
+    """After sign-out: offer the AWS console sign-out and, where the IdP supports it, the IdP's."""
+    svc = services()
+    connector = svc.connectors.get(request.args.get("connector", ""))
+    upstream = None
+    logout_url = getattr(connector, "logout_url", None)
+    if connector is not None and callable(logout_url):
+        try:
+            upstream = logout_url(f"{svc.settings.base_url}/")
+        except BridgeError as e:  # discovery down: just do not offer it
+            event("upstream_logout_unavailable", connector=connector.id, error=e.code)
+    return render_template("signed_out.html", console_logout=svc.console_logout_url(), upstream=upstream,
+                           connector=connector, signed_in=current_session() is not None)

@@ -3,28 +3,35 @@ and the admins' explain-any-identity page."""
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
-from itertools import groupby
 from typing import Any
 
-from flask import Blueprint, abort, g, jsonify, render_template, request
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from bridge import mapping
 from bridge.aws import formats
-from bridge.errors import AdminOnly, BadRequest, MfaRequired, NotGranted
-from bridge.identity import SAMPLE_SHAPE, Credentials, Identity, identity_from_sample
+from bridge.errors import AdminOnly, BadRequest
+from bridge.flow import safe_return_to
+from bridge.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, identity_from_sample
 from bridge.logs import event
 from bridge.web.common import (
     audit_context,
     check_csrf,
+    chosen_duration,
+    go_path,
+    granted,
     rate_limit,
+    remember_use,
     require_session,
     services,
     session_access,
     session_identity,
     session_passthrough,
+    user_key,
     wants_json,
 )
 
@@ -36,7 +43,7 @@ def _grant_json(gr: Any) -> dict[str, Any]:
     return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
             "account_alias": gr.account_alias, "account_label": gr.account_label,
             "max_duration": gr.max_duration, "default_duration": gr.default_duration,
-            "mfa_required": gr.mfa_required}
+            "mfa_required": gr.mfa_required, "console": services().console_method(gr), "go": go_path(gr)}
 
 
 @bp.get("/portal")
@@ -46,14 +53,59 @@ def portal() -> ResponseReturnValue:
     grants, locked = session_access(doc)
     grants = sorted(grants, key=lambda gr: (gr.account_id, gr.label.lower()))
     identity = session_identity(doc)
+    svc = services()
+    recent_ids, fav_ids = svc.store.preferences(user_key(identity))
     if wants_json():
         return jsonify(identity={"email": identity.email, "name": identity.name, "mfa": identity.mfa,
                                  "connector": identity.connector_id},
                        grants=[_grant_json(gr) for gr in grants], locked=[_grant_json(gr) for gr in locked],
-                       csrf_token=doc["csrf"], expires_at=doc["expires_at"])
-    accounts = [(acct, list(items)) for acct, items in groupby(grants, key=lambda gr: gr.account_id)]
+                       recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
+                       favourites=sorted(fav_ids), csrf_token=doc["csrf"], expires_at=doc["expires_at"])
+    by_id = {gr.id: gr for gr in grants}
+    recent = [by_id[i] for i in recent_ids if i in by_id]
+    favourites = [gr for gr in grants if gr.id in fav_ids]
+    groups: dict[str, list[Grant]] = {}
+    for gr in grants:
+        groups.setdefault(gr.account_id, []).append(gr)
+    accounts = list(groups.items())
+    if recent:  # the account of the last-used role comes first
+        accounts.sort(key=lambda a: a[0] != recent[0].account_id)
     return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc["csrf"],
-                           expires_at=doc["expires_at"], is_admin=_is_admin(identity))
+                           expires_at=doc["expires_at"], is_admin=_is_admin(identity), recent=recent,
+                           favourites=favourites, fav_ids=fav_ids, rows=rows_html, total=len(grants),
+                           base_url=svc.settings.base_url)
+
+
+@bp.post("/portal/favourite/<grant_id>")
+def favourite(grant_id: str) -> ResponseReturnValue:
+    """Star or unstar a role (JSON for the portal's script; a redirect back for plain forms)."""
+    doc = require_session()
+    check_csrf(doc)
+    grant = granted(doc, grant_id)
+    on = services().store.toggle_favourite(user_key(session_identity(doc)), grant.id)
+    if wants_json() or request.headers.get("X-CSRF-Token"):
+        return jsonify(favourite=on)
+    return redirect(safe_return_to(request.form.get("return_to")), code=303)
+
+
+# A row is small (5,000 of them must stay under 1.5 MB): the link (/go/…, which alone is a complete
+# no-script way to the console and credentials) and the role name; the script adds the duration
+# chooser and the Console / Credentials / Copy link / star buttons from a <template>.
+_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a> <code>{arn}</code></li>\n'
+
+
+def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
+    """The portal's role rows, built here rather than in a Jinja loop: the page must render 5,000 of
+    them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers."""
+    esc = html.escape
+    out = []
+    for gr in grants:
+        gid = gr.id
+        out.append(_ROW.format(
+            id=gid, m=f" data-m={gr.max_duration}" if gr.max_duration != 3600 else "",
+            d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
+            go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else ""))
+    return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
 
 
 def _is_admin(identity: Identity) -> bool:
@@ -130,21 +182,14 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     """Assume the granted role; show every credential format (or JSON with Accept: application/json)."""
     doc = require_session()
     check_csrf(doc)
-    grants, locked = session_access(doc)
-    grant = next((gr for gr in grants if gr.id == grant_id), None)
-    if grant is None and any(gr.id == grant_id for gr in locked):
-        raise MfaRequired(f"grant {grant_id[:32]!r} requires MFA; the session has none")
-    if grant is None:
-        raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
-                         message="That role is not one of the roles granted to you.")
-    raw = request.form.get("duration") or request.args.get("duration") or str(grant.default_duration)
-    if not raw.isdigit():
-        raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
+    grant = granted(doc, grant_id)
+    duration = chosen_duration(grant)
     svc = services()
     identity = session_identity(doc)
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = svc.issue_credentials(identity, grant, int(raw), ctx=audit_context(doc),
+    creds = svc.issue_credentials(identity, grant, duration, ctx=audit_context(doc),
                                   passthrough=session_passthrough() if grant.path == "passthrough" else None)
+    remember_use(identity, grant)
     g.no_store = True
     if wants_json():
         return jsonify(formats.api_json(creds))

@@ -56,8 +56,8 @@ def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oid
     assert page.text_content("#who-name") == "Alice Example"
     assert "MFA yes" in page.inner_text("header")
     role = page.locator("li.role", has_text="Administrator")
-    role.locator("select[name=duration]").select_option("7200")
-    role.locator("button[value=credentials]").click()
+    role.locator("select.dur").select_option("7200")
+    role.locator("button.k").click()
     page.wait_for_selector("#assumed-arn")
     page.screenshot(path=str(SHOTS / "credentials.png"), full_page=True)
     assert page.text_content("#assumed-arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
@@ -76,7 +76,8 @@ def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oid
     # Sign out from the portal, and the portal sends us back to sign-in.
     page.goto(f"{base}/portal")
     page.click("#sign-out")
-    page.wait_for_url(f"{base}/")
+    page.wait_for_url(f"{base}/signed-out?connector={OIDC_CONNECTOR}")
+    assert page.is_visible("#console-logout") and page.is_visible("#upstream-logout")
     page.goto(f"{base}/portal")
     assert page.url.startswith(f"{base}/?return_to=/portal")
 
@@ -114,9 +115,54 @@ def test_saml_sign_in_through_the_pysaml2_idp(page, live_bridge, make_settings, 
     with page.expect_navigation(url=f"{base}/portal"):  # the IdP's form auto-POSTs to our ACS
         page.click("#submit")
     assert "MFA yes" in page.inner_text("header")
-    page.locator("li.role", has_text="Administrator").locator("button[value=credentials]").click()
+    page.locator("li.role", has_text="Administrator").locator("button.k").click()
     page.wait_for_selector("#assumed-arn")
     page.screenshot(path=str(SHOTS / "saml-credentials.png"), full_page=True)
     assert page.text_content("#assumed-arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
     (seen,) = strict_sts_peer.seen
     assert seen.action == "AssumeRoleWithSAML" and seen.problems == []
+
+
+@pytest.mark.parametrize("method", ["federation", "saml_post"])
+def test_portal_filter_then_console(method, page, live_bridge, make_settings, oidc_issuer, federation_stub) -> None:
+    """Sign in → portal → type in the filter → Console → the stand-in's "signed in" page."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    accounts = {**{f"2000000000{i:02d}": {"alias": f"team-{i}", "label": f"Team {i}"} for i in range(30)},
+                ACCOUNT: {"alias": "sandbox", "label": "Sandbox", "roles": {"Admin": {"label": "Administrator"}}}}
+    rules = [{"name": "admins", "match": {"group": "aws-admins"},
+              "grants": [{"account": "sandbox", "role": "Admin"}]
+              + [{"account": f"team-{i}", "role": r} for i in range(30) for r in ("Dev", "ReadOnly")]}]
+    base = live_bridge(make_settings(
+        connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "name": "Corp SSO", "issuer": oidc_issuer,
+                     "client_id": "bridge", "client_secret": "bridge-secret"}],
+        mapping={"accounts": accounts, "rules": rules}, aws={"console_method": method}))
+    page.goto(f"{base}/")
+    page.click(f"#idp-{OIDC_CONNECTOR}")
+    page.fill("#username", "alice")
+    page.fill("#password", "alice-pw")
+    with page.expect_navigation(url=f"{base}/portal"):
+        page.click("#submit")
+    assert page.locator("li.role:visible").count() == 61
+    page.fill("#filter", "sandbox admin")
+    assert page.locator("li.role:visible").count() == 1
+    assert page.locator("section.account:visible").count() == 1
+    assert page.text_content("#filter-count") == "1 shown"
+    page.screenshot(path=str(SHOTS / f"portal-filtered-{method}.png"), full_page=True)
+    page.fill("#filter", "team-1")  # team-1 and team-10..19
+    assert page.locator("section.account:visible").count() == 11
+    page.fill("#filter", "sandbox")
+    role = page.locator("li.role:visible", has_text="Administrator")
+    role.locator("select.dur").select_option("1800")
+    role.locator("button.c").click()
+    page.wait_for_selector("#role")
+    page.screenshot(path=str(SHOTS / f"console-{method}.png"), full_page=True)
+    assert page.url.startswith(federation_stub.url)
+    assert page.text_content("#role") == "Admin"
+    assert page.text_content("#destination") == "https://console.aws.amazon.com/console/home"
+    done = federation_stub.signed_in[-1]
+    assert done["via"] == ("federation" if method == "federation" else "saml")
+    if method == "federation":
+        assert done["duration"] == "1800"
+    # back on the portal the role is listed first under Recent
+    page.goto(f"{base}/portal")
+    assert "Administrator" in page.inner_text("#recent li.role")

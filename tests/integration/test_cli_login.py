@@ -207,3 +207,25 @@ def test_credential_process_without_login_is_a_clear_error(bridge, home) -> None
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith("bridge: not signed in to") and f"bridge login --url {base}" in out.stderr
+
+
+def test_cli_console_prints_a_working_sign_in_url(bridge, home, federation_stub, bridge_logs) -> None:
+    from tests.conftest import ROOT
+
+    base, _ = bridge
+    cli_login(base, home)
+    run = [sys.executable, "-c", "import sys; from bridge.entry import main; sys.argv[0] = 'bridge'; main()",
+           "console", "--url", base, "--role", "sandbox/Admin"]
+    out = subprocess.run([*run, "--destination", "/s3/home", "--region", "eu-west-1", "--print-url"], env=home,
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    url = out.stdout.strip()
+    assert url.startswith(f"{federation_stub.url}/federation?Action=login&")
+    landed = requests.get(url, timeout=30)
+    assert landed.status_code == 200 and "id='role'>Admin<" in landed.text
+    assert federation_stub.signed_in[-1]["destination"] == \
+        "https://eu-west-1.console.aws.amazon.com/s3/home?region=eu-west-1"
+    assert url.split("SigninToken=")[1] not in bridge_logs.text
+    bad = subprocess.run([*run, "--destination", "https://evil.example.com/", "--print-url"], env=home, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "destination is not allowed" in bad.stderr and not bad.stdout

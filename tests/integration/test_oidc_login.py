@@ -141,16 +141,25 @@ def test_session_cookie_flags_and_rotation(live_bridge, corp_settings):
     assert stale.status_code == 401
 
 
-def test_sign_out_deletes_the_session(live_bridge, corp_settings):
+def test_sign_out_deletes_the_session(live_bridge, corp_settings, federation_stub, oidc_issuer):
     base = live_bridge(corp_settings)
     s = requests.Session()
     oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
     sid = s.cookies.get("bridge_session", domain="127.0.0.1")
     portal = portal_json(s, base)
     r = s.post(f"{base}/logout", data={"csrf_token": portal["csrf_token"]}, allow_redirects=False, timeout=10)
-    assert r.status_code == 303
+    assert r.status_code == 303 and r.headers["Location"] == f"/signed-out?connector={OIDC_CONNECTOR}"
     r = requests.get(f"{base}/portal", cookies={"bridge_session": sid}, allow_redirects=False, timeout=10)
     assert r.status_code == 302 and "/?return_to=/portal" in r.headers["Location"]
+    # The signed-out page offers the AWS console sign-out and the IdP's RP-initiated logout.
+    page = s.get(f"{base}/signed-out?connector={OIDC_CONNECTOR}", timeout=10)
+    links = {i: html.unescape(h) for i, h in re.findall(r'id="([\w-]+)" href="([^"]+)"', page.text)}
+    assert links["console-logout"] == f"{federation_stub.url}/oauth?Action=logout"
+    assert requests.get(links["console-logout"], timeout=10).status_code == 200 and federation_stub.signed_out == 1
+    up = links["upstream-logout"]
+    assert up.startswith(oidc_issuer) and "client_id=bridge" in up
+    assert f"post_logout_redirect_uri={requests.utils.quote(base + '/', safe='')}" in up
+    assert s.get(up, timeout=10).status_code == 200  # the IdP's own sign-out confirmation
 
 
 def test_discovery_and_jwks_for_iam(live_bridge, corp_settings):

@@ -474,3 +474,29 @@ def test_cache_key_added_while_running_is_used(serve_app, make_settings, tmp_pat
     raw = base64.b64decode(newer.read_bytes().strip())
     assert blob is not None and blob[1:9] == hashlib.sha256(raw).digest()[:8]  # encrypted under the new key
     assert _creds(s, base, portal).json() == first.json()  # and read back
+
+
+@pytest.mark.parametrize("method", ["federation", "saml_post"])
+def test_console_sign_in_is_audited_and_counted(method, live_bridge, make_settings, federation_stub, tmp_path) -> None:
+    from tests.conftest import ACCOUNTS
+
+    audit_file = tmp_path / "audit.jsonl"
+    rules = [{"name": "admins", "match": {"group": "aws-admins"},
+              "grants": [{"account": "sandbox", "role": "Admin", "source_identity": "{email}"}]}]
+    base = live_bridge(make_settings(mapping={"accounts": ACCOUNTS, "rules": rules},
+                                     aws={"console_method": method},
+                                     audit={"sink": "file", "path": str(audit_file)}))
+    s = dev_login(base, "alice", requests.Session())
+    portal = portal_json(s, base)
+    r = s.post(f"{base}/console/{grant_id(portal, 'role/Admin')}",
+               data={"csrf_token": portal["csrf_token"], "duration": "900", "destination": "/s3/home?x=secret"},
+               allow_redirects=False, timeout=30)
+    assert r.status_code in (200, 302), r.text[:300]
+    records = [json.loads(x) for x in audit_file.read_text().splitlines()]
+    cid = next(x for x in records if x["type"] == "sign_in")["correlation_id"]
+    (rec,) = [x for x in records if x["type"] == "console"]
+    assert rec["outcome"] == "success" and rec["method"] == method and rec["correlation_id"] == cid
+    assert rec["role_arn"] == f"arn:aws:iam::{ACCOUNT}:role/Admin" and rec["rule"] == "admins"
+    assert "secret" not in audit_file.read_text() and "SigninToken" not in audit_file.read_text()
+    assert 'bridge_grants_issued_total{kind="console",path="jwt"} 1.0' in requests.get(f"{base}/metrics",
+                                                                                      timeout=10).text

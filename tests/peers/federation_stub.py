@@ -50,6 +50,7 @@ class FederationStub:
     saml_metadata: Callable[[], bytes] | None = None
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     signed_in: list[dict[str, Any]] = field(default_factory=list)
+    signed_out: int = 0
     url: str = ""
 
     def _sts(self, creds: dict[str, str] | None = None) -> Any:
@@ -64,6 +65,10 @@ class FederationStub:
             action = req.values.get("Action")
             resp = self.get_token(req) if action == "getSigninToken" else self.login(req) if action == "login" \
                 else Response("unknown Action", status=400)
+        elif req.path == "/oauth" and req.values.get("Action") == "logout":
+            self.signed_out += 1
+            resp = Response("<!doctype html><title>AWS (stand-in)</title><h1 id='signed-out'>Signed out of the AWS "
+                            "console</h1>", content_type="text/html")
         elif req.path == "/saml" and req.method == "POST":
             resp = self.saml(req)
         else:
@@ -85,6 +90,8 @@ class FederationStub:
         except (ClientError, BotoCoreError):
             return Response("Invalid credentials", status=400)
         if ":assumed-role/" not in arn:
+            # The bridge only ever has AssumeRole* credentials. (AWS also takes GetFederationToken ones,
+            # without SessionDuration; moto cannot mint those with a distinct identity, so not modelled.)
             return Response("credentials are not from AssumeRole*", status=400)
         token = secrets.token_urlsafe(32)
         self.tokens[token] = {"arn": arn, "created": time.time(), "duration": duration}
@@ -102,8 +109,11 @@ class FederationStub:
         if self.saml_metadata is None:
             return Response("no SAML provider registered", status=400)
         b64 = req.form.get("SAMLResponse", "")
-        problems = validate_saml_response(b64, metadata=IdpMetadata.from_xml(self.saml_metadata()),
-                                          now=int(time.time()))
+        try:
+            metadata = IdpMetadata.from_xml(self.saml_metadata())
+        except Exception as e:  # noqa: BLE001 - no provider registered (yet): what AWS would answer
+            return Response(f"no SAML provider metadata: {type(e).__name__}", status=400)
+        problems = validate_saml_response(b64, metadata=metadata, now=int(time.time()))
         if problems:
             return Response("Your request included an invalid SAML response:\n" + "\n".join(problems), status=400)
         xml = base64.b64decode(b64).decode()

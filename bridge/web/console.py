@@ -1,0 +1,100 @@
+"""Console sign-in: ``POST /console/<grant>`` (federation endpoint 302, or an auto-POSTed SAMLResponse)
+and the bookmarkable ``GET /go/<account>/<role>`` links (shared/spec/aws-federation.md §3)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from bridge.errors import MfaRequired, NotGranted
+from bridge.identity import Grant
+from bridge.logs import event
+from bridge.web.common import (
+    audit_context,
+    check_csrf,
+    chosen_duration,
+    current_session,
+    granted,
+    rate_limit,
+    remember_use,
+    require_session,
+    services,
+    session_access,
+    session_identity,
+    session_passthrough,
+    user_key,
+    wants_json,
+)
+
+bp = Blueprint("console", __name__)
+
+
+def _destination() -> str:
+    return services().console_destination(request.values.get("destination"), request.values.get("region"))
+
+
+@bp.post("/console/<grant_id>")
+def console(grant_id: str) -> ResponseReturnValue:
+    """Sign in to the AWS console as ``grant``: a 302 to the Action=login URL, or a SAML POST form."""
+    doc = require_session()
+    check_csrf(doc)
+    grant = granted(doc, grant_id)
+    duration = chosen_duration(grant)
+    destination = _destination()
+    svc = services()
+    identity = session_identity(doc)
+    rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")  # a console sign-in is an issuance
+    method = svc.console_method(grant)
+    g.no_store = True
+    if method == "saml_post":
+        action, saml_response = svc.console_saml_post(identity, grant, duration, ctx=audit_context(doc),
+                                                      destination=destination)
+        remember_use(identity, grant)
+        event("console_signin", method=method, role_arn=grant.role_arn, rule=grant.via, duration=duration,
+              destination=destination.split("?", 1)[0])
+        return render_template("console_post.html", action=action, saml_response=saml_response,
+                               relay_state=destination, grant=grant)
+    url = svc.console_login_url(identity, grant, duration, destination, ctx=audit_context(doc),
+                                passthrough=session_passthrough() if grant.path == "passthrough" else None)
+    remember_use(identity, grant)
+    # Never log the URL: it carries a sign-in token that is good for 15 minutes.
+    event("console_signin", method=method, role_arn=grant.role_arn, rule=grant.via, duration=duration,
+          destination=destination.split("?", 1)[0])
+    if wants_json():
+        return jsonify(login_url=url)
+    return redirect(url, code=302)
+
+
+def _find(grants: list[Grant], account: str, role: str) -> Grant | None:
+    for gr in grants:
+        if account in (gr.account_id, gr.account_alias) and role in (gr.role_name,
+                                                                     gr.role_arn.split(":role/", 1)[-1]):
+            return gr
+    return None
+
+
+@bp.get("/go/<account>/<path:role>")
+def go(account: str, role: str) -> ResponseReturnValue:
+    """A bookmarkable console link: sign in if needed, then a form that POSTs to /console/<grant>."""
+    destination = _destination()  # refuse a bad destination before anything else
+    doc = current_session()
+    if doc is None:
+        here = request.full_path.rstrip("?")
+        connectors = list(services().connectors)
+        if len(connectors) == 1:
+            return redirect(url_for("login.login", connector_id=connectors[0], return_to=here), code=302)
+        return redirect(url_for("login.index", return_to=here), code=302)
+    grants, locked = session_access(doc)
+    grant = _find(grants, account, role)
+    if grant is None:
+        if _find(locked, account, role) is not None:
+            raise MfaRequired(f"{role} in {account} requires MFA; the session has none",
+                              message=f"The role {role} in account {account} needs a sign-in with "
+                                      "multi-factor authentication.")
+        raise NotGranted(f"no grant for role {role!r} in account {account!r}",
+                         message=f"The role {role} in account {account} is not granted to you.")
+    fav = grant.id in services().store.preferences(user_key(session_identity(doc)))[1]
+    return render_template("console_go.html", grant=grant, csrf=doc["csrf"], destination=destination,
+                           raw_destination=request.args.get("destination", ""),
+                           region=request.args.get("region", ""), duration=request.args.get("duration", ""),
+                           auto=request.args.get("auto", "1") != "0", favourite=fav, return_to=request.full_path)
