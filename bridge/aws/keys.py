@@ -70,6 +70,15 @@ def read_schedule(path: Path) -> Schedule:
     return Schedule(values[0], values[1])
 
 
+def _schedule(path: Path, problems: list[str]) -> Schedule | None:
+    """The key's schedule, or None with the problem noted (the key is then left out)."""
+    try:
+        return read_schedule(path)
+    except ValueError as e:
+        problems.append(f"{sidecar(path)}: {e}")
+        return None
+
+
 def write_schedule(path: Path, schedule: Schedule) -> None:
     tmp = sidecar(path).with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"sign_from": schedule.sign_from, "retire_at": schedule.retire_at}) + "\n")
@@ -262,12 +271,8 @@ def _load_saml_keys(directory: Path, problems: list[str]) -> list[SamlKey]:
         if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
             problems.append(f"{crt}: certificate does not match the key {path.name}")
             continue
-        try:
-            schedule = read_schedule(path)
-        except ValueError as e:
-            problems.append(f"{sidecar(path)}: {e}")
-            continue
-        out.append(SamlKey(key_pem, cert_pem, cert, path, schedule))
+        if (schedule := _schedule(path, problems)) is not None:
+            out.append(SamlKey(key_pem, cert_pem, cert, path, schedule))
     return out
 
 
@@ -298,12 +303,8 @@ def load_keyring(directory: Path) -> tuple[KeyRing | None, list[str]]:
         if isinstance(key, RSAKey) and key.private_key is not None and key.private_key.key_size < 2048:
             problems.append(f"{path}: RSA key is shorter than 2048 bits")
             continue
-        try:
-            schedule = read_schedule(path)
-        except ValueError as e:
-            problems.append(f"{sidecar(path)}: {e}")
-            continue
-        keys.append(SigningKey(key.thumbprint(), alg, key, path, schedule))
+        if (schedule := _schedule(path, problems)) is not None:
+            keys.append(SigningKey(key.thumbprint(), alg, key, path, schedule))
     if not keys and not problems:
         problems.append(f"{directory}: no signing keys (run `bridge keys generate --dir {directory}`)")
     saml = _load_saml_keys(directory, problems)
