@@ -19,7 +19,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,25 +29,9 @@ from pathlib import Path
 
 import redis
 import requests
+from _peers import free_port, wait  # noqa: E402 - bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(url: str, seconds: float = 30) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
 
 
 def load(fn, clients: int, seconds: float) -> tuple[float, list[float], int]:  # type: ignore[no-untyped-def]

@@ -17,7 +17,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,11 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _peers import free_port  # noqa: E402 - bench/ is on sys.path when run
+
 from bridge.app import create_app  # noqa: E402
 from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key  # noqa: E402
 from bridge.config import settings_from_dict  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bench(name: str, value: float, unit: str) -> None:
