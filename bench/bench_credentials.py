@@ -117,6 +117,7 @@ def main() -> int:
 base_url: http://127.0.0.1:{port}
 listen: 127.0.0.1:{port}
 credential_cache: {{enabled: {str(cache).lower()}}}
+rate_limits: {{sign_in_per_minute: 0, credentials_per_minute: 0}}  # measure the bridge, not the limiter
 insecure_dev_login: true
 log_level: WARNING
 redis: {{url: "redis://127.0.0.1:{rport}/0"}}
