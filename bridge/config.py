@@ -350,7 +350,7 @@ class AdminSettings(_Model):
     """Who may use the admin pages (explain any sample identity): members of these groups."""
 
     groups: list[str] = Field(default_factory=list, description="empty: no admins, the admin pages are off")
-    require_mfa: bool = False
+    require_mfa: bool = Field(True, description="admin pages need a sign-in with MFA")
 
 
 class Settings(_Model):

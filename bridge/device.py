@@ -1,9 +1,11 @@
 """CLI login: the OAuth 2.0 Device Authorization Grant (RFC 8628), served by the bridge.
 
 The CLI asks for a device code; the user approves it on ``/device`` while signed in; the CLI
-polls the token endpoint and gets the bridge's own opaque token: stored hashed in Redis,
-scoped to the approving user's identity and grants, bounded by ``cli.token_lifetime`` and by
-the approving session's end, revoked when that session signs out. Never the IdP's token.
+polls the token endpoint and gets the bridge's own opaque token, stored hashed in Redis. The
+token holds no identity and no grants: it names the session that approved it (by the session's
+hash), and every use loads that session and asks the rules in force. So it lives only as long as
+that session (idle or absolute expiry, sign-out, revocation) and never beyond
+``cli.token_lifetime``. Never the IdP's token.
 """
 
 from __future__ import annotations
@@ -74,23 +76,23 @@ class DeviceFlow:
             return None
         return doc
 
-    def decide(self, user_code: str, *, approve: bool, session: dict[str, Any], session_id: str) -> bool:
-        """Approve or deny; the user code works once. False if it is unknown or expired."""
+    def decide(self, user_code: str, *, approve: bool, session_hash: str, session: dict[str, Any]) -> bool:
+        """Approve or deny; the user code works once. False if it is unknown or expired. An approval
+        records only which session approved it (never its identity or grants: those are read at use)."""
         ref = self.store.take_doc("usercode", normalize_user_code(user_code))
         doc = self.store.get_doc("device", ref["device"]) if ref else None
         if ref is None or doc is None or doc["status"] != "pending" or doc["expires_at"] <= self.clock():
             return False
         doc["status"] = "approved" if approve else "denied"
         if approve:
-            doc["grant"] = {"identity": session["identity"], "grants": session["grants"],
-                            "session": self.store.hash_id(session_id),
-                            "session_expires_at": session["expires_at"],
+            doc["grant"] = {"session": session_hash, "session_expires_at": session["expires_at"],
                             "correlation_id": session.get("correlation_id")}  # audit: ties CLI use to the sign-in
         self.store.put_doc("device", ref["device"], doc, max(1, int(doc["expires_at"] - self.clock()) + 300))
         return True
 
-    def poll(self, client_id: str, device_code: str) -> dict[str, Any]:
-        """The token response, or DeviceError(authorization_pending | slow_down | access_denied | ...)."""
+    def poll(self, client_id: str, device_code: str, *, session_alive: Callable[[str], bool]) -> dict[str, Any]:
+        """The token response, or DeviceError(authorization_pending | slow_down | access_denied | ...).
+        ``session_alive(hash)`` says whether the approving session still lives (no token otherwise)."""
         dkey = self.store.hash_id(device_code)
         doc = self.store.get_doc("device", dkey)
         now = self.clock()
@@ -115,30 +117,52 @@ class DeviceFlow:
             raise DeviceError("invalid_grant", "unknown or already used device code")
         grant = doc["grant"]
         lifetime = int(min(self.cfg.token_lifetime, grant["session_expires_at"] - now))
-        if lifetime <= 0:
-            raise DeviceError("expired_token", "the approving session has ended")
+        if lifetime <= 0 or not session_alive(grant["session"]):
+            raise DeviceError("expired_token", "the browser session that approved this sign-in has ended")
         token = secrets.token_urlsafe(32)
         thash = self.store.hash_id(token)
-        self.store.put_doc("clitoken", thash, {"identity": grant["identity"], "grants": grant["grants"],
-                                               "client_id": client_id, "session": grant["session"],
-                                               "expires_at": int(now) + lifetime,
+        self.store.put_doc("clitoken", thash, {"client_id": client_id, "session": grant["session"],
+                                               "created_at": int(now), "expires_at": int(now) + lifetime,
+                                               "client_ip": doc.get("client_ip"), "user_agent": doc.get("user_agent"),
                                                "correlation_id": grant.get("correlation_id")}, lifetime)
         self.store.add_to_set("session-tokens", grant["session"], thash, lifetime)
         return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
 
     def token(self, bearer: str) -> dict[str, Any] | None:
-        """The document behind a CLI token, or None (unknown, expired or revoked)."""
-        doc = self.store.get_doc("clitoken", self.store.hash_id(bearer))
-        if doc is None or doc["expires_at"] <= self.clock():
+        """The document behind a CLI token, or None (unknown, expired or revoked). It names the
+        approving session (``session``); the caller must check that session still lives."""
+        if not bearer or len(bearer) > 256:
             return None
+        doc = self.store.get_doc("clitoken", self.store.hash_id(bearer))
+        if doc is None or doc["expires_at"] <= self.clock() or "session" not in doc or "identity" in doc:
+            return None  # "identity": a token from before tokens followed their session: not trusted
         return doc
 
     def revoke(self, bearer: str) -> None:
         self.store.delete_doc("clitoken", self.store.hash_id(bearer))
 
-    def revoke_session(self, session_id: str) -> int:
-        """Revoke every CLI token a session approved (sign-out)."""
-        hashes = self.store.pop_set("session-tokens", self.store.hash_id(session_id))
+    def tokens_of(self, session_hash: str) -> list[tuple[str, dict[str, Any]]]:
+        """(token hash, document) of each live CLI token a session approved, oldest first."""
+        out = []
+        for h in self.store.set_members("session-tokens", session_hash):
+            doc = self.store.get_doc("clitoken", h)
+            if doc is None or doc["expires_at"] <= self.clock():
+                self.store.remove_from_set("session-tokens", session_hash, h)
+            else:
+                out.append((h, doc))
+        return sorted(out, key=lambda t: t[1].get("created_at", 0))
+
+    def revoke_hash(self, session_hash: str, token_hash: str) -> bool:
+        """Revoke one CLI token of a session (the portal's Revoke button); False if it is not that session's."""
+        if token_hash not in self.store.set_members("session-tokens", session_hash):
+            return False
+        self.store.delete_doc("clitoken", token_hash)
+        self.store.remove_from_set("session-tokens", session_hash, token_hash)
+        return True
+
+    def revoke_session(self, session_hash: str) -> int:
+        """Revoke every CLI token a session approved (sign-out, revocation)."""
+        hashes = self.store.pop_set("session-tokens", session_hash)
         for h in hashes:
             self.store.delete_doc("clitoken", h)
         return len(hashes)

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from bridge.identity import Credentials, Grant, Identity
 from bridge.logs import event
 from bridge.metrics import KeyInfo, Metrics
 from bridge.rulebook import RuleBook
+from bridge.sessions import Sessions
 from bridge.store import Store, redis_client
 from bridge.upstream import Connector, build_connector
 
@@ -38,11 +40,16 @@ PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the Id
 
 @dataclass(frozen=True)
 class Access:
-    """What the rules in force (``version``) give one identity: usable grants, and MFA-locked ones."""
+    """What the rules in force (``version``) give one identity: usable grants, MFA-locked ones, and
+    whether a ``deny: all`` rule matched it (such an identity is no admin, whatever its groups)."""
 
     grants: list[Grant]
     locked: list[Grant]
     version: str
+    denied_all: bool = False
+
+
+ACCESS_MEMO_SIZE = 4096  # identities whose decision under the rules in force is kept in this process
 
 
 def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic) -> RuleBook:
@@ -119,6 +126,15 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     auditor: Auditor = field(default_factory=lambda: Auditor(audit.NullSink()))
     clock: Callable[[], float] = field(default=time.time)
+    sessions: Sessions = field(init=False)
+    # (rules version, identity) → Access: the decision is a pure function of both, so re-deciding on
+    # every request costs a dict lookup while the rules and the identity stay the same.
+    _memo: OrderedDict[tuple[str, str], Access] = field(default_factory=OrderedDict, init=False, repr=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = Sessions(self.store, self.settings, self.connectors, self.device, self.cache,
+                                 clock=self.clock)
 
     @property
     def keyring(self) -> KeyRing:
@@ -142,9 +158,12 @@ class Services:
         return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
 
     def access_for(self, identity: Identity, *, log: bool = True, ctx: audit.Context | None = None) -> Access:
-        """Run the rules in force; log what was sanitized, merged or withheld (rule names and reasons,
-        never claim sets) unless ``log`` is off (sessions re-evaluated after a reload). With ``ctx``
-        (at sign-in), every decision is an audit record: granted or withheld, which rule, why."""
+        """THE decision point: what the rules in force give ``identity`` now. Every issuance (portal,
+        credentials, console, API, device approval, admin rights) asks here at the moment of use.
+
+        Logs what was sanitized, merged or withheld (rule names and reasons, never claim sets) unless
+        ``log`` is off (the per-request path). With ``ctx`` (at sign-in), every decision is an audit
+        record: granted or withheld, which rule, why."""
         connector = self.connectors.get(identity.connector_id)
         if identity.passthrough and connector is not None and connector.type == "saml":
             # aws_passthrough: exactly the roles the IdP asserted, whatever the rules say (no reload changes them)
@@ -157,6 +176,14 @@ class Services:
                                         **audit.grant_fields(g))
             return Access(grants, [], PASSTHROUGH_VERSION)
         rules = self.rules.mapping
+        version = str(rules.compiled.version)
+        memo_key = (version, json.dumps(identity.to_json(), sort_keys=True, default=str))
+        if not log and ctx is None:
+            with self._memo_lock:
+                hit = self._memo.get(memo_key)
+                if hit is not None:
+                    self._memo.move_to_end(memo_key)
+                    return hit
         decision = mapping.decide(rules, identity, self._defaults())
         for r in decision.results if log else ():
             if r.notes or r.withheld:
@@ -167,13 +194,27 @@ class Services:
             assert ctx is not None
             for g in r.grants:
                 self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
-                                    rules_version=rules.compiled.version, notes=list(r.notes[:20]),
+                                    rules_version=version, notes=list(r.notes[:20]),
                                     **audit.grant_fields(g))
             for w in r.withheld:
                 self.auditor.record("grant_decision", ctx, outcome="withheld", who=audit.who(identity),
-                                    rules_version=rules.compiled.version, rule=r.rule, role_arn=w.role_arn,
+                                    rules_version=version, rule=r.rule, role_arn=w.role_arn,
                                     code=w.code, reason=w.reason)
-        return Access(decision.grants, decision.locked, rules.compiled.version)
+        deny_all = {r.name for r in rules.rules if r.deny is not None and r.deny.all}
+        denied_all = any(r.matched and r.kind == "deny" and r.rule in deny_all for r in decision.results)
+        access = Access(decision.grants, decision.locked, version, denied_all)
+        with self._memo_lock:
+            self._memo[memo_key] = access
+            if len(self._memo) > ACCESS_MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return access
+
+    def is_admin(self, identity: Identity) -> bool:
+        """Admin rights through the same decision: in ``admin.groups``, with MFA when
+        ``admin.require_mfa``, and not matched by a ``deny: all`` rule."""
+        if not self.settings.is_admin(identity.groups, identity.mfa):
+            return False
+        return not self.access_for(identity, log=False).denied_all
 
     def grants_for(self, identity: Identity) -> list[Grant]:
         """The grants the rules in force give ``identity`` (for aws_passthrough SAML: what the IdP asserted)."""

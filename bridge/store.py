@@ -156,7 +156,7 @@ class Store:
         return None if raw is None else dict(json.loads(raw))
 
     def _pkey(self, sid: str) -> str:
-        return f"{self.prefix}passthrough:{hashlib.sha256(sid.encode()).hexdigest()}"
+        return f"{self.prefix}passthrough:{self.session_hash(sid)}"
 
     # -- small JSON documents (device codes, CLI tokens), keyed by kind and an id ------------
     def put_doc(self, kind: str, ident: str, doc: dict[str, Any], ttl: int) -> None:
@@ -232,8 +232,18 @@ class Store:
         return hashlib.sha256(secret.encode()).hexdigest()
 
     # -- sessions -----------------------------------------------------------------------
+    # Everything kept for a session (the record, its passthrough artifact, its upstream grant, its
+    # CLI tokens) is keyed by the SHA-256 of the cookie value: ``session_hash(sid)``. A CLI token
+    # or an admin holds only that hash, never the cookie.
+    @staticmethod
+    def session_hash(sid: str) -> str:
+        return hashlib.sha256(sid.encode()).hexdigest()
+
     def _skey(self, sid: str) -> str:
-        return f"{self.prefix}session:{hashlib.sha256(sid.encode()).hexdigest()}"
+        return self._shkey(self.session_hash(sid))
+
+    def _shkey(self, shash: str) -> str:
+        return f"{self.prefix}session:{shash}"
 
     def create_session(self, data: dict[str, Any], *, idle: int, absolute: int) -> str:
         """Store a new session; return the random id to put in the cookie."""
@@ -248,7 +258,11 @@ class Store:
         """The session for ``sid`` with its idle timer reset, or None if unknown or past either timeout."""
         if not sid or len(sid) > 128:
             return None
-        key = self._skey(sid)
+        return self.load_session_hash(self.session_hash(sid), idle=idle)
+
+    def load_session_hash(self, shash: str, *, idle: int) -> dict[str, Any] | None:
+        """The session whose cookie hashes to ``shash`` (a CLI token's approving session), idle timer reset."""
+        key = self._shkey(shash)
         with self.errors():
             raw = self.r.get(key)
             if raw is None:
@@ -262,20 +276,84 @@ class Store:
         return doc
 
     def save_session(self, sid: str, doc: dict[str, Any], *, idle: int) -> None:
+        self.save_session_hash(self.session_hash(sid), doc, idle=idle)
+
+    def save_session_hash(self, shash: str, doc: dict[str, Any], *, idle: int) -> None:
+        """Rewrite an existing session (never recreates one that ended meanwhile: ``xx``)."""
         remaining = int(doc.get("expires_at", 0)) - int(self.clock())
         if remaining <= 0:
             return
         with self.errors():
-            self.r.set(self._skey(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, remaining), xx=True)
+            self.r.set(self._shkey(shash), json.dumps(doc, separators=(",", ":")), ex=min(idle, remaining), xx=True)
 
     def delete_session(self, sid: str) -> None:
+        self.delete_session_hash(self.session_hash(sid))
+
+    def delete_session_hash(self, shash: str) -> None:
+        """Delete a session and everything kept beside it (one key per command: Cluster)."""
         with self.errors():
-            for key in (self._skey(sid), self._pkey(sid), self._ckey(sid)):  # one key per command (Cluster)
-                self.r.delete(key)
+            for kind in ("session", "passthrough", "creds", "upstream"):
+                self.r.delete(f"{self.prefix}{kind}:{shash}")
+
+    # -- who has which sessions (offboarding: ``bridge sessions revoke --user``) -------------
+    def _ukey(self, handle: str) -> str:
+        return f"{self.prefix}usersessions:{hashlib.sha256(handle.encode()).hexdigest()}"
+
+    def index_session(self, handles: list[str], shash: str, ttl: int) -> None:
+        """Remember that ``shash`` belongs to the user known by each of ``handles`` (e-mail, subject)."""
+        with self.errors():
+            for handle in handles:
+                key = self._ukey(handle)
+                pipe = self.r.pipeline()
+                pipe.sadd(key, shash)
+                pipe.expire(key, max(1, int(ttl)))
+                pipe.execute()
+
+    def user_sessions(self, handle: str) -> list[str]:
+        """The hashes of the live sessions of ``handle``; ended ones are dropped from the index."""
+        key = self._ukey(handle)
+        with self.errors():
+            members = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in self.r.smembers(key))
+            live = []
+            for h in members:
+                if self.r.exists(self._shkey(h)):
+                    live.append(h)
+                else:
+                    self.r.srem(key, h)
+        return live
+
+    def unindex_session(self, handles: list[str], shash: str) -> None:
+        with self.errors():
+            for handle in handles:
+                self.r.srem(self._ukey(handle), shash)
+
+    # -- the upstream grant kept to re-check a user with the IdP (refresh token: secret) ----
+    def put_upstream(self, shash: str, doc: dict[str, Any], ttl: int) -> None:
+        with self.errors():
+            self.r.set(f"{self.prefix}upstream:{shash}", json.dumps(doc), ex=max(1, int(ttl)))
+
+    def get_upstream(self, shash: str) -> dict[str, Any] | None:
+        with self.errors():
+            raw = self.r.get(f"{self.prefix}upstream:{shash}")
+        return None if raw is None else dict(json.loads(raw))
+
+    def try_lock(self, name: str, ttl: int) -> bool:
+        """A best-effort lock shared by every instance (one re-check with the IdP at a time)."""
+        with self.errors():
+            return bool(self.r.set(f"{self.prefix}lock:{name}", b"1", ex=max(1, int(ttl)), nx=True))
+
+    def set_members(self, kind: str, ident: str) -> list[str]:
+        with self.errors():
+            members = self.r.smembers(f"{self.prefix}{kind}:{ident}")
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    def remove_from_set(self, kind: str, ident: str, member: str) -> None:
+        with self.errors():
+            self.r.srem(f"{self.prefix}{kind}:{ident}", member)
 
     # -- credential cache (sealed by the caller; goes with the session) --------------------
     def _ckey(self, sid: str) -> str:
-        return f"{self.prefix}creds:{hashlib.sha256(sid.encode()).hexdigest()}"
+        return f"{self.prefix}creds:{self.session_hash(sid)}"
 
     def cache_get(self, sid: str, field: str) -> bytes | None:
         with self.errors():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
@@ -9,10 +10,21 @@ from flask.typing import ResponseReturnValue
 
 from bridge.aws import formats
 from bridge.device import DeviceError, DeviceFlow
-from bridge.errors import BadRequest, NotGranted, NotSignedIn
+from bridge.errors import BadRequest, NotSignedIn
 from bridge.identity import Grant, Identity
-from bridge.logs import event
-from bridge.web.common import audit_context, check_csrf, current_session, rate_limit, services
+from bridge.logs import correlation_id, event
+from bridge.web.common import (
+    audit_context,
+    check_csrf,
+    current_session,
+    granted,
+    parse_seconds,
+    rate_limit,
+    services,
+    session_access,
+    session_hash,
+    session_identity,
+)
 
 bp = Blueprint("api", __name__)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -50,8 +62,10 @@ def token() -> ResponseReturnValue:
     """RFC 8628 §3.4: poll for the token."""
     if request.form.get("grant_type") != DEVICE_GRANT:
         return _oauth_error(DeviceError("unsupported_grant_type", "only the device_code grant is served here"))
+    svc = services()
     try:
-        body = _device().poll(request.form.get("client_id", ""), request.form.get("device_code", ""))
+        body = _device().poll(request.form.get("client_id", ""), request.form.get("device_code", ""),
+                              session_alive=lambda shash: svc.sessions.load(shash) is not None)
     except DeviceError as e:
         return _oauth_error(e)
     event("cli_token_issued", client_id=request.form.get("client_id"))
@@ -74,8 +88,9 @@ def device() -> ResponseReturnValue:
         return render_template("device.html", code=code, pending=pending, csrf=doc["csrf"], done=None)
     check_csrf(doc)
     approve = request.form.get("decision") == "approve"
-    sid = request.cookies.get(services().settings.session.cookie_name, "")
-    if not _device().decide(code, approve=approve, session=doc, session_id=sid):
+    shash = session_hash()
+    assert shash is not None  # a session was loaded from this cookie
+    if not _device().decide(code, approve=approve, session_hash=shash, session=doc):
         raise BadRequest("unknown or expired user code", code="device_code_invalid",
                          message="That code is unknown, expired, or was already used.",
                          hint="Run the login command again to get a new code.")
@@ -84,54 +99,73 @@ def device() -> ResponseReturnValue:
                            done="approved" if approve else "denied")
 
 
-def _bearer() -> dict[str, Any]:
+@dataclass(frozen=True)
+class Bearer:
+    """A presented CLI token, its document, and the live session that approved it."""
+
+    token: str
+    doc: dict[str, Any]
+    session: dict[str, Any]
+
+    @property
+    def identity(self) -> Identity:
+        return session_identity(self.session)
+
+
+def _bearer() -> Bearer:
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer ") or request.cookies.get(services().settings.session.cookie_name):
         # Bearer only, never mixed with a browser cookie (no CSRF surface on the API).
         raise NotSignedIn("no bearer token", message="This API needs a CLI token.",
                           hint="Run `bridge login --url <bridge URL>`.")
-    doc = _device().token(auth.removeprefix("Bearer ").strip())
+    token = auth.removeprefix("Bearer ").strip()
+    doc = _device().token(token)
     if doc is None:
         raise NotSignedIn("unknown, expired or revoked token", message="Your CLI login has expired or was revoked.",
                           hint="Run `bridge login --url <bridge URL>` again.")
-    return doc
+    # The token is only as alive as the browser session that approved it (re-checked with the IdP
+    # when due); its identity is read from there, and its roles are decided now.
+    session = services().sessions.load(doc["session"])
+    if session is None:
+        _device().revoke(token)
+        raise NotSignedIn("the approving session has ended", code="cli_session_ended",
+                          message="Your CLI login ended with the browser sign-in that approved it.",
+                          hint="Run `bridge login --url <bridge URL>` again.")
+    if doc.get("correlation_id"):
+        correlation_id.set(str(doc["correlation_id"]))
+    return Bearer(token, doc, session)
 
 
 @bp.get("/api/v1/grants")
 def api_grants() -> ResponseReturnValue:
-    """The token holder's roles."""
-    doc = _bearer()
-    grants = [Grant.from_json(x) for x in doc["grants"]]
+    """The token holder's roles under the rules in force now."""
+    b = _bearer()
+    grants, _ = session_access(b.session)
     return jsonify(grants=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
                             "role_name": gr.role_name, "max_duration": gr.max_duration,
                             "account_alias": gr.account_alias, "account_label": gr.account_label,
                             "default_duration": gr.default_duration} for gr in grants],
-                   expires_at=doc["expires_at"])
+                   expires_at=b.doc["expires_at"])
 
 
-def _api_grant(doc: dict[str, Any], grant_id: str) -> tuple[Grant, int]:
-    grant = next((gr for gr in (Grant.from_json(x) for x in doc["grants"]) if gr.id == grant_id), None)
-    if grant is None:
-        raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
-                         message="That role is not one of the roles granted to you.")
-    raw = request.values.get("duration") or str(grant.default_duration)
-    if not raw.isdigit():
-        raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
+def _api_grant(b: Bearer, grant_id: str) -> tuple[Grant, int]:
+    grant = granted(b.session, grant_id)  # the same decision as the browser's, made now
+    duration = parse_seconds(request.values.get("duration") or str(grant.default_duration))
     if grant.path == "passthrough":
         raise BadRequest("passthrough grants need the browser", code="passthrough_browser_only",
                          message="This role is redeemed with your identity provider's own sign-in, which the "
                                  "CLI does not hold.", hint="Use the portal in your browser for this role.")
-    return grant, int(raw)
+    return grant, duration
 
 
 @bp.post("/api/v1/credentials/<grant_id>")
 def api_credentials(grant_id: str) -> ResponseReturnValue:
     """Credentials for one of the token holder's grants (cached server side)."""
-    doc = _bearer()
-    grant, duration = _api_grant(doc, grant_id)
-    identity = Identity.from_json(doc["identity"])
+    b = _bearer()
+    grant, duration = _api_grant(b, grant_id)
+    identity = b.identity
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = services().issue_credentials(identity, grant, duration, ctx=audit_context(doc))
+    creds = services().issue_credentials(identity, grant, duration, ctx=audit_context(b.doc))
     g.no_store = True
     return jsonify(formats.api_json(creds))
 
@@ -140,12 +174,11 @@ def api_credentials(grant_id: str) -> ResponseReturnValue:
 def api_console(grant_id: str) -> ResponseReturnValue:
     """A console sign-in URL (federation endpoint, whatever the grant's console method: a CLI opens a
     URL, it cannot POST a form in the browser). Secret for 15 minutes; never logged."""
-    doc = _bearer()
-    grant, duration = _api_grant(doc, grant_id)
+    b = _bearer()
+    grant, duration = _api_grant(b, grant_id)
     svc = services()
     destination = svc.console_destination(request.values.get("destination"), request.values.get("region"))
-    url = svc.console_login_url(Identity.from_json(doc["identity"]), grant, duration, destination,
-                                ctx=audit_context(doc))
+    url = svc.console_login_url(b.identity, grant, duration, destination, ctx=audit_context(b.doc))
     event("console_signin", method="federation", role_arn=grant.role_arn, rule=grant.via, duration=duration,
           destination=destination.split("?", 1)[0], via="api")
     g.no_store = True
@@ -155,6 +188,7 @@ def api_console(grant_id: str) -> ResponseReturnValue:
 @bp.post("/api/v1/logout")
 def api_logout() -> ResponseReturnValue:
     """Revoke the presented CLI token."""
-    _bearer()
-    _device().revoke(request.headers["Authorization"].removeprefix("Bearer ").strip())
+    b = _bearer()
+    _device().revoke(b.token)
+    services().store.remove_from_set("session-tokens", b.doc["session"], services().store.hash_id(b.token))
     return jsonify(status="revoked")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +14,7 @@ from bridge import audit
 from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
-from bridge.services import PASSTHROUGH_VERSION, Services
+from bridge.services import Services
 from bridge.store import Store
 
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
@@ -35,12 +34,19 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
+def session_hash() -> str | None:
+    """The hash of this browser's session cookie (what the store and CLI tokens know it by), or None."""
+    svc = services()
+    sid = request.cookies.get(svc.settings.session.cookie_name, "")
+    return svc.store.session_hash(sid) if sid and len(sid) <= 128 else None
+
+
 def current_session() -> dict[str, Any] | None:
-    """The signed-in user's session document (loaded once per request), or None."""
+    """The signed-in user's session document (loaded once per request, re-checked with the IdP when
+    due), or None."""
     if "bridge_session" not in g:
-        svc = services()
-        sid = request.cookies.get(svc.settings.session.cookie_name, "")
-        g.bridge_session = svc.store.load_session(sid, idle=svc.settings.session.idle_timeout) if sid else None
+        shash = session_hash()
+        g.bridge_session = services().sessions.load(shash) if shash else None
         if g.bridge_session is not None and g.bridge_session.get("correlation_id"):
             correlation_id.set(str(g.bridge_session["correlation_id"]))
     doc: dict[str, Any] | None = g.bridge_session
@@ -66,18 +72,13 @@ def session_identity(doc: dict[str, Any]) -> Identity:
 
 
 def session_access(doc: dict[str, Any]) -> tuple[list[Grant], list[Grant]]:
-    """The session's grants and MFA-locked grants under the rules in force *now*: what was decided at
-    sign-in while the rules are unchanged, else re-evaluated from the session's identity (a reload
-    takes effect at once — revoked roles go — and sessions are kept)."""
-    svc = services()
-    if doc.get("rules_version") in (svc.rules.version, PASSTHROUGH_VERSION):
-        return ([Grant.from_json(x) for x in doc.get("grants", [])],
-                [Grant.from_json(x) for x in doc.get("locked", [])])
-    if "fresh_access" not in g:
-        access = svc.access_for(session_identity(doc), log=False)
-        g.fresh_access = (access.grants, access.locked)
-    fresh: tuple[list[Grant], list[Grant]] = g.fresh_access
-    return fresh
+    """The session's grants and MFA-locked grants under the rules in force *now*, decided from the
+    session's identity at the moment of use (a rules change takes effect at once; sessions are kept).
+    ``aws_passthrough`` SAML sessions hold the roles their IdP asserted instead."""
+    if "passthrough_grants" in doc:
+        return [Grant.from_json(x) for x in doc["passthrough_grants"]], []
+    access = services().access_for(session_identity(doc), log=False)
+    return access.grants, access.locked
 
 
 def granted(doc: dict[str, Any], grant_id: str) -> Grant:
@@ -94,7 +95,12 @@ def granted(doc: dict[str, Any], grant_id: str) -> Grant:
 
 def chosen_duration(grant: Grant) -> int:
     raw = request.form.get("duration") or request.args.get("duration") or str(grant.default_duration)
-    if not raw.isdigit():
+    return parse_seconds(raw)
+
+
+def parse_seconds(raw: str) -> int:
+    """A duration from request input: ASCII digits only (``str.isdigit`` takes ``²``, ``int`` does not)."""
+    if not (0 < len(raw) <= 9 and raw.isascii() and raw.isdigit()):
         raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
     return int(raw)
 
@@ -126,18 +132,15 @@ def session_grants(doc: dict[str, Any]) -> list[Grant]:
     return session_access(doc)[0]
 
 
-def start_session(identity: Identity, grants: list[Grant], *, locked: list[Grant] | None = None,
-                  rules_version: str = "", correlation: str | None = None) -> None:
-    """Create a fresh session (new id: rotated at login) and drop the old one if any."""
+def start_session(identity: Identity, *, passthrough_grants: list[Grant] | None = None,
+                  correlation: str | None = None) -> None:
+    """Create a fresh session (new id: rotated at login) and drop this browser's old one if any."""
     svc = services()
-    s = svc.settings.session
-    old = request.cookies.get(s.cookie_name)
+    old = session_hash()
     if old:
-        svc.store.delete_session(old)
-    doc = {"identity": identity.to_json(), "grants": [gr.to_json() for gr in grants],
-           "locked": [gr.to_json() for gr in locked or []], "rules_version": rules_version,
-           "csrf": secrets.token_urlsafe(24), "correlation_id": correlation}
-    g.new_session_id = svc.store.create_session(doc, idle=s.idle_timeout, absolute=s.absolute_timeout)
+        svc.sessions.end(old, svc.store.get_doc("session", old))
+    g.new_session_id = svc.sessions.start(identity, correlation=correlation, passthrough_grants=passthrough_grants,
+                                          upstream=getattr(identity, "upstream", None))
     if record := svc.passthrough_record(identity):
         svc.store.put_passthrough(g.new_session_id, record[0], record[1])
 
@@ -151,16 +154,11 @@ def session_passthrough() -> dict[str, str] | None:
 
 
 def end_session() -> None:
-    """Delete the session, its passthrough artifact and the user's cached credentials; clear the cookie."""
-    svc = services()
-    sid = request.cookies.get(svc.settings.session.cookie_name)
-    doc = current_session()
-    if doc is not None and svc.cache is not None:
-        svc.cache.forget_user(session_identity(doc))
-    if sid:
-        if svc.device is not None:
-            svc.device.revoke_session(sid)  # CLI tokens this session approved die with it
-        svc.store.delete_session(sid)
+    """End this browser's session: its CLI tokens, passthrough artifact, the user's cached
+    credentials; clear the cookie."""
+    shash = session_hash()
+    if shash:
+        services().sessions.end(shash, current_session())
     g.clear_session_cookie = True
 
 

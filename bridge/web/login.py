@@ -9,6 +9,7 @@ from bridge import audit
 from bridge.errors import BridgeError, IdpDenied, NotSignedIn, StoreUnavailable
 from bridge.flow import safe_return_to
 from bridge.logs import correlation_id, event
+from bridge.services import PASSTHROUGH_VERSION
 from bridge.upstream.base import Connector
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
@@ -82,9 +83,9 @@ def callback(connector_id: str) -> ResponseReturnValue:
     correlation_id.set(correlation)
     ctx = audit_context(correlation=correlation)
     svc.auditor.record("sign_in", ctx, outcome="success", who=audit.who(identity), how=audit.how(identity))
-    access = svc.access_for(identity, ctx=ctx)
-    start_session(identity, access.grants, locked=access.locked, rules_version=access.version,
-                  correlation=correlation)
+    access = svc.access_for(identity, ctx=ctx)  # audited here; decided again at each use
+    start_session(identity, correlation=correlation,
+                  passthrough_grants=access.grants if access.version == PASSTHROUGH_VERSION else None)
     svc.metrics.logins.labels(connector_id, "success").inc()
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
           mfa=identity.mfa, grants=len(access.grants), locked=len(access.locked))

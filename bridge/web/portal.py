@@ -109,7 +109,7 @@ def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
 
 
 def _is_admin(identity: Identity) -> bool:
-    return services().settings.is_admin(identity.groups, identity.mfa)
+    return services().is_admin(identity)
 
 
 def _why_page(results: list[mapping.RuleResult], identity: Identity, **extra: Any) -> ResponseReturnValue:
@@ -141,8 +141,8 @@ def admin_explain() -> ResponseReturnValue:
     if not svc.settings.admin.groups:
         abort(404, description="The admin pages are off (admin.groups is empty).")
     if not _is_admin(me):
-        raise AdminOnly(f"{me.subject} is not in admin.groups" + (" or signed in without MFA"
-                                                                  if svc.settings.admin.require_mfa else ""))
+        raise AdminOnly(f"{me.subject} is not in admin.groups, signed in without MFA (admin.require_mfa), "
+                        "or is denied by a deny: all rule")
     if request.method == "GET":
         sample = json.dumps({"connector": me.connector_id, "subject": "sample-user", "email": "sample@example.com",
                              "groups": [], "claims": {}, "mfa": False}, indent=2)

@@ -1,0 +1,195 @@
+"""Browser sessions and what hangs off them: the one place a session starts, is looked up, is
+re-checked with the IdP, and ends.
+
+Rules this module keeps (the security model, README "Security"):
+- A session stores the *identity*, never a list of grants to trust later: every issuance asks the
+  rules in force (``Services.access_for``) at the moment of use. (Only ``aws_passthrough`` SAML
+  sessions keep the roles the IdP asserted: those come from the upstream assertion, not from rules.)
+- Everything of a session is keyed by the hash of its cookie (``Store.session_hash``): its record,
+  its passthrough artifact, its upstream grant (refresh token), its CLI tokens. A CLI token names
+  that hash and is good only while the session lives, so ending a session by any means (idle or
+  absolute timeout, sign-out, ``bridge sessions revoke``, the IdP disabling the user) ends its
+  tokens.
+- Each session is indexed under the user's e-mail and subject, so an operator can list and
+  revoke everything of a user at once (offboarding).
+- OIDC connectors with ``reverify_interval`` re-check the user with the IdP (refresh token or
+  userinfo) while the session or its tokens are used: a user disabled at the IdP loses access
+  within that interval, a changed group list changes the roles. When the IdP cannot be reached,
+  the connector's ``reverify_unreachable`` policy applies once the last good check is older than
+  ``reverify_grace``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.config import Settings
+from bridge.credcache import CredentialCache
+from bridge.device import DeviceFlow
+from bridge.errors import NotSignedIn, UpstreamUnavailable
+from bridge.identity import Grant, Identity
+from bridge.logs import event
+from bridge.store import Store
+from bridge.upstream import Connector
+
+REVERIFY_LOCK_SECONDS = 30  # one re-check with the IdP per session at a time, on every instance
+
+
+def user_handles(identity: Identity) -> list[str]:
+    """The names an operator may use for a user: ``email:<e-mail, lower-cased>`` and ``sub:<subject>``."""
+    out = [f"sub:{identity.subject}"]
+    if identity.email:
+        out.append(f"email:{identity.email.lower()}")
+    return out
+
+
+def handles_for(user: str) -> list[str]:
+    """What ``bridge sessions --user X`` looks under: X as an e-mail (when it has an @) and as a subject."""
+    out = [f"sub:{user}"]
+    if "@" in user:
+        out.append(f"email:{user.lower()}")
+    return out
+
+
+@dataclass(frozen=True)
+class Revoked:
+    sessions: int
+    tokens: int
+
+
+class Sessions:
+    """Session lifecycle over the store; no Flask here (the web layer reads and sets cookies)."""
+
+    def __init__(self, store: Store, settings: Settings, connectors: Mapping[str, Connector],
+                 device: DeviceFlow | None, cache: CredentialCache | None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.settings = settings
+        self.connectors = connectors
+        self.device = device
+        self.cache = cache
+        self.clock = clock
+
+    @property
+    def idle(self) -> int:
+        return self.settings.session.idle_timeout
+
+    def absolute_for(self, connector_id: str) -> int:
+        """The session lifetime for users of a connector: a connector's ``max_session`` may shorten it
+        (SAML has no back channel to re-check a user, so its bound is the session lifetime)."""
+        connector = self.connectors.get(connector_id)
+        cap = getattr(getattr(connector, "cfg", None), "max_session", None)
+        absolute = self.settings.session.absolute_timeout
+        return min(absolute, int(cap)) if isinstance(cap, int) and cap > 0 else absolute
+
+    # -- start, load, end ---------------------------------------------------------------------
+    def start(self, identity: Identity, *, correlation: str | None,
+              passthrough_grants: list[Grant] | None = None,
+              upstream: Mapping[str, Any] | None = None) -> str:
+        """Create a session for a verified sign-in; return the cookie value (a new id: rotated at login)."""
+        now = int(self.clock())
+        doc: dict[str, Any] = {"identity": identity.to_json(), "csrf": secrets.token_urlsafe(24),
+                               "correlation_id": correlation, "verified_at": now}
+        if passthrough_grants is not None:
+            doc["passthrough_grants"] = [g.to_json() for g in passthrough_grants]
+        absolute = self.absolute_for(identity.connector_id)
+        sid = self.store.create_session(doc, idle=min(self.idle, absolute), absolute=absolute)
+        shash = self.store.session_hash(sid)
+        self.store.index_session(user_handles(identity), shash, absolute)
+        if upstream:
+            self.store.put_upstream(shash, dict(upstream), absolute)
+        return sid
+
+    def load(self, shash: str) -> dict[str, Any] | None:
+        """The live session ``shash`` (idle timer reset), re-checked with the IdP when it is due."""
+        doc = self.store.load_session_hash(shash, idle=self.idle)
+        return None if doc is None else self.reverified(shash, doc)
+
+    def end(self, shash: str, doc: dict[str, Any] | None = None) -> int:
+        """End a session and everything of it: its CLI tokens, its upstream grant and passthrough
+        artifact, the user's cached credentials. Returns how many CLI tokens were revoked."""
+        tokens = self.device.revoke_session(shash) if self.device is not None else 0
+        self.store.delete_session_hash(shash)
+        if doc is not None:
+            identity = Identity.from_json(doc["identity"])
+            self.store.unindex_session(user_handles(identity), shash)
+            if self.cache is not None:
+                self.cache.forget_user(identity)
+        return tokens
+
+    # -- operators: list and revoke everything of a user --------------------------------------
+    def of_user(self, user: str) -> list[tuple[str, dict[str, Any]]]:
+        """(session hash, session document) of every live session of ``user`` (e-mail or subject)."""
+        seen: dict[str, dict[str, Any]] = {}
+        now = self.clock()
+        for handle in handles_for(user):
+            for shash in self.store.user_sessions(handle):
+                doc = seen.get(shash) or self.store.get_doc("session", shash)
+                if doc is not None and doc.get("expires_at", 0) > now:
+                    seen[shash] = doc
+        return sorted(seen.items(), key=lambda kv: kv[1].get("created_at", 0))
+
+    def revoke_user(self, user: str) -> Revoked:
+        """Offboarding: every session of ``user``, every CLI token they approved, their cached credentials."""
+        sessions = self.of_user(user)
+        tokens = sum(self.end(shash, doc) for shash, doc in sessions)
+        event("sessions_revoked", logging.WARNING, sessions=len(sessions), tokens=tokens)
+        return Revoked(len(sessions), tokens)
+
+    # -- continuous evaluation with the IdP ----------------------------------------------------
+    def reverified(self, shash: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc``, re-checked with the IdP when its connector asks for it and the last check is older
+        than ``reverify_interval``: the identity is replaced by what the IdP says now; a user the IdP
+        no longer knows (disabled, deleted, refresh refused) loses the session and its tokens."""
+        identity = Identity.from_json(doc["identity"])
+        connector = self.connectors.get(identity.connector_id)
+        cfg = getattr(connector, "cfg", None)
+        interval = int(getattr(cfg, "reverify_interval", 0) or 0)
+        reverify = getattr(connector, "reverify", None)
+        now = int(self.clock())
+        verified_at = int(doc.get("verified_at", doc.get("created_at", now)))
+        if not interval or reverify is None or now - verified_at < interval:
+            return doc
+        upstream = self.store.get_upstream(shash)
+        if upstream is None:
+            return doc  # the IdP gave nothing to re-check with: the bound is the session lifetime
+        grace = int(getattr(cfg, "reverify_grace", interval))
+        fail_closed = getattr(cfg, "reverify_unreachable", "fail_closed") == "fail_closed"
+        if not self.store.try_lock(f"reverify:{shash}", REVERIFY_LOCK_SECONDS):
+            return self._unreachable(doc, now - verified_at, grace, fail_closed, "busy")
+        result = reverify(upstream)
+        kind = getattr(result, "kind", "unreachable")
+        if kind == "ok":
+            doc["identity"] = result.identity.to_json()
+            doc["verified_at"] = now
+            self.store.save_session_hash(shash, doc, idle=self.idle)
+            if getattr(result, "grant", None):
+                remaining = int(doc.get("expires_at", now + 1)) - now
+                self.store.put_upstream(shash, dict(result.grant), max(1, remaining))
+            event("session_reverified", connector=identity.connector_id,
+                  groups_changed=sorted(set(result.identity.groups) ^ set(identity.groups)) != [])
+            return doc
+        if kind == "revoked":
+            tokens = self.end(shash, doc)
+            event("session_revoked_by_idp", logging.WARNING, connector=identity.connector_id, tokens=tokens)
+            raise NotSignedIn("the IdP no longer confirms this user", code="idp_revoked",
+                              message="Your identity provider no longer confirms your sign-in (your account "
+                                      "may have been disabled or your access changed).",
+                              hint="Sign in again; if that fails, ask your administrator.")
+        return self._unreachable(doc, now - verified_at, grace, fail_closed, "unreachable")
+
+    def _unreachable(self, doc: dict[str, Any], age: int, grace: int, fail_closed: bool,
+                     why: str) -> dict[str, Any]:
+        identity = Identity.from_json(doc["identity"])
+        if age > grace and fail_closed:
+            event("session_reverify_failed", logging.WARNING, connector=identity.connector_id, why=why,
+                  age=age, policy="fail_closed")
+            raise UpstreamUnavailable(f"{identity.connector_id}: cannot re-check the user ({why}, last check "
+                                      f"{age}s ago)")
+        event("session_reverify_deferred", connector=identity.connector_id, why=why, age=age)
+        return doc
