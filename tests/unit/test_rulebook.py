@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from bridge.aws.keys import generate_cache_key, generate_key
+from bridge.cli import main
 from bridge.config import load_settings, settings_from_dict
 from bridge.identity import Identity
 from bridge.mapping import MappingSettings, evaluate
@@ -330,3 +333,50 @@ def test_refusal_without_rules_in_force() -> None:
     assert refusal(None, MappingSettings()) is not None
     assert refusal(None, MappingSettings(expected_rules=0)) is None
     assert refusal(0, MappingSettings()) is None
+
+
+# --------------------------------------------------------------------------- check-config
+
+
+def checked_config(tmp_path: Path, name: str, rules: Any) -> Path:
+    keys = tmp_path / "keys"
+    if not keys.is_dir():
+        generate_key(keys, "ES256")
+        generate_cache_key(keys)
+    write_rules(tmp_path / f"{name}.rules.yaml", rules)
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "base_url": "https://bridge.example.com", "issuer": {"keys_dir": "keys"},
+        "connectors": [{"id": "corp", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "c",
+                        "client_secret": "s"}],
+        "mapping": {"rules_file": f"{name}.rules.yaml"}}), encoding="utf-8")
+    return cfg
+
+
+def check(*args: Path | str) -> Any:
+    return CliRunner().invoke(main, ["check-config", "--config", *map(str, args)])
+
+
+def test_check_config_warns_about_no_rules(tmp_path: Path) -> None:
+    r = check(checked_config(tmp_path, "new", []))
+    assert r.exit_code == 0 and r.stdout == "ok\n"
+    assert ("warning: mapping: no rules: every user would lose every role (to mean it, write expected_rules: 0 "
+            "next to the rules); a running bridge refuses to reload to this") in r.stderr
+    r = check(checked_config(tmp_path, "meant", {"expected_rules": 0, "rules": []}))
+    assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_check_config_compares_with_the_rules_in_force(tmp_path: Path) -> None:
+    old = checked_config(tmp_path, "old", many_rules(10))
+    r = check(checked_config(tmp_path, "new", many_rules(3)), "--previous", old)
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        f"{tmp_path / 'new.yaml'}: a running bridge would refuse to reload to these rules:",
+        "  - mapping: 3 rule(s) where 10 are in force: dropping 70% is more than mapping.max_shrink (50%) allows "
+        "(to mean it, write expected_rules: 3 next to the rules)"]
+    assert check(checked_config(tmp_path, "half", many_rules(5)), "--previous", old).exit_code == 0
+    forced = checked_config(tmp_path, "forced", {"expected_rules": 3, "rules": many_rules(3)})
+    assert check(forced, "--previous", old).exit_code == 0
+    r = check(checked_config(tmp_path, "cut", {"expected_rules": 10, "rules": many_rules(9)}))
+    assert r.exit_code == 1
+    assert "  - cut.rules.yaml:expected_rules: says 10 rule(s), found 9 (a truncated or half-written file?)" in r.stderr
