@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     setup_logging(settings.log_level)
     for warning in settings.warnings():
         event("config_warning", logging.WARNING, message=warning)
+    if not settings.mapping.rules and settings.mapping.expected_rules is None:
+        # Allowed (a fresh install, tests), but say so: nobody signing in gets any role.
+        event("config_warning", logging.WARNING, message="mapping: no rules: nobody gets any role")
     app = Flask("bridge", template_folder=str(settings.templates_dir or asset_dir("templates")),
                 static_folder=str(asset_dir("static")))
     app.config.update(SECRET_KEY=settings.secret_key.get_secret_value(), MAX_CONTENT_LENGTH=1024 * 1024,

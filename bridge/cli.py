@@ -57,8 +57,12 @@ def main() -> None:
 
 @main.command("check-config")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
-def check_config(config_path: str) -> None:
+@click.option("--previous", "previous_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="the config in force: fail if a running bridge would refuse to reload to these rules "
+                   "(too few rules; mapping.max_shrink)")
+def check_config(config_path: str, previous_path: str | None) -> None:
     """Validate a config file (and its keys); print every problem, or "ok"."""
+    from bridge.rulebook import refusal
     from bridge.services import load_keys
 
     settings = _settings(config_path)
@@ -67,6 +71,12 @@ def check_config(config_path: str) -> None:
         _fail(problems, f"{config_path}: {len(problems)} problem(s):")
     for w in settings.warnings():
         click.echo(f"warning: {w}", err=True)
+    kept = len(_settings(previous_path).mapping.rules) if previous_path else None
+    if (refused := refusal(kept, settings.mapping)) is not None:
+        if previous_path:
+            _fail([refused[1]], f"{config_path}: a running bridge would refuse to reload to these rules:")
+        # Starting with no rules is allowed (a fresh install); a running bridge refuses to reload to it.
+        click.echo(f"warning: {refused[1]}; a running bridge refuses to reload to this", err=True)
     click.echo("ok")
 
 

@@ -611,8 +611,8 @@ def _read_rules_file(path: Path, label: str, problems: list[str]) -> dict[str, A
     if not isinstance(doc, dict):
         problems.append(f"{label}: must be a list of rules, or a mapping with rules and accounts")
         return {}
-    for k in [k for k in doc if k not in ("rules", "accounts")]:
-        problems.append(f"{label}:{k}: unknown key (a rules file holds rules and accounts)")
+    for k in [k for k in doc if k not in ("rules", "accounts", "expected_rules")]:
+        problems.append(f"{label}:{k}: unknown key (a rules file holds rules, accounts and expected_rules)")
         del doc[k]
     if "${" not in text:  # nothing to interpolate: skip walking 10,000 rules
         return doc

@@ -21,6 +21,10 @@ Names (all prefixed ``bridge_``):
   rate_limited_total{kind}                     requests refused by rate_limits (sign_in | credentials)
   http_requests_total{endpoint,method,status}  and http_request_duration_seconds{endpoint}
   signing_key_expiry_days{kind,kid,state}      days until a key retires / its certificate ends
+  rules_reload_failures_total{reason}          refused reloads: invalid | error | empty | shrink (per worker:
+                                               each worker reloads, and refuses, on its own)
+  rules_info{version} (1), rules_count,        the rules the answering worker serves, and whether its last
+  rules_last_reload_failed (0/1)               reload failed (scrape time, like the key gauges)
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # (kind, kid, state, expires_at epoch) for each published key
 KeyInfo = tuple[str, str, str, int]
+# RuleBook.status(): version, count, last_reload_failed, …
+RulesStatus = dict[str, Any]
 
 
 class _KeyExpiry(Collector):
@@ -57,11 +63,30 @@ class _KeyExpiry(Collector):
         yield g
 
 
+class _Rules(Collector):
+    def __init__(self, status: Callable[[], RulesStatus | None]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        st = self.status()
+        if st is None:
+            return
+        info = GaugeMetricFamily("bridge_rules_info", "The rules version the answering worker serves (always 1).",
+                                 labels=["version"])
+        info.add_metric([st["version"]], 1)
+        yield info
+        yield GaugeMetricFamily("bridge_rules_count", "Rules in force in the answering worker.", value=st["count"])
+        yield GaugeMetricFamily("bridge_rules_last_reload_failed", "1 when the answering worker's last rules "
+                                "reload was refused (it serves the rules it had).",
+                                value=int(st["last_reload_failed"]))
+
+
 class Metrics:
     """Every metric the bridge records. One per app; no module-level metric objects."""
 
     def __init__(self, keys: Callable[[], Iterable[KeyInfo]] = lambda: (),
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 rules: Callable[[], RulesStatus | None] = lambda: None) -> None:
         import time
 
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
@@ -89,8 +114,11 @@ class Metrics:
                                      ["endpoint", "method", "status"], registry=r)
         self.http_latency = Histogram("bridge_http_request_duration_seconds", "HTTP request duration.",
                                       ["endpoint"], buckets=HTTP_BUCKETS, registry=r)
+        self.rules_reload_failures = Counter("bridge_rules_reload_failures", "Rules reloads refused (the rules "
+                                             "in force were kept), by reason.", ["reason"], registry=r)
         self._scrape_time = CollectorRegistry()
         self._scrape_time.register(_KeyExpiry(keys, clock or time.time))
+        self._scrape_time.register(_Rules(rules))
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text for ``/metrics`` and its content type."""
@@ -112,6 +140,9 @@ class Metrics:
         self.sts_latency.labels(operation).observe(seconds)
         if error_code is not None:
             self.sts_errors.labels(error_code).inc()
+
+    def rules_reload_failed(self, kind: str) -> None:
+        self.rules_reload_failures.labels(kind).inc()
 
     def stale(self, connector: str, document: str) -> None:
         self.upstream_stale.labels(connector, document).inc()

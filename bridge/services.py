@@ -52,14 +52,15 @@ class Access:
 ACCESS_MEMO_SIZE = 4096  # identities whose decision under the rules in force is kept in this process
 
 
-def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic) -> RuleBook:
+def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
+              on_failure: Callable[[str], None] = lambda kind: None) -> RuleBook:
     """The reloadable rules for ``settings``: watches the config file (if any) and the rules file."""
     def files(m: mapping.MappingSettings) -> list[Path]:
         return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir)) if p]
 
     reloadable = settings.source_file is not None or settings.rules_path is not None
     return RuleBook(settings.mapping, loader=(lambda: reload_mapping(settings)) if reloadable else None,
-                    files=files, clock=clock)
+                    files=files, clock=clock, on_failure=on_failure)
 
 
 class KeySource:
@@ -448,7 +449,8 @@ def build_services(settings: Settings) -> Services:
         raise ConfigError(problems)
     keys = KeySource(settings.keys_dir, keyring, interval=settings.issuer.keys_reload_interval, clock=time.time)
     holder: list[Services] = []
-    metrics = Metrics(keys=lambda: holder[0].key_info() if holder else ())
+    metrics = Metrics(keys=lambda: holder[0].key_info() if holder else (),
+                      rules=lambda: holder[0].rules.status() if holder else None)
     try:
         client = redis_client(settings.redis, settings.resolve)
     except Exception as e:  # noqa: BLE001 - Cluster reads its slot map at construction
@@ -465,8 +467,9 @@ def build_services(settings: Settings) -> Services:
              if settings.credential_cache.enabled else None)
     if cache is not None:
         keys.on_reload = lambda ring: cache.use_keys(ring.cache)  # a cache key added while running
+    rules = rule_book(settings, on_failure=metrics.rules_reload_failed)
     svc = Services(settings=settings, store=store, flow=flow, connectors=connectors, keys=keys, sts=sts,
-                   rules=rule_book(settings), cache=cache, device=DeviceFlow(store, settings.cli), metrics=metrics,
+                   rules=rules, cache=cache, device=DeviceFlow(store, settings.cli), metrics=metrics,
                    auditor=build_auditor(settings, store, metrics))
     holder.append(svc)
     return svc

@@ -579,7 +579,9 @@ def compile_mapping(ms: MappingSettings, *, partition: str = "aws", connectors: 
             rules.append(compiled)
     c.conflicts(rules)
     exact, prefixes, suffixes, unindexed = _index(rules)
-    version = hashlib.sha256(ms.model_dump_json(exclude={"reload_interval", "rules_file"}).encode()).hexdigest()[:16]
+    # What decides access, not how it is loaded or guarded: the same rules keep the same version.
+    options = {"reload_interval", "rules_file", "max_shrink", "expected_rules"}
+    version = hashlib.sha256(ms.model_dump_json(exclude=options).encode()).hexdigest()[:16]
     return RuleSet(rules, c.catalog, c.partition, exact, prefixes, suffixes, unindexed, version), c.problems
 
 
@@ -686,6 +688,9 @@ def _load_mapping(raw: Any, partition: str, connectors: Collection[str] | None) 
             for err in e.errors():
                 line = f"rules[{i}]{_loc(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
                 problems.append(_legacy_path(line) if i in legacy_pos else line)
+    if ms.expected_rules is not None and ms.expected_rules != len(rules_raw):
+        problems.append(f"expected_rules: says {ms.expected_rules} rule(s), found {len(rules_raw)} "
+                        "(a truncated or half-written file?)")
     ms = ms.model_copy(update={"rules": rules, "accounts": accounts})
     ruleset, semantic = compile_mapping(ms, partition=partition, connectors=connectors, positions=positions)
     for p in semantic:

@@ -5,6 +5,7 @@ templates, captures, durations, tag keys, conflicts) and reports every problem w
     mapping:
       rules_file: rules.yaml          # optional: rules/accounts live there instead (reloaded on change)
       reload_interval: 5              # seconds between checks of the files for changes
+      max_shrink: 0.5                 # a reload that drops more than this fraction of the rules is refused
       accounts:                       # the accounts catalog
         "123456789012": {alias: sandbox, label: Sandbox, roles: {Admin: {max_session_duration: 43200}}}
       rules:
@@ -306,6 +307,11 @@ class MappingSettings(_M):
     accounts: dict[str, AccountEntry] = Field(default_factory=dict)
     rules_file: str | None = None
     reload_interval: float = Field(5.0, ge=0, le=3600)
+    # Reload guard (bridge/rulebook.py): a reload may drop at most this fraction of the rules in force.
+    max_shrink: float = Field(0.5, ge=0, le=1)
+    # "This file holds exactly N rules": checked on every load (a truncated file fails it), and a reload
+    # that matches it may shrink as far as it says, down to zero (the operator's way to force a shrink).
+    expected_rules: int | None = Field(None, ge=0)
 
     _compiled: Any = PrivateAttr(default=None)
     _legacy: list[str] = PrivateAttr(default_factory=list)

@@ -54,9 +54,14 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Readiness: Redis answers (a load balancer stops sending users here until it does)."""
-    ok = services().store.ping()
-    resp = jsonify(status="ok" if ok else "unavailable", redis=ok)
+    """Readiness: Redis answers (a load balancer stops sending users here until it does).
+
+    ``rules`` tells what this worker serves and whether its last reload was refused. A refused
+    reload keeps the old rules serving, so it never makes the instance unready: taking every pod out
+    of rotation over a bad rules file would turn a kept-safe state into an outage."""
+    svc = services()
+    ok = svc.store.ping()
+    resp = jsonify(status="ok" if ok else "unavailable", redis=ok, rules=svc.rules.status())
     resp.status_code = 200 if ok else 503
     if not ok:
         resp.headers["Retry-After"] = str(RETRY_AFTER)

@@ -1,6 +1,7 @@
 """Rules reload under gunicorn (`bridge serve`, 2 worker processes): every worker picks up a changed rules
 file on its own, SIGHUP to the master reloads every worker, a broken file keeps the rules in force and the
-log says why — and signed-in sessions survive all of it."""
+log says why — and signed-in sessions survive all of it. A truncated or emptied file is refused (the
+users keep their roles, /readyz and /metrics say so) until the file itself says it means it."""
 
 from __future__ import annotations
 
@@ -131,3 +132,59 @@ def test_sighup_to_the_master_reloads_every_worker(serve: Any, tmp_path: Path) -
     assert {e["reason"] for e in log_events(tmp_path, "rules_reloaded")} == {"signal"}
     assert rules_seen(base, cookie, 24) == {"v2"}
     assert len(worker_pids(master.pid)) == 2 and master.poll() is None  # no worker was restarted
+
+
+def write_doc(path: Path, doc: Any) -> None:
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc), encoding="utf-8")
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+def rules_status(base: str, n: int = 8) -> list[dict[str, Any]]:
+    """/readyz's rules part, over ``n`` fresh connections (either worker may answer)."""
+    out = []
+    for _ in range(n):
+        r = requests.get(f"{base}/readyz", headers={"Connection": "close"}, timeout=10)
+        assert r.status_code == 200, r.text  # a refused reload never takes the instance out of rotation
+        out.append(r.json()["rules"])
+    return out
+
+
+def failures(base: str, reason: str) -> float:
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    prefix = f'bridge_rules_reload_failures_total{{reason="{reason}"}} '
+    return sum(float(line.removeprefix(prefix)) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_a_truncated_rules_file_keeps_everyones_roles_until_forced(serve: Any, tmp_path: Path) -> None:
+    base, master, rules = serve(0.2)
+    wait_for(lambda: len(log_events(tmp_path, "app_started")) == 2, 60)  # both workers are up
+    four = [{"name": f"r{i}", "match": {"group": "aws-admins"}, "grants": [{"role_arn": role}]}
+            for i, role in enumerate((ADMIN, READONLY, ADMIN, READONLY))]
+    write_doc(rules, four)
+    cookie = dev_login(base, "alice").cookies["bridge_session"]
+    wait_for(lambda: rules_seen(base, cookie, 24) == {"r0", "r1", "r2", "r3"})
+    assert {s["count"] for s in rules_status(base)} == {4}
+
+    write_doc(rules, four[:1])  # truncated: 3 of 4 rules gone
+    time.sleep(0.5)
+    assert rules_seen(base, cookie, 24) == {"r0", "r1", "r2", "r3"}  # every worker kept the rules in force
+    wait_for(lambda: len(log_events(tmp_path, "rules_reload_failed")) == 2)  # each worker refused it
+    for st in rules_status(base):
+        assert st["count"] == 4 and st["last_reload_failed"] is True and st["failure"] == "shrink"
+        assert st["problems"] == ["mapping: 1 rule(s) where 4 are in force: dropping 75% is more than "
+                                  "mapping.max_shrink (50%) allows (to mean it, write expected_rules: 1 next "
+                                  "to the rules)"]
+    assert failures(base, "shrink") == 2  # summed over both workers
+
+    write_doc(rules, "")  # emptied
+    time.sleep(0.5)
+    assert rules_seen(base, cookie, 24) == {"r0", "r1", "r2", "r3"}
+    wait_for(lambda: failures(base, "empty") == 2)
+
+    write_doc(rules, {"expected_rules": 1, "rules": four[:1]})  # the operator means it
+    time.sleep(0.5)
+    assert rules_seen(base, cookie, 24) == {"r0"}
+    assert all(st["count"] == 1 and st["last_reload_failed"] is False and st["problems"] == []
+               for st in rules_status(base))
+    assert master.poll() is None

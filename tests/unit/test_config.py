@@ -336,7 +336,9 @@ def test_check_config_lists_every_problem_and_exits_1(
 def test_check_config_ok_with_generated_keys(tmp_path: Path) -> None:
     generate_key(tmp_path / "keys", "ES256")
     generate_cache_key(tmp_path / "keys")
-    cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": str(tmp_path / "keys")}))
+    rules = [{"name": "r", "match": {"group": "g"}, "grants": [{"role_arn": "arn:aws:iam::123456789012:role/R"}]}]
+    cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": str(tmp_path / "keys")},
+                                                       mapping={"rules": rules}))  # no rules: a warning
     result = run_check(cfg)
     assert result.exit_code == 0, result.output
     assert result.stdout == "ok\n"

@@ -252,7 +252,7 @@ def test_rules_file_problems_name_the_file(tmp_path: Path) -> None:
                                                 "accounts": {"12": {}}}}
     assert sorted(config_problems(raw, tmp_path)) == [
         "mapping.accounts.12: an account id is 12 digits",
-        "rules.yaml:extra: unknown key (a rules file holds rules and accounts)",
+        "rules.yaml:extra: unknown key (a rules file holds rules, accounts and expected_rules)",
         "rules.yaml:rules[0].match.regex: bad regex '(': missing ), unterminated subpattern at position 0",
     ]
 
