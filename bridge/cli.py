@@ -209,6 +209,75 @@ def keys_prune(directory: str) -> None:
         click.echo(f"removed {path.name}")
 
 
+@main.group("sessions")
+def sessions_group() -> None:
+    """Users' sign-ins: list them, or revoke everything of a user at once (offboarding)."""
+
+
+def _services(config_path: str) -> Any:
+    from bridge.services import build_services
+
+    settings = _settings(config_path)
+    try:
+        return build_services(settings)
+    except ConfigError as e:
+        _fail(e.problems, f"{config_path}: {len(e.problems)} problem(s):")
+
+
+@sessions_group.command("list")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--user", required=True, help="e-mail address or subject")
+@click.option("--json", "as_json", is_flag=True)
+def sessions_list(config_path: str, user: str, as_json: bool) -> None:
+    """The live browser sessions of a user and the CLI logins each approved."""
+    from bridge.errors import StoreUnavailable
+
+    svc = _services(config_path)
+    try:
+        rows = []
+        for shash, doc in svc.sessions.of_user(user):
+            ident = doc["identity"]
+            tokens = svc.device.tokens_of(shash) if svc.device is not None else []
+            rows.append({"session": shash[:16], "connector": ident.get("connector_id"), "subject": ident.get("subject"),
+                         "email": ident.get("email"), "created_at": doc.get("created_at"),
+                         "expires_at": doc.get("expires_at"),
+                         "cli_tokens": [{"client_id": t.get("client_id"), "created_at": t.get("created_at"),
+                                         "expires_at": t.get("expires_at"), "client_ip": t.get("client_ip")}
+                                        for _, t in tokens]})
+    except StoreUnavailable as e:
+        _fail([e.detail], "cannot read sessions:")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no live session for {user}")
+    for r in rows:
+        click.echo(f"{r['session']}  {r['connector']}  {r['email'] or r['subject']}  signed in "
+                   f"{_when(r['created_at'])}, ends {_when(r['expires_at'])}, {len(r['cli_tokens'])} CLI login(s)")
+
+
+def _when(t: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(int(t))) if isinstance(t, int) else "?"
+
+
+@sessions_group.command("revoke")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--user", required=True, help="e-mail address or subject")
+def sessions_revoke(config_path: str, user: str) -> None:
+    """End every session of a user, every CLI login they approved, and their cached credentials."""
+    from bridge.audit import Context
+    from bridge.errors import StoreUnavailable
+
+    svc = _services(config_path)
+    try:
+        done = svc.sessions.revoke_user(user)
+    except StoreUnavailable as e:
+        _fail([e.detail], "cannot revoke sessions:")
+    svc.auditor.record("revocation", Context(), outcome="success", user=user, sessions=done.sessions,
+                       cli_tokens=done.tokens, by="bridge sessions revoke")
+    click.echo(f"revoked {done.sessions} session(s) and {done.tokens} CLI login(s) of {user}")
+
+
 @main.group("audit")
 def audit_group() -> None:
     """The audit trail (audit.sink: file or redis)."""

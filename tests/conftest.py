@@ -231,6 +231,7 @@ def live_bridge(bridge_port: int, app_factory: Callable[[Settings], Any]) -> Ite
         srv = make_server("127.0.0.1", bridge_port, app, threaded=True)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
+        start.app = app  # type: ignore[attr-defined]  # the app last started, for tests that reach inside
         return f"http://127.0.0.1:{bridge_port}"
 
     yield start

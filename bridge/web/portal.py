@@ -29,6 +29,7 @@ from bridge.web.common import (
     require_session,
     services,
     session_access,
+    session_hash,
     session_identity,
     session_passthrough,
     user_key,
@@ -216,3 +217,56 @@ def _or_note(fmt: Callable[[Credentials], str], creds: Credentials) -> str:
         return fmt(creds)
     except ValueError as e:
         return f"# not available for these credentials: {e}\n"
+
+
+@bp.get("/portal/sign-ins")
+def sign_ins() -> ResponseReturnValue:
+    """The user's active sign-ins: browser sessions and the CLI logins each approved, with Revoke."""
+    doc = require_session()
+    svc = services()
+    identity = session_identity(doc)
+    here = session_hash()
+    rows = []
+    for shash, sdoc in svc.sessions.of_user(identity.subject):
+        if Identity.from_json(sdoc["identity"]).connector_id != identity.connector_id:
+            continue  # the same subject at another IdP is another person
+        tokens = svc.device.tokens_of(shash) if svc.device is not None else []
+        rows.append({"id": shash[:16], "current": shash == here, "created_at": sdoc.get("created_at"),
+                     "expires_at": sdoc.get("expires_at"),
+                     "tokens": [{"id": th[:16], "client_id": t.get("client_id"), "created_at": t.get("created_at"),
+                                 "expires_at": t.get("expires_at"), "client_ip": t.get("client_ip"),
+                                 "user_agent": t.get("user_agent")} for th, t in tokens]})
+    if wants_json():
+        return jsonify(sessions=rows)
+    return render_template("sign_ins.html", identity=identity, sessions=rows, csrf=doc["csrf"])
+
+
+@bp.post("/portal/sign-ins/revoke")
+def revoke_sign_in() -> ResponseReturnValue:
+    """Revoke one of the user's CLI logins (``token``) or browser sessions (``session``), or all others."""
+    doc = require_session()
+    check_csrf(doc)
+    svc = services()
+    identity = session_identity(doc)
+    mine = [(shash, sdoc) for shash, sdoc in svc.sessions.of_user(identity.subject)
+            if Identity.from_json(sdoc["identity"]).connector_id == identity.connector_id]
+    here = session_hash()
+    token_id, session_id = request.form.get("token", ""), request.form.get("session", "")
+    done = 0
+    for shash, sdoc in mine:
+        chosen = len(session_id) == 16 and shash.startswith(session_id)
+        if shash != here and (request.form.get("all_others") or chosen):
+            svc.sessions.end(shash, sdoc)
+            done += 1
+        elif token_id and len(token_id) == 16 and svc.device is not None:
+            for th, _ in svc.device.tokens_of(shash):
+                if th.startswith(token_id) and svc.device.revoke_hash(shash, th):
+                    done += 1
+    if not done:
+        raise BadRequest("nothing to revoke", code="revoke_unknown",
+                         message="That sign-in is not one of yours, or has already ended.",
+                         hint="Reload the page to see your current sign-ins.")
+    event("sign_in_revoked", count=done, kind="token" if token_id else "session")
+    if wants_json():
+        return jsonify(revoked=done)
+    return redirect("/portal/sign-ins", code=303)
