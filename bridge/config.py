@@ -235,6 +235,9 @@ class OidcConnectorSettings(_ConnectorBase):
     # `path: passthrough` redeem it directly with AssumeRoleWithWebIdentity (its issuer must be
     # registered as an IAM OIDC provider with this client id as audience).
     aws_passthrough: bool = False
+    # Rules and tags trust the e-mail, so one the IdP does not mark `email_verified: true` refuses the
+    # sign-in. Only for IdPs that never send the claim (and verify addresses themselves).
+    insecure_accept_unverified_email: bool = False
 
     @field_validator("issuer")
     @classmethod
@@ -445,6 +448,9 @@ class Settings(_Model):
         for c in self.enabled_connectors:
             if isinstance(c, OidcConnectorSettings) and urlsplit(c.issuer).scheme != "https":
                 out.append(f"connector {c.id}: upstream issuer {c.issuer} is plain http.")
+            if isinstance(c, OidcConnectorSettings) and c.insecure_accept_unverified_email:
+                out.append(f"connector {c.id}: insecure_accept_unverified_email trusts e-mail addresses the IdP "
+                           "has not verified (rules and tags on email can be fooled).")
             if isinstance(c, SamlConnectorSettings):
                 if c.insecure_allow_idp_initiated:
                     out.append(f"connector {c.id}: insecure_allow_idp_initiated accepts unsolicited SAML "

@@ -4,7 +4,8 @@
     ├── ConfigError                  bad settings; carries every problem found (startup only)
     ├── LoginError (400)             state missing/mismatched/replayed/expired, bad callback
     │   ├── IdpDenied (403)          the IdP said no (error=access_denied, ...)
-    │   └── InvalidIdToken (401)     signature, iss, aud, exp, iat, nonce
+    │   ├── InvalidIdToken (401)     signature, iss, aud, exp, iat, nonce
+    │   └── EmailUnverified (403)    the IdP does not vouch for the e-mail (email_verified not true)
     ├── NotSignedIn (401)            no or expired bridge session
     ├── NotGranted (403)             the role is not one of the user's grants
     │   ├── MfaRequired (403)        the role needs a sign-in with MFA (step-up)
@@ -92,6 +93,19 @@ class InvalidIdToken(LoginError):
     message = "The ID token from your identity provider did not pass verification."
     hint = ("Start the sign-in again. If it keeps failing, the identity provider or the bridge's "
             "connector settings (issuer, client id, clock) need attention.")
+
+
+class EmailUnverified(LoginError):
+    """The ID token carries an e-mail the IdP does not say is verified: rules and tags trust e-mail,
+    so the sign-in is refused rather than signed in without it."""
+
+    code = "email_unverified"
+    status = 403
+    title = "Your e-mail address is not verified"
+    message = ("Your identity provider says the e-mail address of your account has not been verified, "
+               "so the bridge cannot trust it to decide your access.")
+    hint = ("Verify your e-mail address with your identity provider (follow its verification message, or ask "
+            "its administrator), then sign in again.")
 
 
 class NotSignedIn(BridgeError):

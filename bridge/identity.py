@@ -37,6 +37,11 @@ class Identity:
     acr: str | None = None
     passthrough: str | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # Every connector, stored session and sample comes through here: rules, tags and session
+        # names see one spelling of the e-mail, whatever case the IdP used for the domain.
+        object.__setattr__(self, "email", normalize_email(self.email))
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("passthrough")
@@ -53,6 +58,16 @@ class Identity:
             claims=dict(d.get("claims") or {}), authn_time=d.get("authn_time"), mfa=bool(d.get("mfa")),
             amr=tuple(d.get("amr") or ()), acr=d.get("acr"),
         )
+
+
+def normalize_email(email: str | None) -> str | None:
+    """Trimmed, with the domain (after the last ``@``) lower-cased; the local part is kept as-is
+    (RFC 5321 leaves its case to the mailbox's owner). Empty becomes None."""
+    if email is None:
+        return None
+    email = email.strip()
+    local, at, domain = email.rpartition("@")
+    return (local + at + domain.lower() if at else email) or None
 
 
 SAMPLE_SHAPE = '{"connector", "subject", "email", "name", "groups": [...], "claims": {...}, "mfa": true|false}'

@@ -332,7 +332,7 @@ class _Compiler:
                 self.problem(at, "needs at least one value")
                 return None
             texts = ["true" if v is True else "false" if v is False else str(v) for v in values]
-            return Leaf(path, op, texts if op == "in" else texts[0])
+            return Leaf(path, op, texts if op == "in" else texts[0], ignore_case=c.ignore_case)
         if op == "exists":
             return Leaf(path, op, operand)
         patterns = operand if isinstance(operand, list) else [operand]
@@ -341,14 +341,15 @@ class _Compiler:
             return None
         if op == "regex":
             try:
-                rx = re.compile(operand)
+                rx = re.compile(operand, re.IGNORECASE if c.ignore_case else 0)
             except re.error as e:
                 self.problem(at, f"bad regex {operand!r}: {e}")
                 return None
-            return Leaf(path, op, operand, regexes=[rx])
+            return Leaf(path, op, operand, regexes=[rx], ignore_case=c.ignore_case)
         if op == "glob":
-            return Leaf(path, op, patterns, regexes=[compile_glob(p) for p in patterns])
-        return Leaf(path, op, patterns)
+            return Leaf(path, op, patterns, regexes=[compile_glob(p, ignore_case=c.ignore_case) for p in patterns],
+                        ignore_case=c.ignore_case)
+        return Leaf(path, op, patterns, ignore_case=c.ignore_case)
 
     # ------------------------------------------------------------ templates
 

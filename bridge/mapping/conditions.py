@@ -93,21 +93,31 @@ def glob_prefix(pattern: str) -> str:
 
 
 class Leaf:
-    """``{claim: PATH, <op>: operand}`` (and the ``group`` shorthand)."""
+    """``{claim: PATH, <op>: operand}`` (and the ``group`` shorthand).
+
+    With ``ignore_case`` values and operands are compared case-folded (``str.casefold``; regex and glob
+    compile with ``re.IGNORECASE``) and the leaf files no index keys: a key holds one spelling, and
+    the spellings of a case-insensitive match are not a small finite set.
+    """
 
     def __init__(self, path: ClaimPath, op: str, operand: object, *, regexes: Iterable[re.Pattern[str]] = (),
-                 group_form: bool = False) -> None:
-        self.path, self.op, self.group_form = path, op, group_form
+                 group_form: bool = False, ignore_case: bool = False) -> None:
+        self.path, self.op, self.group_form, self.ignore_case = path, op, group_form, ignore_case
         self.operands: tuple[str, ...] = tuple(operand) if isinstance(operand, list | tuple) else (str(operand),)
-        self.operand_set = frozenset(self.operands)
+        self.wanted = tuple(o.casefold() for o in self.operands) if ignore_case else self.operands  # compared
+        self.operand_set = frozenset(self.wanted)
+        self.note = " (ignoring case)" if ignore_case else ""
         self.regexes = tuple(regexes)
-        self.prefixes = tuple(glob_prefix(o) if op == "glob" else literal_prefix(o) for o in self.operands) \
-            if op in ("regex", "glob") else ()
+        # A prefix narrows the (sorted, case-sensitive) values a pattern is tried on: none when ignoring case.
+        self.prefixes = tuple("" if ignore_case else glob_prefix(o) if op == "glob" else literal_prefix(o)
+                              for o in self.operands) if op in ("regex", "glob") else ()
         self.exists = bool(operand) if op == "exists" else False
         names = set(self.regexes[0].groupindex) if op == "regex" else set()
         self.possible = self.guaranteed = frozenset(names)
         self.keys: IndexKeys | None = None
-        if op in ("equals", "in"):
+        if ignore_case:
+            pass  # unindexed (see above); an ``all`` with an indexed sibling is still filed under that
+        elif op in ("equals", "in"):
             self.keys = frozenset(("=", path.text, v) for v in self.operands)
         elif op in ("starts_with", "regex", "glob"):
             prefixes = self.prefixes if op != "starts_with" else self.operands
@@ -119,8 +129,8 @@ class Leaf:
     def test(self, view: View, explain: bool) -> Outcome:
         op = self.op
         if op in ("equals", "in"):
-            values = view.text_set(self.path)
-            ok = self.operands[0] in values if op == "equals" else not self.operand_set.isdisjoint(values)
+            values = view.folded_set(self.path) if self.ignore_case else view.text_set(self.path)
+            ok = self.wanted[0] in values if op == "equals" else not self.operand_set.isdisjoint(values)
             if not explain:
                 return YES if ok else NO
             return self._explain_equals(view, ok)
@@ -134,19 +144,20 @@ class Leaf:
         if op in ("regex", "glob"):
             return self._test_patterns(view, explain)
         texts = view.texts(self.path)
+        pairs = zip(texts, view.folded(self.path) if self.ignore_case else texts, strict=True)
         if op == "starts_with":
-            hit = next((v for v in texts if v.startswith(self.operands)), None)
+            hit = next((v for v, f in pairs if f.startswith(self.wanted)), None)
         elif op == "ends_with":
-            hit = next((v for v in texts if v.endswith(self.operands)), None)
+            hit = next((v for v, f in pairs if f.endswith(self.wanted)), None)
         else:  # contains
-            hit = next((v for v in texts if any(o in v for o in self.operands)), None)
+            hit = next((v for v, f in pairs if any(o in f for o in self.wanted)), None)
         if not explain:
             return YES if hit is not None else NO
         words = op.replace("_", " ")
         operand = self.operands[0] if len(self.operands) == 1 else list(self.operands)
         if hit is not None:
-            return Outcome(True, EMPTY, f"{self.path.text} {show([hit])} {words} {operand!r}")
-        return Outcome(False, (), f"{self.path.text} is {show(texts)}; nothing {words} {operand!r}")
+            return Outcome(True, EMPTY, f"{self.path.text} {show([hit])} {words} {operand!r}{self.note}")
+        return Outcome(False, (), f"{self.path.text} is {show(texts)}; nothing {words} {operand!r}{self.note}")
 
     def _explain_equals(self, view: View, ok: bool) -> Outcome:
         texts = view.texts(self.path)
@@ -155,14 +166,16 @@ class Leaf:
             if ok:
                 return Outcome(True, EMPTY, f"member of group {g!r}")
             return Outcome(False, (), f"not in group {g!r} (groups: {show(texts)})")
+        note = self.note
         if self.op == "equals":
             if ok:
-                return Outcome(True, EMPTY, f"{self.path.text} equals {self.operands[0]!r}")
-            return Outcome(False, (), f"{self.path.text} is {show(texts)}, not {self.operands[0]!r}")
+                return Outcome(True, EMPTY, f"{self.path.text} equals {self.operands[0]!r}{note}")
+            return Outcome(False, (), f"{self.path.text} is {show(texts)}, not {self.operands[0]!r}{note}")
         if ok:
-            hit = next(v for v in texts if v in self.operand_set)
-            return Outcome(True, EMPTY, f"{self.path.text} {show([hit])} is in {list(self.operands)!r}")
-        return Outcome(False, (), f"{self.path.text} is {show(texts)}, none in {list(self.operands)!r}")
+            fold = str.casefold if self.ignore_case else str
+            hit = next(v for v in texts if fold(v) in self.operand_set)
+            return Outcome(True, EMPTY, f"{self.path.text} {show([hit])} is in {list(self.operands)!r}{note}")
+        return Outcome(False, (), f"{self.path.text} is {show(texts)}, none in {list(self.operands)!r}{note}")
 
     def _test_patterns(self, view: View, explain: bool) -> Outcome:
         bindings: list[Binding] = []
@@ -190,10 +203,10 @@ class Leaf:
         what = "matches regex" if self.op == "regex" else "matches glob"
         pattern = self.operands[0] if len(self.operands) == 1 else list(self.operands)
         if ok:
-            return Outcome(True, out, f"{self.path.text} {show(hits, limit=5)} {what} {pattern!r}")
+            return Outcome(True, out, f"{self.path.text} {show(hits, limit=5)} {what} {pattern!r}{self.note}")
         note = f" (values over {MAX_MATCH_LEN} characters are not tried)" if too_long else ""
         return Outcome(False, (), f"{self.path.text} is {show(view.texts(self.path))}; none {what} "
-                                  f"{pattern!r}{note}")
+                                  f"{pattern!r}{self.note}{note}")
 
 
 class Mfa:
@@ -292,5 +305,5 @@ class Not:
         return YES if not explain else Outcome(True, EMPTY, o.reason)
 
 
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(pattern), re.S)
+def compile_glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern), re.S | (re.IGNORECASE if ignore_case else 0))

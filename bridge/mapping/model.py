@@ -12,7 +12,8 @@ templates, captures, durations, tag keys, conflicts) and reports every problem w
         - name: admins
           description: Platform admins administer the sandbox.
           connectors: [corp]
-          match: {all: [{group: aws-admins}, {not: {claim: email, ends_with: "@contractor.example.com"}}]}
+          match: {all: [{group: aws-admins}, {not: {claim: email, ends_with: "@contractor.example.com",
+                                                    ignore_case: true}}]}
           grants:
             - account: sandbox
               role: Admin
@@ -22,7 +23,7 @@ templates, captures, durations, tag keys, conflicts) and reports every problem w
               duration: {default: 3600, max: 43200}
               mfa_required: true
         - name: no-contractors-in-prod
-          match: {claim: email, ends_with: "@contractor.example.com"}
+          match: {claim: email, ends_with: "@contractor.example.com", ignore_case: true}
           deny: {accounts: [prod]}
 
 The issue-2 flat form (``group``/``claim``+``equals``, ``role_arn``, ``tags`` as claim paths …
@@ -50,6 +51,7 @@ from pydantic import (
 from typing_extensions import TypeAliasType
 
 OPERATORS = ("equals", "in", "contains", "starts_with", "ends_with", "regex", "glob", "exists")
+TEXT_OPERATORS = OPERATORS[:-1]  # the ones ``ignore_case`` applies to
 Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
 StrOrList = StrictStr | list[StrictStr]
 
@@ -96,7 +98,8 @@ else:
 
 
 class ClaimCond(_M):
-    """``{claim: PATH, <operator>: operand}`` — exactly one operator."""
+    """``{claim: PATH, <operator>: operand}`` — exactly one operator; ``ignore_case: true`` compares
+    case-insensitively (Unicode case folding)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -109,12 +112,13 @@ class ClaimCond(_M):
     regex: StrictStr | None = None
     glob: StrOrList | None = None
     exists: StrictBool | None = None
+    ignore_case: StrictBool = False
 
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = [k for k in data if k not in ("claim", *OPERATORS)]
+            unknown = [k for k in data if k not in ("claim", "ignore_case", *OPERATORS)]
             if unknown:
                 raise ValueError(f"unknown operator {', '.join(map(repr, unknown))}; use one of "
                                  f"{', '.join(OPERATORS)} (or all/any/not/group/mfa as a condition of its own)")
@@ -126,6 +130,9 @@ class ClaimCond(_M):
         if len(given) != 1:
             raise ValueError(f"give exactly one operator with 'claim' ({', '.join(OPERATORS)}); "
                              f"got {', '.join(given) or 'none'}")
+        if self.ignore_case and given[0] not in TEXT_OPERATORS:
+            raise ValueError(f"ignore_case goes with {', '.join(TEXT_OPERATORS[:-1])} or {TEXT_OPERATORS[-1]}, "
+                             f"not {given[0]}")
         return self
 
     @property

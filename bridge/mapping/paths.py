@@ -136,7 +136,7 @@ def show(values: tuple[str, ...] | list[str], limit: int = 10, width: int = 80) 
 class View:
     """One identity, with each path resolved at most once (rules share paths; 1,000 groups are common)."""
 
-    __slots__ = ("identity", "_values", "_texts", "_sets", "_sorted", "cache")
+    __slots__ = ("identity", "_values", "_texts", "_sets", "_sorted", "_folded", "_folded_sets", "cache")
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
@@ -144,6 +144,8 @@ class View:
         self._texts: dict[str, tuple[str, ...]] = {}
         self._sets: dict[str, frozenset[str]] = {}
         self._sorted: dict[str, list[str]] = {}
+        self._folded: dict[str, tuple[str, ...]] = {}
+        self._folded_sets: dict[str, frozenset[str]] = {}
         self.cache: dict[int, Any] = {}  # rendered templates that do not depend on captures
 
     def values(self, path: ClaimPath) -> list[Any]:
@@ -162,6 +164,19 @@ class View:
         s = self._sets.get(path.text)
         if s is None:
             s = self._sets[path.text] = frozenset(self.texts(path))
+        return s
+
+    def folded(self, path: ClaimPath) -> tuple[str, ...]:
+        """``texts`` case-folded, in the same order (for ``ignore_case`` conditions)."""
+        f = self._folded.get(path.text)
+        if f is None:
+            f = self._folded[path.text] = tuple(t.casefold() for t in self.texts(path))
+        return f
+
+    def folded_set(self, path: ClaimPath) -> frozenset[str]:
+        s = self._folded_sets.get(path.text)
+        if s is None:
+            s = self._folded_sets[path.text] = frozenset(self.folded(path))
         return s
 
     def sorted_texts(self, path: ClaimPath) -> list[str]:

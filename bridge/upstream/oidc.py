@@ -32,7 +32,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 
 from bridge.config import OidcConnectorSettings
-from bridge.errors import IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
+from bridge.errors import EmailUnverified, IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.logs import event
 from bridge.upstream.base import LoginStart, PendingLogin
@@ -176,6 +176,7 @@ class OidcConnector:
         claims = self.verify_id_token(id_token, nonce=pending.nonce)
         if self.cfg.use_userinfo and meta.get("userinfo_endpoint"):
             claims = self._merge_userinfo(claims, meta["userinfo_endpoint"], token.get("access_token"))
+        check_email_verified(claims, self.cfg)
         identity = self._identity(claims)
         return replace(identity, passthrough=id_token) if self.cfg.aws_passthrough else identity
 
@@ -250,6 +251,18 @@ class OidcConnector:
             email=_str_or_none(claims.get(self.cfg.email_claim)), name=_str_or_none(claims.get(self.cfg.name_claim)),
             groups=groups, claims=kept, authn_time=int(auth_time) if isinstance(auth_time, int | float) else None,
             mfa=mfa, amr=amr, acr=acr)
+
+
+def check_email_verified(claims: Mapping[str, Any], cfg: OidcConnectorSettings) -> None:
+    """Refuse (not repair) an e-mail the IdP does not vouch for: ``email_verified`` must be exactly
+    true (OIDC Core §5.1), unless the connector opts out with ``insecure_accept_unverified_email``.
+    No e-mail, nothing to check. The detail names the connector, never the address."""
+    if cfg.insecure_accept_unverified_email or _str_or_none(claims.get(cfg.email_claim)) is None:
+        return
+    verified = claims.get("email_verified")
+    if verified is not True:
+        seen = "missing" if verified is None and "email_verified" not in claims else repr(verified)[:20]
+        raise EmailUnverified(f"{cfg.id}: {cfg.email_claim} present but email_verified is {seen}")
 
 
 def _str_or_none(v: Any) -> str | None:

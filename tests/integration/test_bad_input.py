@@ -127,6 +127,22 @@ def test_bad_id_tokens_are_rejected(bridge, op, bridge_logs, tamper: dict[str, A
     assert s.get(f"{bridge}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
 
 
+@pytest.mark.parametrize("verified", [False, "true", None, "missing"])
+def test_unverified_email_cannot_sign_in(bridge, op, bridge_logs, verified: Any) -> None:
+    """Attack: register an address you do not own at the IdP and let rules trust it."""
+    op.claims = {**op.claims, "email": "boss@Example.com"}
+    if verified == "missing":
+        del op.claims["email_verified"]
+    else:
+        op.claims["email_verified"] = verified
+    s = requests.Session()
+    r = s.get(start(bridge, s), timeout=10)
+    assert_error_page(r, 403, "email_unverified")
+    assert "not verified" in r.text
+    assert "boss@" not in bridge_logs.text  # the log names the connector and check, not the address
+    assert s.get(f"{bridge}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+
+
 def test_idp_key_rotation_refreshes_jwks_once(bridge, op) -> None:
     s = requests.Session()
     assert s.get(start(bridge, s), timeout=10).url == f"{bridge}/portal"

@@ -16,7 +16,7 @@ import boto3
 import pytest
 import requests
 
-from tests.conftest import ACCOUNT, OIDC_CONNECTOR
+from tests.conftest import ACCOUNT, OIDC_CONNECTOR, RULES
 from tests.integration.helpers import caller_arn, grant_id, oidc_login, portal_json
 
 pytestmark = pytest.mark.integration
@@ -257,3 +257,60 @@ def test_groups_from_the_idp_drive_tags_in_the_minted_token(live_bridge, make_se
     (grant,) = why["grants"]
     assert grant["tags"]["Dept"] == "Finance - Ops" and grant["tags"]["Level"] == "readonly"
     assert "tag 'Dept': value from {claims.department} was sanitized" in why["rules"][0]["notes"]
+
+
+# --------------------------------------------------------------------------- e-mail hygiene
+
+
+def test_unverified_email_is_refused_with_a_clear_page(live_bridge, corp_settings, bridge_logs):
+    """eve's IdP account has email_verified: false: no session, a page saying why and what to do."""
+    base = live_bridge(corp_settings)
+    s = requests.Session()
+    r = oidc_login(base, OIDC_CONNECTOR, "eve", "eve-pw", session=s)
+    assert r.status_code == 403 and r.url.startswith(f"{base}/callback/{OIDC_CONNECTOR}")
+    assert 'data-code="email_unverified"' in r.text and '<code id="error-code">email_unverified</code>' in r.text
+    assert "e-mail address is not verified" in r.text and "Verify your e-mail address" in r.text
+    assert not any("bridge_session" in h.headers.get("Set-Cookie", "") for h in [*r.history, r])
+    assert s.cookies.get("bridge_session") is None
+    assert s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+    assert '"code": "email_unverified"' in bridge_logs.text and "eve@example.com" not in bridge_logs.text
+
+
+def test_mixed_case_domain_is_normalised_and_denied_ignoring_case(live_bridge, make_settings, oidc_issuer):
+    """dave's IdP spells his domain Contractor.Example.com: his e-mail comes out with the domain in lower
+    case, and deny rules written with ignore_case hit him whichever spelling they look at."""
+    deny = [{"name": "no-contractors", "match": {"claim": "email", "ends_with": "@contractor.example.com",
+                                                 "ignore_case": True}, "deny": "all"},
+            {"name": "no-contractors-raw", "match": {"claim": "claims.email", "ends_with": "@CONTRACTOR.example.com",
+                                                     "ignore_case": True}, "deny": "all"}]
+    settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
+                                          "client_id": "bridge", "client_secret": "bridge-secret"}],
+                             mapping={"rules": [*RULES, *deny]})
+    base = live_bridge(settings)
+    s = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "dave", "dave-pw", session=s)
+    portal = portal_json(s, base)
+    assert portal["identity"]["email"] == "Dave@contractor.example.com"
+    assert portal["grants"] == []
+    why = s.get(f"{base}/portal/why", headers={"Accept": "application/json"}, timeout=10).json()
+    outcomes = {r["rule"]: r for r in why["rules"]}
+    assert outcomes["no-contractors"]["outcome"] == outcomes["no-contractors-raw"]["outcome"] == "deny"
+    assert "(ignoring case)" in outcomes["no-contractors-raw"]["reason"]
+    alice = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=alice)
+    assert len(portal_json(alice, base)["grants"]) == 2  # the deny is about dave's domain, not everyone
+
+
+def test_insecure_opt_out_signs_in_unverified_email_with_a_startup_warning(live_bridge, make_settings, oidc_issuer,
+                                                                          bridge_logs):
+    settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
+                                          "client_id": "bridge", "client_secret": "bridge-secret",
+                                          "insecure_accept_unverified_email": True}])
+    base = live_bridge(settings)
+    warnings = [json.loads(line) for line in bridge_logs.lines if "config_warning" in line]
+    assert any("insecure_accept_unverified_email" in w["message"] and w["level"] == "warning" for w in warnings), \
+        warnings
+    s = requests.Session()
+    r = oidc_login(base, OIDC_CONNECTOR, "eve", "eve-pw", session=s)
+    assert r.status_code == 200 and r.url == f"{base}/portal"
+    assert portal_json(s, base)["identity"]["email"] == "eve@example.com"

@@ -33,7 +33,8 @@ class FakeOp:
     tamper: dict[str, Any] = field(default_factory=dict)
     token_error: str | None = None
     claims: dict[str, Any] = field(default_factory=lambda: {
-        "sub": "dave", "email": "dave@example.com", "name": "Dave", "groups": ["aws-admins"], "amr": ["pwd"]})
+        "sub": "dave", "email": "dave@example.com", "email_verified": True, "name": "Dave", "groups": ["aws-admins"],
+        "amr": ["pwd"]})
     jwks_fetches: int = 0
 
     def __post_init__(self) -> None:

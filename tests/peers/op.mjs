@@ -19,6 +19,12 @@ const ACCOUNTS = {
            groups: ['aws-readonly'], department: 'Finance & Ops', amr: ['pwd'] },
   carol: { password: 'carol-pw', email: 'carol@example.com', email_verified: true, name: 'Carol',
            groups: [], amr: ['pwd'] },
+  // a contractor whose IdP spells the domain in mixed case (deny rules must still hit him)
+  dave:  { password: 'dave-pw', email: 'Dave@Contractor.Example.com', email_verified: true, name: 'Dave',
+           groups: ['aws-admins'], amr: ['pwd'] },
+  // an address the IdP has not verified (the bridge refuses the sign-in)
+  eve:   { password: 'eve-pw', email: 'eve@example.com', email_verified: false, name: 'Eve',
+           groups: ['aws-readonly'], amr: ['pwd'] },
 };
 const provider = new Provider(ISSUER, {
   clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET,

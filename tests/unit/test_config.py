@@ -267,6 +267,13 @@ def test_warnings() -> None:
     assert "plain http" in text and "not https" in text and "insecure_dev_login" not in text
 
 
+def test_accepting_unverified_email_is_warned_about() -> None:
+    assert not any("email" in w for w in settings_from_dict(minimal(connectors=[connector()])).warnings())
+    s = settings_from_dict(minimal(connectors=[connector(insecure_accept_unverified_email=True)]))
+    (w,) = [w for w in s.warnings() if "insecure_accept_unverified_email" in w]
+    assert w.startswith(f"connector {s.connectors[0].id}: ") and "not verified" in w
+
+
 # --------------------------------------------------------------------------- load_settings (YAML files)
 
 

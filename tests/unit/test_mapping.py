@@ -537,3 +537,18 @@ def test_a_broken_templated_provider_withholds_saml_grants_only() -> None:
     assert "provider: {claims.idp} has no value; the default provider is kept (this grant uses jwt)" in jwt.notes
     ok = grants(m, ident(claims={"idp": f"arn:aws:iam::{ACCOUNT}:saml-provider/Okta"}))
     assert [g.provider_arn for g in ok] == [f"arn:aws:iam::{ACCOUNT}:saml-provider/Okta"] * 2
+
+
+def test_deny_on_a_domain_ignoring_case_hits_every_spelling() -> None:
+    """The reported hole: a deny on ``@contractor.example.com`` failed open for ``Dave@Contractor.Example.com``."""
+    m = rules(rule("admins"),
+              rule("no-contractors", match={"claim": "email", "ends_with": "@contractor.example.com",
+                                            "ignore_case": True}, deny="all"),
+              rule("no-contractors-raw", match={"claim": "claims.email", "ends_with": "@contractor.example.com",
+                                                "ignore_case": True}, deny="all"))
+    dave = ident(email="Dave@Contractor.Example.com", claims={"email": "Dave@Contractor.Example.com"})
+    assert grants(m, dave) == []
+    _, deny, deny_raw = results(m, dave)
+    assert deny.outcome == deny_raw.outcome == "deny"
+    assert "(ignoring case)" in deny_raw.reason
+    assert [g.role_arn for g in grants(m, ident(email="alice@example.com"))] == [ADMIN]

@@ -299,3 +299,64 @@ def test_deeply_nested_lists_do_not_recurse_forever() -> None:
 ])
 def test_literal_prefix(pattern: str, prefix: str) -> None:
     assert literal_prefix(pattern) == prefix
+
+
+# --------------------------------------------------------------------------- ignore_case
+
+
+@pytest.mark.parametrize(("cond", "values", "want"), [
+    ({"ends_with": "@contractor.example.com"}, ["Dave@Contractor.Example.com"], True),
+    ({"ends_with": ["@x.example", "@CONTRACTOR.example.com"]}, ["dave@contractor.EXAMPLE.com"], True),
+    ({"ends_with": "@contractor.example.com"}, ["dave@example.com"], False),
+    ({"starts_with": "DAVE@"}, ["dave@x"], True),
+    ({"starts_with": "DAVE@"}, ["xdave@x"], False),
+    ({"equals": "Dave@X.example"}, ["dAVE@x.EXAMPLE"], True),
+    ({"equals": "Dave@X.example"}, ["dave@x.example.evil"], False),
+    ({"in": ["a@b", "Dave@X"]}, ["dave@x"], True),
+    ({"in": [True]}, [True], True),
+    ({"contains": "CONTRACTOR"}, ["d@contractor.example"], True),
+    ({"regex": r"[a-z]+@contractor\.example\.com"}, ["Dave@Contractor.Example.com"], True),
+    ({"regex": r"(?P<who>[a-z]+)@contractor\.example\.com"}, ["Dave@other.example.com"], False),
+    ({"glob": "*@contractor.example.com"}, ["Dave@CONTRACTOR.example.com"], True),
+    ({"glob": ["team-*", "*@contractor.example.com"]}, ["Dave@other.example.com"], False),
+    ({"ends_with": "STRASSE"}, ["Straße"], True),                     # Unicode case folding (ß → ss)
+])
+def test_ignore_case(cond: dict[str, Any], values: list[Any], want: bool) -> None:
+    assert holds({"claim": "claims.v", **cond, "ignore_case": True}, ident(claims={"v": values})) is want
+
+
+def test_string_operators_stay_case_sensitive_without_ignore_case() -> None:
+    v = ident(claims={"v": ["Dave@Contractor.Example.com"]})
+    for op, operand in (("ends_with", "@contractor.example.com"), ("equals", "dave@contractor.example.com"),
+                        ("glob", "*@contractor.example.com"), ("starts_with", "dave")):
+        assert not holds({"claim": "claims.v", op: operand}, v), op
+        assert not holds({"claim": "claims.v", op: operand, "ignore_case": False}, v), op
+
+
+def test_ignore_case_reasons_say_so() -> None:
+    v = ident(claims={"v": ["Dave@Contractor.Example.com"]})
+    assert reason({"claim": "claims.v", "ends_with": "@contractor.example.com", "ignore_case": True}, v) == \
+        "claims.v 'Dave@Contractor.Example.com' ends with '@contractor.example.com' (ignoring case)"
+    assert reason({"claim": "claims.v", "equals": "x", "ignore_case": True}, v) == \
+        "claims.v is 'Dave@Contractor.Example.com', not 'x' (ignoring case)"
+    assert reason({"claim": "claims.v", "glob": "*@CONTRACTOR.example.com", "ignore_case": True}, v).endswith(
+        "matches glob '*@CONTRACTOR.example.com' (ignoring case)")
+
+
+def test_ignore_case_conditions_are_not_indexed_under_one_spelling() -> None:
+    """An exact or affix index key would only find one spelling: a case-insensitive leaf has none, and an
+    ``all`` with an indexed sibling is still filed under the sibling."""
+    from bridge.mapping.conditions import Leaf
+
+    ms = load_mapping({"rules": [
+        {"name": "ci", "match": {"claim": "email", "ends_with": "@X.example", "ignore_case": True},
+         "grants": [{"role_arn": ROLE}]},
+        {"name": "both", "match": {"all": [{"group": "g"}, {"claim": "email", "equals": "A@x.example",
+                                                             "ignore_case": True}]},
+         "grants": [{"role_arn": ROLE}]}]})
+    ci, both = ms.compiled.rules
+    assert isinstance(ci.cond, Leaf) and ci.cond.keys is None
+    assert both.cond.keys == frozenset({("=", "groups", "g")})
+    assert holds({"claim": "email", "ends_with": "@X.example", "ignore_case": True}, ident(email="a@x.example"))
+    assert holds({"all": [{"group": "g"}, {"claim": "email", "equals": "A@x.example", "ignore_case": True}]},
+                 ident(email="a@X.example", groups=("g",)))

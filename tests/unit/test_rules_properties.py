@@ -157,6 +157,10 @@ leaf = st.one_of(
     st.builds(lambda p, v: {"claim": p, "regex": v}, st.sampled_from(PATHS),
               st.sampled_from(["a.*", "^ab", "ab|b", "(a|b)c?", "a(?P<x>b)?", "[^a]+", "a+b", r"\w+", "é", "a?b"])),
     st.builds(lambda p, v: {"claim": p, "exists": v}, st.sampled_from(PATHS), st.booleans()),
+    st.builds(lambda p, op, v: {"claim": p, op: [v] if op == "in" else v, "ignore_case": True},
+              st.sampled_from(PATHS),
+              st.sampled_from(["equals", "in", "starts_with", "ends_with", "contains", "glob", "regex"]),
+              st.sampled_from(VOCAB + ["AB", "É", "A*"])),
     st.builds(lambda v: {"group": v}, st.sampled_from(VOCAB)),
     st.builds(lambda v: {"mfa": v}, st.booleans()),
 )
@@ -164,7 +168,7 @@ condition = st.recursive(leaf, lambda inner: st.one_of(
     st.builds(lambda c: {"all": c}, st.lists(inner, min_size=1, max_size=3)),
     st.builds(lambda c: {"any": c}, st.lists(inner, min_size=1, max_size=3)),
     st.builds(lambda c: {"not": c}, inner)), max_leaves=6)
-small_text = st.sampled_from(VOCAB + ["abcd", "bab", "zz"])
+small_text = st.sampled_from(VOCAB + ["abcd", "bab", "zz", "AB", "aB", "É"])
 small_identities = st.builds(
     Identity, connector_id=st.just("corp"), subject=st.just("s-1"), issuer=st.just("i"),
     email=st.none() | small_text, groups=st.lists(small_text, max_size=6).map(tuple), mfa=st.booleans(),

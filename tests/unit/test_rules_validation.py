@@ -326,3 +326,16 @@ def test_check_config_lists_every_rules_file_problem(tmp_path: Path) -> None:
     assert "2 problem(s):" in r.stderr
     assert "  - rules.yaml:rules[0].match.regex: bad regex" in r.stderr
     assert "  - rules.yaml:rules[1].grants[0].tags.T: {x}: 'x' is not a claim path" in r.stderr
+
+
+@pytest.mark.parametrize(("match", "expected"), [
+    ({"claim": "email", "exists": True, "ignore_case": True},
+     "rules[0].match: ignore_case goes with equals, in, contains, starts_with, ends_with, regex or glob"),
+    ({"claim": "email", "ends_with": "@x", "ignore_case": "yes"}, "rules[0].match.ignore_case: Input should be a "
+                                                                  "valid boolean"),
+    ({"claim": "email", "ignore_case": True}, "rules[0].match: give exactly one operator with 'claim'"),
+    ({"group": "g", "ignore_case": True}, "rules[0].match.ignore_case: Extra inputs are not permitted"),
+])
+def test_ignore_case_problems(match: dict[str, Any], expected: str) -> None:
+    found = problems(one_rule(match=match))
+    assert any(p.startswith(expected) for p in found), found
