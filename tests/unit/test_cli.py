@@ -209,7 +209,7 @@ def test_rules_schema_describes_the_rules() -> None:
     assert {"Rule", "GrantSpec", "Condition", "ClaimCond", "AccountEntry"} <= set(schema["$defs"])
     assert schema["$defs"]["Rule"]["additionalProperties"] is False
     assert set(schema["$defs"]["ClaimCond"]["properties"]) == {"claim", "equals", "in", "contains", "starts_with",
-                                                               "ends_with", "regex", "glob", "exists"}
+                                                               "ends_with", "regex", "glob", "exists", "ignore_case"}
 
 
 def test_grants_from_newer_sessions_load() -> None:
