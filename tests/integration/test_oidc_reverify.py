@@ -8,6 +8,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -107,7 +108,8 @@ def test_sign_in_keeps_the_grant_apart_from_the_identity(connect, peer_user) -> 
     stored = json.dumps(identity.to_json())
     assert "upstream" not in identity.to_json() and grant["refresh_token"] not in stored
     assert grant["refresh_token"] not in repr(identity) and grant["nonce"] not in stored
-    assert Identity.from_json(identity.to_json()) == identity and Identity.from_json(identity.to_json()).upstream is None
+    restored = Identity.from_json(identity.to_json())
+    assert restored == identity and restored.upstream is None
 
 
 def test_reverify_ok_gives_the_same_identity_and_a_rotated_grant(connect, peer_user) -> None:
@@ -160,7 +162,7 @@ def test_without_refresh_token_userinfo_is_asked_until_the_access_token_expires(
     assert r.identity.mfa == identity.mfa and r.identity.amr == identity.amr
     conn.clock = lambda: grant["access_expires_at"]
     assert isinstance(conn.reverify(grant), ReverifyExpired)
-    conn.clock = __import__("time").time
+    conn.clock = time.time
     peer_user(disabled=True)
     r = conn.reverify(grant)
     assert isinstance(r, ReverifyRevoked) and "401" in r.reason
