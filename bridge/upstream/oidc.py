@@ -244,6 +244,12 @@ class OidcConnector:
         taken afresh; ``amr``/``acr``/``auth_time`` (so ``mfa``) stay the sign-in's.
         Not verified: anything about AWS roles (mapping's job). Never raises for IdP answers;
         never logs the grant.
+
+        The grant (JSON, secret) holds ``v``, ``sub``, ``nonce``, ``amr``/``acr``/``auth_time``,
+        ``refresh_token`` or ``access_token`` + ``access_expires_at``, and ``verified_at`` (epoch
+        seconds of the last good check: what ``reverify_grace`` counts from). Keep the grant of each
+        ``ReverifyOk`` (rotated refresh tokens: reusing an old one makes IdPs revoke the lot), and
+        re-check one session at a time.
         """
         result = self._reverify(upstream_grant)
         outcome = type(result).__name__.removeprefix("Reverify").lower()
