@@ -238,6 +238,36 @@ class OidcConnectorSettings(_ConnectorBase):
     # Rules and tags trust the e-mail, so one the IdP does not mark `email_verified: true` refuses the
     # sign-in. Only for IdPs that never send the claim (and verify addresses themselves).
     insecure_accept_unverified_email: bool = False
+    # Continuous evaluation (README "Re-checking users with the IdP"): while a session or CLI token is
+    # used, re-check the user with the IdP every `reverify_interval` seconds (refresh token, else the
+    # access token at userinfo), so a user disabled or moved out of a group loses the roles within it.
+    reverify_interval: int = Field(900, ge=0, le=86400, description="seconds; 0 = off")
+    reverify_grace: int = Field(3600, ge=0, le=7 * 86400,
+                                description="seconds since the last good check an unreachable IdP is tolerated")
+    reverify_unreachable: Literal["fail_closed", "fail_open"] = "fail_closed"
+    # Ask for a refresh token: adds the `offline_access` scope and (offline_access_consent) prompt=consent,
+    # which OIDC Core §11 asks for and npm oidc-provider enforces (it drops offline_access without it).
+    request_offline_access: bool = False
+    offline_access_consent: bool = True
+
+    @field_validator("reverify_interval")
+    @classmethod
+    def _interval(cls, v: int) -> int:
+        if 0 < v < 60:
+            raise ValueError("0 (off) or at least 60 seconds (each check is a call to the IdP)")
+        return v
+
+    @model_validator(mode="after")
+    def _offline_access(self) -> OidcConnectorSettings:
+        if self.request_offline_access and self.reverify_interval == 0:
+            raise ValueError("request_offline_access only serves reverify: it needs reverify_interval > 0")
+        return self
+
+    def request_scopes(self) -> list[str]:
+        """``scopes`` plus ``offline_access`` when a refresh token is asked for."""
+        if self.request_offline_access and "offline_access" not in self.scopes:
+            return [*self.scopes, "offline_access"]
+        return list(self.scopes)
 
     @field_validator("issuer")
     @classmethod
@@ -305,6 +335,9 @@ class SamlConnectorSettings(_ConnectorBase):
     # https://aws.amazon.com/SAML/Attributes/Role attribute and redeem its response as-is
     # (within STS's 5 minutes). Accepts AWS's Audience/Recipient besides ours.
     aws_passthrough: bool = False
+    # SAML has no back channel to re-check a user: a shorter session for this connector's users bounds
+    # how long a user disabled at the IdP keeps access (None: session.absolute_timeout).
+    max_session: int | None = Field(None, ge=300, le=7 * 86400, description="seconds since sign-in")
 
     def attribute(self, what: str) -> str:
         explicit = {"email": self.email_attribute, "name": self.name_attribute, "groups": self.groups_attribute}
@@ -539,6 +572,9 @@ def _semantic_problems(s: Settings) -> list[str]:
                 problems.append(f"connectors[{i}].allowed_algs: {bad} are not allowed for ID tokens")
     for i, c in enumerate(s.connectors):
         if isinstance(c, SamlConnectorSettings):
+            if c.max_session is not None and c.max_session > s.session.absolute_timeout:
+                problems.append(f"connectors[{i}].max_session: longer than session.absolute_timeout "
+                                "(it can only shorten sessions)")
             for name in ("metadata_file", "sp_key_file", "sp_cert_file"):
                 path = getattr(c, name)
                 if path is not None and not s.resolve(path).is_file():

@@ -22,6 +22,9 @@ class Identity:
     ``mfa`` is the connector's judgement; ``amr``/``acr`` are kept for later rules.
     ``passthrough`` is the upstream artifact itself (base64 SAMLResponse or ID token) for
     ``aws_passthrough`` connectors: never serialized with the identity, kept apart with a TTL.
+    ``upstream`` is the connector's "upstream grant" (OIDC: refresh/access token, nonce; see
+    ``OidcConnector.reverify``): secret, JSON-serialisable, never serialized with the identity nor
+    shown in its repr; whoever keeps it stores it apart.
     """
 
     connector_id: str
@@ -36,6 +39,7 @@ class Identity:
     amr: tuple[str, ...] = ()
     acr: str | None = None
     passthrough: str | None = field(default=None, repr=False, compare=False)
+    upstream: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Every connector, stored session and sample comes through here: rules, tags and session
@@ -45,6 +49,7 @@ class Identity:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("passthrough")
+        d.pop("upstream")
         d["groups"] = list(self.groups)
         d["amr"] = list(self.amr)
         d["claims"] = dict(self.claims)

@@ -36,6 +36,7 @@ from bridge.identity import Grant, Identity
 from bridge.logs import event
 from bridge.store import Store
 from bridge.upstream import Connector
+from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked
 
 REVERIFY_LOCK_SECONDS = 30  # one re-check with the IdP per session at a time, on every instance
 
@@ -163,24 +164,30 @@ class Sessions:
         if not self.store.try_lock(f"reverify:{shash}", REVERIFY_LOCK_SECONDS):
             return self._unreachable(doc, now - verified_at, grace, fail_closed, "busy")
         result = reverify(upstream)
-        kind = getattr(result, "kind", "unreachable")
-        if kind == "ok":
-            doc["identity"] = result.identity.to_json()
+        if isinstance(result, ReverifyOk):
+            fresh = result.identity or identity
+            doc["identity"] = fresh.to_json()
             doc["verified_at"] = now
             self.store.save_session_hash(shash, doc, idle=self.idle)
-            if getattr(result, "grant", None):
-                remaining = int(doc.get("expires_at", now + 1)) - now
-                self.store.put_upstream(shash, dict(result.grant), max(1, remaining))
+            remaining = int(doc.get("expires_at", now + 1)) - now
+            self.store.put_upstream(shash, dict(result.grant), max(1, remaining))  # refresh tokens rotate
             event("session_reverified", connector=identity.connector_id,
-                  groups_changed=sorted(set(result.identity.groups) ^ set(identity.groups)) != [])
+                  groups_changed=set(fresh.groups) != set(identity.groups))
             return doc
-        if kind == "revoked":
+        if isinstance(result, ReverifyRevoked):
             tokens = self.end(shash, doc)
-            event("session_revoked_by_idp", logging.WARNING, connector=identity.connector_id, tokens=tokens)
+            event("session_revoked_by_idp", logging.WARNING, connector=identity.connector_id, reason=result.reason,
+                  tokens=tokens)
             raise NotSignedIn("the IdP no longer confirms this user", code="idp_revoked",
                               message="Your identity provider no longer confirms your sign-in (your account "
                                       "may have been disabled or your access changed).",
                               hint="Sign in again; if that fails, ask your administrator.")
+        if isinstance(result, ReverifyExpired):
+            # Nothing left to re-check with (no refresh token, access token expired): from here the
+            # bound is the session lifetime, as for SAML (README: ask for offline_access to avoid it).
+            self.store.delete_doc("upstream", shash)
+            event("session_reverify_ended", connector=identity.connector_id, reason=result.reason)
+            return doc
         return self._unreachable(doc, now - verified_at, grace, fail_closed, "unreachable")
 
     def _unreachable(self, doc: dict[str, Any], age: int, grace: int, fail_closed: bool,

@@ -141,7 +141,7 @@ def oidc_issuer(bridge_port: int) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PORT": str(port),
            "REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/callback/{OIDC_CONNECTOR}",
-           "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/"}
+           "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/", "TEST_ADMIN": "1"}
     p = subprocess.Popen([node, "op.mjs"], cwd=PEERS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     issuer = f"http://127.0.0.1:{port}"
     wait_http(f"{issuer}/.well-known/openid-configuration")

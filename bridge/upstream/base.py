@@ -10,6 +10,9 @@ Contract:
   a verified ``Identity`` or raises a ``LoginError`` subclass (``IdpDenied``,
   ``InvalidIdToken``) or ``UpstreamUnavailable``.
 - ``allows_unsolicited`` says whether a callback without a pending login may be tried.
+- ``reverify(upstream_grant)`` (OIDC only, the ``Reverifier`` protocol) re-checks a signed-in
+  user with the IdP and returns a ``ReverifyResult``: ``ReverifyOk``, ``ReverifyRevoked``,
+  ``ReverifyUnreachable`` or ``ReverifyExpired``. It reports; the caller applies the policy.
 - Connectors never see AWS, Flask or Redis. They never log tokens.
 Not verified by connectors: what the user may do (that is mapping's job).
 
@@ -22,8 +25,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from bridge.identity import Identity
 
@@ -67,3 +70,51 @@ class Connector(Protocol):
 
     def finish_login(self, pending: PendingLogin | None, params: Mapping[str, str],
                      redirect_uri: str) -> Identity: ...
+
+
+@dataclass(frozen=True)
+class ReverifyOk:
+    """The IdP still vouches for the user.
+
+    ``identity``: the refreshed identity (same connector/subject/issuer, current groups and claims,
+    the sign-in's MFA), or ``None`` when the IdP confirmed the grant but sent no claims (keep the
+    current identity). ``grant``: the upstream grant to keep from now on, in place of the old one
+    (refresh tokens rotate). Secret: not in the repr.
+    """
+
+    identity: Identity | None
+    grant: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ReverifyRevoked:
+    """The IdP refused the user (``invalid_grant``, userinfo 401/403, another subject, an ID token
+    that does not verify): the user must lose what this sign-in gave."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReverifyUnreachable:
+    """No answer about the user (network, timeout, 5xx, 429, or an error that concerns the bridge's
+    client rather than the user, such as ``invalid_client``): the caller's policy decides."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReverifyExpired:
+    """The grant can no longer be checked (no refresh token and the access token has expired): the
+    IdP said nothing bad, but the user cannot be re-checked any more without a new sign-in."""
+
+    reason: str
+
+
+ReverifyResult = ReverifyOk | ReverifyRevoked | ReverifyUnreachable | ReverifyExpired
+
+
+@runtime_checkable
+class Reverifier(Protocol):
+    """A connector that can re-check a signed-in user (``isinstance(connector, Reverifier)``)."""
+
+    def reverify(self, upstream_grant: Mapping[str, Any]) -> ReverifyResult: ...

@@ -4,6 +4,10 @@ Any IdP with discovery works by config alone. The ID token is verified here, ful
 signature (JWKS cached; refreshed once when a ``kid`` is unknown, so IdP key rotation
 works), ``iss``, ``aud`` (and ``azp`` when there are several audiences), ``exp``, ``iat``,
 ``nonce``. Discovery and JWKS are cached; a failed refresh keeps the last good copy.
+
+Continuous evaluation: ``finish_login`` puts an "upstream grant" (refresh token, or access token +
+expiry when there is none; the sign-in's nonce and MFA) on ``Identity.upstream``, and
+``reverify(grant)`` later asks the IdP again (see its docstring for what is checked).
 """
 
 from __future__ import annotations
@@ -35,7 +39,24 @@ from bridge.config import OidcConnectorSettings
 from bridge.errors import EmailUnverified, IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.logs import event
-from bridge.upstream.base import LoginStart, PendingLogin
+from bridge.upstream.base import (
+    LoginStart,
+    PendingLogin,
+    ReverifyExpired,
+    ReverifyOk,
+    ReverifyResult,
+    ReverifyRevoked,
+    ReverifyUnreachable,
+)
+
+GRANT_VERSION = 1
+# An access token this close to its expiry is not used for userinfo: a 401 for an expired token
+# would read as "the IdP refused the user".
+ACCESS_TOKEN_MARGIN = 30
+
+
+class _UserinfoRefused(Exception):
+    """userinfo answered 401/403: the access token (or the user behind it) is no longer accepted."""
 
 
 class OidcConnector:
@@ -58,6 +79,7 @@ class OidcConnector:
         self._meta_at = 0.0
         self._jwks: KeySet | None = None
         self._jwks_at = 0.0
+        self._warned_no_reverify = False
 
     # -- discovery and keys ------------------------------------------------------------
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
@@ -135,17 +157,20 @@ class OidcConnector:
         return ks
 
     # -- login --------------------------------------------------------------------------
-    def _client(self, redirect_uri: str) -> OAuth2Session:
+    def _client(self, redirect_uri: str | None) -> OAuth2Session:
         secret = self.cfg.client_secret.get_secret_value() if self.cfg.client_secret else None
-        return OAuth2Session(self.cfg.client_id, secret, scope=" ".join(self.cfg.scopes),
+        # No scope on refresh (redirect_uri None): authlib would send it, and the grant's scope is the one wanted.
+        scope = " ".join(self.cfg.request_scopes()) if redirect_uri else None
+        return OAuth2Session(self.cfg.client_id, secret, scope=scope,
                              redirect_uri=redirect_uri, code_challenge_method="S256",
                              token_endpoint_auth_method=self.cfg.token_endpoint_auth_method)
 
     def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart:
         meta = self.metadata()
+        extra = {"prompt": "consent"} if self.cfg.request_offline_access and self.cfg.offline_access_consent else {}
         url, _ = self._client(redirect_uri).create_authorization_url(
             meta["authorization_endpoint"], state=pending.state, nonce=pending.nonce,
-            code_verifier=pending.code_verifier)
+            code_verifier=pending.code_verifier, **extra)
         return LoginStart(str(url))
 
     def finish_login(self, pending: PendingLogin | None, params: Mapping[str, str],
@@ -178,10 +203,141 @@ class OidcConnector:
             claims = self._merge_userinfo(claims, meta["userinfo_endpoint"], token.get("access_token"))
         check_email_verified(claims, self.cfg)
         identity = self._identity(claims)
+        identity = replace(identity, upstream=self._upstream_grant(token, pending.nonce, identity, meta))
         return replace(identity, passthrough=id_token) if self.cfg.aws_passthrough else identity
 
-    def verify_id_token(self, id_token: str, *, nonce: str) -> dict[str, Any]:
-        """Verify signature and claims; return the claims or raise InvalidIdToken naming the check."""
+    def _upstream_grant(self, token: Mapping[str, Any], nonce: str, identity: Identity,
+                        meta: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What ``reverify`` needs, or None when reverify is off or the IdP gave nothing to re-check with."""
+        if self.cfg.reverify_interval == 0:
+            return None
+        refresh, access = token.get("refresh_token"), token.get("access_token")
+        expires_in = token.get("expires_in")
+        now = int(self.clock())
+        grant: dict[str, Any] = {
+            "v": GRANT_VERSION, "sub": identity.subject, "nonce": nonce, "verified_at": now,
+            # A refresh is no new authentication (OIDC Core §12.2): MFA stays what the sign-in proved.
+            "amr": list(identity.amr), "acr": identity.acr, "auth_time": identity.authn_time,
+            "refresh_token": None, "access_token": None, "access_expires_at": None}
+        if isinstance(refresh, str) and refresh:
+            grant["refresh_token"] = refresh
+        elif (isinstance(access, str) and isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
+              and isinstance(meta.get("userinfo_endpoint"), str)):
+            grant["access_token"], grant["access_expires_at"] = access, now + int(expires_in)
+        else:
+            if not self._warned_no_reverify:
+                self._warned_no_reverify = True
+                event("reverify_unavailable", logging.WARNING, connector=self.id,
+                      detail="the IdP issued no refresh token and no usable access token + userinfo: "
+                             "sessions of this connector are not re-checked (see request_offline_access)")
+            return None
+        return grant
+
+    def reverify(self, upstream_grant: Mapping[str, Any]) -> ReverifyResult:
+        """Ask the IdP whether the user behind ``upstream_grant`` (from ``finish_login`` or a previous
+        ``ReverifyOk``) is still who they were.
+
+        With a refresh token: ``grant_type=refresh_token`` at the token endpoint; a returned ID token
+        is verified like at sign-in (signature, iss, aud/azp, exp, iat), except that its nonce may be
+        absent and, if present, must be the sign-in's (OIDC Core §12.2); its ``sub`` must not change.
+        Userinfo is read when ``use_userinfo`` is set or no ID token came back. Without a refresh
+        token, a still-valid access token is used at userinfo. Groups, email and other claims are
+        taken afresh; ``amr``/``acr``/``auth_time`` (so ``mfa``) stay the sign-in's.
+        Not verified: anything about AWS roles (mapping's job). Never raises for IdP answers;
+        never logs the grant.
+
+        The grant (JSON, secret) holds ``v``, ``sub``, ``nonce``, ``amr``/``acr``/``auth_time``,
+        ``refresh_token`` or ``access_token`` + ``access_expires_at``, and ``verified_at`` (epoch
+        seconds of the last good check: what ``reverify_grace`` counts from). Keep the grant of each
+        ``ReverifyOk`` (rotated refresh tokens: reusing an old one makes IdPs revoke the lot), and
+        re-check one session at a time.
+        """
+        result = self._reverify(upstream_grant)
+        outcome = type(result).__name__.removeprefix("Reverify").lower()
+        level = {"ok": logging.DEBUG, "unreachable": logging.WARNING}.get(outcome, logging.INFO)
+        event("upstream_reverify", level, connector=self.id, outcome=outcome,
+              reason=getattr(result, "reason", "")[:200])
+        return result
+
+    def _reverify(self, g: Mapping[str, Any]) -> ReverifyResult:
+        if g.get("v") != GRANT_VERSION or not isinstance(g.get("sub"), str) or not isinstance(g.get("nonce"), str):
+            return ReverifyExpired("upstream grant of an unknown shape")
+        try:
+            meta = self.metadata()
+        except UpstreamUnavailable as e:
+            return ReverifyUnreachable(e.detail)
+        if isinstance(g.get("refresh_token"), str):
+            return self._reverify_refresh(g, meta)
+        access, expires_at = g.get("access_token"), g.get("access_expires_at")
+        userinfo = meta.get("userinfo_endpoint")
+        if not (isinstance(access, str) and isinstance(expires_at, int) and isinstance(userinfo, str)):
+            return ReverifyExpired("no refresh token and no access token + userinfo endpoint")
+        if self.clock() >= expires_at - ACCESS_TOKEN_MARGIN:
+            return ReverifyExpired("no refresh token and the access token has expired")
+        try:
+            info = self._userinfo(userinfo, access)
+        except _UserinfoRefused as e:
+            return ReverifyRevoked(str(e))
+        except UpstreamUnavailable as e:
+            return ReverifyUnreachable(e.detail)
+        if info.get("sub") != g["sub"]:
+            return ReverifyRevoked("userinfo is for another subject")
+        return self._reverified(g, {**info, "iss": self.cfg.issuer}, None, dict(g))
+
+    def _reverify_refresh(self, g: Mapping[str, Any], meta: Mapping[str, Any]) -> ReverifyResult:
+        try:
+            token = self._client(None).refresh_token(meta["token_endpoint"], refresh_token=g["refresh_token"],
+                                                     timeout=self.cfg.http_timeout)
+        except (OAuth2Error, OAuthError) as e:
+            if e.error == "invalid_grant":  # expired, revoked, or the user is disabled/gone at the IdP
+                return ReverifyRevoked("token endpoint: invalid_grant")
+            # invalid_client, unauthorized_client, ...: about the bridge's client, not this user
+            return ReverifyUnreachable(f"token endpoint: {str(e.error)[:64]}")
+        except (requests.RequestException, ValueError) as e:
+            return ReverifyUnreachable(f"{self.id}: token endpoint: {type(e).__name__}")
+        new_refresh = token.get("refresh_token")
+        grant = {**g, "refresh_token": new_refresh if isinstance(new_refresh, str) and new_refresh
+                 else g["refresh_token"]}  # refresh tokens may rotate; keep the old one if none came back
+        id_token, access = token.get("id_token"), token.get("access_token")
+        userinfo = meta.get("userinfo_endpoint")
+        claims: dict[str, Any] | None = None
+        try:
+            if isinstance(id_token, str):
+                claims = self.verify_id_token(id_token, nonce=g["nonce"], refreshed=True)
+                if claims["sub"] != g["sub"]:
+                    return ReverifyRevoked("refreshed id_token is for another subject")
+            if (claims is None or self.cfg.use_userinfo) and isinstance(userinfo, str) and isinstance(access, str):
+                info = self._userinfo(userinfo, access)
+                if info.get("sub") != g["sub"]:
+                    return ReverifyRevoked("userinfo is for another subject")
+                # The verified id_token wins on conflicts; userinfo only adds what it lacks.
+                claims = {**info, **(claims or {"iss": self.cfg.issuer})}
+        except InvalidIdToken as e:
+            return ReverifyRevoked(f"refreshed id_token: {e.detail}")
+        except _UserinfoRefused as e:
+            return ReverifyRevoked(str(e))
+        except UpstreamUnavailable as e:
+            return ReverifyUnreachable(e.detail)
+        return self._reverified(g, claims, id_token if isinstance(id_token, str) else None, grant)
+
+    def _reverified(self, g: Mapping[str, Any], claims: dict[str, Any] | None, id_token: str | None,
+                    grant: dict[str, Any]) -> ReverifyOk:
+        grant["verified_at"] = int(self.clock())
+        if claims is None:
+            return ReverifyOk(None, grant)
+        claims = {k: v for k, v in claims.items() if k not in ("amr", "acr", "auth_time")}
+        for claim, key in (("amr", "amr"), ("acr", "acr"), ("auth_time", "auth_time")):
+            if g.get(key):
+                claims[claim] = g[key]
+        identity = replace(self._identity(claims), upstream=grant)
+        if self.cfg.aws_passthrough and id_token:
+            identity = replace(identity, passthrough=id_token)
+        return ReverifyOk(identity, grant)
+
+    def verify_id_token(self, id_token: str, *, nonce: str, refreshed: bool = False) -> dict[str, Any]:
+        """Verify signature and claims; return the claims or raise InvalidIdToken naming the check.
+
+        ``refreshed``: an ID token from a refresh, whose nonce may be absent (OIDC Core §12.2)."""
         try:
             kid = jws.extract_compact(id_token.encode()).protected.get("kid")
         except (JoseError, ValueError) as e:
@@ -215,21 +371,36 @@ class OidcConnector:
             raise InvalidIdToken("id_token audience is not this client")
         if len(auds) > 1 and claims.get("azp") != self.cfg.client_id:
             raise InvalidIdToken("id_token has several audiences and azp is not this client")
-        if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):
+        got = claims.get("nonce")
+        if refreshed and got is None:
+            return claims
+        if not isinstance(got, str) or not hmac.compare_digest(got, nonce):
             raise InvalidIdToken("id_token nonce does not match this sign-in")
         return claims
+
+    def _userinfo(self, url: str, access_token: str) -> dict[str, Any]:
+        """The userinfo document; _UserinfoRefused on 401/403, UpstreamUnavailable on anything else."""
+        try:
+            r = self.http.get(url, headers={"Authorization": f"Bearer {access_token}"},
+                              timeout=self.cfg.http_timeout)
+            if r.status_code in (401, 403):
+                raise _UserinfoRefused(f"userinfo: HTTP {r.status_code}")
+            r.raise_for_status()
+            info = r.json()
+        except (requests.RequestException, ValueError) as e:
+            raise UpstreamUnavailable(f"{self.id}: userinfo: {type(e).__name__}") from None
+        if not isinstance(info, dict):
+            raise UpstreamUnavailable(f"{self.id}: userinfo is not a JSON object")
+        return info
 
     def _merge_userinfo(self, claims: dict[str, Any], url: str, access_token: Any) -> dict[str, Any]:
         if not isinstance(access_token, str):
             return claims
         try:
-            r = self.http.get(url, headers={"Authorization": f"Bearer {access_token}"},
-                              timeout=self.cfg.http_timeout)
-            r.raise_for_status()
-            info = r.json()
-        except (requests.RequestException, ValueError) as e:
-            raise UpstreamUnavailable(f"{self.id}: userinfo: {type(e).__name__}") from None
-        if not isinstance(info, dict) or info.get("sub") != claims.get("sub"):
+            info = self._userinfo(url, access_token)
+        except _UserinfoRefused as e:
+            raise UpstreamUnavailable(f"{self.id}: {e}") from None
+        if info.get("sub") != claims.get("sub"):
             raise InvalidIdToken("userinfo sub differs from the id_token sub")
         # The verified id_token wins on conflicts; userinfo only adds what it lacks.
         return {**info, **claims}

@@ -32,6 +32,8 @@ class FakeOp:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tamper: dict[str, Any] = field(default_factory=dict)
     token_error: str | None = None
+    token_status: int = 400  # HTTP status of a token_error answer
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> the sign-in's nonce
     claims: dict[str, Any] = field(default_factory=lambda: {
         "sub": "dave", "email": "dave@example.com", "email_verified": True, "name": "Dave", "groups": ["aws-admins"],
         "amr": ["pwd"]})
@@ -46,6 +48,7 @@ class FakeOp:
         claims = {"iss": t.get("iss", self.issuer), "aud": t.get("aud", self.client_id),
                   "iat": t.get("iat", now), "exp": t.get("exp", now + 300), "nonce": t.get("nonce", nonce),
                   **self.claims}
+        claims = {k: v for k, v in claims.items() if v is not None}  # tamper {"nonce": None}: no nonce
         signer = t.get("signer", self.key)
         return jwt.encode({"alg": "RS256", "kid": signer.kid}, claims, signer)
 
@@ -63,6 +66,16 @@ class FakeOp:
             self.codes[code] = {"nonce": req.args.get("nonce", ""), "challenge": req.args.get("code_challenge")}
             q = urlencode({"code": code, "state": req.args.get("state", "")})
             resp = Response(status=302, headers={"Location": f"{req.args['redirect_uri']}?{q}"})
+        elif req.path == "/token" and req.form.get("grant_type") == "refresh_token":
+            # Non-rotating refresh tokens; tamper["no_id_token"]: answer without an ID token.
+            nonce = self.refresh_tokens.get(req.form.get("refresh_token", ""))
+            if self.token_error or nonce is None:
+                resp = _json({"error": self.token_error or "invalid_grant"}, self.token_status)
+            else:
+                doc = {"access_token": "fake-at", "token_type": "Bearer", "expires_in": 300}
+                if not self.tamper.get("no_id_token"):
+                    doc["id_token"] = self.id_token(nonce)
+                resp = _json(doc)
         elif req.path == "/token":
             rec = self.codes.pop(req.form.get("code", ""), None)
             if self.token_error or rec is None:
@@ -70,8 +83,10 @@ class FakeOp:
             elif not req.form.get("code_verifier") or not rec["challenge"]:
                 resp = _json({"error": "invalid_request", "error_description": "PKCE required"}, 400)
             else:
+                rt = secrets.token_urlsafe(16)
+                self.refresh_tokens[rt] = rec["nonce"]
                 resp = _json({"access_token": "fake-at", "token_type": "Bearer", "expires_in": 300,
-                              "id_token": self.id_token(rec["nonce"])})
+                              "id_token": self.id_token(rec["nonce"]), "refresh_token": rt})
         else:
             resp = Response("not found", status=404)
         return resp(environ, start_response)

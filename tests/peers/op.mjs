@@ -12,6 +12,9 @@ const CLIENT_ID = process.env.CLIENT_ID || 'bridge';
 const CLIENT_SECRET = process.env.CLIENT_SECRET || 'bridge-secret';
 const REDIRECT_URIS = (process.env.REDIRECT_URIS || 'http://127.0.0.1:8000/callback/demo').split(',');
 const LOGOUT_URIS = (process.env.POST_LOGOUT_REDIRECT_URIS || 'http://127.0.0.1:8000/').split(',');
+// TEST_ADMIN=1: POST /test-admin/users/<name> {"groups": [...], "disabled": true, "password": ...}
+// changes (or, with a password, creates) an account at runtime. Tests only: no authentication.
+const TEST_ADMIN = process.env.TEST_ADMIN === '1';
 const ACCOUNTS = {
   alice: { password: 'alice-pw', email: 'alice@example.com', email_verified: true, name: 'Alice Example',
            groups: ['aws-admins', 'aws-readonly'], department: 'Platform', amr: ['pwd', 'mfa'] },
@@ -38,10 +41,15 @@ const provider = new Provider(ISSUER, {
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, i) => `/interaction/${i.uid}` },
   cookies: { keys: ['test-only-cookie-key'] },
+  // Refresh tokens are issued for `offline_access` + prompt=consent (the library's default rule);
+  // each refresh hands out a new one and consumes the old (reusing it revokes the whole grant).
+  rotateRefreshToken: true,
   // Subjects look like Okta's opaque user ids ("00u" + username), not like the username.
   async findAccount(ctx, id) {
-    const a = ACCOUNTS[id.replace(/^00u/, '')]; if (!a) return undefined;
-    return { accountId: id, async claims() { const { password, amr, ...c } = a; return { sub: id, ...c }; } };
+    // A disabled account is "not found": oidc-provider then answers a refresh with invalid_grant
+    // and userinfo with invalid_token.
+    const a = ACCOUNTS[id.replace(/^00u/, '')]; if (!a || a.disabled) return undefined;
+    return { accountId: id, async claims() { const { password, amr, disabled, ...c } = a; return { sub: id, ...c }; } };
   },
 });
 const finishLogin = (req, res, id) => provider.interactionFinished(req, res,
@@ -56,6 +64,17 @@ async function autoConsent(req, res, { prompt: { details: d }, params, session, 
 }
 const readForm = (req) => new Promise((ok) => { let b = ''; req.on('data', (c) => { b += c; });
   req.on('end', () => ok(Object.fromEntries(new URLSearchParams(b)))); });
+async function adminUser(req, res, name) {
+  let body = ''; for await (const c of req) body += c;
+  let change; try { change = JSON.parse(body || '{}'); } catch { change = null; }
+  const a = (Object.hasOwn(ACCOUNTS, name) && ACCOUNTS[name]) || (typeof change?.password === 'string'
+    ? { email: `${name}@example.com`, email_verified: true, name, groups: [], amr: ['pwd'] } : null);
+  if (!change || !a) { res.writeHead(400, { 'content-type': 'text/plain' }); return res.end('unknown user or bad JSON'); }
+  for (const k of ['password', 'groups', 'disabled', 'email', 'name', 'amr']) if (k in change) a[k] = change[k];
+  ACCOUNTS[name] = a;
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ sub: `00u${name}`, groups: a.groups, disabled: Boolean(a.disabled) }));
+}
 const loginPage = (uid, err = '') => `<!doctype html><title>Demo IdP sign-in</title>
 <style>body{font-family:sans-serif;max-width:26rem;margin:4rem auto}input,button{display:block;margin:.5rem 0;padding:.4rem;width:100%}</style>
 <h1>Demo IdP</h1><p>Users: alice / alice-pw (admins, MFA), bob / bob-pw (read-only), carol / carol-pw (no groups)</p>
@@ -65,6 +84,8 @@ const loginPage = (uid, err = '') => `<!doctype html><title>Demo IdP sign-in</ti
 <button id="submit" type="submit">Sign in</button></form>`;
 const oidc = provider.callback();
 http.createServer(async (req, res) => {
+  const admin = TEST_ADMIN && req.method === 'POST' && req.url.match(/^\/test-admin\/users\/([\w-]+)$/);
+  if (admin) return adminUser(req, res, admin[1]);
   const m = req.url.match(/^\/interaction\/([\w-]+)(\/login)?$/);
   if (!m) return oidc(req, res);
   try {
@@ -72,7 +93,7 @@ http.createServer(async (req, res) => {
     if (details.prompt.name === 'consent') return await autoConsent(req, res, details);
     if (req.method === 'POST' && m[2]) {
       const { username, password } = await readForm(req);
-      if (ACCOUNTS[username]?.password !== password) {
+      if (ACCOUNTS[username]?.password !== password || ACCOUNTS[username].disabled) {
         res.writeHead(401, { 'content-type': 'text/html' }); return res.end(loginPage(m[1], 'Invalid credentials')); }
       return await finishLogin(req, res, username);
     }
