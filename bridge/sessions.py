@@ -163,7 +163,10 @@ class Sessions:
         fail_closed = getattr(cfg, "reverify_unreachable", "fail_closed") == "fail_closed"
         if not self.store.try_lock(f"reverify:{shash}", REVERIFY_LOCK_SECONDS):
             return self._unreachable(doc, now - verified_at, grace, fail_closed, "busy")
-        result = reverify(upstream)
+        try:
+            result = reverify(upstream)
+        finally:
+            self.store.unlock(f"reverify:{shash}")
         if isinstance(result, ReverifyOk):
             fresh = result.identity or identity
             doc["identity"] = fresh.to_json()

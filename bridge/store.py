@@ -342,6 +342,10 @@ class Store:
         with self.errors():
             return bool(self.r.set(f"{self.prefix}lock:{name}", b"1", ex=max(1, int(ttl)), nx=True))
 
+    def unlock(self, name: str) -> None:
+        with self.errors():
+            self.r.delete(f"{self.prefix}lock:{name}")
+
     def set_members(self, kind: str, ident: str) -> list[str]:
         with self.errors():
             members = self.r.smembers(f"{self.prefix}{kind}:{ident}")

@@ -1,0 +1,152 @@
+"""Continuous evaluation, session side: a user changed or disabled at the IdP loses roles within
+``reverify_interval`` on every path (portal and CLI token), and an unreachable IdP follows the
+connector's policy after ``reverify_grace``. Attacks:
+
+- removed from a group at the IdP, keeps using a 12 h session → roles recomputed within the interval
+- disabled at the IdP, keeps using a CLI token                → session and token end (401 idp_revoked)
+- IdP unreachable for longer than the grace (fail_closed)    → 503, nothing issued; session kept
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from bridge.config import settings_from_dict
+from bridge.errors import NotSignedIn, UpstreamUnavailable
+from bridge.identity import Identity
+from bridge.sessions import Sessions
+from bridge.store import Store
+from bridge.upstream.base import ReverifyOk, ReverifyRevoked, ReverifyUnreachable
+from tests.conftest import ACCOUNT, OIDC_CONNECTOR
+from tests.integration.helpers import oidc_login, portal_json
+
+pytestmark = pytest.mark.integration
+ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
+
+
+@pytest.fixture
+def peer_user(oidc_issuer: str) -> tuple[str, Callable[..., None]]:
+    name = f"u{secrets.token_hex(4)}"
+
+    def change(**fields: Any) -> None:
+        r = requests.post(f"{oidc_issuer}/test-admin/users/{name}", data=json.dumps(fields), timeout=5)
+        assert r.status_code == 200, r.text
+
+    change(password="pw", groups=["aws-admins", "aws-readonly"], amr=["pwd", "mfa"])
+    return name, change
+
+
+def cli_token(base: str, s: requests.Session) -> str:
+    import re
+
+    d = requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"}, timeout=10).json()
+    page = s.get(f"{base}/device", params={"user_code": d["user_code"]}, timeout=10)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+    form = {"csrf_token": csrf, "user_code": d["user_code"], "decision": "approve", "confirm": "yes"}
+    assert "Approved" in s.post(f"{base}/device", data=form, timeout=10).text
+    r = requests.post(f"{base}/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                                                   "client_id": "bridge-cli", "device_code": d["device_code"]},
+                      timeout=10)
+    return str(r.json()["access_token"])
+
+
+def test_group_change_and_disable_at_the_idp_reach_sessions_and_cli_tokens(
+        live_bridge: Any, make_settings: Any, oidc_issuer: str, peer_user: Any) -> None:
+    name, change = peer_user
+    settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
+                                          "client_id": "bridge", "client_secret": "bridge-secret",
+                                          "request_offline_access": True, "reverify_interval": 60}])
+    base = live_bridge(settings)
+    svc = live_bridge.app.extensions["bridge"]
+    s = requests.Session()
+    assert oidc_login(base, OIDC_CONNECTOR, name, "pw", session=s).url == f"{base}/portal"
+    assert len(portal_json(s, base)["grants"]) == 2
+    token = cli_token(base, s)
+    auth = {"Authorization": f"Bearer {token}"}
+    real = svc.sessions.clock
+    change(groups=["aws-readonly"])
+    assert len(portal_json(s, base)["grants"]) == 2  # not due yet: no call to the IdP on every request
+    svc.sessions.clock = lambda: real() + 61
+    try:
+        grants = requests.get(f"{base}/api/v1/grants", headers=auth, timeout=10).json()["grants"]
+        assert [g["role_arn"] for g in grants] == [f"arn:aws:iam::{ACCOUNT}:role/ReadOnly"]
+        assert [g["role_arn"] for g in portal_json(s, base)["grants"]] == [grants[0]["role_arn"]]
+        change(disabled=True)
+        svc.sessions.clock = lambda: real() + 200
+        r = requests.get(f"{base}/api/v1/grants", headers=auth, timeout=10)
+        assert r.status_code == 401, r.text
+        r = s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10)
+        assert r.status_code == 401
+    finally:
+        svc.sessions.clock = real
+
+
+@dataclass
+class FakeConnector:
+    """Stands in for the IdP's answer (the real connector's outcomes are tested against the peer)."""
+
+    id: str
+    cfg: Any
+    answer: Any
+    type: str = "oidc"
+    allows_unsolicited: bool = False
+    calls: int = 0
+
+    def reverify(self, grant: Any) -> Any:
+        self.calls += 1
+        return self.answer
+
+
+def make_sessions(redis_url: str, policy: str, answer: Any) -> tuple[Sessions, FakeConnector, list[float]]:
+    settings = settings_from_dict({
+        "base_url": "http://127.0.0.1:1", "insecure_dev_login": True,
+        "connectors": [{"id": "corp", "type": "oidc", "issuer": "https://idp.test", "client_id": "c",
+                        "client_secret": "s",
+                        "reverify_interval": 60, "reverify_grace": 300, "reverify_unreachable": policy}]})
+    now = [1_000_000.0]
+    store = Store.from_url(redis_url, f"rv{time.monotonic_ns()}:")
+    store.clock = lambda: now[0]
+    conn = FakeConnector("corp", settings.connectors[0], answer)
+    return Sessions(store, settings, {"corp": conn}, None, None, clock=lambda: now[0]), conn, now
+
+
+ALICE = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("a",))
+
+
+@pytest.mark.parametrize("policy,ok_after_grace", [("fail_closed", False), ("fail_open", True)])
+def test_unreachable_idp_follows_the_policy_after_the_grace(redis_url: str, policy: str, ok_after_grace: bool) -> None:
+    sessions, conn, now = make_sessions(redis_url, policy, ReverifyUnreachable("timeout"))
+    shash = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"refresh_token": "r"}))
+    now[0] += 61
+    assert sessions.load(shash) is not None and conn.calls == 1  # within the grace: kept
+    now[0] += 300
+    if ok_after_grace:
+        assert sessions.load(shash) is not None
+    else:
+        with pytest.raises(UpstreamUnavailable):
+            sessions.load(shash)
+        assert sessions.store.get_doc("session", shash) is not None  # refused now, not signed out
+
+
+def test_revoked_ends_the_session_and_ok_replaces_the_identity_and_grant(redis_url: str) -> None:
+    fresh = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("b",))
+    sessions, conn, now = make_sessions(redis_url, "fail_closed", ReverifyOk(fresh, {"refresh_token": "r2"}))
+    shash = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"refresh_token": "r1"}))
+    now[0] += 61
+    doc = sessions.load(shash)
+    assert doc is not None and doc["identity"]["groups"] == ["b"]
+    assert sessions.store.get_upstream(shash) == {"refresh_token": "r2"}  # the rotated token is kept
+    assert sessions.load(shash) is not None and conn.calls == 1  # checked again only after the interval
+    conn.answer = ReverifyRevoked("invalid_grant")
+    now[0] += 61
+    with pytest.raises(NotSignedIn):
+        sessions.load(shash)
+    assert sessions.store.get_doc("session", shash) is None and sessions.store.get_upstream(shash) is None
