@@ -187,3 +187,12 @@ def rate_limit(kind: str, who: str) -> None:
 
 def client_ip() -> str:
     return request.remote_addr or "-"
+
+
+def own_navigation() -> bool:
+    """True when the browser says this request is a click on the bridge's own pages (``same-origin``)
+    or a typed URL / bookmark (``none``): Sec-Fetch-Site, set by the browser, not forgeable by a page.
+    A link from any other site (``cross-site``, ``same-site``) or a client that does not send the
+    header gets a page to confirm instead: another site must not pick the role, duration and
+    destination of a sign-in and have it happen without the user pressing a button."""
+    return request.headers.get("Sec-Fetch-Site") in ("same-origin", "none")
