@@ -176,7 +176,8 @@ def rate_limit(kind: str, who: str) -> None:
     """Count this request against ``rate_limits`` (Redis: the same budget on every instance)."""
     svc = services()
     limits = svc.settings.rate_limits
-    limit = limits.sign_in_per_minute if kind == "sign_in" else limits.credentials_per_minute
+    limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
+             "device_code": limits.device_code_per_minute}.get(kind, limits.credentials_per_minute)
     if limit <= 0:
         return
     wait = svc.store.hit(f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
