@@ -217,3 +217,27 @@ def test_go_link_from_another_site_needs_a_click(page, live_bridge, make_setting
     page.wait_for_url(f"{federation_stub.url}/**")
     page.wait_for_selector("#role")
     assert len(federation_stub.signed_in) == 2 and federation_stub.signed_in[-1]["duration"] == "900"
+
+
+def test_device_approval_from_a_link_needs_the_tick(page, live_bridge, make_settings) -> None:
+    """Attack: a link to /device with someone else's code; Approve alone does nothing, the countdown runs."""
+    import requests
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_bridge(make_settings())
+    d = requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"}, timeout=10).json()
+    page.goto(f"{base}/login/dev")
+    with page.expect_navigation(url=f"{base}/portal"):
+        page.click("#user-alice")
+    page.goto(d["verification_uri_complete"])
+    assert page.is_visible("#device-from-link") and page.text_content("#device-code") == d["user_code"]
+    first = page.text_content("#device-expires")
+    page.wait_for_timeout(1500)
+    assert page.text_content("#device-expires") != first  # static/bridge.js counts down (CSP allows it)
+    page.screenshot(path=str(SHOTS / "device-approve.png"), full_page=True)
+    page.click("#approve")  # the box is not ticked: the browser does not send the form
+    page.wait_for_timeout(500)
+    assert not page.is_visible("#device-result") and page.is_visible("#approve")
+    page.check("#device-confirm")
+    page.click("#approve")
+    assert page.text_content("#device-result").startswith("Approved")
