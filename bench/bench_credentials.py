@@ -71,8 +71,8 @@ def pct(values: list[float], p: float) -> float:
 def credential_process_warm_ms(base: str, s: requests.Session, csrf: str, tmp: Path, runs: int = 15) -> list[float]:
     """Wall time of `bridge credential-process` once its local cache is warm (a device login first)."""
     d = requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"}, timeout=10).json()
-    s.post(f"{base}/device", data={"csrf_token": csrf, "user_code": d["user_code"], "decision": "approve"},
-           timeout=10)
+    s.post(f"{base}/device", data={"csrf_token": csrf, "user_code": d["user_code"], "decision": "approve",
+                                   "confirm": "yes"}, timeout=10)
     tok = requests.post(f"{base}/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
                                                      "client_id": "bridge-cli", "device_code": d["device_code"]},
                         timeout=10).json()

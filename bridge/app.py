@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from flask import Flask
@@ -28,6 +29,11 @@ def human_duration(seconds: int) -> str:
     return " ".join(p for p in (f"{h} h" if h else "", f"{m} min" if m else "") if p) or f"{seconds} s"
 
 
+def utc_time(epoch: float) -> str:
+    """1764291569 → "2026-11-28T00:59:29Z" (pages show UTC; the script shows it in the browser's zone)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
     """Build the app. Without settings, reads the file named by ``BRIDGE_CONFIG`` (gunicorn path)."""
     if settings is None:
@@ -47,6 +53,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                                 x_proto=settings.trusted_proxies, x_host=settings.trusted_proxies)
     app.extensions["bridge"] = services or build_services(settings)
     app.add_template_filter(human_duration, "duration")
+    app.add_template_filter(utc_time, "utc")
 
     from bridge.web import api, console, errors, login, portal, wellknown
 

@@ -175,6 +175,10 @@ class RateLimitSettings(_Model):
 
     sign_in_per_minute: int = Field(60, ge=0, description="sign-in starts and callbacks per client IP")
     credentials_per_minute: int = Field(120, ge=0, description="credential requests per user")
+    # The device flow (RFC 8628): codes are short, so guessing and hammering are limited per client IP
+    # on each endpoint, and per user code / device code (a CLI polling every 5 s makes 12 a minute).
+    device_per_minute: int = Field(60, ge=0, description="requests to each device endpoint per client IP")
+    device_code_per_minute: int = Field(30, ge=0, description="/device views and token polls per code")
 
 
 class CliSettings(_Model):

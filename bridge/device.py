@@ -42,7 +42,8 @@ class DeviceStart:
 
 
 def normalize_user_code(code: str) -> str:
-    c = "".join(ch for ch in code.upper() if ch.isalnum())
+    """What the user typed, as issued: case, spaces and dashes (any kind) do not matter (RFC 8628 §6.1)."""
+    c = "".join(ch for ch in code.upper() if ch.isascii() and ch.isalnum())
     return f"{c[:4]}-{c[4:]}" if len(c) == 8 else c
 
 
@@ -52,7 +53,9 @@ class DeviceFlow:
         self.cfg = cfg
         self.clock = clock
 
-    def start(self, client_id: str) -> DeviceStart:
+    def start(self, client_id: str, *, client_ip: str = "", user_agent: str = "") -> DeviceStart:
+        """A new device code. Who asked (IP, User-Agent, when) is kept for the approval page: the user
+        can tell a request from their own terminal from one an attacker started (RFC 8628 §5.4)."""
         if client_id not in self.cfg.client_ids:
             raise DeviceError("invalid_client", f"unknown client {client_id[:64]!r}", 401)
         device_code = secrets.token_urlsafe(32)
@@ -63,7 +66,9 @@ class DeviceFlow:
         # Kept a little past expiry so a late poll hears "expired_token", not "invalid_grant".
         self.store.put_doc("device", dkey, {"user_code": user_code, "client_id": client_id, "status": "pending",
                                             "expires_at": now + self.cfg.device_code_ttl,
-                                            "interval": self.cfg.poll_interval, "last_poll": 0},
+                                            "interval": self.cfg.poll_interval, "last_poll": 0,
+                                            "client_ip": client_ip, "user_agent": user_agent[:200],
+                                            "created_at": now},
                            self.cfg.device_code_ttl + 300)
         self.store.put_doc("usercode", user_code, {"device": dkey}, self.cfg.device_code_ttl)
         return DeviceStart(device_code, user_code, self.cfg.device_code_ttl, self.cfg.poll_interval)
@@ -74,7 +79,7 @@ class DeviceFlow:
         doc = self.store.get_doc("device", ref["device"]) if ref else None
         if doc is None or doc["status"] != "pending" or doc["expires_at"] <= self.clock():
             return None
-        return doc
+        return {**doc, "expires_in": int(doc["expires_at"] - self.clock())}
 
     def decide(self, user_code: str, *, approve: bool, session_hash: str, session: dict[str, Any]) -> bool:
         """Approve or deny; the user code works once. False if it is unknown or expired. An approval

@@ -9,8 +9,8 @@ from flask import Blueprint, g, jsonify, redirect, render_template, request, url
 from flask.typing import ResponseReturnValue
 
 from bridge.aws import formats
-from bridge.device import DeviceError, DeviceFlow
-from bridge.errors import BadRequest, NotSignedIn
+from bridge.device import DeviceError, DeviceFlow, normalize_user_code
+from bridge.errors import BadRequest, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id, event
 from bridge.web.common import (
@@ -42,13 +42,34 @@ def _oauth_error(e: DeviceError) -> ResponseReturnValue:
     return resp, e.status
 
 
+def _device_limits(endpoint: str, code: str = "") -> None:
+    """Per client IP on each device endpoint (guessing codes, minting them in bulk) and per user code /
+    device code (hammering one code); separate buckets, so a CLI's polls never use up the approval page's."""
+    rate_limit("device", f"{endpoint}\0{request.remote_addr}")  # after ProxyFix
+    if code:
+        rate_limit("device_code", f"{endpoint}\0{code}")
+
+
+def _oauth_limited(e: RateLimited) -> ResponseReturnValue:
+    # OAuth clients read JSON, never the HTML error page; ``slow_down`` makes an RFC 8628 client (ours
+    # included) wait 5 s longer between polls, and Retry-After says how long the window still runs.
+    resp = jsonify(error="slow_down", error_description=f"too many requests; retry in {e.retry_after} s")
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Retry-After"] = str(e.retry_after)
+    return resp, 429
+
+
 @bp.post("/oauth/device_authorization")
 def device_authorization() -> ResponseReturnValue:
     """RFC 8628 §3.1: a device code for a CLI client."""
     try:
-        start = _device().start(request.form.get("client_id", ""))
+        _device_limits("device_authorization")
+        start = _device().start(request.form.get("client_id", ""), client_ip=request.remote_addr or "",
+                                user_agent=request.headers.get("User-Agent", ""))
     except DeviceError as e:
         return _oauth_error(e)
+    except RateLimited as e:
+        return _oauth_limited(e)
     base = services().settings.base_url
     event("device_code_issued", client_id=request.form.get("client_id"))
     return jsonify(device_code=start.device_code, user_code=start.user_code,
@@ -60,6 +81,10 @@ def device_authorization() -> ResponseReturnValue:
 @bp.post("/oauth/token")
 def token() -> ResponseReturnValue:
     """RFC 8628 §3.4: poll for the token."""
+    try:
+        _device_limits("token", request.form.get("device_code", ""))
+    except RateLimited as e:
+        return _oauth_limited(e)
     if request.form.get("grant_type") != DEVICE_GRANT:
         return _oauth_error(DeviceError("unsupported_grant_type", "only the device_code grant is served here"))
     svc = services()
@@ -77,17 +102,28 @@ def token() -> ResponseReturnValue:
 @bp.route("/device", methods=["GET", "POST"])
 def device() -> ResponseReturnValue:
     """Where a signed-in user sees a CLI's code and approves or denies it."""
+    code = normalize_user_code((request.values.get("user_code") or "")[:64])
+    _device_limits("device", code)
     doc = current_session()
-    code = (request.values.get("user_code") or "").strip()[:20]
     if doc is None:
         if request.method == "POST":
             raise NotSignedIn()
         return redirect(url_for("login.index", return_to=request.full_path.rstrip("?")))
     if request.method == "GET":
         pending = _device().pending(code) if code else None
-        return render_template("device.html", code=code, pending=pending, csrf=doc["csrf"], done=None)
+        # A code that did not come from the bridge's own entry form came from a link, perhaps an attacker's
+        # (RFC 8628 §5.4): the page says so. Our form is same-origin; a link from mail or chat is not.
+        from_link = bool(code) and request.headers.get("Sec-Fetch-Site") != "same-origin"
+        return render_template("device.html", code=code, pending=pending, csrf=doc["csrf"], done=None,
+                               from_link=from_link, grants=session_access(doc)[0] if pending else [])
     check_csrf(doc)
     approve = request.form.get("decision") == "approve"
+    if approve and request.form.get("confirm") != "yes":
+        # Enforced here, not only by the browser: an approval is never one click on a pre-filled code.
+        raise BadRequest("approval without the confirmation", code="device_confirm_missing",
+                         message="Nothing was approved: tick the box to confirm that you started this sign-in "
+                                 "on your own device just now and that the code matches your terminal.",
+                         hint="Go back, compare the code with your terminal, tick the box, then approve.")
     shash = session_hash()
     assert shash is not None  # a session was loaded from this cookie
     if not _device().decide(code, approve=approve, session_hash=shash, session=doc):

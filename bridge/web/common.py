@@ -174,7 +174,8 @@ def rate_limit(kind: str, who: str) -> None:
     """Count this request against ``rate_limits`` (Redis: the same budget on every instance)."""
     svc = services()
     limits = svc.settings.rate_limits
-    limit = limits.sign_in_per_minute if kind == "sign_in" else limits.credentials_per_minute
+    limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
+             "device_code": limits.device_code_per_minute}.get(kind, limits.credentials_per_minute)
     if limit <= 0:
         return
     wait = svc.store.hit(f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
@@ -185,3 +186,12 @@ def rate_limit(kind: str, who: str) -> None:
 
 def client_ip() -> str:
     return request.remote_addr or "-"
+
+
+def own_navigation() -> bool:
+    """True when the browser says this request is a click on the bridge's own pages (``same-origin``)
+    or a typed URL / bookmark (``none``): Sec-Fetch-Site, set by the browser, not forgeable by a page.
+    A link from any other site (``cross-site``, ``same-site``) or a client that does not send the
+    header gets a page to confirm instead: another site must not pick the role, duration and
+    destination of a sign-in and have it happen without the user pressing a button."""
+    return request.headers.get("Sec-Fetch-Site") in ("same-origin", "none")

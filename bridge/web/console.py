@@ -3,7 +3,7 @@ and the bookmarkable ``GET /go/<account>/<role>`` links (shared/spec/aws-federat
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge.errors import MfaRequired, NotGranted
@@ -15,6 +15,7 @@ from bridge.web.common import (
     chosen_duration,
     current_session,
     granted,
+    own_navigation,
     rate_limit,
     remember_use,
     require_session,
@@ -94,7 +95,15 @@ def go(account: str, role: str) -> ResponseReturnValue:
         raise NotGranted(f"no grant for role {role!r} in account {account!r}",
                          message=f"The role {role} in account {account} is not granted to you.")
     fav = grant.id in services().store.preferences(user_key(session_identity(doc)))[1]
-    return render_template("console_go.html", grant=grant, csrf=doc["csrf"], destination=destination,
-                           raw_destination=request.args.get("destination", ""),
-                           region=request.args.get("region", ""), duration=request.args.get("duration", ""),
-                           auto=request.args.get("auto", "1") != "0", favourite=fav, return_to=request.full_path)
+    raw = request.args.get("duration", "")
+    duration = int(raw) if raw.isdigit() and int(raw) in grant.allowed_durations() else grant.default_duration
+    # Only the browser's own Sec-Fetch-Site may allow the auto-submit; a query parameter can only turn
+    # it off (``auto=0``, after starring), never on, since a cross-site link controls the query.
+    auto = own_navigation() and request.args.get("auto") != "0"
+    g.no_store = True  # the page carries the CSRF token and differs by Sec-Fetch-Site
+    resp = make_response(render_template(
+        "console_go.html", grant=grant, csrf=doc["csrf"], destination=destination,
+        raw_destination=request.args.get("destination", ""), region=request.args.get("region", ""),
+        duration=duration, auto=auto, favourite=fav, return_to=request.full_path))
+    resp.vary.add("Sec-Fetch-Site")
+    return resp

@@ -166,3 +166,78 @@ def test_portal_filter_then_console(method, page, live_bridge, make_settings, oi
     # back on the portal the role is listed first under Recent
     page.goto(f"{base}/portal")
     assert "Administrator" in page.inner_text("#recent li.role")
+
+
+@pytest.fixture
+def other_site(tmp_path: Path) -> Iterator[Any]:
+    """A page on another origin (127.0.0.2: another site, not only another port), stopped by the fixture."""
+    import functools
+    import http.server
+    import threading
+
+    from tests.conftest import free_port
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.2", free_port()), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.url = f"http://127.0.0.2:{srv.server_address[1]}"  # type: ignore[attr-defined]
+    srv.dir = tmp_path  # type: ignore[attr-defined]
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_go_link_from_another_site_needs_a_click(page, live_bridge, make_settings, federation_stub,
+                                                 other_site) -> None:
+    """Attack: another site links to /go with its own duration and destination; the console sign-in must
+    not happen until the user presses the button (a bookmark or the portal's own link still goes straight)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_bridge(make_settings())
+    link = f"{base}/go/sandbox/Admin?duration=43200&destination=/iam/home&auto=1"
+    (other_site.dir / "index.html").write_text(f'<!doctype html><a id="lure" href="{link}">cat pictures</a>')
+    page.goto(f"{base}/login/dev")
+    with page.expect_navigation(url=f"{base}/portal"):
+        page.click("#user-alice")
+    page.goto(f"{other_site.url}/index.html")
+    page.click("#lure")
+    page.wait_for_selector("#go-confirm")
+    page.wait_for_timeout(1500)  # time for any auto-submit to have happened
+    page.screenshot(path=str(SHOTS / "go-confirm.png"), full_page=True)
+    assert page.url.startswith(f"{base}/go/sandbox/Admin")
+    assert not federation_stub.signed_in
+    assert "12 h" in page.text_content("#confirm-duration")
+    assert page.text_content("#confirm-destination") == "https://console.aws.amazon.com/iam/home"
+    assert "Administrator" in page.text_content("#confirm-role")
+    page.click("#go-console")
+    page.wait_for_selector("#role")
+    assert page.url.startswith(federation_stub.url) and page.text_content("#role") == "Admin"
+    assert federation_stub.signed_in[-1]["duration"] == "43200"
+    # Typed or bookmarked (Sec-Fetch-Site: none): straight to the console, as before.
+    page.goto(f"{base}/go/sandbox/Admin?duration=900")
+    page.wait_for_url(f"{federation_stub.url}/**")
+    page.wait_for_selector("#role")
+    assert len(federation_stub.signed_in) == 2 and federation_stub.signed_in[-1]["duration"] == "900"
+
+
+def test_device_approval_from_a_link_needs_the_tick(page, live_bridge, make_settings) -> None:
+    """Attack: a link to /device with someone else's code; Approve alone does nothing, the countdown runs."""
+    import requests
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_bridge(make_settings())
+    d = requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"}, timeout=10).json()
+    page.goto(f"{base}/login/dev")
+    with page.expect_navigation(url=f"{base}/portal"):
+        page.click("#user-alice")
+    page.goto(d["verification_uri_complete"])
+    assert page.is_visible("#device-from-link") and page.text_content("#device-code") == d["user_code"]
+    first = page.text_content("#device-expires")
+    page.wait_for_timeout(1500)
+    assert page.text_content("#device-expires") != first  # static/bridge.js counts down (CSP allows it)
+    page.screenshot(path=str(SHOTS / "device-approve.png"), full_page=True)
+    page.click("#approve")  # the box is not ticked: the browser does not send the form
+    page.wait_for_timeout(500)
+    assert not page.is_visible("#device-result") and page.is_visible("#approve")
+    page.check("#device-confirm")
+    page.click("#approve")
+    assert page.text_content("#device-result").startswith("Approved")

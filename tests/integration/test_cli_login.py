@@ -46,8 +46,8 @@ def decide(s: requests.Session, base: str, user_code: str, decision: str = "appr
     page = s.get(f"{base}/device", params={"user_code": user_code}, timeout=10)
     assert 'id="device-client">bridge-cli<' in page.text and user_code in page.text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
-    return s.post(f"{base}/device", data={"csrf_token": csrf, "user_code": user_code, "decision": decision},
-                  timeout=10)
+    return s.post(f"{base}/device", data={"csrf_token": csrf, "user_code": user_code, "decision": decision,
+                                          "confirm": "yes"}, timeout=10)
 
 
 def test_device_flow_states(bridge, strict_sts_peer, moto_url) -> None:

@@ -107,7 +107,7 @@ def test_deep_link_through_login(live_bridge, make_settings, federation_stub) ->
     assert state
     r = s.post(f"{base}/callback/dev", data={"state": state[1], "user": "alice"}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["location"] == link
-    r = s.get(f"{base}{link}", timeout=10)
+    r = s.get(f"{base}{link}", headers=SAME_ORIGIN, timeout=10)  # the redirect after a same-origin sign-in
     assert r.status_code == 200 and 'class="autosubmit"' in r.text
     action, fields = _form(r.text, "go-form")
     r = s.post(f"{base}{action}", data={**fields, "duration": "3600"}, allow_redirects=False, timeout=30)
@@ -117,6 +117,50 @@ def test_deep_link_through_login(live_bridge, make_settings, federation_stub) ->
     assert federation_stub.signed_in[-1]["arn"].split("/")[1] == "Admin"
     # by account id as well as alias
     assert s.get(f"{base}/go/{ACCOUNT}/Admin", timeout=10).status_code == 200
+
+
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+
+
+@pytest.mark.parametrize("fetch_site", [None, "cross-site", "same-site"])
+def test_go_link_from_another_site_only_asks(fetch_site: str | None, live_bridge, make_settings,
+                                             federation_stub) -> None:
+    """Attack: a link on another site signs the victim in to the console with the attacker's role, duration
+    and destination, without a click."""
+    base = _bridge(live_bridge, make_settings)
+    s = dev_login(base, "alice")
+    headers = {"Sec-Fetch-Site": fetch_site} if fetch_site else {}
+    # auto=1 in the link must not bring the auto-submit back
+    r = s.get(f"{base}/go/sandbox/Admin", params={"duration": "43200", "destination": "/iam/home", "auto": "1"},
+              headers=headers, timeout=10)
+    assert r.status_code == 200 and "autosubmit" not in r.text, r.text[:800]
+    assert "Sec-Fetch-Site" in r.headers["Vary"] and r.headers["Cache-Control"].startswith("no-store")
+    confirm = re.search(r'id="go-confirm">(.*?)</div>', r.text, re.S)
+    assert confirm, r.text[:800]
+    shown = re.sub(r"<[^>]+>", "", confirm[1])
+    for want in ("Administrator", "Admin", "Sandbox", ACCOUNT, "12 h", "https://console.aws.amazon.com/iam/home"):
+        assert want in shown, (want, shown)
+    assert not federation_stub.signed_in
+    # the button still works: it is the CSRF-protected POST, and it signs in with what was shown
+    action, fields = _form(r.text, "go-form")
+    r = s.post(f"{base}{action}", data={**fields, "duration": "43200"}, allow_redirects=False, timeout=30)
+    assert r.status_code == 302
+    assert requests.get(r.headers["location"], timeout=30).status_code == 200
+    assert federation_stub.signed_in[-1]["duration"] == "43200"
+
+
+@pytest.mark.parametrize("fetch_site", ["same-origin", "none"])
+def test_go_from_the_bridge_or_a_bookmark_submits_itself(fetch_site: str, live_bridge, make_settings,
+                                                         federation_stub) -> None:
+    base = _bridge(live_bridge, make_settings)
+    s = dev_login(base, "alice")
+    r = s.get(f"{base}/go/sandbox/Admin", params={"duration": "7200"}, headers={"Sec-Fetch-Site": fetch_site},
+              timeout=10)
+    assert r.status_code == 200 and 'class="autosubmit"' in r.text and 'id="go-confirm"' not in r.text
+    assert re.search(r'<option value="7200" selected>', r.text)
+    # auto=0 (what starring a role links back to) still turns it off
+    r = s.get(f"{base}/go/sandbox/Admin", params={"auto": "0"}, headers={"Sec-Fetch-Site": fetch_site}, timeout=10)
+    assert "autosubmit" not in r.text
 
 
 def test_go_not_granted_names_the_role(live_bridge, make_settings, federation_stub) -> None:
