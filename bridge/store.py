@@ -125,6 +125,11 @@ class Store:
             raw = self.r.getdel(f"{self.prefix}pending:{state}")
         return None if raw is None else dict(json.loads(raw))
 
+    def has_pending(self, state: str) -> bool:
+        """Whether ``state`` is a pending login still waiting (looked at, not taken)."""
+        with self.errors():
+            return bool(self.r.exists(f"{self.prefix}pending:{state}"))
+
     # -- rate limits ------------------------------------------------------------------------
     def hit(self, bucket: str, limit: int, window: int = 60) -> int:
         """Count one request in ``bucket``'s current window (shared by every instance). Returns 0 if
@@ -184,6 +189,11 @@ class Store:
             pipe.sadd(f"{self.prefix}{kind}:{ident}", member)
             pipe.expire(f"{self.prefix}{kind}:{ident}", max(1, int(ttl)))
             pipe.execute()
+
+    def set_members(self, kind: str, ident: str) -> list[str]:
+        with self.errors():
+            members = self.r.smembers(f"{self.prefix}{kind}:{ident}")
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
     def pop_set(self, kind: str, ident: str) -> list[str]:
         with self.errors():

@@ -43,6 +43,9 @@ class PendingLogin:
     created_at: int
     request_id: str | None = None
     correlation_id: str | None = None  # ties this sign-in to every audit record it leads to
+    # SHA-256 of the pre-sign-in cookie of the browser that started it (login CSRF, RFC 6749 §10.12):
+    # only that browser may complete it. The hash, so Redis never holds a usable cookie value.
+    browser_hash: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

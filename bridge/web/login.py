@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+
 from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -27,6 +30,25 @@ from bridge.web.common import (
 
 bp = Blueprint("login", __name__)
 
+# The pre-sign-in cookie: a random value that binds each pending login to the browser that started
+# it (bridge/flow.py). HttpOnly, SameSite=Lax, lives as long as a pending login.
+LOGIN_COOKIE = "bridge_login"
+_LOGIN_COOKIE_VALUE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
+# Form field marking the same-site re-POST of a SAML response (see ``callback``).
+HOP_FIELD = "bridge_hop"
+
+
+def _login_cookie_name() -> str:
+    # On https the __Host- prefix keeps a sibling subdomain from planting a value (cookie tossing)
+    # that an attacker's own sign-in could then be bound to: browsers accept it only from this host.
+    return f"__Host-{LOGIN_COOKIE}" if services().settings.secure_cookies else LOGIN_COOKIE
+
+
+def _browser() -> str | None:
+    """This browser's pre-sign-in cookie value, if it sent a well-formed one."""
+    value = request.cookies.get(_login_cookie_name(), "")
+    return value if _LOGIN_COOKIE_VALUE.match(value) else None
+
 
 def _connector(connector_id: str) -> Connector:
     c = services().connectors.get(connector_id)
@@ -48,9 +70,16 @@ def login(connector_id: str) -> ResponseReturnValue:
     """Start a sign-in with one IdP."""
     connector = _connector(connector_id)
     rate_limit("sign_in", client_ip())
-    url = services().flow.begin(connector, request.args.get("return_to"))
+    svc = services()
+    # Reuse the browser's value if it has one: a sign-in started in a second tab must not orphan
+    # the first tab's.
+    browser = _browser() or secrets.token_urlsafe(32)
+    url = svc.flow.begin(connector, request.args.get("return_to"), browser=browser)
     event("login_started", connector=connector_id)
-    return redirect(url, code=302)
+    resp = redirect(url, code=302)
+    resp.set_cookie(_login_cookie_name(), browser, max_age=svc.settings.session.pending_login_ttl, httponly=True,
+                    secure=svc.settings.secure_cookies, samesite="Lax", path="/")
+    return resp
 
 
 @bp.get("/dev-login/<connector_id>")
@@ -69,8 +98,18 @@ def callback(connector_id: str) -> ResponseReturnValue:
     rate_limit("sign_in", client_ip())  # before any signature or XML work on what was posted
     params = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
     svc = services()
+    browser = _browser()
+    hopped = params.pop(HOP_FIELD, None) is not None
+    if (request.method == "POST" and "SAMLResponse" in params and browser is None and not hopped
+            and svc.flow.is_pending(params.get("RelayState"))):
+        # The IdP's auto-POST comes from its site: a cross-site POST, so the browser withholds our
+        # SameSite=Lax pre-sign-in cookie. Send the same fields back to this URL from a page of ours;
+        # that same-site POST carries the cookie, and flow.complete checks it. Nothing is taken yet.
+        event("login_hop", connector=connector_id)
+        return render_template("login_hop.html", fields=params, hop_field=HOP_FIELD,
+                               action=url_for("login.callback", connector_id=connector_id))
     try:
-        identity, return_to, correlation = svc.flow.complete(connector, params)
+        identity, return_to, correlation = svc.flow.complete(connector, params, browser=browser)
     except Exception as e:
         code = getattr(e, "code", "error")
         outcome = "denied" if isinstance(e, IdpDenied) else "failure"
@@ -89,7 +128,11 @@ def callback(connector_id: str) -> ResponseReturnValue:
     svc.metrics.logins.labels(connector_id, "success").inc()
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
           mfa=identity.mfa, grants=len(access.grants), locked=len(access.locked))
-    return redirect(return_to, code=303)
+    resp = redirect(return_to, code=303)
+    if browser and not svc.flow.browser_has_pending(browser):  # kept while another tab still signs in
+        resp.delete_cookie(_login_cookie_name(), path="/", httponly=True, secure=svc.settings.secure_cookies,
+                           samesite="Lax")
+    return resp
 
 
 @bp.get("/sp/<connector_id>/metadata.xml")

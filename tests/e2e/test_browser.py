@@ -108,12 +108,27 @@ def test_saml_sign_in_through_the_pysaml2_idp(page, live_bridge, make_settings, 
     base = live_bridge(make_settings(
         connectors=[{"id": SAML_CONNECTOR, "type": "saml", "name": "Corp SAML",
                      "metadata_url": f"{saml_idp.url}/metadata"}], mapping={"rules": rules}))
+    # Put the IdP on another site, as in real life (localhost, not 127.0.0.1): its auto-POST to our ACS is
+    # then cross-site, the browser withholds our SameSite=Lax sign-in cookie, and the sign-in has to go
+    # through the bridge's same-site hop page.
+    other_site = saml_idp.url.replace("127.0.0.1", "localhost")
+
+    def to_other_site(route: Any) -> None:  # routes see only the first request of a redirect chain
+        resp = route.fetch(max_redirects=0)
+        route.fulfill(response=resp, headers={**resp.headers,
+                                              "location": resp.headers["location"].replace(saml_idp.url, other_site)})
+
+    page.route(lambda url: url.startswith(f"{base}/login/{SAML_CONNECTOR}"), to_other_site)
+    callbacks: list[tuple[str, int]] = []
+    page.on("response", lambda r: callbacks.append((r.request.method, r.status)) if "/callback/" in r.url else None)
     page.goto(f"{base}/")
     page.click(f"#idp-{SAML_CONNECTOR}")
+    assert page.url.startswith(f"{other_site}/sso/")
     page.fill("#username", "alice")
     page.fill("#password", "alice-pw")
     with page.expect_navigation(url=f"{base}/portal"):  # the IdP's form auto-POSTs to our ACS
         page.click("#submit")
+    assert callbacks == [("POST", 200), ("POST", 303)]  # the hop page, then its same-site re-POST
     assert "MFA yes" in page.inner_text("header")
     page.locator("li.role", has_text="Administrator").locator("button.k").click()
     page.wait_for_selector("#assumed-arn")

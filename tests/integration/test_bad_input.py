@@ -71,6 +71,47 @@ def test_state_unknown_or_for_another_connector(bridge) -> None:
     assert_error_page(r, 400, "state_mismatch")
 
 
+def test_callback_planted_in_another_browser_is_refused(bridge, op) -> None:
+    """Login CSRF (RFC 6749 §10.12): the attacker signs in at the IdP as themselves and hands the
+    callback URL to a victim's browser. The victim gets a clear error and no session, the IdP's code
+    is never redeemed, and the attacker's sign-in is spent: their identity is signed in nowhere."""
+    bystander = requests.Session()  # a victim who has a sign-in of their own under way
+    bystander.get(f"{bridge}/login/dev", allow_redirects=False, timeout=10)
+    for victim in (requests.Session(), bystander):
+        attacker = requests.Session()
+        callback = start(bridge, attacker)
+        code = parse_qs(urlsplit(callback).query)["code"][0]
+        r = victim.get(callback, timeout=10)
+        assert_error_page(r, 400, "login_browser_mismatch")
+        assert "started in another browser" in r.text and "Start the sign-in again here" in r.text
+        assert code in op.codes  # refused before the connector redeemed anything at the IdP
+        assert "bridge_session" not in victim.cookies
+        assert victim.get(f"{bridge}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+        # The planted callback used up the attacker's sign-in: it cannot be finished anywhere now.
+        assert_error_page(attacker.get(callback, timeout=10), 400, "login_expired")
+        assert attacker.get(f"{bridge}/portal", headers={"Accept": "application/json"},
+                            timeout=10).status_code == 401
+
+
+def test_pre_sign_in_cookie_two_tabs_then_cleared(bridge) -> None:
+    """One pre-sign-in cookie per browser (HttpOnly, SameSite=Lax, as long as a pending login): a
+    second tab reuses it, both tabs finish, and it is cleared once no sign-in of the browser waits."""
+    s = requests.Session()
+    first = s.get(f"{bridge}/login/fake", allow_redirects=False, timeout=10)
+    cookie = first.headers["Set-Cookie"]
+    assert cookie.startswith("bridge_login=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Max-Age=600" in cookie and "Path=/" in cookie and "Secure" not in cookie  # http here
+    value = s.cookies["bridge_login"]
+    tab_a = s.get(first.headers["Location"], allow_redirects=False, timeout=10).headers["Location"]
+    tab_b = start(bridge, s)
+    assert s.cookies["bridge_login"] == value  # the second tab reused it
+    r = s.get(tab_b, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and "bridge_login" not in r.headers.get("Set-Cookie", "")  # tab A still waits
+    r = s.get(tab_a, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and "bridge_login=; Expires=Thu, 01 Jan 1970" in r.headers["Set-Cookie"]  # cleared
+    assert "bridge_login" not in s.cookies and s.get(f"{bridge}/portal", timeout=10).status_code == 200
+
+
 def test_replayed_callback_is_refused_and_first_session_survives(bridge) -> None:
     s = requests.Session()
     callback = start(bridge, s)

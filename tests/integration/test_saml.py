@@ -32,14 +32,53 @@ def _auto_post(page: str) -> tuple[str, dict[str, str]]:
     return action, fields
 
 
-def saml_login(base: str, user: str, password: str, s: requests.Session | None = None) -> requests.Response:
-    s = s or requests.Session()
+def cross_site_post(s: requests.Session, action: str, fields: dict[str, str]) -> requests.Response:
+    """What a browser does with an IdP's auto-POST form: that cross-site POST carries none of our
+    SameSite=Lax cookies, so the bridge answers a hop page (taking nothing), which re-POSTs the same
+    fields from our own origin: that POST carries the browser's cookies (``s``)."""
+    hop = requests.post(action, data=fields, timeout=30)
+    assert hop.status_code == 200 and hop.headers["Cache-Control"] == "no-store", hop.text[:500]
+    assert 'class="autosubmit"' in hop.text and "/static/bridge.js" in hop.text and 'id="continue"' in hop.text
+    hop_action, hop_fields = _auto_post(hop.text)
+    assert urljoin(action, hop_action) == action and hop_fields == {**fields, "bridge_hop": "1"}
+    return s.post(action, data=hop_fields, timeout=30)
+
+
+def idp_answer(base: str, s: requests.Session, user: str, password: str) -> tuple[str, dict[str, str]]:
+    """Start a sign-in in ``s`` and sign in at the IdP: its auto-POST form (action, fields), not posted."""
     r = s.get(f"{base}/login/{CONNECTOR}", timeout=10)
     assert 'id="username"' in r.text, r.text[:300]
     r = s.post(urljoin(r.url, "/login"), data={"username": user, "password": password}, timeout=10)
     action, fields = _auto_post(r.text)
     assert action == f"{base}/callback/{CONNECTOR}" and "SAMLResponse" in fields
-    return s.post(action, data=fields, timeout=30)
+    return action, fields
+
+
+def saml_login(base: str, user: str, password: str, s: requests.Session | None = None) -> requests.Response:
+    s = s or requests.Session()
+    action, fields = idp_answer(base, s, user, password)
+    return cross_site_post(s, action, fields)
+
+
+@pytest.mark.parametrize("victim_signing_in", [False, True])
+def test_saml_response_planted_in_another_browser_is_refused(live_bridge, saml_settings,
+                                                             victim_signing_in: bool) -> None:
+    """Login CSRF: the attacker signs in at the IdP, keeps the signed response, and has a page of theirs
+    auto-POST it in the victim's browser. After the hop the victim's browser sends its own cookie (or
+    none): refused, no session; and the response is spent, so nobody can use it any more."""
+    base = live_bridge(saml_settings())
+    attacker = requests.Session()
+    action, fields = idp_answer(base, attacker, "alice", "alice-pw")
+    victim = requests.Session()
+    if victim_signing_in:
+        victim.get(f"{base}/login/{CONNECTOR}", allow_redirects=False, timeout=10)
+        assert victim.cookies.get("bridge_login")
+    r = cross_site_post(victim, action, fields)
+    assert_error_page(r, 400, "login_browser_mismatch")
+    assert "bridge_session" not in victim.cookies
+    assert victim.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+    assert_error_page(attacker.post(action, data=fields, timeout=30), 400, "login_expired")
+    assert attacker.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
 
 
 def test_sp_metadata_is_served(live_bridge, saml_settings) -> None:
