@@ -190,11 +190,6 @@ class Store:
             pipe.expire(f"{self.prefix}{kind}:{ident}", max(1, int(ttl)))
             pipe.execute()
 
-    def set_members(self, kind: str, ident: str) -> list[str]:
-        with self.errors():
-            members = self.r.smembers(f"{self.prefix}{kind}:{ident}")
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-
     def pop_set(self, kind: str, ident: str) -> list[str]:
         with self.errors():
             key = f"{self.prefix}{kind}:{ident}"
