@@ -49,7 +49,8 @@ class Access:
     denied_all: bool = False
 
 
-ACCESS_MEMO_SIZE = 4096  # identities whose decision under the rules in force is kept in this process
+# Decisions kept in this process, bounded by the grants they hold (a portal user may hold thousands).
+ACCESS_MEMO_GRANTS = 50_000
 
 
 def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
@@ -132,6 +133,7 @@ class Services:
     # every request costs a dict lookup while the rules and the identity stay the same.
     _memo: OrderedDict[tuple[str, str], Access] = field(default_factory=OrderedDict, init=False, repr=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _memo_grants: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.store, self.settings, self.connectors, self.device, self.cache,
@@ -206,8 +208,10 @@ class Services:
         access = Access(decision.grants, decision.locked, version, denied_all)
         with self._memo_lock:
             self._memo[memo_key] = access
-            if len(self._memo) > ACCESS_MEMO_SIZE:
-                self._memo.popitem(last=False)
+            self._memo_grants += len(access.grants) + len(access.locked) + 1
+            while self._memo_grants > ACCESS_MEMO_GRANTS and len(self._memo) > 1:
+                _, old = self._memo.popitem(last=False)
+                self._memo_grants -= len(old.grants) + len(old.locked) + 1
         return access
 
     def is_admin(self, identity: Identity) -> bool:

@@ -111,6 +111,33 @@ def test_rules_change_removes_a_role_from_cli_tokens_at_once(bridge: Bridge) -> 
     assert bridge.api(token2, "POST", f"/api/v1/credentials/{admin}").status_code == 403
 
 
+def test_every_path_follows_a_rules_change_at_once(bridge: Bridge) -> None:
+    """One decision point: after the change, no path issues the removed role — not one request later."""
+    s = dev_login(bridge.base, "alice")
+    token = bridge.cli_token(s)
+    portal = portal_json(s, bridge.base)
+    admin, csrf = grant_id(portal, "/Admin"), portal["csrf_token"]
+    json_h = {"Accept": "application/json"}
+    assert s.post(f"{bridge.base}/credentials/{admin}", data={"csrf_token": csrf}, headers=json_h,
+                  timeout=30).status_code == 200
+    bridge.write_rules([*RULES, {"name": "freeze-admin", "match": {"group": "aws-admins"},
+                                 "deny": {"roles": ["Admin"]}}])
+    answers = {
+        "browser credentials": s.post(f"{bridge.base}/credentials/{admin}", data={"csrf_token": csrf},
+                                      headers=json_h, timeout=30),
+        "browser console": s.post(f"{bridge.base}/console/{admin}", data={"csrf_token": csrf}, headers=json_h,
+                                  timeout=30),
+        "bookmark /go": s.get(f"{bridge.base}/go/sandbox/Admin", headers=json_h, timeout=30),
+        "API credentials": bridge.api(token, "POST", f"/api/v1/credentials/{admin}"),
+        "API console": bridge.api(token, "POST", f"/api/v1/console/{admin}"),
+    }
+    assert {k: r.status_code for k, r in answers.items()} == dict.fromkeys(answers, 403), {
+        k: r.text[:200] for k, r in answers.items()}
+    assert ADMIN not in api_grant_ids(bridge, token)
+    assert ADMIN not in [g["role_arn"] for g in portal_json(s, bridge.base)["grants"]]
+    assert ADMIN not in api_grant_ids(bridge, bridge.cli_token(s))  # a device approval made now
+
+
 def test_an_added_deny_rule_applies_to_browser_and_cli_alike(bridge: Bridge) -> None:
     s = dev_login(bridge.base, "alice")
     token = bridge.cli_token(s)
