@@ -12,7 +12,7 @@ from bridge.device import DeviceError, DeviceFlow
 from bridge.errors import BadRequest, NotGranted, NotSignedIn
 from bridge.identity import Grant, Identity
 from bridge.logs import event
-from bridge.web.common import audit_context, check_csrf, current_session, rate_limit, services
+from bridge.web.common import audit_context, check_csrf, current_session, parse_seconds, rate_limit, services
 
 bp = Blueprint("api", __name__)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -114,14 +114,12 @@ def _api_grant(doc: dict[str, Any], grant_id: str) -> tuple[Grant, int]:
     if grant is None:
         raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
                          message="That role is not one of the roles granted to you.")
-    raw = request.values.get("duration") or str(grant.default_duration)
-    if not raw.isdigit():
-        raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
+    duration = parse_seconds(request.values.get("duration") or str(grant.default_duration), "duration")
     if grant.path == "passthrough":
         raise BadRequest("passthrough grants need the browser", code="passthrough_browser_only",
                          message="This role is redeemed with your identity provider's own sign-in, which the "
                                  "CLI does not hold.", hint="Use the portal in your browser for this role.")
-    return grant, int(raw)
+    return grant, duration
 
 
 @bp.post("/api/v1/credentials/<grant_id>")

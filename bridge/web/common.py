@@ -21,6 +21,8 @@ from bridge.store import Store
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
 RETRY_AFTER = 5
+# WSGI environ key: True when the request came in on ``metrics.listen`` (set in bridge/app.py).
+METRICS_LISTENER = "bridge.metrics_listener"
 
 
 def services() -> Services:
@@ -92,11 +94,21 @@ def granted(doc: dict[str, Any], grant_id: str) -> Grant:
     return grant
 
 
+# ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() rejects or reads. Twelve
+# digits are far beyond any duration and keep int() away from huge strings.
+_SECONDS_RE = re.compile(r"\A[0-9]{1,12}\Z")
+
+
+def parse_seconds(raw: str, field: str) -> int:
+    """A whole number of seconds from request input; BadRequest(invalid_duration) for anything else."""
+    if not _SECONDS_RE.match(raw):
+        raise BadRequest(f"{field} must be a whole number of seconds", code="invalid_duration")
+    return int(raw)
+
+
 def chosen_duration(grant: Grant) -> int:
     raw = request.form.get("duration") or request.args.get("duration") or str(grant.default_duration)
-    if not raw.isdigit():
-        raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
-    return int(raw)
+    return parse_seconds(raw, "duration")
 
 
 def user_key(identity: Identity) -> str:

@@ -8,16 +8,19 @@ import secrets
 import time
 import traceback
 
-from flask import Flask, g, jsonify, redirect, render_template, request, url_for
+from flask import Flask, abort, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from bridge.errors import BridgeError, NotSignedIn
 from bridge.logs import correlation_id, event, request_id
-from bridge.web.common import RETRY_AFTER, services, wants_json
+from bridge.web.common import METRICS_LISTENER, RETRY_AFTER, services, wants_json
 
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# The method label of bridge_http_requests_total: any other method is "other", so a client cannot
+# create new time series by inventing methods.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 
 # Sign-ins that cannot go on because their server-side state is gone (expired, used, or lost
@@ -46,6 +49,8 @@ def init_app(app: Flask) -> None:
         g.started = time.perf_counter()
         request_id.set(rid)
         correlation_id.set(None)
+        if request.environ.get(METRICS_LISTENER) and request.endpoint != "wellknown.metrics":
+            abort(404)  # the metrics listener serves /metrics and nothing else
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -58,7 +63,8 @@ def init_app(app: Flask) -> None:
             resp.delete_cookie(s.cookie_name, path="/", httponly=True, secure=svc.settings.secure_cookies,
                                samesite="Lax")
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        svc.metrics.http_requests.labels(endpoint, request.method, str(resp.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        svc.metrics.http_requests.labels(endpoint, method, str(resp.status_code)).inc()
         if "started" in g:
             svc.metrics.http_latency.labels(endpoint).observe(time.perf_counter() - g.started)
         resp.headers["X-Request-ID"] = g.get("request_id", "-")
