@@ -101,6 +101,59 @@ def test_metrics_settings_and_warning(make_settings, tmp_path: Path) -> None:
         make_settings(metrics={"bearer_token_file": str(tmp_path / "empty")})
 
 
+def test_bridge_serve_metrics_listener(tmp_path: Path, redis_url: str, keys_dir: Path) -> None:
+    """`bridge serve` (gunicorn) with metrics.listen and a token: a second listener for /metrics only."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    import yaml
+
+    from tests.conftest import free_port
+
+    main, scrape = free_port(), free_port()
+    (tmp_path / "token").write_text("scrape-me\n")
+    cfg = {"base_url": f"http://127.0.0.1:{main}", "secret_key": "t", "log_level": "WARNING",
+           "insecure_dev_login": True, "redis": {"url": redis_url, "key_prefix": f"m{time.monotonic_ns()}:"},
+           "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys_dir)},
+           "metrics": {"listen": f"127.0.0.1:{scrape}", "bearer_token_file": "token"},
+           "connectors": [{"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}]}
+    (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": "2"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (tmp_path / "serve.log").open("wb")
+    p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(tmp_path / "bridge.yaml"),
+                          "--bind", f"127.0.0.1:{main}", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{main}/healthz", timeout=1)
+                break
+            except requests.RequestException:
+                assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.1)
+        assert requests.get(f"http://127.0.0.1:{main}/metrics", timeout=5).status_code == 404
+        url = f"http://127.0.0.1:{scrape}"
+        r = requests.get(f"{url}/metrics", timeout=5)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+        r = requests.get(f"{url}/metrics", headers={"Authorization": "Bearer scrape-me"}, timeout=5)
+        assert r.status_code == 200 and "bridge_http_requests_total" in r.text
+        assert requests.get(f"{url}/", timeout=5).status_code == 404
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 404
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+        log.close()
+
+
 # -- numbers from input ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw", ["²", "1²", "٣٠٠٠", "9" * 5000, "-900", " 900", "0x10", "9e3"])
