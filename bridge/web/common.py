@@ -7,11 +7,12 @@ import hmac
 import re
 import secrets
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import current_app, g, request
 
 from bridge import audit
+from bridge.aws.console import console_origins
 from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
@@ -109,6 +110,15 @@ def parse_seconds(raw: str, field: str) -> int:
 def chosen_duration(grant: Grant) -> int:
     raw = request.form.get("duration") or request.args.get("duration") or str(grant.default_duration)
     return parse_seconds(raw, "duration")
+
+
+def allow_console_forms(*targets: str) -> None:
+    """Let this page's forms lead to the origins of ``targets`` and to the AWS console (CSP form-action).
+    Browsers check form-action on every redirect after a form is sent too — /console → federation endpoint
+    → console, SAML endpoint → console — so the whole chain is listed, not only the form's own action."""
+    origins = ["{0.scheme}://{0.netloc}".format(urlsplit(u)) for u in targets]
+    origins += console_origins(services().settings.aws.partition)
+    g.form_action_extra = list(dict.fromkeys(origins))
 
 
 def user_key(identity: Identity) -> str:

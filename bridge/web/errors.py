@@ -71,8 +71,14 @@ def init_app(app: Flask) -> None:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        # form-action: forms post to the bridge only, except the few pages that send the browser on to AWS
+        # sign-in (g.form_action_extra, set by those views): an injected form cannot post data elsewhere.
+        form_action = " ".join(["'self'", *g.get("form_action_extra", ())])
         resp.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
+                                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                                f"form-action {form_action}")
+        if svc.settings.secure_cookies:  # https base_url: browsers remember to never use plain http here
+            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if g.get("no_store") or request.path.startswith(("/portal", "/credentials", "/callback", "/api/",
                                                                    "/oauth/", "/device")):
             resp.headers["Cache-Control"] = "no-store"
