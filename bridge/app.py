@@ -5,14 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bridge.config import Settings, load_settings
+from bridge.config import Settings, listen_port, load_settings
 from bridge.logs import event, setup_logging
 from bridge.services import Services, build_services
+from bridge.web.common import METRICS_LISTENER
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -32,6 +38,15 @@ def human_duration(seconds: int) -> str:
 def utc_time(epoch: float) -> str:
     """1764291569 → "2026-11-28T00:59:29Z" (pages show UTC; the script shows it in the browser's zone)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+def _mark_metrics_listener(wsgi_app: WSGIApplication, port: int | None) -> WSGIApplication:
+    """Flag requests that came in on ``metrics.listen``. Outside ProxyFix, so SERVER_PORT is still the
+    port the connection was accepted on (gunicorn takes it from the listening socket), never a header."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ[METRICS_LISTENER] = environ.get("SERVER_PORT") == str(port)
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
@@ -51,6 +66,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=settings.trusted_proxies, x_host=settings.trusted_proxies)
+    if settings.metrics.listen is not None:
+        app.wsgi_app = _mark_metrics_listener(app.wsgi_app,  # type: ignore[method-assign,assignment]
+                                              listen_port(settings.metrics.listen))
     app.extensions["bridge"] = services or build_services(settings)
     app.add_template_filter(human_duration, "duration")
     app.add_template_filter(utc_time, "utc")

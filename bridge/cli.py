@@ -19,7 +19,7 @@ from bridge.aws.metadata import idp_metadata
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params, validate_jwt
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
-from bridge.config import Settings, load_settings
+from bridge.config import Settings, listen_port, load_settings
 from bridge.errors import ConfigError
 from bridge.identity import Identity, identity_from_sample
 
@@ -92,6 +92,14 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
     conf = asset_dir("deploy") / "gunicorn.conf.py"
     env = {**os.environ, "BRIDGE_CONFIG": str(Path(config_path).resolve()),
            "BRIDGE_BIND": bind or settings.listen}
+    if settings.metrics.listen:
+        # A second gunicorn listener; the app answers only /metrics there (bridge/app.py).
+        if listen_port(settings.metrics.listen) == listen_port(env["BRIDGE_BIND"]):
+            _fail([f"metrics.listen {settings.metrics.listen} and --bind {env['BRIDGE_BIND']} share a port"],
+                  "cannot serve:")
+        env["BRIDGE_METRICS_BIND"] = settings.metrics.listen
+    else:
+        env.pop("BRIDGE_METRICS_BIND", None)
     if workers:
         env["BRIDGE_WORKERS"] = str(workers)
     args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "bridge.wsgi:app"]

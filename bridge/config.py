@@ -5,7 +5,7 @@ as ``path.to.option: message``. Nothing reads config at import time.
 
 - ``${NAME}`` in any string is replaced by the environment variable (an unset variable is a
   problem); ``${NAME:-default}`` falls back to ``default``.
-- For a secret option ``X`` (``client_secret``, ``secret_key``), ``X_file: /path`` reads the
+- For a secret option ``X`` (``client_secret``, ``secret_key``, ``bearer_token``), ``X_file: /path`` reads the
   secret from that file (trailing newline stripped). Giving both is a problem.
 """
 
@@ -37,7 +37,7 @@ from bridge.errors import ConfigError
 from bridge.mapping import MappingSettings, load_mapping
 from bridge.mapping.compiler import gc_paused
 
-SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password")
+SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password", "bearer_token")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID_RE = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 
@@ -83,7 +83,7 @@ class RedisSettings(_Model):
     def _hostports(cls, v: list[str]) -> list[str]:
         for item in v:
             host, _, port = item.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{item!r} is not host:port")
         return v
 
@@ -134,7 +134,36 @@ class AuditSettings(_Model):
 
 
 class MetricsSettings(_Model):
+    """``GET /metrics``: open (the default, for demos), behind a bearer token, and/or on its own listener."""
+
     enabled: bool = True
+    # Read from ``bearer_token_file`` at startup (like other secrets): scrapes must send
+    # ``Authorization: Bearer <token>``.
+    bearer_token: SecretStr | None = None
+    listen: str | None = Field(None, description="host:port served by `bridge serve` for /metrics only; "
+                                                 "the main listener then answers 404 there")
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is empty")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None and listen_port(v) is None:
+            raise ValueError(f"{v!r} is not host:port")
+        return v
+
+
+def listen_port(hostport: str) -> int | None:
+    """The port of ``host:port`` (``[::1]:9100`` too), or None when it is not one."""
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return int(port)
 
 
 class SessionSettings(_Model):
@@ -495,6 +524,10 @@ class Settings(_Model):
                 if c.insecure_allow_response_only_signing:
                     out.append(f"connector {c.id}: insecure_allow_response_only_signing accepts assertions "
                                "that are not signed themselves.")
+        m = self.metrics
+        if m.enabled and m.bearer_token is None and m.listen is None:
+            out.append("/metrics is open to anyone who reaches the bridge: set metrics.bearer_token_file and/or "
+                       "metrics.listen (a separate, internal address).")
         if self.mapping.legacy_rules:
             names = ", ".join(self.mapping.legacy_rules[:5]) + (" …" if len(self.mapping.legacy_rules) > 5 else "")
             out.append(f"mapping: {len(self.mapping.legacy_rules)} rule(s) use the old flat form ({names}); they "
@@ -596,6 +629,8 @@ def _semantic_problems(s: Settings) -> list[str]:
             problems.append(f"redis.{name}: {s.resolve(path)} does not exist")
     if s.audit.sink == "file" and s.audit.path is not None and not s.resolve(s.audit.path).parent.is_dir():
         problems.append(f"audit.path: folder {s.resolve(s.audit.path).parent} does not exist")
+    if s.metrics.listen is not None and listen_port(s.metrics.listen) == listen_port(s.listen):
+        problems.append("metrics.listen: must be another port than listen")
     if s.session.idle_timeout > s.session.absolute_timeout:
         problems.append("session.idle_timeout: longer than session.absolute_timeout")
     return problems

@@ -4,6 +4,8 @@ Run directly (containers): ``gunicorn -c deploy/gunicorn.conf.py bridge.wsgi:app
 ``BRIDGE_CONFIG=/etc/bridge/bridge.yaml``. Environment knobs:
 
   BRIDGE_BIND            host:port (default 127.0.0.1:8000; 0.0.0.0:8000 in the image)
+  BRIDGE_METRICS_BIND    host:port of a second listener for /metrics only (``bridge serve`` sets it
+                         from metrics.listen; set it yourself when running gunicorn directly)
   BRIDGE_WORKERS         processes (default 2 x cores, at most 4)
   BRIDGE_THREADS         threads per process (default 8)
   BRIDGE_TIMEOUT         seconds a worker may be silent before it is restarted (default 30)
@@ -34,7 +36,11 @@ import tempfile
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bridge-metrics-")
 
-bind = os.environ.get("BRIDGE_BIND", "127.0.0.1:8000")
+bind = [os.environ.get("BRIDGE_BIND", "127.0.0.1:8000")]
+# metrics.listen: the same workers also accept here, and the app serves only /metrics on it (and
+# 404 for /metrics on the main address), so scrapes never need the public listener.
+if os.environ.get("BRIDGE_METRICS_BIND"):
+    bind.append(os.environ["BRIDGE_METRICS_BIND"])
 worker_class = "gthread"
 workers = int(os.environ.get("BRIDGE_WORKERS", str(min(4, multiprocessing.cpu_count() * 2))))
 threads = int(os.environ.get("BRIDGE_THREADS", "8"))

@@ -37,6 +37,13 @@ def console_base(partition: str, region: str | None = None) -> str:
     return f"https://{host}"
 
 
+def console_origins(partition: str) -> list[str]:
+    """Origins a console sign-in may pass through after the sign-in endpoint: the console and (``aws``) its
+    regional hosts, which AWS redirects to."""
+    host = _CONSOLE[partition]
+    return [f"https://{host}"] + ([f"https://*.{host}"] if partition == "aws" else [])
+
+
 def _console_host_ok(host: str, partition: str) -> bool:
     base = _CONSOLE[partition]
     return host == base or (partition == "aws" and re.fullmatch(rf"[a-z]{{2}}(-[a-z]+)+-\d\.{re.escape(base)}", host)

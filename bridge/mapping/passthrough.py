@@ -24,7 +24,8 @@ def passthrough_grants(identity: Identity) -> tuple[list[Grant], list[str]]:
     session_name = sanitize_session_name(str(session or identity.email or identity.subject))
     max_duration = 3600
     duration_raw = identity.claims.get(DURATION_CLAIM)
-    if isinstance(duration_raw, str) and duration_raw.isdigit():
+    # ASCII digits, bounded: isdigit() alone also takes "²", which int() refuses (a 500 at the callback).
+    if isinstance(duration_raw, str) and duration_raw.isascii() and duration_raw.isdigit() and len(duration_raw) <= 9:
         max_duration = max(900, min(43200, int(duration_raw)))
     grants: list[Grant] = []
     notes: list[str] = []

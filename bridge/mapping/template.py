@@ -187,7 +187,7 @@ def _parse_filter(text: str, problems: list[str]) -> Filter | None:
         want = " or ".join(str(n) for n in FILTERS[name][1])
         problems.append(f"filter {name!r} takes {want} argument(s), got {len(args)}")
         return None
-    if name == "truncate" and not (args[0].isdigit() and 1 <= int(args[0]) <= 10000):
+    if name == "truncate" and not (args[0].isascii() and args[0].isdigit() and 1 <= int(args[0]) <= 10000):
         problems.append(f"truncate({args[0]}) needs a whole number 1..10000")
         return None
     return Filter(name, args)

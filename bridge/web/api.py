@@ -186,7 +186,7 @@ def api_grants() -> ResponseReturnValue:
 
 def _api_grant(b: Bearer, grant_id: str) -> tuple[Grant, int]:
     grant = granted(b.session, grant_id)  # the same decision as the browser's, made now
-    duration = parse_seconds(request.values.get("duration") or str(grant.default_duration))
+    duration = parse_seconds(request.values.get("duration") or str(grant.default_duration), "duration")
     if grant.path == "passthrough":
         raise BadRequest("passthrough grants need the browser", code="passthrough_browser_only",
                          message="This role is redeemed with your identity provider's own sign-in, which the "

@@ -6,11 +6,12 @@ import hashlib
 import hmac
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import current_app, g, request
 
 from bridge import audit
+from bridge.aws.console import console_origins
 from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
@@ -20,6 +21,8 @@ from bridge.store import Store
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
 RETRY_AFTER = 5
+# WSGI environ key: True when the request came in on ``metrics.listen`` (set in bridge/app.py).
+METRICS_LISTENER = "bridge.metrics_listener"
 
 
 def services() -> Services:
@@ -93,16 +96,30 @@ def granted(doc: dict[str, Any], grant_id: str) -> Grant:
     return grant
 
 
+# ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() rejects or reads. Twelve
+# digits are far beyond any duration and keep int() away from huge strings.
+SECONDS_RE = re.compile(r"\A[0-9]{1,12}\Z")
+
+
+def parse_seconds(raw: str, field: str) -> int:
+    """A whole number of seconds from request input; BadRequest(invalid_duration) for anything else."""
+    if not SECONDS_RE.match(raw):
+        raise BadRequest(f"{field} must be a whole number of seconds", code="invalid_duration")
+    return int(raw)
+
+
 def chosen_duration(grant: Grant) -> int:
     raw = request.form.get("duration") or request.args.get("duration") or str(grant.default_duration)
-    return parse_seconds(raw)
+    return parse_seconds(raw, "duration")
 
 
-def parse_seconds(raw: str) -> int:
-    """A duration from request input: ASCII digits only (``str.isdigit`` takes ``²``, ``int`` does not)."""
-    if not (0 < len(raw) <= 9 and raw.isascii() and raw.isdigit()):
-        raise BadRequest("duration must be a whole number of seconds", code="invalid_duration")
-    return int(raw)
+def allow_console_forms(*targets: str) -> None:
+    """Let this page's forms lead to the origins of ``targets`` and to the AWS console (CSP form-action).
+    Browsers check form-action on every redirect after a form is sent too — /console → federation endpoint
+    → console, SAML endpoint → console — so the whole chain is listed, not only the form's own action."""
+    origins = ["{0.scheme}://{0.netloc}".format(urlsplit(u)) for u in targets]
+    origins += console_origins(services().settings.aws.partition)
+    g.form_action_extra = list(dict.fromkeys(origins))
 
 
 def user_key(identity: Identity) -> str:

@@ -10,6 +10,8 @@ from bridge.errors import MfaRequired, NotGranted
 from bridge.identity import Grant
 from bridge.logs import event
 from bridge.web.common import (
+    SECONDS_RE,
+    allow_console_forms,
     audit_context,
     check_csrf,
     chosen_duration,
@@ -53,6 +55,7 @@ def console(grant_id: str) -> ResponseReturnValue:
         remember_use(identity, grant)
         event("console_signin", method=method, role_arn=grant.role_arn, rule=grant.via, duration=duration,
               destination=destination.split("?", 1)[0])
+        allow_console_forms(action)  # the auto-POST to the AWS sign-in SAML endpoint
         return render_template("console_post.html", action=action, saml_response=saml_response,
                                relay_state=destination, grant=grant)
     url = svc.console_login_url(identity, grant, duration, destination, ctx=audit_context(doc),
@@ -94,9 +97,12 @@ def go(account: str, role: str) -> ResponseReturnValue:
                                       "multi-factor authentication.")
         raise NotGranted(f"no grant for role {role!r} in account {account!r}",
                          message=f"The role {role} in account {account} is not granted to you.")
-    fav = grant.id in services().store.preferences(user_key(session_identity(doc)))[1]
+    svc = services()
+    fav = grant.id in svc.store.preferences(user_key(session_identity(doc)))[1]
+    if svc.console_method(grant) == "federation":  # the form's POST to /console is answered with a 302 to AWS
+        allow_console_forms(svc.federation_endpoint())
     raw = request.args.get("duration", "")
-    duration = int(raw) if raw.isdigit() and int(raw) in grant.allowed_durations() else grant.default_duration
+    duration = int(raw) if SECONDS_RE.match(raw) and int(raw) in grant.allowed_durations() else grant.default_duration
     # Only the browser's own Sec-Fetch-Site may allow the auto-submit; a query parameter can only turn
     # it off (``auto=0``, after starring), never on, since a cross-site link controls the query.
     auto = own_navigation() and request.args.get("auto") != "0"

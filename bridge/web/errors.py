@@ -8,16 +8,19 @@ import secrets
 import time
 import traceback
 
-from flask import Flask, g, jsonify, redirect, render_template, request, url_for
+from flask import Flask, abort, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from bridge.errors import BridgeError, NotSignedIn
 from bridge.logs import correlation_id, event, request_id
-from bridge.web.common import RETRY_AFTER, services, wants_json
+from bridge.web.common import METRICS_LISTENER, RETRY_AFTER, services, wants_json
 
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# The method label of bridge_http_requests_total: any other method is "other", so a client cannot
+# create new time series by inventing methods.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 
 # Sign-ins that cannot go on because their server-side state is gone (expired, used, or lost
@@ -46,6 +49,8 @@ def init_app(app: Flask) -> None:
         g.started = time.perf_counter()
         request_id.set(rid)
         correlation_id.set(None)
+        if request.environ.get(METRICS_LISTENER) and request.endpoint != "wellknown.metrics":
+            abort(404)  # the metrics listener serves /metrics and nothing else
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -58,15 +63,22 @@ def init_app(app: Flask) -> None:
             resp.delete_cookie(s.cookie_name, path="/", httponly=True, secure=svc.settings.secure_cookies,
                                samesite="Lax")
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        svc.metrics.http_requests.labels(endpoint, request.method, str(resp.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        svc.metrics.http_requests.labels(endpoint, method, str(resp.status_code)).inc()
         if "started" in g:
             svc.metrics.http_latency.labels(endpoint).observe(time.perf_counter() - g.started)
         resp.headers["X-Request-ID"] = g.get("request_id", "-")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "DENY")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        # form-action: forms post to the bridge only, except the few pages that send the browser on to AWS
+        # sign-in (g.form_action_extra, set by those views): an injected form cannot post data elsewhere.
+        form_action = " ".join(["'self'", *g.get("form_action_extra", ())])
         resp.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
+                                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                                f"form-action {form_action}")
+        if svc.settings.secure_cookies:  # https base_url: browsers remember to never use plain http here
+            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if g.get("no_store") or request.path.startswith(("/portal", "/credentials", "/callback", "/api/",
                                                                    "/oauth/", "/device")):
             resp.headers["Cache-Control"] = "no-store"

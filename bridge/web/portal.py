@@ -19,6 +19,7 @@ from bridge.flow import safe_return_to
 from bridge.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, identity_from_sample
 from bridge.logs import event
 from bridge.web.common import (
+    allow_console_forms,
     audit_context,
     check_csrf,
     chosen_duration,
@@ -62,6 +63,8 @@ def portal() -> ResponseReturnValue:
                        grants=[_grant_json(gr) for gr in grants], locked=[_grant_json(gr) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
                        favourites=sorted(fav_ids), csrf_token=doc["csrf"], expires_at=doc["expires_at"])
+    if any(svc.console_method(gr) == "federation" for gr in grants):
+        allow_console_forms(svc.federation_endpoint())  # its Console buttons POST to /console, answered with a 302
     by_id = {gr.id: gr for gr in grants}
     recent = [by_id[i] for i in recent_ids if i in by_id]
     favourites = [gr for gr in grants if gr.id in fav_ids]

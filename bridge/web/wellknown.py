@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, make_response
+import hmac
+
+from flask import Blueprint, abort, jsonify, make_response, request
 from flask.typing import ResponseReturnValue
 
-from bridge.web.common import RETRY_AFTER, services
+from bridge.web.common import METRICS_LISTENER, RETRY_AFTER, services, wants_json
 
 bp = Blueprint("wellknown", __name__)
 
@@ -69,12 +71,33 @@ def readyz() -> ResponseReturnValue:
     return resp
 
 
+def _scrape_allowed(token: str) -> bool:
+    """The request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    sent = request.headers.get("Authorization", "")
+    scheme, _, value = sent.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def _unauthorized() -> ResponseReturnValue:
+    message = "This endpoint needs a bearer token (metrics.bearer_token_file)."
+    resp = jsonify(error="unauthorized", message=message) if wants_json() else make_response(message + "\n")
+    if not wants_json():
+        resp.headers["Content-Type"] = "text/plain; charset=utf-8"
+    resp.status_code = 401
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 @bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
     """Prometheus metrics, summed over every gunicorn worker of this instance."""
     svc = services()
-    if not svc.settings.metrics.enabled:
-        abort(404)
+    cfg = svc.settings.metrics
+    if not cfg.enabled or (cfg.listen is not None and not request.environ.get(METRICS_LISTENER)):
+        abort(404)  # with a metrics listener, the main one does not tell that /metrics exists
+    if cfg.bearer_token is not None and not _scrape_allowed(cfg.bearer_token.get_secret_value()):
+        return _unauthorized()
     body, content_type = svc.metrics.render()
     resp = make_response(body)
     resp.headers["Content-Type"] = content_type

@@ -68,6 +68,9 @@ def test_console_sign_in(method: str, role: str, live_bridge, make_settings, fed
         assert r.status_code == 200, r.text[:500]
         action, fields = _form(r.text, "saml-post")
         assert action == f"{federation_stub.url}/saml"
+        # The page's CSP lets exactly this form leave the bridge (the sign-in origin, then the console).
+        form_action = re.search(r"form-action ([^;]+)", r.headers["Content-Security-Policy"])
+        assert form_action and form_action[1].split()[:2] == ["'self'", federation_stub.url]
         assert fields["RelayState"] == "https://eu-west-1.console.aws.amazon.com/s3/home?region=eu-west-1"
         assert "SAMLResponse" in fields and "csrf_token" not in fields
         landed = requests.post(action, data=fields, timeout=30)

@@ -70,7 +70,8 @@ def test_minimal_valid_config() -> None:
     c = s.connectors[0]
     assert c.type == "oidc" and c.client_secret is not None and c.client_secret.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(s)  # SecretStr stays masked
-    assert s.mapping.rules == [] and s.warnings() == []
+    assert s.mapping.rules == [] and [w for w in s.warnings() if "/metrics is open" not in w] == []
+    assert any("/metrics is open" in w for w in s.warnings())  # neither a token nor a listener
     assert s.issuer.audience == "sts.amazonaws.com" and s.aws.partition == "aws"
 
 
@@ -344,12 +345,14 @@ def test_check_config_ok_with_generated_keys(tmp_path: Path) -> None:
     generate_key(tmp_path / "keys", "ES256")
     generate_cache_key(tmp_path / "keys")
     rules = [{"name": "r", "match": {"group": "g"}, "grants": [{"role_arn": "arn:aws:iam::123456789012:role/R"}]}]
+    (tmp_path / "metrics_token").write_text("scrape-token\n")
     cfg = write_yaml(tmp_path / "bridge.yaml", minimal(issuer={"keys_dir": str(tmp_path / "keys")},
-                                                       mapping={"rules": rules}))  # no rules: a warning
+                                                       mapping={"rules": rules},  # no rules: a warning
+                                                       metrics={"bearer_token_file": "metrics_token"}))
     result = run_check(cfg)
     assert result.exit_code == 0, result.output
     assert result.stdout == "ok\n"
-    assert result.stderr == ""  # https everywhere: no warnings
+    assert result.stderr == ""  # https everywhere, /metrics protected: no warnings
 
 
 def test_check_config_prints_warnings_but_passes(tmp_path: Path) -> None:

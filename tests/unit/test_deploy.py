@@ -137,16 +137,30 @@ def test_k8s_deployment_is_production_shaped() -> None:
 
 def test_k8s_configmap_bridge_config_is_valid(tmp_path: Path) -> None:
     text = _k8s()["ConfigMap"]["data"]["bridge.yaml"]
-    for name in ("secret_key", "corp_client_secret", "redis_password", "redis_ca.crt"):
+    for name in ("secret_key", "corp_client_secret", "redis_password", "redis_ca.crt", "metrics_token"):
         (tmp_path / name).write_text("x")
     raw = yaml.safe_load(text.replace("/etc/bridge/secrets/", f"{tmp_path}/"))
     s = settings_from_dict(raw, source_dir=tmp_path)
     assert s.redis.mode == "sentinel" and s.redis.tls and len(s.redis.sentinels) == 3
     assert s.redis.password is not None and s.audit.sink == "redis"
+    # /metrics on its own port, with a token, and that port is the one scraped and only from monitoring
+    assert s.metrics.listen == "0.0.0.0:9100" and s.metrics.bearer_token is not None
+    assert not any("/metrics" in w for w in s.warnings())
+    objs = _k8s()
+    pod = objs["Deployment"]["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in pod["spec"]["containers"][0]["ports"]
+    rules = objs["NetworkPolicy"]["spec"]["ingress"]
+    metrics_rule = next(r for r in rules if r["ports"][0]["port"] == 9100)
+    assert metrics_rule["from"][0]["namespaceSelector"]
+    assert all(p["port"] != 9100 for r in rules if "from" not in r for p in r["ports"])
+    assert all(p["targetPort"] == "http" for p in objs["Service"]["spec"]["ports"])
 
 
 def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the conf would set it for the process
+    monkeypatch.delenv("BRIDGE_BIND", raising=False)
+    monkeypatch.delenv("BRIDGE_METRICS_BIND", raising=False)
     spec = importlib.util.spec_from_file_location("gconf", DEPLOY / "gunicorn.conf.py")
     assert spec and spec.loader
     conf = importlib.util.module_from_spec(spec)
@@ -155,6 +169,10 @@ def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert conf.timeout > 5 * 3  # longer than the default STS budget (sts_timeout x sts_max_attempts)
     assert conf.logger_class == "bridge.gunicorn_logging.JsonLogger"
     assert callable(conf.child_exit) and callable(conf.on_starting)
+    assert conf.bind == ["127.0.0.1:8000"]
+    monkeypatch.setenv("BRIDGE_METRICS_BIND", "127.0.0.1:9100")  # bridge serve sets it from metrics.listen
+    spec.loader.exec_module(conf)
+    assert conf.bind == ["127.0.0.1:8000", "127.0.0.1:9100"]
 
 
 def test_gunicorn_access_log_is_json_without_query_strings() -> None:
