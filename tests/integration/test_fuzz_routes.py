@@ -60,7 +60,8 @@ def _sign_in(client: Any) -> dict[str, Any]:
 
 def _cli_token(client: Any, csrf: str) -> str:
     start = client.post("/oauth/device_authorization", data={"client_id": "bridge-cli"}).get_json()
-    client.post("/device", data={"user_code": start["user_code"], "decision": "approve", "csrf_token": csrf})
+    client.post("/device", data={"user_code": start["user_code"], "decision": "approve", "confirm": "yes",
+                              "csrf_token": csrf})
     tok = client.post("/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
                                             "client_id": "bridge-cli", "device_code": start["device_code"]})
     return str(tok.get_json()["access_token"])

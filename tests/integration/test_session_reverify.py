@@ -150,3 +150,20 @@ def test_revoked_ends_the_session_and_ok_replaces_the_identity_and_grant(redis_u
     with pytest.raises(NotSignedIn):
         sessions.load(shash)
     assert sessions.store.get_doc("session", shash) is None and sessions.store.get_upstream(shash) is None
+
+
+def test_a_saml_connectors_max_session_shortens_its_sessions(redis_url: str, saml_idp: Any) -> None:
+    """SAML has no back channel: its bound is the session lifetime, which ``max_session`` shortens."""
+    settings = settings_from_dict({
+        "base_url": "http://127.0.0.1:1", "insecure_dev_login": True,
+        "connectors": [{"id": "corpsaml", "type": "saml", "idp_entity_id": "https://idp.test", "sso_url":
+                        "https://idp.test/sso", "idp_cert_files": [str(saml_idp.cert_file)], "max_session": 3600},
+                       {"id": "dev", "type": "dev", "users": [{"subject": "a"}]}]})
+    store = Store.from_url(redis_url, f"ms{time.monotonic_ns()}:")
+    conns = {"corpsaml": FakeConnector("corpsaml", settings.connectors[0], None, type="saml"),
+             "dev": FakeConnector("dev", settings.connectors[1], None, type="dev")}
+    sessions = Sessions(store, settings, conns, None, None, clock=store.clock)
+    for cid, want in (("corpsaml", 3600), ("dev", settings.session.absolute_timeout)):
+        sid = sessions.start(Identity(connector_id=cid, subject="a", issuer="i"), correlation=None)
+        doc = store.get_doc("session", Store.session_hash(sid))
+        assert doc is not None and doc["expires_at"] - doc["created_at"] == want

@@ -171,7 +171,8 @@ def test_duration_never_a_500(app, raw: str) -> None:  # type: ignore[no-untyped
 def cli_token(client: Any, csrf: str) -> str:
     """A CLI bearer token through the device flow, approved by the signed-in ``client``."""
     start = client.post("/oauth/device_authorization", data={"client_id": "bridge-cli"}).get_json()
-    r = client.post("/device", data={"user_code": start["user_code"], "decision": "approve", "csrf_token": csrf})
+    r = client.post("/device", data={"user_code": start["user_code"], "decision": "approve", "confirm": "yes",
+                                     "csrf_token": csrf})
     assert r.status_code == 200, r.text[:300]
     tok = client.post("/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
                                             "client_id": "bridge-cli", "device_code": start["device_code"]})

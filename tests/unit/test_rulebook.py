@@ -349,6 +349,7 @@ def checked_config(tmp_path: Path, name: str, rules: Any) -> Path:
         "base_url": "https://bridge.example.com", "issuer": {"keys_dir": "keys"},
         "connectors": [{"id": "corp", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "c",
                         "client_secret": "s"}],
+        "metrics": {"enabled": False},  # no /metrics warning in the output compared below
         "mapping": {"rules_file": f"{name}.rules.yaml"}}), encoding="utf-8")
     return cfg
 
