@@ -1,7 +1,9 @@
 """Developer commands: login, logout, credential-process, configure, env, local-server, console.
 
-Kept apart from the admin commands and importing only the standard library and click, so
-`bridge credential-process` (run by every AWS SDK call that needs keys) starts quickly.
+Standard library and click only, and of those only what `credential-process` needs at import
+(the browser and HTTP server modules load in the commands that use them): AWS SDKs run
+`bridge credential-process` on every credential refresh, so its start-up is their wait.
+tests/unit/test_cli_lazy.py holds it to that.
 """
 
 from __future__ import annotations
@@ -9,17 +11,20 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import os
+import re
 import secrets
 import sys
-import webbrowser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bridge import client
 from bridge.client import ClientError
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 URL = click.option("--url", default=None, help="the bridge, e.g. https://bridge.example.com (or BRIDGE_URL)")
 ROLE = click.option("--role", required=True, help="role ARN, <account>/<role name>, or a unique role name")
@@ -35,6 +40,8 @@ def _die(e: ClientError) -> None:
 @click.option("--no-browser", is_flag=True, help="only print the URL and code")
 def login(url: str | None, no_browser: bool) -> None:
     """Sign in from the command line (device code: approve it in your browser)."""
+    import webbrowser
+
     try:
         base = client.resolve_url(url)
         start = client.start_login(base)
@@ -84,9 +91,6 @@ def credential_process(url: str | None, role: str, duration: int | None) -> None
 @click.option("--yes", is_flag=True, help="replace existing profiles of the same name without asking")
 def configure(url: str | None, region: str | None, config_file: str | None, yes: bool) -> None:
     """Write a ~/.aws/config profile per role you hold, using `bridge credential-process`."""
-    import os
-    import re
-
     try:
         base = client.resolve_url(url)
         grants = client.api(base, "/api/v1/grants")["grants"]
@@ -130,8 +134,6 @@ def env(url: str | None, role: str, shell: str, duration: int | None) -> None:
         doc = client.credentials(base, role, duration)
     except ClientError as e:
         _die(e)
-    import os
-
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     creds = Credentials(doc["AccessKeyId"], doc["SecretAccessKey"], doc["SessionToken"],
                         datetime.fromisoformat(doc["Expiration"].replace("Z", "+00:00")), "", role, "", region)
@@ -183,6 +185,8 @@ def console(url: str | None, role: str, destination: str | None, region: str | N
     if print_url:
         click.echo(login_url)
         return
+    import webbrowser
+
     opened = False
     with contextlib.suppress(webbrowser.Error):
         opened = webbrowser.open(login_url)
@@ -194,6 +198,8 @@ def console(url: str | None, role: str, destination: str | None, region: str | N
 
 def make_local_server(base: str, role: str, duration: int | None, port: int = 0) -> ThreadingHTTPServer:
     """The container-credentials endpoint botocore speaks to (spec §4.4): token-checked, loopback only."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     token = secrets.token_urlsafe(32)
 
     class Handler(BaseHTTPRequestHandler):
@@ -224,5 +230,3 @@ def make_local_server(base: str, role: str, duration: int | None, port: int = 0)
     server.auth_token = token  # type: ignore[attr-defined]
     return server
 
-
-COMMANDS = [login, logout, credential_process, configure, env, local_server, console]

@@ -1,0 +1,90 @@
+"""Running the bridge: check-config, serve, demo, metadata."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from bridge.commands._common import CONFIG, fail, settings_from
+from bridge.config import listen_port
+
+
+@click.command("check-config")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--previous", "previous_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="the config in force: fail if a running bridge would refuse to reload to these rules "
+                   "(too few rules; mapping.max_shrink)")
+def check_config(config_path: str, previous_path: str | None) -> None:
+    """Validate a config file (and its keys); print every problem, or "ok"."""
+    from bridge.rulebook import refusal
+    from bridge.services import load_keys
+
+    settings = settings_from(config_path)
+    _, problems = load_keys(settings)
+    if problems:
+        fail(problems, f"{config_path}: {len(problems)} problem(s):")
+    for w in settings.warnings():
+        click.echo(f"warning: {w}", err=True)
+    kept = len(settings_from(previous_path).mapping.rules) if previous_path else None
+    if (refused := refusal(kept, settings.mapping)) is not None:
+        if previous_path:
+            fail([refused[1]], f"{config_path}: a running bridge would refuse to reload to these rules:")
+        # Starting with no rules is allowed (a fresh install); a running bridge refuses to reload to it.
+        click.echo(f"warning: {refused[1]}; a running bridge refuses to reload to this", err=True)
+    click.echo("ok")
+
+
+@click.command()
+@CONFIG
+@click.option("--bind", default=None, help="host:port (default: the config's listen)")
+@click.option("--workers", default=None, type=int, help="gunicorn worker processes")
+def serve(config_path: str, bind: str | None, workers: int | None) -> None:
+    """Run the bridge under gunicorn (deploy/gunicorn.conf.py, gthread workers)."""
+    settings = settings_from(config_path)
+    from bridge.app import asset_dir
+
+    conf = asset_dir("deploy") / "gunicorn.conf.py"
+    env = {**os.environ, "BRIDGE_CONFIG": str(Path(config_path).resolve()),
+           "BRIDGE_BIND": bind or settings.listen}
+    if settings.metrics.listen:
+        # A second gunicorn listener; the app answers only /metrics there (bridge/app.py).
+        if listen_port(settings.metrics.listen) == listen_port(env["BRIDGE_BIND"]):
+            fail([f"metrics.listen {settings.metrics.listen} and --bind {env['BRIDGE_BIND']} share a port"],
+                 "cannot serve:")
+        env["BRIDGE_METRICS_BIND"] = settings.metrics.listen
+    else:
+        env.pop("BRIDGE_METRICS_BIND", None)
+    if workers:
+        env["BRIDGE_WORKERS"] = str(workers)
+    args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "bridge.wsgi:app"]
+    os.execvpe(args[0], args, env)  # noqa: S606 - replaces this process with gunicorn
+
+
+@click.command()
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--config", "config_path", default="config/demo.yaml", show_default=True)
+@click.option("--smoke", is_flag=True, help="sign in once, fetch credentials, call STS, then stop")
+def demo(port: int, config_path: str, smoke: bool) -> None:
+    """Run the demo: Redis, local STS (moto), the demo IdP and the bridge. Ctrl-C stops all."""
+    from bridge.demo import run_demo
+
+    sys.exit(run_demo(Path(config_path), port, smoke=smoke))
+
+
+@click.command()
+@CONFIG
+def metadata(config_path: str) -> None:
+    """Print the bridge's SAML IdP metadata (for `aws iam create-saml-provider`)."""
+    from bridge.aws.keys import load_keyring
+    from bridge.aws.metadata import idp_metadata
+
+    settings = settings_from(config_path)
+    ring, problems = load_keyring(settings.keys_dir)
+    ring = ring.view(time.time()) if ring is not None else None
+    if ring is None or not ring.saml:
+        fail(problems or ["no SAML signing key: run `bridge keys generate --kind saml`"], "cannot build metadata:")
+    sys.stdout.buffer.write(idp_metadata(settings.saml_entity_id, ring.saml, f"{settings.base_url}/idp/sso"))

@@ -1,0 +1,132 @@
+"""The ``bridge`` command is one lazy click group: every command listed in help, each loaded only when
+used, and `bridge credential-process` (run by AWS SDKs on every refresh) never loads the server's stack.
+
+The import checks run the console-script entry in a fresh interpreter and read its ``sys.modules``
+at exit: they assert on module names, never on times (bench/bench_cli_startup.py measures those).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("flask", "werkzeug", "jinja2", "pydantic", "pydantic_core", "yaml", "boto3", "botocore", "authlib",
+         "joserfc", "cryptography", "lxml", "xmlsec", "redis", "requests", "gunicorn")
+DEVELOPER_MODULES = {"bridge", "bridge.entry", "bridge.cli", "bridge.client", "bridge.commands",
+                     "bridge.commands.developer"}
+# Runs `bridge ARGS...` as the console script does, then writes the loaded modules to $MODULES_OUT.
+RUN = ("import atexit, json, os, sys\n"
+       "atexit.register(lambda: json.dump(sorted(sys.modules), open(os.environ['MODULES_OUT'], 'w')))\n"
+       "from bridge.entry import main\n"
+       "sys.argv[0] = 'bridge'\n"
+       "sys.exit(main())\n")
+
+
+def bridge(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    out = tmp_path / "modules.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MODULES_OUT": str(out), "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("BRIDGE_URL", None)
+    run = subprocess.run([sys.executable, "-c", RUN, *args], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, check=False)
+    return run, set(json.loads(out.read_text()))
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY)
+
+
+def test_credential_process_help_loads_no_server_module(tmp_path: Path) -> None:
+    run, modules = bridge(tmp_path, "credential-process", "--help")
+    assert run.returncode == 0 and "Usage: bridge credential-process" in run.stdout, run.stderr
+    assert heavy(modules) == []
+    assert {m for m in modules if m.split(".")[0] == "bridge"} == DEVELOPER_MODULES
+
+
+def test_credential_process_from_the_cache_loads_no_server_module_and_no_http(tmp_path: Path) -> None:
+    """The SDK's everyday call: credentials still fresh in ~/.cache, printed without the network."""
+    url, role = "https://bridge.example.com", "arn:aws:iam::123456789012:role/Admin"
+    doc = {"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "secret", "SessionToken": "token",
+           "Expiration": (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    key = hashlib.sha256(f"{url}\x00{role}\x00None".encode()).hexdigest()[:32]  # bridge.client._cache_path
+    cache = tmp_path / "cache" / "federation-bridge"
+    cache.mkdir(parents=True)
+    (cache / f"creds-{key}.json").write_text(json.dumps(doc))
+    run, modules = bridge(tmp_path, "credential-process", "--url", url, "--role", role)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == doc
+    assert heavy(modules) == []
+    assert {m for m in modules if m.split(".")[0] == "bridge"} == DEVELOPER_MODULES
+    assert not {"urllib.request", "http.client", "http.server", "ssl", "webbrowser"} & modules
+
+
+def test_credential_process_without_login_still_loads_no_server_module(tmp_path: Path) -> None:
+    run, modules = bridge(tmp_path, "credential-process", "--url", "http://127.0.0.1:9", "--role", "Admin")
+    assert run.returncode == 1 and run.stderr.startswith("bridge: not signed in to http://127.0.0.1:9")
+    assert heavy(modules) == []
+
+
+def test_full_help_does_load_the_admin_commands(tmp_path: Path) -> None:
+    """The other side of the checks above: listing every command imports them, server stack included."""
+    run, modules = bridge(tmp_path, "--help")
+    assert run.returncode == 0, run.stderr
+    assert {"pydantic", "bridge.commands.admin", "bridge.commands.tokens"} <= modules
+
+
+def test_help_lists_every_command_with_its_short_help() -> None:
+    r = CliRunner().invoke(main, ["--help"], prog_name="bridge")
+    assert r.exit_code == 0, r.output
+    listed = dict(re.findall(r"^  ([a-z-]+) +(\S.*)$", r.output.split("Commands:\n")[1], re.M))
+    assert sorted(listed) == sorted(COMMANDS)
+    assert all(help_ for help_ in listed.values())
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_registered_command_loads_under_its_name(name: str) -> None:
+    ctx = click.Context(main)
+    command = main.get_command(ctx, name)
+    assert isinstance(command, click.Command) and command.name == name
+    r = CliRunner().invoke(main, [name, "--help"], prog_name="bridge")
+    assert r.exit_code == 0 and r.output.startswith(f"Usage: bridge {name} "), r.output
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    r = CliRunner().invoke(main, ["nosuch"], prog_name="bridge")
+    assert r.exit_code == 2 and "No such command 'nosuch'" in r.output
+
+
+def _readme_block(heading: str) -> str:
+    section = Path(ROOT / "README.md").read_text(encoding="utf-8").split(f"\n## {heading}\n")[1].split("\n## ")[0]
+    return "\n".join(re.findall(r"```sh\n(.*?)```", section, re.S))
+
+
+def test_readme_command_lists_name_every_command() -> None:
+    """README "Admin CLI" and "Developer credentials" show every command and subcommand, and no other."""
+    ctx = click.Context(main)
+    expected = set()
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            expected |= {f"{name} {sub}" for sub in command.list_commands(ctx)}
+        else:
+            expected.add(name)
+    shown = set()
+    for block in (_readme_block("Admin CLI"), _readme_block("Developer credentials")):
+        for line in block.splitlines():
+            if m := re.search(r"(?:^|[\s(])bridge ([a-z-]+)(?: ([a-z-]+))?", line.split("#")[0]):
+                group = main.get_command(ctx, m[1])
+                shown.add(f"{m[1]} {m[2]}" if isinstance(group, click.Group) else m[1])
+    assert shown == expected
