@@ -11,6 +11,7 @@ A new command: write it in the area's module and add its name here.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
@@ -42,8 +43,8 @@ COMMANDS: dict[str, str] = {
 class LazyGroup(click.Group):
     """A group whose commands are named up front and imported on first use."""
 
-    def __init__(self, *args: object, lazy_commands: dict[str, str], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, lazy_commands: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.lazy_commands = lazy_commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
