@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_rules.py
 	$(PY) bench/bench_portal.py
+	$(PY) bench/bench_cli_startup.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache

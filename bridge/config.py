@@ -484,6 +484,13 @@ class Settings(_Model):
     def secure_cookies(self) -> bool:
         return urlsplit(self.base_url).scheme == "https"
 
+    @property
+    def session_cookie(self) -> str:
+        """The session cookie's name: ``__Host-`` on https, so a sibling subdomain cannot plant one
+        (a planted session would sign the victim's console sign-ins in as the attacker)."""
+        name = self.session.cookie_name
+        return f"__Host-{name}" if self.secure_cookies else name
+
     def resolve(self, path: Path) -> Path:
         """A path from the config, relative to the config file's folder."""
         return path if path.is_absolute() else self.source_dir / path

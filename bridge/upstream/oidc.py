@@ -321,10 +321,14 @@ class OidcConnector:
         return self._reverified(g, claims, id_token if isinstance(id_token, str) else None, grant)
 
     def _reverified(self, g: Mapping[str, Any], claims: dict[str, Any] | None, id_token: str | None,
-                    grant: dict[str, Any]) -> ReverifyOk:
+                    grant: dict[str, Any]) -> ReverifyOk | ReverifyRevoked:
         grant["verified_at"] = int(self.clock())
         if claims is None:
             return ReverifyOk(None, grant)
+        try:  # the same e-mail rule as at sign-in: a changed, unverified address is not taken on refresh
+            check_email_verified(claims, self.cfg)
+        except EmailUnverified:
+            return ReverifyRevoked("email_unverified")
         claims = {k: v for k, v in claims.items() if k not in ("amr", "acr", "auth_time")}
         for claim, key in (("amr", "amr"), ("acr", "acr"), ("auth_time", "auth_time")):
             if g.get(key):

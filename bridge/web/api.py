@@ -150,7 +150,7 @@ class Bearer:
 
 def _bearer() -> Bearer:
     auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer ") or request.cookies.get(services().settings.session.cookie_name):
+    if not auth.startswith("Bearer ") or request.cookies.get(services().settings.session_cookie):
         # Bearer only, never mixed with a browser cookie (no CSRF surface on the API).
         raise NotSignedIn("no bearer token", message="This API needs a CLI token.",
                           hint="Run `bridge login --url <bridge URL>`.")

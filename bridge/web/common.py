@@ -40,7 +40,7 @@ def wants_json() -> bool:
 def session_hash() -> str | None:
     """The hash of this browser's session cookie (what the store and CLI tokens know it by), or None."""
     svc = services()
-    sid = request.cookies.get(svc.settings.session.cookie_name, "")
+    sid = request.cookies.get(svc.settings.session_cookie, "")
     return svc.store.session_hash(sid) if sid and len(sid) <= 128 else None
 
 
@@ -165,7 +165,7 @@ def start_session(identity: Identity, *, passthrough_grants: list[Grant] | None 
 def session_passthrough() -> dict[str, str] | None:
     """The signed-in user's stored upstream artifact (aws_passthrough), or None once it expired."""
     svc = services()
-    sid = request.cookies.get(svc.settings.session.cookie_name, "")
+    sid = request.cookies.get(svc.settings.session_cookie, "")
     doc = svc.store.get_passthrough(sid) if sid else None
     return {str(k): str(v) for k, v in doc.items()} if doc else None
 
@@ -206,9 +206,10 @@ def client_ip() -> str:
 
 
 def own_navigation() -> bool:
-    """True when the browser says this request is a click on the bridge's own pages (``same-origin``)
-    or a typed URL / bookmark (``none``): Sec-Fetch-Site, set by the browser, not forgeable by a page.
-    A link from any other site (``cross-site``, ``same-site``) or a client that does not send the
-    header gets a page to confirm instead: another site must not pick the role, duration and
-    destination of a sign-in and have it happen without the user pressing a button."""
-    return request.headers.get("Sec-Fetch-Site") in ("same-origin", "none")
+    """True when the browser says this request is a click on the bridge's own pages (``same-origin``):
+    Sec-Fetch-Site, set by the browser, not forgeable by a page. Anything else gets a page to confirm:
+    a link from another site (``cross-site``, ``same-site``), a client without the header, and also
+    ``none`` — sent for typed URLs and bookmarks, but equally for links opened from mail and chat
+    apps, where a phishing link must not pick the role, duration and destination of a sign-in and
+    have it happen without the user pressing a button. A bookmark costs one click."""
+    return request.headers.get("Sec-Fetch-Site") == "same-origin"

@@ -57,10 +57,10 @@ def init_app(app: Flask) -> None:
         svc = services()
         s = svc.settings.session
         if new_sid := g.get("new_session_id"):
-            resp.set_cookie(s.cookie_name, new_sid, max_age=s.absolute_timeout, httponly=True,
+            resp.set_cookie(svc.settings.session_cookie, new_sid, max_age=s.absolute_timeout, httponly=True,
                             secure=svc.settings.secure_cookies, samesite="Lax", path="/")
         elif g.get("clear_session_cookie"):
-            resp.delete_cookie(s.cookie_name, path="/", httponly=True, secure=svc.settings.secure_cookies,
+            resp.delete_cookie(svc.settings.session_cookie, path="/", httponly=True, secure=svc.settings.secure_cookies,
                                samesite="Lax")
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         method = request.method if request.method in _METHODS else "other"

@@ -205,7 +205,7 @@ def other_site(tmp_path: Path) -> Iterator[Any]:
 def test_go_link_from_another_site_needs_a_click(page, live_bridge, make_settings, federation_stub,
                                                  other_site) -> None:
     """Attack: another site links to /go with its own duration and destination; the console sign-in must
-    not happen until the user presses the button (a bookmark or the portal's own link still goes straight)."""
+    not happen until the user presses the button (a link on the bridge's own pages still goes straight)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     base = live_bridge(make_settings())
     link = f"{base}/go/sandbox/Admin?duration=43200&destination=/iam/home&auto=1"
@@ -227,8 +227,16 @@ def test_go_link_from_another_site_needs_a_click(page, live_bridge, make_setting
     page.wait_for_selector("#role")
     assert page.url.startswith(federation_stub.url) and page.text_content("#role") == "Admin"
     assert federation_stub.signed_in[-1]["duration"] == "43200"
-    # Typed or bookmarked (Sec-Fetch-Site: none): straight to the console, as before.
+    # Typed or bookmarked (Sec-Fetch-Site: none — also what links from mail and chat apps send): asks too.
     page.goto(f"{base}/go/sandbox/Admin?duration=900")
+    page.wait_for_selector("#go-confirm")
+    assert len(federation_stub.signed_in) == 1
+    # A link on the bridge's own pages (same-origin) goes straight to the console.
+    page.goto(f"{base}/portal")
+    page.evaluate("""() => { const a = document.createElement('a'); a.id = 'own-link';
+                             a.href = '/go/sandbox/Admin?duration=900'; a.textContent = 'go';
+                             document.body.appendChild(a); }""")
+    page.click("#own-link")
     page.wait_for_url(f"{federation_stub.url}/**")
     page.wait_for_selector("#role")
     assert len(federation_stub.signed_in) == 2 and federation_stub.signed_in[-1]["duration"] == "900"

@@ -158,7 +158,7 @@ def test_cli_token_ends_with_its_session_by_idle_timeout(bridge: Bridge) -> None
     token = bridge.cli_token(s)
     assert bridge.api(token, "GET", "/api/v1/grants").status_code == 200
     r = redis.Redis.from_url(bridge.svc.settings.redis.url)
-    sid = s.cookies[bridge.svc.settings.session.cookie_name]
+    sid = s.cookies[bridge.svc.settings.session_cookie]
     r.delete(bridge.svc.store.session_key(sid))  # what Redis does when the idle TTL runs out
     got = bridge.api(token, "GET", "/api/v1/grants")
     assert got.status_code == 401 and got.json()["error"] == "cli_session_ended", got.text

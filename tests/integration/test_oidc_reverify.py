@@ -242,6 +242,15 @@ def test_refreshed_id_token_is_verified(fake, tamper: dict[str, Any], outcome: t
         assert isinstance(r, ReverifyOk) and r.identity is None and r.grant["refresh_token"]
 
 
+def test_an_unverified_email_taken_on_at_the_idp_is_not_accepted_on_refresh(fake) -> None:
+    """Attack: sign in verified, then change the e-mail at the IdP to someone else's (unverified)."""
+    op, _ = fake
+    conn, identity = fake_sign_in(op)
+    op.claims = {**op.claims, "email": "ceo@example.com", "email_verified": False}
+    r = conn.reverify(identity.upstream or {})
+    assert isinstance(r, ReverifyRevoked) and r.reason == "email_unverified"
+
+
 def test_another_subject_is_revoked(fake) -> None:
     op, _ = fake
     conn, identity = fake_sign_in(op)

@@ -231,6 +231,24 @@ def test_hsts_only_over_https(make_settings, app_factory) -> None:
         assert r.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
 
 
+def test_session_cookie_cannot_be_planted_by_a_sibling_domain_on_https(make_settings, app_factory) -> None:
+    """Attack: a sibling subdomain sets `bridge_session=<attacker's session>; Domain=.corp` so the
+    victim's console sign-ins run as the attacker. On https the name carries __Host- (host-only,
+    Secure, Path=/): browsers refuse such a cookie from another host, and the plain name is ignored."""
+    app = app_factory(make_settings(base_url="https://bridge.example.com"))
+    c = app.test_client()
+    c.environ_base["wsgi.url_scheme"] = "https"
+    signed_in(c)
+    session = c.get_cookie("__Host-bridge_session")
+    assert session is not None and session.secure and session.path == "/" and session.domain in (None, "", "localhost")
+    assert c.get_cookie("bridge_session") is None
+    planted = app.test_client()
+    planted.environ_base["wsgi.url_scheme"] = "https"
+    planted.set_cookie("bridge_session", session.value)  # what a sibling domain could set
+    assert planted.get("/portal", headers={"Accept": "application/json"}).status_code == 401
+    assert c.get("/portal", headers={"Accept": "application/json"}).status_code == 200
+
+
 def test_csp_form_action_self_by_default(app) -> None:  # type: ignore[no-untyped-def]
     c = app.test_client()
     for r in (c.get("/"), c.get("/healthz"), c.get("/nope"), c.get("/dev-login/dev?state=x")):
