@@ -292,8 +292,10 @@ class Settings(SettingsModel):
     @property
     def enabled_connectors(self) -> list[AnyConnectorSettings]:
         return [c for c in self.connectors if c.enabled]
+
     def warnings(self) -> list[str]:
-        """Insecure or unusual settings to warn about at startup (never fatal)."""
+        """Insecure or unusual settings to warn about at startup (never fatal): the deployment's, each
+        enabled connector's own (``<type>_settings.py``), /metrics and the rules'."""
         out = self._deployment_warnings()
         for c in self.enabled_connectors:
             out += c.warnings()

@@ -1,7 +1,7 @@
 """The connector types the config accepts: ``type`` → settings class (the discriminated union).
 
 A connector type is added here (its settings class beside its connector, ``<type>_settings.py``) and
-in ``build_connector`` (``bridge/upstream/__init__.py``). A ``type:`` not listed here fails at startup:
+in ``build_connector`` (``bridge/upstream/build.py``). A ``type:`` not listed here fails at startup:
 ``connectors[0]: Input tag 'x' found using 'type' does not match any of the expected tags: …``.
 """
 
