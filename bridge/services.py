@@ -34,7 +34,8 @@ from bridge.metrics import KeyInfo, Metrics
 from bridge.rulebook import RuleBook
 from bridge.sessions import Sessions
 from bridge.store import Store, redis_client
-from bridge.upstream import Connector, build_connector
+from bridge.upstream import Connector
+from bridge.upstream.build import build_connector
 
 PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
 

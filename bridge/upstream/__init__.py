@@ -1,30 +1,15 @@
-"""Upstream identity providers. ``build_connector`` is the type → class registry."""
+"""Upstream identity providers, one module per connector type, its settings beside it:
+
+- ``oidc`` / ``oidc_settings``, ``saml`` / ``saml_settings``, ``dev`` / ``dev_settings``;
+- ``registry``: type → settings class (what the config accepts);
+- ``build``: ``build_connector``, type → connector class (what the service runs).
+
+This package itself imports only the connector protocol (``base``), so a settings module can be
+imported — when the config loads — without authlib, requests or python3-saml.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-from bridge.config import DevConnectorSettings, OidcConnectorSettings, SamlConnectorSettings
 from bridge.upstream.base import Connector, LoginStart, PendingLogin
-from bridge.upstream.dev import DevConnector
-from bridge.upstream.oidc import OidcConnector
-from bridge.upstream.saml import SamlConnector
 
-
-def build_connector(cfg: OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings, *, base_url: str,
-                    resolve: Callable[[Path], Path], replay_guard: Callable[[str, int], bool],
-                    on_stale: Callable[[str, str], None] | None = None) -> Connector:
-    """Instantiate the connector for ``cfg.type`` (config validation already refused unknown types).
-
-    ``on_stale(connector id, document)`` is told when an IdP document could not be refreshed and
-    the last good copy was used (the app counts it in a metric)."""
-    stale = (lambda doc: on_stale(cfg.id, doc)) if on_stale else None
-    if isinstance(cfg, OidcConnectorSettings):
-        return OidcConnector(cfg, on_stale=stale)
-    if isinstance(cfg, SamlConnectorSettings):
-        return SamlConnector(cfg, base_url=base_url, resolve=resolve, replay_guard=replay_guard, on_stale=stale)
-    return DevConnector(cfg, base_url=base_url)
-
-
-__all__ = ["Connector", "LoginStart", "PendingLogin", "build_connector"]
+__all__ = ["Connector", "LoginStart", "PendingLogin"]

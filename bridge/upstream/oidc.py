@@ -35,7 +35,6 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
-from bridge.config import OidcConnectorSettings
 from bridge.errors import EmailUnverified, IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.logs import event
@@ -48,6 +47,7 @@ from bridge.upstream.base import (
     ReverifyRevoked,
     ReverifyUnreachable,
 )
+from bridge.upstream.oidc_settings import OidcConnectorSettings
 
 GRANT_VERSION = 1
 # An access token this close to its expiry is not used for userinfo: a 401 for an expired token

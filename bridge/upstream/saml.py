@@ -28,11 +28,11 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from bridge.aws.validate_saml import is_aws_audience, is_aws_signin_saml
-from bridge.config import SamlConnectorSettings
 from bridge.errors import IdpDenied, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.logs import event
 from bridge.upstream.base import LoginStart, PendingLogin
+from bridge.upstream.saml_settings import SamlConnectorSettings
 
 MAX_RESPONSE_B64 = 1_400_000  # ~1 MB of XML; Flask also caps the request body at 1 MB
 ENTRA_AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"

@@ -2,6 +2,8 @@
 
 - mapping, aws and upstream never reach the web layer (flask or bridge.web);
 - the pure modules (mapping, and aws arn/limits/token/formats/validate/keys) use no I/O clients;
+- connector settings (``bridge/upstream/*_settings.py``, the ``type`` registry) and the config package
+  reach no web framework, I/O client or IdP protocol library: loading the config stays light;
 - nothing under bridge/ uses pickle (sessions are JSON in Redis).
 
 Imports are followed through bridge's own modules too, so a pure module cannot pick up flask by
@@ -22,6 +24,9 @@ NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
 PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys")
 WEB = ("flask", "bridge.web")
 IO_CLIENTS = ("redis", "boto3", "botocore", "requests", "flask")
+# What a connector's settings (and loading the config) must not pull in: they are read before any
+# connector runs, by `bridge check-config` too.
+HEAVY = ("flask", "redis", "boto3", "botocore", "authlib", "requests", "onelogin", "xmlsec")
 PICKLERS = ("pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve", "jsonpickle")
 
 
@@ -98,6 +103,13 @@ PURE_MODULES = sorted(
     [m for m in SOURCES if m.startswith("bridge.mapping")] + [f"bridge.aws.{name}" for name in PURE_AWS]
 )
 
+CONNECTOR_SETTINGS_MODULES = sorted(
+    m for m in SOURCES if m.startswith("bridge.upstream.") and (m.endswith("_settings") or m.endswith(".registry"))
+)
+LIGHT_MODULES = CONNECTOR_SETTINGS_MODULES + sorted(
+    m for m in SOURCES if m == "bridge.config" or m.startswith("bridge.config.")
+) + ["bridge.settings_base"]
+
 
 # --------------------------------------------------------------------------- the checker itself
 
@@ -122,6 +134,18 @@ def test_the_layout_the_rules_talk_about_exists() -> None:
         "bridge.web.portal",
     } <= set(SOURCES)
     assert all(m in SOURCES for m in PURE_MODULES)
+    assert {
+        "bridge.upstream.oidc_settings",
+        "bridge.upstream.saml_settings",
+        "bridge.upstream.dev_settings",
+        "bridge.upstream.registry",
+    } <= set(CONNECTOR_SETTINGS_MODULES)
+    assert {"bridge.config", "bridge.config.schema", "bridge.config.loading", "bridge.config.checks"} <= set(
+        LIGHT_MODULES
+    )
+    # Sanity: the connectors themselves do use authlib / python3-saml, so the check below can fail.
+    assert any(_is(n, ("authlib",)) for n in DIRECT["bridge.upstream.oidc"])
+    assert any(_is(n, ("onelogin",)) for n in DIRECT["bridge.upstream.saml"])
     # Sanity: the web layer really does import flask, so the check below can fail.
     assert any(_is(n, ("flask",)) for m in SOURCES if m.startswith("bridge.web") for n in DIRECT[m])
 
@@ -142,6 +166,14 @@ def test_pure_modules_use_no_io_clients(module: str) -> None:
     direct = sorted(n for n in DIRECT[module] if _is(n, IO_CLIENTS))
     assert direct == [], f"{module} imports {direct}"
     indirect = sorted(n for n in closure(module) if _is(n, IO_CLIENTS))
+    assert indirect == [], f"{module} reaches {indirect} through bridge modules"
+
+
+@pytest.mark.parametrize("module", LIGHT_MODULES)
+def test_connector_settings_and_config_stay_light(module: str) -> None:
+    direct = sorted(n for n in DIRECT[module] if _is(n, HEAVY))
+    assert direct == [], f"{module} imports {direct}"
+    indirect = sorted(n for n in closure(module) if _is(n, HEAVY))
     assert indirect == [], f"{module} reaches {indirect} through bridge modules"
 
 

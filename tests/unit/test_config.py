@@ -1,4 +1,4 @@
-"""Settings loading (bridge/config.py): every problem listed with its path, env and file secrets, CLI."""
+"""Settings loading (bridge/config/): every problem listed with its path, env and file secrets, CLI."""
 
 from __future__ import annotations
 
@@ -426,3 +426,68 @@ def test_demo_config_passes_check_config(demo_env: Path) -> None:
     result = run_check(DEMO_CONFIG)
     assert result.exit_code == 0, result.output
     assert result.stdout == "ok\n"
+
+
+def test_unknown_connector_type_fails_with_the_registry_types() -> None:
+    with pytest.raises(ConfigError) as e:
+        settings_from_dict(minimal(connectors=[{"id": "x", "type": "ldap"}]))
+    assert e.value.problems == [
+        "connectors[0]: Input tag 'ldap' found using 'type' does not match any of the expected tags: "
+        "'oidc', 'saml', 'dev'"
+    ]
+
+
+def test_connector_registry_matches_the_settings_union() -> None:
+    from typing import get_args
+
+    from bridge.upstream.registry import CONNECTOR_SETTINGS, CONNECTOR_TYPES, AnyConnectorSettings
+
+    assert list(get_args(AnyConnectorSettings)) == list(CONNECTOR_SETTINGS.values())
+    for type_, cls in CONNECTOR_SETTINGS.items():
+        assert get_args(cls.model_fields["type"].annotation) == (type_,)
+        assert cls.__module__ == f"bridge.upstream.{type_}_settings"  # beside its connector
+    assert CONNECTOR_TYPES == ("oidc", "saml", "dev")
+
+
+def test_semantic_problems_come_connectors_first_then_sections(tmp_path: Path) -> None:
+    saml = {"id": "sso", "type": "saml", "metadata_file": "md.xml", "max_session": 99999}
+    oidc = {**MINIMAL["connectors"][0], "client_secret": None, "allowed_algs": ["HS256", "RS256"]}
+    with pytest.raises(ConfigError) as e:
+        settings_from_dict(minimal(connectors=[saml, oidc, DEV_CONNECTOR, DEV_CONNECTOR],
+                                   issuer={"key_alg": "ES256"},
+                                   redis={"url": "rediss://r:6379/0", "ssl_ca_file": "ca.pem"},
+                                   audit={"sink": "file", "path": "nowhere/audit.log"},
+                                   listen="0.0.0.0:8000", metrics={"listen": "127.0.0.1:8000"},
+                                   session={"idle_timeout": 7200, "absolute_timeout": 3600}),
+                           source_dir=tmp_path)
+    assert e.value.problems == [
+        "connectors: id 'dev' is used more than once",
+        "connectors[1].client_secret: required for client_secret_basic (or set client_secret_file)",
+        "connectors[1].allowed_algs: ['HS256'] are not allowed for ID tokens",
+        "connectors[2]: the dev connector 'dev' needs insecure_dev_login: true (it signs anyone in as any user)",
+        "connectors[3]: the dev connector 'dev' needs insecure_dev_login: true (it signs anyone in as any user)",
+        "connectors[0].max_session: longer than session.absolute_timeout (it can only shorten sessions)",
+        f"connectors[0].metadata_file: {tmp_path / 'md.xml'} does not exist",
+        f"redis.ssl_ca_file: {tmp_path / 'ca.pem'} does not exist",
+        f"audit.path: folder {tmp_path / 'nowhere'} does not exist",
+        "metrics.listen: must be another port than listen",
+        "session.idle_timeout: longer than session.absolute_timeout",
+    ]
+
+
+def test_warnings_keep_their_order() -> None:
+    saml = {"id": "sso", "type": "saml", "metadata_url": "https://idp/md", "insecure_allow_idp_initiated": True,
+            "insecure_allow_response_only_signing": True}
+    oidc = {**MINIMAL["connectors"][0], "issuer": "http://idp", "insecure_accept_unverified_email": True}
+    s = settings_from_dict(minimal(base_url="http://bridge", insecure_dev_login=True, connectors=[saml, oidc],
+                                   redis={"url": "redis://redis.internal:6379/0"}, audit={"sink": "none"}))
+    assert [w.split(":")[0] for w in s.warnings()] == [
+        "insecure_dev_login is on",
+        "base_url http",
+        "redis redis.internal is reached without TLS",
+        "audit.sink is none",
+        "issuer http",
+        "connector sso", "connector sso",
+        "connector corp", "connector corp",
+        "/metrics is open to anyone who reaches the bridge",
+    ]

@@ -1,0 +1,92 @@
+"""Semantic checks: problems across options and sections, run once every section validated.
+
+Each problem reads ``path.to.option: message``, like the validation problems before them; they
+come out in a stable order (connectors first, in the order written, then the other sections).
+"""
+
+from __future__ import annotations
+
+from bridge.aws.arn import PARTITIONS
+from bridge.aws.keys import SUPPORTED_ALGS
+from bridge.config.schema import Settings, listen_port
+from bridge.upstream.dev_settings import DevConnectorSettings
+from bridge.upstream.oidc_settings import OidcConnectorSettings
+from bridge.upstream.registry import AnyConnectorSettings
+from bridge.upstream.saml_settings import SamlConnectorSettings
+
+_SYMMETRIC_OR_NONE = ("none", "HS256", "HS384", "HS512")
+
+
+def semantic_problems(s: Settings) -> list[str]:
+    """Every problem a validated ``Settings`` still has (an empty list when it is usable)."""
+    problems = _duplicate_connector_ids(s)
+    for i, c in enumerate(s.connectors):
+        problems += _connector_problems(f"connectors[{i}]", c, s)
+    for i, c in enumerate(s.connectors):
+        if isinstance(c, SamlConnectorSettings):
+            problems += _saml_problems(f"connectors[{i}]", c, s)
+    return problems + _issuer_aws_problems(s) + _local_file_problems(s) + _listener_session_problems(s)
+
+
+def _duplicate_connector_ids(s: Settings) -> list[str]:
+    ids = [c.id for c in s.connectors]
+    return [f"connectors: id {dup!r} is used more than once" for dup in sorted({i for i in ids if ids.count(i) > 1})]
+
+
+def _connector_problems(where: str, c: AnyConnectorSettings, s: Settings) -> list[str]:
+    problems = []
+    if isinstance(c, DevConnectorSettings) and c.enabled and not s.insecure_dev_login:
+        problems.append(f"{where}: the dev connector {c.id!r} needs insecure_dev_login: true "
+                        "(it signs anyone in as any user)")
+    if isinstance(c, OidcConnectorSettings):
+        if c.token_endpoint_auth_method != "none" and c.client_secret is None:  # noqa: S105
+            problems.append(f"{where}.client_secret: required for {c.token_endpoint_auth_method} "
+                            "(or set client_secret_file)")
+        bad = [a for a in c.allowed_algs if a in _SYMMETRIC_OR_NONE]
+        if bad:
+            problems.append(f"{where}.allowed_algs: {bad} are not allowed for ID tokens")
+    return problems
+
+
+def _saml_problems(where: str, c: SamlConnectorSettings, s: Settings) -> list[str]:
+    problems = []
+    if c.max_session is not None and c.max_session > s.session.absolute_timeout:
+        problems.append(f"{where}.max_session: longer than session.absolute_timeout "
+                        "(it can only shorten sessions)")
+    for name in ("metadata_file", "sp_key_file", "sp_cert_file"):
+        path = getattr(c, name)
+        if path is not None and not s.resolve(path).is_file():
+            problems.append(f"{where}.{name}: {s.resolve(path)} does not exist")
+    for j, path in enumerate(c.idp_cert_files):
+        if not s.resolve(path).is_file():
+            problems.append(f"{where}.idp_cert_files[{j}]: {s.resolve(path)} does not exist")
+    return problems
+
+
+def _issuer_aws_problems(s: Settings) -> list[str]:
+    problems = []
+    if s.issuer.key_alg not in SUPPORTED_ALGS:
+        problems.append(f"issuer.key_alg: use one of {SUPPORTED_ALGS}")
+    if s.aws.partition not in PARTITIONS:
+        problems.append("aws.partition: unknown partition")
+    return problems
+
+
+def _local_file_problems(s: Settings) -> list[str]:
+    problems = []
+    for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+        path = getattr(s.redis, name)
+        if path is not None and not s.resolve(path).is_file():
+            problems.append(f"redis.{name}: {s.resolve(path)} does not exist")
+    if s.audit.sink == "file" and s.audit.path is not None and not s.resolve(s.audit.path).parent.is_dir():
+        problems.append(f"audit.path: folder {s.resolve(s.audit.path).parent} does not exist")
+    return problems
+
+
+def _listener_session_problems(s: Settings) -> list[str]:
+    problems = []
+    if s.metrics.listen is not None and listen_port(s.metrics.listen) == listen_port(s.listen):
+        problems.append("metrics.listen: must be another port than listen")
+    if s.session.idle_timeout > s.session.absolute_timeout:
+        problems.append("session.idle_timeout: longer than session.absolute_timeout")
+    return problems

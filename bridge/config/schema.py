@@ -1,0 +1,340 @@
+"""The settings schema: ``Settings`` and its sections, as pydantic models (field-level validation).
+
+Connector settings live beside their connectors (``bridge/upstream/*_settings.py``) and are
+composed here through the registry (``bridge.upstream.registry``). Checks across sections are in
+``bridge.config.checks``; reading files into these models is ``bridge.config.loading``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+
+from bridge.config.sources import rules_file_path
+from bridge.mapping import MappingSettings
+from bridge.settings_base import SettingsModel
+from bridge.upstream.registry import AnyConnectorSettings, ConnectorSettings
+
+
+class RedisSettings(SettingsModel):
+    """One Redis, TLS (``rediss://``), Sentinel or Cluster, all through redis-py.
+
+    ``single``: ``url`` is the server (``redis://`` or ``rediss://``, db in the path).
+    ``sentinel``: ``sentinels`` are asked for the master named ``sentinel_master``; ``url`` only
+    carries the scheme (``rediss`` = TLS to the master), credentials and db.
+    ``cluster``: ``url`` is any node (db 0 only); redis-py discovers the others.
+    """
+
+    mode: Literal["single", "sentinel", "cluster"] = "single"
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field("bridge:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_.{}-]+$")
+    socket_timeout: float = Field(2.0, gt=0, le=30)
+    password: SecretStr | None = None
+    sentinels: list[str] = Field(default_factory=list, description="host:port of each Sentinel")
+    sentinel_master: str | None = None
+    sentinel_password: SecretStr | None = None
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    max_connections: int = Field(50, ge=1, le=10000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if u.scheme != "unix" and not u.hostname:
+            raise ValueError("must name a host, e.g. redis://redis.internal:6379/0")
+        return v
+
+    @field_validator("sentinels")
+    @classmethod
+    def _hostports(cls, v: list[str]) -> list[str]:
+        for item in v:
+            host, _, port = item.rpartition(":")
+            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+        return v
+
+    @model_validator(mode="after")
+    def _topology(self) -> RedisSettings:
+        problems = []
+        u = urlsplit(self.url)
+        if self.mode == "sentinel":
+            if not self.sentinels:
+                problems.append("mode sentinel needs sentinels: [host:port, ...]")
+            if not self.sentinel_master:
+                problems.append("mode sentinel needs sentinel_master (the master's name)")
+        elif self.sentinels or self.sentinel_master:
+            problems.append("sentinels / sentinel_master are only used with mode: sentinel")
+        if self.mode == "cluster":
+            if u.scheme == "unix":
+                problems.append("mode cluster needs a redis:// or rediss:// node URL")
+            if u.path.strip("/") not in ("", "0"):
+                problems.append("mode cluster has only database 0")
+        if (self.ssl_ca_file or self.ssl_cert_file or self.ssl_key_file) and u.scheme != "rediss":
+            problems.append("ssl_* files need a rediss:// url (TLS)")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            problems.append("ssl_cert_file and ssl_key_file go together (client certificate)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "rediss"
+
+
+class AuditSettings(SettingsModel):
+    """Where the audit trail goes: one JSON object per sign-in, grant decision and issuance."""
+
+    sink: Literal["stdout", "file", "redis", "none"] = "stdout"
+    path: Path | None = Field(None, description="file sink: the JSON-lines file (appended)")
+    stream: str = Field("audit", pattern=r"^[A-Za-z0-9:_.-]{1,64}$",
+                        description="redis sink: stream name under the key prefix")
+    maxlen: int = Field(1_000_000, ge=1000, description="redis sink: entries kept (approximate trim)")
+    fail_closed: bool = Field(True, description="refuse to hand out credentials when the record cannot be written")
+
+    @model_validator(mode="after")
+    def _path(self) -> AuditSettings:
+        if self.sink == "file" and self.path is None:
+            raise ValueError("sink file needs path")
+        return self
+
+
+class MetricsSettings(SettingsModel):
+    """``GET /metrics``: open (the default, for demos), behind a bearer token, and/or on its own listener."""
+
+    enabled: bool = True
+    # Read from ``bearer_token_file`` at startup (like other secrets): scrapes must send
+    # ``Authorization: Bearer <token>``.
+    bearer_token: SecretStr | None = None
+    listen: str | None = Field(None, description="host:port served by `bridge serve` for /metrics only; "
+                                                 "the main listener then answers 404 there")
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is empty")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None and listen_port(v) is None:
+            raise ValueError(f"{v!r} is not host:port")
+        return v
+
+
+def listen_port(hostport: str) -> int | None:
+    """The port of ``host:port`` (``[::1]:9100`` too), or None when it is not one."""
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return int(port)
+
+
+class SessionSettings(SettingsModel):
+    cookie_name: str = Field("bridge_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    idle_timeout: int = Field(3600, ge=60, le=86400, description="seconds without a request")
+    absolute_timeout: int = Field(43200, ge=300, le=7 * 86400, description="seconds since sign-in")
+    pending_login_ttl: int = Field(600, ge=30, le=3600, description="seconds to finish a sign-in")
+
+
+class IssuerSettings(SettingsModel):
+    url: str | None = None
+    audience: str = Field("sts.amazonaws.com", min_length=1, max_length=255)
+    token_lifetime: int = Field(300, ge=30, le=300)
+    keys_dir: Path = Path("keys")
+    key_alg: Literal["RS256", "ES256"] = "RS256"
+    keys_reload_interval: float = Field(30.0, ge=0, le=3600,
+                                        description="seconds between checks of keys_dir for rotated keys")
+    key_max_age_days: int = Field(180, ge=1, le=3650,
+                                  description="a JWT key older than this shows as expired in metrics")
+
+
+class SamlIdpSettings(SettingsModel):
+    """The bridge as the SAML IdP registered in IAM (`aws iam create-saml-provider`)."""
+
+    entity_id: str | None = None
+    sign_response: bool = False
+
+
+class CredentialCacheSettings(SettingsModel):
+    """Issued credentials reused (AES-GCM encrypted in Redis) until ``refresh_window`` before expiry."""
+
+    enabled: bool = True
+    refresh_window: int = Field(900, ge=60, le=3000, description="seconds; botocore refreshes 15 min early")
+
+
+class RateLimitSettings(SettingsModel):
+    """Fixed one-minute windows counted in Redis, so the limits hold across every instance (0 = off)."""
+
+    sign_in_per_minute: int = Field(60, ge=0, description="sign-in starts and callbacks per client IP")
+    credentials_per_minute: int = Field(120, ge=0, description="credential requests per user")
+    # The device flow (RFC 8628): codes are short, so guessing and hammering are limited per client IP
+    # on each endpoint, and per user code / device code (a CLI polling every 5 s makes 12 a minute).
+    device_per_minute: int = Field(60, ge=0, description="requests to each device endpoint per client IP")
+    device_code_per_minute: int = Field(30, ge=0, description="/device views and token polls per code")
+
+
+class CliSettings(SettingsModel):
+    """The CLI login (OAuth 2.0 device authorization grant, RFC 8628) the bridge serves."""
+
+    client_ids: list[str] = Field(default_factory=lambda: ["bridge-cli"], min_length=1)
+    token_lifetime: int = Field(43200, ge=300, le=7 * 86400,
+                                description="seconds; never beyond the approving session's end")
+    device_code_ttl: int = Field(600, ge=60, le=1800)
+    poll_interval: int = Field(5, ge=1, le=60)
+
+
+class AwsSettings(SettingsModel):
+    partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    sts_endpoint_url: str | None = None
+    sts_timeout: float = Field(5.0, gt=0, le=60)
+    sts_max_attempts: int = Field(3, ge=1, le=10)
+    default_path: Literal["jwt", "saml"] = "jwt"
+    signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
+    # Console sign-in (README "Console sign-in"): how the Console button signs in when a grant does
+    # not say (`console:` on a grant): the federation endpoint (getSigninToken + Action=login) or an
+    # auto-POSTed SAMLResponse to the sign-in SAML endpoint.
+    console_method: Literal["federation", "saml_post"] = "federation"
+    # Overrides for tests and the demo (a local stand-in); default: the partition's AWS URLs
+    # (regional when signin_region is set).
+    federation_endpoint: str | None = None
+    signin_saml_url: str | None = None
+
+class AdminSettings(SettingsModel):
+    """Who may use the admin pages (explain any sample identity): members of these groups."""
+
+    groups: list[str] = Field(default_factory=list, description="empty: no admins, the admin pages are off")
+    require_mfa: bool = Field(True, description="admin pages need a sign-in with MFA")
+
+
+class Settings(SettingsModel):
+    """The whole configuration. See config/bridge.example.yaml for every option, commented."""
+
+    base_url: str
+    listen: str = "127.0.0.1:8000"
+    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    templates_dir: Path | None = None
+    trusted_proxies: int = Field(0, ge=0, le=5)
+    insecure_dev_login: bool = False
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
+    issuer: IssuerSettings = Field(default_factory=IssuerSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    saml_idp: SamlIdpSettings = Field(default_factory=SamlIdpSettings)
+    credential_cache: CredentialCacheSettings = Field(default_factory=CredentialCacheSettings)
+    cli: CliSettings = Field(default_factory=CliSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    connectors: list[ConnectorSettings] = Field(min_length=1)
+    mapping: MappingSettings = Field(default_factory=MappingSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    # Where the config file lives: relative paths (keys_dir, *_file, rules_file) resolve against it.
+    source_dir: Path = Field(default=Path("."), exclude=True)
+    # The file it was read from (None when built from a dict): rules reload re-reads its mapping.
+    source_file: Path | None = Field(default=None, exclude=True)
+    _mapping_raw: Any = PrivateAttr(default=None)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("https", "http") or not u.netloc or u.query or u.fragment:
+            raise ValueError("must be an http(s) URL with no query, e.g. https://bridge.example.com")
+        return v.rstrip("/")
+
+    @property
+    def issuer_url(self) -> str:
+        return self.issuer.url or self.base_url
+
+    @property
+    def saml_entity_id(self) -> str:
+        return self.saml_idp.entity_id or f"{self.base_url}/idp/metadata.xml"
+
+    def grant_defaults(self) -> dict[str, str]:
+        """Keyword arguments for ``mapping.evaluate``/``explain``: what rules leave unsaid."""
+        return {"default_audience": self.issuer.audience, "default_path": self.aws.default_path,
+                "saml_provider": self.aws.saml_provider_name}
+
+    @property
+    def rules_path(self) -> Path | None:
+        """The rules file, resolved against the config's folder (None when rules are inline)."""
+        return rules_file_path(self.mapping.rules_file, self.source_dir)
+
+    def is_admin(self, groups: tuple[str, ...] | list[str], mfa: bool) -> bool:
+        return bool(set(groups) & set(self.admin.groups)) and (mfa or not self.admin.require_mfa)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.base_url).scheme == "https"
+
+    @property
+    def session_cookie(self) -> str:
+        """The session cookie's name: ``__Host-`` on https, so a sibling subdomain cannot plant one
+        (a planted session would sign the victim's console sign-ins in as the attacker)."""
+        name = self.session.cookie_name
+        return f"__Host-{name}" if self.secure_cookies else name
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        return path if path.is_absolute() else self.source_dir / path
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.resolve(self.issuer.keys_dir)
+
+    @property
+    def enabled_connectors(self) -> list[AnyConnectorSettings]:
+        return [c for c in self.connectors if c.enabled]
+
+    def warnings(self) -> list[str]:
+        """Insecure or unusual settings to warn about at startup (never fatal): the deployment's, each
+        enabled connector's own (``<type>_settings.py``), /metrics and the rules'."""
+        out = self._deployment_warnings()
+        for c in self.enabled_connectors:
+            out += c.warnings()
+        return out + self._metrics_warnings() + self._mapping_warnings()
+
+    def _deployment_warnings(self) -> list[str]:
+        out = []
+        if self.insecure_dev_login:
+            out.append("insecure_dev_login is on: anyone who can reach the sign-in page can pick a user. "
+                       "Never use it in production.")
+        if not self.secure_cookies:
+            out.append(f"base_url {self.base_url} is plain http: session cookies are not marked Secure.")
+        host = urlsplit(self.redis.url).hostname or ""
+        if not self.redis.tls and self.redis.mode != "sentinel" and host not in ("127.0.0.1", "localhost", "::1", ""):
+            out.append(f"redis {host} is reached without TLS: use rediss:// unless the network is private.")
+        if self.audit.sink == "none":
+            out.append("audit.sink is none: sign-ins and credential issuance leave no audit trail.")
+        if urlsplit(self.issuer_url).scheme != "https":
+            out.append(f"issuer {self.issuer_url} is not https: AWS only trusts https OIDC issuers.")
+        return out
+
+    def _metrics_warnings(self) -> list[str]:
+        m = self.metrics
+        if m.enabled and m.bearer_token is None and m.listen is None:
+            return ["/metrics is open to anyone who reaches the bridge: set metrics.bearer_token_file and/or "
+                    "metrics.listen (a separate, internal address)."]
+        return []
+
+    def _mapping_warnings(self) -> list[str]:
+        legacy = self.mapping.legacy_rules
+        if not legacy:
+            return []
+        names = ", ".join(legacy[:5]) + (" …" if len(legacy) > 5 else "")
+        return [f"mapping: {len(legacy)} rule(s) use the old flat form ({names}); they "
+                "still work, but write match:/grants: (README, Rules)."]
