@@ -439,7 +439,7 @@ def preview(config_path: str, identity_path: str, role_arn: str, kind: str, dura
         issues = validate_jwt(token, jwks=ring.jwks(), issuer=settings.issuer_url,
                               audiences={grant.audience or settings.issuer.audience}, now=now)
         issues += validate_assume_params(grant.session_name, duration, grant.max_duration)
-    click.echo("AWS rules: ok" if not issues else "AWS rules broken:\n  " + "\n  ".join(issues), err=True)
+    click.echo("AWS rules: ok" if not issues else "AWS rules broken:\n  " + "\n  ".join(map(str, issues)), err=True)
 
 
 def _pretty_xml(raw: bytes) -> str:
@@ -508,7 +508,7 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
         issues = validate_jwt(token, jwks=jwks, issuer=settings.issuer_url, audiences=audiences, now=now)
         what = jwt_path
     if issues:
-        _fail(issues, f"{what}: {len(issues)} AWS rule(s) broken:")
+        _fail([str(p) for p in issues], f"{what}: {len(issues)} AWS rule(s) broken:")
     click.echo("ok: it passes every AWS rule the bridge knows")
 
 def _register_client_commands() -> None:

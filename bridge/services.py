@@ -253,7 +253,7 @@ class Services:
         if grant.mfa_required and not identity.mfa:
             raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
-            raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
+            raise BadRequest("; ".join(p.message for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
         if self.cache is not None:
             cached = self.cache.get(identity, grant, duration)
@@ -360,7 +360,7 @@ class Services:
             if grant.mfa_required and not identity.mfa:
                 raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
             if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
-                raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
+                raise BadRequest("; ".join(p.message for p in problems), code="invalid_duration",
                                  message="That session duration is not allowed for this role.")
             out = self.signin_saml_url(), self.mint_saml(grant, identity, duration, int(self.clock()))
         except BridgeError as e:
