@@ -298,7 +298,7 @@ class Services:
             self.cache.put(identity, grant, duration, creds)
         return creds, False
 
-    # -- console sign-in (shared/spec/aws-federation.md §3) ---------------------------------
+    # -- console sign-in (docs/aws-rules.md §3) ---------------------------------
     def console_method(self, grant: Grant) -> str:
         """``federation`` or ``saml_post`` for ``grant``: its own choice, else aws.console_method.
         Passthrough grants always use the federation endpoint: their SAML provider trusts the
