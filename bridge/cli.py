@@ -508,7 +508,7 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
         issues = validate_jwt(token, jwks=jwks, issuer=settings.issuer_url, audiences=audiences, now=now)
         what = jwt_path
     if issues:
-        _fail([str(p) for p in issues], f"{what}: {len(issues)} AWS rule(s) broken:")
+        _fail(list(map(str, issues)), f"{what}: {len(issues)} AWS rule(s) broken:")
     click.echo("ok: it passes every AWS rule the bridge knows")
 
 def _register_client_commands() -> None:
