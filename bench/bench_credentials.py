@@ -5,7 +5,7 @@ Starts its own redis-server, moto_server and two `bridge serve` (deploy/gunicorn
 loopback ports — the same config, one with the credential cache off — signs in once on each
 through the dev connector, then runs the three request kinds in alternating rounds from one
 client process (so machine noise hits all alike) and reports throughput, p50/p99 latency, the
-ratios, and the bytes one signed-in session takes in Redis. Targets (issue 6): cache hit within
+ratios, and the bytes one signed-in session takes in Redis. Targets: cache hit within
 2x of /healthz throughput; credential-process warm <= 150 ms.
 
     .venv/bin/python bench/bench_credentials.py [--seconds 5] [--rounds 3] [--clients 8]

@@ -1,6 +1,6 @@
 """The portal with 5,000 grants across 1,000 accounts: server render time and HTML size, and the filter
-box's time per keystroke in Chromium (issue 5 targets: render <= 150 ms median, HTML <= 1.5 MB,
-filter <= 50 ms per keystroke).
+box's time per keystroke in Chromium. Targets: render <= 150 ms median, HTML <= 1.5 MB,
+filter <= 50 ms per keystroke.
 
 Starts its own redis-server; serves the app in-process (werkzeug, one thread per request); signs in
 through the dev connector; renders /portal N times (median, p90); then opens the portal in

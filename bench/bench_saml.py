@@ -3,7 +3,7 @@ signature rate (`openssl speed rsa2048`, same run), and upstream SAML responses 
 
     .venv/bin/python bench/bench_saml.py [--seconds 3]
 
-Target (issue 3): minting within 2x of the raw signature rate, i.e. mint_to_openssl_ratio >= 0.5.
+Target: minting within 2x of the raw signature rate, i.e. mint_to_openssl_ratio >= 0.5.
 """
 
 from __future__ import annotations

@@ -254,7 +254,7 @@ class Services:
         if grant.mfa_required and not identity.mfa:
             raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
         if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
-            raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
+            raise BadRequest("; ".join(p.message for p in problems), code="invalid_duration",
                              message="That session duration is not allowed for this role.")
         if self.cache is not None:
             cached = self.cache.get(identity, grant, duration)
@@ -299,7 +299,7 @@ class Services:
             self.cache.put(identity, grant, duration, creds)
         return creds, False
 
-    # -- console sign-in (shared/spec/aws-federation.md §3) ---------------------------------
+    # -- console sign-in (docs/aws-rules.md §3) ---------------------------------
     def console_method(self, grant: Grant) -> str:
         """``federation`` or ``saml_post`` for ``grant``: its own choice, else aws.console_method.
         Passthrough grants always use the federation endpoint: their SAML provider trusts the
@@ -361,7 +361,7 @@ class Services:
             if grant.mfa_required and not identity.mfa:
                 raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
             if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
-                raise BadRequest("; ".join(p.removeprefix("9: ") for p in problems), code="invalid_duration",
+                raise BadRequest("; ".join(p.message for p in problems), code="invalid_duration",
                                  message="That session duration is not allowed for this role.")
             out = self.signin_saml_url(), self.mint_saml(grant, identity, duration, int(self.clock()))
         except BridgeError as e:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PARTITIONS = ("aws", "aws-us-gov", "aws-cn")
+from bridge.aws.partitions import NAMES
+
+PARTITIONS = NAMES  # the partition names, from the partition table
 _ROLE_RE = re.compile(
-    r"^arn:(?P<partition>aws|aws-us-gov|aws-cn):iam::(?P<account>\d{12}):role/"
+    rf"^arn:(?P<partition>{'|'.join(map(re.escape, NAMES))}):iam::(?P<account>\d{{12}}):role/"
     r"(?P<path>(?:[\x21-\x7e]+/)*)(?P<name>[\w+=,.@-]{1,64})\Z",
     re.ASCII,  # \d and \w must not accept non-ASCII digits and letters (claims feed templated ARNs)
 )

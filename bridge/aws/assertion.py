@@ -1,6 +1,6 @@
 """Mint the SAML Response that ``AssumeRoleWithSAML`` (and AWS sign-in) redeem. Pure: time passed in.
 
-Follows shared/spec/aws-federation.md §1.3–1.5: a ``samlp:Response`` whose one Assertion is
+Follows docs/aws-rules.md §1.3–1.5: a ``samlp:Response`` whose one Assertion is
 signed (enveloped, exclusive C14N, RSA-SHA256, reference to the Assertion ID); bearer
 SubjectConfirmation with Recipient and NotOnOrAfter; Audience; Issuer = our entity id on
 both Response and Assertion; a persistent pseudonymous NameID; AuthnStatement with
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
 from bridge.aws.keys import SamlKey
+from bridge.aws.partitions import by_name
 from bridge.aws.token import subject_for
 from bridge.identity import Grant, Identity
 
@@ -37,22 +38,13 @@ EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-ASSERTION_LIFETIME = 300  # STS redeems within 5 minutes of issuance (spec §1.3 time rules)
-
-# Sign-in endpoints per partition: (global Recipient, Audience). Regional Recipients for "aws".
-_SIGNIN = {
-    "aws": ("https://signin.aws.amazon.com/saml", "urn:amazon:webservices"),
-    "aws-us-gov": ("https://signin.amazonaws-us-gov.com/saml", "urn:amazon:webservices:govcloud"),
-    "aws-cn": ("https://signin.amazonaws.cn/saml", "urn:amazon:webservices:cn-north-1"),
-}
+ASSERTION_LIFETIME = 300  # STS redeems within 5 minutes of issuance (docs/aws-rules.md §1.3)
 
 
 def signin_saml_endpoint(partition: str, region: str | None = None) -> tuple[str, str]:
     """(Recipient/ACS URL, Audience) for ``partition``; a regional ACS for ``aws`` when asked."""
-    recipient, audience = _SIGNIN[partition]
-    if partition == "aws" and region and region != "us-east-1":
-        recipient = f"https://{region}.signin.aws.amazon.com/saml"
-    return recipient, audience
+    p = by_name(partition)
+    return p.signin_saml_url(region), p.saml_audience
 
 
 def _ts(epoch: int) -> str:
@@ -97,7 +89,7 @@ def build_response(grant: Grant, identity: Identity, issuer: SamlIssuer, *, now:
     a = _sub(resp, NS_SAML, "Assertion", ID=aid, Version="2.0", IssueInstant=issued)
     _sub(a, NS_SAML, "Issuer", issuer.entity_id)
     subject = _sub(a, NS_SAML, "Subject")
-    # Persistent and pseudonymous: CloudTrail records the NameID (spec §1.3 Subject).
+    # Persistent and pseudonymous: CloudTrail records the NameID (docs/aws-rules.md §1.3).
     _sub(subject, NS_SAML, "NameID", subject_for(identity), Format=NAMEID_PERSISTENT)
     sc = _sub(subject, NS_SAML, "SubjectConfirmation", Method=BEARER)
     _sub(sc, NS_SAML, "SubjectConfirmationData", NotOnOrAfter=expires, Recipient=issuer.recipient)

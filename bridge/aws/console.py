@@ -1,65 +1,48 @@
-"""AWS console sign-in: federation endpoint URLs and destinations (shared/spec/aws-federation.md §3). Pure.
+"""AWS console sign-in: federation endpoint URLs and destinations (docs/aws-rules.md §3). Pure.
 
-Partition-aware hosts; a destination is a console path or a full console URL of the configured
-partition only (allowlist), so a link can never send a user's sign-in token elsewhere.
+Hosts come from the partition table (bridge/aws/partitions.py). A destination is a console path or a
+full console URL of the configured partition only (allowlist), so a link can never send a user's
+sign-in token elsewhere.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from urllib.parse import urlencode, urlsplit
 
+from bridge.aws.partitions import REGION_RE, by_name
 from bridge.identity import Credentials
 
 MIN_SESSION = 900
 MAX_SESSION = 43200
 TOKEN_LIFETIME = 900  # an Action=login URL works for 15 minutes
-_REGION = re.compile(r"\A[a-z]{2}(-[a-z]+)+-\d\Z")
-_SIGNIN = {"aws": "signin.aws.amazon.com", "aws-us-gov": "signin.amazonaws-us-gov.com",
-           "aws-cn": "signin.amazonaws.cn"}
-_CONSOLE = {"aws": "console.aws.amazon.com", "aws-us-gov": "console.amazonaws-us-gov.com",
-            "aws-cn": "console.amazonaws.cn"}
 
 
 def federation_endpoint(partition: str, region: str | None = None) -> str:
     """``https://[<region>.]signin.<partition host>/federation`` (regional hosts exist in ``aws`` only)."""
-    host = _SIGNIN[partition]
-    if partition == "aws" and region and region != "us-east-1":
-        host = f"{region}.{host}"
-    return f"https://{host}/federation"
+    return by_name(partition).federation_url(region)
 
 
 def console_base(partition: str, region: str | None = None) -> str:
-    host = _CONSOLE[partition]
-    if partition == "aws" and region and region != "us-east-1":
-        host = f"{region}.{host}"
-    return f"https://{host}"
+    return by_name(partition).console_url(region)
 
 
 def console_origins(partition: str) -> list[str]:
     """Origins a console sign-in may pass through after the sign-in endpoint: the console and (``aws``) its
     regional hosts, which AWS redirects to."""
-    host = _CONSOLE[partition]
-    return [f"https://{host}"] + ([f"https://*.{host}"] if partition == "aws" else [])
-
-
-def _console_host_ok(host: str, partition: str) -> bool:
-    base = _CONSOLE[partition]
-    return host == base or (partition == "aws" and re.fullmatch(rf"[a-z]{{2}}(-[a-z]+)+-\d\.{re.escape(base)}", host)
-                            is not None)
+    return by_name(partition).console_origins()
 
 
 def resolve_destination(destination: str | None, partition: str, region: str | None = None) -> str:
     """A console URL for ``destination`` (a path like ``/s3/home`` or a console URL); ValueError otherwise."""
-    if region is not None and not _REGION.match(region):
+    if region is not None and not REGION_RE.match(region):
         raise ValueError(f"{region!r} is not a region name")
     dest = (destination or "/console/home").strip()
     if dest.startswith("/") and not dest.startswith("//") and "\\" not in dest:
         url = console_base(partition, region) + dest
     else:
         parts = urlsplit(dest)
-        if parts.scheme != "https" or not parts.hostname or not _console_host_ok(parts.hostname, partition) \
+        if parts.scheme != "https" or not parts.hostname or not by_name(partition).is_console_host(parts.hostname) \
                 or parts.username or parts.password or parts.port:
             raise ValueError("the destination must be a console path or a console URL of this partition")
         url = dest

@@ -1,4 +1,4 @@
-"""Credential output formats AWS tooling reads (shared/spec/aws-federation.md §4). Pure.
+"""Credential output formats AWS tooling reads (docs/aws-rules.md §4). Pure.
 
 Values are quoted for the shell they target; nothing here logs or stores.
 """

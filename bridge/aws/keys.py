@@ -100,7 +100,7 @@ class SigningKey:
     schedule: Schedule = Schedule()
 
     def public_jwk(self) -> dict[str, Any]:
-        """The JWKS entry AWS needs: kty, kid, alg, use (spec §2.3)."""
+        """The JWKS entry AWS needs: kty, kid, alg, use (docs/aws-rules.md §2.3)."""
         d: dict[str, Any] = dict(self.key.as_dict(private=False))
         d.update(kid=self.kid, alg=self.alg, use="sig")
         return d

@@ -1,6 +1,6 @@
 """AWS's documented limits on names, tags and durations, as pure checks and sanitizers.
 
-Sources: shared/spec/aws-federation.md §1.7 (tags), §2.1 (RoleSessionName), §2.5 (source
+Sources: docs/aws-rules.md §1.7 (tags), §2.1 (RoleSessionName), §2.5 (source
 identity). Used by config validation, mapping, minting and the strict validator alike, so
 the rules live here once.
 """

@@ -1,6 +1,6 @@
 """Mint the JWT that ``AssumeRoleWithWebIdentity`` redeems (pure: time is passed in).
 
-Claims follow shared/spec/aws-federation.md §2.4–2.5: ``iss`` is the configured issuer,
+Claims follow docs/aws-rules.md §2.4–2.5: ``iss`` is the configured issuer,
 one string ``aud``, a pseudonymous ``sub`` (CloudTrail records it; no PII), integer
 ``iat``/``exp``, session tags as one-string arrays, and source identity.
 """

@@ -1,8 +1,9 @@
-"""The strict AWS-rules validator (shared/spec/aws-federation.md §2.7), independent of minting.
+"""The strict AWS-rules validator for JWTs (docs/aws-rules.md §2.7), independent of minting.
 
 moto checks nothing, so every token the bridge mints in a test passes through here. It
 verifies signatures with ``cryptography`` directly (not with the library that minted), and
-returns *every* rule broken, each prefixed with its rule number, so an admin can fix all at once.
+returns *every* rule broken as a ``Problem`` (rule number, where, what), so an admin can fix
+all at once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import base64
 import binascii
 import json
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from bridge.aws.limits import MAX_DURATION, MIN_DURATION, SESSION_NAME_RE, SOURCE_IDENTITY_RE, tags_problems
+from bridge.aws.problems import Problem
+
+__all__ = ["ALLOWED_ALGS", "MAX_TOKEN_AGE", "MAX_TOKEN_LEN", "SOURCE_IDENTITY_CLAIM", "TAGS_CLAIM", "Problem",
+           "ValidationFailed", "assert_valid_jwt", "validate_assume_params", "validate_jwt"]
 
 ALLOWED_ALGS: dict[str, hashes.HashAlgorithm] = {
     "RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512(),
@@ -70,128 +76,181 @@ def _verify(alg: str, jwk: Mapping[str, Any], signing_input: bytes, sig: bytes) 
     return None
 
 
-def _issuer_problems(iss: Any, issuer: str, discovery: Mapping[str, Any] | None) -> list[str]:
-    problems: list[str] = []
+def _issuer_problems(iss: Any, issuer: str, discovery: Mapping[str, Any] | None) -> list[Problem]:
+    problems: list[Problem] = []
     if iss != issuer:
-        problems.append(f"3: iss {iss!r} is not the configured issuer {issuer!r} (byte-exact)")
+        problems.append(Problem("3", "claims.iss", f"iss {iss!r} is not the configured issuer {issuer!r} (byte-exact)"))
     u = urlsplit(issuer)
     if u.scheme != "https":
-        problems.append(f"3: issuer {issuer!r} must use https (IAM OIDC providers are https only)")
+        problems.append(Problem("3", "issuer",
+                                f"issuer {issuer!r} must use https (IAM OIDC providers are https only)"))
     if u.port is not None:
-        problems.append(f"3: issuer {issuer!r} must not carry a port")
+        problems.append(Problem("3", "issuer", f"issuer {issuer!r} must not carry a port"))
     if u.query or u.fragment:
-        problems.append(f"3: issuer {issuer!r} must not carry a query or fragment")
+        problems.append(Problem("3", "issuer", f"issuer {issuer!r} must not carry a query or fragment"))
     if discovery is not None:
         if discovery.get("issuer") != iss:
-            problems.append(f"3: discovery issuer {discovery.get('issuer')!r} differs from iss {iss!r}")
+            problems.append(Problem("3", "discovery.issuer",
+                                    f"discovery issuer {discovery.get('issuer')!r} differs from iss {iss!r}"))
         if not str(discovery.get("jwks_uri", "")).startswith("https://"):
-            problems.append("3: discovery jwks_uri must be an https URL")
+            problems.append(Problem("3", "discovery.jwks_uri", "discovery jwks_uri must be an https URL"))
     return problems
 
 
-def _time_problems(claims: Mapping[str, Any], now: int, skew: int) -> list[str]:
-    problems: list[str] = []
+def _time_problems(claims: Mapping[str, Any], now: int, skew: int) -> list[Problem]:
+    problems: list[Problem] = []
     ints = {}
     for name in ("iat", "exp"):
         v = claims.get(name)
         if not isinstance(v, int) or isinstance(v, bool):
-            problems.append(f"6: {name} must be a JSON integer, got {type(v).__name__}")
+            problems.append(Problem("6", f"claims.{name}", f"{name} must be a JSON integer, got {type(v).__name__}"))
         else:
             ints[name] = v
     if "iat" in ints and ints["iat"] > now + skew:
-        problems.append(f"6: iat is {ints['iat'] - now}s in the future")
+        problems.append(Problem("6", "claims.iat", f"iat is {ints['iat'] - now}s in the future"))
     if "exp" in ints and ints["exp"] <= now:
-        problems.append(f"6: token expired {now - ints['exp']}s ago")
+        problems.append(Problem("6", "claims.exp", f"token expired {now - ints['exp']}s ago"))
     if len(ints) == 2 and ints["exp"] - ints["iat"] > MAX_TOKEN_AGE:
-        problems.append(f"6: lifetime exp-iat is {ints['exp'] - ints['iat']}s; at most {MAX_TOKEN_AGE}s")
+        problems.append(Problem("6", "claims.exp", f"lifetime exp-iat is {ints['exp'] - ints['iat']}s; "
+                                                   f"at most {MAX_TOKEN_AGE}s"))
     return problems
 
 
-def _tag_claim_problems(claims: Mapping[str, Any]) -> list[str]:
+def _tag_claim_problems(claims: Mapping[str, Any]) -> list[Problem]:
     if TAGS_CLAIM not in claims:
         return []
+    where = f"claims.{TAGS_CLAIM}"
     obj = claims[TAGS_CLAIM]
     if not isinstance(obj, dict):
-        return ["7: the tags claim must be an object"]
-    problems = [f"7: unexpected key {k!r} in the tags claim" for k in obj
+        return [Problem("7", where, "the tags claim must be an object")]
+    problems = [Problem("7", f"{where}.{k}", f"unexpected key {k!r} in the tags claim") for k in obj
                 if k not in ("principal_tags", "transitive_tag_keys")]
     raw_tags = obj.get("principal_tags", {})
     transitive = obj.get("transitive_tag_keys", [])
     if not isinstance(raw_tags, dict):
-        return [*problems, "7: principal_tags must be an object"]
+        return [*problems, Problem("7", f"{where}.principal_tags", "principal_tags must be an object")]
     if not isinstance(transitive, list) or not all(isinstance(t, str) for t in transitive):
-        problems.append("7: transitive_tag_keys must be an array of strings")
+        problems.append(Problem("7", f"{where}.transitive_tag_keys", "transitive_tag_keys must be an array of strings"))
         transitive = []
     tags: dict[str, str] = {}
     for k, v in raw_tags.items():
         if not (isinstance(v, list) and len(v) == 1 and isinstance(v[0], str)):
-            problems.append(f"7: tag {k!r} must be an array of exactly one string, got {v!r}")
+            problems.append(Problem("7", f"{where}.principal_tags.{k}",
+                                    f"tag {k!r} must be an array of exactly one string, got {v!r}"))
             continue
         tags[k] = v[0]
-    return problems + [f"7: {p}" for p in tags_problems(tags, transitive)]
+    return problems + [Problem("7", where, p) for p in tags_problems(tags, transitive)]
 
 
-def validate_jwt(token: str, *, jwks: Mapping[str, Any], issuer: str, audiences: Collection[str],
-                 now: int, skew: int = 300, discovery: Mapping[str, Any] | None = None) -> list[str]:
-    """Every §2.7 rule ``token`` breaks (empty list = AWS would accept it as far as we know)."""
-    problems: list[str] = []
+@dataclass(frozen=True)
+class _Jws:
+    """A compact JWS split and decoded (nothing verified yet)."""
+
+    signing_input: bytes
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signature: bytes
+
+
+def _parse(token: str) -> tuple[_Jws | None, list[Problem]]:
+    """Rule 1, shape: the decoded token (None if it cannot be read) and what is wrong with its shape."""
+    problems: list[Problem] = []
     if len(token) > MAX_TOKEN_LEN:
-        problems.append(f"1: token is {len(token)} characters; AWS allows {MAX_TOKEN_LEN}")
+        problems.append(Problem("1", "token", f"token is {len(token)} characters; AWS allows {MAX_TOKEN_LEN}"))
     parts = token.split(".")
     if len(parts) != 3:
-        return [*problems, "1: not a compact JWS (three base64url parts)"]
+        return None, [*problems, Problem("1", "token", "not a compact JWS (three base64url parts)")]
     try:
         header = json.loads(_b64(parts[0]))
         claims = json.loads(_b64(parts[1]))
         sig = _b64(parts[2])
     except (ValueError, binascii.Error):
-        return [*problems, "1: header, payload or signature is not base64url JSON"]
+        return None, [*problems, Problem("1", "token", "header, payload or signature is not base64url JSON")]
     if not isinstance(header, dict) or not isinstance(claims, dict):
-        return [*problems, "1: header and payload must be JSON objects"]
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
-        problems.append(f"1: alg {alg!r} is not one AWS accepts ({', '.join(ALLOWED_ALGS)})")
-    if "crit" in header:
-        problems.append("1: crit header is not allowed")
-    kid = header.get("kid")
-    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None) if kid else None
-    if not kid:
-        problems.append("1: header has no kid")
-    elif jwk is None:
-        problems.append(f"1: kid {kid!r} is not in the published JWKS")
-    elif isinstance(alg, str) and alg in ALLOWED_ALGS:
-        for field_name in ("kty", "kid", "alg", "use"):
-            if field_name not in jwk:
-                problems.append(f"1: published JWK {kid!r} lacks {field_name!r}")
-        if jwk.get("alg") not in (None, alg):
-            problems.append(f"1: JWK {kid!r} is for {jwk.get('alg')}, token uses {alg}")
-        if why := _verify(alg, jwk, f"{parts[0]}.{parts[1]}".encode(), sig):
-            problems.append(f"2: {why}")
-    problems += _issuer_problems(claims.get("iss"), issuer, discovery)
-    aud = claims.get("aud")
-    if not isinstance(aud, str):
-        problems.append(f"4: aud must be a single string, got {type(aud).__name__}")
-    elif aud not in audiences or len(aud) > 255:
-        problems.append(f"4: aud {aud!r} is not a registered client id {sorted(audiences)}")
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not 6 <= len(sub) <= 255:
-        problems.append("5: sub must be a string of 6..255 characters")
-    problems += _time_problems(claims, now, skew)
-    problems += _tag_claim_problems(claims)
-    if SOURCE_IDENTITY_CLAIM in claims:
-        si = claims[SOURCE_IDENTITY_CLAIM]
-        if not isinstance(si, str) or not SOURCE_IDENTITY_RE.match(si) or si.lower().startswith("aws:"):
-            problems.append(f"8: source identity {si!r} must match [A-Za-z0-9_+=,.@-]{{2,64}}, no 'aws:'")
+        return None, [*problems, Problem("1", "token", "header and payload must be JSON objects")]
+    return _Jws(f"{parts[0]}.{parts[1]}".encode(), header, claims, sig), problems
+
+
+def _key_problems(jws: _Jws, alg: str, kid: str, jwk: Mapping[str, Any]) -> list[Problem]:
+    """Rules 1 (the published JWK) and 2 (the signature) for a token whose ``kid`` names ``jwk``."""
+    problems = [Problem("1", f"jwks.{kid}", f"published JWK {kid!r} lacks {field_name!r}")
+                for field_name in ("kty", "kid", "alg", "use") if field_name not in jwk]
+    if jwk.get("alg") not in (None, alg):
+        problems.append(Problem("1", f"jwks.{kid}", f"JWK {kid!r} is for {jwk.get('alg')}, token uses {alg}"))
+    if why := _verify(alg, jwk, jws.signing_input, jws.signature):
+        problems.append(Problem("2", "signature", why))
     return problems
 
 
-def validate_assume_params(role_session_name: str, duration: int, max_duration: int = MAX_DURATION) -> list[str]:
+def _header_problems(jws: _Jws, jwks: Mapping[str, Any]) -> list[Problem]:
+    """Rules 1 (header: alg, crit, kid) and 2 (signature)."""
+    problems: list[Problem] = []
+    alg = jws.header.get("alg")
+    alg_ok = isinstance(alg, str) and alg in ALLOWED_ALGS
+    if not alg_ok:
+        problems.append(Problem("1", "header.alg", f"alg {alg!r} is not one AWS accepts ({', '.join(ALLOWED_ALGS)})"))
+    if "crit" in jws.header:
+        problems.append(Problem("1", "header.crit", "crit header is not allowed"))
+    kid = jws.header.get("kid")
+    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None) if kid else None
+    if not kid:
+        problems.append(Problem("1", "header.kid", "header has no kid"))
+    elif jwk is None:
+        problems.append(Problem("1", "header.kid", f"kid {kid!r} is not in the published JWKS"))
+    elif alg_ok:
+        problems += _key_problems(jws, str(alg), kid, jwk)
+    return problems
+
+
+def _subject_problems(claims: Mapping[str, Any], audiences: Collection[str]) -> list[Problem]:
+    """Rules 4 (aud) and 5 (sub)."""
+    problems: list[Problem] = []
+    aud = claims.get("aud")
+    if not isinstance(aud, str):
+        problems.append(Problem("4", "claims.aud", f"aud must be a single string, got {type(aud).__name__}"))
+    elif aud not in audiences or len(aud) > 255:
+        problems.append(Problem("4", "claims.aud", f"aud {aud!r} is not a registered client id {sorted(audiences)}"))
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not 6 <= len(sub) <= 255:
+        problems.append(Problem("5", "claims.sub", "sub must be a string of 6..255 characters"))
+    return problems
+
+
+def _source_identity_problems(claims: Mapping[str, Any]) -> list[Problem]:
+    """Rule 8."""
+    if SOURCE_IDENTITY_CLAIM not in claims:
+        return []
+    si = claims[SOURCE_IDENTITY_CLAIM]
+    if not isinstance(si, str) or not SOURCE_IDENTITY_RE.match(si) or si.lower().startswith("aws:"):
+        return [Problem("8", f"claims.{SOURCE_IDENTITY_CLAIM}",
+                        f"source identity {si!r} must match [A-Za-z0-9_+=,.@-]{{2,64}}, no 'aws:'")]
+    return []
+
+
+def validate_jwt(token: str, *, jwks: Mapping[str, Any], issuer: str, audiences: Collection[str],
+                 now: int, skew: int = 300, discovery: Mapping[str, Any] | None = None) -> list[Problem]:
+    """Every §2.7 rule ``token`` breaks (empty list = AWS would accept it as far as we know)."""
+    jws, problems = _parse(token)
+    if jws is None:
+        return problems
+    return [*problems,
+            *_header_problems(jws, jwks),
+            *_issuer_problems(jws.claims.get("iss"), issuer, discovery),
+            *_subject_problems(jws.claims, audiences),
+            *_time_problems(jws.claims, now, skew),
+            *_tag_claim_problems(jws.claims),
+            *_source_identity_problems(jws.claims)]
+
+
+def validate_assume_params(role_session_name: str, duration: int, max_duration: int = MAX_DURATION) -> list[Problem]:
     """Rule 9: the API parameters sent beside the token."""
     problems = []
     if not SESSION_NAME_RE.match(role_session_name):
-        problems.append(f"9: RoleSessionName {role_session_name!r} must match [\\w+=,.@-]{{2,64}}")
+        problems.append(Problem("9", "RoleSessionName",
+                                f"RoleSessionName {role_session_name!r} must match [\\w+=,.@-]{{2,64}}"))
     if not MIN_DURATION <= duration <= max_duration:
-        problems.append(f"9: DurationSeconds {duration} must be {MIN_DURATION}..{max_duration}")
+        problems.append(Problem("9", "DurationSeconds",
+                                f"DurationSeconds {duration} must be {MIN_DURATION}..{max_duration}"))
     return problems
 
 
@@ -199,4 +258,4 @@ def assert_valid_jwt(token: str, **kw: Any) -> None:
     """``validate_jwt`` that raises with every problem listed (for tests and `bridge verify`)."""
     problems = validate_jwt(token, **kw)
     if problems:
-        raise ValidationFailed("token breaks AWS rules:\n  " + "\n  ".join(problems))
+        raise ValidationFailed("token breaks AWS rules:\n  " + "\n  ".join(map(str, problems)))

@@ -197,7 +197,8 @@ def console(url: str | None, role: str, destination: str | None, region: str | N
 
 
 def make_local_server(base: str, role: str, duration: int | None, port: int = 0) -> ThreadingHTTPServer:
-    """The container-credentials endpoint botocore speaks to (spec §4.4): token-checked, loopback only."""
+    """The container-credentials endpoint botocore speaks to (docs/aws-rules.md §4.4): token-checked,
+    loopback only."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     token = secrets.token_urlsafe(32)

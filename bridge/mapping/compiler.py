@@ -4,7 +4,7 @@
 rule at a time so one broken rule does not hide the problems of the others), then meaning:
 regexes and globs compile, templates parse and name only known filters and captures the match
 really sets, durations fit the role's ``max_session_duration``, constant tag keys and values obey
-AWS's rules (shared/spec/aws-federation.md §1.7), and rules granting the same role do not give
+AWS's rules (docs/aws-rules.md §1.7), and rules granting the same role do not give
 the same tag two different constant values (they merge; see ``engine``).
 
 The index: a rule whose match requires one of a finite set of exact ``(path, value)`` pairs

@@ -27,7 +27,7 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from bridge.aws.validate_saml import is_aws_audience, is_aws_signin_saml
+from bridge.aws.partitions import is_aws_saml_audience, is_aws_signin_saml_url
 from bridge.errors import IdpDenied, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.logs import event
@@ -187,6 +187,15 @@ class SamlConnector:
         return replace(identity, passthrough=b64) if self.cfg.aws_passthrough else identity
 
     def _strict_checks(self, resp: OneLogin_Saml2_Response, request_id: str | None) -> None:
+        """What python3-saml leaves loose: InResponseTo, exact addressing, our clock skew, replay."""
+        self._check_in_response_to(resp, request_id)
+        self._check_addressing(resp)
+        now = int(self.clock())
+        expires = self._check_validity(resp, now)
+        self._check_replay(resp, expires, now)
+
+    def _check_in_response_to(self, resp: OneLogin_Saml2_Response, request_id: str | None) -> None:
+        """The response answers the AuthnRequest we made (or is unsolicited, where that is allowed)."""
         in_response_to = resp.get_in_response_to()
         if request_id is None:
             if not self.allows_unsolicited:
@@ -197,10 +206,13 @@ class SamlConnector:
             raise LoginError("response does not answer our AuthnRequest (no InResponseTo)", code="saml_unsolicited")
         elif in_response_to != request_id:
             raise LoginError("InResponseTo does not match our AuthnRequest", code="saml_in_response_to")
+
+    def _check_addressing(self, resp: OneLogin_Saml2_Response) -> None:
+        """Issuer is this IdP; Destination, Recipient and Audience are exactly ours (or AWS's, for passthrough)."""
         passthrough = self.cfg.aws_passthrough
 
         def ours_or_aws(url: str | None) -> bool:
-            return url == self.acs_url or (passthrough and url is not None and is_aws_signin_saml(url))
+            return url == self.acs_url or (passthrough and url is not None and is_aws_signin_saml_url(url))
 
         issuers = resp.get_issuers()
         if not issuers or any(i != self.idp_settings()["entityId"] for i in issuers):
@@ -214,9 +226,13 @@ class SamlConnector:
         if not any(ours_or_aws(r) for r in recipients):
             raise LoginError("no bearer SubjectConfirmation with our ACS as Recipient", code="saml_recipient")
         audiences = resp.get_audiences()
-        if self.sp_entity_id not in audiences and not (passthrough and any(is_aws_audience(a) for a in audiences)):
+        if self.sp_entity_id not in audiences and not (
+                passthrough and any(is_aws_saml_audience(a) for a in audiences)):
             raise LoginError("our entity id is not an Audience of the assertion", code="saml_audience")
-        now, skew = int(self.clock()), self.cfg.clock_skew
+
+    def _check_validity(self, resp: OneLogin_Saml2_Response, now: int) -> list[int]:
+        """NotBefore has come and no NotOnOrAfter has passed (with our skew); returns every NotOnOrAfter."""
+        skew = self.cfg.clock_skew
         expires = []
         for cond in resp._query_assertion("/saml:Conditions"):
             nb, na = cond.get("NotBefore"), cond.get("NotOnOrAfter")
@@ -231,11 +247,14 @@ class SamlConnector:
             raise LoginError("assertion has no NotOnOrAfter", code="saml_expired")
         if min(expires) <= now - skew:
             raise LoginError("assertion has expired (NotOnOrAfter)", code="saml_expired")
+        return expires
+
+    def _check_replay(self, resp: OneLogin_Saml2_Response, expires: list[int], now: int) -> None:
+        """The assertion ID was not seen before; it is remembered until it could no longer be accepted anyway."""
         assertion_id = resp.get_assertion_id()
         if not assertion_id:
             raise LoginError("assertion has no ID", code="saml_invalid")
-        # Remember the ID until the assertion could no longer be accepted anyway.
-        ttl = max(60, max(expires) - now + skew)
+        ttl = max(60, max(expires) - now + self.cfg.clock_skew)
         if not self.replay_guard(f"saml:{self.id}:{assertion_id}", ttl):
             raise LoginError("assertion was already used", code="saml_replayed",
                              message="This sign-in response was already used.")

@@ -1,5 +1,5 @@
 """Console sign-in: ``POST /console/<grant>`` (federation endpoint 302, or an auto-POSTed SAMLResponse)
-and the bookmarkable ``GET /go/<account>/<role>`` links (shared/spec/aws-federation.md §3)."""
+and the bookmarkable ``GET /go/<account>/<role>`` links (docs/aws-rules.md §3)."""
 
 from __future__ import annotations
 

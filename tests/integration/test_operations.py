@@ -387,7 +387,8 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
 
     def still_valid(token: str) -> list[str]:
         jwks = requests.get(f"{base}/.well-known/jwks.json", timeout=10).json()
-        return validate_jwt(token, jwks=jwks, issuer=ISSUER, audiences={settings.issuer.audience}, now=int(time.time()))
+        return [str(p) for p in validate_jwt(token, jwks=jwks, issuer=ISSUER, audiences={settings.issuer.audience},
+                                             now=int(time.time()))]
 
     token_old = mint()
     assert _kid(token_old) == old.kid

@@ -2,7 +2,7 @@
 
     python tests/peers/federation_stub.py --port 5056 --sts http://127.0.0.1:5055 [--saml-metadata URL]
 
-moto does not emulate console sign-in (shared/spec/aws-federation.md §5), so tests and the demo
+moto does not emulate console sign-in (docs/aws-rules.md §5), so tests and the demo
 point the bridge here:
 - ``/federation?Action=getSigninToken`` (GET or POST): the ``Session`` JSON must carry
   sessionId/sessionKey/sessionToken, the credentials must work (GetCallerIdentity on the local
@@ -38,10 +38,13 @@ from werkzeug.wrappers import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bridge.aws.partitions import PARTITIONS  # noqa: E402
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response  # noqa: E402
 
-CONSOLE_HOST = re.compile(r"\A(?:[a-z]{2}(?:-[a-z]+)+-\d\.)?console\.aws\.amazon\.com\Z|\Aconsole\.amazonaws"
-                          r"(?:-us-gov\.com|\.cn)\Z")
+
+def is_console_host(host: str) -> bool:
+    """A console host of any partition (regional hosts in ``aws``)."""
+    return any(p.is_console_host(host) for p in PARTITIONS.values())
 
 
 @dataclass
@@ -115,7 +118,8 @@ class FederationStub:
             return Response(f"no SAML provider metadata: {type(e).__name__}", status=400)
         problems = validate_saml_response(b64, metadata=metadata, now=int(time.time()))
         if problems:
-            return Response("Your request included an invalid SAML response:\n" + "\n".join(problems), status=400)
+            return Response("Your request included an invalid SAML response:\n" + "\n".join(map(str, problems)),
+                            status=400)
         xml = base64.b64decode(b64).decode()
         pair = re.search(r'Attributes/Role"[^>]*>\s*<saml:AttributeValue>([^<]+)<', xml)
         assert pair
@@ -128,7 +132,7 @@ class FederationStub:
 
     def _signed_in(self, arn: str, destination: str, duration: Any, via: str) -> Response:
         host = urlsplit(destination).hostname or ""
-        if not destination.startswith("https://") or not CONSOLE_HOST.match(host):
+        if not destination.startswith("https://") or not is_console_host(host):
             return Response(f"Destination {destination!r} is not an AWS console URL", status=400)
         self.signed_in.append({"arn": arn, "destination": destination, "duration": duration, "via": via})
         role, session = arn.split("assumed-role/")[1].split("/", 1)

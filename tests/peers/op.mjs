@@ -1,4 +1,4 @@
-// Test / demo upstream OIDC provider (npm oidc-provider), after shared/testing/peers.md §1.
+// Test / demo upstream OIDC provider (npm oidc-provider).
 //   PORT=9000 REDIRECT_URIS=http://127.0.0.1:8000/callback/demo [AUTO_LOGIN=alice] node op.mjs
 // One confidential client, a password form (no devInteractions), automatic consent,
 // email/groups/amr/acr in the id_token, PKCE required. Test use only: in-memory storage.

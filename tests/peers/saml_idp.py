@@ -1,4 +1,4 @@
-"""Upstream SAML 2.0 IdP test peer: pysaml2 in a small Flask app (shared/testing/peers.md §2a).
+"""Upstream SAML 2.0 IdP test peer: pysaml2 in a small Flask app.
 
     IDP_PORT=7100 IDP_CERT_DIR=certs SP_METADATA=sp.xml [AUTO_LOGIN=alice] python saml_idp.py
 

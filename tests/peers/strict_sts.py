@@ -1,6 +1,6 @@
 """A strict STS in front of moto: checks what AWS checks, then forwards.
 
-moto validates nothing (shared/spec/aws-federation.md §5), so tests point the bridge at
+moto validates nothing (docs/aws-rules.md §5), so tests point the bridge at
 this proxy. For AssumeRoleWithWebIdentity it plays IAM's part: the token's ``iss`` must be a
 registered OIDC provider, the token must pass the project's strict validator against that
 provider's JWKS and audiences, RoleSessionName/DurationSeconds must be valid (including a
@@ -23,6 +23,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from bridge.aws.problems import Problem
 from bridge.aws.validate import validate_assume_params, validate_jwt
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
 
@@ -40,7 +41,7 @@ class Seen:
     action: str
     role_arn: str
     token: str
-    problems: list[str]
+    problems: list[Problem]
 
 
 @dataclass
@@ -90,45 +91,46 @@ class StrictSts:
             self.seen.append(Seen("AssumeRoleWithWebIdentity", form.get("RoleArn", ""),
                                   form.get("WebIdentityToken", ""), problems))
             if problems:
-                code = "ValidationError" if problems[0].startswith("9:") else "InvalidIdentityToken"
-                return _error(400, code, "; ".join(problems))(environ, start_response)
+                code = "ValidationError" if problems[0].rule == "9" else "InvalidIdentityToken"
+                return _error(400, code, "; ".join(map(str, problems)))(environ, start_response)
         if form.get("Action") == "AssumeRoleWithSAML":
             problems = self._check_saml(form)
             self.seen.append(Seen("AssumeRoleWithSAML", form.get("RoleArn", ""), form.get("SAMLAssertion", ""),
                                   problems))
             if problems:
-                code = "ValidationError" if problems[0].startswith("11:") else "InvalidIdentityToken"
-                return _error(400, code, "; ".join(problems))(environ, start_response)
+                code = "ValidationError" if problems[0].rule == "11" else "InvalidIdentityToken"
+                return _error(400, code, "; ".join(map(str, problems)))(environ, start_response)
         r = requests.post(self.upstream + req.path, data=body, headers={
             k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}, timeout=30)
         resp = Response(r.content, status=r.status_code, content_type=r.headers.get("content-type"))
         return resp(environ, start_response)
 
-    def _check_web_identity(self, form: dict[str, str]) -> list[str]:
+    def _check_web_identity(self, form: dict[str, str]) -> list[Problem]:
         token = form.get("WebIdentityToken", "")
         try:
             payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
             iss = payload.get("iss")
         except (IndexError, ValueError):
-            return ["1: token is not a JWT"]
+            return [Problem("1", "token", "token is not a JWT")]
         provider = self.providers.get(iss)
         if provider is None:
-            return [f"3: No OpenIDConnect provider found in your account for {iss}"]
+            return [Problem("3", "claims.iss", f"No OpenIDConnect provider found in your account for {iss}")]
         role = form.get("RoleArn", "")
         problems = validate_jwt(token, jwks=provider.jwks(), issuer=provider.issuer,
                                 audiences=provider.audiences, now=int(time.time()))
         if provider.http_ok:
-            problems = [p for p in problems if not (p.startswith("3: issuer") and ("https" in p or "port" in p))]
+            problems = [p for p in problems
+                        if not (p.rule == "3" and p.path == "issuer" and ("https" in p.message or "port" in p.message))]
         problems += validate_assume_params(form.get("RoleSessionName", ""), int(form.get("DurationSeconds", "3600")),
                                            self.role_max_duration.get(role, 43200))
         return problems
 
-    def _check_saml(self, form: dict[str, str]) -> list[str]:
+    def _check_saml(self, form: dict[str, str]) -> list[Problem]:
         principal = form.get("PrincipalArn", "")
         name = principal.rsplit("saml-provider/", 1)[-1]
         metadata = self.saml_providers.get(name)
         if metadata is None:
-            return [f"4: Specified provider doesn't exist: {principal}"]
+            return [Problem("4", "PrincipalArn", f"Specified provider doesn't exist: {principal}")]
         role = form.get("RoleArn", "")
         partition = role.split(":")[1] if role.count(":") > 2 else "aws"
         max_duration = self.role_max_duration.get(role, 43200)
@@ -137,7 +139,8 @@ class StrictSts:
                                           principal_arn=principal, max_duration=max_duration)
         duration = int(form.get("DurationSeconds", "3600"))
         if duration > max_duration:
-            problems.append("11: The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
+            problems.append(Problem("11", "DurationSeconds",
+                                    "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."))
         return problems
 
 

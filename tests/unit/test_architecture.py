@@ -4,7 +4,11 @@
 - the pure modules (mapping, and aws arn/limits/token/formats/validate/keys) use no I/O clients;
 - connector settings (``bridge/upstream/*_settings.py``, the ``type`` registry) and the config package
   reach no web framework, I/O client or IdP protocol library: loading the config stays light;
-- nothing under bridge/ uses pickle (sessions are JSON in Redis).
+- nothing under bridge/ uses pickle (sessions are JSON in Redis);
+- bridge/upstream never imports the strict AWS-rules validators (bridge.aws.validate*, and with them
+  xmlsec): it reads AWS's sign-in URLs and audiences from the partition table;
+- nothing under bridge/ refers to ``shared/`` (files outside this repository); the AWS rules the code
+  cites are in docs/aws-rules.md, and every section cited there exists.
 
 Imports are followed through bridge's own modules too, so a pure module cannot pick up flask by
 importing a bridge module that imports it.
@@ -13,6 +17,7 @@ importing a bridge module that imports it.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -21,13 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = ROOT / "bridge"
 
 NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
-PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys")
+PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "partitions", "problems", "console")
 WEB = ("flask", "bridge.web")
 IO_CLIENTS = ("redis", "boto3", "botocore", "requests", "flask")
 # What a connector's settings (and loading the config) must not pull in: they are read before any
 # connector runs, by `bridge check-config` too.
 HEAVY = ("flask", "redis", "boto3", "botocore", "authlib", "requests", "onelogin", "xmlsec")
 PICKLERS = ("pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve", "jsonpickle")
+STRICT_VALIDATORS = ("bridge.aws.validate", "bridge.aws.validate_saml", "xmlsec")
+AWS_RULES = ROOT / "docs" / "aws-rules.md"
 
 
 def module_name(path: Path) -> str:
@@ -183,3 +190,49 @@ def test_no_pickle_anywhere(module: str) -> None:
     imported = sorted(n for n in DIRECT[module] if _is(n, PICKLERS))
     named = sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in PICKLERS})
     assert imported == [] and named == [], f"{module} uses {imported or named}"
+
+
+UPSTREAM_MODULES = sorted(m for m in SOURCES if m.startswith("bridge.upstream"))
+
+
+@pytest.mark.parametrize("module", UPSTREAM_MODULES)
+def test_upstream_never_imports_the_strict_validators(module: str) -> None:
+    direct = sorted(n for n in DIRECT[module] if _is(n, STRICT_VALIDATORS))
+    assert direct == [], f"{module} imports {direct}; use bridge.aws.partitions for AWS URLs and audiences"
+    indirect = sorted(n for n in closure(module) if _is(n, STRICT_VALIDATORS))
+    assert indirect == [], f"{module} reaches {indirect} through bridge modules"
+
+
+def test_the_validator_rule_still_has_something_to_catch() -> None:
+    # The SAML connector does use the partition table, and the validator does import xmlsec.
+    assert "bridge.aws.partitions" in DIRECT["bridge.upstream.saml"]
+    assert "xmlsec" in DIRECT["bridge.aws.validate_saml"]
+
+
+BRIDGE_FILES = sorted(p for p in BRIDGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("path", BRIDGE_FILES, ids=[str(p.relative_to(ROOT)) for p in BRIDGE_FILES])
+def test_nothing_in_bridge_refers_to_shared(path: Path) -> None:
+    text = path.read_bytes().decode("utf-8", "replace")
+    found = sorted({m.group(0) for m in re.finditer(r"\S*\bshared/\S*|\S*aws-federation\.md\S*", text)})
+    assert found == [], f"{path.relative_to(ROOT)} refers to files outside the repository: {found}"
+
+
+CITATION = re.compile(r"docs/aws-rules\.md (§\d+(?:\.\d+)?(?:[–-]\d+(?:\.\d+)?)?(?:(?:,| and) §\d+(?:\.\d+)?)*)")
+
+
+def _cited_sections() -> set[str]:
+    cited: set[str] = set()
+    for path in [*BRIDGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").rglob("*.py"),
+                 ROOT / "README.md"]:
+        for m in CITATION.finditer(path.read_text(encoding="utf-8")):
+            cited.update(re.findall(r"§(\d+(?:\.\d+)?)", m.group(1)))
+    return cited
+
+
+def test_every_cited_aws_rules_section_exists() -> None:
+    headings = set(re.findall(r"^##+ (\d+(?:\.\d+)?)\.? ", AWS_RULES.read_text(encoding="utf-8"), re.MULTILINE))
+    cited = _cited_sections()
+    assert {"1.10", "2.7", "3"} <= cited  # the checker sees the citations
+    assert sorted(cited - headings) == []

@@ -1,4 +1,4 @@
-"""Credential output formats (bridge/aws/formats.py, spec aws-federation.md §4) with hostile secrets."""
+"""Credential output formats (bridge/aws/formats.py, docs/aws-rules.md §4) with hostile secrets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AWS limits on names, tags and durations (bridge/aws/limits.py; spec aws-federation.md §1.7, §2.7/9)."""
+"""AWS limits on names, tags and durations (bridge/aws/limits.py; docs/aws-rules.md §1.7, §2.7/9)."""
 
 from __future__ import annotations
 

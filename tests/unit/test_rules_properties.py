@@ -1,6 +1,6 @@
 """Properties of the rules engine for arbitrary claims (hypothesis):
 
-- every grant it emits satisfies AWS's limits (spec §1.7 and §2.5): ≤ 50 tags, key ≤ 128 / value ≤ 256
+- every grant it emits satisfies AWS's limits (docs/aws-rules.md §1.7 and §2.5): ≤ 50 tags, key ≤ 128 / value ≤ 256
   characters of the allowed classes, no ``aws:`` prefix, no case-insensitive duplicate keys,
   transitive keys ⊆ tags, session name and source identity ``[\\w+=,.@-]{2,64}`` — and the token
   minted from it passes the project's strict validator;

@@ -1,7 +1,7 @@
 """Minted SAML Responses (bridge/aws/assertion.py) and the strict SAML validator (bridge/aws/validate_saml.py).
 
-Spec: shared/spec/aws-federation.md §1.3–1.5 (what AWS needs) and §1.10 (validator rules 1–13);
-independent signature checks per shared/testing/peers.md §6 (signxml and the ``xmlsec1`` CLI).
+Spec: docs/aws-rules.md §1.3–1.5 (what AWS needs) and §1.10 (validator rules 1–13);
+signatures are also checked independently with signxml and the ``xmlsec1`` CLI.
 
 Responses are minted with the real code and real keys. A rule test builds the unsigned Response
 with ``build_response``, breaks one thing with lxml, signs it with the real ``sign_response`` and
@@ -42,6 +42,7 @@ from bridge.aws.assertion import (
 )
 from bridge.aws.keys import SamlKey, generate_saml_key
 from bridge.aws.metadata import idp_metadata
+from bridge.aws.problems import Problem
 from bridge.aws.token import subject_for
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
 from bridge.identity import Grant, Identity
@@ -148,6 +149,12 @@ def ts(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def texts(problems: list[Problem]) -> list[str]:
+    """Problems as `bridge verify` prints them (``str(p)``); the tests compare that text."""
+    assert all(isinstance(p, Problem) for p in problems), problems
+    return [str(p) for p in problems]
+
+
 def only_rule(problems: list[str], rule: int, fragment: str) -> None:
     """``problems`` are all rule ``rule`` and one of them says ``fragment``."""
     assert problems, f"expected a rule {rule} problem, got none"
@@ -186,13 +193,17 @@ class Kit:
     def sign(self, resp: etree._Element, key: SamlKey | None = None, *, both: bool = False) -> bytes:
         return sign_response(resp, key or self.key, sign_response=both)
 
-    def check(self, xml: bytes | str, *, grant: Grant = GRANT, partition: str = "aws",
-              **kw: object) -> list[str]:
+    def problems(self, xml: bytes | str, *, grant: Grant = GRANT, partition: str = "aws",
+                 **kw: object) -> list[Problem]:
         data = xml if isinstance(xml, str) else b64(xml)
         kw.setdefault("role_arn", grant.role_arn)
         kw.setdefault("principal_arn", grant.provider_arn)
         return validate_saml_response(data, metadata=self.metadata, now=NOW, partition=partition,
                                       **kw)  # type: ignore[arg-type]
+
+    def check(self, xml: bytes | str, *, grant: Grant = GRANT, partition: str = "aws",
+              **kw: object) -> list[str]:
+        return texts(self.problems(xml, grant=grant, partition=partition, **kw))
 
     def mutated(self, mutate: Callable[[etree._Element], object], *, grant: Grant = GRANT,
                 duration: int = 3600, **kw: object) -> list[str]:
@@ -285,7 +296,7 @@ def test_rotation_metadata_with_two_keys_accepts_either_signer(kit: Kit) -> None
         assert validate_saml_response(minted, metadata=md, now=NOW) == []
     only_md = IdpMetadata.from_xml(idp_metadata(ENTITY_ID, [kit.key], SSO_URL))
     minted = mint_saml_response(GRANT, IDENTITY, kit.other, make_issuer(), now=NOW, duration=3600)
-    only_rule(validate_saml_response(minted, metadata=only_md, now=NOW), 3, "does not verify")
+    only_rule(texts(validate_saml_response(minted, metadata=only_md, now=NOW)), 3, "does not verify")
 
 
 @pytest.mark.parametrize(("partition", "region", "recipient", "audience"), [
@@ -874,7 +885,7 @@ SPEC_NAMEID_FORMATS = [f"urn:oasis:names:tc:SAML:2.0:nameid-format:{x}" for x in
 
 @pytest.mark.parametrize("fmt", SPEC_NAMEID_FORMATS)
 def test_rule6_every_documented_format_accepted(kit: Kit, fmt: str) -> None:
-    """The eight Formats of spec §1.3 are accepted."""
+    """The eight Formats of docs/aws-rules.md §1.3 are accepted."""
     assert kit.mutated(lambda r: find(r, "saml:Assertion/saml:Subject/saml:NameID").set("Format", fmt)) == []
 
 
@@ -1172,3 +1183,49 @@ def test_several_rules_reported_together(kit: Kit) -> None:
 
     rules = sorted({int(p.split(":")[0]) for p in kit.mutated(mutate)})
     assert rules == [4, 10, 13]
+
+
+# Problems are data: which rule, where, what (str() is the text above)
+
+
+def _mutations() -> list[tuple[str, Callable[[etree._Element], object], tuple[str, str]]]:
+    a = "saml:Assertion"
+    return [
+        ("status", lambda r: find(r, "samlp:Status/samlp:StatusCode").set("Value", "x"), ("2", "Response/Status")),
+        ("issuer", lambda r: setattr(find(r, f"{a}/saml:Issuer"), "text", "https://evil.example.com"),
+         ("4", "Assertion/Issuer")),
+        ("method", lambda r: find(r, f"{a}/saml:Subject/saml:SubjectConfirmation").set("Method", "x"),
+         ("5", "Assertion/Subject/SubjectConfirmation@Method")),
+        ("recipient", lambda r: (_scd(r).set("Recipient", "https://evil.example.com/saml"),
+                                 r.set("Destination", "https://evil.example.com/saml")),
+         ("5", "Assertion/Subject/SubjectConfirmation/SubjectConfirmationData@Recipient")),
+        ("destination", lambda r: r.set("Destination", "https://evil.example.com/saml"), ("5", "Response@Destination")),
+        ("nameid", lambda r: find(r, f"{a}/saml:Subject/saml:NameID").set("Format", "x"),
+         ("6", "Assertion/Subject/NameID@Format")),
+        ("audience", lambda r: setattr(find(r, f"{a}/saml:Conditions/saml:AudienceRestriction/saml:Audience"),
+                                       "text", "urn:example"),
+         ("7", "Assertion/Conditions/AudienceRestriction/Audience")),
+        ("issued", lambda r: find(r, a).set("IssueInstant", ts(NOW - 600)), ("8", "Assertion@IssueInstant")),
+        ("role", lambda r: set_values(r, "Role", ["arn:aws:iam::123456789012:role/X"]), ("9", "Attribute:Role")),
+        ("session-name", lambda r: set_values(r, "RoleSessionName", ["a b"]), ("10", "Attribute:RoleSessionName")),
+        ("duration", lambda r: set_values(r, "SessionDuration", ["60"]), ("11", "Attribute:SessionDuration")),
+    ]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [(m, e) for _, m, e in _mutations()],
+                         ids=[name for name, _, _ in _mutations()])
+def test_problem_fields_say_which_rule_and_where(kit: Kit, mutate: Callable[[etree._Element], object],
+                                                 expected: tuple[str, str]) -> None:
+    resp = kit.build()
+    mutate(resp)
+    problems = kit.problems(kit.sign(resp))
+    assert problems and {(p.rule, p.path) for p in problems} == {expected}, problems
+    assert all(str(p) == f"{p.rule}: {p.message}" for p in problems)
+
+
+def test_problem_fields_for_undecodable_and_unsigned_responses(kit: Kit) -> None:
+    assert kit.problems("not base64!") == [
+        Problem("1", "SAMLResponse", "not standard base64 (no line breaks, no URL-safe alphabet)")]
+    unsigned = etree.tostring(kit.build())
+    assert kit.problems(unsigned) == [
+        Problem("3", "Assertion/Signature", "the Assertion must carry exactly one enveloped ds:Signature (found 0)")]

@@ -1,7 +1,7 @@
 """The bridge's SAML IdP metadata (bridge/aws/metadata.py), its parser (IdpMetadata.from_xml) and the SAML keys
 that ``load_keyring`` accepts or reports (bridge/aws/keys.py).
 
-Spec: shared/spec/aws-federation.md §1.4 (metadata UTF-8 without BOM, 1000–10,000,000 characters, every
+Spec: docs/aws-rules.md §1.4 (metadata UTF-8 without BOM, 1000–10,000,000 characters, every
 signing certificate during rotation) and the bridge's key rules (0600, a matching .crt, RSA ≥ 2048).
 """
 

@@ -1,8 +1,9 @@
-"""The strict AWS-rules validator (bridge/aws/validate.py, spec aws-federation.md §2.7).
+"""The strict AWS-rules validator (bridge/aws/validate.py, docs/aws-rules.md §2.7).
 
 Every rule gets at least one token that breaks only that rule, so a test shows both that the
-rule fires and that it does not drag unrelated rules along. Tokens are minted with the real
-minting code and real keys; bad tokens are signed with joserfc, or by hand with
+rule fires and that it does not drag unrelated rules along. Problems are compared as their
+text (``str(p)``, what `bridge verify` prints); their fields are checked separately below.
+Tokens are minted with the real minting code and real keys; bad tokens are signed with joserfc, or by hand with
 ``cryptography`` where joserfc refuses (crit headers, ``none``, 1024-bit RSA).
 """
 
@@ -27,6 +28,7 @@ from bridge.aws.validate import (
     MAX_TOKEN_LEN,
     SOURCE_IDENTITY_CLAIM,
     TAGS_CLAIM,
+    Problem,
     ValidationFailed,
     assert_valid_jwt,
     validate_assume_params,
@@ -98,10 +100,19 @@ def sign(key: SigningKey, claims: dict[str, Any], **header_extra: Any) -> str:
     return jwt.encode(header, claims, key.key, algorithms=[key.alg])
 
 
-def check(token: str, key: SigningKey, **kw: Any) -> list[str]:
+def texts(problems: list[Problem]) -> list[str]:
+    assert all(isinstance(p, Problem) for p in problems), problems
+    return [str(p) for p in problems]
+
+
+def check_problems(token: str, key: SigningKey, **kw: Any) -> list[Problem]:
     args: dict[str, Any] = {"jwks": jwks_of(key), "issuer": ISSUER, "audiences": {AUD}, "now": NOW}
     args.update(kw)
     return validate_jwt(token, **args)
+
+
+def check(token: str, key: SigningKey, **kw: Any) -> list[str]:
+    return texts(check_problems(token, key, **kw))
 
 
 def with_tags(tags_claim: Any) -> dict[str, Any]:
@@ -194,8 +205,8 @@ def test_every_broken_rule_is_reported_at_once(rsa_key: SigningKey) -> None:
         **{TAGS_CLAIM: {"principal_tags": {"aws:k": ["v"]}}, SOURCE_IDENTITY_CLAIM: "no spaces please"},
     )
     token = sign(rsa_key, claims)
-    problems = check(token, rsa_key, jwks=jwks_of(rsa_key))
-    assert [p.split(":", 1)[0] for p in problems] == ["3", "4", "5", "6", "7", "8"]
+    problems = check_problems(token, rsa_key, jwks=jwks_of(rsa_key))
+    assert [p.rule for p in problems] == ["3", "4", "5", "6", "7", "8"]
 
 
 # --------------------------------------------------------------------------- rule 1: shape and header
@@ -327,7 +338,7 @@ def test_rule2_rsa_key_shorter_than_2048_bits() -> None:
     }
     token = sign_rsa_by_hand(weak, {"alg": "RS256", "kid": "weak-1024", "typ": "JWT"}, good_claims())
     problems = validate_jwt(token, jwks={"keys": [jwk]}, issuer=ISSUER, audiences={AUD}, now=NOW)
-    assert problems == ["2: RSA key is 1024 bits; at least 2048 required"]
+    assert problems == [Problem("2", "signature", "RSA key is 1024 bits; at least 2048 required")]
 
 
 # --------------------------------------------------------------------------- rule 3: issuer
@@ -590,7 +601,7 @@ def test_rule9_valid_params(name: str, duration: int) -> None:
 @pytest.mark.parametrize("name", ["alice smith", "x" * 65, "a", "", "josé", "a/b", "a:b"])
 def test_rule9_bad_session_name(name: str) -> None:
     assert validate_assume_params(name, 3600) == [
-        f"9: RoleSessionName {name!r} must match [\\w+=,.@-]{{2,64}}"
+        Problem("9", "RoleSessionName", f"RoleSessionName {name!r} must match [\\w+=,.@-]{{2,64}}")
     ]
 
 
@@ -598,14 +609,15 @@ def test_rule9_bad_session_name(name: str) -> None:
     ("duration", "max_duration"), [(899, 43200), (43201, 43200), (3601, 3600), (0, 3600)]
 )
 def test_rule9_bad_duration(duration: int, max_duration: int) -> None:
-    assert validate_assume_params("alice", duration, max_duration) == [
-        f"9: DurationSeconds {duration} must be 900..{max_duration}"
-    ]
+    problems = validate_assume_params("alice", duration, max_duration)
+    assert problems == [Problem("9", "DurationSeconds", f"DurationSeconds {duration} must be 900..{max_duration}")]
+    assert texts(problems) == [f"9: DurationSeconds {duration} must be 900..{max_duration}"]
 
 
 def test_rule9_both_params_bad_lists_both() -> None:
     problems = validate_assume_params("has space", 899)
-    assert len(problems) == 2 and all(p.startswith("9: ") for p in problems)
+    assert [(p.rule, p.path) for p in problems] == [("9", "RoleSessionName"), ("9", "DurationSeconds")]
+    assert all(str(p).startswith("9: ") for p in problems)
 
 
 def test_rule9_session_name_with_trailing_newline_is_refused() -> None:
@@ -620,3 +632,55 @@ def test_rule1_non_string_alg_is_reported_not_raised(alg: Any, rsa_key: SigningK
     token = unsigned({"alg": alg, "kid": rsa_key.kid}, good_claims(), sig=b"x")
     problems = check(token, rsa_key)
     assert any(p.startswith("1: alg ") for p in problems)
+
+
+# --------------------------------------------------------------------------- problems are data
+
+
+def test_problem_is_frozen_data_whose_text_is_rule_colon_message() -> None:
+    p = Problem("9", "DurationSeconds", "DurationSeconds 1 must be 900..3600")
+    assert (p.rule, p.path, p.message) == ("9", "DurationSeconds", "DurationSeconds 1 must be 900..3600")
+    assert str(p) == "9: DurationSeconds 1 must be 900..3600"
+    assert p == Problem("9", "DurationSeconds", "DurationSeconds 1 must be 900..3600") and hash(p) == hash(
+        Problem("9", "DurationSeconds", "DurationSeconds 1 must be 900..3600"))
+    assert p != str(p)  # callers use the fields, never the text
+    with pytest.raises(AttributeError):
+        p.rule = "1"  # type: ignore[misc]
+
+
+def test_problem_fields_say_which_rule_and_where(rsa_key: SigningKey) -> None:
+    cases: list[tuple[str, dict[str, Any], tuple[str, str]]] = [
+        (sign(rsa_key, good_claims(iss="https://other.example.com")), {}, ("3", "claims.iss")),
+        (mint_token(GRANT, IDENTITY, rsa_key, issuer="http://bridge.example.com", audience=AUD, now=NOW),
+         {"issuer": "http://bridge.example.com"}, ("3", "issuer")),
+        (sign(rsa_key, good_claims(aud="someone-else")), {}, ("4", "claims.aud")),
+        (sign(rsa_key, good_claims(sub="x")), {}, ("5", "claims.sub")),
+        (sign(rsa_key, good_claims(iat=float(NOW))), {}, ("6", "claims.iat")),
+        (sign(rsa_key, good_claims(exp=NOW - 10)), {}, ("6", "claims.exp")),
+        (sign(rsa_key, with_tags({"principal_tags": {"Dept": "Finance"}})), {},
+         ("7", f"claims.{TAGS_CLAIM}.principal_tags.Dept")),
+        (sign(rsa_key, with_tags({"principal_tags": {"aws:k": ["v"]}})), {}, ("7", f"claims.{TAGS_CLAIM}")),
+        (sign(rsa_key, good_claims(**{SOURCE_IDENTITY_CLAIM: "no spaces"})), {},
+         ("8", f"claims.{SOURCE_IDENTITY_CLAIM}")),
+        (jwt.encode({"alg": "RS256"}, good_claims(), rsa_key.key, algorithms=["RS256"]), {}, ("1", "header.kid")),
+        (unsigned({"alg": "none", "kid": rsa_key.kid}, good_claims()), {}, ("1", "header.alg")),
+        ("a.b", {}, ("1", "token")),
+    ]
+    for token, kw, expected in cases:
+        problems = check_problems(token, rsa_key, **kw)
+        assert [(p.rule, p.path) for p in problems] == [expected], (expected, problems)
+        assert str(problems[0]) == f"{problems[0].rule}: {problems[0].message}"
+
+
+def test_problem_paths_for_the_header_key_and_signature(rsa_key: SigningKey) -> None:
+    token = sign(rsa_key, good_claims())
+    h, _, s = token.split(".")
+    forged = f"{h}.{segment(good_claims(sub='u-someone-else-entirely'))}.{s}"
+    assert check_problems(forged, rsa_key) == [Problem("2", "signature", "signature does not verify")]
+    jwks = jwks_of(rsa_key)
+    del jwks["keys"][0]["use"]
+    assert check_problems(token, rsa_key, jwks=jwks) == [
+        Problem("1", f"jwks.{rsa_key.kid}", f"published JWK {rsa_key.kid!r} lacks 'use'")]
+    crit = sign_rsa_by_hand(rsa_key.key.private_key, {"alg": "RS256", "kid": rsa_key.kid, "crit": ["exp"]},
+                            good_claims())
+    assert check_problems(crit, rsa_key) == [Problem("1", "header.crit", "crit header is not allowed")]
