@@ -11,7 +11,7 @@ itself, a ``required`` tag or a SAML grant's provider, withholds the grant with 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.limits import sanitize_session_name, sanitize_tag_value, tag_key_problem
@@ -23,7 +23,6 @@ from bridge.mapping.ruleset import (
     PROVIDER_ARN_RE,
     PROVIDER_NAME_RE,
     ROLE_NAME_RE,
-    AccountInfo,
     CGrant,
     RoleInfo,
     RuleSet,
@@ -60,10 +59,11 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
     default_d, max_d = _durations(cg, arn, role_info, notes)
     label = _label(cg, view, binding, arn, role_info, notes)
     session_name, source_identity = _session_fields(cg, view, binding, ident, notes)
-    tags = _tags(cg, view, binding, arn_text, notes)
-    if isinstance(tags, Withheld):
-        return tags
-    transitive = _transitive(cg, view, binding, tags.lower, notes)
+    rendered = _tags(cg, view, binding, arn_text, notes)
+    if isinstance(rendered, Withheld):
+        return rendered
+    tags, lower, required = rendered
+    transitive = _transitive(cg, view, binding, lower, notes)
     path = cg.path or d.path
     provider_arn = _provider(cg, view, binding, arn, d, path, notes)
     if isinstance(provider_arn, Withheld):
@@ -71,22 +71,18 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
     grant = Grant(
         role_arn=arn_text, account_id=arn.account_id, label=label, session_name=session_name, via=rule_name,
         audience=cg.audience or d.audience, provider_arn=provider_arn, source_identity=source_identity,
-        tags=tags.tags, transitive_keys=tuple(transitive), default_duration=default_d, max_duration=max_d,
+        tags=tags, transitive_keys=tuple(transitive), default_duration=default_d, max_duration=max_d,
         mfa_required=cg.mfa_required, path=path,
-        account_alias=_alias(account), account_label=account.label if account else "",
+        account_alias=account.alias if account else "", account_label=account.label if account else "",
         console=cg.console or "",
     )
     if cg.mfa_required and not ident.mfa:
         return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant)
-    return Candidate(-1, arn, grant, tags.required)
+    return Candidate(-1, arn, grant, required)
 
 
 def _text(t: Template | None, view: View, binding: Mapping[str, str]) -> str | Missing | None:
     return None if t is None else t.render(view, binding)
-
-
-def _alias(account: AccountInfo | None) -> str:
-    return account.alias if account else ""
 
 
 # --------------------------------------------------------------------------- the role
@@ -176,17 +172,16 @@ def _session_fields(cg: CGrant, view: View, binding: Mapping[str, str], ident: I
 # --------------------------------------------------------------------------- tags
 
 
-@dataclass
-class _Tags:
-    tags: dict[str, str] = field(default_factory=dict)
-    lower: dict[str, str] = field(default_factory=dict)  # lower-cased key -> key as kept
-    required: set[str] = field(default_factory=set)  # lower-cased keys of required tags
+# (tags, lower-cased key -> key as kept, lower-cased keys of required tags)
+_Tags = tuple[dict[str, str], dict[str, str], set[str]]
 
 
 def _tags(cg: CGrant, view: View, binding: Mapping[str, str], arn_text: str, notes: list[str]) -> _Tags | Withheld:
     """The grant's tags; a tag that cannot be rendered is dropped (noted) — or withholds the grant when required.
     A key set twice (ignoring case) keeps the first value."""
-    out = _Tags()
+    tags: dict[str, str] = {}
+    lower: dict[str, str] = {}
+    required: set[str] = set()
     for t in cg.tags:
         key = t.key.constant if t.key.constant is not None else _tag_key(t, view, binding, arn_text, notes)
         if key is None:
@@ -198,15 +193,15 @@ def _tags(cg: CGrant, view: View, binding: Mapping[str, str], arn_text: str, not
             continue
         if isinstance(clean, Withheld):
             return clean
-        if key.lower() in out.lower:
-            if out.tags[out.lower[key.lower()]] != clean:
+        if key.lower() in lower:
+            if tags[lower[key.lower()]] != clean:
                 notes.append(f"tag {key!r} is set twice with different values; kept the first")
             continue
-        out.lower[key.lower()] = key
-        out.tags[key] = clean
+        lower[key.lower()] = key
+        tags[key] = clean
         if t.required:
-            out.required.add(key.lower())
-    return out
+            required.add(key.lower())
+    return tags, lower, required
 
 
 def _tag_key(t: TagT, view: View, binding: Mapping[str, str], arn_text: str,
