@@ -20,6 +20,16 @@ Merging, sanitizing and deny semantics: see ``engine`` and README "Rules".
 Not verified here: that a role exists, trusts the bridge, or allows ``sts:TagSession`` (AWS
 decides that) — nor that ``mfa`` is true for a reason: the connector decides what counts as MFA.
 
+Layout (imports run one way, down this list; ``tests/unit/test_architecture.py`` keeps it so):
+
+- ``settings``: ``MappingSettings`` (the document plus its compiled rule set) and ``load_mapping``;
+- ``compiler`` (catalog, conditions, rules, conflicts, index) with ``grants`` (grants and denies):
+  the validated schema → a ``RuleSet``, every problem with its path;
+- ``model``: the pydantic schema only (and the old flat form's conversion) — it knows no compiler;
+- ``engine`` (match, merge, deny, check) with ``render`` (one grant) → ``results``; ``report`` words them;
+- ``ruleset`` (what the engine runs), ``conditions``, ``template``, ``paths``: the compiled pieces;
+- ``passthrough``: grants for ``aws_passthrough`` SAML connectors (no rules).
+
 Example::
 
     ms = load_mapping({"rules": [{"name": "admins", "match": {"group": "aws-admins"},
