@@ -20,6 +20,16 @@ Merging, sanitizing and deny semantics: see ``engine`` and README "Rules".
 Not verified here: that a role exists, trusts the bridge, or allows ``sts:TagSession`` (AWS
 decides that) — nor that ``mfa`` is true for a reason: the connector decides what counts as MFA.
 
+Layout (imports run one way, down this list; ``tests/unit/test_architecture.py`` keeps it so):
+
+- ``settings``: ``MappingSettings`` (the document plus its compiled rule set) and ``load_mapping``;
+- ``compiler`` (catalog, conditions, rules, conflicts, index) with ``grants`` (grants and denies):
+  the validated schema → a ``RuleSet``, every problem with its path;
+- ``model``: the pydantic schema only (and the old flat form's conversion) — it knows no compiler;
+- ``engine`` (match, merge, deny, check) with ``render`` (one grant) → ``results``; ``report`` words them;
+- ``ruleset`` (what the engine runs), ``conditions``, ``template``, ``paths``: the compiled pieces;
+- ``passthrough``: grants for ``aws_passthrough`` SAML connectors (no rules).
+
 Example::
 
     ms = load_mapping({"rules": [{"name": "admins", "match": {"group": "aws-admins"},
@@ -29,20 +39,14 @@ Example::
 
 from __future__ import annotations
 
-from bridge.mapping.compiler import RuleSet, compile_mapping, load_mapping
-from bridge.mapping.engine import (
-    Decision,
-    GrantDefaults,
-    RuleResult,
-    Withheld,
-    decide,
-    evaluate,
-    explain,
-    resolve_claim,
-)
-from bridge.mapping.model import MappingSettings, Rule
+from bridge.mapping.compiler import compile_mapping
+from bridge.mapping.engine import decide, evaluate, explain, resolve_claim
+from bridge.mapping.model import Rule
 from bridge.mapping.passthrough import passthrough_grants
 from bridge.mapping.report import report, report_text
+from bridge.mapping.results import Decision, GrantDefaults, RuleResult, Withheld
+from bridge.mapping.ruleset import RuleSet
+from bridge.mapping.settings import MappingSettings, load_mapping
 
 __all__ = ["Decision", "GrantDefaults", "MappingSettings", "Rule", "RuleResult", "RuleSet", "Withheld",
            "compile_mapping", "decide", "evaluate", "explain", "load_mapping", "passthrough_grants", "report",

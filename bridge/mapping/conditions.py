@@ -92,6 +92,18 @@ def glob_prefix(pattern: str) -> str:
     return re.split(r"[*?\[]", pattern, maxsplit=1)[0]
 
 
+def _index_keys(op: str, path: ClaimPath, operands: tuple[str, ...], prefixes: tuple[str, ...]) -> IndexKeys | None:
+    """What a case-sensitive leaf is filed under in the index (None: no finite set of requirements)."""
+    if op in ("equals", "in"):
+        return frozenset(("=", path.text, v) for v in operands)
+    if op in ("starts_with", "regex", "glob"):
+        wanted = prefixes if op != "starts_with" else operands
+        return frozenset(("^", path.text, p) for p in wanted) if all(wanted) else None
+    if op == "ends_with" and all(operands):
+        return frozenset(("$", path.text, v) for v in operands)
+    return None
+
+
 class Leaf:
     """``{claim: PATH, <op>: operand}`` (and the ``group`` shorthand).
 
@@ -114,35 +126,37 @@ class Leaf:
         self.exists = bool(operand) if op == "exists" else False
         names = set(self.regexes[0].groupindex) if op == "regex" else set()
         self.possible = self.guaranteed = frozenset(names)
-        self.keys: IndexKeys | None = None
-        if ignore_case:
-            pass  # unindexed (see above); an ``all`` with an indexed sibling is still filed under that
-        elif op in ("equals", "in"):
-            self.keys = frozenset(("=", path.text, v) for v in self.operands)
-        elif op in ("starts_with", "regex", "glob"):
-            prefixes = self.prefixes if op != "starts_with" else self.operands
-            if all(prefixes):
-                self.keys = frozenset(("^", path.text, p) for p in prefixes)
-        elif op == "ends_with" and all(self.operands):
-            self.keys = frozenset(("$", path.text, v) for v in self.operands)
+        # unindexed when ignoring case (see above); an ``all`` with an indexed sibling is still filed under that
+        self.keys: IndexKeys | None = None if ignore_case else _index_keys(op, path, self.operands, self.prefixes)
 
     def test(self, view: View, explain: bool) -> Outcome:
         op = self.op
         if op in ("equals", "in"):
-            values = view.folded_set(self.path) if self.ignore_case else view.text_set(self.path)
-            ok = self.wanted[0] in values if op == "equals" else not self.operand_set.isdisjoint(values)
-            if not explain:
-                return YES if ok else NO
-            return self._explain_equals(view, ok)
+            return self._test_equals(view, explain)
         if op == "exists":
-            ok = bool(view.values(self.path)) == self.exists
-            if not explain:
-                return YES if ok else NO
-            seen = view.texts(self.path)
-            state = f"has {show(seen)}" if view.values(self.path) else "is missing"
-            return Outcome(ok, EMPTY if ok else (), f"{self.path.text} {state}")
+            return self._test_exists(view, explain)
         if op in ("regex", "glob"):
             return self._test_patterns(view, explain)
+        return self._test_text(view, explain)
+
+    def _test_equals(self, view: View, explain: bool) -> Outcome:
+        values = view.folded_set(self.path) if self.ignore_case else view.text_set(self.path)
+        ok = self.wanted[0] in values if self.op == "equals" else not self.operand_set.isdisjoint(values)
+        if not explain:
+            return YES if ok else NO
+        return self._explain_equals(view, ok)
+
+    def _test_exists(self, view: View, explain: bool) -> Outcome:
+        ok = bool(view.values(self.path)) == self.exists
+        if not explain:
+            return YES if ok else NO
+        seen = view.texts(self.path)
+        state = f"has {show(seen)}" if view.values(self.path) else "is missing"
+        return Outcome(ok, EMPTY if ok else (), f"{self.path.text} {state}")
+
+    def _test_text(self, view: View, explain: bool) -> Outcome:
+        """``starts_with``, ``ends_with``, ``contains``: the first value that fits."""
+        op = self.op
         texts = view.texts(self.path)
         pairs = zip(texts, view.folded(self.path) if self.ignore_case else texts, strict=True)
         if op == "starts_with":

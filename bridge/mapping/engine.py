@@ -17,293 +17,25 @@ Order of work for one identity:
 4. **Deny.** A matching ``deny`` rule removes the roles it names, wherever it is in the file.
 5. **Check** every grant against AWS's limits once more (``bridge.aws.limits``); nothing that
    breaks them leaves this module.
+
+Step 2 lives in ``render``; the answers (``RuleResult``, ``Decision``, ``Withheld``) in ``results``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.aws.arn import RoleArn, parse_role_arn
-from bridge.aws.limits import (
-    MAX_TAGS,
-    SESSION_NAME_RE,
-    SOURCE_IDENTITY_RE,
-    sanitize_session_name,
-    sanitize_tag_value,
-    tag_key_problem,
-    tags_problems,
-)
+from bridge.aws.limits import MAX_TAGS, SESSION_NAME_RE, SOURCE_IDENTITY_RE, tags_problems
 from bridge.identity import Grant, Identity
-from bridge.mapping.compiler import (
-    DEFAULT_ROLE_MAX,
-    PROVIDER_ARN_RE,
-    PROVIDER_NAME_RE,
-    ROLE_NAME_RE,
-    CGrant,
-    RuleSet,
-)
-from bridge.mapping.model import MappingSettings
 from bridge.mapping.paths import ClaimPath, View, parse_path, resolve
-from bridge.mapping.template import Missing, Template
+from bridge.mapping.render import Candidate, render_grant
+from bridge.mapping.results import Decision, GrantDefaults, RuleResult, Withheld
+from bridge.mapping.ruleset import RuleSet
+from bridge.mapping.settings import MappingSettings
 
-MAX_LABEL = 200
-
-
-@dataclass(frozen=True)
-class GrantDefaults:
-    """What a rule does not say itself: token audience, AWS path, IAM SAML provider name."""
-
-    audience: str
-    path: str = "jwt"
-    saml_provider: str = "FederationBridge"
-
-
-@dataclass(frozen=True)
-class Withheld:
-    """A grant a matching rule would give but does not, and why.
-
-    ``code``: ``mfa`` (sign in with MFA to get it; ``grant`` is what you would get), ``denied``
-    (a deny rule), ``required_tag``, ``invalid`` (role or provider did not render to something
-    AWS accepts), ``limits`` (the final AWS-limits check failed).
-    """
-
-    role_arn: str | None
-    code: str
-    reason: str
-    grant: Grant | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"role_arn": self.role_arn, "code": self.code, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    """What one rule did for one identity: matched or not, why, the grants it owns, notes."""
-
-    rule: str
-    matched: bool
-    reason: str
-    grants: tuple[Grant, ...] = ()
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    withheld: tuple[Withheld, ...] = ()
-    kind: str = "grant"  # or "deny"
-    description: str = ""
-
-    @property
-    def grant(self) -> Grant | None:
-        """The first grant this rule owns (most rules grant one role)."""
-        return self.grants[0] if self.grants else None
-
-    @property
-    def outcome(self) -> str:
-        """``no match`` | ``deny`` | ``granted`` | ``withheld`` | ``merged`` (its roles were already granted)."""
-        if not self.matched:
-            return "no match"
-        if self.kind == "deny":
-            return "deny"
-        if self.grants:
-            return "granted"
-        return "withheld" if self.withheld else "merged"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "matched": self.matched, "outcome": self.outcome, "reason": self.reason,
-                "grants": [g.to_json() for g in self.grants], "withheld": [w.to_json() for w in self.withheld],
-                "notes": list(self.notes)}
-
-
-@dataclass
-class Decision:
-    """``results``: every rule (explain) or only the rules that matched (evaluate), in file order."""
-
-    results: list[RuleResult]
-
-    @property
-    def grants(self) -> list[Grant]:
-        return [g for r in self.results for g in r.grants]
-
-    @property
-    def withheld(self) -> list[tuple[str, Withheld]]:
-        return [(r.rule, w) for r in self.results for w in r.withheld]
-
-    @property
-    def locked(self) -> list[Grant]:
-        """Roles the identity would get by signing in with MFA (not granted otherwise, not denied)."""
-        granted = {g.role_arn for g in self.grants}
-        out: dict[str, Grant] = {}
-        for _, w in self.withheld:
-            if w.code == "mfa" and w.grant is not None and w.role_arn not in granted:
-                out.setdefault(w.grant.role_arn, w.grant)
-        return list(out.values())
-
-
-# --------------------------------------------------------------------------- rendering one grant
-
-
-@dataclass
-class _Cand:
-    rule: int
-    arn: RoleArn
-    grant: Grant
-    required: set[str]  # lower-cased keys of required tags
-
-
-def _text(t: Template | None, view: View, binding: Mapping[str, str]) -> str | Missing | None:
-    return None if t is None else t.render(view, binding)
-
-
-def _render(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: GrantDefaults,
-            rule_name: str, notes: list[str]) -> _Cand | Withheld:
-    ident = view.identity
-    # -- the role
-    if cg.static_arn is not None:
-        arn = cg.static_arn
-    elif cg.role_arn is not None:
-        text = cg.role_arn.render(view, binding)
-        if isinstance(text, Missing):
-            return Withheld(None, "invalid", f"role_arn: {text.reason}")
-        try:
-            arn = parse_role_arn(text)
-        except ValueError:
-            return Withheld(None, "invalid", f"role_arn rendered to {text[:200]!r}, which is not an IAM role ARN")
-    else:
-        assert cg.account is not None and cg.role is not None
-        acct_ref, role = cg.account.render(view, binding), cg.role.render(view, binding)
-        if isinstance(acct_ref, Missing):
-            return Withheld(None, "invalid", f"account: {acct_ref.reason}")
-        if isinstance(role, Missing):
-            return Withheld(None, "invalid", f"role: {role.reason}")
-        acct = rs.catalog.account_id(acct_ref)
-        if acct is None:
-            return Withheld(None, "invalid", f"account rendered to {acct_ref[:100]!r}: neither a 12-digit account id "
-                                             "nor an alias in the catalog")
-        if not ROLE_NAME_RE.match(role):
-            return Withheld(None, "invalid", f"role rendered to {role[:100]!r}, which is not a role name")
-        entry = rs.catalog.by_id.get(acct)
-        arn = parse_role_arn(f"arn:{(entry.partition if entry else None) or rs.partition}:iam::{acct}:role/{role}")
-    account = rs.catalog.by_id.get(arn.account_id)
-    arn_text = str(arn)
-    if account is not None and account.partition and arn.partition != account.partition:
-        return Withheld(arn_text, "invalid", f"role is in partition {arn.partition}, but the catalog puts account "
-                                             f"{arn.account_id} in {account.partition}")
-    role_info = rs.catalog.role(arn)
-    # -- durations: never above the role's declared maximum
-    role_max = role_info.max_session_duration if role_info else None
-    max_d = cg.duration_max or role_max or DEFAULT_ROLE_MAX
-    if role_max is not None and max_d > role_max:
-        notes.append(f"{arn.name}: max duration lowered to the role's max_session_duration {role_max}s")
-        max_d = role_max
-    default_d = cg.duration_default or min(3600, max_d)
-    if default_d > max_d:
-        notes.append(f"{arn.name}: default duration lowered to the maximum {max_d}s")
-        default_d = max_d
-    # -- label
-    label = _text(cg.label, view, binding)
-    if isinstance(label, Missing):
-        notes.append(f"label: {label.reason}; using the role name")
-        label = None
-    label = (label or (role_info.label if role_info else None) or arn.name)[:MAX_LABEL]
-    # -- session name and source identity (sanitized to [\w+=,.@-]{2,64})
-    fallback = sanitize_session_name(ident.subject)
-    raw_name = cg.session_name.render(view, binding)
-    if isinstance(raw_name, Missing):
-        notes.append(f"session name: {raw_name.reason}; using the subject")
-        raw_name = ident.subject
-    session_name = sanitize_session_name(raw_name, fallback=fallback)
-    if session_name != raw_name:
-        notes.append(f"session name from {cg.session_name.source} was sanitized")
-    source_identity: str | None = None
-    raw_source = _text(cg.source_identity, view, binding)
-    if isinstance(raw_source, Missing):
-        notes.append(f"source identity: {raw_source.reason}; none sent")
-    elif raw_source is not None:
-        source_identity = sanitize_session_name(raw_source, fallback=fallback)
-        if source_identity != raw_source:
-            notes.append(f"source identity from {cg.source_identity.source if cg.source_identity else ''} "
-                         "was sanitized")
-    # -- tags
-    tags: dict[str, str] = {}
-    lower: dict[str, str] = {}
-    required: set[str] = set()
-    for t in cg.tags:
-        key = t.key.constant
-        if key is None:
-            rendered = t.key.render(view, binding)
-            if isinstance(rendered, Missing):
-                why = f"tag key {t.key.source!r}: {rendered.reason}"
-                if t.required:
-                    return Withheld(arn_text, "required_tag", f"required {why}")
-                notes.append(f"{why}; tag dropped")
-                continue
-            key = sanitize_tag_value(rendered)[:128]
-            if problem := tag_key_problem(key):
-                if t.required:
-                    return Withheld(arn_text, "required_tag", f"required tag {t.key.source!r}: {problem}")
-                notes.append(f"tag key from {t.key.source!r} dropped: it cannot be made valid")
-                continue
-        value = t.value.render(view, binding)
-        if isinstance(value, Missing):
-            if t.required:
-                return Withheld(arn_text, "required_tag", f"required tag {key!r}: {value.reason}")
-            notes.append(f"tag {key!r} dropped: {value.reason}")
-            continue
-        clean = sanitize_tag_value(value)
-        if t.required and not clean:
-            return Withheld(arn_text, "required_tag", f"required tag {key!r} is empty")
-        if clean != value:
-            notes.append(f"tag {key!r}: value from {t.value.source} was sanitized")
-        if key.lower() in lower:
-            if tags[lower[key.lower()]] != clean:
-                notes.append(f"tag {key!r} is set twice with different values; kept the first")
-            continue
-        lower[key.lower()] = key
-        tags[key] = clean
-        if t.required:
-            required.add(key.lower())
-    transitive: list[str] = []
-    for tt in cg.transitive:
-        k = tt.render(view, binding)
-        if isinstance(k, Missing):
-            notes.append(f"transitive key {tt.source!r}: {k.reason}")
-        elif k.lower() in lower:
-            if lower[k.lower()] not in transitive:
-                transitive.append(lower[k.lower()])
-        else:
-            notes.append(f"transitive key {k[:128]!r} is not among this grant's tags; ignored")
-    # -- SAML provider: a broken one withholds a SAML grant; a JWT grant never uses it (noted, default kept)
-    path = cg.path or d.path
-    provider_arn, provider_problem = _provider_arn(_text(cg.provider, view, binding), arn, d)
-    if provider_problem is not None:
-        if path == "saml":
-            return Withheld(arn_text, "invalid", provider_problem)
-        notes.append(f"{provider_problem}; the default provider is kept (this grant uses jwt)")
-        provider_arn, _ = _provider_arn(None, arn, d)
-    grant = Grant(
-        role_arn=arn_text, account_id=arn.account_id, label=label, session_name=session_name, via=rule_name,
-        audience=cg.audience or d.audience, provider_arn=provider_arn, source_identity=source_identity,
-        tags=tags, transitive_keys=tuple(transitive), default_duration=default_d, max_duration=max_d,
-        mfa_required=cg.mfa_required, path=path,
-        account_alias=account.alias if account else "", account_label=account.label if account else "",
-        console=cg.console or "",
-    )
-    if cg.mfa_required and not ident.mfa:
-        return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant)
-    return _Cand(-1, arn, grant, required)
-
-
-def _provider_arn(text: str | Missing | None, arn: RoleArn, d: GrantDefaults) -> tuple[str, str | None]:
-    """The SAML provider ARN for ``text`` (a name in the role's account, or an ARN), or why not."""
-    if isinstance(text, Missing):
-        return "", f"provider: {text.reason}"
-    text = text or d.saml_provider
-    if text.startswith("arn:"):
-        if PROVIDER_ARN_RE.match(text):
-            return text, None
-        return "", f"provider rendered to {text[:200]!r}, not a SAML provider ARN"
-    if PROVIDER_NAME_RE.match(text):
-        return f"arn:{arn.partition}:iam::{arn.account_id}:saml-provider/{text}", None
-    return "", f"provider rendered to {text[:128]!r}, not a SAML provider name"
+__all__ = ["Decision", "GrantDefaults", "RuleResult", "Withheld", "decide", "evaluate", "explain", "resolve_claim"]
 
 
 # --------------------------------------------------------------------------- merging
@@ -344,7 +76,7 @@ def decide(mapping: MappingSettings | RuleSet, identity: Identity, defaults: Gra
     matched_set: set[int] = set()
     notes: dict[int, list[str]] = {}
     withheld: dict[int, list[Withheld]] = {}
-    cands: list[_Cand] = []
+    cands: list[Candidate] = []
     denies: list[int] = []
     for pos in positions:
         r = rs.rules[pos]
@@ -363,7 +95,7 @@ def decide(mapping: MappingSettings | RuleSet, identity: Identity, defaults: Gra
         rule_notes = notes.setdefault(pos, [])
         for binding in o.bindings:
             for cg in r.grants:
-                out = _render(cg, rs, view, binding, defaults, r.name, rule_notes)
+                out = render_grant(cg, rs, view, binding, defaults, r.name, rule_notes)
                 if isinstance(out, Withheld):
                     withheld.setdefault(pos, []).append(out)
                 else:
@@ -394,7 +126,7 @@ def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _merge(rs: RuleSet, cands: list[_Cand], notes: dict[int, list[str]],
+def _merge(rs: RuleSet, cands: list[Candidate], notes: dict[int, list[str]],
            withheld: dict[int, list[Withheld]]) -> dict[str, _Merged]:
     merged: dict[str, _Merged] = {}
     for c in cands:

@@ -1,6 +1,7 @@
 """The rules schema (``mapping:`` in the config, or a rules file). Rules are data: every mapping
 here forbids unknown keys. This module checks *shape*; ``compiler`` checks meaning (regexes,
 templates, captures, durations, tag keys, conflicts) and reports every problem with its path.
+It imports nothing else from ``bridge.mapping``: compiler and settings build on it, never the reverse.
 
     mapping:
       rules_file: rules.yaml          # optional: rules/accounts live there instead (reloaded on change)
@@ -39,7 +40,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -307,8 +307,11 @@ class AccountEntry(_M):
         return {k: ({} if e is None else e) for k, e in v.items()} if isinstance(v, dict) else v
 
 
-class MappingSettings(_M):
-    """``mapping:`` — rules in file order, the accounts catalog, where rules live and reload."""
+class MappingSpec(_M):
+    """``mapping:`` as written — rules in file order, the accounts catalog, where rules live and reload.
+
+    The schema only: ``settings.MappingSettings`` adds the compiled rule set (and what the loader
+    learned: file stamps, flat-form rules)."""
 
     rules: list[Rule] = Field(default_factory=list)
     accounts: dict[str, AccountEntry] = Field(default_factory=dict)
@@ -320,10 +323,6 @@ class MappingSettings(_M):
     # that matches it may shrink as far as it says, down to zero (the operator's way to force a shrink).
     expected_rules: int | None = Field(None, ge=0)
 
-    _compiled: Any = PrivateAttr(default=None)
-    _legacy: list[str] = PrivateAttr(default_factory=list)
-    _stamps: dict[str, Any] = PrivateAttr(default_factory=dict)
-
     @field_validator("accounts", mode="before")
     @classmethod
     def _account_keys(cls, v: Any) -> Any:
@@ -333,29 +332,6 @@ class MappingSettings(_M):
                 raise ValueError(f"quote account ids ({', '.join(numbers)}): YAML reads them as numbers "
                                  "and drops leading zeros")
         return v
-
-    @property
-    def compiled(self) -> Any:
-        """The compiled, indexed rule set (built by ``load_mapping``, or on first use)."""
-        if self._compiled is None:
-            from bridge.mapping.compiler import compile_mapping
-
-            ruleset, problems = compile_mapping(self)
-            if problems:
-                raise ValueError("; ".join(problems))
-            self._compiled = ruleset
-        return self._compiled
-
-    @property
-    def file_stamps(self) -> dict[str, Any]:
-        """Stamps of the files these settings were read from, taken before reading (set by the loader;
-        the rule book compares them to tell a changed file)."""
-        return self._stamps
-
-    @property
-    def legacy_rules(self) -> list[str]:
-        """Names of rules written in the old flat form (warned about by check-config)."""
-        return list(self._legacy)
 
 
 # --------------------------------------------------------------------------- the old flat form
@@ -371,11 +347,21 @@ def is_legacy_rule(raw: Any) -> bool:
 
 def upgrade_legacy_rule(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The issue-2 flat rule → the full form, and problems only the flat form can have."""
-    problems: list[str] = []
     rule: dict[str, Any] = {k: raw[k] for k in ("name", "description", "connectors") if k in raw}
-    extra = [k for k in raw if k not in LEGACY_KEYS and k not in rule]
-    if extra:
-        problems += [f"{k}: Extra inputs are not permitted" for k in extra]
+    problems = [f"{k}: Extra inputs are not permitted" for k in raw if k not in LEGACY_KEYS and k not in rule]
+    problems += _legacy_match_problems(raw)
+    group, claim = raw.get("group"), raw.get("claim")
+    if problems:
+        rule["match"] = {"mfa": True}  # a stand-in, so the rest of the rule is still checked
+    else:
+        rule["match"] = {"group": group} if group is not None else {"claim": claim, "equals": raw.get("equals")}
+    rule["grants"] = [_legacy_grant(raw)]
+    return rule, problems
+
+
+def _legacy_match_problems(raw: dict[str, Any]) -> list[str]:
+    """The flat form matches on exactly one of ``group`` or ``claim`` + ``equals``."""
+    problems: list[str] = []
     group, claim = raw.get("group"), raw.get("claim")
     if (group is None) == (claim is None):
         problems.append("set exactly one of 'group' or 'claim' (with 'equals')")
@@ -383,10 +369,11 @@ def upgrade_legacy_rule(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
         problems.append("'claim' needs 'equals'")
     if claim is None and raw.get("equals") is not None:
         problems.append("'equals' goes with 'claim', not with 'group'")
-    if problems:
-        rule["match"] = {"mfa": True}  # a stand-in, so the rest of the rule is still checked
-    else:
-        rule["match"] = {"group": group} if group is not None else {"claim": claim, "equals": raw.get("equals")}
+    return problems
+
+
+def _legacy_grant(raw: dict[str, Any]) -> dict[str, Any]:
+    """The one grant of a flat rule: claim paths become templates, durations a ``duration`` spec."""
     grant: dict[str, Any] = {"role_arn": raw["role_arn"]}
     for old, new in (("label", "label"), ("mfa_required", "mfa_required"), ("audience", "audience"),
                      ("path", "path"), ("saml_provider", "provider"), ("transitive_tags", "transitive_tags")):
@@ -401,5 +388,4 @@ def upgrade_legacy_rule(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     else:
         grant["tags"] = tags
     grant["duration"] = {"default": raw.get("duration", 3600), "max": raw.get("max_duration", 3600)}
-    rule["grants"] = [grant]
-    return rule, problems
+    return grant

@@ -57,13 +57,7 @@ def report_text(results: list[RuleResult], identity: Identity | None = None, *, 
     shown = [r for r in results if r.matched or not only_matched]
     out.append(f"rules ({len(shown)} of {len(results)} shown):" if only_matched else f"rules ({len(results)}):")
     for r in shown:
-        out.append(f"  {_mark(r)} {r.rule}: {r.reason}")
-        for g in r.grants:
-            out.append(f"          grants {g.role_arn}")
-        for w in r.withheld:
-            out.append(f"          withheld {w.role_arn or '(no role)'}: {w.reason}")
-        for n in r.notes:
-            out.append(f"          note: {n}")
+        out += rule_lines(r)
     grants = [g for r in results for g in r.grants]
     out.append(f"{len(grants)} grant(s):")
     for g in grants:
@@ -73,3 +67,12 @@ def report_text(results: list[RuleResult], identity: Identity | None = None, *, 
         out.append(f"{len(withheld)} withheld:")
         out += [f"  {w.role_arn or '(no role)'} from rule {rule!r}: {w.reason}" for rule, w in withheld]
     return "\n".join(out)
+
+
+def rule_lines(r: RuleResult) -> list[str]:
+    """One rule's line: its mark and reason, then what it granted and withheld, and its notes."""
+    lines = [f"  {_mark(r)} {r.rule}: {r.reason}"]
+    lines += [f"          grants {g.role_arn}" for g in r.grants]
+    lines += [f"          withheld {w.role_arn or '(no role)'}: {w.reason}" for w in r.withheld]
+    lines += [f"          note: {n}" for n in r.notes]
+    return lines

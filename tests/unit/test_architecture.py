@@ -236,3 +236,101 @@ def test_every_cited_aws_rules_section_exists() -> None:
     cited = _cited_sections()
     assert {"1.10", "2.7", "3"} <= cited  # the checker sees the citations
     assert sorted(cited - headings) == []
+
+
+# --------------------------------------------------------------------------- the mapping package
+
+MAPPING_MODULES = sorted(m for m in SOURCES if m.startswith("bridge.mapping."))
+MAPPING_BANNED = ("bridge.web", "bridge.store", "flask", "redis", "boto3", "botocore")
+# The schema must not know who compiles it: compiler and settings build on model, never the reverse.
+ABOVE_THE_SCHEMA = ("bridge.mapping.compiler", "bridge.mapping.settings", "bridge.mapping.engine")
+MAX_MODULE_LINES = 500
+MAX_COMPLEXITY = 20
+
+
+def mapping_graph() -> dict[str, set[str]]:
+    """Imports between bridge.mapping's modules (the package ``__init__``, which re-exports them, left out)."""
+    return {m: {n for n in DIRECT[m] if n in MAPPING_MODULES and n != m} for m in MAPPING_MODULES}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for n in graph.get(todo.pop(), ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return seen
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (``[a, b, …, a]``), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_cycle_finder_sees_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_the_mapping_layout_exists() -> None:
+    assert {"bridge.mapping.model", "bridge.mapping.compiler", "bridge.mapping.settings",
+            "bridge.mapping.engine"} <= set(MAPPING_MODULES)
+    # Sanity: the graph sees real edges, so the rules below can fail.
+    assert "bridge.mapping.model" in mapping_graph()["bridge.mapping.compiler"]
+
+
+def test_the_mapping_schema_does_not_import_the_compiler() -> None:
+    direct = sorted(n for n in DIRECT["bridge.mapping.model"] if _is(n, ABOVE_THE_SCHEMA))
+    assert direct == [], f"bridge.mapping.model imports {direct} (even inside a function: that is a cycle)"
+    indirect = sorted(reachable(mapping_graph(), "bridge.mapping.model") & set(ABOVE_THE_SCHEMA))
+    assert indirect == [], f"bridge.mapping.model reaches {indirect} through other mapping modules"
+
+
+def test_no_import_cycles_in_mapping() -> None:
+    cycle = find_cycle(mapping_graph())
+    assert cycle is None, "import cycle in bridge.mapping: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize("module", sorted(m for m in SOURCES if m.startswith("bridge.mapping")))
+def test_mapping_never_imports_web_store_or_io_clients(module: str) -> None:
+    direct = sorted(n for n in DIRECT[module] if _is(n, MAPPING_BANNED))
+    assert direct == [], f"{module} imports {direct}"
+    indirect = sorted(n for n in closure(module) if _is(n, MAPPING_BANNED))
+    assert indirect == [], f"{module} reaches {indirect} through bridge modules"
+
+
+@pytest.mark.parametrize("module", MAPPING_MODULES)
+def test_mapping_modules_stay_small(module: str) -> None:
+    lines = len(SOURCES[module].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{module} has {lines} lines; split it along its sections"
+
+
+def test_mapping_functions_stay_simple() -> None:
+    radon = pytest.importorskip("radon.complexity")
+    too_complex: set[str] = set()
+    for module in MAPPING_MODULES:
+        for block in radon.cc_visit(SOURCES[module].read_text(encoding="utf-8")):  # functions, classes, methods
+            for b in [block, *getattr(block, "closures", [])]:
+                if b.complexity > MAX_COMPLEXITY:
+                    too_complex.add(f"{module}:{b.lineno} {b.fullname} ({b.complexity})")
+    assert sorted(too_complex) == [], f"cyclomatic complexity above {MAX_COMPLEXITY} (radon cc)"

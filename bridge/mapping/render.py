@@ -1,0 +1,285 @@
+"""Rendering one compiled grant for one identity and one binding of captures. Pure.
+
+In this order (notes are appended as each step goes, so their order is the explanation's):
+the role (ARN, or account + role via the catalog), durations (never above the role's declared
+maximum), label, session name and source identity (sanitized to ``[\\w+=,.@-]{2,64}``), tags
+(key, value, sanitizing, case-duplicates), transitive keys, the SAML provider, and finally
+``mfa_required``. What cannot be rendered or made valid is dropped with a note — or, for the role
+itself, a ``required`` tag or a SAML grant's provider, withholds the grant with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bridge.aws.arn import RoleArn, parse_role_arn
+from bridge.aws.limits import sanitize_session_name, sanitize_tag_value, tag_key_problem
+from bridge.identity import Grant, Identity
+from bridge.mapping.paths import View
+from bridge.mapping.results import GrantDefaults, Withheld
+from bridge.mapping.ruleset import (
+    DEFAULT_ROLE_MAX,
+    PROVIDER_ARN_RE,
+    PROVIDER_NAME_RE,
+    ROLE_NAME_RE,
+    CGrant,
+    RoleInfo,
+    RuleSet,
+    TagT,
+)
+from bridge.mapping.template import Missing, Template
+
+MAX_LABEL = 200
+
+
+@dataclass
+class Candidate:
+    """A rendered grant, before merging: the rule that gave it, its role and the required tag keys."""
+
+    rule: int
+    arn: RoleArn
+    grant: Grant
+    required: set[str]  # lower-cased keys of required tags
+
+
+def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: GrantDefaults,
+                 rule_name: str, notes: list[str]) -> Candidate | Withheld:
+    """``cg`` for ``view`` with ``binding``: a candidate grant, or what withholds it. Appends to ``notes``."""
+    ident = view.identity
+    arn = _role_arn(cg, rs, view, binding)
+    if isinstance(arn, Withheld):
+        return arn
+    account = rs.catalog.by_id.get(arn.account_id)
+    arn_text = str(arn)
+    if account is not None and account.partition and arn.partition != account.partition:
+        return Withheld(arn_text, "invalid", f"role is in partition {arn.partition}, but the catalog puts account "
+                                             f"{arn.account_id} in {account.partition}")
+    role_info = rs.catalog.role(arn)
+    default_d, max_d = _durations(cg, arn, role_info, notes)
+    label = _label(cg, view, binding, arn, role_info, notes)
+    session_name, source_identity = _session_fields(cg, view, binding, ident, notes)
+    rendered = _tags(cg, view, binding, arn_text, notes)
+    if isinstance(rendered, Withheld):
+        return rendered
+    tags, lower, required = rendered
+    transitive = _transitive(cg, view, binding, lower, notes)
+    path = cg.path or d.path
+    provider_arn = _provider(cg, view, binding, arn, d, path, notes)
+    if isinstance(provider_arn, Withheld):
+        return provider_arn
+    grant = Grant(
+        role_arn=arn_text, account_id=arn.account_id, label=label, session_name=session_name, via=rule_name,
+        audience=cg.audience or d.audience, provider_arn=provider_arn, source_identity=source_identity,
+        tags=tags, transitive_keys=tuple(transitive), default_duration=default_d, max_duration=max_d,
+        mfa_required=cg.mfa_required, path=path,
+        account_alias=account.alias if account else "", account_label=account.label if account else "",
+        console=cg.console or "",
+    )
+    if cg.mfa_required and not ident.mfa:
+        return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant)
+    return Candidate(-1, arn, grant, required)
+
+
+def _text(t: Template | None, view: View, binding: Mapping[str, str]) -> str | Missing | None:
+    return None if t is None else t.render(view, binding)
+
+
+# --------------------------------------------------------------------------- the role
+
+
+def _role_arn(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]) -> RoleArn | Withheld:
+    if cg.static_arn is not None:
+        return cg.static_arn
+    if cg.role_arn is None:
+        return _catalog_arn(cg, rs, view, binding)
+    text = cg.role_arn.render(view, binding)
+    if isinstance(text, Missing):
+        return Withheld(None, "invalid", f"role_arn: {text.reason}")
+    try:
+        return parse_role_arn(text)
+    except ValueError:
+        return Withheld(None, "invalid", f"role_arn rendered to {text[:200]!r}, which is not an IAM role ARN")
+
+
+def _catalog_arn(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]) -> RoleArn | Withheld:
+    """``account`` (id or alias) + ``role`` → the role's ARN, in the account's partition."""
+    assert cg.account is not None and cg.role is not None
+    acct_ref, role = cg.account.render(view, binding), cg.role.render(view, binding)
+    if isinstance(acct_ref, Missing):
+        return Withheld(None, "invalid", f"account: {acct_ref.reason}")
+    if isinstance(role, Missing):
+        return Withheld(None, "invalid", f"role: {role.reason}")
+    acct = rs.catalog.account_id(acct_ref)
+    if acct is None:
+        return Withheld(None, "invalid", f"account rendered to {acct_ref[:100]!r}: neither a 12-digit account id "
+                                         "nor an alias in the catalog")
+    if not ROLE_NAME_RE.match(role):
+        return Withheld(None, "invalid", f"role rendered to {role[:100]!r}, which is not a role name")
+    entry = rs.catalog.by_id.get(acct)
+    return parse_role_arn(f"arn:{(entry.partition if entry else None) or rs.partition}:iam::{acct}:role/{role}")
+
+
+# --------------------------------------------------------------------------- durations, label, session fields
+
+
+def _durations(cg: CGrant, arn: RoleArn, role_info: RoleInfo | None, notes: list[str]) -> tuple[int, int]:
+    """(default, max): never above the role's declared maximum."""
+    role_max = role_info.max_session_duration if role_info else None
+    max_d = cg.duration_max or role_max or DEFAULT_ROLE_MAX
+    if role_max is not None and max_d > role_max:
+        notes.append(f"{arn.name}: max duration lowered to the role's max_session_duration {role_max}s")
+        max_d = role_max
+    default_d = cg.duration_default or min(3600, max_d)
+    if default_d > max_d:
+        notes.append(f"{arn.name}: default duration lowered to the maximum {max_d}s")
+        default_d = max_d
+    return default_d, max_d
+
+
+def _label(cg: CGrant, view: View, binding: Mapping[str, str], arn: RoleArn, role_info: RoleInfo | None,
+           notes: list[str]) -> str:
+    label = _text(cg.label, view, binding)
+    if isinstance(label, Missing):
+        notes.append(f"label: {label.reason}; using the role name")
+        label = None
+    return (label or (role_info.label if role_info else None) or arn.name)[:MAX_LABEL]
+
+
+def _session_fields(cg: CGrant, view: View, binding: Mapping[str, str], ident: Identity,
+                    notes: list[str]) -> tuple[str, str | None]:
+    """Session name (the subject when it cannot render) and source identity (none then), sanitized."""
+    fallback = sanitize_session_name(ident.subject)
+    raw_name = cg.session_name.render(view, binding)
+    if isinstance(raw_name, Missing):
+        notes.append(f"session name: {raw_name.reason}; using the subject")
+        raw_name = ident.subject
+    session_name = sanitize_session_name(raw_name, fallback=fallback)
+    if session_name != raw_name:
+        notes.append(f"session name from {cg.session_name.source} was sanitized")
+    source_identity: str | None = None
+    raw_source = _text(cg.source_identity, view, binding)
+    if isinstance(raw_source, Missing):
+        notes.append(f"source identity: {raw_source.reason}; none sent")
+    elif raw_source is not None:
+        source_identity = sanitize_session_name(raw_source, fallback=fallback)
+        if source_identity != raw_source:
+            notes.append(f"source identity from {cg.source_identity.source if cg.source_identity else ''} "
+                         "was sanitized")
+    return session_name, source_identity
+
+
+# --------------------------------------------------------------------------- tags
+
+
+# (tags, lower-cased key -> key as kept, lower-cased keys of required tags)
+_Tags = tuple[dict[str, str], dict[str, str], set[str]]
+
+
+def _tags(cg: CGrant, view: View, binding: Mapping[str, str], arn_text: str, notes: list[str]) -> _Tags | Withheld:
+    """The grant's tags; a tag that cannot be rendered is dropped (noted) — or withholds the grant when required.
+    A key set twice (ignoring case) keeps the first value."""
+    tags: dict[str, str] = {}
+    lower: dict[str, str] = {}
+    required: set[str] = set()
+    for t in cg.tags:
+        key = t.key.constant if t.key.constant is not None else _tag_key(t, view, binding, arn_text, notes)
+        if key is None:
+            continue
+        if isinstance(key, Withheld):
+            return key
+        clean = _tag_value(t, key, view, binding, arn_text, notes)
+        if clean is None:
+            continue
+        if isinstance(clean, Withheld):
+            return clean
+        if key.lower() in lower:
+            if tags[lower[key.lower()]] != clean:
+                notes.append(f"tag {key!r} is set twice with different values; kept the first")
+            continue
+        lower[key.lower()] = key
+        tags[key] = clean
+        if t.required:
+            required.add(key.lower())
+    return tags, lower, required
+
+
+def _tag_key(t: TagT, view: View, binding: Mapping[str, str], arn_text: str,
+             notes: list[str]) -> str | Withheld | None:
+    """A templated key, rendered and made valid; None: the tag is dropped (noted)."""
+    rendered = t.key.render(view, binding)
+    if isinstance(rendered, Missing):
+        why = f"tag key {t.key.source!r}: {rendered.reason}"
+        if t.required:
+            return Withheld(arn_text, "required_tag", f"required {why}")
+        notes.append(f"{why}; tag dropped")
+        return None
+    key = sanitize_tag_value(rendered)[:128]
+    if problem := tag_key_problem(key):
+        if t.required:
+            return Withheld(arn_text, "required_tag", f"required tag {t.key.source!r}: {problem}")
+        notes.append(f"tag key from {t.key.source!r} dropped: it cannot be made valid")
+        return None
+    return key
+
+
+def _tag_value(t: TagT, key: str, view: View, binding: Mapping[str, str], arn_text: str,
+               notes: list[str]) -> str | Withheld | None:
+    """The value, sanitized; None: the tag is dropped (noted)."""
+    value = t.value.render(view, binding)
+    if isinstance(value, Missing):
+        if t.required:
+            return Withheld(arn_text, "required_tag", f"required tag {key!r}: {value.reason}")
+        notes.append(f"tag {key!r} dropped: {value.reason}")
+        return None
+    clean = sanitize_tag_value(value)
+    if t.required and not clean:
+        return Withheld(arn_text, "required_tag", f"required tag {key!r} is empty")
+    if clean != value:
+        notes.append(f"tag {key!r}: value from {t.value.source} was sanitized")
+    return clean
+
+
+def _transitive(cg: CGrant, view: View, binding: Mapping[str, str], lower: dict[str, str],
+                notes: list[str]) -> list[str]:
+    """Transitive keys among this grant's tags (spelled as the tag keys are)."""
+    transitive: list[str] = []
+    for tt in cg.transitive:
+        k = tt.render(view, binding)
+        if isinstance(k, Missing):
+            notes.append(f"transitive key {tt.source!r}: {k.reason}")
+        elif k.lower() in lower:
+            if lower[k.lower()] not in transitive:
+                transitive.append(lower[k.lower()])
+        else:
+            notes.append(f"transitive key {k[:128]!r} is not among this grant's tags; ignored")
+    return transitive
+
+
+# --------------------------------------------------------------------------- SAML provider
+
+
+def _provider(cg: CGrant, view: View, binding: Mapping[str, str], arn: RoleArn, d: GrantDefaults, path: str,
+              notes: list[str]) -> str | Withheld:
+    """A broken provider withholds a SAML grant; a JWT grant never uses it (noted, default kept)."""
+    provider_arn, provider_problem = provider_arn_for(_text(cg.provider, view, binding), arn, d)
+    if provider_problem is None:
+        return provider_arn
+    if path == "saml":
+        return Withheld(str(arn), "invalid", provider_problem)
+    notes.append(f"{provider_problem}; the default provider is kept (this grant uses jwt)")
+    return provider_arn_for(None, arn, d)[0]
+
+
+def provider_arn_for(text: str | Missing | None, arn: RoleArn, d: GrantDefaults) -> tuple[str, str | None]:
+    """The SAML provider ARN for ``text`` (a name in the role's account, or an ARN), or why not."""
+    if isinstance(text, Missing):
+        return "", f"provider: {text.reason}"
+    text = text or d.saml_provider
+    if text.startswith("arn:"):
+        if PROVIDER_ARN_RE.match(text):
+            return text, None
+        return "", f"provider rendered to {text[:200]!r}, not a SAML provider ARN"
+    if PROVIDER_NAME_RE.match(text):
+        return f"arn:{arn.partition}:iam::{arn.account_id}:saml-provider/{text}", None
+    return "", f"provider rendered to {text[:128]!r}, not a SAML provider name"

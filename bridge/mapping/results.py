@@ -1,0 +1,97 @@
+"""What the rules engine answers: ``RuleResult`` per rule, ``Decision`` for a sign-in, ``Withheld`` for a
+grant a matching rule does not give (and why), and ``GrantDefaults`` for what rules leave unsaid. Pure values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.identity import Grant
+
+
+@dataclass(frozen=True)
+class GrantDefaults:
+    """What a rule does not say itself: token audience, AWS path, IAM SAML provider name."""
+
+    audience: str
+    path: str = "jwt"
+    saml_provider: str = "FederationBridge"
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A grant a matching rule would give but does not, and why.
+
+    ``code``: ``mfa`` (sign in with MFA to get it; ``grant`` is what you would get), ``denied``
+    (a deny rule), ``required_tag``, ``invalid`` (role or provider did not render to something
+    AWS accepts), ``limits`` (the final AWS-limits check failed).
+    """
+
+    role_arn: str | None
+    code: str
+    reason: str
+    grant: Grant | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"role_arn": self.role_arn, "code": self.code, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What one rule did for one identity: matched or not, why, the grants it owns, notes."""
+
+    rule: str
+    matched: bool
+    reason: str
+    grants: tuple[Grant, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    withheld: tuple[Withheld, ...] = ()
+    kind: str = "grant"  # or "deny"
+    description: str = ""
+
+    @property
+    def grant(self) -> Grant | None:
+        """The first grant this rule owns (most rules grant one role)."""
+        return self.grants[0] if self.grants else None
+
+    @property
+    def outcome(self) -> str:
+        """``no match`` | ``deny`` | ``granted`` | ``withheld`` | ``merged`` (its roles were already granted)."""
+        if not self.matched:
+            return "no match"
+        if self.kind == "deny":
+            return "deny"
+        if self.grants:
+            return "granted"
+        return "withheld" if self.withheld else "merged"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "matched": self.matched, "outcome": self.outcome, "reason": self.reason,
+                "grants": [g.to_json() for g in self.grants], "withheld": [w.to_json() for w in self.withheld],
+                "notes": list(self.notes)}
+
+
+@dataclass
+class Decision:
+    """``results``: every rule (explain) or only the rules that matched (evaluate), in file order."""
+
+    results: list[RuleResult]
+
+    @property
+    def grants(self) -> list[Grant]:
+        return [g for r in self.results for g in r.grants]
+
+    @property
+    def withheld(self) -> list[tuple[str, Withheld]]:
+        return [(r.rule, w) for r in self.results for w in r.withheld]
+
+    @property
+    def locked(self) -> list[Grant]:
+        """Roles the identity would get by signing in with MFA (not granted otherwise, not denied)."""
+        granted = {g.role_arn for g in self.grants}
+        out: dict[str, Grant] = {}
+        for _, w in self.withheld:
+            if w.code == "mfa" and w.grant is not None and w.role_arn not in granted:
+                out.setdefault(w.grant.role_arn, w.grant)
+        return list(out.values())

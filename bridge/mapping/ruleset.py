@@ -1,0 +1,211 @@
+"""The compiled rule set the engine runs: rules in file order, the accounts catalog and the index.
+
+Built by ``compiler.compile_mapping``; held by ``MappingSettings.compiled`` (``settings``). Only
+data and lookups live here — no checking, no pydantic — so the engine depends on this module, not
+on the compiler.
+
+The index: a rule whose match requires one of a finite set of exact ``(path, value)`` pairs
+(``group: x``, ``equals``, ``in``, an ``all`` containing one, an ``any`` of such) is filed under
+those pairs (prefixes and suffixes likewise), so evaluating 10,000 rules looks up an identity's
+values instead of scanning.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from bridge.aws.arn import RoleArn
+from bridge.mapping.conditions import Cond
+from bridge.mapping.paths import ClaimPath, View
+from bridge.mapping.template import Template
+
+ACCOUNT_RE = re.compile(r"\A\d{12}\Z", re.ASCII)
+ROLE_NAME_RE = re.compile(r"\A(?:[\x21-\x7e]+/)*[A-Za-z0-9_+=,.@-]{1,64}\Z")
+PROVIDER_NAME_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,128}\Z")
+PROVIDER_ARN_RE = re.compile(r"\Aarn:(aws|aws-us-gov|aws-cn):iam::\d{12}:saml-provider/[A-Za-z0-9_.-]{1,128}\Z",
+                             re.ASCII)
+DEFAULT_ROLE_MAX = 3600  # IAM's default MaxSessionDuration
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    label: str | None
+    max_session_duration: int
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    id: str
+    alias: str
+    label: str
+    partition: str | None
+    roles: dict[str, RoleInfo]
+
+
+@dataclass
+class Catalog:
+    by_id: dict[str, AccountInfo] = field(default_factory=dict)
+    by_alias: dict[str, str] = field(default_factory=dict)
+
+    def account_id(self, ref: str) -> str | None:
+        """``ref`` as a 12-digit id, or the id of the alias ``ref``; None when neither."""
+        if ACCOUNT_RE.match(ref):
+            return ref
+        return self.by_alias.get(ref)
+
+    def role(self, arn: RoleArn) -> RoleInfo | None:
+        acct = self.by_id.get(arn.account_id)
+        return acct.roles.get(arn.path + arn.name) if acct else None
+
+
+# --------------------------------------------------------------------------- compiled rules
+
+
+@dataclass(frozen=True)
+class TagT:
+    key: Template
+    value: Template
+    required: bool
+    where: str
+
+
+@dataclass
+class CGrant:
+    where: str
+    role_arn: Template | None
+    account: Template | None
+    role: Template | None
+    static_arn: RoleArn | None
+    provider: Template | None
+    label: Template | None
+    session_name: Template
+    source_identity: Template | None
+    tags: list[TagT]
+    transitive: list[Template]
+    duration_default: int | None
+    duration_max: int | None
+    mfa_required: bool
+    path: str | None
+    audience: str | None
+    console: str | None = None
+
+
+@dataclass
+class CDeny:
+    all: bool
+    accounts: frozenset[str]
+    roles: tuple[tuple[str, re.Pattern[str], bool], ...]  # (pattern, regex, matches the whole ARN)
+
+    def denies(self, arn: RoleArn) -> bool:
+        if self.all or arn.account_id in self.accounts:
+            return True
+        text = str(arn)
+        return any(rx.fullmatch(text if whole else arn.path + arn.name) or (not whole and rx.fullmatch(arn.name))
+                   for _, rx, whole in self.roles)
+
+    def describe(self) -> str:
+        if self.all:
+            return "every role"
+        parts = []
+        if self.accounts:
+            parts.append(f"accounts {sorted(self.accounts)}")
+        if self.roles:
+            parts.append(f"roles {[p for p, _, _ in self.roles]}")
+        return " and ".join(parts)
+
+
+@dataclass
+class CRule:
+    index: int
+    name: str
+    description: str
+    connectors: frozenset[str] | None
+    cond: Cond
+    grants: list[CGrant]
+    deny: CDeny | None
+
+
+@dataclass
+class AffixIndex:
+    """Rules by the prefixes (or suffixes) of one path's values, grouped by length."""
+
+    path: ClaimPath
+    by_len: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+    entries: list[tuple[str, list[int]]] = field(default_factory=list)  # sorted, for bisecting
+
+    def add(self, affix: str, pos: int) -> None:
+        self.by_len.setdefault(len(affix), {}).setdefault(affix, []).append(pos)
+
+    def freeze(self) -> None:
+        self.entries = sorted((a, rules) for table in self.by_len.values() for a, rules in table.items())
+
+
+@dataclass
+class RuleSet:
+    """What the engine runs: rules in file order, the catalog, and the index."""
+
+    rules: list[CRule]
+    catalog: Catalog
+    partition: str
+    exact: dict[str, tuple[ClaimPath, dict[str, list[int]]]]
+    prefixes: dict[str, AffixIndex]
+    suffixes: dict[str, AffixIndex]
+    unindexed: list[int]
+    version: str
+
+    def candidates(self, view: View) -> list[int]:
+        """Positions of the rules that can match ``view`` (a superset), in file order."""
+        hits: set[int] = set(self.unindexed)
+        for path, table in self.exact.values():
+            _exact_hits(table, view.text_set(path), hits)
+        for ix in self.prefixes.values():
+            _prefix_hits(ix, view, hits)
+        for ix in self.suffixes.values():
+            _suffix_hits(ix, view.text_set(ix.path), hits)
+        return sorted(hits)
+
+
+def _exact_hits(table: dict[str, list[int]], values: frozenset[str], hits: set[int]) -> None:
+    """Rules filed under one of ``values`` (walking whichever of the two is smaller)."""
+    if len(values) <= len(table):
+        for v in values:
+            found = table.get(v)
+            if found:
+                hits.update(found)
+    else:
+        for v, found in table.items():
+            if v in values:
+                hits.update(found)
+
+
+def _prefix_hits(ix: AffixIndex, view: View, hits: set[int]) -> None:
+    """Rules filed under a prefix of one of the view's values at ``ix.path``: look each value's prefixes
+    up (few values), or bisect the sorted values for each prefix (many values)."""
+    values = view.text_set(ix.path)
+    if not values:
+        return
+    if len(values) * len(ix.by_len) <= len(ix.entries):
+        for n, table in ix.by_len.items():
+            for v in values:
+                found = table.get(v[:n]) if len(v) >= n else None
+                if found:
+                    hits.update(found)
+    else:
+        ordered = view.sorted_texts(ix.path)
+        for affix, found in ix.entries:
+            i = bisect_left(ordered, affix)
+            if i < len(ordered) and ordered[i].startswith(affix):
+                hits.update(found)
+
+
+def _suffix_hits(ix: AffixIndex, values: frozenset[str], hits: set[int]) -> None:
+    for v in values:
+        for n, table in ix.by_len.items():
+            found = table.get(v[-n:]) if len(v) >= n else None
+            if found:
+                hits.update(found)
