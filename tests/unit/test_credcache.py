@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+
 import pytest
 
 from bridge.credcache import CredentialCache
