@@ -1,8 +1,9 @@
-"""Server-side credential cache: per user + grant + tags + duration, AES-256-GCM at rest in Redis.
+"""Server-side credential cache: per user + grant + tags + duration, AES-256-GCM at rest in the store.
 
 Credentials are reused until ``refresh_window`` seconds (botocore's 15 minutes) before they
-expire, so repeated requests make no STS call. The Redis key (namespaced, hashed) is the
-AES-GCM associated data, so a ciphertext moved to another key does not decrypt. Keys rotate:
+expire, so repeated requests make no STS call. The entry's key (namespaced, hashed: the Redis key
+``<prefix>creds:<entry>``) is the AES-GCM associated data, so a ciphertext moved to another entry
+does not decrypt. The store only ever sees sealed blobs (``Store.creds_*``). Keys rotate:
 the newest key encrypts, every key decrypts (a value under a removed key is a miss). Sign-out
 deletes a user's entries through a per-user index.
 """
@@ -21,7 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bridge.identity import Credentials, Grant, Identity
-from bridge.store import Store
+from bridge.storage import Store
 
 _VERSION = b"\x01"
 
@@ -51,27 +52,25 @@ class CredentialCache:
     def user_key(identity: Identity) -> str:
         return hashlib.sha256(f"{identity.issuer}\x00{identity.subject}".encode()).hexdigest()
 
-    def _key(self, identity: Identity, grant: Grant, duration: int) -> str:
+    def _entry(self, identity: Identity, grant: Grant, duration: int) -> str:
         material = json.dumps([self.user_key(identity), grant.role_arn, grant.session_name, dict(grant.tags),
                                list(grant.transitive_keys), grant.source_identity, grant.path, duration],
                               sort_keys=True)
-        return f"{self.store.prefix}creds:{hashlib.sha256(material.encode()).hexdigest()}"
+        return hashlib.sha256(material.encode()).hexdigest()
 
-    def _index(self, identity: Identity) -> str:
-        return f"{self.store.prefix}creds-index:{self.user_key(identity)}"
+    def _aad(self, entry: str) -> bytes:
+        return f"{self.store.prefix}creds:{entry}".encode()  # the Redis key, as every version has sealed it
 
     def get(self, identity: Identity, grant: Grant, duration: int) -> Credentials | None:
-        key = self._key(identity, grant, duration)
-        with self.store.errors():
-            raw = self.store.r.get(key)
-        blob = raw if isinstance(raw, bytes) else b""
+        entry = self._entry(identity, grant, duration)
+        blob = self.store.creds_get(entry) or b""
         if not blob or blob[:1] != _VERSION or len(blob) < 1 + 8 + 12 + 16:
             return None
         aead = self.keys.get(blob[1:9])
         if aead is None:
             return None  # encrypted under a retired key: a miss, not an error
         try:
-            doc: dict[str, Any] = json.loads(aead.decrypt(blob[9:21], blob[21:], key.encode()))
+            doc: dict[str, Any] = json.loads(aead.decrypt(blob[9:21], blob[21:], self._aad(entry)))
         except (InvalidTag, ValueError):
             return None
         creds = Credentials(**{**doc, "expiration": datetime.fromisoformat(doc["expiration"])})
@@ -83,28 +82,16 @@ class CredentialCache:
         ttl = int(creds.expiration.timestamp() - self.clock()) - self.refresh_window
         if ttl <= 0:
             return
-        key = self._key(identity, grant, duration)
+        entry = self._entry(identity, grant, duration)
         doc = {"access_key_id": creds.access_key_id, "secret_access_key": creds.secret_access_key,
                "session_token": creds.session_token, "expiration": creds.expiration.astimezone(UTC).isoformat(),
                "assumed_role_arn": creds.assumed_role_arn, "role_arn": creds.role_arn,
                "session_name": creds.session_name, "region": creds.region}
         nonce = os.urandom(12)
         blob = _VERSION + self.current + nonce + self.keys[self.current].encrypt(
-            nonce, json.dumps(doc).encode(), key.encode())
-        index = self._index(identity)
-        with self.store.errors():
-            pipe = self.store.r.pipeline()
-            pipe.set(key, blob, ex=ttl)
-            pipe.sadd(index, key)
-            pipe.expire(index, 43200 + 3600)
-            pipe.execute()
+            nonce, json.dumps(doc).encode(), self._aad(entry))
+        self.store.creds_put(self.user_key(identity), entry, blob, ttl)
 
     def forget_user(self, identity: Identity) -> int:
         """Delete every cached credential of this user (sign-out). Returns how many were deleted."""
-        index = self._index(identity)
-        with self.store.errors():
-            keys = list(self.store.r.smembers(index))
-            if keys:
-                self.store.r.delete(*keys)
-            self.store.r.delete(index)
-        return len(keys)
+        return self.store.creds_forget(self.user_key(identity))

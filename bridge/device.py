@@ -1,7 +1,7 @@
 """CLI login: the OAuth 2.0 Device Authorization Grant (RFC 8628), served by the bridge.
 
 The CLI asks for a device code; the user approves it on ``/device`` while signed in; the CLI
-polls the token endpoint and gets the bridge's own opaque token, stored hashed in Redis. The
+polls the token endpoint and gets the bridge's own opaque token, stored hashed (``CliToken``). The
 token holds no identity and no grants: it names the session that approved it (by the session's
 hash), and every use loads that session and asks the rules in force. So it lives only as long as
 that session (idle or absolute expiry, sign-out, revocation) and never beyond
@@ -13,11 +13,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.config import CliSettings
-from bridge.store import Store
+from bridge.storage import CliToken, DeviceApproval, DeviceCode, SessionRecord, Store, hash_id
 
 # RFC 8628 §6.1: a short code from an unambiguous alphabet (no vowels, no look-alikes).
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -41,6 +41,14 @@ class DeviceStart:
     interval: int
 
 
+@dataclass(frozen=True)
+class PendingDevice:
+    """A device code waiting for approval, as the approval page shows it."""
+
+    code: DeviceCode
+    expires_in: int
+
+
 def normalize_user_code(code: str) -> str:
     """What the user typed, as issued: case, spaces and dashes (any kind) do not matter (RFC 8628 §6.1)."""
     c = "".join(ch for ch in code.upper() if ch.isascii() and ch.isalnum())
@@ -48,6 +56,8 @@ def normalize_user_code(code: str) -> str:
 
 
 class DeviceFlow:
+    """Device codes, their approval, and the CLI tokens they become (typed records in the store)."""
+
     def __init__(self, store: Store, cfg: CliSettings, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.cfg = cfg
@@ -62,112 +72,113 @@ class DeviceFlow:
         user_code = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
         user_code = f"{user_code[:4]}-{user_code[4:]}"
         now = int(self.clock())
-        dkey = self.store.hash_id(device_code)
+        dkey = hash_id(device_code)
         # Kept a little past expiry so a late poll hears "expired_token", not "invalid_grant".
-        self.store.put_doc("device", dkey, {"user_code": user_code, "client_id": client_id, "status": "pending",
-                                            "expires_at": now + self.cfg.device_code_ttl,
-                                            "interval": self.cfg.poll_interval, "last_poll": 0,
-                                            "client_ip": client_ip, "user_agent": user_agent[:200],
-                                            "created_at": now},
-                           self.cfg.device_code_ttl + 300)
-        self.store.put_doc("usercode", user_code, {"device": dkey}, self.cfg.device_code_ttl)
+        self.store.put_device(dkey, DeviceCode(user_code=user_code, client_id=client_id, status="pending",
+                                               expires_at=now + self.cfg.device_code_ttl,
+                                               interval=self.cfg.poll_interval, last_poll=0, client_ip=client_ip,
+                                               user_agent=user_agent[:200], created_at=now),
+                              self.cfg.device_code_ttl + 300)
+        self.store.put_user_code(user_code, dkey, self.cfg.device_code_ttl)
         return DeviceStart(device_code, user_code, self.cfg.device_code_ttl, self.cfg.poll_interval)
 
-    def pending(self, user_code: str) -> dict[str, Any] | None:
+    def pending(self, user_code: str) -> PendingDevice | None:
         """The pending request behind ``user_code`` (for the approval page), or None."""
-        ref = self.store.get_doc("usercode", normalize_user_code(user_code))
-        doc = self.store.get_doc("device", ref["device"]) if ref else None
-        if doc is None or doc["status"] != "pending" or doc["expires_at"] <= self.clock():
+        dkey = self.store.get_user_code(normalize_user_code(user_code))
+        code = self.store.get_device(dkey) if dkey else None
+        if code is None or code.status != "pending" or code.expires_at <= self.clock():
             return None
-        return {**doc, "expires_in": int(doc["expires_at"] - self.clock())}
+        return PendingDevice(code, int(code.expires_at - self.clock()))
 
-    def decide(self, user_code: str, *, approve: bool, session_hash: str, session: dict[str, Any]) -> bool:
+    def decide(self, user_code: str, *, approve: bool, session_hash: str, session: SessionRecord) -> bool:
         """Approve or deny; the user code works once. False if it is unknown or expired. An approval
         records only which session approved it (never its identity or grants: those are read at use)."""
-        ref = self.store.take_doc("usercode", normalize_user_code(user_code))
-        doc = self.store.get_doc("device", ref["device"]) if ref else None
-        if ref is None or doc is None or doc["status"] != "pending" or doc["expires_at"] <= self.clock():
+        dkey = self.store.take_user_code(normalize_user_code(user_code))
+        code = self.store.get_device(dkey) if dkey else None
+        if dkey is None or code is None or code.status != "pending" or code.expires_at <= self.clock():
             return False
-        doc["status"] = "approved" if approve else "denied"
-        if approve:
-            doc["grant"] = {"session": session_hash, "session_expires_at": session["expires_at"],
-                            "correlation_id": session.get("correlation_id")}  # audit: ties CLI use to the sign-in
-        self.store.put_doc("device", ref["device"], doc, max(1, int(doc["expires_at"] - self.clock()) + 300))
+        code = replace(code, status="approved" if approve else "denied",
+                       grant=DeviceApproval(session_hash, session.expires_at, session.correlation_id)
+                       if approve else None)  # correlation id: ties CLI use to the sign-in (audit)
+        self.store.put_device(dkey, code, max(1, int(code.expires_at - self.clock()) + 300))
         return True
 
     def poll(self, client_id: str, device_code: str, *, session_alive: Callable[[str], bool]) -> dict[str, Any]:
         """The token response, or DeviceError(authorization_pending | slow_down | access_denied | ...).
         ``session_alive(hash)`` says whether the approving session still lives (no token otherwise)."""
-        dkey = self.store.hash_id(device_code)
-        doc = self.store.get_doc("device", dkey)
+        dkey = hash_id(device_code)
+        code = self.store.get_device(dkey)
         now = self.clock()
-        if doc is None or doc["client_id"] != client_id:
+        if code is None or code.client_id != client_id:
             raise DeviceError("invalid_grant", "unknown or already used device code")
-        if doc["expires_at"] <= now:
-            self.store.delete_doc("device", dkey)
+        if code.expires_at <= now:
+            self.store.delete_device(dkey)
             raise DeviceError("expired_token", "the device code expired; run the login again")
-        if doc["status"] == "denied":
-            self.store.delete_doc("device", dkey)
+        if code.status == "denied":
+            self.store.delete_device(dkey)
             raise DeviceError("access_denied", "the request was denied")
-        if doc["status"] == "pending":
-            too_fast = now - doc["last_poll"] < doc["interval"]
-            doc["last_poll"] = now
+        if code.status == "pending":
+            too_fast = now - code.last_poll < code.interval
+            # RFC 8628 §3.5: every slow_down adds 5 seconds
+            code = replace(code, last_poll=now, interval=code.interval + 5 if too_fast else code.interval)
+            self.store.put_device(dkey, code, max(1, int(code.expires_at - now) + 300))
             if too_fast:
-                doc["interval"] += 5  # RFC 8628 §3.5: every slow_down adds 5 seconds
-            self.store.put_doc("device", dkey, doc, max(1, int(doc["expires_at"] - now) + 300))
-            if too_fast:
-                raise DeviceError("slow_down", f"poll at most every {doc['interval']} seconds")
+                raise DeviceError("slow_down", f"poll at most every {code.interval} seconds")
             raise DeviceError("authorization_pending", "waiting for the user to approve")
-        if self.store.take_doc("device", dkey) is None:  # single use, even under concurrent polls
+        if self.store.take_device(dkey) is None:  # single use, even under concurrent polls
             raise DeviceError("invalid_grant", "unknown or already used device code")
-        grant = doc["grant"]
-        lifetime = int(min(self.cfg.token_lifetime, grant["session_expires_at"] - now))
-        if lifetime <= 0 or not session_alive(grant["session"]):
+        grant = code.grant
+        assert grant is not None  # approved codes always name their session
+        lifetime = int(min(self.cfg.token_lifetime, grant.session_expires_at - now))
+        if lifetime <= 0 or not session_alive(grant.session):
             raise DeviceError("expired_token", "the browser session that approved this sign-in has ended")
         token = secrets.token_urlsafe(32)
-        thash = self.store.hash_id(token)
-        self.store.put_doc("clitoken", thash, {"client_id": client_id, "session": grant["session"],
-                                               "created_at": int(now), "expires_at": int(now) + lifetime,
-                                               "client_ip": doc.get("client_ip"), "user_agent": doc.get("user_agent"),
-                                               "correlation_id": grant.get("correlation_id")}, lifetime)
-        self.store.add_to_set("session-tokens", grant["session"], thash, lifetime)
+        self.store.add_cli_token(hash_id(token), CliToken(
+            client_id=client_id, session=grant.session, created_at=int(now), expires_at=int(now) + lifetime,
+            client_ip=code.client_ip, user_agent=code.user_agent, correlation_id=grant.correlation_id), lifetime)
         return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
 
-    def token(self, bearer: str) -> dict[str, Any] | None:
-        """The document behind a CLI token, or None (unknown, expired or revoked). It names the
-        approving session (``session``); the caller must check that session still lives."""
+    def token(self, bearer: str) -> CliToken | None:
+        """The CLI token behind ``bearer``, or None (unknown, expired, revoked, or from before tokens
+        followed their session: not trusted). It names the approving session (``session``); the
+        caller must check that session still lives."""
         if not bearer or len(bearer) > 256:
             return None
-        doc = self.store.get_doc("clitoken", self.store.hash_id(bearer))
-        if doc is None or doc["expires_at"] <= self.clock() or "session" not in doc or "identity" in doc:
-            return None  # "identity": a token from before tokens followed their session: not trusted
-        return doc
+        token = self.store.get_cli_token(hash_id(bearer))
+        if token is None or token.expires_at <= self.clock():
+            return None
+        return token
 
     def revoke(self, bearer: str) -> None:
-        self.store.delete_doc("clitoken", self.store.hash_id(bearer))
+        """Revoke the token ``bearer`` (and unfile it from its session)."""
+        thash = hash_id(bearer)
+        token = self.store.get_cli_token(thash)
+        self.store.delete_cli_token(thash)
+        if token is not None:
+            self.store.unlink_cli_token(token.session, thash)
 
-    def tokens_of(self, session_hash: str) -> list[tuple[str, dict[str, Any]]]:
-        """(token hash, document) of each live CLI token a session approved, oldest first."""
+    def tokens_of(self, session_hash: str) -> list[tuple[str, CliToken]]:
+        """(token hash, token) of each live CLI token a session approved, oldest first."""
         out = []
-        for h in self.store.set_members("session-tokens", session_hash):
-            doc = self.store.get_doc("clitoken", h)
-            if doc is None or doc["expires_at"] <= self.clock():
-                self.store.remove_from_set("session-tokens", session_hash, h)
+        for h in self.store.session_tokens(session_hash):
+            token = self.store.get_cli_token(h)
+            if token is None or token.expires_at <= self.clock():
+                self.store.unlink_cli_token(session_hash, h)
             else:
-                out.append((h, doc))
-        return sorted(out, key=lambda t: t[1].get("created_at", 0))
+                out.append((h, token))
+        return sorted(out, key=lambda t: t[1].created_at)
 
     def revoke_hash(self, session_hash: str, token_hash: str) -> bool:
         """Revoke one CLI token of a session (the portal's Revoke button); False if it is not that session's."""
-        if token_hash not in self.store.set_members("session-tokens", session_hash):
+        if token_hash not in self.store.session_tokens(session_hash):
             return False
-        self.store.delete_doc("clitoken", token_hash)
-        self.store.remove_from_set("session-tokens", session_hash, token_hash)
+        self.store.delete_cli_token(token_hash)
+        self.store.unlink_cli_token(session_hash, token_hash)
         return True
 
     def revoke_session(self, session_hash: str) -> int:
         """Revoke every CLI token a session approved (sign-out, revocation)."""
-        hashes = self.store.pop_set("session-tokens", session_hash)
+        hashes = self.store.pop_session_tokens(session_hash)
         for h in hashes:
-            self.store.delete_doc("clitoken", h)
+            self.store.delete_cli_token(h)
         return len(hashes)

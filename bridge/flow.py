@@ -1,7 +1,7 @@
 """The login state machine. The server owns login state, not a library's cookie.
 
 ``begin`` creates a single-use PendingLogin (state, nonce, PKCE verifier, return_to) in
-Redis with a TTL and returns where to send the browser. ``complete`` takes it back by
+the store with a TTL and returns where to send the browser. ``complete`` takes it back by
 ``state`` (deleting it in the same step) and asks the connector to verify the callback.
 A missing, unknown, used or expired state is refused before the connector sees anything.
 
@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 from bridge.errors import LoginError
 from bridge.identity import Identity
-from bridge.store import Store
-from bridge.upstream.base import Connector, PendingLogin
+from bridge.storage import PendingLogin, Store
+from bridge.upstream.base import Connector
 
 
 def safe_return_to(value: str | None, default: str = "/portal") -> str:
@@ -39,11 +39,6 @@ def safe_return_to(value: str | None, default: str = "/portal") -> str:
 
 def browser_hash(browser: str) -> str:
     return hashlib.sha256(browser.encode()).hexdigest()
-
-
-# Redis set of the states a browser (by cookie hash) has started: while one is still pending
-# (another tab), that browser's pre-sign-in cookie must outlive the sign-in that just finished.
-_BROWSER_LOGINS = "loginbrowser"
 
 
 class LoginFlow:
@@ -69,8 +64,10 @@ class LoginFlow:
         start = connector.start_login(pending, self.redirect_uri(connector.id))
         if start.request_id:
             pending = replace(pending, request_id=start.request_id)
-        self.store.put_pending(pending.state, pending.to_json(), self.ttl)
-        self.store.add_to_set(_BROWSER_LOGINS, browser_hash(browser), pending.state, self.ttl)
+        self.store.put_pending(pending, self.ttl)
+        # The states a browser has started: while one is still pending (another tab), that browser's
+        # pre-sign-in cookie must outlive the sign-in that just finished.
+        self.store.add_browser_login(browser_hash(browser), pending.state, self.ttl)
         return start.url
 
     def is_pending(self, state: str | None) -> bool:
@@ -83,9 +80,9 @@ class LoginFlow:
         """Whether ``browser`` still has another sign-in waiting (a second tab). When it has none,
         its bookkeeping is dropped and the caller may clear the cookie."""
         key = browser_hash(browser)
-        if any(self.store.has_pending(state) for state in self.store.set_members(_BROWSER_LOGINS, key)):
+        if any(self.store.has_pending(state) for state in self.store.browser_logins(key)):
             return True
-        self.store.delete_doc(_BROWSER_LOGINS, key)
+        self.store.forget_browser(key)
         return False
 
     def complete(self, connector: Connector, params: Mapping[str, str],
@@ -94,8 +91,8 @@ class LoginFlow:
         delivered; return the identity, where to send the user next, and the sign-in's correlation id
         (minted at ``begin``; a fresh one for an unsolicited SAML response)."""
         state = params.get("state") or params.get("RelayState")
-        record = self.store.take_pending(state) if state and len(state) <= 128 else None
-        if record is None and connector.allows_unsolicited:
+        pending = self.store.take_pending(state) if state and len(state) <= 128 else None
+        if pending is None and connector.allows_unsolicited:
             # IdP-initiated SAML (insecure_allow_idp_initiated): RelayState may be a target, not ours.
             identity = connector.finish_login(None, params, self.redirect_uri(connector.id))
             return identity, safe_return_to(state), secrets.token_hex(12)
@@ -104,11 +101,10 @@ class LoginFlow:
                              message="The sign-in response did not say which sign-in it belongs to.")
         if len(state) > 128:
             raise LoginError("state too long", code="state_invalid")
-        if record is None:
+        if pending is None:
             raise LoginError("unknown state", code="login_expired",
                              message="This sign-in has expired, was already used, or was interrupted.",
                              hint="Sign in again below; each sign-in link works once, for a few minutes.")
-        pending = PendingLogin.from_json(record)
         # Login CSRF: a callback (code + state, or a signed SAMLResponse) planted in another browser
         # would sign that browser in as whoever got it from the IdP. Checked before the connector
         # verifies anything. The pending login stays taken, like after every other failure here:

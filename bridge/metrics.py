@@ -116,9 +116,20 @@ class Metrics:
                                       ["endpoint"], buckets=HTTP_BUCKETS, registry=r)
         self.rules_reload_failures = Counter("bridge_rules_reload_failures", "Rules reloads refused (the rules "
                                              "in force were kept), by reason.", ["reason"], registry=r)
+        self._keys = _KeyExpiry(keys, clock or time.time)
+        self._rules = _Rules(rules)
         self._scrape_time = CollectorRegistry()
-        self._scrape_time.register(_KeyExpiry(keys, clock or time.time))
-        self._scrape_time.register(_Rules(rules))
+        self._scrape_time.register(self._keys)
+        self._scrape_time.register(self._rules)
+
+    def watch(self, *, keys: Callable[[], Iterable[KeyInfo]] | None = None,
+              rules: Callable[[], RulesStatus | None] | None = None) -> None:
+        """Say where the scrape-time gauges read from, once those exist (the key source and the
+        rules book are built after the metrics they report failures to)."""
+        if keys is not None:
+            self._keys.keys = keys
+        if rules is not None:
+            self._rules.status = rules
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text for ``/metrics`` and its content type."""

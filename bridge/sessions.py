@@ -3,9 +3,9 @@ re-checked with the IdP, and ends.
 
 Rules this module keeps (the security model, README "Security"):
 - A session stores the *identity*, never a list of grants to trust later: every issuance asks the
-  rules in force (``Services.access_for``) at the moment of use. (Only ``aws_passthrough`` SAML
+  rules in force (``AccessPoint.access_for``, bridge/access.py) at the moment of use. (Only ``aws_passthrough`` SAML
   sessions keep the roles the IdP asserted: those come from the upstream assertion, not from rules.)
-- Everything of a session is keyed by the hash of its cookie (``Store.session_hash``): its record,
+- Everything of a session is keyed by the hash of its cookie (``bridge.storage.hash_id``): its record,
   its passthrough artifact, its upstream grant (refresh token), its CLI tokens. A CLI token names
   that hash and is good only while the session lives, so ending a session by any means (idle or
   absolute timeout, sign-out, ``bridge sessions revoke``, the IdP disabling the user) ends its
@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.config import Settings
@@ -34,7 +34,7 @@ from bridge.device import DeviceFlow
 from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Grant, Identity
 from bridge.logs import event
-from bridge.store import Store
+from bridge.storage import SessionRecord, Store, hash_id
 from bridge.upstream import Connector
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked
 
@@ -93,92 +93,92 @@ class Sessions:
               passthrough_grants: list[Grant] | None = None,
               upstream: Mapping[str, Any] | None = None) -> str:
         """Create a session for a verified sign-in; return the cookie value (a new id: rotated at login)."""
-        now = int(self.clock())
-        doc: dict[str, Any] = {"identity": identity.to_json(), "csrf": secrets.token_urlsafe(24),
-                               "correlation_id": correlation, "verified_at": now}
-        if passthrough_grants is not None:
-            doc["passthrough_grants"] = [g.to_json() for g in passthrough_grants]
+        record = SessionRecord(identity=identity, csrf=secrets.token_urlsafe(24), correlation_id=correlation,
+                               verified_at=int(self.clock()),
+                               passthrough_grants=None if passthrough_grants is None else tuple(passthrough_grants))
         absolute = self.absolute_for(identity.connector_id)
-        sid = self.store.create_session(doc, idle=min(self.idle, absolute), absolute=absolute)
-        shash = self.store.session_hash(sid)
+        sid = self.store.create_session(record, idle=min(self.idle, absolute), absolute=absolute)
+        shash = hash_id(sid)
         self.store.index_session(user_handles(identity), shash, absolute)
         if upstream:
-            self.store.put_upstream(shash, dict(upstream), absolute)
+            self.store.put_upstream(shash, upstream, absolute)
         return sid
 
-    def load(self, shash: str) -> dict[str, Any] | None:
+    def load(self, shash: str) -> SessionRecord | None:
         """The live session ``shash`` (idle timer reset), re-checked with the IdP when it is due."""
-        doc = self.store.load_session_hash(shash, idle=self.idle)
-        return None if doc is None else self.reverified(shash, doc)
+        record = self.store.load_session_hash(shash, idle=self.idle)
+        return None if record is None else self.reverified(shash, record)
 
-    def end(self, shash: str, doc: dict[str, Any] | None = None) -> int:
+    def get(self, shash: str) -> SessionRecord | None:
+        """The session ``shash`` as stored (no timer reset, no re-check): to end it."""
+        return self.store.get_session(shash)
+
+    def end(self, shash: str, record: SessionRecord | None = None) -> int:
         """End a session and everything of it: its CLI tokens, its upstream grant and passthrough
         artifact, the user's cached credentials. Returns how many CLI tokens were revoked."""
         tokens = self.device.revoke_session(shash) if self.device is not None else 0
         self.store.delete_session_hash(shash)
-        if doc is not None:
-            identity = Identity.from_json(doc["identity"])
-            self.store.unindex_session(user_handles(identity), shash)
+        if record is not None:
+            self.store.unindex_session(user_handles(record.identity), shash)
             if self.cache is not None:
-                self.cache.forget_user(identity)
+                self.cache.forget_user(record.identity)
         return tokens
 
     # -- operators: list and revoke everything of a user --------------------------------------
-    def of_user(self, user: str) -> list[tuple[str, dict[str, Any]]]:
-        """(session hash, session document) of every live session of ``user`` (e-mail or subject)."""
-        seen: dict[str, dict[str, Any]] = {}
+    def of_user(self, user: str) -> list[tuple[str, SessionRecord]]:
+        """(session hash, session) of every live session of ``user`` (e-mail or subject), oldest first."""
+        seen: dict[str, SessionRecord] = {}
         now = self.clock()
         for handle in handles_for(user):
             for shash in self.store.user_sessions(handle):
-                doc = seen.get(shash) or self.store.get_doc("session", shash)
-                if doc is not None and doc.get("expires_at", 0) > now:
-                    seen[shash] = doc
-        return sorted(seen.items(), key=lambda kv: kv[1].get("created_at", 0))
+                record = seen.get(shash) or self.store.get_session(shash)
+                if record is not None and record.expires_at > now:
+                    seen[shash] = record
+        return sorted(seen.items(), key=lambda kv: kv[1].created_at)
 
     def revoke_user(self, user: str) -> Revoked:
         """Offboarding: every session of ``user``, every CLI token they approved, their cached credentials."""
         sessions = self.of_user(user)
-        tokens = sum(self.end(shash, doc) for shash, doc in sessions)
+        tokens = sum(self.end(shash, record) for shash, record in sessions)
         event("sessions_revoked", logging.WARNING, sessions=len(sessions), tokens=tokens)
         return Revoked(len(sessions), tokens)
 
     # -- continuous evaluation with the IdP ----------------------------------------------------
-    def reverified(self, shash: str, doc: dict[str, Any]) -> dict[str, Any]:
-        """``doc``, re-checked with the IdP when its connector asks for it and the last check is older
+    def reverified(self, shash: str, record: SessionRecord) -> SessionRecord:
+        """``record``, re-checked with the IdP when its connector asks for it and the last check is older
         than ``reverify_interval``: the identity is replaced by what the IdP says now; a user the IdP
         no longer knows (disabled, deleted, refresh refused) loses the session and its tokens."""
-        identity = Identity.from_json(doc["identity"])
+        identity = record.identity
         connector = self.connectors.get(identity.connector_id)
         cfg = getattr(connector, "cfg", None)
         interval = int(getattr(cfg, "reverify_interval", 0) or 0)
         reverify = getattr(connector, "reverify", None)
         now = int(self.clock())
-        verified_at = int(doc.get("verified_at", doc.get("created_at", now)))
+        verified_at = record.verified_at if record.verified_at is not None else (record.created_at or now)
         if not interval or reverify is None or now - verified_at < interval:
-            return doc
+            return record
         upstream = self.store.get_upstream(shash)
         if upstream is None:
-            return doc  # the IdP gave nothing to re-check with: the bound is the session lifetime
+            return record  # the IdP gave nothing to re-check with: the bound is the session lifetime
         grace = int(getattr(cfg, "reverify_grace", interval))
         fail_closed = getattr(cfg, "reverify_unreachable", "fail_closed") == "fail_closed"
         if not self.store.try_lock(f"reverify:{shash}", REVERIFY_LOCK_SECONDS):
-            return self._unreachable(doc, now - verified_at, grace, fail_closed, "busy")
+            return self._unreachable(record, now - verified_at, grace, fail_closed, "busy")
         try:
             result = reverify(upstream)
         finally:
             self.store.unlock(f"reverify:{shash}")
         if isinstance(result, ReverifyOk):
             fresh = result.identity or identity
-            doc["identity"] = fresh.to_json()
-            doc["verified_at"] = now
-            self.store.save_session_hash(shash, doc, idle=self.idle)
-            remaining = int(doc.get("expires_at", now + 1)) - now
-            self.store.put_upstream(shash, dict(result.grant), max(1, remaining))  # refresh tokens rotate
+            record = replace(record, identity=fresh, verified_at=now)
+            self.store.save_session_hash(shash, record, idle=self.idle)
+            remaining = (record.expires_at or now + 1) - now
+            self.store.put_upstream(shash, result.grant, max(1, remaining))  # refresh tokens rotate
             event("session_reverified", connector=identity.connector_id,
                   groups_changed=set(fresh.groups) != set(identity.groups))
-            return doc
+            return record
         if isinstance(result, ReverifyRevoked):
-            tokens = self.end(shash, doc)
+            tokens = self.end(shash, record)
             event("session_revoked_by_idp", logging.WARNING, connector=identity.connector_id, reason=result.reason,
                   tokens=tokens)
             raise NotSignedIn("the IdP no longer confirms this user", code="idp_revoked",
@@ -188,18 +188,18 @@ class Sessions:
         if isinstance(result, ReverifyExpired):
             # Nothing left to re-check with (no refresh token, access token expired): from here the
             # bound is the session lifetime, as for SAML (README: ask for offline_access to avoid it).
-            self.store.delete_doc("upstream", shash)
+            self.store.delete_upstream(shash)
             event("session_reverify_ended", connector=identity.connector_id, reason=result.reason)
-            return doc
-        return self._unreachable(doc, now - verified_at, grace, fail_closed, "unreachable")
+            return record
+        return self._unreachable(record, now - verified_at, grace, fail_closed, "unreachable")
 
-    def _unreachable(self, doc: dict[str, Any], age: int, grace: int, fail_closed: bool,
-                     why: str) -> dict[str, Any]:
-        identity = Identity.from_json(doc["identity"])
+    def _unreachable(self, record: SessionRecord, age: int, grace: int, fail_closed: bool,
+                     why: str) -> SessionRecord:
+        identity = record.identity
         if age > grace and fail_closed:
             event("session_reverify_failed", logging.WARNING, connector=identity.connector_id, why=why,
                   age=age, policy="fail_closed")
             raise UpstreamUnavailable(f"{identity.connector_id}: cannot re-check the user ({why}, last check "
                                       f"{age}s ago)")
         event("session_reverify_deferred", connector=identity.connector_id, why=why, age=age)
-        return doc
+        return record

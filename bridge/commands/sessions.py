@@ -23,15 +23,13 @@ def _when(t: Any) -> str:
 
 def _rows(svc: Any, user: str) -> list[dict[str, Any]]:
     rows = []
-    for shash, doc in svc.sessions.of_user(user):
-        ident = doc["identity"]
+    for shash, rec in svc.sessions.of_user(user):
+        ident = rec.identity
         tokens = svc.device.tokens_of(shash) if svc.device is not None else []
-        rows.append({"session": shash[:16], "connector": ident.get("connector_id"), "subject": ident.get("subject"),
-                     "email": ident.get("email"), "created_at": doc.get("created_at"),
-                     "expires_at": doc.get("expires_at"),
-                     "cli_tokens": [{"client_id": t.get("client_id"), "created_at": t.get("created_at"),
-                                     "expires_at": t.get("expires_at"), "client_ip": t.get("client_ip")}
-                                    for _, t in tokens]})
+        rows.append({"session": shash[:16], "connector": ident.connector_id, "subject": ident.subject,
+                     "email": ident.email, "created_at": rec.created_at, "expires_at": rec.expires_at,
+                     "cli_tokens": [{"client_id": t.client_id, "created_at": t.created_at,
+                                     "expires_at": t.expires_at, "client_ip": t.client_ip} for _, t in tokens]})
     return rows
 
 

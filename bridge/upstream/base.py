@@ -25,34 +25,11 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from bridge.identity import Identity
-
-
-@dataclass(frozen=True)
-class PendingLogin:
-    """A sign-in in progress. Owned by the server (Redis, TTL, single use), not by a cookie."""
-
-    state: str
-    connector_id: str
-    nonce: str
-    code_verifier: str
-    return_to: str
-    created_at: int
-    request_id: str | None = None
-    correlation_id: str | None = None  # ties this sign-in to every audit record it leads to
-    # SHA-256 of the pre-sign-in cookie of the browser that started it (login CSRF, RFC 6749 §10.12):
-    # only that browser may complete it. The hash, so Redis never holds a usable cookie value.
-    browser_hash: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> PendingLogin:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+from bridge.storage.records import PendingLogin as PendingLogin  # the store's record, re-exported
 
 
 @dataclass(frozen=True)

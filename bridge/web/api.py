@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -13,6 +12,7 @@ from bridge.device import DeviceError, DeviceFlow, normalize_user_code
 from bridge.errors import BadRequest, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id, event
+from bridge.storage import CliToken, SessionRecord
 from bridge.web.common import (
     audit_context,
     check_csrf,
@@ -114,7 +114,7 @@ def device() -> ResponseReturnValue:
         # A code that did not come from the bridge's own entry form came from a link, perhaps an attacker's
         # (RFC 8628 §5.4): the page says so. Our form is same-origin; a link from mail or chat is not.
         from_link = bool(code) and request.headers.get("Sec-Fetch-Site") != "same-origin"
-        return render_template("device.html", code=code, pending=pending, csrf=doc["csrf"], done=None,
+        return render_template("device.html", code=code, pending=pending, csrf=doc.csrf, done=None,
                                from_link=from_link, grants=session_access(doc)[0] if pending else [])
     check_csrf(doc)
     approve = request.form.get("decision") == "approve"
@@ -131,17 +131,17 @@ def device() -> ResponseReturnValue:
                          message="That code is unknown, expired, or was already used.",
                          hint="Run the login command again to get a new code.")
     event("device_decided", approved=approve)
-    return render_template("device.html", code=code, pending=None, csrf=doc["csrf"],
+    return render_template("device.html", code=code, pending=None, csrf=doc.csrf,
                            done="approved" if approve else "denied")
 
 
 @dataclass(frozen=True)
 class Bearer:
-    """A presented CLI token, its document, and the live session that approved it."""
+    """A presented CLI token, its record, and the live session that approved it."""
 
     token: str
-    doc: dict[str, Any]
-    session: dict[str, Any]
+    doc: CliToken
+    session: SessionRecord
 
     @property
     def identity(self) -> Identity:
@@ -161,14 +161,14 @@ def _bearer() -> Bearer:
                           hint="Run `bridge login --url <bridge URL>` again.")
     # The token is only as alive as the browser session that approved it (re-checked with the IdP
     # when due); its identity is read from there, and its roles are decided now.
-    session = services().sessions.load(doc["session"])
+    session = services().sessions.load(doc.session)
     if session is None:
         _device().revoke(token)
         raise NotSignedIn("the approving session has ended", code="cli_session_ended",
                           message="Your CLI login ended with the browser sign-in that approved it.",
                           hint="Run `bridge login --url <bridge URL>` again.")
-    if doc.get("correlation_id"):
-        correlation_id.set(str(doc["correlation_id"]))
+    if doc.correlation_id:
+        correlation_id.set(str(doc.correlation_id))
     return Bearer(token, doc, session)
 
 
@@ -181,7 +181,7 @@ def api_grants() -> ResponseReturnValue:
                             "role_name": gr.role_name, "max_duration": gr.max_duration,
                             "account_alias": gr.account_alias, "account_label": gr.account_label,
                             "default_duration": gr.default_duration} for gr in grants],
-                   expires_at=b.doc["expires_at"])
+                   expires_at=b.doc.expires_at)
 
 
 def _api_grant(b: Bearer, grant_id: str) -> tuple[Grant, int]:
@@ -201,7 +201,7 @@ def api_credentials(grant_id: str) -> ResponseReturnValue:
     grant, duration = _api_grant(b, grant_id)
     identity = b.identity
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = services().issue_credentials(identity, grant, duration, ctx=audit_context(b.doc))
+    creds = services().issuer.issue_credentials(identity, grant, duration, ctx=audit_context(b.doc))
     g.no_store = True
     return jsonify(formats.api_json(creds))
 
@@ -213,8 +213,8 @@ def api_console(grant_id: str) -> ResponseReturnValue:
     b = _bearer()
     grant, duration = _api_grant(b, grant_id)
     svc = services()
-    destination = svc.console_destination(request.values.get("destination"), request.values.get("region"))
-    url = svc.console_login_url(b.identity, grant, duration, destination, ctx=audit_context(b.doc))
+    destination = svc.console.destination(request.values.get("destination"), request.values.get("region"))
+    url = svc.console.login_url(b.identity, grant, duration, destination, ctx=audit_context(b.doc))
     event("console_signin", method="federation", role_arn=grant.role_arn, rule=grant.via, duration=duration,
           destination=destination.split("?", 1)[0], via="api")
     g.no_store = True
@@ -225,6 +225,5 @@ def api_console(grant_id: str) -> ResponseReturnValue:
 def api_logout() -> ResponseReturnValue:
     """Revoke the presented CLI token."""
     b = _bearer()
-    _device().revoke(b.token)
-    services().store.remove_from_set("session-tokens", b.doc["session"], services().store.hash_id(b.token))
+    _device().revoke(b.token)  # and unfiled from its session
     return jsonify(status="revoked")

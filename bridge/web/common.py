@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flask import current_app, g, request
@@ -16,7 +15,7 @@ from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, Rate
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
 from bridge.services import Services
-from bridge.store import Store
+from bridge.storage import CliToken, SessionRecord, hash_id
 
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
@@ -41,50 +40,49 @@ def session_hash() -> str | None:
     """The hash of this browser's session cookie (what the store and CLI tokens know it by), or None."""
     svc = services()
     sid = request.cookies.get(svc.settings.session_cookie, "")
-    return svc.store.session_hash(sid) if sid and len(sid) <= 128 else None
+    return hash_id(sid) if sid and len(sid) <= 128 else None
 
 
-def current_session() -> dict[str, Any] | None:
-    """The signed-in user's session document (loaded once per request, re-checked with the IdP when
-    due), or None."""
+def current_session() -> SessionRecord | None:
+    """The signed-in user's session (loaded once per request, re-checked with the IdP when due), or None."""
     if "bridge_session" not in g:
         shash = session_hash()
         g.bridge_session = services().sessions.load(shash) if shash else None
-        if g.bridge_session is not None and g.bridge_session.get("correlation_id"):
-            correlation_id.set(str(g.bridge_session["correlation_id"]))
-    doc: dict[str, Any] | None = g.bridge_session
+        if g.bridge_session is not None and g.bridge_session.correlation_id:
+            correlation_id.set(str(g.bridge_session.correlation_id))
+    doc: SessionRecord | None = g.bridge_session
     return doc
 
 
-def audit_context(doc: dict[str, Any] | None = None, correlation: str | None = None) -> audit.Context:
+def audit_context(doc: SessionRecord | CliToken | None = None, correlation: str | None = None) -> audit.Context:
     """Who is asking, from where (client IP after ProxyFix), for which sign-in."""
-    cid = correlation or (str(doc["correlation_id"]) if doc and doc.get("correlation_id") else None)
+    cid = correlation or (str(doc.correlation_id) if doc and doc.correlation_id else None)
     return audit.Context(correlation_id=cid, client_ip=request.remote_addr,
                          user_agent=request.headers.get("User-Agent"))
 
 
-def require_session() -> dict[str, Any]:
+def require_session() -> SessionRecord:
     doc = current_session()
     if doc is None:
         raise NotSignedIn()
     return doc
 
 
-def session_identity(doc: dict[str, Any]) -> Identity:
-    return Identity.from_json(doc["identity"])
+def session_identity(doc: SessionRecord) -> Identity:
+    return doc.identity
 
 
-def session_access(doc: dict[str, Any]) -> tuple[list[Grant], list[Grant]]:
+def session_access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
     """The session's grants and MFA-locked grants under the rules in force *now*, decided from the
     session's identity at the moment of use (a rules change takes effect at once; sessions are kept).
     ``aws_passthrough`` SAML sessions hold the roles their IdP asserted instead."""
-    if "passthrough_grants" in doc:
-        return [Grant.from_json(x) for x in doc["passthrough_grants"]], []
-    access = services().access_for(session_identity(doc), log=False)
+    if doc.passthrough_grants is not None:
+        return list(doc.passthrough_grants), []
+    access = services().access.access_for(doc.identity, log=False)
     return access.grants, access.locked
 
 
-def granted(doc: dict[str, Any], grant_id: str) -> Grant:
+def granted(doc: SessionRecord, grant_id: str) -> Grant:
     """The session's grant ``grant_id``; MfaRequired / NotGranted otherwise."""
     grants, locked = session_access(doc)
     grant = next((gr for gr in grants if gr.id == grant_id), None)
@@ -124,7 +122,7 @@ def allow_console_forms(*targets: str) -> None:
 
 def user_key(identity: Identity) -> str:
     """A stable, opaque per-user key for portal preferences (recent roles, favourites)."""
-    return Store.hash_id(f"{identity.connector_id}\0{identity.issuer}\0{identity.subject}")[:32]
+    return hash_id(f"{identity.connector_id}\0{identity.issuer}\0{identity.subject}")[:32]
 
 
 def remember_use(identity: Identity, grant: Grant) -> None:
@@ -145,7 +143,7 @@ def go_path(grant: Grant) -> str:
 _PLAIN = re.compile(r"\A[\w.@=+,-]+\Z", re.ASCII)
 
 
-def session_grants(doc: dict[str, Any]) -> list[Grant]:
+def session_grants(doc: SessionRecord) -> list[Grant]:
     return session_access(doc)[0]
 
 
@@ -155,10 +153,10 @@ def start_session(identity: Identity, *, passthrough_grants: list[Grant] | None 
     svc = services()
     old = session_hash()
     if old:
-        svc.sessions.end(old, svc.store.get_doc("session", old))
+        svc.sessions.end(old, svc.sessions.get(old))
     g.new_session_id = svc.sessions.start(identity, correlation=correlation, passthrough_grants=passthrough_grants,
                                           upstream=getattr(identity, "upstream", None))
-    if record := svc.passthrough_record(identity):
+    if record := svc.issuer.passthrough_record(identity):
         svc.store.put_passthrough(g.new_session_id, record[0], record[1])
 
 
@@ -166,8 +164,7 @@ def session_passthrough() -> dict[str, str] | None:
     """The signed-in user's stored upstream artifact (aws_passthrough), or None once it expired."""
     svc = services()
     sid = request.cookies.get(svc.settings.session_cookie, "")
-    doc = svc.store.get_passthrough(sid) if sid else None
-    return {str(k): str(v) for k, v in doc.items()} if doc else None
+    return svc.store.get_passthrough(sid) if sid else None
 
 
 def end_session() -> None:
@@ -179,9 +176,9 @@ def end_session() -> None:
     g.clear_session_cookie = True
 
 
-def check_csrf(doc: dict[str, Any]) -> None:
+def check_csrf(doc: SessionRecord) -> None:
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    if not hmac.compare_digest(sent.encode(), str(doc.get("csrf", "")).encode()):
+    if not hmac.compare_digest(sent.encode(), doc.csrf.encode()):
         raise BadRequest("missing or wrong CSRF token", code="csrf_failed",
                          message="This form has expired or did not come from the bridge.",
                          hint="Reload the portal and try again.")

@@ -33,7 +33,7 @@ bp = Blueprint("console", __name__)
 
 
 def _destination() -> str:
-    return services().console_destination(request.values.get("destination"), request.values.get("region"))
+    return services().console.destination(request.values.get("destination"), request.values.get("region"))
 
 
 @bp.post("/console/<grant_id>")
@@ -47,10 +47,10 @@ def console(grant_id: str) -> ResponseReturnValue:
     svc = services()
     identity = session_identity(doc)
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")  # a console sign-in is an issuance
-    method = svc.console_method(grant)
+    method = svc.console.method(grant)
     g.no_store = True
     if method == "saml_post":
-        action, saml_response = svc.console_saml_post(identity, grant, duration, ctx=audit_context(doc),
+        action, saml_response = svc.console.saml_post(identity, grant, duration, ctx=audit_context(doc),
                                                       destination=destination)
         remember_use(identity, grant)
         event("console_signin", method=method, role_arn=grant.role_arn, rule=grant.via, duration=duration,
@@ -58,7 +58,7 @@ def console(grant_id: str) -> ResponseReturnValue:
         allow_console_forms(action)  # the auto-POST to the AWS sign-in SAML endpoint
         return render_template("console_post.html", action=action, saml_response=saml_response,
                                relay_state=destination, grant=grant)
-    url = svc.console_login_url(identity, grant, duration, destination, ctx=audit_context(doc),
+    url = svc.console.login_url(identity, grant, duration, destination, ctx=audit_context(doc),
                                 passthrough=session_passthrough() if grant.path == "passthrough" else None)
     remember_use(identity, grant)
     # Never log the URL: it carries a sign-in token that is good for 15 minutes.
@@ -99,8 +99,8 @@ def go(account: str, role: str) -> ResponseReturnValue:
                          message=f"The role {role} in account {account} is not granted to you.")
     svc = services()
     fav = grant.id in svc.store.preferences(user_key(session_identity(doc)))[1]
-    if svc.console_method(grant) == "federation":  # the form's POST to /console is answered with a 302 to AWS
-        allow_console_forms(svc.federation_endpoint())
+    if svc.console.method(grant) == "federation":  # the form's POST to /console is answered with a 302 to AWS
+        allow_console_forms(svc.console.federation_endpoint())
     raw = request.args.get("duration", "")
     duration = int(raw) if SECONDS_RE.match(raw) and int(raw) in grant.allowed_durations() else grant.default_duration
     # Only the browser's own Sec-Fetch-Site may allow the auto-submit; a query parameter can only turn
@@ -108,7 +108,7 @@ def go(account: str, role: str) -> ResponseReturnValue:
     auto = own_navigation() and request.args.get("auto") != "0"
     g.no_store = True  # the page carries the CSRF token and differs by Sec-Fetch-Site
     resp = make_response(render_template(
-        "console_go.html", grant=grant, csrf=doc["csrf"], destination=destination,
+        "console_go.html", grant=grant, csrf=doc.csrf, destination=destination,
         raw_destination=request.args.get("destination", ""), region=request.args.get("region", ""),
         duration=duration, auto=auto, favourite=fav, return_to=request.full_path))
     resp.vary.add("Sec-Fetch-Site")

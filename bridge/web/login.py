@@ -9,10 +9,10 @@ from flask import Blueprint, abort, make_response, redirect, render_template, re
 from flask.typing import ResponseReturnValue
 
 from bridge import audit
+from bridge.access import PASSTHROUGH_VERSION
 from bridge.errors import BridgeError, IdpDenied, NotSignedIn, StoreUnavailable
 from bridge.flow import safe_return_to
 from bridge.logs import correlation_id, event
-from bridge.services import PASSTHROUGH_VERSION
 from bridge.upstream.base import Connector
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
@@ -122,7 +122,7 @@ def callback(connector_id: str) -> ResponseReturnValue:
     correlation_id.set(correlation)
     ctx = audit_context(correlation=correlation)
     svc.auditor.record("sign_in", ctx, outcome="success", who=audit.who(identity), how=audit.how(identity))
-    access = svc.access_for(identity, ctx=ctx)  # audited here; decided again at each use
+    access = svc.access.access_for(identity, ctx=ctx)  # audited here; decided again at each use
     start_session(identity, correlation=correlation,
                   passthrough_grants=access.grants if access.version == PASSTHROUGH_VERSION else None)
     svc.metrics.logins.labels(connector_id, "success").inc()
@@ -171,5 +171,5 @@ def signed_out() -> ResponseReturnValue:
             upstream = logout_url(f"{svc.settings.base_url}/")
         except BridgeError as e:  # discovery down: just do not offer it
             event("upstream_logout_unavailable", connector=connector.id, error=e.code)
-    return render_template("signed_out.html", console_logout=svc.console_logout_url(), upstream=upstream,
+    return render_template("signed_out.html", console_logout=svc.console.logout_url(), upstream=upstream,
                            connector=connector, signed_in=current_session() is not None)

@@ -45,7 +45,7 @@ def _grant_json(gr: Any) -> dict[str, Any]:
     return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
             "account_alias": gr.account_alias, "account_label": gr.account_label,
             "max_duration": gr.max_duration, "default_duration": gr.default_duration,
-            "mfa_required": gr.mfa_required, "console": services().console_method(gr), "go": go_path(gr)}
+            "mfa_required": gr.mfa_required, "console": services().console.method(gr), "go": go_path(gr)}
 
 
 @bp.get("/portal")
@@ -62,9 +62,10 @@ def portal() -> ResponseReturnValue:
                                  "connector": identity.connector_id},
                        grants=[_grant_json(gr) for gr in grants], locked=[_grant_json(gr) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
-                       favourites=sorted(fav_ids), csrf_token=doc["csrf"], expires_at=doc["expires_at"])
-    if any(svc.console_method(gr) == "federation" for gr in grants):
-        allow_console_forms(svc.federation_endpoint())  # its Console buttons POST to /console, answered with a 302
+                       favourites=sorted(fav_ids), csrf_token=doc.csrf, expires_at=doc.expires_at)
+    if any(svc.console.method(gr) == "federation" for gr in grants):
+        # its Console buttons POST to /console, answered with a 302
+        allow_console_forms(svc.console.federation_endpoint())
     by_id = {gr.id: gr for gr in grants}
     recent = [by_id[i] for i in recent_ids if i in by_id]
     favourites = [gr for gr in grants if gr.id in fav_ids]
@@ -74,8 +75,8 @@ def portal() -> ResponseReturnValue:
     accounts = list(groups.items())
     if recent:  # the account of the last-used role comes first
         accounts.sort(key=lambda a: a[0] != recent[0].account_id)
-    return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc["csrf"],
-                           expires_at=doc["expires_at"], is_admin=_is_admin(identity), recent=recent,
+    return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc.csrf,
+                           expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
                            favourites=favourites, fav_ids=fav_ids, rows=rows_html, total=len(grants),
                            base_url=svc.settings.base_url)
 
@@ -113,7 +114,7 @@ def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
 
 
 def _is_admin(identity: Identity) -> bool:
-    return services().is_admin(identity)
+    return services().access.is_admin(identity)
 
 
 def _why_page(results: list[mapping.RuleResult], identity: Identity, **extra: Any) -> ResponseReturnValue:
@@ -130,10 +131,10 @@ def why() -> ResponseReturnValue:
     """Why the signed-in user has the roles they have: every rule, matched or not, and why."""
     doc = require_session()
     identity = session_identity(doc)
-    results = services().explain(identity)
+    results = services().access.explain(identity)
     if wants_json():
         return jsonify(mapping.report(results, identity))
-    return _why_page(results, identity, admin=False, csrf=doc["csrf"], is_admin=_is_admin(identity))
+    return _why_page(results, identity, admin=False, csrf=doc.csrf, is_admin=_is_admin(identity))
 
 
 @bp.route("/admin/explain", methods=["GET", "POST"])
@@ -150,7 +151,7 @@ def admin_explain() -> ResponseReturnValue:
     if request.method == "GET":
         sample = json.dumps({"connector": me.connector_id, "subject": "sample-user", "email": "sample@example.com",
                              "groups": [], "claims": {}, "mfa": False}, indent=2)
-        return render_template("why.html", admin=True, csrf=doc["csrf"], sample=sample, identity=None,
+        return render_template("why.html", admin=True, csrf=doc.csrf, sample=sample, identity=None,
                                is_admin=True, shape=SAMPLE_SHAPE)
     check_csrf(doc)
     if request.is_json:
@@ -171,13 +172,13 @@ def admin_explain() -> ResponseReturnValue:
         raise BadRequest(f"not an identity document: {e}", code="bad_identity",
                          message="The sample identity could not be read.",
                          hint=f"Paste a JSON object like {SAMPLE_SHAPE}.") from None
-    results = svc.explain(sample_identity)
+    results = svc.access.explain(sample_identity)
     grants = [gr for r in results for gr in r.grants]
     event("admin_explain", admin=me.subject, connector=sample_identity.connector_id,
           rules_matched=sum(r.matched for r in results), grants=len(grants))
     if wants_json():
         return jsonify(mapping.report(results, sample_identity))
-    return _why_page(results, sample_identity, admin=True, csrf=doc["csrf"], sample=text, is_admin=True,
+    return _why_page(results, sample_identity, admin=True, csrf=doc.csrf, sample=text, is_admin=True,
                      shape=SAMPLE_SHAPE)
 
 
@@ -191,7 +192,7 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     svc = services()
     identity = session_identity(doc)
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = svc.issue_credentials(identity, grant, duration, ctx=audit_context(doc),
+    creds = svc.issuer.issue_credentials(identity, grant, duration, ctx=audit_context(doc),
                                   passthrough=session_passthrough() if grant.path == "passthrough" else None)
     remember_use(identity, grant)
     g.no_store = True
@@ -210,7 +211,7 @@ def credentials(grant_id: str) -> ResponseReturnValue:
             ("config", "~/.aws/config (no keys on disk)",
              formats.config_snippet(profile, svc.settings.base_url, grant.role_arn, creds.region), "config")]
     return render_template(
-        "credentials.html", grant=grant, creds=creds, tabs=tabs, profile=profile, csrf=doc["csrf"],
+        "credentials.html", grant=grant, creds=creds, tabs=tabs, profile=profile, csrf=doc.csrf,
         sts_endpoint=svc.settings.aws.sts_endpoint_url,
         boto3=formats.boto3_snippet(creds, svc.settings.aws.sts_endpoint_url))
 
@@ -231,17 +232,17 @@ def sign_ins() -> ResponseReturnValue:
     here = session_hash()
     rows = []
     for shash, sdoc in svc.sessions.of_user(identity.subject):
-        if Identity.from_json(sdoc["identity"]).connector_id != identity.connector_id:
+        if sdoc.identity.connector_id != identity.connector_id:
             continue  # the same subject at another IdP is another person
         tokens = svc.device.tokens_of(shash) if svc.device is not None else []
-        rows.append({"id": shash[:16], "current": shash == here, "created_at": sdoc.get("created_at"),
-                     "expires_at": sdoc.get("expires_at"),
-                     "tokens": [{"id": th[:16], "client_id": t.get("client_id"), "created_at": t.get("created_at"),
-                                 "expires_at": t.get("expires_at"), "client_ip": t.get("client_ip"),
-                                 "user_agent": t.get("user_agent")} for th, t in tokens]})
+        rows.append({"id": shash[:16], "current": shash == here, "created_at": sdoc.created_at,
+                     "expires_at": sdoc.expires_at,
+                     "tokens": [{"id": th[:16], "client_id": t.client_id, "created_at": t.created_at,
+                                 "expires_at": t.expires_at, "client_ip": t.client_ip,
+                                 "user_agent": t.user_agent} for th, t in tokens]})
     if wants_json():
         return jsonify(sessions=rows)
-    return render_template("sign_ins.html", identity=identity, sessions=rows, csrf=doc["csrf"])
+    return render_template("sign_ins.html", identity=identity, sessions=rows, csrf=doc.csrf)
 
 
 @bp.post("/portal/sign-ins/revoke")
@@ -252,7 +253,7 @@ def revoke_sign_in() -> ResponseReturnValue:
     svc = services()
     identity = session_identity(doc)
     mine = [(shash, sdoc) for shash, sdoc in svc.sessions.of_user(identity.subject)
-            if Identity.from_json(sdoc["identity"]).connector_id == identity.connector_id]
+            if sdoc.identity.connector_id == identity.connector_id]
     here = session_hash()
     token_id, session_id = request.form.get("token", ""), request.form.get("session", "")
     done = 0

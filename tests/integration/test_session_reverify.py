@@ -133,7 +133,7 @@ def test_unreachable_idp_follows_the_policy_after_the_grace(redis_url: str, poli
     else:
         with pytest.raises(UpstreamUnavailable):
             sessions.load(shash)
-        assert sessions.store.get_doc("session", shash) is not None  # refused now, not signed out
+        assert sessions.store.get_session(shash) is not None  # refused now, not signed out
 
 
 def test_revoked_ends_the_session_and_ok_replaces_the_identity_and_grant(redis_url: str) -> None:
@@ -142,14 +142,14 @@ def test_revoked_ends_the_session_and_ok_replaces_the_identity_and_grant(redis_u
     shash = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"refresh_token": "r1"}))
     now[0] += 61
     doc = sessions.load(shash)
-    assert doc is not None and doc["identity"]["groups"] == ["b"]
+    assert doc is not None and doc.identity.to_json()["groups"] == ["b"]
     assert sessions.store.get_upstream(shash) == {"refresh_token": "r2"}  # the rotated token is kept
     assert sessions.load(shash) is not None and conn.calls == 1  # checked again only after the interval
     conn.answer = ReverifyRevoked("invalid_grant")
     now[0] += 61
     with pytest.raises(NotSignedIn):
         sessions.load(shash)
-    assert sessions.store.get_doc("session", shash) is None and sessions.store.get_upstream(shash) is None
+    assert sessions.store.get_session(shash) is None and sessions.store.get_upstream(shash) is None
 
 
 def test_a_saml_connectors_max_session_shortens_its_sessions(redis_url: str, saml_idp: Any) -> None:
@@ -165,5 +165,5 @@ def test_a_saml_connectors_max_session_shortens_its_sessions(redis_url: str, sam
     sessions = Sessions(store, settings, conns, None, None, clock=store.clock)
     for cid, want in (("corpsaml", 3600), ("dev", settings.session.absolute_timeout)):
         sid = sessions.start(Identity(connector_id=cid, subject="a", issuer="i"), correlation=None)
-        doc = store.get_doc("session", Store.session_hash(sid))
-        assert doc is not None and doc["expires_at"] - doc["created_at"] == want
+        doc = store.get_session(Store.session_hash(sid))
+        assert doc is not None and doc.expires_at - doc.created_at == want

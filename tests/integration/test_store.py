@@ -9,10 +9,17 @@ import pytest
 import redis
 
 from bridge.errors import StoreUnavailable
+from bridge.identity import Identity
+from bridge.storage import PendingLogin, SessionRecord
 from bridge.store import Store
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
+X = Identity(connector_id="c", subject="x", issuer="i")
+
+
+def pending(state: str, nonce: str) -> PendingLogin:
+    return PendingLogin(state=state, connector_id="c", nonce=nonce, code_verifier="v", return_to="/", created_at=1)
 
 
 @pytest.fixture
@@ -21,21 +28,21 @@ def store(redis_url: str) -> Store:
 
 
 def test_pending_login_is_single_use_and_has_a_ttl(store: Store) -> None:
-    store.put_pending("s1", {"a": 1}, ttl=120)
+    store.put_pending(pending("s1", "1"), ttl=120)
     assert 0 < store.r.ttl(f"{store.prefix}pending:s1") <= 120
-    assert store.take_pending("s1") == {"a": 1}
+    assert store.take_pending("s1") == pending("s1", "1")
     assert store.take_pending("s1") is None  # replay finds nothing
-    store.put_pending("s2", {"a": 2}, ttl=120)
-    store.put_pending("s2", {"a": "overwrite?"}, ttl=120)  # NX: a state is never overwritten
-    assert store.take_pending("s2") == {"a": 2}
+    store.put_pending(pending("s2", "2"), ttl=120)
+    store.put_pending(pending("s2", "overwrite?"), ttl=120)  # NX: a state is never overwritten
+    assert store.take_pending("s2") == pending("s2", "2")
 
 
 def test_session_is_json_keyed_by_hash_and_idle_ttl(store: Store) -> None:
-    sid = store.create_session({"identity": {"subject": "x"}}, idle=300, absolute=3600)
+    sid = store.create_session(SessionRecord(identity=X, csrf="c"), idle=300, absolute=3600)
     raw_keys = [k.decode() for k in store.r.scan_iter(match=f"{store.prefix}session:*")]
     assert len(raw_keys) == 1 and sid not in raw_keys[0]  # the cookie value is not the key
     doc = json.loads(store.r.get(raw_keys[0]))
-    assert doc["identity"] == {"subject": "x"} and doc["expires_at"] - doc["created_at"] == 3600
+    assert doc["identity"] == X.to_json() and doc["expires_at"] - doc["created_at"] == 3600
     assert 0 < store.r.ttl(raw_keys[0]) <= 300
     store.r.expire(raw_keys[0], 5)
     assert store.load_session(sid, idle=300) is not None
@@ -45,9 +52,10 @@ def test_session_is_json_keyed_by_hash_and_idle_ttl(store: Store) -> None:
 def test_session_absolute_timeout(store: Store) -> None:
     now = [1_000_000.0]
     store.clock = lambda: now[0]
-    sid = store.create_session({"k": "v"}, idle=3600, absolute=600)
+    sid = store.create_session(SessionRecord(identity=X, csrf="v"), idle=3600, absolute=600)
     now[0] += 599
-    assert store.load_session(sid, idle=3600) == {"k": "v", "created_at": 1_000_000, "expires_at": 1_000_600}
+    assert store.load_session(sid, idle=3600) == SessionRecord(identity=X, csrf="v", created_at=1_000_000,
+                                                               expires_at=1_000_600)
     now[0] += 2
     assert store.load_session(sid, idle=3600) is None
     assert not list(store.r.scan_iter(match=f"{store.prefix}session:*"))  # deleted, not just ignored
@@ -63,7 +71,7 @@ def test_redis_down_is_store_unavailable() -> None:
     s = Store.from_url(f"redis://127.0.0.1:{free_port()}/0", "x:", socket_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
-        s.put_pending("s", {}, ttl=60)
+        s.put_pending(pending("s", "n"), ttl=60)
     with pytest.raises(StoreUnavailable):
         s.load_session("abc", idle=60)
     assert s.ping() is False

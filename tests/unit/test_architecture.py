@@ -9,6 +9,10 @@
   xmlsec): it reads AWS's sign-in URLs and audiences from the partition table;
 - nothing under bridge/ refers to ``shared/`` (files outside this repository); the AWS rules the code
   cites are in docs/aws-rules.md, and every section cited there exists.
+- bridge/storage and the deciding services (access, issuing, console sign-in, sessions, device, flow)
+  never reach the web layer; storage records are typed: the ``Store`` interface passes no
+  ``dict[str, Any]`` except on the raw paths (the IdP's upstream grant), and every record is a frozen
+  dataclass with ``to_json`` / ``from_json``.
 
 Imports are followed through bridge's own modules too, so a pure module cannot pick up flask by
 importing a bridge module that imports it.
@@ -26,7 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = ROOT / "bridge"
 
 NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
-PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "partitions", "problems", "console")
+PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "partitions", "problems", "console",
+            "assertion", "metadata")
+# Deciding and storing, without Flask: the web layer calls them, never the reverse.
+NO_WEB_CORE = ("bridge.access", "bridge.issuing", "bridge.console_signin", "bridge.sessions", "bridge.device",
+               "bridge.flow", "bridge.credcache", "bridge.keysource")
+# Store methods whose payload belongs to someone else (the connector's upstream grant): untyped on purpose.
+RAW_STORE_METHODS = {"put_upstream", "get_upstream"}
 WEB = ("flask", "bridge.web")
 IO_CLIENTS = ("redis", "boto3", "botocore", "requests", "flask")
 # What a connector's settings (and loading the config) must not pull in: they are read before any
@@ -105,7 +115,10 @@ def closure(module: str) -> set[str]:
     return seen
 
 
-NO_WEB_MODULES = sorted(m for m in SOURCES if m.split(".")[1:2] and m.split(".")[1] in NO_WEB_PACKAGES)
+NO_WEB_MODULES = sorted(
+    [m for m in SOURCES if m.split(".")[1:2] and m.split(".")[1] in (*NO_WEB_PACKAGES, "storage")]
+    + [m for m in NO_WEB_CORE if m in SOURCES]
+)
 PURE_MODULES = sorted(
     [m for m in SOURCES if m.startswith("bridge.mapping")] + [f"bridge.aws.{name}" for name in PURE_AWS]
 )
@@ -334,3 +347,48 @@ def test_mapping_functions_stay_simple() -> None:
                 if b.complexity > MAX_COMPLEXITY:
                     too_complex.add(f"{module}:{b.lineno} {b.fullname} ({b.complexity})")
     assert sorted(too_complex) == [], f"cyclomatic complexity above {MAX_COMPLEXITY} (radon cc)"
+
+
+def test_storage_and_the_deciding_services_are_covered() -> None:
+    assert {"bridge.storage", "bridge.storage.interface", "bridge.storage.records", "bridge.storage.redis",
+            "bridge.storage.memory"} <= set(NO_WEB_MODULES)
+    assert set(NO_WEB_CORE) <= set(NO_WEB_MODULES)
+
+
+def _class(path: Path, name: str) -> ast.ClassDef:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+
+
+def test_the_store_interface_passes_typed_records() -> None:
+    store = _class(BRIDGE / "storage" / "interface.py", "Store")
+    methods = [n for n in store.body if isinstance(n, ast.FunctionDef)]
+    assert len(methods) > 30  # the whole interface is read here, not an empty class
+    untyped = []
+    for fn in methods:
+        annotations = [a.annotation for a in (*fn.args.args, *fn.args.kwonlyargs) if a.annotation is not None]
+        annotations += [fn.returns] if fn.returns is not None else []
+        if any("Any" in ast.unparse(a) for a in annotations) and fn.name not in RAW_STORE_METHODS:
+            untyped.append(fn.name)
+    assert untyped == [], f"Store methods passing untyped documents: {untyped}"
+
+
+def test_both_stores_implement_the_whole_interface() -> None:
+    wanted = {n.name for n in _class(BRIDGE / "storage" / "interface.py", "Store").body
+              if isinstance(n, ast.FunctionDef)}
+    for module, cls in (("redis", "RedisStore"), ("memory", "MemoryStore")):
+        have = {n.name for n in _class(BRIDGE / "storage" / f"{module}.py", cls).body if isinstance(n, ast.FunctionDef)}
+        assert wanted - have == set(), f"{cls} lacks {sorted(wanted - have)}"
+
+
+def test_storage_records_are_frozen_dataclasses_with_json() -> None:
+    tree = ast.parse((BRIDGE / "storage" / "records.py").read_text(encoding="utf-8"))
+    records = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.decorator_list]
+    assert {r.name for r in records} >= {"SessionRecord", "PendingLogin", "CliToken", "DeviceCode"}
+    for r in records:
+        frozen = any(isinstance(d, ast.Call) and any(k.arg == "frozen" and getattr(k.value, "value", False)
+                                                     for k in d.keywords) for d in r.decorator_list)
+        assert frozen, f"{r.name} is not a frozen dataclass"
+        names = {n.name for n in r.body if isinstance(n, ast.FunctionDef)}
+        if r.name != "DeviceApproval":  # nested inside DeviceCode's JSON
+            assert {"to_json", "from_json"} <= names, f"{r.name} lacks to_json/from_json"

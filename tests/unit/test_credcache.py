@@ -1,50 +1,17 @@
-"""CredentialCache against an in-process Redis stand-in: encryption, AAD binding, rotation, refresh window."""
+"""CredentialCache against the in-memory store: encryption, AAD binding, rotation, refresh window."""
 
 from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from bridge.credcache import CredentialCache
 from bridge.identity import Credentials, Grant, Identity
-from bridge.store import Store
+from bridge.storage.memory import MemoryStore
 
 NOW = 1_800_000_000.0
-
-
-class FakeRedis:
-    """Just enough of redis-py for the cache (unit tests only; integration tests use a real Redis)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, k: str) -> Any:
-        return self.data.get(k)
-
-    def set(self, k: str, v: Any, ex: int | None = None) -> None:
-        self.data[k] = v
-
-    def sadd(self, k: str, v: str) -> None:
-        self.data.setdefault(k, set()).add(v)
-
-    def smembers(self, k: str) -> set[str]:
-        return set(self.data.get(k, set()))
-
-    def expire(self, k: str, ttl: int) -> None:
-        pass
-
-    def delete(self, *keys: str) -> None:
-        for k in keys:
-            self.data.pop(k, None)
-
-    def pipeline(self) -> FakeRedis:
-        return self
-
-    def execute(self) -> None:
-        pass
 
 
 def creds(expires_in: int = 3600) -> Credentials:
@@ -60,14 +27,21 @@ GRANT = Grant(role_arn="arn:aws:iam::123456789012:role/Admin", account_id="12345
 
 @pytest.fixture
 def cache() -> CredentialCache:
-    return CredentialCache(Store(FakeRedis(), "t:"), [os.urandom(32)], clock=lambda: NOW)  # type: ignore[arg-type]
+    return CredentialCache(MemoryStore("t:", clock=lambda: NOW), [os.urandom(32)], clock=lambda: NOW)
+
+
+def blobs(cache: CredentialCache) -> dict[str, bytes]:
+    """Every sealed entry the store holds (entry → blob), read through the store's interface."""
+    store = cache.store
+    assert isinstance(store, MemoryStore)
+    return {k.removeprefix("t:creds:"): v for k, (v, _) in store._data.items() if k.startswith("t:creds:")}
 
 
 def test_round_trip_and_ciphertext(cache: CredentialCache) -> None:
     cache.put(IDENT, GRANT, 3600, creds())
     assert cache.get(IDENT, GRANT, 3600) == creds()
-    blobs = [v for k, v in cache.store.r.data.items() if ":creds:" in k]  # type: ignore[attr-defined]
-    assert len(blobs) == 1 and b"sekret" not in blobs[0] and b"ASIA" not in blobs[0]
+    sealed = list(blobs(cache).values())
+    assert len(sealed) == 1 and b"sekret" not in sealed[0] and b"ASIA" not in sealed[0]
 
 
 def test_keyed_by_user_grant_tags_and_duration(cache: CredentialCache) -> None:
@@ -96,10 +70,10 @@ def test_key_rotation_and_moved_ciphertext(cache: CredentialCache) -> None:
     both.keys[raw_old_key] = old[0]
     assert both.get(IDENT, GRANT, 3600) == creds()  # old key still configured: decrypts
     # A ciphertext copied under another cache key does not decrypt (the key is the AAD).
-    data = cache.store.r.data  # type: ignore[attr-defined]
-    k = next(k for k in data if ":creds:" in k)
-    other = cache._key(IDENT, GRANT, 7200)
-    data[other] = data[k]
+    blob = next(iter(blobs(cache).values()))
+    other = cache._entry(IDENT, GRANT, 7200)
+    cache.store.creds_put(cache.user_key(IDENT), other, blob, 3600)
+    assert cache.store.creds_get(other) == blob
     assert cache.get(IDENT, GRANT, 7200) is None
 
 

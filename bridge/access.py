@@ -1,0 +1,143 @@
+"""THE decision point: ``AccessPoint.access_for(identity)`` says what the rules in force give an
+identity now. Every issuance (portal, credentials, console, API, device approval, admin rights)
+asks here at the moment of use; sessions and CLI tokens keep the identity, never grants.
+
+Seam: ``access_for`` → ``Access`` (usable grants, MFA-locked grants, rules version, ``deny: all``),
+``is_admin``, ``grants_for``, ``explain``. Decisions are memoised per (rules version, identity),
+bounded by the grants they hold; a rules reload changes the version, so nothing stale is served.
+No I/O here beyond the rules book and the audit records asked for with ``ctx``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge import audit, mapping
+from bridge.audit import Auditor
+from bridge.config import Settings, reload_mapping, rules_file_path
+from bridge.identity import Grant, Identity
+from bridge.logs import event
+from bridge.rulebook import RuleBook
+from bridge.upstream import Connector
+
+PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
+
+# Decisions kept in this process, bounded by the grants they hold (a portal user may hold thousands).
+ACCESS_MEMO_GRANTS = 50_000
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the rules in force (``version``) give one identity: usable grants, MFA-locked ones, and
+    whether a ``deny: all`` rule matched it (such an identity is no admin, whatever its groups)."""
+
+    grants: list[Grant]
+    locked: list[Grant]
+    version: str
+    denied_all: bool = False
+
+
+def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
+              on_failure: Callable[[str], None] = lambda kind: None) -> RuleBook:
+    """The reloadable rules for ``settings``: watches the config file (if any) and the rules file."""
+    def files(m: mapping.MappingSettings) -> list[Path]:
+        return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir)) if p]
+
+    reloadable = settings.source_file is not None or settings.rules_path is not None
+    return RuleBook(settings.mapping, loader=(lambda: reload_mapping(settings)) if reloadable else None,
+                    files=files, clock=clock, on_failure=on_failure)
+
+
+class AccessPoint:
+    """Identity → the grants the rules in force give it, decided at the moment of use."""
+
+    def __init__(self, settings: Settings, rules: RuleBook, connectors: Mapping[str, Connector],
+                 auditor: Auditor) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.connectors = connectors
+        self.auditor = auditor
+        # (rules version, identity) → Access: the decision is a pure function of both, so re-deciding
+        # on every request costs a dict lookup while the rules and the identity stay the same.
+        self._memo: OrderedDict[tuple[str, str], Access] = OrderedDict()
+        self._memo_lock = threading.Lock()
+        self._memo_grants = 0
+
+    def _defaults(self) -> mapping.GrantDefaults:
+        d = self.settings.grant_defaults()
+        return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+
+    def access_for(self, identity: Identity, *, log: bool = True, ctx: audit.Context | None = None) -> Access:
+        """THE decision point: what the rules in force give ``identity`` now.
+
+        Logs what was sanitized, merged or withheld (rule names and reasons, never claim sets) unless
+        ``log`` is off (the per-request path). With ``ctx`` (at sign-in), every decision is an audit
+        record: granted or withheld, which rule, why."""
+        connector = self.connectors.get(identity.connector_id)
+        if identity.passthrough and connector is not None and connector.type == "saml":
+            # aws_passthrough: exactly the roles the IdP asserted, whatever the rules say (no reload changes them)
+            grants, notes = mapping.passthrough_grants(identity)
+            if notes and log:
+                event("passthrough_notes", connector=identity.connector_id, notes=notes)
+            if ctx is not None:
+                for g in grants:
+                    self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
+                                        **audit.grant_fields(g))
+            return Access(grants, [], PASSTHROUGH_VERSION)
+        rules = self.rules.mapping
+        version = str(rules.compiled.version)
+        memo_key = (version, json.dumps(identity.to_json(), sort_keys=True, default=str))
+        if not log and ctx is None:
+            with self._memo_lock:
+                hit = self._memo.get(memo_key)
+                if hit is not None:
+                    self._memo.move_to_end(memo_key)
+                    return hit
+        decision = mapping.decide(rules, identity, self._defaults())
+        for r in decision.results if log else ():
+            if r.notes or r.withheld:
+                event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
+                      withheld=[{"role_arn": w.role_arn, "code": w.code, "reason": w.reason} for w in r.withheld],
+                      notes=list(r.notes[:20]))
+        for r in decision.results if ctx is not None else ():
+            assert ctx is not None
+            for g in r.grants:
+                self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
+                                    rules_version=version, notes=list(r.notes[:20]),
+                                    **audit.grant_fields(g))
+            for w in r.withheld:
+                self.auditor.record("grant_decision", ctx, outcome="withheld", who=audit.who(identity),
+                                    rules_version=version, rule=r.rule, role_arn=w.role_arn,
+                                    code=w.code, reason=w.reason)
+        deny_all = {r.name for r in rules.rules if r.deny is not None and r.deny.all}
+        denied_all = any(r.matched and r.kind == "deny" and r.rule in deny_all for r in decision.results)
+        access = Access(decision.grants, decision.locked, version, denied_all)
+        with self._memo_lock:
+            self._memo[memo_key] = access
+            self._memo_grants += len(access.grants) + len(access.locked) + 1
+            while self._memo_grants > ACCESS_MEMO_GRANTS and len(self._memo) > 1:
+                _, old = self._memo.popitem(last=False)
+                self._memo_grants -= len(old.grants) + len(old.locked) + 1
+        return access
+
+    def is_admin(self, identity: Identity) -> bool:
+        """Admin rights through the same decision: in ``admin.groups``, with MFA when
+        ``admin.require_mfa``, and not matched by a ``deny: all`` rule."""
+        if not self.settings.is_admin(identity.groups, identity.mfa):
+            return False
+        return not self.access_for(identity, log=False).denied_all
+
+    def grants_for(self, identity: Identity) -> list[Grant]:
+        """The grants the rules in force give ``identity`` (for aws_passthrough SAML: what the IdP asserted)."""
+        return self.access_for(identity).grants
+
+    def explain(self, identity: Identity) -> list[mapping.RuleResult]:
+        """Every rule in force, matched or not and why (for /portal/why and the admin page)."""
+        return mapping.decide(self.rules.mapping, identity, self._defaults(), explain_all=True).results

@@ -1,0 +1,164 @@
+"""Credential issuing: a grant the decision point gave → AWS credentials (or a signed SAML
+assertion for the console). ``CredentialIssuer`` is the one place that
+
+- refuses an issuance the sign-in does not qualify for (``check``: MFA and duration, the same
+  check for credentials, console federation and console SAML POST),
+- mints the bridge's token or SAML assertion with the current signing key and redeems it at STS
+  (or redeems the IdP's own artifact for ``aws_passthrough`` grants),
+- keeps and reuses credentials through the credential cache, and
+- writes one ``credentials`` audit record per outcome.
+
+It decides nothing about *which* grants a user holds: callers pass a grant the decision point
+(``bridge.access``) gave at the moment of use.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping
+
+from bridge import audit
+from bridge.audit import Auditor
+from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
+from bridge.aws.metadata import idp_metadata
+from bridge.aws.sts import StsGateway
+from bridge.aws.token import mint_token
+from bridge.aws.validate import validate_assume_params
+from bridge.config import Settings
+from bridge.credcache import CredentialCache
+from bridge.errors import BadRequest, BridgeError, ConfigError, MfaRequired
+from bridge.identity import Credentials, Grant, Identity
+from bridge.keysource import KeySource
+from bridge.logs import event
+from bridge.metrics import Metrics
+from bridge.upstream import Connector
+
+
+def saml_issuer_for(settings: Settings) -> SamlIssuer:
+    """Our SAML identity (entity id) and where assertions go (partition's sign-in Recipient/Audience)."""
+    recipient, audience = signin_saml_endpoint(settings.aws.partition, settings.aws.signin_region)
+    return SamlIssuer(settings.saml_entity_id, recipient, audience, settings.saml_idp.sign_response)
+
+
+class CredentialIssuer:
+    def __init__(self, settings: Settings, keys: KeySource, sts: StsGateway, connectors: Mapping[str, Connector],
+                 *, cache: CredentialCache | None, metrics: Metrics, auditor: Auditor,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.sts = sts
+        self.connectors = connectors
+        self.cache = cache
+        self.metrics = metrics
+        self.auditor = auditor
+        self.clock = clock
+
+    def check(self, identity: Identity, grant: Grant, duration: int) -> None:
+        """THE issuance check, before anything is minted: MfaRequired when ``grant`` needs an MFA
+        sign-in and this one had none; BadRequest(invalid_duration) for a duration the role does not
+        allow (or a session name AWS would refuse)."""
+        if grant.mfa_required and not identity.mfa:
+            raise MfaRequired(f"{grant.role_arn} requires MFA; the sign-in did not use it")
+        if problems := validate_assume_params(grant.session_name, duration, grant.max_duration):
+            raise BadRequest("; ".join(p.message for p in problems), code="invalid_duration",
+                             message="That session duration is not allowed for this role.")
+
+    def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
+                          passthrough: Mapping[str, str] | None = None, *,
+                          ctx: audit.Context | None = None) -> Credentials:
+        """Credentials for ``grant``: from the server-side cache when fresh, else minted and redeemed
+        at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``."""
+        ctx = ctx or audit.Context()
+        base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
+                **audit.grant_fields(grant)}
+        try:
+            creds, cached = self._credentials(identity, grant, duration, passthrough)
+        except BridgeError as e:
+            self.auditor.record("credentials", ctx, outcome="failure", error=e.code, **base)
+            raise
+        self.auditor.record("credentials", ctx, outcome="success", cached=cached, access_key_id=creds.access_key_id,
+                            assumed_role_arn=creds.assumed_role_arn, expiration=creds.expiration_iso(), **base)
+        return creds
+
+    def _credentials(self, identity: Identity, grant: Grant, duration: int,
+                     passthrough: Mapping[str, str] | None) -> tuple[Credentials, bool]:
+        """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
+        the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``)."""
+        self.check(identity, grant, duration)
+        if self.cache is not None:
+            cached = self.cache.get(identity, grant, duration)
+            self.metrics.credential_cache.labels("hit" if cached else "miss").inc()
+            if cached is not None:
+                event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=True,
+                      session_name=grant.session_name, connector=identity.connector_id, duration=duration)
+                return cached, True
+        now = int(self.clock())
+        started = time.monotonic()
+        if grant.path == "passthrough":
+            if passthrough is None:
+                raise BadRequest("passthrough artifact expired", code="passthrough_expired",
+                                 message="Your identity provider's sign-in can only be used for AWS for a few "
+                                         "minutes, and that time has passed.",
+                                 hint="Sign in again, then pick the role right away.")
+            if passthrough["kind"] == "saml":
+                assert grant.provider_arn is not None
+                creds = self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
+                                                       saml_response=passthrough["value"], duration=duration)
+            else:
+                creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn,
+                                                               session_name=grant.session_name,
+                                                               token=passthrough["value"], duration=duration)
+        elif grant.path == "saml":
+            assert grant.provider_arn is not None  # mapping always sets it
+            creds = self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
+                                                   saml_response=self.mint_saml(grant, identity, duration, now),
+                                                   duration=duration)
+        else:
+            token = mint_token(grant, identity, self.keys.current().active, issuer=self.settings.issuer_url,
+                               audience=grant.audience or self.settings.issuer.audience, now=now,
+                               lifetime=self.settings.issuer.token_lifetime)
+            creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn,
+                                                           session_name=grant.session_name, token=token,
+                                                           duration=duration)
+        self.metrics.grants_issued.labels(grant.path, "credentials").inc()
+        event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=False,
+              session_name=grant.session_name, connector=identity.connector_id, duration=duration,
+              tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1))
+        if self.cache is not None:
+            self.cache.put(identity, grant, duration, creds)
+        return creds, False
+
+    def passthrough_record(self, identity: Identity) -> tuple[dict[str, str], int] | None:
+        """What to keep of an aws_passthrough login, and for how long (STS's own limits)."""
+        if not identity.passthrough:
+            return None
+        connector = self.connectors.get(identity.connector_id)
+        if connector is None:
+            return None
+        if connector.type == "saml":
+            return {"kind": "saml", "value": identity.passthrough}, 300  # STS: redeem within 5 minutes
+        ttl = 300
+        try:  # the token was verified at login; only its exp is read here
+            payload = identity.passthrough.split(".")[1]
+            exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
+            ttl = max(1, min(3600, int(exp) - int(self.clock())))
+        except (IndexError, KeyError, ValueError, TypeError):
+            pass
+        return {"kind": "oidc", "value": identity.passthrough}, ttl
+
+    def saml_issuer(self) -> SamlIssuer:
+        return saml_issuer_for(self.settings)
+
+    def idp_metadata(self) -> bytes:
+        """Our SAML IdP metadata for `aws iam create-saml-provider` (every SAML signing cert)."""
+        return idp_metadata(self.settings.saml_entity_id, self.keys.current().saml,
+                            f"{self.settings.base_url}/idp/sso")
+
+    def mint_saml(self, grant: Grant, identity: Identity, duration: int, now: int) -> str:
+        """The signed base64 SAMLResponse for ``grant`` (AssumeRoleWithSAML or console POST)."""
+        key = self.keys.current().saml_active
+        if key is None:
+            raise ConfigError(["issuer.keys_dir: no SAML signing key (run `bridge keys generate --kind saml`)"])
+        return mint_saml_response(grant, identity, key, self.saml_issuer(), now=now, duration=duration)

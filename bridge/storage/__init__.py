@@ -1,0 +1,17 @@
+"""The bridge's state: one ``Store`` interface (``interface``), typed records (``records``), and two
+implementations that pass one conformance suite: ``redis.RedisStore`` (production) and
+``memory.MemoryStore`` (unit tests). Import an implementation from its module; this package only
+exports the interface and the records (no Redis client is imported by importing it)."""
+
+from bridge.storage.interface import Store, hash_id
+from bridge.storage.records import (
+    CliToken,
+    DeviceApproval,
+    DeviceCode,
+    PendingLogin,
+    RecordError,
+    SessionRecord,
+)
+
+__all__ = ["CliToken", "DeviceApproval", "DeviceCode", "PendingLogin", "RecordError", "SessionRecord", "Store",
+           "hash_id"]

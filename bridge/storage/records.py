@@ -1,0 +1,195 @@
+"""The typed records the bridge keeps in its store, and their JSON (the shape kept in Redis).
+
+Every record is a frozen dataclass with ``to_json()`` / ``from_json()``. The JSON is exactly what
+earlier versions wrote, so a rolling upgrade reads the sessions, tokens and device codes that are
+already stored, and an older worker reads what a newer one writes:
+- optional keys that were absent stay absent (``passthrough_grants``: an older worker tests for
+  the key, not for its value);
+- keys this version does not know are kept in ``extra`` and written back unchanged (a newer
+  worker's field survives a rewrite by an older one);
+- ``from_json`` ignores nothing it needs and refuses (``RecordError``) what it cannot read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from bridge.identity import Grant, Identity
+
+
+class RecordError(ValueError):
+    """A stored document that does not have the shape of its record."""
+
+
+def _extra(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in known}
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    """A sign-in in progress. Owned by the server (store, TTL, single use), not by a cookie."""
+
+    state: str
+    connector_id: str
+    nonce: str
+    code_verifier: str
+    return_to: str
+    created_at: int
+    request_id: str | None = None
+    correlation_id: str | None = None  # ties this sign-in to every audit record it leads to
+    # SHA-256 of the pre-sign-in cookie of the browser that started it (login CSRF, RFC 6749 §10.12):
+    # only that browser may complete it. The hash, so the store never holds a usable cookie value.
+    browser_hash: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PendingLogin:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A browser session: the verified identity (never a list of grants to trust later, except the
+    roles an ``aws_passthrough`` SAML IdP asserted), the CSRF token, and its clocks.
+
+    ``created_at`` / ``expires_at`` (absolute timeout) are stamped by the store at creation;
+    ``verified_at`` is when the IdP last vouched for the user (sign-in or re-check)."""
+
+    identity: Identity
+    csrf: str
+    correlation_id: str | None = None
+    verified_at: int | None = None
+    created_at: int = 0
+    expires_at: int = 0
+    passthrough_grants: tuple[Grant, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    _KNOWN = frozenset({"identity", "csrf", "correlation_id", "verified_at", "created_at", "expires_at",
+                        "passthrough_grants"})
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {**self.extra, "identity": self.identity.to_json(), "csrf": self.csrf,
+                             "correlation_id": self.correlation_id}
+        if self.verified_at is not None:
+            d["verified_at"] = self.verified_at
+        if self.passthrough_grants is not None:
+            d["passthrough_grants"] = [g.to_json() for g in self.passthrough_grants]
+        d["created_at"] = self.created_at
+        d["expires_at"] = self.expires_at
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SessionRecord:
+        try:
+            grants = d.get("passthrough_grants")
+            return cls(identity=Identity.from_json(d["identity"]), csrf=str(d.get("csrf", "")),
+                       correlation_id=d.get("correlation_id"),
+                       verified_at=None if d.get("verified_at") is None else int(d["verified_at"]),
+                       created_at=int(d.get("created_at", 0)), expires_at=int(d.get("expires_at", 0)),
+                       passthrough_grants=None if grants is None else tuple(Grant.from_json(g) for g in grants),
+                       extra=_extra(d, cls._KNOWN))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"session: {type(e).__name__}: {e}") from None
+
+    @property
+    def last_verified(self) -> int:
+        """When the IdP last vouched for the user (sessions from before re-checks: their creation)."""
+        return self.verified_at if self.verified_at is not None else self.created_at
+
+
+@dataclass(frozen=True)
+class CliToken:
+    """A CLI token (stored under the hash of the bearer value). It holds no identity and no grants:
+    it names the session that approved it (``session``: that session's hash) and is good only while
+    that session lives, and never past ``expires_at``."""
+
+    client_id: str
+    session: str
+    created_at: int
+    expires_at: int
+    client_ip: str | None = None
+    user_agent: str | None = None
+    correlation_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "extra"}
+        return {**self.extra, **d}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CliToken:
+        """Refuses (``RecordError``) a token from before tokens followed their session: it carries an
+        ``identity`` and no ``session``, and is not trusted."""
+        if "identity" in d or "session" not in d:
+            raise RecordError("cli token without its session (issued before tokens followed their session)")
+        try:
+            return cls(client_id=str(d["client_id"]), session=str(d["session"]), created_at=int(d["created_at"]),
+                       expires_at=int(d["expires_at"]), client_ip=d.get("client_ip"), user_agent=d.get("user_agent"),
+                       correlation_id=d.get("correlation_id"), extra=_extra(d, _CLI_TOKEN_KNOWN))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"cli token: {type(e).__name__}: {e}") from None
+
+
+_CLI_TOKEN_KNOWN = frozenset(f.name for f in fields(CliToken)) - {"extra"}
+
+
+@dataclass(frozen=True)
+class DeviceApproval:
+    """Which session approved a device code (never its identity or grants: those are read at use)."""
+
+    session: str
+    session_expires_at: int
+    correlation_id: str | None = None
+
+
+DeviceStatus = Literal["pending", "approved", "denied"]
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    """An RFC 8628 device authorization (stored under the hash of the device code), and who asked."""
+
+    user_code: str
+    client_id: str
+    status: DeviceStatus
+    expires_at: int
+    interval: int
+    last_poll: float = 0
+    client_ip: str = ""
+    user_agent: str = ""
+    created_at: int = 0
+    grant: DeviceApproval | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {**self.extra, "user_code": self.user_code, "client_id": self.client_id,
+                             "status": self.status, "expires_at": self.expires_at, "interval": self.interval,
+                             "last_poll": self.last_poll, "client_ip": self.client_ip, "user_agent": self.user_agent,
+                             "created_at": self.created_at}
+        if self.grant is not None:
+            d["grant"] = asdict(self.grant)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> DeviceCode:
+        try:
+            status = d["status"]
+            if status not in ("pending", "approved", "denied"):
+                raise ValueError(f"status {status!r}")
+            g = d.get("grant")
+            grant = None if g is None else DeviceApproval(str(g["session"]), int(g["session_expires_at"]),
+                                                          g.get("correlation_id"))
+            return cls(user_code=str(d["user_code"]), client_id=str(d["client_id"]), status=status,
+                       expires_at=int(d["expires_at"]), interval=int(d["interval"]),
+                       last_poll=float(d.get("last_poll", 0)), client_ip=str(d.get("client_ip") or ""),
+                       user_agent=str(d.get("user_agent") or ""), created_at=int(d.get("created_at", 0)),
+                       grant=grant, extra=_extra(d, _DEVICE_KNOWN))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"device code: {type(e).__name__}: {e}") from None
+
+
+_DEVICE_KNOWN = frozenset(f.name for f in fields(DeviceCode)) - {"extra"}

@@ -1,0 +1,367 @@
+"""ONE conformance suite for every ``Store`` (bridge/storage/interface.py), dex-style: each backend's
+test module provides a ``harness`` fixture and star-imports these tests.
+
+- tests/unit/test_storage_conformance.py         MemoryStore (injected clock)
+- tests/integration/test_storage_conformance.py  RedisStore against a real redis-server
+
+A ``Harness`` gives the store, ``advance(seconds)`` (moves the store's clock; for Redis it also runs
+every key's TTL down by as much, which is what the server's clock would do), and ``raw_put`` (a
+document written as earlier versions wrote it: the rolling-upgrade tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bridge.identity import Grant, Identity
+from bridge.storage import CliToken, DeviceApproval, DeviceCode, PendingLogin, SessionRecord, Store, hash_id
+
+T0 = 1_800_000_000  # a multiple of 60: rate-limit windows start here
+
+
+@dataclass
+class Harness:
+    store: Store
+    advance: Callable[[float], None]
+    raw_put: Callable[[str, Mapping[str, Any], int], None]  # (key after the prefix, JSON document, ttl)
+
+
+ALICE = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", email="Alice@Example.COM",
+                 groups=("aws-admins",), claims={"department": "Platform"}, mfa=True, amr=("pwd", "otp"))
+GRANT = Grant(role_arn="arn:aws:iam::123456789012:role/Admin", account_id="123456789012", label="Admin",
+              session_name="alice", via="admins", tags={"team": "platform"})
+
+
+def pending(state: str = "s1", nonce: str = "n1") -> PendingLogin:
+    return PendingLogin(state=state, connector_id="corp", nonce=nonce, code_verifier="v" * 43, return_to="/portal",
+                        created_at=T0, correlation_id="c0ffee", browser_hash="b" * 64)
+
+
+def session(**kw: Any) -> SessionRecord:
+    return SessionRecord(identity=ALICE, csrf="csrf-1", correlation_id="c0ffee", verified_at=T0, **kw)
+
+
+# --------------------------------------------------------------------------- pending logins
+
+
+def test_pending_login_is_single_use(harness: Harness) -> None:
+    s = harness.store
+    s.put_pending(pending(), ttl=120)
+    assert s.has_pending("s1")
+    assert s.take_pending("s1") == pending()
+    assert s.take_pending("s1") is None  # a replayed callback finds nothing
+    assert not s.has_pending("s1")
+    s.put_pending(pending("s2"), ttl=120)
+    s.put_pending(pending("s2", nonce="overwrite?"), ttl=120)  # a state is never overwritten
+    assert s.take_pending("s2") == pending("s2")
+
+
+def test_pending_login_expires_after_its_ttl(harness: Harness) -> None:
+    s = harness.store
+    s.put_pending(pending(), ttl=120)
+    harness.advance(119)
+    assert s.has_pending("s1")
+    harness.advance(2)
+    assert not s.has_pending("s1") and s.take_pending("s1") is None
+
+
+def test_browser_logins(harness: Harness) -> None:
+    s = harness.store
+    s.add_browser_login("b1", "s2", 600)
+    s.add_browser_login("b1", "s1", 600)
+    assert s.browser_logins("b1") == ["s1", "s2"] and s.browser_logins("b2") == []
+    s.forget_browser("b1")
+    assert s.browser_logins("b1") == []
+    s.add_browser_login("b3", "s3", 60)
+    harness.advance(61)
+    assert s.browser_logins("b3") == []
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def test_session_is_stamped_and_keyed_by_the_hash_of_its_id(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=300, absolute=3600)
+    got = s.load_session(sid, idle=300)
+    assert got == session(created_at=T0, expires_at=T0 + 3600)
+    assert s.get_session(hash_id(sid)) == got and s.load_session_hash(hash_id(sid), idle=300) == got
+    assert s.get_session(sid) is None  # the cookie value is not the key
+    for bad in ("", "nope", "x" * 1000):
+        assert s.load_session(bad, idle=60) is None
+
+
+def test_session_idle_timeout_is_reset_by_each_use(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=300, absolute=3600)
+    for _ in range(3):
+        harness.advance(290)
+        assert s.load_session(sid, idle=300) is not None  # used: the idle timer starts again
+    harness.advance(301)
+    assert s.load_session(sid, idle=300) is None
+    assert s.get_session(hash_id(sid)) is None
+
+
+def test_session_absolute_timeout(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=3600, absolute=600)
+    harness.advance(599)
+    assert s.load_session(sid, idle=3600) is not None
+    harness.advance(2)
+    assert s.load_session(sid, idle=3600) is None
+    assert s.get_session(hash_id(sid)) is None  # deleted, not just ignored
+
+
+def test_save_rewrites_but_never_revives_a_session(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=300, absolute=3600)
+    shash = hash_id(sid)
+    current = s.load_session_hash(shash, idle=300)
+    assert current is not None
+    s.save_session_hash(shash, replace(current, verified_at=T0 + 60), idle=300)
+    loaded = s.load_session_hash(shash, idle=300)
+    assert loaded is not None and loaded.verified_at == T0 + 60
+    s.delete_session(sid)
+    s.save_session_hash(shash, current, idle=300)
+    assert s.get_session(shash) is None
+
+
+def test_ending_a_session_removes_what_hangs_off_it(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=300, absolute=3600)
+    shash = hash_id(sid)
+    s.put_passthrough(sid, {"kind": "saml", "value": "PHNhbWw+"}, 300)
+    s.put_upstream(shash, {"refresh_token": "r1"}, 3600)
+    assert s.get_passthrough(sid) == {"kind": "saml", "value": "PHNhbWw+"}
+    assert s.get_upstream(shash) == {"refresh_token": "r1"}
+    s.delete_session_hash(shash)
+    assert s.get_session(shash) is None and s.get_passthrough(sid) is None and s.get_upstream(shash) is None
+
+
+def test_upstream_grant_and_passthrough_expire_and_delete(harness: Harness) -> None:
+    s = harness.store
+    s.put_upstream("h1", {"refresh_token": "r1", "expires_at": 5}, 100)
+    s.put_upstream("h1", {"refresh_token": "r2"}, 100)  # refresh tokens rotate: the new one replaces it
+    assert s.get_upstream("h1") == {"refresh_token": "r2"}
+    s.delete_upstream("h1")
+    assert s.get_upstream("h1") is None
+    s.put_passthrough("sid", {"kind": "oidc", "value": "ey.."}, 30)
+    harness.advance(31)
+    assert s.get_passthrough("sid") is None
+
+
+def test_user_index(harness: Harness) -> None:
+    s = harness.store
+    a = hash_id(s.create_session(session(), idle=300, absolute=3600))
+    b = hash_id(s.create_session(session(), idle=300, absolute=3600))
+    s.index_session(["sub:alice", "email:alice@example.com"], a, 3600)
+    s.index_session(["sub:alice"], b, 3600)
+    assert s.user_sessions("sub:alice") == sorted([a, b])
+    assert s.user_sessions("email:alice@example.com") == [a] and s.user_sessions("sub:bob") == []
+    s.delete_session_hash(b)
+    assert s.user_sessions("sub:alice") == [a]  # an ended session drops out of the index
+    s.unindex_session(["sub:alice", "email:alice@example.com"], a)
+    assert s.user_sessions("sub:alice") == [] and s.user_sessions("email:alice@example.com") == []
+
+
+def test_locks(harness: Harness) -> None:
+    s = harness.store
+    assert s.try_lock("reverify:h", 30) and not s.try_lock("reverify:h", 30)
+    s.unlock("reverify:h")
+    assert s.try_lock("reverify:h", 30)
+    harness.advance(31)
+    assert s.try_lock("reverify:h", 30)  # a crashed holder's lock ends with its TTL
+
+
+# --------------------------------------------------------------------------- CLI tokens
+
+
+def token(shash: str, **kw: Any) -> CliToken:
+    return CliToken(client_id="bridge-cli", session=shash, created_at=T0, expires_at=T0 + 600, client_ip="192.0.2.1",
+                    user_agent="bridge/1", correlation_id="c0ffee", **kw)
+
+
+def test_cli_tokens_are_bound_to_their_session(harness: Harness) -> None:
+    s = harness.store
+    s.add_cli_token("t1", token("h1"), 600)
+    s.add_cli_token("t2", token("h1"), 600)
+    s.add_cli_token("t3", token("h2"), 600)
+    assert s.get_cli_token("t1") == token("h1")
+    assert s.session_tokens("h1") == ["t1", "t2"] and s.session_tokens("h2") == ["t3"]
+    s.unlink_cli_token("h1", "t2")
+    s.delete_cli_token("t2")
+    assert s.session_tokens("h1") == ["t1"] and s.get_cli_token("t2") is None
+    assert s.pop_session_tokens("h1") == ["t1"]  # what revoking the session revokes
+    assert s.session_tokens("h1") == [] and s.pop_session_tokens("h1") == []
+    assert s.get_cli_token("t3") is not None  # another session's token is untouched
+
+
+def test_cli_token_expires_with_its_ttl(harness: Harness) -> None:
+    s = harness.store
+    s.add_cli_token("t1", token("h1"), 600)
+    harness.advance(601)
+    assert s.get_cli_token("t1") is None and s.session_tokens("h1") == []
+
+
+# --------------------------------------------------------------------------- device codes
+
+
+def device(**kw: Any) -> DeviceCode:
+    base: dict[str, Any] = {"user_code": "BCDF-GHJK", "client_id": "bridge-cli", "status": "pending",
+                            "expires_at": T0 + 600, "interval": 5, "last_poll": 0, "client_ip": "192.0.2.1",
+                            "user_agent": "bridge/1", "created_at": T0}
+    return DeviceCode(**{**base, **kw})
+
+
+def test_device_codes(harness: Harness) -> None:
+    s = harness.store
+    s.put_device("d1", device(), 900)
+    s.put_user_code("BCDF-GHJK", "d1", 600)
+    assert s.get_user_code("BCDF-GHJK") == "d1" and s.get_device("d1") == device()
+    assert s.take_user_code("BCDF-GHJK") == "d1" and s.take_user_code("BCDF-GHJK") is None  # works once
+    approved = device(status="approved", grant=DeviceApproval("h1", T0 + 3600, "c0ffee"))
+    s.put_device("d1", approved, 900)
+    assert s.get_device("d1") == approved
+    assert s.take_device("d1") == approved and s.take_device("d1") is None  # single use
+    s.put_device("d2", device(), 900)
+    s.delete_device("d2")
+    assert s.get_device("d2") is None
+
+
+def test_device_codes_expire(harness: Harness) -> None:
+    s = harness.store
+    s.put_device("d1", device(), 900)
+    s.put_user_code("BCDF-GHJK", "d1", 600)
+    harness.advance(601)
+    assert s.get_user_code("BCDF-GHJK") is None and s.get_device("d1") is not None
+    harness.advance(300)
+    assert s.get_device("d1") is None
+
+
+# --------------------------------------------------------------------------- replay, rate limits
+
+
+def test_remember_once(harness: Harness) -> None:
+    s = harness.store
+    assert s.remember_once("assertion-1", 300) is True
+    assert s.remember_once("assertion-1", 300) is False  # a replay, on any instance
+    assert s.remember_once("assertion-2", 300) is True
+    harness.advance(301)
+    assert s.remember_once("assertion-1", 300) is True
+
+
+def test_rate_limit_windows(harness: Harness) -> None:
+    s = harness.store
+    harness.advance(10)  # 10 s into a window
+    assert [s.hit("sign_in:x", 2) for _ in range(2)] == [0, 0]
+    assert s.hit("sign_in:x", 2) == 50  # the seconds until the window ends (Retry-After)
+    assert s.hit("sign_in:y", 2) == 0  # buckets are apart
+    harness.advance(50)  # the next window
+    assert s.hit("sign_in:x", 2) == 0
+
+
+# --------------------------------------------------------------------------- preferences
+
+
+def test_recent_and_favourites(harness: Harness) -> None:
+    s = harness.store
+    for item in ("a", "b", "a", "c"):
+        s.push_recent("u1", item, keep=2)
+    assert s.preferences("u1") == (["c", "a"], set())
+    assert s.toggle_favourite("u1", "a") is True and s.toggle_favourite("u1", "b") is True
+    assert s.toggle_favourite("u1", "a") is False
+    assert s.preferences("u1") == (["c", "a"], {"b"}) and s.preferences("u2") == ([], set())
+
+
+# --------------------------------------------------------------------------- credential cache
+
+
+def test_credential_cache_blobs(harness: Harness) -> None:
+    s = harness.store
+    s.creds_put("user1", "e1", b"\x01sealed-1", 600)
+    s.creds_put("user1", "e2", b"\x01sealed-2", 60)
+    s.creds_put("user2", "e3", b"\x01sealed-3", 600)
+    assert s.creds_get("e1") == b"\x01sealed-1" and s.creds_get("nope") is None
+    harness.advance(61)
+    assert s.creds_get("e2") is None and s.creds_get("e1") is not None
+    assert s.creds_forget("user1") == 2  # every entry indexed for the user (sign-out)
+    assert s.creds_get("e1") is None and s.creds_get("e3") == b"\x01sealed-3"
+    assert s.creds_forget("user1") == 0
+
+
+# --------------------------------------------------------------------------- audit stream
+
+
+def test_audit_stream_append_and_read(harness: Harness) -> None:
+    s = harness.store
+    assert s.audit_read("audit", count=10) == []
+    for i in range(5):
+        s.audit_append("audit", f'{{"n": {i}}}', 1000)
+    last = s.audit_read("audit", count=3)
+    assert [line for _, line in last] == ['{"n": 2}', '{"n": 3}', '{"n": 4}']  # the last ones, oldest first
+    first_id = s.audit_read("audit", count=5)[0][0]
+    after = s.audit_read("audit", count=10, after=first_id)
+    assert [line for _, line in after] == [f'{{"n": {i}}}' for i in range(1, 5)]
+    assert s.audit_read("audit", count=10, after=last[-1][0]) == []
+    assert s.audit_read("other", count=10) == []
+
+
+# --------------------------------------------------------------------------- rolling upgrade
+
+
+def test_a_session_written_in_todays_shape_loads(harness: Harness) -> None:
+    """What main writes today (sessions.py before typed records), byte for byte in shape."""
+    doc = {"identity": ALICE.to_json(), "csrf": "csrf-1", "correlation_id": "c0ffee", "verified_at": T0,
+           "passthrough_grants": [GRANT.to_json()], "created_at": T0, "expires_at": T0 + 3600}
+    shash = hash_id("cookie-value")
+    harness.raw_put(f"session:{shash}", doc, 300)
+    got = harness.store.load_session("cookie-value", idle=300)
+    assert got is not None
+    assert got.identity == ALICE and got.csrf == "csrf-1" and got.passthrough_grants == (GRANT,)
+    assert (got.created_at, got.expires_at, got.verified_at, got.correlation_id) == (T0, T0 + 3600, T0, "c0ffee")
+    assert got.to_json() == doc  # and written back unchanged, so an older worker reads it too
+    # Older still: no verified_at, no correlation id, and a field this version does not know.
+    old = {"identity": ALICE.to_json(), "csrf": "x", "created_at": T0, "expires_at": T0 + 60, "future": [1]}
+    harness.raw_put(f"session:{hash_id('old')}", old, 60)
+    rec = harness.store.load_session("old", idle=60)
+    assert rec is not None and rec.verified_at is None and rec.last_verified == T0 and rec.passthrough_grants is None
+    harness.store.save_session_hash(hash_id("old"), rec, idle=60)
+    again = harness.store.get_session(hash_id("old"))
+    assert again is not None and again.extra == {"future": [1]}  # kept for the newer worker
+
+
+def test_cli_tokens_and_device_codes_written_in_todays_shape_load(harness: Harness) -> None:
+    tok = {"client_id": "bridge-cli", "session": "h1", "created_at": T0, "expires_at": T0 + 600,
+           "client_ip": "192.0.2.1", "user_agent": "bridge/1", "correlation_id": None}
+    harness.raw_put("clitoken:t1", tok, 600)
+    got = harness.store.get_cli_token("t1")
+    assert got is not None and got.session == "h1" and got.to_json() == tok
+    # A token from before tokens followed their session (it carried the identity): never trusted.
+    harness.raw_put("clitoken:t0", {"client_id": "bridge-cli", "identity": ALICE.to_json(), "created_at": T0,
+                                    "expires_at": T0 + 600}, 600)
+    assert harness.store.get_cli_token("t0") is None
+    dev = {"user_code": "BCDF-GHJK", "client_id": "bridge-cli", "status": "approved", "expires_at": T0 + 600,
+           "interval": 10, "last_poll": T0 + 1.5, "client_ip": "", "user_agent": "", "created_at": T0,
+           "grant": {"session": "h1", "session_expires_at": T0 + 3600, "correlation_id": "c0ffee"}}
+    harness.raw_put("device:d1", dev, 900)
+    code = harness.store.get_device("d1")
+    assert code is not None and code.grant == DeviceApproval("h1", T0 + 3600, "c0ffee") and code.to_json() == dev
+    harness.raw_put("usercode:BCDF-GHJK", {"device": "d1"}, 600)
+    assert harness.store.get_user_code("BCDF-GHJK") == "d1"
+
+
+def test_pending_login_written_in_todays_shape_loads(harness: Harness) -> None:
+    doc = pending().to_json()
+    assert set(doc) == {"state", "connector_id", "nonce", "code_verifier", "return_to", "created_at", "request_id",
+                        "correlation_id", "browser_hash"}
+    harness.raw_put("pending:s1", {k: v for k, v in doc.items() if k != "browser_hash"}, 60)  # before login CSRF
+    got = harness.store.take_pending("s1")
+    assert got is not None and got.browser_hash is None
+
+
+def test_a_session_without_an_identity_is_not_a_session(harness: Harness) -> None:
+    doc = {"csrf": "x", "created_at": T0, "expires_at": T0 + 60}
+    harness.raw_put(f"session:{hash_id('broken')}", doc, 60)
+    assert harness.store.get_session(hash_id("broken")) is None
