@@ -1,4 +1,4 @@
-"""Console sign-in (shared/spec/aws-federation.md §3): a grant → a signed-in AWS console.
+"""Console sign-in (docs/aws-rules.md §3): a grant → a signed-in AWS console.
 
 Seam: ``method(grant)`` picks ``federation`` or ``saml_post``; ``login_url`` (federation endpoint:
 credentials → getSigninToken → ``Action=login`` URL) and ``saml_post`` (a signed SAMLResponse for an

@@ -73,4 +73,4 @@ def test_only_the_issuer_checks_assume_parameters() -> None:
         if any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "validate_assume_params"
                for n in ast.walk(tree)):
             callers.append(str(path.relative_to(BRIDGE)))
-    assert sorted(callers) == ["cli.py", "issuing.py"]  # cli.py: `bridge mint` offline checks, no issuance
+    assert sorted(callers) == ["commands/tokens.py", "issuing.py"]  # `bridge preview` offline checks, no issuance
