@@ -10,6 +10,7 @@ No I/O here beyond the rules book and the audit records asked for with ``ctx``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -69,6 +70,7 @@ class AccessPoint:
         self._memo: OrderedDict[tuple[str, str], Access] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._memo_grants = 0
+        self._memo_version = ""
 
     def _defaults(self) -> mapping.GrantDefaults:
         d = self.settings.grant_defaults()
@@ -93,7 +95,13 @@ class AccessPoint:
             return Access(grants, [], PASSTHROUGH_VERSION)
         rules = self.rules.mapping
         version = str(rules.compiled.version)
-        memo_key = (version, json.dumps(identity.to_json(), sort_keys=True, default=str))
+        digest = hashlib.sha256(json.dumps(identity.to_json(), sort_keys=True, default=str).encode()).hexdigest()
+        memo_key = (version, digest)
+        if self._memo_version != version:  # decisions under older rules are never asked for again
+            with self._memo_lock:
+                self._memo.clear()
+                self._memo_grants = 0
+                self._memo_version = version
         if not log and ctx is None:
             with self._memo_lock:
                 hit = self._memo.get(memo_key)

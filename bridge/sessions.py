@@ -42,11 +42,17 @@ REVERIFY_LOCK_SECONDS = 30  # one re-check with the IdP per session at a time, o
 
 
 def user_handles(identity: Identity) -> list[str]:
-    """The names an operator may use for a user: ``email:<e-mail, lower-cased>`` and ``sub:<subject>``."""
-    out = [f"sub:{identity.subject}"]
+    """The names a session is indexed under: ``user:`` (this exact account: connector, issuer, subject —
+    what the user's own *Your sign-ins* page reads), and for operators ``sub:<subject>`` and
+    ``email:<e-mail, lower-cased>``."""
+    out = [exact_handle(identity), f"sub:{identity.subject}"]
     if identity.email:
         out.append(f"email:{identity.email.lower()}")
     return out
+
+
+def exact_handle(identity: Identity) -> str:
+    return f"user:{identity.connector_id}\0{identity.issuer}\0{identity.subject}"
 
 
 def handles_for(user: str) -> list[str]:
@@ -136,6 +142,18 @@ class Sessions:
                     seen[shash] = record
         return sorted(seen.items(), key=lambda kv: kv[1].created_at)
 
+    def of_identity(self, identity: Identity) -> list[tuple[str, SessionRecord]]:
+        """The live sessions of exactly this account (connector, issuer, subject), oldest first: what
+        a user may see and revoke of their own. Never matched by e-mail (another account may carry it)."""
+        now = self.clock()
+        out = []
+        for shash in self.store.user_sessions(exact_handle(identity)):
+            record = self.store.get_session(shash)
+            if record is not None and record.expires_at > now and exact_handle(record.identity) == exact_handle(
+                    identity):
+                out.append((shash, record))
+        return sorted(out, key=lambda kv: kv[1].created_at)
+
     def revoke_user(self, user: str) -> Revoked:
         """Offboarding: every session of ``user``, every CLI token they approved, their cached credentials."""
         sessions = self.of_user(user)
@@ -157,23 +175,38 @@ class Sessions:
         verified_at = record.verified_at if record.verified_at is not None else (record.created_at or now)
         if not interval or reverify is None or now - verified_at < interval:
             return record
-        upstream = self.store.get_upstream(shash)
-        if upstream is None:
+        if self.store.get_upstream(shash) is None:
             return record  # the IdP gave nothing to re-check with: the bound is the session lifetime
         grace = int(getattr(cfg, "reverify_grace", interval))
         fail_closed = getattr(cfg, "reverify_unreachable", "fail_closed") == "fail_closed"
         if not self.store.try_lock(f"reverify:{shash}", REVERIFY_LOCK_SECONDS):
-            return self._unreachable(record, now - verified_at, grace, fail_closed, "busy")
-        try:
-            result = reverify(upstream)
+            return self._unreachable(shash, record, now - verified_at, grace, fail_closed, "busy")
+        try:  # the lock is held until the outcome is stored: a rotated refresh token is never reused
+            return self._recheck(shash, record, reverify, now, verified_at, grace, fail_closed)
         finally:
             self.store.unlock(f"reverify:{shash}")
+
+    def _recheck(self, shash: str, record: SessionRecord, reverify: Callable[[Any], Any], now: int,
+                 verified_at: int, grace: int, fail_closed: bool) -> SessionRecord:
+        """Under the lock: re-read (another request may just have re-checked), ask the IdP, store."""
+        current = self.store.get_session(shash)
+        upstream = self.store.get_upstream(shash)
+        if current is None or upstream is None:
+            raise NotSignedIn("the session ended while it was re-checked")
+        if current.verified_at is not None and current.verified_at > verified_at:
+            return current  # someone else re-checked it meanwhile
+        identity = record.identity
+        result = reverify(upstream)
         if isinstance(result, ReverifyOk):
-            fresh = result.identity or identity
-            record = replace(record, identity=fresh, verified_at=now)
-            self.store.save_session_hash(shash, record, idle=self.idle)
+            fresh = _carry_absent(identity, result.identity or identity, self.connectors.get(identity.connector_id))
+            record = replace(current, identity=fresh, verified_at=now)
+            if not self.store.save_session_hash(shash, record, idle=self.idle):
+                raise NotSignedIn("the session ended while it was re-checked")
             remaining = (record.expires_at or now + 1) - now
             self.store.put_upstream(shash, result.grant, max(1, remaining))  # refresh tokens rotate
+            if user_handles(fresh) != user_handles(identity):  # a changed e-mail: operators find it anew
+                self.store.unindex_session(user_handles(identity), shash)
+                self.store.index_session(user_handles(fresh), shash, max(1, remaining))
             event("session_reverified", connector=identity.connector_id,
                   groups_changed=set(fresh.groups) != set(identity.groups))
             return record
@@ -185,21 +218,36 @@ class Sessions:
                               message="Your identity provider no longer confirms your sign-in (your account "
                                       "may have been disabled or your access changed).",
                               hint="Sign in again; if that fails, ask your administrator.")
-        if isinstance(result, ReverifyExpired):
-            # Nothing left to re-check with (no refresh token, access token expired): from here the
-            # bound is the session lifetime, as for SAML (README: ask for offline_access to avoid it).
-            self.store.delete_upstream(shash)
-            event("session_reverify_ended", connector=identity.connector_id, reason=result.reason)
-            return record
-        return self._unreachable(record, now - verified_at, grace, fail_closed, "unreachable")
+        why = "expired" if isinstance(result, ReverifyExpired) else "unreachable"
+        return self._unreachable(shash, record, now - verified_at, grace, fail_closed, why)
 
-    def _unreachable(self, record: SessionRecord, age: int, grace: int, fail_closed: bool,
+    def _unreachable(self, shash: str, record: SessionRecord, age: int, grace: int, fail_closed: bool,
                      why: str) -> SessionRecord:
+        """The IdP could not vouch for the user now. Within ``reverify_grace`` of the last good check,
+        or with ``fail_open``, the session goes on. Past it, ``fail_closed``: an unreachable IdP is a
+        503 (the session is kept for when it answers); a grant that can no longer be checked at all
+        (``expired``: no refresh token, access token expired) ends the session — a new sign-in can
+        be checked again."""
         identity = record.identity
-        if age > grace and fail_closed:
-            event("session_reverify_failed", logging.WARNING, connector=identity.connector_id, why=why,
-                  age=age, policy="fail_closed")
-            raise UpstreamUnavailable(f"{identity.connector_id}: cannot re-check the user ({why}, last check "
-                                      f"{age}s ago)")
-        event("session_reverify_deferred", connector=identity.connector_id, why=why, age=age)
-        return record
+        if age <= grace or not fail_closed:
+            event("session_reverify_deferred", connector=identity.connector_id, why=why, age=age)
+            return record
+        event("session_reverify_failed", logging.WARNING, connector=identity.connector_id, why=why, age=age,
+              policy="fail_closed")
+        if why == "expired":
+            self.end(shash, record)
+            raise NotSignedIn("the sign-in can no longer be re-checked with the IdP", code="reverify_expired",
+                              message="Your sign-in can no longer be confirmed with your identity provider.",
+                              hint="Sign in again.")
+        raise UpstreamUnavailable(f"{identity.connector_id}: cannot re-check the user ({why}, last check "
+                                  f"{age}s ago)")
+
+
+def _carry_absent(old: Identity, fresh: Identity, connector: Any) -> Identity:
+    """What the IdP left out of its answer keeps its sign-in value (a deny or ``not:`` rule on a
+    claim must not stop matching because a refresh omitted it) — except groups, where absence means
+    none (IdPs drop an empty groups claim)."""
+    groups_claim = getattr(getattr(connector, "cfg", None), "groups_claim", "groups")
+    kept = {k: v for k, v in old.claims.items() if k not in fresh.claims and k != groups_claim}
+    return replace(fresh, email=fresh.email or old.email, name=fresh.name or old.name,
+                   claims={**kept, **fresh.claims})

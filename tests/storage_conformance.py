@@ -120,12 +120,24 @@ def test_save_rewrites_but_never_revives_a_session(harness: Harness) -> None:
     shash = hash_id(sid)
     current = s.load_session_hash(shash, idle=300)
     assert current is not None
-    s.save_session_hash(shash, replace(current, verified_at=T0 + 60), idle=300)
+    assert s.save_session_hash(shash, replace(current, verified_at=T0 + 60), idle=300) is True
     loaded = s.load_session_hash(shash, idle=300)
     assert loaded is not None and loaded.verified_at == T0 + 60
     s.delete_session(sid)
-    s.save_session_hash(shash, current, idle=300)
+    assert s.save_session_hash(shash, current, idle=300) is False
     assert s.get_session(shash) is None
+
+
+def test_the_user_index_is_never_shortened(harness: Harness) -> None:
+    """A short session (SAML max_session) after a long one of the same e-mail must not expire the index."""
+    s = harness.store
+    long_sid = s.create_session(session(), idle=3600, absolute=7200)
+    s.index_session(["email:a@example.com"], hash_id(long_sid), 7200)
+    short_sid = s.create_session(session(), idle=300, absolute=300)
+    s.index_session(["email:a@example.com"], hash_id(short_sid), 300)
+    harness.advance(600)
+    s.load_session_hash(hash_id(long_sid), idle=3600)  # still alive
+    assert s.user_sessions("email:a@example.com") == [hash_id(long_sid)]
 
 
 def test_ending_a_session_removes_what_hangs_off_it(harness: Harness) -> None:

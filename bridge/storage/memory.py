@@ -67,6 +67,9 @@ class MemoryStore:
     def _sadd(self, key: str, member: str, ttl: int | None) -> None:
         members = self._get(key) or set()
         members.add(member)
+        until = self._data[key][1] if key in self._data else None
+        if ttl is not None and until is not None and until > self.clock() + ttl:
+            ttl = int(until - self.clock())  # never shorten (as the Redis store's index_session)
         self._set(key, members, ttl)
 
     def _members(self, key: str) -> list[str]:
@@ -148,14 +151,16 @@ class MemoryStore:
         except RecordError:
             return None
 
-    def save_session_hash(self, shash: str, record: SessionRecord, *, idle: int) -> None:
+    def save_session_hash(self, shash: str, record: SessionRecord, *, idle: int) -> bool:
         remaining = record.expires_at - int(self.clock())
         if remaining <= 0:
-            return
+            return False
         key = self._k("session", shash)
         with self._lock:
-            if self._get(key) is not None:  # xx: never brings back an ended session
-                self._put_json(key, record.to_json(), min(idle, remaining))
+            if self._get(key) is None:  # xx: never brings back an ended session
+                return False
+            self._put_json(key, record.to_json(), min(idle, remaining))
+            return True
 
     def delete_session(self, sid: str) -> None:
         self.delete_session_hash(hash_id(sid))

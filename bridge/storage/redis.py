@@ -300,14 +300,15 @@ class RedisStore:
         except RecordError:
             return None
 
-    def save_session_hash(self, shash: str, record: SessionRecord, *, idle: int) -> None:
-        """Rewrite an existing session (never recreates one that ended meanwhile: ``xx``)."""
+    def save_session_hash(self, shash: str, record: SessionRecord, *, idle: int) -> bool:
+        """Rewrite an existing session (never recreates one that ended meanwhile: ``xx``); False if
+        it had ended."""
         remaining = record.expires_at - int(self.clock())
         if remaining <= 0:
-            return
+            return False
         with self.errors():
-            self.r.set(self._shkey(shash), json.dumps(record.to_json(), separators=(",", ":")),
-                       ex=min(idle, remaining), xx=True)
+            return bool(self.r.set(self._shkey(shash), json.dumps(record.to_json(), separators=(",", ":")),
+                                   ex=min(idle, remaining), xx=True))
 
     def delete_session(self, sid: str) -> None:
         self.delete_session_hash(hash_id(sid))
@@ -329,8 +330,12 @@ class RedisStore:
                 key = self._ukey(handle)
                 pipe = self.r.pipeline()
                 pipe.sadd(key, shash)
-                pipe.expire(key, max(1, int(ttl)))
-                pipe.execute()
+                pipe.ttl(key)
+                _, left = pipe.execute()
+                # Never shorten: the index must outlive the longest session in it (a short SAML
+                # session must not expire the index of a long OIDC one of the same e-mail).
+                if int(left) < int(ttl):
+                    self.r.expire(key, max(1, int(ttl)))
 
     def user_sessions(self, handle: str) -> list[str]:
         """The hashes of the live sessions of ``handle``; ended ones are dropped from the index."""

@@ -9,9 +9,10 @@ from flask.typing import ResponseReturnValue
 
 from bridge.aws import formats
 from bridge.device import DeviceError, DeviceFlow, normalize_user_code
-from bridge.errors import BadRequest, NotSignedIn, RateLimited
+from bridge.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id, event
+from bridge.services import Services
 from bridge.storage import CliToken, SessionRecord
 from bridge.web.common import (
     audit_context,
@@ -90,13 +91,22 @@ def token() -> ResponseReturnValue:
     svc = services()
     try:
         body = _device().poll(request.form.get("client_id", ""), request.form.get("device_code", ""),
-                              session_alive=lambda shash: svc.sessions.load(shash) is not None)
+                              session_alive=lambda shash: _alive(svc, shash))
     except DeviceError as e:
         return _oauth_error(e)
     event("cli_token_issued", client_id=request.form.get("client_id"))
     resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+def _alive(svc: Services, shash: str) -> bool:
+    """Whether the approving session lives; one that cannot be confirmed now (revoked by the IdP, the
+    IdP unreachable past its grace) answers the CLI as an OAuth error, never an HTML page or a 5xx."""
+    try:
+        return svc.sessions.load(shash) is not None
+    except BridgeError:
+        return False
 
 
 @bp.route("/device", methods=["GET", "POST"])

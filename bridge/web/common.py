@@ -43,6 +43,13 @@ def session_hash() -> str | None:
     return hash_id(sid) if sid and len(sid) <= 128 else None
 
 
+def stored_session() -> SessionRecord | None:
+    """This browser's session as stored, without the re-check with the IdP: for signing out, which
+    must work even while the IdP is unreachable."""
+    shash = session_hash()
+    return services().sessions.get(shash) if shash else None
+
+
 def current_session() -> SessionRecord | None:
     """The signed-in user's session (loaded once per request, re-checked with the IdP when due), or None."""
     if "bridge_session" not in g:
@@ -172,7 +179,7 @@ def end_session() -> None:
     credentials; clear the cookie."""
     shash = session_hash()
     if shash:
-        services().sessions.end(shash, current_session())
+        services().sessions.end(shash, stored_session())
     g.clear_session_cookie = True
 
 

@@ -26,6 +26,7 @@ from bridge.web.common import (
     services,
     session_identity,
     start_session,
+    stored_session,
 )
 
 bp = Blueprint("login", __name__)
@@ -148,9 +149,9 @@ def sp_metadata(connector_id: str) -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the bridge session (Redis record deleted, cookie cleared)."""
-    doc = current_session()
-    if doc is None:
+    """End the bridge session (Redis record deleted, cookie cleared); no re-check with the IdP first."""
+    doc = stored_session()
+    if doc is None or doc.expires_at <= services().sessions.clock():
         raise NotSignedIn()
     check_csrf(doc)
     connector_id = session_identity(doc).connector_id

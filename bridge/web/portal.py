@@ -231,9 +231,7 @@ def sign_ins() -> ResponseReturnValue:
     identity = session_identity(doc)
     here = session_hash()
     rows = []
-    for shash, sdoc in svc.sessions.of_user(identity.subject):
-        if sdoc.identity.connector_id != identity.connector_id:
-            continue  # the same subject at another IdP is another person
+    for shash, sdoc in svc.sessions.of_identity(identity):  # this exact account, never by e-mail
         tokens = svc.device.tokens_of(shash) if svc.device is not None else []
         rows.append({"id": shash[:16], "current": shash == here, "created_at": sdoc.created_at,
                      "expires_at": sdoc.expires_at,
@@ -252,8 +250,7 @@ def revoke_sign_in() -> ResponseReturnValue:
     check_csrf(doc)
     svc = services()
     identity = session_identity(doc)
-    mine = [(shash, sdoc) for shash, sdoc in svc.sessions.of_user(identity.subject)
-            if sdoc.identity.connector_id == identity.connector_id]
+    mine = svc.sessions.of_identity(identity)
     here = session_hash()
     token_id, session_id = request.form.get("token", ""), request.form.get("session", "")
     done = 0

@@ -36,7 +36,9 @@ USERS = [{"subject": "alice", "email": "alice@example.com", "name": "Alice", "gr
           "mfa": True},
          {"subject": "nomfa", "email": "nomfa@example.com", "groups": ["aws-admins"], "mfa": False},
          {"subject": "dave", "email": "dave@contractor.example.com", "groups": ["aws-admins", "contractors"],
-          "mfa": True}]
+          "mfa": True},
+         # a subject that is another user's e-mail (SAML NameID = UPN, mail elsewhere): still someone else
+         {"subject": "alice@example.com", "email": "mallory@example.com", "groups": []}]
 RULES: list[dict[str, Any]] = [
     {"name": "admins", "match": {"group": "aws-admins"}, "grants": [{"role_arn": ADMIN}]},
     {"name": "readonly", "match": {"group": "aws-readonly"}, "grants": [{"role_arn": READONLY}]},
@@ -208,6 +210,21 @@ def test_signed_out_elsewhere_tokens_listed_and_revoked_from_the_portal(bridge: 
     assert other.get(f"{bridge.base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
     assert bridge.api(token3, "GET", "/api/v1/grants").status_code == 401
     assert portal_json(s, bridge.base)["grants"]
+
+
+def test_your_sign_ins_never_shows_another_account_that_shares_an_e_mail(bridge: Bridge) -> None:
+    """Attack: sign in with a subject equal to the victim's e-mail and read or revoke their sign-ins."""
+    alice = dev_login(bridge.base, "alice")
+    token = bridge.cli_token(alice)
+    mallory = dev_login(bridge.base, "alice@example.com")
+    page = mallory.get(f"{bridge.base}/portal/sign-ins", headers={"Accept": "application/json"}, timeout=10).json()
+    assert len(page["sessions"]) == 1 and page["sessions"][0]["current"] and page["sessions"][0]["tokens"] == []
+    csrf = portal_json(mallory, bridge.base)["csrf_token"]
+    r = mallory.post(f"{bridge.base}/portal/sign-ins/revoke", data={"csrf_token": csrf, "all_others": "1"},
+                     headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 400
+    assert bridge.api(token, "GET", "/api/v1/grants").status_code == 200  # alice untouched
+    assert portal_json(alice, bridge.base)["grants"]
 
 
 def test_offboarding_revokes_every_session_token_and_cached_credential(bridge: Bridge, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.sessions import Sessions
 from bridge.store import Store
-from bridge.upstream.base import ReverifyOk, ReverifyRevoked, ReverifyUnreachable
+from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked, ReverifyUnreachable
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR
 from tests.integration.helpers import oidc_login, portal_json
 
@@ -167,3 +167,74 @@ def test_a_saml_connectors_max_session_shortens_its_sessions(redis_url: str, sam
         sid = sessions.start(Identity(connector_id=cid, subject="a", issuer="i"), correlation=None)
         doc = store.get_session(Store.session_hash(sid))
         assert doc is not None and doc.expires_at - doc.created_at == want
+
+
+def test_a_grant_that_can_no_longer_be_checked_ends_the_session_after_the_grace(redis_url: str) -> None:
+    """Without a refresh token the access token expires: re-checking is impossible, not 'fine'."""
+    sessions, conn, now = make_sessions(redis_url, "fail_closed", ReverifyExpired("access token expired"))
+    shash = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"access_token": "a"}))
+    now[0] += 61
+    assert sessions.load(shash) is not None  # within the grace
+    now[0] += 300
+    with pytest.raises(NotSignedIn) as e:
+        sessions.load(shash)
+    assert e.value.code == "reverify_expired" and sessions.store.get_session(shash) is None
+
+
+def test_a_claim_left_out_of_the_refresh_keeps_its_sign_in_value_but_groups_are_replaced(redis_url: str) -> None:
+    """Attack: a refresh answer without the e-mail (or a custom claim) must not make a deny stop matching."""
+    signed_in = Identity(connector_id="corp", subject="alice", issuer="https://idp.test",
+                         email="dave@contractor.example.com", groups=("contractors",), claims={"dept": "ext"})
+    refreshed = Identity(connector_id="corp", subject="alice", issuer="https://idp.test")
+    sessions, _, now = make_sessions(redis_url, "fail_closed", ReverifyOk(refreshed, {"refresh_token": "r2"}))
+    shash = Store.session_hash(sessions.start(signed_in, correlation=None, upstream={"refresh_token": "r1"}))
+    now[0] += 61
+    got = sessions.load(shash)
+    assert got is not None
+    assert got.identity.email == "dave@contractor.example.com" and got.identity.claims["dept"] == "ext"
+    assert got.identity.groups == ()
+
+
+def test_one_re_check_at_a_time_and_its_outcome_stored_before_the_next(redis_url: str) -> None:
+    """A second request during a re-check must not refresh again with the token being rotated."""
+    fresh = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("b",))
+    sessions, conn, now = make_sessions(redis_url, "fail_closed", None)
+    shash = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"refresh_token": "r1"}))
+    seen: list[Any] = []
+
+    def answer(grant: Any) -> Any:
+        conn.calls += 1
+        seen.append(dict(grant))
+        inner = sessions.load(shash)  # a concurrent request while the IdP answers: deferred, no 2nd call
+        assert inner is not None and inner.identity.groups == ("a",)
+        return ReverifyOk(fresh, {"refresh_token": "r2"})
+
+    conn.reverify = answer  # type: ignore[method-assign]
+    now[0] += 61
+    assert sessions.load(shash) is not None
+    assert conn.calls == 1 and seen == [{"refresh_token": "r1"}]
+    assert sessions.store.get_upstream(shash) == {"refresh_token": "r2"}
+
+
+def test_sign_out_works_while_the_idp_cannot_be_reached(live_bridge: Any, make_settings: Any, oidc_issuer: str,
+                                                       peer_user: Any) -> None:
+    name, _ = peer_user
+    settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
+                                          "client_id": "bridge", "client_secret": "bridge-secret",
+                                          "request_offline_access": True, "reverify_interval": 60,
+                                          "reverify_grace": 0}])
+    base = live_bridge(settings)
+    svc = live_bridge.app.extensions["bridge"]
+    s = requests.Session()
+    assert oidc_login(base, OIDC_CONNECTOR, name, "pw", session=s).url == f"{base}/portal"
+    csrf = portal_json(s, base)["csrf_token"]
+    svc.connectors[OIDC_CONNECTOR].reverify = lambda grant: ReverifyUnreachable("down")
+    real = svc.sessions.clock
+    svc.sessions.clock = lambda: real() + 61
+    try:
+        assert s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 503
+        r = s.post(f"{base}/logout", data={"csrf_token": csrf}, allow_redirects=False, timeout=10)
+        assert r.status_code == 303, r.text[:300]
+        assert s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+    finally:
+        svc.sessions.clock = real
