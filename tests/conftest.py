@@ -42,6 +42,14 @@ ISSUER = "https://bridge.example.com"
 ACCOUNT = "123456789012"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the random-order seed even under ``-q``, so a failing order can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.pluginmanager.has_plugin("randomly"):
+        terminalreporter.write_line(f"test order: random, seed {seed}; replay with `--randomly-seed={seed}`,"
+                                    " or run in file order with `-p no:randomly`")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -191,11 +191,11 @@ mapping:
     assert doc["grants"][0]["tags"] == {"Team": "core", "Squad": "red"}
 
 
-def test_explain_the_demo_config_as_the_readme_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explain_the_demo_config_as_the_readme_shows(monkeypatch: pytest.MonkeyPatch, demo_config: Path) -> None:
     for name in [n for n in os.environ if n.startswith("DEMO_")]:
         monkeypatch.delenv(name)
     root = Path(__file__).resolve().parents[2]
-    r = CliRunner().invoke(main, ["explain", "--config", str(root / "config" / "demo.yaml"), "--identity",
+    r = CliRunner().invoke(main, ["explain", "--config", str(demo_config), "--identity",
                                   str(root / "config" / "demo-identity.json")])
     assert r.exit_code == 0, r.output
     assert "4 grant(s):" in r.output and "group-convention" in r.output
