@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 import requests
-from _peers import free_port, wait  # noqa: E402 - bench/ is on sys.path when run
+from _peers import LocalRedis, free_port, wait  # noqa: E402 - bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Admin"
@@ -155,36 +155,6 @@ def run_phase(kind: str, base: str, clients: int, procs: int, seconds: float, of
 
 # -- server side -------------------------------------------------------------------------------
 
-class Redis:
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.dir = tmp
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.p: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.p = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
-                                   "--port", str(self.port), "--save", "", "--appendonly", "yes",
-                                   "--appendfsync", "everysec", "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
-        for _ in range(400):
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.025)
-        raise SystemExit("redis did not start")
-
-    def kill(self) -> None:
-        assert self.p is not None
-        self.p.send_signal(signal.SIGKILL)
-        self.p.wait(10)
-
-    def stop(self) -> None:
-        if self.p and self.p.poll() is None:
-            self.p.terminate()
-            self.p.wait(10)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
@@ -199,7 +169,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bridge-load-"))
     procs: list[subprocess.Popen[bytes]] = []
-    rd = Redis(tmp)
+    rd = LocalRedis(tmp, appendonly=True)  # restarted after a SIGKILL in the outage phase: keeps what it had
     try:
         rd.start()
         sport, bport = free_port(), free_port()

@@ -7,13 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +23,8 @@ from werkzeug.serving import make_server
 from bridge.aws.keys import generate_key, generate_saml_key
 from bridge.aws.validate import validate_jwt
 from bridge.cli import main as cli
-from tests.conftest import ACCOUNT, ISSUER, RULES, free_port
+from bridge.localredis import LocalRedis
+from tests.conftest import ACCOUNT, ISSUER, RULES
 from tests.integration.helpers import caller_arn, dev_login, grant_id, portal_json
 from tests.integration.test_bad_input import assert_error_page
 from tests.peers import fake_op
@@ -170,40 +168,8 @@ def test_audit_to_a_redis_stream(live_bridge, make_settings, tmp_path) -> None:
 
 # -- Redis killed and restarted ----------------------------------------------------------------
 
-class RedisProc:
-    """A redis-server of the test's own, stopped and restarted on the same port and folder."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.dir = tmp
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.p: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.p = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port",
-                                   str(self.port), "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-                                  stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis did not start")
-
-    def crash(self) -> None:
-        assert self.p is not None
-        self.p.kill()  # SIGKILL: whatever was written since the last snapshot is lost
-        self.p.wait(5)
-
-    def stop(self) -> None:
-        if self.p and self.p.poll() is None:
-            self.p.terminate()
-            self.p.wait(5)
-
-
 def test_redis_down_then_back(serve_app, make_settings, tmp_path) -> None:
-    rp = RedisProc(tmp_path)
+    rp = LocalRedis(tmp_path)  # the test's own: crashed and restarted on the same port and folder
     rp.start()
     try:
         base, app = serve_app(make_settings(redis={"url": rp.url, "socket_timeout": 0.5}))

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from bridge.errors import StoreUnavailable
+from bridge.localredis import free_port
 from bridge.store import Store
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
