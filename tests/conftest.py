@@ -27,7 +27,7 @@ import requests
 
 from bridge.aws.keys import SamlKey, generate_cache_key, generate_key, generate_saml_key
 from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
-from bridge.localredis import LocalRedis, RedisNotInstalled, free_port
+from bridge.localredis import LocalRedis, RedisNotInstalled, free_port, redis_server
 from bridge.upstream.saml import SamlConnector
 from tests.peers import strict_sts
 from tests.peers.federation_stub import FederationStub
@@ -63,11 +63,10 @@ def wait_http(url: str, seconds: float = 15) -> None:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
-        rd = LocalRedis(tmp_path_factory.mktemp("redis"))
-        rd.command()
+        redis_server()
     except RedisNotInstalled as e:
         pytest.fail(f"{e}: run `make test` (it installs it)")
-    with rd:
+    with LocalRedis(tmp_path_factory.mktemp("redis")) as rd:
         yield rd.url
 
 
