@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 import requests
-from _peers import LocalRedis, free_port, wait  # noqa: E402 - bench/ is on sys.path when run
+from _peers import LocalRedis, free_port, stub, wait  # noqa: E402 - bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Admin"
@@ -219,6 +219,10 @@ mapping:
         print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"gunicorn gthread workers={args.workers} threads={args.threads}; {args.clients} clients "
               f"({args.client_procs} processes) on the same machine; {args.seconds:.0f} s per phase")
+        stub("sts", "moto_server on loopback instead of AWS STS",
+             "no AWS account in a benchmark; the round trip to AWS is not in the figures")
+        stub("upstream-idp", "the dev connector (pick a user) instead of an OIDC/SAML IdP round trip",
+             "measures the bridge's side of a sign-in; an IdP's own time is not the bridge's")
         figures: dict[str, float] = {}
 
         seen = {"hit": 0.0, "miss": 0.0}

@@ -29,7 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _peers import free_port, start_redis  # noqa: E402 - bench/ is on sys.path when run
+from _peers import free_port, start_redis, stub  # noqa: E402 - bench/ is on sys.path when run
 
 from bridge.app import create_app  # noqa: E402
 from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key  # noqa: E402
@@ -75,8 +75,9 @@ def main() -> int:
                 {"subject": "alice", "email": "alice@example.com", "name": "Alice", "groups": ["everyone"]}]}],
             "mapping": {"accounts": accounts, "rules": rules}})
         app = create_app(settings)
-        print("# no stubs: Redis is a real redis-server; STS is unreachable on purpose (rendering /portal never "
-              "calls it)")
+        stub("upstream-idp", "the dev connector for the one sign-in",
+             "sign-in is not measured; /portal renders from the stored session alone")
+        print("# STS: none (its endpoint is unreachable on purpose: rendering /portal never calls it)")
         from werkzeug.serving import make_server
 
         srv = make_server("127.0.0.1", port, app, threaded=True)
