@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Tests run in random order (pytest-randomly; the seed is printed at the end). Replay an order with
+# `make test PYTEST_ARGS=--randomly-seed=N`, or run in file order with `PYTEST_ARGS='-p no:randomly'`.
+PYTEST_ARGS ?=
 
 .PHONY: demo test lint unit integration bench setup system clean
 
@@ -24,7 +27,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/setup-system.sh test
 	$(MAKE) --no-print-directory lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p randomly $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bridge tests bench
@@ -34,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/kubernetes-validate --strict --quiet $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -p randomly $(PYTEST_ARGS) tests/unit
 
 bench: $(STAMP)
 	scripts/setup-system.sh test

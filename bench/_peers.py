@@ -1,17 +1,22 @@
-"""Helpers the benchmarks share: a free loopback port, and waiting for a server to answer."""
+"""Helpers the benchmarks share: the repository on sys.path, free loopback ports and a local
+redis-server (both from ``bridge.localredis``, as the tests and the demo use), waiting for a server
+to answer, and the ``STUB`` line every stand-in a benchmark uses must print."""
 
 from __future__ import annotations
 
-import socket
+import sys
 import time
+from pathlib import Path
 
 import requests
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bridge.localredis import LocalRedis, free_port, start_redis  # noqa: E402
+
+__all__ = ["ROOT", "LocalRedis", "free_port", "start_redis", "stub", "wait"]
 
 
 def wait(url: str, seconds: float = 30) -> None:
@@ -23,3 +28,8 @@ def wait(url: str, seconds: float = 30) -> None:
         except requests.RequestException:
             time.sleep(0.1)
     raise SystemExit(f"{url} did not come up")
+
+
+def stub(name: str, what: str, why: str) -> None:
+    """Say, in the output, that a figure was measured with a stand-in instead of the production part."""
+    print(f"STUB {name}: {what} ({why})", flush=True)

@@ -39,7 +39,7 @@ from typing import Any
 
 import redis
 import requests
-from _peers import free_port, wait  # noqa: E402 - bench/ is on sys.path when run
+from _peers import LocalRedis, free_port, stub, wait  # noqa: E402 - bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Admin"
@@ -155,36 +155,6 @@ def run_phase(kind: str, base: str, clients: int, procs: int, seconds: float, of
 
 # -- server side -------------------------------------------------------------------------------
 
-class Redis:
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.dir = tmp
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.p: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.p = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
-                                   "--port", str(self.port), "--save", "", "--appendonly", "yes",
-                                   "--appendfsync", "everysec", "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
-        for _ in range(400):
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.025)
-        raise SystemExit("redis did not start")
-
-    def kill(self) -> None:
-        assert self.p is not None
-        self.p.send_signal(signal.SIGKILL)
-        self.p.wait(10)
-
-    def stop(self) -> None:
-        if self.p and self.p.poll() is None:
-            self.p.terminate()
-            self.p.wait(10)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
@@ -199,7 +169,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bridge-load-"))
     procs: list[subprocess.Popen[bytes]] = []
-    rd = Redis(tmp)
+    rd = LocalRedis(tmp, appendonly=True)  # restarted after a SIGKILL in the outage phase: keeps what it had
     try:
         rd.start()
         sport, bport = free_port(), free_port()
@@ -249,6 +219,10 @@ mapping:
         print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"gunicorn gthread workers={args.workers} threads={args.threads}; {args.clients} clients "
               f"({args.client_procs} processes) on the same machine; {args.seconds:.0f} s per phase")
+        stub("sts", "moto_server on loopback instead of AWS STS",
+             "no AWS account in a benchmark; the round trip to AWS is not in the figures")
+        stub("upstream-idp", "the dev connector (pick a user) instead of an OIDC/SAML IdP round trip",
+             "measures the bridge's side of a sign-in; an IdP's own time is not the bridge's")
         figures: dict[str, float] = {}
 
         seen = {"hit": 0.0, "miss": 0.0}

@@ -18,20 +18,18 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _peers import free_port  # noqa: E402 - bench/ is on sys.path when run
+from _peers import free_port, start_redis, stub  # noqa: E402 - bench/ is on sys.path when run
 
 from bridge.app import create_app  # noqa: E402
 from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key  # noqa: E402
@@ -53,18 +51,8 @@ def main() -> int:
     a = ap.parse_args()
     print(f"# machine: {platform.platform()} python {platform.python_version()} cpus {os.cpu_count()}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-portal-"))
-    rport = free_port()
-    rproc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port",
-                              str(rport), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-                             stdout=subprocess.DEVNULL)
+    url, stop_redis = start_redis(tmp / "redis")
     try:
-        url = f"redis://127.0.0.1:{rport}/0"
-        for _ in range(100):
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         keys = tmp / "keys"
         generate_key(keys, "RS256")
         generate_saml_key(keys)
@@ -87,6 +75,9 @@ def main() -> int:
                 {"subject": "alice", "email": "alice@example.com", "name": "Alice", "groups": ["everyone"]}]}],
             "mapping": {"accounts": accounts, "rules": rules}})
         app = create_app(settings)
+        stub("upstream-idp", "the dev connector for the one sign-in",
+             "sign-in is not measured; /portal renders from the stored session alone")
+        print("# STS: none (its endpoint is unreachable on purpose: rendering /portal never calls it)")
         from werkzeug.serving import make_server
 
         srv = make_server("127.0.0.1", port, app, threaded=True)
@@ -126,8 +117,7 @@ def main() -> int:
         srv.shutdown()
         return 0
     finally:
-        rproc.terminate()
-        rproc.wait(5)
+        stop_redis()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,17 +20,7 @@ from pathlib import Path
 import requests
 
 from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key, load_keyring
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise RuntimeError("no free port")
+from bridge.localredis import LocalRedis, RedisNotInstalled, free_port
 
 
 def _redis_up(url: str) -> bool:
@@ -95,18 +84,17 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         if not smoke and _redis_up("redis://127.0.0.1:6379/0"):
             env["DEMO_REDIS_URL"] = "redis://127.0.0.1:6379/0"
         else:
-            exe = shutil.which("redis-server")
-            if not exe:
+            try:
+                own_redis = LocalRedis(tempfile.mkdtemp(prefix="bridge-redis-"), preferred_port=6390).start()
+            except RedisNotInstalled:
                 print("No Redis answers on 127.0.0.1:6379 and redis-server is not installed "
                       "(apt-get install redis-server).", file=sys.stderr)
                 return 1
-            rport = _free_port(6390)
-            procs.start("redis", [exe, "--bind", "127.0.0.1", "--port", str(rport), "--save", "",
-                                  "--appendonly", "no", "--dir", tempfile.mkdtemp(prefix="bridge-redis-")],
-                        stdout=subprocess.DEVNULL)
-            env["DEMO_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+            assert own_redis.proc is not None
+            procs.procs.append(("redis", own_redis.proc))  # watched and stopped with the others
+            env["DEMO_REDIS_URL"] = own_redis.url
         # Local STS.
-        sport = _free_port(5055)
+        sport = free_port(5055)
         moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
         if not moto:
             print("moto_server is missing: run `make demo` (it installs the demo's Python deps).", file=sys.stderr)
@@ -118,7 +106,7 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         peers = root / "tests" / "peers"
         node = shutil.which("node")
         if node and (peers / "node_modules" / "oidc-provider").is_dir():
-            oport = _free_port(9000)
+            oport = free_port(9000)
             procs.start("idp", [node, "op.mjs"], cwd=peers, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         env={**os.environ, "PORT": str(oport),
                              "REDIRECT_URIS": f"http://127.0.0.1:{port}/callback/demo",
@@ -133,7 +121,7 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         # what AWS checks against the local STS and our IdP metadata.
         stub = peers / "federation_stub.py"
         if stub.is_file():
-            fport = _free_port(5056)
+            fport = free_port(5056)
             procs.start("console", [sys.executable, str(stub), "--port", str(fport), "--sts", env["DEMO_STS_URL"],
                                     "--saml-metadata", f"http://127.0.0.1:{port}/idp/metadata.xml"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

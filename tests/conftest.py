@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import requests
 
 from bridge.aws.keys import SamlKey, generate_cache_key, generate_key, generate_saml_key
 from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
+from bridge.localredis import LocalRedis, RedisNotInstalled, free_port, redis_server
 from bridge.upstream.saml import SamlConnector
 from tests.peers import strict_sts
 from tests.peers.federation_stub import FederationStub
@@ -42,10 +41,12 @@ ISSUER = "https://bridge.example.com"
 ACCOUNT = "123456789012"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the random-order seed even under ``-q``, so a failing order can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.pluginmanager.has_plugin("randomly"):
+        terminalreporter.write_line(f"test order: random, seed {seed}; replay with `--randomly-seed={seed}`,"
+                                    " or run in file order with `-p no:randomly`")
 
 
 def wait_http(url: str, seconds: float = 15) -> None:
@@ -61,22 +62,12 @@ def wait_http(url: str, seconds: float = 15) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if not exe:
-        pytest.fail("redis-server is not installed: run `make test` (it installs it) or apt-get install redis-server")
-    port = free_port()
-    p = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                          "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url
-    p.terminate()
-    p.wait(5)
+    try:
+        redis_server()
+    except RedisNotInstalled as e:
+        pytest.fail(f"{e}: run `make test` (it installs it)")
+    with LocalRedis(tmp_path_factory.mktemp("redis")) as rd:
+        yield rd.url
 
 
 @pytest.fixture(scope="session")

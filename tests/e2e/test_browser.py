@@ -190,7 +190,7 @@ def other_site(tmp_path: Path) -> Iterator[Any]:
     import http.server
     import threading
 
-    from tests.conftest import free_port
+    from bridge.localredis import free_port
 
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     srv = http.server.ThreadingHTTPServer(("127.0.0.2", free_port()), handler)

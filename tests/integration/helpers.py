@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 from urllib.parse import urljoin
 
 import boto3
 import requests
+
+
+class TestClock:
+    """The wall clock plus an offset the test moves: time runs as usual, and a test jumps it instead of
+    sleeping. Give it to the part under test (``svc.device.clock = clock``, ``svc.store.clock``,
+    ``svc.keys.clock``) of a bridge served in this process."""
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def to_window_start(self, window: int = 60, into: float = 1.0) -> None:
+        """Move back to ``into`` seconds after the start of the current fixed window (rate limits count in
+        one-minute windows), so a counting test never straddles two windows however long it takes."""
+        self.offset -= self() % window - into
 
 
 def oidc_login(base: str, connector: str, username: str, password: str,

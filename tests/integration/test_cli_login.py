@@ -16,7 +16,7 @@ import redis
 import requests
 
 from tests.conftest import ACCOUNT
-from tests.integration.helpers import dev_login, portal_json
+from tests.integration.helpers import TestClock, dev_login, portal_json
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -50,17 +50,22 @@ def decide(s: requests.Session, base: str, user_code: str, decision: str = "appr
                                           "confirm": "yes"}, timeout=10)
 
 
-def test_device_flow_states(bridge, strict_sts_peer, moto_url) -> None:
+def test_device_flow_states(bridge, live_bridge, strict_sts_peer, moto_url) -> None:
     base, settings = bridge
+    clock = TestClock()
+    live_bridge.app.extensions["bridge"].device.clock = clock
     d = start(base)
     assert re.fullmatch(r"[B-DF-HJ-NP-TV-XZ]{4}-[B-DF-HJ-NP-TV-XZ]{4}", d["user_code"])
     assert d["verification_uri"] == f"{base}/device" and d["interval"] == 1
     assert poll(base, d["device_code"]).json()["error"] == "authorization_pending"
     r = poll(base, d["device_code"])  # immediately again: too fast
     assert r.status_code == 400 and r.json()["error"] == "slow_down"
+    clock.advance(1.1)  # the interval grew by 5 s with slow_down: 1 s is too fast now (and adds 5 more)
+    assert poll(base, d["device_code"]).json()["error"] == "slow_down"
+    clock.advance(11.1)  # 1 + 5 + 5
+    assert poll(base, d["device_code"]).json()["error"] == "authorization_pending"
     s = dev_login(base, "alice")
     assert "Approved" in decide(s, base, d["user_code"]).text
-    time.sleep(6.1)  # the interval grew by 5 s with slow_down
     r = poll(base, d["device_code"])
     assert r.status_code == 200 and r.json()["token_type"] == "Bearer", r.text
     token = r.json()["access_token"]

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from bridge.localredis import free_port
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import ACCOUNT
-from tests.integration.helpers import dev_login
+from tests.integration.helpers import TestClock, dev_login
 from tests.integration.test_cli_login import poll, start
 
 pytestmark = pytest.mark.integration
@@ -33,10 +33,12 @@ def _approve(s: requests.Session, base: str, user_code: str, csrf: str, **extra:
                                           **extra}, timeout=10)
 
 
-def _fresh_window() -> None:
-    """The limits count in fixed one-minute windows: start a counting test well inside one."""
-    if time.time() % 60 > 50:
-        time.sleep(61 - time.time() % 60)
+def _fresh_window(live_bridge) -> None:  # type: ignore[no-untyped-def]
+    """The limits count in fixed one-minute windows: the bridge's store counts on a clock set just
+    after a window starts, so a counting test never straddles two (no waiting for the next minute)."""
+    clock = TestClock()
+    clock.to_window_start()
+    live_bridge.app.extensions["bridge"].store.clock = clock
 
 
 def test_approval_page_shows_who_asked_when_and_what_the_token_carries(live_bridge, make_settings) -> None:
@@ -106,8 +108,8 @@ def test_user_code_ignores_case_spaces_and_dashes(typed: str, live_bridge, make_
 
 def test_device_authorization_rate_limited_per_ip(live_bridge, make_settings) -> None:
     """Attack: mint device codes in bulk (fill Redis, or keep fresh codes for a phishing run)."""
-    _fresh_window()
     base = live_bridge(make_settings(rate_limits={"device_per_minute": 3}))
+    _fresh_window(live_bridge)
     for _ in range(3):
         start(base)
     r = requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"}, timeout=10)
@@ -117,9 +119,9 @@ def test_device_authorization_rate_limited_per_ip(live_bridge, make_settings) ->
 
 def test_token_endpoint_rate_limited_per_device_code_and_ip(live_bridge, make_settings) -> None:
     """Attack: hammer the token endpoint (guess device codes, or poll one code as fast as possible)."""
-    _fresh_window()
     base = live_bridge(make_settings(rate_limits={"device_per_minute": 6, "device_code_per_minute": 3},
                                      cli={"poll_interval": 1}))
+    _fresh_window(live_bridge)
     a, b = start(base), start(base)
     for _ in range(3):
         assert poll(base, a["device_code"]).status_code == 400  # authorization_pending / slow_down (RFC 8628)
@@ -136,8 +138,8 @@ def test_token_endpoint_rate_limited_per_device_code_and_ip(live_bridge, make_se
 
 def test_device_page_rate_limited_per_code_and_ip(live_bridge, make_settings) -> None:
     """Attack: guess user codes on the approval page, or retry one code without end."""
-    _fresh_window()
     base = live_bridge(make_settings(rate_limits={"device_per_minute": 5, "device_code_per_minute": 2}))
+    _fresh_window(live_bridge)
     d = start(base)
     s = dev_login(base, "alice")
     for _ in range(2):

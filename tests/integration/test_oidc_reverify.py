@@ -19,6 +19,7 @@ from werkzeug.serving import make_server
 
 from bridge.config import OidcConnectorSettings
 from bridge.identity import Identity
+from bridge.localredis import free_port
 from bridge.upstream.base import (
     PendingLogin,
     ReverifyExpired,
@@ -27,7 +28,7 @@ from bridge.upstream.base import (
     ReverifyUnreachable,
 )
 from bridge.upstream.oidc import OidcConnector
-from tests.conftest import OIDC_CONNECTOR, free_port
+from tests.conftest import OIDC_CONNECTOR
 from tests.peers import fake_op
 
 pytestmark = pytest.mark.integration

@@ -7,13 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,11 +21,13 @@ import yaml
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
+from bridge import cli as bridge_cli
 from bridge.aws.keys import generate_key, generate_saml_key
 from bridge.aws.validate import validate_jwt
 from bridge.cli import main as cli
-from tests.conftest import ACCOUNT, ISSUER, RULES, free_port
-from tests.integration.helpers import caller_arn, dev_login, grant_id, portal_json
+from bridge.localredis import LocalRedis
+from tests.conftest import ACCOUNT, ISSUER, RULES
+from tests.integration.helpers import TestClock, caller_arn, dev_login, grant_id, portal_json
 from tests.integration.test_bad_input import assert_error_page
 from tests.peers import fake_op
 
@@ -170,40 +170,8 @@ def test_audit_to_a_redis_stream(live_bridge, make_settings, tmp_path) -> None:
 
 # -- Redis killed and restarted ----------------------------------------------------------------
 
-class RedisProc:
-    """A redis-server of the test's own, stopped and restarted on the same port and folder."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.dir = tmp
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.p: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.p = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port",
-                                   str(self.port), "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-                                  stdout=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis did not start")
-
-    def crash(self) -> None:
-        assert self.p is not None
-        self.p.kill()  # SIGKILL: whatever was written since the last snapshot is lost
-        self.p.wait(5)
-
-    def stop(self) -> None:
-        if self.p and self.p.poll() is None:
-            self.p.terminate()
-            self.p.wait(5)
-
-
 def test_redis_down_then_back(serve_app, make_settings, tmp_path) -> None:
-    rp = RedisProc(tmp_path)
+    rp = LocalRedis(tmp_path)  # the test's own: crashed and restarted on the same port and folder
     rp.start()
     try:
         base, app = serve_app(make_settings(redis={"url": rp.url, "socket_timeout": 0.5}))
@@ -372,6 +340,8 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
                              credential_cache={"enabled": False}, mapping={"rules": rules})
     base, app = serve_app(settings)
     svc = app.extensions["bridge"]
+    clock = TestClock()  # the bridge's key schedule runs on it: the test jumps ahead instead of sleeping
+    svc.keys.clock = clock
     # IAM fetches the published JWKS / holds the uploaded metadata: always the current ones.
     strict_sts_peer.register_oidc_provider(ISSUER, {settings.issuer.audience}, lambda: svc.keyring.jwks())
     strict_sts_peer.register_saml_provider(settings.aws.saml_provider_name, lambda: svc.idp_metadata())
@@ -388,7 +358,7 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     def still_valid(token: str) -> list[str]:
         jwks = requests.get(f"{base}/.well-known/jwks.json", timeout=10).json()
         return [str(p) for p in validate_jwt(token, jwks=jwks, issuer=ISSUER, audiences={settings.issuer.audience},
-                                             now=int(time.time()))]
+                                             now=int(clock()))]
 
     token_old = mint()
     assert _kid(token_old) == old.kid
@@ -404,8 +374,8 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     assert _kid(mint()) == old.kid
     listing = CliRunner().invoke(cli, ["keys", "list", "--dir", str(keys)]).output
     assert re.search(rf"jwt\s+signing\s+{old.kid}", listing) and re.search(rf"jwt\s+next\s+{new_kid}", listing)
-    assert time.time() < t0 + 4, "the checks before the switch took longer than --publish-for"
-    time.sleep(max(0.0, t0 + 5.2 - time.time()))
+    assert clock() < t0 + 4, "the checks before the switch took longer than --publish-for"
+    clock.advance(t0 + 5.2 - clock())
     # The new key signs; a token signed by the old key still validates during the overlap.
     token_new = mint()
     assert _kid(token_new) == new_kid
@@ -414,7 +384,7 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     metrics = requests.get(f"{base}/metrics", timeout=10).text
     assert f'kid="{old.kid}",kind="jwt",state="retiring"' in metrics
     assert f'kid="{new_kid}",kind="jwt",state="signing"' in metrics
-    time.sleep(max(0.0, t0 + 9.2 - time.time()))  # sign_from + overlap, past
+    clock.advance(t0 + 9.2 - clock())  # sign_from + overlap, past
     # Overlap over: the old key is no longer published, and what it signed no longer validates.
     assert jwks_kids() == {new_kid}
     assert any("kid" in p for p in still_valid(token_old))
@@ -422,7 +392,9 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     # The SAML path signs with the new SAML key: IAM's metadata now holds only its certificate.
     assert _creds(s, base, portal, "/Admin").status_code == 200
     assert strict_sts_peer.seen[-1].action == "AssumeRoleWithSAML" and strict_sts_peer.seen[-1].problems == []
-    out = CliRunner().invoke(cli, ["keys", "prune", "--dir", str(keys)])
+    with pytest.MonkeyPatch.context() as mp:  # `bridge keys prune` reads the time where the bridge does
+        mp.setattr(bridge_cli, "time", SimpleNamespace(time=clock))
+        out = CliRunner().invoke(cli, ["keys", "prune", "--dir", str(keys)])
     assert old.path.name in out.output and not old.path.exists() and not old_saml.path.exists()
     assert _kid(mint()) == new_kid  # the running bridge notices the folder changed, nothing breaks
 
@@ -430,21 +402,24 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
 # -- rate limits ------------------------------------------------------------------------------------
 
 def fresh_window(margin: float = 8.0) -> None:
-    """Start a test of the one-minute windows well inside one (not straddling two)."""
+    """Start a test of the one-minute windows well inside one (not straddling two). For bridges in other
+    processes (test_scale_out); a bridge in this process counts on a TestClock instead."""
     if time.time() % 60 > 60 - margin:
         time.sleep(60 - time.time() % 60 + 0.1)
 
 
 def test_rate_limits(live_bridge, make_settings) -> None:
     base = live_bridge(make_settings(rate_limits={"sign_in_per_minute": 4, "credentials_per_minute": 2}))
-    fresh_window()
+    clock = TestClock()  # the windows count on a clock just past a window's start: no straddling, no waiting
+    clock.to_window_start()
+    live_bridge.app.extensions["bridge"].store.clock = clock
     s = dev_login(base, "alice", requests.Session())  # login start + callback: 2 of 4
     portal = portal_json(s, base)
     assert _creds(s, base, portal).status_code == 200
     assert _creds(s, base, portal).status_code == 200  # a cache hit counts too: it is a request
     r = _creds(s, base, portal)
     assert r.status_code == 429 and r.json()["error"] == "rate_limited"
-    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert 50 <= int(r.headers["Retry-After"]) <= 59  # the rest of the window the clock started 1 s into
     dev_login(base, "carol", requests.Session())  # 4 of 4
     r = requests.get(f"{base}/login/dev", timeout=10)
     assert_error_page(r, 429, "rate_limited")

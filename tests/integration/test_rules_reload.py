@@ -19,7 +19,8 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import ACCOUNT, ROOT, free_port, wait_http
+from bridge.localredis import free_port
+from tests.conftest import ACCOUNT, ROOT, wait_http
 from tests.integration.helpers import dev_login
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,8 @@ import yaml
 
 from bridge.aws.keys import load_keyring
 from bridge.aws.metadata import idp_metadata
-from tests.conftest import ACCOUNT, ACCOUNTS, ISSUER, OIDC_CONNECTOR, RULES, SAML_CONNECTOR, free_port
+from bridge.localredis import free_port
+from tests.conftest import ACCOUNT, ACCOUNTS, ISSUER, OIDC_CONNECTOR, RULES, SAML_CONNECTOR
 from tests.integration.helpers import caller_arn, grant_id, portal_json
 from tests.integration.test_bad_input import assert_error_page
 from tests.integration.test_saml import _auto_post

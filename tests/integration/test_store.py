@@ -10,9 +10,9 @@ import redis
 
 from bridge.errors import StoreUnavailable
 from bridge.identity import Identity
+from bridge.localredis import free_port
 from bridge.storage import PendingLogin, SessionRecord
 from bridge.store import Store
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 X = Identity(connector_id="c", subject="x", issuer="i")

@@ -112,7 +112,7 @@ def test_bridge_serve_metrics_listener(tmp_path: Path, redis_url: str, keys_dir:
     import requests
     import yaml
 
-    from tests.conftest import free_port
+    from bridge.localredis import free_port
 
     main, scrape = free_port(), free_port()
     (tmp_path / "token").write_text("scrape-me\n")

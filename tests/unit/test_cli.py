@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bridge.aws.keys import generate_cache_key, generate_saml_key
 from bridge.cli import main
 
 IDENTITY = {"connector": "dev", "subject": "alice", "email": "alice@example.com", "name": "Alice",
@@ -19,10 +20,15 @@ ADMIN = "arn:aws:iam::123456789012:role/Admin"
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, Path]:
-    r = CliRunner().invoke(main, ["keys", "generate", "--dir", str(tmp_path / "keys"), "--alg", "ES256"])
+    r = CliRunner().invoke(main, ["keys", "generate", "--dir", str(tmp_path / "keys"), "--alg", "ES256", "--kind",
+                                  "jwt"])
     assert r.exit_code == 0 and "kid" in r.output
     (key,) = (tmp_path / "keys").glob("jwt-*-ES256.pem")
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    # The SAML key at the smallest size the bridge accepts: these tests are not about key size, and a
+    # 3072-bit key (the CLI's default, generated once in test_keys_generate_kinds) costs ~0.4 s each.
+    generate_saml_key(tmp_path / "keys", bits=2048)
+    generate_cache_key(tmp_path / "keys")
     cfg = tmp_path / "bridge.yaml"
     cfg.write_text(f"""
 base_url: https://bridge.example.com
@@ -109,6 +115,10 @@ def test_bad_identity_file(setup: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 def test_keys_generate_kinds(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["keys", "generate", "--dir", str(tmp_path / "all"), "--alg", "ES256"])
+    assert r.exit_code == 0, r.output  # --kind all: one of each
+    kinds = ("jwt-*-ES256.pem", "saml-*.pem", "cache-*.key")
+    assert [len(list((tmp_path / "all").glob(g))) for g in kinds] == [1, 1, 1]
     r = CliRunner().invoke(main, ["keys", "generate", "--dir", str(tmp_path), "--kind", "saml"])
     assert r.exit_code == 0 and "SAML signing" in r.output
     assert len(list(tmp_path.glob("saml-*.pem"))) == 1 and len(list(tmp_path.glob("saml-*.crt"))) == 1
@@ -191,11 +201,11 @@ mapping:
     assert doc["grants"][0]["tags"] == {"Team": "core", "Squad": "red"}
 
 
-def test_explain_the_demo_config_as_the_readme_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explain_the_demo_config_as_the_readme_shows(monkeypatch: pytest.MonkeyPatch, demo_config: Path) -> None:
     for name in [n for n in os.environ if n.startswith("DEMO_")]:
         monkeypatch.delenv(name)
     root = Path(__file__).resolve().parents[2]
-    r = CliRunner().invoke(main, ["explain", "--config", str(root / "config" / "demo.yaml"), "--identity",
+    r = CliRunner().invoke(main, ["explain", "--config", str(demo_config), "--identity",
                                   str(root / "config" / "demo-identity.json")])
     assert r.exit_code == 0, r.output
     assert "4 grant(s):" in r.output and "group-convention" in r.output

@@ -16,7 +16,6 @@ from bridge.cli import main
 from bridge.config import ConfigError, load_settings, settings_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = ROOT / "config" / "demo.yaml"
 ADMIN = "arn:aws:iam::123456789012:role/Admin"
 
 MINIMAL: dict[str, Any] = {
@@ -409,8 +408,8 @@ def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return keys
 
 
-def test_demo_config_validates(demo_env: Path) -> None:
-    s = load_settings(DEMO_CONFIG)
+def test_demo_config_validates(demo_env: Path, demo_config: Path) -> None:
+    s = load_settings(demo_config)
     assert s.keys_dir == demo_env
     ring, problems = load_keyring(s.keys_dir)
     assert ring is not None and problems == []
@@ -422,8 +421,8 @@ def test_demo_config_validates(demo_env: Path) -> None:
     assert any("insecure_dev_login" in w for w in s.warnings())
 
 
-def test_demo_config_passes_check_config(demo_env: Path) -> None:
-    result = run_check(DEMO_CONFIG)
+def test_demo_config_passes_check_config(demo_env: Path, demo_config: Path) -> None:
+    result = run_check(demo_config)
     assert result.exit_code == 0, result.output
     assert result.stdout == "ok\n"
 
