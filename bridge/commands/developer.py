@@ -98,8 +98,8 @@ def choose_role(base: str, role: str | None) -> str:
         raise ClientError(f"which role? pass --role (no terminal to pick on); your roles: {', '.join(refs)}")
     from bridge.picker import Cancelled, pick
 
-    width = max(map(len, refs))
-    rows = [f"{ref.ljust(width)}  {g['label']}  (max {human_duration(g['max_duration'])})"
+    width, label_width = max(map(len, refs)), max(len(g["label"]) for g in held)
+    rows = [f"{ref.ljust(width)}  {g['label'].ljust(label_width)}  (max {human_duration(g['max_duration'])})"
             for ref, g in zip(refs, held, strict=True)]
     try:
         index = pick(rows, "Role:", sys.stdin.fileno(), sys.stdout)
@@ -317,17 +317,15 @@ def static_key_profiles(config_text: str, credentials_file: Any) -> set[str]:
 
 
 def self_command() -> list[str]:
-    """How to run this bridge from a profile, by absolute path (AWS tools may run with another $PATH,
-    or find another `bridge`): the console script that runs now, else the one on $PATH, else this
-    Python with ``-m bridge.entry``."""
-    import shutil
-
+    """How to run this bridge from a profile, by absolute path: AWS tools may run with another $PATH
+    (IDEs, cron), and `bridge` on $PATH may be another program (iproute2's /usr/sbin/bridge on Linux).
+    The console script that runs now, else the one installed beside this Python, else this Python
+    with ``-m bridge.entry``."""
     argv0 = sys.argv[0]
-    if os.path.basename(argv0).startswith("bridge") and os.path.isfile(argv0) and os.access(argv0, os.X_OK):
-        return [os.path.abspath(argv0)]
-    found = shutil.which("bridge")
-    if found:
-        return [os.path.abspath(found)]
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "bridge")
+    for candidate in (argv0, beside):
+        if os.path.basename(candidate) == "bridge" and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return [os.path.abspath(candidate)]
     return [os.path.abspath(sys.executable), "-m", "bridge.entry"]
 
 
