@@ -3,7 +3,9 @@
 Each command lives in a module of ``bridge.commands`` (one per area) and is imported when it runs,
 or when help lists it — click's "lazily loading subcommands" pattern. So `bridge credential-process`,
 which AWS SDKs run on every credential refresh, loads click and the standard-library client, never
-the server's Flask, pydantic, boto3 or XML stack. This module imports only click.
+the server's Flask, pydantic, boto3 or XML stack (and with credentials fresh in the cache,
+bridge.entry answers it before click is even imported). This module imports only click.
+`bridge --help` lists the developer commands first and the admin commands in their own section.
 
 A new command: write it in the area's module and add its name here.
 """
@@ -15,16 +17,19 @@ from typing import Any
 
 import click
 
-COMMANDS: dict[str, str] = {
-    # developer commands: standard library only (bridge.commands.developer)
+DEVELOPER_COMMANDS: dict[str, str] = {
+    # standard library and click only (bridge.commands.developer); in the order a developer meets them
     "login": "bridge.commands.developer:login",
-    "logout": "bridge.commands.developer:logout",
-    "credential-process": "bridge.commands.developer:credential_process",
-    "configure": "bridge.commands.developer:configure",
+    "roles": "bridge.commands.developer:roles",
+    "exec": "bridge.commands.developer:exec_",
     "env": "bridge.commands.developer:env",
-    "local-server": "bridge.commands.developer:local_server",
     "console": "bridge.commands.developer:console",
-    # admin commands
+    "configure": "bridge.commands.developer:configure",
+    "credential-process": "bridge.commands.developer:credential_process",
+    "local-server": "bridge.commands.developer:local_server",
+    "logout": "bridge.commands.developer:logout",
+}
+ADMIN_COMMANDS: dict[str, str] = {
     "check-config": "bridge.commands.admin:check_config",
     "serve": "bridge.commands.admin:serve",
     "demo": "bridge.commands.admin:demo",
@@ -37,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "sessions": "bridge.commands.sessions:sessions_group",
     "audit": "bridge.commands.audit:audit_group",
 }
+COMMANDS: dict[str, str] = {**DEVELOPER_COMMANDS, **ADMIN_COMMANDS}
 """Command name → ``module:attribute`` of its click command."""
 
 
@@ -49,6 +55,19 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Two sections: the developer commands (in the order one meets them), then the admin ones."""
+        width = formatter.width - 6 - max(len(n) for n in self.lazy_commands)
+        for title, names in (("Developer commands", DEVELOPER_COMMANDS), ("Admin commands", ADMIN_COMMANDS)):
+            rows = []
+            for name in names:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(width)))
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy_commands:

@@ -11,16 +11,22 @@ Files (mode 0600, directories 0700):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import secrets
 import time
-import urllib.parse
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself costs ~5 ms of start-up; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
+
+try:  # the builtin SHA-256 starts without loading OpenSSL (hashlib): ~3 ms less on the hot path
+    from _sha256 import sha256 as _sha256  # Python 3.11
+except ImportError:  # pragma: no cover - 3.12+ renamed it; hashlib always works
+    try:
+        from _sha2 import sha256 as _sha256
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 CLIENT_ID = "bridge-cli"
 REFRESH_WINDOW = 900
@@ -31,28 +37,36 @@ class ClientError(Exception):
     """Something the user must act on; the message says what (never a secret)."""
 
 
-def _dir(env: str, fallback: str) -> Path:
-    base = Path(os.environ.get(env) or Path.home() / fallback)
-    d = base / "federation-bridge"
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+# os.path, not pathlib: pathlib (and the urllib.parse it imports) would double the start-up of
+# `credential-process` from the cache (bridge.entry's hot path).
+
+
+def _dir(env: str, fallback: str) -> str:
+    d = os.path.join(os.environ.get(env) or os.path.join(os.path.expanduser("~"), fallback), "federation-bridge")
+    os.makedirs(d, mode=0o700, exist_ok=True)
     return d
 
 
-def _write_private(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _write_private(path: str, data: str) -> None:
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(data)
     os.replace(tmp, path)  # atomic: a concurrent credential_process never reads half a file
 
 
-def _tokens_path() -> Path:
-    return _dir("XDG_CONFIG_HOME", ".config") / "tokens.json"
+def _tokens_path() -> str:
+    return os.path.join(_dir("XDG_CONFIG_HOME", ".config"), "tokens.json")
 
 
 def load_tokens() -> dict[str, Any]:
     try:
-        doc: dict[str, Any] = json.loads(_tokens_path().read_text(encoding="utf-8"))
+        doc: dict[str, Any] = json.loads(_read(_tokens_path()))
         return doc
     except (OSError, ValueError):
         return {}
@@ -68,8 +82,13 @@ def forget_token(url: str) -> None:
     tokens = load_tokens()
     if tokens.pop(url, None) is not None:
         _write_private(_tokens_path(), json.dumps(tokens, indent=2))
-    for f in _dir("XDG_CACHE_HOME", ".cache").glob("creds-*.json"):
-        f.unlink(missing_ok=True)
+    cache = _dir("XDG_CACHE_HOME", ".cache")
+    for name in os.listdir(cache):
+        if name.startswith("creds-") and name.endswith(".json"):
+            import contextlib  # not at the top: off the hot path
+
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(cache, name))
 
 
 def resolve_url(url: str | None) -> str:
@@ -80,7 +99,7 @@ def resolve_url(url: str | None) -> str:
         if len(known) != 1:
             raise ClientError("which bridge? pass --url https://bridge.example.com (or set BRIDGE_URL)")
         chosen = str(known[0])
-    if urllib.parse.urlsplit(chosen).scheme not in ("http", "https"):
+    if chosen.partition("://")[0].lower() not in ("http", "https") or "://" not in chosen:
         raise ClientError(f"{chosen!r} is not an http(s) URL")
     return chosen.rstrip("/")
 
@@ -88,6 +107,7 @@ def resolve_url(url: str | None) -> str:
 def _request(url: str, *, data: dict[str, str] | None = None, token: str | None = None,
              method: str | None = None, timeout: float = 15) -> tuple[int, dict[str, Any]]:
     import urllib.error
+    import urllib.parse
     import urllib.request  # here, not above: credentials fresh in the cache need no HTTP (~15 ms less)
 
     body = urllib.parse.urlencode(data).encode() if data is not None else None
@@ -168,49 +188,96 @@ def poll_login(url: str, start: dict[str, Any], *, sleep: Any = time.sleep, cloc
 
 
 def grant_id_for(role_arn: str) -> str:
-    return hashlib.sha256(role_arn.encode()).hexdigest()[:16]  # same as bridge.identity.grant_id_for
+    return str(_sha256(role_arn.encode()).hexdigest())[:16]  # same as bridge.identity.grant_id_for
 
 
-def find_grant(url: str, role: str) -> dict[str, Any]:
-    """A grant by role ARN, `<account id or label>/<role name>`, or a unique role name."""
-    grants: list[dict[str, Any]] = api(url, "/api/v1/grants")["grants"]
-    matches = [g for g in grants if g["role_arn"] == role or role in (
+def grants(url: str) -> list[dict[str, Any]]:
+    """The roles the CLI login holds now (the rules in force), as the bridge lists them."""
+    found: list[dict[str, Any]] = api(url, "/api/v1/grants")["grants"]
+    return found
+
+
+def role_ref(g: dict[str, Any]) -> str:
+    """The short ``--role`` value for a grant: ``<account alias or id>/<role name>``."""
+    return f"{g.get('account_alias') or g['account_id']}/{g['role_name']}"
+
+
+def find_grant(url: str, role: str, held: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A grant by role ARN, `<account id, alias or label>/<role name>`, its label, or a unique role name."""
+    held = grants(url) if held is None else held
+    matches = [g for g in held if g["role_arn"] == role or role in (
         f"{g['account_id']}/{g['role_name']}", f"{g.get('account_alias') or ''}/{g['role_name']}",
-        f"{g['label']}")]
+        f"{g.get('account_label') or ''}/{g['role_name']}", f"{g['label']}")]
     if not matches:
-        matches = [g for g in grants if g["role_name"] == role]
+        matches = [g for g in held if g["role_name"] == role]
     if len(matches) != 1:
-        names = ", ".join(g["role_arn"] for g in (matches or grants)) or "none"
+        # ambiguous: the ARNs tell them apart; none: the short names to pick from
+        names = ", ".join(g["role_arn"] for g in matches) if matches else ", ".join(map(role_ref, held)) or "none"
         raise ClientError(f"{'ambiguous' if matches else 'no'} role {role!r}; your roles: {names}")
     return matches[0]
 
 
-def _cache_path(url: str, role: str, duration: int | None) -> Path:
-    key = hashlib.sha256(f"{url}\x00{role}\x00{duration}".encode()).hexdigest()[:32]
-    return _dir("XDG_CACHE_HOME", ".cache") / f"creds-{key}.json"
+CREDENTIAL_PROCESS_KEYS = ("Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+
+
+def _cache_path(url: str, role: str, duration: int | None) -> str:
+    key = _sha256(f"{url}\x00{role}\x00{duration}".encode()).hexdigest()[:32]
+    return os.path.join(_dir("XDG_CACHE_HOME", ".cache"), f"creds-{key}.json")
+
+
+def epoch(iso: str) -> float:
+    """``YYYY-MM-DDTHH:MM:SSZ`` (what the bridge and STS give) as a Unix time; ValueError otherwise.
+
+    Arithmetic, not datetime.strptime: that loads _strptime, calendar and locale on the hot path.
+    """
+    if len(iso) != 20 or iso[4] != "-" or iso[7] != "-" or iso[10] != "T" or iso[13] != ":" or iso[16] != ":" \
+            or iso[19] != "Z":
+        raise ValueError(f"not an RFC 3339 UTC time: {iso!r}")
+    y, m, d = int(iso[0:4]), int(iso[5:7]), int(iso[8:10])
+    hh, mm, ss = int(iso[11:13]), int(iso[14:16]), int(iso[17:19])
+    if not (1 <= m <= 12 and 1 <= d <= 31 and hh < 24 and mm < 60 and ss < 61):
+        raise ValueError(f"not an RFC 3339 UTC time: {iso!r}")
+    # days from 1970-01-01 (H. Hinnant's days_from_civil)
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return float(days * 86400 + hh * 3600 + mm * 60 + ss)
 
 
 def _fresh(doc: dict[str, Any], window: int = REFRESH_WINDOW) -> bool:
     try:
-        exp = datetime.strptime(doc["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except (KeyError, ValueError):
+        return epoch(doc["Expiration"]) - time.time() > window
+    except (KeyError, TypeError, ValueError):
         return False
-    return exp - time.time() > window
+
+
+def cached_credentials(url: str, role: str, duration: int | None = None) -> dict[str, Any] | None:
+    """The cached document for ``role`` while it is fresh, else None. No network, no click."""
+    try:
+        cached: dict[str, Any] = json.loads(_read(_cache_path(url, role, duration)))
+    except (OSError, ValueError):
+        return None
+    return cached if isinstance(cached, dict) and _fresh(cached) else None
+
+
+def credential_process_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """Exactly the ``credential_process`` fields (Version 1), in their order."""
+    return {k: doc[k] for k in CREDENTIAL_PROCESS_KEYS}
 
 
 def credentials(url: str, role: str, duration: int | None = None) -> dict[str, Any]:
-    """The credential_process document for ``role``: from the local cache when fresh, else the bridge."""
-    path = _cache_path(url, role, duration)
-    try:
-        cached: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        if _fresh(cached):
-            return cached
-    except (OSError, ValueError):
-        pass
+    """Credentials for ``role``: from the local cache when fresh, else the bridge. The credential_process
+    fields plus, when the bridge said them, ``RoleArn`` and ``Region`` (the bridge's configured region)."""
+    cached = cached_credentials(url, role, duration)
+    if cached is not None:
+        return cached
     gid = grant_id_for(role) if ARN_RE.match(role) else find_grant(url, role)["id"]
     body = api(url, f"/api/v1/credentials/{gid}", data={"duration": str(duration)} if duration else {})
-    doc = {k: body[k] for k in ("Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")}
-    _write_private(path, json.dumps(doc))
+    doc = credential_process_doc(body)
+    doc.update({k: body[k] for k in ("RoleArn", "Region") if body.get(k)})  # for `env` and `exec`
+    _write_private(_cache_path(url, role, duration), json.dumps(doc))
     return doc
 
 
@@ -226,9 +293,21 @@ def console_url(url: str, role: str, *, destination: str | None = None, region: 
 # ---- ~/.aws/config -------------------------------------------------------------------------
 
 
-def profile_block(name: str, url: str, role_arn: str, region: str | None) -> str:
-    lines = [f"[profile {name}]",
-             f"credential_process = bridge credential-process --url {url} --role {role_arn}"]
+def profile_name(g: dict[str, Any]) -> str:
+    """``<account alias>-<role name>`` (``sandbox-Admin``), the account id when there is no alias."""
+    return re.sub(r"[^A-Za-z0-9_.+@-]", "-", f"{g.get('account_alias') or g['account_id']}-{g['role_name']}")[:64]
+
+
+def _argv_word(word: str) -> str:
+    """One word of a ``credential_process`` line: botocore splits it like a POSIX shell (Windows: like
+    CommandLineToArgvW), and double quotes mean the same to both for paths with spaces."""
+    return f'"{word}"' if re.search(r"\s", word) else word
+
+
+def profile_block(name: str, url: str, role_arn: str, region: str | None, command: list[str] | None = None) -> str:
+    """A ``[profile NAME]`` running ``COMMAND credential-process`` (default: ``bridge``, from $PATH)."""
+    run = " ".join(_argv_word(w) for w in (command or ["bridge"]))
+    lines = [f"[profile {name}]", f"credential_process = {run} credential-process --url {url} --role {role_arn}"]
     if region:
         lines.append(f"region = {region}")
     return "\n".join(lines) + "\n"

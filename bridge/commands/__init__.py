@@ -1,8 +1,8 @@
 """The ``bridge`` command's subcommands, one module per area. ``bridge.cli`` imports a module only when
 one of its commands runs (or help lists it), so each module may import what its commands need:
 
-- ``developer``: login, logout, credential-process, configure, env, local-server, console (standard
-  library and click only: AWS SDKs run `credential-process` on every refresh);
+- ``developer``: login, roles, exec, env, console, configure, credential-process, local-server, logout
+  (standard library and click only: AWS SDKs run `credential-process` on every refresh);
 - ``admin``: check-config, serve, demo, metadata;
 - ``rules``: explain, rules-schema;
 - ``tokens``: preview, verify (what AWS is sent, checked by the strict validator);

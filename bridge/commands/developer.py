@@ -1,9 +1,10 @@
-"""Developer commands: login, logout, credential-process, configure, env, local-server, console.
+"""Developer commands: login, roles, exec, env, console, configure, credential-process, local-server, logout.
 
 Standard library and click only, and of those only what `credential-process` needs at import
-(the browser and HTTP server modules load in the commands that use them): AWS SDKs run
-`bridge credential-process` on every credential refresh, so its start-up is their wait.
-tests/unit/test_cli_lazy.py holds it to that.
+(the browser, HTTP server, terminal and subprocess modules load in the commands that use them).
+AWS SDKs run `bridge credential-process` on every credential refresh; with fresh credentials in the
+cache bridge.entry answers it without this module (or click), and on a miss it lands here.
+tests/unit/test_cli_lazy.py holds both to that.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import os
 import re
 import secrets
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -27,39 +28,177 @@ if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
 
 URL = click.option("--url", default=None, help="the bridge, e.g. https://bridge.example.com (or BRIDGE_URL)")
-ROLE = click.option("--role", required=True, help="role ARN, <account>/<role name>, or a unique role name")
+ROLE = click.option("--role", default=None,
+                    help="role ARN, <account alias or id>/<role name>, its label, or a unique role name "
+                         "(omitted on a terminal: pick from a list)")
+DURATION = click.option("--duration", type=click.IntRange(min=1), default=None,
+                        help="session seconds (default: the grant's)")
+REGION = click.option("--region", default=None,
+                      help="region to export (default: $AWS_REGION, the region `bridge configure` wrote for "
+                           "the role, else the bridge's)")
+# What another tool may have left in the environment, dropped so the child uses only the bridge's.
+AWS_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                       "AWS_CREDENTIAL_EXPIRATION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+                       "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                       "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                       "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME")
 
 
-def _die(e: ClientError) -> None:
-    click.echo(f"bridge: {e}", err=True)  # never a secret: messages are ours or the bridge's
-    sys.exit(1)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"bridge: {message}", err=True)  # never a secret: messages are ours or the bridge's
+    sys.exit(code)
+
+
+def _die(e: ClientError) -> NoReturn:
+    _fail(str(e))
+
+
+# ---- human output -------------------------------------------------------------------------
+
+
+def human_duration(seconds: float) -> str:
+    """``11 h 59 min``, ``45 min``, ``30 s`` (rounded down to the minute from a minute up)."""
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s} s"
+    h, m = divmod(s // 60, 60)
+    return " ".join(part for part in (f"{h} h" if h else "", f"{m} min" if m else "") if part)
+
+
+def human_time(when: float, now: float | None = None) -> str:
+    """A Unix time as local time with its zone, and how far off: ``2025-05-01 21:03 CEST (in 11 h 59 min)``."""
+    from datetime import datetime
+
+    left = when - (time.time() if now is None else now)
+    local = datetime.fromtimestamp(when).astimezone().strftime("%Y-%m-%d %H:%M %Z").rstrip()
+    return f"{local} ({'in ' + human_duration(left) if left >= 0 else human_duration(-left) + ' ago'})"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+# ---- choosing a role ------------------------------------------------------------------------
+
+
+def _on_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def choose_role(base: str, role: str | None) -> str:
+    """``--role`` as given; without it, the ARN the user picks on a terminal, else a clear error."""
+    if role:
+        return role
+    held = client.grants(base)
+    if not held:
+        raise ClientError("you hold no roles at this bridge (see `bridge roles`)")
+    refs = [client.role_ref(g) for g in held]
+    if not _on_terminal():
+        raise ClientError(f"which role? pass --role (no terminal to pick on); your roles: {', '.join(refs)}")
+    from bridge.picker import Cancelled, pick
+
+    width, label_width = max(map(len, refs)), max(len(g["label"]) for g in held)
+    rows = [f"{ref.ljust(width)}  {g['label'].ljust(label_width)}  (max {human_duration(g['max_duration'])})"
+            for ref, g in zip(refs, held, strict=True)]
+    try:
+        index = pick(rows, "Role:", sys.stdin.fileno(), sys.stdout)
+    except Cancelled:
+        _fail("no role chosen", 130)
+    click.echo(f"Role: {refs[index]} ({held[index]['role_arn']})", err=True)
+    return str(held[index]["role_arn"])
+
+
+def _configured_region(role_arn: str) -> str | None:
+    """The region of the ~/.aws/config profile whose credential_process gets ``role_arn`` from the bridge
+    (what `bridge configure --region` wrote), if there is one."""
+    import configparser
+    from pathlib import Path
+
+    path = Path(os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"))
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return None
+    for section in parser.sections():
+        process = parser.get(section, "credential_process", fallback="")
+        if "credential-process" in process and f"--role {role_arn}" in process:
+            region = parser.get(section, "region", fallback="").strip()
+            if region:
+                return region
+    return None
+
+
+def resolve_region(explicit: str | None, doc: dict[str, Any]) -> str:
+    """--region, else $AWS_REGION/$AWS_DEFAULT_REGION, else the region `bridge configure` wrote for the
+    role, else the bridge's configured region, else us-east-1."""
+    return (explicit or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            or (_configured_region(doc["RoleArn"]) if doc.get("RoleArn") else None)
+            or doc.get("Region") or "us-east-1")
+
+
+def env_pairs(doc: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    """The variables AWS tools read, as the portal's export lines give them."""
+    return [("AWS_ACCESS_KEY_ID", doc["AccessKeyId"]), ("AWS_SECRET_ACCESS_KEY", doc["SecretAccessKey"]),
+            ("AWS_SESSION_TOKEN", doc["SessionToken"]), ("AWS_CREDENTIAL_EXPIRATION", doc["Expiration"]),
+            ("AWS_REGION", region), ("AWS_DEFAULT_REGION", region)]
+
+
+def _credentials(url: str | None, role: str | None, duration: int | None) -> tuple[str, str, dict[str, Any]]:
+    """(bridge URL, role, credentials document) — the role picked when not given."""
+    base = client.resolve_url(url)
+    chosen = choose_role(base, role)
+    doc = client.credentials(base, chosen, duration)
+    doc.setdefault("RoleArn", chosen if client.ARN_RE.match(chosen) else "")
+    return base, chosen, doc
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+
+def _no_browser_here() -> bool:
+    """True where webbrowser would find no graphical browser (a server over SSH, a container): it
+    would then run a text browser such as lynx inside this terminal, or nothing."""
+    if sys.platform in ("darwin", "win32") or os.environ.get("BROWSER"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 @click.command()
 @URL
 @click.option("--no-browser", is_flag=True, help="only print the URL and code")
 def login(url: str | None, no_browser: bool) -> None:
-    """Sign in from the command line (device code: approve it in your browser)."""
-    import webbrowser
-
+    """Sign in: approve a device code in your browser."""
     try:
         base = client.resolve_url(url)
         start = client.start_login(base)
         target = start.get("verification_uri_complete") or start["verification_uri"]
-        click.echo(f"Open {target}\nand check that it shows the code {start['user_code']}.", err=True)
+        code = start["user_code"]
+        click.echo(f"Open {target}\nand check that it shows the code {code}.", err=True)
         if not no_browser:
-            with contextlib.suppress(webbrowser.Error):
-                webbrowser.open(target)
+            import webbrowser
+
+            opened = False
+            if not _no_browser_here():
+                with contextlib.suppress(webbrowser.Error):
+                    opened = webbrowser.open(target)
+            if not opened:
+                click.echo("No browser could be opened here: open the link above yourself, on this or any other "
+                           "device, and sign in there.", err=True)
+        click.echo(f"Waiting for approval of {code} in the browser… (Ctrl-C to give up)", err=True)
         token = client.poll_login(base, start)
     except ClientError as e:
         _die(e)
-    click.echo(f"Signed in to {base} until {token['expires_at']} (epoch).", err=True)
+    except KeyboardInterrupt:
+        _fail("login abandoned", 130)
+    click.echo(f"Signed in to {base} until {human_time(token['expires_at'])}.", err=True)
 
 
 @click.command()
 @URL
 def logout(url: str | None) -> None:
-    """Revoke this machine's CLI login and delete cached credentials."""
+    """Sign out here; delete cached credentials."""
     try:
         base = client.resolve_url(url)
         with contextlib.suppress(ClientError):  # already expired or revoked: still forget it locally
@@ -70,17 +209,39 @@ def logout(url: str | None) -> None:
     click.echo(f"Signed out of {base}.", err=True)
 
 
+@click.command()
+@URL
+@click.option("--json", "as_json", is_flag=True, help="the bridge's JSON list instead of a table")
+def roles(url: str | None, as_json: bool) -> None:
+    """List your roles (alias, role, label, max session)."""
+    try:
+        held = client.grants(client.resolve_url(url))
+    except ClientError as e:
+        _die(e)
+    if as_json:
+        click.echo(json.dumps(held, indent=2))
+        return
+    if not held:
+        click.echo("You hold no roles at this bridge now.", err=True)
+        return
+    rows = [["ALIAS", "ACCOUNT", "ROLE", "LABEL", "MAX SESSION"]]
+    rows += [[g.get("account_alias") or "-", g["account_id"], g["role_name"], g["label"],
+              human_duration(g["max_duration"])] for g in held]
+    click.echo(_table(rows))
+    click.echo(f"use: bridge exec --role {client.role_ref(held[0])} -- aws sts get-caller-identity", err=True)
+
+
 @click.command("credential-process")
 @URL
 @ROLE
-@click.option("--duration", type=int, default=None, help="DurationSeconds (default: the grant's)")
-def credential_process(url: str | None, role: str, duration: int | None) -> None:
-    """Print credentials as `credential_process` JSON (Version 1) for the AWS CLI and SDKs."""
+@DURATION
+def credential_process(url: str | None, role: str | None, duration: int | None) -> None:
+    """Print credential_process JSON for AWS profiles."""
     try:
-        doc = client.credentials(client.resolve_url(url), role, duration)
+        _, _, doc = _credentials(url, role, duration)
     except ClientError as e:
         _die(e)
-    click.echo(json.dumps(doc))
+    click.echo(json.dumps(client.credential_process_doc(doc)))
 
 
 @click.command()
@@ -90,18 +251,37 @@ def credential_process(url: str | None, role: str, duration: int | None) -> None
               help="default: $AWS_CONFIG_FILE or ~/.aws/config")
 @click.option("--yes", is_flag=True, help="replace existing profiles of the same name without asking")
 def configure(url: str | None, region: str | None, config_file: str | None, yes: bool) -> None:
-    """Write a ~/.aws/config profile per role you hold, using `bridge credential-process`."""
+    """Write an ~/.aws/config profile per role.
+
+    Profiles are named <account alias>-<role> (sandbox-Admin).
+
+    Each runs this bridge (by absolute path) as `credential-process`. A profile name that holds
+    static keys (in ~/.aws/credentials, or aws_access_key_id in the config) is left alone: the
+    bridge's profile gets the name with -bridge added.
+    """
+    from pathlib import Path
+
     try:
         base = client.resolve_url(url)
-        grants = client.api(base, "/api/v1/grants")["grants"]
+        held = client.grants(base)
     except ClientError as e:
         _die(e)
     path = Path(config_file or os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
     text = path.read_text(encoding="utf-8") if path.exists() else ""
+    static = static_key_profiles(text, Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE")
+                                            or Path.home() / ".aws" / "credentials"))
+    command = self_command()
+    names = [client.profile_name(g) for g in held]
     blocks = {}
-    for g in grants:
-        name = re.sub(r"[^A-Za-z0-9_.+@-]", "-", f"{g['account_id']}-{g['role_name']}")[:64]
-        blocks[name] = client.profile_block(name, base, g["role_arn"], region)
+    for g, name in zip(held, names, strict=True):
+        if names.count(name) > 1:  # two accounts with one alias: the account id tells them apart
+            name = client.profile_name({**g, "account_alias": ""})
+        if name in static:
+            # A profile of that name with keys would win over credential_process (botocore reads the
+            # credentials file first) and go stale: keep the two apart.
+            click.echo(f"profile {name!r} holds static keys; writing the bridge's as {name}-bridge", err=True)
+            name = f"{name}-bridge"
+        blocks[name] = client.profile_block(name, base, g["role_arn"], region, command)
     existing = [n for n in blocks if re.search(rf"^\[\s*profile\s+{re.escape(n)}\s*\]", text, re.M)]
     if existing and not yes:
         keep = [n for n in existing if not click.confirm(f"Profile {n!r} exists. Replace it?", default=False)]
@@ -117,44 +297,173 @@ def configure(url: str | None, region: str | None, config_file: str | None, yes:
     click.echo(f"use: aws --profile {next(iter(blocks), '<name>')} sts get-caller-identity", err=True)
 
 
+def static_key_profiles(config_text: str, credentials_file: Any) -> set[str]:
+    """Profile names that hold static keys: every section of the shared credentials file, and config
+    profiles with ``aws_access_key_id``."""
+    import configparser
+
+    names: set[str] = set()
+    for text, prefix in ((config_text, "profile "), (None, "")):
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read_string(text if text is not None else credentials_file.read_text(encoding="utf-8"))
+        except (OSError, configparser.Error, UnicodeDecodeError):
+            continue
+        for section in parser.sections():
+            name = section.removeprefix(prefix).strip() if prefix else section.strip()
+            if text is None or parser.has_option(section, "aws_access_key_id"):
+                names.add(name)
+    return names
+
+
+def self_command() -> list[str]:
+    """How to run this bridge from a profile, by absolute path: AWS tools may run with another $PATH
+    (IDEs, cron), and `bridge` on $PATH may be another program (iproute2's /usr/sbin/bridge on Linux).
+    The console script that runs now, else the one installed beside this Python, else this Python
+    with ``-m bridge.entry``."""
+    argv0 = sys.argv[0]
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "bridge")
+    for candidate in (argv0, beside):
+        if os.path.basename(candidate) == "bridge" and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return [os.path.abspath(candidate)]
+    return [os.path.abspath(sys.executable), "-m", "bridge.entry"]
+
+
 @click.command()
 @URL
 @ROLE
 @click.option("--shell", type=click.Choice(["bash", "zsh", "fish", "powershell"]), default="bash")
-@click.option("--duration", type=int, default=None)
-def env(url: str | None, role: str, shell: str, duration: int | None) -> None:
-    """Print environment variables for your shell: eval "$(bridge env --role …)"."""
-    from datetime import datetime
+@DURATION
+@REGION
+def env(url: str | None, role: str | None, shell: str, duration: int | None, region: str | None) -> None:
+    """Print export lines: eval "$(bridge env --role …)".
 
-    from bridge.aws import formats
-    from bridge.identity import Credentials
+    On any failure nothing is printed on stdout, a message goes to stderr and the exit status is not 0.
+    """
+    import shlex
 
     try:
-        base = client.resolve_url(url)
-        doc = client.credentials(base, role, duration)
+        _, chosen, doc = _credentials(url, role, duration)
+        pairs = env_pairs(doc, resolve_region(region, doc))
+        if shell == "fish":
+            text = "".join("set -gx {} '{}'\n".format(k, v.replace("\\", "\\\\").replace("'", "\\'"))
+                           for k, v in pairs)
+        elif shell == "powershell":
+            text = "".join("$Env:{} = '{}'\n".format(k, v.replace("'", "''")) for k, v in pairs)
+        else:
+            text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in pairs)
+        expires = human_time(client.epoch(doc["Expiration"]))
     except ClientError as e:
         _die(e)
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    creds = Credentials(doc["AccessKeyId"], doc["SecretAccessKey"], doc["SessionToken"],
-                        datetime.fromisoformat(doc["Expiration"].replace("Z", "+00:00")), "", role, "", region)
-    fmt = {"bash": formats.env_exports, "zsh": formats.env_exports, "fish": formats.fish_exports,
-           "powershell": formats.powershell_exports}[shell]
-    click.echo(fmt(creds), nl=False)
+    except (KeyError, TypeError, ValueError) as e:  # a bridge answer we cannot use: still loud, still empty
+        _fail(f"unexpected credentials from the bridge ({type(e).__name__}: {e})")
+    sys.stdout.write(text)  # all at once, only when complete
+    sys.stdout.flush()
+    click.echo(f"# {chosen}: credentials until {expires}", err=True)
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@URL
+@ROLE
+@DURATION
+@REGION
+@click.option("--refresh", is_flag=True,
+              help="for long-running commands: give the child a 127.0.0.1 container-credentials endpoint "
+                   "(AWS_CONTAINER_CREDENTIALS_FULL_URI) that SDKs refresh from, instead of fixed keys")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(url: str | None, role: str | None, duration: int | None, region: str | None, refresh: bool,
+          command: tuple[str, ...]) -> None:
+    """Run a command with a role's credentials.
+
+    bridge exec --role R [--duration N] -- cmd args…
+
+    The child gets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_CREDENTIAL_EXPIRATION,
+    AWS_REGION and AWS_DEFAULT_REGION (and no other AWS credentials or profile), and its exit status is
+    bridge's. With --refresh it gets a local endpoint instead of the keys, so SDKs renew credentials
+    for as long as it runs; bridge stays as its parent, forwarding signals.
+    """
+    try:
+        base, chosen, doc = _credentials(url, role, duration)
+        region = resolve_region(region, doc)
+    except ClientError as e:
+        _die(e)
+    child_env = {k: v for k, v in os.environ.items() if k not in AWS_CREDENTIAL_VARS}
+    child_env.update(AWS_REGION=region, AWS_DEFAULT_REGION=region)
+    argv = list(command)
+    if not refresh:
+        child_env.update(env_pairs(doc, region))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.name == "posix":  # become the command (as aws-vault does): its exit status and signals are ours
+            try:
+                os.execvpe(argv[0], argv, child_env)  # noqa: S606 - the user's own command
+            except OSError as e:
+                _fail(f"cannot run {argv[0]!r}: {e.strerror}", 127 if isinstance(e, FileNotFoundError) else 126)
+        sys.exit(run_child(argv, child_env))
+    import threading
+
+    server = make_local_server(base, chosen, duration)
+    threading.Thread(target=server.serve_forever, name="credentials", daemon=True).start()
+    child_env.update(AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{server.server_port}/creds",
+                     AWS_CONTAINER_AUTHORIZATION_TOKEN=server.auth_token)  # type: ignore[attr-defined]
+    try:
+        status = run_child(argv, child_env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    sys.exit(status)
+
+
+def run_child(argv: list[str], child_env: dict[str, str]) -> int:
+    """Run ``argv`` to its end, forwarding signals; its exit status (128 + N when signal N ended it)."""
+    import signal
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(argv, env=child_env)  # noqa: S603 - the user's own command
+    except OSError as e:
+        _fail(f"cannot run {argv[0]!r}: {e.strerror}", 127 if isinstance(e, FileNotFoundError) else 126)
+
+    def forward(signum: int, _frame: Any) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    # Ctrl-C and Ctrl-\ on a terminal reach the child already (one foreground process group): sent
+    # twice, a program could abort its own clean-up. From elsewhere (kill -INT) they are forwarded.
+    from_terminal = False
+    with contextlib.suppress(OSError):
+        from_terminal = os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    names = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT"]
+    previous = {}
+    for name in names:
+        if not hasattr(signal, name):
+            continue
+        sig = getattr(signal, name)
+        handler = signal.SIG_IGN if from_terminal and name in ("SIGINT", "SIGQUIT") else forward
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        status = proc.wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return 128 - status if status < 0 else status
 
 
 @click.command("local-server")
 @URL
 @ROLE
 @click.option("--port", type=int, default=0, help="127.0.0.1 port (default: a free one)")
-@click.option("--duration", type=int, default=None)
-def local_server(url: str | None, role: str, port: int, duration: int | None) -> None:
-    """Serve credentials to SDKs on 127.0.0.1 (AWS_CONTAINER_CREDENTIALS_FULL_URI); refreshed before expiry."""
+@DURATION
+def local_server(url: str | None, role: str | None, port: int, duration: int | None) -> None:
+    """Serve refreshing credentials to SDKs on 127.0.0.1.
+
+    The container-credentials protocol: AWS_CONTAINER_CREDENTIALS_FULL_URI and _AUTHORIZATION_TOKEN.
+    """
     try:
-        base = client.resolve_url(url)
-        client.credentials(base, role, duration)  # fail now, not at the SDK's first call
+        base, chosen, _ = _credentials(url, role, duration)  # fail now, not at the SDK's first call
     except ClientError as e:
         _die(e)
-    server = make_local_server(base, role, duration, port)
+    server = make_local_server(base, chosen, duration, port)
     click.echo(f"export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{server.server_port}/creds")
     click.echo(f"export AWS_CONTAINER_AUTHORIZATION_TOKEN={server.auth_token}")  # type: ignore[attr-defined]
     click.echo("# serving until Ctrl-C", err=True)
@@ -171,15 +480,16 @@ def local_server(url: str | None, role: str, port: int, duration: int | None) ->
 @ROLE
 @click.option("--destination", default=None, help="console path (/s3/home) or console URL")
 @click.option("--region", default=None, help="console region, e.g. eu-west-1")
-@click.option("--duration", type=int, default=None, help="console session seconds (default: the grant's)")
+@DURATION
 @click.option("--print-url", "print_url", is_flag=True,
               help="print the sign-in URL instead of opening a browser (it works for 15 minutes: treat it as a secret)")
-def console(url: str | None, role: str, destination: str | None, region: str | None, duration: int | None,
+def console(url: str | None, role: str | None, destination: str | None, region: str | None, duration: int | None,
             print_url: bool) -> None:
-    """Open the AWS console signed in as ROLE (federation endpoint)."""
+    """Open the AWS console signed in as a role."""
     try:
         base = client.resolve_url(url)
-        login_url = client.console_url(base, role, destination=destination, region=region, duration=duration)
+        login_url = client.console_url(base, choose_role(base, role), destination=destination, region=region,
+                                       duration=duration)
     except ClientError as e:
         _die(e)
     if print_url:
@@ -188,11 +498,11 @@ def console(url: str | None, role: str, destination: str | None, region: str | N
     import webbrowser
 
     opened = False
-    with contextlib.suppress(webbrowser.Error):
-        opened = webbrowser.open(login_url)
+    if not _no_browser_here():
+        with contextlib.suppress(webbrowser.Error):
+            opened = webbrowser.open(login_url)
     if not opened:
-        click.echo("bridge: no browser to open; rerun with --print-url to get the link", err=True)
-        sys.exit(1)
+        _fail("no browser could be opened here; rerun with --print-url to get the link (valid 15 minutes)")
     click.echo("Opened the AWS console in your browser.", err=True)
 
 

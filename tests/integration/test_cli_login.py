@@ -171,8 +171,9 @@ def test_cli_routes_each_give_working_credentials(bridge, home, moto_url, strict
     out = subprocess.run([bridge_bin, "configure", "--url", base, "--region", "us-east-1"], env=home,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert cfg.read_text().startswith(mine) and f"[profile {ACCOUNT}-Admin]" in cfg.read_text()
-    assert boto3_arn(home, moto_url, profile=f"{ACCOUNT}-Admin") == WANT
+    assert cfg.read_text().startswith(mine) and "[profile sandbox-Admin]" in cfg.read_text()
+    assert f"credential_process = {bridge_bin} credential-process --url {base} --role {ADMIN}" in cfg.read_text()
+    assert boto3_arn(home, moto_url, profile="sandbox-Admin") == WANT
     # asked before overwriting: answering "n" keeps the file as it is
     before = cfg.read_text()
     out = subprocess.run([bridge_bin, "configure", "--url", base], env=home, input="n\nn\n",
@@ -234,3 +235,59 @@ def test_cli_console_prints_a_working_sign_in_url(bridge, home, federation_stub,
     bad = subprocess.run([*run, "--destination", "https://evil.example.com/", "--print-url"], env=home, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "destination is not allowed" in bad.stderr and not bad.stdout
+
+
+# ---- bridge exec, end to end; the transcript in docs/cli-transcript.txt -------------------
+
+
+def test_cli_login_roles_exec_against_the_sts(bridge, home, moto_url, strict_sts_peer) -> None:
+    """login → roles → exec: a child sees the credentials and reaches the STS with them; exit status kept.
+
+    With BRIDGE_WRITE_TRANSCRIPT=path the session is written there as a user would see it (commands,
+    stdout and stderr), secrets masked: that is how docs/cli-transcript.txt is made.
+    """
+    base, _ = bridge
+    bridge_bin = str(BIN / "bridge")
+    transcript: list[str] = []
+
+    def run(*args: str, show: str | None = None) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([bridge_bin, *args], env=home, capture_output=True, text=True, timeout=60)
+        transcript.append(f"$ {show or 'bridge ' + ' '.join(args)}\n{out.stdout}{out.stderr}")
+        return out
+
+    # login, approved in "the browser" (a dev sign-in that ticks the confirmation)
+    p = subprocess.Popen([bridge_bin, "login", "--url", base], env={**home, "DISPLAY": "", "BROWSER": ""},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    lines = [p.stderr.readline() for _ in range(4)]
+    code = re.search(r"code ([A-Z]{4}-[A-Z]{4})", "".join(lines))
+    assert code, lines
+    assert "No browser could be opened here" in lines[2] and f"Waiting for approval of {code[1]}" in lines[3]
+    decide(dev_login(base, "alice"), base, code[1])
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert re.search(r"Signed in to .* until \d{4}-\d\d-\d\d \d\d:\d\d .*\(in 1\d h \d+ min\)\.", err), err
+    transcript.append(f"$ bridge login --url {base}\n{''.join(lines)}{err}")
+
+    roles = run("roles")
+    assert roles.returncode == 0 and re.search(r"^sandbox +\d{12} +Admin ", roles.stdout, re.M), roles.stdout
+    sts = (f"import boto3; print(boto3.client('sts', endpoint_url={moto_url!r}).get_caller_identity()['Arn'])")
+    got = run("exec", "--role", "sandbox/Admin", "--", sys.executable, "-c", sts,
+              show=f'bridge exec --role sandbox/Admin -- python -c "{sts}"')
+    assert got.returncode == 0 and got.stdout.strip() == WANT, got.stderr[-2000:]
+    show_key = "import os; print(os.environ['AWS_ACCESS_KEY_ID'])"
+    key = run("exec", "--role", "sandbox/Admin", "--", sys.executable, "-c", show_key,
+              show=f'bridge exec --role sandbox/Admin -- python -c "{show_key}"')
+    assert key.returncode == 0 and re.fullmatch(r"(ASIA|AKIA)[A-Z0-9]{12,}\n", key.stdout), key.stdout
+    three = run("exec", "--role", "sandbox/Admin", "--", sys.executable, "-c", "raise SystemExit(3)",
+                show='bridge exec --role sandbox/Admin -- python -c "raise SystemExit(3)"; echo "exit status $?"')
+    assert three.returncode == 3
+    transcript[-1] += "exit status 3\n"
+    # --refresh: boto3 in the child asks the container-credentials endpoint
+    refreshed = run("exec", "--role", "sandbox/Admin", "--refresh", "--", sys.executable, "-c", sts,
+                    show=f'bridge exec --role sandbox/Admin --refresh -- python -c "{sts}"')
+    assert refreshed.returncode == 0 and refreshed.stdout.strip() == WANT, refreshed.stderr[-2000:]
+    if target := os.environ.get("BRIDGE_WRITE_TRANSCRIPT"):
+        text = "\n".join(transcript)
+        text = re.sub(r"\b(ASIA|AKIA)[A-Z0-9]{12,}", r"\1XXXXXXXXXXXXXXXX", text)
+        Path(target).write_text(text.replace(sys.executable, "python").replace(str(BIN / "bridge"), "bridge"))

@@ -20,13 +20,17 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import COMMANDS, main
+from bridge.cli import ADMIN_COMMANDS, COMMANDS, DEVELOPER_COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("flask", "werkzeug", "jinja2", "pydantic", "pydantic_core", "yaml", "boto3", "botocore", "authlib",
          "joserfc", "cryptography", "lxml", "xmlsec", "redis", "requests", "gunicorn")
 DEVELOPER_MODULES = {"bridge", "bridge.entry", "bridge.cli", "bridge.client", "bridge.commands",
                      "bridge.commands.developer"}
+HOT_PATH_MODULES = {"bridge", "bridge.entry", "bridge.client"}  # credential-process from the cache
+# What the hot path must not load: each costs start-up the SDK waits for (bench/bench_cli_startup.py).
+NOT_ON_HOT_PATH = {"click", "typing", "pathlib", "datetime", "_strptime", "hashlib", "urllib.parse", "secrets",
+                   "urllib.request", "http.client", "http.server", "ssl", "webbrowser", "subprocess", "termios"}
 # Runs `bridge ARGS...` as the console script does, then writes the loaded modules to $MODULES_OUT.
 RUN = ("import atexit, json, os, sys\n"
        "atexit.register(lambda: json.dump(sorted(sys.modules), open(os.environ['MODULES_OUT'], 'w')))\n"
@@ -56,21 +60,63 @@ def test_credential_process_help_loads_no_server_module(tmp_path: Path) -> None:
     assert {m for m in modules if m.split(".")[0] == "bridge"} == DEVELOPER_MODULES
 
 
-def test_credential_process_from_the_cache_loads_no_server_module_and_no_http(tmp_path: Path) -> None:
-    """The SDK's everyday call: credentials still fresh in ~/.cache, printed without the network."""
-    url, role = "https://bridge.example.com", "arn:aws:iam::123456789012:role/Admin"
-    doc = {"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "secret", "SessionToken": "token",
-           "Expiration": (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    key = hashlib.sha256(f"{url}\x00{role}\x00None".encode()).hexdigest()[:32]  # bridge.client._cache_path
+URL, ROLE = "https://bridge.example.com", "arn:aws:iam::123456789012:role/Admin"
+
+
+def seed_cache(tmp_path: Path, duration: int | None = None, hours: float = 1, **extra: str) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "secret", "SessionToken": "token",
+        "Expiration": (datetime.now(UTC) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    key = hashlib.sha256(f"{URL}\x00{ROLE}\x00{duration}".encode()).hexdigest()[:32]  # bridge.client._cache_path
     cache = tmp_path / "cache" / "federation-bridge"
-    cache.mkdir(parents=True)
-    (cache / f"creds-{key}.json").write_text(json.dumps(doc))
-    run, modules = bridge(tmp_path, "credential-process", "--url", url, "--role", role)
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / f"creds-{key}.json").write_text(json.dumps({**doc, **extra}))
+    return doc
+
+
+def test_credential_process_from_the_cache_loads_neither_click_nor_http(tmp_path: Path) -> None:
+    """The SDK's everyday call: credentials still fresh in ~/.cache, printed by bridge.entry before click
+    or anything else the command line needs is imported; exactly the credential_process fields."""
+    doc = seed_cache(tmp_path, RoleArn=ROLE, Region="eu-west-1")
+    run, modules = bridge(tmp_path, "credential-process", "--url", URL, "--role", ROLE)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == doc
+    assert json.loads(run.stdout) == doc and list(json.loads(run.stdout)) == list(doc)
     assert heavy(modules) == []
-    assert {m for m in modules if m.split(".")[0] == "bridge"} == DEVELOPER_MODULES
-    assert not {"urllib.request", "http.client", "http.server", "ssl", "webbrowser"} & modules
+    assert {m for m in modules if m.split(".")[0] == "bridge"} == HOT_PATH_MODULES
+    assert not NOT_ON_HOT_PATH & modules, sorted(NOT_ON_HOT_PATH & modules)
+
+
+@pytest.mark.parametrize("args", [("--url", URL, "--role", ROLE, "--duration", "7200"),
+                                  (f"--url={URL}", f"--role={ROLE}", "--duration=7200"),
+                                  ("--role", ROLE, "--duration", "7200")])  # the only bridge logged in to
+def test_hot_path_takes_every_plain_spelling(tmp_path: Path, args: tuple[str, ...]) -> None:
+    doc = seed_cache(tmp_path, duration=7200)
+    (tmp_path / "config" / "federation-bridge").mkdir(parents=True)
+    (tmp_path / "config" / "federation-bridge" / "tokens.json").write_text(json.dumps({URL: {"expires_at": 0}}))
+    run, modules = bridge(tmp_path, "credential-process", *args)
+    assert run.returncode == 0 and json.loads(run.stdout) == doc, run.stderr
+    assert "click" not in modules
+
+
+@pytest.mark.parametrize(("args", "status", "out"), [
+    (("--url", URL, "--role", ROLE, "--help"), 0, "Usage: bridge credential-process"),
+    (("--url", URL, "--role", ROLE, "--duration", "x"), 2, ""),
+    (("--url", URL, "--role", ROLE, "--role", ROLE), 0, '{"Version": 1'),  # click's rule: the last one wins
+    (("--url", URL, "--role"), 2, ""),
+])
+def test_anything_unusual_goes_to_click(tmp_path: Path, args: tuple[str, ...], status: int, out: str) -> None:
+    seed_cache(tmp_path)
+    run, modules = bridge(tmp_path, "credential-process", *args)
+    assert "click" in modules
+    assert run.returncode == status and run.stdout.startswith(out), run.stdout + run.stderr
+
+
+def test_stale_cache_goes_to_click_and_the_network(tmp_path: Path) -> None:
+    """Within 15 minutes of expiry the cache does not count: click's path asks the bridge (here: no login)."""
+    seed_cache(tmp_path, hours=0.2)
+    run, modules = bridge(tmp_path, "credential-process", "--url", URL, "--role", ROLE)
+    assert run.returncode == 1 and run.stderr.startswith(f"bridge: not signed in to {URL}") and not run.stdout
+    assert "click" in modules and heavy(modules) == []
 
 
 def test_credential_process_without_login_still_loads_no_server_module(tmp_path: Path) -> None:
@@ -86,12 +132,18 @@ def test_full_help_does_load_the_admin_commands(tmp_path: Path) -> None:
     assert {"pydantic", "bridge.commands.admin", "bridge.commands.tokens"} <= modules
 
 
-def test_help_lists_every_command_with_its_short_help() -> None:
+def test_help_lists_developer_commands_first_then_admin_commands() -> None:
     r = CliRunner().invoke(main, ["--help"], prog_name="bridge")
     assert r.exit_code == 0, r.output
-    listed = dict(re.findall(r"^  ([a-z-]+) +(\S.*)$", r.output.split("Commands:\n")[1], re.M))
-    assert sorted(listed) == sorted(COMMANDS)
-    assert all(help_ for help_ in listed.values())
+    assert "\nCommands:" not in r.output
+    dev_part, admin_part = r.output.split("Developer commands:\n")[1].split("Admin commands:\n")
+    developer = re.findall(r"^  ([a-z-]+) +(\S.*)$", dev_part, re.M)
+    admin = re.findall(r"^  ([a-z-]+) +(\S.*)$", admin_part, re.M)
+    assert [n for n, _ in developer] == list(DEVELOPER_COMMANDS)
+    assert [n for n, _ in admin] == list(ADMIN_COMMANDS)
+    assert sorted(DEVELOPER_COMMANDS.keys() | ADMIN_COMMANDS.keys()) == sorted(COMMANDS)
+    assert all(help_ and not help_.endswith("...") for _, help_ in developer), developer
+    assert all(help_ for _, help_ in admin)
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
