@@ -36,6 +36,9 @@ COMMANDS: dict[str, str] = {
     "keys": "bridge.commands.keys:keys",
     "sessions": "bridge.commands.sessions:sessions_group",
     "audit": "bridge.commands.audit:audit_group",
+    "aws-setup": "bridge.commands.awssetup:aws_setup",
+    "doctor": "bridge.commands.awssetup:doctor",
+    "rules": "bridge.commands.rulecases:rules_group",
 }
 """Command name → ``module:attribute`` of its click command."""
 
