@@ -89,7 +89,9 @@ def _audit_identities(path: str, config_path: str) -> Iterator[Identity | str]:
 
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     subjects = audit_subjects(text.splitlines())
-    svc = services_from(config_path) if subjects else None
+    if not subjects:
+        return
+    svc = services_from(config_path)
     for who in subjects:
         found: dict[str, Identity] = {}
         for key in filter(None, (who.get("email"), who.get("subject"))):
