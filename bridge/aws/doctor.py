@@ -38,7 +38,7 @@ class Unknown:
 UNKNOWN = Unknown()
 SOME = Unknown(present=True)
 # sub / NameID: "u-" and 40 hex digits of a hash (bridge.aws.token.subject_for)
-PSEUDONYM = Unknown(present=True, samples=("u-" + "0" * 40, "u-" + "f" * 40, "u-" + "0123456789abcdef" * 2 + "01234567"))
+PSEUDONYM = Unknown(present=True, samples=tuple("u-" + c * 40 for c in "05af"))
 Value = list[str] | Unknown
 
 
