@@ -36,6 +36,9 @@ def can_grant(cg: CGrant, rs: RuleSet, arn: RoleArn) -> bool:
         return bool(_pattern(cg.role_arn).fullmatch(str(arn)))
     if cg.account is None or cg.role is None:
         return False
+    entry = rs.catalog.by_id.get(arn.account_id)
+    if arn.partition != ((entry.partition if entry else None) or rs.partition):
+        return False
     if cg.account.constant is not None:
         if rs.catalog.account_id(cg.account.constant) != arn.account_id:
             return False
