@@ -70,19 +70,20 @@ def _always_tags(cg: CGrant) -> dict[str, str | None]:
             if t.key.constant is not None and (t.value.constant is not None or t.required)}
 
 
-def _add(acc: _Acc, rule: str, cg: CGrant, arn: RoleArn, rs: RuleSet, d: GrantDefaults, notes: list[str]) -> None:
-    if rule not in acc.rules:
-        acc.rules.append(rule)
+def _add_path(acc: _Acc, rule: str, cg: CGrant, arn: RoleArn, d: GrantDefaults, notes: list[str]) -> None:
     path = cg.path or d.path
     acc.paths.add(path)
     if path == "jwt":
         acc.audiences.add(cg.audience or d.audience)
-    else:
-        text = cg.provider.constant if cg.provider is not None else None
-        if cg.provider is not None and text is None:
-            notes.append(f"rule {rule}: the SAML provider of {arn} comes from claims ({cg.provider.source}); "
-                         f"the default {d.saml_provider} is assumed")
-        acc.providers.add(provider_arn_for(text, arn, d)[0] or provider_arn_for(None, arn, d)[0])
+        return
+    text = cg.provider.constant if cg.provider is not None else None
+    if cg.provider is not None and text is None:
+        notes.append(f"rule {rule}: the SAML provider of {arn} comes from claims ({cg.provider.source}); "
+                     f"the default {d.saml_provider} is assumed")
+    acc.providers.add(provider_arn_for(text, arn, d)[0] or provider_arn_for(None, arn, d)[0])
+
+
+def _add_tags(acc: _Acc, cg: CGrant) -> None:
     for t in cg.tags:
         key = t.key.constant if t.key.constant is not None else t.key.source
         acc.tag_keys.setdefault(key.lower(), key)
@@ -95,6 +96,13 @@ def _add(acc: _Acc, rule: str, cg: CGrant, arn: RoleArn, rs: RuleSet, d: GrantDe
         acc.always = mine
     else:  # a tag is always sent only if every granting rule always sends it (any one may be the only match)
         acc.always = {k: (v if mine.get(k) == v else None) for k, v in acc.always.items() if k in mine}
+
+
+def _add(acc: _Acc, rule: str, cg: CGrant, arn: RoleArn, rs: RuleSet, d: GrantDefaults, notes: list[str]) -> None:
+    if rule not in acc.rules:
+        acc.rules.append(rule)
+    _add_path(acc, rule, cg, arn, d, notes)
+    _add_tags(acc, cg)
     acc.source_identity = acc.source_identity or cg.source_identity is not None
     info = rs.catalog.role(arn)
     role_max = info.max_session_duration if info else None

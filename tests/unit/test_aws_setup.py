@@ -140,7 +140,8 @@ def test_cloudformation_passes_cfn_lint(flags: list[str]) -> None:
     assert template["Resources"]["BridgeOidcProvider"]["Properties"]["ClientIdList"] == ["sts.amazonaws.com"]
     admin = template["Resources"]["RoleAdmin"]["Properties"]
     assert admin["MaxSessionDuration"] == 43200
-    assert admin["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Federated": {"Ref": "BridgeOidcProvider"}}
+    principal = admin["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+    assert principal == {"Federated": {"Ref": "BridgeOidcProvider"}}
     assert ("Policies" in admin) == ("--revocation" in flags)
 
 

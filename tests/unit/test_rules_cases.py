@@ -25,7 +25,8 @@ ADMIN = "arn:aws:iam::123456789012:role/Admin"
 RO = "arn:aws:iam::123456789012:role/ReadOnly"
 D = GrantDefaults("sts.amazonaws.com")
 RULES = load_mapping({"rules": [
-    {"name": "admins", "match": {"group": "admins"}, "grants": [{"role_arn": ADMIN, "tags": {"Team": "{claims.team}"}}]},
+    {"name": "admins", "match": {"group": "admins"},
+     "grants": [{"role_arn": ADMIN, "tags": {"Team": "{claims.team}"}}]},
     {"name": "ro", "match": {"group": "ro"}, "grants": [{"role_arn": RO}]}]})
 ALICE = {"subject": "alice", "email": "alice@example.com", "groups": ["admins"], "claims": {"team": "core"}}
 
