@@ -41,6 +41,9 @@ ADMIN_COMMANDS: dict[str, str] = {
     "keys": "bridge.commands.keys:keys",
     "sessions": "bridge.commands.sessions:sessions_group",
     "audit": "bridge.commands.audit:audit_group",
+    "aws-setup": "bridge.commands.awssetup:aws_setup",
+    "doctor": "bridge.commands.awssetup:doctor",
+    "rules": "bridge.commands.rulecases:rules_group",
 }
 COMMANDS: dict[str, str] = {**DEVELOPER_COMMANDS, **ADMIN_COMMANDS}
 """Command name → ``module:attribute`` of its click command."""

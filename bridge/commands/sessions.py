@@ -54,18 +54,70 @@ def sessions_list(config_path: str, user: str, as_json: bool) -> None:
                    f"{_when(r['created_at'])}, ends {_when(r['expires_at'])}, {len(r['cli_tokens'])} CLI login(s)")
 
 
+def _issued(svc: Any, user: str) -> tuple[list[str], list[str], list[str]]:
+    """What the user's live sessions were issued under the rules in force: source identities, session
+    names of grants without one, role ARNs (read before the sessions go)."""
+    sources: set[str] = set()
+    names: set[str] = set()
+    roles: dict[str, None] = {}
+    for _, rec in svc.sessions.of_user(user):
+        access = svc.access.access_for(rec.identity, log=False)
+        for g in [*access.grants, *access.locked]:
+            roles.setdefault(g.role_arn)
+            if g.source_identity:
+                sources.add(g.source_identity)
+            else:
+                names.add(g.session_name)
+    return sorted(sources), sorted(names), list(roles)
+
+
+def _print_aws_policy(svc: Any, user: str, kind: str, issued: tuple[list[str], list[str], list[str]]) -> None:
+    from datetime import UTC, datetime
+
+    from bridge.aws.iam_setup import revocation_for
+    from bridge.aws.limits import sanitize_session_name
+    from bridge.commands.awssetup import defaults_for
+    from bridge.mapping.roles import roles_sent
+
+    sources, names, roles = issued
+    if not (sources or names):
+        guess = sanitize_session_name(user, fallback=sanitize_session_name(user))
+        click.echo(f"note: no live session of {user}: the deny names source identity and session name {guess!r} "
+                   "(check the audit trail's source_identity/session_name)", err=True)
+        sources, names = [guess], [guess]
+        roles = [r.arn for r in roles_sent(svc.settings.mapping, defaults_for(svc.settings))[0]]
+    before = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rev = revocation_for(user, sources, names, before, kind, roles)
+    where = "a service control policy" if kind == "scp" else "an inline policy on each role"
+    click.echo(f"AWS cannot revoke issued credentials: deny the sessions of {user} issued before {before} "
+               f"with {where} (remove it after 12 hours, the longest session):")
+    click.echo(f"cat > {rev.file} <<'EOF'")
+    click.echo(json.dumps(rev.policy, indent=2))
+    click.echo("EOF")
+    for command in rev.commands:
+        click.echo(command)
+    if sources:
+        click.echo(f"# or, with `bridge aws-setup --revocation` deployed: add {', '.join(sources)} to "
+                   f"RevokedSourceIdentities and set RevokedBefore={before}")
+
+
 @sessions_group.command("revoke")
 @CONFIG
 @click.option("--user", required=True, help="e-mail address or subject")
-def sessions_revoke(config_path: str, user: str) -> None:
+@click.option("--aws-policy", type=click.Choice(["scp", "inline"]),
+              help="also print the deny policy for credentials already issued, as an SCP or inline role policy")
+def sessions_revoke(config_path: str, user: str, aws_policy: str | None) -> None:
     """End every session of a user, every CLI login they approved, and their cached credentials."""
     from bridge.audit import Context
 
     svc = services_from(config_path)
     try:
+        issued = _issued(svc, user) if aws_policy else ([], [], [])
         done = svc.sessions.revoke_user(user)
     except StoreUnavailable as e:
         fail([e.detail], "cannot revoke sessions:")
     svc.auditor.record("revocation", Context(), outcome="success", user=user, sessions=done.sessions,
                        cli_tokens=done.tokens, by="bridge sessions revoke")
     click.echo(f"revoked {done.sessions} session(s) and {done.tokens} CLI login(s) of {user}")
+    if aws_policy:
+        _print_aws_policy(svc, user, aws_policy, issued)

@@ -31,7 +31,7 @@ BRIDGE = ROOT / "bridge"
 
 NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
 PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "partitions", "problems", "console",
-            "assertion", "metadata")
+            "assertion", "metadata", "iam_setup", "doctor")
 # Deciding and storing, without Flask: the web layer calls them, never the reverse.
 NO_WEB_CORE = ("bridge.access", "bridge.issuing", "bridge.console_signin", "bridge.sessions", "bridge.device",
                "bridge.flow", "bridge.credcache", "bridge.keysource")

@@ -1,0 +1,102 @@
+"""Registering the bridge in AWS: aws-setup (providers and role trust policies from the rules) and doctor
+(would AWS accept the bridge under this trust policy?)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bridge import mapping
+from bridge.aws.doctor import Sample, diagnose, read_role_document
+from bridge.aws.iam_setup import RENDERERS, Environment, Setup
+from bridge.aws.partitions import by_name
+from bridge.commands._common import CONFIG, fail, identity_from, settings_from
+from bridge.config import Settings
+from bridge.mapping.roles import roles_sent
+
+
+def environment_for(settings: Settings) -> Environment:
+    """What AWS sees of this bridge: issuer URL, partition, the SAML Recipient of its assertions."""
+    return Environment(settings.issuer_url, settings.aws.partition,
+                       by_name(settings.aws.partition).signin_saml_url(settings.aws.signin_region),
+                       settings.saml_entity_id)
+
+
+def defaults_for(settings: Settings) -> mapping.GrantDefaults:
+    d = settings.grant_defaults()
+    return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+
+
+@click.command("aws-setup")
+@CONFIG
+@click.option("--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="json", show_default=True)
+@click.option("--account", help="only the roles of this account (CloudFormation and Terraform: one account each)")
+@click.option("--role", "extra_roles", multiple=True, metavar="ARN",
+              help="also set up this role (roles that only claims name, e.g. aws#<account>#<role> groups)")
+@click.option("--harden", is_flag=True, help="also require the subject's shape and the tags the rules always send")
+@click.option("--revocation", is_flag=True,
+              help="a standing deny statement on each role: revoking a user is then one parameter edit")
+def aws_setup(config_path: str, fmt: str, account: str | None, extra_roles: tuple[str, ...], harden: bool,
+              revocation: bool) -> None:
+    """The IAM OIDC/SAML providers and each role's trust policy, exactly as the rules need them."""
+    settings = settings_from(config_path)
+    try:
+        roles, notes = roles_sent(settings.mapping, defaults_for(settings), extra_roles, account)
+    except ValueError as e:
+        fail([str(e)], "cannot set up:")
+    if not roles:
+        fail(notes or ["the rules grant no role"], "no role to set up" + (f" in account {account}" if account else ""))
+    setup = Setup(environment_for(settings), tuple(roles), tuple(notes), harden=harden, revocation=revocation)
+    try:
+        text = RENDERERS[fmt](setup)
+    except ValueError as e:
+        fail([str(e)], "cannot set up:")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(text, nl=False)
+
+
+def _sample(settings: Settings, identity_path: str, role_arn: str) -> Sample:
+    from bridge.aws.token import subject_for
+
+    ident = identity_from(identity_path)
+    decision = mapping.decide(settings.mapping, ident, defaults_for(settings))
+    grant = next((g for g in [*decision.grants, *decision.locked] if g.role_arn == role_arn), None)
+    if grant is None:
+        fail([f"{identity_path} gets no grant of {role_arn}"], "nothing to check:")
+    return Sample(subject_for(ident), dict(grant.tags), tuple(grant.transitive_keys), grant.source_identity)
+
+
+@click.command()
+@CONFIG
+@click.option("--role", "role_arn", required=True, metavar="ARN", help="the role the bridge assumes")
+@click.option("--trust-policy", "policy_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="`aws iam get-role --role-name R` output (checks MaxSessionDuration too) or the bare policy")
+@click.option("--identity", "identity_path", type=click.Path(exists=True, dir_okay=False),
+              help="check what this identity's grant sends (its tags, subject, source identity)")
+def doctor(config_path: str, role_arn: str, policy_path: str, identity_path: str | None) -> None:
+    """Would AWS let the bridge assume ROLE under this trust policy? One line per refusal, with the fix."""
+    settings = settings_from(config_path)
+    try:
+        doc = read_role_document(json.loads(Path(policy_path).read_text(encoding="utf-8")))
+        roles, _ = roles_sent(settings.mapping, defaults_for(settings), [role_arn])
+    except ValueError as e:
+        fail([str(e)], f"{policy_path}: cannot read")
+    role = next((r for r in roles if r.arn == role_arn), None)
+    if role is None:
+        fail([f"no rule can grant {role_arn}"], "nothing to check:")
+    sample = _sample(settings, identity_path, role_arn) if identity_path else None
+    result = diagnose(doc, role, environment_for(settings), sample)
+    for f in result.findings:
+        click.echo(f"refused: {f}")
+    for n in result.notes:
+        click.echo(f"note: {n}")
+    what = f"{role.arn} ({', '.join(role.actions(p)[0] for p in role.paths)}; {role.describe()})"
+    if result.ok:
+        click.echo(f"ok: AWS would let the bridge assume {what}")
+        return
+    click.echo(f"{len(result.findings)} problem(s): AWS would refuse the bridge for {what}")
+    sys.exit(1)
