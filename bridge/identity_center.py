@@ -34,7 +34,9 @@ import hmac
 import json
 import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -231,6 +233,10 @@ class IdentityCenter:
         self.access = access
         self.issuer = issuer
         self.clock = clock
+        # Access decision (the decision point memoises it per rules version and identity) → its account
+        # list and roles by name: a user with 1,000 accounts pages through them without re-sorting.
+        self._views: OrderedDict[int, tuple[object, list[dict[str, str]], dict[str, dict[str, Grant]]]] = OrderedDict()
+        self._views_lock = threading.Lock()
 
     @property
     def start_url(self) -> str:
@@ -415,27 +421,41 @@ class IdentityCenter:
 
     def grants(self, c: Caller) -> list[Grant]:
         """The caller's grants under the rules in force now (passthrough grants need the browser)."""
+        return [g for g in self._decision(c) if g.path != "passthrough"]
+
+    def _decision(self, c: Caller) -> list[Grant]:
         if c.session.passthrough_grants is not None:
-            grants = list(c.session.passthrough_grants)
-        else:
-            grants = self.access.access_for(c.session.identity, log=False).grants
-        return [g for g in grants if g.path != "passthrough"]
+            return list(c.session.passthrough_grants)
+        return self.access.access_for(c.session.identity, log=False).grants
 
-    def _accounts_catalog(self) -> Mapping[str, Any]:
-        return self.access.rules.mapping.accounts
-
-    def list_accounts(self, c: Caller, next_token: str | None, max_results: str | None) -> dict[str, Any]:
-        by_account = sso_role_names(self.grants(c))
-        catalog = self._accounts_catalog()
+    def _view(self, c: Caller) -> tuple[list[dict[str, str]], dict[str, dict[str, Grant]]]:
+        """(accounts as ListAccounts lists them, account → role name → grant), decided now."""
+        decided = self._decision(c)
+        with self._views_lock:
+            hit = self._views.get(id(decided))
+            if hit is not None and hit[0] is decided:
+                self._views.move_to_end(id(decided))
+                return hit[1], hit[2]
+        roles = sso_role_names([g for g in decided if g.path != "passthrough"])
+        catalog = self.access.rules.mapping.accounts
         items = []
-        for account_id, roles in by_account.items():
-            g = next(iter(roles.values()))
-            entry = catalog.get(account_id)
+        for account_id, by_name in roles.items():
+            g = next(iter(by_name.values()))
             item = {"accountId": account_id, "accountName": g.account_label or g.account_alias or account_id}
+            entry = catalog.get(account_id)
             if entry is not None and getattr(entry, "email", None):
                 item["emailAddress"] = str(entry.email)
             items.append(item)
         items.sort(key=lambda i: (i["accountName"].lower(), i["accountId"]))
+        if c.session.passthrough_grants is None:  # only decisions the decision point keeps are cached
+            with self._views_lock:
+                self._views[id(decided)] = (decided, items, roles)  # holding ``decided`` keeps its id unique
+                while len(self._views) > 256:
+                    self._views.popitem(last=False)
+        return items, roles
+
+    def list_accounts(self, c: Caller, next_token: str | None, max_results: str | None) -> dict[str, Any]:
+        items, _ = self._view(c)
         page, token = _page(items, next_token, max_results, "accounts")
         return {"accountList": page, "nextToken": token} if token else {"accountList": page}
 
@@ -443,7 +463,7 @@ class IdentityCenter:
                            max_results: str | None) -> dict[str, Any]:
         if not account_id:
             raise invalid_request("accountId is required")
-        roles = sso_role_names(self.grants(c)).get(account_id)
+        roles = self._view(c)[1].get(account_id)
         if roles is None:
             raise SsoError.portal("ResourceNotFoundException", 404, "No roles in this account for you")
         items = [{"roleName": name, "accountId": account_id} for name in roles]
@@ -453,7 +473,7 @@ class IdentityCenter:
     def role_grant(self, c: Caller, account_id: str, role_name: str) -> Grant:
         if not account_id or not role_name:
             raise invalid_request("accountId and roleName are required")
-        grant = sso_role_names(self.grants(c)).get(account_id, {}).get(role_name)
+        grant = self._view(c)[1].get(account_id, {}).get(role_name)
         if grant is None:
             raise forbidden()
         return grant
