@@ -49,6 +49,12 @@ class PendingDevice:
     expires_in: int
 
 
+def refresh_hash(refresh: str) -> str:
+    """Where a refresh token is stored: a hash apart from bearer tokens', so a refresh token presented
+    as a bearer (or the reverse) finds nothing."""
+    return hash_id("refresh\0" + refresh)
+
+
 def normalize_user_code(code: str) -> str:
     """What the user typed, as issued: case, spaces and dashes (any kind) do not matter (RFC 8628 §6.1)."""
     c = "".join(ch for ch in code.upper() if ch.isascii() and ch.isalnum())
@@ -63,10 +69,12 @@ class DeviceFlow:
         self.cfg = cfg
         self.clock = clock
 
-    def start(self, client_id: str, *, client_ip: str = "", user_agent: str = "") -> DeviceStart:
+    def start(self, client_id: str, *, client_ip: str = "", user_agent: str = "",
+              registered: bool = False) -> DeviceStart:
         """A new device code. Who asked (IP, User-Agent, when) is kept for the approval page: the user
-        can tell a request from their own terminal from one an attacker started (RFC 8628 §5.4)."""
-        if client_id not in self.cfg.client_ids:
+        can tell a request from their own terminal from one an attacker started (RFC 8628 §5.4).
+        ``registered``: the caller has checked ``client_id`` itself (an Identity Center RegisterClient client)."""
+        if not registered and client_id not in self.cfg.client_ids:
             raise DeviceError("invalid_client", f"unknown client {client_id[:64]!r}", 401)
         device_code = secrets.token_urlsafe(32)
         user_code = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(8))
@@ -103,9 +111,12 @@ class DeviceFlow:
         self.store.put_device(dkey, code, max(1, int(code.expires_at - self.clock()) + 300))
         return True
 
-    def poll(self, client_id: str, device_code: str, *, session_alive: Callable[[str], bool]) -> dict[str, Any]:
+    def poll(self, client_id: str, device_code: str, *, session_alive: Callable[[str], bool],
+             lifetime: int | None = None, refresh_lifetime: int = 0) -> dict[str, Any]:
         """The token response, or DeviceError(authorization_pending | slow_down | access_denied | ...).
-        ``session_alive(hash)`` says whether the approving session still lives (no token otherwise)."""
+        ``session_alive(hash)`` says whether the approving session still lives (no token otherwise).
+        ``lifetime`` (default ``cli.token_lifetime``) and ``refresh_lifetime`` (0: no refresh token)
+        are bounded by the session's end."""
         dkey = hash_id(device_code)
         code = self.store.get_device(dkey)
         now = self.clock()
@@ -127,16 +138,35 @@ class DeviceFlow:
             raise DeviceError("authorization_pending", "waiting for the user to approve")
         if self.store.take_device(dkey) is None:  # single use, even under concurrent polls
             raise DeviceError("invalid_grant", "unknown or already used device code")
-        grant = code.grant
-        assert grant is not None  # approved codes always name their session
-        lifetime = int(min(self.cfg.token_lifetime, grant.session_expires_at - now))
-        if lifetime <= 0 or not session_alive(grant.session):
+        assert code.grant is not None  # approved codes always name their session
+        return self.mint(client_id, code.grant, session_alive=session_alive, client_ip=code.client_ip,
+                         user_agent=code.user_agent, lifetime=lifetime, refresh_lifetime=refresh_lifetime)
+
+    def mint(self, client_id: str, approval: DeviceApproval, *, session_alive: Callable[[str], bool],
+             client_ip: str = "", user_agent: str = "", lifetime: int | None = None,
+             refresh_lifetime: int = 0) -> dict[str, Any]:
+        """A new CLI token for the session ``approval`` names (and a refresh token when asked), filed
+        under that session and never living past its end. DeviceError(expired_token) if it has ended."""
+        now = self.clock()
+        left = approval.session_expires_at - now
+        lifetime = int(min(self.cfg.token_lifetime if lifetime is None else lifetime, left))
+        if lifetime <= 0 or not session_alive(approval.session):
             raise DeviceError("expired_token", "the browser session that approved this sign-in has ended")
         token = secrets.token_urlsafe(32)
-        self.store.add_cli_token(hash_id(token), CliToken(
-            client_id=client_id, session=grant.session, created_at=int(now), expires_at=int(now) + lifetime,
-            client_ip=code.client_ip, user_agent=code.user_agent, correlation_id=grant.correlation_id), lifetime)
-        return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
+        thash = hash_id(token)
+        refresh = secrets.token_urlsafe(48) if refresh_lifetime > 0 else None
+        rhash = refresh_hash(refresh) if refresh else None
+        base = CliToken(client_id=client_id, session=approval.session, created_at=int(now),
+                        expires_at=int(now) + lifetime, client_ip=client_ip, user_agent=user_agent,
+                        correlation_id=approval.correlation_id, pair=rhash)
+        self.store.add_cli_token(thash, base, lifetime)
+        body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
+        if refresh and rhash:
+            rlife = int(max(1, min(refresh_lifetime, left)))
+            self.store.add_cli_token(rhash, replace(base, kind="refresh", pair=thash, expires_at=int(now) + rlife),
+                                     rlife)
+            body["refresh_token"] = refresh
+        return body
 
     def token(self, bearer: str) -> CliToken | None:
         """The CLI token behind ``bearer``, or None (unknown, expired, revoked, or from before tokens
@@ -145,17 +175,33 @@ class DeviceFlow:
         if not bearer or len(bearer) > 256:
             return None
         token = self.store.get_cli_token(hash_id(bearer))
-        if token is None or token.expires_at <= self.clock():
+        if token is None or token.kind != "access" or token.expires_at <= self.clock():
             return None
         return token
 
+    def refresh_token(self, refresh: str) -> tuple[str, CliToken] | None:
+        """(hash, record) of the live refresh token ``refresh``, or None."""
+        if not refresh or len(refresh) > 256:
+            return None
+        rhash = refresh_hash(refresh)
+        token = self.store.get_cli_token(rhash)
+        if token is None or token.kind != "refresh" or token.expires_at <= self.clock():
+            return None
+        return rhash, token
+
     def revoke(self, bearer: str) -> None:
         """Revoke the token ``bearer`` (and unfile it from its session)."""
-        thash = hash_id(bearer)
+        self.revoke_stored(hash_id(bearer))
+
+    def revoke_stored(self, thash: str) -> None:
+        """Revoke the stored token ``thash`` and its pair (an access token and its refresh token)."""
         token = self.store.get_cli_token(thash)
         self.store.delete_cli_token(thash)
         if token is not None:
             self.store.unlink_cli_token(token.session, thash)
+            if token.pair:
+                self.store.delete_cli_token(token.pair)
+                self.store.unlink_cli_token(token.session, token.pair)
 
     def tokens_of(self, session_hash: str) -> list[tuple[str, CliToken]]:
         """(token hash, token) of each live CLI token a session approved, oldest first."""
@@ -164,7 +210,7 @@ class DeviceFlow:
             token = self.store.get_cli_token(h)
             if token is None or token.expires_at <= self.clock():
                 self.store.unlink_cli_token(session_hash, h)
-            else:
+            elif token.kind == "access":  # a refresh token goes with its access token's Revoke
                 out.append((h, token))
         return sorted(out, key=lambda t: t[1].created_at)
 
@@ -172,8 +218,7 @@ class DeviceFlow:
         """Revoke one CLI token of a session (the portal's Revoke button); False if it is not that session's."""
         if token_hash not in self.store.session_tokens(session_hash):
             return False
-        self.store.delete_cli_token(token_hash)
-        self.store.unlink_cli_token(session_hash, token_hash)
+        self.revoke_stored(token_hash)
         return True
 
     def revoke_session(self, session_hash: str) -> int:

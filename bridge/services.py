@@ -8,6 +8,7 @@
 - ``console``  (bridge/console_signin.py) a grant → a console sign-in (federation URL or SAML POST)
 - ``sessions`` (bridge/sessions.py)       browser sessions: start, load, re-check with the IdP, end, offboarding
 - ``device``   (bridge/device.py)         device codes and the CLI tokens they become
+- ``identity_center`` (bridge/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
 - ``flow``     (bridge/flow.py)           pending sign-ins with the upstream IdPs
 - ``store``    (bridge/storage)           the state, behind one interface
 """
@@ -28,6 +29,7 @@ from bridge.credcache import CredentialCache
 from bridge.device import DeviceFlow
 from bridge.errors import ConfigError
 from bridge.flow import LoginFlow
+from bridge.identity_center import IdentityCenter
 from bridge.issuing import CredentialIssuer, saml_issuer_for
 from bridge.keysource import KeySource, load_keys
 from bridge.metrics import Metrics
@@ -59,6 +61,7 @@ class Services:
     sessions: Sessions
     device: DeviceFlow | None = None
     cache: CredentialCache | None = None
+    identity_center: IdentityCenter | None = None
 
     @property
     def keyring(self) -> KeyRing:
@@ -113,10 +116,11 @@ def build_services(settings: Settings) -> Services:
     auditor = build_auditor(settings, store, metrics)
     device = DeviceFlow(store, settings.cli)
     issuer = CredentialIssuer(settings, keys, sts, connectors, cache=cache, metrics=metrics, auditor=auditor)
+    access = AccessPoint(settings, rules, connectors, auditor)
+    sessions = Sessions(store, settings, connectors, device, cache)
     return Services(
         settings=settings, store=store, connectors=connectors, keys=keys, rules=rules, metrics=metrics,
         auditor=auditor, cache=cache, device=device, issuer=issuer,
         flow=LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl),
-        access=AccessPoint(settings, rules, connectors, auditor),
-        console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor),
-        sessions=Sessions(store, settings, connectors, device, cache))
+        access=access, console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
+        identity_center=IdentityCenter(settings, store, device, sessions, access, issuer))

@@ -213,13 +213,23 @@ def app_factory(strict_sts_peer: strict_sts.StrictSts) -> Callable[[Settings], A
 @pytest.fixture
 def live_bridge(bridge_port: int, app_factory: Callable[[Settings], Any]) -> Iterator[Callable[[Settings], str]]:
     """Serve a bridge app on ``bridge_port`` in a thread (werkzeug); returns its base URL."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class KeepSsoHeader(WSGIRequestHandler):
+        """Like gunicorn with deploy/gunicorn.conf.py's ``forwarder_headers``: the one header with an
+        underscore the bridge reads (IAM Identity Center's ``x-amz-sso_bearer_token``) is kept."""
+
+        def make_environ(self) -> Any:
+            environ = super().make_environ()
+            if (value := self.headers.get("x-amz-sso_bearer_token")) is not None:
+                environ["HTTP_X_AMZ_SSO_BEARER_TOKEN"] = value
+            return environ
 
     servers: list[Any] = []
 
     def start(settings: Settings) -> str:
         app = app_factory(settings)
-        srv = make_server("127.0.0.1", bridge_port, app, threaded=True)
+        srv = make_server("127.0.0.1", bridge_port, app, threaded=True, request_handler=KeepSsoHeader)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
         start.app = app  # type: ignore[attr-defined]  # the app last started, for tests that reach inside

@@ -377,3 +377,37 @@ def test_a_session_without_an_identity_is_not_a_session(harness: Harness) -> Non
     doc = {"csrf": "x", "created_at": T0, "expires_at": T0 + 60}
     harness.raw_put(f"session:{hash_id('broken')}", doc, 60)
     assert harness.store.get_session(hash_id("broken")) is None
+
+
+# --------------------------------------------------------------------------- IAM Identity Center protocol
+
+
+def test_sso_clients_and_auth_codes(harness: Harness) -> None:
+    from bridge.storage import AuthCode, SsoClient
+
+    s = harness.store
+    client = SsoClient(client_id="c1", secret_hash="h" * 64, name="botocore-client-x", issued_at=T0,
+                       expires_at=T0 + 900, grant_types=("authorization_code", "refresh_token"),
+                       redirect_uris=("http://127.0.0.1/oauth/callback",), scopes=("sso:account:access",))
+    s.put_sso_client(client, 900)
+    assert s.get_sso_client("c1") == client and s.get_sso_client("c2") is None
+    code = AuthCode(client_id="c1", redirect_uri="http://127.0.0.1:5000/oauth/callback", code_challenge="x" * 43,
+                    approval=DeviceApproval("h1", T0 + 3600, "c0ffee"), expires_at=T0 + 300, client_ip="192.0.2.1")
+    s.put_auth_code("a1", code, 300)
+    assert s.take_auth_code("a1") == code and s.take_auth_code("a1") is None  # single use
+    s.put_auth_code("a2", code, 300)
+    harness.advance(901)
+    assert s.take_auth_code("a2") is None and s.get_sso_client("c1") is None
+
+
+def test_refresh_tokens_keep_their_kind_and_pair(harness: Harness) -> None:
+    s = harness.store
+    s.add_cli_token("r1", token("h1", kind="refresh", pair="t1"), 600)
+    s.add_cli_token("t1", token("h1", pair="r1"), 600)
+    assert s.get_cli_token("r1") == token("h1", kind="refresh", pair="t1")
+    assert s.get_cli_token("t1") == token("h1", pair="r1")
+    assert sorted(s.pop_session_tokens("h1")) == ["r1", "t1"]
+    harness.raw_put("clitoken:t2", {"client_id": "bridge-cli", "session": "h1", "created_at": T0,
+                                    "expires_at": T0 + 600}, 600)
+    assert s.get_cli_token("t2") == CliToken(client_id="bridge-cli", session="h1", created_at=T0,
+                                             expires_at=T0 + 600)  # today's shape: an access token

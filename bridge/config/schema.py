@@ -192,6 +192,13 @@ class CliSettings(SettingsModel):
                                 description="seconds; never beyond the approving session's end")
     device_code_ttl: int = Field(600, ge=60, le=1800)
     poll_interval: int = Field(5, ge=1, le=60)
+    # IAM Identity Center protocol (`aws sso login`, the SDKs' SSO providers; README "AWS CLI v2 and SDKs")
+    sso_token_lifetime: int = Field(3600, ge=300, le=7 * 86400,
+                                    description="seconds an sso-oidc access token lives (refreshed by the SDKs)")
+    refresh_token_lifetime: int = Field(43200, ge=0, le=90 * 86400,
+                                        description="seconds; 0: no refresh tokens; never beyond the session's end")
+    sso_client_lifetime: int = Field(90 * 86400, ge=3600, le=365 * 86400,
+                                     description="seconds a RegisterClient registration (client secret) is valid")
 
 
 class AwsSettings(SettingsModel):

@@ -297,6 +297,7 @@ class RoleEntry(_M):
 class AccountEntry(_M):
     alias: str | None = Field(None, pattern=r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])?$")
     label: str | None = None
+    email: str | None = Field(None, max_length=254, description="shown as emailAddress by the sso ListAccounts")
     partition: Literal["aws", "aws-us-gov", "aws-cn"] | None = None
     roles: dict[str, RoleEntry] = Field(default_factory=dict)
 

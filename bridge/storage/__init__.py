@@ -5,13 +5,15 @@ exports the interface and the records (no Redis client is imported by importing 
 
 from bridge.storage.interface import Store, hash_id
 from bridge.storage.records import (
+    AuthCode,
     CliToken,
     DeviceApproval,
     DeviceCode,
     PendingLogin,
     RecordError,
     SessionRecord,
+    SsoClient,
 )
 
-__all__ = ["CliToken", "DeviceApproval", "DeviceCode", "PendingLogin", "RecordError", "SessionRecord", "Store",
-           "hash_id"]
+__all__ = ["AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PendingLogin", "RecordError", "SessionRecord",
+           "SsoClient", "Store", "hash_id"]

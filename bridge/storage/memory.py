@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.storage.interface import hash_id
-from bridge.storage.records import CliToken, DeviceCode, PendingLogin, RecordError, SessionRecord
+from bridge.storage.records import (
+    AuthCode,
+    CliToken,
+    DeviceCode,
+    PendingLogin,
+    RecordError,
+    SessionRecord,
+    SsoClient,
+)
 
 
 class MemoryStore:
@@ -286,6 +294,31 @@ class MemoryStore:
         with self._lock:
             doc = self._json(self._pop(self._k("usercode", user_code)))
         return None if doc is None else str(doc["device"])
+
+    # -- IAM Identity Center protocol -----------------------------------------------------------------
+    def put_sso_client(self, client: SsoClient, ttl: int) -> None:
+        with self._lock:
+            self._put_json(self._k("ssoclient", client.client_id), client.to_json(), ttl)
+
+    def get_sso_client(self, client_id: str) -> SsoClient | None:
+        with self._lock:
+            doc = self._json(self._get(self._k("ssoclient", client_id)))
+        try:
+            return None if doc is None else SsoClient.from_json(doc)
+        except RecordError:
+            return None
+
+    def put_auth_code(self, chash: str, code: AuthCode, ttl: int) -> None:
+        with self._lock:
+            self._put_json(self._k("authcode", chash), code.to_json(), ttl)
+
+    def take_auth_code(self, chash: str) -> AuthCode | None:
+        with self._lock:
+            doc = self._json(self._pop(self._k("authcode", chash)))
+        try:
+            return None if doc is None else AuthCode.from_json(doc)
+        except RecordError:
+            return None
 
     # -- replay cache, rate limits --------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:

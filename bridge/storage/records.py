@@ -114,10 +114,19 @@ class CliToken:
     client_ip: str | None = None
     user_agent: str | None = None
     correlation_id: str | None = None
+    # "access" (a bearer token) or "refresh" (an Identity Center refresh token: never a bearer, stored
+    # under a separate hash, see bridge/identity_center.py); ``pair``: the hash of its sibling token,
+    # revoked with it. Both written only when set, so the JSON of plain CLI tokens is unchanged.
+    kind: str = "access"
+    pair: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "extra"}
+        if d["kind"] == "access":
+            del d["kind"]
+        if d["pair"] is None:
+            del d["pair"]
         return {**self.extra, **d}
 
     @classmethod
@@ -129,7 +138,8 @@ class CliToken:
         try:
             return cls(client_id=str(d["client_id"]), session=str(d["session"]), created_at=int(d["created_at"]),
                        expires_at=int(d["expires_at"]), client_ip=d.get("client_ip"), user_agent=d.get("user_agent"),
-                       correlation_id=d.get("correlation_id"), extra=_extra(d, _CLI_TOKEN_KNOWN))
+                       correlation_id=d.get("correlation_id"), kind=str(d.get("kind") or "access"),
+                       pair=d.get("pair"), extra=_extra(d, _CLI_TOKEN_KNOWN))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"cli token: {type(e).__name__}: {e}") from None
 
@@ -193,3 +203,66 @@ class DeviceCode:
 
 
 _DEVICE_KNOWN = frozenset(f.name for f in fields(DeviceCode)) - {"extra"}
+
+
+@dataclass(frozen=True)
+class SsoClient:
+    """A client registered through IAM Identity Center's ``RegisterClient`` (stored under its client id).
+    Public clients only; the secret is kept as its SHA-256."""
+
+    client_id: str
+    secret_hash: str
+    name: str
+    issued_at: int
+    expires_at: int
+    grant_types: tuple[str, ...] = ()
+    redirect_uris: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "secret_hash": self.secret_hash, "name": self.name,
+                "issued_at": self.issued_at, "expires_at": self.expires_at, "grant_types": list(self.grant_types),
+                "redirect_uris": list(self.redirect_uris), "scopes": list(self.scopes)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SsoClient:
+        try:
+            return cls(client_id=str(d["client_id"]), secret_hash=str(d["secret_hash"]), name=str(d["name"]),
+                       issued_at=int(d["issued_at"]), expires_at=int(d["expires_at"]),
+                       grant_types=tuple(str(x) for x in d.get("grant_types") or ()),
+                       redirect_uris=tuple(str(x) for x in d.get("redirect_uris") or ()),
+                       scopes=tuple(str(x) for x in d.get("scopes") or ()))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"sso client: {type(e).__name__}: {e}") from None
+
+
+@dataclass(frozen=True)
+class AuthCode:
+    """An authorization code (stored under its hash, single use): which client asked, where it goes
+    back, its PKCE challenge, and which session approved it (never its identity or grants)."""
+
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    approval: DeviceApproval
+    expires_at: int
+    client_ip: str = ""
+    user_agent: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "redirect_uri": self.redirect_uri,
+                "code_challenge": self.code_challenge, "approval": asdict(self.approval),
+                "expires_at": self.expires_at, "client_ip": self.client_ip, "user_agent": self.user_agent}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AuthCode:
+        try:
+            a = d["approval"]
+            return cls(client_id=str(d["client_id"]), redirect_uri=str(d["redirect_uri"]),
+                       code_challenge=str(d["code_challenge"]),
+                       approval=DeviceApproval(str(a["session"]), int(a["session_expires_at"]),
+                                               a.get("correlation_id")),
+                       expires_at=int(d["expires_at"]), client_ip=str(d.get("client_ip") or ""),
+                       user_agent=str(d.get("user_agent") or ""))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"auth code: {type(e).__name__}: {e}") from None

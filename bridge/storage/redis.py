@@ -11,6 +11,8 @@ deployment's ``key_prefix``)::
     upstream:<sid hash>          the IdP's upstream grant (refresh token: secret)
     clitoken:<token hash>        CliToken JSON;  session-tokens:<sid hash>: set of token hashes
     device:<code hash>           DeviceCode JSON; usercode:<user code>: {"device": <code hash>}
+    ssoclient:<client id>        SsoClient JSON (IAM Identity Center RegisterClient)
+    authcode:<code hash>         AuthCode JSON (single use, GETDEL)
     replay:<key>, rl:<bucket>:<window start>, lock:<name>, recent:<user>, fav:<user>
     creds:<entry>, creds-index:<user>   sealed credential-cache blobs and each user's entries
     <stream>                     the audit stream (XADD, approximate MAXLEN)
@@ -39,7 +41,15 @@ from redis.retry import Retry
 from bridge.config import RedisSettings
 from bridge.errors import StoreUnavailable
 from bridge.storage.interface import hash_id
-from bridge.storage.records import CliToken, DeviceCode, PendingLogin, RecordError, SessionRecord
+from bridge.storage.records import (
+    AuthCode,
+    CliToken,
+    DeviceCode,
+    PendingLogin,
+    RecordError,
+    SessionRecord,
+    SsoClient,
+)
 
 AnyRedis = Any  # redis.Redis or redis.cluster.RedisCluster: the commands used here exist on both
 
@@ -428,6 +438,27 @@ class RedisStore:
     def take_user_code(self, user_code: str) -> str | None:
         doc = self._take_json("usercode", user_code)
         return None if doc is None else str(doc["device"])
+
+    # -- IAM Identity Center protocol -------------------------------------------------------------
+    def put_sso_client(self, client: SsoClient, ttl: int) -> None:
+        self._put_json("ssoclient", client.client_id, client.to_json(), ttl)
+
+    def get_sso_client(self, client_id: str) -> SsoClient | None:
+        doc = self._get_json("ssoclient", client_id)
+        try:
+            return None if doc is None else SsoClient.from_json(doc)
+        except RecordError:
+            return None
+
+    def put_auth_code(self, chash: str, code: AuthCode, ttl: int) -> None:
+        self._put_json("authcode", chash, code.to_json(), ttl)
+
+    def take_auth_code(self, chash: str) -> AuthCode | None:
+        doc = self._take_json("authcode", chash)
+        try:
+            return None if doc is None else AuthCode.from_json(doc)
+        except RecordError:
+            return None
 
     # -- credential cache (sealed by the caller; the key names are the AES-GCM associated data) ----
     def creds_get(self, entry: str) -> bytes | None:

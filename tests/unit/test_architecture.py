@@ -34,7 +34,7 @@ PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "partitions
             "assertion", "metadata", "iam_setup", "doctor")
 # Deciding and storing, without Flask: the web layer calls them, never the reverse.
 NO_WEB_CORE = ("bridge.access", "bridge.issuing", "bridge.console_signin", "bridge.sessions", "bridge.device",
-               "bridge.flow", "bridge.credcache", "bridge.keysource")
+               "bridge.flow", "bridge.credcache", "bridge.keysource", "bridge.identity_center")
 # Store methods whose payload belongs to someone else (the connector's upstream grant): untyped on purpose.
 RAW_STORE_METHODS = {"put_upstream", "get_upstream"}
 WEB = ("flask", "bridge.web")
@@ -384,7 +384,8 @@ def test_both_stores_implement_the_whole_interface() -> None:
 def test_storage_records_are_frozen_dataclasses_with_json() -> None:
     tree = ast.parse((BRIDGE / "storage" / "records.py").read_text(encoding="utf-8"))
     records = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.decorator_list]
-    assert {r.name for r in records} >= {"SessionRecord", "PendingLogin", "CliToken", "DeviceCode"}
+    assert {r.name for r in records} >= {"SessionRecord", "PendingLogin", "CliToken", "DeviceCode", "SsoClient",
+                                         "AuthCode"}
     for r in records:
         frozen = any(isinstance(d, ast.Call) and any(k.arg == "frozen" and getattr(k.value, "value", False)
                                                      for k in d.keywords) for d in r.decorator_list)

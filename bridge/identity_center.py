@@ -1,0 +1,509 @@
+"""IAM Identity Center's client protocol, served by the bridge: ``sso-oidc`` (RegisterClient,
+StartDeviceAuthorization, CreateToken, and the browser's ``/authorize`` step) and the ``sso`` portal
+(ListAccounts, ListAccountRoles, GetRoleCredentials, Logout). With it, `aws sso login`, every AWS SDK's
+SSO credential provider and SSO-aware tools work against the bridge unchanged (README "AWS CLI v2 and
+SDKs (Identity Center protocol)"). Shapes, names and error types follow botocore's service models
+(``botocore/data/sso-oidc`` and ``botocore/data/sso``).
+
+No Flask here (bridge/web/sso.py turns requests into calls and ``SsoError`` into the REST-JSON error
+SDKs parse). What this module keeps:
+
+- The access token IS the bridge's CLI token (bridge/device.py): opaque, stored hashed, naming the
+  browser session that approved it, good only while that session lives. Every portal call loads that
+  session and asks the decision point (``AccessPoint.access_for``) now: a rules change, a sign-out or
+  an offboarding applies at the next call.
+- Refresh tokens are stored apart from bearer tokens (``refresh_hash``), filed under the same session
+  (ended with it), single use (rotated at each refresh), and bounded by ``cli.refresh_token_lifetime``
+  and the session's end.
+- Registered clients are public clients; the secret is kept hashed; ``authorization_code`` clients
+  register loopback redirect URIs only (any port, RFC 8252 §7.3) and must use PKCE S256.
+- Roles are named by their role name. Two grants in one account whose roles share a name (role
+  paths: ``role/a/Admin`` and ``role/b/Admin``) resolve deterministically: the role with the
+  shortest path wins, then the smaller ARN; the other is not offered through this protocol (the
+  portal and ``bridge`` CLI still have it). One role ARN granted by several rules is one grant
+  already (the rules engine merges them). ``sso_role_names`` says which grant each name serves; ``bridge
+  explain`` prints it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from bridge import audit
+from bridge.access import AccessPoint
+from bridge.config import Settings
+from bridge.device import DeviceError, DeviceFlow
+from bridge.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn, RateLimited
+from bridge.identity import Grant
+from bridge.issuing import CredentialIssuer
+from bridge.sessions import Sessions
+from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+GRANT_TYPES = frozenset({DEVICE_GRANT, "authorization_code", "refresh_token"})
+DEFAULT_GRANT_TYPES = (DEVICE_GRANT, "refresh_token")
+SCOPES = frozenset({"sso:account:access"})
+AUTH_CODE_TTL = 300
+MAX_RESULTS = 100
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+# OAuth error code → the sso-oidc exception shape (and its HTTP status, as the model has it).
+OIDC_ERRORS: dict[str, tuple[str, int]] = {
+    "authorization_pending": ("AuthorizationPendingException", 400),
+    "slow_down": ("SlowDownException", 400),
+    "expired_token": ("ExpiredTokenException", 400),
+    "access_denied": ("AccessDeniedException", 400),
+    "invalid_grant": ("InvalidGrantException", 400),
+    "invalid_client": ("InvalidClientException", 401),
+    "unauthorized_client": ("UnauthorizedClientException", 400),
+    "unsupported_grant_type": ("UnsupportedGrantTypeException", 400),
+    "invalid_request": ("InvalidRequestException", 400),
+    "invalid_scope": ("InvalidScopeException", 400),
+    "invalid_client_metadata": ("InvalidClientMetadataException", 400),
+    "invalid_redirect_uri": ("InvalidRedirectUriException", 400),
+    "server_error": ("InternalServerException", 500),
+}
+
+
+class SsoError(Exception):
+    """An error as Identity Center answers it: ``type`` goes in the ``x-amzn-ErrorType`` header (what
+    the SDKs turn into their exception class), ``body`` is the JSON body of that shape."""
+
+    def __init__(self, type_: str, status: int, body: dict[str, str]) -> None:
+        super().__init__(f"{type_}: {body}")
+        self.type = type_
+        self.status = status
+        self.body = body
+
+    @classmethod
+    def oidc(cls, error: str, description: str) -> SsoError:
+        type_, status = OIDC_ERRORS[error]
+        return cls(type_, status, {"error": error, "error_description": description})
+
+    @classmethod
+    def portal(cls, type_: str, status: int, message: str) -> SsoError:
+        return cls(type_, status, {"message": message})
+
+
+def unauthorized(message: str = "Session token not found or invalid") -> SsoError:
+    return SsoError.portal("UnauthorizedException", 401, message)
+
+
+def forbidden(message: str = "No access") -> SsoError:
+    """What Identity Center answers for a role the user does not (or no longer) hold. Not in the
+    model's error list: SDKs raise their generic service error with this code, as against AWS."""
+    return SsoError.portal("ForbiddenException", 403, message)
+
+
+def invalid_request(message: str) -> SsoError:
+    return SsoError.portal("InvalidRequestException", 400, message)
+
+
+def normalize_start_url(url: str) -> str:
+    """``https://b.example.com/``, ``…/start``, ``…/start/#/`` → ``https://b.example.com``."""
+    u = url.split("#", 1)[0].strip().rstrip("/")
+    if u.endswith("/start"):
+        u = u[: -len("/start")]
+    return u.rstrip("/").lower()
+
+
+def _loopback(uri: str) -> bool:
+    try:
+        u = urlsplit(uri)
+        return u.scheme == "http" and (u.hostname or "") in LOOPBACK_HOSTS and not u.username and not u.fragment
+    except ValueError:
+        return False
+
+
+def redirect_matches(registered: Iterable[str], uri: str) -> bool:
+    """RFC 8252 §7.3: a loopback redirect URI matches a registered one whatever its port."""
+    if not _loopback(uri):
+        return False
+    u = urlsplit(uri)
+    for r in registered:
+        ru = urlsplit(r)
+        if (ru.scheme, ru.hostname, ru.path or "/", ru.query) == (u.scheme, u.hostname, u.path or "/", u.query):
+            return True
+    return False
+
+
+def pkce_s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def _str(body: Mapping[str, Any], key: str, *, required: bool = True, limit: int = 2048) -> str:
+    v = body.get(key)
+    if v is None or v == "":
+        if required:
+            raise SsoError.oidc("invalid_request", f"{key} is required")
+        return ""
+    if not isinstance(v, str) or len(v) > limit:
+        raise SsoError.oidc("invalid_request", f"{key} must be a string of at most {limit} characters")
+    return v
+
+
+def _str_list(body: Mapping[str, Any], key: str) -> list[str] | None:
+    v = body.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) > 20 or not all(isinstance(x, str) and 0 < len(x) <= 2048 for x in v):
+        raise SsoError.oidc("invalid_request", f"{key} must be a list of strings")
+    return list(v)
+
+
+# --------------------------------------------------------------------------- roles by name
+
+
+def _path_depth(grant: Grant) -> int:
+    return grant.role_arn.split(":", 5)[-1].count("/")
+
+
+def sso_role_names(grants: Sequence[Grant]) -> dict[str, dict[str, Grant]]:
+    """account id → role name → the grant that name serves (module docstring: shortest role path wins,
+    then the smaller ARN). Accounts and roles in a stable order."""
+    out: dict[str, dict[str, Grant]] = {}
+    for g in sorted(grants, key=lambda g: (g.account_id, g.role_name, _path_depth(g), g.role_arn)):
+        out.setdefault(g.account_id, {}).setdefault(g.role_name, g)
+    return out
+
+
+def _page(items: Sequence[dict[str, str]], next_token: str | None, max_results: str | None,
+          scope: str) -> tuple[list[dict[str, str]], str | None]:
+    """One page of ``items``; tokens are opaque to the client (an offset bound to what is listed)."""
+    size = MAX_RESULTS
+    if max_results not in (None, ""):
+        if not max_results.isascii() or not max_results.isdigit() or not 1 <= int(max_results[:4]) <= MAX_RESULTS:
+            raise invalid_request(f"maxResults must be between 1 and {MAX_RESULTS}")
+        size = int(max_results)
+    start = 0
+    if next_token:
+        try:
+            doc = json.loads(base64.urlsafe_b64decode(next_token[:256].encode() + b"=="))
+            start, bound = int(doc["o"]), str(doc["s"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise invalid_request("invalid nextToken") from None
+        if bound != scope or not 0 <= start <= len(items):
+            raise invalid_request("invalid nextToken")
+    page = list(items[start:start + size])
+    end = start + size
+    token = (base64.urlsafe_b64encode(json.dumps({"o": end, "s": scope}).encode()).rstrip(b"=").decode()
+             if end < len(items) else None)
+    return page, token
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """A validated ``GET /sso/authorize``: which client, where the code goes, and its PKCE challenge."""
+
+    client: SsoClient
+    redirect_uri: str
+    state: str
+    code_challenge: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A presented access token, its record, and the live session that approved it."""
+
+    token: str
+    doc: CliToken
+    session: SessionRecord
+
+
+class IdentityCenter:
+    def __init__(self, settings: Settings, store: Store, device: DeviceFlow, sessions: Sessions,
+                 access: AccessPoint, issuer: CredentialIssuer, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.device = device
+        self.sessions = sessions
+        self.access = access
+        self.issuer = issuer
+        self.clock = clock
+        # Access decision (the decision point memoises it per rules version and identity) → its account
+        # list and roles by name: a user with 1,000 accounts pages through them without re-sorting.
+        self._views: OrderedDict[int, tuple[object, list[dict[str, str]], dict[str, dict[str, Grant]]]] = OrderedDict()
+        self._views_lock = threading.Lock()
+
+    @property
+    def start_url(self) -> str:
+        return self.settings.base_url.rstrip("/")
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.start_url}/sso"
+
+    # -- sso-oidc ---------------------------------------------------------------------------------
+    def register_client(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        name = _str(body, "clientName", limit=256)
+        if _str(body, "clientType", limit=64) != "public":
+            raise SsoError.oidc("invalid_client_metadata", "only public clients are served")
+        grants = _str_list(body, "grantTypes")
+        grant_types = tuple(dict.fromkeys(grants)) if grants else DEFAULT_GRANT_TYPES
+        if unknown := [g for g in grant_types if g not in GRANT_TYPES]:
+            raise SsoError("UnsupportedGrantTypeException", 400,
+                           {"error": "unsupported_grant_type", "error_description": f"unsupported: {unknown[0][:64]}"})
+        scopes = _str_list(body, "scopes") or []
+        if unknown := [s for s in scopes if s not in SCOPES]:
+            raise SsoError.oidc("invalid_scope", f"unknown scope {unknown[0][:64]!r}; this bridge serves "
+                                f"{', '.join(sorted(SCOPES))}")
+        redirects = _str_list(body, "redirectUris") or []
+        if bad := [r for r in redirects if not _loopback(r)]:
+            raise SsoError.oidc("invalid_redirect_uri", f"only http loopback redirect URIs: {bad[0][:128]!r}")
+        if "authorization_code" in grant_types and not redirects:
+            raise SsoError.oidc("invalid_redirect_uri", "the authorization_code grant needs redirectUris")
+        now = int(self.clock())
+        # The approval page shows the client id: a readable prefix from the name, then randomness.
+        prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:48] or "client"
+        client_id = f"{prefix}.{secrets.token_urlsafe(24)}"
+        secret = secrets.token_urlsafe(48)
+        client = SsoClient(client_id=client_id, secret_hash=hash_id(secret), name=name, issued_at=now,
+                           expires_at=now + self.settings.cli.sso_client_lifetime, grant_types=grant_types,
+                           redirect_uris=tuple(redirects), scopes=tuple(scopes))
+        self.store.put_sso_client(client, self.settings.cli.sso_client_lifetime)
+        out: dict[str, Any] = {"clientId": client_id, "clientSecret": secret, "clientIdIssuedAt": now,
+                               "clientSecretExpiresAt": client.expires_at}
+        if "authorization_code" in grant_types:
+            out.update(authorizationEndpoint=f"{self.endpoint}/authorize", tokenEndpoint=f"{self.endpoint}/token")
+        return out
+
+    def client(self, client_id: str, client_secret: str) -> SsoClient:
+        """The registered client, authenticated by its secret; InvalidClientException otherwise."""
+        c = self.store.get_sso_client(client_id) if client_id and len(client_id) <= 128 else None
+        if c is None or not hmac.compare_digest(c.secret_hash, hash_id(client_secret)):
+            raise SsoError.oidc("invalid_client", "unknown client or wrong client secret")
+        if c.expires_at <= self.clock():
+            raise SsoError.oidc("invalid_client", "the client registration expired; register again")
+        return c
+
+    def start_device_authorization(self, body: Mapping[str, Any], *, client_ip: str,
+                                   user_agent: str) -> dict[str, Any]:
+        client = self.client(_str(body, "clientId", limit=256), _str(body, "clientSecret", limit=256))
+        start = _str(body, "startUrl")
+        if normalize_start_url(start) != normalize_start_url(self.start_url):
+            raise SsoError.oidc("invalid_request", f"startUrl must be this bridge's start URL {self.start_url}")
+        if DEVICE_GRANT not in client.grant_types:
+            raise SsoError.oidc("unauthorized_client", "this client did not register the device_code grant")
+        d = self.device.start(client.client_id, client_ip=client_ip, user_agent=user_agent, registered=True)
+        base = self.start_url
+        return {"deviceCode": d.device_code, "userCode": d.user_code, "verificationUri": f"{base}/device",
+                "verificationUriComplete": f"{base}/device?{urlencode({'user_code': d.user_code})}",
+                "expiresIn": d.expires_in, "interval": d.interval}
+
+    def _lifetimes(self, client: SsoClient) -> tuple[int, int]:
+        cfg = self.settings.cli
+        return cfg.sso_token_lifetime, cfg.refresh_token_lifetime if "refresh_token" in client.grant_types else 0
+
+    def _alive(self, shash: str) -> bool:
+        try:
+            return self.sessions.load(shash) is not None
+        except BridgeError:
+            return False
+
+    def create_token(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        client = self.client(_str(body, "clientId", limit=256), _str(body, "clientSecret", limit=256))
+        grant_type = _str(body, "grantType", limit=256)
+        if grant_type not in GRANT_TYPES:
+            raise SsoError.oidc("unsupported_grant_type", f"unsupported grant type {grant_type[:64]!r}")
+        if grant_type not in client.grant_types:
+            raise SsoError.oidc("unauthorized_client", f"this client did not register the {grant_type} grant")
+        lifetime, refresh = self._lifetimes(client)
+        try:
+            if grant_type == DEVICE_GRANT:
+                out = self.device.poll(client.client_id, _str(body, "deviceCode", limit=256),
+                                       session_alive=self._alive, lifetime=lifetime, refresh_lifetime=refresh)
+            elif grant_type == "authorization_code":
+                out = self._redeem_code(client, body, lifetime, refresh)
+            else:
+                out = self._refresh(client, _str(body, "refreshToken", limit=256), lifetime, refresh)
+        except DeviceError as e:
+            raise SsoError.oidc(e.error if e.error in OIDC_ERRORS else "invalid_grant", e.description) from None
+        resp = {"accessToken": out["access_token"], "tokenType": "Bearer", "expiresIn": out["expires_in"]}
+        if "refresh_token" in out:
+            resp["refreshToken"] = out["refresh_token"]
+        return resp
+
+    def _redeem_code(self, client: SsoClient, body: Mapping[str, Any], lifetime: int,
+                     refresh: int) -> dict[str, Any]:
+        code, redirect, verifier = (_str(body, "code", limit=256), _str(body, "redirectUri"),
+                                    _str(body, "codeVerifier", limit=256))
+        stored = self.store.take_auth_code(hash_id(code))  # single use
+        if stored is None or stored.client_id != client.client_id or stored.expires_at <= self.clock():
+            raise SsoError.oidc("invalid_grant", "unknown, expired or already used authorization code")
+        if stored.redirect_uri != redirect:
+            raise SsoError.oidc("invalid_grant", "redirectUri differs from the one the code was issued for")
+        if not hmac.compare_digest(pkce_s256(verifier), stored.code_challenge):
+            raise SsoError.oidc("invalid_grant", "codeVerifier does not match the code challenge (PKCE S256)")
+        return self.device.mint(client.client_id, stored.approval, session_alive=self._alive,
+                                client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
+                                refresh_lifetime=refresh)
+
+    def _refresh(self, client: SsoClient, refresh_token: str, lifetime: int, refresh: int) -> dict[str, Any]:
+        found = self.device.refresh_token(refresh_token)
+        if found is None or found[1].client_id != client.client_id:
+            raise SsoError.oidc("invalid_grant", "unknown, expired or revoked refresh token")
+        rhash, doc = found
+        if not self.store.remember_once(f"sso-refresh:{rhash}", max(1, doc.expires_at - int(self.clock()))):
+            self.device.revoke_stored(rhash)  # a refresh token used twice: someone else holds it too
+            raise SsoError.oidc("invalid_grant", "refresh token already used")
+        self.device.revoke_stored(rhash)  # rotated: the old pair ends
+        session = self.sessions.load(doc.session) if self._alive(doc.session) else None
+        if session is None:
+            raise SsoError.oidc("invalid_grant", "the browser session that approved this sign-in has ended")
+        approval = DeviceApproval(doc.session, session.expires_at, doc.correlation_id)
+        return self.device.mint(client.client_id, approval, session_alive=lambda _: True,
+                                client_ip=doc.client_ip or "", user_agent=doc.user_agent or "", lifetime=lifetime,
+                                refresh_lifetime=refresh)
+
+    # -- the browser step of the authorization code grant ----------------------------------------
+    def authorize_request(self, params: Mapping[str, str]) -> AuthorizeRequest:
+        """Check ``GET /sso/authorize`` before anything is shown: a BadRequest page (never a redirect)
+        for an unknown client or a redirect URI it did not register."""
+        client = self.store.get_sso_client(params.get("client_id", "")[:128])
+        redirect = params.get("redirect_uri", "")[:2048]
+        if client is None or client.expires_at <= self.clock() or "authorization_code" not in client.grant_types:
+            raise BadRequest("authorize: unknown client", code="sso_client_invalid",
+                             message="The application that sent you here is not registered with the bridge.",
+                             hint="Run `aws sso login` again.")
+        if not redirect_matches(client.redirect_uris, redirect):
+            raise BadRequest("authorize: redirect_uri not registered", code="sso_redirect_invalid",
+                             message="The application asked to send you to an address it did not register.")
+        challenge = params.get("code_challenge", "")
+        if (params.get("response_type") != "code" or params.get("code_challenge_method") != "S256"
+                or not 43 <= len(challenge) <= 128):
+            raise BadRequest("authorize: response_type=code with PKCE S256 required", code="sso_pkce_required",
+                             message="The application did not ask in a way the bridge accepts (PKCE S256).")
+        return AuthorizeRequest(client, redirect, params.get("state", "")[:512], challenge)
+
+    def authorize_decide(self, req: AuthorizeRequest, *, approve: bool, session_hash: str,
+                         session: SessionRecord, client_ip: str, user_agent: str) -> str:
+        """Where the browser goes next: the loopback redirect URI with ``code`` and ``state`` (or
+        ``error=access_denied``). The code is single use, bound to the client, redirect URI and PKCE
+        challenge, and names the approving session (never its grants)."""
+        sep = "&" if urlsplit(req.redirect_uri).query else "?"
+        if not approve:
+            return f"{req.redirect_uri}{sep}{urlencode({'error': 'access_denied', 'state': req.state})}"
+        code = secrets.token_urlsafe(32)
+        now = int(self.clock())
+        self.store.put_auth_code(hash_id(code), AuthCode(
+            client_id=req.client.client_id, redirect_uri=req.redirect_uri, code_challenge=req.code_challenge,
+            approval=DeviceApproval(session_hash, session.expires_at, session.correlation_id),
+            expires_at=now + AUTH_CODE_TTL, client_ip=client_ip, user_agent=user_agent[:200]), AUTH_CODE_TTL)
+        return f"{req.redirect_uri}{sep}{urlencode({'code': code, 'state': req.state})}"
+
+    # -- the sso portal ---------------------------------------------------------------------------
+    def caller(self, token: str) -> Caller:
+        """The live access token ``token`` and its session; UnauthorizedException otherwise."""
+        doc = self.device.token(token)
+        if doc is None:
+            raise unauthorized()
+        try:
+            session = self.sessions.load(doc.session)
+        except NotSignedIn:
+            session = None
+        if session is None:
+            self.device.revoke(token)
+            raise unauthorized("Session token not found or invalid: the sign-in that approved it has ended")
+        return Caller(token, doc, session)
+
+    def grants(self, c: Caller) -> list[Grant]:
+        """The caller's grants under the rules in force now (passthrough grants need the browser)."""
+        return [g for g in self._decision(c) if g.path != "passthrough"]
+
+    def _decision(self, c: Caller) -> list[Grant]:
+        if c.session.passthrough_grants is not None:
+            return list(c.session.passthrough_grants)
+        return self.access.access_for(c.session.identity, log=False).grants
+
+    def _view(self, c: Caller) -> tuple[list[dict[str, str]], dict[str, dict[str, Grant]]]:
+        """(accounts as ListAccounts lists them, account → role name → grant), decided now."""
+        decided = self._decision(c)
+        with self._views_lock:
+            hit = self._views.get(id(decided))
+            if hit is not None and hit[0] is decided:
+                self._views.move_to_end(id(decided))
+                return hit[1], hit[2]
+        roles = sso_role_names([g for g in decided if g.path != "passthrough"])
+        catalog = self.access.rules.mapping.accounts
+        items = []
+        for account_id, by_name in roles.items():
+            g = next(iter(by_name.values()))
+            item = {"accountId": account_id, "accountName": g.account_label or g.account_alias or account_id}
+            entry = catalog.get(account_id)
+            if entry is not None and getattr(entry, "email", None):
+                item["emailAddress"] = str(entry.email)
+            items.append(item)
+        items.sort(key=lambda i: (i["accountName"].lower(), i["accountId"]))
+        if c.session.passthrough_grants is None:  # only decisions the decision point keeps are cached
+            with self._views_lock:
+                self._views[id(decided)] = (decided, items, roles)  # holding ``decided`` keeps its id unique
+                while len(self._views) > 256:
+                    self._views.popitem(last=False)
+        return items, roles
+
+    def list_accounts(self, c: Caller, next_token: str | None, max_results: str | None) -> dict[str, Any]:
+        items, _ = self._view(c)
+        page, token = _page(items, next_token, max_results, "accounts")
+        return {"accountList": page, "nextToken": token} if token else {"accountList": page}
+
+    def list_account_roles(self, c: Caller, account_id: str, next_token: str | None,
+                           max_results: str | None) -> dict[str, Any]:
+        if not account_id:
+            raise invalid_request("accountId is required")
+        roles = self._view(c)[1].get(account_id)
+        if roles is None:
+            raise SsoError.portal("ResourceNotFoundException", 404, "No roles in this account for you")
+        items = [{"roleName": name, "accountId": account_id} for name in roles]
+        page, token = _page(items, next_token, max_results, f"roles:{account_id}")
+        return {"roleList": page, "nextToken": token} if token else {"roleList": page}
+
+    def role_grant(self, c: Caller, account_id: str, role_name: str) -> Grant:
+        if not account_id or not role_name:
+            raise invalid_request("accountId and roleName are required")
+        grant = self._view(c)[1].get(account_id, {}).get(role_name)
+        if grant is None:
+            raise forbidden()
+        return grant
+
+    def role_credentials(self, c: Caller, grant: Grant, ctx: audit.Context) -> dict[str, Any]:
+        """Credentials exactly as the portal gives them: the grant's default duration, its tags and
+        source identity, the server-side credential cache, one audit record."""
+        try:
+            creds = self.issuer.issue_credentials(c.session.identity, grant, grant.default_duration, ctx=ctx)
+        except MfaRequired:
+            raise forbidden("No access: this role needs a sign-in with MFA") from None
+        except BadRequest as e:
+            raise invalid_request(e.message or str(e)) from None
+        return {"roleCredentials": {"accessKeyId": creds.access_key_id, "secretAccessKey": creds.secret_access_key,
+                                    "sessionToken": creds.session_token,
+                                    "expiration": int(creds.expiration.timestamp() * 1000)}}
+
+    def logout(self, token: str) -> None:
+        """Revoke the access token (and its refresh token)."""
+        if self.device.token(token) is None:
+            raise unauthorized()
+        self.device.revoke(token)
+
+
+def portal_error(e: BridgeError) -> SsoError:
+    """A bridge error met while serving the portal, as an Identity Center error."""
+    if isinstance(e, RateLimited):
+        return SsoError.portal("TooManyRequestsException", 429, "Too many requests")
+    if isinstance(e, NotSignedIn):
+        return unauthorized()
+    if e.status < 500:
+        return invalid_request(e.message or e.code)
+    return SsoError.portal("InternalServerException", e.status, e.message or "the bridge could not do this now")

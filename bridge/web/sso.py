@@ -1,0 +1,203 @@
+"""IAM Identity Center's ``sso-oidc`` and ``sso`` portal APIs under ``/sso`` (their paths do not collide):
+what `aws sso login`, the AWS SDKs' SSO providers and SSO-aware tools call once their endpoints point
+here (``AWS_ENDPOINT_URL_SSO_OIDC`` / ``AWS_ENDPOINT_URL_SSO`` = ``<base_url>/sso``). The protocol
+is in bridge/identity_center.py; this module only reads requests and writes REST-JSON answers, with
+the ``x-amzn-ErrorType`` header the SDKs turn into their exception classes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from bridge.device import PendingDevice
+from bridge.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
+from bridge.identity_center import Caller, IdentityCenter, SsoError, portal_error
+from bridge.logs import correlation_id, event
+from bridge.storage import DeviceCode
+from bridge.web.common import (
+    audit_context,
+    check_csrf,
+    current_session,
+    rate_limit,
+    services,
+    session_access,
+    session_hash,
+)
+
+bp = Blueprint("sso", __name__, url_prefix="/sso")
+TOKEN_HEADER = "x-amz-sso_bearer_token"  # noqa: S105 - a header name
+
+
+def center() -> IdentityCenter:
+    ic = services().identity_center
+    assert ic is not None
+    return ic
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _error(e: SsoError) -> Response:
+    resp = _json(e.body, e.status)
+    resp.headers["x-amzn-ErrorType"] = e.type
+    event("sso_error", type=e.type, status=e.status, path=request.path)
+    return resp
+
+
+def _body() -> dict[str, Any]:
+    doc = request.get_json(silent=True, force=True)
+    if not isinstance(doc, dict):
+        raise SsoError.oidc("invalid_request", "the body must be a JSON object")
+    return doc
+
+
+def _limit(endpoint: str, code: str = "") -> None:
+    try:
+        rate_limit("device", f"sso-{endpoint}\0{request.remote_addr}")
+        if code:
+            rate_limit("device_code", f"sso-{endpoint}\0{code}")
+    except RateLimited as e:
+        raise SsoError.oidc("slow_down", f"too many requests; retry in {e.retry_after} s") from None
+
+
+# --------------------------------------------------------------------------- sso-oidc
+
+
+@bp.post("/client/register")
+def register_client() -> ResponseReturnValue:
+    try:
+        _limit("register")
+        out = center().register_client(_body())
+    except SsoError as e:
+        return _error(e)
+    event("sso_client_registered", grant_types=len(out), authorization_code="authorizationEndpoint" in out)
+    return _json(out)
+
+
+@bp.post("/device_authorization")
+def start_device_authorization() -> ResponseReturnValue:
+    try:
+        _limit("device_authorization")
+        out = center().start_device_authorization(_body(), client_ip=request.remote_addr or "",
+                                                  user_agent=request.headers.get("User-Agent", ""))
+    except SsoError as e:
+        return _error(e)
+    event("device_code_issued", client_id="sso")
+    return _json(out)
+
+
+@bp.post("/token")
+def create_token() -> ResponseReturnValue:
+    try:
+        body = _body()
+        code = body.get("deviceCode") or body.get("code") or body.get("refreshToken") or ""
+        _limit("token", code if isinstance(code, str) else "")
+        out = center().create_token(body)
+    except SsoError as e:
+        return _error(e)
+    event("cli_token_issued", client_id="sso", grant_type=str(body.get("grantType"))[:64])
+    return _json(out)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> ResponseReturnValue:
+    """The browser step of the authorization code grant (AWS CLI v2's default): sign in if needed, the
+    same approval page as the device flow (an explicit confirmation), then back to the loopback
+    redirect URI with ``code`` and ``state``."""
+    params = {k: v for k, v in request.args.items()}
+    ic = center()
+    req = ic.authorize_request(params)  # BadRequest pages: nothing is redirected for a bad client
+    doc = current_session()
+    if doc is None:
+        if request.method == "POST":
+            raise NotSignedIn()
+        return redirect(url_for("login.index", return_to=request.full_path.rstrip("?")))
+    if request.method == "GET":
+        now = int(ic.clock())
+        shown = DeviceCode(user_code="", client_id=req.client.name, status="pending", expires_at=now + 300,
+                           interval=0, client_ip=request.remote_addr or "",
+                           user_agent=request.headers.get("User-Agent", "")[:200], created_at=now)
+        # Browsers check form-action on the redirect that follows the form too: allow the loopback origin.
+        g.form_action_extra = ["{0.scheme}://{0.netloc}".format(urlsplit(req.redirect_uri))]
+        return render_template("device.html", code="", pending=PendingDevice(shown, 300), csrf=doc.csrf,
+                               done=None, from_link=False, grants=session_access(doc)[0],
+                               form_action=request.full_path)
+    check_csrf(doc)
+    approve = request.form.get("decision") == "approve"
+    if approve and request.form.get("confirm") != "yes":
+        raise BadRequest("approval without the confirmation", code="device_confirm_missing",
+                         message="Nothing was approved: tick the box to confirm that you started this sign-in "
+                                 "on your own device just now.",
+                         hint="Go back, tick the box, then approve.")
+    shash = session_hash()
+    assert shash is not None
+    target = ic.authorize_decide(req, approve=approve, session_hash=shash, session=doc,
+                                 client_ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""))
+    event("sso_authorize_decided", approved=approve)
+    return redirect(target, code=303)
+
+
+# --------------------------------------------------------------------------- sso portal
+
+
+def _caller() -> Caller:
+    c = center().caller(request.headers.get(TOKEN_HEADER, "").strip())
+    if c.doc.correlation_id:
+        correlation_id.set(str(c.doc.correlation_id))
+    return c
+
+
+def _portal(fn: Callable[[], dict[str, Any]]) -> Response:
+    """Run a portal operation; every failure as an Identity Center error."""
+    try:
+        return _json(fn())
+    except SsoError as e:
+        return _error(e)
+    except BridgeError as e:
+        return _error(portal_error(e))
+
+
+@bp.get("/assignment/accounts")
+def list_accounts() -> ResponseReturnValue:
+    return _portal(lambda: center().list_accounts(_caller(), request.args.get("next_token"),
+                                                  request.args.get("max_result")))
+
+
+@bp.get("/assignment/roles")
+def list_account_roles() -> ResponseReturnValue:
+    return _portal(lambda: center().list_account_roles(_caller(), request.args.get("account_id", "")[:64],
+                                                       request.args.get("next_token"),
+                                                       request.args.get("max_result")))
+
+
+def _role_credentials() -> dict[str, Any]:
+    ic = center()
+    c = _caller()
+    grant = ic.role_grant(c, request.args.get("account_id", "")[:64], request.args.get("role_name", "")[:128])
+    identity = c.session.identity
+    rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
+    out = ic.role_credentials(c, grant, audit_context(c.doc))
+    g.no_store = True
+    return out
+
+
+@bp.get("/federation/credentials")
+def get_role_credentials() -> ResponseReturnValue:
+    return _portal(_role_credentials)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    def run() -> dict[str, Any]:
+        center().logout(request.headers.get(TOKEN_HEADER, "").strip())
+        return {}
+
+    return _portal(run)
