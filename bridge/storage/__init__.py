@@ -8,10 +8,11 @@ from bridge.storage.records import (
     CliToken,
     DeviceApproval,
     DeviceCode,
+    PassthroughInfo,
     PendingLogin,
     RecordError,
     SessionRecord,
 )
 
-__all__ = ["CliToken", "DeviceApproval", "DeviceCode", "PendingLogin", "RecordError", "SessionRecord", "Store",
-           "hash_id"]
+__all__ = ["CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin", "RecordError",
+           "SessionRecord", "Store", "hash_id"]
