@@ -23,7 +23,7 @@ from bridge.errors import StsError, StsUnavailable
 
 SIGNIN = "https://signin.aws.amazon.com/saml"
 
-# §1.10 rule → what to change at the upstream IdP (rule 9, the Role attribute, is judged per role).
+# §1.10 rule → what to change at the upstream IdP.
 SAML_ADVICE = {
     "1": "The identity provider's response cannot be read by AWS.",
     "2": "The identity provider must answer with Status Success and one plain Assertion.",
@@ -37,6 +37,8 @@ SAML_ADVICE = {
           "right (NTP)."),
     "8": ("AWS takes an assertion only within 5 minutes of its IssueInstant: check the identity provider's "
           "clock (NTP), then sign in again and pick the role right away."),
+    "9": ("AWS refuses the whole assertion when any Role value is not '<role arn>,<saml-provider arn>' with both "
+          "in one account: the identity provider's administrator must correct the Role attribute of the AWS app."),
     "10": ("The identity provider must send the attribute https://aws.amazon.com/SAML/Attributes/RoleSessionName "
            "(one value, 2–64 characters of A–Z a–z 0–9 _+=,.@-)."),
     "11": "The SessionDuration attribute must be one number of seconds, 900–43200.",
@@ -69,11 +71,12 @@ class UpstreamCheck:
 def check_saml(b64: str, *, entity_id: str, certs_pem: tuple[bytes, ...], partition: str, now: int,
                encryption_allowed: bool = False) -> UpstreamCheck:
     """The strict §1.10 validator on the upstream response, against the IdP metadata the connector
-    trusts (which must be what IAM holds). Role values (rule 9) are judged per role elsewhere."""
+    trusts (which must be what IAM holds). A bad Role value (rule 9) spoils the whole assertion, as
+    for AWS; ``mapping.passthrough_grants`` says which value is bad."""
     problems = validate_saml_response(b64, metadata=IdpMetadata(entity_id, certs_pem), now=now, partition=partition,
                                       encryption_allowed=encryption_allowed)
     until = redeem_deadline(b64)
-    return UpstreamCheck("saml", now if until is None else until, tuple(p for p in problems if p.rule != "9"))
+    return UpstreamCheck("saml", now if until is None else until, tuple(problems))
 
 
 def pem(cert: str) -> bytes:
