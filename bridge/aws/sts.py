@@ -121,6 +121,10 @@ class StsGateway:
             # ResponseParserError (an answer that is not STS XML: a proxy's or moto's HTML page) is not a
             # BotoCoreError; both are a 502 the user reads, audited like every other refusal.
             raise _bad_response(type(e).__name__) from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            # botocore's query parser on well-formed XML that is not an STS answer (an HTML page with
+            # a 200) fails with plain KeyErrors and the like: the same 502, never a 500.
+            raise _bad_response(f"unparsable answer ({type(e).__name__})") from None
 
     def _credentials(self, r: dict[str, Any], role_arn: str, session_name: str) -> Credentials:
         try:
