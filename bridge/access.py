@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bridge import audit, mapping
 from bridge.audit import Auditor
+from bridge.aws.upstream_check import UpstreamCheck
 from bridge.config import Settings, reload_mapping, rules_file_path
 from bridge.identity import Grant, Identity
 from bridge.logs import event
@@ -43,6 +44,7 @@ class Access:
     locked: list[Grant]
     version: str
     denied_all: bool = False
+    withheld: tuple[mapping.Withheld, ...] = ()  # aws_passthrough: what the IdP asserted that AWS would refuse
 
 
 def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
@@ -72,11 +74,43 @@ class AccessPoint:
         self._memo_grants = 0
         self._memo_version = ""
 
-    def _defaults(self) -> mapping.GrantDefaults:
+    def _defaults(self, identity: Identity | None = None) -> mapping.GrantDefaults:
         d = self.settings.grant_defaults()
-        return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+        return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"],
+                                     passthrough=identity is None or self.passes_through(identity.connector_id))
 
-    def access_for(self, identity: Identity, *, log: bool = True, ctx: audit.Context | None = None) -> Access:
+    def passes_through(self, connector_id: str) -> bool:
+        """Whether identities of ``connector_id`` bring an artifact ``path: passthrough`` grants can
+        redeem (an OIDC connector with ``aws_passthrough``); other identities are never offered them."""
+        connector = self.connectors.get(connector_id)
+        return (connector is not None and connector.type == "oidc"
+                and bool(getattr(getattr(connector, "cfg", None), "aws_passthrough", False)))
+
+    def _passthrough_access(self, identity: Identity, log: bool, ctx: audit.Context | None,
+                            check: UpstreamCheck | None) -> Access:
+        """aws_passthrough SAML: exactly the roles the IdP asserted that AWS would take, whatever the
+        rules say (no reload changes them); with ``check`` (at sign-in) an assertion AWS would refuse
+        offers none, each withheld saying what to fix at the IdP."""
+        grants, withheld = mapping.passthrough_grants(identity, self.rules.mapping.compiled.catalog)
+        if check is not None and check.problems:
+            why = check.reasons()
+            withheld += [mapping.Withheld(g.role_arn, why[0][0], " ".join(r for _, r in why)) for g in grants]
+            grants = []
+        if withheld and log:
+            event("passthrough_withheld", logging.WARNING, connector=identity.connector_id,
+                  withheld=[{"role_arn": w.role_arn, "code": w.code} for w in withheld][:20],
+                  problems=[str(p)[:300] for p in (check.problems if check else ())][:20])
+        if ctx is not None:
+            for g in grants:
+                self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
+                                    **audit.grant_fields(g))
+            for w in withheld:
+                self.auditor.record("grant_decision", ctx, outcome="withheld", who=audit.who(identity),
+                                    rule="aws_passthrough", role_arn=w.role_arn, code=w.code, reason=w.reason)
+        return Access(grants, [], PASSTHROUGH_VERSION, withheld=tuple(withheld))
+
+    def access_for(self, identity: Identity, *, log: bool = True, ctx: audit.Context | None = None,
+                   check: UpstreamCheck | None = None) -> Access:
         """THE decision point: what the rules in force give ``identity`` now.
 
         Logs what was sanitized, merged or withheld (rule names and reasons, never claim sets) unless
@@ -84,15 +118,7 @@ class AccessPoint:
         record: granted or withheld, which rule, why."""
         connector = self.connectors.get(identity.connector_id)
         if identity.passthrough and connector is not None and connector.type == "saml":
-            # aws_passthrough: exactly the roles the IdP asserted, whatever the rules say (no reload changes them)
-            grants, notes = mapping.passthrough_grants(identity)
-            if notes and log:
-                event("passthrough_notes", connector=identity.connector_id, notes=notes)
-            if ctx is not None:
-                for g in grants:
-                    self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
-                                        **audit.grant_fields(g))
-            return Access(grants, [], PASSTHROUGH_VERSION)
+            return self._passthrough_access(identity, log, ctx, check)
         rules = self.rules.mapping
         version = str(rules.compiled.version)
         digest = hashlib.sha256(json.dumps(identity.to_json(), sort_keys=True, default=str).encode()).hexdigest()
@@ -108,7 +134,7 @@ class AccessPoint:
                 if hit is not None:
                     self._memo.move_to_end(memo_key)
                     return hit
-        decision = mapping.decide(rules, identity, self._defaults())
+        decision = mapping.decide(rules, identity, self._defaults(identity))
         for r in decision.results if log else ():
             if r.notes or r.withheld:
                 event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
@@ -148,4 +174,4 @@ class AccessPoint:
 
     def explain(self, identity: Identity) -> list[mapping.RuleResult]:
         """Every rule in force, matched or not and why (for /portal/why and the admin page)."""
-        return mapping.decide(self.rules.mapping, identity, self._defaults(), explain_all=True).results
+        return mapping.decide(self.rules.mapping, identity, self._defaults(identity), explain_all=True).results

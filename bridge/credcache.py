@@ -52,17 +52,20 @@ class CredentialCache:
     def user_key(identity: Identity) -> str:
         return hashlib.sha256(f"{identity.issuer}\x00{identity.subject}".encode()).hexdigest()
 
-    def _entry(self, identity: Identity, grant: Grant, duration: int) -> str:
-        material = json.dumps([self.user_key(identity), grant.role_arn, grant.session_name, dict(grant.tags),
-                               list(grant.transitive_keys), grant.source_identity, grant.path, duration],
-                              sort_keys=True)
+    def _entry(self, identity: Identity, grant: Grant, duration: int, artifact: str | None = None) -> str:
+        parts: list[Any] = [self.user_key(identity), grant.role_arn, grant.session_name, dict(grant.tags),
+                            list(grant.transitive_keys), grant.source_identity, grant.path, duration]
+        if artifact is not None:  # pass-through: the upstream artifact redeemed (a new sign-in, a new entry)
+            parts.append(hashlib.sha256(artifact.encode()).hexdigest())
+        material = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()
 
     def _aad(self, entry: str) -> bytes:
         return f"{self.store.prefix}creds:{entry}".encode()  # the Redis key, as every version has sealed it
 
-    def get(self, identity: Identity, grant: Grant, duration: int) -> Credentials | None:
-        entry = self._entry(identity, grant, duration)
+    def get(self, identity: Identity, grant: Grant, duration: int, *,
+            artifact: str | None = None) -> Credentials | None:
+        entry = self._entry(identity, grant, duration, artifact)
         blob = self.store.creds_get(entry) or b""
         if not blob or blob[:1] != _VERSION or len(blob) < 1 + 8 + 12 + 16:
             return None
@@ -78,11 +81,12 @@ class CredentialCache:
             return None
         return creds
 
-    def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials) -> None:
+    def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials, *,
+            artifact: str | None = None) -> None:
         ttl = int(creds.expiration.timestamp() - self.clock()) - self.refresh_window
         if ttl <= 0:
             return
-        entry = self._entry(identity, grant, duration)
+        entry = self._entry(identity, grant, duration, artifact)
         doc = {"access_key_id": creds.access_key_id, "secret_access_key": creds.secret_access_key,
                "session_token": creds.session_token, "expiration": creds.expiration.astimezone(UTC).isoformat(),
                "assumed_role_arn": creds.assumed_role_arn, "role_arn": creds.role_arn,

@@ -11,6 +11,7 @@
     │   ├── MfaRequired (403)        the role needs a sign-in with MFA (step-up)
     │   └── AdminOnly (403)          the admin pages, for a non-admin
     ├── BadRequest (400)             malformed form data (CSRF, duration, ...)
+    │   └── PassthroughExpired (400) the upstream IdP's artifact is past what AWS takes
     ├── RateLimited (429)            too many sign-ins per IP / credential requests per user
     ├── UpstreamUnavailable (503)    discovery/JWKS/token endpoint unreachable
     ├── StoreUnavailable (503)       Redis unreachable
@@ -156,6 +157,18 @@ class UpstreamUnavailable(BridgeError):
     title = "Identity provider unreachable"
     message = "The bridge could not reach your identity provider."
     hint = "Try again in a minute. If it persists, the identity provider may be down."
+
+
+class PassthroughExpired(BadRequest):
+    """An aws_passthrough grant whose upstream artifact AWS no longer takes (SAML: 5 minutes after the
+    IdP issued the assertion; OIDC: the ID token expired)."""
+
+    code = "passthrough_expired"
+    title = "Sign in again"
+    message = ("Your identity provider's sign-in can only be used for AWS for a few minutes after the identity "
+               "provider issued it, and that time has passed.")
+    hint = "Sign in again, then pick the role right away."
+    show_detail = False
 
 
 class RateLimited(BridgeError):

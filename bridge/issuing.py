@@ -14,8 +14,6 @@ It decides nothing about *which* grants a user holds: callers pass a grant the d
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Mapping
 
@@ -25,10 +23,19 @@ from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_end
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
+from bridge.aws.upstream_check import UpstreamCheck, check_oidc, check_saml, idp_certs, upstream_sts_error
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
 from bridge.credcache import CredentialCache
-from bridge.errors import BadRequest, BridgeError, ConfigError, MfaRequired
+from bridge.errors import (
+    BadRequest,
+    BridgeError,
+    ConfigError,
+    MfaRequired,
+    PassthroughExpired,
+    StsError,
+    UpstreamUnavailable,
+)
 from bridge.identity import Credentials, Grant, Identity
 from bridge.keysource import KeySource
 from bridge.logs import event
@@ -87,8 +94,10 @@ class CredentialIssuer:
         """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
         the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``)."""
         self.check(identity, grant, duration)
+        # A pass-through grant's credentials belong to the artifact redeemed: a new sign-in's is redeemed anew.
+        artifact = passthrough["value"] if grant.path == "passthrough" and passthrough else None
         if self.cache is not None:
-            cached = self.cache.get(identity, grant, duration)
+            cached = self.cache.get(identity, grant, duration, artifact=artifact)
             self.metrics.credential_cache.labels("hit" if cached else "miss").inc()
             if cached is not None:
                 event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=True,
@@ -98,18 +107,8 @@ class CredentialIssuer:
         started = time.monotonic()
         if grant.path == "passthrough":
             if passthrough is None:
-                raise BadRequest("passthrough artifact expired", code="passthrough_expired",
-                                 message="Your identity provider's sign-in can only be used for AWS for a few "
-                                         "minutes, and that time has passed.",
-                                 hint="Sign in again, then pick the role right away.")
-            if passthrough["kind"] == "saml":
-                assert grant.provider_arn is not None
-                creds = self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
-                                                       saml_response=passthrough["value"], duration=duration)
-            else:
-                creds = self.sts.assume_role_with_web_identity(role_arn=grant.role_arn,
-                                                               session_name=grant.session_name,
-                                                               token=passthrough["value"], duration=duration)
+                raise PassthroughExpired("passthrough artifact expired")
+            creds = self._redeem_upstream(grant, duration, passthrough)
         elif grant.path == "saml":
             assert grant.provider_arn is not None  # mapping always sets it
             creds = self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
@@ -127,26 +126,50 @@ class CredentialIssuer:
               session_name=grant.session_name, connector=identity.connector_id, duration=duration,
               tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1))
         if self.cache is not None:
-            self.cache.put(identity, grant, duration, creds)
+            self.cache.put(identity, grant, duration, creds, artifact=artifact)
         return creds, False
 
-    def passthrough_record(self, identity: Identity) -> tuple[dict[str, str], int] | None:
-        """What to keep of an aws_passthrough login, and for how long (STS's own limits)."""
-        if not identity.passthrough:
-            return None
+    def _redeem_upstream(self, grant: Grant, duration: int, passthrough: Mapping[str, str]) -> Credentials:
+        """Redeem the upstream IdP's own artifact; an STS refusal says what to fix at that IdP."""
+        try:
+            if passthrough["kind"] == "saml":
+                assert grant.provider_arn is not None
+                return self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
+                                                      saml_response=passthrough["value"], duration=duration)
+            return self.sts.assume_role_with_web_identity(role_arn=grant.role_arn, session_name=grant.session_name,
+                                                          token=passthrough["value"], duration=duration)
+        except StsError as e:
+            raise upstream_sts_error(e, passthrough["kind"]) from None
+
+    def passthrough_check(self, identity: Identity) -> UpstreamCheck | None:
+        """AWS's rules on an aws_passthrough sign-in's artifact, judged at sign-in (docs/aws-rules.md §1.10
+        against the IdP metadata the connector trusts; §2.2–§2.4 for an ID token)."""
         connector = self.connectors.get(identity.connector_id)
-        if connector is None:
+        if not identity.passthrough or connector is None:
             return None
+        now = int(self.clock())
         if connector.type == "saml":
-            return {"kind": "saml", "value": identity.passthrough}, 300  # STS: redeem within 5 minutes
-        ttl = 300
-        try:  # the token was verified at login; only its exp is read here
-            payload = identity.passthrough.split(".")[1]
-            exp = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
-            ttl = max(1, min(3600, int(exp) - int(self.clock())))
-        except (IndexError, KeyError, ValueError, TypeError):
-            pass
-        return {"kind": "oidc", "value": identity.passthrough}, ttl
+            idp = connector.idp_settings()  # type: ignore[attr-defined]
+            cfg = connector.cfg  # type: ignore[attr-defined]
+            return check_saml(identity.passthrough, entity_id=str(idp.get("entityId") or ""), certs_pem=idp_certs(idp),
+                              partition=self.settings.aws.partition, now=now,
+                              encryption_allowed=bool(cfg.want_assertions_encrypted))
+        try:
+            jwks_uri = connector.metadata().get("jwks_uri")  # type: ignore[attr-defined]  # cached discovery
+        except UpstreamUnavailable:
+            jwks_uri = None
+        return check_oidc(identity.passthrough, issuer=identity.issuer,
+                          client_id=connector.cfg.client_id, jwks_uri=jwks_uri, now=now)  # type: ignore[attr-defined]
+
+    def passthrough_record(self, identity: Identity,
+                           check: UpstreamCheck | None = None) -> tuple[dict[str, str], int] | None:
+        """What to keep of an aws_passthrough login, and for how long: until AWS would no longer take it
+        (SAML: 5 minutes from the assertion's IssueInstant, not from sign-in; OIDC: the token's exp, ≤ 1 h)."""
+        check = check or self.passthrough_check(identity)
+        if check is None or not identity.passthrough:
+            return None
+        ttl = min(3600, check.until - int(self.clock()) + 1)
+        return {"kind": check.kind, "value": identity.passthrough}, max(1, ttl)
 
     def saml_issuer(self) -> SamlIssuer:
         return saml_issuer_for(self.settings)

@@ -34,7 +34,7 @@ from bridge.device import DeviceFlow
 from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Grant, Identity
 from bridge.logs import event
-from bridge.storage import SessionRecord, Store, hash_id
+from bridge.storage import PassthroughInfo, SessionRecord, Store, hash_id
 from bridge.upstream import Connector
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked
 
@@ -97,11 +97,12 @@ class Sessions:
     # -- start, load, end ---------------------------------------------------------------------
     def start(self, identity: Identity, *, correlation: str | None,
               passthrough_grants: list[Grant] | None = None,
-              upstream: Mapping[str, Any] | None = None) -> str:
+              upstream: Mapping[str, Any] | None = None, passthrough: PassthroughInfo | None = None) -> str:
         """Create a session for a verified sign-in; return the cookie value (a new id: rotated at login)."""
         record = SessionRecord(identity=identity, csrf=secrets.token_urlsafe(24), correlation_id=correlation,
                                verified_at=int(self.clock()),
-                               passthrough_grants=None if passthrough_grants is None else tuple(passthrough_grants))
+                               passthrough_grants=None if passthrough_grants is None else tuple(passthrough_grants),
+                               passthrough=passthrough)
         absolute = self.absolute_for(identity.connector_id)
         sid = self.store.create_session(record, idle=min(self.idle, absolute), absolute=absolute)
         shash = hash_id(sid)

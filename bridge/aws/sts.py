@@ -23,6 +23,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.parsers import ResponseParserError
 
 from bridge.errors import StsError, StsUnavailable
 from bridge.identity import Credentials
@@ -83,7 +84,10 @@ class StsGateway:
         """Redeem a base64 SAMLResponse for credentials; the session name comes from the assertion."""
         r = self._call("assume_role_with_saml", RoleArn=role_arn, PrincipalArn=principal_arn,
                        SAMLAssertion=saml_response, DurationSeconds=duration)
-        session_name = str(r["AssumedRoleUser"]["Arn"]).rsplit("/", 1)[-1]
+        try:
+            session_name = str(r["AssumedRoleUser"]["Arn"]).rsplit("/", 1)[-1]
+        except (KeyError, TypeError) as e:
+            raise _bad_response(f"answer without {e}") from None
         return self._credentials(r, role_arn, session_name)
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
@@ -113,18 +117,35 @@ class StsGateway:
             # STS accepted the connection but did not answer within sts_timeout (every attempt).
             raise StsUnavailable("STS did not answer in time", code="sts_timeout",
                                  message="AWS STS did not answer in time.") from None
-        except BotoCoreError as e:
-            # e.g. ResponseParserError when the endpoint answers garbage (moto's 500 pages).
-            raise StsError(f"{type(e).__name__}", code="sts_bad_response", status=502,
-                           message="AWS STS answered with something the bridge could not read.") from None
+        except (BotoCoreError, ResponseParserError) as e:
+            # ResponseParserError (an answer that is not STS XML: a proxy's or moto's HTML page) is not a
+            # BotoCoreError; both are a 502 the user reads, audited like every other refusal.
+            raise _bad_response(type(e).__name__) from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            # botocore's query parser on well-formed XML that is not an STS answer (an HTML page with
+            # a 200) fails with plain KeyErrors and the like: the same 502, never a 500.
+            raise _bad_response(f"unparsable answer ({type(e).__name__})") from None
 
     def _credentials(self, r: dict[str, Any], role_arn: str, session_name: str) -> Credentials:
+        try:
+            return self._read_credentials(r, role_arn, session_name)
+        except (KeyError, TypeError, AttributeError) as e:  # parsed, but not an AssumeRole* answer
+            raise _bad_response(f"answer without {e}") from None
+
+    def _read_credentials(self, r: dict[str, Any], role_arn: str, session_name: str) -> Credentials:
         c = r["Credentials"]
         return Credentials(
             access_key_id=c["AccessKeyId"], secret_access_key=c["SecretAccessKey"],
             session_token=c["SessionToken"], expiration=c["Expiration"],
             assumed_role_arn=r["AssumedRoleUser"]["Arn"], role_arn=role_arn, session_name=session_name,
             region=self.region)
+
+
+def _bad_response(detail: str) -> StsError:
+    return StsError(detail[:200], code="sts_bad_response", status=502,
+                    message="AWS STS answered with something the bridge could not read.",
+                    hint="Try again in a minute. If it keeps happening, check aws.sts_endpoint_url (and any proxy "
+                         "in front of STS) and give the request id to your administrator.")
 
 
 def _map_client_error(e: ClientError) -> StsError:

@@ -359,6 +359,25 @@ def _issue_instant_problems(a: etree._Element, now: int, skew: int) -> list[Prob
     return []
 
 
+def redeem_deadline(b64: str) -> int | None:
+    """Until when AWS would take the response (epoch seconds): the Assertion's IssueInstant plus 5
+    minutes (rule 8), or an earlier NotOnOrAfter (rules 5, 7). None when that cannot be read."""
+    root, _ = _parse(b64)
+    if root is None:
+        return None
+    a, _ = _envelope(root, encryption_allowed=True)
+    issued = None if a is None else _time(a.get("IssueInstant"))
+    if a is None or issued is None:
+        return None
+    ends = [issued + MAX_AGE]
+    for el in (a.find("saml:Conditions", NS),
+               *a.findall("saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData", NS)):
+        end = None if el is None else _time(el.get("NotOnOrAfter"))
+        if end is not None:
+            ends.append(end - 1)  # NotOnOrAfter is the first second it is refused
+    return min(ends)
+
+
 def validate_saml_response(b64: str, *, metadata: IdpMetadata, now: int, partition: str = "aws",
                            role_arn: str | None = None, principal_arn: str | None = None,
                            max_duration: int = MAX_DURATION, skew: int = 60,

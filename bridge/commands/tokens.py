@@ -114,9 +114,40 @@ def _verify_saml(saml_path: str, metadata_path: str | None, settings: Settings |
                                   principal_arn=principal_arn)
 
 
+def _fetch_json(url: str) -> Any:
+    import requests  # only for an upstream issuer's discovery and JWKS
+
+    try:
+        r = requests.get(url, timeout=10)
+        r.raise_for_status()
+        return r.json()
+    except (requests.RequestException, ValueError) as e:
+        fail([f"{url}: {type(e).__name__} (AWS must fetch it over https within about 5 seconds)"], "cannot fetch:")
+
+
+def _verify_upstream_jwt(jwt_path: str, jwks_path: str | None, issuer: str, audience: str | None,
+                         now: int) -> Sequence[object]:
+    """An upstream IdP's ID token (OIDC ``aws_passthrough``), as AWS checks it against the IAM OIDC
+    provider ``issuer`` with client id ``audience``: discovery and JWKS fetched from the issuer, as AWS does."""
+    if not audience:
+        fail(["--issuer needs --audience (the client id registered in the IAM OIDC provider)"], "missing option:")
+    token = Path(jwt_path).read_text(encoding="utf-8").strip()
+    discovery = _fetch_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
+    if jwks_path:
+        jwks = json.loads(Path(jwks_path).read_text(encoding="utf-8"))
+    else:
+        uri = discovery.get("jwks_uri") if isinstance(discovery, dict) else None
+        if not isinstance(uri, str):
+            fail([f"{issuer}: its discovery document has no jwks_uri"], "cannot fetch:")
+        jwks = _fetch_json(uri)
+    return validate_jwt(token, jwks=jwks, issuer=issuer, audiences={audience}, now=now,
+                        discovery=discovery if isinstance(discovery, dict) else None)
+
+
 def _verify_jwt(jwt_path: str, jwks_path: str | None, settings: Settings | None, now: int) -> Sequence[object]:
     if settings is None:
-        fail(["--jwt needs --config (the issuer and audiences to check against)"], "missing option:")
+        fail(["--jwt needs --config (the issuer and audiences to check against), or --issuer and --audience "
+              "for an upstream IdP's token"], "missing option:")
     token = Path(jwt_path).read_text(encoding="utf-8").strip()
     if jwks_path:
         jwks = json.loads(Path(jwks_path).read_text(encoding="utf-8"))
@@ -143,10 +174,15 @@ def _verify_jwt(jwt_path: str, jwks_path: str | None, settings: Settings | None,
 @click.option("--role", "role_arn", default=None, help="RoleArn of the AssumeRoleWithSAML call")
 @click.option("--principal", "principal_arn", default=None, help="PrincipalArn (SAML provider) of the call")
 @click.option("--partition", type=click.Choice(["aws", "aws-us-gov", "aws-cn"]), default=None)
+@click.option("--issuer", default=None,
+              help="with --jwt: an upstream IdP's issuer (the IAM OIDC provider URL) instead of the bridge's own")
+@click.option("--audience", default=None, help="with --issuer: the client id registered in the IAM OIDC provider")
 def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None, saml_path: str | None,
            metadata_path: str | None, role_arn: str | None, principal_arn: str | None,
-           partition: str | None) -> None:
-    """Run the strict AWS-rules validator on a JWT or SAMLResponse; list every rule it breaks."""
+           partition: str | None, issuer: str | None, audience: str | None) -> None:
+    """Run the strict AWS-rules validator on a JWT or SAMLResponse; list every rule it breaks.
+
+    An upstream IdP's ID token (pass-through): --jwt FILE --issuer URL --audience CLIENT_ID."""
     if bool(jwt_path) == bool(saml_path):
         fail(["give exactly one of --jwt FILE or --saml FILE"], "nothing to verify:")
     settings = settings_from(config_path) if config_path else None
@@ -156,7 +192,10 @@ def verify(config_path: str | None, jwt_path: str | None, jwks_path: str | None,
         what = saml_path
     else:
         assert jwt_path is not None
-        issues = _verify_jwt(jwt_path, jwks_path, settings, now)
+        if issuer:
+            issues = _verify_upstream_jwt(jwt_path, jwks_path, issuer, audience, now)
+        else:
+            issues = _verify_jwt(jwt_path, jwks_path, settings, now)
         what = jwt_path
     if issues:
         fail(issues, f"{what}: {len(issues)} AWS rule(s) broken:")

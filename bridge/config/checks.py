@@ -25,7 +25,28 @@ def semantic_problems(s: Settings) -> list[str]:
     for i, c in enumerate(s.connectors):
         if isinstance(c, SamlConnectorSettings):
             problems += _saml_problems(f"connectors[{i}]", c, s)
-    return problems + _issuer_aws_problems(s) + _local_file_problems(s) + _listener_session_problems(s)
+    return (problems + _issuer_aws_problems(s) + _local_file_problems(s) + _listener_session_problems(s)
+            + _passthrough_rule_problems(s))
+
+
+def _passthrough_rule_problems(s: Settings) -> list[str]:
+    """``path: passthrough`` grants redeem an OIDC connector's own ID token (``aws_passthrough``): a rule
+    with one must name only such connectors, or (unscoped) there must be one; identities of other
+    connectors are never offered the grant (withheld ``no_passthrough``)."""
+    able = {c.id for c in s.connectors if isinstance(c, OidcConnectorSettings) and c.aws_passthrough}
+    problems = []
+    for i, r in enumerate(s.mapping.rules):
+        if not any(getattr(g, "path", None) == "passthrough" for g in r.grants or []):
+            continue
+        where = f"mapping.rules[{i}] ({r.name})"
+        unable = [c for c in (r.connectors or []) if c not in able]
+        if unable:
+            problems.append(f"{where}: path: passthrough needs an OIDC connector with aws_passthrough: true; "
+                            f"{unable} have none (SAML pass-through offers the IdP's Role attribute, not rules)")
+        elif r.connectors is None and not able:
+            problems.append(f"{where}: path: passthrough needs an OIDC connector with aws_passthrough: true, and "
+                            "no connector has one; scope the rule with connectors: [...] or use path jwt/saml")
+    return problems
 
 
 def _duplicate_connector_ids(s: Settings) -> list[str]:

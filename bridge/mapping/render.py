@@ -65,6 +65,10 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
     tags, lower, required = rendered
     transitive = _transitive(cg, view, binding, lower, notes)
     path = cg.path or d.path
+    if path == "passthrough" and not d.passthrough:
+        return Withheld(arn_text, "no_passthrough", "this grant redeems the identity provider's own ID token "
+                                                    "(path: passthrough), but this sign-in's connector has no "
+                                                    "aws_passthrough: AWS would have nothing to redeem")
     provider_arn = _provider(cg, view, binding, arn, d, path, notes)
     if isinstance(provider_arn, Withheld):
         return provider_arn

@@ -17,6 +17,9 @@ class GrantDefaults:
     audience: str
     path: str = "jwt"
     saml_provider: str = "FederationBridge"
+    # Whether the identity's connector brings an artifact to redeem (OIDC with aws_passthrough): if
+    # not, a ``path: passthrough`` grant is withheld (``no_passthrough``), never offered to fail at STS.
+    passthrough: bool = True
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ class Withheld:
 
     ``code``: ``mfa`` (sign in with MFA to get it; ``grant`` is what you would get), ``denied``
     (a deny rule), ``required_tag``, ``invalid`` (role or provider did not render to something
-    AWS accepts), ``limits`` (the final AWS-limits check failed).
+    AWS accepts), ``limits`` (the final AWS-limits check failed), ``no_passthrough`` (a ``path:
+    passthrough`` grant for an identity whose connector has no ``aws_passthrough``); for
+    ``aws_passthrough`` SAML sign-ins: ``role_attribute_missing``, ``role_value_malformed``,
+    ``role_provider_mismatch``, ``aws_rule_<n>`` (the upstream assertion breaks §1.10 rule n).
     """
 
     role_arn: str | None

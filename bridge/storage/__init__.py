@@ -9,11 +9,12 @@ from bridge.storage.records import (
     CliToken,
     DeviceApproval,
     DeviceCode,
+    PassthroughInfo,
     PendingLogin,
     RecordError,
     SessionRecord,
     SsoClient,
 )
 
-__all__ = ["AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PendingLogin", "RecordError", "SessionRecord",
-           "SsoClient", "Store", "hash_id"]
+__all__ = ["AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin", "RecordError",
+           "SessionRecord", "SsoClient", "Store", "hash_id"]

@@ -52,6 +52,30 @@ class PendingLogin:
 
 
 @dataclass(frozen=True)
+class PassthroughInfo:
+    """What an ``aws_passthrough`` sign-in's upstream artifact is worth at AWS, judged at sign-in:
+    ``until`` when AWS takes it (epoch seconds), the asserted roles not offered and why
+    (``not_offered``: role arn or None, code, reason), and what AWS will check that the bridge cannot
+    (``warnings``). Never the artifact itself (that is kept apart, with a TTL)."""
+
+    kind: str
+    until: int
+    not_offered: tuple[tuple[str | None, str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "until": self.until, "not_offered": [list(w) for w in self.not_offered],
+                "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PassthroughInfo:
+        return cls(kind=str(d["kind"]), until=int(d["until"]),
+                   not_offered=tuple((None if w[0] is None else str(w[0]), str(w[1]), str(w[2]))
+                                     for w in d.get("not_offered") or ()),
+                   warnings=tuple(str(w) for w in d.get("warnings") or ()))
+
+
+@dataclass(frozen=True)
 class SessionRecord:
     """A browser session: the verified identity (never a list of grants to trust later, except the
     roles an ``aws_passthrough`` SAML IdP asserted), the CSRF token, and its clocks.
@@ -66,10 +90,11 @@ class SessionRecord:
     created_at: int = 0
     expires_at: int = 0
     passthrough_grants: tuple[Grant, ...] | None = None
+    passthrough: PassthroughInfo | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     _KNOWN = frozenset({"identity", "csrf", "correlation_id", "verified_at", "created_at", "expires_at",
-                        "passthrough_grants"})
+                        "passthrough_grants", "passthrough"})
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {**self.extra, "identity": self.identity.to_json(), "csrf": self.csrf,
@@ -78,6 +103,8 @@ class SessionRecord:
             d["verified_at"] = self.verified_at
         if self.passthrough_grants is not None:
             d["passthrough_grants"] = [g.to_json() for g in self.passthrough_grants]
+        if self.passthrough is not None:
+            d["passthrough"] = self.passthrough.to_json()
         d["created_at"] = self.created_at
         d["expires_at"] = self.expires_at
         return d
@@ -91,6 +118,8 @@ class SessionRecord:
                        verified_at=None if d.get("verified_at") is None else int(d["verified_at"]),
                        created_at=int(d.get("created_at", 0)), expires_at=int(d.get("expires_at", 0)),
                        passthrough_grants=None if grants is None else tuple(Grant.from_json(g) for g in grants),
+                       passthrough=(None if d.get("passthrough") is None
+                                    else PassthroughInfo.from_json(d["passthrough"])),
                        extra=_extra(d, cls._KNOWN))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"session: {type(e).__name__}: {e}") from None

@@ -89,6 +89,10 @@ class OidcConnectorSettings(ConnectorSettingsBase):
         out = []
         if urlsplit(self.issuer).scheme != "https":
             out.append(f"connector {self.id}: upstream issuer {self.issuer} is plain http.")
+        u = urlsplit(self.issuer)
+        if self.aws_passthrough and (u.scheme != "https" or u.port is not None or u.query):
+            out.append(f"connector {self.id}: aws_passthrough redeems the IdP's ID token at AWS, which registers "
+                       f"only https issuers without a port as IAM OIDC providers; {self.issuer} is not one.")
         if self.insecure_accept_unverified_email:
             out.append(f"connector {self.id}: insecure_accept_unverified_email trusts e-mail addresses the IdP "
                        "has not verified (rules and tags on email can be fooled).")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 from urllib.parse import quote, urlsplit
 
 from flask import current_app, g, request
 
 from bridge import audit
 from bridge.aws.console import console_origins
-from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, RateLimited
+from bridge.aws.upstream_check import UpstreamCheck
+from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, PassthroughExpired, RateLimited
 from bridge.identity import Grant, Identity
 from bridge.logs import correlation_id
+from bridge.mapping import Withheld
 from bridge.services import Services
-from bridge.storage import CliToken, SessionRecord, hash_id
+from bridge.storage import CliToken, PassthroughInfo, SessionRecord, hash_id
 
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
@@ -82,19 +85,44 @@ def session_identity(doc: SessionRecord) -> Identity:
 def session_access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
     """The session's grants and MFA-locked grants under the rules in force *now*, decided from the
     session's identity at the moment of use (a rules change takes effect at once; sessions are kept).
-    ``aws_passthrough`` SAML sessions hold the roles their IdP asserted instead."""
+    ``aws_passthrough`` SAML sessions hold the roles their IdP asserted instead.
+    Pass-through grants are offered only while AWS takes the upstream artifact (``passthrough_spent``)."""
+    grants, locked = _access(doc)
+    if passthrough_spent(doc):
+        grants = [gr for gr in grants if gr.path != "passthrough"]
+    return grants, locked
+
+
+def _access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
     if doc.passthrough_grants is not None:
         return list(doc.passthrough_grants), []
     access = services().access.access_for(doc.identity, log=False)
     return access.grants, access.locked
 
 
+def passthrough_spent(doc: SessionRecord) -> bool:
+    """Whether this pass-through sign-in's artifact is past what AWS takes (its time is up, or AWS would
+    refuse the ID token whatever the role): its pass-through grants are not offered any more."""
+    info = doc.passthrough
+    if info is None:
+        return False
+    return info.until < int(time.time()) or (info.kind == "oidc" and bool(info.not_offered))
+
+
+def passthrough_left(doc: SessionRecord) -> int | None:
+    """Seconds left to redeem this sign-in's upstream artifact at AWS (None: not a pass-through sign-in)."""
+    return None if doc.passthrough is None else max(0, doc.passthrough.until - int(time.time()))
+
+
 def granted(doc: SessionRecord, grant_id: str) -> Grant:
-    """The session's grant ``grant_id``; MfaRequired / NotGranted otherwise."""
+    """The session's grant ``grant_id``; MfaRequired / NotGranted / PassthroughExpired otherwise."""
     grants, locked = session_access(doc)
     grant = next((gr for gr in grants if gr.id == grant_id), None)
     if grant is None and any(gr.id == grant_id for gr in locked):
         raise MfaRequired(f"grant {grant_id[:32]!r} requires MFA; the session has none")
+    if grant is None and passthrough_spent(doc) and any(gr.id == grant_id and gr.path == "passthrough"
+                                                        for gr in _access(doc)[0]):
+        raise PassthroughExpired(f"grant {grant_id[:32]!r}: the upstream artifact is past what AWS takes")
     if grant is None:
         raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
                          message="That role is not one of the roles granted to you.")
@@ -155,15 +183,21 @@ def session_grants(doc: SessionRecord) -> list[Grant]:
 
 
 def start_session(identity: Identity, *, passthrough_grants: list[Grant] | None = None,
-                  correlation: str | None = None) -> None:
-    """Create a fresh session (new id: rotated at login) and drop this browser's old one if any."""
+                  correlation: str | None = None, check: UpstreamCheck | None = None,
+                  withheld: tuple[Withheld, ...] = ()) -> None:
+    """Create a fresh session (new id: rotated at login) and drop this browser's old one if any.
+    ``check``: what AWS would say of a pass-through sign-in's artifact (kept with the session, with
+    ``withheld``, the asserted roles not offered, for the portal)."""
     svc = services()
     old = session_hash()
     if old:
         svc.sessions.end(old, svc.sessions.get(old))
+    info = None if check is None else PassthroughInfo(
+        check.kind, check.until, tuple((w.role_arn, w.code, w.reason) for w in withheld)
+        + tuple((None, code, reason) for code, reason in check.reasons() if check.kind == "oidc"), check.warnings)
     g.new_session_id = svc.sessions.start(identity, correlation=correlation, passthrough_grants=passthrough_grants,
-                                          upstream=getattr(identity, "upstream", None))
-    if record := svc.issuer.passthrough_record(identity):
+                                          upstream=getattr(identity, "upstream", None), passthrough=info)
+    if record := svc.issuer.passthrough_record(identity, check):
         svc.store.put_passthrough(g.new_session_id, record[0], record[1])
 
 

@@ -123,8 +123,9 @@ def callback(connector_id: str) -> ResponseReturnValue:
     correlation_id.set(correlation)
     ctx = audit_context(correlation=correlation)
     svc.auditor.record("sign_in", ctx, outcome="success", who=audit.who(identity), how=audit.how(identity))
-    access = svc.access.access_for(identity, ctx=ctx)  # audited here; decided again at each use
-    start_session(identity, correlation=correlation,
+    check = svc.issuer.passthrough_check(identity)  # aws_passthrough: what AWS would say of the IdP's artifact
+    access = svc.access.access_for(identity, ctx=ctx, check=check)  # audited here; decided again at each use
+    start_session(identity, correlation=correlation, check=check, withheld=access.withheld,
                   passthrough_grants=access.grants if access.version == PASSTHROUGH_VERSION else None)
     svc.metrics.logins.labels(connector_id, "success").inc()
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,

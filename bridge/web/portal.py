@@ -18,6 +18,7 @@ from bridge.errors import AdminOnly, BadRequest
 from bridge.flow import safe_return_to
 from bridge.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, identity_from_sample
 from bridge.logs import event
+from bridge.storage import SessionRecord
 from bridge.web.common import (
     allow_console_forms,
     audit_context,
@@ -25,6 +26,8 @@ from bridge.web.common import (
     chosen_duration,
     go_path,
     granted,
+    passthrough_left,
+    passthrough_spent,
     rate_limit,
     remember_use,
     require_session,
@@ -62,7 +65,8 @@ def portal() -> ResponseReturnValue:
                                  "connector": identity.connector_id},
                        grants=[_grant_json(gr) for gr in grants], locked=[_grant_json(gr) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
-                       favourites=sorted(fav_ids), csrf_token=doc.csrf, expires_at=doc.expires_at)
+                       favourites=sorted(fav_ids), csrf_token=doc.csrf, expires_at=doc.expires_at,
+                       passthrough=_passthrough_json(doc))
     if any(svc.console.method(gr) == "federation" for gr in grants):
         # its Console buttons POST to /console, answered with a 302
         allow_console_forms(svc.console.federation_endpoint())
@@ -78,7 +82,18 @@ def portal() -> ResponseReturnValue:
     return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc.csrf,
                            expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
                            favourites=favourites, fav_ids=fav_ids, rows=rows_html, total=len(grants),
-                           base_url=svc.settings.base_url)
+                           base_url=svc.settings.base_url, passthrough=_passthrough_json(doc))
+
+
+def _passthrough_json(doc: SessionRecord) -> dict[str, Any] | None:
+    """A pass-through sign-in: how long AWS still takes the IdP's artifact, and the roles it asserted
+    that are not offered, with why (what to fix at the identity provider)."""
+    info = doc.passthrough
+    if info is None:
+        return None
+    return {"kind": info.kind, "until": info.until, "seconds_left": passthrough_left(doc),
+            "spent": passthrough_spent(doc), "warnings": list(info.warnings),
+            "not_offered": [{"role_arn": r, "code": c, "reason": why} for r, c, why in info.not_offered]}
 
 
 @bp.post("/portal/favourite/<grant_id>")

@@ -343,3 +343,21 @@ def test_sts_throttling_is_retried(live_bridge, make_settings, strict_sts_peer) 
     r = s.post(f"{base}/credentials/{grant_id(portal, '/Admin')}",
                headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
     assert r.status_code == 200 and strict_sts_peer.calls == 2
+
+
+@pytest.mark.parametrize("status, body", [(200, "<html><body>Bad gateway</body></html>"),
+                                          (200, "<AssumeRoleWithWebIdentityResponse><nope"),
+                                          (200, "")])
+def test_unreadable_sts_answer_is_a_502_page_and_audited(live_bridge, make_settings, strict_sts_peer, capsys,
+                                                         status: int, body: str) -> None:
+    """botocore's ResponseParserError is no BotoCoreError: it is still the 502 page, and audited."""
+    base = live_bridge(make_settings())
+    s, portal = _signed_in(base)
+    strict_sts_peer.answer_next_raw(status, body)
+    r = s.post(f"{base}/credentials/{grant_id(portal, '/Admin')}", data={"csrf_token": portal["csrf_token"]},
+               timeout=30)
+    assert_error_page(r, 502, "sts_bad_response")
+    assert "could not read" in r.text
+    audit_lines = [line for line in capsys.readouterr().out.splitlines() if '"type":"credentials"' in line]
+    assert audit_lines and '"error":"sts_bad_response"' in audit_lines[-1]
+

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR, RULES
-from tests.integration.helpers import caller_arn, grant_id, oidc_login, portal_json
+from tests.integration.helpers import caller_arn, dev_login, grant_id, oidc_login, portal_json
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +200,7 @@ def test_example_config_documents_a_working_shape(tmp_path: Path) -> None:
 
 
 def test_oidc_passthrough_redeems_the_upstream_id_token(live_bridge, make_settings, oidc_issuer, strict_sts_peer,
-                                                        moto_url) -> None:
+                                                        moto_url, tmp_path) -> None:
     rules = [{"name": "direct", "group": "aws-admins", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/Direct",
               "path": "passthrough"}]
     settings = make_settings(connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer,
@@ -219,6 +219,45 @@ def test_oidc_passthrough_redeems_the_upstream_id_token(live_bridge, make_settin
     (seen,) = strict_sts_peer.seen
     claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
     assert claims["iss"] == oidc_issuer and claims["aud"] == "bridge"  # the IdP's own token, not one we minted
+    # What can be checked at sign-in is shown: time left (the token's exp), what AWS checks that we cannot.
+    info = portal["passthrough"]
+    assert info["kind"] == "oidc" and info["until"] == claims["exp"] and info["not_offered"] == []
+    assert 0 < info["seconds_left"] <= claims["exp"] - claims["iat"] and not info["spent"]
+    assert any("must be https with no port" in w for w in info["warnings"])  # the test IdP is http://127.0.0.1:port
+    # `bridge verify` checks the upstream token as AWS would, against that issuer and client id.
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    token_file = tmp_path / "id_token"
+    token_file.write_text(seen.token)
+    r = CliRunner().invoke(main, ["verify", "--jwt", str(token_file), "--issuer", oidc_issuer, "--audience", "bridge"])
+    assert r.exit_code == 1 and "https" in r.output and "signature" not in r.output, r.output
+    r = CliRunner().invoke(main, ["verify", "--jwt", str(token_file), "--issuer", oidc_issuer, "--audience", "other"])
+    assert r.exit_code == 1 and "4:" in r.output, r.output  # aud is not the registered client id
+
+
+def test_passthrough_grant_is_never_offered_to_a_connector_without_passthrough(live_bridge, make_settings,
+                                                                               oidc_issuer) -> None:
+    """The dev connector brings no upstream token: its users are not offered a `path: passthrough` grant
+    (withheld, saying why), while the OIDC pass-through connector's users are."""
+    rules = [{"name": "direct", "match": {"group": "aws-admins"},
+              "grants": [{"role_arn": f"arn:aws:iam::{ACCOUNT}:role/Direct", "path": "passthrough"}]},
+             {"name": "admins", "match": {"group": "aws-admins"},
+              "grants": [{"role_arn": f"arn:aws:iam::{ACCOUNT}:role/Admin"}]}]
+    dev = {"id": "dev", "type": "dev", "users": [{"subject": "alice", "email": "alice@example.com",
+                                                  "groups": ["aws-admins"]}]}
+    oidc = {"id": OIDC_CONNECTOR, "type": "oidc", "issuer": oidc_issuer, "client_id": "bridge",
+            "client_secret": "bridge-secret", "aws_passthrough": True}
+    base = live_bridge(make_settings(connectors=[dev, oidc], mapping={"rules": rules}))
+    s = dev_login(base, "alice")
+    assert [g["role_arn"].rsplit("/", 1)[1] for g in portal_json(s, base)["grants"]] == ["Admin"]
+    why = s.get(f"{base}/portal/why", headers={"Accept": "application/json"}, timeout=10).json()
+    (w,) = why["withheld"]
+    assert w["code"] == "no_passthrough" and "aws_passthrough" in w["reason"]
+    s = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, "alice", "alice-pw", session=s)
+    assert sorted(g["role_arn"].rsplit("/", 1)[1] for g in portal_json(s, base)["grants"]) == ["Admin", "Direct"]
 
 
 def test_groups_from_the_idp_drive_tags_in_the_minted_token(live_bridge, make_settings, oidc_issuer,

@@ -442,3 +442,144 @@ def test_two_saml_idps_side_by_side(live_bridge, make_settings, saml_idp, tmp_pa
     assert b"AuthnRequestsSigned=\"true\"" in etree.tostring(b)
     r = requests.get(f"{base}/login/idp-b", allow_redirects=False, timeout=10)
     assert "Signature=" in r.headers["Location"] and "SigAlg=" in r.headers["Location"]  # signed AuthnRequest
+
+
+# ---- aws_passthrough that tells the truth: AWS's rules at sign-in -------------------------------
+
+AWS_ACS = "https://signin.aws.amazon.com/saml"
+ROLE_ATTR = "https://aws.amazon.com/SAML/Attributes/Role"
+OTHER_ACCOUNT = "210987654321"
+
+
+def _upstream_signin(base: str, forge: Forge, s: requests.Session, roles: list[str] | None, *,
+                     recipient: str = AWS_ACS, now: float | None = None, lifetime: int = 300) -> str:
+    """Sign in with an upstream response the IdP (the suite's IdP key and entity id) addressed as given."""
+    forge.attributes = {"email": ["dave@example.com"],
+                        "https://aws.amazon.com/SAML/Attributes/RoleSessionName": ["dave@example.com"],
+                        **({ROLE_ATTR: roles} if roles is not None else {})}
+    rid, relay = _begin(base, s)
+    upstream = b64(forge.sign(forge.build(in_response_to=rid, audience="urn:amazon:webservices", recipient=recipient,
+                                          destination=recipient, now=now, lifetime=lifetime)))
+    r = _post(base, s, upstream, relay)
+    assert r.status_code == 200 and r.url == f"{base}/portal", r.text[:500]  # signed in: the identity is good
+    return upstream
+
+
+@pytest.mark.parametrize("case, offered, codes, says", [
+    ("recipient_is_the_bridge", [], ["aws_rule_5"], "Recipient and Destination must be AWS's"),
+    ("issued_6_minutes_ago", [], ["aws_rule_8"], "within 5 minutes of its IssueInstant"),
+    ("role_and_provider_in_two_accounts", [], ["role_provider_mismatch"], "different accounts"),
+    ("no_role_attribute", [], ["role_attribute_missing"], "has no Role attribute"),
+    ("malformed_role_value", [], ["role_value_malformed"], "is not '<role arn>,<saml-provider arn>'"),
+    # One bad value spoils the assertion for every role (AWS, §1.10 rule 9): the good one is not offered either.
+    ("a_bad_value_beside_a_good_one", [], ["role_provider_mismatch", "aws_rule_9"], "AWS refuses the whole assertion"),
+    ("good", ["OktaAdmin"], [], ""),
+])
+def test_saml_passthrough_offers_only_what_aws_accepts(live_bridge, saml_settings, forge, saml_idp, strict_sts_peer,
+                                                       moto_url, bridge_logs, case: str, offered: list[str],
+                                                       codes: list[str], says: str) -> None:
+    """Each broken upstream assertion: signed in, the portal offers only roles AWS would take and says
+    why the others are not offered (what to fix at the IdP); what is offered works at the strict STS."""
+    import time
+
+    base = live_bridge(saml_settings(aws_passthrough=True))
+    strict_sts_peer.register_saml_provider("UpstreamIdP",
+                                           lambda: requests.get(f"{saml_idp.url}/metadata", timeout=10).content)
+    good = f"{UPSTREAM_ROLE},{UPSTREAM_PROVIDER}"
+    cross = f"arn:aws:iam::{ACCOUNT}:role/Other,arn:aws:iam::{OTHER_ACCOUNT}:saml-provider/UpstreamIdP"
+    roles, kw = {
+        "recipient_is_the_bridge": ([good], {"recipient": forge.acs}),
+        "issued_6_minutes_ago": ([good], {"now": time.time() - 360, "lifetime": 900}),
+        "role_and_provider_in_two_accounts": ([cross], {}),
+        "no_role_attribute": (None, {}),
+        "malformed_role_value": ([f"arn:aws:iam::{ACCOUNT}:role/NoProvider"], {}),
+        "a_bad_value_beside_a_good_one": ([good, cross], {}),
+        "good": ([good], {}),
+    }[case]
+    s = requests.Session()
+    _upstream_signin(base, forge, s, roles, **kw)  # type: ignore[arg-type]
+    portal = portal_json(s, base)
+    assert [g["role_arn"].rsplit("/", 1)[1] for g in portal["grants"]] == offered
+    not_offered = portal["passthrough"]["not_offered"]
+    assert [w["code"] for w in not_offered] == codes and all(says in w["reason"] for w in not_offered[-1:]), not_offered
+    page = html.unescape(s.get(f"{base}/portal", timeout=10).text)
+    assert "rules for your groups" not in page
+    if codes:
+        assert 'id="not-offered"' in page and says in page
+        assert "passthrough_withheld" in bridge_logs.text and codes[0] in bridge_logs.text  # logged, for the admin
+    assert "PHNhbWxw" not in bridge_logs.text  # never the assertion
+    for g in portal["grants"]:  # what is offered, AWS takes
+        r = s.post(f"{base}/credentials/{g['id']}",
+                   headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert caller_arn(moto_url, r.json()).endswith("/OktaAdmin/dave@example.com")
+    assert [x.problems for x in strict_sts_peer.seen] == [[] for _ in portal["grants"]]
+
+
+def test_saml_passthrough_redeem_time_counts_from_issue_instant(live_bridge, saml_settings, forge, saml_idp,
+                                                                 strict_sts_peer) -> None:
+    """The portal shows the time left (IssueInstant + 5 minutes, not sign-in + 5); once it has passed
+    the role is no longer offered and "sign in again" is what the user reads (and really helps)."""
+    import time
+
+    base = live_bridge(saml_settings(aws_passthrough=True))
+    s = requests.Session()
+    issued = time.time() - 296
+    _upstream_signin(base, forge, s, [f"{UPSTREAM_ROLE},{UPSTREAM_PROVIDER}"], now=issued, lifetime=900)
+    portal = portal_json(s, base)
+    left = portal["passthrough"]["seconds_left"]
+    assert portal["passthrough"]["until"] == int(issued) + 300 and 0 < left <= 5, portal["passthrough"]
+    assert [g["role_arn"] for g in portal["grants"]] == [UPSTREAM_ROLE]
+    assert 'id="passthrough-left"' in s.get(f"{base}/portal", timeout=10).text
+    gid = portal["grants"][0]["id"]
+    time.sleep(left + 1.5)
+    portal = portal_json(s, base)
+    assert portal["grants"] == [] and portal["passthrough"]["spent"] is True
+    page = s.get(f"{base}/portal", timeout=10).text
+    assert 'id="passthrough-spent"' in page and "Sign in again" in page and "rules for your groups" not in page
+    r = s.post(f"{base}/credentials/{gid}", headers={"Accept": "application/json",
+                                                     "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"] == "passthrough_expired" and "Sign in again" in r.json()["hint"]
+    assert strict_sts_peer.seen == []  # nothing AWS would refuse was sent
+
+
+@pytest.mark.parametrize("aws_code, says", [
+    ("InvalidIdentityToken", "hold that identity provider's current metadata"),
+    ("ExpiredTokenException", "check the identity provider's clock"),
+    ("AccessDenied", "IAM SAML provider of your identity provider"),
+])
+def test_saml_passthrough_sts_hints_point_at_the_upstream_idp(live_bridge, saml_settings, forge, strict_sts_peer,
+                                                               aws_code: str, says: str) -> None:
+    base = live_bridge(saml_settings(aws_passthrough=True))
+    s = requests.Session()
+    _upstream_signin(base, forge, s, [f"{UPSTREAM_ROLE},{UPSTREAM_PROVIDER}"])
+    portal = portal_json(s, base)
+    strict_sts_peer.fail_next(403 if aws_code == "AccessDenied" else 400, aws_code, f"injected {aws_code}")
+    r = s.post(f"{base}/credentials/{portal['grants'][0]['id']}",
+               headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+    body = r.json()
+    assert body["error"] == f"sts_{aws_code}" and says in body["hint"], body
+    assert "bridge's" not in body["hint"] + body["message"]  # not the bridge's token or metadata
+
+
+def test_saml_passthrough_new_assertion_is_redeemed_and_catalog_applies(live_bridge, make_settings, saml_idp, forge,
+                                                                         strict_sts_peer) -> None:
+    """A second sign-in's assertion reaches STS (the cache is keyed by the artifact); the accounts
+    catalog labels pass-through grants like rule grants."""
+    c = {"id": CONNECTOR, "type": "saml", "metadata_url": f"{saml_idp.url}/metadata", "aws_passthrough": True}
+    catalog = {ACCOUNT: {"alias": "sandbox", "label": "Sandbox", "roles": {"OktaAdmin": {"label": "Okta admin"}}}}
+    base = live_bridge(make_settings(connectors=[c], mapping={"accounts": catalog, "rules": []}))
+    strict_sts_peer.register_saml_provider("UpstreamIdP",
+                                           lambda: requests.get(f"{saml_idp.url}/metadata", timeout=10).content)
+    s = requests.Session()
+    sent = []
+    for _ in range(2):
+        sent.append(_upstream_signin(base, forge, s, [f"{UPSTREAM_ROLE},{UPSTREAM_PROVIDER}"]))
+        portal = portal_json(s, base)
+        (g,) = portal["grants"]
+        assert (g["account_label"], g["account_alias"], g["label"]) == ("Sandbox", "sandbox", "Okta admin")
+        r = s.post(f"{base}/credentials/{g['id']}",
+                   headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
+        assert r.status_code == 200, r.text
+    assert [x.token for x in strict_sts_peer.seen] == sent  # each sign-in's own assertion was redeemed
+    assert "Sandbox" in s.get(f"{base}/portal", timeout=10).text

@@ -52,6 +52,7 @@ class StrictSts:
     role_max_duration: dict[str, int] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     injected: list[tuple[int, str, str]] = field(default_factory=list)
+    raw: list[tuple[int, str]] = field(default_factory=list)
     url: str = ""
     calls: int = 0
 
@@ -67,9 +68,14 @@ class StrictSts:
         """Answer the next request with this STS error (throttling, AccessDenied, ...)."""
         self.injected.append((status, code, message))
 
+    def answer_next_raw(self, status: int, body: str) -> None:
+        """Answer the next request with ``body`` as it is (not STS XML: a proxy's page, a truncated reply)."""
+        self.raw.append((status, body))
+
     def reset(self) -> None:
         self.seen.clear()
         self.injected.clear()
+        self.raw.clear()
         self.role_max_duration.clear()
         self.calls = 0
 
@@ -83,6 +89,9 @@ class StrictSts:
         body = req.get_data()
         self.calls += 1
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if self.raw:
+            status, text = self.raw.pop(0)
+            return Response(text, status=status, content_type="text/html")(environ, start_response)
         if self.injected:
             status, code, message = self.injected.pop(0)
             return _error(status, code, message)(environ, start_response)

@@ -490,3 +490,29 @@ def test_warnings_keep_their_order() -> None:
         "connector corp", "connector corp",
         "/metrics is open to anyone who reaches the bridge",
     ]
+
+
+def test_check_config_refuses_passthrough_rules_for_connectors_without_passthrough() -> None:
+    """`path: passthrough` redeems an OIDC connector's own ID token: a rule naming a connector without
+    aws_passthrough (or, unscoped, with no such connector at all) is refused at load."""
+    from bridge.config import settings_from_dict
+    from bridge.errors import ConfigError
+
+    dev = {"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}
+    oidc = {"id": "corp", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "b", "client_secret": "s",
+            "aws_passthrough": True}
+
+    def rules(connectors: list[str] | None) -> dict[str, object]:
+        rule = {"name": "direct", "match": {"group": "g"}, "grants": [
+            {"role_arn": "arn:aws:iam::123456789012:role/Direct", "path": "passthrough"}]}
+        return {"rules": [{**rule, **({"connectors": connectors} if connectors else {})}]}
+
+    base = {"base_url": "http://127.0.0.1:1", "insecure_dev_login": True}
+    with pytest.raises(ConfigError) as e:
+        settings_from_dict({**base, "connectors": [dev, oidc], "mapping": rules(["dev"])})
+    assert "path: passthrough needs an OIDC connector with aws_passthrough" in str(e.value.problems)
+    with pytest.raises(ConfigError):
+        settings_from_dict({**base, "connectors": [dev], "mapping": rules(None)})
+    settings_from_dict({**base, "connectors": [dev, oidc], "mapping": rules(["corp"])})  # fine
+    s = settings_from_dict({**base, "connectors": [dev, oidc], "mapping": rules(None)})  # fine: dev users never get it
+    assert not any("aws_passthrough" in w for w in s.warnings())  # https issuer, no port
