@@ -21,10 +21,10 @@ import yaml
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from bridge import cli as bridge_cli
 from bridge.aws.keys import generate_key, generate_saml_key
 from bridge.aws.validate import validate_jwt
 from bridge.cli import main as cli
+from bridge.commands import keys as keys_commands
 from bridge.localredis import LocalRedis
 from tests.conftest import ACCOUNT, ISSUER, RULES
 from tests.integration.helpers import TestClock, caller_arn, dev_login, grant_id, portal_json
@@ -393,7 +393,7 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     assert _creds(s, base, portal, "/Admin").status_code == 200
     assert strict_sts_peer.seen[-1].action == "AssumeRoleWithSAML" and strict_sts_peer.seen[-1].problems == []
     with pytest.MonkeyPatch.context() as mp:  # `bridge keys prune` reads the time where the bridge does
-        mp.setattr(bridge_cli, "time", SimpleNamespace(time=clock))
+        mp.setattr(keys_commands, "time", SimpleNamespace(time=clock))
         out = CliRunner().invoke(cli, ["keys", "prune", "--dir", str(keys)])
     assert old.path.name in out.output and not old.path.exists() and not old_saml.path.exists()
     assert _kid(mint()) == new_kid  # the running bridge notices the folder changed, nothing breaks
