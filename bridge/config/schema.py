@@ -252,6 +252,16 @@ class Settings(SettingsModel):
     source_file: Path | None = Field(default=None, exclude=True)
     _mapping_raw: Any = PrivateAttr(default=None)
 
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if listen_port(v) is None:
+            host, sep, port = v.rpartition(":")
+            why = ("has no port" if not sep else "has no host (0.0.0.0: every interface)" if not host
+                   else f"port {port!r} is not a number from 1 to 65535")
+            raise ValueError(f"{v!r} {why}: write host:port, e.g. 127.0.0.1:8000 or 0.0.0.0:8000")
+        return v
+
     @field_validator("base_url")
     @classmethod
     def _base(cls, v: str) -> str:
