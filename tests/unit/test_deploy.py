@@ -97,6 +97,7 @@ def test_compose_bridge_config_is_valid(tmp_path: Path) -> None:
     raw["secret_key_file"] = str(DEPLOY / "compose" / "secret_key")
     s = settings_from_dict(raw, source_dir=tmp_path)
     assert s.trusted_proxies == 1 and s.audit.sink == "redis"
+    assert deployment_problems(s) == []  # the image's `bridge serve` would start on it
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"))
@@ -313,7 +314,8 @@ def test_k8s_config_is_a_folder_mount_and_the_pods_roll_on_settings_changes() ->
     assert r.returncode == 0, r.stderr
 
 
-def test_k8s_shutdown_drains_before_gunicorn_stops() -> None:
+def test_k8s_shutdown_drains_before_gunicorn_stops(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # else the conf sets it for this process
     pod = _k8s()["Deployment"]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     cmd = c["lifecycle"]["preStop"]["exec"]["command"]
