@@ -145,10 +145,13 @@ def test_audit_to_a_redis_stream(live_bridge, make_settings, tmp_path) -> None:
         "redis": {"url": settings.redis.url, "key_prefix": settings.redis.key_prefix},
         "connectors": [{"id": "x", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "c",
                         "client_secret": "s"}]}))
-    out = CliRunner().invoke(cli, ["audit", "tail", "--config", str(cfg), "-n", "3"])
+    out = CliRunner().invoke(cli, ["audit", "tail", "--config", str(cfg), "-n", "4"])
     assert out.exit_code == 0, out.output
-    types = [json.loads(x)["type"] for x in out.output.splitlines()]
-    assert types == ["grant_decision", "grant_decision", "credentials"]
+    lines = [json.loads(x) for x in out.output.splitlines()]
+    # fail_closed (the default): the intent is in the trail before STS is called, then the outcome.
+    assert [x["type"] for x in lines] == ["grant_decision", "grant_decision", "credentials_intent", "credentials"]
+    assert lines[2]["role_arn"] == lines[3]["role_arn"] and lines[2]["correlation_id"] == lines[3]["correlation_id"]
+    assert "access_key_id" not in lines[2] and lines[3]["outcome"] == "success"
     # --follow prints what arrives later.
     got: list[str] = []
 
@@ -165,7 +168,7 @@ def test_audit_to_a_redis_stream(live_bridge, make_settings, tmp_path) -> None:
     lines = [json.loads(x) for x in got[0].splitlines()]
     assert [x["duration"] for x in lines] == [3600, 1800]
     stream_len = redis.Redis.from_url(settings.redis.url).xlen(f"{settings.redis.key_prefix}audit")
-    assert stream_len == 5  # the sign-in, two decisions, two issuances
+    assert stream_len == 7  # the sign-in, two decisions, two issuances each with its intent
 
 
 # -- Redis killed and restarted ----------------------------------------------------------------
