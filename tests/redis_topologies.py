@@ -28,16 +28,18 @@ import redis
 # tests/integration/test_redis_topologies.py, which runs the conformance suite and the flows as that user.
 BRIDGE_COMMANDS = (
     # strings and keys
-    "get", "set", "getdel", "del", "exists", "expire", "incr",
+    "get", "set", "getdel", "del", "exists", "expire", "pttl",
+    # rate-limit counters (redis-py sends INCR as INCRBY)
+    "incrby",
     # sets and lists (browser logins, user index, CLI tokens per session, favourites, recent roles)
     "sadd", "srem", "smembers", "lpush", "lrem", "ltrim", "lrange",
     # the audit stream
     "xadd", "xrevrange", "xread",
     # atomic groups of commands (one hash tag: one slot)
     "multi", "exec", "discard",
-    # connection: readiness and health checks, AUTH (redis-py's CLIENT SETINFO may be refused: it
-    # ignores that), SELECT when the URL names a db other than 0
-    "ping", "auth", "select",
+    # connection: readiness and health checks, SELECT when the URL names a db other than 0. AUTH and
+    # HELLO need no grant; redis-py's CLIENT SETINFO may be refused (it ignores that)
+    "ping", "select",
     # Cluster: redis-py reads the slot map
     "cluster|slots", "cluster|shards", "cluster|nodes",
 )
