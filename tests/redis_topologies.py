@@ -140,13 +140,9 @@ class Cluster(Topology):
 
     def master_for(self, key: str) -> Server:
         """The server that holds ``key``'s slot now."""
-        slot = self.client().keyslot(key)
-        for s in self.masters():
-            for start, end, *_ in s.client().execute_command("CLUSTER", "SLOTS"):
-                if start <= slot <= end:
-                    host, port = _[0][0], _[0][1]
-                    return next(x for x in self.servers if x.port == int(port) and host in (b"127.0.0.1", "127.0.0.1"))
-        raise RuntimeError(f"no master holds slot {slot}")
+        c = self.client()
+        node = c.nodes_manager.get_node_from_slot(c.keyslot(key))
+        return next(x for x in self.servers if x.port == int(node.port))
 
     def healthy(self) -> bool:
         return all(s.client().cluster("info")["cluster_state"] == "ok"
