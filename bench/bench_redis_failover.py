@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class Tally:
     ok: int = 0
     errors: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each failed request
     wrong: list[str] = field(default_factory=list)
+    codes: Counter[int] = field(default_factory=Counter)  # of the failed requests (0: no answer)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -63,7 +65,7 @@ def settings(redis_section: dict[str, Any], keys: Path, users: int) -> Any:
         "redis": {**redis_section, "key_prefix": "fo:", "socket_timeout": 1.0},
         "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys)},
         "aws": {"sts_endpoint_url": "http://127.0.0.1:1"},
-        "rate_limits": {"sign_in_per_minute": 0, "credentials_per_minute": 0},
+        "rate_limits": {"sign_in_per_minute": 0, "credentials_per_minute": 0}, "audit": {"sink": "none"},
         "connectors": [{"id": "dev", "type": "dev", "users": [
             {"subject": f"u{i}", "email": f"u{i}@example.com", "groups": ["g"]} for i in range(users + 1000)]}],
         "mapping": {"rules": [{"name": "g", "match": {"group": "g"},
@@ -71,15 +73,21 @@ def settings(redis_section: dict[str, Any], keys: Path, users: int) -> Any:
     })
 
 
+class SignInFailed(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"sign-in answered {code}")
+        self.code = code
+
+
 def sign_in(base: str, user: str) -> requests.Session:
     s = requests.Session()
     r = s.get(f"{base}/login/dev", allow_redirects=False, timeout=5)
     state = re.search(r"state=([\w-]+)", r.headers.get("location", ""))
     if r.status_code != 302 or not state:
-        raise RuntimeError(f"login start: {r.status_code}")
+        raise SignInFailed(r.status_code)
     r = s.post(f"{base}/callback/dev", data={"state": state[1], "user": user}, allow_redirects=False, timeout=5)
     if r.status_code != 303:
-        raise RuntimeError(f"callback: {r.status_code}")
+        raise SignInFailed(r.status_code)
     return s
 
 
@@ -139,6 +147,7 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
                         tally.wrong.append(f"{email} saw {got}")
                     else:
                         tally.errors.append((start, time.monotonic()))
+                        tally.codes[code] += 1
 
         def writer() -> None:
             n = args.users
@@ -149,7 +158,9 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
                 try:
                     s = sign_in(base, user)
                     code, got = whoami(s, base)
-                except (requests.RequestException, RuntimeError):
+                except SignInFailed as e:
+                    code, got = e.code, None
+                except requests.RequestException:
                     code, got = 0, None
                 with tally.lock:
                     if code == 200 and got == f"{user}@example.com":
@@ -158,6 +169,7 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
                         tally.wrong.append(f"{user} saw {got}")
                     else:
                         tally.errors.append((start, time.monotonic()))
+                        tally.codes[code] += 1
 
         emails = list(sessions)
         threads = [threading.Thread(target=reader, args=(emails[i % len(emails)], sessions[emails[i % len(emails)]]))
@@ -186,7 +198,8 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
         for w in tally.wrong[:5]:
             print(f"  wrong: {w}", file=sys.stderr)
         return {"error_window": max(0.0, window), "errors": len(tally.errors), "errors_before_kill": len(before),
-                "served_wrong": len(tally.wrong), "sessions_lost": lost, "ok": tally.ok}
+                "served_wrong": len(tally.wrong), "sessions_lost": lost, "ok": tally.ok,
+                "codes": ", ".join(f"{n}× {c or 'no answer'}" for c, n in sorted(tally.codes.items()))}
     finally:
         stop()
 
@@ -222,7 +235,7 @@ def main() -> None:
     for topo in (["sentinel", "cluster"] if args.topology == "both" else [args.topology]):
         fig = run(topo, base_dir, keys, args)
         print(f"{topo}: {fig['ok']} right answers, {fig['errors']} failed "
-              f"({fig['errors_before_kill']} before the kill)", flush=True)
+              f"({fig['errors_before_kill']} before the kill; {fig['codes']})", flush=True)
         print(f"BENCH redis_failover_{topo}_error_window {fig['error_window']:.2f} s")
         print(f"BENCH redis_failover_{topo}_errors {fig['errors']} requests")
         print(f"BENCH redis_failover_{topo}_served_wrong {fig['served_wrong']} requests")

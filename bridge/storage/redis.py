@@ -373,7 +373,7 @@ class RedisStore:
         with self.errors():
             for handle in handles:
                 key = self._ukey(handle)
-                pipe = self.r.pipeline()
+                pipe = self.r.pipeline(transaction=True)
                 pipe.sadd(key, shash)
                 pipe.expire(key, max(1, int(ttl)))
                 pipe.execute()
