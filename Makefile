@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_rules.py
 	$(PY) bench/bench_portal.py
 	$(PY) bench/bench_cli_startup.py
+	$(PY) bench/bench_redis_failover.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache
