@@ -124,6 +124,18 @@ def harness(target: Target) -> Iterator[Harness]:
     yield Harness(store, advance, raw_put)
     for key in admin.scan_iter(match=f"{prefix}*"):
         admin.delete(key)
+    assert_acl_never_refused(target)
+
+
+def assert_acl_never_refused(target: Target) -> None:
+    """On the ACL topology: the server refused the bridge's user nothing (some callers turn a store
+    error into a quiet fallback, so the ACL log is the proof). redis-py's CLIENT SETINFO may be refused."""
+    if target.name != "tls-acl":
+        return
+    refused = [(e["reason"], e["object"]) for e in target.admin.acl_log()
+               if e["username"] == "bridge" and e["object"] != "client|setinfo"]
+    target.admin.acl_log_reset()
+    assert not refused, refused
 
 
 # --------------------------------------------------------------------------- keys and slots
@@ -272,3 +284,4 @@ def test_flows(two_instances: tuple[str, str, Any, Any], target: Target, moto_ur
     lines = [json.loads(line) for _, line in svc_b.store.audit_read(svc_b.settings.audit.stream, count=100)]
     events = {x["type"] for x in lines}
     assert {"sign_in", "grant_decision", "credentials"} <= events, events
+    assert_acl_never_refused(target)
