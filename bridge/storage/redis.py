@@ -441,14 +441,18 @@ class RedisStore:
 
     def session_tokens(self, shash: str) -> list[str]:
         with self.errors():
-            members = self.r.smembers(self._sk("session-tokens", shash))
-            members |= self.r.smembers(self._legacy("session-tokens", shash))
-        return sorted({_text(m) for m in members})
+            pipe = self.r.pipeline(transaction=False)  # two slots: one round trip per node
+            pipe.smembers(self._sk("session-tokens", shash))
+            pipe.smembers(self._legacy("session-tokens", shash))
+            tagged, legacy = pipe.execute()
+        return sorted({_text(m) for m in tagged | legacy})
 
     def unlink_cli_token(self, shash: str, thash: str) -> None:
         with self.errors():
-            self.r.srem(self._sk("session-tokens", shash), thash)
-            self.r.srem(self._legacy("session-tokens", shash), thash)
+            pipe = self.r.pipeline(transaction=False)
+            pipe.srem(self._sk("session-tokens", shash), thash)
+            pipe.srem(self._legacy("session-tokens", shash), thash)
+            pipe.execute()
 
     def pop_session_tokens(self, shash: str) -> list[str]:
         """Every token the session approved, and the set deleted in the same step (MULTI: a token
@@ -509,13 +513,19 @@ class RedisStore:
             pipe.execute()
 
     def creds_forget(self, user: str) -> int:
-        """Delete every cached credential of ``user``; returns how many entries were indexed. Entries
-        an earlier version wrote (``creds-index:<user>``, untagged) are deleted too."""
+        """Delete every cached credential of ``user``; returns how many entries were indexed. The index
+        is read and deleted in one MULTI, then its entries in one DEL (same slot): an entry cached
+        meanwhile (``creds_put`` is one MULTI too) is either deleted here or indexed anew, never left
+        unindexed. Entries an earlier version wrote (``creds-index:<user>``, untagged) go too."""
         count = 0
         with self.errors():
             for index in (f"{self.prefix}creds-index:{{{user}}}", self._k("creds-index", user)):
-                keys = list(self.r.smembers(index))
-                self.r.delete(index, *keys)  # tagged: one slot; legacy: redis-py splits it by slot
+                pipe = self.r.pipeline(transaction=True)
+                pipe.smembers(index)
+                pipe.delete(index)
+                keys = list(pipe.execute()[0])
+                if keys:
+                    self.r.delete(*keys)  # tagged: one slot; legacy keys: redis-py splits them by slot
                 count += len(keys)
         return count
 
