@@ -173,8 +173,8 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
             _wait(f"{env['DEMO_CONSOLE_URL']}/federation", "console sign-in stand-in")
         try:
             gone = forget_earlier_runs(config, env)
-        except Exception as e:  # noqa: BLE001 - the bridge itself reports a bad config or an unreachable Redis
-            print(f"note: could not clear the demo's Redis keys ({type(e).__name__})", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - fail closed: never run on what an earlier run left
+            raise RuntimeError(f"could not clear the demo's keys in Redis ({type(e).__name__}: {e})") from None
         else:
             if gone:
                 print(f"cleared {gone} Redis keys of an earlier demo run (sessions, cached credentials)")
