@@ -4,7 +4,8 @@ For each topology (tests/redis_topologies.py: a master + replica + three sentine
 3 masters + 3 replicas, node timeout 1 s), on loopback:
 
   1. a bridge (the real app, werkzeug threaded server) with the dev connector, ``mode: sentinel`` or
-     ``mode: cluster``; ``--users`` users sign in (their sessions replicate before the kill);
+     ``mode: cluster``, signed in to Redis as the README's ACL user (created on every node; any ACL
+     refusal is reported); ``--users`` users sign in (their sessions replicate before the kill);
   2. ``--clients`` threads load it for ``--seconds``: each signed-in user reads its portal (JSON) in
      a loop and checks the identity is its own; one more thread signs new users in (writes);
   3. ``--kill-at`` seconds in, the master is SIGKILLed (Sentinel: the master; Cluster: the master
@@ -44,6 +45,7 @@ from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key 
 from bridge.config import settings_from_dict  # noqa: E402
 from tests.redis_topologies import (  # noqa: E402
     Server,
+    add_acl_user,
     free_port,
     start_cluster,
     start_sentinel_group,
@@ -104,13 +106,15 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
     victim: Server
     if topo == "sentinel":
         group = start_sentinel_group(base_dir / topo)
-        section: dict[str, Any] = {"mode": "sentinel", "url": "redis://127.0.0.1/0",
+        section: dict[str, Any] = {"mode": "sentinel", "url": "redis://bridge:bridge-pw@127.0.0.1/0",
                                    "sentinels": group.sentinel_addrs, "sentinel_master": group.name}
-        stop = group.stop
+        stop, servers = group.stop, group.servers
     else:
         cluster = start_cluster(base_dir / topo)
-        section = {"mode": "cluster", "url": cluster.url}
-        stop = cluster.stop
+        section = {"mode": "cluster", "url": cluster.url.replace("//", "//bridge:bridge-pw@")}
+        stop, servers = cluster.stop, cluster.servers
+    for node in servers:  # the bridge runs as the README's ACL user, on every node (ACLs are not replicated)
+        add_acl_user(node.client(), "bridge", "bridge-pw", "fo:")
     try:
         app = create_app(settings(section, keys, args.users))
         port = free_port()
@@ -195,10 +199,12 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
                 tally.wrong.append(f"after: {email} saw {got}")
         srv.shutdown()
         srv.server_close()
+        refused = [e["object"] for node in servers if node.proc.poll() is None for e in node.client().acl_log()
+                   if e["username"] == "bridge" and e["object"] != "client|setinfo"]
         for w in tally.wrong[:5]:
             print(f"  wrong: {w}", file=sys.stderr)
         return {"error_window": max(0.0, window), "errors": len(tally.errors), "errors_before_kill": len(before),
-                "served_wrong": len(tally.wrong), "sessions_lost": lost, "ok": tally.ok,
+                "served_wrong": len(tally.wrong), "sessions_lost": lost, "ok": tally.ok, "acl_refused": len(refused),
                 "codes": ", ".join(f"{n}× {c or 'no answer'}" for c, n in sorted(tally.codes.items()))}
     finally:
         stop()
@@ -235,7 +241,8 @@ def main() -> None:
     for topo in (["sentinel", "cluster"] if args.topology == "both" else [args.topology]):
         fig = run(topo, base_dir, keys, args)
         print(f"{topo}: {fig['ok']} right answers, {fig['errors']} failed "
-              f"({fig['errors_before_kill']} before the kill; {fig['codes']})", flush=True)
+              f"({fig['errors_before_kill']} before the kill; {fig['codes']}); "
+              f"ACL refusals: {fig['acl_refused']}", flush=True)
         print(f"BENCH redis_failover_{topo}_error_window {fig['error_window']:.2f} s")
         print(f"BENCH redis_failover_{topo}_errors {fig['errors']} requests")
         print(f"BENCH redis_failover_{topo}_served_wrong {fig['served_wrong']} requests")

@@ -40,8 +40,8 @@ BRIDGE_COMMANDS = (
     # connection: readiness and health checks, SELECT when the URL names a db other than 0. AUTH and
     # HELLO need no grant; redis-py's CLIENT SETINFO may be refused (it ignores that)
     "ping", "select",
-    # Cluster: redis-py reads the slot map
-    "cluster|slots", "cluster|shards", "cluster|nodes",
+    # Cluster only: redis-py reads the slot map (CLUSTER SLOTS) and the command table (COMMAND)
+    "cluster|slots", "command",
 )
 
 

@@ -1,7 +1,8 @@
 """The store and the bridge against the Redis topologies large users run, started here on loopback
 (tests/redis_topologies.py):
 
-- ``cluster``: 3 masters + 3 replicas (Redis Cluster), the bridge in ``mode: cluster``;
+- ``cluster``: 3 masters + 3 replicas (Redis Cluster), the bridge in ``mode: cluster`` as the ACL
+  user (every node has it), so the list's Cluster commands are proven too;
 - ``sentinel``: a master, a replica and three sentinels, the bridge in ``mode: sentinel``;
 - ``tls-acl``: one ``redis-server --tls-port`` with a CA made by the test (``rediss://`` +
   ``ssl_ca_file``), the bridge signed in as an ACL user limited to ``BRIDGE_COMMANDS`` and its key
@@ -52,6 +53,8 @@ WANT = f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = start_cluster(tmp_path_factory.mktemp("cluster"))
+    for node in c.servers:
+        add_acl_user(node.client(), "bridge", "bridge-pw", ACL_PREFIX)
     yield c
     c.stop()
 
@@ -77,6 +80,7 @@ class Target:
     redis: dict[str, Any]  # the bridge's ``redis:`` section (without key_prefix)
     admin: Any  # a client with every right, for the harness (TTL moves, clean-up), never the store
     prefix_root: str = ""
+    servers: tuple[Any, ...] = ()  # admin clients of each server whose ACL log is checked
 
     def prefix(self) -> str:
         return f"{self.prefix_root}t{time.monotonic_ns()}:"
@@ -89,7 +93,8 @@ class Target:
 def target(request: pytest.FixtureRequest) -> Target:
     if request.param == "cluster":
         c: Cluster = request.getfixturevalue("redis_cluster")
-        return Target("cluster", {"mode": "cluster", "url": c.url}, c.client())
+        return Target("cluster", {"mode": "cluster", "url": c.url.replace("//", "//bridge:bridge-pw@")},
+                      c.client(), ACL_PREFIX, tuple(n.client() for n in c.servers))
     if request.param == "sentinel":
         g: SentinelGroup = request.getfixturevalue("redis_sentinel")
         return Target("sentinel", {"mode": "sentinel", "url": "redis://127.0.0.1/0", "sentinels": g.sentinel_addrs,
@@ -97,7 +102,7 @@ def target(request: pytest.FixtureRequest) -> Target:
     t: TlsServer = request.getfixturevalue("redis_tls")
     assert t.tls is not None
     return Target("tls-acl", {"url": t.url("bridge", "bridge-pw"), "ssl_ca_file": str(t.tls.ca)}, t.admin(),
-                  ACL_PREFIX)
+                  ACL_PREFIX, (t.admin(),))
 
 
 @pytest.fixture
@@ -128,13 +133,13 @@ def harness(target: Target) -> Iterator[Harness]:
 
 
 def assert_acl_never_refused(target: Target) -> None:
-    """On the ACL topology: the server refused the bridge's user nothing (some callers turn a store
+    """Where the bridge is the ACL user: no server refused it anything (some callers turn a store
     error into a quiet fallback, so the ACL log is the proof). redis-py's CLIENT SETINFO may be refused."""
-    if target.name != "tls-acl":
-        return
-    refused = [(e["reason"], e["object"]) for e in target.admin.acl_log()
-               if e["username"] == "bridge" and e["object"] != "client|setinfo"]
-    target.admin.acl_log_reset()
+    refused = []
+    for server in target.servers:
+        refused += [(e["reason"], e["object"]) for e in server.acl_log()
+                    if e["username"] == "bridge" and e["object"] != "client|setinfo"]
+        server.acl_log_reset()
     assert not refused, refused
 
 
