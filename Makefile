@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_portal.py
 	$(PY) bench/bench_cli_startup.py
 	$(PY) bench/bench_bulkhead.py
+	$(PY) bench/bench_redis_failover.py
+	$(PY) bench/bench_sso.py
 
 # The wheel and sdist in dist/ (templates, static and gunicorn.conf.py inside the wheel), checked
 # with `twine check` (metadata and README render). build and twine come into the venv on demand.

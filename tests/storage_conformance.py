@@ -295,11 +295,12 @@ def test_credential_cache_blobs(harness: Harness) -> None:
     s.creds_put("user1", "e1", b"\x01sealed-1", 600)
     s.creds_put("user1", "e2", b"\x01sealed-2", 60)
     s.creds_put("user2", "e3", b"\x01sealed-3", 600)
-    assert s.creds_get("e1") == b"\x01sealed-1" and s.creds_get("nope") is None
+    assert s.creds_get("user1", "e1") == b"\x01sealed-1" and s.creds_get("user1", "nope") is None
+    assert s.creds_get("user2", "e1") is None  # an entry is the user's
     harness.advance(61)
-    assert s.creds_get("e2") is None and s.creds_get("e1") is not None
+    assert s.creds_get("user1", "e2") is None and s.creds_get("user1", "e1") is not None
     assert s.creds_forget("user1") == 2  # every entry indexed for the user (sign-out)
-    assert s.creds_get("e1") is None and s.creds_get("e3") == b"\x01sealed-3"
+    assert s.creds_get("user1", "e1") is None and s.creds_get("user2", "e3") == b"\x01sealed-3"
     assert s.creds_forget("user1") == 0
 
 
