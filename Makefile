@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint unit integration bench setup system clean
+.PHONY: demo test lint unit integration bench setup system clean screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: $(STAMP)
 	$(PY) bench/bench_rules.py
 	$(PY) bench/bench_portal.py
 	$(PY) bench/bench_cli_startup.py
+
+# The README's pictures (docs/images/): portal (desktop, phone, dark), credentials, device approval.
+screenshots: $(STAMP)
+	scripts/setup-system.sh test
+	BRIDGE_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e/test_screenshots.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -49,6 +49,11 @@ def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oid
     page.goto(f"{base}/portal")
     page.click("#to-why")
     page.wait_for_selector("#why-matched")
+    # Plain words first; the rule details are folded away until asked for.
+    assert "Administrator in Sandbox, because you are a member of group 'aws-admins'" in page.inner_text("#why-summary")
+    assert not page.is_visible("li[data-rule=admins]")
+    page.click("#why-matched summary")
+    page.click("#why-grants summary")
     page.screenshot(path=str(SHOTS / "why.png"), full_page=True)
     assert "member of group 'aws-admins'" in page.inner_text("li[data-rule=admins]")
     assert "Department=Platform" in page.inner_text(f"li[data-role='arn:aws:iam::{ACCOUNT}:role/Admin']")

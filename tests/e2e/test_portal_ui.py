@@ -145,7 +145,7 @@ def test_phone_width_no_sideways_scroll(where, browser, live_bridge, make_settin
             const card = el.closest('.card, header'); if (!card) continue;
             const r = el.getBoundingClientRect(), c = card.getBoundingClientRect();
             if (r.left < c.left - 0.5 || r.right > c.right + 0.5 || r.right > window.innerWidth)
-              bad.push(`${el.tagName}.${el.className} ${el.textContent.trim().slice(0, 20)} ${r.left}-${r.right} in ${c.left}-${c.right}`);
+              bad.push(`${el.className} ${el.textContent.trim().slice(0, 20)} ${r.left}-${r.right} in ${c.right}`);
           }
           return bad;
         }""")
