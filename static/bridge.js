@@ -132,9 +132,14 @@ function portal() {
   const favList = document.querySelector('#favourites ul');
   const recentList = document.querySelector('#recent ul');
   const accountRow = (id) => document.querySelector(`#accounts li.role[data-g="${id}"]`);
-  const copyRow = (id) => {
-    const li = accountRow(id).cloneNode(true);
+  const copyRow = (id) => { // a row for Favourites or Recent: the account's row, saying which account
+    const row = accountRow(id);
+    const li = row.cloneNode(true);
     li.hidden = false;
+    const where = document.createElement('small');
+    where.className = 'muted in';
+    where.textContent = `in ${row.closest('details').querySelector('summary h2').textContent}`;
+    li.querySelector('a').after(' ', where);
     return li;
   };
   const showQuick = () => {

@@ -98,12 +98,13 @@ def favourite(grant_id: str) -> ResponseReturnValue:
 # A row is small (5,000 of them must stay under 1.5 MB): the link (/go/…, which alone is a complete
 # no-script way to the console and credentials) and the role name; the script adds the duration
 # chooser and the Console / Credentials / Copy link / star buttons from a <template>.
-_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a> <code>{arn}</code></li>\n'
+_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where} <code>{arn}</code></li>\n'
 
 
-def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
+def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False) -> Markup:
     """The portal's role rows, built here rather than in a Jinja loop: the page must render 5,000 of
-    them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers."""
+    them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers.
+    ``where``: say which account (the Favourites and Recent lists, outside their account's card)."""
     esc = html.escape
     out = []
     for gr in grants:
@@ -111,7 +112,9 @@ def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
         out.append(_ROW.format(
             id=gid, m=f" data-m={gr.max_duration}" if gr.max_duration != 3600 else "",
             d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
-            go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else ""))
+            go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else "",
+            where=f" <small class=\"muted in\">in {esc(gr.account_label or gr.account_alias or gr.account_id)}</small>"
+            if where else ""))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
 
 
