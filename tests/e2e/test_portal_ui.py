@@ -80,6 +80,12 @@ def test_filter_hides_rows_and_enter_opens_the_top_one(page, live_bridge, make_s
     assert console.text_content("#role") == "ReadOnly"
     assert federation_stub.signed_in[-1]["arn"].startswith(f"arn:aws:sts::{_account_of(alias)}:assumed-role/ReadOnly/")
     assert page.url == f"{base}/portal"
+    # Real links: Ctrl-click and middle-click open a background tab, and the portal stays.
+    for how in ({"modifiers": ["Control"]}, {"button": "middle"}):
+        with page.context.expect_page() as opened:
+            page.locator("li.role:visible a.k").first.click(**how)
+        opened.value.wait_for_selector("#assumed-arn")
+        assert page.url == f"{base}/portal"
     # `/` brings the filter back; Escape clears it.
     page.click("h1")
     page.keyboard.press("/")
@@ -290,3 +296,39 @@ def test_axe_finds_no_violations(scheme, browser, live_bridge, make_settings) ->
         ctx.close()
     bad = {k: v for k, v in found.items() if v}
     assert not bad, json.dumps(bad, indent=1)
+
+
+def _contrast(a: str, b: str) -> float:
+    def lum(rgb: str) -> float:
+        parts = [int(x) / 255 for x in re.findall(r"\d+", rgb)[:3]]
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in parts]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_star_contrast_and_default_tab_for_windows(scheme, browser, live_bridge, make_settings) -> None:
+    base = live_bridge(make_settings())
+    ctx = browser.new_context(color_scheme=scheme)
+    # Windows, as far as the page can tell (an init script runs before the page's own, CSP or not).
+    ctx.add_init_script("Object.defineProperty(navigator, 'platform', { get: () => 'Win32' });"
+                        "Object.defineProperty(navigator, 'userAgentData', { get: () => ({ platform: 'Windows' }) });")
+    page = ctx.new_page()
+    try:
+        sign_in(page, base)
+        star = page.locator("li.role button.f").first
+        for pressed in ("false", "true"):
+            assert star.get_attribute("aria-pressed") == pressed
+            fg, bg = star.evaluate("b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]")
+            assert _contrast(fg, bg) >= 3, (pressed, fg, bg)  # WCAG 1.4.11: 3:1 for a control's state
+            star.click()
+            page.wait_for_function(f"() => document.querySelector('li.role button.f').getAttribute('aria-pressed') "
+                                   f"!== '{pressed}'")
+        page.goto(f"{base}/credentials/{page.locator('li.role').first.get_attribute('data-g')}")
+        page.click("#get-creds")
+        page.wait_for_selector("[role=tablist]")
+        assert page.get_attribute("#tab-powershell", "aria-selected") == "true"
+        assert page.is_visible("#panel-powershell") and not page.is_visible("#panel-env")
+    finally:
+        ctx.close()
