@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # `make test PYTEST_ARGS=--randomly-seed=N`, or run in file order with `PYTEST_ARGS='-p no:randomly'`.
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit integration bench setup system clean dist k8s-config-hash
+.PHONY: demo test lint unit integration bench setup system clean dist k8s-config-hash screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ dist: | $(PY)
 # After editing bridge.yaml in deploy/k8s/configmap.yaml: the pod template's hash, so the pods roll.
 k8s-config-hash: $(STAMP)
 	$(PY) scripts/k8s_config_hash.py
+
+# The README's pictures (docs/images/): portal (desktop, phone, dark), credentials, device approval.
+screenshots: $(STAMP)
+	scripts/setup-system.sh test
+	BRIDGE_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e/test_screenshots.py
 
 clean:
 	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache dist

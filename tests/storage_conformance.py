@@ -290,6 +290,14 @@ def test_recent_and_favourites(harness: Harness) -> None:
 # --------------------------------------------------------------------------- credential cache
 
 
+def test_credential_views(harness: Harness) -> None:
+    s = harness.store
+    s.put_view("v1", b"sealed", 60)
+    assert s.get_view("v1") == b"sealed" and s.get_view("v2") is None
+    harness.advance(61)
+    assert s.get_view("v1") is None
+
+
 def test_credential_cache_blobs(harness: Harness) -> None:
     s = harness.store
     s.creds_put("user1", "e1", b"\x01sealed-1", 600)

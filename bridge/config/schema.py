@@ -7,6 +7,7 @@ composed here through the registry (``bridge.upstream.registry``). Checks across
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -253,6 +254,8 @@ class Settings(SettingsModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    support: str = Field("", description="where users get help (an https:// URL or an e-mail address), shown on "
+                                         "the portal when no role is granted and on refusals; empty: not shown")
     # Where the config file lives: relative paths (keys_dir, *_file, rules_file) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
     # The file it was read from (None when built from a dict): rules reload re-reads its mapping.
@@ -276,6 +279,21 @@ class Settings(SettingsModel):
         if u.scheme not in ("https", "http") or not u.netloc or u.query or u.fragment:
             raise ValueError("must be an http(s) URL with no query, e.g. https://bridge.example.com")
         return v.rstrip("/")
+
+    @field_validator("support")
+    @classmethod
+    def _support(cls, v: str) -> str:
+        v = v.strip()
+        if v and not (re.fullmatch(r"[^@\s/:]+@[^@\s/]+\.[^@\s/]+", v) or re.fullmatch(r"https?://\S+", v)
+                      or re.fullmatch(r"mailto:[^@\s]+@\S+", v)):
+            raise ValueError("must be an http(s) URL or an e-mail address, e.g. https://help.example.com/aws")
+        return v
+
+    @property
+    def support_href(self) -> str:
+        """``support`` as a link target (an e-mail address becomes a mailto: link); "" when unset."""
+        plain_email = self.support and not self.support.startswith(("http://", "https://", "mailto:"))
+        return f"mailto:{self.support}" if plain_email else self.support
 
     @property
     def issuer_url(self) -> str:

@@ -358,6 +358,15 @@ class MemoryStore:
             return True
 
     # -- credential cache ------------------------------------------------------------------------
+    def put_view(self, ident: str, sealed: bytes, ttl: int) -> None:
+        with self._lock:
+            self._set(self._k("credview", ident), bytes(sealed), ttl)
+
+    def get_view(self, ident: str) -> bytes | None:
+        with self._lock:
+            raw = self._get(self._k("credview", ident))
+        return raw if isinstance(raw, bytes) and raw else None
+
     def creds_get(self, user: str, entry: str) -> bytes | None:
         with self._lock:
             raw = self._get(self._k("creds", f"{user}:{entry}"))

@@ -534,6 +534,15 @@ class RedisStore:
     def _ck(self, user: str, entry: str) -> str:
         return f"{self.prefix}creds:{{{user}}}:{entry}"
 
+    def put_view(self, ident: str, sealed: bytes, ttl: int) -> None:
+        with self.errors():
+            self.r.set(f"{self.prefix}credview:{ident}", sealed, ex=max(1, int(ttl)))
+
+    def get_view(self, ident: str) -> bytes | None:
+        with self.errors():
+            raw = self.r.get(f"{self.prefix}credview:{ident}")
+        return raw if isinstance(raw, bytes) and raw else None
+
     def creds_get(self, user: str, entry: str) -> bytes | None:
         with self.errors():
             raw = self.r.get(self._ck(user, entry))
