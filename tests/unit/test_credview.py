@@ -3,32 +3,26 @@ secret readable from the store alone; and the ``support`` setting."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from bridge import credview
 from bridge.config import settings_from_dict
 from bridge.identity import Credentials
-from bridge.store import Store
+from bridge.storage.memory import MemoryStore
 
 NOW = 1_800_000_000.0
 DEV = [{"id": "dev", "type": "dev", "users": [{"subject": "a"}]}]
 
 
-class FakeRedis:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-        self.ttl: dict[str, int] = {}
+def memory_store() -> MemoryStore:
+    return MemoryStore(prefix="t:", clock=lambda: NOW)
 
-    def get(self, k: str) -> Any:
-        return self.data.get(k)
 
-    def set(self, k: str, v: Any, ex: int | None = None) -> None:
-        self.data[k] = v
-        self.ttl[k] = ex or 0
+def held(store: MemoryStore) -> dict[str, tuple[bytes, float | None]]:
+    """What the store holds (key → (value, expiry)): what someone with a copy of Redis would see."""
+    return {k: v for k, v in store._data.items() if k.startswith("t:credview:")}  # noqa: SLF001
 
 
 def creds(expires: float = NOW + 3600) -> Credentials:
@@ -39,8 +33,7 @@ def creds(expires: float = NOW + 3600) -> Credentials:
 
 
 def test_kept_for_the_session_that_asked_only() -> None:
-    r = FakeRedis()
-    store = Store(r, "t:")  # type: ignore[arg-type]
+    store = memory_store()
     view_id = credview.keep(store, "session-one", "g1", 3600, creds(), session_expires_at=NOW + 43200, at=NOW)
     assert credview.VIEW_ID_RE.match(view_id)
     view = credview.load(store, "session-one", view_id)
@@ -49,23 +42,20 @@ def test_kept_for_the_session_that_asked_only() -> None:
     assert credview.load(store, "session-two", view_id) is None  # another session: nothing
     assert credview.load(store, "session-one", "x" * 22) is None
     assert credview.load(store, "session-one", "../../etc") is None
-    # What Redis holds is sealed: neither the secret nor the view id is in it.
-    (key, raw), = r.data.items()
-    assert view_id not in key and b"s3cr3t" not in raw.encode() and "ASIAEXAMPLE" not in raw
+    # What the store holds is sealed: neither the secret nor the view id is in it.
+    (key, (raw, until)), = held(store).items()
+    assert view_id not in key and b"s3cr3t" not in raw and b"ASIAEXAMPLE" not in raw
     # Kept until the credentials expire plus the grace, never past the session.
-    assert r.ttl[key] == 3600 + credview.GRACE
+    assert until == NOW + 3600 + credview.GRACE
     credview.keep(store, "session-one", "g1", 3600, creds(), session_expires_at=NOW + 600, at=NOW)
-    assert 600 in r.ttl.values()
+    assert NOW + 600 in [u for _, u in held(store).values()]
 
 
 def test_a_tampered_record_is_a_miss() -> None:
-    r = FakeRedis()
-    store = Store(r, "t:")  # type: ignore[arg-type]
+    store = memory_store()
     view_id = credview.keep(store, "s", "g", 900, creds(), session_expires_at=NOW + 43200, at=NOW)
-    (key, raw), = r.data.items()
-    doc = json.loads(raw)
-    doc["v"] = doc["v"][:-4] + ("AAAA" if not doc["v"].endswith("AAAA") else "BBBB")
-    r.data[key] = json.dumps(doc)
+    (key, (raw, until)), = held(store).items()
+    store._data[key] = (raw[:-4] + bytes(b ^ 1 for b in raw[-4:]), until)  # noqa: SLF001
     assert credview.load(store, "s", view_id) is None
 
 
