@@ -386,11 +386,11 @@ class RedisStore:
                 key = self._ukey(handle)
                 pipe = self.r.pipeline(transaction=True)
                 pipe.sadd(key, shash)
-                pipe.ttl(key)
-                _, left = pipe.execute()
+                pipe.pttl(key)
+                _, left_ms = pipe.execute()
                 # Never shorten: the index must outlive the longest session in it (a short SAML
                 # session must not expire the index of a long OIDC one of the same e-mail).
-                if int(left) < int(ttl):
+                if int(left_ms) < int(ttl) * 1000:
                     self.r.expire(key, max(1, int(ttl)))
 
     def user_sessions(self, handle: str) -> list[str]:
