@@ -77,9 +77,9 @@ class CredentialIssuer:
                           ctx: audit.Context | None = None) -> Credentials:
         """Credentials for ``grant``: from the server-side cache when fresh, else minted and redeemed
         at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``."""
-        ctx = ctx or audit.Context()
+        ctx, under = audit.for_grant(ctx or audit.Context(), grant)
         base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
-                **audit.grant_fields(grant)}
+                **audit.grant_fields(grant), **under}
         try:
             creds, cached = self._credentials(identity, grant, duration, passthrough)
         except BridgeError as e:

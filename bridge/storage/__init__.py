@@ -17,5 +17,5 @@ from bridge.storage.records import (
     SsoClient,
 )
 
-__all__ = ["AccessRequest", "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin", "RecordError",
-           "SessionRecord", "SsoClient", "Store", "hash_id"]
+__all__ = ["AccessRequest", "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin",
+           "RecordError", "SessionRecord", "SsoClient", "Store", "hash_id"]

@@ -323,7 +323,7 @@ class AccessRequest:
     created_at: int
     break_glass: bool = False
     decided_at: int | None = None
-    decided_by: Mapping[str, Any] | None = None  # who approved/denied: {issuer, subject, email, connector} or {operator}
+    decided_by: Mapping[str, Any] | None = None  # {issuer, subject, email, connector}, or {operator: name}
     comment: str = ""
     activated_at: int | None = None
     expires_at: int | None = None
@@ -345,7 +345,9 @@ class AccessRequest:
             status = d["status"]
             if status not in REQUEST_STATUSES:
                 raise ValueError(f"status {status!r}")
-            opt = lambda k: None if d.get(k) is None else int(d[k])  # noqa: E731
+            def opt(k: str) -> int | None:
+                return None if d.get(k) is None else int(d[k])
+
             return cls(id=str(d["id"]), account=str(d["account"]), requester=Identity.from_json(d["requester"]),
                        role_arn=str(d["role_arn"]), account_id=str(d.get("account_id") or ""),
                        label=str(d.get("label") or ""), rule=str(d.get("rule") or ""),
