@@ -66,6 +66,18 @@ def clean_text(text: str | None, limit: int) -> str:
     return out.strip()[:limit]
 
 
+def request_json(r: AccessRequest) -> dict[str, Any]:
+    """A request as the pages' JSON and `bridge requests list --json` show it."""
+    return {"id": r.id, "status": r.status, "role_arn": r.role_arn, "account_id": r.account_id, "label": r.label,
+            "rule": r.rule, "reason": r.reason, "duration": r.duration, "break_glass": r.break_glass,
+            "requester": {"subject": r.requester.subject, "email": r.requester.email, "name": r.requester.name,
+                          "connector": r.requester.connector_id},
+            "created_at": r.created_at, "decided_at": r.decided_at, "decided_by": r.decided_by,
+            "comment": r.comment, "activated_at": r.activated_at, "expires_at": r.expires_at,
+            "ended_at": r.ended_at, "end_reason": r.end_reason}
+
+
+
 class AccessRequests:
     """Access requests over the store; the decision point's ``requests``."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bridge.access_requests import AccessRequests
+from bridge.access_requests import AccessRequests, request_json
 from bridge.identity import Identity
 from bridge.mapping import Requestable
 from bridge.storage import AccessRequest
@@ -34,16 +34,6 @@ def _requests() -> AccessRequests:
     if svc is None:
         abort(404)
     return svc
-
-
-def request_json(r: AccessRequest) -> dict[str, Any]:
-    return {"id": r.id, "status": r.status, "role_arn": r.role_arn, "account_id": r.account_id, "label": r.label,
-            "rule": r.rule, "reason": r.reason, "duration": r.duration, "break_glass": r.break_glass,
-            "requester": {"subject": r.requester.subject, "email": r.requester.email, "name": r.requester.name,
-                          "connector": r.requester.connector_id},
-            "created_at": r.created_at, "decided_at": r.decided_at, "decided_by": r.decided_by,
-            "comment": r.comment, "activated_at": r.activated_at, "expires_at": r.expires_at,
-            "ended_at": r.ended_at, "end_reason": r.end_reason}
 
 
 def requestable_json(rq: Requestable) -> dict[str, Any]:
