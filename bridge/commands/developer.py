@@ -213,7 +213,7 @@ def logout(url: str | None) -> None:
 @URL
 @click.option("--json", "as_json", is_flag=True, help="the bridge's JSON list instead of a table")
 def roles(url: str | None, as_json: bool) -> None:
-    """List your roles (alias, role, label, max session; "Request": given on request, ask in the portal)."""
+    """List your roles, and the roles you may request."""
     try:
         base = client.resolve_url(url)
         held, requestable = client.grants_and_requestable(base)
