@@ -2,10 +2,18 @@
 identity now. Every issuance (portal, credentials, console, API, device approval, admin rights)
 asks here at the moment of use; sessions and CLI tokens keep the identity, never grants.
 
-Seam: ``access_for`` → ``Access`` (usable grants, MFA-locked grants, rules version, ``deny: all``),
-``is_admin``, ``grants_for``, ``explain``. Decisions are memoised per (rules version, identity),
-bounded by the grants they hold; a rules reload changes the version, so nothing stale is served.
-No I/O here beyond the rules book and the audit records asked for with ``ctx``.
+Seam: ``access_for`` → ``Access`` (usable grants, MFA-locked grants, grants given on request,
+rules version, ``deny: all``), ``is_admin``, ``grants_for``, ``explain``. Decisions are memoised per
+(rules version, identity), bounded by the grants they hold; a rules reload changes the version, so
+nothing stale is served.
+
+Access requests (README "Access requests"): a grant the rules give *on request* is ``requestable``.
+For an identity that has any, the decision point asks ``requests`` (bridge/access_requests.py) for the
+approved requests of this exact account (connector, issuer, subject) that are within their window,
+at each decision — never memoised, never stored in a session — and such a request turns the rules'
+grant into a usable one (``Grant.request_id`` set; its durations end with the window). The rules
+still decide: a request for a role they no longer offer on request activates nothing (and is ended).
+No I/O here beyond the rules book, that lookup and the audit records asked for with ``ctx``.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from bridge import audit, mapping
 from bridge.audit import Auditor
@@ -26,7 +35,9 @@ from bridge.aws.upstream_check import UpstreamCheck
 from bridge.config import Settings, reload_mapping, rules_file_path
 from bridge.identity import Grant, Identity
 from bridge.logs import event
+from bridge.mapping.paths import View
 from bridge.rulebook import RuleBook
+from bridge.storage.records import AccessRequest
 from bridge.upstream import Connector
 
 PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
@@ -45,6 +56,27 @@ class Access:
     version: str
     denied_all: bool = False
     withheld: tuple[mapping.Withheld, ...] = ()  # aws_passthrough: what the IdP asserted that AWS would refuse
+    requestable: tuple[mapping.Requestable, ...] = ()  # given on request (no active approved request now)
+
+
+class ActiveRequests(Protocol):
+    """What the decision point asks of the access requests (bridge/access_requests.py)."""
+
+    def now(self) -> float: ...
+
+    def active_for(self, identity: Identity) -> Sequence[AccessRequest]:
+        """Approved requests of ``identity``'s exact account within their window."""
+
+    def end(self, req: AccessRequest, why: str) -> None:
+        """End an approved request the rules no longer back (audited once)."""
+
+
+def same_person(a: Identity, b: Identity) -> bool:
+    """The same account, the same subject at the same issuer, or the same e-mail (ignoring case)."""
+    if (a.connector_id, a.issuer, a.subject) == (b.connector_id, b.issuer, b.subject) or (a.issuer, a.subject) == (
+            b.issuer, b.subject):
+        return True
+    return bool(a.email and b.email and a.email.lower() == b.email.lower())
 
 
 def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
@@ -73,6 +105,7 @@ class AccessPoint:
         self._memo_lock = threading.Lock()
         self._memo_grants = 0
         self._memo_version = ""
+        self.requests: ActiveRequests | None = None  # wired by build_services
 
     def _defaults(self, identity: Identity | None = None) -> mapping.GrantDefaults:
         d = self.settings.grant_defaults()
@@ -111,11 +144,43 @@ class AccessPoint:
 
     def access_for(self, identity: Identity, *, log: bool = True, ctx: audit.Context | None = None,
                    check: UpstreamCheck | None = None) -> Access:
-        """THE decision point: what the rules in force give ``identity`` now.
+        """THE decision point: what the rules in force give ``identity`` now, with the grants its
+        approved access requests activate now.
 
         Logs what was sanitized, merged or withheld (rule names and reasons, never claim sets) unless
         ``log`` is off (the per-request path). With ``ctx`` (at sign-in), every decision is an audit
         record: granted or withheld, which rule, why."""
+        return self._with_requests(identity, self._rules_access(identity, log=log, ctx=ctx, check=check))
+
+    def _with_requests(self, identity: Identity, access: Access) -> Access:
+        """``access`` with the on-request grants that an approved request of this exact account activates
+        now. Asked only of identities the rules offer something on request (the lookup costs a store read)."""
+        if not access.requestable or self.requests is None:
+            return access
+        active = self.requests.active_for(identity)
+        if not active:
+            return access
+        now = self.requests.now()
+        offered = {r.grant.role_arn: r for r in access.requestable}
+        still = {g.role_arn for g in access.grants} | {g.role_arn for g in access.locked}
+        promoted: list[Grant] = []
+        for req in active:
+            rq = offered.pop(req.role_arn, None)
+            if rq is None:
+                if req.role_arn not in still:
+                    self.requests.end(req, "the rules no longer give this role on request")
+                continue
+            left = int((req.expires_at or 0) - now)
+            max_d = max(900, min(rq.grant.max_duration, left))  # AWS's minimum is 15 minutes
+            promoted.append(replace(rq.grant, request_id=req.id, max_duration=max_d,
+                                    default_duration=min(rq.grant.default_duration, max_d)))
+        if not promoted:
+            return access
+        return replace(access, grants=[*access.grants, *promoted], requestable=tuple(offered.values()))
+
+    def _rules_access(self, identity: Identity, *, log: bool, ctx: audit.Context | None,
+                      check: UpstreamCheck | None) -> Access:
+        """What the rules alone give (memoised per rules version and identity)."""
         connector = self.connectors.get(identity.connector_id)
         if identity.passthrough and connector is not None and connector.type == "saml":
             return self._passthrough_access(identity, log, ctx, check)
@@ -152,21 +217,47 @@ class AccessPoint:
                                     code=w.code, reason=w.reason)
         deny_all = {r.name for r in rules.rules if r.deny is not None and r.deny.all}
         denied_all = any(r.matched and r.kind == "deny" and r.rule in deny_all for r in decision.results)
-        access = Access(decision.grants, decision.locked, version, denied_all)
+        access = Access(decision.grants, decision.locked, version, denied_all, requestable=tuple(decision.requestable))
         with self._memo_lock:
             self._memo[memo_key] = access
-            self._memo_grants += len(access.grants) + len(access.locked) + 1
+            self._memo_grants += len(access.grants) + len(access.locked) + len(access.requestable) + 1
             while self._memo_grants > ACCESS_MEMO_GRANTS and len(self._memo) > 1:
                 _, old = self._memo.popitem(last=False)
-                self._memo_grants -= len(old.grants) + len(old.locked) + 1
+                self._memo_grants -= len(old.grants) + len(old.locked) + len(old.requestable) + 1
         return access
+
+    def request_policy(self, identity: Identity, role_arn: str) -> mapping.Requestable | None:
+        """The rules' on-request grant of ``role_arn`` for ``identity`` now (whether or not a request of
+        it is active), or None when the rules do not give it on request."""
+        access = self._rules_access(identity, log=False, ctx=None, check=None)
+        return next((r for r in access.requestable if r.grant.role_arn == role_arn), None)
+
+    def may_approve(self, approver: Identity, requester: Identity, role_arn: str) -> str | None:
+        """Why ``approver`` may not approve ``requester``'s request of ``role_arn`` now, or None when they
+        may: the rules must still give the role on request, the approver must match its ``approvers``
+        now and not be matched by a ``deny: all`` rule, and nobody approves their own request (same
+        account, subject or e-mail: break-glass is the only way to activate one's own)."""
+        rq = self.request_policy(requester, role_arn)
+        if rq is None:
+            return "the rules no longer give this role on request"
+        if same_person(approver, requester):
+            return "nobody approves their own request"
+        if self._rules_access(approver, log=False, ctx=None, check=None).denied_all:
+            return "a deny: all rule matches the approver"
+        if not rq.policy.may_approve(View(approver)):
+            return f"the approver does not match the approvers of rule {rq.grant.via!r}"
+        return None
+
+    def requestable(self, identity: Identity) -> list[mapping.Requestable]:
+        """What ``identity`` may request now (on-request grants without an active approved request)."""
+        return list(self.access_for(identity, log=False).requestable)
 
     def is_admin(self, identity: Identity) -> bool:
         """Admin rights through the same decision: in ``admin.groups``, with MFA when
         ``admin.require_mfa``, and not matched by a ``deny: all`` rule."""
         if not self.settings.is_admin(identity.groups, identity.mfa):
             return False
-        return not self.access_for(identity, log=False).denied_all
+        return not self._rules_access(identity, log=False, ctx=None, check=None).denied_all
 
     def grants_for(self, identity: Identity) -> list[Grant]:
         """The grants the rules in force give ``identity`` (for aws_passthrough SAML: what the IdP asserted)."""

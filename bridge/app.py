@@ -74,9 +74,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_template_filter(utc_time, "utc")
 
     from bridge.web import api, console, errors, login, portal, sso, wellknown
+    from bridge.web import requests as access_requests
 
     errors.init_app(app)
-    for bp in (login.bp, portal.bp, console.bp, wellknown.bp, api.bp, sso.bp, sso.page):
+    for bp in (login.bp, portal.bp, console.bp, wellknown.bp, api.bp, sso.bp, sso.page, access_requests.bp):
         app.register_blueprint(bp)
     event("app_started", connectors=sorted(app.extensions["bridge"].connectors),
           issuer=settings.issuer_url, keys=len(app.extensions["bridge"].keyring.keys))

@@ -8,7 +8,11 @@ Records (``type``):
   even when the outcome record cannot be written afterwards;
 - ``credentials``: each credential issuance (``outcome`` success | failure, ``cached`` when it came
   from the credential cache, ``access_key_id`` and ``assumed_role_arn`` to find it in CloudTrail);
-- ``console``: each console sign-in (``method`` federation | saml_post, ``destination`` without query).
+- ``console``: each console sign-in (``method`` federation | saml_post, ``destination`` without query);
+- ``access_request``: each step of an access request (``event`` requested | approved | denied |
+  activated | revoked | expired | ended | refused, ``break_glass``). Its ``correlation_id`` is the
+  request's id, and so is that of every ``credentials``/``console`` record issued under it
+  (``request_id`` says so; ``session_correlation_id`` keeps the sign-in's).
 
 Every record carries ``ts``, ``type``, ``correlation_id`` (minted when the sign-in started, kept in
 the session: it ties a sign-in to every grant and credential it led to), ``request_id``,
@@ -144,9 +148,21 @@ def how(identity: Identity) -> dict[str, Any]:
 
 
 def grant_fields(grant: Grant) -> dict[str, Any]:
-    return {"rule": grant.via, "role_arn": grant.role_arn, "account_id": grant.account_id,
-            "tags": dict(grant.tags), "transitive_tags": list(grant.transitive_keys),
-            "source_identity": grant.source_identity, "session_name": grant.session_name, "path": grant.path}
+    out = {"rule": grant.via, "role_arn": grant.role_arn, "account_id": grant.account_id,
+           "tags": dict(grant.tags), "transitive_tags": list(grant.transitive_keys),
+           "source_identity": grant.source_identity, "session_name": grant.session_name, "path": grant.path}
+    if grant.request_id:
+        out["request_id"] = grant.request_id
+    return out
+
+
+def for_grant(ctx: Context, grant: Grant) -> tuple[Context, dict[str, Any]]:
+    """The context to audit an issuance of ``grant`` under: an access request's own correlation id when
+    an approved request activated it (with the sign-in's kept as ``session_correlation_id``)."""
+    if not grant.request_id:
+        return ctx, {}
+    return (Context(grant.request_id, ctx.client_ip, ctx.user_agent),
+            {"session_correlation_id": ctx.correlation_id})
 
 
 class Auditor:

@@ -40,6 +40,7 @@ ADMIN_COMMANDS: dict[str, str] = {
     "verify": "bridge.commands.tokens:verify",
     "keys": "bridge.commands.keys:keys",
     "sessions": "bridge.commands.sessions:sessions_group",
+    "requests": "bridge.commands.requests:requests_group",
     "audit": "bridge.commands.audit:audit_group",
     "aws-setup": "bridge.commands.awssetup:aws_setup",
     "doctor": "bridge.commands.awssetup:doctor",

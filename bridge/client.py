@@ -202,6 +202,12 @@ def grants_doc(url: str) -> dict[str, Any]:
     return api(url, "/api/v1/grants")
 
 
+def grants_and_requestable(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the roles held now, the roles that can be requested — README "Access requests")."""
+    doc = api(url, "/api/v1/grants")
+    return list(doc["grants"]), list(doc.get("requestable") or [])
+
+
 def role_ref(g: dict[str, Any]) -> str:
     """The short ``--role`` value for a grant: ``<account alias or id>/<role name>``."""
     return f"{g.get('account_alias') or g['account_id']}/{g['role_name']}"

@@ -70,10 +70,11 @@ class ConsoleSignin:
         credentials come from AssumeRoleWith{SAML,WebIdentity}, never chained or GetFederationToken)
         → the ``Action=login`` URL. A secret for 15 minutes: the caller 302s to it and never logs it.
         Audited as a ``console`` record (besides the ``credentials`` one for the STS call)."""
-        ctx = ctx or audit.Context()
-        base = self._audit_fields(identity, grant, duration, "federation", destination)
+        session_ctx = ctx or audit.Context()
+        ctx, under = audit.for_grant(session_ctx, grant)
+        base = {**self._audit_fields(identity, grant, duration, "federation", destination), **under}
         try:
-            creds = self.issuer.issue_credentials(identity, grant, duration, passthrough=passthrough, ctx=ctx)
+            creds = self.issuer.issue_credentials(identity, grant, duration, passthrough=passthrough, ctx=session_ctx)
             session = min(max(duration, console.MIN_SESSION), console.MAX_SESSION)
             endpoint = self.federation_endpoint()
             token = get_signin_token(endpoint, creds, session, timeout=self.settings.aws.sts_timeout)
@@ -88,8 +89,8 @@ class ConsoleSignin:
                   ctx: audit.Context | None = None, destination: str = "") -> tuple[str, str]:
         """SAML POST: (sign-in SAML URL, signed SAMLResponse) for an auto-submitting form; no STS call
         here — AWS's sign-in endpoint redeems it. SessionDuration in the assertion sets the console session."""
-        ctx = ctx or audit.Context()
-        base = self._audit_fields(identity, grant, duration, "saml_post", destination)
+        ctx, under = audit.for_grant(ctx or audit.Context(), grant)
+        base = {**self._audit_fields(identity, grant, duration, "saml_post", destination), **under}
         try:
             self.issuer.check(identity, grant, duration)
             out = self.signin_saml_url(), self.issuer.mint_saml(grant, identity, duration, int(self.clock()))

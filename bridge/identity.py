@@ -131,6 +131,9 @@ class Grant:
     account_alias: str = ""  # from the accounts catalog, for the portal
     account_label: str = ""
     console: str = ""  # console sign-in method ("federation" | "saml_post"); "" = aws.console_method
+    # Set by the decision point when an approved access request activates this grant (its id, which is
+    # also the correlation id of every audit record under it); never stored: decided at each use.
+    request_id: str = ""
 
     @cached_property  # a portal with 5,000 grants asks often (frozen: cached_property writes __dict__)
     def id(self) -> str:
@@ -152,6 +155,8 @@ class Grant:
         d = asdict(self)
         d["tags"] = dict(self.tags)
         d["transitive_keys"] = list(self.transitive_keys)
+        if not self.request_id:
+            del d["request_id"]  # the JSON of grants outside requests is unchanged
         return d
 
     @classmethod

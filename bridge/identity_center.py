@@ -471,6 +471,12 @@ class IdentityCenter:
             raise invalid_request("accountId and roleName are required")
         grant = self._view(c)[1].get(account_id, {}).get(role_name)
         if grant is None:
+            if c.session.passthrough_grants is None and any(
+                    r.grant.account_id == account_id and r.grant.role_name == role_name
+                    for r in self.access.requestable(c.session.identity)):
+                # Given on request (README "Access requests"): listed here once a request is approved.
+                raise forbidden(f"No access: this role is given on request; ask for it at "
+                                f"{self.settings.base_url}/requests")
             raise forbidden()
         return grant
 

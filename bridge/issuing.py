@@ -78,9 +78,9 @@ class CredentialIssuer:
                           ctx: audit.Context | None = None) -> Credentials:
         """Credentials for ``grant``: from the server-side cache when fresh, else minted and redeemed
         at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``."""
-        ctx = ctx or audit.Context()
+        ctx, under = audit.for_grant(ctx or audit.Context(), grant)
         base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
-                **audit.grant_fields(grant)}
+                **audit.grant_fields(grant), **under}
 
         def intent() -> None:  # raises AuditUnavailable (fail closed) before STS is called
             if self.auditor.fail_closed:

@@ -9,6 +9,7 @@
 - ``sessions`` (bridge/sessions.py)       browser sessions: start, load, re-check with the IdP, end, offboarding
 - ``device``   (bridge/device.py)         device codes and the CLI tokens they become
 - ``identity_center`` (bridge/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
+- ``requests`` (bridge/access_requests.py) just-in-time access requests (the decision point asks it)
 - ``flow``     (bridge/flow.py)           pending sign-ins with the upstream IdPs
 - ``store``    (bridge/storage)           the state, behind one interface
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from bridge import audit
 from bridge.access import PASSTHROUGH_VERSION, Access, AccessPoint, rule_book
+from bridge.access_requests import AccessRequests
 from bridge.audit import Auditor
 from bridge.aws.keys import KeyRing
 from bridge.aws.sts import StsGateway
@@ -62,6 +64,7 @@ class Services:
     device: DeviceFlow | None = None
     cache: CredentialCache | None = None
     identity_center: IdentityCenter | None = None
+    requests: AccessRequests | None = None
 
     @property
     def keyring(self) -> KeyRing:
@@ -118,10 +121,12 @@ def build_services(settings: Settings) -> Services:
     device = DeviceFlow(store, settings.cli)
     issuer = CredentialIssuer(settings, keys, sts, connectors, cache=cache, metrics=metrics, auditor=auditor)
     access = AccessPoint(settings, rules, connectors, auditor)
+    requests = AccessRequests(settings, store, access, auditor)
+    access.requests = requests  # the decision point asks for active approved requests at each decision
     sessions = Sessions(store, settings, connectors, device, cache)
     return Services(
         settings=settings, store=store, connectors=connectors, keys=keys, rules=rules, metrics=metrics,
         auditor=auditor, cache=cache, device=device, issuer=issuer,
         flow=LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl),
         access=access, console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
-        identity_center=IdentityCenter(settings, store, device, sessions, access, issuer))
+        identity_center=IdentityCenter(settings, store, device, sessions, access, issuer), requests=requests)

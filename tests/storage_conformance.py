@@ -16,7 +16,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.identity import Grant, Identity
-from bridge.storage import CliToken, DeviceApproval, DeviceCode, PendingLogin, SessionRecord, Store, hash_id
+from bridge.storage import (
+    AccessRequest,
+    CliToken,
+    DeviceApproval,
+    DeviceCode,
+    PendingLogin,
+    SessionRecord,
+    Store,
+    hash_id,
+)
 
 T0 = 1_800_000_000  # a multiple of 60: rate-limit windows start here
 
@@ -420,3 +429,57 @@ def test_refresh_tokens_keep_their_kind_and_pair(harness: Harness) -> None:
                                     "expires_at": T0 + 600}, 600)
     assert s.get_cli_token("t2") == CliToken(client_id="bridge-cli", session="h1", created_at=T0,
                                              expires_at=T0 + 600)  # today's shape: an access token
+
+
+# --------------------------------------------------------------------------- access requests
+
+
+def access_request(rid: str = "req-1", account: str = "user:corp\0https://idp.test\0alice", **kw: Any) -> AccessRequest:
+    base: dict[str, Any] = {"id": rid, "account": account, "requester": ALICE, "role_arn": GRANT.role_arn,
+                            "account_id": GRANT.account_id, "label": "Admin", "rule": "prod-admin",
+                            "reason": "INC-1: fix prod", "duration": 3600, "status": "pending", "created_at": T0}
+    return AccessRequest(**{**base, **kw})
+
+
+def test_access_requests_are_created_once_and_listed_per_account(harness: Harness) -> None:
+    s = harness.store
+    first = access_request()
+    assert s.put_access_request(first, 600)
+    assert not s.put_access_request(access_request(reason="overwrite?"), 600)  # never overwritten
+    assert s.get_access_request("req-1") == first
+    s.put_access_request(access_request("req-2", account="user:corp\0https://idp.test\0bob", created_at=T0 + 1), 600)
+    assert [r.id for r in s.access_requests("user:corp\0https://idp.test\0alice")] == ["req-1"]
+    assert [r.id for r in s.access_requests()] == ["req-1", "req-2"]
+    assert s.get_access_request("nope") is None
+
+
+def test_access_request_changes_only_from_the_expected_status(harness: Harness) -> None:
+    s = harness.store
+    s.put_access_request(access_request(), 600)
+    approved = access_request(status="approved", decided_at=T0 + 5, decided_by={"subject": "carol"},
+                              activated_at=T0 + 5, expires_at=T0 + 3605, comment="ok")
+    assert s.replace_access_request(approved, expect="pending", ttl=7200)
+    denied = access_request(status="denied", decided_by={"subject": "mallory"})
+    assert not s.replace_access_request(denied, expect="pending", ttl=7200)  # the first decision won
+    got = s.get_access_request("req-1")
+    assert got == approved and got is not None and got.active(T0 + 10) and not got.active(T0 + 3605)
+    assert got.decided_by == {"subject": "carol"}
+
+
+def test_access_requests_expire_with_their_ttl(harness: Harness) -> None:
+    s = harness.store
+    s.put_access_request(access_request(), 60)
+    s.put_access_request(access_request("req-2", created_at=T0 + 1), 600)
+    harness.advance(61)
+    assert s.get_access_request("req-1") is None
+    assert [r.id for r in s.access_requests()] == ["req-2"]
+    assert [r.id for r in s.access_requests("user:corp\0https://idp.test\0alice")] == ["req-2"]
+    assert not s.replace_access_request(access_request(status="approved"), expect="pending", ttl=60)
+
+
+def test_access_request_keeps_fields_it_does_not_know(harness: Harness) -> None:
+    s = harness.store
+    doc = {**access_request().to_json(), "future_field": {"x": 1}}
+    harness.raw_put("accessrequest:req-1", doc, 600)
+    got = s.get_access_request("req-1")
+    assert got is not None and got.to_json()["future_field"] == {"x": 1}

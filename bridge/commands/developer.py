@@ -213,22 +213,29 @@ def logout(url: str | None) -> None:
 @URL
 @click.option("--json", "as_json", is_flag=True, help="the bridge's JSON list instead of a table")
 def roles(url: str | None, as_json: bool) -> None:
-    """List your roles (alias, role, label, max session)."""
+    """List your roles, and the roles you may request."""
     try:
-        held = client.grants(client.resolve_url(url))
+        base = client.resolve_url(url)
+        held, requestable = client.grants_and_requestable(base)
     except ClientError as e:
         _die(e)
     if as_json:
-        click.echo(json.dumps(held, indent=2))
+        click.echo(json.dumps(held + requestable, indent=2))
         return
-    if not held:
+    if not held and not requestable:
         click.echo("You hold no roles at this bridge now.", err=True)
         return
-    rows = [["ALIAS", "ACCOUNT", "ROLE", "LABEL", "MAX SESSION"]]
+    rows = [["ALIAS", "ACCOUNT", "ROLE", "LABEL", "MAX SESSION", "STATE"]]
     rows += [[g.get("account_alias") or "-", g["account_id"], g["role_name"], g["label"],
-              human_duration(g["max_duration"])] for g in held]
+              human_duration(g["max_duration"]), "approved request" if g.get("request_id") else "granted"]
+             for g in held]
+    rows += [[g.get("account_alias") or "-", g["account_id"], g["role_name"], g["label"],
+              human_duration(g["max_duration"]), "Request"] for g in requestable]
     click.echo(_table(rows))
-    click.echo(f"use: bridge exec --role {client.role_ref(held[0])} -- aws sts get-caller-identity", err=True)
+    if requestable:
+        click.echo(f"request a role marked Request at {base}/requests", err=True)
+    if held:
+        click.echo(f"use: bridge exec --role {client.role_ref(held[0])} -- aws sts get-caller-identity", err=True)
 
 
 @click.command("credential-process")

@@ -224,6 +224,49 @@ class AwsSettings(SettingsModel):
     federation_endpoint: str | None = None
     signin_saml_url: str | None = None
 
+class WebhookSecretHeader(SettingsModel):
+    """A header sent with every notification, so the receiver can tell the bridge's calls apart."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
+    value: SecretStr
+
+
+class WebhookSettings(SettingsModel):
+    """Where access-request notifications go: ``json`` (the event as it is) or ``slack`` (an incoming
+    webhook's ``{"text": …}`` payload, which Slack-compatible chats accept)."""
+
+    url: str
+    format: Literal["json", "slack"] = "json"
+    secret_header: WebhookSecretHeader | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("https", "http") or not u.hostname:
+            raise ValueError("must be an http(s) URL, e.g. https://hooks.slack.com/services/…")
+        return v
+
+    @model_validator(mode="after")
+    def _header(self) -> WebhookSettings:
+        if self.secret_header is not None and self.secret_header.name.lower() in (
+                "host", "content-type", "content-length", "user-agent", "connection", "transfer-encoding"):
+            raise ValueError(f"secret_header.name {self.secret_header.name!r} is a header the bridge sets itself")
+        return self
+
+
+class RequestsSettings(SettingsModel):
+    """Access requests (README "Access requests"): how long they wait, are kept, and who is told."""
+
+    pending_ttl: int = Field(86400, ge=300, le=30 * 86400, description="seconds a request waits for a decision")
+    retention: int = Field(7 * 86400, ge=3600, le=90 * 86400,
+                           description="seconds a decided or ended request stays listed")
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    webhook_attempts: int = Field(3, ge=1, le=10, description="tries per notification (bounded retries)")
+    webhook_timeout: float = Field(5.0, gt=0, le=30)
+    webhook_backoff: float = Field(1.0, ge=0, le=60, description="seconds before the 2nd try; doubles after")
+
+
 class AdminSettings(SettingsModel):
     """Who may use the admin pages (explain any sample identity): members of these groups."""
 
@@ -256,6 +299,7 @@ class Settings(SettingsModel):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     support: str = Field("", description="where users get help (an https:// URL or an e-mail address), shown on "
                                          "the portal when no role is granted and on refusals; empty: not shown")
+    requests: RequestsSettings = Field(default_factory=RequestsSettings)
     # Where the config file lives: relative paths (keys_dir, *_file, rules_file) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
     # The file it was read from (None when built from a dict): rules reload re-reads its mapping.
@@ -345,7 +389,20 @@ class Settings(SettingsModel):
         out = self._deployment_warnings()
         for c in self.enabled_connectors:
             out += c.warnings()
-        return out + self._metrics_warnings() + self._mapping_warnings()
+        return out + self._metrics_warnings() + self._mapping_warnings() + self._requests_warnings()
+
+    def _requests_warnings(self) -> list[str]:
+        out = []
+        for i, w in enumerate(self.requests.webhooks):
+            host = urlsplit(w.url).hostname or ""
+            if urlsplit(w.url).scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
+                out.append(f"requests.webhooks[{i}]: {host} is reached over plain http: requests and reasons "
+                           "travel unencrypted.")
+        on_request = any(g.request is not None for r in self.mapping.rules for g in r.grants or [])
+        if on_request and not self.requests.webhooks:
+            out.append("mapping: roles are given on request, but requests.webhooks is empty: approvers are told "
+                       "of nothing (they see pending requests on /requests/approve).")
+        return out
 
     def _deployment_warnings(self) -> list[str]:
         out = []

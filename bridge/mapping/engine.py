@@ -185,7 +185,7 @@ def _apply_denies(rs: RuleSet, denies: list[int], merged: dict[str, _Merged], no
             notes[by].append(f"denied {key}")
     for items in withheld.values():
         for i, w in enumerate(items):
-            if w.code == "mfa" and w.grant is not None:
+            if w.code in ("mfa", "request") and w.grant is not None:
                 arn = parse_role_arn(w.grant.role_arn)
                 by = next((p for p in denies if rs.rules[p].deny.denies(arn)), None)  # type: ignore[union-attr]
                 if by is not None:

@@ -29,6 +29,7 @@ from bridge.mapping.ruleset import (
     Catalog,
     CDeny,
     CGrant,
+    RequestPolicy,
     TagT,
 )
 from bridge.mapping.template import Template, template
@@ -88,10 +89,25 @@ class GrantCompiler:
         tags = self.tags(g, where, cond)
         transitive = self.transitive(g, where, cond, tags)
         self.durations(g, where, static)
+        request = self.request(g, where)
         if len(self.problems) > n or session is None or tags is None:
             return None
         return CGrant(where, role_arn, account, role, static, provider, label, session, source, tags, transitive,
-                      g.duration_default, g.duration_max, g.mfa_required, g.path, g.audience, g.console)
+                      g.duration_default, g.duration_max, g.mfa_required, g.path, g.audience, g.console, request)
+
+    def request(self, g: GrantSpec, where: str) -> RequestPolicy | None:
+        """``request:``: the approvers' condition compiled like a match (no captures: they would come
+        from the approver, not the requester)."""
+        if g.request is None:
+            return None
+        at = f"{where}.request"
+        cond = self.cond(g.request.approvers, f"{at}.approvers")  # type: ignore[attr-defined]
+        if cond is None:
+            return None
+        if g.path == "passthrough":
+            self.problem(f"{at}", "a path: passthrough grant cannot be requested (it redeems the sign-in's own "
+                                  "token, which is gone by the time a request is approved)")
+        return RequestPolicy(cond, g.request.max_duration, g.request.reason_required, g.request.break_glass)
 
     # ------------------------------------------------------------ the role
 

@@ -192,6 +192,19 @@ class DurationSpec(_M):
     max: int | None = None
 
 
+class RequestSpec(_M):
+    """``request:`` on a grant: the role is not given, it can be *requested* (README "Access requests").
+
+    ``approvers`` is a condition over the approver's identity (``{group: sre-leads}``), tested when
+    they approve; ``max_duration`` bounds the access window a requester may ask for (seconds);
+    ``break_glass: true`` lets the requester activate it alone, with a reason, alerting the approvers."""
+
+    approvers: Condition
+    max_duration: int = Field(3600, ge=900, le=43200, description="longest access window (seconds)")
+    reason_required: bool = False
+    break_glass: bool = False
+
+
 class GrantSpec(_M):
     """One role a matching rule grants. Every string but ``path``/``audience`` is a template."""
 
@@ -210,6 +223,7 @@ class GrantSpec(_M):
     audience: str | None = Field(None, min_length=1, max_length=255)
     console: Literal["federation", "saml_post"] | None = Field(
         None, description="console sign-in method for this role (default: aws.console_method)")
+    request: RequestSpec | None = Field(None, description="granted on request, with approval (not at once)")
 
     @field_validator("account", mode="before")
     @classmethod

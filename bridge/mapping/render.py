@@ -82,6 +82,9 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
     )
     if cg.mfa_required and not ident.mfa:
         return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant)
+    if cg.request is not None:
+        return Withheld(arn_text, "request", "granted on request: ask for it with a reason; an approver decides "
+                                             "(an approved request gives it for its window)", grant, cg.request)
     return Candidate(-1, arn, grant, required)
 
 

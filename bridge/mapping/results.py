@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.identity import Grant
+from bridge.mapping.ruleset import RequestPolicy
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,15 @@ class Withheld:
     AWS accepts), ``limits`` (the final AWS-limits check failed), ``no_passthrough`` (a ``path:
     passthrough`` grant for an identity whose connector has no ``aws_passthrough``); for
     ``aws_passthrough`` SAML sign-ins: ``role_attribute_missing``, ``role_value_malformed``,
-    ``role_provider_mismatch``, ``aws_rule_<n>`` (the upstream assertion breaks §1.10 rule n).
+    ``role_provider_mismatch``, ``aws_rule_<n>`` (the upstream assertion breaks §1.10 rule n);
+    ``request`` (given on request: ``grant`` is what an approved request gives, ``request`` its policy).
     """
 
     role_arn: str | None
     code: str
     reason: str
     grant: Grant | None = None
+    request: RequestPolicy | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"role_arn": self.role_arn, "code": self.code, "reason": self.reason}
@@ -78,6 +81,14 @@ class RuleResult:
                 "notes": list(self.notes)}
 
 
+@dataclass(frozen=True)
+class Requestable:
+    """A role the rules give on request: the grant an approved request activates, and its policy."""
+
+    grant: Grant
+    policy: RequestPolicy
+
+
 @dataclass
 class Decision:
     """``results``: every rule (explain) or only the rules that matched (evaluate), in file order."""
@@ -100,4 +111,15 @@ class Decision:
         for _, w in self.withheld:
             if w.code == "mfa" and w.grant is not None and w.role_arn not in granted:
                 out.setdefault(w.grant.role_arn, w.grant)
+        return list(out.values())
+
+    @property
+    def requestable(self) -> list[Requestable]:
+        """Roles the identity may request (given on request by a matching rule, not granted otherwise,
+        not denied); an MFA-locked one is locked, not requestable, until the sign-in has MFA."""
+        granted = {g.role_arn for g in self.grants}
+        out: dict[str, Requestable] = {}
+        for _, w in self.withheld:
+            if w.code == "request" and w.grant is not None and w.request is not None and w.role_arn not in granted:
+                out.setdefault(w.grant.role_arn, Requestable(w.grant, w.request))
         return list(out.values())

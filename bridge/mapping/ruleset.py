@@ -74,6 +74,20 @@ class TagT:
     where: str
 
 
+@dataclass(frozen=True)
+class RequestPolicy:
+    """A grant given on request: who may approve (a condition over the approver), the longest window,
+    whether a reason is required, and whether the requester may break the glass alone."""
+
+    approvers: Cond
+    max_duration: int
+    reason_required: bool
+    break_glass: bool
+
+    def may_approve(self, view: View) -> bool:
+        return self.approvers.test(view, False).ok
+
+
 @dataclass
 class CGrant:
     where: str
@@ -93,6 +107,7 @@ class CGrant:
     path: str | None
     audience: str | None
     console: str | None = None
+    request: RequestPolicy | None = None
 
 
 @dataclass

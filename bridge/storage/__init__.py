@@ -5,6 +5,7 @@ exports the interface and the records (no Redis client is imported by importing 
 
 from bridge.storage.interface import Store, hash_id
 from bridge.storage.records import (
+    AccessRequest,
     AuthCode,
     CliToken,
     DeviceApproval,
@@ -16,5 +17,5 @@ from bridge.storage.records import (
     SsoClient,
 )
 
-__all__ = ["AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin", "RecordError",
-           "SessionRecord", "SsoClient", "Store", "hash_id"]
+__all__ = ["AccessRequest", "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin",
+           "RecordError", "SessionRecord", "SsoClient", "Store", "hash_id"]

@@ -16,6 +16,10 @@ Contract (what every implementation keeps):
   session, and ``pop_session_tokens`` hands back every token of a session for revocation.
 - Every entry expires after its TTL, measured by the store's ``clock``; rate-limit windows are
   aligned on that clock too.
+- Access requests (``AccessRequest``, by id) are created once (``put_access_request`` never
+  overwrites) and changed only by ``replace_access_request``, which writes only while the stored
+  request still has the expected status (compare-and-set: two approvers, or an approval racing a
+  revocation, cannot both win). ``access_requests`` lists the live ones of an account, or all.
 - A backend failure is raised as ``bridge.errors.StoreUnavailable`` (a 503 for the user), never as
   the backend's own exception.
 Raw (untyped) payloads only where the shape belongs to someone else: the IdP's upstream grant
@@ -28,7 +32,15 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from bridge.storage.records import AuthCode, CliToken, DeviceCode, PendingLogin, SessionRecord, SsoClient
+from bridge.storage.records import (
+    AccessRequest,
+    AuthCode,
+    CliToken,
+    DeviceCode,
+    PendingLogin,
+    SessionRecord,
+    SsoClient,
+)
 
 
 def hash_id(secret: str) -> str:
@@ -93,6 +105,12 @@ class Store(Protocol):
     def get_sso_client(self, client_id: str) -> SsoClient | None: ...
     def put_auth_code(self, chash: str, code: AuthCode, ttl: int) -> None: ...
     def take_auth_code(self, chash: str) -> AuthCode | None: ...
+
+    # -- access requests (by id), indexed per requester account and all together -----------------
+    def put_access_request(self, req: AccessRequest, ttl: int) -> bool: ...
+    def get_access_request(self, request_id: str) -> AccessRequest | None: ...
+    def replace_access_request(self, req: AccessRequest, *, expect: str, ttl: int) -> bool: ...
+    def access_requests(self, account: str | None = None) -> list[AccessRequest]: ...
 
     # -- replay cache, rate limits ---------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool: ...

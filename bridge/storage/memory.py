@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.storage.interface import hash_id
 from bridge.storage.records import (
+    AccessRequest,
     AuthCode,
     CliToken,
     DeviceCode,
@@ -319,6 +320,48 @@ class MemoryStore:
             return None if doc is None else AuthCode.from_json(doc)
         except RecordError:
             return None
+
+    # -- access requests ------------------------------------------------------------------------------
+    def put_access_request(self, req: AccessRequest, ttl: int) -> bool:
+        with self._lock:
+            key = self._k("accessrequest", req.id)
+            if self._get(key) is not None:
+                return False
+            self._put_json(key, req.to_json(), ttl)
+            for index in (self._k("accessrequests", hash_id(req.account)), self._k("accessrequests", "all")):
+                self._sadd(index, req.id, ttl)
+            return True
+
+    def get_access_request(self, request_id: str) -> AccessRequest | None:
+        with self._lock:
+            doc = self._json(self._get(self._k("accessrequest", request_id)))
+        try:
+            return None if doc is None else AccessRequest.from_json(doc)
+        except RecordError:
+            return None
+
+    def replace_access_request(self, req: AccessRequest, *, expect: str, ttl: int) -> bool:
+        with self._lock:
+            key = self._k("accessrequest", req.id)
+            doc = self._json(self._get(key))
+            if doc is None or doc.get("status") != expect:
+                return False
+            self._put_json(key, req.to_json(), ttl)
+            for index in (self._k("accessrequests", hash_id(req.account)), self._k("accessrequests", "all")):
+                self._sadd(index, req.id, ttl)
+            return True
+
+    def access_requests(self, account: str | None = None) -> list[AccessRequest]:
+        index = self._k("accessrequests", "all" if account is None else hash_id(account))
+        out = []
+        with self._lock:
+            for rid in sorted(self._get(index) or ()):
+                req = self.get_access_request(rid)
+                if req is None:
+                    self._srem(index, rid)
+                else:
+                    out.append(req)
+        return sorted(out, key=lambda r: (r.created_at, r.id))
 
     # -- replay cache, rate limits --------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:

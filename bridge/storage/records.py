@@ -295,3 +295,74 @@ class AuthCode:
                        user_agent=str(d.get("user_agent") or ""))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"auth code: {type(e).__name__}: {e}") from None
+
+
+RequestStatus = Literal["pending", "approved", "denied", "revoked", "expired", "ended"]
+REQUEST_STATUSES: tuple[str, ...] = ("pending", "approved", "denied", "revoked", "expired", "ended")
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """A request for a role the rules give on request (stored under its id; bridge/access_requests.py).
+
+    It keeps the requester's identity as of the request (for the approvers' page and the approval
+    re-check) and the role asked for, never a grant: while ``approved`` and before ``expires_at`` the
+    decision point turns the *rules'* on-request grant for this exact account (``account``: connector,
+    issuer, subject) into a usable one. ``id`` is also the correlation id of every audit record of it."""
+
+    id: str
+    account: str  # the requester's exact account handle (bridge.sessions.exact_handle)
+    requester: Identity
+    role_arn: str
+    account_id: str
+    label: str
+    rule: str
+    reason: str
+    duration: int  # the access window asked for (seconds)
+    status: RequestStatus
+    created_at: int
+    break_glass: bool = False
+    decided_at: int | None = None
+    decided_by: Mapping[str, Any] | None = None  # {issuer, subject, email, connector}, or {operator: name}
+    comment: str = ""
+    activated_at: int | None = None
+    expires_at: int | None = None
+    ended_at: int | None = None
+    ended_by: Mapping[str, Any] | None = None
+    end_reason: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("extra", "requester")}
+        d["requester"] = self.requester.to_json()
+        d["decided_by"] = None if self.decided_by is None else dict(self.decided_by)
+        d["ended_by"] = None if self.ended_by is None else dict(self.ended_by)
+        return {**self.extra, **d}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AccessRequest:
+        try:
+            status = d["status"]
+            if status not in REQUEST_STATUSES:
+                raise ValueError(f"status {status!r}")
+            def opt(k: str) -> int | None:
+                return None if d.get(k) is None else int(d[k])
+
+            return cls(id=str(d["id"]), account=str(d["account"]), requester=Identity.from_json(d["requester"]),
+                       role_arn=str(d["role_arn"]), account_id=str(d.get("account_id") or ""),
+                       label=str(d.get("label") or ""), rule=str(d.get("rule") or ""),
+                       reason=str(d.get("reason") or ""), duration=int(d["duration"]), status=status,
+                       created_at=int(d["created_at"]), break_glass=bool(d.get("break_glass")),
+                       decided_at=opt("decided_at"), decided_by=d.get("decided_by"),
+                       comment=str(d.get("comment") or ""), activated_at=opt("activated_at"),
+                       expires_at=opt("expires_at"), ended_at=opt("ended_at"), ended_by=d.get("ended_by"),
+                       end_reason=str(d.get("end_reason") or ""), extra=_extra(d, _REQUEST_KNOWN))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"access request: {type(e).__name__}: {e}") from None
+
+    def active(self, now: float) -> bool:
+        """Approved and within its window."""
+        return self.status == "approved" and self.expires_at is not None and now < self.expires_at
+
+
+_REQUEST_KNOWN = frozenset(f.name for f in fields(AccessRequest)) - {"extra"}

@@ -17,6 +17,8 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     authcode:<code hash>         AuthCode JSON (single use, GETDEL)
     replay:<key>, rl:<bucket>:<window start>, lock:<name>, recent:<user>, fav:<user>
     creds:{<user>}:<entry>, creds-index:{<user>}   sealed credential-cache blobs and the user's entries
+    accessrequest:<id>           AccessRequest JSON (changed only by compare-and-set on its status)
+    accessrequests:<account hash>, accessrequests:all   sets of request ids (never shortened)
     <stream>                     the audit stream (XADD, approximate MAXLEN)
 
 Until this version the session keys had no braces (``session:<sid hash>``, ...) and credential
@@ -50,6 +52,7 @@ from bridge.config import RedisSettings
 from bridge.errors import StoreUnavailable
 from bridge.storage.interface import hash_id
 from bridge.storage.records import (
+    AccessRequest,
     AuthCode,
     CliToken,
     DeviceCode,
@@ -527,6 +530,66 @@ class RedisStore:
             return None if doc is None else AuthCode.from_json(doc)
         except RecordError:
             return None
+
+    # -- access requests ------------------------------------------------------------------------
+    def _index_request(self, req: AccessRequest, ttl: int) -> None:
+        """File ``req`` under its account and under ``all``; an index is never shortened."""
+        for index in (self._k("accessrequests", hash_id(req.account)), self._k("accessrequests", "all")):
+            pipe = self.r.pipeline()
+            pipe.sadd(index, req.id)
+            pipe.ttl(index)
+            _, left = pipe.execute()
+            if int(left) < int(ttl):
+                self.r.expire(index, max(1, int(ttl)))
+
+    def put_access_request(self, req: AccessRequest, ttl: int) -> bool:
+        """Create ``req`` (never overwrites one with the same id); False if the id exists."""
+        if not self._put_json("accessrequest", req.id, req.to_json(), ttl, nx=True):
+            return False
+        with self.errors():
+            self._index_request(req, ttl)
+        return True
+
+    def get_access_request(self, request_id: str) -> AccessRequest | None:
+        doc = self._get_json("accessrequest", request_id)
+        try:
+            return None if doc is None else AccessRequest.from_json(doc)
+        except RecordError:
+            return None
+
+    def replace_access_request(self, req: AccessRequest, *, expect: str, ttl: int) -> bool:
+        """Rewrite ``req`` only while the stored one's status is ``expect`` (WATCH/MULTI: one key)."""
+        key = self._k("accessrequest", req.id)
+        with self.errors():
+            with self.r.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None or json.loads(raw).get("status") != expect:
+                        return False
+                    pipe.multi()
+                    pipe.set(key, json.dumps(req.to_json(), separators=(",", ":")), ex=max(1, int(ttl)))
+                    pipe.execute()
+                except redis.WatchError:
+                    return False
+            self._index_request(req, ttl)
+        return True
+
+    def access_requests(self, account: str | None = None) -> list[AccessRequest]:
+        """The live requests of ``account`` (an exact account handle), or all; ended ids leave the index."""
+        index = self._k("accessrequests", "all" if account is None else hash_id(account))
+        out = []
+        with self.errors():
+            for rid in sorted(_text(m) for m in self.r.smembers(index)):
+                raw = self.r.get(self._k("accessrequest", rid))
+                if raw is None:
+                    self.r.srem(index, rid)
+                    continue
+                try:
+                    out.append(AccessRequest.from_json(json.loads(raw)))
+                except RecordError:
+                    continue
+        return sorted(out, key=lambda r: (r.created_at, r.id))
 
     # -- credential cache (sealed by the caller; the key names are the AES-GCM associated data) ----
     # Each user's entries and index share the hash tag ``{<user>}``: one slot, so a put (entry + index)

@@ -188,8 +188,12 @@ def api_grants() -> ResponseReturnValue:
     """The token holder's roles under the rules in force now."""
     b = _bearer()
     grants, _ = session_access(b.session)
-    return jsonify(grants=[grant_doc(gr) for gr in grants], expires_at=b.doc.expires_at,
-                   region=services().settings.aws.region)
+    return jsonify(grants=[{**grant_doc(gr), "request_id": gr.request_id or None} for gr in grants],
+                   requestable=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
+                                 "role_name": gr.role_name, "account_alias": gr.account_alias, "state": "request",
+                                 "max_duration": gr.max_duration}
+                                for gr in (_requestable(b.session))],
+                   expires_at=b.doc.expires_at, region=services().settings.aws.region)
 
 
 def grant_doc(gr: Grant) -> dict[str, Any]:
@@ -197,6 +201,13 @@ def grant_doc(gr: Grant) -> dict[str, Any]:
     return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
             "role_name": gr.role_name, "max_duration": gr.max_duration, "account_alias": gr.account_alias,
             "account_label": gr.account_label, "default_duration": gr.default_duration, "path": gr.path}
+
+
+def _requestable(doc: SessionRecord) -> list[Grant]:
+    """Roles the token holder may request (README "Access requests"); none for pass-through SAML sessions."""
+    if doc.passthrough_grants is not None:
+        return []
+    return [r.grant for r in services().access.requestable(doc.identity)]
 
 
 def _api_grant(b: Bearer, grant_id: str) -> tuple[Grant, int]:

@@ -62,13 +62,16 @@ def portal() -> ResponseReturnValue:
     identity = session_identity(doc)
     svc = services()
     recent_ids, fav_ids = svc.store.preferences(user_key(identity))
+    # Roles given on request (README "Access requests"): shown with "Request", used once approved.
+    requestable = [r.grant for r in svc.access.requestable(identity)] if doc.passthrough_grants is None else []
     if wants_json():
         return jsonify(identity={"email": identity.email, "name": identity.name, "mfa": identity.mfa,
                                  "connector": identity.connector_id},
                        grants=[_grant_json(gr) for gr in grants], locked=[_grant_json(gr) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
                        favourites=sorted(fav_ids), csrf_token=doc.csrf, expires_at=doc.expires_at,
-                       passthrough=_passthrough_json(doc))
+                       passthrough=_passthrough_json(doc),
+                       requestable=[{**_grant_json(gr), "state": "request"} for gr in requestable])
     by_id = {gr.id: gr for gr in grants}
     recent = [by_id[i] for i in recent_ids if i in by_id]
     favourites = [gr for gr in grants if gr.id in fav_ids]
@@ -84,7 +87,7 @@ def portal() -> ResponseReturnValue:
                            favourites=favourites, fav_ids=fav_ids, rows=rows_html, total=len(grants),
                            base_url=svc.settings.base_url, passthrough=_passthrough_json(doc),
                            idp_name=getattr(connector, "name", "") or identity.connector_id,
-                           support=svc.settings.support_href)
+                           support=svc.settings.support_href, requestable=requestable)
 
 
 def _passthrough_json(doc: SessionRecord) -> dict[str, Any] | None:

@@ -78,7 +78,8 @@ def _real_args(portal: dict[str, Any]) -> dict[str, list[str]]:
 def app(make_settings, app_factory) -> Any:  # type: ignore[no-untyped-def]
     # Rate limits off: a 429 is fine, but would stop the fuzz from reaching the code behind it.
     return app_factory(make_settings(mapping={"accounts": ACCOUNTS, "rules": RULES},
-                                     rate_limits={"sign_in_per_minute": 0, "credentials_per_minute": 0}))
+                                     rate_limits={"sign_in_per_minute": 0, "credentials_per_minute": 0,
+                                                  "device_per_minute": 0, "device_code_per_minute": 0}))
 
 
 def test_no_route_answers_5xx_to_any_input(app, federation_stub) -> None:  # type: ignore[no-untyped-def]

@@ -34,7 +34,8 @@ PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "partitions
             "assertion", "metadata", "iam_setup", "doctor")
 # Deciding and storing, without Flask: the web layer calls them, never the reverse.
 NO_WEB_CORE = ("bridge.access", "bridge.issuing", "bridge.console_signin", "bridge.sessions", "bridge.device",
-               "bridge.flow", "bridge.credcache", "bridge.keysource", "bridge.identity_center")
+               "bridge.flow", "bridge.credcache", "bridge.keysource", "bridge.identity_center",
+               "bridge.access_requests", "bridge.notify")
 # Store methods whose payload belongs to someone else (the connector's upstream grant): untyped on purpose.
 RAW_STORE_METHODS = {"put_upstream", "get_upstream"}
 WEB = ("flask", "bridge.web")

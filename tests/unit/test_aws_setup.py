@@ -111,7 +111,7 @@ def test_demo_json_lists_each_role_with_its_rules_and_catalog_entry() -> None:
     roles = demo_roles()
     assert set(roles) == {"Admin", "ReadOnly", "PlatformDeploy"}
     admin = roles["Admin"]
-    assert admin["rules"] == ["admins", "group-convention"] and admin["label"] == "Administrator"
+    assert admin["rules"] == ["admins", "group-convention", "admin-on-request"] and admin["label"] == "Administrator"
     assert admin["max_session_duration"] == 43200
     assert admin["trust_policy"]["Statement"][0]["Action"] == [
         "sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:SetSourceIdentity"]

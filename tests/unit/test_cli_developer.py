@@ -51,6 +51,7 @@ class FakeBridge:
 
     def __init__(self) -> None:
         self.issued: list[str] = []
+        self.requestable: list[dict[str, Any]] = []
         self.broken = False
         outer = self
 
@@ -71,8 +72,8 @@ class FakeBridge:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self._authorized() and self.path == "/api/v1/grants":
-                    self._send(200, {"grants": GRANTS, "expires_at": int(time.time()) + 3600,
-                                     "region": "eu-central-1"})
+                    self._send(200, {"grants": GRANTS, "requestable": outer.requestable,
+                                     "expires_at": int(time.time()) + 3600, "region": "eu-central-1"})
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -146,14 +147,25 @@ def test_roles_table_and_json(home: dict[str, str], fake: FakeBridge) -> None:
     r = bridge(home, "roles")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert re.split(r"\s{2,}", lines[0]) == ["ALIAS", "ACCOUNT", "ROLE", "LABEL", "MAX SESSION"]
-    assert re.split(r"\s{2,}", lines[1]) == ["sandbox", "123456789012", "Admin", "Sandbox admin", "12 h"]
-    assert re.split(r"\s{2,}", lines[3]) == ["-", "210987654321", "Deploy", "Prod deploy", "2 h"]
+    assert re.split(r"\s{2,}", lines[0]) == ["ALIAS", "ACCOUNT", "ROLE", "LABEL", "MAX SESSION", "STATE"]
+    assert re.split(r"\s{2,}", lines[1]) == ["sandbox", "123456789012", "Admin", "Sandbox admin", "12 h", "granted"]
+    assert re.split(r"\s{2,}", lines[3]) == ["-", "210987654321", "Deploy", "Prod deploy", "2 h", "granted"]
     column = lines[0].index("ROLE")  # aligned
     assert [line[column:].split()[0] for line in lines[1:]] == ["Admin", "ReadOnly", "Deploy"]
     assert "bridge exec --role sandbox/Admin" in r.stderr
     doc = json.loads(bridge(home, "roles", "--json").stdout)
     assert doc == GRANTS
+
+
+def test_roles_marks_roles_given_on_request(home: dict[str, str], fake: FakeBridge) -> None:
+    fake.requestable = [{"id": "f" * 16, "role_arn": "arn:aws:iam::210987654321:role/Admin",
+                         "account_id": "210987654321", "label": "Prod admin", "role_name": "Admin",
+                         "account_alias": "prod", "state": "request", "max_duration": 3600}]
+    r = bridge(home, "roles")
+    assert r.returncode == 0, r.stderr
+    assert re.split(r"\s{2,}", r.stdout.splitlines()[-1]) == ["prod", "210987654321", "Admin", "Prod admin", "1 h",
+                                                               "Request"]
+    assert "/requests" in r.stderr
 
 
 def test_roles_without_login(home: dict[str, str], tmp_path: Path) -> None:

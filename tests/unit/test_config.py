@@ -416,7 +416,7 @@ def test_demo_config_validates(demo_env: Path, demo_config: Path) -> None:
     assert s.base_url == "http://127.0.0.1:8000"
     assert [c.id for c in s.enabled_connectors] == ["demo", "dev"]  # ${DEMO_OIDC_ENABLED:-true} is a bool
     assert [r.name for r in s.mapping.rules] == ["admins", "readonly", "platform-deployers", "group-convention",
-                                                 "no-contractors"]
+                                                 "admin-on-request", "no-contractors"]
     assert s.mapping.legacy_rules == []
     assert any("insecure_dev_login" in w for w in s.warnings())
 

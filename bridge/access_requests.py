@@ -1,0 +1,288 @@
+"""Just-in-time access: requests for roles the rules give *on request* (README "Access requests").
+
+The lifecycle, each step an ``access_request`` audit record whose correlation id is the request's id
+(as is that of every issuance under it):
+
+    requested ──approve──▶ approved (activated: window starts) ──▶ expired | revoked | ended
+        │                      ▲
+        ├──deny──▶ denied      └── break-glass: the requester alone, with a reason (approvers alerted)
+        └── (no decision within requests.pending_ttl) ──▶ expired
+
+What this module does NOT do is decide access: the decision point (``AccessPoint.access_for``,
+bridge/access.py) asks ``active_for`` at each decision and turns the rules' on-request grant into a
+usable one while an approved request of that exact account is within its window. Who may approve is
+decided there too (``AccessPoint.may_approve``), re-checked at the moment of approval.
+
+Expiry needs no timer: a request past its window is simply not active; the first look at it (a
+decision, a page, ``bridge requests list``) records it as ``expired`` — once, through the store's
+compare-and-set. No Flask here (bridge/web/requests.py is the web side).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from bridge import audit, mapping
+from bridge.access import AccessPoint, same_person
+from bridge.audit import Auditor
+from bridge.config import Settings
+from bridge.errors import BadRequest, NotGranted
+from bridge.identity import Identity
+from bridge.logs import event
+from bridge.notify import Notifier
+from bridge.sessions import exact_handle
+from bridge.storage import AccessRequest, Store
+
+MIN_WINDOW = 900  # seconds: AWS's shortest credentials
+MAX_REASON = 1000
+MAX_COMMENT = 1000
+ENDED = ("denied", "revoked", "expired", "ended")
+
+
+class RequestNotFound(NotGranted):
+    code = "request_unknown"
+    status = 404
+    title = "No such request"
+    message = "That access request does not exist, or is no longer kept."
+    hint = "Open the requests page again."
+
+
+class RequestRefused(NotGranted):
+    code = "request_refused"
+    title = "Not allowed"
+    message = "You cannot do this with that access request."
+    hint = "Ask one of its approvers."
+    show_detail = True
+
+
+def clean_text(text: str | None, limit: int) -> str:
+    """Free text from a form: control characters out, trimmed, bounded."""
+    out = "".join(ch if ch.isprintable() else " " for ch in (text or ""))
+    return out.strip()[:limit]
+
+
+def request_json(r: AccessRequest) -> dict[str, Any]:
+    """A request as the pages' JSON and `bridge requests list --json` show it."""
+    return {"id": r.id, "status": r.status, "role_arn": r.role_arn, "account_id": r.account_id, "label": r.label,
+            "rule": r.rule, "reason": r.reason, "duration": r.duration, "break_glass": r.break_glass,
+            "requester": {"subject": r.requester.subject, "email": r.requester.email, "name": r.requester.name,
+                          "connector": r.requester.connector_id},
+            "created_at": r.created_at, "decided_at": r.decided_at, "decided_by": r.decided_by,
+            "comment": r.comment, "activated_at": r.activated_at, "expires_at": r.expires_at,
+            "ended_at": r.ended_at, "end_reason": r.end_reason}
+
+
+
+class AccessRequests:
+    """Access requests over the store; the decision point's ``requests``."""
+
+    def __init__(self, settings: Settings, store: Store, access: AccessPoint, auditor: Auditor,
+                 notifier: Notifier | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.cfg = settings.requests
+        self.store = store
+        self.access = access
+        self.auditor = auditor
+        self.notifier = notifier or Notifier(settings.requests)
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock()
+
+    # -- what the decision point asks -----------------------------------------------------------
+    def active_for(self, identity: Identity) -> list[AccessRequest]:
+        """Approved requests of ``identity``'s exact account within their window (expired ones recorded)."""
+        now = self.clock()
+        return [r for r in self._refreshed(self.store.access_requests(exact_handle(identity))) if r.active(now)]
+
+    def end(self, req: AccessRequest, why: str) -> None:
+        self._finish(req, "ended", why, by={"bridge": "rules"})
+
+    # -- the requester ----------------------------------------------------------------------------
+    def requestable(self, identity: Identity) -> list[mapping.Requestable]:
+        return self.access.requestable(identity)
+
+    def create(self, identity: Identity, grant_id: str, *, reason: str, duration: int, break_glass: bool = False,
+               ctx: audit.Context | None = None) -> AccessRequest:
+        """Request the on-request role ``grant_id`` for ``duration`` seconds; with ``break_glass`` (when
+        its rule allows it) it is activated at once, with a reason, and the approvers are alerted."""
+        ctx = ctx or audit.Context()
+        rq = next((r for r in self.requestable(identity) if r.grant.id == grant_id), None)
+        if rq is None:
+            raise NotGranted(f"grant {grant_id[:32]!r} is not given on request to this identity now",
+                             message="That role is not one you can request.",
+                             hint="Reload the portal: the roles you can request are listed there.")
+        policy = rq.policy
+        reason = clean_text(reason, MAX_REASON)
+        if (policy.reason_required or break_glass) and not reason:
+            raise BadRequest("a reason is required", code="reason_required",
+                             message="Say why you need this role.", hint="Give a reason (a ticket, an incident).")
+        if not MIN_WINDOW <= duration <= policy.max_duration:
+            raise BadRequest(f"duration {duration}s outside {MIN_WINDOW}..{policy.max_duration}",
+                             code="invalid_duration",
+                             message=f"Ask for between {MIN_WINDOW // 60} and {policy.max_duration // 60} minutes.")
+        if break_glass and not policy.break_glass:
+            raise RequestRefused(f"rule {rq.grant.via!r} allows no break-glass",
+                                 message="This role cannot be activated without an approver.")
+        account = exact_handle(identity)
+        now = int(self.clock())
+        open_ = [r for r in self._refreshed(self.store.access_requests(account))
+                 if r.role_arn == rq.grant.role_arn and r.status in ("pending", "approved")]
+        if open_:
+            raise BadRequest(f"request {open_[0].id} is already {open_[0].status}", code="request_exists",
+                             message=f"You already have a {open_[0].status} request for this role.",
+                             hint="See it on your requests page; revoke it to ask again.")
+        req = AccessRequest(id=secrets.token_hex(12), account=account, requester=identity, role_arn=rq.grant.role_arn,
+                            account_id=rq.grant.account_id, label=rq.grant.label, rule=rq.grant.via, reason=reason,
+                            duration=duration, status="pending", created_at=now, break_glass=break_glass)
+        if break_glass:
+            req = replace(req, status="approved", decided_at=now, decided_by=audit.who(identity),
+                          activated_at=now, expires_at=now + duration, comment="break-glass")
+        self.store.put_access_request(req, self._ttl(req))
+        self._record(req, "requested", ctx, by=audit.who(identity))
+        if break_glass:
+            self._record(req, "activated", ctx, by=audit.who(identity))
+            event("break_glass", logging.WARNING, request_id=req.id, role_arn=req.role_arn, rule=req.rule)
+        self._notify(req, "break_glass" if break_glass else "requested", by=audit.who(identity))
+        return req
+
+    def mine(self, identity: Identity) -> list[AccessRequest]:
+        """The requests of ``identity``'s exact account, newest first."""
+        return sorted(self._refreshed(self.store.access_requests(exact_handle(identity))),
+                      key=lambda r: -r.created_at)
+
+    # -- approvers ------------------------------------------------------------------------------
+    def for_approver(self, approver: Identity) -> list[AccessRequest]:
+        """Pending and active requests ``approver`` may decide or revoke now (never their own), newest first."""
+        out = []
+        for req in self._refreshed(self.store.access_requests()):
+            if req.status in ("pending", "approved") and self.refusal(approver, req) is None:
+                out.append(req)
+        return sorted(out, key=lambda r: -r.created_at)
+
+    def refusal(self, approver: Identity, req: AccessRequest) -> str | None:
+        """Why ``approver`` may not decide ``req`` now (None: they may) — the decision point's answer."""
+        return self.access.may_approve(approver, req.requester, req.role_arn)
+
+    def decide(self, approver: Identity, request_id: str, *, approve: bool, comment: str = "",
+               ctx: audit.Context | None = None) -> AccessRequest:
+        """Approve (the window starts now) or deny a pending request; the approver is re-checked now."""
+        ctx = ctx or audit.Context()
+        req = self.get(request_id)
+        if (why := self.refusal(approver, req)) is not None:
+            self._record(req, "refused", ctx, by=audit.who(approver), refused=why,
+                         action="approve" if approve else "deny")
+            raise RequestRefused(why, message=f"You cannot decide this request: {why}.")
+        return self._decide(req, approve, clean_text(comment, MAX_COMMENT), audit.who(approver), ctx)
+
+    def operator_decide(self, request_id: str, *, approve: bool, comment: str, operator: str) -> AccessRequest:
+        """``bridge requests approve|deny``: an operator with the bridge's config decides (audited as such).
+        The rules must still give the role on request."""
+        req = self.get(request_id)
+        if approve and self.access.request_policy(req.requester, req.role_arn) is None:
+            raise RequestRefused("the rules no longer give this role on request",
+                                 message="The rules no longer give this role on request.")
+        return self._decide(req, approve, clean_text(comment, MAX_COMMENT), {"operator": operator},
+                            audit.Context())
+
+    def _decide(self, req: AccessRequest, approve: bool, comment: str, by: Mapping[str, Any],
+                ctx: audit.Context) -> AccessRequest:
+        if req.status != "pending":
+            raise RequestRefused(f"request is {req.status}", message=f"This request is already {req.status}.")
+        now = int(self.clock())
+        new = replace(req, status="approved" if approve else "denied", decided_at=now, decided_by=dict(by),
+                      comment=comment)
+        if approve:
+            new = replace(new, activated_at=now, expires_at=now + req.duration)
+        if not self.store.replace_access_request(new, expect="pending", ttl=self._ttl(new)):
+            raise RequestRefused("decided meanwhile", message="Someone else decided this request meanwhile.",
+                                 hint="Reload the page.")
+        self._record(new, "approved" if approve else "denied", ctx, by=by)
+        if approve:
+            self._record(new, "activated", ctx, by=by)
+        self._notify(new, "approved" if approve else "denied", by=by)
+        return new
+
+    def revoke(self, actor: Identity | None, request_id: str, *, comment: str = "", operator: str | None = None,
+               ctx: audit.Context | None = None) -> AccessRequest:
+        """End a pending or active request early: by its requester, by an approver who matches now, or by an
+        operator (``bridge requests revoke``)."""
+        req = self.get(request_id)
+        if actor is not None:
+            mine = same_person(actor, req.requester) and exact_handle(actor) == req.account
+            if not mine and (why := self.refusal(actor, req)) is not None:
+                raise RequestRefused(why, message=f"You cannot revoke this request: {why}.")
+            by: dict[str, Any] = audit.who(actor)
+        else:
+            by = {"operator": operator or "operator"}
+        if req.status not in ("pending", "approved"):
+            raise RequestRefused(f"request is {req.status}", message=f"This request is already {req.status}.")
+        return self._finish(req, "revoked", clean_text(comment, MAX_COMMENT), by=by, ctx=ctx)
+
+    # -- everyone's, for operators ----------------------------------------------------------------
+    def all(self, status: str | None = None) -> list[AccessRequest]:
+        reqs = self._refreshed(self.store.access_requests())
+        return [r for r in reqs if status is None or r.status == status]
+
+    def get(self, request_id: str) -> AccessRequest:
+        req = self.store.get_access_request(request_id) if 0 < len(request_id) <= 64 else None
+        if req is None:
+            raise RequestNotFound(f"request {request_id[:64]!r}")
+        return self._refreshed([req])[0]
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _ttl(self, req: AccessRequest) -> int:
+        now = int(self.clock())
+        if req.status == "pending":
+            return self.cfg.pending_ttl + self.cfg.retention
+        if req.status == "approved":
+            return max(0, (req.expires_at or now) - now) + self.cfg.retention
+        return self.cfg.retention
+
+    def _refreshed(self, reqs: Sequence[AccessRequest]) -> list[AccessRequest]:
+        """``reqs`` with the ones whose time is up recorded as expired (once: compare-and-set)."""
+        now = self.clock()
+        out = []
+        for req in reqs:
+            if req.status == "approved" and req.expires_at is not None and now >= req.expires_at:
+                req = self._finish(req, "expired", "its window ended", by={"bridge": "clock"}, quiet_race=True)
+            elif req.status == "pending" and now >= req.created_at + self.cfg.pending_ttl:
+                req = self._finish(req, "expired", "no decision in time", by={"bridge": "clock"}, quiet_race=True)
+            out.append(req)
+        return out
+
+    def _finish(self, req: AccessRequest, status: str, why: str, *, by: Mapping[str, Any],
+                ctx: audit.Context | None = None, quiet_race: bool = False) -> AccessRequest:
+        now = int(self.clock())
+        ended_at = min(now, req.expires_at) if status == "expired" and req.expires_at else now
+        new = replace(req, status=status, ended_at=ended_at, ended_by=dict(by), end_reason=why)  # type: ignore[arg-type]
+        if not self.store.replace_access_request(new, expect=req.status, ttl=self._ttl(new)):
+            latest = self.store.get_access_request(req.id)
+            if quiet_race:
+                return latest or new
+            raise RequestRefused("changed meanwhile", message="This request changed meanwhile.",
+                                 hint="Reload the page.")
+        self._record(new, status, ctx or audit.Context(), by=by, end_reason=why)
+        self._notify(new, status, by=by)
+        return new
+
+    def _record(self, req: AccessRequest, what: str, ctx: audit.Context, **fields: Any) -> None:
+        self.auditor.record("access_request", audit.Context(req.id, ctx.client_ip, ctx.user_agent), event=what,
+                            request_id=req.id, who=audit.who(req.requester), role_arn=req.role_arn,
+                            account_id=req.account_id, rule=req.rule, reason=req.reason, duration=req.duration,
+                            status=req.status, break_glass=req.break_glass, expires_at=req.expires_at,
+                            comment=req.comment or None, session_correlation_id=ctx.correlation_id, **fields)
+
+    def _notify(self, req: AccessRequest, what: str, *, by: Mapping[str, Any]) -> None:
+        self.notifier.send({
+            "event": what, "request_id": req.id, "requester": audit.who(req.requester), "role_arn": req.role_arn,
+            "account_id": req.account_id, "label": req.label, "rule": req.rule, "reason": req.reason,
+            "duration": req.duration, "status": req.status, "break_glass": req.break_glass,
+            "expires_at": req.expires_at, "comment": req.comment or req.end_reason,
+            "by": by.get("email") or by.get("subject") or by.get("operator") or by.get("bridge"),
+            "url": f"{self.settings.base_url}/requests/approve#r-{req.id}"})

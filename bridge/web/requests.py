@@ -1,0 +1,115 @@
+"""Access requests in the browser (README "Access requests"): the requester's page (the roles they may
+request, their requests, revoke) and the approvers' page (pending requests they may decide now, active
+ones they may revoke). Every decision is made by bridge/access_requests.py and the decision point;
+this module turns forms into calls. JSON with ``Accept: application/json`` (and for CLI tokens under
+``/api/v1/requests``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+
+from bridge.access_requests import AccessRequests, request_json
+from bridge.identity import Identity
+from bridge.mapping import Requestable
+from bridge.storage import AccessRequest
+from bridge.web.common import (
+    audit_context,
+    check_csrf,
+    parse_seconds,
+    rate_limit,
+    require_session,
+    services,
+    session_identity,
+    wants_json,
+)
+
+bp = Blueprint("requests", __name__)
+
+
+def _requests() -> AccessRequests:
+    svc = services().requests
+    if svc is None:
+        abort(404)
+    return svc
+
+
+def requestable_json(rq: Requestable) -> dict[str, Any]:
+    g = rq.grant
+    return {"id": g.id, "role_arn": g.role_arn, "account_id": g.account_id, "label": g.label,
+            "role_name": g.role_name, "account_alias": g.account_alias, "account_label": g.account_label,
+            "state": "request", "max_window": rq.policy.max_duration, "reason_required": rq.policy.reason_required,
+            "break_glass": rq.policy.break_glass}
+
+
+def windows(max_window: int) -> list[int]:
+    steps = [900, 1800, 3600, 7200, 14400, 28800, 43200]
+    return sorted({*(s for s in steps if s <= max_window), max_window})
+
+
+def _done(where: str, req: AccessRequest | None = None) -> ResponseReturnValue:
+    if wants_json():
+        return jsonify(request=request_json(req) if req else None)
+    return redirect(where, code=303)
+
+
+@bp.get("/requests")
+def mine() -> ResponseReturnValue:
+    """The roles this user may request, and their requests (newest first)."""
+    doc = require_session()
+    identity = session_identity(doc)
+    reqs = _requests()
+    requestable = reqs.requestable(identity)
+    mine = reqs.mine(identity)
+    if wants_json():
+        return jsonify(requestable=[requestable_json(r) for r in requestable],
+                       requests=[request_json(r) for r in mine], csrf_token=doc.csrf)
+    return render_template("requests.html", identity=identity, requestable=requestable, requests=mine,
+                           csrf=doc.csrf, windows=windows, chosen=request.args.get("role", ""),
+                           approver=bool(reqs.for_approver(identity)))
+
+
+@bp.post("/requests")
+def create() -> ResponseReturnValue:
+    """Request a role (``grant``, ``reason``, ``duration`` in seconds, ``break_glass``)."""
+    doc = require_session()
+    check_csrf(doc)
+    identity = session_identity(doc)
+    rate_limit("requests", f"{identity.issuer}\0{identity.subject}")
+    duration = parse_seconds(request.form.get("duration") or "3600", "duration")
+    req = _requests().create(identity, request.form.get("grant", ""), reason=request.form.get("reason", ""),
+                             duration=duration, break_glass=bool(request.form.get("break_glass")),
+                             ctx=audit_context(doc))
+    return _done(f"/requests#r-{req.id}", req)
+
+
+@bp.get("/requests/approve")
+def approve_page() -> ResponseReturnValue:
+    """Requests this user may decide (pending) or revoke (active) now — never their own."""
+    doc = require_session()
+    identity = session_identity(doc)
+    todo = _requests().for_approver(identity)
+    if wants_json():
+        return jsonify(requests=[request_json(r) for r in todo], csrf_token=doc.csrf)
+    return render_template("requests_approve.html", identity=identity, requests=todo, csrf=doc.csrf)
+
+
+def _act(request_id: str, action: str, identity: Identity, doc: Any) -> AccessRequest:
+    reqs = _requests()
+    comment = request.form.get("comment", "")
+    if action == "revoke":
+        return reqs.revoke(identity, request_id, comment=comment, ctx=audit_context(doc))
+    return reqs.decide(identity, request_id, approve=action == "approve", comment=comment, ctx=audit_context(doc))
+
+
+@bp.post("/requests/<request_id>/<any(approve, deny, revoke):action>")
+def act(request_id: str, action: str) -> ResponseReturnValue:
+    """Approve or deny (approvers), or revoke (the requester, or an approver) a request."""
+    doc = require_session()
+    check_csrf(doc)
+    identity = session_identity(doc)
+    req = _act(request_id, action, identity, doc)
+    back = request.form.get("back")
+    return _done("/requests/approve" if back == "approve" else "/requests", req)

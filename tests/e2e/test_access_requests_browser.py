@@ -1,0 +1,82 @@
+"""Just-in-time access in two real browsers (Debian chromium via Playwright): the requester asks for a
+role given on request, the approver approves it on their own page, the requester uses it, then gives
+it back. Screenshots land in test-artifacts/e2e/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ACCOUNT
+from tests.e2e.test_browser import SHOTS, browser  # noqa: F401 - the module-scoped chromium
+
+pytestmark = pytest.mark.integration
+ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
+USERS = [{"subject": "bob", "email": "bob@example.com", "name": "Bob", "groups": ["devs"], "mfa": True},
+         {"subject": "carol", "email": "carol@example.com", "name": "Carol", "groups": ["sre-leads"], "mfa": True}]
+RULES = [{"name": "prod-admin", "match": {"group": "devs"},
+          "grants": [{"account": "sandbox", "role": "Admin",
+                      "request": {"approvers": {"group": "sre-leads"}, "max_duration": 7200,
+                                  "reason_required": True}}]}]
+
+
+@pytest.fixture
+def two(browser: Any) -> Iterator[tuple[Any, Any]]:  # noqa: F811
+    a, b = browser.new_context(), browser.new_context()  # two browsers: no shared cookies
+    yield a.new_page(), b.new_page()
+    a.close()
+    b.close()
+
+
+def sign_in(page: Any, base: str, user: str) -> None:
+    page.goto(f"{base}/login/dev")
+    with page.expect_navigation(url=f"{base}/portal"):
+        page.click(f"#user-{user}")
+
+
+def test_requester_and_approver_in_two_browsers(two: tuple[Any, Any], live_bridge: Any, make_settings: Any,
+                                                strict_sts_peer: Any) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    base = live_bridge(make_settings(connectors=[{"id": "dev", "type": "dev", "users": USERS}],
+                                     mapping={"rules": RULES}))
+    bob, carol = two
+    sign_in(bob, base, "bob")
+    sign_in(carol, base, "carol")
+
+    row = bob.locator("li.requestable", has_text="Admin")
+    assert row.get_attribute("data-state") == "request"
+    row.locator("a.request-link").click()
+    form = bob.locator("form.request-form", has_text="Admin")
+    form.locator("textarea[name=reason]").fill("INC-77: payments are down")
+    form.locator("select[name=duration]").select_option("1800")
+    with bob.expect_navigation():
+        form.locator("button.request-submit").click()
+    bob.screenshot(path=str(SHOTS / "request-pending.png"), full_page=True)
+    assert bob.locator("li.request").get_attribute("data-status") == "pending"
+
+    carol.goto(f"{base}/requests/approve")
+    card = carol.locator("section.request", has_text="INC-77: payments are down")
+    assert "bob@example.com" in card.inner_text()
+    card.locator("input[name=comment]").fill("go ahead")
+    carol.screenshot(path=str(SHOTS / "request-approve.png"), full_page=True)
+    with carol.expect_navigation():
+        card.locator("button.approve").click()
+    assert carol.locator("section.request").get_attribute("data-status") == "approved"
+
+    bob.goto(f"{base}/portal")
+    assert bob.locator("li.requestable").count() == 0
+    role = bob.locator("li.role", has_text="Admin")
+    role.locator("button.k").click()
+    bob.wait_for_selector("#assumed-arn")
+    assert bob.text_content("#assumed-arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/bob@example.com"
+
+    bob.goto(f"{base}/requests")
+    assert "go ahead" in bob.locator("li.request").inner_text()
+    with bob.expect_navigation():
+        bob.locator("button.revoke-request").click()
+    assert bob.locator("li.request").get_attribute("data-status") == "revoked"
+    bob.goto(f"{base}/portal")
+    assert bob.locator("li.requestable", has_text="Admin").count() == 1  # may be asked for again
+    bob.screenshot(path=str(SHOTS / "request-given-back.png"), full_page=True)

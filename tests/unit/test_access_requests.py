@@ -1,0 +1,306 @@
+"""Just-in-time access through the one decision point: requestable grants, approval by the rules'
+approvers (never oneself), activation for a window, expiry on an injected clock, revocation, rules
+changes, break-glass, the audit trail under one correlation id, config problems, and webhooks received
+by a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from bridge.access import AccessPoint, rule_book
+from bridge.access_requests import AccessRequests, RequestRefused
+from bridge.audit import Auditor
+from bridge.config import ConfigError, Settings, settings_from_dict
+from bridge.errors import BadRequest, NotGranted
+from bridge.identity import Identity
+from bridge.notify import Notifier
+from bridge.storage.memory import MemoryStore
+
+ADMIN = "arn:aws:iam::123456789012:role/Admin"
+READ = "arn:aws:iam::123456789012:role/ReadOnly"
+T0 = 1_800_000_000.0
+
+
+def ident(subject: str, groups: tuple[str, ...] = (), email: str | None = None, mfa: bool = True) -> Identity:
+    return Identity(connector_id="dev", subject=subject, issuer="dev", email=email or f"{subject}@example.com",
+                    groups=groups, mfa=mfa)
+
+
+BOB = ident("bob", ("devs",))
+CAROL = ident("carol", ("sre-leads",))
+DAVE = ident("dave", ("sre-leads", "contractors"))
+ERIN = ident("erin", ("devs", "sre-leads"))  # may request, and approves others' requests
+
+
+def rules(break_glass: bool = False, deny_admin: bool = False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": "readonly", "match": {"group": "devs"}, "grants": [{"role_arn": READ}]},
+        {"name": "prod-admin", "match": {"group": "devs"},
+         "grants": [{"role_arn": ADMIN, "duration": {"max": 3600},
+                     "request": {"approvers": {"group": "sre-leads"}, "max_duration": 7200,
+                                 "reason_required": True, "break_glass": break_glass}}]},
+        {"name": "no-contractors", "match": {"group": "contractors"}, "deny": "all"},
+    ]
+    if deny_admin:
+        out.append({"name": "freeze", "match": {"group": "devs"}, "deny": {"roles": ["Admin"]}})
+    return out
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, line: str) -> None:
+        self.lines.append(json.loads(line))
+
+
+class World:
+    def __init__(self, **settings: Any) -> None:
+        self.now = [T0]
+        self.settings = make_settings(rules(), **settings)
+        self.sink = ListSink()
+        self.store = MemoryStore("t:", clock=lambda: self.now[0])
+        self.access = AccessPoint(self.settings, rule_book(self.settings), {}, Auditor(self.sink))
+        self.requests = AccessRequests(self.settings, self.store, self.access, Auditor(self.sink),
+                                       Notifier(self.settings.requests, sleep=lambda s: None),
+                                       clock=lambda: self.now[0])
+        self.access.requests = self.requests
+
+    def set_rules(self, new: list[dict[str, Any]]) -> None:
+        s = make_settings(new)
+        self.access.rules = rule_book(s)
+
+    def grants(self, who: Identity) -> list[str]:
+        return [g.role_arn for g in self.access.access_for(who, log=False).grants]
+
+    def admin_grant_id(self, who: Identity) -> str:
+        return next(r.grant.id for r in self.access.requestable(who) if r.grant.role_arn == ADMIN)
+
+    def events(self, request_id: str) -> list[str]:
+        return [r["event"] for r in self.sink.lines if r["type"] == "access_request"
+                and r["correlation_id"] == request_id]
+
+
+def make_settings(rule_list: list[dict[str, Any]], **extra: Any) -> Settings:
+    return settings_from_dict({"base_url": "https://bridge.example.com", "insecure_dev_login": True,
+                               "connectors": [{"id": "dev", "type": "dev", "users": [{"subject": "x"}]}],
+                               "mapping": {"rules": rule_list}, **extra})
+
+
+@pytest.fixture
+def w() -> World:
+    return World()
+
+
+def test_an_on_request_role_is_requestable_not_granted(w: World) -> None:
+    access = w.access.access_for(BOB, log=False)
+    assert [g.role_arn for g in access.grants] == [READ]
+    assert [r.grant.role_arn for r in access.requestable] == [ADMIN]
+    assert w.access.access_for(CAROL, log=False).requestable == ()  # not matched by the rule
+
+
+def test_approved_request_activates_the_grant_for_its_window_then_expires(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC-42", duration=1800)
+    assert req.status == "pending" and ADMIN not in w.grants(BOB)
+    approved = w.requests.decide(CAROL, req.id, approve=True, comment="go")
+    assert approved.expires_at == int(T0) + 1800
+    grant = next(g for g in w.access.access_for(BOB, log=False).grants if g.role_arn == ADMIN)
+    assert grant.request_id == req.id and grant.max_duration == 1800  # credentials end with the window
+    assert w.access.requestable(BOB) == []
+    w.now[0] += 1799
+    assert ADMIN in w.grants(BOB)
+    w.now[0] += 1
+    assert ADMIN not in w.grants(BOB)  # on time, without any timer
+    assert w.store.get_access_request(req.id).status == "expired"  # type: ignore[union-attr]
+    assert w.events(req.id) == ["requested", "approved", "activated", "expired"]
+    assert [r.grant.role_arn for r in w.access.requestable(BOB)] == [ADMIN]  # may be requested again
+
+
+def test_the_grant_is_for_that_exact_account_only(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC-42", duration=1800)
+    w.requests.decide(CAROL, req.id, approve=True)
+    other_connector = Identity(connector_id="corp", subject="bob", issuer="https://idp", email="bob@example.com",
+                               groups=("devs",), mfa=True)
+    assert ADMIN in w.grants(BOB) and ADMIN not in w.grants(other_connector)
+
+
+def test_no_self_approval_and_approvers_are_rechecked_at_approval(w: World) -> None:
+    req = w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="deploy", duration=900)
+    with pytest.raises(RequestRefused, match="own request"):
+        w.requests.decide(ERIN, req.id, approve=True)
+    same_mail = ident("erin-alt", ("sre-leads",), email="ERIN@example.com")
+    with pytest.raises(RequestRefused, match="own request"):
+        w.requests.decide(same_mail, req.id, approve=True)
+    with pytest.raises(RequestRefused, match="does not match the approvers"):
+        w.requests.decide(BOB, req.id, approve=True)
+    with pytest.raises(RequestRefused, match="deny: all"):
+        w.requests.decide(DAVE, req.id, approve=True)  # in sre-leads, but denied everything
+    assert [r.id for r in w.requests.for_approver(CAROL)] == [req.id]
+    assert w.requests.for_approver(ERIN) == [] and w.requests.for_approver(BOB) == []
+    assert "refused" in w.events(req.id) and ADMIN not in w.grants(ERIN)
+
+
+def test_deny_with_a_comment(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="curious", duration=900)
+    denied = w.requests.decide(CAROL, req.id, approve=False, comment="not without a ticket")
+    assert denied.status == "denied" and denied.comment == "not without a ticket"
+    assert ADMIN not in w.grants(BOB)
+    with pytest.raises(RequestRefused):
+        w.requests.decide(CAROL, req.id, approve=True)  # decided once
+
+
+def test_reason_duration_and_duplicates_are_checked(w: World) -> None:
+    gid = w.admin_grant_id(BOB)
+    with pytest.raises(BadRequest, match="reason"):
+        w.requests.create(BOB, gid, reason="  ", duration=900)
+    with pytest.raises(BadRequest, match="duration"):
+        w.requests.create(BOB, gid, reason="x", duration=7201)
+    with pytest.raises(NotGranted):
+        w.requests.create(CAROL, gid, reason="x", duration=900)
+    w.requests.create(BOB, gid, reason="x", duration=900)
+    with pytest.raises(BadRequest, match="already pending"):
+        w.requests.create(BOB, gid, reason="again", duration=900)
+    with pytest.raises(RequestRefused, match="break-glass"):
+        w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="x", duration=900, break_glass=True)
+
+
+def test_revoked_early_by_the_requester_or_an_approver(w: World) -> None:
+    for revoker in (BOB, CAROL):
+        req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+        w.requests.decide(CAROL, req.id, approve=True)
+        assert ADMIN in w.grants(BOB)
+        with pytest.raises(RequestRefused):
+            w.requests.revoke(ident("mallory", ("devs",)), req.id)
+        w.requests.revoke(revoker, req.id, comment="done")
+        assert ADMIN not in w.grants(BOB)
+        assert w.events(req.id)[-1] == "revoked"
+
+
+def test_a_deny_rule_or_a_rule_change_ends_it(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+    w.requests.decide(CAROL, req.id, approve=True)
+    w.set_rules(rules(deny_admin=True))
+    assert ADMIN not in w.grants(BOB)  # deny wins at once
+    w.set_rules([*rules()[:1], {"name": "other", "match": {"group": "devs"},
+                                "grants": [{"role_arn": "arn:aws:iam::123456789012:role/Other",
+                                            "request": {"approvers": {"group": "sre-leads"}}}]}])
+    assert ADMIN not in w.grants(BOB)
+    assert w.store.get_access_request(req.id).status == "ended"  # type: ignore[union-attr]
+    w.set_rules(rules())
+    assert ADMIN not in w.grants(BOB)  # an ended request stays ended
+
+
+def test_break_glass_activates_alone_with_a_reason_and_is_flagged() -> None:
+    w = World()
+    w.set_rules(rules(break_glass=True))
+    gid = w.admin_grant_id(BOB)
+    with pytest.raises(BadRequest, match="reason"):
+        w.requests.create(BOB, gid, reason="", duration=900, break_glass=True)
+    req = w.requests.create(BOB, gid, reason="prod down, nobody answers", duration=900, break_glass=True)
+    assert req.status == "approved" and ADMIN in w.grants(BOB)
+    recs = [r for r in w.sink.lines if r.get("request_id") == req.id]
+    assert [r["event"] for r in recs] == ["requested", "activated"] and all(r["break_glass"] for r in recs)
+
+
+def test_pending_requests_expire_without_a_decision(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=900)
+    w.now[0] += w.settings.requests.pending_ttl
+    assert w.requests.get(req.id).status == "expired"
+    with pytest.raises(RequestRefused):
+        w.requests.decide(CAROL, req.id, approve=True)
+
+
+def test_config_lists_every_request_problem() -> None:
+    with pytest.raises(ConfigError) as e:
+        make_settings([{"name": "r", "match": {"group": "g"},
+                        "grants": [{"role_arn": ADMIN, "request": {"approvers": {"claim": "groups", "regex": "("},
+                                                                    "max_duration": 60}}]}],
+                      requests={"webhooks": [{"url": "ftp://x"}, {"url": "https://h", "format": "teams"},
+                                             {"url": "https://h", "secret_header": {"name": "Host", "value": "v"}}]})
+    text = "\n".join(e.value.problems)
+    for needle in ("request.max_duration", "requests.webhooks[0].url", "requests.webhooks[1].format",
+                   "requests.webhooks[2]"):
+        assert needle in text, text
+    with pytest.raises(ConfigError) as e:  # meaning, once the shape is right: the approvers' condition compiles
+        make_settings([{"name": "r", "match": {"group": "g"},
+                        "grants": [{"role_arn": ADMIN, "request": {"approvers": {"claim": "groups", "regex": "("}}},
+                                   {"role_arn": READ, "path": "passthrough",
+                                    "request": {"approvers": {"group": "x"}}}]}])
+    text = "\n".join(e.value.problems)
+    assert "grants[0].request.approvers.regex: bad regex" in text and "grants[1].request" in text, text
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records what it is sent; fails the first ``fail`` posts."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.got: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+        self.fail = fail
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if outer.fail > 0:
+                    outer.fail -= 1
+                    self.send_response(500)
+                else:
+                    outer.got.append((self.path, dict(self.headers), body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(fail=1)
+    yield r
+    r.server.shutdown()
+
+
+def test_webhooks_json_and_slack_with_retries_and_secret_header(receiver: Receiver) -> None:
+    w = World(requests={"webhook_backoff": 0, "webhooks": [
+        {"url": f"{receiver.url}/json", "secret_header": {"name": "X-Bridge-Secret", "value": "s3cret"}},
+        {"url": f"{receiver.url}/slack", "format": "slack"}]})
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC-7", duration=900)
+    w.requests.decide(CAROL, req.id, approve=True, comment="ok")
+    assert w.requests.notifier.wait()
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for path, headers, body in receiver.got:
+        by_path.setdefault(path, []).append(body)
+        if path == "/json":
+            assert headers["X-Bridge-Secret"] == "s3cret"
+    assert sorted(b["event"] for b in by_path["/json"]) == ["approved", "requested"]  # one retried after a 500
+    first = next(b for b in by_path["/json"] if b["event"] == "requested")
+    assert first["request_id"] == req.id and first["reason"] == "INC-7" and first["requester"]["subject"] == "bob"
+    assert first["url"].endswith(f"/requests/approve#r-{req.id}")
+    assert len(by_path["/slack"]) == 2 and all("bob@example.com" in b["text"] for b in by_path["/slack"])
+    assert all(b["blocks"][0]["type"] == "section" for b in by_path["/slack"])
+
+
+def test_a_dead_webhook_never_blocks_a_request() -> None:
+    import time
+
+    w = World(requests={"webhook_backoff": 0, "webhook_attempts": 2, "webhook_timeout": 1,
+                        "webhooks": [{"url": "http://127.0.0.1:9/nothing-listens"}]})
+    started = time.monotonic()
+    w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=900)
+    assert time.monotonic() - started < 0.5
+    assert w.requests.notifier.wait() and w.requests.notifier.failed == 1
