@@ -6,7 +6,8 @@
   reach no web framework, I/O client or IdP protocol library: loading the config stays light;
 - nothing under bridge/ uses pickle (sessions are JSON in Redis);
 - bridge/upstream never imports the strict AWS-rules validators (bridge.aws.validate*, and with them
-  xmlsec): it reads AWS's sign-in URLs and audiences from the partition table;
+  xmlsec): it reads AWS's sign-in URLs and audiences from the partition table (bridge/partitions.py);
+- bridge/upstream never imports bridge.aws at all, directly or through other bridge modules;
 - nothing under bridge/ refers to ``shared/`` (files outside this repository); the AWS rules the code
   cites are in docs/aws-rules.md, and every section cited there exists.
 - bridge/storage and the deciding services (access, issuing, console sign-in, sessions, device, flow)
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = ROOT / "bridge"
 
 NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
-PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "partitions", "problems", "console",
+PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "problems", "console",
             "assertion", "metadata", "iam_setup", "doctor")
 # Deciding and storing, without Flask: the web layer calls them, never the reverse.
 NO_WEB_CORE = ("bridge.access", "bridge.issuing", "bridge.console_signin", "bridge.sessions", "bridge.device",
@@ -121,6 +122,7 @@ NO_WEB_MODULES = sorted(
 )
 PURE_MODULES = sorted(
     [m for m in SOURCES if m.startswith("bridge.mapping")] + [f"bridge.aws.{name}" for name in PURE_AWS]
+    + ["bridge.partitions"]
 )
 
 CONNECTOR_SETTINGS_MODULES = sorted(
@@ -211,15 +213,42 @@ UPSTREAM_MODULES = sorted(m for m in SOURCES if m.startswith("bridge.upstream"))
 @pytest.mark.parametrize("module", UPSTREAM_MODULES)
 def test_upstream_never_imports_the_strict_validators(module: str) -> None:
     direct = sorted(n for n in DIRECT[module] if _is(n, STRICT_VALIDATORS))
-    assert direct == [], f"{module} imports {direct}; use bridge.aws.partitions for AWS URLs and audiences"
+    assert direct == [], f"{module} imports {direct}; use bridge.partitions for AWS URLs and audiences"
     indirect = sorted(n for n in closure(module) if _is(n, STRICT_VALIDATORS))
     assert indirect == [], f"{module} reaches {indirect} through bridge modules"
 
 
 def test_the_validator_rule_still_has_something_to_catch() -> None:
     # The SAML connector does use the partition table, and the validator does import xmlsec.
-    assert "bridge.aws.partitions" in DIRECT["bridge.upstream.saml"]
+    assert "bridge.partitions" in DIRECT["bridge.upstream.saml"]
     assert "xmlsec" in DIRECT["bridge.aws.validate_saml"]
+
+
+AWS_PACKAGE = ("bridge.aws",)
+
+
+def aws_reached(module: str) -> tuple[list[str], list[str]]:
+    """What of bridge.aws ``module`` imports directly, and what it reaches through bridge modules."""
+    direct = sorted(n for n in DIRECT[module] if _is(n, AWS_PACKAGE))
+    indirect = sorted(n for n in closure(module) if _is(n, AWS_PACKAGE))
+    return direct, indirect
+
+
+@pytest.mark.parametrize("module", UPSTREAM_MODULES)
+def test_upstream_never_imports_bridge_aws(module: str) -> None:
+    direct, indirect = aws_reached(module)
+    assert direct == [], f"{module} imports {direct}; AWS partition facts are in bridge.partitions"
+    assert indirect == [], f"{module} reaches {indirect} through bridge modules"
+
+
+def test_the_aws_rule_still_has_something_to_catch() -> None:
+    # The old import (before partitions.py left bridge/aws) is caught, and bridge.awsome would not be.
+    old = imports_in("from bridge.aws.partitions import by_name\n", "bridge.upstream.saml")
+    assert any(_is(n, AWS_PACKAGE) for n in old)
+    assert not _is("bridge.awsome", AWS_PACKAGE) and not _is("bridge.partitions", AWS_PACKAGE)
+    # Real modules outside upstream do reach bridge.aws, directly and only through other bridge modules.
+    assert aws_reached("bridge.commands.awssetup")[0]
+    assert any(not direct and indirect for direct, indirect in map(aws_reached, SOURCES))
 
 
 BRIDGE_FILES = sorted(p for p in BRIDGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
