@@ -11,7 +11,8 @@ import click
 
 from bridge import mapping
 from bridge.aws.doctor import Sample, diagnose, read_role_document
-from bridge.aws.iam_setup import RENDERERS, Environment, Setup
+from bridge.aws.iam_render import RENDERERS
+from bridge.aws.iam_setup import Environment, Setup
 from bridge.commands._common import CONFIG, fail, identity_from, settings_from
 from bridge.config import Settings
 from bridge.mapping.roles import roles_sent

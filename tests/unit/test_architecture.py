@@ -32,10 +32,11 @@ BRIDGE = ROOT / "bridge"
 
 NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
 PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "problems", "console",
-            "assertion", "metadata", "iam_setup", "doctor")
+            "assertion", "metadata", "iam_setup", "iam_render", "doctor")
 # Deciding and storing, without Flask: the web layer calls them, never the reverse.
 NO_WEB_CORE = ("bridge.access", "bridge.issuing", "bridge.console_signin", "bridge.sessions", "bridge.device",
-               "bridge.flow", "bridge.credcache", "bridge.keysource", "bridge.identity_center")
+               "bridge.flow", "bridge.credcache", "bridge.keysource", "bridge.identity_center",
+               "bridge.identity_center_protocol")
 # Store methods whose payload belongs to someone else (the connector's upstream grant): untyped on purpose.
 RAW_STORE_METHODS = {"put_upstream", "get_upstream"}
 WEB = ("flask", "bridge.web")
