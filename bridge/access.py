@@ -188,43 +188,64 @@ class AccessPoint:
         version = str(rules.compiled.version)
         digest = hashlib.sha256(json.dumps(identity.to_json(), sort_keys=True, default=str).encode()).hexdigest()
         memo_key = (version, digest)
-        if self._memo_version != version:  # decisions under older rules are never asked for again
-            with self._memo_lock:
+        if not log and ctx is None and (hit := self._memo_get(memo_key)) is not None:
+            return hit
+        decision = mapping.decide(rules, identity, self._defaults(identity))
+        if log:
+            self._log_notes(decision)
+        if ctx is not None:
+            self._audit_decision(decision, identity, ctx, version)
+        deny_all = {r.name for r in rules.rules if r.deny is not None and r.deny.all}
+        denied_all = any(r.matched and r.kind == "deny" and r.rule in deny_all for r in decision.results)
+        access = Access(decision.grants, decision.locked, version, denied_all, requestable=tuple(decision.requestable))
+        self._memo_put(memo_key, access)
+        return access
+
+    def _memo_get(self, key: tuple[str, str]) -> Access | None:
+        with self._memo_lock:
+            if self._memo_version != key[0]:  # decisions under older rules are never asked for again
                 self._memo.clear()
                 self._memo_grants = 0
-                self._memo_version = version
-        if not log and ctx is None:
-            with self._memo_lock:
-                hit = self._memo.get(memo_key)
-                if hit is not None:
-                    self._memo.move_to_end(memo_key)
-                    return hit
-        decision = mapping.decide(rules, identity, self._defaults(identity))
-        for r in decision.results if log else ():
+                self._memo_version = key[0]
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+            return hit
+
+    def _memo_put(self, key: tuple[str, str], access: Access) -> None:
+        """Keep ``access``, bounded by the grants the memo holds (a portal user may hold thousands)."""
+        def size(a: Access) -> int:
+            return len(a.grants) + len(a.locked) + len(a.requestable) + 1
+
+        with self._memo_lock:
+            if self._memo_version != key[0]:
+                return  # the rules changed while deciding: keep nothing decided under the old ones
+            self._memo[key] = access
+            self._memo_grants += size(access)
+            while self._memo_grants > ACCESS_MEMO_GRANTS and len(self._memo) > 1:
+                _, old = self._memo.popitem(last=False)
+                self._memo_grants -= size(old)
+
+    @staticmethod
+    def _log_notes(decision: mapping.Decision) -> None:
+        """What was sanitized, merged or withheld: rule names and reasons, never claim sets."""
+        for r in decision.results:
             if r.notes or r.withheld:
                 event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
                       withheld=[{"role_arn": w.role_arn, "code": w.code, "reason": w.reason} for w in r.withheld],
                       notes=list(r.notes[:20]))
-        for r in decision.results if ctx is not None else ():
-            assert ctx is not None
+
+    def _audit_decision(self, decision: mapping.Decision, identity: Identity, ctx: audit.Context,
+                        version: str) -> None:
+        """At sign-in every decision is an audit record: granted or withheld, which rule, why."""
+        for r in decision.results:
             for g in r.grants:
                 self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
-                                    rules_version=version, notes=list(r.notes[:20]),
-                                    **audit.grant_fields(g))
+                                    rules_version=version, notes=list(r.notes[:20]), **audit.grant_fields(g))
             for w in r.withheld:
                 self.auditor.record("grant_decision", ctx, outcome="withheld", who=audit.who(identity),
-                                    rules_version=version, rule=r.rule, role_arn=w.role_arn,
-                                    code=w.code, reason=w.reason)
-        deny_all = {r.name for r in rules.rules if r.deny is not None and r.deny.all}
-        denied_all = any(r.matched and r.kind == "deny" and r.rule in deny_all for r in decision.results)
-        access = Access(decision.grants, decision.locked, version, denied_all, requestable=tuple(decision.requestable))
-        with self._memo_lock:
-            self._memo[memo_key] = access
-            self._memo_grants += len(access.grants) + len(access.locked) + len(access.requestable) + 1
-            while self._memo_grants > ACCESS_MEMO_GRANTS and len(self._memo) > 1:
-                _, old = self._memo.popitem(last=False)
-                self._memo_grants -= len(old.grants) + len(old.locked) + len(old.requestable) + 1
-        return access
+                                    rules_version=version, rule=r.rule, role_arn=w.role_arn, code=w.code,
+                                    reason=w.reason)
 
     def request_policy(self, identity: Identity, role_arn: str) -> mapping.Requestable | None:
         """The rules' on-request grant of ``role_arn`` for ``identity`` now (whether or not a request of

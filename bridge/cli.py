@@ -18,13 +18,14 @@ from typing import Any
 import click
 
 DEVELOPER_COMMANDS: dict[str, str] = {
-    # standard library and click only (bridge.commands.developer); in the order a developer meets them
+    # standard library and click only (bridge.commands.developer and .configure); in the order a developer
+    # meets them
     "login": "bridge.commands.developer:login",
     "roles": "bridge.commands.developer:roles",
     "exec": "bridge.commands.developer:exec_",
     "env": "bridge.commands.developer:env",
     "console": "bridge.commands.developer:console",
-    "configure": "bridge.commands.developer:configure",
+    "configure": "bridge.commands.configure:configure",
     "credential-process": "bridge.commands.developer:credential_process",
     "local-server": "bridge.commands.developer:local_server",
     "logout": "bridge.commands.developer:logout",

@@ -101,82 +101,23 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
     root = config.resolve().parent.parent
     state = root / ".demo"
     keys_dir = state / "keys"
-    ring, _ = load_keyring(keys_dir)
-    if ring is None:
-        shutil.rmtree(keys_dir, ignore_errors=True)
-        generate_key(keys_dir, "RS256")
-    if ring is None or not ring.saml:
-        generate_saml_key(keys_dir)
-    if ring is None or not ring.cache:
-        generate_cache_key(keys_dir)
+    _ensure_keys(keys_dir)
     procs = _Procs()
     env = {**os.environ, "DEMO_PORT": str(port), "DEMO_KEYS_DIR": str(keys_dir)}
     try:
-        # Redis: reuse a running one, else our own.
-        if not smoke and _redis_up("redis://127.0.0.1:6379/0"):
-            env["DEMO_REDIS_URL"] = "redis://127.0.0.1:6379/0"
-        else:
-            try:
-                own_redis = LocalRedis(tempfile.mkdtemp(prefix="bridge-redis-"), preferred_port=6390).start()
-            except RedisNotInstalled:
-                print("No Redis answers on 127.0.0.1:6379 and redis-server is not installed "
-                      "(apt-get install redis-server).", file=sys.stderr)
-                return 1
-            assert own_redis.proc is not None
-            procs.procs.append(("redis", own_redis.proc))  # watched and stopped with the others
-            env["DEMO_REDIS_URL"] = own_redis.url
-        # Local STS.
-        sport = free_port(5055)
-        moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
-        if not moto:
-            print("moto_server is missing: run `make demo` (it installs the demo's Python deps).", file=sys.stderr)
+        if not _start_redis(procs, env, smoke) or not _start_sts(procs, env):
             return 1
-        procs.start("sts", [moto, "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL)
-        env["DEMO_STS_URL"] = f"http://127.0.0.1:{sport}"
-        # Demo OIDC IdP (Node), when available.
         peers = root / "tests" / "peers"
-        node = shutil.which("node")
-        if node and (peers / "node_modules" / "oidc-provider").is_dir():
-            oport = free_port(9000)
-            procs.start("idp", [node, "op.mjs"], cwd=peers, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        env={**os.environ, "PORT": str(oport),
-                             "REDIRECT_URIS": f"http://127.0.0.1:{port}/callback/demo",
-                             "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{port}/"})
-            env["DEMO_OIDC_ISSUER"] = f"http://127.0.0.1:{oport}"
-            _wait(f"http://127.0.0.1:{oport}/.well-known/openid-configuration", "demo IdP")
-        else:
-            env["DEMO_OIDC_ENABLED"] = "false"
-            print("note: Node or tests/peers/node_modules missing: the demo OIDC IdP is off; use Dev login.")
+        _start_idp(procs, env, peers, port)
         _wait(f"{env['DEMO_STS_URL']}/", "local STS")
-        # Console sign-in stand-in (federation endpoint + SAML POST; moto has no console), checking
-        # what AWS checks against the local STS and our IdP metadata.
-        stub = peers / "federation_stub.py"
-        if stub.is_file():
-            fport = free_port(5056)
-            procs.start("console", [sys.executable, str(stub), "--port", str(fport), "--sts", env["DEMO_STS_URL"],
-                                    "--saml-metadata", f"http://127.0.0.1:{port}/idp/metadata.xml"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            env["DEMO_CONSOLE_URL"] = f"http://127.0.0.1:{fport}"
-            _wait(f"{env['DEMO_CONSOLE_URL']}/federation", "console sign-in stand-in")
-        try:
-            gone = forget_earlier_runs(config, env)
-        except Exception as e:  # noqa: BLE001 - fail closed: never run on what an earlier run left
-            raise RuntimeError(f"could not clear the demo's keys in Redis ({type(e).__name__}: {e})") from None
-        else:
-            if gone:
-                print(f"cleared {gone} Redis keys of an earlier demo run (sessions, cached credentials)")
+        _start_console_stand_in(procs, env, peers, port)
+        _forget_earlier_runs(config, env)
         procs.start("bridge", [sys.executable, "-m", "bridge.cli", "serve", "--config", str(config)], env=env)
         _wait(f"http://127.0.0.1:{port}/healthz", "bridge", 30)
         if smoke:
             return _smoke(port, env["DEMO_STS_URL"], env.get("DEMO_CONSOLE_URL"))
         _banner(port, env)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while all(p.poll() is None for _, p in procs.procs):
-            time.sleep(0.5)
-        dead = [n for n, p in procs.procs if p.poll() is not None]
-        print(f"stopped: {', '.join(dead)} exited", file=sys.stderr)
-        return 1
+        return _watch(procs)
     except KeyboardInterrupt:
         print("\nstopping the demo…")
         return 0
@@ -185,6 +126,97 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         return 1
     finally:
         procs.stop()
+
+
+def _ensure_keys(keys_dir: Path) -> None:
+    """The demo's signing, SAML and cache keys: kept from an earlier run, created when missing."""
+    ring, _ = load_keyring(keys_dir)
+    if ring is None:
+        shutil.rmtree(keys_dir, ignore_errors=True)
+        generate_key(keys_dir, "RS256")
+    if ring is None or not ring.saml:
+        generate_saml_key(keys_dir)
+    if ring is None or not ring.cache:
+        generate_cache_key(keys_dir)
+
+
+def _start_redis(procs: _Procs, env: dict[str, str], smoke: bool) -> bool:
+    """Redis: reuse a running one, else our own. False (after saying why) when there is none."""
+    if not smoke and _redis_up("redis://127.0.0.1:6379/0"):
+        env["DEMO_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+        return True
+    try:
+        own_redis = LocalRedis(tempfile.mkdtemp(prefix="bridge-redis-"), preferred_port=6390).start()
+    except RedisNotInstalled:
+        print("No Redis answers on 127.0.0.1:6379 and redis-server is not installed "
+              "(apt-get install redis-server).", file=sys.stderr)
+        return False
+    assert own_redis.proc is not None
+    procs.procs.append(("redis", own_redis.proc))  # watched and stopped with the others
+    env["DEMO_REDIS_URL"] = own_redis.url
+    return True
+
+
+def _start_sts(procs: _Procs, env: dict[str, str]) -> bool:
+    """Local STS. False (after saying why) when moto_server is missing."""
+    sport = free_port(5055)
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+    if not moto:
+        print("moto_server is missing: run `make demo` (it installs the demo's Python deps).", file=sys.stderr)
+        return False
+    procs.start("sts", [moto, "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+    env["DEMO_STS_URL"] = f"http://127.0.0.1:{sport}"
+    return True
+
+
+def _start_idp(procs: _Procs, env: dict[str, str], peers: Path, port: int) -> None:
+    """Demo OIDC IdP (Node), when available."""
+    node = shutil.which("node")
+    if node and (peers / "node_modules" / "oidc-provider").is_dir():
+        oport = free_port(9000)
+        procs.start("idp", [node, "op.mjs"], cwd=peers, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    env={**os.environ, "PORT": str(oport),
+                         "REDIRECT_URIS": f"http://127.0.0.1:{port}/callback/demo",
+                         "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{port}/"})
+        env["DEMO_OIDC_ISSUER"] = f"http://127.0.0.1:{oport}"
+        _wait(f"http://127.0.0.1:{oport}/.well-known/openid-configuration", "demo IdP")
+    else:
+        env["DEMO_OIDC_ENABLED"] = "false"
+        print("note: Node or tests/peers/node_modules missing: the demo OIDC IdP is off; use Dev login.")
+
+
+def _start_console_stand_in(procs: _Procs, env: dict[str, str], peers: Path, port: int) -> None:
+    """Console sign-in stand-in (federation endpoint + SAML POST; moto has no console), checking
+    what AWS checks against the local STS and our IdP metadata."""
+    stub = peers / "federation_stub.py"
+    if stub.is_file():
+        fport = free_port(5056)
+        procs.start("console", [sys.executable, str(stub), "--port", str(fport), "--sts", env["DEMO_STS_URL"],
+                                "--saml-metadata", f"http://127.0.0.1:{port}/idp/metadata.xml"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env["DEMO_CONSOLE_URL"] = f"http://127.0.0.1:{fport}"
+        _wait(f"{env['DEMO_CONSOLE_URL']}/federation", "console sign-in stand-in")
+
+
+def _forget_earlier_runs(config: Path, env: dict[str, str]) -> None:
+    try:
+        gone = forget_earlier_runs(config, env)
+    except Exception as e:  # noqa: BLE001 - fail closed: never run on what an earlier run left
+        raise RuntimeError(f"could not clear the demo's keys in Redis ({type(e).__name__}: {e})") from None
+    else:
+        if gone:
+            print(f"cleared {gone} Redis keys of an earlier demo run (sessions, cached credentials)")
+
+
+def _watch(procs: _Procs) -> int:
+    """Until Ctrl-C (or SIGTERM) or one of the processes exits: then 1, saying which."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    while all(p.poll() is None for _, p in procs.procs):
+        time.sleep(0.5)
+    dead = [n for n, p in procs.procs if p.poll() is not None]
+    print(f"stopped: {', '.join(dead)} exited", file=sys.stderr)
+    return 1
 
 
 def _banner(port: int, env: dict[str, str]) -> None:

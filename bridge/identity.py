@@ -85,24 +85,33 @@ def identity_from_sample(d: Any) -> Identity:
     """
     if not isinstance(d, Mapping) or not isinstance(d.get("subject"), str) or not d["subject"]:
         raise ValueError(f"expected {SAMPLE_SHAPE} with a non-empty subject")
-    groups = d.get("groups") or []
-    if not isinstance(groups, list | tuple) or not all(isinstance(g, str) for g in groups):
-        raise ValueError("groups must be a list of strings")
+    groups = _sample_strings(d, "groups")
     claims = d.get("claims") or {}
     if not isinstance(claims, Mapping):
         raise ValueError("claims must be an object")
-    amr = d.get("amr") or []
-    if not isinstance(amr, list | tuple) or not all(isinstance(a, str) for a in amr):
-        raise ValueError("amr must be a list of strings")
+    amr = _sample_strings(d, "amr")
+    _check_sample_scalars(d)
+    return Identity(connector_id=str(d.get("connector") or d.get("connector_id") or "sample"),
+                    subject=d["subject"], issuer=str(d.get("issuer") or "sample"), email=d.get("email"),
+                    name=d.get("name"), groups=tuple(groups), claims=dict(claims), mfa=bool(d.get("mfa", False)),
+                    amr=tuple(amr), acr=d.get("acr"))
+
+
+def _sample_strings(d: Mapping[str, Any], key: str) -> list[str] | tuple[str, ...]:
+    """A sample's list of strings at ``key`` (empty when absent); ValueError when it is something else."""
+    value = d.get(key) or []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of strings")
+    return value
+
+
+def _check_sample_scalars(d: Mapping[str, Any]) -> None:
+    """A sample's optional string fields are strings, and ``mfa`` is a boolean."""
     for key in ("email", "name", "acr", "issuer", "connector", "connector_id"):
         if d.get(key) is not None and not isinstance(d[key], str):
             raise ValueError(f"{key} must be a string")
     if not isinstance(d.get("mfa", False), bool):
         raise ValueError("mfa must be true or false")
-    return Identity(connector_id=str(d.get("connector") or d.get("connector_id") or "sample"),
-                    subject=d["subject"], issuer=str(d.get("issuer") or "sample"), email=d.get("email"),
-                    name=d.get("name"), groups=tuple(groups), claims=dict(claims), mfa=bool(d.get("mfa", False)),
-                    amr=tuple(amr), acr=d.get("acr"))
 
 
 def grant_id_for(role_arn: str) -> str:

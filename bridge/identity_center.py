@@ -6,7 +6,8 @@ SDKs (Identity Center protocol)"). Shapes, names and error types follow botocore
 (``botocore/data/sso-oidc`` and ``botocore/data/sso``).
 
 No Flask here (bridge/web/sso.py turns requests into calls and ``SsoError`` into the REST-JSON error
-SDKs parse). What this module keeps:
+SDKs parse; the stateless pieces, error shapes, body checks and paging, are in
+bridge/identity_center_protocol.py). What this module keeps:
 
 - The access token IS the bridge's CLI token (bridge/device.py): opaque, stored hashed, naming the
   browser session that approved it, good only while that session lives. Every portal call loads that
@@ -27,17 +28,13 @@ SDKs parse). What this module keeps:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -46,124 +43,31 @@ from bridge import audit
 from bridge.access import AccessPoint
 from bridge.config import Settings
 from bridge.device import DeviceError, DeviceFlow
-from bridge.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn, RateLimited
+from bridge.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn
 from bridge.identity import Grant
+from bridge.identity_center_protocol import (
+    AUTH_CODE_TTL,
+    DEFAULT_GRANT_TYPES,
+    DEVICE_GRANT,
+    GRANT_TYPES,
+    OIDC_ERRORS,
+    SCOPES,
+    SsoError,
+    body_str,
+    body_str_list,
+    forbidden,
+    invalid_request,
+    is_loopback,
+    normalize_start_url,
+    page_of,
+    pkce_s256,
+    redirect_matches,
+    unauthorized,
+)
 from bridge.issuing import CredentialIssuer
 from bridge.sessions import Sessions
 from bridge.ssoconfig import role_names
 from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
-
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-GRANT_TYPES = frozenset({DEVICE_GRANT, "authorization_code", "refresh_token"})
-DEFAULT_GRANT_TYPES = (DEVICE_GRANT, "refresh_token")
-SCOPES = frozenset({"sso:account:access"})
-AUTH_CODE_TTL = 300
-MAX_RESULTS = 100
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
-
-# OAuth error code → the sso-oidc exception shape (and its HTTP status, as the model has it).
-OIDC_ERRORS: dict[str, tuple[str, int]] = {
-    "authorization_pending": ("AuthorizationPendingException", 400),
-    "slow_down": ("SlowDownException", 400),
-    "expired_token": ("ExpiredTokenException", 400),
-    "access_denied": ("AccessDeniedException", 400),
-    "invalid_grant": ("InvalidGrantException", 400),
-    "invalid_client": ("InvalidClientException", 401),
-    "unauthorized_client": ("UnauthorizedClientException", 400),
-    "unsupported_grant_type": ("UnsupportedGrantTypeException", 400),
-    "invalid_request": ("InvalidRequestException", 400),
-    "invalid_scope": ("InvalidScopeException", 400),
-    "invalid_client_metadata": ("InvalidClientMetadataException", 400),
-    "invalid_redirect_uri": ("InvalidRedirectUriException", 400),
-    "server_error": ("InternalServerException", 500),
-}
-
-
-class SsoError(Exception):
-    """An error as Identity Center answers it: ``type`` goes in the ``x-amzn-ErrorType`` header (what
-    the SDKs turn into their exception class), ``body`` is the JSON body of that shape."""
-
-    def __init__(self, type_: str, status: int, body: dict[str, str]) -> None:
-        super().__init__(f"{type_}: {body}")
-        self.type = type_
-        self.status = status
-        self.body = body
-
-    @classmethod
-    def oidc(cls, error: str, description: str) -> SsoError:
-        type_, status = OIDC_ERRORS[error]
-        return cls(type_, status, {"error": error, "error_description": description})
-
-    @classmethod
-    def portal(cls, type_: str, status: int, message: str) -> SsoError:
-        return cls(type_, status, {"message": message})
-
-
-def unauthorized(message: str = "Session token not found or invalid") -> SsoError:
-    return SsoError.portal("UnauthorizedException", 401, message)
-
-
-def forbidden(message: str = "No access") -> SsoError:
-    """What Identity Center answers for a role the user does not (or no longer) hold. Not in the
-    model's error list: SDKs raise their generic service error with this code, as against AWS."""
-    return SsoError.portal("ForbiddenException", 403, message)
-
-
-def invalid_request(message: str) -> SsoError:
-    return SsoError.portal("InvalidRequestException", 400, message)
-
-
-def normalize_start_url(url: str) -> str:
-    """``https://b.example.com/``, ``…/start``, ``…/start/#/`` → ``https://b.example.com``."""
-    u = url.split("#", 1)[0].strip().rstrip("/")
-    if u.endswith("/start"):
-        u = u[: -len("/start")]
-    return u.rstrip("/").lower()
-
-
-def _loopback(uri: str) -> bool:
-    try:
-        u = urlsplit(uri)
-        return u.scheme == "http" and (u.hostname or "") in LOOPBACK_HOSTS and not u.username and not u.fragment
-    except ValueError:
-        return False
-
-
-def redirect_matches(registered: Iterable[str], uri: str) -> bool:
-    """RFC 8252 §7.3: a loopback redirect URI matches a registered one whatever its port."""
-    if not _loopback(uri):
-        return False
-    u = urlsplit(uri)
-    for r in registered:
-        ru = urlsplit(r)
-        if (ru.scheme, ru.hostname, ru.path or "/", ru.query) == (u.scheme, u.hostname, u.path or "/", u.query):
-            return True
-    return False
-
-
-def pkce_s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-def _str(body: Mapping[str, Any], key: str, *, required: bool = True, limit: int = 2048) -> str:
-    v = body.get(key)
-    if v is None or v == "":
-        if required:
-            raise SsoError.oidc("invalid_request", f"{key} is required")
-        return ""
-    if not isinstance(v, str) or len(v) > limit:
-        raise SsoError.oidc("invalid_request", f"{key} must be a string of at most {limit} characters")
-    return v
-
-
-def _str_list(body: Mapping[str, Any], key: str) -> list[str] | None:
-    v = body.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, list) or len(v) > 20 or not all(isinstance(x, str) and 0 < len(x) <= 2048 for x in v):
-        raise SsoError.oidc("invalid_request", f"{key} must be a list of strings")
-    return list(v)
-
 
 # --------------------------------------------------------------------------- roles by name
 
@@ -174,30 +78,6 @@ def sso_role_names(grants: Sequence[Grant]) -> dict[str, dict[str, Grant]]:
     --sso` use too). Accounts and roles in a stable order."""
     return {account: {name: found[0] for name, found in by_name.items()}
             for account, by_name in role_names(grants, lambda g: (g.account_id, g.role_name, g.role_arn)).items()}
-
-
-def _page(items: Sequence[dict[str, str]], next_token: str | None, max_results: str | None,
-          scope: str) -> tuple[list[dict[str, str]], str | None]:
-    """One page of ``items``; tokens are opaque to the client (an offset bound to what is listed)."""
-    size = MAX_RESULTS
-    if max_results not in (None, ""):
-        if not max_results.isascii() or not max_results.isdigit() or not 1 <= int(max_results[:4]) <= MAX_RESULTS:
-            raise invalid_request(f"maxResults must be between 1 and {MAX_RESULTS}")
-        size = int(max_results)
-    start = 0
-    if next_token:
-        try:
-            doc = json.loads(base64.urlsafe_b64decode(next_token[:256].encode() + b"=="))
-            start, bound = int(doc["o"]), str(doc["s"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise invalid_request("invalid nextToken") from None
-        if bound != scope or not 0 <= start <= len(items):
-            raise invalid_request("invalid nextToken")
-    page = list(items[start:start + size])
-    end = start + size
-    token = (base64.urlsafe_b64encode(json.dumps({"o": end, "s": scope}).encode()).rstrip(b"=").decode()
-             if end < len(items) else None)
-    return page, token
 
 
 @dataclass(frozen=True)
@@ -244,20 +124,20 @@ class IdentityCenter:
 
     # -- sso-oidc ---------------------------------------------------------------------------------
     def register_client(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        name = _str(body, "clientName", limit=256)
-        if _str(body, "clientType", limit=64) != "public":
+        name = body_str(body, "clientName", limit=256)
+        if body_str(body, "clientType", limit=64) != "public":
             raise SsoError.oidc("invalid_client_metadata", "only public clients are served")
-        grants = _str_list(body, "grantTypes")
+        grants = body_str_list(body, "grantTypes")
         grant_types = tuple(dict.fromkeys(grants)) if grants else DEFAULT_GRANT_TYPES
         if unknown := [g for g in grant_types if g not in GRANT_TYPES]:
             raise SsoError("UnsupportedGrantTypeException", 400,
                            {"error": "unsupported_grant_type", "error_description": f"unsupported: {unknown[0][:64]}"})
-        scopes = _str_list(body, "scopes") or []
+        scopes = body_str_list(body, "scopes") or []
         if unknown := [s for s in scopes if s not in SCOPES]:
             raise SsoError.oidc("invalid_scope", f"unknown scope {unknown[0][:64]!r}; this bridge serves "
                                 f"{', '.join(sorted(SCOPES))}")
-        redirects = _str_list(body, "redirectUris") or []
-        if bad := [r for r in redirects if not _loopback(r)]:
+        redirects = body_str_list(body, "redirectUris") or []
+        if bad := [r for r in redirects if not is_loopback(r)]:
             raise SsoError.oidc("invalid_redirect_uri", f"only http loopback redirect URIs: {bad[0][:128]!r}")
         if "authorization_code" in grant_types and not redirects:
             raise SsoError.oidc("invalid_redirect_uri", "the authorization_code grant needs redirectUris")
@@ -287,8 +167,8 @@ class IdentityCenter:
 
     def start_device_authorization(self, body: Mapping[str, Any], *, client_ip: str,
                                    user_agent: str) -> dict[str, Any]:
-        client = self.client(_str(body, "clientId", limit=256), _str(body, "clientSecret", limit=256))
-        start = _str(body, "startUrl")
+        client = self.client(body_str(body, "clientId", limit=256), body_str(body, "clientSecret", limit=256))
+        start = body_str(body, "startUrl")
         if normalize_start_url(start) != normalize_start_url(self.start_url):
             raise SsoError.oidc("invalid_request", f"startUrl must be this bridge's start URL {self.start_url}")
         if DEVICE_GRANT not in client.grant_types:
@@ -310,8 +190,8 @@ class IdentityCenter:
             return False
 
     def create_token(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        client = self.client(_str(body, "clientId", limit=256), _str(body, "clientSecret", limit=256))
-        grant_type = _str(body, "grantType", limit=256)
+        client = self.client(body_str(body, "clientId", limit=256), body_str(body, "clientSecret", limit=256))
+        grant_type = body_str(body, "grantType", limit=256)
         if grant_type not in GRANT_TYPES:
             raise SsoError.oidc("unsupported_grant_type", f"unsupported grant type {grant_type[:64]!r}")
         if grant_type not in client.grant_types:
@@ -319,12 +199,12 @@ class IdentityCenter:
         lifetime, refresh = self._lifetimes(client)
         try:
             if grant_type == DEVICE_GRANT:
-                out = self.device.poll(client.client_id, _str(body, "deviceCode", limit=256),
+                out = self.device.poll(client.client_id, body_str(body, "deviceCode", limit=256),
                                        session_alive=self._alive, lifetime=lifetime, refresh_lifetime=refresh)
             elif grant_type == "authorization_code":
                 out = self._redeem_code(client, body, lifetime, refresh)
             else:
-                out = self._refresh(client, _str(body, "refreshToken", limit=256), lifetime, refresh)
+                out = self._refresh(client, body_str(body, "refreshToken", limit=256), lifetime, refresh)
         except DeviceError as e:
             raise SsoError.oidc(e.error if e.error in OIDC_ERRORS else "invalid_grant", e.description) from None
         resp = {"accessToken": out["access_token"], "tokenType": "Bearer", "expiresIn": out["expires_in"]}
@@ -334,8 +214,8 @@ class IdentityCenter:
 
     def _redeem_code(self, client: SsoClient, body: Mapping[str, Any], lifetime: int,
                      refresh: int) -> dict[str, Any]:
-        code, redirect, verifier = (_str(body, "code", limit=256), _str(body, "redirectUri"),
-                                    _str(body, "codeVerifier", limit=256))
+        code, redirect, verifier = (body_str(body, "code", limit=256), body_str(body, "redirectUri"),
+                                    body_str(body, "codeVerifier", limit=256))
         stored = self.store.take_auth_code(hash_id(code))  # single use
         if stored is None or stored.client_id != client.client_id or stored.expires_at <= self.clock():
             raise SsoError.oidc("invalid_grant", "unknown, expired or already used authorization code")
@@ -452,7 +332,7 @@ class IdentityCenter:
 
     def list_accounts(self, c: Caller, next_token: str | None, max_results: str | None) -> dict[str, Any]:
         items, _ = self._view(c)
-        page, token = _page(items, next_token, max_results, "accounts")
+        page, token = page_of(items, next_token, max_results, "accounts")
         return {"accountList": page, "nextToken": token} if token else {"accountList": page}
 
     def list_account_roles(self, c: Caller, account_id: str, next_token: str | None,
@@ -463,7 +343,7 @@ class IdentityCenter:
         if roles is None:
             raise SsoError.portal("ResourceNotFoundException", 404, "No roles in this account for you")
         items = [{"roleName": name, "accountId": account_id} for name in roles]
-        page, token = _page(items, next_token, max_results, f"roles:{account_id}")
+        page, token = page_of(items, next_token, max_results, f"roles:{account_id}")
         return {"roleList": page, "nextToken": token} if token else {"roleList": page}
 
     def role_grant(self, c: Caller, account_id: str, role_name: str) -> Grant:
@@ -498,14 +378,3 @@ class IdentityCenter:
         if self.device.token(token) is None:
             raise unauthorized()
         self.device.revoke(token)
-
-
-def portal_error(e: BridgeError) -> SsoError:
-    """A bridge error met while serving the portal, as an Identity Center error."""
-    if isinstance(e, RateLimited):
-        return SsoError.portal("TooManyRequestsException", 429, "Too many requests")
-    if isinstance(e, NotSignedIn):
-        return unauthorized()
-    if e.status < 500:
-        return invalid_request(e.message or e.code)
-    return SsoError.portal("InternalServerException", e.status, e.message or "the bridge could not do this now")

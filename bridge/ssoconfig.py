@@ -257,11 +257,8 @@ def upsert_sections(text: str, blocks: Mapping[Key, str], base_url: str) -> tupl
     the file's line ends. Raises ForeignSections (nothing changed) when a same-named section is not
     the bridge's. Returns (new text, keys replaced, keys added)."""
     lines = _lines(text)
-    crlf = sum(line.endswith("\r\n") for line in lines)
-    eol = "\r\n" if crlf and crlf * 2 >= len(lines) else "\n"
-    heads = [i for i, line in enumerate(lines) if section_key(line) is not None]
-    spans = [(i, heads[n + 1] if n + 1 < len(heads) else len(lines)) for n, i in enumerate(heads)]
-    keys = [section_key(lines[s]) or ("", "") for s, _ in spans]
+    eol = _line_end(lines)
+    heads, spans, keys = _sections(lines)
     foreign = [k for k, (s, e) in zip(keys, spans, strict=True) if k in blocks and not is_own(lines[s:e], base_url)]
     if foreign:
         raise ForeignSections(list(dict.fromkeys(foreign)))
@@ -271,20 +268,43 @@ def upsert_sections(text: str, blocks: Mapping[Key, str], base_url: str) -> tupl
         if key not in blocks:
             out += lines[s:e]
             continue
-        last = max(i for i in range(s, e) if i == s or _content(lines[i]) or lines[i].strip().startswith(MARKER_PREFIX))
+        last = _last_setting(lines, s, e)
         if key not in replaced:  # a second copy of our own section (botocore refuses duplicates): dropped
             out.append(blocks[key].replace("\n", eol))
             replaced.append(key)
         out += lines[last + 1:e]
-    result = "".join(out)
     added = [k for k in blocks if k not in replaced]
-    for key in added:
+    return _append("".join(out), [blocks[k] for k in added], eol), replaced, added
+
+
+def _line_end(lines: Sequence[str]) -> str:
+    """The file's line end: ``\r\n`` when at least half its lines end so, else ``\n``."""
+    crlf = sum(line.endswith("\r\n") for line in lines)
+    return "\r\n" if crlf and crlf * 2 >= len(lines) else "\n"
+
+
+def _sections(lines: Sequence[str]) -> tuple[list[int], list[tuple[int, int]], list[Key]]:
+    """Header line numbers, each section's (start, end) span, and each section's key."""
+    heads = [i for i, line in enumerate(lines) if section_key(line) is not None]
+    spans = [(i, heads[n + 1] if n + 1 < len(heads) else len(lines)) for n, i in enumerate(heads)]
+    keys = [section_key(lines[s]) or ("", "") for s, _ in spans]
+    return heads, spans, keys
+
+
+def _last_setting(lines: Sequence[str], s: int, e: int) -> int:
+    """The section's last line that is its header, a setting or the marker (what a rewrite replaces)."""
+    return max(i for i in range(s, e) if i == s or _content(lines[i]) or lines[i].strip().startswith(MARKER_PREFIX))
+
+
+def _append(result: str, new_blocks: Sequence[str], eol: str) -> str:
+    """``new_blocks`` added at the end of ``result``, each after a blank line."""
+    for block in new_blocks:
         if result and not result.endswith("\n"):
             result += eol
         if result.strip() and _lines(result)[-1].strip():
             result += eol  # a blank line between sections
-        result += blocks[key].replace("\n", eol)
-    return result, replaced, added
+        result += block.replace("\n", eol)
+    return result
 
 
 def own_profiles(text: str, session: str) -> list[str]:

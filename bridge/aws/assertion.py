@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
 from bridge.aws.keys import SamlKey
-from bridge.aws.partitions import by_name
 from bridge.aws.token import subject_for
 from bridge.identity import Grant, Identity
+from bridge.partitions import by_name
 
 NS_SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 NS_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"

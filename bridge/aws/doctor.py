@@ -347,6 +347,16 @@ def _diagnose_request(req: Request, role: RoleSent, env: Environment, statements
                       out: Diagnosis) -> None:
     allows = [s for s in statements if s.get("Effect") == "Allow"]
     trusting = [s for s in allows if _principal_matches(s, req.principals)]
+    _diagnose_denies(req, statements, out)
+    if not trusting:
+        out.add(_principal_finding(req, allows))
+        return
+    for action in req.actions:
+        _diagnose_action(req, role, env, trusting, action, out)
+
+
+def _diagnose_denies(req: Request, statements: list[dict[str, Any]], out: Diagnosis) -> None:
+    """The Deny statements that refuse (or may refuse, depending on the user) one of the request's actions."""
     for st in statements:
         if st.get("Effect") == "Deny" and _principal_matches(st, req.principals):
             for action in req.actions:
@@ -357,25 +367,26 @@ def _diagnose_request(req: Request, role: RoleSent, env: Environment, statements
                         out.notes.append(f"{sid} may deny {action} for some users (a condition depends on the user)")
                     else:
                         out.add(Finding("deny", f"{sid} denies {action}", "remove or narrow that Deny statement"))
-    if not trusting:
-        out.add(_principal_finding(req, allows))
+
+
+def _diagnose_action(req: Request, role: RoleSent, env: Environment, trusting: list[dict[str, Any]], action: str,
+                     out: Diagnosis) -> None:
+    """Whether a statement trusting the bridge allows ``action``, and if not, why."""
+    candidates = [s for s in trusting if _action_matches(s, action)]
+    if not candidates:
+        out.add(Finding("action", f"{action} is not allowed, and {_why_action(action, role)}: AWS refuses "
+                                  f"the {_call(req)} call (AccessDenied)",
+                        f'add "{action}" to the Action of the statement trusting {req.principals[0]}'))
         return
-    for action in req.actions:
-        candidates = [s for s in trusting if _action_matches(s, action)]
-        if not candidates:
-            out.add(Finding("action", f"{action} is not allowed, and {_why_action(action, role)}: AWS refuses "
-                                      f"the {_call(req)} call (AccessDenied)",
-                            f'add "{action}" to the Action of the statement trusting {req.principals[0]}'))
-            continue
-        results = [(s, *_condition_failures(s.get("Condition"), req.context)) for s in candidates]
-        if any(not fails and not unknown for _, fails, unknown in results):
-            continue
-        if any(not fails for _, fails, _ in results):
-            out.notes.append(f"{action} ({req.path}): a condition depends on the user; check with --identity")
-            continue
-        st, fails, _ = results[0]
-        for failure in fails:
-            out.add(_condition_finding(req, env, str(st["Sid"]), failure, req.context))
+    results = [(s, *_condition_failures(s.get("Condition"), req.context)) for s in candidates]
+    if any(not fails and not unknown for _, fails, unknown in results):
+        return
+    if any(not fails for _, fails, _ in results):
+        out.notes.append(f"{action} ({req.path}): a condition depends on the user; check with --identity")
+        return
+    st, fails, _ = results[0]
+    for failure in fails:
+        out.add(_condition_finding(req, env, str(st["Sid"]), failure, req.context))
 
 
 def diagnose(doc: RoleDocument, role: RoleSent, env: Environment, sample: Sample | None = None) -> Diagnosis:

@@ -11,11 +11,12 @@ import click
 
 from bridge import mapping
 from bridge.aws.doctor import Sample, diagnose, read_role_document
-from bridge.aws.iam_setup import RENDERERS, Environment, Setup
-from bridge.aws.partitions import by_name
+from bridge.aws.iam_render import RENDERERS
+from bridge.aws.iam_setup import Environment, Setup
 from bridge.commands._common import CONFIG, fail, identity_from, settings_from
 from bridge.config import Settings
 from bridge.mapping.roles import roles_sent
+from bridge.partitions import by_name
 
 
 def environment_for(settings: Settings) -> Environment:

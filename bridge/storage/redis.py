@@ -21,35 +21,24 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     accessrequests:<account hash>, accessrequests:all   sets of request ids (never shortened)
     <stream>                     the audit stream (XADD, approximate MAXLEN)
 
-Until this version the session keys had no braces (``session:<sid hash>``, ...) and credential
-entries were ``creds:<entry>`` with ``creds-index:<user>``. Sessions, upstream grants, passthrough
-artifacts and CLI-token sets written that way are still read (a session is moved to its tagged key
-the first time it is read) and deleted with their session; see ``_legacy``. Old credential-cache
-entries are not read (a miss: fetched again from STS) but are deleted at sign-out.
+Keys written by earlier versions (no hash tags) are still read and moved: bridge/storage/redis_legacy.py.
 
 Every Redis failure becomes ``StoreUnavailable`` (a 503 for the user), never a 500, and is counted
 through ``on_error`` (the app's metrics). Any instance can serve any step: nothing is kept in a
-process between requests. Topologies (``redis_client``): one server (``redis://``, ``rediss://``
-for TLS), Sentinel, Cluster.
+process between requests. Topologies (``redis_client``, bridge/storage/redis_client.py): one server
+(``redis://``, ``rediss://`` for TLS), Sentinel, Cluster.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from bridge.config import RedisSettings
-from bridge.errors import StoreUnavailable
 from bridge.storage.interface import hash_id
 from bridge.storage.records import (
     AccessRequest,
@@ -61,67 +50,14 @@ from bridge.storage.records import (
     SessionRecord,
     SsoClient,
 )
-
-AnyRedis = Any  # redis.Redis or redis.cluster.RedisCluster: the commands used here exist on both
-
-
-def _text(x: Any) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)
+from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bridge.store)
+from bridge.storage.redis_client import as_text
+from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.services, bridge.store)
+from bridge.storage.redis_legacy import LegacyKeys
 
 
-def redis_client(cfg: RedisSettings, resolve: Callable[[Path], Path] = lambda p: p) -> AnyRedis:
-    """A redis-py client for the configured topology (no connection is made until first use,
-    except Cluster, which reads the slot map at construction)."""
-    # One quick retry (a reconnect after a Redis restart or failover), not redis-py's default
-    # backoff of seconds: when Redis is down, users should get the 503 page at once, not a hang.
-    kw: dict[str, Any] = {"socket_timeout": cfg.socket_timeout, "socket_connect_timeout": cfg.socket_timeout,
-                          "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1),
-                          "max_connections": cfg.max_connections}
-    if cfg.password is not None:
-        kw["password"] = cfg.password.get_secret_value()
-    if cfg.tls:
-        kw["ssl_cert_reqs"] = "required"
-        if cfg.ssl_ca_file:
-            kw["ssl_ca_certs"] = str(resolve(cfg.ssl_ca_file))
-        if cfg.ssl_cert_file and cfg.ssl_key_file:
-            kw["ssl_certfile"] = str(resolve(cfg.ssl_cert_file))
-            kw["ssl_keyfile"] = str(resolve(cfg.ssl_key_file))
-    if cfg.mode == "cluster":
-        from redis.cluster import RedisCluster
-
-        return RedisCluster.from_url(cfg.url, **kw)
-    if cfg.mode == "sentinel":
-        from redis.sentinel import Sentinel
-
-        u = urlsplit(cfg.url)
-        if u.username:
-            kw["username"] = unquote(u.username)
-        if u.password and "password" not in kw:
-            kw["password"] = unquote(u.password)
-        if cfg.tls:
-            kw["ssl"] = True
-        kw["db"] = int(u.path.strip("/") or 0)
-        hosts = [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in cfg.sentinels]
-        sentinel_kw: dict[str, Any] = {"socket_timeout": cfg.socket_timeout,
-                                       "socket_connect_timeout": cfg.socket_timeout}
-        if cfg.sentinel_password is not None:
-            sentinel_kw["password"] = cfg.sentinel_password.get_secret_value()
-        pool_kw = {k: v for k, v in kw.items() if k != "max_connections"}
-        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kw, **pool_kw)  # type: ignore[no-untyped-call]
-        assert cfg.sentinel_master is not None  # validated
-        return sentinel.master_for(cfg.sentinel_master, max_connections=cfg.max_connections)  # type: ignore[no-untyped-call]
-    return redis.Redis.from_url(cfg.url, health_check_interval=30, **kw)
-
-
-class RedisStore:
+class RedisStore(LegacyKeys):
     """The bridge's state in one Redis (or Sentinel / Cluster), under ``prefix``."""
-
-    def __init__(self, client: AnyRedis, prefix: str = "bridge:", clock: Callable[[], float] = time.time,
-                 on_error: Callable[[BaseException], None] | None = None):
-        self.r = client
-        self.prefix = prefix
-        self.clock = clock
-        self.on_error = on_error
 
     @classmethod
     def from_url(cls, url: str, prefix: str, socket_timeout: float = 2.0) -> RedisStore:
@@ -130,15 +66,6 @@ class RedisStore:
     hash_id = staticmethod(hash_id)
     session_hash = staticmethod(hash_id)  # everything of a session is keyed by the hash of its cookie
 
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        try:
-            yield
-        except redis.RedisError as e:
-            if self.on_error:
-                self.on_error(e)
-            raise StoreUnavailable(f"redis: {type(e).__name__}") from None
-
     def ping(self) -> bool:
         try:
             return bool(self.r.ping())
@@ -146,46 +73,6 @@ class RedisStore:
             if self.on_error:
                 self.on_error(e)
             return False
-
-    def _k(self, kind: str, ident: str) -> str:
-        return f"{self.prefix}{kind}:{ident}"
-
-    # -- small JSON documents and sets, keyed by kind and an id (private) -------------------------
-    def _put_json(self, kind: str, ident: str, doc: Mapping[str, Any], ttl: int, **kw: bool) -> bool:
-        with self.errors():
-            return bool(self.r.set(self._k(kind, ident), json.dumps(doc, separators=(",", ":")),
-                                   ex=max(1, int(ttl)), **kw))
-
-    def _get_json(self, kind: str, ident: str) -> dict[str, Any] | None:
-        with self.errors():
-            raw = self.r.get(self._k(kind, ident))
-        return None if raw is None else dict(json.loads(raw))
-
-    def _take_json(self, kind: str, ident: str) -> dict[str, Any] | None:
-        """Read and delete in one step (GETDEL: single use, even under concurrent takes)."""
-        with self.errors():
-            raw = self.r.getdel(self._k(kind, ident))
-        return None if raw is None else dict(json.loads(raw))
-
-    def _delete(self, kind: str, ident: str) -> None:
-        with self.errors():
-            self.r.delete(self._k(kind, ident))
-
-    def _add_to_set(self, kind: str, ident: str, member: str, ttl: int) -> None:
-        with self.errors():
-            pipe = self.r.pipeline(transaction=True)
-            pipe.sadd(self._k(kind, ident), member)
-            pipe.expire(self._k(kind, ident), max(1, int(ttl)))
-            pipe.execute()
-
-    def _members(self, kind: str, ident: str) -> list[str]:
-        with self.errors():
-            members = self.r.smembers(self._k(kind, ident))
-        return sorted(_text(m) for m in members)
-
-    def _remove_from_set(self, kind: str, ident: str, member: str) -> None:
-        with self.errors():
-            self.r.srem(self._k(kind, ident), member)
 
     # -- pending logins -------------------------------------------------------------------------
     def put_pending(self, pending: PendingLogin, ttl: int) -> None:
@@ -235,14 +122,6 @@ class RedisStore:
         with self.errors():
             self.r.set(self._sk("passthrough", hash_id(sid)), json.dumps(dict(artifact)), ex=max(1, int(ttl)))
 
-    def _get_beside(self, kind: str, shash: str) -> dict[str, Any] | None:
-        """A JSON document kept beside a session (tagged key, else the key of an earlier version)."""
-        with self.errors():
-            raw = self.r.get(self._sk(kind, shash))
-            if raw is None:
-                raw = self.r.get(self._legacy(kind, shash))
-        return None if raw is None else dict(json.loads(raw))
-
     def get_passthrough(self, sid: str) -> dict[str, str] | None:
         doc = self._get_beside("passthrough", hash_id(sid))
         return None if doc is None else {str(k): str(v) for k, v in doc.items()}
@@ -266,7 +145,7 @@ class RedisStore:
             pipe.lrange(self._k("recent", user), 0, -1)
             pipe.smembers(self._k("fav", user))
             recent, favs = pipe.execute()
-        return [_text(x) for x in recent], {_text(x) for x in favs}
+        return [as_text(x) for x in recent], {as_text(x) for x in favs}
 
     def toggle_favourite(self, user: str, item: str, *, ttl: int = 365 * 86400) -> bool:
         """Add or remove ``item``; True when it is a favourite now."""
@@ -284,34 +163,6 @@ class RedisStore:
     # Everything kept for a session (the record, its passthrough artifact, its upstream grant, its
     # CLI tokens) is keyed by the SHA-256 of the cookie value: ``session_hash(sid)``. A CLI token
     # or an admin holds only that hash, never the cookie.
-    def _sk(self, kind: str, shash: str) -> str:
-        """A key of the session ``shash``: hash-tagged, so all of a session's keys share a slot."""
-        return f"{self.prefix}{kind}:{{{shash}}}"
-
-    def _shkey(self, shash: str) -> str:
-        return self._sk("session", shash)
-
-    # -- keys written before the hash tags (read, moved, deleted; never written) ------------------
-    # Remove once every session written by the previous version has ended (session.absolute_timeout).
-    def _legacy(self, kind: str, shash: str) -> str:
-        return self._k(kind, shash)
-
-    def _get_session_raw(self, shash: str) -> Any:
-        """The session's JSON, moving a session written before the hash tags to its tagged key (same
-        TTL; SET NX, so a session written meanwhile under the new key wins)."""
-        raw = self.r.get(self._shkey(shash))
-        if raw is not None:
-            return raw
-        old = self._legacy("session", shash)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(old)
-        pipe.pttl(old)
-        raw, pttl = pipe.execute()
-        if raw is not None and pttl and pttl > 0:
-            self.r.set(self._shkey(shash), raw, px=pttl, nx=True)
-            self.r.delete(old)
-        return raw
-
     def session_key(self, sid: str) -> str:
         """The Redis key of a session (for operations and the memory benchmark)."""
         return self._shkey(hash_id(sid))
@@ -386,21 +237,13 @@ class RedisStore:
         """Remember that ``shash`` belongs to the user known by each of ``handles`` (e-mail, subject)."""
         with self.errors():
             for handle in handles:
-                key = self._ukey(handle)
-                pipe = self.r.pipeline(transaction=True)
-                pipe.sadd(key, shash)
-                pipe.pttl(key)
-                _, left_ms = pipe.execute()
-                # Never shorten: the index must outlive the longest session in it (a short SAML
-                # session must not expire the index of a long OIDC one of the same e-mail).
-                if int(left_ms) < int(ttl) * 1000:
-                    self.r.expire(key, max(1, int(ttl)))
+                self._sadd_never_shorten(self._ukey(handle), shash, ttl)
 
     def user_sessions(self, handle: str) -> list[str]:
         """The hashes of the live sessions of ``handle``; ended ones are dropped from the index."""
         key = self._ukey(handle)
         with self.errors():
-            members = sorted(_text(m) for m in self.r.smembers(key))
+            members = sorted(as_text(m) for m in self.r.smembers(key))
             live = []
             for h in members:
                 if self.r.exists(self._shkey(h), self._legacy("session", h)):
@@ -463,7 +306,7 @@ class RedisStore:
             pipe.smembers(self._sk("session-tokens", shash))
             pipe.smembers(self._legacy("session-tokens", shash))
             tagged, legacy = pipe.execute()
-        return sorted({_text(m) for m in tagged | legacy})
+        return sorted({as_text(m) for m in tagged | legacy})
 
     def unlink_cli_token(self, shash: str, thash: str) -> None:
         with self.errors():
@@ -481,7 +324,7 @@ class RedisStore:
                 pipe = self.r.pipeline(transaction=True)
                 pipe.smembers(key)
                 pipe.delete(key)
-                members |= {_text(m) for m in pipe.execute()[0]}
+                members |= {as_text(m) for m in pipe.execute()[0]}
         return sorted(members)
 
     # -- device codes ---------------------------------------------------------------------------
@@ -535,12 +378,7 @@ class RedisStore:
     def _index_request(self, req: AccessRequest, ttl: int) -> None:
         """File ``req`` under its account and under ``all``; an index is never shortened."""
         for index in (self._k("accessrequests", hash_id(req.account)), self._k("accessrequests", "all")):
-            pipe = self.r.pipeline()
-            pipe.sadd(index, req.id)
-            pipe.ttl(index)
-            _, left = pipe.execute()
-            if int(left) < int(ttl):
-                self.r.expire(index, max(1, int(ttl)))
+            self._sadd_never_shorten(index, req.id, ttl)
 
     def put_access_request(self, req: AccessRequest, ttl: int) -> bool:
         """Create ``req`` (never overwrites one with the same id); False if the id exists."""
@@ -580,7 +418,7 @@ class RedisStore:
         index = self._k("accessrequests", "all" if account is None else hash_id(account))
         out = []
         with self.errors():
-            for rid in sorted(_text(m) for m in self.r.smembers(index)):
+            for rid in sorted(as_text(m) for m in self.r.smembers(index)):
                 raw = self.r.get(self._k("accessrequest", rid))
                 if raw is None:
                     self.r.srem(index, rid)
@@ -655,5 +493,5 @@ class RedisStore:
         out = []
         for rid, fields in rows:
             raw = fields.get(b"r", fields.get("r", b""))
-            out.append((_text(rid), _text(raw)))
+            out.append((as_text(rid), as_text(raw)))
         return out

@@ -27,10 +27,10 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from bridge.aws.partitions import is_aws_saml_audience, is_aws_signin_saml_url
 from bridge.errors import IdpDenied, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.logs import event
+from bridge.partitions import is_aws_saml_audience, is_aws_signin_saml_url
 from bridge.upstream.base import LoginStart, PendingLogin
 from bridge.upstream.saml_settings import SamlConnectorSettings
 

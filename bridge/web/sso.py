@@ -16,7 +16,8 @@ from flask.typing import ResponseReturnValue
 from bridge import ssoconfig
 from bridge.device import PendingDevice
 from bridge.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
-from bridge.identity_center import Caller, IdentityCenter, SsoError, portal_error
+from bridge.identity_center import Caller, IdentityCenter
+from bridge.identity_center_protocol import SsoError, portal_error
 from bridge.logs import correlation_id, event
 from bridge.storage import DeviceCode
 from bridge.web.common import (

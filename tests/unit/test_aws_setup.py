@@ -1,4 +1,4 @@
-"""`bridge aws-setup`: providers and trust policies from the rules (bridge/aws/iam_setup.py,
+"""`bridge aws-setup`: providers and trust policies from the rules (bridge/aws/iam_setup.py, bridge/aws/iam_render.py,
 bridge/mapping/roles.py). CloudFormation passes cfn-lint; Terraform parses (python-hcl2) and passes
 `terraform fmt -check` where a terraform binary is installed; every generated trust policy passes
 `bridge doctor`."""
@@ -17,7 +17,7 @@ import yaml
 from cfnlint.api import ManualArgs, lint
 from click.testing import CliRunner
 
-from bridge.aws import iam_setup
+from bridge.aws import iam_render, iam_setup
 from bridge.aws.doctor import RoleDocument, diagnose
 from bridge.aws.iam_setup import Environment, RoleSent, Setup, trust_policy
 from bridge.cli import main
@@ -174,9 +174,9 @@ def test_terraform_parses_and_is_formatted(flags: list[str], tmp_path: Path) -> 
 
 
 def test_hcl_alignment_matches_terraform_fmt_rules() -> None:
-    lines = iam_setup._hcl_items({"a": 1, "long_name": "x", "obj": {"k": 1}, "b": 2}, 0)
+    lines = iam_render._hcl_items({"a": 1, "long_name": "x", "obj": {"k": 1}, "b": 2}, 0)
     assert lines == ["a         = 1", 'long_name = "x"', "obj = {", "  k = 1", "}", "b = 2"]
-    assert iam_setup._hcl_str("${x} %{y}") == '"$${x} %%{y}"'
+    assert iam_render._hcl_str("${x} %{y}") == '"$${x} %%{y}"'
 
 
 def test_several_accounts_need_account_for_cloudformation() -> None:
@@ -184,9 +184,9 @@ def test_several_accounts_need_account_for_cloudformation() -> None:
         {"role_arn": "arn:aws:iam::111111111111:role/A"}, {"role_arn": "arn:aws:iam::222222222222:role/B"}]})
     roles, _ = roles_sent(ms, DEFAULTS)
     with pytest.raises(ValueError, match="pass --account"):
-        iam_setup.render_cloudformation(Setup(ENV, tuple(roles)))
+        iam_render.render_cloudformation(Setup(ENV, tuple(roles)))
     roles, _ = roles_sent(ms, DEFAULTS, account="222222222222")
-    assert cfn_problems(iam_setup.render_cloudformation(Setup(ENV, tuple(roles)))) == []
+    assert cfn_problems(iam_render.render_cloudformation(Setup(ENV, tuple(roles)))) == []
 
 
 def test_account_with_no_role_fails() -> None:
