@@ -192,7 +192,7 @@ class CliSettings(SettingsModel):
                                 description="seconds; never beyond the approving session's end")
     device_code_ttl: int = Field(600, ge=60, le=1800)
     poll_interval: int = Field(5, ge=1, le=60)
-    # IAM Identity Center protocol (`aws sso login`, the SDKs' SSO providers; README "AWS CLI v2 and SDKs")
+    # IAM Identity Center protocol (`aws sso login`, the SDKs' SSO providers; docs/identity-center.md)
     sso_token_lifetime: int = Field(3600, ge=300, le=7 * 86400,
                                     description="seconds an sso-oidc access token lives (refreshed by the SDKs)")
     refresh_token_lifetime: int = Field(43200, ge=0, le=90 * 86400,
@@ -210,7 +210,7 @@ class AwsSettings(SettingsModel):
     default_path: Literal["jwt", "saml"] = "jwt"
     signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
-    # Console sign-in (README "Console sign-in"): how the Console button signs in when a grant does
+    # Console sign-in (docs/console.md): how the Console button signs in when a grant does
     # not say (`console:` on a grant): the federation endpoint (getSigninToken + Action=login) or an
     # auto-POSTed SAMLResponse to the sign-in SAML endpoint.
     console_method: Literal["federation", "saml_post"] = "federation"
@@ -344,4 +344,4 @@ class Settings(SettingsModel):
             return []
         names = ", ".join(legacy[:5]) + (" …" if len(legacy) > 5 else "")
         return [f"mapping: {len(legacy)} rule(s) use the old flat form ({names}); they "
-                "still work, but write match:/grants: (README, Rules)."]
+                "still work, but write match:/grants: (docs/rules.md)."]
