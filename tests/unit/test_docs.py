@@ -110,3 +110,14 @@ def test_nav_names_every_page_and_every_page_is_in_the_nav() -> None:
     on_disk = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
     assert in_nav == on_disk
     assert "aws-rules.md" in in_nav
+
+
+def test_readme_is_the_front_door() -> None:
+    """The README keeps its first screen (the two commands, exactly), and every file it links or shows exists."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make demo    # sets up and runs a working bridge" in text and "make test    # sets up and runs" in text
+    visible = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", visible)
+    assert targets and all((ROOT / t).exists() for t in targets if "://" not in t), [
+        t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert len(text.splitlines()) < 120
