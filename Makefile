@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # `make test PYTEST_ARGS=--randomly-seed=N`, or run in file order with `PYTEST_ARGS='-p no:randomly'`.
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit integration bench setup system clean docs docs-gen
+.PHONY: demo test lint unit integration bench setup system clean docs docs-gen dist k8s-config-hash screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,27 @@ bench: $(STAMP)
 	$(PY) bench/bench_rules.py
 	$(PY) bench/bench_portal.py
 	$(PY) bench/bench_cli_startup.py
+	$(PY) bench/bench_bulkhead.py
+	$(PY) bench/bench_redis_failover.py
+	$(PY) bench/bench_sso.py
+
+# The wheel and sdist in dist/ (templates, static and gunicorn.conf.py inside the wheel), checked
+# with `twine check` (metadata and README render). build and twine come into the venv on demand.
+DIST_PY ?= $(PY)
+dist: | $(PY)
+	$(DIST_PY) -m pip install -q build twine
+	rm -rf dist
+	$(DIST_PY) -m build --outdir dist .
+	$(DIST_PY) -m twine check --strict dist/*
+
+# After editing bridge.yaml in deploy/k8s/configmap.yaml: the pod template's hash, so the pods roll.
+k8s-config-hash: $(STAMP)
+	$(PY) scripts/k8s_config_hash.py
+
+# The screenshots in docs/images/ (README and docs pages): portal (desktop, phone, dark), credentials, device approval.
+screenshots: $(STAMP)
+	scripts/setup-system.sh test
+	BRIDGE_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e/test_screenshots.py
 
 clean:
-	rm -rf $(VENV) .demo site tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo site tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache dist

@@ -123,7 +123,8 @@ insecure_dev_login: true
 log_level: WARNING
 redis: {{url: "{redis_url}"}}
 issuer: {{url: https://bridge.example.com, keys_dir: {tmp / 'keys'}}}
-aws: {{sts_endpoint_url: "http://127.0.0.1:{sport}"}}
+# sts_max_concurrency = threads: a throughput figure, never cut by the bulkhead (bench_bulkhead.py is that)
+aws: {{sts_endpoint_url: "http://127.0.0.1:{sport}", sts_max_concurrency: 8}}
 connectors:
   - {{id: dev, type: dev, users: [{{subject: alice, email: alice@example.com, name: Alice Example,
       groups: [aws-admins], claims: {{department: Platform}}, mfa: true}}]}}

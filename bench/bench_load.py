@@ -187,7 +187,7 @@ insecure_dev_login: true
 log_level: WARNING
 redis: {{url: "{rd.url}", socket_timeout: 1.0}}
 issuer: {{url: https://bridge.example.com, keys_dir: {tmp / 'keys'}}}
-aws: {{sts_endpoint_url: "http://127.0.0.1:{sport}", sts_max_attempts: 1}}
+aws: {{sts_endpoint_url: "http://127.0.0.1:{sport}", sts_max_attempts: 1, sts_max_concurrency: {args.threads}}}
 audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
 rate_limits: {{sign_in_per_minute: 1000000, credentials_per_minute: 1000000}}  # one client IP: counted, never hit
 connectors:

@@ -132,7 +132,7 @@ KEYSTROKES_JS = """async (query) => {
     out.push(performance.now() - t0);
     await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
   }
-  const shown = document.querySelectorAll('#accounts section:not([hidden]) li.role:not([hidden])').length;
+  const shown = document.querySelectorAll('#accounts details:not([hidden]) li.role:not([hidden])').length;
   return { out, shown };
 }"""
 

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from bridge.web import api, console, errors, login, portal, sso, wellknown
 
     errors.init_app(app)
-    for bp in (login.bp, portal.bp, console.bp, wellknown.bp, api.bp, sso.bp):
+    for bp in (login.bp, portal.bp, console.bp, wellknown.bp, api.bp, sso.bp, sso.page):
         app.register_blueprint(bp)
     event("app_started", connectors=sorted(app.extensions["bridge"].connectors),
           issuer=settings.issuer_url, keys=len(app.extensions["bridge"].keyring.keys))

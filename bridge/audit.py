@@ -3,6 +3,9 @@
 Records (``type``):
 - ``sign_in``: a finished sign-in, success or failure (``outcome``, ``error`` code on failure);
 - ``grant_decision``: each rule that matched at sign-in: ``outcome`` granted | withheld (``reason``);
+- ``credentials_intent``: with ``fail_closed``, written *before* each call to STS (who, which role,
+  session name, source identity): CloudTrail never shows an assumption the trail has no record of,
+  even when the outcome record cannot be written afterwards;
 - ``credentials``: each credential issuance (``outcome`` success | failure, ``cached`` when it came
   from the credential cache, ``access_key_id`` and ``assumed_role_arn`` to find it in CloudTrail);
 - ``console``: each console sign-in (``method`` federation | saml_post, ``destination`` without query).
@@ -17,6 +20,11 @@ Never tokens, assertions, secret keys or session tokens; claims only as far as r
 Sinks: ``stdout`` (collected with the container's output), ``file`` (appended with one ``write``
 per record, so several workers can share it; reopened when logrotate moves it), ``redis`` (a
 stream under the key prefix, trimmed to about ``maxlen`` entries), ``none``.
+
+A record the sink cannot take: with ``fail_closed`` (the default) the action stops (503
+``audit_unavailable``); without it the action goes on and the record is written to stderr instead
+(one JSON line, ``event: audit_fallback``, the record under ``record``), so it is in the container's
+log rather than lost.
 """
 
 from __future__ import annotations
@@ -145,10 +153,11 @@ class Auditor:
     """Builds and writes audit records. ``fail_closed``: a write failure raises AuditUnavailable."""
 
     def __init__(self, sink: Sink, *, fail_closed: bool = True, on_error: Callable[[str], None] | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, fallback: Any = None) -> None:
         self.sink = sink
         self.fail_closed = fail_closed
         self.on_error = on_error
+        self.fallback = fallback  # fail-open: where unwritable records go (default: sys.stderr)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.instance = socket.gethostname()
 
@@ -166,7 +175,19 @@ class Auditor:
                 self.on_error(self.sink.name)
             if self.fail_closed:
                 raise AuditUnavailable(f"audit sink {self.sink.name}: {type(e).__name__}") from None
+            self._fall_back(doc)
         return doc
+
+    def _fall_back(self, doc: dict[str, Any]) -> None:
+        """Fail-open: the record on stderr, whole, so it is kept with the process's output."""
+        line = json.dumps({"event": "audit_fallback", "sink": self.sink.name, "record": doc}, default=str,
+                          separators=(",", ":"))
+        out = self.fallback or sys.stderr
+        try:
+            out.write(line + "\n")
+            out.flush()
+        except (OSError, ValueError):  # stderr closed: nothing more can be done
+            pass
 
 
 def read_file(path: Path, *, lines: int) -> list[str]:

@@ -193,8 +193,13 @@ def grant_id_for(role_arn: str) -> str:
 
 def grants(url: str) -> list[dict[str, Any]]:
     """The roles the CLI login holds now (the rules in force), as the bridge lists them."""
-    found: list[dict[str, Any]] = api(url, "/api/v1/grants")["grants"]
+    found: list[dict[str, Any]] = grants_doc(url)["grants"]
     return found
+
+
+def grants_doc(url: str) -> dict[str, Any]:
+    """``/api/v1/grants`` whole: ``grants``, ``expires_at`` and the bridge's default ``region``."""
+    return api(url, "/api/v1/grants")
 
 
 def role_ref(g: dict[str, Any]) -> str:

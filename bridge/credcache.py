@@ -61,12 +61,14 @@ class CredentialCache:
         return hashlib.sha256(material.encode()).hexdigest()
 
     def _aad(self, entry: str) -> bytes:
-        return f"{self.store.prefix}creds:{entry}".encode()  # the Redis key, as every version has sealed it
+        # The Redis key as versions before the hash tags named it (``creds:{<user>}:<entry>`` now): the
+        # associated data stays what it was, and still binds a blob to its entry.
+        return f"{self.store.prefix}creds:{entry}".encode()
 
     def get(self, identity: Identity, grant: Grant, duration: int, *,
             artifact: str | None = None) -> Credentials | None:
         entry = self._entry(identity, grant, duration, artifact)
-        blob = self.store.creds_get(entry) or b""
+        blob = self.store.creds_get(self.user_key(identity), entry) or b""
         if not blob or blob[:1] != _VERSION or len(blob) < 1 + 8 + 12 + 16:
             return None
         aead = self.keys.get(blob[1:9])

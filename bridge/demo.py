@@ -32,6 +32,38 @@ def _redis_up(url: str) -> bool:
         return False
 
 
+def forget_earlier_runs(config: Path, env: dict[str, str]) -> int:
+    """Delete every key under the demo's ``redis.key_prefix`` before the bridge starts; returns how many.
+
+    A Redis that outlives the demo (the one on 127.0.0.1:6379 is reused) would otherwise hand this
+    run credentials cached from an earlier run's local STS, which the new moto does not know and
+    answers with its default user: the demo would show a wrong identity. Only the demo's own prefix
+    is touched (SCAN + DEL), never the rest of that Redis."""
+    import redis
+
+    from bridge.config import load_settings
+
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        settings = load_settings(config)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    cfg = settings.redis
+    client = redis.Redis.from_url(cfg.url, socket_timeout=2, socket_connect_timeout=2)
+    gone = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{cfg.key_prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            gone += int(client.delete(*batch))
+            batch.clear()
+    if batch:
+        gone += int(client.delete(*batch))
+    return gone
+
+
 def _wait(url: str, what: str, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -127,6 +159,13 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             env["DEMO_CONSOLE_URL"] = f"http://127.0.0.1:{fport}"
             _wait(f"{env['DEMO_CONSOLE_URL']}/federation", "console sign-in stand-in")
+        try:
+            gone = forget_earlier_runs(config, env)
+        except Exception as e:  # noqa: BLE001 - fail closed: never run on what an earlier run left
+            raise RuntimeError(f"could not clear the demo's keys in Redis ({type(e).__name__}: {e})") from None
+        else:
+            if gone:
+                print(f"cleared {gone} Redis keys of an earlier demo run (sessions, cached credentials)")
         procs.start("bridge", [sys.executable, "-m", "bridge.cli", "serve", "--config", str(config)], env=env)
         _wait(f"http://127.0.0.1:{port}/healthz", "bridge", 30)
         if smoke:

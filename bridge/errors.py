@@ -17,6 +17,7 @@
     ├── StoreUnavailable (503)       Redis unreachable
     └── StsError                     an STS answer, mapped from its error code
         └── StsUnavailable (503)     STS unreachable or throttled past the retries
+            └── StsBusy (503)        too many STS calls already waiting in this process (aws.sts_max_concurrency)
 
 User-facing text is generic and lives in these classes; ``detail`` carries specifics
 for the log (never a token, assertion or secret) and is shown to the user only when
@@ -207,3 +208,12 @@ class StsUnavailable(StsError):
     message = "The bridge could not reach AWS STS."
     hint = "Try again in a minute."
     show_detail = False
+
+
+class StsBusy(StsUnavailable):
+    """Refused before calling STS: this process already waits on ``aws.sts_max_concurrency`` calls."""
+
+    code = "sts_busy"
+    title = "AWS STS is slow to answer"
+    message = "The bridge is already waiting on AWS STS for many requests, so it did not send yours."
+    hint = "Try again in a few seconds."

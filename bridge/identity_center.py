@@ -50,6 +50,7 @@ from bridge.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn, Rat
 from bridge.identity import Grant
 from bridge.issuing import CredentialIssuer
 from bridge.sessions import Sessions
+from bridge.ssoconfig import role_names
 from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -167,17 +168,12 @@ def _str_list(body: Mapping[str, Any], key: str) -> list[str] | None:
 # --------------------------------------------------------------------------- roles by name
 
 
-def _path_depth(grant: Grant) -> int:
-    return grant.role_arn.split(":", 5)[-1].count("/")
-
-
 def sso_role_names(grants: Sequence[Grant]) -> dict[str, dict[str, Grant]]:
     """account id → role name → the grant that name serves (module docstring: shortest role path wins,
-    then the smaller ARN). Accounts and roles in a stable order."""
-    out: dict[str, dict[str, Grant]] = {}
-    for g in sorted(grants, key=lambda g: (g.account_id, g.role_name, _path_depth(g), g.role_arn)):
-        out.setdefault(g.account_id, {}).setdefault(g.role_name, g)
-    return out
+    then the smaller ARN; ``bridge.ssoconfig.role_names``, which `bridge explain` and `bridge configure
+    --sso` use too). Accounts and roles in a stable order."""
+    return {account: {name: found[0] for name, found in by_name.items()}
+            for account, by_name in role_names(grants, lambda g: (g.account_id, g.role_name, g.role_arn)).items()}
 
 
 def _page(items: Sequence[dict[str, str]], next_token: str | None, max_results: str | None,

@@ -6,7 +6,8 @@ assertion for the console). ``CredentialIssuer`` is the one place that
 - mints the bridge's token or SAML assertion with the current signing key and redeems it at STS
   (or redeems the IdP's own artifact for ``aws_passthrough`` grants),
 - keeps and reuses credentials through the credential cache, and
-- writes one ``credentials`` audit record per outcome.
+- writes one ``credentials`` audit record per outcome, and with ``audit.fail_closed`` a
+  ``credentials_intent`` record before each STS call (no assumption in CloudTrail without a record).
 
 It decides nothing about *which* grants a user holds: callers pass a grant the decision point
 (``bridge.access``) gave at the moment of use.
@@ -80,8 +81,13 @@ class CredentialIssuer:
         ctx = ctx or audit.Context()
         base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
                 **audit.grant_fields(grant)}
+
+        def intent() -> None:  # raises AuditUnavailable (fail closed) before STS is called
+            if self.auditor.fail_closed:
+                self.auditor.record("credentials_intent", ctx, **base)
+
         try:
-            creds, cached = self._credentials(identity, grant, duration, passthrough)
+            creds, cached = self._credentials(identity, grant, duration, passthrough, intent)
         except BridgeError as e:
             self.auditor.record("credentials", ctx, outcome="failure", error=e.code, **base)
             raise
@@ -89,10 +95,11 @@ class CredentialIssuer:
                             assumed_role_arn=creds.assumed_role_arn, expiration=creds.expiration_iso(), **base)
         return creds
 
-    def _credentials(self, identity: Identity, grant: Grant, duration: int,
-                     passthrough: Mapping[str, str] | None) -> tuple[Credentials, bool]:
+    def _credentials(self, identity: Identity, grant: Grant, duration: int, passthrough: Mapping[str, str] | None,
+                     before_sts: Callable[[], None] = lambda: None) -> tuple[Credentials, bool]:
         """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
-        the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``)."""
+        the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``).
+        ``before_sts`` runs once nothing is left but the call to STS (the audit intent)."""
         self.check(identity, grant, duration)
         # A pass-through grant's credentials belong to the artifact redeemed: a new sign-in's is redeemed anew.
         artifact = passthrough["value"] if grant.path == "passthrough" and passthrough else None
@@ -104,10 +111,12 @@ class CredentialIssuer:
                       session_name=grant.session_name, connector=identity.connector_id, duration=duration)
                 return cached, True
         now = int(self.clock())
+        if grant.path == "passthrough" and passthrough is None:
+            raise PassthroughExpired("passthrough artifact expired")
+        before_sts()  # the audit intent: after every refusal that needs no STS call
         started = time.monotonic()
         if grant.path == "passthrough":
-            if passthrough is None:
-                raise PassthroughExpired("passthrough artifact expired")
+            assert passthrough is not None
             creds = self._redeem_upstream(grant, duration, passthrough)
         elif grant.path == "saml":
             assert grant.provider_arn is not None  # mapping always sets it

@@ -13,7 +13,8 @@ Names (all prefixed ``bridge_``):
   logins_total{connector,outcome}              sign-ins: success | failure | denied
   grants_issued_total{path,kind}               credentials handed out: path jwt|saml|passthrough
   sts_latency_seconds{operation}               STS call time (retries included)
-  sts_errors_total{code}                       STS failures by AWS error code (or timeout/unreachable)
+  sts_errors_total{code}                       STS failures by AWS error code (or timeout/unavailable/busy)
+  sts_in_flight                                STS calls waiting right now, summed over live workers
   credential_cache_total{result}               hit | miss
   redis_errors_total{error}                    Redis failures by exception type
   upstream_stale_total{connector,document}     an IdP document could not be refreshed: last good copy used
@@ -33,7 +34,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -99,6 +100,8 @@ class Metrics:
         self.sts_latency = Histogram("bridge_sts_latency_seconds", "STS call latency, retries included.",
                                      ["operation"], buckets=STS_BUCKETS, registry=r)
         self.sts_errors = Counter("bridge_sts_errors", "STS failures by error code.", ["code"], registry=r)
+        self.sts_in_flight = Gauge("bridge_sts_in_flight", "STS calls waiting for an answer now (the HPA's signal).",
+                                   registry=r, multiprocess_mode="livesum")
         self.credential_cache = Counter("bridge_credential_cache", "Credential cache lookups.", ["result"],
                                         registry=r)
         self.redis_errors = Counter("bridge_redis_errors", "Redis failures by exception type.", ["error"],
@@ -148,9 +151,13 @@ class Metrics:
         self.redis_errors.labels(type(exc).__name__).inc()
 
     def sts_call(self, operation: str, seconds: float, error_code: str | None) -> None:
-        self.sts_latency.labels(operation).observe(seconds)
+        if error_code != "busy":  # refused by the bulkhead: STS was never called
+            self.sts_latency.labels(operation).observe(seconds)
         if error_code is not None:
             self.sts_errors.labels(error_code).inc()
+
+    def sts_in_flight_change(self, delta: int) -> None:
+        self.sts_in_flight.inc(delta)
 
     def rules_reload_failed(self, kind: str) -> None:
         self.rules_reload_failures.labels(kind).inc()

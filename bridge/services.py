@@ -108,7 +108,8 @@ def build_services(settings: Settings) -> Services:
                   for c in settings.enabled_connectors}
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
-                     on_call=metrics.sts_call)
+                     on_call=metrics.sts_call, max_concurrency=settings.aws.sts_max_concurrency,
+                     on_in_flight=metrics.sts_in_flight_change)
     cache = (CredentialCache(store, keyring.cache, refresh_window=settings.credential_cache.refresh_window)
              if settings.credential_cache.enabled else None)
     if cache is not None:

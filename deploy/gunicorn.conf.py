@@ -12,7 +12,8 @@ Run directly (containers): ``gunicorn -c deploy/gunicorn.conf.py bridge.wsgi:app
   BRIDGE_MAX_REQUESTS    requests before a worker is replaced (default 5000, +- 10% jitter; 0 = never)
   BRIDGE_ACCESS_LOG      1 = JSON access log on stderr (default), 0 = none
   BRIDGE_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* gunicorn itself trusts (default 127.0.0.1)
-  PROMETHEUS_MULTIPROC_DIR    where workers keep metric files (default: a fresh temporary folder)
+  PROMETHEUS_MULTIPROC_DIR    where workers keep metric files (default: a fresh temporary folder,
+                              removed when the server stops)
 
 gthread workers: requests mostly wait on the IdP, Redis and STS, so threads per process give
 concurrency without the memory of more processes; CPU work (RSA signing) runs in C without the
@@ -33,8 +34,10 @@ import tempfile
 
 # Metrics across workers: each worker writes its counters to files here; /metrics sums them.
 # Must be set before prometheus_client is imported anywhere (its value class is chosen then).
+# A folder made here is this server's own: on_exit removes it (a given one is left in place).
+_OWN_METRICS_DIR = "BRIDGE_OWN_METRICS_DIR"
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bridge-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_OWN_METRICS_DIR] = tempfile.mkdtemp(prefix="bridge-metrics-")
 
 bind = [os.environ.get("BRIDGE_BIND", "127.0.0.1:8000")]
 # metrics.listen: the same workers also accept here, and the app serves only /metrics on it (and
@@ -73,6 +76,13 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
             shutil.rmtree(path, ignore_errors=True)
         else:
             os.unlink(path)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    """The metrics folder made for this server goes with it (one per `bridge serve` otherwise piles up in /tmp)."""
+    own = os.environ.get(_OWN_METRICS_DIR)
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature

@@ -8,6 +8,8 @@ want=${1:-test}
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ "$want" = test ]; then
+  command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)   # Cluster and TLS tests (tests/redis_topologies.py)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)   # browser tests (Playwright drives it)
 fi

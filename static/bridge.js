@@ -1,16 +1,30 @@
-// Copy buttons and expiry countdowns. No inline scripts (the CSP forbids them).
+// Federation Bridge pages: copy, download, format tabs, expiry countdowns, the portal.
+// No inline scripts (the CSP forbids them); every page also works without this file.
+const announce = (text) => {
+  const live = document.getElementById('announce');
+  if (!live) return;
+  live.textContent = '';
+  setTimeout(() => { live.textContent = text; }, 50); // a change, so screen readers speak it again
+};
+
+const copyText = async (text, button, label) => {
+  try { await navigator.clipboard.writeText(text); button.textContent = 'Copied'; announce('Copied to the clipboard'); }
+  catch (e) { window.prompt('Copy this', text); }
+  setTimeout(() => { button.textContent = label; }, 1500);
+};
+
 document.addEventListener('DOMContentLoaded', () => {
   document.querySelectorAll('button.copy').forEach((b) => {
-    b.addEventListener('click', async () => {
-      const text = document.getElementById(b.dataset.copy).textContent;
-      try { await navigator.clipboard.writeText(text); b.textContent = 'Copied'; }
-      catch (e) { b.textContent = 'Select and copy'; }
-      setTimeout(() => { b.textContent = 'Copy'; }, 1500);
-    });
+    b.addEventListener('click', () => copyText(document.getElementById(b.dataset.copy).textContent, b, 'Copy'));
   });
+  const today = new Date().toDateString();
   document.querySelectorAll('time.expiry').forEach((t) => {
     const d = new Date(Number(t.dataset.epoch) * 1000);
-    t.title = d.toISOString(); t.textContent = d.toLocaleString();
+    t.dateTime = d.toISOString(); t.title = d.toString();
+    const short = t.classList.contains('short');
+    t.textContent = short && d.toDateString() === today
+      ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+      : d.toLocaleString([], short ? { dateStyle: 'short', timeStyle: 'short' } : undefined);
   });
   document.querySelectorAll('button.download').forEach((b) => {
     b.addEventListener('click', () => {
@@ -21,32 +35,70 @@ document.addEventListener('DOMContentLoaded', () => {
       document.body.appendChild(a); a.click(); a.remove(); URL.revokeObjectURL(a.href);
     });
   });
-  document.querySelectorAll('button.tab').forEach((t) => {
-    t.addEventListener('click', () => {
-      document.querySelectorAll('button.tab').forEach((o) => o.classList.toggle('active', o === t));
-      document.querySelectorAll('.tabpanel').forEach((p) => { p.hidden = p.id !== `panel-${t.dataset.tab}`; });
-    });
-  });
+  tabs();
   const tick = () => document.querySelectorAll('.countdown').forEach((c) => {
     const s = Math.max(0, Math.round(Number(c.dataset.epoch) - Date.now() / 1000));
     c.textContent = s > 0 ? `(in ${Math.floor(s / 60)} min ${s % 60} s)` : '(expired)';
+    if (s === 0 && c.dataset.expire) expire(c.dataset.expire);
   });
   tick(); setInterval(tick, 1000);
 
-  // Auto-submitting forms (SAML POST to AWS sign-in, /go links): a button stays as the fallback.
-  document.querySelectorAll('form.autosubmit').forEach((f) => f.submit());
+  // Auto-submitting forms (SAML POST to AWS sign-in, /go and credentials links): a button stays as the
+  // fallback. Not when coming Back to the page: that would sign in or issue again.
+  const nav = performance.getEntriesByType && performance.getEntriesByType('navigation')[0];
+  if (!nav || nav.type !== 'back_forward') document.querySelectorAll('form.autosubmit').forEach((f) => f.submit());
   portal();
 });
 
-// The portal: duration choosers, Console / Credentials / Copy link / favourite, and the filter
-// (in the page, no round trip). Rows carry data-g (grant id), data-m (max) and data-d (default).
+// Credentials that expired while the page was open: the secrets go, Refresh comes forward.
+function expire(selector) {
+  const secrets = document.querySelector(selector);
+  if (!secrets) return;
+  secrets.remove();
+  const note = document.getElementById('expired');
+  if (note) note.hidden = false;
+  const refresh = document.getElementById('refresh');
+  if (refresh) refresh.classList.remove('secondary');
+  announce('These credentials have expired');
+}
+
+// Credential formats as a tablist (arrow keys, Home/End); the first shown is the one for this OS.
+function tabs() {
+  const list = document.querySelector('[role=tablist]');
+  if (!list) return;
+  const all = Array.from(list.querySelectorAll('[role=tab]'));
+  const select = (tab, focus) => {
+    all.forEach((t) => {
+      const on = t === tab;
+      t.setAttribute('aria-selected', String(on)); t.tabIndex = on ? 0 : -1;
+      document.getElementById(t.getAttribute('aria-controls')).hidden = !on;
+    });
+    if (focus) tab.focus();
+  };
+  const platform = ((navigator.userAgentData && navigator.userAgentData.platform) || navigator.platform || '').toLowerCase();
+  const preferred = platform.startsWith('win') ? 'powershell' : 'env';
+  select(all.find((t) => t.dataset.tab === preferred) || all[0], false);
+  list.hidden = false;
+  list.addEventListener('click', (e) => { const t = e.target.closest('[role=tab]'); if (t) select(t, false); });
+  list.addEventListener('keydown', (e) => {
+    const i = all.indexOf(document.activeElement);
+    if (i < 0) return;
+    const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: all.length - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    select(all[(to + all.length) % all.length], true);
+  });
+}
+
+// The portal: duration choosers, Console / Credentials links, Copy link, favourites, recent, and
+// the filter (in the page, no round trip). Rows carry data-g (grant id), data-m (max) and data-d
+// (default duration); their first link is the /go link.
 function portal() {
   const act = document.getElementById('act');
   if (!act) return;
   const steps = [900, 1800, 3600, 7200, 14400, 28800, 43200];
   const human = (s) => { const h = Math.floor(s / 3600); const m = Math.floor((s % 3600) / 60);
     return [h ? `${h} h` : '', m ? `${m} min` : ''].filter(Boolean).join(' ') || `${s} s`; };
-  const rows = Array.from(document.querySelectorAll('li.role[data-g]'));
   // One template select per (max, default) pair, cloned into each row (rows omit the 3600 defaults).
   const made = new Map();
   const chooser = (max, def) => {
@@ -59,63 +111,132 @@ function portal() {
     }
     return made.get(key).cloneNode(true);
   };
+  const setLinks = (li) => {
+    const d = li.querySelector('select.dur').value;
+    const q = d === String(li.dataset.d || 3600) ? '' : `?duration=${d}`;
+    li.querySelector('a.c').href = li.querySelector('a').getAttribute('href') + q;
+    li.querySelector('a.k').href = `/credentials/${li.dataset.g}${q}`;
+  };
   const actions = document.getElementById('row-actions').content.firstElementChild;
-  rows.forEach((li) => {
+  const equip = (li) => {
     const acts = actions.cloneNode(true);
     acts.prepend(chooser(Number(li.dataset.m || 3600), Number(li.dataset.d || 3600)));
-    if ('f' in li.dataset) acts.querySelector('button.f').classList.add('on');
+    const label = li.querySelector('a').textContent;
+    acts.querySelector('button.f').setAttribute('aria-label', `Favourite: ${label}`);
+    if ('f' in li.dataset) acts.querySelector('button.f').setAttribute('aria-pressed', 'true');
     li.append(acts);
+    setLinks(li);
+  };
+  document.querySelectorAll('li.role[data-g]').forEach(equip);
+
+  const favList = document.querySelector('#favourites ul');
+  const recentList = document.querySelector('#recent ul');
+  const accountRow = (id) => document.querySelector(`#accounts li.role[data-g="${id}"]`);
+  const copyRow = (id) => { // a row for Favourites or Recent: the account's row, saying which account
+    const row = accountRow(id);
+    const li = row.cloneNode(true);
+    li.hidden = false;
+    const where = document.createElement('small');
+    where.className = 'muted in';
+    where.textContent = `in ${row.closest('details').querySelector('summary h2').textContent}`;
+    li.querySelector('a').after(' ', where);
+    return li;
+  };
+  const showQuick = () => {
+    [favList, recentList].forEach((ul) => { ul.closest('section').hidden = !ul.children.length; });
+    indexQuick();
+  };
+  const used = (id) => { // the role moves to the top of Recent now, as it will after a reload
+    const old = recentList.querySelector(`li[data-g="${id}"]`);
+    const li = old || copyRow(id);
+    recentList.prepend(li);
+    while (recentList.children.length > 10) recentList.lastElementChild.remove();
+    showQuick();
+  };
+  document.addEventListener('change', (e) => {
+    if (e.target.matches('li.role[data-g] select.dur')) setLinks(e.target.closest('li'));
+  });
+  document.addEventListener('auxclick', (e) => { // middle-click opens the link in a new tab
+    const a = e.target.closest('li.role[data-g] .acts > a'); if (a && e.button === 1) setTimeout(() => used(a.closest('li').dataset.g), 0);
   });
   document.addEventListener('click', async (e) => {
-    const b = e.target.closest('li.role[data-g] button'); if (!b) return;
+    const b = e.target.closest('li.role[data-g] .acts > *'); if (!b) return;
     const li = b.closest('li'); const id = li.dataset.g;
-    if (b.classList.contains('c') || b.classList.contains('k')) {
-      act.action = `/${b.classList.contains('c') ? 'console' : 'credentials'}/${id}`;
-      act.elements.duration.value = li.querySelector('select.dur').value;
-      act.submit();
+    if (b.matches('a.c, a.k')) {
+      setTimeout(() => used(id), 0); // after the browser has taken the link
     } else if (b.classList.contains('l')) {
-      const url = new URL(li.querySelector('a').getAttribute('href'), act.dataset.base || location.href).href;
-      try { await navigator.clipboard.writeText(url); b.textContent = 'Copied'; }
-      catch (err) { window.prompt('Copy this link', url); }
-      setTimeout(() => { b.textContent = 'Copy link'; }, 1500);
+      copyText(new URL(b.closest('li').querySelector('a.c').getAttribute('href'), act.dataset.base || location.href).href,
+        b, 'Copy link');
     } else if (b.classList.contains('f')) {
       const r = await fetch(`/portal/favourite/${id}`, { method: 'POST', credentials: 'same-origin',
         headers: { 'X-CSRF-Token': act.elements.csrf_token.value, Accept: 'application/json' } });
-      if (r.ok) { const on = (await r.json()).favourite;
-        document.querySelectorAll(`li.role[data-g="${id}"] button.f`).forEach((x) => x.classList.toggle('on', on)); }
+      if (!r.ok) { announce('Could not change the favourite'); return; }
+      const on = (await r.json()).favourite;
+      document.querySelectorAll(`li.role[data-g="${id}"] button.f`).forEach((x) => x.setAttribute('aria-pressed', String(on)));
+      const there = favList.querySelector(`li[data-g="${id}"]`);
+      if (on && !there) favList.append(copyRow(id));
+      if (!on && there) there.remove();
+      showQuick();
+      announce(on ? 'Added to favourites' : 'Removed from favourites');
     }
   });
+
   // Filter: the search text of each row is built once; a keystroke only flips `hidden` where it changes.
+  // The count is of roles (rows under the accounts): a favourite or recent role is not counted twice.
   const filter = document.getElementById('filter');
   const count = document.getElementById('filter-count');
-  const sections = Array.from(document.querySelectorAll('section.account, section.quick')).map((sec) => {
-    const head = sec.querySelector('h2').textContent.toLowerCase();
-    const items = Array.from(sec.querySelectorAll('li.role')).map((li) => ({
-      li, text: `${head} ${li.querySelector('a').textContent} ${li.querySelector('code').textContent}`.toLowerCase(),
-      shown: true }));
-    return { sec, items, shown: true, head };
-  });
+  const headOf = (details) => {
+    const sum = details.querySelector('summary');
+    return `${sum.querySelector('h2').textContent} ${sum.querySelector('small').textContent}`.toLowerCase();
+  };
+  const index = (sec) => {
+    const quickSec = sec.classList.contains('quick');
+    const head = quickSec ? '' : headOf(sec);
+    const items = Array.from(sec.querySelectorAll('li.role')).map((li) => {
+      const where = quickSec ? headOf(accountRow(li.dataset.g).closest('details')) : head;
+      return { li, text: `${where} ${li.querySelector('a').textContent} ${li.querySelector('code').textContent}`.toLowerCase(),
+        shown: !li.hidden };
+    });
+    return { sec, items, shown: !sec.hidden, quick: quickSec };
+  };
+  const accounts = Array.from(document.querySelectorAll('details.account')).map(index);
+  let quick = [];
+  let words = [];
   const apply = () => {
-    const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
     let n = 0;
-    sections.forEach((s) => {
+    quick.concat(accounts).forEach((s) => {
       const hits = s.items.map((it) => words.every((w) => it.text.includes(w)));
       const any = hits.includes(true);
       // Rows of a section that is hidden are not touched (they are invisible anyway): a keystroke that
       // hides 900 accounts writes 900 attributes, not 5,400. They are brought up to date when shown.
       if (any) {
         s.items.forEach((it, i) => { if (hits[i] !== it.shown) { it.li.hidden = !hits[i]; it.shown = hits[i]; } });
-        n += hits.filter(Boolean).length;
+        if (!s.quick) n += hits.filter(Boolean).length;
+        if (words.length && !s.quick && !s.sec.open) s.sec.open = true;
       }
       if (any !== s.shown) { s.sec.hidden = !any; s.shown = any; }
     });
-    count.textContent = words.length ? `${n} shown` : '';
+    count.textContent = words.length ? `${n} role${n === 1 ? '' : 's'} shown` : '';
   };
-  filter.addEventListener('input', apply);
+  function indexQuick() {
+    quick = Array.from(document.querySelectorAll('section.quick')).map(index);
+    if (words.length) apply();
+  }
+  indexQuick();
+  if (!filter) return;
+  filter.addEventListener('input', () => { words = filter.value.toLowerCase().split(/\s+/).filter(Boolean); apply(); });
   filter.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter') { const first = rows.find((li) => !li.hidden && !li.closest('section').hidden);
-      if (first) { e.preventDefault(); first.querySelector('button.c').click(); } }
+    if (e.key === 'Escape' && filter.value) { filter.value = ''; words = []; apply(); }
+    if (e.key !== 'Enter') return;
+    // The top row on screen: the first row that is actually visible, favourites and recent included.
+    const first = Array.from(document.querySelectorAll('li.role[data-g]')).find((li) => li.checkVisibility
+      ? li.checkVisibility() : li.offsetParent !== null);
+    if (first) { e.preventDefault(); first.querySelector('a.c').click(); }
   });
-  if (!document.querySelector('.quick')) filter.focus();
+  document.addEventListener('keydown', (e) => {
+    if (e.key !== '/' || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.target.closest('input, textarea, select, [contenteditable]')) return;
+    e.preventDefault(); filter.focus(); filter.select();
+  });
+  if (document.getElementById('favourites').hidden && document.getElementById('recent').hidden) filter.focus();
 }
-

@@ -290,16 +290,25 @@ def test_recent_and_favourites(harness: Harness) -> None:
 # --------------------------------------------------------------------------- credential cache
 
 
+def test_credential_views(harness: Harness) -> None:
+    s = harness.store
+    s.put_view("v1", b"sealed", 60)
+    assert s.get_view("v1") == b"sealed" and s.get_view("v2") is None
+    harness.advance(61)
+    assert s.get_view("v1") is None
+
+
 def test_credential_cache_blobs(harness: Harness) -> None:
     s = harness.store
     s.creds_put("user1", "e1", b"\x01sealed-1", 600)
     s.creds_put("user1", "e2", b"\x01sealed-2", 60)
     s.creds_put("user2", "e3", b"\x01sealed-3", 600)
-    assert s.creds_get("e1") == b"\x01sealed-1" and s.creds_get("nope") is None
+    assert s.creds_get("user1", "e1") == b"\x01sealed-1" and s.creds_get("user1", "nope") is None
+    assert s.creds_get("user2", "e1") is None  # an entry is the user's
     harness.advance(61)
-    assert s.creds_get("e2") is None and s.creds_get("e1") is not None
+    assert s.creds_get("user1", "e2") is None and s.creds_get("user1", "e1") is not None
     assert s.creds_forget("user1") == 2  # every entry indexed for the user (sign-out)
-    assert s.creds_get("e1") is None and s.creds_get("e3") == b"\x01sealed-3"
+    assert s.creds_get("user1", "e1") is None and s.creds_get("user2", "e3") == b"\x01sealed-3"
     assert s.creds_forget("user1") == 0
 
 

@@ -7,8 +7,10 @@ retries becomes a StsError whose message says what to fix.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -17,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ParamValidationError,
     ReadTimeoutError,
 )
@@ -25,7 +28,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from bridge.errors import StsError, StsUnavailable
+from bridge.errors import StsBusy, StsError, StsUnavailable
 from bridge.identity import Credentials
 
 # AWS error code → (status, message, hint). Texts are ours; AWS's own message goes in detail.
@@ -54,19 +57,53 @@ _UNAVAILABLE = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ID
                 "ServiceUnavailable", "InternalFailure", "InternalError"}
 
 
+class Bulkhead:
+    """At most ``limit`` STS calls at once in this process; one more is refused at once (StsBusy).
+
+    gunicorn's threads are shared by every request of a worker: without a cap, a silent STS would
+    hold them all and /healthz, /readyz, the JWKS and sign-in would wait behind it. With the cap
+    below the thread count, the other threads stay free, and the excess gets a fast 503."""
+
+    def __init__(self, limit: int, on_change: Callable[[int], None] | None = None) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.on_change = on_change  # told +1 / -1 (the in-flight gauge)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._lock:
+            if self.in_flight >= self.limit:
+                raise StsBusy(f"{self.in_flight} STS call(s) in flight, aws.sts_max_concurrency is {self.limit}")
+            self.in_flight += 1
+        if self.on_change:
+            self.on_change(1)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+            if self.on_change:
+                self.on_change(-1)
+
+
 class StsGateway:
     """One boto3 STS client per app (thread-safe), built in ``create_app``."""
 
     def __init__(self, *, region: str, endpoint_url: str | None = None, timeout: float = 5.0,
-                 max_attempts: int = 3, on_call: Callable[[str, float, str | None], None] | None = None) -> None:
+                 max_attempts: int = 3, on_call: Callable[[str, float, str | None], None] | None = None,
+                 max_concurrency: int | None = None, on_in_flight: Callable[[int], None] | None = None) -> None:
         """``on_call(operation, seconds, error code or None)`` is told of every call (metrics).
 
         ``timeout`` bounds each attempt (connect and read); with ``max_attempts`` that bounds a
         slow STS at about ``timeout × max_attempts`` plus backoff before the user sees a 503.
+        ``max_concurrency``: calls in flight at once in this process (None = no cap); beyond it,
+        StsBusy (503 ``sts_busy``, reported to ``on_call`` as ``busy``) without waiting.
         """
         self.region = region
         self.endpoint_url = endpoint_url
         self.on_call = on_call
+        self.bulkhead = Bulkhead(max_concurrency, on_in_flight) if max_concurrency else None
         config = Config(signature_version=UNSIGNED, connect_timeout=timeout, read_timeout=timeout,
                         retries={"mode": "standard", "total_max_attempts": max_attempts})
         self._client: Any = boto3.session.Session().client(
@@ -93,7 +130,11 @@ class StsGateway:
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            r = self._call_once(operation, **params)
+            if self.bulkhead is None:
+                r = self._call_once(operation, **params)
+            else:
+                with self.bulkhead.slot():
+                    r = self._call_once(operation, **params)
         except StsError as e:
             if self.on_call:
                 self.on_call(operation, time.monotonic() - started, e.code.removeprefix("sts_"))
@@ -113,6 +154,9 @@ class StsGateway:
                            message="The request to AWS had invalid parameters.") from None
         except BotoConnectionError as e:
             raise StsUnavailable(f"{type(e).__name__}: {e}") from None
+        except ConnectionClosedError:
+            # STS accepted the connection, then dropped it without an answer (every attempt).
+            raise StsUnavailable("STS closed the connection without answering") from None
         except ReadTimeoutError:
             # STS accepted the connection but did not answer within sts_timeout (every attempt).
             raise StsUnavailable("STS did not answer in time", code="sts_timeout",

@@ -10,7 +10,12 @@ from pathlib import Path
 import click
 
 from bridge.commands._common import CONFIG, fail, settings_from
-from bridge.config import listen_port
+from bridge.config import Settings, deployment_problems, listen_port
+
+# gunicorn threads per worker when BRIDGE_THREADS is not set (deploy/gunicorn.conf.py)
+DEFAULT_THREADS = 8
+# threads a worker keeps for everything but STS (health checks, JWKS, sign-in) when STS is stalled
+SPARE_THREADS = 2
 
 
 @click.command("check-config")
@@ -21,10 +26,9 @@ from bridge.config import listen_port
 def check_config(config_path: str, previous_path: str | None) -> None:
     """Validate a config file (and its keys); print every problem, or "ok"."""
     from bridge.rulebook import refusal
-    from bridge.services import load_keys
 
     settings = settings_from(config_path)
-    _, problems = load_keys(settings)
+    problems = startup_problems(settings)
     if problems:
         fail(problems, f"{config_path}: {len(problems)} problem(s):")
     for w in settings.warnings():
@@ -38,13 +42,25 @@ def check_config(config_path: str, previous_path: str | None) -> None:
     click.echo("ok")
 
 
+def startup_problems(settings: Settings) -> list[str]:
+    """What check-config and serve refuse beyond validation: the keys, and deployment_problems."""
+    from bridge.services import load_keys
+
+    _, problems = load_keys(settings)
+    return problems + deployment_problems(settings)
+
+
 @click.command()
 @CONFIG
 @click.option("--bind", default=None, help="host:port (default: the config's listen)")
 @click.option("--workers", default=None, type=int, help="gunicorn worker processes")
 def serve(config_path: str, bind: str | None, workers: int | None) -> None:
-    """Run the bridge under gunicorn (deploy/gunicorn.conf.py, gthread workers)."""
+    """Run the bridge under gunicorn (deploy/gunicorn.conf.py, gthread workers).
+
+    Checks what check-config checks (keys included) first: a bridge that cannot sign never starts."""
     settings = settings_from(config_path)
+    if problems := startup_problems(settings):
+        fail(problems, f"{config_path}: cannot serve, {len(problems)} problem(s):")
     from bridge.app import asset_dir
 
     conf = asset_dir("deploy") / "gunicorn.conf.py"
@@ -60,6 +76,12 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
         env.pop("BRIDGE_METRICS_BIND", None)
     if workers:
         env["BRIDGE_WORKERS"] = str(workers)
+    threads = env.get("BRIDGE_THREADS", "")
+    threads_n = int(threads) if threads.isdigit() else DEFAULT_THREADS
+    if settings.aws.sts_max_concurrency > threads_n - SPARE_THREADS:
+        click.echo(f"warning: aws.sts_max_concurrency {settings.aws.sts_max_concurrency} leaves fewer than "
+                   f"{SPARE_THREADS} of the {threads_n} threads per worker (BRIDGE_THREADS) free: a stalled STS can "
+                   "hold them all, and health checks and the JWKS then wait behind it", err=True)
     args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "bridge.wsgi:app"]
     os.execvpe(args[0], args, env)  # noqa: S606 - replaces this process with gunicorn
 

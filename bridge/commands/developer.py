@@ -250,7 +250,12 @@ def credential_process(url: str | None, role: str | None, duration: int | None) 
 @click.option("--config-file", type=click.Path(dir_okay=False), default=None,
               help="default: $AWS_CONFIG_FILE or ~/.aws/config")
 @click.option("--yes", is_flag=True, help="replace existing profiles of the same name without asking")
-def configure(url: str | None, region: str | None, config_file: str | None, yes: bool) -> None:
+@click.option("--sso", is_flag=True,
+              help="Identity Center profiles (sso-session, sso_role_name, a services section) instead of "
+                   "credential_process: AWS CLI v2 and the SDKs' own SSO providers, nothing of the bridge needed")
+@click.option("--session-name", default="bridge", show_default=True, help="with --sso: the sso-session's name")
+def configure(url: str | None, region: str | None, config_file: str | None, yes: bool, sso: bool,
+              session_name: str) -> None:
     """Write an ~/.aws/config profile per role.
 
     Profiles are named <account alias>-<role> (sandbox-Admin).
@@ -258,15 +263,23 @@ def configure(url: str | None, region: str | None, config_file: str | None, yes:
     Each runs this bridge (by absolute path) as `credential-process`. A profile name that holds
     static keys (in ~/.aws/credentials, or aws_access_key_id in the config) is left alone: the
     bridge's profile gets the name with -bridge added.
+
+    With --sso: an [sso-session NAME], a profile per role in the Identity Center role list and a
+    [services NAME-endpoints] section pointing sso-oidc and sso at the bridge; then
+    `aws sso login --sso-session NAME`. Rerunning replaces only the sections it wrote (marked with a
+    comment) and keeps every other line of the file; a same-named section of anyone else's stops it.
     """
     from pathlib import Path
 
+    path = Path(config_file or os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
+    if sso:
+        configure_sso(url, region, path, session_name)
+        return
     try:
         base = client.resolve_url(url)
         held = client.grants(base)
     except ClientError as e:
         _die(e)
-    path = Path(config_file or os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     static = static_key_profiles(text, Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE")
                                             or Path.home() / ".aws" / "credentials"))
@@ -295,6 +308,66 @@ def configure(url: str | None, region: str | None, config_file: str | None, yes:
     for n in replaced:
         click.echo(f"replaced profile {n}")
     click.echo(f"use: aws --profile {next(iter(blocks), '<name>')} sts get-caller-identity", err=True)
+
+
+def configure_sso(url: str | None, region: str | None, path: Any, session: str) -> None:
+    """`configure --sso`: the Identity Center sections (bridge/ssoconfig.py), written in place."""
+    from bridge import ssoconfig
+
+    try:
+        base = client.resolve_url(url)
+        doc = client.grants_doc(base)
+    except ClientError as e:
+        _die(e)
+    region = region or doc.get("region") or "us-east-1"
+    try:
+        blocks = ssoconfig.sso_sections(base, doc["grants"], session=session, region=region)
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        raw = path.read_bytes() if path.exists() else b""
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"cannot read {path}: {e}")
+    try:
+        new, replaced, added = ssoconfig.upsert_sections(text, blocks, base)
+    except ssoconfig.ForeignSections as e:
+        _fail(f"{path} already has {e}, not written by `bridge configure --sso`; nothing was changed. Rename or "
+              "remove that section (for the sso-session and services sections, --session-name picks other "
+              "names) and run this again.")
+    if new != text:
+        write_atomic(path, new.encode("utf-8"))
+    profiles = [name for kind, name in blocks if kind == "profile"]
+    gone = [n for n in ssoconfig.own_profiles(new, session) if n not in profiles]
+    for verb, keys in (("added", added), ("replaced", replaced)):
+        for kind, name in keys:
+            click.echo(f"{verb} {kind} {name}")
+    for name in gone:
+        click.echo(f"profile {name} (written earlier for sso-session {session}) is not one of your roles now; "
+                   "left as it is", err=True)
+    if not profiles:
+        click.echo("You hold no role that Identity Center clients can use at this bridge now.", err=True)
+    click.echo(f"use: aws sso login --sso-session {session} && aws --profile {profiles[0] if profiles else '<name>'} "
+               "sts get-caller-identity", err=True)
+
+
+def write_atomic(path: Any, data: bytes) -> None:
+    """Replace the file behind ``path`` (a symlink's target) at once, keeping its permissions."""
+    import tempfile
+
+    target = path.resolve() if path.is_symlink() else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = target.stat().st_mode & 0o7777 if target.exists() else 0o600
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def static_key_profiles(config_text: str, credentials_file: Any) -> set[str]:

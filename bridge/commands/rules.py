@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
-from bridge import mapping
+from bridge import mapping, ssoconfig
 from bridge.commands._common import CONFIG, identity_from, settings_from
 
 
@@ -20,13 +21,27 @@ def explain(config_path: str, identity_path: str, as_json: bool, matched_only: b
     settings = settings_from(config_path)
     ident = identity_from(identity_path)
     results = mapping.explain(settings.mapping, ident, **settings.grant_defaults())
+    roles = identity_center_roles(results)
     if as_json:
         shown = [r for r in results if r.matched] if matched_only else results
         doc = mapping.report(results, ident)
         doc["rules"] = [r.to_json() for r in shown]
+        doc["identity_center"] = roles
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
     click.echo(mapping.report_text(results, ident, only_matched=matched_only))
+    click.echo("\n".join(ssoconfig.role_list_lines(roles)))
+
+
+def identity_center_roles(results: list[mapping.RuleResult]) -> list[dict[str, Any]]:
+    """Each grant's name in the Identity Center role list (docs/identity-center.md "Roles by name"), with the rules
+    whose grant of the same role merged into it."""
+    grants = [g for r in results for g in r.grants]
+    merged: dict[str, list[str]] = {}
+    for g in grants:
+        note = f"{g.role_name}: merged into the grant from rule {g.via!r}"
+        merged[g.role_arn] = [r.rule for r in results if r.rule != g.via and note in r.notes]
+    return ssoconfig.role_list(grants, merged)
 
 
 @click.command("rules-schema")

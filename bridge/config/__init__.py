@@ -15,7 +15,7 @@ Import from ``bridge.config``; the names below are its public interface.
 
 from __future__ import annotations
 
-from bridge.config.checks import semantic_problems
+from bridge.config.checks import deployment_problems, semantic_problems
 from bridge.config.loading import load_mapping_section, load_settings, reload_mapping, settings_from_dict
 from bridge.config.schema import (
     AdminSettings,
@@ -62,6 +62,7 @@ __all__ = [
     "SamlIdpSettings",
     "SessionSettings",
     "Settings",
+    "deployment_problems",
     "file_stamp",
     "listen_port",
     "load_mapping_section",

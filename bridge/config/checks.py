@@ -6,9 +6,13 @@ come out in a stable order (connectors first, in the order written, then the oth
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from bridge.aws.arn import PARTITIONS
 from bridge.aws.keys import SUPPORTED_ALGS
 from bridge.config.schema import Settings, listen_port
+from bridge.config.sources import parse_yaml
 from bridge.upstream.dev_settings import DevConnectorSettings
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.registry import AnyConnectorSettings
@@ -111,3 +115,53 @@ def _listener_session_problems(s: Settings) -> list[str]:
     if s.session.idle_timeout > s.session.absolute_timeout:
         problems.append("session.idle_timeout: longer than session.absolute_timeout")
     return problems
+
+
+# What config/bridge.example.yaml puts where a secret goes: a config that still has it was copied
+# and not finished.
+PLACEHOLDER = "change-me"
+
+
+def deployment_problems(s: Settings) -> list[str]:
+    """What ``bridge check-config`` and ``bridge serve`` refuse on top of a valid ``Settings``: a config
+    that would start but cannot work in production (placeholder secrets, an issuer AWS would not
+    register, a rules file with nothing in it). Startup from code (tests, the demo) does not check these."""
+    problems = [f"{where}: still the example's placeholder {PLACEHOLDER!r}: set a real secret (e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`) or read it from a *_file"
+                for where in _placeholder_secrets(s)]
+    issuer = urlsplit(s.issuer_url)
+    if issuer.port is not None:
+        where = "issuer.url" if s.issuer.url else "issuer.url (unset: base_url)"
+        problems.append(f"{where}: {s.issuer_url} has a port; AWS IAM registers OIDC issuers by https URL without "
+                        "a port (serve the issuer documents on 443, or set issuer.url to the public URL)")
+    path = s.rules_path
+    if path is not None and _holds_nothing(path):
+        problems.append(f"mapping.rules_file: {path} is empty (no rules, no accounts): a truncated or half-written "
+                        "file? Write the rules; to mean none, write `expected_rules: 0` and `rules: []`")
+    return problems
+
+
+def _placeholder_secrets(s: Settings) -> list[str]:
+    found = []
+    secrets = {"secret_key": s.secret_key, "redis.password": s.redis.password,
+               "redis.sentinel_password": s.redis.sentinel_password, "metrics.bearer_token": s.metrics.bearer_token}
+    for i, c in enumerate(s.connectors):
+        secrets[f"connectors[{i}].client_secret"] = getattr(c, "client_secret", None)
+    for where, value in secrets.items():
+        if value is not None and PLACEHOLDER in value.get_secret_value().lower():
+            found.append(where)
+    return found
+
+
+def _holds_nothing(path: Path) -> bool:
+    """The rules file exists and holds nothing: no bytes, only blanks, or only YAML comments."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # the loader reported it
+    if not text.strip():
+        return True
+    try:
+        return path.suffix.lower() != ".json" and parse_yaml(text) is None
+    except Exception:  # noqa: BLE001 - broken YAML was reported by the loader
+        return False

@@ -7,6 +7,7 @@ composed here through the registry (``bridge.upstream.registry``). Checks across
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -207,6 +208,10 @@ class AwsSettings(SettingsModel):
     sts_endpoint_url: str | None = None
     sts_timeout: float = Field(5.0, gt=0, le=60)
     sts_max_attempts: int = Field(3, ge=1, le=10)
+    # The bulkhead: STS calls in flight at once per process (gunicorn worker). Keep it below the
+    # worker's threads (BRIDGE_THREADS, 8 by default; `bridge serve` checks) so a silent STS never
+    # holds every thread: health checks, the JWKS and sign-in keep answering, the excess gets 503.
+    sts_max_concurrency: int = Field(4, ge=1, le=1000)
     default_path: Literal["jwt", "saml"] = "jwt"
     signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
@@ -249,11 +254,23 @@ class Settings(SettingsModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    support: str = Field("", description="where users get help (an https:// URL or an e-mail address), shown on "
+                                         "the portal when no role is granted and on refusals; empty: not shown")
     # Where the config file lives: relative paths (keys_dir, *_file, rules_file) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
     # The file it was read from (None when built from a dict): rules reload re-reads its mapping.
     source_file: Path | None = Field(default=None, exclude=True)
     _mapping_raw: Any = PrivateAttr(default=None)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if listen_port(v) is None:
+            host, sep, port = v.rpartition(":")
+            why = ("has no port" if not sep else "has no host (0.0.0.0: every interface)" if not host
+                   else f"port {port!r} is not a number from 1 to 65535")
+            raise ValueError(f"{v!r} {why}: write host:port, e.g. 127.0.0.1:8000 or 0.0.0.0:8000")
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -262,6 +279,21 @@ class Settings(SettingsModel):
         if u.scheme not in ("https", "http") or not u.netloc or u.query or u.fragment:
             raise ValueError("must be an http(s) URL with no query, e.g. https://bridge.example.com")
         return v.rstrip("/")
+
+    @field_validator("support")
+    @classmethod
+    def _support(cls, v: str) -> str:
+        v = v.strip()
+        if v and not (re.fullmatch(r"[^@\s/:]+@[^@\s/]+\.[^@\s/]+", v) or re.fullmatch(r"https?://\S+", v)
+                      or re.fullmatch(r"mailto:[^@\s]+@\S+", v)):
+            raise ValueError("must be an http(s) URL or an e-mail address, e.g. https://help.example.com/aws")
+        return v
+
+    @property
+    def support_href(self) -> str:
+        """``support`` as a link target (an e-mail address becomes a mailto: link); "" when unset."""
+        plain_email = self.support and not self.support.startswith(("http://", "https://", "mailto:"))
+        return f"mailto:{self.support}" if plain_email else self.support
 
     @property
     def issuer_url(self) -> str:
@@ -327,6 +359,9 @@ class Settings(SettingsModel):
             out.append(f"redis {host} is reached without TLS: use rediss:// unless the network is private.")
         if self.audit.sink == "none":
             out.append("audit.sink is none: sign-ins and credential issuance leave no audit trail.")
+        elif not self.audit.fail_closed:
+            out.append(f"audit.fail_closed is false: the audit trail is fail-open. When the {self.audit.sink} sink "
+                       "cannot take a record, credentials are still handed out and the record goes to stderr only.")
         if urlsplit(self.issuer_url).scheme != "https":
             out.append(f"issuer {self.issuer_url} is not https: AWS only trusts https OIDC issuers.")
         return out

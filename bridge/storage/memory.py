@@ -358,14 +358,23 @@ class MemoryStore:
             return True
 
     # -- credential cache ------------------------------------------------------------------------
-    def creds_get(self, entry: str) -> bytes | None:
+    def put_view(self, ident: str, sealed: bytes, ttl: int) -> None:
         with self._lock:
-            raw = self._get(self._k("creds", entry))
+            self._set(self._k("credview", ident), bytes(sealed), ttl)
+
+    def get_view(self, ident: str) -> bytes | None:
+        with self._lock:
+            raw = self._get(self._k("credview", ident))
+        return raw if isinstance(raw, bytes) and raw else None
+
+    def creds_get(self, user: str, entry: str) -> bytes | None:
+        with self._lock:
+            raw = self._get(self._k("creds", f"{user}:{entry}"))
         return raw if isinstance(raw, bytes) and raw else None
 
     def creds_put(self, user: str, entry: str, blob: bytes, ttl: int) -> None:
         with self._lock:
-            key = self._k("creds", entry)
+            key = self._k("creds", f"{user}:{entry}")
             self._set(key, bytes(blob), ttl)
             self._sadd(self._k("creds-index", user), key, 43200 + 3600)
 

@@ -1,21 +1,29 @@
 """Redis as the bridge's ``Store`` (``bridge.storage.interface``): JSON only, never pickle.
 
-Keys (each command names one key, so Cluster needs no hash tags; every key starts with the
-deployment's ``key_prefix``)::
+Keys (every key starts with the deployment's ``key_prefix``; ``{...}`` is a Redis Cluster hash tag:
+the keys of one session, or of one user's credential cache, share a slot, so the commands that touch
+several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
 
     pending:<state>              PendingLogin JSON, TTL, taken with GETDEL (single use)
     loginbrowser:<browser hash>  set of the states a browser started
-    session:<sid hash>           SessionRecord JSON, TTL = min(idle, time to expires_at)
+    session:{<sid hash>}         SessionRecord JSON, TTL = min(idle, time to expires_at)
+    passthrough:{<sid hash>}     the aws_passthrough artifact {"kind", "value"}
+    upstream:{<sid hash>}        the IdP's upstream grant (refresh token: secret)
+    session-tokens:{<sid hash>}  set of the hashes of the CLI tokens the session approved
     usersessions:<handle hash>   set of session hashes (offboarding)
-    passthrough:<sid hash>       the aws_passthrough artifact {"kind", "value"}
-    upstream:<sid hash>          the IdP's upstream grant (refresh token: secret)
-    clitoken:<token hash>        CliToken JSON;  session-tokens:<sid hash>: set of token hashes
+    clitoken:<token hash>        CliToken JSON
     device:<code hash>           DeviceCode JSON; usercode:<user code>: {"device": <code hash>}
     ssoclient:<client id>        SsoClient JSON (IAM Identity Center RegisterClient)
     authcode:<code hash>         AuthCode JSON (single use, GETDEL)
     replay:<key>, rl:<bucket>:<window start>, lock:<name>, recent:<user>, fav:<user>
-    creds:<entry>, creds-index:<user>   sealed credential-cache blobs and each user's entries
+    creds:{<user>}:<entry>, creds-index:{<user>}   sealed credential-cache blobs and the user's entries
     <stream>                     the audit stream (XADD, approximate MAXLEN)
+
+Until this version the session keys had no braces (``session:<sid hash>``, ...) and credential
+entries were ``creds:<entry>`` with ``creds-index:<user>``. Sessions, upstream grants, passthrough
+artifacts and CLI-token sets written that way are still read (a session is moved to its tagged key
+the first time it is read) and deleted with their session; see ``_legacy``. Old credential-cache
+entries are not read (a miss: fetched again from STS) but are deleted at sign-out.
 
 Every Redis failure becomes ``StoreUnavailable`` (a 503 for the user), never a 500, and is counted
 through ``on_error`` (the app's metrics). Any instance can serve any step: nothing is kept in a
@@ -162,7 +170,7 @@ class RedisStore:
 
     def _add_to_set(self, kind: str, ident: str, member: str, ttl: int) -> None:
         with self.errors():
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=True)
             pipe.sadd(self._k(kind, ident), member)
             pipe.expire(self._k(kind, ident), max(1, int(ttl)))
             pipe.execute()
@@ -222,17 +230,25 @@ class RedisStore:
     # -- upstream artifacts for aws_passthrough (kept apart from the session, short TTL) ----
     def put_passthrough(self, sid: str, artifact: Mapping[str, str], ttl: int) -> None:
         with self.errors():
-            self.r.set(self._k("passthrough", hash_id(sid)), json.dumps(dict(artifact)), ex=max(1, int(ttl)))
+            self.r.set(self._sk("passthrough", hash_id(sid)), json.dumps(dict(artifact)), ex=max(1, int(ttl)))
+
+    def _get_beside(self, kind: str, shash: str) -> dict[str, Any] | None:
+        """A JSON document kept beside a session (tagged key, else the key of an earlier version)."""
+        with self.errors():
+            raw = self.r.get(self._sk(kind, shash))
+            if raw is None:
+                raw = self.r.get(self._legacy(kind, shash))
+        return None if raw is None else dict(json.loads(raw))
 
     def get_passthrough(self, sid: str) -> dict[str, str] | None:
-        doc = self._get_json("passthrough", hash_id(sid))
+        doc = self._get_beside("passthrough", hash_id(sid))
         return None if doc is None else {str(k): str(v) for k, v in doc.items()}
 
     # -- portal preferences: recent roles (newest first) and favourites, per user -----------
     def push_recent(self, user: str, item: str, *, keep: int = 10, ttl: int = 90 * 86400) -> None:
         with self.errors():
             key = self._k("recent", user)
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=True)
             pipe.lrem(key, 0, item)
             pipe.lpush(key, item)
             pipe.ltrim(key, 0, keep - 1)
@@ -240,9 +256,10 @@ class RedisStore:
             pipe.execute()
 
     def preferences(self, user: str) -> tuple[list[str], set[str]]:
-        """(recent grant ids newest first, favourite grant ids) in one round trip."""
+        """(recent grant ids newest first, favourite grant ids): one round trip on one server (two keys:
+        on a Cluster, one per node that holds them; a read needs no atomicity)."""
         with self.errors():
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=False)
             pipe.lrange(self._k("recent", user), 0, -1)
             pipe.smembers(self._k("fav", user))
             recent, favs = pipe.execute()
@@ -254,7 +271,7 @@ class RedisStore:
             key = self._k("fav", user)
             if self.r.srem(key, item):
                 return False
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=True)
             pipe.sadd(key, item)
             pipe.expire(key, ttl)
             pipe.execute()
@@ -264,8 +281,33 @@ class RedisStore:
     # Everything kept for a session (the record, its passthrough artifact, its upstream grant, its
     # CLI tokens) is keyed by the SHA-256 of the cookie value: ``session_hash(sid)``. A CLI token
     # or an admin holds only that hash, never the cookie.
+    def _sk(self, kind: str, shash: str) -> str:
+        """A key of the session ``shash``: hash-tagged, so all of a session's keys share a slot."""
+        return f"{self.prefix}{kind}:{{{shash}}}"
+
     def _shkey(self, shash: str) -> str:
-        return self._k("session", shash)
+        return self._sk("session", shash)
+
+    # -- keys written before the hash tags (read, moved, deleted; never written) ------------------
+    # Remove once every session written by the previous version has ended (session.absolute_timeout).
+    def _legacy(self, kind: str, shash: str) -> str:
+        return self._k(kind, shash)
+
+    def _get_session_raw(self, shash: str) -> Any:
+        """The session's JSON, moving a session written before the hash tags to its tagged key (same
+        TTL; SET NX, so a session written meanwhile under the new key wins)."""
+        raw = self.r.get(self._shkey(shash))
+        if raw is not None:
+            return raw
+        old = self._legacy("session", shash)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(old)
+        pipe.pttl(old)
+        raw, pttl = pipe.execute()
+        if raw is not None and pttl and pttl > 0:
+            self.r.set(self._shkey(shash), raw, px=pttl, nx=True)
+            self.r.delete(old)
+        return raw
 
     def session_key(self, sid: str) -> str:
         """The Redis key of a session (for operations and the memory benchmark)."""
@@ -291,7 +333,7 @@ class RedisStore:
         """The session whose cookie hashes to ``shash`` (a CLI token's approving session), idle timer reset."""
         key = self._shkey(shash)
         with self.errors():
-            raw = self.r.get(key)
+            raw = self._get_session_raw(shash)
             if raw is None:
                 return None
             record = SessionRecord.from_json(json.loads(raw))
@@ -304,9 +346,10 @@ class RedisStore:
 
     def get_session(self, shash: str) -> SessionRecord | None:
         """The session ``shash`` as stored (no timer touched; may be past ``expires_at``)."""
-        doc = self._get_json("session", shash)
+        with self.errors():
+            raw = self._get_session_raw(shash)
         try:
-            return None if doc is None else SessionRecord.from_json(doc)
+            return None if raw is None else SessionRecord.from_json(json.loads(raw))
         except RecordError:
             return None
 
@@ -323,11 +366,14 @@ class RedisStore:
     def delete_session(self, sid: str) -> None:
         self.delete_session_hash(hash_id(sid))
 
+    _BESIDE = ("session", "passthrough", "creds", "upstream")
+
     def delete_session_hash(self, shash: str) -> None:
-        """Delete a session and everything kept beside it (one key per command: Cluster)."""
+        """Delete a session and everything kept beside it: one DEL (one slot: the hash tag), and one
+        for what an earlier version wrote without the tag."""
         with self.errors():
-            for kind in ("session", "passthrough", "creds", "upstream"):
-                self.r.delete(self._k(kind, shash))
+            self.r.delete(*[self._sk(kind, shash) for kind in self._BESIDE])
+            self.r.delete(*[self._legacy(kind, shash) for kind in self._BESIDE])
 
     # -- who has which sessions (offboarding: ``bridge sessions revoke --user``) -------------
     def _ukey(self, handle: str) -> str:
@@ -338,7 +384,7 @@ class RedisStore:
         with self.errors():
             for handle in handles:
                 key = self._ukey(handle)
-                pipe = self.r.pipeline()
+                pipe = self.r.pipeline(transaction=True)
                 pipe.sadd(key, shash)
                 pipe.ttl(key)
                 _, left = pipe.execute()
@@ -354,7 +400,7 @@ class RedisStore:
             members = sorted(_text(m) for m in self.r.smembers(key))
             live = []
             for h in members:
-                if self.r.exists(self._shkey(h)):
+                if self.r.exists(self._shkey(h), self._legacy("session", h)):
                     live.append(h)
                 else:
                     self.r.srem(key, h)
@@ -368,13 +414,16 @@ class RedisStore:
     # -- the upstream grant kept to re-check a user with the IdP (refresh token: secret) ----
     def put_upstream(self, shash: str, grant: Mapping[str, Any], ttl: int) -> None:
         with self.errors():
-            self.r.set(self._k("upstream", shash), json.dumps(dict(grant)), ex=max(1, int(ttl)))
+            self.r.set(self._sk("upstream", shash), json.dumps(dict(grant)), ex=max(1, int(ttl)))
+            self.r.delete(self._legacy("upstream", shash))  # a rotated refresh token replaces the old one
 
     def get_upstream(self, shash: str) -> dict[str, Any] | None:
-        return self._get_json("upstream", shash)
+        return self._get_beside("upstream", shash)
 
     def delete_upstream(self, shash: str) -> None:
-        self._delete("upstream", shash)
+        with self.errors():
+            self.r.delete(self._sk("upstream", shash))
+            self.r.delete(self._legacy("upstream", shash))
 
     def try_lock(self, name: str, ttl: int) -> bool:
         """A best-effort lock shared by every instance (one re-check with the IdP at a time)."""
@@ -387,7 +436,12 @@ class RedisStore:
     # -- CLI tokens, filed under the session that approved them ---------------------------------
     def add_cli_token(self, thash: str, token: CliToken, ttl: int) -> None:
         self._put_json("clitoken", thash, token.to_json(), ttl)
-        self._add_to_set("session-tokens", token.session, thash, ttl)
+        with self.errors():
+            key = self._sk("session-tokens", token.session)
+            pipe = self.r.pipeline(transaction=True)
+            pipe.sadd(key, thash)
+            pipe.expire(key, max(1, int(ttl)))
+            pipe.execute()
 
     def get_cli_token(self, thash: str) -> CliToken | None:
         """The token ``thash``; None if unknown, expired, or not bound to a session (never trusted)."""
@@ -401,17 +455,31 @@ class RedisStore:
         self._delete("clitoken", thash)
 
     def session_tokens(self, shash: str) -> list[str]:
-        return self._members("session-tokens", shash)
+        with self.errors():
+            pipe = self.r.pipeline(transaction=False)  # two slots: one round trip per node
+            pipe.smembers(self._sk("session-tokens", shash))
+            pipe.smembers(self._legacy("session-tokens", shash))
+            tagged, legacy = pipe.execute()
+        return sorted({_text(m) for m in tagged | legacy})
 
     def unlink_cli_token(self, shash: str, thash: str) -> None:
-        self._remove_from_set("session-tokens", shash, thash)
+        with self.errors():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.srem(self._sk("session-tokens", shash), thash)
+            pipe.srem(self._legacy("session-tokens", shash), thash)
+            pipe.execute()
 
     def pop_session_tokens(self, shash: str) -> list[str]:
+        """Every token the session approved, and the set deleted in the same step (MULTI: a token
+        added meanwhile is either returned or comes after the delete, never lost in between)."""
+        members: set[str] = set()
         with self.errors():
-            key = self._k("session-tokens", shash)
-            members = [_text(m) for m in self.r.smembers(key)]
-            self.r.delete(key)
-        return members
+            for key in (self._sk("session-tokens", shash), self._legacy("session-tokens", shash)):
+                pipe = self.r.pipeline(transaction=True)
+                pipe.smembers(key)
+                pipe.delete(key)
+                members |= {_text(m) for m in pipe.execute()[0]}
+        return sorted(members)
 
     # -- device codes ---------------------------------------------------------------------------
     def put_device(self, dhash: str, code: DeviceCode, ttl: int) -> None:
@@ -461,29 +529,50 @@ class RedisStore:
             return None
 
     # -- credential cache (sealed by the caller; the key names are the AES-GCM associated data) ----
-    def creds_get(self, entry: str) -> bytes | None:
+    # Each user's entries and index share the hash tag ``{<user>}``: one slot, so a put (entry + index)
+    # is one MULTI and a sign-out one DEL, on a Cluster too.
+    def _ck(self, user: str, entry: str) -> str:
+        return f"{self.prefix}creds:{{{user}}}:{entry}"
+
+    def put_view(self, ident: str, sealed: bytes, ttl: int) -> None:
         with self.errors():
-            raw = self.r.get(self._k("creds", entry))
+            self.r.set(f"{self.prefix}credview:{ident}", sealed, ex=max(1, int(ttl)))
+
+    def get_view(self, ident: str) -> bytes | None:
+        with self.errors():
+            raw = self.r.get(f"{self.prefix}credview:{ident}")
+        return raw if isinstance(raw, bytes) and raw else None
+
+    def creds_get(self, user: str, entry: str) -> bytes | None:
+        with self.errors():
+            raw = self.r.get(self._ck(user, entry))
         return raw if isinstance(raw, bytes) and raw else None
 
     def creds_put(self, user: str, entry: str, blob: bytes, ttl: int) -> None:
-        key, index = self._k("creds", entry), self._k("creds-index", user)
+        key, index = self._ck(user, entry), f"{self.prefix}creds-index:{{{user}}}"
         with self.errors():
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=True)
             pipe.set(key, blob, ex=max(1, int(ttl)))
             pipe.sadd(index, key)
             pipe.expire(index, 43200 + 3600)
             pipe.execute()
 
     def creds_forget(self, user: str) -> int:
-        """Delete every cached credential of ``user``; returns how many entries were indexed."""
-        index = self._k("creds-index", user)
+        """Delete every cached credential of ``user``; returns how many entries were indexed. The index
+        is read and deleted in one MULTI, then its entries in one DEL (same slot): an entry cached
+        meanwhile (``creds_put`` is one MULTI too) is either deleted here or indexed anew, never left
+        unindexed. Entries an earlier version wrote (``creds-index:<user>``, untagged) go too."""
+        count = 0
         with self.errors():
-            keys = list(self.r.smembers(index))
-            if keys:
-                self.r.delete(*keys)
-            self.r.delete(index)
-        return len(keys)
+            for index in (f"{self.prefix}creds-index:{{{user}}}", self._k("creds-index", user)):
+                pipe = self.r.pipeline(transaction=True)
+                pipe.smembers(index)
+                pipe.delete(index)
+                keys = list(pipe.execute()[0])
+                if keys:
+                    self.r.delete(*keys)  # tagged: one slot; legacy keys: redis-py splits them by slot
+                count += len(keys)
+        return count
 
     # -- audit stream ---------------------------------------------------------------------
     def audit_append(self, stream: str, line: str, maxlen: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -187,11 +188,15 @@ def api_grants() -> ResponseReturnValue:
     """The token holder's roles under the rules in force now."""
     b = _bearer()
     grants, _ = session_access(b.session)
-    return jsonify(grants=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
-                            "role_name": gr.role_name, "max_duration": gr.max_duration,
-                            "account_alias": gr.account_alias, "account_label": gr.account_label,
-                            "default_duration": gr.default_duration} for gr in grants],
-                   expires_at=b.doc.expires_at)
+    return jsonify(grants=[grant_doc(gr) for gr in grants], expires_at=b.doc.expires_at,
+                   region=services().settings.aws.region)
+
+
+def grant_doc(gr: Grant) -> dict[str, Any]:
+    """A grant as ``/api/v1/grants`` lists it (and the portal's AWS CLI page hands it to bridge.ssoconfig)."""
+    return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
+            "role_name": gr.role_name, "max_duration": gr.max_duration, "account_alias": gr.account_alias,
+            "account_label": gr.account_label, "default_duration": gr.default_duration, "path": gr.path}
 
 
 def _api_grant(b: Bearer, grant_id: str) -> tuple[Grant, int]:

@@ -77,17 +77,31 @@ def _find(grants: list[Grant], account: str, role: str) -> Grant | None:
     return None
 
 
+def _sign_in_first(here: str) -> ResponseReturnValue:
+    """To the sign-in that comes back to ``here``: straight to the IdP when there is only one."""
+    connectors = list(services().connectors)
+    if len(connectors) == 1:
+        return redirect(url_for("login.login", connector_id=connectors[0], return_to=here), code=302)
+    return redirect(url_for("login.index", return_to=here), code=302)
+
+
+@bp.route("/idp/sso", methods=["GET", "POST"])
+def idp_sso() -> ResponseReturnValue:
+    """The SingleSignOnService of our IdP metadata (bridge/aws/metadata.py): an IdP-initiated start.
+    AWS never sends AuthnRequests here; a person who follows it lands on the portal, signed in first
+    if needed (a console sign-in is then one click on a role)."""
+    if current_session() is None:
+        return _sign_in_first("/portal")
+    return redirect(url_for("portal.portal"), code=303)
+
+
 @bp.get("/go/<account>/<path:role>")
 def go(account: str, role: str) -> ResponseReturnValue:
     """A bookmarkable console link: sign in if needed, then a form that POSTs to /console/<grant>."""
     destination = _destination()  # refuse a bad destination before anything else
     doc = current_session()
     if doc is None:
-        here = request.full_path.rstrip("?")
-        connectors = list(services().connectors)
-        if len(connectors) == 1:
-            return redirect(url_for("login.login", connector_id=connectors[0], return_to=here), code=302)
-        return redirect(url_for("login.index", return_to=here), code=302)
+        return _sign_in_first(request.full_path.rstrip("?"))
     grants, locked = session_access(doc)
     grant = _find(grants, account, role)
     if grant is None:

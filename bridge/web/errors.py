@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from bridge.errors import BridgeError, NotSignedIn
 from bridge.logs import correlation_id, event, request_id
-from bridge.web.common import METRICS_LISTENER, RETRY_AFTER, services, wants_json
+from bridge.web.common import METRICS_LISTENER, RETRY_AFTER, current_session, services, wants_json
 
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # The method label of bridge_http_requests_total: any other method is "other", so a client cannot
@@ -28,16 +28,37 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"
 _BACK_TO_SIGN_IN = {"login_expired"}
 
 
-def _error_response(err: BridgeError) -> ResponseReturnValue:
+def _error_response(err: BridgeError, headers: dict[str, str] | None = None) -> ResponseReturnValue:
     body = {**err.public(), "request_id": request_id.get()}
-    headers = {"Retry-After": str(getattr(err, "retry_after", RETRY_AFTER))} if err.status in (429, 503) else {}
+    headers = dict(headers or {})
+    if err.status in (429, 503):
+        headers["Retry-After"] = str(getattr(err, "retry_after", RETRY_AFTER))
     if wants_json():
         return jsonify(body), err.status, headers
     if err.code in _BACK_TO_SIGN_IN:
         svc = services()
         return render_template("index.html", connectors=list(svc.connectors.values()), return_to="/portal",
                                signed_in=False, note=body), err.status, headers
-    return render_template("error.html", err=body), err.status, headers
+    return render_template("error.html", err=body, signed_in=_signed_in(), status=err.status,
+                           support=services().settings.support_href), err.status, headers
+
+
+def _signed_in() -> bool:
+    """Whether to offer "Back to your roles" rather than "Back to sign-in" (False if that cannot be told)."""
+    try:
+        return current_session() is not None
+    except Exception:  # noqa: BLE001 - the store may be what failed: an error page must still render
+        return False
+
+
+# What people see for the framework's own errors (a wrong address, a form's address opened as a page),
+# in place of werkzeug's wording.
+_HTTP_ERRORS = {
+    404: ("Page not found", "There is no page at this address.",
+          "Check the address, or start again from your roles."),
+    405: ("This page cannot be opened like this", "This address is the target of a button, not a page to open.",
+          "Go back and use the button, or start again from your roles."),
+}
 
 
 def init_app(app: Flask) -> None:
@@ -97,11 +118,14 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException) -> ResponseReturnValue:
         status = err.code or 500
+        title, message, hint = _HTTP_ERRORS.get(status, (err.name or "Error", err.description or "",
+                                                         "Check the address, or go back to the start page."))
+        if status == 404 and err.description and not err.description.startswith("The requested URL"):
+            message = err.description  # the view's own words (abort(404, description=...))
         be = BridgeError(err.description or "", code=(err.name or "error").lower().replace(" ", "_"),
-                         message=err.description or "", status=status)
-        be.title = err.name or "Error"
-        be.hint = "Check the address, or go back to the start page."
-        return _error_response(be)
+                         message=message, status=status, title=title, hint=hint)
+        allow = getattr(err, "valid_methods", None)
+        return _error_response(be, {"Allow": ", ".join(allow)} if status == 405 and allow else None)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> ResponseReturnValue:

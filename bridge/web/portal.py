@@ -7,25 +7,27 @@ import html
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request
+from flask import Blueprint, abort, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
-from bridge import mapping
+from bridge import credview, mapping
 from bridge.aws import formats
-from bridge.errors import AdminOnly, BadRequest
+from bridge.errors import AdminOnly, BadRequest, BridgeError
 from bridge.flow import safe_return_to
 from bridge.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, identity_from_sample
 from bridge.logs import event
 from bridge.storage import SessionRecord
 from bridge.web.common import (
-    allow_console_forms,
+    SECONDS_RE,
     audit_context,
     check_csrf,
     chosen_duration,
     go_path,
     granted,
+    own_navigation,
     passthrough_left,
     passthrough_spent,
     rate_limit,
@@ -56,7 +58,7 @@ def portal() -> ResponseReturnValue:
     """Accounts and the roles this user holds in each (and those an MFA sign-in would add)."""
     doc = require_session()
     grants, locked = session_access(doc)
-    grants = sorted(grants, key=lambda gr: (gr.account_id, gr.label.lower()))
+    grants = sorted(grants, key=lambda gr: (gr.account_id, gr.label.lower(), gr.role_arn))
     identity = session_identity(doc)
     svc = services()
     recent_ids, fav_ids = svc.store.preferences(user_key(identity))
@@ -67,22 +69,22 @@ def portal() -> ResponseReturnValue:
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
                        favourites=sorted(fav_ids), csrf_token=doc.csrf, expires_at=doc.expires_at,
                        passthrough=_passthrough_json(doc))
-    if any(svc.console.method(gr) == "federation" for gr in grants):
-        # its Console buttons POST to /console, answered with a 302
-        allow_console_forms(svc.console.federation_endpoint())
     by_id = {gr.id: gr for gr in grants}
     recent = [by_id[i] for i in recent_ids if i in by_id]
     favourites = [gr for gr in grants if gr.id in fav_ids]
     groups: dict[str, list[Grant]] = {}
     for gr in grants:
         groups.setdefault(gr.account_id, []).append(gr)
-    accounts = list(groups.items())
-    if recent:  # the account of the last-used role comes first
-        accounts.sort(key=lambda a: a[0] != recent[0].account_id)
+    # Accounts in the order people read them: by the name shown, then the id.
+    accounts = sorted(groups.items(), key=lambda a: ((a[1][0].account_label or a[1][0].account_alias
+                                                      or a[0]).lower(), a[0]))
+    connector = svc.connectors.get(identity.connector_id)
     return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc.csrf,
                            expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
                            favourites=favourites, fav_ids=fav_ids, rows=rows_html, total=len(grants),
-                           base_url=svc.settings.base_url, passthrough=_passthrough_json(doc))
+                           base_url=svc.settings.base_url, passthrough=_passthrough_json(doc),
+                           idp_name=getattr(connector, "name", "") or identity.connector_id,
+                           support=svc.settings.support_href)
 
 
 def _passthrough_json(doc: SessionRecord) -> dict[str, Any] | None:
@@ -111,12 +113,13 @@ def favourite(grant_id: str) -> ResponseReturnValue:
 # A row is small (5,000 of them must stay under 1.5 MB): the link (/go/…, which alone is a complete
 # no-script way to the console and credentials) and the role name; the script adds the duration
 # chooser and the Console / Credentials / Copy link / star buttons from a <template>.
-_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a> <code>{arn}</code></li>\n'
+_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where} <code>{arn}</code></li>\n'
 
 
-def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
+def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False) -> Markup:
     """The portal's role rows, built here rather than in a Jinja loop: the page must render 5,000 of
-    them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers."""
+    them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers.
+    ``where``: say which account (the Favourites and Recent lists, outside their account's card)."""
     esc = html.escape
     out = []
     for gr in grants:
@@ -124,7 +127,9 @@ def rows_html(grants: list[Grant], fav_ids: set[str]) -> Markup:
         out.append(_ROW.format(
             id=gid, m=f" data-m={gr.max_duration}" if gr.max_duration != 3600 else "",
             d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
-            go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else ""))
+            go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else "",
+            where=f" <small class=\"muted in\">in {esc(gr.account_label or gr.account_alias or gr.account_id)}</small>"
+            if where else ""))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
 
 
@@ -197,9 +202,25 @@ def admin_explain() -> ResponseReturnValue:
                      shape=SAMPLE_SHAPE)
 
 
+@bp.get("/credentials/<grant_id>")
+def credentials_start(grant_id: str) -> ResponseReturnValue:
+    """A link to fresh credentials (the portal's Credentials link, a bookmark, a new tab): a form that
+    POSTs to /credentials/<grant>, sent at once on a click on the bridge's own pages (like /go)."""
+    doc = require_session()
+    grant = granted(doc, grant_id)
+    raw = request.args.get("duration", "")
+    duration = int(raw) if SECONDS_RE.match(raw) and int(raw) in grant.allowed_durations() else grant.default_duration
+    g.no_store = True  # carries the CSRF token and differs by Sec-Fetch-Site
+    resp = make_response(render_template("credentials_go.html", grant=grant, csrf=doc.csrf, duration=duration,
+                                         auto=own_navigation() and request.args.get("auto") != "0"))
+    resp.vary.add("Sec-Fetch-Site")
+    return resp
+
+
 @bp.post("/credentials/<grant_id>")
 def credentials(grant_id: str) -> ResponseReturnValue:
-    """Assume the granted role; show every credential format (or JSON with Accept: application/json)."""
+    """Assume the granted role. JSON with Accept: application/json; a browser is sent on (303) to the
+    GET-able page of this issuance, /credentials/view/<id> (bridge/credview.py)."""
     doc = require_session()
     check_csrf(doc)
     grant = granted(doc, grant_id)
@@ -213,22 +234,48 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     g.no_store = True
     if wants_json():
         return jsonify(formats.api_json(creds))
-    profile = request.form.get("profile") or formats.default_profile_name(creds)
+    sid = request.cookies.get(svc.settings.session_cookie, "")
+    view_id = credview.keep(svc.store, sid, grant.id, duration, creds, session_expires_at=float(doc.expires_at))
+    profile = request.form.get("profile", "")
+    to = url_for("portal.credentials_view", view_id=view_id)
+    if profile and formats.PROFILE_RE.match(profile):  # not a secret: a name for the ~/.aws/credentials section
+        to += f"?profile={quote(profile, safe='')}"
+    return redirect(to, code=303)
+
+
+@bp.get("/credentials/view/<view_id>")
+def credentials_view(view_id: str) -> ResponseReturnValue:
+    """One issuance's credentials, every format; once expired, no secrets and a Refresh button."""
+    doc = require_session()
+    svc = services()
+    g.no_store = True
+    view = credview.load(svc.store, request.cookies.get(svc.settings.session_cookie, ""), view_id)
+    if view is None:
+        raise BridgeError(f"no credentials view {view_id[:24]!r} in this session", code="not_found", status=404,
+                          title="These credentials are not here",
+                          message="This credentials page has expired, belongs to another sign-in, or never existed.",
+                          hint="Open the role's Credentials again from your roles.")
+    grant = granted(doc, view.grant_id)
+    creds = view.creds
+    expired = creds.expiration.timestamp() <= credview.now()
+    profile = request.args.get("profile") or formats.default_profile_name(creds)
     if not formats.PROFILE_RE.match(profile):
         profile = formats.default_profile_name(creds)
-    tabs = [("env", "bash / zsh", formats.env_exports(creds), "aws-env.sh"),
-            ("fish", "fish", formats.fish_exports(creds), "aws-env.fish"),
-            ("powershell", "PowerShell", formats.powershell_exports(creds), "aws-env.ps1"),
-            ("cmd", "Windows cmd", _or_note(formats.cmd_exports, creds), "aws-env.cmd"),
-            ("ini", "~/.aws/credentials", formats.credentials_file(creds, profile), "credentials"),
-            ("dotenv", ".env (docker --env-file)", _or_note(formats.dotenv, creds), "aws.env"),
-            ("process", "credential_process JSON", formats.credential_process_json(creds), "credentials.json"),
-            ("config", "~/.aws/config (no keys on disk)",
-             formats.config_snippet(profile, svc.settings.base_url, grant.role_arn, creds.region), "config")]
+    tabs = [] if expired else [
+        ("env", "bash / zsh", formats.env_exports(creds), "aws-env.sh"),
+        ("fish", "fish", formats.fish_exports(creds), "aws-env.fish"),
+        ("powershell", "PowerShell", formats.powershell_exports(creds), "aws-env.ps1"),
+        ("cmd", "Windows cmd", _or_note(formats.cmd_exports, creds), "aws-env.cmd"),
+        ("ini", "~/.aws/credentials", formats.credentials_file(creds, profile), "credentials"),
+        ("dotenv", ".env (docker --env-file)", _or_note(formats.dotenv, creds), "aws.env"),
+        ("process", "credential_process JSON", formats.credential_process_json(creds), "credentials.json"),
+        ("config", "~/.aws/config (no keys on disk)",
+         formats.config_snippet(profile, svc.settings.base_url, grant.role_arn, creds.region), "config")]
     return render_template(
         "credentials.html", grant=grant, creds=creds, tabs=tabs, profile=profile, csrf=doc.csrf,
+        duration=view.duration, expired=expired, view_id=view_id,
         sts_endpoint=svc.settings.aws.sts_endpoint_url,
-        boto3=formats.boto3_snippet(creds, svc.settings.aws.sts_endpoint_url))
+        boto3="" if expired else formats.boto3_snippet(creds, svc.settings.aws.sts_endpoint_url))
 
 
 def _or_note(fmt: Callable[[Credentials], str], creds: Credentials) -> str:

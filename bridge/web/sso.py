@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from bridge import ssoconfig
 from bridge.device import PendingDevice
 from bridge.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
 from bridge.identity_center import Caller, IdentityCenter, SsoError, portal_error
@@ -23,12 +24,14 @@ from bridge.web.common import (
     check_csrf,
     current_session,
     rate_limit,
+    require_session,
     services,
     session_access,
     session_hash,
 )
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
+page = Blueprint("aws_cli", __name__)  # the portal's page for it: /portal/aws-cli
 TOKEN_HEADER = "x-amz-sso_bearer_token"  # noqa: S105 - a header name
 
 
@@ -201,3 +204,25 @@ def logout() -> ResponseReturnValue:
         return {}
 
     return _portal(run)
+
+
+# --------------------------------------------------------------------------- the portal's page
+
+
+@page.get("/portal/aws-cli")
+def aws_cli() -> ResponseReturnValue:
+    """AWS CLI v2 and SDKs with the signed-in user's roles: the ``~/.aws/config`` text `bridge configure
+    --sso` writes (the same function, from the same grant list as ``/api/v1/grants``), the answers to
+    type at `aws configure sso`, and the endpoint variables."""
+    from bridge.web.api import grant_doc
+
+    doc = require_session()
+    settings = services().settings
+    base, region = settings.base_url.rstrip("/"), settings.aws.region
+    grants = [grant_doc(gr) for gr in session_access(doc)[0]]
+    return render_template(
+        "aws_cli.html", config=ssoconfig.sso_config_text(base, grants, session=ssoconfig.DEFAULT_SESSION,
+                                                         region=region),
+        answers=ssoconfig.configure_sso_answers(base, session=ssoconfig.DEFAULT_SESSION, region=region),
+        env=ssoconfig.endpoint_env(base), session=ssoconfig.DEFAULT_SESSION, base_url=base, region=region,
+        profiles=ssoconfig.sso_profiles(grants), services_name=ssoconfig.services_name(ssoconfig.DEFAULT_SESSION))

@@ -5,40 +5,16 @@ Screenshots land in test-artifacts/e2e/ (kept by CI on failure).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ACCOUNT, OIDC_CONNECTOR, ROOT
+from tests.conftest import ACCOUNT, OIDC_CONNECTOR
+from tests.e2e.conftest import SHOTS
 
 pytestmark = pytest.mark.integration
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-SHOTS = ROOT / "test-artifacts" / "e2e"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.fail("chromium is not installed: run `make test` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context()
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
 
 
 def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oidc_issuer, strict_sts_peer) -> None:
@@ -57,8 +33,11 @@ def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oid
     assert "MFA yes" in page.inner_text("header")
     role = page.locator("li.role", has_text="Administrator")
     role.locator("select.dur").select_option("7200")
-    role.locator("button.k").click()
+    with page.context.expect_page() as opened:  # Credentials opens in a new tab; the portal stays
+        role.locator("a.k").click()
+    portal_page, page = page, opened.value
     page.wait_for_selector("#assumed-arn")
+    assert portal_page.url == f"{base}/portal"
     page.screenshot(path=str(SHOTS / "credentials.png"), full_page=True)
     assert page.text_content("#assumed-arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
     assert "export AWS_SESSION_TOKEN=" in page.text_content("#fmt-env")
@@ -70,6 +49,11 @@ def test_sign_in_pick_role_get_credentials(page, live_bridge, make_settings, oid
     page.goto(f"{base}/portal")
     page.click("#to-why")
     page.wait_for_selector("#why-matched")
+    # Plain words first; the rule details are folded away until asked for.
+    assert "Administrator in Sandbox, because you are a member of group 'aws-admins'" in page.inner_text("#why-summary")
+    assert not page.is_visible("li[data-rule=admins]")
+    page.click("#why-matched summary")
+    page.click("#why-grants summary")
     page.screenshot(path=str(SHOTS / "why.png"), full_page=True)
     assert "member of group 'aws-admins'" in page.inner_text("li[data-rule=admins]")
     assert "Department=Platform" in page.inner_text(f"li[data-role='arn:aws:iam::{ACCOUNT}:role/Admin']")
@@ -130,7 +114,9 @@ def test_saml_sign_in_through_the_pysaml2_idp(page, live_bridge, make_settings, 
         page.click("#submit")
     assert callbacks == [("POST", 200), ("POST", 303)]  # the hop page, then its same-site re-POST
     assert "MFA yes" in page.inner_text("header")
-    page.locator("li.role", has_text="Administrator").locator("button.k").click()
+    with page.context.expect_page() as opened:
+        page.locator("li.role", has_text="Administrator").locator("a.k").click()
+    page = opened.value
     page.wait_for_selector("#assumed-arn")
     page.screenshot(path=str(SHOTS / "saml-credentials.png"), full_page=True)
     assert page.text_content("#assumed-arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/alice@example.com"
@@ -160,16 +146,19 @@ def test_portal_filter_then_console(method, page, live_bridge, make_settings, oi
     assert page.locator("li.role:visible").count() == 61
     page.fill("#filter", "sandbox admin")
     assert page.locator("li.role:visible").count() == 1
-    assert page.locator("section.account:visible").count() == 1
-    assert page.text_content("#filter-count") == "1 shown"
+    assert page.locator("details.account:visible").count() == 1
+    assert page.text_content("#filter-count") == "1 role shown"
     page.screenshot(path=str(SHOTS / f"portal-filtered-{method}.png"), full_page=True)
     page.fill("#filter", "team-1")  # team-1 and team-10..19
-    assert page.locator("section.account:visible").count() == 11
+    assert page.locator("details.account:visible").count() == 11
     page.fill("#filter", "sandbox")
     role = page.locator("li.role:visible", has_text="Administrator")
     role.locator("select.dur").select_option("1800")
-    role.locator("button.c").click()
+    with page.context.expect_page() as opened:  # the console opens in a new tab; the portal stays
+        role.locator("a.c").click()
+    portal_page, page = page, opened.value
     page.wait_for_selector("#role")
+    assert portal_page.url == f"{base}/portal"
     page.screenshot(path=str(SHOTS / f"console-{method}.png"), full_page=True)
     assert page.url.startswith(federation_stub.url)
     assert page.text_content("#role") == "Admin"
@@ -178,9 +167,10 @@ def test_portal_filter_then_console(method, page, live_bridge, make_settings, oi
     assert done["via"] == ("federation" if method == "federation" else "saml")
     if method == "federation":
         assert done["duration"] == "1800"
-    # back on the portal the role is listed first under Recent
-    page.goto(f"{base}/portal")
-    assert "Administrator" in page.inner_text("#recent li.role")
+    # back on the portal the role is listed first under Recent, at once and after a reload
+    assert "Administrator" in portal_page.inner_text("#recent li.role")
+    portal_page.reload()
+    assert "Administrator" in portal_page.inner_text("#recent li.role")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.e2e.test_browser import SHOTS, browser, page  # noqa: F401 - fixtures
+from tests.e2e.test_browser import SHOTS
 from tests.integration.test_identity_center import (
     DEVICE_GRANT,
     WANT,

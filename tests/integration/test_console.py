@@ -230,12 +230,14 @@ def test_portal_groups_favourites_and_links(live_bridge, make_settings, federati
     gid = grant_id(portal, "role/ReadOnly")
     page = s.get(f"{base}/portal", timeout=10).text
     assert f'data-a="{ACCOUNT}"' in page and "Sandbox" in page and 'id="filter"' in page
-    assert 'href="/go/sandbox/ReadOnly"' in page and 'id="favourites"' not in page
+    assert 'href="/go/sandbox/ReadOnly"' in page
+    assert re.search(r'id="favourites"[^>]*\bhidden', page)  # there for the script to fill, not shown
     r = s.post(f"{base}/portal/favourite/{gid}", headers={"X-CSRF-Token": portal["csrf_token"]}, timeout=10)
     assert r.json() == {"favourite": True}
     assert portal_json(s, base)["favourites"] == [gid]
     page = s.get(f"{base}/portal", timeout=10).text
     assert 'id="favourites"' in page and page.index('id="favourites"') < page.index('id="accounts"')
+    assert not re.search(r'id="favourites"[^>]*\bhidden', page)
     r = s.post(f"{base}/portal/favourite/{gid}", headers={"X-CSRF-Token": portal["csrf_token"]}, timeout=10)
     assert r.json() == {"favourite": False} and portal_json(s, base)["favourites"] == []
     assert s.post(f"{base}/portal/favourite/{gid}", timeout=10).status_code == 400  # CSRF

@@ -21,10 +21,10 @@ import yaml
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from bridge import cli as bridge_cli
 from bridge.aws.keys import generate_key, generate_saml_key
 from bridge.aws.validate import validate_jwt
 from bridge.cli import main as cli
+from bridge.commands import keys as keys_commands
 from bridge.localredis import LocalRedis
 from tests.conftest import ACCOUNT, ISSUER, RULES
 from tests.integration.helpers import TestClock, caller_arn, dev_login, grant_id, portal_json
@@ -145,10 +145,13 @@ def test_audit_to_a_redis_stream(live_bridge, make_settings, tmp_path) -> None:
         "redis": {"url": settings.redis.url, "key_prefix": settings.redis.key_prefix},
         "connectors": [{"id": "x", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "c",
                         "client_secret": "s"}]}))
-    out = CliRunner().invoke(cli, ["audit", "tail", "--config", str(cfg), "-n", "3"])
+    out = CliRunner().invoke(cli, ["audit", "tail", "--config", str(cfg), "-n", "4"])
     assert out.exit_code == 0, out.output
-    types = [json.loads(x)["type"] for x in out.output.splitlines()]
-    assert types == ["grant_decision", "grant_decision", "credentials"]
+    lines = [json.loads(x) for x in out.output.splitlines()]
+    # fail_closed (the default): the intent is in the trail before STS is called, then the outcome.
+    assert [x["type"] for x in lines] == ["grant_decision", "grant_decision", "credentials_intent", "credentials"]
+    assert lines[2]["role_arn"] == lines[3]["role_arn"] and lines[2]["correlation_id"] == lines[3]["correlation_id"]
+    assert "access_key_id" not in lines[2] and lines[3]["outcome"] == "success"
     # --follow prints what arrives later.
     got: list[str] = []
 
@@ -165,7 +168,7 @@ def test_audit_to_a_redis_stream(live_bridge, make_settings, tmp_path) -> None:
     lines = [json.loads(x) for x in got[0].splitlines()]
     assert [x["duration"] for x in lines] == [3600, 1800]
     stream_len = redis.Redis.from_url(settings.redis.url).xlen(f"{settings.redis.key_prefix}audit")
-    assert stream_len == 5  # the sign-in, two decisions, two issuances
+    assert stream_len == 7  # the sign-in, two decisions, two issuances each with its intent
 
 
 # -- Redis killed and restarted ----------------------------------------------------------------
@@ -393,7 +396,7 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
     assert _creds(s, base, portal, "/Admin").status_code == 200
     assert strict_sts_peer.seen[-1].action == "AssumeRoleWithSAML" and strict_sts_peer.seen[-1].problems == []
     with pytest.MonkeyPatch.context() as mp:  # `bridge keys prune` reads the time where the bridge does
-        mp.setattr(bridge_cli, "time", SimpleNamespace(time=clock))
+        mp.setattr(keys_commands, "time", SimpleNamespace(time=clock))
         out = CliRunner().invoke(cli, ["keys", "prune", "--dir", str(keys)])
     assert old.path.name in out.output and not old.path.exists() and not old_saml.path.exists()
     assert _kid(mint()) == new_kid  # the running bridge notices the folder changed, nothing breaks

@@ -71,7 +71,8 @@ class FakeBridge:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self._authorized() and self.path == "/api/v1/grants":
-                    self._send(200, {"grants": GRANTS, "expires_at": int(time.time()) + 3600})
+                    self._send(200, {"grants": GRANTS, "expires_at": int(time.time()) + 3600,
+                                     "region": "eu-central-1"})
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -251,6 +252,48 @@ def test_configure_writes_the_running_console_script(home: dict[str, str], tmp_p
     r = subprocess.run([str(script), "configure"], env=home, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert f"credential_process = {script} credential-process" in Path(home["AWS_CONFIG_FILE"]).read_text()
+
+
+def test_configure_sso_writes_sections_in_place_and_refuses_foreign_ones(home: dict[str, str], fake: FakeBridge,
+                                                                         tmp_path: Path) -> None:
+    from bridge import ssoconfig
+
+    cfg = Path(home["AWS_CONFIG_FILE"])
+    cfg.parent.mkdir()
+    mine = b"# mine\r\n[default]\r\nregion = eu-west-1\r\n\r\n[profile  other ]\r\nregion=x  ; odd\r\n"
+    real = tmp_path / "dotfiles" / "aws-config"  # a dotfiles manager's symlink stays a symlink
+    real.parent.mkdir()
+    real.write_bytes(mine)
+    cfg.symlink_to(real)
+    r = bridge(home, "configure", "--sso")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["added sso-session bridge", "added profile sandbox-Admin",
+                                     "added profile sandbox-ReadOnly", "added profile 210987654321-Deploy",
+                                     "added services bridge-endpoints"]
+    assert "use: aws sso login --sso-session bridge && aws --profile sandbox-Admin" in r.stderr
+    assert cfg.is_symlink()
+    written = real.read_bytes()
+    expected = ssoconfig.sso_config_text(fake.url, GRANTS, region="eu-central-1")  # the bridge's region
+    assert written == mine + b"\r\n" + expected.replace("\n", "\r\n").encode()
+    again = bridge(home, "configure", "--sso")
+    assert again.returncode == 0 and real.read_bytes() == written, again.stderr
+    assert again.stdout.splitlines()[0] == "replaced sso-session bridge"
+    # another session name and region: its own sso-session and services sections; the profiles (named by
+    # role) are the bridge's, so they move to the new session
+    r = bridge(home, "configure", "--sso", "--session-name", "work", "--region", "ap-south-1")
+    text = real.read_bytes().decode()
+    assert r.returncode == 0 and text.startswith(mine.decode() + "\r\n[sso-session bridge]\r\n"), r.stderr
+    assert "[sso-session work]" in text and "[services work-endpoints]" in text
+    assert text.count("sso_session = work\r\n") == 3 and "sso_session = bridge" not in text
+    # someone else's section of a name the bridge would write: nothing is changed, a clear message
+    before = mine + b"\r\n[profile sandbox-ReadOnly]\r\nregion = us-west-1\r\n"
+    real.write_bytes(before)
+    r = bridge(home, "configure", "--sso")
+    assert r.returncode == 1 and real.read_bytes() == before
+    assert "already has [profile sandbox-ReadOnly], not written by `bridge configure --sso`; nothing was changed" \
+        in r.stderr
+    bad = bridge(home, "configure", "--sso", "--session-name", "my session")
+    assert bad.returncode == 1 and "session name 'my session'" in bad.stderr
 
 
 # ---- exec -----------------------------------------------------------------------------------

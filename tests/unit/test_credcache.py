@@ -73,7 +73,7 @@ def test_key_rotation_and_moved_ciphertext(cache: CredentialCache) -> None:
     blob = next(iter(blobs(cache).values()))
     other = cache._entry(IDENT, GRANT, 7200)
     cache.store.creds_put(cache.user_key(IDENT), other, blob, 3600)
-    assert cache.store.creds_get(other) == blob
+    assert cache.store.creds_get(cache.user_key(IDENT), other) == blob
     assert cache.get(IDENT, GRANT, 7200) is None
 
 

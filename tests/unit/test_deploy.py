@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bridge.config import settings_from_dict
+from bridge.config import deployment_problems, settings_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -35,12 +36,15 @@ def _docs(path: Path) -> list[dict[str, Any]]:
 
 
 def _k8s() -> dict[str, dict[str, Any]]:
-    out = {}
+    """Every object by ``Kind/name``, and by ``Kind`` alone: the one named federation-bridge (or the only one)."""
+    out: dict[str, dict[str, Any]] = {}
     for p in sorted(K8S.glob("*.yaml")):
         if p.name == "kustomization.yaml":
             continue
         for d in _docs(p):
-            out[d["kind"]] = d
+            out[f"{d['kind']}/{d['metadata']['name']}"] = d
+            if d["metadata"]["name"] == "federation-bridge" or d["kind"] not in out:
+                out[d["kind"]] = d
     return out
 
 
@@ -93,6 +97,7 @@ def test_compose_bridge_config_is_valid(tmp_path: Path) -> None:
     raw["secret_key_file"] = str(DEPLOY / "compose" / "secret_key")
     s = settings_from_dict(raw, source_dir=tmp_path)
     assert s.trusted_proxies == 1 and s.audit.sink == "redis"
+    assert deployment_problems(s) == []  # the image's `bridge serve` would start on it
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"))
@@ -136,13 +141,17 @@ def test_k8s_deployment_is_production_shaped() -> None:
 
 
 def test_k8s_configmap_bridge_config_is_valid(tmp_path: Path) -> None:
-    text = _k8s()["ConfigMap"]["data"]["bridge.yaml"]
+    data = _k8s()["ConfigMap"]["data"]
+    text = data["bridge.yaml"]
+    (tmp_path / "rules.yaml").write_text(data["rules.yaml"])  # the ConfigMap's other file, beside it
     for name in ("secret_key", "corp_client_secret", "redis_password", "redis_ca.crt", "metrics_token"):
         (tmp_path / name).write_text("x")
     raw = yaml.safe_load(text.replace("/etc/bridge/secrets/", f"{tmp_path}/"))
     s = settings_from_dict(raw, source_dir=tmp_path)
     assert s.redis.mode == "sentinel" and s.redis.tls and len(s.redis.sentinels) == 3
     assert s.redis.password is not None and s.audit.sink == "redis"
+    assert [r.name for r in s.mapping.rules] == ["admins"] and s.rules_path == tmp_path / "rules.yaml"
+    assert deployment_problems(s) == []  # what `bridge serve` refuses: placeholders, an issuer port, no rules
     # /metrics on its own port, with a token, and that port is the one scraped and only from monitoring
     assert s.metrics.listen == "0.0.0.0:9100" and s.metrics.bearer_token is not None
     assert not any("/metrics" in w for w in s.warnings())
@@ -196,3 +205,168 @@ def test_gunicorn_access_log_is_json_without_query_strings() -> None:
     doc = json.loads(lines[0])
     assert doc["event"] == "http_access" and doc["request_id"] == "abcdef0123456789" and doc["status"] == 302
     assert doc["path"] == "/callback/corp" and "SECRETCODE" not in lines[0] and doc["user_agent"] == 'ua "quoted"'
+
+
+# -- compose: users, volume ownership, start order, no /etc/hosts --------------------------------
+
+def _final_stage() -> str:
+    text = (DEPLOY / "Dockerfile").read_text()
+    return text[text.rindex("\nFROM "):]
+
+
+def _runtime_user() -> str:
+    m = re.search(r"^USER (\d+:\d+)$", _final_stage(), re.M)
+    assert m
+    return m[1]
+
+
+def test_the_image_creates_the_keys_folder_owned_by_its_runtime_user() -> None:
+    """Docker fills a fresh named volume with the owner and mode of the image's folder at the mount
+    point: without the folder in the image the `keys` volume is root's, and the keys service (uid
+    10001) cannot write the first keys into it."""
+    final = _final_stage()
+    uid, gid = _runtime_user().split(":")
+    made = re.search(rf"install -d -o {uid} -g {gid} -m 0700 /etc/bridge/keys\b", final)
+    assert made, "the final stage must create /etc/bridge/keys owned by the runtime user"
+    assert made.start() < final.index(f"\nUSER {uid}:{gid}")  # created as root, before the switch
+
+
+def test_compose_keys_service_writes_the_volume_the_bridges_read() -> None:
+    svcs = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    keys = svcs["keys"]
+    assert keys.get("user", _runtime_user()) == _runtime_user()  # the uid that owns the fresh volume
+    assert keys["image"] == svcs["bridge-a"]["image"]  # the same image: the same /etc/bridge/keys
+    assert "keys:/etc/bridge/keys" in keys["volumes"]  # read-write here ...
+    for name in ("bridge-a", "bridge-b"):
+        assert "keys:/etc/bridge/keys:ro" in svcs[name]["volumes"]  # ... read-only in the bridges
+        assert svcs[name].get("user", _runtime_user()) == _runtime_user()
+    script = " ".join(keys["command"])
+    assert "bridge keys generate --dir /etc/bridge/keys" in script and "--kind all" in script  # jwt, saml, cache
+    assert script.startswith("ls /etc/bridge/keys/")  # once: a restart keeps the keys
+    assert "keys" in yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["volumes"]  # a named volume
+
+
+def test_compose_start_order() -> None:
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    svcs = doc["services"]
+    for name in ("bridge-a", "bridge-b"):
+        deps = svcs[name]["depends_on"]
+        assert deps["keys"]["condition"] == "service_completed_successfully"  # keys exist before serve checks them
+        assert deps["redis"]["condition"] == "service_healthy" and "healthcheck" in svcs["redis"]
+    for name in ("bridge-a", "bridge-b"):
+        assert svcs["proxy"]["depends_on"][name]["condition"] == "service_healthy"
+    assert "HEALTHCHECK" in _final_stage()  # what service_healthy waits for on the bridges
+    # no cycle: a topological order exists
+    graph = {n: set(s.get("depends_on", {})) for n, s in svcs.items()}
+    order: list[str] = []
+    while graph:
+        ready = sorted(n for n, deps in graph.items() if deps <= set(order))
+        assert ready, f"depends_on cycle among {sorted(graph)}"
+        order += ready
+        for n in ready:
+            del graph[n]
+    assert order.index("keys") < order.index("bridge-a") < order.index("proxy")
+
+
+def test_compose_idp_needs_no_hosts_entry() -> None:
+    """The browser and the bridges reach the IdP by one issuer URL: a *.localhost name (browsers
+    resolve those to this machine, where the port is published) that is also the idp service's
+    network alias (what the bridges resolve)."""
+    from urllib.parse import urlsplit
+
+    doc = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    idp = doc["services"]["idp"]
+    cfg_text = (DEPLOY / "compose" / "bridge.yaml").read_text()
+    cfg = yaml.safe_load(cfg_text)
+    (oidc,) = [c for c in cfg["connectors"] if c["type"] == "oidc"]
+    issuer = urlsplit(oidc["issuer"])
+    assert oidc["issuer"] == idp["environment"]["ISSUER"]
+    assert issuer.hostname and issuer.hostname.endswith(".localhost")
+    assert issuer.hostname in idp["networks"]["default"]["aliases"]
+    assert any(str(p).split(":")[-1] == str(issuer.port) == str(p).split(":")[-2] for p in idp["ports"])
+    assert "/etc/hosts" not in cfg_text and "/etc/hosts" not in (DEPLOY / "docker-compose.yml").read_text()
+    base = urlsplit(cfg["base_url"].split(":-")[-1].rstrip("}"))
+    assert idp["environment"]["REDIRECT_URIS"] == f"{base.scheme}://{base.netloc}/callback/{oidc['id']}"
+
+
+# -- Kubernetes: config that reaches pods, rollouts, shutdown, scaling, the issuer documents -----
+
+def test_k8s_config_is_a_folder_mount_and_the_pods_roll_on_settings_changes() -> None:
+    import hashlib
+
+    objs = _k8s()
+    pod = objs["Deployment"]["spec"]["template"]
+    (c,) = pod["spec"]["containers"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert all("subPath" not in m for m in c["volumeMounts"])  # a subPath mount never sees an edit
+    config_dir = mounts["config"]["mountPath"]
+    config_arg = c["args"][c["args"].index("--config") + 1]
+    assert config_arg == f"{config_dir}/bridge.yaml"
+    data = objs["ConfigMap"]["data"]
+    settings = yaml.safe_load(data["bridge.yaml"])
+    assert settings["mapping"]["rules_file"] in data  # the rules: a file of the same folder, reloaded in place
+    assert "rules" not in settings["mapping"]
+    want = hashlib.sha256(data["bridge.yaml"].encode()).hexdigest()[:16]
+    assert pod["metadata"]["annotations"]["federation-bridge/config-hash"] == want, \
+        "deploy/k8s/configmap.yaml bridge.yaml changed: run `make k8s-config-hash`"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "k8s_config_hash.py"), "--check"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_k8s_shutdown_drains_before_gunicorn_stops(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # else the conf sets it for this process
+    pod = _k8s()["Deployment"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    cmd = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert cmd[0] == "sleep" and 3 <= int(cmd[1]) <= 15
+    spec = importlib.util.spec_from_file_location("gconf_grace", DEPLOY / "gunicorn.conf.py")
+    assert spec and spec.loader
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    assert pod["terminationGracePeriodSeconds"] >= int(cmd[1]) + conf.graceful_timeout + 3
+
+
+def test_k8s_hpa_scales_on_what_a_waiting_bridge_does() -> None:
+    hpa = _k8s()["HorizontalPodAutoscaler"]["spec"]
+    pods = [m for m in hpa["metrics"] if m["type"] == "Pods"]
+    assert [m["pods"]["metric"]["name"] for m in pods] == ["bridge_sts_in_flight"]
+    from bridge.metrics import Metrics
+
+    assert "bridge_sts_in_flight" in Metrics().render()[0].decode()  # the bridge exports what it scales on
+    assert hpa["metrics"][0]["type"] == "Pods"
+
+
+def test_k8s_issuer_documents_stay_served_when_every_pod_is_unready() -> None:
+    objs = _k8s()
+    main, issuer = objs["Service/federation-bridge"], objs["Service/federation-bridge-issuer"]
+    assert issuer["spec"]["publishNotReadyAddresses"] is True and not main["spec"].get("publishNotReadyAddresses")
+    assert issuer["spec"]["selector"] == main["spec"]["selector"]
+    routes = {p["path"]: p["backend"]["service"]["name"]
+              for rule in objs["Ingress"]["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert routes == {"/.well-known/": "federation-bridge-issuer", "/idp/metadata.xml": "federation-bridge-issuer",
+                      "/": "federation-bridge"}
+
+
+def test_issuer_documents_and_liveness_need_no_redis(tmp_path: Path) -> None:
+    """What the issuer Service sends to unready pods is served with Redis down; /readyz says 503."""
+    from bridge.app import create_app
+    from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key
+
+    keys = tmp_path / "keys"
+    generate_key(keys)
+    generate_saml_key(keys, bits=2048)
+    generate_cache_key(keys)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    app = create_app(settings_from_dict({
+        "base_url": "https://bridge.example.com", "issuer": {"keys_dir": str(keys)},
+        "redis": {"url": f"redis://127.0.0.1:{dead}/0", "socket_timeout": 0.2},
+        "connectors": [{"id": "x", "type": "oidc", "issuer": "https://i.example.com", "client_id": "c",
+                        "client_secret": "s"}]}))
+    client = app.test_client()
+    for path in ("/healthz", "/.well-known/jwks.json", "/.well-known/openid-configuration", "/idp/metadata.xml"):
+        assert client.get(path).status_code == 200, path
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.headers["Retry-After"] and r.json["redis"] is False
