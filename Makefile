@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # `make test PYTEST_ARGS=--randomly-seed=N`, or run in file order with `PYTEST_ARGS='-p no:randomly'`.
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit integration bench setup system clean dist k8s-config-hash screenshots
+.PHONY: demo test lint unit integration bench setup system clean docs docs-gen dist k8s-config-hash screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,20 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p randomly $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bridge tests bench
+	$(VENV)/bin/ruff check bridge tests bench scripts docs/hooks.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/yamllint -s deploy .yamllint.yaml
 	$(VENV)/bin/hadolint deploy/Dockerfile
 	$(VENV)/bin/kubernetes-validate --strict --quiet $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# The documentation site (mkdocs.yml, docs/): served with live reload on http://127.0.0.1:8001/.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8001
+
+# Rewrite the generated pages (configuration reference, troubleshooting, the demo's rules) from the code.
+docs-gen: $(STAMP)
+	$(PY) scripts/gen_docs.py
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -p randomly $(PYTEST_ARGS) tests/unit
@@ -64,10 +73,10 @@ dist: | $(PY)
 k8s-config-hash: $(STAMP)
 	$(PY) scripts/k8s_config_hash.py
 
-# The README's pictures (docs/images/): portal (desktop, phone, dark), credentials, device approval.
+# The screenshots in docs/images/ (README and docs pages): portal (desktop, phone, dark), credentials, device approval.
 screenshots: $(STAMP)
 	scripts/setup-system.sh test
 	BRIDGE_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e/test_screenshots.py
 
 clean:
-	rm -rf $(VENV) .demo tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache dist
+	rm -rf $(VENV) .demo site tests/peers/node_modules .pytest_cache .mypy_cache .ruff_cache dist

@@ -13,7 +13,7 @@ noise hits all alike:
 Then Redis memory per signed-in user (session + cached credentials) from ``--users`` sign-ins.
 
     .venv/bin/python bench/bench_load.py [--seconds 20] [--clients 50] [--workers 2]
-    .venv/bin/python bench/bench_load.py --seconds 60      # the figures in the README
+    .venv/bin/python bench/bench_load.py --seconds 60      # the figures in docs/benchmarks.md
 
 Clients are threads in ``--client-procs`` processes (the client needs CPU too: it shares the
 2 cores with the server, so figures are a floor for the server alone).

@@ -4,7 +4,7 @@ For each topology (tests/redis_topologies.py: a master + replica + three sentine
 3 masters + 3 replicas, node timeout 1 s), on loopback:
 
   1. a bridge (the real app, werkzeug threaded server) with the dev connector, ``mode: sentinel`` or
-     ``mode: cluster``, signed in to Redis as the README's ACL user (created on every node; any ACL
+     ``mode: cluster``, signed in to Redis as the ACL user of docs/operations.md (created on every node; any ACL
      refusal is reported); ``--users`` users sign in (their sessions replicate before the kill);
   2. ``--clients`` threads load it for ``--seconds``: each signed-in user reads its portal (JSON) in
      a loop and checks the identity is its own; one more thread signs new users in (writes);
@@ -113,7 +113,7 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
         cluster = start_cluster(base_dir / topo)
         section = {"mode": "cluster", "url": cluster.url.replace("//", "//bridge:bridge-pw@")}
         stop, servers = cluster.stop, cluster.servers
-    for node in servers:  # the bridge runs as the README's ACL user, on every node (ACLs are not replicated)
+    for node in servers:  # the bridge runs as the documented ACL user, on every node (ACLs are not replicated)
         add_acl_user(node.client(), "bridge", "bridge-pw", "fo:")
     try:
         app = create_app(settings(section, keys, args.users))

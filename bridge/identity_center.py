@@ -1,8 +1,8 @@
 """IAM Identity Center's client protocol, served by the bridge: ``sso-oidc`` (RegisterClient,
 StartDeviceAuthorization, CreateToken, and the browser's ``/authorize`` step) and the ``sso`` portal
 (ListAccounts, ListAccountRoles, GetRoleCredentials, Logout). With it, `aws sso login`, every AWS SDK's
-SSO credential provider and SSO-aware tools work against the bridge unchanged (README "AWS CLI v2 and
-SDKs (Identity Center protocol)"). Shapes, names and error types follow botocore's service models
+SSO credential provider and SSO-aware tools work against the bridge unchanged (docs/identity-center.md).
+Shapes, names and error types follow botocore's service models
 (``botocore/data/sso-oidc`` and ``botocore/data/sso``).
 
 No Flask here (bridge/web/sso.py turns requests into calls and ``SsoError`` into the REST-JSON error

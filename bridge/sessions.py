@@ -1,7 +1,7 @@
 """Browser sessions and what hangs off them: the one place a session starts, is looked up, is
 re-checked with the IdP, and ends.
 
-Rules this module keeps (the security model, README "Security"):
+Rules this module keeps (the security model, docs/security.md):
 - A session stores the *identity*, never a list of grants to trust later: every issuance asks the
   rules in force (``AccessPoint.access_for``, bridge/access.py) at the moment of use. (Only ``aws_passthrough`` SAML
   sessions keep the roles the IdP asserted: those come from the upstream assertion, not from rules.)

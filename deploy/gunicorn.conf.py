@@ -61,7 +61,7 @@ errorlog = "-"
 loglevel = os.environ.get("BRIDGE_GUNICORN_LOGLEVEL", "warning")
 forwarded_allow_ips = os.environ.get("BRIDGE_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # IAM Identity Center's portal API sends the token in `x-amz-sso_bearer_token` (an underscore: gunicorn
-# drops such headers unless they come from a trusted front end, README "AWS CLI v2 and SDKs"). Only that
+# drops such headers unless they come from a trusted front end, docs/identity-center.md). Only that
 # one header is let through, and only from forwarded_allow_ips (nginx with `underscores_in_headers on`).
 forwarder_headers = "SCRIPT_NAME,PATH_INFO,X-AMZ-SSO_BEARER_TOKEN"
 

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 # The commands RedisStore (bridge/storage/redis.py) sends, and what redis-py sends around them: the
-# ACL a deployment gives the bridge's user (README "Redis: topologies and memory"). Checked by
+# ACL a deployment gives the bridge's user (docs/operations.md "Redis: topologies and memory"). Checked by
 # tests/integration/test_redis_topologies.py, which runs the conformance suite and the flows as that user.
 BRIDGE_COMMANDS = (
     # strings and keys

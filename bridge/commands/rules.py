@@ -34,7 +34,7 @@ def explain(config_path: str, identity_path: str, as_json: bool, matched_only: b
 
 
 def identity_center_roles(results: list[mapping.RuleResult]) -> list[dict[str, Any]]:
-    """Each grant's name in the Identity Center role list (README "Roles by name"), with the rules
+    """Each grant's name in the Identity Center role list (docs/identity-center.md "Roles by name"), with the rules
     whose grant of the same role merged into it."""
     grants = [g for r in results for g in r.grants]
     merged: dict[str, list[str]] = {}

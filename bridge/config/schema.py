@@ -193,7 +193,7 @@ class CliSettings(SettingsModel):
                                 description="seconds; never beyond the approving session's end")
     device_code_ttl: int = Field(600, ge=60, le=1800)
     poll_interval: int = Field(5, ge=1, le=60)
-    # IAM Identity Center protocol (`aws sso login`, the SDKs' SSO providers; README "AWS CLI v2 and SDKs")
+    # IAM Identity Center protocol (`aws sso login`, the SDKs' SSO providers; docs/identity-center.md)
     sso_token_lifetime: int = Field(3600, ge=300, le=7 * 86400,
                                     description="seconds an sso-oidc access token lives (refreshed by the SDKs)")
     refresh_token_lifetime: int = Field(43200, ge=0, le=90 * 86400,
@@ -215,7 +215,7 @@ class AwsSettings(SettingsModel):
     default_path: Literal["jwt", "saml"] = "jwt"
     signin_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     saml_provider_name: str = Field("FederationBridge", pattern=r"^[\w._-]{1,128}$")
-    # Console sign-in (README "Console sign-in"): how the Console button signs in when a grant does
+    # Console sign-in (docs/console.md): how the Console button signs in when a grant does
     # not say (`console:` on a grant): the federation endpoint (getSigninToken + Action=login) or an
     # auto-POSTed SAMLResponse to the sign-in SAML endpoint.
     console_method: Literal["federation", "saml_post"] = "federation"
@@ -227,16 +227,17 @@ class AwsSettings(SettingsModel):
 class WebhookSecretHeader(SettingsModel):
     """A header sent with every notification, so the receiver can tell the bridge's calls apart."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
-    value: SecretStr
+    name: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$", description="the header's name, e.g. X-Bridge-Secret")
+    value: SecretStr = Field(description="the header's value (a secret: write it as ${ENV_VAR})")
 
 
 class WebhookSettings(SettingsModel):
     """Where access-request notifications go: ``json`` (the event as it is) or ``slack`` (an incoming
     webhook's ``{"text": …}`` payload, which Slack-compatible chats accept)."""
 
-    url: str
-    format: Literal["json", "slack"] = "json"
+    url: str = Field(description="where to POST each access-request event (https; http only to loopback)")
+    format: Literal["json", "slack"] = Field("json", description="json: the event as it is; slack: a "
+                                             "{text, blocks} payload for Slack-compatible chats")
     secret_header: WebhookSecretHeader | None = None
 
     @field_validator("url")
@@ -256,14 +257,14 @@ class WebhookSettings(SettingsModel):
 
 
 class RequestsSettings(SettingsModel):
-    """Access requests (README "Access requests"): how long they wait, are kept, and who is told."""
+    """Access requests (docs/access-requests.md): how long they wait, are kept, and who is told."""
 
     pending_ttl: int = Field(86400, ge=300, le=30 * 86400, description="seconds a request waits for a decision")
     retention: int = Field(7 * 86400, ge=3600, le=90 * 86400,
                            description="seconds a decided or ended request stays listed")
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     webhook_attempts: int = Field(3, ge=1, le=10, description="tries per notification (bounded retries)")
-    webhook_timeout: float = Field(5.0, gt=0, le=30)
+    webhook_timeout: float = Field(5.0, gt=0, le=30, description="seconds per webhook call")
     webhook_backoff: float = Field(1.0, ge=0, le=60, description="seconds before the 2nd try; doubles after")
 
 
@@ -436,4 +437,4 @@ class Settings(SettingsModel):
             return []
         names = ", ".join(legacy[:5]) + (" …" if len(legacy) > 5 else "")
         return [f"mapping: {len(legacy)} rule(s) use the old flat form ({names}); they "
-                "still work, but write match:/grants: (README, Rules)."]
+                "still work, but write match:/grants: (docs/rules.md)."]

@@ -16,7 +16,7 @@ Public API (all pure: values in, values out; no I/O, no clock):
 Contract: the same rules and identity give the same grants in the same order. Every grant
 satisfies AWS's limits (≤ 50 tags, key/value lengths and characters, no ``aws:``, no
 case-duplicate keys, transitive ⊆ tags, session name/source identity ``[\\w+=,.@-]{2,64}``).
-Merging, sanitizing and deny semantics: see ``engine`` and README "Rules".
+Merging, sanitizing and deny semantics: see ``engine`` and docs/rules.md.
 Not verified here: that a role exists, trusts the bridge, or allows ``sts:TagSession`` (AWS
 decides that) — nor that ``mfa`` is true for a reason: the connector decides what counts as MFA.
 

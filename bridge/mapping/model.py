@@ -303,7 +303,7 @@ class Rule(_M):
 
 
 class RoleEntry(_M):
-    label: str | None = None
+    label: str | None = Field(None, description="shown on the portal (default: the role name)")
     max_session_duration: int = Field(3600, ge=3600, le=43200,
                                       description="the role's MaxSessionDuration in IAM (seconds)")
 

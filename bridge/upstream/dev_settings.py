@@ -11,12 +11,12 @@ from bridge.upstream.base_settings import ConnectorSettingsBase
 
 
 class DevUser(SettingsModel):
-    subject: str = Field(min_length=1)
-    email: str | None = None
-    name: str | None = None
-    groups: list[str] = Field(default_factory=list)
-    claims: dict[str, Any] = Field(default_factory=dict)
-    mfa: bool = False
+    subject: str = Field(min_length=1, description="the user's subject, as an IdP's `sub`")
+    email: str | None = Field(None, description="the user's e-mail (taken as verified)")
+    name: str | None = Field(None, description="display name")
+    groups: list[str] = Field(default_factory=list, description="group names, for rules")
+    claims: dict[str, Any] = Field(default_factory=dict, description="further claims, for rules (`claims.<name>`)")
+    mfa: bool = Field(False, description="the sign-in counts as MFA")
 
 
 class DevConnectorSettings(ConnectorSettingsBase):

@@ -39,7 +39,7 @@ class OidcConnectorSettings(ConnectorSettingsBase):
     # Rules and tags trust the e-mail, so one the IdP does not mark `email_verified: true` refuses the
     # sign-in. Only for IdPs that never send the claim (and verify addresses themselves).
     insecure_accept_unverified_email: bool = False
-    # Continuous evaluation (README "Re-checking users with the IdP"): while a session or CLI token is
+    # Continuous evaluation (docs/configuration.md "Re-checking users with the IdP"): while a session or CLI token is
     # used, re-check the user with the IdP every `reverify_interval` seconds (refresh token, else the
     # access token at userinfo), so a user disabled or moved out of a group loses the roles within it.
     reverify_interval: int = Field(900, ge=0, le=86400, description="seconds; 0 = off")

@@ -1,6 +1,6 @@
 """`aws sso login` as AWS CLI v2 runs it against the bridge, approved in a real browser (Chromium via
 Playwright), then boto3's own SSO credential provider in a separate process: the main path of
-README "AWS CLI v2 and SDKs (Identity Center protocol)"."""
+docs/identity-center.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`make screenshots`: the README's pictures (docs/images/), taken from a real bridge in a real browser.
+"""`make screenshots`: the pictures in docs/images/ (README, docs pages), taken from a real bridge in a real browser.
 
 Skipped in the normal test run; BRIDGE_SCREENSHOTS=1 turns it on (the Makefile target sets it).
 """
@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.environ.get("BRIDGE_SCREENSHOTS") != "1",
-                                 reason="pictures for the README: make screenshots")]
+                                 reason="pictures for the README and docs: make screenshots")]
 OUT = ROOT / "docs" / "images"
 ACCOUNTS = {
     "111111111111": ("Payments", "payments-prod", ["Admin", "Developer", "ReadOnly", "OnCall"]),

@@ -126,7 +126,7 @@ def home(tmp_path: Path, moto_url: str) -> dict[str, str]:
 
 
 def write_profile(home: dict[str, str], base: str, moto_url: str, role: str = "Admin") -> Path:
-    """An sso-session profile; the endpoints in a ``services`` section, as the README tells users."""
+    """An sso-session profile; the endpoints in a ``services`` section, as docs/identity-center.md tells users."""
     cfg = Path(home["AWS_CONFIG_FILE"])
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(f"""[profile dev]

@@ -6,7 +6,7 @@
 - ``sentinel``: a master, a replica and three sentinels, the bridge in ``mode: sentinel``;
 - ``tls-acl``: one ``redis-server --tls-port`` with a CA made by the test (``rediss://`` +
   ``ssl_ca_file``), the bridge signed in as an ACL user limited to ``BRIDGE_COMMANDS`` and its key
-  prefix (the README's list): whatever the store sends beyond that list fails here.
+  prefix (the list in docs/operations.md): whatever the store sends beyond that list fails here.
 
 Each runs the storage conformance suite (tests/storage_conformance.py) and the flows: sign-in with
 the callback served by a second app instance, credentials through the strict STS, the device flow,

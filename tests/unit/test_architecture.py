@@ -271,7 +271,7 @@ CITATION = re.compile(r"docs/aws-rules\.md (§\d+(?:\.\d+)?(?:[–-]\d+(?:\.\d+)
 def _cited_sections() -> set[str]:
     cited: set[str] = set()
     for path in [*BRIDGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").rglob("*.py"),
-                 ROOT / "README.md"]:
+                 ROOT / "README.md", *(p for p in (ROOT / "docs").rglob("*.md") if p != AWS_RULES)]:
         for m in CITATION.finditer(path.read_text(encoding="utf-8")):
             cited.update(re.findall(r"§(\d+(?:\.\d+)?)", m.group(1)))
     return cited

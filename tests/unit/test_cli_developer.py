@@ -216,7 +216,7 @@ def test_env_fails_loudly(home: dict[str, str], fake: FakeBridge, tmp_path: Path
     assert r.returncode != 0 and r.stdout == "" and r.stderr.startswith("bridge: "), (r.returncode, r.stdout)
     if case in ("no-role", "unknown-role"):
         assert "your roles: sandbox/Admin, sandbox/ReadOnly, 210987654321/Deploy" in r.stderr
-    # and through a real shell, as the README shows it
+    # and through a real shell, as docs/developer-credentials.md shows it
     shell = subprocess.run(["bash", "-c", f'out=$({sys.executable} -c "{RUN}" {" ".join(args)}) && eval "$out" '
                             '&& echo "$AWS_ACCESS_KEY_ID"'], env=home, cwd=ROOT, capture_output=True, text=True,
                            timeout=60, stdin=subprocess.DEVNULL)

@@ -202,7 +202,7 @@ def test_boolean_and_number_claims_match_their_json_spelling() -> None:
     assert [r.matched for r in results(m, ident(claims={"email_verified": "true", "cc": "4711"}))] == [True, True]
 
 
-# --------------------------------------------------------------------------- merging (README: first rule wins)
+# --------------------------------------------------------------------------- merging (docs/rules.md: first rule wins)
 
 
 def test_first_rule_for_a_role_sets_everything_and_tags_merge() -> None:
