@@ -22,6 +22,7 @@ from bridge.web.common import (
     granted,
     parse_seconds,
     rate_limit,
+    require_confirmation,
     services,
     session_access,
     session_hash,
@@ -129,12 +130,7 @@ def device() -> ResponseReturnValue:
                                from_link=from_link, grants=session_access(doc)[0] if pending else [])
     check_csrf(doc)
     approve = request.form.get("decision") == "approve"
-    if approve and request.form.get("confirm") != "yes":
-        # Enforced here, not only by the browser: an approval is never one click on a pre-filled code.
-        raise BadRequest("approval without the confirmation", code="device_confirm_missing",
-                         message="Nothing was approved: tick the box to confirm that you started this sign-in "
-                                 "on your own device just now and that the code matches your terminal.",
-                         hint="Go back, compare the code with your terminal, tick the box, then approve.")
+    require_confirmation(approve)
     shash = session_hash()
     assert shash is not None  # a session was loaded from this cookie
     if not _device().decide(code, approve=approve, session_hash=shash, session=doc):

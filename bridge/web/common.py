@@ -217,6 +217,18 @@ def end_session() -> None:
     g.clear_session_cookie = True
 
 
+def require_confirmation(approve: bool, *, terminal: bool = True) -> None:
+    """An approval (device code, Identity Center authorize) is never one click on a pre-filled code:
+    the user must tick that they started it themselves — enforced here, not only by the browser."""
+    if approve and request.form.get("confirm") != "yes":
+        raise BadRequest("approval without the confirmation", code="device_confirm_missing",
+                         message="Nothing was approved: tick the box to confirm that you started this sign-in "
+                                 "on your own device just now" + (" and that the code matches your terminal."
+                                                                   if terminal else "."),
+                         hint="Go back, " + ("compare the code with your terminal, " if terminal else "")
+                              + "tick the box, then approve.")
+
+
 def check_csrf(doc: SessionRecord) -> None:
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     if not hmac.compare_digest(sent.encode(), doc.csrf.encode()):

@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from bridge import ssoconfig
 from bridge.device import PendingDevice
-from bridge.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
+from bridge.errors import BridgeError, NotSignedIn, RateLimited
 from bridge.identity_center import Caller, IdentityCenter
 from bridge.identity_center_protocol import SsoError, portal_error
 from bridge.logs import correlation_id, event
@@ -25,6 +25,7 @@ from bridge.web.common import (
     check_csrf,
     current_session,
     rate_limit,
+    require_confirmation,
     require_session,
     services,
     session_access,
@@ -136,11 +137,7 @@ def authorize() -> ResponseReturnValue:
                                form_action=request.full_path)
     check_csrf(doc)
     approve = request.form.get("decision") == "approve"
-    if approve and request.form.get("confirm") != "yes":
-        raise BadRequest("approval without the confirmation", code="device_confirm_missing",
-                         message="Nothing was approved: tick the box to confirm that you started this sign-in "
-                                 "on your own device just now.",
-                         hint="Go back, tick the box, then approve.")
+    require_confirmation(approve, terminal=False)
     shash = session_hash()
     assert shash is not None
     target = ic.authorize_decide(req, approve=approve, session_hash=shash, session=doc,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ACCOUNT
-from tests.e2e.test_browser import SHOTS, browser  # noqa: F401 - the module-scoped chromium
+from tests.e2e.test_browser import SHOTS
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
