@@ -171,9 +171,12 @@ class AccessPoint:
                     self.requests.end(req, "the rules no longer give this role on request")
                 continue
             left = int((req.expires_at or 0) - now)
-            max_d = max(900, min(rq.grant.max_duration, left))  # AWS's minimum is 15 minutes
-            promoted.append(replace(rq.grant, request_id=req.id, max_duration=max_d,
-                                    default_duration=min(rq.grant.default_duration, max_d)))
+            # The window shrinks every second: the maximum is rounded up and the default down to whole
+            # minutes, so a duration a page offered a moment ago is still allowed when it is posted.
+            # (Never beyond the window by more than a minute, or than AWS's 15-minute minimum.)
+            max_d = max(900, min(rq.grant.max_duration, -(-left // 60) * 60))
+            default = max(900, min(rq.grant.default_duration, left - left % 60, max_d))
+            promoted.append(replace(rq.grant, request_id=req.id, max_duration=max_d, default_duration=default))
         if not promoted:
             return access
         return replace(access, grants=[*access.grants, *promoted], requestable=tuple(offered.values()))

@@ -35,8 +35,8 @@ BRIDGE_COMMANDS = (
     "sadd", "srem", "smembers", "lpush", "lrem", "ltrim", "lrange",
     # the audit stream
     "xadd", "xrevrange", "xread",
-    # atomic groups of commands (one hash tag: one slot)
-    "multi", "exec", "discard",
+    # atomic groups of commands (one hash tag: one slot); EVAL: an access request's compare-and-set
+    "multi", "exec", "discard", "eval",
     # connection: readiness and health checks, SELECT when the URL names a db other than 0. AUTH and
     # HELLO need no grant; redis-py's CLIENT SETINFO may be refused (it ignores that)
     "ping", "select",

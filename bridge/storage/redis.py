@@ -395,21 +395,20 @@ class RedisStore(LegacyKeys):
         except RecordError:
             return None
 
+    # Compare-and-set in one server-side step: a Lua script on the one key (EVAL works on a Cluster,
+    # where WATCH does not), so two approvers can never both move a request out of "pending".
+    _CAS = ("local raw = redis.call('GET', KEYS[1]) "
+            "if not raw or cjson.decode(raw)['status'] ~= ARGV[1] then return 0 end "
+            "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1")
+
     def replace_access_request(self, req: AccessRequest, *, expect: str, ttl: int) -> bool:
-        """Rewrite ``req`` only while the stored one's status is ``expect`` (WATCH/MULTI: one key)."""
+        """Rewrite ``req`` only while the stored one's status is ``expect`` (one EVAL on one key)."""
         key = self._k("accessrequest", req.id)
         with self.errors():
-            with self.r.pipeline() as pipe:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None or json.loads(raw).get("status") != expect:
-                        return False
-                    pipe.multi()
-                    pipe.set(key, json.dumps(req.to_json(), separators=(",", ":")), ex=max(1, int(ttl)))
-                    pipe.execute()
-                except redis.WatchError:
-                    return False
+            done = self.r.eval(self._CAS, 1, key, expect, json.dumps(req.to_json(), separators=(",", ":")),
+                               max(1, int(ttl)))
+            if not done:
+                return False
             self._index_request(req, ttl)
         return True
 
