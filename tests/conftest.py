@@ -34,6 +34,9 @@ from tests.peers.federation_stub import FederationStub
 from tests.peers.federation_stub import serve as serve_federation_stub
 
 ROOT = Path(__file__).resolve().parent.parent
+# config/demo.yaml names ../.demo (audit trail, keys) and the config check wants that folder to exist;
+# unit tests that read the shipped demo config (rules cases, aws-setup, doctor) run in a fresh clone too.
+(ROOT / ".demo").mkdir(exist_ok=True)
 PEERS = ROOT / "tests" / "peers"
 OIDC_CONNECTOR = "corp"
 SAML_CONNECTOR = "corpsaml"
