@@ -71,3 +71,18 @@ def caller_arn(sts_url: str, creds: dict[str, str]) -> str:
                           aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                           aws_session_token=creds["SessionToken"])
     return str(client.get_caller_identity()["Arn"])
+
+
+def cli_token(base: str, s: requests.Session) -> str:
+    """A CLI token by the device flow, approved (with the explicit confirmation) in the signed-in ``s``."""
+    d = requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"}, timeout=10).json()
+    page = s.get(f"{base}/device", params={"user_code": d["user_code"]}, timeout=10)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf, page.text[:500]
+    form = {"csrf_token": csrf[1], "user_code": d["user_code"], "decision": "approve", "confirm": "yes"}
+    assert "Approved" in s.post(f"{base}/device", data=form, timeout=10).text
+    r = requests.post(f"{base}/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                                                   "client_id": "bridge-cli", "device_code": d["device_code"]},
+                      timeout=10)
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])

@@ -7,7 +7,6 @@ operators' `bridge requests` commands."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import ACCOUNT
-from tests.integration.helpers import TestClock, dev_login, portal_json
+from tests.integration.helpers import TestClock, cli_token, dev_login, portal_json
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -42,17 +41,7 @@ class Bridge:
         return self.app.extensions["bridge"]
 
     def cli_token(self, s: requests.Session) -> str:
-        d = requests.post(f"{self.base}/oauth/device_authorization", data={"client_id": "bridge-cli"},
-                          timeout=10).json()
-        page = s.get(f"{self.base}/device", params={"user_code": d["user_code"]}, timeout=10)
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
-        form = {"csrf_token": csrf, "user_code": d["user_code"], "decision": "approve", "confirm": "yes"}
-        assert "Approved" in s.post(f"{self.base}/device", data=form, timeout=10).text
-        r = requests.post(f"{self.base}/oauth/token", data={
-            "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": "bridge-cli",
-            "device_code": d["device_code"]}, timeout=10)
-        assert r.status_code == 200, r.text
-        return str(r.json()["access_token"])
+        return cli_token(self.base, s)
 
     def api(self, token: str, method: str, path: str) -> requests.Response:
         return requests.request(method, f"{self.base}{path}", headers={"Authorization": f"Bearer {token}"},

@@ -27,7 +27,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import ACCOUNT
-from tests.integration.helpers import dev_login, grant_id, portal_json
+from tests.integration.helpers import cli_token, dev_login, grant_id, portal_json
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -60,19 +60,7 @@ class Bridge:
         os.utime(self.rules_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
     def cli_token(self, s: requests.Session) -> str:
-        d = requests.post(f"{self.base}/oauth/device_authorization", data={"client_id": "bridge-cli"},
-                          timeout=10).json()
-        page = s.get(f"{self.base}/device", params={"user_code": d["user_code"]}, timeout=10)
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
-        form = {"csrf_token": csrf, "user_code": d["user_code"], "decision": "approve"}
-        if 'name="confirm"' in page.text:  # the explicit "I started this" confirmation
-            form["confirm"] = "yes"
-        assert "Approved" in s.post(f"{self.base}/device", data=form, timeout=10).text
-        r = requests.post(f"{self.base}/oauth/token", data={
-            "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": "bridge-cli",
-            "device_code": d["device_code"]}, timeout=10)
-        assert r.status_code == 200, r.text
-        return str(r.json()["access_token"])
+        return cli_token(self.base, s)
 
     def api(self, token: str, method: str, path: str, **kw: Any) -> requests.Response:
         return requests.request(method, f"{self.base}{path}", headers={"Authorization": f"Bearer {token}"},

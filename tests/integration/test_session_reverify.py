@@ -26,7 +26,7 @@ from bridge.sessions import Sessions
 from bridge.store import Store
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked, ReverifyUnreachable
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR
-from tests.integration.helpers import oidc_login, portal_json
+from tests.integration.helpers import cli_token, oidc_login, portal_json
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -42,20 +42,6 @@ def peer_user(oidc_issuer: str) -> tuple[str, Callable[..., None]]:
 
     change(password="pw", groups=["aws-admins", "aws-readonly"], amr=["pwd", "mfa"])
     return name, change
-
-
-def cli_token(base: str, s: requests.Session) -> str:
-    import re
-
-    d = requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"}, timeout=10).json()
-    page = s.get(f"{base}/device", params={"user_code": d["user_code"]}, timeout=10)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
-    form = {"csrf_token": csrf, "user_code": d["user_code"], "decision": "approve", "confirm": "yes"}
-    assert "Approved" in s.post(f"{base}/device", data=form, timeout=10).text
-    r = requests.post(f"{base}/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                                                   "client_id": "bridge-cli", "device_code": d["device_code"]},
-                      timeout=10)
-    return str(r.json()["access_token"])
 
 
 def test_group_change_and_disable_at_the_idp_reach_sessions_and_cli_tokens(
