@@ -51,7 +51,7 @@ unit: $(STAMP)
 	$(PY) -m pytest -q -p randomly $(PYTEST_ARGS) tests/unit
 
 bench: $(STAMP)
-	scripts/setup-system.sh test
+	scripts/setup-system.sh bench
 	$(PY) bench/bench_credentials.py
 	$(PY) bench/bench_saml.py
 	$(PY) bench/bench_load.py
@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_bulkhead.py
 	$(PY) bench/bench_redis_failover.py
 	$(PY) bench/bench_sso.py
+	$(PY) bench/bench_scaleout.py
 
 # The wheel and sdist in dist/ (templates, static and gunicorn.conf.py inside the wheel), checked
 # with `twine check` (metadata and README render). build and twine come into the venv on demand.

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Install the system packages and Node test peers the demo and tests need, only when missing.
-# Usage: scripts/setup-system.sh [demo|test]
+# Usage: scripts/setup-system.sh [demo|test|bench]   (bench: what test needs, and nginx)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-test}
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ "$want" = bench ]; then
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)   # bench/bench_scaleout.py
+  want=test
+fi
 if [ "$want" = test ]; then
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)   # Cluster and TLS tests (tests/redis_topologies.py)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
