@@ -63,6 +63,8 @@ def nginx_conf(tmp: Path, listeners: dict[int, list[int]], host: str) -> Path:
     """nginx in ``tmp``: one server per listener port, proxying to its list of bridge ports."""
     ups, servers = [], []
     for port, backends in listeners.items():
+        # Pooled upstream connections, idle up to nginx's default 60 s (keepalive_timeout), as
+        # ingress-nginx and an ALB do: the bridge must keep them open longer (deploy/gunicorn.conf.py).
         ups.append(f"upstream u{port} {{ {' '.join(f'server 127.0.0.1:{b};' for b in backends)} keepalive 64; }}")
         # One Host for both listeners (the config's base_url): the bridge builds its links from it.
         servers.append(f"""server {{ listen 127.0.0.1:{port};
@@ -302,6 +304,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
     args = ap.parse_args()
 
     nginx = nginx_exe()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # killed: still stop what was started
     # The dev connector lists every user the run signs in (a worker holds them all: the fewer, the
     # closer its memory is to a real config's). bench_load's clients take users modulo this pool.
     bench_load.POOL = 2 * args.rounds * (PER_SIGNIN + args.clients) + args.soak_users + WARM

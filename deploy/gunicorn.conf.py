@@ -9,6 +9,8 @@ Run directly (containers): ``gunicorn -c deploy/gunicorn.conf.py bridge.wsgi:app
   BRIDGE_WORKERS         processes (default 2 x cores, at most 4)
   BRIDGE_THREADS         threads per process (default 8)
   BRIDGE_TIMEOUT         seconds a worker may be silent before it is restarted (default 30)
+  BRIDGE_KEEPALIVE       seconds an idle client connection is kept open (default 75: above the
+                         60 s a load balancer keeps idle upstream connections, see below)
   BRIDGE_MAX_REQUESTS    requests before a worker is replaced (default 5000, +- 10% jitter; 0 = never)
   BRIDGE_ACCESS_LOG      1 = JSON access log on stderr (default), 0 = none
   BRIDGE_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* gunicorn itself trusts (default 127.0.0.1)
@@ -49,7 +51,12 @@ workers = int(os.environ.get("BRIDGE_WORKERS", str(min(4, multiprocessing.cpu_co
 threads = int(os.environ.get("BRIDGE_THREADS", "8"))
 timeout = int(os.environ.get("BRIDGE_TIMEOUT", "30"))  # > aws.sts_timeout x sts_max_attempts
 graceful_timeout = 20
-keepalive = 5
+# A proxy that reuses connections (nginx `keepalive`, ingress-nginx, an AWS ALB: 60 s idle by
+# default) must be the side that closes an idle one. Were gunicorn to close first, a request the
+# proxy sends on that connection at the same moment fails, and a POST is not retried: a 502 for
+# the user (seen with 5 s here: bench/bench_scaleout.py). gthread keeps idle connections in its
+# poller, not on a thread, so a long keepalive costs a socket, not concurrency.
+keepalive = int(os.environ.get("BRIDGE_KEEPALIVE", "75"))
 max_requests = int(os.environ.get("BRIDGE_MAX_REQUESTS", "5000"))  # 0 = never recycle
 max_requests_jitter = max_requests // 10
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat off disk (containers)

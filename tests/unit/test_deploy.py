@@ -176,6 +176,9 @@ def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     spec.loader.exec_module(conf)
     assert conf.worker_class == "gthread" and conf.max_requests_jitter > 0
     assert conf.timeout > 5 * 3  # longer than the default STS budget (sts_timeout x sts_max_attempts)
+    # Longer than the idle timeout of a proxy's pooled upstream connections (nginx's keepalive_timeout,
+    # ingress-nginx and an AWS ALB: 60 s), so the proxy, not gunicorn, closes an idle one (else: 502s).
+    assert conf.keepalive > 60
     assert conf.logger_class == "bridge.gunicorn_logging.JsonLogger"
     assert callable(conf.child_exit) and callable(conf.on_starting)
     assert conf.bind == ["127.0.0.1:8000"]
