@@ -3,50 +3,36 @@
 Credentials are reused until ``refresh_window`` seconds (botocore's 15 minutes) before they
 expire, so repeated requests make no STS call. The entry's key (namespaced, hashed: the Redis key
 ``<prefix>creds:<entry>``) is the AES-GCM associated data, so a ciphertext moved to another entry
-does not decrypt. The store only ever sees sealed blobs (``Store.creds_*``). Keys rotate:
-the newest key encrypts, every key decrypts (a value under a removed key is a miss). Sign-out
-deletes a user's entries through a per-user index.
+does not decrypt. The store only ever sees sealed blobs (``Store.creds_*``, bridge/sealing.py).
+Keys rotate: the newest key encrypts, every key decrypts (a value under a removed key is a miss).
+Sign-out deletes a user's entries through a per-user index.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from bridge.identity import Credentials, Grant, Identity
+from bridge.sealing import Sealer
 from bridge.storage import Store
-
-_VERSION = b"\x01"
-
-
-def _kid(key: bytes) -> bytes:
-    return hashlib.sha256(key).digest()[:8]
 
 
 class CredentialCache:
-    def __init__(self, store: Store, keys: Sequence[bytes], *, refresh_window: int = 900,
+    def __init__(self, store: Store, keys: Sequence[bytes] | Sealer, *, refresh_window: int = 900,
                  clock: Callable[[], float] = time.time) -> None:
-        if not keys:
-            raise ValueError("the credential cache needs at least one key")
         self.store = store
-        self.use_keys(keys)
+        self.sealer = keys if isinstance(keys, Sealer) else Sealer(keys)
         self.refresh_window = refresh_window
         self.clock = clock
 
     def use_keys(self, keys: Sequence[bytes]) -> None:
         """Switch to a new key list (a key added to keys_dir while running): the newest encrypts."""
-        if not keys:
-            return
-        self.keys = {_kid(k): AESGCM(k) for k in keys}
-        self.current = _kid(keys[-1])
+        self.sealer.use_keys(keys)
 
     @staticmethod
     def user_key(identity: Identity) -> str:
@@ -68,15 +54,12 @@ class CredentialCache:
     def get(self, identity: Identity, grant: Grant, duration: int, *,
             artifact: str | None = None) -> Credentials | None:
         entry = self._entry(identity, grant, duration, artifact)
-        blob = self.store.creds_get(self.user_key(identity), entry) or b""
-        if not blob or blob[:1] != _VERSION or len(blob) < 1 + 8 + 12 + 16:
-            return None
-        aead = self.keys.get(blob[1:9])
-        if aead is None:
-            return None  # encrypted under a retired key: a miss, not an error
+        plain = self.sealer.open(self.store.creds_get(self.user_key(identity), entry) or b"", self._aad(entry))
+        if plain is None:
+            return None  # absent, under a retired key, or moved from another entry: a miss, not an error
         try:
-            doc: dict[str, Any] = json.loads(aead.decrypt(blob[9:21], blob[21:], self._aad(entry)))
-        except (InvalidTag, ValueError):
+            doc: dict[str, Any] = json.loads(plain)
+        except ValueError:
             return None
         creds = Credentials(**{**doc, "expiration": datetime.fromisoformat(doc["expiration"])})
         if creds.expiration.timestamp() - self.clock() <= self.refresh_window:
@@ -93,9 +76,7 @@ class CredentialCache:
                "session_token": creds.session_token, "expiration": creds.expiration.astimezone(UTC).isoformat(),
                "assumed_role_arn": creds.assumed_role_arn, "role_arn": creds.role_arn,
                "session_name": creds.session_name, "region": creds.region}
-        nonce = os.urandom(12)
-        blob = _VERSION + self.current + nonce + self.keys[self.current].encrypt(
-            nonce, json.dumps(doc).encode(), self._aad(entry))
+        blob = self.sealer.seal(json.dumps(doc).encode(), self._aad(entry))
         self.store.creds_put(self.user_key(identity), entry, blob, ttl)
 
     def forget_user(self, identity: Identity) -> int:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -34,8 +35,10 @@ from bridge.flow import LoginFlow
 from bridge.identity_center import IdentityCenter
 from bridge.issuing import CredentialIssuer, saml_issuer_for
 from bridge.keysource import KeySource, load_keys
+from bridge.logs import event
 from bridge.metrics import Metrics
 from bridge.rulebook import RuleBook
+from bridge.sealing import Sealer
 from bridge.sessions import Sessions
 from bridge.storage import Store
 from bridge.storage.redis import RedisStore, redis_client
@@ -113,17 +116,22 @@ def build_services(settings: Settings) -> Services:
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
                      on_call=metrics.sts_call, max_concurrency=settings.aws.sts_max_concurrency,
                      on_in_flight=metrics.sts_in_flight_change)
-    cache = (CredentialCache(store, keyring.cache, refresh_window=settings.credential_cache.refresh_window)
-             if settings.credential_cache.enabled else None)
-    if cache is not None:
-        keys.on_reload = lambda ring: cache.use_keys(ring.cache)  # a cache key added while running
+    sealer = Sealer(keyring.cache) if keyring.cache else None  # cached credentials, refresh tokens
+    cache = (CredentialCache(store, sealer, refresh_window=settings.credential_cache.refresh_window)
+             if settings.credential_cache.enabled and sealer is not None else None)
+    if sealer is None:
+        event("config_warning", logging.WARNING, message=f"issuer.keys_dir: no cache key in {settings.keys_dir}: "
+              "upstream refresh tokens and pass-through artifacts are kept in Redis unencrypted (run `bridge keys "
+              "generate --kind cache`).")
+    else:
+        keys.on_reload = lambda ring: sealer.use_keys(ring.cache)  # a cache key added while running
     auditor = build_auditor(settings, store, metrics)
     device = DeviceFlow(store, settings.cli)
     issuer = CredentialIssuer(settings, keys, sts, connectors, cache=cache, metrics=metrics, auditor=auditor)
     access = AccessPoint(settings, rules, connectors, auditor)
     requests = AccessRequests(settings, store, access, auditor)
     access.requests = requests  # the decision point asks for active approved requests at each decision
-    sessions = Sessions(store, settings, connectors, device, cache)
+    sessions = Sessions(store, settings, connectors, device, cache, sealer=sealer)
     return Services(
         settings=settings, store=store, connectors=connectors, keys=keys, rules=rules, metrics=metrics,
         auditor=auditor, cache=cache, device=device, issuer=issuer,

@@ -10,6 +10,8 @@ Rules this module keeps (the security model, docs/security.md):
   that hash and is good only while the session lives, so ending a session by any means (idle or
   absolute timeout, sign-out, ``bridge sessions revoke``, the IdP disabling the user) ends its
   tokens.
+- The upstream grant (refresh token) and the pass-through artifact are sealed with the cache keys
+  (bridge/sealing.py) before they reach the store, bound to their session's hash.
 - Each session is indexed under the user's e-mail and subject, so an operator can list and
   revoke everything of a user at once (offboarding).
 - OIDC connectors with ``reverify_interval`` re-check the user with the IdP (refresh token or
@@ -34,6 +36,7 @@ from bridge.device import DeviceFlow
 from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Grant, Identity
 from bridge.logs import event
+from bridge.sealing import Sealer
 from bridge.storage import PassthroughInfo, SessionRecord, Store, hash_id
 from bridge.upstream import Connector
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked
@@ -74,13 +77,43 @@ class Sessions:
 
     def __init__(self, store: Store, settings: Settings, connectors: Mapping[str, Connector],
                  device: DeviceFlow | None, cache: CredentialCache | None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, sealer: Sealer | None = None) -> None:
         self.store = store
         self.settings = settings
         self.connectors = connectors
         self.device = device
         self.cache = cache
         self.clock = clock
+        # None only without any cache key (credential_cache disabled): then kept as they are, and
+        # warned at startup (bridge/services.py).
+        self.sealer = sealer
+
+    # -- what is kept beside a session, sealed -------------------------------------------------
+    def _seal(self, doc: Mapping[str, Any], place: str) -> Mapping[str, Any]:
+        return doc if self.sealer is None else self.sealer.seal_doc(doc, place.encode())
+
+    def _open(self, stored: Mapping[str, Any] | None, place: str) -> dict[str, Any] | None:
+        if stored is None:
+            return None
+        return dict(stored) if self.sealer is None else self.sealer.open_doc(stored, place.encode())
+
+    def _put_upstream(self, shash: str, grant: Mapping[str, Any], ttl: int) -> None:
+        self.store.put_upstream(shash, self._seal(grant, f"upstream:{shash}"), ttl)
+
+    def _get_upstream(self, shash: str) -> tuple[bool, dict[str, Any] | None]:
+        """(stored at all, the grant): stored but None when it does not open (sealed under a cache key
+        no longer configured, or copied from another session)."""
+        stored = self.store.get_upstream(shash)
+        return stored is not None, self._open(stored, f"upstream:{shash}")
+
+    def put_passthrough(self, sid: str, artifact: Mapping[str, str], ttl: int) -> None:
+        """Keep a pass-through sign-in's upstream artifact beside its session (sealed)."""
+        self.store.put_passthrough(sid, self._seal(artifact, f"passthrough:{hash_id(sid)}"), ttl)
+
+    def get_passthrough(self, sid: str) -> dict[str, str] | None:
+        """The session's upstream artifact, or None once it expired (or does not open)."""
+        doc = self._open(self.store.get_passthrough(sid), f"passthrough:{hash_id(sid)}")
+        return None if doc is None else {str(k): str(v) for k, v in doc.items()}
 
     @property
     def idle(self) -> int:
@@ -108,7 +141,7 @@ class Sessions:
         shash = hash_id(sid)
         self.store.index_session(user_handles(identity), shash, absolute)
         if upstream:
-            self.store.put_upstream(shash, upstream, absolute)
+            self._put_upstream(shash, upstream, absolute)
         return sid
 
     def load(self, shash: str) -> SessionRecord | None:
@@ -176,7 +209,7 @@ class Sessions:
         verified_at = record.verified_at if record.verified_at is not None else (record.created_at or now)
         if not interval or reverify is None or now - verified_at < interval:
             return record
-        if self.store.get_upstream(shash) is None:
+        if not self._get_upstream(shash)[0]:
             return record  # the IdP gave nothing to re-check with: the bound is the session lifetime
         grace = int(getattr(cfg, "reverify_grace", interval))
         fail_closed = getattr(cfg, "reverify_unreachable", "fail_closed") == "fail_closed"
@@ -191,12 +224,15 @@ class Sessions:
                  verified_at: int, grace: int, fail_closed: bool) -> SessionRecord:
         """Under the lock: re-read (another request may just have re-checked), ask the IdP, store."""
         current = self.store.get_session(shash)
-        upstream = self.store.get_upstream(shash)
-        if current is None or upstream is None:
+        stored, upstream = self._get_upstream(shash)
+        if current is None or not stored:
             raise NotSignedIn("the session ended while it was re-checked")
         if current.verified_at is not None and current.verified_at > verified_at:
             return current  # someone else re-checked it meanwhile
         identity = record.identity
+        if upstream is None:  # nothing to re-check with any more: as a grant the IdP let expire
+            event("upstream_grant_unreadable", logging.WARNING, connector=identity.connector_id)
+            return self._unreachable(shash, record, now - verified_at, grace, fail_closed, "expired")
         result = reverify(upstream)
         if isinstance(result, ReverifyOk):
             fresh = _carry_absent(identity, result.identity or identity, self.connectors.get(identity.connector_id))
@@ -204,7 +240,7 @@ class Sessions:
             if not self.store.save_session_hash(shash, record, idle=self.idle):
                 raise NotSignedIn("the session ended while it was re-checked")
             remaining = (record.expires_at or now + 1) - now
-            self.store.put_upstream(shash, result.grant, max(1, remaining))  # refresh tokens rotate
+            self._put_upstream(shash, result.grant, max(1, remaining))  # refresh tokens rotate
             if user_handles(fresh) != user_handles(identity):  # a changed e-mail: operators find it anew
                 self.store.unindex_session(user_handles(identity), shash)
                 self.store.index_session(user_handles(fresh), shash, max(1, remaining))

@@ -4,7 +4,8 @@ Files live in one directory:
 - ``jwt-<UTC stamp>-<alg>.pem``: a JWT signing key (mode 0600);
 - ``saml-<UTC stamp>.pem`` + ``saml-<UTC stamp>.crt``: a SAML signing key (0600) and its
   self-signed certificate (RSA ≥ 2048).
-- ``cache-<UTC stamp>.key``: a 256-bit AES-GCM key for the server-side credential cache (0600).
+- ``cache-<UTC stamp>.key``: a 256-bit AES-GCM key for the server-side credential cache and the refresh
+  tokens kept beside sessions (bridge/sealing.py) (0600).
 Every key is published (JWKS, IdP metadata); the newest of each kind signs (or encrypts).
 
 Rotation (``bridge keys rotate``) adds an optional sidecar ``<key stem>.json`` with

@@ -198,14 +198,14 @@ def start_session(identity: Identity, *, passthrough_grants: list[Grant] | None 
     g.new_session_id = svc.sessions.start(identity, correlation=correlation, passthrough_grants=passthrough_grants,
                                           upstream=getattr(identity, "upstream", None), passthrough=info)
     if record := svc.issuer.passthrough_record(identity, check):
-        svc.store.put_passthrough(g.new_session_id, record[0], record[1])
+        svc.sessions.put_passthrough(g.new_session_id, record[0], record[1])
 
 
 def session_passthrough() -> dict[str, str] | None:
     """The signed-in user's stored upstream artifact (aws_passthrough), or None once it expired."""
     svc = services()
     sid = request.cookies.get(svc.settings.session_cookie, "")
-    return svc.store.get_passthrough(sid) if sid else None
+    return svc.sessions.get_passthrough(sid) if sid else None
 
 
 def end_session() -> None:

@@ -33,6 +33,27 @@ class TestClock:
         self.offset -= self() % window - into
 
 
+def redis_keys_holding(store: Any, secret: str) -> list[str]:
+    """The keys under the store's prefix whose value holds ``secret`` in clear: what a reader of
+    Redis (a dump, a replica, a backup) would find. Strings, lists, sets and streams are read."""
+    r, found, needle = store.r, [], secret.encode()
+    for key in r.scan_iter(match=f"{store.prefix}*", count=1000):
+        kind = r.type(key).decode()
+        if kind == "string":
+            values = [r.get(key) or b""]
+        elif kind == "list":
+            values = r.lrange(key, 0, -1)
+        elif kind == "set":
+            values = list(r.smembers(key))
+        elif kind == "stream":
+            values = [v for _, fields in r.xrange(key) for v in fields.values()]
+        else:
+            values = [repr(r.dump(key)).encode()]
+        if any(needle in v for v in values):
+            found.append(key.decode())
+    return found
+
+
 def oidc_login(base: str, connector: str, username: str, password: str,
                session: requests.Session | None = None, return_to: str | None = None) -> requests.Response:
     """Full browser-like login through the real OP's form; returns the final response (the portal)."""

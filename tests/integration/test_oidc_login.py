@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR, RULES
-from tests.integration.helpers import caller_arn, dev_login, grant_id, oidc_login, portal_json
+from tests.integration.helpers import caller_arn, dev_login, grant_id, oidc_login, portal_json, redis_keys_holding
 
 pytestmark = pytest.mark.integration
 
@@ -219,6 +219,8 @@ def test_oidc_passthrough_redeems_the_upstream_id_token(live_bridge, make_settin
     (seen,) = strict_sts_peer.seen
     claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
     assert claims["iss"] == oidc_issuer and claims["aud"] == "bridge"  # the IdP's own token, not one we minted
+    svc = live_bridge.app.extensions["bridge"]
+    assert redis_keys_holding(svc.store, seen.token) == []  # kept sealed beside the session, nowhere in clear
     # What can be checked at sign-in is shown: time left (the token's exp), what AWS checks that we cannot.
     info = portal["passthrough"]
     assert info["kind"] == "oidc" and info["until"] == claims["exp"] and info["not_offered"] == []

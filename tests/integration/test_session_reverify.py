@@ -10,6 +10,7 @@ connector's policy after ``reverify_grace``. Attacks:
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -22,11 +23,12 @@ import requests
 from bridge.config import settings_from_dict
 from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Identity
+from bridge.sealing import Sealer
 from bridge.sessions import Sessions
 from bridge.store import Store
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked, ReverifyUnreachable
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR
-from tests.integration.helpers import cli_token, oidc_login, portal_json
+from tests.integration.helpers import cli_token, oidc_login, portal_json, redis_keys_holding
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -55,6 +57,9 @@ def test_group_change_and_disable_at_the_idp_reach_sessions_and_cli_tokens(
     s = requests.Session()
     assert oidc_login(base, OIDC_CONNECTOR, name, "pw", session=s).url == f"{base}/portal"
     assert len(portal_json(s, base)["grants"]) == 2
+    shash = Store.session_hash(s.cookies[settings.session_cookie])
+    refresh = (svc.sessions._get_upstream(shash)[1] or {}).get("refresh_token")
+    assert refresh and redis_keys_holding(svc.store, refresh) == []  # sealed: a Redis reader finds no refresh token
     token = cli_token(base, s)
     auth = {"Authorization": f"Bearer {token}"}
     real = svc.sessions.clock
@@ -91,7 +96,8 @@ class FakeConnector:
         return self.answer
 
 
-def make_sessions(redis_url: str, policy: str, answer: Any) -> tuple[Sessions, FakeConnector, list[float]]:
+def make_sessions(redis_url: str, policy: str, answer: Any,
+                  sealer: Sealer | None = None) -> tuple[Sessions, FakeConnector, list[float]]:
     settings = settings_from_dict({
         "base_url": "http://127.0.0.1:1", "insecure_dev_login": True,
         "connectors": [{"id": "corp", "type": "oidc", "issuer": "https://idp.test", "client_id": "c",
@@ -101,7 +107,8 @@ def make_sessions(redis_url: str, policy: str, answer: Any) -> tuple[Sessions, F
     store = Store.from_url(redis_url, f"rv{time.monotonic_ns()}:")
     store.clock = lambda: now[0]
     conn = FakeConnector("corp", settings.connectors[0], answer)
-    return Sessions(store, settings, {"corp": conn}, None, None, clock=lambda: now[0]), conn, now
+    sealer = sealer or Sealer([os.urandom(32)])
+    return Sessions(store, settings, {"corp": conn}, None, None, clock=lambda: now[0], sealer=sealer), conn, now
 
 
 ALICE = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("a",))
@@ -129,13 +136,54 @@ def test_revoked_ends_the_session_and_ok_replaces_the_identity_and_grant(redis_u
     now[0] += 61
     doc = sessions.load(shash)
     assert doc is not None and doc.identity.to_json()["groups"] == ["b"]
-    assert sessions.store.get_upstream(shash) == {"refresh_token": "r2"}  # the rotated token is kept
+    assert sessions._get_upstream(shash) == (True, {"refresh_token": "r2"})  # the rotated token is kept
+    assert "r2" not in json.dumps(sessions.store.get_upstream(shash))  # sealed again
     assert sessions.load(shash) is not None and conn.calls == 1  # checked again only after the interval
     conn.answer = ReverifyRevoked("invalid_grant")
     now[0] += 61
     with pytest.raises(NotSignedIn):
         sessions.load(shash)
     assert sessions.store.get_session(shash) is None and sessions.store.get_upstream(shash) is None
+
+
+def test_the_upstream_grant_is_sealed_and_bound_to_its_session(redis_url: str) -> None:
+    """A reader of Redis (a dump, a replica, a backup) finds no refresh token; a sealed grant copied
+    beside another session does not open there, and that session is not re-checked with it."""
+    fresh = Identity(connector_id="corp", subject="bob", issuer="https://idp.test", groups=("b",))
+    sessions, conn, now = make_sessions(redis_url, "fail_closed", ReverifyOk(fresh, {"refresh_token": "r2"}))
+    alice = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"refresh_token": "alice-rt"}))
+    bob = Store.session_hash(sessions.start(fresh, correlation=None, upstream={"refresh_token": "bob-rt"}))
+    raw = sessions.store.get_upstream(alice)
+    assert raw is not None and set(raw) == {"sealed"} and "alice-rt" not in json.dumps(raw)
+    sessions.store.put_upstream(bob, raw, 3600)  # alice's sealed grant planted beside bob's session
+    now[0] += 61
+    assert sessions.load(bob) is not None and conn.calls == 0  # within the grace: kept, the IdP not asked
+    now[0] += 300
+    with pytest.raises(NotSignedIn) as e:
+        sessions.load(bob)  # past the grace, nothing to re-check with: ended, as an expired grant
+    assert e.value.code == "reverify_expired" and conn.calls == 0
+    assert sessions.store.get_session(bob) is None
+    assert sessions.load(alice) is not None and conn.calls == 1  # alice's own grant still opens
+
+
+def test_a_grant_under_a_removed_cache_key_is_not_used_and_a_plain_one_is_resealed(redis_url: str) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    fresh = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("b",))
+    sessions, conn, now = make_sessions(redis_url, "fail_closed", ReverifyOk(fresh, {"refresh_token": "r2"}),
+                                        sealer=Sealer([old]))
+    sealed = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"refresh_token": "r1"}))
+    plain = Store.session_hash(sessions.start(ALICE, correlation=None))
+    sessions.store.put_upstream(plain, {"refresh_token": "written-before-sealing"}, 3600)  # an upgrade
+    assert sessions.sealer is not None
+    sessions.sealer.use_keys([new])  # the old cache key removed from keys_dir
+    now[0] += 361  # past interval and grace
+    with pytest.raises(NotSignedIn):
+        sessions.load(sealed)
+    assert conn.calls == 0
+    assert sessions.load(plain) is not None and conn.calls == 1  # read as it was, re-checked
+    raw = sessions.store.get_upstream(plain)
+    assert raw is not None and "r2" not in json.dumps(raw) and sessions._get_upstream(plain) == (
+        True, {"refresh_token": "r2"})  # the rotated token went back sealed under the new key
 
 
 def test_a_saml_connectors_max_session_shortens_its_sessions(redis_url: str, saml_idp: Any) -> None:
@@ -199,7 +247,7 @@ def test_one_re_check_at_a_time_and_its_outcome_stored_before_the_next(redis_url
     now[0] += 61
     assert sessions.load(shash) is not None
     assert conn.calls == 1 and seen == [{"refresh_token": "r1"}]
-    assert sessions.store.get_upstream(shash) == {"refresh_token": "r2"}
+    assert sessions._get_upstream(shash) == (True, {"refresh_token": "r2"})
 
 
 def test_sign_out_works_while_the_idp_cannot_be_reached(live_bridge: Any, make_settings: Any, oidc_issuer: str,

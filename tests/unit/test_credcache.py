@@ -61,13 +61,13 @@ def test_refresh_window(cache: CredentialCache) -> None:
 
 
 def test_key_rotation_and_moved_ciphertext(cache: CredentialCache) -> None:
-    old = list(cache.keys.values())
+    old = list(cache.sealer.keys.values())
     cache.put(IDENT, GRANT, 3600, creds())
-    raw_old_key = next(iter(cache.keys))
+    raw_old_key = next(iter(cache.sealer.keys))
     new = CredentialCache(cache.store, [os.urandom(32)], clock=lambda: NOW)
     assert new.get(IDENT, GRANT, 3600) is None  # old key retired: a miss, not an error
     both = CredentialCache(cache.store, [os.urandom(32)], clock=lambda: NOW)
-    both.keys[raw_old_key] = old[0]
+    both.sealer.keys[raw_old_key] = old[0]
     assert both.get(IDENT, GRANT, 3600) == creds()  # old key still configured: decrypts
     # A ciphertext copied under another cache key does not decrypt (the key is the AAD).
     blob = next(iter(blobs(cache).values()))

@@ -1,0 +1,55 @@
+"""bridge/sealing.py: what the bridge keeps in Redis that would let a reader act as a user is sealed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+
+from bridge.sealing import SEALED, Sealer
+
+AAD = b"upstream:abc"
+
+
+def test_a_sealed_value_opens_only_in_its_place_and_never_shows_in_clear() -> None:
+    sealer = Sealer([os.urandom(32)])
+    blob = sealer.seal(b"refresh-token-value", AAD)
+    assert b"refresh-token-value" not in blob
+    assert sealer.open(blob, AAD) == b"refresh-token-value"
+    assert sealer.open(blob, b"upstream:other") is None  # copied beside another session
+    assert sealer.seal(b"x", AAD) != sealer.seal(b"x", AAD)  # a fresh nonce each time
+
+
+def test_keys_rotate_by_adding_and_a_removed_key_opens_nothing() -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    sealer = Sealer([old])
+    blob = sealer.seal(b"v", AAD)
+    sealer.use_keys([old, new])
+    assert sealer.open(blob, AAD) == b"v"  # the older key still opens
+    assert Sealer([new]).open(sealer.seal(b"w", AAD), AAD) == b"w"  # the newest seals
+    sealer.use_keys([new])
+    assert sealer.open(blob, AAD) is None
+    sealer.use_keys([])  # an empty list (a folder read mid-write) keeps the keys in use
+    assert sealer.open(sealer.seal(b"z", AAD), AAD) == b"z"
+    with pytest.raises(ValueError, match="at least one key"):
+        Sealer([])
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x01short", b"\x02" + os.urandom(60), os.urandom(60)])
+def test_anything_else_is_not_opened(blob: bytes) -> None:
+    assert Sealer([os.urandom(32)]).open(blob, AAD) is None
+
+
+def test_documents_seal_to_one_field_and_a_document_from_before_sealing_is_read_as_it_is() -> None:
+    sealer = Sealer([os.urandom(32)])
+    stored = sealer.seal_doc({"refresh_token": "rt-1"}, AAD)
+    assert set(stored) == {SEALED} and "rt-1" not in json.dumps(stored)
+    assert sealer.open_doc(stored, AAD) == {"refresh_token": "rt-1"}
+    assert sealer.open_doc(stored, b"passthrough:abc") is None
+    assert sealer.open_doc({"refresh_token": "old"}, AAD) == {"refresh_token": "old"}  # written by a version before
+    for bad in ("not base64!", base64.b64encode(b"\x01" + os.urandom(40)).decode(), 7):
+        assert sealer.open_doc({SEALED: bad}, AAD) is None
+    not_a_dict = base64.b64encode(sealer.seal(b"[1, 2]", AAD)).decode()
+    assert sealer.open_doc({SEALED: not_a_dict}, AAD) is None
