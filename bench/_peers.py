@@ -4,6 +4,9 @@ to answer, and the ``STUB`` line every stand-in a benchmark uses must print."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +19,7 @@ if str(ROOT) not in sys.path:
 
 from bridge.localredis import LocalRedis, free_port, start_redis  # noqa: E402
 
-__all__ = ["ROOT", "LocalRedis", "free_port", "start_redis", "stub", "wait"]
+__all__ = ["ROOT", "LocalRedis", "free_port", "start_redis", "stop_processes", "stub", "wait"]
 
 
 def wait(url: str, seconds: float = 30) -> None:
@@ -33,3 +36,18 @@ def wait(url: str, seconds: float = 30) -> None:
 def stub(name: str, what: str, why: str) -> None:
     """Say, in the output, that a figure was measured with a stand-in instead of the production part."""
     print(f"STUB {name}: {what} ({why})", flush=True)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], seconds: float = 20) -> None:
+    """Stop what a benchmark started, newest first: SIGTERM to each one's process group (``bridge
+    serve`` started with ``start_new_session``: gunicorn and its workers), then SIGKILL after ``seconds``."""
+    for p in reversed(procs):
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(seconds)
+        except subprocess.TimeoutExpired:
+            p.kill()

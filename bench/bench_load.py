@@ -27,7 +27,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,11 +38,32 @@ from typing import Any
 
 import redis
 import requests
-from _peers import LocalRedis, free_port, stub, wait  # noqa: E402 - bench/ is on sys.path when run
+from _peers import LocalRedis, free_port, stop_processes, stub, wait  # noqa: E402 - bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Admin"
 POOL = 20000  # distinct users (the credential cache is per user: each sign-in flow is a new user)
+
+
+def users_and_rules(pool: int) -> str:
+    """Config YAML the load benchmarks share: rate limits that count but never refuse, the dev connector
+    listing ``pool`` users (u00000…, admins with MFA) and one rule giving them ROLE with session tags, a
+    transitive tag and a source identity (every flow mints the full token)."""
+    users = ", ".join(f"{{subject: u{k:05d}, email: u{k:05d}@example.com, groups: [aws-admins], "
+                      f"claims: {{department: Platform}}, mfa: true}}" for k in range(pool))
+    return f"""rate_limits: {{sign_in_per_minute: 1000000, credentials_per_minute: 1000000}}  # one client IP
+connectors:
+  - {{id: dev, type: dev, users: [{users}]}}
+mapping:
+  rules:
+    - name: admins
+      match: {{group: aws-admins}}
+      grants:
+        - role_arn: "{ROLE}"
+          tags: {{Email: "{{email}}", Department: "{{claims.department}}"}}
+          transitive_tags: [Department]
+          source_identity: "{{email}}"
+"""
 
 
 def pct(values: list[float], p: float) -> float:
@@ -178,8 +198,6 @@ def main() -> int:
                                       stderr=subprocess.DEVNULL))
         subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL)
-        users = ", ".join(f"{{subject: u{k:05d}, email: u{k:05d}@example.com, groups: [aws-admins], "
-                          f"claims: {{department: Platform}}, mfa: true}}" for k in range(POOL))
         cfg = tmp / "bench.yaml"
         cfg.write_text(f"""
 base_url: http://127.0.0.1:{bport}
@@ -189,19 +207,7 @@ redis: {{url: "{rd.url}", socket_timeout: 1.0}}
 issuer: {{url: https://bridge.example.com, keys_dir: {tmp / 'keys'}}}
 aws: {{sts_endpoint_url: "http://127.0.0.1:{sport}", sts_max_attempts: 1, sts_max_concurrency: {args.threads}}}
 audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
-rate_limits: {{sign_in_per_minute: 1000000, credentials_per_minute: 1000000}}  # one client IP: counted, never hit
-connectors:
-  - {{id: dev, type: dev, users: [{users}]}}
-mapping:
-  rules:
-    - name: admins
-      match: {{group: aws-admins}}
-      grants:
-        - role_arn: "{ROLE}"
-          tags: {{Email: "{{email}}", Department: "{{claims.department}}"}}
-          transitive_tags: [Department]
-          source_identity: "{{email}}"
-""")
+{users_and_rules(POOL)}""")
         # No worker recycling in the measured minutes: with this config's 20,000 listed demo users a
         # worker takes seconds to boot, which a real config (a few connectors and rules) does not.
         env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": str(args.threads),
@@ -339,16 +345,7 @@ mapping:
         print(f"metrics: credential cache hits {hits[1] if hits else 0}")
         return 0
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, 15)
         rd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -42,8 +42,8 @@ from typing import Any
 
 import bench_load  # noqa: E402
 import requests
-from _peers import ROOT, free_port, stub, wait  # noqa: E402 - bench/ is on sys.path when run
-from bench_load import ROLE, credentials, run_phase, sign_in  # noqa: E402
+from _peers import ROOT, free_port, stop_processes, stub, wait  # noqa: E402 - bench/ is on sys.path when run
+from bench_load import credentials, run_phase, sign_in  # noqa: E402
 
 from tests.redis_topologies import Cluster, start_cluster  # noqa: E402
 
@@ -261,8 +261,6 @@ def soak(base: str, masters: list[int], cluster: Cluster, args: argparse.Namespa
 # -- the run ---------------------------------------------------------------------------------------
 
 def config(tmp: Path, cluster: Cluster, sts_port: int, host: str, threads: int) -> Path:
-    users = ", ".join(f"{{subject: u{k:05d}, email: u{k:05d}@example.com, groups: [aws-admins], "
-                      f"claims: {{department: Platform}}, mfa: true}}" for k in range(bench_load.POOL))
     cfg = tmp / "bench.yaml"
     cfg.write_text(f"""
 base_url: http://{host}
@@ -273,19 +271,7 @@ redis: {{mode: cluster, url: "{cluster.url}", key_prefix: "{PREFIX}", socket_tim
 issuer: {{url: https://bridge.example.com, keys_dir: {tmp / 'keys'}}}
 aws: {{sts_endpoint_url: "http://127.0.0.1:{sts_port}", sts_max_attempts: 1, sts_max_concurrency: {threads}}}
 audit: {{sink: redis, maxlen: 1000}}
-rate_limits: {{sign_in_per_minute: 1000000, credentials_per_minute: 1000000}}  # one client IP: counted, never hit
-connectors:
-  - {{id: dev, type: dev, users: [{users}]}}
-mapping:
-  rules:
-    - name: admins
-      match: {{group: aws-admins}}
-      grants:
-        - role_arn: "{ROLE}"
-          tags: {{Email: "{{email}}", Department: "{{claims.department}}"}}
-          transitive_tags: [Department]
-          source_identity: "{{email}}"
-""")
+{bench_load.users_and_rules(bench_load.POOL)}""")
     return cfg
 
 
@@ -385,16 +371,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
             soak(two, masters, cluster, args)
         return 0
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, 20)
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
