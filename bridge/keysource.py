@@ -42,9 +42,11 @@ class KeySource:
         except OSError:
             return ()
 
-    def ring(self) -> KeyRing:
+    def ring(self, *, force: bool = False) -> KeyRing:
+        """The keys, re-read first when ``interval`` has passed (or ``force``: a sealed value names a
+        cache key this process has not seen yet)."""
         now = self.clock()
-        if now - self._checked >= self.interval and self._lock.acquire(blocking=False):
+        if (force or now - self._checked >= self.interval) and self._lock.acquire(blocking=False):
             try:
                 self._checked = now
                 sig = self._signature()

@@ -14,7 +14,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -29,28 +29,40 @@ def _kid(key: bytes) -> bytes:
 
 
 class Sealer:
-    """Seal and open values under the cache keys; ``use_keys`` follows a key added while running."""
+    """Seal and open values under the cache keys; ``use_keys`` follows a key added while running.
 
-    def __init__(self, keys: Sequence[bytes]) -> None:
+    ``on_unknown_key``: called once when a value names a key this process does not hold (another
+    worker may already seal with a key just added to the folder), to re-read the keys first."""
+
+    def __init__(self, keys: Sequence[bytes], on_unknown_key: Callable[[], object] | None = None) -> None:
         if not keys:
             raise ValueError("sealing needs at least one key")
+        self.on_unknown_key = on_unknown_key
         self.use_keys(keys)
 
     def use_keys(self, keys: Sequence[bytes]) -> None:
         if not keys:
             return
-        self.keys = {_kid(k): AESGCM(k) for k in keys}
-        self.current = _kid(keys[-1])
+        # One assignment: a thread sealing meanwhile sees the old pair or the new one, never a mix.
+        self._state = ({_kid(k): AESGCM(k) for k in keys}, _kid(keys[-1]))
+
+    @property
+    def keys(self) -> dict[bytes, AESGCM]:
+        return self._state[0]
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        keys, current = self._state
         nonce = os.urandom(12)
-        return _VERSION + self.current + nonce + self.keys[self.current].encrypt(nonce, plaintext, aad)
+        return _VERSION + current + nonce + keys[current].encrypt(nonce, plaintext, aad)
 
     def open(self, blob: bytes, aad: bytes) -> bytes | None:
         """The plaintext, or None: not a sealed blob, sealed under a removed key, or for another place."""
         if not blob or blob[:1] != _VERSION or len(blob) < 1 + 8 + 12 + 16:
             return None
-        aead = self.keys.get(blob[1:9])
+        aead = self._state[0].get(blob[1:9])
+        if aead is None and self.on_unknown_key is not None:
+            self.on_unknown_key()
+            aead = self._state[0].get(blob[1:9])
         if aead is None:
             return None
         try:

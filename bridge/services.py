@@ -116,13 +116,14 @@ def build_services(settings: Settings) -> Services:
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
                      on_call=metrics.sts_call, max_concurrency=settings.aws.sts_max_concurrency,
                      on_in_flight=metrics.sts_in_flight_change)
-    sealer = Sealer(keyring.cache) if keyring.cache else None  # cached credentials, refresh tokens
+    # The cache keys seal cached credentials and what is kept beside sessions (bridge/sealing.py).
+    sealer = Sealer(keyring.cache, on_unknown_key=lambda: keys.ring(force=True)) if keyring.cache else None
     cache = (CredentialCache(store, sealer, refresh_window=settings.credential_cache.refresh_window)
              if settings.credential_cache.enabled and sealer is not None else None)
     if sealer is None:
         event("config_warning", logging.WARNING, message=f"issuer.keys_dir: no cache key in {settings.keys_dir}: "
               "upstream refresh tokens and pass-through artifacts are kept in Redis unencrypted (run `bridge keys "
-              "generate --kind cache`).")
+              "generate --kind cache`, then restart).")
     else:
         keys.on_reload = lambda ring: sealer.use_keys(ring.cache)  # a cache key added while running
     auditor = build_auditor(settings, store, metrics)

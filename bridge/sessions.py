@@ -36,7 +36,7 @@ from bridge.device import DeviceFlow
 from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Grant, Identity
 from bridge.logs import event
-from bridge.sealing import Sealer
+from bridge.sealing import SEALED, Sealer
 from bridge.storage import PassthroughInfo, SessionRecord, Store, hash_id
 from bridge.upstream import Connector
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked
@@ -95,7 +95,9 @@ class Sessions:
     def _open(self, stored: Mapping[str, Any] | None, place: str) -> dict[str, Any] | None:
         if stored is None:
             return None
-        return dict(stored) if self.sealer is None else self.sealer.open_doc(stored, place.encode())
+        if self.sealer is None:  # a sealed value here (its keys gone, or a fleet out of step) opens to nothing
+            return None if SEALED in stored else dict(stored)
+        return self.sealer.open_doc(stored, place.encode())
 
     def _put_upstream(self, shash: str, grant: Mapping[str, Any], ttl: int) -> None:
         self.store.put_upstream(shash, self._seal(grant, f"upstream:{shash}"), ttl)
@@ -113,7 +115,9 @@ class Sessions:
     def get_passthrough(self, sid: str) -> dict[str, str] | None:
         """The session's upstream artifact, or None once it expired (or does not open)."""
         doc = self._open(self.store.get_passthrough(sid), f"passthrough:{hash_id(sid)}")
-        return None if doc is None else {str(k): str(v) for k, v in doc.items()}
+        if doc is None or not {"kind", "value"} <= doc.keys():
+            return None
+        return {str(k): str(v) for k, v in doc.items()}
 
     @property
     def idle(self) -> int:

@@ -8,6 +8,7 @@ import html
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,20 @@ def test_oidc_passthrough_redeems_the_upstream_id_token(live_bridge, make_settin
     assert claims["iss"] == oidc_issuer and claims["aud"] == "bridge"  # the IdP's own token, not one we minted
     svc = live_bridge.app.extensions["bridge"]
     assert redis_keys_holding(svc.store, seen.token) == []  # kept sealed beside the session, nowhere in clear
+    # Planted beside another session (a copy of alice's sealed artifact under bob's): it does not open there.
+    other = f"u{secrets.token_hex(4)}"
+    r = requests.post(f"{oidc_issuer}/test-admin/users/{other}", timeout=5, data=json.dumps(
+        {"password": "pw", "groups": ["aws-admins"], "email": f"{other}@example.com", "email_verified": True}))
+    assert r.status_code == 200, r.text
+    bob = requests.Session()
+    oidc_login(base, OIDC_CONNECTOR, other, "pw", session=bob)
+    cookie = settings.session_cookie
+    svc.store.put_passthrough(bob.cookies[cookie], svc.store.get_passthrough(s.cookies[cookie]), 600)
+    bob_portal = portal_json(bob, base)
+    r = bob.post(f"{base}/credentials/{bob_portal['grants'][0]['id']}",
+                 headers={"Accept": "application/json", "X-CSRF-Token": bob_portal["csrf_token"]}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"] == "passthrough_expired", r.text
+    assert len(strict_sts_peer.seen) == 1  # STS never saw alice's token on bob's behalf
     # What can be checked at sign-in is shown: time left (the token's exp), what AWS checks that we cannot.
     info = portal["passthrough"]
     assert info["kind"] == "oidc" and info["until"] == claims["exp"] and info["not_offered"] == []
@@ -292,8 +307,12 @@ def test_groups_from_the_idp_drive_tags_in_the_minted_token(live_bridge, make_se
         "principal_tags": {"Level": ["admins"], "Groups": ["aws-admins/aws-readonly"], "Dept": ["Platform"]},
         "transitive_tag_keys": ["Level"]}
     # bob's department, "Finance & Ops", is sanitized for AWS (& is not allowed in a tag value)
+    other = f"u{secrets.token_hex(4)}"
+    r = requests.post(f"{oidc_issuer}/test-admin/users/{other}", timeout=5, data=json.dumps(
+        {"password": "pw", "groups": ["aws-admins"], "email": f"{other}@example.com", "email_verified": True}))
+    assert r.status_code == 200, r.text
     bob = requests.Session()
-    oidc_login(base, OIDC_CONNECTOR, "bob", "bob-pw", session=bob)
+    oidc_login(base, OIDC_CONNECTOR, other, "pw", session=bob)
     why = bob.get(f"{base}/portal/why", headers={"Accept": "application/json"}, timeout=10).json()
     (grant,) = why["grants"]
     assert grant["tags"]["Dept"] == "Finance - Ops" and grant["tags"]["Level"] == "readonly"

@@ -186,6 +186,22 @@ def test_a_grant_under_a_removed_cache_key_is_not_used_and_a_plain_one_is_reseal
         True, {"refresh_token": "r2"})  # the rotated token went back sealed under the new key
 
 
+def test_sealed_values_read_without_keys_open_to_nothing_not_an_error(redis_url: str) -> None:
+    """Every cache key removed (and the bridge restarted), or an instance without keys in the fleet:
+    what others sealed is neither used as if it were the grant nor a 500."""
+    fresh = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("b",))
+    sessions, conn, now = make_sessions(redis_url, "fail_closed", ReverifyOk(fresh, {"refresh_token": "r2"}))
+    sid = sessions.start(ALICE, correlation=None, upstream={"refresh_token": "r1"})
+    sessions.put_passthrough(sid, {"kind": "oidc", "value": "upstream-id-token"}, 600)
+    assert sessions.get_passthrough(sid) == {"kind": "oidc", "value": "upstream-id-token"}
+    sessions.sealer = None
+    assert sessions.get_passthrough(sid) is None
+    now[0] += 361  # past interval and grace
+    with pytest.raises(NotSignedIn) as e:
+        sessions.load(Store.session_hash(sid))
+    assert e.value.code == "reverify_expired" and conn.calls == 0
+
+
 def test_a_saml_connectors_max_session_shortens_its_sessions(redis_url: str, saml_idp: Any) -> None:
     """SAML has no back channel: its bound is the session lifetime, which ``max_session`` shortens."""
     settings = settings_from_dict({

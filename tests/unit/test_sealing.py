@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from bridge.aws.keys import generate_cache_key, generate_key, load_keyring
+from bridge.keysource import KeySource
 from bridge.sealing import SEALED, Sealer
 
 AAD = b"upstream:abc"
@@ -53,3 +57,22 @@ def test_documents_seal_to_one_field_and_a_document_from_before_sealing_is_read_
         assert sealer.open_doc({SEALED: bad}, AAD) is None
     not_a_dict = base64.b64encode(sealer.seal(b"[1, 2]", AAD)).decode()
     assert sealer.open_doc({SEALED: not_a_dict}, AAD) is None
+
+
+def test_a_value_sealed_by_a_worker_with_a_newer_key_opens_after_a_forced_reread(tmp_path: Path) -> None:
+    """Another worker may seal with a cache key just added to the folder before this one re-reads it
+    (re-reads are lazy, every ``keys_reload_interval``): not knowing the key makes this one look now."""
+    generate_key(tmp_path)
+    generate_cache_key(tmp_path, now=datetime(2026, 1, 1, tzinfo=UTC))
+    ring, problems = load_keyring(tmp_path)
+    assert ring is not None and problems == []
+    source = KeySource(tmp_path, ring, interval=3600, clock=lambda: 1000.0)  # no lazy re-read in this test
+    sealer = Sealer(ring.cache, on_unknown_key=lambda: source.ring(force=True))
+    source.on_reload = lambda r: sealer.use_keys(r.cache)
+    generate_cache_key(tmp_path, now=datetime(2026, 2, 1, tzinfo=UTC))  # added while running
+    newer, _ = load_keyring(tmp_path)
+    assert newer is not None and len(newer.cache) == 2
+    blob = Sealer(newer.cache).seal(b"refresh", AAD)  # the sibling worker, already on the new key
+    assert Sealer(ring.cache).open(blob, AAD) is None  # without the re-read: nothing
+    assert sealer.open(blob, AAD) == b"refresh"
+    assert len(sealer.keys) == 2
