@@ -38,12 +38,26 @@ def human_duration(seconds: int) -> str:
 def utc_time(epoch: float) -> str:
     """1764291569 → "2026-11-28T00:59:29Z" (pages show UTC; the script shows it in the browser's zone)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+def _accepted_on(environ: WSGIEnvironment) -> int | None:
+    """The local port the connection was accepted on. Under gunicorn, from the connection's socket: a
+    unix-socket listener has none (gunicorn then fills SERVER_PORT from the Host header, which the
+    client chooses). Elsewhere (werkzeug's servers, tests) SERVER_PORT, which they take from their socket."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        try:
+            local = sock.getsockname()
+        except OSError:
+            return None
+        return int(local[1]) if isinstance(local, tuple) and len(local) >= 2 else None
+    port = str(environ.get("SERVER_PORT", ""))
+    return int(port) if port.isdigit() else None
+
+
 def _mark_metrics_listener(wsgi_app: WSGIApplication, port: int | None) -> WSGIApplication:
-    """Flag requests that came in on ``metrics.listen``. Outside ProxyFix, so SERVER_PORT is still the
-    port the connection was accepted on (gunicorn takes it from the listening socket), never a header."""
+    """Flag requests that came in on ``metrics.listen``; outside ProxyFix, and never from a header."""
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        environ[METRICS_LISTENER] = environ.get("SERVER_PORT") == str(port)
+        environ[METRICS_LISTENER] = port is not None and _accepted_on(environ) == port
         return wsgi_app(environ, start_response)
 
     return app

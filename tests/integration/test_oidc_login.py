@@ -307,12 +307,8 @@ def test_groups_from_the_idp_drive_tags_in_the_minted_token(live_bridge, make_se
         "principal_tags": {"Level": ["admins"], "Groups": ["aws-admins/aws-readonly"], "Dept": ["Platform"]},
         "transitive_tag_keys": ["Level"]}
     # bob's department, "Finance & Ops", is sanitized for AWS (& is not allowed in a tag value)
-    other = f"u{secrets.token_hex(4)}"
-    r = requests.post(f"{oidc_issuer}/test-admin/users/{other}", timeout=5, data=json.dumps(
-        {"password": "pw", "groups": ["aws-admins"], "email": f"{other}@example.com", "email_verified": True}))
-    assert r.status_code == 200, r.text
     bob = requests.Session()
-    oidc_login(base, OIDC_CONNECTOR, other, "pw", session=bob)
+    oidc_login(base, OIDC_CONNECTOR, "bob", "bob-pw", session=bob)
     why = bob.get(f"{base}/portal/why", headers={"Accept": "application/json"}, timeout=10).json()
     (grant,) = why["grants"]
     assert grant["tags"]["Dept"] == "Finance - Ops" and grant["tags"]["Level"] == "readonly"

@@ -154,6 +154,73 @@ def test_bridge_serve_metrics_listener(tmp_path: Path, redis_url: str, keys_dir:
         log.close()
 
 
+def test_metrics_listener_is_told_by_the_socket_not_the_host_header(tmp_path: Path, redis_url: str,
+                                                                      keys_dir: Path) -> None:
+    """gunicorn's main bind on a unix socket (behind a local proxy), metrics.listen on TCP, no token: a
+    request on the main socket that names the metrics port in its Host header gets no metrics."""
+    import http.client
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    import yaml
+
+    from bridge.localredis import free_port
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(main_sock))
+
+    def on_main(path: str, host: str) -> int:
+        c = UnixConnection("localhost", timeout=5)
+        try:
+            c.request("GET", path, headers={"Host": host})
+            return c.getresponse().status
+        finally:
+            c.close()
+
+    main_sock, scrape = tmp_path / "main.sock", free_port()
+    cfg = {"base_url": "http://127.0.0.1:8080", "secret_key": "t", "log_level": "WARNING",
+           "insecure_dev_login": True, "redis": {"url": redis_url, "key_prefix": f"m{time.monotonic_ns()}:"},
+           "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys_dir)},
+           "metrics": {"listen": f"127.0.0.1:{scrape}"},
+           "connectors": [{"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}]}
+    (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": "2"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (tmp_path / "serve.log").open("wb")
+    p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(tmp_path / "bridge.yaml"),
+                          "--bind", f"unix:{main_sock}", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if on_main("/healthz", "localhost") == 200:
+                    break
+            except OSError:
+                pass
+            assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+        assert on_main("/metrics", f"127.0.0.1:{scrape}") == 404  # the Host header names the metrics port
+        assert on_main("/metrics", "localhost") == 404
+        r = requests.get(f"http://127.0.0.1:{scrape}/metrics", timeout=5)
+        assert r.status_code == 200 and "bridge_http_requests_total" in r.text
+        assert requests.get(f"http://127.0.0.1:{scrape}/healthz", timeout=5).status_code == 404
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+        log.close()
+
+
 # -- numbers from input ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw", ["²", "1²", "٣٠٠٠", "9" * 5000, "-900", " 900", "0x10", "9e3"])
