@@ -404,13 +404,6 @@ def test_key_rotation_end_to_end(serve_app, make_settings, strict_sts_peer, tmp_
 
 # -- rate limits ------------------------------------------------------------------------------------
 
-def fresh_window(margin: float = 8.0) -> None:
-    """Start a test of the one-minute windows well inside one (not straddling two). For bridges in other
-    processes (test_scale_out); a bridge in this process counts on a TestClock instead."""
-    if time.time() % 60 > 60 - margin:
-        time.sleep(60 - time.time() % 60 + 0.1)
-
-
 def test_rate_limits(live_bridge, make_settings) -> None:
     base = live_bridge(make_settings(rate_limits={"sign_in_per_minute": 4, "credentials_per_minute": 2}))
     clock = TestClock()  # the windows count on a clock just past a window's start: no straddling, no waiting

@@ -3,12 +3,20 @@ its bounded method label, input numbers that never become a 500, HSTS and the CS
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.conftest import ACCOUNTS
 
@@ -101,50 +109,29 @@ def test_metrics_settings_and_warning(make_settings, tmp_path: Path) -> None:
         make_settings(metrics={"bearer_token_file": str(tmp_path / "empty")})
 
 
-def test_bridge_serve_metrics_listener(tmp_path: Path, redis_url: str, keys_dir: Path) -> None:
-    """`bridge serve` (gunicorn) with metrics.listen and a token: a second listener for /metrics only."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import requests
+@contextmanager
+def served(tmp_path: Path, cfg: dict[str, Any], bind: str, ready: Callable[[], bool]) -> Iterator[None]:
+    """``bridge serve`` (gunicorn, one worker) with ``cfg`` on ``bind`` until ``ready()``; stopped after."""
     import yaml
 
-    from bridge.localredis import free_port
-
-    main, scrape = free_port(), free_port()
-    (tmp_path / "token").write_text("scrape-me\n")
-    cfg = {"base_url": f"http://127.0.0.1:{main}", "secret_key": "t", "log_level": "WARNING",
-           "insecure_dev_login": True, "redis": {"url": redis_url, "key_prefix": f"m{time.monotonic_ns()}:"},
-           "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys_dir)},
-           "metrics": {"listen": f"127.0.0.1:{scrape}", "bearer_token_file": "token"},
-           "connectors": [{"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}]}
     (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": "2"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = (tmp_path / "serve.log").open("wb")
     p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(tmp_path / "bridge.yaml"),
-                          "--bind", f"127.0.0.1:{main}", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                          "--bind", bind, "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
                          stderr=log, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(f"http://127.0.0.1:{main}/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.1)
-        assert requests.get(f"http://127.0.0.1:{main}/metrics", timeout=5).status_code == 404
-        url = f"http://127.0.0.1:{scrape}"
-        r = requests.get(f"{url}/metrics", timeout=5)
-        assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
-        r = requests.get(f"{url}/metrics", headers={"Authorization": "Bearer scrape-me"}, timeout=5)
-        assert r.status_code == 200 and "bridge_http_requests_total" in r.text
-        assert requests.get(f"{url}/", timeout=5).status_code == 404
-        assert requests.get(f"{url}/healthz", timeout=5).status_code == 404
+                if ready():
+                    break
+            except OSError:  # requests' connection errors too
+                pass
+            assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+        yield
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         try:
@@ -154,20 +141,39 @@ def test_bridge_serve_metrics_listener(tmp_path: Path, redis_url: str, keys_dir:
         log.close()
 
 
+def _serve_config(redis_url: str, keys_dir: Path, metrics: dict[str, str], base_url: str) -> dict[str, Any]:
+    return {"base_url": base_url, "secret_key": "t", "log_level": "WARNING",
+            "insecure_dev_login": True, "redis": {"url": redis_url, "key_prefix": f"m{time.monotonic_ns()}:"},
+            "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys_dir)}, "metrics": metrics,
+            "connectors": [{"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}]}
+
+
+def test_bridge_serve_metrics_listener(tmp_path: Path, redis_url: str, keys_dir: Path) -> None:
+    """`bridge serve` (gunicorn) with metrics.listen and a token: a second listener for /metrics only."""
+    from bridge.localredis import free_port
+
+    main, scrape = free_port(), free_port()
+    (tmp_path / "token").write_text("scrape-me\n")
+    cfg = _serve_config(redis_url, keys_dir, {"listen": f"127.0.0.1:{scrape}", "bearer_token_file": "token"},
+                        f"http://127.0.0.1:{main}")
+    with served(tmp_path, cfg, f"127.0.0.1:{main}",
+                lambda: requests.get(f"http://127.0.0.1:{main}/healthz", timeout=1).status_code == 200):
+        assert requests.get(f"http://127.0.0.1:{main}/metrics", timeout=5).status_code == 404
+        url = f"http://127.0.0.1:{scrape}"
+        r = requests.get(f"{url}/metrics", timeout=5)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+        r = requests.get(f"{url}/metrics", headers={"Authorization": "Bearer scrape-me"}, timeout=5)
+        assert r.status_code == 200 and "bridge_http_requests_total" in r.text
+        assert requests.get(f"{url}/", timeout=5).status_code == 404
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 404
+
+
 def test_metrics_listener_is_told_by_the_socket_not_the_host_header(tmp_path: Path, redis_url: str,
                                                                       keys_dir: Path) -> None:
     """gunicorn's main bind on a unix socket (behind a local proxy), metrics.listen on TCP, no token: a
     request on the main socket that names the metrics port in its Host header gets no metrics."""
     import http.client
-    import os
-    import signal
     import socket
-    import subprocess
-    import sys
-    import time
-
-    import requests
-    import yaml
 
     from bridge.localredis import free_port
 
@@ -185,40 +191,13 @@ def test_metrics_listener_is_told_by_the_socket_not_the_host_header(tmp_path: Pa
             c.close()
 
     main_sock, scrape = tmp_path / "main.sock", free_port()
-    cfg = {"base_url": "http://127.0.0.1:8080", "secret_key": "t", "log_level": "WARNING",
-           "insecure_dev_login": True, "redis": {"url": redis_url, "key_prefix": f"m{time.monotonic_ns()}:"},
-           "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys_dir)},
-           "metrics": {"listen": f"127.0.0.1:{scrape}"},
-           "connectors": [{"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}]}
-    (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": "2"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = (tmp_path / "serve.log").open("wb")
-    p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(tmp_path / "bridge.yaml"),
-                          "--bind", f"unix:{main_sock}", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
-                         stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if on_main("/healthz", "localhost") == 200:
-                    break
-            except OSError:
-                pass
-            assert p.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
+    cfg = _serve_config(redis_url, keys_dir, {"listen": f"127.0.0.1:{scrape}"}, "http://127.0.0.1:8080")
+    with served(tmp_path, cfg, f"unix:{main_sock}", lambda: on_main("/healthz", "localhost") == 200):
         assert on_main("/metrics", f"127.0.0.1:{scrape}") == 404  # the Host header names the metrics port
         assert on_main("/metrics", "localhost") == 404
         r = requests.get(f"http://127.0.0.1:{scrape}/metrics", timeout=5)
         assert r.status_code == 200 and "bridge_http_requests_total" in r.text
         assert requests.get(f"http://127.0.0.1:{scrape}/healthz", timeout=5).status_code == 404
-    finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-        log.close()
 
 
 # -- numbers from input ---------------------------------------------------------------------------
