@@ -327,14 +327,15 @@ def test_exec_runs_the_command_with_credentials_and_its_exit_status(home: dict[s
 
 
 def test_exec_refresh_serves_credentials_and_forwards_signals(home: dict[str, str], fake: FakeBridge) -> None:
-    child = ("import json, os, signal, sys, time, urllib.request\n"
+    child = ("import json, os, signal, sys, urllib.request\n"
              "assert 'AWS_ACCESS_KEY_ID' not in os.environ\n"
              "req = urllib.request.Request(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'],"
              " headers={'Authorization': os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN']})\n"
              "print(json.load(urllib.request.urlopen(req))['AccessKeyId'], flush=True)\n"
              "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
              "print('ready', flush=True)\n"
-             "time.sleep(60)\n")
+             "signal.alarm(60)\n"  # a bound if the signal never comes: SIGALRM ends it
+             "signal.pause()\n")
     p = subprocess.Popen([sys.executable, "-c", RUN, "exec", "--role", "sandbox/Admin", "--refresh", "--",
                           sys.executable, "-c", child], env=home, cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
