@@ -60,6 +60,17 @@ class Tally:
     codes: Counter[int] = field(default_factory=Counter)  # of the failed requests (0: no answer)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def record(self, start: float, code: int, got: str | None, expected: str) -> None:
+        """One answer: right (200 naming ``expected``), wrong (200 naming someone else) or failed."""
+        with self.lock:
+            if code == 200 and got == expected:
+                self.ok += 1
+            elif code == 200:
+                self.wrong.append(f"{expected} saw {got}")
+            else:
+                self.errors.append((start, time.monotonic()))
+                self.codes[code] += 1
+
 
 def settings(redis_section: dict[str, Any], keys: Path, users: int) -> Any:
     return settings_from_dict({
@@ -144,14 +155,7 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
                     code, got = whoami(s, base)
                 except requests.RequestException:
                     code, got = 0, None
-                with tally.lock:
-                    if code == 200 and got == email:
-                        tally.ok += 1
-                    elif code == 200:
-                        tally.wrong.append(f"{email} saw {got}")
-                    else:
-                        tally.errors.append((start, time.monotonic()))
-                        tally.codes[code] += 1
+                tally.record(start, code, got, email)
 
         def writer() -> None:
             n = args.users
@@ -166,14 +170,7 @@ def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict
                     code, got = e.code, None
                 except requests.RequestException:
                     code, got = 0, None
-                with tally.lock:
-                    if code == 200 and got == f"{user}@example.com":
-                        tally.ok += 1
-                    elif code == 200:
-                        tally.wrong.append(f"{user} saw {got}")
-                    else:
-                        tally.errors.append((start, time.monotonic()))
-                        tally.codes[code] += 1
+                tally.record(start, code, got, f"{user}@example.com")
 
         emails = list(sessions)
         threads = [threading.Thread(target=reader, args=(emails[i % len(emails)], sessions[emails[i % len(emails)]]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from bridge.errors import StsBusy, StsUnavailable
 from bridge.identity import Credentials, Grant, Identity
 from bridge.issuing import CredentialIssuer
 from bridge.metrics import Metrics
+from tests.peers.silent_sts import SilentSts
 
 ROLE = "arn:aws:iam::123456789012:role/Admin"
 ANSWER = {"Credentials": {"AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "s", "SessionToken": "t",
@@ -99,30 +99,8 @@ def test_cap_is_configured_per_process() -> None:
     assert settings_from_dict({**raw, "aws": {"sts_max_concurrency": 12}}).aws.sts_max_concurrency == 12
 
 
-class DroppingServer:
-    """Accepts, reads the request, closes without a byte (an STS behind a dying load balancer)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.recv(65536)
-            conn.close()
-
-
 def test_a_dropped_connection_is_sts_unavailable_not_a_bad_gateway() -> None:
-    srv = DroppingServer()
+    srv = SilentSts("drop")  # the peer the bulkhead tests and benchmark use
     try:
         gw = StsGateway(region="us-east-1", endpoint_url=srv.url, timeout=2, max_attempts=2)
         with pytest.raises(StsUnavailable) as e:
@@ -130,7 +108,7 @@ def test_a_dropped_connection_is_sts_unavailable_not_a_bad_gateway() -> None:
         assert e.value.status == 503 and e.value.code == "sts_unavailable"
         assert srv.accepted == 2  # retried like any transient failure, then given up
     finally:
-        srv.sock.close()
+        srv.close()
 
 
 # -- audit ---------------------------------------------------------------------------------------
