@@ -2,19 +2,29 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+UV := $(VENV)/bin/uv
+# The venv holds exactly requirements/dev.txt (the lock, made by `make lock`); the stamp moves with it.
+LOCK := requirements/dev.txt
+STAMP := $(VENV)/.installed-$(shell cksum $(LOCK) | cut -d' ' -f1)
+# uv, pinned in the lock itself, from the registry by name: it installs the rest of the lock.
+UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' $(LOCK))
 # Tests run in random order (pytest-randomly; the seed is printed at the end). Replay an order with
 # `make test PYTEST_ARGS=--randomly-seed=N`, or run in file order with `PYTEST_ARGS='-p no:randomly'`.
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit integration bench setup system clean docs docs-gen dist k8s-config-hash screenshots
+.PHONY: demo test lint unit integration bench setup system clean docs docs-gen dist k8s-config-hash screenshots \
+	lock upgrade lock-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -U pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+# Exactly the lock, never a fresh resolution: `uv pip sync` installs the pinned versions with their
+# hashes and removes anything else; the project itself goes in editable, with the locked hatchling.
+$(STAMP): $(LOCK) requirements/build.txt pyproject.toml | $(PY)
+	@$(PYTHON) scripts/lock.py check
+	$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) pip sync -q --python $(PY) --require-hashes $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -24,7 +34,7 @@ demo: $(STAMP)
 	scripts/setup-system.sh demo
 	$(VENV)/bin/bridge demo
 
-test: $(STAMP)
+test: lock-check $(STAMP)
 	scripts/setup-system.sh test
 	mkdir -p .demo  # the demo's folder, named by config/demo.yaml (the docs build runs its rules cases)
 	$(MAKE) --no-print-directory lint
@@ -46,6 +56,21 @@ docs: $(STAMP)
 # Rewrite the generated pages (configuration reference, troubleshooting, the demo's rules) from the code.
 docs-gen: $(STAMP)
 	$(PY) scripts/gen_docs.py
+
+# The lock and pyproject.toml agree (offline; a clear message and exit 1 when they don't).
+lock-check:
+	@$(PYTHON) scripts/lock.py check
+
+# Re-resolve the lock after editing dependencies in pyproject.toml (keeps every version it can).
+lock: | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(PYTHON) scripts/lock.py lock $(UV)
+
+# The newest releases pyproject.toml allows, installed, then the whole suite on them.
+upgrade: | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(PYTHON) scripts/lock.py lock $(UV) --upgrade
+	$(MAKE) --no-print-directory test
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -p randomly $(PYTEST_ARGS) tests/unit

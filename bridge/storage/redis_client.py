@@ -66,9 +66,9 @@ def redis_client(cfg: RedisSettings, resolve: Callable[[Path], Path] = lambda p:
         if cfg.sentinel_password is not None:
             sentinel_kw["password"] = cfg.sentinel_password.get_secret_value()
         pool_kw = {k: v for k, v in kw.items() if k != "max_connections"}
-        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kw, **pool_kw)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kw, **pool_kw)
         assert cfg.sentinel_master is not None  # validated
-        return sentinel.master_for(cfg.sentinel_master, max_connections=cfg.max_connections)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(cfg.sentinel_master, max_connections=cfg.max_connections)
     return redis.Redis.from_url(cfg.url, health_check_interval=30, **kw)
 
 
