@@ -89,13 +89,11 @@ bench: $(STAMP)
 	$(PY) bench/bench_scaleout.py
 
 # The wheel and sdist in dist/ (templates, static and gunicorn.conf.py inside the wheel), checked
-# with `twine check` (metadata and README render). build and twine come into the venv on demand.
-DIST_PY ?= $(PY)
-dist: | $(PY)
-	$(DIST_PY) -m pip install -q build twine
+# with `twine check` (metadata and README render). uv, hatchling and twine are the lock's.
+dist: $(STAMP)
 	rm -rf dist
-	$(DIST_PY) -m build --outdir dist .
-	$(DIST_PY) -m twine check --strict dist/*
+	$(UV) build -q --no-build-isolation --python $(PY) --out-dir dist .
+	$(VENV)/bin/twine check --strict dist/*
 
 # After editing bridge.yaml in deploy/k8s/configmap.yaml: the pod template's hash, so the pods roll.
 k8s-config-hash: $(STAMP)
