@@ -388,7 +388,7 @@ def test_a_rules_reload_ends_the_requests_it_no_longer_backs_without_anyone_usin
     approved = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
     w.requests.decide(CAROL, approved.id, approve=True)
     pending = w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="later", duration=900)
-    current = [rules()[:1]]
+    current = [[r for r in rules() if r["name"] != "prod-admin"]]
     book = w.access.rules = type(w.access.rules)(w.settings.mapping, loader=lambda: make_settings(current[0]).mapping)
     w.access.watch(book)
     assert book.reload()
