@@ -441,3 +441,18 @@ def test_https_to_the_checked_address_still_verifies_the_certificate_for_the_nam
         assert [p for p, _, _ in got.got] == ["/x"]
     finally:
         got.close()
+
+
+def test_a_sign_in_without_mfa_does_not_end_an_approval_its_rule_still_offers() -> None:
+    w = World()
+    mfa_rules = [*rules(), {"name": "other", "match": {"group": "devs"},  # something requestable without MFA
+                            "grants": [{"role_arn": "arn:aws:iam::123456789012:role/Other",
+                                        "request": {"approvers": {"group": "sre-leads"}}}]}]
+    mfa_rules[1]["grants"][0]["mfa_required"] = True
+    w.set_rules(mfa_rules)
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+    w.requests.decide(CAROL, req.id, approve=True)
+    no_mfa = ident("bob", ("devs",), mfa=False)  # the same account, another sign-in
+    assert ADMIN not in w.grants(no_mfa)  # locked on this sign-in…
+    assert ADMIN not in w.grants(no_mfa) and ADMIN in w.grants(BOB)  # …and still approved for the MFA one
+    assert w.store.get_access_request(req.id).status == "approved"  # type: ignore[union-attr]
