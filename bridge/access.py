@@ -12,7 +12,9 @@ For an identity that has any, the decision point asks ``requests`` (bridge/acces
 approved requests of this exact account (connector, issuer, subject) that are within their window,
 at each decision — never memoised, never stored in a session — and such a request turns the rules'
 grant into a usable one (``Grant.request_id`` set; its durations end with the window). The rules
-still decide: a request for a role they no longer offer on request activates nothing (and is ended).
+still decide: a request whose rule no longer offers its role on request activates nothing and is ended —
+at the next decision that finds it, and for every live request after each rules reload (and under rules
+a process has not checked the requests against yet), so an approval never returns with its rule.
 No I/O here beyond the rules book, that lookup and the audit records asked for with ``ctx``.
 """
 
@@ -41,6 +43,7 @@ from bridge.storage.records import AccessRequest
 from bridge.upstream import Connector
 
 PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
+RULE_CHANGED = "its rule changed: the rules no longer give this role on request"  # an access request's end
 
 # Decisions kept in this process, bounded by the grants they hold (a portal user may hold thousands).
 ACCESS_MEMO_GRANTS = 50_000
@@ -57,6 +60,9 @@ class Access:
     denied_all: bool = False
     withheld: tuple[mapping.Withheld, ...] = ()  # aws_passthrough: what the IdP asserted that AWS would refuse
     requestable: tuple[mapping.Requestable, ...] = ()  # given on request (no active approved request now)
+    # (rule, role ARN) the matching rules give on request (requestable, MFA-locked, or masked by an outright
+    # grant): an access request lives only while its rule is in here for its role.
+    on_request: frozenset[tuple[str, str]] = frozenset()
 
 
 class ActiveRequests(Protocol):
@@ -69,6 +75,9 @@ class ActiveRequests(Protocol):
 
     def end(self, req: AccessRequest, why: str) -> None:
         """End an approved request the rules no longer back (audited once)."""
+
+    def sweep(self, backs: Callable[[AccessRequest], bool]) -> int:
+        """End every pending or approved request that ``backs`` says the rules no longer back (audited)."""
 
 
 def same_person(a: Identity, b: Identity) -> bool:
@@ -106,6 +115,15 @@ class AccessPoint:
         self._memo_grants = 0
         self._memo_version = ""
         self.requests: ActiveRequests | None = None  # wired by build_services
+        # The rules version whose offers every live access request was last checked against (a rules reload,
+        # or a process starting under rules it has not checked them against, ends those no longer offered).
+        self._swept_version = ""
+        self._sweep_lock = threading.Lock()
+        self.watch(rules)
+
+    def watch(self, rules: RuleBook) -> None:
+        """Check the access requests against ``rules`` after each of its reloads (when it is in force)."""
+        rules.on_reload.append(lambda: self._sweep_if_new(str(self.rules.mapping.compiled.version)))
 
     def _defaults(self, identity: Identity | None = None) -> mapping.GrantDefaults:
         d = self.settings.grant_defaults()
@@ -162,14 +180,14 @@ class AccessPoint:
             return access
         now = self.requests.now()
         offered = {r.grant.role_arn: r for r in access.requestable}
-        still = {g.role_arn for g in access.grants} | {g.role_arn for g in access.locked}
         promoted: list[Grant] = []
         for req in active:
+            if (req.rule, req.role_arn) not in access.on_request:
+                self.requests.end(req, RULE_CHANGED)
+                continue
             rq = offered.pop(req.role_arn, None)
             if rq is None:
-                if req.role_arn not in still:
-                    self.requests.end(req, "the rules no longer give this role on request")
-                continue
+                continue  # its rule still offers it, but this sign-in lacks MFA or the role is given outright
             left = int((req.expires_at or 0) - now)
             # The window shrinks every second: the maximum is rounded up and the default down to whole
             # minutes, so a duration a page offered a moment ago is still allowed when it is posted.
@@ -189,6 +207,7 @@ class AccessPoint:
             return self._passthrough_access(identity, log, ctx, check)
         rules = self.rules.mapping
         version = str(rules.compiled.version)
+        self._sweep_if_new(version)
         digest = hashlib.sha256(json.dumps(identity.to_json(), sort_keys=True, default=str).encode()).hexdigest()
         memo_key = (version, digest)
         if not log and ctx is None and (hit := self._memo_get(memo_key)) is not None:
@@ -200,9 +219,30 @@ class AccessPoint:
             self._audit_decision(decision, identity, ctx, version)
         deny_all = {r.name for r in rules.rules if r.deny is not None and r.deny.all}
         denied_all = any(r.matched and r.kind == "deny" and r.rule in deny_all for r in decision.results)
-        access = Access(decision.grants, decision.locked, version, denied_all, requestable=tuple(decision.requestable))
+        access = Access(decision.grants, decision.locked, version, denied_all, requestable=tuple(decision.requestable),
+                        on_request=decision.on_request)
         self._memo_put(memo_key, access)
         return access
+
+    def backs(self, req: AccessRequest) -> bool:
+        """Whether the rules in force still give ``req``'s role on request by ``req``'s rule to its requester
+        (as the request recorded them)."""
+        return (req.rule, req.role_arn) in self._rules_access(req.requester, log=False, ctx=None, check=None).on_request
+
+    def _sweep_if_new(self, version: str) -> None:
+        """Once per rules version in this process (after a reload, at the first decision after start): end
+        the access requests the rules no longer back, so an approval never comes back with its rule.
+        A failure (the store unreachable) is logged and tried again at the next decision."""
+        if self.requests is None or version == self._swept_version or not self._sweep_lock.acquire(blocking=False):
+            return
+        previous, self._swept_version = self._swept_version, version  # (the sweep's own decisions skip this)
+        try:
+            self.requests.sweep(self.backs)
+        except Exception as e:  # noqa: BLE001 - a decision must not fail because the sweep could not run now
+            self._swept_version = previous
+            event("requests_sweep_failed", logging.ERROR, error_type=type(e).__name__, rules_version=version)
+        finally:
+            self._sweep_lock.release()
 
     def _memo_get(self, key: tuple[str, str]) -> Access | None:
         with self._memo_lock:

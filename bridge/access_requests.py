@@ -6,7 +6,8 @@ The lifecycle, each step an ``access_request`` audit record whose correlation id
     requested ──approve──▶ approved (activated: window starts) ──▶ expired | revoked | ended
         │                      ▲
         ├──deny──▶ denied      └── break-glass: the requester alone, with a reason (approvers alerted)
-        └── (no decision within requests.pending_ttl) ──▶ expired
+        ├── (no decision within requests.pending_ttl) ──▶ expired
+        └── withdrawn, offboarded ──▶ revoked; its rule changed ──▶ ended
 
 What this module does NOT do is decide access: the decision point (``AccessPoint.access_for``,
 bridge/access.py) asks ``active_for`` at each decision and turns the rules' on-request grant into a
@@ -28,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from bridge import audit, mapping
-from bridge.access import AccessPoint, same_person
+from bridge.access import RULE_CHANGED, AccessPoint, same_person
 from bridge.audit import Auditor
 from bridge.config import Settings
 from bridge.errors import BadRequest, NotGranted
@@ -101,7 +102,32 @@ class AccessRequests:
         return [r for r in self._refreshed(self.store.access_requests(exact_handle(identity))) if r.active(now)]
 
     def end(self, req: AccessRequest, why: str) -> None:
-        self._finish(req, "ended", why, by={"bridge": "rules"})
+        """End a request the rules no longer back (audited once: compare-and-set)."""
+        self._finish(req, "ended", why, by={"bridge": "rules"}, quiet_race=True)
+
+    def sweep(self, backs: Callable[[AccessRequest], bool]) -> int:
+        """End every pending or approved request that ``backs`` (the decision point) says the rules in force
+        no longer offer: after a rules reload, nobody has to use a request for its approval to end."""
+        n = 0
+        for req in self._refreshed(self.store.access_requests()):
+            if req.status in ("pending", "approved") and not backs(req):
+                self.end(req, RULE_CHANGED)
+                n += 1
+        if n:
+            event("requests_ended_by_rules", logging.WARNING, count=n)
+        return n
+
+    def end_for_user(self, user: str, *, by: str) -> list[AccessRequest]:
+        """Offboarding (``bridge sessions revoke --user``): revoke every pending or approved request of
+        ``user`` — an e-mail (ignoring case) or a subject, as sessions are found — each audited."""
+        mail = user.lower() if "@" in user else None
+        out = []
+        for req in self._refreshed(self.store.access_requests()):
+            r = req.requester
+            if req.status in ("pending", "approved") and (
+                    r.subject == user or (mail is not None and (r.email or "").lower() == mail)):
+                out.append(self._finish(req, "revoked", f"offboarding ({by})", by={"operator": by}, quiet_race=True))
+        return out
 
     # -- the requester ----------------------------------------------------------------------------
     def requestable(self, identity: Identity) -> list[mapping.Requestable]:

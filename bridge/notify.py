@@ -1,62 +1,93 @@
-"""Notifications of access requests to webhooks: a generic JSON POST, or a Slack-compatible payload.
+"""Notifications of access requests to webhooks: a generic JSON POST, or a chat's payload (Slack-compatible
+or Teams, bridge/chat.py: user text escaped for each).
 
 Sent from one background thread per process, with bounded retries (``requests.webhook_attempts``,
 backoff doubling from ``webhook_backoff``), so a slow or broken receiver never delays a request:
 ``Notifier.send`` only puts the event on a bounded queue (full: the event is dropped and logged).
 Every outcome is logged (``webhook_sent`` / ``webhook_failed``, URL without its path: Slack's
 secret is in it); a notification is not an audit record (the audit trail has its own).
-Standard library only (urllib): no web framework.
+
+What a receiver cannot make the bridge do (SSRF): follow a redirect (a 30x is a failed delivery — the
+secret header never goes on to another host), or connect to a link-local or metadata address: the
+receiver's name is resolved at every delivery, every address checked (bridge/webhook_address.py), and
+the connection made to the address checked (DNS rebinding finds none to swap), with TLS verified for
+the name in the URL. Plain http only to loopback unless the webhook says ``insecure_allow_http``.
+Standard library only (http.client): no web framework, no proxy.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import queue
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from bridge.chat import PAYLOADS
 from bridge.config import RequestsSettings, WebhookSettings
 from bridge.logs import event
+from bridge.webhook_address import blocked_ip, is_loopback
 
 QUEUE_SIZE = 1000
 
 
-def slack_payload(ev: Mapping[str, Any]) -> dict[str, Any]:
-    """Slack's incoming-webhook shape (also taken by Mattermost, Rocket.Chat, Teams' Slack adapter)."""
-    who = ev.get("requester", {}).get("email") or ev.get("requester", {}).get("subject") or "someone"
-    role = f"{ev.get('label') or ev.get('role_arn')} ({ev.get('account_id')})"
-    verb = {"requested": "requests", "break_glass": "BROKE THE GLASS for", "approved": "was approved for",
-            "denied": "was denied", "revoked": "lost (revoked)", "expired": "no longer has (expired)",
-            "ended": "no longer has (rules changed)"}.get(str(ev.get("event")), str(ev.get("event")))
-    lines = [f"{'🚨 ' if ev.get('break_glass') else ''}*{who}* {verb} *{role}*"
-             f" for {int(ev.get('duration') or 0) // 60} min"]
-    if ev.get("reason"):
-        lines.append(f"> {ev['reason']}")
-    if ev.get("comment"):
-        lines.append(f"comment by {ev.get('by') or 'approver'}: {ev['comment']}")
-    if ev.get("url"):
-        lines.append(f"<{ev['url']}|Open the request>")
-    text = "\n".join(lines)
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
 
 def _where(url: str) -> str:
+    """Scheme, host and port only: the path (Slack's secret) and any user:password stay out of the logs."""
     u = urlsplit(url)
-    return f"{u.scheme}://{u.netloc}"
+    return f"{u.scheme}://{u.hostname}" + (f":{u.port}" if u.port else "")
+
+
+def _connect(addresses: Sequence[str], port: int, timeout: float | None) -> socket.socket:
+    """A connection to the first of ``addresses`` (already checked) that answers."""
+    last: OSError = OSError("no address")
+    for ip in addresses:
+        try:
+            return socket.create_connection((ip, port), timeout=timeout)
+        except OSError as e:
+            last = e
+    raise last
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to the name in the URL (its Host header) over a connection to an address checked beforehand."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence[str], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.addresses = addresses
+
+    def connect(self) -> None:
+        self.sock = _connect(self.addresses, self.port, self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS likewise: the certificate is verified for the name in the URL, not for the address."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence[str], timeout: float, tls: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=tls)
+        self.addresses, self.tls = addresses, tls
+
+    def connect(self) -> None:
+        self.sock = self.tls.wrap_socket(_connect(self.addresses, self.port, self.timeout), server_hostname=self.host)
 
 
 class Notifier:
     """Delivers events to every configured webhook in the background."""
 
-    def __init__(self, cfg: RequestsSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, cfg: RequestsSettings, *, sleep: Callable[[float], None] = time.sleep,
+                 resolve: Resolver = socket.getaddrinfo, tls: ssl.SSLContext | None = None) -> None:
         self.cfg = cfg
         self.sleep = sleep
+        self.resolve = resolve  # looked up at every delivery: what a name points at may change
+        self.tls = tls or ssl.create_default_context()
         self._queue: queue.Queue[tuple[WebhookSettings, bytes]] = queue.Queue(QUEUE_SIZE)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -70,7 +101,7 @@ class Notifier:
     def send(self, ev: Mapping[str, Any]) -> None:
         """Queue ``ev`` for every webhook; never blocks, never raises."""
         for hook in self.webhooks:
-            doc = slack_payload(ev) if hook.format == "slack" else dict(ev)
+            doc = PAYLOADS[hook.format](ev) if hook.format in PAYLOADS else dict(ev)
             body = json.dumps(doc, default=str, separators=(",", ":")).encode()
             try:
                 self._queue.put_nowait((hook, body))
@@ -103,30 +134,65 @@ class Notifier:
         return not self._queue.unfinished_tasks
 
     def deliver(self, hook: WebhookSettings, body: bytes) -> bool:
-        """POST ``body`` to ``hook``, trying up to ``webhook_attempts`` times (2xx is success)."""
+        """POST ``body`` to ``hook``, trying up to ``webhook_attempts`` times (2xx is success; a redirect is
+        not followed; a blocked address is not tried again)."""
         headers = {"Content-Type": "application/json", "User-Agent": "federation-bridge"}
         if hook.secret_header is not None:
             headers[hook.secret_header.name] = hook.secret_header.value.get_secret_value()
         wait = self.cfg.webhook_backoff
         last = ""
         for attempt in range(1, self.cfg.webhook_attempts + 1):
-            # http(s) only: WebhookSettings validates the scheme
-            req = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")  # noqa: S310
-            try:
-                with urllib.request.urlopen(req, timeout=self.cfg.webhook_timeout) as resp:  # noqa: S310
-                    status = resp.status
-            except urllib.error.HTTPError as e:
-                status, last = e.code, f"HTTP {e.code}"
-            except (OSError, ValueError) as e:
-                status, last = 0, type(e).__name__
+            status, last = self._post(hook, body, headers)
             if 200 <= status < 300:
                 self.delivered += 1
                 event("webhook_sent", url=_where(hook.url), format=hook.format, attempt=attempt)
                 return True
+            if last.startswith("blocked"):
+                break
             if attempt < self.cfg.webhook_attempts:
                 self.sleep(wait)
                 wait *= 2
         self.failed += 1
         event("webhook_failed", logging.WARNING, url=_where(hook.url), format=hook.format,
-              attempts=self.cfg.webhook_attempts, reason=last)
+              attempts=attempt, reason=last)
         return False
+
+    def _addresses(self, hook: WebhookSettings, host: str, port: int) -> tuple[list[str], str]:
+        """The addresses ``host`` resolves to now, or why none may be used (every one is checked: a name
+        that also points at a metadata address is refused)."""
+        try:
+            infos = self.resolve(host, port, 0, socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as e:
+            return [], type(e).__name__
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for ip in addresses:
+            if blocked_ip(ip) is not None:
+                return [], f"blocked address {ip}"
+        if urlsplit(hook.url).scheme == "http" and not hook.insecure_allow_http and not all(
+                is_loopback(ip) for ip in addresses):
+            return [], "blocked address: plain http outside loopback"
+        return addresses, "" if addresses else "no address"
+
+    def _post(self, hook: WebhookSettings, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        """One POST: (status, why it failed). Never follows a redirect."""
+        u = urlsplit(hook.url)
+        host, https = u.hostname or "", u.scheme == "https"
+        port = u.port or (443 if https else 80)
+        addresses, why = self._addresses(hook, host, port)
+        if not addresses:
+            return 0, why
+        timeout = self.cfg.webhook_timeout
+        conn = (_PinnedHTTPS(host, port, addresses, timeout, self.tls) if https
+                else _PinnedHTTP(host, port, addresses, timeout))
+        try:
+            conn.request("POST", (u.path or "/") + (f"?{u.query}" if u.query else ""), body=body, headers=dict(headers))
+            resp = conn.getresponse()
+            resp.read(65536)
+            status = resp.status
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            return 0, type(e).__name__
+        finally:
+            conn.close()
+        if 300 <= status < 400:
+            return status, f"HTTP {status}: redirects are not followed"
+        return status, "" if 200 <= status < 300 else f"HTTP {status}"

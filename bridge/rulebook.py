@@ -84,6 +84,9 @@ class RuleBook:
         self._requested = False
         self.last_problems: list[str] = []
         self.last_failure: str | None = None  # kind of the last reload's failure; None once one succeeds
+        # Told after each successful reload (the decision point ends the access requests the new rules no
+        # longer back); a failing subscriber is logged and never undoes the reload.
+        self.on_reload: list[Callable[[], None]] = []
 
     @property
     def mapping(self) -> MappingSettings:
@@ -149,6 +152,11 @@ class RuleBook:
         self.last_failure = None
         event("rules_reloaded", reason=reason, rules=len(new.rules), version=version,
               previous_version=old.compiled.version, ms=round((time.monotonic() - started) * 1000, 1))
+        for subscriber in list(self.on_reload):
+            try:
+                subscriber()
+            except Exception:  # noqa: BLE001 - the new rules are in force whatever a subscriber does
+                logging.getLogger("bridge").exception("rules reload: on_reload subscriber failed")
         return True
 
     def _fail(self, stamp: Stamps, reason: str, kind: str, problems: list[str]) -> None:

@@ -107,17 +107,22 @@ def _print_aws_policy(svc: Any, user: str, kind: str, issued: tuple[list[str], l
 @click.option("--aws-policy", type=click.Choice(["scp", "inline"]),
               help="also print the deny policy for credentials already issued, as an SCP or inline role policy")
 def sessions_revoke(config_path: str, user: str, aws_policy: str | None) -> None:
-    """End every session of a user, every CLI login they approved, and their cached credentials."""
+    """End every session of a user, every CLI login they approved, their cached credentials, and their
+    pending and approved access requests."""
     from bridge.audit import Context
 
     svc = services_from(config_path)
     try:
         issued = _issued(svc, user) if aws_policy else ([], [], [])
         done = svc.sessions.revoke_user(user)
+        # and the elevation: an approved request would be active again at the user's next sign-in
+        ended = svc.requests.end_for_user(user, by="bridge sessions revoke") if svc.requests is not None else []
     except StoreUnavailable as e:
         fail([e.detail], "cannot revoke sessions:")
     svc.auditor.record("revocation", Context(), outcome="success", user=user, sessions=done.sessions,
-                       cli_tokens=done.tokens, by="bridge sessions revoke")
+                       cli_tokens=done.tokens, access_requests=len(ended), by="bridge sessions revoke")
     click.echo(f"revoked {done.sessions} session(s) and {done.tokens} CLI login(s) of {user}")
+    if svc.requests is not None:
+        click.echo(f"revoked {len(ended)} access request(s) of {user} (pending or approved)")
     if aws_policy:
         _print_aws_policy(svc, user, aws_policy, issued)

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
 from bridge.config.sources import rules_file_path
 from bridge.mapping import MappingSettings
 from bridge.settings_base import SettingsModel
 from bridge.upstream.registry import AnyConnectorSettings, ConnectorSettings
+from bridge.webhook_address import blocked_host, is_loopback
 
 
 class RedisSettings(SettingsModel):
@@ -232,20 +233,36 @@ class WebhookSecretHeader(SettingsModel):
 
 
 class WebhookSettings(SettingsModel):
-    """Where access-request notifications go: ``json`` (the event as it is) or ``slack`` (an incoming
-    webhook's ``{"text": …}`` payload, which Slack-compatible chats accept)."""
+    """Where access-request notifications go: ``json`` (the event as it is), ``slack`` (an incoming
+    webhook's ``{"text": …}`` payload, which Slack-compatible chats accept) or ``teams`` (an Adaptive Card
+    for a Teams incoming webhook). Never followed through a redirect; never to a link-local address."""
 
+    # Declared before url, whose check reads it.
+    insecure_allow_http: bool = Field(False, description="allow a plain http receiver outside loopback (the "
+                                                         "secret header and reasons travel unencrypted; warned)")
     url: str = Field(description="where to POST each access-request event (https; http only to loopback)")
-    format: Literal["json", "slack"] = Field("json", description="json: the event as it is; slack: a "
-                                             "{text, blocks} payload for Slack-compatible chats")
+    format: Literal["json", "slack", "teams"] = Field("json", description="json: the event as it is; slack: a "
+                                                      "{text, blocks} payload for Slack-compatible chats; teams: "
+                                                      "an Adaptive Card for a Teams incoming webhook")
     secret_header: WebhookSecretHeader | None = None
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str, info: ValidationInfo) -> str:
         u = urlsplit(v)
-        if u.scheme not in ("https", "http") or not u.hostname:
+        try:
+            host = u.hostname
+            u.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            host = None
+        if u.scheme not in ("https", "http") or not host:
             raise ValueError("must be an http(s) URL, e.g. https://hooks.slack.com/services/…")
+        if (why := blocked_host(host)) is not None:
+            raise ValueError(f"{host} is {why}: webhooks are never sent there (link-local and metadata "
+                             "addresses are refused)")
+        if u.scheme == "http" and not is_loopback(host) and not info.data.get("insecure_allow_http"):
+            raise ValueError(f"{host} would be reached over plain http: use https (plain http only to loopback, "
+                             "or with insecure_allow_http: true on this webhook)")
         return v
 
     @model_validator(mode="after")
@@ -396,9 +413,9 @@ class Settings(SettingsModel):
         out = []
         for i, w in enumerate(self.requests.webhooks):
             host = urlsplit(w.url).hostname or ""
-            if urlsplit(w.url).scheme == "http" and host not in ("127.0.0.1", "localhost", "::1"):
-                out.append(f"requests.webhooks[{i}]: {host} is reached over plain http: requests and reasons "
-                           "travel unencrypted.")
+            if urlsplit(w.url).scheme == "http" and not is_loopback(host):
+                out.append(f"requests.webhooks[{i}]: insecure_allow_http is on: {host} is reached over plain http, "
+                           "so the secret header, requests and reasons travel unencrypted.")
         on_request = any(g.request is not None for r in self.mapping.rules for g in r.grants or [])
         if on_request and not self.requests.webhooks:
             out.append("mapping: roles are given on request, but requests.webhooks is empty: approvers are told "

@@ -81,7 +81,8 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
         console=cg.console or "",
     )
     if cg.mfa_required and not ident.mfa:
-        return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant)
+        return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant,
+                        cg.request)  # on request: the rule still offers it (an approval lives on)
     if cg.request is not None:
         return Withheld(arn_text, "request", "granted on request: ask for it with a reason; an approver decides "
                                              "(an approved request gives it for its window)", grant, cg.request)

@@ -33,7 +33,8 @@ class Withheld:
     passthrough`` grant for an identity whose connector has no ``aws_passthrough``); for
     ``aws_passthrough`` SAML sign-ins: ``role_attribute_missing``, ``role_value_malformed``,
     ``role_provider_mismatch``, ``aws_rule_<n>`` (the upstream assertion breaks §1.10 rule n);
-    ``request`` (given on request: ``grant`` is what an approved request gives, ``request`` its policy).
+    ``request`` (given on request: ``grant`` is what an approved request gives, ``request`` its policy;
+    an ``mfa`` one of a grant given on request carries its policy too).
     """
 
     role_arn: str | None
@@ -112,6 +113,13 @@ class Decision:
             if w.code == "mfa" and w.grant is not None and w.role_arn not in granted:
                 out.setdefault(w.grant.role_arn, w.grant)
         return list(out.values())
+
+    @property
+    def on_request(self) -> frozenset[tuple[str, str]]:
+        """(rule, role ARN) of every grant a matching rule gives on request, not denied — requestable,
+        MFA-locked on this sign-in, or also given outright by another rule: what backs an access request."""
+        return frozenset((rule, w.grant.role_arn) for rule, w in self.withheld
+                         if w.code in ("request", "mfa") and w.request is not None and w.grant is not None)
 
     @property
     def requestable(self) -> list[Requestable]:

@@ -100,8 +100,10 @@ def init_app(app: Flask) -> None:
                                 f"form-action {form_action}")
         if svc.settings.secure_cookies:  # https base_url: browsers remember to never use plain http here
             resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if g.get("no_store") or request.path.startswith(("/portal", "/credentials", "/callback", "/api/",
-                                                                   "/oauth/", "/device")):
+        # Pages carry a session's CSRF token, credentials, other people's requests and e-mails: nothing is
+        # stored by a browser or a proxy unless its view said it may be (public metadata, static files).
+        if g.get("no_store") or "Cache-Control" not in resp.headers or request.path.startswith((
+                "/portal", "/credentials", "/callback", "/api/", "/oauth/", "/device", "/requests")):
             resp.headers["Cache-Control"] = "no-store"
             resp.headers["Pragma"] = "no-cache"
         return resp

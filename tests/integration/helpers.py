@@ -107,3 +107,52 @@ def cli_token(base: str, s: requests.Session) -> str:
                       timeout=10)
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that records every POST exactly as it arrived (path, headers, the
+    body's bytes) and answers ``status`` — with ``redirect_to`` a 302 to that URL instead (a receiver
+    that sends the bridge on to another host)."""
+
+    __test__ = False
+
+    def __init__(self, status: int = 200, redirect_to: str | None = None, tls: Any = None) -> None:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.got: list[tuple[str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.got.append((self.path, dict(self.headers), body))
+                if redirect_to is not None:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to)
+                else:
+                    self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = _record  # noqa: N815
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:  # tests/redis_topologies.py make_ca: a certificate for 127.0.0.1 and localhost
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(tls.cert), str(tls.key))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = int(self.server.server_address[1])
+        self.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self, path: str) -> list[bytes]:
+        return [b for p, _, b in self.got if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

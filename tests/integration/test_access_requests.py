@@ -2,11 +2,14 @@
 the requester asks in the portal, an approver decides on their page, the approved role works on every
 path (browser credentials and console, API credentials and console for the CLI token, /go), is revoked
 mid-session, and ends on time; the audit trail ties it together under the request's id; the
-operators' `bridge requests` commands."""
+operators' `bridge requests` commands. The attacks of an outside review: chat markup in a reason
+(real webhook receivers record the bytes each chat gets), a receiver redirecting the secret elsewhere,
+an approval outliving a rules change, offboarding that left the elevation behind, cached pages."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,9 @@ import requests
 import yaml
 from click.testing import CliRunner
 
+from bridge.config import load_settings
 from tests.conftest import ACCOUNT
-from tests.integration.helpers import TestClock, cli_token, dev_login, portal_json
+from tests.integration.helpers import TestClock, WebhookReceiver, cli_token, dev_login, portal_json
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -52,13 +56,38 @@ class Bridge:
 
 
 @pytest.fixture
-def bridge(live_bridge: Any, make_settings: Any, tmp_path: Path) -> Bridge:
-    audit = tmp_path / "audit.jsonl"
-    settings = make_settings(connectors=[{"id": "dev", "type": "dev", "users": USERS}],
-                             mapping={"rules": RULES}, audit={"sink": "file", "path": str(audit)},
-                             rate_limits={"credentials_per_minute": 0})
-    base = live_bridge(settings)
-    return Bridge(base, live_bridge.app, audit)
+def serve(live_bridge: Any, make_settings: Any, tmp_path: Path) -> Any:
+    """Serve a bridge with these users and rules (and further settings); its audit trail in a file."""
+    def start(users: list[dict[str, Any]] = USERS, rules: list[dict[str, Any]] = RULES, **more: Any) -> Bridge:
+        audit = tmp_path / "audit.jsonl"
+        settings = make_settings(connectors=[{"id": "dev", "type": "dev", "users": users}],
+                                 mapping={"rules": rules}, audit={"sink": "file", "path": str(audit)},
+                                 rate_limits={"credentials_per_minute": 0}, **more)
+        base = live_bridge(settings)
+        return Bridge(base, live_bridge.app, audit)
+
+    return start
+
+
+@pytest.fixture
+def bridge(serve: Any) -> Bridge:
+    return serve()
+
+
+def config_file(settings: Any, audit: Path, tmp_path: Path, mapping: dict[str, Any] | None = None) -> Path:
+    """A bridge.yaml for a bridge of ``settings`` (its Redis, keys, STS) and ``audit`` file: what an
+    operator's `bridge …` commands read, or (with ``mapping``) what a bridge loads its rules from."""
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "base_url": settings.base_url, "secret_key": "x", "insecure_dev_login": True,
+        "redis": {"url": settings.redis.url, "key_prefix": settings.redis.key_prefix},
+        "issuer": {"url": settings.issuer_url, "keys_dir": str(settings.keys_dir)},
+        "aws": {"sts_endpoint_url": settings.aws.sts_endpoint_url, "sts_max_attempts": 1},
+        "audit": {"sink": "file", "path": str(audit)},
+        "rate_limits": {"credentials_per_minute": 0},
+        "connectors": [{"id": "dev", "type": "dev", "users": USERS}],
+        "mapping": mapping or {"accounts": {ACCOUNT: {"alias": "sandbox"}}, "rules": RULES}}), encoding="utf-8")
+    return cfg
 
 
 def ask(b: Bridge, s: requests.Session, reason: str = "INC-1234: payments down", duration: int = 3600) -> str:
@@ -146,15 +175,7 @@ def test_an_approved_request_ends_on_time(bridge: Bridge) -> None:
 def test_operators_list_approve_and_revoke_on_the_command_line(bridge: Bridge, tmp_path: Path) -> None:
     bob = dev_login(bridge.base, "bob")
     rid = ask(bridge, bob)
-    settings = bridge.svc.settings
-    cfg = tmp_path / "bridge.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "base_url": settings.base_url, "secret_key": "x", "insecure_dev_login": True,
-        "redis": {"url": settings.redis.url, "key_prefix": settings.redis.key_prefix},
-        "issuer": {"url": settings.issuer_url, "keys_dir": str(settings.keys_dir)},
-        "audit": {"sink": "file", "path": str(bridge.audit)},
-        "connectors": [{"id": "dev", "type": "dev", "users": USERS}],
-        "mapping": {"accounts": {ACCOUNT: {"alias": "sandbox"}}, "rules": RULES}}), encoding="utf-8")
+    cfg = config_file(bridge.svc.settings, bridge.audit, tmp_path)
     from bridge.cli import main
 
     listed = CliRunner().invoke(main, ["requests", "list", "--config", str(cfg), "--status", "pending"])
@@ -170,3 +191,159 @@ def test_operators_list_approve_and_revoke_on_the_command_line(bridge: Bridge, t
     assert again.exit_code == 1 and "request is revoked" in again.output
     decided = [r for r in bridge.records() if r["correlation_id"] == rid and r.get("event") == "approved"]
     assert decided and decided[0]["by"] == {"operator": "oncall-ops"}
+
+
+# --------------------------------------------------------------------------- issue 22: the review's attacks
+
+EVIL = ("<!channel> <https://evil.example/login|Open the request> [Open the request](https://evil.example/md) "
+        "see https://evil.example/bare www.evil.example <at>General</at> @channel *bold* _it_ ~s~ `c` &amp;")
+MALLORY = {"subject": "mallory", "email": "mallory@example.com", "name": "<!everyone> [boss](https://evil.example/n)",
+           "groups": ["devs"], "mfa": True, "claims": {"team": "<!here> [x](https://evil.example/t)"}}
+LABELLED = [{"name": "prod-admin", "match": {"group": "devs"},
+             "grants": [{"account": "sandbox", "role": "Admin", "label": "Admin of {claims.team}",
+                         "request": {"approvers": {"group": "sre-leads"}, "reason_required": True}}]}]
+
+
+@pytest.fixture
+def receiver() -> Any:
+    r = WebhookReceiver()
+    yield r
+    r.close()
+
+
+def hooks(b: Bridge, receiver: WebhookReceiver, *formats: str) -> None:
+    assert b.svc.requests.notifier.wait()
+    assert {p for p, _, _ in receiver.got} == {f"/{f}" for f in formats}, receiver.got
+
+
+def test_slack_gets_the_reason_as_text_never_a_ping_or_a_disguised_link(serve: Any, receiver: WebhookReceiver) -> None:
+    b = serve([*USERS, MALLORY], LABELLED, requests={"webhook_backoff": 0, "webhooks": [
+        {"url": f"{receiver.url}/slack", "format": "slack"}, {"url": f"{receiver.url}/json"}]})
+    rid = ask(b, dev_login(b.base, "mallory"), reason=EVIL)
+    hooks(b, receiver, "slack", "json")
+    (raw,) = receiver.bodies("/slack")
+    assert b"<!" not in raw and b"<https://evil" not in raw and b"|Open the request>" in raw
+    doc = json.loads(raw)
+    ours = f"{b.base}/requests/approve#r-{rid}"
+    texts = [doc["text"], *(blk["text"]["text"] for blk in doc["blocks"])]
+    for text in texts:
+        # Slack's control sequences are <…>: the one link is ours; the reason, name and label are text
+        assert re.findall(r"<([^>]*)>", text) == [f"{ours}|Open the request"], text
+        assert "&lt;!channel&gt; &lt;https[:]//evil.example/login|Open the request&gt;" in text, text
+        assert "&lt;!here&gt;" in text and "&amp;amp;" in text, text  # the label from a claim, a literal &amp;
+        assert text.count("://") == 1, text  # no bare URL of theirs for the chat to turn into a link
+    assert all(blk["text"]["verbatim"] is True for blk in doc["blocks"])  # no auto-linked names or URLs
+    (data,) = receiver.bodies("/json")
+    assert json.loads(data)["reason"] == EVIL  # the JSON receiver gets the data as it was written
+
+
+def test_teams_gets_markdown_escaped_text_and_no_link_or_mention_of_theirs(serve: Any,
+                                                                           receiver: WebhookReceiver) -> None:
+    b = serve([*USERS, MALLORY], LABELLED, requests={"webhook_backoff": 0, "webhooks": [
+        {"url": f"{receiver.url}/teams", "format": "teams"}]})
+    rid = ask(b, dev_login(b.base, "mallory"), reason=EVIL)
+    hooks(b, receiver, "teams")
+    (raw,) = receiver.bodies("/teams")
+    doc = json.loads(raw)
+    assert doc["type"] == "message" and b"msteams" not in raw  # no mention entities
+    (card,) = doc["attachments"]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    content = card["content"]
+    assert content["actions"] == [{"type": "Action.OpenUrl", "title": "Open the request",
+                                   "url": f"{b.base}/requests/approve#r-{rid}"}]
+    text = "\n".join(blk["text"] for blk in content["body"])
+    assert raw.count(b"://") == 1  # only the action's URL: the reason's are defanged
+    # every Markdown special of theirs comes escaped: no link, no emphasis, no HTML-ish mention
+    assert re.search(r"(?<!\\)[\[\]()<>*_~`]", text.replace("\\\\", "")) is None, text
+    assert r"\<at\>General\</at\>" in text and r"\[Open the request\]\(https\[:\]//evil.example/md\)" in text
+    assert r"\<\!here\>" in text and "mallory@example.com" in text  # label from a claim, the requester
+
+
+def test_a_webhook_receivers_redirect_is_not_followed_with_the_secret(serve: Any, bridge_logs: Any) -> None:
+    elsewhere = WebhookReceiver()
+    redirecting = WebhookReceiver(redirect_to=f"{elsewhere.url}/stolen")
+    try:
+        b = serve(requests={"webhook_backoff": 0, "webhook_attempts": 2, "webhooks": [
+            {"url": f"{redirecting.url}/hook", "secret_header": {"name": "X-Bridge-Secret", "value": "hook-s3cret"}}]})
+        ask(b, dev_login(b.base, "bob"))
+        assert b.svc.requests.notifier.wait()
+        assert elsewhere.got == []  # the other port never saw the secret (nor anything else)
+        assert [(p, h.get("X-Bridge-Secret")) for p, h, _ in redirecting.got] == [("/hook", "hook-s3cret")] * 2
+        assert b.svc.requests.notifier.failed == 1 and b.svc.requests.notifier.delivered == 0
+        failed = [json.loads(x) for x in bridge_logs.lines if '"webhook_failed"' in x]
+        assert failed and "redirect" in failed[-1]["reason"], failed
+        assert "hook-s3cret" not in bridge_logs.text and "/stolen" not in bridge_logs.text
+    finally:
+        elsewhere.close()
+        redirecting.close()
+
+
+def write_rules(path: Path, rules: list[dict[str, Any]]) -> None:
+    path.write_text(yaml.safe_dump({"accounts": {ACCOUNT: {"alias": "sandbox"}}, "rules": rules}), encoding="utf-8")
+
+
+def test_a_rules_change_ends_an_approval_that_does_not_come_back_with_the_rule(
+        make_settings: Any, live_bridge: Any, tmp_path: Path) -> None:
+    rules, audit = tmp_path / "rules.yaml", tmp_path / "audit.jsonl"
+    write_rules(rules, RULES)  # served from a config file whose rules file reloads
+    settings = load_settings(config_file(make_settings(), audit, tmp_path, mapping={"rules_file": "rules.yaml"}))
+    b = Bridge(live_bridge(settings), live_bridge.app, audit)
+    bob, carol = dev_login(b.base, "bob"), dev_login(b.base, "carol")
+    rid = ask(b, bob)
+    assert act(b, carol, rid, "approve").json()["request"]["status"] == "approved"
+    admin = next(g["id"] for g in portal_json(bob, b.base)["grants"] if g["role_arn"] == ADMIN)
+
+    def reload(new: list[dict[str, Any]]) -> None:  # what SIGHUP does in each worker
+        write_rules(rules, new)
+        b.svc.access.rules.request_reload()
+        b.svc.access.rules.maybe_reload()
+        assert b.svc.access.rules.last_failure is None, b.svc.access.rules.last_problems
+
+    reload(RULES[:1])  # the on-request rule is gone…
+    reload(RULES)  # …and back: nobody used the bridge in between
+    mine = bob.get(f"{b.base}/requests", headers=JSON, timeout=10).json()
+    (req,) = mine["requests"]
+    assert (req["id"], req["status"]) == (rid, "ended") and "rule" in req["end_reason"], req
+    assert "ended" in bob.get(f"{b.base}/requests", timeout=10).text  # what the requester reads
+    portal = portal_json(bob, b.base)
+    assert [g["role_arn"] for g in portal["grants"]] == [READONLY]
+    assert [g["role_arn"] for g in portal["requestable"]] == [ADMIN]  # to be asked (and approved) anew
+    r = bob.post(f"{b.base}/credentials/{admin}", data={"csrf_token": portal["csrf_token"]}, headers=JSON, timeout=30)
+    assert r.status_code == 403, r.text
+    records = [x for x in b.records() if x["correlation_id"] == rid]
+    assert [x.get("event") for x in records if x["type"] == "access_request"][-1] == "ended"
+    assert not [x for x in records if x["type"] in ("credentials", "console")]  # nothing issued under it
+
+
+def test_offboarding_ends_the_users_access_requests(bridge: Bridge, tmp_path: Path) -> None:
+    bob, carol = dev_login(bridge.base, "bob"), dev_login(bridge.base, "carol")
+    rid = ask(bridge, bob)
+    act(bridge, carol, rid, "approve")
+    assert ADMIN in [g["role_arn"] for g in portal_json(bob, bridge.base)["grants"]]
+    from bridge.cli import main
+
+    cfg = config_file(bridge.svc.settings, bridge.audit, tmp_path)
+    out = CliRunner().invoke(main, ["sessions", "revoke", "--config", str(cfg), "--user", "bob@example.com"])
+    assert out.exit_code == 0, out.output
+    assert "1 access request(s)" in out.output, out.output
+    again = dev_login(bridge.base, "bob")  # bob signs in again: the elevation is gone
+    portal = portal_json(again, bridge.base)
+    assert [g["role_arn"] for g in portal["grants"]] == [READONLY]
+    (req,) = again.get(f"{bridge.base}/requests", headers=JSON, timeout=10).json()["requests"]
+    assert req["status"] == "revoked" and "offboard" in req["end_reason"], req
+    assert carol.get(f"{bridge.base}/requests/approve", headers=JSON, timeout=10).json()["requests"] == []
+    revoked = [x for x in bridge.records() if x["correlation_id"] == rid and x.get("event") == "revoked"]
+    assert revoked and revoked[0]["by"] == {"operator": "bridge sessions revoke"}
+    (revocation,) = [x for x in bridge.records() if x["type"] == "revocation"]
+    assert revocation["access_requests"] == 1 and revocation["sessions"] == 1
+
+
+def test_request_pages_are_never_cached(bridge: Bridge) -> None:
+    bob, carol = dev_login(bridge.base, "bob"), dev_login(bridge.base, "carol")
+    ask(bridge, bob)
+    assert "bob@example.com" in carol.get(f"{bridge.base}/requests/approve", timeout=10).text  # someone else's
+    for who, path in ((bob, "/requests"), (carol, "/requests/approve")):
+        for headers in ({}, JSON):
+            r = who.get(f"{bridge.base}{path}", headers=headers, timeout=10)
+            assert r.status_code == 200 and "csrf_token" in r.text, r.text[:300]
+            assert r.headers.get("Cache-Control") == "no-store", (path, headers, r.headers)

@@ -331,3 +331,23 @@ def test_pages_posting_to_the_console_allow_the_federation_redirect(app, federat
     assert _csp(c.get("/portal"))["form-action"] == "'self'"
     assert portal["csrf_token"]
     assert _csp(c.get("/portal/why"))["form-action"] == "'self'"
+
+
+def test_no_page_with_a_csrf_token_or_personal_data_is_cacheable(app) -> None:  # type: ignore[no-untyped-def]
+    """Every page the portal serves without path arguments, signed in: one that carries the session's
+    CSRF token or the user's e-mail says ``no-store`` (a shared or back-button cache must keep none)."""
+    c = app.test_client()
+    portal = signed_in(c)
+    csrf, personal = portal["csrf_token"], "alice@example.com"
+    checked = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in (rule.methods or ()) or rule.arguments or rule.rule.startswith(("/logout", "/metrics")):
+            continue
+        for headers in ({}, {"Accept": "application/json"}):
+            r = c.get(rule.rule, headers=headers)
+            body = r.get_data(as_text=True)
+            if csrf in body or personal in body:
+                checked.append(rule.rule)
+                assert "no-store" in r.headers.get("Cache-Control", ""), (rule.rule, headers, r.headers)
+    assert {"/portal", "/requests", "/requests/approve"} <= set(checked), checked
+    assert c.get("/.well-known/jwks.json").headers["Cache-Control"].startswith("public")  # public metadata may be

@@ -223,7 +223,7 @@ def test_config_lists_every_request_problem() -> None:
         make_settings([{"name": "r", "match": {"group": "g"},
                         "grants": [{"role_arn": ADMIN, "request": {"approvers": {"claim": "groups", "regex": "("},
                                                                     "max_duration": 60}}]}],
-                      requests={"webhooks": [{"url": "ftp://x"}, {"url": "https://h", "format": "teams"},
+                      requests={"webhooks": [{"url": "ftp://x"}, {"url": "https://h", "format": "msteams"},
                                              {"url": "https://h", "secret_header": {"name": "Host", "value": "v"}}]})
     text = "\n".join(e.value.problems)
     for needle in ("request.max_duration", "requests.webhooks[0].url", "requests.webhooks[1].format",
@@ -304,3 +304,155 @@ def test_a_dead_webhook_never_blocks_a_request() -> None:
     w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=900)
     assert time.monotonic() - started < 0.5
     assert w.requests.notifier.wait() and w.requests.notifier.failed == 1
+
+
+# --------------------------------------------------------------------------- issue 22: webhooks that leak
+
+
+def test_webhook_receivers_outside_loopback_need_https_and_never_link_local() -> None:
+    def problems(*hooks: dict[str, Any]) -> str:
+        with pytest.raises(ConfigError) as e:
+            make_settings(rules(), requests={"webhooks": list(hooks)})
+        return "\n".join(e.value.problems)
+
+    text = problems({"url": "http://hooks.example.com/x"}, {"url": "http://10.0.0.7/x"},
+                    {"url": "https://169.254.169.254/latest/meta-data"}, {"url": "https://[fe80::1]/x"},
+                    {"url": "https://[::ffff:169.254.169.254]/x"}, {"url": "http://metadata.google.internal/x",
+                                                                     "insecure_allow_http": True},
+                    {"url": "https://[fd00:ec2::254]/x"})
+    for i in range(7):
+        assert f"requests.webhooks[{i}].url" in text, text
+    assert "https" in text and "insecure_allow_http" in text and "link-local" in text, text
+    ok = make_settings(rules(), requests={"webhooks": [
+        {"url": "http://127.0.0.1:9/x"}, {"url": "http://localhost:9/x"}, {"url": "http://[::1]:9/x"},
+        {"url": "https://hooks.example.com/x"}, {"url": "http://hooks.internal/x", "insecure_allow_http": True}]})
+    warned = "\n".join(ok.warnings())
+    assert "requests.webhooks[4]" in warned and "insecure_allow_http" in warned, warned
+    assert "requests.webhooks[0]" not in warned and "requests.webhooks[3]" not in warned, warned
+
+
+def _resolver(answers: dict[str, list[list[str]]]) -> Any:
+    """A resolver answering each name with the next of its address lists (the last one again after that):
+    a DNS server whose answer changes between calls (DNS rebinding)."""
+    import socket
+
+    def resolve(host: str, port: int, *a: Any, **kw: Any) -> list[Any]:
+        queue = answers[host]
+        ips = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+                for ip in ips]
+
+    return resolve
+
+
+def test_a_webhook_is_sent_to_the_address_checked_and_never_to_a_link_local_one(bridge_logs: Any) -> None:
+    from tests.integration.helpers import WebhookReceiver
+
+    got = WebhookReceiver()
+    try:
+        s = make_settings(rules(), requests={"webhook_backoff": 0, "webhook_attempts": 1, "webhooks": [
+            {"url": f"http://hooks.example.test:{got.port}/x", "insecure_allow_http": True,
+             "secret_header": {"name": "X-Bridge-Secret", "value": "s3cret"}}]})
+        resolve = _resolver({"hooks.example.test": [["127.0.0.1"], ["169.254.169.254"], ["127.0.0.1", "fe80::1"]]})
+        n = Notifier(s.requests, sleep=lambda _: None, resolve=resolve)
+        hook = s.requests.webhooks[0]
+        assert n.deliver(hook, b"{}") is True  # resolved to loopback: sent there, named as in the URL
+        (path, headers, _), = got.got
+        assert headers["Host"] == f"hooks.example.test:{got.port}" and headers["X-Bridge-Secret"] == "s3cret"
+        assert n.deliver(hook, b"{}") is False  # the name now points at the metadata service: not sent
+        assert n.deliver(hook, b"{}") is False  # one of its addresses is link-local: not sent either
+        assert len(got.got) == 1
+        failed = [json.loads(x) for x in bridge_logs.lines if '"webhook_failed"' in x]
+        assert [f["reason"] for f in failed] == ["blocked address 169.254.169.254", "blocked address fe80::1"]
+        assert "s3cret" not in bridge_logs.text
+    finally:
+        got.close()
+
+
+# --------------------------------------------------------------------------- issue 22: rules change, offboarding
+
+
+def test_an_approval_ends_when_its_rule_goes_and_stays_ended_when_it_returns(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+    w.requests.decide(CAROL, req.id, approve=True)
+    w.set_rules(rules()[:1])  # nothing is given on request any more
+    assert ADMIN not in w.grants(BOB)
+    w.set_rules(rules())
+    assert ADMIN not in w.grants(BOB)
+    ended = w.store.get_access_request(req.id)
+    assert ended is not None and ended.status == "ended" and "rule" in (ended.end_reason or "")
+    assert w.events(req.id)[-1] == "ended"
+
+
+def test_a_rules_reload_ends_the_requests_it_no_longer_backs_without_anyone_using_them(w: World) -> None:
+    approved = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+    w.requests.decide(CAROL, approved.id, approve=True)
+    pending = w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="later", duration=900)
+    current = [[r for r in rules() if r["name"] != "prod-admin"]]
+    book = w.access.rules = type(w.access.rules)(w.settings.mapping, loader=lambda: make_settings(current[0]).mapping)
+    w.access.watch(book)
+    assert book.reload()
+    assert {r.id: r.status for r in w.requests.all()} == {approved.id: "ended", pending.id: "ended"}
+    current[0] = rules()
+    assert book.reload() and ADMIN not in w.grants(BOB) and w.requests.for_approver(CAROL) == []
+
+
+def test_a_rule_renamed_or_turned_into_a_plain_grant_ends_the_request(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+    w.requests.decide(CAROL, req.id, approve=True)
+    outright = [*rules()[:1], {"name": "prod-admin", "match": {"group": "devs"}, "grants": [{"role_arn": ADMIN}]}]
+    w.set_rules(outright)
+    assert ADMIN in w.grants(BOB)  # the rules give it outright now
+    w.set_rules(rules())
+    assert ADMIN not in w.grants(BOB) and w.events(req.id)[-1] == "ended"
+
+
+def test_offboarding_ends_pending_and_approved_requests(w: World) -> None:
+    approved = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+    w.requests.decide(CAROL, approved.id, approve=True)
+    other = Identity(connector_id="corp", subject="bob-corp", issuer="https://idp", email="BOB@example.com",
+                     groups=("devs",), mfa=True)
+    pending = w.requests.create(other, w.admin_grant_id(other), reason="later", duration=900)
+    kept = w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="mine", duration=900)
+    ended = w.requests.end_for_user("bob@example.com", by="bridge sessions revoke")
+    assert sorted(r.id for r in ended) == sorted([approved.id, pending.id])
+    assert {r.id: r.status for r in w.requests.all()} == {approved.id: "revoked", pending.id: "revoked",
+                                                          kept.id: "pending"}
+    assert ADMIN not in w.grants(BOB) and w.events(approved.id)[-1] == "revoked"
+    assert [r.id for r in w.requests.end_for_user("bob-corp", by="x")] == []  # nothing left to end
+
+
+def test_https_to_the_checked_address_still_verifies_the_certificate_for_the_name(tmp_path: Any) -> None:
+    import ssl
+
+    from tests.integration.helpers import WebhookReceiver
+    from tests.redis_topologies import make_ca
+
+    tls = make_ca(tmp_path / "ca")
+    got = WebhookReceiver(tls=tls)
+    try:
+        s = make_settings(rules(), requests={"webhook_backoff": 0, "webhook_attempts": 1, "webhooks": [
+            {"url": f"https://localhost:{got.port}/x"}, {"url": f"https://hooks.example.test:{got.port}/x"}]})
+        trust = ssl.create_default_context(cafile=str(tls.ca))
+        n = Notifier(s.requests, sleep=lambda _: None, tls=trust,
+                     resolve=_resolver({"localhost": [["127.0.0.1"]], "hooks.example.test": [["127.0.0.1"]]}))
+        assert n.deliver(s.requests.webhooks[0], b"{}") is True
+        assert n.deliver(s.requests.webhooks[1], b"{}") is False  # the certificate is not for that name
+        assert [p for p, _, _ in got.got] == ["/x"]
+    finally:
+        got.close()
+
+
+def test_a_sign_in_without_mfa_does_not_end_an_approval_its_rule_still_offers() -> None:
+    w = World()
+    mfa_rules = [*rules(), {"name": "other", "match": {"group": "devs"},  # something requestable without MFA
+                            "grants": [{"role_arn": "arn:aws:iam::123456789012:role/Other",
+                                        "request": {"approvers": {"group": "sre-leads"}}}]}]
+    mfa_rules[1]["grants"][0]["mfa_required"] = True
+    w.set_rules(mfa_rules)
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=3600)
+    w.requests.decide(CAROL, req.id, approve=True)
+    no_mfa = ident("bob", ("devs",), mfa=False)  # the same account, another sign-in
+    assert ADMIN not in w.grants(no_mfa)  # locked on this sign-in…
+    assert ADMIN not in w.grants(no_mfa) and ADMIN in w.grants(BOB)  # …and still approved for the MFA one
+    assert w.store.get_access_request(req.id).status == "approved"  # type: ignore[union-attr]

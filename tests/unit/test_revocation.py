@@ -33,6 +33,7 @@ class FakeServices:
         self.sessions = SimpleNamespace(of_user=self.of_user, revoke_user=self.revoke_user)
         self.access = SimpleNamespace(access_for=self.access_for)
         self.auditor = SimpleNamespace(record=lambda type_, ctx, **kw: self.records.append((type_, kw)))
+        self.requests = None  # access requests: their own tests (test_access_requests.py)
 
     def of_user(self, user: str) -> list[tuple[str, Any]]:
         return [(f"s{i}", SimpleNamespace(identity=ident)) for i, ident in enumerate(self._identities)
