@@ -101,7 +101,7 @@ def init_app(app: Flask) -> None:
         if svc.settings.secure_cookies:  # https base_url: browsers remember to never use plain http here
             resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if g.get("no_store") or request.path.startswith(("/portal", "/credentials", "/callback", "/api/",
-                                                                   "/oauth/", "/device")):
+                                                                   "/oauth/", "/device", "/sso/")):
             resp.headers["Cache-Control"] = "no-store"
             resp.headers["Pragma"] = "no-cache"
         return resp

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,48 @@ def test_a_reused_refresh_token_revokes_every_token_descended_from_its_grant(ser
         assert token["accessToken"] not in text and token["refreshToken"] not in text
 
 
+def race_refresh(oidc: Any, reg: dict[str, Any], refresh_token: str) -> list[dict[str, Any] | str]:
+    """Two CreateToken calls with one refresh token, released at once: each new pair, or the error said."""
+    barrier = threading.Barrier(2)
+    results: list[dict[str, Any] | str] = []
+
+    def present() -> None:
+        barrier.wait()
+        try:
+            results.append(refresh(oidc, reg, refresh_token))
+        except oidc.exceptions.InvalidGrantException as e:
+            results.append(e.response["error_description"])
+
+    threads = [threading.Thread(target=present) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_a_refresh_token_presented_twice_at_once_ends_its_grant_whichever_wins(serve) -> None:
+    """Two presentations racing (the attacker's and the user's): one may get a new pair, but it ends with
+    the rest of the grant (the reuse marks the grant first; a refresh checks the mark after minting)."""
+    base, svc, audit = serve()
+    sso = portal_client(base)
+    browser = dev_login(base, "alice")
+    for _ in range(4):
+        oidc = oidc_client(base)
+        reg, first = login(oidc, base, browser)
+        results = race_refresh(oidc, reg, first["refreshToken"])
+        assert len(results) == 2 and any(isinstance(r, str) and "already used" in r for r in results), results
+        for r in results:
+            if isinstance(r, dict):  # the winner's pair: ended too
+                with pytest.raises(sso.exceptions.UnauthorizedException):
+                    sso.list_accounts(accessToken=r["accessToken"])
+                with pytest.raises(oidc.exceptions.InvalidGrantException):
+                    refresh(oidc, reg, r["refreshToken"])
+        with pytest.raises(sso.exceptions.UnauthorizedException):
+            sso.list_accounts(accessToken=first["accessToken"])
+    assert len(audit_records(audit, "token_reuse")) == 4
+
+
 # ---- 2. redirect URIs: loopback URIs only, nothing that can reach a header ------------------------------
 
 BAD_REDIRECTS = [
@@ -141,7 +184,7 @@ GOOD_REDIRECTS = ["http://127.0.0.1/oauth/callback", "http://127.0.0.1:8400/", "
 
 
 def test_register_client_refuses_redirect_uris_that_are_not_plain_loopback_uris(serve) -> None:
-    base, svc, _ = serve()
+    base, svc, _ = serve(rate_limits={"sso_register_per_minute": 0})  # 40 registrations in a row
     oidc = oidc_client(base)
     before = client_keys(svc)
     accepted = []
