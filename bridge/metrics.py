@@ -19,7 +19,8 @@ Names (all prefixed ``bridge_``):
   redis_errors_total{error}                    Redis failures by exception type
   upstream_stale_total{connector,document}     an IdP document could not be refreshed: last good copy used
   audit_write_errors_total{sink}               audit records that could not be written
-  rate_limited_total{kind}                     refused by rate_limits (sign_in | credentials | device | device_code)
+  rate_limited_total{kind}                     refused by rate_limits (sign_in | credentials | device | device_code |
+                                               sso_register)
   http_requests_total{endpoint,method,status}  and http_request_duration_seconds{endpoint}
   signing_key_expiry_days{kind,kid,state}      days until a key retires / its certificate ends
   rules_reload_failures_total{reason}          refused reloads: invalid | error | empty | shrink (per worker:
