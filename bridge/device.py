@@ -144,9 +144,10 @@ class DeviceFlow:
 
     def mint(self, client_id: str, approval: DeviceApproval, *, session_alive: Callable[[str], bool],
              client_ip: str = "", user_agent: str = "", lifetime: int | None = None,
-             refresh_lifetime: int = 0) -> dict[str, Any]:
+             refresh_lifetime: int = 0, family: str | None = None) -> dict[str, Any]:
         """A new CLI token for the session ``approval`` names (and a refresh token when asked), filed
-        under that session and never living past its end. DeviceError(expired_token) if it has ended."""
+        under that session and never living past its end. DeviceError(expired_token) if it has ended.
+        With a refresh token both carry ``family`` (the grant they descend from; a new one if not given)."""
         now = self.clock()
         left = approval.session_expires_at - now
         lifetime = int(min(self.cfg.token_lifetime if lifetime is None else lifetime, left))
@@ -156,9 +157,11 @@ class DeviceFlow:
         thash = hash_id(token)
         refresh = secrets.token_urlsafe(48) if refresh_lifetime > 0 else None
         rhash = refresh_hash(refresh) if refresh else None
+        if refresh and family is None:
+            family = secrets.token_urlsafe(16)
         base = CliToken(client_id=client_id, session=approval.session, created_at=int(now),
                         expires_at=int(now) + lifetime, client_ip=client_ip, user_agent=user_agent,
-                        correlation_id=approval.correlation_id, pair=rhash)
+                        correlation_id=approval.correlation_id, pair=rhash, family=family)
         self.store.add_cli_token(thash, base, lifetime)
         body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
         if refresh and rhash:
@@ -180,14 +183,41 @@ class DeviceFlow:
         return token
 
     def refresh_token(self, refresh: str) -> tuple[str, CliToken] | None:
-        """(hash, record) of the live refresh token ``refresh``, or None."""
+        """(hash, record) of the refresh token ``refresh``, live (``kind`` "refresh") or already used
+        ("spent"), or None."""
         if not refresh or len(refresh) > 256:
             return None
         rhash = refresh_hash(refresh)
         token = self.store.get_cli_token(rhash)
-        if token is None or token.kind != "refresh" or token.expires_at <= self.clock():
+        if token is None or token.kind not in ("refresh", "spent") or token.expires_at <= self.clock():
             return None
         return rhash, token
+
+    def spend(self, rhash: str, token: CliToken, family: str) -> None:
+        """A refresh token just used: its access token ends, and it is kept as "spent" (in ``family``)
+        until it would have expired, so that it is known if it comes back."""
+        if token.pair:
+            self.store.delete_cli_token(token.pair)
+            self.store.unlink_cli_token(token.session, token.pair)
+        self.store.add_cli_token(rhash, replace(token, kind="spent", pair=None, family=family),
+                                 max(1, int(token.expires_at - self.clock())))
+
+    def end_family(self, session_hash: str, family: str) -> int:
+        """Revoke every token descended from one grant (a refresh token came back: RFC 9700 §4.14.2).
+        Marked first, so a refresh racing this one sees it (``family_ended``) after minting. Returns how
+        many live tokens ended."""
+        self.store.remember_once(f"family-ended:{family}", max(1, self.cfg.refresh_token_lifetime))
+        ended = 0
+        for h in self.store.session_tokens(session_hash):
+            token = self.store.get_cli_token(h)
+            if token is not None and token.family == family:
+                self.store.delete_cli_token(h)
+                self.store.unlink_cli_token(session_hash, h)
+                ended += token.kind != "spent"
+        return ended
+
+    def family_ended(self, family: str) -> bool:
+        return self.store.seen(f"family-ended:{family}")
 
     def revoke(self, bearer: str) -> None:
         """Revoke the token ``bearer`` (and unfile it from its session)."""

@@ -16,8 +16,11 @@ bridge/identity_center_protocol.py). What this module keeps:
 - Refresh tokens are stored apart from bearer tokens (``refresh_hash``), filed under the same session
   (ended with it), single use (rotated at each refresh), and bounded by ``cli.refresh_token_lifetime``
   and the session's end.
-- Registered clients are public clients; the secret is kept hashed; ``authorization_code`` clients
-  register loopback redirect URIs only (any port, RFC 8252 §7.3) and must use PKCE S256.
+- A refresh token that comes back after it was used (RFC 9700 §4.14.2: someone else holds a copy) ends
+  every token descended from its grant (its ``family``: one device or authorization-code approval), and
+  is audited (``token_reuse``: the client and the user, never a token).
+- Registered clients (bridge/identity_center_clients.py): public, bounded in number, the secret hashed,
+  loopback redirect URIs only (any port, RFC 8252 §7.3), PKCE S256.
 - Roles are named by their role name. Two grants in one account whose roles share a name (role
   paths: ``role/a/Admin`` and ``role/b/Admin``) resolve deterministically: the role with the
   shortest path wins, then the smaller ARN; the other is not offered through this protocol (the
@@ -29,35 +32,35 @@ bridge/identity_center_protocol.py). What this module keeps:
 from __future__ import annotations
 
 import hmac
-import re
+import logging
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode, urlsplit
+from typing import Any, NoReturn
+from urllib.parse import urlencode
 
 from bridge import audit
 from bridge.access import AccessPoint
+from bridge.audit import Auditor
 from bridge.config import Settings
 from bridge.device import DeviceError, DeviceFlow
 from bridge.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn
 from bridge.identity import Grant
+from bridge.identity_center_clients import SsoClients
 from bridge.identity_center_protocol import (
     AUTH_CODE_TTL,
-    DEFAULT_GRANT_TYPES,
     DEVICE_GRANT,
     GRANT_TYPES,
     OIDC_ERRORS,
-    SCOPES,
+    LoopbackUri,
     SsoError,
     body_str,
-    body_str_list,
     forbidden,
     invalid_request,
-    is_loopback,
+    loopback_problem,
     normalize_start_url,
     page_of,
     pkce_s256,
@@ -65,9 +68,13 @@ from bridge.identity_center_protocol import (
     unauthorized,
 )
 from bridge.issuing import CredentialIssuer
+from bridge.logs import event
 from bridge.sessions import Sessions
 from bridge.ssoconfig import role_names
 from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
+
+REUSED = ("refresh token already used: it came back after it was used, so every token of this sign-in is "
+          "revoked; sign in again (`aws sso login`)")
 
 # --------------------------------------------------------------------------- roles by name
 
@@ -88,6 +95,7 @@ class AuthorizeRequest:
     redirect_uri: str
     state: str
     code_challenge: str
+    redirect: LoopbackUri  # ``redirect_uri`` parsed: headers are built from its parts
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,10 @@ class Caller:
 
 class IdentityCenter:
     def __init__(self, settings: Settings, store: Store, device: DeviceFlow, sessions: Sessions,
-                 access: AccessPoint, issuer: CredentialIssuer, clock: Callable[[], float] = time.time) -> None:
+                 access: AccessPoint, issuer: CredentialIssuer, clock: Callable[[], float] = time.time,
+                 auditor: Auditor | None = None, on_register: Callable[[str], None] = lambda outcome: None) -> None:
+        self.auditor = auditor
+        self.clients = SsoClients(settings, store, lambda: self.clock(), on_register)
         self.settings = settings
         self.store = store
         self.device = device
@@ -123,47 +134,12 @@ class IdentityCenter:
         return f"{self.start_url}/sso"
 
     # -- sso-oidc ---------------------------------------------------------------------------------
-    def register_client(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        name = body_str(body, "clientName", limit=256)
-        if body_str(body, "clientType", limit=64) != "public":
-            raise SsoError.oidc("invalid_client_metadata", "only public clients are served")
-        grants = body_str_list(body, "grantTypes")
-        grant_types = tuple(dict.fromkeys(grants)) if grants else DEFAULT_GRANT_TYPES
-        if unknown := [g for g in grant_types if g not in GRANT_TYPES]:
-            raise SsoError("UnsupportedGrantTypeException", 400,
-                           {"error": "unsupported_grant_type", "error_description": f"unsupported: {unknown[0][:64]}"})
-        scopes = body_str_list(body, "scopes") or []
-        if unknown := [s for s in scopes if s not in SCOPES]:
-            raise SsoError.oidc("invalid_scope", f"unknown scope {unknown[0][:64]!r}; this bridge serves "
-                                f"{', '.join(sorted(SCOPES))}")
-        redirects = body_str_list(body, "redirectUris") or []
-        if bad := [r for r in redirects if not is_loopback(r)]:
-            raise SsoError.oidc("invalid_redirect_uri", f"only http loopback redirect URIs: {bad[0][:128]!r}")
-        if "authorization_code" in grant_types and not redirects:
-            raise SsoError.oidc("invalid_redirect_uri", "the authorization_code grant needs redirectUris")
-        now = int(self.clock())
-        # The approval page shows the client id: a readable prefix from the name, then randomness.
-        prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:48] or "client"
-        client_id = f"{prefix}.{secrets.token_urlsafe(24)}"
-        secret = secrets.token_urlsafe(48)
-        client = SsoClient(client_id=client_id, secret_hash=hash_id(secret), name=name, issued_at=now,
-                           expires_at=now + self.settings.cli.sso_client_lifetime, grant_types=grant_types,
-                           redirect_uris=tuple(redirects), scopes=tuple(scopes))
-        self.store.put_sso_client(client, self.settings.cli.sso_client_lifetime)
-        out: dict[str, Any] = {"clientId": client_id, "clientSecret": secret, "clientIdIssuedAt": now,
-                               "clientSecretExpiresAt": client.expires_at}
-        if "authorization_code" in grant_types:
-            out.update(authorizationEndpoint=f"{self.endpoint}/authorize", tokenEndpoint=f"{self.endpoint}/token")
-        return out
+    def register_client(self, body: Mapping[str, Any], *, client_ip: str = "") -> dict[str, Any]:
+        return self.clients.register(body, client_ip=client_ip, endpoint=self.endpoint)
 
     def client(self, client_id: str, client_secret: str) -> SsoClient:
         """The registered client, authenticated by its secret; InvalidClientException otherwise."""
-        c = self.store.get_sso_client(client_id) if client_id and len(client_id) <= 128 else None
-        if c is None or not hmac.compare_digest(c.secret_hash, hash_id(client_secret)):
-            raise SsoError.oidc("invalid_client", "unknown client or wrong client secret")
-        if c.expires_at <= self.clock():
-            raise SsoError.oidc("invalid_client", "the client registration expired; register again")
-        return c
+        return self.clients.authenticate(client_id, client_secret)
 
     def start_device_authorization(self, body: Mapping[str, Any], *, client_ip: str,
                                    user_agent: str) -> dict[str, Any]:
@@ -189,7 +165,7 @@ class IdentityCenter:
         except BridgeError:
             return False
 
-    def create_token(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def create_token(self, body: Mapping[str, Any], ctx: audit.Context | None = None) -> dict[str, Any]:
         client = self.client(body_str(body, "clientId", limit=256), body_str(body, "clientSecret", limit=256))
         grant_type = body_str(body, "grantType", limit=256)
         if grant_type not in GRANT_TYPES:
@@ -204,9 +180,11 @@ class IdentityCenter:
             elif grant_type == "authorization_code":
                 out = self._redeem_code(client, body, lifetime, refresh)
             else:
-                out = self._refresh(client, body_str(body, "refreshToken", limit=256), lifetime, refresh)
+                out = self._refresh(client, body_str(body, "refreshToken", limit=256), lifetime, refresh,
+                                    ctx or audit.Context())
         except DeviceError as e:
             raise SsoError.oidc(e.error if e.error in OIDC_ERRORS else "invalid_grant", e.description) from None
+        self.clients.used(client)
         resp = {"accessToken": out["access_token"], "tokenType": "Bearer", "expiresIn": out["expires_in"]}
         if "refresh_token" in out:
             resp["refreshToken"] = out["refresh_token"]
@@ -227,22 +205,43 @@ class IdentityCenter:
                                 client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
                                 refresh_lifetime=refresh)
 
-    def _refresh(self, client: SsoClient, refresh_token: str, lifetime: int, refresh: int) -> dict[str, Any]:
+    def _refresh(self, client: SsoClient, refresh_token: str, lifetime: int, refresh: int,
+                 ctx: audit.Context) -> dict[str, Any]:
         found = self.device.refresh_token(refresh_token)
         if found is None or found[1].client_id != client.client_id:
             raise SsoError.oidc("invalid_grant", "unknown, expired or revoked refresh token")
         rhash, doc = found
-        if not self.store.remember_once(f"sso-refresh:{rhash}", max(1, doc.expires_at - int(self.clock()))):
-            self.device.revoke_stored(rhash)  # a refresh token used twice: someone else holds it too
-            raise SsoError.oidc("invalid_grant", "refresh token already used")
-        self.device.revoke_stored(rhash)  # rotated: the old pair ends
+        # Spent, or presented twice at once: a copy is in someone else's hands (RFC 9700 §4.14.2).
+        if doc.kind == "spent" or not self.store.remember_once(f"sso-refresh:{rhash}",
+                                                               max(1, doc.expires_at - int(self.clock()))):
+            self._reused(client, rhash, doc, ctx)
+        family = doc.family or secrets.token_urlsafe(16)  # a refresh token of an earlier version starts one
+        self.device.spend(rhash, doc, family)  # rotated: its access token ends, the refresh token is spent
         session = self.sessions.load(doc.session) if self._alive(doc.session) else None
         if session is None:
             raise SsoError.oidc("invalid_grant", "the browser session that approved this sign-in has ended")
         approval = DeviceApproval(doc.session, session.expires_at, doc.correlation_id)
-        return self.device.mint(client.client_id, approval, session_alive=lambda _: True,
-                                client_ip=doc.client_ip or "", user_agent=doc.user_agent or "", lifetime=lifetime,
-                                refresh_lifetime=refresh)
+        out = self.device.mint(client.client_id, approval, session_alive=lambda _: True,
+                               client_ip=doc.client_ip or "", user_agent=doc.user_agent or "", lifetime=lifetime,
+                               refresh_lifetime=refresh, family=family)
+        if self.device.family_ended(family):  # a reuse was seen while this refresh ran: this pair ends too
+            self.device.revoke(out["access_token"])
+            raise SsoError.oidc("invalid_grant", REUSED)
+        return out
+
+    def _reused(self, client: SsoClient, rhash: str, doc: CliToken, ctx: audit.Context) -> NoReturn:
+        if doc.family:
+            ended = self.device.end_family(doc.session, doc.family)
+        else:  # from before families: only its own pair is known
+            self.device.revoke_stored(rhash)
+            ended = 1 + bool(doc.pair)
+        event("sso_refresh_token_reused", logging.WARNING, client_id=client.client_id, revoked=ended)
+        if self.auditor is not None:
+            session = self.store.get_session(doc.session)
+            self.auditor.record("token_reuse", audit.Context(doc.correlation_id, ctx.client_ip, ctx.user_agent),
+                                outcome="revoked", client_id=client.client_id, revoked=ended,
+                                who=audit.who(session.identity) if session is not None else None)
+        raise SsoError.oidc("invalid_grant", REUSED)
 
     # -- the browser step of the authorization code grant ----------------------------------------
     def authorize_request(self, params: Mapping[str, str]) -> AuthorizeRequest:
@@ -250,11 +249,20 @@ class IdentityCenter:
         for an unknown client or a redirect URI it did not register."""
         client = self.store.get_sso_client(params.get("client_id", "")[:128])
         redirect = params.get("redirect_uri", "")[:2048]
-        if client is None or client.expires_at <= self.clock() or "authorization_code" not in client.grant_types:
+        now = self.clock()
+        if (client is None or client.expires_at <= now or (client.use_by is not None and client.use_by <= now)
+                or "authorization_code" not in client.grant_types):
             raise BadRequest("authorize: unknown client", code="sso_client_invalid",
                              message="The application that sent you here is not registered with the bridge.",
                              hint="Run `aws sso login` again.")
-        if not redirect_matches(client.redirect_uris, redirect):
+        if (problem := loopback_problem(redirect)) is not None:
+            raise BadRequest(f"authorize: redirect_uri refused: {problem}", code="sso_redirect_invalid",
+                             message="The bridge does not accept this redirect address: only http://127.0.0.1, "
+                             "http://[::1] or http://localhost, with a port from 1 to 65535 or none, and a plain path.",
+                             hint=f"What is wrong with it: {problem}. Run `aws sso login` again with a current "
+                             "AWS CLI.")
+        target = redirect_matches(client.redirect_uris, redirect)
+        if target is None:
             raise BadRequest("authorize: redirect_uri not registered", code="sso_redirect_invalid",
                              message="The application asked to send you to an address it did not register.")
         challenge = params.get("code_challenge", "")
@@ -262,14 +270,14 @@ class IdentityCenter:
                 or not 43 <= len(challenge) <= 128):
             raise BadRequest("authorize: response_type=code with PKCE S256 required", code="sso_pkce_required",
                              message="The application did not ask in a way the bridge accepts (PKCE S256).")
-        return AuthorizeRequest(client, redirect, params.get("state", "")[:512], challenge)
+        return AuthorizeRequest(client, str(target), params.get("state", "")[:512], challenge, target)
 
     def authorize_decide(self, req: AuthorizeRequest, *, approve: bool, session_hash: str,
                          session: SessionRecord, client_ip: str, user_agent: str) -> str:
         """Where the browser goes next: the loopback redirect URI with ``code`` and ``state`` (or
         ``error=access_denied``). The code is single use, bound to the client, redirect URI and PKCE
         challenge, and names the approving session (never its grants)."""
-        sep = "&" if urlsplit(req.redirect_uri).query else "?"
+        sep = "&" if req.redirect.query else "?"
         if not approve:
             return f"{req.redirect_uri}{sep}{urlencode({'error': 'access_denied', 'state': req.state})}"
         code = secrets.token_urlsafe(32)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from bridge.errors import BridgeError, NotSignedIn, RateLimited
 
@@ -22,7 +24,6 @@ DEFAULT_GRANT_TYPES = (DEVICE_GRANT, "refresh_token")
 SCOPES = frozenset({"sso:account:access"})
 AUTH_CODE_TTL = 300
 MAX_RESULTS = 100
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
 # OAuth error code → the sso-oidc exception shape (and its HTTP status, as the model has it).
 OIDC_ERRORS: dict[str, tuple[str, int]] = {
@@ -84,28 +85,127 @@ def normalize_start_url(url: str) -> str:
     return u.rstrip("/").lower()
 
 
-def is_loopback(uri: str) -> bool:
-    try:
-        u = urlsplit(uri)
-        return u.scheme == "http" and (u.hostname or "") in LOOPBACK_HOSTS and not u.username and not u.fragment
-    except ValueError:
-        return False
+# RFC 8252 §7.3 loopback redirect URIs, and nothing else: ``http://``, a loopback host as written here, a
+# port 1-65535 or none, a path and an optional query of plain characters. Parts of a redirect URI reach
+# the Location and Content-Security-Policy headers, so anything that could end or add a header value or
+# a CSP directive (``;`` ``,`` spaces, quotes, control characters) is refused, as are fragments, user
+# info and any spelling the canonical form would change (``HTTP://``, ``LOCALHOST``, port ``080``).
+_PCHAR = r"(?:[A-Za-z0-9._~!$&*+=:@-]|%[0-9A-Fa-f]{2})"
+_LOOPBACK_RE = re.compile(r"http://(?P<host>127\.0\.0\.1|localhost|\[::1\])(?::(?P<port>[0-9]{1,5}))?"
+                          rf"(?P<path>(?:/{_PCHAR}*)*)(?:\?(?P<query>(?:{_PCHAR}|[/?])+))?")
+_HOSTS = "127.0.0.1, [::1] or localhost"
 
 
-def redirect_matches(registered: Iterable[str], uri: str) -> bool:
-    """RFC 8252 §7.3: a loopback redirect URI matches a registered one whatever its port."""
-    if not is_loopback(uri):
-        return False
-    u = urlsplit(uri)
+@dataclass(frozen=True)
+class LoopbackUri:
+    """A parsed loopback redirect URI. ``str()`` rebuilds it from these parts (what headers are made of)."""
+
+    host: str
+    port: int | None
+    path: str
+    query: str
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}" + (f":{self.port}" if self.port is not None else "")
+
+    def __str__(self) -> str:
+        return self.origin + self.path + (f"?{self.query}" if self.query else "")
+
+    def same_target(self, other: LoopbackUri) -> bool:
+        """RFC 8252 §7.3: the same redirect URI whatever the port."""
+        return (self.host, self.path or "/", self.query) == (other.host, other.path or "/", other.query)
+
+
+def loopback_problem(uri: str) -> str | None:
+    """Why ``uri`` is not a redirect URI the bridge accepts (None when it is one)."""
+    if any(not 0x20 < ord(c) < 0x7F for c in uri):
+        return "it holds a space, a control character or a character outside ASCII"
+    if bad := next((c for c in uri if c in ";,'\"<>\\`{}|^"), None):
+        return f"it holds {bad!r}"
+    if "#" in uri:
+        return "it has a fragment (#)"
+    if not uri.startswith("http://"):
+        return "it must start with http:// (a loopback redirect URI, RFC 8252)"
+    authority = re.split(r"[/?]", uri[len("http://"):], maxsplit=1)[0]
+    if "@" in authority:
+        return "it has user info (@)"
+    host, sep, port = authority.rpartition(":") if not authority.endswith("]") else ("", "", "")
+    if (host if sep else authority) not in ("127.0.0.1", "localhost", "[::1]"):
+        return f"the host must be {_HOSTS}"
+    if sep and not _port_ok(port):
+        return "the port must be a number from 1 to 65535, or none"
+    m = _LOOPBACK_RE.fullmatch(uri)
+    if m is None:
+        return "its path or query holds characters a redirect URI here may not hold"
+    return None
+
+
+def _port_ok(port: str | None) -> bool:
+    return port is not None and port.isascii() and port.isdigit() and not port.startswith("0") and int(port) <= 65535
+
+
+def parse_loopback(uri: str) -> LoopbackUri | None:
+    """``uri`` as a ``LoopbackUri``, or None when it is not one the bridge accepts (``loopback_problem``)."""
+    m = _LOOPBACK_RE.fullmatch(uri)
+    if m is None or (m["port"] is not None and not _port_ok(m["port"])):
+        return None
+    return LoopbackUri(m["host"], int(m["port"]) if m["port"] else None, m["path"], m["query"] or "")
+
+
+def redirect_matches(registered: Iterable[str], uri: str) -> LoopbackUri | None:
+    """The parsed ``uri`` when it is a loopback URI matching one of ``registered`` whatever its port (RFC 8252
+    §7.3); None otherwise. Registered URIs that are not (an earlier version took more) match nothing."""
+    given = parse_loopback(uri)
+    if given is None:
+        return None
     for r in registered:
-        ru = urlsplit(r)
-        if (ru.scheme, ru.hostname, ru.path or "/", ru.query) == (u.scheme, u.hostname, u.path or "/", u.query):
-            return True
-    return False
+        reg = parse_loopback(r)
+        if reg is not None and reg.same_target(given):
+            return given
+    return None
 
 
 def pkce_s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def _is_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON's \\u escapes carry them, UTF-8 cannot
+        return False
+    return True
+
+
+def check_text(body: Mapping[str, Any]) -> None:
+    """Refuse (InvalidRequestException) a JSON body whose names or strings are not Unicode text, naming the
+    top-level field: nothing of it is hashed, stored, logged or shown."""
+    for key, value in body.items():
+        stack: list[Any] = [key, value]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, str) and not _is_text(v):
+                name = key if _is_text(key) else "a field name"
+                raise SsoError.oidc("invalid_request", f"{name} must be Unicode text: it holds a lone surrogate "
+                                    "(\\ud800-\\udfff without its pair)")
+            if isinstance(v, dict):
+                stack.extend(k for kv in v.items() for k in kv)
+            elif isinstance(v, list):
+                stack.extend(v)
+
+
+def address_key(ip: str) -> str:
+    """What RegisterClient counts per: the client's IPv4 address, or its IPv6 /64 (one host has a whole /64)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:64]
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
 
 
 def body_str(body: Mapping[str, Any], key: str, *, required: bool = True, limit: int = 2048) -> str:

@@ -19,13 +19,18 @@ Names (all prefixed ``bridge_``):
   redis_errors_total{error}                    Redis failures by exception type
   upstream_stale_total{connector,document}     an IdP document could not be refreshed: last good copy used
   audit_write_errors_total{sink}               audit records that could not be written
-  rate_limited_total{kind}                     refused by rate_limits (sign_in | credentials | device | device_code)
+  rate_limited_total{kind}                     refused by rate_limits (sign_in | credentials | device | device_code |
+                                               sso_register)
   http_requests_total{endpoint,method,status}  and http_request_duration_seconds{endpoint}
   signing_key_expiry_days{kind,kid,state}      days until a key retires / its certificate ends
   rules_reload_failures_total{reason}          refused reloads: invalid | error | empty | shrink (per worker:
                                                each worker reloads, and refuses, on its own)
   rules_info{version} (1), rules_count,        the rules the answering worker serves, and whether its last
   rules_last_reload_failed (0/1)               reload failed (scrape time, like the key gauges)
+  sso_clients_registered_total{outcome}        IAM Identity Center RegisterClient: registered | address_full |
+                                               total_full (refused by a cap; rate-limited ones: rate_limited_total)
+  sso_clients                                  registrations alive now (read from the store at scrape time;
+                                               no sample when the store does not answer)
 """
 
 from __future__ import annotations
@@ -82,6 +87,21 @@ class _Rules(Collector):
                                 value=int(st["last_reload_failed"]))
 
 
+class _SsoClients(Collector):
+    def __init__(self, count: Callable[[], int] | None) -> None:
+        self.count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.count is None:
+            return
+        try:
+            value = self.count()
+        except Exception:  # noqa: BLE001 - the store is down: the scrape still answers, without this sample
+            return
+        yield GaugeMetricFamily("bridge_sso_clients", "IAM Identity Center client registrations alive now "
+                                "(cli.sso_clients_max caps them).", value=value)
+
+
 class Metrics:
     """Every metric the bridge records. One per app; no module-level metric objects."""
 
@@ -119,20 +139,28 @@ class Metrics:
                                       ["endpoint"], buckets=HTTP_BUCKETS, registry=r)
         self.rules_reload_failures = Counter("bridge_rules_reload_failures", "Rules reloads refused (the rules "
                                              "in force were kept), by reason.", ["reason"], registry=r)
+        self.sso_clients_registered = Counter("bridge_sso_clients_registered", "IAM Identity Center RegisterClient "
+                                              "calls by outcome (registered, or refused by a cap).", ["outcome"],
+                                              registry=r)
         self._keys = _KeyExpiry(keys, clock or time.time)
         self._rules = _Rules(rules)
+        self._sso_clients = _SsoClients(None)
         self._scrape_time = CollectorRegistry()
         self._scrape_time.register(self._keys)
         self._scrape_time.register(self._rules)
+        self._scrape_time.register(self._sso_clients)
 
     def watch(self, *, keys: Callable[[], Iterable[KeyInfo]] | None = None,
-              rules: Callable[[], RulesStatus | None] | None = None) -> None:
+              rules: Callable[[], RulesStatus | None] | None = None,
+              sso_clients: Callable[[], int] | None = None) -> None:
         """Say where the scrape-time gauges read from, once those exist (the key source and the
         rules book are built after the metrics they report failures to)."""
         if keys is not None:
             self._keys.keys = keys
         if rules is not None:
             self._rules.status = rules
+        if sso_clients is not None:
+            self._sso_clients.count = sso_clients
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text for ``/metrics`` and its content type."""
@@ -161,6 +189,9 @@ class Metrics:
 
     def rules_reload_failed(self, kind: str) -> None:
         self.rules_reload_failures.labels(kind).inc()
+
+    def sso_registered(self, outcome: str) -> None:
+        self.sso_clients_registered.labels(outcome).inc()
 
     def stale(self, connector: str, document: str) -> None:
         self.upstream_stale.labels(connector, document).inc()

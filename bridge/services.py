@@ -109,6 +109,7 @@ def build_services(settings: Settings) -> Services:
     except Exception as e:  # noqa: BLE001 - Cluster reads its slot map at construction
         raise ConfigError([f"redis: cannot reach the cluster at {settings.redis.url} ({type(e).__name__})"]) from None
     store = RedisStore(client, settings.redis.key_prefix, on_error=metrics.redis_error)
+    metrics.watch(sso_clients=store.sso_client_count)
     connectors = {c.id: build_connector(c, base_url=settings.base_url, resolve=settings.resolve,
                                         replay_guard=store.remember_once, on_stale=metrics.stale)
                   for c in settings.enabled_connectors}
@@ -138,4 +139,5 @@ def build_services(settings: Settings) -> Services:
         auditor=auditor, cache=cache, device=device, issuer=issuer,
         flow=LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl),
         access=access, console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
-        identity_center=IdentityCenter(settings, store, device, sessions, access, issuer), requests=requests)
+        identity_center=IdentityCenter(settings, store, device, sessions, access, issuer, auditor=auditor,
+                                       on_register=metrics.sso_registered), requests=requests)

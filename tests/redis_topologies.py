@@ -33,6 +33,8 @@ BRIDGE_COMMANDS = (
     "incrby",
     # sets and lists (browser logins, user index, CLI tokens per session, favourites, recent roles)
     "sadd", "srem", "smembers", "lpush", "lrem", "ltrim", "lrange",
+    # sorted sets: IAM Identity Center client registrations counted while they live (in EVAL scripts)
+    "zadd", "zremrangebyscore", "zcard",
     # the audit stream
     "xadd", "xrevrange", "xread",
     # atomic groups of commands (one hash tag: one slot); EVAL: an access request's compare-and-set

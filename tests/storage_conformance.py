@@ -431,6 +431,59 @@ def test_refresh_tokens_keep_their_kind_and_pair(harness: Harness) -> None:
                                              expires_at=T0 + 600)  # today's shape: an access token
 
 
+def sso_client(cid: str, address: str, **kw: Any) -> Any:
+    from bridge.storage import SsoClient
+
+    return SsoClient(client_id=cid, secret_hash="h" * 64, name="botocore-client-x", issued_at=T0,
+                     expires_at=T0 + 86400, grant_types=("refresh_token",), address=address, use_by=T0 + 100, **kw)
+
+
+def test_sso_clients_are_counted_per_address_and_in_all(harness: Harness) -> None:
+    s = harness.store
+    caps = {"per_address": 2, "total": 3}
+    assert s.add_sso_client(sso_client("a1", "A"), 100, **caps) is None
+    assert s.add_sso_client(sso_client("a2", "A"), 100, **caps) is None
+    assert s.add_sso_client(sso_client("a3", "A"), 100, **caps) == "address"
+    assert s.get_sso_client("a3") is None  # refused: nothing stored
+    assert s.add_sso_client(sso_client("b1", "B"), 100, **caps) is None
+    assert s.add_sso_client(sso_client("b2", "B"), 100, **caps) == "total"
+    assert s.get_sso_client("b2") is None and s.sso_client_count() == 3
+    assert s.get_sso_client("a1") == sso_client("a1", "A")
+    # a1 is used: rewritten with its whole lifetime, it stays counted; the others end with their TTL
+    s.put_sso_client(replace(sso_client("a1", "A"), use_by=None), 86400)
+    harness.advance(101)
+    assert s.sso_client_count() == 1 and s.get_sso_client("a2") is None
+    assert s.get_sso_client("a1") == replace(sso_client("a1", "A"), use_by=None)
+    assert s.add_sso_client(sso_client("a4", "A"), 100, **caps) is None
+    assert s.add_sso_client(sso_client("a5", "A"), 100, **caps) == "address"  # a1 and a4
+
+
+def test_sso_clients_written_in_todays_shape_load(harness: Harness) -> None:
+    from bridge.storage import SsoClient
+
+    harness.raw_put("ssoclient:old", {"client_id": "old", "secret_hash": "h" * 64, "name": "n", "issued_at": T0,
+                                      "expires_at": T0 + 900, "grant_types": [], "redirect_uris": [], "scopes": []},
+                    900)
+    assert harness.store.get_sso_client("old") == SsoClient(client_id="old", secret_hash="h" * 64, name="n",
+                                                            issued_at=T0, expires_at=T0 + 900)
+
+
+def test_refresh_token_families_and_spent_tokens_keep_their_fields(harness: Harness) -> None:
+    s = harness.store
+    s.add_cli_token("r1", token("h1", kind="spent", family="f1"), 600)
+    s.add_cli_token("t1", token("h1", pair="r2", family="f1"), 600)
+    assert s.get_cli_token("r1") == token("h1", kind="spent", family="f1")
+    assert s.get_cli_token("t1") == token("h1", pair="r2", family="f1")
+
+
+def test_seen_looks_at_remember_once_without_remembering(harness: Harness) -> None:
+    s = harness.store
+    assert s.seen("k") is False and s.seen("k") is False
+    assert s.remember_once("k", 300) is True and s.seen("k") is True
+    harness.advance(301)
+    assert s.seen("k") is False
+
+
 # --------------------------------------------------------------------------- access requests
 
 

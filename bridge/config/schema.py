@@ -184,6 +184,8 @@ class RateLimitSettings(SettingsModel):
     # on each endpoint, and per user code / device code (a CLI polling every 5 s makes 12 a minute).
     device_per_minute: int = Field(60, ge=0, description="requests to each device endpoint per client IP")
     device_code_per_minute: int = Field(30, ge=0, description="/device views and token polls per code")
+    sso_register_per_minute: int = Field(10, ge=0, description="IAM Identity Center RegisterClient calls per "
+                                         "client address (IPv6: per /64)")
 
 
 class CliSettings(SettingsModel):
@@ -201,6 +203,20 @@ class CliSettings(SettingsModel):
                                         description="seconds; 0: no refresh tokens; never beyond the session's end")
     sso_client_lifetime: int = Field(90 * 86400, ge=3600, le=365 * 86400,
                                      description="seconds a RegisterClient registration (client secret) is valid")
+    # RegisterClient needs no sign-in: what one address, and everyone together, can keep stored is bounded.
+    sso_client_unused_lifetime: int = Field(3600, ge=300, le=7 * 86400,
+                                            description="seconds a registration is kept until it is first used "
+                                            "for a token (then sso_client_lifetime)")
+    sso_clients_per_address: int = Field(500, ge=1, le=1_000_000,
+                                         description="live registrations made from one client address (IPv6: "
+                                         "one /64); raise it for many users behind one NAT")
+    sso_clients_max: int = Field(50_000, ge=1, le=10_000_000, description="live registrations in all")
+
+    @model_validator(mode="after")
+    def _unused_lifetime(self) -> CliSettings:
+        if self.sso_client_unused_lifetime > self.sso_client_lifetime:
+            raise ValueError("sso_client_unused_lifetime must not be longer than sso_client_lifetime")
+        return self
 
 
 class AwsSettings(SettingsModel):

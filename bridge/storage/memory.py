@@ -32,6 +32,7 @@ class MemoryStore:
         self.clock = clock
         self._data: dict[str, tuple[Any, float | None]] = {}  # key → (value, expires at by clock)
         self._streams: dict[str, list[tuple[str, str]]] = {}
+        self._sso_counts: dict[str | None, dict[str, float]] = {}  # address (None: all) → client id → end
         self._seq = 0
         self._lock = threading.RLock()
 
@@ -297,9 +298,34 @@ class MemoryStore:
         return None if doc is None else str(doc["device"])
 
     # -- IAM Identity Center protocol -----------------------------------------------------------------
+    def _live_clients(self, address: str | None) -> dict[str, float]:
+        """client id → its end, of the clients counted for ``address`` (None: all), ended ones dropped."""
+        counted = self._sso_counts.setdefault(address, {})
+        for cid in [c for c, end in counted.items() if end <= self.clock()]:
+            del counted[cid]
+        return counted
+
+    def add_sso_client(self, client: SsoClient, ttl: int, *, per_address: int, total: int) -> str | None:
+        with self._lock:
+            mine, everyone = self._live_clients(client.address), self._live_clients(None)
+            if len(mine) >= per_address:
+                return "address"
+            if len(everyone) >= total:
+                return "total"
+            mine[client.client_id] = everyone[client.client_id] = self.clock() + max(1, int(ttl))
+            self._put_json(self._k("ssoclient", client.client_id), client.to_json(), ttl)
+        return None
+
     def put_sso_client(self, client: SsoClient, ttl: int) -> None:
         with self._lock:
             self._put_json(self._k("ssoclient", client.client_id), client.to_json(), ttl)
+            for counted in (self._live_clients(client.address), self._live_clients(None)):
+                if client.client_id in counted:
+                    counted[client.client_id] = self.clock() + max(1, int(ttl))
+
+    def sso_client_count(self) -> int:
+        with self._lock:
+            return len(self._live_clients(None))
 
     def get_sso_client(self, client_id: str) -> SsoClient | None:
         with self._lock:
@@ -371,6 +397,10 @@ class MemoryStore:
                 return False
             self._set(k, b"1", ttl)
             return True
+
+    def seen(self, key: str) -> bool:
+        with self._lock:
+            return self._get(self._k("replay", key)) is not None
 
     def hit(self, bucket: str, limit: int, window: int = 60) -> int:
         now = int(self.clock())

@@ -143,19 +143,23 @@ class CliToken:
     client_ip: str | None = None
     user_agent: str | None = None
     correlation_id: str | None = None
-    # "access" (a bearer token) or "refresh" (an Identity Center refresh token: never a bearer, stored
-    # under a separate hash, see bridge/identity_center.py); ``pair``: the hash of its sibling token,
-    # revoked with it. Both written only when set, so the JSON of plain CLI tokens is unchanged.
+    # "access" (a bearer token), "refresh" (an Identity Center refresh token: never a bearer, stored
+    # under a separate hash, see bridge/identity_center.py) or "spent" (a refresh token already used, kept
+    # until it would have expired so that its reuse is seen); ``pair``: the hash of its sibling token,
+    # revoked with it; ``family``: the grant it descends from (one device or authorization-code approval:
+    # every token refreshed from it shares it). All written only when set: plain CLI tokens are unchanged.
     kind: str = "access"
     pair: str | None = None
+    family: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "extra"}
         if d["kind"] == "access":
             del d["kind"]
-        if d["pair"] is None:
-            del d["pair"]
+        for optional in ("pair", "family"):
+            if d[optional] is None:
+                del d[optional]
         return {**self.extra, **d}
 
     @classmethod
@@ -168,7 +172,7 @@ class CliToken:
             return cls(client_id=str(d["client_id"]), session=str(d["session"]), created_at=int(d["created_at"]),
                        expires_at=int(d["expires_at"]), client_ip=d.get("client_ip"), user_agent=d.get("user_agent"),
                        correlation_id=d.get("correlation_id"), kind=str(d.get("kind") or "access"),
-                       pair=d.get("pair"), extra=_extra(d, _CLI_TOKEN_KNOWN))
+                       pair=d.get("pair"), family=d.get("family"), extra=_extra(d, _CLI_TOKEN_KNOWN))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"cli token: {type(e).__name__}: {e}") from None
 
@@ -247,11 +251,22 @@ class SsoClient:
     grant_types: tuple[str, ...] = ()
     redirect_uris: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
+    # ``address``: the hash of where it was registered from (what the per-address cap counts); ``use_by``:
+    # until its first token it ends then (``cli.sso_client_unused_lifetime``), None once used (and for
+    # registrations of earlier versions). Written only when set.
+    address: str = ""
+    use_by: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"client_id": self.client_id, "secret_hash": self.secret_hash, "name": self.name,
-                "issued_at": self.issued_at, "expires_at": self.expires_at, "grant_types": list(self.grant_types),
-                "redirect_uris": list(self.redirect_uris), "scopes": list(self.scopes)}
+        d: dict[str, Any] = {
+            "client_id": self.client_id, "secret_hash": self.secret_hash, "name": self.name,
+            "issued_at": self.issued_at, "expires_at": self.expires_at, "grant_types": list(self.grant_types),
+            "redirect_uris": list(self.redirect_uris), "scopes": list(self.scopes)}
+        if self.address:
+            d["address"] = self.address
+        if self.use_by is not None:
+            d["use_by"] = self.use_by
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> SsoClient:
@@ -260,7 +275,8 @@ class SsoClient:
                        issued_at=int(d["issued_at"]), expires_at=int(d["expires_at"]),
                        grant_types=tuple(str(x) for x in d.get("grant_types") or ()),
                        redirect_uris=tuple(str(x) for x in d.get("redirect_uris") or ()),
-                       scopes=tuple(str(x) for x in d.get("scopes") or ()))
+                       scopes=tuple(str(x) for x in d.get("scopes") or ()), address=str(d.get("address") or ""),
+                       use_by=None if d.get("use_by") is None else int(d["use_by"]))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"sso client: {type(e).__name__}: {e}") from None
 

@@ -13,8 +13,7 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     usersessions:<handle hash>   set of session hashes (offboarding)
     clitoken:<token hash>        CliToken JSON
     device:<code hash>           DeviceCode JSON; usercode:<user code>: {"device": <code hash>}
-    ssoclient:<client id>        SsoClient JSON (IAM Identity Center RegisterClient)
-    authcode:<code hash>         AuthCode JSON (single use, GETDEL)
+    ssoclient:<client id>, ssoclients:{index}:…, authcode:<code hash>   IAM Identity Center (redis_sso.py)
     replay:<key>, rl:<bucket>:<window start>, lock:<name>, recent:<user>, fav:<user>
     creds:{<user>}:<entry>, creds-index:{<user>}   sealed credential-cache blobs and the user's entries
     accessrequest:<id>           AccessRequest JSON (changed only by compare-and-set on its status)
@@ -42,21 +41,20 @@ from bridge.config import RedisSettings
 from bridge.storage.interface import hash_id
 from bridge.storage.records import (
     AccessRequest,
-    AuthCode,
     CliToken,
     DeviceCode,
     PendingLogin,
     RecordError,
     SessionRecord,
-    SsoClient,
 )
 from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bridge.store)
 from bridge.storage.redis_client import as_text
 from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.services, bridge.store)
 from bridge.storage.redis_legacy import LegacyKeys
+from bridge.storage.redis_sso import SsoKeys
 
 
-class RedisStore(LegacyKeys):
+class RedisStore(LegacyKeys, SsoKeys):
     """The bridge's state in one Redis (or Sentinel / Cluster), under ``prefix``."""
 
     @classmethod
@@ -116,6 +114,11 @@ class RedisStore(LegacyKeys):
         """True the first time ``key`` is seen within ``ttl`` seconds, False on a replay (any instance)."""
         with self.errors():
             return bool(self.r.set(self._k("replay", key), b"1", ex=max(1, int(ttl)), nx=True))
+
+    def seen(self, key: str) -> bool:
+        """Whether ``remember_once`` has seen ``key`` within its ttl (looked at, not remembered)."""
+        with self.errors():
+            return bool(self.r.exists(self._k("replay", key)))
 
     # -- upstream artifacts for aws_passthrough (kept apart from the session, short TTL) ----
     def put_passthrough(self, sid: str, artifact: Mapping[str, str], ttl: int) -> None:
@@ -352,27 +355,6 @@ class RedisStore(LegacyKeys):
     def take_user_code(self, user_code: str) -> str | None:
         doc = self._take_json("usercode", user_code)
         return None if doc is None else str(doc["device"])
-
-    # -- IAM Identity Center protocol -------------------------------------------------------------
-    def put_sso_client(self, client: SsoClient, ttl: int) -> None:
-        self._put_json("ssoclient", client.client_id, client.to_json(), ttl)
-
-    def get_sso_client(self, client_id: str) -> SsoClient | None:
-        doc = self._get_json("ssoclient", client_id)
-        try:
-            return None if doc is None else SsoClient.from_json(doc)
-        except RecordError:
-            return None
-
-    def put_auth_code(self, chash: str, code: AuthCode, ttl: int) -> None:
-        self._put_json("authcode", chash, code.to_json(), ttl)
-
-    def take_auth_code(self, chash: str) -> AuthCode | None:
-        doc = self._take_json("authcode", chash)
-        try:
-            return None if doc is None else AuthCode.from_json(doc)
-        except RecordError:
-            return None
 
     # -- access requests ------------------------------------------------------------------------
     def _index_request(self, req: AccessRequest, ttl: int) -> None:

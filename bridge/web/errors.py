@@ -103,7 +103,7 @@ def init_app(app: Flask) -> None:
         # Pages carry a session's CSRF token, credentials, other people's requests and e-mails: nothing is
         # stored by a browser or a proxy unless its view said it may be (public metadata, static files).
         if g.get("no_store") or "Cache-Control" not in resp.headers or request.path.startswith((
-                "/portal", "/credentials", "/callback", "/api/", "/oauth/", "/device", "/requests")):
+                "/portal", "/credentials", "/callback", "/api/", "/oauth/", "/device", "/requests", "/sso/")):
             resp.headers["Cache-Control"] = "no-store"
             resp.headers["Pragma"] = "no-cache"
         return resp

@@ -6,18 +6,19 @@ the ``x-amzn-ErrorType`` header the SDKs turn into their exception classes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge import ssoconfig
 from bridge.device import PendingDevice
 from bridge.errors import BridgeError, NotSignedIn, RateLimited
 from bridge.identity_center import Caller, IdentityCenter
-from bridge.identity_center_protocol import SsoError, portal_error
+from bridge.identity_center_protocol import SsoError, address_key, check_text, portal_error
 from bridge.logs import correlation_id, event
 from bridge.storage import DeviceCode
 from bridge.web.common import (
@@ -58,19 +59,43 @@ def _error(e: SsoError) -> Response:
 
 
 def _body() -> dict[str, Any]:
-    doc = request.get_json(silent=True, force=True)
+    """The JSON object of the request, every string in it Unicode text; InvalidRequestException otherwise."""
+    try:
+        doc = json.loads(request.get_data(cache=True))
+    except RequestEntityTooLarge:
+        raise SsoError("InvalidRequestException", 413, {"error": "invalid_request",
+                                                        "error_description": "the body is too large"}) from None
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8 / -16 / -32), or nested too deep
+        doc = None
     if not isinstance(doc, dict):
         raise SsoError.oidc("invalid_request", "the body must be a JSON object")
+    check_text(doc)
     return doc
 
 
 def _limit(endpoint: str, code: str = "") -> None:
     try:
-        rate_limit("device", f"sso-{endpoint}\0{request.remote_addr}")
+        if endpoint == "register":  # per address (an IPv6 /64), as the registrations are capped
+            rate_limit("sso_register", f"sso-register\0{address_key(request.remote_addr or '')}")
+        else:
+            rate_limit("device", f"sso-{endpoint}\0{request.remote_addr}")
         if code:
             rate_limit("device_code", f"sso-{endpoint}\0{code}")
     except RateLimited as e:
         raise SsoError.oidc("slow_down", f"too many requests; retry in {e.retry_after} s") from None
+
+
+def _oidc(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run an sso-oidc operation; a bridge error met on the way (the store, the audit trail) as its shape."""
+    try:
+        return fn()
+    except SsoError:
+        raise
+    except BridgeError as e:
+        if e.status < 500:
+            raise SsoError.oidc("invalid_request", e.message or e.code) from None
+        raise SsoError("InternalServerException", e.status,
+                       {"error": "server_error", "error_description": e.message or "try again later"}) from None
 
 
 # --------------------------------------------------------------------------- sso-oidc
@@ -80,7 +105,8 @@ def _limit(endpoint: str, code: str = "") -> None:
 def register_client() -> ResponseReturnValue:
     try:
         _limit("register")
-        out = center().register_client(_body())
+        body = _body()
+        out = _oidc(lambda: center().register_client(body, client_ip=request.remote_addr or ""))
     except SsoError as e:
         return _error(e)
     event("sso_client_registered", grant_types=len(out), authorization_code="authorizationEndpoint" in out)
@@ -91,8 +117,9 @@ def register_client() -> ResponseReturnValue:
 def start_device_authorization() -> ResponseReturnValue:
     try:
         _limit("device_authorization")
-        out = center().start_device_authorization(_body(), client_ip=request.remote_addr or "",
-                                                  user_agent=request.headers.get("User-Agent", ""))
+        body = _body()
+        out = _oidc(lambda: center().start_device_authorization(body, client_ip=request.remote_addr or "",
+                                                                user_agent=request.headers.get("User-Agent", "")))
     except SsoError as e:
         return _error(e)
     event("device_code_issued", client_id="sso")
@@ -105,7 +132,7 @@ def create_token() -> ResponseReturnValue:
         body = _body()
         code = body.get("deviceCode") or body.get("code") or body.get("refreshToken") or ""
         _limit("token", code if isinstance(code, str) else "")
-        out = center().create_token(body)
+        out = _oidc(lambda: center().create_token(body, audit_context()))
     except SsoError as e:
         return _error(e)
     event("cli_token_issued", client_id="sso", grant_type=str(body.get("grantType"))[:64])
@@ -131,7 +158,7 @@ def authorize() -> ResponseReturnValue:
                            interval=0, client_ip=request.remote_addr or "",
                            user_agent=request.headers.get("User-Agent", "")[:200], created_at=now)
         # Browsers check form-action on the redirect that follows the form too: allow the loopback origin.
-        g.form_action_extra = ["{0.scheme}://{0.netloc}".format(urlsplit(req.redirect_uri))]
+        g.form_action_extra = [req.redirect.origin]  # rebuilt from the parsed URI, never copied from it
         return render_template("device.html", code="", pending=PendingDevice(shown, 300), csrf=doc.csrf,
                                done=None, from_link=False, grants=session_access(doc)[0],
                                form_action=request.full_path)

@@ -516,3 +516,16 @@ def test_check_config_refuses_passthrough_rules_for_connectors_without_passthrou
     settings_from_dict({**base, "connectors": [dev, oidc], "mapping": rules(["corp"])})  # fine
     s = settings_from_dict({**base, "connectors": [dev, oidc], "mapping": rules(None)})  # fine: dev users never get it
     assert not any("aws_passthrough" in w for w in s.warnings())  # https issuer, no port
+
+
+def test_sso_client_limits_have_defaults_and_are_checked() -> None:
+    cli = settings_from_dict(minimal()).cli
+    assert (cli.sso_client_unused_lifetime, cli.sso_clients_per_address, cli.sso_clients_max) == (3600, 500, 50_000)
+    assert settings_from_dict(minimal()).rate_limits.sso_register_per_minute == 10
+    problems = problems_of(minimal(cli={"sso_client_lifetime": 3600, "sso_client_unused_lifetime": 7200,
+                                        "sso_clients_per_address": 0},
+                                   rate_limits={"sso_register_per_minute": -1}))
+    text = "\n".join(problems)
+    assert "sso_clients_per_address" in text and "sso_register_per_minute" in text
+    problems = problems_of(minimal(cli={"sso_client_lifetime": 3600, "sso_client_unused_lifetime": 7200}))
+    assert any("sso_client_unused_lifetime must not be longer than sso_client_lifetime" in p for p in problems)
