@@ -39,6 +39,7 @@ from bridge.storage.records import (
     DeviceCode,
     PendingLogin,
     SessionRecord,
+    SignInNote,
     SsoClient,
 )
 
@@ -115,6 +116,10 @@ class Store(Protocol):
     # -- replay cache, rate limits ---------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool: ...
     def hit(self, bucket: str, limit: int, window: int = 60) -> int: ...
+
+    # -- what sign-ins said about each IdP (``bridge check-config --probe``) -----------------------
+    def note_sign_in(self, connector_id: str, warnings: list[str], *, ttl: int = 30 * 86400) -> None: ...
+    def sign_in_note(self, connector_id: str) -> SignInNote | None: ...
 
     # -- portal preferences --------------------------------------------------------------------------
     def push_recent(self, user: str, item: str, *, keep: int = 10, ttl: int = 90 * 86400) -> None: ...
