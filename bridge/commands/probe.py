@@ -94,5 +94,6 @@ def probe(settings: Settings) -> ProbeReport:
             if store is not None:
                 _sign_in_notes(cfg.id, store, report)
         except BridgeError as e:
-            report.problems.append(f"connector {cfg.id}: {e.detail or e.message}")
+            detail = (e.detail or e.message).removeprefix(f"{cfg.id}: ")
+            report.problems.append(f"connector {cfg.id}: {detail}")
     return report
