@@ -172,13 +172,15 @@ def test_every_preset_signs_in_with_a_signed_assertion_in_its_names(live_bridge,
 
 # ---- 9. NameID: persistent asked for, transient warned about, subject_attribute -----------------
 
+# lola's attribute names, spelled out (so these tests do not depend on the ldap preset)
+LOLA_NAMES = {"email_attribute": "mail", "name_attribute": "displayName", "groups_attribute": "memberOf"}
+
 
 def test_authn_request_asks_for_a_persistent_nameid_so_the_subject_stays(live_bridge, make_settings, saml_idp,
                                                                         bridge_logs) -> None:
     """SimpleSAMLphp answers "no preference" (the old unspecified NameIDPolicy) with a transient NameID:
     a new user at every sign-in. The bridge now asks for persistent, and gets the same subject twice."""
-    base = live_bridge(make_settings(connectors=[_saml_connector(saml_idp, attribute_preset="ldap")],
-                                     mapping={"rules": RULES}))
+    base = live_bridge(make_settings(connectors=[_saml_connector(saml_idp, **LOLA_NAMES)], mapping={"rules": RULES}))
     subjects = []
     for _ in range(2):
         s = requests.Session()
@@ -194,8 +196,7 @@ TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 
 
 def test_transient_nameid_is_warned_about(live_bridge, make_settings, saml_idp, bridge_logs) -> None:
-    base = live_bridge(make_settings(connectors=[_saml_connector(saml_idp, attribute_preset="ldap",
-                                                                 name_id_format=TRANSIENT)],
+    base = live_bridge(make_settings(connectors=[_saml_connector(saml_idp, **LOLA_NAMES, name_id_format=TRANSIENT)],
                                      mapping={"rules": RULES}))
     s = requests.Session()
     saml_login(base, "lola", "lola-pw", s)
