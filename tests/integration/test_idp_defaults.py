@@ -316,7 +316,7 @@ def test_string_groups_without_a_delimiter_are_warned_about(live_bridge, make_se
     assert _roles(s, base) == []
     page, doc = _why(s, base)
     assert doc["identity"]["groups"] == ["aws-admins; aws-readonly"]
-    assert "the `groups` claim is one string containing `;`" in _warnings_section(page)
+    assert "The `groups` claim is one string containing `;`" in _warnings_section(page)
     assert 'set groups_delimiter: ";"' in _warnings_section(page)
     assert _login_warnings(bridge_logs) == [doc["idp_warnings"]]
     bob = requests.Session()
@@ -333,7 +333,7 @@ def test_a_claim_the_idp_does_not_send_is_named(live_bridge, make_settings, oidc
     oidc_login(base, "corp", "alice", "alice-pw", s)
     assert _roles(s, base) == []
     section = _warnings_section(_why(s, base)[0])
-    assert "the IdP sent no `roles` claim in the ID token or at userinfo" in section
+    assert "The IdP sent no `roles` claim in the ID token or at userinfo" in section
     assert "it sends `groups`: set groups_claim: groups" in section
     assert len(_login_warnings(bridge_logs)) == 1
 
