@@ -324,6 +324,27 @@ def test_string_groups_without_a_delimiter_are_warned_about(live_bridge, make_se
     assert _roles(bob, base) == ["ReadOnly"] and len(_login_warnings(bridge_logs)) == 1
 
 
+def test_reverify_reads_userinfo_too_so_the_roles_survive_the_recheck(llng_issuer, bridge_port) -> None:
+    """A refreshed ID token from such an IdP has no claims either: the re-check reads userinfo as the
+    sign-in did, or the user would lose every group at the first re-check."""
+    from bridge.upstream.base import ReverifyOk
+    from bridge.upstream.oidc import OidcConnector
+    from bridge.upstream.oidc_settings import OidcConnectorSettings
+    from tests.integration.test_oidc_reverify import sign_in
+
+    cfg = OidcConnectorSettings(id=LLNG, type="oidc", issuer=llng_issuer, client_id="bridge",
+                                client_secret="bridge-secret", groups_delimiter=";",
+                                insecure_accept_unverified_email=True, request_offline_access=True)
+    conn = OidcConnector(cfg)
+    identity = sign_in(conn, f"http://127.0.0.1:{bridge_port}/callback/{LLNG}", "alice", "alice-pw")
+    assert identity.groups == ("aws-admins", "aws-readonly") and identity.upstream is not None
+    assert identity.upstream["refresh_token"]
+    result = conn.reverify(identity.upstream)
+    assert isinstance(result, ReverifyOk) and result.identity is not None
+    assert result.identity.groups == ("aws-admins", "aws-readonly") and result.identity.email == "alice@example.com"
+    assert result.identity.warnings == ()
+
+
 def test_a_claim_the_idp_does_not_send_is_named(live_bridge, make_settings, oidc_issuer, bridge_logs) -> None:
     """groups_claim names a claim the IdP does not have: the page says so, and which claim it does send."""
     base = live_bridge(make_settings(connectors=[{"id": "corp", "type": "oidc", "issuer": oidc_issuer,
