@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bridge.config import Settings, listen_port, load_settings
+from bridge.config import Settings, listen_port, load_settings, startup_warnings
 from bridge.logs import event, setup_logging
 from bridge.services import Services, build_services
 from bridge.web.common import METRICS_LISTENER
@@ -21,6 +21,15 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Set by gunicorn's master (deploy/gunicorn.conf.py) once it logged the startup warnings: its workers,
+# each building its own app, do not log them again (4 workers: 4 copies of every warning).
+STARTUP_WARNINGS_LOGGED = "BRIDGE_STARTUP_WARNINGS_LOGGED"
+
+
+def log_startup_warnings(settings: Settings) -> None:
+    """One ``config_warning`` log line per startup warning."""
+    for warning in startup_warnings(settings):
+        event("config_warning", logging.WARNING, message=warning)
 
 
 def asset_dir(name: str) -> Path:
@@ -68,11 +77,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings is None:
         settings = load_settings(os.environ.get("BRIDGE_CONFIG", "config/bridge.yaml"))
     setup_logging(settings.log_level)
-    for warning in settings.warnings():
-        event("config_warning", logging.WARNING, message=warning)
-    if not settings.mapping.rules and settings.mapping.expected_rules is None:
-        # Allowed (a fresh install, tests), but say so: nobody signing in gets any role.
-        event("config_warning", logging.WARNING, message="mapping: no rules: nobody gets any role")
+    if os.environ.get(STARTUP_WARNINGS_LOGGED) != "1":  # under gunicorn the master logged them, once
+        log_startup_warnings(settings)
     app = Flask("bridge", template_folder=str(settings.templates_dir or asset_dir("templates")),
                 static_folder=str(asset_dir("static")))
     app.config.update(SECRET_KEY=settings.secret_key.get_secret_value(), MAX_CONTENT_LENGTH=1024 * 1024,

@@ -5,7 +5,8 @@
     ├── LoginError (400)             state missing/mismatched/replayed/expired, bad callback
     │   ├── IdpDenied (403)          the IdP said no (error=access_denied, ...)
     │   ├── InvalidIdToken (401)     signature, iss, aud, exp, iat, nonce
-    │   └── EmailUnverified (403)    the IdP does not vouch for the e-mail (email_verified not true)
+    │   ├── EmailUnverified (403)    the IdP does not vouch for the e-mail (email_verified not true)
+    │   └── SamlUnsolicited (400)    a SAML response to no sign-in the bridge started (IdP-initiated)
     ├── NotSignedIn (401)            no or expired bridge session
     ├── NotGranted (403)             the role is not one of the user's grants
     │   ├── MfaRequired (403)        the role needs a sign-in with MFA (step-up)
@@ -108,6 +109,17 @@ class EmailUnverified(LoginError):
                "so the bridge cannot trust it to decide your access.")
     hint = ("Verify your e-mail address with your identity provider (follow its verification message, or ask "
             "its administrator), then sign in again.")
+
+
+class SamlUnsolicited(LoginError):
+    """A SAML response that answers no AuthnRequest of ours: the user started at the IdP (its app
+    dashboard), which the bridge refuses unless ``insecure_allow_idp_initiated``."""
+
+    code = "saml_unsolicited"
+    title = "Start the sign-in here"
+    message = ("This sign-in was started at your identity provider (from its app dashboard, for example), not "
+               "here: the bridge only accepts answers to sign-ins it started itself.")
+    hint = "Choose your identity provider below to sign in; it takes you through the same steps."
 
 
 class NotSignedIn(BridgeError):

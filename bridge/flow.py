@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from bridge.errors import LoginError
+from bridge.errors import LoginError, SamlUnsolicited
 from bridge.identity import Identity
 from bridge.storage import PendingLogin, Store
 from bridge.upstream.base import Connector
@@ -96,6 +96,9 @@ class LoginFlow:
             # IdP-initiated SAML (insecure_allow_idp_initiated): RelayState may be a target, not ours.
             identity = connector.finish_login(None, params, self.redirect_uri(connector.id))
             return identity, safe_return_to(state), secrets.token_hex(12)
+        if pending is None and _unsolicited(connector, params):
+            # IdP-initiated (its RelayState, if any, is not one of ours): say so, rather than "expired".
+            raise SamlUnsolicited("unsolicited SAML response (no InResponseTo) and no pending sign-in")
         if not state:
             raise LoginError("callback without state", code="state_missing",
                              message="The sign-in response did not say which sign-in it belongs to.")
@@ -125,3 +128,9 @@ class LoginFlow:
                              message="The sign-in response does not match the sign-in that was started.")
         identity = connector.finish_login(pending, params, self.redirect_uri(connector.id))
         return identity, pending.return_to, pending.correlation_id or secrets.token_hex(12)
+
+
+def _unsolicited(connector: Connector, params: Mapping[str, str]) -> bool:
+    """Whether ``connector`` (SAML) sees an IdP-initiated response in ``params``."""
+    looks = getattr(connector, "looks_unsolicited", None)
+    return bool(callable(looks) and looks(params))

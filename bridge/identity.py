@@ -25,6 +25,9 @@ class Identity:
     ``upstream`` is the connector's "upstream grant" (OIDC: refresh/access token, nonce; see
     ``OidcConnector.reverify``): secret, JSON-serialisable, never serialized with the identity nor
     shown in its repr; whoever keeps it stores it apart.
+    ``warnings`` are the connector's notes on what the IdP sent that looks misconfigured (an attribute
+    under another name than configured, a transient NameID, a claim missing): attribute and claim
+    names only, never values. Logged at sign-in and shown on the Why page.
     """
 
     connector_id: str
@@ -40,6 +43,7 @@ class Identity:
     acr: str | None = None
     passthrough: str | None = field(default=None, repr=False, compare=False)
     upstream: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         # Every connector, stored session and sample comes through here: rules, tags and session
@@ -53,6 +57,10 @@ class Identity:
         d["groups"] = list(self.groups)
         d["amr"] = list(self.amr)
         d["claims"] = dict(self.claims)
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
+        else:  # the JSON of an identity without warnings is unchanged (stored sessions, the rules memo)
+            del d["warnings"]
         return d
 
     @classmethod
@@ -62,6 +70,7 @@ class Identity:
             email=d.get("email"), name=d.get("name"), groups=tuple(d.get("groups") or ()),
             claims=dict(d.get("claims") or {}), authn_time=d.get("authn_time"), mfa=bool(d.get("mfa")),
             amr=tuple(d.get("amr") or ()), acr=d.get("acr"),
+            warnings=tuple(str(w) for w in d.get("warnings") or ()),
         )
 
 

@@ -74,7 +74,8 @@ forwarder_headers = "SCRIPT_NAME,PATH_INFO,X-AMZ-SSO_BEARER_TOKEN"
 
 
 def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
-    """A fresh metrics folder per server start: counters from a previous run must not be summed in."""
+    """A fresh metrics folder per server start: counters from a previous run must not be summed in. And the
+    startup warnings, logged once for the server (not once per worker)."""
     d = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(d, exist_ok=True)
     for name in os.listdir(d):
@@ -83,6 +84,27 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
             shutil.rmtree(path, ignore_errors=True)
         else:
             os.unlink(path)
+    _log_startup_warnings_once()
+
+
+def _log_startup_warnings_once():  # noqa: ANN202
+    """The config's startup warnings, logged here in the master rather than by every worker (each builds
+    its own app); the workers see BRIDGE_STARTUP_WARNINGS_LOGGED and skip them. Light: pydantic and the
+    bridge's config only (no Flask, Redis or boto3 before the fork). A config that does not load is
+    left to the workers, which fail with every problem listed."""
+    import logging
+
+    from bridge.config import ConfigError, load_settings, startup_warnings
+    from bridge.logs import event, setup_logging
+
+    try:
+        settings = load_settings(os.environ.get("BRIDGE_CONFIG", "config/bridge.yaml"))
+    except (ConfigError, OSError):
+        return
+    setup_logging(settings.log_level)
+    for warning in startup_warnings(settings):
+        event("config_warning", logging.WARNING, message=warning)
+    os.environ["BRIDGE_STARTUP_WARNINGS_LOGGED"] = "1"
 
 
 def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn hook signature

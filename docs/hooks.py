@@ -44,8 +44,13 @@ def saml_presets_table() -> str:
         sys.path.insert(0, str(ROOT))
     from bridge.upstream.saml_settings import SAML_PRESETS
 
-    rows = ["| `attribute_preset` | e-mail | name | groups |", "|---|---|---|---|"]
-    rows += [f"| `{name}` | `{a['email']}` | `{a['name']}` | `{a['groups']}` |" for name, a in SAML_PRESETS.items()]
+    def names(values: tuple[str, ...]) -> str:
+        return ", ".join(f"`{v}`" for v in values) or "—"
+
+    rows = ["| `attribute_preset` | e-mail | name | groups | stable id (suggested for `subject_attribute`) |",
+            "|---|---|---|---|---|"]
+    rows += [f"| `{name}` | {names(a['email'])} | {names(a['name'])} | {names(a['groups'])} | {names(a['subject'])} |"
+             for name, a in SAML_PRESETS.items()]
     return "\n".join(rows)
 
 

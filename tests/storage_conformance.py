@@ -296,6 +296,26 @@ def test_recent_and_favourites(harness: Harness) -> None:
     assert s.preferences("u1") == (["c", "a"], {"b"}) and s.preferences("u2") == ([], set())
 
 
+# --------------------------------------------------------------------------- sign-in notes (check-config --probe)
+
+
+def test_sign_in_notes_keep_the_last_warnings_and_expire(harness: Harness) -> None:
+    s = harness.store
+    assert s.sign_in_note("corp") is None
+    s.note_sign_in("corp", ["no `email` attribute, but `mail`"], ttl=600)
+    harness.advance(10)
+    s.note_sign_in("corp", [], ttl=600)  # a later sign-in without warnings keeps what the last one said
+    note = s.sign_in_note("corp")
+    assert note is not None and (note.last_at, note.warned_at) == (T0 + 10, T0)
+    assert note.warnings == ("no `email` attribute, but `mail`",) and s.sign_in_note("other") is None
+    s.note_sign_in("corp", ["transient NameID"], ttl=600)
+    assert s.sign_in_note("corp").warnings == ("transient NameID",)  # type: ignore[union-attr]
+    harness.advance(601)
+    assert s.sign_in_note("corp") is None
+    harness.raw_put("signin:bad", {"warnings": "not a note"}, 60)
+    assert s.sign_in_note("bad") is None  # a document of another shape is no note
+
+
 # --------------------------------------------------------------------------- credential cache
 
 

@@ -23,7 +23,11 @@ SPARE_THREADS = 2
 @click.option("--previous", "previous_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="the config in force: fail if a running bridge would refuse to reload to these rules "
                    "(too few rules; mapping.max_shrink)")
-def check_config(config_path: str, previous_path: str | None) -> None:
+@click.option("--probe", is_flag=True,
+              help="also reach every IdP (discovery, JWKS, SAML metadata) and Redis, and show what the last "
+                   "sign-in through each connector warned about (attributes under other names, a transient "
+                   "NameID, missing claims)")
+def check_config(config_path: str, previous_path: str | None, probe: bool) -> None:
     """Validate a config file (and its keys); print every problem, or "ok"."""
     from bridge.rulebook import refusal
 
@@ -39,7 +43,21 @@ def check_config(config_path: str, previous_path: str | None) -> None:
             fail([refused[1]], f"{config_path}: a running bridge would refuse to reload to these rules:")
         # Starting with no rules is allowed (a fresh install); a running bridge refuses to reload to it.
         click.echo(f"warning: {refused[1]}; a running bridge refuses to reload to this", err=True)
+    if probe:
+        _probe(config_path, settings)
     click.echo("ok")
+
+
+def _probe(config_path: str, settings: Settings) -> None:
+    from bridge.commands.probe import probe
+
+    report = probe(settings)
+    for line in report.lines:
+        click.echo(f"probe: {line}")
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if report.problems:
+        fail(report.problems, f"{config_path}: the probe found {len(report.problems)} problem(s):")
 
 
 def startup_problems(settings: Settings) -> list[str]:

@@ -15,7 +15,7 @@ Import from ``bridge.config``; the names below are its public interface.
 
 from __future__ import annotations
 
-from bridge.config.checks import deployment_problems, semantic_problems
+from bridge.config.checks import deployment_problems, semantic_problems, startup_warnings
 from bridge.config.loading import load_mapping_section, load_settings, reload_mapping, settings_from_dict
 from bridge.config.schema import (
     AdminSettings,
@@ -75,4 +75,5 @@ __all__ = [
     "rules_file_path",
     "semantic_problems",
     "settings_from_dict",
+    "startup_warnings",
 ]

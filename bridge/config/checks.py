@@ -117,6 +117,15 @@ def _listener_session_problems(s: Settings) -> list[str]:
     return problems
 
 
+def startup_warnings(s: Settings) -> list[str]:
+    """What a starting bridge warns about (never fatal): the settings' warnings, and an empty rule set."""
+    out = s.warnings()
+    if not s.mapping.rules and s.mapping.expected_rules is None:
+        # Allowed (a fresh install, tests), but say so: nobody signing in gets any role.
+        out.append("mapping: no rules: nobody gets any role")
+    return out
+
+
 # What config/bridge.example.yaml puts where a secret goes: a config that still has it was copied
 # and not finished.
 PLACEHOLDER = "change-me"

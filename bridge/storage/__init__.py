@@ -14,8 +14,9 @@ from bridge.storage.records import (
     PendingLogin,
     RecordError,
     SessionRecord,
+    SignInNote,
     SsoClient,
 )
 
 __all__ = ["AccessRequest", "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin",
-           "RecordError", "SessionRecord", "SsoClient", "Store", "hash_id"]
+           "RecordError", "SessionRecord", "SignInNote", "SsoClient", "Store", "hash_id"]

@@ -22,6 +22,7 @@ from bridge.storage.records import (
     PendingLogin,
     RecordError,
     SessionRecord,
+    SignInNote,
     SsoClient,
 )
 
@@ -429,6 +430,20 @@ class MemoryStore:
                 return False
             self._sadd(key, item, ttl)
             return True
+
+    # -- what sign-ins said about each IdP --------------------------------------------------------
+    def note_sign_in(self, connector_id: str, warnings: list[str], *, ttl: int = 30 * 86400) -> None:
+        with self._lock:
+            note = SignInNote.after(self.sign_in_note(connector_id), int(self.clock()), warnings)
+            self._set(self._k("signin", connector_id), json.dumps(note.to_json()), ttl)
+
+    def sign_in_note(self, connector_id: str) -> SignInNote | None:
+        with self._lock:
+            doc = self._json(self._get(self._k("signin", connector_id)))
+        try:
+            return None if doc is None else SignInNote.from_json(doc)
+        except RecordError:
+            return None
 
     # -- credential cache ------------------------------------------------------------------------
     def put_view(self, ident: str, sealed: bytes, ttl: int) -> None:

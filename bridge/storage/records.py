@@ -382,3 +382,32 @@ class AccessRequest:
 
 
 _REQUEST_KNOWN = frozenset(f.name for f in fields(AccessRequest)) - {"extra"}
+
+
+@dataclass(frozen=True)
+class SignInNote:
+    """What the last sign-ins through one connector said about the IdP (``bridge check-config --probe``):
+    when the last one was, and the warnings of the last one that had any (attribute and claim names only)."""
+
+    last_at: int
+    warned_at: int | None = None
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def after(cls, old: SignInNote | None, at: int, warnings: list[str]) -> SignInNote:
+        """The note once a sign-in at ``at`` said ``warnings``: a sign-in without any keeps the last warnings."""
+        if warnings:
+            return cls(at, at, tuple(warnings))
+        return cls(at, old.warned_at, old.warnings) if old is not None else cls(at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"last_at": self.last_at, "warned_at": self.warned_at, "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SignInNote:
+        try:
+            warned = d.get("warned_at")
+            return cls(int(d["last_at"]), None if warned is None else int(warned),
+                       tuple(str(w) for w in d.get("warnings") or ()))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"SignInNote: {e}") from None

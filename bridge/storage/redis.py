@@ -19,6 +19,7 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     accessrequest:<id>           AccessRequest JSON (changed only by compare-and-set on its status)
     accessrequests:<account hash>, accessrequests:all   sets of request ids (never shortened)
     <stream>                     the audit stream (XADD, approximate MAXLEN)
+    signin:<connector id>        SignInNote JSON: what the last sign-ins said about the IdP (check-config --probe)
 
 Keys written by earlier versions (no hash tags) are still read and moved: bridge/storage/redis_legacy.py.
 
@@ -46,6 +47,7 @@ from bridge.storage.records import (
     PendingLogin,
     RecordError,
     SessionRecord,
+    SignInNote,
 )
 from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bridge.store)
 from bridge.storage.redis_client import as_text
@@ -153,14 +155,18 @@ class RedisStore(LegacyKeys, SsoKeys):
     def toggle_favourite(self, user: str, item: str, *, ttl: int = 365 * 86400) -> bool:
         """Add or remove ``item``; True when it is a favourite now."""
         with self.errors():
-            key = self._k("fav", user)
-            if self.r.srem(key, item):
+            if self.r.srem(self._k("fav", user), item):
                 return False
-            pipe = self.r.pipeline(transaction=True)
-            pipe.sadd(key, item)
-            pipe.expire(key, ttl)
-            pipe.execute()
-            return True
+        self._add_to_set("fav", user, item, ttl)
+        return True
+
+    # -- what sign-ins said about each IdP (bridge check-config --probe) -------------------
+    def note_sign_in(self, connector_id: str, warnings: list[str], *, ttl: int = 30 * 86400) -> None:
+        note = SignInNote.after(self.sign_in_note(connector_id), int(self.clock()), warnings)
+        self._put_json("signin", connector_id, note.to_json(), ttl)  # a race loses one note: only a diagnostic
+
+    def sign_in_note(self, connector_id: str) -> SignInNote | None:
+        return self._record(SignInNote.from_json, self._get_json("signin", connector_id))
 
     # -- sessions -----------------------------------------------------------------------
     # Everything kept for a session (the record, its passthrough artifact, its upstream grant, its
@@ -294,11 +300,7 @@ class RedisStore(LegacyKeys, SsoKeys):
 
     def get_cli_token(self, thash: str) -> CliToken | None:
         """The token ``thash``; None if unknown, expired, or not bound to a session (never trusted)."""
-        doc = self._get_json("clitoken", thash)
-        try:
-            return None if doc is None else CliToken.from_json(doc)
-        except RecordError:
-            return None
+        return self._record(CliToken.from_json, self._get_json("clitoken", thash))
 
     def delete_cli_token(self, thash: str) -> None:
         self._delete("clitoken", thash)
@@ -371,11 +373,7 @@ class RedisStore(LegacyKeys, SsoKeys):
         return True
 
     def get_access_request(self, request_id: str) -> AccessRequest | None:
-        doc = self._get_json("accessrequest", request_id)
-        try:
-            return None if doc is None else AccessRequest.from_json(doc)
-        except RecordError:
-            return None
+        return self._record(AccessRequest.from_json, self._get_json("accessrequest", request_id))
 
     # Compare-and-set in one server-side step: a Lua script on the one key (EVAL works on a Cluster,
     # where WATCH does not), so two approvers can never both move a request out of "pending".

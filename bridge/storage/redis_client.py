@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -20,8 +20,11 @@ from redis.retry import Retry
 
 from bridge.config import RedisSettings
 from bridge.errors import StoreUnavailable
+from bridge.storage.records import RecordError
 
 AnyRedis = Any  # redis.Redis or redis.cluster.RedisCluster: the commands used here exist on both
+
+R = TypeVar("R")
 
 
 def as_text(x: Any) -> str:
@@ -100,6 +103,15 @@ class RedisBase:
         _, left_ms = pipe.execute()
         if int(left_ms) < int(ttl) * 1000:
             self.r.expire(key, max(1, int(ttl)))
+
+    @staticmethod
+    def _record(load: Callable[[Mapping[str, Any]], R], doc: Mapping[str, Any] | None) -> R | None:
+        """``load(doc)`` (a record's ``from_json``); None for no document, or one that is not the record's
+        shape (never trusted)."""
+        try:
+            return None if doc is None else load(doc)
+        except RecordError:
+            return None
 
     def _k(self, kind: str, ident: str) -> str:
         return f"{self.prefix}{kind}:{ident}"

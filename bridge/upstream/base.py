@@ -9,7 +9,11 @@ Contract:
   only for an unsolicited response to a connector that explicitly allows them), and returns
   a verified ``Identity`` or raises a ``LoginError`` subclass (``IdpDenied``,
   ``InvalidIdToken``) or ``UpstreamUnavailable``.
-- ``allows_unsolicited`` says whether a callback without a pending login may be tried.
+- ``allows_unsolicited`` says whether a callback without a pending login may be tried; a connector
+  may also offer ``looks_unsolicited(params)`` (SAML) so that such a callback is refused as
+  IdP-initiated (``saml_unsolicited``) rather than as an expired sign-in.
+- The returned ``Identity.warnings`` name what the IdP sent that looks misconfigured (names, never
+  values): the web layer logs them (``login_warnings``) and the Why page shows them.
 - ``reverify(upstream_grant)`` (OIDC only, the ``Reverifier`` protocol) re-checks a signed-in
   user with the IdP and returns a ``ReverifyResult``: ``ReverifyOk``, ``ReverifyRevoked``,
   ``ReverifyUnreachable`` or ``ReverifyExpired``. It reports; the caller applies the policy.

@@ -47,6 +47,7 @@ from bridge.upstream.base import (
     ReverifyRevoked,
     ReverifyUnreachable,
 )
+from bridge.upstream.oidc_claims import claim_warnings, groups_from, missing_claims
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 
 GRANT_VERSION = 1
@@ -199,10 +200,9 @@ class OidcConnector:
         if not isinstance(id_token, str):
             raise InvalidIdToken("token response has no id_token")
         claims = self.verify_id_token(id_token, nonce=pending.nonce)
-        if self.cfg.use_userinfo and meta.get("userinfo_endpoint"):
-            claims = self._merge_userinfo(claims, meta["userinfo_endpoint"], token.get("access_token"))
+        claims, userinfo = self._with_userinfo(claims, meta, token.get("access_token"))
         check_email_verified(claims, self.cfg)
-        identity = self._identity(claims)
+        identity = self._identity(claims, userinfo=userinfo)
         identity = replace(identity, upstream=self._upstream_grant(token, pending.nonce, identity, meta))
         return replace(identity, passthrough=id_token) if self.cfg.aws_passthrough else identity
 
@@ -306,7 +306,8 @@ class OidcConnector:
                 claims = self.verify_id_token(id_token, nonce=g["nonce"], refreshed=True)
                 if claims["sub"] != g["sub"]:
                     return ReverifyRevoked("refreshed id_token is for another subject")
-            if (claims is None or self.cfg.use_userinfo) and isinstance(userinfo, str) and isinstance(access, str):
+            wanted = claims is None or self.cfg.use_userinfo or bool(missing_claims(self.cfg, claims))
+            if wanted and isinstance(userinfo, str) and isinstance(access, str):
                 info = self._userinfo(userinfo, access)
                 if info.get("sub") != g["sub"]:
                     return ReverifyRevoked("userinfo is for another subject")
@@ -397,21 +398,36 @@ class OidcConnector:
             raise UpstreamUnavailable(f"{self.id}: userinfo is not a JSON object")
         return info
 
-    def _merge_userinfo(self, claims: dict[str, Any], url: str, access_token: Any) -> dict[str, Any]:
-        if not isinstance(access_token, str):
-            return claims
+    def _with_userinfo(self, claims: dict[str, Any], meta: Mapping[str, Any],
+                       access_token: Any) -> tuple[dict[str, Any], str]:
+        """The ID token's claims plus userinfo's, read with ``use_userinfo`` or when a configured claim
+        (email, name, groups) is missing from the ID token (LemonLDAP::NG sends claims at userinfo only).
+        Returns the claims and what happened at userinfo (read / failed / none), for the warnings.
+
+        With ``use_userinfo`` a failure refuses the sign-in; read only for a missing claim, a failure
+        leaves the ID token's claims (the warnings name what is missing). Another ``sub`` always refuses."""
+        url = meta.get("userinfo_endpoint")
+        wanted = self.cfg.use_userinfo or bool(missing_claims(self.cfg, claims))
+        if not wanted:
+            return claims, "read"  # nothing is missing: nothing to say about userinfo
+        if not isinstance(url, str) or not isinstance(access_token, str):
+            return claims, "none"
         try:
             info = self._userinfo(url, access_token)
-        except _UserinfoRefused as e:
-            raise UpstreamUnavailable(f"{self.id}: {e}") from None
+        except (_UserinfoRefused, UpstreamUnavailable) as e:
+            detail = e.detail if isinstance(e, UpstreamUnavailable) else f"{self.id}: {e}"
+            if self.cfg.use_userinfo:
+                raise UpstreamUnavailable(detail) from None
+            event("userinfo_unavailable", logging.WARNING, connector=self.id, detail=detail[:200])
+            return claims, "failed"
         if info.get("sub") != claims.get("sub"):
             raise InvalidIdToken("userinfo sub differs from the id_token sub")
         # The verified id_token wins on conflicts; userinfo only adds what it lacks.
-        return {**info, **claims}
+        return {**info, **claims}, "read"
 
-    def _identity(self, claims: dict[str, Any]) -> Identity:
-        groups_raw = claims.get(self.cfg.groups_claim) or []
-        groups = tuple(str(g) for g in groups_raw) if isinstance(groups_raw, list) else (str(groups_raw),)
+    def _identity(self, claims: dict[str, Any], *, userinfo: str = "read") -> Identity:
+        groups, warnings = groups_from(self.cfg, claims.get(self.cfg.groups_claim))
+        warnings = claim_warnings(self.cfg, claims, userinfo=userinfo) + warnings
         amr = tuple(str(a) for a in claims.get("amr") or () if isinstance(a, str))
         acr = claims.get("acr") if isinstance(claims.get("acr"), str) else None
         mfa = bool(set(amr) & set(self.cfg.mfa_amr_values)) or (acr is not None and acr in self.cfg.mfa_acr_values)
@@ -425,7 +441,7 @@ class OidcConnector:
             connector_id=self.id, subject=str(claims["sub"]), issuer=str(claims["iss"]),
             email=_str_or_none(claims.get(self.cfg.email_claim)), name=_str_or_none(claims.get(self.cfg.name_claim)),
             groups=groups, claims=kept, authn_time=int(auth_time) if isinstance(auth_time, int | float) else None,
-            mfa=mfa, amr=amr, acr=acr)
+            mfa=mfa, amr=amr, acr=acr, warnings=tuple(warnings))
 
 
 def check_email_verified(claims: Mapping[str, Any], cfg: OidcConnectorSettings) -> None:
@@ -435,9 +451,19 @@ def check_email_verified(claims: Mapping[str, Any], cfg: OidcConnectorSettings) 
     if cfg.insecure_accept_unverified_email or _str_or_none(claims.get(cfg.email_claim)) is None:
         return
     verified = claims.get("email_verified")
+    if "email_verified" not in claims:
+        # Not the user's doing: the IdP does not say either way. Tell them it is the administrator's to fix.
+        raise EmailUnverified(
+            f"{cfg.id}: {cfg.email_claim} present but the IdP sends no email_verified claim",
+            code="email_verified_missing", title="Your identity provider does not vouch for your e-mail",
+            message="Your identity provider sends your e-mail address without saying whether it has been "
+                    "verified (it sends no email_verified claim), so the bridge cannot trust it to decide "
+                    "your access. There is nothing to verify on your side.",
+            hint="Tell your administrator: the identity provider must send email_verified with the e-mail, or, "
+                 "if it checks addresses itself, the bridge's connector may be set to accept them "
+                 "(insecure_accept_unverified_email). Give them the request id below.")
     if verified is not True:
-        seen = "missing" if verified is None and "email_verified" not in claims else repr(verified)[:20]
-        raise EmailUnverified(f"{cfg.id}: {cfg.email_claim} present but email_verified is {seen}")
+        raise EmailUnverified(f"{cfg.id}: {cfg.email_claim} present but email_verified is {repr(verified)[:20]}")
 
 
 def _str_or_none(v: Any) -> str | None:

@@ -24,6 +24,8 @@ class OidcConnectorSettings(ConnectorSettingsBase):
     email_claim: str = "email"
     name_claim: str = "name"
     groups_claim: str = "groups"
+    # The groups claim is one string listing several groups (LemonLDAP::NG: "admins; users"): split it here.
+    groups_delimiter: str | None = Field(None, min_length=1)
     use_userinfo: bool = False
     mfa_amr_values: list[str] = Field(default_factory=lambda: ["mfa", "otp", "hwk", "swk", "fpt", "sc"])
     mfa_acr_values: list[str] = Field(default_factory=list)

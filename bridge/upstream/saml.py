@@ -10,6 +10,7 @@ assertion IDs (the ``replay_guard`` callable, backed by Redis in the app).
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -20,18 +21,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from lxml import etree
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from bridge.errors import IdpDenied, LoginError, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.logs import event
 from bridge.partitions import is_aws_saml_audience, is_aws_signin_saml_url
 from bridge.upstream.base import LoginStart, PendingLogin
+from bridge.upstream.saml_attributes import attribute_warnings, first_present, name_id_warnings, subject_from
+from bridge.upstream.saml_refusals import check_of, refused, unsolicited
 from bridge.upstream.saml_settings import SamlConnectorSettings
 
 MAX_RESPONSE_B64 = 1_400_000  # ~1 MB of XML; Flask also caps the request body at 1 MB
@@ -124,7 +129,8 @@ class SamlConnector:
             "strict": not self.cfg.aws_passthrough, "debug": False,
             "sp": {"entityId": self.sp_entity_id,
                    "assertionConsumerService": {"url": self.acs_url, "binding": C.BINDING_HTTP_POST},
-                   "NameIDFormat": self.cfg.name_id_format, "x509cert": self.sp_cert, "privateKey": self.sp_key},
+                   "NameIDFormat": self.cfg.requested_name_id_format(), "x509cert": self.sp_cert,
+                   "privateKey": self.sp_key},
             "idp": self.idp_settings(),
             "security": {"authnRequestsSigned": self.cfg.sign_authn_requests,
                          "wantAssertionsSigned": not response_only, "wantMessagesSigned": response_only,
@@ -137,17 +143,26 @@ class SamlConnector:
         return OneLogin_Saml2_Settings(data, sp_validation_only=False)
 
     def sp_metadata(self) -> bytes:
-        """Our SP metadata (entity id, ACS, certificates) to register at the IdP."""
+        """Our SP metadata (entity id, ACS, certificates) to register at the IdP. No ``validUntil`` unless
+        ``sp_metadata_valid_days`` asks for one (python3-saml's default, now + 2 days, makes an IdP that
+        enforces it stop trusting the bridge two days after the import)."""
+        days = self.cfg.sp_metadata_valid_days
         settings = OneLogin_Saml2_Settings(
             {"strict": True, "sp": {"entityId": self.sp_entity_id,
                                     "assertionConsumerService": {"url": self.acs_url, "binding": C.BINDING_HTTP_POST},
-                                    "NameIDFormat": self.cfg.name_id_format, "x509cert": self.sp_cert,
+                                    "NameIDFormat": self.cfg.requested_name_id_format(), "x509cert": self.sp_cert,
                                     "privateKey": self.sp_key},
              "security": {"authnRequestsSigned": self.cfg.sign_authn_requests, "wantAssertionsSigned": True,
-                          "wantAssertionsEncrypted": self.cfg.want_assertions_encrypted}},
+                          "wantAssertionsEncrypted": self.cfg.want_assertions_encrypted,
+                          "metadataValidUntil": int(self.clock()) + days * 86400 if days else None}},
             sp_validation_only=True)
         md = settings.get_sp_metadata()
-        return md if isinstance(md, bytes) else str(md).encode()
+        xml = md if isinstance(md, bytes) else str(md).encode()
+        if days:
+            return xml
+        root = etree.fromstring(xml)
+        root.attrib.pop("validUntil", None)
+        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
     def _request_data(self, post: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Built from our configured ACS URL, not from the incoming request: behind a proxy the
@@ -173,7 +188,7 @@ class SamlConnector:
         try:
             resp = OneLogin_Saml2_Response(settings, b64)
         except Exception as e:  # noqa: BLE001 - not base64, not XML, DOCTYPE/entities (defusedxml), ...
-            raise LoginError(f"SAMLResponse unreadable: {type(e).__name__}", code="saml_invalid") from None
+            raise refused("structure", f"SAMLResponse unreadable: {type(e).__name__}") from None
         request_id = pending.request_id if pending else None
         try:
             resp.is_valid(self._request_data(params), request_id=request_id, raise_exceptions=True)
@@ -181,10 +196,22 @@ class SamlConnector:
             reason = str(e)[:300]
             if "status code of the Response was not Success" in reason:
                 raise IdpDenied(reason.replace("The status code of the Response was not Success, was ", "")) from None
-            raise LoginError(f"SAMLResponse rejected: {reason}", code="saml_invalid") from None
+            raise refused(check_of(e), f"SAMLResponse rejected: {reason}") from None
         self._strict_checks(resp, request_id)
         identity = self._identity(resp)
         return replace(identity, passthrough=b64) if self.cfg.aws_passthrough else identity
+
+    def looks_unsolicited(self, params: Mapping[str, str]) -> bool:
+        """Whether the callback carries a SAML Response without InResponseTo (IdP-initiated): only to
+        choose what a refused callback says (nothing in it is trusted; it is not verified here)."""
+        b64 = params.get("SAMLResponse", "")
+        if not b64 or len(b64) > MAX_RESPONSE_B64:
+            return False
+        try:
+            root = OneLogin_Saml2_XML.to_etree(base64.b64decode(b64, validate=False))
+        except Exception:  # noqa: BLE001 - not base64, not XML, DOCTYPE: not ours to describe
+            return False
+        return bool(root.tag == f"{{{C.NS_SAMLP}}}Response" and root.get("InResponseTo") is None)
 
     def _strict_checks(self, resp: OneLogin_Saml2_Response, request_id: str | None) -> None:
         """What python3-saml leaves loose: InResponseTo, exact addressing, our clock skew, replay."""
@@ -199,13 +226,13 @@ class SamlConnector:
         in_response_to = resp.get_in_response_to()
         if request_id is None:
             if not self.allows_unsolicited:
-                raise LoginError("unsolicited SAML response", code="saml_unsolicited")
+                raise unsolicited("unsolicited SAML response")
             if in_response_to is not None:
-                raise LoginError("InResponseTo names a request we have no record of", code="saml_unsolicited")
+                raise unsolicited("InResponseTo names a request we have no record of")
         elif in_response_to is None:
-            raise LoginError("response does not answer our AuthnRequest (no InResponseTo)", code="saml_unsolicited")
+            raise unsolicited("response does not answer our AuthnRequest (no InResponseTo)")
         elif in_response_to != request_id:
-            raise LoginError("InResponseTo does not match our AuthnRequest", code="saml_in_response_to")
+            raise refused("request", "InResponseTo does not match our AuthnRequest")
 
     def _check_addressing(self, resp: OneLogin_Saml2_Response) -> None:
         """Issuer is this IdP; Destination, Recipient and Audience are exactly ours (or AWS's, for passthrough)."""
@@ -216,19 +243,19 @@ class SamlConnector:
 
         issuers = resp.get_issuers()
         if not issuers or any(i != self.idp_settings()["entityId"] for i in issuers):
-            raise LoginError("Issuer is not this IdP's entity id", code="saml_issuer")
+            raise refused("issuer", "Issuer is not this IdP's entity id")
         dest = resp.document.get("Destination")
         if dest is not None and not ours_or_aws(dest):
-            raise LoginError(f"Destination {dest[:200]!r} is not our ACS", code="saml_destination")
+            raise refused("destination", f"Destination {dest[:200]!r} is not our ACS")
         recipients = [scd.get("Recipient") for scd in resp._query_assertion(
             "/saml:Subject/saml:SubjectConfirmation[@Method='urn:oasis:names:tc:SAML:2.0:cm:bearer']"
             "/saml:SubjectConfirmationData")]
         if not any(ours_or_aws(r) for r in recipients):
-            raise LoginError("no bearer SubjectConfirmation with our ACS as Recipient", code="saml_recipient")
+            raise refused("recipient", "no bearer SubjectConfirmation with our ACS as Recipient")
         audiences = resp.get_audiences()
         if self.sp_entity_id not in audiences and not (
                 passthrough and any(is_aws_saml_audience(a) for a in audiences)):
-            raise LoginError("our entity id is not an Audience of the assertion", code="saml_audience")
+            raise refused("audience", "our entity id is not an Audience of the assertion")
 
     def _check_validity(self, resp: OneLogin_Saml2_Response, now: int) -> list[int]:
         """NotBefore has come and no NotOnOrAfter has passed (with our skew); returns every NotOnOrAfter."""
@@ -237,35 +264,35 @@ class SamlConnector:
         for cond in resp._query_assertion("/saml:Conditions"):
             nb, na = cond.get("NotBefore"), cond.get("NotOnOrAfter")
             if nb and OneLogin_Saml2_Utils.parse_SAML_to_time(nb) > now + skew:
-                raise LoginError("assertion not yet valid (NotBefore)", code="saml_not_yet_valid")
+                raise refused("validity start", "assertion not yet valid (NotBefore)")
             if na:
                 expires.append(OneLogin_Saml2_Utils.parse_SAML_to_time(na))
         for scd in resp._query_assertion("/saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData"):
             if scd.get("NotOnOrAfter"):
                 expires.append(OneLogin_Saml2_Utils.parse_SAML_to_time(scd.get("NotOnOrAfter")))
         if not expires:
-            raise LoginError("assertion has no NotOnOrAfter", code="saml_expired")
+            raise refused("expiry", "assertion has no NotOnOrAfter")
         if min(expires) <= now - skew:
-            raise LoginError("assertion has expired (NotOnOrAfter)", code="saml_expired")
+            raise refused("expiry", "assertion has expired (NotOnOrAfter)")
         return expires
 
     def _check_replay(self, resp: OneLogin_Saml2_Response, expires: list[int], now: int) -> None:
         """The assertion ID was not seen before; it is remembered until it could no longer be accepted anyway."""
         assertion_id = resp.get_assertion_id()
         if not assertion_id:
-            raise LoginError("assertion has no ID", code="saml_invalid")
+            raise refused("structure", "assertion has no ID")
         ttl = max(60, max(expires) - now + self.cfg.clock_skew)
         if not self.replay_guard(f"saml:{self.id}:{assertion_id}", ttl):
-            raise LoginError("assertion was already used", code="saml_replayed",
-                             message="This sign-in response was already used.")
+            raise refused("replay", "assertion was already used")
 
     def _identity(self, resp: OneLogin_Saml2_Response) -> Identity:
         attrs: dict[str, list[str]] = {k: [str(v) for v in vs] for k, vs in resp.get_attributes().items()}
         name_id = str(resp.get_nameid() or "")
         fmt = resp.get_nameid_format()
+        subject = subject_from(self.cfg, name_id, attrs)
 
         def one(what: str) -> str | None:
-            values = attrs.get(self.cfg.attribute(what)) or []
+            values = first_present(attrs, self.cfg.attribute(what))
             return values[0] if values else None
 
         email = one("email") or (name_id if fmt and fmt.endswith("emailAddress") else None)
@@ -275,7 +302,8 @@ class SamlConnector:
         issuers = resp.get_issuers()
         claims: dict[str, Any] = {k: (v[0] if len(v) == 1 else v) for k, v in attrs.items()}
         claims["name_id_format"] = fmt
-        return Identity(connector_id=self.id, subject=name_id, issuer=str(issuers[0]) if issuers else "",
-                        email=email, name=one("name"), groups=tuple(attrs.get(self.cfg.attribute("groups"), ())),
+        return Identity(connector_id=self.id, subject=subject, issuer=str(issuers[0]) if issuers else "",
+                        email=email, name=one("name"), groups=tuple(first_present(attrs, self.cfg.attribute("groups"))),
                         claims=claims, authn_time=None, mfa=mfa, amr=amr,
-                        acr=sorted(contexts)[0] if contexts else None)
+                        acr=sorted(contexts)[0] if contexts else None,
+                        warnings=tuple(attribute_warnings(self.cfg, attrs) + name_id_warnings(self.cfg, fmt, attrs)))

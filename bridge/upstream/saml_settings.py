@@ -8,24 +8,48 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
 from bridge.upstream.base_settings import ConnectorSettingsBase
 
-SAML_PRESETS: dict[str, dict[str, str]] = {
-    # attribute names per IdP family: email, name, groups
-    "none": {"email": "email", "name": "name", "groups": "groups"},
-    "adfs": {"email": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
-             "name": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
-             "groups": "http://schemas.xmlsoap.org/claims/Group"},
-    "entra": {"email": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
-              "name": "http://schemas.microsoft.com/identity/claims/displayname",
-              "groups": "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"},
-    "okta": {"email": "email", "name": "displayName", "groups": "groups"},
-    "google": {"email": "email", "name": "name", "groups": "groups"},
-    "keycloak": {"email": "email", "name": "name", "groups": "groups"},
+# LDAP attribute names in their SAML 2.0 "uri" form (urn:oid:..., what Shibboleth and SimpleSAMLphp's
+# name2oid send; eduPerson and inetOrgPerson schemas).
+OID_MAIL = "urn:oid:0.9.2342.19200300.100.1.3"
+OID_UID = "urn:oid:0.9.2342.19200300.100.1.1"
+OID_DISPLAY_NAME = "urn:oid:2.16.840.1.113730.3.1.241"
+OID_CN = "urn:oid:2.5.4.3"
+OID_IS_MEMBER_OF = "urn:oid:1.3.6.1.4.1.5923.1.5.1.1"
+OID_MEMBER_OF = "urn:oid:1.2.840.113556.1.2.102"
+OID_EPPN = "urn:oid:1.3.6.1.4.1.5923.1.1.1.6"
+OID_ENTITLEMENT = "urn:oid:1.3.6.1.4.1.5923.1.1.1.7"
+
+# Attribute names per IdP family: for each of email, name and groups the names read, the first one the
+# assertion has wins; "subject" lists stable user ids to suggest for subject_attribute (never used unasked).
+SAML_PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "none": {"email": ("email",), "name": ("name",), "groups": ("groups",), "subject": ()},
+    "adfs": {"email": ("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",),
+             "name": ("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",),
+             "groups": ("http://schemas.xmlsoap.org/claims/Group",), "subject": ()},
+    "entra": {"email": ("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",),
+              "name": ("http://schemas.microsoft.com/identity/claims/displayname",),
+              "groups": ("http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",),
+              "subject": ("http://schemas.microsoft.com/identity/claims/objectidentifier",)},
+    "okta": {"email": ("email",), "name": ("displayName",), "groups": ("groups",), "subject": ()},
+    "google": {"email": ("email",), "name": ("name",), "groups": ("groups",), "subject": ()},
+    "keycloak": {"email": ("email",), "name": ("name",), "groups": ("groups",), "subject": ()},
+    # LDAP-backed IdPs (SimpleSAMLphp, Shibboleth, many ADFS setups): friendly names or urn:oid forms.
+    "ldap": {"email": ("mail", OID_MAIL), "name": ("displayName", OID_DISPLAY_NAME, "cn", OID_CN),
+             "groups": ("memberOf", OID_MEMBER_OF, "isMemberOf", OID_IS_MEMBER_OF),
+             "subject": ("eduPersonPrincipalName", OID_EPPN, "uid", OID_UID)},
 }
+PresetName = Literal["none", "adfs", "entra", "okta", "google", "keycloak", "ldap"]
+NAMEID_PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+NAMEID_UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+# The vendor presets keep asking for "unspecified": their IdP pages set the NameID at the IdP, and asking
+# those IdPs for persistent would change the subject of every existing user (Entra, Keycloak honour it).
+_UNSPECIFIED_PRESETS = frozenset({"adfs", "entra", "okta", "google", "keycloak"})
 
 
 class SamlConnectorSettings(ConnectorSettingsBase):
@@ -45,11 +69,19 @@ class SamlConnectorSettings(ConnectorSettingsBase):
     sp_cert_file: Path | None = None
     sign_authn_requests: bool = False
     want_assertions_encrypted: bool = False
-    name_id_format: str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
-    attribute_preset: Literal["none", "adfs", "entra", "okta", "google", "keycloak"] = "none"
+    # The NameIDPolicy Format of our AuthnRequests (and the SP metadata's NameIDFormat). None: persistent
+    # for the presets none and ldap, unspecified for the vendor presets.
+    name_id_format: str | None = None
+    attribute_preset: PresetName = "none"
     email_attribute: str | None = None
     name_attribute: str | None = None
     groups_attribute: str | None = None
+    # Key users on this attribute's value instead of the NameID (an IdP that only sends transient NameIDs);
+    # an assertion without exactly one value of it is refused (saml_subject_attribute).
+    subject_attribute: str | None = None
+    # Days the SP metadata says it is valid (validUntil); 0 = no validUntil (an IdP that enforces it would
+    # stop trusting the bridge once it passed).
+    sp_metadata_valid_days: int = Field(0, ge=0, le=36500)
     mfa_authn_contexts: list[str] = Field(default_factory=lambda: [
         "http://schemas.microsoft.com/claims/multipleauthn",
         "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
@@ -67,9 +99,18 @@ class SamlConnectorSettings(ConnectorSettingsBase):
     # how long a user disabled at the IdP keeps access (None: session.absolute_timeout).
     max_session: int | None = Field(None, ge=300, le=7 * 86400, description="seconds since sign-in")
 
-    def attribute(self, what: str) -> str:
+    def attribute(self, what: str) -> tuple[str, ...]:
+        """The attribute names read for ``what`` (email, name, groups), in order: the explicit one, else the
+        preset's."""
         explicit = {"email": self.email_attribute, "name": self.name_attribute, "groups": self.groups_attribute}
-        return explicit[what] or SAML_PRESETS[self.attribute_preset][what]
+        one = explicit[what]
+        return (one,) if one else SAML_PRESETS[self.attribute_preset][what]
+
+    def requested_name_id_format(self) -> str:
+        """The NameIDPolicy Format asked for: ``name_id_format``, else by preset (see the option)."""
+        if self.name_id_format:
+            return self.name_id_format
+        return NAMEID_UNSPECIFIED if self.attribute_preset in _UNSPECIFIED_PRESETS else NAMEID_PERSISTENT
 
     @model_validator(mode="after")
     def _one_source(self) -> SamlConnectorSettings:
@@ -89,9 +130,11 @@ class SamlConnectorSettings(ConnectorSettingsBase):
             raise ValueError("; ".join(problems))
         return self
 
-
     def warnings(self) -> list[str]:
         out = []
+        if self.metadata_url is not None and urlsplit(self.metadata_url).scheme != "https":
+            out.append(f"connector {self.id}: metadata_url {self.metadata_url} is plain http: it carries the IdP's "
+                       "signing certificate, so whoever can change it in transit can sign in as anyone.")
         if self.insecure_allow_idp_initiated:
             out.append(f"connector {self.id}: insecure_allow_idp_initiated accepts unsolicited SAML "
                        "responses (no InResponseTo check).")

@@ -24,8 +24,9 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"
 
 
 # Sign-ins that cannot go on because their server-side state is gone (expired, used, or lost
-# with a Redis restart): the browser is shown the sign-in page again, with a note, not a dead end.
-_BACK_TO_SIGN_IN = {"login_expired"}
+# with a Redis restart), or was never made here (IdP-initiated SAML): the browser is shown the sign-in
+# page again, with a note, not a dead end.
+_BACK_TO_SIGN_IN = {"login_expired", "saml_unsolicited"}
 
 
 def _error_response(err: BridgeError, headers: dict[str, str] | None = None) -> ResponseReturnValue:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import secrets
 
@@ -130,11 +132,21 @@ def callback(connector_id: str) -> ResponseReturnValue:
     svc.metrics.logins.labels(connector_id, "success").inc()
     event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
           mfa=identity.mfa, grants=len(access.grants), locked=len(access.locked))
+    _note_idp_warnings(connector_id, list(identity.warnings))
     resp = redirect(return_to, code=303)
     if browser and not svc.flow.browser_has_pending(browser):  # kept while another tab still signs in
         resp.delete_cookie(_login_cookie_name(), path="/", httponly=True, secure=svc.settings.secure_cookies,
                            samesite="Lax")
     return resp
+
+
+def _note_idp_warnings(connector_id: str, warnings: list[str]) -> None:
+    """What the IdP sent that looks misconfigured (attribute and claim names, never values): one log line
+    (``login_warnings``, the line to read when checking a new IdP), and a note for ``check-config --probe``."""
+    if warnings:
+        event("login_warnings", logging.WARNING, connector=connector_id, warnings=warnings)
+    with contextlib.suppress(StoreUnavailable):  # the user is signed in; only the probe's note is lost
+        services().store.note_sign_in(connector_id, warnings)
 
 
 @bp.get("/sp/<connector_id>/metadata.xml")

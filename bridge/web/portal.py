@@ -156,8 +156,9 @@ def why() -> ResponseReturnValue:
     identity = session_identity(doc)
     results = services().access.explain(identity)
     if wants_json():
-        return jsonify(mapping.report(results, identity))
-    return _why_page(results, identity, admin=False, csrf=doc.csrf, is_admin=_is_admin(identity))
+        return jsonify({**mapping.report(results, identity), "idp_warnings": list(identity.warnings)})
+    return _why_page(results, identity, admin=False, csrf=doc.csrf, is_admin=_is_admin(identity),
+                     idp_warnings=identity.warnings)
 
 
 @bp.route("/admin/explain", methods=["GET", "POST"])

@@ -3,6 +3,7 @@ and nothing already established is lost."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -171,7 +172,9 @@ def test_bad_id_tokens_are_rejected(bridge, op, bridge_logs, tamper: dict[str, A
 
 @pytest.mark.parametrize("verified", [False, "true", None, "missing"])
 def test_unverified_email_cannot_sign_in(bridge, op, bridge_logs, verified: Any) -> None:
-    """Attack: register an address you do not own at the IdP and let rules trust it."""
+    """Attack: register an address you do not own at the IdP and let rules trust it. An IdP that sends no
+    email_verified at all (None: the fake OP leaves the claim out) is refused too, with its own code and a
+    page that tells the user it is not theirs to fix (issue 23 item 11)."""
     op.claims = {**op.claims, "email": "boss@Example.com"}
     if verified == "missing":
         del op.claims["email_verified"]
@@ -179,8 +182,14 @@ def test_unverified_email_cannot_sign_in(bridge, op, bridge_logs, verified: Any)
         op.claims["email_verified"] = verified
     s = requests.Session()
     r = s.get(start(bridge, s), timeout=10)
-    assert_error_page(r, 403, "email_unverified")
-    assert "not verified" in r.text
+    if verified in (None, "missing"):
+        assert_error_page(r, 403, "email_verified_missing")
+        page = html.unescape(r.text)
+        assert "sends no email_verified claim" in page and "There is nothing to verify on your side" in page
+        assert "insecure_accept_unverified_email" in page and "Verify your e-mail address" not in page
+    else:
+        assert_error_page(r, 403, "email_unverified")
+        assert "not verified" in r.text
     assert "boss@" not in bridge_logs.text  # the log names the connector and check, not the address
     assert s.get(f"{bridge}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
 

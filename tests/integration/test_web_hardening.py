@@ -110,8 +110,9 @@ def test_metrics_settings_and_warning(make_settings, tmp_path: Path) -> None:
 
 
 @contextmanager
-def served(tmp_path: Path, cfg: dict[str, Any], bind: str, ready: Callable[[], bool]) -> Iterator[None]:
-    """``bridge serve`` (gunicorn, one worker) with ``cfg`` on ``bind`` until ``ready()``; stopped after."""
+def served(tmp_path: Path, cfg: dict[str, Any], bind: str, ready: Callable[[], bool],
+           workers: int = 1) -> Iterator[None]:
+    """``bridge serve`` (gunicorn, ``workers`` workers) with ``cfg`` on ``bind`` until ``ready()``; stopped after."""
     import yaml
 
     (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(cfg))
@@ -119,7 +120,7 @@ def served(tmp_path: Path, cfg: dict[str, Any], bind: str, ready: Callable[[], b
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = (tmp_path / "serve.log").open("wb")
     p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(tmp_path / "bridge.yaml"),
-                          "--bind", bind, "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                          "--bind", bind, "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL,
                          stderr=log, start_new_session=True)
     try:
         deadline = time.monotonic() + 30

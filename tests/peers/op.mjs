@@ -12,6 +12,9 @@ const CLIENT_ID = process.env.CLIENT_ID || 'bridge';
 const CLIENT_SECRET = process.env.CLIENT_SECRET || 'bridge-secret';
 const REDIRECT_URIS = (process.env.REDIRECT_URIS || 'http://127.0.0.1:8000/callback/demo').split(',');
 const LOGOUT_URIS = (process.env.POST_LOGOUT_REDIRECT_URIS || 'http://127.0.0.1:8000/').split(',');
+// CLAIMS_STYLE=lemonldap: what LemonLDAP::NG sends by default: the ID token carries no user claims (they
+// are at userinfo only), no email_verified, and the groups as one string ("aws-admins; aws-readonly").
+const LLNG = process.env.CLAIMS_STYLE === 'lemonldap';
 // TEST_ADMIN=1: POST /test-admin/users/<name> {"groups": [...], "disabled": true, "password": ...}
 // changes (or, with a password, creates) an account at runtime. Tests only: no authentication.
 const TEST_ADMIN = process.env.TEST_ADMIN === '1';
@@ -36,7 +39,7 @@ const provider = new Provider(ISSUER, {
     token_endpoint_auth_method: 'client_secret_basic' }],
   claims: { openid: ['sub', 'amr', 'acr', 'auth_time'],
             email: ['email', 'email_verified'], profile: ['name', 'department'], groups: ['groups'] },
-  conformIdTokenClaims: false,
+  conformIdTokenClaims: LLNG,  // true: scope claims go to userinfo only (the code flow issues an access token)
   pkce: { required: () => true },
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, i) => `/interaction/${i.uid}` },
@@ -49,7 +52,10 @@ const provider = new Provider(ISSUER, {
     // A disabled account is "not found": oidc-provider then answers a refresh with invalid_grant
     // and userinfo with invalid_token.
     const a = ACCOUNTS[id.replace(/^00u/, '')]; if (!a || a.disabled) return undefined;
-    return { accountId: id, async claims() { const { password, amr, disabled, ...c } = a; return { sub: id, ...c }; } };
+    return { accountId: id, async claims() {
+      const { password, amr, disabled, ...c } = a;
+      if (LLNG) { delete c.email_verified; c.groups = (c.groups || []).join('; '); }
+      return { sub: id, ...c }; } };
   },
 });
 const finishLogin = (req, res, id) => provider.interactionFinished(req, res,

@@ -4,11 +4,17 @@
 
 Serves its metadata at /metadata, SP-initiated SSO at /sso/redirect (HTTP-Redirect), a
 password form, and answers with a Response whose Response and Assertion are both signed
-(RSA-SHA256) and POSTed to the SP's ACS. Runs as its own process: pysaml2 prints a
+(RSA-SHA256) and POSTed to the SP's ACS. Besides the users with the bridge's default attribute names,
+two speak LDAP like SimpleSAMLphp and Shibboleth do: ``lola`` (friendly names: mail, displayName,
+memberOf, uid, eduPersonPrincipalName) and ``otto`` (their urn:oid forms). Their NameID follows the
+AuthnRequest's NameIDPolicy like SimpleSAMLphp's: persistent when asked for, else transient (a new
+value per response). GET /last-request says which NameIDPolicy Format the last AuthnRequest asked for.
+Runs as its own process: pysaml2 prints a
 CryptographyDeprecationWarning at import, which must not reach a `-W error` test process.
 """
 
 import os
+import secrets
 import shutil
 
 from flask import Flask, request, session
@@ -16,7 +22,13 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.authn_context import PASSWORDPROTECTEDTRANSPORT
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
-from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_EMAILADDRESS, NameID
+from saml2.saml import (
+    NAME_FORMAT_URI,
+    NAMEID_FORMAT_EMAILADDRESS,
+    NAMEID_FORMAT_PERSISTENT,
+    NAMEID_FORMAT_TRANSIENT,
+    NameID,
+)
 from saml2.server import Server
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
@@ -34,11 +46,21 @@ USERS = {
                         "https://aws.amazon.com/SAML/Attributes/RoleSessionName": ["alice@example.com"]}},
     "bob": {"password": "bob-pw", "mfa": False,
             "attrs": {"email": ["bob@example.com"], "name": ["Bob"], "groups": ["aws-readonly"]}},
+    "lola": {"password": "lola-pw", "mfa": False, "nameid": "policy",
+             "attrs": {"mail": ["lola@example.com"], "displayName": ["Lola Ldap"], "uid": ["lola"],
+                       "eduPersonPrincipalName": ["lola@example.com"], "memberOf": ["aws-admins", "aws-readonly"]}},
+    "otto": {"password": "otto-pw", "mfa": False, "nameid": "policy",
+             "attrs": {"urn:oid:0.9.2342.19200300.100.1.3": ["otto@example.com"],
+                       "urn:oid:2.16.840.1.113730.3.1.241": ["Otto Oid"],
+                       "urn:oid:1.3.6.1.4.1.5923.1.1.1.6": ["otto@example.com"],
+                       "urn:oid:1.3.6.1.4.1.5923.1.5.1.1": ["aws-readonly"]}},
 }
+LAST = {"name_id_policy": None}
 CONFIG = {
     "entityid": f"{BASE}/metadata",
     "service": {"idp": {"endpoints": {"single_sign_on_service": [(f"{BASE}/sso/redirect", BINDING_HTTP_REDIRECT)]},
-                        "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
+                        "name_id_format": [NAMEID_FORMAT_EMAILADDRESS, NAMEID_FORMAT_PERSISTENT,
+                                           NAMEID_FORMAT_TRANSIENT],
                         "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None,
                                                "name_form": NAME_FORMAT_URI, "entity_categories": []}}}},
     "key_file": os.path.join(CERTS, "idp.key"), "cert_file": os.path.join(CERTS, "idp.crt"),
@@ -62,9 +84,16 @@ def metadata():
 @app.get("/sso/redirect")
 def sso():
     req = idp.parse_authn_request(request.args["SAMLRequest"], BINDING_HTTP_REDIRECT)
+    policy = req.message.name_id_policy.format if req.message.name_id_policy is not None else None
+    LAST["name_id_policy"] = policy
     session["authn"] = {"id": req.message.id, "sp": req.message.issuer.text,
-                        "relay": request.args.get("RelayState", "")}
+                        "relay": request.args.get("RelayState", ""), "policy": policy}
     return respond(os.environ["AUTO_LOGIN"]) if os.environ.get("AUTO_LOGIN") else LOGIN
+
+
+@app.get("/last-request")
+def last_request():
+    return dict(LAST)
 
 
 @app.post("/login")
@@ -79,9 +108,15 @@ def respond(user):
     a = session.pop("authn")
     acs = idp.config.metadata.assertion_consumer_service(a["sp"], binding=BINDING_HTTP_POST)[0]["location"]
     u = USERS[user]
+    if u.get("nameid") == "policy":  # SimpleSAMLphp: persistent if asked for, else a transient one
+        name_id = (NameID(format=NAMEID_FORMAT_PERSISTENT, text=f"{user}-persistent-0001")
+                   if a["policy"] == NAMEID_FORMAT_PERSISTENT
+                   else NameID(format=NAMEID_FORMAT_TRANSIENT, text="_" + secrets.token_hex(16)))
+    else:
+        name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=u["attrs"]["email"][0])
     resp = idp.create_authn_response(
         dict(u["attrs"]), in_response_to=a["id"], destination=acs, sp_entity_id=a["sp"], userid=user,
-        name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=u["attrs"]["email"][0]),
+        name_id=name_id,
         authn={"class_ref": MFA if u["mfa"] else PASSWORDPROTECTEDTRANSPORT},
         sign_assertion=True, sign_response=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
     return idp.apply_binding(BINDING_HTTP_POST, str(resp), acs, a["relay"], response=True)["data"]

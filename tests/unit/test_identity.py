@@ -49,7 +49,6 @@ def oidc(**kw: Any) -> OidcConnectorSettings:
 
 @pytest.mark.parametrize("claims", [
     {"email": "eve@example.com", "email_verified": False},
-    {"email": "eve@example.com"},                                  # claim missing
     {"email": "eve@example.com", "email_verified": "true"},        # a string is not the boolean true
     {"email": "eve@example.com", "email_verified": 1},
     {"email": "eve@example.com", "email_verified": None},
@@ -61,6 +60,18 @@ def test_unverified_email_is_refused(claims: dict[str, Any]) -> None:
     assert "eve@" not in str(e.value.detail)  # the log line names the connector, not the address
     public = e.value.public()
     assert public["error"] == "email_unverified" and "verif" in public["hint"].lower()
+
+
+def test_email_verified_missing_says_it_is_the_idp_not_the_user() -> None:
+    """Issue 23 item 11: the IdP sends no email_verified at all: not "verify your address", but what the
+    administrator sets, under its own code."""
+    with pytest.raises(EmailUnverified) as e:
+        check_email_verified({"email": "eve@example.com"}, oidc())
+    public = e.value.public()
+    assert public["error"] == "email_verified_missing" and e.value.status == 403
+    assert "sends no email_verified claim" in public["message"] and "nothing to verify" in public["message"]
+    assert "insecure_accept_unverified_email" in public["hint"] and "Verify your e-mail" not in public["hint"]
+    assert "eve@" not in e.value.detail
 
 
 @pytest.mark.parametrize("claims", [
