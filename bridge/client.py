@@ -208,6 +208,12 @@ def grants_and_requestable(url: str) -> tuple[list[dict[str, Any]], list[dict[st
     return list(doc["grants"]), list(doc.get("requestable") or [])
 
 
+def sts_hint(doc: dict[str, Any]) -> str:
+    """`` --endpoint-url <url>`` for the hints when the bridge names a stand-in STS (the demo's), else ''."""
+    ep = doc.get("sts_endpoint_url") or doc.get("StsEndpointUrl")
+    return f" --endpoint-url {ep}" if isinstance(ep, str) and ep.startswith(("http://", "https://")) else ""
+
+
 def role_ref(g: dict[str, Any]) -> str:
     """The short ``--role`` value for a grant: ``<account alias or id>/<role name>``."""
     return f"{g.get('account_alias') or g['account_id']}/{g['role_name']}"
@@ -287,7 +293,7 @@ def credentials(url: str, role: str, duration: int | None = None) -> dict[str, A
     gid = grant_id_for(role) if ARN_RE.match(role) else find_grant(url, role)["id"]
     body = api(url, f"/api/v1/credentials/{gid}", data={"duration": str(duration)} if duration else {})
     doc = credential_process_doc(body)
-    doc.update({k: body[k] for k in ("RoleArn", "Region") if body.get(k)})  # for `env` and `exec`
+    doc.update({k: body[k] for k in ("RoleArn", "Region", "StsEndpointUrl") if body.get(k)})  # for `env`, `exec`
     _write_private(_cache_path(url, role, duration), json.dumps(doc))
     return doc
 

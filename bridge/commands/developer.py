@@ -142,7 +142,14 @@ def env_pairs(doc: dict[str, Any], region: str) -> list[tuple[str, str]]:
     """The variables AWS tools read, as the portal's export lines give them."""
     return [("AWS_ACCESS_KEY_ID", doc["AccessKeyId"]), ("AWS_SECRET_ACCESS_KEY", doc["SecretAccessKey"]),
             ("AWS_SESSION_TOKEN", doc["SessionToken"]), ("AWS_CREDENTIAL_EXPIRATION", doc["Expiration"]),
-            ("AWS_REGION", region), ("AWS_DEFAULT_REGION", region)]
+            ("AWS_REGION", region), ("AWS_DEFAULT_REGION", region), *sts_endpoint_pairs(doc)]
+
+
+def sts_endpoint_pairs(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """``AWS_ENDPOINT_URL_STS`` when the bridge uses a stand-in STS (the demo's local one): the
+    credentials exist only there, and SDKs and the AWS CLI would otherwise ask real AWS."""
+    hint = client.sts_hint(doc)
+    return [("AWS_ENDPOINT_URL_STS", hint.removeprefix(" --endpoint-url "))] if hint else []
 
 
 def _credentials(url: str | None, role: str | None, duration: int | None) -> tuple[str, str, dict[str, Any]]:
@@ -216,7 +223,8 @@ def roles(url: str | None, as_json: bool) -> None:
     """List your roles, and the roles you may request."""
     try:
         base = client.resolve_url(url)
-        held, requestable = client.grants_and_requestable(base)
+        doc = client.grants_doc(base)
+        held, requestable = list(doc["grants"]), list(doc.get("requestable") or [])
     except ClientError as e:
         _die(e)
     if as_json:
@@ -235,7 +243,8 @@ def roles(url: str | None, as_json: bool) -> None:
     if requestable:
         click.echo(f"request a role marked Request at {base}/requests", err=True)
     if held:
-        click.echo(f"use: bridge exec --role {client.role_ref(held[0])} -- aws sts get-caller-identity", err=True)
+        click.echo(f"use: bridge exec --role {client.role_ref(held[0])} -- aws sts get-caller-identity"
+                   f"{client.sts_hint(doc)}", err=True)
 
 
 @click.command("credential-process")
@@ -310,7 +319,7 @@ def exec_(url: str | None, role: str | None, duration: int | None, region: str |
     except ClientError as e:
         _die(e)
     child_env = {k: v for k, v in os.environ.items() if k not in AWS_CREDENTIAL_VARS}
-    child_env.update(AWS_REGION=region, AWS_DEFAULT_REGION=region)
+    child_env.update(AWS_REGION=region, AWS_DEFAULT_REGION=region, **dict(sts_endpoint_pairs(doc)))
     argv = list(command)
     if not refresh:
         child_env.update(env_pairs(doc, region))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -291,3 +292,54 @@ def test_cli_login_roles_exec_against_the_sts(bridge, home, moto_url, strict_sts
         text = "\n".join(transcript)
         text = re.sub(r"\b(ASIA|AKIA)[A-Z0-9]{12,}", r"\1XXXXXXXXXXXXXXXX", text)
         Path(target).write_text(text.replace(sys.executable, "python").replace(str(BIN / "bridge"), "bridge"))
+
+
+# ---- what a newcomer types first: the hints the CLI prints, run as printed ------------------------
+
+
+def run_printed_aws(hint: str, env: dict[str, str]) -> str:
+    """A printed ``aws --profile P sts get-caller-identity [--endpoint-url U]`` run as the AWS CLI runs it
+    (botocore, the profile's own region and credential_process: nothing added), its caller ARN."""
+    words = shlex.split(hint)
+    assert words[:2] == ["aws", "--profile"] and words[3:5] == ["sts", "get-caller-identity"], words
+    assert words[5:6] == ["--endpoint-url"] and len(words) == 7, f"the hint would call real AWS: {hint!r}"
+    code = (f"import boto3; print(boto3.Session(profile_name={words[2]!r}).client('sts', endpoint_url={words[6]!r})"
+            ".get_caller_identity()['Arn'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def test_configure_without_region_writes_the_bridges_region_and_the_printed_command_works(
+        live_bridge, make_settings, home, strict_sts_peer) -> None:
+    """Issue 23 #1: `bridge configure` without --region wrote profiles without one, and the command it
+    printed failed with "You must specify a region"; with a stand-in STS the hint also went to real AWS."""
+    base = live_bridge(make_settings(cli={"poll_interval": 1}, aws={"region": "eu-west-2"}))
+    cli_login(base, home)
+    out = subprocess.run([str(BIN / "bridge"), "configure", "--url", base], env=home, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    section = Path(home["AWS_CONFIG_FILE"]).read_text().split("[profile sandbox-Admin]\n")[1].split("\n[")[0]
+    assert "region = eu-west-2" in section.splitlines(), section
+    hint = out.stderr.strip().splitlines()[-1].removeprefix("use: ")
+    assert hint == f"aws --profile sandbox-Admin sts get-caller-identity --endpoint-url {strict_sts_peer.url}"
+    assert run_printed_aws(hint, home) == WANT
+
+
+def test_roles_hint_and_exec_name_the_stand_in_sts(bridge, home, strict_sts_peer) -> None:
+    """With a stand-in STS (the demo's moto), `bridge roles` prints a command that reaches it, and
+    `bridge exec` and `bridge env` give AWS_ENDPOINT_URL_STS: the SDK in the child finds it unaided."""
+    base, _ = bridge
+    cli_login(base, home)
+    bridge_bin = str(BIN / "bridge")
+    roles = subprocess.run([bridge_bin, "roles", "--url", base], env=home, capture_output=True, text=True, timeout=60)
+    assert roles.returncode == 0, roles.stderr
+    assert roles.stderr.strip().splitlines()[-1] == ("use: bridge exec --role sandbox/Admin -- aws sts "
+                                                     f"get-caller-identity --endpoint-url {strict_sts_peer.url}")
+    sts = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"  # no endpoint_url of its own
+    got = subprocess.run([bridge_bin, "exec", "--url", base, "--role", "sandbox/Admin", "--", sys.executable, "-c",
+                          sts], env=home, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0 and got.stdout.strip() == WANT, got.stderr[-2000:]
+    exports = subprocess.run([bridge_bin, "env", "--url", base, "--role", "sandbox/Admin"], env=home,
+                             capture_output=True, text=True, timeout=60)
+    assert f"export AWS_ENDPOINT_URL_STS={strict_sts_peer.url}\n" in exports.stdout
