@@ -126,6 +126,16 @@ class NotGranted(BridgeError):
     hint = "Ask your administrator for access, or pick a role listed on your portal."
     show_detail = True
 
+    def __init__(self, detail: str = "", *, request_url: str | None = None, **kw: str) -> None:
+        super().__init__(detail, **kw)  # type: ignore[arg-type]
+        self.request_url = request_url  # a role the user may request: where to ask for it
+
+    def public(self) -> dict[str, str]:
+        out = super().public()
+        if self.request_url:
+            out["request_url"] = self.request_url
+        return out
+
 
 class MfaRequired(NotGranted):
     code = "mfa_required"
