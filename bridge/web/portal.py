@@ -168,9 +168,15 @@ def _is_admin(identity: Identity) -> bool:
 def _why_page(results: list[mapping.RuleResult], identity: Identity, **extra: Any) -> ResponseReturnValue:
     matched = [r for r in results if r.matched]
     unmatched = [r for r in results if not r.matched]
+    grants = [gr for r in results for gr in r.grants]
+    # Roles an approved request activates now (the rules alone list them as "on request"): held too.
+    grants += [gr for gr in services().access.access_for(identity, log=False).grants if gr.request_id]
+    # A rule may withhold a role that another rule, or an approved request, gives: that role is not "held
+    # back" — the page says how it is held instead.
+    held = {gr.role_arn: "by an approved access request" if gr.request_id else f"rule {gr.via!r} gives it"
+            for gr in reversed(grants)}
     return render_template("why.html", identity=identity, matched=matched, unmatched=unmatched[:WHY_UNMATCHED_SHOWN],
-                           unmatched_total=len(unmatched), total=len(results),
-                           grants=[gr for r in results for gr in r.grants],
+                           unmatched_total=len(unmatched), total=len(results), grants=grants, held=held,
                            withheld=[(r.rule, w) for r in results for w in r.withheld], **extra)
 
 
