@@ -152,11 +152,12 @@ def sts_endpoint_pairs(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return [("AWS_ENDPOINT_URL_STS", hint.removeprefix(" --endpoint-url "))] if hint else []
 
 
-def _credentials(url: str | None, role: str | None, duration: int | None) -> tuple[str, str, dict[str, Any]]:
+def _credentials(url: str | None, role: str | None, duration: int | None,
+                 recheck: int | None = None) -> tuple[str, str, dict[str, Any]]:
     """(bridge URL, role, credentials document) — the role picked when not given."""
     base = client.resolve_url(url)
     chosen = choose_role(base, role)
-    doc = client.credentials(base, chosen, duration)
+    doc = client.credentials(base, chosen, duration, recheck)
     doc.setdefault("RoleArn", chosen if client.ARN_RE.match(chosen) else "")
     return base, chosen, doc
 
@@ -251,10 +252,13 @@ def roles(url: str | None, as_json: bool) -> None:
 @URL
 @ROLE
 @DURATION
-def credential_process(url: str | None, role: str | None, duration: int | None) -> None:
+@click.option("--recheck", default=None, metavar="SECONDS",
+              help="ask the bridge whether this login still holds the role when the cache's last answer is older "
+                   f"(default: ${client.RECHECK_ENV}, else {client.RECHECK}; 0: every time)")
+def credential_process(url: str | None, role: str | None, duration: int | None, recheck: str | None) -> None:
     """Print credential_process JSON for AWS profiles."""
     try:
-        _, _, doc = _credentials(url, role, duration)
+        _, _, doc = _credentials(url, role, duration, client.recheck_seconds(recheck))
     except ClientError as e:
         _die(e)
     click.echo(json.dumps(client.credential_process_doc(doc)))

@@ -133,18 +133,21 @@ def home(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def cli_login(base: str, env: dict[str, str]) -> None:
+def cli_login(base: str, env: dict[str, str]) -> requests.Session:
+    """`bridge login`, approved in a dev sign-in; returns that browser session (the CLI login ends with it)."""
     p = subprocess.Popen([str(BIN / "bridge"), "login", "--url", base, "--no-browser"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stderr is not None
     lines = [p.stderr.readline(), p.stderr.readline()]
     code = re.search(r"code ([A-Z]{4}-[A-Z]{4})", "".join(lines))
     assert code, lines
-    decide(dev_login(base, "alice"), base, code[1])
+    browser = dev_login(base, "alice")
+    decide(browser, base, code[1])
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     tokens = Path(env["HOME"]) / ".config" / "federation-bridge" / "tokens.json"
     assert oct(tokens.stat().st_mode & 0o777) == "0o600"
+    return browser
 
 
 def boto3_arn(env: dict[str, str], moto_url: str, profile: str | None = None) -> str:
@@ -343,3 +346,42 @@ def test_roles_hint_and_exec_name_the_stand_in_sts(bridge, home, strict_sts_peer
     exports = subprocess.run([bridge_bin, "env", "--url", base, "--role", "sandbox/Admin"], env=home,
                              capture_output=True, text=True, timeout=60)
     assert f"export AWS_ENDPOINT_URL_STS={strict_sts_peer.url}\n" in exports.stdout
+
+
+def test_credential_process_stops_using_its_cache_once_the_login_is_revoked(bridge, home, strict_sts_peer,
+                                                                            bridge_logs) -> None:
+    """Issue 23 (friction): `credential-process` served its on-disk cache after the CLI login was revoked,
+    until 15 minutes before the credentials expired. Past the recheck bound (5 min; the cache's last word
+    from the bridge is aged here by editing it, as time passing would) it asks the bridge again."""
+    base, _ = bridge
+    browser = cli_login(base, home)
+
+    def credential_process() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "bridge"), "credential-process", "--url", base, "--role", ADMIN], env=home,
+                              capture_output=True, text=True, timeout=60)
+
+    def age(seconds: float) -> None:
+        doc = json.loads(cache.read_text())
+        doc["CheckedAt"] = doc.get("CheckedAt", time.time()) - seconds
+        cache.write_text(json.dumps(doc))
+
+    first = credential_process()
+    assert first.returncode == 0, first.stderr
+    keys = json.loads(first.stdout)["AccessKeyId"]
+    (cache,) = (Path(home["HOME"]) / ".cache" / "federation-bridge").glob("creds-*.json")
+    issued = bridge_logs.text.count("credentials_issued")
+    age(301)  # past the bound, the login still alive: the bridge says so, nothing new is issued
+    again = credential_process()
+    assert again.returncode == 0 and json.loads(again.stdout)["AccessKeyId"] == keys, again.stderr
+    assert bridge_logs.text.count("credentials_issued") == issued
+    assert time.time() - json.loads(cache.read_text())["CheckedAt"] < 60
+    # The browser sign-in that approved the CLI login ends: so does the CLI login, at the bridge.
+    browser.post(f"{base}/logout", data={"csrf_token": portal_json(browser, base)["csrf_token"]}, timeout=10)
+    within = credential_process()  # within the bound the cache is still used (docs/security.md says so)
+    assert within.returncode == 0 and json.loads(within.stdout)["AccessKeyId"] == keys
+    age(301)
+    late = credential_process()
+    assert late.returncode == 1 and late.stdout == "", "credentials served after the revocation"
+    assert "the bridge refused the CLI login" in late.stderr and f"bridge login --url {base}" in late.stderr
+    assert not cache.exists()  # the keys are gone from disk too
+    assert "ASIA" not in late.stderr
