@@ -286,7 +286,7 @@ def recheck_seconds(value: str | None = None) -> int:
     if raw is None or raw == "":
         return RECHECK
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
-        raise ClientError(f"{RECHECK_ENV} / --recheck must be a whole number of seconds, not {raw[:20]!r}")
+        raise ClientError(f"BRIDGE_CREDENTIAL_RECHECK / --recheck must be a whole number of seconds, not {raw[:20]!r}")
     return int(raw)
 
 

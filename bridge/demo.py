@@ -8,6 +8,7 @@ everything this command started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -105,12 +106,11 @@ class _Procs:
             for _, _, pgid in groups:
                 _signal_group(pgid, signal.SIGTERM)
             _wait_groups(groups, time.monotonic() + grace)
-            killed = [name for name, p, pgid in groups if _group_alive(p, pgid)]
-            for name, p, pgid in groups:
-                if name in killed:
-                    _signal_group(pgid, signal.SIGKILL)
+            left = [(name, pgid) for name, p, pgid in groups if _group_alive(p, pgid)]
+            for _, pgid in left:
+                _signal_group(pgid, signal.SIGKILL)
             _wait_groups(groups, time.monotonic() + KILL_WAIT)
-            return killed
+            return [name for name, _ in left]
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
@@ -123,10 +123,8 @@ def _main_thread() -> bool:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is gone already
 
 
 def _group_alive(p: subprocess.Popen[bytes], pgid: int) -> bool:

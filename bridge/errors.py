@@ -26,6 +26,8 @@ for the log (never a token, assertion or secret) and is shown to the user only w
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BridgeError(Exception):
     """Base of every expected failure: rendered as a page or JSON, never as a 500."""
@@ -126,8 +128,8 @@ class NotGranted(BridgeError):
     hint = "Ask your administrator for access, or pick a role listed on your portal."
     show_detail = True
 
-    def __init__(self, detail: str = "", *, request_url: str | None = None, **kw: str) -> None:
-        super().__init__(detail, **kw)  # type: ignore[arg-type]
+    def __init__(self, detail: str = "", *, request_url: str | None = None, **kw: Any) -> None:
+        super().__init__(detail, **kw)
         self.request_url = request_url  # a role the user may request: where to ask for it
 
     def public(self) -> dict[str, str]:

@@ -140,7 +140,8 @@ _UNTIL = (' <small class="muted until">by request, until <time class="expiry sho
           '</small>')
 
 
-def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False, ends: dict[str, int] | None = None) -> Markup:
+def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False,
+              ends: dict[str, int] | None = None) -> Markup:
     """The portal's role rows, built here rather than in a Jinja loop: the page must render 5,000 of
     them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers.
     ``where``: say which account (the Favourites and Recent lists, outside their account's card).

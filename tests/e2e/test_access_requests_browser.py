@@ -85,8 +85,8 @@ def test_requester_and_approver_in_two_browsers(two: tuple[Any, Any], live_bridg
     bob.screenshot(path=str(SHOTS / "request-given-back.png"), full_page=True)
 
 
-def test_pending_request_shown_not_offered_again_duplicate_explained(two: tuple[Any, Any], live_bridge: Any,
-                                                                       make_settings: Any, strict_sts_peer: Any) -> None:
+def test_pending_request_shown_not_offered_again_duplicate_explained(
+        two: tuple[Any, Any], live_bridge: Any, make_settings: Any, strict_sts_peer: Any) -> None:
     """Issue 23 #2 and its friction: a role with a pending request was offered "Request" again, and pressing
     it gave a bare 400 page; a 403 for a role one may request had no way to request it; approvers saw
     no count of what waits for them; a role held by request looked permanent."""

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+
 from tests.e2e.test_access_requests_browser import RULES, USERS, sign_in
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,8 @@ def test_deny_and_revoke_ask_first(script: bool, browser: Any, live_bridge: Any,
     carol.goto(f"{base}/requests/approve")
     card = carol.locator("section.request[data-status=pending]")
     deny, approve = card.locator("summary.deny"), card.locator("button.approve")
-    colours = [x.evaluate("e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]") for x in (deny, approve)]
+    colours = [x.evaluate("e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+               for x in (deny, approve)]
     assert reddish(colours[0][0]) and colours[0] != colours[1], colours  # red, unlike Approve
     assert not card.locator("button.deny-confirm").is_visible()
     deny.click()  # the first step only shows what will happen
@@ -76,7 +78,8 @@ def test_sign_out_everywhere_else_asks_first(browser: Any, live_bridge: Any, mak
     sign_in(there, base, "alice")
     here.goto(f"{base}/portal/sign-ins")
     others = here.locator("#revoke-others")
-    assert others.inner_text() == "Sign out everywhere else…" and reddish(others.evaluate("e => getComputedStyle(e).color"))
+    assert others.inner_text() == "Sign out everywhere else…"
+    assert reddish(others.evaluate("e => getComputedStyle(e).color"))
     others.click()
     assert "Sign out every other browser (1)" in here.locator("#revoke-others + .confirm-panel").inner_text()
     assert there.goto(f"{base}/portal").url == f"{base}/portal"  # still signed in: nothing was sent yet

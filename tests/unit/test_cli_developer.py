@@ -476,5 +476,6 @@ def test_credential_process_stops_when_the_role_is_no_longer_held(home: dict[str
     cache = _age_cache(tmp_path, 301)
     r = bridge(home, "credential-process", "--role", admin)
     assert r.returncode == 1 and r.stdout == ""
-    assert r.stderr == f"bridge: {admin} is no longer one of your roles at {fake.url}: see `bridge roles --url {fake.url}`\n"
+    assert r.stderr == (f"bridge: {admin} is no longer one of your roles at {fake.url}: "
+                        f"see `bridge roles --url {fake.url}`\n")
     assert not cache.exists()

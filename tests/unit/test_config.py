@@ -520,7 +520,8 @@ def test_check_config_refuses_passthrough_rules_for_connectors_without_passthrou
 
 @pytest.mark.parametrize(("endpoint", "named"), [
     (None, False), ("https://sts.amazonaws.com", False), ("https://sts.eu-west-1.amazonaws.com", False),
-    ("https://vpce-0a1b-c2d3.sts.eu-west-1.vpce.amazonaws.com", False), ("https://sts.cn-north-1.amazonaws.com.cn", False),
+    ("https://vpce-0a1b-c2d3.sts.eu-west-1.vpce.amazonaws.com", False),
+    ("https://sts.cn-north-1.amazonaws.com.cn", False),
     ("https://sts.eu-west-1.api.aws", False), ("https://STS.US-EAST-1.AMAZONAWS.COM", False),
     ("http://127.0.0.1:5055", True), ("https://sts.amazonaws.com.evil.example", True),
     ("https://notamazonaws.com", True)])
