@@ -6,7 +6,10 @@ Files (mode 0600, directories 0700):
 - ``$XDG_CONFIG_HOME/federation-bridge/tokens.json``: the bridge's own CLI token per bridge URL
   (never an IdP token, never AWS keys);
 - ``$XDG_CACHE_HOME/federation-bridge/creds-<hash>.json``: credentials reused until 15 minutes
-  before they expire (botocore's refresh window), so `credential_process` rarely calls the bridge.
+  before they expire (botocore's refresh window), so `credential_process` rarely calls the bridge —
+  but not blindly: once the bridge last said this login holds the role longer ago than the recheck
+  bound (``BRIDGE_CREDENTIAL_RECHECK`` seconds, default 300), the bridge is asked again, and a
+  revoked login or a role no longer held ends the cache's use (docs/security.md).
 """
 
 from __future__ import annotations
@@ -30,11 +33,17 @@ except ImportError:  # pragma: no cover - 3.12+ renamed it; hashlib always works
 
 CLIENT_ID = "bridge-cli"
 REFRESH_WINDOW = 900
+RECHECK = 300  # seconds the cache is used without asking the bridge whether the login still holds the role
+RECHECK_ENV = "BRIDGE_CREDENTIAL_RECHECK"
 ARN_RE = re.compile(r"\Aarn:aws[a-z-]*:iam::\d{12}:role/")
 
 
 class ClientError(Exception):
     """Something the user must act on; the message says what (never a secret)."""
+
+
+class Unreachable(ClientError):
+    """The bridge did not answer (network, timeout): nothing was said about the login."""
 
 
 # os.path, not pathlib: pathlib (and the urllib.parse it imports) would double the start-up of
@@ -125,7 +134,7 @@ def _request(url: str, *, data: dict[str, str] | None = None, token: str | None 
         except ValueError:
             return e.code, {"error": f"http_{e.code}"}
     except (urllib.error.URLError, TimeoutError, OSError) as e:
-        raise ClientError(f"cannot reach the bridge at {url}: {getattr(e, 'reason', e)}") from None
+        raise Unreachable(f"cannot reach the bridge at {url}: {getattr(e, 'reason', e)}") from None
 
 
 def _token(url: str) -> str:
@@ -208,6 +217,12 @@ def grants_and_requestable(url: str) -> tuple[list[dict[str, Any]], list[dict[st
     return list(doc["grants"]), list(doc.get("requestable") or [])
 
 
+def sts_hint(doc: dict[str, Any]) -> str:
+    """`` --endpoint-url <url>`` for the hints when the bridge names a stand-in STS (the demo's), else ''."""
+    ep = doc.get("sts_endpoint_url") or doc.get("StsEndpointUrl")
+    return f" --endpoint-url {ep}" if isinstance(ep, str) and ep.startswith(("http://", "https://")) else ""
+
+
 def role_ref(g: dict[str, Any]) -> str:
     """The short ``--role`` value for a grant: ``<account alias or id>/<role name>``."""
     return f"{g.get('account_alias') or g['account_id']}/{g['role_name']}"
@@ -264,8 +279,19 @@ def _fresh(doc: dict[str, Any], window: int = REFRESH_WINDOW) -> bool:
         return False
 
 
-def cached_credentials(url: str, role: str, duration: int | None = None) -> dict[str, Any] | None:
-    """The cached document for ``role`` while it is fresh, else None. No network, no click."""
+def recheck_seconds(value: str | None = None) -> int:
+    """The recheck bound: ``value`` (``--recheck``), else ``$BRIDGE_CREDENTIAL_RECHECK``, else 300 s;
+    0 asks the bridge every time. ClientError for anything but a whole number of seconds."""
+    raw = value if value is not None else os.environ.get(RECHECK_ENV)
+    if raw is None or raw == "":
+        return RECHECK
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise ClientError(f"BRIDGE_CREDENTIAL_RECHECK / --recheck must be a whole number of seconds, not {raw[:20]!r}")
+    return int(raw)
+
+
+def _cached(url: str, role: str, duration: int | None) -> dict[str, Any] | None:
+    """The cached document for ``role`` while its credentials are fresh (checked or not), else None."""
     try:
         cached: dict[str, Any] = json.loads(_read(_cache_path(url, role, duration)))
     except (OSError, ValueError):
@@ -273,21 +299,61 @@ def cached_credentials(url: str, role: str, duration: int | None = None) -> dict
     return cached if isinstance(cached, dict) and _fresh(cached) else None
 
 
+def _checked_recently(doc: dict[str, Any], recheck: int) -> bool:
+    checked = doc.get("CheckedAt")
+    return isinstance(checked, (int, float)) and 0 <= time.time() - checked < recheck
+
+
+def cached_credentials(url: str, role: str, duration: int | None = None,
+                       recheck: int | None = None) -> dict[str, Any] | None:
+    """The cached document for ``role`` while it is fresh and the bridge said, within the recheck
+    bound, that this login holds the role; else None. No network, no click."""
+    doc = _cached(url, role, duration)
+    bound = recheck_seconds() if recheck is None else recheck
+    return doc if doc is not None and _checked_recently(doc, bound) else None
+
+
+def _still_held(url: str, role: str, duration: int | None, doc: dict[str, Any]) -> dict[str, Any]:
+    """Ask the bridge whether this CLI login still holds the cached role: the document, re-stamped, if
+    so. A refused login or a role no longer held deletes the cached credentials (ClientError); a
+    bridge that does not answer leaves them on disk, unused (Unreachable)."""
+    path = _cache_path(url, role, duration)
+    try:
+        held = grants(url)
+        arn = doc.get("RoleArn") or role
+        if not any(g.get("role_arn") == arn for g in held):
+            raise ClientError(f"{arn} is no longer one of your roles at {url}: see `bridge roles --url {url}`")
+    except Unreachable:
+        raise
+    except ClientError:
+        import contextlib  # not at the top: off the hot path
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    doc["CheckedAt"] = time.time()
+    _write_private(path, json.dumps(doc))
+    return doc
+
+
 def credential_process_doc(doc: dict[str, Any]) -> dict[str, Any]:
     """Exactly the ``credential_process`` fields (Version 1), in their order."""
     return {k: doc[k] for k in CREDENTIAL_PROCESS_KEYS}
 
 
-def credentials(url: str, role: str, duration: int | None = None) -> dict[str, Any]:
-    """Credentials for ``role``: from the local cache when fresh, else the bridge. The credential_process
-    fields plus, when the bridge said them, ``RoleArn`` and ``Region`` (the bridge's configured region)."""
-    cached = cached_credentials(url, role, duration)
+def credentials(url: str, role: str, duration: int | None = None, recheck: int | None = None) -> dict[str, Any]:
+    """Credentials for ``role``: from the local cache when fresh (and, past the recheck bound, once the
+    bridge says the login still holds the role), else the bridge. The credential_process fields plus,
+    when the bridge said them, ``RoleArn``, ``Region`` (its configured region) and ``StsEndpointUrl``."""
+    bound = recheck_seconds() if recheck is None else recheck
+    cached = _cached(url, role, duration)
     if cached is not None:
-        return cached
+        return cached if _checked_recently(cached, bound) else _still_held(url, role, duration, cached)
     gid = grant_id_for(role) if ARN_RE.match(role) else find_grant(url, role)["id"]
     body = api(url, f"/api/v1/credentials/{gid}", data={"duration": str(duration)} if duration else {})
     doc = credential_process_doc(body)
-    doc.update({k: body[k] for k in ("RoleArn", "Region") if body.get(k)})  # for `env` and `exec`
+    doc.update({k: body[k] for k in ("RoleArn", "Region", "StsEndpointUrl") if body.get(k)})  # for `env`, `exec`
+    doc["CheckedAt"] = time.time()  # the bridge just issued them: it holds the login as alive now
     _write_private(_cache_path(url, role, duration), json.dumps(doc))
     return doc
 

@@ -8,6 +8,7 @@ everything this command started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -76,24 +77,69 @@ def _wait(url: str, what: str, seconds: float = 20.0) -> None:
     raise RuntimeError(f"{what} did not come up at {url}")
 
 
+STOP_GRACE = 8.0  # seconds each process group has after SIGTERM before SIGKILL
+KILL_WAIT = 5.0  # seconds to see SIGKILLed groups go
+
+
 class _Procs:
+    """The demo's children, each started in a process group (a session) of its own and stopped as a
+    group. A Ctrl-C on the terminal then reaches only ``bridge demo``: were the children in the
+    terminal's group too, gunicorn's workers would get SIGINT on their own while the master stops
+    them, and a worker interrupted inside its handler (logging holds a lock) could hang there, holding
+    the port for the next ``make demo``. Here each group gets SIGTERM, then a bounded wait, then
+    SIGKILL for whatever is left of it (a stuck worker included)."""
+
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, name: str, args: list[str], **kw: object) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(args, **kw)  # type: ignore[call-overload]
+        p = subprocess.Popen(args, start_new_session=True, **kw)  # type: ignore[call-overload]
         self.procs.append((name, p))
         return p  # type: ignore[no-any-return]
 
-    def stop(self) -> None:
-        for _, p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-        for _, p in reversed(self.procs):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    def stop(self, grace: float = STOP_GRACE) -> list[str]:
+        """End every child's group; returns the names of those that needed SIGKILL. A second Ctrl-C
+        while this runs is ignored: it is bounded, and leaving would strand the children."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            groups = [(name, p, p.pid) for name, p in reversed(self.procs)]  # start_new_session: pgid == pid
+            for _, _, pgid in groups:
+                _signal_group(pgid, signal.SIGTERM)
+            _wait_groups(groups, time.monotonic() + grace)
+            left = [(name, pgid) for name, p, pgid in groups if _group_alive(p, pgid)]
+            for _, pgid in left:
+                _signal_group(pgid, signal.SIGKILL)
+            _wait_groups(groups, time.monotonic() + KILL_WAIT)
+            return [name for name, _ in left]
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(pgid, sig)
+
+
+def _group_alive(p: subprocess.Popen[bytes], pgid: int) -> bool:
+    """Whether any process of the group is left (the leader is reaped first: a zombie still counts)."""
+    p.poll()
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _wait_groups(groups: list[tuple[str, subprocess.Popen[bytes], int]], deadline: float) -> None:
+    while any(_group_alive(p, pgid) for _, p, pgid in groups) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
@@ -125,7 +171,8 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         print(f"demo failed: {e}", file=sys.stderr)
         return 1
     finally:
-        procs.stop()
+        if killed := procs.stop():
+            print(f"stopped with SIGKILL (did not end on SIGTERM): {', '.join(killed)}", file=sys.stderr)
 
 
 def _ensure_keys(keys_dir: Path) -> None:
@@ -146,12 +193,13 @@ def _start_redis(procs: _Procs, env: dict[str, str], smoke: bool) -> bool:
         env["DEMO_REDIS_URL"] = "redis://127.0.0.1:6379/0"
         return True
     try:
-        own_redis = LocalRedis(tempfile.mkdtemp(prefix="bridge-redis-"), preferred_port=6390).start()
+        own_redis = LocalRedis(tempfile.mkdtemp(prefix="bridge-redis-"), preferred_port=6390,
+                               own_session=True).start()
     except RedisNotInstalled:
         print("No Redis answers on 127.0.0.1:6379 and redis-server is not installed "
               "(apt-get install redis-server).", file=sys.stderr)
         return False
-    assert own_redis.proc is not None
+    assert own_redis.proc is not None  # in a session of its own (own_session): stopped as a group
     procs.procs.append(("redis", own_redis.proc))  # watched and stopped with the others
     env["DEMO_REDIS_URL"] = own_redis.url
     return True

@@ -1,8 +1,9 @@
 """The ``bridge`` console script (pyproject.toml ``[project.scripts]``).
 
 Everything goes to the lazy click group of ``bridge.cli`` — except the one hot call: AWS SDKs run
-``bridge credential-process --url U --role R [--duration N]`` on every credential refresh, and
-nearly always the local cache still holds fresh credentials. That case is recognised here with a
+``bridge credential-process --url U --role R [--duration N] [--recheck S]`` on every credential
+refresh, and nearly always the local cache still holds fresh credentials (that the bridge said, within
+the recheck bound, the login still holds). That case is recognised here with a
 plain look at argv and answered from the cache before click (~25 ms of imports, more than Python's
 own start-up) is loaded. Anything else — ``--help``, another option, a missing ``--role``, a cache
 miss, an error — falls through to click, which does the real work and prints the real messages.
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import sys
 
-HOT_OPTIONS = ("--url", "--role", "--duration")
+HOT_OPTIONS = ("--url", "--role", "--duration", "--recheck")
 
 
 def _hot_args(args: list[str]) -> dict[str, str] | None:
-    """``--url``/``--role``/``--duration`` (``--opt value`` or ``--opt=value``, each at most once),
-    ``--role`` given; None for anything else."""
+    """``--url``/``--role``/``--duration``/``--recheck`` (``--opt value`` or ``--opt=value``, each at most
+    once), ``--role`` given; None for anything else."""
     seen: dict[str, str] = {}
     i = 0
     while i < len(args):
@@ -32,7 +33,7 @@ def _hot_args(args: list[str]) -> dict[str, str] | None:
             value = args[i]
         seen[name] = value
         i += 1
-    if not seen.get("--role") or not seen.get("--duration", "1").isdigit():
+    if not seen.get("--role") or not seen.get("--duration", "1").isdigit() or not seen.get("--recheck", "1").isdigit():
         return None
     return seen
 
@@ -49,7 +50,7 @@ def _credential_process_from_cache(args: list[str]) -> bool:
     try:
         url = client.resolve_url(opts.get("--url"))
         duration = int(opts["--duration"]) if "--duration" in opts else None
-        doc = client.cached_credentials(url, opts["--role"], duration)
+        doc = client.cached_credentials(url, opts["--role"], duration, client.recheck_seconds(opts.get("--recheck")))
         if doc is None:
             return False
         line = json.dumps(client.credential_process_doc(doc)) + "\n"

@@ -27,6 +27,8 @@ for the log (never a token, assertion or secret) and is shown to the user only w
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BridgeError(Exception):
     """Base of every expected failure: rendered as a page or JSON, never as a 500."""
@@ -137,6 +139,16 @@ class NotGranted(BridgeError):
     message = "You do not have access to this role."
     hint = "Ask your administrator for access, or pick a role listed on your portal."
     show_detail = True
+
+    def __init__(self, detail: str = "", *, request_url: str | None = None, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.request_url = request_url  # a role the user may request: where to ask for it
+
+    def public(self) -> dict[str, str]:
+        out = super().public()
+        if self.request_url:
+            out["request_url"] = self.request_url
+        return out
 
 
 class MfaRequired(NotGranted):

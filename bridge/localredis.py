@@ -61,13 +61,14 @@ class LocalRedis:
     """
 
     def __init__(self, folder: Path | str, *, port: int = 0, preferred_port: int = 0, appendonly: bool = False,
-                 extra_args: Sequence[str] = (), start_timeout: float = 10.0) -> None:
+                 extra_args: Sequence[str] = (), start_timeout: float = 10.0, own_session: bool = False) -> None:
         self.folder = Path(folder)
         self.port = port or free_port(preferred_port)
         self.url = f"redis://{LOOPBACK}:{self.port}/0"
         self.appendonly = appendonly
         self.extra_args = list(extra_args)
         self.start_timeout = start_timeout
+        self.own_session = own_session  # its own process group: a terminal's Ctrl-C does not reach it (bridge demo)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
@@ -78,7 +79,7 @@ class LocalRedis:
     def start(self) -> LocalRedis:
         """Start (or restart, same port and folder) and wait until it answers PING."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, start_new_session=self.own_session)
         deadline = time.monotonic() + self.start_timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
         try:

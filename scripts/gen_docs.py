@@ -13,7 +13,9 @@
   (class ``code`` attributes of the error tree, ``code=`` of every raise, the ``sts_<AWS code>`` family,
   why a role is withheld), with what the user reads (from the code) and the cause and fix from
   ``docs/errors.yaml``, the one maintained table. ``tests/unit/test_docs.py`` fails when a code has no
-  entry there, or an entry names a code that no longer exists.
+  entry there, or an entry names a code that no longer exists. The same holds for the developer CLI's
+  own messages (``cli:`` in that file, matched against what ``bridge/client.py`` and the developer
+  commands print).
 - ``docs/rules-demo.md``: the demo's rules (``config/demo.yaml``), its expectation cases
   (``config/demo-rules-cases.yaml``) and what ``bridge rules test`` says of them, run when generating.
 
@@ -489,6 +491,84 @@ def scan_codes() -> dict[str, CodeUse]:
     return uses
 
 
+# The developer CLI's own messages (`bridge: <message>` on stderr, then a non-zero exit): every
+# ClientError / Unreachable / _fail with a literal or f-string message in these modules.
+CLI_SOURCES = ("bridge/client.py", "bridge/commands/developer.py", "bridge/commands/configure.py")
+CLI_CALLS = {"ClientError", "Unreachable", "_fail"}
+
+
+@dataclass
+class CliMessage:
+    text: str  # as the scanner reads it: f-string fields as <name>
+    where: set[str] = field(default_factory=set)
+    exits: set[int] = field(default_factory=set)
+
+
+def scan_cli_messages() -> dict[str, CliMessage]:
+    """The messages the developer commands print themselves (a message passed on, ``_fail(str(e))``, is
+    one of these already; the bridge's own answers, relayed with their request id, are error codes)."""
+    found: dict[str, CliMessage] = {}
+    for rel in CLI_SOURCES:
+        tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") in CLI_CALLS and node.args):
+                continue
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                text = first.value
+            elif isinstance(first, ast.JoinedStr):
+                text = _fstring_pattern(first)
+            else:
+                continue
+            m = found.setdefault(text, CliMessage(text))
+            m.where.add(rel)
+            status = node.args[1] if len(node.args) > 1 else ast.Constant(1)
+            choices = [status.body, status.orelse] if isinstance(status, ast.IfExp) else [status]  # 127 if … else 126
+            m.exits.update(v for v in map(_literal, choices) if isinstance(v, int))
+    return found
+
+
+def load_cli_catalog() -> dict[str, dict[str, str]]:
+    doc = yaml.safe_load(ERRORS_YAML.read_text(encoding="utf-8")) or {}
+    return {str(k): v for k, v in (doc.get("cli") or {}).items()}
+
+
+def cli_problems(messages: dict[str, CliMessage] | None = None,
+                 catalog: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """What is wrong between the CLI's messages and the ``cli:`` entries of docs/errors.yaml."""
+    messages = scan_cli_messages() if messages is None else messages
+    catalog = load_cli_catalog() if catalog is None else catalog
+    said = {str(e.get("says")) for e in catalog.values() if isinstance(e, dict)}
+    out = [f"CLI message {text!r} ({', '.join(sorted(m.where))}) has no cli: entry in docs/errors.yaml"
+           for text, m in sorted(messages.items()) if text not in said]
+    for key, entry in sorted(catalog.items()):
+        if not isinstance(entry, dict) or entry.get("says") not in messages:
+            says = entry.get("says") if isinstance(entry, dict) else entry
+            out.append(f"cli.{key}: docs/errors.yaml names a CLI message ({says!r}) that the CLI no longer prints")
+            continue
+        for part in ("cause", "fix"):
+            if not str(entry.get(part) or "").strip():
+                out.append(f"cli.{key}: docs/errors.yaml entry needs a non-empty {part!r}")
+    return out
+
+
+def _cli_section() -> list[str]:
+    messages = scan_cli_messages()
+    out = ["## Command-line messages\n",
+           "What the developer commands (`bridge login`, `roles`, `exec`, `env`, `credential-process`, "
+           "`local-server`, `console`, `configure`) print themselves on stderr, after `bridge: `, before they "
+           "exit with a status other than 0 (stdout stays empty). `<…>` stands for what the message fills in. "
+           "An answer of the bridge is passed on with its request id: look its code up in the sections above.\n"]
+    for key, entry in sorted(load_cli_catalog().items(), key=lambda kv: str(kv[1]["says"]).lower()):
+        m = messages[entry["says"]]
+        out.append(f"### `` bridge: {m.text} `` {{#cli-{_anchor(key)}}}\n")  # `` : the message may hold a `
+        facts = ([f"exit status {', '.join(str(e) for e in sorted(m.exits))}"] if m.exits else [])
+        out.append(" · ".join([*facts, "in " + ", ".join(f"`{w}`" for w in sorted(m.where))]) + "\n")
+        out.append(f"**Cause.** {entry['cause'].strip()}\n")
+        out.append(f"**Fix.** {entry['fix'].strip()}\n")
+    return out
+
+
 def load_catalog() -> dict[str, dict[str, str]]:
     doc = yaml.safe_load(ERRORS_YAML.read_text(encoding="utf-8")) or {}
     return {str(k): v for k, v in (doc.get("codes") or {}).items()}
@@ -507,7 +587,7 @@ def catalog_problems(uses: dict[str, CodeUse] | None = None,
         for key in ("cause", "fix"):
             if not isinstance(entry, dict) or not str(entry.get(key) or "").strip():
                 out.append(f"{code}: docs/errors.yaml entry needs a non-empty {key!r}")
-    return out
+    return out + cli_problems()
 
 
 FAMILIES = [
@@ -577,6 +657,7 @@ def troubleshooting() -> str:
         out += ["## Other errors\n"]
         for u in rest:
             out += _entry(u, catalog.get(u.code, {"cause": "(no entry)", "fix": "(no entry)"}))
+    out += _cli_section()
     out += ["## Other HTTP errors\n",
             "Requests the bridge has no route or method for get the HTTP status's own name as their code "
             "(`not_found`, `method_not_allowed`, `request_entity_too_large`, …): check the address, or go "

@@ -197,8 +197,9 @@ function portal() {
       return { li, text: `${where} ${li.querySelector('a').textContent} ${li.querySelector('code').textContent}`.toLowerCase(),
         shown: !li.hidden };
     });
-    return { sec, items, shown: !sec.hidden, quick: quickSec };
+    return { sec, items, shown: !sec.hidden, quick: quickSec, count: quickSec ? null : sec.querySelector('.count') };
   };
+  const roles = (n) => `${n} role${n === 1 ? '' : 's'}`;
   const accounts = Array.from(document.querySelectorAll('details.account')).map(index);
   let quick = [];
   let words = [];
@@ -211,12 +212,15 @@ function portal() {
       // hides 900 accounts writes 900 attributes, not 5,400. They are brought up to date when shown.
       if (any) {
         s.items.forEach((it, i) => { if (hits[i] !== it.shown) { it.li.hidden = !hits[i]; it.shown = hits[i]; } });
-        if (!s.quick) n += hits.filter(Boolean).length;
+        const k = hits.filter(Boolean).length;
+        if (!s.quick) n += k;
+        // The account's own count says what the filter left of it: "1 of 4 roles", not "4 roles".
+        if (s.count) s.count.textContent = words.length && k < s.items.length ? `${k} of ${roles(s.items.length)}` : roles(s.items.length);
         if (words.length && !s.quick && !s.sec.open) s.sec.open = true;
       }
       if (any !== s.shown) { s.sec.hidden = !any; s.shown = any; }
     });
-    count.textContent = words.length ? `${n} role${n === 1 ? '' : 's'} shown` : '';
+    count.textContent = words.length ? `${roles(n)} shown` : '';
   };
   function indexQuick() {
     quick = Array.from(document.querySelectorAll('section.quick')).map(index);

@@ -20,7 +20,7 @@ from bridge.commands.developer import URL, _die, _fail
 
 @click.command()
 @URL
-@click.option("--region", default=None, help="region to put in each profile")
+@click.option("--region", default=None, help="region to put in each profile (default: the bridge's aws.region)")
 @click.option("--config-file", type=click.Path(dir_okay=False), default=None,
               help="default: $AWS_CONFIG_FILE or ~/.aws/config")
 @click.option("--yes", is_flag=True, help="replace existing profiles of the same name without asking")
@@ -51,24 +51,17 @@ def configure(url: str | None, region: str | None, config_file: str | None, yes:
         return
     try:
         base = client.resolve_url(url)
-        held = client.grants(base)
+        doc = client.grants_doc(base)
     except ClientError as e:
         _die(e)
+    held = list(doc["grants"])
+    # A profile without a region fails at the first AWS call ("You must specify a region"): the
+    # bridge's own region (aws.region, the one `configure --sso` writes too) unless --region says.
+    region = region or doc.get("region") or "us-east-1"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     static = static_key_profiles(text, Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE")
                                             or Path.home() / ".aws" / "credentials"))
-    command = self_command()
-    names = [client.profile_name(g) for g in held]
-    blocks = {}
-    for g, name in zip(held, names, strict=True):
-        if names.count(name) > 1:  # two accounts with one alias: the account id tells them apart
-            name = client.profile_name({**g, "account_alias": ""})
-        if name in static:
-            # A profile of that name with keys would win over credential_process (botocore reads the
-            # credentials file first) and go stale: keep the two apart.
-            click.echo(f"profile {name!r} holds static keys; writing the bridge's as {name}-bridge", err=True)
-            name = f"{name}-bridge"
-        blocks[name] = client.profile_block(name, base, g["role_arn"], region, command)
+    blocks = profile_blocks(held, base, region, static)
     existing = [n for n in blocks if re.search(rf"^\[\s*profile\s+{re.escape(n)}\s*\]", text, re.M)]
     if existing and not yes:
         keep = [n for n in existing if not click.confirm(f"Profile {n!r} exists. Replace it?", default=False)]
@@ -81,7 +74,25 @@ def configure(url: str | None, region: str | None, config_file: str | None, yes:
         click.echo(f"added profile {n}")
     for n in replaced:
         click.echo(f"replaced profile {n}")
-    click.echo(f"use: aws --profile {next(iter(blocks), '<name>')} sts get-caller-identity", err=True)
+    click.echo(f"use: aws --profile {next(iter(blocks), '<name>')} sts get-caller-identity{client.sts_hint(doc)}",
+               err=True)
+
+
+def profile_blocks(held: list[dict[str, Any]], base: str, region: str, static: set[str]) -> dict[str, str]:
+    """Profile name → its ``[profile …]`` text, one per role held (a credential_process profile)."""
+    command = self_command()
+    names = [client.profile_name(g) for g in held]
+    blocks = {}
+    for g, name in zip(held, names, strict=True):
+        if names.count(name) > 1:  # two accounts with one alias: the account id tells them apart
+            name = client.profile_name({**g, "account_alias": ""})
+        if name in static:
+            # A profile of that name with keys would win over credential_process (botocore reads the
+            # credentials file first) and go stale: keep the two apart.
+            click.echo(f"profile {name!r} holds static keys; writing the bridge's as {name}-bridge", err=True)
+            name = f"{name}-bridge"
+        blocks[name] = client.profile_block(name, base, g["role_arn"], region, command)
+    return blocks
 
 
 def configure_sso(url: str | None, region: str | None, path: Any, session: str) -> None:
@@ -122,7 +133,7 @@ def configure_sso(url: str | None, region: str | None, path: Any, session: str) 
     if not profiles:
         click.echo("You hold no role that Identity Center clients can use at this bridge now.", err=True)
     click.echo(f"use: aws sso login --sso-session {session} && aws --profile {profiles[0] if profiles else '<name>'} "
-               "sts get-caller-identity", err=True)
+               f"sts get-caller-identity{client.sts_hint(doc)}", err=True)
 
 
 def write_atomic(path: Any, data: bytes) -> None:

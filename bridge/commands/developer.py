@@ -142,14 +142,22 @@ def env_pairs(doc: dict[str, Any], region: str) -> list[tuple[str, str]]:
     """The variables AWS tools read, as the portal's export lines give them."""
     return [("AWS_ACCESS_KEY_ID", doc["AccessKeyId"]), ("AWS_SECRET_ACCESS_KEY", doc["SecretAccessKey"]),
             ("AWS_SESSION_TOKEN", doc["SessionToken"]), ("AWS_CREDENTIAL_EXPIRATION", doc["Expiration"]),
-            ("AWS_REGION", region), ("AWS_DEFAULT_REGION", region)]
+            ("AWS_REGION", region), ("AWS_DEFAULT_REGION", region), *sts_endpoint_pairs(doc)]
 
 
-def _credentials(url: str | None, role: str | None, duration: int | None) -> tuple[str, str, dict[str, Any]]:
+def sts_endpoint_pairs(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """``AWS_ENDPOINT_URL_STS`` when the bridge uses a stand-in STS (the demo's local one): the
+    credentials exist only there, and SDKs and the AWS CLI would otherwise ask real AWS."""
+    hint = client.sts_hint(doc)
+    return [("AWS_ENDPOINT_URL_STS", hint.removeprefix(" --endpoint-url "))] if hint else []
+
+
+def _credentials(url: str | None, role: str | None, duration: int | None,
+                 recheck: int | None = None) -> tuple[str, str, dict[str, Any]]:
     """(bridge URL, role, credentials document) — the role picked when not given."""
     base = client.resolve_url(url)
     chosen = choose_role(base, role)
-    doc = client.credentials(base, chosen, duration)
+    doc = client.credentials(base, chosen, duration, recheck)
     doc.setdefault("RoleArn", chosen if client.ARN_RE.match(chosen) else "")
     return base, chosen, doc
 
@@ -216,7 +224,8 @@ def roles(url: str | None, as_json: bool) -> None:
     """List your roles, and the roles you may request."""
     try:
         base = client.resolve_url(url)
-        held, requestable = client.grants_and_requestable(base)
+        doc = client.grants_doc(base)
+        held, requestable = list(doc["grants"]), list(doc.get("requestable") or [])
     except ClientError as e:
         _die(e)
     if as_json:
@@ -235,17 +244,21 @@ def roles(url: str | None, as_json: bool) -> None:
     if requestable:
         click.echo(f"request a role marked Request at {base}/requests", err=True)
     if held:
-        click.echo(f"use: bridge exec --role {client.role_ref(held[0])} -- aws sts get-caller-identity", err=True)
+        click.echo(f"use: bridge exec --role {client.role_ref(held[0])} -- aws sts get-caller-identity"
+                   f"{client.sts_hint(doc)}", err=True)
 
 
 @click.command("credential-process")
 @URL
 @ROLE
 @DURATION
-def credential_process(url: str | None, role: str | None, duration: int | None) -> None:
+@click.option("--recheck", default=None, metavar="SECONDS",
+              help="ask the bridge whether this login still holds the role when the cache's last answer is older "
+                   f"(default: ${client.RECHECK_ENV}, else {client.RECHECK}; 0: every time)")
+def credential_process(url: str | None, role: str | None, duration: int | None, recheck: str | None) -> None:
     """Print credential_process JSON for AWS profiles."""
     try:
-        _, _, doc = _credentials(url, role, duration)
+        _, _, doc = _credentials(url, role, duration, client.recheck_seconds(recheck))
     except ClientError as e:
         _die(e)
     click.echo(json.dumps(client.credential_process_doc(doc)))
@@ -310,7 +323,7 @@ def exec_(url: str | None, role: str | None, duration: int | None, region: str |
     except ClientError as e:
         _die(e)
     child_env = {k: v for k, v in os.environ.items() if k not in AWS_CREDENTIAL_VARS}
-    child_env.update(AWS_REGION=region, AWS_DEFAULT_REGION=region)
+    child_env.update(AWS_REGION=region, AWS_DEFAULT_REGION=region, **dict(sts_endpoint_pairs(doc)))
     argv = list(command)
     if not refresh:
         child_env.update(env_pairs(doc, region))

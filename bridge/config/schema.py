@@ -219,6 +219,9 @@ class CliSettings(SettingsModel):
         return self
 
 
+AWS_DOMAINS = ("amazonaws.com", "amazonaws.com.cn", "api.aws")  # STS endpoints (regional, FIPS, VPC) live here
+
+
 class AwsSettings(SettingsModel):
     partition: Literal["aws", "aws-us-gov", "aws-cn"] = "aws"
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -240,6 +243,15 @@ class AwsSettings(SettingsModel):
     # (regional when signin_region is set).
     federation_endpoint: str | None = None
     signin_saml_url: str | None = None
+
+    @property
+    def local_sts_endpoint(self) -> str | None:
+        """``sts_endpoint_url`` when it is not AWS's own (a demo's or a test's stand-in): the hints the
+        bridge prints then name it, so a first command does not go to real AWS."""
+        host = (urlsplit(self.sts_endpoint_url).hostname or "").lower() if self.sts_endpoint_url else ""
+        if not host or any(host == d or host.endswith("." + d) for d in AWS_DOMAINS):
+            return None
+        return self.sts_endpoint_url
 
 class WebhookSecretHeader(SettingsModel):
     """A header sent with every notification, so the receiver can tell the bridge's calls apart."""

@@ -184,7 +184,9 @@ def api_grants() -> ResponseReturnValue:
     """The token holder's roles under the rules in force now."""
     b = _bearer()
     grants, _ = session_access(b.session)
-    return jsonify(grants=[{**grant_doc(gr), "request_id": gr.request_id or None} for gr in grants],
+    # A stand-in STS (the demo's): the CLI's hints name it and `bridge exec` points the child at it.
+    local_sts = {"sts_endpoint_url": ep} if (ep := services().settings.aws.local_sts_endpoint) else {}
+    return jsonify(**local_sts, grants=[{**grant_doc(gr), "request_id": gr.request_id or None} for gr in grants],
                    requestable=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
                                  "role_name": gr.role_name, "account_alias": gr.account_alias, "state": "request",
                                  "max_duration": gr.max_duration}
@@ -225,7 +227,10 @@ def api_credentials(grant_id: str) -> ResponseReturnValue:
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
     creds = services().issuer.issue_credentials(identity, grant, duration, ctx=audit_context(b.doc))
     g.no_store = True
-    return jsonify(formats.api_json(creds))
+    body = formats.api_json(creds)
+    if ep := services().settings.aws.local_sts_endpoint:
+        body["StsEndpointUrl"] = ep  # `bridge exec` and `env` export it as AWS_ENDPOINT_URL_STS
+    return jsonify(body)
 
 
 @bp.post("/api/v1/console/<grant_id>")

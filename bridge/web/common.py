@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from flask import current_app, g, request
@@ -124,9 +125,25 @@ def granted(doc: SessionRecord, grant_id: str) -> Grant:
                                                         for gr in _access(doc)[0]):
         raise PassthroughExpired(f"grant {grant_id[:32]!r}: the upstream artifact is past what AWS takes")
     if grant is None:
+        if requestable_grant(doc, lambda gr: gr.id == grant_id) is not None:
+            raise on_request(f"grant {grant_id[:32]!r} is given on request", grant_id)
         raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
                          message="That role is not one of the roles granted to you.")
     return grant
+
+
+def requestable_grant(doc: SessionRecord, match: Callable[[Grant], bool]) -> Grant | None:
+    """The role the user may request now (README "Access requests") that ``match`` picks, if any."""
+    if doc.passthrough_grants is not None or services().requests is None:
+        return None
+    return next((r.grant for r in services().access.requestable(doc.identity) if match(r.grant)), None)
+
+
+def on_request(detail: str, grant_id: str) -> NotGranted:
+    """The 403 for a role the user does not hold but may request: with the way to request it."""
+    return NotGranted(detail, code="not_granted", message="This role is given on request: you do not hold it now.",
+                      hint="Request it with a reason; once an approver agrees, it is yours for the window asked.",
+                      request_url=f"/requests?role={grant_id}#request-{grant_id}")
 
 
 # ASCII digits only: str.isdigit() also accepts "²" and "٣", which int() rejects or reads. Twelve

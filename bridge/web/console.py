@@ -17,9 +17,11 @@ from bridge.web.common import (
     chosen_duration,
     current_session,
     granted,
+    on_request,
     own_navigation,
     rate_limit,
     remember_use,
+    requestable_grant,
     require_session,
     services,
     session_access,
@@ -109,6 +111,8 @@ def go(account: str, role: str) -> ResponseReturnValue:
             raise MfaRequired(f"{role} in {account} requires MFA; the session has none",
                               message=f"The role {role} in account {account} needs a sign-in with "
                                       "multi-factor authentication.")
+        if (asked := requestable_grant(doc, lambda gr: _find([gr], account, role) is not None)) is not None:
+            raise on_request(f"{role} in {account} is given on request", asked.id)
         raise NotGranted(f"no grant for role {role!r} in account {account!r}",
                          message=f"The role {role} in account {account} is not granted to you.")
     svc = services()

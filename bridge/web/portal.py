@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from bridge import credview, mapping
 from bridge.aws import formats
 from bridge.errors import AdminOnly, BadRequest, BridgeError
 from bridge.flow import safe_return_to
-from bridge.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, identity_from_sample
+from bridge.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
 from bridge.logs import event
 from bridge.storage import SessionRecord
 from bridge.web.common import (
@@ -82,12 +83,30 @@ def portal() -> ResponseReturnValue:
     accounts = sorted(groups.items(), key=lambda a: ((a[1][0].account_label or a[1][0].account_alias
                                                       or a[0]).lower(), a[0]))
     connector = svc.connectors.get(identity.connector_id)
+    ends, pending, waiting = _request_state(identity, grants)
     return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc.csrf,
                            expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
-                           favourites=favourites, fav_ids=fav_ids, rows=rows_html, total=len(grants),
+                           favourites=favourites, fav_ids=fav_ids, total=len(grants), waiting=waiting,
+                           pending=pending,
+                           rows=lambda grants, fav_ids, where=False: rows_html(grants, fav_ids, where, ends),
                            base_url=svc.settings.base_url, passthrough=_passthrough_json(doc),
                            idp_name=getattr(connector, "name", "") or identity.connector_id,
                            support=svc.settings.support_href, requestable=requestable)
+
+
+def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, int], dict[str, int], int]:
+    """What the portal shows of access requests: request id → when its window ends (roles held by an
+    approved request are not permanent: the row says until when); grant id → when its pending request
+    was made (the role shows that, not "Request" again); how many pending requests this user may
+    decide now (approvers)."""
+    reqs = services().requests
+    if reqs is None:
+        return {}, {}, 0
+    mine = reqs.mine(identity)
+    held = {gr.request_id for gr in grants if gr.request_id}
+    ends = {r.id: int(r.expires_at or 0) for r in mine if r.id in held}
+    pending = {grant_id_for(r.role_arn): r.created_at for r in mine if r.status == "pending"}
+    return ends, pending, sum(r.status == "pending" for r in reqs.for_approver(identity))
 
 
 def _passthrough_json(doc: SessionRecord) -> dict[str, Any] | None:
@@ -116,23 +135,30 @@ def favourite(grant_id: str) -> ResponseReturnValue:
 # A row is small (5,000 of them must stay under 1.5 MB): the link (/go/…, which alone is a complete
 # no-script way to the console and credentials) and the role name; the script adds the duration
 # chooser and the Console / Credentials / Copy link / star buttons from a <template>.
-_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where} <code>{arn}</code></li>\n'
+_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where}{until} <code>{arn}</code></li>\n'
+_UNTIL = (' <small class="muted until">by request, until <time class="expiry short" data-epoch="{at}">{utc} UTC</time>'
+          '</small>')
 
 
-def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False) -> Markup:
+def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False,
+              ends: dict[str, int] | None = None) -> Markup:
     """The portal's role rows, built here rather than in a Jinja loop: the page must render 5,000 of
     them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers.
-    ``where``: say which account (the Favourites and Recent lists, outside their account's card)."""
+    ``where``: say which account (the Favourites and Recent lists, outside their account's card).
+    ``ends``: request id → the end of its window, for roles held by an approved request."""
     esc = html.escape
+    ends = ends or {}
     out = []
     for gr in grants:
         gid = gr.id
+        at = ends.get(gr.request_id or "")
         out.append(_ROW.format(
             id=gid, m=f" data-m={gr.max_duration}" if gr.max_duration != 3600 else "",
             d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
             go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else "",
             where=f" <small class=\"muted in\">in {esc(gr.account_label or gr.account_alias or gr.account_id)}</small>"
-            if where else ""))
+            if where else "",
+            until=_UNTIL.format(at=at, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))) if at else ""))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
 
 
@@ -143,9 +169,15 @@ def _is_admin(identity: Identity) -> bool:
 def _why_page(results: list[mapping.RuleResult], identity: Identity, **extra: Any) -> ResponseReturnValue:
     matched = [r for r in results if r.matched]
     unmatched = [r for r in results if not r.matched]
+    grants = [gr for r in results for gr in r.grants]
+    # Roles an approved request activates now (the rules alone list them as "on request"): held too.
+    grants += [gr for gr in services().access.access_for(identity, log=False).grants if gr.request_id]
+    # A rule may withhold a role that another rule, or an approved request, gives: that role is not "held
+    # back" — the page says how it is held instead.
+    held = {gr.role_arn: "by an approved access request" if gr.request_id else f"rule {gr.via!r} gives it"
+            for gr in reversed(grants)}
     return render_template("why.html", identity=identity, matched=matched, unmatched=unmatched[:WHY_UNMATCHED_SHOWN],
-                           unmatched_total=len(unmatched), total=len(results),
-                           grants=[gr for r in results for gr in r.grants],
+                           unmatched_total=len(unmatched), total=len(results), grants=grants, held=held,
                            withheld=[(r.rule, w) for r in results for w in r.withheld], **extra)
 
 

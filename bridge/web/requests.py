@@ -12,7 +12,8 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge.access_requests import AccessRequests, request_json
-from bridge.identity import Identity
+from bridge.errors import BadRequest
+from bridge.identity import Identity, grant_id_for
 from bridge.mapping import Requestable
 from bridge.storage import AccessRequest
 from bridge.web.common import (
@@ -61,14 +62,22 @@ def mine() -> ResponseReturnValue:
     doc = require_session()
     identity = session_identity(doc)
     reqs = _requests()
-    requestable = reqs.requestable(identity)
-    mine = reqs.mine(identity)
     if wants_json():
-        return jsonify(requestable=[requestable_json(r) for r in requestable],
-                       requests=[request_json(r) for r in mine], csrf_token=doc.csrf)
-    return render_template("requests.html", identity=identity, requestable=requestable, requests=mine,
-                           csrf=doc.csrf, windows=windows, chosen=request.args.get("role", ""),
-                           approver=bool(reqs.for_approver(identity)))
+        return jsonify(requestable=[requestable_json(r) for r in reqs.requestable(identity)],
+                       requests=[request_json(r) for r in reqs.mine(identity)], csrf_token=doc.csrf)
+    return _mine_page(doc, identity, chosen=request.args.get("role", ""))
+
+
+def _mine_page(doc: Any, identity: Identity, *, chosen: str = "", already: AccessRequest | None = None,
+               status: int = 200) -> ResponseReturnValue:
+    """The requester's page. A role with a pending request shows that request, not a second form
+    (``pending``: grant id → request); ``already``: the request a refused duplicate ran into."""
+    reqs = _requests()
+    mine = reqs.mine(identity)
+    pending = {grant_id_for(r.role_arn): r for r in mine if r.status == "pending"}
+    return render_template("requests.html", identity=identity, requestable=reqs.requestable(identity), requests=mine,
+                           csrf=doc.csrf, windows=windows, chosen=chosen, pending=pending, already=already,
+                           approver=bool(reqs.for_approver(identity))), status
 
 
 @bp.post("/requests")
@@ -79,9 +88,19 @@ def create() -> ResponseReturnValue:
     identity = session_identity(doc)
     rate_limit("requests", f"{identity.issuer}\0{identity.subject}")
     duration = parse_seconds(request.form.get("duration") or "3600", "duration")
-    req = _requests().create(identity, request.form.get("grant", ""), reason=request.form.get("reason", ""),
-                             duration=duration, break_glass=bool(request.form.get("break_glass")),
-                             ctx=audit_context(doc))
+    grant_id = request.form.get("grant", "")
+    try:
+        req = _requests().create(identity, grant_id, reason=request.form.get("reason", ""),
+                                 duration=duration, break_glass=bool(request.form.get("break_glass")),
+                                 ctx=audit_context(doc))
+    except BadRequest as e:
+        if e.code != "request_exists" or wants_json():
+            raise
+        # A second tab, or Back and Request again: the page with the request already made, saying so
+        # (409, nothing created), rather than an error page.
+        open_ = [r for r in _requests().mine(identity) if grant_id_for(r.role_arn) == grant_id
+                 and r.status in ("pending", "approved")]
+        return _mine_page(doc, identity, already=open_[0] if open_ else None, status=409)
     return _done(f"/requests#r-{req.id}", req)
 
 

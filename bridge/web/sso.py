@@ -250,4 +250,5 @@ def aws_cli() -> ResponseReturnValue:
                                                          region=region),
         answers=ssoconfig.configure_sso_answers(base, session=ssoconfig.DEFAULT_SESSION, region=region),
         env=ssoconfig.endpoint_env(base), session=ssoconfig.DEFAULT_SESSION, base_url=base, region=region,
-        profiles=ssoconfig.sso_profiles(grants), services_name=ssoconfig.services_name(ssoconfig.DEFAULT_SESSION))
+        profiles=ssoconfig.sso_profiles(grants), services_name=ssoconfig.services_name(ssoconfig.DEFAULT_SESSION),
+        sts_endpoint=settings.aws.local_sts_endpoint)

@@ -332,3 +332,47 @@ def test_star_contrast_and_default_tab_for_windows(scheme, browser, live_bridge,
         assert page.is_visible("#panel-powershell") and not page.is_visible("#panel-env")
     finally:
         ctx.close()
+
+
+def test_account_heading_names_each_account_once(page, live_bridge, make_settings) -> None:
+    """Issue 23 #4: an account without a label showed its id twice in its card's heading (and one with
+    only an alias, the alias twice). What a person reads in each heading names each thing once."""
+    accounts = {"111111111111": {"alias": "tools"}, "222222222222": {"alias": "ops", "label": "Operations"}}
+    rules = [{"name": "all", "match": {"group": "aws-admins"}, "grants": [
+        {"role_arn": "arn:aws:iam::333333333333:role/Admin"}, {"account": "tools", "role": "Admin"},
+        {"account": "ops", "role": "Admin"}]}]
+    base = live_bridge(make_settings(mapping={"accounts": accounts, "rules": rules}))
+    sign_in(page, base)
+    heads = {d.get_attribute("data-a"): d.locator("summary").inner_text().split() for d in
+             page.locator("details.account").all()}
+    assert heads["333333333333"] == ["333333333333", "1", "role"], heads
+    assert heads["111111111111"] == ["tools", "111111111111", "1", "role"], heads
+    assert heads["222222222222"] == ["Operations", "222222222222", "·", "ops", "1", "role"], heads
+    page.fill("#filter", "333333333333")  # the id is still what the filter finds the account by
+    assert visible_rows(page) == ["Admin"]
+    page.fill("#filter", "tools")
+    assert page.locator("details.account:visible").count() == 1
+
+
+def test_each_accounts_role_count_follows_the_filter(page, live_bridge, make_settings) -> None:
+    """Issue 23 #5: each account's count said "4 roles" over the one row the filter left."""
+    def count_of(card: Any) -> str:
+        # Its text: a card off screen is not laid out (content-visibility: auto), so innerText is empty.
+        count = card.locator(".count")
+        assert count.is_visible()
+        return str(count.text_content())
+
+    base = live_bridge(large_settings(make_settings))
+    sign_in(page, base)
+    zeta = page.locator("details.account", has_text="Zeta Labs")
+    assert count_of(zeta) == "4 roles"
+    page.locator("#filter").press_sequentially("zeta bill")
+    assert visible_rows(page) == ["Billing"]
+    assert count_of(zeta) == "1 of 4 roles"
+    page.fill("#filter", "zeta")  # the account's own name: all of its roles
+    assert count_of(zeta) == "4 roles"
+    page.fill("#filter", "admin")
+    counts = page.locator("details.account:visible .count").all_text_contents()
+    assert counts == ["1 of 4 roles"] * 12, counts
+    page.keyboard.press("Escape")
+    assert page.locator("details.account .count").all_text_contents() == ["4 roles"] * 12

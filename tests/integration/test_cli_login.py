@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -132,18 +133,21 @@ def home(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def cli_login(base: str, env: dict[str, str]) -> None:
+def cli_login(base: str, env: dict[str, str]) -> requests.Session:
+    """`bridge login`, approved in a dev sign-in; returns that browser session (the CLI login ends with it)."""
     p = subprocess.Popen([str(BIN / "bridge"), "login", "--url", base, "--no-browser"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stderr is not None
     lines = [p.stderr.readline(), p.stderr.readline()]
     code = re.search(r"code ([A-Z]{4}-[A-Z]{4})", "".join(lines))
     assert code, lines
-    decide(dev_login(base, "alice"), base, code[1])
+    browser = dev_login(base, "alice")
+    decide(browser, base, code[1])
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     tokens = Path(env["HOME"]) / ".config" / "federation-bridge" / "tokens.json"
     assert oct(tokens.stat().st_mode & 0o777) == "0o600"
+    return browser
 
 
 def boto3_arn(env: dict[str, str], moto_url: str, profile: str | None = None) -> str:
@@ -291,3 +295,93 @@ def test_cli_login_roles_exec_against_the_sts(bridge, home, moto_url, strict_sts
         text = "\n".join(transcript)
         text = re.sub(r"\b(ASIA|AKIA)[A-Z0-9]{12,}", r"\1XXXXXXXXXXXXXXXX", text)
         Path(target).write_text(text.replace(sys.executable, "python").replace(str(BIN / "bridge"), "bridge"))
+
+
+# ---- what a newcomer types first: the hints the CLI prints, run as printed ------------------------
+
+
+def run_printed_aws(hint: str, env: dict[str, str]) -> str:
+    """A printed ``aws --profile P sts get-caller-identity [--endpoint-url U]`` run as the AWS CLI runs it
+    (botocore, the profile's own region and credential_process: nothing added), its caller ARN."""
+    words = shlex.split(hint)
+    assert words[:2] == ["aws", "--profile"] and words[3:5] == ["sts", "get-caller-identity"], words
+    assert words[5:6] == ["--endpoint-url"] and len(words) == 7, f"the hint would call real AWS: {hint!r}"
+    code = (f"import boto3; print(boto3.Session(profile_name={words[2]!r}).client('sts', endpoint_url={words[6]!r})"
+            ".get_caller_identity()['Arn'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def test_configure_without_region_writes_the_bridges_region_and_the_printed_command_works(
+        live_bridge, make_settings, home, strict_sts_peer) -> None:
+    """Issue 23 #1: `bridge configure` without --region wrote profiles without one, and the command it
+    printed failed with "You must specify a region"; with a stand-in STS the hint also went to real AWS."""
+    base = live_bridge(make_settings(cli={"poll_interval": 1}, aws={"region": "eu-west-2"}))
+    cli_login(base, home)
+    out = subprocess.run([str(BIN / "bridge"), "configure", "--url", base], env=home, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    section = Path(home["AWS_CONFIG_FILE"]).read_text().split("[profile sandbox-Admin]\n")[1].split("\n[")[0]
+    assert "region = eu-west-2" in section.splitlines(), section
+    hint = out.stderr.strip().splitlines()[-1].removeprefix("use: ")
+    assert hint == f"aws --profile sandbox-Admin sts get-caller-identity --endpoint-url {strict_sts_peer.url}"
+    assert run_printed_aws(hint, home) == WANT
+
+
+def test_roles_hint_and_exec_name_the_stand_in_sts(bridge, home, strict_sts_peer) -> None:
+    """With a stand-in STS (the demo's moto), `bridge roles` prints a command that reaches it, and
+    `bridge exec` and `bridge env` give AWS_ENDPOINT_URL_STS: the SDK in the child finds it unaided."""
+    base, _ = bridge
+    cli_login(base, home)
+    bridge_bin = str(BIN / "bridge")
+    roles = subprocess.run([bridge_bin, "roles", "--url", base], env=home, capture_output=True, text=True, timeout=60)
+    assert roles.returncode == 0, roles.stderr
+    assert roles.stderr.strip().splitlines()[-1] == ("use: bridge exec --role sandbox/Admin -- aws sts "
+                                                     f"get-caller-identity --endpoint-url {strict_sts_peer.url}")
+    sts = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"  # no endpoint_url of its own
+    got = subprocess.run([bridge_bin, "exec", "--url", base, "--role", "sandbox/Admin", "--", sys.executable, "-c",
+                          sts], env=home, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0 and got.stdout.strip() == WANT, got.stderr[-2000:]
+    exports = subprocess.run([bridge_bin, "env", "--url", base, "--role", "sandbox/Admin"], env=home,
+                             capture_output=True, text=True, timeout=60)
+    assert f"export AWS_ENDPOINT_URL_STS={strict_sts_peer.url}\n" in exports.stdout
+
+
+def test_credential_process_stops_using_its_cache_once_the_login_is_revoked(bridge, home, strict_sts_peer,
+                                                                            bridge_logs) -> None:
+    """Issue 23 (friction): `credential-process` served its on-disk cache after the CLI login was revoked,
+    until 15 minutes before the credentials expired. Past the recheck bound (5 min; the cache's last word
+    from the bridge is aged here by editing it, as time passing would) it asks the bridge again."""
+    base, _ = bridge
+    browser = cli_login(base, home)
+
+    def credential_process() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "bridge"), "credential-process", "--url", base, "--role", ADMIN], env=home,
+                              capture_output=True, text=True, timeout=60)
+
+    def age(seconds: float) -> None:
+        doc = json.loads(cache.read_text())
+        doc["CheckedAt"] = doc.get("CheckedAt", time.time()) - seconds
+        cache.write_text(json.dumps(doc))
+
+    first = credential_process()
+    assert first.returncode == 0, first.stderr
+    keys = json.loads(first.stdout)["AccessKeyId"]
+    (cache,) = (Path(home["HOME"]) / ".cache" / "federation-bridge").glob("creds-*.json")
+    issued = bridge_logs.text.count("credentials_issued")
+    age(301)  # past the bound, the login still alive: the bridge says so, nothing new is issued
+    again = credential_process()
+    assert again.returncode == 0 and json.loads(again.stdout)["AccessKeyId"] == keys, again.stderr
+    assert bridge_logs.text.count("credentials_issued") == issued
+    assert time.time() - json.loads(cache.read_text())["CheckedAt"] < 60
+    # The browser sign-in that approved the CLI login ends: so does the CLI login, at the bridge.
+    browser.post(f"{base}/logout", data={"csrf_token": portal_json(browser, base)["csrf_token"]}, timeout=10)
+    within = credential_process()  # within the bound the cache is still used (docs/security.md says so)
+    assert within.returncode == 0 and json.loads(within.stdout)["AccessKeyId"] == keys
+    age(301)
+    late = credential_process()
+    assert late.returncode == 1 and late.stdout == "", "credentials served after the revocation"
+    assert "the bridge refused the CLI login" in late.stderr and f"bridge login --url {base}" in late.stderr
+    assert not cache.exists()  # the keys are gone from disk too
+    assert "ASIA" not in late.stderr

@@ -3,12 +3,18 @@ bridge under gunicorn, signs in, fetches credentials, calls STS with them, and s
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from bridge.localredis import free_port
 from tests.conftest import ROOT
@@ -41,3 +47,86 @@ def test_demo_forgets_what_an_earlier_run_left_in_redis(redis_url: str, keys_dir
     assert not list(r.scan_iter(match="bridge-demo:*"))
     assert r.get("someone-else:session:{h}") == b"{}"
     r.delete("someone-else:session:{h}")
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (from /proc: each one's parent)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = [], [root]
+    while todo:
+        parent = todo.pop()
+        kids = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += kids
+        todo += kids
+    return found
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_ctrl_c_ends_every_child_group_even_a_stuck_worker_and_frees_the_port() -> None:
+    """Issue 23 #7: Ctrl-C on `bridge demo` could leave a gunicorn worker hung in its signal handler,
+    holding the port ("Connection in use" at the next `make demo`). The terminal's Ctrl-C signals its
+    whole foreground group; here that is `bridge demo` alone: each child runs in a group of its own,
+    and the demo ends them as groups — SIGTERM, a bounded wait, then SIGKILL. A worker stopped with
+    SIGSTOP stands in for the hung one: it takes no signal but SIGKILL."""
+    port = free_port()
+    demo = subprocess.Popen([sys.executable, "-m", "bridge.cli", "demo", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # a shell job
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert demo.poll() is None, demo.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the demo did not come up"
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.3)
+        children = _descendants(demo.pid)
+        direct = [p for p in children if int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                  == demo.pid]
+        seen = {os.getpgid(p) for p in children}
+        assert len(direct) >= 3, direct  # the STS, the bridge, the console stand-in (and the IdP, Redis)
+        assert all(os.getpgid(p) == p for p in direct), "a child runs in the terminal's process group"
+        master = next(p for p in direct if b"gunicorn" in Path(f"/proc/{p}/cmdline").read_bytes())
+        worker = next(p for p in children if p != master and os.getpgid(p) == master
+                      and int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == master)
+        os.kill(worker, signal.SIGSTOP)
+        started = time.monotonic()
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
+        out = demo.communicate(timeout=60)[0].decode()
+        assert time.monotonic() - started < 30, out[-2000:]  # bounded: 8 s of grace, then SIGKILL
+        assert demo.returncode == 0, out[-2000:]
+        assert "stopped with SIGKILL (did not end on SIGTERM): bridge" in out
+        assert [g for g in seen if _group_alive(g)] == []
+        assert _port_free(port)
+    finally:
+        for g in seen | {demo.pid}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, signal.SIGKILL)
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)

@@ -53,6 +53,8 @@ class FakeBridge:
         self.issued: list[str] = []
         self.requestable: list[dict[str, Any]] = []
         self.broken = False
+        self.withdrawn: set[str] = set()  # role names the token holder no longer holds
+        self.grants_asked = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,7 +74,9 @@ class FakeBridge:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self._authorized() and self.path == "/api/v1/grants":
-                    self._send(200, {"grants": GRANTS, "requestable": outer.requestable,
+                    outer.grants_asked += 1
+                    held = [g for g in GRANTS if g["role_name"] not in outer.withdrawn]
+                    self._send(200, {"grants": held, "requestable": outer.requestable,
                                      "expires_at": int(time.time()) + 3600, "region": "eu-central-1"})
 
             def do_POST(self) -> None:  # noqa: N802
@@ -429,3 +433,49 @@ def test_picker_filter_then_enter_and_escape(home: dict[str, str]) -> None:
     t.expect(r"\(3 of 3")
     t.send("\x1b")
     assert t.wait() == 130 and "bridge: no role chosen" in t.output
+
+
+# ---- credential-process: the local cache and the recheck bound --------------------------------------
+
+
+def _age_cache(tmp_path: Path, seconds: float) -> Path:
+    (cache,) = (tmp_path / "cache" / "federation-bridge").glob("creds-*.json")
+    doc = json.loads(cache.read_text())
+    doc["CheckedAt"] = doc.get("CheckedAt", time.time()) - seconds
+    cache.write_text(json.dumps(doc))
+    return cache
+
+
+def test_credential_process_rechecks_the_role_past_the_bound(home: dict[str, str], fake: FakeBridge,
+                                                             tmp_path: Path) -> None:
+    """Past the recheck bound the cache is used only once the bridge lists the role for this login; a
+    role no longer held ends it (the keys leave the disk); a bridge that does not answer is an error
+    too, and the cache stays for when it is back."""
+    admin = GRANTS[0]["role_arn"]
+    assert bridge(home, "credential-process", "--role", admin).returncode == 0
+    assert fake.issued == ["Admin"]
+    assert bridge(home, "credential-process", "--role", admin).returncode == 0 and fake.grants_asked == 0
+    _age_cache(tmp_path, 301)
+    again = bridge(home, "credential-process", "--role", admin)
+    assert again.returncode == 0 and json.loads(again.stdout)["AccessKeyId"] == "ASIAADMIN", again.stderr
+    assert fake.grants_asked == 1 and fake.issued == ["Admin"]  # asked, nothing new issued
+    cache = _age_cache(tmp_path, 301)
+    fake.server.shutdown()  # the bridge goes away
+    fake.server.server_close()
+    gone = bridge(home, "credential-process", "--role", admin)
+    assert gone.returncode == 1 and gone.stdout == "" and "cannot reach the bridge" in gone.stderr
+    assert cache.exists()
+
+
+def test_credential_process_stops_when_the_role_is_no_longer_held(home: dict[str, str], fake: FakeBridge,
+                                                                  tmp_path: Path) -> None:
+    admin = GRANTS[0]["role_arn"]
+    assert bridge(home, "credential-process", "--role", admin).returncode == 0
+    fake.withdrawn.add("Admin")
+    assert bridge(home, "credential-process", "--role", admin).returncode == 0  # within the bound: not asked
+    cache = _age_cache(tmp_path, 301)
+    r = bridge(home, "credential-process", "--role", admin)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == (f"bridge: {admin} is no longer one of your roles at {fake.url}: "
+                        f"see `bridge roles --url {fake.url}`\n")
+    assert not cache.exists()

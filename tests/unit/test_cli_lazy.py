@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,14 +64,18 @@ def test_credential_process_help_loads_no_server_module(tmp_path: Path) -> None:
 URL, ROLE = "https://bridge.example.com", "arn:aws:iam::123456789012:role/Admin"
 
 
-def seed_cache(tmp_path: Path, duration: int | None = None, hours: float = 1, **extra: str) -> dict[str, object]:
+def seed_cache(tmp_path: Path, duration: int | None = None, hours: float = 1, checked_ago: float | None = 0,
+               **extra: str) -> dict[str, object]:
+    """A cache file as credential-process leaves it; ``checked_ago``: seconds since the bridge last said
+    the login holds the role (None: a file without that stamp, as older versions wrote)."""
+    stamp = {} if checked_ago is None else {"CheckedAt": time.time() - checked_ago}
     doc: dict[str, object] = {
         "Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "secret", "SessionToken": "token",
         "Expiration": (datetime.now(UTC) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")}
     key = hashlib.sha256(f"{URL}\x00{ROLE}\x00{duration}".encode()).hexdigest()[:32]  # bridge.client._cache_path
     cache = tmp_path / "cache" / "federation-bridge"
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / f"creds-{key}.json").write_text(json.dumps({**doc, **extra}))
+    (cache / f"creds-{key}.json").write_text(json.dumps({**doc, **stamp, **extra}))
     return doc
 
 
@@ -109,6 +114,34 @@ def test_anything_unusual_goes_to_click(tmp_path: Path, args: tuple[str, ...], s
     run, modules = bridge(tmp_path, "credential-process", *args)
     assert "click" in modules
     assert run.returncode == status and run.stdout.startswith(out), run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(("checked_ago", "extra", "env", "hot"), [
+    (299, (), {}, True), (301, (), {}, False), (None, (), {}, False),  # the default bound: 300 s
+    (301, ("--recheck", "600"), {}, True), (5, ("--recheck=0",), {}, False),
+    (301, (), {"BRIDGE_CREDENTIAL_RECHECK": "600"}, True), (5, (), {"BRIDGE_CREDENTIAL_RECHECK": "0"}, False)])
+def test_the_cache_is_used_without_asking_only_within_the_recheck_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checked_ago: float | None, extra: tuple[str, ...],
+        env: dict[str, str], hot: bool) -> None:
+    """Past the bound since the bridge last said the login holds the role, the cache is not answered
+    from: click's path asks the bridge (here: no login, so the user is told to log in)."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    doc = seed_cache(tmp_path, checked_ago=checked_ago)
+    run, modules = bridge(tmp_path, "credential-process", "--url", URL, "--role", ROLE, *extra)
+    if hot:
+        assert run.returncode == 0 and json.loads(run.stdout) == doc and "click" not in modules, run.stderr
+    else:
+        assert run.returncode == 1 and run.stderr.startswith(f"bridge: not signed in to {URL}") and not run.stdout
+        assert "click" in modules
+
+
+def test_a_bad_recheck_bound_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_cache(tmp_path)
+    monkeypatch.setenv("BRIDGE_CREDENTIAL_RECHECK", "5m")
+    run, _ = bridge(tmp_path, "credential-process", "--url", URL, "--role", ROLE)
+    assert run.returncode == 1 and not run.stdout
+    assert run.stderr == "bridge: BRIDGE_CREDENTIAL_RECHECK / --recheck must be a whole number of seconds, not '5m'\n"
 
 
 def test_stale_cache_goes_to_click_and_the_network(tmp_path: Path) -> None:

@@ -529,3 +529,17 @@ def test_sso_client_limits_have_defaults_and_are_checked() -> None:
     assert "sso_clients_per_address" in text and "sso_register_per_minute" in text
     problems = problems_of(minimal(cli={"sso_client_lifetime": 3600, "sso_client_unused_lifetime": 7200}))
     assert any("sso_client_unused_lifetime must not be longer than sso_client_lifetime" in p for p in problems)
+
+
+@pytest.mark.parametrize(("endpoint", "named"), [
+    (None, False), ("https://sts.amazonaws.com", False), ("https://sts.eu-west-1.amazonaws.com", False),
+    ("https://vpce-0a1b-c2d3.sts.eu-west-1.vpce.amazonaws.com", False),
+    ("https://sts.cn-north-1.amazonaws.com.cn", False),
+    ("https://sts.eu-west-1.api.aws", False), ("https://STS.US-EAST-1.AMAZONAWS.COM", False),
+    ("http://127.0.0.1:5055", True), ("https://sts.amazonaws.com.evil.example", True),
+    ("https://notamazonaws.com", True)])
+def test_local_sts_endpoint_is_named_only_when_it_is_not_aws(endpoint: str | None, named: bool) -> None:
+    """The CLI's hints and `bridge exec` name the STS endpoint only for a stand-in (the demo's moto)."""
+    aws = {"sts_endpoint_url": endpoint} if endpoint else {}
+    settings = settings_from_dict(minimal(aws=aws))
+    assert settings.aws.local_sts_endpoint == (endpoint if named else None)

@@ -54,6 +54,24 @@ def test_a_new_code_without_an_entry_fails_and_so_does_a_stale_entry() -> None:
     assert "login_expired: docs/errors.yaml entry needs a non-empty 'fix'" in problems
 
 
+def test_every_cli_message_has_an_entry_and_every_entry_a_message() -> None:
+    """The developer CLI's own messages are on the troubleshooting page too (``cli:`` in docs/errors.yaml):
+    the scan finds them (not vacuous), and a new message or a stale entry fails."""
+    messages = gen.scan_cli_messages()
+    assert {"which bridge? pass --url https://bridge.example.com (or set BRIDGE_URL)", "login abandoned",
+            "not signed in to <url> (or the login expired): run `bridge login --url <url>`"} <= set(messages)
+    assert messages["login abandoned"].exits == {130} and messages["cannot run <x>: <strerror>"].exits == {126, 127}
+    assert gen.cli_problems() == []
+    catalog = gen.load_cli_catalog()
+    messages["a brand new message"] = gen.CliMessage("a brand new message", where={"bridge/client.py"})
+    catalog["gone"] = {"says": "a message the CLI stopped printing", "cause": "c", "fix": "f"}
+    catalog["login_abandoned"] = {**catalog["login_abandoned"], "fix": ""}
+    problems = gen.cli_problems(messages, catalog)
+    assert "CLI message 'a brand new message' (bridge/client.py) has no cli: entry in docs/errors.yaml" in problems
+    assert any(p.startswith("cli.gone: docs/errors.yaml names a CLI message") for p in problems)
+    assert "cli.login_abandoned: docs/errors.yaml entry needs a non-empty 'fix'" in problems
+
+
 @pytest.mark.parametrize("page", sorted(gen.PAGES))
 def test_generated_page_is_up_to_date(page: str) -> None:
     assert (DOCS / page).read_text(encoding="utf-8") == gen.PAGES[page](), (
@@ -121,3 +139,11 @@ def test_readme_is_the_front_door() -> None:
     assert targets and all((ROOT / t).exists() for t in targets if "://" not in t), [
         t for t in targets if "://" not in t and not (ROOT / t).exists()]
     assert len(text.splitlines()) < 120
+
+
+def test_the_identity_center_page_has_a_table_of_contents() -> None:
+    """docs/identity-center.md is long: its "On this page" list links to each of its sections, in order."""
+    text = (DOCS / "identity-center.md").read_text(encoding="utf-8")
+    sections = re.findall(r"^## .*\{#([a-z0-9-]+)\}$", text, re.M)
+    contents = text.split("**On this page**", 1)[1].split("\n## ", 1)[0]
+    assert len(sections) >= 5 and re.findall(r"\]\(#([a-z0-9-]+)\)", contents) == sections
