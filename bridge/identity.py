@@ -134,7 +134,8 @@ class Hop:
     policy_arns: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"role_arn": self.role_arn, "label": self.label, "external_id": self.external_id is not None}
+        d: dict[str, Any] = {"role_arn": self.role_arn, "label": self.label,
+                             "external_id": self.external_id is not None}
         if self.policy is not None:
             d["policy"] = self.policy
         if self.policy_arns:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.aws.arn import RoleArn, parse_role_arn
-from bridge.aws.limits import POLICY_ARN_RE, MAX_POLICY_ARNS, external_id_problem, policy_problems
+from bridge.aws.limits import MAX_POLICY_ARNS, POLICY_ARN_RE, external_id_problem, policy_problems
 from bridge.identity import Hop
 from bridge.mapping.model import ChainFields
 from bridge.mapping.paths import View
@@ -250,8 +250,11 @@ def render_policy(p: PolicyT, view: View, binding: Mapping[str, str]) -> str | M
         return e.missing
 
 
+Rendered = tuple[tuple[Hop, ...], str | None, str | None, tuple[str, ...]]
+
+
 def render_chain(chain: ChainT, role: RoleInfo | None, arn: RoleArn, catalog: Catalog, view: View,
-                 binding: Mapping[str, str]) -> tuple[tuple[Hop, ...], str | None, str | None, tuple[str, ...]] | Withheld:
+                 binding: Mapping[str, str]) -> Rendered | Withheld:
     """(hubs, the target's ExternalId, its policy, its policy ARNs) for a grant that rendered to ``arn``."""
     own = role.chain if role is not None else NO_CHAIN
     via = chain.via or own.via
