@@ -196,6 +196,11 @@ class Grant:
         return bool(self.hubs)
 
     @property
+    def sends_external_id(self) -> bool:
+        """Whether an ExternalId goes with a call of this grant's chain (pages say so; never its value)."""
+        return any(h.external_id is not None for h in self.hops) if self.hubs else False
+
+    @property
     def hops(self) -> tuple[Hop, ...]:
         """Every role the issuance assumes, in order: the hubs, then this grant's role."""
         return (*self.hubs, Hop(self.role_arn, f"{self.account_alias or self.account_id}/{self.role_name}",
