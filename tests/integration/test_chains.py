@@ -5,6 +5,7 @@ condition, and checks every parameter of every call: docs/aws-rules.md §7.4).""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from bridge.identity import grant_id_for
 from tests.conftest import ACCOUNT
 from tests.integration.helpers import caller_arn, cli_token, dev_login, grant_id, portal_json
 
@@ -35,7 +37,8 @@ def chain_mapping(secret_file: Path) -> dict[str, Any]:
     return {
         "accounts": {
             ACCOUNT: {"alias": "sandbox", "roles": {"Admin": {"max_session_duration": 43200}}},
-            HUB: {"alias": "hub", "label": "Hub", "roles": {"BridgeHub": {"label": "Bridge hub", "policy": HUB_POLICY}}},
+            HUB: {"alias": "hub", "label": "Hub",
+                  "roles": {"BridgeHub": {"label": "Bridge hub", "policy": HUB_POLICY}}},
             WORK: {"alias": "workloads", "label": "Workloads",
                    "roles": {"Developer": {"via": "hub/BridgeHub", "max_session_duration": 43200}}},
             VENDOR: {"alias": "vendor", "label": "Audit vendor",
@@ -92,7 +95,7 @@ def test_a_spoke_through_the_hub_each_hop_exactly(live_bridge, chained, strict_s
     assert (first.action, first.role_arn, first.params["DurationSeconds"]) == (
         "AssumeRoleWithWebIdentity", HUB_ARN, "900")  # the hub's session: the shortest, used at once
     assert json.loads(first.params["Policy"]) == HUB_POLICY  # the hub's own session policy (catalog)
-    token_claims = json.loads(__import__("base64").urlsafe_b64decode(first.token.split(".")[1] + "=="))
+    token_claims = json.loads(base64.urlsafe_b64decode(first.token.split(".")[1] + "=="))
     assert token_claims["https://aws.amazon.com/tags"] == {
         "principal_tags": {"Email": ["alice@example.com"], "Department": ["Platform"]},
         "transitive_tag_keys": ["Department"]}
@@ -263,7 +266,8 @@ def test_a_chain_on_the_saml_path(live_bridge, chained, strict_sts_peer, moto_ur
 def test_a_hub_denied_by_a_rule_withholds_the_role_and_nothing_is_issued(live_bridge, chained, strict_sts_peer,
                                                                          tmp_path) -> None:
     mapping = chain_mapping(tmp_path / "vendor-external-id")
-    mapping["rules"].append({"name": "no-hub-for-platform", "match": {"claim": "claims.department", "equals": "Platform"},
+    mapping["rules"].append({"name": "no-hub-for-platform",
+                             "match": {"claim": "claims.department", "equals": "Platform"},
                              "deny": {"roles": [HUB_ARN]}})
     base = live_bridge(chained(mapping=mapping))
     s = dev_login(base, "alice")
@@ -274,7 +278,7 @@ def test_a_hub_denied_by_a_rule_withholds_the_role_and_nothing_is_issued(live_br
     assert r.status_code == 403 and "not granted to you" in r.text
     why = s.get(f"{base}/portal/why", timeout=10).text
     assert "denied by rule" in why and "its hub" in why
-    forged = s.post(f"{base}/credentials/{__import__('bridge.identity', fromlist=['x']).grant_id_for(DEV_ARN)}",
+    forged = s.post(f"{base}/credentials/{grant_id_for(DEV_ARN)}",
                     data={"csrf_token": portal["csrf_token"]}, timeout=30)
     assert forged.status_code in (403, 404)
     assert strict_sts_peer.calls == 0
@@ -291,8 +295,9 @@ def test_identity_center_lists_and_issues_a_chained_role(live_bridge, chained, m
     roles = [r["roleName"] for r in sso.list_account_roles(accessToken=token, accountId=WORK)["roleList"]]
     assert roles == ["Developer"]
     rc = sso.get_role_credentials(accessToken=token, accountId=WORK, roleName="Developer")["roleCredentials"]
-    assert caller_arn(moto_url, {"AccessKeyId": rc["accessKeyId"], "SecretAccessKey": rc["secretAccessKey"],
-                                 "SessionToken": rc["sessionToken"]}).endswith("assumed-role/Developer/alice@example.com")
+    keys = {"AccessKeyId": rc["accessKeyId"], "SecretAccessKey": rc["secretAccessKey"],
+            "SessionToken": rc["sessionToken"]}
+    assert caller_arn(moto_url, keys).endswith("assumed-role/Developer/alice@example.com")
     assert strict_sts_peer.assume_role_calls[-1].params["DurationSeconds"] == "3600"  # at most 1 h, never more
     rc = sso.get_role_credentials(accessToken=token, accountId=VENDOR, roleName="VendorAudit")["roleCredentials"]
     assert strict_sts_peer.assume_role_calls[-1].params["ExternalId"] == SECRET
