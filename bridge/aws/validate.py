@@ -254,6 +254,10 @@ def validate_jwt(token: str, *, jwks: Mapping[str, Any], issuer: str, audiences:
 
 def validate_assume_params(role_session_name: str, duration: int, max_duration: int = MAX_DURATION) -> list[Problem]:
     """Rule 9: the API parameters sent beside the token."""
+    return _session_and_duration(role_session_name, duration, max_duration)
+
+
+def _session_and_duration(role_session_name: str, duration: int, max_duration: int) -> list[Problem]:
     problems = []
     if not SESSION_NAME_RE.match(role_session_name):
         problems.append(Problem("9", "RoleSessionName",
@@ -284,8 +288,8 @@ class AssumeRoleCall:
 
 def validate_assume_role(call: AssumeRoleCall, max_duration: int = MAX_DURATION) -> list[Problem]:
     """Every §7.4 rule an sts:AssumeRole breaks (empty: AWS would take its parameters)."""
-    problems = validate_assume_params(call.role_session_name, call.duration,
-                                      min(max_duration, CHAINED_MAX_DURATION) if call.chained else max_duration)
+    problems = _session_and_duration(call.role_session_name, call.duration,
+                                     min(max_duration, CHAINED_MAX_DURATION) if call.chained else max_duration)
     problems = [Problem("1" if p.path == "RoleSessionName" else "2", p.path, p.message) for p in problems]
     if call.chained and call.duration > CHAINED_MAX_DURATION:
         problems.append(Problem("2", "DurationSeconds", f"role chaining: DurationSeconds {call.duration} is above "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.limits import CHAINED_MAX_DURATION, sanitize_session_name, sanitize_tag_value, tag_key_problem
-from bridge.identity import Grant, Identity
+from bridge.identity import Grant, Hop, Identity
 from bridge.mapping.chains import render_chain
 from bridge.mapping.paths import View
 from bridge.mapping.results import GrantDefaults, Withheld
@@ -70,13 +70,8 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
     tags, lower, required = rendered
     transitive = _transitive(cg, view, binding, lower, notes)
     path = cg.path or d.path
-    if path == "passthrough" and not d.passthrough:
-        return Withheld(arn_text, "no_passthrough", "this grant redeems the identity provider's own ID token "
-                                                    "(path: passthrough), but this sign-in's connector has no "
-                                                    "aws_passthrough: AWS would have nothing to redeem")
-    if hubs and path == "passthrough":
-        return Withheld(arn_text, "invalid", "a path: passthrough grant redeems the IdP's own token and cannot be "
-                                             f"reached through a hub ({hubs[-1].label})")
+    if path == "passthrough" and (why := _passthrough_problem(arn_text, d, hubs)):
+        return why
     # A chain's first role is the one assumed with the bridge's token or assertion: its account holds the provider.
     provider_arn = _provider(cg, view, binding, parse_role_arn(hubs[0].role_arn) if hubs else arn, d, path, notes)
     if isinstance(provider_arn, Withheld):
@@ -95,6 +90,18 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
         return Withheld(arn_text, "request", "granted on request: ask for it with a reason; an approver decides "
                                              "(an approved request gives it for its window)", grant, cg.request)
     return Candidate(-1, arn, grant, required)
+
+
+def _passthrough_problem(arn_text: str, d: GrantDefaults, hubs: tuple[Hop, ...]) -> Withheld | None:
+    """Why a ``path: passthrough`` grant cannot be given: nothing to redeem, or a hub on the way."""
+    if not d.passthrough:
+        return Withheld(arn_text, "no_passthrough", "this grant redeems the identity provider's own ID token "
+                                                    "(path: passthrough), but this sign-in's connector has no "
+                                                    "aws_passthrough: AWS would have nothing to redeem")
+    if hubs:
+        return Withheld(arn_text, "invalid", "a path: passthrough grant redeems the IdP's own token and cannot be "
+                                             f"reached through a hub ({hubs[-1].label})")
+    return None
 
 
 def _text(t: Template | None, view: View, binding: Mapping[str, str]) -> str | Missing | None:
