@@ -353,7 +353,8 @@ class MappingSpec(_M):
     # that matches it may shrink as far as it says, down to zero (the operator's way to force a shrink).
     expected_rules: int | None = Field(None, ge=0)
     # Role chaining: at most this many sts:AssumeRole calls after the first assumption (hub → … → role).
-    max_hops: int = Field(2, ge=1, le=5, description="longest role chain: sts:AssumeRole calls after the hub")
+    max_hops: int = Field(2, ge=1, le=5,
+                          description="longest role chain: the sts:AssumeRole calls of one issuance (hub → … → role)")
 
     @field_validator("accounts", mode="before")
     @classmethod

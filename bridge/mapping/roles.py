@@ -152,16 +152,10 @@ def _sent(arn: RoleArn, acc: _Acc, rs: RuleSet) -> RoleSent:
         max_duration=acc.max_duration, declared_max=info.max_session_duration if info else None)
 
 
-def roles_sent(mapping: MappingSettings | RuleSet, defaults: GrantDefaults, extra: Iterable[str] = (),
-               account: str | None = None) -> tuple[list[RoleSent], list[str]]:
-    """Every role the rules and the catalog name (and ``extra`` ARNs), in ``account`` if given, with what
-    the bridge sends for it; and notes (catalog roles no rule grants, roles only claims name)."""
-    rs = mapping.compiled if isinstance(mapping, MappingSettings) else mapping
-    notes: list[str] = []
-    out: list[RoleSent] = []
-    used: set[tuple[int, int]] = set()
-    candidates = _candidates(rs, extra)
-    # Who the bridge's token reaches for each role: the role itself, or the first hub of its chain.
+def _reaches(rs: RuleSet, candidates: dict[str, RoleArn], account: str | None, used: set[tuple[int, int]],
+             notes: list[str]) -> dict[str, list[tuple[str, CGrant, bool]]]:
+    """Who the bridge's token reaches for each role: the role itself, or the first hub of its chain
+    (rule name, grant, whether as a hub); grants used are added to ``used``, chained roles noted."""
     reaches: dict[str, list[tuple[str, CGrant, bool]]] = {}
     for text, arn in candidates.items():
         for r in rs.rules:
@@ -178,6 +172,19 @@ def roles_sent(mapping: MappingSettings | RuleSet, defaults: GrantDefaults, extr
                     reaches.setdefault(str(hubs[0]), []).append((r.name, cg, True))
                 else:
                     reaches.setdefault(text, []).append((r.name, cg, False))
+    return reaches
+
+
+def roles_sent(mapping: MappingSettings | RuleSet, defaults: GrantDefaults, extra: Iterable[str] = (),
+               account: str | None = None) -> tuple[list[RoleSent], list[str]]:
+    """Every role the rules and the catalog name (and ``extra`` ARNs), in ``account`` if given, with what
+    the bridge sends for it; and notes (catalog roles no rule grants, roles only claims name)."""
+    rs = mapping.compiled if isinstance(mapping, MappingSettings) else mapping
+    notes: list[str] = []
+    out: list[RoleSent] = []
+    used: set[tuple[int, int]] = set()
+    candidates = _candidates(rs, extra)
+    reaches = _reaches(rs, candidates, account, used, notes)
     for text, arn in candidates.items():
         if account is not None and arn.account_id != account:
             continue
