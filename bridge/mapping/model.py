@@ -214,8 +214,8 @@ class ChainFields(_M):
 
     via: StrictStr | None = Field(None, description="reach the role through this hub (role chaining): "
                                   "`<account id or alias>/<role name>` or the ARN of a role in the catalog")
-    external_id: StrictStr | None = Field(None, description="the ExternalId the role's trust policy asks for "
-                                          "(secret: give external_id_file); sent with sts:AssumeRole")
+    external_id: StrictStr | None = Field(None, repr=False, description="the ExternalId the role's trust policy "
+                                          "asks for (secret: give external_id_file); sent with sts:AssumeRole")
     policy: PolicySpec | None = Field(None, description="inline session policy (string values are templates)")
     policy_arns: list[StrictStr] = Field(default_factory=list, description="managed session policies (ARNs)")
 

@@ -317,3 +317,10 @@ def test_aws_setup_sets_up_the_hub_with_what_chained_grants_send_and_names_the_c
     assert hub.source_identity and hub.max_duration == 900  # the hub's session only serves the next call
     for arn in (DEV_ARN, VENDOR_ARN):
         assert any(n.startswith(f"{arn}: reached through {HUB_ARN} (role chaining)") for n in notes), notes
+
+
+def test_the_external_id_is_in_no_repr_of_the_loaded_rules() -> None:
+    m = mapping()
+    for text in (repr(m), repr(m.compiled), repr(m.compiled.catalog.by_id), repr(m.compiled.rules),
+                 repr(decide(m, ALICE, D))):
+        assert SECRET not in text
