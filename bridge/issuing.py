@@ -49,6 +49,17 @@ from bridge.metrics import Metrics
 from bridge.upstream import Connector
 
 
+def first_call(grant: Grant) -> Grant:
+    """``grant`` as the first STS call sees it: itself, or for a chained grant its first hub — the bridge's
+    token or assertion names that role, with the hub's session policy, the shortest session and no ExternalId."""
+    if not grant.hubs:
+        return grant
+    first = grant.hubs[0]
+    return replace(grant, role_arn=first.role_arn, account_id=first.role_arn.split(":")[4], hubs=(), external_id=None,
+                   policy=first.policy, policy_arns=first.policy_arns, max_duration=HUB_DURATION,
+                   default_duration=HUB_DURATION)
+
+
 def _named_error(e: StsError, grant: Grant, n: int = 0) -> StsError:
     """An STS refusal in the words of the rules: which rule's policy was too large or malformed, and for call
     ``n`` of a chain (n > 1: an sts:AssumeRole from the previous hub) what that role's trust policy must allow."""
@@ -198,10 +209,7 @@ class CredentialIssuer:
         ``grant``'s role for ``duration``. The same session name and source identity on every hop; transitive
         tags carry over by themselves, the others are sent again. Hub credentials stay in this function."""
         hops = grant.hops
-        first = hops[0]
-        hub_grant = replace(grant, role_arn=first.role_arn, account_id=first.role_arn.split(":")[4], hubs=(),
-                            external_id=None, policy=first.policy, policy_arns=first.policy_arns,
-                            max_duration=HUB_DURATION, default_duration=HUB_DURATION)
+        hub_grant = first_call(grant)
         action = "AssumeRoleWithSAML" if grant.path == "saml" else "AssumeRoleWithWebIdentity"
         creds = self._hop(grant, 1, action, on_hop, lambda: self._first(identity, hub_grant, HUB_DURATION, now))
         carried = {k.lower() for k in grant.transitive_keys}

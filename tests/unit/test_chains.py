@@ -324,3 +324,34 @@ def test_the_external_id_is_in_no_repr_of_the_loaded_rules() -> None:
     for text in (repr(m), repr(m.compiled), repr(m.compiled.catalog.by_id), repr(m.compiled.rules),
                  repr(decide(m, ALICE, D))):
         assert SECRET not in text
+
+
+def test_preview_of_a_chained_role_shows_the_first_call_into_the_hub(demo_config: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bridge.aws.keys import generate_key
+    from bridge.cli import main
+
+    generate_key(tmp_path / "keys", "RS256")
+    monkeypatch.setenv("DEMO_KEYS_DIR", str(tmp_path / "keys"))
+    identity = Path(__file__).resolve().parents[2] / "config" / "demo-identity.json"
+    r = CliRunner().invoke(main, ["preview", "--config", str(demo_config), "--identity", str(identity),
+                                  "--role", DEV_ARN, "--decode"])
+    assert r.exit_code == 0, r.output
+    assert f"note: {DEV_ARN} is reached through {HUB_ARN}: this is the first call, into the hub" in r.output
+    doc = json.loads(r.output[r.output.index("{"):r.output.rindex("}") + 1])
+    assert doc["DurationSeconds"] == 900 and doc["RoleSessionName"] == "alice@example.com"
+    assert "AWS rules: ok" in r.output
+
+
+def test_doctor_on_a_chained_role_says_it_trusts_the_hub(demo_config: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    policy = tmp_path / "role.json"
+    policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": []}))
+    r = CliRunner().invoke(main, ["doctor", "--config", str(demo_config), "--role", DEV_ARN,
+                                  "--trust-policy", str(policy)])
+    assert r.exit_code != 0 and f"{DEV_ARN}: reached through {HUB_ARN} (role chaining)" in r.output
