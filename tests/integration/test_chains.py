@@ -338,3 +338,32 @@ def test_the_cli_lists_and_runs_a_chained_role(live_bridge, chained, moto_url, s
     got = run("exec", "--url", base, "--role", "vendor/VendorAudit", "--", sys.executable, "-c", sts)
     assert got.returncode == 0 and got.stdout.strip().endswith("assumed-role/VendorAudit/alice@example.com"), got.stderr
     assert SECRET not in roles.stdout + out.stderr + got.stderr
+
+
+def test_two_hubs_in_a_row_each_call_signed_by_the_one_before(live_bridge, chained, strict_sts_peer, moto_url,
+                                                               tmp_path) -> None:
+    inner = "arn:aws:iam::222222222222:role/Inner"
+    mapping = chain_mapping(tmp_path / "vendor-external-id")
+    mapping["accounts"]["222222222222"] = {"alias": "inner", "roles": {"Inner": {"via": "hub/BridgeHub"}}}
+    mapping["rules"][0]["grants"][1]["via"] = "inner/Inner"
+    strict_sts_peer.trust(inner, HUB_ARN)
+    strict_sts_peer.trusts[DEV_ARN] = []
+    strict_sts_peer.trust(DEV_ARN, inner)  # only the inner hub may go on to the spoke
+    base = live_bridge(chained(mapping=mapping))
+    s = dev_login(base, "alice")
+    portal = portal_json(s, base)
+    assert next(g for g in portal["grants"] if g["role_arn"] == DEV_ARN)["hubs"] == ["hub/BridgeHub", "inner/Inner"]
+    creds = _post_credentials(s, base, portal, "/Developer").json()
+    assert caller_arn(moto_url, creds).endswith(f"{WORK}:assumed-role/Developer/alice@example.com")
+    first, second, third = strict_sts_peer.seen
+    assert (first.action, first.role_arn) == ("AssumeRoleWithWebIdentity", HUB_ARN)
+    assert (second.role_arn, second.caller, second.params["DurationSeconds"]) == (
+        inner, f"arn:aws:sts::{HUB}:assumed-role/BridgeHub/alice@example.com", "900")
+    assert (third.role_arn, third.caller, third.params["DurationSeconds"]) == (
+        DEV_ARN, "arn:aws:sts::222222222222:assumed-role/Inner/alice@example.com", "3600")
+    for hop in (second, third):  # the transitive Department carries on by itself; Email is sent again
+        assert hop.params["SourceIdentity"] == "alice@example.com"
+        assert [v for k, v in hop.params.items() if k.startswith("Tags.member.") and k.endswith(".Key")] == ["Email"]
+    assert strict_sts_peer.sessions[creds["AccessKeyId"]].transitive == {"Department": "Platform"}
+    hops = [r for r in audit_records(chained.audit) if r["type"] == "credentials_hop"]
+    assert [(r["hop"], r["hops"], r["hop_role_arn"]) for r in hops] == [(1, 3, HUB_ARN), (2, 3, inner), (3, 3, DEV_ARN)]
