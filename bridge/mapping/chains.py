@@ -160,32 +160,31 @@ def compile_policy(raw: Any, where: str, tmpl: Tmpl, problem: Problem, *, catalo
         return None
     if "Statement" not in raw:
         problem(where, "a session policy needs a Statement")
-    n = [0, 0]  # templates, broken ones
+    broken = [0]  # values that did not compile (each already a problem)
 
     def walk(node: Any, at: str) -> Any:
         if isinstance(node, str):
-            n[0] += 1
             t = tmpl(node, at)
             if t is None or (catalog and t.uses_match):
                 if t is not None:
                     problem(at, "a catalog role's policy cannot use {match.…}: no rule's match is at hand")
-                n[1] += 1
+                broken[0] += 1
             return t
         if isinstance(node, dict):
             bad = [k for k in node if not isinstance(k, str)]
             for k in bad:
                 problem(at, f"key {k!r} must be text (quote it)")
-                n[1] += 1
+                broken[0] += 1
             return {k: walk(v, f"{at}.{k}") for k, v in node.items() if isinstance(k, str)}
         if isinstance(node, list):
             return [walk(v, f"{at}[{i}]") for i, v in enumerate(node)]
         if isinstance(node, datetime.date):
             problem(at, "quote this value (\"2012-10-17\"): YAML reads it as a date")
-            n[1] += 1
+            broken[0] += 1
         return node
 
     tree = walk(raw, where)
-    if n[1]:
+    if broken[0]:
         return None
     skeleton = _dump(_fill(tree, lambda t: "".join(p for p in t.parts if isinstance(p, str))))
     constant = skeleton if all(_constant(tree)) else None
