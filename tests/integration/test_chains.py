@@ -367,3 +367,22 @@ def test_two_hubs_in_a_row_each_call_signed_by_the_one_before(live_bridge, chain
     assert strict_sts_peer.sessions[creds["AccessKeyId"]].transitive == {"Department": "Platform"}
     hops = [r for r in audit_records(chained.audit) if r["type"] == "credentials_hop"]
     assert [(r["hop"], r["hops"], r["hop_role_arn"]) for r in hops] == [(1, 3, HUB_ARN), (2, 3, inner), (3, 3, DEV_ARN)]
+
+
+@pytest.mark.parametrize("code,says", [
+    ("PackedPolicyTooLarge", "The session tags and policies that rule 'admins' sends for Admin are too large for AWS"),
+    ("MalformedPolicyDocument", "AWS refused the session policy that rule 'admins' sends for Admin")])
+def test_an_sts_policy_refusal_names_the_rule(live_bridge, chained, strict_sts_peer, tmp_path, code: str,
+                                              says: str) -> None:
+    mapping = chain_mapping(tmp_path / "vendor-external-id")
+    mapping["rules"][0]["grants"][0]["policy"] = DEV_POLICY  # a direct role with a session policy
+    base = live_bridge(chained(mapping=mapping))
+    s = dev_login(base, "alice")
+    portal = portal_json(s, base)
+    strict_sts_peer.fail_next(400, code, "Packed size 112% of the limit" if code.startswith("Packed") else "bad")
+    r = s.post(f"{base}/credentials/{grant_id(portal, '/Admin')}", data={"csrf_token": portal["csrf_token"]},
+               timeout=30)
+    assert r.status_code == 400
+    assert says in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", r.text)).replace("&#39;", "'")
+    done = [x for x in audit_records(chained.audit) if x["type"] == "credentials"][-1]
+    assert done["outcome"] == "failure" and done["error"] == f"sts_{code}" and done["sts_request_id"] == "strict-sts"
