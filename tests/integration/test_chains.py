@@ -386,3 +386,19 @@ def test_an_sts_policy_refusal_names_the_rule(live_bridge, chained, strict_sts_p
     assert says in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", r.text)).replace("&#39;", "'")
     done = [x for x in audit_records(chained.audit) if x["type"] == "credentials"][-1]
     assert done["outcome"] == "failure" and done["error"] == f"sts_{code}" and done["sts_request_id"] == "strict-sts"
+
+
+def test_a_direct_role_sends_its_session_policy_with_the_web_identity_call(live_bridge, chained, strict_sts_peer,
+                                                                           moto_url, tmp_path) -> None:
+    mapping = chain_mapping(tmp_path / "vendor-external-id")
+    mapping["rules"][0]["grants"][0].update(policy=DEV_POLICY, policy_arns=["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    base = live_bridge(chained(mapping=mapping))
+    s = dev_login(base, "alice")
+    portal = portal_json(s, base)
+    creds = _post_credentials(s, base, portal, "/Admin").json()
+    assert caller_arn(moto_url, creds).endswith("assumed-role/Admin/alice@example.com")
+    (call,) = strict_sts_peer.seen
+    assert call.action == "AssumeRoleWithWebIdentity"
+    assert json.loads(call.params["Policy"])["Statement"][0]["Resource"] == \
+        "arn:aws:s3:::team-data/home/alice@example.com/*"
+    assert call.params["PolicyArns.member.1.arn"] == "arn:aws:iam::aws:policy/ReadOnlyAccess"
