@@ -36,6 +36,7 @@ from lxml import etree
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from bridge.aws.limits import policy_problems
 from bridge.aws.problems import Problem
 from bridge.aws.validate import (
     SOURCE_IDENTITY_CLAIM,
@@ -250,7 +251,7 @@ class StrictSts:
                         if not (p.rule == "3" and p.path == "issuer" and ("https" in p.message or "port" in p.message))]
         problems += validate_assume_params(form.get("RoleSessionName", ""), int(form.get("DurationSeconds", "3600")),
                                            self.role_max_duration.get(role, 43200))
-        return problems
+        return problems + _policy_problems(form, "9")
 
     def _check_saml(self, form: dict[str, str]) -> list[Problem]:
         principal = form.get("PrincipalArn", "")
@@ -268,13 +269,19 @@ class StrictSts:
         if duration > max_duration:
             problems.append(Problem("11", "DurationSeconds",
                                     "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."))
-        return problems
+        return problems + _policy_problems(form, "11")
 
 
 def _role_of(assumed_role_arn: str) -> str:
     """``arn:aws:sts::<acct>:assumed-role/<role>/<session>`` → the role's ARN (what a trust policy names)."""
     m = re.fullmatch(r"arn:([\w-]+):sts::(\d{12}):assumed-role/(.+)/[^/]+", assumed_role_arn)
     return f"arn:{m[1]}:iam::{m[2]}:role/{m[3]}" if m else ""
+
+
+def _policy_problems(form: dict[str, str], rule: str) -> list[Problem]:
+    """Session policies on AssumeRoleWithWebIdentity/SAML: the same limits as on AssumeRole (§7.3)."""
+    arns = tuple(v for k, v in sorted(form.items()) if re.fullmatch(r"PolicyArns\.member\.\d+\.arn", k))
+    return [Problem(rule, "Policy", p) for p in policy_problems(form.get("Policy"), arns)]
 
 
 def _members(form: dict[str, str], name: str) -> list[str]:
