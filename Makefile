@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_redis_failover.py
 	$(PY) bench/bench_sso.py
 	$(PY) bench/bench_scaleout.py
+	$(PY) bench/bench_chains.py
 
 # The wheel and sdist in dist/ (templates, static and gunicorn.conf.py inside the wheel), checked
 # with `twine check` (metadata and README render). uv, hatchling and twine are the lock's.

@@ -7,7 +7,11 @@ Records (``type``):
   session name, source identity): CloudTrail never shows an assumption the trail has no record of,
   even when the outcome record cannot be written afterwards;
 - ``credentials``: each credential issuance (``outcome`` success | failure, ``cached`` when it came
-  from the credential cache, ``access_key_id`` and ``assumed_role_arn`` to find it in CloudTrail);
+  from the credential cache, ``access_key_id``, ``assumed_role_arn`` and ``sts_request_id`` to find it
+  in CloudTrail; ``hubs`` for a role reached through hubs, ``external_id`` whether one was sent);
+- ``credentials_hop``: each STS call of a chained issuance (``hop`` of ``hops``, ``action``,
+  ``hop_role_arn``, ``external_id`` whether one went with it — never its value —, ``sts_request_id``,
+  ``outcome``); the hubs' credentials are never recorded;
 - ``console``: each console sign-in (``method`` federation | saml_post, ``destination`` without query);
 - ``access_request``: each step of an access request (``event`` requested | approved | denied |
   activated | revoked | expired | ended | refused, ``break_glass``). Its ``correlation_id`` is the
@@ -150,11 +154,17 @@ def how(identity: Identity) -> dict[str, Any]:
 
 
 def grant_fields(grant: Grant) -> dict[str, Any]:
-    out = {"rule": grant.via, "role_arn": grant.role_arn, "account_id": grant.account_id,
+    out: dict[str, Any] = {"rule": grant.via, "role_arn": grant.role_arn, "account_id": grant.account_id,
            "tags": dict(grant.tags), "transitive_tags": list(grant.transitive_keys),
            "source_identity": grant.source_identity, "session_name": grant.session_name, "path": grant.path}
     if grant.request_id:
         out["request_id"] = grant.request_id
+    if grant.hubs:  # the chain by role ARN; whether an ExternalId goes with it, never the value
+        out["hubs"] = [h.role_arn for h in grant.hubs]
+        out["external_id"] = any(h.external_id is not None for h in grant.hops)
+    if grant.policy is not None or grant.policy_arns:
+        out["session_policy"] = {"chars": len("".join((grant.policy or "").split())),
+                                 "policy_arns": list(grant.policy_arns)}
     return out
 
 

@@ -45,6 +45,7 @@ ADMIN_COMMANDS: dict[str, str] = {
     "audit": "bridge.commands.audit:audit_group",
     "aws-setup": "bridge.commands.awssetup:aws_setup",
     "doctor": "bridge.commands.awssetup:doctor",
+    "accounts": "bridge.commands.accounts:accounts_group",
     "rules": "bridge.commands.rulecases:rules_group",
 }
 COMMANDS: dict[str, str] = {**DEVELOPER_COMMANDS, **ADMIN_COMMANDS}

@@ -36,8 +36,9 @@ class ConsoleSignin:
     def method(self, grant: Grant) -> str:
         """``federation`` or ``saml_post`` for ``grant``: its own choice, else aws.console_method.
         Passthrough grants always use the federation endpoint: their SAML provider trusts the
-        upstream IdP, not our signing key."""
-        if grant.path == "passthrough":
+        upstream IdP, not our signing key; so do chained grants (AWS's SAML sign-in cannot call
+        sts:AssumeRole from a hub)."""
+        if grant.path == "passthrough" or grant.chained:
             return "federation"
         return grant.console or self.settings.aws.console_method
 
@@ -66,16 +67,17 @@ class ConsoleSignin:
 
     def login_url(self, identity: Identity, grant: Grant, duration: int, destination: str,
                   passthrough: Mapping[str, str] | None = None, *, ctx: audit.Context | None = None) -> str:
-        """Federation endpoint: credentials → getSigninToken (with SessionDuration: the bridge's
-        credentials come from AssumeRoleWith{SAML,WebIdentity}, never chained or GetFederationToken)
-        → the ``Action=login`` URL. A secret for 15 minutes: the caller 302s to it and never logs it.
-        Audited as a ``console`` record (besides the ``credentials`` one for the STS call)."""
+        """Federation endpoint: credentials → getSigninToken → the ``Action=login`` URL. With SessionDuration
+        for credentials from AssumeRoleWith{SAML,WebIdentity}; without it for a chained grant's (AWS refuses
+        SessionDuration with role-chained credentials, docs/aws-rules.md §7.2): that console session lasts as
+        long as the credentials, ``duration``. A secret for 15 minutes: the caller 302s to it and never logs
+        it. Audited as a ``console`` record (besides the ``credentials`` one for the STS call)."""
         session_ctx = ctx or audit.Context()
         ctx, under = audit.for_grant(session_ctx, grant)
         base = {**self._audit_fields(identity, grant, duration, "federation", destination), **under}
         try:
             creds = self.issuer.issue_credentials(identity, grant, duration, passthrough=passthrough, ctx=session_ctx)
-            session = min(max(duration, console.MIN_SESSION), console.MAX_SESSION)
+            session = None if grant.chained else min(max(duration, console.MIN_SESSION), console.MAX_SESSION)
             endpoint = self.federation_endpoint()
             token = get_signin_token(endpoint, creds, session, timeout=self.settings.aws.sts_timeout)
         except BridgeError as e:

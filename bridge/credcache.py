@@ -43,6 +43,10 @@ class CredentialCache:
                             list(grant.transitive_keys), grant.source_identity, grant.path, duration]
         if artifact is not None:  # pass-through: the upstream artifact redeemed (a new sign-in, a new entry)
             parts.append(hashlib.sha256(artifact.encode()).hexdigest())
+        if grant.chained or grant.policy is not None or grant.policy_arns:
+            # The whole chain: each role on the way, its session policies, whether an ExternalId goes with it (a
+            # changed hub or policy is another entry). Grants without either keep the keys they always had.
+            parts.append([[h.role_arn, h.policy, list(h.policy_arns), h.external_id is not None] for h in grant.hops])
         material = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()
 

@@ -310,6 +310,13 @@ def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                        aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"]
     print(f"demo smoke ok: {arn}")
+    chained = next(g for g in portal["grants"] if g.get("hubs"))  # workloads/Developer, through the hub
+    creds = s.post(f"{base}/credentials/{chained['id']}", headers={"Accept": "application/json",
+                   "X-CSRF-Token": portal["csrf_token"]}, timeout=30).json()
+    arn = boto3.client("sts", endpoint_url=sts_url, region_name="us-east-1",
+                       aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                       aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"]
+    print(f"demo chain ok: {arn} (via {' → '.join(chained['hubs'])})")
     if console_url:
         page = s.get(f"{base}/go/sandbox/Admin", params={"destination": "/s3/home"}, timeout=10).text
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)

@@ -223,6 +223,7 @@ class StsError(BridgeError):
     message = "AWS STS did not issue credentials."
     hint = "Give the request id to your administrator."
     show_detail = True
+    sts_request_id = ""  # the STS answer's RequestId, when STS answered (for the audit trail)
 
 
 class StsUnavailable(StsError):

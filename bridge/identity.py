@@ -129,8 +129,43 @@ def grant_id_for(role_arn: str) -> str:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One role of a chain (role chaining, docs/aws-rules.md §7): a hub, or the target of a chained grant.
+
+    ``external_id`` is a secret shared with the account that trusts the hub (a vendor's): never in a
+    repr, a JSON document, a log line, an audit record or a page (``to_json`` says only whether one is
+    set). ``label`` is how pages name it (``<account alias or id>/<role name>``)."""
+
+    role_arn: str
+    label: str = ""
+    external_id: str | None = field(default=None, repr=False)
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role_arn": self.role_arn, "label": self.label,
+                             "external_id": self.external_id is not None}
+        if self.policy is not None:
+            d["policy"] = self.policy
+        if self.policy_arns:
+            d["policy_arns"] = list(self.policy_arns)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Hop:
+        # The ExternalId never went into the JSON, so it does not come back: grants are decided anew at each use.
+        return cls(role_arn=str(d["role_arn"]), label=str(d.get("label") or ""), policy=d.get("policy"),
+                   policy_arns=tuple(d.get("policy_arns") or ()))
+
+
+@dataclass(frozen=True)
 class Grant:
-    """What mapping decided a user may assume. ``via`` names the rule that produced it."""
+    """What mapping decided a user may assume. ``via`` names the rule that produced it.
+
+    A chained grant (``hubs`` not empty) is reached through hub roles: the first hub by
+    AssumeRoleWithWebIdentity/SAML, each next role (the last is ``role_arn``) by sts:AssumeRole with the
+    previous credentials. ``external_id``, ``policy`` and ``policy_arns`` go with the call into
+    ``role_arn`` itself (the ExternalId only with sts:AssumeRole, so only when chained)."""
 
     role_arn: str
     account_id: str
@@ -152,6 +187,10 @@ class Grant:
     # Set by the decision point when an approved access request activates this grant (its id, which is
     # also the correlation id of every audit record under it); never stored: decided at each use.
     request_id: str = ""
+    hubs: tuple[Hop, ...] = ()  # roles assumed before role_arn, first to last (role chaining); () = direct
+    external_id: str | None = field(default=None, repr=False)  # secret: see Hop
+    policy: str | None = None  # inline session policy (compact JSON), rendered for this identity
+    policy_arns: tuple[str, ...] = ()  # managed session policies
 
     @cached_property  # a portal with 5,000 grants asks often (frozen: cached_property writes __dict__)
     def id(self) -> str:
@@ -160,6 +199,21 @@ class Grant:
     @property
     def role_name(self) -> str:
         return self.role_arn.rsplit("/", 1)[-1]
+
+    @property
+    def chained(self) -> bool:
+        return bool(self.hubs)
+
+    @property
+    def sends_external_id(self) -> bool:
+        """Whether an ExternalId goes with a call of this grant's chain (pages say so; never its value)."""
+        return any(h.external_id is not None for h in self.hops) if self.hubs else False
+
+    @property
+    def hops(self) -> tuple[Hop, ...]:
+        """Every role the issuance assumes, in order: the hubs, then this grant's role."""
+        return (*self.hubs, Hop(self.role_arn, f"{self.account_alias or self.account_id}/{self.role_name}",
+                                self.external_id, self.policy, self.policy_arns))
 
     def allowed_durations(self) -> list[int]:
         """Durations the portal offers: common steps up to the grant's maximum (AWS min is 900 s)."""
@@ -175,6 +229,15 @@ class Grant:
         d["transitive_keys"] = list(self.transitive_keys)
         if not self.request_id:
             del d["request_id"]  # the JSON of grants outside requests is unchanged
+        # Chains and session policies likewise only when set; the ExternalId never (whether one is set).
+        del d["hubs"], d["external_id"], d["policy"], d["policy_arns"]
+        if self.hubs:
+            d["hubs"] = [h.to_json() for h in self.hubs]
+            d["external_id"] = self.external_id is not None
+        if self.policy is not None:
+            d["policy"] = self.policy
+        if self.policy_arns:
+            d["policy_arns"] = list(self.policy_arns)
         return d
 
     @classmethod
@@ -187,6 +250,9 @@ class Grant:
         vals = {**_GRANT_DEFAULTS, **{k: v for k, v in d.items() if k in _GRANT_FIELDS}}
         vals["tags"] = dict(vals.get("tags") or {})
         vals["transitive_keys"] = tuple(vals.get("transitive_keys") or ())
+        vals["hubs"] = tuple(Hop.from_json(h) for h in vals.get("hubs") or ())
+        vals["policy_arns"] = tuple(vals.get("policy_arns") or ())
+        vals["external_id"] = None  # never stored (to_json writes only whether it was set)
         missing = _GRANT_REQUIRED - vals.keys()
         if missing:
             raise TypeError(f"Grant.from_json: missing {sorted(missing)}")
@@ -212,6 +278,7 @@ class Credentials:
     role_arn: str
     session_name: str
     region: str
+    sts_request_id: str = ""  # the STS answer's RequestId (CloudTrail's requestID), for the audit trail
 
     @property
     def account_id(self) -> str:

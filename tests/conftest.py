@@ -108,7 +108,8 @@ _BRIDGE_METADATA: list[Callable[[], bytes]] = []  # the running test bridge's Id
 
 @pytest.fixture(scope="session")
 def _federation_stub_server(_strict_sts_server: strict_sts.StrictSts) -> Iterator[FederationStub]:
-    stub = FederationStub(_strict_sts_server.url, saml_metadata=lambda: _BRIDGE_METADATA[-1]())
+    stub = FederationStub(_strict_sts_server.url, saml_metadata=lambda: _BRIDGE_METADATA[-1](),
+                          chained=_strict_sts_server.is_chained)
     stop = serve_federation_stub(stub)
     yield stub
     stop()

@@ -1,8 +1,8 @@
 """AWS's documented limits on names, tags and durations, as pure checks and sanitizers.
 
 Sources: docs/aws-rules.md §1.7 (tags), §2.1 (RoleSessionName), §2.5 (source
-identity). Used by config validation, mapping, minting and the strict validator alike, so
-the rules live here once.
+identity), §7 (AssumeRole: ExternalId, session policies, the role-chaining cap). Used by config
+validation, mapping, minting and the strict validator alike, so the rules live here once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ MAX_TAG_VALUE = 256
 MIN_DURATION = 900
 MAX_DURATION = 43200
 _TAG_PUNCT = set("_.:/=+-@")
+CHAINED_MAX_DURATION = 3600  # AWS caps a session reached by role chaining at one hour (§7.2)
+HUB_DURATION = 900  # a hub's own session: only used at once for the next sts:AssumeRole, so the shortest
+EXTERNAL_ID_RE = re.compile(r"\A[\w+=,.@:/-]{2,1224}\Z", re.ASCII)  # §7.1: AWS's \w is ASCII
+MAX_POLICY_CHARS = 2048  # the plaintext of the inline policy (whitespace not counted) and the policy ARNs
+MAX_POLICY_ARNS = 10
+_POLICY_CHARS_RE = re.compile(r"\A[\t\n\r\x20-\xff]+\Z")
+POLICY_ARN_RE = re.compile(r"\Aarn:(aws|aws-us-gov|aws-cn):iam::(\d{12}|aws):policy/[\x21-\x7e]{1,2000}\Z",
+                           re.ASCII)
 
 
 def _tag_char_ok(ch: str) -> bool:
@@ -109,3 +117,40 @@ def duration_problem(seconds: int, max_duration: int = MAX_DURATION) -> str | No
     if seconds > max_duration:
         return f"duration {seconds}s is above this role's maximum of {max_duration}s"
     return None
+
+
+def external_id_problem(value: str) -> str | None:
+    """Why ``value`` is not an ExternalId STS takes (§7.1), or None. The message never holds the value:
+    an ExternalId is a secret shared with the account that trusts it."""
+    if not 2 <= len(value) <= 1224:
+        return f"an ExternalId is 2..1224 characters; this one has {len(value)}"
+    if not EXTERNAL_ID_RE.match(value):
+        bad = sorted({"space" if c == " " else "non-ASCII" if not c.isascii() else repr(c) for c in value
+                      if not EXTERNAL_ID_RE.match(c * 2)})
+        return f"an ExternalId may hold only letters, digits and _+=,.@:/- (this one has {', '.join(bad)})"
+    return None
+
+
+def policy_size(policy: str | None, policy_arns: tuple[str, ...] | list[str] = ()) -> int:
+    """What counts against the 2,048-character limit (§7.3): the inline policy without its whitespace,
+    plus the policy ARNs."""
+    inline = len("".join((policy or "").split()))
+    return inline + sum(len(a) for a in policy_arns)
+
+
+def policy_problems(policy: str | None, policy_arns: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Every session-policy rule of §7.3 that ``policy`` and ``policy_arns`` break."""
+    problems: list[str] = []
+    if policy is not None and not _POLICY_CHARS_RE.match(policy):
+        problems.append("the session policy has characters AWS does not take (only tab, newline and "
+                        "U+0020..U+00FF)")
+    if len(policy_arns) > MAX_POLICY_ARNS:
+        problems.append(f"{len(policy_arns)} policy ARNs; AWS takes at most {MAX_POLICY_ARNS}")
+    for arn in policy_arns:
+        if not POLICY_ARN_RE.match(arn):
+            problems.append(f"{arn[:200]!r} is not a managed policy ARN (arn:aws:iam::<account or aws>:policy/Name)")
+    size = policy_size(policy, policy_arns)
+    if size > MAX_POLICY_CHARS:
+        problems.append(f"the session policy and policy ARNs are {size} characters (whitespace not counted); "
+                        f"AWS takes at most {MAX_POLICY_CHARS}")
+    return problems

@@ -1,6 +1,9 @@
-"""STS adapter (boto3): unsigned AssumeRoleWithWebIdentity, errors mapped to BridgeErrors.
+"""STS adapter (boto3): unsigned AssumeRoleWithWebIdentity/SAML, signed AssumeRole, errors mapped to BridgeErrors.
 
-The bridge holds no AWS keys: web-identity and SAML assumption are unsigned calls.
+The bridge holds no AWS keys of its own: web-identity and SAML assumption are unsigned calls. Role
+chaining (docs/aws-rules.md §7) signs sts:AssumeRole with the credentials of the hub just assumed; they
+are given per call (a context variable read by the client's signing hook), so one client serves every
+hop — building a signed client per call would cost more than the STS call itself.
 Standard retry mode handles throttling and 5xx with backoff; what is left after the
 retries becomes a StsError whose message says what to fix.
 """
@@ -9,13 +12,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import boto3
 from botocore import UNSIGNED
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -52,7 +59,15 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
                              "Ask your administrator to send fewer or shorter session tags."),
     "RegionDisabledException": (403, "STS is not enabled in the configured region.",
                                 "Enable STS in that region or configure another region."),
+    "MalformedPolicyDocument": (400, "AWS refused the session policy.",
+                                "Ask your administrator to check the session policy of this role in the rules."),
 }
+# The credentials sts:AssumeRole is signed with (a hub's), for the call under way in this thread only.
+_SIGN_WITH: ContextVar[ReadOnlyCredentials | None] = ContextVar("bridge_sts_sign_with", default=None)
+
+
+class UnsignedAssumeRole(RuntimeError):
+    """sts:AssumeRole without credentials to sign it: a bug, never sent."""
 _UNAVAILABLE = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "IDPCommunicationError",
                 "ServiceUnavailable", "InternalFailure", "InternalError"}
 
@@ -108,19 +123,52 @@ class StsGateway:
                         retries={"mode": "standard", "total_max_attempts": max_attempts})
         self._client: Any = boto3.session.Session().client(
             "sts", region_name=region, endpoint_url=endpoint_url, config=config)
+        # Each attempt (retries too) of AssumeRole is signed with the hub's credentials of this call.
+        self._client.meta.events.register("request-created.sts.AssumeRole", self._sign_assume_role,
+                                          unique_id="bridge-sign-assume-role")
+
+    def _sign_assume_role(self, request: AWSRequest, **_: Any) -> None:
+        creds = _SIGN_WITH.get()
+        if creds is None:
+            raise UnsignedAssumeRole("sts:AssumeRole needs the previous hop's credentials")
+        SigV4Auth(creds, "sts", self.region).add_auth(request)
 
     def assume_role_with_web_identity(self, *, role_arn: str, session_name: str, token: str,
-                                      duration: int) -> Credentials:
+                                      duration: int, policy: str | None = None,
+                                      policy_arns: tuple[str, ...] = ()) -> Credentials:
         """Redeem a JWT for credentials; raises StsError/StsUnavailable."""
         r = self._call("assume_role_with_web_identity", RoleArn=role_arn, RoleSessionName=session_name,
-                       WebIdentityToken=token, DurationSeconds=duration)
+                       WebIdentityToken=token, DurationSeconds=duration, **_policies(policy, policy_arns))
+        return self._credentials(r, role_arn, session_name)
+
+    def assume_role(self, source: Credentials, *, role_arn: str, session_name: str, duration: int,
+                    external_id: str | None = None, source_identity: str | None = None,
+                    tags: Mapping[str, str] | None = None, policy: str | None = None,
+                    policy_arns: tuple[str, ...] = ()) -> Credentials:
+        """sts:AssumeRole into ``role_arn``, signed with ``source`` (the hub's credentials: role chaining).
+        Transitive tags of ``source``'s session carry over by themselves; ``tags`` are the others."""
+        params: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name, "DurationSeconds": duration,
+                                  **_policies(policy, policy_arns)}
+        if external_id is not None:
+            params["ExternalId"] = external_id
+        if source_identity is not None:
+            params["SourceIdentity"] = source_identity
+        if tags:
+            params["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        reset = _SIGN_WITH.set(ReadOnlyCredentials(source.access_key_id, source.secret_access_key,
+                                                   source.session_token))
+        try:
+            r = self._call("assume_role", **params)
+        finally:
+            _SIGN_WITH.reset(reset)
         return self._credentials(r, role_arn, session_name)
 
     def assume_role_with_saml(self, *, role_arn: str, principal_arn: str, saml_response: str,
-                              duration: int) -> Credentials:
+                              duration: int, policy: str | None = None,
+                              policy_arns: tuple[str, ...] = ()) -> Credentials:
         """Redeem a base64 SAMLResponse for credentials; the session name comes from the assertion."""
         r = self._call("assume_role_with_saml", RoleArn=role_arn, PrincipalArn=principal_arn,
-                       SAMLAssertion=saml_response, DurationSeconds=duration)
+                       SAMLAssertion=saml_response, DurationSeconds=duration, **_policies(policy, policy_arns))
         try:
             session_name = str(r["AssumedRoleUser"]["Arn"]).rsplit("/", 1)[-1]
         except (KeyError, TypeError) as e:
@@ -182,7 +230,17 @@ class StsGateway:
             access_key_id=c["AccessKeyId"], secret_access_key=c["SecretAccessKey"],
             session_token=c["SessionToken"], expiration=c["Expiration"],
             assumed_role_arn=r["AssumedRoleUser"]["Arn"], role_arn=role_arn, session_name=session_name,
-            region=self.region)
+            region=self.region, sts_request_id=str((r.get("ResponseMetadata") or {}).get("RequestId") or ""))
+
+
+def _policies(policy: str | None, policy_arns: tuple[str, ...]) -> dict[str, Any]:
+    """The session-policy parameters of any AssumeRole* call (docs/aws-rules.md §7.3)."""
+    out: dict[str, Any] = {}
+    if policy is not None:
+        out["Policy"] = policy
+    if policy_arns:
+        out["PolicyArns"] = [{"arn": a} for a in policy_arns]
+    return out
 
 
 def _bad_response(detail: str) -> StsError:
@@ -200,4 +258,6 @@ def _map_client_error(e: ClientError) -> StsError:
         return StsUnavailable(f"{code}: {aws_message}", code=f"sts_{code}")
     status, message, hint = _ERRORS.get(code, (502, f"AWS STS returned {code}.",
                                               "Give the request id to your administrator."))
-    return StsError(f"{code}: {aws_message}", code=f"sts_{code}", status=status, message=message, hint=hint)
+    err = StsError(f"{code}: {aws_message}", code=f"sts_{code}", status=status, message=message, hint=hint)
+    err.sts_request_id = str(e.response.get("ResponseMetadata", {}).get("RequestId") or "")[:128]
+    return err

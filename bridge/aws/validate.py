@@ -21,11 +21,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from bridge.aws.limits import MAX_DURATION, MIN_DURATION, SESSION_NAME_RE, SOURCE_IDENTITY_RE, tags_problems
+from bridge.aws.limits import (
+    CHAINED_MAX_DURATION,
+    MAX_DURATION,
+    MIN_DURATION,
+    SESSION_NAME_RE,
+    SOURCE_IDENTITY_RE,
+    external_id_problem,
+    policy_problems,
+    tags_problems,
+)
 from bridge.aws.problems import Problem
 
-__all__ = ["ALLOWED_ALGS", "MAX_TOKEN_AGE", "MAX_TOKEN_LEN", "SOURCE_IDENTITY_CLAIM", "TAGS_CLAIM", "Problem",
-           "ValidationFailed", "assert_valid_jwt", "validate_assume_params", "validate_jwt"]
+__all__ = ["ALLOWED_ALGS", "MAX_TOKEN_AGE", "MAX_TOKEN_LEN", "SOURCE_IDENTITY_CLAIM", "TAGS_CLAIM", "AssumeRoleCall",
+           "Problem", "ValidationFailed", "assert_valid_jwt", "validate_assume_params", "validate_assume_role",
+           "validate_jwt"]
 
 ALLOWED_ALGS: dict[str, hashes.HashAlgorithm] = {
     "RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512(),
@@ -244,6 +254,10 @@ def validate_jwt(token: str, *, jwks: Mapping[str, Any], issuer: str, audiences:
 
 def validate_assume_params(role_session_name: str, duration: int, max_duration: int = MAX_DURATION) -> list[Problem]:
     """Rule 9: the API parameters sent beside the token."""
+    return _session_and_duration(role_session_name, duration, max_duration)
+
+
+def _session_and_duration(role_session_name: str, duration: int, max_duration: int) -> list[Problem]:
     problems = []
     if not SESSION_NAME_RE.match(role_session_name):
         problems.append(Problem("9", "RoleSessionName",
@@ -251,6 +265,50 @@ def validate_assume_params(role_session_name: str, duration: int, max_duration: 
     if not MIN_DURATION <= duration <= max_duration:
         problems.append(Problem("9", "DurationSeconds",
                                 f"DurationSeconds {duration} must be {MIN_DURATION}..{max_duration}"))
+    return problems
+
+
+@dataclass(frozen=True)
+class AssumeRoleCall:
+    """The parameters of one sts:AssumeRole (docs/aws-rules.md §7.4), and what the calling session carries."""
+
+    role_session_name: str
+    duration: int = 3600
+    external_id: str | None = None
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+    source_identity: str | None = None
+    tags: Mapping[str, str] | None = None
+    transitive_keys: tuple[str, ...] = ()
+    # the calling session (credentials from AssumeRole*: the call is role chaining)
+    chained: bool = True
+    caller_source_identity: str | None = None
+    inherited_transitive: tuple[str, ...] = ()
+
+
+def validate_assume_role(call: AssumeRoleCall, max_duration: int = MAX_DURATION) -> list[Problem]:
+    """Every §7.4 rule an sts:AssumeRole breaks (empty: AWS would take its parameters)."""
+    problems = _session_and_duration(call.role_session_name, call.duration,
+                                     min(max_duration, CHAINED_MAX_DURATION) if call.chained else max_duration)
+    problems = [Problem("1" if p.path == "RoleSessionName" else "2", p.path, p.message) for p in problems]
+    if call.chained and call.duration > CHAINED_MAX_DURATION:
+        problems.append(Problem("2", "DurationSeconds", f"role chaining: DurationSeconds {call.duration} is above "
+                                                        f"{CHAINED_MAX_DURATION} (AWS refuses it)"))
+    if call.external_id is not None and (why := external_id_problem(call.external_id)):
+        problems.append(Problem("3", "ExternalId", why))
+    problems += [Problem("4", "Policy", p) for p in policy_problems(call.policy, call.policy_arns)]
+    if call.source_identity is not None:
+        if not SOURCE_IDENTITY_RE.match(call.source_identity) or call.source_identity.lower().startswith("aws:"):
+            problems.append(Problem("5", "SourceIdentity", "SourceIdentity must match [A-Za-z0-9_+=,.@-]{2,64}, "
+                                                           "no 'aws:'"))
+        if call.caller_source_identity is not None and call.source_identity != call.caller_source_identity:
+            problems.append(Problem("5", "SourceIdentity", "the calling session's source identity cannot change "
+                                                           "along a chain"))
+    tags = dict(call.tags or {})
+    problems += [Problem("6", "Tags", p) for p in tags_problems(tags, call.transitive_keys)]
+    inherited = {k.lower() for k in call.inherited_transitive}
+    problems += [Problem("6", f"Tags.{k}", f"tag {k!r} is inherited as a transitive tag; passing it again fails")
+                 for k in tags if k.lower() in inherited]
     return problems
 
 

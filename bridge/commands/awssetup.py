@@ -83,12 +83,13 @@ def doctor(config_path: str, role_arn: str, policy_path: str, identity_path: str
     settings = settings_from(config_path)
     try:
         doc = read_role_document(json.loads(Path(policy_path).read_text(encoding="utf-8")))
-        roles, _ = roles_sent(settings.mapping, defaults_for(settings), [role_arn])
+        roles, notes = roles_sent(settings.mapping, defaults_for(settings), [role_arn])
     except ValueError as e:
         fail([str(e)], f"{policy_path}: cannot read")
     role = next((r for r in roles if r.arn == role_arn), None)
     if role is None:
-        fail([f"no rule can grant {role_arn}"], "nothing to check:")
+        chained = [n for n in notes if n.startswith(f"{role_arn}: reached through")]
+        fail(chained or [f"no rule can grant {role_arn}"], "nothing to check:")
     sample = _sample(settings, identity_path, role_arn) if identity_path else None
     result = diagnose(doc, role, environment_for(settings), sample)
     for f in result.findings:

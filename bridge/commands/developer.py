@@ -99,14 +99,19 @@ def choose_role(base: str, role: str | None) -> str:
     from bridge.picker import Cancelled, pick
 
     width, label_width = max(map(len, refs)), max(len(g["label"]) for g in held)
-    rows = [f"{ref.ljust(width)}  {g['label'].ljust(label_width)}  (max {human_duration(g['max_duration'])})"
-            for ref, g in zip(refs, held, strict=True)]
+    rows = [f"{ref.ljust(width)}  {g['label'].ljust(label_width)}  (max {human_duration(g['max_duration'])}"
+            f"{_via(g)})" for ref, g in zip(refs, held, strict=True)]
     try:
         index = pick(rows, "Role:", sys.stdin.fileno(), sys.stdout)
     except Cancelled:
         _fail("no role chosen", 130)
     click.echo(f"Role: {refs[index]} ({held[index]['role_arn']})", err=True)
     return str(held[index]["role_arn"])
+
+
+def _via(g: dict[str, Any]) -> str:
+    """A role reached through hubs says which (role chaining: AWS caps it at 1 hour)."""
+    return f", via {' → '.join(g['hubs'])}" if g.get("hubs") else ""
 
 
 def _configured_region(role_arn: str) -> str | None:
@@ -236,7 +241,7 @@ def roles(url: str | None, as_json: bool) -> None:
         return
     rows = [["ALIAS", "ACCOUNT", "ROLE", "LABEL", "MAX SESSION", "STATE"]]
     rows += [[g.get("account_alias") or "-", g["account_id"], g["role_name"], g["label"],
-              human_duration(g["max_duration"]), "approved request" if g.get("request_id") else "granted"]
+              human_duration(g["max_duration"]), ("approved request" if g.get("request_id") else "granted") + _via(g)]
              for g in held]
     rows += [[g.get("account_alias") or "-", g["account_id"], g["role_name"], g["label"],
               human_duration(g["max_duration"]), "Request"] for g in requestable]

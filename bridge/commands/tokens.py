@@ -85,6 +85,12 @@ def preview(config_path: str, identity_path: str, role_arn: str, kind: str, dura
         fail(problems, "no usable signing key:")
     now = int(time.time())
     mint = _preview_saml if kind == "saml" else _preview_jwt
+    if grant.hubs:  # what AWS receives is the first call, into the chain's first hub (docs/many-accounts.md)
+        from bridge.issuing import first_call
+
+        click.echo(f"note: {role_arn} is reached through {' → '.join(h.role_arn for h in grant.hubs)}: this is "
+                   "the first call, into the hub; sts:AssumeRole signed by its session goes on from there", err=True)
+        grant, duration = first_call(grant), first_call(grant).default_duration
     issues = mint(settings, ident, grant, ring.view(now), now, duration or grant.default_duration, decode)
     click.echo("AWS rules: ok" if not issues else "AWS rules broken:\n  " + "\n  ".join(map(str, issues)), err=True)
 

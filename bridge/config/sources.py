@@ -3,8 +3,8 @@
 
 - ``${NAME}`` in any string is replaced by the environment variable (an unset variable is a
   problem); ``${NAME:-default}`` falls back to ``default``.
-- For a secret option ``X`` (``client_secret``, ``secret_key``, ``bearer_token``), ``X_file: /path`` reads the
-  secret from that file (trailing newline stripped). Giving both is a problem.
+- For a secret option ``X`` (``client_secret``, ``secret_key``, ``bearer_token``, a role's ``external_id``…),
+  ``X_file: /path`` reads the secret from that file (trailing newline stripped). Giving both is a problem.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 
 from bridge.mapping.compiler import gc_paused
 
-SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password", "bearer_token")
+SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password", "bearer_token", "external_id")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

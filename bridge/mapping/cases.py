@@ -11,6 +11,8 @@ A cases document is a list of cases, or ``{cases: [...]}``. Each case::
       excludes: [arn:…]                               # none of these
       tags:                                           # per role: these tags with these values
         arn:aws:iam::123456789012:role/Admin: {Department: Platform, Email: null}   # null: not sent
+      hubs:                                           # per role: reached through these hubs, first to last
+        arn:aws:iam::210987654321:role/Developer: [arn:aws:iam::111111111111:role/BridgeHub]   # []: directly
 
 Usable roles are the grants of ``decide`` — MFA-locked roles are not usable (``mfa: true`` unlocks them).
 """
@@ -29,7 +31,7 @@ from bridge.mapping.engine import decide
 from bridge.mapping.results import GrantDefaults
 from bridge.mapping.settings import MappingSettings
 
-CASE_KEYS = {"name", "identity", "identity_file", "roles", "includes", "excludes", "tags"}
+CASE_KEYS = {"name", "identity", "identity_file", "roles", "includes", "excludes", "tags", "hubs"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Case:
     includes: frozenset[str] = frozenset()
     excludes: frozenset[str] = frozenset()
     tags: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    hubs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,14 @@ def _tags(v: Any, where: str, problems: list[str]) -> dict[str, dict[str, str | 
     return {arn: {k: (None if x is None else str(x)) for k, x in t.items()} for arn, t in v.items()}
 
 
+def _hubs(v: Any, where: str, problems: list[str]) -> dict[str, tuple[str, ...]]:
+    ok = isinstance(v, dict) and all(isinstance(h, list) and all(isinstance(a, str) for a in h) for h in v.values())
+    if not ok:
+        problems.append(f"{where}: must map role ARNs to the list of hub role ARNs ([] for none)")
+        return {}
+    return {arn: tuple(h) for arn, h in v.items()}
+
+
 def _identity(raw: Mapping[str, Any], where: str, base: Path | None, problems: list[str]) -> Identity | None:
     doc = raw.get("identity")
     if "identity_file" in raw:
@@ -95,8 +106,8 @@ def _case(raw: Any, where: str, index: int, base: Path | None, problems: list[st
     if ("identity" in raw) == ("identity_file" in raw):
         problems.append(f"{where}: give exactly one of identity, identity_file")
         return None
-    if not {"roles", "includes", "excludes", "tags"} & set(raw):
-        problems.append(f"{where}: expects nothing (give roles, or includes/excludes, and optionally tags)")
+    if not {"roles", "includes", "excludes", "tags", "hubs"} & set(raw):
+        problems.append(f"{where}: expects nothing (give roles, or includes/excludes, and optionally tags, hubs)")
     if "roles" in raw and ("includes" in raw or "excludes" in raw):
         problems.append(f"{where}: roles is the exact set; do not combine it with includes/excludes")
     ident = _identity(raw, where, base, problems)
@@ -104,7 +115,8 @@ def _case(raw: Any, where: str, index: int, base: Path | None, problems: list[st
     case = Case(str(raw.get("name") or f"case {index + 1}"), where, ident,  # type: ignore[arg-type]
                 roles, _arns(raw.get("includes", []), f"{where}.includes", problems),
                 _arns(raw.get("excludes", []), f"{where}.excludes", problems),
-                _tags(raw.get("tags", {}), f"{where}.tags", problems))
+                _tags(raw.get("tags", {}), f"{where}.tags", problems),
+                _hubs(raw.get("hubs", {}), f"{where}.hubs", problems))
     return case if len(problems) == before else None
 
 
@@ -155,6 +167,13 @@ def run_case(mapping: MappingSettings, case: Case, defaults: GrantDefaults) -> C
     diffs += [f"unexpected role {a} (rule {grants[a].via})" for a in sorted(case.excludes & granted)]
     for arn, want in case.tags.items():
         diffs += _tag_differences(arn, want, grants.get(arn))
+    for arn, hubs in case.hubs.items():
+        got = grants.get(arn)
+        have = tuple(h.role_arn for h in got.hubs) if got is not None else None
+        if have is None:
+            diffs.append(f"{arn}: hubs expected, but the role is not granted")
+        elif have != hubs:
+            diffs.append(f"{arn}: reached through {list(have) or 'no hub'}, expected {list(hubs) or 'no hub'}")
     return CaseResult(case, tuple(diffs), tuple(grants))
 
 
@@ -199,7 +218,10 @@ def diff_identity(old: MappingSettings, new: MappingSettings, identity: Identity
     out = [Change(who, a, "gain", f"(rule {after[a].via})") for a in after if a not in before]
     out += [Change(who, a, "lose", f"(was rule {before[a].via})") for a in before if a not in after]
     for a in (a for a in after if a in before):
-        if detail := _tag_change(before[a], after[a]):
+        hubs = [[h.role_arn for h in g.hubs] for g in (before[a], after[a])]
+        detail = "; ".join(x for x in (_tag_change(before[a], after[a]),
+                                       f"hubs: {hubs[0]} -> {hubs[1]}" if hubs[0] != hubs[1] else "") if x)
+        if detail:
             out.append(Change(who, a, "tags", detail))
     return out
 

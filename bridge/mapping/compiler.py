@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bridge.aws.arn import PARTITIONS
+from bridge.mapping.chains import catalog_chains, compile_chain, hub_arn
 from bridge.mapping.conditions import All, Any_, Cond, Leaf, Mfa, Not, compile_glob
 from bridge.mapping.grants import GrantCompiler
 from bridge.mapping.model import (
@@ -38,6 +39,7 @@ from bridge.mapping.model import (
 from bridge.mapping.paths import ClaimPath, parse_path
 from bridge.mapping.ruleset import (
     ACCOUNT_RE,
+    NO_CHAIN,
     ROLE_NAME_RE,
     AccountInfo,
     AffixIndex,
@@ -75,6 +77,30 @@ class _Compiler(GrantCompiler):
                 self.catalog.by_alias[entry.alias] = acct_id
             self.catalog.by_id[acct_id] = AccountInfo(acct_id, entry.alias or "", entry.label or "",
                                                       entry.partition, roles)
+        self.catalog.max_hops = self.ms.max_hops
+        self.compile_catalog_chains()
+
+    def compile_catalog_chains(self) -> None:
+        """Second pass, once every account is known: each catalog role's hub, ExternalId and policies."""
+        unresolved: set[str] = set()
+        for acct_id, entry in self.ms.accounts.items():
+            info = self.catalog.by_id.get(acct_id)
+            for name, r in entry.roles.items():
+                where = f"accounts.{acct_id}.roles.{name}"
+                via = None
+                if r.via is not None:
+                    hub = hub_arn(r.via, self.catalog, self.partition)
+                    if isinstance(hub, str):
+                        self.problem(f"{where}.via", hub)
+                        unresolved.add(f"{acct_id}/{name}")
+                    else:
+                        via = hub
+                chain = compile_chain(r, via, where, lambda text, at: self.tmpl(text, at, None), self.problem,
+                                      catalog=True)
+                if info is not None and name in info.roles and chain is not NO_CHAIN:
+                    old = info.roles[name]
+                    info.roles[name] = RoleInfo(old.label, old.max_session_duration, chain)
+        catalog_chains(self.catalog, self.partition, self.problem, unresolved)
 
 
     # ------------------------------------------------------------ conditions

@@ -27,7 +27,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.aws.arn import RoleArn, parse_role_arn
-from bridge.aws.limits import MAX_TAGS, SESSION_NAME_RE, SOURCE_IDENTITY_RE, tags_problems
+from bridge.aws.limits import (
+    CHAINED_MAX_DURATION,
+    MAX_TAGS,
+    SESSION_NAME_RE,
+    SOURCE_IDENTITY_RE,
+    external_id_problem,
+    policy_problems,
+    tags_problems,
+)
 from bridge.identity import Grant, Identity
 from bridge.mapping.paths import ClaimPath, View, parse_path, resolve
 from bridge.mapping.render import Candidate, render_grant
@@ -62,6 +70,12 @@ def _final_check(g: Grant) -> list[str]:
         problems.append("source identity breaks AWS's pattern")
     if not 900 <= g.default_duration <= g.max_duration <= 43200:
         problems.append("durations outside 900..max..43200")
+    if g.chained and g.max_duration > CHAINED_MAX_DURATION:
+        problems.append("a chained role lasts at most 3600 s")
+    for hop in g.hops:
+        problems += policy_problems(hop.policy, hop.policy_arns)
+        if hop.external_id is not None and external_id_problem(hop.external_id):
+            problems.append(f"the ExternalId for {hop.role_arn} breaks AWS's pattern")
     return problems
 
 
@@ -141,6 +155,9 @@ def _merge(rs: RuleSet, cands: list[Candidate], notes: dict[int, list[str]],
         if c.rule != m.owner:
             m.contributors.append(c.rule)
             notes.setdefault(c.rule, []).append(f"{c.arn.name}: merged into the grant from rule {owner!r}")
+            if _reach(c.grant) != _reach(m.grant):
+                notes[c.rule].append(f"{c.arn.name}: its hubs or session policies differ from rule {owner!r}'s; "
+                                     "the first rule's are kept")
         for k, v in c.grant.tags.items():
             have = m.lower.get(k.lower())
             if have is None:
@@ -171,6 +188,24 @@ def _merge(rs: RuleSet, cands: list[Candidate], notes: dict[int, list[str]],
     return merged
 
 
+def _reach(g: Grant) -> tuple[object, ...]:
+    """How a grant reaches its role: hubs, ExternalId, session policies (the first rule's are kept)."""
+    return tuple((h.role_arn, h.external_id, h.policy, h.policy_arns) for h in g.hops)
+
+
+def _denied_by(rs: RuleSet, denies: list[int], g: Grant) -> tuple[int, str] | None:
+    """The first deny rule that takes ``g``: by its role, or by a hub on its way (then which one)."""
+    for p in denies:
+        deny = rs.rules[p].deny
+        assert deny is not None
+        if deny.denies(parse_role_arn(g.role_arn)):
+            return p, ""
+        hub = next((h for h in g.hubs if deny.denies(parse_role_arn(h.role_arn))), None)
+        if hub is not None:
+            return p, f" (its hub {hub.role_arn})"
+    return None
+
+
 def _apply_denies(rs: RuleSet, denies: list[int], merged: dict[str, _Merged], notes: dict[int, list[str]],
                   withheld: dict[int, list[Withheld]]) -> None:
     if not denies:
@@ -178,18 +213,19 @@ def _apply_denies(rs: RuleSet, denies: list[int], merged: dict[str, _Merged], no
     for pos in denies:
         notes.setdefault(pos, []).append(f"denies {rs.rules[pos].deny.describe()}")  # type: ignore[union-attr]
     for key, m in list(merged.items()):
-        by = next((p for p in denies if rs.rules[p].deny.denies(m.arn)), None)  # type: ignore[union-attr]
-        if by is not None:
+        found = _denied_by(rs, denies, m.grant)
+        if found is not None:
+            by, hub = found
             del merged[key]
-            withheld.setdefault(m.owner, []).append(Withheld(key, "denied", f"denied by rule {rs.rules[by].name!r}"))
-            notes[by].append(f"denied {key}")
+            withheld.setdefault(m.owner, []).append(Withheld(key, "denied",
+                                                             f"denied by rule {rs.rules[by].name!r}{hub}"))
+            notes[by].append(f"denied {key}{hub}")
     for items in withheld.values():
         for i, w in enumerate(items):
             if w.code in ("mfa", "request") and w.grant is not None:
-                arn = parse_role_arn(w.grant.role_arn)
-                by = next((p for p in denies if rs.rules[p].deny.denies(arn)), None)  # type: ignore[union-attr]
-                if by is not None:
-                    items[i] = Withheld(w.role_arn, "denied", f"denied by rule {rs.rules[by].name!r}")
+                found = _denied_by(rs, denies, w.grant)
+                if found is not None:
+                    items[i] = Withheld(w.role_arn, "denied", f"denied by rule {rs.rules[found[0]].name!r}{found[1]}")
 
 
 def _build(m: _Merged) -> Grant:

@@ -19,6 +19,7 @@ from bridge.aws.limits import (
     tag_key_problem,
     tag_value_problem,
 )
+from bridge.mapping.chains import compile_chain, grant_chain_problems, hub_arn
 from bridge.mapping.conditions import Cond, compile_glob
 from bridge.mapping.model import DenySpec, GrantSpec
 from bridge.mapping.ruleset import (
@@ -29,6 +30,7 @@ from bridge.mapping.ruleset import (
     Catalog,
     CDeny,
     CGrant,
+    ChainT,
     RequestPolicy,
     TagT,
 )
@@ -90,10 +92,28 @@ class GrantCompiler:
         transitive = self.transitive(g, where, cond, tags)
         self.durations(g, where, static)
         request = self.request(g, where)
+        chain = self.chain(g, where, cond, static)
         if len(self.problems) > n or session is None or tags is None:
             return None
         return CGrant(where, role_arn, account, role, static, provider, label, session, source, tags, transitive,
-                      g.duration_default, g.duration_max, g.mfa_required, g.path, g.audience, g.console, request)
+                      g.duration_default, g.duration_max, g.mfa_required, g.path, g.audience, g.console, request,
+                      chain)
+
+    def chain(self, g: GrantSpec, where: str, cond: Cond | None, static: RoleArn | None) -> ChainT:
+        """``via``, ExternalId and session policies (bridge/mapping/chains.py), and what they rule out."""
+        via = None
+        if g.via is not None:
+            hub = hub_arn(g.via, self.catalog, self.partition)
+            if isinstance(hub, str):
+                self.problem(f"{where}.via", hub)
+            else:
+                via = hub
+        chain = compile_chain(g, via, where, lambda text, at: self.tmpl(text, at, cond), self.problem, catalog=False)
+        for name, msg in grant_chain_problems(chain, static, self.catalog.role(static) if static else None,
+                                              self.catalog, path=g.path, console=g.console,
+                                              durations=(g.duration_default, g.duration_max)):
+            self.problem(f"{where}.{name}", msg)
+        return chain
 
     def request(self, g: GrantSpec, where: str) -> RequestPolicy | None:
         """``request:``: the approvers' condition compiled like a match (no captures: they would come

@@ -205,8 +205,23 @@ class RequestSpec(_M):
     break_glass: bool = False
 
 
-class GrantSpec(_M):
-    """One role a matching rule grants. Every string but ``path``/``audience`` is a template."""
+# A session policy as written: a YAML mapping (whose string values are templates), or the JSON text of one.
+PolicySpec = dict[str, Any] | StrictStr
+
+
+class ChainFields(_M):
+    """What a grant and a catalog role share for role chaining and session policies (docs/rules.md)."""
+
+    via: StrictStr | None = Field(None, description="reach the role through this hub (role chaining): "
+                                  "`<account id or alias>/<role name>` or the ARN of a role in the catalog")
+    external_id: StrictStr | None = Field(None, repr=False, description="the ExternalId the role's trust policy "
+                                          "asks for (secret: give external_id_file); sent with sts:AssumeRole")
+    policy: PolicySpec | None = Field(None, description="inline session policy (string values are templates)")
+    policy_arns: list[StrictStr] = Field(default_factory=list, description="managed session policies (ARNs)")
+
+
+class GrantSpec(ChainFields):
+    """One role a matching rule grants. Every string but ``path``/``audience``/``via`` is a template."""
 
     role_arn: StrictStr | None = None
     account: StrictStr | None = Field(None, description="account id or alias from the catalog (template)")
@@ -302,7 +317,7 @@ class Rule(_M):
 # --------------------------------------------------------------------------- accounts catalog
 
 
-class RoleEntry(_M):
+class RoleEntry(ChainFields):
     label: str | None = Field(None, description="shown on the portal (default: the role name)")
     max_session_duration: int = Field(3600, ge=3600, le=43200,
                                       description="the role's MaxSessionDuration in IAM (seconds)")
@@ -337,6 +352,9 @@ class MappingSpec(_M):
     # "This file holds exactly N rules": checked on every load (a truncated file fails it), and a reload
     # that matches it may shrink as far as it says, down to zero (the operator's way to force a shrink).
     expected_rules: int | None = Field(None, ge=0)
+    # Role chaining: at most this many sts:AssumeRole calls after the first assumption (hub → … → role).
+    max_hops: int = Field(2, ge=1, le=5,
+                          description="longest role chain: the sts:AssumeRole calls of one issuance (hub → … → role)")
 
     @field_validator("accounts", mode="before")
     @classmethod

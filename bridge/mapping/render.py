@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridge.aws.arn import RoleArn, parse_role_arn
-from bridge.aws.limits import sanitize_session_name, sanitize_tag_value, tag_key_problem
-from bridge.identity import Grant, Identity
+from bridge.aws.limits import CHAINED_MAX_DURATION, sanitize_session_name, sanitize_tag_value, tag_key_problem
+from bridge.identity import Grant, Hop, Identity
+from bridge.mapping.chains import render_chain
 from bridge.mapping.paths import View
 from bridge.mapping.results import GrantDefaults, Withheld
 from bridge.mapping.ruleset import (
@@ -56,7 +57,11 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
         return Withheld(arn_text, "invalid", f"role is in partition {arn.partition}, but the catalog puts account "
                                              f"{arn.account_id} in {account.partition}")
     role_info = rs.catalog.role(arn)
-    default_d, max_d = _durations(cg, arn, role_info, notes)
+    chained = render_chain(cg.chain, role_info, arn, rs.catalog, view, binding)
+    if isinstance(chained, Withheld):
+        return chained
+    hubs, external_id, policy, policy_arns = chained
+    default_d, max_d = _durations(cg, arn, role_info, notes, chained=bool(hubs))
     label = _label(cg, view, binding, arn, role_info, notes)
     session_name, source_identity = _session_fields(cg, view, binding, ident, notes)
     rendered = _tags(cg, view, binding, arn_text, notes)
@@ -65,11 +70,10 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
     tags, lower, required = rendered
     transitive = _transitive(cg, view, binding, lower, notes)
     path = cg.path or d.path
-    if path == "passthrough" and not d.passthrough:
-        return Withheld(arn_text, "no_passthrough", "this grant redeems the identity provider's own ID token "
-                                                    "(path: passthrough), but this sign-in's connector has no "
-                                                    "aws_passthrough: AWS would have nothing to redeem")
-    provider_arn = _provider(cg, view, binding, arn, d, path, notes)
+    if path == "passthrough" and (why := _passthrough_problem(arn_text, d, hubs)):
+        return why
+    # A chain's first role is the one assumed with the bridge's token or assertion: its account holds the provider.
+    provider_arn = _provider(cg, view, binding, parse_role_arn(hubs[0].role_arn) if hubs else arn, d, path, notes)
     if isinstance(provider_arn, Withheld):
         return provider_arn
     grant = Grant(
@@ -78,7 +82,7 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
         tags=tags, transitive_keys=tuple(transitive), default_duration=default_d, max_duration=max_d,
         mfa_required=cg.mfa_required, path=path,
         account_alias=account.alias if account else "", account_label=account.label if account else "",
-        console=cg.console or "",
+        console=cg.console or "", hubs=hubs, external_id=external_id, policy=policy, policy_arns=policy_arns,
     )
     if cg.mfa_required and not ident.mfa:
         return Withheld(arn_text, "mfa", "this role needs a sign-in with MFA; this sign-in did not use MFA", grant,
@@ -87,6 +91,18 @@ def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
         return Withheld(arn_text, "request", "granted on request: ask for it with a reason; an approver decides "
                                              "(an approved request gives it for its window)", grant, cg.request)
     return Candidate(-1, arn, grant, required)
+
+
+def _passthrough_problem(arn_text: str, d: GrantDefaults, hubs: tuple[Hop, ...]) -> Withheld | None:
+    """Why a ``path: passthrough`` grant cannot be given: nothing to redeem, or a hub on the way."""
+    if not d.passthrough:
+        return Withheld(arn_text, "no_passthrough", "this grant redeems the identity provider's own ID token "
+                                                    "(path: passthrough), but this sign-in's connector has no "
+                                                    "aws_passthrough: AWS would have nothing to redeem")
+    if hubs:
+        return Withheld(arn_text, "invalid", "a path: passthrough grant redeems the IdP's own token and cannot be "
+                                             f"reached through a hub ({hubs[-1].label})")
+    return None
 
 
 def _text(t: Template | None, view: View, binding: Mapping[str, str]) -> str | Missing | None:
@@ -131,13 +147,18 @@ def _catalog_arn(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str]
 # --------------------------------------------------------------------------- durations, label, session fields
 
 
-def _durations(cg: CGrant, arn: RoleArn, role_info: RoleInfo | None, notes: list[str]) -> tuple[int, int]:
-    """(default, max): never above the role's declared maximum."""
+def _durations(cg: CGrant, arn: RoleArn, role_info: RoleInfo | None, notes: list[str], *,
+               chained: bool = False) -> tuple[int, int]:
+    """(default, max): never above the role's declared maximum, nor above 1 h when reached through a hub."""
     role_max = role_info.max_session_duration if role_info else None
     max_d = cg.duration_max or role_max or DEFAULT_ROLE_MAX
     if role_max is not None and max_d > role_max:
         notes.append(f"{arn.name}: max duration lowered to the role's max_session_duration {role_max}s")
         max_d = role_max
+    if chained and max_d > CHAINED_MAX_DURATION:
+        notes.append(f"{arn.name}: reached through a hub (role chaining), so AWS allows at most "
+                     f"{CHAINED_MAX_DURATION}s: max duration lowered from {max_d}s")
+        max_d = CHAINED_MAX_DURATION
     default_d = cg.duration_default or min(3600, max_d)
     if default_d > max_d:
         notes.append(f"{arn.name}: default duration lowered to the maximum {max_d}s")

@@ -44,6 +44,24 @@ def grant_lines(g: Grant) -> list[str]:
     if g.tags:
         tags = ", ".join(f"{k}={v!r}" for k, v in g.tags.items())
         lines.append(f"    tags {tags}" + (f"  transitive {list(g.transitive_keys)}" if g.transitive_keys else ""))
+    return lines + chain_lines(g)
+
+
+def chain_lines(g: Grant) -> list[str]:
+    """How a grant reaches its role: its hubs (role chaining), where an ExternalId is sent (never its value),
+    and the session policies of each call."""
+    lines = []
+    if g.hubs:
+        lines.append(f"    reached through {' → '.join(h.label or h.role_arn for h in g.hubs)} (role chaining: "
+                     "sts:AssumeRole, so AWS allows at most 1 h)")
+    for hop in g.hops if g.hubs else ():
+        if hop.external_id is not None:
+            lines.append(f"    ExternalId set for {hop.label} (its value is never shown)")
+    for hop in g.hops:
+        if hop.policy is not None or hop.policy_arns:
+            what = [f"inline policy of {len(''.join(hop.policy.split()))} characters"] if hop.policy else []
+            what += [f"policy ARNs {list(hop.policy_arns)}"] if hop.policy_arns else []
+            lines.append(f"    session policy for {hop.label}: {', '.join(what)}")
     return lines
 
 

@@ -6,6 +6,10 @@ grant it and what those rules send (path, audience, SAML provider, tags, transit
 identity, longest session): a ``bridge.aws.iam_setup.RoleSent``. A templated grant
 (``role_arn: "arn:aws:iam::{match.account}:role/{match.role}"``) counts for every listed role its
 template can produce; the roles only claims name cannot be listed, and a note says so.
+
+A role reached through a hub (role chaining, docs/many-accounts.md) is not assumed with the bridge's
+token: its trust policy names the hub role, so it is not listed (a note says so); what its grants send
+is counted for the chain's first hub instead, which the bridge's token or assertion reaches.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.iam_setup import RoleSent
+from bridge.aws.limits import HUB_DURATION
 from bridge.mapping.render import provider_arn_for
 from bridge.mapping.results import GrantDefaults
 from bridge.mapping.ruleset import DEFAULT_ROLE_MAX, CGrant, RuleSet
@@ -98,16 +103,27 @@ def _add_tags(acc: _Acc, cg: CGrant) -> None:
         acc.always = {k: (v if mine.get(k) == v else None) for k, v in acc.always.items() if k in mine}
 
 
-def _add(acc: _Acc, rule: str, cg: CGrant, arn: RoleArn, rs: RuleSet, d: GrantDefaults, notes: list[str]) -> None:
+def _add(acc: _Acc, rule: str, cg: CGrant, arn: RoleArn, rs: RuleSet, d: GrantDefaults, notes: list[str],
+         *, as_hub: bool = False) -> None:
     if rule not in acc.rules:
         acc.rules.append(rule)
     _add_path(acc, rule, cg, arn, d, notes)
     _add_tags(acc, cg)
     acc.source_identity = acc.source_identity or cg.source_identity is not None
+    if as_hub:  # the bridge holds a hub's session only for the next call: the shortest AWS allows
+        acc.max_duration = max(acc.max_duration, HUB_DURATION)
+        return
     info = rs.catalog.role(arn)
     role_max = info.max_session_duration if info else None
     max_d = cg.duration_max or role_max or DEFAULT_ROLE_MAX
     acc.max_duration = max(acc.max_duration, min(max_d, role_max) if role_max else max_d)
+
+
+def _hubs(cg: CGrant, rs: RuleSet, arn: RoleArn) -> tuple[RoleArn, ...]:
+    """The hubs before ``arn`` when ``cg`` grants it (first to last; none when it is assumed directly)."""
+    info = rs.catalog.role(arn)
+    via = cg.chain.via or (info.chain.via if info else None)
+    return (*rs.catalog.chains.get(str(via), ()), via) if via is not None else ()
 
 
 def _candidates(rs: RuleSet, extra: Iterable[str]) -> dict[str, RoleArn]:
@@ -136,6 +152,29 @@ def _sent(arn: RoleArn, acc: _Acc, rs: RuleSet) -> RoleSent:
         max_duration=acc.max_duration, declared_max=info.max_session_duration if info else None)
 
 
+def _reaches(rs: RuleSet, candidates: dict[str, RoleArn], account: str | None, used: set[tuple[int, int]],
+             notes: list[str]) -> dict[str, list[tuple[str, CGrant, bool]]]:
+    """Who the bridge's token reaches for each role: the role itself, or the first hub of its chain
+    (rule name, grant, whether as a hub); grants used are added to ``used``, chained roles noted."""
+    reaches: dict[str, list[tuple[str, CGrant, bool]]] = {}
+    for text, arn in candidates.items():
+        for r in rs.rules:
+            for i, cg in enumerate(r.grants):
+                if not can_grant(cg, rs, arn):
+                    continue
+                used.add((r.index, i))
+                hubs = _hubs(cg, rs, arn)
+                if hubs and (account is None or account in (arn.account_id, hubs[0].account_id)):
+                    notes.append(f"{text}: reached through {' → '.join(str(h) for h in hubs)} (role chaining): its "
+                                 "trust policy names the hub's role, not the bridge (docs/many-accounts.md); not set "
+                                 "up here")
+                if hubs:
+                    reaches.setdefault(str(hubs[0]), []).append((r.name, cg, True))
+                else:
+                    reaches.setdefault(text, []).append((r.name, cg, False))
+    return reaches
+
+
 def roles_sent(mapping: MappingSettings | RuleSet, defaults: GrantDefaults, extra: Iterable[str] = (),
                account: str | None = None) -> tuple[list[RoleSent], list[str]]:
     """Every role the rules and the catalog name (and ``extra`` ARNs), in ``account`` if given, with what
@@ -144,17 +183,17 @@ def roles_sent(mapping: MappingSettings | RuleSet, defaults: GrantDefaults, extr
     notes: list[str] = []
     out: list[RoleSent] = []
     used: set[tuple[int, int]] = set()
-    for text, arn in _candidates(rs, extra).items():
+    candidates = _candidates(rs, extra)
+    reaches = _reaches(rs, candidates, account, used, notes)
+    for text, arn in candidates.items():
         if account is not None and arn.account_id != account:
             continue
         acc = _Acc([], set(), set(), set(), {}, None, True, {}, False, 0)
-        for r in rs.rules:
-            for i, cg in enumerate(r.grants):
-                if can_grant(cg, rs, arn):
-                    used.add((r.index, i))
-                    _add(acc, r.name, cg, arn, rs, defaults, notes)
+        for rule, cg, as_hub in reaches.get(text, []):
+            _add(acc, rule, cg, arn, rs, defaults, notes, as_hub=as_hub)
         if not acc.rules:
-            notes.append(f"{text}: no rule grants it; not set up")
+            if not any(n.startswith(f"{text}: reached through") for n in notes):
+                notes.append(f"{text}: no rule grants it; not set up")
             continue
         out.append(_sent(arn, acc, rs))
     for r in rs.rules:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.aws.arn import RoleArn
 from bridge.mapping.conditions import Cond
@@ -33,9 +34,33 @@ DEFAULT_ROLE_MAX = 3600  # IAM's default MaxSessionDuration
 
 
 @dataclass(frozen=True)
+class PolicyT:
+    """A session policy compiled: the JSON tree with a ``Template`` for each string value (keys stay as
+    written), and its compact JSON when nothing in it is templated."""
+
+    tree: Any
+    constant: str | None
+
+
+@dataclass(frozen=True)
+class ChainT:
+    """What a grant or a catalog role says about reaching it: the hub (``via``, resolved to a catalog
+    role), the ExternalId of its trust policy (secret) and session policies."""
+
+    via: RoleArn | None = None
+    external_id: str | None = field(default=None, repr=False)
+    policy: PolicyT | None = None
+    policy_arns: tuple[str, ...] = ()
+
+
+NO_CHAIN = ChainT()
+
+
+@dataclass(frozen=True)
 class RoleInfo:
     label: str | None
     max_session_duration: int
+    chain: ChainT = NO_CHAIN
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,10 @@ class AccountInfo:
 class Catalog:
     by_id: dict[str, AccountInfo] = field(default_factory=dict)
     by_alias: dict[str, str] = field(default_factory=dict)
+    # role ARN → the hubs before it, first to last, for every catalog role with a ``via`` (checked at
+    # load: each hub in the catalog, no loop, at most ``max_hops`` AssumeRole calls)
+    chains: dict[str, tuple[RoleArn, ...]] = field(default_factory=dict)
+    max_hops: int = 2
 
     def account_id(self, ref: str) -> str | None:
         """``ref`` as a 12-digit id, or the id of the alias ``ref``; None when neither."""
@@ -108,6 +137,7 @@ class CGrant:
     audience: str | None
     console: str | None = None
     request: RequestPolicy | None = None
+    chain: ChainT = NO_CHAIN
 
 
 @dataclass

@@ -198,7 +198,8 @@ def grant_doc(gr: Grant) -> dict[str, Any]:
     """A grant as ``/api/v1/grants`` lists it (and the portal's AWS CLI page hands it to bridge.ssoconfig)."""
     return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
             "role_name": gr.role_name, "max_duration": gr.max_duration, "account_alias": gr.account_alias,
-            "account_label": gr.account_label, "default_duration": gr.default_duration, "path": gr.path}
+            "account_label": gr.account_label, "default_duration": gr.default_duration, "path": gr.path,
+            "hubs": [h.label for h in gr.hubs], "external_id": gr.sends_external_id}
 
 
 def _requestable(doc: SessionRecord) -> list[Grant]:

@@ -51,7 +51,8 @@ def _grant_json(gr: Any) -> dict[str, Any]:
     return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
             "account_alias": gr.account_alias, "account_label": gr.account_label,
             "max_duration": gr.max_duration, "default_duration": gr.default_duration,
-            "mfa_required": gr.mfa_required, "console": services().console.method(gr), "go": go_path(gr)}
+            "mfa_required": gr.mfa_required, "console": services().console.method(gr), "go": go_path(gr),
+            "hubs": [h.label for h in gr.hubs]}
 
 
 @bp.get("/portal")
@@ -135,7 +136,7 @@ def favourite(grant_id: str) -> ResponseReturnValue:
 # A row is small (5,000 of them must stay under 1.5 MB): the link (/go/…, which alone is a complete
 # no-script way to the console and credentials) and the role name; the script adds the duration
 # chooser and the Console / Credentials / Copy link / star buttons from a <template>.
-_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where}{until} <code>{arn}</code></li>\n'
+_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where}{via}{until} <code>{arn}</code></li>\n'
 _UNTIL = (' <small class="muted until">by request, until <time class="expiry short" data-epoch="{at}">{utc} UTC</time>'
           '</small>')
 
@@ -157,9 +158,17 @@ def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False,
             d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
             go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else "",
             where=f" <small class=\"muted in\">in {esc(gr.account_label or gr.account_alias or gr.account_id)}</small>"
-            if where else "",
+            if where else "", via=_via(gr),
             until=_UNTIL.format(at=at, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))) if at else ""))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
+
+
+def _via(gr: Grant) -> str:
+    """A chained role's row says which hub it goes through and that AWS caps it at 1 hour (role chaining)."""
+    if not gr.hubs:
+        return ""
+    hubs = " → ".join(html.escape(h.label) for h in gr.hubs)
+    return f' <small class="muted via" title="role chaining: at most 1 hour">via {hubs} · 1 h max</small>'
 
 
 def _is_admin(identity: Identity) -> bool:

@@ -27,6 +27,8 @@ def test_demo_smoke() -> None:
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
     assert "demo smoke ok: arn:aws:sts::123456789012:assumed-role/Admin/alice@example.com" in out.stdout
+    assert "demo chain ok: arn:aws:sts::210987654321:assumed-role/Developer/alice@example.com (via hub/BridgeHub)" \
+        in out.stdout
     assert "demo console ok: signed in as Admin" in out.stdout
     assert "demo console (SAML POST) ok: signed in as ReadOnly" in out.stdout
 

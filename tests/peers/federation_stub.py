@@ -6,7 +6,8 @@ moto does not emulate console sign-in (docs/aws-rules.md §5), so tests and the 
 point the bridge here:
 - ``/federation?Action=getSigninToken`` (GET or POST): the ``Session`` JSON must carry
   sessionId/sessionKey/sessionToken, the credentials must work (GetCallerIdentity on the local
-  STS), ``SessionDuration`` must be an integer 900..43200 when present → ``{"SigninToken": …}``.
+  STS), ``SessionDuration`` must be an integer 900..43200 when present, and absent for role-chained
+  credentials (AWS refuses it then; ``chained`` tells them apart) → ``{"SigninToken": …}``.
 - ``/federation?Action=login``: a known token no older than 15 minutes (single use here), an
   ``Issuer``, and a ``Destination`` on a console host → a page saying who you are signed in as.
 - ``POST /saml``: the sign-in SAML endpoint: validates the SAMLResponse with the strict validator
@@ -51,6 +52,7 @@ def is_console_host(host: str) -> bool:
 class FederationStub:
     sts_url: str
     saml_metadata: Callable[[], bytes] | None = None
+    chained: Callable[[str], bool] | None = None  # access key id → from sts:AssumeRole by role chaining?
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     signed_in: list[dict[str, Any]] = field(default_factory=list)
     signed_out: int = 0
@@ -88,6 +90,8 @@ class FederationStub:
         duration = req.values.get("SessionDuration")
         if duration is not None and (not re.fullmatch(r"[0-9]+", duration) or not 900 <= int(duration) <= 43200):
             return Response("SessionDuration must be an integer 900..43200", status=400)
+        if duration is not None and self.chained is not None and self.chained(str(session["sessionId"])):
+            return Response("SessionDuration is not supported with role-chained credentials", status=400)
         try:
             arn = self._sts(session).get_caller_identity()["Arn"]
         except (ClientError, BotoCoreError):

@@ -6,12 +6,21 @@ registered OIDC provider, the token must pass the project's strict validator aga
 provider's JWKS and audiences, RoleSessionName/DurationSeconds must be valid (including a
 per-role MaxSessionDuration). A failure gets the STS error AWS would send; a pass is
 forwarded to moto, which issues the credentials. Every token seen is recorded.
+
+For sts:AssumeRole (role chaining, docs/aws-rules.md §7) it plays the target role's trust policy and
+the hub's session: the request must be signed (SigV4, verified here) with credentials this STS issued;
+the target must trust the calling role (``trust``) and get the ExternalId its trust policy names; the
+parameters must pass ``validate_assume_role`` against what the calling session carries (its source
+identity, its transitive tags, the one-hour cap of a chained session). ``sessions`` keeps what each
+issued session carries; ``seen[i].params`` every parameter of every call, so a test asserts each hop.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,12 +29,24 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+from lxml import etree
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from bridge.aws.limits import policy_problems
 from bridge.aws.problems import Problem
-from bridge.aws.validate import validate_assume_params, validate_jwt
-from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
+from bridge.aws.validate import (
+    SOURCE_IDENTITY_CLAIM,
+    TAGS_CLAIM,
+    AssumeRoleCall,
+    validate_assume_params,
+    validate_assume_role,
+    validate_jwt,
+)
+from bridge.aws.validate_saml import AWS_ATTR, IdpMetadata, validate_saml_response
 
 
 @dataclass
@@ -42,6 +63,26 @@ class Seen:
     role_arn: str
     token: str
     problems: list[Problem]
+    params: dict[str, str] = field(default_factory=dict)  # every form field of the call
+    caller: str = ""  # AssumeRole: the calling session's assumed-role ARN
+
+
+@dataclass
+class Session:
+    """What a session this STS issued carries (what AWS keeps for a later sts:AssumeRole)."""
+
+    arn: str
+    secret: str
+    token: str
+    source_identity: str | None
+    transitive: dict[str, str]
+    chained: bool
+
+
+@dataclass
+class Trust:
+    principal: str  # the role ARN allowed to call sts:AssumeRole
+    external_id: str | None = None
 
 
 @dataclass
@@ -55,6 +96,22 @@ class StrictSts:
     raw: list[tuple[int, str]] = field(default_factory=list)
     url: str = ""
     calls: int = 0
+    sessions: dict[str, Session] = field(default_factory=dict)  # access key id → what it carries
+    trusts: dict[str, list[Trust]] = field(default_factory=dict)  # role ARN → who may AssumeRole it
+
+    def trust(self, role_arn: str, principal: str, *, external_id: str | None = None) -> None:
+        """The trust policy of ``role_arn``: ``principal`` (a role ARN) may sts:AssumeRole it, with this
+        ExternalId when given (the ``sts:ExternalId`` condition a vendor's trust policy sets)."""
+        self.trusts.setdefault(role_arn, []).append(Trust(principal, external_id))
+
+    def is_chained(self, access_key_id: str) -> bool:
+        """Whether these credentials came from sts:AssumeRole by role chaining (the console stand-in asks)."""
+        s = self.sessions.get(access_key_id)
+        return bool(s and s.chained)
+
+    @property
+    def assume_role_calls(self) -> list[Seen]:
+        return [s for s in self.seen if s.action == "AssumeRole"]
 
     def register_oidc_provider(self, issuer: str, audiences: set[str], jwks: Callable[[], dict[str, Any]],
                                *, http_ok: bool = False) -> None:
@@ -77,6 +134,7 @@ class StrictSts:
         self.injected.clear()
         self.raw.clear()
         self.role_max_duration.clear()
+        self.trusts.clear()
         self.calls = 0
 
     @property
@@ -95,24 +153,85 @@ class StrictSts:
         if self.injected:
             status, code, message = self.injected.pop(0)
             return _error(status, code, message)(environ, start_response)
+        carried: tuple[str | None, dict[str, str], bool] | None = None  # what the new session will carry
         if form.get("Action") == "AssumeRoleWithWebIdentity":
             problems = self._check_web_identity(form)
             self.seen.append(Seen("AssumeRoleWithWebIdentity", form.get("RoleArn", ""),
-                                  form.get("WebIdentityToken", ""), problems))
+                                  form.get("WebIdentityToken", ""), problems, form))
             if problems:
                 code = "ValidationError" if problems[0].rule == "9" else "InvalidIdentityToken"
                 return _error(400, code, "; ".join(map(str, problems)))(environ, start_response)
+            carried = (*_jwt_carries(form.get("WebIdentityToken", "")), False)
         if form.get("Action") == "AssumeRoleWithSAML":
             problems = self._check_saml(form)
             self.seen.append(Seen("AssumeRoleWithSAML", form.get("RoleArn", ""), form.get("SAMLAssertion", ""),
-                                  problems))
+                                  problems, form))
             if problems:
                 code = "ValidationError" if problems[0].rule == "11" else "InvalidIdentityToken"
                 return _error(400, code, "; ".join(map(str, problems)))(environ, start_response)
+            carried = (*_saml_carries(form.get("SAMLAssertion", "")), False)
+        if form.get("Action") == "AssumeRole":
+            refused, carried = self._check_assume_role(req, body, form)
+            if refused is not None:
+                return refused(environ, start_response)
         r = requests.post(self.upstream + req.path, data=body, headers={
             k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")}, timeout=30)
+        if carried is not None and r.status_code == 200:
+            self._keep_session(r.text, *carried)
         resp = Response(r.content, status=r.status_code, content_type=r.headers.get("content-type"))
         return resp(environ, start_response)
+
+    def _keep_session(self, xml: str, source_identity: str | None, transitive: dict[str, str], chained: bool) -> None:
+        def one(tag: str) -> str:
+            m = re.search(f"<{tag}>([^<]*)</{tag}>", xml)
+            return m[1] if m else ""
+
+        self.sessions[one("AccessKeyId")] = Session(one("Arn"), one("SecretAccessKey"), one("SessionToken"),
+                                                    source_identity, transitive, chained)
+
+    def _check_assume_role(self, req: Request, body: bytes, form: dict[str, str],
+                           ) -> tuple[Response | None, tuple[str | None, dict[str, str], bool] | None]:
+        """Signature, caller, trust and ExternalId, then the §7.4 rules; (refusal or None, what the new session
+        will carry)."""
+        role = form.get("RoleArn", "")
+        seen = Seen("AssumeRole", role, "", [], form)
+        self.seen.append(seen)
+        caller = self._signed_by(req, body)
+        if caller is None:
+            seen.problems.append(Problem("0", "Authorization", "not signed with credentials this STS issued"))
+            return _error(403, "InvalidClientTokenId", "The security token included in the request is invalid."), None
+        seen.caller = caller.arn
+        caller_role = _role_of(caller.arn)
+        trusted = [t for t in self.trusts.get(role, []) if t.principal == caller_role]
+        if not trusted or all(t.external_id is not None and t.external_id != form.get("ExternalId") for t in trusted):
+            # What AWS answers (and not a broken rule: the bridge sent what it was told to).
+            return _error(403, "AccessDenied", f"User: {caller.arn} is not authorized to perform: sts:AssumeRole on "
+                                               f"resource: {role}"), None
+        call = _assume_role_call(form, caller)
+        seen.problems += validate_assume_role(call, self.role_max_duration.get(role, 43200))
+        if seen.problems:
+            code = "ValidationError" if seen.problems[0].rule in ("1", "2", "3", "5") else "InvalidParameterValue"
+            return _error(400, code, "; ".join(map(str, seen.problems))), None
+        transitive = dict(caller.transitive)
+        transitive.update({k: v for k, v in (call.tags or {}).items() if k in call.transitive_keys})
+        return None, (call.source_identity or caller.source_identity, transitive, True)
+
+    def _signed_by(self, req: Request, body: bytes) -> Session | None:
+        """The session whose credentials signed ``req`` (SigV4, recomputed here), or None."""
+        auth = req.headers.get("Authorization", "")
+        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/sts/aws4_request, "
+                         r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})", auth)
+        session = self.sessions.get(m[1]) if m else None
+        if m is None or session is None or req.headers.get("X-Amz-Security-Token") != session.token:
+            return None
+        signed = m[4].split(";")
+        request = AWSRequest(method="POST", url=self.url + req.path, data=body,
+                             headers={h: req.headers.get(h, "") for h in signed})
+        request.context["timestamp"] = req.headers.get("X-Amz-Date", "")
+        signer = SigV4Auth(ReadOnlyCredentials(m[1], session.secret, session.token), "sts", m[3])
+        signer._modify_request_before_signing(request)
+        want = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+        return session if hmac.compare_digest(want, m[5]) else None
 
     def _check_web_identity(self, form: dict[str, str]) -> list[Problem]:
         token = form.get("WebIdentityToken", "")
@@ -132,7 +251,7 @@ class StrictSts:
                         if not (p.rule == "3" and p.path == "issuer" and ("https" in p.message or "port" in p.message))]
         problems += validate_assume_params(form.get("RoleSessionName", ""), int(form.get("DurationSeconds", "3600")),
                                            self.role_max_duration.get(role, 43200))
-        return problems
+        return problems + _policy_problems(form, "9")
 
     def _check_saml(self, form: dict[str, str]) -> list[Problem]:
         principal = form.get("PrincipalArn", "")
@@ -150,7 +269,59 @@ class StrictSts:
         if duration > max_duration:
             problems.append(Problem("11", "DurationSeconds",
                                     "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."))
-        return problems
+        return problems + _policy_problems(form, "11")
+
+
+def _role_of(assumed_role_arn: str) -> str:
+    """``arn:aws:sts::<acct>:assumed-role/<role>/<session>`` → the role's ARN (what a trust policy names)."""
+    m = re.fullmatch(r"arn:([\w-]+):sts::(\d{12}):assumed-role/(.+)/[^/]+", assumed_role_arn)
+    return f"arn:{m[1]}:iam::{m[2]}:role/{m[3]}" if m else ""
+
+
+def _policy_problems(form: dict[str, str], rule: str) -> list[Problem]:
+    """Session policies on AssumeRoleWithWebIdentity/SAML: the same limits as on AssumeRole (§7.3)."""
+    arns = tuple(v for k, v in sorted(form.items()) if re.fullmatch(r"PolicyArns\.member\.\d+\.arn", k))
+    return [Problem(rule, "Policy", p) for p in policy_problems(form.get("Policy"), arns)]
+
+
+def _members(form: dict[str, str], name: str) -> list[str]:
+    """``Name.member.1``, ``Name.member.2``… of a query form, in order."""
+    found = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in form.items() if re.fullmatch(rf"{name}\.member\.\d+", k))
+    return [v for _, v in found]
+
+
+def _assume_role_call(form: dict[str, str], caller: Session) -> AssumeRoleCall:
+    keys = {int(m[1]): v for k, v in form.items() if (m := re.fullmatch(r"Tags\.member\.(\d+)\.Key", k))}
+    tags = {v: form.get(f"Tags.member.{i}.Value", "") for i, v in sorted(keys.items())}
+    arns = tuple(v for k, v in sorted(form.items()) if re.fullmatch(r"PolicyArns\.member\.\d+\.arn", k))
+    return AssumeRoleCall(
+        role_session_name=form.get("RoleSessionName", ""), duration=int(form.get("DurationSeconds", "3600")),
+        external_id=form.get("ExternalId"), policy=form.get("Policy"), policy_arns=arns,
+        source_identity=form.get("SourceIdentity"), tags=tags,
+        transitive_keys=tuple(_members(form, "TransitiveTagKeys")), chained=True,
+        caller_source_identity=caller.source_identity, inherited_transitive=tuple(caller.transitive))
+
+
+def _jwt_carries(token: str) -> tuple[str | None, dict[str, str]]:
+    """(source identity, transitive tags) of a web-identity session, from its token's claims."""
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    tags = claims.get(TAGS_CLAIM) or {}
+    principal = {k: v[0] for k, v in (tags.get("principal_tags") or {}).items()}
+    keys = {k.lower() for k in tags.get("transitive_tag_keys") or []}
+    return claims.get(SOURCE_IDENTITY_CLAIM), {k: v for k, v in principal.items() if k.lower() in keys}
+
+
+def _saml_carries(b64: str) -> tuple[str | None, dict[str, str]]:
+    """(source identity, transitive tags) of a SAML session, from its assertion's attributes."""
+    root = etree.fromstring(base64.b64decode(b64), etree.XMLParser(resolve_entities=False, no_network=True))
+    ns = "{urn:oasis:names:tc:SAML:2.0:assertion}"
+    attrs = {a.get("Name", ""): [v.text or "" for v in a.iter(f"{ns}AttributeValue")]
+             for a in root.iter(f"{ns}Attribute")}
+    tags = {k.removeprefix(AWS_ATTR + "PrincipalTag:"): v[0] for k, v in attrs.items()
+            if k.startswith(AWS_ATTR + "PrincipalTag:") and v}
+    keys = {k.lower() for k in attrs.get(AWS_ATTR + "TransitiveTagKeys", [])}
+    source = attrs.get(AWS_ATTR + "SourceIdentity")
+    return (source[0] if source else None), {k: v for k, v in tags.items() if k.lower() in keys}
 
 
 def _error(status: int, code: str, message: str) -> Response:

@@ -133,7 +133,7 @@ def test_every_generated_trust_policy_passes_doctor(flags: list[str], tmp_path: 
 
 @pytest.mark.parametrize("flags", [[], ["--harden", "--revocation"]])
 def test_cloudformation_passes_cfn_lint(flags: list[str]) -> None:
-    r = run("aws-setup", "--config", DEMO, "--format", "cloudformation", *flags)
+    r = run("aws-setup", "--config", DEMO, "--account", ACCT, "--format", "cloudformation", *flags)
     assert r.exit_code == 0
     assert cfn_problems(r.stdout) == []
     template = yaml.safe_load(r.stdout)
@@ -146,18 +146,18 @@ def test_cloudformation_passes_cfn_lint(flags: list[str]) -> None:
 
 
 def test_cfn_lint_does_catch_a_broken_template() -> None:
-    text = run("aws-setup", "--config", DEMO, "--format", "cloudformation").stdout
+    text = run("aws-setup", "--config", DEMO, "--account", ACCT, "--format", "cloudformation").stdout
     assert cfn_problems(text.replace("MaxSessionDuration: 43200", "MaxSessionDuration: 100"))
 
 
 def test_the_committed_demo_template_is_current() -> None:
-    text = run("aws-setup", "--config", DEMO, "--format", "cloudformation", "--revocation").stdout
+    text = run("aws-setup", "--config", DEMO, "--account", ACCT, "--format", "cloudformation", "--revocation").stdout
     assert (ROOT / "docs" / "examples" / "demo-cloudformation.yaml").read_text() == text
 
 
 @pytest.mark.parametrize("flags", [[], ["--harden", "--revocation"]])
 def test_terraform_parses_and_is_formatted(flags: list[str], tmp_path: Path) -> None:
-    r = run("aws-setup", "--config", DEMO, "--format", "terraform", *flags)
+    r = run("aws-setup", "--config", DEMO, "--account", ACCT, "--format", "terraform", *flags)
     assert r.exit_code == 0
     doc = hcl2.loads(r.stdout)
     resources = {(k.strip('"'), n.strip('"')) for block in doc["resource"] for k, v in block.items() for n in v}

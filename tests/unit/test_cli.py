@@ -208,8 +208,11 @@ def test_explain_the_demo_config_as_the_readme_shows(monkeypatch: pytest.MonkeyP
     r = CliRunner().invoke(main, ["explain", "--config", str(demo_config), "--identity",
                                   str(root / "config" / "demo-identity.json")])
     assert r.exit_code == 0, r.output
-    assert "4 grant(s):" in r.output and "group-convention" in r.output
+    assert "6 grant(s):" in r.output and "group-convention" in r.output
     assert "arn:aws:iam::123456789012:role/Billing" in r.output
+    assert "reached through hub/BridgeHub (role chaining" in r.output  # the workloads and vendor accounts
+    assert "ExternalId set for audit-vendor/VendorAudit (its value is never shown)" in r.output
+    assert "demo-only-not-secret" not in r.output
 
 
 def test_rules_schema_describes_the_rules() -> None:

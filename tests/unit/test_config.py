@@ -416,7 +416,10 @@ def test_demo_config_validates(demo_env: Path, demo_config: Path) -> None:
     assert s.base_url == "http://127.0.0.1:8000"
     assert [c.id for c in s.enabled_connectors] == ["demo", "dev"]  # ${DEMO_OIDC_ENABLED:-true} is a bool
     assert [r.name for r in s.mapping.rules] == ["admins", "readonly", "platform-deployers", "group-convention",
-                                                 "admin-on-request", "no-contractors"]
+                                                 "developers-through-the-hub", "audit-vendor", "admin-on-request",
+                                                 "no-contractors"]
+    vendor = s.mapping.compiled.catalog.by_id["999988887777"].roles["VendorAudit"]
+    assert vendor.chain.external_id == "demo-only-not-secret"  # ${DEMO_VENDOR_EXTERNAL_ID:-…}
     assert s.mapping.legacy_rules == []
     assert any("insecure_dev_login" in w for w in s.warnings())
 

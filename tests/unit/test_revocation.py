@@ -72,7 +72,8 @@ def test_revoke_prints_the_deny_policy_as_inline_role_policies(fake: FakeService
         "aws:SourceIdentity": ["alice@example.com"]}
     assert by_sid["BridgeRevokedSessionNames"]["Condition"]["StringLike"] == {"aws:userid": ["*:alice@example.com"]}
     roles = re.findall(r"aws iam put-role-policy --role-name (\w+) ", r.output)
-    assert roles == ["Admin", "ReadOnly", "PlatformDeploy", "Billing"]
+    # chained roles too (their sessions live there; a vendor's role takes the policy from its own admins)
+    assert roles == ["Admin", "ReadOnly", "PlatformDeploy", "Billing", "Developer", "VendorAudit"]
     assert "add alice@example.com to RevokedSourceIdentities and set RevokedBefore=" in r.output
     assert fake.records[0][0] == "revocation"
 

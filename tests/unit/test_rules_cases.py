@@ -115,7 +115,7 @@ def test_cli_diff_the_demo_against_its_earlier_rules() -> None:
     assert r.exit_code == 0, r.output
     assert f"  - {ADMIN} (was rule admins)" in r.output
     assert "  + arn:aws:iam::123456789012:role/PlatformDeploy (rule platform-deployers)" in r.output
-    assert "6 identities, 3 changed: 1 role(s) gained, 2 lost, 1 with other tag values" in r.output
+    assert "6 identities, 3 changed: 1 role(s) gained, 3 lost, 1 with other tag values" in r.output
     assert r.output in (ROOT / "docs" / "examples" / "rules-diff.txt").read_text()
     assert run(*args, "--exit-code").exit_code == 1
     assert run("rules", "diff", "--config", DEMO, "--against", DEMO, "--identities", IDENTITIES,

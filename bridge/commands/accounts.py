@@ -1,0 +1,152 @@
+"""Many accounts from AWS Organizations: accounts sync (the catalog) and accounts stackset (the spokes' roles)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from bridge.commands._common import CONFIG, fail, settings_from
+
+
+@click.group("accounts")
+def accounts_group() -> None:
+    """The accounts catalog from AWS Organizations, and the spokes' roles trusting the hub."""
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            fail([f"{what} {v!r}: write KEY=VALUE"], "bad option:")
+        out[key] = value
+    return out
+
+
+def _hub(settings: Any, via: str) -> str:
+    from bridge.mapping.chains import hub_arn
+
+    arn = hub_arn(via, settings.mapping.compiled.catalog, settings.aws.partition)
+    if isinstance(arn, str):
+        fail([f"--via {arn}"], "no such hub:")
+    return str(arn)
+
+
+def read_organization(client: Any) -> list[Any]:
+    """Every account of the organization with its OUs (root first) and tags (the caller's AWS credentials)."""
+    from bridge.aws.organizations import OrgAccount
+
+    names: dict[str, str] = {}
+    parent_of: dict[str, tuple[str, str]] = {}
+
+    def parent(child: str) -> tuple[str, str]:
+        if child not in parent_of:
+            p = client.list_parents(ChildId=child)["Parents"][0]
+            parent_of[child] = (p["Id"], p["Type"])
+        return parent_of[child]
+
+    def ou_name(ou: str) -> str:
+        if ou not in names:
+            names[ou] = client.describe_organizational_unit(OrganizationalUnitId=ou)["OrganizationalUnit"]["Name"]
+        return names[ou]
+
+    out = []
+    for page in client.get_paginator("list_accounts").paginate():
+        for a in page["Accounts"]:
+            chain: list[tuple[str, str]] = []
+            pid, kind = parent(a["Id"])
+            while kind != "ROOT":
+                chain.insert(0, (pid, ou_name(pid)))
+                pid, kind = parent(pid)
+            chain.insert(0, (pid, "Root"))
+            tags = {t["Key"]: t["Value"] for p in client.get_paginator("list_tags_for_resource").paginate(
+                ResourceId=a["Id"]) for t in p["Tags"]}
+            out.append(OrgAccount(a["Id"], a.get("Name", ""), a.get("Email", ""), a.get("Status", ""), tuple(chain),
+                                  tags))
+    return out
+
+
+def _organization(endpoint_url: str | None) -> list[Any]:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    client = boto3.session.Session().client("organizations", region_name="us-east-1", endpoint_url=endpoint_url)
+    try:
+        return read_organization(client)
+    except NoCredentialsError:
+        fail(["no AWS credentials: run it with credentials of the organization's management account or of a "
+              "delegated administrator (organizations:ListAccounts, ListParents, DescribeOrganizationalUnit, "
+              "ListTagsForResource)"], "cannot read AWS Organizations:")
+    except ClientError as e:
+        err = e.response.get("Error", {})
+        fail([f"{err.get('Code', 'error')}: {str(err.get('Message', ''))[:300]}"], "AWS Organizations refused:")
+    except BotoCoreError as e:
+        fail([f"{type(e).__name__}: {e}"], "cannot read AWS Organizations:")
+
+
+@accounts_group.command("sync")
+@CONFIG
+@click.option("--ou", "ous", multiple=True, help="an OU id (ou-…) or name path from the root (Root/Workloads): "
+                                                   "its accounts, and those below")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="only accounts carrying this tag")
+@click.option("--role", "roles", multiple=True, required=True, help="a role every picked account gets")
+@click.option("--via", default=None, help="the hub these roles are reached through (a catalog role)")
+@click.option("--endpoint-url", default=None, help="another AWS Organizations endpoint (a VPC endpoint, a test)")
+@click.option("--check", is_flag=True, help="print nothing; exit 1 when the catalog lacks an account or role")
+def sync(config_path: str, ous: tuple[str, ...], tags: tuple[str, ...], roles: tuple[str, ...], via: str | None,
+         endpoint_url: str | None, check: bool) -> None:
+    """Catalog entries for the organization's accounts (by OU and tag) and their roles, as YAML to merge
+    into mapping.accounts; what the catalog says of them already is kept (an ExternalId is never printed)."""
+    from bridge.aws.organizations import catalog, catalog_yaml, differences, picked
+    from bridge.errors import ConfigError
+    from bridge.mapping import load_mapping
+
+    settings = settings_from(config_path)
+    if via is not None:
+        _hub(settings, via)
+    found = picked(_organization(endpoint_url), ous, _pairs(tags, "--tag"))
+    # The catalog in force as written, without ExternalIds: a secret is never printed (say where one is kept).
+    current = settings.mapping.model_dump(mode="json", exclude_none=True, exclude_defaults=True,
+                                          exclude={"accounts": {"__all__": {"roles": {"__all__": {"external_id"}}}}},
+                                          ).get("accounts", {})
+    doc = catalog(found, {r: ({"via": via} if via else {}) for r in roles}, current)
+    for acct in doc:
+        entry = settings.mapping.accounts.get(acct)
+        for role, spec in (entry.roles.items() if entry else ()):
+            if spec.external_id is not None:
+                click.echo(f"note: account {acct} role {role} has an ExternalId: not printed; keep it where it is "
+                           "configured (external_id_file)", err=True)
+    try:
+        load_mapping({"accounts": {**current, **doc}}, partition=settings.aws.partition)
+    except ConfigError as e:
+        fail(e.problems, "the synced catalog would not load:")
+    if check:
+        diff = differences(doc, current)
+        for line in diff:
+            click.echo(line)
+        click.echo(f"{len(found)} account(s) picked; catalog {'out of date' if diff else 'up to date'}", err=True)
+        sys.exit(1 if diff else 0)
+    click.echo(catalog_yaml(doc, f"{len(found)} account(s) picked"), nl=False)
+
+
+@accounts_group.command("stackset")
+@CONFIG
+@click.option("--via", required=True, help="the hub the roles trust (a catalog role)")
+@click.option("--role", "roles", multiple=True, required=True, help="a role to create in every spoke")
+@click.option("--managed-policy", "policies", multiple=True, metavar="ROLE=ARN", help="attach this policy")
+def stackset(config_path: str, via: str, roles: tuple[str, ...], policies: tuple[str, ...]) -> None:
+    """CloudFormation for a service-managed StackSet: in each spoke, the roles trusting the hub's role."""
+    from bridge.aws.organizations import stackset_template
+
+    settings = settings_from(config_path)
+    hub = _hub(settings, via)
+    attach: dict[str, list[str]] = {r: [] for r in roles}
+    for p in policies:
+        role, sep, arn = p.partition("=")
+        if not sep or role not in attach:
+            fail([f"--managed-policy {p!r}: write ROLE=ARN for one of the --role names"], "bad option:")
+        attach[role].append(arn)
+    click.echo(stackset_template(hub, attach, description=f"Federation Bridge spokes: roles reached through {hub}"),
+               nl=False)
