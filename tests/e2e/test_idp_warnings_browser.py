@@ -30,4 +30,6 @@ def test_why_page_names_the_attributes_the_idp_sent_instead(page, live_bridge, m
     assert "What your identity provider sent looks misconfigured" in section
     assert "but it has `mail`: set email_attribute: mail (or attribute_preset: ldap)." in section
     assert "but it has `memberOf`: set groups_attribute: memberOf (or attribute_preset: ldap)." in section
-    assert "No rule gives you a role" in page.inner_text("#why-summary")
+    summary = page.inner_text("#why-summary")
+    assert "No rule gives you a role" in summary and "looks misconfigured" in summary
+    assert "add you to the right group" not in summary  # the cause is the connector, not the user's groups
