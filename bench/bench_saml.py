@@ -36,7 +36,7 @@ from bridge.config import SamlConnectorSettings  # noqa: E402
 from bridge.errors import LoginError  # noqa: E402
 from bridge.identity import Grant, Identity  # noqa: E402
 from bridge.localredis import LocalRedis  # noqa: E402
-from bridge.store import Store  # noqa: E402
+from bridge.storage.redis import RedisStore as Store  # noqa: E402
 from bridge.upstream.base import PendingLogin  # noqa: E402
 from bridge.upstream.saml import SamlConnector  # noqa: E402
 from tests.peers.saml_forge import Forge  # noqa: E402

@@ -31,10 +31,10 @@ def _tail_file(path: Path, lines: int, follow: bool, show: Callable[[str], None]
 def _tail_redis(settings: Settings, lines: int, follow: bool, show: Callable[[str], None],
                 stop: Callable[[], bool]) -> None:
     from bridge.errors import StoreUnavailable
-    from bridge.store import Store, redis_client
+    from bridge.storage.redis import RedisStore, redis_client
 
     stream = settings.audit.stream
-    store = Store(redis_client(settings.redis, settings.resolve), settings.redis.key_prefix)
+    store = RedisStore(redis_client(settings.redis, settings.resolve), settings.redis.key_prefix)
     try:
         rows = store.audit_read(stream, count=lines)
         for _, line in rows:

@@ -25,7 +25,7 @@ from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Identity
 from bridge.sealing import Sealer
 from bridge.sessions import Sessions
-from bridge.store import Store
+from bridge.storage.redis import RedisStore as Store
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked, ReverifyUnreachable
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR
 from tests.integration.helpers import cli_token, oidc_login, portal_json, redis_keys_holding

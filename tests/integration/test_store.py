@@ -12,7 +12,7 @@ from bridge.errors import StoreUnavailable
 from bridge.identity import Identity
 from bridge.localredis import free_port
 from bridge.storage import PendingLogin, SessionRecord
-from bridge.store import Store
+from bridge.storage.redis import RedisStore as Store
 
 pytestmark = pytest.mark.integration
 X = Identity(connector_id="c", subject="x", issuer="i")

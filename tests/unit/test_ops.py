@@ -29,7 +29,7 @@ from bridge.aws.keys import (
 from bridge.config import RedisSettings, settings_from_dict
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics
-from bridge.store import redis_client
+from bridge.storage.redis import redis_client
 
 
 def _problems(**redis_cfg: Any) -> list[str]:
