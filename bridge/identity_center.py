@@ -31,7 +31,6 @@ bridge/identity_center_protocol.py). What this module keeps:
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 import threading
@@ -55,6 +54,7 @@ from bridge.identity_center_protocol import (
     DEVICE_GRANT,
     GRANT_TYPES,
     OIDC_ERRORS,
+    S256_CHALLENGE,
     LoopbackUri,
     SsoError,
     body_str,
@@ -63,7 +63,7 @@ from bridge.identity_center_protocol import (
     loopback_problem,
     normalize_start_url,
     page_of,
-    pkce_s256,
+    pkce_matches,
     redirect_matches,
     unauthorized,
 )
@@ -199,7 +199,7 @@ class IdentityCenter:
             raise SsoError.oidc("invalid_grant", "unknown, expired or already used authorization code")
         if stored.redirect_uri != redirect:
             raise SsoError.oidc("invalid_grant", "redirectUri differs from the one the code was issued for")
-        if not hmac.compare_digest(pkce_s256(verifier), stored.code_challenge):
+        if not pkce_matches(verifier, stored.code_challenge):
             raise SsoError.oidc("invalid_grant", "codeVerifier does not match the code challenge (PKCE S256)")
         return self.device.mint(client.client_id, stored.approval, session_alive=self._alive,
                                 client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
@@ -267,9 +267,11 @@ class IdentityCenter:
                              message="The application asked to send you to an address it did not register.")
         challenge = params.get("code_challenge", "")
         if (params.get("response_type") != "code" or params.get("code_challenge_method") != "S256"
-                or not 43 <= len(challenge) <= 128):
+                or S256_CHALLENGE.fullmatch(challenge) is None):
             raise BadRequest("authorize: response_type=code with PKCE S256 required", code="sso_pkce_required",
-                             message="The application did not ask in a way the bridge accepts (PKCE S256).")
+                             message="The application did not ask in a way the bridge accepts (PKCE S256).",
+                             hint="The code_challenge must be the 43 base64url characters of an S256 challenge "
+                                  "(RFC 7636). Run `aws sso login` again with a current AWS CLI.")
         return AuthorizeRequest(client, str(target), params.get("state", "")[:512], challenge, target)
 
     def authorize_decide(self, req: AuthorizeRequest, *, approve: bool, session_hash: str,

@@ -11,6 +11,7 @@ from the sign-in stand-in, a real Redis, a bridge served in this process with a 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -23,6 +24,7 @@ import pytest
 import requests
 
 from bridge.storage import SsoClient
+from tests.conftest import ACCOUNT
 from tests.integration.helpers import TestClock, dev_login
 from tests.integration.test_identity_center import (
     DEVICE_GRANT,
@@ -394,3 +396,59 @@ def test_no_sso_response_is_cached(serve) -> None:
     answers["wrong method"] = requests.get(f"{base}/sso/token", timeout=10)
     for what, r in answers.items():
         assert r.headers.get("Cache-Control") == "no-store", (what, r.status_code, dict(r.headers))
+
+
+# ---- issue 22 item 10: an independent review of the above -------------------------------------------------
+
+
+def _decide(s: requests.Session, base: str, page: requests.Response) -> requests.Response:
+    """Approve an authorize page (the explicit confirmation ticked); the 303 to the loopback URI."""
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)[1].replace("&amp;", "&")  # type: ignore[index]
+    return s.post(f"{base}{action}", data={"csrf_token": csrf, "decision": "approve", "confirm": "yes"},
+                  allow_redirects=False, timeout=10)
+
+
+def test_a_code_challenge_that_is_not_an_s256_challenge_is_refused_at_authorize_never_a_500(serve) -> None:
+    """Attack: ``code_challenge=éééé…`` (43 characters, as the length check wanted) was taken and stored; the
+    code's CreateToken then compared it with ``hmac.compare_digest``, which raises on non-ASCII text: a 500."""
+    base, svc, _ = serve()
+    oidc = oidc_client(base)
+    reg = register(oidc, ["authorization_code"], redirectUris=["http://127.0.0.1/oauth/callback"])
+    s = dev_login(base, "alice")
+    loop = Loopback()
+    for bad in ("é" * 43, CHALLENGE[:-1] + "=", CHALLENGE + "A", CHALLENGE[:-1] + "+", "A" * 128, CHALLENGE[:42]):
+        q = {"response_type": "code", "client_id": reg["clientId"], "redirect_uri": loop.uri, "state": "st",
+             "code_challenge_method": "S256", "code_challenge": bad}
+        r = s.get(f"{base}/sso/authorize?{urlencode(q)}", allow_redirects=False, timeout=10)
+        assert r.status_code == 400 and "Location" not in r.headers, (bad, r.status_code)
+        assert "PKCE S256" in r.text and "43 base64url characters" in r.text, r.text[:2000]
+    assert list(svc.store.r.scan_iter(match=f"{svc.store.prefix}authcode:*")) == []  # no code was issued
+    # A code an earlier version issued with such a challenge: a clear InvalidGrantException, not a 500.
+    page = _authorize(s, base, reg["clientId"], loop.uri)
+    code = re.search(r"code=([^&]+)", _decide(s, base, page).headers["Location"])[1]  # type: ignore[index]
+    (key,) = svc.store.r.scan_iter(match=f"{svc.store.prefix}authcode:*")
+    svc.store.r.set(key, svc.store.r.get(key).replace(CHALLENGE.encode(), ("é" * 43).encode()), keepttl=True)
+    with pytest.raises(oidc.exceptions.InvalidGrantException) as e:
+        oidc.create_token(grantType="authorization_code", clientId=reg["clientId"], clientSecret=reg["clientSecret"],
+                          code=code, redirectUri=loop.uri, codeVerifier="x" * 43)
+    assert "PKCE" in e.value.response["error_description"]
+
+
+def test_a_next_token_holding_infinity_is_a_clear_400_not_a_500(serve) -> None:
+    """Attack: nextToken is base64 JSON the bridge reads back: ``{"o": Infinity}`` (or ``1e400``) made
+    ``int()`` raise OverflowError, which nothing caught: a 500 for any signed-in user."""
+    base, svc, _ = serve()
+    oidc, sso = oidc_client(base), portal_client(base)
+    _, token = login(oidc, base, dev_login(base, "alice"))
+    for doc in (b'{"o":Infinity,"s":"accounts"}', b'{"o":-Infinity,"s":"accounts"}', b'{"o":1e400,"s":"accounts"}',
+                b'{"o":NaN,"s":"accounts"}'):
+        nt = base64.urlsafe_b64encode(doc).decode().rstrip("=")
+        with pytest.raises(sso.exceptions.InvalidRequestException) as e:
+            sso.list_accounts(accessToken=token["accessToken"], nextToken=nt)
+        assert "nextToken" in e.value.response["Error"]["Message"], doc
+        roles = doc.replace(b'"accounts"', f'"roles:{ACCOUNT}"'.encode())
+        with pytest.raises(sso.exceptions.InvalidRequestException):
+            sso.list_account_roles(accessToken=token["accessToken"], accountId=ACCOUNT,
+                                   nextToken=base64.urlsafe_b64encode(roles).decode().rstrip("="))
+    assert sso.list_accounts(accessToken=token["accessToken"])["accountList"]  # the token still works
