@@ -25,7 +25,7 @@ import requests
 
 from bridge.storage import SsoClient
 from tests.conftest import ACCOUNT
-from tests.integration.helpers import TestClock, dev_login
+from tests.integration.helpers import TestClock, cli_token, dev_login
 from tests.integration.test_identity_center import (
     DEVICE_GRANT,
     Loopback,
@@ -452,3 +452,42 @@ def test_a_next_token_holding_infinity_is_a_clear_400_not_a_500(serve) -> None:
             sso.list_account_roles(accessToken=token["accessToken"], accountId=ACCOUNT,
                                    nextToken=base64.urlsafe_b64encode(roles).decode().rstrip("="))
     assert sso.list_accounts(accessToken=token["accessToken"])["accountList"]  # the token still works
+
+
+def pass_time(svc: Any, clock: TestClock, seconds: int) -> None:
+    """``seconds`` go by for the bridge (its clock) and for Redis (every TTL under its prefix runs down)."""
+    clock.advance(seconds)
+    r = svc.store.r
+    for key in r.scan_iter(match=f"{svc.store.prefix}*"):
+        left = r.pttl(key)
+        if left >= 0:
+            r.delete(key) if left <= seconds * 1000 else r.pexpire(key, left - seconds * 1000)
+
+
+def test_a_shorter_login_does_not_hide_a_longer_ones_tokens_from_the_session(serve, clock: TestClock) -> None:
+    """Attack (on the session's token index): every token filed under a session set the index's TTL to its
+    own, so an Identity Center login without refresh (1 h) after a `bridge login` (12 h) or a refresh token
+    ended the index an hour later: *Your sign-ins* no longer listed the long one (nor could Revoke it), and
+    a reused refresh token's sweep and sign-out found nothing to revoke."""
+    base, svc, _ = serve(session={"idle_timeout": 43200})
+    browser = dev_login(base, "alice")
+    cli = cli_token(base, browser)  # `bridge login`: cli.token_lifetime (12 h)
+    oidc = oidc_client(base)
+    reg = register(oidc, [DEVICE_GRANT])  # a client without refresh: its token lives sso_token_lifetime (1 h)
+    start = oidc.start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"], startUrl=base)
+    assert "Approved" in approve_device(browser, base, start["userCode"])
+    oidc.create_token(grantType=DEVICE_GRANT, deviceCode=start["deviceCode"], clientId=reg["clientId"],
+                      clientSecret=reg["clientSecret"])
+    pass_time(svc, clock, 3700)
+    assert requests.get(f"{base}/api/v1/grants", headers={"Authorization": f"Bearer {cli}"},
+                        timeout=10).status_code == 200  # the `bridge login` token lives on…
+    page = browser.get(f"{base}/portal/sign-ins", headers={"Accept": "application/json"}, timeout=10).json()
+    (here,) = [row for row in page["sessions"] if row["current"]]
+    assert [t["client_id"] for t in here["tokens"]] == ["bridge-cli"], page  # …and is listed, with its Revoke
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"',  # type: ignore[index]
+                     browser.get(f"{base}/portal/sign-ins", timeout=10).text)[1]
+    r = browser.post(f"{base}/portal/sign-ins/revoke", data={"csrf_token": csrf, "token": here["tokens"][0]["id"]},
+                     headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 200 and r.json()["revoked"] == 1, r.text
+    assert requests.get(f"{base}/api/v1/grants", headers={"Authorization": f"Bearer {cli}"},
+                        timeout=10).status_code == 401
