@@ -347,3 +347,71 @@ def test_request_pages_are_never_cached(bridge: Bridge) -> None:
             r = who.get(f"{bridge.base}{path}", headers=headers, timeout=10)
             assert r.status_code == 200 and "csrf_token" in r.text, r.text[:300]
             assert r.headers.get("Cache-Control") == "no-store", (path, headers, r.headers)
+
+
+def _policy(**request: Any) -> list[dict[str, Any]]:
+    """RULES with the on-request grant's ``request`` policy changed."""
+    grant = RULES[1]["grants"][0]
+    return [RULES[0], {**RULES[1], "grants": [{**grant, "request": {**grant["request"], **request}}]}]
+
+
+def test_an_approval_ends_when_its_rule_no_longer_allows_it_as_approved(
+        make_settings: Any, live_bridge: Any, tmp_path: Path) -> None:
+    """Attack (issue 22 item 10): only a rule that went away ended an approval. A rule still there but now
+    stricter did not: a 2 h window went on after ``max_duration`` became 15 min, a break-glass activation
+    after ``break_glass`` was turned off (say, because it was being abused), and a pending request for longer
+    than the rule now allows could still be approved for its whole duration."""
+    rules, audit = tmp_path / "rules.yaml", tmp_path / "audit.jsonl"
+    write_rules(rules, _policy(break_glass=True))
+    settings = load_settings(config_file(make_settings(), audit, tmp_path, mapping={"rules_file": "rules.yaml"}))
+    b = Bridge(live_bridge(settings), live_bridge.app, audit)
+    bob, carol = dev_login(b.base, "bob"), dev_login(b.base, "carol")
+
+    def reload(new: list[dict[str, Any]]) -> None:
+        write_rules(rules, new)
+        b.svc.access.rules.request_reload()
+        b.svc.access.rules.maybe_reload()
+        assert b.svc.access.rules.last_failure is None, b.svc.access.rules.last_problems
+
+    def status(rid: str) -> dict[str, Any]:
+        return next(r for r in bob.get(f"{b.base}/requests", headers=JSON, timeout=10).json()["requests"]
+                    if r["id"] == rid)
+
+    def holds_admin() -> bool:
+        return ADMIN in [g["role_arn"] for g in portal_json(bob, b.base)["grants"]]
+
+    # 1. An approved 2 h window, then the rule allows at most 15 minutes: the approval ends.
+    rid = ask(b, bob, duration=7200)
+    assert act(b, carol, rid, "approve").json()["request"]["status"] == "approved" and holds_admin()
+    reload(_policy(break_glass=True, max_duration=900))
+    assert not holds_admin()
+    req = status(rid)
+    assert req["status"] == "ended" and "at most 15 min" in req["end_reason"], req
+
+    # 2. Break-glass, then the rule no longer allows it: the activation ends.
+    reload(_policy(break_glass=True))
+    portal = portal_json(bob, b.base)
+    gid = next(g["id"] for g in portal["requestable"] if g["role_arn"] == ADMIN)
+    r = bob.post(f"{b.base}/requests", data={"csrf_token": portal["csrf_token"], "grant": gid, "reason": "prod down",
+                                             "duration": "3600", "break_glass": "1"}, headers=JSON, timeout=10)
+    glass = r.json()["request"]["id"]
+    assert r.json()["request"]["status"] == "approved" and holds_admin()
+    reload(_policy(break_glass=False))
+    assert not holds_admin()
+    req = status(glass)
+    assert req["status"] == "ended" and "break-glass" in req["end_reason"], req
+
+    # 3. A pending 2 h request, then at most 1 h: it is ended, and no approver can give the 2 h any more.
+    pending = ask(b, bob, duration=7200)
+    reload(_policy(max_duration=3600))
+    r = act(b, carol, pending, "approve")
+    assert r.status_code == 403 and not holds_admin(), r.text
+    req = status(pending)
+    assert req["status"] == "ended" and "at most 60 min" in req["end_reason"], req
+    records = [x for x in b.records() if x["type"] == "access_request" and x.get("event") == "ended"]
+    assert {x["request_id"] for x in records} == {rid, glass, pending}
+    # A request the stricter rule allows is untouched by it.
+    ok = ask(b, bob, duration=1800)
+    assert act(b, carol, ok, "approve").json()["request"]["status"] == "approved"
+    reload(_policy(max_duration=1800))
+    assert holds_admin() and status(ok)["status"] == "approved"
