@@ -37,7 +37,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
@@ -75,6 +75,8 @@ from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, Ss
 
 REUSED = ("refresh token already used: it came back after it was used, so every token of this sign-in is "
           "revoked; sign in again (`aws sso login`)")
+CODE_REUSED = ("authorization code already used: it came back after it was redeemed, so every token it gave is "
+               "revoked; sign in again (`aws sso login`)")
 
 # --------------------------------------------------------------------------- roles by name
 
@@ -178,7 +180,7 @@ class IdentityCenter:
                 out = self.device.poll(client.client_id, body_str(body, "deviceCode", limit=256),
                                        session_alive=self._alive, lifetime=lifetime, refresh_lifetime=refresh)
             elif grant_type == "authorization_code":
-                out = self._redeem_code(client, body, lifetime, refresh)
+                out = self._redeem_code(client, body, lifetime, refresh, ctx or audit.Context())
             else:
                 out = self._refresh(client, body_str(body, "refreshToken", limit=256), lifetime, refresh,
                                     ctx or audit.Context())
@@ -190,20 +192,37 @@ class IdentityCenter:
             resp["refreshToken"] = out["refresh_token"]
         return resp
 
-    def _redeem_code(self, client: SsoClient, body: Mapping[str, Any], lifetime: int,
-                     refresh: int) -> dict[str, Any]:
+    def _redeem_code(self, client: SsoClient, body: Mapping[str, Any], lifetime: int, refresh: int,
+                     ctx: audit.Context) -> dict[str, Any]:
+        """Tokens for an authorization code, once. A redeemed code is kept (as such, with the family of what it
+        gave) until it expires: presented again with its client, redirect URI and verifier, the whole copy is in
+        someone else's hands, and everything it gave ends (RFC 6749 §4.1.2)."""
         code, redirect, verifier = (body_str(body, "code", limit=256), body_str(body, "redirectUri"),
                                     body_str(body, "codeVerifier", limit=256))
-        stored = self.store.take_auth_code(hash_id(code))  # single use
-        if stored is None or stored.client_id != client.client_id or stored.expires_at <= self.clock():
+        chash, now = hash_id(code), int(self.clock())
+        stored = self.store.take_auth_code(chash)  # single use, even under concurrent presentations
+        if stored is None or stored.expires_at <= now:
             raise SsoError.oidc("invalid_grant", "unknown, expired or already used authorization code")
-        if stored.redirect_uri != redirect:
-            raise SsoError.oidc("invalid_grant", "redirectUri differs from the one the code was issued for")
-        if not pkce_matches(verifier, stored.code_challenge):
-            raise SsoError.oidc("invalid_grant", "codeVerifier does not match the code challenge (PKCE S256)")
-        return self.device.mint(client.client_id, stored.approval, session_alive=self._alive,
-                                client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
-                                refresh_lifetime=refresh)
+        problem = ("unknown, expired or already used authorization code" if stored.client_id != client.client_id
+                   else "redirectUri differs from the one the code was issued for" if stored.redirect_uri != redirect
+                   else None if pkce_matches(verifier, stored.code_challenge)
+                   else "codeVerifier does not match the code challenge (PKCE S256)")
+        if problem is not None:
+            if stored.family is not None:  # a redeemed code stays known: one who holds the code alone ends nothing
+                self.store.put_auth_code(chash, stored, max(1, stored.expires_at - now))
+            raise SsoError.oidc("invalid_grant", problem)
+        if stored.family is not None:
+            self._family_reused(client, stored.approval.session, stored.family, stored.approval.correlation_id, ctx,
+                                grant_type="authorization_code", message=CODE_REUSED)
+        family = secrets.token_urlsafe(16)
+        self.store.put_auth_code(chash, replace(stored, family=family), max(1, stored.expires_at - now))
+        out = self.device.mint(client.client_id, stored.approval, session_alive=self._alive,
+                               client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
+                               refresh_lifetime=refresh, family=family)
+        if self.device.family_ended(family):  # presented again while this one was minting
+            self.device.revoke(out["access_token"])
+            raise SsoError.oidc("invalid_grant", CODE_REUSED)
+        return out
 
     def _refresh(self, client: SsoClient, refresh_token: str, lifetime: int, refresh: int,
                  ctx: audit.Context) -> dict[str, Any]:
@@ -231,17 +250,28 @@ class IdentityCenter:
 
     def _reused(self, client: SsoClient, rhash: str, doc: CliToken, ctx: audit.Context) -> NoReturn:
         if doc.family:
-            ended = self.device.end_family(doc.session, doc.family)
-        else:  # from before families: only its own pair is known
-            self.device.revoke_stored(rhash)
-            ended = 1 + bool(doc.pair)
-        event("sso_refresh_token_reused", logging.WARNING, client_id=client.client_id, revoked=ended)
-        if self.auditor is not None:
-            session = self.store.get_session(doc.session)
-            self.auditor.record("token_reuse", audit.Context(doc.correlation_id, ctx.client_ip, ctx.user_agent),
-                                outcome="revoked", client_id=client.client_id, revoked=ended,
-                                who=audit.who(session.identity) if session is not None else None)
+            self._family_reused(client, doc.session, doc.family, doc.correlation_id, ctx, grant_type="refresh_token",
+                                message=REUSED)
+        self.device.revoke_stored(rhash)  # from before families: only its own pair is known
+        self._audit_reuse(client, doc.session, doc.correlation_id, ctx, "refresh_token", 1 + bool(doc.pair))
         raise SsoError.oidc("invalid_grant", REUSED)
+
+    def _family_reused(self, client: SsoClient, session: str, family: str, correlation: str | None,
+                       ctx: audit.Context, *, grant_type: str, message: str) -> NoReturn:
+        """A refresh token or authorization code came back after it was used: end every token of its family."""
+        ended = self.device.end_family(session, family)
+        self._audit_reuse(client, session, correlation, ctx, grant_type, ended)
+        raise SsoError.oidc("invalid_grant", message)
+
+    def _audit_reuse(self, client: SsoClient, session_hash: str, correlation: str | None, ctx: audit.Context,
+                     grant_type: str, ended: int) -> None:
+        event("sso_refresh_token_reused" if grant_type == "refresh_token" else "sso_authorization_code_reused",
+              logging.WARNING, client_id=client.client_id, revoked=ended)
+        if self.auditor is not None:
+            session = self.store.get_session(session_hash)
+            self.auditor.record("token_reuse", audit.Context(correlation, ctx.client_ip, ctx.user_agent),
+                                outcome="revoked", client_id=client.client_id, revoked=ended, grant_type=grant_type,
+                                who=audit.who(session.identity) if session is not None else None)
 
     # -- the browser step of the authorization code grant ----------------------------------------
     def authorize_request(self, params: Mapping[str, str]) -> AuthorizeRequest:

@@ -491,3 +491,46 @@ def test_a_shorter_login_does_not_hide_a_longer_ones_tokens_from_the_session(ser
     assert r.status_code == 200 and r.json()["revoked"] == 1, r.text
     assert requests.get(f"{base}/api/v1/grants", headers={"Authorization": f"Bearer {cli}"},
                         timeout=10).status_code == 401
+
+
+def test_an_authorization_code_presented_again_revokes_the_tokens_it_gave(serve) -> None:
+    """Attack (RFC 6749 §4.1.2): an authorization code with its PKCE verifier is copied (a shared terminal's
+    history, a proxy's log of the loopback request and the CLI's memory); whoever presents it second was told
+    only "invalid_grant", and the tokens the first got lived on. Now the second presentation — client, redirect
+    URI and verifier all right — ends every token that code gave, audited; one without the verifier (someone
+    holding the code alone) changes nothing."""
+    import hashlib
+    import secrets
+
+    base, svc, audit = serve()
+    oidc, sso = oidc_client(base), portal_client(base)
+    reg = register(oidc, ["authorization_code", "refresh_token"], redirectUris=["http://127.0.0.1/oauth/callback"])
+    s = dev_login(base, "alice")
+    verifier = secrets.token_urlsafe(64)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    loop = Loopback()
+    q = {"response_type": "code", "client_id": reg["clientId"], "redirect_uri": loop.uri, "state": "st",
+         "code_challenge_method": "S256", "code_challenge": challenge}
+    page = s.get(f"{base}/sso/authorize?{urlencode(q)}", allow_redirects=False, timeout=10)
+    code = re.search(r"code=([^&]+)", _decide(s, base, page).headers["Location"])[1]  # type: ignore[index]
+    args = {"grantType": "authorization_code", "clientId": reg["clientId"], "clientSecret": reg["clientSecret"],
+            "code": code, "redirectUri": loop.uri, "codeVerifier": verifier}
+    first = oidc.create_token(**args)
+    _, other = login(oidc, base, s)  # another sign-in of the same browser: not descended from the code
+    with pytest.raises(oidc.exceptions.InvalidGrantException) as e:  # the code alone, without its verifier
+        oidc.create_token(**{**args, "codeVerifier": secrets.token_urlsafe(64)})
+    assert "revoked" not in e.value.response["error_description"]
+    assert sso.list_accounts(accessToken=first["accessToken"])["accountList"]
+    with pytest.raises(oidc.exceptions.InvalidGrantException) as e:  # the whole copy
+        oidc.create_token(**args)
+    assert "already used" in e.value.response["error_description"]
+    assert "revoked" in e.value.response["error_description"]
+    with pytest.raises(sso.exceptions.UnauthorizedException):
+        sso.list_accounts(accessToken=first["accessToken"])
+    with pytest.raises(oidc.exceptions.InvalidGrantException):
+        refresh(oidc, reg, first["refreshToken"])
+    assert sso.list_accounts(accessToken=other["accessToken"])["accountList"]  # the other sign-in lives on
+    [rec] = audit_records(audit, "token_reuse")
+    assert rec["client_id"] == reg["clientId"] and rec["who"]["email"] == "alice@example.com"
+    assert rec["revoked"] == 2 and rec["grant_type"] == "authorization_code"
+    assert code not in audit.read_text() and verifier not in audit.read_text()
