@@ -237,6 +237,26 @@ def test_slack_gets_the_reason_as_text_never_a_ping_or_a_disguised_link(serve: A
     assert json.loads(data)["reason"] == EVIL  # the JSON receiver gets the data as it was written
 
 
+def test_slack_compatible_chats_get_no_mention_and_no_markdown_link_either(serve: Any,
+                                                                         receiver: WebhookReceiver) -> None:
+    """Attack (issue 22 item 10): the ``slack`` payload goes to Slack-compatible chats too — Mattermost,
+    Rocket.Chat, Discord's ``/slack`` webhooks — which render ``text`` as Markdown and turn ``@channel``,
+    ``@all``, ``@here``, ``@everyone`` or ``@ceo`` into pings and ``[Open the request](//evil/x)`` into a
+    link (protocol-relative: no scheme to defang). Slack escaping (``&<>``) stopped neither."""
+    b = serve([*USERS, MALLORY], LABELLED, requests={"webhook_backoff": 0, "webhooks": [
+        {"url": f"{receiver.url}/slack", "format": "slack"}]})
+    reason = ("@channel @all @here @everyone ping @ceo now; [Open the request](//evil.example/x) "
+              "[ref][1] ![img](//evil.example/i.png) (mail bob@example.com)")
+    ask(b, dev_login(b.base, "mallory"), reason=reason)
+    hooks(b, receiver, "slack")
+    doc = json.loads(receiver.bodies("/slack")[0])
+    for text in (doc["text"], doc["blocks"][0]["text"]["text"]):
+        assert re.search(r"(?<![\w.+-])@\w", text) is None, text  # no mention a chat would parse
+        assert re.search(r"\]\s*[(\[]", text) is None, text  # no Markdown inline or reference link
+        assert "bob@example.com" in text and "mallory@example.com" in text  # e-mails read as they are
+        assert "channel" in text and "Open the request" in text and "evil.example/x" in text  # …and the rest
+
+
 def test_teams_gets_markdown_escaped_text_and_no_link_or_mention_of_theirs(serve: Any,
                                                                            receiver: WebhookReceiver) -> None:
     b = serve([*USERS, MALLORY], LABELLED, requests={"webhook_backoff": 0, "webhooks": [
