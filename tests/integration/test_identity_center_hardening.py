@@ -534,3 +534,33 @@ def test_an_authorization_code_presented_again_revokes_the_tokens_it_gave(serve)
     assert rec["client_id"] == reg["clientId"] and rec["who"]["email"] == "alice@example.com"
     assert rec["revoked"] == 2 and rec["grant_type"] == "authorization_code"
     assert code not in audit.read_text() and verifier not in audit.read_text()
+
+
+def test_every_per_address_limit_counts_an_ipv6_64_as_one_address(serve, clock: TestClock) -> None:
+    """Attack: RegisterClient counted an IPv6 /64 as one address, but StartDeviceAuthorization, CreateToken,
+    the bridge's own /oauth/device_authorization and sign-in starts counted each IPv6 address: a host picking
+    a new source address from its /64 for every request minted device codes and pending sign-ins (each a Redis
+    record) without limit, from one registered client."""
+    base, svc, _ = serve(trusted_proxies=1, rate_limits={"device_per_minute": 3, "sign_in_per_minute": 3})
+    clock.to_window_start()
+    reg = register(oidc_client(base), [DEVICE_GRANT])
+    v6 = [_from(oidc_client(base), f"2001:db8:1:2::{n}") for n in range(1, 5)]
+    for c in v6[:3]:
+        c.start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"], startUrl=base)
+    with pytest.raises(v6[3].exceptions.SlowDownException):
+        v6[3].start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"], startUrl=base)
+    other = _from(oidc_client(base), "2001:db8:1:3::1")  # the next /64 has its own budget
+    assert other.start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"],
+                                            startUrl=base)["deviceCode"]
+
+    def device(n: int) -> int:
+        return requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"},
+                             headers={"X-Forwarded-For": f"2001:db8:9:9::{n}"}, timeout=10).status_code
+
+    assert [device(n) for n in range(1, 5)] == [200, 200, 200, 429]
+
+    def sign_in(n: int) -> int:
+        return requests.get(f"{base}/login/dev", headers={"X-Forwarded-For": f"2001:db8:7:7::{n}"},
+                            allow_redirects=False, timeout=10).status_code
+
+    assert [sign_in(n) for n in range(1, 5)] == [302, 302, 302, 429]
