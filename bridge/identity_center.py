@@ -278,13 +278,18 @@ class IdentityCenter:
         """Check ``GET /sso/authorize`` before anything is shown: a BadRequest page (never a redirect)
         for an unknown client or a redirect URI it did not register."""
         client = self.store.get_sso_client(params.get("client_id", "")[:128])
-        redirect = params.get("redirect_uri", "")[:2048]
+        redirect, state = params.get("redirect_uri", ""), params.get("state", "")
         now = self.clock()
         if (client is None or client.expires_at <= now or (client.use_by is not None and client.use_by <= now)
                 or "authorization_code" not in client.grant_types):
             raise BadRequest("authorize: unknown client", code="sso_client_invalid",
                              message="The application that sent you here is not registered with the bridge.",
                              hint="Run `aws sso login` again.")
+        if len(redirect) > 2048 or len(state) > 512:  # refused, never cut: a cut URI is one nobody asked for
+            raise BadRequest("authorize: redirect_uri or state too long", code="sso_redirect_invalid",
+                             message="The application's request is too long for the bridge: a redirect address "
+                             "of at most 2048 characters and a state of at most 512 are accepted.",
+                             hint="Run `aws sso login` again with a current AWS CLI.")
         if (problem := loopback_problem(redirect)) is not None:
             raise BadRequest(f"authorize: redirect_uri refused: {problem}", code="sso_redirect_invalid",
                              message="The bridge does not accept this redirect address: only http://127.0.0.1, "
@@ -302,7 +307,7 @@ class IdentityCenter:
                              message="The application did not ask in a way the bridge accepts (PKCE S256).",
                              hint="The code_challenge must be the 43 base64url characters of an S256 challenge "
                                   "(RFC 7636). Run `aws sso login` again with a current AWS CLI.")
-        return AuthorizeRequest(client, str(target), params.get("state", "")[:512], challenge, target)
+        return AuthorizeRequest(client, str(target), state, challenge, target)
 
     def authorize_decide(self, req: AuthorizeRequest, *, approve: bool, session_hash: str,
                          session: SessionRecord, client_ip: str, user_agent: str) -> str:

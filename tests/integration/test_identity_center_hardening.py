@@ -564,3 +564,22 @@ def test_every_per_address_limit_counts_an_ipv6_64_as_one_address(serve, clock: 
                             allow_redirects=False, timeout=10).status_code
 
     assert [sign_in(n) for n in range(1, 5)] == [302, 302, 302, 429]
+
+
+def test_authorize_refuses_a_redirect_uri_or_state_too_long_instead_of_cutting_it(serve) -> None:
+    """Reject, don't repair: a redirect_uri past 2048 characters was cut to 2048 and, if that prefix was
+    registered, the code went to an address the client never asked for; a state past 512 was cut too (the
+    client's own check then failed with no word of why)."""
+    base, svc, _ = serve()
+    oidc = oidc_client(base)
+    registered = "http://127.0.0.1/" + "a" * 2031  # 2048 characters
+    reg = register(oidc, ["authorization_code"], redirectUris=[registered])
+    s = dev_login(base, "alice")
+    r = _authorize(s, base, reg["clientId"], registered + "bbbb")
+    assert r.status_code == 400 and "Location" not in r.headers, r.status_code
+    assert "2048" in r.text, r.text[:2000]
+    q = {"response_type": "code", "client_id": reg["clientId"], "redirect_uri": registered, "state": "s" * 513,
+         "code_challenge_method": "S256", "code_challenge": CHALLENGE}
+    r = s.get(f"{base}/sso/authorize?{urlencode(q)}", allow_redirects=False, timeout=10)
+    assert r.status_code == 400 and "512" in r.text, r.status_code
+    assert _authorize(s, base, reg["clientId"], registered).status_code == 200  # at the limits: fine
