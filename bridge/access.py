@@ -12,7 +12,9 @@ For an identity that has any, the decision point asks ``requests`` (bridge/acces
 approved requests of this exact account (connector, issuer, subject) that are within their window,
 at each decision — never memoised, never stored in a session — and such a request turns the rules'
 grant into a usable one (``Grant.request_id`` set; its durations end with the window). The rules
-still decide: a request whose rule no longer offers its role on request activates nothing and is ended —
+still decide: a request whose rule no longer offers its role on request, or no longer allows it as it stands
+(a window past its ``max_duration``, a break-glass one without ``break_glass``: ``outlived``), activates
+nothing and is ended —
 at the next decision that finds it, and for every live request after each rules reload (and under rules
 a process has not checked the requests against yet), so an approval never returns with its rule.
 No I/O here beyond the rules book, that lookup and the audit records asked for with ``ctx``.
