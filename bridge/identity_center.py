@@ -194,28 +194,27 @@ class IdentityCenter:
 
     def _redeem_code(self, client: SsoClient, body: Mapping[str, Any], lifetime: int, refresh: int,
                      ctx: audit.Context) -> dict[str, Any]:
-        """Tokens for an authorization code, once. A redeemed code is kept (as such, with the family of what it
-        gave) until it expires: presented again with its client, redirect URI and verifier, the whole copy is in
-        someone else's hands, and everything it gave ends (RFC 6749 §4.1.2)."""
+        """Tokens for an authorization code, once. A redeemed code is kept apart (``used:<hash>``: an earlier
+        version, during a rolling upgrade, never finds it there), with the family of what it gave, until it would
+        have expired: presented again with its client, redirect URI and verifier, the whole copy is in someone
+        else's hands, and everything it gave ends (RFC 6749 §4.1.2)."""
         code, redirect, verifier = (body_str(body, "code", limit=256), body_str(body, "redirectUri"),
                                     body_str(body, "codeVerifier", limit=256))
         chash, now = hash_id(code), int(self.clock())
         stored = self.store.take_auth_code(chash)  # single use, even under concurrent presentations
         if stored is None or stored.expires_at <= now:
+            used = self.store.take_auth_code(f"used:{chash}") if stored is None else None
+            if used is not None and used.family is not None and self._code_problem(used, client, redirect,
+                                                                                    verifier) is None:
+                self._family_reused(client, used.approval.session, used.family, used.approval.correlation_id, ctx,
+                                    grant_type="authorization_code", message=CODE_REUSED)
+            if used is not None:  # one who holds the code alone ends nothing, and leaves it known
+                self.store.put_auth_code(f"used:{chash}", used, max(1, used.expires_at - now))
             raise SsoError.oidc("invalid_grant", "unknown, expired or already used authorization code")
-        problem = ("unknown, expired or already used authorization code" if stored.client_id != client.client_id
-                   else "redirectUri differs from the one the code was issued for" if stored.redirect_uri != redirect
-                   else None if pkce_matches(verifier, stored.code_challenge)
-                   else "codeVerifier does not match the code challenge (PKCE S256)")
-        if problem is not None:
-            if stored.family is not None:  # a redeemed code stays known: one who holds the code alone ends nothing
-                self.store.put_auth_code(chash, stored, max(1, stored.expires_at - now))
+        if (problem := self._code_problem(stored, client, redirect, verifier)) is not None:
             raise SsoError.oidc("invalid_grant", problem)
-        if stored.family is not None:
-            self._family_reused(client, stored.approval.session, stored.family, stored.approval.correlation_id, ctx,
-                                grant_type="authorization_code", message=CODE_REUSED)
         family = secrets.token_urlsafe(16)
-        self.store.put_auth_code(chash, replace(stored, family=family), max(1, stored.expires_at - now))
+        self.store.put_auth_code(f"used:{chash}", replace(stored, family=family), max(1, stored.expires_at - now))
         out = self.device.mint(client.client_id, stored.approval, session_alive=self._alive,
                                client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
                                refresh_lifetime=refresh, family=family)
@@ -223,6 +222,17 @@ class IdentityCenter:
             self.device.revoke(out["access_token"])
             raise SsoError.oidc("invalid_grant", CODE_REUSED)
         return out
+
+    @staticmethod
+    def _code_problem(code: AuthCode, client: SsoClient, redirect: str, verifier: str) -> str | None:
+        """Why ``code`` is not this client's to redeem with this redirect URI and verifier (None: it is)."""
+        if code.client_id != client.client_id:
+            return "unknown, expired or already used authorization code"
+        if code.redirect_uri != redirect:
+            return "redirectUri differs from the one the code was issued for"
+        if not pkce_matches(verifier, code.code_challenge):
+            return "codeVerifier does not match the code challenge (PKCE S256)"
+        return None
 
     def _refresh(self, client: SsoClient, refresh_token: str, lifetime: int, refresh: int,
                  ctx: audit.Context) -> dict[str, Any]:
