@@ -199,11 +199,12 @@ class AccessRequests:
                ctx: audit.Context | None = None) -> AccessRequest:
         """Approve (the window starts now) or deny a pending request; the approver is re-checked now."""
         ctx = ctx or audit.Context()
-        req = self._backed(self.get(request_id))
+        req = self.get(request_id)
         if (why := self.refusal(approver, req)) is not None:
             self._record(req, "refused", ctx, by=audit.who(approver), refused=why,
                          action="approve" if approve else "deny")
             raise RequestRefused(why, message=f"You cannot decide this request: {why}.")
+        req = self._backed(req)
         return self._decide(req, approve, clean_text(comment, MAX_COMMENT), audit.who(approver), ctx)
 
     def operator_decide(self, request_id: str, *, approve: bool, comment: str, operator: str) -> AccessRequest:
