@@ -188,6 +188,9 @@ class RateLimitSettings(SettingsModel):
     device_code_per_minute: int = Field(30, ge=0, description="/device views and token polls per code")
     sso_register_per_minute: int = Field(10, ge=0, description="IAM Identity Center RegisterClient calls per "
                                          "client address (IPv6: per /64)")
+    # Each access-request step notifies every webhook: asking and withdrawing in a loop must not flood the
+    # approvers' chat (nor fill the notification queue, so that a real request or break-glass alert is dropped).
+    requests_per_minute: int = Field(10, ge=0, description="access requests asked, decided or withdrawn per user")
 
 
 class CliSettings(SettingsModel):

@@ -110,6 +110,7 @@ def act(request_id: str, action: str) -> ResponseReturnValue:
     doc = require_session()
     check_csrf(doc)
     identity = session_identity(doc)
+    rate_limit("requests", f"{identity.issuer}\0{identity.subject}")  # each step notifies every webhook
     req = _act(request_id, action, identity, doc)
     back = request.form.get("back")
     return _done("/requests/approve" if back == "approve" else "/requests", req)

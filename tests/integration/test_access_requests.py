@@ -62,7 +62,7 @@ def serve(live_bridge: Any, make_settings: Any, tmp_path: Path) -> Any:
         audit = tmp_path / "audit.jsonl"
         settings = make_settings(connectors=[{"id": "dev", "type": "dev", "users": users}],
                                  mapping={"rules": rules}, audit={"sink": "file", "path": str(audit)},
-                                 rate_limits={"credentials_per_minute": 0}, **more)
+                                 rate_limits={"credentials_per_minute": 0, **more.pop("rate_limits", {})}, **more)
         base = live_bridge(settings)
         return Bridge(base, live_bridge.app, audit)
 
@@ -435,3 +435,29 @@ def test_an_approval_ends_when_its_rule_no_longer_allows_it_as_approved(
     assert act(b, carol, ok, "approve").json()["request"]["status"] == "approved"
     reload(_policy(max_duration=1800))
     assert holds_admin() and status(ok)["status"] == "approved"
+
+
+def test_a_requester_cannot_flood_the_approvers_chat(serve: Any, receiver: WebhookReceiver) -> None:
+    """Attack (issue 22 item 10): asking and withdrawing, again and again, each a notification to every
+    webhook, limited only by the credentials budget (120 a minute) and withdrawing not at all: approvers'
+    chats flooded, and with one webhook thread behind a throttling chat, the queue full — a real request or
+    a break-glass alert then dropped. Now both count against ``rate_limits.requests_per_minute`` per user."""
+    b = serve(requests={"webhook_backoff": 0, "webhooks": [{"url": f"{receiver.url}/json"}]})  # the default: 10
+    clock = TestClock()
+    clock.to_window_start()
+    b.svc.store.clock = clock
+    bob = dev_login(b.base, "bob")
+    answers = []
+    for _ in range(6):
+        portal = portal_json(bob, b.base)
+        gid = next((g["id"] for g in portal["requestable"] if g["role_arn"] == ADMIN), None)
+        r = bob.post(f"{b.base}/requests", data={"csrf_token": portal["csrf_token"], "grant": gid, "reason": "x",
+                                                 "duration": "3600"}, headers=JSON, timeout=10)
+        answers.append(r.status_code)
+        if r.status_code == 200:
+            answers.append(act(b, bob, r.json()["request"]["id"], "revoke").status_code)
+    assert answers[:10] == [200] * 10 and answers[10:] == [429], answers
+    assert b.svc.requests.notifier.wait()
+    assert len(receiver.bodies("/json")) == 10  # five asked, five withdrawn: nothing more reached the chat
+    carol = dev_login(b.base, "carol")  # another user has a budget of their own
+    assert carol.get(f"{b.base}/requests/approve", headers=JSON, timeout=10).status_code == 200
