@@ -190,7 +190,7 @@ class RateLimitSettings(SettingsModel):
                                          "client address (IPv6: per /64)")
     # Each access-request step notifies every webhook: asking and withdrawing in a loop must not flood the
     # approvers' chat (nor fill the notification queue, so that a real request or break-glass alert is dropped).
-    requests_per_minute: int = Field(10, ge=0, description="access requests asked, decided or withdrawn per user")
+    requests_per_minute: int = Field(10, ge=0, description="access requests asked per user")
 
 
 class CliSettings(SettingsModel):

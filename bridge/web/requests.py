@@ -77,6 +77,8 @@ def create() -> ResponseReturnValue:
     doc = require_session()
     check_csrf(doc)
     identity = session_identity(doc)
+    # Each request notifies every webhook (asked, then decided and ended once each): bounding how many are
+    # asked bounds every notification, so nobody floods the approvers' chat by asking and withdrawing.
     rate_limit("requests", f"{identity.issuer}\0{identity.subject}")
     duration = parse_seconds(request.form.get("duration") or "3600", "duration")
     req = _requests().create(identity, request.form.get("grant", ""), reason=request.form.get("reason", ""),
@@ -110,7 +112,6 @@ def act(request_id: str, action: str) -> ResponseReturnValue:
     doc = require_session()
     check_csrf(doc)
     identity = session_identity(doc)
-    rate_limit("requests", f"{identity.issuer}\0{identity.subject}")  # each step notifies every webhook
     req = _act(request_id, action, identity, doc)
     back = request.form.get("back")
     return _done("/requests/approve" if back == "approve" else "/requests", req)
