@@ -12,7 +12,9 @@ For an identity that has any, the decision point asks ``requests`` (bridge/acces
 approved requests of this exact account (connector, issuer, subject) that are within their window,
 at each decision — never memoised, never stored in a session — and such a request turns the rules'
 grant into a usable one (``Grant.request_id`` set; its durations end with the window). The rules
-still decide: a request whose rule no longer offers its role on request activates nothing and is ended —
+still decide: a request whose rule no longer offers its role on request, or no longer allows it as it stands
+(a window past its ``max_duration``, a break-glass one without ``break_glass``: ``outlived``), activates
+nothing and is ended —
 at the next decision that finds it, and for every live request after each rules reload (and under rules
 a process has not checked the requests against yet), so an approval never returns with its rule.
 No I/O here beyond the rules book, that lookup and the audit records asked for with ``ctx``.
@@ -27,7 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -38,12 +40,29 @@ from bridge.config import Settings, reload_mapping, rules_file_path
 from bridge.identity import Grant, Identity
 from bridge.logs import event
 from bridge.mapping.paths import View
+from bridge.mapping.ruleset import RequestPolicy
 from bridge.rulebook import RuleBook
 from bridge.storage.records import AccessRequest
 from bridge.upstream import Connector
 
 PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
 RULE_CHANGED = "its rule changed: the rules no longer give this role on request"  # an access request's end
+
+
+def outlived(req: AccessRequest, policy: RequestPolicy | None) -> str | None:
+    """Why the rules in force no longer back ``req`` as it stands (None: they do), ``policy`` being what its
+    rule gives its role on request now: the rule must still offer it, allow its window, and allow break-glass
+    for one that broke the glass; a pending one must also still meet what an approver is shown (a reason)."""
+    if policy is None:
+        return RULE_CHANGED
+    if req.duration > policy.max_duration:
+        return f"its rule changed: it now allows at most {policy.max_duration // 60} min (this request: " \
+               f"{req.duration // 60} min)"
+    if req.break_glass and not policy.break_glass:
+        return "its rule changed: it no longer allows break-glass"
+    if req.status == "pending" and policy.reason_required and not req.reason:
+        return "its rule changed: it now requires a reason"
+    return None
 
 # Decisions kept in this process, bounded by the grants they hold (a portal user may hold thousands).
 ACCESS_MEMO_GRANTS = 50_000
@@ -60,9 +79,9 @@ class Access:
     denied_all: bool = False
     withheld: tuple[mapping.Withheld, ...] = ()  # aws_passthrough: what the IdP asserted that AWS would refuse
     requestable: tuple[mapping.Requestable, ...] = ()  # given on request (no active approved request now)
-    # (rule, role ARN) the matching rules give on request (requestable, MFA-locked, or masked by an outright
-    # grant): an access request lives only while its rule is in here for its role.
-    on_request: frozenset[tuple[str, str]] = frozenset()
+    # (rule, role ARN) → policy the matching rules give on request (requestable, MFA-locked, or masked by an
+    # outright grant): an access request lives only while its rule is in here for its role and allows it.
+    on_request: Mapping[tuple[str, str], RequestPolicy] = field(default_factory=dict)
 
 
 class ActiveRequests(Protocol):
@@ -76,8 +95,8 @@ class ActiveRequests(Protocol):
     def end(self, req: AccessRequest, why: str) -> None:
         """End an approved request the rules no longer back (audited once)."""
 
-    def sweep(self, backs: Callable[[AccessRequest], bool]) -> int:
-        """End every pending or approved request that ``backs`` says the rules no longer back (audited)."""
+    def sweep(self, outlived: Callable[[AccessRequest], str | None]) -> int:
+        """End every pending or approved request ``outlived`` says the rules no longer back, with why (audited)."""
 
 
 def same_person(a: Identity, b: Identity) -> bool:
@@ -182,8 +201,8 @@ class AccessPoint:
         offered = {r.grant.role_arn: r for r in access.requestable}
         promoted: list[Grant] = []
         for req in active:
-            if (req.rule, req.role_arn) not in access.on_request:
-                self.requests.end(req, RULE_CHANGED)
+            if (why := outlived(req, access.on_request.get((req.rule, req.role_arn)))) is not None:
+                self.requests.end(req, why)
                 continue
             rq = offered.pop(req.role_arn, None)
             if rq is None:
@@ -224,10 +243,11 @@ class AccessPoint:
         self._memo_put(memo_key, access)
         return access
 
-    def backs(self, req: AccessRequest) -> bool:
-        """Whether the rules in force still give ``req``'s role on request by ``req``'s rule to its requester
-        (as the request recorded them)."""
-        return (req.rule, req.role_arn) in self._rules_access(req.requester, log=False, ctx=None, check=None).on_request
+    def outlived(self, req: AccessRequest) -> str | None:
+        """Why the rules in force no longer back ``req`` (its rule giving its role on request to its requester, as
+        the request recorded them, and allowing it as it stands), or None when they do."""
+        offers = self._rules_access(req.requester, log=False, ctx=None, check=None).on_request
+        return outlived(req, offers.get((req.rule, req.role_arn)))
 
     def _sweep_if_new(self, version: str) -> None:
         """Once per rules version in this process (after a reload, at the first decision after start): end
@@ -237,7 +257,7 @@ class AccessPoint:
             return
         previous, self._swept_version = self._swept_version, version  # (the sweep's own decisions skip this)
         try:
-            self.requests.sweep(self.backs)
+            self.requests.sweep(self.outlived)
         except Exception as e:  # noqa: BLE001 - a decision must not fail because the sweep could not run now
             self._swept_version = previous
             event("requests_sweep_failed", logging.ERROR, error_type=type(e).__name__, rules_version=version)

@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from bridge import audit, mapping
-from bridge.access import RULE_CHANGED, AccessPoint, same_person
+from bridge.access import AccessPoint, same_person
 from bridge.audit import Auditor
 from bridge.config import Settings
 from bridge.errors import BadRequest, NotGranted
@@ -105,13 +105,13 @@ class AccessRequests:
         """End a request the rules no longer back (audited once: compare-and-set)."""
         self._finish(req, "ended", why, by={"bridge": "rules"}, quiet_race=True)
 
-    def sweep(self, backs: Callable[[AccessRequest], bool]) -> int:
-        """End every pending or approved request that ``backs`` (the decision point) says the rules in force
-        no longer offer: after a rules reload, nobody has to use a request for its approval to end."""
+    def sweep(self, outlived: Callable[[AccessRequest], str | None]) -> int:
+        """End every pending or approved request that ``outlived`` (the decision point) says the rules in force
+        no longer back: after a rules reload, nobody has to use a request for its approval to end."""
         n = 0
         for req in self._refreshed(self.store.access_requests()):
-            if req.status in ("pending", "approved") and not backs(req):
-                self.end(req, RULE_CHANGED)
+            if req.status in ("pending", "approved") and (why := outlived(req)) is not None:
+                self.end(req, why)
                 n += 1
         if n:
             event("requests_ended_by_rules", logging.WARNING, count=n)
@@ -204,12 +204,13 @@ class AccessRequests:
             self._record(req, "refused", ctx, by=audit.who(approver), refused=why,
                          action="approve" if approve else "deny")
             raise RequestRefused(why, message=f"You cannot decide this request: {why}.")
+        req = self._backed(req)
         return self._decide(req, approve, clean_text(comment, MAX_COMMENT), audit.who(approver), ctx)
 
     def operator_decide(self, request_id: str, *, approve: bool, comment: str, operator: str) -> AccessRequest:
         """``bridge requests approve|deny``: an operator with the bridge's config decides (audited as such).
         The rules must still give the role on request."""
-        req = self.get(request_id)
+        req = self._backed(self.get(request_id))
         if approve and self.access.request_policy(req.requester, req.role_arn) is None:
             raise RequestRefused("the rules no longer give this role on request",
                                  message="The rules no longer give this role on request.")
@@ -262,6 +263,15 @@ class AccessRequests:
         return self._refreshed([req])[0]
 
     # -- internals ----------------------------------------------------------------------------------
+    def _backed(self, req: AccessRequest) -> AccessRequest:
+        """``req``, if the rules in force still back it as it stands; otherwise it is ended now and refused
+        (a stricter rule: a pending request for longer than it now allows is never approved for that long)."""
+        if req.status in ("pending", "approved") and (why := self.access.outlived(req)) is not None:
+            self.end(req, why)
+            raise RequestRefused(why, message=f"This request can no longer be decided: {why}.",
+                                 hint="The requester may ask again, as the rule now allows.")
+        return req
+
     def _ttl(self, req: AccessRequest) -> int:
         now = int(self.clock())
         if req.status == "pending":

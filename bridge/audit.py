@@ -17,8 +17,9 @@ Records (``type``):
   activated | revoked | expired | ended | refused, ``break_glass``). Its ``correlation_id`` is the
   request's id, and so is that of every ``credentials``/``console`` record issued under it
   (``request_id`` says so; ``session_correlation_id`` keeps the sign-in's);
-- ``token_reuse``: an IAM Identity Center refresh token presented after it was used (``client_id``,
-  ``who`` when the session is still known, ``revoked``: how many live tokens of its grant ended).
+- ``token_reuse``: an IAM Identity Center refresh token or authorization code presented after it was used
+  (``grant_type``: ``refresh_token`` or ``authorization_code``; ``client_id``, ``who`` when the session is
+  still known, ``revoked``: how many live tokens of its grant ended).
 
 Every record carries ``ts``, ``type``, ``correlation_id`` (minted when the sign-in started, kept in
 the session: it ties a sign-in to every grant and credential it led to), ``request_id``,

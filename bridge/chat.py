@@ -4,7 +4,9 @@ one (an Adaptive Card). Pure functions, no I/O.
 Everything a person typed or an IdP asserted (reason, comment, names, e-mails, role labels rendered from
 claims) is text, never markup: it is escaped for the destination (Slack: ``&`` ``<`` ``>``; Teams: the
 Markdown specials), its URLs are defanged (``https[:]//…``, ``www[.]…``) so the chat does not turn them
-into links, and the only link in a message is the bridge's own, to the request. So a reason such as
+into links, and the only link in a message is the bridge's own, to the request. For Slack-compatible chats
+that read the payload as Markdown with mentions, ``@channel``-style mentions and ``[x](y)`` links are broken
+with an invisible word joiner. So a reason such as
 ``<!channel> <https://evil/…|Open the request>`` reaches approvers as those characters, not as a
 channel-wide ping and a disguised link. (The ``json`` format sends the event as data, unescaped: its
 receiver escapes for wherever it shows it.)
@@ -22,6 +24,13 @@ _VERBS = {"requested": "requests", "break_glass": "BROKE THE GLASS for", "approv
 _SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}):(?=//)")
 _WWW = re.compile(r"(?i)\bwww\.")
 _MARKDOWN = re.compile(r"([\\`*_~\[\](){}<>#|!])")
+# Slack-compatible chats (Mattermost, Rocket.Chat, Discord's /slack webhooks) read ``text`` as Markdown with
+# mentions: ``@channel``/``@all``/``@here``/``@everyone``/``@name`` pings, ``[x](//host)`` links (no scheme to
+# defang). A WORD JOINER (U+2060, invisible) after the ``@`` and after a link's ``]`` makes neither parse;
+# e-mails (``bob@example.com``: a word character before the ``@``) are left as they are.
+_MENTION = re.compile(r"(?<![\w.+-])@(?=\w)")
+_LINK_END = re.compile(r"\](?=\s*[(\[])")
+_JOINER = "\u2060"
 
 
 def plain(text: Any) -> str:
@@ -33,8 +42,9 @@ def plain(text: Any) -> str:
 
 def slack_text(text: Any) -> str:
     """User text for Slack mrkdwn: its control characters (``<…>`` links and mentions, ``&`` entities)
-    escaped as Slack asks, URLs defanged."""
-    return plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped as Slack asks, URLs defanged, and the mentions and links of Slack-compatible chats broken."""
+    out = plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _LINK_END.sub("]" + _JOINER, _MENTION.sub("@" + _JOINER, out))
 
 
 def markdown_text(text: Any) -> str:

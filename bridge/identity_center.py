@@ -31,14 +31,13 @@ bridge/identity_center_protocol.py). What this module keeps:
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
@@ -55,6 +54,7 @@ from bridge.identity_center_protocol import (
     DEVICE_GRANT,
     GRANT_TYPES,
     OIDC_ERRORS,
+    S256_CHALLENGE,
     LoopbackUri,
     SsoError,
     body_str,
@@ -63,7 +63,7 @@ from bridge.identity_center_protocol import (
     loopback_problem,
     normalize_start_url,
     page_of,
-    pkce_s256,
+    pkce_matches,
     redirect_matches,
     unauthorized,
 )
@@ -75,6 +75,8 @@ from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, Ss
 
 REUSED = ("refresh token already used: it came back after it was used, so every token of this sign-in is "
           "revoked; sign in again (`aws sso login`)")
+CODE_REUSED = ("authorization code already used: it came back after it was redeemed, so every token it gave is "
+               "revoked; sign in again (`aws sso login`)")
 
 # --------------------------------------------------------------------------- roles by name
 
@@ -178,7 +180,7 @@ class IdentityCenter:
                 out = self.device.poll(client.client_id, body_str(body, "deviceCode", limit=256),
                                        session_alive=self._alive, lifetime=lifetime, refresh_lifetime=refresh)
             elif grant_type == "authorization_code":
-                out = self._redeem_code(client, body, lifetime, refresh)
+                out = self._redeem_code(client, body, lifetime, refresh, ctx or audit.Context())
             else:
                 out = self._refresh(client, body_str(body, "refreshToken", limit=256), lifetime, refresh,
                                     ctx or audit.Context())
@@ -190,20 +192,47 @@ class IdentityCenter:
             resp["refreshToken"] = out["refresh_token"]
         return resp
 
-    def _redeem_code(self, client: SsoClient, body: Mapping[str, Any], lifetime: int,
-                     refresh: int) -> dict[str, Any]:
+    def _redeem_code(self, client: SsoClient, body: Mapping[str, Any], lifetime: int, refresh: int,
+                     ctx: audit.Context) -> dict[str, Any]:
+        """Tokens for an authorization code, once. A redeemed code is kept apart (``used:<hash>``: an earlier
+        version, during a rolling upgrade, never finds it there), with the family of what it gave, until it would
+        have expired: presented again with its client, redirect URI and verifier, the whole copy is in someone
+        else's hands, and everything it gave ends (RFC 6749 §4.1.2)."""
         code, redirect, verifier = (body_str(body, "code", limit=256), body_str(body, "redirectUri"),
                                     body_str(body, "codeVerifier", limit=256))
-        stored = self.store.take_auth_code(hash_id(code))  # single use
-        if stored is None or stored.client_id != client.client_id or stored.expires_at <= self.clock():
+        chash, now = hash_id(code), int(self.clock())
+        stored = self.store.take_auth_code(chash)  # single use, even under concurrent presentations
+        if stored is None or stored.expires_at <= now:
+            used = self.store.take_auth_code(f"used:{chash}") if stored is None else None
+            if used is not None and used.family is not None and self._code_problem(used, client, redirect,
+                                                                                    verifier) is None:
+                self._family_reused(client, used.approval.session, used.family, used.approval.correlation_id, ctx,
+                                    grant_type="authorization_code", message=CODE_REUSED)
+            if used is not None:  # one who holds the code alone ends nothing, and leaves it known
+                self.store.put_auth_code(f"used:{chash}", used, max(1, used.expires_at - now))
             raise SsoError.oidc("invalid_grant", "unknown, expired or already used authorization code")
-        if stored.redirect_uri != redirect:
-            raise SsoError.oidc("invalid_grant", "redirectUri differs from the one the code was issued for")
-        if not hmac.compare_digest(pkce_s256(verifier), stored.code_challenge):
-            raise SsoError.oidc("invalid_grant", "codeVerifier does not match the code challenge (PKCE S256)")
-        return self.device.mint(client.client_id, stored.approval, session_alive=self._alive,
-                                client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
-                                refresh_lifetime=refresh)
+        if (problem := self._code_problem(stored, client, redirect, verifier)) is not None:
+            raise SsoError.oidc("invalid_grant", problem)
+        family = secrets.token_urlsafe(16)
+        self.store.put_auth_code(f"used:{chash}", replace(stored, family=family), max(1, stored.expires_at - now))
+        out = self.device.mint(client.client_id, stored.approval, session_alive=self._alive,
+                               client_ip=stored.client_ip, user_agent=stored.user_agent, lifetime=lifetime,
+                               refresh_lifetime=refresh, family=family)
+        if self.device.family_ended(family):  # presented again while this one was minting
+            self.device.revoke(out["access_token"])
+            raise SsoError.oidc("invalid_grant", CODE_REUSED)
+        return out
+
+    @staticmethod
+    def _code_problem(code: AuthCode, client: SsoClient, redirect: str, verifier: str) -> str | None:
+        """Why ``code`` is not this client's to redeem with this redirect URI and verifier (None: it is)."""
+        if code.client_id != client.client_id:
+            return "unknown, expired or already used authorization code"
+        if code.redirect_uri != redirect:
+            return "redirectUri differs from the one the code was issued for"
+        if not pkce_matches(verifier, code.code_challenge):
+            return "codeVerifier does not match the code challenge (PKCE S256)"
+        return None
 
     def _refresh(self, client: SsoClient, refresh_token: str, lifetime: int, refresh: int,
                  ctx: audit.Context) -> dict[str, Any]:
@@ -231,30 +260,46 @@ class IdentityCenter:
 
     def _reused(self, client: SsoClient, rhash: str, doc: CliToken, ctx: audit.Context) -> NoReturn:
         if doc.family:
-            ended = self.device.end_family(doc.session, doc.family)
-        else:  # from before families: only its own pair is known
-            self.device.revoke_stored(rhash)
-            ended = 1 + bool(doc.pair)
-        event("sso_refresh_token_reused", logging.WARNING, client_id=client.client_id, revoked=ended)
-        if self.auditor is not None:
-            session = self.store.get_session(doc.session)
-            self.auditor.record("token_reuse", audit.Context(doc.correlation_id, ctx.client_ip, ctx.user_agent),
-                                outcome="revoked", client_id=client.client_id, revoked=ended,
-                                who=audit.who(session.identity) if session is not None else None)
+            self._family_reused(client, doc.session, doc.family, doc.correlation_id, ctx, grant_type="refresh_token",
+                                message=REUSED)
+        self.device.revoke_stored(rhash)  # from before families: only its own pair is known
+        self._audit_reuse(client, doc.session, doc.correlation_id, ctx, "refresh_token", 1 + bool(doc.pair))
         raise SsoError.oidc("invalid_grant", REUSED)
+
+    def _family_reused(self, client: SsoClient, session: str, family: str, correlation: str | None,
+                       ctx: audit.Context, *, grant_type: str, message: str) -> NoReturn:
+        """A refresh token or authorization code came back after it was used: end every token of its family."""
+        ended = self.device.end_family(session, family)
+        self._audit_reuse(client, session, correlation, ctx, grant_type, ended)
+        raise SsoError.oidc("invalid_grant", message)
+
+    def _audit_reuse(self, client: SsoClient, session_hash: str, correlation: str | None, ctx: audit.Context,
+                     grant_type: str, ended: int) -> None:
+        event("sso_refresh_token_reused" if grant_type == "refresh_token" else "sso_authorization_code_reused",
+              logging.WARNING, client_id=client.client_id, revoked=ended)
+        if self.auditor is not None:
+            session = self.store.get_session(session_hash)
+            self.auditor.record("token_reuse", audit.Context(correlation, ctx.client_ip, ctx.user_agent),
+                                outcome="revoked", client_id=client.client_id, revoked=ended, grant_type=grant_type,
+                                who=audit.who(session.identity) if session is not None else None)
 
     # -- the browser step of the authorization code grant ----------------------------------------
     def authorize_request(self, params: Mapping[str, str]) -> AuthorizeRequest:
         """Check ``GET /sso/authorize`` before anything is shown: a BadRequest page (never a redirect)
         for an unknown client or a redirect URI it did not register."""
         client = self.store.get_sso_client(params.get("client_id", "")[:128])
-        redirect = params.get("redirect_uri", "")[:2048]
+        redirect, state = params.get("redirect_uri", ""), params.get("state", "")
         now = self.clock()
         if (client is None or client.expires_at <= now or (client.use_by is not None and client.use_by <= now)
                 or "authorization_code" not in client.grant_types):
             raise BadRequest("authorize: unknown client", code="sso_client_invalid",
                              message="The application that sent you here is not registered with the bridge.",
                              hint="Run `aws sso login` again.")
+        if len(redirect) > 2048 or len(state) > 512:  # refused, never cut: a cut URI is one nobody asked for
+            raise BadRequest("authorize: redirect_uri or state too long", code="sso_redirect_invalid",
+                             message="The application's request is too long for the bridge: a redirect address "
+                             "of at most 2048 characters and a state of at most 512 are accepted.",
+                             hint="Run `aws sso login` again with a current AWS CLI.")
         if (problem := loopback_problem(redirect)) is not None:
             raise BadRequest(f"authorize: redirect_uri refused: {problem}", code="sso_redirect_invalid",
                              message="The bridge does not accept this redirect address: only http://127.0.0.1, "
@@ -267,10 +312,12 @@ class IdentityCenter:
                              message="The application asked to send you to an address it did not register.")
         challenge = params.get("code_challenge", "")
         if (params.get("response_type") != "code" or params.get("code_challenge_method") != "S256"
-                or not 43 <= len(challenge) <= 128):
+                or S256_CHALLENGE.fullmatch(challenge) is None):
             raise BadRequest("authorize: response_type=code with PKCE S256 required", code="sso_pkce_required",
-                             message="The application did not ask in a way the bridge accepts (PKCE S256).")
-        return AuthorizeRequest(client, str(target), params.get("state", "")[:512], challenge, target)
+                             message="The application did not ask in a way the bridge accepts (PKCE S256).",
+                             hint="The code_challenge must be the 43 base64url characters of an S256 challenge "
+                                  "(RFC 7636). Run `aws sso login` again with a current AWS CLI.")
+        return AuthorizeRequest(client, str(target), state, challenge, target)
 
     def authorize_decide(self, req: AuthorizeRequest, *, approve: bool, session_hash: str,
                          session: SessionRecord, client_ip: str, user_agent: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import ipaddress
 import json
 import re
@@ -166,8 +167,19 @@ def redirect_matches(registered: Iterable[str], uri: str) -> LoopbackUri | None:
     return None
 
 
+# RFC 7636 §4.2: an S256 challenge is BASE64URL(SHA-256(verifier)) without padding: 43 of these characters;
+# nothing else could ever match (and a challenge is compared, so it must be plain ASCII).
+S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
 def pkce_s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def pkce_matches(verifier: str, challenge: str) -> bool:
+    """Whether the S256 of ``verifier`` is ``challenge``: in constant time, as bytes (``compare_digest`` raises
+    on a str outside ASCII, and a code issued by an earlier version may carry any challenge)."""
+    return hmac.compare_digest(pkce_s256(verifier).encode(), challenge.encode("utf-8", "surrogatepass"))
 
 
 def _is_text(s: str) -> bool:
@@ -241,7 +253,7 @@ def page_of(items: Sequence[dict[str, str]], next_token: str | None, max_results
         try:
             doc = json.loads(base64.urlsafe_b64decode(next_token[:256].encode() + b"=="))
             start, bound = int(doc["o"]), str(doc["s"])
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):  # OverflowError: {"o": Infinity}
             raise invalid_request("invalid nextToken") from None
         if bound != scope or not 0 <= start <= len(items):
             raise invalid_request("invalid nextToken")

@@ -2,25 +2,40 @@
 metadata services live there, with the instance's credentials), a cloud metadata address or name, an
 unspecified or multicast one — whether written in the URL (refused at config load) or what its name
 resolves to when a notification is sent (checked every time: DNS rebinding). Plain http only to loopback.
-Pure functions (the standard library's ipaddress), no I/O.
+Pure functions (the standard library's ipaddress, and socket.inet_aton to read an address the way the resolver
+does), no I/O.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 
 LOOPBACK_NAMES = ("localhost",)
 METADATA_NAMES = ("metadata", "metadata.google.internal", "metadata.goog", "instance-data",
                   "instance-data.ec2.internal", "metadata.azure.com")
-METADATA_IPS = (ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200"))
+# EC2's IMDS over IPv6, the EKS Pod Identity agent's (credentials; its IPv4 169.254.170.23 is link-local), Alibaba's.
+METADATA_IPS = (ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("fd00:ec2::23"),
+                ipaddress.ip_address("100.100.100.200"))
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# What C's inet_aton (so getaddrinfo, so the resolver at delivery) also reads as an IPv4 address: 1 to 4
+# parts, each decimal, octal (0…) or hex (0x…) — ``2852039166`` and ``0251.0376.0251.0376`` are 169.254.169.254.
+_LOOSE_IPV4 = re.compile(r"(?i)(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}")
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.split("%", 1)[0].strip("[]")
     try:
-        return ipaddress.ip_address(text.split("%", 1)[0].strip("[]"))
+        return ipaddress.ip_address(text)
     except ValueError:
-        return None
+        pass
+    if _LOOSE_IPV4.fullmatch(text):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(text))  # parses only: no lookup
+        except OSError:
+            return None
+    return None
 
 
 def _embedded(a: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -200,8 +200,9 @@ def test_locks(harness: Harness) -> None:
 
 
 def token(shash: str, **kw: Any) -> CliToken:
-    return CliToken(client_id="bridge-cli", session=shash, created_at=T0, expires_at=T0 + 600, client_ip="192.0.2.1",
-                    user_agent="bridge/1", correlation_id="c0ffee", **kw)
+    doc = {"client_id": "bridge-cli", "session": shash, "created_at": T0, "expires_at": T0 + 600,
+           "client_ip": "192.0.2.1", "user_agent": "bridge/1", "correlation_id": "c0ffee", **kw}
+    return CliToken(**doc)
 
 
 def test_cli_tokens_are_bound_to_their_session(harness: Harness) -> None:
@@ -224,6 +225,19 @@ def test_cli_token_expires_with_its_ttl(harness: Harness) -> None:
     s.add_cli_token("t1", token("h1"), 600)
     harness.advance(601)
     assert s.get_cli_token("t1") is None and s.session_tokens("h1") == []
+
+
+def test_the_session_token_index_is_never_shortened(harness: Harness) -> None:
+    """A short token (an Identity Center login without refresh: 1 h) filed after a long one (a refresh token, a
+    `bridge login` token: 12 h) must not end the index: sign-out, offboarding, a reused refresh token's sweep
+    and the portal's *Your sign-ins* find a session's tokens through it (issue 22 item 10)."""
+    s = harness.store
+    s.add_cli_token("long", token("h1", expires_at=T0 + 7200), 7200)
+    s.add_cli_token("short", token("h1"), 600)
+    harness.advance(601)
+    assert s.get_cli_token("long") is not None
+    assert "long" in s.session_tokens("h1")  # (a member whose token ended may stay: readers drop it)
+    assert "long" in s.pop_session_tokens("h1")
 
 
 # --------------------------------------------------------------------------- device codes

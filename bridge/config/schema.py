@@ -178,14 +178,19 @@ class CredentialCacheSettings(SettingsModel):
 class RateLimitSettings(SettingsModel):
     """Fixed one-minute windows counted in Redis, so the limits hold across every instance (0 = off)."""
 
-    sign_in_per_minute: int = Field(60, ge=0, description="sign-in starts and callbacks per client IP")
+    sign_in_per_minute: int = Field(60, ge=0, description="sign-in starts and callbacks per client address "
+                                    "(IPv6: per /64)")
     credentials_per_minute: int = Field(120, ge=0, description="credential requests per user")
     # The device flow (RFC 8628): codes are short, so guessing and hammering are limited per client IP
     # on each endpoint, and per user code / device code (a CLI polling every 5 s makes 12 a minute).
-    device_per_minute: int = Field(60, ge=0, description="requests to each device endpoint per client IP")
+    device_per_minute: int = Field(60, ge=0, description="requests to each device endpoint per client address "
+                                   "(IPv6: per /64)")
     device_code_per_minute: int = Field(30, ge=0, description="/device views and token polls per code")
     sso_register_per_minute: int = Field(10, ge=0, description="IAM Identity Center RegisterClient calls per "
                                          "client address (IPv6: per /64)")
+    # Each access-request step notifies every webhook: asking and withdrawing in a loop must not flood the
+    # approvers' chat (nor fill the notification queue, so that a real request or break-glass alert is dropped).
+    requests_per_minute: int = Field(10, ge=0, description="access requests asked per user")
 
 
 class CliSettings(SettingsModel):

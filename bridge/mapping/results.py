@@ -115,11 +115,14 @@ class Decision:
         return list(out.values())
 
     @property
-    def on_request(self) -> frozenset[tuple[str, str]]:
-        """(rule, role ARN) of every grant a matching rule gives on request, not denied — requestable,
+    def on_request(self) -> dict[tuple[str, str], RequestPolicy]:
+        """(rule, role ARN) → policy of every grant a matching rule gives on request, not denied — requestable,
         MFA-locked on this sign-in, or also given outright by another rule: what backs an access request."""
-        return frozenset((rule, w.grant.role_arn) for rule, w in self.withheld
-                         if w.code in ("request", "mfa") and w.request is not None and w.grant is not None)
+        out: dict[tuple[str, str], RequestPolicy] = {}
+        for rule, w in self.withheld:
+            if w.code in ("request", "mfa") and w.request is not None and w.grant is not None:
+                out.setdefault((rule, w.grant.role_arn), w.request)
+        return out
 
     @property
     def requestable(self) -> list[Requestable]:

@@ -293,11 +293,13 @@ class AuthCode:
     expires_at: int
     client_ip: str = ""
     user_agent: str = ""
+    family: str | None = None  # set once redeemed: kept until it expires, so a replay ends what it gave
 
     def to_json(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "redirect_uri": self.redirect_uri,
                 "code_challenge": self.code_challenge, "approval": asdict(self.approval),
-                "expires_at": self.expires_at, "client_ip": self.client_ip, "user_agent": self.user_agent}
+                "expires_at": self.expires_at, "client_ip": self.client_ip, "user_agent": self.user_agent,
+                **({"family": self.family} if self.family else {})}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> AuthCode:
@@ -308,7 +310,8 @@ class AuthCode:
                        approval=DeviceApproval(str(a["session"]), int(a["session_expires_at"]),
                                                a.get("correlation_id")),
                        expires_at=int(d["expires_at"]), client_ip=str(d.get("client_ip") or ""),
-                       user_agent=str(d.get("user_agent") or ""))
+                       user_agent=str(d.get("user_agent") or ""),
+                       family=str(d["family"]) if d.get("family") else None)
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"auth code: {type(e).__name__}: {e}") from None
 

@@ -292,11 +292,9 @@ class RedisStore(LegacyKeys, SsoKeys):
     def add_cli_token(self, thash: str, token: CliToken, ttl: int) -> None:
         self._put_json("clitoken", thash, token.to_json(), ttl)
         with self.errors():
-            key = self._sk("session-tokens", token.session)
-            pipe = self.r.pipeline(transaction=True)
-            pipe.sadd(key, thash)
-            pipe.expire(key, max(1, int(ttl)))
-            pipe.execute()
+            # Never shortened: a 1 h token filed after a 12 h one must not end the index with it (sign-out,
+            # offboarding, a reused refresh token's sweep and *Your sign-ins* find the session's tokens here).
+            self._sadd_never_shorten(self._sk("session-tokens", token.session), thash, ttl)
 
     def get_cli_token(self, thash: str) -> CliToken | None:
         """The token ``thash``; None if unknown, expired, or not bound to a session (never trusted)."""

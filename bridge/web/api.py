@@ -18,6 +18,7 @@ from bridge.storage import CliToken, SessionRecord
 from bridge.web.common import (
     audit_context,
     check_csrf,
+    client_address,
     current_session,
     granted,
     parse_seconds,
@@ -48,7 +49,7 @@ def _oauth_error(e: DeviceError) -> ResponseReturnValue:
 def _device_limits(endpoint: str, code: str = "") -> None:
     """Per client IP on each device endpoint (guessing codes, minting them in bulk) and per user code /
     device code (hammering one code); separate buckets, so a CLI's polls never use up the approval page's."""
-    rate_limit("device", f"{endpoint}\0{request.remote_addr}")  # after ProxyFix
+    rate_limit("device", f"{endpoint}\0{client_address()}")  # after ProxyFix; an IPv6 /64 is one address
     if code:
         rate_limit("device_code", f"{endpoint}\0{code}")
 

@@ -16,6 +16,7 @@ from bridge.aws.console import console_origins
 from bridge.aws.upstream_check import UpstreamCheck
 from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, PassthroughExpired, RateLimited
 from bridge.identity import Grant, Identity
+from bridge.identity_center_protocol import address_key
 from bridge.logs import correlation_id
 from bridge.mapping import Withheld
 from bridge.services import Services
@@ -260,7 +261,8 @@ def rate_limit(kind: str, who: str) -> None:
     limits = svc.settings.rate_limits
     limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
              "device_code": limits.device_code_per_minute,
-             "sso_register": limits.sso_register_per_minute}.get(kind, limits.credentials_per_minute)
+             "sso_register": limits.sso_register_per_minute,
+             "requests": limits.requests_per_minute}.get(kind, limits.credentials_per_minute)
     if limit <= 0:
         return
     wait = svc.store.hit(f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
@@ -269,8 +271,10 @@ def rate_limit(kind: str, who: str) -> None:
         raise RateLimited(f"{kind} limit {limit}/min reached", retry_after=wait)
 
 
-def client_ip() -> str:
-    return request.remote_addr or "-"
+def client_address() -> str:
+    """Who a per-address rate limit counts (after ProxyFix): the IPv4 address, or the IPv6 /64 — a host has a
+    whole /64 to pick source addresses from, so counting each address would let it pick a fresh one each time."""
+    return address_key(request.remote_addr or "-")
 
 
 def own_navigation() -> bool:

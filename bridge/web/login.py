@@ -21,7 +21,7 @@ from bridge.upstream.saml import SamlConnector
 from bridge.web.common import (
     audit_context,
     check_csrf,
-    client_ip,
+    client_address,
     current_session,
     end_session,
     rate_limit,
@@ -72,7 +72,7 @@ def index() -> ResponseReturnValue:
 def login(connector_id: str) -> ResponseReturnValue:
     """Start a sign-in with one IdP."""
     connector = _connector(connector_id)
-    rate_limit("sign_in", client_ip())
+    rate_limit("sign_in", client_address())
     svc = services()
     # Reuse the browser's value if it has one: a sign-in started in a second tab must not orphan
     # the first tab's.
@@ -98,7 +98,7 @@ def dev_login(connector_id: str) -> ResponseReturnValue:
 def callback(connector_id: str) -> ResponseReturnValue:
     """OIDC redirect URI (GET) and form-POST callback."""
     connector = _connector(connector_id)
-    rate_limit("sign_in", client_ip())  # before any signature or XML work on what was posted
+    rate_limit("sign_in", client_address())  # before any signature or XML work on what was posted
     params = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
     svc = services()
     browser = _browser()

@@ -86,6 +86,8 @@ def create() -> ResponseReturnValue:
     doc = require_session()
     check_csrf(doc)
     identity = session_identity(doc)
+    # Each request notifies every webhook (asked, then decided and ended once each): bounding how many are
+    # asked bounds every notification, so nobody floods the approvers' chat by asking and withdrawing.
     rate_limit("requests", f"{identity.issuer}\0{identity.subject}")
     duration = parse_seconds(request.form.get("duration") or "3600", "duration")
     grant_id = request.form.get("grant", "")

@@ -18,12 +18,13 @@ from bridge import ssoconfig
 from bridge.device import PendingDevice
 from bridge.errors import BridgeError, NotSignedIn, RateLimited
 from bridge.identity_center import Caller, IdentityCenter
-from bridge.identity_center_protocol import SsoError, address_key, check_text, portal_error
+from bridge.identity_center_protocol import SsoError, check_text, portal_error
 from bridge.logs import correlation_id, event
 from bridge.storage import DeviceCode
 from bridge.web.common import (
     audit_context,
     check_csrf,
+    client_address,
     current_session,
     rate_limit,
     require_confirmation,
@@ -76,9 +77,9 @@ def _body() -> dict[str, Any]:
 def _limit(endpoint: str, code: str = "") -> None:
     try:
         if endpoint == "register":  # per address (an IPv6 /64), as the registrations are capped
-            rate_limit("sso_register", f"sso-register\0{address_key(request.remote_addr or '')}")
+            rate_limit("sso_register", f"sso-register\0{client_address()}")
         else:
-            rate_limit("device", f"sso-{endpoint}\0{request.remote_addr}")
+            rate_limit("device", f"sso-{endpoint}\0{client_address()}")
         if code:
             rate_limit("device_code", f"sso-{endpoint}\0{code}")
     except RateLimited as e:

@@ -62,7 +62,7 @@ def serve(live_bridge: Any, make_settings: Any, tmp_path: Path) -> Any:
         audit = tmp_path / "audit.jsonl"
         settings = make_settings(connectors=[{"id": "dev", "type": "dev", "users": users}],
                                  mapping={"rules": rules}, audit={"sink": "file", "path": str(audit)},
-                                 rate_limits={"credentials_per_minute": 0}, **more)
+                                 rate_limits={"credentials_per_minute": 0, **more.pop("rate_limits", {})}, **more)
         base = live_bridge(settings)
         return Bridge(base, live_bridge.app, audit)
 
@@ -237,6 +237,26 @@ def test_slack_gets_the_reason_as_text_never_a_ping_or_a_disguised_link(serve: A
     assert json.loads(data)["reason"] == EVIL  # the JSON receiver gets the data as it was written
 
 
+def test_slack_compatible_chats_get_no_mention_and_no_markdown_link_either(serve: Any,
+                                                                         receiver: WebhookReceiver) -> None:
+    """Attack (issue 22 item 10): the ``slack`` payload goes to Slack-compatible chats too — Mattermost,
+    Rocket.Chat, Discord's ``/slack`` webhooks — which render ``text`` as Markdown and turn ``@channel``,
+    ``@all``, ``@here``, ``@everyone`` or ``@ceo`` into pings and ``[Open the request](//evil/x)`` into a
+    link (protocol-relative: no scheme to defang). Slack escaping (``&<>``) stopped neither."""
+    b = serve([*USERS, MALLORY], LABELLED, requests={"webhook_backoff": 0, "webhooks": [
+        {"url": f"{receiver.url}/slack", "format": "slack"}]})
+    reason = ("@channel @all @here @everyone ping @ceo now; [Open the request](//evil.example/x) "
+              "[ref][1] ![img](//evil.example/i.png) (mail bob@example.com)")
+    ask(b, dev_login(b.base, "mallory"), reason=reason)
+    hooks(b, receiver, "slack")
+    doc = json.loads(receiver.bodies("/slack")[0])
+    for text in (doc["text"], doc["blocks"][0]["text"]["text"]):
+        assert re.search(r"(?<![\w.+-])@\w", text) is None, text  # no mention a chat would parse
+        assert re.search(r"\]\s*[(\[]", text) is None, text  # no Markdown inline or reference link
+        assert "bob@example.com" in text and "mallory@example.com" in text  # e-mails read as they are
+        assert "channel" in text and "Open the request" in text and "evil.example/x" in text  # …and the rest
+
+
 def test_teams_gets_markdown_escaped_text_and_no_link_or_mention_of_theirs(serve: Any,
                                                                            receiver: WebhookReceiver) -> None:
     b = serve([*USERS, MALLORY], LABELLED, requests={"webhook_backoff": 0, "webhooks": [
@@ -347,3 +367,98 @@ def test_request_pages_are_never_cached(bridge: Bridge) -> None:
             r = who.get(f"{bridge.base}{path}", headers=headers, timeout=10)
             assert r.status_code == 200 and "csrf_token" in r.text, r.text[:300]
             assert r.headers.get("Cache-Control") == "no-store", (path, headers, r.headers)
+
+
+def _policy(**request: Any) -> list[dict[str, Any]]:
+    """RULES with the on-request grant's ``request`` policy changed."""
+    grant = RULES[1]["grants"][0]
+    return [RULES[0], {**RULES[1], "grants": [{**grant, "request": {**grant["request"], **request}}]}]
+
+
+def test_an_approval_ends_when_its_rule_no_longer_allows_it_as_approved(
+        make_settings: Any, live_bridge: Any, tmp_path: Path) -> None:
+    """Attack (issue 22 item 10): only a rule that went away ended an approval. A rule still there but now
+    stricter did not: a 2 h window went on after ``max_duration`` became 15 min, a break-glass activation
+    after ``break_glass`` was turned off (say, because it was being abused), and a pending request for longer
+    than the rule now allows could still be approved for its whole duration."""
+    rules, audit = tmp_path / "rules.yaml", tmp_path / "audit.jsonl"
+    write_rules(rules, _policy(break_glass=True))
+    settings = load_settings(config_file(make_settings(), audit, tmp_path, mapping={"rules_file": "rules.yaml"}))
+    b = Bridge(live_bridge(settings), live_bridge.app, audit)
+    bob, carol = dev_login(b.base, "bob"), dev_login(b.base, "carol")
+
+    def reload(new: list[dict[str, Any]]) -> None:
+        write_rules(rules, new)
+        b.svc.access.rules.request_reload()
+        b.svc.access.rules.maybe_reload()
+        assert b.svc.access.rules.last_failure is None, b.svc.access.rules.last_problems
+
+    def status(rid: str) -> dict[str, Any]:
+        return next(r for r in bob.get(f"{b.base}/requests", headers=JSON, timeout=10).json()["requests"]
+                    if r["id"] == rid)
+
+    def holds_admin() -> bool:
+        return ADMIN in [g["role_arn"] for g in portal_json(bob, b.base)["grants"]]
+
+    # 1. An approved 2 h window, then the rule allows at most 15 minutes: the approval ends.
+    rid = ask(b, bob, duration=7200)
+    assert act(b, carol, rid, "approve").json()["request"]["status"] == "approved" and holds_admin()
+    reload(_policy(break_glass=True, max_duration=900))
+    assert not holds_admin()
+    req = status(rid)
+    assert req["status"] == "ended" and "at most 15 min" in req["end_reason"], req
+
+    # 2. Break-glass, then the rule no longer allows it: the activation ends.
+    reload(_policy(break_glass=True))
+    portal = portal_json(bob, b.base)
+    gid = next(g["id"] for g in portal["requestable"] if g["role_arn"] == ADMIN)
+    r = bob.post(f"{b.base}/requests", data={"csrf_token": portal["csrf_token"], "grant": gid, "reason": "prod down",
+                                             "duration": "3600", "break_glass": "1"}, headers=JSON, timeout=10)
+    glass = r.json()["request"]["id"]
+    assert r.json()["request"]["status"] == "approved" and holds_admin()
+    reload(_policy(break_glass=False))
+    assert not holds_admin()
+    req = status(glass)
+    assert req["status"] == "ended" and "break-glass" in req["end_reason"], req
+
+    # 3. A pending 2 h request, then at most 1 h: it is ended, and no approver can give the 2 h any more.
+    pending = ask(b, bob, duration=7200)
+    reload(_policy(max_duration=3600))
+    r = act(b, carol, pending, "approve")
+    assert r.status_code == 403 and not holds_admin(), r.text
+    req = status(pending)
+    assert req["status"] == "ended" and "at most 60 min" in req["end_reason"], req
+    records = [x for x in b.records() if x["type"] == "access_request" and x.get("event") == "ended"]
+    assert {x["request_id"] for x in records} == {rid, glass, pending}
+    # A request the stricter rule allows is untouched by it.
+    ok = ask(b, bob, duration=1800)
+    assert act(b, carol, ok, "approve").json()["request"]["status"] == "approved"
+    reload(_policy(max_duration=1800))
+    assert holds_admin() and status(ok)["status"] == "approved"
+
+
+def test_a_requester_cannot_flood_the_approvers_chat(serve: Any, receiver: WebhookReceiver) -> None:
+    """Attack (issue 22 item 10): asking and withdrawing, again and again, each a notification to every
+    webhook, limited only by the credentials budget (120 a minute) and withdrawing not at all: approvers'
+    chats flooded, and with one webhook thread behind a throttling chat, the queue full — a real request or
+    a break-glass alert then dropped. Now asking counts against ``rate_limits.requests_per_minute`` per user
+    (and a request is withdrawn, like decided, once)."""
+    b = serve(requests={"webhook_backoff": 0, "webhooks": [{"url": f"{receiver.url}/json"}]})  # the default: 10
+    clock = TestClock()
+    clock.to_window_start()
+    b.svc.store.clock = clock
+    bob = dev_login(b.base, "bob")
+    answers = []
+    for _ in range(11):
+        portal = portal_json(bob, b.base)
+        gid = next((g["id"] for g in portal["requestable"] if g["role_arn"] == ADMIN), None)
+        r = bob.post(f"{b.base}/requests", data={"csrf_token": portal["csrf_token"], "grant": gid, "reason": "x",
+                                                 "duration": "3600"}, headers=JSON, timeout=10)
+        answers.append(r.status_code)
+        if r.status_code == 200:
+            answers.append(act(b, bob, r.json()["request"]["id"], "revoke").status_code)
+    assert answers[:20] == [200] * 20 and answers[20:] == [429], answers
+    assert b.svc.requests.notifier.wait()
+    assert len(receiver.bodies("/json")) == 20  # ten asked, ten withdrawn: nothing more reached the chat
+    carol = dev_login(b.base, "carol")  # another user has a budget of their own
+    assert carol.get(f"{b.base}/requests/approve", headers=JSON, timeout=10).status_code == 200

@@ -419,13 +419,17 @@ def test_authorization_code_with_pkce(bridge, home, moto_url, strict_sts_peer) -
     code = loop2.query["code"][0]
     token = oidc.create_token(**{**args, "code": code, "redirectUri": loop2.uri}, codeVerifier=verifier)
     assert token["refreshToken"] and token["tokenType"] == "Bearer"
-    with pytest.raises(oidc.exceptions.InvalidGrantException):  # single use
-        oidc.create_token(**{**args, "code": code, "redirectUri": loop2.uri}, codeVerifier=verifier)
     write_profile(home, base, moto_url, role="ReadOnly")
     write_token(home, cache_entry(base, reg, dict(token)))
     out = boto3_caller(home)
     assert out.returncode == 0 and out.stdout.strip().endswith(":assumed-role/ReadOnly/alice@example.com"), \
         out.stderr[-3000:]
+    with pytest.raises(oidc.exceptions.InvalidGrantException) as e:  # single use: and a replay ends what it gave
+        oidc.create_token(**{**args, "code": code, "redirectUri": loop2.uri}, codeVerifier=verifier)
+    assert "revoked" in e.value.response["error_description"]
+    sso = portal_client(base)
+    with pytest.raises(sso.exceptions.UnauthorizedException):
+        sso.list_accounts(accessToken=token["accessToken"])
 
 
 def test_a_role_removed_from_the_user_is_forbidden_at_once(bridge, live_bridge, strict_sts_peer) -> None:

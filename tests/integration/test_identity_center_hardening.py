@@ -11,6 +11,7 @@ from the sign-in stand-in, a real Redis, a bridge served in this process with a 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -23,7 +24,8 @@ import pytest
 import requests
 
 from bridge.storage import SsoClient
-from tests.integration.helpers import TestClock, dev_login
+from tests.conftest import ACCOUNT
+from tests.integration.helpers import TestClock, cli_token, dev_login
 from tests.integration.test_identity_center import (
     DEVICE_GRANT,
     Loopback,
@@ -394,3 +396,190 @@ def test_no_sso_response_is_cached(serve) -> None:
     answers["wrong method"] = requests.get(f"{base}/sso/token", timeout=10)
     for what, r in answers.items():
         assert r.headers.get("Cache-Control") == "no-store", (what, r.status_code, dict(r.headers))
+
+
+# ---- issue 22 item 10: an independent review of the above -------------------------------------------------
+
+
+def _decide(s: requests.Session, base: str, page: requests.Response) -> requests.Response:
+    """Approve an authorize page (the explicit confirmation ticked); the 303 to the loopback URI."""
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text)[1].replace("&amp;", "&")  # type: ignore[index]
+    return s.post(f"{base}{action}", data={"csrf_token": csrf, "decision": "approve", "confirm": "yes"},
+                  allow_redirects=False, timeout=10)
+
+
+def test_a_code_challenge_that_is_not_an_s256_challenge_is_refused_at_authorize_never_a_500(serve) -> None:
+    """Attack: ``code_challenge=éééé…`` (43 characters, as the length check wanted) was taken and stored; the
+    code's CreateToken then compared it with ``hmac.compare_digest``, which raises on non-ASCII text: a 500."""
+    base, svc, _ = serve()
+    oidc = oidc_client(base)
+    reg = register(oidc, ["authorization_code"], redirectUris=["http://127.0.0.1/oauth/callback"])
+    s = dev_login(base, "alice")
+    loop = Loopback()
+    for bad in ("é" * 43, CHALLENGE[:-1] + "=", CHALLENGE + "A", CHALLENGE[:-1] + "+", "A" * 128, CHALLENGE[:42]):
+        q = {"response_type": "code", "client_id": reg["clientId"], "redirect_uri": loop.uri, "state": "st",
+             "code_challenge_method": "S256", "code_challenge": bad}
+        r = s.get(f"{base}/sso/authorize?{urlencode(q)}", allow_redirects=False, timeout=10)
+        assert r.status_code == 400 and "Location" not in r.headers, (bad, r.status_code)
+        assert "PKCE S256" in r.text and "43 base64url characters" in r.text, r.text[:2000]
+    assert list(svc.store.r.scan_iter(match=f"{svc.store.prefix}authcode:*")) == []  # no code was issued
+    # A code an earlier version issued with such a challenge: a clear InvalidGrantException, not a 500.
+    page = _authorize(s, base, reg["clientId"], loop.uri)
+    code = re.search(r"code=([^&]+)", _decide(s, base, page).headers["Location"])[1]  # type: ignore[index]
+    (key,) = svc.store.r.scan_iter(match=f"{svc.store.prefix}authcode:*")
+    svc.store.r.set(key, svc.store.r.get(key).replace(CHALLENGE.encode(), ("é" * 43).encode()), keepttl=True)
+    with pytest.raises(oidc.exceptions.InvalidGrantException) as e:
+        oidc.create_token(grantType="authorization_code", clientId=reg["clientId"], clientSecret=reg["clientSecret"],
+                          code=code, redirectUri=loop.uri, codeVerifier="x" * 43)
+    assert "PKCE" in e.value.response["error_description"]
+
+
+def test_a_next_token_holding_infinity_is_a_clear_400_not_a_500(serve) -> None:
+    """Attack: nextToken is base64 JSON the bridge reads back: ``{"o": Infinity}`` (or ``1e400``) made
+    ``int()`` raise OverflowError, which nothing caught: a 500 for any signed-in user."""
+    base, svc, _ = serve()
+    oidc, sso = oidc_client(base), portal_client(base)
+    _, token = login(oidc, base, dev_login(base, "alice"))
+    for doc in (b'{"o":Infinity,"s":"accounts"}', b'{"o":-Infinity,"s":"accounts"}', b'{"o":1e400,"s":"accounts"}',
+                b'{"o":NaN,"s":"accounts"}'):
+        nt = base64.urlsafe_b64encode(doc).decode().rstrip("=")
+        with pytest.raises(sso.exceptions.InvalidRequestException) as e:
+            sso.list_accounts(accessToken=token["accessToken"], nextToken=nt)
+        assert "nextToken" in e.value.response["Error"]["Message"], doc
+        roles = doc.replace(b'"accounts"', f'"roles:{ACCOUNT}"'.encode())
+        with pytest.raises(sso.exceptions.InvalidRequestException):
+            sso.list_account_roles(accessToken=token["accessToken"], accountId=ACCOUNT,
+                                   nextToken=base64.urlsafe_b64encode(roles).decode().rstrip("="))
+    assert sso.list_accounts(accessToken=token["accessToken"])["accountList"]  # the token still works
+
+
+def pass_time(svc: Any, clock: TestClock, seconds: int) -> None:
+    """``seconds`` go by for the bridge (its clock) and for Redis (every TTL under its prefix runs down)."""
+    clock.advance(seconds)
+    r = svc.store.r
+    for key in r.scan_iter(match=f"{svc.store.prefix}*"):
+        left = r.pttl(key)
+        if left >= 0:
+            r.delete(key) if left <= seconds * 1000 else r.pexpire(key, left - seconds * 1000)
+
+
+def test_a_shorter_login_does_not_hide_a_longer_ones_tokens_from_the_session(serve, clock: TestClock) -> None:
+    """Attack (on the session's token index): every token filed under a session set the index's TTL to its
+    own, so an Identity Center login without refresh (1 h) after a `bridge login` (12 h) or a refresh token
+    ended the index an hour later: *Your sign-ins* no longer listed the long one (nor could Revoke it), and
+    a reused refresh token's sweep and sign-out found nothing to revoke."""
+    base, svc, _ = serve(session={"idle_timeout": 43200})
+    browser = dev_login(base, "alice")
+    cli = cli_token(base, browser)  # `bridge login`: cli.token_lifetime (12 h)
+    oidc = oidc_client(base)
+    reg = register(oidc, [DEVICE_GRANT])  # a client without refresh: its token lives sso_token_lifetime (1 h)
+    start = oidc.start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"], startUrl=base)
+    assert "Approved" in approve_device(browser, base, start["userCode"])
+    oidc.create_token(grantType=DEVICE_GRANT, deviceCode=start["deviceCode"], clientId=reg["clientId"],
+                      clientSecret=reg["clientSecret"])
+    pass_time(svc, clock, 3700)
+    assert requests.get(f"{base}/api/v1/grants", headers={"Authorization": f"Bearer {cli}"},
+                        timeout=10).status_code == 200  # the `bridge login` token lives on…
+    page = browser.get(f"{base}/portal/sign-ins", headers={"Accept": "application/json"}, timeout=10).json()
+    (here,) = [row for row in page["sessions"] if row["current"]]
+    assert [t["client_id"] for t in here["tokens"]] == ["bridge-cli"], page  # …and is listed, with its Revoke
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"',  # type: ignore[index]
+                     browser.get(f"{base}/portal/sign-ins", timeout=10).text)[1]
+    r = browser.post(f"{base}/portal/sign-ins/revoke", data={"csrf_token": csrf, "token": here["tokens"][0]["id"]},
+                     headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 200 and r.json()["revoked"] == 1, r.text
+    assert requests.get(f"{base}/api/v1/grants", headers={"Authorization": f"Bearer {cli}"},
+                        timeout=10).status_code == 401
+
+
+def test_an_authorization_code_presented_again_revokes_the_tokens_it_gave(serve) -> None:
+    """Attack (RFC 6749 §4.1.2): an authorization code with its PKCE verifier is copied (a shared terminal's
+    history, a proxy's log of the loopback request and the CLI's memory); whoever presents it second was told
+    only "invalid_grant", and the tokens the first got lived on. Now the second presentation — client, redirect
+    URI and verifier all right — ends every token that code gave, audited; one without the verifier (someone
+    holding the code alone) changes nothing."""
+    import hashlib
+    import secrets
+
+    base, svc, audit = serve()
+    oidc, sso = oidc_client(base), portal_client(base)
+    reg = register(oidc, ["authorization_code", "refresh_token"], redirectUris=["http://127.0.0.1/oauth/callback"])
+    s = dev_login(base, "alice")
+    verifier = secrets.token_urlsafe(64)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    loop = Loopback()
+    q = {"response_type": "code", "client_id": reg["clientId"], "redirect_uri": loop.uri, "state": "st",
+         "code_challenge_method": "S256", "code_challenge": challenge}
+    page = s.get(f"{base}/sso/authorize?{urlencode(q)}", allow_redirects=False, timeout=10)
+    code = re.search(r"code=([^&]+)", _decide(s, base, page).headers["Location"])[1]  # type: ignore[index]
+    args = {"grantType": "authorization_code", "clientId": reg["clientId"], "clientSecret": reg["clientSecret"],
+            "code": code, "redirectUri": loop.uri, "codeVerifier": verifier}
+    first = oidc.create_token(**args)
+    _, other = login(oidc, base, s)  # another sign-in of the same browser: not descended from the code
+    with pytest.raises(oidc.exceptions.InvalidGrantException) as e:  # the code alone, without its verifier
+        oidc.create_token(**{**args, "codeVerifier": secrets.token_urlsafe(64)})
+    assert "revoked" not in e.value.response["error_description"]
+    assert sso.list_accounts(accessToken=first["accessToken"])["accountList"]
+    with pytest.raises(oidc.exceptions.InvalidGrantException) as e:  # the whole copy
+        oidc.create_token(**args)
+    assert "already used" in e.value.response["error_description"]
+    assert "revoked" in e.value.response["error_description"]
+    with pytest.raises(sso.exceptions.UnauthorizedException):
+        sso.list_accounts(accessToken=first["accessToken"])
+    with pytest.raises(oidc.exceptions.InvalidGrantException):
+        refresh(oidc, reg, first["refreshToken"])
+    assert sso.list_accounts(accessToken=other["accessToken"])["accountList"]  # the other sign-in lives on
+    [rec] = audit_records(audit, "token_reuse")
+    assert rec["client_id"] == reg["clientId"] and rec["who"]["email"] == "alice@example.com"
+    assert rec["revoked"] == 2 and rec["grant_type"] == "authorization_code"
+    assert code not in audit.read_text() and verifier not in audit.read_text()
+
+
+def test_every_per_address_limit_counts_an_ipv6_64_as_one_address(serve, clock: TestClock) -> None:
+    """Attack: RegisterClient counted an IPv6 /64 as one address, but StartDeviceAuthorization, CreateToken,
+    the bridge's own /oauth/device_authorization and sign-in starts counted each IPv6 address: a host picking
+    a new source address from its /64 for every request minted device codes and pending sign-ins (each a Redis
+    record) without limit, from one registered client."""
+    base, svc, _ = serve(trusted_proxies=1, rate_limits={"device_per_minute": 3, "sign_in_per_minute": 3})
+    clock.to_window_start()
+    reg = register(oidc_client(base), [DEVICE_GRANT])
+    v6 = [_from(oidc_client(base), f"2001:db8:1:2::{n}") for n in range(1, 5)]
+    for c in v6[:3]:
+        c.start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"], startUrl=base)
+    with pytest.raises(v6[3].exceptions.SlowDownException):
+        v6[3].start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"], startUrl=base)
+    other = _from(oidc_client(base), "2001:db8:1:3::1")  # the next /64 has its own budget
+    assert other.start_device_authorization(clientId=reg["clientId"], clientSecret=reg["clientSecret"],
+                                            startUrl=base)["deviceCode"]
+
+    def device(n: int) -> int:
+        return requests.post(f"{base}/oauth/device_authorization", data={"client_id": "bridge-cli"},
+                             headers={"X-Forwarded-For": f"2001:db8:9:9::{n}"}, timeout=10).status_code
+
+    assert [device(n) for n in range(1, 5)] == [200, 200, 200, 429]
+
+    def sign_in(n: int) -> int:
+        return requests.get(f"{base}/login/dev", headers={"X-Forwarded-For": f"2001:db8:7:7::{n}"},
+                            allow_redirects=False, timeout=10).status_code
+
+    assert [sign_in(n) for n in range(1, 5)] == [302, 302, 302, 429]
+
+
+def test_authorize_refuses_a_redirect_uri_or_state_too_long_instead_of_cutting_it(serve) -> None:
+    """Reject, don't repair: a redirect_uri past 2048 characters was cut to 2048 and, if that prefix was
+    registered, the code went to an address the client never asked for; a state past 512 was cut too (the
+    client's own check then failed with no word of why)."""
+    base, svc, _ = serve()
+    oidc = oidc_client(base)
+    registered = "http://127.0.0.1/" + "a" * 2031  # 2048 characters
+    reg = register(oidc, ["authorization_code"], redirectUris=[registered])
+    s = dev_login(base, "alice")
+    r = _authorize(s, base, reg["clientId"], registered + "bbbb")
+    assert r.status_code == 400 and "Location" not in r.headers, r.status_code
+    assert "2048" in r.text, r.text[:2000]
+    q = {"response_type": "code", "client_id": reg["clientId"], "redirect_uri": registered, "state": "s" * 513,
+         "code_challenge_method": "S256", "code_challenge": CHALLENGE}
+    r = s.get(f"{base}/sso/authorize?{urlencode(q)}", allow_redirects=False, timeout=10)
+    assert r.status_code == 400 and "512" in r.text, r.status_code
+    assert _authorize(s, base, reg["clientId"], registered).status_code == 200  # at the limits: fine

@@ -331,6 +331,24 @@ def test_webhook_receivers_outside_loopback_need_https_and_never_link_local() ->
     assert "requests.webhooks[0]" not in warned and "requests.webhooks[3]" not in warned, warned
 
 
+def test_metadata_addresses_in_any_spelling_are_refused_at_load() -> None:
+    """Issue 22 item 10: ``http://2852039166/`` (169.254.169.254 in decimal; octal, hex and short forms too)
+    passed the load check (not an address to ``ipaddress``) and was refused only at each delivery, where the
+    resolver reads it as one; the EKS Pod Identity agent's IPv6 address (``fd00:ec2::23``, credentials) was
+    not a metadata address at all."""
+    spellings = ["2852039166", "0251.0376.0251.0376", "0xa9fea9fe", "0xa9.0xfe.0xa9.0xfe", "169.254.43518",
+                 "[fd00:ec2::23]", "[fd00:ec2:0::23]"]
+    with pytest.raises(ConfigError) as e:
+        make_settings(rules(), requests={"webhooks": [{"url": f"https://{h}/x"} for h in spellings]})
+    text = "\n".join(e.value.problems)
+    for i in range(len(spellings)):
+        assert f"requests.webhooks[{i}].url" in text, text
+    assert "metadata" in text or "link-local" in text, text
+    ok = make_settings(rules(), requests={"webhooks": [{"url": "https://1234.example/x"},
+                                                       {"url": "https://0x10.example/x"}]})
+    assert len(ok.requests.webhooks) == 2  # names that only look like numbers are names
+
+
 def _resolver(answers: dict[str, list[list[str]]]) -> Any:
     """A resolver answering each name with the next of its address lists (the last one again after that):
     a DNS server whose answer changes between calls (DNS rebinding)."""
