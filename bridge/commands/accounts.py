@@ -95,10 +95,14 @@ def _organization(endpoint_url: str | None) -> list[Any]:
 @click.option("--via", default=None, help="the hub these roles are reached through (a catalog role)")
 @click.option("--endpoint-url", default=None, help="another AWS Organizations endpoint (a VPC endpoint, a test)")
 @click.option("--check", is_flag=True, help="print nothing; exit 1 when the catalog lacks an account or role")
+@click.option("--write", "write_to", default=None, metavar="FILE",
+              help="write the accounts file mapping.accounts_file names (accounts written by hand in "
+                   "mapping.accounts are left there)")
 def sync(config_path: str, ous: tuple[str, ...], tags: tuple[str, ...], roles: tuple[str, ...], via: str | None,
-         endpoint_url: str | None, check: bool) -> None:
+         endpoint_url: str | None, check: bool, write_to: str | None) -> None:
     """Catalog entries for the organization's accounts (by OU and tag) and their roles, as YAML to merge
-    into mapping.accounts; what the catalog says of them already is kept (an ExternalId is never printed)."""
+    into mapping.accounts, or (--write) as the accounts file; what the catalog says of them already is kept
+    (an ExternalId is never printed)."""
     from bridge.aws.organizations import catalog, catalog_yaml, differences, picked
     from bridge.errors import ConfigError
     from bridge.mapping import load_mapping
@@ -128,7 +132,32 @@ def sync(config_path: str, ous: tuple[str, ...], tags: tuple[str, ...], roles: t
             click.echo(line)
         click.echo(f"{len(found)} account(s) picked; catalog {'out of date' if diff else 'up to date'}", err=True)
         sys.exit(1 if diff else 0)
-    click.echo(catalog_yaml(doc, f"{len(found)} account(s) picked"), nl=False)
+    if write_to is None:
+        click.echo(catalog_yaml(doc, f"{len(found)} account(s) picked"), nl=False)
+        return
+    _write(settings, doc, write_to, f"{len(found)} account(s) picked")
+
+
+def _write(settings: Any, doc: dict[str, Any], write_to: str, source: str) -> None:
+    """The accounts file: the synced entries but those written by hand in mapping.accounts (they stay there;
+    both would be refused at load). Written whole, then moved into place (a reload never reads half)."""
+    import os
+    from pathlib import Path
+
+    from bridge.aws.organizations import catalog_yaml
+
+    raw = settings._mapping_raw if isinstance(settings._mapping_raw, dict) else {}
+    by_hand = set(raw.get("accounts") or {})
+    for acct in sorted(by_hand & set(doc)):
+        click.echo(f"note: account {acct} is written in mapping.accounts: left there, not in {write_to}", err=True)
+    out = {a: e for a, e in doc.items() if a not in by_hand}
+    path = Path(write_to)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(catalog_yaml(out, source, file=True), encoding="utf-8")
+    os.replace(tmp, path)
+    configured = settings.mapping.accounts_file
+    click.echo(f"wrote {len(out)} account(s) to {path}" + ("" if configured else
+               " (name it in mapping.accounts_file: to load it)"), err=True)
 
 
 @accounts_group.command("stackset")

@@ -75,6 +75,7 @@ def test_sync_picks_by_ou_and_tag_and_the_result_loads(org: dict[str, Any], tmp_
     doc = yaml.safe_load(r.stdout)["accounts"]
     pay = org["ids"]["payments"]
     assert doc == {pay: {"alias": "payments", "label": "Payments", "email": "payments@example.com",
+                         "ou": "Root/Workloads/Prod", "tags": {"env": "prod"},
                          "roles": {"Developer": {"via": "hub/BridgeHub"}}}}  # below Workloads, tagged prod
     merged = {HUB: {"alias": "hub", "roles": {"BridgeHub": {}}}, **doc}
     s = settings_from_dict({"base_url": "http://127.0.0.1:1", "insecure_dev_login": True,
@@ -142,3 +143,31 @@ def test_stackset_template_trusts_the_hub_and_passes_cfn_lint(tmp_path: Path) ->
     bad = CliRunner().invoke(main, ["accounts", "stackset", "--config", str(cfg), "--via", "hub/BridgeHub",
                                     "--role", "Developer", "--managed-policy", "Other=arn:aws:iam::aws:policy/X"])
     assert bad.exit_code == 1 and "write ROLE=ARN for one of the --role names" in bad.output
+
+
+def test_sync_write_feeds_the_accounts_file_and_one_rule_grants_every_account_of_an_ou(
+        org: dict[str, Any], tmp_path: Path) -> None:
+    from bridge.identity import Identity
+    from bridge.mapping import GrantDefaults, decide
+
+    cfg = config(tmp_path)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["mapping"]["accounts_file"] = "accounts.yaml"
+    doc["mapping"]["rules"] = [{"name": "read-workloads", "match": {"group": "eng"},
+                                "grants": [{"where": {"account.ou": "Root/Workloads"}, "role": "ReadOnly"}]}]
+    (tmp_path / "accounts.yaml").write_text("accounts: {}\n")
+    cfg.write_text(yaml.safe_dump(doc))
+    r = run(org, "accounts", "sync", "--config", str(cfg), "--role", "ReadOnly", "--via", "hub/BridgeHub",
+            "--endpoint-url", org["url"], "--write", str(tmp_path / "accounts.yaml"))
+    assert r.exit_code == 0, r.output
+    ids = org["ids"]
+    written = yaml.safe_load((tmp_path / "accounts.yaml").read_text())["accounts"]
+    assert set(written) >= {ids["payments"], ids["search"], ids["sandbox"]} and HUB not in written  # hub: by hand
+    assert written[ids["payments"]]["ou"] == "Root/Workloads/Prod" and written[ids["payments"]]["tags"] == {
+        "env": "prod"}
+    s = settings_from_dict(yaml.safe_load(cfg.read_text()), source_dir=tmp_path, source_file=cfg)
+    eng = Identity(connector_id="dev", subject="alice", issuer="dev", email="alice@example.com", groups=("eng",))
+    grants = decide(s.mapping, eng, GrantDefaults("sts.amazonaws.com")).grants
+    assert sorted(g.role_arn for g in grants) == sorted(
+        f"arn:aws:iam::{ids[k]}:role/ReadOnly" for k in ("payments", "search"))  # not the sandbox, at the root
+    assert all([h.role_arn for h in g.hubs] == [f"arn:aws:iam::{HUB}:role/BridgeHub"] for g in grants)
