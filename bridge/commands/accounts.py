@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -171,11 +172,40 @@ def stackset(config_path: str, via: str, roles: tuple[str, ...], policies: tuple
 
     settings = settings_from(config_path)
     hub = _hub(settings, via)
+    click.echo(stackset_template(hub, attachments(roles, policies),
+                                 description=f"Federation Bridge spokes: roles reached through {hub}"), nl=False)
+
+
+def attachments(roles: Iterable[str], policies: Iterable[str]) -> dict[str, list[str]]:
+    """Role name → the managed policy ARNs ``--managed-policy ROLE=ARN`` attach to it (every role listed)."""
     attach: dict[str, list[str]] = {r: [] for r in roles}
     for p in policies:
         role, sep, arn = p.partition("=")
         if not sep or role not in attach:
             fail([f"--managed-policy {p!r}: write ROLE=ARN for one of the --role names"], "bad option:")
         attach[role].append(arn)
-    click.echo(stackset_template(hub, attach, description=f"Federation Bridge spokes: roles reached through {hub}"),
-               nl=False)
+    return attach
+
+
+def organization_stackset(settings: Any, via: str | None, policies: Iterable[str]) -> str:
+    """``bridge aws-setup --organization``: the StackSet for the catalog roles reached through one hub
+    (``via``, or the only hub the catalog has), each trusting that hub (the last hop of its chain)."""
+    from bridge.aws.organizations import stackset_template
+
+    spokes: dict[str, set[str]] = {}
+    for target, hubs in settings.mapping.compiled.catalog.chains.items():
+        spokes.setdefault(str(hubs[-1]), set()).add(target.rsplit("/", 1)[1])
+    if via is not None:
+        hub = _hub(settings, via)
+        if hub not in spokes:
+            fail([f"no catalog role is reached through {hub} (give the spokes' roles `via: {via}` in "
+                  "mapping.accounts, or run `bridge accounts sync --via`)"], "no role to set up:")
+    elif len(spokes) != 1:
+        fail([f"the catalog reaches roles through {len(spokes)} hubs ({', '.join(sorted(spokes))}): pick one "
+              "with --via (one StackSet per hub)"] if spokes else
+             ["no catalog role is reached through a hub: give the spokes' roles `via:` in mapping.accounts "
+              "(docs: Many accounts)"], "no role to set up:")
+    else:
+        hub = next(iter(spokes))
+    return stackset_template(hub, attachments(sorted(spokes[hub]), policies),
+                             description=f"Federation Bridge spokes: roles reached through {hub}")

@@ -40,10 +40,21 @@ def defaults_for(settings: Settings) -> mapping.GrantDefaults:
 @click.option("--harden", is_flag=True, help="also require the subject's shape and the tags the rules always send")
 @click.option("--revocation", is_flag=True,
               help="a standing deny statement on each role: revoking a user is then one parameter edit")
+@click.option("--organization", is_flag=True,
+              help="instead: CloudFormation for a service-managed StackSet, the spokes' roles trusting their hub")
+@click.option("--via", default=None, help="with --organization: the hub (when the catalog has several)")
+@click.option("--managed-policy", "policies", multiple=True, metavar="ROLE=ARN",
+              help="with --organization: attach this policy to that spoke role")
 def aws_setup(config_path: str, fmt: str, account: str | None, extra_roles: tuple[str, ...], harden: bool,
-              revocation: bool) -> None:
-    """The IAM OIDC/SAML providers and each role's trust policy, exactly as the rules need them."""
+              revocation: bool, organization: bool, via: str | None, policies: tuple[str, ...]) -> None:
+    """The IAM OIDC/SAML providers and each role's trust policy, exactly as the rules need them; or
+    (--organization) the StackSet that puts the roles reached through a hub into every spoke account."""
     settings = settings_from(config_path)
+    if organization:
+        _organization(settings, fmt, via, policies)
+        return
+    if via is not None or policies:
+        fail(["--via and --managed-policy go with --organization"], "bad option:")
     try:
         roles, notes = roles_sent(settings.mapping, defaults_for(settings), extra_roles, account)
     except ValueError as e:
@@ -58,6 +69,18 @@ def aws_setup(config_path: str, fmt: str, account: str | None, extra_roles: tupl
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(text, nl=False)
+
+
+def _organization(settings: Settings, fmt: str, via: str | None, policies: tuple[str, ...]) -> None:
+    from bridge.commands.accounts import organization_stackset
+
+    ctx = click.get_current_context()
+    given = [f"--{n}" for n in ("format", "account", "role", "harden", "revocation")
+             if ctx.get_parameter_source({"format": "fmt", "role": "extra_roles"}.get(n, n))
+             is not click.core.ParameterSource.DEFAULT]
+    if given and given != ["--format"] or (given and fmt != "cloudformation"):
+        fail([f"--organization writes a CloudFormation StackSet template: drop {', '.join(given)}"], "bad option:")
+    click.echo(organization_stackset(settings, via, policies), nl=False)
 
 
 def _sample(settings: Settings, identity_path: str, role_arn: str) -> Sample:

@@ -171,3 +171,43 @@ def test_sync_write_feeds_the_accounts_file_and_one_rule_grants_every_account_of
     assert sorted(g.role_arn for g in grants) == sorted(
         f"arn:aws:iam::{ids[k]}:role/ReadOnly" for k in ("payments", "search"))  # not the sandbox, at the root
     assert all([h.role_arn for h in g.hubs] == [f"arn:aws:iam::{HUB}:role/BridgeHub"] for g in grants)
+
+
+def test_aws_setup_organization_writes_the_stackset_of_the_catalog_spokes(tmp_path: Path) -> None:
+    spokes = {HUB: {"alias": "hub", "roles": {"BridgeHub": {}}},
+              "222222222222": {"alias": "pay", "roles": {"Developer": {"via": "hub/BridgeHub"}, "Local": {}}},
+              "333333333333": {"alias": "search", "roles": {"ReadOnly": {"via": "hub/BridgeHub"}}}}
+    cfg = config(tmp_path, spokes)
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization", "--managed-policy",
+                                  "ReadOnly=arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    assert r.exit_code == 0, r.output
+    assert cfn_problems(r.stdout) == []
+    res = yaml.safe_load(r.stdout)["Resources"]
+    assert set(res) == {"RoleDeveloper", "RoleReadOnly"}  # the roles reached through the hub, not Local
+    for role in res.values():
+        stmt = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+        assert stmt["Principal"] == {"AWS": f"arn:aws:iam::{HUB}:role/BridgeHub"}
+        assert stmt["Action"] == ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]
+    assert res["RoleReadOnly"]["Properties"]["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    same = CliRunner().invoke(main, ["accounts", "stackset", "--config", str(cfg), "--via", "hub/BridgeHub",
+                                     "--role", "Developer", "--role", "ReadOnly", "--managed-policy",
+                                     "ReadOnly=arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    assert same.stdout == r.stdout  # one renderer
+
+
+def test_aws_setup_organization_errors_are_clear(tmp_path: Path) -> None:
+    bare = CliRunner().invoke(main, ["aws-setup", "--config", str(config(tmp_path)), "--organization"])
+    assert bare.exit_code == 1 and "no catalog role is reached through a hub" in bare.output
+    two = {HUB: {"alias": "hub", "roles": {"BridgeHub": {}, "Other": {}}},
+           "222222222222": {"alias": "pay", "roles": {"Developer": {"via": "hub/BridgeHub"},
+                                                     "Auditor": {"via": "hub/Other"}}}}
+    cfg = config(tmp_path, two)
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization"])
+    assert r.exit_code == 1 and "through 2 hubs" in r.output and "pick one with --via" in r.output
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization", "--via", "hub/Other"])
+    assert r.exit_code == 0 and set(yaml.safe_load(r.stdout)["Resources"]) == {"RoleAuditor"}
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization", "--format", "terraform"])
+    assert r.exit_code == 1 and "drop --format" in r.output
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--via", "hub/Other"])
+    assert r.exit_code == 1 and "--via and --managed-policy go with --organization" in r.output
+    assert "Traceback" not in r.output
