@@ -152,6 +152,13 @@ def _write(settings: Any, doc: dict[str, Any], write_to: str, source: str) -> No
     for acct in sorted(by_hand & set(doc)):
         click.echo(f"note: account {acct} is written in mapping.accounts: left there, not in {write_to}", err=True)
     out = {a: e for a, e in doc.items() if a not in by_hand}
+    # An ExternalId is never written, so rewriting an entry holding one would lose it: refuse, nothing written.
+    secret = [f"account {a} role {r} has an ExternalId: move the account into mapping.accounts (with its "
+              f"external_id_file), then sync again" for a in out
+              for r, spec in getattr(settings.mapping.accounts.get(a), "roles", {}).items()
+              if spec.external_id is not None]
+    if secret:
+        fail(secret, f"not writing {write_to}:")
     path = Path(write_to)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(catalog_yaml(out, source, file=True), encoding="utf-8")

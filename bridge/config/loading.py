@@ -177,6 +177,7 @@ def _with_accounts_file(doc: dict[str, Any], source_dir: Path, problems: list[st
                         "writes it)")
         return
     entries: dict[str, Any] = read["accounts"]
+    _external_id_files({"accounts": entries}, source_dir, problems)  # relative to the config's folder, as elsewhere
     bad = account_problems(entries)
     if bad:
         problems += [f"{name}:{p}" for p in bad]

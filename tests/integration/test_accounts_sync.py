@@ -211,3 +211,19 @@ def test_aws_setup_organization_errors_are_clear(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--via", "hub/Other"])
     assert r.exit_code == 1 and "--via and --managed-policy go with --organization" in r.output
     assert "Traceback" not in r.output
+
+
+def test_sync_write_never_drops_an_external_id_kept_in_the_accounts_file(org: dict[str, Any], tmp_path: Path) -> None:
+    pay = org["ids"]["payments"]
+    (tmp_path / "vendor.secret").write_text("keep-me-secret-42")
+    before = yaml.safe_dump({"accounts": {pay: {"alias": "pay", "roles": {
+        "Auditor": {"via": "hub/BridgeHub", "external_id_file": "vendor.secret"}}}}})
+    (tmp_path / "accounts.yaml").write_text(before)
+    cfg = config(tmp_path)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["mapping"]["accounts_file"] = "accounts.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    r = run(org, "accounts", "sync", "--config", str(cfg), "--role", "ReadOnly", "--endpoint-url", org["url"],
+            "--write", str(tmp_path / "accounts.yaml"))
+    assert r.exit_code == 1 and f"account {pay} role Auditor has an ExternalId: move the account" in r.output
+    assert (tmp_path / "accounts.yaml").read_text() == before and "keep-me-secret-42" not in r.output
