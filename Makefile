@@ -88,6 +88,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_sso.py
 	$(PY) bench/bench_scaleout.py
 	$(PY) bench/bench_chains.py
+	$(PY) bench/bench_chains_served.py
 
 # The wheel and sdist in dist/ (templates, static and gunicorn.conf.py inside the wheel), checked
 # with `twine check` (metadata and README render). uv, hatchling and twine are the lock's.

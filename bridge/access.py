@@ -111,7 +111,8 @@ def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
               on_failure: Callable[[str], None] = lambda kind: None) -> RuleBook:
     """The reloadable rules for ``settings``: watches the config file (if any) and the rules file."""
     def files(m: mapping.MappingSettings) -> list[Path]:
-        return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir)) if p]
+        return [p for p in (settings.source_file, rules_file_path(m.rules_file, settings.source_dir),
+                            rules_file_path(m.accounts_file, settings.source_dir)) if p]
 
     reloadable = settings.source_file is not None or settings.rules_path is not None
     return RuleBook(settings.mapping, loader=(lambda: reload_mapping(settings)) if reloadable else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -95,10 +96,14 @@ def _organization(endpoint_url: str | None) -> list[Any]:
 @click.option("--via", default=None, help="the hub these roles are reached through (a catalog role)")
 @click.option("--endpoint-url", default=None, help="another AWS Organizations endpoint (a VPC endpoint, a test)")
 @click.option("--check", is_flag=True, help="print nothing; exit 1 when the catalog lacks an account or role")
+@click.option("--write", "write_to", default=None, metavar="FILE",
+              help="write the accounts file mapping.accounts_file names (accounts written by hand in "
+                   "mapping.accounts are left there)")
 def sync(config_path: str, ous: tuple[str, ...], tags: tuple[str, ...], roles: tuple[str, ...], via: str | None,
-         endpoint_url: str | None, check: bool) -> None:
+         endpoint_url: str | None, check: bool, write_to: str | None) -> None:
     """Catalog entries for the organization's accounts (by OU and tag) and their roles, as YAML to merge
-    into mapping.accounts; what the catalog says of them already is kept (an ExternalId is never printed)."""
+    into mapping.accounts, or (--write) as the accounts file; what the catalog says of them already is kept
+    (an ExternalId is never printed)."""
     from bridge.aws.organizations import catalog, catalog_yaml, differences, picked
     from bridge.errors import ConfigError
     from bridge.mapping import load_mapping
@@ -128,7 +133,39 @@ def sync(config_path: str, ous: tuple[str, ...], tags: tuple[str, ...], roles: t
             click.echo(line)
         click.echo(f"{len(found)} account(s) picked; catalog {'out of date' if diff else 'up to date'}", err=True)
         sys.exit(1 if diff else 0)
-    click.echo(catalog_yaml(doc, f"{len(found)} account(s) picked"), nl=False)
+    if write_to is None:
+        click.echo(catalog_yaml(doc, f"{len(found)} account(s) picked"), nl=False)
+        return
+    _write(settings, doc, write_to, f"{len(found)} account(s) picked")
+
+
+def _write(settings: Any, doc: dict[str, Any], write_to: str, source: str) -> None:
+    """The accounts file: the synced entries but those written by hand in mapping.accounts (they stay there;
+    both would be refused at load). Written whole, then moved into place (a reload never reads half)."""
+    import os
+    from pathlib import Path
+
+    from bridge.aws.organizations import catalog_yaml
+
+    raw = settings._mapping_raw if isinstance(settings._mapping_raw, dict) else {}
+    by_hand = set(raw.get("accounts") or {})
+    for acct in sorted(by_hand & set(doc)):
+        click.echo(f"note: account {acct} is written in mapping.accounts: left there, not in {write_to}", err=True)
+    out = {a: e for a, e in doc.items() if a not in by_hand}
+    # An ExternalId is never written, so rewriting an entry holding one would lose it: refuse, nothing written.
+    secret = [f"account {a} role {r} has an ExternalId: move the account into mapping.accounts (with its "
+              f"external_id_file), then sync again" for a in out
+              for r, spec in getattr(settings.mapping.accounts.get(a), "roles", {}).items()
+              if spec.external_id is not None]
+    if secret:
+        fail(secret, f"not writing {write_to}:")
+    path = Path(write_to)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(catalog_yaml(out, source, file=True), encoding="utf-8")
+    os.replace(tmp, path)
+    configured = settings.mapping.accounts_file
+    click.echo(f"wrote {len(out)} account(s) to {path}" + ("" if configured else
+               " (name it in mapping.accounts_file: to load it)"), err=True)
 
 
 @accounts_group.command("stackset")
@@ -142,11 +179,40 @@ def stackset(config_path: str, via: str, roles: tuple[str, ...], policies: tuple
 
     settings = settings_from(config_path)
     hub = _hub(settings, via)
+    click.echo(stackset_template(hub, attachments(roles, policies),
+                                 description=f"Federation Bridge spokes: roles reached through {hub}"), nl=False)
+
+
+def attachments(roles: Iterable[str], policies: Iterable[str]) -> dict[str, list[str]]:
+    """Role name → the managed policy ARNs ``--managed-policy ROLE=ARN`` attach to it (every role listed)."""
     attach: dict[str, list[str]] = {r: [] for r in roles}
     for p in policies:
         role, sep, arn = p.partition("=")
         if not sep or role not in attach:
             fail([f"--managed-policy {p!r}: write ROLE=ARN for one of the --role names"], "bad option:")
         attach[role].append(arn)
-    click.echo(stackset_template(hub, attach, description=f"Federation Bridge spokes: roles reached through {hub}"),
-               nl=False)
+    return attach
+
+
+def organization_stackset(settings: Any, via: str | None, policies: Iterable[str]) -> str:
+    """``bridge aws-setup --organization``: the StackSet for the catalog roles reached through one hub
+    (``via``, or the only hub the catalog has), each trusting that hub (the last hop of its chain)."""
+    from bridge.aws.organizations import stackset_template
+
+    spokes: dict[str, set[str]] = {}
+    for target, hubs in settings.mapping.compiled.catalog.chains.items():
+        spokes.setdefault(str(hubs[-1]), set()).add(target.rsplit("/", 1)[1])
+    if via is not None:
+        hub = _hub(settings, via)
+        if hub not in spokes:
+            fail([f"no catalog role is reached through {hub} (give the spokes' roles `via: {via}` in "
+                  "mapping.accounts, or run `bridge accounts sync --via`)"], "no role to set up:")
+    elif len(spokes) != 1:
+        fail([f"the catalog reaches roles through {len(spokes)} hubs ({', '.join(sorted(spokes))}): pick one "
+              "with --via (one StackSet per hub)"] if spokes else
+             ["no catalog role is reached through a hub: give the spokes' roles `via:` in mapping.accounts "
+              "(docs: Many accounts)"], "no role to set up:")
+    else:
+        hub = next(iter(spokes))
+    return stackset_template(hub, attachments(sorted(spokes[hub]), policies),
+                             description=f"Federation Bridge spokes: roles reached through {hub}")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bridge import mapping
-from bridge.aws.doctor import Sample, diagnose, read_role_document
+from bridge.aws.doctor import RoleDocument, Sample, diagnose, read_role_document
 from bridge.aws.iam_render import RENDERERS
 from bridge.aws.iam_setup import Environment, Setup
 from bridge.commands._common import CONFIG, fail, identity_from, settings_from
@@ -40,10 +41,21 @@ def defaults_for(settings: Settings) -> mapping.GrantDefaults:
 @click.option("--harden", is_flag=True, help="also require the subject's shape and the tags the rules always send")
 @click.option("--revocation", is_flag=True,
               help="a standing deny statement on each role: revoking a user is then one parameter edit")
+@click.option("--organization", is_flag=True,
+              help="instead: CloudFormation for a service-managed StackSet, the spokes' roles trusting their hub")
+@click.option("--via", default=None, help="with --organization: the hub (when the catalog has several)")
+@click.option("--managed-policy", "policies", multiple=True, metavar="ROLE=ARN",
+              help="with --organization: attach this policy to that spoke role")
 def aws_setup(config_path: str, fmt: str, account: str | None, extra_roles: tuple[str, ...], harden: bool,
-              revocation: bool) -> None:
-    """The IAM OIDC/SAML providers and each role's trust policy, exactly as the rules need them."""
+              revocation: bool, organization: bool, via: str | None, policies: tuple[str, ...]) -> None:
+    """The IAM OIDC/SAML providers and each role's trust policy, exactly as the rules need them; or
+    (--organization) the StackSet that puts the roles reached through a hub into every spoke account."""
     settings = settings_from(config_path)
+    if organization:
+        _organization(settings, fmt, via, policies)
+        return
+    if via is not None or policies:
+        fail(["--via and --managed-policy go with --organization"], "bad option:")
     try:
         roles, notes = roles_sent(settings.mapping, defaults_for(settings), extra_roles, account)
     except ValueError as e:
@@ -58,6 +70,46 @@ def aws_setup(config_path: str, fmt: str, account: str | None, extra_roles: tupl
     for note in notes:
         click.echo(f"note: {note}", err=True)
     click.echo(text, nl=False)
+
+
+def _organization(settings: Settings, fmt: str, via: str | None, policies: tuple[str, ...]) -> None:
+    from bridge.commands.accounts import organization_stackset
+
+    ctx = click.get_current_context()
+    given = [f"--{n}" for n in ("format", "account", "role", "harden", "revocation")
+             if ctx.get_parameter_source({"format": "fmt", "role": "extra_roles"}.get(n, n))
+             is not click.core.ParameterSource.DEFAULT]
+    if given and given != ["--format"] or (given and fmt != "cloudformation"):
+        fail([f"--organization writes a CloudFormation StackSet template: drop {', '.join(given)}"], "bad option:")
+    click.echo(organization_stackset(settings, via, policies), nl=False)
+
+
+def _doctor_spoke(settings: Settings, doc: RoleDocument, role_arn: str, identity_path: str | None) -> None:
+    """A catalog role reached through a hub: its trust policy against the chain's last hop."""
+    from bridge.aws.arn import parse_role_arn
+    from bridge.aws.doctor_chain import diagnose_spoke
+
+    catalog = settings.mapping.compiled.catalog
+    hub = str(catalog.chains[role_arn][-1])
+    info = catalog.role(parse_role_arn(role_arn))
+    external_id = info.chain.external_id if info else None
+    sample = _sample(settings, identity_path, role_arn) if identity_path else None
+    result = diagnose_spoke(doc, role_arn, hub, external_id, tags=bool(sample.tags) if sample else None,
+                            source_identity=bool(sample.source_identity) if sample else None)
+    _report(result, f"{role_arn} (sts:AssumeRole from the hub {hub}"
+                    f"{', with an ExternalId' if external_id else ''})")
+
+
+def _report(result: Any, what: str) -> None:
+    for f in result.findings:
+        click.echo(f"refused: {f}")
+    for n in result.notes:
+        click.echo(f"note: {n}")
+    if result.ok:
+        click.echo(f"ok: AWS would let the bridge assume {what}")
+        return
+    click.echo(f"{len(result.findings)} problem(s): AWS would refuse the bridge for {what}")
+    sys.exit(1)
 
 
 def _sample(settings: Settings, identity_path: str, role_arn: str) -> Sample:
@@ -88,17 +140,11 @@ def doctor(config_path: str, role_arn: str, policy_path: str, identity_path: str
         fail([str(e)], f"{policy_path}: cannot read")
     role = next((r for r in roles if r.arn == role_arn), None)
     if role is None:
+        if role_arn in settings.mapping.compiled.catalog.chains:
+            _doctor_spoke(settings, doc, role_arn, identity_path)
+            return
         chained = [n for n in notes if n.startswith(f"{role_arn}: reached through")]
         fail(chained or [f"no rule can grant {role_arn}"], "nothing to check:")
     sample = _sample(settings, identity_path, role_arn) if identity_path else None
     result = diagnose(doc, role, environment_for(settings), sample)
-    for f in result.findings:
-        click.echo(f"refused: {f}")
-    for n in result.notes:
-        click.echo(f"note: {n}")
-    what = f"{role.arn} ({', '.join(role.actions(p)[0] for p in role.paths)}; {role.describe()})"
-    if result.ok:
-        click.echo(f"ok: AWS would let the bridge assume {what}")
-        return
-    click.echo(f"{len(result.findings)} problem(s): AWS would refuse the bridge for {what}")
-    sys.exit(1)
+    _report(result, f"{role.arn} ({', '.join(role.actions(p)[0] for p in role.paths)}; {role.describe()})")

@@ -31,6 +31,7 @@ from bridge.config.sources import (
 from bridge.errors import ConfigError
 from bridge.mapping import MappingSettings, load_mapping
 from bridge.mapping.compiler import gc_paused
+from bridge.mapping.settings import account_problems
 from bridge.upstream.registry import CONNECTOR_TYPES
 
 
@@ -94,6 +95,7 @@ def _load_mapping_section(raw: Any, source_dir: Path, partition: str,
         return None, ["mapping: must be a mapping (rules, accounts, rules_file, reload_interval)"]
     problems: list[str] = []
     doc, origin, stamps = _with_rules_file(dict(raw), source_dir, problems)
+    _with_accounts_file(doc, source_dir, problems, stamps)
     _external_id_files(doc, source_dir, problems)
     try:
         mapping = load_mapping(doc, partition=partition, connectors=connectors)
@@ -143,6 +145,49 @@ def _with_rules_file(doc: dict[str, Any], source_dir: Path, problems: list[str],
             doc[k] = v
             origin[k] = f"{rules_file}:"
     return doc, origin, stamps
+
+
+def _with_accounts_file(doc: dict[str, Any], source_dir: Path, problems: list[str],
+                        stamps: dict[str, FileStamp]) -> None:
+    """``mapping.accounts_file`` (what ``bridge accounts sync --write`` writes) merged into the catalog; its
+    stamp, so an edit reloads it with the rules. Problems say the file and the entry."""
+    name = doc.get("accounts_file")
+    if name is None:
+        return
+    if not (isinstance(name, str) and name):
+        problems.append("mapping.accounts_file: must be a file path")
+        return
+    path = rules_file_path(name, source_dir)
+    assert path is not None
+    stamps[str(path)] = file_stamp(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        read = json.loads(text) if path.suffix.lower() == ".json" else parse_yaml(text)
+    except OSError as e:
+        problems.append(f"mapping.accounts_file: cannot read {path} ({e.strerror})")
+        return
+    except yaml.YAMLError as e:
+        problems.append(yaml_problem(name, e))
+        return
+    except json.JSONDecodeError as e:
+        problems.append(f"{name} (line {e.lineno}): not valid JSON: {e.msg}")
+        return
+    if not isinstance(read, dict) or set(read) != {"accounts"} or not isinstance(read["accounts"], dict):
+        problems.append(f"{name}: must be a mapping with one key, accounts (as `bridge accounts sync --write` "
+                        "writes it)")
+        return
+    entries: dict[str, Any] = read["accounts"]
+    _external_id_files({"accounts": entries}, source_dir, problems)  # relative to the config's folder, as elsewhere
+    bad = account_problems(entries)
+    if bad:
+        problems += [f"{name}:{p}" for p in bad]
+        return
+    accounts = doc.get("accounts") or {}
+    if not isinstance(accounts, dict):
+        return  # the loader says what is wrong with mapping.accounts
+    for acct in sorted(set(accounts) & set(entries)):
+        problems.append(f"mapping.accounts.{acct}: also in {name}; keep one")
+    doc["accounts"] = {**entries, **accounts}
 
 
 def _where_written(problem: str, origin: dict[str, str]) -> str:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bridge.aws.arn import PARTITIONS
+from bridge.mapping.catalog_match import picked_accounts
 from bridge.mapping.chains import catalog_chains, compile_chain, hub_arn
 from bridge.mapping.conditions import All, Any_, Cond, Leaf, Mfa, Not, compile_glob
 from bridge.mapping.grants import GrantCompiler
@@ -30,6 +31,7 @@ from bridge.mapping.model import (
     AllCond,
     AnyCond,
     ClaimCond,
+    GrantSpec,
     GroupCond,
     MappingSpec,
     MfaCond,
@@ -181,12 +183,20 @@ class _Compiler(GrantCompiler):
                 if cid not in self.connectors:
                     self.problem(f"{where}.connectors", f"no connector with id {cid!r}")
         cond = self.cond(r.match, f"{where}.match")
-        grants = [self.grant(g, f"{where}.grants[{i}]", cond) for i, g in enumerate(r.grants or [])]
+        grants = [self.grant(one, f"{where}.grants[{i}]", cond) for i, g in enumerate(r.grants or [])
+                  for one in self.expand(g)]
         deny = self.deny(r.deny, where) if r.deny is not None else None
         if len(self.problems) > n or cond is None:
             return None
         return CRule(pos, r.name, r.description, frozenset(r.connectors) if r.connectors is not None else None,
                      cond, [g for g in grants if g is not None], deny)
+
+    def expand(self, g: GrantSpec) -> list[GrantSpec]:
+        """A grant with ``where:``: the same grant once per catalog account it picks (none: nothing)."""
+        if g.where is None:
+            return [g]
+        return [g.model_copy(update={"where": None, "account": acct})
+                for acct in picked_accounts(self.ms.accounts, g.where)]
 
     def conflicts(self, rules: list[CRule]) -> None:
         """Two rules granting the same role must not give one tag two different constant values."""

@@ -33,6 +33,7 @@ at the top of a rule) is still accepted and converted (see ``upgrade_legacy_rule
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
@@ -226,6 +227,9 @@ class GrantSpec(ChainFields):
     role_arn: StrictStr | None = None
     account: StrictStr | None = Field(None, description="account id or alias from the catalog (template)")
     role: StrictStr | None = Field(None, description="role name, optionally path/name (template)")
+    where: dict[StrictStr, StrictStr | list[StrictStr]] | None = Field(
+        None, description="instead of account: this role in every catalog account matching all of these "
+        "(`account.ou`: that OU or below; `account.tags.<key>`: that value; a list: any of them)")
     provider: StrictStr | None = Field(None, description="IAM SAML provider name or ARN (template)")
     label: StrictStr | None = None
     session_name: StrictStr | None = None
@@ -247,8 +251,24 @@ class GrantSpec(ChainFields):
             raise ValueError("quote account ids (YAML reads 012345678901 as a number and drops the 0)")
         return v
 
+    @field_validator("where")
+    @classmethod
+    def _where_keys(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("where needs account.ou and/or account.tags.<key>")
+            bad = [k for k in v if k != "account.ou" and not re.fullmatch(r"account\.tags\.[^.\s]+", k)]
+            if bad:
+                raise ValueError(f"unknown key(s) {', '.join(map(repr, bad))} (write account.ou or "
+                                 "account.tags.<key>)")
+        return v
+
     @model_validator(mode="after")
     def _one_role(self) -> GrantSpec:
+        if self.where is not None:
+            if self.account is not None or self.role_arn is not None or self.role is None:
+                raise ValueError("where picks the accounts: give role, not account or role_arn")
+            return self
         if (self.role_arn is None) == (self.account is None and self.role is None):
             raise ValueError("give either role_arn, or account and role")
         if self.role_arn is None and (self.account is None or self.role is None):
@@ -328,6 +348,10 @@ class AccountEntry(_M):
     label: str | None = None
     email: str | None = Field(None, max_length=254, description="shown as emailAddress by the sso ListAccounts")
     partition: Literal["aws", "aws-us-gov", "aws-cn"] | None = None
+    ou: StrictStr | None = Field(None, description="its OU path from the root (Root/Workloads/Prod), from "
+                                 "`bridge accounts sync`; grants' `where: {account.ou: …}` match on it")
+    tags: dict[StrictStr, StrictStr] = Field(default_factory=dict, description="its AWS Organizations tags; grants' "
+                                             "`where: {account.tags.<key>: …}` match on them")
     roles: dict[str, RoleEntry] = Field(default_factory=dict)
 
     @field_validator("roles", mode="before")
@@ -346,6 +370,8 @@ class MappingSpec(_M):
     rules: list[Rule] = Field(default_factory=list)
     accounts: dict[str, AccountEntry] = Field(default_factory=dict)
     rules_file: str | None = None
+    accounts_file: str | None = Field(None, description="more catalog accounts (`accounts:`), as written by "
+                                      "`bridge accounts sync --write`; read and reloaded with the rules")
     reload_interval: float = Field(5.0, ge=0, le=3600)
     # Reload guard (bridge/rulebook.py): a reload may drop at most this fraction of the rules in force.
     max_shrink: float = Field(0.5, ge=0, le=1)

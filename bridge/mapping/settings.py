@@ -123,6 +123,14 @@ def _accounts(accounts_raw: Any, problems: list[str]) -> dict[str, AccountEntry]
     return accounts
 
 
+def account_problems(accounts_raw: Any) -> list[str]:
+    """Every shape problem of a catalog (``accounts:`` of an accounts file), paths from ``accounts.``; the
+    references between accounts (hubs, aliases) are checked once the catalogs are merged."""
+    problems: list[str] = []
+    _accounts(accounts_raw, problems)
+    return problems
+
+
 @dataclass
 class _Rules:
     valid: list[Rule] = field(default_factory=list)

@@ -75,6 +75,7 @@ def test_sync_picks_by_ou_and_tag_and_the_result_loads(org: dict[str, Any], tmp_
     doc = yaml.safe_load(r.stdout)["accounts"]
     pay = org["ids"]["payments"]
     assert doc == {pay: {"alias": "payments", "label": "Payments", "email": "payments@example.com",
+                         "ou": "Root/Workloads/Prod", "tags": {"env": "prod"},
                          "roles": {"Developer": {"via": "hub/BridgeHub"}}}}  # below Workloads, tagged prod
     merged = {HUB: {"alias": "hub", "roles": {"BridgeHub": {}}}, **doc}
     s = settings_from_dict({"base_url": "http://127.0.0.1:1", "insecure_dev_login": True,
@@ -142,3 +143,87 @@ def test_stackset_template_trusts_the_hub_and_passes_cfn_lint(tmp_path: Path) ->
     bad = CliRunner().invoke(main, ["accounts", "stackset", "--config", str(cfg), "--via", "hub/BridgeHub",
                                     "--role", "Developer", "--managed-policy", "Other=arn:aws:iam::aws:policy/X"])
     assert bad.exit_code == 1 and "write ROLE=ARN for one of the --role names" in bad.output
+
+
+def test_sync_write_feeds_the_accounts_file_and_one_rule_grants_every_account_of_an_ou(
+        org: dict[str, Any], tmp_path: Path) -> None:
+    from bridge.identity import Identity
+    from bridge.mapping import GrantDefaults, decide
+
+    cfg = config(tmp_path)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["mapping"]["accounts_file"] = "accounts.yaml"
+    doc["mapping"]["rules"] = [{"name": "read-workloads", "match": {"group": "eng"},
+                                "grants": [{"where": {"account.ou": "Root/Workloads"}, "role": "ReadOnly"}]}]
+    (tmp_path / "accounts.yaml").write_text("accounts: {}\n")
+    cfg.write_text(yaml.safe_dump(doc))
+    r = run(org, "accounts", "sync", "--config", str(cfg), "--role", "ReadOnly", "--via", "hub/BridgeHub",
+            "--endpoint-url", org["url"], "--write", str(tmp_path / "accounts.yaml"))
+    assert r.exit_code == 0, r.output
+    ids = org["ids"]
+    written = yaml.safe_load((tmp_path / "accounts.yaml").read_text())["accounts"]
+    assert set(written) >= {ids["payments"], ids["search"], ids["sandbox"]} and HUB not in written  # hub: by hand
+    assert written[ids["payments"]]["ou"] == "Root/Workloads/Prod" and written[ids["payments"]]["tags"] == {
+        "env": "prod"}
+    s = settings_from_dict(yaml.safe_load(cfg.read_text()), source_dir=tmp_path, source_file=cfg)
+    eng = Identity(connector_id="dev", subject="alice", issuer="dev", email="alice@example.com", groups=("eng",))
+    grants = decide(s.mapping, eng, GrantDefaults("sts.amazonaws.com")).grants
+    assert sorted(g.role_arn for g in grants) == sorted(
+        f"arn:aws:iam::{ids[k]}:role/ReadOnly" for k in ("payments", "search"))  # not the sandbox, at the root
+    assert all([h.role_arn for h in g.hubs] == [f"arn:aws:iam::{HUB}:role/BridgeHub"] for g in grants)
+
+
+def test_aws_setup_organization_writes_the_stackset_of_the_catalog_spokes(tmp_path: Path) -> None:
+    spokes = {HUB: {"alias": "hub", "roles": {"BridgeHub": {}}},
+              "222222222222": {"alias": "pay", "roles": {"Developer": {"via": "hub/BridgeHub"}, "Local": {}}},
+              "333333333333": {"alias": "search", "roles": {"ReadOnly": {"via": "hub/BridgeHub"}}}}
+    cfg = config(tmp_path, spokes)
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization", "--managed-policy",
+                                  "ReadOnly=arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    assert r.exit_code == 0, r.output
+    assert cfn_problems(r.stdout) == []
+    res = yaml.safe_load(r.stdout)["Resources"]
+    assert set(res) == {"RoleDeveloper", "RoleReadOnly"}  # the roles reached through the hub, not Local
+    for role in res.values():
+        stmt = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+        assert stmt["Principal"] == {"AWS": f"arn:aws:iam::{HUB}:role/BridgeHub"}
+        assert stmt["Action"] == ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]
+    assert res["RoleReadOnly"]["Properties"]["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    same = CliRunner().invoke(main, ["accounts", "stackset", "--config", str(cfg), "--via", "hub/BridgeHub",
+                                     "--role", "Developer", "--role", "ReadOnly", "--managed-policy",
+                                     "ReadOnly=arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    assert same.stdout == r.stdout  # one renderer
+
+
+def test_aws_setup_organization_errors_are_clear(tmp_path: Path) -> None:
+    bare = CliRunner().invoke(main, ["aws-setup", "--config", str(config(tmp_path)), "--organization"])
+    assert bare.exit_code == 1 and "no catalog role is reached through a hub" in bare.output
+    two = {HUB: {"alias": "hub", "roles": {"BridgeHub": {}, "Other": {}}},
+           "222222222222": {"alias": "pay", "roles": {"Developer": {"via": "hub/BridgeHub"},
+                                                     "Auditor": {"via": "hub/Other"}}}}
+    cfg = config(tmp_path, two)
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization"])
+    assert r.exit_code == 1 and "through 2 hubs" in r.output and "pick one with --via" in r.output
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization", "--via", "hub/Other"])
+    assert r.exit_code == 0 and set(yaml.safe_load(r.stdout)["Resources"]) == {"RoleAuditor"}
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--organization", "--format", "terraform"])
+    assert r.exit_code == 1 and "drop --format" in r.output
+    r = CliRunner().invoke(main, ["aws-setup", "--config", str(cfg), "--via", "hub/Other"])
+    assert r.exit_code == 1 and "--via and --managed-policy go with --organization" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_sync_write_never_drops_an_external_id_kept_in_the_accounts_file(org: dict[str, Any], tmp_path: Path) -> None:
+    pay = org["ids"]["payments"]
+    (tmp_path / "vendor.secret").write_text("keep-me-secret-42")
+    before = yaml.safe_dump({"accounts": {pay: {"alias": "pay", "roles": {
+        "Auditor": {"via": "hub/BridgeHub", "external_id_file": "vendor.secret"}}}}})
+    (tmp_path / "accounts.yaml").write_text(before)
+    cfg = config(tmp_path)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["mapping"]["accounts_file"] = "accounts.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    r = run(org, "accounts", "sync", "--config", str(cfg), "--role", "ReadOnly", "--endpoint-url", org["url"],
+            "--write", str(tmp_path / "accounts.yaml"))
+    assert r.exit_code == 1 and f"account {pay} role Auditor has an ExternalId: move the account" in r.output
+    assert (tmp_path / "accounts.yaml").read_text() == before and "keep-me-secret-42" not in r.output

@@ -27,6 +27,7 @@ def test_catalog_makes_unique_aliases_and_keeps_what_was_written() -> None:
     existing = {"222222222222": {"alias": "pay", "roles": {"Auditor": {}}}, "999999999999": {"alias": "payments"}}
     doc = catalog([A, B, D], {"Developer": {"via": "hub/BridgeHub"}}, existing)
     assert doc["222222222222"] == {"alias": "pay", "label": "Payments", "email": "p@example.com",
+                                   "ou": "Root/Workloads/Prod", "tags": {"env": "prod"},
                                    "roles": {"Auditor": {}, "Developer": {"via": "hub/BridgeHub"}}}
     assert doc["333333333333"]["alias"] == "search"
     assert doc["555555555555"]["alias"] == "payments-5555"  # "payments" is taken by another account

@@ -381,3 +381,29 @@ def test_check_config_compares_with_the_rules_in_force(tmp_path: Path) -> None:
     r = check(checked_config(tmp_path, "cut", {"expected_rules": 10, "rules": many_rules(9)}))
     assert r.exit_code == 1
     assert "  - cut.rules.yaml:expected_rules: says 10 rule(s), found 9 (a truncated or half-written file?)" in r.stderr
+
+
+def test_a_changed_accounts_file_is_picked_up_like_the_rules_file(tmp_path: Path) -> None:
+    # a grant with `where:` picks the catalog accounts (mapping.accounts_file, from `bridge accounts sync --write`)
+    def catalog(*ids: str) -> dict[str, Any]:
+        return {"accounts": {a: {"ou": "Root/Workloads", "roles": {"ReadOnly": {}}} for a in ids}}
+
+    write_rules(tmp_path / "accounts.yaml", catalog("111111111111"))
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "base_url": "https://bridge.example.com",
+        "connectors": [{"id": "corp", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "c",
+                        "client_secret": "s"}],
+        "mapping": {"accounts_file": "accounts.yaml", "reload_interval": 10, "rules": [
+            {"name": "r", "match": {"group": "admins"},
+             "grants": [{"where": {"account.ou": "Root/Workloads"}, "role": "ReadOnly"}]}]}}), encoding="utf-8")
+    clock = Clock()
+    book = rule_book(load_settings(cfg), clock=clock)
+    assert roles(book.mapping) == ["arn:aws:iam::111111111111:role/ReadOnly"]
+    write_rules(tmp_path / "accounts.yaml", catalog("111111111111", "222222222222"))
+    clock.now += 11
+    assert roles(book.mapping) == ["arn:aws:iam::111111111111:role/ReadOnly", "arn:aws:iam::222222222222:role/ReadOnly"]
+    write_rules(tmp_path / "accounts.yaml", {"accounts": {"333333333333": {"alias": "Bad Alias"}}})
+    clock.now += 11
+    assert len(roles(book.mapping)) == 2  # a broken accounts file keeps the catalog in force
+    assert book.last_problems and book.last_problems[0].startswith("accounts.yaml:accounts.333333333333.alias:")
