@@ -128,6 +128,15 @@ def grant_id_for(role_arn: str) -> str:
     return hashlib.sha256(role_arn.encode()).hexdigest()[:16]
 
 
+def _with_policies(d: dict[str, Any], policy: str | None, policy_arns: tuple[str, ...]) -> dict[str, Any]:
+    """``d`` with a session policy and policy ARNs, each only when set (the JSON is unchanged without)."""
+    if policy is not None:
+        d["policy"] = policy
+    if policy_arns:
+        d["policy_arns"] = list(policy_arns)
+    return d
+
+
 @dataclass(frozen=True)
 class Hop:
     """One role of a chain (role chaining, docs/aws-rules.md §7): a hub, or the target of a chained grant.
@@ -145,11 +154,7 @@ class Hop:
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role_arn": self.role_arn, "label": self.label,
                              "external_id": self.external_id is not None}
-        if self.policy is not None:
-            d["policy"] = self.policy
-        if self.policy_arns:
-            d["policy_arns"] = list(self.policy_arns)
-        return d
+        return _with_policies(d, self.policy, self.policy_arns)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Hop:
@@ -234,11 +239,7 @@ class Grant:
         if self.hubs:
             d["hubs"] = [h.to_json() for h in self.hubs]
             d["external_id"] = self.external_id is not None
-        if self.policy is not None:
-            d["policy"] = self.policy
-        if self.policy_arns:
-            d["policy_arns"] = list(self.policy_arns)
-        return d
+        return _with_policies(d, self.policy, self.policy_arns)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Grant:

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,21 +129,29 @@ def bridge_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="session")
-def oidc_issuer(bridge_port: int) -> Iterator[str]:
+@contextmanager
+def oidc_provider(env: dict[str, str]) -> Iterator[str]:
+    """The npm oidc-provider peer (tests/peers/op.mjs) on a free port with ``env`` added; yields its issuer."""
     node = shutil.which("node")
     if not node or not (PEERS / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("the oidc-provider peer is not installed: run `make test` (npm ci in tests/peers)")
     port = free_port()
-    env = {**os.environ, "PORT": str(port),
-           "REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/callback/{OIDC_CONNECTOR}",
-           "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/", "TEST_ADMIN": "1"}
-    p = subprocess.Popen([node, "op.mjs"], cwd=PEERS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([node, "op.mjs"], cwd=PEERS, env={**os.environ, "PORT": str(port), **env},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     issuer = f"http://127.0.0.1:{port}"
-    wait_http(f"{issuer}/.well-known/openid-configuration")
-    yield issuer
-    p.terminate()
-    p.wait(5)
+    try:
+        wait_http(f"{issuer}/.well-known/openid-configuration")
+        yield issuer
+    finally:
+        p.terminate()
+        p.wait(5)
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer(bridge_port: int) -> Iterator[str]:
+    with oidc_provider({"REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/callback/{OIDC_CONNECTOR}",
+                        "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/", "TEST_ADMIN": "1"}) as issuer:
+        yield issuer
 
 
 @pytest.fixture(scope="session")

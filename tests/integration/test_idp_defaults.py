@@ -13,10 +13,7 @@ from __future__ import annotations
 import calendar
 import html
 import json
-import os
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +25,7 @@ from click.testing import CliRunner
 from lxml import etree
 
 from bridge.upstream.saml_settings import NAMEID_PERSISTENT, SAML_PRESETS
-from tests.conftest import ACCOUNT, PEERS, SamlIdp, wait_http
+from tests.conftest import ACCOUNT, SamlIdp, oidc_provider
 from tests.conftest import SAML_CONNECTOR as CONNECTOR
 from tests.integration.helpers import oidc_login, portal_json
 from tests.integration.test_bad_input import assert_error_page
@@ -260,19 +257,9 @@ def test_idp_initiated_sign_in_shows_the_unsolicited_page(live_bridge, make_sett
 
 @pytest.fixture(scope="module")
 def llng_issuer(bridge_port: int) -> Iterator[str]:
-    from bridge.localredis import free_port
-
-    node = shutil.which("node")
-    assert node and (PEERS / "node_modules" / "oidc-provider").is_dir(), "run `make test` (npm ci in tests/peers)"
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "CLAIMS_STYLE": "lemonldap",
-           "REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/callback/{LLNG}"}
-    p = subprocess.Popen([node, "op.mjs"], cwd=PEERS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    issuer = f"http://127.0.0.1:{port}"
-    wait_http(f"{issuer}/.well-known/openid-configuration")
-    yield issuer
-    p.terminate()
-    p.wait(5)
+    with oidc_provider({"CLAIMS_STYLE": "lemonldap",
+                        "REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/callback/{LLNG}"}) as issuer:
+        yield issuer
 
 
 def _llng(make_settings: Any, issuer: str, **kw: Any) -> Any:
