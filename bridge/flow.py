@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from bridge.errors import LoginError, SamlUnsolicited
 from bridge.identity import Identity
 from bridge.storage import PendingLogin, Store
-from bridge.upstream.base import Connector
+from bridge.upstream.base import Connector, IdpInitiated
 
 
 def safe_return_to(value: str | None, default: str = "/portal") -> str:
@@ -96,7 +96,7 @@ class LoginFlow:
             # IdP-initiated SAML (insecure_allow_idp_initiated): RelayState may be a target, not ours.
             identity = connector.finish_login(None, params, self.redirect_uri(connector.id))
             return identity, safe_return_to(state), secrets.token_hex(12)
-        if pending is None and _unsolicited(connector, params):
+        if pending is None and isinstance(connector, IdpInitiated) and connector.looks_unsolicited(params):
             # IdP-initiated (its RelayState, if any, is not one of ours): say so, rather than "expired".
             raise SamlUnsolicited("unsolicited SAML response (no InResponseTo) and no pending sign-in")
         if not state:
@@ -129,8 +129,3 @@ class LoginFlow:
         identity = connector.finish_login(pending, params, self.redirect_uri(connector.id))
         return identity, pending.return_to, pending.correlation_id or secrets.token_hex(12)
 
-
-def _unsolicited(connector: Connector, params: Mapping[str, str]) -> bool:
-    """Whether ``connector`` (SAML) sees an IdP-initiated response in ``params``."""
-    looks = getattr(connector, "looks_unsolicited", None)
-    return bool(callable(looks) and looks(params))

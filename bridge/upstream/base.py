@@ -10,7 +10,7 @@ Contract:
   a verified ``Identity`` or raises a ``LoginError`` subclass (``IdpDenied``,
   ``InvalidIdToken``) or ``UpstreamUnavailable``.
 - ``allows_unsolicited`` says whether a callback without a pending login may be tried; a connector
-  may also offer ``looks_unsolicited(params)`` (SAML) so that such a callback is refused as
+  that is an ``IdpInitiated`` (SAML: ``looks_unsolicited(params)``) has such a callback refused as
   IdP-initiated (``saml_unsolicited``) rather than as an expired sign-in.
 - The returned ``Identity.warnings`` name what the IdP sent that looks misconfigured (names, never
   values): the web layer logs them (``login_warnings``) and the Why page shows them.
@@ -95,6 +95,13 @@ class ReverifyExpired:
 
 
 ReverifyResult = ReverifyOk | ReverifyRevoked | ReverifyUnreachable | ReverifyExpired
+
+
+@runtime_checkable
+class IdpInitiated(Protocol):
+    """A connector that can tell an IdP-initiated response (``isinstance(connector, IdpInitiated)``)."""
+
+    def looks_unsolicited(self, params: Mapping[str, str]) -> bool: ...
 
 
 @runtime_checkable
