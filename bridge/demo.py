@@ -303,20 +303,19 @@ def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
     assert state, "dev login did not redirect with a state"
     s.post(f"{base}/callback/dev", data={"state": state[1], "user": "alice"}, timeout=10)
     portal = s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).json()
+
+    def caller(grant: dict[str, object]) -> str:
+        """The ARN GetCallerIdentity names with the credentials the bridge issues for ``grant``."""
+        creds = s.post(f"{base}/credentials/{grant['id']}", headers={"Accept": "application/json",
+                       "X-CSRF-Token": portal["csrf_token"]}, timeout=30).json()
+        return str(boto3.client("sts", endpoint_url=sts_url, region_name="us-east-1",
+                                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                                aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"])
+
     grant = portal["grants"][0]
-    creds = s.post(f"{base}/credentials/{grant['id']}", headers={"Accept": "application/json",
-                   "X-CSRF-Token": portal["csrf_token"]}, timeout=30).json()
-    arn = boto3.client("sts", endpoint_url=sts_url, region_name="us-east-1",
-                       aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                       aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"]
-    print(f"demo smoke ok: {arn}")
+    print(f"demo smoke ok: {caller(grant)}")
     chained = next(g for g in portal["grants"] if g.get("hubs"))  # workloads/Developer, through the hub
-    creds = s.post(f"{base}/credentials/{chained['id']}", headers={"Accept": "application/json",
-                   "X-CSRF-Token": portal["csrf_token"]}, timeout=30).json()
-    arn = boto3.client("sts", endpoint_url=sts_url, region_name="us-east-1",
-                       aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                       aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"]
-    print(f"demo chain ok: {arn} (via {' → '.join(chained['hubs'])})")
+    print(f"demo chain ok: {caller(chained)} (via {' → '.join(chained['hubs'])})")
     if console_url:
         page = s.get(f"{base}/go/sandbox/Admin", params={"destination": "/s3/home"}, timeout=10).text
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)

@@ -4,7 +4,6 @@ read for what production needs. The bridge configs they carry must pass the brid
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import socket
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from bridge.config import deployment_problems, settings_from_dict
+from tests.modules import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -170,10 +170,7 @@ def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the conf would set it for the process
     monkeypatch.delenv("BRIDGE_BIND", raising=False)
     monkeypatch.delenv("BRIDGE_METRICS_BIND", raising=False)
-    spec = importlib.util.spec_from_file_location("gconf", DEPLOY / "gunicorn.conf.py")
-    assert spec and spec.loader
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
+    conf = load_file("gconf", DEPLOY / "gunicorn.conf.py")
     assert conf.worker_class == "gthread" and conf.max_requests_jitter > 0
     assert conf.timeout > 5 * 3  # longer than the default STS budget (sts_timeout x sts_max_attempts)
     # Longer than the idle timeout of a proxy's pooled upstream connections (nginx's keepalive_timeout,
@@ -183,7 +180,7 @@ def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert callable(conf.child_exit) and callable(conf.on_starting)
     assert conf.bind == ["127.0.0.1:8000"]
     monkeypatch.setenv("BRIDGE_METRICS_BIND", "127.0.0.1:9100")  # bridge serve sets it from metrics.listen
-    spec.loader.exec_module(conf)
+    conf = load_file("gconf", DEPLOY / "gunicorn.conf.py")  # read again, as a new server would
     assert conf.bind == ["127.0.0.1:8000", "127.0.0.1:9100"]
 
 
@@ -323,10 +320,7 @@ def test_k8s_shutdown_drains_before_gunicorn_stops(monkeypatch: pytest.MonkeyPat
     (c,) = pod["containers"]
     cmd = c["lifecycle"]["preStop"]["exec"]["command"]
     assert cmd[0] == "sleep" and 3 <= int(cmd[1]) <= 15
-    spec = importlib.util.spec_from_file_location("gconf_grace", DEPLOY / "gunicorn.conf.py")
-    assert spec and spec.loader
-    conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conf)
+    conf = load_file("gconf_grace", DEPLOY / "gunicorn.conf.py")
     assert pod["terminationGracePeriodSeconds"] >= int(cmd[1]) + conf.graceful_timeout + 3
 
 

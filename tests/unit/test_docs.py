@@ -4,26 +4,21 @@ the settings model is described."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.modules import load_file
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 
 def _gen_docs() -> Any:
-    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "scripts" / "gen_docs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_docs"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_file("gen_docs", ROOT / "scripts" / "gen_docs.py", register=True)  # its dataclasses look it up
 
 
 gen = _gen_docs()

@@ -7,7 +7,6 @@ an install step resolves afresh.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import tomllib
@@ -19,16 +18,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from tests.modules import load_file
+
 ROOT = Path(__file__).resolve().parents[2]
 REQ = ROOT / "requirements"
 
 
 def _lock_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lockscript", ROOT / "scripts" / "lock.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("lockscript", ROOT / "scripts" / "lock.py")
 
 
 def _pins(path: Path) -> dict[str, dict[Version, frozenset[str]]]:
