@@ -1,5 +1,5 @@
 """Helpers the benchmarks share: the repository on sys.path, free loopback ports and a local
-redis-server (both from ``bridge.localredis``, as the tests and the demo use), waiting for a server
+redis-server (both from ``bridge.runtime.localredis``, as the tests and the demo use), waiting for a server
 to answer, and the ``STUB`` line every stand-in a benchmark uses must print."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bridge.localredis import LocalRedis, free_port, start_redis  # noqa: E402
+from bridge.runtime.localredis import LocalRedis, free_port, start_redis  # noqa: E402
 
 __all__ = ["ROOT", "LocalRedis", "free_port", "start_redis", "stop_processes", "stub", "wait"]
 

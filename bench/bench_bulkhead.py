@@ -133,7 +133,7 @@ def main() -> int:
         procs.append(subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
                                        "--port", str(rport), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
                                       stdout=subprocess.DEVNULL))
-        subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+        subprocess.run([sys.executable, "-m", "bridge", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL)
 
         def serve(cap: int) -> str:
@@ -159,7 +159,7 @@ mapping:
 """)
             env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": "8"}
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(cfg),
+            procs.append(subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg),
                                            "--workers", "1"], env=env, stderr=subprocess.DEVNULL,
                                           start_new_session=True))
             base = f"http://127.0.0.1:{port}"
@@ -210,7 +210,7 @@ mapping:
             sts.close()
         for p in procs:
             try:
-                os.killpg(p.pid, signal.SIGTERM) if p.args[1:3] == ["-m", "bridge.cli"] else p.terminate()
+                os.killpg(p.pid, signal.SIGTERM) if p.args[1:3] == ["-m", "bridge"] else p.terminate()
                 p.wait(20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 p.kill()

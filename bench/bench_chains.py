@@ -25,15 +25,15 @@ from pathlib import Path
 
 from _peers import free_port, stop_processes, stub, wait  # noqa: E402 - bench/ is on sys.path when run
 
-from bridge.audit import Auditor, FileSink
-from bridge.aws.keys import generate_key, load_keyring
 from bridge.aws.sts import StsGateway
 from bridge.config import settings_from_dict
-from bridge.identity import Identity
-from bridge.issuing import CredentialIssuer
-from bridge.keysource import KeySource
+from bridge.core.issuing import CredentialIssuer
+from bridge.core.keysource import KeySource
+from bridge.domain.identity import Identity
+from bridge.keys.signing import generate_key, load_keyring
 from bridge.mapping import GrantDefaults, decide
-from bridge.metrics import Metrics
+from bridge.telemetry.audit import Auditor, FileSink
+from bridge.telemetry.metrics import Metrics
 
 TARGET = 2.2
 HUB = "arn:aws:iam::111111111111:role/BridgeHub"

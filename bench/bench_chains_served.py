@@ -115,9 +115,9 @@ def main() -> int:  # noqa: PLR0915 - one straight-line script
         moto = Path(sys.executable).parent / "moto_server"
         procs.append(subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
-        subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+        subprocess.run([sys.executable, "-m", "bridge", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL)
-        serve = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config",
+        serve = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config",
                                   str(config(tmp, port, redis_url, sport)), "--workers", str(args.workers)],
                                  env={**os.environ, "BRIDGE_ACCESS_LOG": "0"}, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL,

@@ -4,7 +4,7 @@ every credential refresh), `bridge credential-process --help`, and `bridge --hel
 loaded). Each is a fresh subprocess timed with ``time.perf_counter``, run a few times in turn after
 one warm-up round; the median counts.
 
-The ``bridge`` command is started the way its console script starts it (``bridge.entry:main``), from
+The ``bridge`` command is started the way its console script starts it (``bridge.__main__:main``), from
 this checkout, with a temporary HOME/XDG_CACHE_HOME holding one fresh cached credential.
 
     .venv/bin/python bench/bench_cli_startup.py [--repeat 9]
@@ -29,7 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BRIDGE = [sys.executable, "-c", "import sys; from bridge.entry import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
+BRIDGE = [sys.executable, "-c",
+          "import sys; from bridge.__main__ import main; sys.argv[0] = 'bridge'; sys.exit(main())"]
 URL, ROLE = "https://bridge.example.com", "arn:aws:iam::123456789012:role/Admin"
 CASES = {
     "python -c pass": [sys.executable, "-c", "pass"],
@@ -40,7 +41,7 @@ CASES = {
 
 
 def seed_cache(home: Path) -> None:
-    """One credential fresh for an hour, where bridge.client._cache_path looks for it."""
+    """One credential fresh for an hour, where bridge.client.core._cache_path looks for it."""
     doc = {"Version": 1, "AccessKeyId": "ASIABENCH", "SecretAccessKey": "secret", "SessionToken": "token",
            "Expiration": (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
     key = hashlib.sha256(f"{URL}\x00{ROLE}\x00None".encode()).hexdigest()[:32]

@@ -110,7 +110,7 @@ def main() -> int:
         moto = Path(sys.executable).parent / "moto_server"
         procs.append(subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+        subprocess.run([sys.executable, "-m", "bridge", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL)
         def config(port: int, cache: bool) -> Path:
             path = tmp / f"bench-{port}.yaml"
@@ -142,7 +142,7 @@ mapping:
 
         env = {**os.environ, "BRIDGE_ACCESS_LOG": "0"}
         for port, cache in ((bport, True), (fport, False)):
-            procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config",
+            procs.append(subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config",
                                            str(config(port, cache)), "--workers", str(args.workers)], env=env,
                                           stderr=subprocess.DEVNULL))
         base, fresh_base = f"http://127.0.0.1:{bport}", f"http://127.0.0.1:{fport}"

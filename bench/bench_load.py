@@ -196,7 +196,7 @@ def main() -> int:
         moto = Path(sys.executable).parent / "moto_server"
         procs.append(subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+        subprocess.run([sys.executable, "-m", "bridge", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL)
         cfg = tmp / "bench.yaml"
         cfg.write_text(f"""
@@ -213,7 +213,7 @@ audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
         env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": str(args.threads),
                "BRIDGE_MAX_REQUESTS": str(args.max_requests)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(cfg), "--bind",
+        procs.append(subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg), "--bind",
                                        f"127.0.0.1:{bport}", "--workers", str(args.workers)], env=env,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
         base = f"http://127.0.0.1:{bport}"

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from _peers import free_port, start_redis, stub  # noqa: E402 - bench/ is on sys.path when run
 
-from bridge.app import create_app  # noqa: E402
-from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key  # noqa: E402
 from bridge.config import settings_from_dict  # noqa: E402
+from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key  # noqa: E402
+from bridge.runtime.app import create_app  # noqa: E402
 
 
 def bench(name: str, value: float, unit: str) -> None:

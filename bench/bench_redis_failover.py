@@ -41,8 +41,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key  # noqa: E402
 from bridge.config import settings_from_dict  # noqa: E402
+from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key  # noqa: E402
 from tests.redis_topologies import (  # noqa: E402
     Server,
     add_acl_user,
@@ -112,7 +112,7 @@ def whoami(s: requests.Session, base: str) -> tuple[int, str | None]:
 def run(topo: str, base_dir: Path, keys: Path, args: argparse.Namespace) -> dict[str, float]:
     from werkzeug.serving import make_server
 
-    from bridge.app import create_app
+    from bridge.runtime.app import create_app
 
     victim: Server
     if topo == "sentinel":

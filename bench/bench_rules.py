@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge import mapping  # noqa: E402
 from bridge.config import load_settings  # noqa: E402
-from bridge.identity import Identity  # noqa: E402
+from bridge.domain.identity import Identity  # noqa: E402
 from bridge.mapping.compiler import gc_paused  # noqa: E402
 
 ROLES = ("Admin", "ReadOnly", "Deploy")

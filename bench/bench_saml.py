@@ -31,11 +31,11 @@ from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
 
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint  # noqa: E402
-from bridge.aws.keys import generate_saml_key  # noqa: E402
 from bridge.config import SamlConnectorSettings  # noqa: E402
-from bridge.errors import LoginError  # noqa: E402
-from bridge.identity import Grant, Identity  # noqa: E402
-from bridge.localredis import LocalRedis  # noqa: E402
+from bridge.domain.errors import LoginError  # noqa: E402
+from bridge.domain.identity import Grant, Identity  # noqa: E402
+from bridge.keys.signing import generate_saml_key  # noqa: E402
+from bridge.runtime.localredis import LocalRedis  # noqa: E402
 from bridge.storage.redis import RedisStore as Store  # noqa: E402
 from bridge.upstream.base import PendingLogin  # noqa: E402
 from bridge.upstream.saml import SamlConnector  # noqa: E402

@@ -304,7 +304,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
         moto = Path(sys.executable).parent / "moto_server"
         procs.append(subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(sts_port)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+        subprocess.run([sys.executable, "-m", "bridge", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
         host = f"127.0.0.1:{two_port}"
         cfg = config(tmp, cluster, sts_port, host, args.threads)
@@ -313,7 +313,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         masters = []
         for port in (a_port, b_port):
-            p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(cfg), "--bind",
+            p = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg), "--bind",
                                   f"127.0.0.1:{port}", "--workers", str(args.workers)], env=env, cwd=ROOT,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
             procs.append(p)

@@ -68,7 +68,7 @@ def main() -> int:
                                       stdout=subprocess.DEVNULL))
         procs.append(subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
                                        str(sport)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+        subprocess.run([sys.executable, "-m", "bridge", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL, env=ENV)
         config = {
             "base_url": f"http://127.0.0.1:{bport}", "listen": f"127.0.0.1:{bport}", "insecure_dev_login": True,
@@ -91,7 +91,7 @@ def main() -> int:
         }
         path = tmp / "bench-sso.yaml"
         path.write_text(json.dumps(config))  # JSON is YAML
-        procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(path),
+        procs.append(subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(path),
                                        "--workers", str(args.workers)], env=ENV,
                                       stderr=subprocess.DEVNULL))
         base = f"http://127.0.0.1:{bport}"

@@ -1,6 +1,6 @@
 """gunicorn settings for the bridge (``bridge serve`` passes BRIDGE_CONFIG and BRIDGE_BIND).
 
-Run directly (containers): ``gunicorn -c deploy/gunicorn.conf.py bridge.wsgi:app`` with
+Run directly (containers): ``gunicorn -c deploy/gunicorn.conf.py bridge.runtime.wsgi:app`` with
 ``BRIDGE_CONFIG=/etc/bridge/bridge.yaml``. Environment knobs:
 
   BRIDGE_BIND            host:port (default 127.0.0.1:8000; 0.0.0.0:8000 in the image)
@@ -61,8 +61,8 @@ max_requests = int(os.environ.get("BRIDGE_MAX_REQUESTS", "5000"))  # 0 = never r
 max_requests_jitter = max_requests // 10
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat off disk (containers)
 # Access and error logs as JSON lines, with the request id the app set, without query strings
-# (callbacks carry codes and state in them): bridge/gunicorn_logging.py.
-logger_class = "bridge.gunicorn_logging.JsonLogger"
+# (callbacks carry codes and state in them): bridge/runtime/gunicorn_logging.py.
+logger_class = "bridge.runtime.gunicorn_logging.JsonLogger"
 accesslog = "-" if os.environ.get("BRIDGE_ACCESS_LOG", "1") == "1" else None
 errorlog = "-"
 loglevel = os.environ.get("BRIDGE_GUNICORN_LOGLEVEL", "warning")
@@ -95,7 +95,7 @@ def _log_startup_warnings_once():  # noqa: ANN202
     import logging
 
     from bridge.config import ConfigError, load_settings, startup_warnings
-    from bridge.logs import event, setup_logging
+    from bridge.telemetry.logs import event, setup_logging
 
     try:
         settings = load_settings(os.environ.get("BRIDGE_CONFIG", "config/bridge.yaml"))
@@ -122,7 +122,7 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signatur
 
 
 def when_ready(server):  # type: ignore[no-untyped-def]
-    """SIGHUP to the master is forwarded to the workers, which reload their rules in place (bridge/wsgi.py
+    """SIGHUP to the master is forwarded to the workers, which reload their rules in place (bridge/runtime/wsgi.py
     installs the handler); a broken rules file keeps the rules in force. (gunicorn's own HUP restarts
     every worker with a fresh config, and workers that cannot load a broken config would not boot.)
     Restart the service to apply changes outside ``mapping``."""

@@ -14,7 +14,7 @@
   why a role is withheld), with what the user reads (from the code) and the cause and fix from
   ``docs/errors.yaml``, the one maintained table. ``tests/unit/test_docs.py`` fails when a code has no
   entry there, or an entry names a code that no longer exists. The same holds for the developer CLI's
-  own messages (``cli:`` in that file, matched against what ``bridge/client.py`` and the developer
+  own messages (``cli:`` in that file, matched against what ``bridge/client/core.py`` and the developer
   commands print).
 - ``docs/rules-demo.md``: the demo's rules (``config/demo.yaml``), its expectation cases
   (``config/demo-rules-cases.yaml``) and what ``bridge rules test`` says of them, run when generating.
@@ -493,7 +493,7 @@ def scan_codes() -> dict[str, CodeUse]:
 
 # The developer CLI's own messages (`bridge: <message>` on stderr, then a non-zero exit): every
 # ClientError / Unreachable / _fail with a literal or f-string message in these modules.
-CLI_SOURCES = ("bridge/client.py", "bridge/commands/developer.py", "bridge/commands/configure.py")
+CLI_SOURCES = ("bridge/client/core.py", "bridge/commands/developer.py", "bridge/commands/configure.py")
 CLI_CALLS = {"ClientError", "Unreachable", "_fail"}
 
 
@@ -638,7 +638,7 @@ def troubleshooting() -> str:
            "`Accept: application/json`) with a code, a reason and a request id — never a stack trace. "
            "The same code is in the log line (`request_failed`, `login_failed`) under that request id, "
            "and in the audit record of a refused issuance. Look the code up here.\n",
-           "This page is generated: the codes are found in the code (`bridge/errors.py`'s error tree and "
+           "This page is generated: the codes are found in the code (`bridge/domain/errors.py`'s error tree and "
            "every `code=` across `bridge/`), what the user reads comes from the code too, and cause and fix "
            "from `docs/errors.yaml`; a test fails when a code has no entry.\n"]
     errors = [u for u in uses.values() if u.kind == "error"]
@@ -682,7 +682,7 @@ def troubleshooting() -> str:
 def rules_demo() -> str:
     from click.testing import CliRunner
 
-    from bridge.cli import main
+    from bridge.commands.cli import main
 
     demo = (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8")
     start = demo.index("\nmapping:") + 1

@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.aws.keys import SamlKey, generate_cache_key, generate_key, generate_saml_key
 from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
-from bridge.localredis import LocalRedis, RedisNotInstalled, free_port, redis_server
+from bridge.keys.signing import SamlKey, generate_cache_key, generate_key, generate_saml_key
+from bridge.runtime.localredis import LocalRedis, RedisNotInstalled, free_port, redis_server
 from bridge.upstream.saml import SamlConnector
 from tests.peers import strict_sts
 from tests.peers.federation_stub import FederationStub
@@ -210,7 +210,7 @@ def make_settings(redis_url: str, bridge_port: int, keys_dir: Path, strict_sts_p
 @pytest.fixture
 def app_factory(strict_sts_peer: strict_sts.StrictSts) -> Callable[[Settings], Any]:
     """create_app(settings) with the bridge's issuer registered at the strict STS (as IAM would be)."""
-    from bridge.app import create_app
+    from bridge.runtime.app import create_app
 
     def make(settings: Settings) -> Any:
         app = create_app(settings)
@@ -259,7 +259,7 @@ class LogCapture(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        from bridge.logs import JsonFormatter
+        from bridge.telemetry.logs import JsonFormatter
 
         self.setFormatter(JsonFormatter())
         self.lines: list[str] = []

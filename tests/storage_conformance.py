@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
 from bridge.storage import (
     AccessRequest,
     CliToken,

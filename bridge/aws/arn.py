@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge.partitions import NAMES
+from bridge.domain.partitions import NAMES
 
 PARTITIONS = NAMES  # the partition names, from the partition table
 _ROLE_RE = re.compile(

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
-from bridge.aws.keys import SamlKey
 from bridge.aws.token import subject_for
-from bridge.identity import Grant, Identity
-from bridge.partitions import by_name
+from bridge.domain.identity import Grant, Identity
+from bridge.domain.partitions import by_name
+from bridge.keys.signing import SamlKey
 
 NS_SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 NS_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"

@@ -1,6 +1,6 @@
 """AWS console sign-in: federation endpoint URLs and destinations (docs/aws-rules.md §3). Pure.
 
-Hosts come from the partition table (bridge/partitions.py). A destination is a console path or a
+Hosts come from the partition table (bridge/domain/partitions.py). A destination is a console path or a
 full console URL of the configured partition only (allowlist), so a link can never send a user's
 sign-in token elsewhere.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode, urlsplit
 
-from bridge.identity import Credentials
-from bridge.partitions import REGION_RE, by_name
+from bridge.domain.identity import Credentials
+from bridge.domain.partitions import REGION_RE, by_name
 
 MIN_SESSION = 900
 MAX_SESSION = 43200

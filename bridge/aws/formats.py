@@ -9,7 +9,7 @@ import json
 import re
 import shlex
 
-from bridge.identity import Credentials
+from bridge.domain.identity import Credentials
 
 PROFILE_RE = re.compile(r"\A[A-Za-z0-9_.+@-]{1,64}\Z")
 

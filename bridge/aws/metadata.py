@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from lxml import etree
 
-from bridge.aws.keys import SamlKey
+from bridge.keys.signing import SamlKey
 
 NS_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 NS_DS = "http://www.w3.org/2000/09/xmldsig#"

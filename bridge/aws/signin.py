@@ -5,8 +5,8 @@ from __future__ import annotations
 import requests
 
 from bridge.aws.console import signin_token_params
-from bridge.errors import StsError, StsUnavailable
-from bridge.identity import Credentials
+from bridge.domain.errors import StsError, StsUnavailable
+from bridge.domain.identity import Credentials
 
 
 def get_signin_token(endpoint: str, creds: Credentials, session_duration: int | None, *,

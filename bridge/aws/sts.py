@@ -35,8 +35,8 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from bridge.errors import StsBusy, StsError, StsUnavailable
-from bridge.identity import Credentials
+from bridge.domain.errors import StsBusy, StsError, StsUnavailable
+from bridge.domain.identity import Credentials
 
 # AWS error code → (status, message, hint). Texts are ours; AWS's own message goes in detail.
 _ERRORS: dict[str, tuple[int, str, str]] = {

@@ -13,8 +13,8 @@ from typing import Any
 
 from joserfc import jwt
 
-from bridge.aws.keys import SigningKey
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
+from bridge.keys.signing import SigningKey
 
 MAX_LIFETIME = 300
 

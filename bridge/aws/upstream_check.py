@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from bridge.aws.problems import Problem
 from bridge.aws.validate_saml import IdpMetadata, redeem_deadline, validate_saml_response
-from bridge.errors import StsError, StsUnavailable
+from bridge.domain.errors import StsError, StsUnavailable
 
 SIGNIN = "https://signin.aws.amazon.com/saml"
 

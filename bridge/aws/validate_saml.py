@@ -21,7 +21,7 @@ from xmlsec import constants as xc
 
 from bridge.aws.limits import MAX_DURATION, MIN_DURATION, SESSION_NAME_RE, SOURCE_IDENTITY_RE, tags_problems
 from bridge.aws.problems import Problem
-from bridge.partitions import NAMES, by_name
+from bridge.domain.partitions import NAMES, by_name
 
 NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
       "ds": "http://www.w3.org/2000/09/xmldsig#", "md": "urn:oasis:names:tc:SAML:2.0:metadata"}

@@ -1,4 +1,4 @@
-"""The ``bridge`` command's subcommands, one module per area. ``bridge.cli`` imports a module only when
+"""The ``bridge`` command's subcommands, one module per area. ``bridge.commands.cli`` imports a module only when
 one of its commands runs (or help lists it), so each module may import what its commands need:
 
 - ``developer``: login, roles, exec, env, console, credential-process, local-server, logout

@@ -11,8 +11,8 @@ from typing import Any, NoReturn
 import click
 
 from bridge.config import Settings, load_settings
-from bridge.errors import ConfigError
-from bridge.identity import Identity, identity_from_sample
+from bridge.domain.errors import ConfigError
+from bridge.domain.identity import Identity, identity_from_sample
 
 CONFIG = click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
 
@@ -43,7 +43,7 @@ def identity_from(path: str) -> Identity:
 
 
 def services_from(config_path: str) -> Any:
-    from bridge.services import build_services
+    from bridge.web.services import build_services
 
     settings = settings_from(config_path)
     try:

@@ -105,7 +105,7 @@ def sync(config_path: str, ous: tuple[str, ...], tags: tuple[str, ...], roles: t
     into mapping.accounts, or (--write) as the accounts file; what the catalog says of them already is kept
     (an ExternalId is never printed)."""
     from bridge.aws.organizations import catalog, catalog_yaml, differences, picked
-    from bridge.errors import ConfigError
+    from bridge.domain.errors import ConfigError
     from bridge.mapping import load_mapping
 
     settings = settings_from(config_path)

@@ -29,7 +29,7 @@ SPARE_THREADS = 2
                    "NameID, missing claims)")
 def check_config(config_path: str, previous_path: str | None, probe: bool) -> None:
     """Validate a config file (and its keys); print every problem, or "ok"."""
-    from bridge.rulebook import refusal
+    from bridge.core.rulebook import refusal
 
     settings = settings_from(config_path)
     problems = startup_problems(settings)
@@ -62,7 +62,7 @@ def _probe(config_path: str, settings: Settings) -> None:
 
 def startup_problems(settings: Settings) -> list[str]:
     """What check-config and serve refuse beyond validation: the keys, and deployment_problems."""
-    from bridge.services import load_keys
+    from bridge.web.services import load_keys
 
     _, problems = load_keys(settings)
     return problems + deployment_problems(settings)
@@ -79,13 +79,13 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
     settings = settings_from(config_path)
     if problems := startup_problems(settings):
         fail(problems, f"{config_path}: cannot serve, {len(problems)} problem(s):")
-    from bridge.app import asset_dir
+    from bridge.runtime.app import asset_dir
 
     conf = asset_dir("deploy") / "gunicorn.conf.py"
     env = {**os.environ, "BRIDGE_CONFIG": str(Path(config_path).resolve()),
            "BRIDGE_BIND": bind or settings.listen}
     if settings.metrics.listen:
-        # A second gunicorn listener; the app answers only /metrics there (bridge/app.py).
+        # A second gunicorn listener; the app answers only /metrics there (bridge/runtime/app.py).
         if listen_port(settings.metrics.listen) == listen_port(env["BRIDGE_BIND"]):
             fail([f"metrics.listen {settings.metrics.listen} and --bind {env['BRIDGE_BIND']} share a port"],
                  "cannot serve:")
@@ -100,7 +100,7 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
         click.echo(f"warning: aws.sts_max_concurrency {settings.aws.sts_max_concurrency} leaves fewer than "
                    f"{SPARE_THREADS} of the {threads_n} threads per worker (BRIDGE_THREADS) free: a stalled STS can "
                    "hold them all, and health checks and the JWKS then wait behind it", err=True)
-    args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "bridge.wsgi:app"]
+    args = [sys.executable, "-m", "gunicorn", "-c", str(conf), "bridge.runtime.wsgi:app"]
     os.execvpe(args[0], args, env)  # noqa: S606 - replaces this process with gunicorn
 
 
@@ -110,7 +110,7 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
 @click.option("--smoke", is_flag=True, help="sign in once, fetch credentials, call STS, then stop")
 def demo(port: int, config_path: str, smoke: bool) -> None:
     """Run the demo: Redis, local STS (moto), the demo IdP and the bridge. Ctrl-C stops all."""
-    from bridge.demo import run_demo
+    from bridge.runtime.demo import run_demo
 
     sys.exit(run_demo(Path(config_path), port, smoke=smoke))
 
@@ -119,8 +119,8 @@ def demo(port: int, config_path: str, smoke: bool) -> None:
 @CONFIG
 def metadata(config_path: str) -> None:
     """Print the bridge's SAML IdP metadata (for `aws iam create-saml-provider`)."""
-    from bridge.aws.keys import load_keyring
     from bridge.aws.metadata import idp_metadata
+    from bridge.keys.signing import load_keyring
 
     settings = settings_from(config_path)
     ring, problems = load_keyring(settings.keys_dir)

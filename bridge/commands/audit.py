@@ -19,7 +19,7 @@ def audit_group() -> None:
 
 
 def _tail_file(path: Path, lines: int, follow: bool, show: Callable[[str], None], stop: Callable[[], bool]) -> None:
-    from bridge import audit
+    from bridge.telemetry import audit
 
     for line in audit.read_file(path, lines=lines):
         show(line)
@@ -30,7 +30,7 @@ def _tail_file(path: Path, lines: int, follow: bool, show: Callable[[str], None]
 
 def _tail_redis(settings: Settings, lines: int, follow: bool, show: Callable[[str], None],
                 stop: Callable[[], bool]) -> None:
-    from bridge.errors import StoreUnavailable
+    from bridge.domain.errors import StoreUnavailable
     from bridge.storage.redis import RedisStore, redis_client
 
     stream = settings.audit.stream

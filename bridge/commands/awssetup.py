@@ -16,8 +16,8 @@ from bridge.aws.iam_render import RENDERERS
 from bridge.aws.iam_setup import Environment, Setup
 from bridge.commands._common import CONFIG, fail, identity_from, settings_from
 from bridge.config import Settings
+from bridge.domain.partitions import by_name
 from bridge.mapping.roles import roles_sent
-from bridge.partitions import by_name
 
 
 def environment_for(settings: Settings) -> Environment:

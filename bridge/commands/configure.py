@@ -1,5 +1,5 @@
 """`bridge configure`: an ~/.aws/config profile per role (credential_process), or with --sso the
-Identity Center sections (bridge/ssoconfig.py). Standard library and click only, as the other
+Identity Center sections (bridge/client/ssoconfig.py). Standard library and click only, as the other
 developer commands (bridge.commands.developer); never loaded by `bridge credential-process`.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from bridge import client
-from bridge.client import ClientError
+from bridge.client import core as client
+from bridge.client.core import ClientError
 from bridge.commands.developer import URL, _die, _fail
 
 
@@ -96,8 +96,8 @@ def profile_blocks(held: list[dict[str, Any]], base: str, region: str, static: s
 
 
 def configure_sso(url: str | None, region: str | None, path: Any, session: str) -> None:
-    """`configure --sso`: the Identity Center sections (bridge/ssoconfig.py), written in place."""
-    from bridge import ssoconfig
+    """`configure --sso`: the Identity Center sections (bridge/client/ssoconfig.py), written in place."""
+    from bridge.client import ssoconfig
 
     try:
         base = client.resolve_url(url)
@@ -178,10 +178,10 @@ def self_command() -> list[str]:
     """How to run this bridge from a profile, by absolute path: AWS tools may run with another $PATH
     (IDEs, cron), and `bridge` on $PATH may be another program (iproute2's /usr/sbin/bridge on Linux).
     The console script that runs now, else the one installed beside this Python, else this Python
-    with ``-m bridge.entry``."""
+    with ``-m bridge``."""
     argv0 = sys.argv[0]
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "bridge")
     for candidate in (argv0, beside):
         if os.path.basename(candidate) == "bridge" and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return [os.path.abspath(candidate)]
-    return [os.path.abspath(sys.executable), "-m", "bridge.entry"]
+    return [os.path.abspath(sys.executable), "-m", "bridge.__main__"]

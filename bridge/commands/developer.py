@@ -4,7 +4,7 @@
 Standard library and click only, and of those only what `credential-process` needs at import
 (the browser, HTTP server, terminal and subprocess modules load in the commands that use them).
 AWS SDKs run `bridge credential-process` on every credential refresh; with fresh credentials in the
-cache bridge.entry answers it without this module (or click), and on a miss it lands here.
+cache bridge.__main__ answers it without this module (or click), and on a miss it lands here.
 tests/unit/test_cli_lazy.py holds both to that.
 """
 
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bridge import client
-from bridge.client import ClientError
+from bridge.client import core as client
+from bridge.client.core import ClientError
 
 if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
@@ -96,7 +96,7 @@ def choose_role(base: str, role: str | None) -> str:
     refs = [client.role_ref(g) for g in held]
     if not _on_terminal():
         raise ClientError(f"which role? pass --role (no terminal to pick on); your roles: {', '.join(refs)}")
-    from bridge.picker import Cancelled, pick
+    from bridge.client.picker import Cancelled, pick
 
     width, label_width = max(map(len, refs)), max(len(g["label"]) for g in held)
     rows = [f"{ref.ljust(width)}  {g['label'].ljust(label_width)}  (max {human_duration(g['max_duration'])}"

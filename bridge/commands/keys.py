@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from bridge.aws.keys import (
+from bridge.commands._common import fail
+from bridge.keys.signing import (
     SUPPORTED_ALGS,
     KeyRing,
     SamlKey,
@@ -21,7 +22,6 @@ from bridge.aws.keys import (
     prune,
     rotate,
 )
-from bridge.commands._common import fail
 
 DIR = click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True))
 

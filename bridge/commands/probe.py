@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from bridge.config import OidcConnectorSettings, SamlConnectorSettings, Settings
-from bridge.errors import BridgeError, ConfigError
+from bridge.domain.errors import BridgeError, ConfigError
 from bridge.storage import Store
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from bridge.commands._common import CONFIG, fail, services_from
-from bridge.errors import BridgeError
+from bridge.domain.errors import BridgeError
 
 
 @click.group("requests")
@@ -40,7 +40,7 @@ COMMENT = click.option("--comment", default="", help="a comment kept with the re
 @click.option("--json", "as_json", is_flag=True)
 def requests_list(config_path: str, status: str | None, as_json: bool) -> None:
     """Every kept request (pending first to decide, approved ones active until their window ends)."""
-    from bridge.access_requests import request_json
+    from bridge.core.access_requests import request_json
 
     svc = _svc(config_path)
     try:

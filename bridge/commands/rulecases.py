@@ -14,8 +14,8 @@ import yaml
 from bridge import mapping
 from bridge.commands._common import CONFIG, fail, identity_from, settings_from
 from bridge.config import Settings, load_settings
-from bridge.errors import ConfigError
-from bridge.identity import Identity
+from bridge.domain.errors import ConfigError
+from bridge.domain.identity import Identity
 from bridge.mapping.cases import Change, audit_subjects, describe, diff, load_cases, run_cases
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from bridge import mapping, ssoconfig
+from bridge import mapping
+from bridge.client import ssoconfig
 from bridge.commands._common import CONFIG, identity_from, settings_from
 
 

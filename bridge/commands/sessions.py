@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from bridge.commands._common import CONFIG, fail, services_from
-from bridge.errors import StoreUnavailable
+from bridge.domain.errors import StoreUnavailable
 
 
 @click.group("sessions")
@@ -109,7 +109,7 @@ def _print_aws_policy(svc: Any, user: str, kind: str, issued: tuple[list[str], l
 def sessions_revoke(config_path: str, user: str, aws_policy: str | None) -> None:
     """End every session of a user, every CLI login they approved, their cached credentials, and their
     pending and approved access requests."""
-    from bridge.audit import Context
+    from bridge.telemetry.audit import Context
 
     svc = services_from(config_path)
     try:

@@ -13,14 +13,14 @@ import click
 
 from bridge import mapping
 from bridge.aws.assertion import mint_saml_response
-from bridge.aws.keys import KeyRing, load_keyring
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params, validate_jwt
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
 from bridge.commands._common import CONFIG, fail, identity_from, settings_from
 from bridge.config import Settings
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
+from bridge.keys.signing import KeyRing, load_keyring
 
 
 def _decode_part(part: str) -> Any:
@@ -37,7 +37,7 @@ def _pretty_xml(raw: bytes) -> str:
 def _preview_saml(settings: Settings, ident: Identity, grant: Grant, ring: KeyRing, now: int, duration: int,
                   decode: bool) -> Sequence[object]:
     """Print the SAMLResponse (base64, or pretty XML); return the AWS rules it breaks."""
-    from bridge.services import saml_issuer_for
+    from bridge.web.services import saml_issuer_for
 
     if ring.saml_active is None:
         fail(["run `bridge keys generate --kind saml`"], "no SAML signing key:")
@@ -86,7 +86,7 @@ def preview(config_path: str, identity_path: str, role_arn: str, kind: str, dura
     now = int(time.time())
     mint = _preview_saml if kind == "saml" else _preview_jwt
     if grant.hubs:  # what AWS receives is the first call, into the chain's first hub (docs/many-accounts.md)
-        from bridge.issuing import first_call
+        from bridge.core.issuing import first_call
 
         click.echo(f"note: {role_arn} is reached through {' → '.join(h.role_arn for h in grant.hubs)}: this is "
                    "the first call, into the hub; sts:AssumeRole signed by its session goes on from there", err=True)

@@ -35,7 +35,7 @@ from bridge.config.schema import (
     listen_port,
 )
 from bridge.config.sources import SECRET_OPTIONS, FileStamp, file_stamp, rules_file_path
-from bridge.errors import ConfigError
+from bridge.domain.errors import ConfigError
 from bridge.upstream.dev_settings import DevConnectorSettings, DevUser
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.registry import AnyConnectorSettings, ConnectorSettings

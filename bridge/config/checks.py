@@ -10,9 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.aws.arn import PARTITIONS
-from bridge.aws.keys import SUPPORTED_ALGS
 from bridge.config.schema import Settings, listen_port
 from bridge.config.sources import parse_yaml
+from bridge.keys.signing import SUPPORTED_ALGS
 from bridge.upstream.dev_settings import DevConnectorSettings
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.registry import AnyConnectorSettings

@@ -28,7 +28,7 @@ from bridge.config.sources import (
     rules_file_path,
     yaml_problem,
 )
-from bridge.errors import ConfigError
+from bridge.domain.errors import ConfigError
 from bridge.mapping import MappingSettings, load_mapping
 from bridge.mapping.compiler import gc_paused
 from bridge.mapping.settings import account_problems

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
 from bridge.config.sources import rules_file_path
+from bridge.domain.settings_base import SettingsModel
+from bridge.domain.webhook_address import blocked_host, is_loopback
 from bridge.mapping import MappingSettings
-from bridge.settings_base import SettingsModel
 from bridge.upstream.registry import AnyConnectorSettings, ConnectorSettings
-from bridge.webhook_address import blocked_host, is_loopback
 
 
 class RedisSettings(SettingsModel):

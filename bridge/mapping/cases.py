@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import ConfigError
-from bridge.identity import Grant, Identity, identity_from_sample
+from bridge.domain.errors import ConfigError
+from bridge.domain.identity import Grant, Identity, identity_from_sample
 from bridge.mapping.engine import decide
 from bridge.mapping.results import GrantDefaults
 from bridge.mapping.settings import MappingSettings

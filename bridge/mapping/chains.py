@@ -22,7 +22,7 @@ from typing import Any
 
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.limits import MAX_POLICY_ARNS, POLICY_ARN_RE, external_id_problem, policy_problems
-from bridge.identity import Hop
+from bridge.domain.identity import Hop
 from bridge.mapping.model import ChainFields
 from bridge.mapping.paths import View
 from bridge.mapping.results import Withheld

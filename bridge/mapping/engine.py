@@ -36,7 +36,7 @@ from bridge.aws.limits import (
     policy_problems,
     tags_problems,
 )
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
 from bridge.mapping.paths import ClaimPath, View, parse_path, resolve
 from bridge.mapping.render import Candidate, render_grant
 from bridge.mapping.results import Decision, GrantDefaults, RuleResult, Withheld

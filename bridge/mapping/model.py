@@ -373,7 +373,7 @@ class MappingSpec(_M):
     accounts_file: str | None = Field(None, description="more catalog accounts (`accounts:`), as written by "
                                       "`bridge accounts sync --write`; read and reloaded with the rules")
     reload_interval: float = Field(5.0, ge=0, le=3600)
-    # Reload guard (bridge/rulebook.py): a reload may drop at most this fraction of the rules in force.
+    # Reload guard (bridge/core/rulebook.py): a reload may drop at most this fraction of the rules in force.
     max_shrink: float = Field(0.5, ge=0, le=1)
     # "This file holds exactly N rules": checked on every load (a truncated file fails it), and a reload
     # that matches it may shrink as far as it says, down to zero (the operator's way to force a shrink).

@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.limits import sanitize_session_name
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
 from bridge.mapping.results import Withheld
 from bridge.mapping.ruleset import Catalog
 

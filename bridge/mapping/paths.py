@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.identity import Identity
+from bridge.domain.identity import Identity
 
 IDENTITY_ROOTS = ("subject", "email", "name", "groups", "issuer", "connector_id", "amr", "acr", "mfa", "claims")
 ROOT_ALIASES = {"connector": "connector_id"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.limits import CHAINED_MAX_DURATION, sanitize_session_name, sanitize_tag_value, tag_key_problem
-from bridge.identity import Grant, Hop, Identity
+from bridge.domain.identity import Grant, Hop, Identity
 from bridge.mapping.chains import render_chain
 from bridge.mapping.paths import View
 from bridge.mapping.results import GrantDefaults, Withheld

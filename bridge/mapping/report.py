@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
 from bridge.mapping.engine import RuleResult
 from bridge.mapping.paths import show
 

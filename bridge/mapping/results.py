@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.identity import Grant
+from bridge.domain.identity import Grant
 from bridge.mapping.ruleset import RequestPolicy
 
 

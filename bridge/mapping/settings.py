@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import PrivateAttr, ValidationError
 
-from bridge.errors import ConfigError
+from bridge.domain.errors import ConfigError
 from bridge.mapping.compiler import compile_mapping, gc_paused
 from bridge.mapping.model import AccountEntry, MappingSpec, Rule, is_legacy_rule, upgrade_legacy_rule
 from bridge.mapping.ruleset import RuleSet

@@ -24,7 +24,7 @@ Contract (what every implementation keeps):
   ``add_sso_client`` stores one only while both counts are below their caps (checked and counted in
   one step: concurrent registrations cannot overshoot), else stores nothing and names the full cap;
   ``put_sso_client`` rewrites one, and its new TTL moves the end of its count too.
-- A backend failure is raised as ``bridge.errors.StoreUnavailable`` (a 503 for the user), never as
+- A backend failure is raised as ``bridge.domain.errors.StoreUnavailable`` (a 503 for the user), never as
   the backend's own exception.
 Raw (untyped) payloads only where the shape belongs to someone else: the IdP's upstream grant
 (connector-owned), the passthrough artifact, sealed credential-cache blobs and audit lines.

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
 
 
 class RecordError(ValueError):
@@ -144,7 +144,7 @@ class CliToken:
     user_agent: str | None = None
     correlation_id: str | None = None
     # "access" (a bearer token), "refresh" (an Identity Center refresh token: never a bearer, stored
-    # under a separate hash, see bridge/identity_center.py) or "spent" (a refresh token already used, kept
+    # under a separate hash, see bridge/protocols/identity_center.py) or "spent" (a refresh token already used, kept
     # until it would have expired so that its reuse is seen); ``pair``: the hash of its sibling token,
     # revoked with it; ``family``: the grant it descends from (one device or authorization-code approval:
     # every token refreshed from it shares it). All written only when set: plain CLI tokens are unchanged.
@@ -322,7 +322,7 @@ REQUEST_STATUSES: tuple[str, ...] = ("pending", "approved", "denied", "revoked",
 
 @dataclass(frozen=True)
 class AccessRequest:
-    """A request for a role the rules give on request (stored under its id; bridge/access_requests.py).
+    """A request for a role the rules give on request (stored under its id; bridge/core/access_requests.py).
 
     It keeps the requester's identity as of the request (for the approvers' page and the approval
     re-check) and the role asked for, never a grant: while ``approved`` and before ``expires_at`` the
@@ -330,7 +330,7 @@ class AccessRequest:
     issuer, subject) into a usable one. ``id`` is also the correlation id of every audit record of it."""
 
     id: str
-    account: str  # the requester's exact account handle (bridge.sessions.exact_handle)
+    account: str  # the requester's exact account handle (bridge.core.sessions.exact_handle)
     requester: Identity
     role_arn: str
     account_id: str

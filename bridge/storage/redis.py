@@ -51,7 +51,9 @@ from bridge.storage.records import (
 )
 from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bridge.store)
 from bridge.storage.redis_client import as_text
-from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.services, bridge.store)
+from bridge.storage.redis_client import (
+    redis_client as redis_client,  # re-exported (bridge.web.services, bridge.store)
+)
 from bridge.storage.redis_legacy import LegacyKeys
 from bridge.storage.redis_sso import SsoKeys
 

@@ -19,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from bridge.config import RedisSettings
-from bridge.errors import StoreUnavailable
+from bridge.domain.errors import StoreUnavailable
 from bridge.storage.records import RecordError
 
 AnyRedis = Any  # redis.Redis or redis.cluster.RedisCluster: the commands used here exist on both

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from bridge.identity import Identity
+from bridge.domain.identity import Identity
 from bridge.storage.records import PendingLogin as PendingLogin  # the store's record, re-exported
 
 

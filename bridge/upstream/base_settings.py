@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bridge.settings_base import SettingsModel
+from bridge.domain.settings_base import SettingsModel
 
 CONNECTOR_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
-from bridge.errors import LoginError
-from bridge.identity import Identity
+from bridge.domain.errors import LoginError
+from bridge.domain.identity import Identity
 from bridge.upstream.base import LoginStart, PendingLogin
 from bridge.upstream.dev_settings import DevConnectorSettings, DevUser
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from bridge.settings_base import SettingsModel
+from bridge.domain.settings_base import SettingsModel
 from bridge.upstream.base_settings import ConnectorSettingsBase
 
 

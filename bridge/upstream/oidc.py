@@ -35,9 +35,9 @@ from joserfc.errors import (
 )
 from joserfc.jwk import KeySet
 
-from bridge.errors import EmailUnverified, IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
-from bridge.identity import Identity
-from bridge.logs import event
+from bridge.domain.errors import EmailUnverified, IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
+from bridge.domain.identity import Identity
+from bridge.telemetry.logs import event
 from bridge.upstream.base import (
     LoginStart,
     PendingLogin,

@@ -30,10 +30,10 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
-from bridge.errors import IdpDenied, LoginError, UpstreamUnavailable
-from bridge.identity import Identity
-from bridge.logs import event
-from bridge.partitions import is_aws_saml_audience, is_aws_signin_saml_url
+from bridge.domain.errors import IdpDenied, LoginError, UpstreamUnavailable
+from bridge.domain.identity import Identity
+from bridge.domain.partitions import is_aws_saml_audience, is_aws_signin_saml_url
+from bridge.telemetry.logs import event
 from bridge.upstream.base import LoginStart, PendingLogin
 from bridge.upstream.saml_attributes import attribute_warnings, first_present, name_id_warnings, subject_from
 from bridge.upstream.saml_refusals import check_of, refused, unsolicited

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from bridge.errors import LoginError
+from bridge.domain.errors import LoginError
 from bridge.upstream.saml_settings import (
     OID_CN,
     OID_DISPLAY_NAME,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as V
 
-from bridge.errors import LoginError, SamlUnsolicited
+from bridge.domain.errors import LoginError, SamlUnsolicited
 
 # One LoginError per check, spelled out (code and message literal: the troubleshooting page is generated
 # from them, scripts/gen_docs.py).

@@ -9,12 +9,11 @@ from flask import Blueprint, g, jsonify, redirect, render_template, request, url
 from flask.typing import ResponseReturnValue
 
 from bridge.aws import formats
-from bridge.device import DeviceError, DeviceFlow, normalize_user_code
-from bridge.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
-from bridge.identity import Grant, Identity
-from bridge.logs import correlation_id, event
-from bridge.services import Services
+from bridge.core.device import DeviceError, DeviceFlow, normalize_user_code
+from bridge.domain.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
+from bridge.domain.identity import Grant, Identity
 from bridge.storage import CliToken, SessionRecord
+from bridge.telemetry.logs import correlation_id, event
 from bridge.web.common import (
     audit_context,
     check_csrf,
@@ -29,6 +28,7 @@ from bridge.web.common import (
     session_hash,
     session_identity,
 )
+from bridge.web.services import Services
 
 bp = Blueprint("api", __name__)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -196,7 +196,7 @@ def api_grants() -> ResponseReturnValue:
 
 
 def grant_doc(gr: Grant) -> dict[str, Any]:
-    """A grant as ``/api/v1/grants`` lists it (and the portal's AWS CLI page hands it to bridge.ssoconfig)."""
+    """A grant as ``/api/v1/grants`` lists it (and the portal's AWS CLI page hands it to bridge.client.ssoconfig)."""
     return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
             "role_name": gr.role_name, "max_duration": gr.max_duration, "account_alias": gr.account_alias,
             "account_label": gr.account_label, "default_duration": gr.default_duration, "path": gr.path,

@@ -11,21 +11,21 @@ from urllib.parse import quote, urlsplit
 
 from flask import current_app, g, request
 
-from bridge import audit
 from bridge.aws.console import console_origins
 from bridge.aws.upstream_check import UpstreamCheck
-from bridge.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, PassthroughExpired, RateLimited
-from bridge.identity import Grant, Identity
-from bridge.identity_center_protocol import address_key
-from bridge.logs import correlation_id
+from bridge.domain.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, PassthroughExpired, RateLimited
+from bridge.domain.identity import Grant, Identity
 from bridge.mapping import Withheld
-from bridge.services import Services
+from bridge.protocols.identity_center_protocol import address_key
 from bridge.storage import CliToken, PassthroughInfo, SessionRecord, hash_id
+from bridge.telemetry import audit
+from bridge.telemetry.logs import correlation_id
+from bridge.web.services import Services
 
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
 RETRY_AFTER = 5
-# WSGI environ key: True when the request came in on ``metrics.listen`` (set in bridge/app.py).
+# WSGI environ key: True when the request came in on ``metrics.listen`` (set in bridge/runtime/app.py).
 METRICS_LISTENER = "bridge.metrics_listener"
 
 

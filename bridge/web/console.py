@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from bridge.errors import MfaRequired, NotGranted
-from bridge.identity import Grant
-from bridge.logs import event
+from bridge.domain.errors import MfaRequired, NotGranted
+from bridge.domain.identity import Grant
+from bridge.telemetry.logs import event
 from bridge.web.common import (
     SECONDS_RE,
     allow_console_forms,

@@ -13,8 +13,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from bridge.errors import BridgeError, NotSignedIn
-from bridge.logs import correlation_id, event, request_id
+from bridge.domain.errors import BridgeError, NotSignedIn
+from bridge.telemetry.logs import correlation_id, event, request_id
 from bridge.web.common import METRICS_LISTENER, RETRY_AFTER, current_session, services, wants_json
 
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")

@@ -10,11 +10,11 @@ import secrets
 from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from bridge import audit
-from bridge.access import PASSTHROUGH_VERSION
-from bridge.errors import BridgeError, IdpDenied, NotSignedIn, StoreUnavailable
-from bridge.flow import safe_return_to
-from bridge.logs import correlation_id, event
+from bridge.core.access import PASSTHROUGH_VERSION
+from bridge.core.flow import safe_return_to
+from bridge.domain.errors import BridgeError, IdpDenied, NotSignedIn, StoreUnavailable
+from bridge.telemetry import audit
+from bridge.telemetry.logs import correlation_id, event
 from bridge.upstream.base import Connector
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
@@ -34,7 +34,7 @@ from bridge.web.common import (
 bp = Blueprint("login", __name__)
 
 # The pre-sign-in cookie: a random value that binds each pending login to the browser that started
-# it (bridge/flow.py). HttpOnly, SameSite=Lax, lives as long as a pending login.
+# it (bridge/core/flow.py). HttpOnly, SameSite=Lax, lives as long as a pending login.
 LOGIN_COOKIE = "bridge_login"
 _LOGIN_COOKIE_VALUE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
 # Form field marking the same-site re-POST of a SAML response (see ``callback``).

@@ -14,13 +14,14 @@ from flask import Blueprint, abort, g, jsonify, make_response, redirect, render_
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
-from bridge import credview, mapping
+from bridge import mapping
 from bridge.aws import formats
-from bridge.errors import AdminOnly, BadRequest, BridgeError
-from bridge.flow import safe_return_to
-from bridge.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
-from bridge.logs import event
+from bridge.core import credview
+from bridge.core.flow import safe_return_to
+from bridge.domain.errors import AdminOnly, BadRequest, BridgeError
+from bridge.domain.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
 from bridge.storage import SessionRecord
+from bridge.telemetry.logs import event
 from bridge.web.common import (
     SECONDS_RE,
     audit_context,
@@ -265,7 +266,7 @@ def credentials_start(grant_id: str) -> ResponseReturnValue:
 @bp.post("/credentials/<grant_id>")
 def credentials(grant_id: str) -> ResponseReturnValue:
     """Assume the granted role. JSON with Accept: application/json; a browser is sent on (303) to the
-    GET-able page of this issuance, /credentials/view/<id> (bridge/credview.py)."""
+    GET-able page of this issuance, /credentials/view/<id> (bridge/core/credview.py)."""
     doc = require_session()
     check_csrf(doc)
     grant = granted(doc, grant_id)

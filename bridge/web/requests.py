@@ -1,6 +1,6 @@
 """Access requests in the browser (README "Access requests"): the requester's page (the roles they may
 request, their requests, revoke) and the approvers' page (pending requests they may decide now, active
-ones they may revoke). Every decision is made by bridge/access_requests.py and the decision point;
+ones they may revoke). Every decision is made by bridge/core/access_requests.py and the decision point;
 this module turns forms into calls. JSON with ``Accept: application/json`` (and for CLI tokens under
 ``/api/v1/requests``)."""
 
@@ -11,9 +11,9 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
-from bridge.access_requests import AccessRequests, request_json
-from bridge.errors import BadRequest
-from bridge.identity import Identity, grant_id_for
+from bridge.core.access_requests import AccessRequests, request_json
+from bridge.domain.errors import BadRequest
+from bridge.domain.identity import Identity, grant_id_for
 from bridge.mapping import Requestable
 from bridge.storage import AccessRequest
 from bridge.web.common import (

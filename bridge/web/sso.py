@@ -1,7 +1,7 @@
 """IAM Identity Center's ``sso-oidc`` and ``sso`` portal APIs under ``/sso`` (their paths do not collide):
 what `aws sso login`, the AWS SDKs' SSO providers and SSO-aware tools call once their endpoints point
 here (``AWS_ENDPOINT_URL_SSO_OIDC`` / ``AWS_ENDPOINT_URL_SSO`` = ``<base_url>/sso``). The protocol
-is in bridge/identity_center.py; this module only reads requests and writes REST-JSON answers, with
+is in bridge/protocols/identity_center.py; this module only reads requests and writes REST-JSON answers, with
 the ``x-amzn-ErrorType`` header the SDKs turn into their exception classes."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from flask import Blueprint, Response, g, jsonify, redirect, render_template, re
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bridge import ssoconfig
-from bridge.device import PendingDevice
-from bridge.errors import BridgeError, NotSignedIn, RateLimited
-from bridge.identity_center import Caller, IdentityCenter
-from bridge.identity_center_protocol import SsoError, check_text, portal_error
-from bridge.logs import correlation_id, event
+from bridge.client import ssoconfig
+from bridge.core.device import PendingDevice
+from bridge.domain.errors import BridgeError, NotSignedIn, RateLimited
+from bridge.protocols.identity_center import Caller, IdentityCenter
+from bridge.protocols.identity_center_protocol import SsoError, check_text, portal_error
 from bridge.storage import DeviceCode
+from bridge.telemetry.logs import correlation_id, event
 from bridge.web.common import (
     audit_context,
     check_csrf,

@@ -180,7 +180,7 @@ def other_site(tmp_path: Path) -> Iterator[Any]:
     import http.server
     import threading
 
-    from bridge.localredis import free_port
+    from bridge.runtime.localredis import free_port
 
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     srv = http.server.ThreadingHTTPServer(("127.0.0.2", free_port()), handler)

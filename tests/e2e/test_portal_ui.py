@@ -165,7 +165,7 @@ def test_phone_width_no_sideways_scroll(where, browser, live_bridge, make_settin
 def test_credentials_page_is_a_page(page, browser, live_bridge, make_settings, monkeypatch) -> None:
     """POST issues and redirects to a GET page: reload is a GET, the URL works in another tab of the same
     session, not in another session; once expired, no secrets and a Refresh button."""
-    from bridge import credview
+    from bridge.core import credview
 
     base = live_bridge(make_settings())
     sign_in(page, base)

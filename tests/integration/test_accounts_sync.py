@@ -15,9 +15,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bridge.cli import main
+from bridge.commands.cli import main
 from bridge.config import settings_from_dict
-from bridge.localredis import free_port
+from bridge.runtime.localredis import free_port
 from tests.unit.test_aws_setup import cfn_problems
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ def test_stackset_template_trusts_the_hub_and_passes_cfn_lint(tmp_path: Path) ->
 
 def test_sync_write_feeds_the_accounts_file_and_one_rule_grants_every_account_of_an_ou(
         org: dict[str, Any], tmp_path: Path) -> None:
-    from bridge.identity import Identity
+    from bridge.domain.identity import Identity
     from bridge.mapping import GrantDefaults, decide
 
     cfg = config(tmp_path)

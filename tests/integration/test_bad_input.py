@@ -14,7 +14,7 @@ import redis
 import requests
 from joserfc.jwk import RSAKey
 
-from bridge.localredis import free_port
+from bridge.runtime.localredis import free_port
 from tests.conftest import ACCOUNT
 from tests.integration.helpers import dev_login, grant_id, portal_json
 from tests.peers import fake_op

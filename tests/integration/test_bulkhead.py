@@ -63,7 +63,7 @@ def serve(tmp_path: Path, redis_url: str, keys_dir: Path) -> Iterator[Callable[.
         env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": str(THREADS), "TMPDIR": str(tmpdir)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         log = tmp_path / "serve.log"
-        p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(path), "--workers", "1"],
+        p = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(path), "--workers", "1"],
                              env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"), start_new_session=True)
         procs.append(p)
         deadline = time.monotonic() + 30

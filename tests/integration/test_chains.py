@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.identity import grant_id_for
+from bridge.domain.identity import grant_id_for
 from tests.conftest import ACCOUNT
 from tests.integration.helpers import caller_arn, cli_token, dev_login, grant_id, portal_json
 

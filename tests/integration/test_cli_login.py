@@ -224,7 +224,7 @@ def test_cli_console_prints_a_working_sign_in_url(bridge, home, federation_stub,
 
     base, _ = bridge
     cli_login(base, home)
-    run = [sys.executable, "-c", "import sys; from bridge.entry import main; sys.argv[0] = 'bridge'; main()",
+    run = [sys.executable, "-c", "import sys; from bridge.__main__ import main; sys.argv[0] = 'bridge'; main()",
            "console", "--url", base, "--role", "sandbox/Admin"]
     out = subprocess.run([*run, "--destination", "/s3/home", "--region", "eu-west-1", "--print-url"], env=home,
                          cwd=ROOT, capture_output=True, text=True, timeout=60)

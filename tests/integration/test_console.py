@@ -244,7 +244,7 @@ def test_portal_groups_favourites_and_links(live_bridge, make_settings, federati
 
 
 def test_sign_in_service_down_is_a_clear_error(live_bridge, make_settings, federation_stub, bridge_logs) -> None:
-    from bridge.localredis import free_port
+    from bridge.runtime.localredis import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/federation"
     base = str(live_bridge(make_settings(mapping={"accounts": ACCOUNTS, "rules": RULES},

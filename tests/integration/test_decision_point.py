@@ -227,7 +227,7 @@ def test_offboarding_revokes_every_session_token_and_cached_credential(bridge: B
         "redis": {"url": settings.redis.url, "key_prefix": settings.redis.key_prefix},
         "issuer": {"url": settings.issuer_url, "keys_dir": str(settings.keys_dir)},
         "connectors": [{"id": "dev", "type": "dev", "users": USERS}], "mapping": {"rules": RULES}}), encoding="utf-8")
-    from bridge.cli import main
+    from bridge.commands.cli import main
 
     listed = CliRunner().invoke(main, ["sessions", "list", "--config", str(cfg), "--user", "Alice@Example.com"])
     assert listed.exit_code == 0 and listed.output.count("alice@example.com") == 2, listed.output

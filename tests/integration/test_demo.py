@@ -16,14 +16,14 @@ import pytest
 import redis
 import requests
 
-from bridge.localredis import free_port
+from bridge.runtime.localredis import free_port
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_smoke() -> None:
-    out = subprocess.run([sys.executable, "-m", "bridge.cli", "demo", "--smoke", "--port", str(free_port())],
+    out = subprocess.run([sys.executable, "-m", "bridge", "demo", "--smoke", "--port", str(free_port())],
                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
     assert "demo smoke ok: arn:aws:sts::123456789012:assumed-role/Admin/alice@example.com" in out.stdout
@@ -37,7 +37,7 @@ def test_demo_forgets_what_an_earlier_run_left_in_redis(redis_url: str, keys_dir
     """A demo restarted on a Redis that outlived it (6379 is reused) must not hand out credentials
     cached from the earlier run's STS (the new moto answers unknown keys with its default user): its
     key prefix is emptied before the bridge starts; nothing else in that Redis is touched."""
-    from bridge.demo import forget_earlier_runs
+    from bridge.runtime.demo import forget_earlier_runs
 
     r = redis.Redis.from_url(redis_url)
     r.set("bridge-demo:creds:{u}:e1", b"\x01sealed")
@@ -94,7 +94,7 @@ def test_ctrl_c_ends_every_child_group_even_a_stuck_worker_and_frees_the_port() 
     and the demo ends them as groups — SIGTERM, a bounded wait, then SIGKILL. A worker stopped with
     SIGSTOP stands in for the hung one: it takes no signal but SIGKILL."""
     port = free_port()
-    demo = subprocess.Popen([sys.executable, "-m", "bridge.cli", "demo", "--port", str(port)], cwd=ROOT,
+    demo = subprocess.Popen([sys.executable, "-m", "bridge", "demo", "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # a shell job
     seen: set[int] = set()
     try:

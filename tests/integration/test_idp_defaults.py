@@ -105,7 +105,7 @@ def test_ldap_attribute_names_under_the_default_preset_are_named_at_sign_in_on_w
            "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys_dir)},
            "connectors": [connector], "mapping": {"rules": RULES}}
     (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(cfg))
-    from bridge.cli import main
+    from bridge.commands.cli import main
 
     out = CliRunner().invoke(main, ["check-config", "--config", str(tmp_path / "bridge.yaml"), "--probe"])
     assert out.exit_code == 0, out.output
@@ -117,8 +117,8 @@ def test_ldap_attribute_names_under_the_default_preset_are_named_at_sign_in_on_w
 
 
 def test_probe_names_an_idp_it_cannot_reach(redis_url, keys_dir, tmp_path) -> None:
-    from bridge.cli import main
-    from bridge.localredis import free_port
+    from bridge.commands.cli import main
+    from bridge.runtime.localredis import free_port
 
     cfg = {"base_url": "http://127.0.0.1:8000", "secret_key": "probe-secret", "redis": {"url": redis_url},
            "issuer": {"url": "https://bridge.example.com", "keys_dir": str(keys_dir)},
@@ -365,7 +365,7 @@ def test_sp_metadata_does_not_expire_two_days_after_import(live_bridge, make_set
 
 def test_startup_warnings_are_logged_once_by_bridge_serve(tmp_path, redis_url, keys_dir) -> None:
     """`bridge serve --workers 2`: each warning once (the master), not once per worker."""
-    from bridge.localredis import free_port
+    from bridge.runtime.localredis import free_port
     from tests.integration.test_web_hardening import _serve_config, served
 
     port = free_port()

@@ -1,4 +1,4 @@
-"""bridge.localredis: the one redis-server starter the tests, benchmarks and demo share."""
+"""bridge.runtime.localredis: the one redis-server starter the tests, benchmarks and demo share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bridge.localredis import LocalRedis, free_port, start_redis
+from bridge.runtime.localredis import LocalRedis, free_port, start_redis
 
 pytestmark = pytest.mark.integration
 

@@ -113,7 +113,7 @@ def test_json_api_credentials_and_role_without_grant(live_bridge, corp_settings,
     creds = r.json()
     assert caller_arn(moto_url, creds) == f"arn:aws:sts::{ACCOUNT}:assumed-role/ReadOnly/bob@example.com"
     # Bob asks for the Admin role by its (guessable) grant id: refused, and STS never called.
-    from bridge.identity import grant_id_for
+    from bridge.domain.identity import grant_id_for
 
     calls = strict_sts_peer.calls
     r = s.post(f"{base}/credentials/{grant_id_for(f'arn:aws:iam::{ACCOUNT}:role/Admin')}",
@@ -244,7 +244,7 @@ def test_oidc_passthrough_redeems_the_upstream_id_token(live_bridge, make_settin
     # `bridge verify` checks the upstream token as AWS would, against that issuer and client id.
     from click.testing import CliRunner
 
-    from bridge.cli import main
+    from bridge.commands.cli import main
 
     token_file = tmp_path / "id_token"
     token_file.write_text(seen.token)

@@ -18,8 +18,8 @@ import requests
 from werkzeug.serving import make_server
 
 from bridge.config import OidcConnectorSettings
-from bridge.identity import Identity
-from bridge.localredis import free_port
+from bridge.domain.identity import Identity
+from bridge.runtime.localredis import free_port
 from bridge.upstream.base import (
     PendingLogin,
     ReverifyExpired,

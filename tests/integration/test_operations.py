@@ -21,11 +21,11 @@ import yaml
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from bridge.aws.keys import generate_key, generate_saml_key
 from bridge.aws.validate import validate_jwt
-from bridge.cli import main as cli
 from bridge.commands import keys as keys_commands
-from bridge.localredis import LocalRedis
+from bridge.commands.cli import main as cli
+from bridge.keys.signing import generate_key, generate_saml_key
+from bridge.runtime.localredis import LocalRedis
 from tests.conftest import ACCOUNT, ISSUER, RULES
 from tests.integration.helpers import TestClock, caller_arn, dev_login, grant_id, portal_json
 from tests.integration.test_bad_input import assert_error_page
@@ -428,7 +428,7 @@ def test_rate_limits(live_bridge, make_settings) -> None:
 def test_cache_key_added_while_running_is_used(serve_app, make_settings, tmp_path) -> None:
     import hashlib
 
-    from bridge.aws.keys import generate_cache_key
+    from bridge.keys.signing import generate_cache_key
 
     keys = tmp_path / "keys"
     generate_key(keys)

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from bridge.localredis import free_port
+from bridge.runtime.localredis import free_port
 from tests.conftest import ACCOUNT, ROOT, wait_http
 from tests.integration.helpers import dev_login
 
@@ -52,7 +52,7 @@ def serve(tmp_path: Path, redis_url: str, keys_dir: Path) -> Iterator[Callable[[
                 {"subject": "alice", "email": "alice@example.com", "groups": ["aws-admins"]}]}],
             "mapping": {"rules_file": "rules.yaml", "reload_interval": interval}}), encoding="utf-8")
         log = (tmp_path / "server.log").open("wb")
-        p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(cfg), "--workers", "2"],
+        p = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg), "--workers", "2"],
                              cwd=ROOT, env={**os.environ, "BRIDGE_ACCESS_LOG": "0"}, stdout=log, stderr=log)
         procs.append(p)
         base = f"http://127.0.0.1:{port}"

@@ -15,7 +15,7 @@ import pytest
 import requests
 from lxml import etree
 
-from bridge.aws.keys import generate_saml_key
+from bridge.keys.signing import generate_saml_key
 from tests.conftest import ACCOUNT, SamlIdp
 from tests.conftest import SAML_CONNECTOR as CONNECTOR
 from tests.integration.helpers import caller_arn, grant_id, portal_json
@@ -376,7 +376,7 @@ def test_metadata_refresh_keeps_last_good_copy(saml_idp, tmp_path) -> None:
     from werkzeug.wrappers import Response
 
     from bridge.config import SamlConnectorSettings
-    from bridge.errors import UpstreamUnavailable
+    from bridge.domain.errors import UpstreamUnavailable
     from bridge.upstream.saml import SamlConnector
 
     good = requests.get(f"{saml_idp.url}/metadata", timeout=10).text

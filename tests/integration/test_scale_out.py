@@ -19,9 +19,9 @@ import pytest
 import requests
 import yaml
 
-from bridge.aws.keys import load_keyring
 from bridge.aws.metadata import idp_metadata
-from bridge.localredis import free_port
+from bridge.keys.signing import load_keyring
+from bridge.runtime.localredis import free_port
 from tests.conftest import ACCOUNT, ACCOUNTS, ISSUER, OIDC_CONNECTOR, RULES, SAML_CONNECTOR
 from tests.integration.helpers import caller_arn, grant_id, portal_json
 from tests.integration.test_bad_input import assert_error_page
@@ -70,7 +70,7 @@ def two_bridges(tmp_path: Path, redis_url: str, bridge_port: int, keys_dir: Path
             port = free_port()
             env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": "4"}
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-            procs.append(subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(path),
+            procs.append(subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(path),
                                            "--bind", f"127.0.0.1:{port}", "--workers", "2"], env=env,
                                           stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{port}.log").open("wb"),
                                           start_new_session=True))

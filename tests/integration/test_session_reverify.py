@@ -21,10 +21,10 @@ import pytest
 import requests
 
 from bridge.config import settings_from_dict
-from bridge.errors import NotSignedIn, UpstreamUnavailable
-from bridge.identity import Identity
-from bridge.sealing import Sealer
-from bridge.sessions import Sessions
+from bridge.core.sessions import Sessions
+from bridge.domain.errors import NotSignedIn, UpstreamUnavailable
+from bridge.domain.identity import Identity
+from bridge.keys.sealing import Sealer
 from bridge.storage.redis import RedisStore as Store
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked, ReverifyUnreachable
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR

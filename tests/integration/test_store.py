@@ -8,9 +8,9 @@ import time
 import pytest
 import redis
 
-from bridge.errors import StoreUnavailable
-from bridge.identity import Identity
-from bridge.localredis import free_port
+from bridge.domain.errors import StoreUnavailable
+from bridge.domain.identity import Identity
+from bridge.runtime.localredis import free_port
 from bridge.storage import PendingLogin, SessionRecord
 from bridge.storage.redis import RedisStore as Store
 

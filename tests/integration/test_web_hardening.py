@@ -90,7 +90,7 @@ def test_metrics_on_a_separate_listener(make_settings, app_factory) -> None:
 
 
 def test_metrics_settings_and_warning(make_settings, tmp_path: Path) -> None:
-    from bridge.errors import ConfigError
+    from bridge.domain.errors import ConfigError
 
     open_metrics = make_settings(base_url="https://bridge.example.com", insecure_dev_login=False,
                                  connectors=[{"id": "c", "type": "oidc", "issuer": "https://idp.example.com",
@@ -119,7 +119,7 @@ def served(tmp_path: Path, cfg: dict[str, Any], bind: str, ready: Callable[[], b
     env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": "2"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = (tmp_path / "serve.log").open("wb")
-    p = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(tmp_path / "bridge.yaml"),
+    p = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(tmp_path / "bridge.yaml"),
                           "--bind", bind, "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL,
                          stderr=log, start_new_session=True)
     try:
@@ -151,7 +151,7 @@ def _serve_config(redis_url: str, keys_dir: Path, metrics: dict[str, str], base_
 
 def test_bridge_serve_metrics_listener(tmp_path: Path, redis_url: str, keys_dir: Path) -> None:
     """`bridge serve` (gunicorn) with metrics.listen and a token: a second listener for /metrics only."""
-    from bridge.localredis import free_port
+    from bridge.runtime.localredis import free_port
 
     main, scrape = free_port(), free_port()
     (tmp_path / "token").write_text("scrape-me\n")
@@ -176,7 +176,7 @@ def test_metrics_listener_is_told_by_the_socket_not_the_host_header(tmp_path: Pa
     import http.client
     import socket
 
-    from bridge.localredis import free_port
+    from bridge.runtime.localredis import free_port
 
     class UnixConnection(http.client.HTTPConnection):
         def connect(self) -> None:
@@ -240,7 +240,7 @@ def test_api_duration_never_a_500(app, raw: str) -> None:  # type: ignore[no-unt
 
 
 def test_parse_seconds() -> None:
-    from bridge.errors import BadRequest
+    from bridge.domain.errors import BadRequest
     from bridge.web.common import parse_seconds
 
     assert parse_seconds("900", "duration") == 900
@@ -254,7 +254,7 @@ def test_parse_seconds() -> None:
 @pytest.mark.parametrize("raw", ["²", "٣٦٠٠", "9" * 5000])
 def test_passthrough_session_duration_attribute(raw: str) -> None:
     """The IdP's SessionDuration attribute: odd digits fall back to the default, never a 500 at the callback."""
-    from bridge.identity import Identity
+    from bridge.domain.identity import Identity
     from bridge.mapping.passthrough import DURATION_CLAIM, ROLE_CLAIM, passthrough_grants
 
     pair = "arn:aws:iam::123456789012:role/Admin,arn:aws:iam::123456789012:saml-provider/Corp"

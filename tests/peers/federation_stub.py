@@ -40,7 +40,7 @@ from werkzeug.wrappers import Request, Response
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response  # noqa: E402
-from bridge.partitions import PARTITIONS  # noqa: E402
+from bridge.domain.partitions import PARTITIONS  # noqa: E402
 
 
 def is_console_host(host: str) -> bool:

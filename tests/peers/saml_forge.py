@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from lxml import etree
 
 from bridge.aws.assertion import NS_SAML, NS_SAMLP, sign_response
-from bridge.aws.keys import SamlKey
+from bridge.keys.signing import SamlKey
 
 NSMAP = {"samlp": NS_SAMLP, "saml": NS_SAML}
 

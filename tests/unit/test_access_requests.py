@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from bridge.access import AccessPoint, rule_book
-from bridge.access_requests import AccessRequests, RequestRefused
-from bridge.audit import Auditor
 from bridge.config import ConfigError, Settings, settings_from_dict
-from bridge.errors import BadRequest, NotGranted
-from bridge.identity import Identity
-from bridge.notify import Notifier
+from bridge.core.access import AccessPoint, rule_book
+from bridge.core.access_requests import AccessRequests, RequestRefused
+from bridge.core.notify import Notifier
+from bridge.domain.errors import BadRequest, NotGranted
+from bridge.domain.identity import Identity
 from bridge.storage.memory import MemoryStore
+from bridge.telemetry.audit import Auditor
 
 ADMIN = "arn:aws:iam::123456789012:role/Admin"
 READ = "arn:aws:iam::123456789012:role/ReadOnly"

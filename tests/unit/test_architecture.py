@@ -7,7 +7,7 @@
   reach no web framework, I/O client or IdP protocol library: loading the config stays light;
 - nothing under bridge/ uses pickle (sessions are JSON in Redis);
 - bridge/upstream never imports the strict AWS-rules validators (bridge.aws.validate*, and with them
-  xmlsec): it reads AWS's sign-in URLs and audiences from the partition table (bridge/partitions.py);
+  xmlsec): it reads AWS's sign-in URLs and audiences from the partition table (bridge/domain/partitions.py);
 - bridge/upstream never imports bridge.aws at all, directly or through other bridge modules;
 - nothing under bridge/ refers to ``shared/`` (files outside this repository); the AWS rules the code
   cites are in docs/aws-rules.md, and every section cited there exists.
@@ -34,13 +34,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = ROOT / "bridge"
 
 NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
-PURE_AWS = ("arn", "limits", "token", "formats", "validate", "keys", "problems", "console",
+PURE_AWS = ("arn", "limits", "token", "formats", "validate", "problems", "console",
             "assertion", "metadata", "iam_setup", "iam_render", "doctor")
 # Deciding and storing, without Flask: the web layer calls them, never the reverse.
-NO_WEB_CORE = ("bridge.access", "bridge.issuing", "bridge.console_signin", "bridge.sessions", "bridge.device",
-               "bridge.flow", "bridge.credcache", "bridge.keysource", "bridge.identity_center",
-               "bridge.access_requests", "bridge.notify", "bridge.identity_center_protocol",
-               "bridge.identity_center_clients")
+NO_WEB_CORE = ("bridge.core", "bridge.keys", "bridge.protocols", "bridge.domain", "bridge.telemetry")
 # Store methods whose payload belongs to someone else (the connector's upstream grant): untyped on purpose.
 RAW_STORE_METHODS = {"put_upstream", "get_upstream"}
 WEB = ("flask", "bridge.web")
@@ -123,11 +120,11 @@ def closure(module: str) -> set[str]:
 
 NO_WEB_MODULES = sorted(
     [m for m in SOURCES if m.split(".")[1:2] and m.split(".")[1] in (*NO_WEB_PACKAGES, "storage")]
-    + [m for m in NO_WEB_CORE if m in SOURCES]
+    + [m for m in SOURCES if any(m == p or m.startswith(p + ".") for p in NO_WEB_CORE)]
 )
 PURE_MODULES = sorted(
     [m for m in SOURCES if m.startswith("bridge.mapping")] + [f"bridge.aws.{name}" for name in PURE_AWS]
-    + ["bridge.partitions"]
+    + ["bridge.domain.partitions", "bridge.keys.signing"]
 )
 
 CONNECTOR_SETTINGS_MODULES = sorted(
@@ -135,7 +132,7 @@ CONNECTOR_SETTINGS_MODULES = sorted(
 )
 LIGHT_MODULES = CONNECTOR_SETTINGS_MODULES + sorted(
     m for m in SOURCES if m == "bridge.config" or m.startswith("bridge.config.")
-) + ["bridge.settings_base"]
+) + ["bridge.domain.settings_base"]
 
 
 # --------------------------------------------------------------------------- the checker itself
@@ -218,14 +215,14 @@ UPSTREAM_MODULES = sorted(m for m in SOURCES if m.startswith("bridge.upstream"))
 @pytest.mark.parametrize("module", UPSTREAM_MODULES)
 def test_upstream_never_imports_the_strict_validators(module: str) -> None:
     direct = sorted(n for n in DIRECT[module] if _is(n, STRICT_VALIDATORS))
-    assert direct == [], f"{module} imports {direct}; use bridge.partitions for AWS URLs and audiences"
+    assert direct == [], f"{module} imports {direct}; use bridge.domain.partitions for AWS URLs and audiences"
     indirect = sorted(n for n in closure(module) if _is(n, STRICT_VALIDATORS))
     assert indirect == [], f"{module} reaches {indirect} through bridge modules"
 
 
 def test_the_validator_rule_still_has_something_to_catch() -> None:
     # The SAML connector does use the partition table, and the validator does import xmlsec.
-    assert "bridge.partitions" in DIRECT["bridge.upstream.saml"]
+    assert "bridge.domain.partitions" in DIRECT["bridge.upstream.saml"]
     assert "xmlsec" in DIRECT["bridge.aws.validate_saml"]
 
 
@@ -242,7 +239,7 @@ def aws_reached(module: str) -> tuple[list[str], list[str]]:
 @pytest.mark.parametrize("module", UPSTREAM_MODULES)
 def test_upstream_never_imports_bridge_aws(module: str) -> None:
     direct, indirect = aws_reached(module)
-    assert direct == [], f"{module} imports {direct}; AWS partition facts are in bridge.partitions"
+    assert direct == [], f"{module} imports {direct}; AWS partition facts are in bridge.domain.partitions"
     assert indirect == [], f"{module} reaches {indirect} through bridge modules"
 
 
@@ -250,7 +247,7 @@ def test_the_aws_rule_still_has_something_to_catch() -> None:
     # The old import (before partitions.py left bridge/aws) is caught, and bridge.awsome would not be.
     old = imports_in("from bridge.aws.partitions import by_name\n", "bridge.upstream.saml")
     assert any(_is(n, AWS_PACKAGE) for n in old)
-    assert not _is("bridge.awsome", AWS_PACKAGE) and not _is("bridge.partitions", AWS_PACKAGE)
+    assert not _is("bridge.awsome", AWS_PACKAGE) and not _is("bridge.domain.partitions", AWS_PACKAGE)
     # Real modules outside upstream do reach bridge.aws, directly and only through other bridge modules.
     assert aws_reached("bridge.commands.awssetup")[0]
     assert any(not direct and indirect for direct, indirect in map(aws_reached, SOURCES))

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from bridge.aws import iam_render, iam_setup
 from bridge.aws.doctor import RoleDocument, diagnose
 from bridge.aws.iam_setup import Environment, RoleSent, Setup, trust_policy
-from bridge.cli import main
+from bridge.commands.cli import main
 from bridge.mapping import GrantDefaults, load_mapping
 from bridge.mapping.roles import roles_sent
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from bridge import audit
 from bridge.aws.sts import StsGateway
 from bridge.config import settings_from_dict
-from bridge.errors import StsBusy, StsUnavailable
-from bridge.identity import Credentials, Grant, Identity
-from bridge.issuing import CredentialIssuer
-from bridge.metrics import Metrics
+from bridge.core.issuing import CredentialIssuer
+from bridge.domain.errors import StsBusy, StsUnavailable
+from bridge.domain.identity import Credentials, Grant, Identity
+from bridge.telemetry import audit
+from bridge.telemetry.metrics import Metrics
 from tests.peers.silent_sts import SilentSts
 
 ROLE = "arn:aws:iam::123456789012:role/Admin"

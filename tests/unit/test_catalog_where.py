@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from bridge.config import reload_mapping, settings_from_dict
-from bridge.errors import ConfigError
-from bridge.identity import Identity
+from bridge.domain.errors import ConfigError
+from bridge.domain.identity import Identity
 from bridge.mapping import GrantDefaults, decide, load_mapping
 
 PROD, DEV, SEC, LOOSE = "111111111111", "222222222222", "333333333333", "444444444444"

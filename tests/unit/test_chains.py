@@ -13,9 +13,9 @@ import pytest
 from bridge.aws.limits import external_id_problem, policy_problems, policy_size
 from bridge.aws.validate import AssumeRoleCall, validate_assume_role
 from bridge.config import settings_from_dict
-from bridge.credcache import CredentialCache
-from bridge.errors import ConfigError
-from bridge.identity import Grant, Identity
+from bridge.core.credcache import CredentialCache
+from bridge.domain.errors import ConfigError
+from bridge.domain.identity import Grant, Identity
 from bridge.mapping import GrantDefaults, decide, load_mapping
 from bridge.mapping.report import report, report_text
 from bridge.storage.memory import MemoryStore
@@ -330,8 +330,8 @@ def test_preview_of_a_chained_role_shows_the_first_call_into_the_hub(demo_config
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from bridge.aws.keys import generate_key
-    from bridge.cli import main
+    from bridge.commands.cli import main
+    from bridge.keys.signing import generate_key
 
     generate_key(tmp_path / "keys", "RS256")
     monkeypatch.setenv("DEMO_KEYS_DIR", str(tmp_path / "keys"))
@@ -348,7 +348,7 @@ def test_preview_of_a_chained_role_shows_the_first_call_into_the_hub(demo_config
 def test_doctor_on_a_chained_role_checks_it_trusts_the_hub(demo_config: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from bridge.cli import main
+    from bridge.commands.cli import main
 
     policy = tmp_path / "role.json"
     policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": []}))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bridge.aws.keys import generate_cache_key, generate_saml_key
-from bridge.cli import main
+from bridge.commands.cli import main
+from bridge.keys.signing import generate_cache_key, generate_saml_key
 
 IDENTITY = {"connector": "dev", "subject": "alice", "email": "alice@example.com", "name": "Alice",
             "groups": ["aws-admins", "aws-readonly"], "claims": {"department": "Platform"}}
@@ -226,7 +226,7 @@ def test_rules_schema_describes_the_rules() -> None:
 
 
 def test_grants_from_newer_sessions_load() -> None:
-    from bridge.identity import Grant
+    from bridge.domain.identity import Grant
 
     g = Grant(role_arn=ADMIN, account_id="123456789012", label="A", session_name="s1", via="r", account_alias="x")
     assert Grant.from_json({**g.to_json(), "added_later": 1}) == g

@@ -26,11 +26,12 @@ from typing import Any
 
 import pytest
 
-from bridge import client, picker
+from bridge.client import core as client
+from bridge.client import picker
 from bridge.commands.developer import human_duration, human_time
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN = "import sys; from bridge.entry import main; sys.argv[0] = 'bridge'; sys.exit(main())"
+RUN = "import sys; from bridge.__main__ import main; sys.argv[0] = 'bridge'; sys.exit(main())"
 TOKEN = "cli-token-123"
 
 
@@ -246,7 +247,7 @@ def test_configure_names_profiles_by_alias_with_an_absolute_path(home: dict[str,
     lines = dict(re.findall(r"^\[profile (\S+)\]\ncredential_process = (.*)$", text, re.M))
     assert set(lines) == {"sandbox-Admin", "sandbox-ReadOnly-bridge", "210987654321-Deploy"}
     program = lines["sandbox-Admin"].split(" credential-process ")[0]
-    # Run as `python -c`: no console script ran, so the bridge on $PATH or this Python with -m bridge.entry.
+    # Run as `python -c`: no console script ran, so the bridge on $PATH or this Python with -m bridge.
     first = program.split()[0]
     assert os.path.isabs(first) and os.access(first, os.X_OK), program
     assert lines["sandbox-Admin"].endswith(f"credential-process --url {fake.url} "
@@ -272,7 +273,7 @@ def test_configure_writes_the_running_console_script(home: dict[str, str], tmp_p
 
 def test_configure_sso_writes_sections_in_place_and_refuses_foreign_ones(home: dict[str, str], fake: FakeBridge,
                                                                          tmp_path: Path) -> None:
-    from bridge import ssoconfig
+    from bridge.client import ssoconfig
 
     cfg = Path(home["AWS_CONFIG_FILE"])
     cfg.parent.mkdir()

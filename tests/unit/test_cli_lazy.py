@@ -21,21 +21,22 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import ADMIN_COMMANDS, COMMANDS, DEVELOPER_COMMANDS, main
+from bridge.commands.cli import ADMIN_COMMANDS, COMMANDS, DEVELOPER_COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("flask", "werkzeug", "jinja2", "pydantic", "pydantic_core", "yaml", "boto3", "botocore", "authlib",
          "joserfc", "cryptography", "lxml", "xmlsec", "redis", "requests", "gunicorn")
-DEVELOPER_MODULES = {"bridge", "bridge.entry", "bridge.cli", "bridge.client", "bridge.commands",
-                     "bridge.commands.developer"}
-HOT_PATH_MODULES = {"bridge", "bridge.entry", "bridge.client"}  # credential-process from the cache
+DEVELOPER_MODULES = {"bridge", "bridge.__main__", "bridge.commands.cli", "bridge.client", "bridge.client.core",
+                     "bridge.commands", "bridge.commands.developer"}
+# credential-process from the cache
+HOT_PATH_MODULES = {"bridge", "bridge.__main__", "bridge.client", "bridge.client.core"}
 # What the hot path must not load: each costs start-up the SDK waits for (bench/bench_cli_startup.py).
 NOT_ON_HOT_PATH = {"click", "typing", "pathlib", "datetime", "_strptime", "hashlib", "urllib.parse", "secrets",
                    "urllib.request", "http.client", "http.server", "ssl", "webbrowser", "subprocess", "termios"}
 # Runs `bridge ARGS...` as the console script does, then writes the loaded modules to $MODULES_OUT.
 RUN = ("import atexit, json, os, sys\n"
        "atexit.register(lambda: json.dump(sorted(sys.modules), open(os.environ['MODULES_OUT'], 'w')))\n"
-       "from bridge.entry import main\n"
+       "from bridge.__main__ import main\n"
        "sys.argv[0] = 'bridge'\n"
        "sys.exit(main())\n")
 
@@ -72,7 +73,7 @@ def seed_cache(tmp_path: Path, duration: int | None = None, hours: float = 1, ch
     doc: dict[str, object] = {
         "Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "secret", "SessionToken": "token",
         "Expiration": (datetime.now(UTC) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    key = hashlib.sha256(f"{URL}\x00{ROLE}\x00{duration}".encode()).hexdigest()[:32]  # bridge.client._cache_path
+    key = hashlib.sha256(f"{URL}\x00{ROLE}\x00{duration}".encode()).hexdigest()[:32]  # bridge.client.core._cache_path
     cache = tmp_path / "cache" / "federation-bridge"
     cache.mkdir(parents=True, exist_ok=True)
     (cache / f"creds-{key}.json").write_text(json.dumps({**doc, **stamp, **extra}))
@@ -80,7 +81,7 @@ def seed_cache(tmp_path: Path, duration: int | None = None, hours: float = 1, ch
 
 
 def test_credential_process_from_the_cache_loads_neither_click_nor_http(tmp_path: Path) -> None:
-    """The SDK's everyday call: credentials still fresh in ~/.cache, printed by bridge.entry before click
+    """The SDK's everyday call: credentials still fresh in ~/.cache, printed by bridge.__main__ before click
     or anything else the command line needs is imported; exactly the credential_process fields."""
     doc = seed_cache(tmp_path, RoleArn=ROLE, Region="eu-west-1")
     run, modules = bridge(tmp_path, "credential-process", "--url", URL, "--role", ROLE)

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key, load_keyring
-from bridge.cli import main
+from bridge.commands.cli import main
 from bridge.config import ConfigError, load_settings, settings_from_dict
+from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key, load_keyring
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "arn:aws:iam::123456789012:role/Admin"
@@ -499,7 +499,7 @@ def test_check_config_refuses_passthrough_rules_for_connectors_without_passthrou
     """`path: passthrough` redeems an OIDC connector's own ID token: a rule naming a connector without
     aws_passthrough (or, unscoped, with no such connector at all) is refused at load."""
     from bridge.config import settings_from_dict
-    from bridge.errors import ConfigError
+    from bridge.domain.errors import ConfigError
 
     dev = {"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}
     oidc = {"id": "corp", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "b", "client_secret": "s",

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bridge.aws import console
-from bridge.identity import Credentials
+from bridge.domain.identity import Credentials
 
 
 @pytest.mark.parametrize(("partition", "region", "url"), [

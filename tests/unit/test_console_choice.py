@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.errors import ConfigError
-from bridge.identity import Grant
+from bridge.domain.errors import ConfigError
+from bridge.domain.identity import Grant
 from bridge.mapping import load_mapping
 from tests.unit.test_mapping import ACCOUNT, AUD, ident
 

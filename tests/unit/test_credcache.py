@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.credcache import CredentialCache
-from bridge.identity import Credentials, Grant, Identity
+from bridge.core.credcache import CredentialCache
+from bridge.domain.identity import Credentials, Grant, Identity
 from bridge.storage.memory import MemoryStore
 
 NOW = 1_800_000_000.0

@@ -1,4 +1,4 @@
-"""The credentials page's sealed records (bridge/credview.py): bound to the session, opaque ids, no
+"""The credentials page's sealed records (bridge/core/credview.py): bound to the session, opaque ids, no
 secret readable from the store alone; and the ``support`` setting."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge import credview
 from bridge.config import settings_from_dict
-from bridge.identity import Credentials
+from bridge.core import credview
+from bridge.domain.identity import Credentials
 from bridge.storage.memory import MemoryStore
 
 NOW = 1_800_000_000.0
@@ -70,7 +70,7 @@ def test_support_setting(value: str, href: str) -> None:
 
 @pytest.mark.parametrize("value", ["javascript:alert(1)", "not a contact", "ftp://x.example.com"])
 def test_support_setting_refuses_other_things(value: str) -> None:
-    from bridge.errors import ConfigError
+    from bridge.domain.errors import ConfigError
 
     with pytest.raises((ConfigError, ValueError)):
         settings_from_dict({"base_url": "https://bridge.example.com", "support": value,

@@ -176,7 +176,7 @@ def test_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Longer than the idle timeout of a proxy's pooled upstream connections (nginx's keepalive_timeout,
     # ingress-nginx and an AWS ALB: 60 s), so the proxy, not gunicorn, closes an idle one (else: 502s).
     assert conf.keepalive > 60
-    assert conf.logger_class == "bridge.gunicorn_logging.JsonLogger"
+    assert conf.logger_class == "bridge.runtime.gunicorn_logging.JsonLogger"
     assert callable(conf.child_exit) and callable(conf.on_starting)
     assert conf.bind == ["127.0.0.1:8000"]
     monkeypatch.setenv("BRIDGE_METRICS_BIND", "127.0.0.1:9100")  # bridge serve sets it from metrics.listen
@@ -191,7 +191,7 @@ def test_gunicorn_access_log_is_json_without_query_strings() -> None:
 
     from gunicorn.config import Config
 
-    from bridge.gunicorn_logging import JsonLogger
+    from bridge.runtime.gunicorn_logging import JsonLogger
 
     cfg = Config()
     cfg.set("accesslog", "-")
@@ -328,7 +328,7 @@ def test_k8s_hpa_scales_on_what_a_waiting_bridge_does() -> None:
     hpa = _k8s()["HorizontalPodAutoscaler"]["spec"]
     pods = [m for m in hpa["metrics"] if m["type"] == "Pods"]
     assert [m["pods"]["metric"]["name"] for m in pods] == ["bridge_sts_in_flight"]
-    from bridge.metrics import Metrics
+    from bridge.telemetry.metrics import Metrics
 
     assert "bridge_sts_in_flight" in Metrics().render()[0].decode()  # the bridge exports what it scales on
     assert hpa["metrics"][0]["type"] == "Pods"
@@ -347,8 +347,8 @@ def test_k8s_issuer_documents_stay_served_when_every_pod_is_unready() -> None:
 
 def test_issuer_documents_and_liveness_need_no_redis(tmp_path: Path) -> None:
     """What the issuer Service sends to unready pods is served with Redis down; /readyz says 503."""
-    from bridge.app import create_app
-    from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key
+    from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key
+    from bridge.runtime.app import create_app
 
     keys = tmp_path / "keys"
     generate_key(keys)

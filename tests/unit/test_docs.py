@@ -58,11 +58,11 @@ def test_every_cli_message_has_an_entry_and_every_entry_a_message() -> None:
     assert messages["login abandoned"].exits == {130} and messages["cannot run <x>: <strerror>"].exits == {126, 127}
     assert gen.cli_problems() == []
     catalog = gen.load_cli_catalog()
-    messages["a brand new message"] = gen.CliMessage("a brand new message", where={"bridge/client.py"})
+    messages["a brand new message"] = gen.CliMessage("a brand new message", where={"bridge/client/core.py"})
     catalog["gone"] = {"says": "a message the CLI stopped printing", "cause": "c", "fix": "f"}
     catalog["login_abandoned"] = {**catalog["login_abandoned"], "fix": ""}
     problems = gen.cli_problems(messages, catalog)
-    assert "CLI message 'a brand new message' (bridge/client.py) has no cli: entry in docs/errors.yaml" in problems
+    assert "CLI message 'a brand new message' (bridge/client/core.py) has no cli: entry in docs/errors.yaml" in problems
     assert any(p.startswith("cli.gone: docs/errors.yaml names a CLI message") for p in problems)
     assert "cli.login_abandoned: docs/errors.yaml entry needs a non-empty 'fix'" in problems
 

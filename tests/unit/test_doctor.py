@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from bridge.aws.doctor import RoleDocument, Sample, diagnose, evaluate_condition, read_role_document
 from bridge.aws.iam_setup import Environment, RoleSent, trust_policy
-from bridge.cli import main
+from bridge.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "config" / "demo.yaml")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from bridge.aws.doctor import read_role_document
 from bridge.aws.doctor_chain import diagnose_spoke
 from bridge.aws.organizations import stackset_template
-from bridge.cli import main
+from bridge.commands.cli import main
 
 HUB = "arn:aws:iam::111111111111:role/BridgeHub"
 SPOKE = "arn:aws:iam::222222222222:role/Developer"

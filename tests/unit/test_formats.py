@@ -19,7 +19,7 @@ from bridge.aws.formats import (
     default_profile_name,
     env_exports,
 )
-from bridge.identity import Credentials
+from bridge.domain.identity import Credentials
 
 SECRET = "a'b$c\"d`e\\f !x $(touch /nonexistent) ;|&*"
 TOKEN = "FwoGZXIvYXdzE//token+with/slashes=="

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bridge.config import OidcConnectorSettings
-from bridge.errors import EmailUnverified, LoginError
-from bridge.identity import Identity, identity_from_sample, normalize_email
+from bridge.domain.errors import EmailUnverified, LoginError
+from bridge.domain.identity import Identity, identity_from_sample, normalize_email
 from bridge.upstream.oidc import check_email_verified
 
 

@@ -1,4 +1,4 @@
-"""The stateless pieces of IAM Identity Center's protocol (bridge/identity_center_protocol.py): which redirect
+"""The stateless pieces of IAM Identity Center's protocol (bridge/protocols/identity_center_protocol.py): which redirect
 URIs are loopback URIs (what reaches the Location and Content-Security-Policy headers), JSON text checks,
 and what RegisterClient counts per."""
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.identity_center_protocol import (
+from bridge.protocols.identity_center_protocol import (
     SsoError,
     address_key,
     check_text,

@@ -14,8 +14,8 @@ from lxml import etree
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as V
 
 from bridge.config import OidcConnectorSettings, SamlConnectorSettings
-from bridge.errors import LoginError, SamlUnsolicited
-from bridge.identity import Identity
+from bridge.domain.errors import LoginError, SamlUnsolicited
+from bridge.domain.identity import Identity
 from bridge.upstream.oidc_claims import claim_warnings, groups_from, missing_claims
 from bridge.upstream.saml_attributes import attribute_warnings, first_present, name_id_warnings, subject_from
 from bridge.upstream.saml_refusals import check_of, refused
@@ -124,7 +124,7 @@ def test_subject_attribute() -> None:
 
 
 def _connector(tmp_path: Path, **kw: Any) -> Any:
-    from bridge.aws.keys import generate_saml_key
+    from bridge.keys.signing import generate_saml_key
     from bridge.upstream.saml import SamlConnector
 
     key = generate_saml_key(tmp_path, bits=2048)
@@ -148,7 +148,7 @@ def test_looks_unsolicited_reads_only_in_response_to(tmp_path: Path) -> None:
 
 
 def test_a_callback_without_a_pending_sign_in_that_is_idp_initiated_says_so() -> None:
-    from bridge.flow import LoginFlow
+    from bridge.core.flow import LoginFlow
     from bridge.storage.memory import MemoryStore
 
     class Saml:

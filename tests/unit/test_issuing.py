@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from bridge.config import settings_from_dict
-from bridge.console_signin import ConsoleSignin
-from bridge.errors import BadRequest, MfaRequired
-from bridge.identity import Grant, Identity
-from bridge.issuing import CredentialIssuer
-from bridge.metrics import Metrics
+from bridge.core.console_signin import ConsoleSignin
+from bridge.core.issuing import CredentialIssuer
+from bridge.domain.errors import BadRequest, MfaRequired
+from bridge.domain.identity import Grant, Identity
+from bridge.telemetry.metrics import Metrics
 
 BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
 SETTINGS = settings_from_dict({"base_url": "http://127.0.0.1:1", "insecure_dev_login": True,
@@ -73,4 +73,4 @@ def test_only_the_issuer_checks_assume_parameters() -> None:
         if any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "validate_assume_params"
                for n in ast.walk(tree)):
             callers.append(str(path.relative_to(BRIDGE)))
-    assert sorted(callers) == ["commands/tokens.py", "issuing.py"]  # `bridge preview` offline checks, no issuance
+    assert sorted(callers) == ["commands/tokens.py", "core/issuing.py"]  # `bridge preview` offline checks, no issuance

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bridge.identity import Identity
+from bridge.domain.identity import Identity
 from bridge.mapping import (
     GrantDefaults,
     MappingSettings,

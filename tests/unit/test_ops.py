@@ -14,8 +14,9 @@ import pytest
 import redis
 from redis.sentinel import SentinelConnectionPool
 
-from bridge import audit
-from bridge.aws.keys import (
+from bridge.config import RedisSettings, settings_from_dict
+from bridge.domain.errors import ConfigError
+from bridge.keys.signing import (
     Schedule,
     expiry,
     generate_key,
@@ -26,10 +27,9 @@ from bridge.aws.keys import (
     rotate,
     write_schedule,
 )
-from bridge.config import RedisSettings, settings_from_dict
-from bridge.errors import ConfigError
-from bridge.metrics import Metrics
 from bridge.storage.redis import redis_client
+from bridge.telemetry import audit
+from bridge.telemetry.metrics import Metrics
 
 
 def _problems(**redis_cfg: Any) -> list[str]:
@@ -244,7 +244,7 @@ def test_metrics_across_processes(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("from bridge.metrics import Metrics; m = Metrics(); m.logins.labels('corp', 'success').inc(); "
+    code = ("from bridge.telemetry.metrics import Metrics; m = Metrics(); m.logins.labels('corp', 'success').inc(); "
             "import sys; sys.stdout.write(m.render()[0].decode())")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)

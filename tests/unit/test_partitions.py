@@ -1,4 +1,4 @@
-"""The AWS partition table (bridge/partitions.py; docs/aws-rules.md §1.3 and §3).
+"""The AWS partition table (bridge/domain/partitions.py; docs/aws-rules.md §1.3 and §3).
 
 The table replaced per-module copies of the same facts; the regular expressions below are those
 copies, kept here to show the table accepts exactly what they accepted.
@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from bridge import partitions
 from bridge.aws.arn import PARTITIONS as ARN_PARTITIONS
-from bridge.partitions import AWS, AWS_CN, AWS_US_GOV, PARTITIONS, by_name
+from bridge.domain import partitions
+from bridge.domain.partitions import AWS, AWS_CN, AWS_US_GOV, PARTITIONS, by_name
 
 OLD_RECIPIENTS = {
     "aws": re.compile(r"\Ahttps://(?:[a-z]{2}(?:-[a-z]+)+-\d\.)?signin\.aws\.amazon\.com/(?:static/)?saml\Z"),

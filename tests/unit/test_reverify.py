@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from bridge.config import ConfigError, OidcConnectorSettings, SamlConnectorSettings, settings_from_dict
-from bridge.identity import Identity
+from bridge.domain.identity import Identity
 from bridge.upstream.base import (
     Reverifier,
     ReverifyExpired,

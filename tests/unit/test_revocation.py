@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bridge.access import Access
-from bridge.cli import main
+from bridge.commands.cli import main
 from bridge.config import load_settings
-from bridge.identity import identity_from_sample
+from bridge.core.access import Access
+from bridge.domain.identity import identity_from_sample
 from bridge.mapping import GrantDefaults, decide
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Rules reload in one process (bridge/rulebook.py): on file change (checked at most every
+"""Rules reload in one process (bridge/core/rulebook.py): on file change (checked at most every
 reload_interval seconds, on use), on request/SIGHUP; a bad reload keeps the rules in force and says why."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bridge.aws.keys import generate_cache_key, generate_key
-from bridge.cli import main
+from bridge.commands.cli import main
 from bridge.config import load_settings, settings_from_dict
-from bridge.identity import Identity
+from bridge.core.rulebook import RuleBook, install_sighup, refusal
+from bridge.domain.identity import Identity
+from bridge.keys.signing import generate_cache_key, generate_key
 from bridge.mapping import MappingSettings, evaluate
-from bridge.metrics import Metrics
-from bridge.rulebook import RuleBook, install_sighup, refusal
-from bridge.services import rule_book
+from bridge.telemetry.metrics import Metrics
+from bridge.web.services import rule_book
 from tests.conftest import LogCapture
 
 ADMIN = "arn:aws:iam::123456789012:role/Admin"

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bridge.cli import main
-from bridge.errors import ConfigError
-from bridge.identity import identity_from_sample
+from bridge.commands.cli import main
+from bridge.domain.errors import ConfigError
+from bridge.domain.identity import identity_from_sample
 from bridge.mapping import GrantDefaults, load_mapping
 from bridge.mapping.cases import audit_subjects, diff, load_cases, run_cases
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.identity import Identity
+from bridge.domain.identity import Identity
 from bridge.mapping import evaluate, explain, load_mapping
 from bridge.mapping.conditions import MAX_MATCH_LEN, literal_prefix
 from bridge.mapping.paths import View, parse_path, resolve

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.aws.arn import parse_role_arn
-from bridge.aws.keys import KeyRing, generate_key, load_keyring
 from bridge.aws.limits import SESSION_NAME_RE, tags_problems
 from bridge.aws.token import mint_token
 from bridge.aws.validate import validate_assume_params, validate_jwt
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
+from bridge.keys.signing import KeyRing, generate_key, load_keyring
 from bridge.mapping import GrantDefaults, decide, load_mapping
 
 ACCOUNT = "123456789012"

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bridge.cli import main
+from bridge.commands.cli import main
 from bridge.config import settings_from_dict
-from bridge.errors import ConfigError
+from bridge.domain.errors import ConfigError
 from bridge.mapping import load_mapping
 
 ACCOUNT = "123456789012"
@@ -303,7 +303,7 @@ def test_flat_form_problems_keep_the_paths_the_admin_wrote() -> None:
 
 
 def test_check_config_warns_about_the_flat_form(tmp_path: Path) -> None:
-    from bridge.aws.keys import generate_cache_key, generate_key
+    from bridge.keys.signing import generate_cache_key, generate_key
 
     generate_key(tmp_path / "keys", "ES256")
     generate_cache_key(tmp_path / "keys")

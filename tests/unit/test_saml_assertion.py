@@ -40,12 +40,12 @@ from bridge.aws.assertion import (
     sign_response,
     signin_saml_endpoint,
 )
-from bridge.aws.keys import SamlKey, generate_saml_key
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.problems import Problem
 from bridge.aws.token import subject_for
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
+from bridge.keys.signing import SamlKey, generate_saml_key
 
 NOW = 1_800_000_000
 ENTITY_ID = "https://bridge.example.com/saml"

@@ -1,5 +1,5 @@
 """The bridge's SAML IdP metadata (bridge/aws/metadata.py), its parser (IdpMetadata.from_xml) and the SAML keys
-that ``load_keyring`` accepts or reports (bridge/aws/keys.py).
+that ``load_keyring`` accepts or reports (bridge/keys/signing.py).
 
 Spec: docs/aws-rules.md §1.4 (metadata UTF-8 without BOM, 1000–10,000,000 characters, every
 signing certificate during rotation) and the bridge's key rules (0600, a matching .crt, RSA ≥ 2048).
@@ -17,10 +17,10 @@ from cryptography import x509
 from lxml import etree
 
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
-from bridge.aws.keys import SamlKey, generate_key, generate_saml_key, load_keyring
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.validate_saml import IdpMetadata, validate_saml_response
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
+from bridge.keys.signing import SamlKey, generate_key, generate_saml_key, load_keyring
 
 ENTITY_ID = "https://bridge.example.com/saml"
 SSO_URL = "https://bridge.example.com/saml/sso"

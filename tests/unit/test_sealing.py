@@ -1,4 +1,4 @@
-"""bridge/sealing.py: what the bridge keeps in Redis that would let a reader act as a user is sealed."""
+"""bridge/keys/sealing.py: what the bridge keeps in Redis that would let a reader act as a user is sealed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.aws.keys import generate_cache_key, generate_key, load_keyring
-from bridge.keysource import KeySource
-from bridge.sealing import SEALED, Sealer
+from bridge.core.keysource import KeySource
+from bridge.keys.sealing import SEALED, Sealer
+from bridge.keys.signing import generate_cache_key, generate_key, load_keyring
 
 AAD = b"upstream:abc"
 

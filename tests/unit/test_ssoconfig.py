@@ -1,4 +1,4 @@
-"""bridge/ssoconfig.py: Identity Center role names (one rule for the server, `configure --sso` and
+"""bridge/client/ssoconfig.py: Identity Center role names (one rule for the server, `configure --sso` and
 `bridge explain`), the config sections and their in-place rewriting — every other byte kept — and
 botocore itself reading what was written (the ``services`` section's endpoints)."""
 
@@ -12,10 +12,10 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from bridge import ssoconfig
-from bridge.cli import main
-from bridge.identity import Grant
-from bridge.identity_center import sso_role_names
+from bridge.client import ssoconfig
+from bridge.commands.cli import main
+from bridge.domain.identity import Grant
+from bridge.protocols.identity_center import sso_role_names
 
 BASE = "https://bridge.example.com"
 A = "123456789012"
@@ -70,7 +70,7 @@ def test_profiles_one_per_listed_role() -> None:
 
 
 def test_explain_names_each_role_as_identity_center_lists_it(tmp_path: Path) -> None:
-    from bridge.aws.keys import generate_cache_key, generate_saml_key
+    from bridge.keys.signing import generate_cache_key, generate_saml_key
 
     r = CliRunner().invoke(main, ["keys", "generate", "--dir", str(tmp_path / "keys"), "--alg", "ES256", "--kind",
                                   "jwt"])

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bridge.aws.keys import generate_cache_key, generate_key
-from bridge.cli import main
+from bridge.commands.cli import main
 from bridge.config import settings_from_dict
-from bridge.errors import ConfigError
+from bridge.domain.errors import ConfigError
+from bridge.keys.signing import generate_cache_key, generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [{"name": "r", "match": {"group": "g"}, "grants": [{"role_arn": "arn:aws:iam::123456789012:role/R"}]}]

@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
 
-from bridge.aws.keys import KeyRing, SigningKey, generate_key
 from bridge.aws.token import mint_token, token_claims
 from bridge.aws.validate import (
     MAX_TOKEN_LEN,
@@ -34,7 +33,8 @@ from bridge.aws.validate import (
     validate_assume_params,
     validate_jwt,
 )
-from bridge.identity import Grant, Identity
+from bridge.domain.identity import Grant, Identity
+from bridge.keys.signing import KeyRing, SigningKey, generate_key
 
 NOW = 1_800_000_000
 ISSUER = "https://bridge.example.com"

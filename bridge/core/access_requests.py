@@ -10,7 +10,7 @@ The lifecycle, each step an ``access_request`` audit record whose correlation id
         └── withdrawn, offboarded ──▶ revoked; its rule changed ──▶ ended
 
 What this module does NOT do is decide access: the decision point (``AccessPoint.access_for``,
-bridge/access.py) asks ``active_for`` at each decision and turns the rules' on-request grant into a
+bridge/core/access.py) asks ``active_for`` at each decision and turns the rules' on-request grant into a
 usable one while an approved request of that exact account is within its window. Who may approve is
 decided there too (``AccessPoint.may_approve``), re-checked at the moment of approval.
 
@@ -28,16 +28,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from bridge import audit, mapping
-from bridge.access import AccessPoint, same_person
-from bridge.audit import Auditor
+from bridge import mapping
 from bridge.config import Settings
-from bridge.errors import BadRequest, NotGranted
-from bridge.identity import Identity
-from bridge.logs import event
-from bridge.notify import Notifier
-from bridge.sessions import exact_handle
+from bridge.core.access import AccessPoint, same_person
+from bridge.core.notify import Notifier
+from bridge.core.sessions import exact_handle
+from bridge.domain.errors import BadRequest, NotGranted
+from bridge.domain.identity import Identity
 from bridge.storage import AccessRequest, Store
+from bridge.telemetry import audit
+from bridge.telemetry.audit import Auditor
+from bridge.telemetry.logs import event
 
 MIN_WINDOW = 900  # seconds: AWS's shortest credentials
 MAX_REASON = 1000

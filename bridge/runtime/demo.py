@@ -20,8 +20,8 @@ from pathlib import Path
 
 import requests
 
-from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key, load_keyring
-from bridge.localredis import LocalRedis, RedisNotInstalled, free_port
+from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key, load_keyring
+from bridge.runtime.localredis import LocalRedis, RedisNotInstalled, free_port
 
 
 def _redis_up(url: str) -> bool:
@@ -158,7 +158,7 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         _wait(f"{env['DEMO_STS_URL']}/", "local STS")
         _start_console_stand_in(procs, env, peers, port)
         _forget_earlier_runs(config, env)
-        procs.start("bridge", [sys.executable, "-m", "bridge.cli", "serve", "--config", str(config)], env=env)
+        procs.start("bridge", [sys.executable, "-m", "bridge", "serve", "--config", str(config)], env=env)
         _wait(f"http://127.0.0.1:{port}/healthz", "bridge", 30)
         if smoke:
             return _smoke(port, env["DEMO_STS_URL"], env.get("DEMO_CONSOLE_URL"))

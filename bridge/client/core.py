@@ -47,7 +47,7 @@ class Unreachable(ClientError):
 
 
 # os.path, not pathlib: pathlib (and the urllib.parse it imports) would double the start-up of
-# `credential-process` from the cache (bridge.entry's hot path).
+# `credential-process` from the cache (bridge.__main__'s hot path).
 
 
 def _dir(env: str, fallback: str) -> str:
@@ -197,7 +197,7 @@ def poll_login(url: str, start: dict[str, Any], *, sleep: Any = time.sleep, cloc
 
 
 def grant_id_for(role_arn: str) -> str:
-    return str(_sha256(role_arn.encode()).hexdigest())[:16]  # same as bridge.identity.grant_id_for
+    return str(_sha256(role_arn.encode()).hexdigest())[:16]  # same as bridge.domain.identity.grant_id_for
 
 
 def grants(url: str) -> list[dict[str, Any]]:

@@ -52,9 +52,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.errors import BridgeError
-from bridge.identity import Grant, Identity
-from bridge.logs import event, request_id
+from bridge.domain.errors import BridgeError
+from bridge.domain.identity import Grant, Identity
+from bridge.telemetry.logs import event, request_id
 
 
 class AuditUnavailable(BridgeError):

@@ -13,9 +13,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge.config import Settings, listen_port, load_settings, startup_warnings
-from bridge.logs import event, setup_logging
-from bridge.services import Services, build_services
+from bridge.telemetry.logs import event, setup_logging
 from bridge.web.common import METRICS_LISTENER
+from bridge.web.services import Services, build_services
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

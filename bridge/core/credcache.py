@@ -3,7 +3,7 @@
 Credentials are reused until ``refresh_window`` seconds (botocore's 15 minutes) before they
 expire, so repeated requests make no STS call. The entry's key (namespaced, hashed: the Redis key
 ``<prefix>creds:<entry>``) is the AES-GCM associated data, so a ciphertext moved to another entry
-does not decrypt. The store only ever sees sealed blobs (``Store.creds_*``, bridge/sealing.py).
+does not decrypt. The store only ever sees sealed blobs (``Store.creds_*``, bridge/keys/sealing.py).
 Keys rotate: the newest key encrypts, every key decrypts (a value under a removed key is a miss).
 Sign-out deletes a user's entries through a per-user index.
 """
@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.identity import Credentials, Grant, Identity
-from bridge.sealing import Sealer
+from bridge.domain.identity import Credentials, Grant, Identity
+from bridge.keys.sealing import Sealer
 from bridge.storage import Store
 
 

@@ -3,14 +3,14 @@
 ``Services`` is a container, not a decision maker: the web layer gets it from
 ``app.extensions["bridge"]`` and calls the part that decides what it asks:
 
-- ``access``   (bridge/access.py)         identity → the grants the rules in force give it: THE decision point
-- ``issuer``   (bridge/issuing.py)        a grant → credentials (one MFA + duration check, cache, STS, audit)
-- ``console``  (bridge/console_signin.py) a grant → a console sign-in (federation URL or SAML POST)
-- ``sessions`` (bridge/sessions.py)       browser sessions: start, load, re-check with the IdP, end, offboarding
-- ``device``   (bridge/device.py)         device codes and the CLI tokens they become
-- ``identity_center`` (bridge/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
-- ``requests`` (bridge/access_requests.py) just-in-time access requests (the decision point asks it)
-- ``flow``     (bridge/flow.py)           pending sign-ins with the upstream IdPs
+- ``access``   (bridge/core/access.py)         identity → the grants the rules in force give it: THE decision point
+- ``issuer``   (bridge/core/issuing.py)        a grant → credentials (one MFA + duration check, cache, STS, audit)
+- ``console``  (bridge/core/console_signin.py) a grant → a console sign-in (federation URL or SAML POST)
+- ``sessions`` (bridge/core/sessions.py)       browser sessions: start, load, re-check with the IdP, end, offboarding
+- ``device``   (bridge/core/device.py)         device codes and the CLI tokens they become
+- ``identity_center`` (bridge/protocols/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
+- ``requests`` (bridge/core/access_requests.py) just-in-time access requests (the decision point asks it)
+- ``flow``     (bridge/core/flow.py)           pending sign-ins with the upstream IdPs
 - ``store``    (bridge/storage)           the state, behind one interface
 """
 
@@ -20,32 +20,32 @@ import logging
 import time
 from dataclasses import dataclass
 
-from bridge import audit
-from bridge.access import PASSTHROUGH_VERSION, Access, AccessPoint, rule_book
-from bridge.access_requests import AccessRequests
-from bridge.audit import Auditor
-from bridge.aws.keys import KeyRing
 from bridge.aws.sts import StsGateway
 from bridge.config import Settings
-from bridge.console_signin import ConsoleSignin
-from bridge.credcache import CredentialCache
-from bridge.device import DeviceFlow
-from bridge.errors import ConfigError
-from bridge.flow import LoginFlow
-from bridge.identity_center import IdentityCenter
-from bridge.issuing import CredentialIssuer, saml_issuer_for
-from bridge.keysource import KeySource, load_keys
-from bridge.logs import event
-from bridge.metrics import Metrics
-from bridge.rulebook import RuleBook
-from bridge.sealing import Sealer
-from bridge.sessions import Sessions
+from bridge.core.access import PASSTHROUGH_VERSION, Access, AccessPoint, rule_book
+from bridge.core.access_requests import AccessRequests
+from bridge.core.console_signin import ConsoleSignin
+from bridge.core.credcache import CredentialCache
+from bridge.core.device import DeviceFlow
+from bridge.core.flow import LoginFlow
+from bridge.core.issuing import CredentialIssuer, saml_issuer_for
+from bridge.core.keysource import KeySource, load_keys
+from bridge.core.rulebook import RuleBook
+from bridge.core.sessions import Sessions
+from bridge.domain.errors import ConfigError
+from bridge.keys.sealing import Sealer
+from bridge.keys.signing import KeyRing
+from bridge.protocols.identity_center import IdentityCenter
 from bridge.storage import Store
 from bridge.storage.redis import RedisStore, redis_client
+from bridge.telemetry import audit
+from bridge.telemetry.audit import Auditor
+from bridge.telemetry.logs import event
+from bridge.telemetry.metrics import Metrics
 from bridge.upstream import Connector
 from bridge.upstream.build import build_connector
 
-# Re-exported: callers that imported these from here before the split (bridge.cli, tests).
+# Re-exported: callers that imported these from here before the split (bridge.commands.cli, tests).
 __all__ = ["PASSTHROUGH_VERSION", "Access", "KeySource", "Services", "build_auditor", "build_services",
            "load_keys", "rule_book", "saml_issuer_for"]
 
@@ -117,7 +117,7 @@ def build_services(settings: Settings) -> Services:
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
                      on_call=metrics.sts_call, max_concurrency=settings.aws.sts_max_concurrency,
                      on_in_flight=metrics.sts_in_flight_change)
-    # The cache keys seal cached credentials and what is kept beside sessions (bridge/sealing.py).
+    # The cache keys seal cached credentials and what is kept beside sessions (bridge/keys/sealing.py).
     sealer = Sealer(keyring.cache, on_unknown_key=lambda: keys.ring(force=True)) if keyring.cache else None
     cache = (CredentialCache(store, sealer, refresh_window=settings.credential_cache.refresh_window)
              if settings.credential_cache.enabled and sealer is not None else None)

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import FileStamp, file_stamp
-from bridge.errors import ConfigError
-from bridge.logs import event
+from bridge.domain.errors import ConfigError
 from bridge.mapping import MappingSettings
+from bridge.telemetry.logs import event
 
 Stamps = dict[str, FileStamp]
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from bridge import audit
-from bridge.audit import Auditor
 from bridge.aws import console
 from bridge.aws.assertion import signin_saml_endpoint
 from bridge.aws.signin import get_signin_token
 from bridge.config import Settings
-from bridge.errors import BadRequest, BridgeError
-from bridge.identity import Grant, Identity
-from bridge.issuing import CredentialIssuer
-from bridge.metrics import Metrics
+from bridge.core.issuing import CredentialIssuer
+from bridge.domain.errors import BadRequest, BridgeError
+from bridge.domain.identity import Grant, Identity
+from bridge.telemetry import audit
+from bridge.telemetry.audit import Auditor
+from bridge.telemetry.metrics import Metrics
 
 
 class ConsoleSignin:

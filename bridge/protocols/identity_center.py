@@ -7,9 +7,9 @@ Shapes, names and error types follow botocore's service models
 
 No Flask here (bridge/web/sso.py turns requests into calls and ``SsoError`` into the REST-JSON error
 SDKs parse; the stateless pieces, error shapes, body checks and paging, are in
-bridge/identity_center_protocol.py). What this module keeps:
+bridge/protocols/identity_center_protocol.py). What this module keeps:
 
-- The access token IS the bridge's CLI token (bridge/device.py): opaque, stored hashed, naming the
+- The access token IS the bridge's CLI token (bridge/core/device.py): opaque, stored hashed, naming the
   browser session that approved it, good only while that session lives. Every portal call loads that
   session and asks the decision point (``AccessPoint.access_for``) now: a rules change, a sign-out or
   an offboarding applies at the next call.
@@ -19,7 +19,7 @@ bridge/identity_center_protocol.py). What this module keeps:
 - A refresh token that comes back after it was used (RFC 9700 §4.14.2: someone else holds a copy) ends
   every token descended from its grant (its ``family``: one device or authorization-code approval), and
   is audited (``token_reuse``: the client and the user, never a token).
-- Registered clients (bridge/identity_center_clients.py): public, bounded in number, the secret hashed,
+- Registered clients (bridge/protocols/identity_center_clients.py): public, bounded in number, the secret hashed,
   loopback redirect URIs only (any port, RFC 8252 §7.3), PKCE S256.
 - Roles are named by their role name. Two grants in one account whose roles share a name (role
   paths: ``role/a/Admin`` and ``role/b/Admin``) resolve deterministically: the role with the
@@ -41,15 +41,16 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
-from bridge import audit
-from bridge.access import AccessPoint
-from bridge.audit import Auditor
+from bridge.client.ssoconfig import role_names
 from bridge.config import Settings
-from bridge.device import DeviceError, DeviceFlow
-from bridge.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn
-from bridge.identity import Grant
-from bridge.identity_center_clients import SsoClients
-from bridge.identity_center_protocol import (
+from bridge.core.access import AccessPoint
+from bridge.core.device import DeviceError, DeviceFlow
+from bridge.core.issuing import CredentialIssuer
+from bridge.core.sessions import Sessions
+from bridge.domain.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn
+from bridge.domain.identity import Grant
+from bridge.protocols.identity_center_clients import SsoClients
+from bridge.protocols.identity_center_protocol import (
     AUTH_CODE_TTL,
     DEVICE_GRANT,
     GRANT_TYPES,
@@ -67,11 +68,10 @@ from bridge.identity_center_protocol import (
     redirect_matches,
     unauthorized,
 )
-from bridge.issuing import CredentialIssuer
-from bridge.logs import event
-from bridge.sessions import Sessions
-from bridge.ssoconfig import role_names
 from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
+from bridge.telemetry import audit
+from bridge.telemetry.audit import Auditor
+from bridge.telemetry.logs import event
 
 REUSED = ("refresh token already used: it came back after it was used, so every token of this sign-in is "
           "revoked; sign in again (`aws sso login`)")
@@ -83,7 +83,7 @@ CODE_REUSED = ("authorization code already used: it came back after it was redee
 
 def sso_role_names(grants: Sequence[Grant]) -> dict[str, dict[str, Grant]]:
     """account id → role name → the grant that name serves (module docstring: shortest role path wins,
-    then the smaller ARN; ``bridge.ssoconfig.role_names``, which `bridge explain` and `bridge configure
+    then the smaller ARN; ``bridge.client.ssoconfig.role_names``, which `bridge explain` and `bridge configure
     --sso` use too). Accounts and roles in a stable order."""
     return {account: {name: found[0] for name, found in by_name.items()}
             for account, by_name in role_names(grants, lambda g: (g.account_id, g.role_name, g.role_arn)).items()}

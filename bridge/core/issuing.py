@@ -13,7 +13,7 @@ assertion for the console). ``CredentialIssuer`` is the one place that
   ``credentials_intent`` record before the STS calls (no assumption in CloudTrail without a record).
 
 It decides nothing about *which* grants a user holds: callers pass a grant the decision point
-(``bridge.access``) gave at the moment of use.
+(``bridge.core.access``) gave at the moment of use.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from bridge import audit
-from bridge.audit import Auditor
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
 from bridge.aws.limits import CHAINED_MAX_DURATION, HUB_DURATION
 from bridge.aws.metadata import idp_metadata
@@ -32,8 +30,9 @@ from bridge.aws.token import mint_token
 from bridge.aws.upstream_check import UpstreamCheck, check_oidc, check_saml, idp_certs, upstream_sts_error
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
-from bridge.credcache import CredentialCache
-from bridge.errors import (
+from bridge.core.credcache import CredentialCache
+from bridge.core.keysource import KeySource
+from bridge.domain.errors import (
     BadRequest,
     BridgeError,
     ConfigError,
@@ -42,10 +41,11 @@ from bridge.errors import (
     StsError,
     UpstreamUnavailable,
 )
-from bridge.identity import Credentials, Grant, Hop, Identity
-from bridge.keysource import KeySource
-from bridge.logs import event
-from bridge.metrics import Metrics
+from bridge.domain.identity import Credentials, Grant, Hop, Identity
+from bridge.telemetry import audit
+from bridge.telemetry.audit import Auditor
+from bridge.telemetry.logs import event
+from bridge.telemetry.metrics import Metrics
 from bridge.upstream import Connector
 
 

@@ -5,7 +5,7 @@ Files live in one directory:
 - ``saml-<UTC stamp>.pem`` + ``saml-<UTC stamp>.crt``: a SAML signing key (0600) and its
   self-signed certificate (RSA ≥ 2048).
 - ``cache-<UTC stamp>.key``: a 256-bit AES-GCM key for the server-side credential cache and the refresh
-  tokens kept beside sessions (bridge/sealing.py) (0600).
+  tokens kept beside sessions (bridge/keys/sealing.py) (0600).
 Every key is published (JWKS, IdP metadata); the newest of each kind signs (or encrypts).
 
 Rotation (``bridge keys rotate``) adds an optional sidecar ``<key stem>.json`` with

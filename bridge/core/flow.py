@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from bridge.errors import LoginError, SamlUnsolicited
-from bridge.identity import Identity
+from bridge.domain.errors import LoginError, SamlUnsolicited
+from bridge.domain.identity import Identity
 from bridge.storage import PendingLogin, Store
 from bridge.upstream.base import Connector, IdpInitiated
 

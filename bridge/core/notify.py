@@ -1,5 +1,5 @@
 """Notifications of access requests to webhooks: a generic JSON POST, or a chat's payload (Slack-compatible
-or Teams, bridge/chat.py: user text escaped for each).
+or Teams, bridge/core/chat.py: user text escaped for each).
 
 Sent from one background thread per process, with bounded retries (``requests.webhook_attempts``,
 backoff doubling from ``webhook_backoff``), so a slow or broken receiver never delays a request:
@@ -9,7 +9,7 @@ secret is in it); a notification is not an audit record (the audit trail has its
 
 What a receiver cannot make the bridge do (SSRF): follow a redirect (a 30x is a failed delivery — the
 secret header never goes on to another host), or connect to a link-local or metadata address: the
-receiver's name is resolved at every delivery, every address checked (bridge/webhook_address.py), and
+receiver's name is resolved at every delivery, every address checked (bridge/domain/webhook_address.py), and
 the connection made to the address checked (DNS rebinding finds none to swap), with TLS verified for
 the name in the URL. Plain http only to loopback unless the webhook says ``insecure_allow_http``.
 Standard library only (http.client): no web framework, no proxy.
@@ -29,10 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.chat import PAYLOADS
 from bridge.config import RequestsSettings, WebhookSettings
-from bridge.logs import event
-from bridge.webhook_address import blocked_ip, is_loopback
+from bridge.core.chat import PAYLOADS
+from bridge.domain.webhook_address import blocked_ip, is_loopback
+from bridge.telemetry.logs import event
 
 QUEUE_SIZE = 1000
 

@@ -1,8 +1,8 @@
 """AES-256-GCM sealing with the bridge's cache keys (``cache-*.key`` in ``issuer.keys_dir``).
 
 What the bridge keeps in Redis that would let a reader act as a user is sealed: cached
-credentials (bridge/credcache.py) and, beside a session, the upstream grant (the IdP's refresh
-token) and the pass-through artifact (bridge/sessions.py). A Redis dump, replica or backup then
+credentials (bridge/core/credcache.py) and, beside a session, the upstream grant (the IdP's refresh
+token) and the pass-through artifact (bridge/core/sessions.py). A Redis dump, replica or backup then
 holds none of them in clear. The newest key seals, every key opens (keys rotate by adding one); the
 associated data names where the value is stored, so a value copied to another key does not open.
 Blob: version byte, key id (8 bytes), nonce (12), ciphertext and tag.

@@ -1,4 +1,4 @@
-"""IAM Identity Center's ``RegisterClient``, and the clients it registers (bridge/identity_center.py serves
+"""IAM Identity Center's ``RegisterClient``, and the clients it registers (bridge/protocols/identity_center.py serves
 the rest of the protocol with them).
 
 RegisterClient needs no sign-in, so what it can make the bridge keep is bounded (docs/identity-center.md):
@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from bridge.config import Settings
-from bridge.identity_center_protocol import (
+from bridge.protocols.identity_center_protocol import (
     DEFAULT_GRANT_TYPES,
     GRANT_TYPES,
     SCOPES,

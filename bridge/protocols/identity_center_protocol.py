@@ -1,6 +1,6 @@
 """IAM Identity Center's protocol pieces that hold no state: the sso-oidc and sso error shapes (as
 botocore's service models have them), checks on request bodies and redirect URIs, PKCE, and the portal's
-paging. Pure: bridge/identity_center.py serves the protocol with them; bridge/web/sso.py writes the
+paging. Pure: bridge/protocols/identity_center.py serves the protocol with them; bridge/web/sso.py writes the
 errors as REST-JSON.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.errors import BridgeError, NotSignedIn, RateLimited
+from bridge.domain.errors import BridgeError, NotSignedIn, RateLimited
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_TYPES = frozenset({DEVICE_GRANT, "authorization_code", "refresh_token"})

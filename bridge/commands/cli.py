@@ -4,7 +4,7 @@ Each command lives in a module of ``bridge.commands`` (one per area) and is impo
 or when help lists it — click's "lazily loading subcommands" pattern. So `bridge credential-process`,
 which AWS SDKs run on every credential refresh, loads click and the standard-library client, never
 the server's Flask, pydantic, boto3 or XML stack (and with credentials fresh in the cache,
-bridge.entry answers it before click is even imported). This module imports only click.
+bridge.__main__ answers it before click is even imported). This module imports only click.
 `bridge --help` lists the developer commands first and the admin commands in their own section.
 
 A new command: write it in the area's module and add its name here.

@@ -10,10 +10,10 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bridge.aws.keys import KeyRing, SamlKey, SigningKey, expiry, load_keyring
 from bridge.config import Settings
-from bridge.logs import event
-from bridge.metrics import KeyInfo
+from bridge.keys.signing import KeyRing, SamlKey, SigningKey, expiry, load_keyring
+from bridge.telemetry.logs import event
+from bridge.telemetry.metrics import KeyInfo
 
 
 class KeySource:

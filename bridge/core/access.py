@@ -8,7 +8,7 @@ rules version, ``deny: all``), ``is_admin``, ``grants_for``, ``explain``. Decisi
 nothing stale is served.
 
 Access requests (README "Access requests"): a grant the rules give *on request* is ``requestable``.
-For an identity that has any, the decision point asks ``requests`` (bridge/access_requests.py) for the
+For an identity that has any, the decision point asks ``requests`` (bridge/core/access_requests.py) for the
 approved requests of this exact account (connector, issuer, subject) that are within their window,
 at each decision — never memoised, never stored in a session — and such a request turns the rules'
 grant into a usable one (``Grant.request_id`` set; its durations end with the window). The rules
@@ -33,16 +33,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from bridge import audit, mapping
-from bridge.audit import Auditor
+from bridge import mapping
 from bridge.aws.upstream_check import UpstreamCheck
 from bridge.config import Settings, reload_mapping, rules_file_path
-from bridge.identity import Grant, Identity
-from bridge.logs import event
+from bridge.core.rulebook import RuleBook
+from bridge.domain.identity import Grant, Identity
 from bridge.mapping.paths import View
 from bridge.mapping.ruleset import RequestPolicy
-from bridge.rulebook import RuleBook
 from bridge.storage.records import AccessRequest
+from bridge.telemetry import audit
+from bridge.telemetry.audit import Auditor
+from bridge.telemetry.logs import event
 from bridge.upstream import Connector
 
 PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
@@ -85,7 +86,7 @@ class Access:
 
 
 class ActiveRequests(Protocol):
-    """What the decision point asks of the access requests (bridge/access_requests.py)."""
+    """What the decision point asks of the access requests (bridge/core/access_requests.py)."""
 
     def now(self) -> float: ...
 

@@ -1,6 +1,6 @@
 """``~/.aws/config`` for the bridge's Identity Center protocol, and how roles are named in it. Standard
 library only: `bridge configure --sso` (the light client) writes it, the portal's AWS CLI page shows
-the very same text, the Identity Center server (bridge/identity_center.py) and `bridge explain` name
+the very same text, the Identity Center server (bridge/protocols/identity_center.py) and `bridge explain` name
 roles with the same function.
 
 **Roles by name.** Identity Center names a role by its role name within an account. One role ARN
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bridge.client import profile_name
+from bridge.client.core import profile_name
 
 T = TypeVar("T")
 MARKER = "# federation-bridge: written by `bridge configure --sso`; rerunning it replaces this section"
@@ -75,7 +75,7 @@ def why_wins(winner_arn: str, loser_arn: str) -> str:
 
 
 def role_list(grants: Sequence[Any], merged: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
-    """What `bridge explain` shows of the Identity Center role list, for grants (``bridge.identity.Grant``,
+    """What `bridge explain` shows of the Identity Center role list, for grants (``bridge.domain.identity.Grant``,
     in the engine's order): per grant, the (account, role name) it is listed as, or why it is not.
     ``merged``: role ARN → the other rules whose grant of that role merged into this one."""
     merged = merged or {}

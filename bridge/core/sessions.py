@@ -3,15 +3,16 @@ re-checked with the IdP, and ends.
 
 Rules this module keeps (the security model, docs/security.md):
 - A session stores the *identity*, never a list of grants to trust later: every issuance asks the
-  rules in force (``AccessPoint.access_for``, bridge/access.py) at the moment of use. (Only ``aws_passthrough`` SAML
-  sessions keep the roles the IdP asserted: those come from the upstream assertion, not from rules.)
+  rules in force (``AccessPoint.access_for``, bridge/core/access.py) at the moment of use. (Only
+  ``aws_passthrough`` SAML sessions keep the roles the IdP asserted: those come from the upstream
+  assertion, not from rules.)
 - Everything of a session is keyed by the hash of its cookie (``bridge.storage.hash_id``): its record,
   its passthrough artifact, its upstream grant (refresh token), its CLI tokens. A CLI token names
   that hash and is good only while the session lives, so ending a session by any means (idle or
   absolute timeout, sign-out, ``bridge sessions revoke``, the IdP disabling the user) ends its
   tokens.
 - The upstream grant (refresh token) and the pass-through artifact are sealed with the cache keys
-  (bridge/sealing.py) before they reach the store, bound to their session's hash.
+  (bridge/keys/sealing.py) before they reach the store, bound to their session's hash.
 - Each session is indexed under the user's e-mail and subject, so an operator can list and
   revoke everything of a user at once (offboarding).
 - OIDC connectors with ``reverify_interval`` re-check the user with the IdP (refresh token or
@@ -31,13 +32,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bridge.config import Settings
-from bridge.credcache import CredentialCache
-from bridge.device import DeviceFlow
-from bridge.errors import NotSignedIn, UpstreamUnavailable
-from bridge.identity import Grant, Identity
-from bridge.logs import event
-from bridge.sealing import SEALED, Sealer
+from bridge.core.credcache import CredentialCache
+from bridge.core.device import DeviceFlow
+from bridge.domain.errors import NotSignedIn, UpstreamUnavailable
+from bridge.domain.identity import Grant, Identity
+from bridge.keys.sealing import SEALED, Sealer
 from bridge.storage import PassthroughInfo, SessionRecord, Store, hash_id
+from bridge.telemetry.logs import event
 from bridge.upstream import Connector
 from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked
 
@@ -85,7 +86,7 @@ class Sessions:
         self.cache = cache
         self.clock = clock
         # None only without any cache key (credential_cache disabled): then kept as they are, and
-        # warned at startup (bridge/services.py).
+        # warned at startup (bridge/web/services.py).
         self.sealer = sealer
 
     # -- what is kept beside a session, sealed -------------------------------------------------

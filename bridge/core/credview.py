@@ -26,7 +26,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bridge.identity import Credentials
+from bridge.domain.identity import Credentials
 from bridge.storage import Store, hash_id
 
 GRACE = 3600  # seconds an expired view stays (it shows no secrets, only what it was and Refresh)

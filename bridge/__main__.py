@@ -1,6 +1,6 @@
 """The ``bridge`` console script (pyproject.toml ``[project.scripts]``).
 
-Everything goes to the lazy click group of ``bridge.cli`` — except the one hot call: AWS SDKs run
+Everything goes to the lazy click group of ``bridge.commands.cli`` — except the one hot call: AWS SDKs run
 ``bridge credential-process --url U --role R [--duration N] [--recheck S]`` on every credential
 refresh, and nearly always the local cache still holds fresh credentials (that the bridge said, within
 the recheck bound, the login still holds). That case is recognised here with a
@@ -43,9 +43,9 @@ def _credential_process_from_cache(args: list[str]) -> bool:
     opts = _hot_args(args)
     if opts is None:
         return False
-    import json  # loaded by bridge.client anyway
+    import json  # loaded by bridge.client.core anyway
 
-    from bridge import client
+    from bridge.client import core as client
 
     try:
         url = client.resolve_url(opts.get("--url"))
@@ -65,7 +65,7 @@ def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["credential-process"] and _credential_process_from_cache(args[1:]):
         return
-    from bridge.cli import main as cli
+    from bridge.commands.cli import main as cli
 
     cli()
 
