@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -467,3 +468,84 @@ def test_storage_records_are_frozen_dataclasses_with_json() -> None:
         names = {n.name for n in r.body if isinstance(n, ast.FunctionDef)}
         if r.name != "DeviceApproval":  # nested inside DeviceCode's JSON
             assert {"to_json", "from_json"} <= names, f"{r.name} lacks to_json/from_json"
+
+
+# --------------------------------------------------------------------------- packages and their layers
+
+# Lowest first; a package imports only from lower layers (and itself). The table in docs/development.md
+# ("Layout") says what each owns; this list is the rule.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("client", "domain"),  # leaves: the laptop client (stdlib + click) and the shared value types
+    ("telemetry",),
+    ("keys",),
+    ("aws",),
+    ("mapping",),
+    ("upstream",),
+    ("config",),
+    ("storage",),
+    ("core",),
+    ("protocols",),
+    ("web",),
+    ("runtime",),
+    ("commands",),
+    ("__main__",),
+)
+RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
+# click, and CPython's own C sha256 (imported directly: hashlib costs credential-process start-up time)
+CLIENT_MAY_IMPORT = ("click", "_sha2")
+
+
+def package_of(module: str) -> str:
+    return module.split(".")[1]
+
+
+def upward_imports(module: str) -> list[str]:
+    """``module``'s imports of bridge packages at its own layer or above (its own package excepted)."""
+    own = package_of(module)
+    return sorted(n for n in DIRECT[module] if n.startswith("bridge.") and package_of(n) != own
+                  and RANK[package_of(n)] >= RANK[own])
+
+
+PACKAGED = sorted(m for m in SOURCES if m.count(".") >= 1)
+
+
+def test_only_the_package_itself_and_the_console_script_sit_at_the_root() -> None:
+    root = sorted(p.name for p in BRIDGE.glob("*.py"))
+    assert root == ["__init__.py", "__main__.py"]
+    assert set(RANK) == {p.name for p in BRIDGE.iterdir() if (p / "__init__.py").exists()} | {"__main__"}
+
+
+# Arrows still running up, each with the step that ends it (strict: the test fails once it is gone).
+KNOWN_UPWARD = {"bridge.upstream.base": "the pending-login record moves below storage (issue 24 step 1)"}
+
+
+@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD[m]))
+                                    if m in KNOWN_UPWARD else m for m in PACKAGED])
+def test_imports_go_down_the_layers_only(module: str) -> None:
+    assert upward_imports(module) == [], f"{module} imports from its own layer or above"
+
+
+def test_the_layer_rule_can_fail() -> None:
+    assert upward_imports("bridge.runtime.app") == [] and "bridge.web" in {
+        ".".join(n.split(".")[:2]) for n in DIRECT["bridge.runtime.app"]}
+    assert RANK["web"] > RANK["core"] > RANK["mapping"]
+
+
+CLIENT_MODULES = sorted(m for m in SOURCES if m == "bridge.client" or m.startswith("bridge.client."))
+
+
+@pytest.mark.parametrize("module", CLIENT_MODULES)
+def test_the_laptop_client_imports_only_the_standard_library_and_click(module: str) -> None:
+    foreign = sorted(n for n in DIRECT[module] if n.split(".")[0] not in sys.stdlib_module_names
+                     and not _is(n, ("bridge.client", *CLIENT_MAY_IMPORT)))
+    assert foreign == []
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD["bridge.upstream.base"])
+def test_the_package_graph_has_no_cycle() -> None:
+    graph: dict[str, set[str]] = {}
+    for m in PACKAGED:
+        graph.setdefault(package_of(m), set()).update(
+            package_of(n) for n in DIRECT[m] if n.startswith("bridge.") and n.count(".") >= 1
+            and package_of(n) != package_of(m))
+    assert find_cycle(graph) is None
