@@ -20,7 +20,7 @@ from bridge.web.services import Services, build_services
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # bridge/, where the wheel keeps _templates, _static
 # Set by gunicorn's master (deploy/gunicorn.conf.py) once it logged the startup warnings: its workers,
 # each building its own app, do not log them again (4 workers: 4 copies of every warning).
 STARTUP_WARNINGS_LOGGED = "BRIDGE_STARTUP_WARNINGS_LOGGED"
