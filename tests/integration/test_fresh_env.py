@@ -19,6 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
+FRESH_TESTS = ("tests/unit/test_architecture.py", "tests/unit/test_cli_lazy.py", "tests/unit/test_lock.py",
+               "tests/unit/test_rules_cases.py", "tests/unit/test_startup_checks.py")
 
 
 def _project_files() -> list[str]:
@@ -61,10 +63,12 @@ def test_an_empty_folder_builds_exactly_the_lock_and_passes_the_unit_tests(tmp_p
         assert installed[core] in locked[core]
 
     (tree / ".demo").mkdir(exist_ok=True)
-    run = subprocess.run([str(tree / ".venv/bin/python"), "-m", "pytest", "tests/unit", "-q", "-p", "no:randomly",
+    # Not the whole unit suite again (the suite itself runs it): the tests that import every module of the
+    # package (architecture), run the CLI as a user does, and load the shipped config with its rules.
+    run = subprocess.run([str(tree / ".venv/bin/python"), "-m", "pytest", *FRESH_TESTS, "-q", "-p", "no:randomly",
                           "-p", "no:cacheprovider"], cwd=tree, env=env, capture_output=True, text=True, timeout=900)
     tail = run.stdout[-3000:] + run.stderr[-2000:]
     assert run.returncode == 0, tail
     m = re.search(r"(\d+) passed", run.stdout)
-    assert m and int(m[1]) > 500, tail
+    assert m and int(m[1]) > 300, tail
     assert " failed" not in run.stdout.splitlines()[-1], tail
