@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
+import functools
 import re
 import sys
 import types
@@ -390,6 +392,7 @@ def _fstring_pattern(node: ast.JoinedStr) -> str:
     return "".join(parts)
 
 
+@functools.cache
 def _bridge_sources() -> list[tuple[str, ast.Module]]:
     return [(str(p.relative_to(ROOT)), ast.parse(p.read_text(encoding="utf-8")))
             for p in sorted(BRIDGE.rglob("*.py")) if "__pycache__" not in p.parts]
@@ -437,6 +440,13 @@ def family(classes: dict[str, ErrorClass], name: str) -> str:
 
 
 def scan_codes() -> dict[str, CodeUse]:
+    """A copy of ``_scan_codes()``: the page, its checks and the tests each ask, and one scan of every
+    source file is seconds."""
+    return copy.deepcopy(_scan_codes())
+
+
+@functools.cache
+def _scan_codes() -> dict[str, CodeUse]:
     """Every error code in bridge/: class ``code`` attributes of the error tree, literal and f-string
     ``code=`` arguments of its constructors (``sts_{code}`` stands for ``sts_<code>`` and, for the AWS
     codes the STS adapter maps, ``sts_<AWS code>``), and the reasons a role is withheld (``Withheld(arn,
