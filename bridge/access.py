@@ -44,6 +44,7 @@ from bridge.mapping.ruleset import RequestPolicy
 from bridge.rulebook import RuleBook
 from bridge.storage.records import AccessRequest
 from bridge.upstream import Connector
+from bridge.upstream.base import NO_POLICY, ConnectorPolicy
 
 PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
 RULE_CHANGED = "its rule changed: the rules no longer give this role on request"  # an access request's end
@@ -153,9 +154,11 @@ class AccessPoint:
     def passes_through(self, connector_id: str) -> bool:
         """Whether identities of ``connector_id`` bring an artifact ``path: passthrough`` grants can
         redeem (an OIDC connector with ``aws_passthrough``); other identities are never offered them."""
+        return self._policy(connector_id).passthrough_token
+
+    def _policy(self, connector_id: str) -> ConnectorPolicy:
         connector = self.connectors.get(connector_id)
-        return (connector is not None and connector.type == "oidc"
-                and bool(getattr(getattr(connector, "cfg", None), "aws_passthrough", False)))
+        return NO_POLICY if connector is None else connector.policy
 
     def _passthrough_access(self, identity: Identity, log: bool, ctx: audit.Context | None,
                             check: UpstreamCheck | None) -> Access:
@@ -222,8 +225,7 @@ class AccessPoint:
     def _rules_access(self, identity: Identity, *, log: bool, ctx: audit.Context | None,
                       check: UpstreamCheck | None) -> Access:
         """What the rules alone give (memoised per rules version and identity)."""
-        connector = self.connectors.get(identity.connector_id)
-        if identity.passthrough and connector is not None and connector.type == "saml":
+        if identity.passthrough and self._policy(identity.connector_id).idp_roles:
             return self._passthrough_access(identity, log, ctx, check)
         rules = self.rules.mapping
         version = str(rules.compiled.version)

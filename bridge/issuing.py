@@ -29,7 +29,7 @@ from bridge.aws.limits import CHAINED_MAX_DURATION, HUB_DURATION
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
-from bridge.aws.upstream_check import UpstreamCheck, check_oidc, check_saml, idp_certs, upstream_sts_error
+from bridge.aws.upstream_check import UpstreamCheck, check_oidc, check_saml, pem, upstream_sts_error
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
 from bridge.credcache import CredentialCache
@@ -40,13 +40,13 @@ from bridge.errors import (
     MfaRequired,
     PassthroughExpired,
     StsError,
-    UpstreamUnavailable,
 )
 from bridge.identity import Credentials, Grant, Hop, Identity
 from bridge.keysource import KeySource
 from bridge.logs import event
 from bridge.metrics import Metrics
 from bridge.upstream import Connector
+from bridge.upstream.base import Passthrough, SamlTrust
 
 
 def first_call(grant: Grant) -> Grant:
@@ -260,21 +260,16 @@ class CredentialIssuer:
         """AWS's rules on an aws_passthrough sign-in's artifact, judged at sign-in (docs/aws-rules.md §1.10
         against the IdP metadata the connector trusts; §2.2–§2.4 for an ID token)."""
         connector = self.connectors.get(identity.connector_id)
-        if not identity.passthrough or connector is None:
+        if not identity.passthrough or not isinstance(connector, Passthrough):
             return None
         now = int(self.clock())
-        if connector.type == "saml":
-            idp = connector.idp_settings()  # type: ignore[attr-defined]
-            cfg = connector.cfg  # type: ignore[attr-defined]
-            return check_saml(identity.passthrough, entity_id=str(idp.get("entityId") or ""), certs_pem=idp_certs(idp),
+        trust = connector.passthrough_trust()
+        if isinstance(trust, SamlTrust):
+            return check_saml(identity.passthrough, entity_id=trust.entity_id, certs_pem=tuple(map(pem, trust.certs)),
                               partition=self.settings.aws.partition, now=now,
-                              encryption_allowed=bool(cfg.want_assertions_encrypted))
-        try:
-            jwks_uri = connector.metadata().get("jwks_uri")  # type: ignore[attr-defined]  # cached discovery
-        except UpstreamUnavailable:
-            jwks_uri = None
-        return check_oidc(identity.passthrough, issuer=identity.issuer,
-                          client_id=connector.cfg.client_id, jwks_uri=jwks_uri, now=now)  # type: ignore[attr-defined]
+                              encryption_allowed=trust.encryption_allowed)
+        return check_oidc(identity.passthrough, issuer=identity.issuer, client_id=trust.client_id,
+                          jwks_uri=trust.jwks_uri, now=now)
 
     def passthrough_record(self, identity: Identity,
                            check: UpstreamCheck | None = None) -> tuple[dict[str, str], int] | None:

@@ -43,7 +43,7 @@ from bridge.sessions import Sessions
 from bridge.storage import Store
 from bridge.storage.redis import RedisStore, redis_client
 from bridge.upstream import Connector
-from bridge.upstream.build import build_connector
+from bridge.upstream.base_settings import ConnectorEnv
 
 # Re-exported: callers that imported these from here before the split (bridge.cli, tests).
 __all__ = ["PASSTHROUGH_VERSION", "Access", "KeySource", "Services", "build_auditor", "build_services",
@@ -110,9 +110,8 @@ def build_services(settings: Settings) -> Services:
         raise ConfigError([f"redis: cannot reach the cluster at {settings.redis.url} ({type(e).__name__})"]) from None
     store = RedisStore(client, settings.redis.key_prefix, on_error=metrics.redis_error)
     metrics.watch(sso_clients=store.sso_client_count)
-    connectors = {c.id: build_connector(c, base_url=settings.base_url, resolve=settings.resolve,
-                                        replay_guard=store.remember_once, on_stale=metrics.stale)
-                  for c in settings.enabled_connectors}
+    env = ConnectorEnv(settings.base_url, settings.resolve, replay_guard=store.remember_once, on_stale=metrics.stale)
+    connectors = {c.id: c.open(env) for c in settings.enabled_connectors}
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
                      on_call=metrics.sts_call, max_concurrency=settings.aws.sts_max_concurrency,

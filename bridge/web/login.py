@@ -15,7 +15,7 @@ from bridge.access import PASSTHROUGH_VERSION
 from bridge.errors import BridgeError, IdpDenied, NotSignedIn, StoreUnavailable
 from bridge.flow import safe_return_to
 from bridge.logs import correlation_id, event
-from bridge.upstream.base import Connector
+from bridge.upstream.base import Connector, SignsOut
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
 from bridge.web.common import (
@@ -179,10 +179,9 @@ def signed_out() -> ResponseReturnValue:
     svc = services()
     connector = svc.connectors.get(request.args.get("connector", ""))
     upstream = None
-    logout_url = getattr(connector, "logout_url", None)
-    if connector is not None and callable(logout_url):
+    if isinstance(connector, SignsOut):
         try:
-            upstream = logout_url(f"{svc.settings.base_url}/")
+            upstream = connector.logout_url(f"{svc.settings.base_url}/")
         except BridgeError as e:  # discovery down: just do not offer it
             event("upstream_logout_unavailable", connector=connector.id, error=e.code)
     return render_template("signed_out.html", console_logout=svc.console.logout_url(), upstream=upstream,
