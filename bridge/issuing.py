@@ -29,7 +29,7 @@ from bridge.aws.limits import CHAINED_MAX_DURATION, HUB_DURATION
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
-from bridge.aws.upstream_check import UpstreamCheck, check_oidc, check_saml, pem, upstream_sts_error
+from bridge.aws.upstream_check import upstream_sts_error
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
 from bridge.credcache import CredentialCache
@@ -45,8 +45,6 @@ from bridge.identity import Credentials, Grant, Hop, Identity
 from bridge.keysource import KeySource
 from bridge.logs import event
 from bridge.metrics import Metrics
-from bridge.upstream import Connector
-from bridge.upstream.base import Passthrough, SamlTrust
 
 
 def first_call(grant: Grant) -> Grant:
@@ -92,13 +90,12 @@ def saml_issuer_for(settings: Settings) -> SamlIssuer:
 
 
 class CredentialIssuer:
-    def __init__(self, settings: Settings, keys: KeySource, sts: StsGateway, connectors: Mapping[str, Connector],
+    def __init__(self, settings: Settings, keys: KeySource, sts: StsGateway,
                  *, cache: CredentialCache | None, metrics: Metrics, auditor: Auditor,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.keys = keys
         self.sts = sts
-        self.connectors = connectors
         self.cache = cache
         self.metrics = metrics
         self.auditor = auditor
@@ -255,31 +252,6 @@ class CredentialIssuer:
                                                           token=passthrough["value"], duration=duration)
         except StsError as e:
             raise upstream_sts_error(e, passthrough["kind"]) from None
-
-    def passthrough_check(self, identity: Identity) -> UpstreamCheck | None:
-        """AWS's rules on an aws_passthrough sign-in's artifact, judged at sign-in (docs/aws-rules.md §1.10
-        against the IdP metadata the connector trusts; §2.2–§2.4 for an ID token)."""
-        connector = self.connectors.get(identity.connector_id)
-        if not identity.passthrough or not isinstance(connector, Passthrough):
-            return None
-        now = int(self.clock())
-        trust = connector.passthrough_trust()
-        if isinstance(trust, SamlTrust):
-            return check_saml(identity.passthrough, entity_id=trust.entity_id, certs_pem=tuple(map(pem, trust.certs)),
-                              partition=self.settings.aws.partition, now=now,
-                              encryption_allowed=trust.encryption_allowed)
-        return check_oidc(identity.passthrough, issuer=identity.issuer, client_id=trust.client_id,
-                          jwks_uri=trust.jwks_uri, now=now)
-
-    def passthrough_record(self, identity: Identity,
-                           check: UpstreamCheck | None = None) -> tuple[dict[str, str], int] | None:
-        """What to keep of an aws_passthrough login, and for how long: until AWS would no longer take it
-        (SAML: 5 minutes from the assertion's IssueInstant, not from sign-in; OIDC: the token's exp, ≤ 1 h)."""
-        check = check or self.passthrough_check(identity)
-        if check is None or not identity.passthrough:
-            return None
-        ttl = min(3600, check.until - int(self.clock()) + 1)
-        return {"kind": check.kind, "value": identity.passthrough}, max(1, ttl)
 
     def saml_issuer(self) -> SamlIssuer:
         return saml_issuer_for(self.settings)

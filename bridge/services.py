@@ -11,6 +11,7 @@
 - ``identity_center`` (bridge/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
 - ``requests`` (bridge/access_requests.py) just-in-time access requests (the decision point asks it)
 - ``flow``     (bridge/flow.py)           pending sign-ins with the upstream IdPs
+- ``signin``   (bridge/core/signin.py)    a callback → audited decision and a new session: the sign-in sequence
 - ``store``    (bridge/storage)           the state, behind one interface
 """
 
@@ -21,13 +22,14 @@ import time
 from dataclasses import dataclass
 
 from bridge import audit
-from bridge.access import PASSTHROUGH_VERSION, Access, AccessPoint, rule_book
+from bridge.access import PASSTHROUGH_VERSION, AccessPoint, Decision, rule_book
 from bridge.access_requests import AccessRequests
 from bridge.audit import Auditor
 from bridge.aws.keys import KeyRing
 from bridge.aws.sts import StsGateway
 from bridge.config import Settings
 from bridge.console_signin import ConsoleSignin
+from bridge.core.signin import SignIn
 from bridge.credcache import CredentialCache
 from bridge.device import DeviceFlow
 from bridge.errors import ConfigError
@@ -46,7 +48,7 @@ from bridge.upstream import Connector
 from bridge.upstream.base_settings import ConnectorEnv
 
 # Re-exported: callers that imported these from here before the split (bridge.cli, tests).
-__all__ = ["PASSTHROUGH_VERSION", "Access", "KeySource", "Services", "build_auditor", "build_services",
+__all__ = ["PASSTHROUGH_VERSION", "Decision", "KeySource", "Services", "build_auditor", "build_services",
            "load_keys", "rule_book", "saml_issuer_for"]
 
 
@@ -64,6 +66,7 @@ class Services:
     issuer: CredentialIssuer
     console: ConsoleSignin
     sessions: Sessions
+    signin: SignIn
     device: DeviceFlow | None = None
     cache: CredentialCache | None = None
     identity_center: IdentityCenter | None = None
@@ -128,15 +131,18 @@ def build_services(settings: Settings) -> Services:
         keys.on_reload = lambda ring: sealer.use_keys(ring.cache)  # a cache key added while running
     auditor = build_auditor(settings, store, metrics)
     device = DeviceFlow(store, settings.cli)
-    issuer = CredentialIssuer(settings, keys, sts, connectors, cache=cache, metrics=metrics, auditor=auditor)
+    issuer = CredentialIssuer(settings, keys, sts, cache=cache, metrics=metrics, auditor=auditor)
     access = AccessPoint(settings, rules, connectors, auditor)
     requests = AccessRequests(settings, store, access, auditor)
     access.requests = requests  # the decision point asks for active approved requests at each decision
     sessions = Sessions(store, settings, connectors, device, cache, sealer=sealer)
+    flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
+    signin = SignIn(flow, connectors, access, sessions, store, auditor, metrics, partition=settings.aws.partition,
+                    audit_in_store=settings.audit.sink == "redis")
     return Services(
         settings=settings, store=store, connectors=connectors, keys=keys, rules=rules, metrics=metrics,
         auditor=auditor, cache=cache, device=device, issuer=issuer,
-        flow=LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl),
-        access=access, console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
+        flow=flow, signin=signin, access=access,
+        console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
         identity_center=IdentityCenter(settings, store, device, sessions, access, issuer, auditor=auditor,
                                        on_register=metrics.sso_registered), requests=requests)

@@ -3,7 +3,7 @@ re-checked with the IdP, and ends.
 
 Rules this module keeps (the security model, docs/security.md):
 - A session stores the *identity*, never a list of grants to trust later: every issuance asks the
-  rules in force (``AccessPoint.access_for``, bridge/access.py) at the moment of use. (Only ``aws_passthrough`` SAML
+  rules in force (``AccessPoint.decide``, bridge/access.py) at the moment of use. (Only ``aws_passthrough`` SAML
   sessions keep the roles the IdP asserted: those come from the upstream assertion, not from rules.)
 - Everything of a session is keyed by the hash of its cookie (``bridge.storage.hash_id``): its record,
   its passthrough artifact, its upstream grant (refresh token), its CLI tokens. A CLI token names
