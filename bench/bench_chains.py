@@ -78,7 +78,7 @@ def main() -> int:
         ring, problems = load_keyring(tmp / "keys")
         assert ring is not None, problems
         keys = KeySource(tmp / "keys", ring, interval=3600, clock=time.time)
-        issuer = CredentialIssuer(s, keys, sts, {}, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
+        issuer = CredentialIssuer(s, keys, sts, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
                                   auditor=Auditor(FileSink(tmp / "audit.jsonl"), fail_closed=True))
         alice = Identity(connector_id="dev", subject="alice-0001", issuer="dev", email="alice@example.com",
                          groups=("dev",), claims={"department": "Platform"})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,14 +84,6 @@ def pem(cert: str) -> bytes:
         return cert.encode()
     body = "".join(cert.split())
     return b"-----BEGIN CERTIFICATE-----\n" + body.encode() + b"\n-----END CERTIFICATE-----\n"
-
-
-def idp_certs(idp: Mapping[str, Any]) -> tuple[bytes, ...]:
-    """The signing certificates of python3-saml IdP settings (``x509cert`` / ``x509certMulti``)."""
-    certs = list((idp.get("x509certMulti") or {}).get("signing") or [])
-    if idp.get("x509cert"):
-        certs.append(idp["x509cert"])
-    return tuple(pem(c) for c in certs)
 
 
 def token_claims(id_token: str) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def _issued(svc: Any, user: str) -> tuple[list[str], list[str], list[str]]:
     names: set[str] = set()
     roles: dict[str, None] = {}
     for _, rec in svc.sessions.of_user(user):
-        access = svc.access.access_for(rec.identity, log=False)
+        access = svc.access.decide(rec.identity)
         for g in [*access.grants, *access.locked]:
             roles.setdefault(g.role_arn)
             if g.source_identity:

@@ -1,11 +1,12 @@
-"""THE decision point: ``AccessPoint.access_for(identity)`` says what the rules in force give an
+"""THE decision point: ``AccessPoint.decide(identity)`` says what the rules in force give an
 identity now. Every issuance (portal, credentials, console, API, device approval, admin rights)
 asks here at the moment of use; sessions and CLI tokens keep the identity, never grants.
 
-Seam: ``access_for`` → ``Access`` (usable grants, MFA-locked grants, grants given on request,
-rules version, ``deny: all``), ``is_admin``, ``grants_for``, ``explain``. Decisions are memoised per
-(rules version, identity), bounded by the grants they hold; a rules reload changes the version, so
-nothing stale is served.
+Seam: ``decide`` → ``Decision`` (usable grants, MFA-locked grants, grants given on request,
+rules version, ``deny: all``, and what each rule did), ``record`` (at sign-in: the decision's log
+lines and audit records), ``is_admin``, ``explain``. Deciding writes nothing down: decisions are
+memoised per (rules version, identity), bounded by the grants they hold; a rules reload changes the
+version, so nothing stale is served.
 
 Access requests (README "Access requests"): a grant the rules give *on request* is ``requestable``.
 For an identity that has any, the decision point asks ``requests`` (bridge/core/access_requests.py) for the
@@ -17,7 +18,7 @@ still decide: a request whose rule no longer offers its role on request, or no l
 nothing and is ended —
 at the next decision that finds it, and for every live request after each rules reload (and under rules
 a process has not checked the requests against yet), so an approval never returns with its rule.
-No I/O here beyond the rules book, that lookup and the audit records asked for with ``ctx``.
+No I/O here beyond the rules book, that lookup and the audit records ``record`` writes.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
 from bridge.upstream import Connector
+from bridge.upstream.base import NO_POLICY, ConnectorPolicy
 
 PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the IdP, not from rules
 RULE_CHANGED = "its rule changed: the rules no longer give this role on request"  # an access request's end
@@ -70,9 +72,11 @@ ACCESS_MEMO_GRANTS = 50_000
 
 
 @dataclass(frozen=True)
-class Access:
-    """What the rules in force (``version``) give one identity: usable grants, MFA-locked ones, and
-    whether a ``deny: all`` rule matched it (such an identity is no admin, whatever its groups)."""
+class Decision:
+    """What the rules in force (``version``) give ``identity``: usable grants, MFA-locked ones, and
+    whether a ``deny: all`` rule matched it (such an identity is no admin, whatever its groups).
+    ``results`` (what each matched rule gave or withheld, and its notes) and ``problems`` (why AWS
+    would refuse a pass-through artifact) are what ``AccessPoint.record`` writes down."""
 
     grants: list[Grant]
     locked: list[Grant]
@@ -83,6 +87,9 @@ class Access:
     # (rule, role ARN) → policy the matching rules give on request (requestable, MFA-locked, or masked by an
     # outright grant): an access request lives only while its rule is in here for its role and allows it.
     on_request: Mapping[tuple[str, str], RequestPolicy] = field(default_factory=dict)
+    identity: Identity = field(kw_only=True)
+    results: tuple[mapping.RuleResult, ...] = ()
+    problems: tuple[str, ...] = ()
 
 
 class ActiveRequests(Protocol):
@@ -129,9 +136,9 @@ class AccessPoint:
         self.rules = rules
         self.connectors = connectors
         self.auditor = auditor
-        # (rules version, identity) → Access: the decision is a pure function of both, so re-deciding
+        # (rules version, identity) → Decision: the decision is a pure function of both, so re-deciding
         # on every request costs a dict lookup while the rules and the identity stay the same.
-        self._memo: OrderedDict[tuple[str, str], Access] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, str], Decision] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._memo_grants = 0
         self._memo_version = ""
@@ -154,12 +161,13 @@ class AccessPoint:
     def passes_through(self, connector_id: str) -> bool:
         """Whether identities of ``connector_id`` bring an artifact ``path: passthrough`` grants can
         redeem (an OIDC connector with ``aws_passthrough``); other identities are never offered them."""
-        connector = self.connectors.get(connector_id)
-        return (connector is not None and connector.type == "oidc"
-                and bool(getattr(getattr(connector, "cfg", None), "aws_passthrough", False)))
+        return self._policy(connector_id).passthrough_token
 
-    def _passthrough_access(self, identity: Identity, log: bool, ctx: audit.Context | None,
-                            check: UpstreamCheck | None) -> Access:
+    def _policy(self, connector_id: str) -> ConnectorPolicy:
+        connector = self.connectors.get(connector_id)
+        return NO_POLICY if connector is None else connector.policy
+
+    def _passthrough_decision(self, identity: Identity, check: UpstreamCheck | None) -> Decision:
         """aws_passthrough SAML: exactly the roles the IdP asserted that AWS would take, whatever the
         rules say (no reload changes them); with ``check`` (at sign-in) an assertion AWS would refuse
         offers none, each withheld saying what to fix at the IdP."""
@@ -168,30 +176,36 @@ class AccessPoint:
             why = check.reasons()
             withheld += [mapping.Withheld(g.role_arn, why[0][0], " ".join(r for _, r in why)) for g in grants]
             grants = []
-        if withheld and log:
-            event("passthrough_withheld", logging.WARNING, connector=identity.connector_id,
-                  withheld=[{"role_arn": w.role_arn, "code": w.code} for w in withheld][:20],
-                  problems=[str(p)[:300] for p in (check.problems if check else ())][:20])
-        if ctx is not None:
-            for g in grants:
+        return Decision(grants, [], PASSTHROUGH_VERSION, withheld=tuple(withheld), identity=identity,
+                        problems=tuple(str(p)[:300] for p in (check.problems if check else ())))
+
+    def decide(self, identity: Identity, check: UpstreamCheck | None = None) -> Decision:
+        """THE decision point: what the rules in force give ``identity`` now, with the grants its
+        approved access requests activate now (``check``: what AWS says of an aws_passthrough SAML
+        sign-in's assertion, at sign-in). Logs and audits nothing: that is ``record``."""
+        return self._with_requests(identity, self._rules_decision(identity, check))
+
+    def record(self, decision: Decision, ctx: audit.Context) -> None:
+        """Write ``decision`` down (at sign-in): a log line for what was sanitized, merged or withheld
+        (rule names and reasons, never claim sets), and an audit record for every grant decision:
+        granted or withheld, which rule, why."""
+        identity = decision.identity
+        if decision.version == PASSTHROUGH_VERSION:
+            if decision.withheld:
+                event("passthrough_withheld", logging.WARNING, connector=identity.connector_id,
+                      withheld=[{"role_arn": w.role_arn, "code": w.code} for w in decision.withheld][:20],
+                      problems=list(decision.problems[:20]))
+            for g in decision.grants:
                 self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
                                     **audit.grant_fields(g))
-            for w in withheld:
+            for w in decision.withheld:
                 self.auditor.record("grant_decision", ctx, outcome="withheld", who=audit.who(identity),
                                     rule="aws_passthrough", role_arn=w.role_arn, code=w.code, reason=w.reason)
-        return Access(grants, [], PASSTHROUGH_VERSION, withheld=tuple(withheld))
+            return
+        self._log_notes(decision.results)
+        self._audit_decision(decision.results, identity, ctx, decision.version)
 
-    def access_for(self, identity: Identity, *, log: bool = True, ctx: audit.Context | None = None,
-                   check: UpstreamCheck | None = None) -> Access:
-        """THE decision point: what the rules in force give ``identity`` now, with the grants its
-        approved access requests activate now.
-
-        Logs what was sanitized, merged or withheld (rule names and reasons, never claim sets) unless
-        ``log`` is off (the per-request path). With ``ctx`` (at sign-in), every decision is an audit
-        record: granted or withheld, which rule, why."""
-        return self._with_requests(identity, self._rules_access(identity, log=log, ctx=ctx, check=check))
-
-    def _with_requests(self, identity: Identity, access: Access) -> Access:
+    def _with_requests(self, identity: Identity, access: Decision) -> Decision:
         """``access`` with the on-request grants that an approved request of this exact account activates
         now. Asked only of identities the rules offer something on request (the lookup costs a store read)."""
         if not access.requestable or self.requests is None:
@@ -220,35 +234,31 @@ class AccessPoint:
             return access
         return replace(access, grants=[*access.grants, *promoted], requestable=tuple(offered.values()))
 
-    def _rules_access(self, identity: Identity, *, log: bool, ctx: audit.Context | None,
-                      check: UpstreamCheck | None) -> Access:
+    def _rules_decision(self, identity: Identity, check: UpstreamCheck | None = None) -> Decision:
         """What the rules alone give (memoised per rules version and identity)."""
-        connector = self.connectors.get(identity.connector_id)
-        if identity.passthrough and connector is not None and connector.type == "saml":
-            return self._passthrough_access(identity, log, ctx, check)
+        if identity.passthrough and self._policy(identity.connector_id).idp_roles:
+            return self._passthrough_decision(identity, check)
         rules = self.rules.mapping
         version = str(rules.compiled.version)
         self._sweep_if_new(version)
         digest = hashlib.sha256(json.dumps(identity.to_json(), sort_keys=True, default=str).encode()).hexdigest()
         memo_key = (version, digest)
-        if not log and ctx is None and (hit := self._memo_get(memo_key)) is not None:
+        if (hit := self._memo_get(memo_key)) is not None:
             return hit
         decision = mapping.decide(rules, identity, self._defaults(identity))
-        if log:
-            self._log_notes(decision)
-        if ctx is not None:
-            self._audit_decision(decision, identity, ctx, version)
         deny_all = {r.name for r in rules.rules if r.deny is not None and r.deny.all}
         denied_all = any(r.matched and r.kind == "deny" and r.rule in deny_all for r in decision.results)
-        access = Access(decision.grants, decision.locked, version, denied_all, requestable=tuple(decision.requestable),
-                        on_request=decision.on_request)
-        self._memo_put(memo_key, access)
-        return access
+        # The memo keeps the identity without its secrets (the upstream grant, the pass-through artifact).
+        decided = Decision(decision.grants, decision.locked, version, denied_all,
+                           requestable=tuple(decision.requestable), on_request=decision.on_request,
+                           identity=replace(identity, upstream=None, passthrough=None), results=tuple(decision.results))
+        self._memo_put(memo_key, decided)
+        return decided
 
     def outlived(self, req: AccessRequest) -> str | None:
         """Why the rules in force no longer back ``req`` (its rule giving its role on request to its requester, as
         the request recorded them, and allowing it as it stands), or None when they do."""
-        offers = self._rules_access(req.requester, log=False, ctx=None, check=None).on_request
+        offers = self._rules_decision(req.requester).on_request
         return outlived(req, offers.get((req.rule, req.role_arn)))
 
     def _sweep_if_new(self, version: str) -> None:
@@ -266,7 +276,7 @@ class AccessPoint:
         finally:
             self._sweep_lock.release()
 
-    def _memo_get(self, key: tuple[str, str]) -> Access | None:
+    def _memo_get(self, key: tuple[str, str]) -> Decision | None:
         with self._memo_lock:
             if self._memo_version != key[0]:  # decisions under older rules are never asked for again
                 self._memo.clear()
@@ -277,9 +287,9 @@ class AccessPoint:
                 self._memo.move_to_end(key)
             return hit
 
-    def _memo_put(self, key: tuple[str, str], access: Access) -> None:
+    def _memo_put(self, key: tuple[str, str], access: Decision) -> None:
         """Keep ``access``, bounded by the grants the memo holds (a portal user may hold thousands)."""
-        def size(a: Access) -> int:
+        def size(a: Decision) -> int:
             return len(a.grants) + len(a.locked) + len(a.requestable) + 1
 
         with self._memo_lock:
@@ -292,18 +302,18 @@ class AccessPoint:
                 self._memo_grants -= size(old)
 
     @staticmethod
-    def _log_notes(decision: mapping.Decision) -> None:
+    def _log_notes(results: Sequence[mapping.RuleResult]) -> None:
         """What was sanitized, merged or withheld: rule names and reasons, never claim sets."""
-        for r in decision.results:
+        for r in results:
             if r.notes or r.withheld:
                 event("mapping_notes", logging.INFO, rule=r.rule, granted=len(r.grants),
                       withheld=[{"role_arn": w.role_arn, "code": w.code, "reason": w.reason} for w in r.withheld],
                       notes=list(r.notes[:20]))
 
-    def _audit_decision(self, decision: mapping.Decision, identity: Identity, ctx: audit.Context,
+    def _audit_decision(self, results: Sequence[mapping.RuleResult], identity: Identity, ctx: audit.Context,
                         version: str) -> None:
         """At sign-in every decision is an audit record: granted or withheld, which rule, why."""
-        for r in decision.results:
+        for r in results:
             for g in r.grants:
                 self.auditor.record("grant_decision", ctx, outcome="granted", who=audit.who(identity),
                                     rules_version=version, notes=list(r.notes[:20]), **audit.grant_fields(g))
@@ -315,7 +325,7 @@ class AccessPoint:
     def request_policy(self, identity: Identity, role_arn: str) -> mapping.Requestable | None:
         """The rules' on-request grant of ``role_arn`` for ``identity`` now (whether or not a request of
         it is active), or None when the rules do not give it on request."""
-        access = self._rules_access(identity, log=False, ctx=None, check=None)
+        access = self._rules_decision(identity)
         return next((r for r in access.requestable if r.grant.role_arn == role_arn), None)
 
     def may_approve(self, approver: Identity, requester: Identity, role_arn: str) -> str | None:
@@ -328,7 +338,7 @@ class AccessPoint:
             return "the rules no longer give this role on request"
         if same_person(approver, requester):
             return "nobody approves their own request"
-        if self._rules_access(approver, log=False, ctx=None, check=None).denied_all:
+        if self._rules_decision(approver).denied_all:
             return "a deny: all rule matches the approver"
         if not rq.policy.may_approve(View(approver)):
             return f"the approver does not match the approvers of rule {rq.grant.via!r}"
@@ -336,18 +346,14 @@ class AccessPoint:
 
     def requestable(self, identity: Identity) -> list[mapping.Requestable]:
         """What ``identity`` may request now (on-request grants without an active approved request)."""
-        return list(self.access_for(identity, log=False).requestable)
+        return list(self.decide(identity).requestable)
 
     def is_admin(self, identity: Identity) -> bool:
         """Admin rights through the same decision: in ``admin.groups``, with MFA when
         ``admin.require_mfa``, and not matched by a ``deny: all`` rule."""
         if not self.settings.is_admin(identity.groups, identity.mfa):
             return False
-        return not self._rules_access(identity, log=False, ctx=None, check=None).denied_all
-
-    def grants_for(self, identity: Identity) -> list[Grant]:
-        """The grants the rules in force give ``identity`` (for aws_passthrough SAML: what the IdP asserted)."""
-        return self.access_for(identity).grants
+        return not self._rules_decision(identity).denied_all
 
     def explain(self, identity: Identity) -> list[mapping.RuleResult]:
         """Every rule in force, matched or not and why (for /portal/why and the admin page)."""

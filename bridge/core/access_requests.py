@@ -9,7 +9,7 @@ The lifecycle, each step an ``access_request`` audit record whose correlation id
         ├── (no decision within requests.pending_ttl) ──▶ expired
         └── withdrawn, offboarded ──▶ revoked; its rule changed ──▶ ended
 
-What this module does NOT do is decide access: the decision point (``AccessPoint.access_for``,
+What this module does NOT do is decide access: the decision point (``AccessPoint.decide``,
 bridge/core/access.py) asks ``active_for`` at each decision and turns the rules' on-request grant into a
 usable one while an approved request of that exact account is within its window. Who may approve is
 decided there too (``AccessPoint.may_approve``), re-checked at the moment of approval.

@@ -27,7 +27,7 @@ from bridge.aws.limits import CHAINED_MAX_DURATION, HUB_DURATION
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
 from bridge.aws.token import mint_token
-from bridge.aws.upstream_check import UpstreamCheck, check_oidc, check_saml, idp_certs, upstream_sts_error
+from bridge.aws.upstream_check import upstream_sts_error
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
 from bridge.core.credcache import CredentialCache
@@ -39,14 +39,12 @@ from bridge.domain.errors import (
     MfaRequired,
     PassthroughExpired,
     StsError,
-    UpstreamUnavailable,
 )
 from bridge.domain.identity import Credentials, Grant, Hop, Identity
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
 from bridge.telemetry.metrics import Metrics
-from bridge.upstream import Connector
 
 
 def first_call(grant: Grant) -> Grant:
@@ -92,13 +90,12 @@ def saml_issuer_for(settings: Settings) -> SamlIssuer:
 
 
 class CredentialIssuer:
-    def __init__(self, settings: Settings, keys: KeySource, sts: StsGateway, connectors: Mapping[str, Connector],
+    def __init__(self, settings: Settings, keys: KeySource, sts: StsGateway,
                  *, cache: CredentialCache | None, metrics: Metrics, auditor: Auditor,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.keys = keys
         self.sts = sts
-        self.connectors = connectors
         self.cache = cache
         self.metrics = metrics
         self.auditor = auditor
@@ -255,36 +252,6 @@ class CredentialIssuer:
                                                           token=passthrough["value"], duration=duration)
         except StsError as e:
             raise upstream_sts_error(e, passthrough["kind"]) from None
-
-    def passthrough_check(self, identity: Identity) -> UpstreamCheck | None:
-        """AWS's rules on an aws_passthrough sign-in's artifact, judged at sign-in (docs/aws-rules.md §1.10
-        against the IdP metadata the connector trusts; §2.2–§2.4 for an ID token)."""
-        connector = self.connectors.get(identity.connector_id)
-        if not identity.passthrough or connector is None:
-            return None
-        now = int(self.clock())
-        if connector.type == "saml":
-            idp = connector.idp_settings()  # type: ignore[attr-defined]
-            cfg = connector.cfg  # type: ignore[attr-defined]
-            return check_saml(identity.passthrough, entity_id=str(idp.get("entityId") or ""), certs_pem=idp_certs(idp),
-                              partition=self.settings.aws.partition, now=now,
-                              encryption_allowed=bool(cfg.want_assertions_encrypted))
-        try:
-            jwks_uri = connector.metadata().get("jwks_uri")  # type: ignore[attr-defined]  # cached discovery
-        except UpstreamUnavailable:
-            jwks_uri = None
-        return check_oidc(identity.passthrough, issuer=identity.issuer,
-                          client_id=connector.cfg.client_id, jwks_uri=jwks_uri, now=now)  # type: ignore[attr-defined]
-
-    def passthrough_record(self, identity: Identity,
-                           check: UpstreamCheck | None = None) -> tuple[dict[str, str], int] | None:
-        """What to keep of an aws_passthrough login, and for how long: until AWS would no longer take it
-        (SAML: 5 minutes from the assertion's IssueInstant, not from sign-in; OIDC: the token's exp, ≤ 1 h)."""
-        check = check or self.passthrough_check(identity)
-        if check is None or not identity.passthrough:
-            return None
-        ttl = min(3600, check.until - int(self.clock()) + 1)
-        return {"kind": check.kind, "value": identity.passthrough}, max(1, ttl)
 
     def saml_issuer(self) -> SamlIssuer:
         return saml_issuer_for(self.settings)

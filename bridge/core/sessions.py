@@ -3,9 +3,8 @@ re-checked with the IdP, and ends.
 
 Rules this module keeps (the security model, docs/security.md):
 - A session stores the *identity*, never a list of grants to trust later: every issuance asks the
-  rules in force (``AccessPoint.access_for``, bridge/core/access.py) at the moment of use. (Only
-  ``aws_passthrough`` SAML sessions keep the roles the IdP asserted: those come from the upstream
-  assertion, not from rules.)
+  rules in force (``AccessPoint.decide``, bridge/core/access.py) at the moment of use. (Only ``aws_passthrough`` SAML
+  sessions keep the roles the IdP asserted: those come from the upstream assertion, not from rules.)
 - Everything of a session is keyed by the hash of its cookie (``bridge.storage.hash_id``): its record,
   its passthrough artifact, its upstream grant (refresh token), its CLI tokens. A CLI token names
   that hash and is good only while the session lives, so ending a session by any means (idle or
@@ -40,7 +39,7 @@ from bridge.keys.sealing import SEALED, Sealer
 from bridge.storage import PassthroughInfo, SessionRecord, Store, hash_id
 from bridge.telemetry.logs import event
 from bridge.upstream import Connector
-from bridge.upstream.base import ReverifyExpired, ReverifyOk, ReverifyRevoked
+from bridge.upstream.base import NO_POLICY, ConnectorPolicy, Reverifier, ReverifyExpired, ReverifyOk, ReverifyRevoked
 
 REVERIFY_LOCK_SECONDS = 30  # one re-check with the IdP per session at a time, on every instance
 
@@ -127,10 +126,13 @@ class Sessions:
     def absolute_for(self, connector_id: str) -> int:
         """The session lifetime for users of a connector: a connector's ``max_session`` may shorten it
         (SAML has no back channel to re-check a user, so its bound is the session lifetime)."""
-        connector = self.connectors.get(connector_id)
-        cap = getattr(getattr(connector, "cfg", None), "max_session", None)
+        cap = self._policy(connector_id).max_session
         absolute = self.settings.session.absolute_timeout
-        return min(absolute, int(cap)) if isinstance(cap, int) and cap > 0 else absolute
+        return min(absolute, cap) if cap else absolute
+
+    def _policy(self, connector_id: str) -> ConnectorPolicy:
+        connector = self.connectors.get(connector_id)
+        return NO_POLICY if connector is None else connector.policy
 
     # -- start, load, end ---------------------------------------------------------------------
     def start(self, identity: Identity, *, correlation: str | None,
@@ -205,27 +207,24 @@ class Sessions:
         """``record``, re-checked with the IdP when its connector asks for it and the last check is older
         than ``reverify_interval``: the identity is replaced by what the IdP says now; a user the IdP
         no longer knows (disabled, deleted, refresh refused) loses the session and its tokens."""
-        identity = record.identity
-        connector = self.connectors.get(identity.connector_id)
-        cfg = getattr(connector, "cfg", None)
-        interval = int(getattr(cfg, "reverify_interval", 0) or 0)
-        reverify = getattr(connector, "reverify", None)
+        connector = self.connectors.get(record.identity.connector_id)
+        policy = self._policy(record.identity.connector_id)
+        interval = policy.reverify_interval
         now = int(self.clock())
         verified_at = record.verified_at if record.verified_at is not None else (record.created_at or now)
-        if not interval or reverify is None or now - verified_at < interval:
+        if not interval or not isinstance(connector, Reverifier) or now - verified_at < interval:
             return record
         if not self._get_upstream(shash)[0]:
             return record  # the IdP gave nothing to re-check with: the bound is the session lifetime
-        grace = int(getattr(cfg, "reverify_grace", interval))
-        fail_closed = getattr(cfg, "reverify_unreachable", "fail_closed") == "fail_closed"
+        grace, fail_closed = policy.reverify_grace, policy.reverify_fail_closed
         if not self.store.try_lock(f"reverify:{shash}", REVERIFY_LOCK_SECONDS):
             return self._unreachable(shash, record, now - verified_at, grace, fail_closed, "busy")
         try:  # the lock is held until the outcome is stored: a rotated refresh token is never reused
-            return self._recheck(shash, record, reverify, now, verified_at, grace, fail_closed)
+            return self._recheck(shash, record, connector, now, verified_at, grace, fail_closed)
         finally:
             self.store.unlock(f"reverify:{shash}")
 
-    def _recheck(self, shash: str, record: SessionRecord, reverify: Callable[[Any], Any], now: int,
+    def _recheck(self, shash: str, record: SessionRecord, connector: Reverifier, now: int,
                  verified_at: int, grace: int, fail_closed: bool) -> SessionRecord:
         """Under the lock: re-read (another request may just have re-checked), ask the IdP, store."""
         current = self.store.get_session(shash)
@@ -238,9 +237,10 @@ class Sessions:
         if upstream is None:  # nothing to re-check with any more: as a grant the IdP let expire
             event("upstream_grant_unreadable", logging.WARNING, connector=identity.connector_id)
             return self._unreachable(shash, record, now - verified_at, grace, fail_closed, "expired")
-        result = reverify(upstream)
+        result = connector.reverify(upstream)
         if isinstance(result, ReverifyOk):
-            fresh = _carry_absent(identity, result.identity or identity, self.connectors.get(identity.connector_id))
+            groups_claim = self._policy(identity.connector_id).groups_claim
+            fresh = _carry_absent(identity, result.identity or identity, groups_claim)
             record = replace(current, identity=fresh, verified_at=now)
             if not self.store.save_session_hash(shash, record, idle=self.idle):
                 raise NotSignedIn("the session ended while it was re-checked")
@@ -285,11 +285,10 @@ class Sessions:
                                   f"{age}s ago)")
 
 
-def _carry_absent(old: Identity, fresh: Identity, connector: Any) -> Identity:
+def _carry_absent(old: Identity, fresh: Identity, groups_claim: str) -> Identity:
     """What the IdP left out of its answer keeps its sign-in value (a deny or ``not:`` rule on a
-    claim must not stop matching because a refresh omitted it) — except groups, where absence means
-    none (IdPs drop an empty groups claim)."""
-    groups_claim = getattr(getattr(connector, "cfg", None), "groups_claim", "groups")
+    claim must not stop matching because a refresh omitted it) — except groups (``groups_claim``),
+    where absence means none (IdPs drop an empty groups claim)."""
     kept = {k: v for k, v in old.claims.items() if k not in fresh.claims and k != groups_claim}
     return replace(fresh, email=fresh.email or old.email, name=fresh.name or old.name,
                    claims={**kept, **fresh.claims})

@@ -291,3 +291,28 @@ class Credentials:
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and debug logs
         return f"Credentials(access_key_id={self.access_key_id!r}, role_arn={self.role_arn!r}, secret=***)"
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    """A sign-in in progress. Owned by the server (store, TTL, single use), not by a cookie; the
+    connector reads it to start and finish the sign-in (here, so neither side imports the other)."""
+
+    state: str
+    connector_id: str
+    nonce: str
+    code_verifier: str
+    return_to: str
+    created_at: int
+    request_id: str | None = None
+    correlation_id: str | None = None  # ties this sign-in to every audit record it leads to
+    # SHA-256 of the pre-sign-in cookie of the browser that started it (login CSRF, RFC 6749 §10.12):
+    # only that browser may complete it. The hash, so the store never holds a usable cookie value.
+    browser_hash: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PendingLogin:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})

@@ -11,7 +11,7 @@ bridge/protocols/identity_center_protocol.py). What this module keeps:
 
 - The access token IS the bridge's CLI token (bridge/core/device.py): opaque, stored hashed, naming the
   browser session that approved it, good only while that session lives. Every portal call loads that
-  session and asks the decision point (``AccessPoint.access_for``) now: a rules change, a sign-out or
+  session and asks the decision point (``AccessPoint.decide``) now: a rules change, a sign-out or
   an offboarding applies at the next call.
 - Refresh tokens are stored apart from bearer tokens (``refresh_hash``), filed under the same session
   (ended with it), single use (rotated at each refresh), and bounded by ``cli.refresh_token_lifetime``
@@ -357,7 +357,7 @@ class IdentityCenter:
     def _decision(self, c: Caller) -> list[Grant]:
         if c.session.passthrough_grants is not None:
             return list(c.session.passthrough_grants)
-        return self.access.access_for(c.session.identity, log=False).grants
+        return self.access.decide(c.session.identity).grants
 
     def _view(self, c: Caller) -> tuple[list[dict[str, str]], dict[str, dict[str, Grant]]]:
         """(accounts as ListAccounts lists them, account → role name → grant), decided now."""

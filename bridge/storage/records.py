@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from bridge.domain.identity import Grant, Identity
+from bridge.domain.identity import PendingLogin as PendingLogin  # a value type the connectors read too: re-exported
 
 
 class RecordError(ValueError):
@@ -25,30 +26,6 @@ class RecordError(ValueError):
 
 def _extra(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in known}
-
-
-@dataclass(frozen=True)
-class PendingLogin:
-    """A sign-in in progress. Owned by the server (store, TTL, single use), not by a cookie."""
-
-    state: str
-    connector_id: str
-    nonce: str
-    code_verifier: str
-    return_to: str
-    created_at: int
-    request_id: str | None = None
-    correlation_id: str | None = None  # ties this sign-in to every audit record it leads to
-    # SHA-256 of the pre-sign-in cookie of the browser that started it (login CSRF, RFC 6749 §10.12):
-    # only that browser may complete it. The hash, so the store never holds a usable cookie value.
-    browser_hash: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> PendingLogin:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Upstream identity providers, one module per connector type, its settings beside it:
 
 - ``oidc`` / ``oidc_settings``, ``saml`` / ``saml_settings``, ``dev`` / ``dev_settings``;
-- ``registry``: type → settings class (what the config accepts);
-- ``build``: ``build_connector``, type → connector class (what the service runs).
+- ``registry``: type → settings class (what the config accepts), the one registry: each settings
+  class's ``open(env)`` gives its running connector, its ``policy()`` what the core applies.
 
 This package itself imports only the connector protocol (``base``), so a settings module can be
 imported — when the config loads — without authlib, requests or python3-saml.

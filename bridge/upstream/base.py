@@ -17,6 +17,10 @@ Contract:
 - ``reverify(upstream_grant)`` (OIDC only, the ``Reverifier`` protocol) re-checks a signed-in
   user with the IdP and returns a ``ReverifyResult``: ``ReverifyOk``, ``ReverifyRevoked``,
   ``ReverifyUnreachable`` or ``ReverifyExpired``. It reports; the caller applies the policy.
+- ``policy`` (a ``ConnectorPolicy``, from the connector's settings) is what the core applies to
+  the connector's users: session lifetime, re-check interval and grace, pass-through. The core
+  reads it and asks capabilities by ``isinstance`` (``Reverifier``, ``IdpInitiated``,
+  ``Passthrough``, ``SignsOut``); it never branches on ``type``.
 - Connectors never see AWS, Flask or Redis. They never log tokens.
 Not verified by connectors: what the user may do (that is mapping's job).
 
@@ -33,7 +37,29 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from bridge.domain.identity import Identity
-from bridge.storage.records import PendingLogin as PendingLogin  # the store's record, re-exported
+from bridge.domain.identity import PendingLogin as PendingLogin  # re-exported: the contract's value type
+
+
+@dataclass(frozen=True)
+class ConnectorPolicy:
+    """What the core applies to one connector's users, as its settings say (``*Settings.policy()``).
+
+    ``max_session``: seconds since sign-in a session may live at most (None: ``session.absolute_timeout``).
+    ``reverify_interval`` (0: off), ``reverify_grace``, ``reverify_fail_closed``: re-checking users with the
+    IdP (a ``Reverifier``); ``groups_claim``: the claim whose absence from a re-check means no groups.
+    ``passthrough_token``: sign-ins bring an ID token that the rules' ``path: passthrough`` grants redeem.
+    ``idp_roles``: a pass-through sign-in holds the roles the IdP asserted, not the rules'."""
+
+    max_session: int | None = None
+    reverify_interval: int = 0
+    reverify_grace: int = 0
+    reverify_fail_closed: bool = True
+    groups_claim: str = "groups"
+    passthrough_token: bool = False
+    idp_roles: bool = False
+
+
+NO_POLICY = ConnectorPolicy()  # a connector no longer configured: nothing beyond the defaults
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,9 @@ class Connector(Protocol):
     name: str
     type: str
     allows_unsolicited: bool
+
+    @property
+    def policy(self) -> ConnectorPolicy: ...
 
     def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart: ...
 
@@ -109,3 +138,38 @@ class Reverifier(Protocol):
     """A connector that can re-check a signed-in user (``isinstance(connector, Reverifier)``)."""
 
     def reverify(self, upstream_grant: Mapping[str, Any]) -> ReverifyResult: ...
+
+
+@dataclass(frozen=True)
+class SamlTrust:
+    """What AWS judges a SAML IdP's own response against: its entity id and signing certificates (as its
+    metadata gives them: bare base64 or PEM), and whether encrypted assertions are expected."""
+
+    entity_id: str
+    certs: tuple[str, ...]
+    encryption_allowed: bool
+
+
+@dataclass(frozen=True)
+class OidcTrust:
+    """What AWS judges an OIDC IdP's own ID token against: the audience (our client id) and where the IdP
+    publishes its keys (None: discovery unreachable now)."""
+
+    client_id: str
+    jwks_uri: str | None
+
+
+@runtime_checkable
+class Passthrough(Protocol):
+    """A connector whose sign-ins can bring the IdP's own artifact for AWS (``aws_passthrough``):
+    ``passthrough_trust()`` says what AWS will judge it against (``isinstance(connector, Passthrough)``)."""
+
+    def passthrough_trust(self) -> SamlTrust | OidcTrust: ...
+
+
+@runtime_checkable
+class SignsOut(Protocol):
+    """A connector whose IdP offers a sign-out page (RP-initiated logout): where to send the browser, or
+    None (``isinstance(connector, SignsOut)``)."""
+
+    def logout_url(self, post_logout_redirect_uri: str) -> str | None: ...

@@ -20,6 +20,7 @@ class DevConnector:
 
     def __init__(self, cfg: DevConnectorSettings, *, base_url: str) -> None:
         self.cfg = cfg
+        self.policy = cfg.policy()
         self.id = cfg.id
         self.name = cfg.name or "Dev login (insecure)"
         self.base_url = base_url

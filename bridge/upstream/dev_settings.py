@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from bridge.domain.settings_base import SettingsModel
-from bridge.upstream.base_settings import ConnectorSettingsBase
+from bridge.upstream.base import Connector
+from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
 
 
 class DevUser(SettingsModel):
@@ -24,3 +25,8 @@ class DevConnectorSettings(ConnectorSettingsBase):
 
     type: Literal["dev"]
     users: list[DevUser] = Field(min_length=1)
+
+    def open(self, env: ConnectorEnv) -> Connector:
+        from bridge.upstream.dev import DevConnector
+
+        return DevConnector(self, base_url=env.base_url)

@@ -40,6 +40,7 @@ from bridge.domain.identity import Identity
 from bridge.telemetry.logs import event
 from bridge.upstream.base import (
     LoginStart,
+    OidcTrust,
     PendingLogin,
     ReverifyExpired,
     ReverifyOk,
@@ -70,6 +71,7 @@ class OidcConnector:
                  clock: Callable[[], float] = time.time, on_stale: Callable[[str], None] | None = None) -> None:
         """``on_stale(document)`` is told whenever a refresh failed and the last good copy was used."""
         self.cfg = cfg
+        self.policy = cfg.policy()
         self.on_stale = on_stale
         self.id = cfg.id
         self.name = cfg.name or cfg.id
@@ -131,6 +133,14 @@ class OidcConnector:
         sep = "&" if "?" in endpoint else "?"
         return endpoint + sep + urlencode({"client_id": self.cfg.client_id,
                                            "post_logout_redirect_uri": post_logout_redirect_uri})
+
+    def passthrough_trust(self) -> OidcTrust:
+        """What AWS judges this IdP's ID token against: our client id, the keys of the (cached) discovery."""
+        try:
+            jwks_uri = self.metadata().get("jwks_uri")
+        except UpstreamUnavailable:
+            jwks_uri = None
+        return OidcTrust(client_id=self.cfg.client_id, jwks_uri=jwks_uri if isinstance(jwks_uri, str) else None)
 
     def _keyset(self, *, refresh: bool = False) -> KeySet:
         """The IdP's keys: cached, refreshed every ``discovery_ttl`` or on an unknown ``kid``; when a

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from bridge.upstream.base_settings import ConnectorSettingsBase
+from bridge.upstream.base import Connector, ConnectorPolicy
+from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
 
 
 class OidcConnectorSettings(ConnectorSettingsBase):
@@ -65,6 +66,16 @@ class OidcConnectorSettings(ConnectorSettingsBase):
         if self.request_offline_access and self.reverify_interval == 0:
             raise ValueError("request_offline_access only serves reverify: it needs reverify_interval > 0")
         return self
+
+    def policy(self) -> ConnectorPolicy:
+        return ConnectorPolicy(reverify_interval=self.reverify_interval, reverify_grace=self.reverify_grace,
+                               reverify_fail_closed=self.reverify_unreachable == "fail_closed",
+                               groups_claim=self.groups_claim, passthrough_token=self.aws_passthrough)
+
+    def open(self, env: ConnectorEnv) -> Connector:
+        from bridge.upstream.oidc import OidcConnector  # authlib, requests: only once the service starts
+
+        return OidcConnector(self, on_stale=env.stale_for(self.id))
 
     def request_scopes(self) -> list[str]:
         """``scopes`` plus ``offline_access`` when a refresh token is asked for."""

@@ -1,8 +1,10 @@
-"""The connector types the config accepts: ``type`` → settings class (the discriminated union).
+"""The one connector registry: ``type`` → settings class (the discriminated union the config accepts).
 
-A connector type is added here (its settings class beside its connector, ``<type>_settings.py``) and
-in ``build_connector`` (``bridge/upstream/build.py``). A ``type:`` not listed here fails at startup:
-``connectors[0]: Input tag 'x' found using 'type' does not match any of the expected tags: …``.
+Each settings class owns its connector: ``policy()`` is what the core applies to its users, ``open(env)``
+the running connector (its module — authlib, python3-saml — imported only then). A connector type is
+added here, its settings class beside its connector (``<type>_settings.py``). A ``type:`` not listed
+here fails at startup: ``connectors[0]: Input tag 'x' found using 'type' does not match any of the
+expected tags: …``.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from bridge.domain.errors import IdpDenied, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Identity
 from bridge.domain.partitions import is_aws_saml_audience, is_aws_signin_saml_url
 from bridge.telemetry.logs import event
-from bridge.upstream.base import LoginStart, PendingLogin
+from bridge.upstream.base import LoginStart, PendingLogin, SamlTrust
 from bridge.upstream.saml_attributes import attribute_warnings, first_present, name_id_warnings, subject_from
 from bridge.upstream.saml_refusals import check_of, refused, unsolicited
 from bridge.upstream.saml_settings import SamlConnectorSettings
@@ -53,6 +53,7 @@ class SamlConnector:
                  replay_guard: ReplayGuard, http: requests.Session | None = None,
                  clock: Callable[[], float] = time.time, on_stale: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
+        self.policy = cfg.policy()
         self.on_stale = on_stale
         self.id = cfg.id
         self.name = cfg.name or cfg.id
@@ -120,6 +121,15 @@ class SamlConnector:
                 raise
             self._idp, self._idp_at = idp, self.clock()
             return idp
+
+    def passthrough_trust(self) -> SamlTrust:
+        """What AWS judges this IdP's response against: the IdP metadata the connector trusts."""
+        idp = self.idp_settings()
+        certs = list((idp.get("x509certMulti") or {}).get("signing") or [])
+        if idp.get("x509cert"):
+            certs.append(idp["x509cert"])
+        return SamlTrust(entity_id=str(idp.get("entityId") or ""), certs=tuple(certs),
+                         encryption_allowed=self.cfg.want_assertions_encrypted)
 
     def settings(self) -> OneLogin_Saml2_Settings:
         response_only = self.cfg.insecure_allow_response_only_signing

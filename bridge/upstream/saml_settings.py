@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
-from bridge.upstream.base_settings import ConnectorSettingsBase
+from bridge.upstream.base import Connector, ConnectorPolicy
+from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
 
 # LDAP attribute names in their SAML 2.0 "uri" form (urn:oid:..., what Shibboleth and SimpleSAMLphp's
 # name2oid send; eduPerson and inetOrgPerson schemas).
@@ -98,6 +99,15 @@ class SamlConnectorSettings(ConnectorSettingsBase):
     # SAML has no back channel to re-check a user: a shorter session for this connector's users bounds
     # how long a user disabled at the IdP keeps access (None: session.absolute_timeout).
     max_session: int | None = Field(None, ge=300, le=7 * 86400, description="seconds since sign-in")
+
+    def policy(self) -> ConnectorPolicy:
+        return ConnectorPolicy(max_session=self.max_session, idp_roles=self.aws_passthrough)
+
+    def open(self, env: ConnectorEnv) -> Connector:
+        from bridge.upstream.saml import SamlConnector  # python3-saml, xmlsec: only once the service starts
+
+        return SamlConnector(self, base_url=env.base_url, resolve=env.resolve, replay_guard=env.replay_guard,
+                             on_stale=env.stale_for(self.id))
 
     def attribute(self, what: str) -> tuple[str, ...]:
         """The attribute names read for ``what`` (email, name, groups), in order: the explicit one, else the

@@ -12,12 +12,10 @@ from urllib.parse import quote, urlsplit
 from flask import current_app, g, request
 
 from bridge.aws.console import console_origins
-from bridge.aws.upstream_check import UpstreamCheck
 from bridge.domain.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, PassthroughExpired, RateLimited
 from bridge.domain.identity import Grant, Identity
-from bridge.mapping import Withheld
 from bridge.protocols.identity_center_protocol import address_key
-from bridge.storage import CliToken, PassthroughInfo, SessionRecord, hash_id
+from bridge.storage import CliToken, SessionRecord, hash_id
 from bridge.telemetry import audit
 from bridge.telemetry.logs import correlation_id
 from bridge.web.services import Services
@@ -98,7 +96,7 @@ def session_access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
 def _access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
     if doc.passthrough_grants is not None:
         return list(doc.passthrough_grants), []
-    access = services().access.access_for(doc.identity, log=False)
+    access = services().access.decide(doc.identity)
     return access.grants, access.locked
 
 
@@ -198,25 +196,6 @@ _PLAIN = re.compile(r"\A[\w.@=+,-]+\Z", re.ASCII)
 
 def session_grants(doc: SessionRecord) -> list[Grant]:
     return session_access(doc)[0]
-
-
-def start_session(identity: Identity, *, passthrough_grants: list[Grant] | None = None,
-                  correlation: str | None = None, check: UpstreamCheck | None = None,
-                  withheld: tuple[Withheld, ...] = ()) -> None:
-    """Create a fresh session (new id: rotated at login) and drop this browser's old one if any.
-    ``check``: what AWS would say of a pass-through sign-in's artifact (kept with the session, with
-    ``withheld``, the asserted roles not offered, for the portal)."""
-    svc = services()
-    old = session_hash()
-    if old:
-        svc.sessions.end(old, svc.sessions.get(old))
-    info = None if check is None else PassthroughInfo(
-        check.kind, check.until, tuple((w.role_arn, w.code, w.reason) for w in withheld)
-        + tuple((None, code, reason) for code, reason in check.reasons() if check.kind == "oidc"), check.warnings)
-    g.new_session_id = svc.sessions.start(identity, correlation=correlation, passthrough_grants=passthrough_grants,
-                                          upstream=getattr(identity, "upstream", None), passthrough=info)
-    if record := svc.issuer.passthrough_record(identity, check):
-        svc.sessions.put_passthrough(g.new_session_id, record[0], record[1])
 
 
 def session_passthrough() -> dict[str, str] | None:

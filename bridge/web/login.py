@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 import secrets
 
-from flask import Blueprint, abort, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from bridge.core.access import PASSTHROUGH_VERSION
 from bridge.core.flow import safe_return_to
-from bridge.domain.errors import BridgeError, IdpDenied, NotSignedIn, StoreUnavailable
-from bridge.telemetry import audit
-from bridge.telemetry.logs import correlation_id, event
-from bridge.upstream.base import Connector
+from bridge.core.signin import Browser
+from bridge.domain.errors import BridgeError, NotSignedIn
+from bridge.telemetry.logs import event
+from bridge.upstream.base import Connector, SignsOut
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
 from bridge.web.common import (
-    audit_context,
     check_csrf,
     client_address,
     current_session,
     end_session,
     rate_limit,
     services,
+    session_hash,
     session_identity,
-    start_session,
     stored_session,
 )
 
@@ -96,8 +92,8 @@ def dev_login(connector_id: str) -> ResponseReturnValue:
 
 @bp.route("/callback/<connector_id>", methods=["GET", "POST"])
 def callback(connector_id: str) -> ResponseReturnValue:
-    """OIDC redirect URI (GET) and form-POST callback."""
-    connector = _connector(connector_id)
+    """OIDC redirect URI (GET) and form-POST callback: HTTP in and out; the sign-in is ``SignIn``'s."""
+    _connector(connector_id)  # an unknown IdP is a 404, before anything is counted
     rate_limit("sign_in", client_address())  # before any signature or XML work on what was posted
     params = request.form.to_dict() if request.method == "POST" else request.args.to_dict()
     svc = services()
@@ -111,42 +107,18 @@ def callback(connector_id: str) -> ResponseReturnValue:
         event("login_hop", connector=connector_id)
         return render_template("login_hop.html", fields=params, hop_field=HOP_FIELD,
                                action=url_for("login.callback", connector_id=connector_id))
-    try:
-        identity, return_to, correlation = svc.flow.complete(connector, params, browser=browser)
-    except Exception as e:
-        code = getattr(e, "code", "error")
-        outcome = "denied" if isinstance(e, IdpDenied) else "failure"
-        svc.metrics.logins.labels(connector_id, outcome).inc()
-        event("login_failed", connector=connector_id, error_type=type(e).__name__, code=code)
-        if not (isinstance(e, StoreUnavailable) and svc.settings.audit.sink == "redis"):  # it would fail too
-            svc.auditor.record("sign_in", audit_context(), outcome=outcome, error=code,
-                               how={"connector": connector_id})
-        raise
-    correlation_id.set(correlation)
-    ctx = audit_context(correlation=correlation)
-    svc.auditor.record("sign_in", ctx, outcome="success", who=audit.who(identity), how=audit.how(identity))
-    check = svc.issuer.passthrough_check(identity)  # aws_passthrough: what AWS would say of the IdP's artifact
-    access = svc.access.access_for(identity, ctx=ctx, check=check)  # audited here; decided again at each use
-    start_session(identity, correlation=correlation, check=check, withheld=access.withheld,
-                  passthrough_grants=access.grants if access.version == PASSTHROUGH_VERSION else None)
-    svc.metrics.logins.labels(connector_id, "success").inc()
-    event("login_succeeded", connector=connector_id, issuer=identity.issuer, subject=identity.subject,
-          mfa=identity.mfa, grants=len(access.grants), locked=len(access.locked))
-    _note_idp_warnings(connector_id, list(identity.warnings))
-    resp = redirect(return_to, code=303)
-    if browser and not svc.flow.browser_has_pending(browser):  # kept while another tab still signs in
+    signed = svc.signin.complete(connector_id, params, _browser_at(browser), old_session=session_hash())
+    g.new_session_id = signed.session_id
+    resp = redirect(signed.return_to, code=303)
+    if signed.browser_done:  # kept while another tab still signs in
         resp.delete_cookie(_login_cookie_name(), path="/", httponly=True, secure=svc.settings.secure_cookies,
                            samesite="Lax")
     return resp
 
 
-def _note_idp_warnings(connector_id: str, warnings: list[str]) -> None:
-    """What the IdP sent that looks misconfigured (attribute and claim names, never values): one log line
-    (``login_warnings``, the line to read when checking a new IdP), and a note for ``check-config --probe``."""
-    if warnings:
-        event("login_warnings", logging.WARNING, connector=connector_id, warnings=warnings)
-    with contextlib.suppress(StoreUnavailable):  # the user is signed in; only the probe's note is lost
-        services().store.note_sign_in(connector_id, warnings)
+def _browser_at(cookie: str | None) -> Browser:
+    """The browser delivering this callback, for the sign-in: its pre-sign-in cookie, address, user agent."""
+    return Browser(cookie, client_ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
 
 
 @bp.get("/sp/<connector_id>/metadata.xml")
@@ -179,10 +151,9 @@ def signed_out() -> ResponseReturnValue:
     svc = services()
     connector = svc.connectors.get(request.args.get("connector", ""))
     upstream = None
-    logout_url = getattr(connector, "logout_url", None)
-    if connector is not None and callable(logout_url):
+    if isinstance(connector, SignsOut):
         try:
-            upstream = logout_url(f"{svc.settings.base_url}/")
+            upstream = connector.logout_url(f"{svc.settings.base_url}/")
         except BridgeError as e:  # discovery down: just do not offer it
             event("upstream_logout_unavailable", connector=connector.id, error=e.code)
     return render_template("signed_out.html", console_logout=svc.console.logout_url(), upstream=upstream,

@@ -181,7 +181,7 @@ def _why_page(results: list[mapping.RuleResult], identity: Identity, **extra: An
     unmatched = [r for r in results if not r.matched]
     grants = [gr for r in results for gr in r.grants]
     # Roles an approved request activates now (the rules alone list them as "on request"): held too.
-    grants += [gr for gr in services().access.access_for(identity, log=False).grants if gr.request_id]
+    grants += [gr for gr in services().access.decide(identity).grants if gr.request_id]
     # A rule may withhold a role that another rule, or an approved request, gives: that role is not "held
     # back" — the page says how it is held instead.
     held = {gr.role_arn: "by an approved access request" if gr.request_id else f"rule {gr.via!r} gives it"

@@ -11,6 +11,7 @@
 - ``identity_center`` (bridge/protocols/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
 - ``requests`` (bridge/core/access_requests.py) just-in-time access requests (the decision point asks it)
 - ``flow``     (bridge/core/flow.py)           pending sign-ins with the upstream IdPs
+- ``signin``   (bridge/core/signin.py)    a callback → audited decision and a new session: the sign-in sequence
 - ``store``    (bridge/storage)           the state, behind one interface
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from bridge.aws.sts import StsGateway
 from bridge.config import Settings
-from bridge.core.access import PASSTHROUGH_VERSION, Access, AccessPoint, rule_book
+from bridge.core.access import PASSTHROUGH_VERSION, AccessPoint, Decision, rule_book
 from bridge.core.access_requests import AccessRequests
 from bridge.core.console_signin import ConsoleSignin
 from bridge.core.credcache import CredentialCache
@@ -32,6 +33,7 @@ from bridge.core.issuing import CredentialIssuer, saml_issuer_for
 from bridge.core.keysource import KeySource, load_keys
 from bridge.core.rulebook import RuleBook
 from bridge.core.sessions import Sessions
+from bridge.core.signin import SignIn
 from bridge.domain.errors import ConfigError
 from bridge.keys.sealing import Sealer
 from bridge.keys.signing import KeyRing
@@ -43,10 +45,10 @@ from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
 from bridge.telemetry.metrics import Metrics
 from bridge.upstream import Connector
-from bridge.upstream.build import build_connector
+from bridge.upstream.base_settings import ConnectorEnv
 
 # Re-exported: callers that imported these from here before the split (bridge.commands.cli, tests).
-__all__ = ["PASSTHROUGH_VERSION", "Access", "KeySource", "Services", "build_auditor", "build_services",
+__all__ = ["PASSTHROUGH_VERSION", "Decision", "KeySource", "Services", "build_auditor", "build_services",
            "load_keys", "rule_book", "saml_issuer_for"]
 
 
@@ -64,6 +66,7 @@ class Services:
     issuer: CredentialIssuer
     console: ConsoleSignin
     sessions: Sessions
+    signin: SignIn
     device: DeviceFlow | None = None
     cache: CredentialCache | None = None
     identity_center: IdentityCenter | None = None
@@ -110,9 +113,8 @@ def build_services(settings: Settings) -> Services:
         raise ConfigError([f"redis: cannot reach the cluster at {settings.redis.url} ({type(e).__name__})"]) from None
     store = RedisStore(client, settings.redis.key_prefix, on_error=metrics.redis_error)
     metrics.watch(sso_clients=store.sso_client_count)
-    connectors = {c.id: build_connector(c, base_url=settings.base_url, resolve=settings.resolve,
-                                        replay_guard=store.remember_once, on_stale=metrics.stale)
-                  for c in settings.enabled_connectors}
+    env = ConnectorEnv(settings.base_url, settings.resolve, replay_guard=store.remember_once, on_stale=metrics.stale)
+    connectors = {c.id: c.open(env) for c in settings.enabled_connectors}
     sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
                      timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
                      on_call=metrics.sts_call, max_concurrency=settings.aws.sts_max_concurrency,
@@ -129,15 +131,18 @@ def build_services(settings: Settings) -> Services:
         keys.on_reload = lambda ring: sealer.use_keys(ring.cache)  # a cache key added while running
     auditor = build_auditor(settings, store, metrics)
     device = DeviceFlow(store, settings.cli)
-    issuer = CredentialIssuer(settings, keys, sts, connectors, cache=cache, metrics=metrics, auditor=auditor)
+    issuer = CredentialIssuer(settings, keys, sts, cache=cache, metrics=metrics, auditor=auditor)
     access = AccessPoint(settings, rules, connectors, auditor)
     requests = AccessRequests(settings, store, access, auditor)
     access.requests = requests  # the decision point asks for active approved requests at each decision
     sessions = Sessions(store, settings, connectors, device, cache, sealer=sealer)
+    flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
+    signin = SignIn(flow, connectors, access, sessions, store, auditor, metrics, partition=settings.aws.partition,
+                    audit_in_store=settings.audit.sink == "redis")
     return Services(
         settings=settings, store=store, connectors=connectors, keys=keys, rules=rules, metrics=metrics,
         auditor=auditor, cache=cache, device=device, issuer=issuer,
-        flow=LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl),
-        access=access, console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
+        flow=flow, signin=signin, access=access,
+        console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
         identity_center=IdentityCenter(settings, store, device, sessions, access, issuer, auditor=auditor,
                                        on_register=metrics.sso_registered), requests=requests)

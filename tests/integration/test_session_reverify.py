@@ -91,6 +91,10 @@ class FakeConnector:
     allows_unsolicited: bool = False
     calls: int = 0
 
+    @property
+    def policy(self) -> Any:  # the Connector protocol's: what its settings say
+        return self.cfg.policy()
+
     def reverify(self, grant: Any) -> Any:
         self.calls += 1
         return self.answer

@@ -79,7 +79,7 @@ class World:
         self.access.rules = rule_book(s)
 
     def grants(self, who: Identity) -> list[str]:
-        return [g.role_arn for g in self.access.access_for(who, log=False).grants]
+        return [g.role_arn for g in self.access.decide(who).grants]
 
     def admin_grant_id(self, who: Identity) -> str:
         return next(r.grant.id for r in self.access.requestable(who) if r.grant.role_arn == ADMIN)
@@ -101,10 +101,10 @@ def w() -> World:
 
 
 def test_an_on_request_role_is_requestable_not_granted(w: World) -> None:
-    access = w.access.access_for(BOB, log=False)
+    access = w.access.decide(BOB)
     assert [g.role_arn for g in access.grants] == [READ]
     assert [r.grant.role_arn for r in access.requestable] == [ADMIN]
-    assert w.access.access_for(CAROL, log=False).requestable == ()  # not matched by the rule
+    assert w.access.decide(CAROL).requestable == ()  # not matched by the rule
 
 
 def test_approved_request_activates_the_grant_for_its_window_then_expires(w: World) -> None:
@@ -112,7 +112,7 @@ def test_approved_request_activates_the_grant_for_its_window_then_expires(w: Wor
     assert req.status == "pending" and ADMIN not in w.grants(BOB)
     approved = w.requests.decide(CAROL, req.id, approve=True, comment="go")
     assert approved.expires_at == int(T0) + 1800
-    grant = next(g for g in w.access.access_for(BOB, log=False).grants if g.role_arn == ADMIN)
+    grant = next(g for g in w.access.decide(BOB).grants if g.role_arn == ADMIN)
     assert grant.request_id == req.id and grant.max_duration == 1800  # credentials end with the window
     assert w.access.requestable(BOB) == []
     w.now[0] += 1799

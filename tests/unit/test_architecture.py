@@ -1,14 +1,18 @@
 """Layering rules, read from the source with ``ast`` (nothing under bridge/ is imported here).
 
-- mapping, aws and upstream never reach the web layer (flask or bridge.web);
+- mapping, aws, upstream and the core use cases (bridge/core) never reach the web layer (flask or bridge.web);
 - the pure modules (mapping, the partition table, and aws arn/limits/token/formats/validate/keys, ...)
   use no I/O clients;
 - connector settings (``bridge/upstream/*_settings.py``, the ``type`` registry) and the config package
-  reach no web framework, I/O client or IdP protocol library: loading the config stays light;
+  reach no web framework, I/O client or IdP protocol library when imported: loading the config stays
+  light (a settings class's ``open()`` imports its own connector module, and nothing else, when called);
 - nothing under bridge/ uses pickle (sessions are JSON in Redis);
 - bridge/upstream never imports the strict AWS-rules validators (bridge.aws.validate*, and with them
   xmlsec): it reads AWS's sign-in URLs and audiences from the partition table (bridge/domain/partitions.py);
-- bridge/upstream never imports bridge.aws at all, directly or through other bridge modules;
+- bridge/upstream never imports bridge.aws at all, directly or through other bridge modules, nor
+  bridge.storage (the value types connectors read are in bridge.domain.identity);
+- outside bridge/upstream nothing compares a connector's ``type`` with a type name: the core reads
+  the connector's ``policy`` and asks capabilities with ``isinstance`` (bridge/upstream/base.py);
 - nothing under bridge/ refers to ``shared/`` (files outside this repository); the AWS rules the code
   cites are in docs/aws-rules.md, and every section cited there exists.
 - bridge/storage and the deciding services (access, issuing, console sign-in, sessions, device, flow)
@@ -34,7 +38,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = ROOT / "bridge"
 
-NO_WEB_PACKAGES = ("mapping", "aws", "upstream")
+NO_WEB_PACKAGES = ("mapping", "aws", "upstream", "core")
 PURE_AWS = ("arn", "limits", "token", "formats", "validate", "problems", "console",
             "assertion", "metadata", "iam_setup", "iam_render", "doctor")
 # Deciding and storing, without Flask: the web layer calls them, never the reverse.
@@ -58,11 +62,25 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_in(source: str, module: str, is_package: bool = False) -> set[str]:
-    """Every module name ``source`` imports (absolute, relative resolved, ``from a import b`` → a and a.b)."""
+def _nodes(tree: ast.AST, import_time: bool) -> list[ast.AST]:
+    """Every node of ``tree``; with ``import_time``, none inside a function body (what runs when the
+    module is imported, not when one of its functions is called)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not (import_time and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def imports_in(source: str, module: str, is_package: bool = False, import_time: bool = False) -> set[str]:
+    """Every module name ``source`` imports (absolute, relative resolved, ``from a import b`` → a and a.b);
+    with ``import_time`` only those imported when the module itself is (not inside its functions)."""
     found: set[str] = set()
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
+    for node in _nodes(ast.parse(source), import_time):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -98,13 +116,21 @@ DIRECT = {
 }
 
 
-def closure(module: str) -> set[str]:
-    """``module``'s imports, following bridge's own modules (and their parent packages) transitively."""
+# What importing each module imports (function bodies left out: the imports they defer run when called).
+AT_IMPORT = {
+    m: imports_in(p.read_text(encoding="utf-8"), m, p.name == "__init__.py", import_time=True)
+    for m, p in SOURCES.items()
+}
+
+
+def closure(module: str, graph: dict[str, set[str]] = DIRECT) -> set[str]:
+    """``module``'s imports, following bridge's own modules (and their parent packages) transitively
+    (``graph``: every import, or ``AT_IMPORT``: what importing it runs)."""
     seen: set[str] = set()
     todo = [module]
     while todo:
         m = todo.pop()
-        for name in DIRECT.get(m, ()):
+        for name in graph.get(m, ()):
             if name in seen:
                 continue
             seen.add(name)
@@ -196,10 +222,29 @@ def test_pure_modules_use_no_io_clients(module: str) -> None:
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)
 def test_connector_settings_and_config_stay_light(module: str) -> None:
-    direct = sorted(n for n in DIRECT[module] if _is(n, HEAVY))
+    direct = sorted(n for n in AT_IMPORT[module] if _is(n, HEAVY))
     assert direct == [], f"{module} imports {direct}"
-    indirect = sorted(n for n in closure(module) if _is(n, HEAVY))
-    assert indirect == [], f"{module} reaches {indirect} through bridge modules"
+    indirect = sorted(n for n in closure(module, AT_IMPORT) if _is(n, HEAVY))
+    assert indirect == [], f"{module} reaches {indirect} through bridge modules when it is imported"
+
+
+@pytest.mark.parametrize("module", CONNECTOR_SETTINGS_MODULES)
+def test_connector_settings_defer_only_their_own_connector(module: str) -> None:
+    """``open()`` imports its connector when the service starts; nothing else is put off till then."""
+    own = (module.removesuffix("_settings"),)
+    deferred = sorted(n for n in DIRECT[module] - AT_IMPORT[module] if n.startswith("bridge.") and not _is(n, own))
+    assert deferred == [], f"{module} defers {deferred}: only its own connector module may be imported in open()"
+
+
+def test_the_light_rule_tells_deferred_imports_from_import_time_ones() -> None:
+    src = ("import pydantic\n\ndef open():\n    from bridge.upstream.oidc import OidcConnector\n"
+           "    return lambda: __import__('x')\n")
+    assert imports_in(src, "bridge.upstream.oidc_settings", import_time=True) == {"pydantic"}
+    assert {"bridge.upstream.oidc", "x"} <= imports_in(src, "bridge.upstream.oidc_settings")
+    # The real settings modules do defer their connectors, which reach authlib / python3-saml.
+    oidc_settings = "bridge.upstream.oidc_settings"
+    assert "bridge.upstream.oidc" in DIRECT[oidc_settings] - AT_IMPORT[oidc_settings]
+    assert any(_is(n, HEAVY) for n in closure("bridge.upstream.saml_settings"))
 
 
 @pytest.mark.parametrize("module", sorted(SOURCES))
@@ -225,6 +270,55 @@ def test_the_validator_rule_still_has_something_to_catch() -> None:
     # The SAML connector does use the partition table, and the validator does import xmlsec.
     assert "bridge.domain.partitions" in DIRECT["bridge.upstream.saml"]
     assert "xmlsec" in DIRECT["bridge.aws.validate_saml"]
+
+
+STORAGE_PACKAGE = ("bridge.storage", "bridge.store")
+
+
+@pytest.mark.parametrize("module", UPSTREAM_MODULES)
+def test_upstream_never_imports_storage(module: str) -> None:
+    """Connectors see the values they need (``bridge.domain.identity``), never the store: no arrow back up."""
+    direct = sorted(n for n in DIRECT[module] if _is(n, STORAGE_PACKAGE))
+    assert direct == [], f"{module} imports {direct}; put the value type in bridge.domain.identity or upstream.base"
+    indirect = sorted(n for n in closure(module) if _is(n, STORAGE_PACKAGE))
+    assert indirect == [], f"{module} reaches {indirect} through bridge modules"
+
+
+def test_the_storage_rule_still_has_something_to_catch() -> None:
+    old = imports_in("from bridge.storage.records import PendingLogin\n", "bridge.upstream.base")
+    assert any(_is(n, STORAGE_PACKAGE) for n in old) and not _is("bridge.storagex", STORAGE_PACKAGE)
+    assert any(_is(n, STORAGE_PACKAGE) for n in DIRECT["bridge.core.flow"])  # the core does use the store
+
+
+CONNECTOR_TYPE_NAMES = frozenset({"oidc", "saml", "dev"})
+
+
+def connector_type_tests(source: str) -> list[str]:
+    """Each comparison of a ``.type`` with a connector type name (``connector.type == "saml"``,
+    ``c.type in ("oidc", "dev")``), as source text: the core asks capabilities, never the type."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        names = {c.value for o in operands for c in ast.walk(o) if isinstance(c, ast.Constant)}
+        if any(isinstance(o, ast.Attribute) and o.attr == "type" for o in operands) and names & CONNECTOR_TYPE_NAMES:
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_the_connector_type_rule_can_fail() -> None:
+    src = ('if connector.type == "saml": pass\nif "oidc" != c.type: pass\nx = conn.type in ("dev", "oidc")\n'
+           'y = e.type == "InvalidClient"\nz = connector.type\n')
+    assert connector_type_tests(src) == ['connector.type == \'saml\'', '\'oidc\' != c.type',
+                                         'conn.type in (\'dev\', \'oidc\')']
+
+
+@pytest.mark.parametrize("module", sorted(m for m in SOURCES if not m.startswith("bridge.upstream")))
+def test_no_connector_type_tests_outside_upstream(module: str) -> None:
+    found = connector_type_tests(SOURCES[module].read_text(encoding="utf-8"))
+    assert found == [], (f"{module} branches on a connector's type: {found}; read its ``policy`` or ask a "
+                         "capability (isinstance(connector, Reverifier | Passthrough | ...), bridge/upstream/base.py)")
 
 
 AWS_PACKAGE = ("bridge.aws",)
@@ -417,7 +511,7 @@ def test_functions_stay_simple() -> None:
 def test_storage_and_the_deciding_services_are_covered() -> None:
     assert {"bridge.storage", "bridge.storage.interface", "bridge.storage.records", "bridge.storage.redis",
             "bridge.storage.memory"} <= set(NO_WEB_MODULES)
-    assert set(NO_WEB_CORE) <= set(NO_WEB_MODULES)
+    assert set(NO_WEB_CORE) | {"bridge.core.signin"} <= set(NO_WEB_MODULES)
 
 
 def _class(path: Path, name: str) -> ast.ClassDef:
@@ -457,8 +551,9 @@ def test_both_stores_implement_the_whole_interface() -> None:
 
 
 def test_storage_records_are_frozen_dataclasses_with_json() -> None:
-    tree = ast.parse((BRIDGE / "storage" / "records.py").read_text(encoding="utf-8"))
-    records = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.decorator_list]
+    records = [n for path in (BRIDGE / "storage" / "records.py", BRIDGE / "domain" / "identity.py")
+               for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)
+               and n.decorator_list and (path.name == "records.py" or n.name == "PendingLogin")]
     assert {r.name for r in records} >= {"SessionRecord", "PendingLogin", "CliToken", "DeviceCode", "SsoClient",
                                          "AuthCode"}
     for r in records:
@@ -515,12 +610,7 @@ def test_only_the_package_itself_and_the_console_script_sit_at_the_root() -> Non
     assert set(RANK) == {p.name for p in BRIDGE.iterdir() if (p / "__init__.py").exists()} | {"__main__"}
 
 
-# Arrows still running up, each with the step that ends it (strict: the test fails once it is gone).
-KNOWN_UPWARD = {"bridge.upstream.base": "the pending-login record moves below storage (issue 24 step 1)"}
-
-
-@pytest.mark.parametrize("module", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD[m]))
-                                    if m in KNOWN_UPWARD else m for m in PACKAGED])
+@pytest.mark.parametrize("module", PACKAGED)
 def test_imports_go_down_the_layers_only(module: str) -> None:
     assert upward_imports(module) == [], f"{module} imports from its own layer or above"
 
@@ -541,7 +631,6 @@ def test_the_laptop_client_imports_only_the_standard_library_and_click(module: s
     assert foreign == []
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD["bridge.upstream.base"])
 def test_the_package_graph_has_no_cycle() -> None:
     graph: dict[str, set[str]] = {}
     for m in PACKAGED:

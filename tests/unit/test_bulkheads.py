@@ -180,7 +180,7 @@ ALICE = Identity(connector_id="c", subject="alice", issuer="i", mfa=True)
 
 def issue(sink: MemorySink, *, fail_closed: bool) -> tuple[RecordingSts, Any]:
     sts = RecordingSts(sink)
-    iss = CredentialIssuer(SETTINGS, None, sts, {}, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
+    iss = CredentialIssuer(SETTINGS, None, sts, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
                            auditor=audit.Auditor(sink, fail_closed=fail_closed, fallback=io.StringIO()))
     try:
         return sts, iss.issue_credentials(ALICE, GRANT, 900, passthrough={"kind": "oidc", "value": "a.b.c"})

@@ -33,7 +33,7 @@ class Auditor:
 
 
 def issuer(auditor: Auditor) -> CredentialIssuer:
-    return CredentialIssuer(SETTINGS, None, None, {}, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
+    return CredentialIssuer(SETTINGS, None, None, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
                             auditor=auditor)  # type: ignore[arg-type]
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from bridge.commands.cli import main
 from bridge.config import load_settings
-from bridge.core.access import Access
+from bridge.core.access import Decision
 from bridge.domain.identity import identity_from_sample
 from bridge.mapping import GrantDefaults, decide
 
@@ -31,7 +31,7 @@ class FakeServices:
         self.records: list[tuple[str, dict[str, Any]]] = []
         self._identities = identities
         self.sessions = SimpleNamespace(of_user=self.of_user, revoke_user=self.revoke_user)
-        self.access = SimpleNamespace(access_for=self.access_for)
+        self.access = SimpleNamespace(decide=self.decide)
         self.auditor = SimpleNamespace(record=lambda type_, ctx, **kw: self.records.append((type_, kw)))
         self.requests = None  # access requests: their own tests (test_access_requests.py)
 
@@ -44,9 +44,9 @@ class FakeServices:
         self._identities = [i for i in self._identities if user not in (i.email, i.subject)]
         return SimpleNamespace(sessions=n, tokens=0)
 
-    def access_for(self, identity: Any, log: bool = True) -> Access:
+    def decide(self, identity: Any) -> Decision:
         d = decide(self.settings.mapping, identity, GrantDefaults("sts.amazonaws.com", "jwt", "FederationBridge"))
-        return Access(d.grants, d.locked, "v")
+        return Decision(d.grants, d.locked, "v", identity=identity)
 
 
 @pytest.fixture
