@@ -175,7 +175,7 @@ def test_an_approved_request_ends_on_time(bridge: Bridge) -> None:
 def test_operators_list_approve_and_revoke_on_the_command_line(bridge: Bridge, tmp_path: Path) -> None:
     bob = dev_login(bridge.base, "bob")
     rid = ask(bridge, bob)
-    cfg = config_file(bridge.svc.settings, bridge.telemetry.audit, tmp_path)
+    cfg = config_file(bridge.svc.settings, bridge.audit, tmp_path)
     from bridge.commands.cli import main
 
     listed = CliRunner().invoke(main, ["requests", "list", "--config", str(cfg), "--status", "pending"])
@@ -342,7 +342,7 @@ def test_offboarding_ends_the_users_access_requests(bridge: Bridge, tmp_path: Pa
     assert ADMIN in [g["role_arn"] for g in portal_json(bob, bridge.base)["grants"]]
     from bridge.commands.cli import main
 
-    cfg = config_file(bridge.svc.settings, bridge.telemetry.audit, tmp_path)
+    cfg = config_file(bridge.svc.settings, bridge.audit, tmp_path)
     out = CliRunner().invoke(main, ["sessions", "revoke", "--config", str(cfg), "--user", "bob@example.com"])
     assert out.exit_code == 0, out.output
     assert "1 access request(s)" in out.output, out.output
