@@ -27,7 +27,8 @@ from _peers import free_port, stop_processes, stub, wait  # noqa: E402 - bench/ 
 
 from bridge.aws.sts import StsGateway
 from bridge.config import settings_from_dict
-from bridge.core.issuing import CredentialIssuer
+from bridge.core.credcache import NoCache
+from bridge.core.issuing import CredentialIssuer, IssuerConfig
 from bridge.core.keysource import KeySource
 from bridge.domain.identity import Identity
 from bridge.keys.signing import generate_key, load_keyring
@@ -78,7 +79,7 @@ def main() -> int:
         ring, problems = load_keyring(tmp / "keys")
         assert ring is not None, problems
         keys = KeySource(tmp / "keys", ring, interval=3600, clock=time.time)
-        issuer = CredentialIssuer(s, keys, sts, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
+        issuer = CredentialIssuer(IssuerConfig.from_settings(s), keys, sts, cache=NoCache(), metrics=Metrics(),
                                   auditor=Auditor(FileSink(tmp / "audit.jsonl"), fail_closed=True))
         alice = Identity(connector_id="dev", subject="alice-0001", issuer="dev", email="alice@example.com",
                          groups=("dev",), claims={"department": "Platform"})

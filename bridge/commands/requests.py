@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import json
 import time
-from typing import Any
 
 import click
 
@@ -16,13 +15,6 @@ from bridge.domain.errors import BridgeError
 @click.group("requests")
 def requests_group() -> None:
     """Access requests: list them, approve, deny or revoke one (audited as the operator)."""
-
-
-def _svc(config_path: str) -> Any:
-    svc = services_from(config_path)
-    if svc.requests is None:
-        fail(["access requests are not wired"], "cannot manage requests:")
-    return svc
 
 
 def _when(t: int | None) -> str:
@@ -42,7 +34,7 @@ def requests_list(config_path: str, status: str | None, as_json: bool) -> None:
     """Every kept request (pending first to decide, approved ones active until their window ends)."""
     from bridge.core.access_requests import request_json
 
-    svc = _svc(config_path)
+    svc = services_from(config_path)
     try:
         reqs = svc.requests.all(status)
     except BridgeError as e:
@@ -61,7 +53,7 @@ def requests_list(config_path: str, status: str | None, as_json: bool) -> None:
 
 
 def _act(config_path: str, request_id: str, action: str, comment: str, operator: str | None) -> None:
-    svc = _svc(config_path)
+    svc = services_from(config_path)
     by = operator or getpass.getuser()
     try:
         if action == "revoke":

@@ -25,7 +25,7 @@ def _rows(svc: Any, user: str) -> list[dict[str, Any]]:
     rows = []
     for shash, rec in svc.sessions.of_user(user):
         ident = rec.identity
-        tokens = svc.device.tokens_of(shash) if svc.device is not None else []
+        tokens = svc.device.tokens_of(shash)
         rows.append({"session": shash[:16], "connector": ident.connector_id, "subject": ident.subject,
                      "email": ident.email, "created_at": rec.created_at, "expires_at": rec.expires_at,
                      "cli_tokens": [{"client_id": t.client_id, "created_at": t.created_at,
@@ -116,13 +116,12 @@ def sessions_revoke(config_path: str, user: str, aws_policy: str | None) -> None
         issued = _issued(svc, user) if aws_policy else ([], [], [])
         done = svc.sessions.revoke_user(user)
         # and the elevation: an approved request would be active again at the user's next sign-in
-        ended = svc.requests.end_for_user(user, by="bridge sessions revoke") if svc.requests is not None else []
+        ended = svc.requests.end_for_user(user, by="bridge sessions revoke")
     except StoreUnavailable as e:
         fail([e.detail], "cannot revoke sessions:")
     svc.auditor.record("revocation", Context(), outcome="success", user=user, sessions=done.sessions,
                        cli_tokens=done.tokens, access_requests=len(ended), by="bridge sessions revoke")
     click.echo(f"revoked {done.sessions} session(s) and {done.tokens} CLI login(s) of {user}")
-    if svc.requests is not None:
-        click.echo(f"revoked {len(ended)} access request(s) of {user} (pending or approved)")
+    click.echo(f"revoked {len(ended)} access request(s) of {user} (pending or approved)")
     if aws_policy:
         _print_aws_policy(svc, user, aws_policy, issued)

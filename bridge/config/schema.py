@@ -324,6 +324,10 @@ class AdminSettings(SettingsModel):
     groups: list[str] = Field(default_factory=list, description="empty: no admins, the admin pages are off")
     require_mfa: bool = Field(True, description="admin pages need a sign-in with MFA")
 
+    def allows(self, groups: tuple[str, ...] | list[str], mfa: bool) -> bool:
+        """Whether a sign-in in ``groups`` (with or without MFA) has admin rights, before any ``deny: all``."""
+        return bool(set(groups) & set(self.groups)) and (mfa or not self.require_mfa)
+
 
 class Settings(SettingsModel):
     """The whole configuration. See config/bridge.example.yaml for every option, commented."""
@@ -407,9 +411,6 @@ class Settings(SettingsModel):
     def rules_path(self) -> Path | None:
         """The rules file, resolved against the config's folder (None when rules are inline)."""
         return rules_file_path(self.mapping.rules_file, self.source_dir)
-
-    def is_admin(self, groups: tuple[str, ...] | list[str], mfa: bool) -> bool:
-        return bool(set(groups) & set(self.admin.groups)) and (mfa or not self.admin.require_mfa)
 
     @property
     def secure_cookies(self) -> bool:

@@ -36,7 +36,7 @@ from typing import Protocol
 
 from bridge import mapping
 from bridge.aws.upstream_check import UpstreamCheck
-from bridge.config import Settings, reload_mapping, rules_file_path
+from bridge.config import AdminSettings, Settings, reload_mapping, rules_file_path
 from bridge.core.rulebook import RuleBook
 from bridge.domain.identity import Grant, Identity
 from bridge.mapping.paths import View
@@ -130,9 +130,10 @@ def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
 class AccessPoint:
     """Identity → the grants the rules in force give it, decided at the moment of use."""
 
-    def __init__(self, settings: Settings, rules: RuleBook, connectors: Mapping[str, Connector],
-                 auditor: Auditor) -> None:
-        self.settings = settings
+    def __init__(self, rules: RuleBook, connectors: Mapping[str, Connector], auditor: Auditor, *,
+                 defaults: mapping.GrantDefaults, admin: AdminSettings, requests: ActiveRequests) -> None:
+        self.defaults = defaults  # what rules leave unsaid (audience, path, SAML provider)
+        self.admin = admin
         self.rules = rules
         self.connectors = connectors
         self.auditor = auditor
@@ -142,7 +143,7 @@ class AccessPoint:
         self._memo_lock = threading.Lock()
         self._memo_grants = 0
         self._memo_version = ""
-        self.requests: ActiveRequests | None = None  # wired by build_services
+        self.requests = requests
         # The rules version whose offers every live access request was last checked against (a rules reload,
         # or a process starting under rules it has not checked them against, ends those no longer offered).
         self._swept_version = ""
@@ -154,9 +155,7 @@ class AccessPoint:
         rules.on_reload.append(lambda: self._sweep_if_new(str(self.rules.mapping.compiled.version)))
 
     def _defaults(self, identity: Identity | None = None) -> mapping.GrantDefaults:
-        d = self.settings.grant_defaults()
-        return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"],
-                                     passthrough=identity is None or self.passes_through(identity.connector_id))
+        return replace(self.defaults, passthrough=identity is None or self.passes_through(identity.connector_id))
 
     def passes_through(self, connector_id: str) -> bool:
         """Whether identities of ``connector_id`` bring an artifact ``path: passthrough`` grants can
@@ -208,7 +207,7 @@ class AccessPoint:
     def _with_requests(self, identity: Identity, access: Decision) -> Decision:
         """``access`` with the on-request grants that an approved request of this exact account activates
         now. Asked only of identities the rules offer something on request (the lookup costs a store read)."""
-        if not access.requestable or self.requests is None:
+        if not access.requestable:
             return access
         active = self.requests.active_for(identity)
         if not active:
@@ -265,7 +264,7 @@ class AccessPoint:
         """Once per rules version in this process (after a reload, at the first decision after start): end
         the access requests the rules no longer back, so an approval never comes back with its rule.
         A failure (the store unreachable) is logged and tried again at the next decision."""
-        if self.requests is None or version == self._swept_version or not self._sweep_lock.acquire(blocking=False):
+        if version == self._swept_version or not self._sweep_lock.acquire(blocking=False):
             return
         previous, self._swept_version = self._swept_version, version  # (the sweep's own decisions skip this)
         try:
@@ -351,7 +350,7 @@ class AccessPoint:
     def is_admin(self, identity: Identity) -> bool:
         """Admin rights through the same decision: in ``admin.groups``, with MFA when
         ``admin.require_mfa``, and not matched by a ``deny: all`` rule."""
-        if not self.settings.is_admin(identity.groups, identity.mfa):
+        if not self.admin.allows(identity.groups, identity.mfa):
             return False
         return not self._rules_decision(identity).denied_all
 

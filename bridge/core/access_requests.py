@@ -10,9 +10,10 @@ The lifecycle, each step an ``access_request`` audit record whose correlation id
         └── withdrawn, offboarded ──▶ revoked; its rule changed ──▶ ended
 
 What this module does NOT do is decide access: the decision point (``AccessPoint.decide``,
-bridge/core/access.py) asks ``active_for`` at each decision and turns the rules' on-request grant into a
-usable one while an approved request of that exact account is within its window. Who may approve is
-decided there too (``AccessPoint.may_approve``), re-checked at the moment of approval.
+bridge/core/access.py) asks the ``RequestLedger`` (``active_for``) at each decision and turns the rules'
+on-request grant into a usable one while an approved request of that exact account is within its window.
+Who may approve is decided there too (``AccessPoint.may_approve``), re-checked at the moment of approval.
+So the arrows run one way: ledger ← decision point ← ``AccessRequests`` (what people do with requests).
 
 Expiry needs no timer: a request past its window is simply not active; the first look at it (a
 decision, a page, ``bridge requests list``) records it as ``expired`` — once, through the store's
@@ -29,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from bridge import mapping
-from bridge.config import Settings
+from bridge.config import RequestsSettings
 from bridge.core.access import AccessPoint, same_person
 from bridge.core.notify import Notifier
 from bridge.core.sessions import exact_handle
@@ -80,17 +81,17 @@ def request_json(r: AccessRequest) -> dict[str, Any]:
 
 
 
-class AccessRequests:
-    """Access requests over the store; the decision point's ``requests``."""
+class RequestLedger:
+    """The stored access requests and their lifecycle (expiry, ending, each step audited and notified): what the
+    decision point asks (``ActiveRequests``). It decides nothing: ``AccessRequests`` asks the decision point."""
 
-    def __init__(self, settings: Settings, store: Store, access: AccessPoint, auditor: Auditor,
+    def __init__(self, cfg: RequestsSettings, store: Store, auditor: Auditor, *, approve_url: str,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.cfg = settings.requests
+        self.cfg = cfg
         self.store = store
-        self.access = access
         self.auditor = auditor
-        self.notifier = notifier or Notifier(settings.requests)
+        self.approve_url = approve_url  # the approvers' page, linked from each notification
+        self.notifier = notifier or Notifier(cfg)
         self.clock = clock
 
     def now(self) -> float:
@@ -100,17 +101,17 @@ class AccessRequests:
     def active_for(self, identity: Identity) -> list[AccessRequest]:
         """Approved requests of ``identity``'s exact account within their window (expired ones recorded)."""
         now = self.clock()
-        return [r for r in self._refreshed(self.store.access_requests(exact_handle(identity))) if r.active(now)]
+        return [r for r in self.refreshed(self.store.access_requests(exact_handle(identity))) if r.active(now)]
 
     def end(self, req: AccessRequest, why: str) -> None:
         """End a request the rules no longer back (audited once: compare-and-set)."""
-        self._finish(req, "ended", why, by={"bridge": "rules"}, quiet_race=True)
+        self.finish(req, "ended", why, by={"bridge": "rules"}, quiet_race=True)
 
     def sweep(self, outlived: Callable[[AccessRequest], str | None]) -> int:
         """End every pending or approved request that ``outlived`` (the decision point) says the rules in force
         no longer back: after a rules reload, nobody has to use a request for its approval to end."""
         n = 0
-        for req in self._refreshed(self.store.access_requests()):
+        for req in self.refreshed(self.store.access_requests()):
             if req.status in ("pending", "approved") and (why := outlived(req)) is not None:
                 self.end(req, why)
                 n += 1
@@ -123,12 +124,106 @@ class AccessRequests:
         ``user`` — an e-mail (ignoring case) or a subject, as sessions are found — each audited."""
         mail = user.lower() if "@" in user else None
         out = []
-        for req in self._refreshed(self.store.access_requests()):
+        for req in self.refreshed(self.store.access_requests()):
             r = req.requester
             if req.status in ("pending", "approved") and (
                     r.subject == user or (mail is not None and (r.email or "").lower() == mail)):
-                out.append(self._finish(req, "revoked", f"offboarding ({by})", by={"operator": by}, quiet_race=True))
+                out.append(self.finish(req, "revoked", f"offboarding ({by})", by={"operator": by}, quiet_race=True))
         return out
+
+    # -- reads ------------------------------------------------------------------------------------
+    def mine(self, identity: Identity) -> list[AccessRequest]:
+        """The requests of ``identity``'s exact account, newest first."""
+        return sorted(self.refreshed(self.store.access_requests(exact_handle(identity))),
+                      key=lambda r: -r.created_at)
+
+    def all(self, status: str | None = None) -> list[AccessRequest]:
+        reqs = self.refreshed(self.store.access_requests())
+        return [r for r in reqs if status is None or r.status == status]
+
+    def get(self, request_id: str) -> AccessRequest:
+        req = self.store.get_access_request(request_id) if 0 < len(request_id) <= 64 else None
+        if req is None:
+            raise RequestNotFound(f"request {request_id[:64]!r}")
+        return self.refreshed([req])[0]
+
+    # -- the lifecycle's steps (AccessRequests takes them too) -----------------------------------
+    def ttl(self, req: AccessRequest) -> int:
+        now = int(self.clock())
+        if req.status == "pending":
+            return self.cfg.pending_ttl + self.cfg.retention
+        if req.status == "approved":
+            return max(0, (req.expires_at or now) - now) + self.cfg.retention
+        return self.cfg.retention
+
+    def refreshed(self, reqs: Sequence[AccessRequest]) -> list[AccessRequest]:
+        """``reqs`` with the ones whose time is up recorded as expired (once: compare-and-set)."""
+        now = self.clock()
+        out = []
+        for req in reqs:
+            if req.status == "approved" and req.expires_at is not None and now >= req.expires_at:
+                req = self.finish(req, "expired", "its window ended", by={"bridge": "clock"}, quiet_race=True)
+            elif req.status == "pending" and now >= req.created_at + self.cfg.pending_ttl:
+                req = self.finish(req, "expired", "no decision in time", by={"bridge": "clock"}, quiet_race=True)
+            out.append(req)
+        return out
+
+    def finish(self, req: AccessRequest, status: str, why: str, *, by: Mapping[str, Any],
+               ctx: audit.Context | None = None, quiet_race: bool = False) -> AccessRequest:
+        now = int(self.clock())
+        ended_at = min(now, req.expires_at) if status == "expired" and req.expires_at else now
+        new = replace(req, status=status, ended_at=ended_at, ended_by=dict(by), end_reason=why)  # type: ignore[arg-type]
+        if not self.store.replace_access_request(new, expect=req.status, ttl=self.ttl(new)):
+            latest = self.store.get_access_request(req.id)
+            if quiet_race:
+                return latest or new
+            raise RequestRefused("changed meanwhile", message="This request changed meanwhile.",
+                                 hint="Reload the page.")
+        self.record(new, status, ctx or audit.Context(), by=by, end_reason=why)
+        self.notify(new, status, by=by)
+        return new
+
+    def record(self, req: AccessRequest, what: str, ctx: audit.Context, **fields: Any) -> None:
+        self.auditor.record("access_request", audit.Context(req.id, ctx.client_ip, ctx.user_agent), event=what,
+                            request_id=req.id, who=audit.who(req.requester), role_arn=req.role_arn,
+                            account_id=req.account_id, rule=req.rule, reason=req.reason, duration=req.duration,
+                            status=req.status, break_glass=req.break_glass, expires_at=req.expires_at,
+                            comment=req.comment or None, session_correlation_id=ctx.correlation_id, **fields)
+
+    def notify(self, req: AccessRequest, what: str, *, by: Mapping[str, Any]) -> None:
+        self.notifier.send({
+            "event": what, "request_id": req.id, "requester": audit.who(req.requester), "role_arn": req.role_arn,
+            "account_id": req.account_id, "label": req.label, "rule": req.rule, "reason": req.reason,
+            "duration": req.duration, "status": req.status, "break_glass": req.break_glass,
+            "expires_at": req.expires_at, "comment": req.comment or req.end_reason,
+            "by": by.get("email") or by.get("subject") or by.get("operator") or by.get("bridge"),
+            "url": f"{self.approve_url}#r-{req.id}"})
+
+
+class AccessRequests:
+    """What requesters, approvers and operators do with access requests, each step re-asking the decision point
+    (``access``) and kept in the ``ledger`` — the one the decision point itself asks for active requests."""
+
+    def __init__(self, ledger: RequestLedger, access: AccessPoint) -> None:
+        self.ledger = ledger
+        self.access = access
+
+    # -- the ledger's reads, as the pages and `bridge requests` ask them -------------------------
+    @property
+    def notifier(self) -> Notifier:
+        return self.ledger.notifier
+
+    def mine(self, identity: Identity) -> list[AccessRequest]:
+        return self.ledger.mine(identity)
+
+    def all(self, status: str | None = None) -> list[AccessRequest]:
+        return self.ledger.all(status)
+
+    def get(self, request_id: str) -> AccessRequest:
+        return self.ledger.get(request_id)
+
+    def end_for_user(self, user: str, *, by: str) -> list[AccessRequest]:
+        return self.ledger.end_for_user(user, by=by)
 
     # -- the requester ----------------------------------------------------------------------------
     def requestable(self, identity: Identity) -> list[mapping.Requestable]:
@@ -156,9 +251,10 @@ class AccessRequests:
         if break_glass and not policy.break_glass:
             raise RequestRefused(f"rule {rq.grant.via!r} allows no break-glass",
                                  message="This role cannot be activated without an approver.")
+        ledger = self.ledger
         account = exact_handle(identity)
-        now = int(self.clock())
-        open_ = [r for r in self._refreshed(self.store.access_requests(account))
+        now = int(ledger.now())
+        open_ = [r for r in ledger.refreshed(ledger.store.access_requests(account))
                  if r.role_arn == rq.grant.role_arn and r.status in ("pending", "approved")]
         if open_:
             raise BadRequest(f"request {open_[0].id} is already {open_[0].status}", code="request_exists",
@@ -170,24 +266,19 @@ class AccessRequests:
         if break_glass:
             req = replace(req, status="approved", decided_at=now, decided_by=audit.who(identity),
                           activated_at=now, expires_at=now + duration, comment="break-glass")
-        self.store.put_access_request(req, self._ttl(req))
-        self._record(req, "requested", ctx, by=audit.who(identity))
+        ledger.store.put_access_request(req, ledger.ttl(req))
+        ledger.record(req, "requested", ctx, by=audit.who(identity))
         if break_glass:
-            self._record(req, "activated", ctx, by=audit.who(identity))
+            ledger.record(req, "activated", ctx, by=audit.who(identity))
             event("break_glass", logging.WARNING, request_id=req.id, role_arn=req.role_arn, rule=req.rule)
-        self._notify(req, "break_glass" if break_glass else "requested", by=audit.who(identity))
+        ledger.notify(req, "break_glass" if break_glass else "requested", by=audit.who(identity))
         return req
-
-    def mine(self, identity: Identity) -> list[AccessRequest]:
-        """The requests of ``identity``'s exact account, newest first."""
-        return sorted(self._refreshed(self.store.access_requests(exact_handle(identity))),
-                      key=lambda r: -r.created_at)
 
     # -- approvers ------------------------------------------------------------------------------
     def for_approver(self, approver: Identity) -> list[AccessRequest]:
         """Pending and active requests ``approver`` may decide or revoke now (never their own), newest first."""
         out = []
-        for req in self._refreshed(self.store.access_requests()):
+        for req in self.ledger.refreshed(self.ledger.store.access_requests()):
             if req.status in ("pending", "approved") and self.refusal(approver, req) is None:
                 out.append(req)
         return sorted(out, key=lambda r: -r.created_at)
@@ -202,8 +293,8 @@ class AccessRequests:
         ctx = ctx or audit.Context()
         req = self.get(request_id)
         if (why := self.refusal(approver, req)) is not None:
-            self._record(req, "refused", ctx, by=audit.who(approver), refused=why,
-                         action="approve" if approve else "deny")
+            self.ledger.record(req, "refused", ctx, by=audit.who(approver), refused=why,
+                               action="approve" if approve else "deny")
             raise RequestRefused(why, message=f"You cannot decide this request: {why}.")
         req = self._backed(req)
         return self._decide(req, approve, clean_text(comment, MAX_COMMENT), audit.who(approver), ctx)
@@ -222,18 +313,19 @@ class AccessRequests:
                 ctx: audit.Context) -> AccessRequest:
         if req.status != "pending":
             raise RequestRefused(f"request is {req.status}", message=f"This request is already {req.status}.")
-        now = int(self.clock())
+        ledger = self.ledger
+        now = int(ledger.now())
         new = replace(req, status="approved" if approve else "denied", decided_at=now, decided_by=dict(by),
                       comment=comment)
         if approve:
             new = replace(new, activated_at=now, expires_at=now + req.duration)
-        if not self.store.replace_access_request(new, expect="pending", ttl=self._ttl(new)):
+        if not ledger.store.replace_access_request(new, expect="pending", ttl=ledger.ttl(new)):
             raise RequestRefused("decided meanwhile", message="Someone else decided this request meanwhile.",
                                  hint="Reload the page.")
-        self._record(new, "approved" if approve else "denied", ctx, by=by)
+        ledger.record(new, "approved" if approve else "denied", ctx, by=by)
         if approve:
-            self._record(new, "activated", ctx, by=by)
-        self._notify(new, "approved" if approve else "denied", by=by)
+            ledger.record(new, "activated", ctx, by=by)
+        ledger.notify(new, "approved" if approve else "denied", by=by)
         return new
 
     def revoke(self, actor: Identity | None, request_id: str, *, comment: str = "", operator: str | None = None,
@@ -250,76 +342,14 @@ class AccessRequests:
             by = {"operator": operator or "operator"}
         if req.status not in ("pending", "approved"):
             raise RequestRefused(f"request is {req.status}", message=f"This request is already {req.status}.")
-        return self._finish(req, "revoked", clean_text(comment, MAX_COMMENT), by=by, ctx=ctx)
-
-    # -- everyone's, for operators ----------------------------------------------------------------
-    def all(self, status: str | None = None) -> list[AccessRequest]:
-        reqs = self._refreshed(self.store.access_requests())
-        return [r for r in reqs if status is None or r.status == status]
-
-    def get(self, request_id: str) -> AccessRequest:
-        req = self.store.get_access_request(request_id) if 0 < len(request_id) <= 64 else None
-        if req is None:
-            raise RequestNotFound(f"request {request_id[:64]!r}")
-        return self._refreshed([req])[0]
+        return self.ledger.finish(req, "revoked", clean_text(comment, MAX_COMMENT), by=by, ctx=ctx)
 
     # -- internals ----------------------------------------------------------------------------------
     def _backed(self, req: AccessRequest) -> AccessRequest:
         """``req``, if the rules in force still back it as it stands; otherwise it is ended now and refused
         (a stricter rule: a pending request for longer than it now allows is never approved for that long)."""
         if req.status in ("pending", "approved") and (why := self.access.outlived(req)) is not None:
-            self.end(req, why)
+            self.ledger.end(req, why)
             raise RequestRefused(why, message=f"This request can no longer be decided: {why}.",
                                  hint="The requester may ask again, as the rule now allows.")
         return req
-
-    def _ttl(self, req: AccessRequest) -> int:
-        now = int(self.clock())
-        if req.status == "pending":
-            return self.cfg.pending_ttl + self.cfg.retention
-        if req.status == "approved":
-            return max(0, (req.expires_at or now) - now) + self.cfg.retention
-        return self.cfg.retention
-
-    def _refreshed(self, reqs: Sequence[AccessRequest]) -> list[AccessRequest]:
-        """``reqs`` with the ones whose time is up recorded as expired (once: compare-and-set)."""
-        now = self.clock()
-        out = []
-        for req in reqs:
-            if req.status == "approved" and req.expires_at is not None and now >= req.expires_at:
-                req = self._finish(req, "expired", "its window ended", by={"bridge": "clock"}, quiet_race=True)
-            elif req.status == "pending" and now >= req.created_at + self.cfg.pending_ttl:
-                req = self._finish(req, "expired", "no decision in time", by={"bridge": "clock"}, quiet_race=True)
-            out.append(req)
-        return out
-
-    def _finish(self, req: AccessRequest, status: str, why: str, *, by: Mapping[str, Any],
-                ctx: audit.Context | None = None, quiet_race: bool = False) -> AccessRequest:
-        now = int(self.clock())
-        ended_at = min(now, req.expires_at) if status == "expired" and req.expires_at else now
-        new = replace(req, status=status, ended_at=ended_at, ended_by=dict(by), end_reason=why)  # type: ignore[arg-type]
-        if not self.store.replace_access_request(new, expect=req.status, ttl=self._ttl(new)):
-            latest = self.store.get_access_request(req.id)
-            if quiet_race:
-                return latest or new
-            raise RequestRefused("changed meanwhile", message="This request changed meanwhile.",
-                                 hint="Reload the page.")
-        self._record(new, status, ctx or audit.Context(), by=by, end_reason=why)
-        self._notify(new, status, by=by)
-        return new
-
-    def _record(self, req: AccessRequest, what: str, ctx: audit.Context, **fields: Any) -> None:
-        self.auditor.record("access_request", audit.Context(req.id, ctx.client_ip, ctx.user_agent), event=what,
-                            request_id=req.id, who=audit.who(req.requester), role_arn=req.role_arn,
-                            account_id=req.account_id, rule=req.rule, reason=req.reason, duration=req.duration,
-                            status=req.status, break_glass=req.break_glass, expires_at=req.expires_at,
-                            comment=req.comment or None, session_correlation_id=ctx.correlation_id, **fields)
-
-    def _notify(self, req: AccessRequest, what: str, *, by: Mapping[str, Any]) -> None:
-        self.notifier.send({
-            "event": what, "request_id": req.id, "requester": audit.who(req.requester), "role_arn": req.role_arn,
-            "account_id": req.account_id, "label": req.label, "rule": req.rule, "reason": req.reason,
-            "duration": req.duration, "status": req.status, "break_glass": req.break_glass,
-            "expires_at": req.expires_at, "comment": req.comment or req.end_reason,
-            "by": by.get("email") or by.get("subject") or by.get("operator") or by.get("bridge"),
-            "url": f"{self.settings.base_url}/requests/approve#r-{req.id}"})

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from bridge.aws import console
 from bridge.aws.assertion import signin_saml_endpoint
 from bridge.aws.signin import get_signin_token
-from bridge.config import Settings
+from bridge.config import AwsSettings
 from bridge.core.issuing import CredentialIssuer
 from bridge.domain.errors import BadRequest, BridgeError
 from bridge.domain.identity import Grant, Identity
@@ -25,9 +25,10 @@ from bridge.telemetry.metrics import Metrics
 
 
 class ConsoleSignin:
-    def __init__(self, settings: Settings, issuer: CredentialIssuer, *, metrics: Metrics, auditor: Auditor,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
+    def __init__(self, aws: AwsSettings, issuer: CredentialIssuer, *, portal_url: str, metrics: Metrics,
+                 auditor: Auditor, clock: Callable[[], float] = time.time) -> None:
+        self.aws = aws
+        self.portal_url = portal_url  # the console's "Issuer" link: where to sign in again
         self.issuer = issuer
         self.metrics = metrics
         self.auditor = auditor
@@ -40,10 +41,10 @@ class ConsoleSignin:
         sts:AssumeRole from a hub)."""
         if grant.path == "passthrough" or grant.chained:
             return "federation"
-        return grant.console or self.settings.aws.console_method
+        return grant.console or self.aws.console_method
 
     def federation_endpoint(self) -> str:
-        aws = self.settings.aws
+        aws = self.aws
         return aws.federation_endpoint or console.federation_endpoint(aws.partition, aws.signin_region)
 
     def logout_url(self) -> str:
@@ -53,13 +54,13 @@ class ConsoleSignin:
         return self.federation_endpoint().removesuffix("/federation") + "/oauth?Action=logout"
 
     def signin_saml_url(self) -> str:
-        aws = self.settings.aws
+        aws = self.aws
         return aws.signin_saml_url or signin_saml_endpoint(aws.partition, aws.signin_region)[0]
 
     def destination(self, destination: str | None, region: str | None) -> str:
         """The allowlisted console URL for a destination (a path or a console URL of our partition)."""
         try:
-            return console.resolve_destination(destination, self.settings.aws.partition, region or None)
+            return console.resolve_destination(destination, self.aws.partition, region or None)
         except ValueError as e:
             raise BadRequest(f"destination refused: {e}", code="bad_destination",
                              message="That console destination is not allowed: give a console path such as "
@@ -79,13 +80,13 @@ class ConsoleSignin:
             creds = self.issuer.issue_credentials(identity, grant, duration, passthrough=passthrough, ctx=session_ctx)
             session = None if grant.chained else min(max(duration, console.MIN_SESSION), console.MAX_SESSION)
             endpoint = self.federation_endpoint()
-            token = get_signin_token(endpoint, creds, session, timeout=self.settings.aws.sts_timeout)
+            token = get_signin_token(endpoint, creds, session, timeout=self.aws.sts_timeout)
         except BridgeError as e:
             self.auditor.record("console", ctx, outcome="failure", error=e.code, **base)
             raise
         self.auditor.record("console", ctx, outcome="success", access_key_id=creds.access_key_id, **base)
         self.metrics.grants_issued.labels(grant.path, "console").inc()
-        return console.login_url(endpoint, token, issuer=f"{self.settings.base_url}/portal", destination=destination)
+        return console.login_url(endpoint, token, issuer=self.portal_url, destination=destination)
 
     def saml_post(self, identity: Identity, grant: Grant, duration: int, *,
                   ctx: audit.Context | None = None, destination: str = "") -> tuple[str, str]:

@@ -15,20 +15,49 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.domain.identity import Credentials, Grant, Identity
 from bridge.keys.sealing import Sealer
 from bridge.storage import Store
 
 
+class Cache(Protocol):
+    """What the issuer and the sessions ask of the credential cache (``NoCache`` when it is off)."""
+
+    def get(self, identity: Identity, grant: Grant, duration: int, *,
+            artifact: str | None = None) -> Credentials | None: ...
+
+    def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials, *,
+            artifact: str | None = None) -> None: ...
+
+    def forget_user(self, identity: Identity) -> int: ...
+
+
+class NoCache:
+    """The credential cache switched off (``credential_cache.enabled: false``, or no cache key): keeps nothing."""
+
+    def get(self, identity: Identity, grant: Grant, duration: int, *,
+            artifact: str | None = None) -> Credentials | None:
+        return None
+
+    def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials, *,
+            artifact: str | None = None) -> None:
+        return None
+
+    def forget_user(self, identity: Identity) -> int:
+        return 0
+
+
 class CredentialCache:
     def __init__(self, store: Store, keys: Sequence[bytes] | Sealer, *, refresh_window: int = 900,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_lookup: Callable[[bool], None] = lambda hit: None) -> None:
         self.store = store
         self.sealer = keys if isinstance(keys, Sealer) else Sealer(keys)
         self.refresh_window = refresh_window
         self.clock = clock
+        self.on_lookup = on_lookup  # hit or miss: the metrics
 
     def use_keys(self, keys: Sequence[bytes]) -> None:
         """Switch to a new key list (a key added to keys_dir while running): the newest encrypts."""
@@ -57,6 +86,12 @@ class CredentialCache:
 
     def get(self, identity: Identity, grant: Grant, duration: int, *,
             artifact: str | None = None) -> Credentials | None:
+        """The cached credentials, when fresh (``refresh_window`` before they expire they are a miss)."""
+        creds = self._lookup(identity, grant, duration, artifact)
+        self.on_lookup(creds is not None)
+        return creds
+
+    def _lookup(self, identity: Identity, grant: Grant, duration: int, artifact: str | None) -> Credentials | None:
         entry = self._entry(identity, grant, duration, artifact)
         plain = self.sealer.open(self.store.creds_get(self.user_key(identity), entry) or b"", self._aad(entry))
         if plain is None:

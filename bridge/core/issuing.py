@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
 from bridge.aws.limits import CHAINED_MAX_DURATION, HUB_DURATION
@@ -30,7 +30,7 @@ from bridge.aws.token import mint_token
 from bridge.aws.upstream_check import upstream_sts_error
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
-from bridge.core.credcache import CredentialCache
+from bridge.core.credcache import Cache
 from bridge.core.keysource import KeySource
 from bridge.domain.errors import (
     BadRequest,
@@ -89,11 +89,30 @@ def saml_issuer_for(settings: Settings) -> SamlIssuer:
     return SamlIssuer(settings.saml_entity_id, recipient, audience, settings.saml_idp.sign_response)
 
 
+@dataclass(frozen=True)
+class IssuerConfig:
+    """What the issuer reads of the settings: the JWT it mints (issuer, default audience, lifetime), our SAML
+    identity, the partition an aws_passthrough artifact is judged for, and our SAML IdP's sign-in URL."""
+
+    issuer_url: str
+    audience: str
+    token_lifetime: int
+    partition: str
+    saml: SamlIssuer
+    sso_url: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IssuerConfig:
+        return cls(issuer_url=settings.issuer_url, audience=settings.issuer.audience,
+                   token_lifetime=settings.issuer.token_lifetime, partition=settings.aws.partition,
+                   saml=saml_issuer_for(settings), sso_url=f"{settings.base_url}/idp/sso")
+
+
 class CredentialIssuer:
-    def __init__(self, settings: Settings, keys: KeySource, sts: StsGateway,
-                 *, cache: CredentialCache | None, metrics: Metrics, auditor: Auditor,
+    def __init__(self, cfg: IssuerConfig, keys: KeySource, sts: StsGateway,
+                 *, cache: Cache, metrics: Metrics, auditor: Auditor,
                  clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
+        self.cfg = cfg
         self.keys = keys
         self.sts = sts
         self.cache = cache
@@ -154,13 +173,11 @@ class CredentialIssuer:
         self.check(identity, grant, duration)
         # A pass-through grant's credentials belong to the artifact redeemed: a new sign-in's is redeemed anew.
         artifact = passthrough["value"] if grant.path == "passthrough" and passthrough else None
-        if self.cache is not None:
-            cached = self.cache.get(identity, grant, duration, artifact=artifact)
-            self.metrics.credential_cache.labels("hit" if cached else "miss").inc()
-            if cached is not None:
-                event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=True,
-                      session_name=grant.session_name, connector=identity.connector_id, duration=duration)
-                return cached, True
+        cached = self.cache.get(identity, grant, duration, artifact=artifact)
+        if cached is not None:
+            event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=True,
+                  session_name=grant.session_name, connector=identity.connector_id, duration=duration)
+            return cached, True
         now = int(self.clock())
         if grant.path == "passthrough" and passthrough is None:
             raise PassthroughExpired("passthrough artifact expired")
@@ -181,8 +198,7 @@ class CredentialIssuer:
               session_name=grant.session_name, connector=identity.connector_id, duration=duration,
               tags=sorted(grant.tags), sts_ms=round((time.monotonic() - started) * 1000, 1),
               hubs=[h.role_arn for h in grant.hubs] or None)
-        if self.cache is not None:
-            self.cache.put(identity, grant, duration, creds, artifact=artifact)
+        self.cache.put(identity, grant, duration, creds, artifact=artifact)
         return creds, False
 
     def _first(self, identity: Identity, grant: Grant, duration: int, now: int) -> Credentials:
@@ -192,9 +208,9 @@ class CredentialIssuer:
             return self.sts.assume_role_with_saml(role_arn=grant.role_arn, principal_arn=grant.provider_arn,
                                                   saml_response=self.mint_saml(grant, identity, duration, now),
                                                   duration=duration, policy=grant.policy, policy_arns=grant.policy_arns)
-        token = mint_token(grant, identity, self.keys.current().active, issuer=self.settings.issuer_url,
-                           audience=grant.audience or self.settings.issuer.audience, now=now,
-                           lifetime=self.settings.issuer.token_lifetime)
+        token = mint_token(grant, identity, self.keys.current().active, issuer=self.cfg.issuer_url,
+                           audience=grant.audience or self.cfg.audience, now=now,
+                           lifetime=self.cfg.token_lifetime)
         return self.sts.assume_role_with_web_identity(role_arn=grant.role_arn, session_name=grant.session_name,
                                                       token=token, duration=duration, policy=grant.policy,
                                                       policy_arns=grant.policy_arns)
@@ -254,12 +270,11 @@ class CredentialIssuer:
             raise upstream_sts_error(e, passthrough["kind"]) from None
 
     def saml_issuer(self) -> SamlIssuer:
-        return saml_issuer_for(self.settings)
+        return self.cfg.saml
 
     def idp_metadata(self) -> bytes:
         """Our SAML IdP metadata for `aws iam create-saml-provider` (every SAML signing cert)."""
-        return idp_metadata(self.settings.saml_entity_id, self.keys.current().saml,
-                            f"{self.settings.base_url}/idp/sso")
+        return idp_metadata(self.cfg.saml.entity_id, self.keys.current().saml, self.cfg.sso_url)
 
     def mint_saml(self, grant: Grant, identity: Identity, duration: int, now: int) -> str:
         """The signed base64 SAMLResponse for ``grant`` (AssumeRoleWithSAML or console POST)."""

@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bridge.config import Settings
-from bridge.core.credcache import CredentialCache
+from bridge.config import SessionSettings
+from bridge.core.credcache import Cache
 from bridge.core.device import DeviceFlow
 from bridge.domain.errors import NotSignedIn, UpstreamUnavailable
 from bridge.domain.identity import Grant, Identity
@@ -75,11 +75,11 @@ class Revoked:
 class Sessions:
     """Session lifecycle over the store; no Flask here (the web layer reads and sets cookies)."""
 
-    def __init__(self, store: Store, settings: Settings, connectors: Mapping[str, Connector],
-                 device: DeviceFlow | None, cache: CredentialCache | None,
+    def __init__(self, store: Store, cfg: SessionSettings, connectors: Mapping[str, Connector],
+                 device: DeviceFlow, cache: Cache,
                  clock: Callable[[], float] = time.time, sealer: Sealer | None = None) -> None:
         self.store = store
-        self.settings = settings
+        self.cfg = cfg
         self.connectors = connectors
         self.device = device
         self.cache = cache
@@ -121,13 +121,13 @@ class Sessions:
 
     @property
     def idle(self) -> int:
-        return self.settings.session.idle_timeout
+        return self.cfg.idle_timeout
 
     def absolute_for(self, connector_id: str) -> int:
         """The session lifetime for users of a connector: a connector's ``max_session`` may shorten it
         (SAML has no back channel to re-check a user, so its bound is the session lifetime)."""
         cap = self._policy(connector_id).max_session
-        absolute = self.settings.session.absolute_timeout
+        absolute = self.cfg.absolute_timeout
         return min(absolute, cap) if cap else absolute
 
     def _policy(self, connector_id: str) -> ConnectorPolicy:
@@ -163,12 +163,11 @@ class Sessions:
     def end(self, shash: str, record: SessionRecord | None = None) -> int:
         """End a session and everything of it: its CLI tokens, its upstream grant and passthrough
         artifact, the user's cached credentials. Returns how many CLI tokens were revoked."""
-        tokens = self.device.revoke_session(shash) if self.device is not None else 0
+        tokens = self.device.revoke_session(shash)
         self.store.delete_session_hash(shash)
         if record is not None:
             self.store.unindex_session(user_handles(record.identity), shash)
-            if self.cache is not None:
-                self.cache.forget_user(record.identity)
+            self.cache.forget_user(record.identity)
         return tokens
 
     # -- operators: list and revoke everything of a user --------------------------------------

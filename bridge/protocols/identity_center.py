@@ -42,7 +42,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from bridge.client.ssoconfig import role_names
-from bridge.config import Settings
+from bridge.config import CliSettings
 from bridge.core.access import AccessPoint
 from bridge.core.device import DeviceError, DeviceFlow
 from bridge.core.issuing import CredentialIssuer
@@ -110,12 +110,14 @@ class Caller:
 
 
 class IdentityCenter:
-    def __init__(self, settings: Settings, store: Store, device: DeviceFlow, sessions: Sessions,
-                 access: AccessPoint, issuer: CredentialIssuer, clock: Callable[[], float] = time.time,
-                 auditor: Auditor | None = None, on_register: Callable[[str], None] = lambda outcome: None) -> None:
+    def __init__(self, cfg: CliSettings, store: Store, device: DeviceFlow, sessions: Sessions,
+                 access: AccessPoint, issuer: CredentialIssuer, *, base_url: str, auditor: Auditor,
+                 clock: Callable[[], float] = time.time,
+                 on_register: Callable[[str], None] = lambda outcome: None) -> None:
         self.auditor = auditor
-        self.clients = SsoClients(settings, store, lambda: self.clock(), on_register)
-        self.settings = settings
+        self.clients = SsoClients(cfg, store, lambda: self.clock(), on_register)
+        self.cfg = cfg
+        self.base_url = base_url
         self.store = store
         self.device = device
         self.sessions = sessions
@@ -129,7 +131,7 @@ class IdentityCenter:
 
     @property
     def start_url(self) -> str:
-        return self.settings.base_url.rstrip("/")
+        return self.base_url.rstrip("/")
 
     @property
     def endpoint(self) -> str:
@@ -158,7 +160,7 @@ class IdentityCenter:
                 "expiresIn": d.expires_in, "interval": d.interval}
 
     def _lifetimes(self, client: SsoClient) -> tuple[int, int]:
-        cfg = self.settings.cli
+        cfg = self.cfg
         return cfg.sso_token_lifetime, cfg.refresh_token_lifetime if "refresh_token" in client.grant_types else 0
 
     def _alive(self, shash: str) -> bool:
@@ -277,11 +279,10 @@ class IdentityCenter:
                      grant_type: str, ended: int) -> None:
         event("sso_refresh_token_reused" if grant_type == "refresh_token" else "sso_authorization_code_reused",
               logging.WARNING, client_id=client.client_id, revoked=ended)
-        if self.auditor is not None:
-            session = self.store.get_session(session_hash)
-            self.auditor.record("token_reuse", audit.Context(correlation, ctx.client_ip, ctx.user_agent),
-                                outcome="revoked", client_id=client.client_id, revoked=ended, grant_type=grant_type,
-                                who=audit.who(session.identity) if session is not None else None)
+        session = self.store.get_session(session_hash)
+        self.auditor.record("token_reuse", audit.Context(correlation, ctx.client_ip, ctx.user_agent),
+                            outcome="revoked", client_id=client.client_id, revoked=ended, grant_type=grant_type,
+                            who=audit.who(session.identity) if session is not None else None)
 
     # -- the browser step of the authorization code grant ----------------------------------------
     def authorize_request(self, params: Mapping[str, str]) -> AuthorizeRequest:
@@ -411,7 +412,7 @@ class IdentityCenter:
                     for r in self.access.requestable(c.session.identity)):
                 # Given on request (README "Access requests"): listed here once a request is approved.
                 raise forbidden(f"No access: this role is given on request; ask for it at "
-                                f"{self.settings.base_url}/requests")
+                                f"{self.base_url}/requests")
             raise forbidden()
         return grant
 

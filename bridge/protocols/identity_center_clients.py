@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from bridge.config import Settings
+from bridge.config import CliSettings
 from bridge.protocols.identity_center_protocol import (
     DEFAULT_GRANT_TYPES,
     GRANT_TYPES,
@@ -42,9 +42,9 @@ AGAIN = ("register again (the AWS CLI keeps its registration in ~/.aws/sso/cache
 class SsoClients:
     """Registration (bounded), and authentication of registered clients."""
 
-    def __init__(self, settings: Settings, store: Store, clock: Callable[[], float],
+    def __init__(self, cfg: CliSettings, store: Store, clock: Callable[[], float],
                  on_register: Callable[[str], None] = lambda outcome: None) -> None:
-        self.settings = settings
+        self.cfg = cfg
         self.store = store
         self.clock = clock
         self.on_register = on_register  # the outcome (registered | address_full | total_full): the metrics
@@ -69,7 +69,7 @@ class SsoClients:
                                     f"(http://127.0.0.1[:port]/path, [::1] or localhost; RFC 8252): {problem}")
         if "authorization_code" in grant_types and not redirects:
             raise SsoError.oidc("invalid_redirect_uri", "the authorization_code grant needs redirectUris")
-        cfg = self.settings.cli
+        cfg = self.cfg
         now = int(self.clock())
         # The approval page shows the client id: a readable prefix from the name, then randomness.
         prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:48] or "client"
@@ -91,7 +91,7 @@ class SsoClients:
         return out
 
     def _full(self, which: str) -> SsoError:
-        cfg = self.settings.cli
+        cfg = self.cfg
         minutes = max(1, cfg.sso_client_unused_lifetime // 60)
         unused = f"one never used to sign in ends {minutes} minutes after it was made"
         if which == "address":

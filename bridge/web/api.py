@@ -35,9 +35,7 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def _device() -> DeviceFlow:
-    d = services().device
-    assert d is not None
-    return d
+    return services().device
 
 
 def _oauth_error(e: DeviceError) -> ResponseReturnValue:

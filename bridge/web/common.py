@@ -133,7 +133,7 @@ def granted(doc: SessionRecord, grant_id: str) -> Grant:
 
 def requestable_grant(doc: SessionRecord, match: Callable[[Grant], bool]) -> Grant | None:
     """The role the user may request now (README "Access requests") that ``match`` picks, if any."""
-    if doc.passthrough_grants is not None or services().requests is None:
+    if doc.passthrough_grants is not None:
         return None
     return next((r.grant for r in services().access.requestable(doc.identity) if match(r.grant)), None)
 

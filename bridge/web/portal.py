@@ -102,8 +102,6 @@ def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, i
     was made (the role shows that, not "Request" again); how many pending requests this user may
     decide now (approvers)."""
     reqs = services().requests
-    if reqs is None:
-        return {}, {}, 0
     mine = reqs.mine(identity)
     held = {gr.request_id for gr in grants if gr.request_id}
     ends = {r.id: int(r.expires_at or 0) for r in mine if r.id in held}
@@ -340,7 +338,7 @@ def sign_ins() -> ResponseReturnValue:
     here = session_hash()
     rows = []
     for shash, sdoc in svc.sessions.of_identity(identity):  # this exact account, never by e-mail
-        tokens = svc.device.tokens_of(shash) if svc.device is not None else []
+        tokens = svc.device.tokens_of(shash)
         rows.append({"id": shash[:16], "current": shash == here, "created_at": sdoc.created_at,
                      "expires_at": sdoc.expires_at,
                      "tokens": [{"id": th[:16], "client_id": t.client_id, "created_at": t.created_at,
@@ -367,7 +365,7 @@ def revoke_sign_in() -> ResponseReturnValue:
         if shash != here and (request.form.get("all_others") or chosen):
             svc.sessions.end(shash, sdoc)
             done += 1
-        elif token_id and len(token_id) == 16 and svc.device is not None:
+        elif token_id and len(token_id) == 16:
             for th, _ in svc.device.tokens_of(shash):
                 if th.startswith(token_id) and svc.device.revoke_hash(shash, th):
                     done += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request
+from flask import Blueprint, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge.core.access_requests import AccessRequests, request_json
@@ -31,10 +31,7 @@ bp = Blueprint("requests", __name__)
 
 
 def _requests() -> AccessRequests:
-    svc = services().requests
-    if svc is None:
-        abort(404)
-    return svc
+    return services().requests
 
 
 def requestable_json(rq: Requestable) -> dict[str, Any]:

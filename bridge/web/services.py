@@ -9,10 +9,16 @@
 - ``sessions`` (bridge/core/sessions.py)       browser sessions: start, load, re-check with the IdP, end, offboarding
 - ``device``   (bridge/core/device.py)         device codes and the CLI tokens they become
 - ``identity_center`` (bridge/protocols/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
-- ``requests`` (bridge/core/access_requests.py) just-in-time access requests (the decision point asks it)
+- ``requests`` (bridge/core/access_requests.py) just-in-time access requests (the decision point asks their ledger)
 - ``flow``     (bridge/core/flow.py)           pending sign-ins with the upstream IdPs
 - ``signin``   (bridge/core/signin.py)    a callback → audited decision and a new session: the sign-in sequence
 - ``store``    (bridge/storage)           the state, behind one interface
+
+Each service is handed its own section of the settings or a small frozen value (``IssuerConfig``), never
+the whole ``Settings``; every field is set (a credential cache that is off is ``NoCache``); nothing is
+assigned after construction: the access requests' ledger is built before the decision point that asks
+it, and ``AccessRequests`` (which asks the decision point) after it. ``build_services(settings,
+store=MemoryStore())`` builds it all without Redis (the unit tests); ``sts=`` likewise replaces STS.
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ import logging
 import time
 from dataclasses import dataclass
 
+from bridge import mapping
 from bridge.aws.sts import StsGateway
 from bridge.config import Settings
 from bridge.core.access import PASSTHROUGH_VERSION, AccessPoint, Decision, rule_book
-from bridge.core.access_requests import AccessRequests
+from bridge.core.access_requests import AccessRequests, RequestLedger
 from bridge.core.console_signin import ConsoleSignin
-from bridge.core.credcache import CredentialCache
+from bridge.core.credcache import Cache, CredentialCache, NoCache
 from bridge.core.device import DeviceFlow
 from bridge.core.flow import LoginFlow
-from bridge.core.issuing import CredentialIssuer, saml_issuer_for
+from bridge.core.issuing import CredentialIssuer, IssuerConfig, saml_issuer_for
 from bridge.core.keysource import KeySource, load_keys
 from bridge.core.rulebook import RuleBook
 from bridge.core.sessions import Sessions
@@ -52,7 +59,7 @@ __all__ = ["PASSTHROUGH_VERSION", "Decision", "KeySource", "Services", "build_au
            "load_keys", "rule_book", "saml_issuer_for"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     store: Store
@@ -67,10 +74,10 @@ class Services:
     console: ConsoleSignin
     sessions: Sessions
     signin: SignIn
-    device: DeviceFlow | None = None
-    cache: CredentialCache | None = None
-    identity_center: IdentityCenter | None = None
-    requests: AccessRequests | None = None
+    device: DeviceFlow
+    cache: Cache
+    identity_center: IdentityCenter
+    requests: AccessRequests
 
     @property
     def keyring(self) -> KeyRing:
@@ -97,52 +104,72 @@ def build_auditor(settings: Settings, store: Store, metrics: Metrics) -> Auditor
     return Auditor(sink, fail_closed=a.fail_closed, on_error=lambda name: metrics.audit_errors.labels(name).inc())
 
 
-def build_services(settings: Settings) -> Services:
-    """Wire store, connectors, keys, STS, cache, metrics and audit; raise ConfigError listing every problem."""
-    keyring, problems = load_keys(settings)
-    if problems or keyring is None:
-        raise ConfigError(problems)
-    keys = KeySource(settings.keys_dir, keyring, interval=settings.issuer.keys_reload_interval, clock=time.time,
-                     max_age_days=settings.issuer.key_max_age_days)
-    metrics = Metrics(keys=keys.info)
-    rules = rule_book(settings, on_failure=metrics.rules_reload_failed)
-    metrics.watch(rules=rules.status)
+def redis_store(settings: Settings, metrics: Metrics) -> Store:
+    """The production store: Redis as ``redis:`` says (ConfigError when a cluster cannot be reached)."""
     try:
         client = redis_client(settings.redis, settings.resolve)
     except Exception as e:  # noqa: BLE001 - Cluster reads its slot map at construction
         raise ConfigError([f"redis: cannot reach the cluster at {settings.redis.url} ({type(e).__name__})"]) from None
-    store = RedisStore(client, settings.redis.key_prefix, on_error=metrics.redis_error)
+    return RedisStore(client, settings.redis.key_prefix, on_error=metrics.redis_error)
+
+
+def grant_defaults(settings: Settings) -> mapping.GrantDefaults:
+    """What rules leave unsaid (token audience, AWS path, IAM SAML provider), for the decision point."""
+    d = settings.grant_defaults()
+    return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+
+
+def build_services(settings: Settings, *, store: Store | None = None, sts: StsGateway | None = None) -> Services:
+    """Wire store, connectors, keys, STS, cache, metrics and audit; raise ConfigError listing every problem.
+    ``store`` and ``sts`` replace Redis and AWS STS (the unit tests build the whole app on ``MemoryStore``)."""
+    keyring, problems = load_keys(settings)
+    if problems or keyring is None:
+        raise ConfigError(problems)
+    # The cache keys seal cached credentials and what is kept beside sessions (bridge/keys/sealing.py); a value under
+    # a key this process has not read yet re-reads the folder, and a re-read hands the sealer the keys it found.
+    sealer = Sealer(keyring.cache, on_unknown_key=lambda: keys.ring(force=True)) if keyring.cache else None
+    keys = KeySource(settings.keys_dir, keyring, interval=settings.issuer.keys_reload_interval, clock=time.time,
+                     max_age_days=settings.issuer.key_max_age_days,
+                     on_reload=None if sealer is None else lambda ring: sealer.use_keys(ring.cache))
+    metrics = Metrics(keys=keys.info)
+    rules = rule_book(settings, on_failure=metrics.rules_reload_failed)
+    metrics.watch(rules=rules.status)
+    store = store if store is not None else redis_store(settings, metrics)
     metrics.watch(sso_clients=store.sso_client_count)
     env = ConnectorEnv(settings.base_url, settings.resolve, replay_guard=store.remember_once, on_stale=metrics.stale)
     connectors = {c.id: c.open(env) for c in settings.enabled_connectors}
-    sts = StsGateway(region=settings.aws.region, endpoint_url=settings.aws.sts_endpoint_url,
-                     timeout=settings.aws.sts_timeout, max_attempts=settings.aws.sts_max_attempts,
-                     on_call=metrics.sts_call, max_concurrency=settings.aws.sts_max_concurrency,
-                     on_in_flight=metrics.sts_in_flight_change)
-    # The cache keys seal cached credentials and what is kept beside sessions (bridge/keys/sealing.py).
-    sealer = Sealer(keyring.cache, on_unknown_key=lambda: keys.ring(force=True)) if keyring.cache else None
-    cache = (CredentialCache(store, sealer, refresh_window=settings.credential_cache.refresh_window)
-             if settings.credential_cache.enabled and sealer is not None else None)
+    aws = settings.aws
+    sts = sts if sts is not None else StsGateway(
+        region=aws.region, endpoint_url=aws.sts_endpoint_url, timeout=aws.sts_timeout,
+        max_attempts=aws.sts_max_attempts, on_call=metrics.sts_call, max_concurrency=aws.sts_max_concurrency,
+        on_in_flight=metrics.sts_in_flight_change)
+    cache: Cache = NoCache()
+    if settings.credential_cache.enabled and sealer is not None:
+        cache = CredentialCache(store, sealer, refresh_window=settings.credential_cache.refresh_window,
+                                on_lookup=lambda hit: metrics.credential_cache.labels("hit" if hit else "miss").inc())
     if sealer is None:
         event("config_warning", logging.WARNING, message=f"issuer.keys_dir: no cache key in {settings.keys_dir}: "
               "upstream refresh tokens and pass-through artifacts are kept in Redis unencrypted (run `bridge keys "
               "generate --kind cache`, then restart).")
-    else:
-        keys.on_reload = lambda ring: sealer.use_keys(ring.cache)  # a cache key added while running
     auditor = build_auditor(settings, store, metrics)
     device = DeviceFlow(store, settings.cli)
-    issuer = CredentialIssuer(settings, keys, sts, cache=cache, metrics=metrics, auditor=auditor)
-    access = AccessPoint(settings, rules, connectors, auditor)
-    requests = AccessRequests(settings, store, access, auditor)
-    access.requests = requests  # the decision point asks for active approved requests at each decision
-    sessions = Sessions(store, settings, connectors, device, cache, sealer=sealer)
+    issuer = CredentialIssuer(IssuerConfig.from_settings(settings), keys, sts, cache=cache,
+                              metrics=metrics, auditor=auditor)
+    # The ledger first: the decision point asks it for active requests; AccessRequests asks the decision point.
+    ledger = RequestLedger(settings.requests, store, auditor, approve_url=f"{settings.base_url}/requests/approve")
+    access = AccessPoint(rules, connectors, auditor, defaults=grant_defaults(settings), admin=settings.admin,
+                         requests=ledger)
+    sessions = Sessions(store, settings.session, connectors, device, cache, sealer=sealer)
     flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
-    signin = SignIn(flow, connectors, access, sessions, store, auditor, metrics, partition=settings.aws.partition,
+    signin = SignIn(flow, connectors, access, sessions, store, auditor, metrics, partition=aws.partition,
                     audit_in_store=settings.audit.sink == "redis")
     return Services(
         settings=settings, store=store, connectors=connectors, keys=keys, rules=rules, metrics=metrics,
-        auditor=auditor, cache=cache, device=device, issuer=issuer,
-        flow=flow, signin=signin, access=access,
-        console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
-        identity_center=IdentityCenter(settings, store, device, sessions, access, issuer, auditor=auditor,
-                                       on_register=metrics.sso_registered), requests=requests)
+        auditor=auditor, cache=cache, device=device, issuer=issuer, access=access, sessions=sessions,
+        flow=flow, signin=signin,
+        console=ConsoleSignin(aws, issuer, portal_url=f"{settings.base_url}/portal", metrics=metrics,
+                              auditor=auditor),
+        identity_center=IdentityCenter(settings.cli, store, device, sessions, access, issuer,
+                                       base_url=settings.base_url, auditor=auditor,
+                                       on_register=metrics.sso_registered),
+        requests=AccessRequests(ledger, access))

@@ -40,9 +40,7 @@ TOKEN_HEADER = "x-amz-sso_bearer_token"  # noqa: S105 - a header name
 
 
 def center() -> IdentityCenter:
-    ic = services().identity_center
-    assert ic is not None
-    return ic
+    return services().identity_center
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:

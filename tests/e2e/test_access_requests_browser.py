@@ -140,7 +140,8 @@ def test_pending_request_shown_not_offered_again_duplicate_explained(
     row = bob.locator("#accounts li.role", has_text="Admin")
     until = row.locator("small.until")
     # a time of day, with the date before it when the end falls on another day (a run near midnight)
-    assert re.fullmatch(r"by request, until (\d+/\d+/\d+, )?\d\d?:\d\d( [AP]M)?", until.inner_text()), until.inner_text()
+    shown = until.inner_text()
+    assert re.fullmatch(r"by request, until (\d+/\d+/\d+, )?\d\d?:\d\d( [AP]M)?", shown), shown
     active = bob.evaluate("async () => (await (await fetch('/requests', {headers: {Accept: 'application/json'}}))"
                           ".json()).requests[0]")
     assert until.locator("time").get_attribute("data-epoch") == str(active["expires_at"])

@@ -161,7 +161,7 @@ def test_request_approve_use_everywhere_then_revoke_mid_session(bridge: Bridge, 
 
 def test_an_approved_request_ends_on_time(bridge: Bridge) -> None:
     clock = TestClock()
-    bridge.svc.requests.clock = clock
+    bridge.svc.requests.ledger.clock = clock
     bob, carol = dev_login(bridge.base, "bob"), dev_login(bridge.base, "carol")
     token = bridge.cli_token(bob)
     rid = ask(bridge, bob, duration=900)

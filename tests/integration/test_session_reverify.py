@@ -21,6 +21,8 @@ import pytest
 import requests
 
 from bridge.config import settings_from_dict
+from bridge.core.credcache import NoCache
+from bridge.core.device import DeviceFlow
 from bridge.core.sessions import Sessions
 from bridge.domain.errors import NotSignedIn, UpstreamUnavailable
 from bridge.domain.identity import Identity
@@ -112,7 +114,8 @@ def make_sessions(redis_url: str, policy: str, answer: Any,
     store.clock = lambda: now[0]
     conn = FakeConnector("corp", settings.connectors[0], answer)
     sealer = sealer or Sealer([os.urandom(32)])
-    return Sessions(store, settings, {"corp": conn}, None, None, clock=lambda: now[0], sealer=sealer), conn, now
+    return Sessions(store, settings.session, {"corp": conn}, DeviceFlow(store, settings.cli), NoCache(),
+                    clock=lambda: now[0], sealer=sealer), conn, now
 
 
 ALICE = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("a",))
@@ -220,7 +223,7 @@ def test_a_saml_connectors_max_session_shortens_its_sessions(redis_url: str, sam
     store = Store.from_url(redis_url, f"ms{time.monotonic_ns()}:")
     conns = {"corpsaml": FakeConnector("corpsaml", settings.connectors[0], None, type="saml"),
              "dev": FakeConnector("dev", settings.connectors[1], None, type="dev")}
-    sessions = Sessions(store, settings, conns, None, None, clock=store.clock)
+    sessions = Sessions(store, settings.session, conns, DeviceFlow(store, settings.cli), NoCache(), clock=store.clock)
     for cid, want in (("corpsaml", 3600), ("dev", settings.session.absolute_timeout)):
         sid = sessions.start(Identity(connector_id=cid, subject="a", issuer="i"), correlation=None)
         doc = store.get_session(Store.session_hash(sid))

@@ -15,12 +15,13 @@ import pytest
 
 from bridge.config import ConfigError, Settings, settings_from_dict
 from bridge.core.access import AccessPoint, rule_book
-from bridge.core.access_requests import AccessRequests, RequestRefused
+from bridge.core.access_requests import AccessRequests, RequestLedger, RequestRefused
 from bridge.core.notify import Notifier
 from bridge.domain.errors import BadRequest, NotGranted
 from bridge.domain.identity import Identity
 from bridge.storage.memory import MemoryStore
 from bridge.telemetry.audit import Auditor
+from bridge.web.services import grant_defaults
 
 ADMIN = "arn:aws:iam::123456789012:role/Admin"
 READ = "arn:aws:iam::123456789012:role/ReadOnly"
@@ -68,11 +69,13 @@ class World:
         self.settings = make_settings(rules(), **settings)
         self.sink = ListSink()
         self.store = MemoryStore("t:", clock=lambda: self.now[0])
-        self.access = AccessPoint(self.settings, rule_book(self.settings), {}, Auditor(self.sink))
-        self.requests = AccessRequests(self.settings, self.store, self.access, Auditor(self.sink),
-                                       Notifier(self.settings.requests, sleep=lambda s: None),
-                                       clock=lambda: self.now[0])
-        self.access.requests = self.requests
+        ledger = RequestLedger(self.settings.requests, self.store, Auditor(self.sink),
+                               approve_url=f"{self.settings.base_url}/requests/approve",
+                               notifier=Notifier(self.settings.requests, sleep=lambda s: None),
+                               clock=lambda: self.now[0])
+        self.access = AccessPoint(rule_book(self.settings), {}, Auditor(self.sink),
+                                  defaults=grant_defaults(self.settings), admin=self.settings.admin, requests=ledger)
+        self.requests = AccessRequests(ledger, self.access)
 
     def set_rules(self, new: list[dict[str, Any]]) -> None:
         s = make_settings(new)

@@ -14,7 +14,8 @@ import pytest
 
 from bridge.aws.sts import StsGateway
 from bridge.config import settings_from_dict
-from bridge.core.issuing import CredentialIssuer
+from bridge.core.credcache import NoCache
+from bridge.core.issuing import CredentialIssuer, IssuerConfig
 from bridge.domain.errors import StsBusy, StsUnavailable
 from bridge.domain.identity import Credentials, Grant, Identity
 from bridge.telemetry import audit
@@ -180,7 +181,8 @@ ALICE = Identity(connector_id="c", subject="alice", issuer="i", mfa=True)
 
 def issue(sink: MemorySink, *, fail_closed: bool) -> tuple[RecordingSts, Any]:
     sts = RecordingSts(sink)
-    iss = CredentialIssuer(SETTINGS, None, sts, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
+    iss = CredentialIssuer(IssuerConfig.from_settings(SETTINGS), None, sts,  # type: ignore[arg-type]
+                           cache=NoCache(), metrics=Metrics(),
                            auditor=audit.Auditor(sink, fail_closed=fail_closed, fallback=io.StringIO()))
     try:
         return sts, iss.issue_credentials(ALICE, GRANT, 900, passthrough={"kind": "oidc", "value": "a.b.c"})

@@ -10,7 +10,8 @@ import pytest
 
 from bridge.config import settings_from_dict
 from bridge.core.console_signin import ConsoleSignin
-from bridge.core.issuing import CredentialIssuer
+from bridge.core.credcache import NoCache
+from bridge.core.issuing import CredentialIssuer, IssuerConfig
 from bridge.domain.errors import BadRequest, MfaRequired
 from bridge.domain.identity import Grant, Identity
 from bridge.telemetry.metrics import Metrics
@@ -33,8 +34,8 @@ class Auditor:
 
 
 def issuer(auditor: Auditor) -> CredentialIssuer:
-    return CredentialIssuer(SETTINGS, None, None, cache=None, metrics=Metrics(),  # type: ignore[arg-type]
-                            auditor=auditor)  # type: ignore[arg-type]
+    return CredentialIssuer(IssuerConfig.from_settings(SETTINGS), None, None,  # type: ignore[arg-type]
+                            cache=NoCache(), metrics=Metrics(), auditor=auditor)  # type: ignore[arg-type]
 
 
 def test_the_check_refuses_missing_mfa_and_a_duration_the_role_does_not_allow() -> None:
@@ -53,7 +54,8 @@ def test_credentials_and_both_console_methods_refuse_through_the_same_check(iden
                                                                             code: str) -> None:
     auditor = Auditor()
     iss = issuer(auditor)  # no STS, no keys: anything past the check would fail differently
-    console = ConsoleSignin(SETTINGS, iss, metrics=Metrics(), auditor=auditor)  # type: ignore[arg-type]
+    console = ConsoleSignin(SETTINGS.aws, iss, portal_url=f"{SETTINGS.base_url}/portal", metrics=Metrics(),
+                            auditor=auditor)  # type: ignore[arg-type]
     for attempt in (lambda: iss.issue_credentials(identity, GRANT, duration),
                     lambda: console.login_url(identity, GRANT, duration, "https://console.aws.amazon.com/"),
                     lambda: console.saml_post(identity, GRANT, duration)):

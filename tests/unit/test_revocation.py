@@ -33,7 +33,8 @@ class FakeServices:
         self.sessions = SimpleNamespace(of_user=self.of_user, revoke_user=self.revoke_user)
         self.access = SimpleNamespace(decide=self.decide)
         self.auditor = SimpleNamespace(record=lambda type_, ctx, **kw: self.records.append((type_, kw)))
-        self.requests = None  # access requests: their own tests (test_access_requests.py)
+        # access requests: their own tests (test_access_requests.py); this user has none
+        self.requests = SimpleNamespace(end_for_user=lambda user, by: [])
 
     def of_user(self, user: str) -> list[tuple[str, Any]]:
         return [(f"s{i}", SimpleNamespace(identity=ident)) for i, ident in enumerate(self._identities)
@@ -91,7 +92,8 @@ def test_revoke_as_an_scp_and_without_a_live_session(fake: FakeServices) -> None
 
 def test_revoke_without_aws_policy_is_unchanged(fake: FakeServices) -> None:
     r = CliRunner().invoke(main, ["sessions", "revoke", "--config", DEMO, "--user", "alice@example.com"])
-    assert r.exit_code == 0 and r.output == "revoked 1 session(s) and 0 CLI login(s) of alice@example.com\n"
+    assert r.exit_code == 0 and r.output == ("revoked 1 session(s) and 0 CLI login(s) of alice@example.com\n"
+                                             "revoked 0 access request(s) of alice@example.com (pending or approved)\n")
 
 
 def test_rules_diff_over_the_audit_trail_uses_live_sessions(fake: FakeServices, tmp_path: Path) -> None:

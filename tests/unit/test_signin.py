@@ -14,6 +14,9 @@ import pytest
 
 from bridge.config import Settings, settings_from_dict
 from bridge.core.access import AccessPoint, rule_book
+from bridge.core.access_requests import RequestLedger
+from bridge.core.credcache import NoCache
+from bridge.core.device import DeviceFlow
 from bridge.core.flow import LoginFlow
 from bridge.core.sessions import Sessions
 from bridge.core.signin import Browser, SignedIn, SignIn
@@ -27,6 +30,7 @@ from bridge.telemetry.metrics import Metrics
 from bridge.upstream.base import ConnectorPolicy, SamlTrust
 from bridge.upstream.base_settings import ConnectorEnv
 from bridge.upstream.dev import DevConnector
+from bridge.web.services import grant_defaults
 
 READ = "arn:aws:iam::123456789012:role/ReadOnly"
 ADMIN = "arn:aws:iam::123456789012:role/Admin"
@@ -87,8 +91,13 @@ class World:
         auditor = Auditor(self.sink)
         self.metrics = Metrics()
         self.flow = LoginFlow(self.store, connectors, base_url=settings.base_url, ttl=600, clock=lambda: self.now[0])
-        self.access = AccessPoint(settings, rule_book(settings), connectors, auditor)
-        self.sessions = Sessions(self.store, settings, connectors, None, None, clock=lambda: self.now[0])
+        ledger = RequestLedger(settings.requests, self.store, auditor,
+                               approve_url=f"{settings.base_url}/requests/approve", clock=lambda: self.now[0])
+        self.access = AccessPoint(rule_book(settings), connectors, auditor, defaults=grant_defaults(settings),
+                                  admin=settings.admin, requests=ledger)
+        device = DeviceFlow(self.store, settings.cli, clock=lambda: self.now[0])
+        self.sessions = Sessions(self.store, settings.session, connectors, device, NoCache(),
+                                 clock=lambda: self.now[0])
         self.signin = SignIn(self.flow, connectors, self.access, self.sessions, self.store, auditor, self.metrics,
                              partition="aws", audit_in_store=False, clock=lambda: self.now[0])
         self.connector = connector
