@@ -29,6 +29,7 @@ with warnings.catch_warnings():  # the parser ``re`` itself uses (re._parser), u
     import sre_parse
 
 Requirement = frozenset[tuple[str, str]]
+MIN_FACTOR = 2  # characters: a pattern whose literals are all shorter files no factor
 
 # What re.IGNORECASE equates with an ASCII letter (checked against all of Unicode by the unit tests).
 ASCII_FOLD = str.maketrans({**{chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)},
@@ -122,4 +123,6 @@ def pattern_requirement(rx: re.Pattern[str]) -> Requirement | None:
     except (re.error, TypeError, ValueError, RecursionError):  # compiled already: never expected
         return None
     icase = bool((rx.flags | parsed.state.flags) & re.IGNORECASE)
-    return best(_requirements(parsed.data, icase))
+    found = best(_requirements(parsed.data, icase))
+    # One character (the "-" of `\w+-\d+`) is in nearly every value: such a rule is as good as unindexed.
+    return found if found is not None and min(len(t) for _, t in found) >= MIN_FACTOR else None
