@@ -250,12 +250,15 @@ def render_policy(p: PolicyT, view: View, binding: Mapping[str, str]) -> str | M
 
 
 Rendered = tuple[tuple[Hop, ...], str | None, str | None, tuple[str, ...]]
+_DIRECT: Rendered = ((), None, None, ())
 
 
 def render_chain(chain: ChainT, role: RoleInfo | None, arn: RoleArn, catalog: Catalog, view: View,
                  binding: Mapping[str, str]) -> Rendered | Withheld:
     """(hubs, the target's ExternalId, its policy, its policy ARNs) for a grant that rendered to ``arn``."""
     own = role.chain if role is not None else NO_CHAIN
+    if chain is NO_CHAIN and own is NO_CHAIN:
+        return _DIRECT  # the common case: no hub, no session policy — nothing to render or check
     via = chain.via or own.via
     policy_t = chain.policy or own.policy
     arns = chain.policy_arns or own.policy_arns

@@ -15,11 +15,9 @@ the result: the dependency runs one way (settings → compiler → model).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import re
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +25,7 @@ from bridge.aws.arn import PARTITIONS
 from bridge.mapping.catalog_match import picked_accounts
 from bridge.mapping.chains import catalog_chains, compile_chain, hub_arn
 from bridge.mapping.conditions import All, Any_, Cond, Leaf, Mfa, Not, compile_glob
+from bridge.mapping.gcpause import gc_paused
 from bridge.mapping.grants import GrantCompiler
 from bridge.mapping.model import (
     AllCond,
@@ -293,16 +292,3 @@ def compile_mapping(ms: MappingSpec, *, partition: str = "aws", connectors: Coll
     version = hashlib.sha256(ms.model_dump_json(exclude=options).encode()).hexdigest()[:16]
     return RuleSet(rules, c.catalog, c.partition, ix.exact, ix.prefixes, ix.suffixes, ix.unindexed, version,
                    ix.folded, ix.factors, ix.present), c.problems
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector during a bulk load: parsing and compiling 10,000 rules makes
-    hundreds of thousands of objects, and the collector re-scanning the growing heap triples the time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
