@@ -73,8 +73,16 @@ class _Merged:
             self.transitive = list(self.grant.transitive_keys)
 
 
-def _final_check(g: Grant) -> list[str]:
-    problems = tags_problems(dict(g.tags), g.transitive_keys) if g.tags or g.transitive_keys else []
+def _final_check(g: Grant, tag_checks: dict[Any, list[str]]) -> list[str]:
+    """What about ``g`` breaks AWS's limits. ``tag_checks``: tag sets already checked in this decision
+    (checking is per character, and one identity's grants mostly carry the same tags)."""
+    problems: list[str] = []
+    if g.tags or g.transitive_keys:
+        key = (tuple(g.tags.items()), g.transitive_keys)
+        found = tag_checks.get(key)
+        if found is None:
+            found = tag_checks[key] = tags_problems(dict(g.tags), g.transitive_keys)
+        problems += found
     if not SESSION_NAME_RE.match(g.session_name):
         problems.append("session name breaks AWS's pattern")
     if g.source_identity is not None and (not SOURCE_IDENTITY_RE.match(g.source_identity)
@@ -85,14 +93,18 @@ def _final_check(g: Grant) -> list[str]:
     if g.chained and g.max_duration > CHAINED_MAX_DURATION:
         problems.append("a chained role lasts at most 3600 s")
     # every role the issuance assumes (``g.hops``, without building them): the hubs, then the grant's role
-    for role_arn, external_id, policy, policy_arns in (*((h.role_arn, h.external_id, h.policy, h.policy_arns)
-                                                         for h in g.hubs),
-                                                       (g.role_arn, g.external_id, g.policy, g.policy_arns)):
-        if policy is not None or policy_arns:
-            problems += policy_problems(policy, policy_arns)
-        if external_id is not None and external_id_problem(external_id):
-            problems.append(f"the ExternalId for {role_arn} breaks AWS's pattern")
+    for hop in g.hubs:
+        _hop_problems(hop.role_arn, hop.external_id, hop.policy, hop.policy_arns, problems)
+    _hop_problems(g.role_arn, g.external_id, g.policy, g.policy_arns, problems)
     return problems
+
+
+def _hop_problems(role_arn: str, external_id: str | None, policy: str | None, policy_arns: tuple[str, ...],
+                  problems: list[str]) -> None:
+    if policy is not None or policy_arns:
+        problems += policy_problems(policy, policy_arns)
+    if external_id is not None and external_id_problem(external_id):
+        problems.append(f"the ExternalId for {role_arn} breaks AWS's pattern")
 
 
 def decide(mapping: MappingSettings | RuleSet, identity: Identity, defaults: GrantDefaults, *,
@@ -139,9 +151,10 @@ def _decide(rs: RuleSet, identity: Identity, defaults: GrantDefaults, explain_al
     merged = _merge(rs, cands, notes, withheld)
     _apply_denies(rs, denies, merged, notes, withheld)
     owned: dict[int, list[Grant]] = {}
+    tag_checks: dict[Any, list[str]] = {}
     for m in merged.values():
         g = _build(m)
-        if problems := _final_check(g):
+        if problems := _final_check(g, tag_checks):
             withheld.setdefault(m.owner, []).append(Withheld(g.role_arn, "limits", "; ".join(problems)))
             continue
         owned.setdefault(m.owner, []).append(g)

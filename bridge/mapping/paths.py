@@ -138,7 +138,7 @@ class View:
     """One identity, with each path resolved at most once (rules share paths; 1,000 groups are common)."""
 
     __slots__ = ("identity", "_values", "_texts", "_sets", "_sorted", "_folded", "_folded_sets", "_aligned",
-                 "_joined", "_containing", "cache", "sanitized")
+                 "_joined", "_containing", "cache", "sanitized", "roles")
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
@@ -152,7 +152,8 @@ class View:
         self._joined: dict[tuple[str, str], str] = {}
         self._containing: dict[tuple[str, Requirement], list[str]] = {}
         self.cache: dict[int, Any] = {}  # rendered templates that do not depend on captures
-        self.sanitized: dict[str, str] = {}  # session names and source identities made valid (render)
+        self.sanitized: dict[tuple[str, str], str] = {}  # (kind, text) → made valid (render: names, tag values)
+        self.roles: dict[int, Any] | None = None  # what constant roles decide under this decision's defaults
 
     def values(self, path: ClaimPath) -> list[Any]:
         v = self._values.get(path.text)

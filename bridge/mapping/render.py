@@ -98,16 +98,17 @@ def _role(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: Gr
 def _fixed_role(cg: CGrant, rs: RuleSet, view: View, d: GrantDefaults) -> _Role | Withheld | None:
     """``_role`` once per rule set and defaults when nothing in it depends on the identity (a constant role
     with no chain or templated provider: the 5,000 grants of a catalog); None otherwise."""
-    if cg.static_arn is None or cg.chain is not NO_CHAIN or (cg.provider is not None and cg.provider.constant is None):
-        return None
-    role_info = rs.catalog.role(cg.static_arn)
-    if role_info is not None and role_info.chain is not NO_CHAIN:
-        return None
-    key = (id(cg), d)
-    hit = rs.fixed.get(key)
+    table = view.roles
+    if table is None:  # once per decision: the defaults are the same for all its grants
+        table = view.roles = rs.fixed.setdefault(d, {})
+    hit = table.get(id(cg))
     if hit is None:
-        hit = rs.fixed[key] = _role(cg, rs, view, {}, d)
-    return hit
+        role_info = rs.catalog.role(cg.static_arn) if cg.static_arn is not None else None
+        fixed = (cg.static_arn is not None and cg.chain is NO_CHAIN
+                 and (cg.provider is None or cg.provider.constant is not None)
+                 and (role_info is None or role_info.chain is NO_CHAIN))
+        hit = table[id(cg)] = _role(cg, rs, view, {}, d) if fixed else False
+    return hit or None
 
 
 def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: GrantDefaults,
@@ -269,10 +270,18 @@ def _session_fields(cg: CGrant, view: View, binding: Mapping[str, str], ident: I
 def _sanitized(view: View, raw: str) -> str:
     """``raw`` made a valid session name (the subject's when too little is left), once per identity: the
     5,000 grants of one person mostly share one session name."""
-    hit = view.sanitized.get(raw)
+    hit = view.sanitized.get(("name", raw))
     if hit is None:
         fallback = sanitize_session_name(view.identity.subject)
-        hit = view.sanitized[raw] = sanitize_session_name(raw, fallback=fallback)
+        hit = view.sanitized["name", raw] = sanitize_session_name(raw, fallback=fallback)
+    return hit
+
+
+def _tag_text(view: View, raw: str) -> str:
+    """``sanitize_tag_value(raw)``, once per identity (its grants mostly carry the same tag values)."""
+    hit = view.sanitized.get(("tag", raw))
+    if hit is None:
+        hit = view.sanitized["tag", raw] = sanitize_tag_value(raw)
     return hit
 
 
@@ -321,7 +330,7 @@ def _tag_key(t: TagT, view: View, binding: Mapping[str, str], arn_text: str,
             return Withheld(arn_text, "required_tag", f"required {why}")
         notes.append(f"{why}; tag dropped")
         return None
-    key = sanitize_tag_value(rendered)[:128]
+    key = _tag_text(view, rendered)[:128]
     if problem := tag_key_problem(key):
         if t.required:
             return Withheld(arn_text, "required_tag", f"required tag {t.key.source!r}: {problem}")
@@ -339,7 +348,7 @@ def _tag_value(t: TagT, key: str, view: View, binding: Mapping[str, str], arn_te
             return Withheld(arn_text, "required_tag", f"required tag {key!r}: {value.reason}")
         notes.append(f"tag {key!r} dropped: {value.reason}")
         return None
-    clean = sanitize_tag_value(value)
+    clean = _tag_text(view, value)
     if t.required and not clean:
         return Withheld(arn_text, "required_tag", f"required tag {key!r} is empty")
     if clean != value:

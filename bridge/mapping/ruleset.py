@@ -253,8 +253,8 @@ class RuleSet:
     folded: dict[str, tuple[ClaimPath, dict[str, list[int]]]] = field(default_factory=dict)
     factors: dict[tuple[str, str], FactorIndex] = field(default_factory=dict)
     present: dict[str, tuple[ClaimPath, list[int]]] = field(default_factory=dict)
-    # (grant, defaults) → what its role decides when that does not depend on the identity (``render``)
-    fixed: dict[tuple[int, Any], Any] = field(default_factory=dict)
+    # defaults → grant → what its role decides when that does not depend on the identity (``render``)
+    fixed: dict[Any, dict[int, Any]] = field(default_factory=dict)
 
     def candidates(self, view: View) -> list[int]:
         """Positions of the rules that can match ``view`` (a superset), in file order."""

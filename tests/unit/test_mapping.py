@@ -585,7 +585,7 @@ def test_what_a_role_decides_is_kept_per_rule_set_and_defaults() -> None:
     withheld = decide(m, ident(groups=("g",)), without).withheld
     assert [(w.role_arn, w.code) for _, w in withheld] == [(ADMIN, "no_passthrough")]
     assert [g.role_arn for g in decide(m, ident(groups=("g",)), with_pt).grants] == [ADMIN]
-    assert len(m.compiled.fixed) == 2
+    assert len(m.compiled.fixed) == 2 and all(len(t) == 1 for t in m.compiled.fixed.values())
 
 
 def test_a_decision_pauses_the_collector_and_resumes_it() -> None:
