@@ -101,14 +101,14 @@ def _fixed_role(cg: CGrant, rs: RuleSet, view: View, d: GrantDefaults) -> _Role 
     table = view.roles
     if table is None:  # once per decision: the defaults are the same for all its grants
         table = view.roles = rs.fixed.setdefault(d, {})
-    hit = table.get(id(cg))
+    hit: _Role | Withheld | bool | None = table.get(id(cg))
     if hit is None:
         role_info = rs.catalog.role(cg.static_arn) if cg.static_arn is not None else None
         fixed = (cg.static_arn is not None and cg.chain is NO_CHAIN
                  and (cg.provider is None or cg.provider.constant is not None)
                  and (role_info is None or role_info.chain is NO_CHAIN))
-        hit = table[id(cg)] = _role(cg, rs, view, {}, d) if fixed else False
-    return hit or None
+        hit = table[id(cg)] = _role(cg, rs, view, {}, d) if fixed else False  # False: worked out per identity
+    return None if isinstance(hit, bool) else hit
 
 
 def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: GrantDefaults,
