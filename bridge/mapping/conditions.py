@@ -239,6 +239,10 @@ class Leaf:
         out = tuple(bindings) if self.possible else EMPTY
         if not explain:
             return Outcome(True, out, "") if ok else NO
+        return self._explain_patterns(view, hits, out)
+
+    def _explain_patterns(self, view: View, hits: list[str], out: tuple[Binding, ...]) -> Outcome:
+        ok = bool(hits)
         what = "matches regex" if self.op == "regex" else "matches glob"
         pattern = self.operands[0] if len(self.operands) == 1 else list(self.operands)
         if ok:
