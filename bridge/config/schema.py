@@ -483,9 +483,11 @@ class Settings(SettingsModel):
         return []
 
     def _mapping_warnings(self) -> list[str]:
+        out = []
         legacy = self.mapping.legacy_rules
-        if not legacy:
-            return []
-        names = ", ".join(legacy[:5]) + (" …" if len(legacy) > 5 else "")
-        return [f"mapping: {len(legacy)} rule(s) use the old flat form ({names}); they "
-                "still work, but write match:/grants: (docs/rules.md)."]
+        if legacy:
+            names = ", ".join(legacy[:5]) + (" …" if len(legacy) > 5 else "")
+            out.append(f"mapping: {len(legacy)} rule(s) use the old flat form ({names}); they "
+                       "still work, but write match:/grants: (docs/rules.md).")
+        out += self.mapping.scanned_warnings()
+        return out

@@ -250,12 +250,15 @@ def render_policy(p: PolicyT, view: View, binding: Mapping[str, str]) -> str | M
 
 
 Rendered = tuple[tuple[Hop, ...], str | None, str | None, tuple[str, ...]]
+_DIRECT: Rendered = ((), None, None, ())
 
 
 def render_chain(chain: ChainT, role: RoleInfo | None, arn: RoleArn, catalog: Catalog, view: View,
                  binding: Mapping[str, str]) -> Rendered | Withheld:
     """(hubs, the target's ExternalId, its policy, its policy ARNs) for a grant that rendered to ``arn``."""
     own = role.chain if role is not None else NO_CHAIN
+    if chain is NO_CHAIN and own is NO_CHAIN:
+        return _DIRECT  # the common case: no hub, no session policy — nothing to render or check
     via = chain.via or own.via
     policy_t = chain.policy or own.policy
     arns = chain.policy_arns or own.policy_arns
@@ -272,6 +275,15 @@ def render_chain(chain: ChainT, role: RoleInfo | None, arn: RoleArn, catalog: Ca
     if len(hubs_arns) > catalog.max_hops:
         return Withheld(str(arn), "invalid", f"{len(hubs_arns)} sts:AssumeRole calls to reach it; mapping.max_hops "
                                              f"allows {catalog.max_hops}")
+    hubs = _hubs(hubs_arns, arn, catalog, view, binding)
+    if isinstance(hubs, Withheld):
+        return hubs
+    return hubs, chain.external_id or own.external_id, policy, arns
+
+
+def _hubs(hubs_arns: tuple[RoleArn, ...], arn: RoleArn, catalog: Catalog, view: View,
+          binding: Mapping[str, str]) -> tuple[Hop, ...] | Withheld:
+    """Each hub on the way to ``arn``, its session policy rendered for this identity and checked."""
     hubs: list[Hop] = []
     for h in hubs_arns:
         info = catalog.role(h)
@@ -284,4 +296,4 @@ def render_chain(chain: ChainT, role: RoleInfo | None, arn: RoleArn, catalog: Ca
         account = catalog.by_id.get(h.account_id)
         hubs.append(Hop(str(h), f"{(account.alias if account else '') or h.account_id}/{h.path}{h.name}",
                         hc.external_id, hp, hc.policy_arns))
-    return tuple(hubs), chain.external_id or own.external_id, policy, arns
+    return tuple(hubs)

@@ -15,17 +15,17 @@ the result: the dependency runs one way (settings → compiler → model).
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import re
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.aws.arn import PARTITIONS
 from bridge.mapping.catalog_match import picked_accounts
 from bridge.mapping.chains import catalog_chains, compile_chain, hub_arn
 from bridge.mapping.conditions import All, Any_, Cond, Leaf, Mfa, Not, compile_glob
+from bridge.mapping.gcpause import gc_paused
 from bridge.mapping.grants import GrantCompiler
 from bridge.mapping.model import (
     AllCond,
@@ -46,6 +46,7 @@ from bridge.mapping.ruleset import (
     AccountInfo,
     AffixIndex,
     CRule,
+    FactorIndex,
     RoleInfo,
     RuleSet,
 )
@@ -222,12 +223,19 @@ class _Compiler(GrantCompiler):
                         slot.append((r.connectors, t.value.constant, t.where, r.name))
 
 
-def _index(rules: list[CRule]) -> tuple[dict[str, tuple[ClaimPath, dict[str, list[int]]]],
-                                        dict[str, AffixIndex], dict[str, AffixIndex], list[int]]:
-    exact: dict[str, tuple[ClaimPath, dict[str, list[int]]]] = {}
-    prefixes: dict[str, AffixIndex] = {}
-    suffixes: dict[str, AffixIndex] = {}
-    unindexed: list[int] = []
+@dataclass
+class _Index:
+    exact: dict[str, tuple[ClaimPath, dict[str, list[int]]]] = field(default_factory=dict)
+    folded: dict[str, tuple[ClaimPath, dict[str, list[int]]]] = field(default_factory=dict)
+    prefixes: dict[str, AffixIndex] = field(default_factory=dict)
+    suffixes: dict[str, AffixIndex] = field(default_factory=dict)
+    factors: dict[tuple[str, str], FactorIndex] = field(default_factory=dict)
+    present: dict[str, tuple[ClaimPath, list[int]]] = field(default_factory=dict)
+    unindexed: list[int] = field(default_factory=list)
+
+
+def _index(rules: list[CRule]) -> _Index:
+    ix = _Index()
     paths: dict[str, ClaimPath] = {}
 
     def collect(c: Cond) -> None:
@@ -241,17 +249,25 @@ def _index(rules: list[CRule]) -> tuple[dict[str, tuple[ClaimPath, dict[str, lis
     for pos, r in enumerate(rules):
         collect(r.cond)
         if r.cond.keys is None:
-            unindexed.append(pos)
+            ix.unindexed.append(pos)
             continue
         for kind, path_text, value in sorted(r.cond.keys):
-            if kind == "=":
-                exact.setdefault(path_text, (paths[path_text], {}))[1].setdefault(value, []).append(pos)
-            else:
-                affixes = prefixes if kind == "^" else suffixes
-                affixes.setdefault(path_text, AffixIndex(paths[path_text])).add(value, pos)
-    for ix in (*prefixes.values(), *suffixes.values()):
-        ix.freeze()
-    return exact, prefixes, suffixes, unindexed
+            path = paths[path_text]
+            if kind in ("=", "=f"):
+                table = ix.exact if kind == "=" else ix.folded
+                table.setdefault(path_text, (path, {}))[1].setdefault(value, []).append(pos)
+            elif kind in ("^", "$"):
+                affixes = ix.prefixes if kind == "^" else ix.suffixes
+                affixes.setdefault(path_text, AffixIndex(path)).add(value, pos)
+            elif kind == "?":
+                ix.present.setdefault(path_text, (path, []))[1].append(pos)
+            else:  # "~", "~f", "~a": a literal factor, folded as the kind says
+                ix.factors.setdefault((kind[1:], path_text), FactorIndex(path, kind[1:])).add(value, pos)
+    for affix in (*ix.prefixes.values(), *ix.suffixes.values()):
+        affix.freeze()
+    for fx in ix.factors.values():
+        fx.freeze()
+    return ix
 
 
 def compile_mapping(ms: MappingSpec, *, partition: str = "aws", connectors: Collection[str] | None = None,
@@ -270,21 +286,9 @@ def compile_mapping(ms: MappingSpec, *, partition: str = "aws", connectors: Coll
         if compiled is not None:
             rules.append(compiled)
     c.conflicts(rules)
-    exact, prefixes, suffixes, unindexed = _index(rules)
+    ix = _index(rules)
     # What decides access, not how it is loaded or guarded: the same rules keep the same version.
     options = {"reload_interval", "rules_file", "max_shrink", "expected_rules"}
     version = hashlib.sha256(ms.model_dump_json(exclude=options).encode()).hexdigest()[:16]
-    return RuleSet(rules, c.catalog, c.partition, exact, prefixes, suffixes, unindexed, version), c.problems
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector during a bulk load: parsing and compiling 10,000 rules makes
-    hundreds of thousands of objects, and the collector re-scanning the growing heap triples the time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    return RuleSet(rules, c.catalog, c.partition, ix.exact, ix.prefixes, ix.suffixes, ix.unindexed, version,
+                   ix.folded, ix.factors, ix.present), c.problems

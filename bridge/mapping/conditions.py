@@ -8,7 +8,8 @@ Each condition also states, for the compiler: which captures it may set (``possi
 always sets when it holds (``guaranteed``), and for the index, a set of *requirements* one of
 which an identity must meet for it to hold (``keys``; None when there is no such finite set):
 ``("=", path, v)`` a value equal to v, ``("^", path, p)`` one starting with p, ``("$", path, s)``
-one ending with s.
+one ending with s, ``("=f", path, v)`` one whose ``casefold`` equals v, ``("~", path, t)`` one containing
+t (``"~f"``/``"~a"``: once folded, see ``factors``), ``("?", path, "")`` any value at all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
+from bridge.mapping.factors import Requirement, pattern_requirement
 from bridge.mapping.paths import ClaimPath, View, show
 
 Binding = dict[str, str]
@@ -92,24 +94,45 @@ def glob_prefix(pattern: str) -> str:
     return re.split(r"[*?\[]", pattern, maxsplit=1)[0]
 
 
-def _index_keys(op: str, path: ClaimPath, operands: tuple[str, ...], prefixes: tuple[str, ...]) -> IndexKeys | None:
-    """What a case-sensitive leaf is filed under in the index (None: no finite set of requirements)."""
+def _factor_keys(path: ClaimPath, reqs: tuple[Requirement | None, ...]) -> IndexKeys | None:
+    """A pattern leaf filed under the literal text its matches contain (None: a pattern has none)."""
+    if not reqs or any(r is None for r in reqs):
+        return None
+    return frozenset((f"~{how}", path.text, t) for r in reqs for how, t in r or ())
+
+
+def _shortest(keys: IndexKeys) -> int:
+    return min(len(v) for _, _, v in keys)
+
+
+def _index_keys(op: str, path: ClaimPath, wanted: tuple[str, ...], prefixes: tuple[str, ...],
+                reqs: tuple[Requirement | None, ...], ignore_case: bool) -> IndexKeys | None:
+    """What a leaf is filed under in the index (None: no finite set of requirements)."""
+    if op == "exists":
+        return None
+    if op in ("regex", "glob"):
+        by_factor = _factor_keys(path, reqs)
+        by_prefix = frozenset(("^", path.text, p) for p in prefixes) if prefixes and all(prefixes) else None
+        if by_prefix is None or (by_factor is not None and _shortest(by_factor) > _shortest(by_prefix)):
+            return by_factor  # e.g. `t.*-admins`: "-admins" narrows far more than "t"
+        return by_prefix
     if op in ("equals", "in"):
-        return frozenset(("=", path.text, v) for v in operands)
-    if op in ("starts_with", "regex", "glob"):
-        wanted = prefixes if op != "starts_with" else operands
-        return frozenset(("^", path.text, p) for p in wanted) if all(wanted) else None
-    if op == "ends_with" and all(operands):
-        return frozenset(("$", path.text, v) for v in operands)
-    return None
+        return frozenset(("=f" if ignore_case else "=", path.text, v) for v in wanted)
+    if not all(wanted):
+        return None
+    if ignore_case:  # starts_with, ends_with, contains: the folded operand is inside the folded value
+        return frozenset(("~f", path.text, v) for v in wanted)
+    kind = {"starts_with": "^", "ends_with": "$", "contains": "~"}[op]
+    return frozenset((kind, path.text, v) for v in wanted)
 
 
 class Leaf:
     """``{claim: PATH, <op>: operand}`` (and the ``group`` shorthand).
 
     With ``ignore_case`` values and operands are compared case-folded (``str.casefold``; regex and glob
-    compile with ``re.IGNORECASE``) and the leaf files no index keys: a key holds one spelling, and
-    the spellings of a case-insensitive match are not a small finite set.
+    compile with ``re.IGNORECASE``), and the leaf is filed under folded keys (``factors``).
+    A regex or glob is tried only on the values that can match it: those with its literal prefix,
+    or else those holding its literal factor (``factors``); the others cannot match.
     """
 
     def __init__(self, path: ClaimPath, op: str, operand: object, *, regexes: Iterable[re.Pattern[str]] = (),
@@ -123,11 +146,14 @@ class Leaf:
         # A prefix narrows the (sorted, case-sensitive) values a pattern is tried on: none when ignoring case.
         self.prefixes = tuple("" if ignore_case else glob_prefix(o) if op == "glob" else literal_prefix(o)
                               for o in self.operands) if op in ("regex", "glob") else ()
+        self.requirements = tuple(pattern_requirement(rx) for rx in self.regexes)
         self.exists = bool(operand) if op == "exists" else False
         names = set(self.regexes[0].groupindex) if op == "regex" else set()
         self.possible = self.guaranteed = frozenset(names)
-        # unindexed when ignoring case (see above); an ``all`` with an indexed sibling is still filed under that
-        self.keys: IndexKeys | None = None if ignore_case else _index_keys(op, path, self.operands, self.prefixes)
+        self.keys: IndexKeys | None = _index_keys(op, path, self.wanted, self.prefixes, self.requirements,
+                                                  ignore_case)
+        if op == "exists" and self.exists:
+            self.keys = frozenset({("?", path.text, "")})
 
     def test(self, view: View, explain: bool) -> Outcome:
         op = self.op
@@ -194,11 +220,10 @@ class Leaf:
     def _test_patterns(self, view: View, explain: bool) -> Outcome:
         bindings: list[Binding] = []
         hits: list[str] = []
-        too_long = False
-        for rx, prefix in zip(self.regexes, self.prefixes, strict=True):
-            for v in view.with_prefix(self.path, prefix):
+        for rx, prefix, req in zip(self.regexes, self.prefixes, self.requirements, strict=True):
+            tried = view.with_prefix(self.path, prefix) if prefix or req is None else view.containing(self.path, req)
+            for v in tried:
                 if len(v) > MAX_MATCH_LEN:
-                    too_long = True
                     continue
                 m = rx.fullmatch(v)
                 if m is None:
@@ -214,10 +239,15 @@ class Leaf:
         out = tuple(bindings) if self.possible else EMPTY
         if not explain:
             return Outcome(True, out, "") if ok else NO
+        return self._explain_patterns(view, hits, out)
+
+    def _explain_patterns(self, view: View, hits: list[str], out: tuple[Binding, ...]) -> Outcome:
+        ok = bool(hits)
         what = "matches regex" if self.op == "regex" else "matches glob"
         pattern = self.operands[0] if len(self.operands) == 1 else list(self.operands)
         if ok:
             return Outcome(True, out, f"{self.path.text} {show(hits, limit=5)} {what} {pattern!r}{self.note}")
+        too_long = any(len(v) > MAX_MATCH_LEN for p in self.prefixes for v in view.with_prefix(self.path, p))
         note = f" (values over {MAX_MATCH_LEN} characters are not tried)" if too_long else ""
         return Outcome(False, (), f"{self.path.text} is {show(view.texts(self.path))}; none {what} "
                                   f"{pattern!r}{self.note}{note}")

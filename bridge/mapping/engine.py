@@ -37,6 +37,7 @@ from bridge.aws.limits import (
     tags_problems,
 )
 from bridge.domain.identity import Grant, Identity
+from bridge.mapping.gcpause import gc_paused
 from bridge.mapping.paths import ClaimPath, View, parse_path, resolve
 from bridge.mapping.render import Candidate, render_grant
 from bridge.mapping.results import Decision, GrantDefaults, RuleResult, Withheld
@@ -49,20 +50,39 @@ __all__ = ["Decision", "GrantDefaults", "RuleResult", "Withheld", "decide", "eva
 # --------------------------------------------------------------------------- merging
 
 
-@dataclass
+@dataclass(slots=True)
 class _Merged:
+    """One role's grant while merging. Most roles come from one rule: the tag bookkeeping is only
+    made (``open``) when a second rule's grant merges in or the tags need cutting."""
+
     owner: int
     arn: RoleArn
     grant: Grant
-    tags: dict[str, str]
-    lower: dict[str, str]
-    transitive: list[str]
     required: set[str]
+    tags: dict[str, str] = field(default_factory=dict)
+    lower: dict[str, str] = field(default_factory=dict)
+    transitive: list[str] = field(default_factory=list)
+    opened: bool = False
     contributors: list[int] = field(default_factory=list)
 
+    def open(self) -> None:
+        if not self.opened:
+            self.opened = True
+            self.tags = dict(self.grant.tags)
+            self.lower = {k.lower(): k for k in self.grant.tags}
+            self.transitive = list(self.grant.transitive_keys)
 
-def _final_check(g: Grant) -> list[str]:
-    problems = tags_problems(dict(g.tags), g.transitive_keys)
+
+def _final_check(g: Grant, tag_checks: dict[Any, list[str]]) -> list[str]:
+    """What about ``g`` breaks AWS's limits. ``tag_checks``: tag sets already checked in this decision
+    (checking is per character, and one identity's grants mostly carry the same tags)."""
+    problems: list[str] = []
+    if g.tags or g.transitive_keys:
+        key = (tuple(g.tags.items()), g.transitive_keys)
+        found = tag_checks.get(key)
+        if found is None:
+            found = tag_checks[key] = tags_problems(dict(g.tags), g.transitive_keys)
+        problems += found
     if not SESSION_NAME_RE.match(g.session_name):
         problems.append("session name breaks AWS's pattern")
     if g.source_identity is not None and (not SOURCE_IDENTITY_RE.match(g.source_identity)
@@ -72,17 +92,30 @@ def _final_check(g: Grant) -> list[str]:
         problems.append("durations outside 900..max..43200")
     if g.chained and g.max_duration > CHAINED_MAX_DURATION:
         problems.append("a chained role lasts at most 3600 s")
-    for hop in g.hops:
-        problems += policy_problems(hop.policy, hop.policy_arns)
-        if hop.external_id is not None and external_id_problem(hop.external_id):
-            problems.append(f"the ExternalId for {hop.role_arn} breaks AWS's pattern")
+    # every role the issuance assumes (``g.hops``, without building them): the hubs, then the grant's role
+    for hop in g.hubs:
+        _hop_problems(hop.role_arn, hop.external_id, hop.policy, hop.policy_arns, problems)
+    _hop_problems(g.role_arn, g.external_id, g.policy, g.policy_arns, problems)
     return problems
+
+
+def _hop_problems(role_arn: str, external_id: str | None, policy: str | None, policy_arns: tuple[str, ...],
+                  problems: list[str]) -> None:
+    if policy is not None or policy_arns:
+        problems += policy_problems(policy, policy_arns)
+    if external_id is not None and external_id_problem(external_id):
+        problems.append(f"the ExternalId for {role_arn} breaks AWS's pattern")
 
 
 def decide(mapping: MappingSettings | RuleSet, identity: Identity, defaults: GrantDefaults, *,
            explain_all: bool = False) -> Decision:
     """Run the rules. ``explain_all`` tests every rule and words every reason (slower; for explain)."""
     rs: RuleSet = mapping if isinstance(mapping, RuleSet) else mapping.compiled
+    with gc_paused():  # thousands of grants, all kept: collecting meanwhile re-scans the heap for nothing
+        return _decide(rs, identity, defaults, explain_all)
+
+
+def _decide(rs: RuleSet, identity: Identity, defaults: GrantDefaults, explain_all: bool) -> Decision:
     view = View(identity)
     positions = range(len(rs.rules)) if explain_all else rs.candidates(view)
     reasons: dict[int, str] = {}
@@ -118,9 +151,10 @@ def decide(mapping: MappingSettings | RuleSet, identity: Identity, defaults: Gra
     merged = _merge(rs, cands, notes, withheld)
     _apply_denies(rs, denies, merged, notes, withheld)
     owned: dict[int, list[Grant]] = {}
+    tag_checks: dict[Any, list[str]] = {}
     for m in merged.values():
         g = _build(m)
-        if problems := _final_check(g):
+        if problems := _final_check(g, tag_checks):
             withheld.setdefault(m.owner, []).append(Withheld(g.role_arn, "limits", "; ".join(problems)))
             continue
         owned.setdefault(m.owner, []).append(g)
@@ -147,10 +181,9 @@ def _merge(rs: RuleSet, cands: list[Candidate], notes: dict[int, list[str]],
         key = c.grant.role_arn
         m = merged.get(key)
         if m is None:
-            lower = {k.lower(): k for k in c.grant.tags}
-            merged[key] = _Merged(c.rule, c.arn, c.grant, dict(c.grant.tags), lower, list(c.grant.transitive_keys),
-                                  set(c.required))
+            merged[key] = _Merged(c.rule, c.arn, c.grant, c.required)
             continue
+        m.open()
         owner = rs.rules[m.owner].name
         if c.rule != m.owner:
             m.contributors.append(c.rule)
@@ -170,9 +203,10 @@ def _merge(rs: RuleSet, cands: list[Candidate], notes: dict[int, list[str]],
             spelled = m.lower[k.lower()]
             if spelled not in m.transitive:
                 m.transitive.append(spelled)
-        m.required |= c.required
+        m.required = m.required | c.required  # (not in place: the set is the first candidate's own)
     for m in list(merged.values()):
-        if len(m.tags) > MAX_TAGS:
+        if len(m.grant.tags if not m.opened else m.tags) > MAX_TAGS:
+            m.open()
             keep = list(m.tags)[:MAX_TAGS]
             dropped = [k for k in m.tags if k not in keep]
             if any(k.lower() in m.required for k in dropped):
@@ -230,7 +264,7 @@ def _apply_denies(rs: RuleSet, denies: list[int], merged: dict[str, _Merged], no
 
 def _build(m: _Merged) -> Grant:
     g = m.grant
-    if m.tags == dict(g.tags) and tuple(m.transitive) == g.transitive_keys:
+    if not m.opened or (m.tags == dict(g.tags) and tuple(m.transitive) == g.transitive_keys):
         return g
     return replace(g, tags=dict(m.tags), transitive_keys=tuple(m.transitive))
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.domain.identity import Identity
+from bridge.mapping.factors import Requirement, fold
 
 IDENTITY_ROOTS = ("subject", "email", "name", "groups", "issuer", "connector_id", "amr", "acr", "mfa", "claims")
 ROOT_ALIASES = {"connector": "connector_id"}
@@ -136,7 +137,8 @@ def show(values: tuple[str, ...] | list[str], limit: int = 10, width: int = 80) 
 class View:
     """One identity, with each path resolved at most once (rules share paths; 1,000 groups are common)."""
 
-    __slots__ = ("identity", "_values", "_texts", "_sets", "_sorted", "_folded", "_folded_sets", "cache")
+    __slots__ = ("identity", "_values", "_texts", "_sets", "_sorted", "_folded", "_folded_sets", "_aligned",
+                 "_joined", "_containing", "cache", "sanitized", "roles")
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
@@ -146,7 +148,12 @@ class View:
         self._sorted: dict[str, list[str]] = {}
         self._folded: dict[str, tuple[str, ...]] = {}
         self._folded_sets: dict[str, frozenset[str]] = {}
+        self._aligned: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._joined: dict[tuple[str, str], str] = {}
+        self._containing: dict[tuple[str, Requirement], list[str]] = {}
         self.cache: dict[int, Any] = {}  # rendered templates that do not depend on captures
+        self.sanitized: dict[tuple[str, str], str] = {}  # (kind, text) → made valid (render: names, tag values)
+        self.roles: dict[int, Any] | None = None  # what constant roles decide under this decision's defaults
 
     def values(self, path: ClaimPath) -> list[Any]:
         v = self._values.get(path.text)
@@ -196,3 +203,37 @@ class View:
         while j < len(values) and values[j].startswith(prefix):
             j += 1
         return values[i:j]
+
+    def aligned(self, path: ClaimPath, how: str) -> tuple[str, ...]:
+        """``sorted_texts`` folded as ``how`` (``factors.fold``), in the same order."""
+        key = (path.text, how)
+        a = self._aligned.get(key)
+        if a is None:
+            a = self._aligned[key] = tuple(self.sorted_texts(path)) if not how else tuple(
+                fold(v, how) for v in self.sorted_texts(path))
+        return a
+
+    def joined(self, path: ClaimPath, how: str) -> str:
+        """Every value at ``path``, folded as ``how``, in one string (NUL between values): what the
+        index looks literal factors up in, one substring search for all values at once."""
+        key = (path.text, how)
+        j = self._joined.get(key)
+        if j is None:
+            j = self._joined[key] = "\0".join(self.aligned(path, how))
+        return j
+
+    def containing(self, path: ClaimPath, req: Requirement) -> list[str]:
+        """Distinct sorted texts holding one of ``req``'s factors once folded: all a pattern can match."""
+        key = (path.text, req)
+        hit = self._containing.get(key)
+        if hit is not None:
+            return hit
+        values = self.sorted_texts(path)
+        if len(req) == 1:
+            ((how, text),) = req
+            out = [v for v, f in zip(values, self.aligned(path, how), strict=True) if text in f]
+        else:
+            folds = {how: self.aligned(path, how) for how, _ in req}
+            out = [v for i, v in enumerate(values) if any(text in folds[how][i] for how, text in req)]
+        self._containing[key] = out
+        return out

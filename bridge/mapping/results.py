@@ -5,6 +5,7 @@ grant a matching rule does not give (and why), and ``GrantDefaults`` for what ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from bridge.domain.identity import Grant
@@ -96,7 +97,7 @@ class Decision:
 
     results: list[RuleResult]
 
-    @property
+    @cached_property  # asked several times per decision (locked, requestable): 5,000 grants are common
     def grants(self) -> list[Grant]:
         return [g for r in self.results for g in r.grants]
 
@@ -107,10 +108,11 @@ class Decision:
     @property
     def locked(self) -> list[Grant]:
         """Roles the identity would get by signing in with MFA (not granted otherwise, not denied)."""
-        granted = {g.role_arn for g in self.grants}
+        locked = [w for _, w in self.withheld if w.code == "mfa" and w.grant is not None]
+        granted = {g.role_arn for g in self.grants} if locked else set()
         out: dict[str, Grant] = {}
-        for _, w in self.withheld:
-            if w.code == "mfa" and w.grant is not None and w.role_arn not in granted:
+        for w in locked:
+            if w.grant is not None and w.role_arn not in granted:
                 out.setdefault(w.grant.role_arn, w.grant)
         return list(out.values())
 
@@ -128,9 +130,10 @@ class Decision:
     def requestable(self) -> list[Requestable]:
         """Roles the identity may request (given on request by a matching rule, not granted otherwise,
         not denied); an MFA-locked one is locked, not requestable, until the sign-in has MFA."""
-        granted = {g.role_arn for g in self.grants}
+        offered = [w for _, w in self.withheld if w.code == "request"]
+        granted = {g.role_arn for g in self.grants} if offered else set()
         out: dict[str, Requestable] = {}
-        for _, w in self.withheld:
-            if w.code == "request" and w.grant is not None and w.request is not None and w.role_arn not in granted:
+        for w in offered:
+            if w.grant is not None and w.request is not None and w.role_arn not in granted:
                 out.setdefault(w.grant.role_arn, Requestable(w.grant, w.request))
         return list(out.values())

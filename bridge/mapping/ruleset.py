@@ -7,7 +7,11 @@ on the compiler.
 The index: a rule whose match requires one of a finite set of exact ``(path, value)`` pairs
 (``group: x``, ``equals``, ``in``, an ``all`` containing one, an ``any`` of such) is filed under
 those pairs (prefixes and suffixes likewise), so evaluating 10,000 rules looks up an identity's
-values instead of scanning.
+values instead of scanning. Case-insensitive ``equals``/``in`` are filed under folded values; a regex
+or glob with no literal prefix, ``contains`` and the other case-insensitive conditions under the
+literal text every match holds (``factors``), found with one pass over the identity's values whatever
+the number of rules. What is left (``unindexed``: e.g. a regex of only classes, ``exists: false``, a lone ``not``) is
+tested for every identity, and ``load_mapping`` names those rules in a warning.
 """
 
 from __future__ import annotations
@@ -190,6 +194,50 @@ class AffixIndex:
         self.entries = sorted((a, rules) for table in self.by_len.values() for a, rules in table.items())
 
 
+GRAM = 4  # factors are found through one of their 4-character substrings (the rarest among all factors)
+
+
+@dataclass
+class FactorIndex:
+    """Rules by the literal text (``factors``) some value of one path holds, once folded as ``how``."""
+
+    path: ClaimPath
+    how: str
+    factors: dict[str, list[int]] = field(default_factory=dict)
+    by_gram: dict[int, dict[str, list[tuple[str, list[int]]]]] = field(default_factory=dict)
+
+    def add(self, factor: str, pos: int) -> None:
+        self.factors.setdefault(factor, []).append(pos)
+
+    def freeze(self) -> None:
+        """File each factor under its rarest gram, so one common gram never leads to most factors."""
+        def grams(f: str) -> set[str]:
+            n = min(GRAM, len(f))
+            return {f[i:i + n] for i in range(len(f) - n + 1)}
+
+        counts: dict[str, int] = {}
+        for f in self.factors:
+            for g in grams(f):
+                counts[g] = counts.get(g, 0) + 1
+        self.by_gram = {}
+        for f, rules in sorted(self.factors.items()):
+            g = min(sorted(grams(f)), key=counts.__getitem__)
+            self.by_gram.setdefault(len(g), {}).setdefault(g, []).append((f, rules))
+
+    def hits(self, view: View, hits: set[int]) -> None:
+        """Rules whose factor some value holds: every gram of the values looked up once, then the factor
+        searched for in all values at once."""
+        text = view.joined(self.path, self.how)
+        if not text:
+            return
+        for n, table in self.by_gram.items():
+            seen = {text[i:i + n] for i in range(len(text) - n + 1)}
+            for g in seen.intersection(table) if len(seen) < len(table) else [g for g in table if g in seen]:
+                for factor, rules in table[g]:
+                    if len(factor) == n or factor in text:
+                        hits.update(rules)
+
+
 @dataclass
 class RuleSet:
     """What the engine runs: rules in file order, the catalog, and the index."""
@@ -202,6 +250,11 @@ class RuleSet:
     suffixes: dict[str, AffixIndex]
     unindexed: list[int]
     version: str
+    folded: dict[str, tuple[ClaimPath, dict[str, list[int]]]] = field(default_factory=dict)
+    factors: dict[tuple[str, str], FactorIndex] = field(default_factory=dict)
+    present: dict[str, tuple[ClaimPath, list[int]]] = field(default_factory=dict)
+    # defaults → grant → what its role decides when that does not depend on the identity (``render``)
+    fixed: dict[Any, dict[int, Any]] = field(default_factory=dict)
 
     def candidates(self, view: View) -> list[int]:
         """Positions of the rules that can match ``view`` (a superset), in file order."""
@@ -212,6 +265,13 @@ class RuleSet:
             _prefix_hits(ix, view, hits)
         for ix in self.suffixes.values():
             _suffix_hits(ix, view.text_set(ix.path), hits)
+        for path, table in self.folded.values():
+            _exact_hits(table, view.folded_set(path), hits)
+        for fx in self.factors.values():
+            fx.hits(view, hits)
+        for path, found in self.present.values():
+            if view.values(path):
+                hits.update(found)
         return sorted(hits)
 
 

@@ -47,6 +47,23 @@ class MappingSettings(MappingSpec):
         return self._stamps
 
     @property
+    def scanned_rules(self) -> list[str]:
+        """Names of the rules the index cannot serve, tested for every identity (warned about at startup)."""
+        rs = self.compiled
+        return [rs.rules[pos].name for pos in rs.unindexed]
+
+    def scanned_warnings(self) -> list[str]:
+        """The load-time warning naming the rules the index cannot serve (none: no warning)."""
+        names = self.scanned_rules
+        if not names:
+            return []
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return [f"mapping: {len(names)} rule(s) cannot be indexed ({shown}): each is tested for every identity at "
+                "every decision, because its match holds no text to look up (a regex or glob of only wildcards and "
+                "classes, exists: false, a lone not or mfa). Add a literal every match contains, or an all: with "
+                "a group or equals condition (docs/rules.md, \"How rules are indexed\")."]
+
+    @property
     def legacy_rules(self) -> list[str]:
         """Names of rules written in the old flat form (warned about by check-config)."""
         return list(self._legacy)

@@ -552,3 +552,63 @@ def test_deny_on_a_domain_ignoring_case_hits_every_spelling() -> None:
     assert deny.outcome == deny_raw.outcome == "deny"
     assert "(ignoring case)" in deny_raw.reason
     assert [g.role_arn for g in grants(m, ident(email="alice@example.com"))] == [ADMIN]
+
+
+# --------------------------------------------------------------------------- the cost of a decision
+
+
+def test_new_grant_builds_what_the_grant_constructor_builds() -> None:
+    """The engine's fast constructor: equal grants, the same compact instance dict, defaults filled, and
+    still frozen."""
+    import dataclasses
+    import sys
+
+    from bridge.domain.identity import Grant
+    from bridge.mapping.render import new_grant
+
+    values: dict[str, Any] = {"role_arn": ADMIN, "account_id": ACCOUNT, "label": "Admin", "session_name": "alice",
+                              "via": "r", "tags": {"Team": "x"}, "max_duration": 7200}
+    fast, slow = new_grant(**values), Grant(**values)
+    assert fast == slow and dataclasses.asdict(fast) == dataclasses.asdict(slow) and fast.id == slow.id
+    assert list(vars(fast)) == list(vars(slow)) and sys.getsizeof(vars(fast)) == sys.getsizeof(vars(slow))
+    assert new_grant(**{k: values[k] for k in ("role_arn", "account_id", "label", "session_name", "via")}).tags == {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.label = "changed"  # type: ignore[misc]
+
+
+def test_what_a_role_decides_is_kept_per_rule_set_and_defaults() -> None:
+    """The parts of a grant that depend only on its rule and the defaults are worked out once, and an
+    identity whose connector differs (no aws_passthrough) is not given another's answer."""
+    m = rules(rule("pt", ADMIN, match={"group": "g"}, path="passthrough"))
+    with_pt, without = GrantDefaults(AUD, passthrough=True), GrantDefaults(AUD, passthrough=False)
+    assert [g.role_arn for g in decide(m, ident(groups=("g",)), with_pt).grants] == [ADMIN]
+    withheld = decide(m, ident(groups=("g",)), without).withheld
+    assert [(w.role_arn, w.code) for _, w in withheld] == [(ADMIN, "no_passthrough")]
+    assert [g.role_arn for g in decide(m, ident(groups=("g",)), with_pt).grants] == [ADMIN]
+    assert len(m.compiled.fixed) == 2 and all(len(t) == 1 for t in m.compiled.fixed.values())
+
+
+def test_a_decision_pauses_the_collector_and_resumes_it() -> None:
+    """Deciding thousands of grants makes no cyclic collection meanwhile; the collector runs again after
+    (nested and concurrent pauses included)."""
+    import gc
+
+    from bridge.mapping.gcpause import gc_paused
+
+    seen: list[bool] = []
+    m = rules(rule("r", ADMIN, match={"group": "g"}))
+    real = m.compiled.candidates
+
+    def spy(view: Any) -> list[int]:
+        seen.append(gc.isenabled())
+        return real(view)
+
+    m.compiled.candidates = spy  # type: ignore[method-assign]
+    assert gc.isenabled()
+    decide(m, ident(groups=("g",)), GrantDefaults(AUD))
+    assert seen == [False] and gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()

@@ -343,9 +343,9 @@ def test_ignore_case_reasons_say_so() -> None:
         "matches glob '*@CONTRACTOR.example.com' (ignoring case)")
 
 
-def test_ignore_case_conditions_are_not_indexed_under_one_spelling() -> None:
-    """An exact or affix index key would only find one spelling: a case-insensitive leaf has none, and an
-    ``all`` with an indexed sibling is still filed under the sibling."""
+def test_ignore_case_conditions_are_indexed_under_their_folded_text() -> None:
+    """A case-insensitive leaf is filed under its folded operand (never one spelling of it), so the index
+    finds every spelling; an ``all`` with an exact sibling is still filed under the sibling."""
     from bridge.mapping.conditions import Leaf
 
     ms = load_mapping({"rules": [
@@ -353,10 +353,19 @@ def test_ignore_case_conditions_are_not_indexed_under_one_spelling() -> None:
          "grants": [{"role_arn": ROLE}]},
         {"name": "both", "match": {"all": [{"group": "g"}, {"claim": "email", "equals": "A@x.example",
                                                              "ignore_case": True}]},
+         "grants": [{"role_arn": ROLE}]},
+        {"name": "eq", "match": {"claim": "email", "equals": "Bob@X.example", "ignore_case": True},
          "grants": [{"role_arn": ROLE}]}]})
-    ci, both = ms.compiled.rules
-    assert isinstance(ci.cond, Leaf) and ci.cond.keys is None
+    ci, both, eq = ms.compiled.rules
+    assert isinstance(ci.cond, Leaf) and ci.cond.keys == frozenset({("~f", "email", "@x.example")})
     assert both.cond.keys == frozenset({("=", "groups", "g")})
+    assert eq.cond.keys == frozenset({("=f", "email", "bob@x.example")})
+    assert ms.compiled.unindexed == []
+    for email, matched in (("a@x.example", ["ci"]), ("A@X.EXAMPLE", ["ci"]), ("BOB@x.Example", ["ci", "eq"]),
+                           ("bob@y.example", [])):
+        got = evaluate(ms, ident(email=email), default_audience="sts.amazonaws.com")
+        assert [g.via for g in got] == matched[:1], email  # one role: the first rule owns it
+        assert [r.rule for r in explain(ms, ident(email=email), default_audience="x") if r.matched] == matched
     assert holds({"claim": "email", "ends_with": "@X.example", "ignore_case": True}, ident(email="a@x.example"))
     assert holds({"all": [{"group": "g"}, {"claim": "email", "equals": "A@x.example", "ignore_case": True}]},
                  ident(email="a@X.example", groups=("g",)))

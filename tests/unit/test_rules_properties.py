@@ -193,3 +193,80 @@ def test_indexed_evaluation_matches_testing_every_rule(conds: list[Any], identit
     full = decide(ms, identity, DEFAULTS, explain_all=True)
     assert [r.rule for r in fast.results] == [r.rule for r in full.results if r.matched]
     assert fast.grants == full.grants
+
+
+# --------------------------------------------------------------------------- literal factors (regex, glob, ignore_case)
+
+# Patterns with no literal prefix, scoped and global flags, verbose mode, alternations, repeats, lookarounds,
+# and the letters re.IGNORECASE equates across scripts (ſ/s, K/k, İ/ı/i).
+FACTOR_PATTERNS = [".*ab", "(a|é)b+c", "(?i)ab", "x(?i:B)c", "[ab]AB", ".*ſ", "(?i).*SK", "(?P<e>dev|prod)-ab",
+                   "(?x) a b .*", "(?=a)ab", "(ab|ba)+", "a{2,}b", "(?:ab)?ba", r"\w+-ab", ".*İ.*", "(?i)kı",
+                   "(?>ab)c", "a(?!b)bc|bab", "(?s:.*ab)", "(?i:k)B", "[^a]+AB", "(ab)+?c", r"\d+ab", "ab*c"]
+FOLD_TEXT = ["ab", "AB", "aB", "ſ", "K", "k", "s", "S", "İ", "ı", "i", "ß", "é", "É", "x", "-", "c", "ba", "dev"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), pattern=st.sampled_from(FACTOR_PATTERNS), ignore_case=st.booleans())
+def test_every_match_of_a_pattern_holds_its_factor(data: st.DataObject, pattern: str, ignore_case: bool) -> None:
+    """What the index files a pattern under is necessary: every string the pattern fully matches
+    (generated from the pattern itself, or put together from tricky letters) holds its factor."""
+    from bridge.mapping.factors import fold, pattern_requirement
+
+    rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+    req = pattern_requirement(rx)
+    candidates = [data.draw(st.from_regex(rx, fullmatch=True)),
+                  "".join(data.draw(st.lists(st.sampled_from(FOLD_TEXT), max_size=6)))]
+    for value in candidates:
+        if rx.fullmatch(value) and req is not None:
+            assert any(t in fold(value, how) for how, t in req), (pattern, value, req)
+
+
+def test_the_ignore_case_fold_is_what_re_equates_with_ascii() -> None:
+    """Every character re.IGNORECASE matches an ASCII literal with folds to that literal's fold (all of Unicode)."""
+    from bridge.mapping.factors import ASCII_FOLD
+
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    for o in range(128):
+        ch = chr(o)
+        for other in set(re.findall(re.escape(ch), every, re.IGNORECASE)):
+            assert other.translate(ASCII_FOLD) == ch.translate(ASCII_FOLD), (ch, other)
+
+
+factor_leaf = st.one_of(
+    st.builds(lambda p, v, ic: {"claim": p, "regex": v, "ignore_case": ic}, st.sampled_from(PATHS),
+              st.sampled_from(FACTOR_PATTERNS), st.booleans()),
+    st.builds(lambda p, op, v, ic: {"claim": p, op: v, "ignore_case": ic}, st.sampled_from(PATHS),
+              st.sampled_from(["glob", "contains", "starts_with", "ends_with", "equals"]),
+              st.sampled_from(["*ab", "*AB*", "?ſ*", "*K", "İ*", "ab", "AB", "x[ab]*", "*-ab"]), st.booleans()),
+)
+fold_identities = st.builds(
+    Identity, connector_id=st.just("corp"), subject=st.just("s-1"), issuer=st.just("i"),
+    email=st.none() | st.lists(st.sampled_from(FOLD_TEXT), max_size=4).map("".join),
+    groups=st.lists(st.lists(st.sampled_from(FOLD_TEXT), max_size=4).map("".join), max_size=6).map(tuple),
+    mfa=st.booleans(),
+    claims=st.fixed_dictionaries({}, optional={"x": st.lists(st.sampled_from(FOLD_TEXT), max_size=3),
+                                               "o": st.fixed_dictionaries({"y": st.sampled_from(FOLD_TEXT)})}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(conds=st.lists(st.one_of(factor_leaf, condition).filter(_no_duplicate_captures), min_size=1, max_size=8),
+       identity=fold_identities)
+def test_factors_change_no_result(conds: list[Any], identity: Identity) -> None:
+    """Through the index and the factor-narrowed values, exactly what trying every pattern on every value of
+    every rule gives: the same rules, grants, captures and reasons."""
+    from unittest import mock
+
+    from bridge.mapping.paths import View
+
+    doc = {"rules": [{"name": f"r{i}", "match": c,
+                      "grants": [{"role_arn": f"arn:aws:iam::{ACCOUNT}:role/R{i % 3}", "tags": {f"T{i}": "v"}}]}
+                     for i, c in enumerate(conds)]}
+    ms = load_mapping(doc)
+    fast = decide(ms, identity, DEFAULTS)
+    explained = decide(ms, identity, DEFAULTS, explain_all=True)
+    with mock.patch.object(View, "containing", lambda self, path, req: self.sorted_texts(path)):
+        naive = decide(ms, identity, DEFAULTS, explain_all=True)
+    assert [r.rule for r in fast.results] == [r.rule for r in naive.results if r.matched]
+    assert fast.grants == naive.grants and fast.locked == naive.locked
+    assert [(r.rule, r.matched, r.reason, r.grants) for r in explained.results] == \
+        [(r.rule, r.matched, r.reason, r.grants) for r in naive.results]

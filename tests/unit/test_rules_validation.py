@@ -339,3 +339,31 @@ def test_check_config_lists_every_rules_file_problem(tmp_path: Path) -> None:
 def test_ignore_case_problems(match: dict[str, Any], expected: str) -> None:
     found = problems(one_rule(match=match))
     assert any(p.startswith(expected) for p in found), found
+
+
+# --------------------------------------------------------------------------- rules the index cannot serve
+
+
+def test_check_config_names_the_rules_the_index_cannot_serve(tmp_path: Path) -> None:
+    """A rule whose match holds no text to look up is tested for every identity: the load says which,
+    and only those (a regex without a literal prefix, or ignoring case, is served by the index)."""
+    from bridge.keys.signing import generate_cache_key, generate_key
+
+    generate_key(tmp_path / "keys", "ES256")
+    generate_cache_key(tmp_path / "keys")
+    rules = [{"name": "classes", "match": {"claim": "groups", "regex": r"\w+-\d+"}, "grants": [{"role_arn": ADMIN}]},
+             {"name": "absent", "match": {"claim": "claims.x", "exists": False}, "grants": [{"role_arn": ADMIN}]},
+             {"name": "no-prefix", "match": {"claim": "groups", "regex": "(dev|prod)-ops"},
+              "grants": [{"role_arn": ADMIN}]},
+             {"name": "folded", "match": {"claim": "groups", "glob": "*-Admins", "ignore_case": True},
+              "grants": [{"role_arn": ADMIN}]}]
+    ms = load_mapping({"rules": rules})
+    assert ms.scanned_rules == ["classes", "absent"]
+    raw = {**copy.deepcopy(CONFIG), "issuer": {"keys_dir": "keys"}, "mapping": {"rules": rules}}
+    write(tmp_path / "bridge.yaml", raw)
+    r = CliRunner().invoke(main, ["check-config", "--config", str(tmp_path / "bridge.yaml")])
+    assert r.exit_code == 0 and r.stdout == "ok\n"
+    assert "warning: mapping: 2 rule(s) cannot be indexed ('classes', 'absent'): each is tested for every " \
+           "identity at every decision" in r.stderr
+    assert "no-prefix" not in r.stderr and "folded" not in r.stderr
+    assert load_mapping({"rules": rules[2:]}).scanned_warnings() == []
