@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.storage.interface import hash_id
+from bridge.storage.interface import hash_id, read_in_steps
 from bridge.storage.records import (
     AccessRequest,
     AuthCode,
@@ -39,6 +39,7 @@ class MemoryStore:
 
     hash_id = staticmethod(hash_id)
     session_hash = staticmethod(hash_id)
+    read_ahead = read_in_steps
 
     def ping(self) -> bool:
         return True

@@ -116,6 +116,18 @@ class RedisBase:
     def _k(self, kind: str, ident: str) -> str:
         return f"{self.prefix}{kind}:{ident}"
 
+    def _ck(self, user: str, entry: str) -> str:
+        """A credential-cache entry: tagged by its user, like the user's index (one slot)."""
+        return f"{self.prefix}creds:{{{user}}}:{entry}"
+
+    def _rl(self, bucket: str, window: int) -> tuple[str, Callable[[int, int], int]]:
+        """The key of ``bucket``'s current window, and what a count in it answers: 0 within the
+        limit, else the seconds until the window ends (``Store.hit``)."""
+        now = int(self.clock())
+        start = now - now % window
+        return f"{self.prefix}rl:{bucket}:{start}", lambda count, limit: (
+            0 if count <= limit else max(1, start + window - now))
+
     # -- small JSON documents and sets, keyed by kind and an id (private) -------------------------
     def _put_json(self, kind: str, ident: str, doc: Mapping[str, Any], ttl: int, **kw: bool) -> bool:
         with self.errors():
