@@ -14,12 +14,21 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.identity import Credentials, Grant, Identity
 from bridge.sealing import Sealer
 from bridge.storage import Store
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A cache entry as read ahead with its session (``Store.read_ahead``): answers only for that entry."""
+
+    key: tuple[str, str]  # (user, entry)
+    blob: bytes | None
 
 
 class CredentialCache:
@@ -55,10 +64,17 @@ class CredentialCache:
         # associated data stays what it was, and still binds a blob to its entry.
         return f"{self.store.prefix}creds:{entry}".encode()
 
+    def key(self, identity: Identity, grant: Grant, duration: int, artifact: str | None = None) -> tuple[str, str]:
+        """(user, entry): where ``get`` looks (to read it ahead, with the session)."""
+        return self.user_key(identity), self._entry(identity, grant, duration, artifact)
+
     def get(self, identity: Identity, grant: Grant, duration: int, *,
-            artifact: str | None = None) -> Credentials | None:
-        entry = self._entry(identity, grant, duration, artifact)
-        plain = self.sealer.open(self.store.creds_get(self.user_key(identity), entry) or b"", self._aad(entry))
+            artifact: str | None = None, sealed: Sealed | None = None) -> Credentials | None:
+        """The cached credentials, unless they expire within ``refresh_window``. ``sealed``: the entry
+        as read ahead, used when it is this very entry (else the store is asked)."""
+        user, entry = self.key(identity, grant, duration, artifact)
+        blob = sealed.blob if sealed is not None and sealed.key == (user, entry) else self.store.creds_get(user, entry)
+        plain = self.sealer.open(blob or b"", self._aad(entry))
         if plain is None:
             return None  # absent, under a retired key, or moved from another entry: a miss, not an error
         try:

@@ -18,5 +18,6 @@ from bridge.storage.records import (
     SsoClient,
 )
 
-__all__ = ["AccessRequest", "Ahead", "AheadRead", "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin",
+__all__ = ["AccessRequest", "Ahead", "AheadRead",
+           "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin",
            "RecordError", "SessionRecord", "SignInNote", "SsoClient", "Store", "hash_id"]

@@ -29,12 +29,10 @@ PARSED_KEPT = 4096  # session documents kept parsed (by their exact JSON): a hot
 class SessionKeys(LegacyKeys):
     """Sessions in Redis, and a request's reads with its session."""
 
-    _parsed: dict[bytes, SessionRecord]
-
     def _session(self, raw: Any) -> SessionRecord:
         """The record of a stored session document, parsed once per document (records are immutable)."""
         key = raw if isinstance(raw, bytes) else str(raw).encode()
-        memo = self.__dict__.setdefault("_parsed", {})
+        memo: dict[bytes, SessionRecord] = self.__dict__.setdefault("_parsed", {})
         record = memo.get(key)
         if record is None:
             record = SessionRecord.from_json(json.loads(key))
