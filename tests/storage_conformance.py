@@ -598,6 +598,8 @@ def test_read_ahead_reads_the_session_its_count_its_cached_entry_and_preferences
         assert got.complete and got.session == s.get_session(hash_id(sid)) and got.session.identity == ALICE
         assert (got.wait, got.blob, got.prefs) == (0, b"sealed", (["g1"], {"g2"}))
     assert s.read_ahead(ahead).wait == 300 - 294  # the third in the window: over the limit (counted, as hit)
+    recent = s.read_ahead(Ahead(hash_id(sid), idle=300, expires_at=ahead.expires_at, recent="p1")).recent
+    assert recent is not None and recent[0] == "g1" and 0 <= recent[1] <= 90 * 86400  # 0: the store cannot say
     harness.advance(290)  # each read reset the idle timer, as load_session does
     assert s.read_ahead(ahead).session is not None
     assert s.read_ahead(Ahead(hash_id(sid), idle=300, expires_at=ahead.expires_at, creds=("u1", "nope"))).blob is None

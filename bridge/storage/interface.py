@@ -71,6 +71,7 @@ class Ahead:
     window: int = 60
     creds: tuple[str, str] | None = None  # (user, entry) of the credential cache
     prefs: str | None = None  # a user's portal preferences
+    recent: str | None = None  # a user's most recent role, and how long its list lives
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class AheadRead:
     wait: int | None = None  # as ``hit`` answers; None when not counted
     blob: bytes | None = None
     prefs: tuple[list[str], set[str]] | None = None
+    recent: tuple[str | None, int] | None = None  # (the newest, seconds left; 0: not known)
     complete: bool = False  # everything asked for was read (and the bucket counted); else only session, token
 
 
@@ -192,4 +194,6 @@ def read_in_steps(store: Store, ahead: Ahead) -> AheadRead:
     wait = None if ahead.bucket is None else store.hit(ahead.bucket, ahead.limit, ahead.window)
     return AheadRead(session, token, wait,
                      None if ahead.creds is None else store.creds_get(*ahead.creds),
-                     None if ahead.prefs is None else store.preferences(ahead.prefs), complete=True)
+                     None if ahead.prefs is None else store.preferences(ahead.prefs),
+                     None if ahead.recent is None else (next(iter(store.preferences(ahead.recent)[0]), None), 0),
+                     complete=True)

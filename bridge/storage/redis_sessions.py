@@ -101,6 +101,9 @@ class SessionKeys(LegacyKeys):
             if ahead.prefs is not None:
                 pipe.lrange(self._k("recent", ahead.prefs), 0, -1)
                 pipe.smembers(self._k("fav", ahead.prefs))
+            if ahead.recent is not None:
+                pipe.lrange(self._k("recent", ahead.recent), 0, 0)
+                pipe.pttl(self._k("recent", ahead.recent))
             got = pipe.execute()
             raw, token, count = got[0], None, None
             if ahead.token is not None:
@@ -124,9 +127,13 @@ class SessionKeys(LegacyKeys):
         blob = None
         if ahead.creds is not None:
             blob, rest = rest[0], rest[1:]
-        prefs = None if ahead.prefs is None else ([as_text(x) for x in rest[0]], {as_text(x) for x in rest[1]})
+        prefs = recent = None
+        if ahead.prefs is not None:
+            prefs, rest = ([as_text(x) for x in rest[0]], {as_text(x) for x in rest[1]}), rest[2:]
+        if ahead.recent is not None:
+            recent = (as_text(rest[0][0]) if rest[0] else None, max(0, int(rest[1]) // 1000))
         return AheadRead(session, token, None if count is None else wait(count, ahead.limit),
-                         blob if isinstance(blob, bytes) and blob else None, prefs, complete=True)
+                         blob if isinstance(blob, bytes) and blob else None, prefs, recent, complete=True)
 
     def get_session(self, shash: str) -> SessionRecord | None:
         """The session ``shash`` as stored (no timer touched; may be past ``expires_at``)."""

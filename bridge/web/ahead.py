@@ -62,7 +62,8 @@ def _read(shash: str, last: SessionRecord, token: str | None, kind: str | None, 
             creds = svc.cache.key(identity, grant, duration)
     ahead = Ahead(shash, idle=svc.sessions.idle, expires_at=last.expires_at, token=token,
                   bucket=None if bucket is None else bucket[0], limit=0 if bucket is None else bucket[1],
-                  creds=creds, prefs=user_key(identity) if prefs else None)
+                  creds=creds, prefs=user_key(identity) if prefs else None,
+                  recent=user_key(identity) if pick is not None and token is None else None)  # browsers: remember_use
     got = svc.sessions.load_ahead(ahead)
     if got.complete:
         g.ahead = (ahead, got)

@@ -34,6 +34,7 @@ from bridge.storage import CliToken, PassthroughInfo, SessionRecord, hash_id
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
 RETRY_AFTER = 5
+RECENT_TTL, RECENT_REFRESH = 90 * 86400, 86400  # recent roles live 90 days after the last use (to a day)
 # WSGI environ key: True when the request came in on ``metrics.listen`` (set in bridge/app.py).
 METRICS_LISTENER = "bridge.metrics_listener"
 
@@ -196,10 +197,14 @@ def remember_use(identity: Identity, grant: Grant) -> None:
     """The portal lists recently used roles, the last used first: written once the answer is sent
     (off the request's path; a failure then loses one entry of a preference list, nothing else)."""
     store, user = services().store, user_key(identity)
+    ahead, got = g.get("ahead", (None, None))
+    if ahead is not None and ahead.recent == user and got.recent is not None and got.recent[0] == grant.id \
+            and got.recent[1] > RECENT_TTL - RECENT_REFRESH:
+        return  # read with the session: already the newest, and its list lives on (refreshed once a day)
 
     def push() -> None:
         try:
-            store.push_recent(user, grant.id)
+            store.push_recent(user, grant.id, ttl=RECENT_TTL)
         except StoreUnavailable:
             event("recent_roles_not_saved", logging.WARNING)
 
