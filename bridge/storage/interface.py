@@ -197,3 +197,10 @@ def read_in_steps(store: Store, ahead: Ahead) -> AheadRead:
                      None if ahead.prefs is None else store.preferences(ahead.prefs),
                      None if ahead.recent is None else (next(iter(store.preferences(ahead.recent)[0]), None), 0),
                      complete=True)
+
+
+class ReadInSteps:
+    """``read_ahead`` for a store whose every call is in-process (``MemoryStore``)."""
+
+    def read_ahead(self: Store, ahead: Ahead) -> AheadRead:
+        return read_in_steps(self, ahead)

@@ -87,29 +87,12 @@ class SessionKeys(LegacyKeys):
         key = self._shkey(ahead.shash)
         rl, wait = self._rl(ahead.bucket or "", ahead.window)
         with self.errors():
-            pipe = self.r.pipeline(transaction=False)
-            pipe.get(key)
-            if ahead.token is not None:
-                pipe.pttl(key)  # to put back if the token is gone: a revoked token keeps no session alive
-                pipe.get(self._k("clitoken", ahead.token))
-            pipe.expire(key, min(ahead.idle, left))  # nothing if it ended: EXPIRE never creates
-            if ahead.bucket is not None:
-                pipe.incr(rl)
-                pipe.expire(rl, ahead.window + 5)
-            if ahead.creds is not None:
-                pipe.get(self._ck(*ahead.creds))
-            if ahead.prefs is not None:
-                pipe.lrange(self._k("recent", ahead.prefs), 0, -1)
-                pipe.smembers(self._k("fav", ahead.prefs))
-            if ahead.recent is not None:
-                pipe.lrange(self._k("recent", ahead.recent), 0, 0)
-                pipe.pttl(self._k("recent", ahead.recent))
-            got = pipe.execute()
+            got = self._ask(ahead, key, min(ahead.idle, left), rl)
             raw, token, count = got[0], None, None
             if ahead.token is not None:
                 token = self._record(CliToken.from_json, _doc(got[2]))
                 if token is None and raw is not None and int(got[1]) > 0:
-                    self.r.expire(key, -(-int(got[1]) // 1000))
+                    self.r.expire(key, -(-int(got[1]) // 1000))  # a revoked token keeps no session alive
             rest = got[4:] if ahead.token is not None else got[2:]
             if ahead.bucket is not None:
                 count, rest = int(rest[0]), rest[2:]
@@ -124,16 +107,29 @@ class SessionKeys(LegacyKeys):
             session = self.load_session_hash(ahead.shash, idle=ahead.idle)
         if session is None:
             return AheadRead(None, token)
-        blob = None
+        return AheadRead(session, token, None if count is None else wait(count, ahead.limit), **_rest(ahead, rest),
+                         complete=True)
+
+    def _ask(self, ahead: Ahead, key: str, ttl: int, rl: str) -> list[Any]:
+        """The one pipeline: session (and token) first, then the count, the entry, the preferences."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(key)
+        if ahead.token is not None:
+            pipe.pttl(key)  # to put back if the token is gone
+            pipe.get(self._k("clitoken", ahead.token))
+        pipe.expire(key, ttl)  # nothing if it ended: EXPIRE never creates
+        if ahead.bucket is not None:
+            pipe.incr(rl)
+            pipe.expire(rl, ahead.window + 5)
         if ahead.creds is not None:
-            blob, rest = rest[0], rest[1:]
-        prefs = recent = None
+            pipe.get(self._ck(*ahead.creds))
         if ahead.prefs is not None:
-            prefs, rest = ([as_text(x) for x in rest[0]], {as_text(x) for x in rest[1]}), rest[2:]
+            pipe.lrange(self._k("recent", ahead.prefs), 0, -1)
+            pipe.smembers(self._k("fav", ahead.prefs))
         if ahead.recent is not None:
-            recent = (as_text(rest[0][0]) if rest[0] else None, max(0, int(rest[1]) // 1000))
-        return AheadRead(session, token, None if count is None else wait(count, ahead.limit),
-                         blob if isinstance(blob, bytes) and blob else None, prefs, recent, complete=True)
+            pipe.lrange(self._k("recent", ahead.recent), 0, 0)
+            pipe.pttl(self._k("recent", ahead.recent))
+        return list(pipe.execute())
 
     def get_session(self, shash: str) -> SessionRecord | None:
         """The session ``shash`` as stored (no timer touched; may be past ``expires_at``)."""
@@ -165,6 +161,18 @@ class SessionKeys(LegacyKeys):
         with self.errors():
             self.r.delete(*[self._sk(kind, shash) for kind in self._BESIDE])
             self.r.delete(*[self._legacy(kind, shash) for kind in self._BESIDE])
+
+
+def _rest(ahead: Ahead, rest: list[Any]) -> dict[str, Any]:
+    """The answers after the count: the cache entry, the preferences, the newest recent role."""
+    out: dict[str, Any] = {}
+    if ahead.creds is not None:
+        out["blob"], rest = (rest[0] if isinstance(rest[0], bytes) and rest[0] else None), rest[1:]
+    if ahead.prefs is not None:
+        out["prefs"], rest = ([as_text(x) for x in rest[0]], {as_text(x) for x in rest[1]}), rest[2:]
+    if ahead.recent is not None:
+        out["recent"] = (as_text(rest[0][0]) if rest[0] else None, max(0, int(rest[1]) // 1000))
+    return out
 
 
 def _doc(raw: Any) -> dict[str, Any] | None:
