@@ -113,7 +113,11 @@ def session_access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
 def _access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
     if doc.passthrough_grants is not None:
         return list(doc.passthrough_grants), []
+    seen = g.get("access_of")  # decided once per request and identity (read ahead, then for the answer)
+    if seen is not None and seen[0] is doc.identity:
+        return seen[1]
     access = services().access.access_for(doc.identity, log=False)
+    g.access_of = (doc.identity, (access.grants, access.locked))
     return access.grants, access.locked
 
 
