@@ -338,11 +338,11 @@ class RedisStore(SessionKeys, SsoKeys):
     # is one MULTI and a sign-out one DEL, on a Cluster too.
     def put_view(self, ident: str, sealed: bytes, ttl: int) -> None:
         with self.errors():
-            self.r.set(f"{self.prefix}credview:{ident}", sealed, ex=max(1, int(ttl)))
+            self.r.set(self._k("credview", ident), sealed, ex=max(1, int(ttl)))
 
     def get_view(self, ident: str) -> bytes | None:
         with self.errors():
-            raw = self.r.get(f"{self.prefix}credview:{ident}")
+            raw = self.r.get(self._k("credview", ident))
         return raw if isinstance(raw, bytes) and raw else None
 
     def creds_get(self, user: str, entry: str) -> bytes | None:
@@ -351,7 +351,7 @@ class RedisStore(SessionKeys, SsoKeys):
         return raw if isinstance(raw, bytes) and raw else None
 
     def creds_put(self, user: str, entry: str, blob: bytes, ttl: int) -> None:
-        key, index = self._ck(user, entry), f"{self.prefix}creds-index:{{{user}}}"
+        key, index = self._ck(user, entry), self.keys.tagged("creds-index", user)
         with self.errors():
             pipe = self.r.pipeline(transaction=True)
             pipe.set(key, blob, ex=max(1, int(ttl)))
@@ -366,7 +366,7 @@ class RedisStore(SessionKeys, SsoKeys):
         unindexed. Entries an earlier version wrote (``creds-index:<user>``, untagged) go too."""
         count = 0
         with self.errors():
-            for index in (f"{self.prefix}creds-index:{{{user}}}", self._k("creds-index", user)):
+            for index in (self.keys.tagged("creds-index", user), self._k("creds-index", user)):
                 pipe = self.r.pipeline(transaction=True)
                 pipe.smembers(index)
                 pipe.delete(index)
@@ -379,12 +379,12 @@ class RedisStore(SessionKeys, SsoKeys):
     # -- audit stream ---------------------------------------------------------------------
     def audit_append(self, stream: str, line: str, maxlen: int) -> None:
         with self.errors():
-            self.r.xadd(f"{self.prefix}{stream}", {"r": line}, maxlen=maxlen, approximate=True)
+            self.r.xadd(self.keys.stream(stream), {"r": line}, maxlen=maxlen, approximate=True)
 
     def audit_read(self, stream: str, *, count: int, after: str | None = None,
                    block_ms: int | None = None) -> list[tuple[str, str]]:
         """The last ``count`` records (oldest first), or with ``after`` the ones after that id."""
-        key = f"{self.prefix}{stream}"
+        key = self.keys.stream(stream)
         with self.errors():
             if after is None:
                 rows = list(reversed(self.r.xrevrange(key, count=count)))

@@ -115,7 +115,8 @@ def _access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
         return list(doc.passthrough_grants), []
     seen = g.get("access_of")  # decided once per request and identity (read ahead, then for the answer)
     if seen is not None and seen[0] is doc.identity:
-        return seen[1]
+        decided: tuple[list[Grant], list[Grant]] = seen[1]
+        return decided
     access = services().access.access_for(doc.identity, log=False)
     g.access_of = (doc.identity, (access.grants, access.locked))
     return access.grants, access.locked
