@@ -18,6 +18,8 @@ from typing import Any
 from bridge.domain.identity import Grant, Identity
 from bridge.storage import (
     AccessRequest,
+    Ahead,
+    AheadRead,
     CliToken,
     DeviceApproval,
     DeviceCode,
@@ -570,3 +572,83 @@ def test_access_request_keeps_fields_it_does_not_know(harness: Harness) -> None:
     harness.raw_put("accessrequest:req-1", doc, 600)
     got = s.get_access_request("req-1")
     assert got is not None and got.to_json()["future_field"] == {"x": 1}
+
+
+# --------------------------------------------------------------------------- a request's reads in one step
+
+
+def ahead_of(s: Store, sid: str, **kw: Any) -> Ahead:
+    """What a cached credential request reads with its session (as the web layer asks for it)."""
+    seen = s.get_session(hash_id(sid))
+    assert seen is not None
+    return Ahead(hash_id(sid), idle=300, expires_at=seen.expires_at, **kw)
+
+
+def test_read_ahead_reads_the_session_its_count_its_cached_entry_and_preferences(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=300, absolute=3600)
+    s.creds_put("u1", "e1", b"sealed", 600)
+    s.push_recent("p1", "g1")
+    s.toggle_favourite("p1", "g2")
+    ahead = ahead_of(s, sid, bucket="credentials:a", limit=2, creds=("u1", "e1"), prefs="p1")
+    harness.advance(290)
+    for _ in range(2):
+        harness.advance(2)
+        got = s.read_ahead(ahead)
+        assert got.complete and got.session == s.get_session(hash_id(sid)) and got.session.identity == ALICE
+        assert (got.wait, got.blob, got.prefs) == (0, b"sealed", (["g1"], {"g2"}))
+    assert s.read_ahead(ahead).wait == 300 - 294  # the third in the window: over the limit (counted, as hit)
+    recent = s.read_ahead(Ahead(hash_id(sid), idle=300, expires_at=ahead.expires_at, recent="p1")).recent
+    assert recent is not None and recent[0] == "g1" and 0 <= recent[1] <= 90 * 86400  # 0: the store cannot say
+    harness.advance(290)  # each read reset the idle timer, as load_session does
+    assert s.read_ahead(ahead).session is not None
+    assert s.read_ahead(Ahead(hash_id(sid), idle=300, expires_at=ahead.expires_at, creds=("u1", "nope"))).blob is None
+    harness.advance(301)
+    assert not s.read_ahead(ahead).complete and s.get_session(hash_id(sid)) is None  # idle: ended
+
+
+def test_read_ahead_of_an_ended_session_reads_and_counts_nothing(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=300, absolute=3600)
+    s.creds_put("u1", "e1", b"sealed", 600)
+    ahead = ahead_of(s, sid, bucket="credentials:a", limit=1, creds=("u1", "e1"), prefs="p1")
+    s.delete_session(sid)  # revoked (sign-out, `bridge sessions revoke`, the IdP)
+    got = s.read_ahead(ahead)
+    assert got == AheadRead(None)  # not even the cached entry
+    assert s.hit("credentials:a", 1) == 0  # and the refused request did not use the budget
+
+
+def test_read_ahead_ends_a_session_at_its_absolute_timeout(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=3600, absolute=600)
+    ahead = ahead_of(s, sid, bucket="credentials:a", limit=5, creds=("u1", "e1"))
+    harness.advance(601)
+    assert s.read_ahead(ahead) == AheadRead(None)
+    assert s.get_session(hash_id(sid)) is None  # deleted, not just ignored
+    assert s.hit("credentials:a", 1) == 0
+
+
+def test_read_ahead_with_a_revoked_token_keeps_no_session_alive(harness: Harness) -> None:
+    s = harness.store
+    sid = s.create_session(session(), idle=300, absolute=3600)
+    shash = hash_id(sid)
+    s.add_cli_token("t1", token(shash), 600)
+    ahead = ahead_of(s, sid, token="t1", bucket="credentials:a", limit=1, creds=("u1", "e1"))
+    got = s.read_ahead(ahead)
+    assert got.complete and got.token == token(shash) and got.wait == 0
+    harness.advance(5)
+    s.delete_cli_token("t1")  # `bridge logout`
+    got = s.read_ahead(ahead)
+    assert not got.complete and got.token is None and got.blob is None
+    assert s.hit("credentials:a", 1) != 0  # the refused one was given back: this is the second in the window
+    harness.advance(296)  # 301 s after the last use with a live token: the session idled out
+    assert s.get_session(shash) is None
+
+
+def test_read_ahead_finds_a_session_written_before_the_hash_tags(harness: Harness) -> None:
+    doc = {"identity": ALICE.to_json(), "csrf": "csrf-1", "created_at": T0, "expires_at": T0 + 3600}
+    harness.raw_put(f"session:{hash_id('cookie-value')}", doc, 300)
+    got = harness.store.read_ahead(Ahead(hash_id("cookie-value"), idle=300, expires_at=T0 + 3600,
+                                         bucket="credentials:a", limit=1))
+    assert got.session is not None and got.session.csrf == "csrf-1"
+    assert harness.store.load_session("cookie-value", idle=300) is not None  # still there (moved, on Redis)

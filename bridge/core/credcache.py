@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -22,23 +23,35 @@ from bridge.keys.sealing import Sealer
 from bridge.storage import Store
 
 
+@dataclass(frozen=True)
+class Sealed:
+    """A cache entry as read ahead with its session (``Store.read_ahead``): answers only for that entry."""
+
+    key: tuple[str, str]  # (user, entry)
+    blob: bytes | None
+
+
 class Cache(Protocol):
     """What the issuer and the sessions ask of the credential cache (``NoCache`` when it is off)."""
 
     def get(self, identity: Identity, grant: Grant, duration: int, *,
-            artifact: str | None = None) -> Credentials | None: ...
+            artifact: str | None = None, sealed: Sealed | None = None) -> Credentials | None: ...
 
     def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials, *,
             artifact: str | None = None) -> None: ...
 
     def forget_user(self, identity: Identity) -> int: ...
 
+    def key(self, identity: Identity, grant: Grant, duration: int,
+            artifact: str | None = None) -> tuple[str, str] | None:
+        """Where the entry lives (user, entry), to read it ahead with the session; None: nothing to read."""
+
 
 class NoCache:
     """The credential cache switched off (``credential_cache.enabled: false``, or no cache key): keeps nothing."""
 
     def get(self, identity: Identity, grant: Grant, duration: int, *,
-            artifact: str | None = None) -> Credentials | None:
+            artifact: str | None = None, sealed: Sealed | None = None) -> Credentials | None:
         return None
 
     def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials, *,
@@ -47,6 +60,10 @@ class NoCache:
 
     def forget_user(self, identity: Identity) -> int:
         return 0
+
+    def key(self, identity: Identity, grant: Grant, duration: int,
+            artifact: str | None = None) -> tuple[str, str] | None:
+        return None
 
 
 class CredentialCache:
@@ -84,16 +101,23 @@ class CredentialCache:
         # associated data stays what it was, and still binds a blob to its entry.
         return f"{self.store.prefix}creds:{entry}".encode()
 
+    def key(self, identity: Identity, grant: Grant, duration: int, artifact: str | None = None) -> tuple[str, str]:
+        """(user, entry): where ``get`` looks (to read it ahead, with the session)."""
+        return self.user_key(identity), self._entry(identity, grant, duration, artifact)
+
     def get(self, identity: Identity, grant: Grant, duration: int, *,
-            artifact: str | None = None) -> Credentials | None:
-        """The cached credentials, when fresh (``refresh_window`` before they expire they are a miss)."""
-        creds = self._lookup(identity, grant, duration, artifact)
+            artifact: str | None = None, sealed: Sealed | None = None) -> Credentials | None:
+        """The cached credentials, unless they expire within ``refresh_window``. ``sealed``: the entry
+        as read ahead, used when it is this very entry (else the store is asked)."""
+        creds = self._lookup(identity, grant, duration, artifact, sealed)
         self.on_lookup(creds is not None)
         return creds
 
-    def _lookup(self, identity: Identity, grant: Grant, duration: int, artifact: str | None) -> Credentials | None:
-        entry = self._entry(identity, grant, duration, artifact)
-        plain = self.sealer.open(self.store.creds_get(self.user_key(identity), entry) or b"", self._aad(entry))
+    def _lookup(self, identity: Identity, grant: Grant, duration: int, artifact: str | None,
+                sealed: Sealed | None) -> Credentials | None:
+        user, entry = self.key(identity, grant, duration, artifact)
+        blob = sealed.blob if sealed is not None and sealed.key == (user, entry) else self.store.creds_get(user, entry)
+        plain = self.sealer.open(blob or b"", self._aad(entry))
         if plain is None:
             return None  # absent, under a retired key, or moved from another entry: a miss, not an error
         try:

@@ -68,6 +68,7 @@ class DeviceFlow:
         self.store = store
         self.cfg = cfg
         self.clock = clock
+        self._seen: dict[str, CliToken] = {}  # token hash → the live access token last presented
 
     def start(self, client_id: str, *, client_ip: str = "", user_agent: str = "",
               registered: bool = False) -> DeviceStart:
@@ -177,10 +178,22 @@ class DeviceFlow:
         caller must check that session still lives."""
         if not bearer or len(bearer) > 256:
             return None
-        token = self.store.get_cli_token(hash_id(bearer))
+        thash = hash_id(bearer)
+        return self.checked(thash, self.store.get_cli_token(thash))
+
+    def checked(self, thash: str, token: CliToken | None) -> CliToken | None:
+        """``token`` (as stored under ``thash``) if it is a live access token, else None."""
         if token is None or token.kind != "access" or token.expires_at <= self.clock():
+            self._seen.pop(thash, None)
             return None
+        if len(self._seen) >= 4096 and thash not in self._seen:
+            self._seen.clear()
+        self._seen[thash] = token
         return token
+
+    def last_seen(self, bearer: str) -> CliToken | None:
+        """The access token ``bearer`` as this process last found it live (not a proof that it lives)."""
+        return self._seen.get(hash_id(bearer)) if bearer and len(bearer) <= 256 else None
 
     def refresh_token(self, refresh: str) -> tuple[str, CliToken] | None:
         """(hash, record) of the refresh token ``refresh``, live (``kind`` "refresh") or already used

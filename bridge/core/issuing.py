@@ -30,7 +30,7 @@ from bridge.aws.token import mint_token
 from bridge.aws.upstream_check import upstream_sts_error
 from bridge.aws.validate import validate_assume_params
 from bridge.config import Settings
-from bridge.core.credcache import Cache
+from bridge.core.credcache import Cache, Sealed
 from bridge.core.keysource import KeySource
 from bridge.domain.errors import (
     BadRequest,
@@ -136,9 +136,10 @@ class CredentialIssuer:
 
     def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
                           passthrough: Mapping[str, str] | None = None, *,
-                          ctx: audit.Context | None = None) -> Credentials:
+                          ctx: audit.Context | None = None, sealed: Sealed | None = None) -> Credentials:
         """Credentials for ``grant``: from the server-side cache when fresh, else minted and redeemed
-        at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``."""
+        at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``. ``sealed``: the
+        cache entry as read ahead with the session (bridge/web/ahead.py)."""
         ctx, under = audit.for_grant(ctx or audit.Context(), grant)
         base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
                 **audit.grant_fields(grant), **under}
@@ -153,7 +154,7 @@ class CredentialIssuer:
                                 **fields, **under)
 
         try:
-            creds, cached = self._credentials(identity, grant, duration, passthrough, intent, hop)
+            creds, cached = self._credentials(identity, grant, duration, passthrough, intent, hop, sealed)
         except BridgeError as e:
             sts_id = e.sts_request_id if isinstance(e, StsError) else ""
             self.auditor.record("credentials", ctx, outcome="failure", error=e.code, **base,
@@ -166,14 +167,15 @@ class CredentialIssuer:
 
     def _credentials(self, identity: Identity, grant: Grant, duration: int, passthrough: Mapping[str, str] | None,
                      before_sts: Callable[[], None] = lambda: None,
-                     on_hop: Callable[..., None] = lambda **_: None) -> tuple[Credentials, bool]:
+                     on_hop: Callable[..., None] = lambda **_: None,
+                     sealed: Sealed | None = None) -> tuple[Credentials, bool]:
         """Mint a token or assertion for ``grant`` and redeem it at STS; passthrough grants redeem
         the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``).
         ``before_sts`` runs once nothing is left but the call to STS (the audit intent)."""
         self.check(identity, grant, duration)
         # A pass-through grant's credentials belong to the artifact redeemed: a new sign-in's is redeemed anew.
         artifact = passthrough["value"] if grant.path == "passthrough" and passthrough else None
-        cached = self.cache.get(identity, grant, duration, artifact=artifact)
+        cached = self.cache.get(identity, grant, duration, artifact=artifact, sealed=sealed)
         if cached is not None:
             event("credentials_issued", role_arn=grant.role_arn, rule=grant.via, path=grant.path, cached=True,
                   session_name=grant.session_name, connector=identity.connector_id, duration=duration)

@@ -36,12 +36,13 @@ from bridge.core.device import DeviceFlow
 from bridge.domain.errors import NotSignedIn, UpstreamUnavailable
 from bridge.domain.identity import Grant, Identity
 from bridge.keys.sealing import SEALED, Sealer
-from bridge.storage import PassthroughInfo, SessionRecord, Store, hash_id
+from bridge.storage import Ahead, AheadRead, PassthroughInfo, SessionRecord, Store, hash_id
 from bridge.telemetry.logs import event
 from bridge.upstream import Connector
 from bridge.upstream.base import NO_POLICY, ConnectorPolicy, Reverifier, ReverifyExpired, ReverifyOk, ReverifyRevoked
 
 REVERIFY_LOCK_SECONDS = 30  # one re-check with the IdP per session at a time, on every instance
+SEEN_KEPT = 4096  # sessions this process remembers as last loaded (to name a request's keys ahead)
 
 
 def user_handles(identity: Identity) -> list[str]:
@@ -87,6 +88,9 @@ class Sessions:
         # None only without any cache key (credential_cache disabled): then kept as they are, and
         # warned at startup (bridge/web/services.py).
         self.sealer = sealer
+        # The last record loaded per session hash: only to name the keys a request reads with its
+        # session (``load_ahead``); what is read is always the stored record, never this.
+        self._seen: dict[str, SessionRecord] = {}
 
     # -- what is kept beside a session, sealed -------------------------------------------------
     def _seal(self, doc: Mapping[str, Any], place: str) -> Mapping[str, Any]:
@@ -154,7 +158,29 @@ class Sessions:
     def load(self, shash: str) -> SessionRecord | None:
         """The live session ``shash`` (idle timer reset), re-checked with the IdP when it is due."""
         record = self.store.load_session_hash(shash, idle=self.idle)
-        return None if record is None else self.reverified(shash, record)
+        return self._seen_as(shash, None if record is None else self.reverified(shash, record))
+
+    def last_seen(self, shash: str) -> SessionRecord | None:
+        """The session ``shash`` as this process last loaded it (not a proof that it lives)."""
+        return self._seen.get(shash)
+
+    def load_ahead(self, ahead: Ahead) -> AheadRead:
+        """``load(ahead.shash)`` with what ``ahead`` reads in the same round trip (``Store.read_ahead``).
+        With a CLI token asked for and gone, the session is neither loaded nor re-checked."""
+        got = self.store.read_ahead(ahead)
+        if got.session is None or (ahead.token is not None and got.token is None):
+            return got
+        record = self._seen_as(ahead.shash, self.reverified(ahead.shash, got.session))
+        return got if record is got.session else replace(got, session=record)
+
+    def _seen_as(self, shash: str, record: SessionRecord | None) -> SessionRecord | None:
+        if record is None:
+            self._seen.pop(shash, None)
+            return None
+        if len(self._seen) >= SEEN_KEPT and shash not in self._seen:
+            self._seen.clear()
+        self._seen[shash] = record
+        return record
 
     def get(self, shash: str) -> SessionRecord | None:
         """The session ``shash`` as stored (no timer reset, no re-check): to end it."""
@@ -165,6 +191,7 @@ class Sessions:
         artifact, the user's cached credentials. Returns how many CLI tokens were revoked."""
         tokens = self.device.revoke_session(shash)
         self.store.delete_session_hash(shash)
+        self._seen.pop(shash, None)
         if record is not None:
             self.store.unindex_session(user_handles(record.identity), shash)
             self.cache.forget_user(record.identity)

@@ -44,6 +44,7 @@ from urllib.parse import urlencode
 from bridge.client.ssoconfig import role_names
 from bridge.config import CliSettings
 from bridge.core.access import AccessPoint
+from bridge.core.credcache import Sealed
 from bridge.core.device import DeviceError, DeviceFlow
 from bridge.core.issuing import CredentialIssuer
 from bridge.core.sessions import Sessions
@@ -68,7 +69,7 @@ from bridge.protocols.identity_center_protocol import (
     redirect_matches,
     unauthorized,
 )
-from bridge.storage import AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
+from bridge.storage import AheadRead, AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
@@ -337,13 +338,14 @@ class IdentityCenter:
         return f"{req.redirect_uri}{sep}{urlencode({'code': code, 'state': req.state})}"
 
     # -- the sso portal ---------------------------------------------------------------------------
-    def caller(self, token: str) -> Caller:
-        """The live access token ``token`` and its session; UnauthorizedException otherwise."""
-        doc = self.device.token(token)
+    def caller(self, token: str, read: AheadRead | None = None) -> Caller:
+        """The live access token ``token`` and its session; UnauthorizedException otherwise. ``read``: the
+        token and session as read ahead with the request's keys (``Sessions.load_ahead``)."""
+        doc = self.device.token(token) if read is None else self.device.checked(hash_id(token), read.token)
         if doc is None:
             raise unauthorized()
         try:
-            session = self.sessions.load(doc.session)
+            session = self.sessions.load(doc.session) if read is None else read.session
         except NotSignedIn:
             session = None
         if session is None:
@@ -416,11 +418,13 @@ class IdentityCenter:
             raise forbidden()
         return grant
 
-    def role_credentials(self, c: Caller, grant: Grant, ctx: audit.Context) -> dict[str, Any]:
+    def role_credentials(self, c: Caller, grant: Grant, ctx: audit.Context,
+                         sealed: Sealed | None = None) -> dict[str, Any]:
         """Credentials exactly as the portal gives them: the grant's default duration, its tags and
         source identity, the server-side credential cache, one audit record."""
         try:
-            creds = self.issuer.issue_credentials(c.session.identity, grant, grant.default_duration, ctx=ctx)
+            creds = self.issuer.issue_credentials(c.session.identity, grant, grant.default_duration, ctx=ctx,
+                                                  sealed=sealed)
         except MfaRequired:
             raise forbidden("No access: this role needs a sign-in with MFA") from None
         except BadRequest as e:

@@ -3,7 +3,7 @@ implementations that pass one conformance suite: ``redis.RedisStore`` (productio
 ``memory.MemoryStore`` (unit tests). Import an implementation from its module; this package only
 exports the interface and the records (no Redis client is imported by importing it)."""
 
-from bridge.storage.interface import Store, hash_id
+from bridge.storage.interface import Ahead, AheadRead, Store, hash_id
 from bridge.storage.records import (
     AccessRequest,
     AuthCode,
@@ -18,5 +18,6 @@ from bridge.storage.records import (
     SsoClient,
 )
 
-__all__ = ["AccessRequest", "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin",
+__all__ = ["AccessRequest", "Ahead", "AheadRead",
+           "AuthCode", "CliToken", "DeviceApproval", "DeviceCode", "PassthroughInfo", "PendingLogin",
            "RecordError", "SessionRecord", "SignInNote", "SsoClient", "Store", "hash_id"]

@@ -24,6 +24,9 @@ Contract (what every implementation keeps):
   ``add_sso_client`` stores one only while both counts are below their caps (checked and counted in
   one step: concurrent registrations cannot overshoot), else stores nothing and names the full cap;
   ``put_sso_client`` rewrites one, and its new TTL moves the end of its count too.
+- ``read_ahead`` is ``load_session_hash`` and, only while the session lives (and the CLI token asked
+  for is stored), ``get_cli_token``, ``hit``, ``creds_get`` and ``preferences``, in one round trip:
+  a session that ended is never answered with what hangs off it, and its bucket is not counted.
 - A backend failure is raised as ``bridge.domain.errors.StoreUnavailable`` (a 503 for the user), never as
   the backend's own exception.
 Raw (untyped) payloads only where the shape belongs to someone else: the IdP's upstream grant
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.storage.records import (
@@ -51,6 +55,36 @@ from bridge.storage.records import (
 def hash_id(secret: str) -> str:
     """Secrets (device codes, tokens, session ids) are kept only as their SHA-256."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """What one request reads with its session (``Store.read_ahead``), named from the session as last
+    seen: the keys of a request depend on who it is, and a session's end never changes."""
+
+    shash: str
+    idle: int
+    expires_at: int
+    token: str | None = None  # a CLI token hash, read too
+    bucket: str | None = None  # a rate-limit bucket, counted as ``hit(bucket, limit, window)``
+    limit: int = 0
+    window: int = 60
+    creds: tuple[str, str] | None = None  # (user, entry) of the credential cache
+    prefs: str | None = None  # a user's portal preferences
+    recent: str | None = None  # a user's most recent role, and how long its list lives
+
+
+@dataclass(frozen=True)
+class AheadRead:
+    """What ``read_ahead`` found: the session (None: ended), and only while it lives, the rest."""
+
+    session: SessionRecord | None
+    token: CliToken | None = None
+    wait: int | None = None  # as ``hit`` answers; None when not counted
+    blob: bytes | None = None
+    prefs: tuple[list[str], set[str]] | None = None
+    recent: tuple[str | None, int] | None = None  # (the newest, seconds left; 0: not known)
+    complete: bool = False  # everything asked for was read (and the bucket counted); else only session, token
 
 
 class Store(Protocol):
@@ -78,6 +112,7 @@ class Store(Protocol):
     def index_session(self, handles: list[str], shash: str, ttl: int) -> None: ...
     def user_sessions(self, handle: str) -> list[str]: ...
     def unindex_session(self, handles: list[str], shash: str) -> None: ...
+    def read_ahead(self, ahead: Ahead) -> AheadRead: ...
 
     # -- beside a session: the passthrough artifact and the upstream grant (raw, connector-owned) ---
     def put_passthrough(self, sid: str, artifact: Mapping[str, str], ttl: int) -> None: ...
@@ -146,3 +181,26 @@ class Store(Protocol):
     def audit_append(self, stream: str, line: str, maxlen: int) -> None: ...
     def audit_read(self, stream: str, *, count: int, after: str | None = None,
                    block_ms: int | None = None) -> list[tuple[str, str]]: ...
+
+
+def read_in_steps(store: Store, ahead: Ahead) -> AheadRead:
+    """``read_ahead`` as one call after another (``MemoryStore``; ``RedisStore`` makes it one round trip)."""
+    token = None if ahead.token is None else store.get_cli_token(ahead.token)
+    if ahead.token is not None and token is None:  # a revoked token keeps no session alive
+        return AheadRead(store.get_session(ahead.shash))
+    session = store.load_session_hash(ahead.shash, idle=ahead.idle)
+    if session is None:
+        return AheadRead(None, token)
+    wait = None if ahead.bucket is None else store.hit(ahead.bucket, ahead.limit, ahead.window)
+    return AheadRead(session, token, wait,
+                     None if ahead.creds is None else store.creds_get(*ahead.creds),
+                     None if ahead.prefs is None else store.preferences(ahead.prefs),
+                     None if ahead.recent is None else (next(iter(store.preferences(ahead.recent)[0]), None), 0),
+                     complete=True)
+
+
+class ReadInSteps:
+    """``read_ahead`` for a store whose every call is in-process (``MemoryStore``)."""
+
+    def read_ahead(self: Store, ahead: Ahead) -> AheadRead:
+        return read_in_steps(self, ahead)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.storage.interface import hash_id
+from bridge.storage.interface import ReadInSteps, hash_id
 from bridge.storage.records import (
     AccessRequest,
     AuthCode,
@@ -27,7 +27,7 @@ from bridge.storage.records import (
 )
 
 
-class MemoryStore:
+class MemoryStore(ReadInSteps):
     def __init__(self, prefix: str = "bridge:", clock: Callable[[], float] = time.time) -> None:
         self.prefix = prefix
         self.clock = clock

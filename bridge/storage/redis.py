@@ -22,6 +22,7 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     signin:<connector id>        SignInNote JSON: what the last sign-ins said about the IdP (check-config --probe)
 
 Keys written by earlier versions (no hash tags) are still read and moved: bridge/storage/redis_legacy.py.
+Sessions, and a request's reads in one round trip (``read_ahead``): bridge/storage/redis_sessions.py.
 
 Every Redis failure becomes ``StoreUnavailable`` (a 503 for the user), never a 500, and is counted
 through ``on_error`` (the app's metrics). Any instance can serve any step: nothing is kept in a
@@ -32,7 +33,6 @@ process between requests. Topologies (``redis_client``, bridge/storage/redis_cli
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,19 +46,16 @@ from bridge.storage.records import (
     DeviceCode,
     PendingLogin,
     RecordError,
-    SessionRecord,
     SignInNote,
 )
 from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bridge.store)
 from bridge.storage.redis_client import as_text
-from bridge.storage.redis_client import (
-    redis_client as redis_client,  # re-exported (bridge.web.services, bridge.store)
-)
-from bridge.storage.redis_legacy import LegacyKeys
+from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.web.services, bridge.store)
+from bridge.storage.redis_sessions import SessionKeys
 from bridge.storage.redis_sso import SsoKeys
 
 
-class RedisStore(LegacyKeys, SsoKeys):
+class RedisStore(SessionKeys, SsoKeys):
     """The bridge's state in one Redis (or Sentinel / Cluster), under ``prefix``."""
 
     @classmethod
@@ -103,15 +100,13 @@ class RedisStore(LegacyKeys, SsoKeys):
     def hit(self, bucket: str, limit: int, window: int = 60) -> int:
         """Count one request in ``bucket``'s current window (shared by every instance). Returns 0 if
         it is within ``limit``, else the seconds until the window ends (for Retry-After)."""
-        now = int(self.clock())
-        start = now - now % window
-        key = f"{self.prefix}rl:{bucket}:{start}"
+        key, wait = self._rl(bucket, window)
         with self.errors():
             pipe = self.r.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, window + 5)
             count = int(pipe.execute()[0])
-        return 0 if count <= limit else max(1, start + window - now)
+        return wait(count, limit)
 
     # -- replay cache ---------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:
@@ -169,76 +164,6 @@ class RedisStore(LegacyKeys, SsoKeys):
 
     def sign_in_note(self, connector_id: str) -> SignInNote | None:
         return self._record(SignInNote.from_json, self._get_json("signin", connector_id))
-
-    # -- sessions -----------------------------------------------------------------------
-    # Everything kept for a session (the record, its passthrough artifact, its upstream grant, its
-    # CLI tokens) is keyed by the SHA-256 of the cookie value: ``session_hash(sid)``. A CLI token
-    # or an admin holds only that hash, never the cookie.
-    def session_key(self, sid: str) -> str:
-        """The Redis key of a session (for operations and the memory benchmark)."""
-        return self._shkey(hash_id(sid))
-
-    def create_session(self, record: SessionRecord, *, idle: int, absolute: int) -> str:
-        """Store a new session (stamped ``created_at`` now, ``expires_at`` after ``absolute``); return
-        the random id to put in the cookie."""
-        sid = secrets.token_urlsafe(32)
-        now = int(self.clock())
-        doc = {**record.to_json(), "created_at": now, "expires_at": now + absolute}
-        with self.errors():
-            self.r.set(self.session_key(sid), json.dumps(doc, separators=(",", ":")), ex=min(idle, absolute))
-        return sid
-
-    def load_session(self, sid: str, *, idle: int) -> SessionRecord | None:
-        """The session for ``sid`` with its idle timer reset, or None if unknown or past either timeout."""
-        if not sid or len(sid) > 128:
-            return None
-        return self.load_session_hash(hash_id(sid), idle=idle)
-
-    def load_session_hash(self, shash: str, *, idle: int) -> SessionRecord | None:
-        """The session whose cookie hashes to ``shash`` (a CLI token's approving session), idle timer reset."""
-        key = self._shkey(shash)
-        with self.errors():
-            raw = self._get_session_raw(shash)
-            if raw is None:
-                return None
-            record = SessionRecord.from_json(json.loads(raw))
-            remaining = record.expires_at - int(self.clock())
-            if remaining <= 0:
-                self.r.delete(key)
-                return None
-            self.r.expire(key, min(idle, remaining))
-        return record
-
-    def get_session(self, shash: str) -> SessionRecord | None:
-        """The session ``shash`` as stored (no timer touched; may be past ``expires_at``)."""
-        with self.errors():
-            raw = self._get_session_raw(shash)
-        try:
-            return None if raw is None else SessionRecord.from_json(json.loads(raw))
-        except RecordError:
-            return None
-
-    def save_session_hash(self, shash: str, record: SessionRecord, *, idle: int) -> bool:
-        """Rewrite an existing session (never recreates one that ended meanwhile: ``xx``); False if
-        it had ended."""
-        remaining = record.expires_at - int(self.clock())
-        if remaining <= 0:
-            return False
-        with self.errors():
-            return bool(self.r.set(self._shkey(shash), json.dumps(record.to_json(), separators=(",", ":")),
-                                   ex=min(idle, remaining), xx=True))
-
-    def delete_session(self, sid: str) -> None:
-        self.delete_session_hash(hash_id(sid))
-
-    _BESIDE = ("session", "passthrough", "creds", "upstream")
-
-    def delete_session_hash(self, shash: str) -> None:
-        """Delete a session and everything kept beside it: one DEL (one slot: the hash tag), and one
-        for what an earlier version wrote without the tag."""
-        with self.errors():
-            self.r.delete(*[self._sk(kind, shash) for kind in self._BESIDE])
-            self.r.delete(*[self._legacy(kind, shash) for kind in self._BESIDE])
 
     # -- who has which sessions (offboarding: ``bridge sessions revoke --user``) -------------
     def _ukey(self, handle: str) -> str:
@@ -411,16 +336,13 @@ class RedisStore(LegacyKeys, SsoKeys):
     # -- credential cache (sealed by the caller; the key names are the AES-GCM associated data) ----
     # Each user's entries and index share the hash tag ``{<user>}``: one slot, so a put (entry + index)
     # is one MULTI and a sign-out one DEL, on a Cluster too.
-    def _ck(self, user: str, entry: str) -> str:
-        return f"{self.prefix}creds:{{{user}}}:{entry}"
-
     def put_view(self, ident: str, sealed: bytes, ttl: int) -> None:
         with self.errors():
-            self.r.set(f"{self.prefix}credview:{ident}", sealed, ex=max(1, int(ttl)))
+            self.r.set(self._k("credview", ident), sealed, ex=max(1, int(ttl)))
 
     def get_view(self, ident: str) -> bytes | None:
         with self.errors():
-            raw = self.r.get(f"{self.prefix}credview:{ident}")
+            raw = self.r.get(self._k("credview", ident))
         return raw if isinstance(raw, bytes) and raw else None
 
     def creds_get(self, user: str, entry: str) -> bytes | None:
@@ -429,7 +351,7 @@ class RedisStore(LegacyKeys, SsoKeys):
         return raw if isinstance(raw, bytes) and raw else None
 
     def creds_put(self, user: str, entry: str, blob: bytes, ttl: int) -> None:
-        key, index = self._ck(user, entry), f"{self.prefix}creds-index:{{{user}}}"
+        key, index = self._ck(user, entry), self.keys.tagged("creds-index", user)
         with self.errors():
             pipe = self.r.pipeline(transaction=True)
             pipe.set(key, blob, ex=max(1, int(ttl)))
@@ -444,7 +366,7 @@ class RedisStore(LegacyKeys, SsoKeys):
         unindexed. Entries an earlier version wrote (``creds-index:<user>``, untagged) go too."""
         count = 0
         with self.errors():
-            for index in (f"{self.prefix}creds-index:{{{user}}}", self._k("creds-index", user)):
+            for index in (self.keys.tagged("creds-index", user), self._k("creds-index", user)):
                 pipe = self.r.pipeline(transaction=True)
                 pipe.smembers(index)
                 pipe.delete(index)
@@ -457,12 +379,12 @@ class RedisStore(LegacyKeys, SsoKeys):
     # -- audit stream ---------------------------------------------------------------------
     def audit_append(self, stream: str, line: str, maxlen: int) -> None:
         with self.errors():
-            self.r.xadd(f"{self.prefix}{stream}", {"r": line}, maxlen=maxlen, approximate=True)
+            self.r.xadd(self.keys.stream(stream), {"r": line}, maxlen=maxlen, approximate=True)
 
     def audit_read(self, stream: str, *, count: int, after: str | None = None,
                    block_ms: int | None = None) -> list[tuple[str, str]]:
         """The last ``count`` records (oldest first), or with ``after`` the ones after that id."""
-        key = f"{self.prefix}{stream}"
+        key = self.keys.stream(stream)
         with self.errors():
             if after is None:
                 rows = list(reversed(self.r.xrevrange(key, count=count)))

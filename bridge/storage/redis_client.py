@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from bridge.config import RedisSettings
 from bridge.domain.errors import StoreUnavailable
+from bridge.storage.keys import Keys
 from bridge.storage.records import RecordError
 
 AnyRedis = Any  # redis.Redis or redis.cluster.RedisCluster: the commands used here exist on both
@@ -82,6 +83,7 @@ class RedisBase:
                  on_error: Callable[[BaseException], None] | None = None):
         self.r = client
         self.prefix = prefix
+        self.keys = Keys(prefix)
         self.clock = clock
         self.on_error = on_error
 
@@ -114,7 +116,19 @@ class RedisBase:
             return None
 
     def _k(self, kind: str, ident: str) -> str:
-        return f"{self.prefix}{kind}:{ident}"
+        return self.keys.plain(kind, ident)
+
+    def _ck(self, user: str, entry: str) -> str:
+        """A credential-cache entry: tagged by its user, like the user's index (one slot)."""
+        return self.keys.tagged("creds", user, entry)
+
+    def _rl(self, bucket: str, window: int) -> tuple[str, Callable[[int, int], int]]:
+        """The key of ``bucket``'s current window, and what a count in it answers: 0 within the
+        limit, else the seconds until the window ends (``Store.hit``)."""
+        now = int(self.clock())
+        start = now - now % window
+        return self.keys.plain("rl", f"{bucket}:{start}"), lambda count, limit: (
+            0 if count <= limit else max(1, start + window - now))
 
     # -- small JSON documents and sets, keyed by kind and an id (private) -------------------------
     def _put_json(self, kind: str, ident: str, doc: Mapping[str, Any], ttl: int, **kw: bool) -> bool:
@@ -156,7 +170,7 @@ class RedisBase:
     # -- the keys of one session ------------------------------------------------------------------
     def _sk(self, kind: str, shash: str) -> str:
         """A key of the session ``shash``: hash-tagged, so all of a session's keys share a slot."""
-        return f"{self.prefix}{kind}:{{{shash}}}"
+        return self.keys.tagged(kind, shash)
 
     def _shkey(self, shash: str) -> str:
         return self._sk("session", shash)

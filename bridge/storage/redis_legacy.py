@@ -6,7 +6,8 @@ artifacts and CLI-token sets written that way are still read (a session is moved
 the first time it is read) and deleted with their session. Old credential-cache entries are not read
 (a miss: fetched again from STS) but are deleted at sign-out (``RedisStore.creds_forget``).
 
-Remove once every session written by the previous version has ended (session.absolute_timeout).
+Remove in 0.2.0 (the release after the one that wrote the tags, 0.1.0), once every session written by an
+earlier version has ended (session.absolute_timeout).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class SsoKeys(RedisBase):
     """Registered clients and authorization codes in Redis."""
 
     def _counts(self, address: str) -> tuple[str, str]:
-        return f"{self.prefix}ssoclients:{{index}}:all", f"{self.prefix}ssoclients:{{index}}:{address or '-'}"
+        return self.keys.tagged("ssoclients", "index", "all"), self.keys.tagged("ssoclients", "index", address or "-")
 
     def add_sso_client(self, client: SsoClient, ttl: int, *, per_address: int, total: int) -> str | None:
         """Store a new registration unless a cap is reached: None when stored, else "address" or "total"."""

@@ -12,8 +12,9 @@ from bridge.aws import formats
 from bridge.core.device import DeviceError, DeviceFlow, normalize_user_code
 from bridge.domain.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
 from bridge.domain.identity import Grant, Identity
-from bridge.storage import CliToken, SessionRecord
+from bridge.storage import CliToken, SessionRecord, hash_id
 from bridge.telemetry.logs import correlation_id, event
+from bridge.web import ahead
 from bridge.web.common import (
     audit_context,
     check_csrf,
@@ -154,20 +155,23 @@ class Bearer:
         return session_identity(self.session)
 
 
-def _bearer() -> Bearer:
+def _bearer(pick: ahead.BearerPick | None = None) -> Bearer:
+    """The presented CLI token and its live session; ``pick``: the grant and duration of a credential
+    request, read (and its rate limit counted) with them (bridge/web/ahead.py)."""
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer ") or request.cookies.get(services().settings.session_cookie):
         # Bearer only, never mixed with a browser cookie (no CSRF surface on the API).
         raise NotSignedIn("no bearer token", message="This API needs a CLI token.",
                           hint="Run `bridge login --url <bridge URL>`.")
     token = auth.removeprefix("Bearer ").strip()
-    doc = _device().token(token)
+    read = ahead.bearer(token, kind="credentials", pick=pick) if pick is not None else None
+    doc = _device().token(token) if read is None else _device().checked(hash_id(token), read.token)
     if doc is None:
         raise NotSignedIn("unknown, expired or revoked token", message="Your CLI login has expired or was revoked.",
                           hint="Run `bridge login --url <bridge URL>` again.")
     # The token is only as alive as the browser session that approved it (re-checked with the IdP
     # when due); its identity is read from there, and its roles are decided now.
-    session = services().sessions.load(doc.session)
+    session = services().sessions.load(doc.session) if read is None else read.session
     if session is None:
         _device().revoke(token)
         raise NotSignedIn("the approving session has ended", code="cli_session_ended",
@@ -208,8 +212,8 @@ def _requestable(doc: SessionRecord) -> list[Grant]:
     return [r.grant for r in services().access.requestable(doc.identity)]
 
 
-def _api_grant(b: Bearer, grant_id: str) -> tuple[Grant, int]:
-    grant = granted(b.session, grant_id)  # the same decision as the browser's, made now
+def _api_grant(b: Bearer | SessionRecord, grant_id: str) -> tuple[Grant, int]:
+    grant = granted(b.session if isinstance(b, Bearer) else b, grant_id)  # the browser's decision, made now
     duration = parse_seconds(request.values.get("duration") or str(grant.default_duration), "duration")
     if grant.path == "passthrough":
         raise BadRequest("passthrough grants need the browser", code="passthrough_browser_only",
@@ -221,11 +225,12 @@ def _api_grant(b: Bearer, grant_id: str) -> tuple[Grant, int]:
 @bp.post("/api/v1/credentials/<grant_id>")
 def api_credentials(grant_id: str) -> ResponseReturnValue:
     """Credentials for one of the token holder's grants (cached server side)."""
-    b = _bearer()
+    b = _bearer(pick=lambda _, session: _api_grant(session, grant_id))
     grant, duration = _api_grant(b, grant_id)
     identity = b.identity
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = services().issuer.issue_credentials(identity, grant, duration, ctx=audit_context(b.doc))
+    creds = services().issuer.issue_credentials(identity, grant, duration, ctx=audit_context(b.doc),
+                                                sealed=ahead.sealed())
     g.no_store = True
     body = formats.api_json(creds)
     if ep := services().settings.aws.local_sts_endpoint:

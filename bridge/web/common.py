@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import time
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
-from flask import current_app, g, request
+from flask import Response, after_this_request, current_app, g, request
 
 from bridge.aws.console import console_origins
-from bridge.domain.errors import BadRequest, MfaRequired, NotGranted, NotSignedIn, PassthroughExpired, RateLimited
+from bridge.domain.errors import (
+    BadRequest,
+    MfaRequired,
+    NotGranted,
+    NotSignedIn,
+    PassthroughExpired,
+    RateLimited,
+    StoreUnavailable,
+)
 from bridge.domain.identity import Grant, Identity
 from bridge.protocols.identity_center_protocol import address_key
 from bridge.storage import CliToken, SessionRecord, hash_id
 from bridge.telemetry import audit
-from bridge.telemetry.logs import correlation_id
+from bridge.telemetry.logs import correlation_id, event
 from bridge.web.services import Services
 
 # Seconds a client should wait before retrying a 503 (Redis or STS away): long enough not to
 # hammer a recovering dependency, short enough that users come back soon.
 RETRY_AFTER = 5
+RECENT_TTL, RECENT_REFRESH = 90 * 86400, 86400  # recent roles live 90 days after the last use (to a day)
 # WSGI environ key: True when the request came in on ``metrics.listen`` (set in bridge/runtime/app.py).
 METRICS_LISTENER = "bridge.metrics_listener"
 
@@ -57,11 +67,16 @@ def current_session() -> SessionRecord | None:
     """The signed-in user's session (loaded once per request, re-checked with the IdP when due), or None."""
     if "bridge_session" not in g:
         shash = session_hash()
-        g.bridge_session = services().sessions.load(shash) if shash else None
-        if g.bridge_session is not None and g.bridge_session.correlation_id:
-            correlation_id.set(str(g.bridge_session.correlation_id))
+        use_session(services().sessions.load(shash) if shash else None)
     doc: SessionRecord | None = g.bridge_session
     return doc
+
+
+def use_session(doc: SessionRecord | None) -> None:
+    """``doc`` is this request's session (what ``current_session`` answers from now on)."""
+    g.bridge_session = doc
+    if doc is not None and doc.correlation_id:
+        correlation_id.set(str(doc.correlation_id))
 
 
 def audit_context(doc: SessionRecord | CliToken | None = None, correlation: str | None = None) -> audit.Context:
@@ -96,7 +111,12 @@ def session_access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
 def _access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
     if doc.passthrough_grants is not None:
         return list(doc.passthrough_grants), []
+    seen = g.get("access_of")  # decided once per request and identity (read ahead, then for the answer)
+    if seen is not None and seen[0] is doc.identity:
+        decided: tuple[list[Grant], list[Grant]] = seen[1]
+        return decided
     access = services().access.decide(doc.identity)
+    g.access_of = (doc.identity, (access.grants, access.locked))
     return access.grants, access.locked
 
 
@@ -177,8 +197,24 @@ def user_key(identity: Identity) -> str:
 
 
 def remember_use(identity: Identity, grant: Grant) -> None:
-    """The portal lists recently used roles, the last used first."""
-    services().store.push_recent(user_key(identity), grant.id)
+    """The portal lists recently used roles, the last used first: written once the answer is sent
+    (off the request's path; a failure then loses one entry of a preference list, nothing else)."""
+    store, user = services().store, user_key(identity)
+    ahead, got = g.get("ahead", (None, None))
+    if ahead is not None and ahead.recent == user and got.recent is not None and got.recent[0] == grant.id \
+            and got.recent[1] > RECENT_TTL - RECENT_REFRESH:
+        return  # read with the session: already the newest, and its list lives on (refreshed once a day)
+
+    def push() -> None:
+        try:
+            store.push_recent(user, grant.id, ttl=RECENT_TTL)
+        except StoreUnavailable:
+            event("recent_roles_not_saved", logging.WARNING)
+
+    @after_this_request
+    def _after(resp: Response) -> Response:
+        resp.call_on_close(push)
+        return resp
 
 
 def go_path(grant: Grant) -> str:
@@ -234,17 +270,26 @@ def check_csrf(doc: SessionRecord) -> None:
                          hint="Reload the portal and try again.")
 
 
-def rate_limit(kind: str, who: str) -> None:
-    """Count this request against ``rate_limits`` (Redis: the same budget on every instance)."""
-    svc = services()
-    limits = svc.settings.rate_limits
+def rate_bucket(kind: str, who: str) -> tuple[str, int] | None:
+    """(bucket, limit per minute) that counts ``who``'s requests of ``kind``; None when not limited."""
+    limits = services().settings.rate_limits
     limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
              "device_code": limits.device_code_per_minute,
              "sso_register": limits.sso_register_per_minute,
              "requests": limits.requests_per_minute}.get(kind, limits.credentials_per_minute)
-    if limit <= 0:
+    return None if limit <= 0 else (f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
+
+
+def rate_limit(kind: str, who: str) -> None:
+    """Count this request against ``rate_limits`` (Redis: the same budget on every instance). Counted
+    already when it was read ahead with the session (bridge/web/ahead.py): that count answers, once."""
+    svc = services()
+    bucket = rate_bucket(kind, who)
+    if bucket is None:
         return
-    wait = svc.store.hit(f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
+    limit = bucket[1]
+    counted = g.pop("ahead_counted", None)
+    wait = counted[1] if counted is not None and counted[0] == bucket[0] else svc.store.hit(bucket[0], limit)
     if wait:
         svc.metrics.rate_limited.labels(kind).inc()
         raise RateLimited(f"{kind} limit {limit}/min reached", retry_after=wait)

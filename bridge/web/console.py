@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from bridge.domain.errors import MfaRequired, NotGranted
 from bridge.domain.identity import Grant
 from bridge.telemetry.logs import event
+from bridge.web import ahead
 from bridge.web.common import (
     SECONDS_RE,
     allow_console_forms,
@@ -27,7 +28,6 @@ from bridge.web.common import (
     session_access,
     session_identity,
     session_passthrough,
-    user_key,
     wants_json,
 )
 
@@ -101,6 +101,7 @@ def idp_sso() -> ResponseReturnValue:
 def go(account: str, role: str) -> ResponseReturnValue:
     """A bookmarkable console link: sign in if needed, then a form that POSTs to /console/<grant>."""
     destination = _destination()  # refuse a bad destination before anything else
+    ahead.browser(prefs=True)
     doc = current_session()
     if doc is None:
         return _sign_in_first(request.full_path.rstrip("?"))
@@ -116,7 +117,7 @@ def go(account: str, role: str) -> ResponseReturnValue:
         raise NotGranted(f"no grant for role {role!r} in account {account!r}",
                          message=f"The role {role} in account {account} is not granted to you.")
     svc = services()
-    fav = grant.id in svc.store.preferences(user_key(session_identity(doc)))[1]
+    fav = grant.id in ahead.preferences(session_identity(doc))[1]
     if svc.console.method(grant) == "federation":  # the form's POST to /console is answered with a 302 to AWS
         allow_console_forms(svc.console.federation_endpoint())
     raw = request.args.get("duration", "")

@@ -22,6 +22,7 @@ from bridge.domain.errors import AdminOnly, BadRequest, BridgeError
 from bridge.domain.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
 from bridge.storage import SessionRecord
 from bridge.telemetry.logs import event
+from bridge.web import ahead
 from bridge.web.common import (
     SECONDS_RE,
     audit_context,
@@ -59,12 +60,13 @@ def _grant_json(gr: Any) -> dict[str, Any]:
 @bp.get("/portal")
 def portal() -> ResponseReturnValue:
     """Accounts and the roles this user holds in each (and those an MFA sign-in would add)."""
+    ahead.browser(prefs=True)
     doc = require_session()
     grants, locked = session_access(doc)
     grants = sorted(grants, key=lambda gr: (gr.account_id, gr.label.lower(), gr.role_arn))
     identity = session_identity(doc)
     svc = services()
-    recent_ids, fav_ids = svc.store.preferences(user_key(identity))
+    recent_ids, fav_ids = ahead.preferences(identity)
     # Roles given on request (README "Access requests"): shown with "Request", used once approved.
     requestable = [r.grant for r in svc.access.requestable(identity)] if doc.passthrough_grants is None else []
     if wants_json():
@@ -265,6 +267,7 @@ def credentials_start(grant_id: str) -> ResponseReturnValue:
 def credentials(grant_id: str) -> ResponseReturnValue:
     """Assume the granted role. JSON with Accept: application/json; a browser is sent on (303) to the
     GET-able page of this issuance, /credentials/view/<id> (bridge/core/credview.py)."""
+    ahead.browser(kind="credentials", pick=lambda doc: _asked(doc, grant_id))
     doc = require_session()
     check_csrf(doc)
     grant = granted(doc, grant_id)
@@ -272,8 +275,8 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     svc = services()
     identity = session_identity(doc)
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = svc.issuer.issue_credentials(identity, grant, duration, ctx=audit_context(doc),
-                                  passthrough=session_passthrough() if grant.path == "passthrough" else None)
+    creds = svc.issuer.issue_credentials(identity, grant, duration, ctx=audit_context(doc), sealed=ahead.sealed(),
+                                         passthrough=session_passthrough() if grant.path == "passthrough" else None)
     remember_use(identity, grant)
     g.no_store = True
     if wants_json():
@@ -285,6 +288,11 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     if profile and formats.PROFILE_RE.match(profile):  # not a secret: a name for the ~/.aws/credentials section
         to += f"?profile={quote(profile, safe='')}"
     return redirect(to, code=303)
+
+
+def _asked(doc: SessionRecord, grant_id: str) -> tuple[Grant, int]:
+    grant = granted(doc, grant_id)
+    return grant, chosen_duration(grant)
 
 
 @bp.get("/credentials/view/<view_id>")

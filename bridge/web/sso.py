@@ -17,10 +17,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from bridge.client import ssoconfig
 from bridge.core.device import PendingDevice
 from bridge.domain.errors import BridgeError, NotSignedIn, RateLimited
+from bridge.domain.identity import Grant
 from bridge.protocols.identity_center import Caller, IdentityCenter
 from bridge.protocols.identity_center_protocol import SsoError, check_text, portal_error
-from bridge.storage import DeviceCode
+from bridge.storage import CliToken, DeviceCode, SessionRecord
 from bridge.telemetry.logs import correlation_id, event
+from bridge.web import ahead
 from bridge.web.common import (
     audit_context,
     check_csrf,
@@ -175,8 +177,10 @@ def authorize() -> ResponseReturnValue:
 # --------------------------------------------------------------------------- sso portal
 
 
-def _caller() -> Caller:
-    c = center().caller(request.headers.get(TOKEN_HEADER, "").strip())
+def _caller(pick: ahead.BearerPick | None = None) -> Caller:
+    """The caller; ``pick``: a credential request's grant, read (and counted) with the token and session."""
+    token = request.headers.get(TOKEN_HEADER, "").strip()
+    c = center().caller(token, ahead.bearer(token, kind="credentials", pick=pick) if pick is not None else None)
     if c.doc.correlation_id:
         correlation_id.set(str(c.doc.correlation_id))
     return c
@@ -207,11 +211,18 @@ def list_account_roles() -> ResponseReturnValue:
 
 def _role_credentials() -> dict[str, Any]:
     ic = center()
-    c = _caller()
-    grant = ic.role_grant(c, request.args.get("account_id", "")[:64], request.args.get("role_name", "")[:128])
+    token, account, role = (request.headers.get(TOKEN_HEADER, "").strip(), request.args.get("account_id", "")[:64],
+                            request.args.get("role_name", "")[:128])
+
+    def pick(doc: CliToken, session: SessionRecord) -> tuple[Grant, int]:
+        grant = ic.role_grant(Caller(token, doc, session), account, role)
+        return grant, grant.default_duration
+
+    c = _caller(pick)
+    grant = ic.role_grant(c, account, role)
     identity = c.session.identity
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    out = ic.role_credentials(c, grant, audit_context(c.doc))
+    out = ic.role_credentials(c, grant, audit_context(c.doc), sealed=ahead.sealed())
     g.no_store = True
     return out
 
