@@ -46,6 +46,7 @@ from bridge.access import AccessPoint
 from bridge.audit import Auditor
 from bridge.config import Settings
 from bridge.device import DeviceError, DeviceFlow
+from bridge.domain import present
 from bridge.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn
 from bridge.identity import Grant
 from bridge.identity_center_clients import SsoClients
@@ -371,12 +372,9 @@ class IdentityCenter:
         catalog = self.access.rules.mapping.accounts
         items = []
         for account_id, by_name in roles.items():
-            g = next(iter(by_name.values()))
-            item = {"accountId": account_id, "accountName": g.account_label or g.account_alias or account_id}
             entry = catalog.get(account_id)
-            if entry is not None and getattr(entry, "email", None):
-                item["emailAddress"] = str(entry.email)
-            items.append(item)
+            email = getattr(entry, "email", None) if entry is not None else None
+            items.append(present.sso_account(next(iter(by_name.values())), str(email) if email else None))
         items.sort(key=lambda i: (i["accountName"].lower(), i["accountId"]))
         if c.session.passthrough_grants is None:  # only decisions the decision point keeps are cached
             with self._views_lock:
@@ -397,7 +395,7 @@ class IdentityCenter:
         roles = self._view(c)[1].get(account_id)
         if roles is None:
             raise SsoError.portal("ResourceNotFoundException", 404, "No roles in this account for you")
-        items = [{"roleName": name, "accountId": account_id} for name in roles]
+        items = [present.sso_role(gr) for gr in roles.values()]
         page, token = page_of(items, next_token, max_results, f"roles:{account_id}")
         return {"roleList": page, "nextToken": token} if token else {"roleList": page}
 

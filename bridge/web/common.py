@@ -7,7 +7,7 @@ import hmac
 import re
 import time
 from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
@@ -181,19 +181,6 @@ def user_key(identity: Identity) -> str:
 def remember_use(identity: Identity, grant: Grant) -> None:
     """The portal lists recently used roles, the last used first."""
     services().store.push_recent(user_key(identity), grant.id)
-
-
-def go_path(grant: Grant) -> str:
-    """The bookmarkable console link of a grant: /go/<alias or account id>/<role name>."""
-    account, role = grant.account_alias or grant.account_id, grant.role_name
-    if not _PLAIN.match(account):
-        account = quote(account, safe="")
-    if not _PLAIN.match(role):
-        role = quote(role, safe="")
-    return f"/go/{account}/{role}"
-
-
-_PLAIN = re.compile(r"\A[\w.@=+,-]+\Z", re.ASCII)
 
 
 def session_grants(doc: SessionRecord) -> list[Grant]:
