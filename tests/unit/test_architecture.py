@@ -123,11 +123,11 @@ def closure(module: str) -> set[str]:
 
 NO_WEB_MODULES = sorted(
     [m for m in SOURCES if m.split(".")[1:2] and m.split(".")[1] in (*NO_WEB_PACKAGES, "storage")]
-    + [m for m in NO_WEB_CORE if m in SOURCES]
+    + [m for m in NO_WEB_CORE if m in SOURCES] + ["bridge.domain.present"]
 )
 PURE_MODULES = sorted(
     [m for m in SOURCES if m.startswith("bridge.mapping")] + [f"bridge.aws.{name}" for name in PURE_AWS]
-    + ["bridge.partitions"]
+    + ["bridge.partitions", "bridge.domain.present"]  # a grant's wire shapes: no Flask, no I/O
 )
 
 CONNECTOR_SETTINGS_MODULES = sorted(
