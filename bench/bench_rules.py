@@ -12,7 +12,7 @@ The *unindexed mix* is the worst case of the old index: every rule a regex with 
 glob starting with ``*``, ``contains`` or a case-insensitive condition (10,000 of them × 1,000 groups;
 targets ≤ 20 ms and 10k ÷ 1k rules ≤ 3). *Many grants*: one identity matched by 1,000 convention
 groups and 1,000 exact-group rules (the per-grant cost). *Cold decision*: the decision point
-(``AccessPoint.access_for``, as the portal asks it) for an identity given 5,000 grants, each time for
+(``AccessPoint.decide``, as the portal asks it) for an identity given 5,000 grants, each time for
 an identity it has not decided yet under these rules (what the first view per worker and every view
 after a rules reload cost); target ≤ 40 ms.
 
@@ -159,7 +159,10 @@ def cold_decision(repeat: int) -> tuple[float, float, int]:
     grants). Each cold round is a person the decision point has not decided yet under these rules."""
     from bridge.config import settings_from_dict
     from bridge.core.access import AccessPoint, rule_book
+    from bridge.core.access_requests import RequestLedger
+    from bridge.storage.memory import MemoryStore
     from bridge.telemetry.audit import Auditor, NullSink
+    from bridge.web.services import grant_defaults
 
     role_names = ["Admin", "PowerUser", "Developer", "ReadOnly", "Billing"]
     accounts = {f"{100000000000 + i}": {"alias": f"team-{i:04d}", "label": f"Team {i:04d} workloads",
@@ -171,7 +174,10 @@ def cold_decision(repeat: int) -> tuple[float, float, int]:
                                    "insecure_dev_login": True, "log_level": "WARNING",
                                    "connectors": [{"id": "dev", "type": "dev", "users": [{"subject": "alice"}]}],
                                    "mapping": {"accounts": accounts, "rules": rules}})
-    point = AccessPoint(settings, rule_book(settings), {}, Auditor(NullSink()))
+    auditor = Auditor(NullSink())
+    ledger = RequestLedger(settings.requests, MemoryStore("bench:"), auditor, approve_url="https://bridge.example.com")
+    point = AccessPoint(rule_book(settings), {}, auditor, defaults=grant_defaults(settings), admin=settings.admin,
+                        requests=ledger)
     people = iter(range(10**9))
 
     def person() -> Identity:
@@ -179,10 +185,10 @@ def cold_decision(repeat: int) -> tuple[float, float, int]:
         return Identity(connector_id="dev", subject=f"user-{k}", issuer="https://idp.example.com",
                         email=f"user{k}@example.com", name=f"User {k}", groups=("everyone",))
 
-    grants = len(point.access_for(person(), log=False).grants)
-    cold = median_ms(lambda: point.access_for(person(), log=False), repeat)
+    grants = len(point.decide(person()).grants)
+    cold = median_ms(lambda: point.decide(person()), repeat)
     same = person()
-    warm = median_ms(lambda: point.access_for(same, log=False), repeat)
+    warm = median_ms(lambda: point.decide(same), repeat)
     return cold, warm, grants
 
 

@@ -91,8 +91,10 @@ function tabs() {
 }
 
 // The portal: duration choosers, Console / Credentials links, Copy link, favourites, recent, and
-// the filter (in the page, no round trip). Rows carry data-g (grant id), data-m (max) and data-d
-// (default duration); their first link is the /go link.
+// the filter (in the page, no round trip once the rows are there). Rows carry data-g (grant id),
+// data-m (max) and data-d (default duration); their first link is the /go link. A large portal comes
+// with its accounts collapsed and without their rows (bridge/web/portal_html.py): an account's rows are
+// fetched when it is opened, every account's at the filter's first keystroke.
 function portal() {
   const act = document.getElementById('act');
   if (!act) return;
@@ -118,7 +120,8 @@ function portal() {
     li.querySelector('a.k').href = `/credentials/${li.dataset.g}${q}`;
   };
   const actions = document.getElementById('row-actions').content.firstElementChild;
-  const equip = (li) => {
+  const equip = (li) => { // once per row, when it is first shown
+    if (li.querySelector('.acts')) return;
     const acts = actions.cloneNode(true);
     acts.prepend(chooser(Number(li.dataset.m || 3600), Number(li.dataset.d || 3600)));
     const label = li.querySelector('a').textContent;
@@ -127,28 +130,33 @@ function portal() {
     li.append(acts);
     setLinks(li);
   };
-  document.querySelectorAll('li.role[data-g]').forEach(equip);
+  const equipIn = (root) => root.querySelectorAll('li.role[data-g]').forEach(equip);
+  equipIn(document);
 
   const favList = document.querySelector('#favourites ul');
   const recentList = document.querySelector('#recent ul');
-  const accountRow = (id) => document.querySelector(`#accounts li.role[data-g="${id}"]`);
-  const copyRow = (id) => { // a row for Favourites or Recent: the account's row, saying which account
-    const row = accountRow(id);
-    const li = row.cloneNode(true);
+  const cardOf = (li) => li.closest('details.account')
+    || document.querySelector(`details.account[data-a="${CSS.escape(li.dataset.a || '')}"]`);
+  const copyRow = (src) => { // a row for Favourites or Recent, saying which account (data-a for the filter)
+    const li = src.cloneNode(true);
     li.hidden = false;
-    const where = document.createElement('small');
-    where.className = 'muted in';
-    where.textContent = `in ${row.closest('details').querySelector('summary h2').textContent}`;
-    li.querySelector('a').after(' ', where);
+    if (!li.querySelector('small.in')) {
+      const card = cardOf(src);
+      li.dataset.a = card.dataset.a;
+      const where = document.createElement('small');
+      where.className = 'muted in';
+      where.textContent = `in ${card.querySelector('summary h2').textContent}`;
+      li.querySelector('a').after(' ', where);
+    }
     return li;
   };
   const showQuick = () => {
     [favList, recentList].forEach((ul) => { ul.closest('section').hidden = !ul.children.length; });
     indexQuick();
   };
-  const used = (id) => { // the role moves to the top of Recent now, as it will after a reload
-    const old = recentList.querySelector(`li[data-g="${id}"]`);
-    const li = old || copyRow(id);
+  const used = (src) => { // the role moves to the top of Recent now, as it will after a reload
+    const old = recentList.querySelector(`li[data-g="${src.dataset.g}"]`);
+    const li = old || copyRow(src);
     recentList.prepend(li);
     while (recentList.children.length > 10) recentList.lastElementChild.remove();
     showQuick();
@@ -157,15 +165,15 @@ function portal() {
     if (e.target.matches('li.role[data-g] select.dur')) setLinks(e.target.closest('li'));
   });
   document.addEventListener('auxclick', (e) => { // middle-click opens the link in a new tab
-    const a = e.target.closest('li.role[data-g] .acts > a'); if (a && e.button === 1) setTimeout(() => used(a.closest('li').dataset.g), 0);
+    const a = e.target.closest('li.role[data-g] .acts > a'); if (a && e.button === 1) setTimeout(() => used(a.closest('li')), 0);
   });
   document.addEventListener('click', async (e) => {
     const b = e.target.closest('li.role[data-g] .acts > *'); if (!b) return;
     const li = b.closest('li'); const id = li.dataset.g;
     if (b.matches('a.c, a.k')) {
-      setTimeout(() => used(id), 0); // after the browser has taken the link
+      setTimeout(() => used(li), 0); // after the browser has taken the link
     } else if (b.classList.contains('l')) {
-      copyText(new URL(b.closest('li').querySelector('a.c').getAttribute('href'), act.dataset.base || location.href).href,
+      copyText(new URL(li.querySelector('a.c').getAttribute('href'), act.dataset.base || location.href).href,
         b, 'Copy link');
     } else if (b.classList.contains('f')) {
       const r = await fetch(`/portal/favourite/${id}`, { method: 'POST', credentials: 'same-origin',
@@ -174,7 +182,7 @@ function portal() {
       const on = (await r.json()).favourite;
       document.querySelectorAll(`li.role[data-g="${id}"] button.f`).forEach((x) => x.setAttribute('aria-pressed', String(on)));
       const there = favList.querySelector(`li[data-g="${id}"]`);
-      if (on && !there) favList.append(copyRow(id));
+      if (on && !there) favList.append(copyRow(li));
       if (!on && there) there.remove();
       showQuick();
       announce(on ? 'Added to favourites' : 'Removed from favourites');
@@ -193,21 +201,21 @@ function portal() {
     const quickSec = sec.classList.contains('quick');
     const head = quickSec ? '' : headOf(sec);
     const items = Array.from(sec.querySelectorAll('li.role')).map((li) => {
-      const where = quickSec ? headOf(accountRow(li.dataset.g).closest('details')) : head;
+      const where = quickSec ? headOf(cardOf(li)) : head;
       return { li, text: `${where} ${li.querySelector('a').textContent} ${li.querySelector('code').textContent}`.toLowerCase(),
         shown: !li.hidden };
     });
     return { sec, items, shown: !sec.hidden, quick: quickSec, count: quickSec ? null : sec.querySelector('.count') };
   };
   const roles = (n) => `${n} role${n === 1 ? '' : 's'}`;
-  const accounts = Array.from(document.querySelectorAll('details.account')).map(index);
+  const cards = new Map(Array.from(document.querySelectorAll('details.account')).map((d) => [d, index(d)]));
   let quick = [];
   let words = [];
   const apply = () => {
     let n = 0;
-    quick.concat(accounts).forEach((s) => {
+    quick.concat(Array.from(cards.values())).forEach((s) => {
       const hits = s.items.map((it) => words.every((w) => it.text.includes(w)));
-      const any = hits.includes(true);
+      const any = !words.length || hits.includes(true); // (an account whose rows are not here yet stays)
       // Rows of a section that is hidden are not touched (they are invisible anyway): a keystroke that
       // hides 900 accounts writes 900 attributes, not 5,400. They are brought up to date when shown.
       if (any) {
@@ -215,9 +223,11 @@ function portal() {
         const k = hits.filter(Boolean).length;
         if (!s.quick) n += k;
         // The account's own count says what the filter left of it: "1 of 4 roles", not "4 roles".
-        if (s.count) s.count.textContent = words.length && k < s.items.length ? `${k} of ${roles(s.items.length)}` : roles(s.items.length);
-        if (words.length && !s.quick && !s.sec.open) s.sec.open = true;
+        if (s.count && s.items.length) s.count.textContent = words.length && k < s.items.length ? `${k} of ${roles(s.items.length)}` : roles(s.items.length);
+        // The filter opens the accounts it finds roles in, and closes them again when it is cleared.
+        if (words.length && !s.quick && !s.sec.open) { s.sec.open = true; s.opened = true; }
       }
+      if (!words.length && s.opened) { s.sec.open = false; s.opened = false; }
       if (any !== s.shown) { s.sec.hidden = !any; s.shown = any; }
     });
     count.textContent = words.length ? `${roles(n)} shown` : '';
@@ -227,15 +237,69 @@ function portal() {
     if (words.length) apply();
   }
   indexQuick();
+
+  // Rows on demand: /portal/rows answers <ul data-a=…> groups, each moved into its account's card.
+  const lazy = (d) => d.querySelector('li.lazy');
+  const fill = (html) => {
+    const t = document.createElement('template');
+    t.innerHTML = html;
+    t.content.querySelectorAll('ul[data-a]').forEach((ul) => {
+      const d = document.querySelector(`details.account[data-a="${CSS.escape(ul.dataset.a)}"]`);
+      if (!d || !lazy(d)) return; // not on this page, or already filled
+      const list = d.querySelector('ul.roles');
+      list.replaceChildren(...ul.children);
+      list.removeAttribute('aria-busy');
+      if (d.open) equipIn(list);
+      Object.assign(cards.get(d), index(d)); // (keeps whether the filter opened it)
+    });
+  };
+  const rowsOf = async (query) => {
+    const r = await fetch(`/portal/rows${query}`, { credentials: 'same-origin', headers: { Accept: 'text/html' } });
+    if (!r.ok || r.redirected) throw new Error(`rows: ${r.status}`); // redirected: the sign-in has ended
+    return r.text();
+  };
+  const failed = () => {
+    document.querySelectorAll('#accounts ul.roles[aria-busy]').forEach((list) => {
+      list.removeAttribute('aria-busy');
+      list.querySelector('li.lazy a').textContent = 'Could not load these roles: open this link to try again';
+    });
+    announce('Could not load the roles. Reload the page, or sign in again.');
+  };
+  const load = async (d) => {
+    const list = d.querySelector('ul.roles');
+    if (!lazy(d) || list.hasAttribute('aria-busy')) return;
+    list.setAttribute('aria-busy', 'true');
+    lazy(d).querySelector('a').textContent = 'Loading roles…';
+    try { fill(await rowsOf(`?account=${encodeURIComponent(d.dataset.a)}`)); } catch (e) { failed(); }
+  };
+  let all = null; // every account's rows, fetched once (the filter searches them all)
+  const loadAll = () => {
+    if (!document.querySelector('#accounts li.lazy')) return Promise.resolve();
+    if (!all) {
+      count.textContent = 'Loading roles…';
+      all = rowsOf('').then(fill).catch(() => { all = null; failed(); });
+    }
+    return all;
+  };
+  document.addEventListener('toggle', (e) => { // toggle does not bubble: caught on its way down
+    const d = e.target;
+    if (!(d instanceof HTMLDetailsElement) || !d.matches('details.account') || !d.open) return;
+    if (lazy(d)) load(d); else equipIn(d);
+  }, true);
+
   if (!filter) return;
-  filter.addEventListener('input', () => { words = filter.value.toLowerCase().split(/\s+/).filter(Boolean); apply(); });
+  const search = () => {
+    words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    if (words.length && document.querySelector('#accounts li.lazy')) loadAll().then(apply); else apply();
+  };
+  filter.addEventListener('input', search);
   filter.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && filter.value) { filter.value = ''; words = []; apply(); }
+    if (e.key === 'Escape' && filter.value) { filter.value = ''; search(); }
     if (e.key !== 'Enter') return;
     // The top row on screen: the first row that is actually visible, favourites and recent included.
     const first = Array.from(document.querySelectorAll('li.role[data-g]')).find((li) => li.checkVisibility
       ? li.checkVisibility() : li.offsetParent !== null);
-    if (first) { e.preventDefault(); first.querySelector('a.c').click(); }
+    if (first) { e.preventDefault(); equip(first); first.querySelector('a.c').click(); }
   });
   document.addEventListener('keydown', (e) => {
     if (e.key !== '/' || e.ctrlKey || e.metaKey || e.altKey) return;

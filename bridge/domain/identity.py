@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 
@@ -123,6 +123,7 @@ def _check_sample_scalars(d: Mapping[str, Any]) -> None:
         raise ValueError("mfa must be true or false")
 
 
+@lru_cache(maxsize=65_536)  # each decision's grants are new objects of the same few roles: hash each role once
 def grant_id_for(role_arn: str) -> str:
     """Stable, URL-safe grant id: the same role always gets the same id in every session."""
     return hashlib.sha256(role_arn.encode()).hexdigest()[:16]

@@ -48,6 +48,7 @@ from bridge.core.credcache import Sealed
 from bridge.core.device import DeviceError, DeviceFlow
 from bridge.core.issuing import CredentialIssuer
 from bridge.core.sessions import Sessions
+from bridge.domain import present
 from bridge.domain.errors import BadRequest, BridgeError, MfaRequired, NotSignedIn
 from bridge.domain.identity import Grant
 from bridge.protocols.identity_center_clients import SsoClients
@@ -374,12 +375,9 @@ class IdentityCenter:
         catalog = self.access.rules.mapping.accounts
         items = []
         for account_id, by_name in roles.items():
-            g = next(iter(by_name.values()))
-            item = {"accountId": account_id, "accountName": g.account_label or g.account_alias or account_id}
             entry = catalog.get(account_id)
-            if entry is not None and getattr(entry, "email", None):
-                item["emailAddress"] = str(entry.email)
-            items.append(item)
+            email = getattr(entry, "email", None) if entry is not None else None
+            items.append(present.sso_account(next(iter(by_name.values())), str(email) if email else None))
         items.sort(key=lambda i: (i["accountName"].lower(), i["accountId"]))
         if c.session.passthrough_grants is None:  # only decisions the decision point keeps are cached
             with self._views_lock:
@@ -400,7 +398,7 @@ class IdentityCenter:
         roles = self._view(c)[1].get(account_id)
         if roles is None:
             raise SsoError.portal("ResourceNotFoundException", 404, "No roles in this account for you")
-        items = [{"roleName": name, "accountId": account_id} for name in roles]
+        items = [present.sso_role(gr) for gr in roles.values()]
         page, token = page_of(items, next_token, max_results, f"roles:{account_id}")
         return {"roleList": page, "nextToken": token} if token else {"roleList": page}
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flask import Blueprint, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge.aws import formats
 from bridge.core.device import DeviceError, DeviceFlow, normalize_user_code
+from bridge.domain import present
 from bridge.domain.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
 from bridge.domain.identity import Grant, Identity
 from bridge.storage import CliToken, SessionRecord, hash_id
@@ -189,20 +189,9 @@ def api_grants() -> ResponseReturnValue:
     grants, _ = session_access(b.session)
     # A stand-in STS (the demo's): the CLI's hints name it and `bridge exec` points the child at it.
     local_sts = {"sts_endpoint_url": ep} if (ep := services().settings.aws.local_sts_endpoint) else {}
-    return jsonify(**local_sts, grants=[{**grant_doc(gr), "request_id": gr.request_id or None} for gr in grants],
-                   requestable=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
-                                 "role_name": gr.role_name, "account_alias": gr.account_alias, "state": "request",
-                                 "max_duration": gr.max_duration}
-                                for gr in (_requestable(b.session))],
+    return jsonify(**local_sts, grants=[present.api_grant(gr) for gr in grants],
+                   requestable=[present.api_offer(gr) for gr in _requestable(b.session)],
                    expires_at=b.doc.expires_at, region=services().settings.aws.region)
-
-
-def grant_doc(gr: Grant) -> dict[str, Any]:
-    """A grant as ``/api/v1/grants`` lists it (and the portal's AWS CLI page hands it to bridge.client.ssoconfig)."""
-    return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
-            "role_name": gr.role_name, "max_duration": gr.max_duration, "account_alias": gr.account_alias,
-            "account_label": gr.account_label, "default_duration": gr.default_duration, "path": gr.path,
-            "hubs": [h.label for h in gr.hubs], "external_id": gr.sends_external_id}
 
 
 def _requestable(doc: SessionRecord) -> list[Grant]:

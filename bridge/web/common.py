@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Response, after_this_request, current_app, g, request
 
@@ -215,19 +215,6 @@ def remember_use(identity: Identity, grant: Grant) -> None:
     def _after(resp: Response) -> Response:
         resp.call_on_close(push)
         return resp
-
-
-def go_path(grant: Grant) -> str:
-    """The bookmarkable console link of a grant: /go/<alias or account id>/<role name>."""
-    account, role = grant.account_alias or grant.account_id, grant.role_name
-    if not _PLAIN.match(account):
-        account = quote(account, safe="")
-    if not _PLAIN.match(role):
-        role = quote(role, safe="")
-    return f"/go/{account}/{role}"
-
-
-_PLAIN = re.compile(r"\A[\w.@=+,-]+\Z", re.ASCII)
 
 
 def session_grants(doc: SessionRecord) -> list[Grant]:

@@ -3,32 +3,29 @@ and the admins' explain-any-identity page."""
 
 from __future__ import annotations
 
-import html
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, abort, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from markupsafe import Markup
 
 from bridge import mapping
 from bridge.aws import formats
 from bridge.core import credview
 from bridge.core.flow import safe_return_to
+from bridge.domain import present
 from bridge.domain.errors import AdminOnly, BadRequest, BridgeError
 from bridge.domain.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
 from bridge.storage import SessionRecord
 from bridge.telemetry.logs import event
-from bridge.web import ahead
+from bridge.web import ahead, portal_html
 from bridge.web.common import (
     SECONDS_RE,
     audit_context,
     check_csrf,
     chosen_duration,
-    go_path,
     granted,
     own_navigation,
     passthrough_left,
@@ -49,53 +46,73 @@ bp = Blueprint("portal", __name__)
 WHY_UNMATCHED_SHOWN = 200  # rules that did not match, listed on the page (all of them in JSON)
 
 
-def _grant_json(gr: Any) -> dict[str, Any]:
-    return {"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
-            "account_alias": gr.account_alias, "account_label": gr.account_label,
-            "max_duration": gr.max_duration, "default_duration": gr.default_duration,
-            "mfa_required": gr.mfa_required, "console": services().console.method(gr), "go": go_path(gr),
-            "hubs": [h.label for h in gr.hubs]}
-
-
 @bp.get("/portal")
 def portal() -> ResponseReturnValue:
     """Accounts and the roles this user holds in each (and those an MFA sign-in would add)."""
     ahead.browser(prefs=True)
     doc = require_session()
     grants, locked = session_access(doc)
-    grants = sorted(grants, key=lambda gr: (gr.account_id, gr.label.lower(), gr.role_arn))
+    grants = _in_order(grants)
     identity = session_identity(doc)
     svc = services()
     recent_ids, fav_ids = ahead.preferences(identity)
     # Roles given on request (README "Access requests"): shown with "Request", used once approved.
     requestable = [r.grant for r in svc.access.requestable(identity)] if doc.passthrough_grants is None else []
     if wants_json():
+        method = svc.console.method
         return jsonify(identity={"email": identity.email, "name": identity.name, "mfa": identity.mfa,
                                  "connector": identity.connector_id},
-                       grants=[_grant_json(gr) for gr in grants], locked=[_grant_json(gr) for gr in locked],
+                       grants=[present.portal_grant(gr, method(gr)) for gr in grants],
+                       locked=[present.portal_grant(gr, method(gr)) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
                        favourites=sorted(fav_ids), csrf_token=doc.csrf, expires_at=doc.expires_at,
                        passthrough=_passthrough_json(doc),
-                       requestable=[{**_grant_json(gr), "state": "request"} for gr in requestable])
+                       requestable=[present.portal_offer(gr, method(gr)) for gr in requestable])
     by_id = {gr.id: gr for gr in grants}
     recent = [by_id[i] for i in recent_ids if i in by_id]
     favourites = [gr for gr in grants if gr.id in fav_ids]
-    groups: dict[str, list[Grant]] = {}
-    for gr in grants:
-        groups.setdefault(gr.account_id, []).append(gr)
-    # Accounts in the order people read them: by the name shown, then the id.
-    accounts = sorted(groups.items(), key=lambda a: ((a[1][0].account_label or a[1][0].account_alias
-                                                      or a[0]).lower(), a[0]))
+    accounts = _accounts(grants)
     connector = svc.connectors.get(identity.connector_id)
     ends, pending, waiting = _request_state(identity, grants)
-    return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc.csrf,
-                           expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
+    cards = portal_html.account_cards(accounts, fav_ids, ends, lazy=len(grants) > portal_html.INLINE_ROWS,
+                                      open_id=request.args.get("open", ""))
+    return render_template("portal.html", identity=identity, accounts=cards if accounts else None, locked=locked,
+                           csrf=doc.csrf, expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
                            favourites=favourites, fav_ids=fav_ids, total=len(grants), waiting=waiting,
                            pending=pending,
-                           rows=lambda grants, fav_ids, where=False: rows_html(grants, fav_ids, where, ends),
+                           rows=lambda quick: portal_html.rows_html(quick, fav_ids, True, ends),
                            base_url=svc.settings.base_url, passthrough=_passthrough_json(doc),
                            idp_name=getattr(connector, "name", "") or identity.connector_id,
                            support=svc.settings.support_href, requestable=requestable)
+
+
+@bp.get("/portal/rows")
+def rows() -> ResponseReturnValue:
+    """The role rows of one account (``?account=<id>``) or of all, for the portal's script to put into
+    collapsed account cards when they are opened or the filter needs them (bridge/web/portal_html.py)."""
+    doc = require_session()
+    grants = session_access(doc)[0]
+    if wanted := request.args.get("account"):
+        grants = [gr for gr in grants if gr.account_id == wanted]
+    identity = session_identity(doc)
+    fav_ids = services().store.preferences(user_key(identity))[1]
+    ends = _request_state(identity, grants)[0]
+    resp = make_response(portal_html.account_rows(_accounts(_in_order(grants)), fav_ids, ends))
+    resp.mimetype = "text/html"
+    return resp
+
+
+def _in_order(grants: list[Grant]) -> list[Grant]:
+    """An account's roles in the order people read them: by label, then ARN."""
+    return sorted(grants, key=lambda gr: (gr.account_id, gr.label.lower(), gr.role_arn))
+
+
+def _accounts(grants: list[Grant]) -> list[tuple[str, list[Grant]]]:
+    """``grants`` by account, the accounts in the order people read them: by the name shown, then the id."""
+    groups: dict[str, list[Grant]] = {}
+    for gr in grants:
+        groups.setdefault(gr.account_id, []).append(gr)
+    return sorted(groups.items(), key=lambda a: (present.account_name(a[1][0]).lower(), a[0]))
 
 
 def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, int], dict[str, int], int]:
@@ -132,44 +149,6 @@ def favourite(grant_id: str) -> ResponseReturnValue:
     if wants_json() or request.headers.get("X-CSRF-Token"):
         return jsonify(favourite=on)
     return redirect(safe_return_to(request.form.get("return_to")), code=303)
-
-
-# A row is small (5,000 of them must stay under 1.5 MB): the link (/go/…, which alone is a complete
-# no-script way to the console and credentials) and the role name; the script adds the duration
-# chooser and the Console / Credentials / Copy link / star buttons from a <template>.
-_ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where}{via}{until} <code>{arn}</code></li>\n'
-_UNTIL = (' <small class="muted until">by request, until <time class="expiry short" data-epoch="{at}">{utc} UTC</time>'
-          '</small>')
-
-
-def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False,
-              ends: dict[str, int] | None = None) -> Markup:
-    """The portal's role rows, built here rather than in a Jinja loop: the page must render 5,000 of
-    them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers.
-    ``where``: say which account (the Favourites and Recent lists, outside their account's card).
-    ``ends``: request id → the end of its window, for roles held by an approved request."""
-    esc = html.escape
-    ends = ends or {}
-    out = []
-    for gr in grants:
-        gid = gr.id
-        at = ends.get(gr.request_id or "")
-        out.append(_ROW.format(
-            id=gid, m=f" data-m={gr.max_duration}" if gr.max_duration != 3600 else "",
-            d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
-            go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else "",
-            where=f" <small class=\"muted in\">in {esc(gr.account_label or gr.account_alias or gr.account_id)}</small>"
-            if where else "", via=_via(gr),
-            until=_UNTIL.format(at=at, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))) if at else ""))
-    return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
-
-
-def _via(gr: Grant) -> str:
-    """A chained role's row says which hub it goes through and that AWS caps it at 1 hour (role chaining)."""
-    if not gr.hubs:
-        return ""
-    hubs = " → ".join(html.escape(h.label) for h in gr.hubs)
-    return f' <small class="muted via" title="role chaining: at most 1 hour">via {hubs} · 1 h max</small>'
 
 
 def _is_admin(identity: Identity) -> bool:

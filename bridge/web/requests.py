@@ -12,6 +12,7 @@ from flask import Blueprint, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge.core.access_requests import AccessRequests, request_json
+from bridge.domain import present
 from bridge.domain.errors import BadRequest
 from bridge.domain.identity import Identity, grant_id_for
 from bridge.mapping import Requestable
@@ -35,11 +36,8 @@ def _requests() -> AccessRequests:
 
 
 def requestable_json(rq: Requestable) -> dict[str, Any]:
-    g = rq.grant
-    return {"id": g.id, "role_arn": g.role_arn, "account_id": g.account_id, "label": g.label,
-            "role_name": g.role_name, "account_alias": g.account_alias, "account_label": g.account_label,
-            "state": "request", "max_window": rq.policy.max_duration, "reason_required": rq.policy.reason_required,
-            "break_glass": rq.policy.break_glass}
+    return present.request_offer(rq.grant, max_window=rq.policy.max_duration,
+                                 reason_required=rq.policy.reason_required, break_glass=rq.policy.break_glass)
 
 
 def windows(max_window: int) -> list[int]:

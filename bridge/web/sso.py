@@ -16,6 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.client import ssoconfig
 from bridge.core.device import PendingDevice
+from bridge.domain import present
 from bridge.domain.errors import BridgeError, NotSignedIn, RateLimited
 from bridge.domain.identity import Grant
 from bridge.protocols.identity_center import Caller, IdentityCenter
@@ -249,12 +250,10 @@ def aws_cli() -> ResponseReturnValue:
     """AWS CLI v2 and SDKs with the signed-in user's roles: the ``~/.aws/config`` text `bridge configure
     --sso` writes (the same function, from the same grant list as ``/api/v1/grants``), the answers to
     type at `aws configure sso`, and the endpoint variables."""
-    from bridge.web.api import grant_doc
-
     doc = require_session()
     settings = services().settings
     base, region = settings.base_url.rstrip("/"), settings.aws.region
-    grants = [grant_doc(gr) for gr in session_access(doc)[0]]
+    grants = [present.api_grant(gr) for gr in session_access(doc)[0]]
     return render_template(
         "aws_cli.html", config=ssoconfig.sso_config_text(base, grants, session=ssoconfig.DEFAULT_SESSION,
                                                          region=region),

@@ -151,7 +151,8 @@ NO_WEB_MODULES = sorted(
 )
 PURE_MODULES = sorted(
     [m for m in SOURCES if m.startswith("bridge.mapping")] + [f"bridge.aws.{name}" for name in PURE_AWS]
-    + ["bridge.domain.partitions", "bridge.keys.signing"]
+    + ["bridge.domain.partitions", "bridge.keys.signing",
+       "bridge.domain.present"]  # a grant's wire shapes: no Flask, no I/O
 )
 
 CONNECTOR_SETTINGS_MODULES = sorted(

@@ -42,8 +42,8 @@ def test_grant_json_round_trip_keeps_every_field_and_defaults() -> None:
 
 
 def test_portal_rows_escape_and_link() -> None:
-    from bridge.web.common import go_path
-    from bridge.web.portal import rows_html
+    from bridge.domain.present import go_path
+    from bridge.web.portal_html import rows_html
 
     gr = Grant(role_arn=f"arn:aws:iam::{ACCOUNT}:role/ops/Deploy", account_id=ACCOUNT, label='<b>"x"</b>',
                session_name="s", via="r", account_alias="a b/c", max_duration=7200)
