@@ -46,6 +46,7 @@ from bridge.storage.records import (
     SignInNote,
     SsoClient,
 )
+from bridge.storage.scim import ScimStore
 
 
 def hash_id(secret: str) -> str:
@@ -53,7 +54,7 @@ def hash_id(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class Store(Protocol):
+class Store(ScimStore, Protocol):
     prefix: str
     clock: Callable[[], float]
 

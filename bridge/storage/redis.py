@@ -20,6 +20,7 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     accessrequests:<account hash>, accessrequests:all   sets of request ids (never shortened)
     <stream>                     the audit stream (XADD, approximate MAXLEN)
     signin:<connector id>        SignInNote JSON: what the last sign-ins said about the IdP (check-config --probe)
+    scim:<kind>:<id>, scim-ids:<kind>, scim-name:<kind>:<name hash>   SCIM users and groups (scim.py)
 
 Keys written by earlier versions (no hash tags) are still read and moved: bridge/storage/redis_legacy.py.
 
@@ -54,9 +55,10 @@ from bridge.storage.redis_client import as_text
 from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.services, bridge.store)
 from bridge.storage.redis_legacy import LegacyKeys
 from bridge.storage.redis_sso import SsoKeys
+from bridge.storage.redis_scim import RedisScim
 
 
-class RedisStore(LegacyKeys, SsoKeys):
+class RedisStore(LegacyKeys, SsoKeys, RedisScim):
     """The bridge's state in one Redis (or Sentinel / Cluster), under ``prefix``."""
 
     @classmethod

@@ -14,6 +14,7 @@ import redis
 
 from bridge.storage.redis import RedisStore
 from tests.storage_conformance import *  # noqa: F403 - the suite's tests are collected here
+from tests.storage_conformance_scim import *  # noqa: F403 - and its SCIM part
 from tests.storage_conformance import T0, Harness
 
 pytestmark = pytest.mark.integration
