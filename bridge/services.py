@@ -11,6 +11,7 @@
 - ``identity_center`` (bridge/identity_center.py) IAM Identity Center's sso-oidc and sso portal protocol
 - ``requests`` (bridge/access_requests.py) just-in-time access requests (the decision point asks it)
 - ``flow``     (bridge/flow.py)           pending sign-ins with the upstream IdPs
+- ``scim``     (bridge/scim)              SCIM provisioning from the IdP (None unless ``scim.token`` is set)
 - ``store``    (bridge/storage)           the state, behind one interface
 """
 
@@ -38,6 +39,7 @@ from bridge.keysource import KeySource, load_keys
 from bridge.logs import event
 from bridge.metrics import Metrics
 from bridge.rulebook import RuleBook
+from bridge.scim.service import ScimService, build_scim
 from bridge.sealing import Sealer
 from bridge.sessions import Sessions
 from bridge.storage import Store
@@ -68,6 +70,7 @@ class Services:
     cache: CredentialCache | None = None
     identity_center: IdentityCenter | None = None
     requests: AccessRequests | None = None
+    scim: ScimService | None = None  # bridge/scim: SCIM provisioning (scim.token set)
 
     @property
     def keyring(self) -> KeyRing:
@@ -134,10 +137,12 @@ def build_services(settings: Settings) -> Services:
     requests = AccessRequests(settings, store, access, auditor)
     access.requests = requests  # the decision point asks for active approved requests at each decision
     sessions = Sessions(store, settings, connectors, device, cache, sealer=sealer)
-    return Services(
+    svc = Services(
         settings=settings, store=store, connectors=connectors, keys=keys, rules=rules, metrics=metrics,
         auditor=auditor, cache=cache, device=device, issuer=issuer,
         flow=LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl),
         access=access, console=ConsoleSignin(settings, issuer, metrics=metrics, auditor=auditor), sessions=sessions,
         identity_center=IdentityCenter(settings, store, device, sessions, access, issuer, auditor=auditor,
                                        on_register=metrics.sso_registered), requests=requests)
+    svc.scim = build_scim(settings, store, sessions, svc.flow, auditor)
+    return svc

@@ -36,6 +36,8 @@ from bridge.device import DeviceFlow
 from bridge.errors import NotSignedIn, UpstreamUnavailable
 from bridge.identity import Grant, Identity
 from bridge.logs import event
+from bridge.scim.directory import Directory
+from bridge.scim.directory import ended as scim_ended
 from bridge.sealing import SEALED, Sealer
 from bridge.storage import PassthroughInfo, SessionRecord, Store, hash_id
 from bridge.upstream import Connector
@@ -87,6 +89,9 @@ class Sessions:
         # None only without any cache key (credential_cache disabled): then kept as they are, and
         # warned at startup (bridge/services.py).
         self.sealer = sealer
+        # SCIM (bridge/scim/directory.py), when configured: a deactivated user's session ends at its next use,
+        # and the groups SCIM pushed decide — read at each load, never stored.
+        self.directory: Directory | None = None
 
     # -- what is kept beside a session, sealed -------------------------------------------------
     def _seal(self, doc: Mapping[str, Any], place: str) -> Mapping[str, Any]:
@@ -151,7 +156,16 @@ class Sessions:
     def load(self, shash: str) -> SessionRecord | None:
         """The live session ``shash`` (idle timer reset), re-checked with the IdP when it is due."""
         record = self.store.load_session_hash(shash, idle=self.idle)
-        return None if record is None else self.reverified(shash, record)
+        if record is None:
+            return None
+        record = self.reverified(shash, record)
+        if self.directory is None:
+            return record
+        governed = self.directory.govern(record)
+        if governed is None:
+            self.end(shash, record)
+            raise scim_ended()
+        return governed
 
     def get(self, shash: str) -> SessionRecord | None:
         """The session ``shash`` as stored (no timer reset, no re-check): to end it."""

@@ -13,6 +13,7 @@ from bridge.aws.arn import PARTITIONS
 from bridge.aws.keys import SUPPORTED_ALGS
 from bridge.config.schema import Settings, listen_port
 from bridge.config.sources import parse_yaml
+from bridge.scim.settings import scim_problems
 from bridge.upstream.dev_settings import DevConnectorSettings
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.registry import AnyConnectorSettings
@@ -30,7 +31,7 @@ def semantic_problems(s: Settings) -> list[str]:
         if isinstance(c, SamlConnectorSettings):
             problems += _saml_problems(f"connectors[{i}]", c, s)
     return (problems + _issuer_aws_problems(s) + _local_file_problems(s) + _listener_session_problems(s)
-            + _passthrough_rule_problems(s))
+            + _passthrough_rule_problems(s) + scim_problems(s))
 
 
 def _passthrough_rule_problems(s: Settings) -> list[str]:

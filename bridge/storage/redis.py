@@ -54,8 +54,8 @@ from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bri
 from bridge.storage.redis_client import as_text
 from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.services, bridge.store)
 from bridge.storage.redis_legacy import LegacyKeys
-from bridge.storage.redis_sso import SsoKeys
 from bridge.storage.redis_scim import RedisScim
+from bridge.storage.redis_sso import SsoKeys
 
 
 class RedisStore(LegacyKeys, SsoKeys, RedisScim):

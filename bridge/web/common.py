@@ -262,7 +262,8 @@ def rate_limit(kind: str, who: str) -> None:
     limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
              "device_code": limits.device_code_per_minute,
              "sso_register": limits.sso_register_per_minute,
-             "requests": limits.requests_per_minute}.get(kind, limits.credentials_per_minute)
+             "requests": limits.requests_per_minute,
+             "scim": limits.scim_per_minute}.get(kind, limits.credentials_per_minute)
     if limit <= 0:
         return
     wait = svc.store.hit(f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
