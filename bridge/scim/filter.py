@@ -1,6 +1,6 @@
 """SCIM filters (RFC 7644 §3.4.2.2) and attribute paths (§3.5.2): parsed into a small tree, evaluated against a
-resource's JSON. Attribute names are case-insensitive; string comparisons ignore case except for ``id``,
-``externalId`` and a member's ``value`` (caseExact in RFC 7643)."""
+resource's JSON. Attribute names are case-insensitive; string comparisons ignore case except for ``id`` and
+``externalId`` (caseExact in RFC 7643; a member's ``value`` is one of our ids, which have no case)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 OPERATORS = ("eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le")
-CASE_EXACT = frozenset({"id", "externalid", "value"})
+CASE_EXACT = frozenset({"id", "externalid"})
 MAX_FILTER = 1000  # characters
 
 _TOKEN = re.compile(r"""\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<lb>\[)|(?P<rb>\])|(?P<str>"(?:[^"\\]|\\.)*")
