@@ -131,7 +131,8 @@ def merge(a: Sequence[str], b: Sequence[str]) -> tuple[str, ...]:
 class _Sessions(Protocol):
     """What ending a user's sessions needs of bridge/sessions.py ``Sessions``."""
 
-    store: SessionIndex
+    @property
+    def store(self) -> SessionIndex: ...
 
     def get(self, shash: str) -> SessionRecord | None: ...
     def end(self, shash: str, record: SessionRecord | None = None) -> int: ...

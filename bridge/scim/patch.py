@@ -96,24 +96,27 @@ def _set(doc: dict[str, Any], p: Path, value: Any, op: str, rid: str) -> None:
     assert box is not None
     key, cur = lookup(box, p.attr)
     key = key or p.attr
-    if p.where is None and p.sub is None:
-        if op == "add" and isinstance(cur, list):
-            for item in value if isinstance(value, list) else [value]:
-                if not any(_same(item, have) for have in cur):
-                    cur.append(item)
-        elif isinstance(cur, dict) and isinstance(value, Mapping):
-            cur.update(value)  # a complex attribute: the sub-attributes given
-        else:
-            box[key] = value
-        return
-    if p.where is None:
+    if p.where is not None:
+        _set_matching(box, key, cur, p, value)
+    elif p.sub is not None:
         if cur is None:
             cur = box[key] = {}
         if not isinstance(cur, dict):
             raise ScimError(400, f"{p.attr} has no sub-attribute {p.sub}", "invalidPath")
-        sub = lookup(cur, p.sub or "")[0] or p.sub
-        cur[str(sub)] = value
-        return
+        cur[lookup(cur, p.sub)[0] or p.sub] = value
+    elif op == "add" and isinstance(cur, list):
+        for item in value if isinstance(value, list) else [value]:
+            if not any(_same(item, have) for have in cur):
+                cur.append(item)
+    elif isinstance(cur, dict) and isinstance(value, Mapping):
+        cur.update(value)  # a complex attribute: the sub-attributes given
+    else:
+        box[key] = value
+
+
+def _set_matching(box: dict[str, Any], key: str, cur: Any, p: Path, value: Any) -> None:
+    """``attr[filter]`` or ``attr[filter].sub``: every element the filter matches."""
+    assert p.where is not None
     if cur is None:
         cur = box[key] = []
     if not isinstance(cur, list):
@@ -148,29 +151,29 @@ def _remove(doc: dict[str, Any], p: Path, value: Any) -> None:
     if p.attr.lower() == "id" and p.schema is None:
         raise ScimError(400, "id is read-only", "mutability")
     box = _container(doc, p, create=False)
-    if box is None:
-        return
-    key, cur = lookup(box, p.attr)
-    if key is None:
+    key, cur = lookup(box, p.attr) if box is not None else (None, None)
+    if box is None or key is None:
         return  # nothing there: removed already
-    if p.where is None and p.sub is None:
-        if isinstance(cur, list) and value is not None:  # Entra ID: remove these members
-            gone = value if isinstance(value, list) else [value]
-            box[key] = [item for item in cur if not any(_same(item, g) for g in gone)]
-        else:
-            del box[key]
-        return
-    if p.where is None:
-        if isinstance(cur, dict):
-            sub = lookup(cur, p.sub or "")[0]
-            if sub is not None:
-                del cur[sub]
-        return
-    if not isinstance(cur, list):
-        return
-    if p.sub is None:
-        box[key] = [item for item in cur if not (isinstance(item, dict) and matches(item, p.where))]
+    if p.where is not None:
+        if isinstance(cur, list):
+            _remove_matching(box, key, cur, p)
+    elif p.sub is not None:
+        if isinstance(cur, dict) and (sub := lookup(cur, p.sub)[0]) is not None:
+            del cur[sub]
+    elif isinstance(cur, list) and value is not None:  # Entra ID: remove these members
+        gone = value if isinstance(value, list) else [value]
+        box[key] = [item for item in cur if not any(_same(item, g) for g in gone)]
     else:
-        for item in cur:
-            if isinstance(item, dict) and matches(item, p.where) and (sub := lookup(item, p.sub)[0]) is not None:
-                del item[sub]
+        del box[key]
+
+
+def _remove_matching(box: dict[str, Any], key: str, cur: list[Any], p: Path) -> None:
+    """``attr[filter]`` (those elements) or ``attr[filter].sub`` (that sub-attribute of each)."""
+    assert p.where is not None
+    hit = [isinstance(item, dict) and matches(item, p.where) for item in cur]
+    if p.sub is None:
+        box[key] = [item for item, h in zip(cur, hit, strict=True) if not h]
+        return
+    for item, h in zip(cur, hit, strict=True):
+        if h and (sub := lookup(item, p.sub)[0]) is not None:
+            del item[sub]
