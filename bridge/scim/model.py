@@ -68,12 +68,18 @@ def _clean(doc: Any, what: str, extra_dropped: Iterable[str] = ()) -> dict[str, 
     return out
 
 
+def _canonical(doc: dict[str, Any], attr: str) -> None:
+    """The required name ``attr`` under its own spelling (attribute names are case-insensitive), trimmed."""
+    value = _name(doc, attr)
+    doc.pop(lookup(doc, attr)[0] or attr, None)
+    doc[attr] = value
+
+
 def check_user(doc: Any) -> dict[str, Any]:
     """A User as the bridge keeps it; ScimError(400) saying what is wrong."""
     out = _clean(doc, "user", ("groups",))
     _schemas(out, CORE_USER)
-    key, _ = lookup(out, "userName")
-    out[key or "userName"] = _name(out, "userName")
+    _canonical(out, "userName")
     key, active = lookup(out, "active")
     out.pop(key or "active", None)
     out["active"] = True if active is None else as_bool(active, "active")
@@ -90,8 +96,7 @@ def check_group(doc: Any) -> dict[str, Any]:
     """A Group as the bridge keeps it (members by id, each once); ScimError(400) saying what is wrong."""
     out = _clean(doc, "group")
     _schemas(out, CORE_GROUP)
-    key, _ = lookup(out, "displayName")
-    out[key or "displayName"] = _name(out, "displayName")
+    _canonical(out, "displayName")
     _optional_str(out, "externalId")
     key, members = lookup(out, "members")
     if members is None:

@@ -26,6 +26,7 @@ bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
 SCIM_JSON = "application/scim+json"
 _KINDS = {"Users": "User", "Groups": "Group"}
 _WRITES = ("POST", "PUT", "PATCH", "DELETE")
+MAX_DEPTH = 16  # SCIM resources nest three levels; anything deeper is not one
 
 
 def _service() -> ScimService:
@@ -84,9 +85,20 @@ def _body() -> Any:
     if request.mimetype not in (SCIM_JSON, "application/json", ""):
         raise ScimError(415, f"send {SCIM_JSON}, not {request.mimetype[:60]}", "invalidSyntax")
     try:
-        return json.loads(request.get_data(cache=False) or b"null")
-    except ValueError:
+        body = json.loads(request.get_data(cache=False) or b"null")
+    except (ValueError, RecursionError):
         raise ScimError(400, "the body is not JSON", "invalidSyntax") from None
+    if _depth(body) > MAX_DEPTH:
+        raise ScimError(400, f"the body nests deeper than {MAX_DEPTH} levels", "invalidSyntax")
+    return body
+
+
+def _depth(node: Any, level: int = 0) -> int:
+    """How deep ``node`` nests (counting stops past ``MAX_DEPTH``)."""
+    if level > MAX_DEPTH or not isinstance(node, dict | list):
+        return level
+    children = node.values() if isinstance(node, dict) else node
+    return max((_depth(c, level + 1) for c in children), default=level + 1)
 
 
 def _int(name: str, default: int) -> int:

@@ -197,6 +197,13 @@ def test_a_user_keeps_what_the_idp_sent_but_never_a_password_or_read_only_attrib
     assert e.value.status == 413
 
 
+def test_attribute_names_in_any_case_are_kept_under_the_rfcs_spelling(w: World) -> None:
+    out = w.scim.create_user({"schemas": [USER], "USERNAME": "a@b.c", "Active": "false"}, CTX)
+    assert out["userName"] == "a@b.c" and out["active"] is False and "USERNAME" not in out
+    group = w.scim.create_group({"schemas": [GROUP], "displayname": "G"}, CTX)
+    assert group["displayName"] == "G" and "displayname" not in group
+
+
 def test_attributes_and_excluded_attributes() -> None:
     res = {"id": "1", "schemas": [GROUP], "meta": {}, "displayName": "d", "members": []}
     assert project(res, [], ["members"]) == {"id": "1", "schemas": [GROUP], "meta": {}, "displayName": "d"}
