@@ -14,6 +14,7 @@ from typing import Protocol
 
 from bridge.errors import LoginError, NotSignedIn
 from bridge.identity import Identity
+from bridge.scim.model import is_active
 from bridge.scim.settings import ScimSettings
 from bridge.storage import SessionRecord
 from bridge.storage.scim import ScimRecord, ScimStore
@@ -81,7 +82,7 @@ class Directory:
                    if (r := self.store.scim_get("User", rid)) is not None]
         if not records:
             return None
-        active = all(r.doc.get("active", True) is True and not r.deleted for r in records)
+        active = all(is_active(r.doc) and not r.deleted for r in records)
         groups = sorted({name for r in records if not r.deleted for _, name in r.groups})
         return Standing(active, tuple(groups), tuple(r.id for r in records))
 

@@ -11,11 +11,12 @@ class ScimError(Exception):
     """A refused SCIM request: nothing was changed. ``scim_type`` is one of RFC 7644 Table 9 (invalidFilter,
     tooMany, uniqueness, mutability, invalidSyntax, invalidPath, noTarget, invalidValue, invalidVers, ...)."""
 
-    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, scim_type: str | None = None, *, allowed: str | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
+        self.allowed = allowed  # a 405's Allow header
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(self.status), "detail": self.detail}

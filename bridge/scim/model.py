@@ -78,11 +78,15 @@ def _canonical(doc: dict[str, Any], attr: str) -> None:
 def check_user(doc: Any) -> dict[str, Any]:
     """A User as the bridge keeps it; ScimError(400) saying what is wrong."""
     out = _clean(doc, "user", ("groups",))
-    _schemas(out, CORE_USER)
+    schemas = list(_schemas(out, CORE_USER))
+    out.pop(lookup(out, "schemas")[0] or "schemas")
+    out["schemas"] = schemas
     _canonical(out, "userName")
     key, active = lookup(out, "active")
     out.pop(key or "active", None)
-    out["active"] = True if active is None else as_bool(active, "active")
+    if active is not None:  # unset: active (RFC 7643 leaves it to the provider)
+        out["active"] = as_bool(active, "active")
+    _list_extensions(out)
     _optional_str(out, "externalId")
     _optional_str(out, "displayName")
     emails = lookup(out, "emails")[1]
@@ -90,6 +94,20 @@ def check_user(doc: Any) -> dict[str, Any]:
             isinstance(e, Mapping) and isinstance(lookup(e, "value")[1], str) for e in emails)):
         raise bad('emails must be a list of {"value": "…"} objects')
     return out
+
+
+def _list_extensions(doc: dict[str, Any]) -> None:
+    """An extension's object (``urn:…:enterprise:2.0:User``) is named in ``schemas`` (RFC 7643 §3), also after a
+    PATCH that added it."""
+    schemas = doc["schemas"]
+    for key, value in doc.items():
+        if key.lower().startswith("urn:") and isinstance(value, Mapping) and key.lower() not in {
+                s.lower() for s in schemas}:
+            schemas.append(key)
+
+
+def is_active(doc: Mapping[str, Any]) -> bool:
+    return doc.get("active", True) is True
 
 
 def check_group(doc: Any) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def apply_patch(doc: Mapping[str, Any], body: Any, *, rid: str, schemas: tuple[s
     """``doc`` with every operation of ``body`` applied (all or nothing: a copy is changed). ``schemas``: the
     extension URNs whose objects a path-less value may carry whole."""
     out = copy.deepcopy(dict(doc))
+    extensions = {s.lower() for s in schemas}
     for i, op in enumerate(operations(body)):
         name = lookup(op, "op")[1]
         if not isinstance(name, str) or name.lower() not in ("add", "replace", "remove"):
@@ -51,11 +52,18 @@ def apply_patch(doc: Mapping[str, Any], body: Any, *, rid: str, schemas: tuple[s
             if not isinstance(value, Mapping):
                 raise bad(f"Operations[{i}]: without a path, value must be an object")
             for key, v in value.items():
-                if str(key).lower() in {s.lower() for s in schemas} and isinstance(v, Mapping):
-                    for sub, sv in v.items():  # an extension's object: each of its attributes
-                        _set(out, Path(str(sub), schema=str(key)), sv, name, rid)
+                if str(key).lower() in extensions and isinstance(v, Mapping):
+                    _set_extension(out, str(key), v, name, rid)
                 elif str(key).lower() != "schemas":
                     _set(out, parse_path(str(key)), v, name, rid)
+            continue
+        if path.lower() in extensions:  # the extension's object itself
+            if name == "remove":
+                out.pop(lookup(out, path)[0] or path, None)
+            elif not isinstance(value, Mapping):
+                raise bad(f"Operations[{i}]: the value for {path} must be an object")
+            else:
+                _set_extension(out, path, value, name, rid)
             continue
         p = parse_path(path)
         if name == "remove":
@@ -65,6 +73,13 @@ def apply_patch(doc: Mapping[str, Any], body: Any, *, rid: str, schemas: tuple[s
                 raise bad(f"Operations[{i}]: {name} needs a value")
             _set(out, p, value, name, rid)
     return out
+
+
+def _set_extension(doc: dict[str, Any], urn: str, value: Mapping[str, Any], op: str, rid: str) -> None:
+    """Each attribute of an extension's object (its own ``schemas`` aside)."""
+    for sub, v in value.items():
+        if str(sub).lower() != "schemas":
+            _set(doc, Path(str(sub), schema=urn), v, op, rid)
 
 
 def _container(doc: dict[str, Any], p: Path, create: bool) -> dict[str, Any] | None:

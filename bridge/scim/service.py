@@ -24,6 +24,7 @@ from bridge.scim.model import (
     check_group,
     check_user,
     group_names,
+    is_active,
     list_response,
     member_ids,
     project,
@@ -138,10 +139,11 @@ class ScimService:
         rec = ScimRecord("User", rid, doc, old.created if old else now, now, (old.version + 1) if old else 1,
                          user_names(doc), old.groups if old else ())
         self.store.scim_put(rec, old)
-        fields.update(user_name=doc["userName"], active=doc["active"])
-        if not doc["active"] and (old is None or old.doc.get("active", True) or old.deleted):
+        active = is_active(doc)
+        fields.update(user_name=doc["userName"], active=active)
+        if not active and (old is None or is_active(old.doc) or old.deleted):
             fields["sessions_ended"] = self.end_sessions(self.directory.handles(rec))
-        elif old is not None and doc["active"] and not old.doc.get("active", True):
+        elif old is not None and active and not is_active(old.doc):
             fields["reactivated"] = True
         return rec
 

@@ -48,6 +48,8 @@ def _error(err: ScimError, headers: dict[str, str] | None = None) -> Response:
 @bp.errorhandler(ScimError)
 def _scim_error(err: ScimError) -> ResponseReturnValue:
     headers = {"WWW-Authenticate": 'Bearer realm="scim"'} if err.status == 401 else {}
+    if err.allowed:
+        headers["Allow"] = err.allowed
     if err.status == 503:
         headers["Retry-After"] = str(RETRY_AFTER)
     return _error(err, headers)
@@ -176,7 +178,28 @@ def schemas() -> ResponseReturnValue:
     return _answer(discovery.listed(discovery.schemas(_service().base)))
 
 
+@bp.get("/<any(ResourceTypes, Schemas):collection>/<path:rid>")
+def discovery_item(collection: str, rid: str) -> ResponseReturnValue:
+    base = _service().base
+    items = discovery.resource_types(base) if collection == "ResourceTypes" else discovery.schemas(base)
+    found = [i for i in items if i["id"] == rid]
+    if not found:
+        raise ScimError(404, f"no {collection} {rid[:80]!r}")
+    return _answer(found[0])
+
+
+# What each endpoint answers to, for the 405s (Allow) of any other method.
+_ALLOWED = {"Users": "GET, POST", "Groups": "GET, POST", "ServiceProviderConfig": "GET", "ResourceTypes": "GET",
+            "Schemas": "GET"}
+
+
 @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def unknown(rest: str) -> ResponseReturnValue:
+    head, _, tail = rest.partition("/")
+    allowed = _ALLOWED.get(head) if not tail else "GET" if head in ("ResourceTypes", "Schemas") else (
+        "GET, PUT, PATCH, DELETE" if head in _KINDS else None)
+    if allowed is not None and request.method not in allowed.split(", "):
+        raise ScimError(405, f"{request.method} is not allowed on /scim/v2/{head}{'/…' if tail else ''} "
+                             f"(allowed: {allowed})", allowed=allowed)
     raise ScimError(404, f"no SCIM endpoint {request.method} /scim/v2/{rest[:60]} (this bridge serves Users, Groups, "
                          "ServiceProviderConfig, ResourceTypes, Schemas)")

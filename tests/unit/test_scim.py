@@ -120,6 +120,16 @@ def test_entra_replaces_a_work_email_and_a_sub_attribute() -> None:
     assert out["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] == {"department": "Platform"}
 
 
+def test_the_enterprise_extension_as_a_whole() -> None:
+    ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    schemas = (ext,)
+    out = apply_patch(user_doc(), patch({"op": "add", "path": ext, "value": {"schemas": [ext], "department": "x"}},
+                                        {"op": "replace", "value": {ext: {"costCenter": "7"}}}), rid="u1",
+                      schemas=schemas)
+    assert out[ext] == {"department": "x", "costCenter": "7"} and ext in check_user(out)["schemas"]
+    assert ext not in apply_patch(out, patch({"op": "remove", "path": ext}), rid="u1", schemas=schemas)
+
+
 def test_a_value_path_with_no_match_adds_the_element_its_filter_describes() -> None:
     out = apply_patch(user_doc(emails=[]), patch(
         {"op": "replace", "path": 'emails[type eq "work"].value', "value": "w@example.com"}), rid="u1")
@@ -191,7 +201,9 @@ def test_a_bad_user_is_refused_saying_why(doc: Any, words: str) -> None:
 def test_a_user_keeps_what_the_idp_sent_but_never_a_password_or_read_only_attributes() -> None:
     out = check_user({"schemas": [USER], "userName": " a@b.c ", "password": "secret", "id": "x", "meta": {},
                       "groups": [{"value": "g"}], "locale": "en-US"})
-    assert out == {"schemas": [USER], "userName": "a@b.c", "locale": "en-US", "active": True}
+    assert out == {"schemas": [USER], "userName": "a@b.c", "locale": "en-US"}  # active unset: active
+    ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    assert check_user({"schemas": [USER], "userName": "a", ext: {"department": "x"}})["schemas"] == [USER, ext]
     with pytest.raises(ScimError) as e:
         check_user({"schemas": [USER], "userName": "a", "blob": "x" * 70_000})
     assert e.value.status == 413
