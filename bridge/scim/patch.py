@@ -76,7 +76,8 @@ def apply_patch(doc: Mapping[str, Any], body: Any, *, rid: str, schemas: tuple[s
 
 
 def _set_extension(doc: dict[str, Any], urn: str, value: Mapping[str, Any], op: str, rid: str) -> None:
-    """Each attribute of an extension's object (its own ``schemas`` aside)."""
+    """Each attribute of an extension's object (its own ``schemas`` aside); added even when empty."""
+    _container(doc, Path("schemas", schema=urn), create=True)
     for sub, v in value.items():
         if str(sub).lower() != "schemas":
             _set(doc, Path(str(sub), schema=urn), v, op, rid)
