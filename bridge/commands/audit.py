@@ -55,7 +55,7 @@ def _tail_redis(settings: Settings, lines: int, follow: bool, show: Callable[[st
 @click.option("--correlation-id", "correlation", default=None, help="only records of this sign-in")
 @click.option("--type", "type_", default=None,
               type=click.Choice(["sign_in", "grant_decision", "credentials_intent", "credentials", "credentials_hop",
-                                 "console", "token_reuse"]))
+                                 "console", "token_reuse", "scim"]))
 @click.option("--max-seconds", type=float, default=None, hidden=True, help="stop following after this long")
 def audit_tail(config_path: str, lines: int, follow: bool, correlation: str | None, type_: str | None,
                max_seconds: float | None) -> None:

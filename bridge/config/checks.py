@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from bridge.aws.arn import PARTITIONS
 from bridge.config.schema import Settings, listen_port
+from bridge.config.scim import scim_problems
 from bridge.config.sources import parse_yaml
 from bridge.keys.signing import SUPPORTED_ALGS
 from bridge.upstream.dev_settings import DevConnectorSettings
@@ -30,7 +31,7 @@ def semantic_problems(s: Settings) -> list[str]:
         if isinstance(c, SamlConnectorSettings):
             problems += _saml_problems(f"connectors[{i}]", c, s)
     return (problems + _issuer_aws_problems(s) + _local_file_problems(s) + _listener_session_problems(s)
-            + _passthrough_rule_problems(s))
+            + _passthrough_rule_problems(s) + scim_problems(s))
 
 
 def _passthrough_rule_problems(s: Settings) -> list[str]:

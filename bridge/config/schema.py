@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
+from bridge.config.scim import ScimSettings
 from bridge.config.sources import rules_file_path
 from bridge.domain.settings_base import SettingsModel
 from bridge.domain.webhook_address import blocked_host, is_loopback
@@ -191,6 +192,8 @@ class RateLimitSettings(SettingsModel):
     # Each access-request step notifies every webhook: asking and withdrawing in a loop must not flood the
     # approvers' chat (nor fill the notification queue, so that a real request or break-glass alert is dropped).
     requests_per_minute: int = Field(10, ge=0, description="access requests asked per user")
+    scim_per_minute: int = Field(600, ge=0, description="SCIM requests per client address (IPv6: per /64), "
+                                 "counted before the bearer token is checked")
 
 
 class CliSettings(SettingsModel):
@@ -355,6 +358,7 @@ class Settings(SettingsModel):
     support: str = Field("", description="where users get help (an https:// URL or an e-mail address), shown on "
                                          "the portal when no role is granted and on refusals; empty: not shown")
     requests: RequestsSettings = Field(default_factory=RequestsSettings)
+    scim: ScimSettings = Field(default_factory=ScimSettings)
     # Where the config file lives: relative paths (keys_dir, *_file, rules_file) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
     # The file it was read from (None when built from a dict): rules reload re-reads its mapping.

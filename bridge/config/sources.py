@@ -18,7 +18,8 @@ import yaml
 
 from bridge.mapping.compiler import gc_paused
 
-SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password", "bearer_token", "external_id")
+SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password", "bearer_token", "external_id",
+                  "token")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

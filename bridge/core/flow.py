@@ -43,12 +43,15 @@ def browser_hash(browser: str) -> str:
 
 class LoginFlow:
     def __init__(self, store: Store, connectors: Mapping[str, Connector], *, base_url: str, ttl: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 admit: Callable[[Identity], None] = lambda identity: None) -> None:
         self.store = store
         self.connectors = connectors
         self.base_url = base_url
         self.ttl = ttl
         self.clock = clock
+        # Who may not sign in now (SCIM: a deactivated user, bridge/scim/directory.py); raises to refuse.
+        self.admit = admit
 
     def redirect_uri(self, connector_id: str) -> str:
         return f"{self.base_url}/callback/{connector_id}"
@@ -95,6 +98,7 @@ class LoginFlow:
         if pending is None and connector.allows_unsolicited:
             # IdP-initiated SAML (insecure_allow_idp_initiated): RelayState may be a target, not ours.
             identity = connector.finish_login(None, params, self.redirect_uri(connector.id))
+            self.admit(identity)
             return identity, safe_return_to(state), secrets.token_hex(12)
         if pending is None and isinstance(connector, IdpInitiated) and connector.looks_unsolicited(params):
             # IdP-initiated (its RelayState, if any, is not one of ours): say so, rather than "expired".
@@ -127,5 +131,6 @@ class LoginFlow:
             raise LoginError("state belongs to another connector", code="state_mismatch",
                              message="The sign-in response does not match the sign-in that was started.")
         identity = connector.finish_login(pending, params, self.redirect_uri(connector.id))
+        self.admit(identity)
         return identity, pending.return_to, pending.correlation_id or secrets.token_hex(12)
 

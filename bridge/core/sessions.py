@@ -36,6 +36,8 @@ from bridge.core.device import DeviceFlow
 from bridge.domain.errors import NotSignedIn, UpstreamUnavailable
 from bridge.domain.identity import Grant, Identity
 from bridge.keys.sealing import SEALED, Sealer
+from bridge.scim.directory import Directory
+from bridge.scim.directory import ended as scim_ended
 from bridge.storage import Ahead, AheadRead, PassthroughInfo, SessionRecord, Store, hash_id
 from bridge.telemetry.logs import event
 from bridge.upstream import Connector
@@ -78,8 +80,12 @@ class Sessions:
 
     def __init__(self, store: Store, cfg: SessionSettings, connectors: Mapping[str, Connector],
                  device: DeviceFlow, cache: Cache,
-                 clock: Callable[[], float] = time.time, sealer: Sealer | None = None) -> None:
+                 clock: Callable[[], float] = time.time, sealer: Sealer | None = None,
+                 directory: Directory | None = None) -> None:
         self.store = store
+        # SCIM (bridge/scim/directory.py), when configured: a deactivated user's session ends at its next use,
+        # and the groups SCIM pushed decide — read at each load, never stored.
+        self.directory = directory
         self.cfg = cfg
         self.connectors = connectors
         self.device = device
@@ -158,7 +164,17 @@ class Sessions:
     def load(self, shash: str) -> SessionRecord | None:
         """The live session ``shash`` (idle timer reset), re-checked with the IdP when it is due."""
         record = self.store.load_session_hash(shash, idle=self.idle)
-        return self._seen_as(shash, None if record is None else self.reverified(shash, record))
+        return self._seen_as(shash, None if record is None else self._governed(shash, self.reverified(shash, record)))
+
+    def _governed(self, shash: str, record: SessionRecord) -> SessionRecord:
+        """``record`` as SCIM has it now (groups pushed, when configured); a deactivated user's session ends."""
+        if self.directory is None:
+            return record
+        governed = self.directory.govern(record)
+        if governed is None:
+            self.end(shash, record)
+            raise scim_ended()
+        return governed
 
     def last_seen(self, shash: str) -> SessionRecord | None:
         """The session ``shash`` as this process last loaded it (not a proof that it lives)."""
@@ -170,7 +186,7 @@ class Sessions:
         got = self.store.read_ahead(ahead)
         if got.session is None or (ahead.token is not None and got.token is None):
             return got
-        record = self._seen_as(ahead.shash, self.reverified(ahead.shash, got.session))
+        record = self._seen_as(ahead.shash, self._governed(ahead.shash, self.reverified(ahead.shash, got.session)))
         return got if record is got.session else replace(got, session=record)
 
     def _seen_as(self, shash: str, record: SessionRecord | None) -> SessionRecord | None:

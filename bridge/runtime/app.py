@@ -99,6 +99,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     errors.init_app(app)
     for bp in (login.bp, portal.bp, console.bp, wellknown.bp, api.bp, sso.bp, sso.page, access_requests.bp):
         app.register_blueprint(bp)
+    if app.extensions["bridge"].scim is not None:  # off (404) unless scim.token is set
+        from bridge.web import scim
+
+        app.register_blueprint(scim.bp)
     event("app_started", connectors=sorted(app.extensions["bridge"].connectors),
           issuer=settings.issuer_url, keys=len(app.extensions["bridge"].keyring.keys))
     return app

@@ -50,6 +50,7 @@ from bridge.storage.records import (
     SignInNote,
     SsoClient,
 )
+from bridge.storage.scim import ScimStore
 
 
 def hash_id(secret: str) -> str:
@@ -87,7 +88,7 @@ class AheadRead:
     complete: bool = False  # everything asked for was read (and the bucket counted); else only session, token
 
 
-class Store(Protocol):
+class Store(ScimStore, Protocol):
     prefix: str
     clock: Callable[[], float]
 

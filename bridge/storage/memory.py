@@ -25,9 +25,10 @@ from bridge.storage.records import (
     SignInNote,
     SsoClient,
 )
+from bridge.storage.scim import MemoryScim
 
 
-class MemoryStore(ReadInSteps):
+class MemoryStore(ReadInSteps, MemoryScim):
     def __init__(self, prefix: str = "bridge:", clock: Callable[[], float] = time.time) -> None:
         self.prefix = prefix
         self.clock = clock

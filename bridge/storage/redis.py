@@ -20,6 +20,7 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     accessrequests:<account hash>, accessrequests:all   sets of request ids (never shortened)
     <stream>                     the audit stream (XADD, approximate MAXLEN)
     signin:<connector id>        SignInNote JSON: what the last sign-ins said about the IdP (check-config --probe)
+    scim:<kind>:<id>, scim-ids:<kind>, scim-name:<kind>:<name hash>   SCIM users and groups (scim.py)
 
 Keys written by earlier versions (no hash tags) are still read and moved: bridge/storage/redis_legacy.py.
 Sessions, and a request's reads in one round trip (``read_ahead``): bridge/storage/redis_sessions.py.
@@ -51,11 +52,12 @@ from bridge.storage.records import (
 from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bridge.store)
 from bridge.storage.redis_client import as_text
 from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.web.services, bridge.store)
+from bridge.storage.redis_scim import RedisScim
 from bridge.storage.redis_sessions import SessionKeys
 from bridge.storage.redis_sso import SsoKeys
 
 
-class RedisStore(SessionKeys, SsoKeys):
+class RedisStore(SessionKeys, SsoKeys, RedisScim):
     """The bridge's state in one Redis (or Sentinel / Cluster), under ``prefix``."""
 
     @classmethod

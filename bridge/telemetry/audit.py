@@ -19,7 +19,10 @@ Records (``type``):
   (``request_id`` says so; ``session_correlation_id`` keeps the sign-in's);
 - ``token_reuse``: an IAM Identity Center refresh token or authorization code presented after it was used
   (``grant_type``: ``refresh_token`` or ``authorization_code``; ``client_id``, ``who`` when the session is
-  still known, ``revoked``: how many live tokens of its grant ended).
+  still known, ``revoked``: how many live tokens of its grant ended);
+- ``scim``: each SCIM write from the IdP (``action`` create | replace | patch | delete, ``resource`` User | Group,
+  ``id``, ``outcome`` success | failure (``error``: the SCIM type) | denied (a wrong bearer token), ``user_name``
+  and ``active`` or ``display_name``, ``added``/``removed`` members, ``sessions_ended`` on a deactivation).
 
 Every record carries ``ts``, ``type``, ``correlation_id`` (minted when the sign-in started, kept in
 the session: it ties a sign-in to every grant and credential it led to), ``request_id``,

@@ -263,7 +263,8 @@ def rate_bucket(kind: str, who: str) -> tuple[str, int] | None:
     limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
              "device_code": limits.device_code_per_minute,
              "sso_register": limits.sso_register_per_minute,
-             "requests": limits.requests_per_minute}.get(kind, limits.credentials_per_minute)
+             "requests": limits.requests_per_minute,
+             "scim": limits.scim_per_minute}.get(kind, limits.credentials_per_minute)
     return None if limit <= 0 else (f"{kind}:{hashlib.sha256(who.encode()).hexdigest()[:32]}", limit)
 
 

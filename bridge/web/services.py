@@ -12,6 +12,7 @@
 - ``requests`` (bridge/core/access_requests.py) just-in-time access requests (the decision point asks their ledger)
 - ``flow``     (bridge/core/flow.py)           pending sign-ins with the upstream IdPs
 - ``signin``   (bridge/core/signin.py)    a callback → audited decision and a new session: the sign-in sequence
+- ``scim``     (bridge/scim)              SCIM provisioning from the IdP (None unless ``scim.token`` is set)
 - ``store``    (bridge/storage)           the state, behind one interface
 
 Each service is handed its own section of the settings or a small frozen value (``IssuerConfig``), never
@@ -42,9 +43,12 @@ from bridge.core.rulebook import RuleBook
 from bridge.core.sessions import Sessions
 from bridge.core.signin import SignIn
 from bridge.domain.errors import ConfigError
+from bridge.domain.identity import Identity
 from bridge.keys.sealing import Sealer
 from bridge.keys.signing import KeyRing
 from bridge.protocols.identity_center import IdentityCenter
+from bridge.scim.directory import Directory, end_inactive
+from bridge.scim.service import ScimService
 from bridge.storage import Store
 from bridge.storage.redis import RedisStore, redis_client
 from bridge.telemetry import audit
@@ -78,6 +82,7 @@ class Services:
     cache: Cache
     identity_center: IdentityCenter
     requests: AccessRequests
+    scim: ScimService | None  # None: SCIM off (no scim.token), /scim/v2 not served — not a null object
 
     @property
     def keyring(self) -> KeyRing:
@@ -159,8 +164,11 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
     ledger = RequestLedger(settings.requests, store, auditor, approve_url=f"{settings.base_url}/requests/approve")
     access = AccessPoint(rules, connectors, auditor, defaults=grant_defaults(settings), admin=settings.admin,
                          requests=ledger)
-    sessions = Sessions(store, settings.session, connectors, device, cache, sealer=sealer)
-    flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl)
+    # SCIM, when on (scim.token set): asked at each sign-in and each use of a session (bridge/scim/directory.py)
+    directory = Directory(store, settings.scim) if settings.scim.enabled else None
+    sessions = Sessions(store, settings.session, connectors, device, cache, sealer=sealer, directory=directory)
+    flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl,
+                     admit=directory.admit if directory else admit_everyone)
     signin = SignIn(flow, connectors, access, sessions, store, auditor, metrics, partition=aws.partition,
                     audit_in_store=settings.audit.sink == "redis")
     return Services(
@@ -172,4 +180,17 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
         identity_center=IdentityCenter(settings.cli, store, device, sessions, access, issuer,
                                        base_url=settings.base_url, auditor=auditor,
                                        on_register=metrics.sso_registered),
-        requests=AccessRequests(ledger, access))
+        requests=AccessRequests(ledger, access), scim=build_scim(settings, store, sessions, directory, auditor))
+
+
+def admit_everyone(identity: Identity) -> None:
+    """Without SCIM, the IdP's word at sign-in is the only one."""
+
+
+def build_scim(settings: Settings, store: Store, sessions: Sessions, directory: Directory | None,
+               auditor: Auditor) -> ScimService | None:
+    """The SCIM provider when ``scim.token`` is set (None: off, and ``/scim/v2`` is not served at all)."""
+    if directory is None:
+        return None
+    return ScimService(store, directory, auditor, settings.base_url,
+                       end_sessions=lambda handles: end_inactive(sessions, directory, handles))

@@ -579,6 +579,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("upstream",),
     ("config",),
     ("storage",),
+    ("scim",),  # SCIM's resources and directory: the core asks the directory at each sign-in and session use
     ("core",),
     ("protocols",),
     ("web",),
