@@ -271,7 +271,10 @@ def ab(url: str, n: int, c: int, headers: dict[str, str] | None = None, body: Pa
     mean = float(re.search(r"Time per request:\s+([\d.]+) \[ms\] \(mean\)", out)[1])  # type: ignore[index]
     failed = int(re.search(r"Failed requests:\s+(\d+)", out)[1])  # type: ignore[index]
     non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
-    return rps, mean, float(pcts["50"]), float(pcts["99"]), failed + (int(non2xx[1]) if non2xx else 0)
+    # ab's 99 % row can be junk when n is small (it reads one slot past its samples): keep it between
+    # the 98 % row and the maximum.
+    p99 = min(max(float(pcts["99"]), float(pcts["98"])), float(pcts["100"]))
+    return rps, mean, float(pcts["50"]), p99, failed + (int(non2xx[1]) if non2xx else 0)
 
 
 def _redis_counters(rc: redis.Redis | None) -> tuple[dict[str, int], int]:
@@ -300,7 +303,7 @@ def interleave(server: Server, targets: list[Target], *, rounds: int, requests_p
                rc: redis.Redis | None = None, warm: int = 200) -> dict[str, list[Round]]:
     """Warm every target in every worker, then ``rounds`` rounds of all targets in turn."""
     for t in targets:
-        ab(t.url, warm, concurrency, t.headers, t.body)
+        ab(t.url, min(warm, t.requests or warm), concurrency, t.headers, t.body)
     out: dict[str, list[Round]] = {t.name: [] for t in targets}
     for _ in range(rounds):
         for t in targets:
