@@ -180,7 +180,8 @@ class Stack:
         stop_processes(self.procs)
         if self._stop_redis:
             self._stop_redis()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP_TMP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     @property
     def keys(self) -> Path:
@@ -201,15 +202,16 @@ class Stack:
                 **more}
 
     def serve(self, settings: dict[str, Any], *, workers: int = 2, env: dict[str, str] | None = None,
-              stderr: Path | None = None, ready: str = "/healthz", seconds: float = 120) -> Server:
-        """Start ``bridge serve`` with ``settings`` (written as JSON, which is YAML) and wait until it answers."""
+              log: Path | None = None, ready: str = "/healthz", seconds: float = 120) -> Server:
+        """Start ``bridge serve`` with ``settings`` (written as JSON, which is YAML) and wait until it answers;
+        its output (the access log is on stdout, the rest on stderr) goes to ``log`` when given."""
         port = int(settings["listen"].rsplit(":", 1)[1])
         path = self.tmp / f"bridge-{port}.yaml"
         path.write_text(json.dumps(settings))
-        err = stderr.open("ab") if stderr else subprocess.DEVNULL
+        out = log.open("ab") if log else subprocess.DEVNULL
         proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--config", str(path), "--workers",
-                                 str(workers)], env={**ENV, **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True)
+                                 str(workers)], env={**ENV, **(env or {})}, cwd=ROOT, stdout=out,
+                                stderr=out, start_new_session=True)
         self.procs.append(proc)
         server = Server(f"http://127.0.0.1:{port}", proc, path)
         wait(f"{server.base}{ready}", seconds)
