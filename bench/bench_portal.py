@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import statistics
-import sys
 import time
 from pathlib import Path
 
