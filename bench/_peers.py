@@ -279,30 +279,38 @@ def ab(url: str, n: int, c: int, headers: dict[str, str] | None = None, body: Pa
     return rps, mean, float(pcts["50"]), p99, failed + (int(non2xx[1]) if non2xx else 0)
 
 
-def _redis_counters(rc: redis.Redis | None) -> tuple[dict[str, int], int]:
-    if rc is None:
-        return {}, 0
-    info = rc.info("everything")
-    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items() if k.startswith("cmdstat_")}
-    return calls, int(info["total_reads_processed"])
+Redises = redis.Redis | list[redis.Redis] | None  # one server, or a Cluster's masters (summed)
 
 
-def measure(server: Server, t: Target, n: int, c: int, rc: redis.Redis | None) -> Round:
+def _redis_counters(rc: Redises) -> tuple[dict[str, int], int]:
+    calls: dict[str, int] = {}
+    reads = 0
+    for node in [] if rc is None else rc if isinstance(rc, list) else [rc]:
+        info = node.info("everything")
+        for k, v in info.items():
+            if k.startswith("cmdstat_"):
+                calls[k.removeprefix("cmdstat_")] = calls.get(k.removeprefix("cmdstat_"), 0) + int(v["calls"])
+        reads += int(info["total_reads_processed"])
+    return calls, reads
+
+
+def measure(server: Server, t: Target, n: int, c: int, rc: Redises) -> Round:
     server, n = t.server or server, t.requests or n
     cmds0, reads0 = _redis_counters(rc)
     cpu0 = server.cpu_seconds()
     rps, mean, p50, p99, errors = ab(t.url, n, c, t.headers, t.body)
     cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / n
     cmds1, reads1 = _redis_counters(rc)
-    # The diff holds the first INFO call and the second one's read: neither is the server's.
+    # The diff holds, per node, the first INFO call and the second one's read: neither is the server's.
     per = {k: (v - cmds0.get(k, 0)) / n for k, v in cmds1.items() if k != "info" and v != cmds0.get(k, 0)}
-    trips = max(0, reads1 - reads0 - 1) / n if rc is not None else float("nan")
+    nodes = 0 if rc is None else len(rc) if isinstance(rc, list) else 1
+    trips = max(0, reads1 - reads0 - nodes) / n if rc is not None else float("nan")
     return Round(rps, mean, p50, p99, errors, n, cpu_ms, sum(per.values()) if rc is not None else float("nan"),
                  trips, per)
 
 
 def interleave(server: Server, targets: list[Target], *, rounds: int, requests_per_round: int, concurrency: int,
-               rc: redis.Redis | None = None, warm: int = 200) -> dict[str, list[Round]]:
+               rc: Redises = None, warm: int = 200) -> dict[str, list[Round]]:
     """Warm every target in every worker, then ``rounds`` rounds of all targets in turn."""
     for t in targets:
         ab(t.url, min(warm, t.requests or warm), concurrency, t.headers, t.body)
