@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -42,8 +43,8 @@ if str(ROOT) not in sys.path:
 from bridge.localredis import LocalRedis, free_port, start_redis  # noqa: E402
 
 __all__ = ["ROOT", "LocalRedis", "Round", "Server", "Stack", "Target", "ab", "bench", "free_port",
-           "interleave", "machine_line", "nginx_exe", "python_client_ceiling", "report", "server_cpu_seconds",
-           "sign_in", "start_redis", "stop_processes", "stub", "wait"]
+           "interleave", "machine_line", "nginx_exe", "parse", "python_client_ceiling", "report", "server_cpu_seconds",
+           "sign_in", "start_redis", "stop_processes", "stub", "target", "wait"]
 
 # Rate limits stay on in every benchmark, high enough that the one user and one client IP are never
 # refused, so every request still pays for the limiter's Redis count as each production request does.
@@ -52,6 +53,18 @@ RATE_LIMITS = {k: RATE_LIMIT for k in ("sign_in_per_minute", "credentials_per_mi
                                        "device_code_per_minute", "sso_register_per_minute", "requests_per_minute")}
 # Every benchmark's process tree sees this checkout's bridge, whatever the venv has installed.
 ENV = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "PYTHONPATH": str(ROOT)}
+
+
+def parse(ap: argparse.ArgumentParser, **smoke: Any) -> argparse.Namespace:
+    """``ap.parse_args()`` with ``--smoke``: the ``smoke`` values instead (a few requests), for
+    tests/integration/test_bench_smoke.py to check the benchmark still runs; targets are then not checked."""
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few requests, to check the benchmark runs (its targets are not checked)")
+    args = ap.parse_args()
+    if args.smoke:
+        for k, v in smoke.items():
+            setattr(args, k, v)
+    return args
 
 
 def wait(url: str, seconds: float = 30) -> None:
@@ -74,6 +87,14 @@ def bench(name: str, value: float | int, unit: str) -> None:
     """One ``BENCH <name> <value> <unit>`` line."""
     text = f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
     print(f"BENCH {name} {text} {unit}", flush=True)
+
+
+def target(name: str, value: float, goal: float, *, at_most: bool = False) -> bool:
+    """Print whether ``value`` meets ``goal`` (>= it, or <= it with ``at_most``). A missed target is
+    reported, not an exit status: a benchmark fails only when its requests do, so ``make bench`` runs all."""
+    met = value <= goal if at_most else value >= goal
+    print(f"TARGET {name}: {value:.3g} {'<=' if at_most else '>='} {goal:g} {'met' if met else 'MISSED'}", flush=True)
+    return met
 
 
 def machine_line(what: str) -> None:
@@ -140,6 +161,11 @@ class Server:
     def cpu_seconds(self) -> float:
         return server_cpu_seconds(self.proc.pid)
 
+    def wait(self, path: str = "/healthz", seconds: float = 120) -> None:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"bridge serve ({self.config}) exited with {self.proc.returncode}")
+        wait(f"{self.base}{path}", seconds)
+
     def workers(self) -> list[int]:
         try:
             return [int(c) for c in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
@@ -202,9 +228,10 @@ class Stack:
                 **more}
 
     def serve(self, settings: dict[str, Any], *, workers: int = 2, env: dict[str, str] | None = None,
-              log: Path | None = None, ready: str = "/healthz", seconds: float = 120) -> Server:
-        """Start ``bridge serve`` with ``settings`` (written as JSON, which is YAML) and wait until it answers;
-        its output (the access log is on stdout, the rest on stderr) goes to ``log`` when given."""
+              log: Path | None = None, ready: str | None = "/healthz", seconds: float = 120) -> Server:
+        """Start ``bridge serve`` with ``settings`` (written as JSON, which is YAML) and wait until ``ready``
+        answers (None: don't wait; ``Server.wait`` later); its output (the access log is on stdout, the
+        rest on stderr) goes to ``log`` when given."""
         port = int(settings["listen"].rsplit(":", 1)[1])
         path = self.tmp / f"bridge-{port}.yaml"
         path.write_text(json.dumps(settings))
@@ -214,7 +241,8 @@ class Stack:
                                 stderr=out, start_new_session=True)
         self.procs.append(proc)
         server = Server(f"http://127.0.0.1:{port}", proc, path)
-        wait(f"{server.base}{ready}", seconds)
+        if ready:
+            server.wait(ready, seconds)
         return server
 
 

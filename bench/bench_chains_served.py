@@ -16,7 +16,19 @@ import argparse
 import statistics
 import sys
 
-from _peers import Stack, Target, bench, free_port, interleave, machine_line, report, sign_in, stub  # noqa: E402
+from _peers import (  # noqa: E402 - bench/ is on sys.path when run
+    Stack,
+    Target,
+    bench,
+    free_port,
+    interleave,
+    machine_line,
+    parse,
+    report,
+    sign_in,
+    stub,
+    target,
+)
 
 TARGET = 0.5
 GRANT = {"tags": {"Email": "{email}", "Department": "{claims.department}"}, "transitive_tags": ["Department"],
@@ -29,7 +41,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
+    args = parse(ap, requests=100, rounds=1, workers=1)
     with Stack("chains-served") as stack:
         port = free_port()
         server = stack.serve(stack.config(
@@ -74,8 +86,9 @@ def main() -> int:
         bench("served_cached_chained_to_direct_ratio", round(chained_d, 3), "ratio")
         bench("served_cached_to_healthz_target", TARGET, "ratio")
         errors = sum(r.errors for rs in runs.values() for r in rs)
-        ok = ratios["cached_chained"] >= TARGET and ratios["cached_direct"] >= TARGET and errors == 0
-        return 0 if ok else 1
+        target("cached direct / healthz req/s", ratios["cached_direct"], TARGET)
+        target("cached chained / healthz req/s", ratios["cached_chained"], TARGET)
+        return 0 if errors == 0 else 1
 
 
 if __name__ == "__main__":

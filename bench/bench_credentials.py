@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import requests
-from _peers import Stack, Target, bench, free_port, interleave, machine_line, report, sign_in, stub  # noqa: E402
+from _peers import Stack, Target, bench, free_port, interleave, machine_line, parse, report, sign_in, stub, target  # noqa: E402
 
 TARGET = 0.5
 ROLE = "arn:aws:iam::123456789012:role/Admin"
@@ -67,12 +67,14 @@ def main() -> int:
     ap.add_argument("--connections", default="8,50", help="ab -c values, each its own interleaved rounds")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--process-runs", type=int, default=15, help="credential-process runs (0: none)")
-    args = ap.parse_args()
+    args = parse(ap, requests=100, fresh_requests=10, rounds=1, process_runs=1, workers=1)
     with Stack("credentials") as stack:
         cport, fport = free_port(), free_port()
-        cached = stack.serve(stack.config(cport, **SETTINGS), workers=args.workers)
+        cached = stack.serve(stack.config(cport, **SETTINGS), workers=args.workers, ready=None)
         fresh = stack.serve(stack.config(fport, **SETTINGS, credential_cache={"enabled": False}),
-                            workers=args.workers)
+                            workers=args.workers, ready=None)
+        cached.wait()
+        fresh.wait()
         body = stack.tmp / "empty"
         body.write_bytes(b"")
         targets = [Target("healthz", f"{cached.base}/healthz")]
@@ -107,10 +109,11 @@ def main() -> int:
              "no AWS account in a benchmark; the round trip to AWS is not in the fresh figures")
         stub("upstream-idp", "the dev connector for the one sign-in per server",
              "sign-in is not measured here; no IdP re-verification runs during the measured requests")
-        ok = True
         for c, r in runs.items():
             ratios = report(f"c{c}", r)
-            ok = ok and ratios["credentials_cached"] >= TARGET
+            target(f"cached credentials at {c} connections / healthz req/s", ratios["credentials_cached"], TARGET)
+            target(f"Redis round trips per cached request at {c} connections",
+                   statistics.median(x.redis_round_trips for x in r["credentials_cached"]), 1, at_most=True)
         if process_ms:
             bench("credential_process_warm_p50", round(statistics.median(process_ms), 1), "ms")
             bench("credential_process_warm_max", round(max(process_ms), 1), "ms")
@@ -118,7 +121,7 @@ def main() -> int:
         bench("session_json_size", raw, "bytes")
         bench("cached_to_healthz_target", TARGET, "ratio")
         errors = sum(x.errors for r in runs.values() for rs in r.values() for x in rs)
-        return 0 if ok and errors == 0 else 1
+        return 0 if errors == 0 else 1
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from _peers import (  # noqa: E402 - bench/ is on sys.path when run
     free_port,
     machine_line,
     measure,
+    parse,
     python_client_ceiling,
     stop_processes,
     stub,
@@ -192,6 +193,7 @@ def run_phase(kind: str, base: str, clients: int, procs: int, seconds: float, of
 # -- server side -------------------------------------------------------------------------------
 
 def main() -> int:
+    global POOL  # noqa: PLW0603 - --pool sets it; the client processes (forked) read it
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each Python-client phase")
     ap.add_argument("--requests", type=int, default=10000, help="requests per ab round")
@@ -203,7 +205,10 @@ def main() -> int:
     ap.add_argument("--max-requests", type=int, default=0, help="gunicorn max_requests (0 = no recycling)")
     ap.add_argument("--outage", type=float, default=3.0, help="seconds Redis stays down in the restart phase")
     ap.add_argument("--users", type=int, default=2000, help="sign-ins (distinct users) for the memory figure")
-    args = ap.parse_args()
+    ap.add_argument("--pool", type=int, default=POOL, help="users the dev connector lists")
+    args = parse(ap, seconds=1.0, requests=100, rounds=1, clients=4, client_procs=1, outage=0.5, users=20, pool=500,
+                 workers=1)
+    POOL = args.pool
 
     tmp = Path(tempfile.mkdtemp(prefix="bridge-load-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -299,7 +304,8 @@ audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
             for t in targets:
                 ab_runs[t.name].append(measure(server, t, args.requests, args.clients, rc))
             cpu0 = server.cpu_seconds()
-            rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=r * 3000)
+            rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds,
+                                    offset=r * POOL // 8)
             signin.append((rps, res, (server.cpu_seconds() - cpu0) * 1000 / max(1, sum(1 for x in res if x[2]))))
         ratios = report_ab("load", ab_runs)
         rps = statistics.median(x[0] for x in signin)
@@ -335,7 +341,7 @@ audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
 
         cache_delta()
         cpu0 = server.cpu_seconds()
-        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=16000,
+        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=POOL * 3 // 4,
                                 during=outage)
         window_thread[0].join(120)  # a short run may end before Redis is back
         report("restart", rps, res, "flows/s", (server.cpu_seconds() - cpu0) * 1000 / max(1, sum(x[2] for x in res)),

@@ -57,6 +57,7 @@ from _peers import (  # noqa: E402 - bench/ is on sys.path when run
     machine_line,
     measure,
     nginx_exe,
+    parse,
     python_client_ceiling,
     stop_processes,
     stub,
@@ -311,7 +312,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
     ap.add_argument("--soak-users", type=int, default=20)
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds of soak before the first sample")
     ap.add_argument("--sample", type=float, default=60.0, help="seconds between soak samples")
-    args = ap.parse_args()
+    args = parse(ap, seconds=1.0, rounds=1, clients=4, client_procs=1, requests=100, soak_minutes=0.0,
+                 workers=1)
 
     nginx = nginx_exe()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # killed: still stop what was started
