@@ -194,9 +194,12 @@ class Stack:
             self.procs.append(subprocess.Popen(
                 [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.sts_port)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-            subprocess.run([sys.executable, "-m", "bridge.cli", "keys", "generate", "--dir", str(self.keys)],
-                           check=True, stdout=subprocess.DEVNULL, env=ENV, cwd=ROOT)
-            wait(f"http://127.0.0.1:{self.sts_port}/")
+            # What `bridge keys generate` writes, without starting another interpreter for it.
+            from bridge.aws.keys import generate_cache_key, generate_key, generate_saml_key
+
+            generate_key(self.keys)
+            generate_saml_key(self.keys)
+            generate_cache_key(self.keys)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -243,7 +246,12 @@ class Stack:
         server = Server(f"http://127.0.0.1:{port}", proc, path)
         if ready:
             server.wait(ready, seconds)
+            self.wait_sts()
         return server
+
+    def wait_sts(self) -> None:
+        """moto's STS answers (it starts while the bridge does: nothing calls STS before a request)."""
+        wait(f"http://127.0.0.1:{self.sts_port}/")
 
 
 def nginx_exe() -> str:

@@ -75,6 +75,7 @@ def main() -> int:
                             workers=args.workers, ready=None)
         cached.wait()
         fresh.wait()
+        stack.wait_sts()
         body = stack.tmp / "empty"
         body.write_bytes(b"")
         targets = [Target("healthz", f"{cached.base}/healthz")]
