@@ -79,14 +79,14 @@ bench: $(STAMP)
 	scripts/setup-system.sh bench
 	$(PY) bench/bench_credentials.py
 	$(PY) bench/bench_saml.py
-	$(PY) bench/bench_load.py
+	$(PY) bench/bench_load.py --seconds 10 --users 1000
 	$(PY) bench/bench_rules.py
 	$(PY) bench/bench_portal.py
 	$(PY) bench/bench_cli_startup.py
 	$(PY) bench/bench_bulkhead.py
 	$(PY) bench/bench_redis_failover.py
 	$(PY) bench/bench_sso.py
-	$(PY) bench/bench_scaleout.py
+	$(PY) bench/bench_scaleout.py --seconds 8 --soak-minutes 2 --warmup 15 --sample 30
 	$(PY) bench/bench_chains.py
 	$(PY) bench/bench_chains_served.py
 

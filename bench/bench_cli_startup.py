@@ -41,9 +41,11 @@ CASES = {
 
 
 def seed_cache(home: Path) -> None:
-    """One credential fresh for an hour, where bridge.client.core._cache_path looks for it."""
+    """One credential fresh for an hour, where bridge.client._cache_path looks for it, which the bridge
+    said a moment ago this login still holds (``CheckedAt``: no recheck on the measured runs)."""
     doc = {"Version": 1, "AccessKeyId": "ASIABENCH", "SecretAccessKey": "secret", "SessionToken": "token",
-           "Expiration": (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+           "Expiration": (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "CheckedAt": time.time()}
     key = hashlib.sha256(f"{URL}\x00{ROLE}\x00None".encode()).hexdigest()[:32]
     cache = home / "cache" / "federation-bridge"
     cache.mkdir(parents=True, mode=0o700)

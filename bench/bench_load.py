@@ -1,22 +1,25 @@
-"""Load: many concurrent clients against gunicorn with local peers (Redis, moto STS), on this box.
+"""Load: many concurrent clients against the real `bridge serve` with local peers (Redis, moto STS).
 
-Phases, each ``--seconds`` long with ``--clients`` concurrent clients, in one run so machine
-noise hits all alike:
+In ``--rounds`` interleaved rounds, so machine noise hits all alike:
 
-  healthz    GET /healthz (the ceiling of the server and client stack)
-  signin     sign-in (dev connector) → portal → POST /credentials (mint + STS), a new user each time
-  cached     POST /credentials again for the same role and duration (credential cache hits)
+  healthz    GET /healthz with `ab -k` (a C client: the ceiling of the server)
+  signin     sign-in (dev connector) → portal → POST /credentials (mint + STS), a new user each time,
+             from ``--clients`` Python client threads in ``--client-procs`` processes (a multi-step flow
+             with cookies: no C load generator does it). The client's own ceiling — the same client
+             against nginx answering a constant — is measured and printed beside the figure.
+  cached     POST /credentials again for the same role and duration (credential cache hits), `ab -k`
+
+then once:
+
   restart    the signin flow while Redis is killed half-way and started again (AOF on) after
              ``--outage`` seconds: errors must fall inside the outage window (plus the time the
              bridge takes to notice the return), and every answer after it must be right.
 
-Then Redis memory per signed-in user (session + cached credentials) from ``--users`` sign-ins.
+Each line shows the server's CPU (gunicorn master + workers, /proc) per request or flow and, for the
+`ab` kinds, the Redis round trips per request (bench/_peers.py). Then Redis memory per signed-in user
+(session + cached credentials) from ``--users`` sign-ins.
 
-    .venv/bin/python bench/bench_load.py [--seconds 20] [--clients 50] [--workers 2]
-    .venv/bin/python bench/bench_load.py --seconds 60      # the figures in docs/benchmarks.md
-
-Clients are threads in ``--client-procs`` processes (the client needs CPU too: it shares the
-2 cores with the server, so figures are a floor for the server alone).
+    .venv/bin/python bench/bench_load.py [--seconds 20] [--requests 10000] [--clients 50] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -38,7 +40,22 @@ from typing import Any
 
 import redis
 import requests
-from _peers import LocalRedis, free_port, stop_processes, stub, wait  # noqa: E402 - bench/ is on sys.path when run
+from _peers import (  # noqa: E402 - bench/ is on sys.path when run
+    LocalRedis,
+    Round,
+    Server,
+    Target,
+    bench,
+    free_port,
+    machine_line,
+    measure,
+    parse,
+    python_client_ceiling,
+    stop_processes,
+    stub,
+    wait,
+)
+from _peers import report as report_ab  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Admin"
@@ -176,8 +193,11 @@ def run_phase(kind: str, base: str, clients: int, procs: int, seconds: float, of
 # -- server side -------------------------------------------------------------------------------
 
 def main() -> int:
+    global POOL  # noqa: PLW0603 - --pool sets it; the client processes (forked) read it
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each Python-client phase")
+    ap.add_argument("--requests", type=int, default=10000, help="requests per ab round")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--client-procs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
@@ -185,7 +205,10 @@ def main() -> int:
     ap.add_argument("--max-requests", type=int, default=0, help="gunicorn max_requests (0 = no recycling)")
     ap.add_argument("--outage", type=float, default=3.0, help="seconds Redis stays down in the restart phase")
     ap.add_argument("--users", type=int, default=2000, help="sign-ins (distinct users) for the memory figure")
-    args = ap.parse_args()
+    ap.add_argument("--pool", type=int, default=POOL, help="users the dev connector lists")
+    args = parse(ap, seconds=1.0, requests=100, rounds=1, clients=4, client_procs=1, outage=0.5, users=20, pool=500,
+                 workers=1)
+    POOL = args.pool
 
     tmp = Path(tempfile.mkdtemp(prefix="bridge-load-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -213,18 +236,35 @@ audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
         env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": str(args.threads),
                "BRIDGE_MAX_REQUESTS": str(args.max_requests)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        procs.append(subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg), "--bind",
-                                       f"127.0.0.1:{bport}", "--workers", str(args.workers)], env=env,
-                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        serve = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg), "--bind",
+                                  f"127.0.0.1:{bport}", "--workers", str(args.workers)], env=env,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        procs.append(serve)
         base = f"http://127.0.0.1:{bport}"
         wait(f"{base}/readyz", 120)
         wait(f"http://127.0.0.1:{sport}/")
         s = requests.Session()
         credentials(s, base, sign_in(s, base, f"u{POOL - 1:05d}"))  # warm every path once
 
-        print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
-              f"gunicorn gthread workers={args.workers} threads={args.threads}; {args.clients} clients "
-              f"({args.client_procs} processes) on the same machine; {args.seconds:.0f} s per phase")
+        server = Server(base, serve, cfg)
+        rc = redis.Redis.from_url(rd.url)
+        cs, cportal = requests.Session(), None
+        cportal = sign_in(cs, base, f"u{POOL - 2:05d}")
+        credentials(cs, base, cportal)  # fills the cache
+        gid = next(g["id"] for g in cportal["grants"] if g["role_arn"] == ROLE)
+        body = tmp / "duration"
+        body.write_text("duration=3600")
+        targets = [Target("healthz", f"{base}/healthz"),
+                   Target("cached", f"{base}/credentials/{gid}", {
+                       "Accept": "application/json", "X-CSRF-Token": cportal["csrf_token"],
+                       "Cookie": f"bridge_session={cs.cookies.get('bridge_session')}"}, body)]
+        ceiling = python_client_ceiling(
+            lambda b: run_phase("healthz", b, args.clients, args.client_procs, min(5.0, args.seconds))[0])
+
+        machine_line(f"gunicorn gthread workers={args.workers} threads={args.threads}; ab -k -c {args.clients} "
+                     f"x {args.requests} requests; sign-in flows from {args.clients} Python clients "
+                     f"({args.client_procs} processes) for {args.seconds:.0f} s; {args.rounds} interleaved rounds")
+        print("rate limits on (counted in Redis on every request, never refused); credential cache on")
         stub("sts", "moto_server on loopback instead of AWS STS",
              "no AWS account in a benchmark; the round trip to AWS is not in the figures")
         stub("upstream-idp", "the dev connector (pick a user) instead of an OIDC/SAML IdP round trip",
@@ -243,23 +283,42 @@ audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
                 seen[result] = now
             return ", ".join(out)
 
-        def report(name: str, rps: float, results: list[tuple[float, float, bool, str]], unit: str) -> None:
+        def report(name: str, rps: float, results: list[tuple[float, float, bool, str]], unit: str,
+                   cpu_ms: float, cache: str = "") -> None:
             lat = [r[1] for r in results if r[2]]
             errs = sum(1 for r in results if not r[2])
             print(f"{name:10s} {rps:8.1f} {unit}  p50 {pct(lat, 50):8.1f} ms  p99 {pct(lat, 99):8.1f} ms  "
-                  f"ok {len(lat)}  errors {errs}  (credential cache {cache_delta()})")
+                  f"server CPU {cpu_ms:6.2f} ms/flow  ok {len(lat)}  errors {errs}{cache}")
             figures[name] = rps
-            print(f"BENCH load_{name}_rate {rps:.1f} {unit}")
-            print(f"BENCH load_{name}_p50 {pct(lat, 50):.1f} ms")
-            print(f"BENCH load_{name}_p99 {pct(lat, 99):.1f} ms")
-            print(f"BENCH load_{name}_errors {errs} count")
+            bench(f"load_{name}_rate", round(rps, 1), unit)
+            bench(f"load_{name}_p50", round(pct(lat, 50), 1), "ms")
+            bench(f"load_{name}_p99", round(pct(lat, 99), 1), "ms")
+            bench(f"load_{name}_server_cpu", round(cpu_ms, 2), "ms/flow")
+            bench(f"load_{name}_errors", errs, "count")
 
-        rps, res, _ = run_phase("healthz", base, args.clients, args.client_procs, args.seconds)
-        report("healthz", rps, res, "req/s")
-        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds)
-        report("signin", rps, res, "flows/s")  # a flow = 4 requests: login, callback, portal, credentials
-        rps, res, _ = run_phase("cached", base, args.clients, args.client_procs, args.seconds, offset=8000)
-        report("cached", rps, res, "req/s")
+        ab_runs: dict[str, list[Round]] = {t.name: [] for t in targets}
+        signin: list[tuple[float, list[tuple[float, float, bool, str]], float]] = []
+        for t in targets:  # warm every code path in every worker
+            measure(server, t, 200, args.clients, None)
+        for r in range(args.rounds):
+            for t in targets:
+                ab_runs[t.name].append(measure(server, t, args.requests, args.clients, rc))
+            cpu0 = server.cpu_seconds()
+            rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds,
+                                    offset=r * POOL // 8)
+            signin.append((rps, res, (server.cpu_seconds() - cpu0) * 1000 / max(1, sum(1 for x in res if x[2]))))
+        ratios = report_ab("load", ab_runs)
+        rps = statistics.median(x[0] for x in signin)
+        report("signin", rps, [y for x in signin for y in x[1]], "flows/s", statistics.median(x[2] for x in signin))
+        signin_ratio = statistics.median(x[0] / h.rps for x, h in zip(signin, ab_runs["healthz"], strict=True))
+        # A flow is four requests (login, callback, portal, credentials): the client's ceiling in flows.
+        print(f"Python client ceiling: {ceiling:.0f} req/s against nginx answering a constant ({args.clients} "
+              f"clients, {args.client_procs} processes) = {ceiling / 4:.0f} flows/s, "
+              f"{ceiling / 4 / rps:.1f} x the sign-in figure (>= 3: the client is not the bottleneck)")
+        bench("load_python_client_ceiling", round(ceiling, 1), "req/s")
+        bench("load_python_client_ceiling_to_signin_ratio", round(ceiling / 4 / rps, 2), "ratio")
+        bench("signin_to_healthz_ratio", round(signin_ratio, 4), "ratio")
+        bench("cached_to_healthz_ratio", round(ratios["cached"], 3), "ratio")
 
         # Redis restarted half-way through a sign-in run.
         window: dict[str, float] = {}
@@ -280,10 +339,13 @@ audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
             th.start()
             window_thread.append(th)
 
-        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=8100,
+        cache_delta()
+        cpu0 = server.cpu_seconds()
+        rps, res, _ = run_phase("signin", base, args.clients, args.client_procs, args.seconds, offset=POOL * 3 // 4,
                                 during=outage)
         window_thread[0].join(120)  # a short run may end before Redis is back
-        report("restart", rps, res, "flows/s")
+        report("restart", rps, res, "flows/s", (server.cpu_seconds() - cpu0) * 1000 / max(1, sum(x[2] for x in res)),
+               f"  (credential cache {cache_delta()})")
         # An error may start just before the kill (a flow in flight) and end one Redis timeout after.
         lo, hi = window["down"] - 2.0, window["ready"] + 1.5
         errs = [r for r in res if not r[2]]
@@ -327,8 +389,6 @@ audit: {{sink: file, path: {tmp / 'audit.jsonl'}}}
               f"{rc.memory_usage(ckey)} B); 10,000 users ≈ {per_user * 10000 / 2**20:.1f} MiB")
         print(f"BENCH redis_bytes_per_user {per_user:.0f} bytes")
         print(f"BENCH redis_mib_per_10k_users {per_user * 10000 / 2**20:.1f} MiB")
-        print(f"BENCH signin_to_healthz_ratio {figures['signin'] / figures['healthz']:.3f} ratio")
-        print(f"BENCH cached_to_healthz_ratio {figures['cached'] / figures['healthz']:.3f} ratio")
         # The audit trail's size per record, as JSON lines and in a Redis stream (sink: redis).
         lines = (tmp / "audit.jsonl").read_text(encoding="utf-8").splitlines()
         sample = lines[-5000:]

@@ -137,13 +137,13 @@ def main() -> int:
     stop_redis = None
     try:
         redis_url, stop_redis = start_redis(tmp / "redis")
-        subprocess.run([sys.executable, "-m", "bridge.commands.cli", "keys", "generate", "--dir", str(tmp / "keys")],
+        subprocess.run([sys.executable, "-m", "bridge", "keys", "generate", "--dir", str(tmp / "keys")],
                        check=True, stdout=subprocess.DEVNULL)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         cfg = config(tmp, port, redis_url, a.accounts, a.roles, a.users)
         err = (tmp / "serve.log").open("wb")
-        procs.append(subprocess.Popen([sys.executable, "-m", "bridge.commands.cli", "serve", "--config", str(cfg),
+        procs.append(subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg),
                                        "--workers", "1"], stdout=err, stderr=subprocess.DEVNULL,
                                       env={**os.environ, "BRIDGE_ACCESS_LOG": "1"}, start_new_session=True))
         wait(f"{base}/healthz", 120)

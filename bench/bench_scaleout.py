@@ -9,15 +9,21 @@ config (``redis.mode: cluster``), and nginx (Debian's package) with two listener
 
 Phases, ``--seconds`` each, alternated one/two ``--rounds`` times so machine noise hits both alike:
 
-  signin   sign-in (dev connector) → portal → POST /credentials (mint + STS), a new user each time
-  cached   POST /credentials again for the same role and duration (credential cache hits)
+  signin   sign-in (dev connector) → portal → POST /credentials (mint + STS), a new user each time,
+           from Python clients (a multi-step flow with cookies); their own ceiling — the same client
+           against nginx answering a constant — is measured and printed beside the figure
+  cached   POST /credentials again for the same role and duration (credential cache hits), `ab -k`
+           (a C client), with the bridges' CPU and the Cluster's Redis round trips per request
+
+Every instance has the same ``--workers`` (2, as bench_load.py's single instance): the ratio is what
+a second instance adds, not what more workers add.
 
 Then a soak (``--soak-minutes``, 10 by default) through the ``two`` listener: ``--soak-users`` users
 sign in → credentials → sign out, over and over. Sampled after a warm-up and every
 ``--sample`` seconds: the RSS of every gunicorn worker, and the cluster's ``used_memory`` (masters),
 keys and sessions. Memory must not grow beyond what the sessions held at the end explain.
 
-    .venv/bin/python bench/bench_scaleout.py [--seconds 15] [--clients 40] [--soak-minutes 10]
+    .venv/bin/python bench/bench_scaleout.py [--seconds 15] [--requests 5000] [--clients 40] [--soak-minutes 10]
 
 All parts share this machine's cores (clients, nginx, six Redis nodes, moto, the bridges): the
 ratio is what a second instance adds here, a floor for instances on their own machines.
@@ -28,7 +34,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import re
 import shutil
 import signal
@@ -42,7 +47,22 @@ from typing import Any
 
 import bench_load  # noqa: E402
 import requests
-from _peers import ROOT, free_port, stop_processes, stub, wait  # noqa: E402 - bench/ is on sys.path when run
+from _peers import (  # noqa: E402 - bench/ is on sys.path when run
+    ROOT,
+    Round,
+    Server,
+    Target,
+    bench,
+    free_port,
+    machine_line,
+    measure,
+    nginx_exe,
+    parse,
+    python_client_ceiling,
+    stop_processes,
+    stub,
+    wait,
+)
 from bench_load import credentials, run_phase, sign_in  # noqa: E402
 
 from tests.redis_topologies import Cluster, start_cluster  # noqa: E402
@@ -52,11 +72,15 @@ PER_SIGNIN = 1500  # users set aside per sign-in phase: each flow is a new user 
 WARM = 8  # the last users of the pool: one sign-in per path and instance before the phases
 
 
-def nginx_exe() -> str:
-    exe = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if not exe:
-        raise SystemExit("nginx is not installed: apt-get install nginx-light (scripts/setup-system.sh bench)")
-    return exe
+class Instances(Server):
+    """Several ``bridge serve`` read as one: their CPU summed."""
+
+    def __init__(self, base: str, servers: list[Server]) -> None:
+        super().__init__(base, servers[0].proc, servers[0].config)
+        self.servers = servers
+
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_seconds() for s in self.servers)
 
 
 def nginx_conf(tmp: Path, listeners: dict[int, list[int]], host: str) -> Path:
@@ -281,13 +305,15 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
     ap.add_argument("--rounds", type=int, default=2, help="one/two alternations per phase kind")
     ap.add_argument("--clients", type=int, default=40)
     ap.add_argument("--client-procs", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=1, help="gunicorn workers per instance")
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers per instance (as one instance has)")
+    ap.add_argument("--requests", type=int, default=5000, help="requests per ab round of cached fetches")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     ap.add_argument("--soak-minutes", type=float, default=10.0, help="0: no soak")
     ap.add_argument("--soak-users", type=int, default=20)
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds of soak before the first sample")
     ap.add_argument("--sample", type=float, default=60.0, help="seconds between soak samples")
-    args = ap.parse_args()
+    args = parse(ap, seconds=1.0, rounds=1, clients=4, client_procs=1, requests=100, soak_minutes=0.0,
+                 workers=1)
 
     nginx = nginx_exe()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # killed: still stop what was started
@@ -311,13 +337,14 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
         env = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_THREADS": str(args.threads),
                "BRIDGE_MAX_REQUESTS": "0"}  # no recycling: the soak follows the same workers throughout
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        masters = []
+        masters, servers = [], []
         for port in (a_port, b_port):
             p = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cfg), "--bind",
                                   f"127.0.0.1:{port}", "--workers", str(args.workers)], env=env, cwd=ROOT,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
             procs.append(p)
             masters.append(p.pid)
+            servers.append(Server(f"http://127.0.0.1:{port}", p, cfg))
         conf = nginx_conf(tmp, {one_port: [a_port], two_port: [a_port, b_port]}, host)
         procs.append(subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf), "-g", "daemon off;"],
                                       stderr=subprocess.DEVNULL, start_new_session=True))
@@ -330,10 +357,26 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
             base = (one, two)[k % 2]
             credentials(s, base, sign_in(s, base, f"u{bench_load.POOL - 1 - k:05d}"))
 
-        print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
-              f"per instance gunicorn gthread workers={args.workers} threads={args.threads}; Redis Cluster "
-              f"3+3 nodes; nginx round robin; {args.clients} clients ({args.client_procs} processes) on the same "
-              f"machine; {args.seconds:.0f} s per phase, {args.rounds} rounds", flush=True)
+        ceiling = python_client_ceiling(
+            lambda b: run_phase("healthz", b, args.clients, args.client_procs, min(5.0, args.seconds))[0])
+        cs = requests.Session()
+        cportal = sign_in(cs, two, f"u{bench_load.POOL - 1:05d}")
+        credentials(cs, two, cportal)  # cached from here on
+        gid = next(g["id"] for g in cportal["grants"] if g["role_arn"] == bench_load.ROLE)
+        body = tmp / "duration"
+        body.write_text("duration=3600")
+        headers = {"Accept": "application/json", "X-CSRF-Token": cportal["csrf_token"],
+                   "Cookie": f"bridge_session={cs.cookies.get('bridge_session')}"}
+        group = {"one": Instances(one, servers), "two": Instances(two, servers)}  # both: B idles behind "one"
+        targets = {name: Target(f"cached_{name}", f"{base}/credentials/{gid}", headers, body, server=group[name])
+                   for name, base in (("one", one), ("two", two))}
+        masters_redis = [m.client() for m in cluster.masters()]
+
+        machine_line(f"per instance gunicorn gthread workers={args.workers} threads={args.threads}; Redis Cluster "
+                     f"3+3 nodes; nginx round robin; sign-in flows from {args.clients} Python clients "
+                     f"({args.client_procs} processes), {args.seconds:.0f} s per phase; cached fetches ab -k -c "
+                     f"{args.clients} x {args.requests}; {args.rounds} rounds")
+        print("rate limits on (counted in Redis on every request, never refused)")
         stub("sts", "moto_server on loopback instead of AWS STS",
              "no AWS account in a benchmark; the round trip to AWS is not in the figures")
         stub("upstream-idp", "the dev connector (pick a user) instead of an OIDC/SAML IdP round trip",
@@ -347,26 +390,53 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, measure, report,
             "redis": lambda: [srv.proc.pid for srv in cluster.servers],
             "nginx": lambda: [nginx_proc.pid, *workers_of(nginx_proc.pid)]})
         rates: dict[str, list[float]] = {}
+        for t in targets.values():  # warm every path in every worker
+            measure(t.server or group["two"], t, 400, args.clients, None)
         offset = 0
         for kind, unit in (("signin", "flows/s"), ("cached", "req/s")):
             for r in range(args.rounds):
                 for name, base in (("one", one), ("two", two)):
                     cpu.start()
-                    rps, res, _ = run_phase(kind, base, args.clients, args.client_procs, args.seconds, offset=offset)
+                    if kind == "cached":
+                        rnd: Round = measure(group[name], targets[name], args.requests, args.clients, masters_redis)
+                        rps, errs = rnd.rps, rnd.errors
+                        detail = (f"server CPU {rnd.cpu_ms:.2f} ms/req, Redis {rnd.redis_round_trips:.2f} round trips "
+                                  f"{rnd.redis_commands:.2f} commands/req, ")
+                        rates.setdefault(f"{kind}_{name}_cpu", []).append(rnd.cpu_ms)
+                        rates.setdefault(f"{kind}_{name}_trips", []).append(rnd.redis_round_trips)
+                    else:
+                        cpu0 = group[name].cpu_seconds()
+                        rps, res, _ = run_phase(kind, base, args.clients, args.client_procs, args.seconds,
+                                                offset=offset)
+                        offset += PER_SIGNIN  # distinct users per phase
+                        errs = sum(1 for x in res if not x[2])
+                        flows = max(1, len(res) - errs)
+                        detail = f"server CPU {(group[name].cpu_seconds() - cpu0) * 1000 / flows:.1f} ms/flow, "
+                        if len(res) > PER_SIGNIN:
+                            print(f"  note: {len(res)} flows > {PER_SIGNIN} users set aside: some had cached "
+                                  "credentials")
+                        if errs:
+                            print(f"  first errors: {sorted({x[3] for x in res if not x[2]})[:3]}")
                     share = cpu.line()
-                    offset += PER_SIGNIN if kind == "signin" else args.clients  # distinct users per phase
-                    errs = sum(1 for x in res if not x[2])
-                    if kind == "signin" and len(res) > PER_SIGNIN:
-                        print(f"  note: {len(res)} flows > {PER_SIGNIN} users set aside: some had cached credentials")
                     rates.setdefault(f"{kind}_{name}", []).append(rps)
-                    print(f"{kind:7s} {name}  round {r + 1}: {rps:8.1f} {unit}  errors {errs}  ({share})", flush=True)
-                    if errs:
-                        print(f"  first errors: {sorted({x[3] for x in res if not x[2]})[:3]}")
+                    rates.setdefault(f"{kind}_errors", []).append(errs)
+                    print(f"{kind:7s} {name}  round {r + 1}: {rps:8.1f} {unit}  errors {errs}  ({detail}{share})",
+                          flush=True)
             one_rate = sum(rates[f"{kind}_one"]) / args.rounds
             two_rate = sum(rates[f"{kind}_two"]) / args.rounds
-            print(f"BENCH scaleout_{kind}_one {one_rate:.1f} {unit}")
-            print(f"BENCH scaleout_{kind}_two {two_rate:.1f} {unit}")
-            print(f"BENCH scaleout_{kind}_ratio {two_rate / one_rate:.2f} ratio")
+            bench(f"scaleout_{kind}_one", round(one_rate, 1), unit)
+            bench(f"scaleout_{kind}_two", round(two_rate, 1), unit)
+            bench(f"scaleout_{kind}_ratio", round(two_rate / one_rate, 2), "ratio")
+            bench(f"scaleout_{kind}_errors", sum(rates[f"{kind}_errors"]), "count")
+        for name in ("one", "two"):
+            bench(f"scaleout_cached_{name}_server_cpu", round(sum(rates[f"cached_{name}_cpu"]) / args.rounds, 3),
+                  "ms/req")
+            bench(f"scaleout_cached_{name}_redis_round_trips",
+                  round(sum(rates[f"cached_{name}_trips"]) / args.rounds, 2), "per_req")
+        signin_two = sum(rates["signin_two"]) / args.rounds
+        print(f"Python client ceiling: {ceiling:.0f} req/s against nginx answering a constant = {ceiling / 4:.0f} "
+              f"flows/s, {ceiling / 4 / signin_two:.1f} x the faster sign-in figure (>= 3: not the bottleneck)")
+        bench("scaleout_python_client_ceiling_to_signin_ratio", round(ceiling / 4 / signin_two, 2), "ratio")
         if args.soak_minutes > 0:
             soak(two, masters, cluster, args)
         return 0

@@ -19,8 +19,8 @@ pkg xmlsec1      xmlsec1      test,bench        # the pysaml2 test IdP signs wit
 pkg chromium     chromium     test,bench        # browser tests: Playwright drives Debian's Chromium
 pkg node         nodejs       test,bench        # the npm oidc-provider test IdP and the SDK peers run on Node
 pkg npm          npm          test,bench        # installs the Node test peers from their lock (npm ci)
-pkg nginx        nginx-light  bench             # bench/bench_scaleout.py: the load balancer in front of two bridges
-pkg ab           apache2-utils bench            # bench/bench_chains_served.py: keep-alive C load generator against the real gunicorn server
+pkg nginx        nginx-light  test,bench        # bench/bench_scaleout.py: the load balancer in front of two bridges; the Python client's ceiling (bench/_peers.py)
+pkg ab           apache2-utils test,bench       # the served benchmarks (bench/_peers.py): keep-alive C load generator against the real gunicorn server; their smoke tests
 
 if [ "$want" = demo ] && [ ${#need[@]} -gt 0 ] && [ "${need[*]}" = "redis-server" ]; then
   # The demo can use a Redis that already answers on 127.0.0.1:6379.
