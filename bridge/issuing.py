@@ -25,6 +25,7 @@ from dataclasses import replace
 from bridge import audit
 from bridge.audit import Auditor
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
+from bridge.aws.bridge_tags import with_bridge_tags
 from bridge.aws.limits import CHAINED_MAX_DURATION, HUB_DURATION
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
@@ -155,6 +156,7 @@ class CredentialIssuer:
         the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``).
         ``before_sts`` runs once nothing is left but the call to STS (the audit intent)."""
         self.check(identity, grant, duration)
+        grant = self.tagged(grant, identity)  # before the cache: an MFA sign-in's credentials are another entry
         # A pass-through grant's credentials belong to the artifact redeemed: a new sign-in's is redeemed anew.
         artifact = passthrough["value"] if grant.path == "passthrough" and passthrough else None
         if self.cache is not None:
@@ -294,9 +296,17 @@ class CredentialIssuer:
         return idp_metadata(self.settings.saml_entity_id, self.keys.current().saml,
                             f"{self.settings.base_url}/idp/sso")
 
+    def tagged(self, grant: Grant, identity: Identity) -> Grant:
+        """``grant`` with the session tags the bridge sets itself (``bridge:mfa``, docs/step-up-mfa.md), unless
+        ``aws.mfa_tag`` is off; pass-through grants redeem the IdP's own artifact, which the bridge cannot tag."""
+        if not self.settings.aws.mfa_tag or grant.path == "passthrough":
+            return grant
+        return with_bridge_tags(grant, identity)
+
     def mint_saml(self, grant: Grant, identity: Identity, duration: int, now: int) -> str:
         """The signed base64 SAMLResponse for ``grant`` (AssumeRoleWithSAML or console POST)."""
         key = self.keys.current().saml_active
         if key is None:
             raise ConfigError(["issuer.keys_dir: no SAML signing key (run `bridge keys generate --kind saml`)"])
-        return mint_saml_response(grant, identity, key, self.saml_issuer(), now=now, duration=duration)
+        return mint_saml_response(self.tagged(grant, identity), identity, key, self.saml_issuer(), now=now,
+                                  duration=duration)

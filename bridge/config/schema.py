@@ -248,6 +248,10 @@ class AwsSettings(SettingsModel):
     # (regional when signin_region is set).
     federation_endpoint: str | None = None
     signin_saml_url: str | None = None
+    # docs/step-up-mfa.md: every issuance carries the session tag bridge:mfa (true|false), transitive, which
+    # trust policies may require. Each role's trust policy then needs sts:TagSession.
+    mfa_tag: bool = Field(True, description="send the session tag bridge:mfa (true|false) with every issuance; "
+                                            "trust policies need sts:TagSession — turn off only until they have it")
 
     @property
     def local_sts_endpoint(self) -> str | None:
