@@ -427,9 +427,14 @@ def mfa_finding(admitted: bool | None, what: str, key: str, fix: str, out: Diagn
 def _diagnose_mfa(role: RoleSent, env: Environment, statements: list[dict[str, Any]], sample: Sample | None,
                   out: Diagnosis) -> None:
     for req in requests_for(role, env, sample):
-        ctx = {**req.context, MFA_KEY: ["false"]}
-        mfa_finding(admits(statements, lambda st, req=req: _principal_matches(st, req.principals), req.actions[0],
-                           ctx), f"an {_call(req)} call", f"aws:RequestTag/{MFA_TAG}",
+        ctx: dict[str, Value] = {**req.context, MFA_KEY: ["false"]}
+        principals = req.principals
+
+        def trusts(st: Mapping[str, Any], principals: Sequence[str] = principals) -> bool:
+            return _principal_matches(st, principals)
+
+        mfa_finding(admits(statements, trusts, req.actions[0], ctx), f"an {_call(req)} call",
+                    f"aws:RequestTag/{MFA_TAG}",
                     f'add "StringEquals": {{"aws:RequestTag/{MFA_TAG}": "true"}} to the Condition of the statement '
                     f"trusting {req.principals[0]} (`bridge aws-setup --harden` writes it)", out)
 
