@@ -187,7 +187,13 @@ def api_grants() -> ResponseReturnValue:
     grants, _ = session_access(b.session)
     # A stand-in STS (the demo's): the CLI's hints name it and `bridge exec` points the child at it.
     local_sts = {"sts_endpoint_url": ep} if (ep := services().settings.aws.local_sts_endpoint) else {}
-    return jsonify(**local_sts, grants=[{**grant_doc(gr), "request_id": gr.request_id or None} for gr in grants],
+    # A role held by an approved request that narrows it: the requester's own session policy goes with it.
+    reqs = services().requests
+    narrowed = {r.id for r in reqs.active_for(b.identity) if r.policy is not None} \
+        if reqs is not None and any(gr.request_id for gr in grants) else set()
+    return jsonify(**local_sts, grants=[{**grant_doc(gr), "request_id": gr.request_id or None,
+                                         **({"narrower_policy": True} if gr.request_id in narrowed else {})}
+                                        for gr in grants],
                    requestable=[{"id": gr.id, "role_arn": gr.role_arn, "account_id": gr.account_id, "label": gr.label,
                                  "role_name": gr.role_name, "account_alias": gr.account_alias, "state": "request",
                                  "max_duration": gr.max_duration}

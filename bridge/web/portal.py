@@ -84,30 +84,33 @@ def portal() -> ResponseReturnValue:
     accounts = sorted(groups.items(), key=lambda a: ((a[1][0].account_label or a[1][0].account_alias
                                                       or a[0]).lower(), a[0]))
     connector = svc.connectors.get(identity.connector_id)
-    ends, pending, waiting = _request_state(identity, grants)
+    ends, narrowed, pending, waiting = _request_state(identity, grants)
     return render_template("portal.html", identity=identity, accounts=accounts, locked=locked, csrf=doc.csrf,
                            expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
                            favourites=favourites, fav_ids=fav_ids, total=len(grants), waiting=waiting,
                            pending=pending,
-                           rows=lambda grants, fav_ids, where=False: rows_html(grants, fav_ids, where, ends),
+                           rows=lambda grants, fav_ids, where=False: rows_html(grants, fav_ids, where, ends,
+                                                                                   narrowed),
                            base_url=svc.settings.base_url, passthrough=_passthrough_json(doc),
                            idp_name=getattr(connector, "name", "") or identity.connector_id,
                            support=svc.settings.support_href, requestable=requestable)
 
 
-def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, int], dict[str, int], int]:
+def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, int], set[str], dict[str, int], int]:
     """What the portal shows of access requests: request id → when its window ends (roles held by an
-    approved request are not permanent: the row says until when); grant id → when its pending request
+    approved request are not permanent: the row says until when); the ids of those that narrow the role
+    with the requester's own session policy; grant id → when its pending request
     was made (the role shows that, not "Request" again); how many pending requests this user may
     decide now (approvers)."""
     reqs = services().requests
     if reqs is None:
-        return {}, {}, 0
+        return {}, set(), {}, 0
     mine = reqs.mine(identity)
     held = {gr.request_id for gr in grants if gr.request_id}
     ends = {r.id: int(r.expires_at or 0) for r in mine if r.id in held}
+    narrowed = {r.id for r in mine if r.id in held and r.policy is not None}
     pending = {grant_id_for(r.role_arn): r.created_at for r in mine if r.status == "pending"}
-    return ends, pending, sum(r.status == "pending" for r in reqs.for_approver(identity))
+    return ends, narrowed, pending, sum(r.status == "pending" for r in reqs.for_approver(identity))
 
 
 def _passthrough_json(doc: SessionRecord) -> dict[str, Any] | None:
@@ -137,16 +140,18 @@ def favourite(grant_id: str) -> ResponseReturnValue:
 # no-script way to the console and credentials) and the role name; the script adds the duration
 # chooser and the Console / Credentials / Copy link / star buttons from a <template>.
 _ROW = '<li class=role data-g={id}{m}{d}{f}><a href="{go}">{label}</a>{where}{via}{until} <code>{arn}</code></li>\n'
-_UNTIL = (' <small class="muted until">by request, until <time class="expiry short" data-epoch="{at}">{utc} UTC</time>'
-          '</small>')
+_UNTIL = (' <small class="muted until">by request{narrow}, until <time class="expiry short" data-epoch="{at}">{utc} UTC'
+          '</time></small>')
+NARROWER = " with a narrower policy"  # held by a request that sent the requester's own session policy
 
 
 def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False,
-              ends: dict[str, int] | None = None) -> Markup:
+              ends: dict[str, int] | None = None, narrowed: set[str] | frozenset[str] = frozenset()) -> Markup:
     """The portal's role rows, built here rather than in a Jinja loop: the page must render 5,000 of
     them in well under 150 ms (bench/bench_portal.py). The script adds the duration choosers.
     ``where``: say which account (the Favourites and Recent lists, outside their account's card).
-    ``ends``: request id → the end of its window, for roles held by an approved request."""
+    ``ends``: request id → the end of its window, for roles held by an approved request (``narrowed``: those
+    whose request narrows the role with its own policy)."""
     esc = html.escape
     ends = ends or {}
     out = []
@@ -159,7 +164,8 @@ def rows_html(grants: list[Grant], fav_ids: set[str], where: bool = False,
             go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else "",
             where=f" <small class=\"muted in\">in {esc(gr.account_label or gr.account_alias or gr.account_id)}</small>"
             if where else "", via=_via(gr),
-            until=_UNTIL.format(at=at, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))) if at else ""))
+            until=_UNTIL.format(at=at, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)),
+                                narrow=NARROWER if gr.request_id in narrowed else "") if at else ""))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
 
 
