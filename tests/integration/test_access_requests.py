@@ -483,7 +483,11 @@ def _admin_credentials(b: Bridge, s: requests.Session) -> requests.Response:
 
 def test_a_request_with_a_narrower_policy_sends_exactly_it_to_sts(bridge: Bridge, strict_sts_peer: Any) -> None:
     bob, carol = dev_login(bridge.base, "bob"), dev_login(bridge.base, "carol")
+    form = bob.get(f"{bridge.base}/requests", timeout=10).text
+    assert "Narrow the session (optional): an IAM policy JSON" in form and 'name="policy"' in form
     rid = ask(bridge, bob, policy=json.dumps(NARROW, indent=4))
+    mine = bob.get(f"{bridge.base}/requests", timeout=10).text
+    assert "With a narrower policy" in mine and "&lt;b&gt;incident" in mine
     page = carol.get(f"{bridge.base}/requests/approve", timeout=10).text
     assert "With a narrower policy" in page and "&lt;b&gt;incident&lt;/b&gt;" in page and "<b>incident" not in page
     assert "\n  &#34;Statement&#34;: [" in page  # pretty-printed for the approver (escaped like any text)
@@ -527,3 +531,15 @@ def test_a_bad_policy_is_a_clear_error_and_nothing_is_stored(bridge: Bridge, pol
     assert says in r.json()["message"] and "Traceback" not in r.text
     assert bob.get(f"{bridge.base}/requests", headers=JSON, timeout=10).json()["requests"] == []
     assert not [x for x in bridge.records() if x["type"] == "access_request"]
+
+
+def test_a_role_whose_rule_sends_its_own_policy_offers_no_narrowing_and_refuses_one(serve: Any) -> None:
+    rules = json.loads(json.dumps(RULES))
+    rules[1]["grants"][0]["policy_arns"] = ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    b = serve(rules=rules)
+    bob = dev_login(b.base, "bob")
+    assert 'name="policy"' not in bob.get(f"{b.base}/requests", timeout=10).text
+    r = post_request(b, bob, policy=json.dumps(NARROW))
+    assert r.status_code == 400 and r.json()["error"] == "request_policy_refused", r.text
+    assert "does not combine" in r.json()["message"]
+    assert bob.get(f"{b.base}/requests", headers=JSON, timeout=10).json()["requests"] == []
