@@ -343,5 +343,6 @@ class AccessRequests:
             "account_id": req.account_id, "label": req.label, "rule": req.rule, "reason": req.reason,
             "duration": req.duration, "status": req.status, "break_glass": req.break_glass,
             "expires_at": req.expires_at, "comment": req.comment or req.end_reason,
+            "narrower_policy": req.policy is not None,  # the policy itself is read on the approvers' page
             "by": by.get("email") or by.get("subject") or by.get("operator") or by.get("bridge"),
             "url": f"{self.settings.base_url}/requests/approve#r-{req.id}"})

@@ -570,3 +570,18 @@ def test_a_record_without_a_policy_still_loads_and_one_with_it_round_trips(w: Wo
     assert AccessRequest.from_json(json.loads(json.dumps(req.to_json()))) == req
     old = {k: v for k, v in req.to_json().items() if k != "policy"}
     assert AccessRequest.from_json(old).policy is None
+
+
+def test_the_webhooks_say_a_request_narrows_the_role_without_carrying_the_policy(receiver: Receiver) -> None:
+    w = World(requests={"webhook_backoff": 0, "webhooks": [
+        {"url": f"{receiver.url}/json"}, {"url": f"{receiver.url}/slack", "format": "slack"},
+        {"url": f"{receiver.url}/teams", "format": "teams"}]})
+    w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC-7", duration=900, session_policy=NARROW)
+    w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="INC-8", duration=900)
+    assert w.requests.notifier.wait()
+    sent = {(path, json.dumps(body)) for path, _, body in receiver.got}
+    assert len(sent) == 6 and not any("s3:GetObject" in body for _, body in sent)  # never the policy itself
+    narrowed = {path for path, body in sent if "narrower session policy" in body}
+    assert narrowed == {"/slack", "/teams"}
+    assert sorted(json.loads(body)["narrower_policy"] for path, body in sent if path == "/json") == [False, True]
+    assert sum("narrower session policy" in body for _, body in sent) == 2  # ERIN's asks for the whole role
