@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 from bridge.aws.iam_setup import STS_SAML, STS_WEB, Environment, RoleSent
+from bridge.aws.limits import MFA_TAG
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,12 @@ Value = list[str] | Unknown
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing AWS would refuse, and the fix."""
+    """One thing AWS would refuse (``kind`` ``refused``), or would wrongly accept (``unsafe``), and the fix."""
 
     code: str
     message: str
     fix: str
+    kind: str = "refused"
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message} — fix: {self.fix}"
@@ -389,6 +391,54 @@ def _diagnose_action(req: Request, role: RoleSent, env: Environment, trusting: l
         out.add(_condition_finding(req, env, str(st["Sid"]), failure, req.context))
 
 
+def admits(statements: list[dict[str, Any]], trusts: Callable[[Mapping[str, Any]], bool], action: str,
+           ctx: Mapping[str, Value]) -> bool | None:
+    """Whether the statements let a caller they ``trusts`` do ``action`` with request context ``ctx``: True, False,
+    or None (a condition depends on the user). An explicit Deny wins."""
+    def holds(st: Mapping[str, Any]) -> bool | None:
+        if not (trusts(st) and _action_matches(st, action)):
+            return False
+        fails, unknown = _condition_failures(st.get("Condition"), ctx)
+        return False if fails else None if unknown else True
+
+    denies = [holds(st) for st in statements if st.get("Effect") == "Deny"]
+    allows = [holds(st) for st in statements if st.get("Effect") == "Allow"]
+    if True in denies:
+        return False
+    if True in allows:
+        return None if None in denies else True
+    return None if None in allows else False
+
+
+MFA_KEY = f"aws:requesttag/{MFA_TAG}"
+
+
+def mfa_finding(admitted: bool | None, what: str, key: str, fix: str, out: Diagnosis) -> None:
+    """Add what a role given only with MFA should not admit: a session whose ``bridge:mfa`` is ``false``."""
+    if admitted:
+        out.add(Finding("mfa-not-enforced", f"the rules give this role only with MFA, but its trust policy admits "
+                                            f"{what} whose bridge:mfa is false (it does not check {key})",
+                        fix, kind="unsafe"))
+    elif admitted is None:
+        out.notes.append(f"whether the trust policy refuses {what} without MFA depends on the user; check with "
+                         "--identity")
+
+
+def _diagnose_mfa(role: RoleSent, env: Environment, statements: list[dict[str, Any]], sample: Sample | None,
+                  out: Diagnosis) -> None:
+    for req in requests_for(role, env, sample):
+        ctx: dict[str, Value] = {**req.context, MFA_KEY: ["false"]}
+        principals = req.principals
+
+        def trusts(st: Mapping[str, Any], principals: Sequence[str] = principals) -> bool:
+            return _principal_matches(st, principals)
+
+        mfa_finding(admits(statements, trusts, req.actions[0], ctx), f"an {_call(req)} call",
+                    f"aws:RequestTag/{MFA_TAG}",
+                    f'add "StringEquals": {{"aws:RequestTag/{MFA_TAG}": "true"}} to the Condition of the statement '
+                    f"trusting {req.principals[0]} (`bridge aws-setup --harden` writes it)", out)
+
+
 def diagnose(doc: RoleDocument, role: RoleSent, env: Environment, sample: Sample | None = None) -> Diagnosis:
     """Everything AWS would refuse when the bridge assumes ``role`` under ``doc``."""
     out = Diagnosis()
@@ -397,6 +447,8 @@ def diagnose(doc: RoleDocument, role: RoleSent, env: Environment, sample: Sample
     statements = _statements(doc.policy)
     for req in requests_for(role, env, sample):
         _diagnose_request(req, role, env, statements, out)
+    if role.mfa_required and any(k.lower() == MFA_TAG for k in role.tag_keys):
+        _diagnose_mfa(role, env, statements, sample, out)
     if doc.max_session_duration is None:
         out.notes.append("MaxSessionDuration not checked: pass the `aws iam get-role` output, not the bare policy")
     elif doc.max_session_duration < role.max_duration:

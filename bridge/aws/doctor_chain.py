@@ -19,11 +19,15 @@ from bridge.aws.doctor import (
     _condition_failures,
     _list,
     _statements,
+    admits,
+    mfa_finding,
 )
 from bridge.aws.iam_setup import SET_SOURCE_IDENTITY, TAG_SESSION
+from bridge.aws.limits import MFA_TAG
 
 ASSUME_ROLE = "sts:AssumeRole"
 EXTERNAL_ID = "sts:externalid"
+MFA_PRINCIPAL_TAG = f"aws:principaltag/{MFA_TAG}"  # the hub's session carries bridge:mfa (transitive)
 
 
 class _Context(dict[str, Value]):
@@ -35,8 +39,10 @@ class _Context(dict[str, Value]):
     absent: frozenset[str] = frozenset()
 
 
-def _context(hub_arn: str, external_id: str | None) -> _Context:
+def _context(hub_arn: str, external_id: str | None, mfa: bool = False) -> _Context:
     ctx = _Context({"aws:principalarn": [hub_arn], "aws:principalaccount": [hub_arn.split(":")[4]]})
+    if mfa:  # every grant of the spoke requires MFA: the hub's session of such an issuance says true
+        ctx[MFA_PRINCIPAL_TAG] = ["true"]
     if external_id is not None:
         ctx[EXTERNAL_ID] = [external_id]
     else:
@@ -58,15 +64,16 @@ def _names_external_id(st: Mapping[str, Any]) -> bool:
 
 
 def diagnose_spoke(doc: RoleDocument, role_arn: str, hub_arn: str, external_id: str | None, *,
-                   tags: bool | None = None, source_identity: bool | None = None) -> Diagnosis:
+                   tags: bool | None = None, source_identity: bool | None = None, mfa: bool = False) -> Diagnosis:
     """What AWS would refuse when ``hub_arn``'s session assumes ``role_arn`` under ``doc``. ``tags`` /
     ``source_identity``: whether the grant sends them (None: not known without --identity — then a missing
-    action is a note, not a refusal)."""
+    action is a note, not a refusal). ``mfa``: the rules give the role only with MFA — then a trust policy
+    that admits a hub session whose ``bridge:mfa`` is ``false`` is flagged (``mfa-not-enforced``)."""
     out = Diagnosis()
     if doc.arn is not None and doc.arn != role_arn:
         out.add(Finding("role", f"the document is for {doc.arn}, not {role_arn}", "pass the matching --role"))
     statements = _statements(doc.policy)
-    ctx = _context(hub_arn, external_id)
+    ctx = _context(hub_arn, external_id, mfa)
     for st in statements:
         if st.get("Effect") == "Deny" and _trusts(st, hub_arn) and _action_matches(st, ASSUME_ROLE):
             fails, unknown = _condition_failures(st.get("Condition"), ctx)
@@ -83,6 +90,13 @@ def diagnose_spoke(doc: RoleDocument, role_arn: str, hub_arn: str, external_id: 
     for action, sent in ((ASSUME_ROLE, True), (TAG_SESSION, tags), (SET_SOURCE_IDENTITY, source_identity)):
         if sent is not False:
             _action(trusting, action, sent, external_id, ctx, out)
+    if mfa:
+        without = _Context({**ctx, MFA_PRINCIPAL_TAG: ["false"]})
+        without.absent = ctx.absent
+        mfa_finding(admits(statements, lambda st: _trusts(st, hub_arn), ASSUME_ROLE, without),
+                    "the hub's sts:AssumeRole", f"aws:PrincipalTag/{MFA_TAG}",
+                    f'add "StringEquals": {{"aws:PrincipalTag/{MFA_TAG}": "true"}} to the Condition of the statement '
+                    "trusting the hub (`bridge aws-setup --organization` writes it)", out)
     if external_id is not None and not any(_names_external_id(s) for s in trusting):
         out.notes.append("the trust policy does not ask for the ExternalId (no sts:ExternalId condition): AWS "
                          "accepts the hop, but the ExternalId guards nothing — the account owner should add it")

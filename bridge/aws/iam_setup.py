@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
+
+from bridge.aws.limits import MFA_TAG
 
 STS_WEB = "sts:AssumeRoleWithWebIdentity"
 STS_SAML = "sts:AssumeRoleWithSAML"
@@ -83,6 +85,7 @@ class RoleSent:
     source_identity: bool = False
     max_duration: int = IAM_MIN_SESSION
     declared_max: int | None = None
+    mfa_required: bool = False  # every rule granting it says mfa_required: the trust policy may require bridge:mfa
 
     @property
     def sends_tags(self) -> bool:
@@ -106,6 +109,15 @@ class RoleSent:
         rules = ", ".join(self.rules)
         label = f" (catalog: {self.label})" if self.label else ""
         return f"granted by rule(s) {rules}{label}"
+
+
+def with_bridge_tag(role: RoleSent) -> RoleSent:
+    """``role`` as the issuer sends it: with the reserved transitive tag ``bridge:mfa`` (docs/step-up-mfa.md) —
+    ``true`` always for a role every granting rule gives only with MFA, else the user's."""
+    if any(k.lower() == MFA_TAG for k in role.tag_keys):
+        return role
+    return replace(role, tag_keys=(*role.tag_keys, MFA_TAG), transitive_keys=(*role.transitive_keys, MFA_TAG),
+                   always_tags={**role.always_tags, MFA_TAG: "true" if role.mfa_required else None})
 
 
 # --------------------------------------------------------------------------- policies

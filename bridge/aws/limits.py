@@ -13,6 +13,12 @@ import unicodedata
 SESSION_NAME_RE = re.compile(r"\A[A-Za-z0-9_+=,.@-]{2,64}\Z")  # \Z: "$" would allow a trailing newline
 SOURCE_IDENTITY_RE = SESSION_NAME_RE
 MAX_TAGS = 50
+# Session tags the bridge itself sets on every issuance (docs/step-up-mfa.md): rules may not set, override or
+# shadow them, so a trust policy can believe them. One slot of AWS's 50 (tags and transitive keys) is theirs.
+RESERVED_TAG_PREFIX = "bridge:"
+MFA_TAG = "bridge:mfa"
+RESERVED_TAGS = (MFA_TAG,)
+MAX_RULE_TAGS = MAX_TAGS - len(RESERVED_TAGS)
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 MIN_DURATION = 900
@@ -44,6 +50,14 @@ def tag_key_problem(key: str) -> str | None:
     bad = sorted({c for c in key if not _tag_char_ok(c)})
     if bad:
         return f"tag key {key!r} has characters AWS does not allow: {''.join(bad)!r}"
+    return None
+
+
+def reserved_tag_problem(key: str) -> str | None:
+    """Why a rule may not send the tag ``key`` (its prefix is the bridge's own), or None."""
+    if key.lower().startswith(RESERVED_TAG_PREFIX):
+        return (f"tag key {key!r} starts with {RESERVED_TAG_PREFIX!r}, which is reserved for the tags the bridge "
+                f"sets itself ({', '.join(RESERVED_TAGS)}): rename the tag")
     return None
 
 

@@ -12,13 +12,14 @@ label or role written by hand is kept, and accounts the organization does not pi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from bridge.aws.iam_setup import SET_SOURCE_IDENTITY, TAG_SESSION
+from bridge.aws.limits import MFA_TAG
 
 STS_ASSUME_ROLE = "sts:AssumeRole"
 _ALIAS_RE = re.compile(r"\A[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])?\Z")
@@ -123,19 +124,23 @@ def differences(doc: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapp
     return out
 
 
-def stackset_template(hub_arn: str, roles: Mapping[str, Sequence[str]], *, description: str) -> str:
+def stackset_template(hub_arn: str, roles: Mapping[str, Sequence[str]], *, description: str,
+                      mfa_roles: Collection[str] = ()) -> str:
     """CloudFormation for every spoke (deployed by a service-managed StackSet to the OUs): each role trusts the
     hub's role for sts:AssumeRole, with sts:TagSession and sts:SetSourceIdentity (the bridge sends the
     rules' tags and source identity again on that call), one hour at most (role chaining);
-    ``roles``: role name → managed policy ARNs to attach."""
+    ``roles``: role name → managed policy ARNs to attach. A role in ``mfa_roles`` (every rule gives it only with
+    MFA) also requires the hub's session to carry ``bridge:mfa`` = ``true`` (transitive: docs/step-up-mfa.md)."""
     resources: dict[str, Any] = {}
     for name, policies in roles.items():
+        statement: dict[str, Any] = {"Sid": "BridgeHub", "Effect": "Allow", "Principal": {"AWS": hub_arn},
+                                     "Action": [STS_ASSUME_ROLE, TAG_SESSION, SET_SOURCE_IDENTITY]}
+        if name in mfa_roles:
+            statement["Condition"] = {"StringEquals": {f"aws:PrincipalTag/{MFA_TAG}": "true"}}
         props: dict[str, Any] = {
             "RoleName": name, "Description": f"reached through {hub_arn} (Federation Bridge, role chaining)",
             "MaxSessionDuration": 3600,
-            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                "Sid": "BridgeHub", "Effect": "Allow", "Principal": {"AWS": hub_arn},
-                "Action": [STS_ASSUME_ROLE, TAG_SESSION, SET_SOURCE_IDENTITY]}]}}
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [statement]}}
         if policies:
             props["ManagedPolicyArns"] = list(policies)
         resources["Role" + re.sub(r"[^A-Za-z0-9]", "", name)] = {"Type": "AWS::IAM::Role", "Properties": props}

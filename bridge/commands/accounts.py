@@ -215,4 +215,19 @@ def organization_stackset(settings: Any, via: str | None, policies: Iterable[str
     else:
         hub = next(iter(spokes))
     return stackset_template(hub, attachments(sorted(spokes[hub]), policies),
-                             description=f"Federation Bridge spokes: roles reached through {hub}")
+                             description=f"Federation Bridge spokes: roles reached through {hub}",
+                             mfa_roles=_mfa_spokes(settings, hub))
+
+
+def _mfa_spokes(settings: Any, hub: str) -> set[str]:
+    """Names of the spoke roles through ``hub`` that every rule gives only with MFA, in every account the StackSet
+    reaches (one template serves them all), when the issuer sends ``bridge:mfa`` (docs/step-up-mfa.md)."""
+    from bridge.mapping.roles import requires_mfa
+
+    if not settings.aws.mfa_tag:
+        return set()
+    by_name: dict[str, list[bool]] = {}
+    for target, hubs in settings.mapping.compiled.catalog.chains.items():
+        if str(hubs[-1]) == hub:
+            by_name.setdefault(target.rsplit("/", 1)[1], []).append(requires_mfa(settings.mapping, target))
+    return {name for name, each in by_name.items() if all(each)}

@@ -13,11 +13,11 @@ import click
 from bridge import mapping
 from bridge.aws.doctor import RoleDocument, Sample, diagnose, read_role_document
 from bridge.aws.iam_render import RENDERERS
-from bridge.aws.iam_setup import Environment, Setup
+from bridge.aws.iam_setup import Environment, RoleSent, Setup, with_bridge_tag
 from bridge.commands._common import CONFIG, fail, identity_from, settings_from
 from bridge.config import Settings
 from bridge.domain.partitions import by_name
-from bridge.mapping.roles import roles_sent
+from bridge.mapping.roles import requires_mfa, roles_sent
 
 
 def environment_for(settings: Settings) -> Environment:
@@ -30,6 +30,14 @@ def environment_for(settings: Settings) -> Environment:
 def defaults_for(settings: Settings) -> mapping.GrantDefaults:
     d = settings.grant_defaults()
     return mapping.GrantDefaults(d["default_audience"], d["default_path"], d["saml_provider"])
+
+
+def sent_roles(settings: Settings, extra: tuple[str, ...] | list[str] = (),
+               account: str | None = None) -> tuple[list[RoleSent], list[str]]:
+    """What the bridge sends for each role (``roles_sent``), with the issuer's own ``bridge:mfa`` tag when
+    ``aws.mfa_tag`` is on. Raises ValueError for a bad ARN."""
+    roles, notes = roles_sent(settings.mapping, defaults_for(settings), extra, account)
+    return ([with_bridge_tag(r) for r in roles] if settings.aws.mfa_tag else roles), notes
 
 
 @click.command("aws-setup")
@@ -57,7 +65,7 @@ def aws_setup(config_path: str, fmt: str, account: str | None, extra_roles: tupl
     if via is not None or policies:
         fail(["--via and --managed-policy go with --organization"], "bad option:")
     try:
-        roles, notes = roles_sent(settings.mapping, defaults_for(settings), extra_roles, account)
+        roles, notes = sent_roles(settings, extra_roles, account)
     except ValueError as e:
         fail([str(e)], "cannot set up:")
     if not roles:
@@ -95,20 +103,23 @@ def _doctor_spoke(settings: Settings, doc: RoleDocument, role_arn: str, identity
     external_id = info.chain.external_id if info else None
     sample = _sample(settings, identity_path, role_arn) if identity_path else None
     result = diagnose_spoke(doc, role_arn, hub, external_id, tags=bool(sample.tags) if sample else None,
-                            source_identity=bool(sample.source_identity) if sample else None)
+                            source_identity=bool(sample.source_identity) if sample else None,
+                            mfa=settings.aws.mfa_tag and requires_mfa(settings.mapping, role_arn))
     _report(result, f"{role_arn} (sts:AssumeRole from the hub {hub}"
                     f"{', with an ExternalId' if external_id else ''})")
 
 
 def _report(result: Any, what: str) -> None:
     for f in result.findings:
-        click.echo(f"refused: {f}")
+        click.echo(f"{f.kind}: {f}")
     for n in result.notes:
         click.echo(f"note: {n}")
     if result.ok:
         click.echo(f"ok: AWS would let the bridge assume {what}")
         return
-    click.echo(f"{len(result.findings)} problem(s): AWS would refuse the bridge for {what}")
+    refused = any(f.kind == "refused" for f in result.findings)
+    click.echo(f"{len(result.findings)} problem(s): " + (f"AWS would refuse the bridge for {what}" if refused else
+                                                         f"the trust policy of {what} admits too much"))
     sys.exit(1)
 
 
@@ -120,6 +131,10 @@ def _sample(settings: Settings, identity_path: str, role_arn: str) -> Sample:
     grant = next((g for g in [*decision.grants, *decision.locked] if g.role_arn == role_arn), None)
     if grant is None:
         fail([f"{identity_path} gets no grant of {role_arn}"], "nothing to check:")
+    if settings.aws.mfa_tag:
+        from bridge.aws.bridge_tags import with_bridge_tags
+
+        grant = with_bridge_tags(grant, ident)
     return Sample(subject_for(ident), dict(grant.tags), tuple(grant.transitive_keys), grant.source_identity)
 
 
@@ -135,7 +150,7 @@ def doctor(config_path: str, role_arn: str, policy_path: str, identity_path: str
     settings = settings_from(config_path)
     try:
         doc = read_role_document(json.loads(Path(policy_path).read_text(encoding="utf-8")))
-        roles, notes = roles_sent(settings.mapping, defaults_for(settings), [role_arn])
+        roles, notes = sent_roles(settings, [role_arn])
     except ValueError as e:
         fail([str(e)], f"{policy_path}: cannot read")
     role = next((r for r in roles if r.arn == role_arn), None)

@@ -47,7 +47,7 @@ def requests_list(config_path: str, status: str | None, as_json: bool) -> None:
     for r in reqs:
         who = r.requester.email or r.requester.subject
         until = f" until {_when(r.expires_at)}" if r.status == "approved" else ""
-        flag = " BREAK-GLASS" if r.break_glass else ""
+        flag = (" BREAK-GLASS" if r.break_glass else "") + (" NARROWER-POLICY (--json shows it)" if r.policy else "")
         click.echo(f"{r.id}  {r.status:<8} {who}  {r.role_arn}  {r.duration // 60} min{until}{flag}  "
                    f"\"{r.reason}\"")
 

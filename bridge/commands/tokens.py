@@ -85,6 +85,10 @@ def preview(config_path: str, identity_path: str, role_arn: str, kind: str, dura
         fail(problems, "no usable signing key:")
     now = int(time.time())
     mint = _preview_saml if kind == "saml" else _preview_jwt
+    if settings.aws.mfa_tag:  # what the issuer adds itself (docs/step-up-mfa.md)
+        from bridge.aws.bridge_tags import with_bridge_tags
+
+        grant = with_bridge_tags(grant, ident)
     if grant.hubs:  # what AWS receives is the first call, into the chain's first hub (docs/many-accounts.md)
         from bridge.core.issuing import first_call
 

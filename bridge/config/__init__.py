@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bridge.config.checks import deployment_problems, semantic_problems, startup_warnings
 from bridge.config.loading import load_mapping_section, load_settings, reload_mapping, settings_from_dict
+from bridge.config.requests_settings import RequestsSettings, WebhookSettings
 from bridge.config.schema import (
     AdminSettings,
     AuditSettings,
@@ -27,11 +28,9 @@ from bridge.config.schema import (
     MetricsSettings,
     RateLimitSettings,
     RedisSettings,
-    RequestsSettings,
     SamlIdpSettings,
     SessionSettings,
     Settings,
-    WebhookSettings,
     listen_port,
 )
 from bridge.config.sources import SECRET_OPTIONS, FileStamp, file_stamp, rules_file_path

@@ -52,12 +52,25 @@ PASSTHROUGH_VERSION = "aws_passthrough"  # sessions whose roles came from the Id
 RULE_CHANGED = "its rule changed: the rules no longer give this role on request"  # an access request's end
 
 
-def outlived(req: AccessRequest, policy: RequestPolicy | None) -> str | None:
+def own_policy(grant: Grant) -> str | None:
+    """Why a request's narrower policy cannot go with ``grant`` (None: it can): AWS takes one inline session
+    policy and intersects the managed ones with it, so the rule's own and the request's would not both narrow."""
+    if grant.policy is not None or grant.policy_arns:
+        return f"rule {grant.via!r} gives this role with its own session policy; a request's narrower policy " \
+               f"cannot be combined with it (AWS does not intersect several session policies sent together)"
+    return None
+
+
+def outlived(req: AccessRequest, policy: RequestPolicy | None, grant: Grant | None = None) -> str | None:
     """Why the rules in force no longer back ``req`` as it stands (None: they do), ``policy`` being what its
-    rule gives its role on request now: the rule must still offer it, allow its window, and allow break-glass
-    for one that broke the glass; a pending one must also still meet what an approver is shown (a reason)."""
+    rule gives its role on request now and ``grant`` that rule's on-request grant (when known): the rule must
+    still offer it, allow its window, and allow break-glass for one that broke the glass; a pending one must
+    also still meet what an approver is shown (a reason); one with a narrower policy needs a grant without its own."""
     if policy is None:
         return RULE_CHANGED
+    if req.policy is not None and grant is not None and own_policy(grant) is not None:
+        return "its rule changed: its grant now has its own session policy, which a request's narrower " \
+               "policy cannot be combined with"
     if req.duration > policy.max_duration:
         return f"its rule changed: it now allows at most {policy.max_duration // 60} min (this request: " \
                f"{req.duration // 60} min)"
@@ -216,19 +229,23 @@ class AccessPoint:
         offered = {r.grant.role_arn: r for r in access.requestable}
         promoted: list[Grant] = []
         for req in active:
-            if (why := outlived(req, access.on_request.get((req.rule, req.role_arn)))) is not None:
+            rq = offered.get(req.role_arn)
+            why = outlived(req, access.on_request.get((req.rule, req.role_arn)), rq.grant if rq else None)
+            if why is not None:
                 self.requests.end(req, why)
                 continue
-            rq = offered.pop(req.role_arn, None)
             if rq is None:
                 continue  # its rule still offers it, but this sign-in lacks MFA or the role is given outright
+            del offered[req.role_arn]
             left = int((req.expires_at or 0) - now)
             # The window shrinks every second: the maximum is rounded up and the default down to whole
             # minutes, so a duration a page offered a moment ago is still allowed when it is posted.
             # (Never beyond the window by more than a minute, or than AWS's 15-minute minimum.)
             max_d = max(900, min(rq.grant.max_duration, -(-left // 60) * 60))
             default = max(900, min(rq.grant.default_duration, left - left % 60, max_d))
-            promoted.append(replace(rq.grant, request_id=req.id, max_duration=max_d, default_duration=default))
+            # The request's narrower policy goes with the grant it activates: this approval is never usable without it.
+            promoted.append(replace(rq.grant, request_id=req.id, max_duration=max_d, default_duration=default,
+                                    policy=req.policy if req.policy is not None else rq.grant.policy))
         if not promoted:
             return access
         return replace(access, grants=[*access.grants, *promoted], requestable=tuple(offered.values()))
@@ -257,8 +274,9 @@ class AccessPoint:
     def outlived(self, req: AccessRequest) -> str | None:
         """Why the rules in force no longer back ``req`` (its rule giving its role on request to its requester, as
         the request recorded them, and allowing it as it stands), or None when they do."""
-        offers = self._rules_decision(req.requester).on_request
-        return outlived(req, offers.get((req.rule, req.role_arn)))
+        decision = self._rules_decision(req.requester)
+        rq = next((r for r in decision.requestable if r.grant.role_arn == req.role_arn), None)
+        return outlived(req, decision.on_request.get((req.rule, req.role_arn)), rq.grant if rq else None)
 
     def _sweep_if_new(self, version: str) -> None:
         """Once per rules version in this process (after a reload, at the first decision after start): end

@@ -31,11 +31,12 @@ from typing import Any
 
 from bridge import mapping
 from bridge.config import RequestsSettings
-from bridge.core.access import AccessPoint, same_person
+from bridge.core.access import AccessPoint, own_policy, same_person
 from bridge.core.notify import Notifier
+from bridge.core.request_policy import RequestPolicyError, parse_request_policy
 from bridge.core.sessions import exact_handle
 from bridge.domain.errors import BadRequest, NotGranted
-from bridge.domain.identity import Identity
+from bridge.domain.identity import Grant, Identity
 from bridge.storage import AccessRequest, Store
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
@@ -77,7 +78,7 @@ def request_json(r: AccessRequest) -> dict[str, Any]:
                           "connector": r.requester.connector_id},
             "created_at": r.created_at, "decided_at": r.decided_at, "decided_by": r.decided_by,
             "comment": r.comment, "activated_at": r.activated_at, "expires_at": r.expires_at,
-            "ended_at": r.ended_at, "end_reason": r.end_reason}
+            "ended_at": r.ended_at, "end_reason": r.end_reason, "policy": r.policy}
 
 
 
@@ -188,7 +189,8 @@ class RequestLedger:
                             request_id=req.id, who=audit.who(req.requester), role_arn=req.role_arn,
                             account_id=req.account_id, rule=req.rule, reason=req.reason, duration=req.duration,
                             status=req.status, break_glass=req.break_glass, expires_at=req.expires_at,
-                            comment=req.comment or None, session_correlation_id=ctx.correlation_id, **fields)
+                            comment=req.comment or None, policy=req.policy,
+                            session_correlation_id=ctx.correlation_id, **fields)
 
     def notify(self, req: AccessRequest, what: str, *, by: Mapping[str, Any]) -> None:
         self.notifier.send({
@@ -196,6 +198,7 @@ class RequestLedger:
             "account_id": req.account_id, "label": req.label, "rule": req.rule, "reason": req.reason,
             "duration": req.duration, "status": req.status, "break_glass": req.break_glass,
             "expires_at": req.expires_at, "comment": req.comment or req.end_reason,
+            "narrower_policy": req.policy is not None,  # the policy itself is read on the approvers' page
             "by": by.get("email") or by.get("subject") or by.get("operator") or by.get("bridge"),
             "url": f"{self.approve_url}#r-{req.id}"})
 
@@ -230,9 +233,11 @@ class AccessRequests:
         return self.access.requestable(identity)
 
     def create(self, identity: Identity, grant_id: str, *, reason: str, duration: int, break_glass: bool = False,
-               ctx: audit.Context | None = None) -> AccessRequest:
+               session_policy: str | None = None, ctx: audit.Context | None = None) -> AccessRequest:
         """Request the on-request role ``grant_id`` for ``duration`` seconds; with ``break_glass`` (when
-        its rule allows it) it is activated at once, with a reason, and the approvers are alerted."""
+        its rule allows it) it is activated at once, with a reason, and the approvers are alerted. With
+        ``session_policy`` (IAM policy JSON) the role is asked for narrowed by it: checked here, the grant the
+        approval activates carries exactly it."""
         ctx = ctx or audit.Context()
         rq = next((r for r in self.requestable(identity) if r.grant.id == grant_id), None)
         if rq is None:
@@ -252,6 +257,7 @@ class AccessRequests:
             raise RequestRefused(f"rule {rq.grant.via!r} allows no break-glass",
                                  message="This role cannot be activated without an approver.")
         ledger = self.ledger
+        narrowed = self._session_policy(rq.grant, session_policy)
         account = exact_handle(identity)
         now = int(ledger.now())
         open_ = [r for r in ledger.refreshed(ledger.store.access_requests(account))
@@ -262,7 +268,8 @@ class AccessRequests:
                              hint="See it on your requests page; revoke it to ask again.")
         req = AccessRequest(id=secrets.token_hex(12), account=account, requester=identity, role_arn=rq.grant.role_arn,
                             account_id=rq.grant.account_id, label=rq.grant.label, rule=rq.grant.via, reason=reason,
-                            duration=duration, status="pending", created_at=now, break_glass=break_glass)
+                            duration=duration, status="pending", created_at=now, break_glass=break_glass,
+                            policy=narrowed)
         if break_glass:
             req = replace(req, status="approved", decided_at=now, decided_by=audit.who(identity),
                           activated_at=now, expires_at=now + duration, comment="break-glass")
@@ -345,6 +352,23 @@ class AccessRequests:
         return self.ledger.finish(req, "revoked", clean_text(comment, MAX_COMMENT), by=by, ctx=ctx)
 
     # -- internals ----------------------------------------------------------------------------------
+    @staticmethod
+    def _session_policy(grant: Grant, text: str | None) -> str | None:
+        """The requester's narrower policy, checked (None when none was given); BadRequest listing every problem."""
+        if text is None or not text.strip():
+            return None
+        if (why := own_policy(grant)) is not None:
+            raise BadRequest(why, code="request_policy_refused",
+                             message="This role cannot be asked for with a narrower policy: its rule already "
+                                     "sends its own session policy, and AWS does not combine several.",
+                             hint="Ask without a policy, or ask an administrator to narrow the rule.")
+        try:
+            return parse_request_policy(text.strip())
+        except RequestPolicyError as e:
+            raise BadRequest("; ".join(e.problems), code="invalid_request_policy",
+                             message="The policy cannot be used: " + "; ".join(e.problems) + ".",
+                             hint="Fix the policy JSON, or leave it out to ask for the whole role.") from None
+
     def _backed(self, req: AccessRequest) -> AccessRequest:
         """``req``, if the rules in force still back it as it stands; otherwise it is ended now and refused
         (a stricter rule: a pending request for longer than it now allows is never approved for that long)."""

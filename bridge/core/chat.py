@@ -52,6 +52,9 @@ def markdown_text(text: Any) -> str:
     return _MARKDOWN.sub(r"\\\1", plain(text))
 
 
+NARROWER = "With a narrower session policy: read it on the approvers' page before approving."  # fixed text
+
+
 def _parts(ev: Mapping[str, Any]) -> tuple[str, str, str, int]:
     requester = ev.get("requester") or {}
     who = requester.get("email") or requester.get("subject") or "someone"
@@ -68,6 +71,8 @@ def slack_payload(ev: Mapping[str, Any]) -> dict[str, Any]:
              f" ({slack_text(ev.get('account_id'))})* for {minutes} min"]
     if ev.get("reason"):
         lines.append(f"> {slack_text(ev['reason'])}")
+    if ev.get("narrower_policy"):
+        lines.append(slack_text(NARROWER))
     if ev.get("comment"):
         lines.append(f"comment by {slack_text(ev.get('by') or 'approver')}: {slack_text(ev['comment'])}")
     if ev.get("url"):
@@ -85,6 +90,8 @@ def teams_payload(ev: Mapping[str, Any]) -> dict[str, Any]:
     body: list[dict[str, Any]] = [{"type": "TextBlock", "text": markdown_text(head), "weight": "Bolder", "wrap": True}]
     if ev.get("reason"):
         body.append({"type": "TextBlock", "text": markdown_text(f"Reason: {ev['reason']}"), "wrap": True})
+    if ev.get("narrower_policy"):
+        body.append({"type": "TextBlock", "text": markdown_text(NARROWER), "wrap": True})
     if ev.get("comment"):
         body.append({"type": "TextBlock", "wrap": True,
                      "text": markdown_text(f"Comment by {ev.get('by') or 'approver'}: {ev['comment']}")})

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
+from bridge.aws.bridge_tags import with_bridge_tags
 from bridge.aws.limits import CHAINED_MAX_DURATION, HUB_DURATION
 from bridge.aws.metadata import idp_metadata
 from bridge.aws.sts import StsGateway
@@ -92,20 +93,20 @@ def saml_issuer_for(settings: Settings) -> SamlIssuer:
 @dataclass(frozen=True)
 class IssuerConfig:
     """What the issuer reads of the settings: the JWT it mints (issuer, default audience, lifetime), our SAML
-    identity, the partition an aws_passthrough artifact is judged for, and our SAML IdP's sign-in URL."""
+    identity and our SAML IdP's sign-in URL, and whether it tags sessions with ``bridge:mfa``."""
 
     issuer_url: str
     audience: str
     token_lifetime: int
-    partition: str
     saml: SamlIssuer
     sso_url: str
+    mfa_tag: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IssuerConfig:
         return cls(issuer_url=settings.issuer_url, audience=settings.issuer.audience,
-                   token_lifetime=settings.issuer.token_lifetime, partition=settings.aws.partition,
-                   saml=saml_issuer_for(settings), sso_url=f"{settings.base_url}/idp/sso")
+                   token_lifetime=settings.issuer.token_lifetime, saml=saml_issuer_for(settings),
+                   sso_url=f"{settings.base_url}/idp/sso", mfa_tag=settings.aws.mfa_tag)
 
 
 class CredentialIssuer:
@@ -173,6 +174,7 @@ class CredentialIssuer:
         the stored upstream artifact instead (``{"kind": "saml"|"oidc", "value": …}``).
         ``before_sts`` runs once nothing is left but the call to STS (the audit intent)."""
         self.check(identity, grant, duration)
+        grant = self.tagged(grant, identity)  # before the cache: an MFA sign-in's credentials are another entry
         # A pass-through grant's credentials belong to the artifact redeemed: a new sign-in's is redeemed anew.
         artifact = passthrough["value"] if grant.path == "passthrough" and passthrough else None
         cached = self.cache.get(identity, grant, duration, artifact=artifact, sealed=sealed)
@@ -278,9 +280,17 @@ class CredentialIssuer:
         """Our SAML IdP metadata for `aws iam create-saml-provider` (every SAML signing cert)."""
         return idp_metadata(self.cfg.saml.entity_id, self.keys.current().saml, self.cfg.sso_url)
 
+    def tagged(self, grant: Grant, identity: Identity) -> Grant:
+        """``grant`` with the session tags the bridge sets itself (``bridge:mfa``, docs/step-up-mfa.md), unless
+        ``aws.mfa_tag`` is off; pass-through grants redeem the IdP's own artifact, which the bridge cannot tag."""
+        if not self.cfg.mfa_tag or grant.path == "passthrough":
+            return grant
+        return with_bridge_tags(grant, identity)
+
     def mint_saml(self, grant: Grant, identity: Identity, duration: int, now: int) -> str:
         """The signed base64 SAMLResponse for ``grant`` (AssumeRoleWithSAML or console POST)."""
         key = self.keys.current().saml_active
         if key is None:
             raise ConfigError(["issuer.keys_dir: no SAML signing key (run `bridge keys generate --kind saml`)"])
-        return mint_saml_response(grant, identity, key, self.saml_issuer(), now=now, duration=duration)
+        return mint_saml_response(self.tagged(grant, identity), identity, key, self.saml_issuer(), now=now,
+                                  duration=duration)

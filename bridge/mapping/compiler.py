@@ -178,6 +178,7 @@ class _Compiler(GrantCompiler):
 
     def rule(self, r: Rule, pos: int) -> CRule | None:
         where = f"rules[{pos}]"
+        self.rule_name = r.name
         n = len(self.problems)
         if r.connectors is not None and self.connectors is not None:
             for cid in r.connectors:

@@ -29,7 +29,7 @@ from typing import Any
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.limits import (
     CHAINED_MAX_DURATION,
-    MAX_TAGS,
+    MAX_RULE_TAGS,
     SESSION_NAME_RE,
     SOURCE_IDENTITY_RE,
     external_id_problem,
@@ -205,18 +205,18 @@ def _merge(rs: RuleSet, cands: list[Candidate], notes: dict[int, list[str]],
                 m.transitive.append(spelled)
         m.required = m.required | c.required  # (not in place: the set is the first candidate's own)
     for m in list(merged.values()):
-        if len(m.grant.tags if not m.opened else m.tags) > MAX_TAGS:
+        if len(m.grant.tags if not m.opened else m.tags) > MAX_RULE_TAGS:  # the bridge's own bridge:mfa takes one
             m.open()
-            keep = list(m.tags)[:MAX_TAGS]
+            keep = list(m.tags)[:MAX_RULE_TAGS]
             dropped = [k for k in m.tags if k not in keep]
             if any(k.lower() in m.required for k in dropped):
                 del merged[m.grant.role_arn]
                 withheld.setdefault(m.owner, []).append(Withheld(
                     m.grant.role_arn, "required_tag",
-                    f"{len(m.tags)} tags; AWS allows {MAX_TAGS} and a required tag would be dropped"))
+                    f"{len(m.tags)} tags; rules may send {MAX_RULE_TAGS} and a required tag would be dropped"))
                 continue
             notes.setdefault(m.owner, []).append(
-                f"{m.arn.name}: {len(m.tags)} tags; AWS allows {MAX_TAGS}, dropped {len(dropped)}")
+                f"{m.arn.name}: {len(m.tags)} tags; rules may send {MAX_RULE_TAGS}, dropped {len(dropped)}")
             m.tags = {k: m.tags[k] for k in keep}
             m.transitive = [k for k in m.transitive if k in m.tags]
     return merged

@@ -13,9 +13,10 @@ from typing import Any
 from bridge.aws.arn import RoleArn, parse_role_arn
 from bridge.aws.limits import (
     MAX_DURATION,
-    MAX_TAGS,
+    MAX_RULE_TAGS,
     MIN_DURATION,
     SESSION_NAME_RE,
+    reserved_tag_problem,
     tag_key_problem,
     tag_value_problem,
 )
@@ -64,6 +65,7 @@ class GrantCompiler:
         self.problems: list[str] = []
         self.catalog = Catalog()
         self._tag_memo: dict[Any, tuple[Template | None, Template | None, list[str]]] = {}
+        self.rule_name = ""  # the rule being compiled (set by the compiler), for messages that name it
 
     def problem(self, where: str, msg: str) -> None:
         self.problems.append(f"{where}: {msg}")
@@ -213,13 +215,16 @@ class GrantCompiler:
     def tags(self, g: GrantSpec, where: str, cond: Cond | None) -> list[TagT] | None:
         out: list[TagT] = []
         ok = True
-        if len(g.tags) > MAX_TAGS:
-            self.problem(f"{where}.tags", f"{len(g.tags)} tags; AWS allows at most {MAX_TAGS} per session")
+        if len(g.tags) > MAX_RULE_TAGS:
+            self.problem(f"{where}.tags", f"{len(g.tags)} tags; a rule may send at most {MAX_RULE_TAGS} (AWS "
+                                          f"allows {MAX_RULE_TAGS + 1} per session; the bridge sends bridge:mfa)")
         lower: dict[str, str] = {}
         for key_text, spec in g.tags.items():
             at = f"{where}.tags.{key_text}"
             value_text, required = (spec, False) if isinstance(spec, str) else (spec.value, spec.required)
             key, value, problems = self.tag(key_text, value_text, cond)
+            if key is not None and key.constant is not None and (reserved := reserved_tag_problem(key.constant)):
+                problems = [*problems, f"rule {self.rule_name!r}: {reserved}"]
             for p in problems:
                 self.problem(at, p)
             if key is None or value is None or problems:
@@ -237,8 +242,10 @@ class GrantCompiler:
         """Transitive tag keys; constant ones must be among constant session tag keys."""
         parsed = [self.tmpl(k, f"{where}.transitive_tags[{i}]", cond) for i, k in enumerate(g.transitive_tags)]
         transitive = [t for t in parsed if t is not None]
-        if len(g.transitive_tags) > MAX_TAGS:
-            self.problem(f"{where}.transitive_tags", f"{len(g.transitive_tags)} keys; AWS allows at most {MAX_TAGS}")
+        if len(g.transitive_tags) > MAX_RULE_TAGS:
+            self.problem(f"{where}.transitive_tags", f"{len(g.transitive_tags)} keys; a rule may name at "
+                                                     f"most {MAX_RULE_TAGS} (the bridge's bridge:mfa is one of AWS's "
+                                                     f"{MAX_RULE_TAGS + 1})")
         if tags is not None and all(t.key.constant is not None for t in tags):
             keys = {t.key.constant.lower() for t in tags if t.key.constant is not None}
             for i, t in enumerate(parsed):

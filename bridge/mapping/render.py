@@ -16,7 +16,13 @@ from functools import lru_cache
 from typing import Any
 
 from bridge.aws.arn import RoleArn, parse_role_arn
-from bridge.aws.limits import CHAINED_MAX_DURATION, sanitize_session_name, sanitize_tag_value, tag_key_problem
+from bridge.aws.limits import (
+    CHAINED_MAX_DURATION,
+    reserved_tag_problem,
+    sanitize_session_name,
+    sanitize_tag_value,
+    tag_key_problem,
+)
 from bridge.domain.identity import Grant, Hop, Identity
 from bridge.mapping.chains import render_chain
 from bridge.mapping.paths import View
@@ -331,7 +337,7 @@ def _tag_key(t: TagT, view: View, binding: Mapping[str, str], arn_text: str,
         notes.append(f"{why}; tag dropped")
         return None
     key = _tag_text(view, rendered)[:128]
-    if problem := tag_key_problem(key):
+    if problem := tag_key_problem(key) or reserved_tag_problem(key):  # a claim may not forge bridge:mfa
         if t.required:
             return Withheld(arn_text, "required_tag", f"required tag {t.key.source!r}: {problem}")
         notes.append(f"tag key from {t.key.source!r} dropped: it cannot be made valid")

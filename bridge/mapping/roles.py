@@ -67,6 +67,7 @@ class _Acc:
     transitive: dict[str, str]
     source_identity: bool
     max_duration: int
+    mfa: bool | None = None  # whether every grant of the role itself (not as a hub) requires MFA; None: none yet
 
 
 def _always_tags(cg: CGrant) -> dict[str, str | None]:
@@ -112,7 +113,9 @@ def _add(acc: _Acc, rule: str, cg: CGrant, arn: RoleArn, rs: RuleSet, d: GrantDe
     acc.source_identity = acc.source_identity or cg.source_identity is not None
     if as_hub:  # the bridge holds a hub's session only for the next call: the shortest AWS allows
         acc.max_duration = max(acc.max_duration, HUB_DURATION)
+        acc.mfa = False  # a hub is only a means: the target's own trust policy checks MFA (docs/step-up-mfa.md)
         return
+    acc.mfa = cg.mfa_required and acc.mfa is not False
     info = rs.catalog.role(arn)
     role_max = info.max_session_duration if info else None
     max_d = cg.duration_max or role_max or DEFAULT_ROLE_MAX
@@ -149,7 +152,8 @@ def _sent(arn: RoleArn, acc: _Acc, rs: RuleSet) -> RoleSent:
         audiences=tuple(sorted(acc.audiences)), saml_providers=tuple(sorted(acc.providers)),
         tag_keys=tuple(acc.tag_keys.values()), always_tags=dict(acc.always or {}), all_keys_constant=acc.constant_keys,
         transitive_keys=tuple(acc.transitive.values()), source_identity=acc.source_identity,
-        max_duration=acc.max_duration, declared_max=info.max_session_duration if info else None)
+        max_duration=acc.max_duration, declared_max=info.max_session_duration if info else None,
+        mfa_required=bool(acc.mfa))
 
 
 def _reaches(rs: RuleSet, candidates: dict[str, RoleArn], account: str | None, used: set[tuple[int, int]],
@@ -173,6 +177,15 @@ def _reaches(rs: RuleSet, candidates: dict[str, RoleArn], account: str | None, u
                 else:
                     reaches.setdefault(text, []).append((r.name, cg, False))
     return reaches
+
+
+def requires_mfa(mapping: MappingSettings | RuleSet, role_arn: str) -> bool:
+    """Whether some rule grants ``role_arn`` and every rule that can grant it requires MFA (a role reached through
+    a hub included): then its trust policy may require ``bridge:mfa`` = ``true``."""
+    rs = mapping.compiled if isinstance(mapping, MappingSettings) else mapping
+    arn = parse_role_arn(role_arn)
+    grants = [cg for r in rs.rules for cg in r.grants if can_grant(cg, rs, arn)]
+    return bool(grants) and all(cg.mfa_required for cg in grants)
 
 
 def roles_sent(mapping: MappingSettings | RuleSet, defaults: GrantDefaults, extra: Iterable[str] = (),

@@ -326,6 +326,9 @@ class AccessRequest:
     ended_at: int | None = None
     ended_by: Mapping[str, Any] | None = None
     end_reason: str = ""
+    # The requester's narrower session policy (compact JSON, checked by bridge/core/request_policy.py when the
+    # request was made): the grant it activates carries exactly this. None: the whole role, as the rule gives it.
+    policy: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -352,7 +355,8 @@ class AccessRequest:
                        decided_at=opt("decided_at"), decided_by=d.get("decided_by"),
                        comment=str(d.get("comment") or ""), activated_at=opt("activated_at"),
                        expires_at=opt("expires_at"), ended_at=opt("ended_at"), ended_by=d.get("ended_by"),
-                       end_reason=str(d.get("end_reason") or ""), extra=_extra(d, _REQUEST_KNOWN))
+                       end_reason=str(d.get("end_reason") or ""),
+                       policy=None if d.get("policy") is None else str(d["policy"]), extra=_extra(d, _REQUEST_KNOWN))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"access request: {type(e).__name__}: {e}") from None
 

@@ -189,7 +189,12 @@ def api_grants() -> ResponseReturnValue:
     grants, _ = session_access(b.session)
     # A stand-in STS (the demo's): the CLI's hints name it and `bridge exec` points the child at it.
     local_sts = {"sts_endpoint_url": ep} if (ep := services().settings.aws.local_sts_endpoint) else {}
-    return jsonify(**local_sts, grants=[present.api_grant(gr) for gr in grants],
+    # A role held by an approved request that narrows it: the requester's own session policy goes with it.
+    narrowed = ({r.id for r in services().requests.ledger.active_for(b.identity) if r.policy is not None}
+                if any(gr.request_id for gr in grants) else set())
+    return jsonify(**local_sts, grants=[{**present.api_grant(gr),
+                                         **({"narrower_policy": True} if gr.request_id in narrowed else {})}
+                                        for gr in grants],
                    requestable=[present.api_offer(gr) for gr in _requestable(b.session)],
                    expires_at=b.doc.expires_at, region=services().settings.aws.region)
 

@@ -73,14 +73,14 @@ def portal() -> ResponseReturnValue:
     favourites = [gr for gr in grants if gr.id in fav_ids]
     accounts = _accounts(grants)
     connector = svc.connectors.get(identity.connector_id)
-    ends, pending, waiting = _request_state(identity, grants)
+    ends, narrowed, pending, waiting = _request_state(identity, grants)
     cards = portal_html.account_cards(accounts, fav_ids, ends, lazy=len(grants) > portal_html.INLINE_ROWS,
-                                      open_id=request.args.get("open", ""))
+                                      open_id=request.args.get("open", ""), narrowed=narrowed)
     return render_template("portal.html", identity=identity, accounts=cards if accounts else None, locked=locked,
                            csrf=doc.csrf, expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
                            favourites=favourites, fav_ids=fav_ids, total=len(grants), waiting=waiting,
                            pending=pending,
-                           rows=lambda quick: portal_html.rows_html(quick, fav_ids, True, ends),
+                           rows=lambda quick: portal_html.rows_html(quick, fav_ids, True, ends, narrowed),
                            base_url=svc.settings.base_url, passthrough=_passthrough_json(doc),
                            idp_name=getattr(connector, "name", "") or identity.connector_id,
                            support=svc.settings.support_href, requestable=requestable)
@@ -96,8 +96,8 @@ def rows() -> ResponseReturnValue:
         grants = [gr for gr in grants if gr.account_id == wanted]
     identity = session_identity(doc)
     fav_ids = services().store.preferences(user_key(identity))[1]
-    ends = _request_state(identity, grants)[0]
-    resp = make_response(portal_html.account_rows(_accounts(_in_order(grants)), fav_ids, ends))
+    ends, narrowed = _request_state(identity, grants)[:2]
+    resp = make_response(portal_html.account_rows(_accounts(_in_order(grants)), fav_ids, ends, narrowed))
     resp.mimetype = "text/html"
     return resp
 
@@ -115,17 +115,19 @@ def _accounts(grants: list[Grant]) -> list[tuple[str, list[Grant]]]:
     return sorted(groups.items(), key=lambda a: (present.account_name(a[1][0]).lower(), a[0]))
 
 
-def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, int], dict[str, int], int]:
+def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, int], set[str], dict[str, int], int]:
     """What the portal shows of access requests: request id → when its window ends (roles held by an
-    approved request are not permanent: the row says until when); grant id → when its pending request
+    approved request are not permanent: the row says until when); the ids of those that narrow the role
+    with the requester's own session policy; grant id → when its pending request
     was made (the role shows that, not "Request" again); how many pending requests this user may
     decide now (approvers)."""
     reqs = services().requests
     mine = reqs.mine(identity)
     held = {gr.request_id for gr in grants if gr.request_id}
     ends = {r.id: int(r.expires_at or 0) for r in mine if r.id in held}
+    narrowed = {r.id for r in mine if r.id in held and r.policy is not None}
     pending = {grant_id_for(r.role_arn): r.created_at for r in mine if r.status == "pending"}
-    return ends, pending, sum(r.status == "pending" for r in reqs.for_approver(identity))
+    return ends, narrowed, pending, sum(r.status == "pending" for r in reqs.for_approver(identity))
 
 
 def _passthrough_json(doc: SessionRecord) -> dict[str, Any] | None:

@@ -25,8 +25,9 @@ Accounts = Sequence[tuple[str, Sequence[Grant]]]  # (account id, its grants), in
 # credentials) and the role name; the script adds the duration chooser and the Console / Credentials /
 # Copy link / star buttons from a <template>.
 _ROW = '<li class=role data-g={id}{a}{m}{d}{f}><a href="{go}">{label}</a>{where}{via}{until} <code>{arn}</code></li>\n'
-_UNTIL = (' <small class="muted until">by request, until <time class="expiry short" data-epoch="{at}">{utc} UTC</time>'
-          '</small>')
+NARROWER = " with a narrower policy"  # held by a request that sent the requester's own session policy
+_UNTIL = (' <small class="muted until">by request{narrow}, until <time class="expiry short" data-epoch="{at}">'
+          '{utc} UTC</time></small>')
 _CARD = ('<details class="card account"{open} data-a="{id}"><summary><h2>{name}</h2> <small class=muted>{sub}</small>'
          '<span class=count>{count}</span></summary>{body}</details>\n')
 # A collapsed card's only content: the no-script way to its rows (the script fetches them instead).
@@ -38,7 +39,7 @@ def roles(n: int) -> str:
 
 
 def rows_html(grants: Sequence[Grant], fav_ids: set[str], where: bool = False,
-              ends: dict[str, int] | None = None) -> Markup:
+              ends: dict[str, int] | None = None, narrowed: frozenset[str] | set[str] = frozenset()) -> Markup:
     """The portal's role rows. ``where``: say which account (the Favourites and Recent lists, outside
     their account's card; ``data-a`` names it for the filter). ``ends``: request id → the end of its
     window, for roles held by an approved request."""
@@ -54,7 +55,8 @@ def rows_html(grants: Sequence[Grant], fav_ids: set[str], where: bool = False,
             d=f" data-d={gr.default_duration}" if gr.default_duration != 3600 else "",
             go=esc(go_path(gr)), label=esc(gr.label), arn=esc(gr.role_arn), f=" data-f" if gid in fav_ids else "",
             where=f' <small class="muted in">in {esc(account_name(gr))}</small>' if where else "", via=via(gr),
-            until=_UNTIL.format(at=at, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))) if at else ""))
+            until=_UNTIL.format(at=at, utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)),
+                                narrow=NARROWER if gr.request_id in narrowed else "") if at else ""))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number/hex id
 
 
@@ -67,7 +69,7 @@ def via(gr: Grant) -> str:
 
 
 def account_cards(accounts: Accounts, fav_ids: set[str], ends: dict[str, int], *, lazy: bool,
-                  open_id: str = "") -> Markup:
+                  open_id: str = "", narrowed: frozenset[str] | set[str] = frozenset()) -> Markup:
     """One card per account: its name, id and alias once each, its role count, and its rows — or, when
     ``lazy``, no rows but a link to them, except for the account ``open_id`` (sent open, ``id=open``)."""
     esc = html.escape
@@ -82,14 +84,16 @@ def account_cards(accounts: Accounts, fav_ids: set[str], ends: dict[str, int], *
             opened, body = "", _LAZY.format(id=esc(account_id), count=count)
         else:
             opened = " open id=open" if lazy else " open"
-            body = f"<ul class=roles>\n{rows_html(grants, fav_ids, ends=ends)}</ul>"
+            body = f"<ul class=roles>\n{rows_html(grants, fav_ids, ends=ends, narrowed=narrowed)}</ul>"
         out.append(_CARD.format(open=opened, id=esc(account_id), name=esc(name), sub=sub, count=count, body=body))
     return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number
 
 
-def account_rows(accounts: Accounts, fav_ids: set[str], ends: dict[str, int]) -> Markup:
+def account_rows(accounts: Accounts, fav_ids: set[str], ends: dict[str, int],
+                 narrowed: frozenset[str] | set[str] = frozenset()) -> Markup:
     """What ``GET /portal/rows`` answers: each account's rows in a ``<ul data-a=<id>>``, for the script
     to move into that account's card."""
-    out = "".join(f'<ul data-a="{html.escape(account_id)}">\n{rows_html(grants, fav_ids, ends=ends)}</ul>\n'
+    out = "".join(f'<ul data-a="{html.escape(account_id)}">\n'
+                  f'{rows_html(grants, fav_ids, ends=ends, narrowed=narrowed)}</ul>\n'
                   for account_id, grants in accounts)
     return Markup(out)  # noqa: S704 - the id is escaped here, the rows in rows_html

@@ -11,7 +11,9 @@ from typing import Any
 from flask import Blueprint, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
+from bridge.core.access import own_policy
 from bridge.core.access_requests import AccessRequests, request_json
+from bridge.core.request_policy import pretty
 from bridge.domain import present
 from bridge.domain.errors import BadRequest
 from bridge.domain.identity import Identity, grant_id_for
@@ -36,8 +38,9 @@ def _requests() -> AccessRequests:
 
 
 def requestable_json(rq: Requestable) -> dict[str, Any]:
-    return present.request_offer(rq.grant, max_window=rq.policy.max_duration,
-                                 reason_required=rq.policy.reason_required, break_glass=rq.policy.break_glass)
+    return {**present.request_offer(rq.grant, max_window=rq.policy.max_duration,
+                                    reason_required=rq.policy.reason_required, break_glass=rq.policy.break_glass),
+            "narrowable": own_policy(rq.grant) is None}
 
 
 def windows(max_window: int) -> list[int]:
@@ -72,12 +75,14 @@ def _mine_page(doc: Any, identity: Identity, *, chosen: str = "", already: Acces
     pending = {grant_id_for(r.role_arn): r for r in mine if r.status == "pending"}
     return render_template("requests.html", identity=identity, requestable=reqs.requestable(identity), requests=mine,
                            csrf=doc.csrf, windows=windows, chosen=chosen, pending=pending, already=already,
+                           narrowable=lambda g: own_policy(g) is None, pretty=pretty,
                            approver=bool(reqs.for_approver(identity))), status
 
 
 @bp.post("/requests")
 def create() -> ResponseReturnValue:
-    """Request a role (``grant``, ``reason``, ``duration`` in seconds, ``break_glass``)."""
+    """Request a role (``grant``, ``reason``, ``duration`` in seconds, ``break_glass``, ``policy``: an IAM policy
+    JSON narrowing the role, optional)."""
     doc = require_session()
     check_csrf(doc)
     identity = session_identity(doc)
@@ -89,7 +94,7 @@ def create() -> ResponseReturnValue:
     try:
         req = _requests().create(identity, grant_id, reason=request.form.get("reason", ""),
                                  duration=duration, break_glass=bool(request.form.get("break_glass")),
-                                 ctx=audit_context(doc))
+                                 session_policy=request.form.get("policy"), ctx=audit_context(doc))
     except BadRequest as e:
         if e.code != "request_exists" or wants_json():
             raise
@@ -109,7 +114,7 @@ def approve_page() -> ResponseReturnValue:
     todo = _requests().for_approver(identity)
     if wants_json():
         return jsonify(requests=[request_json(r) for r in todo], csrf_token=doc.csrf)
-    return render_template("requests_approve.html", identity=identity, requests=todo, csrf=doc.csrf)
+    return render_template("requests_approve.html", identity=identity, requests=todo, csrf=doc.csrf, pretty=pretty)
 
 
 def _act(request_id: str, action: str, identity: Identity, doc: Any) -> AccessRequest:

@@ -90,11 +90,17 @@ def config_file(settings: Any, audit: Path, tmp_path: Path, mapping: dict[str, A
     return cfg
 
 
-def ask(b: Bridge, s: requests.Session, reason: str = "INC-1234: payments down", duration: int = 3600) -> str:
+def post_request(b: Bridge, s: requests.Session, reason: str = "INC-1234: payments down", duration: int = 3600,
+                 **more: str) -> requests.Response:
     portal = portal_json(s, b.base)
     gid = next(g["id"] for g in portal["requestable"] if g["role_arn"] == ADMIN)
-    r = s.post(f"{b.base}/requests", data={"csrf_token": portal["csrf_token"], "grant": gid, "reason": reason,
-                                           "duration": str(duration)}, headers=JSON, timeout=10)
+    return s.post(f"{b.base}/requests", data={"csrf_token": portal["csrf_token"], "grant": gid, "reason": reason,
+                                              "duration": str(duration), **more}, headers=JSON, timeout=10)
+
+
+def ask(b: Bridge, s: requests.Session, reason: str = "INC-1234: payments down", duration: int = 3600,
+        **more: str) -> str:
+    r = post_request(b, s, reason, duration, **more)
     assert r.status_code == 200, r.text
     return str(r.json()["request"]["id"])
 
@@ -462,3 +468,78 @@ def test_a_requester_cannot_flood_the_approvers_chat(serve: Any, receiver: Webho
     assert len(receiver.bodies("/json")) == 20  # ten asked, ten withdrawn: nothing more reached the chat
     carol = dev_login(b.base, "carol")  # another user has a budget of their own
     assert carol.get(f"{b.base}/requests/approve", headers=JSON, timeout=10).status_code == 200
+
+
+NARROW = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+                                                   "Resource": "arn:aws:s3:::logs/<b>incident</b>/*"}]}
+
+
+def _admin_credentials(b: Bridge, s: requests.Session) -> requests.Response:
+    portal = portal_json(s, b.base)
+    admin = next(g["id"] for g in portal["grants"] if g["role_arn"] == ADMIN)
+    return s.post(f"{b.base}/credentials/{admin}", data={"csrf_token": portal["csrf_token"]}, headers=JSON,
+                  timeout=30)
+
+
+def test_a_request_with_a_narrower_policy_sends_exactly_it_to_sts(bridge: Bridge, strict_sts_peer: Any) -> None:
+    bob, carol = dev_login(bridge.base, "bob"), dev_login(bridge.base, "carol")
+    form = bob.get(f"{bridge.base}/requests", timeout=10).text
+    assert "Narrow the session (optional): an IAM policy JSON" in form and 'name="policy"' in form
+    rid = ask(bridge, bob, policy=json.dumps(NARROW, indent=4))
+    mine = bob.get(f"{bridge.base}/requests", timeout=10).text
+    assert "With a narrower policy" in mine and "&lt;b&gt;incident" in mine
+    page = carol.get(f"{bridge.base}/requests/approve", timeout=10).text
+    assert "With a narrower policy" in page and "&lt;b&gt;incident&lt;/b&gt;" in page and "<b>incident" not in page
+    assert "\n  &#34;Statement&#34;: [" in page  # pretty-printed for the approver (escaped like any text)
+    assert act(bridge, carol, rid, "approve").status_code == 200
+    assert "by request with a narrower policy" in bob.get(f"{bridge.base}/portal", timeout=10).text
+    token = bridge.cli_token(bob)
+    held = [g for g in bridge.api(token, "GET", "/api/v1/grants").json()["grants"] if g["role_arn"] == ADMIN]
+    assert [(g["request_id"], g.get("narrower_policy")) for g in held] == [(rid, True)]
+
+    strict_sts_peer.reset()
+    r = _admin_credentials(bridge, bob)
+    assert r.status_code == 200, r.text
+    [call] = [c for c in strict_sts_peer.seen if c.role_arn == ADMIN]
+    assert call.params["Policy"] == json.dumps(NARROW, separators=(",", ":"))  # exactly the request's, compact
+    assert bridge.api(token, "POST", f"/api/v1/credentials/{held[0]['id']}").status_code == 200
+    assert all(c.params.get("Policy") == call.params["Policy"] for c in strict_sts_peer.seen if c.role_arn == ADMIN)
+
+
+def test_a_request_without_a_policy_sends_none(bridge: Bridge, strict_sts_peer: Any) -> None:
+    bob, carol = dev_login(bridge.base, "bob"), dev_login(bridge.base, "carol")
+    rid = ask(bridge, bob, policy="")
+    assert act(bridge, carol, rid, "approve").status_code == 200
+    assert "with a narrower policy" not in bob.get(f"{bridge.base}/portal", timeout=10).text
+    strict_sts_peer.reset()
+    assert _admin_credentials(bridge, bob).status_code == 200
+    [call] = [c for c in strict_sts_peer.seen if c.role_arn == ADMIN]
+    assert "Policy" not in call.params
+
+
+@pytest.mark.parametrize("policy, says", [
+    ("{not json", "not JSON"),
+    (json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*",
+                                                          "Resource": "arn:aws:s3:::logs/*"}]}), 'Action "*"'),
+    (json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": [
+        f"arn:aws:s3:::logs/{i:04}" for i in range(200)]}]}), "2048"),
+])
+def test_a_bad_policy_is_a_clear_error_and_nothing_is_stored(bridge: Bridge, policy: str, says: str) -> None:
+    bob = dev_login(bridge.base, "bob")
+    r = post_request(bridge, bob, policy=policy)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request_policy", r.text
+    assert says in r.json()["message"] and "Traceback" not in r.text
+    assert bob.get(f"{bridge.base}/requests", headers=JSON, timeout=10).json()["requests"] == []
+    assert not [x for x in bridge.records() if x["type"] == "access_request"]
+
+
+def test_a_role_whose_rule_sends_its_own_policy_offers_no_narrowing_and_refuses_one(serve: Any) -> None:
+    rules = json.loads(json.dumps(RULES))
+    rules[1]["grants"][0]["policy_arns"] = ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    b = serve(rules=rules)
+    bob = dev_login(b.base, "bob")
+    assert 'name="policy"' not in bob.get(f"{b.base}/requests", timeout=10).text
+    r = post_request(b, bob, policy=json.dumps(NARROW))
+    assert r.status_code == 400 and r.json()["error"] == "request_policy_refused", r.text
+    assert "does not combine" in r.json()["message"]
+    assert bob.get(f"{b.base}/requests", headers=JSON, timeout=10).json()["requests"] == []

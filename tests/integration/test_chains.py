@@ -97,8 +97,8 @@ def test_a_spoke_through_the_hub_each_hop_exactly(live_bridge, chained, strict_s
     assert json.loads(first.params["Policy"]) == HUB_POLICY  # the hub's own session policy (catalog)
     token_claims = json.loads(base64.urlsafe_b64decode(first.token.split(".")[1] + "=="))
     assert token_claims["https://aws.amazon.com/tags"] == {
-        "principal_tags": {"Email": ["alice@example.com"], "Department": ["Platform"]},
-        "transitive_tag_keys": ["Department"]}
+        "principal_tags": {"Email": ["alice@example.com"], "Department": ["Platform"], "bridge:mfa": ["true"]},
+        "transitive_tag_keys": ["Department", "bridge:mfa"]}  # bridge:mfa: the bridge's own, carried along
     assert token_claims["https://aws.amazon.com/source_identity"] == "alice@example.com"
     assert hop.action == "AssumeRole" and hop.caller == f"arn:aws:sts::{HUB}:assumed-role/BridgeHub/alice@example.com"
     assert {k: v for k, v in hop.params.items() if k != "Policy"} == {
@@ -364,7 +364,8 @@ def test_two_hubs_in_a_row_each_call_signed_by_the_one_before(live_bridge, chain
     for hop in (second, third):  # the transitive Department carries on by itself; Email is sent again
         assert hop.params["SourceIdentity"] == "alice@example.com"
         assert [v for k, v in hop.params.items() if k.startswith("Tags.member.") and k.endswith(".Key")] == ["Email"]
-    assert strict_sts_peer.sessions[creds["AccessKeyId"]].transitive == {"Department": "Platform"}
+    assert strict_sts_peer.sessions[creds["AccessKeyId"]].transitive == {"Department": "Platform",
+                                                                          "bridge:mfa": "true"}
     hops = [r for r in audit_records(chained.audit) if r["type"] == "credentials_hop"]
     assert [(r["hop"], r["hops"], r["hop_role_arn"]) for r in hops] == [(1, 3, HUB_ARN), (2, 3, inner), (3, 3, DEV_ARN)]
 

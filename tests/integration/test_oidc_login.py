@@ -94,8 +94,8 @@ def test_oidc_login_to_working_credentials(live_bridge, corp_settings, strict_st
     assert seen.problems == [] and seen.role_arn.endswith(":role/Admin")
     claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
     assert claims["https://aws.amazon.com/tags"] == {
-        "principal_tags": {"Email": ["alice@example.com"], "Department": ["Platform"]},
-        "transitive_tag_keys": ["Department"]}
+        "principal_tags": {"Email": ["alice@example.com"], "Department": ["Platform"], "bridge:mfa": ["true"]},
+        "transitive_tag_keys": ["Department", "bridge:mfa"]}  # + the bridge's own (docs/step-up-mfa.md)
     assert claims["https://aws.amazon.com/source_identity"] == "alice@example.com"
     assert "alice" not in claims["sub"]  # pseudonymous, not PII
 
@@ -304,8 +304,9 @@ def test_groups_from_the_idp_drive_tags_in_the_minted_token(live_bridge, make_se
     assert seen.problems == []
     claims = json.loads(base64.urlsafe_b64decode(seen.token.split(".")[1] + "=="))
     assert claims["https://aws.amazon.com/tags"] == {
-        "principal_tags": {"Level": ["admins"], "Groups": ["aws-admins/aws-readonly"], "Dept": ["Platform"]},
-        "transitive_tag_keys": ["Level"]}
+        "principal_tags": {"Level": ["admins"], "Groups": ["aws-admins/aws-readonly"], "Dept": ["Platform"],
+                           "bridge:mfa": ["true"]},
+        "transitive_tag_keys": ["Level", "bridge:mfa"]}
     # bob's department, "Finance & Ops", is sanitized for AWS (& is not allowed in a tag value)
     bob = requests.Session()
     oidc_login(base, OIDC_CONNECTOR, "bob", "bob-pw", session=bob)

@@ -13,6 +13,12 @@ the target must trust the calling role (``trust``) and get the ExternalId its tr
 parameters must pass ``validate_assume_role`` against what the calling session carries (its source
 identity, its transitive tags, the one-hour cap of a chained session). ``sessions`` keeps what each
 issued session carries; ``seen[i].params`` every parameter of every call, so a test asserts each hop.
+
+A role given a trust policy document (``trust_policy``) has it played on every call into it, with the
+request context AWS builds (docs/aws-rules.md §2.8: the provider's ``aud``/``sub`` keys, ``SAML:*``,
+``aws:RequestTag/*``, ``aws:TagKeys``, ``sts:TransitiveTagKeys``; for sts:AssumeRole the caller's
+``aws:PrincipalArn`` and ``aws:PrincipalTag/*`` — its session tags and inherited transitive ones — and
+``sts:ExternalId``), evaluated by ``bridge doctor``'s policy logic: a refusal is AWS's AccessDenied.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,6 +42,8 @@ from lxml import etree
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from bridge.aws.doctor import Value, _principal_matches, _statements, admits
+from bridge.aws.doctor_chain import _trusts
 from bridge.aws.limits import policy_problems
 from bridge.aws.problems import Problem
 from bridge.aws.validate import (
@@ -65,6 +73,7 @@ class Seen:
     problems: list[Problem]
     params: dict[str, str] = field(default_factory=dict)  # every form field of the call
     caller: str = ""  # AssumeRole: the calling session's assumed-role ARN
+    denied: str = ""  # why a played trust policy refused the call (AWS's AccessDenied; not a broken rule)
 
 
 @dataclass
@@ -77,6 +86,7 @@ class Session:
     source_identity: str | None
     transitive: dict[str, str]
     chained: bool
+    tags: dict[str, str] = field(default_factory=dict)  # every principal tag (session tags and inherited ones)
 
 
 @dataclass
@@ -98,11 +108,16 @@ class StrictSts:
     calls: int = 0
     sessions: dict[str, Session] = field(default_factory=dict)  # access key id → what it carries
     trusts: dict[str, list[Trust]] = field(default_factory=dict)  # role ARN → who may AssumeRole it
+    trust_policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # role ARN → its trust policy document
 
     def trust(self, role_arn: str, principal: str, *, external_id: str | None = None) -> None:
         """The trust policy of ``role_arn``: ``principal`` (a role ARN) may sts:AssumeRole it, with this
         ExternalId when given (the ``sts:ExternalId`` condition a vendor's trust policy sets)."""
         self.trusts.setdefault(role_arn, []).append(Trust(principal, external_id))
+
+    def trust_policy(self, role_arn: str, document: dict[str, Any]) -> None:
+        """Play ``document`` as ``role_arn``'s trust policy on every call into it (instead of ``trust``)."""
+        self.trust_policies[role_arn] = document
 
     def is_chained(self, access_key_id: str) -> bool:
         """Whether these credentials came from sts:AssumeRole by role chaining (the console stand-in asks)."""
@@ -135,6 +150,7 @@ class StrictSts:
         self.raw.clear()
         self.role_max_duration.clear()
         self.trusts.clear()
+        self.trust_policies.clear()
         self.calls = 0
 
     @property
@@ -153,7 +169,7 @@ class StrictSts:
         if self.injected:
             status, code, message = self.injected.pop(0)
             return _error(status, code, message)(environ, start_response)
-        carried: tuple[str | None, dict[str, str], bool] | None = None  # what the new session will carry
+        carried: Carried | None = None  # what the new session will carry
         if form.get("Action") == "AssumeRoleWithWebIdentity":
             problems = self._check_web_identity(form)
             self.seen.append(Seen("AssumeRoleWithWebIdentity", form.get("RoleArn", ""),
@@ -161,7 +177,11 @@ class StrictSts:
             if problems:
                 code = "ValidationError" if problems[0].rule == "9" else "InvalidIdentityToken"
                 return _error(400, code, "; ".join(map(str, problems)))(environ, start_response)
-            carried = (*_jwt_carries(form.get("WebIdentityToken", "")), False)
+            token = form.get("WebIdentityToken", "")
+            carried = (*_jwt_carries(token), False, _jwt_tags(token)[1])
+            if refused := self._play_trust(form.get("RoleArn", ""), "sts:AssumeRoleWithWebIdentity",
+                                           *_web_identity_context(token, form.get("RoleArn", "")), carried):
+                return refused(environ, start_response)
         if form.get("Action") == "AssumeRoleWithSAML":
             problems = self._check_saml(form)
             self.seen.append(Seen("AssumeRoleWithSAML", form.get("RoleArn", ""), form.get("SAMLAssertion", ""),
@@ -169,7 +189,11 @@ class StrictSts:
             if problems:
                 code = "ValidationError" if problems[0].rule == "11" else "InvalidIdentityToken"
                 return _error(400, code, "; ".join(map(str, problems)))(environ, start_response)
-            carried = (*_saml_carries(form.get("SAMLAssertion", "")), False)
+            assertion = form.get("SAMLAssertion", "")
+            carried = (*_saml_carries(assertion), False, _saml_attrs(assertion)[2])
+            if refused := self._play_trust(form.get("RoleArn", ""), "sts:AssumeRoleWithSAML",
+                                           *_saml_context(assertion, form.get("PrincipalArn", "")), carried):
+                return refused(environ, start_response)
         if form.get("Action") == "AssumeRole":
             refused, carried = self._check_assume_role(req, body, form)
             if refused is not None:
@@ -181,16 +205,33 @@ class StrictSts:
         resp = Response(r.content, status=r.status_code, content_type=r.headers.get("content-type"))
         return resp(environ, start_response)
 
-    def _keep_session(self, xml: str, source_identity: str | None, transitive: dict[str, str], chained: bool) -> None:
+    def _keep_session(self, xml: str, source_identity: str | None, transitive: dict[str, str], chained: bool,
+                      tags: dict[str, str]) -> None:
         def one(tag: str) -> str:
             m = re.search(f"<{tag}>([^<]*)</{tag}>", xml)
             return m[1] if m else ""
 
         self.sessions[one("AccessKeyId")] = Session(one("Arn"), one("SecretAccessKey"), one("SessionToken"),
-                                                    source_identity, transitive, chained)
+                                                    source_identity, transitive, chained, tags)
+
+    def _play_trust(self, role: str, action: str, principal: Callable[[Mapping[str, Any]], bool],
+                    ctx: dict[str, Value], carried: Carried) -> Response | None:
+        """AccessDenied unless ``role``'s trust policy (when it has one) allows ``action`` — and sts:TagSession /
+        sts:SetSourceIdentity when the call sends tags / a source identity — to ``principal`` under ``ctx``."""
+        policy = self.trust_policies.get(role)
+        if policy is None:
+            return None
+        statements = _statements(policy)
+        actions = [action] + (["sts:TagSession"] if ctx.get("aws:tagkeys") else []) + (
+            ["sts:SetSourceIdentity"] if carried[0] else [])
+        for a in actions:
+            if admits(statements, principal, a, ctx) is not True:
+                self.seen[-1].denied = f"the trust policy of {role} refuses {a}"
+                return _error(403, "AccessDenied", f"Not authorized to perform {a}")
+        return None
 
     def _check_assume_role(self, req: Request, body: bytes, form: dict[str, str],
-                           ) -> tuple[Response | None, tuple[str | None, dict[str, str], bool] | None]:
+                           ) -> tuple[Response | None, Carried | None]:
         """Signature, caller, trust and ExternalId, then the §7.4 rules; (refusal or None, what the new session
         will carry)."""
         role = form.get("RoleArn", "")
@@ -203,18 +244,30 @@ class StrictSts:
         seen.caller = caller.arn
         caller_role = _role_of(caller.arn)
         trusted = [t for t in self.trusts.get(role, []) if t.principal == caller_role]
-        if not trusted or all(t.external_id is not None and t.external_id != form.get("ExternalId") for t in trusted):
+        call = _assume_role_call(form, caller)
+        if role in self.trust_policies:
+            ctx: dict[str, Value] = {"aws:principalarn": [caller_role],
+                                     **{f"aws:principaltag/{k.lower()}": [v] for k, v in caller.tags.items()},
+                                     **_tag_context(call.tags or {}, call.transitive_keys, call.source_identity)}
+            if call.external_id is not None:
+                ctx["sts:externalid"] = [call.external_id]
+            refused = self._play_trust(role, "sts:AssumeRole", lambda st: _trusts(st, caller_role), ctx,
+                                       (call.source_identity, {}, True, {}))
+            if refused is not None:
+                return refused, None
+        elif not trusted or all(t.external_id is not None and t.external_id != form.get("ExternalId")
+                                for t in trusted):
             # What AWS answers (and not a broken rule: the bridge sent what it was told to).
             return _error(403, "AccessDenied", f"User: {caller.arn} is not authorized to perform: sts:AssumeRole on "
                                                f"resource: {role}"), None
-        call = _assume_role_call(form, caller)
         seen.problems += validate_assume_role(call, self.role_max_duration.get(role, 43200))
         if seen.problems:
             code = "ValidationError" if seen.problems[0].rule in ("1", "2", "3", "5") else "InvalidParameterValue"
             return _error(400, code, "; ".join(map(str, seen.problems))), None
         transitive = dict(caller.transitive)
         transitive.update({k: v for k, v in (call.tags or {}).items() if k in call.transitive_keys})
-        return None, (call.source_identity or caller.source_identity, transitive, True)
+        return None, (call.source_identity or caller.source_identity, transitive, True,
+                      {**caller.transitive, **(call.tags or {})})
 
     def _signed_by(self, req: Request, body: bytes) -> Session | None:
         """The session whose credentials signed ``req`` (SigV4, recomputed here), or None."""
@@ -302,26 +355,81 @@ def _assume_role_call(form: dict[str, str], caller: Session) -> AssumeRoleCall:
         caller_source_identity=caller.source_identity, inherited_transitive=tuple(caller.transitive))
 
 
-def _jwt_carries(token: str) -> tuple[str | None, dict[str, str]]:
-    """(source identity, transitive tags) of a web-identity session, from its token's claims."""
+# (source identity, transitive tags, chained, every session tag) of a session about to be issued
+Carried = tuple[str | None, dict[str, str], bool, dict[str, str]]
+
+
+def _jwt_tags(token: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """(claims, session tags, transitive keys) of a web-identity token."""
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
     tags = claims.get(TAGS_CLAIM) or {}
-    principal = {k: v[0] for k, v in (tags.get("principal_tags") or {}).items()}
-    keys = {k.lower() for k in tags.get("transitive_tag_keys") or []}
-    return claims.get(SOURCE_IDENTITY_CLAIM), {k: v for k, v in principal.items() if k.lower() in keys}
+    return (claims, {k: v[0] for k, v in (tags.get("principal_tags") or {}).items()},
+            list(tags.get("transitive_tag_keys") or []))
 
 
-def _saml_carries(b64: str) -> tuple[str | None, dict[str, str]]:
-    """(source identity, transitive tags) of a SAML session, from its assertion's attributes."""
+def _jwt_carries(token: str) -> tuple[str | None, dict[str, str]]:
+    """(source identity, transitive tags) of a web-identity session, from its token's claims."""
+    claims, principal, keys = _jwt_tags(token)
+    lowered = {k.lower() for k in keys}
+    return claims.get(SOURCE_IDENTITY_CLAIM), {k: v for k, v in principal.items() if k.lower() in lowered}
+
+
+def _saml_attrs(b64: str) -> tuple[etree._Element, dict[str, list[str]], dict[str, str]]:
+    """(the Response, its attributes, its session tags)."""
     root = etree.fromstring(base64.b64decode(b64), etree.XMLParser(resolve_entities=False, no_network=True))
     ns = "{urn:oasis:names:tc:SAML:2.0:assertion}"
     attrs = {a.get("Name", ""): [v.text or "" for v in a.iter(f"{ns}AttributeValue")]
              for a in root.iter(f"{ns}Attribute")}
     tags = {k.removeprefix(AWS_ATTR + "PrincipalTag:"): v[0] for k, v in attrs.items()
             if k.startswith(AWS_ATTR + "PrincipalTag:") and v}
+    return root, attrs, tags
+
+
+def _saml_carries(b64: str) -> tuple[str | None, dict[str, str]]:
+    """(source identity, transitive tags) of a SAML session, from its assertion's attributes."""
+    _, attrs, tags = _saml_attrs(b64)
     keys = {k.lower() for k in attrs.get(AWS_ATTR + "TransitiveTagKeys", [])}
     source = attrs.get(AWS_ATTR + "SourceIdentity")
     return (source[0] if source else None), {k: v for k, v in tags.items() if k.lower() in keys}
+
+
+def _tag_context(tags: Mapping[str, str], transitive: tuple[str, ...] | list[str],
+                 source_identity: str | None) -> dict[str, Value]:
+    """The condition keys AWS sets from a call's tags and source identity (docs/aws-rules.md §2.8)."""
+    ctx: dict[str, Value] = {f"aws:requesttag/{k.lower()}": [v] for k, v in tags.items()}
+    if tags:
+        ctx["aws:tagkeys"] = list(tags)
+    if transitive:
+        ctx["sts:transitivetagkeys"] = list(transitive)
+    if source_identity:
+        ctx["sts:sourceidentity"] = [source_identity]
+    return ctx
+
+
+def _web_identity_context(token: str, role_arn: str) -> tuple[Callable[[Mapping[str, Any]], bool], dict[str, Value]]:
+    """(who the call is, its request context): the IAM OIDC provider of the token's issuer in the role's account."""
+    claims, tags, keys = _jwt_tags(token)
+    host = str(claims.get("iss", "")).split("://", 1)[-1].rstrip("/")
+    provider = f"arn:{role_arn.split(':')[1]}:iam::{role_arn.split(':')[4]}:oidc-provider/{host}"
+    ctx: dict[str, Value] = {f"{host}:aud": [str(claims.get("aud"))], f"{host}:sub": [str(claims.get("sub"))],
+                             **_tag_context(tags, keys, claims.get(SOURCE_IDENTITY_CLAIM))}
+    return (lambda st: _principal_matches(st, [provider])), {k.lower(): v for k, v in ctx.items()}
+
+
+def _saml_context(b64: str, principal_arn: str) -> tuple[Callable[[Mapping[str, Any]], bool], dict[str, Value]]:
+    """(who the call is, its request context): the IAM SAML provider; ``SAML:aud`` is the Recipient."""
+    root, attrs, tags = _saml_attrs(b64)
+    ns = "{urn:oasis:names:tc:SAML:2.0:assertion}"
+    scd = root.find(f".//{ns}SubjectConfirmationData")
+    name_id = root.find(f".//{ns}NameID")
+    source = attrs.get(AWS_ATTR + "SourceIdentity")
+    ctx: dict[str, Value] = {"saml:aud": [scd.get("Recipient", "") if scd is not None else ""],
+                             "saml:sub": [name_id.text or "" if name_id is not None else ""],
+                             "saml:sub_type": [str(name_id.get("Format", "")).rsplit(":", 1)[-1]
+                                               if name_id is not None else ""],
+                             **_tag_context(tags, attrs.get(AWS_ATTR + "TransitiveTagKeys", []),
+                                            source[0] if source else None)}
+    return (lambda st: _principal_matches(st, [principal_arn])), ctx
 
 
 def _error(status: int, code: str, message: str) -> Response:

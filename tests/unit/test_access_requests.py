@@ -477,3 +477,114 @@ def test_a_sign_in_without_mfa_does_not_end_an_approval_its_rule_still_offers() 
     assert ADMIN not in w.grants(no_mfa)  # locked on this sign-in…
     assert ADMIN not in w.grants(no_mfa) and ADMIN in w.grants(BOB)  # …and still approved for the MFA one
     assert w.store.get_access_request(req.id).status == "approved"  # type: ignore[union-attr]
+
+
+# -- a request's narrower session policy (issue 25 item 3) ------------------------------------------------------
+NARROW = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", ' \
+         '"Resource": "arn:aws:s3:::logs/*"}]}'
+NARROW_COMPACT = json.dumps(json.loads(NARROW), separators=(",", ":"))
+RULE_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:Describe*",
+                                                        "Resource": "*"}]}
+
+
+def with_rule_policy(**extra: Any) -> list[dict[str, Any]]:
+    out = rules()
+    out[1]["grants"][0].update(extra)
+    return out
+
+
+def admin_grant(w: World, who: Identity) -> Any:
+    return next(g for g in w.access.decide(who).grants if g.role_arn == ADMIN)
+
+
+def test_an_approved_request_with_a_policy_activates_the_grant_bound_to_exactly_it(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800, session_policy=NARROW)
+    assert req.policy == NARROW_COMPACT
+    assert w.store.get_access_request(req.id).policy == NARROW_COMPACT  # type: ignore[union-attr]
+    w.requests.decide(CAROL, req.id, approve=True)
+    grant = admin_grant(w, BOB)
+    assert grant.request_id == req.id and grant.policy == NARROW_COMPACT
+    audited = [r for r in w.sink.lines if r["type"] == "access_request" and r["correlation_id"] == req.id]
+    assert {r["event"] for r in audited} >= {"requested", "approved"} and all(r["policy"] == NARROW_COMPACT
+                                                                              for r in audited)
+
+
+def test_a_request_without_a_policy_activates_the_whole_role(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800, session_policy="  ")
+    assert req.policy is None
+    w.requests.decide(CAROL, req.id, approve=True)
+    assert admin_grant(w, BOB).policy is None
+
+
+@pytest.mark.parametrize("text, says", [
+    ("{not json", "not JSON"),
+    ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}',
+     'Action "*"'),
+    (json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::b/{i:04}" for i in range(200)]}]}),
+     "2048"),
+])
+def test_a_bad_policy_is_a_clear_error_and_nothing_is_stored(w: World, text: str, says: str) -> None:
+    with pytest.raises(BadRequest) as e:
+        w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800, session_policy=text)
+    assert e.value.code == "invalid_request_policy" and says in e.value.public()["message"].replace(",", "")
+    assert w.store.access_requests() == [] and w.events("") == []
+
+
+RO_ARNS = ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+
+
+@pytest.mark.parametrize("extra", [{"policy": RULE_POLICY}, {"policy_arns": RO_ARNS}])
+def test_a_policy_request_on_a_grant_with_its_own_policy_is_refused(extra: dict[str, Any]) -> None:
+    w = World()
+    w.set_rules(with_rule_policy(**extra))
+    with pytest.raises(BadRequest) as e:
+        w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800, session_policy=NARROW)
+    assert e.value.code == "request_policy_refused" and "does not combine" in e.value.public()["message"]
+    assert w.store.access_requests() == []
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800)  # without: as before
+    assert req.policy is None
+
+
+def test_a_rule_that_gains_its_own_policy_ends_a_policy_request_at_the_next_decision(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800, session_policy=NARROW)
+    w.requests.decide(CAROL, req.id, approve=True)
+    plain = w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="INC", duration=1800)
+    w.requests.decide(CAROL, plain.id, approve=True)
+    w.set_rules(with_rule_policy(policy=RULE_POLICY))
+    assert ADMIN not in w.grants(BOB)
+    ended = w.store.get_access_request(req.id)
+    assert ended is not None and ended.status == "ended" and "own session policy" in ended.end_reason
+    assert "ended" in w.events(req.id)
+    assert admin_grant(w, ERIN).policy is not None  # a request without a policy keeps the rule's
+
+
+def test_a_pending_policy_request_cannot_be_approved_once_its_rule_has_a_policy(w: World) -> None:
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800, session_policy=NARROW)
+    w.set_rules(with_rule_policy(policy_arns=RO_ARNS))
+    with pytest.raises(RequestRefused, match="own session policy"):
+        w.requests.decide(CAROL, req.id, approve=True)
+    assert w.store.get_access_request(req.id).status == "ended"  # type: ignore[union-attr]
+
+
+def test_a_record_without_a_policy_still_loads_and_one_with_it_round_trips(w: World) -> None:
+    from bridge.storage.records import AccessRequest
+    req = w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC", duration=1800, session_policy=NARROW)
+    assert AccessRequest.from_json(json.loads(json.dumps(req.to_json()))) == req
+    old = {k: v for k, v in req.to_json().items() if k != "policy"}
+    assert AccessRequest.from_json(old).policy is None
+
+
+def test_the_webhooks_say_a_request_narrows_the_role_without_carrying_the_policy(receiver: Receiver) -> None:
+    w = World(requests={"webhook_backoff": 0, "webhooks": [
+        {"url": f"{receiver.url}/json"}, {"url": f"{receiver.url}/slack", "format": "slack"},
+        {"url": f"{receiver.url}/teams", "format": "teams"}]})
+    w.requests.create(BOB, w.admin_grant_id(BOB), reason="INC-7", duration=900, session_policy=NARROW)
+    w.requests.create(ERIN, w.admin_grant_id(ERIN), reason="INC-8", duration=900)
+    assert w.requests.notifier.wait()
+    sent = {(path, json.dumps(body)) for path, _, body in receiver.got}
+    assert len(sent) == 6 and not any("s3:GetObject" in body for _, body in sent)  # never the policy itself
+    narrowed = {path for path, body in sent if "narrower session policy" in body}
+    assert narrowed == {"/slack", "/teams"}
+    assert sorted(json.loads(body)["narrower_policy"] for path, body in sent if path == "/json") == [False, True]
+    assert sum("narrower session policy" in body for _, body in sent) == 2  # ERIN's asks for the whole role

@@ -79,8 +79,9 @@ def test_preview_prints_a_valid_token_and_decodes(setup: tuple[Path, Path], tmp_
     doc = json.loads(r.stdout)
     assert doc["header"]["alg"] == "ES256" and doc["header"]["kid"]
     assert doc["claims"]["iss"] == "https://bridge.example.com" and doc["claims"]["aud"] == "sts.amazonaws.com"
-    assert doc["claims"]["https://aws.amazon.com/tags"] == {"principal_tags": {"Dept": ["Platform"]},
-                                                            "transitive_tag_keys": ["Dept"]}
+    assert doc["claims"]["https://aws.amazon.com/tags"] == {  # + the bridge's own, transitive (docs/step-up-mfa.md)
+        "principal_tags": {"Dept": ["Platform"], "bridge:mfa": ["false"]},
+        "transitive_tag_keys": ["Dept", "bridge:mfa"]}
     assert doc["RoleSessionName"] == "alice@example.com"
 
 

@@ -73,8 +73,14 @@ def one_rule(**kw: Any) -> dict[str, Any]:
     ({"grant": {"tags": {"T": "a,b"}}}, "rules[0].grants[0].tags.T: tag value has characters AWS does not allow"),
     ({"grant": {"tags": {"Dept": "x", "dept": "y"}}}, "rules[0].grants[0].tags.dept: tag keys 'Dept' and 'dept' "
                                                       "differ only in case"),
-    ({"grant": {"tags": {f"K{i}": "v" for i in range(51)}}}, "rules[0].grants[0].tags: 51 tags; AWS allows at most "
-                                                             "50 per session"),
+    ({"grant": {"tags": {f"K{i}": "v" for i in range(50)}}}, "rules[0].grants[0].tags: 50 tags; a rule may send at "
+                                                             "most 49 (AWS allows 50 per session; the bridge sends "
+                                                             "bridge:mfa)"),
+    ({"grant": {"tags": {"bridge:mfa": "true"}}}, "rules[0].grants[0].tags.bridge:mfa: rule 'r': tag key 'bridge:mfa' "
+                                                  "starts with 'bridge:', which is reserved for the tags the bridge "
+                                                  "sets itself (bridge:mfa): rename the tag"),
+    ({"grant": {"tags": {"Bridge:Team": "{email}"}}}, "rules[0].grants[0].tags.Bridge:Team: rule 'r': tag key "
+                                                      "'Bridge:Team' starts with 'bridge:'"),
     ({"grant": {"tags": {"Dept": "x"}, "transitive_tags": ["Team"]}},
      "rules[0].grants[0].transitive_tags[0]: transitive tag key 'Team' is not one of the session tags"),
     ({"grant": {"duration": 600}}, "rules[0].grants[0].duration: default 600s is outside AWS's 900..43200 seconds"),
