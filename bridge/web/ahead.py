@@ -59,7 +59,8 @@ def _read(shash: str, last: SessionRecord, token: str | None, kind: str | None, 
         except BridgeError:  # refused as last seen: decided again from the session as stored
             grant, duration = None, 0
         if grant is not None and grant.path != "passthrough":  # its entry names the artifact: read after
-            creds = svc.cache.key(identity, grant, duration)
+            # the entry the issuer will look up: of the grant as it is sent, with the bridge's own tags
+            creds = svc.cache.key(identity, svc.issuer.tagged(grant, identity), duration)
     ahead = Ahead(shash, idle=svc.sessions.idle, expires_at=last.expires_at, token=token,
                   bucket=None if bucket is None else bucket[0], limit=0 if bucket is None else bucket[1],
                   creds=creds, prefs=user_key(identity) if prefs else None,

@@ -22,6 +22,7 @@ from bridge.domain.identity import Identity
 from bridge.storage.memory import MemoryStore
 from bridge.telemetry.audit import Auditor
 from bridge.web.services import grant_defaults
+from tests.modules import ListSink
 
 ADMIN = "arn:aws:iam::123456789012:role/Admin"
 READ = "arn:aws:iam::123456789012:role/ReadOnly"
@@ -51,16 +52,6 @@ def rules(break_glass: bool = False, deny_admin: bool = False) -> list[dict[str,
     if deny_admin:
         out.append({"name": "freeze", "match": {"group": "devs"}, "deny": {"roles": ["Admin"]}})
     return out
-
-
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-
-    def write(self, line: str) -> None:
-        self.lines.append(json.loads(line))
 
 
 class World:

@@ -22,6 +22,7 @@ from bridge.storage import SessionRecord
 from bridge.storage.memory import MemoryStore
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
+from tests.modules import ListSink
 
 T0 = 1_800_000_000
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -223,16 +224,6 @@ def test_attributes_and_excluded_attributes() -> None:
 
 
 # -- the use cases, over a MemoryStore --------------------------------------------------------------
-
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-
-    def write(self, line: str) -> None:
-        self.lines.append(json.loads(line))
-
 
 class World:
     def __init__(self, **cfg: Any) -> None:

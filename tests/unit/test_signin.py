@@ -5,7 +5,6 @@ a pass-through artifact AWS would refuse, a replaced session, and callbacks the 
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -31,6 +30,7 @@ from bridge.upstream.base import ConnectorPolicy, SamlTrust
 from bridge.upstream.base_settings import ConnectorEnv
 from bridge.upstream.dev import DevConnector
 from bridge.web.services import grant_defaults
+from tests.modules import ListSink
 
 READ = "arn:aws:iam::123456789012:role/ReadOnly"
 ADMIN = "arn:aws:iam::123456789012:role/Admin"
@@ -48,16 +48,6 @@ SETTINGS = settings_from_dict({
     "mapping": {"rules": [
         {"name": "readonly", "match": {"group": "devs"}, "grants": [{"role_arn": READ, "mfa_required": True}]},
         {"name": "no-contractors", "match": {"group": "contractors"}, "deny": "all"}]}})
-
-
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-
-    def write(self, line: str) -> None:
-        self.lines.append(json.loads(line))
 
 
 class PassthroughDev(DevConnector):
