@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import click
 import requests
 
 from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key, load_keyring
@@ -165,14 +166,14 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         _banner(port, env)
         return _watch(procs)
     except KeyboardInterrupt:
-        print("\nstopping the demo…")
+        click.echo("\nstopping the demo…")
         return 0
     except RuntimeError as e:
-        print(f"demo failed: {e}", file=sys.stderr)
+        click.echo(f"demo failed: {e}", err=True)
         return 1
     finally:
         if killed := procs.stop():
-            print(f"stopped with SIGKILL (did not end on SIGTERM): {', '.join(killed)}", file=sys.stderr)
+            click.echo(f"stopped with SIGKILL (did not end on SIGTERM): {', '.join(killed)}", err=True)
 
 
 def _ensure_keys(keys_dir: Path) -> None:
@@ -196,8 +197,8 @@ def _start_redis(procs: _Procs, env: dict[str, str], smoke: bool) -> bool:
         own_redis = LocalRedis(tempfile.mkdtemp(prefix="bridge-redis-"), preferred_port=6390,
                                own_session=True).start()
     except RedisNotInstalled:
-        print("No Redis answers on 127.0.0.1:6379 and redis-server is not installed "
-              "(apt-get install redis-server).", file=sys.stderr)
+        click.echo("No Redis answers on 127.0.0.1:6379 and redis-server is not installed "
+              "(apt-get install redis-server).", err=True)
         return False
     assert own_redis.proc is not None  # in a session of its own (own_session): stopped as a group
     procs.procs.append(("redis", own_redis.proc))  # watched and stopped with the others
@@ -210,7 +211,7 @@ def _start_sts(procs: _Procs, env: dict[str, str]) -> bool:
     sport = free_port(5055)
     moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
     if not moto:
-        print("moto_server is missing: run `make demo` (it installs the demo's Python deps).", file=sys.stderr)
+        click.echo("moto_server is missing: run `make demo` (it installs the demo's Python deps).", err=True)
         return False
     procs.start("sts", [moto, "-H", "127.0.0.1", "-p", str(sport)], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
@@ -231,7 +232,7 @@ def _start_idp(procs: _Procs, env: dict[str, str], peers: Path, port: int) -> No
         _wait(f"http://127.0.0.1:{oport}/.well-known/openid-configuration", "demo IdP")
     else:
         env["DEMO_OIDC_ENABLED"] = "false"
-        print("note: Node or tests/peers/node_modules missing: the demo OIDC IdP is off; use Dev login.")
+        click.echo("note: Node or tests/peers/node_modules missing: the demo OIDC IdP is off; use Dev login.")
 
 
 def _start_console_stand_in(procs: _Procs, env: dict[str, str], peers: Path, port: int) -> None:
@@ -254,7 +255,7 @@ def _forget_earlier_runs(config: Path, env: dict[str, str]) -> None:
         raise RuntimeError(f"could not clear the demo's keys in Redis ({type(e).__name__}: {e})") from None
     else:
         if gone:
-            print(f"cleared {gone} Redis keys of an earlier demo run (sessions, cached credentials)")
+            click.echo(f"cleared {gone} Redis keys of an earlier demo run (sessions, cached credentials)")
 
 
 def _watch(procs: _Procs) -> int:
@@ -263,14 +264,14 @@ def _watch(procs: _Procs) -> int:
     while all(p.poll() is None for _, p in procs.procs):
         time.sleep(0.5)
     dead = [n for n, p in procs.procs if p.poll() is not None]
-    print(f"stopped: {', '.join(dead)} exited", file=sys.stderr)
+    click.echo(f"stopped: {', '.join(dead)} exited", err=True)
     return 1
 
 
 def _banner(port: int, env: dict[str, str]) -> None:
     base = f"http://127.0.0.1:{port}"
     oidc = env.get("DEMO_OIDC_ENABLED") != "false"
-    print(f"""
+    click.echo(f"""
 Federation Bridge demo is running.
 
   Open        {base}/
@@ -286,7 +287,7 @@ On a role's Credentials page, paste the export lines into a shell, then:
   aws sts get-caller-identity --endpoint-url {env['DEMO_STS_URL']}
 
 Ctrl-C stops everything this command started.
-""", flush=True)
+""")
 
 
 def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
@@ -313,9 +314,9 @@ def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
                                 aws_session_token=creds["SessionToken"]).get_caller_identity()["Arn"])
 
     grant = portal["grants"][0]
-    print(f"demo smoke ok: {caller(grant)}")
+    click.echo(f"demo smoke ok: {caller(grant)}")
     chained = next(g for g in portal["grants"] if g.get("hubs"))  # workloads/Developer, through the hub
-    print(f"demo chain ok: {caller(chained)} (via {' → '.join(chained['hubs'])})")
+    click.echo(f"demo chain ok: {caller(chained)} (via {' → '.join(chained['hubs'])})")
     if console_url:
         page = s.get(f"{base}/go/sandbox/Admin", params={"destination": "/s3/home"}, timeout=10).text
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
@@ -326,7 +327,7 @@ def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
         landed = requests.get(r.headers["location"], timeout=30)
         role = re.search(r"id='role'>([^<]+)<", landed.text)
         assert landed.status_code == 200 and role, landed.text[:300]
-        print(f"demo console ok: signed in as {role[1]}")
+        click.echo(f"demo console ok: signed in as {role[1]}")
         ro = next(g for g in portal["grants"] if g["role_arn"].endswith("/ReadOnly"))  # console: saml_post
         form = s.post(f"{base}/console/{ro['id']}", data={"csrf_token": csrf[1]}, timeout=30).text
         fields = dict(re.findall(r'name="(SAMLResponse|RelayState)" value="([^"]*)"', form))
@@ -335,5 +336,5 @@ def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
         landed = requests.post(action[1], data=fields, timeout=30)
         role = re.search(r"id='role'>([^<]+)<", landed.text)
         assert landed.status_code == 200 and role, landed.text[:300]
-        print(f"demo console (SAML POST) ok: signed in as {role[1]}")
+        click.echo(f"demo console (SAML POST) ok: signed in as {role[1]}")
     return 0
