@@ -44,14 +44,14 @@ def browser_hash(browser: str) -> str:
 class LoginFlow:
     def __init__(self, store: Store, connectors: Mapping[str, Connector], *, base_url: str, ttl: int,
                  clock: Callable[[], float] = time.time,
-                 admit: Callable[[Identity], None] = lambda identity: None) -> None:
+                 admit: Callable[[Identity], None] | None = None) -> None:
         self.store = store
         self.connectors = connectors
         self.base_url = base_url
         self.ttl = ttl
         self.clock = clock
         # Who may not sign in now (SCIM: a deactivated user, bridge/scim/directory.py); raises to refuse.
-        self.admit = admit
+        self.admit = admit or (lambda identity: None)
 
     def redirect_uri(self, connector_id: str) -> str:
         return f"{self.base_url}/callback/{connector_id}"

@@ -49,9 +49,9 @@ from bridge.storage.records import (
     RecordError,
     SignInNote,
 )
-from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported (bridge.store)
+from bridge.storage.redis_client import AnyRedis as AnyRedis  # re-exported
 from bridge.storage.redis_client import as_text
-from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.web.services, bridge.store)
+from bridge.storage.redis_client import redis_client as redis_client  # re-exported (bridge.web.services)
 from bridge.storage.redis_scim import RedisScim
 from bridge.storage.redis_sessions import SessionKeys
 from bridge.storage.redis_sso import SsoKeys

@@ -43,7 +43,6 @@ from bridge.core.rulebook import RuleBook
 from bridge.core.sessions import Sessions
 from bridge.core.signin import SignIn
 from bridge.domain.errors import ConfigError
-from bridge.domain.identity import Identity
 from bridge.keys.sealing import Sealer
 from bridge.keys.signing import KeyRing
 from bridge.protocols.identity_center import IdentityCenter
@@ -168,7 +167,7 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
     directory = Directory(store, settings.scim) if settings.scim.enabled else None
     sessions = Sessions(store, settings.session, connectors, device, cache, sealer=sealer, directory=directory)
     flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl,
-                     admit=directory.admit if directory else admit_everyone)
+                     admit=directory.admit if directory else None)
     signin = SignIn(flow, connectors, access, sessions, store, auditor, metrics, partition=aws.partition,
                     audit_in_store=settings.audit.sink == "redis")
     return Services(
@@ -181,10 +180,6 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
                                        base_url=settings.base_url, auditor=auditor,
                                        on_register=metrics.sso_registered),
         requests=AccessRequests(ledger, access), scim=build_scim(settings, store, sessions, directory, auditor))
-
-
-def admit_everyone(identity: Identity) -> None:
-    """Without SCIM, the IdP's word at sign-in is the only one."""
 
 
 def build_scim(settings: Settings, store: Store, sessions: Sessions, directory: Directory | None,
