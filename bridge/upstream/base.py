@@ -173,3 +173,26 @@ class SignsOut(Protocol):
     None (``isinstance(connector, SignsOut)``)."""
 
     def logout_url(self, post_logout_redirect_uri: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SubjectToken:
+    """A subject token verified for an exchange (RFC 8693): who it names, and what replay protection needs.
+
+    ``token_id``: the token's ``jti`` (None when it has none); ``expires_at``: its ``exp`` (epoch seconds);
+    ``single_use``: the connector says a token may be exchanged once only (workloads: the core keeps
+    the ``jti`` until ``expires_at`` and refuses it again)."""
+
+    identity: Identity
+    expires_at: int
+    token_id: str | None = None
+    single_use: bool = False
+
+
+@runtime_checkable
+class ExchangesTokens(Protocol):
+    """A connector whose tokens an app or a workload may exchange at ``/oauth/token`` (token exchange,
+    ``isinstance(connector, ExchangesTokens)``): verify a bearer token it issued (signature, issuer,
+    expiry, and an audience among ``audiences``) without a browser, or raise ``InvalidIdToken``."""
+
+    def verify_subject_token(self, token: str, *, audiences: tuple[str, ...]) -> SubjectToken: ...
