@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bridge.config import OidcConnectorSettings, SamlConnectorSettings, Settings
 from bridge.domain.errors import BridgeError, ConfigError
-from bridge.storage import Store
+from bridge.storage import NoteStore
 
 
 @dataclass
@@ -59,7 +59,7 @@ def _probe_saml(cfg: SamlConnectorSettings, settings: Settings, report: ProbeRep
                         f"{cfg.requested_name_id_format()}")
 
 
-def _sign_in_notes(connector_id: str, store: Store, report: ProbeReport) -> None:
+def _sign_in_notes(connector_id: str, store: NoteStore, report: ProbeReport) -> None:
     note = store.sign_in_note(connector_id)
     if note is None:
         report.lines.append(f"connector {connector_id}: no sign-in recorded yet: sign in once, then probe again "

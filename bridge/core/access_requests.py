@@ -37,7 +37,7 @@ from bridge.core.request_policy import RequestPolicyError, parse_request_policy
 from bridge.core.sessions import exact_handle
 from bridge.domain.errors import BadRequest, NotGranted
 from bridge.domain.identity import Grant, Identity
-from bridge.storage import AccessRequest, Store
+from bridge.storage import AccessRequest, RequestStore
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
@@ -86,7 +86,7 @@ class RequestLedger:
     """The stored access requests and their lifecycle (expiry, ending, each step audited and notified): what the
     decision point asks (``ActiveRequests``). It decides nothing: ``AccessRequests`` asks the decision point."""
 
-    def __init__(self, cfg: RequestsSettings, store: Store, auditor: Auditor, *, approve_url: str,
+    def __init__(self, cfg: RequestsSettings, store: RequestStore, auditor: Auditor, *, approve_url: str,
                  notifier: Notifier | None = None, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.store = store

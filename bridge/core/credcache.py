@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bridge.domain.identity import Credentials, Grant, Identity
 from bridge.keys.sealing import Sealer
-from bridge.storage import Store
+from bridge.storage import CredsStore
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class NoCache:
 
 
 class CredentialCache:
-    def __init__(self, store: Store, keys: Sequence[bytes] | Sealer, *, refresh_window: int = 900,
+    def __init__(self, store: CredsStore, keys: Sequence[bytes] | Sealer, *, refresh_window: int = 900,
                  clock: Callable[[], float] = time.time,
                  on_lookup: Callable[[bool], None] = lambda hit: None) -> None:
         self.store = store

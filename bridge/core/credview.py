@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bridge.domain.identity import Credentials
-from bridge.storage import Store, hash_id
+from bridge.storage import ViewStore, hash_id
 
 GRACE = 3600  # seconds an expired view stays (it shows no secrets, only what it was and Refresh)
 VIEW_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")  # secrets.token_urlsafe(16)
@@ -53,7 +53,7 @@ def _aead(sid: str, view_id: str) -> AESGCM:
     return AESGCM(hmac.new(sid.encode(), f"credview\0{view_id}".encode(), hashlib.sha256).digest())
 
 
-def keep(store: Store, sid: str, grant_id: str, duration: int, creds: Credentials, *,
+def keep(store: ViewStore, sid: str, grant_id: str, duration: int, creds: Credentials, *,
          session_expires_at: float, at: float | None = None) -> str:
     """Seal ``creds`` for this session; returns the new view id."""
     t = now() if at is None else at
@@ -70,7 +70,7 @@ def keep(store: Store, sid: str, grant_id: str, duration: int, creds: Credential
     return view_id
 
 
-def load(store: Store, sid: str, view_id: str) -> View | None:
+def load(store: ViewStore, sid: str, view_id: str) -> View | None:
     """The view ``view_id`` of this session, or None (unknown, expired, another session's)."""
     if not VIEW_ID_RE.match(view_id) or not sid:
         return None

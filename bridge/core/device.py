@@ -14,10 +14,19 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.config import CliSettings
-from bridge.storage import CliToken, DeviceApproval, DeviceCode, SessionRecord, Store, hash_id
+from bridge.storage import (
+    CliToken,
+    CliTokenStore,
+    DeviceApproval,
+    DeviceCode,
+    DeviceStore,
+    OnceStore,
+    SessionRecord,
+    hash_id,
+)
 
 # RFC 8628 §6.1: a short code from an unambiguous alphabet (no vowels, no look-alikes).
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -61,10 +70,14 @@ def normalize_user_code(code: str) -> str:
     return f"{c[:4]}-{c[4:]}" if len(c) == 8 else c
 
 
+class DeviceState(DeviceStore, CliTokenStore, OnceStore, Protocol):
+    """What ``DeviceFlow`` keeps: device codes, the CLI tokens they become, and used refresh tokens (once)."""
+
+
 class DeviceFlow:
     """Device codes, their approval, and the CLI tokens they become (typed records in the store)."""
 
-    def __init__(self, store: Store, cfg: CliSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: DeviceState, cfg: CliSettings, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.cfg = cfg
         self.clock = clock

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from bridge.domain.errors import LoginError, SamlUnsolicited
 from bridge.domain.identity import Identity
-from bridge.storage import PendingLogin, Store
+from bridge.storage import PendingLogin, PendingStore
 from bridge.upstream.base import Connector, IdpInitiated
 
 
@@ -42,7 +42,7 @@ def browser_hash(browser: str) -> str:
 
 
 class LoginFlow:
-    def __init__(self, store: Store, connectors: Mapping[str, Connector], *, base_url: str, ttl: int,
+    def __init__(self, store: PendingStore, connectors: Mapping[str, Connector], *, base_url: str, ttl: int,
                  clock: Callable[[], float] = time.time,
                  admit: Callable[[Identity], None] | None = None) -> None:
         self.store = store

@@ -28,7 +28,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.config import SessionSettings
 from bridge.core.credcache import Cache
@@ -38,7 +38,17 @@ from bridge.domain.identity import Grant, Identity
 from bridge.keys.sealing import SEALED, Sealer
 from bridge.scim.directory import Directory
 from bridge.scim.directory import ended as scim_ended
-from bridge.storage import Ahead, AheadRead, PassthroughInfo, SessionRecord, Store, hash_id
+from bridge.storage import (
+    Ahead,
+    AheadRead,
+    BesideStore,
+    LockStore,
+    PassthroughInfo,
+    ReadAheadStore,
+    SessionRecord,
+    SessionStore,
+    hash_id,
+)
 from bridge.telemetry.logs import event
 from bridge.upstream import Connector
 from bridge.upstream.base import NO_POLICY, ConnectorPolicy, Reverifier, ReverifyExpired, ReverifyOk, ReverifyRevoked
@@ -75,10 +85,14 @@ class Revoked:
     tokens: int
 
 
+class SessionState(SessionStore, ReadAheadStore, BesideStore, LockStore, Protocol):
+    """What ``Sessions`` keeps: the sessions, what hangs off them, and the re-check lock."""
+
+
 class Sessions:
     """Session lifecycle over the store; no Flask here (the web layer reads and sets cookies)."""
 
-    def __init__(self, store: Store, cfg: SessionSettings, connectors: Mapping[str, Connector],
+    def __init__(self, store: SessionState, cfg: SessionSettings, connectors: Mapping[str, Connector],
                  device: DeviceFlow, cache: Cache,
                  clock: Callable[[], float] = time.time, sealer: Sealer | None = None,
                  directory: Directory | None = None) -> None:

@@ -30,7 +30,7 @@ from bridge.core.flow import LoginFlow
 from bridge.core.sessions import Sessions
 from bridge.domain.errors import IdpDenied, LoginError, StoreUnavailable
 from bridge.domain.identity import Identity
-from bridge.storage import PassthroughInfo, Store
+from bridge.storage import NoteStore, PassthroughInfo
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import correlation_id, event
@@ -71,7 +71,7 @@ class SignIn:
     """The sign-in sequence over the flow, the decision point and the sessions (see the module)."""
 
     def __init__(self, flow: LoginFlow, connectors: Mapping[str, Connector], access: AccessPoint,
-                 sessions: Sessions, store: Store, auditor: Auditor, metrics: Metrics, *, partition: str,
+                 sessions: Sessions, store: NoteStore, auditor: Auditor, metrics: Metrics, *, partition: str,
                  audit_in_store: bool, clock: Callable[[], float] = time.time) -> None:
         """``partition``: the AWS partition pass-through artifacts are judged for; ``audit_in_store``: the
         audit sink is the store (a failure because the store is down is then not audited: it would fail too)."""

@@ -38,7 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 from urllib.parse import urlencode
 
 from bridge.client.ssoconfig import role_names
@@ -70,7 +70,19 @@ from bridge.protocols.identity_center_protocol import (
     redirect_matches,
     unauthorized,
 )
-from bridge.storage import AheadRead, AuthCode, CliToken, DeviceApproval, SessionRecord, SsoClient, Store, hash_id
+from bridge.storage import (
+    AheadRead,
+    AuthCode,
+    AuthCodeStore,
+    CliToken,
+    DeviceApproval,
+    OnceStore,
+    SessionRecord,
+    SessionStore,
+    SsoClient,
+    SsoClientStore,
+    hash_id,
+)
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
@@ -111,8 +123,13 @@ class Caller:
     session: SessionRecord
 
 
+class IdentityCenterState(SessionStore, SsoClientStore, AuthCodeStore, OnceStore, Protocol):
+    """What ``IdentityCenter`` keeps and reads: registered clients, authorization codes, used ones (once), and
+    the approving session of a code."""
+
+
 class IdentityCenter:
-    def __init__(self, cfg: CliSettings, store: Store, device: DeviceFlow, sessions: Sessions,
+    def __init__(self, cfg: CliSettings, store: IdentityCenterState, device: DeviceFlow, sessions: Sessions,
                  access: AccessPoint, issuer: CredentialIssuer, *, base_url: str, auditor: Auditor,
                  clock: Callable[[], float] = time.time,
                  on_register: Callable[[str], None] = lambda outcome: None) -> None:

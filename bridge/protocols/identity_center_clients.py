@@ -32,7 +32,7 @@ from bridge.protocols.identity_center_protocol import (
     body_str_list,
     loopback_problem,
 )
-from bridge.storage import SsoClient, Store, hash_id
+from bridge.storage import SsoClient, SsoClientStore, hash_id
 
 # What an SDK user is told when a registration is unknown: the AWS CLI keeps using the one it cached.
 AGAIN = ("register again (the AWS CLI keeps its registration in ~/.aws/sso/cache: remove the files there, then "
@@ -42,7 +42,7 @@ AGAIN = ("register again (the AWS CLI keeps its registration in ~/.aws/sso/cache
 class SsoClients:
     """Registration (bounded), and authentication of registered clients."""
 
-    def __init__(self, cfg: CliSettings, store: Store, clock: Callable[[], float],
+    def __init__(self, cfg: CliSettings, store: SsoClientStore, clock: Callable[[], float],
                  on_register: Callable[[str], None] = lambda outcome: None) -> None:
         self.cfg = cfg
         self.store = store

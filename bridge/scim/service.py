@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.scim.directory import Directory
 from bridge.scim.errors import ScimError, bad, not_found
@@ -28,8 +28,8 @@ from bridge.scim.model import (
     user_names,
 )
 from bridge.scim.patch import apply_patch
-from bridge.storage import Store
-from bridge.storage.scim import ScimRecord
+from bridge.storage import LockStore
+from bridge.storage.scim import ScimRecord, ScimStore
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 
@@ -43,11 +43,15 @@ _USER_INDEX = {"username": "username", "externalid": "externalid", "emails": "em
 _GROUP_INDEX = {"displayname": "displayname", "externalid": "externalid"}
 
 
+class ScimState(ScimStore, LockStore, Protocol):
+    """What ``ScimService`` keeps: the SCIM resources, and the lock its writes are serialised by."""
+
+
 class ScimService:
     """Users and Groups as the IdP provisions them. ``end_sessions(handles, directory)`` ends every session
     filed under those handles whose identity the directory now finds inactive; returns how many."""
 
-    def __init__(self, store: Store, directory: Directory, auditor: Auditor, base_url: str, *,
+    def __init__(self, store: ScimState, directory: Directory, auditor: Auditor, base_url: str, *,
                  end_sessions: Callable[[list[str]], int], clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, new_id: Callable[[], str] = lambda: str(uuid.uuid4()))\
             -> None:

@@ -13,7 +13,8 @@
 - ``flow``     (bridge/core/flow.py)           pending sign-ins with the upstream IdPs
 - ``signin``   (bridge/core/signin.py)    a callback → audited decision and a new session: the sign-in sequence
 - ``scim``     (bridge/scim)              SCIM provisioning from the IdP (None unless ``scim.token`` is set)
-- ``store``    (bridge/storage)           the state, behind one interface
+- ``store``    (bridge/storage)           the state: the ``Store`` façade (each service above is handed only
+                                           the resources it uses: bridge/storage/resources.py)
 
 Each service is handed its own section of the settings or a small frozen value (``IssuerConfig``), never
 the whole ``Settings``; every field is set (a credential cache that is off is ``NoCache``); nothing is
@@ -47,8 +48,8 @@ from bridge.keys.sealing import Sealer
 from bridge.keys.signing import KeyRing
 from bridge.protocols.identity_center import IdentityCenter
 from bridge.scim.directory import Directory, end_inactive
-from bridge.scim.service import ScimService
-from bridge.storage import Store
+from bridge.scim.service import ScimService, ScimState
+from bridge.storage import AuditStore, Store
 from bridge.storage.redis import RedisStore, redis_client
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
@@ -93,7 +94,7 @@ class Services:
         return self.issuer.idp_metadata()
 
 
-def build_auditor(settings: Settings, store: Store, metrics: Metrics) -> Auditor:
+def build_auditor(settings: Settings, store: AuditStore, metrics: Metrics) -> Auditor:
     a = settings.audit
     sink: audit.Sink
     if a.sink == "file":
@@ -182,7 +183,7 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
         requests=AccessRequests(ledger, access), scim=build_scim(settings, store, sessions, directory, auditor))
 
 
-def build_scim(settings: Settings, store: Store, sessions: Sessions, directory: Directory | None,
+def build_scim(settings: Settings, store: ScimState, sessions: Sessions, directory: Directory | None,
                auditor: Auditor) -> ScimService | None:
     """The SCIM provider when ``scim.token`` is set (None: off, and ``/scim/v2`` is not served at all)."""
     if directory is None:

@@ -515,14 +515,26 @@ def test_storage_and_the_deciding_services_are_covered() -> None:
     assert set(NO_WEB_CORE) | {"bridge.core.signin"} <= set(NO_WEB_MODULES)
 
 
-def _class(path: Path, name: str) -> ast.ClassDef:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    return next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+def _storage_classes() -> dict[str, ast.ClassDef]:
+    return {n.name: n for path in sorted((BRIDGE / "storage").glob("*.py"))
+            for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)}
+
+
+def _interface(classes: dict[str, ast.ClassDef]) -> list[ast.FunctionDef]:
+    """The ``Store`` façade's methods: its own and those of the per-resource protocols it is made of."""
+    todo, out, done = ["Store"], [], set()
+    while todo:
+        name = todo.pop()
+        if name in done or name not in classes:
+            continue
+        done.add(name)
+        out += [n for n in classes[name].body if isinstance(n, ast.FunctionDef)]
+        todo += [b.id for b in classes[name].bases if isinstance(b, ast.Name)]
+    return out
 
 
 def test_the_store_interface_passes_typed_records() -> None:
-    store = _class(BRIDGE / "storage" / "interface.py", "Store")
-    methods = [n for n in store.body if isinstance(n, ast.FunctionDef)]
+    methods = _interface(_storage_classes())
     assert len(methods) > 30  # the whole interface is read here, not an empty class
     untyped = []
     for fn in methods:
@@ -542,13 +554,23 @@ def _methods(name: str, classes: dict[str, ast.ClassDef]) -> set[str]:
 
 
 def test_both_stores_implement_the_whole_interface() -> None:
-    wanted = {n.name for n in _class(BRIDGE / "storage" / "interface.py", "Store").body
-              if isinstance(n, ast.FunctionDef)}
-    classes = {n.name: n for path in sorted((BRIDGE / "storage").glob("*.py"))
-               for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)}
+    classes = _storage_classes()
+    wanted = {n.name for n in _interface(classes)}
     for cls in ("RedisStore", "MemoryStore"):
         have = _methods(cls, classes)
         assert wanted - have == set(), f"{cls} lacks {sorted(wanted - have)}"
+
+
+def test_the_services_take_only_the_resources_they_use() -> None:
+    """The use cases name the per-resource protocols (bridge/storage/resources.py), never the whole ``Store``
+    façade: only the composition root (bridge/web/services.py) and the views it serves hold all of it."""
+    whole = []
+    for path in sorted(p for pkg in ("core", "protocols", "scim") for p in (BRIDGE / pkg).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bridge.storage") and any(
+                    a.name == "Store" for a in node.names):
+                whole.append(str(path.relative_to(ROOT)))
+    assert whole == [], f"take the resources they use, not the Store façade: {whole}"
 
 
 def test_storage_records_are_frozen_dataclasses_with_json() -> None:
