@@ -43,6 +43,7 @@ ADMIN_COMMANDS: dict[str, str] = {
     "sessions": "bridge.commands.sessions:sessions_group",
     "requests": "bridge.commands.requests:requests_group",
     "audit": "bridge.commands.audit:audit_group",
+    "storage": "bridge.commands.storage:storage_group",
     "aws-setup": "bridge.commands.awssetup:aws_setup",
     "doctor": "bridge.commands.awssetup:doctor",
     "accounts": "bridge.commands.accounts:accounts_group",

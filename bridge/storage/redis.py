@@ -22,7 +22,8 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     signin:<connector id>        SignInNote JSON: what the last sign-ins said about the IdP (check-config --probe)
     scim:<kind>:<id>, scim-ids:<kind>, scim-name:<kind>:<name hash>   SCIM users and groups (scim.py)
 
-Keys written by earlier versions (no hash tags) are still read and moved: bridge/storage/redis_legacy.py.
+Keys written by earlier versions (no hash tags) are still read and moved, until 0.2.0: bridge/storage/redis_legacy.py
+(``LegacyReads``, every such read); ``bridge storage migrate`` moves them all at once (redis_migrate.py).
 Sessions, and a request's reads in one round trip (``read_ahead``): bridge/storage/redis_sessions.py.
 
 Every Redis failure becomes ``StoreUnavailable`` (a 503 for the user), never a 500, and is counted
@@ -184,7 +185,7 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim):
             members = sorted(as_text(m) for m in self.r.smembers(key))
             live = []
             for h in members:
-                if self.r.exists(self._shkey(h), self._legacy("session", h)):
+                if self.r.exists(self._shkey(h), *self._old("session", h)):
                     live.append(h)
                 else:
                     self.r.srem(key, h)
@@ -199,7 +200,7 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim):
     def put_upstream(self, shash: str, grant: Mapping[str, Any], ttl: int) -> None:
         with self.errors():
             self.r.set(self._sk("upstream", shash), json.dumps(dict(grant)), ex=max(1, int(ttl)))
-            self.r.delete(self._legacy("upstream", shash))  # a rotated refresh token replaces the old one
+            self._drop_old(shash, "upstream")  # a rotated refresh token replaces the old one
 
     def get_upstream(self, shash: str) -> dict[str, Any] | None:
         return self._get_beside("upstream", shash)
@@ -207,7 +208,7 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim):
     def delete_upstream(self, shash: str) -> None:
         with self.errors():
             self.r.delete(self._sk("upstream", shash))
-            self.r.delete(self._legacy("upstream", shash))
+            self._drop_old(shash, "upstream")
 
     def try_lock(self, name: str, ttl: int) -> bool:
         """A best-effort lock shared by every instance (one re-check with the IdP at a time)."""
@@ -234,17 +235,17 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim):
 
     def session_tokens(self, shash: str) -> list[str]:
         with self.errors():
-            pipe = self.r.pipeline(transaction=False)  # two slots: one round trip per node
-            pipe.smembers(self._sk("session-tokens", shash))
-            pipe.smembers(self._legacy("session-tokens", shash))
-            tagged, legacy = pipe.execute()
-        return sorted({as_text(m) for m in tagged | legacy})
+            pipe = self.r.pipeline(transaction=False)  # with an earlier version's: two slots, one round trip per node
+            for key in (self._sk("session-tokens", shash), *self._old("session-tokens", shash)):
+                pipe.smembers(key)
+            found = pipe.execute()
+        return sorted({as_text(m) for members in found for m in members})
 
     def unlink_cli_token(self, shash: str, thash: str) -> None:
         with self.errors():
             pipe = self.r.pipeline(transaction=False)
-            pipe.srem(self._sk("session-tokens", shash), thash)
-            pipe.srem(self._legacy("session-tokens", shash), thash)
+            for key in (self._sk("session-tokens", shash), *self._old("session-tokens", shash)):
+                pipe.srem(key, thash)
             pipe.execute()
 
     def pop_session_tokens(self, shash: str) -> list[str]:
@@ -252,7 +253,7 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim):
         added meanwhile is either returned or comes after the delete, never lost in between)."""
         members: set[str] = set()
         with self.errors():
-            for key in (self._sk("session-tokens", shash), self._legacy("session-tokens", shash)):
+            for key in (self._sk("session-tokens", shash), *self._old("session-tokens", shash)):
                 pipe = self.r.pipeline(transaction=True)
                 pipe.smembers(key)
                 pipe.delete(key)
@@ -368,7 +369,7 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim):
         unindexed. Entries an earlier version wrote (``creds-index:<user>``, untagged) go too."""
         count = 0
         with self.errors():
-            for index in (self.keys.tagged("creds-index", user), self._k("creds-index", user)):
+            for index in (self.keys.tagged("creds-index", user), *self._old_creds_index(user)):
                 pipe = self.r.pipeline(transaction=True)
                 pipe.smembers(index)
                 pipe.delete(index)

@@ -21,12 +21,12 @@ from typing import Any
 from bridge.storage.interface import Ahead, AheadRead, hash_id
 from bridge.storage.records import CliToken, RecordError, SessionRecord
 from bridge.storage.redis_client import as_text
-from bridge.storage.redis_legacy import LegacyKeys
+from bridge.storage.redis_legacy import BESIDE_KINDS, LegacyReads
 
 PARSED_KEPT = 4096  # session documents kept parsed (by their exact JSON): a hot session is not parsed per request
 
 
-class SessionKeys(LegacyKeys):
+class SessionKeys(LegacyReads):
     """Sessions in Redis, and a request's reads with its session."""
 
     def _session(self, raw: Any) -> SessionRecord:
@@ -153,14 +153,12 @@ class SessionKeys(LegacyKeys):
     def delete_session(self, sid: str) -> None:
         self.delete_session_hash(hash_id(sid))
 
-    _BESIDE = ("session", "passthrough", "creds", "upstream")
-
     def delete_session_hash(self, shash: str) -> None:
         """Delete a session and everything kept beside it: one DEL (one slot: the hash tag), and one
         for what an earlier version wrote without the tag."""
         with self.errors():
-            self.r.delete(*[self._sk(kind, shash) for kind in self._BESIDE])
-            self.r.delete(*[self._legacy(kind, shash) for kind in self._BESIDE])
+            self.r.delete(*[self._sk(kind, shash) for kind in BESIDE_KINDS])
+            self._drop_old(shash, *BESIDE_KINDS)
 
 
 def _rest(ahead: Ahead, rest: list[Any]) -> dict[str, Any]:
