@@ -116,8 +116,8 @@ def device() -> ResponseReturnValue:
     """Where a signed-in user sees a CLI's code and approves or denies it."""
     code = normalize_user_code((request.values.get("user_code") or "")[:64])
     _device_limits("device", code)
-    doc = current_session()
-    if doc is None:
+    session = current_session()
+    if session is None:
         if request.method == "POST":
             raise NotSignedIn()
         return redirect(url_for("login.index", return_to=request.full_path.rstrip("?")))
@@ -126,19 +126,19 @@ def device() -> ResponseReturnValue:
         # A code that did not come from the bridge's own entry form came from a link, perhaps an attacker's
         # (RFC 8628 §5.4): the page says so. Our form is same-origin; a link from mail or chat is not.
         from_link = bool(code) and request.headers.get("Sec-Fetch-Site") != "same-origin"
-        return render_template("device.html", code=code, pending=pending, csrf=doc.csrf, done=None,
-                               from_link=from_link, grants=session_access(doc)[0] if pending else [])
-    check_csrf(doc)
+        return render_template("device.html", code=code, pending=pending, csrf=session.csrf, done=None,
+                               from_link=from_link, grants=session_access(session)[0] if pending else [])
+    check_csrf(session)
     approve = request.form.get("decision") == "approve"
     require_confirmation(approve)
     shash = session_hash()
     assert shash is not None  # a session was loaded from this cookie
-    if not _device().decide(code, approve=approve, session_hash=shash, session=doc):
+    if not _device().decide(code, approve=approve, session_hash=shash, session=session):
         raise BadRequest("unknown or expired user code", code="device_code_invalid",
                          message="That code is unknown, expired, or was already used.",
                          hint="Run the login command again to get a new code.")
     event("device_decided", approved=approve)
-    return render_template("device.html", code=code, pending=None, csrf=doc.csrf,
+    return render_template("device.html", code=code, pending=None, csrf=session.csrf,
                            done="approved" if approve else "denied")
 
 
@@ -199,11 +199,11 @@ def api_grants() -> ResponseReturnValue:
                    expires_at=b.doc.expires_at, region=services().settings.aws.region)
 
 
-def _requestable(doc: SessionRecord) -> list[Grant]:
+def _requestable(session: SessionRecord) -> list[Grant]:
     """Roles the token holder may request (README "Access requests"); none for pass-through SAML sessions."""
-    if doc.passthrough_grants is not None:
+    if session.passthrough_grants is not None:
         return []
-    return [r.grant for r in services().access.requestable(doc.identity)]
+    return [r.grant for r in services().access.requestable(session.identity)]
 
 
 def _api_grant(b: Bearer | SessionRecord, grant_id: str) -> tuple[Grant, int]:

@@ -68,94 +68,94 @@ def current_session() -> SessionRecord | None:
     if "bridge_session" not in g:
         shash = session_hash()
         use_session(services().sessions.load(shash) if shash else None)
-    doc: SessionRecord | None = g.bridge_session
-    return doc
+    session: SessionRecord | None = g.bridge_session
+    return session
 
 
-def use_session(doc: SessionRecord | None) -> None:
-    """``doc`` is this request's session (what ``current_session`` answers from now on)."""
-    g.bridge_session = doc
-    if doc is not None and doc.correlation_id:
-        correlation_id.set(str(doc.correlation_id))
+def use_session(session: SessionRecord | None) -> None:
+    """``session`` is this request's session (what ``current_session`` answers from now on)."""
+    g.bridge_session = session
+    if session is not None and session.correlation_id:
+        correlation_id.set(str(session.correlation_id))
 
 
-def audit_context(doc: SessionRecord | CliToken | None = None, correlation: str | None = None) -> audit.Context:
-    """Who is asking, from where (client IP after ProxyFix), for which sign-in."""
-    cid = correlation or (str(doc.correlation_id) if doc and doc.correlation_id else None)
+def audit_context(record: SessionRecord | CliToken | None = None, correlation: str | None = None) -> audit.Context:
+    """Who is asking, from where (client IP after ProxyFix), for which sign-in (a session's or a CLI token's)."""
+    cid = correlation or (str(record.correlation_id) if record and record.correlation_id else None)
     return audit.Context(correlation_id=cid, client_ip=request.remote_addr,
                          user_agent=request.headers.get("User-Agent"))
 
 
 def require_session() -> SessionRecord:
-    doc = current_session()
-    if doc is None:
+    session = current_session()
+    if session is None:
         raise NotSignedIn()
-    return doc
+    return session
 
 
-def session_identity(doc: SessionRecord) -> Identity:
-    return doc.identity
+def session_identity(session: SessionRecord) -> Identity:
+    return session.identity
 
 
-def session_access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
+def session_access(session: SessionRecord) -> tuple[list[Grant], list[Grant]]:
     """The session's grants and MFA-locked grants under the rules in force *now*, decided from the
     session's identity at the moment of use (a rules change takes effect at once; sessions are kept).
     ``aws_passthrough`` SAML sessions hold the roles their IdP asserted instead.
     Pass-through grants are offered only while AWS takes the upstream artifact (``passthrough_spent``)."""
-    grants, locked = _access(doc)
-    if passthrough_spent(doc):
+    grants, locked = _access(session)
+    if passthrough_spent(session):
         grants = [gr for gr in grants if gr.path != "passthrough"]
     return grants, locked
 
 
-def _access(doc: SessionRecord) -> tuple[list[Grant], list[Grant]]:
-    if doc.passthrough_grants is not None:
-        return list(doc.passthrough_grants), []
+def _access(session: SessionRecord) -> tuple[list[Grant], list[Grant]]:
+    if session.passthrough_grants is not None:
+        return list(session.passthrough_grants), []
     seen = g.get("access_of")  # decided once per request and identity (read ahead, then for the answer)
-    if seen is not None and seen[0] is doc.identity:
+    if seen is not None and seen[0] is session.identity:
         decided: tuple[list[Grant], list[Grant]] = seen[1]
         return decided
-    access = services().access.decide(doc.identity)
-    g.access_of = (doc.identity, (access.grants, access.locked))
+    access = services().access.decide(session.identity)
+    g.access_of = (session.identity, (access.grants, access.locked))
     return access.grants, access.locked
 
 
-def passthrough_spent(doc: SessionRecord) -> bool:
+def passthrough_spent(session: SessionRecord) -> bool:
     """Whether this pass-through sign-in's artifact is past what AWS takes (its time is up, or AWS would
     refuse the ID token whatever the role): its pass-through grants are not offered any more."""
-    info = doc.passthrough
+    info = session.passthrough
     if info is None:
         return False
     return info.until < int(time.time()) or (info.kind == "oidc" and bool(info.not_offered))
 
 
-def passthrough_left(doc: SessionRecord) -> int | None:
+def passthrough_left(session: SessionRecord) -> int | None:
     """Seconds left to redeem this sign-in's upstream artifact at AWS (None: not a pass-through sign-in)."""
-    return None if doc.passthrough is None else max(0, doc.passthrough.until - int(time.time()))
+    return None if session.passthrough is None else max(0, session.passthrough.until - int(time.time()))
 
 
-def granted(doc: SessionRecord, grant_id: str) -> Grant:
+def granted(session: SessionRecord, grant_id: str) -> Grant:
     """The session's grant ``grant_id``; MfaRequired / NotGranted / PassthroughExpired otherwise."""
-    grants, locked = session_access(doc)
+    grants, locked = session_access(session)
     grant = next((gr for gr in grants if gr.id == grant_id), None)
     if grant is None and any(gr.id == grant_id for gr in locked):
         raise MfaRequired(f"grant {grant_id[:32]!r} requires MFA; the session has none")
-    if grant is None and passthrough_spent(doc) and any(gr.id == grant_id and gr.path == "passthrough"
-                                                        for gr in _access(doc)[0]):
+    if grant is None and passthrough_spent(session) and any(gr.id == grant_id and gr.path == "passthrough"
+                                                        for gr in _access(session)[0]):
         raise PassthroughExpired(f"grant {grant_id[:32]!r}: the upstream artifact is past what AWS takes")
     if grant is None:
-        if requestable_grant(doc, lambda gr: gr.id == grant_id) is not None:
+        if requestable_grant(session, lambda gr: gr.id == grant_id) is not None:
             raise on_request(f"grant {grant_id[:32]!r} is given on request", grant_id)
         raise NotGranted(f"grant {grant_id[:32]!r} is not one of your roles",
                          message="That role is not one of the roles granted to you.")
     return grant
 
 
-def requestable_grant(doc: SessionRecord, match: Callable[[Grant], bool]) -> Grant | None:
+def requestable_grant(session: SessionRecord, match: Callable[[Grant], bool]) -> Grant | None:
     """The role the user may request now (README "Access requests") that ``match`` picks, if any."""
-    if doc.passthrough_grants is not None:
+    if session.passthrough_grants is not None:
         return None
-    return next((r.grant for r in services().access.requestable(doc.identity) if match(r.grant)), None)
+    return next((r.grant for r in services().access.requestable(session.identity) if match(r.grant)), None)
 
 
 def on_request(detail: str, grant_id: str) -> NotGranted:
@@ -217,8 +217,8 @@ def remember_use(identity: Identity, grant: Grant) -> None:
         return resp
 
 
-def session_grants(doc: SessionRecord) -> list[Grant]:
-    return session_access(doc)[0]
+def session_grants(session: SessionRecord) -> list[Grant]:
+    return session_access(session)[0]
 
 
 def session_passthrough() -> dict[str, str] | None:
@@ -249,9 +249,9 @@ def require_confirmation(approve: bool, *, terminal: bool = True) -> None:
                               + "tick the box, then approve.")
 
 
-def check_csrf(doc: SessionRecord) -> None:
+def check_csrf(session: SessionRecord) -> None:
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    if not hmac.compare_digest(sent.encode(), doc.csrf.encode()):
+    if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
         raise BadRequest("missing or wrong CSRF token", code="csrf_failed",
                          message="This form has expired or did not come from the bridge.",
                          hint="Reload the portal and try again.")

@@ -41,18 +41,18 @@ def _destination() -> str:
 @bp.post("/console/<grant_id>")
 def console(grant_id: str) -> ResponseReturnValue:
     """Sign in to the AWS console as ``grant``: a 302 to the Action=login URL, or a SAML POST form."""
-    doc = require_session()
-    check_csrf(doc)
-    grant = granted(doc, grant_id)
+    session = require_session()
+    check_csrf(session)
+    grant = granted(session, grant_id)
     duration = chosen_duration(grant)
     destination = _destination()
     svc = services()
-    identity = session_identity(doc)
+    identity = session_identity(session)
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")  # a console sign-in is an issuance
     method = svc.console.method(grant)
     g.no_store = True
     if method == "saml_post":
-        action, saml_response = svc.console.saml_post(identity, grant, duration, ctx=audit_context(doc),
+        action, saml_response = svc.console.saml_post(identity, grant, duration, ctx=audit_context(session),
                                                       destination=destination)
         remember_use(identity, grant)
         event("console_signin", method=method, role_arn=grant.role_arn, rule=grant.via, duration=duration,
@@ -60,7 +60,7 @@ def console(grant_id: str) -> ResponseReturnValue:
         allow_console_forms(action)  # the auto-POST to the AWS sign-in SAML endpoint
         return render_template("console_post.html", action=action, saml_response=saml_response,
                                relay_state=destination, grant=grant)
-    url = svc.console.login_url(identity, grant, duration, destination, ctx=audit_context(doc),
+    url = svc.console.login_url(identity, grant, duration, destination, ctx=audit_context(session),
                                 passthrough=session_passthrough() if grant.path == "passthrough" else None)
     remember_use(identity, grant)
     # Never log the URL: it carries a sign-in token that is good for 15 minutes.
@@ -102,22 +102,22 @@ def go(account: str, role: str) -> ResponseReturnValue:
     """A bookmarkable console link: sign in if needed, then a form that POSTs to /console/<grant>."""
     destination = _destination()  # refuse a bad destination before anything else
     ahead.browser(prefs=True)
-    doc = current_session()
-    if doc is None:
+    session = current_session()
+    if session is None:
         return _sign_in_first(request.full_path.rstrip("?"))
-    grants, locked = session_access(doc)
+    grants, locked = session_access(session)
     grant = _find(grants, account, role)
     if grant is None:
         if _find(locked, account, role) is not None:
             raise MfaRequired(f"{role} in {account} requires MFA; the session has none",
                               message=f"The role {role} in account {account} needs a sign-in with "
                                       "multi-factor authentication.")
-        if (asked := requestable_grant(doc, lambda gr: _find([gr], account, role) is not None)) is not None:
+        if (asked := requestable_grant(session, lambda gr: _find([gr], account, role) is not None)) is not None:
             raise on_request(f"{role} in {account} is given on request", asked.id)
         raise NotGranted(f"no grant for role {role!r} in account {account!r}",
                          message=f"The role {role} in account {account} is not granted to you.")
     svc = services()
-    fav = grant.id in ahead.preferences(session_identity(doc))[1]
+    fav = grant.id in ahead.preferences(session_identity(session))[1]
     if svc.console.method(grant) == "federation":  # the form's POST to /console is answered with a 302 to AWS
         allow_console_forms(svc.console.federation_endpoint())
     raw = request.args.get("duration", "")
@@ -127,7 +127,7 @@ def go(account: str, role: str) -> ResponseReturnValue:
     auto = own_navigation() and request.args.get("auto") != "0"
     g.no_store = True  # the page carries the CSRF token and differs by Sec-Fetch-Site
     resp = make_response(render_template(
-        "console_go.html", grant=grant, csrf=doc.csrf, destination=destination,
+        "console_go.html", grant=grant, csrf=session.csrf, destination=destination,
         raw_destination=request.args.get("destination", ""), region=request.args.get("region", ""),
         duration=duration, auto=auto, favourite=fav, return_to=request.full_path))
     resp.vary.add("Sec-Fetch-Site")

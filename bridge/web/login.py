@@ -135,11 +135,11 @@ def sp_metadata(connector_id: str) -> ResponseReturnValue:
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     """End the bridge session (Redis record deleted, cookie cleared); no re-check with the IdP first."""
-    doc = stored_session()
-    if doc is None or doc.expires_at <= services().sessions.clock():
+    session = stored_session()
+    if session is None or session.expires_at <= services().sessions.clock():
         raise NotSignedIn()
-    check_csrf(doc)
-    connector_id = session_identity(doc).connector_id
+    check_csrf(session)
+    connector_id = session_identity(session).connector_id
     end_session()
     event("logout", connector=connector_id)
     return redirect(url_for("login.signed_out", connector=connector_id), code=303)

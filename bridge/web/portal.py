@@ -50,14 +50,14 @@ WHY_UNMATCHED_SHOWN = 200  # rules that did not match, listed on the page (all o
 def portal() -> ResponseReturnValue:
     """Accounts and the roles this user holds in each (and those an MFA sign-in would add)."""
     ahead.browser(prefs=True)
-    doc = require_session()
-    grants, locked = session_access(doc)
+    session = require_session()
+    grants, locked = session_access(session)
     grants = _in_order(grants)
-    identity = session_identity(doc)
+    identity = session_identity(session)
     svc = services()
     recent_ids, fav_ids = ahead.preferences(identity)
     # Roles given on request (README "Access requests"): shown with "Request", used once approved.
-    requestable = [r.grant for r in svc.access.requestable(identity)] if doc.passthrough_grants is None else []
+    requestable = [r.grant for r in svc.access.requestable(identity)] if session.passthrough_grants is None else []
     if wants_json():
         method = svc.console.method
         return jsonify(identity={"email": identity.email, "name": identity.name, "mfa": identity.mfa,
@@ -65,8 +65,8 @@ def portal() -> ResponseReturnValue:
                        grants=[present.portal_grant(gr, method(gr)) for gr in grants],
                        locked=[present.portal_grant(gr, method(gr)) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
-                       favourites=sorted(fav_ids), csrf_token=doc.csrf, expires_at=doc.expires_at,
-                       passthrough=_passthrough_json(doc),
+                       favourites=sorted(fav_ids), csrf_token=session.csrf, expires_at=session.expires_at,
+                       passthrough=_passthrough_json(session),
                        requestable=[present.portal_offer(gr, method(gr)) for gr in requestable])
     by_id = {gr.id: gr for gr in grants}
     recent = [by_id[i] for i in recent_ids if i in by_id]
@@ -77,11 +77,11 @@ def portal() -> ResponseReturnValue:
     cards = portal_html.account_cards(accounts, fav_ids, ends, lazy=len(grants) > portal_html.INLINE_ROWS,
                                       open_id=request.args.get("open", ""), narrowed=narrowed)
     return render_template("portal.html", identity=identity, accounts=cards if accounts else None, locked=locked,
-                           csrf=doc.csrf, expires_at=doc.expires_at, is_admin=_is_admin(identity), recent=recent,
-                           favourites=favourites, fav_ids=fav_ids, total=len(grants), waiting=waiting,
+                           csrf=session.csrf, expires_at=session.expires_at, is_admin=_is_admin(identity),
+                           recent=recent, favourites=favourites, fav_ids=fav_ids, total=len(grants), waiting=waiting,
                            pending=pending,
                            rows=lambda quick: portal_html.rows_html(quick, fav_ids, True, ends, narrowed),
-                           base_url=svc.settings.base_url, passthrough=_passthrough_json(doc),
+                           base_url=svc.settings.base_url, passthrough=_passthrough_json(session),
                            idp_name=getattr(connector, "name", "") or identity.connector_id,
                            support=svc.settings.support_href, requestable=requestable)
 
@@ -90,11 +90,11 @@ def portal() -> ResponseReturnValue:
 def rows() -> ResponseReturnValue:
     """The role rows of one account (``?account=<id>``) or of all, for the portal's script to put into
     collapsed account cards when they are opened or the filter needs them (bridge/web/portal_html.py)."""
-    doc = require_session()
-    grants = session_access(doc)[0]
+    session = require_session()
+    grants = session_access(session)[0]
     if wanted := request.args.get("account"):
         grants = [gr for gr in grants if gr.account_id == wanted]
-    identity = session_identity(doc)
+    identity = session_identity(session)
     fav_ids = services().store.preferences(user_key(identity))[1]
     ends, narrowed = _request_state(identity, grants)[:2]
     resp = make_response(portal_html.account_rows(_accounts(_in_order(grants)), fav_ids, ends, narrowed))
@@ -130,24 +130,24 @@ def _request_state(identity: Identity, grants: list[Grant]) -> tuple[dict[str, i
     return ends, narrowed, pending, sum(r.status == "pending" for r in reqs.for_approver(identity))
 
 
-def _passthrough_json(doc: SessionRecord) -> dict[str, Any] | None:
+def _passthrough_json(session: SessionRecord) -> dict[str, Any] | None:
     """A pass-through sign-in: how long AWS still takes the IdP's artifact, and the roles it asserted
     that are not offered, with why (what to fix at the identity provider)."""
-    info = doc.passthrough
+    info = session.passthrough
     if info is None:
         return None
-    return {"kind": info.kind, "until": info.until, "seconds_left": passthrough_left(doc),
-            "spent": passthrough_spent(doc), "warnings": list(info.warnings),
+    return {"kind": info.kind, "until": info.until, "seconds_left": passthrough_left(session),
+            "spent": passthrough_spent(session), "warnings": list(info.warnings),
             "not_offered": [{"role_arn": r, "code": c, "reason": why} for r, c, why in info.not_offered]}
 
 
 @bp.post("/portal/favourite/<grant_id>")
 def favourite(grant_id: str) -> ResponseReturnValue:
     """Star or unstar a role (JSON for the portal's script; a redirect back for plain forms)."""
-    doc = require_session()
-    check_csrf(doc)
-    grant = granted(doc, grant_id)
-    on = services().store.toggle_favourite(user_key(session_identity(doc)), grant.id)
+    session = require_session()
+    check_csrf(session)
+    grant = granted(session, grant_id)
+    on = services().store.toggle_favourite(user_key(session_identity(session)), grant.id)
     if wants_json() or request.headers.get("X-CSRF-Token"):
         return jsonify(favourite=on)
     return redirect(safe_return_to(request.form.get("return_to")), code=303)
@@ -175,20 +175,20 @@ def _why_page(results: list[mapping.RuleResult], identity: Identity, **extra: An
 @bp.get("/portal/why")
 def why() -> ResponseReturnValue:
     """Why the signed-in user has the roles they have: every rule, matched or not, and why."""
-    doc = require_session()
-    identity = session_identity(doc)
+    session = require_session()
+    identity = session_identity(session)
     results = services().access.explain(identity)
     if wants_json():
         return jsonify({**mapping.report(results, identity), "idp_warnings": list(identity.warnings)})
-    return _why_page(results, identity, admin=False, csrf=doc.csrf, is_admin=_is_admin(identity),
+    return _why_page(results, identity, admin=False, csrf=session.csrf, is_admin=_is_admin(identity),
                      idp_warnings=identity.warnings)
 
 
 @bp.route("/admin/explain", methods=["GET", "POST"])
 def admin_explain() -> ResponseReturnValue:
     """Admins: explain the rules for any sample identity pasted as JSON."""
-    doc = require_session()
-    me = session_identity(doc)
+    session = require_session()
+    me = session_identity(session)
     svc = services()
     if not svc.settings.admin.groups:
         abort(404, description="The admin pages are off (admin.groups is empty).")
@@ -198,9 +198,9 @@ def admin_explain() -> ResponseReturnValue:
     if request.method == "GET":
         sample = json.dumps({"connector": me.connector_id, "subject": "sample-user", "email": "sample@example.com",
                              "groups": [], "claims": {}, "mfa": False}, indent=2)
-        return render_template("why.html", admin=True, csrf=doc.csrf, sample=sample, identity=None,
+        return render_template("why.html", admin=True, csrf=session.csrf, sample=sample, identity=None,
                                is_admin=True, shape=SAMPLE_SHAPE)
-    check_csrf(doc)
+    check_csrf(session)
     if request.is_json:
         body = request.get_json(silent=True)
         raw = body.get("identity", body) if isinstance(body, dict) else body
@@ -225,7 +225,7 @@ def admin_explain() -> ResponseReturnValue:
           rules_matched=sum(r.matched for r in results), grants=len(grants))
     if wants_json():
         return jsonify(mapping.report(results, sample_identity))
-    return _why_page(results, sample_identity, admin=True, csrf=doc.csrf, sample=text, is_admin=True,
+    return _why_page(results, sample_identity, admin=True, csrf=session.csrf, sample=text, is_admin=True,
                      shape=SAMPLE_SHAPE)
 
 
@@ -233,12 +233,12 @@ def admin_explain() -> ResponseReturnValue:
 def credentials_start(grant_id: str) -> ResponseReturnValue:
     """A link to fresh credentials (the portal's Credentials link, a bookmark, a new tab): a form that
     POSTs to /credentials/<grant>, sent at once on a click on the bridge's own pages (like /go)."""
-    doc = require_session()
-    grant = granted(doc, grant_id)
+    session = require_session()
+    grant = granted(session, grant_id)
     raw = request.args.get("duration", "")
     duration = int(raw) if SECONDS_RE.match(raw) and int(raw) in grant.allowed_durations() else grant.default_duration
     g.no_store = True  # carries the CSRF token and differs by Sec-Fetch-Site
-    resp = make_response(render_template("credentials_go.html", grant=grant, csrf=doc.csrf, duration=duration,
+    resp = make_response(render_template("credentials_go.html", grant=grant, csrf=session.csrf, duration=duration,
                                          auto=own_navigation() and request.args.get("auto") != "0"))
     resp.vary.add("Sec-Fetch-Site")
     return resp
@@ -248,22 +248,22 @@ def credentials_start(grant_id: str) -> ResponseReturnValue:
 def credentials(grant_id: str) -> ResponseReturnValue:
     """Assume the granted role. JSON with Accept: application/json; a browser is sent on (303) to the
     GET-able page of this issuance, /credentials/view/<id> (bridge/core/credview.py)."""
-    ahead.browser(kind="credentials", pick=lambda doc: _asked(doc, grant_id))
-    doc = require_session()
-    check_csrf(doc)
-    grant = granted(doc, grant_id)
+    ahead.browser(kind="credentials", pick=lambda session: _asked(session, grant_id))
+    session = require_session()
+    check_csrf(session)
+    grant = granted(session, grant_id)
     duration = chosen_duration(grant)
     svc = services()
-    identity = session_identity(doc)
+    identity = session_identity(session)
     rate_limit("credentials", f"{identity.issuer}\0{identity.subject}")
-    creds = svc.issuer.issue_credentials(identity, grant, duration, ctx=audit_context(doc), sealed=ahead.sealed(),
+    creds = svc.issuer.issue_credentials(identity, grant, duration, ctx=audit_context(session), sealed=ahead.sealed(),
                                          passthrough=session_passthrough() if grant.path == "passthrough" else None)
     remember_use(identity, grant)
     g.no_store = True
     if wants_json():
         return jsonify(formats.api_json(creds))
     sid = request.cookies.get(svc.settings.session_cookie, "")
-    view_id = credview.keep(svc.store, sid, grant.id, duration, creds, session_expires_at=float(doc.expires_at))
+    view_id = credview.keep(svc.store, sid, grant.id, duration, creds, session_expires_at=float(session.expires_at))
     profile = request.form.get("profile", "")
     to = url_for("portal.credentials_view", view_id=view_id)
     if profile and formats.PROFILE_RE.match(profile):  # not a secret: a name for the ~/.aws/credentials section
@@ -271,15 +271,15 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     return redirect(to, code=303)
 
 
-def _asked(doc: SessionRecord, grant_id: str) -> tuple[Grant, int]:
-    grant = granted(doc, grant_id)
+def _asked(session: SessionRecord, grant_id: str) -> tuple[Grant, int]:
+    grant = granted(session, grant_id)
     return grant, chosen_duration(grant)
 
 
 @bp.get("/credentials/view/<view_id>")
 def credentials_view(view_id: str) -> ResponseReturnValue:
     """One issuance's credentials, every format; once expired, no secrets and a Refresh button."""
-    doc = require_session()
+    session = require_session()
     svc = services()
     g.no_store = True
     view = credview.load(svc.store, request.cookies.get(svc.settings.session_cookie, ""), view_id)
@@ -288,7 +288,7 @@ def credentials_view(view_id: str) -> ResponseReturnValue:
                           title="These credentials are not here",
                           message="This credentials page has expired, belongs to another sign-in, or never existed.",
                           hint="Open the role's Credentials again from your roles.")
-    grant = granted(doc, view.grant_id)
+    grant = granted(session, view.grant_id)
     creds = view.creds
     expired = creds.expiration.timestamp() <= credview.now()
     profile = request.args.get("profile") or formats.default_profile_name(creds)
@@ -305,7 +305,7 @@ def credentials_view(view_id: str) -> ResponseReturnValue:
         ("config", "~/.aws/config (no keys on disk)",
          formats.config_snippet(profile, svc.settings.base_url, grant.role_arn, creds.region), "config")]
     return render_template(
-        "credentials.html", grant=grant, creds=creds, tabs=tabs, profile=profile, csrf=doc.csrf,
+        "credentials.html", grant=grant, creds=creds, tabs=tabs, profile=profile, csrf=session.csrf,
         duration=view.duration, expired=expired, view_id=view_id,
         sts_endpoint=svc.settings.aws.sts_endpoint_url,
         boto3="" if expired else formats.boto3_snippet(creds, svc.settings.aws.sts_endpoint_url))
@@ -321,9 +321,9 @@ def _or_note(fmt: Callable[[Credentials], str], creds: Credentials) -> str:
 @bp.get("/portal/sign-ins")
 def sign_ins() -> ResponseReturnValue:
     """The user's active sign-ins: browser sessions and the CLI logins each approved, with Revoke."""
-    doc = require_session()
+    session = require_session()
     svc = services()
-    identity = session_identity(doc)
+    identity = session_identity(session)
     here = session_hash()
     rows = []
     for shash, sdoc in svc.sessions.of_identity(identity):  # this exact account, never by e-mail
@@ -335,16 +335,16 @@ def sign_ins() -> ResponseReturnValue:
                                  "user_agent": t.user_agent} for th, t in tokens]})
     if wants_json():
         return jsonify(sessions=rows)
-    return render_template("sign_ins.html", identity=identity, sessions=rows, csrf=doc.csrf)
+    return render_template("sign_ins.html", identity=identity, sessions=rows, csrf=session.csrf)
 
 
 @bp.post("/portal/sign-ins/revoke")
 def revoke_sign_in() -> ResponseReturnValue:
     """Revoke one of the user's CLI logins (``token``) or browser sessions (``session``), or all others."""
-    doc = require_session()
-    check_csrf(doc)
+    session = require_session()
+    check_csrf(session)
     svc = services()
-    identity = session_identity(doc)
+    identity = session_identity(session)
     mine = svc.sessions.of_identity(identity)
     here = session_hash()
     token_id, session_id = request.form.get("token", ""), request.form.get("session", "")

@@ -57,16 +57,16 @@ def _done(where: str, req: AccessRequest | None = None) -> ResponseReturnValue:
 @bp.get("/requests")
 def mine() -> ResponseReturnValue:
     """The roles this user may request, and their requests (newest first)."""
-    doc = require_session()
-    identity = session_identity(doc)
+    session = require_session()
+    identity = session_identity(session)
     reqs = _requests()
     if wants_json():
         return jsonify(requestable=[requestable_json(r) for r in reqs.requestable(identity)],
-                       requests=[request_json(r) for r in reqs.mine(identity)], csrf_token=doc.csrf)
-    return _mine_page(doc, identity, chosen=request.args.get("role", ""))
+                       requests=[request_json(r) for r in reqs.mine(identity)], csrf_token=session.csrf)
+    return _mine_page(session, identity, chosen=request.args.get("role", ""))
 
 
-def _mine_page(doc: Any, identity: Identity, *, chosen: str = "", already: AccessRequest | None = None,
+def _mine_page(session: Any, identity: Identity, *, chosen: str = "", already: AccessRequest | None = None,
                status: int = 200) -> ResponseReturnValue:
     """The requester's page. A role with a pending request shows that request, not a second form
     (``pending``: grant id → request); ``already``: the request a refused duplicate ran into."""
@@ -74,7 +74,7 @@ def _mine_page(doc: Any, identity: Identity, *, chosen: str = "", already: Acces
     mine = reqs.mine(identity)
     pending = {grant_id_for(r.role_arn): r for r in mine if r.status == "pending"}
     return render_template("requests.html", identity=identity, requestable=reqs.requestable(identity), requests=mine,
-                           csrf=doc.csrf, windows=windows, chosen=chosen, pending=pending, already=already,
+                           csrf=session.csrf, windows=windows, chosen=chosen, pending=pending, already=already,
                            narrowable=lambda g: own_policy(g) is None, pretty=pretty,
                            approver=bool(reqs.for_approver(identity))), status
 
@@ -83,9 +83,9 @@ def _mine_page(doc: Any, identity: Identity, *, chosen: str = "", already: Acces
 def create() -> ResponseReturnValue:
     """Request a role (``grant``, ``reason``, ``duration`` in seconds, ``break_glass``, ``policy``: an IAM policy
     JSON narrowing the role, optional)."""
-    doc = require_session()
-    check_csrf(doc)
-    identity = session_identity(doc)
+    session = require_session()
+    check_csrf(session)
+    identity = session_identity(session)
     # Each request notifies every webhook (asked, then decided and ended once each): bounding how many are
     # asked bounds every notification, so nobody floods the approvers' chat by asking and withdrawing.
     rate_limit("requests", f"{identity.issuer}\0{identity.subject}")
@@ -94,7 +94,7 @@ def create() -> ResponseReturnValue:
     try:
         req = _requests().create(identity, grant_id, reason=request.form.get("reason", ""),
                                  duration=duration, break_glass=bool(request.form.get("break_glass")),
-                                 session_policy=request.form.get("policy"), ctx=audit_context(doc))
+                                 session_policy=request.form.get("policy"), ctx=audit_context(session))
     except BadRequest as e:
         if e.code != "request_exists" or wants_json():
             raise
@@ -102,35 +102,35 @@ def create() -> ResponseReturnValue:
         # (409, nothing created), rather than an error page.
         open_ = [r for r in _requests().mine(identity) if grant_id_for(r.role_arn) == grant_id
                  and r.status in ("pending", "approved")]
-        return _mine_page(doc, identity, already=open_[0] if open_ else None, status=409)
+        return _mine_page(session, identity, already=open_[0] if open_ else None, status=409)
     return _done(f"/requests#r-{req.id}", req)
 
 
 @bp.get("/requests/approve")
 def approve_page() -> ResponseReturnValue:
     """Requests this user may decide (pending) or revoke (active) now — never their own."""
-    doc = require_session()
-    identity = session_identity(doc)
+    session = require_session()
+    identity = session_identity(session)
     todo = _requests().for_approver(identity)
     if wants_json():
-        return jsonify(requests=[request_json(r) for r in todo], csrf_token=doc.csrf)
-    return render_template("requests_approve.html", identity=identity, requests=todo, csrf=doc.csrf, pretty=pretty)
+        return jsonify(requests=[request_json(r) for r in todo], csrf_token=session.csrf)
+    return render_template("requests_approve.html", identity=identity, requests=todo, csrf=session.csrf, pretty=pretty)
 
 
-def _act(request_id: str, action: str, identity: Identity, doc: Any) -> AccessRequest:
+def _act(request_id: str, action: str, identity: Identity, session: Any) -> AccessRequest:
     reqs = _requests()
     comment = request.form.get("comment", "")
     if action == "revoke":
-        return reqs.revoke(identity, request_id, comment=comment, ctx=audit_context(doc))
-    return reqs.decide(identity, request_id, approve=action == "approve", comment=comment, ctx=audit_context(doc))
+        return reqs.revoke(identity, request_id, comment=comment, ctx=audit_context(session))
+    return reqs.decide(identity, request_id, approve=action == "approve", comment=comment, ctx=audit_context(session))
 
 
 @bp.post("/requests/<request_id>/<any(approve, deny, revoke):action>")
 def act(request_id: str, action: str) -> ResponseReturnValue:
     """Approve or deny (approvers), or revoke (the requester, or an approver) a request."""
-    doc = require_session()
-    check_csrf(doc)
-    identity = session_identity(doc)
-    req = _act(request_id, action, identity, doc)
+    session = require_session()
+    check_csrf(session)
+    identity = session_identity(session)
+    req = _act(request_id, action, identity, session)
     back = request.form.get("back")
     return _done("/requests/approve" if back == "approve" else "/requests", req)

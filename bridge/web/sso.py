@@ -149,8 +149,8 @@ def authorize() -> ResponseReturnValue:
     params = {k: v for k, v in request.args.items()}
     ic = center()
     req = ic.authorize_request(params)  # BadRequest pages: nothing is redirected for a bad client
-    doc = current_session()
-    if doc is None:
+    session = current_session()
+    if session is None:
         if request.method == "POST":
             raise NotSignedIn()
         return redirect(url_for("login.index", return_to=request.full_path.rstrip("?")))
@@ -161,15 +161,15 @@ def authorize() -> ResponseReturnValue:
                            user_agent=request.headers.get("User-Agent", "")[:200], created_at=now)
         # Browsers check form-action on the redirect that follows the form too: allow the loopback origin.
         g.form_action_extra = [req.redirect.origin]  # rebuilt from the parsed URI, never copied from it
-        return render_template("device.html", code="", pending=PendingDevice(shown, 300), csrf=doc.csrf,
-                               done=None, from_link=False, grants=session_access(doc)[0],
+        return render_template("device.html", code="", pending=PendingDevice(shown, 300), csrf=session.csrf,
+                               done=None, from_link=False, grants=session_access(session)[0],
                                form_action=request.full_path)
-    check_csrf(doc)
+    check_csrf(session)
     approve = request.form.get("decision") == "approve"
     require_confirmation(approve, terminal=False)
     shash = session_hash()
     assert shash is not None
-    target = ic.authorize_decide(req, approve=approve, session_hash=shash, session=doc,
+    target = ic.authorize_decide(req, approve=approve, session_hash=shash, session=session,
                                  client_ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""))
     event("sso_authorize_decided", approved=approve)
     return redirect(target, code=303)
@@ -250,10 +250,10 @@ def aws_cli() -> ResponseReturnValue:
     """AWS CLI v2 and SDKs with the signed-in user's roles: the ``~/.aws/config`` text `bridge configure
     --sso` writes (the same function, from the same grant list as ``/api/v1/grants``), the answers to
     type at `aws configure sso`, and the endpoint variables."""
-    doc = require_session()
+    session = require_session()
     settings = services().settings
     base, region = settings.base_url.rstrip("/"), settings.aws.region
-    grants = [present.api_grant(gr) for gr in session_access(doc)[0]]
+    grants = [present.api_grant(gr) for gr in session_access(session)[0]]
     return render_template(
         "aws_cli.html", config=ssoconfig.sso_config_text(base, grants, session=ssoconfig.DEFAULT_SESSION,
                                                          region=region),
