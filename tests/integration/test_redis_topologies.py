@@ -290,3 +290,36 @@ def test_flows(two_instances: tuple[str, str, Any, Any], target: Target, moto_ur
     events = {x["type"] for x in lines}
     assert {"sign_in", "grant_decision", "credentials"} <= events, events
     assert_acl_never_refused(target)
+
+
+def test_storage_migrate_moves_the_old_layout_on_every_topology(harness: Harness, target: Target) -> None:
+    """``bridge storage migrate`` (bridge/storage/redis_migrate.py) as a user with the bridge's commands and SCAN
+    (docs/operations.md): the old keys, spread over the Cluster's nodes, move, and a store without the legacy reads
+    (as in 0.2.0) finds them."""
+    from bridge.storage.redis_migrate import migrate
+    from tests.redis_topologies import BRIDGE_COMMANDS
+
+    s = harness.store
+    for server in target.servers:
+        add_acl_user(server, "migrator", "migrator-pw", target.prefix_root, (*BRIDGE_COMMANDS, "scan"))
+    migrator = RedisStore(redis_client(RedisSettings(**{**target.redis, "url": target.redis["url"].replace(
+        "bridge:bridge-pw@", "migrator:migrator-pw@")}, key_prefix=s.prefix)), s.prefix)
+    shashes = [hash_id(f"old-cookie-{i}") for i in range(6)]
+    doc = {"identity": session().identity.to_json(), "csrf": "c", "created_at": T0, "expires_at": T0 + 3600}
+    for shash in shashes:
+        harness.raw_put(f"session:{shash}", doc, 300)
+        harness.raw_put(f"upstream:{shash}", {"refresh_token": "r0"}, 3600)
+        target.admin.sadd(f"{s.prefix}session-tokens:{shash}", "t0")
+    target.admin.set(f"{s.prefix}creds:e0", b"\x01old", ex=600)
+    target.admin.sadd(f"{s.prefix}creds-index:u0", f"{s.prefix}creds:e0")
+    done = migrate(migrator)
+    assert done.found == done.moved == {"session": 6, "upstream": 6, "session-tokens": 6, "creds-index": 1, "creds": 1}
+    s.legacy_reads = False
+    assert all(s.get_session(h) is not None and s.get_upstream(h) == {"refresh_token": "r0"} for h in shashes)
+    assert all(s.session_tokens(h) == ["t0"] for h in shashes) and s.creds_get("u0", "e0") == b"\x01old"
+    assert migrate(migrator).total == 0
+    refused = []
+    for server in target.servers:
+        refused += [(e["reason"], e["object"]) for e in server.acl_log()
+                    if e["username"] == "migrator" and e["object"] != "client|setinfo"]
+    assert not refused, refused
