@@ -238,11 +238,25 @@ def live_bridge(bridge_port: int, app_factory: Callable[[Settings], Any]) -> Ite
                 environ["HTTP_X_AMZ_SSO_BEARER_TOKEN"] = value
             return environ
 
+    def close_when_sent(app: Any) -> Any:
+        """Like gunicorn: the response's ``close`` (``call_on_close`` work, e.g. the portal's recent
+        roles) runs once its body is sent. werkzeug's server first drains the socket and skips
+        ``close`` when the browser has already reset the connection, which made that work vanish."""
+        def wsgi(environ: Any, start_response: Any) -> Any:
+            body = app(environ, start_response)
+            try:
+                yield from body
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+        return wsgi
+
     servers: list[Any] = []
 
     def start(settings: Settings) -> str:
         app = app_factory(settings)
-        srv = make_server("127.0.0.1", bridge_port, app, threaded=True, request_handler=KeepSsoHeader)
+        srv = make_server("127.0.0.1", bridge_port, close_when_sent(app), threaded=True,
+                          request_handler=KeepSsoHeader)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
         start.app = app  # type: ignore[attr-defined]  # the app last started, for tests that reach inside
