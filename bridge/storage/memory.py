@@ -1,8 +1,7 @@
 """An in-process ``Store`` for fast unit tests: the same contract as ``RedisStore``
 (``bridge.storage.interface``), with every TTL measured by the injected ``clock``, so a test moves
-time forward instead of sleeping. Records go through their JSON like in Redis, so what a test reads
-back is what a real store would give. Thread-safe; not shared between processes (never use it to
-serve: instances would not see each other's sessions)."""
+time forward instead of sleeping. Records go through their JSON like in Redis, so what a test reads back is
+what a real store would give. Thread-safe; not shared between processes (never use it to serve)."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.storage.interface import ReadInSteps, hash_id
+from bridge.storage.once import MemoryFirstUse
 from bridge.storage.records import (
     AccessRequest,
     AuthCode,
@@ -28,7 +28,7 @@ from bridge.storage.records import (
 from bridge.storage.scim import MemoryScim
 
 
-class MemoryStore(ReadInSteps, MemoryScim):
+class MemoryStore(ReadInSteps, MemoryScim, MemoryFirstUse):
     def __init__(self, prefix: str = "bridge:", clock: Callable[[], float] = time.time) -> None:
         self.prefix = prefix
         self.clock = clock

@@ -15,6 +15,7 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     device:<code hash>           DeviceCode JSON; usercode:<user code>: {"device": <code hash>}
     ssoclient:<client id>, ssoclients:{index}:…, authcode:<code hash>   IAM Identity Center (redis_sso.py)
     replay:<key>, rl:<bucket>:<window start>, lock:<name>, recent:<user>, fav:<user>
+    replay:<kind>:<id hash>      a single-use token id (OnceStore.first_use: bridge/storage/once.py)
     creds:{<user>}:<entry>, creds-index:{<user>}   sealed credential-cache blobs and the user's entries
     accessrequest:<id>           AccessRequest JSON (changed only by compare-and-set on its status)
     accessrequests:<account hash>, accessrequests:all   sets of request ids (never shortened)
@@ -42,6 +43,7 @@ import redis
 
 from bridge.config import RedisSettings
 from bridge.storage.interface import hash_id
+from bridge.storage.once import RedisFirstUse
 from bridge.storage.records import (
     AccessRequest,
     CliToken,
@@ -58,7 +60,7 @@ from bridge.storage.redis_sessions import SessionKeys
 from bridge.storage.redis_sso import SsoKeys
 
 
-class RedisStore(SessionKeys, SsoKeys, RedisScim):
+class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
     """The bridge's state in one Redis (or Sentinel / Cluster), under ``prefix``."""
 
     @classmethod

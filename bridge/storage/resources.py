@@ -133,10 +133,18 @@ class RequestStore(Protocol):
 
 
 class OnceStore(Protocol):
-    """The replay cache: ``remember_once`` is True the first time a key is seen within its TTL."""
+    """The replay cache: ``remember_once`` is True the first time a key is seen within its TTL.
+
+    ``first_use(kind, token_id, until)`` is the same for a bearer token's id (a subject token's ``jti``, the
+    token exchange's single-use workload tokens): True the first time ``token_id`` of ``kind`` is used,
+    False when it was already used and its ``until`` (epoch seconds, the last moment the token is accepted)
+    has not passed — on any instance, in one step (Redis ``SET NX EX``). The id is kept until ``until`` (at
+    least a second), hashed: the store never holds the id itself. ``kind`` names whose ids they are
+    (``jti:<connector id>``: ids of two issuers never collide); ValueError for an empty kind or id."""
 
     def remember_once(self, key: str, ttl: int) -> bool: ...
     def seen(self, key: str) -> bool: ...
+    def first_use(self, kind: str, token_id: str, until: int) -> bool: ...
 
 
 class RateLimitStore(Protocol):

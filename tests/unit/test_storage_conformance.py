@@ -12,6 +12,7 @@ import pytest
 from bridge.storage.memory import MemoryStore
 from tests.storage_conformance import *  # noqa: F403 - the suite's tests are collected here
 from tests.storage_conformance import T0, Harness
+from tests.storage_conformance_once import *  # noqa: F403 - and its single-use token ids
 from tests.storage_conformance_scim import *  # noqa: F403 - and its SCIM part
 
 
