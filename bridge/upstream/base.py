@@ -20,7 +20,7 @@ Contract:
 - ``policy`` (a ``ConnectorPolicy``, from the connector's settings) is what the core applies to
   the connector's users: session lifetime, re-check interval and grace, pass-through. The core
   reads it and asks capabilities by ``isinstance`` (``Reverifier``, ``IdpInitiated``,
-  ``Passthrough``, ``SignsOut``); it never branches on ``type``.
+  ``Passthrough``, ``SignsOut``, ``Headless``, ``ExchangesTokens``); it never branches on ``type``.
 - Connectors never see AWS, Flask or Redis. They never log tokens.
 Not verified by connectors: what the user may do (that is mapping's job).
 
@@ -32,7 +32,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -173,6 +173,19 @@ class SignsOut(Protocol):
     None (``isinstance(connector, SignsOut)``)."""
 
     def logout_url(self, post_logout_redirect_uri: str) -> str | None: ...
+
+
+@runtime_checkable
+class Headless(Protocol):
+    """A connector without a browser sign-in (workloads: the token exchange is its whole flow): the sign-in page
+    does not list it, and ``start_login``/``finish_login`` refuse, saying why (``isinstance(c, Headless)``)."""
+
+    def headless_reason(self) -> str: ...
+
+
+def sign_in_choices(connectors: Iterable[Connector]) -> list[Connector]:
+    """The connectors the sign-in page offers: all but the ``Headless`` ones."""
+    return [c for c in connectors if not isinstance(c, Headless)]
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,16 @@ from bridge.upstream.base_settings import ConnectorSettingsBase
 from bridge.upstream.dev_settings import DevConnectorSettings
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.saml_settings import SamlConnectorSettings
+from bridge.upstream.workload_settings import WorkloadConnectorSettings
 
 # In this order in the "expected tags" of the unknown-type message.
-AnyConnectorSettings = OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings
+AnyConnectorSettings = OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings | WorkloadConnectorSettings
 ConnectorSettings = Annotated[AnyConnectorSettings, Field(discriminator="type")]
 
 CONNECTOR_SETTINGS: dict[str, type[ConnectorSettingsBase]] = {
     "oidc": OidcConnectorSettings,
     "saml": SamlConnectorSettings,
     "dev": DevConnectorSettings,
+    "workload": WorkloadConnectorSettings,
 }
 CONNECTOR_TYPES = tuple(CONNECTOR_SETTINGS)

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from bridge.domain.errors import BridgeError, NotSignedIn
 from bridge.telemetry.logs import correlation_id, event, request_id
+from bridge.upstream.base import sign_in_choices
 from bridge.web.common import METRICS_LISTENER, RETRY_AFTER, current_session, services, wants_json
 
 _RID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -38,7 +39,7 @@ def _error_response(err: BridgeError, headers: dict[str, str] | None = None) -> 
         return jsonify(body), err.status, headers
     if err.code in _BACK_TO_SIGN_IN:
         svc = services()
-        return render_template("index.html", connectors=list(svc.connectors.values()), return_to="/portal",
+        return render_template("index.html", connectors=sign_in_choices(svc.connectors.values()), return_to="/portal",
                                signed_in=False, note=body), err.status, headers
     return render_template("error.html", err=body, signed_in=_signed_in(), status=err.status,
                            support=services().settings.support_href), err.status, headers

@@ -12,7 +12,7 @@ from bridge.core.flow import safe_return_to
 from bridge.core.signin import Browser
 from bridge.domain.errors import BridgeError, NotSignedIn
 from bridge.telemetry.logs import event
-from bridge.upstream.base import Connector, SignsOut
+from bridge.upstream.base import Connector, SignsOut, sign_in_choices
 from bridge.upstream.dev import DevConnector
 from bridge.upstream.saml import SamlConnector
 from bridge.web.common import (
@@ -60,7 +60,7 @@ def _connector(connector_id: str) -> Connector:
 def index() -> ResponseReturnValue:
     """Sign-in page: one button per configured identity provider."""
     return_to = safe_return_to(request.args.get("return_to"))
-    return render_template("index.html", connectors=list(services().connectors.values()),
+    return render_template("index.html", connectors=sign_in_choices(services().connectors.values()),
                            return_to=return_to, signed_in=current_session() is not None, note=None)
 
 

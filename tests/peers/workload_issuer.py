@@ -1,0 +1,133 @@
+"""A stand-in workload token issuer: what GitHub Actions' OIDC issuer serves (discovery, JWKS) on 127.0.0.1, and
+tokens with GitHub's published claim set (``github_claims``), signed RS256 (or ES256) by its published keys.
+
+``mint(**claims)`` is a token as a job would get it (``ACTIONS_ID_TOKEN_REQUEST_URL`` with ``audience=``); the
+keyword arguments override or (``None``) remove claims; ``header=`` overrides header fields, ``signer=`` signs
+with another key (an unpublished one: a forged token), ``alg="none"`` gives an unsigned token. ``rotate()``
+publishes a new key (the issuer rotated). ``jwks_fetches`` counts what the bridge fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, RSAKey
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+Key = RSAKey | ECKey
+
+
+def github_claims(issuer: str, *, audience: str, repository: str = "octo-org/octo-repo", ref: str = "refs/heads/main",
+                  environment: str | None = "prod", now: int | None = None, lifetime: int = 300) -> dict[str, Any]:
+    """GitHub Actions' OIDC token claims, as GitHub documents them (a workflow_dispatch run of a job that deploys
+    to ``environment``), with a fresh ``jti``."""
+    now = int(time.time()) if now is None else now
+    owner = repository.split("/")[0]
+    sub = f"repo:{repository}:environment:{environment}" if environment else f"repo:{repository}:ref:{ref}"
+    claims: dict[str, Any] = {
+        "jti": secrets.token_hex(16), "sub": sub, "aud": audience, "ref": ref, "sha": "e" * 40,
+        "repository": repository, "repository_owner": owner, "actor_id": "12", "repository_visibility": "private",
+        "repository_id": "74", "repository_owner_id": "65", "run_id": "5431", "run_number": "10",
+        "run_attempt": "2", "runner_environment": "github-hosted", "actor": "octocat", "workflow": "deploy",
+        "head_ref": "", "base_ref": "", "event_name": "workflow_dispatch", "ref_type": "branch",
+        "workflow_ref": f"{repository}/.github/workflows/deploy.yml@{ref}", "workflow_sha": "e" * 40,
+        "job_workflow_ref": f"{owner}/octo-automation/.github/workflows/oidc.yml@refs/heads/main",
+        "job_workflow_sha": "f" * 40, "iss": issuer, "nbf": now - 5, "exp": now + lifetime, "iat": now}
+    if environment:
+        claims["environment"] = environment
+    return claims
+
+
+def _b64(doc: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+
+@dataclass
+class WorkloadIssuer:
+    audience: str = "https://bridge.test"
+    key: Key = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "gh-1"}))
+    published: list[Key] = field(default_factory=list)
+    issuer: str = ""
+    jwks_fetches: int = 0
+    discovery_fetches: int = 0
+    down: bool = False  # discovery and JWKS answer 503
+
+    def __post_init__(self) -> None:
+        self.published = [self.key]
+
+    def jwks(self) -> dict[str, Any]:
+        return KeySet(list(self.published)).as_dict(private=False)  # type: ignore[arg-type]
+
+    def rotate(self, kid: str = "gh-2") -> Key:
+        """Publish a new signing key beside the old one, and sign with it from now on."""
+        self.key = RSAKey.generate_key(2048, parameters={"kid": kid})
+        self.published.append(self.key)
+        return self.key
+
+    def claims(self, **kw: Any) -> dict[str, Any]:
+        base_kw = {k: kw.pop(k) for k in ("repository", "ref", "environment", "now", "lifetime") if k in kw}
+        claims = github_claims(self.issuer, audience=self.audience, **base_kw)
+        claims.update(kw)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def mint(self, *, header: dict[str, Any] | None = None, signer: Key | None = None, alg: str | None = None,
+             **claims: Any) -> str:
+        doc = self.claims(**claims)
+        signer = signer or self.key
+        alg = alg or ("ES256" if isinstance(signer, ECKey) else "RS256")
+        head = {"typ": "JWT", "alg": alg, "kid": signer.kid, **(header or {})}
+        head = {k: v for k, v in head.items() if v is not None}
+        if alg == "none":
+            return f"{_b64(head)}.{_b64(doc)}."
+        return jwt.encode(head, doc, signer, algorithms=[alg])
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        req = Request(environ)
+        if self.down and req.path.startswith("/.well-known/"):
+            resp = Response("unavailable", status=503)
+        elif req.path == "/.well-known/openid-configuration":
+            self.discovery_fetches += 1
+            resp = _json({"issuer": self.issuer, "jwks_uri": f"{self.issuer}/.well-known/jwks",
+                          "subject_types_supported": ["public", "pairwise"], "response_types_supported": ["id_token"],
+                          "claims_supported": ["sub", "aud", "exp", "iat", "iss", "jti", "nbf", "ref", "repository",
+                                               "repository_owner", "environment", "job_workflow_ref", "actor"],
+                          "id_token_signing_alg_values_supported": ["RS256"], "scopes_supported": ["openid"]})
+        elif req.path == "/.well-known/jwks":
+            self.jwks_fetches += 1
+            resp = _json(self.jwks())
+        else:
+            resp = Response("not found", status=404)
+        return resp(environ, start_response)
+
+
+def _json(doc: Any) -> Response:
+    return Response(json.dumps(doc), content_type="application/json")
+
+
+@contextmanager
+def running(issuer: WorkloadIssuer | None = None) -> Iterator[WorkloadIssuer]:
+    """The issuer served on a free port of 127.0.0.1 (``issuer.issuer`` is its URL), stopped afterwards."""
+    issuer = issuer or WorkloadIssuer()
+    srv = make_server("127.0.0.1", 0, issuer, threaded=True)
+    issuer.issuer = f"http://127.0.0.1:{srv.server_port}"
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield issuer
+    finally:
+        srv.shutdown()
+        thread.join(timeout=10)
+
+
+def ec_key(kid: str = "ec-1") -> ECKey:
+    return ECKey.generate_key("P-256", parameters={"kid": kid})
