@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from bridge.config import Settings, load_settings
+from bridge.config import Settings, WorkloadConnectorSettings, load_settings
 from bridge.domain.errors import ConfigError
 from bridge.domain.identity import Identity, identity_from_sample
 
@@ -40,6 +40,34 @@ def identity_from(path: str) -> Identity:
         return identity_from_sample(d)
     except ValueError as e:
         fail([str(e)], f"{path}: not an identity document")
+
+
+def claims_identity(settings: Settings, connector_id: str, claims: Mapping[str, Any]) -> Identity:
+    """The identity the workload connector ``connector_id`` makes of a token's ``claims`` (not verified: what
+    rules would see once it is); ValueError saying what is wrong."""
+    cfg = next((c for c in settings.connectors if c.id == connector_id), None)
+    workloads = sorted(c.id for c in settings.connectors if isinstance(c, WorkloadConnectorSettings))
+    if not isinstance(cfg, WorkloadConnectorSettings):
+        what = "is not a workload connector" if cfg is not None else "is not a configured connector"
+        raise ValueError(f"{connector_id!r} {what}; token claims are read by a workload connector "
+                         f"({', '.join(workloads) or 'none is configured'})")
+    return cfg.identity_from_claims(dict(claims))
+
+
+def token_claims_identity(settings: Settings, connector_id: str | None, path: str) -> Identity:
+    """``--connector`` + ``--token-claims FILE``: the identity that connector makes of the claims in FILE."""
+    if not connector_id:
+        fail(["--token-claims needs --connector <the workload connector's id>"], f"{path}:")
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        fail([str(e)], f"{path}: cannot read token claims JSON")
+    if not isinstance(d, dict):
+        fail(["expected a JSON object: the token's claims (its payload)"], f"{path}: not token claims")
+    try:
+        return claims_identity(settings, connector_id, d)
+    except ValueError as e:
+        fail([str(e)], f"{path}: not an identity of connector {connector_id!r}")
 
 
 def services_from(config_path: str) -> Any:

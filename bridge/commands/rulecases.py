@@ -12,7 +12,7 @@ import click
 import yaml
 
 from bridge import mapping
-from bridge.commands._common import CONFIG, fail, identity_from, settings_from
+from bridge.commands._common import CONFIG, claims_identity, fail, identity_from, settings_from
 from bridge.config import Settings, load_settings
 from bridge.domain.errors import ConfigError
 from bridge.domain.identity import Identity
@@ -39,7 +39,8 @@ def rules_test(config_path: str, cases_files: tuple[str, ...]) -> None:
     for path in cases_files:
         try:
             doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-            cases += load_cases(doc, path, Path(path).parent)
+            cases += load_cases(doc, path, Path(path).parent,
+                                from_claims=lambda cid, claims: claims_identity(settings, cid, claims))
         except yaml.YAMLError as e:
             fail([str(e)], f"{path}: not YAML")
         except ConfigError as e:

@@ -9,18 +9,28 @@ import click
 
 from bridge import mapping
 from bridge.client import ssoconfig
-from bridge.commands._common import CONFIG, identity_from, settings_from
+from bridge.commands._common import CONFIG, fail, identity_from, settings_from, token_claims_identity
 
 
 @click.command()
 @CONFIG
-@click.option("--identity", "identity_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--identity", "identity_path", type=click.Path(exists=True, dir_okay=False),
+              help="an identity document (subject, email, groups, claims, mfa)")
+@click.option("--token-claims", "claims_path", type=click.Path(exists=True, dir_okay=False),
+              help="a workload token's claims (its JSON payload), read as --connector reads them")
+@click.option("--connector", "connector_id", help="the workload connector whose token --token-claims is")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--matched-only", is_flag=True, help="list only the rules that matched (large rule sets)")
-def explain(config_path: str, identity_path: str, as_json: bool, matched_only: bool) -> None:
-    """Show, rule by rule, what an identity matches and why, then the grants it gets."""
+def explain(config_path: str, identity_path: str | None, claims_path: str | None, connector_id: str | None,
+            as_json: bool, matched_only: bool) -> None:
+    """Show, rule by rule, what an identity (or a workload token's claims) matches and why, then the grants."""
+    if (identity_path is None) == (claims_path is None):
+        fail(["give exactly one of --identity FILE, --token-claims FILE (with --connector)"], "explain:")
+    if connector_id is not None and claims_path is None:
+        fail(["--connector goes with --token-claims (an identity document names its own connector)"], "explain:")
     settings = settings_from(config_path)
-    ident = identity_from(identity_path)
+    ident = (identity_from(identity_path) if identity_path is not None
+             else token_claims_identity(settings, connector_id, str(claims_path)))
     results = mapping.explain(settings.mapping, ident, **settings.grant_defaults())
     roles = identity_center_roles(results)
     if as_json:

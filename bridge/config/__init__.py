@@ -39,6 +39,7 @@ from bridge.upstream.dev_settings import DevConnectorSettings, DevUser
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.registry import AnyConnectorSettings, ConnectorSettings
 from bridge.upstream.saml_settings import SAML_PRESETS, SamlConnectorSettings
+from bridge.upstream.workload_settings import WorkloadConnectorSettings
 
 __all__ = [
     "SAML_PRESETS",
@@ -66,6 +67,7 @@ __all__ = [
     "Settings",
     "deployment_problems",
     "WebhookSettings",
+    "WorkloadConnectorSettings",
     "file_stamp",
     "listen_port",
     "load_mapping_section",

@@ -6,6 +6,10 @@ A cases document is a list of cases, or ``{cases: [...]}``. Each case::
     - name: alice administers the sandbox            # optional; default: case N
       identity: {subject: alice, email: …, groups: [...], claims: {...}, mfa: true}
       # or identity_file: alice.json                  (the format `bridge explain --identity` reads)
+      # or, for a workload connector, the token's claims, read as the connector reads them:
+      # connector: github
+      # token_claims: {sub: "repo:octo-org/app:ref:refs/heads/main", repository: octo-org/app, …}
+      # or token_claims_file: main-branch.json
       roles: [arn:aws:iam::123456789012:role/Admin]   # the exact set of usable roles, or:
       includes: [arn:…]                               # these roles, at least
       excludes: [arn:…]                               # none of these
@@ -31,7 +35,11 @@ from bridge.mapping.engine import decide
 from bridge.mapping.results import GrantDefaults
 from bridge.mapping.settings import MappingSettings
 
-CASE_KEYS = {"name", "identity", "identity_file", "roles", "includes", "excludes", "tags", "hubs"}
+CASE_KEYS = {"name", "identity", "identity_file", "connector", "token_claims", "token_claims_file", "roles", "includes",
+             "excludes", "tags", "hubs"}
+IDENTITY_KEYS = ("identity", "identity_file", "token_claims", "token_claims_file")
+# (connector id, a token's claims) → the identity that connector makes of them; ValueError saying what is wrong
+FromClaims = Callable[[str, Mapping[str, Any]], Identity]
 
 
 @dataclass(frozen=True)
@@ -80,15 +88,37 @@ def _hubs(v: Any, where: str, problems: list[str]) -> dict[str, tuple[str, ...]]
     return {arn: tuple(h) for arn, h in v.items()}
 
 
-def _identity(raw: Mapping[str, Any], where: str, base: Path | None, problems: list[str]) -> Identity | None:
-    doc = raw.get("identity")
-    if "identity_file" in raw:
-        path = Path(str(raw["identity_file"]))
-        path = path if path.is_absolute() or base is None else base / path
+def _document(raw: Mapping[str, Any], key: str, where: str, base: Path | None, problems: list[str]) -> Any:
+    """The case's document at ``key``; read from the file it names for a ``*_file`` key (relative to ``base``)."""
+    if not key.endswith("_file"):
+        return raw.get(key)
+    path = Path(str(raw[key]))
+    path = path if path.is_absolute() or base is None else base / path
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        problems.append(f"{where}.{key}: cannot read {path} ({e})")
+        return None
+
+
+def _identity(raw: Mapping[str, Any], where: str, base: Path | None, problems: list[str],
+              from_claims: FromClaims | None) -> Identity | None:
+    key = next(k for k in IDENTITY_KEYS if k in raw)
+    doc = _document(raw, key, where, base, problems)
+    if doc is None:
+        return None
+    if key.startswith("token_claims"):
+        if not isinstance(raw.get("connector"), str):
+            problems.append(f"{where}: {key} needs connector: <the workload connector's id>")
+            return None
+        if from_claims is None or not isinstance(doc, Mapping):
+            problems.append(f"{where}.{key}: " + ("must be an object (the token's claims)" if from_claims else
+                                                   "token claims need the config's connectors (bridge rules test)"))
+            return None
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            problems.append(f"{where}.identity_file: cannot read {path} ({e})")
+            return from_claims(raw["connector"], doc)
+        except ValueError as e:
+            problems.append(f"{where}.{key}: {e}")
             return None
     try:
         return identity_from_sample(doc)
@@ -97,20 +127,23 @@ def _identity(raw: Mapping[str, Any], where: str, base: Path | None, problems: l
         return None
 
 
-def _case(raw: Any, where: str, index: int, base: Path | None, problems: list[str]) -> Case | None:
+def _case(raw: Any, where: str, index: int, base: Path | None, problems: list[str],
+          from_claims: FromClaims | None) -> Case | None:
     if not isinstance(raw, dict):
         problems.append(f"{where}: a case must be a mapping")
         return None
     before = len(problems)
     problems += [f"{where}: unknown key {k!r} ({', '.join(sorted(CASE_KEYS))})" for k in raw if k not in CASE_KEYS]
-    if ("identity" in raw) == ("identity_file" in raw):
-        problems.append(f"{where}: give exactly one of identity, identity_file")
+    if sum(k in raw for k in IDENTITY_KEYS) != 1:
+        problems.append(f"{where}: give exactly one of {', '.join(IDENTITY_KEYS)}")
         return None
     if not {"roles", "includes", "excludes", "tags", "hubs"} & set(raw):
         problems.append(f"{where}: expects nothing (give roles, or includes/excludes, and optionally tags, hubs)")
+    if "connector" in raw and not {"token_claims", "token_claims_file"} & set(raw):
+        problems.append(f"{where}: connector goes with token_claims (an identity names its own connector)")
     if "roles" in raw and ("includes" in raw or "excludes" in raw):
         problems.append(f"{where}: roles is the exact set; do not combine it with includes/excludes")
-    ident = _identity(raw, where, base, problems)
+    ident = _identity(raw, where, base, problems, from_claims)
     roles = _arns(raw["roles"], f"{where}.roles", problems) if "roles" in raw else None
     case = Case(str(raw.get("name") or f"case {index + 1}"), where, ident,  # type: ignore[arg-type]
                 roles, _arns(raw.get("includes", []), f"{where}.includes", problems),
@@ -120,15 +153,17 @@ def _case(raw: Any, where: str, index: int, base: Path | None, problems: list[st
     return case if len(problems) == before else None
 
 
-def load_cases(doc: Any, source: str = "cases", base: Path | None = None) -> list[Case]:
-    """The cases of one document; raises ConfigError with every problem (``<source>:cases[2].roles: …``)."""
+def load_cases(doc: Any, source: str = "cases", base: Path | None = None,
+               from_claims: FromClaims | None = None) -> list[Case]:
+    """The cases of one document; raises ConfigError with every problem (``<source>:cases[2].roles: …``).
+    ``from_claims`` reads the ``token_claims`` of a case as its workload connector would."""
     items = doc.get("cases") if isinstance(doc, dict) else doc
     problems: list[str] = []
     if isinstance(doc, dict) and set(doc) - {"cases"}:
         problems.append(f"{source}: unknown top-level key(s) {sorted(set(doc) - {'cases'})} (cases)")
     if not isinstance(items, list):
         raise ConfigError([f"{source}: expected a list of cases, or {{cases: [...]}}"])
-    cases = [_case(raw, f"{source}:cases[{i}]", i, base, problems) for i, raw in enumerate(items)]
+    cases = [_case(raw, f"{source}:cases[{i}]", i, base, problems, from_claims) for i, raw in enumerate(items)]
     if problems:
         raise ConfigError(problems)
     return [c for c in cases if c is not None]

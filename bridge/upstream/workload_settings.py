@@ -49,7 +49,9 @@ class WorkloadConnectorSettings(ConnectorSettingsBase):
                                                    "its discovery document (<issuer>/.well-known/openid-configuration)")
     jwks_file: Path | None = Field(None, description="the issuer's keys from a file instead (air-gapped clusters: "
                                                      "`kubectl get --raw /openid/v1/jwks`); re-read when it changes")
-    allowed_algs: list[WorkloadAlg] = Field(default_factory=_default_algs, min_length=1)
+    allowed_algs: list[WorkloadAlg] = Field(default_factory=_default_algs, min_length=1,
+                                            description="signature algorithms accepted (RS256, ES256; never none "
+                                                        "or HS*)")
     clock_skew: int = Field(30, ge=0, le=120, description="seconds of leeway on exp, nbf and iat")
     single_use: bool = Field(False, description="exchange each token once only even if the preset does not "
                                                  "(kubernetes, when the cluster puts a `jti` in its tokens)")
@@ -59,7 +61,8 @@ class WorkloadConnectorSettings(ConnectorSettingsBase):
                                                                          "empty strings), beyond the preset's")
     jwks_ttl: int = Field(3600, ge=60, le=86400, description="seconds the keys are used before they are fetched "
                                                              "again (an unknown `kid` fetches them at once)")
-    http_timeout: float = Field(5.0, gt=0, le=60)
+    http_timeout: float = Field(5.0, gt=0, le=60, description="seconds for each fetch of the discovery "
+                                                               "document or the keys")
 
     @field_validator("issuer", "jwks_uri")
     @classmethod
