@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 from joserfc import jwt
-from joserfc.errors import BadSignatureError, JoseError
+from joserfc.errors import BadSignatureError, InvalidKeyTypeError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 
@@ -60,7 +60,9 @@ class WorkloadConnector:
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
         self._keys_at = -1e18  # when the keys were read (clock)
-        self._tried_at = -1e18  # when a fetch was last tried (clock): unknown kids fetch at most each MIN_REFRESH
+        self._tried_at = -1e18  # when a fetch was last tried (clock): a failed one is retried after MIN_REFRESH
+        self._kid_at = -1e18  # when an unknown kid last fetched the keys: at most once each MIN_REFRESH
+        self._discovered: str | None = None  # the discovery document's jwks_uri
         self._file = resolve(cfg.jwks_file) if cfg.jwks_file is not None else None
         self._file_mtime: float | None = None
         if self._file is not None:  # a file is there at startup, or the config is wrong
@@ -98,8 +100,14 @@ class WorkloadConnector:
         return doc
 
     def _jwks_uri(self) -> str:
+        """The configured ``jwks_uri``, else the discovery document's (kept until a fetch of the keys fails)."""
         if self.cfg.jwks_uri is not None:
             return self.cfg.jwks_uri
+        if self._discovered is None:
+            self._discovered = self._discover()
+        return self._discovered
+
+    def _discover(self) -> str:
         url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
         meta = self._get_json(url, "discovery")
         if meta.get("issuer") != self.issuer:
@@ -134,7 +142,12 @@ class WorkloadConnector:
     def _fetch(self) -> KeySet:
         if self._file is not None:
             return self._read_file()
-        return self._key_set(self._get_json(self._jwks_uri(), "JWKS"), f"{self.id}: JWKS")
+        uri = self._jwks_uri()
+        try:
+            return self._key_set(self._get_json(uri, "JWKS"), f"{self.id}: JWKS")
+        except UpstreamUnavailable:
+            self._discovered = None  # the issuer may have moved its keys: ask its discovery again next time
+            raise
 
     def _file_changed(self) -> bool:
         try:
@@ -149,9 +162,12 @@ class WorkloadConnector:
         with self._lock:
             keys = self._keys
             if keys is not None and not self._file_changed():
-                stale = unknown_kid or now - self._keys_at >= self.cfg.jwks_ttl
-                if not stale or now - self._tried_at < MIN_REFRESH:  # a failed fetch is not retried at every token
-                    return keys
+                if unknown_kid:  # at most one fetch a minute for unknown kids
+                    if now - self._kid_at < MIN_REFRESH:
+                        return keys
+                    self._kid_at = now
+                elif now - self._keys_at < self.cfg.jwks_ttl or now - self._tried_at < MIN_REFRESH:
+                    return keys  # fresh, or a fetch failed less than a minute ago (not retried at every token)
             self._tried_at = now
         try:
             fresh = self._fetch()
@@ -204,6 +220,9 @@ class WorkloadConnector:
             return dict(jwt.decode(token, keys, algorithms=list(self.cfg.allowed_algs)).claims)
         except BadSignatureError:
             raise InvalidIdToken("workload token: the signature does not verify with the issuer's keys") from None
+        except InvalidKeyTypeError:
+            raise InvalidIdToken(f"workload token: its alg {alg} does not fit the issuer's key "
+                                 f"{str(kid)[:64]!r}") from None
         except (JoseError, ValueError, TypeError) as e:
             raise InvalidIdToken(f"workload token: rejected ({type(e).__name__})") from None
 

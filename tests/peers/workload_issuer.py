@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -61,6 +61,7 @@ class WorkloadIssuer:
     jwks_fetches: int = 0
     discovery_fetches: int = 0
     down: bool = False  # discovery and JWKS answer 503
+    down_hits: int = 0  # requests answered 503
 
     def __post_init__(self) -> None:
         self.published = [self.key]
@@ -76,8 +77,11 @@ class WorkloadIssuer:
 
     def claims(self, **kw: Any) -> dict[str, Any]:
         base_kw = {k: kw.pop(k) for k in ("repository", "ref", "environment", "now", "lifetime") if k in kw}
-        claims = github_claims(self.issuer, audience=self.audience, **base_kw)
+        claims = github_claims(self.issuer, audience=self.audience,
+                               **{k: v for k, v in base_kw.items() if v is not None or k == "environment"})
         claims.update(kw)
+        if "repository" in base_kw and base_kw["repository"] is None:
+            del claims["repository"]
         return {k: v for k, v in claims.items() if v is not None}
 
     def mint(self, *, header: dict[str, Any] | None = None, signer: Key | None = None, alg: str | None = None,
@@ -89,11 +93,15 @@ class WorkloadIssuer:
         head = {k: v for k, v in head.items() if v is not None}
         if alg == "none":
             return f"{_b64(head)}.{_b64(doc)}."
+        if alg.startswith("HS"):  # alg confusion: the public key's text as an HMAC secret
+            secret = OctKey.import_key(json.dumps(self.jwks()).encode())
+            return jwt.encode(head, doc, secret, algorithms=[alg])
         return jwt.encode(head, doc, signer, algorithms=[alg])
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         req = Request(environ)
         if self.down and req.path.startswith("/.well-known/"):
+            self.down_hits += 1
             resp = Response("unavailable", status=503)
         elif req.path == "/.well-known/openid-configuration":
             self.discovery_fetches += 1
