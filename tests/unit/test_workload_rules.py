@@ -65,7 +65,8 @@ def test_explain_shows_which_claim_keeps_a_branch_from_production() -> None:
      "'nope' is not a configured connector; token claims are read by a workload connector (cluster, github, gitlab)"),
     (["--connector", "gitlab", "--token-claims", str(EXAMPLES / "github-main.json")],
      "the token has no project_path claim (a non-empty string), which the gitlab_ci preset needs"),
-    (["--connector", "github", "--identity", str(EXAMPLES / "github-main.json")], "--connector goes with --token-claims"),
+    (["--connector", "github", "--identity", str(EXAMPLES / "github-main.json")],
+     "--connector goes with --token-claims"),
     ([], "give exactly one of --identity FILE, --token-claims FILE"),
 ])
 def test_explain_refuses_what_it_cannot_read(args: list[str], says: str) -> None:
