@@ -4,16 +4,19 @@ Kubernetes service account, any issuer of signed JWTs) verified for the token ex
 the sign-in page does not list it (``Headless``).
 
 Verified, each with its own message (``InvalidIdToken``, never the token itself): the compact JWS shape; the
-header's ``alg`` among ``allowed_algs`` (RS256/ES256 only: never ``none`` nor HS*); its ``kid`` among the
-issuer's keys (fetched once more when unknown — the issuer rotated —, at most once a minute); the signature;
-``iss`` exactly the issuer; an ``aud`` among the connector's audiences (and the caller's, when it names some);
-``exp``, ``nbf``, ``iat`` within ``clock_skew``; a ``jti`` when tokens are single-use; the preset's claims
-(bridge/upstream/workload_claims.py). Keys: ``jwks_file``, else ``jwks_uri``, else the issuer's discovery
-document; cached for ``jwks_ttl`` (no network on the hot path), the last good copy kept when a refresh fails.
+``iss`` it claims (another issuer's token is ``subject_token_issuer`` before any key is looked up: the exchange
+asks the app's next connector); the header's ``alg`` among ``allowed_algs`` (RS256/ES256 only: never ``none``
+nor HS*); its ``kid`` among the issuer's keys (fetched once more when unknown — the issuer rotated —, at most
+once a minute); the signature; ``iss`` again; an ``aud`` among the connector's audiences and the caller's, when
+it names some (``subject_token_audience``); ``exp`` (``subject_token_expired``), ``nbf``, ``iat`` within
+``clock_skew``; a ``jti`` when tokens are single-use; the preset's claims (bridge/upstream/workload_claims.py).
+Keys: ``jwks_file``, else ``jwks_uri``, else the issuer's discovery document; cached for ``jwks_ttl`` (no
+network on the hot path), the last good copy kept when a refresh fails.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -203,6 +206,7 @@ class WorkloadConnector:
             header = dict(extract_compact(token.encode("ascii")).protected)
         except (JoseError, ValueError, UnicodeError) as e:
             raise InvalidIdToken(f"workload token: malformed ({type(e).__name__})") from None
+        self._check_issuer(_unverified_issuer(token))  # another issuer's token: no key of ours is looked up
         alg = header.get("alg")
         if alg not in self.cfg.allowed_algs:
             raise InvalidIdToken(f"workload token: alg {str(alg)[:20]!r} is not allowed (allowed: "
@@ -226,10 +230,14 @@ class WorkloadConnector:
         except (JoseError, ValueError, TypeError) as e:
             raise InvalidIdToken(f"workload token: rejected ({type(e).__name__})") from None
 
+    def _check_issuer(self, iss: Any) -> None:
+        """``subject_token_issuer``: the token exchange then asks the app's next connector."""
+        if iss != self.issuer:
+            raise InvalidIdToken(f"workload token: issuer {str(iss)[:100]!r} is not this connector's ({self.issuer})",
+                                 code="subject_token_issuer")
+
     def _check_claims(self, claims: Mapping[str, Any], audiences: tuple[str, ...]) -> None:
-        if claims.get("iss") != self.issuer:
-            raise InvalidIdToken(f"workload token: issuer {str(claims.get('iss'))[:100]!r} is not this connector's "
-                                 f"({self.issuer})")
+        self._check_issuer(claims.get("iss"))
         self._check_audience(claims.get("aud"), audiences)
         self._check_times(claims)
         jti = claims.get("jti")
@@ -245,7 +253,8 @@ class WorkloadConnector:
         wanted = [a for a in self.audiences if not audiences or a in audiences]
         if not set(auds) & set(wanted):
             raise InvalidIdToken(f"workload token: audience {sorted(auds)[:5]} is not one this connector accepts "
-                                 f"({', '.join(wanted) or 'none in common with the exchange'})")
+                                 f"({', '.join(wanted) or 'none in common with the exchange'})",
+                                 code="subject_token_audience")
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now, skew = self.clock(), self.cfg.clock_skew
@@ -253,11 +262,21 @@ class WorkloadConnector:
             if not _number(claims.get(name)):
                 raise InvalidIdToken(f"workload token: no {name} (a number)")
         if claims["exp"] + skew <= now:
-            raise InvalidIdToken(f"workload token: expired {int(now - claims['exp'])} s ago")
+            raise InvalidIdToken(f"workload token: expired {int(now - claims['exp'])} s ago",
+                                 code="subject_token_expired")
         if claims["iat"] > now + skew:
             raise InvalidIdToken("workload token: issued in the future (iat); check the clocks")
         if "nbf" in claims and (not _number(claims["nbf"]) or claims["nbf"] > now + skew):
             raise InvalidIdToken("workload token: not valid yet (nbf)")
+
+
+def _unverified_issuer(token: str) -> Any:
+    """The ``iss`` a token claims, read before its signature is checked (only to tell whose it is)."""
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("iss")
+    except (ValueError, AttributeError, UnicodeError):
+        return None
 
 
 def _number(v: Any) -> bool:

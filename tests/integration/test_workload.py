@@ -101,6 +101,10 @@ BAD = {
 }
 
 
+CODES = {"wrong issuer": "subject_token_issuer", "expired": "subject_token_expired",
+         "wrong audience": "subject_token_audience"}
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_each_bad_token_is_refused_with_its_own_message(issuer: WorkloadIssuer, redis_url: str, case: str) -> None:
     c = connector(issuer)
@@ -110,10 +114,20 @@ def test_each_bad_token_is_refused_with_its_own_message(issuer: WorkloadIssuer, 
     with pytest.raises(InvalidIdToken) as e:
         c.verify_subject_token(token, audiences=())
     assert e.value.detail.startswith(BAD[case]), e.value.detail
+    assert e.value.code == CODES.get(case, "invalid_id_token")  # what the token exchange words its answer by
     assert token not in e.value.detail and e.value.status == 401
     # Nothing changed: at most the one refetch an unknown kid is allowed, and the connector still verifies.
     assert issuer.jwks_fetches - fetches == (1 if case == "unknown kid" else 0)
     assert c.verify_subject_token(issuer.mint(), audiences=()).identity
+
+
+def test_another_issuers_token_is_told_apart_before_any_key_is_fetched(issuer: WorkloadIssuer) -> None:
+    """The exchange tries each of an app's connectors: a token of another issuer costs this one no fetch."""
+    with pytest.raises(InvalidIdToken) as e:
+        connector(issuer).verify_subject_token(issuer.mint(iss="https://gitlab.example.net", header={"kid": "gl-9"}))
+    assert e.value.code == "subject_token_issuer"
+    assert "'https://gitlab.example.net' is not this connector's" in e.value.detail
+    assert (issuer.discovery_fetches, issuer.jwks_fetches) == (0, 0)
 
 
 def test_the_exchange_may_narrow_the_audiences(issuer: WorkloadIssuer) -> None:
