@@ -62,6 +62,13 @@ class WorkloadIssuer:
     discovery_fetches: int = 0
     down: bool = False  # discovery and JWKS answer 503
     down_hits: int = 0  # requests answered 503
+    # The runner's side (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN): GET /token-request?audience=… with the request
+    # token as bearer answers {"value": <a token for that audience>}, minted with ``job_claims``;
+    # ``same_token``: the same token every time (to replay it).
+    request_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    job_claims: dict[str, Any] = field(default_factory=dict)
+    same_token: bool = False
+    _last: str | None = None
 
     def __post_init__(self) -> None:
         self.published = [self.key]
@@ -110,6 +117,8 @@ class WorkloadIssuer:
                           "claims_supported": ["sub", "aud", "exp", "iat", "iss", "jti", "nbf", "ref", "repository",
                                                "repository_owner", "environment", "job_workflow_ref", "actor"],
                           "id_token_signing_alg_values_supported": ["RS256"], "scopes_supported": ["openid"]})
+        elif req.path == "/token-request":
+            resp = self._token_request(req)
         elif req.path == "/.well-known/jwks":
             self.jwks_fetches += 1
             resp = _json(self.jwks())
@@ -118,8 +127,17 @@ class WorkloadIssuer:
         return resp(environ, start_response)
 
 
-def _json(doc: Any) -> Response:
-    return Response(json.dumps(doc), content_type="application/json")
+    def _token_request(self, req: Request) -> Response:
+        scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(value, self.request_token):
+            return _json({"message": "Bad credentials"}, 401)
+        if not (self.same_token and self._last):
+            self._last = self.mint(aud=req.args.get("audience") or self.audience, **self.job_claims)
+        return _json({"count": len(self._last), "value": self._last})
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(json.dumps(doc), status=status, content_type="application/json")
 
 
 @contextmanager
