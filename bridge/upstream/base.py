@@ -192,9 +192,11 @@ def sign_in_choices(connectors: Iterable[Connector]) -> list[Connector]:
 class SubjectToken:
     """A subject token verified for an exchange (RFC 8693): who it names, and what replay protection needs.
 
-    ``token_id``: the token's ``jti`` (None when it has none); ``expires_at``: its ``exp`` (epoch seconds);
+    ``token_id``: the token's ``jti`` (None when it has none); ``expires_at``: the last moment (epoch seconds)
+    the connector still accepts the token — its ``exp``, plus the clock skew the connector allows (workloads);
     ``single_use``: the connector says a token may be exchanged once only (workloads: the core keeps
-    the ``jti`` until ``expires_at`` and refuses it again)."""
+    the ``jti`` until ``expires_at`` — ``OnceStore.first_use(f"jti:{connector id}", token_id, expires_at)``
+    — and refuses it again)."""
 
     identity: Identity
     expires_at: int
