@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from bridge.config import OidcConnectorSettings, SamlConnectorSettings, Settings
+from bridge.config import OidcConnectorSettings, SamlConnectorSettings, Settings, WorkloadConnectorSettings
 from bridge.domain.errors import BridgeError, ConfigError
 from bridge.storage import NoteStore
 
@@ -59,6 +59,16 @@ def _probe_saml(cfg: SamlConnectorSettings, settings: Settings, report: ProbeRep
                         f"{cfg.requested_name_id_format()}")
 
 
+def _probe_workload(cfg: WorkloadConnectorSettings, settings: Settings, report: ProbeReport) -> None:
+    from bridge.upstream.workload import WorkloadConnector
+
+    keys = WorkloadConnector(cfg, resolve=settings.resolve).keyset()
+    source = f"jwks_file {settings.resolve(cfg.jwks_file)}" if cfg.jwks_file else (
+        f"jwks_uri {cfg.jwks_uri}" if cfg.jwks_uri else f"discovery of {cfg.issuer_url}")
+    report.lines.append(f"connector {cfg.id}: workload keys from {source}: {len(keys.keys)} key(s) "
+                        f"({', '.join(sorted(str(k.kid) for k in keys.keys))}); no sign-ins (token exchange only)")
+
+
 def _sign_in_notes(connector_id: str, store: NoteStore, report: ProbeReport) -> None:
     note = store.sign_in_note(connector_id)
     if note is None:
@@ -91,6 +101,9 @@ def probe(settings: Settings) -> ProbeReport:
                 _probe_oidc(cfg, report)
             elif isinstance(cfg, SamlConnectorSettings):
                 _probe_saml(cfg, settings, report)
+            elif isinstance(cfg, WorkloadConnectorSettings):
+                _probe_workload(cfg, settings, report)
+                continue  # no browser sign-ins: nothing noted
             if store is not None:
                 _sign_in_notes(cfg.id, store, report)
         except BridgeError as e:

@@ -199,3 +199,20 @@ def test_a_replayed_token_is_refused_by_the_replay_store_on_redis(issuer: Worklo
     finally:
         for k in client.scan_iter(match="workload-it:*"):
             client.delete(k)
+
+
+def test_check_config_probe_reads_the_workload_keys(issuer: WorkloadIssuer, tmp_path: Any) -> None:
+    from bridge.commands.probe import ProbeReport, _probe_workload
+    from bridge.config import Settings
+
+    cfg = WorkloadConnectorSettings(id="github", type="workload", preset="github_actions", issuer=issuer.issuer,
+                                    audiences=["a"])
+    settings = Settings.model_validate({"base_url": "https://bridge.test", "secret_key": "x" * 32,
+                                        "issuer": {"url": "https://bridge.test"}, "connectors": [cfg.model_dump()]})
+    report = ProbeReport()
+    _probe_workload(cfg, settings, report)
+    assert report.lines == [f"connector github: workload keys from discovery of {issuer.issuer}: 1 key(s) (gh-1); "
+                            "no sign-ins (token exchange only)"]
+    issuer.down = True
+    with pytest.raises(UpstreamUnavailable, match="discovery"):
+        _probe_workload(cfg, settings, ProbeReport())
