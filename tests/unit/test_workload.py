@@ -18,6 +18,7 @@ from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_
 from bridge.runtime.app import create_app
 from bridge.storage.memory import MemoryStore
 from bridge.upstream.base import ExchangesTokens, Headless, PendingLogin, sign_in_choices
+from bridge.upstream.base_settings import ConnectorEnv
 from bridge.upstream.workload import WorkloadConnector
 from bridge.upstream.workload_claims import identity_from_claims
 from bridge.web.services import build_services
@@ -82,6 +83,8 @@ def test_a_config_with_workload_connectors_loads_and_a_bad_one_lists_every_probl
     settings = load_settings(EXAMPLES / "bridge.yaml")
     assert [(c.id, c.type) for c in settings.connectors] == [("github", "workload"), ("gitlab", "workload"),
                                                               ("cluster", "workload")]
+    cluster = settings.connectors[2].open(ConnectorEnv(settings.base_url, settings.resolve, lambda k, t: True))
+    assert isinstance(cluster, WorkloadConnector) and not cluster.single_use  # its jwks_file read at startup
     doc = yaml.safe_load((EXAMPLES / "bridge.yaml").read_text(encoding="utf-8"))
     doc["connectors"][0]["allowed_algs"] = ["none"]
     doc["connectors"][1]["audiences"] = []
