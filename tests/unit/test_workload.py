@@ -251,3 +251,21 @@ def test_the_sign_in_page_does_not_list_workload_connectors(demo_config: Path, t
     r = client.get("/login/github")
     assert r.status_code == 400 and "is a workload connector" in r.get_data(as_text=True)
     assert "Traceback" not in r.get_data(as_text=True)
+
+
+def test_a_token_without_kid_verifies_only_against_a_single_published_key(tmp_path: Path,
+                                                                          issuer: WorkloadIssuer) -> None:
+    token = issuer.mint(now=NOW, header={"kid": None})
+    assert file_connector(tmp_path, issuer).verify_subject_token(token).identity
+    issuer.published.append(ec_key("other"))
+    with pytest.raises(InvalidIdToken, match="no kid in its header, and the issuer publishes several keys"):
+        file_connector(tmp_path, issuer).verify_subject_token(token)
+
+
+def test_the_token_is_never_in_a_refusal(tmp_path: Path, issuer: WorkloadIssuer) -> None:
+    c = file_connector(tmp_path, issuer)
+    for token in (issuer.mint(now=NOW, aud="x"), issuer.mint(now=NOW, jti=None), issuer.mint(now=NOW) + "x",
+                  "a" * 20_000, "a.b.c"):
+        with pytest.raises(InvalidIdToken) as e:
+            c.verify_subject_token(token)
+        assert token not in e.value.detail and token[:40] not in e.value.detail
