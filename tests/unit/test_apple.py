@@ -199,3 +199,19 @@ def test_private_relay_flag_is_a_claim_rules_can_match() -> None:
 ])
 def test_name_from_the_user_field(raw: str | None, want: str | None) -> None:
     assert name_from_user_field(raw) == want
+
+
+def test_the_demo_apple_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge.config import load_settings
+
+    (tmp_path / "AuthKey.p8").write_text(KEY)
+    for k, v in {"APPLE_BASE_URL": "https://bridge.example.com", "APPLE_SERVICES_ID": "com.example.bridge",
+                 "APPLE_TEAM_ID": "TEAM123456", "APPLE_KEY_ID": "KEY1234567",
+                 "APPLE_KEY_FILE": str(tmp_path / "AuthKey.p8"), "DEMO_KEYS_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(k, v)
+    s = load_settings(Path(__file__).resolve().parents[2] / "config" / "demo-apple.yaml")
+    (c,) = s.connectors
+    assert c.preset == "apple" and c.apple.team_id == "TEAM123456" and c.scopes == ["openid", "email", "name"]
+    monkeypatch.delenv("APPLE_KEY_FILE")
+    with pytest.raises(ConfigError, match="APPLE_KEY_FILE is not set"):
+        load_settings(Path(__file__).resolve().parents[2] / "config" / "demo-apple.yaml")
