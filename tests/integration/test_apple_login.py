@@ -148,3 +148,15 @@ def test_a_client_secret_signed_by_another_key_is_refused_by_apple(apple_bridge,
     assert "token endpoint refused the code: invalid_client" in bridge_logs.text  # the operator's clue
     assert "signature" in apple_op.seen()["refused"]
     assert s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+
+
+def test_cancelled_at_apple_comes_back_through_the_hop_as_a_clear_refusal(apple_bridge) -> None:
+    """Apple form-posts ``error=user_cancelled_authorize`` with the state when the user cancels."""
+    base = apple_bridge()
+    s = requests.Session()
+    r = s.get(f"{base}/login/{APPLE_CONNECTOR}", allow_redirects=False, timeout=10)
+    (state,) = parse_qs(urlsplit(r.headers["Location"]).query)["state"]
+    r = cross_site_post(s, f"{base}/callback/{APPLE_CONNECTOR}", {"error": "user_cancelled_authorize", "state": state})
+    assert_error_page(r, 403, "idp_denied")
+    assert "user_cancelled_authorize" in r.text  # what Apple said, on the page
+    assert s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
