@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -35,6 +36,15 @@ class AppleOp:
         """What the stand-in made of the client secrets it was sent: ``verified`` (count), ``refused`` (why)."""
         doc: dict[str, Any] = requests.get(f"{self.issuer}/test-admin/apple-secrets", timeout=10).json()
         return doc
+
+    def new_user(self, **fields: Any) -> dict[str, Any]:
+        """A fresh account with a private-relay address (password ``pw``) that has never signed in here."""
+        name = f"u{secrets.token_hex(4)}"
+        doc = {"password": "pw", "email": f"{secrets.token_hex(5)}@privaterelay.appleid.com", "is_private_email": True,
+               "groups": [], **fields}
+        r = requests.post(f"{self.issuer}/test-admin/users/{name}", data=json.dumps(doc), timeout=10)
+        assert r.status_code == 200, r.text
+        return {**doc, "name": name}
 
     def connector(self, **kw: Any) -> dict[str, Any]:
         return {"id": APPLE_CONNECTOR, "type": "oidc", "preset": "apple", "name": "Apple", "issuer": self.issuer,

@@ -29,11 +29,12 @@ def test_apple_form_post_callback_crosses_sites_through_the_hop(page, live_bridg
             callbacks.append((r.request.method, r.status, "bridge_login=" in r.request.all_headers().get("cookie", "")))
 
     page.on("response", seen)
+    user = apple_op.new_user(first="Tim", last="Relay")  # a first authorization: Apple sends the name
     page.goto(f"{base}/")
     page.click(f"#idp-{APPLE_CONNECTOR}")
     assert page.url.startswith(f"{apple_op.issuer}/interaction/")  # the IdP is on another site
-    page.fill("#username", "tim")
-    page.fill("#password", "tim-pw")
+    page.fill("#username", user["name"])
+    page.fill("#password", "pw")
     with page.expect_navigation(url=f"{base}/portal", timeout=15000):  # its form auto-POSTs to our callback
         page.click("#submit")
     # The cross-site POST came without the sign-in cookie (the hop page), its same-site re-POST with it.

@@ -8,6 +8,7 @@ does, and sends ``email_verified`` / ``is_private_email`` as strings."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -64,17 +65,19 @@ def session_keys(base: str, live_bridge) -> set[str]:  # type: ignore[no-untyped
 def test_apple_sign_in_through_the_hop_to_credentials_the_strict_sts_takes(apple_bridge, apple_op, strict_sts_peer,
                                                                           moto_url, bridge_logs) -> None:
     base = apple_bridge()
+    before = apple_op.seen()
+    user = apple_op.new_user(first="Tim", last="Relay")  # never signed in yet: Apple sends the name this once
     s = requests.Session()
-    action, fields = apple_answer(base, s, "tim", "tim-pw")
-    assert '"firstName": "Tim"' in fields["user"] or '"firstName":"Tim"' in fields["user"]  # the first time only
+    action, fields = apple_answer(base, s, user["name"], "pw")
+    assert json.loads(fields["user"])["name"] == {"firstName": "Tim", "lastName": "Relay"}
     r = cross_site_post(s, action, fields)
     assert r.status_code == 200 and r.url == f"{base}/portal", r.text[:500]
     portal = portal_json(s, base)
-    assert portal["identity"] == {"email": "q7x2mn8k4p@privaterelay.appleid.com", "name": "Tim Relay",
+    assert portal["identity"] == {"email": user["email"], "name": "Tim Relay",
                                   "mfa": False, "connector": APPLE_CONNECTOR}
     assert [g["label"] for g in portal["grants"]] == ["Administrator"]  # by claims.is_private_email: "true"
-    seen = apple_op.seen()
-    assert seen["verified"] >= 1 and seen["refused"] == []  # the minted client secret passed Apple's checks
+    seen = apple_op.seen()  # the minted client secret passed Apple's checks
+    assert seen["verified"] == before["verified"] + 1 and seen["refused"] == before["refused"]
     r = s.post(f"{base}/credentials/{grant_id(portal, '/Admin')}",
                headers={"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"]}, timeout=30)
     assert r.status_code == 200, r.text[:300]
@@ -84,7 +87,7 @@ def test_apple_sign_in_through_the_hop_to_credentials_the_strict_sts_takes(apple
 
     # Apple sends the name only on the first authorization: the next sign-in has no `user` field.
     s2 = requests.Session()
-    action, fields = apple_answer(base, s2, "tim", "tim-pw")
+    action, fields = apple_answer(base, s2, user["name"], "pw")
     assert "user" not in fields
     assert cross_site_post(s2, action, fields).url == f"{base}/portal"
     assert portal_json(s2, base)["identity"]["name"] is None
@@ -160,3 +163,33 @@ def test_cancelled_at_apple_comes_back_through_the_hop_as_a_clear_refusal(apple_
     assert_error_page(r, 403, "idp_denied")
     assert "user_cancelled_authorize" in r.text  # what Apple said, on the page
     assert s.get(f"{base}/portal", headers={"Accept": "application/json"}, timeout=10).status_code == 401
+
+
+def test_reverify_refreshes_with_a_minted_secret_and_reads_the_string_booleans(apple_op, bridge_port) -> None:
+    """Apple issues a refresh token with the code; ``reverify`` redeems it with a freshly minted client secret
+    (the stand-in checks it), and the refreshed ID token's ``"true"`` strings are read like at sign-in."""
+    import secrets
+
+    from bridge.config import OidcConnectorSettings
+    from bridge.upstream.apple import AppleConnector
+    from bridge.upstream.base import PendingLogin, ReverifyOk
+    from bridge.upstream.oidc import open_oidc
+
+    conn = open_oidc(OidcConnectorSettings(**apple_op.connector(request_offline_access=True)))
+    assert isinstance(conn, AppleConnector)
+    redirect_uri = f"http://127.0.0.1:{bridge_port}/callback/{APPLE_CONNECTOR}"
+    p = PendingLogin(state=secrets.token_urlsafe(16), connector_id=APPLE_CONNECTOR, nonce=secrets.token_urlsafe(16),
+                     code_verifier=secrets.token_urlsafe(48), return_to="/portal", created_at=0)
+    s = requests.Session()
+    r = s.get(conn.start_login(p, redirect_uri).url, timeout=10)
+    r = s.post(urljoin(r.url, _auto_post(r.text)[0]), data={"username": "tim", "password": "tim-pw"}, timeout=20)
+    action, fields = _auto_post(r.text)
+    assert action == redirect_uri and fields["state"] == p.state
+    identity = conn.finish_login(p, fields, redirect_uri)
+    assert identity.claims["is_private_email"] is True and identity.upstream and identity.upstream["refresh_token"]
+    before = apple_op.seen()
+    result = conn.reverify(identity.upstream)
+    assert isinstance(result, ReverifyOk) and result.identity is not None, result
+    assert result.identity.email == identity.email and result.identity.claims["is_private_email"] is True
+    after = apple_op.seen()
+    assert after["verified"] == before["verified"] + 1 and after["refused"] == before["refused"]

@@ -100,7 +100,9 @@ async function adminUser(req, res, name) {
   const a = (Object.hasOwn(ACCOUNTS, name) && ACCOUNTS[name]) || (typeof change?.password === 'string'
     ? { email: `${name}@example.com`, email_verified: true, name, groups: [], amr: ['pwd'] } : null);
   if (!change || !a) { res.writeHead(400, { 'content-type': 'text/plain' }); return res.end('unknown user or bad JSON'); }
-  for (const k of ['password', 'groups', 'disabled', 'email', 'name', 'amr']) if (k in change) a[k] = change[k];
+  for (const k of ['password', 'groups', 'disabled', 'email', 'name', 'amr', 'is_private_email', 'first', 'last']) {
+    if (k in change) a[k] = change[k];
+  }
   ACCOUNTS[name] = a;
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ sub: `00u${name}`, groups: a.groups, disabled: Boolean(a.disabled) }));
