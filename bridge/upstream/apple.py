@@ -35,6 +35,7 @@ from bridge.domain.identity import Identity
 from bridge.upstream.apple_settings import SECRET_LIFETIME, SECRET_RENEW_BEFORE, AppleSettings
 from bridge.upstream.base import PendingLogin
 from bridge.upstream.oidc import OidcConnector
+from bridge.upstream.oidc_settings import OidcConnectorSettings
 
 # The ID token claims Apple sends as strings (or booleans).
 BOOLEAN_CLAIMS = ("email_verified", "is_private_email")
@@ -103,7 +104,7 @@ class AppleConnector(OidcConnector):
 
     response_mode = "form_post"
 
-    def __init__(self, cfg: Any, **kw: Any) -> None:
+    def __init__(self, cfg: OidcConnectorSettings, **kw: Any) -> None:
         super().__init__(cfg, **kw)
         if cfg.apple is None:  # the settings refuse this; a guard for direct construction
             raise ValueError(f"{cfg.id}: preset apple without an apple section")
