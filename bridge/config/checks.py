@@ -65,7 +65,8 @@ def _connector_problems(where: str, c: AnyConnectorSettings, s: Settings) -> lis
         problems.append(f"{where}: the dev connector {c.id!r} needs insecure_dev_login: true "
                         "(it signs anyone in as any user)")
     if isinstance(c, OidcConnectorSettings):
-        if c.token_endpoint_auth_method != "none" and c.client_secret is None:  # noqa: S105
+        minted = c.apple is not None  # preset apple: the secret is minted from apple.private_key
+        if c.token_endpoint_auth_method != "none" and c.client_secret is None and not minted:  # noqa: S105
             problems.append(f"{where}.client_secret: required for {c.token_endpoint_auth_method} "
                             "(or set client_secret_file)")
         bad = [a for a in c.allowed_algs if a in _SYMMETRIC_OR_NONE]

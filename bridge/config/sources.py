@@ -19,7 +19,7 @@ import yaml
 from bridge.mapping.compiler import gc_paused
 
 SECRET_OPTIONS = ("client_secret", "secret_key", "password", "sentinel_password", "bearer_token", "external_id",
-                  "token")
+                  "token", "private_key")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

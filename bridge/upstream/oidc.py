@@ -66,6 +66,7 @@ class OidcConnector:
 
     type = "oidc"
     allows_unsolicited = False
+    response_mode: str | None = None  # asked for at the authorization endpoint (Apple: form_post)
 
     def __init__(self, cfg: OidcConnectorSettings, *, http: requests.Session | None = None,
                  clock: Callable[[], float] = time.time, on_stale: Callable[[str], None] | None = None) -> None:
@@ -168,8 +169,11 @@ class OidcConnector:
         return ks
 
     # -- login --------------------------------------------------------------------------
+    def _client_secret(self) -> str | None:
+        return self.cfg.client_secret.get_secret_value() if self.cfg.client_secret else None
+
     def _client(self, redirect_uri: str | None) -> OAuth2Session:
-        secret = self.cfg.client_secret.get_secret_value() if self.cfg.client_secret else None
+        secret = self._client_secret()
         # No scope on refresh (redirect_uri None): authlib would send it, and the grant's scope is the one wanted.
         scope = " ".join(self.cfg.request_scopes()) if redirect_uri else None
         return OAuth2Session(self.cfg.client_id, secret, scope=scope,
@@ -179,6 +183,8 @@ class OidcConnector:
     def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart:
         meta = self.metadata()
         extra = {"prompt": "consent"} if self.cfg.request_offline_access and self.cfg.offline_access_consent else {}
+        if self.response_mode:
+            extra["response_mode"] = self.response_mode
         url, _ = self._client(redirect_uri).create_authorization_url(
             meta["authorization_endpoint"], state=pending.state, nonce=pending.nonce,
             code_verifier=pending.code_verifier, **extra)
@@ -452,6 +458,15 @@ class OidcConnector:
             email=_str_or_none(claims.get(self.cfg.email_claim)), name=_str_or_none(claims.get(self.cfg.name_claim)),
             groups=groups, claims=kept, authn_time=int(auth_time) if isinstance(auth_time, int | float) else None,
             mfa=mfa, amr=amr, acr=acr, warnings=tuple(warnings))
+
+
+def open_oidc(cfg: OidcConnectorSettings, **kw: Any) -> OidcConnector:
+    """The running connector for ``cfg``: the plain one, or the one of its ``preset``."""
+    if cfg.preset == "apple":
+        from bridge.upstream.apple import AppleConnector  # imports this module: not at the top
+
+        return AppleConnector(cfg, **kw)
+    return OidcConnector(cfg, **kw)
 
 
 def check_email_verified(claims: Mapping[str, Any], cfg: OidcConnectorSettings) -> None:

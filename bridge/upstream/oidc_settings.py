@@ -10,12 +10,16 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from bridge.upstream.apple_settings import APPLE_ISSUER, AppleSettings, apple_defaults, apple_problems
 from bridge.upstream.base import Connector, ConnectorPolicy
 from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
 
 
 class OidcConnectorSettings(ConnectorSettingsBase):
     type: Literal["oidc"]
+    # apple: Sign in with Apple (docs/idps/apple.md): a minted client secret, form-POST callback, string booleans.
+    preset: Literal["generic", "apple"] = "generic"
+    apple: AppleSettings | None = None
     issuer: str
     client_id: str = Field(min_length=1)
     client_secret: SecretStr | None = None
@@ -63,6 +67,10 @@ class OidcConnectorSettings(ConnectorSettingsBase):
 
     @model_validator(mode="after")
     def _offline_access(self) -> OidcConnectorSettings:
+        if problems := apple_problems(self):
+            raise ValueError("; ".join(problems))
+        for k, v in (apple_defaults(self.model_fields_set) if self.preset == "apple" else {}).items():
+            object.__setattr__(self, k, v)
         if self.request_offline_access and self.reverify_interval == 0:
             raise ValueError("request_offline_access only serves reverify: it needs reverify_interval > 0")
         return self
@@ -73,9 +81,9 @@ class OidcConnectorSettings(ConnectorSettingsBase):
                                groups_claim=self.groups_claim, passthrough_token=self.aws_passthrough)
 
     def open(self, env: ConnectorEnv) -> Connector:
-        from bridge.upstream.oidc import OidcConnector  # authlib, requests: only once the service starts
+        from bridge.upstream.oidc import open_oidc  # authlib, requests: only once the service starts
 
-        return OidcConnector(self, on_stale=env.stale_for(self.id))
+        return open_oidc(self, on_stale=env.stale_for(self.id))
 
     def request_scopes(self) -> list[str]:
         """``scopes`` plus ``offline_access`` when a refresh token is asked for."""
@@ -106,6 +114,8 @@ class OidcConnectorSettings(ConnectorSettingsBase):
         if self.aws_passthrough and (u.scheme != "https" or u.port is not None or u.query):
             out.append(f"connector {self.id}: aws_passthrough redeems the IdP's ID token at AWS, which registers "
                        f"only https issuers without a port as IAM OIDC providers; {self.issuer} is not one.")
+        if self.preset == "apple" and self.issuer != APPLE_ISSUER:
+            out.append(f"connector {self.id}: preset apple with issuer {self.issuer}, not {APPLE_ISSUER}.")
         if self.insecure_accept_unverified_email:
             out.append(f"connector {self.id}: insecure_accept_unverified_email trusts e-mail addresses the IdP "
                        "has not verified (rules and tags on email can be fooled).")

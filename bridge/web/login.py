@@ -33,7 +33,7 @@ bp = Blueprint("login", __name__)
 # it (bridge/core/flow.py). HttpOnly, SameSite=Lax, lives as long as a pending login.
 LOGIN_COOKIE = "bridge_login"
 _LOGIN_COOKIE_VALUE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")  # secrets.token_urlsafe(32)
-# Form field marking the same-site re-POST of a SAML response (see ``callback``).
+# Form field marking the same-site re-POST of a form-POST callback (see ``callback``).
 HOP_FIELD = "bridge_hop"
 
 
@@ -99,11 +99,12 @@ def callback(connector_id: str) -> ResponseReturnValue:
     svc = services()
     browser = _browser()
     hopped = params.pop(HOP_FIELD, None) is not None
-    if (request.method == "POST" and "SAMLResponse" in params and browser is None and not hopped
-            and svc.flow.is_pending(params.get("RelayState"))):
-        # The IdP's auto-POST comes from its site: a cross-site POST, so the browser withholds our
-        # SameSite=Lax pre-sign-in cookie. Send the same fields back to this URL from a page of ours;
-        # that same-site POST carries the cookie, and flow.complete checks it. Nothing is taken yet.
+    if (request.method == "POST" and browser is None and not hopped
+            and svc.flow.is_pending(params.get("state") or params.get("RelayState"))):
+        # The IdP's auto-POST (a SAMLResponse, or an OIDC form_post answer such as Apple's) comes from its
+        # site: a cross-site POST, so the browser withholds our SameSite=Lax pre-sign-in cookie. Send the
+        # same fields back to this URL from a page of ours; that same-site POST carries the cookie, and
+        # flow.complete checks it. Nothing is taken yet.
         event("login_hop", connector=connector_id)
         return render_template("login_hop.html", fields=params, hop_field=HOP_FIELD,
                                action=url_for("login.callback", connector_id=connector_id))

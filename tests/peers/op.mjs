@@ -2,6 +2,7 @@
 //   PORT=9000 REDIRECT_URIS=http://127.0.0.1:8000/callback/demo [AUTO_LOGIN=alice] node op.mjs
 // One confidential client, a password form (no devInteractions), automatic consent,
 // email/groups/amr/acr in the id_token, PKCE required. Test use only: in-memory storage.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -32,13 +33,32 @@ const ACCOUNTS = {
   eve:   { password: 'eve-pw', email: 'eve@example.com', email_verified: false, name: 'Eve',
            groups: ['aws-readonly'], amr: ['pwd'] },
 };
+// APPLE_CLIENT_ID=com.example.bridge APPLE_TEAM_ID=… APPLE_KEY_ID=… APPLE_PUBLIC_JWK='{…}' APPLE_REDIRECT_URIS=…:
+// one more client, shaped like Sign in with Apple (the other client is unchanged): its client secret is an
+// ES256 JWT signed by the team's key (iss = team id, sub = client id, aud = this issuer, kid = key id, at
+// most 6 months), checked here before oidc-provider sees the request; its ID tokens carry email_verified
+// and is_private_email as the strings "true"/"false"; its callbacks are form posts (response_mode=form_post,
+// which the bridge asks for) and the first one for each user carries Apple's `user` form field (the name).
+const APPLE = process.env.APPLE_CLIENT_ID ? {
+  clientId: process.env.APPLE_CLIENT_ID, teamId: process.env.APPLE_TEAM_ID, keyId: process.env.APPLE_KEY_ID,
+  key: crypto.createPublicKey({ key: JSON.parse(process.env.APPLE_PUBLIC_JWK || '{}'), format: 'jwk' }),
+  redirectUris: (process.env.APPLE_REDIRECT_URIS || '').split(','), secret: crypto.randomBytes(24).toString('base64url'),
+  seen: { verified: 0, refused: [] }, named: new Set() } : null;
+if (APPLE) {
+  ACCOUNTS.tim = { password: 'tim-pw', email: 'q7x2mn8k4p@privaterelay.appleid.com', email_verified: true,
+                   is_private_email: true, name: 'Tim Relay', first: 'Tim', last: 'Relay', groups: [], amr: ['pwd'] };
+}
 const provider = new Provider(ISSUER, {
   clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET,
     redirect_uris: REDIRECT_URIS, post_logout_redirect_uris: LOGOUT_URIS,
     grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
-    token_endpoint_auth_method: 'client_secret_basic' }],
+    token_endpoint_auth_method: 'client_secret_basic' },
+  ...(APPLE ? [{ client_id: APPLE.clientId, client_secret: APPLE.secret, redirect_uris: APPLE.redirectUris,
+    grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_post' }] : [])],
   claims: { openid: ['sub', 'amr', 'acr', 'auth_time'],
-            email: ['email', 'email_verified'], profile: ['name', 'department'], groups: ['groups'] },
+            email: ['email', 'email_verified', ...(APPLE ? ['is_private_email'] : [])],
+            profile: ['name', 'department'], groups: ['groups'], ...(APPLE ? { name: [] } : {}) },
   conformIdTokenClaims: LLNG,  // true: scope claims go to userinfo only (the code flow issues an access token)
   pkce: { required: () => true },
   features: { devInteractions: { enabled: false } },
@@ -53,8 +73,12 @@ const provider = new Provider(ISSUER, {
     // and userinfo with invalid_token.
     const a = ACCOUNTS[id.replace(/^00u/, '')]; if (!a || a.disabled) return undefined;
     return { accountId: id, async claims() {
-      const { password, amr, disabled, ...c } = a;
+      const { password, amr, disabled, first, last, ...c } = a;
       if (LLNG) { delete c.email_verified; c.groups = (c.groups || []).join('; '); }
+      if (APPLE && ctx.oidc?.client?.clientId === APPLE.clientId) {  // Apple: no name or groups, string booleans
+        delete c.name; delete c.groups; delete c.department;
+        for (const k of ['email_verified', 'is_private_email']) if (k in c) c[k] = String(c[k]);
+      }
       return { sub: id, ...c }; } };
   },
 });
@@ -76,7 +100,9 @@ async function adminUser(req, res, name) {
   const a = (Object.hasOwn(ACCOUNTS, name) && ACCOUNTS[name]) || (typeof change?.password === 'string'
     ? { email: `${name}@example.com`, email_verified: true, name, groups: [], amr: ['pwd'] } : null);
   if (!change || !a) { res.writeHead(400, { 'content-type': 'text/plain' }); return res.end('unknown user or bad JSON'); }
-  for (const k of ['password', 'groups', 'disabled', 'email', 'name', 'amr']) if (k in change) a[k] = change[k];
+  for (const k of ['password', 'groups', 'disabled', 'email', 'name', 'amr', 'is_private_email', 'first', 'last']) {
+    if (k in change) a[k] = change[k];
+  }
   ACCOUNTS[name] = a;
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ sub: `00u${name}`, groups: a.groups, disabled: Boolean(a.disabled) }));
@@ -88,10 +114,61 @@ const loginPage = (uid, err = '') => `<!doctype html><title>Demo IdP sign-in</ti
 <label>Username <input id="username" name="username" autofocus></label>
 <label>Password <input id="password" name="password" type="password"></label>
 <button id="submit" type="submit">Sign in</button></form>`;
+// Apple's first authorization of a user also posts `user` (their name, as JSON) beside code and state.
+provider.use(async (ctx, next) => {
+  await next();
+  const accountId = ctx.oidc?.session?.accountId;
+  if (!APPLE || ctx.oidc?.client?.clientId !== APPLE.clientId || typeof ctx.body !== 'string'
+      || !ctx.body.includes('<form method="post"') || !accountId || APPLE.named.has(accountId)) return;
+  const a = ACCOUNTS[accountId.replace(/^00u/, '')];
+  APPLE.named.add(accountId);
+  const user = JSON.stringify({ name: { firstName: a.first || a.name, lastName: a.last || '' }, email: a.email });
+  const field = `<input type="hidden" name="user" value="${user.replace(/&/g, '&amp;').replace(/"/g, '&quot;')}"/>`;
+  ctx.body = ctx.body.replace(/(<form method="post"[^>]*>)/, `$1\n${field}`);
+});
+const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString());
+function appleSecretProblem(secret) {  // what Apple would refuse in a client secret JWT, or '' when it is good
+  const parts = String(secret || '').split('.');
+  if (parts.length !== 3) return 'not a JWT';
+  let h, c; try { h = b64json(parts[0]); c = b64json(parts[1]); } catch { return 'not a JWT'; }
+  if (h.alg !== 'ES256') return `alg ${h.alg}`;
+  if (h.kid !== APPLE.keyId) return 'kid is not the key id';
+  const signed = crypto.verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: APPLE.key, dsaEncoding: 'ieee-p1363' },
+    Buffer.from(parts[2], 'base64url'));
+  if (!signed) return 'signature';
+  const now = Math.floor(Date.now() / 1000);
+  if (c.iss !== APPLE.teamId) return 'iss is not the team id';
+  if (c.sub !== APPLE.clientId) return 'sub is not the client id';
+  if (![].concat(c.aud).includes(ISSUER)) return 'aud is not the issuer';
+  if (!Number.isInteger(c.iat) || !Number.isInteger(c.exp) || c.iat > now + 60) return 'iat';
+  if (c.exp <= now) return 'expired';
+  if (c.exp - c.iat > 15777000) return 'lives longer than 6 months';
+  return '';
+}
+async function appleToken(req, res) {  // the client secret JWT is checked, then oidc-provider answers
+  let body = ''; for await (const c of req) body += c;
+  const form = new URLSearchParams(body);
+  if (form.get('client_id') === APPLE.clientId) {
+    const problem = appleSecretProblem(form.get('client_secret'));
+    if (problem) {
+      APPLE.seen.refused.push(problem);
+      res.writeHead(400, { 'content-type': 'application/json' }); return res.end(JSON.stringify({ error: 'invalid_client' }));
+    }
+    APPLE.seen.verified += 1;
+    form.set('client_secret', APPLE.secret);
+    body = form.toString();
+  }
+  req.body = body;  // oidc-provider reads an already-read body from req.body
+  req.headers['content-length'] = String(Buffer.byteLength(body));
+  return oidc(req, res);
+}
 const oidc = provider.callback();
 http.createServer(async (req, res) => {
   const admin = TEST_ADMIN && req.method === 'POST' && req.url.match(/^\/test-admin\/users\/([\w-]+)$/);
   if (admin) return adminUser(req, res, admin[1]);
+  if (APPLE && TEST_ADMIN && req.method === 'GET' && req.url === '/test-admin/apple-secrets') {
+    res.writeHead(200, { 'content-type': 'application/json' }); return res.end(JSON.stringify(APPLE.seen)); }
+  if (APPLE && req.method === 'POST' && req.url === '/token') return appleToken(req, res);
   const m = req.url.match(/^\/interaction\/([\w-]+)(\/login)?$/);
   if (!m) return oidc(req, res);
   try {
