@@ -35,7 +35,7 @@ from bridge.aws.limits import policy_problems, sanitize_session_name
 from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.issuing import CredentialIssuer
-from bridge.domain.errors import BridgeError, InvalidIdToken, UpstreamUnavailable
+from bridge.domain.errors import BridgeError, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Credentials, Grant, Identity
 from bridge.mapping.chains import render_policy
 from bridge.mapping.paths import View
@@ -209,7 +209,7 @@ class TokenExchange:
         try:
             creds = self.issuer.issue_credentials(identity, grant, duration, ctx=ctx, app=app.settings.client_id)
         except BridgeError as e:
-            raise _issue_refused(e) from None
+            raise as_refusal(e) from None
         event("token_exchanged", app=app.settings.client_id, connector=identity.connector_id,
               role_arn=grant.role_arn, rule=grant.via, duration=duration)
         return _answer(creds, int(self.clock()))
@@ -221,14 +221,14 @@ class TokenExchange:
 
     def _verify(self, app: App, token: str) -> SubjectToken:
         """The first of the app's connectors that vouches for ``token``; another IdP's token tries the next."""
-        last: InvalidIdToken | None = None
+        last: LoginError | None = None
         for cid, audiences in app.settings.idp_audiences.items():
             connector = self.connectors.get(cid)
             if not isinstance(connector, ExchangesTokens):
                 continue
             try:
                 return connector.verify_subject_token(token, audiences=tuple(audiences))
-            except InvalidIdToken as e:
+            except LoginError as e:  # InvalidIdToken, EmailUnverified
                 if e.code != "subject_token_issuer":
                     last = e
                     break
@@ -290,8 +290,9 @@ class TokenExchange:
                        default_duration=min(held.default_duration, duration))
 
 
-def _issue_refused(e: BridgeError) -> ExchangeRefused:
-    """An issuance refusal (MFA, duration, STS) in OAuth's words; STS or the audit unreachable is a 503."""
+def as_refusal(e: BridgeError) -> ExchangeRefused:
+    """A refusal on the way (MFA, duration, STS, the store) in OAuth's words; STS, Redis or the audit
+    unreachable is a 503 ``temporarily_unavailable``."""
     if e.status >= 500:
         return ExchangeRefused("temporarily_unavailable", f"AWS credentials cannot be issued now ({e.code})",
                                code="exchange_unavailable", status=503, retry_after=30)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bridge.core.exchange import ExchangeRefused, TokenExchange
+from bridge.core.exchange import ExchangeRefused, TokenExchange, as_refusal
+from bridge.domain.errors import BridgeError
 from bridge.telemetry.logs import event
 from bridge.web.common import audit_context, services
 
@@ -53,7 +54,12 @@ def token_exchange() -> ResponseReturnValue:
     ex = _exchange()
     form = {k: request.form.getlist(k) for k in request.form}
     try:
-        body = ex.exchange(form, origin=origin, ctx=audit_context())
+        try:
+            body = ex.exchange(form, origin=origin, ctx=audit_context())
+        except ExchangeRefused:
+            raise
+        except BridgeError as other:  # the store or the audit unreachable: OAuth JSON, never an HTML page
+            raise as_refusal(other) from None
     except ExchangeRefused as e:
         event("exchange_refused", error=e.oauth, code=e.code, client_id=(request.form.get("client_id") or "")[:128])
         resp = _cors(jsonify(e.body()), origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused")
