@@ -241,10 +241,14 @@ class TokenExchange:
                                   hint="Sign the user in at one of the app's connectors (apps[].idp_audiences).")
         event("exchange_token_refused", logging.WARNING, app=app.settings.client_id, code=last.code,
               detail=last.detail[:200])
-        why = TOKEN_CODES.get(last.code, TOKEN_CODES["invalid_id_token"])
-        raise ExchangeRefused("invalid_grant", f"{why} ({last.detail[:200]})", code=f"exchange_{last.code}"
-                              if last.code in ("subject_token_expired", "subject_token_audience")
-                              else "exchange_token_invalid", hint="Sign the user in again and exchange the new token.")
+        why = f"{TOKEN_CODES.get(last.code, TOKEN_CODES['invalid_id_token'])} ({last.detail[:200]})"
+        again = "Sign the user in again and exchange the new token."
+        if last.code == "subject_token_expired":
+            raise ExchangeRefused("invalid_grant", why, code="exchange_token_expired", hint=again)
+        if last.code == "subject_token_audience":
+            raise ExchangeRefused("invalid_grant", why, code="exchange_token_audience",
+                                  hint="Sign the user in with the app's own client id (apps[].idp_audiences).")
+        raise ExchangeRefused("invalid_grant", why, code="exchange_token_invalid", hint=again)
 
     def _once(self, subject: SubjectToken) -> None:
         """Single-use tokens (a workload connector's): the ``jti`` is kept until the token expires."""
