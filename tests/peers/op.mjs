@@ -36,7 +36,12 @@ const provider = new Provider(ISSUER, {
   clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET,
     redirect_uris: REDIRECT_URIS, post_logout_redirect_uris: LOGOUT_URIS,
     grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
-    token_endpoint_auth_method: 'client_secret_basic' }],
+    token_endpoint_auth_method: 'client_secret_basic' },
+    // APP_CLIENT_ID + APP_REDIRECT_URIS: a public client (a browser app: code + PKCE, no secret) whose ID
+    // tokens the app exchanges at the bridge (token exchange, docs/apps-and-workloads.md).
+    ...(process.env.APP_CLIENT_ID ? [{ client_id: process.env.APP_CLIENT_ID,
+      redirect_uris: (process.env.APP_REDIRECT_URIS || '').split(','), grant_types: ['authorization_code'],
+      response_types: ['code'], token_endpoint_auth_method: 'none' }] : [])],
   claims: { openid: ['sub', 'amr', 'acr', 'auth_time'],
             email: ['email', 'email_verified'], profile: ['name', 'department'], groups: ['groups'] },
   conformIdTokenClaims: LLNG,  // true: scope claims go to userinfo only (the code flow issues an access token)
