@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -54,6 +56,8 @@ AWS_CREDENTIALS = "urn:ietf:params:aws:token-type:credentials"
 SUBJECT_TYPES = (ID_TOKEN, JWT)
 MAX_TOKEN = 16_384  # characters: larger than any ID token an IdP sends
 MAX_PARAM = 2_048
+VERIFIED_KEEP = 60  # seconds a verified subject token is remembered (an app exchanging it again: no RSA, no JWKS)
+VERIFIED_MAX = 10_000  # entries (the oldest go first)
 KNOWN = ("grant_type", "client_id", "subject_token", "subject_token_type", "requested_token_type", "audience",
          "resource", "scope", "actor_token", "actor_token_type")
 # The connector's own refusal codes (bridge/upstream/oidc_subject.py) that the exchange passes on.
@@ -177,6 +181,10 @@ class TokenExchange:
         self.clock = clock
         self.skew = skew
         self.origins = frozenset(o for a in self.apps.values() for o in a.origins)
+        # (app, token hash) → (the verified token, until): the same token exchanged again is not verified again
+        # within VERIFIED_KEEP (never past its exp); single-use tokens are still refused the second time.
+        self._verified: OrderedDict[tuple[str, str], tuple[SubjectToken, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def cors_allowed(self, origin: str | None) -> bool:
         """Whether a browser page of ``origin`` may call the exchange at all (preflight: no client id yet)."""
@@ -220,6 +228,21 @@ class TokenExchange:
                                   status=429, retry_after=wait)
 
     def _verify(self, app: App, token: str) -> SubjectToken:
+        """``token`` verified for ``app`` (remembered for a minute, never past its expiry)."""
+        key = (app.settings.client_id, hashlib.sha256(token.encode()).hexdigest())
+        now = self.clock()
+        with self._verified_lock:
+            hit = self._verified.get(key)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        subject = self._verify_now(app, token)
+        with self._verified_lock:
+            self._verified[key] = (subject, min(now + VERIFIED_KEEP, subject.expires_at))
+            while len(self._verified) > VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        return subject
+
+    def _verify_now(self, app: App, token: str) -> SubjectToken:
         """The first of the app's connectors that vouches for ``token``; another IdP's token tries the next."""
         last: LoginError | None = None
         for cid, audiences in app.settings.idp_audiences.items():

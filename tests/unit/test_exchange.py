@@ -247,7 +247,7 @@ class SingleUse:
         self.jti = jti
 
     def verify_subject_token(self, token: str, *, audiences: tuple[str, ...]) -> SubjectToken:
-        if token != "good":
+        if not token.startswith("good"):
             raise InvalidIdToken("nope")
         return SubjectToken(Identity("corp", "ci", IDP, email="ci@example.com", groups=("photo-users",)),
                             expires_at=int(time.time()) + 300, token_id=self.jti, single_use=True)
@@ -259,7 +259,7 @@ def test_a_single_use_token_is_refused_the_second_time(env: Env) -> None:
     again = post(env, form(subject_token="good"))
     assert again.status_code == 400 and again.get_json()["error_code"] == "exchange_token_replayed"
     env.svc.connectors["corp"] = SingleUse(None)  # type: ignore[assignment]
-    r = post(env, form(subject_token="good"))
+    r = post(env, form(subject_token="good-without-jti"))
     assert r.get_json()["error_code"] == "exchange_token_no_jti" and len(env.sts.calls) == 1
 
 
@@ -289,3 +289,29 @@ def test_an_app_without_a_session_policy_or_grants_is_refused(tmp_path: Path) ->
         settings_from_dict(raw)
     text = "\n".join(exc.value.problems)
     assert "session_policy" in text and "grants" in text and "max_duration" in text
+
+
+class Counting(SingleUse):
+    """Counts verifications; tokens are not single use (an app's ID token)."""
+
+    def __init__(self) -> None:
+        super().__init__("jti")
+        self.verified = 0
+
+    def verify_subject_token(self, token: str, *, audiences: tuple[str, ...]) -> SubjectToken:
+        self.verified += 1
+        st = super().verify_subject_token(token, audiences=audiences)
+        return SubjectToken(st.identity, expires_at=st.expires_at, token_id=st.token_id, single_use=False)
+
+
+def test_a_token_exchanged_again_within_a_minute_is_not_verified_again(env: Env) -> None:
+    now = [time.time()]
+    counting = Counting()
+    env.svc.connectors["corp"] = counting  # type: ignore[assignment]
+    env.svc.exchange.clock = lambda: now[0]
+    for _ in range(3):
+        assert post(env, form(subject_token="good")).status_code == 200
+    assert counting.verified == 1
+    now[0] += 61  # past VERIFIED_KEEP: verified again (and never past the token's own exp)
+    assert post(env, form(subject_token="good")).status_code == 200 and counting.verified == 2
+    assert post(env, form(subject_token="bad")).status_code == 400 and counting.verified == 3
