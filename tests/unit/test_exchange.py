@@ -315,3 +315,18 @@ def test_a_token_exchanged_again_within_a_minute_is_not_verified_again(env: Env)
     now[0] += 61  # past VERIFIED_KEEP: verified again (and never past the token's own exp)
     assert post(env, form(subject_token="good")).status_code == 200 and counting.verified == 2
     assert post(env, form(subject_token="bad")).status_code == 400 and counting.verified == 3
+
+
+@pytest.mark.parametrize("origin", ["null", "https://photos.example.com.evil.example", "http://photos.example.com",
+                                    "https://PHOTOS.example.com"])
+def test_origins_match_exactly(env: Env, origin: str) -> None:
+    r = post(env, form(), origin=origin)
+    assert r.status_code == 400 and r.get_json()["error_code"] == "exchange_origin_refused"
+    assert "Access-Control-Allow-Origin" not in r.headers and env.sts.calls == []
+
+
+def test_the_device_grant_is_still_served_and_gets_no_cors(env: Env) -> None:
+    r = post(env, {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": "bridge-cli",
+                   "device_code": "nope"})
+    assert r.status_code == 400 and r.get_json()["error"] in ("invalid_grant", "expired_token", "invalid_client")
+    assert "Access-Control-Allow-Origin" not in r.headers
