@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from bridge.domain.settings_base import SettingsModel
+from bridge.domain.webhook_address import is_loopback
 from bridge.mapping.chains import compile_policy
 from bridge.mapping.ruleset import PolicyT
 from bridge.mapping.template import Template, template
@@ -128,6 +129,13 @@ def app_policy(raw: Any, where: str, problems: list[str]) -> PolicyT | None:
         return t
 
     return compile_policy(raw, where, tmpl, problem)
+
+
+def apps_warnings(apps: list[AppSettings]) -> list[str]:
+    """Startup warnings: a plain-http origin other than loopback (credentials readable on the network)."""
+    return [f"apps[{i}].origins: {o} is plain http: the AWS credentials the page receives cross the network "
+            "unencrypted." for i, a in enumerate(apps) for o in a.origins
+            if urlsplit(o).scheme == "http" and not is_loopback(urlsplit(o).hostname or "")]
 
 
 def apps_problems(s: Settings) -> list[str]:

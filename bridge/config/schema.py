@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from bridge.config.apps import AppSettings
+from bridge.config.apps import AppSettings, apps_warnings
 from bridge.config.requests_settings import RequestsSettings
 from bridge.config.scim import ScimSettings
 from bridge.config.sources import rules_file_path
@@ -393,7 +393,8 @@ class Settings(SettingsModel):
         out = self._deployment_warnings()
         for c in self.enabled_connectors:
             out += c.warnings()
-        return out + self._metrics_warnings() + self._mapping_warnings() + self._requests_warnings()
+        return (out + self._metrics_warnings() + self._mapping_warnings() + self._requests_warnings()
+                + apps_warnings(self.apps))
 
     def _requests_warnings(self) -> list[str]:
         out = []

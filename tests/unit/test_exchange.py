@@ -330,3 +330,9 @@ def test_the_device_grant_is_still_served_and_gets_no_cors(env: Env) -> None:
                    "device_code": "nope"})
     assert r.status_code == 400 and r.get_json()["error"] in ("invalid_grant", "expired_token", "invalid_client")
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_a_plain_http_origin_is_warned_at_startup_unless_loopback(tmp_path: Path) -> None:
+    s = settings_from_dict(config(tmp_path, origins=["http://photos.example.com", "http://127.0.0.2:8080"]))
+    warned = [w for w in s.warnings() if w.startswith("apps[0].origins")]
+    assert len(warned) == 1 and "http://photos.example.com is plain http" in warned[0]
