@@ -37,7 +37,7 @@ from bridge.aws.limits import policy_problems, sanitize_session_name
 from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.issuing import CredentialIssuer
-from bridge.domain.errors import BridgeError, LoginError, UpstreamUnavailable
+from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Credentials, Grant, Identity
 from bridge.mapping.chains import render_policy
 from bridge.mapping.paths import View
@@ -173,6 +173,12 @@ class TokenExchange:
                  issuer: CredentialIssuer, *, once: OnceStore, limits: RateLimitStore,
                  clock: Callable[[], float] = time.time, skew: int = 60) -> None:
         self.apps = {a.client_id: App.of(a) for a in apps}
+        # A connector that cannot verify a token without a browser (SAML, dev) is no IdP for an app.
+        if problems := [f"apps[{i}].idp_audiences: connector {cid!r} cannot verify tokens for an exchange (only "
+                        "OIDC connectors can, not SAML or dev ones)" for i, a in enumerate(apps)
+                        for cid in a.idp_audiences
+                        if cid in connectors and not isinstance(connectors[cid], ExchangesTokens)]:
+            raise ConfigError(problems)
         self.connectors = connectors
         self.access = access
         self.issuer = issuer

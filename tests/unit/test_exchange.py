@@ -336,3 +336,14 @@ def test_a_plain_http_origin_is_warned_at_startup_unless_loopback(tmp_path: Path
     s = settings_from_dict(config(tmp_path, origins=["http://photos.example.com", "http://127.0.0.2:8080"]))
     warned = [w for w in s.warnings() if w.startswith("apps[0].origins")]
     assert len(warned) == 1 and "http://photos.example.com is plain http" in warned[0]
+
+
+def test_an_app_naming_a_connector_that_cannot_exchange_fails_at_startup(tmp_path: Path) -> None:
+    raw = config(tmp_path, idp_audiences={"corp": ["photos-spa"], "dev": ["x"]})
+    raw["insecure_dev_login"] = True
+    raw["connectors"].append({"id": "dev", "type": "dev", "users": [{"subject": "alice"}]})
+    settings = settings_from_dict(raw)
+    with pytest.raises(ConfigError) as exc:
+        build_services(settings, store=MemoryStore(), sts=RecordingSts())  # type: ignore[arg-type]
+    assert exc.value.problems == ["apps[0].idp_audiences: connector 'dev' cannot verify tokens for an exchange "
+                                  "(only OIDC connectors can, not SAML or dev ones)"]
