@@ -89,6 +89,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_scaleout.py --seconds 8 --soak-minutes 2 --warmup 15 --sample 30
 	$(PY) bench/bench_chains.py
 	$(PY) bench/bench_chains_served.py
+	$(PY) bench/bench_exchange_served.py
 
 # The wheel and sdist in dist/ (templates, static and gunicorn.conf.py inside the wheel), checked
 # with `twine check` (metadata and README render). uv, hatchling and twine are the lock's.

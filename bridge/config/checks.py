@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.aws.arn import PARTITIONS
+from bridge.config.apps import apps_problems
 from bridge.config.schema import Settings, listen_port
 from bridge.config.scim import scim_problems
 from bridge.config.sources import parse_yaml
@@ -31,7 +32,7 @@ def semantic_problems(s: Settings) -> list[str]:
         if isinstance(c, SamlConnectorSettings):
             problems += _saml_problems(f"connectors[{i}]", c, s)
     return (problems + _issuer_aws_problems(s) + _local_file_problems(s) + _listener_session_problems(s)
-            + _passthrough_rule_problems(s) + scim_problems(s))
+            + _passthrough_rule_problems(s) + scim_problems(s) + apps_problems(s))
 
 
 def _passthrough_rule_problems(s: Settings) -> list[str]:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from bridge.config.apps import AppSettings, apps_warnings
 from bridge.config.requests_settings import RequestsSettings
 from bridge.config.scim import ScimSettings
 from bridge.config.sources import rules_file_path
@@ -304,6 +305,8 @@ class Settings(SettingsModel):
                                          "the portal when no role is granted and on refusals; empty: not shown")
     requests: RequestsSettings = Field(default_factory=RequestsSettings)
     scim: ScimSettings = Field(default_factory=ScimSettings)
+    apps: list[AppSettings] = Field(default_factory=list, description="apps registered for the token exchange "
+                                    "(docs/apps-and-workloads.md)")
     # Where the config file lives: relative paths (keys_dir, *_file, rules_file) resolve against it.
     source_dir: Path = Field(default=Path("."), exclude=True)
     # The file it was read from (None when built from a dict): rules reload re-reads its mapping.
@@ -390,7 +393,8 @@ class Settings(SettingsModel):
         out = self._deployment_warnings()
         for c in self.enabled_connectors:
             out += c.warnings()
-        return out + self._metrics_warnings() + self._mapping_warnings() + self._requests_warnings()
+        return (out + self._metrics_warnings() + self._mapping_warnings() + self._requests_warnings()
+                + apps_warnings(self.apps))
 
     def _requests_warnings(self) -> list[str]:
         out = []

@@ -137,13 +137,15 @@ class CredentialIssuer:
 
     def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
                           passthrough: Mapping[str, str] | None = None, *,
-                          ctx: audit.Context | None = None, sealed: Sealed | None = None) -> Credentials:
+                          ctx: audit.Context | None = None, sealed: Sealed | None = None,
+                          app: str | None = None) -> Credentials:
         """Credentials for ``grant``: from the server-side cache when fresh, else minted and redeemed
         at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``. ``sealed``: the
-        cache entry as read ahead with the session (bridge/web/ahead.py)."""
+        cache entry as read ahead with the session (bridge/web/ahead.py); ``app``: the registered app it is
+        for (a token exchange), named in the audit record."""
         ctx, under = audit.for_grant(ctx or audit.Context(), grant)
         base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
-                **audit.grant_fields(grant), **under}
+                **audit.grant_fields(grant), **under, **({"app": app} if app else {})}
 
         def intent() -> None:  # raises AuditUnavailable (fail closed) before STS is called
             if self.auditor.fail_closed:

@@ -47,6 +47,7 @@ from bridge.upstream.base import (
     ReverifyResult,
     ReverifyRevoked,
     ReverifyUnreachable,
+    SubjectToken,
 )
 from bridge.upstream.oidc_claims import claim_warnings, groups_from, missing_claims
 from bridge.upstream.oidc_settings import OidcConnectorSettings
@@ -142,6 +143,12 @@ class OidcConnector:
         except UpstreamUnavailable:
             jwks_uri = None
         return OidcTrust(client_id=self.cfg.client_id, jwks_uri=jwks_uri if isinstance(jwks_uri, str) else None)
+
+    def verify_subject_token(self, token: str, *, audiences: tuple[str, ...]) -> SubjectToken:
+        """A token exchange's subject token (``ExchangesTokens``): bridge/upstream/oidc_subject.py."""
+        from bridge.upstream.oidc_subject import verify
+
+        return verify(self, token, audiences)
 
     def _keyset(self, *, refresh: bool = False) -> KeySet:
         """The IdP's keys: cached, refreshed every ``discovery_ttl`` or on an unknown ``kid``; when a

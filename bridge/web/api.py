@@ -9,12 +9,13 @@ from flask.typing import ResponseReturnValue
 
 from bridge.aws import formats
 from bridge.core.device import DeviceError, DeviceFlow, normalize_user_code
+from bridge.core.exchange import EXCHANGE_GRANT
 from bridge.domain import present
 from bridge.domain.errors import BadRequest, BridgeError, NotSignedIn, RateLimited
 from bridge.domain.identity import Grant, Identity
 from bridge.storage import CliToken, SessionRecord, hash_id
 from bridge.telemetry.logs import correlation_id, event
-from bridge.web import ahead
+from bridge.web import ahead, exchange
 from bridge.web.common import (
     audit_context,
     check_csrf,
@@ -81,9 +82,13 @@ def device_authorization() -> ResponseReturnValue:
                    expires_in=start.expires_in, interval=start.interval)
 
 
-@bp.post("/oauth/token")
+@bp.route("/oauth/token", methods=["POST", "OPTIONS"])
 def token() -> ResponseReturnValue:
-    """RFC 8628 §3.4: poll for the token."""
+    """RFC 8628 §3.4: poll for the token; the token exchange (RFC 8693) and its CORS: bridge/web/exchange.py."""
+    if request.method == "OPTIONS":
+        return exchange.preflight()
+    if request.form.get("grant_type") == EXCHANGE_GRANT:
+        return exchange.token_exchange()
     try:
         _device_limits("token", request.form.get("device_code", ""))
     except RateLimited as e:

@@ -12,6 +12,7 @@
 - ``requests`` (bridge/core/access_requests.py) just-in-time access requests (the decision point asks their ledger)
 - ``flow``     (bridge/core/flow.py)           pending sign-ins with the upstream IdPs
 - ``signin``   (bridge/core/signin.py)    a callback → audited decision and a new session: the sign-in sequence
+- ``exchange`` (bridge/core/exchange.py)       registered apps' ID tokens → AWS credentials (RFC 8693 token exchange)
 - ``scim``     (bridge/scim)              SCIM provisioning from the IdP (None unless ``scim.token`` is set)
 - ``store``    (bridge/storage)           the state: the ``Store`` façade (each service above is handed only
                                            the resources it uses: bridge/storage/resources.py)
@@ -37,6 +38,7 @@ from bridge.core.access_requests import AccessRequests, RequestLedger
 from bridge.core.console_signin import ConsoleSignin
 from bridge.core.credcache import Cache, CredentialCache, NoCache
 from bridge.core.device import DeviceFlow
+from bridge.core.exchange import TokenExchange
 from bridge.core.flow import LoginFlow
 from bridge.core.issuing import CredentialIssuer, IssuerConfig, saml_issuer_for
 from bridge.core.keysource import KeySource, load_keys
@@ -82,6 +84,7 @@ class Services:
     cache: Cache
     identity_center: IdentityCenter
     requests: AccessRequests
+    exchange: TokenExchange
     scim: ScimService | None  # None: SCIM off (no scim.token), /scim/v2 not served — not a null object
 
     @property
@@ -180,7 +183,9 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
         identity_center=IdentityCenter(settings.cli, store, device, sessions, access, issuer,
                                        base_url=settings.base_url, auditor=auditor,
                                        on_register=metrics.sso_registered),
-        requests=AccessRequests(ledger, access), scim=build_scim(settings, store, sessions, directory, auditor))
+        requests=AccessRequests(ledger, access),
+        exchange=TokenExchange(settings.apps, connectors, access, issuer, once=store, limits=store),
+        scim=build_scim(settings, store, sessions, directory, auditor))
 
 
 def build_scim(settings: Settings, store: ScimState, sessions: Sessions, directory: Directory | None,

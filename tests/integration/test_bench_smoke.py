@@ -133,6 +133,14 @@ def test_chains_served_smoke() -> None:
 
 
 @needs_ab
+def test_exchange_served_smoke() -> None:
+    out, f = run_bench("exchange_served")
+    assert "STUB upstream-idp:" in out and "TARGET cached exchange / healthz req/s" in out
+    assert f["served_cached_exchange_errors"] == 0 and f["served_cached_exchange_redis_round_trips"] >= 1
+    assert f["served_exchange_idp_fetches_after_warmup"] == 0
+
+
+@needs_ab
 def test_credentials_smoke() -> None:
     out, f = run_bench("credentials")
     assert "STUB sts:" in out and "TARGET Redis round trips per cached request at 8 connections" in out

@@ -55,7 +55,12 @@ const provider = new Provider(ISSUER, {
     token_endpoint_auth_method: 'client_secret_basic' },
   ...(APPLE ? [{ client_id: APPLE.clientId, client_secret: APPLE.secret, redirect_uris: APPLE.redirectUris,
     grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
-    token_endpoint_auth_method: 'client_secret_post' }] : [])],
+    token_endpoint_auth_method: 'client_secret_post' }] : []),
+  // APP_CLIENT_ID + APP_REDIRECT_URIS: a public client (a browser app: code + PKCE, no secret) whose ID
+  // tokens the app exchanges at the bridge (token exchange, docs/apps-and-workloads.md).
+  ...(process.env.APP_CLIENT_ID ? [{ client_id: process.env.APP_CLIENT_ID,
+    redirect_uris: (process.env.APP_REDIRECT_URIS || '').split(','), grant_types: ['authorization_code'],
+    response_types: ['code'], token_endpoint_auth_method: 'none' }] : [])],
   claims: { openid: ['sub', 'amr', 'acr', 'auth_time'],
             email: ['email', 'email_verified', ...(APPLE ? ['is_private_email'] : [])],
             profile: ['name', 'department'], groups: ['groups'], ...(APPLE ? { name: [] } : {}) },

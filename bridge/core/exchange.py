@@ -1,0 +1,343 @@
+"""The token exchange (RFC 8693) at ``POST /oauth/token``: a registered app (``apps:``, bridge/config/apps.py)
+trades its user's ID token from a configured connector for AWS credentials of one grant, decided by the
+decision point like a sign-in and narrowed by the app's session policy. No Flask here: the view
+(bridge/web/exchange.py) hands the form's values, the ``Origin`` and the audit context.
+
+``TokenExchange.exchange`` checks, in this order, and refuses with an ``ExchangeRefused`` (an OAuth error,
+RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first that fails:
+
+1. the parameters (each at most once, strings, within bounds; ``subject_token_type`` an ID token or a JWT;
+   ``requested_token_type``, when sent, AWS credentials; exactly one target in ``audience``/``resource``);
+2. the app (``client_id``), its ``Origin`` when a browser sent one, the app's rate limit;
+3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
+   app's audience at that IdP, expiry), the user's rate limit, and — for a connector whose tokens are
+   ``single_use`` — its ``jti``, kept until the token expires and refused a second time;
+4. the target: a grant the decision point gives the user *now* and that the app may ask for (an app never
+   gets more than its user), not a pass-through grant, without a session policy of its own;
+5. the app's session policy rendered for the user (AWS's policy limits), the app's duration, and issuance
+   through the one ``CredentialIssuer`` (MFA, cache, STS, audit — the record names the app; the session name
+   starts with the app's client id).
+
+The answer (``issued_token_type`` ``urn:ietf:params:aws:token-type:credentials``): ``access_token`` is the
+credentials as JSON text, ``credentials`` the same as an object, ``token_type`` ``N_A`` (RFC 8693 §2.2.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from bridge.aws.limits import policy_problems, sanitize_session_name
+from bridge.config.apps import AppSettings, app_policy
+from bridge.core.access import AccessPoint
+from bridge.core.issuing import CredentialIssuer
+from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
+from bridge.domain.identity import Credentials, Grant, Identity
+from bridge.mapping.chains import render_policy
+from bridge.mapping.paths import View
+from bridge.mapping.ruleset import PolicyT
+from bridge.mapping.template import Missing
+from bridge.storage.resources import OnceStore, RateLimitStore
+from bridge.telemetry import audit
+from bridge.telemetry.logs import event
+from bridge.upstream import Connector
+from bridge.upstream.base import ExchangesTokens, SubjectToken
+
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a token type, not a secret
+JWT = "urn:ietf:params:oauth:token-type:jwt"
+AWS_CREDENTIALS = "urn:ietf:params:aws:token-type:credentials"
+SUBJECT_TYPES = (ID_TOKEN, JWT)
+MAX_TOKEN = 16_384  # characters: larger than any ID token an IdP sends
+MAX_PARAM = 2_048
+VERIFIED_KEEP = 60  # seconds a verified subject token is remembered (an app exchanging it again: no RSA, no JWKS)
+VERIFIED_MAX = 10_000  # entries (the oldest go first)
+KNOWN = ("grant_type", "client_id", "subject_token", "subject_token_type", "requested_token_type", "audience",
+         "resource", "scope", "actor_token", "actor_token_type")
+# The connector's own refusal codes (bridge/upstream/oidc_subject.py) that the exchange passes on.
+TOKEN_CODES = {"subject_token_expired": "the subject token has expired",
+               "subject_token_audience": "the subject token is for another client than this app",
+               "invalid_id_token": "the subject token did not verify"}
+
+
+class ExchangeRefused(BridgeError):
+    """A refused token exchange: ``oauth`` is the RFC 6749 §5.2 / RFC 8693 error, ``code`` the bridge's
+    (docs/troubleshooting.md), the message the ``error_description``. Never a token or a claim value in it."""
+
+    code = "exchange_invalid_request"
+    status = 400
+    title = "The token exchange was refused"
+    show_detail = True
+
+    def __init__(self, oauth: str, message: str, *, code: str | None = None, status: int | None = None,
+                 hint: str | None = None, retry_after: int = 0) -> None:
+        super().__init__(message, code=code, message=message, status=status, hint=hint)
+        self.oauth = oauth
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, str]:
+        """The JSON an OAuth client reads (RFC 6749 §5.2 plus the bridge's code and hint)."""
+        return {"error": self.oauth, "error_description": self.message, "error_code": self.code,
+                **({"hint": self.hint} if self.hint else {})}
+
+
+def _bad(message: str) -> ExchangeRefused:
+    return ExchangeRefused("invalid_request", message)
+
+
+@dataclass(frozen=True)
+class ExchangeRequest:
+    """The checked parameters of one exchange."""
+
+    client_id: str
+    subject_token: str
+    target: str
+
+    def __repr__(self) -> str:  # the subject token is a credential
+        return f"ExchangeRequest(client_id={self.client_id!r}, target={self.target!r})"
+
+
+def parse(form: Mapping[str, Sequence[str]]) -> ExchangeRequest:
+    """The parameters of a token exchange, each checked (``form``: name → every value sent)."""
+    for name, values in form.items():
+        if name in KNOWN and len(values) > 1:
+            raise _bad(f"{name} was sent {len(values)} times; send it once")
+
+    def one(name: str, *, required: bool = True, limit: int = MAX_PARAM) -> str:
+        value = (form.get(name) or [""])[0]
+        if not isinstance(value, str):
+            raise _bad(f"{name} must be text")
+        if required and not value.strip():
+            raise _bad(f"{name} is missing")
+        if len(value) > limit:
+            raise _bad(f"{name} is longer than {limit} characters")
+        return value.strip()
+
+    if one("grant_type") != EXCHANGE_GRANT:
+        raise ExchangeRefused("unsupported_grant_type", "this is the token exchange; grant_type must be "
+                              f"{EXCHANGE_GRANT}")
+    client_id, token = one("client_id", limit=128), one("subject_token", limit=MAX_TOKEN)
+    if (kind := one("subject_token_type")) not in SUBJECT_TYPES:
+        raise _bad(f"subject_token_type {kind[:100]!r} is not served; send {ID_TOKEN} (or {JWT})")
+    if (wanted := one("requested_token_type", required=False)) and wanted != AWS_CREDENTIALS:
+        raise _bad(f"requested_token_type {wanted[:100]!r} is not served; the bridge issues {AWS_CREDENTIALS}")
+    if one("actor_token", required=False) or one("actor_token_type", required=False):
+        raise _bad("actor_token (delegation) is not supported")
+    if one("scope", required=False):
+        raise ExchangeRefused("invalid_scope", "scope is not used: name the role with audience (or resource)")
+    audience, resource = one("audience", required=False), one("resource", required=False)
+    if audience and resource and audience != resource:
+        raise ExchangeRefused("invalid_target", "audience and resource name different roles; name one")
+    if not (target := audience or resource):
+        raise _bad("audience (or resource) is missing: name the role, as a role ARN, <account>/<role> or grant id")
+    return ExchangeRequest(client_id, token, target)
+
+
+def grant_names(g: Grant) -> set[str]:
+    """Every name an app may use for ``g``: grant id, role ARN, ``<account id>/<role>``, ``<alias>/<role>``."""
+    role = g.role_arn.rsplit("/", 1)[-1]
+    names = {g.id, g.role_arn, f"{g.account_id}/{role}"}
+    if g.account_alias:
+        names.add(f"{g.account_alias}/{role}")
+    return names
+
+
+@dataclass(frozen=True)
+class App:
+    """A registered app with its compiled session policy."""
+
+    settings: AppSettings
+    policy: PolicyT
+    origins: frozenset[str]
+    grants: frozenset[str]
+
+    @classmethod
+    def of(cls, a: AppSettings) -> App:
+        problems: list[str] = []
+        policy = app_policy(a.session_policy, f"apps[{a.client_id}].session_policy", problems)
+        if policy is None or problems:  # checked at startup (apps_problems): only a bug gets here
+            raise ValueError("; ".join(problems) or "session policy did not compile")
+        return cls(a, policy, frozenset(a.origins), frozenset(a.grants))
+
+
+class TokenExchange:
+    """Registered apps' ID tokens → AWS credentials, through the decision point and the one issuer."""
+
+    def __init__(self, apps: Sequence[AppSettings], connectors: Mapping[str, Connector], access: AccessPoint,
+                 issuer: CredentialIssuer, *, once: OnceStore, limits: RateLimitStore,
+                 clock: Callable[[], float] = time.time, skew: int = 60) -> None:
+        self.apps = {a.client_id: App.of(a) for a in apps}
+        # A connector that cannot verify a token without a browser (SAML, dev) is no IdP for an app.
+        if problems := [f"apps[{i}].idp_audiences: connector {cid!r} cannot verify tokens for an exchange (only "
+                        "OIDC connectors can, not SAML or dev ones)" for i, a in enumerate(apps)
+                        for cid in a.idp_audiences
+                        if cid in connectors and not isinstance(connectors[cid], ExchangesTokens)]:
+            raise ConfigError(problems)
+        self.connectors = connectors
+        self.access = access
+        self.issuer = issuer
+        self.once = once
+        self.limits = limits
+        self.clock = clock
+        self.skew = skew
+        self.origins = frozenset(o for a in self.apps.values() for o in a.origins)
+        # (app, token hash) → (the verified token, until): the same token exchanged again is not verified again
+        # within VERIFIED_KEEP (never past its exp); single-use tokens are still refused the second time.
+        self._verified: OrderedDict[tuple[str, str], tuple[SubjectToken, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
+
+    def cors_allowed(self, origin: str | None) -> bool:
+        """Whether a browser page of ``origin`` may call the exchange at all (preflight: no client id yet)."""
+        return bool(origin) and origin in self.origins
+
+    def app(self, client_id: str) -> App:
+        app = self.apps.get(client_id)
+        if app is None:
+            raise ExchangeRefused("invalid_client", "unknown client_id: no app is registered under it",
+                                  code="exchange_unknown_client", status=401,
+                                  hint="Register the app under apps: in the bridge's config.")
+        return app
+
+    def exchange(self, form: Mapping[str, Sequence[str]], *, origin: str | None,
+                 ctx: audit.Context | None = None) -> dict[str, object]:
+        """The token response for one exchange, or ExchangeRefused saying which check failed."""
+        req = parse(form)
+        app = self.app(req.client_id)
+        if origin is not None and origin not in app.origins:
+            raise ExchangeRefused("unauthorized_client", "this app may not be called from this origin",
+                                  code="exchange_origin_refused", hint="List the page's origin in the app's origins.")
+        self._limit(f"exchange-app:{app.settings.client_id}", app.settings.rate_limits.per_app_per_minute)
+        subject = self._verify(app, req.subject_token)
+        identity = subject.identity
+        who = hashlib.sha256(f"{identity.issuer}\0{identity.subject}".encode()).hexdigest()[:32]
+        self._limit(f"exchange-user:{app.settings.client_id}:{who}", app.settings.rate_limits.per_user_per_minute)
+        self._once(subject)
+        grant = self._grant(app, identity, req.target)
+        duration = min(app.settings.max_duration, grant.max_duration)
+        try:
+            creds = self.issuer.issue_credentials(identity, grant, duration, ctx=ctx, app=app.settings.client_id)
+        except BridgeError as e:
+            raise as_refusal(e) from None
+        event("token_exchanged", app=app.settings.client_id, connector=identity.connector_id,
+              role_arn=grant.role_arn, rule=grant.via, duration=duration)
+        return _answer(creds, int(self.clock()))
+
+    def _limit(self, bucket: str, limit: int) -> None:
+        if limit > 0 and (wait := self.limits.hit(bucket, limit)):
+            raise ExchangeRefused("slow_down", f"too many exchanges; retry in {wait} s", code="exchange_rate_limited",
+                                  status=429, retry_after=wait)
+
+    def _verify(self, app: App, token: str) -> SubjectToken:
+        """``token`` verified for ``app`` (remembered for a minute, never past its expiry)."""
+        key = (app.settings.client_id, hashlib.sha256(token.encode()).hexdigest())
+        now = self.clock()
+        with self._verified_lock:
+            hit = self._verified.get(key)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        subject = self._verify_now(app, token)
+        with self._verified_lock:
+            self._verified[key] = (subject, min(now + VERIFIED_KEEP, subject.expires_at))
+            while len(self._verified) > VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        return subject
+
+    def _verify_now(self, app: App, token: str) -> SubjectToken:
+        """The first of the app's connectors that vouches for ``token``; another IdP's token tries the next."""
+        last: LoginError | None = None
+        for cid, audiences in app.settings.idp_audiences.items():
+            connector = self.connectors.get(cid)
+            if not isinstance(connector, ExchangesTokens):
+                continue
+            try:
+                return connector.verify_subject_token(token, audiences=tuple(audiences))
+            except LoginError as e:  # InvalidIdToken, EmailUnverified
+                if e.code != "subject_token_issuer":
+                    last = e
+                    break
+            except UpstreamUnavailable:
+                raise ExchangeRefused("temporarily_unavailable", "the identity provider's keys cannot be read now",
+                                      code="exchange_unavailable", status=503, retry_after=30) from None
+        if last is None:
+            raise ExchangeRefused("invalid_grant", "the subject token is not from an identity provider this app "
+                                  "is registered with", code="exchange_unknown_issuer",
+                                  hint="Sign the user in at one of the app's connectors (apps[].idp_audiences).")
+        event("exchange_token_refused", logging.WARNING, app=app.settings.client_id, code=last.code,
+              detail=last.detail[:200])
+        why = f"{TOKEN_CODES.get(last.code, TOKEN_CODES['invalid_id_token'])} ({last.detail[:200]})"
+        again = "Sign the user in again and exchange the new token."
+        if last.code == "subject_token_expired":
+            raise ExchangeRefused("invalid_grant", why, code="exchange_token_expired", hint=again)
+        if last.code == "subject_token_audience":
+            raise ExchangeRefused("invalid_grant", why, code="exchange_token_audience",
+                                  hint="Sign the user in with the app's own client id (apps[].idp_audiences).")
+        raise ExchangeRefused("invalid_grant", why, code="exchange_token_invalid", hint=again)
+
+    def _once(self, subject: SubjectToken) -> None:
+        """Single-use tokens (a workload connector's): the ``jti`` is kept until the token expires."""
+        if not subject.single_use:
+            return
+        if not subject.token_id:
+            raise ExchangeRefused("invalid_grant", "this identity provider's tokens are single use and this one has "
+                                  "no jti", code="exchange_token_no_jti")
+        key = hashlib.sha256(f"{subject.identity.connector_id}\0{subject.token_id}".encode()).hexdigest()
+        ttl = max(1, subject.expires_at - int(self.clock()) + self.skew)
+        if not self.once.remember_once(f"exchange-jti:{key}", ttl):
+            raise ExchangeRefused("invalid_grant", "this subject token was already exchanged (its jti is single use)",
+                                  code="exchange_token_replayed", hint="Get a new token from the identity provider.")
+
+    def _grant(self, app: App, identity: Identity, target: str) -> Grant:
+        """The user's grant named ``target``, allowed to the app, narrowed by the app's policy and session name."""
+        decision = self.access.decide(identity)
+        held = next((g for g in decision.grants if target in grant_names(g)), None)
+        if held is None or not (grant_names(held) & app.grants):
+            if held is None and target not in app.grants and not any(target in grant_names(g) for g in decision.locked):
+                raise ExchangeRefused("invalid_target", "this app may not ask for that role",
+                                      code="exchange_target_not_allowed", hint="Ask for one of the app's grants.")
+            if held is None:
+                raise ExchangeRefused("invalid_target", "the rules do not give this user that role now (an app "
+                                      "never gets more than its user)", code="exchange_target_not_granted",
+                                      hint="Check the user's roles with `bridge explain`.")
+            raise ExchangeRefused("invalid_target", "this app may not ask for that role",
+                                  code="exchange_target_not_allowed", hint="Ask for one of the app's grants.")
+        if held.path == "passthrough" or held.policy is not None or held.policy_arns:
+            raise ExchangeRefused("invalid_target", "that role cannot be exchanged: its rule redeems the IdP's own "
+                                  "token or sends its own session policy, which the app's policy cannot be combined "
+                                  "with", code="exchange_target_own_policy")
+        policy = render_policy(app.policy, View(identity), {})
+        if isinstance(policy, Missing):
+            raise ExchangeRefused("invalid_target", f"the app's session policy cannot be made for this user: "
+                                  f"{policy.reason}", code="exchange_policy_unrenderable")
+        if problems := policy_problems(policy):
+            raise ExchangeRefused("invalid_target", "the app's session policy for this user is refused by AWS's "
+                                  f"limits: {'; '.join(problems)}", code="exchange_policy_unrenderable")
+        name = sanitize_session_name(f"{app.settings.client_id}.{held.session_name}")
+        duration = min(app.settings.max_duration, held.max_duration)
+        return replace(held, policy=policy, session_name=name, max_duration=duration,
+                       default_duration=min(held.default_duration, duration))
+
+
+def as_refusal(e: BridgeError) -> ExchangeRefused:
+    """A refusal on the way (MFA, duration, STS, the store) in OAuth's words; STS, Redis or the audit
+    unreachable is a 503 ``temporarily_unavailable``."""
+    if e.status >= 500:
+        return ExchangeRefused("temporarily_unavailable", f"AWS credentials cannot be issued now ({e.code})",
+                               code="exchange_unavailable", status=503, retry_after=30)
+    return ExchangeRefused("invalid_grant", f"AWS credentials were refused: {e.message}", code="exchange_issue_refused",
+                           hint=e.hint)
+
+
+def _answer(creds: Credentials, now: int) -> dict[str, object]:
+    """RFC 8693 §2.2.1 with AWS credentials as the issued token."""
+    credentials = {"AccessKeyId": creds.access_key_id, "SecretAccessKey": creds.secret_access_key,
+                   "SessionToken": creds.session_token, "Expiration": creds.expiration_iso()}
+    return {"access_token": json.dumps(credentials, separators=(",", ":")), "issued_token_type": AWS_CREDENTIALS,
+            "token_type": "N_A", "expires_in": max(0, int(creds.expiration.timestamp()) - now),
+            "credentials": credentials, "role_arn": creds.role_arn, "assumed_role_arn": creds.assumed_role_arn,
+            "region": creds.region}

@@ -1,0 +1,69 @@
+"""The token exchange's HTTP side (RFC 8693, bridge/core/exchange.py): ``POST /oauth/token`` with the
+token-exchange grant (dispatched here by bridge/web/api.py) and its CORS preflight (``OPTIONS``).
+
+CORS is answered only for an origin some app lists (``apps[].origins``), and the exchange itself only for
+that app's origins: a disallowed origin gets no ``Access-Control-*`` header (the browser hides the answer)
+and no credentials (the exchange is refused). No cookies are read or allowed (no
+``Access-Control-Allow-Credentials``); every answer is ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from bridge.core.exchange import ExchangeRefused, TokenExchange, as_refusal
+from bridge.domain.errors import BridgeError
+from bridge.telemetry.logs import event
+from bridge.web.common import audit_context, services
+
+ALLOW_HEADERS = "Content-Type"
+MAX_AGE = "600"
+
+
+def _exchange() -> TokenExchange:
+    return services().exchange
+
+
+def _cors(resp: Response, origin: str | None, allowed: bool) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Pragma"] = "no-cache"
+    resp.vary.add("Origin")
+    if origin and allowed:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+    return resp
+
+
+def preflight() -> ResponseReturnValue:
+    """``OPTIONS /oauth/token``: allowed for an origin an app lists; others get no CORS headers."""
+    origin = request.headers.get("Origin")
+    allowed = _exchange().cors_allowed(origin)
+    resp = _cors(Response(status=204), origin, allowed)
+    if allowed:
+        resp.headers["Access-Control-Allow-Methods"] = "POST"
+        resp.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+        resp.headers["Access-Control-Max-Age"] = MAX_AGE
+    else:
+        event("exchange_origin_refused", origin=(origin or "")[:200], preflight=True)
+    return resp
+
+
+def token_exchange() -> ResponseReturnValue:
+    """RFC 8693 §2.1: a registered app's subject token → AWS credentials (or an OAuth error JSON)."""
+    origin = request.headers.get("Origin")
+    ex = _exchange()
+    form = {k: request.form.getlist(k) for k in request.form}
+    try:
+        try:
+            body = ex.exchange(form, origin=origin, ctx=audit_context())
+        except ExchangeRefused:
+            raise
+        except BridgeError as other:  # the store or the audit unreachable: OAuth JSON, never an HTML page
+            raise as_refusal(other) from None
+    except ExchangeRefused as e:
+        event("exchange_refused", error=e.oauth, code=e.code, client_id=(request.form.get("client_id") or "")[:128])
+        resp = _cors(jsonify(e.body()), origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused")
+        if e.retry_after:
+            resp.headers["Retry-After"] = str(e.retry_after)
+        return resp, e.status
+    return _cors(jsonify(body), origin, True)

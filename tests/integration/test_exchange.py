@@ -1,0 +1,102 @@
+"""The token exchange against real peers: npm oidc-provider issues a real ID token to a public app client
+(code + PKCE), the bridge exchanges it for AWS credentials, the strict STS validates what the bridge minted (its
+token, the app's session policy, the session name) and moto's GetCallerIdentity answers with the credentials."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import ACCOUNT, OIDC_CONNECTOR, oidc_provider
+from tests.integration.helpers import caller_arn
+
+pytestmark = pytest.mark.integration
+APP_CLIENT = "photos-spa"
+APP_ORIGIN = "http://127.0.0.2:9"  # nothing listens there: the code is read from the redirect, not followed
+APP_REDIRECT = f"{APP_ORIGIN}/callback"
+EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a token type
+POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::photos/{subject}/*"}]}
+
+
+@pytest.fixture(scope="module")
+def app_issuer(bridge_port: int) -> Iterator[str]:
+    with oidc_provider({"REDIRECT_URIS": f"http://127.0.0.1:{bridge_port}/callback/{OIDC_CONNECTOR}",
+                        "APP_CLIENT_ID": APP_CLIENT, "APP_REDIRECT_URIS": APP_REDIRECT}) as issuer:
+        yield issuer
+
+
+def app_id_token(issuer: str, user: str, password: str) -> str:
+    """What a browser app does at the IdP: code + PKCE as a public client, then the token endpoint."""
+    meta = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    s = requests.Session()
+    r = s.get(meta["authorization_endpoint"], timeout=10, params={
+        "client_id": APP_CLIENT, "response_type": "code", "scope": "openid email profile groups",
+        "redirect_uri": APP_REDIRECT, "code_challenge": challenge, "code_challenge_method": "S256",
+        "state": secrets.token_urlsafe(16), "nonce": secrets.token_urlsafe(16)})
+    action = r.text.split('action="', 1)[1].split('"', 1)[0]
+    r = s.post(urljoin(r.url, action), data={"username": user, "password": password}, allow_redirects=False,
+               timeout=10)
+    for _ in range(10):
+        location = urljoin(r.url, r.headers["location"])
+        if location.startswith(APP_REDIRECT):
+            break
+        r = s.get(location, allow_redirects=False, timeout=10)
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    tokens = s.post(meta["token_endpoint"], timeout=10, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": APP_REDIRECT, "client_id": APP_CLIENT,
+        "code_verifier": verifier}).json()
+    return str(tokens["id_token"])
+
+
+@pytest.fixture
+def bridge(live_bridge, make_settings, app_issuer):  # type: ignore[no-untyped-def]
+    settings = make_settings(
+        connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": app_issuer, "client_id": "bridge",
+                     "client_secret": "bridge-secret"}],
+        apps=[{"client_id": "photos", "idp_audiences": {OIDC_CONNECTOR: [APP_CLIENT]}, "origins": [APP_ORIGIN],
+               "grants": ["sandbox/Admin"], "session_policy": POLICY}])
+    return live_bridge(settings)
+
+
+def exchange(base: str, token: str, **extra: Any) -> requests.Response:
+    return requests.post(f"{base}/oauth/token", timeout=30, headers={"Origin": APP_ORIGIN}, data={
+        "grant_type": EXCHANGE, "client_id": "photos", "subject_token": token, "subject_token_type": ID_TOKEN,
+        "audience": "sandbox/Admin", **extra})
+
+
+def test_a_real_id_token_becomes_credentials_sts_accepts(bridge, app_issuer, strict_sts_peer, moto_url):  # type: ignore[no-untyped-def]
+    token = app_id_token(app_issuer, "alice", "alice-pw")
+    r = exchange(bridge, token)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["issued_token_type"] == "urn:ietf:params:aws:token-type:credentials"
+    assert r.headers["Access-Control-Allow-Origin"] == APP_ORIGIN and r.headers["Cache-Control"] == "no-store"
+    (seen,) = [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
+    assert seen.problems == [] and seen.role_arn == f"arn:aws:iam::{ACCOUNT}:role/Admin"
+    assert seen.params["RoleSessionName"] == "photos.alice@example.com" and seen.params["DurationSeconds"] == "900"
+    policy = json.loads(seen.params["Policy"])
+    assert policy["Statement"][0]["Resource"] == "arn:aws:s3:::photos/00ualice/*"
+    assert caller_arn(moto_url, body["credentials"]) == \
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin/photos.alice@example.com"
+
+
+def test_a_user_without_the_role_and_a_token_for_the_bridge_itself_are_refused(bridge, app_issuer,  # type: ignore[no-untyped-def]
+                                                                                strict_sts_peer):
+    carol = exchange(bridge, app_id_token(app_issuer, "carol", "carol-pw"))
+    assert carol.status_code == 400 and carol.json()["error"] == "invalid_target"
+    assert carol.json()["error_code"] == "exchange_target_not_granted"
+    forged = exchange(bridge, app_id_token(app_issuer, "alice", "alice-pw")[:-4] + "AAAA")
+    assert forged.status_code == 400 and forged.json()["error_code"] == "exchange_token_invalid"
+    assert not [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
