@@ -286,9 +286,9 @@ class TokenExchange:
         if not subject.token_id:
             raise ExchangeRefused("invalid_grant", "this identity provider's tokens are single use and this one has "
                                   "no jti", code="exchange_token_no_jti")
-        key = hashlib.sha256(f"{subject.identity.connector_id}\0{subject.token_id}".encode()).hexdigest()
-        ttl = max(1, subject.expires_at - int(self.clock()) + self.skew)
-        if not self.once.remember_once(f"exchange-jti:{key}", ttl):
+        # kept until the last moment the connector still accepts the token (its expires_at has the skew in)
+        if not self.once.first_use(f"jti:{subject.identity.connector_id}", subject.token_id,
+                                   subject.expires_at + self.skew):
             raise ExchangeRefused("invalid_grant", "this subject token was already exchanged (its jti is single use)",
                                   code="exchange_token_replayed", hint="Get a new token from the identity provider.")
 

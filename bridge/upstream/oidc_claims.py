@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bridge.domain.errors import EmailUnverified
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 
 # Claims IdPs use for the same thing, to suggest when the configured one is absent.
@@ -79,3 +80,25 @@ def claim_warnings(cfg: OidcConnectorSettings, claims: Mapping[str, Any], *, use
                f"have the IdP release it to this client (scope or claim mapping), or set {option}")
         out.append(f"the IdP sent no `{claim}` claim {where}, so the {what} is empty for the rules: {fix}.")
     return out
+
+
+def check_email_verified(claims: Mapping[str, Any], cfg: OidcConnectorSettings) -> None:
+    """Refuse (not repair) an e-mail the IdP does not vouch for: ``email_verified`` must be exactly
+    true (OIDC Core §5.1), unless the connector opts out with ``insecure_accept_unverified_email``.
+    No e-mail, nothing to check. The detail names the connector, never the address."""
+    if cfg.insecure_accept_unverified_email or not (isinstance(e := claims.get(cfg.email_claim), str) and e):
+        return
+    verified = claims.get("email_verified")
+    if "email_verified" not in claims:
+        # Not the user's doing: the IdP does not say either way. Tell them it is the administrator's to fix.
+        raise EmailUnverified(
+            f"{cfg.id}: {cfg.email_claim} present but the IdP sends no email_verified claim",
+            code="email_verified_missing", title="Your identity provider does not vouch for your e-mail",
+            message="Your identity provider sends your e-mail address without saying whether it has been "
+                    "verified (it sends no email_verified claim), so the bridge cannot trust it to decide "
+                    "your access. There is nothing to verify on your side.",
+            hint="Tell your administrator: the identity provider must send email_verified with the e-mail, or, "
+                 "if it checks addresses itself, the bridge's connector may be set to accept them "
+                 "(insecure_accept_unverified_email). Give them the request id below.")
+    if verified is not True:
+        raise EmailUnverified(f"{cfg.id}: {cfg.email_claim} present but email_verified is {repr(verified)[:20]}")

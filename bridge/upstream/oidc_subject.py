@@ -81,7 +81,7 @@ def verify(c: OidcConnector, token: str, audiences: tuple[str, ...]) -> SubjectT
     if len(auds) > 1 and claims.get("azp") not in audiences:
         raise InvalidIdToken(f"{c.id}: subject_token has several audiences and azp is not this app",
                              code="subject_token_audience")
-    from bridge.upstream.oidc import check_email_verified
+    from bridge.upstream.oidc_claims import check_email_verified
 
     check_email_verified(claims, c.cfg)
     jti = claims.get("jti")
