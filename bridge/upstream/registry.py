@@ -15,16 +15,19 @@ from pydantic import Field
 
 from bridge.upstream.base_settings import ConnectorSettingsBase
 from bridge.upstream.dev_settings import DevConnectorSettings
+from bridge.upstream.github_settings import GithubConnectorSettings
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.saml_settings import SamlConnectorSettings
 
 # In this order in the "expected tags" of the unknown-type message.
-AnyConnectorSettings = OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings
+AnyConnectorSettings = (OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings
+                        | GithubConnectorSettings)
 ConnectorSettings = Annotated[AnyConnectorSettings, Field(discriminator="type")]
 
 CONNECTOR_SETTINGS: dict[str, type[ConnectorSettingsBase]] = {
     "oidc": OidcConnectorSettings,
     "saml": SamlConnectorSettings,
     "dev": DevConnectorSettings,
+    "github": GithubConnectorSettings,
 }
 CONNECTOR_TYPES = tuple(CONNECTOR_SETTINGS)

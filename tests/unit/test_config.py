@@ -435,7 +435,7 @@ def test_unknown_connector_type_fails_with_the_registry_types() -> None:
         settings_from_dict(minimal(connectors=[{"id": "x", "type": "ldap"}]))
     assert e.value.problems == [
         "connectors[0]: Input tag 'ldap' found using 'type' does not match any of the expected tags: "
-        "'oidc', 'saml', 'dev'"
+        "'oidc', 'saml', 'dev', 'github'"
     ]
 
 
