@@ -266,7 +266,7 @@ class GithubConnector:
         name = user.get("name") if isinstance(user.get("name"), str) and user.get("name") else user["login"]
         return Identity(connector_id=self.id, subject=str(user["id"]), issuer=self.issuer, email=answer.email,
                         name=name, groups=answer.orgs + answer.teams,
-                        claims={"login": user["login"], "github_id": user["id"]}, mfa=False, amr=(),
+                        claims=_claims(user), mfa=False, amr=(),
                         upstream=upstream)
 
     # -- re-checking ----------------------------------------------------------------------
@@ -308,3 +308,12 @@ def _implied(scope: str, granted: set[str]) -> bool:
     """GitHub's broader scopes include the narrower ones asked for."""
     return (scope == "user:email" and "user" in granted) or (
         scope == "read:org" and bool({"admin:org", "write:org"} & granted))
+
+
+def _claims(user: Mapping[str, Any]) -> dict[str, Any]:
+    """What rules may use beyond groups: the login and id, and whether the account has 2FA enabled
+    (GitHub's ``two_factor_authentication``: a property of the account, not proof of this sign-in)."""
+    out: dict[str, Any] = {"login": user["login"], "github_id": user["id"]}
+    if isinstance(user.get("two_factor_authentication"), bool):
+        out["two_factor_authentication"] = user["two_factor_authentication"]
+    return out
