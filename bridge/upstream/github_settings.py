@@ -32,8 +32,8 @@ class GithubConnectorSettings(ConnectorSettingsBase):
     membership of the organisations in ``orgs`` (``org``) and of their teams (``org/team``)."""
 
     type: Literal["github"]
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    client_id: str = Field(min_length=1, description="the OAuth app's Client ID")
+    client_secret: SecretStr = Field(description="the OAuth app's client secret (use `${ENV}` or a file)")
     # Only these organisations count: membership elsewhere gives no groups (and, with
     # require_org_membership, no sign-in). Matched case-insensitively; groups are lower-case.
     orgs: list[str] = Field(min_length=1, description="organisation logins whose membership becomes groups")
@@ -43,14 +43,15 @@ class GithubConnectorSettings(ConnectorSettingsBase):
     # GitHub Enterprise Server: web_url https://ghe.corp, api_url https://ghe.corp/api/v3.
     web_url: str = Field("https://github.com", description="where /login/oauth/authorize and access_token are")
     api_url: str = Field("https://api.github.com", description="the REST API root")
-    http_timeout: float = Field(5.0, gt=0, le=60)
+    http_timeout: float = Field(5.0, gt=0, le=60, description="seconds per call to GitHub")
     max_pages: int = Field(10, ge=1, le=100, description="pages of 100 teams read at most")
     # Re-check membership with the stored OAuth token every reverify_interval seconds while the
     # session or its CLI tokens are used: a user removed from an org or team loses what it gave.
     reverify_interval: int = Field(900, ge=0, le=86400, description="seconds; 0 = off")
     reverify_grace: int = Field(3600, ge=0, le=7 * 86400,
                                 description="seconds since the last good check an unreachable GitHub is tolerated")
-    reverify_unreachable: Literal["fail_closed", "fail_open"] = "fail_closed"
+    reverify_unreachable: Literal["fail_closed", "fail_open"] = Field(
+        "fail_closed", description="past the grace, an unreachable GitHub refuses (fail_closed) or not")
 
     @field_validator("web_url", "api_url")
     @classmethod
