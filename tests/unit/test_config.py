@@ -448,7 +448,7 @@ def test_connector_registry_matches_the_settings_union() -> None:
     for type_, cls in CONNECTOR_SETTINGS.items():
         assert get_args(cls.model_fields["type"].annotation) == (type_,)
         assert cls.__module__ == f"bridge.upstream.{type_}_settings"  # beside its connector
-    assert CONNECTOR_TYPES == ("oidc", "saml", "dev")
+    assert CONNECTOR_TYPES == ("oidc", "saml", "dev", "github")
 
 
 def test_semantic_problems_come_connectors_first_then_sections(tmp_path: Path) -> None:
