@@ -122,7 +122,8 @@ def test_answers_of_the_wrong_shape_are_errors_not_guesses() -> None:
 
 
 def test_teams_only_of_allowed_orgs_as_org_slash_slug() -> None:
-    teams = [{"slug": "Platform", "organization": {"login": "ACME"}}, {"slug": "sec", "organization": {"login": "other"}},
+    teams = [{"slug": "Platform", "organization": {"login": "ACME"}},
+             {"slug": "sec", "organization": {"login": "other"}},
              {"slug": "platform", "organization": {"login": "acme"}}, {"slug": 3}, "junk"]
     assert teams_in(teams, ("acme",)) == ("acme/platform",)
 
