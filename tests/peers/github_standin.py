@@ -301,3 +301,26 @@ def serve(standin: GithubStandin | None = None) -> Iterator[GithubStandin]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def demo_standin(client_id: str, client_secret: str) -> GithubStandin:
+    """The demo's GitHub (``DEMO_GITHUB=stand-in make demo``): octocat in org acme, team platform; outsider
+    in another org only."""
+    s = GithubStandin(client_id=client_id, client_secret=client_secret)
+    s.add_user("octocat", name="The Octocat", email="octocat@example.com", orgs=("acme",), teams=("acme/platform",))
+    s.add_user("outsider", name="Outsider", email="outsider@example.com", orgs=("other",))
+    return s
+
+
+if __name__ == "__main__":  # the demo runs it as a process
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--client-id", required=True)
+    ap.add_argument("--client-secret", required=True)
+    ns = ap.parse_args()
+    standin = demo_standin(ns.client_id, ns.client_secret)
+    standin.base = f"http://127.0.0.1:{ns.port}"
+    spec()  # read GitHub's description before answering the first sign-in
+    make_server("127.0.0.1", ns.port, standin, threaded=True).serve_forever()
