@@ -236,6 +236,17 @@ def test_refusals_through_the_app_leave_no_session(gh_bridge, bridge_logs) -> No
     assert "unverified@example.com" not in bridge_logs.text and "gho_" not in bridge_logs.text
 
 
+def test_github_api_down_at_sign_in_is_a_503_page_and_no_session(gh_bridge, github) -> None:
+    base, settings = gh_bridge
+    s = requests.Session()
+    r = s.get(f"{base}/login/{GH}", allow_redirects=False, timeout=10)
+    back = authorize(r.headers["Location"], "octocat", s=s)
+    github.fail_status = 502
+    page = s.get(back, timeout=20)
+    assert page.status_code == 503 and 'data-code="idp_unavailable"' in page.text, page.text[:300]
+    assert "Traceback" not in page.text and s.cookies.get(settings.session_cookie) is None
+
+
 def test_team_removal_and_revoked_token_reach_session_and_cli_token(gh_bridge, github, live_bridge) -> None:
     base, _ = gh_bridge
     svc = live_bridge.app.extensions["bridge"]
