@@ -88,6 +88,22 @@ def callback_params(location: str) -> dict[str, str]:
 REDIRECT = "http://127.0.0.1:1/callback/gh"
 
 
+def test_the_stand_in_refuses_to_send_a_body_githubs_description_does_not_allow() -> None:
+    from tests.peers.github_standin import schema_errors_for
+
+    with serve() as s:
+        user = s.add_user("octocat", email="octocat@example.com")
+        assert schema_errors_for("/user", "200", s._user(user)) == []
+        body = {**s._user(user), "id": "583231"}  # GitHub's ids are integers
+        assert schema_errors_for("/user", "200", body)
+        assert schema_errors_for("/user/emails", "200", [{"email": "a@example.com", "primary": "yes"}])
+        s.users["octocat"].name = 42  # type: ignore[assignment]  # a body GitHub would never send
+        token = "gho_x"
+        s.tokens[token] = "octocat"
+        r = requests.get(f"{s.base}/api/v3/user", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert r.status_code == 599 and s.schema_errors
+
+
 # -- the connector against the stand-in -------------------------------------------------------------
 def test_sign_in_maps_user_verified_primary_email_and_allowed_orgs_only(github) -> None:
     conn, p = connector(github), pending()
