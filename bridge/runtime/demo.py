@@ -158,6 +158,7 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         _start_idp(procs, env, peers, port)
         _wait(f"{env['DEMO_STS_URL']}/", "local STS")
         _start_console_stand_in(procs, env, peers, port)
+        _start_github_stand_in(procs, env, peers)
         _forget_earlier_runs(config, env)
         procs.start("bridge", [sys.executable, "-m", "bridge", "serve", "--config", str(config)], env=env)
         _wait(f"http://127.0.0.1:{port}/healthz", "bridge", 30)
@@ -248,6 +249,22 @@ def _start_console_stand_in(procs: _Procs, env: dict[str, str], peers: Path, por
         _wait(f"{env['DEMO_CONSOLE_URL']}/federation", "console sign-in stand-in")
 
 
+def _start_github_stand_in(procs: _Procs, env: dict[str, str], peers: Path) -> None:
+    """``DEMO_GITHUB=stand-in``: the GitHub stand-in (tests/peers/github_standin.py, its answers from GitHub's
+    OpenAPI description in node_modules) and the demo's ``github`` connector on it (docs/idps/github.md)."""
+    if env.get("DEMO_GITHUB") != "stand-in":
+        env["DEMO_GITHUB_ENABLED"] = "false"
+        return
+    if not (peers / "node_modules" / "@octokit" / "openapi").is_dir():
+        raise RuntimeError("DEMO_GITHUB=stand-in needs tests/peers/node_modules (cd tests/peers && npm ci)")
+    gport = free_port(9100)
+    procs.start("github", [sys.executable, str(peers / "github_standin.py"), "--port", str(gport),
+                           "--client-id", "bridge-demo", "--client-secret", "demo-github-secret"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=peers.parent.parent)
+    env["DEMO_GITHUB_URL"], env["DEMO_GITHUB_ENABLED"] = f"http://127.0.0.1:{gport}", "true"
+    _wait(f"{env['DEMO_GITHUB_URL']}/login/oauth/authorize?client_id=bridge-demo", "GitHub stand-in")
+
+
 def _forget_earlier_runs(config: Path, env: dict[str, str]) -> None:
     try:
         gone = forget_earlier_runs(config, env)
@@ -277,6 +294,8 @@ Federation Bridge demo is running.
   Open        {base}/
   Sign in     {'"Demo IdP (OIDC)": alice / alice-pw (admins, MFA), bob / bob-pw, carol / carol-pw' if oidc else ''}
               "Dev login (insecure)": pick alice, bob or carol
+              {'"GitHub (stand-in)": type octocat (org acme, team platform) or outsider at its consent page'
+               if env.get("DEMO_GITHUB_ENABLED") == "true" else '(DEMO_GITHUB=stand-in make demo adds GitHub)'}
   Local STS   {env['DEMO_STS_URL']}   (moto; accepts any key)
   AWS console {env.get('DEMO_CONSOLE_URL', '(stand-in missing)')}   (stand-in: the Console buttons land here)
   Redis       {env['DEMO_REDIS_URL']}

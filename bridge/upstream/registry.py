@@ -15,12 +15,14 @@ from pydantic import Field
 
 from bridge.upstream.base_settings import ConnectorSettingsBase
 from bridge.upstream.dev_settings import DevConnectorSettings
+from bridge.upstream.github_settings import GithubConnectorSettings
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.saml_settings import SamlConnectorSettings
 from bridge.upstream.workload_settings import WorkloadConnectorSettings
 
 # In this order in the "expected tags" of the unknown-type message.
-AnyConnectorSettings = OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings | WorkloadConnectorSettings
+AnyConnectorSettings = (OidcConnectorSettings | SamlConnectorSettings | DevConnectorSettings
+                        | WorkloadConnectorSettings | GithubConnectorSettings)
 ConnectorSettings = Annotated[AnyConnectorSettings, Field(discriminator="type")]
 
 CONNECTOR_SETTINGS: dict[str, type[ConnectorSettingsBase]] = {
@@ -28,5 +30,6 @@ CONNECTOR_SETTINGS: dict[str, type[ConnectorSettingsBase]] = {
     "saml": SamlConnectorSettings,
     "dev": DevConnectorSettings,
     "workload": WorkloadConnectorSettings,
+    "github": GithubConnectorSettings,
 }
 CONNECTOR_TYPES = tuple(CONNECTOR_SETTINGS)

@@ -132,3 +132,47 @@ def test_ctrl_c_ends_every_child_group_even_a_stuck_worker_and_frees_the_port() 
         if demo.poll() is None:
             demo.kill()
             demo.wait(10)
+
+
+def test_demo_with_the_github_stand_in_signs_in_with_github() -> None:
+    """``DEMO_GITHUB=stand-in make demo``: the GitHub connector on the stand-in, octocat (team acme/platform)
+    gets the sandbox Admin role of the demo's github-platform-team rule."""
+    from tests.integration.test_github_login import authorize
+
+    port = free_port()
+    demo = subprocess.Popen([sys.executable, "-m", "bridge", "demo", "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, "DEMO_GITHUB": "stand-in"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert demo.poll() is None, demo.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the demo did not come up"
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.3)
+        s = requests.Session()
+        assert "GitHub (stand-in)" in s.get(f"{base}/", timeout=10).text
+        r = s.get(f"{base}/login/github", allow_redirects=False, timeout=10)
+        assert r.status_code in (302, 303), r.text[:300]
+        portal = s.get(authorize(r.headers["Location"], "octocat", s=s), headers={"Accept": "application/json"},
+                       timeout=20)
+        assert portal.status_code == 200, portal.text[:300]
+        doc = portal.json()
+        assert doc["identity"]["email"] == "octocat@example.com"
+        assert "arn:aws:iam::123456789012:role/Admin" in {g["role_arn"] for g in doc["grants"]}
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
+        out = demo.communicate(timeout=60)[0].decode()
+        assert demo.returncode == 0 and '"GitHub (stand-in)": type octocat' in out, out[-2000:]
+    finally:
+        if demo.poll() is None:  # a failed assertion: Ctrl-C first, so the demo stops its children
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(demo.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                demo.communicate(timeout=60)
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)

@@ -435,7 +435,7 @@ def test_unknown_connector_type_fails_with_the_registry_types() -> None:
         settings_from_dict(minimal(connectors=[{"id": "x", "type": "ldap"}]))
     assert e.value.problems == [
         "connectors[0]: Input tag 'ldap' found using 'type' does not match any of the expected tags: "
-        "'oidc', 'saml', 'dev', 'workload'"
+        "'oidc', 'saml', 'dev', 'workload', 'github'"
     ]
 
 
@@ -448,7 +448,7 @@ def test_connector_registry_matches_the_settings_union() -> None:
     for type_, cls in CONNECTOR_SETTINGS.items():
         assert get_args(cls.model_fields["type"].annotation) == (type_,)
         assert cls.__module__ == f"bridge.upstream.{type_}_settings"  # beside its connector
-    assert CONNECTOR_TYPES == ("oidc", "saml", "dev", "workload")
+    assert CONNECTOR_TYPES == ("oidc", "saml", "dev", "workload", "github")
 
 
 def test_semantic_problems_come_connectors_first_then_sections(tmp_path: Path) -> None:
