@@ -39,7 +39,8 @@ class StepUpSettings(SettingsModel):
     force_authn: bool = Field(True, description="SAML: ForceAuthn=\"true\" in the step-up AuthnRequest")
     authn_contexts: list[str] | None = Field(None, description="SAML RequestedAuthnContext class refs "
                                                                "(None: mfa_authn_contexts)")
-    authn_context_comparison: Literal["exact", "minimum", "better", "maximum"] = "exact"
+    authn_context_comparison: Literal["exact", "minimum", "better", "maximum"] = Field(
+        "exact", description="SAML: the RequestedAuthnContext Comparison")
     mfa_max_age: int | None = Field(None, ge=60, le=7 * 86400,
                                     description="seconds after the MFA sign-in it stops counting and step-up is "
                                                 "asked again (None: the whole session)")
