@@ -63,7 +63,8 @@ def portal() -> ResponseReturnValue:
         method = svc.console.method
         age = mfa_age(identity, int(svc.sessions.clock()))
         return jsonify(identity={"email": identity.email, "name": identity.name, "mfa": identity.mfa,
-                                 "connector": identity.connector_id, **({} if age is None else {"mfa_age": age})},
+                                 "connector": identity.connector_id},
+                       **({} if age is None else {"mfa_age": age}),  # seconds since the MFA sign-in
                        grants=[present.portal_grant(gr, method(gr)) for gr in grants],
                        locked=[present.portal_grant(gr, method(gr)) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],

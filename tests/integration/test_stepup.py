@@ -91,7 +91,7 @@ def test_step_up_against_an_idp_that_already_has_a_password_only_session(
                      username="frank", password="frank-pw", otp="424242")
     assert r.status_code == 200 and r.url == f"{base}/portal" and 'id="mfa-age"' in r.text
     up = portal_json(s, base)
-    assert up["identity"]["mfa"] is True and 0 <= up["identity"]["mfa_age"] < 60 and up["locked"] == []
+    assert up["identity"]["mfa"] is True and 0 <= up["mfa_age"] < 60 and up["locked"] == []
     assert up["csrf_token"] != before["csrf_token"]  # a new session (rotated), the old one ended
 
     # What is issued now passes the strict STS under the hardened trust policy, carrying bridge:mfa=true.

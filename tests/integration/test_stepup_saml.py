@@ -85,7 +85,7 @@ def test_saml_step_up_asks_again_and_verifies_the_class(live_bridge: Any, settin
     r = _answered(base, s, s.get(f"{base}/step-up", timeout=10), username="frank", password="frank-pw", otp="424242")
     assert r.status_code == 200 and r.url == f"{base}/portal"
     up = portal_json(s, base)
-    assert up["identity"]["mfa"] is True and up["locked"] == [] and "mfa_age" in up["identity"]
+    assert up["identity"]["mfa"] is True and up["locked"] == [] and "mfa_age" in up
     # The assertion the bridge mints passes the strict STS and carries bridge:mfa=true.
     r = s.post(f"{base}/credentials/{grant_id(up, '/Admin')}", timeout=30,
                headers={"Accept": "application/json", "X-CSRF-Token": up["csrf_token"]})
