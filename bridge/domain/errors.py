@@ -156,7 +156,8 @@ class MfaRequired(NotGranted):
     code = "mfa_required"
     title = "Multi-factor sign-in required"
     message = "This role requires that you sign in with multi-factor authentication (MFA)."
-    hint = "Sign out, then sign in again and complete the MFA prompt of your identity provider."
+    hint = ("Choose \"Sign in again with MFA\" on the portal and complete the MFA prompt of your identity "
+            "provider.")
     show_detail = False
 
 

@@ -19,14 +19,14 @@ from bridge.domain.stepup import StepUpPolicy
 
 StepUpPreset = Literal["none", "okta", "entra", "google", "keycloak"]
 
-# preset → (prompt=login, acr_values asked). Keycloak's acr_values name LoA levels mapped in its client
-# ("ACR to LoA mapping"): "mfa" here, to be mapped to the level of the OTP step of its browser flow.
+# preset → (prompt=login, acr_values asked). Keycloak takes a level of authentication (LoA) of its browser
+# flow as acr_values ("2": the level whose step asks the second factor) and answers it in acr.
 STEP_UP_PRESETS: dict[str, tuple[bool, tuple[str, ...]]] = {
     "none": (True, ()),
     "okta": (True, ("urn:okta:loa:2fa:any",)),
     "entra": (True, ()),  # Entra ID ignores acr_values; MFA is its Conditional Access's (claims/acrs: not sent)
     "google": (False, ()),  # Google knows no prompt=login and sends no amr: max_age only
-    "keycloak": (True, ("mfa",)),
+    "keycloak": (True, ("2",)),
 }
 
 

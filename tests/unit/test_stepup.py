@@ -95,8 +95,10 @@ def test_oidc_step_up_parameters_by_preset_and_override() -> None:
     okta = authorize_params(StepUpSettings(preset="okta"), REQ, {})
     assert okta == {"prompt": "login", "max_age": "300", "acr_values": "urn:okta:loa:2fa:any"}
     assert authorize_params(StepUpSettings(preset="google"), REQ, {}) == {"max_age": "300"}
-    assert authorize_params(StepUpSettings(preset="keycloak", acr_values=["gold"], prompt_login=False), REQ, {}) == {
-        "max_age": "300", "acr_values": "gold"}
+    assert authorize_params(StepUpSettings(preset="entra"), REQ, {}) == {"prompt": "login", "max_age": "300"}
+    assert authorize_params(StepUpSettings(preset="keycloak"), REQ, {})["acr_values"] == "2"
+    assert authorize_params(StepUpSettings(preset="keycloak", acr_values=["3"], prompt_login=False), REQ, {}) == {
+        "max_age": "300", "acr_values": "3"}
 
 
 def test_bad_step_up_settings_are_refused() -> None:
