@@ -276,6 +276,7 @@ Federation Bridge demo is running.
 
   Open        {base}/
   Sign in     {'"Demo IdP (OIDC)": alice / alice-pw (admins, MFA), bob / bob-pw, carol / carol-pw' if oidc else ''}
+              {'frank / frank-pw: PlatformDeploy needs MFA; "Sign in again with MFA", code 424242' if oidc else ''}
               "Dev login (insecure)": pick alice, bob or carol
   Local STS   {env['DEMO_STS_URL']}   (moto; accepts any key)
   AWS console {env.get('DEMO_CONSOLE_URL', '(stand-in missing)')}   (stand-in: the Console buttons land here)

@@ -31,7 +31,7 @@ const ACCOUNTS = {
   // step-up: password alone gives amr [pwd]; with the one-time code too (the form asks for it on prompt=login
   // or max_age) amr [pwd, otp] and acr urn:test:loa:2
   frank: { password: 'frank-pw', otp: '424242', email: 'frank@example.com', email_verified: true, name: 'Frank',
-           groups: ['aws-admins'], amr: ['pwd'] },
+           groups: ['aws-admins'], department: 'Platform', amr: ['pwd'] },
   // an address the IdP has not verified (the bridge refuses the sign-in)
   eve:   { password: 'eve-pw', email: 'eve@example.com', email_verified: false, name: 'Eve',
            groups: ['aws-readonly'], amr: ['pwd'] },
@@ -94,7 +94,8 @@ async function adminUser(req, res, name) {
 }
 const loginPage = (uid, err = '', stepUp = false) => `<!doctype html><title>Demo IdP sign-in</title>
 <style>body{font-family:sans-serif;max-width:26rem;margin:4rem auto}input,button{display:block;margin:.5rem 0;padding:.4rem;width:100%}</style>
-<h1>Demo IdP</h1><p>Users: alice / alice-pw (admins, MFA), bob / bob-pw (read-only), carol / carol-pw (no groups)</p>
+<h1>Demo IdP</h1><p>Users: alice / alice-pw (admins, MFA), bob / bob-pw (read-only), carol / carol-pw (no groups),
+frank / frank-pw (admins; one-time code 424242 when asked: step-up)</p>
 <form method="post" action="/interaction/${uid}/login">${err ? `<p id="error">${err}</p>` : ''}
 <label>Username <input id="username" name="username" autofocus></label>
 <label>Password <input id="password" name="password" type="password"></label>${stepUp
