@@ -106,3 +106,14 @@ def test_bad_step_up_settings_are_refused() -> None:
     for bad in ({"preset": "auth0"}, {"max_age": -1}, {"mfa_max_age": 10}, {"prompt": "login"}):
         with pytest.raises(ValidationError):
             StepUpSettings.model_validate(bad)
+
+
+def test_a_bad_step_up_setting_fails_at_startup_naming_each_problem() -> None:
+    from bridge.config import settings_from_dict
+    from bridge.domain.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        settings_from_dict({"base_url": "https://bridge.example.com", "connectors": [
+            {"id": "corp", "type": "oidc", "issuer": "https://idp.example.com", "client_id": "bridge",
+             "step_up": {"preset": "auth0", "max_age": -5}}]})
+    text = "\n".join(e.value.problems)
+    assert "step_up.preset" in text and "step_up.max_age" in text, text
