@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from bridge.domain.errors import LoginError, SamlUnsolicited
+from bridge.domain.errors import LoginError, SamlUnsolicited, StepUpRefused
 from bridge.domain.identity import Identity
+from bridge.domain.stepup import StepUpRequest
 from bridge.storage import PendingLogin, PendingStore
 from bridge.upstream.base import Connector, IdpInitiated
 
@@ -56,13 +57,15 @@ class LoginFlow:
     def redirect_uri(self, connector_id: str) -> str:
         return f"{self.base_url}/callback/{connector_id}"
 
-    def begin(self, connector: Connector, return_to: str | None, *, browser: str) -> str:
+    def begin(self, connector: Connector, return_to: str | None, *, browser: str,
+              step_up: StepUpRequest | None = None) -> str:
         """Record a PendingLogin bound to ``browser`` (the pre-sign-in cookie's value) and return the
-        URL that starts the upstream login."""
+        URL that starts the upstream login; ``step_up``: what a step-up sign-in asks (bridge/core/stepup_flow.py)."""
         pending = PendingLogin(
             state=secrets.token_urlsafe(24), connector_id=connector.id, nonce=secrets.token_urlsafe(24),
             code_verifier=secrets.token_urlsafe(48), return_to=safe_return_to(return_to),
-            created_at=int(self.clock()), correlation_id=secrets.token_hex(12), browser_hash=browser_hash(browser))
+            created_at=int(self.clock()), correlation_id=secrets.token_hex(12), browser_hash=browser_hash(browser),
+            step_up=step_up)
         # Ask the connector first: if the IdP is unreachable nothing is stored.
         start = connector.start_login(pending, self.redirect_uri(connector.id))
         if start.request_id:
@@ -88,11 +91,12 @@ class LoginFlow:
         self.store.forget_browser(key)
         return False
 
-    def complete(self, connector: Connector, params: Mapping[str, str],
-                 *, browser: str | None) -> tuple[Identity, str, str]:
+    def complete(self, connector: Connector, params: Mapping[str, str], *, browser: str | None,
+                 verify: Callable[[PendingLogin, Identity], Identity] | None = None) -> tuple[Identity, str, str]:
         """Verify a callback that ``browser`` (its pre-sign-in cookie's value, None if it sent none)
         delivered; return the identity, where to send the user next, and the sign-in's correlation id
-        (minted at ``begin``; a fresh one for an unsolicited SAML response)."""
+        (minted at ``begin``; a fresh one for an unsolicited SAML response). A step-up's answer goes
+        through ``verify`` (pending, identity) → the verified identity, or raises (none given: refused)."""
         state = params.get("state") or params.get("RelayState")
         pending = self.store.take_pending(state) if state and len(state) <= 128 else None
         if pending is None and connector.allows_unsolicited:
@@ -131,6 +135,10 @@ class LoginFlow:
             raise LoginError("state belongs to another connector", code="state_mismatch",
                              message="The sign-in response does not match the sign-in that was started.")
         identity = connector.finish_login(pending, params, self.redirect_uri(connector.id))
+        if pending.step_up is not None:  # a step-up: its answer is verified, never the request trusted
+            if verify is None:
+                raise StepUpRefused("step-up answer with nothing to verify it", code="step_up_session_changed")
+            identity = verify(pending, identity)
         self.admit(identity)
         return identity, pending.return_to, pending.correlation_id or secrets.token_hex(12)
 

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from bridge.config import SessionSettings
 from bridge.core.credcache import Cache
 from bridge.core.device import DeviceFlow
+from bridge.core.stepup import mfa_current
 from bridge.domain.errors import NotSignedIn, UpstreamUnavailable
 from bridge.domain.identity import Grant, Identity
 from bridge.keys.sealing import SEALED, Sealer
@@ -181,7 +182,9 @@ class Sessions:
         return self._seen_as(shash, None if record is None else self._governed(shash, self.reverified(shash, record)))
 
     def _governed(self, shash: str, record: SessionRecord) -> SessionRecord:
-        """``record`` as SCIM has it now (groups pushed, when configured); a deactivated user's session ends."""
+        """``record`` as SCIM has it now (groups pushed, when configured); a deactivated user's session ends.
+        An MFA sign-in older than its connector's ``mfa_max_age`` no longer counts (bridge/core/stepup.py)."""
+        record = self._mfa_aged(record)
         if self.directory is None:
             return record
         governed = self.directory.govern(record)
@@ -189,6 +192,11 @@ class Sessions:
             self.end(shash, record)
             raise scim_ended()
         return governed
+
+    def _mfa_aged(self, record: SessionRecord) -> SessionRecord:
+        max_age = self._policy(record.identity.connector_id).mfa_max_age
+        aged = mfa_current(record.identity, max_age, int(self.clock()))
+        return record if aged is record.identity else replace(record, identity=aged)
 
     def last_seen(self, shash: str) -> SessionRecord | None:
         """The session ``shash`` as this process last loaded it (not a proof that it lives)."""

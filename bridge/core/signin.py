@@ -28,6 +28,7 @@ from bridge.aws.upstream_check import UpstreamCheck, check_oidc, check_saml, pem
 from bridge.core.access import PASSTHROUGH_VERSION, AccessPoint, Decision
 from bridge.core.flow import LoginFlow
 from bridge.core.sessions import Sessions
+from bridge.core.stepup_flow import StepUps
 from bridge.domain.errors import IdpDenied, LoginError, StoreUnavailable
 from bridge.domain.identity import Identity
 from bridge.storage import NoteStore, PassthroughInfo
@@ -85,6 +86,7 @@ class SignIn:
         self.partition = partition
         self.audit_in_store = audit_in_store
         self.clock = clock
+        self.step_ups = StepUps(sessions, connectors, clock)  # step-up MFA: asked and verified
 
     def complete(self, connector_id: str, params: Mapping[str, str], browser: Browser,
                  old_session: str | None) -> SignedIn:
@@ -96,7 +98,8 @@ class SignIn:
             raise LoginError(f"unknown connector {connector_id[:40]!r}",
                              message="There is no identity provider of that name here.")
         try:
-            identity, return_to, correlation = self.flow.complete(connector, params, browser=browser.cookie)
+            identity, return_to, correlation = self.flow.complete(connector, params, browser=browser.cookie,
+                                                                  verify=self.step_ups.verifier(old_session))
         except Exception as e:
             self._failed(connector_id, e, browser)
             raise

@@ -6,7 +6,8 @@
     │   ├── IdpDenied (403)          the IdP said no (error=access_denied, ...)
     │   ├── InvalidIdToken (401)     signature, iss, aud, exp, iat, nonce
     │   ├── EmailUnverified (403)    the IdP does not vouch for the e-mail (email_verified not true)
-    │   └── SamlUnsolicited (400)    a SAML response to no sign-in the bridge started (IdP-initiated)
+    │   ├── SamlUnsolicited (400)    a SAML response to no sign-in the bridge started (IdP-initiated)
+    │   └── StepUpRefused (403)      a step-up's answer is not what was asked (no MFA, stale, another user)
     ├── NotSignedIn (401)            no or expired bridge session
     ├── NotGranted (403)             the role is not one of the user's grants
     │   ├── MfaRequired (403)        the role needs a sign-in with MFA (step-up)
@@ -155,8 +156,18 @@ class MfaRequired(NotGranted):
     code = "mfa_required"
     title = "Multi-factor sign-in required"
     message = "This role requires that you sign in with multi-factor authentication (MFA)."
-    hint = "Sign out, then sign in again and complete the MFA prompt of your identity provider."
+    hint = ("Choose \"Sign in again with MFA\" on the portal and complete the MFA prompt of your identity "
+            "provider.")
     show_detail = False
+
+
+class StepUpRefused(LoginError):
+    """The IdP's answer to a step-up sign-in does not prove what the role needs (bridge/core/stepup.py):
+    each refusal has its own code (``step_up_no_mfa``, ``step_up_stale``, ...) and text."""
+
+    code = "step_up_refused"
+    status = 403
+    title = "The MFA sign-in was not accepted"
 
 
 class AdminOnly(NotGranted):

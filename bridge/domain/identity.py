@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 from typing import Any
 
+from bridge.domain.stepup import StepUpRequest
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -310,10 +312,17 @@ class PendingLogin:
     # SHA-256 of the pre-sign-in cookie of the browser that started it (login CSRF, RFC 6749 §10.12):
     # only that browser may complete it. The hash, so the store never holds a usable cookie value.
     browser_hash: str | None = None
+    # A step-up (bridge/domain/stepup.py): what the callback must verify the IdP's answer against.
+    step_up: StepUpRequest | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("step_up")
+        if self.step_up is not None:  # the JSON of a plain sign-in is unchanged
+            d["step_up"] = self.step_up.to_json()
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> PendingLogin:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        step_up = StepUpRequest.from_json(d["step_up"]) if d.get("step_up") else None
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "step_up"}, step_up=step_up)

@@ -93,11 +93,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_template_filter(human_duration, "duration")
     app.add_template_filter(utc_time, "utc")
 
-    from bridge.web import api, console, errors, login, portal, sso, wellknown
+    from bridge.web import api, console, errors, login, portal, sso, stepup, wellknown
     from bridge.web import requests as access_requests
 
     errors.init_app(app)
-    for bp in (login.bp, portal.bp, console.bp, wellknown.bp, api.bp, sso.bp, sso.page, access_requests.bp):
+    for bp in (login.bp, portal.bp, console.bp, wellknown.bp, api.bp, sso.bp, sso.page, access_requests.bp, stepup.bp):
         app.register_blueprint(bp)
     if app.extensions["bridge"].scim is not None:  # off (404) unless scim.token is set
         from bridge.web import scim

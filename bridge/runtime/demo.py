@@ -293,6 +293,7 @@ Federation Bridge demo is running.
 
   Open        {base}/
   Sign in     {'"Demo IdP (OIDC)": alice / alice-pw (admins, MFA), bob / bob-pw, carol / carol-pw' if oidc else ''}
+              {'frank / frank-pw: PlatformDeploy needs MFA; "Sign in again with MFA", code 424242' if oidc else ''}
               "Dev login (insecure)": pick alice, bob or carol
               {'"GitHub (stand-in)": type octocat (org acme, team platform) or outsider at its consent page'
                if env.get("DEMO_GITHUB_ENABLED") == "true" else '(DEMO_GITHUB=stand-in make demo adds GitHub)'}

@@ -20,7 +20,7 @@ Contract:
 - ``policy`` (a ``ConnectorPolicy``, from the connector's settings) is what the core applies to
   the connector's users: session lifetime, re-check interval and grace, pass-through. The core
   reads it and asks capabilities by ``isinstance`` (``Reverifier``, ``IdpInitiated``,
-  ``Passthrough``, ``SignsOut``, ``Headless``, ``ExchangesTokens``); it never branches on ``type``.
+  ``Passthrough``, ``SignsOut``, ``Headless``, ``ExchangesTokens``, ``StepUp``); it never branches on ``type``.
 - Connectors never see AWS, Flask or Redis. They never log tokens.
 Not verified by connectors: what the user may do (that is mapping's job).
 
@@ -38,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from bridge.domain.identity import Identity
 from bridge.domain.identity import PendingLogin as PendingLogin  # re-exported: the contract's value type
+from bridge.domain.stepup import StepUpPolicy
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ConnectorPolicy:
     groups_claim: str = "groups"
     passthrough_token: bool = False
     idp_roles: bool = False
+    mfa_max_age: int | None = None  # seconds an MFA sign-in counts (step_up.mfa_max_age); None: the session
 
 
 NO_POLICY = ConnectorPolicy()  # a connector no longer configured: nothing beyond the defaults
@@ -186,6 +188,16 @@ class Headless(Protocol):
 def sign_in_choices(connectors: Iterable[Connector]) -> list[Connector]:
     """The connectors the sign-in page offers: all but the ``Headless`` ones."""
     return [c for c in connectors if not isinstance(c, Headless)]
+
+
+@runtime_checkable
+class StepUp(Protocol):
+    """A connector that can ask its IdP for a fresh MFA sign-in (``isinstance(connector, StepUp)``): its
+    ``start_login`` reads ``pending.step_up`` (OIDC ``prompt=login``/``max_age``/``acr_values``, SAML
+    ``ForceAuthn``/``RequestedAuthnContext``), and ``step_up_policy()`` says what the answer is verified
+    against (bridge/core/stepup.py: the core verifies; the request proves nothing)."""
+
+    def step_up_policy(self) -> StepUpPolicy: ...
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from joserfc.jwk import KeySet
 
 from bridge.domain.errors import EmailUnverified, IdpDenied, InvalidIdToken, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Identity
+from bridge.domain.stepup import StepUpPolicy
 from bridge.telemetry.logs import event
 from bridge.upstream.base import (
     LoginStart,
@@ -51,6 +52,7 @@ from bridge.upstream.base import (
 )
 from bridge.upstream.oidc_claims import check_email_verified, claim_warnings, groups_from, missing_claims
 from bridge.upstream.oidc_settings import OidcConnectorSettings
+from bridge.upstream.oidc_stepup import authorize_params
 
 GRANT_VERSION = 1
 # An access token this close to its expiry is not used for userinfo: a 401 for an expired token
@@ -126,6 +128,11 @@ class OidcConnector:
         if self.on_stale:
             self.on_stale(document)
 
+    def step_up_policy(self) -> StepUpPolicy:
+        """What a step-up's answer must show (``StepUp``): the connector's own MFA values."""
+        return self.cfg.step_up.policy(accepted_amr=self.cfg.mfa_amr_values, accepted_acr=self.cfg.mfa_acr_values,
+                                       clock_skew=self.cfg.clock_skew)
+
     def logout_url(self, post_logout_redirect_uri: str) -> str | None:
         """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) when the IdP advertises an
         ``end_session_endpoint``: ``client_id`` identifies us (the bridge keeps no ID token to hint with)."""
@@ -192,6 +199,7 @@ class OidcConnector:
         extra = {"prompt": "consent"} if self.cfg.request_offline_access and self.cfg.offline_access_consent else {}
         if self.response_mode:
             extra["response_mode"] = self.response_mode
+        extra = authorize_params(self.cfg.step_up, pending.step_up, extra)  # step-up: prompt, max_age, acr_values
         url, _ = self._client(redirect_uri).create_authorization_url(
             meta["authorization_endpoint"], state=pending.state, nonce=pending.nonce,
             code_verifier=pending.code_verifier, **extra)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from bridge.upstream.apple_settings import APPLE_ISSUER, AppleSettings, apple_defaults, apple_problems
 from bridge.upstream.base import Connector, ConnectorPolicy
 from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
+from bridge.upstream.stepup_settings import StepUpSettings
 
 
 class OidcConnectorSettings(ConnectorSettingsBase):
@@ -57,6 +58,8 @@ class OidcConnectorSettings(ConnectorSettingsBase):
     # which OIDC Core §11 asks for and npm oidc-provider enforces (it drops offline_access without it).
     request_offline_access: bool = False
     offline_access_consent: bool = True
+    # Step-up MFA (docs/step-up-mfa.md): prompt=login, max_age, acr_values of a step-up sign-in.
+    step_up: StepUpSettings = Field(default_factory=StepUpSettings)
 
     @field_validator("reverify_interval")
     @classmethod
@@ -78,7 +81,8 @@ class OidcConnectorSettings(ConnectorSettingsBase):
     def policy(self) -> ConnectorPolicy:
         return ConnectorPolicy(reverify_interval=self.reverify_interval, reverify_grace=self.reverify_grace,
                                reverify_fail_closed=self.reverify_unreachable == "fail_closed",
-                               groups_claim=self.groups_claim, passthrough_token=self.aws_passthrough)
+                               groups_claim=self.groups_claim, passthrough_token=self.aws_passthrough,
+                               mfa_max_age=self.step_up.mfa_max_age)
 
     def open(self, env: ConnectorEnv) -> Connector:
         from bridge.upstream.oidc import open_oidc  # authlib, requests: only once the service starts

@@ -33,11 +33,13 @@ from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 from bridge.domain.errors import IdpDenied, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Identity
 from bridge.domain.partitions import is_aws_saml_audience, is_aws_signin_saml_url
+from bridge.domain.stepup import StepUpPolicy
 from bridge.telemetry.logs import event
 from bridge.upstream.base import LoginStart, PendingLogin, SamlTrust
 from bridge.upstream.saml_attributes import attribute_warnings, first_present, name_id_warnings, subject_from
 from bridge.upstream.saml_refusals import check_of, refused, unsolicited
 from bridge.upstream.saml_settings import SamlConnectorSettings
+from bridge.upstream.saml_stepup import authn_instant, security_for_step_up
 
 MAX_RESPONSE_B64 = 1_400_000  # ~1 MB of XML; Flask also caps the request body at 1 MB
 ENTRA_AMR = "http://schemas.microsoft.com/claims/authnmethodsreferences"
@@ -122,6 +124,12 @@ class SamlConnector:
             self._idp, self._idp_at = idp, self.clock()
             return idp
 
+    def step_up_policy(self) -> StepUpPolicy:
+        """What a step-up's answer must show (``StepUp``): an AuthnContextClassRef (or Entra amr) of
+        ``mfa_authn_contexts``, and an AuthnInstant within ``step_up.max_age``."""
+        accepted = self.cfg.mfa_authn_contexts
+        return self.cfg.step_up.policy(accepted_amr=accepted, accepted_acr=accepted, clock_skew=self.cfg.clock_skew)
+
     def passthrough_trust(self) -> SamlTrust:
         """What AWS judges this IdP's response against: the IdP metadata the connector trusts."""
         idp = self.idp_settings()
@@ -131,9 +139,9 @@ class SamlConnector:
         return SamlTrust(entity_id=str(idp.get("entityId") or ""), certs=tuple(certs),
                          encryption_allowed=self.cfg.want_assertions_encrypted)
 
-    def settings(self) -> OneLogin_Saml2_Settings:
+    def settings(self, *, step_up: bool = False) -> OneLogin_Saml2_Settings:
         response_only = self.cfg.insecure_allow_response_only_signing
-        data = {
+        data: dict[str, Any] = {
             # Passthrough responses are addressed to AWS (Destination/Recipient), which python3-saml's
             # strict mode would refuse; signatures are still verified and _strict_checks covers the rest.
             "strict": not self.cfg.aws_passthrough, "debug": False,
@@ -150,6 +158,8 @@ class SamlConnector:
                          "signatureAlgorithm": C.RSA_SHA256, "digestAlgorithm": C.SHA256,
                          "allowRepeatAttributeName": True},
         }
+        if step_up:  # RequestedAuthnContext of a step-up request (bridge/upstream/saml_stepup.py)
+            data["security"] = security_for_step_up(self.cfg, data["security"])
         return OneLogin_Saml2_Settings(data, sp_validation_only=False)
 
     def sp_metadata(self) -> bytes:
@@ -183,8 +193,10 @@ class SamlConnector:
 
     # -- login --------------------------------------------------------------------------
     def start_login(self, pending: PendingLogin, redirect_uri: str) -> LoginStart:
-        auth = OneLogin_Saml2_Auth(self._request_data(), self.settings())
-        url = auth.login(return_to=pending.state)  # RelayState keys the server-owned pending login
+        step_up = pending.step_up is not None  # ForceAuthn + RequestedAuthnContext (docs/step-up-mfa.md)
+        auth = OneLogin_Saml2_Auth(self._request_data(), self.settings(step_up=step_up))
+        # RelayState keys the server-owned pending login
+        url = auth.login(return_to=pending.state, force_authn=step_up and self.cfg.step_up.force_authn)
         return LoginStart(str(url), request_id=auth.get_last_request_id())
 
     def finish_login(self, pending: PendingLogin | None, params: Mapping[str, str],
@@ -314,6 +326,12 @@ class SamlConnector:
         claims["name_id_format"] = fmt
         return Identity(connector_id=self.id, subject=subject, issuer=str(issuers[0]) if issuers else "",
                         email=email, name=one("name"), groups=tuple(first_present(attrs, self.cfg.attribute("groups"))),
-                        claims=claims, authn_time=None, mfa=mfa, amr=amr,
-                        acr=sorted(contexts)[0] if contexts else None,
+                        claims=claims, authn_time=authn_instant(resp), mfa=mfa, amr=amr,
+                        acr=_acr(contexts, self.cfg.mfa_authn_contexts),
                         warnings=tuple(attribute_warnings(self.cfg, attrs) + name_id_warnings(self.cfg, fmt, attrs)))
+
+
+def _acr(contexts: set[str], mfa_contexts: list[str]) -> str | None:
+    """The one AuthnContextClassRef kept as ``acr``: an MFA one when there is one, else the first by name."""
+    mfa = sorted(contexts & set(mfa_contexts))
+    return mfa[0] if mfa else (sorted(contexts)[0] if contexts else None)

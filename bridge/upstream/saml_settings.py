@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from bridge.upstream.base import Connector, ConnectorPolicy
 from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
+from bridge.upstream.stepup_settings import StepUpSettings
 
 # LDAP attribute names in their SAML 2.0 "uri" form (urn:oid:..., what Shibboleth and SimpleSAMLphp's
 # name2oid send; eduPerson and inetOrgPerson schemas).
@@ -99,9 +100,12 @@ class SamlConnectorSettings(ConnectorSettingsBase):
     # SAML has no back channel to re-check a user: a shorter session for this connector's users bounds
     # how long a user disabled at the IdP keeps access (None: session.absolute_timeout).
     max_session: int | None = Field(None, ge=300, le=7 * 86400, description="seconds since sign-in")
+    # Step-up MFA (docs/step-up-mfa.md): ForceAuthn and RequestedAuthnContext of a step-up AuthnRequest.
+    step_up: StepUpSettings = Field(default_factory=StepUpSettings)
 
     def policy(self) -> ConnectorPolicy:
-        return ConnectorPolicy(max_session=self.max_session, idp_roles=self.aws_passthrough)
+        return ConnectorPolicy(max_session=self.max_session, idp_roles=self.aws_passthrough,
+                               mfa_max_age=self.step_up.mfa_max_age)
 
     def open(self, env: ConnectorEnv) -> Connector:
         from bridge.upstream.saml import SamlConnector  # python3-saml, xmlsec: only once the service starts
@@ -115,6 +119,12 @@ class SamlConnectorSettings(ConnectorSettingsBase):
         explicit = {"email": self.email_attribute, "name": self.name_attribute, "groups": self.groups_attribute}
         one = explicit[what]
         return (one,) if one else SAML_PRESETS[self.attribute_preset][what]
+
+    def step_up_contexts(self) -> list[str]:
+        """The AuthnContextClassRefs a step-up AuthnRequest asks for: ``step_up.authn_contexts``, else
+        ``mfa_authn_contexts``."""
+        asked = self.step_up.authn_contexts
+        return list(self.mfa_authn_contexts if asked is None else asked)
 
     def requested_name_id_format(self) -> str:
         """The NameIDPolicy Format asked for: ``name_id_format``, else by preset (see the option)."""

@@ -15,6 +15,7 @@ from bridge import mapping
 from bridge.aws import formats
 from bridge.core import credview
 from bridge.core.flow import safe_return_to
+from bridge.core.stepup import mfa_age
 from bridge.domain import present
 from bridge.domain.errors import AdminOnly, BadRequest, BridgeError
 from bridge.domain.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
@@ -60,8 +61,10 @@ def portal() -> ResponseReturnValue:
     requestable = [r.grant for r in svc.access.requestable(identity)] if session.passthrough_grants is None else []
     if wants_json():
         method = svc.console.method
+        age = mfa_age(identity, int(svc.sessions.clock()))
         return jsonify(identity={"email": identity.email, "name": identity.name, "mfa": identity.mfa,
                                  "connector": identity.connector_id},
+                       **({} if age is None else {"mfa_age": age}),  # seconds since the MFA sign-in
                        grants=[present.portal_grant(gr, method(gr)) for gr in grants],
                        locked=[present.portal_grant(gr, method(gr)) for gr in locked],
                        recent=[i for i in recent_ids if any(gr.id == i for gr in grants)],
@@ -77,6 +80,7 @@ def portal() -> ResponseReturnValue:
     cards = portal_html.account_cards(accounts, fav_ids, ends, lazy=len(grants) > portal_html.INLINE_ROWS,
                                       open_id=request.args.get("open", ""), narrowed=narrowed)
     return render_template("portal.html", identity=identity, accounts=cards if accounts else None, locked=locked,
+                           mfa_age=mfa_age(identity, int(svc.sessions.clock())),
                            csrf=session.csrf, expires_at=session.expires_at, is_admin=_is_admin(identity),
                            recent=recent, favourites=favourites, fav_ids=fav_ids, total=len(grants), waiting=waiting,
                            pending=pending,

@@ -29,6 +29,10 @@ const ACCOUNTS = {
   // a contractor whose IdP spells the domain in mixed case (deny rules must still hit him)
   dave:  { password: 'dave-pw', email: 'Dave@Contractor.Example.com', email_verified: true, name: 'Dave',
            groups: ['aws-admins'], amr: ['pwd'] },
+  // step-up: password alone gives amr [pwd]; with the one-time code too (the form asks for it on prompt=login
+  // or max_age) amr [pwd, otp] and acr urn:test:loa:2
+  frank: { password: 'frank-pw', otp: '424242', email: 'frank@example.com', email_verified: true, name: 'Frank',
+           groups: ['aws-admins'], department: 'Platform', amr: ['pwd'] },
   // an address the IdP has not verified (the bridge refuses the sign-in)
   eve:   { password: 'eve-pw', email: 'eve@example.com', email_verified: false, name: 'Eve',
            groups: ['aws-readonly'], amr: ['pwd'] },
@@ -66,6 +70,7 @@ const provider = new Provider(ISSUER, {
             profile: ['name', 'department'], groups: ['groups'], ...(APPLE ? { name: [] } : {}) },
   conformIdTokenClaims: LLNG,  // true: scope claims go to userinfo only (the code flow issues an access token)
   pkce: { required: () => true },
+  acrValues: ['urn:test:loa:1', 'urn:test:loa:2'],
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, i) => `/interaction/${i.uid}` },
   cookies: { keys: ['test-only-cookie-key'] },
@@ -78,7 +83,7 @@ const provider = new Provider(ISSUER, {
     // and userinfo with invalid_token.
     const a = ACCOUNTS[id.replace(/^00u/, '')]; if (!a || a.disabled) return undefined;
     return { accountId: id, async claims() {
-      const { password, amr, disabled, first, last, ...c } = a;
+      const { password, amr, disabled, first, last, otp, ...c } = a;
       if (LLNG) { delete c.email_verified; c.groups = (c.groups || []).join('; '); }
       if (APPLE && ctx.oidc?.client?.clientId === APPLE.clientId) {  // Apple: no name or groups, string booleans
         delete c.name; delete c.groups; delete c.department;
@@ -87,8 +92,14 @@ const provider = new Provider(ISSUER, {
       return { sub: id, ...c }; } };
   },
 });
-const finishLogin = (req, res, id) => provider.interactionFinished(req, res,
-  { login: { accountId: `00u${id}`, amr: ACCOUNTS[id].amr, acr: 'urn:test:loa:1' } }, { mergeWithLastSubmission: false });
+const finishLogin = (req, res, id, mfa = false) => provider.interactionFinished(req, res,
+  { login: { accountId: `00u${id}`, amr: mfa ? ['pwd', 'otp'] : ACCOUNTS[id].amr, acr: mfa ? 'urn:test:loa:2' : 'urn:test:loa:1' } },
+  { mergeWithLastSubmission: false });
+// TEST_ADMIN: what the last authorization request asked (GET /test-admin/last-authorization), and how many
+// times the login form was shown: a step-up test checks what the bridge sent and that the IdP asked again.
+const SEEN = { authorization: null, loginForms: 0 };
+const seeAuthorization = (url) => { const p = new URL(url, ISSUER).searchParams;
+  SEEN.authorization = { prompt: p.get('prompt'), max_age: p.get('max_age'), acr_values: p.get('acr_values') }; };
 async function autoConsent(req, res, { prompt: { details: d }, params, session, grantId }) {
   const g = grantId ? await provider.Grant.find(grantId)
     : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
@@ -112,12 +123,14 @@ async function adminUser(req, res, name) {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ sub: `00u${name}`, groups: a.groups, disabled: Boolean(a.disabled) }));
 }
-const loginPage = (uid, err = '') => `<!doctype html><title>Demo IdP sign-in</title>
+const loginPage = (uid, err = '', stepUp = false) => `<!doctype html><title>Demo IdP sign-in</title>
 <style>body{font-family:sans-serif;max-width:26rem;margin:4rem auto}input,button{display:block;margin:.5rem 0;padding:.4rem;width:100%}</style>
-<h1>Demo IdP</h1><p>Users: alice / alice-pw (admins, MFA), bob / bob-pw (read-only), carol / carol-pw (no groups)</p>
+<h1>Demo IdP</h1><p>Users: alice / alice-pw (admins, MFA), bob / bob-pw (read-only), carol / carol-pw (no groups),
+frank / frank-pw (admins; one-time code 424242 when asked: step-up)</p>
 <form method="post" action="/interaction/${uid}/login">${err ? `<p id="error">${err}</p>` : ''}
 <label>Username <input id="username" name="username" autofocus></label>
-<label>Password <input id="password" name="password" type="password"></label>
+<label>Password <input id="password" name="password" type="password"></label>${stepUp
+  ? '<label>One-time code <input id="otp" name="otp" inputmode="numeric"></label>' : ''}
 <button id="submit" type="submit">Sign in</button></form>`;
 // Apple's first authorization of a user also posts `user` (their name, as JSON) beside code and state.
 provider.use(async (ctx, next) => {
@@ -174,18 +187,23 @@ http.createServer(async (req, res) => {
   if (APPLE && TEST_ADMIN && req.method === 'GET' && req.url === '/test-admin/apple-secrets') {
     res.writeHead(200, { 'content-type': 'application/json' }); return res.end(JSON.stringify(APPLE.seen)); }
   if (APPLE && req.method === 'POST' && req.url === '/token') return appleToken(req, res);
+  if (TEST_ADMIN && req.url === '/test-admin/last-authorization') {
+    res.writeHead(200, { 'content-type': 'application/json' }); return res.end(JSON.stringify(SEEN)); }
   const m = req.url.match(/^\/interaction\/([\w-]+)(\/login)?$/);
+  if (req.method === 'GET' && req.url.startsWith('/auth?')) seeAuthorization(req.url);
   if (!m) return oidc(req, res);
   try {
     const details = await provider.interactionDetails(req, res);
     if (details.prompt.name === 'consent') return await autoConsent(req, res, details);
     if (req.method === 'POST' && m[2]) {
-      const { username, password } = await readForm(req);
+      const { username, password, otp } = await readForm(req);
       if (ACCOUNTS[username]?.password !== password || ACCOUNTS[username].disabled) {
         res.writeHead(401, { 'content-type': 'text/html' }); return res.end(loginPage(m[1], 'Invalid credentials')); }
-      return await finishLogin(req, res, username);
+      return await finishLogin(req, res, username, Boolean(otp && ACCOUNTS[username].otp === otp));
     }
     if (AUTO_LOGIN) return await finishLogin(req, res, AUTO_LOGIN);
-    res.writeHead(200, { 'content-type': 'text/html' }); res.end(loginPage(m[1]));
+    SEEN.loginForms += 1;
+    const stepUp = details.params.prompt?.split(' ').includes('login') || details.params.max_age !== undefined;
+    res.writeHead(200, { 'content-type': 'text/html' }); res.end(loginPage(m[1], '', stepUp));
   } catch (e) { res.writeHead(400, { 'content-type': 'text/plain' }); res.end(String(e)); }
 }).listen(PORT, process.env.BIND || '127.0.0.1', () => console.log(`OP listening on ${ISSUER}`));

@@ -8,7 +8,11 @@ password form, and answers with a Response whose Response and Assertion are both
 two speak LDAP like SimpleSAMLphp and Shibboleth do: ``lola`` (friendly names: mail, displayName,
 memberOf, uid, eduPersonPrincipalName) and ``otto`` (their urn:oid forms). Their NameID follows the
 AuthnRequest's NameIDPolicy like SimpleSAMLphp's: persistent when asked for, else transient (a new
-value per response). GET /last-request says which NameIDPolicy Format the last AuthnRequest asked for.
+value per response). GET /last-request says which NameIDPolicy Format the last AuthnRequest asked for,
+its ForceAuthn and its RequestedAuthnContext. ``frank`` has a single sign-on session (a cookie): his next
+AuthnRequest without ForceAuthn is answered at once, password-only, with the first AuthnInstant; with
+ForceAuthn the form asks again, and his one-time code (424242) makes the answer MobileTwoFactorContract.
+POST /ignore-force-authn makes the IdP answer ForceAuthn from the session anyway (a misbehaving IdP).
 Runs as its own process: pysaml2 prints a
 CryptographyDeprecationWarning at import, which must not reach a `-W error` test process.
 """
@@ -16,6 +20,7 @@ CryptographyDeprecationWarning at import, which must not reach a `-W error` test
 import os
 import secrets
 import shutil
+import time
 
 from flask import Flask, request, session
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
@@ -44,6 +49,8 @@ USERS = {
                         "groups": ["aws-admins", "aws-readonly"],
                         "https://aws.amazon.com/SAML/Attributes/Role": [ROLE],
                         "https://aws.amazon.com/SAML/Attributes/RoleSessionName": ["alice@example.com"]}},
+    "frank": {"password": "frank-pw", "mfa": False, "otp": "424242", "sso": True,
+              "attrs": {"email": ["frank@example.com"], "name": ["Frank"], "groups": ["aws-admins"]}},
     "bob": {"password": "bob-pw", "mfa": False,
             "attrs": {"email": ["bob@example.com"], "name": ["Bob"], "groups": ["aws-readonly"]}},
     "lola": {"password": "lola-pw", "mfa": False, "nameid": "policy",
@@ -55,7 +62,8 @@ USERS = {
                        "urn:oid:1.3.6.1.4.1.5923.1.1.1.6": ["otto@example.com"],
                        "urn:oid:1.3.6.1.4.1.5923.1.5.1.1": ["aws-readonly"]}},
 }
-LAST = {"name_id_policy": None}
+LAST = {"name_id_policy": None, "force_authn": None, "authn_context": None, "comparison": None, "forms": 0}
+IGNORE_FORCE_AUTHN = {"on": False}
 CONFIG = {
     "entityid": f"{BASE}/metadata",
     "service": {"idp": {"endpoints": {"single_sign_on_service": [(f"{BASE}/sso/redirect", BINDING_HTTP_REDIRECT)]},
@@ -73,7 +81,8 @@ app = Flask(__name__)
 app.secret_key = "test-only"
 LOGIN = """<!doctype html><title>Test SAML IdP</title><h1>Test SAML IdP</h1>
 <form method="post" action="/login"><input id="username" name="username">
-<input id="password" name="password" type="password"><button id="submit" type="submit">Sign in</button></form>"""
+<input id="password" name="password" type="password"><input id="otp" name="otp">
+<button id="submit" type="submit">Sign in</button></form>"""
 
 
 @app.get("/metadata")
@@ -86,9 +95,20 @@ def sso():
     req = idp.parse_authn_request(request.args["SAMLRequest"], BINDING_HTTP_REDIRECT)
     policy = req.message.name_id_policy.format if req.message.name_id_policy is not None else None
     LAST["name_id_policy"] = policy
+    force = req.message.force_authn in ("true", "1", True)
+    rac = req.message.requested_authn_context
+    LAST["force_authn"] = req.message.force_authn
+    LAST["authn_context"] = [c.text for c in rac.authn_context_class_ref] if rac is not None else None
+    LAST["comparison"] = rac.comparison if rac is not None else None
     session["authn"] = {"id": req.message.id, "sp": req.message.issuer.text,
                         "relay": request.args.get("RelayState", ""), "policy": policy}
-    return respond(os.environ["AUTO_LOGIN"]) if os.environ.get("AUTO_LOGIN") else LOGIN
+    sso = session.get("sso")
+    if sso and (not force or IGNORE_FORCE_AUTHN["on"]):  # single sign-on: the session's user, as signed in then
+        return respond(sso["user"], sso["mfa"], sso["at"])
+    if os.environ.get("AUTO_LOGIN"):
+        return respond(os.environ["AUTO_LOGIN"])
+    LAST["forms"] += 1
+    return LOGIN
 
 
 @app.get("/last-request")
@@ -96,15 +116,24 @@ def last_request():
     return dict(LAST)
 
 
+@app.post("/ignore-force-authn")
+def ignore_force_authn():
+    IGNORE_FORCE_AUTHN["on"] = request.args.get("on", "1") == "1"
+    return dict(IGNORE_FORCE_AUTHN)
+
+
 @app.post("/login")
 def login():
     u = request.form.get("username", "")
     if USERS.get(u, {}).get("password") != request.form.get("password"):
         return LOGIN, 401
-    return respond(u)
+    mfa = USERS[u]["mfa"] or bool(USERS[u].get("otp") and request.form.get("otp") == USERS[u]["otp"])
+    if USERS[u].get("sso"):
+        session["sso"] = {"user": u, "mfa": mfa, "at": int(time.time())}
+    return respond(u, mfa)
 
 
-def respond(user):
+def respond(user, mfa=None, at=None):
     a = session.pop("authn")
     acs = idp.config.metadata.assertion_consumer_service(a["sp"], binding=BINDING_HTTP_POST)[0]["location"]
     u = USERS[user]
@@ -117,7 +146,8 @@ def respond(user):
     resp = idp.create_authn_response(
         dict(u["attrs"]), in_response_to=a["id"], destination=acs, sp_entity_id=a["sp"], userid=user,
         name_id=name_id,
-        authn={"class_ref": MFA if u["mfa"] else PASSWORDPROTECTEDTRANSPORT},
+        authn={"class_ref": MFA if (u["mfa"] if mfa is None else mfa) else PASSWORDPROTECTEDTRANSPORT,
+               "authn_instant": at or int(time.time())},
         sign_assertion=True, sign_response=True, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
     return idp.apply_binding(BINDING_HTTP_POST, str(resp), acs, a["relay"], response=True)["data"]
 
