@@ -238,7 +238,7 @@ def test_the_sign_in_page_does_not_list_workload_connectors(demo_config: Path, t
     monkeypatch.setenv("DEMO_OIDC_ENABLED", "false")
     (demo_config.parent / "jwks.json").write_text(json.dumps(issuer.jwks()), encoding="utf-8")
     doc = yaml.safe_load(demo_config.read_text(encoding="utf-8"))
-    doc["connectors"].append({"id": "github", "type": "workload", "name": "GitHub Actions",
+    doc["connectors"].append({"id": "gha", "type": "workload", "name": "GitHub Actions",
                               "preset": "github_actions", "audiences": ["https://bridge.test"],
                               "jwks_file": "jwks.json"})
     demo_config.write_text(yaml.safe_dump(doc), encoding="utf-8")
@@ -247,8 +247,8 @@ def test_the_sign_in_page_does_not_list_workload_connectors(demo_config: Path, t
     svc = build_services(settings, store=MemoryStore(settings.redis.key_prefix))
     client = create_app(settings, services=svc).test_client()
     page = client.get("/").get_data(as_text=True)
-    assert "Dev login" in page and "GitHub Actions" not in page and "/login/github" not in page
-    r = client.get("/login/github")
+    assert "Dev login" in page and "GitHub Actions" not in page and "/login/gha" not in page
+    r = client.get("/login/gha")
     assert r.status_code == 400 and "is a workload connector" in r.get_data(as_text=True)
     assert "Traceback" not in r.get_data(as_text=True)
 
