@@ -104,12 +104,14 @@ def strict_sts_peer(_strict_sts_server: strict_sts.StrictSts) -> Iterator[strict
     assert not bad, f"tokens the bridge minted broke AWS rules: {[b.problems for b in bad]}"
 
 
-_BRIDGE_METADATA: list[Callable[[], bytes]] = []  # the running test bridge's IdP metadata (set by app_factory)
+# The IdP metadata of the bridge app_factory made last, for the federation stub. One slot, replaced
+# per app: a list appended to per app kept every app of the session (and all it holds) alive.
+_BRIDGE_METADATA: dict[str, Callable[[], bytes]] = {}
 
 
 @pytest.fixture(scope="session")
 def _federation_stub_server(_strict_sts_server: strict_sts.StrictSts) -> Iterator[FederationStub]:
-    stub = FederationStub(_strict_sts_server.url, saml_metadata=lambda: _BRIDGE_METADATA[-1](),
+    stub = FederationStub(_strict_sts_server.url, saml_metadata=lambda: _BRIDGE_METADATA["last"](),
                           chained=_strict_sts_server.is_chained)
     stop = serve_federation_stub(stub)
     yield stub
@@ -217,7 +219,7 @@ def app_factory(strict_sts_peer: strict_sts.StrictSts) -> Callable[[Settings], A
         svc = app.extensions["bridge"]
         strict_sts_peer.register_oidc_provider(settings.issuer_url, {settings.issuer.audience}, svc.keyring.jwks)
         strict_sts_peer.register_saml_provider(settings.aws.saml_provider_name, svc.idp_metadata)
-        _BRIDGE_METADATA.append(svc.idp_metadata)
+        _BRIDGE_METADATA["last"] = svc.idp_metadata
         return app
 
     return make
