@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import settings as hypothesis_settings
 
 from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
 from bridge.keys.signing import SamlKey, generate_cache_key, generate_key, generate_saml_key
@@ -43,6 +44,13 @@ OIDC_CONNECTOR = "corp"
 SAML_CONNECTOR = "corpsaml"
 ISSUER = "https://bridge.example.com"
 ACCOUNT = "123456789012"
+
+
+# Property tests (hypothesis): the `ci` profile by default (what `make test` and CI run), `thorough`
+# for a deep run: HYPOTHESIS_PROFILE=thorough make unit. A test that names its own max_examples keeps it.
+hypothesis_settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
