@@ -267,7 +267,7 @@ def live_bridge(bridge_port: int, app_factory: Callable[[Settings], Any]) -> Ite
         app = app_factory(settings)
         srv = make_server("127.0.0.1", bridge_port, close_when_sent(app), threaded=True,
                           request_handler=KeepSsoHeader)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(srv)
         start.app = app  # type: ignore[attr-defined]  # the app last started, for tests that reach inside
         return f"http://127.0.0.1:{bridge_port}"

@@ -42,7 +42,7 @@ def serve_app(bridge_port: int, app_factory: Callable[[Any], Any]) -> Iterator[C
     def start(settings: Any) -> tuple[str, Any]:
         app = app_factory(settings)
         srv = make_server("127.0.0.1", bridge_port, app, threaded=True)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(srv)
         return f"http://127.0.0.1:{bridge_port}", app
 

@@ -390,7 +390,7 @@ def test_metadata_refresh_keeps_last_good_copy(saml_idp, tmp_path) -> None:
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     import threading
 
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     now = [1000.0]
     stale: list[str] = []
     try:

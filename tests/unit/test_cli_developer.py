@@ -108,7 +108,7 @@ class FakeBridge:
 @pytest.fixture
 def fake() -> Iterator[FakeBridge]:
     f = FakeBridge()
-    t = threading.Thread(target=f.server.serve_forever, daemon=True)
+    t = threading.Thread(target=f.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     yield f
     f.server.shutdown()
