@@ -32,6 +32,7 @@ import ast
 import functools
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,13 @@ AT_IMPORT = {
     m: imports_in(p.read_text(encoding="utf-8"), m, p.name == "__init__.py", import_time=True)
     for m, p in SOURCES.items()
 }
+parse.cache_clear()  # a tree of every module, kept for the whole session, made each garbage collection slower
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_trees() -> Iterator[None]:
+    yield
+    parse.cache_clear()
 
 
 def closure(module: str, graph: dict[str, set[str]] = DIRECT) -> set[str]:

@@ -9,6 +9,7 @@ import functools
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,12 @@ def cfn_runner() -> Runner:
     """cfn-lint with its rules loaded once (0.6 CPU s a time): the CLI runs each of several templates through one
     runner the same way."""
     return Runner(ConfigMixIn(regions=["us-east-1"]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_cfn_rules() -> Iterator[None]:
+    yield
+    cfn_runner.cache_clear()  # its schemas, kept for the whole session, made each garbage collection slower
 
 
 def cfn_problems(text: str) -> list[str]:
