@@ -470,9 +470,12 @@ def _scan_codes() -> dict[str, CodeUse]:
                 target.add(value)  # type: ignore[attr-defined]
 
     for path, tree in sources:
-        for node in ast.walk(tree):
+        withheld_rule = False
+        for node in ast.walk(tree):  # one walk: each walk of every source is a good part of a second
             if isinstance(node, ast.ClassDef) and node.name in classes and "code" in classes[node.name].attrs:
                 use(classes[node.name].attrs["code"], node.name, path)
+            if isinstance(node, ast.JoinedStr) and _fstring_pattern(node).startswith("aws_rule_<"):
+                withheld_rule = True
             if not isinstance(node, ast.Call):
                 continue
             fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -488,9 +491,8 @@ def _scan_codes() -> dict[str, CodeUse]:
                 reason = _literal(node.args[1])
                 if isinstance(reason, str):
                     use(reason, None, path, kind="withheld")
-        for node in ast.walk(tree):
-            if isinstance(node, ast.JoinedStr) and _fstring_pattern(node).startswith("aws_rule_<"):
-                use("aws_rule_<n>", None, path, kind="withheld")
+        if withheld_rule:
+            use("aws_rule_<n>", None, path, kind="withheld")
     if "sts_<code>" in uses:  # the STS adapter's f"sts_{code}": every AWS code it maps has its own text
         from bridge.aws import sts
 

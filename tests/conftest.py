@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import settings as hypothesis_settings
 
 from bridge.config import SamlConnectorSettings, Settings, settings_from_dict
 from bridge.keys.signing import SamlKey, generate_cache_key, generate_key, generate_saml_key
@@ -43,6 +45,21 @@ OIDC_CONNECTOR = "corp"
 SAML_CONNECTOR = "corpsaml"
 ISSUER = "https://bridge.example.com"
 ACCOUNT = "123456789012"
+
+
+# Property tests (hypothesis): the `ci` profile by default (what `make test` and CI run), `thorough`
+# for a deep run: HYPOTHESIS_PROFILE=thorough make unit. A test that names its own max_examples keeps it.
+hypothesis_settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection made (modules, test items, parametrize values) lives until the end: out of the
+    garbage collector's sight (gc.freeze), each full collection only walks what the tests make. They were
+    several CPU seconds of the unit suite."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -104,12 +121,14 @@ def strict_sts_peer(_strict_sts_server: strict_sts.StrictSts) -> Iterator[strict
     assert not bad, f"tokens the bridge minted broke AWS rules: {[b.problems for b in bad]}"
 
 
-_BRIDGE_METADATA: list[Callable[[], bytes]] = []  # the running test bridge's IdP metadata (set by app_factory)
+# The IdP metadata of the bridge app_factory made last, for the federation stub. One slot, replaced
+# per app: a list appended to per app kept every app of the session (and all it holds) alive.
+_BRIDGE_METADATA: dict[str, Callable[[], bytes]] = {}
 
 
 @pytest.fixture(scope="session")
 def _federation_stub_server(_strict_sts_server: strict_sts.StrictSts) -> Iterator[FederationStub]:
-    stub = FederationStub(_strict_sts_server.url, saml_metadata=lambda: _BRIDGE_METADATA[-1](),
+    stub = FederationStub(_strict_sts_server.url, saml_metadata=lambda: _BRIDGE_METADATA["last"](),
                           chained=_strict_sts_server.is_chained)
     stop = serve_federation_stub(stub)
     yield stub
@@ -217,7 +236,7 @@ def app_factory(strict_sts_peer: strict_sts.StrictSts) -> Callable[[Settings], A
         svc = app.extensions["bridge"]
         strict_sts_peer.register_oidc_provider(settings.issuer_url, {settings.issuer.audience}, svc.keyring.jwks)
         strict_sts_peer.register_saml_provider(settings.aws.saml_provider_name, svc.idp_metadata)
-        _BRIDGE_METADATA.append(svc.idp_metadata)
+        _BRIDGE_METADATA["last"] = svc.idp_metadata
         return app
 
     return make
@@ -257,7 +276,7 @@ def live_bridge(bridge_port: int, app_factory: Callable[[Settings], Any]) -> Ite
         app = app_factory(settings)
         srv = make_server("127.0.0.1", bridge_port, close_when_sent(app), threaded=True,
                           request_handler=KeepSsoHeader)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(srv)
         start.app = app  # type: ignore[attr-defined]  # the app last started, for tests that reach inside
         return f"http://127.0.0.1:{bridge_port}"

@@ -184,7 +184,7 @@ def other_site(tmp_path: Path) -> Iterator[Any]:
 
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     srv = http.server.ThreadingHTTPServer(("127.0.0.2", free_port()), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     srv.url = f"http://127.0.0.2:{srv.server_address[1]}"  # type: ignore[attr-defined]
     srv.dir = tmp_path  # type: ignore[attr-defined]
     yield srv

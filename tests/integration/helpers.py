@@ -148,7 +148,7 @@ class WebhookReceiver:
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
         self.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def bodies(self, path: str) -> list[bytes]:
         return [b for p, _, b in self.got if p == path]

@@ -109,7 +109,7 @@ def test_harness_counts_redis_round_trips_and_commands_per_request(
 def test_harness_counts_failed_requests(known_server: tuple[_peers.Server, redis.Redis]) -> None:
     server, rc = known_server
     server.proc.kill()  # nothing answers: every request fails, none is counted as served
-    server.proc.wait()
+    server.proc.wait(10)
     with pytest.raises(subprocess.CalledProcessError):
         _peers.measure(server, _peers.Target("gone", f"{server.base}/none"), 10, 1, rc)
 

@@ -18,6 +18,7 @@ import requests
 
 from tests.conftest import ACCOUNT
 from tests.integration.helpers import TestClock, dev_login, portal_json
+from tests.waits import read_lines
 
 pytestmark = pytest.mark.integration
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -138,7 +139,7 @@ def cli_login(base: str, env: dict[str, str]) -> requests.Session:
     p = subprocess.Popen([str(BIN / "bridge"), "login", "--url", base, "--no-browser"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stderr is not None
-    lines = [p.stderr.readline(), p.stderr.readline()]
+    lines = read_lines(p.stderr, 2)
     code = re.search(r"code ([A-Z]{4}-[A-Z]{4})", "".join(lines))
     assert code, lines
     browser = dev_login(base, "alice")
@@ -197,7 +198,7 @@ def test_cli_routes_each_give_working_credentials(bridge, home, moto_url, strict
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert p.stdout is not None
-        exports = dict(re.findall(r"export (\w+)=(\S+)", p.stdout.readline() + p.stdout.readline()))
+        exports = dict(re.findall(r"export (\w+)=(\S+)", "".join(read_lines(p.stdout, 2))))
         assert requests.get(exports["AWS_CONTAINER_CREDENTIALS_FULL_URI"], timeout=5).status_code == 403
         assert boto3_arn({**home, **exports}, moto_url) == WANT
     finally:
@@ -263,7 +264,7 @@ def test_cli_login_roles_exec_against_the_sts(bridge, home, moto_url, strict_sts
     p = subprocess.Popen([bridge_bin, "login", "--url", base], env={**home, "DISPLAY": "", "BROWSER": ""},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stderr is not None
-    lines = [p.stderr.readline() for _ in range(4)]
+    lines = read_lines(p.stderr, 4)
     code = re.search(r"code ([A-Z]{4}-[A-Z]{4})", "".join(lines))
     assert code, lines
     assert "No browser could be opened here" in lines[2] and f"Waiting for approval of {code[1]}" in lines[3]

@@ -100,7 +100,7 @@ def test_ctrl_c_ends_every_child_group_even_a_stuck_worker_and_frees_the_port() 
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert demo.poll() is None, demo.communicate()[0][-3000:]
+            assert demo.poll() is None, demo.communicate(timeout=30)[0][-3000:]
             assert time.monotonic() < deadline, "the demo did not come up"
             try:
                 if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:

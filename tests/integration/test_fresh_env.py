@@ -27,7 +27,7 @@ def _project_files() -> list[str]:
     if not (ROOT / ".git").exists() or not shutil.which("git"):
         pytest.fail("this test copies the checkout's files: run it in a git checkout")
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                         capture_output=True, check=True).stdout
+                         capture_output=True, check=True, timeout=60).stdout
     return [f for f in out.decode().split("\0") if f and (ROOT / f).is_file()]
 
 
@@ -53,7 +53,7 @@ def test_an_empty_folder_builds_exactly_the_lock_and_passes_the_unit_tests(tmp_p
 
     # exactly the lock: every locked package at its version (for this platform), nothing more but the project
     freeze = subprocess.run([str(tree / ".venv/bin/uv"), "pip", "freeze", "--python", str(tree / ".venv/bin/python")],
-                            capture_output=True, text=True, check=True).stdout
+                            capture_output=True, text=True, check=True, timeout=60).stdout
     installed = {m[1].lower().replace("_", "-"): m[2] for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+)", freeze, re.M)}
     locked = _locked(tree / "requirements" / "dev.txt")
     seeded = {"pip", "setuptools", "wheel"}  # what `python -m venv` puts in, not a dependency

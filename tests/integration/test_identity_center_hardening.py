@@ -127,7 +127,7 @@ def test_a_reused_refresh_token_revokes_every_token_descended_from_its_grant(ser
 
 def race_refresh(oidc: Any, reg: dict[str, Any], refresh_token: str) -> list[dict[str, Any] | str]:
     """Two CreateToken calls with one refresh token, released at once: each new pair, or the error said."""
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=30)  # a thread that fails first cannot leave the other waiting
     results: list[dict[str, Any] | str] = []
 
     def present() -> None:

@@ -191,7 +191,7 @@ def fake() -> Iterator[tuple[fake_op.FakeOp, Callable[[], None]]]:
     op = fake_op.FakeOp()
     srv = make_server("127.0.0.1", 0, op, threaded=True)
     op.issuer = f"http://127.0.0.1:{srv.server_port}"
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     stopped = []
 
     def stop() -> None:

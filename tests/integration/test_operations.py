@@ -42,7 +42,7 @@ def serve_app(bridge_port: int, app_factory: Callable[[Any], Any]) -> Iterator[C
     def start(settings: Any) -> tuple[str, Any]:
         app = app_factory(settings)
         srv = make_server("127.0.0.1", bridge_port, app, threaded=True)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(srv)
         return f"http://127.0.0.1:{bridge_port}", app
 
@@ -164,7 +164,7 @@ def test_audit_to_a_redis_stream(live_bridge, make_settings, tmp_path) -> None:
     t.start()
     time.sleep(1.5)
     assert _creds(s, base, portal, duration="1800").status_code == 200
-    t.join()
+    t.join(30)
     lines = [json.loads(x) for x in got[0].splitlines()]
     assert [x["duration"] for x in lines] == [3600, 1800]
     stream_len = redis.Redis.from_url(settings.redis.url).xlen(f"{settings.redis.key_prefix}audit")
@@ -199,7 +199,7 @@ def test_redis_down_then_back(serve_app, make_settings, tmp_path) -> None:
                     errors.append(repr(e))
                 time.sleep(0.02)
 
-        worker = threading.Thread(target=traffic)
+        worker = threading.Thread(target=traffic, daemon=True)  # daemon: a failed assert must not leave it
         worker.start()
         time.sleep(0.3)
         rp.crash()
@@ -222,7 +222,7 @@ def test_redis_down_then_back(serve_app, make_settings, tmp_path) -> None:
             time.sleep(0.1)
         time.sleep(0.3)
         stop.set()
-        worker.join()
+        worker.join(30)
         assert errors == [] and set(statuses) == {200, 503}, (errors[:3], sorted(set(statuses)))
         assert statuses[-1] == 200
         # The session survived intact; credentials work again.

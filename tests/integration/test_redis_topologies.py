@@ -216,7 +216,7 @@ def two_instances(target: Target, make_settings: Callable[..., Any], live_bridge
     app_b = app_factory(settings)
     port = free_port()
     srv = make_server("127.0.0.1", port, app_b, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield a, f"http://127.0.0.1:{port}", app_a, app_b
     srv.shutdown()
     srv.server_close()

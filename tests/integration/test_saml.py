@@ -135,7 +135,7 @@ def test_minted_assertion_verifies_independently(live_bridge, saml_settings, str
     (tmp_path / "c.pem").write_text(pem)
     out = subprocess.run(["xmlsec1", "--verify", "--pubkey-cert-pem", str(tmp_path / "c.pem"), "--id-attr:ID",
                           "urn:oasis:names:tc:SAML:2.0:assertion:Assertion", str(tmp_path / "r.xml")],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
 
@@ -390,7 +390,7 @@ def test_metadata_refresh_keeps_last_good_copy(saml_idp, tmp_path) -> None:
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     import threading
 
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     now = [1000.0]
     stale: list[str] = []
     try:

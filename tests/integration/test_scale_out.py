@@ -106,8 +106,12 @@ def test_oidc_steps_on_alternating_instances(two_bridges, moto_url) -> None:
     action = re.search(r'action="([^"]+)"', r.text)[1]  # type: ignore[index]
     r = s.post(urljoin(r.url, action), data={"username": "alice", "password": "alice-pw"}, allow_redirects=False,
                timeout=20)
-    while not r.headers["Location"].startswith(f"{public}/callback/"):  # through the IdP's own redirects
+    for _ in range(10):  # through the IdP's own redirects (a loop of them fails, never hangs)
+        if r.headers["Location"].startswith(f"{public}/callback/"):
+            break
         r = s.get(urljoin(r.url, r.headers["Location"]), allow_redirects=False, timeout=20)
+    else:
+        pytest.fail(f"still redirected after 10 hops, last to {r.headers['Location']}")
     callback = r.headers["Location"]
     # ... the callback lands on B ...
     r = s.get(on(b, callback), allow_redirects=False, timeout=20)

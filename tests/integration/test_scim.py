@@ -83,7 +83,7 @@ def second_instance(app_factory: Callable[[Any], Any]) -> Iterator[Callable[[Any
         app = app_factory(settings)
         port = free_port()
         srv = make_server("127.0.0.1", port, app, threaded=True, request_handler=KeepSsoHeader)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(srv)
         return f"http://127.0.0.1:{port}", app
 

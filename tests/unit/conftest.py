@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import joserfc._rfc7518.rsa_key as joserfc_rsa
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,3 +29,36 @@ def demo_config(tmp_path: Path) -> Path:
     shutil.copyfile(ROOT / "config" / "demo.yaml", cfg)
     (tmp_path / "checkout" / ".demo").mkdir()
     return cfg
+
+
+class PremadeRsaKeys:
+    """``rsa.generate_private_key`` for the unit tests: the first ``size`` keys of each size are made for real,
+    then handed out again in turn. RSA key generation was ~4 CPU s of the unit suite (60-odd keys); no test
+    makes more than three, so any ``size`` in a row are distinct keys, as freshly made ones would be."""
+
+    def __init__(self, make: Callable[..., rsa.RSAPrivateKey], size: int = 8) -> None:
+        self.make, self.size = make, size
+        self.made: dict[tuple[int, int], list[rsa.RSAPrivateKey]] = {}
+        self.turns: dict[tuple[int, int], Iterator[int]] = {}
+
+    def __call__(self, public_exponent: int, key_size: int, backend: Any = None) -> rsa.RSAPrivateKey:
+        kind = (public_exponent, key_size)
+        made = self.made.setdefault(kind, [])
+        turn = next(self.turns.setdefault(kind, itertools.count()))
+        if len(made) < self.size:
+            made.append(self.make(public_exponent=public_exponent, key_size=key_size))
+            return made[-1]
+        return made[turn % self.size]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def premade_rsa_keys() -> Iterator[PremadeRsaKeys]:
+    """RSA keys from a pool made once per session (the bridge's own generate_saml_key and joserfc's
+    RSAKey.generate_key call these two names); the key files, certificates and key rings are still made
+    per test. The integration tests and every subprocess make keys for real."""
+    keys = PremadeRsaKeys(rsa.generate_private_key)
+    before = rsa.generate_private_key, joserfc_rsa.generate_private_key
+    rsa.generate_private_key = keys  # type: ignore[assignment]
+    joserfc_rsa.generate_private_key = keys  # type: ignore[assignment]
+    yield keys
+    rsa.generate_private_key, joserfc_rsa.generate_private_key = before

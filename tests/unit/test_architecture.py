@@ -29,8 +29,10 @@ importing a bridge module that imports it.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,12 @@ HEAVY = ("flask", "redis", "boto3", "botocore", "authlib", "requests", "onelogin
 PICKLERS = ("pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve", "jsonpickle")
 STRICT_VALIDATORS = ("bridge.aws.validate", "bridge.aws.validate_saml", "xmlsec")
 AWS_RULES = ROOT / "docs" / "aws-rules.md"
+
+
+@functools.cache
+def parse(source: str) -> ast.Module:
+    """ast.parse, once per text: several rules read every module (the trees are only read)."""
+    return ast.parse(source)
 
 
 def module_name(path: Path) -> str:
@@ -80,7 +88,7 @@ def imports_in(source: str, module: str, is_package: bool = False, import_time: 
     with ``import_time`` only those imported when the module itself is (not inside its functions)."""
     found: set[str] = set()
     package = module if is_package else module.rpartition(".")[0]
-    for node in _nodes(ast.parse(source), import_time):
+    for node in _nodes(parse(source), import_time):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -121,6 +129,13 @@ AT_IMPORT = {
     m: imports_in(p.read_text(encoding="utf-8"), m, p.name == "__init__.py", import_time=True)
     for m, p in SOURCES.items()
 }
+parse.cache_clear()  # a tree of every module, kept for the whole session, made each garbage collection slower
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_trees() -> Iterator[None]:
+    yield
+    parse.cache_clear()
 
 
 def closure(module: str, graph: dict[str, set[str]] = DIRECT) -> set[str]:
@@ -250,7 +265,7 @@ def test_the_light_rule_tells_deferred_imports_from_import_time_ones() -> None:
 
 @pytest.mark.parametrize("module", sorted(SOURCES))
 def test_no_pickle_anywhere(module: str) -> None:
-    tree = ast.parse(SOURCES[module].read_text(encoding="utf-8"))
+    tree = parse(SOURCES[module].read_text(encoding="utf-8"))
     imported = sorted(n for n in DIRECT[module] if _is(n, PICKLERS))
     named = sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in PICKLERS})
     assert imported == [] and named == [], f"{module} uses {imported or named}"
@@ -298,7 +313,7 @@ def connector_type_tests(source: str) -> list[str]:
     """Each comparison of a ``.type`` with a connector type name (``connector.type == "saml"``,
     ``c.type in ("oidc", "dev")``), as source text: the core asks capabilities, never the type."""
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse(source)):
         if not isinstance(node, ast.Compare):
             continue
         operands = [node.left, *node.comparators]
@@ -517,7 +532,7 @@ def test_storage_and_the_deciding_services_are_covered() -> None:
 
 def _storage_classes() -> dict[str, ast.ClassDef]:
     return {n.name: n for path in sorted((BRIDGE / "storage").glob("*.py"))
-            for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)}
+            for n in parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)}
 
 
 def _interface(classes: dict[str, ast.ClassDef]) -> list[ast.FunctionDef]:
@@ -566,7 +581,7 @@ def test_the_services_take_only_the_resources_they_use() -> None:
     façade: only the composition root (bridge/web/services.py) and the views it serves hold all of it."""
     whole = []
     for path in sorted(p for pkg in ("core", "protocols", "scim") for p in (BRIDGE / pkg).rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bridge.storage") and any(
                     a.name == "Store" for a in node.names):
                 whole.append(str(path.relative_to(ROOT)))
@@ -575,7 +590,7 @@ def test_the_services_take_only_the_resources_they_use() -> None:
 
 def test_storage_records_are_frozen_dataclasses_with_json() -> None:
     records = [n for path in (BRIDGE / "storage" / "records.py", BRIDGE / "domain" / "identity.py")
-               for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)
+               for n in parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)
                and n.decorator_list and (path.name == "records.py" or n.name == "PendingLogin")]
     assert {r.name for r in records} >= {"SessionRecord", "PendingLogin", "CliToken", "DeviceCode", "SsoClient",
                                          "AuthCode"}

@@ -29,6 +29,7 @@ import pytest
 from bridge.client import core as client
 from bridge.client import picker
 from bridge.commands.developer import human_duration, human_time
+from tests.waits import read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "import sys; from bridge.__main__ import main; sys.argv[0] = 'bridge'; sys.exit(main())"
@@ -108,7 +109,7 @@ class FakeBridge:
 @pytest.fixture
 def fake() -> Iterator[FakeBridge]:
     f = FakeBridge()
-    t = threading.Thread(target=f.server.serve_forever, daemon=True)
+    t = threading.Thread(target=f.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     yield f
     f.server.shutdown()
@@ -345,8 +346,7 @@ def test_exec_refresh_serves_credentials_and_forwards_signals(home: dict[str, st
                           sys.executable, "-c", child], env=home, cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     assert p.stdout is not None
-    assert p.stdout.readline().strip() == "ASIAADMIN"
-    assert p.stdout.readline().strip() == "ready"
+    assert [line.strip() for line in read_lines(p.stdout, 2)] == ["ASIAADMIN", "ready"]
     p.send_signal(signal.SIGTERM)  # to bridge, which passes it on
     assert p.wait(30) == 7, p.stderr.read() if p.stderr else ""
 

@@ -49,7 +49,7 @@ def _k8s() -> dict[str, dict[str, Any]]:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    r = subprocess.run([_tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
+    r = subprocess.run([_tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -70,7 +70,7 @@ def test_dockerfile_is_slim_non_root_with_healthcheck_and_nothing_secret_baked_i
 
 def test_yaml_passes_yamllint() -> None:
     r = subprocess.run([_tool("yamllint"), "-s", "-c", str(ROOT / ".yamllint.yaml"), str(DEPLOY)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -310,7 +310,7 @@ def test_k8s_config_is_a_folder_mount_and_the_pods_roll_on_settings_changes() ->
     assert pod["metadata"]["annotations"]["federation-bridge/config-hash"] == want, \
         "deploy/k8s/configmap.yaml bridge.yaml changed: run `make k8s-config-hash`"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "k8s_config_hash.py"), "--check"], capture_output=True,
-                       text=True)
+                       text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
 

@@ -5,6 +5,7 @@ the settings model is described."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ def _gen_docs() -> Any:
 
 
 gen = _gen_docs()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_scans() -> Iterator[None]:
+    yield
+    gen._bridge_sources.cache_clear()  # a tree of every module: kept for the whole session, it made each
+    gen._scan_codes.cache_clear()  # garbage collection slower
 
 
 def test_every_error_code_has_a_troubleshooting_entry_and_every_entry_a_code() -> None:

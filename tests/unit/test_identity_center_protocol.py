@@ -30,7 +30,7 @@ uri_like = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(database=None)  # examples: the profile (tests/conftest.py)
 @given(uri_like)
 def test_a_uri_is_accepted_exactly_when_it_parses_and_rebuilds_to_itself(uri: str) -> None:
     problem, parsed = loopback_problem(uri), parse_loopback(uri)

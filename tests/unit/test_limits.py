@@ -27,7 +27,7 @@ TAG_VALUE_CHARS = st.characters(
     include_characters="_.:/=+-@",
 )
 
-PROPERTY = settings(max_examples=300, derandomize=True, database=None, deadline=None)
+PROPERTY = settings(derandomize=True, database=None)  # examples: the profile (tests/conftest.py)
 
 
 # --------------------------------------------------------------------------- sanitize_session_name

@@ -247,6 +247,7 @@ def test_metrics_across_processes(tmp_path: Path) -> None:
     code = ("from bridge.telemetry.metrics import Metrics; m = Metrics(); m.logins.labels('corp', 'success').inc(); "
             "import sys; sys.stdout.write(m.render()[0].decode())")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True,
+                         timeout=60).stdout
     assert 'bridge_logins_total{connector="corp",outcome="success"} 2.0' in out

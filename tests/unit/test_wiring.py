@@ -18,7 +18,10 @@ def settings_constructors(root: Path) -> list[str]:
     """Every ``__init__`` under ``root`` with a parameter typed ``Settings`` (the whole settings)."""
     out = []
     for path in sorted(root.rglob("*.py")):
-        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        source = path.read_text(encoding="utf-8")
+        if "__init__" not in source or "Settings" not in source:  # none to find: not worth a parse
+            continue
+        for n in ast.walk(ast.parse(source)):
             if isinstance(n, ast.FunctionDef) and n.name == "__init__":
                 out += [f"{path.relative_to(root)}:{n.lineno} {a.arg}" for a in n.args.args + n.args.kwonlyargs
                         if "Settings" in {p.strip() for p in _annotation(a).split("|")}]
