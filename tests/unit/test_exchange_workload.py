@@ -128,3 +128,14 @@ def test_the_app_path_is_unchanged_beside_a_workload_connector(env: Env) -> None
     assert env.sts.calls[0]["session_name"] == "photos.alice@example.com"
     body = post(env, form(subject_token=gh_token())).get_json()  # a job's token for the app: not its connector
     assert body["error_code"] == "exchange_unknown_issuer" and len(env.sts.calls) == 1
+
+
+def test_the_issuers_keys_unreachable_is_a_503_not_a_crash(tmp_path: Path) -> None:
+    raw_env = workload_env(tmp_path)
+    gh = raw_env.svc.connectors["github"]
+    gh.cfg = gh.cfg.model_copy(update={"jwks_file": None, "jwks_uri": "http://127.0.0.1:9/jwks",  # type: ignore[attr-defined]
+                                       "http_timeout": 1})
+    gh._file, gh._keys = None, None  # type: ignore[attr-defined]  # nothing cached, nothing listening there
+    r = post(raw_env, wl_form(), origin=None)
+    assert r.status_code == 503 and r.get_json()["error_code"] == "exchange_unavailable" and r.headers["Retry-After"]
+    assert raw_env.sts.calls == []
