@@ -18,6 +18,16 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
    through the one ``CredentialIssuer`` (MFA, cache, STS, audit — the record names the app; the session name
    starts with the app's client id).
 
+**Without ``client_id``** (a CI job, a service account: no app, no browser) the subject token must come from a
+connector that ``WorkloadTokens`` (``type: workload``), found by its issuer; any other token is refused
+(``exchange_client_required``: a sign-in IdP's token is exchanged by a registered app), as is a browser
+``Origin``. The token is verified for the connector's own audiences, rate-limited per connector and subject
+(``exchanges_per_minute``), its ``jti`` kept as above; the role named in ``audience``/``resource`` must be a
+grant the decision point gives the workload now (not a pass-through one; a rule's own session policy goes
+with it); it lives the grant's default duration (never above its max); the session name is the rule's, or —
+when the rule names none (its default ``{email}``: a workload has none) — the workload's (repository and run
+id); the audit record names the connector, the subject and the ``workload``.
+
 The answer (``issued_token_type`` ``urn:ietf:params:aws:token-type:credentials``): ``access_token`` is the
 credentials as JSON text, ``credentials`` the same as an object, ``token_type`` ``N_A`` (RFC 8693 §2.2.1).
 """
@@ -47,7 +57,7 @@ from bridge.storage.resources import OnceStore, RateLimitStore
 from bridge.telemetry import audit
 from bridge.telemetry.logs import event
 from bridge.upstream import Connector
-from bridge.upstream.base import ExchangesTokens, SubjectToken
+from bridge.upstream.base import ExchangesTokens, SubjectToken, WorkloadTokens
 
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a token type, not a secret
@@ -122,7 +132,8 @@ def parse(form: Mapping[str, Sequence[str]]) -> ExchangeRequest:
     if one("grant_type") != EXCHANGE_GRANT:
         raise ExchangeRefused("unsupported_grant_type", "this is the token exchange; grant_type must be "
                               f"{EXCHANGE_GRANT}")
-    client_id, token = one("client_id", limit=128), one("subject_token", limit=MAX_TOKEN)
+    client_id = one("client_id", required=False, limit=128)  # none: a workload's token (WorkloadTokens)
+    token = one("subject_token", limit=MAX_TOKEN)
     if (kind := one("subject_token_type")) not in SUBJECT_TYPES:
         raise _bad(f"subject_token_type {kind[:100]!r} is not served; send {ID_TOKEN} (or {JWT})")
     if (wanted := one("requested_token_type", required=False)) and wanted != AWS_CREDENTIALS:
@@ -208,6 +219,8 @@ class TokenExchange:
                  ctx: audit.Context | None = None) -> dict[str, object]:
         """The token response for one exchange, or ExchangeRefused saying which check failed."""
         req = parse(form)
+        if not req.client_id:
+            return self._workload_exchange(req, origin=origin, ctx=ctx)
         app = self.app(req.client_id)
         if origin is not None and origin not in app.origins:
             raise ExchangeRefused("unauthorized_client", "this app may not be called from this origin",
@@ -233,15 +246,16 @@ class TokenExchange:
             raise ExchangeRefused("slow_down", f"too many exchanges; retry in {wait} s", code="exchange_rate_limited",
                                   status=429, retry_after=wait)
 
-    def _verify(self, app: App, token: str) -> SubjectToken:
-        """``token`` verified for ``app`` (remembered for a minute, never past its expiry)."""
-        key = (app.settings.client_id, hashlib.sha256(token.encode()).hexdigest())
+    def _verify(self, app: App | None, token: str) -> SubjectToken:
+        """``token`` verified for ``app`` (None: a workload's, without an app), remembered for a minute, never
+        past its expiry."""
+        key = (app.settings.client_id if app else "", hashlib.sha256(token.encode()).hexdigest())
         now = self.clock()
         with self._verified_lock:
             hit = self._verified.get(key)
         if hit is not None and now < hit[1]:
             return hit[0]
-        subject = self._verify_now(app, token)
+        subject = self._verify_now(app, token) if app else self._verify_workload(token)
         with self._verified_lock:
             self._verified[key] = (subject, min(now + VERIFIED_KEEP, subject.expires_at))
             while len(self._verified) > VERIFIED_MAX:
@@ -270,14 +284,73 @@ class TokenExchange:
                                   hint="Sign the user in at one of the app's connectors (apps[].idp_audiences).")
         event("exchange_token_refused", logging.WARNING, app=app.settings.client_id, code=last.code,
               detail=last.detail[:200])
-        why = f"{TOKEN_CODES.get(last.code, TOKEN_CODES['invalid_id_token'])} ({last.detail[:200]})"
-        again = "Sign the user in again and exchange the new token."
-        if last.code == "subject_token_expired":
-            raise ExchangeRefused("invalid_grant", why, code="exchange_token_expired", hint=again)
-        if last.code == "subject_token_audience":
-            raise ExchangeRefused("invalid_grant", why, code="exchange_token_audience",
-                                  hint="Sign the user in with the app's own client id (apps[].idp_audiences).")
-        raise ExchangeRefused("invalid_grant", why, code="exchange_token_invalid", hint=again)
+        raise token_refusal(last)
+
+    def _verify_workload(self, token: str) -> SubjectToken:
+        """A token exchanged without an app: verified by the workload connector of its issuer, for the connector's
+        own audiences; any other token (a sign-in IdP's, an unknown issuer's) needs an app's ``client_id``."""
+        last: LoginError | None = None
+        for connector in self.connectors.values():
+            if not isinstance(connector, WorkloadTokens):
+                continue
+            try:
+                return connector.verify_subject_token(token, audiences=())
+            except LoginError as e:
+                if e.code != "subject_token_issuer":
+                    last = e  # another connector of the same issuer (other audiences) may still take it
+            except UpstreamUnavailable:
+                raise ExchangeRefused("temporarily_unavailable", "the workload issuer's keys cannot be read now",
+                                      code="exchange_unavailable", status=503, retry_after=30) from None
+        if last is None:
+            raise ExchangeRefused("invalid_request", "client_id is missing, and the subject token is not from a "
+                                  "workload connector (type: workload): a sign-in identity provider's token is "
+                                  "exchanged by a registered app", code="exchange_client_required",
+                                  hint="Send the app's client_id (apps:), or configure a type: workload connector "
+                                  "for the CI platform's issuer.")
+        event("exchange_token_refused", logging.WARNING, app="", code=last.code, detail=last.detail[:200])
+        raise token_refusal(last, workload=True)
+
+    def _workload_exchange(self, req: ExchangeRequest, *, origin: str | None,
+                           ctx: audit.Context | None) -> dict[str, object]:
+        """A workload's token → credentials of the grant the rules give it now (see the module's docstring)."""
+        if origin is not None:  # a CI job or a pod sends no Origin: a browser page needs a registered app
+            raise ExchangeRefused("invalid_request", "client_id is missing: a browser page exchanges its user's "
+                                  "token as a registered app", code="exchange_client_required",
+                                  hint="Send the app's client_id (apps[].client_id).")
+        subject = self._verify(None, req.subject_token)
+        identity = subject.identity
+        connector = self.connectors.get(identity.connector_id)
+        limit = connector.exchanges_per_minute if isinstance(connector, WorkloadTokens) else 0
+        who = hashlib.sha256(f"{identity.issuer}\0{identity.subject}".encode()).hexdigest()[:32]
+        self._limit(f"exchange-workload:{identity.connector_id}:{who}", limit)
+        self._once(subject)
+        grant = self._workload_grant(subject, req.target)
+        duration = min(grant.default_duration, grant.max_duration)
+        workload = identity.name or identity.subject
+        try:
+            creds = self.issuer.issue_credentials(identity, grant, duration, ctx=ctx, workload=workload)
+        except BridgeError as e:
+            raise as_refusal(e) from None
+        event("token_exchanged", app="", workload=workload[:200], connector=identity.connector_id,
+              role_arn=grant.role_arn, rule=grant.via, duration=duration)
+        return _answer(creds, int(self.clock()))
+
+    def _workload_grant(self, subject: SubjectToken, target: str) -> Grant:
+        """The grant named ``target`` that the decision point gives the workload now, with its session name."""
+        identity = subject.identity
+        held = next((g for g in self.access.decide(identity).grants if target in grant_names(g)), None)
+        if held is None:
+            raise ExchangeRefused("invalid_target", f"the rules give this workload ({(identity.name or '')[:100]}) "
+                                  f"no role named {target[:200]!r} now", code="exchange_target_not_granted",
+                                  hint="`bridge explain --connector <id> --token-claims <claims.json>` shows why.")
+        if held.path == "passthrough":
+            raise ExchangeRefused("invalid_target", "that role cannot be exchanged: its rule redeems the IdP's own "
+                                  "token (path: passthrough)", code="exchange_target_own_policy")
+        # The rule's own session name, unless it has none (its default {email} fell back to the subject, the same
+        # for every run): then the workload's (repository and run id), so CloudTrail tells the runs apart.
+        if subject.session_name and held.session_name == sanitize_session_name(identity.subject):
+            held = replace(held, session_name=sanitize_session_name(subject.session_name))
+        return held
 
     def _once(self, subject: SubjectToken) -> None:
         """Single-use tokens (a workload connector's): the ``jti`` is kept until the token expires."""
@@ -321,6 +394,24 @@ class TokenExchange:
         duration = min(app.settings.max_duration, held.max_duration)
         return replace(held, policy=policy, session_name=name, max_duration=duration,
                        default_duration=min(held.default_duration, duration))
+
+
+def token_refusal(last: LoginError, *, workload: bool = False) -> ExchangeRefused:
+    """A connector's refusal of the subject token in OAuth's words (``invalid_grant`` with the failed check)."""
+    what = TOKEN_CODES.get(last.code, TOKEN_CODES["invalid_id_token"])
+    if workload and last.code == "subject_token_audience":
+        what = "the subject token is for another audience than the workload connector's"
+    why = f"{what} ({last.detail[:200]})"
+    again = "Get a new token from the CI platform and exchange it." if workload else \
+        "Sign the user in again and exchange the new token."
+    if last.code == "subject_token_expired":
+        return ExchangeRefused("invalid_grant", why, code="exchange_token_expired", hint=again)
+    if last.code == "subject_token_audience":
+        return ExchangeRefused("invalid_grant", why, code="exchange_token_audience",
+                               hint="Ask the CI platform for a token with the bridge's URL as audience (the "
+                               "connector's audiences)." if workload else
+                               "Sign the user in with the app's own client id (apps[].idp_audiences).")
+    return ExchangeRefused("invalid_grant", why, code="exchange_token_invalid", hint=again)
 
 
 def as_refusal(e: BridgeError) -> ExchangeRefused:

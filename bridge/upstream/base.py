@@ -208,12 +208,14 @@ class SubjectToken:
     the connector still accepts the token — its ``exp``, plus the clock skew the connector allows (workloads);
     ``single_use``: the connector says a token may be exchanged once only (workloads: the core keeps
     the ``jti`` until ``expires_at`` — ``OnceStore.first_use(f"jti:{connector id}", token_id, expires_at)``
-    — and refuses it again)."""
+    — and refuses it again); ``session_name``: a workload's name for the AWS session (repository and run
+    id, STS's charset, at most 64 characters), used when the rule names none of its own."""
 
     identity: Identity
     expires_at: int
     token_id: str | None = None
     single_use: bool = False
+    session_name: str | None = None  # a workload's own name for AWS sessions (e.g. repository.run id)
 
 
 @runtime_checkable
@@ -221,5 +223,18 @@ class ExchangesTokens(Protocol):
     """A connector whose tokens an app or a workload may exchange at ``/oauth/token`` (token exchange,
     ``isinstance(connector, ExchangesTokens)``): verify a bearer token it issued (signature, issuer,
     expiry, and an audience among ``audiences``) without a browser, or raise ``InvalidIdToken``."""
+
+    def verify_subject_token(self, token: str, *, audiences: tuple[str, ...]) -> SubjectToken: ...
+
+
+@runtime_checkable
+class WorkloadTokens(Protocol):
+    """A connector whose tokens are exchanged **without a registered app** (no ``client_id``: a CI job, a
+    service account — ``isinstance(connector, WorkloadTokens)``): the exchange finds it by the token's issuer
+    (``verify_subject_token`` raises ``subject_token_issuer`` for another's), verifies the token for the
+    connector's own audiences (``audiences=()``), and counts at most ``exchanges_per_minute`` exchanges of one
+    subject (0: no limit)."""
+
+    exchanges_per_minute: int
 
     def verify_subject_token(self, token: str, *, audiences: tuple[str, ...]) -> SubjectToken: ...

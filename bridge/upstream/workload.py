@@ -35,6 +35,7 @@ from bridge.domain.errors import ConfigError, InvalidIdToken, LoginError, Upstre
 from bridge.domain.identity import Identity
 from bridge.telemetry.logs import event
 from bridge.upstream.base import LoginStart, PendingLogin, SubjectToken
+from bridge.upstream.workload_claims import session_name
 from bridge.upstream.workload_settings import WorkloadConnectorSettings
 
 MIN_REFRESH = 60  # seconds between two fetches of the keys for an unknown kid (a flood of bad kids costs one a minute)
@@ -57,6 +58,7 @@ class WorkloadConnector:
         self.issuer = cfg.issuer_url
         self.audiences = tuple(cfg.audiences)
         self.single_use = cfg.once_only
+        self.exchanges_per_minute = cfg.exchanges_per_minute  # WorkloadTokens: exchanged without an app
         self.http = http or requests.Session()
         self.clock = clock
         self.on_stale = on_stale
@@ -197,7 +199,8 @@ class WorkloadConnector:
             raise InvalidIdToken(f"workload token: {e}") from None
         jti = claims.get("jti")
         return SubjectToken(identity=identity, expires_at=int(claims["exp"]) + self.cfg.clock_skew,
-                            token_id=jti if isinstance(jti, str) else None, single_use=self.single_use)
+                            token_id=jti if isinstance(jti, str) else None, single_use=self.single_use,
+                            session_name=session_name(self.cfg.preset, claims))
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN or token.count(".") != 2:

@@ -12,6 +12,7 @@ match ``claims.repository``, ``claims.ref``, ``claims.environment``, ``claims.jo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 from bridge.domain.identity import Identity
 
 REGISTERED = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti")
+NOT_SESSION = re.compile(r"[^A-Za-z0-9_+=,.@-]")  # outside STS's RoleSessionName charset
+SESSION_MAX = 64
 K8S = "kubernetes.io"
 
 
@@ -32,6 +35,7 @@ class Preset:
     name: str
     single_use: bool
     rule_claims: tuple[str, ...]  # what rules usually match on (docs, explain's hints)
+    session: tuple[str, ...] = ()  # claims joined with "." into the AWS session name (the last kept whole)
 
 
 PRESETS: dict[str, Preset] = {
@@ -40,19 +44,19 @@ PRESETS: dict[str, Preset] = {
         issuer="https://token.actions.githubusercontent.com",
         required=("repository", "repository_owner", "job_workflow_ref"), name="repository", single_use=True,
         rule_claims=("repository", "repository_owner", "ref", "environment", "job_workflow_ref", "workflow",
-                     "actor", "event_name", "ref_type")),
+                     "actor", "event_name", "ref_type"), session=("repository", "run_id")),
     # GitLab CI/CD ID tokens (id_tokens: in .gitlab-ci.yml); self-managed GitLab: set issuer to its URL
     "gitlab_ci": Preset(
         issuer="https://gitlab.com", required=("project_path", "namespace_path", "pipeline_source"),
         name="project_path", single_use=True,
         rule_claims=("project_path", "namespace_path", "ref", "ref_type", "ref_protected", "environment",
-                     "pipeline_source")),
+                     "pipeline_source"), session=("project_path", "pipeline_id")),
     # Projected service-account tokens; the issuer is the cluster's --service-account-issuer. A pod reuses
     # its token (the kubelet renews it) for every exchange: not single-use.
     "kubernetes": Preset(
         issuer="https://kubernetes.default.svc.cluster.local", required=(K8S,), name=K8S, single_use=False,
         rule_claims=(f'["{K8S}"].namespace', f'["{K8S}"].serviceaccount.name')),
-    "generic": Preset(issuer=None, required=(), name="sub", single_use=True, rule_claims=()),
+    "generic": Preset(issuer=None, required=(), name="sub", single_use=True, rule_claims=(), session=("sub",)),
 }
 
 
@@ -98,3 +102,20 @@ def identity_from_claims(connector_id: str, preset: str, claims: Mapping[str, An
     return Identity(connector_id=connector_id, subject=str(claims["sub"]), issuer=str(claims.get("iss") or ""),
                     name=name, claims={k: v for k, v in claims.items() if k not in REGISTERED},
                     authn_time=int(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None)
+
+
+def session_name(preset: str, claims: Mapping[str, Any]) -> str:
+    """The workload's name for its AWS session: the preset's claims joined with ``.`` (GitHub Actions
+    ``<repository>.<run_id>``, GitLab ``<project_path>.<pipeline_id>``, Kubernetes ``<namespace>.<service
+    account>``, generic ``sub``), each character outside STS's ``[\\w+=,.@-]`` a ``-``, at most 64 characters:
+    the first part is cut, so the run id stays whole. Claims it lacks are left out; none at all: ``sub``."""
+    p = PRESETS[preset]
+    if p.name == K8S:
+        k8s = _k8s_name(claims)[0]
+        parts = k8s.split("/", 1) if k8s else []
+    else:
+        parts = [v for v in (_string(claims, c) for c in p.session) if v]
+    parts = [NOT_SESSION.sub("-", v) for v in (parts or [str(claims.get("sub") or "workload")])]
+    tail = ".".join(parts[1:])[:SESSION_MAX - 3]
+    head = parts[0][:SESSION_MAX - len(tail) - 1] if tail else parts[0][:SESSION_MAX]
+    return f"{head}.{tail}" if tail else head

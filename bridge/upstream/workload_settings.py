@@ -59,6 +59,8 @@ class WorkloadConnectorSettings(ConnectorSettingsBase):
                                                               "again until it expires (no `jti` needed)")
     required_claims: list[str] = Field(default_factory=list, description="further claims a token must carry (non-"
                                                                          "empty strings), beyond the preset's")
+    exchanges_per_minute: int = Field(60, ge=0, description="exchanges per minute of one subject (the token's "
+                                      "`sub`) without an app, counted in Redis across instances; 0 = no limit")
     jwks_ttl: int = Field(3600, ge=60, le=86400, description="seconds the keys are used before they are fetched "
                                                              "again (an unknown `kid` fetches them at once)")
     http_timeout: float = Field(5.0, gt=0, le=60, description="seconds for each fetch of the discovery "

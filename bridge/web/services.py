@@ -12,7 +12,7 @@
 - ``requests`` (bridge/core/access_requests.py) just-in-time access requests (the decision point asks their ledger)
 - ``flow``     (bridge/core/flow.py)           pending sign-ins with the upstream IdPs
 - ``signin``   (bridge/core/signin.py)    a callback → audited decision and a new session: the sign-in sequence
-- ``exchange`` (bridge/core/exchange.py)       registered apps' ID tokens → AWS credentials (RFC 8693 token exchange)
+- ``exchange`` (bridge/core/exchange.py)       apps' ID tokens, workloads' tokens → AWS credentials (RFC 8693)
 - ``scim``     (bridge/scim)              SCIM provisioning from the IdP (None unless ``scim.token`` is set)
 - ``store``    (bridge/storage)           the state: the ``Store`` façade (each service above is handed only
                                            the resources it uses: bridge/storage/resources.py)

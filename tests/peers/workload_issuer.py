@@ -132,7 +132,8 @@ class WorkloadIssuer:
         if scheme.lower() != "bearer" or not secrets.compare_digest(value, self.request_token):
             return _json({"message": "Bad credentials"}, 401)
         if not (self.same_token and self._last):
-            self._last = self.mint(aud=req.args.get("audience") or self.audience, **self.job_claims)
+            # job_claims may override the audience asked for (a token for another audience)
+            self._last = self.mint(**{"aud": req.args.get("audience") or self.audience, **self.job_claims})
         return _json({"count": len(self._last), "value": self._last})
 
 
