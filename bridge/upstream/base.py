@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -39,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 from bridge.domain.identity import Identity
 from bridge.domain.identity import PendingLogin as PendingLogin  # re-exported: the contract's value type
 from bridge.domain.stepup import StepUpPolicy
+from bridge.telemetry.logs import event
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,15 @@ class ReverifyExpired:
 
 ReverifyResult = ReverifyOk | ReverifyRevoked | ReverifyUnreachable | ReverifyExpired
 
+
+
+def logged_reverify(connector_id: str, result: ReverifyResult) -> ReverifyResult:
+    """Log a re-check's outcome (``upstream_reverify``: never the grant or a token) and return it."""
+    outcome = type(result).__name__.removeprefix("Reverify").lower()
+    level = {"ok": logging.DEBUG, "unreachable": logging.WARNING}.get(outcome, logging.INFO)
+    event("upstream_reverify", level, connector=connector_id, outcome=outcome,
+          reason=getattr(result, "reason", "")[:200])
+    return result
 
 @runtime_checkable
 class IdpInitiated(Protocol):

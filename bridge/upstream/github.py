@@ -39,6 +39,7 @@ from bridge.upstream.base import (
     ReverifyResult,
     ReverifyRevoked,
     ReverifyUnreachable,
+    logged_reverify,
 )
 from bridge.upstream.github_settings import SCOPES, GithubConnectorSettings
 
@@ -275,12 +276,7 @@ class GithubConnector:
         withdrawn, user suspended) or another user → revoked; no longer verified primary e-mail or, with
         ``require_org_membership``, no allowed org left → revoked; network, 5xx, rate limit → unreachable;
         otherwise the identity with the current groups."""
-        result = self._reverify(upstream_grant)
-        outcome = type(result).__name__.removeprefix("Reverify").lower()
-        level = {"ok": logging.DEBUG, "unreachable": logging.WARNING}.get(outcome, logging.INFO)
-        event("upstream_reverify", level, connector=self.id, outcome=outcome,
-              reason=getattr(result, "reason", "")[:200])
-        return result
+        return logged_reverify(self.id, self._reverify(upstream_grant))
 
     def _reverify(self, g: Mapping[str, Any]) -> ReverifyResult:
         token, expires_at = g.get("access_token"), g.get("access_expires_at")

@@ -49,6 +49,7 @@ from bridge.upstream.base import (
     ReverifyRevoked,
     ReverifyUnreachable,
     SubjectToken,
+    logged_reverify,
 )
 from bridge.upstream.oidc_claims import check_email_verified, claim_warnings, groups_from, missing_claims
 from bridge.upstream.oidc_settings import OidcConnectorSettings
@@ -283,12 +284,7 @@ class OidcConnector:
         ``ReverifyOk`` (rotated refresh tokens: reusing an old one makes IdPs revoke the lot), and
         re-check one session at a time.
         """
-        result = self._reverify(upstream_grant)
-        outcome = type(result).__name__.removeprefix("Reverify").lower()
-        level = {"ok": logging.DEBUG, "unreachable": logging.WARNING}.get(outcome, logging.INFO)
-        event("upstream_reverify", level, connector=self.id, outcome=outcome,
-              reason=getattr(result, "reason", "")[:200])
-        return result
+        return logged_reverify(self.id, self._reverify(upstream_grant))
 
     def _reverify(self, g: Mapping[str, Any]) -> ReverifyResult:
         if g.get("v") != GRANT_VERSION or not isinstance(g.get("sub"), str) or not isinstance(g.get("nonce"), str):
