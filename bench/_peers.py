@@ -68,6 +68,17 @@ def parse(ap: argparse.ArgumentParser, **smoke: Any) -> argparse.Namespace:
     return args
 
 
+def parse_load(*, requests: int = 3000, rounds: int = 5) -> argparse.Namespace:
+    """The options of an ``ab`` load benchmark (``--requests`` per round and kind, ``--rounds``,
+    ``--concurrency``, ``--workers``), through ``parse`` with its smoke values."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=requests, help="per round and kind")
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    return parse(ap, requests=100, rounds=1, workers=1)
+
+
 def wait(url: str, seconds: float = 30) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -12,7 +12,6 @@ a cached direct one, both >= 0.5 x /healthz throughput in the same run.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 
@@ -23,7 +22,7 @@ from _peers import (  # noqa: E402 - bench/ is on sys.path when run
     free_port,
     interleave,
     machine_line,
-    parse,
+    parse_load,
     report,
     sign_in,
     stub,
@@ -36,12 +35,7 @@ GRANT = {"tags": {"Email": "{email}", "Department": "{claims.department}"}, "tra
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=3000, help="per round and kind")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=2)
-    args = parse(ap, requests=100, rounds=1, workers=1)
+    args = parse_load()
     with Stack("chains-served") as stack:
         port = free_port()
         server = stack.serve(stack.config(

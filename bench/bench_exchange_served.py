@@ -13,7 +13,6 @@ req/s in the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
-from _peers import Stack, Target, bench, free_port, interleave, machine_line, parse, report, stub, target  # noqa: E402
+from _peers import Stack, Target, bench, free_port, interleave, machine_line, parse_load, report, stub, target  # noqa: E402
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
@@ -62,12 +61,7 @@ class Idp:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=3000, help="per round and kind")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=2)
-    args = parse(ap, requests=100, rounds=1, workers=1)
+    args = parse_load()
     idp = Idp()
     with Stack("exchange-served") as stack:
         port = free_port()

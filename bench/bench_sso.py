@@ -12,12 +12,11 @@ ListAccounts (1,000 accounts, maxResults=100) p50 <= 2 x /healthz p50.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 
 import requests
-from _peers import Stack, Target, bench, free_port, interleave, machine_line, parse, report, stub, target  # noqa: E402
+from _peers import Stack, Target, bench, free_port, interleave, machine_line, parse_load, report, stub, target  # noqa: E402
 
 ACCOUNTS = [f"{100000000000 + i:012d}" for i in range(1000)]
 TARGET_RPS, TARGET_P50 = 0.5, 2.0
@@ -45,12 +44,7 @@ def token_for(base: str, user: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=2000, help="per round and kind")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=2)
-    args = parse(ap, requests=100, rounds=1, workers=1)
+    args = parse_load(requests=2000, rounds=3)
     with Stack("sso") as stack:
         port = free_port()
         server = stack.serve(stack.config(
