@@ -17,6 +17,7 @@ from bridge.config import Settings, load_settings
 from bridge.domain.errors import ConfigError
 from bridge.domain.identity import Identity
 from bridge.mapping.cases import Change, audit_subjects, describe, diff, load_cases, run_cases
+from bridge.upstream.workload_settings import workload_ids
 
 
 def _defaults(settings: Settings) -> mapping.GrantDefaults:
@@ -72,7 +73,8 @@ def _old_mapping(path: str, settings: Settings) -> mapping.MappingSettings:
         if "accounts" not in raw:  # the catalog of the config in force, for aliases
             raw["accounts"] = settings.mapping.model_dump(mode="json").get("accounts") or {}
         return mapping.load_mapping(raw, partition=settings.aws.partition,
-                                    connectors=[c.id for c in settings.connectors])
+                                    connectors=[c.id for c in settings.connectors],
+                                    workloads=workload_ids(settings.connectors))
     except ConfigError as e:
         fail(e.problems, f"{path}: {len(e.problems)} problem(s):")
 

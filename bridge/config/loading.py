@@ -33,6 +33,7 @@ from bridge.mapping import MappingSettings, load_mapping
 from bridge.mapping.compiler import gc_paused
 from bridge.mapping.settings import account_problems
 from bridge.upstream.registry import CONNECTOR_TYPES
+from bridge.upstream.workload_settings import workload_ids
 
 
 def _loc(loc: tuple[str | int, ...]) -> str:
@@ -79,16 +80,16 @@ def _read_rules_file(path: Path, label: str, problems: list[str]) -> dict[str, A
 
 
 
-def load_mapping_section(raw: Any, source_dir: Path, *, partition: str,
-                         connectors: list[str] | None) -> tuple[MappingSettings | None, list[str]]:
+def load_mapping_section(raw: Any, source_dir: Path, *, partition: str, connectors: list[str] | None,
+                         workloads: list[str] | None = None) -> tuple[MappingSettings | None, list[str]]:
     """The ``mapping:`` section plus its rules file, validated and compiled; problems prefixed with where
-    they are (``mapping.rules[2]…`` or ``rules.yaml:rules[2]…``)."""
+    they are (``mapping.rules[2]…`` or ``rules.yaml:rules[2]…``). ``workloads``: the workload connectors' ids."""
     with gc_paused():
-        return _load_mapping_section(raw, source_dir, partition, connectors)
+        return _load_mapping_section(raw, source_dir, partition, connectors, workloads or [])
 
 
-def _load_mapping_section(raw: Any, source_dir: Path, partition: str,
-                          connectors: list[str] | None) -> tuple[MappingSettings | None, list[str]]:
+def _load_mapping_section(raw: Any, source_dir: Path, partition: str, connectors: list[str] | None,
+                          workloads: list[str]) -> tuple[MappingSettings | None, list[str]]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -98,7 +99,7 @@ def _load_mapping_section(raw: Any, source_dir: Path, partition: str,
     _with_accounts_file(doc, source_dir, problems, stamps)
     _external_id_files(doc, source_dir, problems)
     try:
-        mapping = load_mapping(doc, partition=partition, connectors=connectors)
+        mapping = load_mapping(doc, partition=partition, connectors=connectors, workloads=workloads)
         mapping.file_stamps.update(stamps)
     except ConfigError as e:
         problems += [_where_written(p, origin) for p in e.problems]
@@ -214,7 +215,8 @@ def reload_mapping(settings: Settings) -> MappingSettings:
             raise ConfigError([yaml_problem(str(settings.source_file), e)]) from None
         raw = interpolate(doc.get("mapping") if isinstance(doc, dict) else None, "mapping", problems)
     mapping, more = load_mapping_section(raw, settings.source_dir, partition=settings.aws.partition,
-                                         connectors=[c.id for c in settings.connectors])
+                                         connectors=[c.id for c in settings.connectors],
+                                         workloads=workload_ids(settings.connectors))
     problems += more
     if problems or mapping is None:
         raise ConfigError(problems)
@@ -242,7 +244,8 @@ def settings_from_dict(raw: Any, *, source_dir: Path = Path("."), source_file: P
     connectors = data.get("connectors") if isinstance(data.get("connectors"), list) else []
     mapping, more = load_mapping_section(
         raw_mapping, source_dir, partition=str(aws.get("partition", "aws")),
-        connectors=[str(c.get("id")) for c in connectors if isinstance(c, dict) and "id" in c])
+        connectors=[str(c.get("id")) for c in connectors if isinstance(c, dict) and "id" in c],
+        workloads=workload_ids(settings.connectors) if settings is not None else [])
     problems += more
     if settings is None or mapping is None:
         raise ConfigError(problems)

@@ -23,6 +23,7 @@ from bridge.domain.settings_base import SettingsModel
 from bridge.domain.webhook_address import is_loopback
 from bridge.mapping import MappingSettings
 from bridge.upstream.registry import AnyConnectorSettings, ConnectorSettings
+from bridge.upstream.workload_settings import unruled_warnings
 
 
 class RedisSettings(SettingsModel):
@@ -443,4 +444,5 @@ class Settings(SettingsModel):
             out.append(f"mapping: {len(legacy)} rule(s) use the old flat form ({names}); they "
                        "still work, but write match:/grants: (docs/rules.md).")
         out += self.mapping.scanned_warnings()
+        out += unruled_warnings(self.enabled_connectors, self.mapping.rules)
         return out

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bridge.domain.errors import ConfigError
 from bridge.domain.identity import Grant, Identity, identity_from_sample
-from bridge.mapping.engine import decide
+from bridge.mapping.engine import decide, workload_skip_reason
 from bridge.mapping.results import GrantDefaults
 from bridge.mapping.settings import MappingSettings
 
@@ -192,7 +192,12 @@ def run_case(mapping: MappingSettings, case: Case, defaults: GrantDefaults) -> C
     locked = {g.role_arn for g in decision.locked}
     diffs: list[str] = []
 
+    missing = (case.roles - granted if case.roles is not None else set()) | (case.includes - granted)
+    skipped = _skipped_for_workload(mapping, case.identity, defaults, granted) if missing else {}
+
     def why_missing(arn: str) -> str:
+        if arn in skipped:
+            return f" (rule {skipped[arn]} {workload_skip_reason(case.identity.connector_id)})"
         return " (locked: needs a sign-in with MFA)" if arn in locked else ""
 
     if case.roles is not None:
@@ -210,6 +215,17 @@ def run_case(mapping: MappingSettings, case: Case, defaults: GrantDefaults) -> C
         elif have != hubs:
             diffs.append(f"{arn}: reached through {list(have) or 'no hub'}, expected {list(hubs) or 'no hub'}")
     return CaseResult(case, tuple(diffs), tuple(grants))
+
+
+def _skipped_for_workload(mapping: MappingSettings, identity: Identity, defaults: GrantDefaults,
+                          granted: set[str]) -> dict[str, str]:
+    """Roles a workload's identity would get if rules without ``connectors:`` applied to it → the rule granting
+    each (to say why a case misses them); nothing for other identities."""
+    rs = mapping.compiled
+    if identity.connector_id not in rs.workloads:
+        return {}
+    loose = decide(replace(rs, workloads=frozenset()), identity, defaults)
+    return {g.role_arn: g.via for g in loose.grants if g.role_arn not in granted}
 
 
 def run_cases(mapping: MappingSettings, cases: Iterable[Case], defaults: GrantDefaults) -> list[CaseResult]:

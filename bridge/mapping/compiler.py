@@ -16,6 +16,7 @@ the result: the dependency runs one way (settings → compiler → model).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -272,8 +273,9 @@ def _index(rules: list[CRule]) -> _Index:
 
 
 def compile_mapping(ms: MappingSpec, *, partition: str = "aws", connectors: Collection[str] | None = None,
-                    positions: list[int] | None = None) -> tuple[RuleSet, list[str]]:
-    """Compile validated settings; return the rule set and every problem (paths relative to ``mapping``)."""
+                    positions: list[int] | None = None, workloads: Collection[str] = ()) -> tuple[RuleSet, list[str]]:
+    """Compile validated settings; return the rule set and every problem (paths relative to ``mapping``).
+    ``workloads``: the workload connectors' ids (only rules naming one in ``connectors:`` match its identities)."""
     c = _Compiler(ms, partition if partition in PARTITIONS else "aws", connectors)
     c.compile_catalog()
     rules: list[CRule] = []
@@ -290,6 +292,9 @@ def compile_mapping(ms: MappingSpec, *, partition: str = "aws", connectors: Coll
     ix = _index(rules)
     # What decides access, not how it is loaded or guarded: the same rules keep the same version.
     options = {"reload_interval", "rules_file", "max_shrink", "expected_rules"}
-    version = hashlib.sha256(ms.model_dump_json(exclude=options).encode()).hexdigest()[:16]
+    text = ms.model_dump_json(exclude=options)
+    if workloads:  # which connectors are workloads decides too (configs without any keep their version)
+        text += json.dumps(sorted(workloads))
+    version = hashlib.sha256(text.encode()).hexdigest()[:16]
     return RuleSet(rules, c.catalog, c.partition, ix.exact, ix.prefixes, ix.suffixes, ix.unindexed, version,
-                   ix.folded, ix.factors, ix.present), c.problems
+                   ix.folded, ix.factors, ix.present, workloads=frozenset(workloads)), c.problems

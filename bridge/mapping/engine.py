@@ -3,7 +3,10 @@
 Order of work for one identity:
 
 1. **Match.** Candidate rules come from the index (exact matches) plus the unindexed rules; each
-   is tested in file order. A rule for other ``connectors`` does not apply. A match may hold in
+   is tested in file order. A rule for other ``connectors`` does not apply; nor does a grant rule
+   without ``connectors:`` to a workload connector's identity (``RuleSet.workloads``: a CI job of any
+   repository must not match a rule written for people, on a group or a claim), while a ``deny`` rule
+   without ``connectors:`` still applies to everyone (skipping it would widen access). A match may hold in
    several ways (a regex over many groups): each way is a *binding* of captures.
 2. **Render.** Each grant of a matching rule is rendered once per binding: role ARN (or account +
    role via the catalog), label, session name, source identity, tags, durations. What cannot be
@@ -130,6 +133,9 @@ def _decide(rs: RuleSet, identity: Identity, defaults: GrantDefaults, explain_al
         if r.connectors is not None and identity.connector_id not in r.connectors:
             reasons[pos] = f"applies to connectors {sorted(r.connectors)}, not {identity.connector_id!r}"
             continue
+        if r.connectors is None and r.deny is None and identity.connector_id in rs.workloads:
+            reasons[pos] = workload_skip_reason(identity.connector_id)
+            continue
         o = r.cond.test(view, explain_all)
         reasons[pos] = o.reason
         if not o.ok:
@@ -168,6 +174,12 @@ def _decide(rs: RuleSet, identity: Identity, defaults: GrantDefaults, explain_al
             withheld=tuple(withheld.get(pos, ())), kind="deny" if r.deny is not None else "grant",
             description=r.description))
     return Decision(results)
+
+
+def workload_skip_reason(connector_id: str) -> str:
+    """Why a grant rule without ``connectors:`` did not apply to the identity of workload connector ``connector_id``."""
+    return (f"has no connectors:, and {connector_id!r} is a workload connector: a workload's identity is matched "
+            f"only by rules that name its connector (add connectors: [{connector_id}])")
 
 
 def _dedupe(items: list[str]) -> list[str]:

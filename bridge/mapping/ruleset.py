@@ -255,6 +255,9 @@ class RuleSet:
     present: dict[str, tuple[ClaimPath, list[int]]] = field(default_factory=dict)
     # defaults → grant → what its role decides when that does not depend on the identity (``render``)
     fixed: dict[Any, dict[int, Any]] = field(default_factory=dict)
+    # ids of the workload connectors (``type: workload``): their identities are matched only by rules that name
+    # them in ``connectors:``; a rule without ``connectors:`` is for people signing in, not any repository's job
+    workloads: frozenset[str] = frozenset()
 
     def candidates(self, view: View) -> list[int]:
         """Positions of the rules that can match ``view`` (a superset), in file order."""

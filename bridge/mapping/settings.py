@@ -72,16 +72,19 @@ class MappingSettings(MappingSpec):
 # --------------------------------------------------------------------------- loading
 
 
-def load_mapping(raw: Any, *, partition: str = "aws", connectors: Collection[str] | None = None) -> MappingSettings:
+def load_mapping(raw: Any, *, partition: str = "aws", connectors: Collection[str] | None = None,
+                 workloads: Collection[str] = ()) -> MappingSettings:
     """Validate and compile a ``mapping:`` document; raise ConfigError listing every problem.
 
-    Problem paths are relative to the document (``rules[3].grants[0].tags.Team: …``).
+    Problem paths are relative to the document (``rules[3].grants[0].tags.Team: …``). ``workloads``: the ids of
+    the workload connectors, whose identities only rules naming them in ``connectors:`` match.
     """
     with gc_paused():
-        return _load_mapping(raw, partition, connectors)
+        return _load_mapping(raw, partition, connectors, workloads)
 
 
-def _load_mapping(raw: Any, partition: str, connectors: Collection[str] | None) -> MappingSettings:
+def _load_mapping(raw: Any, partition: str, connectors: Collection[str] | None,
+                  workloads: Collection[str]) -> MappingSettings:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -100,7 +103,8 @@ def _load_mapping(raw: Any, partition: str, connectors: Collection[str] | None) 
         problems.append(f"expected_rules: says {ms.expected_rules} rule(s), found {len(rules_raw)} "
                         "(a truncated or half-written file?)")
     ms = ms.model_copy(update={"rules": rules.valid, "accounts": accounts})
-    ruleset, semantic = compile_mapping(ms, partition=partition, connectors=connectors, positions=rules.positions)
+    ruleset, semantic = compile_mapping(ms, partition=partition, connectors=connectors, positions=rules.positions,
+                                       workloads=workloads)
     for p in semantic:
         pos = re.match(r"rules\[(\d+)\]", p)
         problems.append(_legacy_path(p) if pos and int(pos[1]) in rules.legacy_pos else p)

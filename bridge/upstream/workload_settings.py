@@ -117,3 +117,18 @@ class WorkloadConnectorSettings(ConnectorSettingsBase):
             out.append(f"connector {self.id}: insecure_reusable_tokens lets a {self.preset} token be exchanged again "
                        "until it expires (whoever copies it from a job log gets credentials too).")
         return out
+
+
+def workload_ids(connectors: list[Any]) -> list[str]:
+    """The ids of the workload connectors among ``connectors`` (settings): ``load_mapping(workloads=)``."""
+    return [c.id for c in connectors if isinstance(c, WorkloadConnectorSettings)]
+
+
+def unruled_warnings(connectors: list[Any], rules: list[Any]) -> list[str]:
+    """A workload connector no rule names in ``connectors:``: its tokens get no role (a rule without
+    ``connectors:`` does not apply to a workload's identity, bridge/mapping/engine.py). A warning, not a
+    failure: it fails closed, and a connector may well be set up before its rules are written."""
+    named = {cid for r in rules for cid in (getattr(r, "connectors", None) or ())}
+    return [f"connector {c.id}: no rule names this workload connector in connectors:, so its tokens get no role "
+            "(a rule without connectors: does not apply to workload identities; docs/workloads.md, \"Rules for "
+            "workloads\")." for c in connectors if isinstance(c, WorkloadConnectorSettings) and c.id not in named]

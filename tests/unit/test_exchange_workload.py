@@ -28,7 +28,7 @@ FROM_MAIN = {"all": [{"claim": "claims.repository", "equals": "octo-org/octo-rep
 POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]}
 
 
-def workload_env(tmp_path: Path, **connector: Any) -> Env:
+def workload_env(tmp_path: Path, rules: tuple[dict[str, Any], ...] = (), **connector: Any) -> Env:
     raw = config(tmp_path)
     jwks = tmp_path / "gh-jwks.json"
     jwks.write_text(json.dumps(KeySet([GH_KEY]).as_dict(private=False)))
@@ -39,6 +39,7 @@ def workload_env(tmp_path: Path, **connector: Any) -> Env:
                                     "grants": [
         {"account": "sandbox", "role": "Deployer", "duration": {"default": 1800, "max": 3600}},
         {"account": "sandbox", "role": "Uploader", "session_name": "gha-{claims.run_id}", "policy": POLICY}]})
+    raw["mapping"]["rules"] += rules
     return _build(raw, tmp_path)
 
 
@@ -103,6 +104,18 @@ def test_refusals_without_client_id_are_clear_and_issue_nothing(env: Env, data: 
                                                                 error: str, code: str, says: str) -> None:
     body = refused(env, data, origin)
     assert (body["error"], body["error_code"]) == (error, code) and says in body["error_description"], body
+
+
+def test_a_rule_without_connectors_gives_a_workload_nothing(tmp_path: Path) -> None:
+    """A rule written for people (a claim any repository's token carries too) does not reach CI jobs: only rules
+    naming the workload connector do."""
+    env = workload_env(tmp_path, rules=({"name": "octo-org-readers", "grants": [{"account": "sandbox",
+                                                                             "role": "ReadOnly"}],
+                                         "match": {"claim": "claims.repository_owner", "equals": "octo-org"}},))
+    body = refused(env, wl_form(audience="sandbox/ReadOnly"))
+    assert (body["error"], body["error_code"]) == ("invalid_target", "exchange_target_not_granted"), body
+    assert post(env, wl_form(), origin=None).status_code == 200  # its own rule's grant still comes
+    assert [c["role_arn"] for c in env.sts.calls] == [DEPLOYER]
 
 
 def test_the_same_token_twice_is_a_replay(env: Env) -> None:
