@@ -51,6 +51,7 @@ from bridge.upstream.base import (
     SubjectToken,
     logged_reverify,
 )
+from bridge.upstream.keyguard import KidRefetchGuard
 from bridge.upstream.oidc_claims import check_email_verified, claim_warnings, groups_from, missing_claims
 from bridge.upstream.oidc_settings import OidcConnectorSettings
 from bridge.upstream.oidc_stepup import authorize_params
@@ -87,6 +88,7 @@ class OidcConnector:
         self._meta_at = 0.0
         self._jwks: KeySet | None = None
         self._jwks_at = 0.0
+        self._kid_guard = KidRefetchGuard()  # the token exchange's unknown kids: one fetch a minute (oidc_subject)
         self._warned_no_reverify = False
 
     # -- discovery and keys ------------------------------------------------------------

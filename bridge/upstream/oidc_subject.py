@@ -2,11 +2,14 @@
 app's user got from this IdP, without a browser — the checks of a sign-in (signature with the cached JWKS,
 ``iss``, ``aud``, ``exp``, ``iat``) but the audience is the *app's* client id at the IdP (``apps[].idp_audiences``),
 and there is no nonce: no sign-in of the bridge's started it. ``OidcConnector.verify_subject_token`` calls
-``verify``; the claims become an ``Identity`` as at sign-in (e-mail only when verified).
+``verify``; the claims become an ``Identity`` as at sign-in (e-mail only when verified; an Apple connector's
+``"true"``/``"false"`` strings read as booleans, as at sign-in, once the signature verified). An unknown ``kid``
+fetches the keys again at most once a minute (``keyguard``); in between, such a token is refused without a fetch.
 
 Refusals are ``InvalidIdToken`` with a code the exchange passes on: ``subject_token_issuer`` (another IdP's
 token: the exchange tries the app's next connector), ``subject_token_expired``, ``subject_token_audience``,
-``invalid_id_token`` (malformed, bad signature, a claim missing). No token text is ever logged or echoed.
+``invalid_id_token`` (malformed — a payload nested too deeply included —, bad signature, an unknown key, a claim
+missing). No token text is ever logged or echoed.
 """
 
 from __future__ import annotations
@@ -26,32 +29,42 @@ if TYPE_CHECKING:
 
 
 def unverified_issuer(token: str) -> str | None:
-    """The ``iss`` a compact JWT claims (unverified: only to tell another IdP's token from a bad one)."""
+    """The ``iss`` a compact JWT claims (unverified: only to tell another IdP's token from a bad one); a payload
+    nested too deeply to read is a malformed token (``InvalidIdToken``), not another IdP's."""
     try:
         payload = token.split(".")[1]
         doc = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
         return None
+    except RecursionError:  # '[[[[…': json gives up on the depth, before any signature is checked
+        raise InvalidIdToken("malformed subject_token (its payload is nested too deeply to read)") from None
     iss = doc.get("iss") if isinstance(doc, dict) else None
     return iss if isinstance(iss, str) else None
 
 
 def _claims(c: OidcConnector, token: str) -> dict[str, Any]:
-    """Signature and algorithm against the IdP's published keys (one JWKS refresh on an unknown ``kid``)."""
+    """Signature and algorithm against the IdP's published keys. An unknown ``kid`` fetches them again (the IdP
+    rotated), at most once a minute (``KidRefetchGuard``): a token naming a made-up key costs the IdP no fetch."""
     from joserfc import jws
 
     try:
         kid = jws.extract_compact(token.encode()).protected.get("kid")
-    except (JoseError, ValueError, UnicodeError) as e:
+    except (JoseError, ValueError, UnicodeError, RecursionError) as e:
         raise InvalidIdToken(f"malformed subject_token ({type(e).__name__})") from None
     keyset = c._keyset()
     if kid is not None and not any(k.kid == kid for k in keyset.keys):
+        if not c._kid_guard.allow(c.clock()):
+            raise InvalidIdToken("subject_token is signed with a key the IdP does not publish (its keys were "
+                                 "fetched again less than a minute ago; a key it has just added is read after that "
+                                 "minute)")
         keyset = c._keyset(refresh=True)
+        if not any(k.kid == kid for k in keyset.keys):
+            raise InvalidIdToken("subject_token is signed with a key the IdP does not publish")
     try:
         return dict(jwt.decode(token, keyset, algorithms=c.cfg.allowed_algs).claims)
     except BadSignatureError:
         raise InvalidIdToken("subject_token signature does not verify with the IdP's published keys") from None
-    except (JoseError, ValueError) as e:
+    except (JoseError, ValueError, TypeError, RecursionError) as e:
         raise InvalidIdToken(f"subject_token rejected: {type(e).__name__}") from None
 
 
@@ -60,6 +73,10 @@ def verify(c: OidcConnector, token: str, audiences: tuple[str, ...]) -> SubjectT
     if unverified_issuer(token) != c.cfg.issuer:
         raise InvalidIdToken(f"{c.id}: subject_token is not from this connector's issuer", code="subject_token_issuer")
     claims = _claims(c, token)
+    if c.cfg.preset == "apple":  # Apple's "true"/"false" strings, read only now the signature verified (as at sign-in)
+        from bridge.upstream.apple import with_apple_booleans
+
+        claims = with_apple_booleans(claims)
     now = int(c.clock())
     registry = jwt.JWTClaimsRegistry(now=now, leeway=c.cfg.clock_skew, iss={"essential": True, "value": c.cfg.issuer},
                                      sub={"essential": True}, exp={"essential": True}, iat={"essential": True})

@@ -35,10 +35,10 @@ from bridge.domain.errors import ConfigError, InvalidIdToken, LoginError, Upstre
 from bridge.domain.identity import Identity
 from bridge.telemetry.logs import event
 from bridge.upstream.base import LoginStart, PendingLogin, SubjectToken
+from bridge.upstream.keyguard import MIN_REFRESH, KidRefetchGuard
 from bridge.upstream.workload_claims import session_name
 from bridge.upstream.workload_settings import WorkloadConnectorSettings
 
-MIN_REFRESH = 60  # seconds between two fetches of the keys for an unknown kid (a flood of bad kids costs one a minute)
 MAX_TOKEN = 16_384  # characters: platform tokens are a few kB
 
 
@@ -66,7 +66,7 @@ class WorkloadConnector:
         self._keys: KeySet | None = None
         self._keys_at = -1e18  # when the keys were read (clock)
         self._tried_at = -1e18  # when a fetch was last tried (clock): a failed one is retried after MIN_REFRESH
-        self._kid_at = -1e18  # when an unknown kid last fetched the keys: at most once each MIN_REFRESH
+        self._kid_guard = KidRefetchGuard()  # an unknown kid fetches the keys at most once each MIN_REFRESH
         self._discovered: str | None = None  # the discovery document's jwks_uri
         self._file = resolve(cfg.jwks_file) if cfg.jwks_file is not None else None
         self._file_mtime: float | None = None
@@ -168,9 +168,8 @@ class WorkloadConnector:
             keys = self._keys
             if keys is not None and not self._file_changed():
                 if unknown_kid:  # at most one fetch a minute for unknown kids
-                    if now - self._kid_at < MIN_REFRESH:
+                    if not self._kid_guard.allow(now):
                         return keys
-                    self._kid_at = now
                 elif now - self._keys_at < self.cfg.jwks_ttl or now - self._tried_at < MIN_REFRESH:
                     return keys  # fresh, or a fetch failed less than a minute ago (not retried at every token)
             self._tried_at = now
@@ -207,7 +206,7 @@ class WorkloadConnector:
             raise InvalidIdToken("workload token: not a signed JWT (three dot-separated parts)")
         try:
             header = dict(extract_compact(token.encode("ascii")).protected)
-        except (JoseError, ValueError, UnicodeError) as e:
+        except (JoseError, ValueError, UnicodeError, RecursionError) as e:
             raise InvalidIdToken(f"workload token: malformed ({type(e).__name__})") from None
         self._check_issuer(_unverified_issuer(token))  # another issuer's token: no key of ours is looked up
         alg = header.get("alg")
@@ -230,7 +229,7 @@ class WorkloadConnector:
         except InvalidKeyTypeError:
             raise InvalidIdToken(f"workload token: its alg {alg} does not fit the issuer's key "
                                  f"{str(kid)[:64]!r}") from None
-        except (JoseError, ValueError, TypeError) as e:
+        except (JoseError, ValueError, TypeError, RecursionError) as e:
             raise InvalidIdToken(f"workload token: rejected ({type(e).__name__})") from None
 
     def _check_issuer(self, iss: Any) -> None:
@@ -274,12 +273,15 @@ class WorkloadConnector:
 
 
 def _unverified_issuer(token: str) -> Any:
-    """The ``iss`` a token claims, read before its signature is checked (only to tell whose it is)."""
+    """The ``iss`` a token claims, read before its signature is checked (only to tell whose it is); a payload
+    nested too deeply to read is a malformed token, not another issuer's."""
     try:
         payload = token.split(".")[1]
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("iss")
     except (ValueError, AttributeError, UnicodeError):
         return None
+    except RecursionError:  # '[[[[…': json gives up on the depth (a 500 otherwise)
+        raise InvalidIdToken("workload token: malformed (its payload is nested too deeply to read)") from None
 
 
 def _number(v: Any) -> bool:

@@ -100,3 +100,22 @@ def test_a_user_without_the_role_and_a_token_for_the_bridge_itself_are_refused(b
     forged = exchange(bridge, app_id_token(app_issuer, "alice", "alice-pw")[:-4] + "AAAA")
     assert forged.status_code == 400 and forged.json()["error_code"] == "exchange_token_invalid"
     assert not [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
+
+
+def nested_token(header: dict[str, Any], depth: int) -> str:
+    """A compact JWT whose payload is ``[[[[…`` ``depth`` deep (no signature checked before it is read)."""
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{b64(json.dumps(header).encode())}.{b64(b'[' * depth)}.{b64(b'sig')}"
+
+
+def test_a_deeply_nested_payload_is_a_clear_oauth_error_not_a_500(bridge, app_issuer, strict_sts_peer):  # type: ignore[no-untyped-def]
+    token = nested_token({"alg": "RS256", "kid": "k1"}, 10_000)  # within the 16,384 characters a token may have
+    r = exchange(bridge, token)
+    assert r.status_code == 400 and r.headers["Content-Type"].startswith("application/json"), r.text[:300]
+    body = r.json()
+    assert (body["error"], body["error_code"]) == ("invalid_grant", "exchange_token_invalid")
+    assert "nested too deeply" in body["error_description"] and token[:40] not in r.text
+    assert not [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
+    assert exchange(bridge, app_id_token(app_issuer, "alice", "alice-pw")).status_code == 200  # still serving

@@ -147,3 +147,20 @@ def test_a_wrong_request_token_fails_before_any_exchange(bridge: str, issuer: Wo
     done = run_step(issuer, bridge, tmp_path / "github_env", request_token="stale")
     assert done.returncode != 0 and "401" in done.stderr and exports(tmp_path / "github_env") == {}
     assert web_identity_calls(strict_sts_peer) == []
+
+
+def test_a_deeply_nested_payload_is_a_clear_oauth_error_not_a_500(bridge: str, issuer: WorkloadIssuer,
+                                                                  strict_sts_peer: Any) -> None:
+    import requests
+
+    from tests.integration.test_exchange import EXCHANGE, nested_token
+
+    token = nested_token({"alg": "RS256", "kid": "gh-1"}, 12_000)  # within the workload connector's 16,384
+    r = requests.post(f"{bridge}/oauth/token", timeout=30, data={
+        "grant_type": EXCHANGE, "subject_token": token, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "audience": "prod/Deployer"})
+    assert r.status_code == 400 and r.headers["Content-Type"].startswith("application/json"), r.text[:300]
+    body = r.json()
+    assert (body["error"], body["error_code"]) == ("invalid_grant", "exchange_token_invalid")
+    assert "workload token: malformed (its payload is nested too deeply to read)" in body["error_description"]
+    assert token[:40] not in r.text and web_identity_calls(strict_sts_peer) == []
