@@ -215,3 +215,59 @@ def test_the_demo_apple_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("APPLE_KEY_FILE")
     with pytest.raises(ConfigError, match="APPLE_KEY_FILE is not set"):
         load_settings(Path(__file__).resolve().parents[2] / "config" / "demo-apple.yaml")
+
+
+# ---- the token exchange ----------------------------------------------------------------------------
+
+def test_an_apple_id_token_is_exchanged_and_its_string_booleans_arrive_as_booleans(tmp_path: Path) -> None:
+    """An iOS app's Sign in with Apple token at POST /oauth/token: verified as any subject token, then Apple's
+    "true"/"false" strings read as at sign-in; any other spelling is refused (the e-mail check), as at sign-in."""
+    import time
+
+    from joserfc.jwk import KeySet
+
+    from bridge.runtime.app import create_app
+    from bridge.storage.memory import MemoryStore
+    from bridge.web.services import build_services
+    from tests.unit.test_exchange import KEY as IDP_KEY
+    from tests.unit.test_exchange import ORIGIN, RecordingSts, form
+    from tests.unit.test_exchange import config as exchange_config
+
+    raw = exchange_config(tmp_path, idp_audiences={"apple": ["com.example.photos"]})
+    raw["connectors"] = [{"id": "apple", "type": "oidc", "preset": "apple", "issuer": APPLE_ISSUER,
+                          "client_id": "com.example.bridge", "apple": APPLE}]
+    raw["mapping"]["rules"].append({"name": "relay-users", "connectors": ["apple"],
+                                    "match": {"claim": "claims.is_private_email", "equals": "true"},
+                                    "grants": [{"account": "sandbox", "role": "Photos"}]})
+    settings = settings_from_dict(raw)
+    sts = RecordingSts()
+    svc = build_services(settings, store=MemoryStore(), sts=sts)  # type: ignore[arg-type]
+    c = svc.connectors["apple"]
+    assert isinstance(c, AppleConnector)
+    c._meta, c._meta_at = {"issuer": APPLE_ISSUER, "jwks_uri": f"{APPLE_ISSUER}/auth/keys"}, time.time()  # no network
+    c._jwks, c._jwks_at = KeySet([IDP_KEY]), time.time()
+    client = create_app(settings, services=svc).test_client()
+
+    def apple_token(**claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": APPLE_ISSUER, "sub": "001234.abcdef.1234", "aud": "com.example.photos", "iat": now,
+                "exp": now + 300, "email": "x7@privaterelay.appleid.com", "email_verified": "true",
+                "is_private_email": "true", "auth_time": now, "nonce_supported": True, **claims}
+        return jwt.encode({"alg": "RS256", "kid": "k1"}, body, IDP_KEY)
+
+    subject = c.verify_subject_token(apple_token(), audiences=("com.example.photos",))
+    assert subject.identity.email == "x7@privaterelay.appleid.com"  # vouched for: email_verified read as true
+    assert subject.identity.claims["email_verified"] is True and subject.identity.claims["is_private_email"] is True
+    assert c.verify_subject_token(apple_token(is_private_email="false"),
+                                  audiences=("com.example.photos",)).identity.claims["is_private_email"] is False
+
+    def post(token: str) -> Any:
+        return client.post("/oauth/token", data=form(subject_token=token), headers={"Origin": ORIGIN})
+
+    r = post(apple_token())
+    assert r.status_code == 200, r.get_json()
+    assert [call["role_arn"] for call in sts.calls] == ["arn:aws:iam::123456789012:role/Photos"]
+    for bad in ("false", "True", "yes"):  # only the two spellings; the e-mail is then not vouched for
+        r = post(apple_token(email_verified=bad))
+        assert r.status_code == 400 and r.get_json()["error"] == "invalid_grant", r.get_json()
+    assert len(sts.calls) == 1
