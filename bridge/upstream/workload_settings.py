@@ -130,5 +130,5 @@ def unruled_warnings(connectors: list[Any], rules: list[Any]) -> list[str]:
     failure: it fails closed, and a connector may well be set up before its rules are written."""
     named = {cid for r in rules for cid in (getattr(r, "connectors", None) or ())}
     return [f"connector {c.id}: no rule names this workload connector in connectors:, so its tokens get no role "
-            "(a rule without connectors: does not apply to workload identities; docs/workloads.md, \"Rules for "
-            "workloads\")." for c in connectors if isinstance(c, WorkloadConnectorSettings) and c.id not in named]
+            "(a rule without connectors: does not apply to workload identities; docs/workloads.md, \"Rules on "
+            "workload claims\")." for c in connectors if isinstance(c, WorkloadConnectorSettings) and c.id not in named]

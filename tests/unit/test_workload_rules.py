@@ -220,7 +220,7 @@ def test_a_workload_connector_no_rule_names_is_warned_about(tmp_path: Path) -> N
               if "no rule names" in w]
     assert warned == ["connector buildkite: no rule names this workload connector in connectors:, so its tokens get "
                       "no role (a rule without connectors: does not apply to workload identities; docs/workloads.md, "
-                      "\"Rules for workloads\")."]
+                      "\"Rules on workload claims\")."]
     from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key
 
     for make in (generate_key, generate_cache_key):
