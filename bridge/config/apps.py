@@ -9,7 +9,9 @@ the user, narrowed by the app's mandatory session policy. Each app lists what it
 - ``origins``: the browser origins allowed to call (CORS is answered for those only; empty: no browser);
 - ``grants``: the roles it may ask for (a role ARN, ``<account id or alias>/<role name>``, or a grant id) —
   a subset of what the rules give the user, at each exchange;
-- ``max_duration`` (default 900 s), ``session_policy`` (a template, like a rule's ``policy``), rate limits.
+- ``max_duration`` (default 900 s), ``session_policy`` (a template, like a rule's ``policy``), rate limits;
+- ``dpop``: whether each exchange carries a DPoP proof (RFC 9449, bridge/core/dpop.py): ``required`` (the
+  default — every app is a public client, it has no secret), ``optional`` or ``off`` (both warn at startup).
 
 pydantic here; ``apps_problems`` (run with the other semantic checks) reports what spans sections: unknown
 connectors, duplicate client ids, a session policy that does not compile.
@@ -18,7 +20,7 @@ connectors, duplicate client ids, a session policy that does not compile.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 CLIENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_MAX_DURATION = 900  # AWS's shortest session: an app's credentials live 15 minutes unless it says more
+DpopMode = Literal["required", "optional", "off"]
 
 
 class AppRateLimits(SettingsModel):
@@ -61,6 +64,10 @@ class AppSettings(SettingsModel):
         description="mandatory inline session policy (a mapping or its JSON text; string values are templates "
                     "over the identity, e.g. `arn:aws:s3:::bucket/{subject}/*`)")
     rate_limits: AppRateLimits = Field(default_factory=AppRateLimits)
+    dpop: DpopMode = Field("required", description="DPoP proofs (RFC 9449) on each exchange: `required` (a proof "
+                           "of the app's key with every request), `optional` (checked when sent, or when the "
+                           "subject token is DPoP-bound), `off` (a DPoP header or a bound token is refused); "
+                           "an app is a public client (no secret): optional and off warn at startup")
 
     @property
     def label(self) -> str:
@@ -132,10 +139,22 @@ def app_policy(raw: Any, where: str, problems: list[str]) -> PolicyT | None:
 
 
 def apps_warnings(apps: list[AppSettings]) -> list[str]:
-    """Startup warnings: a plain-http origin other than loopback (credentials readable on the network)."""
-    return [f"apps[{i}].origins: {o} is plain http: the AWS credentials the page receives cross the network "
-            "unencrypted." for i, a in enumerate(apps) for o in a.origins
-            if urlsplit(o).scheme == "http" and not is_loopback(urlsplit(o).hostname or "")]
+    """Startup warnings: a plain-http origin other than loopback (credentials readable on the network); DPoP
+    weakened (``optional``, ``off``), or not set (the default ``required`` is new: clients without proofs fail)."""
+    out = [f"apps[{i}].origins: {o} is plain http: the AWS credentials the page receives cross the network "
+           "unencrypted." for i, a in enumerate(apps) for o in a.origins
+           if urlsplit(o).scheme == "http" and not is_loopback(urlsplit(o).hostname or "")]
+    for i, a in enumerate(apps):
+        if "dpop" not in a.model_fields_set:
+            out.append(f"apps[{i}] ({a.label}): dpop is not set, so DPoP proofs are REQUIRED (the default for "
+                       "public clients): an exchange without a DPoP header is refused (dpop_proof_missing). Set "
+                       "`dpop: required` to confirm, or `dpop: optional` while the app's client learns DPoP "
+                       "(docs/apps-and-workloads.md#dpop).")
+        elif a.dpop != "required":
+            out.append(f"apps[{i}] ({a.label}): dpop: {a.dpop}: exchanges without a DPoP proof are accepted, so "
+                       "whoever holds a user's ID token can exchange it; set `dpop: required` once the client "
+                       "sends proofs.")
+    return out
 
 
 def apps_problems(s: Settings) -> list[str]:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 from bridge.aws.limits import policy_problems, sanitize_session_name
 from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
+from bridge.core.dpop import DpopRefused, Proof, app_proof, workload_proof
 from bridge.core.issuing import CredentialIssuer
 from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Credentials, Grant, Identity
@@ -182,7 +183,7 @@ class TokenExchange:
 
     def __init__(self, apps: Sequence[AppSettings], connectors: Mapping[str, Connector], access: AccessPoint,
                  issuer: CredentialIssuer, *, once: OnceStore, limits: RateLimitStore,
-                 clock: Callable[[], float] = time.time, skew: int = 60) -> None:
+                 clock: Callable[[], float] = time.time, skew: int = 60, token_url: str = "") -> None:
         self.apps = {a.client_id: App.of(a) for a in apps}
         # A connector that cannot verify a token without a browser (SAML, dev) is no IdP for an app.
         if problems := [f"apps[{i}].idp_audiences: connector {cid!r} cannot verify tokens for an exchange (only "
@@ -197,6 +198,7 @@ class TokenExchange:
         self.limits = limits
         self.clock = clock
         self.skew = skew
+        self.token_url = token_url  # base_url + /oauth/token: what a DPoP proof's htu must name (never the Host)
         self.origins = frozenset(o for a in self.apps.values() for o in a.origins)
         # (app, token hash) → (the verified token, until): the same token exchanged again is not verified again
         # within VERIFIED_KEEP (never past its exp); single-use tokens are still refused the second time.
@@ -216,10 +218,12 @@ class TokenExchange:
         return app
 
     def exchange(self, form: Mapping[str, Sequence[str]], *, origin: str | None,
-                 ctx: audit.Context | None = None) -> dict[str, object]:
-        """The token response for one exchange, or ExchangeRefused saying which check failed."""
+                 ctx: audit.Context | None = None, dpop: Sequence[str] = ()) -> dict[str, object]:
+        """The token response for one exchange, or ExchangeRefused saying which check failed (``dpop``: every
+        ``DPoP`` header value sent, bridge/core/dpop.py)."""
         req = parse(form)
         if not req.client_id:
+            self._proof(None, dpop, None, req.subject_token)
             return self._workload_exchange(req, origin=origin, ctx=ctx)
         app = self.app(req.client_id)
         if origin is not None and origin not in app.origins:
@@ -230,16 +234,38 @@ class TokenExchange:
         identity = subject.identity
         who = hashlib.sha256(f"{identity.issuer}\0{identity.subject}".encode()).hexdigest()[:32]
         self._limit(f"exchange-user:{app.settings.client_id}:{who}", app.settings.rate_limits.per_user_per_minute)
+        proof = self._proof(app, dpop, subject, req.subject_token)
+        jkt = proof.jkt if proof else None
         self._once(subject)
         grant = self._grant(app, identity, req.target)
         duration = min(app.settings.max_duration, grant.max_duration)
         try:
-            creds = self.issuer.issue_credentials(identity, grant, duration, ctx=ctx, app=app.settings.client_id)
+            creds = self.issuer.issue_credentials(identity, grant, duration, ctx=ctx, app=app.settings.client_id,
+                                                  dpop_jkt=jkt)
         except BridgeError as e:
             raise as_refusal(e) from None
         event("token_exchanged", app=app.settings.client_id, connector=identity.connector_id,
-              role_arn=grant.role_arn, rule=grant.via, duration=duration)
-        return _answer(creds, int(self.clock()))
+              role_arn=grant.role_arn, rule=grant.via, duration=duration, dpop_jkt=jkt or "")
+        return {**_answer(creds, int(self.clock())), **({"dpop_jkt": jkt} if jkt else {})}
+
+    def _proof(self, app: App | None, values: Sequence[str], subject: SubjectToken | None,
+               token: str) -> Proof | None:
+        """The app's DPoP proof checked (bridge/core/dpop.py) and its ``jti`` spent (per app, until the proof is
+        stale); a workload's exchange takes none."""
+        try:
+            if app is None:
+                workload_proof(list(values))
+                return None
+            proof = app_proof(app.settings.dpop, list(values), url=self.token_url, now=self.clock(),
+                              subject_token=token, cnf=subject.cnf if subject else None)
+            if proof and not self.once.first_use(f"dpop:{app.settings.client_id}", proof.jti, proof.until):
+                raise DpopRefused("this DPoP proof was already used (its jti is single use)",
+                                  code="dpop_proof_replayed", hint="Sign a new proof, with a new jti, for each "
+                                                                   "request.")
+        except DpopRefused as e:
+            event("exchange_dpop_refused", logging.WARNING, app=app.settings.client_id if app else "", code=e.code)
+            raise ExchangeRefused("invalid_dpop_proof", e.message, code=e.code, hint=e.hint) from None
+        return proof
 
     def _limit(self, bucket: str, limit: int) -> None:
         if limit > 0 and (wait := self.limits.hit(bucket, limit)):

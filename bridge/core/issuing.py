@@ -138,16 +138,17 @@ class CredentialIssuer:
     def issue_credentials(self, identity: Identity, grant: Grant, duration: int,
                           passthrough: Mapping[str, str] | None = None, *,
                           ctx: audit.Context | None = None, sealed: Sealed | None = None,
-                          app: str | None = None, workload: str | None = None) -> Credentials:
+                          app: str | None = None, workload: str | None = None,
+                          dpop_jkt: str | None = None) -> Credentials:
         """Credentials for ``grant``: from the server-side cache when fresh, else minted and redeemed
         at STS. Every outcome (fresh, cached, refused) is one audit record under ``ctx``. ``sealed``: the
         cache entry as read ahead with the session (bridge/web/ahead.py); ``app``: the registered app it is
         for (a token exchange), named in the audit record; ``workload``: the workload's name (repository, service
-        account) of an exchange without an app."""
+        account) of an exchange without an app; ``dpop_jkt``: the thumbprint of the key the app proved (DPoP)."""
         ctx, under = audit.for_grant(ctx or audit.Context(), grant)
         base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
                 **audit.grant_fields(grant), **under, **({"app": app} if app else {}),
-                **({"workload": workload} if workload else {})}
+                **({"workload": workload} if workload else {}), **({"dpop_jkt": dpop_jkt} if dpop_jkt else {})}
 
         def intent() -> None:  # raises AuditUnavailable (fail closed) before STS is called
             if self.auditor.fail_closed:

@@ -227,6 +227,7 @@ class SubjectToken:
     token_id: str | None = None
     single_use: bool = False
     session_name: str | None = None  # a workload's own name for AWS sessions (e.g. repository.run id)
+    cnf: object = None  # the token's `cnf` claim as sent (RFC 7800; DPoP-bound: {"jkt": …}), checked by core/dpop.py
 
 
 @runtime_checkable

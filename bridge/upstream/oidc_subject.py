@@ -103,4 +103,5 @@ def verify(c: OidcConnector, token: str, audiences: tuple[str, ...]) -> SubjectT
     check_email_verified(claims, c.cfg)
     jti = claims.get("jti")
     return SubjectToken(identity=c._identity(claims), expires_at=int(exp),
-                        token_id=jti if isinstance(jti, str) and jti else None, single_use=False)
+                        token_id=jti if isinstance(jti, str) and jti else None, single_use=False,
+                        cnf=claims.get("cnf"))

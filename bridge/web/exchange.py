@@ -17,7 +17,7 @@ from bridge.domain.errors import BridgeError
 from bridge.telemetry.logs import event
 from bridge.web.common import audit_context, services
 
-ALLOW_HEADERS = "Content-Type"
+ALLOW_HEADERS = "Content-Type, DPoP"  # DPoP: the proof of the app's key (RFC 9449, bridge/core/dpop.py)
 MAX_AGE = "600"
 
 
@@ -55,7 +55,9 @@ def token_exchange() -> ResponseReturnValue:
     form = {k: request.form.getlist(k) for k in request.form}
     try:
         try:
-            body = ex.exchange(form, origin=origin, ctx=audit_context())
+            # a proxy joins repeated headers with commas (a JWT has none): each part counts as one header sent
+            dpop = [v for h in request.headers.getlist("DPoP") for v in h.split(",")]
+            body = ex.exchange(form, origin=origin, ctx=audit_context(), dpop=dpop)
         except ExchangeRefused:
             raise
         except BridgeError as other:  # the store or the audit unreachable: OAuth JSON, never an HTML page

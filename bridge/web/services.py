@@ -184,7 +184,8 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
                                        base_url=settings.base_url, auditor=auditor,
                                        on_register=metrics.sso_registered),
         requests=AccessRequests(ledger, access),
-        exchange=TokenExchange(settings.apps, connectors, access, issuer, once=store, limits=store),
+        exchange=TokenExchange(settings.apps, connectors, access, issuer, once=store, limits=store,
+                               token_url=f"{settings.base_url}/oauth/token"),
         scim=build_scim(settings, store, sessions, directory, auditor))
 
 
