@@ -121,7 +121,10 @@ def _segment(part: str, what: str) -> dict[str, Any]:
 
 
 def _bits(n: str) -> int:
-    raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)).lstrip(b"\0")
+    try:
+        raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)).lstrip(b"\0")
+    except ValueError:
+        return 0
     return (len(raw) - 1) * 8 + raw[0].bit_length() if raw else 0
 
 
@@ -144,12 +147,12 @@ def _public_key(header: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         raise _bad(f"the proof's jwk is not a {kty}{' ' + crv if crv else ''} key, as {alg} needs")
     if not all(isinstance(jwk.get(m), str) and jwk[m] for m in THUMBPRINT_MEMBERS[kty]):
         raise _bad(f"the proof's jwk lacks its {kty} members")
+    if kty == "RSA" and _bits(jwk["n"]) < MIN_RSA_BITS:
+        raise _bad(f"the proof's RSA key is shorter than {MIN_RSA_BITS} bits")
     try:
         key = import_key(jwk)
     except (JoseError, ValueError, TypeError):
         raise _bad("the proof's jwk is not a valid public key") from None
-    if kty == "RSA" and _bits(jwk["n"]) < MIN_RSA_BITS:
-        raise _bad(f"the proof's RSA key is shorter than {MIN_RSA_BITS} bits")
     return key, jwk
 
 
@@ -158,29 +161,8 @@ def check_proof(values: list[str], *, method: str, url: str, now: float, subject
     (RFC 9449 §4.3), or ``DpopRefused`` saying which check failed. The ``jti`` is the caller's to keep."""
     if len(values) != 1:
         raise _bad(f"send exactly one DPoP header ({len(values)} were sent)")
-    proof = values[0].strip()
-    if len(proof) > MAX_PROOF:
-        raise _bad(f"the DPoP proof is longer than {MAX_PROOF} characters")
-    parts = proof.split(".")
-    if len(parts) != 3 or not all(parts):
-        raise _bad("the DPoP header is not a signed JWT (three base64url parts)")
-    header = _segment(parts[0], "header")
-    if header.get("typ") != TYP:
-        raise _bad(f"the proof's typ must be {TYP}")
-    key, jwk = _public_key(header)
-    try:
-        jws.deserialize_compact(proof, key, registry=_Registry(algorithms=[header["alg"]]))
-    except (JoseError, ValueError):
-        raise _bad("the proof's signature does not verify with the key in its header") from None
-    claims = _segment(parts[1], "payload")
-    if claims.get("htm") != method:
-        raise DpopRefused(f"the proof is for another request: htm must be {method}", code="dpop_proof_mismatch",
-                          hint="Sign the proof for this request: htm POST, htu the bridge's token endpoint.")
-    htu = claims.get("htu")
-    if not isinstance(htu, str) or normalized_url(htu) is None or normalized_url(htu) != normalized_url(url):
-        raise DpopRefused(f"the proof is for another request: htu must be {url}", code="dpop_proof_mismatch",
-                          hint="Sign the proof for this request: htm POST, htu the bridge's token endpoint "
-                               "(its base_url + /oauth/token).")
+    claims, jwk = _signed(values[0].strip())
+    _for_request(claims, method, url)
     iat = claims.get("iat")
     if not isinstance(iat, int | float) or isinstance(iat, bool):
         raise _bad("the proof has no iat (a number: when it was made)")
@@ -197,6 +179,38 @@ def check_proof(values: list[str], *, method: str, url: str, now: float, subject
         raise DpopRefused("the proof's ath is not the hash of this subject token", code="dpop_key_mismatch",
                           hint="Compute ath over the subject_token sent (base64url SHA-256), or leave it out.")
     return Proof(jkt=thumbprint(jwk), jti=jti, iat=int(iat), ath=ath if isinstance(ath, str) else None)
+
+
+def _signed(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The proof's claims, once its signature verified with the public key in its own header (and that key)."""
+    if len(proof) > MAX_PROOF:
+        raise _bad(f"the DPoP proof is longer than {MAX_PROOF} characters")
+    parts = proof.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise _bad("the DPoP header is not a signed JWT (three base64url parts)")
+    header = _segment(parts[0], "header")
+    if header.get("typ") != TYP:
+        raise _bad(f"the proof's typ must be {TYP}")
+    key, jwk = _public_key(header)
+    if not parts[2]:
+        raise _bad("the proof has no signature")
+    try:
+        signed = jws.deserialize_compact(proof, key, registry=_Registry(algorithms=[header["alg"]]))
+    except (JoseError, ValueError):
+        raise _bad("the proof's signature does not verify with the key in its header") from None
+    return _segment(b64url(signed.payload), "payload"), jwk
+
+
+def _for_request(claims: dict[str, Any], method: str, url: str) -> None:
+    """``htm`` and ``htu`` name this request (the URL without query and fragment)."""
+    if claims.get("htm") != method:
+        raise DpopRefused(f"the proof is for another request: htm must be {method}", code="dpop_proof_mismatch",
+                          hint="Sign the proof for this request: htm POST, htu the bridge's token endpoint.")
+    htu = claims.get("htu")
+    if not isinstance(htu, str) or normalized_url(htu) is None or normalized_url(htu) != normalized_url(url):
+        raise DpopRefused(f"the proof is for another request: htu must be {url}", code="dpop_proof_mismatch",
+                          hint="Sign the proof for this request: htm POST, htu the bridge's token endpoint "
+                               "(its base_url + /oauth/token).")
 
 
 def bound_key(cnf: object) -> str | None:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR, oidc_provider
+from tests.dpop_proofs import ec_key, proof
 from tests.integration.helpers import caller_arn
 
 pytestmark = pytest.mark.integration
@@ -70,8 +71,14 @@ def bridge(live_bridge, make_settings, app_issuer):  # type: ignore[no-untyped-d
     return live_bridge(settings)
 
 
-def exchange(base: str, token: str, **extra: Any) -> requests.Response:
-    return requests.post(f"{base}/oauth/token", timeout=30, headers={"Origin": APP_ORIGIN}, data={
+APP_KEY = ec_key()  # the app's DPoP key (its dpop is the default, required)
+
+
+def exchange(base: str, token: str, *, dpop: str | None = "", **extra: Any) -> requests.Response:
+    """The app's exchange, with a fresh DPoP proof of ``APP_KEY`` unless ``dpop`` is given (None: no header)."""
+    dpop = proof(APP_KEY, f"{base}/oauth/token") if dpop == "" else dpop
+    return requests.post(f"{base}/oauth/token", timeout=30, headers={
+        "Origin": APP_ORIGIN, **({"DPoP": dpop} if dpop is not None else {})}, data={
         "grant_type": EXCHANGE, "client_id": "photos", "subject_token": token, "subject_token_type": ID_TOKEN,
         "audience": "sandbox/Admin", **extra})
 

@@ -61,7 +61,8 @@ def config(tmp_path: Path, **apps_overrides: Any) -> dict[str, Any]:
         generate_cache_key(keys)
     app = {"client_id": "photos", "name": "Photo album", "idp_audiences": {"corp": ["photos-spa"]},
            "origins": [ORIGIN], "grants": ["sandbox/Photos", f"{ACCOUNT}/Admin"], "session_policy": POLICY,
-           "rate_limits": {"per_user_per_minute": 5}, **apps_overrides}
+           "rate_limits": {"per_user_per_minute": 5},
+           "dpop": "optional", **apps_overrides}  # bearer exchanges here; DPoP: tests/unit/test_dpop.py
     return {
         "base_url": "https://bridge.example.com", "secret_key": "test",
         "redis": {"url": "redis://127.0.0.1:1/0"},
@@ -166,7 +167,7 @@ def test_the_preflight_of_an_apps_origin(env: Env) -> None:
                                                     "Access-Control-Request-Headers": "content-type"})
     assert r.status_code == 204
     assert r.headers["Access-Control-Allow-Origin"] == ORIGIN and r.headers["Access-Control-Allow-Methods"] == "POST"
-    assert r.headers["Access-Control-Allow-Headers"] == "Content-Type" and r.headers["Cache-Control"] == "no-store"
+    assert r.headers["Access-Control-Allow-Headers"] == "Content-Type, DPoP" and r.headers["Cache-Control"] == "no-store"
 
 
 BAD_PARAMETERS = [
