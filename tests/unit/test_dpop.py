@@ -25,7 +25,7 @@ NOW = 1_800_000_000
 KEY = ec_key()
 
 
-def check(values: list[str], *, url: str = URL, now: float = NOW, token: str = "subject") -> Any:
+def check(values: list[str], *, url: str = URL, now: float = NOW, token: str = "subject") -> Any:  # noqa: S107
     return check_proof(values, method="POST", url=url, now=now, subject_token=token)
 
 
@@ -46,10 +46,10 @@ def test_a_good_proof_gives_its_keys_thumbprint(key: ECKey | RSAKey | OKPKey) ->
 
 def test_the_thumbprint_is_rfc_7638s() -> None:  # the example of RFC 7638 §3.1
     jwk = {"kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "2011-04-29",
-           "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiF"
-                "V4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9"
-                "c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0L"
-                "s1jF44-csFCur-kEgU8awapJzKnqDKgw"}
+           "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP"
+                "ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQ"
+                "MicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcR"
+                "wr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}
     assert thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
@@ -78,8 +78,8 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "typ JWT": (lambda: [proof(KEY, URL, iat=NOW, header={"typ": "JWT"})], "dpop_proof_invalid", "typ must be"),
     "alg none": (lambda: [proof(KEY, URL, iat=NOW, alg="none")], "dpop_proof_invalid", "alg 'none' is not accepted"),
     "alg HS256": (lambda: [proof(KEY, URL, iat=NOW, alg="HS256")], "dpop_proof_invalid", "alg 'HS256' is not"),
-    "alg RS256 with an EC key": (lambda: [f"{b64({'typ': 'dpop+jwt', 'alg': 'RS256', 'jwk': KEY.as_dict(private=False)})}"
-                                          f".{b64({'htm': 'POST'})}.c2ln"],
+    "alg RS256 with an EC key": (lambda: [b64({"typ": "dpop+jwt", "alg": "RS256", "jwk": KEY.as_dict(private=False)})
+                                          + "." + b64({"htm": "POST"}) + ".c2ln"],
                                  "dpop_proof_invalid", "not a RSA key"),
     "no jwk": (lambda: [proof(KEY, URL, iat=NOW, header={"jwk": None})], "dpop_proof_invalid", "has no jwk"),
     "EC private key in jwk": (lambda: [proof(KEY, URL, iat=NOW, private=True)], "dpop_proof_invalid",
@@ -130,7 +130,7 @@ def _with_claims(**claims: Any) -> str:
     return jws.serialize_compact(head, json.dumps(body), KEY, algorithms=["ES256"])
 
 
-def mode(m: str, values: list[str], cnf: object = None, token: str = "subject") -> Any:
+def mode(m: str, values: list[str], cnf: object = None, token: str = "subject") -> Any:  # noqa: S107
     return app_proof(m, values, url=URL, now=NOW, subject_token=token, cnf=cnf)
 
 
@@ -210,6 +210,7 @@ def test_the_default_is_required_and_startup_says_so_weaker_modes_warn(tmp_path:
     for m in ("optional", "off"):
         (weak,) = [w for w in settings_from_dict(config(tmp_path, dpop=m)).warnings() if w.startswith("apps[0] (")]
         assert f"dpop: {m}: exchanges without a DPoP proof are accepted" in weak
-    assert not [w for w in settings_from_dict(config(tmp_path, dpop="required")).warnings() if w.startswith("apps[0] (")]
+    required = settings_from_dict(config(tmp_path, dpop="required"))
+    assert not [w for w in required.warnings() if w.startswith("apps[0] (")]
     with pytest.raises(Exception, match="dpop"):
         settings_from_dict(config(tmp_path, dpop="sometimes"))
