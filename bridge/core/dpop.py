@@ -9,7 +9,8 @@ first that fails: exactly one header, a compact JWS of bounded size; ``typ`` ``d
 ``ALGS`` (ES256, RS256, EdDSA/Ed25519: asymmetric, never ``none`` or ``HS*``); ``jwk`` a public key (no private
 member) of that algorithm's type; the signature by that key; ``htm`` ``POST``; ``htu`` the token endpoint
 (compared without query and fragment, scheme and host case-insensitively, default ports made explicit);
-``iat`` within ``IAT_WINDOW`` seconds of now (either side); a ``jti`` of 16..256 characters; ``ath``, when sent, the subject token's hash.
+``iat`` within ``IAT_WINDOW`` seconds of now (either side); a ``jti`` of 16..256 characters; ``ath``, when
+sent, the subject token's hash.
 
 ``check_binding``: a subject token carrying ``cnf`` (an IdP access token bound to a DPoP key, RFC 9449 §6) is
 exchanged only with a proof by *that* key (``cnf.jkt`` equals the proof key's RFC 7638 thumbprint) whose ``ath``
