@@ -2,10 +2,13 @@
 its user in at npm oidc-provider as a public client (code + PKCE, in the page), exchanges the ID token at the
 bridge across origins (CORS), and the AWS SDK for JavaScript v3 (bundled for the browser by esbuild) calls the
 local STS's GetCallerIdentity with the result — by running the browser snippet of docs/apps-and-workloads.md,
-read from that page. A page of an origin the app does not list gets no CORS headers and no credentials."""
+read from that page, with its DPoP proof (RFC 9449: a non-extractable WebCrypto P-256 key signs each exchange;
+the app's ``dpop: required``). A page of an origin the app does not list gets no CORS headers and no
+credentials."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -30,7 +33,7 @@ def doc_snippet() -> str:
     """The browser snippet exactly as the docs show it (the block after ``<!-- browser-snippet -->``)."""
     m = re.search(r"<!-- browser-snippet -->\n```js\n(.*?)\n```", DOC.read_text(encoding="utf-8"), re.S)
     assert m, "no browser snippet in docs/apps-and-workloads.md"
-    assert len(m[1].splitlines()) <= 21, "the docs promise a 20-line snippet"
+    assert len(m[1].splitlines()) <= 35, "the snippet is meant to be short (about 20 lines, and DPoP's dozen)"
     return m[1]
 
 
@@ -186,11 +189,12 @@ def bridge(live_bridge, make_settings, app_idp, app_site):  # type: ignore[no-un
                  "rules": [{"name": "photo-album", "match": {"group": "aws-admins"},
                             "grants": [{"account": "sandbox", "role": "PhotoUploads", "session_name": "{email}"}]}]},
         apps=[{"client_id": "photos", "idp_audiences": {OIDC_CONNECTOR: [APP_CLIENT]}, "origins": [app_site.origin],
-               "grants": ["sandbox/PhotoUploads"], "session_policy": POLICY}]))
+               "grants": ["sandbox/PhotoUploads"], "session_policy": POLICY, "dpop": "required"}]))
 
 
 def test_a_page_of_another_origin_exchanges_its_id_token_and_calls_sts(page, bridge, app_site, other_site, app_idp,  # type: ignore[no-untyped-def]
-                                                                       sdk_bundle, strict_sts_peer, browser_sts):
+                                                                       sdk_bundle, strict_sts_peer, browser_sts,
+                                                                       bridge_logs):
     app_site.files.update({
         "/app.html": ("text/html", APP_PAGE.replace("IDP", app_idp).replace("CLIENT", APP_CLIENT).encode()),
         "/sdk.js": ("text/javascript", sdk_bundle),
@@ -209,6 +213,10 @@ def test_a_page_of_another_origin_exchanges_its_id_token_and_calls_sts(page, bri
     (seen,) = [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
     assert seen.problems == [] and seen.role_arn == ROLE and "photos/00ualice/*" in seen.params["Policy"]
     id_token = page.evaluate("window.idToken")
+    # the exchange was proven: the key's thumbprint is logged (never the proof), and it is a P-256 key's
+    (done,) = [json.loads(line) for line in bridge_logs.lines if '"token_exchanged"' in line]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", done["dpop_jkt"]), done
+    assert "eyJ0eXAiOiJkcG9wK2p3dCI" not in bridge_logs.text and id_token not in bridge_logs.text  # {"typ":"dpop+jwt"
 
     # Another origin, with the same valid ID token: the browser gets no CORS headers, the bridge no credentials.
     other_site.files["/other.html"] = ("text/html", b"<!doctype html><title>Another site</title><p>other</p>")
