@@ -22,6 +22,7 @@ import click
 import requests
 
 from bridge.keys.signing import generate_cache_key, generate_key, generate_saml_key, load_keyring
+from bridge.runtime.demo_exchange import APP_CLIENT, APP_REDIRECT
 from bridge.runtime.localredis import LocalRedis, RedisNotInstalled, free_port
 
 
@@ -163,7 +164,7 @@ def run_demo(config: Path, port: int, *, smoke: bool = False) -> int:
         procs.start("bridge", [sys.executable, "-m", "bridge", "serve", "--config", str(config)], env=env)
         _wait(f"http://127.0.0.1:{port}/healthz", "bridge", 30)
         if smoke:
-            return _smoke(port, env["DEMO_STS_URL"], env.get("DEMO_CONSOLE_URL"))
+            return _smoke(port, env["DEMO_STS_URL"], env.get("DEMO_CONSOLE_URL"), env.get("DEMO_OIDC_ISSUER"))
         _banner(port, env)
         return _watch(procs)
     except KeyboardInterrupt:
@@ -228,7 +229,9 @@ def _start_idp(procs: _Procs, env: dict[str, str], peers: Path, port: int) -> No
         procs.start("idp", [node, "op.mjs"], cwd=peers, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     env={**os.environ, "PORT": str(oport),
                          "REDIRECT_URIS": f"http://127.0.0.1:{port}/callback/demo",
-                         "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{port}/"})
+                         "POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{port}/",
+                         # the demo app's own public client (apps: photos; bridge/runtime/demo_exchange.py)
+                         "APP_CLIENT_ID": APP_CLIENT, "APP_REDIRECT_URIS": APP_REDIRECT})
         env["DEMO_OIDC_ISSUER"] = f"http://127.0.0.1:{oport}"
         _wait(f"http://127.0.0.1:{oport}/.well-known/openid-configuration", "demo IdP")
     else:
@@ -297,6 +300,7 @@ Federation Bridge demo is running.
               "Dev login (insecure)": pick alice, bob or carol
               {'"GitHub (stand-in)": type octocat (org acme, team platform) or outsider at its consent page'
                if env.get("DEMO_GITHUB_ENABLED") == "true" else '(DEMO_GITHUB=stand-in make demo adds GitHub)'}
+  Demo IdP    {env.get('DEMO_OIDC_ISSUER', '(off)')}
   Local STS   {env['DEMO_STS_URL']}   (moto; accepts any key)
   AWS console {env.get('DEMO_CONSOLE_URL', '(stand-in missing)')}   (stand-in: the Console buttons land here)
   Redis       {env['DEMO_REDIS_URL']}
@@ -305,14 +309,18 @@ On the portal, Console signs in through the federation endpoint (Admin) or a SAM
 links like {base}/go/sandbox/Admin?destination=/s3/home go straight there.
 On a role's Credentials page, paste the export lines into a shell, then:
   aws sts get-caller-identity --endpoint-url {env['DEMO_STS_URL']}
+An app's token exchange, with DPoP (docs/apps-and-workloads.md):
+  .venv/bin/python -m bridge.runtime.demo_exchange --bridge {base} --idp {env.get('DEMO_OIDC_ISSUER', '')} \
+      --sts {env['DEMO_STS_URL']}
 
 Ctrl-C stops everything this command started.
 """)
 
 
-def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
+def _smoke(port: int, sts_url: str, console_url: str | None = None, idp: str | None = None) -> int:
     """One dev login → credentials → GetCallerIdentity, then the console via /go (federation endpoint,
-    through the stand-in); prints the ARN. For `make demo-check`."""
+    through the stand-in), and the demo app's token exchange with DPoP (when the demo IdP runs); prints the
+    ARNs. For `make demo-check`."""
     import re
 
     import boto3
@@ -337,6 +345,10 @@ def _smoke(port: int, sts_url: str, console_url: str | None = None) -> int:
     click.echo(f"demo smoke ok: {caller(grant)}")
     chained = next(g for g in portal["grants"] if g.get("hubs"))  # workloads/Developer, through the hub
     click.echo(f"demo chain ok: {caller(chained)} (via {' → '.join(chained['hubs'])})")
+    if idp:
+        from bridge.runtime.demo_exchange import run
+
+        click.echo(f"demo exchange ok: {run(base, idp, sts_url)}")
     if console_url:
         page = s.get(f"{base}/go/sandbox/Admin", params={"destination": "/s3/home"}, timeout=10).text
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)

@@ -31,6 +31,9 @@ def test_demo_smoke() -> None:
         in out.stdout
     assert "demo console ok: signed in as Admin" in out.stdout
     assert "demo console (SAML POST) ok: signed in as ReadOnly" in out.stdout
+    # the demo app (config/demo.yaml apps: photos): alice's ID token of photos-spa, exchanged with a DPoP proof
+    assert "demo exchange ok: arn:aws:sts::123456789012:assumed-role/Admin/photos.alice@example.com (app photos, " \
+        "DPoP key " in out.stdout
 
 
 def test_demo_forgets_what_an_earlier_run_left_in_redis(redis_url: str, keys_dir: Path) -> None:
