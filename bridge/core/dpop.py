@@ -111,10 +111,12 @@ def normalized_url(url: str) -> tuple[str, str, int, str] | None:
     return scheme, u.hostname.lower(), port or _DEFAULT_PORTS[scheme], u.path or "/"
 
 
-def _segment(part: str, what: str) -> dict[str, Any]:
+def _segment(part: str | bytes, what: str) -> dict[str, Any]:
+    """A JWS part as a JSON object: base64url text, or (``bytes``) the payload joserfc verified."""
     try:
-        doc = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (ValueError, UnicodeError):
+        raw = part if isinstance(part, bytes) else base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        doc = json.loads(raw)
+    except (ValueError, UnicodeError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise _bad(f"the proof's {what} is not base64url JSON") from None
     if not isinstance(doc, dict):
         raise _bad(f"the proof's {what} is not a JSON object")
@@ -199,7 +201,7 @@ def _signed(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:
         signed = jws.deserialize_compact(proof, key, registry=_Registry(algorithms=[header["alg"]]))
     except (JoseError, ValueError):
         raise _bad("the proof's signature does not verify with the key in its header") from None
-    return _segment(b64url(signed.payload), "payload"), jwk
+    return _segment(signed.payload, "payload"), jwk
 
 
 def _for_request(claims: dict[str, Any], method: str, url: str) -> None:

@@ -11,7 +11,8 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
 2. the app (``client_id``), its ``Origin`` when a browser sent one, the app's rate limit;
 3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
    app's audience at that IdP, expiry), the user's rate limit, and — for a connector whose tokens are
-   ``single_use`` — its ``jti``, kept until the token expires and refused a second time;
+   ``single_use`` — its ``jti``, kept until the token expires and refused a second time; before that, the app's
+   DPoP proof (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent per app;
 4. the target: a grant the decision point gives the user *now* and that the app may ask for (an app never
    gets more than its user), not a pass-through grant, without a session policy of its own;
 5. the app's session policy rendered for the user (AWS's policy limits), the app's duration, and issuance
@@ -29,7 +30,8 @@ when the rule names none (its default ``{email}``: a workload has none) — the 
 id); the audit record names the connector, the subject and the ``workload``.
 
 The answer (``issued_token_type`` ``urn:ietf:params:aws:token-type:credentials``): ``access_token`` is the
-credentials as JSON text, ``credentials`` the same as an object, ``token_type`` ``N_A`` (RFC 8693 §2.2.1).
+credentials as JSON text, ``credentials`` the same as an object, ``token_type`` ``N_A`` (RFC 8693 §2.2.1; also
+with DPoP: AWS credentials cannot be bound to a key), ``dpop_jkt`` the proven key's thumbprint.
 """
 
 from __future__ import annotations

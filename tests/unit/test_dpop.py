@@ -7,6 +7,7 @@ startup warnings of the modes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from pathlib import Path
@@ -58,6 +59,17 @@ def test_htu_is_compared_without_query_fragment_case_and_default_port() -> None:
     assert check([proof(KEY, URL, iat=NOW - IAT_WINDOW)]) and check([proof(KEY, URL, iat=NOW + IAT_WINDOW)])
 
 
+def _b64raw(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signed_payload(payload: bytes) -> str:
+    from joserfc import jws
+
+    return jws.serialize_compact({"typ": "dpop+jwt", "alg": "ES256", "jwk": KEY.as_dict(private=False)}, payload,
+                                 KEY, algorithms=["ES256"])
+
+
 def _rsa_1024_proof() -> str:
     with warnings.catch_warnings():  # joserfc warns about a short key: that is the point
         warnings.simplefilter("ignore")
@@ -75,6 +87,10 @@ BAD: dict[str, tuple[Any, str, str]] = {
     "two headers": (lambda: [proof(KEY, URL, iat=NOW)] * 2, "dpop_proof_invalid", "exactly one DPoP header (2"),
     "not a JWT": (lambda: ["not-a-jwt"], "dpop_proof_invalid", "not a signed JWT"),
     "too long": (lambda: ["a." * 5000 + "b"], "dpop_proof_invalid", "longer than"),
+    "nested header": (lambda: [_b64raw(b"[" * 2900 + b"]" * 2900) + "." + b64({}) + ".c2ln"], "dpop_proof_invalid",
+                      "header is not base64url JSON"),
+    "nested payload": (lambda: [_signed_payload(b"[" * 2500 + b"]" * 2500)], "dpop_proof_invalid",
+                       "payload is not base64url JSON"),
     "typ JWT": (lambda: [proof(KEY, URL, iat=NOW, header={"typ": "JWT"})], "dpop_proof_invalid", "typ must be"),
     "alg none": (lambda: [proof(KEY, URL, iat=NOW, alg="none")], "dpop_proof_invalid", "alg 'none' is not accepted"),
     "alg HS256": (lambda: [proof(KEY, URL, iat=NOW, alg="HS256")], "dpop_proof_invalid", "alg 'HS256' is not"),
