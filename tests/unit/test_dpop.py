@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from bridge.config import settings_from_dict
@@ -230,3 +232,21 @@ def test_the_default_is_required_and_startup_says_so_weaker_modes_warn(tmp_path:
     assert not [w for w in required.warnings() if w.startswith("apps[0] (")]
     with pytest.raises(Exception, match="dpop"):
         settings_from_dict(config(tmp_path, dpop="sometimes"))
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                    max_leaves=20)
+HEADERS = st.fixed_dictionaries({}, optional={"typ": st.sampled_from(["dpop+jwt", "JWT"]) | JSON,
+                                              "alg": st.sampled_from(["ES256", "RS256", "EdDSA", "none"]) | JSON,
+                                              "jwk": st.just(KEY.as_dict(private=False)) | JSON})
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=400) | st.builds(lambda h, p, s: f"{b64(h)}.{b64(p)}.{s}", HEADERS,
+                                               st.dictionaries(st.text(max_size=8), JSON, max_size=6),
+                                               st.text(alphabet="abcXYZ019-_", max_size=90)))
+def test_any_header_is_refused_as_a_bad_proof_never_an_error(value: str) -> None:
+    with pytest.raises(DpopRefused) as e:
+        check([value])
+    assert e.value.code in ("dpop_proof_invalid", "dpop_proof_mismatch", "dpop_proof_stale", "dpop_key_mismatch")
