@@ -50,7 +50,8 @@ __all__ = ["ROOT", "LocalRedis", "Round", "Server", "Stack", "Target", "ab", "be
 # refused, so every request still pays for the limiter's Redis count as each production request does.
 RATE_LIMIT = 10_000_000
 RATE_LIMITS = {k: RATE_LIMIT for k in ("sign_in_per_minute", "credentials_per_minute", "device_per_minute",
-                                       "device_code_per_minute", "sso_register_per_minute", "requests_per_minute")}
+                                       "device_code_per_minute", "sso_register_per_minute", "requests_per_minute",
+                                       "exchange_per_minute")}
 # Every benchmark's process tree sees this checkout's bridge, whatever the venv has installed.
 # No worker recycling (max_requests) in a measured run: a recycled worker's CPU would leave the /proc sum.
 ENV = {**os.environ, "BRIDGE_ACCESS_LOG": "0", "BRIDGE_MAX_REQUESTS": "0", "PYTHONPATH": str(ROOT)}

@@ -299,6 +299,17 @@ def test_rate_limit_windows(harness: Harness) -> None:
     assert s.hit("sign_in:x", 2) == 0
 
 
+def test_several_buckets_counted_at_once(harness: Harness) -> None:
+    s = harness.store
+    harness.advance(10)
+    assert s.hits([("app:a", 2), ("user:a", 1)]) == [0, 0]
+    assert s.hits([("app:a", 2), ("user:b", 1)]) == [0, 0]  # each bucket its own count
+    assert s.hits([("app:a", 2), ("user:a", 1)]) == [50, 50]  # both over: each says when its window ends
+    assert s.hit("user:b", 1) == 50 and s.hits([]) == []  # the same windows as hit's
+    harness.advance(50)
+    assert s.hits([("app:a", 2)]) == [0]
+
+
 # --------------------------------------------------------------------------- preferences
 
 

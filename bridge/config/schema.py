@@ -197,6 +197,8 @@ class RateLimitSettings(SettingsModel):
     requests_per_minute: int = Field(10, ge=0, description="access requests asked per user")
     scim_per_minute: int = Field(600, ge=0, description="SCIM requests per client address (IPv6: per /64), "
                                  "counted before the bearer token is checked")
+    exchange_per_minute: int = Field(300, ge=0, description="token exchanges (`POST /oauth/token`) per client "
+                                     "address (IPv6: per /64), counted before the subject token is verified")
 
 
 class CliSettings(SettingsModel):

@@ -8,11 +8,15 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
 
 1. the parameters (each at most once, strings, within bounds; ``subject_token_type`` an ID token or a JWT;
    ``requested_token_type``, when sent, AWS credentials; exactly one target in ``audience``/``resource``);
-2. the app (``client_id``), its ``Origin`` when a browser sent one, the app's rate limit;
+2. the client address's rate limit (``rate_limits.exchange_per_minute``: before anything is verified, only
+   the caller's own budget is charged), the app (``client_id``), its ``Origin`` when a browser sent one;
 3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
-   app's audience at that IdP, expiry), the user's rate limit, and — for a connector whose tokens are
-   ``single_use`` — its ``jti``, kept until the token expires and refused a second time; before that, the app's
-   DPoP proof (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent per app;
+   app's audience at that IdP, expiry) — an MFA sign-in older than the connector's ``mfa_max_age`` counts as
+   none, as in a session —, the app's and the user's rate limits (one round trip), the app's DPoP proof
+   (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent per app, and — for a
+   connector whose tokens are ``single_use`` — its ``jti``, kept until the token expires and refused a second
+   time; then SCIM, when on, as at a sign-in: a user it deactivated (or deleted) is refused
+   (``exchange_deprovisioned``, audited), its groups apply (``scim.groups``);
 4. the target: a grant the decision point gives the user *now* and that the app may ask for (an app never
    gets more than its user), not a pass-through grant, without a session policy of its own;
 5. the app's session policy rendered for the user (AWS's policy limits), the app's duration, and issuance
@@ -22,12 +26,13 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
 **Without ``client_id``** (a CI job, a service account: no app, no browser) the subject token must come from a
 connector that ``WorkloadTokens`` (``type: workload``), found by its issuer; any other token is refused
 (``exchange_client_required``: a sign-in IdP's token is exchanged by a registered app), as is a browser
-``Origin``. The token is verified for the connector's own audiences, rate-limited per connector and subject
-(``exchanges_per_minute``), its ``jti`` kept as above; the role named in ``audience``/``resource`` must be a
-grant the decision point gives the workload now (not a pass-through one; a rule's own session policy goes
-with it); it lives the grant's default duration (never above its max); the session name is the rule's, or —
-when the rule names none (its default ``{email}``: a workload has none) — the workload's (repository and run
-id); the audit record names the connector, the subject and the ``workload``.
+``Origin``. The token is verified for the connector's own audiences, rate-limited per address (before) and per
+connector and subject (``exchanges_per_minute``), its ``jti`` kept as above, SCIM and ``mfa_max_age`` as
+above; the role named in ``audience``/``resource`` must be a grant the decision point gives the workload now
+(not a pass-through one; a rule's own session policy goes with it); it lives the grant's default duration
+(never above its max); the session name is the rule's, or — when the rule names none (its default
+``{email}``: a workload has none) — the workload's (repository and run id); the audit record names the
+connector, the subject and the ``workload``.
 
 The answer (``issued_token_type`` ``urn:ietf:params:aws:token-type:credentials``): ``access_token`` is the
 credentials as JSON text, ``credentials`` the same as an object, ``token_type`` ``N_A`` (RFC 8693 §2.2.1; also
@@ -49,18 +54,21 @@ from bridge.aws.limits import policy_problems, sanitize_session_name
 from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.dpop import DpopRefused, Proof, app_proof, workload_proof
+from bridge.core.exchange_refused import ExchangeRefused as ExchangeRefused  # re-exported: the view's
 from bridge.core.issuing import CredentialIssuer
+from bridge.core.stepup import mfa_current
 from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Credentials, Grant, Identity
 from bridge.mapping.chains import render_policy
 from bridge.mapping.paths import View
 from bridge.mapping.ruleset import PolicyT
 from bridge.mapping.template import Missing
+from bridge.scim.directory import Deprovisioned, Directory
 from bridge.storage.resources import OnceStore, RateLimitStore
 from bridge.telemetry import audit
 from bridge.telemetry.logs import event
 from bridge.upstream import Connector
-from bridge.upstream.base import ExchangesTokens, SubjectToken, WorkloadTokens
+from bridge.upstream.base import NO_POLICY, ExchangesTokens, SubjectToken, WorkloadTokens
 
 EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a token type, not a secret
@@ -77,27 +85,6 @@ KNOWN = ("grant_type", "client_id", "subject_token", "subject_token_type", "requ
 TOKEN_CODES = {"subject_token_expired": "the subject token has expired",
                "subject_token_audience": "the subject token is for another client than this app",
                "invalid_id_token": "the subject token did not verify"}
-
-
-class ExchangeRefused(BridgeError):
-    """A refused token exchange: ``oauth`` is the RFC 6749 §5.2 / RFC 8693 error, ``code`` the bridge's
-    (docs/troubleshooting.md), the message the ``error_description``. Never a token or a claim value in it."""
-
-    code = "exchange_invalid_request"
-    status = 400
-    title = "The token exchange was refused"
-    show_detail = True
-
-    def __init__(self, oauth: str, message: str, *, code: str | None = None, status: int | None = None,
-                 hint: str | None = None, retry_after: int = 0) -> None:
-        super().__init__(message, code=code, message=message, status=status, hint=hint)
-        self.oauth = oauth
-        self.retry_after = retry_after
-
-    def body(self) -> dict[str, str]:
-        """The JSON an OAuth client reads (RFC 6749 §5.2 plus the bridge's code and hint)."""
-        return {"error": self.oauth, "error_description": self.message, "error_code": self.code,
-                **({"hint": self.hint} if self.hint else {})}
 
 
 def _bad(message: str) -> ExchangeRefused:
@@ -185,6 +172,7 @@ class TokenExchange:
 
     def __init__(self, apps: Sequence[AppSettings], connectors: Mapping[str, Connector], access: AccessPoint,
                  issuer: CredentialIssuer, *, once: OnceStore, limits: RateLimitStore,
+                 directory: Directory | None = None, per_address: int = 0,
                  clock: Callable[[], float] = time.time, skew: int = 60, token_url: str = "") -> None:
         self.apps = {a.client_id: App.of(a) for a in apps}
         # A connector that cannot verify a token without a browser (SAML, dev) is no IdP for an app.
@@ -198,6 +186,8 @@ class TokenExchange:
         self.issuer = issuer
         self.once = once
         self.limits = limits
+        self.directory = directory  # SCIM (bridge/scim/directory.py), when on: asked as at each sign-in
+        self.per_address = per_address  # exchanges a minute of one client address, counted before verification
         self.clock = clock
         self.skew = skew
         self.token_url = token_url  # base_url + /oauth/token: what a DPoP proof's htu must name (never the Host)
@@ -220,10 +210,15 @@ class TokenExchange:
         return app
 
     def exchange(self, form: Mapping[str, Sequence[str]], *, origin: str | None,
-                 ctx: audit.Context | None = None, dpop: Sequence[str] = ()) -> dict[str, object]:
+                 ctx: audit.Context | None = None, dpop: Sequence[str] = (),
+                 address: str | None = None) -> dict[str, object]:
         """The token response for one exchange, or ExchangeRefused saying which check failed (``dpop``: every
-        ``DPoP`` header value sent, bridge/core/dpop.py)."""
+        ``DPoP`` header value sent, bridge/core/dpop.py; ``address``: the client's, bridge/web/common.py
+        ``client_address``, counted before the subject token is verified)."""
         req = parse(form)
+        # Before verification only the caller's own address is charged: a stranger's garbage must not use up
+        # an app's or a user's budget (those are counted once the token verified).
+        self._limit([] if address is None else [(f"exchange-address:{_hash(address)}", self.per_address)])
         if not req.client_id:
             self._proof(None, dpop, None, req.subject_token)
             return self._workload_exchange(req, origin=origin, ctx=ctx)
@@ -231,14 +226,15 @@ class TokenExchange:
         if origin is not None and origin not in app.origins:
             raise ExchangeRefused("unauthorized_client", "this app may not be called from this origin",
                                   code="exchange_origin_refused", hint="List the page's origin in the app's origins.")
-        self._limit(f"exchange-app:{app.settings.client_id}", app.settings.rate_limits.per_app_per_minute)
         subject = self._verify(app, req.subject_token)
-        identity = subject.identity
-        who = hashlib.sha256(f"{identity.issuer}\0{identity.subject}".encode()).hexdigest()[:32]
-        self._limit(f"exchange-user:{app.settings.client_id}:{who}", app.settings.rate_limits.per_user_per_minute)
+        identity = self._aged(subject.identity)
+        limits, who = app.settings.rate_limits, _hash(f"{identity.issuer}\0{identity.subject}")
+        self._limit([(f"exchange-app:{app.settings.client_id}", limits.per_app_per_minute),
+                     (f"exchange-user:{app.settings.client_id}:{who}", limits.per_user_per_minute)])
         proof = self._proof(app, dpop, subject, req.subject_token)
         jkt = proof.jkt if proof else None
         self._once(subject)
+        identity = self._admitted(identity, req.target, ctx, app=app.settings.client_id)
         grant = self._grant(app, identity, req.target)
         duration = min(app.settings.max_duration, grant.max_duration)
         try:
@@ -269,10 +265,32 @@ class TokenExchange:
             raise ExchangeRefused("invalid_dpop_proof", e.message, code=e.code, hint=e.hint) from None
         return proof
 
-    def _limit(self, bucket: str, limit: int) -> None:
-        if limit > 0 and (wait := self.limits.hit(bucket, limit)):
+    def _limit(self, buckets: Sequence[tuple[str, int]]) -> None:
+        """Count one exchange in each (bucket, limit) that is on (one round trip); refused when any is over."""
+        if (on := [(b, limit) for b, limit in buckets if limit > 0]) and (wait := max(self.limits.hits(on))):
             raise ExchangeRefused("slow_down", f"too many exchanges; retry in {wait} s", code="exchange_rate_limited",
                                   status=429, retry_after=wait)
+
+    def _aged(self, identity: Identity) -> Identity:
+        """``identity`` with its MFA no longer counting past its connector's ``mfa_max_age``, as a session's."""
+        connector = self.connectors.get(identity.connector_id)
+        policy = connector.policy if connector is not None else NO_POLICY
+        return mfa_current(identity, policy.mfa_max_age, int(self.clock()))
+
+    def _admitted(self, identity: Identity, target: str, ctx: audit.Context | None, **whose: str) -> Identity:
+        """``identity`` as SCIM has it (its groups), or refused (and audited) when SCIM deactivated the user."""
+        if self.directory is None:
+            return identity
+        try:
+            return self.directory.admitted(identity)
+        except Deprovisioned as e:
+            self.issuer.auditor.record("credentials", ctx or audit.Context(), outcome="failure", error=e.code,
+                                       who=audit.who(identity), how=audit.how(identity), target=target[:200], **whose)
+            event("exchange_deprovisioned", logging.WARNING, connector=identity.connector_id, **whose)
+            raise ExchangeRefused("invalid_grant", "the identity provider deactivated this user (SCIM): no AWS "
+                                  "credentials are issued for them", code="exchange_deprovisioned", status=403,
+                                  hint="If this is a mistake, reactivate the user at the identity provider; its next "
+                                  "SCIM push lets the exchange work again.") from None
 
     def _verify(self, app: App | None, token: str) -> SubjectToken:
         """``token`` verified for ``app`` (None: a workload's, without an app), remembered for a minute, never
@@ -346,15 +364,16 @@ class TokenExchange:
                                   "token as a registered app", code="exchange_client_required",
                                   hint="Send the app's client_id (apps[].client_id).")
         subject = self._verify(None, req.subject_token)
-        identity = subject.identity
+        identity = self._aged(subject.identity)
         connector = self.connectors.get(identity.connector_id)
         limit = connector.exchanges_per_minute if isinstance(connector, WorkloadTokens) else 0
-        who = hashlib.sha256(f"{identity.issuer}\0{identity.subject}".encode()).hexdigest()[:32]
-        self._limit(f"exchange-workload:{identity.connector_id}:{who}", limit)
+        who = _hash(f"{identity.issuer}\0{identity.subject}")
+        self._limit([(f"exchange-workload:{identity.connector_id}:{who}", limit)])
         self._once(subject)
-        grant = self._workload_grant(subject, req.target)
-        duration = min(grant.default_duration, grant.max_duration)
         workload = identity.name or identity.subject
+        identity = self._admitted(identity, req.target, ctx, workload=workload)
+        grant = self._workload_grant(replace(subject, identity=identity), req.target)
+        duration = min(grant.default_duration, grant.max_duration)
         try:
             creds = self.issuer.issue_credentials(identity, grant, duration, ctx=ctx, workload=workload)
         except BridgeError as e:
@@ -397,6 +416,10 @@ class TokenExchange:
         """The user's grant named ``target``, allowed to the app, narrowed by the app's policy and session name."""
         decision = self.access.decide(identity)
         held = next((g for g in decision.grants if target in grant_names(g)), None)
+        if held is None and any(target in grant_names(g) and grant_names(g) & app.grants for g in decision.locked):
+            raise ExchangeRefused("invalid_grant", "that role needs an MFA sign-in, and this token's sign-in had none "
+                                  "or it is older than the connector's mfa_max_age", code="exchange_mfa_required",
+                                  hint="Sign the user in again with MFA and exchange the new token.")
         if held is None or not (grant_names(held) & app.grants):
             if held is None and target not in app.grants and not any(target in grant_names(g) for g in decision.locked):
                 raise ExchangeRefused("invalid_target", "this app may not ask for that role",
@@ -422,6 +445,10 @@ class TokenExchange:
         duration = min(app.settings.max_duration, held.max_duration)
         return replace(held, policy=policy, session_name=name, max_duration=duration,
                        default_duration=min(held.default_duration, duration))
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def token_refusal(last: LoginError, *, workload: bool = False) -> ExchangeRefused:

@@ -1,5 +1,6 @@
-"""What SCIM says about a signed-in identity, asked at sign-in and at every use of a session (and so of its CLI
-and IAM Identity Center tokens): is the user active, and which groups did the IdP push for them.
+"""What SCIM says about a signed-in identity, asked at sign-in, at every use of a session (and so of its CLI
+and IAM Identity Center tokens) and at each token exchange (``admitted``): is the user active, and which groups
+did the IdP push for them.
 
 Matching (docs/scim.md): the identity's ``scim.claim`` (per connector: ``scim.connectors``) — its e-mail, its
 subject, or a claim — compared, ignoring case, with the SCIM users' ``scim.attribute`` (userName, externalId or
@@ -102,8 +103,21 @@ class Directory:
             return None
         if self.cfg.groups == "off" or record.passthrough_grants is not None:
             return record
-        groups = merge(record.identity.groups, st.groups) if self.cfg.groups == "merge" else st.groups
-        return replace(record, identity=replace(record.identity, groups=groups))
+        return replace(record, identity=self._grouped(record.identity, st))
+
+    def admitted(self, identity: Identity) -> Identity:
+        """At a token exchange (a verified subject token, no session): ``admit`` and ``govern`` in one —
+        Deprovisioned when SCIM deactivated (or deleted) this user, else ``identity`` with SCIM's groups."""
+        st = self.standing(identity)
+        if st is None:
+            return identity
+        if not st.active:
+            raise Deprovisioned(f"SCIM user(s) {', '.join(st.users)} inactive")
+        return identity if self.cfg.groups == "off" else self._grouped(identity, st)
+
+    def _grouped(self, identity: Identity, st: Standing) -> Identity:
+        groups = merge(identity.groups, st.groups) if self.cfg.groups == "merge" else st.groups
+        return replace(identity, groups=groups)
 
     def handles(self, user: ScimRecord) -> list[str]:
         """The session index names (bridge/core/sessions.py ``user_handles``) a SCIM user's sessions are under, for

@@ -22,7 +22,7 @@ Raw (untyped) payloads only where the shape belongs to someone else: the IdP's u
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -117,7 +117,10 @@ def read_in_steps(store: Store, ahead: Ahead) -> AheadRead:
 
 
 class ReadInSteps:
-    """``read_ahead`` for a store whose every call is in-process (``MemoryStore``)."""
+    """``read_ahead`` and ``hits`` for a store whose every call is in-process (``MemoryStore``)."""
 
     def read_ahead(self: Store, ahead: Ahead) -> AheadRead:
         return read_in_steps(self, ahead)
+
+    def hits(self: Store, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]:
+        return [self.hit(bucket, limit, window) for bucket, limit in buckets]

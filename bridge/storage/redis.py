@@ -36,7 +36,7 @@ process between requests. Topologies (``redis_client``, bridge/storage/redis_cli
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -112,6 +112,17 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
             pipe.expire(key, window + 5)
             count = int(pipe.execute()[0])
         return wait(count, limit)
+
+    def hits(self, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]:
+        """``hit`` for each (bucket, limit), in one pipeline."""
+        keyed = [(*self._rl(bucket, window), limit) for bucket, limit in buckets]
+        with self.errors():
+            pipe = self.r.pipeline(transaction=False)
+            for key, _, _ in keyed:
+                pipe.incr(key)
+                pipe.expire(key, window + 5)
+            counts = pipe.execute()[::2] if keyed else []
+        return [wait(int(count), limit) for (_, wait, limit), count in zip(keyed, counts, strict=True)]
 
     # -- replay cache ---------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:

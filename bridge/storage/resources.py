@@ -7,7 +7,7 @@ protocol; what crosses resources (``read_ahead``) is in interface.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from bridge.storage.records import (
@@ -149,9 +149,11 @@ class OnceStore(Protocol):
 
 class RateLimitStore(Protocol):
     """Rate-limit windows, aligned on the store's clock: ``hit`` answers 0 within the limit, else the seconds
-    until the window ends."""
+    until the window ends; ``hits`` counts one request in each (bucket, limit) at once (Redis: one round trip)
+    and answers each bucket's as ``hit`` would."""
 
     def hit(self, bucket: str, limit: int, window: int = 60) -> int: ...
+    def hits(self, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]: ...
 
 
 class NoteStore(Protocol):

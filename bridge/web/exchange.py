@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 from bridge.core.exchange import ExchangeRefused, TokenExchange, as_refusal
 from bridge.domain.errors import BridgeError
 from bridge.telemetry.logs import event
-from bridge.web.common import audit_context, services
+from bridge.web.common import audit_context, client_address, services
 
 ALLOW_HEADERS = "Content-Type, DPoP"  # DPoP: the proof of the app's key (RFC 9449, bridge/core/dpop.py)
 MAX_AGE = "600"
@@ -57,7 +57,8 @@ def token_exchange() -> ResponseReturnValue:
         try:
             # a proxy joins repeated headers with commas (a JWT has none): each part counts as one header sent
             dpop = [v for h in request.headers.getlist("DPoP") for v in h.split(",")]
-            body = ex.exchange(form, origin=origin, ctx=audit_context(), dpop=dpop)
+            body = ex.exchange(form, origin=origin, ctx=audit_context(), dpop=dpop,
+                               address=client_address())
         except ExchangeRefused:
             raise
         except BridgeError as other:  # the store or the audit unreachable: OAuth JSON, never an HTML page

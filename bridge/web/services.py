@@ -185,7 +185,8 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
                                        on_register=metrics.sso_registered),
         requests=AccessRequests(ledger, access),
         exchange=TokenExchange(settings.apps, connectors, access, issuer, once=store, limits=store,
-                               token_url=f"{settings.base_url}/oauth/token"),
+                               token_url=f"{settings.base_url}/oauth/token", directory=directory,
+                               per_address=settings.rate_limits.exchange_per_minute),
         scim=build_scim(settings, store, sessions, directory, auditor))
 
 

@@ -29,8 +29,9 @@ FROM_MAIN = {"all": [{"claim": "claims.repository", "equals": "octo-org/octo-rep
 POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]}
 
 
-def workload_env(tmp_path: Path, rules: tuple[dict[str, Any], ...] = (), **connector: Any) -> Env:
-    raw = config(tmp_path)
+def workload_env(tmp_path: Path, rules: tuple[dict[str, Any], ...] = (), scim: dict[str, Any] | None = None,
+                 **connector: Any) -> Env:
+    raw = config(tmp_path) | ({"scim": scim} if scim else {})
     jwks = tmp_path / "gh-jwks.json"
     jwks.write_text(json.dumps(KeySet([GH_KEY]).as_dict(private=False)))
     raw["connectors"].append({"id": "github", "type": "workload", "preset": "github_actions", "audiences": [BRIDGE],
