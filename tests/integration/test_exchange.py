@@ -17,7 +17,7 @@ import requests
 
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR, oidc_provider
 from tests.dpop_proofs import ec_key, proof
-from tests.integration.helpers import caller_arn
+from tests.integration.helpers import TestClock, caller_arn
 
 pytestmark = pytest.mark.integration
 APP_CLIENT = "photos-spa"
@@ -126,3 +126,81 @@ def test_a_deeply_nested_payload_is_a_clear_oauth_error_not_a_500(bridge, app_is
     assert "nested too deeply" in body["error_description"] and token[:40] not in r.text
     assert not [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
     assert exchange(bridge, app_id_token(app_issuer, "alice", "alice-pw")).status_code == 200  # still serving
+
+
+# -- what a sign-in checks, the exchange checks too: SCIM, mfa_max_age; rate limits a stranger cannot use up --------
+
+SCIM_TOKEN = "scim-exchange-token-" + "x" * 32
+SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+def scim(base: str, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    r = requests.request(method, f"{base}/scim/v2{path}", data=None if body is None else json.dumps(body), timeout=10,
+                         headers={"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"})
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+def app_bridge(live_bridge, make_settings, app_issuer, *, apps=None, step_up=None, **more):  # type: ignore[no-untyped-def]
+    connector = {"id": OIDC_CONNECTOR, "type": "oidc", "issuer": app_issuer, "client_id": "bridge",
+                 "client_secret": "bridge-secret", **({"step_up": step_up} if step_up else {})}
+    app = {"client_id": "photos", "idp_audiences": {OIDC_CONNECTOR: [APP_CLIENT]}, "origins": [APP_ORIGIN],
+           "grants": ["sandbox/Admin"], "session_policy": POLICY, **(apps or {})}
+    return live_bridge(make_settings(connectors=[connector], apps=[app], **more))
+
+
+def sts_calls(strict_sts_peer) -> int:  # type: ignore[no-untyped-def]
+    return len([c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"])
+
+
+def test_scim_deactivation_refuses_the_exchange_and_scims_groups_decide(live_bridge, make_settings, app_issuer,  # type: ignore[no-untyped-def]
+                                                                        strict_sts_peer, tmp_path):
+    token_file = tmp_path / "scim-token"
+    token_file.write_text(SCIM_TOKEN)
+    base = app_bridge(live_bridge, make_settings, app_issuer, scim={"token_file": str(token_file)})
+    alice_token = app_id_token(app_issuer, "alice", "alice-pw")
+    carol_token = app_id_token(app_issuer, "carol", "carol-pw")
+    alice = scim(base, "POST", "/Users", {"schemas": [SCIM_USER], "userName": "alice@example.com", "active": False})
+    r = exchange(base, alice_token)  # a valid ID token of a user SCIM deactivated
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "invalid_grant" and r.json()["error_code"] == "exchange_deprovisioned"
+    assert "credentials" not in r.json() and sts_calls(strict_sts_peer) == 0
+    # carol: no groups at the IdP; SCIM puts her (and alice, reactivated) into aws-admins — the Admin rule
+    carol = scim(base, "POST", "/Users", {"schemas": [SCIM_USER], "userName": "carol@example.com"})
+    scim(base, "PATCH", f"/Users/{alice['id']}", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                                  "Operations": [{"op": "replace", "path": "active", "value": True}]})
+    members = [{"value": carol["id"]}, {"value": alice["id"]}]
+    scim(base, "POST", "/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                   "displayName": "aws-admins", "members": members})
+    assert exchange(base, carol_token).status_code == 200
+    assert exchange(base, alice_token).status_code == 200 and sts_calls(strict_sts_peer) == 2
+
+
+def test_an_mfa_sign_in_older_than_mfa_max_age_no_longer_counts(live_bridge, make_settings, app_issuer,  # type: ignore[no-untyped-def]
+                                                                 strict_sts_peer):
+    rules = [{"name": "admins", "match": {"group": "aws-admins"},
+              "grants": [{"role_arn": f"arn:aws:iam::{ACCOUNT}:role/Admin", "mfa_required": True}]}]
+    base = app_bridge(live_bridge, make_settings, app_issuer, step_up={"mfa_max_age": 600},
+                      mapping={"accounts": {ACCOUNT: {"alias": "sandbox", "roles": {"Admin": {}}}}, "rules": rules})
+    clock = TestClock()
+    live_bridge.app.extensions["bridge"].exchange.clock = clock
+    token = app_id_token(app_issuer, "alice", "alice-pw")  # amr [pwd, mfa]: MFA now
+    assert exchange(base, token).status_code == 200
+    clock.advance(601)  # the ID token still valid; its MFA sign-in now older than mfa_max_age
+    r = exchange(base, token, dpop=proof(APP_KEY, f"{base}/oauth/token", iat=clock()))  # a proof of the app's now
+    assert r.status_code == 400 and r.json()["error_code"] == "exchange_mfa_required"
+    assert sts_calls(strict_sts_peer) == 1
+
+
+def test_garbage_tokens_use_only_their_addresss_budget(live_bridge, make_settings, app_issuer,  # type: ignore[no-untyped-def]
+                                                       strict_sts_peer):
+    base = app_bridge(live_bridge, make_settings, app_issuer, apps={"rate_limits": {"per_app_per_minute": 2}},
+                      rate_limits={"exchange_per_minute": 6})
+    token = app_id_token(app_issuer, "alice", "alice-pw")
+    forged = token[:-4] + "AAAA"
+    for _ in range(3):  # anyone's garbage: refused at verification, the app's budget untouched (Redis)
+        assert exchange(base, forged).json()["error_code"] == "exchange_token_invalid"
+    assert [exchange(base, token).status_code for _ in range(3)] == [200, 200, 429]  # the app's 2, once verified
+    r = exchange(base, token)  # the seventh from this address: refused before anything is verified
+    assert r.status_code == 429 and r.json()["error_code"] == "exchange_rate_limited" and r.headers["Retry-After"]
+    assert sts_calls(strict_sts_peer) <= 2
