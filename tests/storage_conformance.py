@@ -310,6 +310,16 @@ def test_several_buckets_counted_at_once(harness: Harness) -> None:
     assert s.hits([("app:a", 2)]) == [0]
 
 
+def test_counts_and_a_credential_entry_read_at_once(harness: Harness) -> None:
+    s = harness.store
+    harness.advance(10)
+    s.creds_put("user-1", "entry-1", b"sealed", 300)
+    assert s.hits_reading([("app:b", 1)], ("user-1", "entry-1")) == ([0], b"sealed")
+    assert s.hits_reading([("app:b", 1)], ("user-1", "other")) == ([50], None)  # counted; no such entry
+    assert s.hits_reading([], ("user-1", "entry-1")) == ([], b"sealed") and s.hits_reading([], None) == ([], None)
+    assert s.hit("app:b", 1) == 50  # the same windows as hit's
+
+
 # --------------------------------------------------------------------------- preferences
 
 

@@ -53,8 +53,9 @@ from dataclasses import dataclass, replace
 from bridge.aws.limits import policy_problems, sanitize_session_name
 from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
+from bridge.core.credcache import Sealed
 from bridge.core.dpop import DpopRefused, Proof, app_proof, workload_proof
-from bridge.core.exchange_refused import ExchangeRefused as ExchangeRefused  # re-exported: the view's
+from bridge.core.exchange_refused import ExchangeRefused, as_refusal, token_refusal
 from bridge.core.issuing import CredentialIssuer
 from bridge.core.stepup import mfa_current
 from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
@@ -81,10 +82,6 @@ VERIFIED_KEEP = 60  # seconds a verified subject token is remembered (an app exc
 VERIFIED_MAX = 10_000  # entries (the oldest go first)
 KNOWN = ("grant_type", "client_id", "subject_token", "subject_token_type", "requested_token_type", "audience",
          "resource", "scope", "actor_token", "actor_token_type")
-# The connector's own refusal codes (bridge/upstream/oidc_subject.py) that the exchange passes on.
-TOKEN_CODES = {"subject_token_expired": "the subject token has expired",
-               "subject_token_audience": "the subject token is for another client than this app",
-               "invalid_id_token": "the subject token did not verify"}
 
 
 def _bad(message: str) -> ExchangeRefused:
@@ -218,28 +215,38 @@ class TokenExchange:
         req = parse(form)
         # Before verification only the caller's own address is charged: a stranger's garbage must not use up
         # an app's or a user's budget (those are counted once the token verified).
-        self._limit([] if address is None else [(f"exchange-address:{_hash(address)}", self.per_address)])
+        by_address = [] if address is None else [(f"exchange-address:{_hash(address)}", self.per_address)]
         if not req.client_id:
+            self._limit(by_address)
             self._proof(None, dpop, None, req.subject_token)
             return self._workload_exchange(req, origin=origin, ctx=ctx)
         app = self.app(req.client_id)
         if origin is not None and origin not in app.origins:
             raise ExchangeRefused("unauthorized_client", "this app may not be called from this origin",
                                   code="exchange_origin_refused", hint="List the page's origin in the app's origins.")
-        subject = self._verify(app, req.subject_token)
+        known = self._remembered(app, req.subject_token)
+        if known is None:
+            self._limit(by_address)
+        subject = known or self._verify(app, req.subject_token)
         identity = self._aged(subject.identity)
         limits, who = app.settings.rate_limits, _hash(f"{identity.issuer}\0{identity.subject}")
-        self._limit([(f"exchange-app:{app.settings.client_id}", limits.per_app_per_minute),
-                     (f"exchange-user:{app.settings.client_id}:{who}", limits.per_user_per_minute)])
+        counted = [(f"exchange-app:{app.settings.client_id}", limits.per_app_per_minute),
+                   (f"exchange-user:{app.settings.client_id}:{who}", limits.per_user_per_minute)]
+        grant, sealed = None, None
+        if known is None:
+            self._limit(counted)
+        else:  # nothing to verify: the address, the app and the user counted with the cache read, at once
+            grant, sealed = self._counted_ahead(by_address + counted, app, identity, req.target)
         proof = self._proof(app, dpop, subject, req.subject_token)
         jkt = proof.jkt if proof else None
         self._once(subject)
-        identity = self._admitted(identity, req.target, ctx, app=app.settings.client_id)
-        grant = self._grant(app, identity, req.target)
-        duration = min(app.settings.max_duration, grant.max_duration)
+        admitted = self._admitted(identity, req.target, ctx, app=app.settings.client_id)
+        if grant is None or admitted is not identity:  # SCIM's groups: decided again
+            grant = self._grant(app, admitted, req.target)
+        identity, duration = admitted, min(app.settings.max_duration, grant.max_duration)
         try:
             creds = self.issuer.issue_credentials(identity, grant, duration, ctx=ctx, app=app.settings.client_id,
-                                                  dpop_jkt=jkt)
+                                                  sealed=sealed, dpop_jkt=jkt)
         except BridgeError as e:
             raise as_refusal(e) from None
         event("token_exchanged", app=app.settings.client_id, connector=identity.connector_id,
@@ -267,9 +274,23 @@ class TokenExchange:
 
     def _limit(self, buckets: Sequence[tuple[str, int]]) -> None:
         """Count one exchange in each (bucket, limit) that is on (one round trip); refused when any is over."""
-        if (on := [(b, limit) for b, limit in buckets if limit > 0]) and (wait := max(self.limits.hits(on))):
-            raise ExchangeRefused("slow_down", f"too many exchanges; retry in {wait} s", code="exchange_rate_limited",
-                                  status=429, retry_after=wait)
+        if on := [(b, limit) for b, limit in buckets if limit > 0]:
+            _refuse_over(self.limits.hits(on))
+
+    def _counted_ahead(self, buckets: Sequence[tuple[str, int]], app: App, identity: Identity,
+                       target: str) -> tuple[Grant | None, Sealed | None]:
+        """A subject token this process verified already (no verification to protect): every count and the
+        credential-cache entry its grant will look up, in one round trip (as ``Store.read_ahead`` does for
+        ``POST /credentials``). The grant as decided now (None: refused, decided again to say why)."""
+        try:
+            grant: Grant | None = self._grant(app, identity, target)
+        except ExchangeRefused:
+            grant = None
+        key = None if grant is None else self.issuer.cache.key(
+            identity, self.issuer.tagged(grant, identity), min(app.settings.max_duration, grant.max_duration))
+        waits, blob = self.limits.hits_reading([(b, limit) for b, limit in buckets if limit > 0], key)
+        _refuse_over(waits)
+        return grant, None if key is None else Sealed(key, blob)
 
     def _aged(self, identity: Identity) -> Identity:
         """``identity`` with its MFA no longer counting past its connector's ``mfa_max_age``, as a session's."""
@@ -295,18 +316,21 @@ class TokenExchange:
     def _verify(self, app: App | None, token: str) -> SubjectToken:
         """``token`` verified for ``app`` (None: a workload's, without an app), remembered for a minute, never
         past its expiry."""
-        key = (app.settings.client_id if app else "", hashlib.sha256(token.encode()).hexdigest())
-        now = self.clock()
-        with self._verified_lock:
-            hit = self._verified.get(key)
-        if hit is not None and now < hit[1]:
-            return hit[0]
+        if (hit := self._remembered(app, token)) is not None:
+            return hit
+        key, now = _verified_key(app, token), self.clock()
         subject = self._verify_now(app, token) if app else self._verify_workload(token)
         with self._verified_lock:
             self._verified[key] = (subject, min(now + VERIFIED_KEEP, subject.expires_at))
             while len(self._verified) > VERIFIED_MAX:
                 self._verified.popitem(last=False)
         return subject
+
+    def _remembered(self, app: App | None, token: str) -> SubjectToken | None:
+        """``token`` as this process verified it for ``app`` within VERIFIED_KEEP (never past its expiry)."""
+        with self._verified_lock:
+            hit = self._verified.get(_verified_key(app, token))
+        return hit[0] if hit is not None and self.clock() < hit[1] else None
 
     def _verify_now(self, app: App, token: str) -> SubjectToken:
         """The first of the app's connectors that vouches for ``token``; another IdP's token tries the next."""
@@ -451,32 +475,14 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def token_refusal(last: LoginError, *, workload: bool = False) -> ExchangeRefused:
-    """A connector's refusal of the subject token in OAuth's words (``invalid_grant`` with the failed check)."""
-    what = TOKEN_CODES.get(last.code, TOKEN_CODES["invalid_id_token"])
-    if workload and last.code == "subject_token_audience":
-        what = "the subject token is for another audience than the workload connector's"
-    why = f"{what} ({last.detail[:200]})"
-    again = "Get a new token from the CI platform and exchange it." if workload else \
-        "Sign the user in again and exchange the new token."
-    if last.code == "subject_token_expired":
-        return ExchangeRefused("invalid_grant", why, code="exchange_token_expired", hint=again)
-    if last.code == "subject_token_audience":
-        return ExchangeRefused("invalid_grant", why, code="exchange_token_audience",
-                               hint="Ask the CI platform for a token with the bridge's URL as audience (the "
-                               "connector's audiences)." if workload else
-                               "Sign the user in with the app's own client id (apps[].idp_audiences).")
-    return ExchangeRefused("invalid_grant", why, code="exchange_token_invalid", hint=again)
+def _verified_key(app: App | None, token: str) -> tuple[str, str]:
+    return app.settings.client_id if app else "", hashlib.sha256(token.encode()).hexdigest()
 
 
-def as_refusal(e: BridgeError) -> ExchangeRefused:
-    """A refusal on the way (MFA, duration, STS, the store) in OAuth's words; STS, Redis or the audit
-    unreachable is a 503 ``temporarily_unavailable``."""
-    if e.status >= 500:
-        return ExchangeRefused("temporarily_unavailable", f"AWS credentials cannot be issued now ({e.code})",
-                               code="exchange_unavailable", status=503, retry_after=30)
-    return ExchangeRefused("invalid_grant", f"AWS credentials were refused: {e.message}", code="exchange_issue_refused",
-                           hint=e.hint)
+def _refuse_over(waits: Sequence[int]) -> None:
+    if wait := max(waits, default=0):
+        raise ExchangeRefused("slow_down", f"too many exchanges; retry in {wait} s", code="exchange_rate_limited",
+                              status=429, retry_after=wait)
 
 
 def _answer(creds: Credentials, now: int) -> dict[str, object]:

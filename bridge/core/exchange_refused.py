@@ -1,8 +1,14 @@
-"""A refused token exchange (bridge/core/exchange.py) in OAuth's words. No Flask here."""
+"""A refused token exchange (bridge/core/exchange.py) in OAuth's words: the error, a connector's refusal of the
+subject token, a refusal on the way (MFA, STS, the store). No Flask here."""
 
 from __future__ import annotations
 
-from bridge.domain.errors import BridgeError
+from bridge.domain.errors import BridgeError, LoginError
+
+# The connector's own refusal codes (bridge/upstream/oidc_subject.py) that the exchange passes on.
+TOKEN_CODES = {"subject_token_expired": "the subject token has expired",
+               "subject_token_audience": "the subject token is for another client than this app",
+               "invalid_id_token": "the subject token did not verify"}
 
 
 class ExchangeRefused(BridgeError):
@@ -24,3 +30,31 @@ class ExchangeRefused(BridgeError):
         """The JSON an OAuth client reads (RFC 6749 §5.2 plus the bridge's code and hint)."""
         return {"error": self.oauth, "error_description": self.message, "error_code": self.code,
                 **({"hint": self.hint} if self.hint else {})}
+
+
+def token_refusal(last: LoginError, *, workload: bool = False) -> ExchangeRefused:
+    """A connector's refusal of the subject token in OAuth's words (``invalid_grant`` with the failed check)."""
+    what = TOKEN_CODES.get(last.code, TOKEN_CODES["invalid_id_token"])
+    if workload and last.code == "subject_token_audience":
+        what = "the subject token is for another audience than the workload connector's"
+    why = f"{what} ({last.detail[:200]})"
+    again = "Get a new token from the CI platform and exchange it." if workload else \
+        "Sign the user in again and exchange the new token."
+    if last.code == "subject_token_expired":
+        return ExchangeRefused("invalid_grant", why, code="exchange_token_expired", hint=again)
+    if last.code == "subject_token_audience":
+        return ExchangeRefused("invalid_grant", why, code="exchange_token_audience",
+                               hint="Ask the CI platform for a token with the bridge's URL as audience (the "
+                               "connector's audiences)." if workload else
+                               "Sign the user in with the app's own client id (apps[].idp_audiences).")
+    return ExchangeRefused("invalid_grant", why, code="exchange_token_invalid", hint=again)
+
+
+def as_refusal(e: BridgeError) -> ExchangeRefused:
+    """A refusal on the way (MFA, duration, STS, the store) in OAuth's words; STS, Redis or the audit
+    unreachable is a 503 ``temporarily_unavailable``."""
+    if e.status >= 500:
+        return ExchangeRefused("temporarily_unavailable", f"AWS credentials cannot be issued now ({e.code})",
+                               code="exchange_unavailable", status=503, retry_after=30)
+    return ExchangeRefused("invalid_grant", f"AWS credentials were refused: {e.message}", code="exchange_issue_refused",
+                           hint=e.hint)

@@ -124,3 +124,7 @@ class ReadInSteps:
 
     def hits(self: Store, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]:
         return [self.hit(bucket, limit, window) for bucket, limit in buckets]
+
+    def hits_reading(self: Store, buckets: Sequence[tuple[str, int]], creds: tuple[str, str] | None,
+                     window: int = 60) -> tuple[list[int], bytes | None]:
+        return self.hits(buckets, window), None if creds is None else self.creds_get(*creds)

@@ -115,14 +115,25 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
 
     def hits(self, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]:
         """``hit`` for each (bucket, limit), in one pipeline."""
+        return self.hits_reading(buckets, None, window)[0]
+
+    def hits_reading(self, buckets: Sequence[tuple[str, int]], creds: tuple[str, str] | None,
+                     window: int = 60) -> tuple[list[int], bytes | None]:
+        """``hits`` and the credential-cache entry ``creds`` (None: none), in one pipeline."""
         keyed = [(*self._rl(bucket, window), limit) for bucket, limit in buckets]
+        if not keyed and creds is None:
+            return [], None
         with self.errors():
             pipe = self.r.pipeline(transaction=False)
             for key, _, _ in keyed:
                 pipe.incr(key)
                 pipe.expire(key, window + 5)
-            counts = pipe.execute()[::2] if keyed else []
-        return [wait(int(count), limit) for (_, wait, limit), count in zip(keyed, counts, strict=True)]
+            if creds is not None:
+                pipe.get(self._ck(*creds))
+            got = pipe.execute()
+        waits = [wait(int(count), limit) for (_, wait, limit), count in zip(keyed, got[:2 * len(keyed):2], strict=True)]
+        blob = got[-1] if creds is not None else None
+        return waits, blob if isinstance(blob, bytes) and blob else None
 
     # -- replay cache ---------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:

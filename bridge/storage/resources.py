@@ -150,10 +150,13 @@ class OnceStore(Protocol):
 class RateLimitStore(Protocol):
     """Rate-limit windows, aligned on the store's clock: ``hit`` answers 0 within the limit, else the seconds
     until the window ends; ``hits`` counts one request in each (bucket, limit) at once (Redis: one round trip)
-    and answers each bucket's as ``hit`` would."""
+    and answers each bucket's as ``hit`` would; ``hits_reading`` the same and ``creds_get(*creds)`` (None: not
+    read) in that one round trip (a token exchange of a subject token already verified)."""
 
     def hit(self, bucket: str, limit: int, window: int = 60) -> int: ...
     def hits(self, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]: ...
+    def hits_reading(self, buckets: Sequence[tuple[str, int]], creds: tuple[str, str] | None,
+                     window: int = 60) -> tuple[list[int], bytes | None]: ...
 
 
 class NoteStore(Protocol):

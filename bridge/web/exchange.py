@@ -12,7 +12,8 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from bridge.core.exchange import ExchangeRefused, TokenExchange, as_refusal
+from bridge.core.exchange import TokenExchange
+from bridge.core.exchange_refused import ExchangeRefused, as_refusal
 from bridge.domain.errors import BridgeError
 from bridge.telemetry.logs import event
 from bridge.web.common import audit_context, client_address, services

@@ -214,6 +214,12 @@ class CountingLimits:
         self.calls.append([b.split(":")[0] for b, _ in buckets])
         return list(self.inner.hits(buckets, window))
 
+    def hits_reading(self, buckets: list[tuple[str, int]], creds: tuple[str, str] | None,
+                     window: int = 60) -> tuple[list[int], bytes | None]:
+        self.calls.append([b.split(":")[0] for b, _ in buckets] + (["creds"] if creds else []))
+        waits, blob = self.inner.hits_reading(buckets, creds, window)
+        return list(waits), blob
+
 
 def test_app_and_user_are_counted_in_one_round_trip_after_the_address(tmp_path: Path) -> None:
     env = _build(config(tmp_path), tmp_path)
@@ -224,3 +230,32 @@ def test_app_and_user_are_counted_in_one_round_trip_after_the_address(tmp_path: 
     limits.calls.clear()
     assert post(env, form(subject_token="a.b.c")).status_code == 400
     assert limits.calls == [["exchange-address"]]  # refused at verification: the app and user not charged
+
+
+def test_a_token_verified_already_is_counted_with_the_cache_read_in_one_round_trip(tmp_path: Path) -> None:
+    env = _build(config(tmp_path, max_duration=3600), tmp_path)  # 1 h: beyond the cache's refresh window
+    limits = CountingLimits(env.svc.store)
+    env.svc.exchange.limits = limits  # type: ignore[assignment]
+    token = id_token()
+    first = post(env, form(subject_token=token)).get_json()
+    limits.calls.clear()
+    again = post(env, form(subject_token=token))  # verified a moment ago: nothing to protect before the counts
+    assert again.status_code == 200 and again.get_json()["credentials"] == first["credentials"]
+    assert limits.calls == [["exchange-address", "exchange-app", "exchange-user", "creds"]] and len(env.sts.calls) == 1
+    (cached,) = [a for a in credentials_records(env) if a.get("cached")]
+    assert cached["app"] == "photos" and cached["outcome"] == "success"
+    limits.calls.clear()
+    refused = post(env, form(subject_token=token, audience="sandbox/ReadOnly"))  # counted, then refused as before
+    assert refused.get_json()["error_code"] == "exchange_target_not_allowed"
+    assert limits.calls == [["exchange-address", "exchange-app", "exchange-user"]]
+
+
+def test_a_remembered_token_still_meets_every_limit(tmp_path: Path) -> None:
+    raw = config(tmp_path, rate_limits={"per_app_per_minute": 100, "per_user_per_minute": 2})
+    env = _build(raw, tmp_path)
+    token = id_token()
+    assert [post(env, form(subject_token=token)).status_code for _ in range(3)] == [200, 200, 429]
+    raw = config(tmp_path)
+    raw["rate_limits"] = {"exchange_per_minute": 2}
+    env = _build(raw, tmp_path)
+    assert [post(env, form(subject_token=token)).status_code for _ in range(3)] == [200, 200, 429]
