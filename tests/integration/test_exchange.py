@@ -13,11 +13,14 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
+import redis
 import requests
 
+from bridge.runtime.localredis import LocalRedis
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR, oidc_provider
 from tests.dpop_proofs import ec_key, proof
 from tests.integration.helpers import TestClock, caller_arn
+from tests.integration.test_round_trips import round_trips
 
 pytestmark = pytest.mark.integration
 APP_CLIENT = "photos-spa"
@@ -204,3 +207,28 @@ def test_garbage_tokens_use_only_their_addresss_budget(live_bridge, make_setting
     r = exchange(base, token)  # the seventh from this address: refused before anything is verified
     assert r.status_code == 429 and r.json()["error_code"] == "exchange_rate_limited" and r.headers["Retry-After"]
     assert sts_calls(strict_sts_peer) <= 2
+
+
+@pytest.fixture
+def own_redis(tmp_path):  # type: ignore[no-untyped-def]
+    with LocalRedis(tmp_path / "redis") as rd:
+        yield rd
+
+
+def test_a_cached_exchange_is_one_redis_round_trip(live_bridge, make_settings, app_issuer, strict_sts_peer,  # type: ignore[no-untyped-def]
+                                                   own_redis):
+    base = app_bridge(live_bridge, make_settings, app_issuer, apps={"max_duration": 3600},  # beyond the refresh window
+                      redis={"url": own_redis.url, "key_prefix": "xrt:"})
+    token = app_id_token(app_issuer, "alice", "alice-pw")
+    first = exchange(base, token).json()["credentials"]  # verified, minted, cached
+    r = redis.Redis.from_url(own_redis.url)
+
+    def cached() -> None:  # verified a moment ago: address, app and user counted with the cache read, at once
+        assert exchange(base, token).json()["credentials"] == first
+
+    def garbage() -> None:  # not verified yet, and never: only the address counted
+        assert exchange(base, token[:-4] + "AAAA").json()["error_code"] == "exchange_token_invalid"
+
+    assert round_trips(r, cached, 10) == 1
+    assert round_trips(r, garbage, 5) == 1
+    assert sts_calls(strict_sts_peer) == 1
