@@ -8,7 +8,8 @@ Records (``type``):
   even when the outcome record cannot be written afterwards;
 - ``credentials``: each credential issuance (``outcome`` success | failure, ``cached`` when it came
   from the credential cache, ``access_key_id``, ``assumed_role_arn`` and ``sts_request_id`` to find it
-  in CloudTrail; ``hubs`` for a role reached through hubs, ``external_id`` whether one was sent);
+  in CloudTrail; ``hubs`` for a role reached through hubs, ``external_id`` whether one was sent); also a
+  token exchange refused because SCIM deactivated the user (``error`` deprovisioned, ``target``, ``app``);
 - ``credentials_hop``: each STS call of a chained issuance (``hop`` of ``hops``, ``action``,
   ``hop_role_arn``, ``external_id`` whether one went with it — never its value —, ``sts_request_id``,
   ``outcome``); the hubs' credentials are never recorded;
