@@ -1,9 +1,9 @@
 """Upstream OIDC connector (authlib client + joserfc): code flow with PKCE S256, state, nonce.
 
 Any IdP with discovery works by config alone. The ID token is verified here, fully:
-signature (JWKS cached; refreshed once when a ``kid`` is unknown, so IdP key rotation
-works), ``iss``, ``aud`` (and ``azp`` when there are several audiences), ``exp``, ``iat``,
-``nonce``. Discovery and JWKS are cached; a failed refresh keeps the last good copy.
+signature (JWKS cached; fetched again when a ``kid`` is unknown, so IdP key rotation works, at most
+once a minute: ``KidRefetchGuard``), ``iss``, ``aud`` (and ``azp`` when there are several audiences), ``exp``,
+``iat``, ``nonce``. Discovery and JWKS are cached; a failed refresh keeps the last good copy.
 
 Continuous evaluation: ``finish_login`` puts an "upstream grant" (refresh token, or access token +
 expiry when there is none; the sign-in's nonce and MFA) on ``Identity.upstream``, and
@@ -88,7 +88,7 @@ class OidcConnector:
         self._meta_at = 0.0
         self._jwks: KeySet | None = None
         self._jwks_at = 0.0
-        self._kid_guard = KidRefetchGuard()  # the token exchange's unknown kids: one fetch a minute (oidc_subject)
+        self._kid_guard = KidRefetchGuard()  # unknown kids (sign-in and token exchange): one fetch a minute
         self._warned_no_reverify = False
 
     # -- discovery and keys ------------------------------------------------------------
@@ -378,7 +378,11 @@ class OidcConnector:
             raise InvalidIdToken(f"malformed id_token ({type(e).__name__})") from None
         keyset = self._keyset()
         if kid is not None and not any(k.kid == kid for k in keyset.keys):
-            keyset = self._keyset(refresh=True)  # the IdP may have rotated: one refresh, no more
+            # the IdP may have rotated: fetch again, but at most once a minute (the kid is the token's say-so)
+            if not self._kid_guard.allow(self.clock()):
+                raise InvalidIdToken("id_token is signed with a key the IdP does not publish (its keys were fetched "
+                                     "again less than a minute ago)")
+            keyset = self._keyset(refresh=True)
         try:
             claims = dict(jwt.decode(id_token, keyset, algorithms=self.cfg.allowed_algs).claims)
         except BadSignatureError:
