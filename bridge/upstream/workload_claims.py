@@ -52,7 +52,8 @@ PRESETS: dict[str, Preset] = {
         rule_claims=("project_path", "namespace_path", "ref", "ref_type", "ref_protected", "environment",
                      "pipeline_source"), session=("project_path", "pipeline_id")),
     # Projected service-account tokens; the issuer is the cluster's --service-account-issuer. A pod reuses
-    # its token (the kubelet renews it) for every exchange: not single-use.
+    # its token (the kubelet renews it at 80% of its life) for every exchange: not single-use, so no jti is
+    # needed (clusters before 1.30 send none) and a copied token's replay is bounded by max_token_lifetime.
     "kubernetes": Preset(
         issuer="https://kubernetes.default.svc.cluster.local", required=(K8S,), name=K8S, single_use=False,
         rule_claims=(f'["{K8S}"].namespace', f'["{K8S}"].serviceaccount.name')),

@@ -54,9 +54,13 @@ class WorkloadConnectorSettings(ConnectorSettingsBase):
                                                         "or HS*)")
     clock_skew: int = Field(30, ge=0, le=120, description="seconds of leeway on exp, nbf and iat")
     single_use: bool = Field(False, description="exchange each token once only even if the preset does not "
-                                                 "(kubernetes, when the cluster puts a `jti` in its tokens)")
+                                                 "(kubernetes, when each exchange asks for a new token with a `jti`; "
+                                                 "not with a projected token, which a pod reads again and again)")
     insecure_reusable_tokens: bool = Field(False, description="let a token of a single-use preset be exchanged "
                                                               "again until it expires (no `jti` needed)")
+    max_token_lifetime: int = Field(3600, ge=600, le=86400, description="the longest lifetime (`exp` − `iat`, "
+                                    "seconds) of a token exchanged more than once (kubernetes; any connector "
+                                    "that is not single use): replaying a copied token is bounded by it")
     required_claims: list[str] = Field(default_factory=list, description="further claims a token must carry (non-"
                                                                          "empty strings), beyond the preset's")
     exchanges_per_minute: int = Field(60, ge=0, description="exchanges per minute of one subject (the token's "

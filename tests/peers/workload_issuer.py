@@ -1,5 +1,6 @@
 """A stand-in workload token issuer: what GitHub Actions' OIDC issuer serves (discovery, JWKS) on 127.0.0.1, and
-tokens with GitHub's published claim set (``github_claims``), signed RS256 (or ES256) by its published keys.
+tokens with GitHub's published claim set (``github_claims``), signed RS256 (or ES256) by its published keys;
+``gitlab_claims`` and ``k8s_claims`` are GitLab's and a Kubernetes service account's (``mint_as``).
 
 ``mint(**claims)`` is a token as a job would get it (``ACTIONS_ID_TOKEN_REQUEST_URL`` with ``audience=``); the
 keyword arguments override or (``None``) remove claims; ``header=`` overrides header fields, ``signer=`` signs
@@ -10,10 +11,12 @@ publishes a new key (the issuer rotated). ``jwks_fetches`` counts what the bridg
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +48,48 @@ def github_claims(issuer: str, *, audience: str, repository: str = "octo-org/oct
         "job_workflow_sha": "f" * 40, "iss": issuer, "nbf": now - 5, "exp": now + lifetime, "iat": now}
     if environment:
         claims["environment"] = environment
+    return claims
+
+
+def gitlab_claims(issuer: str, *, audience: str, project_path: str = "platform/billing-api", ref: str = "main",
+                  ref_type: str = "branch", ref_protected: bool = True, environment: str | None = "staging",
+                  now: int | None = None, lifetime: int = 3600) -> dict[str, Any]:
+    """A GitLab CI/CD ID token's claims (``id_tokens:`` in .gitlab-ci.yml) as GitLab documents them ("OpenID
+    Connect (OIDC) Authentication Using ID Tokens", "Token payload"): a push pipeline's job on ``ref`` deploying
+    to ``environment``, with a fresh ``jti`` (a UUID); its life is the job's timeout (an hour by default)."""
+    now = int(time.time()) if now is None else now
+    namespace = project_path.rsplit("/", 1)[0]
+    full_ref = f"refs/{'heads' if ref_type == 'branch' else 'tags'}/{ref}"
+    claims: dict[str, Any] = {
+        "namespace_id": "72", "namespace_path": namespace, "project_id": "2042", "project_path": project_path,
+        "user_id": "17", "user_login": "release-bot", "user_email": "release-bot@example.com",
+        "user_access_level": "maintainer", "pipeline_id": "99120", "pipeline_source": "push", "job_id": "530017",
+        "ref": ref, "ref_type": ref_type, "ref_path": full_ref, "ref_protected": str(ref_protected).lower(),
+        "runner_id": 12270, "runner_environment": "gitlab-hosted", "sha": "714a629c0b401fdce83e847fc9589983fc6f46bc",
+        "project_visibility": "private", "ci_config_ref_uri": f"gitlab.com/{project_path}//.gitlab-ci.yml@{full_ref}",
+        "ci_config_sha": "714a629c0b401fdce83e847fc9589983fc6f46bc", "jti": str(uuid.uuid4()), "iss": issuer,
+        "iat": now, "nbf": now - 5, "exp": now + lifetime,
+        "sub": f"project_path:{project_path}:ref_type:{ref_type}:ref:{ref}", "aud": audience}
+    if environment:
+        claims.update(environment=environment, environment_protected="true", deployment_tier="staging")
+    return claims
+
+
+def k8s_claims(issuer: str, *, audience: str, namespace: str = "billing", account: str = "exporter",
+               pod: str | None = "exporter-7c9f8d6b5-x2k4q", jti: bool = True, now: int | None = None,
+               lifetime: int = 3600) -> dict[str, Any]:
+    """A projected service-account token's claims (``serviceAccountToken:`` in a pod's volumes) as the API server
+    issues them: ``aud`` a list, ``sub`` ``system:serviceaccount:<namespace>:<name>``, the ``kubernetes.io``
+    object (namespace, service account, the pod it is bound to and, since 1.30, its node); a ``jti`` since 1.30
+    (``jti=False``: an older cluster's token, none)."""
+    now = int(time.time()) if now is None else now
+    k8s: dict[str, Any] = {"namespace": namespace, "serviceaccount": {"name": account, "uid": str(uuid.uuid4())}}
+    if pod:
+        k8s.update(pod={"name": pod, "uid": str(uuid.uuid4())}, node={"name": "node-3", "uid": str(uuid.uuid4())})
+    claims: dict[str, Any] = {"aud": [audience], "exp": now + lifetime, "iat": now, "nbf": now, "iss": issuer,
+                              "kubernetes.io": k8s, "sub": f"system:serviceaccount:{namespace}:{account}"}
+    if jti:
+        claims["jti"] = str(uuid.uuid4())
     return claims
 
 
@@ -93,7 +138,19 @@ class WorkloadIssuer:
 
     def mint(self, *, header: dict[str, Any] | None = None, signer: Key | None = None, alg: str | None = None,
              **claims: Any) -> str:
-        doc = self.claims(**claims)
+        return self.sign(self.claims(**claims), header=header, signer=signer, alg=alg)
+
+    def mint_as(self, platform: Callable[..., dict[str, Any]], **kw: Any) -> str:
+        """A token of another platform's claim set (``gitlab_claims``, ``k8s_claims``) from this issuer;
+        ``kw`` are its arguments, or claims to override (``None``: removed)."""
+        names = inspect.signature(platform).parameters
+        doc = platform(self.issuer, audience=kw.pop("audience", self.audience),
+                       **{k: kw.pop(k) for k in list(kw) if k in names})
+        doc.update(kw)
+        return self.sign({k: v for k, v in doc.items() if v is not None})
+
+    def sign(self, doc: dict[str, Any], *, header: dict[str, Any] | None = None, signer: Key | None = None,
+             alg: str | None = None) -> str:
         signer = signer or self.key
         alg = alg or ("ES256" if isinstance(signer, ECKey) else "RS256")
         head = {"typ": "JWT", "alg": alg, "kid": signer.kid, **(header or {})}

@@ -22,7 +22,7 @@ from bridge.upstream.base_settings import ConnectorEnv
 from bridge.upstream.workload import WorkloadConnector
 from bridge.upstream.workload_claims import identity_from_claims
 from bridge.web.services import build_services
-from tests.peers.workload_issuer import WorkloadIssuer, ec_key
+from tests.peers.workload_issuer import WorkloadIssuer, ec_key, k8s_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples" / "workloads"
@@ -209,6 +209,46 @@ def test_time_checks_use_the_clock_and_the_skew(tmp_path: Path, issuer: Workload
     now[0] = NOW - 31
     with pytest.raises(InvalidIdToken, match="issued in the future"):
         c.verify_subject_token(token)
+
+
+def k8s_connector(tmp_path: Path, issuer: WorkloadIssuer, **kw: Any) -> WorkloadConnector:
+    (tmp_path / "jwks.json").write_text(json.dumps(issuer.jwks()), encoding="utf-8")
+    cfg = WorkloadConnectorSettings(id="cluster", type="workload", preset="kubernetes", issuer=issuer.issuer,
+                                    audiences=["bridge"], jwks_file=Path("jwks.json"), **kw)
+    return WorkloadConnector(cfg, resolve=lambda p: tmp_path / p, clock=lambda: float(NOW))
+
+
+def test_a_reusable_token_must_be_short_lived_a_single_use_one_need_not(tmp_path: Path,
+                                                                        issuer: WorkloadIssuer) -> None:
+    """No jti kept for a token exchanged again and again (a pod's projected token): its lifetime bounds a copy's
+    replay, so a token living longer than ``max_token_lifetime`` is refused; a jti, when there, is not needed."""
+    c = k8s_connector(tmp_path, issuer)
+    hour = issuer.mint_as(k8s_claims, audience="bridge", now=NOW, lifetime=3600, jti=False)
+    got = c.verify_subject_token(hour)
+    assert not got.single_use and got.token_id is None and got.identity.name == "billing/exporter"
+    assert c.verify_subject_token(hour).identity  # again: not single use
+    with pytest.raises(InvalidIdToken) as e:
+        c.verify_subject_token(issuer.mint_as(k8s_claims, audience="bridge", now=NOW, lifetime=3601))
+    assert e.value.detail == ("workload token: lives 3601 s (exp - iat), longer than the 3600 s this connector "
+                              "allows for a token it exchanges more than once (ask the platform for a shorter one, "
+                              "e.g. expirationSeconds)")
+    year = issuer.mint_as(k8s_claims, audience="bridge", now=NOW, lifetime=365 * 86400)  # the extended default
+    with pytest.raises(InvalidIdToken, match="lives 31536000 s"):
+        c.verify_subject_token(year)
+    assert k8s_connector(tmp_path, issuer, max_token_lifetime=86400).verify_subject_token(
+        issuer.mint_as(k8s_claims, audience="bridge", now=NOW, lifetime=86400)).identity
+    with pytest.raises(InvalidIdToken, match="lives 7200 s"):  # insecure_reusable_tokens: bounded the same way
+        file_connector(tmp_path, issuer, insecure_reusable_tokens=True).verify_subject_token(
+            issuer.mint(now=NOW, lifetime=7200))
+    # single use (a jti kept until exp): a long-lived token is the platform's business (GitLab: the job's timeout)
+    assert file_connector(tmp_path, issuer).verify_subject_token(issuer.mint(now=NOW, lifetime=7200)).single_use
+    assert k8s_connector(tmp_path, issuer, single_use=True).verify_subject_token(year).single_use
+
+
+@pytest.mark.parametrize("value", [599, 86401])
+def test_max_token_lifetime_is_bounded(value: int) -> None:
+    with pytest.raises(ValueError, match="max_token_lifetime"):
+        github(max_token_lifetime=value)
 
 
 # --------------------------------------------------------------------------- no browser
