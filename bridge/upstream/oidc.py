@@ -368,6 +368,17 @@ class OidcConnector:
             identity = replace(identity, passthrough=id_token)
         return ReverifyOk(identity, grant)
 
+    def _keys_for(self, kid: Any) -> KeySet:
+        """The keys to verify a token naming ``kid``: fetched again when it is unknown (the IdP may have rotated),
+        at most once a minute (the kid is the token's say-so: a made-up one costs the IdP no fetch)."""
+        keyset = self._keyset()
+        if kid is None or any(k.kid == kid for k in keyset.keys):
+            return keyset
+        if not self._kid_guard.allow(self.clock()):
+            raise InvalidIdToken("id_token is signed with a key the IdP does not publish (its keys were fetched "
+                                 "again less than a minute ago)")
+        return self._keyset(refresh=True)
+
     def verify_id_token(self, id_token: str, *, nonce: str, refreshed: bool = False) -> dict[str, Any]:
         """Verify signature and claims; return the claims or raise InvalidIdToken naming the check.
 
@@ -376,13 +387,7 @@ class OidcConnector:
             kid = jws.extract_compact(id_token.encode()).protected.get("kid")
         except (JoseError, ValueError) as e:
             raise InvalidIdToken(f"malformed id_token ({type(e).__name__})") from None
-        keyset = self._keyset()
-        if kid is not None and not any(k.kid == kid for k in keyset.keys):
-            # the IdP may have rotated: fetch again, but at most once a minute (the kid is the token's say-so)
-            if not self._kid_guard.allow(self.clock()):
-                raise InvalidIdToken("id_token is signed with a key the IdP does not publish (its keys were fetched "
-                                     "again less than a minute ago)")
-            keyset = self._keyset(refresh=True)
+        keyset = self._keys_for(kid)
         try:
             claims = dict(jwt.decode(id_token, keyset, algorithms=self.cfg.allowed_algs).claims)
         except BadSignatureError:
