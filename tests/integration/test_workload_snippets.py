@@ -248,7 +248,9 @@ def test_a_token_of_a_cluster_before_1_30_without_jti_is_taken(bridge: str, clus
                          "exchanges more than once"),
     ({"audience": "https://kubernetes.default.svc.cluster.local"}, "(exchange_token_audience)"),
     ({"now": 1_700_000_000}, "(exchange_token_expired)"),
-], ids=["another service account", "another namespace", "lives two hours", "the API server's audience", "expired"])
+    ({"exp": None}, "workload token: no exp (a number)"),  # a Secret's token of the old kind never expires
+], ids=["another service account", "another namespace", "lives two hours", "the API server's audience", "expired",
+        "no exp"])
 def test_another_service_account_or_a_bad_token_is_refused(bridge: str, cluster: WorkloadIssuer, strict_sts_peer: Any,
                                                            moto_url: str, tmp_path: Path, kw: dict[str, Any],
                                                            says: str) -> None:
