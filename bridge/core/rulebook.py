@@ -95,6 +95,11 @@ class RuleBook:
         return self._mapping
 
     @property
+    def current(self) -> MappingSettings:
+        """The rules in force, without checking for changes (for work done at a reload itself)."""
+        return self._mapping
+
+    @property
     def version(self) -> str:
         return str(self.mapping.compiled.version)
 

@@ -117,6 +117,17 @@ def _fixed_role(cg: CGrant, rs: RuleSet, view: View, d: GrantDefaults) -> _Role 
     return None if isinstance(hit, bool) else hit
 
 
+def warm_fixed_roles(rs: RuleSet, d: GrantDefaults) -> int:
+    """Work out every identity-independent role of ``rs`` under ``d`` now (``_fixed_role``'s table), so the
+    first decision after a rules reload or a worker's start does not: 5,000 catalog roles are ~40 % of a
+    cold 5,000-grant decision. Called off the request path (at startup, after each reload); returns how many."""
+    view = View(Identity(connector_id="", subject="warm", issuer=""))  # a fixed role reads nothing of it
+    for r in rs.rules:
+        for cg in r.grants:
+            _fixed_role(cg, rs, view, d)
+    return len(view.roles or {})
+
+
 def render_grant(cg: CGrant, rs: RuleSet, view: View, binding: Mapping[str, str], d: GrantDefaults,
                  rule_name: str, notes: list[str]) -> Candidate | Withheld:
     """``cg`` for ``view`` with ``binding``: a candidate grant, or what withholds it. Appends to ``notes``."""
