@@ -183,14 +183,15 @@ class AccessPoint:
     def watch(self, rules: RuleBook) -> None:
         """Check the access requests against ``rules`` after each of its reloads (when it is in force), and
         work out its identity-independent roles before the first decision needs them (``warm``)."""
-        self.warm(rules)
-        rules.on_reload.append(lambda: self.warm(rules))
+        self.warm(rules.current)
+        rules.on_load.append(self.warm)
         rules.on_reload.append(lambda: self._sweep_if_new(str(self.rules.mapping.compiled.version)))
 
-    def warm(self, rules: RuleBook) -> None:
-        """The rules in force's constant roles under both of this point's defaults (with and without
-        pass-through), at startup and after each reload: off the first view's path (bench/bench_portal.py)."""
-        compiled = rules.current.compiled
+    def warm(self, rules: mapping.MappingSettings) -> None:
+        """``rules``' constant roles under both of this point's defaults (with and without pass-through), at
+        startup and at each reload before the new rules go in force: off the first view's path
+        (bench/bench_portal.py). A large rule set is then frozen out of the collector's scans (``settle``)."""
+        compiled = rules.compiled
         with gc_paused():
             for passthrough in (False, True):
                 mapping.warm_fixed_roles(compiled, replace(self.defaults, passthrough=passthrough))

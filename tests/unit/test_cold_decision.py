@@ -85,7 +85,10 @@ def test_the_decision_point_warms_at_start_and_after_each_reload(monkeypatch: py
     current = [rules_doc([new])]
     book = ap.rules = type(ap.rules)(ap.rules.current, loader=lambda: load_mapping(current[0]))
     ap.watch(book)
+    seen: list[tuple[bool, int]] = []  # at load: the old rules still in force, the new ones already warmed
+    book.on_load.append(lambda m: seen.append((book.current.compiled is compiled, len(m.compiled.fixed))))
     assert book.reload()
+    assert seen == [(True, 2)]
     assert book.current.compiled is not compiled and len(book.current.compiled.fixed) == 2
     calls = counted_roles(monkeypatch)
     assert len(ap.decide(ALICE).grants) == len(ACCOUNTS)
@@ -139,3 +142,16 @@ def test_the_memo_key_sees_every_field_the_rules_can_and_no_secret() -> None:
                    {"authn_time": 1}, {"connector_id": "other"}, {"issuer": "other"}, {"name": "A"}):
         assert memo_digest(replace(ALICE, **change)) != base, change
     assert memo_digest(replace(ALICE, passthrough="secret-token", upstream={"refresh_token": "r"})) == base
+
+
+def test_a_failing_load_subscriber_does_not_stop_the_reload() -> None:
+    ap = point(rules_doc())
+    current = [rules_doc()]
+    book = ap.rules = type(ap.rules)(ap.rules.current, loader=lambda: load_mapping(current[0]))
+
+    def broken(m: object) -> None:
+        raise RuntimeError("boom")
+
+    book.on_load.append(broken)
+    old = book.current
+    assert book.reload() and book.current is not old and book.last_failure is None
