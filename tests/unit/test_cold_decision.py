@@ -155,3 +155,13 @@ def test_a_failing_load_subscriber_does_not_stop_the_reload() -> None:
     book.on_load.append(broken)
     old = book.current
     assert book.reload() and book.current is not old and book.last_failure is None
+
+
+def test_a_decided_grant_carries_the_id_of_its_role() -> None:
+    from bridge.domain.identity import grant_id_for
+
+    m = load_mapping(rules_doc())
+    for g in decide(m, ALICE, GrantDefaults("sts.amazonaws.com")).grants:
+        assert g.id == grant_id_for(g.role_arn)
+        other = replace(g, role_arn=f"arn:aws:iam::{ACCOUNTS[0]}:role/Other")
+        assert other.id == grant_id_for(other.role_arn) != g.id  # a changed copy: its own id, never the old one
