@@ -103,7 +103,7 @@ def test_redis_failing_mid_request_is_a_503_and_nothing_is_issued(live_bridge, m
 
 
 def test_identity_center_listings_are_one_round_trip_and_a_revoked_token_gets_nothing(
-        live_bridge, make_settings, own_redis) -> None:  # type: ignore[no-untyped-def]
+        live_bridge, make_settings, own_redis) -> None:
     """ListAccounts and ListAccountRoles read the token and its session together (bridge/web/sso.py), once
     this process has seen them live; a token revoked elsewhere is refused from that same read."""
     from tests.integration.test_identity_center import device_login, portal_client
