@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -39,6 +39,8 @@ from bridge.aws.upstream_check import UpstreamCheck
 from bridge.config import AdminSettings, Settings, reload_mapping, rules_file_path
 from bridge.core.rulebook import RuleBook
 from bridge.domain.identity import Grant, Identity
+from bridge.mapping import gcpause
+from bridge.mapping.gcpause import gc_paused
 from bridge.mapping.paths import View
 from bridge.mapping.ruleset import RequestPolicy
 from bridge.storage.records import AccessRequest
@@ -82,6 +84,8 @@ def outlived(req: AccessRequest, policy: RequestPolicy | None, grant: Grant | No
 
 # Decisions kept in this process, bounded by the grants they hold (a portal user may hold thousands).
 ACCESS_MEMO_GRANTS = 50_000
+# Rules with this many grants are frozen out of the garbage collector's scans after each load (gcpause.settle).
+SETTLE_GRANTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,19 @@ def rule_book(settings: Settings, clock: Callable[[], float] = time.monotonic,
                     files=files, clock=clock, on_failure=on_failure)
 
 
+# What the decision may read of an identity: every field but its secrets (never part of a memo key).
+_KEYED = tuple(f.name for f in fields(Identity) if f.name not in ("passthrough", "upstream"))
+
+
+def memo_digest(identity: Identity) -> str:
+    """The decision memo's key for ``identity``: a digest of every field the rules can see. Built directly,
+    not through ``Identity.to_json`` (``dataclasses.asdict`` deep-copies the claims: a fifth of a warm
+    ListAccounts), on every decision."""
+    doc = {k: getattr(identity, k) for k in _KEYED}
+    doc["claims"] = dict(identity.claims)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class AccessPoint:
     """Identity → the grants the rules in force give it, decided at the moment of use."""
 
@@ -164,8 +181,22 @@ class AccessPoint:
         self.watch(rules)
 
     def watch(self, rules: RuleBook) -> None:
-        """Check the access requests against ``rules`` after each of its reloads (when it is in force)."""
+        """Check the access requests against ``rules`` after each of its reloads (when it is in force), and
+        work out its identity-independent roles before the first decision needs them (``warm``)."""
+        self.warm(rules.current)
+        rules.on_load.append(self.warm)
         rules.on_reload.append(lambda: self._sweep_if_new(str(self.rules.mapping.compiled.version)))
+
+    def warm(self, rules: mapping.MappingSettings) -> None:
+        """``rules``' constant roles under both of this point's defaults (with and without pass-through), at
+        startup and at each reload before the new rules go in force: off the first view's path
+        (bench/bench_portal.py). A large rule set is then frozen out of the collector's scans (``settle``)."""
+        compiled = rules.compiled
+        with gc_paused():
+            for passthrough in (False, True):
+                mapping.warm_fixed_roles(compiled, replace(self.defaults, passthrough=passthrough))
+        if sum(len(r.grants) for r in compiled.rules) >= SETTLE_GRANTS:
+            gcpause.settle()
 
     def _defaults(self, identity: Identity | None = None) -> mapping.GrantDefaults:
         return replace(self.defaults, passthrough=identity is None or self.passes_through(identity.connector_id))
@@ -257,7 +288,7 @@ class AccessPoint:
         rules = self.rules.mapping
         version = str(rules.compiled.version)
         self._sweep_if_new(version)
-        digest = hashlib.sha256(json.dumps(identity.to_json(), sort_keys=True, default=str).encode()).hexdigest()
+        digest = memo_digest(identity)
         memo_key = (version, digest)
         if (hit := self._memo_get(memo_key)) is not None:
             return hit

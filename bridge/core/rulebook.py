@@ -87,11 +87,19 @@ class RuleBook:
         # Told after each successful reload (the decision point ends the access requests the new rules no
         # longer back); a failing subscriber is logged and never undoes the reload.
         self.on_reload: list[Callable[[], None]] = []
+        # Told of new rules before they are put in force, with the rules in force unchanged meanwhile: work
+        # the first decision under them would otherwise do (AccessPoint.warm). A failing one is logged.
+        self.on_load: list[Callable[[MappingSettings], None]] = []
 
     @property
     def mapping(self) -> MappingSettings:
         """The rules in force (reloaded first if their files changed or a reload was requested)."""
         self.maybe_reload()
+        return self._mapping
+
+    @property
+    def current(self) -> MappingSettings:
+        """The rules in force, without checking for changes (for work done at a reload itself)."""
         return self._mapping
 
     @property
@@ -145,6 +153,11 @@ class RuleBook:
             kind, problem = refused
             self._fail(stamp, reason, kind, [problem])
             return False
+        for prepare in list(self.on_load):
+            try:
+                prepare(new)
+            except Exception:  # noqa: BLE001 - preparing is an optimisation: the new rules go in force anyway
+                logging.getLogger("bridge").exception("rules reload: on_load subscriber failed")
         self._mapping = new
         self._stamp = _loaded(new, self._files(new))
         self._next_check = self._clock() + new.reload_interval

@@ -43,6 +43,7 @@ from bridge.mapping.compiler import compile_mapping
 from bridge.mapping.engine import decide, evaluate, explain, resolve_claim
 from bridge.mapping.model import Rule
 from bridge.mapping.passthrough import passthrough_grants
+from bridge.mapping.render import warm_fixed_roles
 from bridge.mapping.report import report, report_text
 from bridge.mapping.results import Decision, GrantDefaults, Requestable, RuleResult, Withheld
 from bridge.mapping.ruleset import RuleSet
@@ -50,4 +51,4 @@ from bridge.mapping.settings import MappingSettings, load_mapping
 
 __all__ = ["Decision", "GrantDefaults", "MappingSettings", "Requestable", "Rule", "RuleResult", "RuleSet", "Withheld",
            "compile_mapping", "decide", "evaluate", "explain", "load_mapping", "passthrough_grants", "report",
-           "report_text", "resolve_claim"]
+           "report_text", "resolve_claim", "warm_fixed_roles"]

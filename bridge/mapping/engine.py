@@ -93,7 +93,7 @@ def _final_check(g: Grant, tag_checks: dict[Any, list[str]]) -> list[str]:
         problems.append("source identity breaks AWS's pattern")
     if not 900 <= g.default_duration <= g.max_duration <= 43200:
         problems.append("durations outside 900..max..43200")
-    if g.chained and g.max_duration > CHAINED_MAX_DURATION:
+    if g.hubs and g.max_duration > CHAINED_MAX_DURATION:  # (g.chained, without the property call)
         problems.append("a chained role lasts at most 3600 s")
     # every role the issuance assumes (``g.hops``, without building them): the hubs, then the grant's role
     for hop in g.hubs:

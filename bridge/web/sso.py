@@ -179,9 +179,11 @@ def authorize() -> ResponseReturnValue:
 
 
 def _caller(pick: ahead.BearerPick | None = None) -> Caller:
-    """The caller; ``pick``: a credential request's grant, read (and counted) with the token and session."""
+    """The caller, its token and session read in one round trip (once this process has seen them live);
+    ``pick``: a credential request's grant, read (and counted) with them."""
     token = request.headers.get(TOKEN_HEADER, "").strip()
-    c = center().caller(token, ahead.bearer(token, kind="credentials", pick=pick) if pick is not None else None)
+    c = center().caller(token, ahead.bearer(token, kind="credentials", pick=pick) if pick is not None
+                        else ahead.bearer(token))
     if c.doc.correlation_id:
         correlation_id.set(str(c.doc.correlation_id))
     return c

@@ -100,3 +100,22 @@ def test_redis_failing_mid_request_is_a_503_and_nothing_is_issued(live_bridge, m
     html = s.post(url, headers={"X-CSRF-Token": portal["csrf_token"]}, allow_redirects=False, timeout=30)
     assert html.status_code == 503 and "<html" in html.text.lower() and "Traceback" not in html.text
     assert strict_sts_peer.calls == calls  # nothing issued
+
+
+def test_identity_center_listings_are_one_round_trip_and_a_revoked_token_gets_nothing(
+        live_bridge, make_settings, own_redis) -> None:
+    """ListAccounts and ListAccountRoles read the token and its session together (bridge/web/sso.py), once
+    this process has seen them live; a token revoked elsewhere is refused from that same read."""
+    from tests.integration.test_identity_center import device_login, portal_client
+
+    base = live_bridge(make_settings(redis={"url": own_redis.url, "key_prefix": "ic:"}))
+    token = device_login(base, dev_login(base, "alice"))["accessToken"]
+    sso = portal_client(base)
+    accounts = sso.list_accounts(accessToken=token)["accountList"]  # seen live here from now on
+    account = accounts[0]["accountId"]
+    r = redis.Redis.from_url(own_redis.url)
+    assert round_trips(r, lambda: sso.list_accounts(accessToken=token) and None, 5) == 1
+    assert round_trips(r, lambda: sso.list_account_roles(accessToken=token, accountId=account) and None, 5) == 1
+    assert r.delete(*r.scan_iter(match="ic:*clitoken*")) >= 1  # revoked elsewhere (another instance)
+    with pytest.raises(sso.exceptions.UnauthorizedException):
+        sso.list_accounts(accessToken=token)
