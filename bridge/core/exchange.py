@@ -55,7 +55,7 @@ from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.credcache import Sealed
 from bridge.core.dpop import DpopRefused, Proof, app_proof, workload_proof
-from bridge.core.exchange_refused import ExchangeRefused, as_refusal, token_refusal
+from bridge.core.exchange_refused import ExchangeRefused, as_refusal, scim_refusal, token_refusal
 from bridge.core.issuing import CredentialIssuer
 from bridge.core.stepup import mfa_current
 from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
@@ -64,7 +64,7 @@ from bridge.mapping.chains import render_policy
 from bridge.mapping.paths import View
 from bridge.mapping.ruleset import PolicyT
 from bridge.mapping.template import Missing
-from bridge.scim.directory import Deprovisioned, Directory
+from bridge.scim.directory import Deprovisioned, Directory, ScimUnmatched
 from bridge.storage.resources import OnceStore, RateLimitStore
 from bridge.telemetry import audit
 from bridge.telemetry.logs import event
@@ -299,19 +299,19 @@ class TokenExchange:
         return mfa_current(identity, policy.mfa_max_age, int(self.clock()))
 
     def _admitted(self, identity: Identity, target: str, ctx: audit.Context | None, **whose: str) -> Identity:
-        """``identity`` as SCIM has it (its groups), or refused (and audited) when SCIM deactivated the user."""
+        """``identity`` as SCIM has it (its groups), or refused (and audited) when SCIM deactivated the user or
+        cannot tell (no single value of the claim it matches on: fail closed)."""
         if self.directory is None:
             return identity
         try:
             return self.directory.admitted(identity)
-        except Deprovisioned as e:
+        except (Deprovisioned, ScimUnmatched) as e:
             self.issuer.auditor.record("credentials", ctx or audit.Context(), outcome="failure", error=e.code,
                                        who=audit.who(identity), how=audit.how(identity), target=target[:200], **whose)
-            event("exchange_deprovisioned", logging.WARNING, connector=identity.connector_id, **whose)
-            raise ExchangeRefused("invalid_grant", "the identity provider deactivated this user (SCIM): no AWS "
-                                  "credentials are issued for them", code="exchange_deprovisioned", status=403,
-                                  hint="If this is a mistake, reactivate the user at the identity provider; its next "
-                                  "SCIM push lets the exchange work again.") from None
+            unmatched = isinstance(e, ScimUnmatched)
+            event("exchange_scim_unmatched" if unmatched else "exchange_deprovisioned", logging.WARNING,
+                  connector=identity.connector_id, **whose)
+            raise scim_refusal(unmatched=unmatched) from None
 
     def _verify(self, app: App | None, token: str) -> SubjectToken:
         """``token`` verified for ``app`` (None: a workload's, without an app), remembered for a minute, never

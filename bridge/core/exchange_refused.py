@@ -58,3 +58,18 @@ def as_refusal(e: BridgeError) -> ExchangeRefused:
                                code="exchange_unavailable", status=503, retry_after=30)
     return ExchangeRefused("invalid_grant", f"AWS credentials were refused: {e.message}", code="exchange_issue_refused",
                            hint=e.hint)
+
+
+def scim_refusal(*, unmatched: bool) -> ExchangeRefused:
+    """SCIM refused the subject token's user: deactivated (or deleted), or — ``unmatched`` — it cannot tell,
+    the token having no single value of the claim SCIM matches on (fail closed)."""
+    if unmatched:
+        return ExchangeRefused("invalid_grant", "the subject token lacks the claim SCIM matches users on (or has "
+                               "several values of it), so whether this user is still active cannot be told: no AWS "
+                               "credentials are issued", code="exchange_scim_unmatched", status=403,
+                               hint="Have the identity provider put that claim (the bridge's scim.claim; e-mail: the "
+                               "email scope) in the token.")
+    return ExchangeRefused("invalid_grant", "the identity provider deactivated this user (SCIM): no AWS credentials "
+                           "are issued for them", code="exchange_deprovisioned", status=403,
+                           hint="If this is a mistake, reactivate the user at the identity provider; its next SCIM "
+                           "push lets the exchange work again.")

@@ -5,7 +5,9 @@ did the IdP push for them.
 Matching (docs/scim.md): the identity's ``scim.claim`` (per connector: ``scim.connectors``) — its e-mail, its
 subject, or a claim — compared, ignoring case, with the SCIM users' ``scim.attribute`` (userName, externalId or
 any of their emails). Every SCIM user it matches counts: one inactive (or deleted) is enough to refuse; the groups
-are those of the active ones. An identity SCIM does not know is left as the IdP said. No Flask here."""
+are those of the active ones. An identity SCIM does not know is left as the IdP said. An identity of a connector
+SCIM governs that has no single value of the claim (none, or several) is refused (``ScimUnmatched``): fail closed,
+else an IdP token without an e-mail would pass a deactivated user with the IdP's groups. No Flask here."""
 
 from __future__ import annotations
 
@@ -36,6 +38,18 @@ class Deprovisioned(LoginError):
     hint = _HINT
 
 
+class ScimUnmatched(LoginError):
+    """An identity of a connector SCIM governs without one value of the claim SCIM matches on: whether the user is
+    still active cannot be told, so it is refused (fail closed)."""
+
+    code = "scim_claim_missing"
+    status = 403
+    title = "Your account cannot be checked"
+    message = ("Your identity provider did not send the attribute this application uses to check that your account "
+               "is active, so you cannot sign in.")
+    hint = "Ask your administrator to have the identity provider send it (the bridge's scim.claim)."
+
+
 def ended() -> NotSignedIn:
     """What a session (or a token of it) of a deactivated user answers at its next use."""
     return NotSignedIn("the IdP deactivated this user by SCIM", code="deprovisioned", message=_MESSAGE, hint=_HINT)
@@ -53,18 +67,21 @@ class Standing:
 class Directory:
     """Matches identities with the SCIM users in the store."""
 
-    def __init__(self, store: ScimStore, cfg: ScimSettings) -> None:
+    def __init__(self, store: ScimStore, cfg: ScimSettings, *, workloads: frozenset[str] = frozenset()) -> None:
         self.store = store
         self.cfg = cfg
+        self.workloads = workloads  # the `type: workload` connectors: governed only when scim.connectors names them
 
     def claim_for(self, connector_id: str) -> str | None:
-        """The claim SCIM matches for users of ``connector_id`` (None: SCIM does not govern it)."""
+        """The claim SCIM matches for users of ``connector_id`` (None: SCIM does not govern it). Empty
+        ``scim.connectors``: every sign-in connector — a CI job is no SCIM user, so not the workload ones."""
         if not self.cfg.connectors:
-            return self.cfg.claim
+            return None if connector_id in self.workloads else self.cfg.claim
         return self.cfg.connectors.get(connector_id)
 
     def key_of(self, identity: Identity) -> str | None:
-        """The identity's value SCIM matches on, lower-cased (None: not governed, or it has none)."""
+        """The identity's value SCIM matches on, lower-cased (None: not governed, or it has none — or several:
+        ``standing`` refuses those of a governed connector)."""
         claim = self.claim_for(identity.connector_id)
         if claim is None:
             return None
@@ -75,9 +92,12 @@ class Directory:
         return value.strip().lower() if isinstance(value, str) and value.strip() else None
 
     def standing(self, identity: Identity) -> Standing | None:
-        """What SCIM says of ``identity`` now; None when no SCIM user matches it."""
+        """What SCIM says of ``identity`` now; None when no SCIM user matches it (or SCIM does not govern its
+        connector). ScimUnmatched when it governs it and the identity has no single value of the claim."""
         key = self.key_of(identity)
         if key is None:
+            if (claim := self.claim_for(identity.connector_id)) is not None:
+                raise ScimUnmatched(f"no single value of {claim!r} to match SCIM users with")
             return None
         records = [r for rid in self.store.scim_find("User", f"{INDEX[self.cfg.attribute]}:{key}")
                    if (r := self.store.scim_get("User", rid)) is not None]
@@ -95,8 +115,12 @@ class Directory:
 
     def govern(self, record: SessionRecord) -> SessionRecord | None:
         """At each use of a session: None when SCIM deactivated its user (the caller ends it); else the session
-        with the groups SCIM pushed (``scim.groups``), never stored — decided again at the next use."""
-        st = self.standing(record.identity)
+        with the groups SCIM pushed (``scim.groups``), never stored — decided again at the next use. A session
+        without the claim SCIM matches on (made before sign-ins were refused for it) ends too: fail closed."""
+        try:
+            st = self.standing(record.identity)
+        except ScimUnmatched:
+            return None
         if st is None:
             return record
         if not st.active:
@@ -107,7 +131,8 @@ class Directory:
 
     def admitted(self, identity: Identity) -> Identity:
         """At a token exchange (a verified subject token, no session): ``admit`` and ``govern`` in one —
-        Deprovisioned when SCIM deactivated (or deleted) this user, else ``identity`` with SCIM's groups."""
+        Deprovisioned when SCIM deactivated (or deleted) this user, ScimUnmatched when the identity lacks the claim
+        SCIM matches on, else ``identity`` with SCIM's groups."""
         st = self.standing(identity)
         if st is None:
             return identity

@@ -168,7 +168,8 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
     access = AccessPoint(rules, connectors, auditor, defaults=grant_defaults(settings), admin=settings.admin,
                          requests=ledger)
     # SCIM, when on (scim.token set): asked at each sign-in and each use of a session (bridge/scim/directory.py)
-    directory = Directory(store, settings.scim) if settings.scim.enabled else None
+    workloads = frozenset(c.id for c in settings.connectors if c.type == "workload")
+    directory = Directory(store, settings.scim, workloads=workloads) if settings.scim.enabled else None
     sessions = Sessions(store, settings.session, connectors, device, cache, sealer=sealer, directory=directory)
     flow = LoginFlow(store, connectors, base_url=settings.base_url, ttl=settings.session.pending_login_ttl,
                      admit=directory.admit if directory else None)

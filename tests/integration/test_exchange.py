@@ -39,14 +39,14 @@ def app_issuer(bridge_port: int) -> Iterator[str]:
         yield issuer
 
 
-def app_id_token(issuer: str, user: str, password: str) -> str:
+def app_id_token(issuer: str, user: str, password: str, scope: str = "openid email profile groups") -> str:
     """What a browser app does at the IdP: code + PKCE as a public client, then the token endpoint."""
     meta = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     s = requests.Session()
     r = s.get(meta["authorization_endpoint"], timeout=10, params={
-        "client_id": APP_CLIENT, "response_type": "code", "scope": "openid email profile groups",
+        "client_id": APP_CLIENT, "response_type": "code", "scope": scope,
         "redirect_uri": APP_REDIRECT, "code_challenge": challenge, "code_challenge_method": "S256",
         "state": secrets.token_urlsafe(16), "nonce": secrets.token_urlsafe(16)})
     action = r.text.split('action="', 1)[1].split('"', 1)[0]
@@ -177,6 +177,22 @@ def test_scim_deactivation_refuses_the_exchange_and_scims_groups_decide(live_bri
                                    "displayName": "aws-admins", "members": members})
     assert exchange(base, carol_token).status_code == 200
     assert exchange(base, alice_token).status_code == 200 and sts_calls(strict_sts_peer) == 2
+
+
+def test_a_token_without_the_email_scim_matches_on_is_refused_not_passed(  # type: ignore[no-untyped-def]
+        live_bridge, make_settings, app_issuer, strict_sts_peer, tmp_path):
+    token_file = tmp_path / "scim-token"
+    token_file.write_text(SCIM_TOKEN)
+    base = app_bridge(live_bridge, make_settings, app_issuer, scim={"token_file": str(token_file), "groups": "merge"})
+    scim(base, "POST", "/Users", {"schemas": [SCIM_USER], "userName": "alice@example.com", "active": False})
+    # the attack: alice, deactivated, asks the IdP for a token without her e-mail (scope=openid groups)
+    bare = app_id_token(app_issuer, "alice", "alice-pw", scope="openid groups")
+    r = exchange(base, bare)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "invalid_grant" and r.json()["error_code"] == "exchange_scim_unmatched"
+    assert "credentials" not in r.json() and sts_calls(strict_sts_peer) == 0
+    assert exchange(base, app_id_token(app_issuer, "alice", "alice-pw")).json()["error_code"] == \
+        "exchange_deprovisioned"
 
 
 def test_an_mfa_sign_in_older_than_mfa_max_age_no_longer_counts(live_bridge, make_settings, app_issuer,  # type: ignore[no-untyped-def]
