@@ -300,24 +300,36 @@ def test_rate_limit_windows(harness: Harness) -> None:
 
 
 def test_several_buckets_counted_at_once(harness: Harness) -> None:
+    s = harness.store  # buckets counted together share a hash tag (one Cluster slot: one EVAL)
+    harness.advance(10)
+    assert s.hits([("{t}app:a", 2), ("{t}user:a", 1)]) == [0, 0]
+    assert s.hits([("{t}app:a", 2), ("{t}user:b", 1)]) == [0, 0]  # each bucket its own count
+    assert s.hits([("{t}app:a", 2), ("{t}user:a", 1)]) == [50, 0]  # the first over: the next is not charged
+    assert s.hit("{t}user:a", 1) == 50 and s.hits([]) == []  # the same windows as hit's; user:a counted 2
+    harness.advance(50)
+    assert s.hits([("{t}app:a", 2)]) == [0]
+
+
+def test_a_bucket_over_its_limit_spends_nothing_of_the_next(harness: Harness) -> None:
     s = harness.store
     harness.advance(10)
-    assert s.hits([("app:a", 2), ("user:a", 1)]) == [0, 0]
-    assert s.hits([("app:a", 2), ("user:b", 1)]) == [0, 0]  # each bucket its own count
-    assert s.hits([("app:a", 2), ("user:a", 1)]) == [50, 50]  # both over: each says when its window ends
-    assert s.hit("user:b", 1) == 50 and s.hits([]) == []  # the same windows as hit's
-    harness.advance(50)
-    assert s.hits([("app:a", 2)]) == [0]
+    assert s.hits([("{t}user:x", 1), ("{t}app:x", 3)]) == [0, 0]
+    for _ in range(5):  # the user over their budget: the app's is not touched
+        assert s.hits([("{t}user:x", 1), ("{t}app:x", 3)]) == [50, 0]
+    assert s.hits([("{t}user:y", 1), ("{t}app:x", 3)]) == [0, 0]  # app:x at 2 of 3
+    assert s.hits([("{t}user:z", 1), ("{t}app:x", 3)]) == [0, 0]  # 3 of 3
+    assert s.hits([("{t}user:w", 1), ("{t}app:x", 3)]) == [0, 50]  # the app's own limit still holds
+    assert s.hits([("{t}user:x", 0), ("{t}app:x", 9)]) == [50, 0]  # a limit of 0 counted here is over
 
 
 def test_counts_and_a_credential_entry_read_at_once(harness: Harness) -> None:
     s = harness.store
     harness.advance(10)
     s.creds_put("user-1", "entry-1", b"sealed", 300)
-    assert s.hits_reading([("app:b", 1)], ("user-1", "entry-1")) == ([0], b"sealed")
-    assert s.hits_reading([("app:b", 1)], ("user-1", "other")) == ([50], None)  # counted; no such entry
+    assert s.hits_reading([("{t}app:b", 1)], ("user-1", "entry-1")) == ([0], b"sealed")
+    assert s.hits_reading([("{t}app:b", 1)], ("user-1", "other")) == ([50], None)  # counted; no such entry
     assert s.hits_reading([], ("user-1", "entry-1")) == ([], b"sealed") and s.hits_reading([], None) == ([], None)
-    assert s.hit("app:b", 1) == 50  # the same windows as hit's
+    assert s.hit("{t}app:b", 1) == 50  # the same windows as hit's
 
 
 # --------------------------------------------------------------------------- preferences

@@ -80,6 +80,7 @@ MAX_TOKEN = 16_384  # characters: larger than any ID token an IdP sends
 MAX_PARAM = 2_048
 VERIFIED_KEEP = 60  # seconds a verified subject token is remembered (an app exchanging it again: no RSA, no JWKS)
 VERIFIED_MAX = 10_000  # entries (the oldest go first)
+TAG = "{exchange}:"  # every exchange bucket in one Cluster slot: counted together in one EVAL
 KNOWN = ("grant_type", "client_id", "subject_token", "subject_token_type", "requested_token_type", "audience",
          "resource", "scope", "actor_token", "actor_token_type")
 
@@ -215,7 +216,7 @@ class TokenExchange:
         req = parse(form)
         # Before verification only the caller's own address is charged: a stranger's garbage must not use up
         # an app's or a user's budget (those are counted once the token verified).
-        by_address = [] if address is None else [(f"exchange-address:{_hash(address)}", self.per_address)]
+        by_address = [] if address is None else [(f"{TAG}address:{_hash(address)}", self.per_address)]
         if not req.client_id:
             self._limit(by_address)
             self._proof(None, dpop, None, req.subject_token)
@@ -230,8 +231,10 @@ class TokenExchange:
         subject = known or self._verify(app, req.subject_token)
         identity = self._aged(subject.identity)
         limits, who = app.settings.rate_limits, _hash(f"{identity.issuer}\0{identity.subject}")
-        counted = [(f"exchange-app:{app.settings.client_id}", limits.per_app_per_minute),
-                   (f"exchange-user:{app.settings.client_id}:{who}", limits.per_user_per_minute)]
+        # the user's bucket first: one over it spends nothing of the app's (Store.hits), so no single token
+        # locks every user of the app out; refusals the rules make later still count (within the user's budget)
+        counted = [(f"{TAG}user:{app.settings.client_id}:{who}", limits.per_user_per_minute),
+                   (f"{TAG}app:{app.settings.client_id}", limits.per_app_per_minute)]
         grant, sealed = None, None
         if known is None:
             self._limit(counted)
@@ -392,7 +395,7 @@ class TokenExchange:
         connector = self.connectors.get(identity.connector_id)
         limit = connector.exchanges_per_minute if isinstance(connector, WorkloadTokens) else 0
         who = _hash(f"{identity.issuer}\0{identity.subject}")
-        self._limit([(f"exchange-workload:{identity.connector_id}:{who}", limit)])
+        self._limit([(f"{TAG}workload:{identity.connector_id}:{who}", limit)])
         self._once(subject)
         workload = identity.name or identity.subject
         identity = self._admitted(identity, req.target, ctx, workload=workload)

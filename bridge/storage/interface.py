@@ -123,7 +123,10 @@ class ReadInSteps:
         return read_in_steps(self, ahead)
 
     def hits(self: Store, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]:
-        return [self.hit(bucket, limit, window) for bucket, limit in buckets]
+        waits: list[int] = []
+        for bucket, limit in buckets:  # in order: none charged after the first over its limit (RedisStore.hits)
+            waits.append(self.hit(bucket, limit, window) if not any(waits) else 0)
+        return waits
 
     def hits_reading(self: Store, buckets: Sequence[tuple[str, int]], creds: tuple[str, str] | None,
                      window: int = 60) -> tuple[list[int], bytes | None]:

@@ -14,7 +14,7 @@ several of them are one round trip and atomic (MULTI/EXEC) on a Cluster too)::
     clitoken:<token hash>        CliToken JSON
     device:<code hash>           DeviceCode JSON; usercode:<user code>: {"device": <code hash>}
     ssoclient:<client id>, ssoclients:{index}:…, authcode:<code hash>   IAM Identity Center (redis_sso.py)
-    replay:<key>, rl:<bucket>:<window start>, lock:<name>, recent:<user>, fav:<user>
+    replay:<key>, rl:<bucket>:<window start> (the exchange's: rl:{exchange}:…), lock:<name>, recent:<user>, fav:<user>
     replay:<kind>:<id hash>      a single-use token id (OnceStore.first_use: bridge/storage/once.py)
     creds:{<user>}:<entry>, creds-index:{<user>}   sealed credential-cache blobs and the user's entries
     accessrequest:<id>           AccessRequest JSON (changed only by compare-and-set on its status)
@@ -114,8 +114,15 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
         return wait(count, limit)
 
     def hits(self, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]:
-        """``hit`` for each (bucket, limit), in one pipeline."""
+        """``hit`` for each (bucket, limit) in order, each charged only while every one before it is within its
+        limit (one EVAL; a bucket not charged answers 0). On a Cluster the buckets share a hash tag."""
         return self.hits_reading(buckets, None, window)[0]
+
+    # In order, stopping after the first bucket over its limit: a user over their budget does not spend the
+    # app's (one stranger's token cannot lock every user out). INCRBY, not INCR: the ACL list's command.
+    _HITS = ("local out = {} for i, key in ipairs(KEYS) do "
+             "local n = redis.call('INCRBY', key, 1) redis.call('EXPIRE', key, ARGV[1]) out[i] = n "
+             "if n > tonumber(ARGV[i + 1]) then return out end end return out")
 
     def hits_reading(self, buckets: Sequence[tuple[str, int]], creds: tuple[str, str] | None,
                      window: int = 60) -> tuple[list[int], bytes | None]:
@@ -125,13 +132,16 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
             return [], None
         with self.errors():
             pipe = self.r.pipeline(transaction=False)
-            for key, _, _ in keyed:
-                pipe.incr(key)
-                pipe.expire(key, window + 5)
+            if keyed:
+                # as a command: a Cluster pipeline has no eval() of its own, but routes EVAL by its keys' slot
+                pipe.execute_command("EVAL", self._HITS, len(keyed), *(k for k, _, _ in keyed), window + 5,
+                                     *(n for _, _, n in keyed))
             if creds is not None:
                 pipe.get(self._ck(*creds))
             got = pipe.execute()
-        waits = [wait(int(count), limit) for (_, wait, limit), count in zip(keyed, got[:2 * len(keyed):2], strict=True)]
+        counts = [int(c) for c in got[0]] if keyed else []
+        waits = [wait(count, limit) if i < len(counts) and (count := counts[i]) else 0
+                 for i, (_, wait, limit) in enumerate(keyed)]
         blob = got[-1] if creds is not None else None
         return waits, blob if isinstance(blob, bytes) and blob else None
 

@@ -149,9 +149,12 @@ class OnceStore(Protocol):
 
 class RateLimitStore(Protocol):
     """Rate-limit windows, aligned on the store's clock: ``hit`` answers 0 within the limit, else the seconds
-    until the window ends; ``hits`` counts one request in each (bucket, limit) at once (Redis: one round trip)
-    and answers each bucket's as ``hit`` would; ``hits_reading`` the same and ``creds_get(*creds)`` (None: not
-    read) in that one round trip (a token exchange of a subject token already verified)."""
+    until the window ends; ``hits`` counts one request in each (bucket, limit) in order (Redis: one round trip,
+    one EVAL, so on a Cluster the buckets share a hash tag, ``{…}`` in their names) and answers each bucket's as
+    ``hit`` would — but once a bucket is over its limit the later ones are not charged (they answer 0): the
+    user's bucket before the app's, so one user over their budget spends nothing of the app's;
+    ``hits_reading`` the same and ``creds_get(*creds)`` (None: not read) in that one round trip (a token
+    exchange of a subject token already verified)."""
 
     def hit(self, bucket: str, limit: int, window: int = 60) -> int: ...
     def hits(self, buckets: Sequence[tuple[str, int]], window: int = 60) -> list[int]: ...

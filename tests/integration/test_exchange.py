@@ -249,3 +249,17 @@ def test_a_cached_exchange_is_one_redis_round_trip(live_bridge, make_settings, a
     assert round_trips(r, cached, 10) == 1
     assert round_trips(r, garbage, 5) == 1
     assert sts_calls(strict_sts_peer) == 1
+
+
+def test_one_users_valid_token_cannot_lock_the_app_out(live_bridge, make_settings, app_issuer,  # type: ignore[no-untyped-def]
+                                                       strict_sts_peer, own_redis):
+    base = app_bridge(live_bridge, make_settings, app_issuer, redis={"url": own_redis.url, "key_prefix": "xrl:"},
+                      apps={"rate_limits": {"per_app_per_minute": 3, "per_user_per_minute": 2}})
+    token = app_id_token(app_issuer, "alice", "alice-pw")
+    assert [exchange(base, token).status_code for _ in range(8)] == [200, 200] + [429] * 6
+    r = redis.Redis.from_url(own_redis.url)
+    (app_key,) = r.keys("xrl:rl:{exchange}:app:photos:*")  # the user's bucket decided first: the app's untouched
+    assert int(r.get(app_key) or 0) == 2
+    other = exchange(base, app_id_token(app_issuer, "dave", "dave-pw"))  # another user of the app still gets in
+    assert other.status_code == 200, other.text
+    assert sts_calls(strict_sts_peer) == 3

@@ -200,6 +200,12 @@ def test_the_address_limit_comes_first_and_counts_per_address(tmp_path: Path) ->
     assert post(env, wl_form(gh_token()), origin=None).status_code == 429  # the workload path counts it too
 
 
+def kind(bucket: str) -> str:
+    tag, what = bucket.split(":")[:2]
+    assert tag == "{exchange}", bucket  # one Cluster slot: counted together in one EVAL
+    return f"exchange-{what}"
+
+
 class CountingLimits:
     """The store's rate limits, counting the calls (each ``hits`` is one Redis round trip)."""
 
@@ -211,12 +217,12 @@ class CountingLimits:
         raise AssertionError("the exchange counts with hits")
 
     def hits(self, buckets: list[tuple[str, int]], window: int = 60) -> list[int]:
-        self.calls.append([b.split(":")[0] for b, _ in buckets])
+        self.calls.append([kind(b) for b, _ in buckets])
         return list(self.inner.hits(buckets, window))
 
     def hits_reading(self, buckets: list[tuple[str, int]], creds: tuple[str, str] | None,
                      window: int = 60) -> tuple[list[int], bytes | None]:
-        self.calls.append([b.split(":")[0] for b, _ in buckets] + (["creds"] if creds else []))
+        self.calls.append([kind(b) for b, _ in buckets] + (["creds"] if creds else []))
         waits, blob = self.inner.hits_reading(buckets, creds, window)
         return list(waits), blob
 
@@ -226,7 +232,7 @@ def test_app_and_user_are_counted_in_one_round_trip_after_the_address(tmp_path: 
     limits = CountingLimits(env.svc.store)
     env.svc.exchange.limits = limits  # type: ignore[assignment]
     assert post(env, form()).status_code == 200
-    assert limits.calls == [["exchange-address"], ["exchange-app", "exchange-user"]]
+    assert limits.calls == [["exchange-address"], ["exchange-user", "exchange-app"]]
     limits.calls.clear()
     assert post(env, form(subject_token="a.b.c")).status_code == 400
     assert limits.calls == [["exchange-address"]]  # refused at verification: the app and user not charged
@@ -241,13 +247,13 @@ def test_a_token_verified_already_is_counted_with_the_cache_read_in_one_round_tr
     limits.calls.clear()
     again = post(env, form(subject_token=token))  # verified a moment ago: nothing to protect before the counts
     assert again.status_code == 200 and again.get_json()["credentials"] == first["credentials"]
-    assert limits.calls == [["exchange-address", "exchange-app", "exchange-user", "creds"]] and len(env.sts.calls) == 1
+    assert limits.calls == [["exchange-address", "exchange-user", "exchange-app", "creds"]] and len(env.sts.calls) == 1
     (cached,) = [a for a in credentials_records(env) if a.get("cached")]
     assert cached["app"] == "photos" and cached["outcome"] == "success"
     limits.calls.clear()
     refused = post(env, form(subject_token=token, audience="sandbox/ReadOnly"))  # counted, then refused as before
     assert refused.get_json()["error_code"] == "exchange_target_not_allowed"
-    assert limits.calls == [["exchange-address", "exchange-app", "exchange-user"]]
+    assert limits.calls == [["exchange-address", "exchange-user", "exchange-app"]]
 
 
 def test_a_remembered_token_still_meets_every_limit(tmp_path: Path) -> None:
@@ -259,3 +265,16 @@ def test_a_remembered_token_still_meets_every_limit(tmp_path: Path) -> None:
     raw["rate_limits"] = {"exchange_per_minute": 2}
     env = _build(raw, tmp_path)
     assert [post(env, form(subject_token=token)).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_one_user_over_their_budget_does_not_lock_the_apps_other_users_out(tmp_path: Path) -> None:
+    env = _build(config(tmp_path, rate_limits={"per_app_per_minute": 4, "per_user_per_minute": 2}), tmp_path)
+    alice = id_token()
+    # alice's valid token, hammered (a fresh token each time: nothing remembered, and remembered alike)
+    codes = [post(env, form(subject_token=alice if i % 2 else id_token(jti=str(i)))).status_code for i in range(20)]
+    assert codes[:2] == [200, 200] and set(codes[2:]) == {429}
+    # her 18 refusals spent nothing of the app's 4: bob and carol still exchange
+    for who in ("bob", "carol"):
+        token = id_token(sub=f"00u{who}", email=f"{who}@example.com")
+        assert post(env, form(subject_token=token)).status_code == 200, who
+    assert len(env.sts.calls) <= 4
