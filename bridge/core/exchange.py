@@ -6,8 +6,8 @@ decision point like a sign-in and narrowed by the app's session policy. No Flask
 ``TokenExchange.exchange`` checks, in this order, and refuses with an ``ExchangeRefused`` (an OAuth error,
 RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first that fails:
 
-1. the parameters (each at most once, strings, within bounds; ``subject_token_type`` an ID token or a JWT;
-   ``requested_token_type``, when sent, AWS credentials; exactly one target in ``audience``/``resource``);
+1. the parameters (each at most once, strings, within bounds; ``subject_token_type`` an ID token or a JWT, as
+   the token's ``typ`` says; ``requested_token_type`` AWS credentials; one target in ``audience``/``resource``);
 2. the client address's rate limit (``rate_limits.exchange_per_minute``: before anything is verified, only
    the caller's own budget is charged), the app (``client_id``), its ``Origin`` when a browser sent one;
 3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
@@ -55,7 +55,7 @@ from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.credcache import Sealed
 from bridge.core.dpop import DpopRefused, Proof, app_proof, workload_proof
-from bridge.core.exchange_refused import ExchangeRefused, as_refusal, scim_refusal, token_refusal
+from bridge.core.exchange_refused import ExchangeRefused, as_refusal, scim_refusal, token_refusal, typ_refusal
 from bridge.core.issuing import CredentialIssuer
 from bridge.core.stepup import mfa_current
 from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
@@ -135,6 +135,8 @@ def parse(form: Mapping[str, Sequence[str]]) -> ExchangeRequest:
         raise ExchangeRefused("invalid_target", "audience and resource name different roles; name one")
     if not (target := audience or resource):
         raise _bad("audience (or resource) is missing: name the role, as a role ARN, <account>/<role> or grant id")
+    if (wrong := typ_refusal(token, id_token=kind == ID_TOKEN)) is not None:  # at+jwt sent as an ID token
+        raise wrong
     return ExchangeRequest(client_id, token, target)
 
 

@@ -3,6 +3,9 @@ subject token, a refusal on the way (MFA, STS, the store). No Flask here."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 from bridge.domain.errors import BridgeError, LoginError
 
 # The connector's own refusal codes (bridge/upstream/oidc_subject.py) that the exchange passes on.
@@ -73,3 +76,26 @@ def scim_refusal(*, unmatched: bool) -> ExchangeRefused:
                            "are issued for them", code="exchange_deprovisioned", status=403,
                            hint="If this is a mistake, reactivate the user at the identity provider; its next SCIM "
                            "push lets the exchange work again.")
+
+
+ACCESS_TYPS = ("at+jwt", "application/at+jwt")  # RFC 9068 §2.1: a JWT access token says so in its header
+
+
+def typ_refusal(token: str, *, id_token: bool) -> ExchangeRefused | None:
+    """The subject token's JOSE header ``typ`` against the ``subject_token_type`` sent (a refusal only: read
+    before the signature, it never lets a token through). An ID token's is absent or ``JWT``; ``…:jwt`` takes
+    that or an access token's (``at+jwt``). Any other (``logout+jwt``, ``dpop+jwt``, …) is no subject token."""
+    try:
+        head = token.split(".", 1)[0]
+        doc = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, RecursionError):
+        return None  # malformed: the connector says so
+    typ = doc.get("typ") if isinstance(doc, dict) else None
+    kind = typ.lower() if isinstance(typ, str) else "jwt" if typ is None else "?"
+    if kind in ("jwt", "application/jwt") or (kind in ACCESS_TYPS and not id_token):
+        return None
+    what = "an access token (typ at+jwt)" if kind in ACCESS_TYPS else "not an ID token or access token"
+    return ExchangeRefused("invalid_request", f"the subject token is {what}, but subject_token_type says "
+                           f"{'an ID token' if id_token else 'a JWT'}", code="exchange_token_type",
+                           hint="Send the user's ID token with subject_token_type …:id_token, or a JWT access "
+                           "token with …:jwt.")

@@ -1,10 +1,11 @@
-"""The OIDC connector's side of the token exchange (RFC 8693): verify an ID token (or a JWT access token) an
-app's user got from this IdP, without a browser — the checks of a sign-in (signature with the cached JWKS,
-``iss``, ``aud``, ``exp``, ``iat``) but the audience is the *app's* client id at the IdP (``apps[].idp_audiences``),
-and there is no nonce: no sign-in of the bridge's started it. ``OidcConnector.verify_subject_token`` calls
-``verify``; the claims become an ``Identity`` as at sign-in (e-mail only when verified; an Apple connector's
-``"true"``/``"false"`` strings read as booleans, as at sign-in, once the signature verified). An unknown ``kid``
-fetches the keys again at most once a minute (``keyguard``); in between, such a token is refused without a fetch.
+"""The OIDC connector's side of the token exchange (RFC 8693): verify an ID token (or a JWT access token) an app's user
+got from this IdP, without a browser — the checks of a sign-in (signature with the cached JWKS, ``iss``, ``aud``,
+``exp``, ``iat``) but the audience is the *app's* client id at the IdP (``apps[].idp_audiences``), as is ``azp`` (or
+``client_id``) whenever the token names one, and there is no nonce: no sign-in of the bridge's started it.
+``OidcConnector.verify_subject_token`` calls ``verify``; the claims become an ``Identity`` as at sign-in (e-mail
+only when verified; an Apple connector's ``"true"``/``"false"`` strings read as booleans, as at sign-in, once the
+signature verified). An unknown ``kid`` fetches the keys again at most once a minute (``keyguard``); in between,
+such a token is refused without a fetch.
 
 Refusals are ``InvalidIdToken`` with a code the exchange passes on: ``subject_token_issuer`` (another IdP's
 token: the exchange tries the app's next connector), ``subject_token_expired``, ``subject_token_audience``,
@@ -89,6 +90,18 @@ def verify(c: OidcConnector, token: str, audiences: tuple[str, ...]) -> SubjectT
     iat, exp = claims["iat"], claims["exp"]
     if not isinstance(iat, int | float) or iat > now + c.cfg.clock_skew or not isinstance(exp, int | float):
         raise InvalidIdToken("subject_token iat is in the future")
+    _audience(c, claims, audiences)
+    from bridge.upstream.oidc_claims import check_email_verified
+
+    check_email_verified(claims, c.cfg)
+    jti = claims.get("jti")
+    return SubjectToken(identity=c._identity(claims), expires_at=int(exp),
+                        token_id=jti if isinstance(jti, str) and jti else None, single_use=False,
+                        cnf=claims.get("cnf"))
+
+
+def _audience(c: OidcConnector, claims: dict[str, Any], audiences: tuple[str, ...]) -> None:
+    """``aud`` is one of the app's client ids at the IdP; so are ``azp`` and ``client_id`` when present."""
     aud = claims.get("aud")
     auds = [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
     allowed = [a for a in auds if a in audiences]
@@ -98,10 +111,9 @@ def verify(c: OidcConnector, token: str, audiences: tuple[str, ...]) -> SubjectT
     if len(auds) > 1 and claims.get("azp") not in audiences:
         raise InvalidIdToken(f"{c.id}: subject_token has several audiences and azp is not this app",
                              code="subject_token_audience")
-    from bridge.upstream.oidc_claims import check_email_verified
-
-    check_email_verified(claims, c.cfg)
-    jti = claims.get("jti")
-    return SubjectToken(identity=c._identity(claims), expires_at=int(exp),
-                        token_id=jti if isinstance(jti, str) and jti else None, single_use=False,
-                        cnf=claims.get("cnf"))
+    # The party the IdP issued the token to (OIDC ``azp``; an RFC 9068 access token's ``client_id``), whenever
+    # named, is the app — also with one audience: else another client's token for the same audience passes.
+    for party in ("azp", "client_id"):
+        if party in claims and claims[party] not in audiences:
+            raise InvalidIdToken(f"{c.id}: subject_token was issued to another client ({party} is not one of this "
+                                 "app's client ids at the IdP)", code="subject_token_audience")
