@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -167,8 +168,8 @@ def check_proof(values: list[str], *, method: str, url: str, now: float, subject
     claims, jwk = _signed(values[0].strip())
     _for_request(claims, method, url)
     iat = claims.get("iat")
-    if not isinstance(iat, int | float) or isinstance(iat, bool):
-        raise _bad("the proof has no iat (a number: when it was made)")
+    if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):  # NaN, Infinity
+        raise _bad("the proof has no iat (a finite number: when it was made)")
     if abs(now - iat) > IAT_WINDOW:
         raise DpopRefused(f"the proof's iat is {int(now - iat)} s from the bridge's clock (at most {IAT_WINDOW} s "
                           "either way)", code="dpop_proof_stale",

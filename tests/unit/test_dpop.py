@@ -250,3 +250,16 @@ def test_any_header_is_refused_as_a_bad_proof_never_an_error(value: str) -> None
     with pytest.raises(DpopRefused) as e:
         check([value])
     assert e.value.code in ("dpop_proof_invalid", "dpop_proof_mismatch", "dpop_proof_stale", "dpop_key_mismatch")
+
+
+@pytest.mark.parametrize("iat", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_non_finite_iat_is_a_400_never_a_500(env: Env, iat: str) -> None:
+    from joserfc import jws
+
+    head = {"typ": "dpop+jwt", "alg": "ES256", "jwk": KEY.as_dict(private=False)}
+    body = f'{{"htm": "POST", "htu": "{URL}", "iat": {iat}, "jti": "{"j" * 20}"}}'  # what json.loads reads as a float
+    r = post(env, form(), jws.serialize_compact(head, body, KEY, algorithms=["ES256"]))
+    assert r.status_code == 400 and r.is_json, r.get_data(as_text=True)[:200]
+    assert r.get_json()["error"] == "invalid_dpop_proof" and r.get_json()["error_code"] == "dpop_proof_invalid"
+    assert "finite number" in r.get_json()["error_description"] and env.sts.calls == []
+
