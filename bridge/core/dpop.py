@@ -2,7 +2,8 @@
 holds a private key — the proof is a JWT in the ``DPoP`` header signed by that key, naming this request. Pure:
 no Flask, no Redis; the exchange (bridge/core/exchange.py) hands the header values, the token endpoint's URL
 (from ``base_url``, never the request's ``Host``), the clock and the subject token, and keeps each proof's
-``jti`` single-use (``OnceStore.first_use``, per app) until the proof is stale.
+``jti`` single-use (``OnceStore.first_use``, one namespace for every app and instance) until no instance — its
+clock up to ``IAT_WINDOW`` off — could still take the proof (``Proof.until``).
 
 ``check_proof`` follows RFC 9449 §4.3 and refuses (``DpopRefused``, its bridge code in docs/errors.yaml) at the
 first that fails: exactly one header, a compact JWS of bounded size; ``typ`` ``dpop+jwt``; ``alg`` one of
@@ -43,6 +44,7 @@ TYP = "dpop+jwt"
 # EdDSA with an Ed25519 key; "Ed25519" is its fully-specified name (RFC 9864, which deprecates "EdDSA").
 ALGS = {"ES256": ("EC", "P-256"), "RS256": ("RSA", None), "EdDSA": ("OKP", "Ed25519"), "Ed25519": ("OKP", "Ed25519")}
 IAT_WINDOW = 60  # seconds either side of now: a proof is made for this request, right before it
+JTI_MARGIN = 5  # seconds a spent jti is kept beyond 2 × IAT_WINDOW (the store's own clock, rounding)
 MAX_PROOF = 8_192  # characters: an RSA-4096 proof is under 2 000
 MIN_RSA_BITS = 2048
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -73,8 +75,9 @@ class Proof:
 
     @property
     def until(self) -> int:
-        """The last moment the proof is accepted: its ``jti`` is kept until then."""
-        return self.iat + IAT_WINDOW + 1
+        """Until when its ``jti`` is kept: past the last moment *any* instance accepts the proof. One whose clock
+        is behind by up to ``IAT_WINDOW`` still accepts it ``2 × IAT_WINDOW`` after ``iat`` by this one's."""
+        return self.iat + 2 * IAT_WINDOW + JTI_MARGIN
 
 
 def _bad(message: str) -> DpopRefused:

@@ -13,7 +13,7 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
 3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
    app's audience at that IdP, expiry) — an MFA sign-in older than the connector's ``mfa_max_age`` counts as
    none, as in a session —, the app's and the user's rate limits (one round trip), the app's DPoP proof
-   (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent per app, and — for a
+   (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent (any app's), and — for a
    connector whose tokens are ``single_use`` — its ``jti``, kept until the token expires and refused a second
    time; then SCIM, when on, as at a sign-in: a user it deactivated (or deleted) is refused
    (``exchange_deprovisioned``, audited), its groups apply (``scim.groups``);
@@ -260,15 +260,15 @@ class TokenExchange:
 
     def _proof(self, app: App | None, values: Sequence[str], subject: SubjectToken | None,
                token: str) -> Proof | None:
-        """The app's DPoP proof checked (bridge/core/dpop.py) and its ``jti`` spent (per app, until the proof is
-        stale); a workload's exchange takes none."""
+        """The app's DPoP proof checked (bridge/core/dpop.py) and its ``jti`` spent (for every app, until no
+        instance would take the proof: ``Proof.until``); a workload's exchange takes none."""
         try:
             if app is None:
                 workload_proof(list(values))
                 return None
             proof = app_proof(app.settings.dpop, list(values), url=self.token_url, now=self.clock(),
                               subject_token=token, cnf=subject.cnf if subject else None)
-            if proof and not self.once.first_use(f"dpop:{app.settings.client_id}", proof.jti, proof.until):
+            if proof and not self.once.first_use("dpop", proof.jti, proof.until):  # one namespace: any app
                 raise DpopRefused("this DPoP proof was already used (its jti is single use)",
                                   code="dpop_proof_replayed", hint="Sign a new proof, with a new jti, for each "
                                                                    "request.")

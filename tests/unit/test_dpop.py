@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from bridge.config import settings_from_dict
 from bridge.core.dpop import IAT_WINDOW, DpopRefused, app_proof, check_proof, thumbprint, token_hash
@@ -44,7 +45,7 @@ def refused(values: list[str], **kw: Any) -> DpopRefused:
 def test_a_good_proof_gives_its_keys_thumbprint(key: ECKey | RSAKey | OKPKey) -> None:
     alg = "Ed25519" if isinstance(key, OKPKey) else None  # "EdDSA" too, with joserfc's deprecation warning
     p = check([proof(key, URL, iat=NOW, alg=alg)])
-    assert p.jkt == key.thumbprint() and p.iat == NOW and p.until == NOW + IAT_WINDOW + 1 and p.ath is None
+    assert p.jkt == key.thumbprint() and p.iat == NOW and p.until == NOW + 2 * IAT_WINDOW + 5 and p.ath is None
 
 
 def test_the_thumbprint_is_rfc_7638s() -> None:  # the example of RFC 7638 §3.1
@@ -263,3 +264,37 @@ def test_a_non_finite_iat_is_a_400_never_a_500(env: Env, iat: str) -> None:
     assert r.get_json()["error"] == "invalid_dpop_proof" and r.get_json()["error_code"] == "dpop_proof_invalid"
     assert "finite number" in r.get_json()["error_description"] and env.sts.calls == []
 
+
+def test_a_spent_jti_is_refused_at_every_app_and_by_an_instance_whose_clock_is_behind(tmp_path: Path) -> None:
+    from bridge.runtime.app import create_app
+    from bridge.storage.memory import MemoryStore
+    from bridge.web.services import build_services
+    from tests.unit.test_exchange import KEY as IDP_KEY
+    from tests.unit.test_exchange import RecordingSts
+
+    raw = config(tmp_path, dpop="required")
+    raw["apps"].append({**raw["apps"][0], "client_id": "albums", "name": "Albums"})
+    settings = settings_from_dict(raw)
+    t = float(int(time.time()))
+    store_now = [t + IAT_WINDOW - 1]
+    svc = build_services(settings, store=MemoryStore(clock=lambda: store_now[0]), sts=RecordingSts())  # type: ignore[arg-type]
+    corp = svc.connectors["corp"]
+    corp._meta, corp._meta_at = {"issuer": "https://idp.example.com", "jwks_uri": "x"}, time.time()  # type: ignore[attr-defined]
+    corp._jwks, corp._jwks_at = KeySet([IDP_KEY]), time.time()  # type: ignore[attr-defined]
+    client = create_app(settings, services=svc).test_client()
+    svc.exchange.clock = lambda: store_now[0]  # instance A: the proof made 59 s ago, still fresh
+    p = proof(KEY, URL, iat=t)
+
+    def send(client_id: str) -> Any:
+        return client.post("/oauth/token", data=form(client_id=client_id, subject_token=id_token()),
+                           headers={"Origin": ORIGIN, "DPoP": p})
+
+    assert send("photos").status_code == 200
+    assert send("albums").get_json()["error_code"] == "dpop_proof_replayed"  # one namespace: any app's
+    # 110 s after iat: instance B's clock is 60 s behind, so to it the proof is 50 s old — the jti is still kept
+    store_now[0] = t + 110
+    svc.exchange.clock = lambda: t + 50
+    assert send("photos").get_json()["error_code"] == "dpop_proof_replayed"
+    store_now[0] = t + 2 * IAT_WINDOW + 6  # no instance within 60 s of the store's clock takes the proof now
+    svc.exchange.clock = lambda: store_now[0] - IAT_WINDOW
+    assert send("photos").get_json()["error_code"] == "dpop_proof_stale"
