@@ -7,6 +7,7 @@ validation, mapping, minting and the strict validator alike, so the rules live h
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -122,6 +123,19 @@ def sanitize_session_name(value: str, fallback: str = "bridge-user") -> str:
     if len(out.strip("-")) < 2:
         return sanitize_session_name(fallback) if fallback != value else "bridge-user"
     return out
+
+
+def prefixed_session_name(prefix: str, name: str) -> str:
+    """``<prefix>.<name>`` fitted to RoleSessionName's 64 characters, the *name* (the user) kept: a long prefix
+    (an app's client id, up to 64 characters) is shortened first — to what room is left, at least 16 characters,
+    its end replaced by ``-`` and 6 hex of its SHA-256 so two long ids stay apart; only a name longer than 47
+    characters is then cut."""
+    name = sanitize_session_name(name)
+    room = 63 - len(name)
+    if len(prefix) > room:
+        keep = max(room, 16)
+        prefix = f"{prefix[:keep - 7]}-{hashlib.sha256(prefix.encode()).hexdigest()[:6]}"
+    return sanitize_session_name(f"{prefix}.{name}")
 
 
 def duration_problem(seconds: int, max_duration: int = MAX_DURATION) -> str | None:

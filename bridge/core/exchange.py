@@ -21,7 +21,7 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
    gets more than its user), not a pass-through grant, without a session policy of its own;
 5. the app's session policy rendered for the user (AWS's policy limits), the app's duration, and issuance
    through the one ``CredentialIssuer`` (MFA, cache, STS, audit — the record names the app; the session name
-   starts with the app's client id).
+   starts with the app's client id, a long one shortened: ``prefixed_session_name``).
 
 **Without ``client_id``** (a CI job, a service account: no app, no browser) the subject token must come from a
 connector that ``WorkloadTokens`` (``type: workload``), found by its issuer; any other token is refused
@@ -50,7 +50,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from bridge.aws.limits import policy_problems, sanitize_session_name
+from bridge.aws.limits import policy_problems, prefixed_session_name, sanitize_session_name
 from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.credcache import Sealed
@@ -470,7 +470,7 @@ class TokenExchange:
         if problems := policy_problems(policy):
             raise ExchangeRefused("invalid_target", "the app's session policy for this user is refused by AWS's "
                                   f"limits: {'; '.join(problems)}", code="exchange_policy_unrenderable")
-        name = sanitize_session_name(f"{app.settings.client_id}.{held.session_name}")
+        name = prefixed_session_name(app.settings.client_id, held.session_name)  # a long client id cut, not the user
         duration = min(app.settings.max_duration, held.max_duration)
         return replace(held, policy=policy, session_name=name, max_duration=duration,
                        default_duration=min(held.default_duration, duration))
