@@ -45,6 +45,10 @@ def token_refusal(last: LoginError, *, workload: bool = False) -> ExchangeRefuse
         "Sign the user in again and exchange the new token."
     if last.code == "subject_token_expired":
         return ExchangeRefused("invalid_grant", why, code="exchange_token_expired", hint=again)
+    if last.code == "subject_token_lifetime":
+        return ExchangeRefused("invalid_grant", f"the subject token lives too long ({last.detail[:200]})",
+                               code="exchange_token_lifetime", hint="Ask the platform for a shorter-lived token, or "
+                               "raise the workload connector's max_token_lifetime (at most 86400 s).")
     if last.code == "subject_token_audience":
         return ExchangeRefused("invalid_grant", why, code="exchange_token_audience",
                                hint="Ask the CI platform for a token with the bridge's URL as audience (the "

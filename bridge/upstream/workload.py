@@ -9,9 +9,10 @@ asks the app's next connector); the header's ``alg`` among ``allowed_algs`` (RS2
 nor HS*); its ``kid`` among the issuer's keys (fetched once more when unknown — the issuer rotated —, at most
 once a minute); the signature; ``iss`` again; an ``aud`` among the connector's audiences and the caller's, when
 it names some (``subject_token_audience``); ``exp`` (``subject_token_expired``), ``nbf``, ``iat`` within
-``clock_skew``; a ``jti`` when tokens are single-use, else a lifetime (``exp`` - ``iat``) within
-``max_token_lifetime`` (no ``jti`` is kept for a reusable token: its lifetime bounds a replay); the preset's
-claims (bridge/upstream/workload_claims.py).
+``clock_skew``; a lifetime (``exp`` - ``iat``) within ``max_token_lifetime`` (``subject_token_lifetime``: a far
+``exp`` is refused, not trusted — a reusable token's lifetime bounds a replay, a single-use one's how long a
+copy never exchanged stays good); a ``jti`` when tokens are single-use; the preset's claims
+(bridge/upstream/workload_claims.py).
 Keys: ``jwks_file``, else ``jwks_uri``, else the issuer's discovery document; cached for ``jwks_ttl`` (no
 network on the hot path), the last good copy kept when a refresh fails.
 """
@@ -270,11 +271,14 @@ class WorkloadConnector:
                                  code="subject_token_expired")
         if claims["iat"] > now + skew:
             raise InvalidIdToken("workload token: issued in the future (iat); check the clocks")
+        # Single use or not: a reusable token's lifetime bounds a replay (no jti kept), a single-use one's how long
+        # a copy from a job log that was never exchanged stays good (its jti is kept until exp, too).
         lifetime = claims["exp"] - claims["iat"]
-        if not self.single_use and lifetime > self.cfg.max_token_lifetime:  # no jti kept: its lifetime bounds a replay
+        if lifetime > self.cfg.max_token_lifetime:
+            which = "for a token it exchanges more than once" if not self.single_use else "(max_token_lifetime)"
             raise InvalidIdToken(f"workload token: lives {int(lifetime)} s (exp - iat), longer than the "
-                                 f"{self.cfg.max_token_lifetime} s this connector allows for a token it exchanges "
-                                 "more than once (ask the platform for a shorter one, e.g. expirationSeconds)")
+                                 f"{self.cfg.max_token_lifetime} s this connector allows {which} (ask the platform "
+                                 "for a shorter one, e.g. expirationSeconds)", code="subject_token_lifetime")
         if "nbf" in claims and (not _number(claims["nbf"]) or claims["nbf"] > now + skew):
             raise InvalidIdToken("workload token: not valid yet (nbf)")
 

@@ -59,8 +59,9 @@ class WorkloadConnectorSettings(ConnectorSettingsBase):
     insecure_reusable_tokens: bool = Field(False, description="let a token of a single-use preset be exchanged "
                                                               "again until it expires (no `jti` needed)")
     max_token_lifetime: int = Field(3600, ge=600, le=86400, description="the longest lifetime (`exp` − `iat`, "
-                                    "seconds) of a token exchanged more than once (kubernetes; any connector "
-                                    "that is not single use): replaying a copied token is bounded by it")
+                                    "seconds) of a token, single use or not: a reusable one's (kubernetes) "
+                                    "bounds a copy's replay, a single-use one's how long an unused copy stays "
+                                    "good (GitLab's live the job timeout: raise it for jobs over an hour)")
     required_claims: list[str] = Field(default_factory=list, description="further claims a token must carry (non-"
                                                                          "empty strings), beyond the preset's")
     exchanges_per_minute: int = Field(60, ge=0, description="exchanges per minute of one subject (the token's "

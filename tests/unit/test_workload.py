@@ -240,9 +240,14 @@ def test_a_reusable_token_must_be_short_lived_a_single_use_one_need_not(tmp_path
     with pytest.raises(InvalidIdToken, match="lives 7200 s"):  # insecure_reusable_tokens: bounded the same way
         file_connector(tmp_path, issuer, insecure_reusable_tokens=True).verify_subject_token(
             issuer.mint(now=NOW, lifetime=7200))
-    # single use (a jti kept until exp): a long-lived token is the platform's business (GitLab: the job's timeout)
-    assert file_connector(tmp_path, issuer).verify_subject_token(issuer.mint(now=NOW, lifetime=7200)).single_use
-    assert k8s_connector(tmp_path, issuer, single_use=True).verify_subject_token(year).single_use
+    # single use (a jti kept until exp) is bounded too: an unused copy of a far-off exp would stay good that long
+    with pytest.raises(InvalidIdToken, match=r"lives 7200 s .* allows \(max_token_lifetime\)") as e:
+        file_connector(tmp_path, issuer).verify_subject_token(issuer.mint(now=NOW, lifetime=7200))
+    assert e.value.code == "subject_token_lifetime"
+    assert file_connector(tmp_path, issuer, max_token_lifetime=7200).verify_subject_token(  # GitLab: a 2 h job
+        issuer.mint(now=NOW, lifetime=7200)).single_use
+    with pytest.raises(InvalidIdToken, match="lives 31536000 s"):
+        k8s_connector(tmp_path, issuer, single_use=True).verify_subject_token(year)
 
 
 @pytest.mark.parametrize("value", [599, 86401])
