@@ -76,7 +76,7 @@ def main() -> int:
                    "max_duration": 3600, "session_policy": POLICY,
                    # ab replays one request, and a DPoP proof is single use: this measures the bearer exchange
                    # (a proof's check adds one ES256 verification and one Redis SET NX per exchange)
-                   "dpop": "off",
+                   "dpop": "insecure_off",
                    "rate_limits": {"per_app_per_minute": 10_000_000, "per_user_per_minute": 10_000_000}}]),
             workers=args.workers)
         now = int(time.time())

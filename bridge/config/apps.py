@@ -11,7 +11,8 @@ the user, narrowed by the app's mandatory session policy. Each app lists what it
   a subset of what the rules give the user, at each exchange;
 - ``max_duration`` (default 900 s), ``session_policy`` (a template, like a rule's ``policy``), rate limits;
 - ``dpop``: whether each exchange carries a DPoP proof (RFC 9449, bridge/core/dpop.py): ``required`` (the
-  default — every app is a public client, it has no secret), ``optional`` or ``off`` (both warn at startup).
+  default — every app is a public client, it has no secret), ``insecure_optional`` or ``insecure_off`` (both
+  warn at startup; the old ``optional``/``off`` are refused, naming the new spelling).
 
 pydantic here; ``apps_problems`` (run with the other semantic checks) reports what spans sections: unknown
 connectors, duplicate client ids, a session policy that does not compile.
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from bridge.domain.settings_base import SettingsModel
+from bridge.domain.settings_base import SettingsModel, renamed
 from bridge.domain.webhook_address import is_loopback
 from bridge.mapping.chains import compile_policy
 from bridge.mapping.ruleset import PolicyT
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
 CLIENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_MAX_DURATION = 900  # AWS's shortest session: an app's credentials live 15 minutes unless it says more
-DpopMode = Literal["required", "optional", "off"]
+DpopMode = Literal["required", "insecure_optional", "insecure_off"]
+DPOP_RENAMED = {"optional": "insecure_optional", "off": "insecure_off"}
 
 
 class AppRateLimits(SettingsModel):
@@ -65,9 +67,9 @@ class AppSettings(SettingsModel):
                     "over the identity, e.g. `arn:aws:s3:::bucket/{subject}/*`)")
     rate_limits: AppRateLimits = Field(default_factory=AppRateLimits)
     dpop: DpopMode = Field("required", description="DPoP proofs (RFC 9449) on each exchange: `required` (a proof "
-                           "of the app's key with every request), `optional` (checked when sent, or when the "
-                           "subject token is DPoP-bound), `off` (a DPoP header or a bound token is refused); "
-                           "an app is a public client (no secret): optional and off warn at startup")
+                           "of the app's key with every request), `insecure_optional` (checked when sent, or when "
+                           "the subject token is DPoP-bound), `insecure_off` (a DPoP header or a bound token is "
+                           "refused); an app is a public client (no secret): the insecure_ modes warn at startup")
 
     @property
     def label(self) -> str:
@@ -79,6 +81,11 @@ class AppSettings(SettingsModel):
         if not CLIENT_ID_RE.fullmatch(v):
             raise ValueError("1..64 characters: letters, digits and . _ - (starting with a letter or digit)")
         return v
+
+    @field_validator("dpop", mode="before")
+    @classmethod
+    def _dpop_renamed(cls, v: object) -> object:
+        return renamed(v, DPOP_RENAMED, "dpop")
 
     @field_validator("idp_audiences")
     @classmethod
@@ -140,7 +147,7 @@ def app_policy(raw: Any, where: str, problems: list[str]) -> PolicyT | None:
 
 def apps_warnings(apps: list[AppSettings]) -> list[str]:
     """Startup warnings: a plain-http origin other than loopback (credentials readable on the network); DPoP
-    weakened (``optional``, ``off``), or not set (the default ``required`` is new: clients without proofs fail)."""
+    weakened (``insecure_optional``, ``insecure_off``), or not set (clients without proofs fail)."""
     out = [f"apps[{i}].origins: {o} is plain http: the AWS credentials the page receives cross the network "
            "unencrypted." for i, a in enumerate(apps) for o in a.origins
            if urlsplit(o).scheme == "http" and not is_loopback(urlsplit(o).hostname or "")]
@@ -148,12 +155,16 @@ def apps_warnings(apps: list[AppSettings]) -> list[str]:
         if "dpop" not in a.model_fields_set:
             out.append(f"apps[{i}] ({a.label}): dpop is not set, so DPoP proofs are REQUIRED (the default for "
                        "public clients): an exchange without a DPoP header is refused (dpop_proof_missing). Set "
-                       "`dpop: required` to confirm, or `dpop: optional` while the app's client learns DPoP "
-                       "(docs/apps-and-workloads.md#dpop).")
+                       "`dpop: required` to confirm, or `dpop: insecure_optional` while the app's client learns "
+                       "DPoP (docs/apps-and-workloads.md#dpop).")
         elif a.dpop != "required":
-            out.append(f"apps[{i}] ({a.label}): dpop: {a.dpop}: exchanges without a DPoP proof are accepted, so "
-                       "whoever holds a user's ID token can exchange it; set `dpop: required` once the client "
-                       "sends proofs.")
+            # Truthfully: with a plain ID token (no cnf) even `required` stops no thief, who signs proofs with a
+            # key of their own; what is lost is replay protection and the key in the audit trail.
+            out.append(f"apps[{i}] ({a.label}): dpop: {a.dpop}: exchanges without a DPoP proof are accepted, so a "
+                       "copied exchange request can be replayed while its subject token is valid, and the audit "
+                       "names no key. (Even `required` does not stop whoever holds a user's plain ID token: it is "
+                       "bound to no key, so they sign proofs with their own; only tokens the IdP binds, cnf.jkt, "
+                       "are.) Set `dpop: required` once the client sends proofs.")
     return out
 
 

@@ -252,15 +252,16 @@ def check_binding(proof: Proof | None, cnf: object) -> None:
 
 
 def app_proof(mode: str, values: list[str], *, url: str, now: float, subject_token: str, cnf: object) -> Proof | None:
-    """An app's exchange under its ``dpop`` mode: ``required`` — a valid proof; ``optional`` — a proof checked
-    when sent (a bad one is never ignored); ``off`` — none taken (a header sent is refused: the client believes
-    its exchange is bound, and it would not be). In every mode a DPoP-bound subject token needs its key's proof."""
-    if mode == "off":
+    """An app's exchange under its ``dpop`` mode: ``required`` — a valid proof; ``insecure_optional`` — a proof
+    checked when sent (a bad one is never ignored); ``insecure_off`` — none taken (a header sent is refused: the
+    client believes its exchange is bound, and it would not be). In every mode a DPoP-bound subject token needs
+    its key's proof."""
+    if mode == "insecure_off":
         if values or cnf is not None:
-            raise DpopRefused("this app does not use DPoP (dpop: off): " + (
+            raise DpopRefused("this app does not use DPoP (dpop: insecure_off): " + (
                 "a DPoP header was sent" if values else "and the subject token is bound to a DPoP key (cnf)"),
-                code="dpop_not_used", hint="Set the app's dpop to required (or optional) in the bridge's config, "
-                                           "or send no DPoP header.")
+                code="dpop_not_used", hint="Set the app's dpop to required (or insecure_optional) in the bridge's "
+                                           "config, or send no DPoP header.")
         return None
     if not values:
         if mode == "required":

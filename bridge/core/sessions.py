@@ -330,7 +330,7 @@ class Sessions:
     def _unreachable(self, shash: str, record: SessionRecord, age: int, grace: int, fail_closed: bool,
                      why: str) -> SessionRecord:
         """The IdP could not vouch for the user now. Within ``reverify_grace`` of the last good check,
-        or with ``fail_open``, the session goes on. Past it, ``fail_closed``: an unreachable IdP is a
+        or with ``insecure_fail_open``, the session goes on. Past it, ``fail_closed``: an unreachable IdP is a
         503 (the session is kept for when it answers); a grant that can no longer be checked at all
         (``expired``: no refresh token, access token expired) ends the session — a new sign-in can
         be checked again."""

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
+from bridge.domain.settings_base import renamed
 from bridge.upstream.base import Connector, ConnectorPolicy
 from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
 
@@ -50,8 +51,9 @@ class GithubConnectorSettings(ConnectorSettingsBase):
     reverify_interval: int = Field(900, ge=0, le=86400, description="seconds; 0 = off")
     reverify_grace: int = Field(3600, ge=0, le=7 * 86400,
                                 description="seconds since the last good check an unreachable GitHub is tolerated")
-    reverify_unreachable: Literal["fail_closed", "fail_open"] = Field(
-        "fail_closed", description="past the grace, an unreachable GitHub refuses (fail_closed) or not")
+    reverify_unreachable: Literal["fail_closed", "insecure_fail_open"] = Field(
+        "fail_closed", description="past the grace, an unreachable GitHub refuses (fail_closed) or not "
+        "(insecure_fail_open: the roles stay, warned at startup)")
 
     @field_validator("web_url", "api_url")
     @classmethod
@@ -76,6 +78,11 @@ class GithubConnectorSettings(ConnectorSettingsBase):
             raise ValueError("0 (off) or at least 60 seconds (each check is several calls to GitHub)")
         return v
 
+    @field_validator("reverify_unreachable", mode="before")
+    @classmethod
+    def _renamed(cls, v: object) -> object:
+        return renamed(v, {"fail_open": "insecure_fail_open"}, "reverify_unreachable")
+
     def policy(self) -> ConnectorPolicy:
         return ConnectorPolicy(reverify_interval=self.reverify_interval, reverify_grace=self.reverify_grace,
                                reverify_fail_closed=self.reverify_unreachable == "fail_closed",
@@ -87,5 +94,10 @@ class GithubConnectorSettings(ConnectorSettingsBase):
         return GithubConnector(self)
 
     def warnings(self) -> list[str]:
-        return [f"connector {self.id}: {name} {url} is plain http." for name, url in
-                (("web_url", self.web_url), ("api_url", self.api_url)) if urlsplit(url).scheme != "https"]
+        out = [f"connector {self.id}: {name} {url} is plain http." for name, url in
+               (("web_url", self.web_url), ("api_url", self.api_url)) if urlsplit(url).scheme != "https"]
+        if self.reverify_unreachable == "insecure_fail_open" and self.reverify_interval:
+            out.append(f"connector {self.id}: reverify_unreachable: insecure_fail_open keeps a user's roles while "
+                       "GitHub cannot be reached past reverify_grace: a user removed from the org meanwhile keeps "
+                       "them.")
+        return out

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from bridge.domain.settings_base import renamed
 from bridge.upstream.apple_settings import APPLE_ISSUER, AppleSettings, apple_defaults, apple_problems
 from bridge.upstream.base import Connector, ConnectorPolicy
 from bridge.upstream.base_settings import ConnectorEnv, ConnectorSettingsBase
@@ -53,7 +54,7 @@ class OidcConnectorSettings(ConnectorSettingsBase):
     reverify_interval: int = Field(900, ge=0, le=86400, description="seconds; 0 = off")
     reverify_grace: int = Field(3600, ge=0, le=7 * 86400,
                                 description="seconds since the last good check an unreachable IdP is tolerated")
-    reverify_unreachable: Literal["fail_closed", "fail_open"] = "fail_closed"
+    reverify_unreachable: Literal["fail_closed", "insecure_fail_open"] = "fail_closed"
     # Ask for a refresh token: adds the `offline_access` scope and (offline_access_consent) prompt=consent,
     # which OIDC Core §11 asks for and npm oidc-provider enforces (it drops offline_access without it).
     request_offline_access: bool = False
@@ -67,6 +68,11 @@ class OidcConnectorSettings(ConnectorSettingsBase):
         if 0 < v < 60:
             raise ValueError("0 (off) or at least 60 seconds (each check is a call to the IdP)")
         return v
+
+    @field_validator("reverify_unreachable", mode="before")
+    @classmethod
+    def _renamed(cls, v: object) -> object:
+        return renamed(v, {"fail_open": "insecure_fail_open"}, "reverify_unreachable")
 
     @model_validator(mode="after")
     def _offline_access(self) -> OidcConnectorSettings:
@@ -114,6 +120,9 @@ class OidcConnectorSettings(ConnectorSettingsBase):
         out = []
         if urlsplit(self.issuer).scheme != "https":
             out.append(f"connector {self.id}: upstream issuer {self.issuer} is plain http.")
+        if self.reverify_unreachable == "insecure_fail_open" and self.reverify_interval:
+            out.append(f"connector {self.id}: reverify_unreachable: insecure_fail_open keeps a user's roles while the "
+                       "IdP cannot be reached past reverify_grace: a user disabled at the IdP meanwhile keeps them.")
         u = urlsplit(self.issuer)
         if self.aws_passthrough and (u.scheme != "https" or u.port is not None or u.query):
             out.append(f"connector {self.id}: aws_passthrough redeems the IdP's ID token at AWS, which registers "

@@ -233,8 +233,8 @@ def own_redis(tmp_path):  # type: ignore[no-untyped-def]
 
 def test_a_cached_exchange_is_one_redis_round_trip(live_bridge, make_settings, app_issuer, strict_sts_peer,  # type: ignore[no-untyped-def]
                                                    own_redis):
-    # the bearer exchange (dpop: off): with DPoP, each proof's jti is one more round trip (a write, SET NX)
-    base = app_bridge(live_bridge, make_settings, app_issuer, apps={"max_duration": 3600, "dpop": "off"},
+    # the bearer exchange (dpop: insecure_off): with DPoP, each proof's jti is one more round trip (a write, SET NX)
+    base = app_bridge(live_bridge, make_settings, app_issuer, apps={"max_duration": 3600, "dpop": "insecure_off"},
                       redis={"url": own_redis.url, "key_prefix": "xrt:"})  # 1 h: beyond the refresh window
     token = app_id_token(app_issuer, "alice", "alice-pw")
     first = exchange(base, token, dpop=None).json()["credentials"]  # verified, minted, cached

@@ -121,7 +121,7 @@ def make_sessions(redis_url: str, policy: str, answer: Any,
 ALICE = Identity(connector_id="corp", subject="alice", issuer="https://idp.test", groups=("a",))
 
 
-@pytest.mark.parametrize("policy,ok_after_grace", [("fail_closed", False), ("fail_open", True)])
+@pytest.mark.parametrize("policy,ok_after_grace", [("fail_closed", False), ("insecure_fail_open", True)])
 def test_unreachable_idp_follows_the_policy_after_the_grace(redis_url: str, policy: str, ok_after_grace: bool) -> None:
     sessions, conn, now = make_sessions(redis_url, policy, ReverifyUnreachable("timeout"))
     shash = Store.session_hash(sessions.start(ALICE, correlation=None, upstream={"refresh_token": "r"}))

@@ -155,12 +155,13 @@ def mode(m: str, values: list[str], cnf: object = None, token: str = "subject") 
 
 def test_the_modes_and_a_bound_subject_token() -> None:
     good = [proof(KEY, URL, iat=NOW)]
-    assert mode("optional", []) is None and mode("off", []) is None and mode("optional", good).jkt == KEY.thumbprint()
+    assert mode("insecure_optional", []) is None and mode("insecure_off", []) is None
+    assert mode("insecure_optional", good).jkt == KEY.thumbprint()
     for m, values, cnf, code in [("required", [], None, "dpop_proof_missing"),
-                                 ("off", good, None, "dpop_not_used"),
-                                 ("off", [], {"jkt": KEY.thumbprint()}, "dpop_not_used"),
-                                 ("optional", [], {"jkt": KEY.thumbprint()}, "dpop_proof_missing"),
-                                 ("optional", ["bad"], None, "dpop_proof_invalid"),  # a bad one is never ignored
+                                 ("insecure_off", good, None, "dpop_not_used"),
+                                 ("insecure_off", [], {"jkt": KEY.thumbprint()}, "dpop_not_used"),
+                                 ("insecure_optional", [], {"jkt": KEY.thumbprint()}, "dpop_proof_missing"),
+                                 ("insecure_optional", ["bad"], None, "dpop_proof_invalid"),  # never ignored
                                  ("required", good, {"jkt": ec_key().thumbprint()}, "dpop_key_mismatch"),
                                  ("required", good, {"jkt": KEY.thumbprint()}, "dpop_key_mismatch"),  # no ath
                                  ("required", good, {"x5t#S256": "abc"}, "dpop_key_mismatch"),
@@ -225,14 +226,25 @@ def test_the_default_is_required_and_startup_says_so_weaker_modes_warn(tmp_path:
     s = settings_from_dict(raw)
     assert s.apps[0].dpop == "required"
     (unset,) = [w for w in s.warnings() if w.startswith("apps[0] (Photo album)")]
-    assert "dpop is not set, so DPoP proofs are REQUIRED" in unset and "dpop: optional" in unset
-    for m in ("optional", "off"):
+    assert "dpop is not set, so DPoP proofs are REQUIRED" in unset and "dpop: insecure_optional" in unset
+    for m in ("insecure_optional", "insecure_off"):
         (weak,) = [w for w in settings_from_dict(config(tmp_path, dpop=m)).warnings() if w.startswith("apps[0] (")]
         assert f"dpop: {m}: exchanges without a DPoP proof are accepted" in weak
+        # truthful: even `required` does not protect a plain (unbound) ID token
+        assert "can be replayed" in weak and "Even `required` does not stop whoever holds" in weak
     required = settings_from_dict(config(tmp_path, dpop="required"))
     assert not [w for w in required.warnings() if w.startswith("apps[0] (")]
     with pytest.raises(Exception, match="dpop"):
         settings_from_dict(config(tmp_path, dpop="sometimes"))
+
+
+@pytest.mark.parametrize(("old", "new"), [("optional", "insecure_optional"), ("off", "insecure_off")])
+def test_the_old_spellings_of_the_weak_modes_are_refused_naming_the_new(tmp_path: Path, old: str, new: str) -> None:
+    from bridge.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        settings_from_dict(config(tmp_path, dpop=old))
+    assert f"`dpop: {old}` is now spelled `dpop: {new}`" in str(e.value) and "apps" in str(e.value)
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

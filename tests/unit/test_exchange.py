@@ -62,7 +62,7 @@ def config(tmp_path: Path, **apps_overrides: Any) -> dict[str, Any]:
     app = {"client_id": "photos", "name": "Photo album", "idp_audiences": {"corp": ["photos-spa"]},
            "origins": [ORIGIN], "grants": ["sandbox/Photos", f"{ACCOUNT}/Admin"], "session_policy": POLICY,
            "rate_limits": {"per_user_per_minute": 5},
-           "dpop": "optional", **apps_overrides}  # bearer exchanges here; DPoP: tests/unit/test_dpop.py
+           "dpop": "insecure_optional", **apps_overrides}  # bearer exchanges here; DPoP: tests/unit/test_dpop.py
     return {
         "base_url": "https://bridge.example.com", "secret_key": "test",
         "redis": {"url": "redis://127.0.0.1:1/0"},

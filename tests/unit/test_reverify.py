@@ -42,11 +42,28 @@ def test_oidc_defaults() -> None:
     ({"reverify_interval": 86401}, "less than or equal"),
     ({"reverify_grace": -5}, "greater than or equal"),
     ({"reverify_unreachable": "ignore"}, "fail_closed"),
+    ({"reverify_unreachable": "fail_open"}, "`reverify_unreachable: fail_open` is now spelled "
+                                             "`reverify_unreachable: insecure_fail_open`"),
     ({"request_offline_access": True, "reverify_interval": 0}, "needs reverify_interval"),
 ])
 def test_oidc_reverify_settings_are_validated(kw: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
         oidc(**kw)
+
+
+def test_insecure_fail_open_is_taken_and_warned_at_startup() -> None:
+    s = oidc(reverify_unreachable="insecure_fail_open")
+    assert s.policy().reverify_fail_closed is False
+    assert [w for w in s.warnings() if "insecure_fail_open keeps a user's roles" in w]
+    assert not [w for w in oidc().warnings() if "insecure_fail_open" in w]
+    from bridge.upstream.github_settings import GithubConnectorSettings
+
+    with pytest.raises(ValidationError, match="now spelled `reverify_unreachable: insecure_fail_open`"):
+        GithubConnectorSettings.model_validate({"id": "gh", "type": "github", "client_id": "c", "client_secret": "s",
+                                                "orgs": ["acme"], "reverify_unreachable": "fail_open"})
+    gh = GithubConnectorSettings.model_validate({"id": "gh", "type": "github", "client_id": "c", "client_secret": "s",
+                                                 "orgs": ["acme"], "reverify_unreachable": "insecure_fail_open"})
+    assert [w for w in gh.warnings() if "insecure_fail_open keeps a user's roles" in w]
 
 
 def test_reverify_off_and_offline_access_scope() -> None:
