@@ -22,6 +22,7 @@ from bridge.config.sources import rules_file_path
 from bridge.domain.settings_base import SettingsModel
 from bridge.domain.webhook_address import is_loopback
 from bridge.mapping import MappingSettings
+from bridge.upstream.apple_settings import apple_name_warnings
 from bridge.upstream.registry import AnyConnectorSettings, ConnectorSettings
 from bridge.upstream.workload_settings import unruled_warnings
 
@@ -447,4 +448,5 @@ class Settings(SettingsModel):
                        "still work, but write match:/grants: (docs/rules.md).")
         out += self.mapping.scanned_warnings()
         out += unruled_warnings(self.enabled_connectors, self.mapping.rules)
+        out += apple_name_warnings(self.enabled_connectors, self.mapping.rules, self.apps)  # Apple's name: unsigned
         return out

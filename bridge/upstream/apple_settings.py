@@ -9,6 +9,11 @@ POST (``response_mode=form_post``: through the same-site hop, bridge/web/login.p
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
 from pydantic import Field, SecretStr, field_validator
 
 from bridge.domain.settings_base import SettingsModel
@@ -72,3 +77,25 @@ def apple_defaults(given: set[str]) -> dict[str, object]:
         "reverify_interval": 86400,
     }
     return {k: v for k, v in defaults.items() if k not in given}
+
+
+# ``{name}`` in a template (``{name}``, ``{name|lower}``), or ``name`` as a match condition's claim path.
+_USES_NAME = re.compile(r'\{\s*name\s*[|}]|"claim":\s*"name"')
+
+
+def apple_name_warnings(connectors: Sequence[Any], rules: Sequence[Any], apps: Sequence[Any]) -> list[str]:
+    """``check-config`` / startup warnings: a rule (its match, session name, tags or policy) or an app's session
+    policy that uses the identity's ``name`` and applies to an Apple connector's users — Apple's name is the
+    unsigned ``user`` form field of the first sign-in, typed by the user (bridge/upstream/apple.py)."""
+    apple = {c.id for c in connectors if getattr(c, "preset", None) == "apple"}
+    if not apple:
+        return []
+    why = ("Apple's name is not signed: the user types it at the first sign-in and the browser posts it, so "
+           "anyone can choose theirs. Use {email} or {subject}, or limit the rule with connectors:.")
+    out = [f"mapping.rules[{i}] ({r.name}): uses the identity's name and applies to the Apple connector(s) "
+           f"{', '.join(sorted(apple & set(r.connectors or apple)))}: {why}" for i, r in enumerate(rules)
+           if (r.connectors is None or apple & set(r.connectors)) and _USES_NAME.search(r.model_dump_json())]
+    out += [f"apps[{i}] ({a.label}).session_policy: uses {{name}} for users of the Apple connector(s) "
+            f"{', '.join(sorted(apple & set(a.idp_audiences)))}: {why}" for i, a in enumerate(apps)
+            if apple & set(a.idp_audiences) and _USES_NAME.search(json.dumps(a.session_policy))]
+    return out
