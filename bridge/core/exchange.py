@@ -12,7 +12,7 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
    the caller's own budget is charged), the app (``client_id``), its ``Origin`` when a browser sent one;
 3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
    app's audience at that IdP, expiry) — an MFA sign-in older than the connector's ``mfa_max_age`` counts as
-   none, as in a session —, the app's and the user's rate limits (one round trip), the app's DPoP proof
+   none, as in a session —, the user's, then the app's, rate limits (one EVAL), the app's DPoP proof
    (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent (any app's), and — for a
    connector whose tokens are ``single_use`` — its ``jti``, kept until the token expires and refused a second
    time; then SCIM, when on, as at a sign-in: a user it deactivated (or deleted) is refused
