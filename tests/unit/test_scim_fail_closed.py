@@ -16,7 +16,7 @@ from bridge.domain.identity import Identity
 from bridge.scim.directory import Directory, ScimUnmatched
 from bridge.storage import SessionRecord
 from bridge.storage.memory import MemoryStore
-from tests.unit.test_exchange import _build, config, form, id_token, post
+from tests.unit.test_exchange import _build, audit_lines, config, form, id_token, post
 from tests.unit.test_exchange_guards import SCIM_TOKEN, USER, credentials_records, scim, scim_env
 from tests.unit.test_exchange_workload import wl_form, workload_env
 
@@ -93,4 +93,6 @@ def test_a_sign_in_without_the_claim_gets_a_clear_403_page(tmp_path: Path) -> No
     page = r.get_data(as_text=True)
     assert r.status_code == 403 and "cannot be checked" in page and "Traceback" not in page
     assert env.client.get("/portal", headers={"Accept": "application/json"}).status_code == 401  # no session
+    assert [(a["outcome"], a.get("error")) for a in audit_lines(env) if a["type"] == "sign_in"] == [
+        ("failure", "scim_claim_missing")]
     assert sign_in("alice").status_code == 303  # with its e-mail (unknown to SCIM): signs in
