@@ -42,6 +42,7 @@ from bridge.domain.errors import (
     StsError,
 )
 from bridge.domain.identity import Credentials, Grant, Hop, Identity
+from bridge.domain.memo import ByObject
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
@@ -120,6 +121,7 @@ class CredentialIssuer:
         self.metrics = metrics
         self.auditor = auditor
         self.clock = clock
+        self._tagged: ByObject[Grant] = ByObject()
 
     def check(self, identity: Identity, grant: Grant, duration: int) -> None:
         """THE issuance check, before anything is minted: MfaRequired when ``grant`` needs an MFA
@@ -290,7 +292,8 @@ class CredentialIssuer:
         ``aws.mfa_tag`` is off; pass-through grants redeem the IdP's own artifact, which the bridge cannot tag."""
         if not self.cfg.mfa_tag or grant.path == "passthrough":
             return grant
-        return with_bridge_tags(grant, identity)
+        # the decision memo's grants come back on every request: each tagged once (the tags depend on mfa only)
+        return self._tagged.get((grant,), identity.mfa, lambda: with_bridge_tags(grant, identity))
 
     def mint_saml(self, grant: Grant, identity: Identity, duration: int, now: int) -> str:
         """The signed base64 SAMLResponse for ``grant`` (AssumeRoleWithSAML or console POST)."""
