@@ -2,10 +2,11 @@
 hash tag), and ``read_ahead``: a request's session read, sliding expiry, rate-limit count,
 credential-cache entry, CLI token and portal preferences in one round trip.
 
-``read_ahead`` is one non-transactional pipeline. Its keys are in up to four slots (the session's
-``{<sid hash>}``, the user's ``{<user>}`` of the credential cache, the token's and the bucket's): one
-server or Sentinel answers it in one round trip; redis-py's Cluster pipeline writes to every node
-that holds one of them before it reads any answer, so a Cluster answers in one round-trip time too.
+``read_ahead`` is one round trip. Its keys are in up to four slots (the session's ``{<sid hash>}``, the
+user's ``{<user>}`` of the credential cache, the token's and the bucket's): one server or Sentinel runs
+its commands as one EVAL (a script may use keys of any slot there), so the worker packs and parses one
+command, not seven; on a Cluster it is one non-transactional pipeline — redis-py's Cluster pipeline
+writes to every node that holds one of them before it reads any answer, one round-trip time too.
 A session cannot share a slot with its user's keys: a request names its session (the cookie) before
 anyone knows whose it is. What is read with the session is what the caller asked for the session
 as it last saw it; a session that ended is answered with nothing else, and its count is given back
@@ -18,11 +19,26 @@ import json
 import secrets
 from typing import Any
 
+import redis
+
 from bridge.storage.interface import Ahead, AheadRead, hash_id
 from bridge.storage.records import CliToken, RecordError, SessionRecord
 from bridge.storage.redis_client import as_text
 from bridge.storage.redis_legacy import BESIDE_KINDS, LegacyReads
 
+# The read-ahead's commands on one server, run by Redis in one step: the client packs and parses one command
+# instead of seven, the bulk of a cached request's Redis cost in the worker. Command i runs on KEYS[i]; ARGV holds
+# each one's name, how many arguments follow, and those. Replies as a pipeline's (an integer for EXPIRE, a
+# list for SMEMBERS): the caller reads both alike. Only read-ahead's own commands ever come here.
+_RUN = """
+local out, a = {}, 1
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[a + 1])
+  out[i] = redis.call(ARGV[a], KEYS[i], unpack(ARGV, a + 2, a + 1 + n))
+  a = a + 2 + n
+end
+return out
+"""
 PARSED_KEPT = 4096  # session documents kept parsed (by their exact JSON): a hot session is not parsed per request
 
 
@@ -111,24 +127,25 @@ class SessionKeys(LegacyReads):
                          complete=True)
 
     def _ask(self, ahead: Ahead, key: str, ttl: int, rl: str) -> list[Any]:
-        """The one pipeline: session (and token) first, then the count, the entry, the preferences."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(key)
+        """The one round trip: session (and token) first, then the count, the entry, the preferences."""
+        cmds: list[tuple[Any, ...]] = [("GET", key)]
         if ahead.token is not None:
-            pipe.pttl(key)  # to put back if the token is gone
-            pipe.get(self._k("clitoken", ahead.token))
-        pipe.expire(key, ttl)  # nothing if it ended: EXPIRE never creates
+            cmds += [("PTTL", key), ("GET", self._k("clitoken", ahead.token))]  # PTTL: to put back if it is gone
+        cmds.append(("EXPIRE", key, ttl))  # nothing if it ended: EXPIRE never creates
         if ahead.bucket is not None:
-            pipe.incr(rl)
-            pipe.expire(rl, ahead.window + 5)
+            cmds += [("INCRBY", rl, 1), ("EXPIRE", rl, ahead.window + 5)]
         if ahead.creds is not None:
-            pipe.get(self._ck(*ahead.creds))
+            cmds.append(("GET", self._ck(*ahead.creds)))
         if ahead.prefs is not None:
-            pipe.lrange(self._k("recent", ahead.prefs), 0, -1)
-            pipe.smembers(self._k("fav", ahead.prefs))
+            cmds += [("LRANGE", self._k("recent", ahead.prefs), 0, -1), ("SMEMBERS", self._k("fav", ahead.prefs))]
         if ahead.recent is not None:
-            pipe.lrange(self._k("recent", ahead.recent), 0, 0)
-            pipe.pttl(self._k("recent", ahead.recent))
+            cmds += [("LRANGE", self._k("recent", ahead.recent), 0, 0), ("PTTL", self._k("recent", ahead.recent))]
+        if isinstance(self.r, redis.Redis):  # one server (or Sentinel's master): one EVAL, a fraction of the CPU
+            argv = [x for cmd in cmds for x in (cmd[0], len(cmd) - 2, *cmd[2:])]
+            return list(self.r.eval(_RUN, len(cmds), *(cmd[1] for cmd in cmds), *argv))
+        pipe = self.r.pipeline(transaction=False)  # a Cluster: the keys are in several slots
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
         return list(pipe.execute())
 
     def get_session(self, shash: str) -> SessionRecord | None:
