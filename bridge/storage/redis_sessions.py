@@ -26,16 +26,18 @@ from bridge.storage.records import CliToken, RecordError, SessionRecord
 from bridge.storage.redis_client import as_text
 from bridge.storage.redis_legacy import BESIDE_KINDS, LegacyReads
 
-# The read-ahead's commands on one server, run by Redis in one step: the client packs and parses one command
-# instead of seven, the bulk of a cached request's Redis cost in the worker. Command i runs on KEYS[i]; ARGV holds
-# each one's name, how many arguments follow, and those. Replies as a pipeline's (an integer for EXPIRE, a
-# list for SMEMBERS): the caller reads both alike. Only read-ahead's own commands ever come here.
+# The read-ahead's commands on one server, run by Redis in one step: the worker packs and parses one command
+# instead of seven, the bulk of a cached request's Redis cost in its CPU. Command i runs on KEYS[i]; ARGV[1] is
+# "NAME arg ...;NAME ..." (one string: each argument the client packs costs it as much as a command). Replies as
+# a pipeline's (an integer for EXPIRE, a list for SMEMBERS): the caller reads both alike. Only read-ahead's own
+# commands (names and numbers, never user input) ever come here.
 _RUN = """
-local out, a = {}, 1
-for i = 1, #KEYS do
-  local n = tonumber(ARGV[a + 1])
-  out[i] = redis.call(ARGV[a], KEYS[i], unpack(ARGV, a + 2, a + 1 + n))
-  a = a + 2 + n
+local out, i = {}, 0
+for spec in string.gmatch(ARGV[1], '[^;]+') do
+  i = i + 1
+  local words = {}
+  for w in string.gmatch(spec, '%S+') do words[#words + 1] = w end
+  out[i] = redis.call(words[1], KEYS[i], unpack(words, 2))
 end
 return out
 """
@@ -141,8 +143,8 @@ class SessionKeys(LegacyReads):
         if ahead.recent is not None:
             cmds += [("LRANGE", self._k("recent", ahead.recent), 0, 0), ("PTTL", self._k("recent", ahead.recent))]
         if isinstance(self.r, redis.Redis):  # one server (or Sentinel's master): one EVAL, a fraction of the CPU
-            argv = [x for cmd in cmds for x in (cmd[0], len(cmd) - 2, *cmd[2:])]
-            return list(self.r.eval(_RUN, len(cmds), *(cmd[1] for cmd in cmds), *argv))
+            spec = ";".join(" ".join(str(x) for x in (cmd[0], *cmd[2:])) for cmd in cmds)
+            return list(self.r.eval(_RUN, len(cmds), *(cmd[1] for cmd in cmds), spec))
         pipe = self.r.pipeline(transaction=False)  # a Cluster: the keys are in several slots
         for cmd in cmds:
             pipe.execute_command(*cmd)

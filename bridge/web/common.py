@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Response, after_this_request, current_app, g, request
 
 from bridge.aws.console import console_origins
+from bridge.config import RateLimitSettings
 from bridge.domain.errors import (
     BadRequest,
     MfaRequired,
@@ -23,6 +24,7 @@ from bridge.domain.errors import (
     StoreUnavailable,
 )
 from bridge.domain.identity import Grant, Identity
+from bridge.domain.memo import ByObject
 from bridge.protocols.identity_center_protocol import address_key
 from bridge.storage import CliToken, SessionRecord, hash_id
 from bridge.telemetry import audit
@@ -273,8 +275,16 @@ def check_csrf(session: SessionRecord) -> None:
 
 
 def rate_bucket(kind: str, who: str) -> tuple[str, int] | None:
-    """(bucket, limit per minute) that counts ``who``'s requests of ``kind``; None when not limited."""
+    """(bucket, limit per minute) that counts ``who``'s requests of ``kind``; None when not limited. Named
+    once per limits, kind and who (a hot request asks twice: to read ahead, then to count)."""
     limits = services().settings.rate_limits
+    return _BUCKETS.get((limits,), (kind, who), lambda: _bucket(limits, kind, who))
+
+
+_BUCKETS: ByObject[tuple[str, int] | None] = ByObject()
+
+
+def _bucket(limits: RateLimitSettings, kind: str, who: str) -> tuple[str, int] | None:
     limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
              "device_code": limits.device_code_per_minute,
              "sso_register": limits.sso_register_per_minute,
