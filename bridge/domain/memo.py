@@ -27,8 +27,12 @@ class ByObject(Generic[V]):
     def get(self, objs: tuple[object, ...], extra: Hashable, make: Callable[[], V]) -> V:
         key = (*map(id, objs), extra)
         hit = self._kept.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], objs, strict=True)):
-            return hit[1]
+        if hit is not None:
+            for kept, obj in zip(hit[0], objs, strict=True):  # a loop, not all(): this runs on every hot request
+                if kept is not obj:
+                    break
+            else:
+                return hit[1]
         value = make()
         if len(self._kept) >= self.size:
             self._kept.clear()
