@@ -59,6 +59,22 @@ class SessionKeys(LegacyReads):
             memo[key] = record
         return record
 
+    def _token(self, raw: Any) -> CliToken | None:
+        """The CLI token of a stored document (None: none, or not a token's shape), parsed once per document."""
+        if raw is None:
+            return None
+        key = raw if isinstance(raw, bytes) else str(raw).encode()
+        memo: dict[bytes, CliToken] = self.__dict__.setdefault("_parsed_tokens", {})
+        token = memo.get(key)
+        if token is None:
+            token = self._record(CliToken.from_json, _doc(key))
+            if token is None:
+                return None
+            if len(memo) >= PARSED_KEPT:
+                memo.clear()
+            memo[key] = token
+        return token
+
     # Everything kept for a session (the record, its passthrough artifact, its upstream grant, its
     # CLI tokens) is keyed by the SHA-256 of the cookie value: ``session_hash(sid)``. A CLI token
     # or an admin holds only that hash, never the cookie.
@@ -108,7 +124,7 @@ class SessionKeys(LegacyReads):
             got = self._ask(ahead, key, min(ahead.idle, left), rl)
             raw, token, count = got[0], None, None
             if ahead.token is not None:
-                token = self._record(CliToken.from_json, _doc(got[2]))
+                token = self._token(got[2])
                 if token is None and raw is not None and int(got[1]) > 0:
                     self.r.expire(key, -(-int(got[1]) // 1000))  # a revoked token keeps no session alive
             rest = got[4:] if ahead.token is not None else got[2:]
