@@ -145,25 +145,26 @@ class SessionKeys(LegacyReads):
                          complete=True)
 
     def _ask(self, ahead: Ahead, key: str, ttl: int, rl: str) -> list[Any]:
-        """The one round trip: session (and token) first, then the count, the entry, the preferences."""
-        cmds: list[tuple[Any, ...]] = [("GET", key)]
+        """The one round trip: session (and token) first, then the count, the entry, the preferences.
+        Each command as ("NAME arg ...", key): the EVAL's spec as it is, split for a pipeline."""
+        cmds: list[tuple[str, str]] = [("GET", key)]
         if ahead.token is not None:
             cmds += [("PTTL", key), ("GET", self._k("clitoken", ahead.token))]  # PTTL: to put back if it is gone
-        cmds.append(("EXPIRE", key, ttl))  # nothing if it ended: EXPIRE never creates
+        cmds.append((f"EXPIRE {ttl}", key))  # nothing if it ended: EXPIRE never creates
         if ahead.bucket is not None:
-            cmds += [("INCRBY", rl, 1), ("EXPIRE", rl, ahead.window + 5)]
+            cmds += [("INCRBY 1", rl), (f"EXPIRE {ahead.window + 5}", rl)]
         if ahead.creds is not None:
             cmds.append(("GET", self._ck(*ahead.creds)))
         if ahead.prefs is not None:
-            cmds += [("LRANGE", self._k("recent", ahead.prefs), 0, -1), ("SMEMBERS", self._k("fav", ahead.prefs))]
+            cmds += [("LRANGE 0 -1", self._k("recent", ahead.prefs)), ("SMEMBERS", self._k("fav", ahead.prefs))]
         if ahead.recent is not None:
-            cmds += [("LRANGE", self._k("recent", ahead.recent), 0, 0), ("PTTL", self._k("recent", ahead.recent))]
+            cmds += [("LRANGE 0 0", self._k("recent", ahead.recent)), ("PTTL", self._k("recent", ahead.recent))]
         if isinstance(self.r, redis.Redis):  # one server (or Sentinel's master): one EVAL, a fraction of the CPU
-            spec = ";".join(" ".join(str(x) for x in (cmd[0], *cmd[2:])) for cmd in cmds)
-            return list(self.r.eval(_RUN, len(cmds), *(cmd[1] for cmd in cmds), spec))
+            return list(self.r.eval(_RUN, len(cmds), *(k for _, k in cmds), ";".join(c for c, _ in cmds)))
         pipe = self.r.pipeline(transaction=False)  # a Cluster: the keys are in several slots
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
+        for cmd, k in cmds:
+            name, *args = cmd.split()
+            pipe.execute_command(name, k, *args)
         return list(pipe.execute())
 
     def get_session(self, shash: str) -> SessionRecord | None:
