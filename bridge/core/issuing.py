@@ -158,7 +158,7 @@ class CredentialIssuer:
 
         def intent() -> None:  # raises AuditUnavailable (fail closed) before STS is called
             if self.auditor.fail_closed:
-                self.auditor.record("credentials_intent", ctx, shared=base, **under)
+                self.auditor.record("credentials_intent", ctx, base, **under)
 
         def hop(**fields: Any) -> None:  # each call of a chain (never the hub's credentials)
             self.auditor.record("credentials_hop", ctx, who=base.values["who"], rule=grant.via,
@@ -169,10 +169,10 @@ class CredentialIssuer:
             creds, cached = self._credentials(identity, grant, duration, passthrough, intent, hop, sealed)
         except BridgeError as e:
             sts_id = e.sts_request_id if isinstance(e, StsError) else ""
-            self.auditor.record("credentials", ctx, shared=base, outcome="failure", error=e.code, **under,
+            self.auditor.record("credentials", ctx, base, outcome="failure", error=e.code, **under,
                                 **({"sts_request_id": sts_id} if sts_id else {}))
             raise
-        self.auditor.record("credentials", ctx, shared=base, outcome="success", cached=cached,
+        self.auditor.record("credentials", ctx, base, outcome="success", cached=cached,
                             access_key_id=creds.access_key_id, assumed_role_arn=creds.assumed_role_arn,
                             expiration=creds.expiration_iso(), **under,
                             **({"sts_request_id": creds.sts_request_id} if creds.sts_request_id else {}))

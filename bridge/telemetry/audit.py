@@ -151,7 +151,7 @@ class Context:
 @dataclass(frozen=True)
 class Shared:
     """Fields many records carry alike (who, how, the grant: every issuance of one role to one sign-in), encoded
-    as JSON once (``Shared.of``) and written after a record's own fields (``record(..., shared=)``)."""
+    as JSON once (``Shared.of``) and written after a record's own fields (``record(type, ctx, shared, ...)``)."""
 
     values: dict[str, Any]
     encoded: str  # the JSON of ``values`` without its braces
@@ -207,8 +207,9 @@ class Auditor:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.instance = socket.gethostname()
 
-    def record(self, type_: str, ctx: Context, shared: Shared | None = None, **fields: Any) -> dict[str, Any]:
-        """Write one record: its type, the context, ``fields``, then the ``shared`` ones (never the same key)."""
+    def record(self, type_: str, ctx: Context, shared: Shared | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Write one record: its type, the context, ``fields``, then the ``shared`` ones (never the same key;
+        positional, so no field can be named ``shared``)."""
         doc: dict[str, Any] = {
             "ts": self.clock().isoformat(timespec="milliseconds"), "type": type_,
             "correlation_id": ctx.correlation_id, "request_id": request_id.get(), "instance": self.instance,

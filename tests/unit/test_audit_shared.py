@@ -29,7 +29,7 @@ def test_a_record_with_shared_fields_is_the_record_with_them_inline() -> None:
     shared = audit.Shared.of({"who": {"subject": "alice", "email": "a@example.com"}, "tags": {"T": "ü"},
                               "duration": 3600})
     a, sink = auditor()
-    doc = a.record("credentials", audit.Context("cid", "127.0.0.1", "ua"), shared=shared, outcome="success")
+    doc = a.record("credentials", audit.Context("cid", "127.0.0.1", "ua"), shared, outcome="success")
     b, plain = auditor()
     b.record("credentials", audit.Context("cid", "127.0.0.1", "ua"), outcome="success", **shared.values)
     assert json.loads(sink.lines[0]) == json.loads(plain.lines[0]) == doc
@@ -39,11 +39,11 @@ def test_a_record_with_shared_fields_is_the_record_with_them_inline() -> None:
 def test_a_field_given_twice_is_refused_and_nothing_written() -> None:
     a, sink = auditor()
     with pytest.raises(ValueError, match="outcome"):
-        a.record("credentials", audit.Context(), shared=audit.Shared.of({"outcome": "x"}), outcome="success")
+        a.record("credentials", audit.Context(), audit.Shared.of({"outcome": "x"}), outcome="success")
     assert sink.lines == []
 
 
 def test_empty_shared_fields_change_nothing() -> None:
     a, sink = auditor()
-    a.record("sign_in", audit.Context(), shared=audit.Shared.of({}), outcome="success")
+    a.record("sign_in", audit.Context(), audit.Shared.of({}), outcome="success")
     assert json.loads(sink.lines[0])["outcome"] == "success"

@@ -29,8 +29,8 @@ class Auditor:
     def __init__(self) -> None:
         self.records: list[tuple[str, dict[str, Any]]] = []
 
-    def record(self, kind: str, ctx: Any, **fields: Any) -> None:
-        self.records.append((kind, fields))
+    def record(self, kind: str, ctx: Any, shared: Any = None, /, **fields: Any) -> None:
+        self.records.append((kind, {**(shared.values if shared is not None else {}), **fields}))
 
 
 def issuer(auditor: Auditor) -> CredentialIssuer:
