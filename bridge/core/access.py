@@ -39,6 +39,7 @@ from bridge.aws.upstream_check import UpstreamCheck
 from bridge.config import AdminSettings, Settings, reload_mapping, rules_file_path
 from bridge.core.rulebook import RuleBook
 from bridge.domain.identity import Grant, Identity
+from bridge.domain.memo import ByObject
 from bridge.mapping import gcpause
 from bridge.mapping.gcpause import gc_paused
 from bridge.mapping.paths import View
@@ -173,6 +174,7 @@ class AccessPoint:
         self._memo_lock = threading.Lock()
         self._memo_grants = 0
         self._memo_version = ""
+        self._digests: ByObject[str] = ByObject()  # memo_digest per identity object (identities never change)
         self.requests = requests
         # The rules version whose offers every live access request was last checked against (a rules reload,
         # or a process starting under rules it has not checked them against, ends those no longer offered).
@@ -288,8 +290,8 @@ class AccessPoint:
         rules = self.rules.mapping
         version = str(rules.compiled.version)
         self._sweep_if_new(version)
-        digest = memo_digest(identity)
-        memo_key = (version, digest)
+        # the same identity object on every request of a session (records are parsed once per stored document)
+        memo_key = (version, self._digests.get((identity,), None, lambda: memo_digest(identity)))
         if (hit := self._memo_get(memo_key)) is not None:
             return hit
         decision = mapping.decide(rules, identity, self._defaults(identity))

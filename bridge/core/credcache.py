@@ -19,8 +19,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bridge.domain.identity import Credentials, Grant, Identity
+from bridge.domain.memo import ByObject
 from bridge.keys.sealing import Sealer
 from bridge.storage import CredsStore
+
+OPENED_KEPT = 1024  # entries kept opened (their credentials) per process: the hot ones
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class CredentialCache:
         self.refresh_window = refresh_window
         self.clock = clock
         self.on_lookup = on_lookup  # hit or miss: the metrics
+        self._keys: ByObject[tuple[str, str]] = ByObject()
+        self._opened: dict[tuple[bytes, str], Credentials] = {}
 
     def use_keys(self, keys: Sequence[bytes]) -> None:
         """Switch to a new key list (a key added to keys_dir while running): the newest encrypts."""
@@ -102,8 +107,10 @@ class CredentialCache:
         return f"{self.store.prefix}creds:{entry}".encode()
 
     def key(self, identity: Identity, grant: Grant, duration: int, artifact: str | None = None) -> tuple[str, str]:
-        """(user, entry): where ``get`` looks (to read it ahead, with the session)."""
-        return self.user_key(identity), self._entry(identity, grant, duration, artifact)
+        """(user, entry): where ``get`` looks (to read it ahead, with the session). Named once per identity,
+        grant and duration (each request asks for it twice: to read ahead, then to look up)."""
+        return self._keys.get((identity, grant), (duration, artifact), lambda: (
+            self.user_key(identity), self._entry(identity, grant, duration, artifact)))
 
     def get(self, identity: Identity, grant: Grant, duration: int, *,
             artifact: str | None = None, sealed: Sealed | None = None) -> Credentials | None:
@@ -117,16 +124,30 @@ class CredentialCache:
                 sealed: Sealed | None) -> Credentials | None:
         user, entry = self.key(identity, grant, duration, artifact)
         blob = sealed.blob if sealed is not None and sealed.key == (user, entry) else self.store.creds_get(user, entry)
-        plain = self.sealer.open(blob or b"", self._aad(entry))
+        creds = self._open(blob or b"", entry)
+        if creds is None or creds.expiration.timestamp() - self.clock() <= self.refresh_window:
+            return None
+        return creds
+
+    def _open(self, blob: bytes, entry: str) -> Credentials | None:
+        """The credentials sealed in ``blob`` for ``entry``; None: absent, under a retired key, moved from another
+        entry, not ours. The same bytes for the same entry open to the same credentials: those opened lately are
+        kept (by blob and entry, while the key that sealed them is held), so a hot entry is not opened per request."""
+        key = (blob, entry)
+        kept = self._opened.get(key)
+        if kept is not None and blob[1:9] in self.sealer.keys:
+            return kept
+        plain = self.sealer.open(blob, self._aad(entry))
         if plain is None:
             return None  # absent, under a retired key, or moved from another entry: a miss, not an error
         try:
             doc: dict[str, Any] = json.loads(plain)
+            creds = Credentials(**{**doc, "expiration": datetime.fromisoformat(doc["expiration"])})
         except ValueError:
             return None
-        creds = Credentials(**{**doc, "expiration": datetime.fromisoformat(doc["expiration"])})
-        if creds.expiration.timestamp() - self.clock() <= self.refresh_window:
-            return None
+        if len(self._opened) >= OPENED_KEPT:
+            self._opened.clear()
+        self._opened[key] = creds
         return creds
 
     def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials, *,

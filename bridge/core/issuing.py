@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bridge.aws.assertion import SamlIssuer, mint_saml_response, signin_saml_endpoint
 from bridge.aws.bridge_tags import with_bridge_tags
@@ -42,6 +43,7 @@ from bridge.domain.errors import (
     StsError,
 )
 from bridge.domain.identity import Credentials, Grant, Hop, Identity
+from bridge.domain.memo import ByObject
 from bridge.telemetry import audit
 from bridge.telemetry.audit import Auditor
 from bridge.telemetry.logs import event
@@ -120,6 +122,8 @@ class CredentialIssuer:
         self.metrics = metrics
         self.auditor = auditor
         self.clock = clock
+        self._tagged: ByObject[Grant] = ByObject()
+        self._audit_base: ByObject[audit.Shared] = ByObject()
 
     def check(self, identity: Identity, grant: Grant, duration: int) -> None:
         """THE issuance check, before anything is minted: MfaRequired when ``grant`` needs an MFA
@@ -146,28 +150,31 @@ class CredentialIssuer:
         for (a token exchange), named in the audit record; ``workload``: the workload's name (repository, service
         account) of an exchange without an app; ``dpop_jkt``: the thumbprint of the key the app proved (DPoP)."""
         ctx, under = audit.for_grant(ctx or audit.Context(), grant)
-        base = {"who": audit.who(identity), "how": audit.how(identity), "duration": duration,
-                **audit.grant_fields(grant), **under, **({"app": app} if app else {}),
-                **({"workload": workload} if workload else {}), **({"dpop_jkt": dpop_jkt} if dpop_jkt else {})}
+        # who, how and the grant: the same on every issuance of this grant to this sign-in, encoded once
+        base = self._audit_base.get((identity, grant), (duration, app, workload, dpop_jkt), lambda: audit.Shared.of({
+            "who": audit.who(identity), "how": audit.how(identity), "duration": duration, **audit.grant_fields(grant),
+            **({"app": app} if app else {}), **({"workload": workload} if workload else {}),
+            **({"dpop_jkt": dpop_jkt} if dpop_jkt else {})}))
 
         def intent() -> None:  # raises AuditUnavailable (fail closed) before STS is called
             if self.auditor.fail_closed:
-                self.auditor.record("credentials_intent", ctx, **base)
+                self.auditor.record("credentials_intent", ctx, base, **under)
 
-        def hop(**fields: object) -> None:  # each call of a chain (never the hub's credentials)
-            self.auditor.record("credentials_hop", ctx, who=base["who"], rule=grant.via, role_arn=grant.role_arn,
-                                session_name=grant.session_name, source_identity=grant.source_identity,
-                                **fields, **under)
+        def hop(**fields: Any) -> None:  # each call of a chain (never the hub's credentials)
+            self.auditor.record("credentials_hop", ctx, who=base.values["who"], rule=grant.via,
+                                role_arn=grant.role_arn, session_name=grant.session_name,
+                                source_identity=grant.source_identity, **fields, **under)
 
         try:
             creds, cached = self._credentials(identity, grant, duration, passthrough, intent, hop, sealed)
         except BridgeError as e:
             sts_id = e.sts_request_id if isinstance(e, StsError) else ""
-            self.auditor.record("credentials", ctx, outcome="failure", error=e.code, **base,
+            self.auditor.record("credentials", ctx, base, outcome="failure", error=e.code, **under,
                                 **({"sts_request_id": sts_id} if sts_id else {}))
             raise
-        self.auditor.record("credentials", ctx, outcome="success", cached=cached, access_key_id=creds.access_key_id,
-                            assumed_role_arn=creds.assumed_role_arn, expiration=creds.expiration_iso(), **base,
+        self.auditor.record("credentials", ctx, base, outcome="success", cached=cached,
+                            access_key_id=creds.access_key_id, assumed_role_arn=creds.assumed_role_arn,
+                            expiration=creds.expiration_iso(), **under,
                             **({"sts_request_id": creds.sts_request_id} if creds.sts_request_id else {}))
         return creds
 
@@ -290,7 +297,8 @@ class CredentialIssuer:
         ``aws.mfa_tag`` is off; pass-through grants redeem the IdP's own artifact, which the bridge cannot tag."""
         if not self.cfg.mfa_tag or grant.path == "passthrough":
             return grant
-        return with_bridge_tags(grant, identity)
+        # the decision memo's grants come back on every request: each tagged once (the tags depend on mfa only)
+        return self._tagged.get((grant,), identity.mfa, lambda: with_bridge_tags(grant, identity))
 
     def mint_saml(self, grant: Grant, identity: Identity, duration: int, now: int) -> str:
         """The signed base64 SAMLResponse for ``grant`` (AssumeRoleWithSAML or console POST)."""

@@ -290,6 +290,10 @@ class Credentials:
 
     def expiration_iso(self) -> str:
         """RFC 3339 UTC with a ``Z`` and no fractional seconds (the strictest consumer's format)."""
+        return self._expiration_z
+
+    @cached_property  # cached credentials are one object per entry (credcache): formatted once
+    def _expiration_z(self) -> str:
         return self.expiration.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and debug logs

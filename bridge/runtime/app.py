@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flask import Flask
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge.config import Settings, listen_port, load_settings, startup_warnings
@@ -72,6 +73,18 @@ def _mark_metrics_listener(wsgi_app: WSGIApplication, port: int | None) -> WSGIA
     return app
 
 
+class NoFlaskSession(SessionInterface):
+    """Sessions live server-side (``bridge/core/sessions.py``), never in Flask's signed cookie: no request
+    builds a cookie signer to open a session nobody reads (``flask.session`` is Flask's NullSession,
+    which refuses writes)."""
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
     """Build the app. Without settings, reads the file named by ``BRIDGE_CONFIG`` (gunicorn path)."""
     if settings is None:
@@ -81,6 +94,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         log_startup_warnings(settings)
     app = Flask("bridge", template_folder=str(settings.templates_dir or asset_dir("templates")),
                 static_folder=str(asset_dir("static")))
+    app.session_interface = NoFlaskSession()
     app.config.update(SECRET_KEY=settings.secret_key.get_secret_value(), MAX_CONTENT_LENGTH=1024 * 1024,
                       JSON_SORT_KEYS=False)
     if settings.trusted_proxies:

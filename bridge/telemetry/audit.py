@@ -148,6 +148,19 @@ class Context:
     user_agent: str | None = None
 
 
+@dataclass(frozen=True)
+class Shared:
+    """Fields many records carry alike (who, how, the grant: every issuance of one role to one sign-in), encoded
+    as JSON once (``Shared.of``) and written after a record's own fields (``record(type, ctx, shared, ...)``)."""
+
+    values: dict[str, Any]
+    encoded: str  # the JSON of ``values`` without its braces
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> Shared:
+        return cls(values, json.dumps(values, default=str, separators=(",", ":"))[1:-1])
+
+
 def who(identity: Identity) -> dict[str, Any]:
     return {"issuer": identity.issuer, "subject": identity.subject, "email": identity.email,
             "connector": identity.connector_id}
@@ -194,13 +207,21 @@ class Auditor:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.instance = socket.gethostname()
 
-    def record(self, type_: str, ctx: Context, **fields: Any) -> dict[str, Any]:
+    def record(self, type_: str, ctx: Context, shared: Shared | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Write one record: its type, the context, ``fields``, then the ``shared`` ones (never the same key;
+        positional, so no field can be named ``shared``)."""
         doc: dict[str, Any] = {
             "ts": self.clock().isoformat(timespec="milliseconds"), "type": type_,
             "correlation_id": ctx.correlation_id, "request_id": request_id.get(), "instance": self.instance,
             "client_ip": ctx.client_ip, "user_agent": (ctx.user_agent or "")[:256] or None, **fields}
+        line = json.dumps(doc, default=str, separators=(",", ":"))
+        if shared is not None and shared.values:
+            if not shared.values.keys().isdisjoint(doc):
+                raise ValueError(f"audit record {type_}: {sorted(shared.values.keys() & doc.keys())} given twice")
+            line = f"{line[:-1]},{shared.encoded}}}"
+            doc.update(shared.values)
         try:
-            self.sink.write(json.dumps(doc, default=str, separators=(",", ":")))
+            self.sink.write(line)
         except Exception as e:  # noqa: BLE001 - any sink failure (OSError, Redis, ...) is handled alike
             event("audit_write_failed", logging.ERROR, sink=self.sink.name, error_type=type(e).__name__,
                   record_type=type_)

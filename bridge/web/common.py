@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Response, after_this_request, current_app, g, request
 
 from bridge.aws.console import console_origins
+from bridge.config import RateLimitSettings
 from bridge.domain.errors import (
     BadRequest,
     MfaRequired,
@@ -23,6 +24,7 @@ from bridge.domain.errors import (
     StoreUnavailable,
 )
 from bridge.domain.identity import Grant, Identity
+from bridge.domain.memo import ByObject
 from bridge.protocols.identity_center_protocol import address_key
 from bridge.storage import CliToken, SessionRecord, hash_id
 from bridge.telemetry import audit
@@ -45,8 +47,18 @@ def services() -> Services:
 def wants_json() -> bool:
     if request.path.startswith("/api/"):
         return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
+    accept = request.headers.get("Accept", "")
+    known = _ACCEPTS.get(accept)
+    if known is None:
+        known = request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
+        if len(accept) <= 512:  # bounded: odd headers a client invents push the common ones out, no more
+            if len(_ACCEPTS) >= 256:
+                _ACCEPTS.clear()
+            _ACCEPTS[accept] = known
+    return known
+
+
+_ACCEPTS: dict[str, bool] = {}  # Accept header -> wants JSON (the same few headers come on every request)
 
 
 def session_hash() -> str | None:
@@ -177,8 +189,13 @@ def parse_seconds(raw: str, field: str) -> int:
     return int(raw)
 
 
+def form_field(name: str) -> str | None:
+    """``request.form.get(name)``, without building a form parser for an empty body (the JSON API's POSTs)."""
+    return None if request.content_length == 0 else request.form.get(name)
+
+
 def chosen_duration(grant: Grant) -> int:
-    raw = request.form.get("duration") or request.args.get("duration") or str(grant.default_duration)
+    raw = form_field("duration") or request.args.get("duration") or str(grant.default_duration)
     return parse_seconds(raw, "duration")
 
 
@@ -250,7 +267,7 @@ def require_confirmation(approve: bool, *, terminal: bool = True) -> None:
 
 
 def check_csrf(session: SessionRecord) -> None:
-    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    sent = form_field("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
         raise BadRequest("missing or wrong CSRF token", code="csrf_failed",
                          message="This form has expired or did not come from the bridge.",
@@ -258,8 +275,16 @@ def check_csrf(session: SessionRecord) -> None:
 
 
 def rate_bucket(kind: str, who: str) -> tuple[str, int] | None:
-    """(bucket, limit per minute) that counts ``who``'s requests of ``kind``; None when not limited."""
+    """(bucket, limit per minute) that counts ``who``'s requests of ``kind``; None when not limited. Named
+    once per limits, kind and who (a hot request asks twice: to read ahead, then to count)."""
     limits = services().settings.rate_limits
+    return _BUCKETS.get((limits,), (kind, who), lambda: _bucket(limits, kind, who))
+
+
+_BUCKETS: ByObject[tuple[str, int] | None] = ByObject()
+
+
+def _bucket(limits: RateLimitSettings, kind: str, who: str) -> tuple[str, int] | None:
     limit = {"sign_in": limits.sign_in_per_minute, "device": limits.device_per_minute,
              "device_code": limits.device_code_per_minute,
              "sso_register": limits.sso_register_per_minute,

@@ -153,8 +153,9 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
         on_in_flight=metrics.sts_in_flight_change)
     cache: Cache = NoCache()
     if settings.credential_cache.enabled and sealer is not None:
+        hits, misses = metrics.credential_cache.labels("hit"), metrics.credential_cache.labels("miss")
         cache = CredentialCache(store, sealer, refresh_window=settings.credential_cache.refresh_window,
-                                on_lookup=lambda hit: metrics.credential_cache.labels("hit" if hit else "miss").inc())
+                                on_lookup=lambda hit: (hits if hit else misses).inc())
     if sealer is None:
         event("config_warning", logging.WARNING, message=f"issuer.keys_dir: no cache key in {settings.keys_dir}: "
               "upstream refresh tokens and pass-through artifacts are kept in Redis unencrypted (run `bridge keys "

@@ -184,3 +184,15 @@ def test_scaleout_smoke() -> None:
     assert "STUB sts:" in out
     assert f["scaleout_cached_errors"] == 0 and f["scaleout_signin_errors"] == 0
     assert f["scaleout_cached_two_redis_round_trips"] >= 1 and f["scaleout_cached_ratio"] > 0
+
+
+def test_the_in_process_profile_of_a_cached_request_runs() -> None:
+    """bench/profile_credentials.py (not a benchmark: a profile) still builds the app and profiles both ways."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    for mode in (["--top", "5"], ["--sample", "--top", "5"]):
+        p = subprocess.run([sys.executable, str(BENCH / "profile_credentials.py"), "--requests", "30", "--rounds", "1",
+                            *mode], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert "us CPU/request" in p.stderr and "credentials_cached / healthz CPU" in p.stderr, p.stderr[-3000:]
+        assert ("own time by package" if "--sample" in mode else "function calls") in p.stderr, p.stderr[-3000:]

@@ -82,3 +82,36 @@ def test_forget_user(cache: CredentialCache) -> None:
     cache.put(IDENT, GRANT, 7200, creds())
     assert cache.forget_user(IDENT) == 2
     assert cache.get(IDENT, GRANT, 3600) is None
+
+
+def test_opened_entries_are_kept_only_while_their_key_is_held(cache: CredentialCache) -> None:
+    """The same blob for the same entry opens once; a key removed since, a tampered blob or the blob under
+    another entry is still a miss (what was opened before does not answer for them)."""
+    cache.put(IDENT, GRANT, 3600, creds())
+    first = cache.get(IDENT, GRANT, 3600)
+    assert first is not None and cache.get(IDENT, GRANT, 3600) is first  # opened once
+    user, entry = cache.key(IDENT, GRANT, 3600)
+    blob = cache.store.creds_get(user, entry)
+    assert blob is not None
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+    cache.store.creds_put(user, entry, tampered, 3600)
+    assert cache.get(IDENT, GRANT, 3600) is None
+    other = cache._entry(IDENT, GRANT, 7200)
+    cache.store.creds_put(user, other, blob, 3600)  # moved under another entry: its AAD differs
+    assert cache.get(IDENT, GRANT, 7200) is None
+    cache.store.creds_put(user, entry, blob, 3600)
+    assert cache.get(IDENT, GRANT, 3600) is first
+    cache.use_keys([os.urandom(32)])  # the sealing key removed: its blobs open no more, kept or not
+    assert cache.get(IDENT, GRANT, 3600) is None
+
+
+def test_entry_names_follow_the_objects_asked_for(cache: CredentialCache) -> None:
+    """The entry of an (identity, grant, duration) is named once per those objects: an equal grant with other
+    tags, another duration or another identity gets its own name, never a kept one."""
+    key = cache.key(IDENT, GRANT, 3600)
+    assert cache.key(IDENT, GRANT, 3600) == key
+    assert cache.key(IDENT, GRANT, 7200) != key
+    assert cache.key(IDENT, Grant(**{**GRANT.to_json(), "tags": {"T": "other"}}), 3600) != key
+    assert cache.key(Identity(connector_id="c", subject="bob", issuer="https://idp"), GRANT, 3600)[0] != key[0]
+    copy = Grant(**GRANT.to_json())
+    assert cache.key(IDENT, copy, 3600) == key  # an equal copy: computed again, the same name

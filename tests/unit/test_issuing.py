@@ -29,8 +29,8 @@ class Auditor:
     def __init__(self) -> None:
         self.records: list[tuple[str, dict[str, Any]]] = []
 
-    def record(self, kind: str, ctx: Any, **fields: Any) -> None:
-        self.records.append((kind, fields))
+    def record(self, kind: str, ctx: Any, shared: Any = None, /, **fields: Any) -> None:
+        self.records.append((kind, {**(shared.values if shared is not None else {}), **fields}))
 
 
 def issuer(auditor: Auditor) -> CredentialIssuer:
@@ -79,3 +79,13 @@ def test_only_the_issuer_checks_assume_parameters() -> None:
                for n in ast.walk(tree)):
             callers.append(str(path.relative_to(BRIDGE)))
     assert sorted(callers) == ["commands/tokens.py", "core/issuing.py"]  # `bridge preview` offline checks, no issuance
+
+
+def test_the_bridge_tags_follow_each_sign_in_though_a_grant_is_tagged_once() -> None:
+    """``tagged`` keeps the tagged grant per grant object and MFA: the same grant object, asked for a sign-in
+    with MFA and one without, carries each one's own ``bridge:mfa``."""
+    tagged = issuer(Auditor()).tagged
+    assert tagged(GRANT, MFA).tags["bridge:mfa"] == "true"
+    assert tagged(GRANT, NO_MFA).tags["bridge:mfa"] == "false"
+    assert tagged(GRANT, MFA) is tagged(GRANT, MFA)
+    assert tagged(GRANT, NO_MFA).tags["bridge:mfa"] == "false"

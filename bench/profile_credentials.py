@@ -1,0 +1,167 @@
+"""Where a worker's CPU goes on a cached POST /credentials/<grant> (and on /healthz, the baseline), in-process.
+
+Not a benchmark (no BENCH lines): the app of bench/bench_credentials.py (same settings, rate limits on, a
+real redis-server, moto's STS for the one fill of the cache, prometheus_client in multiprocess mode as under
+gunicorn) built in this process and driven through its WSGI callable with a raw environ — no gunicorn, no
+sockets to the client — under cProfile (CPU time). The audit trail and logs go to stdout, as under
+`bridge serve`: send it to /dev/null. Prints microseconds per request of each kind and the top functions.
+
+    .venv/bin/python bench/profile_credentials.py [--requests 3000] [--top 40] [--rounds 3] [--sample] >/dev/null
+
+``--top 0``: the timings only; ``--sample``: a statistical profile (own time by package and function).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import signal
+import sys
+import tempfile
+import time
+from typing import Any
+
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bridge-profile-metrics-"))
+
+from _peers import ROOT, Stack, free_port  # noqa: E402
+from bench_credentials import SETTINGS  # noqa: E402
+
+from bridge.config.loading import load_settings  # noqa: E402
+from bridge.runtime.app import create_app  # noqa: E402
+
+
+def environ(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+        "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0), "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "ApacheBench/2.3", "HTTP_CONNECTION": "keep-alive"}
+    if method == "POST":
+        env.update(CONTENT_TYPE="application/x-www-form-urlencoded", CONTENT_LENGTH="0")
+    for k, v in headers.items():
+        env["HTTP_" + k.upper().replace("-", "_")] = v
+    return env
+
+
+def call(app: Any, env: dict[str, Any]) -> tuple[str, bytes]:
+    env = {**env, "wsgi.input": io.BytesIO(b"")}
+    status: list[str] = []
+    out = app(env, lambda s, h, exc=None: status.append(s))
+    body = b"".join(out)
+    if hasattr(out, "close"):
+        out.close()
+    return status[0], body
+
+
+def sample(app: Any, env: dict[str, Any], n: int, top: int) -> None:
+    """Inclusive share of CPU samples per function (a function counted once per sample it is on the stack of)."""
+    stacks: list[tuple[str, ...]] = []
+
+    def on_tick(_sig: int, frame: Any) -> None:
+        names = []
+        while frame is not None:
+            code = frame.f_code
+            names.append(f"{code.co_filename.rsplit('site-packages/', 1)[-1].replace(str(ROOT) + '/', '')}:"
+                         f"{code.co_firstlineno}({code.co_name})")
+            frame = frame.f_back
+        stacks.append(tuple(dict.fromkeys(names)))
+
+    signal.signal(signal.SIGPROF, on_tick)
+    signal.setitimer(signal.ITIMER_PROF, 97e-6, 97e-6)
+    for _ in range(n):
+        call(app, env)
+    signal.setitimer(signal.ITIMER_PROF, 0, 0)
+    counts: dict[str, int] = {}
+    for st in stacks:
+        for name in st:
+            counts[name] = counts.get(name, 0) + 1
+    by_package: dict[str, int] = {}
+    for st in stacks:  # where each sample's innermost Python frame is: its own time, by package
+        inner = st[0].split(":", 1)[0]
+        pkg = inner.split("/")[0] if not inner.startswith("bridge/") else "/".join(inner.split("/")[:2])
+        by_package[pkg] = by_package.get(pkg, 0) + 1
+    print(f"{len(stacks)} samples; own time by package:", file=sys.stderr)
+    for pkg, c in sorted(by_package.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"{100 * c / len(stacks):6.1f} %  {pkg}", file=sys.stderr)
+    own: dict[str, int] = {}
+    for st in stacks:
+        own[st[0]] = own.get(st[0], 0) + 1
+    print("own time by function:", file=sys.stderr)
+    for name, c in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{100 * c / len(stacks):6.1f} %  {name}", file=sys.stderr)
+    print("inclusive share of each function:", file=sys.stderr)
+    for name, c in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{100 * c / len(stacks):6.1f} %  {name}", file=sys.stderr)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--sort", default="tottime")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kind", default="credentials_cached", choices=["credentials_cached", "healthz"])
+    ap.add_argument("--sample", action="store_true",
+                    help="a statistical profile instead (a stack every 97 us of CPU): cProfile's own cost per call "
+                         "inflates code with many small calls")
+    args = ap.parse_args()
+    with Stack("profile") as stack:
+        port = free_port()
+        path = stack.tmp / "bridge.json"
+        import json
+
+        path.write_text(json.dumps(stack.config(port, **SETTINGS)))
+        stack.wait_sts()
+        app = create_app(load_settings(path))
+        client = app.test_client()
+        r = client.get("/login/dev")
+        state = r.headers["location"].split("state=")[1].split("&")[0]
+        r = client.post("/callback/dev", data={"state": state, "user": "alice"})
+        assert r.status_code == 303, r.status_code
+        portal = client.get("/portal", headers={"Accept": "application/json"}).get_json()
+        cookie = client.get_cookie("bridge_session")
+        assert cookie is not None
+        sid = cookie.value
+        headers = {"Accept": "application/json", "X-CSRF-Token": portal["csrf_token"],
+                   "Cookie": f"bridge_session={sid}"}
+        kinds = {"healthz": environ("GET", "/healthz", {}),
+                 "credentials_cached": environ("POST", f"/credentials/{portal['grants'][0]['id']}", headers)}
+        for name, env in kinds.items():
+            for _ in range(200):  # warm: the cache filled, the session seen by this process, read ahead
+                status, body = call(app, env)
+            assert status.startswith("200"), (name, status, body[:300])
+            assert name == "healthz" or b"SessionToken" in body, body[:300]
+        best = dict.fromkeys(kinds, float("inf"))
+        for _ in range(args.rounds):  # interleaved; the best round of each (the machine is shared)
+            for name, env in kinds.items():
+                t0 = time.process_time()
+                for _ in range(args.requests):
+                    call(app, env)
+                best[name] = min(best[name], (time.process_time() - t0) / args.requests * 1e6)
+        for name, us in best.items():
+            print(f"{name:20s} {us:7.1f} us CPU/request (in-process, no profiler, best of {args.rounds} rounds)",
+                  file=sys.stderr)
+        print(f"credentials_cached / healthz CPU: {best['credentials_cached'] / best['healthz']:.2f}", file=sys.stderr)
+        if args.sample:
+            sample(app, kinds[args.kind], args.requests, args.top or 40)
+            return 0
+        if not args.top:
+            return 0
+        prof = cProfile.Profile(time.process_time)  # CPU, not the wait on Redis
+        env = kinds[args.kind]
+        prof.enable()
+        for _ in range(args.requests):
+            call(app, env)
+        prof.disable()
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats(args.sort).print_stats(args.top)
+        print(s.getvalue(), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
