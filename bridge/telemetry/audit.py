@@ -214,10 +214,14 @@ class Auditor:
             "ts": self.clock().isoformat(timespec="milliseconds"), "type": type_,
             "correlation_id": ctx.correlation_id, "request_id": request_id.get(), "instance": self.instance,
             "client_ip": ctx.client_ip, "user_agent": (ctx.user_agent or "")[:256] or None, **fields}
+        if shared is not None and shared.values and not shared.values.keys().isdisjoint(doc):
+            if twice := shared.values.keys() & fields.keys():
+                raise ValueError(f"audit record {type_}: {sorted(twice)} given twice")
+            # A shared field names a base one (an access request's request_id): it wins, as any field does.
+            for key in shared.values.keys() & doc.keys():
+                del doc[key]
         line = json.dumps(doc, default=str, separators=(",", ":"))
         if shared is not None and shared.values:
-            if not shared.values.keys().isdisjoint(doc):
-                raise ValueError(f"audit record {type_}: {sorted(shared.values.keys() & doc.keys())} given twice")
             line = f"{line[:-1]},{shared.encoded}}}"
             doc.update(shared.values)
         try:

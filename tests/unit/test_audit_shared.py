@@ -47,3 +47,15 @@ def test_empty_shared_fields_change_nothing() -> None:
     a, sink = auditor()
     a.record("sign_in", audit.Context(), audit.Shared.of({}), outcome="success")
     assert json.loads(sink.lines[0])["outcome"] == "success"
+
+
+def test_a_shared_field_naming_a_base_one_wins_once_as_a_plain_field_does() -> None:
+    """An access request's grant carries ``request_id`` (the request's id): it replaces the HTTP request id, as it
+    did before the shared encoding — once in the line, never a 500."""
+    a, sink = auditor()
+    doc = a.record("credentials", audit.Context("cid"), audit.Shared.of({"request_id": "ar-1", "rule": "r"}),
+                   outcome="success")
+    b, plain = auditor()
+    b.record("credentials", audit.Context("cid"), outcome="success", request_id="ar-1", rule="r")
+    assert sink.lines[0].count('"request_id"') == 1
+    assert json.loads(sink.lines[0]) == json.loads(plain.lines[0]) == doc and doc["request_id"] == "ar-1"
