@@ -37,6 +37,7 @@ from bridge.web.common import (
     services,
     session_access,
     session_hash,
+    session_id,
     session_identity,
     session_passthrough,
     user_key,
@@ -276,7 +277,7 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     g.no_store = True
     if wants_json():
         return jsonify(formats.api_json(creds))
-    sid = request.cookies.get(svc.settings.session_cookie, "")
+    sid = session_id()
     view_id = credview.keep(svc.store, sid, grant.id, duration, creds, session_expires_at=float(session.expires_at))
     profile = request.form.get("profile", "")
     to = url_for("portal.credentials_view", view_id=view_id)
