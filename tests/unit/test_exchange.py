@@ -358,7 +358,12 @@ def test_the_same_token_again_gets_the_very_same_narrowed_grant_and_another_user
     assert ex is not None
     seen: list[Any] = []
     grant_of = ex._grant
-    ex._grant = lambda *a: seen.append(grant_of(*a)) or seen[-1]  # type: ignore[method-assign]
+
+    def recording(*args: Any) -> Any:
+        seen.append(grant_of(*args))
+        return seen[-1]
+
+    ex._grant = recording  # type: ignore[method-assign]
     token = id_token()
     for _ in range(3):
         assert post(env, form(subject_token=token)).status_code == 200
