@@ -363,7 +363,7 @@ def test_the_same_token_again_gets_the_very_same_narrowed_grant_and_another_user
         seen.append(grant_of(*args))
         return seen[-1]
 
-    ex._grant = recording  # type: ignore[method-assign]
+    ex._grant = recording  # type: ignore[method-assign,assignment]
     token = id_token()
     for _ in range(3):
         assert post(env, form(subject_token=token)).status_code == 200
