@@ -6,9 +6,13 @@ gunicorn) built in this process and driven through its WSGI callable with a raw 
 sockets to the client — under cProfile (CPU time). The audit trail and logs go to stdout, as under
 `bridge serve`: send it to /dev/null. Prints microseconds per request of each kind and the top functions.
 
-    .venv/bin/python bench/profile_credentials.py [--requests 3000] [--top 40] [--rounds 3] [--sample] >/dev/null
+    .venv/bin/python bench/profile_credentials.py [--path credentials|chained|exchange] [--requests 3000] \
+        [--top 40] [--rounds 3] [--sample | --diff] >/dev/null
 
-``--top 0``: the timings only; ``--sample``: a statistical profile (own time by package and function).
+``--path``: the cached credentials of bench_credentials.py (default), the cached chained credential of
+bench_chains_served.py, or the cached token exchange of bench_exchange_served.py (its OIDC stand-in in this
+process); ``--top 0``: the timings only; ``--sample``: a statistical profile (own time by package and
+function); ``--diff``: what only the target does — own time per request minus /healthz's, by function.
 """
 
 from __future__ import annotations
