@@ -34,23 +34,23 @@ GRANT = {"tags": {"Email": "{email}", "Department": "{claims.department}"}, "tra
          "source_identity": "{email}"}
 
 
+SETTINGS = {  # one user; a direct grant and a chained one (bench/profile_credentials.py --path chained too)
+    "connectors": [{"id": "dev", "type": "dev", "users": [
+        {"subject": "alice", "email": "alice@example.com", "name": "Alice Example", "groups": ["dev"],
+         "claims": {"department": "Platform"}, "mfa": True}]}],
+    "mapping": {"accounts": {"111111111111": {"alias": "hub", "roles": {"BridgeHub": {}}},
+                             "210987654321": {"alias": "workloads", "roles": {"Developer": {"via": "hub/BridgeHub"}}},
+                             "123456789012": {"alias": "sandbox", "roles": {"Admin": {}}}},
+                "rules": [{"name": "devs", "match": {"group": "dev"},
+                           "grants": [{"account": "sandbox", "role": "Admin", **GRANT},
+                                      {"account": "workloads", "role": "Developer", **GRANT}]}]}}
+
+
 def main() -> int:
     args = parse_load()
     with Stack("chains-served") as stack:
         port = free_port()
-        server = stack.serve(stack.config(
-            port,
-            connectors=[{"id": "dev", "type": "dev", "users": [
-                {"subject": "alice", "email": "alice@example.com", "name": "Alice Example", "groups": ["dev"],
-                 "claims": {"department": "Platform"}, "mfa": True}]}],
-            mapping={"accounts": {"111111111111": {"alias": "hub", "roles": {"BridgeHub": {}}},
-                                  "210987654321": {"alias": "workloads",
-                                                   "roles": {"Developer": {"via": "hub/BridgeHub"}}},
-                                  "123456789012": {"alias": "sandbox", "roles": {"Admin": {}}}},
-                     "rules": [{"name": "devs", "match": {"group": "dev"},
-                                "grants": [{"account": "sandbox", "role": "Admin", **GRANT},
-                                           {"account": "workloads", "role": "Developer", **GRANT}]}]}),
-            workers=args.workers)
+        server = stack.serve(stack.config(port, **SETTINGS), workers=args.workers)
         s, portal = sign_in(server.base, "alice")
         by_role = {g["role_arn"].rsplit("/", 1)[1]: g for g in portal["grants"]}
         direct, chained = by_role["Admin"], by_role["Developer"]

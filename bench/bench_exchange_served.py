@@ -60,32 +60,40 @@ class Idp:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def exchange_settings(idp: Idp) -> dict[str, Any]:
+    """The bridge's settings: one OIDC connector (``idp``), one rule, one app (bench/profile_credentials.py too)."""
+    return {
+        "connectors": [{"id": "corp", "type": "oidc", "issuer": idp.issuer, "client_id": "bridge",
+                        "client_secret": "bench"}],
+        "mapping": {"accounts": {"123456789012": {"alias": "sandbox", "roles": {"Photos": {}}}},
+                    "rules": [{"name": "photos", "match": {"group": "photo-users"},
+                               "grants": [{"account": "sandbox", "role": "Photos", "session_name": "{email}"}]}]},
+        "apps": [{"client_id": "photos", "idp_audiences": {"corp": ["photos-spa"]}, "grants": ["sandbox/Photos"],
+                  "max_duration": 3600, "session_policy": POLICY,
+                  # ab replays one request, and a DPoP proof is single use: this measures the bearer exchange
+                  # (a proof's check adds one ES256 verification and one Redis SET NX per exchange)
+                  "dpop": "insecure_off",
+                  "rate_limits": {"per_app_per_minute": 10_000_000, "per_user_per_minute": 10_000_000}}]}
+
+
+def exchange_form(idp: Idp) -> dict[str, str]:
+    """The token exchange's form: alice's ID token from ``idp`` (valid 3 h) for the app's one grant."""
+    now = int(time.time())
+    token = jwt.encode({"alg": "RS256", "kid": "bench"}, {
+        "iss": idp.issuer, "sub": "00ualice", "aud": "photos-spa", "iat": now, "exp": now + 3 * 3600,
+        "email": "alice@example.com", "email_verified": True, "groups": ["photo-users"]}, KEY)
+    return {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "client_id": "photos",
+            "subject_token": token, "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+            "audience": "sandbox/Photos"}
+
+
 def main() -> int:
     args = parse_load()
     idp = Idp()
     with Stack("exchange-served") as stack:
         port = free_port()
-        server = stack.serve(stack.config(
-            port,
-            connectors=[{"id": "corp", "type": "oidc", "issuer": idp.issuer, "client_id": "bridge",
-                         "client_secret": "bench"}],
-            mapping={"accounts": {"123456789012": {"alias": "sandbox", "roles": {"Photos": {}}}},
-                     "rules": [{"name": "photos", "match": {"group": "photo-users"},
-                                "grants": [{"account": "sandbox", "role": "Photos", "session_name": "{email}"}]}]},
-            apps=[{"client_id": "photos", "idp_audiences": {"corp": ["photos-spa"]}, "grants": ["sandbox/Photos"],
-                   "max_duration": 3600, "session_policy": POLICY,
-                   # ab replays one request, and a DPoP proof is single use: this measures the bearer exchange
-                   # (a proof's check adds one ES256 verification and one Redis SET NX per exchange)
-                   "dpop": "insecure_off",
-                   "rate_limits": {"per_app_per_minute": 10_000_000, "per_user_per_minute": 10_000_000}}]),
-            workers=args.workers)
-        now = int(time.time())
-        token = jwt.encode({"alg": "RS256", "kid": "bench"}, {
-            "iss": idp.issuer, "sub": "00ualice", "aud": "photos-spa", "iat": now, "exp": now + 3 * 3600,
-            "email": "alice@example.com", "email_verified": True, "groups": ["photo-users"]}, KEY)
-        form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "client_id": "photos",
-                "subject_token": token, "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
-                "audience": "sandbox/Photos"}
+        server = stack.serve(stack.config(port, **exchange_settings(idp)), workers=args.workers)
+        form = exchange_form(idp)
         body = stack.tmp / "exchange.form"
         body.write_text(urlencode(form))
         first = requests.post(f"{server.base}/oauth/token", data=form, timeout=30)

@@ -330,6 +330,12 @@ def test_counts_and_a_credential_entry_read_at_once(harness: Harness) -> None:
     assert s.hits_reading([("{t}app:b", 1)], ("user-1", "other")) == ([50], None)  # counted; no such entry
     assert s.hits_reading([], ("user-1", "entry-1")) == ([], b"sealed") and s.hits_reading([], None) == ([], None)
     assert s.hit("{t}app:b", 1) == 50  # the same windows as hit's
+    two = [("{t}user:u", 1), ("{t}app:c", 5)]  # the user's bucket first: one over it spends nothing of the app's
+    assert s.hits_reading(two, ("user-1", "entry-1")) == ([0, 0], b"sealed")
+    assert s.hits_reading(two, ("user-1", "entry-1")) == ([50, 0], b"sealed")
+    assert s.hits_reading(two, ("user-1", "gone")) == ([50, 0], None)
+    assert s.hit("{t}app:c", 2) == 0  # charged once before (and now): 2
+    assert s.hit("{t}app:c", 2) == 50
 
 
 # --------------------------------------------------------------------------- preferences

@@ -50,20 +50,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from bridge.aws.limits import policy_problems, prefixed_session_name, sanitize_session_name
+from bridge.aws.limits import sanitize_session_name
 from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.credcache import Sealed
 from bridge.core.dpop import DpopRefused, Proof, app_proof, workload_proof
+from bridge.core.exchange_grant import Narrowed
 from bridge.core.exchange_refused import ExchangeRefused, as_refusal, scim_refusal, token_refusal, typ_refusal
 from bridge.core.issuing import CredentialIssuer
 from bridge.core.stepup import mfa_current
 from bridge.domain.errors import BridgeError, ConfigError, LoginError, UpstreamUnavailable
 from bridge.domain.identity import Credentials, Grant, Identity
-from bridge.mapping.chains import render_policy
-from bridge.mapping.paths import View
 from bridge.mapping.ruleset import PolicyT
-from bridge.mapping.template import Missing
 from bridge.scim.directory import Deprovisioned, Directory, ScimUnmatched
 from bridge.storage.resources import OnceStore, RateLimitStore
 from bridge.telemetry import audit
@@ -196,6 +194,7 @@ class TokenExchange:
         # within VERIFIED_KEEP (never past its exp); single-use tokens are still refused the second time.
         self._verified: OrderedDict[tuple[str, str], tuple[SubjectToken, float]] = OrderedDict()
         self._verified_lock = threading.Lock()
+        self._narrowed = Narrowed()  # _grant's answer, kept by its objects: a stable grant (exchange_grant.py)
 
     def cors_allowed(self, origin: str | None) -> bool:
         """Whether a browser page of ``origin`` may call the exchange at all (preflight: no client id yet)."""
@@ -463,17 +462,7 @@ class TokenExchange:
             raise ExchangeRefused("invalid_target", "that role cannot be exchanged: its rule redeems the IdP's own "
                                   "token or sends its own session policy, which the app's policy cannot be combined "
                                   "with", code="exchange_target_own_policy")
-        policy = render_policy(app.policy, View(identity), {})
-        if isinstance(policy, Missing):
-            raise ExchangeRefused("invalid_target", f"the app's session policy cannot be made for this user: "
-                                  f"{policy.reason}", code="exchange_policy_unrenderable")
-        if problems := policy_problems(policy):
-            raise ExchangeRefused("invalid_target", "the app's session policy for this user is refused by AWS's "
-                                  f"limits: {'; '.join(problems)}", code="exchange_policy_unrenderable")
-        name = prefixed_session_name(app.settings.client_id, held.session_name)  # a long client id cut, not the user
-        duration = min(app.settings.max_duration, held.max_duration)
-        return replace(held, policy=policy, session_name=name, max_duration=duration,
-                       default_duration=min(held.default_duration, duration))
+        return self._narrowed.get(held, identity, app, app.policy, app.settings.client_id, app.settings.max_duration)
 
 
 def _hash(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -207,6 +208,7 @@ def check_text(body: Mapping[str, Any]) -> None:
                 stack.extend(v)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the text, asked on every exchange: the same few addresses
 def address_key(ip: str) -> str:
     """What RegisterClient counts per: the client's IPv4 address, or its IPv6 /64 (one host has a whole /64)."""
     try:

@@ -36,7 +36,7 @@ process between requests. Topologies (``redis_client``, bridge/storage/redis_cli
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -123,6 +123,11 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
     _HITS = ("local out = {} for i, key in ipairs(KEYS) do "
              "local n = redis.call('INCRBY', key, 1) redis.call('EXPIRE', key, ARGV[1]) out[i] = n "
              "if n > tonumber(ARGV[i + 1]) then return out end end return out")
+    # The same, then the last key's GET ('' when absent: a nil would end the reply's array).
+    _HITS_READING = ("local out, last = {}, #KEYS - 1 for i = 1, last do "
+                     "local n = redis.call('INCRBY', KEYS[i], 1) redis.call('EXPIRE', KEYS[i], ARGV[1]) out[i] = n "
+                     "if n > tonumber(ARGV[i + 1]) then break end end "
+                     "return {out, redis.call('GET', KEYS[#KEYS]) or ''}")
 
     def hits_reading(self, buckets: Sequence[tuple[str, int]], creds: tuple[str, str] | None,
                      window: int = 60) -> tuple[list[int], bytes | None]:
@@ -131,6 +136,10 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
         if not keyed and creds is None:
             return [], None
         with self.errors():
+            if keyed and creds is not None and isinstance(self.r, redis.Redis):  # one server: one EVAL, less CPU
+                got = list(self.r.eval(self._HITS_READING, len(keyed) + 1, *(k for k, _, _ in keyed),
+                                       self._ck(*creds), window + 5, *(n for _, _, n in keyed)))
+                return _waits(keyed, got[0]), got[1] or None
             pipe = self.r.pipeline(transaction=False)
             if keyed:
                 # as a command: a Cluster pipeline has no eval() of its own, but routes EVAL by its keys' slot
@@ -139,11 +148,8 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
             if creds is not None:
                 pipe.get(self._ck(*creds))
             got = pipe.execute()
-        counts = [int(c) for c in got[0]] if keyed else []
-        waits = [wait(count, limit) if i < len(counts) and (count := counts[i]) else 0
-                 for i, (_, wait, limit) in enumerate(keyed)]
         blob = got[-1] if creds is not None else None
-        return waits, blob if isinstance(blob, bytes) and blob else None
+        return _waits(keyed, got[0] if keyed else []), blob if isinstance(blob, bytes) and blob else None
 
     # -- replay cache ---------------------------------------------------------------------
     def remember_once(self, key: str, ttl: int) -> bool:
@@ -433,3 +439,9 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
             raw = fields.get(b"r", fields.get("r", b""))
             out.append((as_text(rid), as_text(raw)))
         return out
+
+
+def _waits(keyed: Sequence[tuple[str, Callable[[int, int], int], int]], got: Sequence[Any]) -> list[int]:
+    """Per (bucket, wait, limit), the seconds to wait (0: within it, or not charged: past the first over)."""
+    counts = [int(c) for c in got]
+    return [wait(counts[i], limit) if i < len(counts) and counts[i] else 0 for i, (_, wait, limit) in enumerate(keyed)]

@@ -63,9 +63,27 @@ _ACCEPTS: dict[str, bool] = {}  # Accept header -> wants JSON (the same few head
 
 def session_hash() -> str | None:
     """The hash of this browser's session cookie (what the store and CLI tokens know it by), or None."""
-    svc = services()
-    sid = request.cookies.get(svc.settings.session_cookie, "")
+    sid = session_id()
     return hash_id(sid) if sid and len(sid) <= 128 else None
+
+
+def session_id() -> str:
+    """This browser's session cookie ("" without one): ``request.cookies``' value, read once per Cookie
+    header (werkzeug's cookie dict walks the whole environ for the header and parses every cookie, per request)."""
+    header = request.environ.get("HTTP_COOKIE", "")
+    name = services().settings.session_cookie
+    known = _SESSION_COOKIES.get((name, header))
+    if known is None:
+        known = request.cookies.get(name, "")
+        if len(header) > 1024:  # a browser with many cookies: parsed each time, not kept
+            return known
+        if len(_SESSION_COOKIES) >= 4096:  # bounded: one entry per browser seen lately
+            _SESSION_COOKIES.clear()
+        _SESSION_COOKIES[(name, header)] = known
+    return known
+
+
+_SESSION_COOKIES: dict[tuple[str, str], str] = {}  # (cookie name, Cookie header) -> the session cookie's value
 
 
 def stored_session() -> SessionRecord | None:
@@ -195,7 +213,8 @@ def form_field(name: str) -> str | None:
 
 
 def chosen_duration(grant: Grant) -> int:
-    raw = form_field("duration") or request.args.get("duration") or str(grant.default_duration)
+    raw = (form_field("duration") or (request.args.get("duration") if request.query_string else None)
+           or str(grant.default_duration))
     return parse_seconds(raw, "duration")
 
 
@@ -240,9 +259,8 @@ def session_grants(session: SessionRecord) -> list[Grant]:
 
 def session_passthrough() -> dict[str, str] | None:
     """The signed-in user's stored upstream artifact (aws_passthrough), or None once it expired."""
-    svc = services()
-    sid = request.cookies.get(svc.settings.session_cookie, "")
-    return svc.sessions.get_passthrough(sid) if sid else None
+    sid = session_id()
+    return services().sessions.get_passthrough(sid) if sid else None
 
 
 def end_session() -> None:

@@ -53,11 +53,14 @@ def token_exchange() -> ResponseReturnValue:
     """RFC 8693 §2.1: a registered app's subject token → AWS credentials (or an OAuth error JSON)."""
     origin = request.headers.get("Origin")
     ex = _exchange()
-    form = {k: request.form.getlist(k) for k in request.form}
+    sent = request.form
+    form = {k: sent.getlist(k) for k in sent}
     try:
         try:
-            # a proxy joins repeated headers with commas (a JWT has none): each part counts as one header sent
-            dpop = [v for h in request.headers.getlist("DPoP") for v in h.split(",")]
+            # a proxy (and the WSGI server) joins repeated headers with commas (a JWT has none): each part counts
+            # as one header sent. From the environ: request.headers.getlist walks every header of the request.
+            header = request.environ.get("HTTP_DPOP")
+            dpop = [] if header is None else header.split(",")
             body = ex.exchange(form, origin=origin, ctx=audit_context(), dpop=dpop,
                                address=client_address())
         except ExchangeRefused:

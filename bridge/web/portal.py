@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, abort, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import mapping
@@ -19,6 +19,7 @@ from bridge.core.stepup import mfa_age
 from bridge.domain import present
 from bridge.domain.errors import AdminOnly, BadRequest, BridgeError
 from bridge.domain.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
+from bridge.domain.memo import ByObject
 from bridge.storage import SessionRecord
 from bridge.telemetry.logs import event
 from bridge.web import ahead, portal_html
@@ -37,6 +38,7 @@ from bridge.web.common import (
     services,
     session_access,
     session_hash,
+    session_id,
     session_identity,
     session_passthrough,
     user_key,
@@ -274,15 +276,19 @@ def credentials(grant_id: str) -> ResponseReturnValue:
                                          passthrough=session_passthrough() if grant.path == "passthrough" else None)
     remember_use(identity, grant)
     g.no_store = True
-    if wants_json():
-        return jsonify(formats.api_json(creds))
-    sid = request.cookies.get(svc.settings.session_cookie, "")
+    if wants_json():  # encoded once per credentials object (the cache hands the same one again while it lives)
+        body = _API_BODIES.get((creds,), None, lambda: jsonify(formats.api_json(creds)).get_data())
+        return current_app.response_class(body, mimetype="application/json")
+    sid = session_id()
     view_id = credview.keep(svc.store, sid, grant.id, duration, creds, session_expires_at=float(session.expires_at))
     profile = request.form.get("profile", "")
     to = url_for("portal.credentials_view", view_id=view_id)
     if profile and formats.PROFILE_RE.match(profile):  # not a secret: a name for the ~/.aws/credentials section
         to += f"?profile={quote(profile, safe='')}"
     return redirect(to, code=303)
+
+
+_API_BODIES: ByObject[bytes] = ByObject()
 
 
 def _asked(session: SessionRecord, grant_id: str) -> tuple[Grant, int]:

@@ -190,9 +190,12 @@ def test_the_in_process_profile_of_a_cached_request_runs() -> None:
     """bench/profile_credentials.py (not a benchmark: a profile) still builds the app and profiles both ways."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    for mode in (["--top", "5"], ["--sample", "--top", "5"]):
+    for mode in (["--top", "5"], ["--sample", "--top", "5"], ["--path", "exchange", "--diff", "--top", "5"],
+                 ["--path", "chained", "--top", "0"]):
         p = subprocess.run([sys.executable, str(BENCH / "profile_credentials.py"), "--requests", "30", "--rounds", "1",
                             *mode], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
         assert p.returncode == 0, p.stderr[-3000:]
-        assert "us CPU/request" in p.stderr and "credentials_cached / healthz CPU" in p.stderr, p.stderr[-3000:]
-        assert ("own time by package" if "--sample" in mode else "function calls") in p.stderr, p.stderr[-3000:]
+        path = mode[1] if mode[0] == "--path" else "credentials"
+        assert f"{path}_cached" in p.stderr and f"{path} / healthz CPU" in p.stderr, p.stderr[-3000:]
+        said = {"--sample": "own time by package", "--diff": "more than /healthz", "0": "healthz CPU"}
+        assert next((v for k, v in said.items() if k in mode), "function calls") in p.stderr, p.stderr[-3000:]

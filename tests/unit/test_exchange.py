@@ -351,3 +351,39 @@ def test_an_app_naming_a_connector_that_cannot_exchange_fails_at_startup(tmp_pat
         build_services(settings, store=MemoryStore(), sts=RecordingSts())  # type: ignore[arg-type]
     assert exc.value.problems == ["apps[0].idp_audiences: connector 'dev' cannot verify tokens for an exchange "
                                   "(only OIDC connectors can, not SAML or dev ones)"]
+
+
+def test_the_same_token_again_gets_the_very_same_narrowed_grant_and_another_user_their_own(env: Env) -> None:
+    ex = env.svc.exchange
+    assert ex is not None
+    seen: list[Any] = []
+    grant_of = ex._grant
+
+    def recording(*args: Any) -> Any:
+        seen.append(grant_of(*args))
+        return seen[-1]
+
+    ex._grant = recording  # type: ignore[method-assign,assignment]
+    token = id_token()
+    for _ in range(3):
+        assert post(env, form(subject_token=token)).status_code == 200
+    assert seen[0] is seen[1] is seen[2]  # kept by its objects: the issuer's memos keyed by it hit
+    bob = post(env, form(subject_token=id_token(sub="00ubob", email="bob@example.com")))
+    assert bob.status_code == 200 and seen[-1] is not seen[0]
+    assert seen[-1].policy is not None and "photos/00ubob/*" in seen[-1].policy
+    assert seen[-1].session_name.startswith("photos") and "bob@example.com" in seen[-1].session_name
+    # 15-minute credentials are inside the cache's refresh window: each exchange goes to STS, with its user's policy
+    assert [json.loads(c["policy"])["Statement"][0]["Resource"] for c in env.sts.calls] == [
+        "arn:aws:s3:::photos/00ualice/*"] * 3 + ["arn:aws:s3:::photos/00ubob/*"]
+    assert [r["outcome"] for r in audit_lines(env) if r["type"] == "credentials"] == ["success"] * 4
+
+
+def test_an_unrenderable_policy_is_refused_every_time_nothing_kept(tmp_path: Path) -> None:
+    policy = {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                            "Resource": "arn:aws:s3:::b/{claims.team}/*"}]}
+    env = _build(config(tmp_path, session_policy=policy), tmp_path)
+    token = id_token()
+    for _ in range(2):
+        r = post(env, form(subject_token=token))
+        assert r.status_code == 400 and r.get_json()["error_code"] == "exchange_policy_unrenderable"
+    assert env.sts.calls == [] and env.svc.exchange is not None and env.svc.exchange._narrowed._kept._kept == {}
