@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -296,4 +297,5 @@ def _unverified_issuer(token: str) -> Any:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    # finite: JSON readers take NaN and Infinity, which would pass every comparison (lifetime, expiry) unchecked
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

@@ -45,3 +45,15 @@ def test_max_token_lifetime_is_per_connector_and_bounded(tmp_path: Path) -> None
                               "max_token_lifetime": 10**6})
     with pytest.raises(ConfigError, match="max_token_lifetime"):
         settings_from_dict(raw)
+
+
+@pytest.mark.parametrize("times", [{"iat": float("nan")}, {"exp": float("nan")}, {"exp": float("inf")},
+                                   {"iat": float("-inf")}], ids=["iat-nan", "exp-nan", "exp-inf", "iat-minus-inf"])
+def test_a_token_time_that_is_no_finite_number_is_refused_not_a_500(tmp_path: Path, times: dict[str, float]) -> None:
+    """JSON readers take NaN and Infinity, which pass every comparison: a signed token carrying one would skip the
+    lifetime bound (iat NaN) or never expire (exp NaN) — refused as a token without that time."""
+    env = workload_env(tmp_path)
+    r = post(env, wl_form(gh_token(**times)), origin=None)
+    body = r.get_json()
+    assert r.status_code == 400 and body["error_code"] == "exchange_token_invalid", body
+    assert "(a number)" in body["error_description"] and env.sts.calls == []
