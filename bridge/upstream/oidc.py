@@ -412,8 +412,10 @@ class OidcConnector:
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         if self.cfg.client_id not in auds:
             raise InvalidIdToken("id_token audience is not this client")
-        if len(auds) > 1 and claims.get("azp") != self.cfg.client_id:
-            raise InvalidIdToken("id_token has several audiences and azp is not this client")
+        # azp, whenever present, names the party the token was issued to: it must be this client (as the exchange
+        # checks), and with several audiences it must be there
+        if (len(auds) > 1 or "azp" in claims) and claims.get("azp") != self.cfg.client_id:
+            raise InvalidIdToken("id_token azp (the party it was issued to) is not this client")
         got = claims.get("nonce")
         if refreshed and got is None:
             return claims

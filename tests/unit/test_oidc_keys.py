@@ -55,10 +55,10 @@ class Idp:
         return Answer(KeySet(list(self.keys)).as_dict(private=False))  # type: ignore[arg-type]
 
 
-def id_token(key: RSAKey, clock: Clock) -> str:
+def id_token(key: RSAKey, clock: Clock, **claims: Any) -> str:
     now = int(clock())
     return jwt.encode({"alg": "RS256", "kid": key.kid}, {"iss": ISSUER, "sub": "00ualice", "aud": "bridge",
-                                                          "iat": now, "exp": now + 300, "nonce": NONCE}, key)
+                                                          "iat": now, "exp": now + 300, "nonce": NONCE, **claims}, key)
 
 
 @pytest.fixture
@@ -111,3 +111,17 @@ def test_the_sign_in_and_the_token_exchange_share_one_guard(idp: Idp, clock: Clo
     with pytest.raises(InvalidIdToken, match="less than a minute ago"):  # the exchange's unknown kid: no fetch
         c.verify_subject_token(id_token(stranger, clock), audiences=("bridge",))
     assert idp.jwks_fetches == 2
+
+
+@pytest.mark.parametrize(("claims", "ok"), [({"azp": "bridge"}, True), ({"azp": "another-client"}, False),
+                                            ({"aud": ["bridge", "api"], "azp": "bridge"}, True),
+                                            ({"aud": ["bridge", "api"]}, False)])
+def test_azp_whenever_present_must_be_this_client(idp: Idp, clock: Clock, claims: dict[str, Any], ok: bool) -> None:
+    """The party a token was issued to (azp) is this client, even with one audience — as the exchange checks."""
+    c = connector(idp, clock)
+    token = id_token(idp.keys[0], clock, **claims)
+    if ok:
+        assert c.verify_id_token(token, nonce=NONCE)["sub"] == "00ualice"
+    else:
+        with pytest.raises(InvalidIdToken, match="azp"):
+            c.verify_id_token(token, nonce=NONCE)
