@@ -131,9 +131,8 @@ def prefixed_session_name(prefix: str, name: str) -> str:
     its end replaced by ``-`` and 6 hex of its SHA-256 so two long ids stay apart; only a name longer than 47
     characters is then cut."""
     name = sanitize_session_name(name)
-    room = 63 - len(name)
-    if len(prefix) > room:
-        keep = max(room, 16)
+    keep = max(63 - len(name), 16)
+    if len(prefix) > keep:  # a prefix of 16 or fewer is never rewritten (that would lengthen it)
         prefix = f"{prefix[:keep - 7]}-{hashlib.sha256(prefix.encode()).hexdigest()[:6]}"
     return sanitize_session_name(f"{prefix}.{name}")
 

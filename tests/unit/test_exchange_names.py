@@ -28,6 +28,11 @@ def test_a_long_client_id_is_shortened_and_the_user_kept() -> None:
     assert other != name and other.endswith("." + email)
 
 
+def test_a_short_client_id_is_never_rewritten_even_beside_a_long_user() -> None:
+    name = prefixed_session_name("photos", "u" * 60)  # rewriting "photos" to 16 characters would cut the user more
+    assert name == "photos." + "u" * 57
+
+
 def test_only_a_user_part_over_47_characters_is_cut() -> None:
     name = prefixed_session_name("c" * 64, "u" * 60)
     assert len(name) == 64 and name.startswith("c" * 9 + "-") and name.endswith("." + "u" * 47)
