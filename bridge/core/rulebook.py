@@ -156,8 +156,9 @@ class RuleBook:
         for prepare in list(self.on_load):
             try:
                 prepare(new)
-            except Exception:  # noqa: BLE001 - preparing is an optimisation: the new rules go in force anyway
-                logging.getLogger("bridge").exception("rules reload: on_load subscriber failed")
+            except Exception as e:  # noqa: BLE001 - preparing runs what a decision runs: it would fail there too
+                self._fail(stamp, reason, "error", [f"unexpected {type(e).__name__} while preparing the rules"])
+                return False
         self._mapping = new
         self._stamp = _loaded(new, self._files(new))
         self._next_check = self._clock() + new.reload_interval

@@ -144,7 +144,9 @@ def test_the_memo_key_sees_every_field_the_rules_can_and_no_secret() -> None:
     assert memo_digest(replace(ALICE, passthrough="secret-token", upstream={"refresh_token": "r"})) == base
 
 
-def test_a_failing_load_subscriber_does_not_stop_the_reload() -> None:
+def test_a_failing_load_subscriber_keeps_the_rules_in_force() -> None:
+    """Preparing runs the code a decision runs: rules it fails on would fail every decision, so they never go in
+    force — the reload fails as a broken file does (kept version, last_failure), nothing half-swapped."""
     ap = point(rules_doc())
     current = [rules_doc()]
     book = ap.rules = type(ap.rules)(ap.rules.current, loader=lambda: load_mapping(current[0]))
@@ -154,6 +156,9 @@ def test_a_failing_load_subscriber_does_not_stop_the_reload() -> None:
 
     book.on_load.append(broken)
     old = book.current
+    assert not book.reload() and book.current is old and book.last_failure == "error"
+    assert book.last_problems == ["unexpected RuntimeError while preparing the rules"]
+    book.on_load.remove(broken)
     assert book.reload() and book.current is not old and book.last_failure is None
 
 
