@@ -79,7 +79,7 @@ class CredentialCache:
         self.clock = clock
         self.on_lookup = on_lookup  # hit or miss: the metrics
         self._keys: ByObject[tuple[str, str]] = ByObject()
-        self._opened: dict[tuple[bytes, str], Credentials] = {}
+        self._opened: dict[tuple[bytes, str], tuple[str, Credentials]] = {}  # (blob, entry) -> (user, opened)
 
     def use_keys(self, keys: Sequence[bytes]) -> None:
         """Switch to a new key list (a key added to keys_dir while running): the newest encrypts."""
@@ -109,7 +109,9 @@ class CredentialCache:
     def key(self, identity: Identity, grant: Grant, duration: int, artifact: str | None = None) -> tuple[str, str]:
         """(user, entry): where ``get`` looks (to read it ahead, with the session). Named once per identity,
         grant and duration (each request asks for it twice: to read ahead, then to look up)."""
-        return self._keys.get((identity, grant), (duration, artifact), lambda: (
+        # the artifact (an upstream token or SAMLResponse) by its digest: the memo never holds one
+        seen = hashlib.sha256(artifact.encode()).digest() if artifact is not None else None
+        return self._keys.get((identity, grant), (duration, seen), lambda: (
             self.user_key(identity), self._entry(identity, grant, duration, artifact)))
 
     def get(self, identity: Identity, grant: Grant, duration: int, *,
@@ -124,19 +126,19 @@ class CredentialCache:
                 sealed: Sealed | None) -> Credentials | None:
         user, entry = self.key(identity, grant, duration, artifact)
         blob = sealed.blob if sealed is not None and sealed.key == (user, entry) else self.store.creds_get(user, entry)
-        creds = self._open(blob or b"", entry)
+        creds = self._open(blob or b"", user, entry)
         if creds is None or creds.expiration.timestamp() - self.clock() <= self.refresh_window:
             return None
         return creds
 
-    def _open(self, blob: bytes, entry: str) -> Credentials | None:
+    def _open(self, blob: bytes, user: str, entry: str) -> Credentials | None:
         """The credentials sealed in ``blob`` for ``entry``; None: absent, under a retired key, moved from another
         entry, not ours. The same bytes for the same entry open to the same credentials: those opened lately are
         kept (by blob and entry, while the key that sealed them is held), so a hot entry is not opened per request."""
         key = (blob, entry)
         kept = self._opened.get(key)
         if kept is not None and blob[1:9] in self.sealer.keys:
-            return kept
+            return kept[1]
         plain = self.sealer.open(blob, self._aad(entry))
         if plain is None:
             return None  # absent, under a retired key, or moved from another entry: a miss, not an error
@@ -147,7 +149,7 @@ class CredentialCache:
             return None
         if len(self._opened) >= OPENED_KEPT:
             self._opened.clear()
-        self._opened[key] = creds
+        self._opened[key] = (user, creds)
         return creds
 
     def put(self, identity: Identity, grant: Grant, duration: int, creds: Credentials, *,
@@ -164,5 +166,9 @@ class CredentialCache:
         self.store.creds_put(self.user_key(identity), entry, blob, ttl)
 
     def forget_user(self, identity: Identity) -> int:
-        """Delete every cached credential of this user (sign-out). Returns how many were deleted."""
-        return self.store.creds_forget(self.user_key(identity))
+        """Delete every cached credential of this user (sign-out), and the ones this worker keeps opened (no
+        secret lingers in its memory). Returns how many were deleted from the store."""
+        user = self.user_key(identity)
+        for key in [k for k, (u, _) in list(self._opened.items()) if u == user]:
+            self._opened.pop(key, None)
+        return self.store.creds_forget(user)

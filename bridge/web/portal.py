@@ -4,6 +4,7 @@ and the admins' explain-any-identity page."""
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +20,6 @@ from bridge.core.stepup import mfa_age
 from bridge.domain import present
 from bridge.domain.errors import AdminOnly, BadRequest, BridgeError
 from bridge.domain.identity import SAMPLE_SHAPE, Credentials, Grant, Identity, grant_id_for, identity_from_sample
-from bridge.domain.memo import ByObject
 from bridge.storage import SessionRecord
 from bridge.telemetry.logs import event
 from bridge.web import ahead, portal_html
@@ -277,7 +277,9 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     remember_use(identity, grant)
     g.no_store = True
     if wants_json():  # encoded once per credentials object (the cache hands the same one again while it lives)
-        body = _API_BODIES.get((creds,), None, lambda: jsonify(formats.api_json(creds)).get_data())
+        body = _API_BODIES.get(creds)
+        if body is None:
+            body = _API_BODIES[creds] = jsonify(formats.api_json(creds)).get_data()
         return current_app.response_class(body, mimetype="application/json")
     sid = session_id()
     view_id = credview.keep(svc.store, sid, grant.id, duration, creds, session_expires_at=float(session.expires_at))
@@ -288,7 +290,9 @@ def credentials(grant_id: str) -> ResponseReturnValue:
     return redirect(to, code=303)
 
 
-_API_BODIES: ByObject[bytes] = ByObject()
+# Weakly: a body (plaintext secret keys) lives no longer than its credentials object, which the cache drops at
+# sign-out and when it is full.
+_API_BODIES: weakref.WeakKeyDictionary[Credentials, bytes] = weakref.WeakKeyDictionary()
 
 
 def _asked(session: SessionRecord, grant_id: str) -> tuple[Grant, int]:

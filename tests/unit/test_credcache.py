@@ -84,6 +84,25 @@ def test_forget_user(cache: CredentialCache) -> None:
     assert cache.get(IDENT, GRANT, 3600) is None
 
 
+def test_sign_out_drops_the_users_opened_credentials_from_memory(cache: CredentialCache) -> None:
+    """What this worker keeps opened (plaintext secret keys) goes with the user's sign-out; another user's stays."""
+    bob = Identity(connector_id="c", subject="bob", issuer="https://idp")
+    for who in (IDENT, bob):
+        cache.put(who, GRANT, 3600, creds())
+        assert cache.get(who, GRANT, 3600) is not None
+    assert cache.forget_user(IDENT) == 1
+    kept = [c for _, c in cache._opened.values()]
+    assert len(kept) == 1 and [u for u, _ in cache._opened.values()] == [cache.user_key(bob)]
+
+
+def test_the_entry_memo_holds_no_upstream_artifact(cache: CredentialCache) -> None:
+    """A pass-through grant's artifact (an upstream token) is named by its digest in the memo, never kept."""
+    artifact = "eyJ-an-upstream-id-token-" + "x" * 40
+    first = cache.key(IDENT, GRANT, 3600, artifact)
+    assert cache.key(IDENT, GRANT, 3600, artifact) == first != cache.key(IDENT, GRANT, 3600, artifact + "y")
+    assert artifact not in repr(cache._keys._kept)
+
+
 def test_opened_entries_are_kept_only_while_their_key_is_held(cache: CredentialCache) -> None:
     """The same blob for the same entry opens once; a key removed since, a tampered blob or the blob under
     another entry is still a miss (what was opened before does not answer for them)."""
