@@ -310,7 +310,7 @@ links like {base}/go/sandbox/Admin?destination=/s3/home go straight there.
 On a role's Credentials page, paste the export lines into a shell, then:
   aws sts get-caller-identity --endpoint-url {env['DEMO_STS_URL']}
 An app's token exchange, with DPoP (docs/apps-and-workloads.md):
-  .venv/bin/python -m bridge.runtime.demo_exchange --bridge {base} --idp {env.get('DEMO_OIDC_ISSUER', '')} \
+  .venv/bin/python -m bridge.runtime.demo_exchange --bridge {base} --idp {env.get('DEMO_OIDC_ISSUER', '')} \\
       --sts {env['DEMO_STS_URL']}
 
 Ctrl-C stops everything this command started.
