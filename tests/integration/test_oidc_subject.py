@@ -18,18 +18,11 @@ from bridge.domain.errors import InvalidIdToken
 from bridge.upstream.keyguard import MIN_REFRESH
 from bridge.upstream.oidc import OidcConnector
 from bridge.upstream.oidc_settings import OidcConnectorSettings
+from tests.clock import Clock
 from tests.peers.workload_issuer import WorkloadIssuer, running
 
 pytestmark = pytest.mark.integration
 APP = "photos-spa"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

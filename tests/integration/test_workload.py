@@ -19,6 +19,7 @@ from bridge.domain.errors import InvalidIdToken, UpstreamUnavailable
 from bridge.storage.redis import RedisStore
 from bridge.upstream.workload import MIN_REFRESH, WorkloadConnector
 from bridge.upstream.workload_settings import WorkloadConnectorSettings
+from tests.clock import Clock
 from tests.peers.workload_issuer import WorkloadIssuer, ec_key, running
 
 pytestmark = pytest.mark.integration
@@ -36,14 +37,6 @@ DEFAULTS = mapping.GrantDefaults("sts.amazonaws.com")
 def issuer() -> Iterator[WorkloadIssuer]:
     with running() as iss:
         yield iss
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def connector(issuer: WorkloadIssuer, clock: Clock | None = None, **kw: Any) -> WorkloadConnector:

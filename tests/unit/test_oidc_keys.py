@@ -15,17 +15,10 @@ from bridge.domain.errors import InvalidIdToken
 from bridge.upstream.keyguard import MIN_REFRESH
 from bridge.upstream.oidc import OidcConnector
 from bridge.upstream.oidc_settings import OidcConnectorSettings
+from tests.clock import Clock
 
 ISSUER = "https://idp.example.com"
 NONCE = "n-0S6_WzA2Mj"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Answer:
