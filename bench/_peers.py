@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -303,6 +304,8 @@ class Round:
     redis_commands: float  # per request, INFO excluded
     redis_round_trips: float  # per request: the reads Redis served (one per round trip: a pipeline is one)
     commands: dict[str, float]  # per request, by command
+    redis_cpu_ms: float = float("nan")  # redis-server's own CPU per request (every node: INFO used_cpu_*)
+    client_cpu_ms: float = float("nan")  # ab's CPU per request: on a small machine it shares the cores
 
 
 def ab(url: str, n: int, c: int, headers: dict[str, str] | None = None, body: Path | None = None
@@ -316,7 +319,11 @@ def ab(url: str, n: int, c: int, headers: dict[str, str] | None = None, body: Pa
             cmd += ["-H", f"{k}: {v}"]
         if body is not None:
             cmd += ["-p", str(body), "-T", "application/x-www-form-urlencoded"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        global last_client_cpu
+        last_client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         pcts = dict(line.split(",") for line in csv.read().splitlines()[1:])  # "percent,ms" from 0 to 100
     rps = float(re.search(r"Requests per second:\s+([\d.]+)", out)[1])  # type: ignore[index]
     mean = float(re.search(r"Time per request:\s+([\d.]+) \[ms\] \(mean\)", out)[1])  # type: ignore[index]
@@ -328,34 +335,37 @@ def ab(url: str, n: int, c: int, headers: dict[str, str] | None = None, body: Pa
     return rps, mean, float(pcts["50"]), p99, failed + (int(non2xx[1]) if non2xx else 0)
 
 
+last_client_cpu = 0.0  # seconds of CPU the last ``ab`` run took (its own and its children's)
+
 Redises = redis.Redis | list[redis.Redis] | None  # one server, or a Cluster's masters (summed)
 
 
-def _redis_counters(rc: Redises) -> tuple[dict[str, int], int]:
+def _redis_counters(rc: Redises) -> tuple[dict[str, int], int, float]:
     calls: dict[str, int] = {}
-    reads = 0
+    reads, cpu = 0, 0.0
     for node in [] if rc is None else rc if isinstance(rc, list) else [rc]:
         info = node.info("everything")
         for k, v in info.items():
             if k.startswith("cmdstat_"):
                 calls[k.removeprefix("cmdstat_")] = calls.get(k.removeprefix("cmdstat_"), 0) + int(v["calls"])
         reads += int(info["total_reads_processed"])
-    return calls, reads
+        cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    return calls, reads, cpu
 
 
 def measure(server: Server, t: Target, n: int, c: int, rc: Redises) -> Round:
     server, n = t.server or server, t.requests or n
-    cmds0, reads0 = _redis_counters(rc)
+    cmds0, reads0, rcpu0 = _redis_counters(rc)
     cpu0 = server.cpu_seconds()
     rps, mean, p50, p99, errors = ab(t.url, n, c, t.headers, t.body)
     cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / n
-    cmds1, reads1 = _redis_counters(rc)
+    cmds1, reads1, rcpu1 = _redis_counters(rc)
     # The diff holds, per node, the first INFO call and the second one's read: neither is the server's.
     per = {k: (v - cmds0.get(k, 0)) / n for k, v in cmds1.items() if k != "info" and v != cmds0.get(k, 0)}
     nodes = 0 if rc is None else len(rc) if isinstance(rc, list) else 1
     trips = max(0, reads1 - reads0 - nodes) / n if rc is not None else float("nan")
     return Round(rps, mean, p50, p99, errors, n, cpu_ms, sum(per.values()) if rc is not None else float("nan"),
-                 trips, per)
+                 trips, per, (rcpu1 - rcpu0) * 1000 / n if rc is not None else float("nan"), last_client_cpu * 1000 / n)
 
 
 def interleave(server: Server, targets: list[Target], *, rounds: int, requests_per_round: int, concurrency: int,
@@ -376,13 +386,16 @@ def report(prefix: str, runs: dict[str, list[Round]], baseline: str = "healthz")
     ratios: dict[str, float] = {}
     for name, rs in runs.items():
         med = {k: statistics.median(getattr(r, k) for r in rs)
-               for k in ("rps", "p50_ms", "p99_ms", "cpu_ms", "redis_commands", "redis_round_trips")}
+               for k in ("rps", "p50_ms", "p99_ms", "cpu_ms", "redis_commands", "redis_round_trips", "redis_cpu_ms",
+                         "client_cpu_ms")}
         errors = sum(r.errors for r in rs)
         by_cmd = {k: statistics.median(r.commands.get(k, 0.0) for r in rs) for r in rs for k in r.commands}
         cmds = " ".join(f"{k.upper()} {v:.2f}" for k, v in sorted(by_cmd.items(), key=lambda kv: -kv[1]) if v >= 0.01)
         print(f"{prefix}_{name:28s} {med['rps']:8.1f} req/s  p50 {med['p50_ms']:6.2f} ms  p99 {med['p99_ms']:7.2f} ms"
               f"  server CPU {med['cpu_ms']:5.2f} ms/req  Redis {med['redis_round_trips']:.2f} round trips "
-              f"{med['redis_commands']:.2f} commands/req ({cmds or 'none'})  errors {errors}", flush=True)
+              f"{med['redis_commands']:.2f} commands/req ({cmds or 'none'})  redis-server CPU "
+              f"{med['redis_cpu_ms']:.3f} ms/req  ab CPU {med['client_cpu_ms']:.3f} ms/req  "
+              f"errors {errors}", flush=True)
         bench(f"{prefix}_{name}_rps", round(med["rps"], 1), "req/s")
         bench(f"{prefix}_{name}_p50", round(med["p50_ms"], 2), "ms")
         bench(f"{prefix}_{name}_server_cpu", round(med["cpu_ms"], 3), "ms/req")

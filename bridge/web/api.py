@@ -30,6 +30,7 @@ from bridge.web.common import (
     session_hash,
     session_identity,
 )
+from bridge.web.form import form_fields
 from bridge.web.services import Services
 
 bp = Blueprint("api", __name__)
@@ -87,8 +88,9 @@ def token() -> ResponseReturnValue:
     """RFC 8628 §3.4: poll for the token; the token exchange (RFC 8693) and its CORS: bridge/web/exchange.py."""
     if request.method == "OPTIONS":
         return exchange.preflight()
-    if request.form.get("grant_type") == EXCHANGE_GRANT:
-        return exchange.token_exchange()
+    fields = form_fields(request)
+    if (fields.get("grant_type") or [None])[0] == EXCHANGE_GRANT:
+        return exchange.token_exchange(fields)
     try:
         _device_limits("token", request.form.get("device_code", ""))
     except RateLimited as e:

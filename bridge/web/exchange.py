@@ -9,7 +9,10 @@ and no credentials (the exchange is refused). No cookies are read or allowed (no
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+import json
+from collections.abc import Mapping
+
+from flask import Response, request
 from flask.typing import ResponseReturnValue
 
 from bridge.core.exchange import TokenExchange
@@ -49,28 +52,36 @@ def preflight() -> ResponseReturnValue:
     return resp
 
 
-def token_exchange() -> ResponseReturnValue:
-    """RFC 8693 §2.1: a registered app's subject token → AWS credentials (or an OAuth error JSON)."""
-    origin = request.headers.get("Origin")
+def token_exchange(form: dict[str, list[str]]) -> ResponseReturnValue:
+    """RFC 8693 §2.1: a registered app's subject token → AWS credentials (or an OAuth error JSON); ``form``: the
+    request's fields (bridge/web/form.py)."""
+    environ = request.environ
+    origin = environ.get("HTTP_ORIGIN")
     ex = _exchange()
-    sent = request.form
-    form = {k: sent.getlist(k) for k in sent}
     try:
         try:
             # a proxy (and the WSGI server) joins repeated headers with commas (a JWT has none): each part counts
             # as one header sent. From the environ: request.headers.getlist walks every header of the request.
-            header = request.environ.get("HTTP_DPOP")
+            header = environ.get("HTTP_DPOP")
             dpop = [] if header is None else header.split(",")
-            body = ex.exchange(form, origin=origin, ctx=audit_context(), dpop=dpop,
-                               address=client_address())
+            body = ex.exchange(form, origin=origin, ctx=audit_context(), dpop=dpop, address=client_address())
         except ExchangeRefused:
             raise
         except BridgeError as other:  # the store or the audit unreachable: OAuth JSON, never an HTML page
             raise as_refusal(other) from None
     except ExchangeRefused as e:
-        event("exchange_refused", error=e.oauth, code=e.code, client_id=(request.form.get("client_id") or "")[:128])
-        resp = _cors(jsonify(e.body()), origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused")
+        event("exchange_refused", error=e.oauth, code=e.code, client_id=((form.get("client_id") or [""])[0])[:128])
+        resp = _json(e.body(), e.status, origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused")
         if e.retry_after:
             resp.headers["Retry-After"] = str(e.retry_after)
-        return resp, e.status
-    return _cors(jsonify(body), origin, True)
+        return resp
+    return _json(body, 200, origin, True)
+
+
+def _json(body: Mapping[str, object], status: int, origin: str | None, allowed: bool) -> Response:
+    """The answer as JSON with its headers made at once (jsonify and setting each header cost more than the
+    cached exchange's own checks): never stored, varying by ``Origin``, CORS only when ``allowed``."""
+    headers = [("Cache-Control", "no-store"), ("Pragma", "no-cache"), ("Vary", "Origin")]
+    if origin and allowed:
+        headers.append(("Access-Control-Allow-Origin", origin))
+    return Response(json.dumps(body, separators=(",", ":")), status, headers, mimetype="application/json")
