@@ -5,6 +5,10 @@ CORS is answered only for an origin some app lists (``apps[].origins``), and the
 that app's origins: a disallowed origin gets no ``Access-Control-*`` header (the browser hides the answer)
 and no credentials (the exchange is refused). No cookies are read or allowed (no
 ``Access-Control-Allow-Credentials``); every answer is ``Cache-Control: no-store``.
+
+For an app with ``dpop_nonce`` (bridge/core/dpop_nonce.py) every answer — credentials or a refusal, above all
+``use_dpop_nonce`` — carries a fresh ``DPoP-Nonce`` header (RFC 9449 §8, §8.2), which an allowed origin's page
+may read (``Access-Control-Expose-Headers``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from bridge.telemetry.logs import event
 from bridge.web.common import audit_context, client_address, services
 
 ALLOW_HEADERS = "Content-Type, DPoP"  # DPoP: the proof of the app's key (RFC 9449, bridge/core/dpop.py)
+EXPOSE_HEADERS = "DPoP-Nonce"  # the answer's nonce, for the next proof (apps[].dpop_nonce)
 MAX_AGE = "600"
 
 
@@ -26,12 +31,16 @@ def _exchange() -> TokenExchange:
     return services().exchange
 
 
-def _cors(resp: Response, origin: str | None, allowed: bool) -> Response:
+def _cors(resp: Response, origin: str | None, allowed: bool, *, nonce: str | None = None) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Pragma"] = "no-cache"
     resp.vary.add("Origin")
+    if nonce:
+        resp.headers["DPoP-Nonce"] = nonce
     if origin and allowed:
         resp.headers["Access-Control-Allow-Origin"] = origin
+        if request.method == "POST":
+            resp.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
     return resp
 
 
@@ -55,6 +64,7 @@ def token_exchange() -> ResponseReturnValue:
     ex = _exchange()
     sent = request.form
     form = {k: sent.getlist(k) for k in sent}
+    nonce = ex.nonces.fresh(sent.get("client_id", "").strip())  # None unless the app has dpop_nonce
     try:
         try:
             # a proxy (and the WSGI server) joins repeated headers with commas (a JWT has none): each part counts
@@ -69,8 +79,9 @@ def token_exchange() -> ResponseReturnValue:
             raise as_refusal(other) from None
     except ExchangeRefused as e:
         event("exchange_refused", error=e.oauth, code=e.code, client_id=(request.form.get("client_id") or "")[:128])
-        resp = _cors(jsonify(e.body()), origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused")
+        resp = _cors(jsonify(e.body()), origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused",
+                     nonce=nonce)
         if e.retry_after:
             resp.headers["Retry-After"] = str(e.retry_after)
         return resp, e.status
-    return _cors(jsonify(body), origin, True)
+    return _cors(jsonify(body), origin, True, nonce=nonce)
