@@ -28,8 +28,6 @@ NONCE_WINDOW = 300  # seconds: a nonce is accepted in its window and the next (5
 NONCE_SKEW = IAT_WINDOW  # seconds another instance's clock may be ahead of this one's
 NONCE_BYTES = 16
 _LABEL = b"federation-bridge/dpop-nonce/v1"  # the derived key's purpose: never the cache key's own use
-_HINT = ("Send the proof again, made anew with the nonce of this answer's DPoP-Nonce header as its nonce claim; "
-         "keep the DPoP-Nonce of each answer for the next exchange (RFC 9449 §8).")
 
 
 class DpopNonces:
@@ -62,7 +60,9 @@ class DpopNonces:
             return
         if proof.nonce is None:
             raise DpopRefused("this app's DPoP proofs must carry the bridge's nonce (apps[].dpop_nonce): the proof "
-                              "has no nonce claim", code="dpop_nonce_required", hint=_HINT, oauth="use_dpop_nonce")
+                              "has no nonce claim", code="dpop_nonce_required", oauth="use_dpop_nonce",
+                              hint="Send it again with a new proof whose nonce claim is this answer's DPoP-Nonce "
+                                   "header; keep each answer's DPoP-Nonce for the next exchange (RFC 9449 §8).")
         now = self.clock()
         windows = {int(now // NONCE_WINDOW), int(now // NONCE_WINDOW) - 1, int((now + NONCE_SKEW) // NONCE_WINDOW)}
         sent = proof.nonce.encode("utf-8", "replace")
@@ -70,7 +70,9 @@ class DpopNonces:
         if not any(hits):
             raise DpopRefused("the proof's nonce is not a current nonce of this app (a nonce lives "
                               f"{NONCE_WINDOW // 60} to {2 * NONCE_WINDOW // 60} minutes, and is the app's own)",
-                              code="dpop_nonce_stale", hint=_HINT, oauth="use_dpop_nonce")
+                              code="dpop_nonce_stale", oauth="use_dpop_nonce",
+                              hint="Send it again with a new proof whose nonce claim is this answer's DPoP-Nonce "
+                                   "header (a nonce expires; keep the latest DPoP-Nonce the bridge sent).")
 
 
 def _nonce(key: bytes, client_id: str, window: int) -> str:

@@ -13,7 +13,8 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
 3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
    app's audience at that IdP, expiry) — an MFA sign-in older than the connector's ``mfa_max_age`` counts as
    none, as in a session —, the user's, then the app's, rate limits (one EVAL), the app's DPoP proof
-   (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent (any app's), and — for a
+   (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``) and its nonce (``apps[].dpop_nonce``,
+   bridge/core/dpop_nonce.py: ``use_dpop_nonce``), its ``jti`` spent (any app's), and — for a
    connector whose tokens are ``single_use`` — its ``jti``, kept until the token expires and refused a second
    time; then SCIM, when on, as at a sign-in: a user it deactivated (or deleted) is refused
    (``exchange_deprovisioned``, audited), its groups apply (``scim.groups``);
