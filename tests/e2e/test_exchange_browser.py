@@ -290,6 +290,7 @@ def test_with_dpop_nonce_the_snippet_retries_once_with_the_bridges_nonce(page, b
               or '"token_exchanged"' in line]
     assert [(e["event"], e.get("code")) for e in events] == [("exchange_dpop_refused", "dpop_nonce_required"),
                                                              ("token_exchanged", None)]
+    assert events[0]["level"] == "info"  # by design, each client's first exchange: no warning
     assert events[1]["dpop_jkt"] == kept_key(page)
     (seen,) = [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
     assert seen.problems == [] and seen.role_arn == ROLE
