@@ -12,7 +12,9 @@ the user, narrowed by the app's mandatory session policy. Each app lists what it
 - ``max_duration`` (default 900 s), ``session_policy`` (a template, like a rule's ``policy``), rate limits;
 - ``dpop``: whether each exchange carries a DPoP proof (RFC 9449, bridge/core/dpop.py): ``required`` (the
   default — every app is a public client, it has no secret), ``insecure_optional`` or ``insecure_off`` (both
-  warn at startup; the old ``optional``/``off`` are refused, naming the new spelling).
+  warn at startup; the old ``optional``/``off`` are refused, naming the new spelling);
+- ``dpop_nonce``: an added check (off by default: one more round trip on a client's first exchange): proofs
+  carry a nonce of the bridge's (RFC 9449 §8, bridge/core/dpop_nonce.py); not with ``dpop: insecure_off``.
 
 pydantic here; ``apps_problems`` (run with the other semantic checks) reports what spans sections: unknown
 connectors, duplicate client ids, a session policy that does not compile.
@@ -70,6 +72,11 @@ class AppSettings(SettingsModel):
                            "of the app's key with every request), `insecure_optional` (checked when sent, or when "
                            "the subject token is DPoP-bound), `insecure_off` (a DPoP header or a bound token is "
                            "refused); an app is a public client (no secret): the insecure_ modes warn at startup")
+    dpop_nonce: bool = Field(False, description="adds a check: each DPoP proof must carry a nonce the bridge handed "
+                             "out (RFC 9449 §8, the `DPoP-Nonce` header of every answer; it lives 5 to 10 minutes), "
+                             "so a proof made ahead of time is refused (`use_dpop_nonce`). Off by default: it costs "
+                             "a client one more round trip on its first exchange (refused, then sent again with the "
+                             "nonce). Needs a credential cache key in `issuer.keys_dir` (nonces are derived from it)")
 
     @property
     def label(self) -> str:
@@ -181,4 +188,7 @@ def apps_problems(s: Settings) -> list[str]:
         problems += [f"{where}.idp_audiences: {cid!r} is not a configured connector (known: {sorted(known)})"
                      for cid in app.idp_audiences if cid not in known]
         app_policy(app.session_policy, f"{where}.session_policy", problems)
+        if app.dpop_nonce and app.dpop == "insecure_off":
+            problems.append(f"{where}.dpop_nonce: the app takes no DPoP proof (dpop: insecure_off), so no nonce "
+                            "either: set dpop to required (or insecure_optional), or drop dpop_nonce")
     return problems

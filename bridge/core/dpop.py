@@ -60,18 +60,22 @@ class DpopRefused(BridgeError):
     title = "The DPoP proof was refused"
     show_detail = True
 
-    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None,
+                 oauth: str = "invalid_dpop_proof") -> None:
         super().__init__(message, code=code, message=message, hint=hint)
+        self.oauth = oauth  # the OAuth error: invalid_dpop_proof, or use_dpop_nonce (RFC 9449 §8, dpop_nonce.py)
 
 
 @dataclass(frozen=True)
 class Proof:
-    """A proof that passed ``check_proof``: its key's thumbprint (RFC 7638), its ``jti``, ``iat`` and ``ath``."""
+    """A proof that passed ``check_proof``: its key's thumbprint (RFC 7638), its ``jti``, ``iat``, ``ath`` and
+    ``nonce`` (RFC 9449 §8: checked by bridge/core/dpop_nonce.py for an app with ``dpop_nonce``)."""
 
     jkt: str
     jti: str
     iat: int
     ath: str | None
+    nonce: str | None = None
 
     @property
     def until(self) -> int:
@@ -185,7 +189,9 @@ def check_proof(values: list[str], *, method: str, url: str, now: float, subject
     if ath is not None and ath != token_hash(subject_token):
         raise DpopRefused("the proof's ath is not the hash of this subject token", code="dpop_key_mismatch",
                           hint="Compute ath over the subject_token sent (base64url SHA-256), or leave it out.")
-    return Proof(jkt=thumbprint(jwk), jti=jti, iat=int(iat), ath=ath if isinstance(ath, str) else None)
+    nonce = claims.get("nonce")
+    return Proof(jkt=thumbprint(jwk), jti=jti, iat=int(iat), ath=ath if isinstance(ath, str) else None,
+                 nonce=None if nonce is None else nonce if isinstance(nonce, str) else "")  # "": no nonce of ours
 
 
 def _signed(proof: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -13,7 +13,8 @@ RFC 6749 §5.2, and the bridge's own code, docs/troubleshooting.md) at the first
 3. the subject token, verified by a connector of the app that ``ExchangesTokens`` (signature, issuer, the
    app's audience at that IdP, expiry) — an MFA sign-in older than the connector's ``mfa_max_age`` counts as
    none, as in a session —, the user's, then the app's, rate limits (one EVAL), the app's DPoP proof
-   (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``), its ``jti`` spent (any app's), and — for a
+   (``apps[].dpop``, bridge/core/dpop.py: ``invalid_dpop_proof``) and its nonce (``apps[].dpop_nonce``,
+   bridge/core/dpop_nonce.py: ``use_dpop_nonce``), its ``jti`` spent (any app's), and — for a
    connector whose tokens are ``single_use`` — its ``jti``, kept until the token expires and refused a second
    time; then SCIM, when on, as at a sign-in: a user it deactivated (or deleted) is refused
    (``exchange_deprovisioned``, audited), its groups apply (``scim.groups``);
@@ -55,6 +56,7 @@ from bridge.config.apps import AppSettings, app_policy
 from bridge.core.access import AccessPoint
 from bridge.core.credcache import Sealed
 from bridge.core.dpop import DpopRefused, Proof, app_proof, workload_proof
+from bridge.core.dpop_nonce import DpopNonces
 from bridge.core.exchange_grant import Narrowed
 from bridge.core.exchange_refused import ExchangeRefused, as_refusal, scim_refusal, token_refusal, typ_refusal
 from bridge.core.issuing import CredentialIssuer
@@ -171,7 +173,8 @@ class TokenExchange:
     def __init__(self, apps: Sequence[AppSettings], connectors: Mapping[str, Connector], access: AccessPoint,
                  issuer: CredentialIssuer, *, once: OnceStore, limits: RateLimitStore,
                  directory: Directory | None = None, per_address: int = 0,
-                 clock: Callable[[], float] = time.time, skew: int = 60, token_url: str = "") -> None:
+                 clock: Callable[[], float] = time.time, skew: int = 60, token_url: str = "",
+                 nonces: DpopNonces | None = None) -> None:
         self.apps = {a.client_id: App.of(a) for a in apps}
         # A connector that cannot verify a token without a browser (SAML, dev) is no IdP for an app.
         if problems := [f"apps[{i}].idp_audiences: connector {cid!r} cannot verify tokens for an exchange (only "
@@ -189,6 +192,7 @@ class TokenExchange:
         self.clock = clock
         self.skew = skew
         self.token_url = token_url  # base_url + /oauth/token: what a DPoP proof's htu must name (never the Host)
+        self.nonces = nonces or DpopNonces(tuple, clock=clock)  # apps[].dpop_nonce (bridge/core/dpop_nonce.py)
         self.origins = frozenset(o for a in self.apps.values() for o in a.origins)
         # (app, token hash) → (the verified token, until): the same token exchanged again is not verified again
         # within VERIFIED_KEEP (never past its exp); single-use tokens are still refused the second time.
@@ -267,13 +271,15 @@ class TokenExchange:
                 return None
             proof = app_proof(app.settings.dpop, list(values), url=self.token_url, now=self.clock(),
                               subject_token=token, cnf=subject.cnf if subject else None)
+            self.nonces.check(app.settings.client_id, proof)  # dpop_nonce: before its jti is spent
             if proof and not self.once.first_use("dpop", proof.jti, proof.until):  # one namespace: any app
                 raise DpopRefused("this DPoP proof was already used (its jti is single use)",
                                   code="dpop_proof_replayed", hint="Sign a new proof, with a new jti, for each "
                                                                    "request.")
         except DpopRefused as e:
-            event("exchange_dpop_refused", logging.WARNING, app=app.settings.client_id if app else "", code=e.code)
-            raise ExchangeRefused("invalid_dpop_proof", e.message, code=e.code, hint=e.hint) from None
+            level = logging.INFO if e.oauth == "use_dpop_nonce" else logging.WARNING  # a nonce asked for: by design
+            event("exchange_dpop_refused", level, app=app.settings.client_id if app else "", code=e.code)
+            raise ExchangeRefused(e.oauth, e.message, code=e.code, hint=e.hint) from None
         return proof
 
     def _limit(self, buckets: Sequence[tuple[str, int]]) -> None:

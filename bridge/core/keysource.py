@@ -88,6 +88,11 @@ def load_keys(settings: Settings) -> tuple[KeyRing | None, list[str]]:
         if settings.credential_cache.enabled and not keyring.cache:
             problems.append(f"issuer.keys_dir: no credential cache key in {settings.keys_dir} (run `bridge keys "
                             "generate --kind cache`, or set credential_cache.enabled: false)")
+        nonced = [a.client_id for a in settings.apps if a.dpop_nonce]
+        if nonced and not keyring.cache and not settings.credential_cache.enabled:  # else: said just above
+            problems.append(f"issuer.keys_dir: apps {nonced} use dpop_nonce, whose nonces are derived from the "
+                            f"credential cache key, and {settings.keys_dir} has none (run `bridge keys generate "
+                            "--kind cache`)")
         uses_saml = settings.aws.default_path == "saml" or any(
             g.path == "saml" for r in settings.mapping.rules for g in r.grants or [])
         if uses_saml and not keyring.saml:

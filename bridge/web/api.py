@@ -89,7 +89,7 @@ def token() -> ResponseReturnValue:
     if request.method == "OPTIONS":
         return exchange.preflight()
     fields = form_fields(request)
-    if (fields.get("grant_type") or [None])[0] == EXCHANGE_GRANT:
+    if (fields.get("grant_type") or [""])[0] == EXCHANGE_GRANT:
         return exchange.token_exchange(fields)
     try:
         _device_limits("token", request.form.get("device_code", ""))

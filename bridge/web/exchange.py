@@ -5,6 +5,10 @@ CORS is answered only for an origin some app lists (``apps[].origins``), and the
 that app's origins: a disallowed origin gets no ``Access-Control-*`` header (the browser hides the answer)
 and no credentials (the exchange is refused). No cookies are read or allowed (no
 ``Access-Control-Allow-Credentials``); every answer is ``Cache-Control: no-store``.
+
+For an app with ``dpop_nonce`` (bridge/core/dpop_nonce.py) every answer — credentials or a refusal, above all
+``use_dpop_nonce`` — carries a fresh ``DPoP-Nonce`` header (RFC 9449 §8, §8.2), which an allowed origin's page
+may read (``Access-Control-Expose-Headers``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bridge.telemetry.logs import event
 from bridge.web.common import audit_context, client_address, services
 
 ALLOW_HEADERS = "Content-Type, DPoP"  # DPoP: the proof of the app's key (RFC 9449, bridge/core/dpop.py)
+EXPOSE_HEADERS = "DPoP-Nonce"  # the answer's nonce, for the next proof (apps[].dpop_nonce)
 MAX_AGE = "600"
 
 
@@ -30,6 +35,7 @@ def _exchange() -> TokenExchange:
 
 
 def _cors(resp: Response, origin: str | None, allowed: bool) -> Response:
+    """The preflight's headers (the exchange's own answers: ``_json``)."""
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Pragma"] = "no-cache"
     resp.vary.add("Origin")
@@ -58,6 +64,7 @@ def token_exchange(form: dict[str, list[str]]) -> ResponseReturnValue:
     environ = request.environ
     origin = environ.get("HTTP_ORIGIN")
     ex = _exchange()
+    nonce = ex.nonces.fresh(((form.get("client_id") or [""])[0]).strip())  # None unless the app has dpop_nonce
     try:
         try:
             # a proxy (and the WSGI server) joins repeated headers with commas (a JWT has none): each part counts
@@ -71,17 +78,22 @@ def token_exchange(form: dict[str, list[str]]) -> ResponseReturnValue:
             raise as_refusal(other) from None
     except ExchangeRefused as e:
         event("exchange_refused", error=e.oauth, code=e.code, client_id=((form.get("client_id") or [""])[0])[:128])
-        resp = _json(e.body(), e.status, origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused")
+        resp = _json(e.body(), e.status, origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused",
+                     nonce=nonce)
         if e.retry_after:
             resp.headers["Retry-After"] = str(e.retry_after)
         return resp
-    return _json(body, 200, origin, True)
+    return _json(body, 200, origin, True, nonce=nonce)
 
 
-def _json(body: Mapping[str, object], status: int, origin: str | None, allowed: bool) -> Response:
+def _json(body: Mapping[str, object], status: int, origin: str | None, allowed: bool, *,
+          nonce: str | None = None) -> Response:
     """The answer as JSON with its headers made at once (jsonify and setting each header cost more than the
-    cached exchange's own checks): never stored, varying by ``Origin``, CORS only when ``allowed``."""
+    cached exchange's own checks), as ``_cors`` makes them: never stored, varying by ``Origin``, the app's
+    fresh ``DPoP-Nonce`` when it has one, CORS only when ``allowed``."""
     headers = [("Cache-Control", "no-store"), ("Pragma", "no-cache"), ("Vary", "Origin")]
+    if nonce:
+        headers.append(("DPoP-Nonce", nonce))
     if origin and allowed:
-        headers.append(("Access-Control-Allow-Origin", origin))
+        headers += [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", EXPOSE_HEADERS)]
     return Response(json.dumps(body, separators=(",", ":")), status, headers, mimetype="application/json")

@@ -38,6 +38,7 @@ from bridge.core.access_requests import AccessRequests, RequestLedger
 from bridge.core.console_signin import ConsoleSignin
 from bridge.core.credcache import Cache, CredentialCache, NoCache
 from bridge.core.device import DeviceFlow
+from bridge.core.dpop_nonce import DpopNonces
 from bridge.core.exchange import TokenExchange
 from bridge.core.flow import LoginFlow
 from bridge.core.issuing import CredentialIssuer, IssuerConfig, saml_issuer_for
@@ -188,7 +189,9 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
         requests=AccessRequests(ledger, access),
         exchange=TokenExchange(settings.apps, connectors, access, issuer, once=store, limits=store,
                                token_url=f"{settings.base_url}/oauth/token", directory=directory,
-                               per_address=settings.rate_limits.exchange_per_minute),
+                               per_address=settings.rate_limits.exchange_per_minute,
+                               nonces=DpopNonces(lambda: keys.ring().cache, clock=time.time,
+                                                 apps=[a.client_id for a in settings.apps if a.dpop_nonce])),
         scim=build_scim(settings, store, sessions, directory, auditor))
 
 

@@ -3,8 +3,10 @@ its user in at npm oidc-provider as a public client (code + PKCE, in the page), 
 bridge across origins (CORS), and the AWS SDK for JavaScript v3 (bundled for the browser by esbuild) calls the
 local STS's GetCallerIdentity with the result — by running the browser snippet of docs/apps-and-workloads.md,
 read from that page, with its DPoP proof (RFC 9449: a non-extractable WebCrypto P-256 key signs each exchange;
-the app's ``dpop: required``). A page of an origin the app does not list gets no CORS headers and no
-credentials."""
+the app's ``dpop: required``). The key is kept in IndexedDB: after a reload the page's exchange is proven by the
+same key. With ``dpop_nonce: true`` the snippet's first exchange is asked for the bridge's nonce
+(``use_dpop_nonce``), which it reads from the ``DPoP-Nonce`` header (CORS exposes it) and sends again with. A page
+of an origin the app does not list gets no CORS headers and no credentials."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 
+from bridge.core.dpop import thumbprint
 from tests.conftest import ACCOUNT, OIDC_CONNECTOR, PEERS, ROOT, oidc_provider
 from tests.e2e.conftest import SHOTS
 from tests.integration.test_exchange import APP_CLIENT, EXCHANGE, ID_TOKEN, POLICY
@@ -33,7 +36,8 @@ def doc_snippet() -> str:
     """The browser snippet exactly as the docs show it (the block after ``<!-- browser-snippet -->``)."""
     m = re.search(r"<!-- browser-snippet -->\n```js\n(.*?)\n```", DOC.read_text(encoding="utf-8"), re.S)
     assert m, "no browser snippet in docs/apps-and-workloads.md"
-    assert len(m[1].splitlines()) <= 35, "the snippet is meant to be short (about 20 lines, and DPoP's dozen)"
+    assert len(m[1].splitlines()) <= 52, "the snippet is meant to be short (about 20 lines, and DPoP's 30: its " \
+                                         "key kept in IndexedDB, its proof, the nonce retry)"
     return m[1]
 
 
@@ -172,16 +176,20 @@ if (!code) {
     scope: "openid email profile groups", code_challenge: challenge, code_challenge_method: "S256",
     state: "s1", nonce: "n1"});
 } else {
-  const t = await (await fetch(meta.token_endpoint, {method: "POST", body: new URLSearchParams({...app, code,
-    grant_type: "authorization_code", code_verifier: sessionStorage.getItem("verifier")})})).json();
-  window.idToken = t.id_token;
+  if (!sessionStorage.getItem("idToken")) {  // a reload keeps the sign-in (the code is spent)
+    const t = await (await fetch(meta.token_endpoint, {method: "POST", body: new URLSearchParams({...app, code,
+      grant_type: "authorization_code", code_verifier: sessionStorage.getItem("verifier")})})).json();
+    sessionStorage.setItem("idToken", t.id_token);
+  }
+  window.idToken = sessionStorage.getItem("idToken");
   try { await import("/snippet.js"); } catch (e) { document.querySelector("#error").textContent = String(e); }
 }
 </script>"""
 
 
 @pytest.fixture
-def bridge(live_bridge, make_settings, app_idp, app_site):  # type: ignore[no-untyped-def]
+def bridge(request, live_bridge, make_settings, app_idp, app_site):  # type: ignore[no-untyped-def]
+    nonce = bool(getattr(request, "param", False))  # parametrized indirectly: the app's dpop_nonce
     return live_bridge(make_settings(
         connectors=[{"id": OIDC_CONNECTOR, "type": "oidc", "issuer": app_idp, "client_id": "bridge",
                      "client_secret": "bridge-secret"}],
@@ -189,12 +197,12 @@ def bridge(live_bridge, make_settings, app_idp, app_site):  # type: ignore[no-un
                  "rules": [{"name": "photo-album", "match": {"group": "aws-admins"},
                             "grants": [{"account": "sandbox", "role": "PhotoUploads", "session_name": "{email}"}]}]},
         apps=[{"client_id": "photos", "idp_audiences": {OIDC_CONNECTOR: [APP_CLIENT]}, "origins": [app_site.origin],
-               "grants": ["sandbox/PhotoUploads"], "session_policy": POLICY, "dpop": "required"}]))
+               "grants": ["sandbox/PhotoUploads"], "session_policy": POLICY, "dpop": "required",
+               "dpop_nonce": nonce}]))
 
 
-def test_a_page_of_another_origin_exchanges_its_id_token_and_calls_sts(page, bridge, app_site, other_site, app_idp,  # type: ignore[no-untyped-def]
-                                                                       sdk_bundle, strict_sts_peer, browser_sts,
-                                                                       bridge_logs):
+def serve_and_sign_in(page, app_site, app_idp, sdk_bundle, bridge, browser_sts) -> None:  # type: ignore[no-untyped-def]
+    """The app's page, with the docs' snippet, signed in as alice; the snippet has run (#arn or #error)."""
     app_site.files.update({
         "/app.html": ("text/html", APP_PAGE.replace("IDP", app_idp).replace("CLIENT", APP_CLIENT).encode()),
         "/sdk.js": ("text/javascript", sdk_bundle),
@@ -204,8 +212,35 @@ def test_a_page_of_another_origin_exchanges_its_id_token_and_calls_sts(page, bri
     page.fill("#username", "alice")
     page.fill("#password", "alice-pw")
     page.click("#submit")
+    ran(page)
+
+
+def ran(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_function("document.querySelector('#arn').textContent || document.querySelector('#error').textContent",
                            timeout=30_000)
+
+
+def kept_key(page) -> str:  # type: ignore[no-untyped-def]
+    """The RFC 7638 thumbprint of the public half of the key pair the page keeps in IndexedDB."""
+    jwk = page.evaluate("""async () => {
+        const db = await new Promise((ok) => { const q = indexedDB.open("dpop"); q.onsuccess = () => ok(q.result); });
+        const key = await new Promise((ok) => {
+          const q = db.transaction("keys").objectStore("keys").get("app"); q.onsuccess = () => ok(q.result); });
+        return { extractable: key.privateKey.extractable, ...(await crypto.subtle.exportKey("jwk", key.publicKey)) };
+    }""")
+    assert jwk.pop("extractable") is False  # the private half stays in the browser
+    return thumbprint(jwk)
+
+
+def exchanged(bridge_logs) -> list[str]:  # type: ignore[no-untyped-def]
+    """The dpop_jkt of each exchange that issued credentials, from the bridge's log (never the proof)."""
+    return [json.loads(line)["dpop_jkt"] for line in bridge_logs.lines if '"token_exchanged"' in line]
+
+
+def test_a_page_of_another_origin_exchanges_its_id_token_and_calls_sts(page, bridge, app_site, other_site, app_idp,  # type: ignore[no-untyped-def]
+                                                                       sdk_bundle, strict_sts_peer, browser_sts,
+                                                                       bridge_logs):
+    serve_and_sign_in(page, app_site, app_idp, sdk_bundle, bridge, browser_sts)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "exchange.png"))
     assert page.text_content("#error") == ""
@@ -214,9 +249,16 @@ def test_a_page_of_another_origin_exchanges_its_id_token_and_calls_sts(page, bri
     assert seen.problems == [] and seen.role_arn == ROLE and "photos/00ualice/*" in seen.params["Policy"]
     id_token = page.evaluate("window.idToken")
     # the exchange was proven: the key's thumbprint is logged (never the proof), and it is a P-256 key's
-    (done,) = [json.loads(line) for line in bridge_logs.lines if '"token_exchanged"' in line]
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", done["dpop_jkt"]), done
+    (jkt,) = exchanged(bridge_logs)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", jkt) and jkt == kept_key(page), jkt
     assert "eyJ0eXAiOiJkcG9wK2p3dCI" not in bridge_logs.text and id_token not in bridge_logs.text  # {"typ":"dpop+jwt"
+
+    # A reload: the page runs again and proves its exchange with the key it kept in IndexedDB, not a new one.
+    page.reload()
+    ran(page)
+    assert page.text_content("#error") == "" and page.text_content("#arn").endswith("/photos.alice@example.com")
+    assert exchanged(bridge_logs) == [jkt, jkt] and kept_key(page) == jkt
+    issued = len([c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"])
 
     # Another origin, with the same valid ID token: the browser gets no CORS headers, the bridge no credentials.
     other_site.files["/other.html"] = ("text/html", b"<!doctype html><title>Another site</title><p>other</p>")
@@ -233,4 +275,22 @@ def test_a_page_of_another_origin_exchanges_its_id_token_and_calls_sts(page, bri
         "audience": "sandbox/PhotoUploads"})
     assert direct.status_code == 400 and direct.json()["error"] == "unauthorized_client"
     assert not [h for h in direct.headers if h.lower().startswith("access-control")]
-    assert len([c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]) == 1
+    assert len([c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]) == issued
+
+
+@pytest.mark.parametrize("bridge", [True], ids=["dpop_nonce"], indirect=True)
+def test_with_dpop_nonce_the_snippet_retries_once_with_the_bridges_nonce(page, bridge, app_site, app_idp,  # type: ignore[no-untyped-def]
+                                                                         sdk_bundle, strict_sts_peer, browser_sts,
+                                                                         bridge_logs):
+    serve_and_sign_in(page, app_site, app_idp, sdk_bundle, bridge, browser_sts)
+    assert page.text_content("#error") == ""
+    assert page.text_content("#arn") == f"arn:aws:sts::{ACCOUNT}:assumed-role/PhotoUploads/photos.alice@example.com"
+    # its first proof had no nonce (refused, with the header the page read through CORS); the retry had it
+    events = [json.loads(line) for line in bridge_logs.lines if '"exchange_dpop_refused"' in line
+              or '"token_exchanged"' in line]
+    assert [(e["event"], e.get("code")) for e in events] == [("exchange_dpop_refused", "dpop_nonce_required"),
+                                                             ("token_exchanged", None)]
+    assert events[0]["level"] == "info"  # by design, each client's first exchange: no warning
+    assert events[1]["dpop_jkt"] == kept_key(page)
+    (seen,) = [c for c in strict_sts_peer.seen if c.action == "AssumeRoleWithWebIdentity"]
+    assert seen.problems == [] and seen.role_arn == ROLE
