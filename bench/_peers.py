@@ -70,14 +70,16 @@ def parse(ap: argparse.ArgumentParser, **smoke: Any) -> argparse.Namespace:
     return args
 
 
-def parse_load(*, requests: int = 3000, rounds: int = 5) -> argparse.Namespace:
+def parse_load(*, requests: int = 3000, rounds: int = 5, workers: int = 2) -> argparse.Namespace:
     """The options of an ``ab`` load benchmark (``--requests`` per round and kind, ``--rounds``,
     ``--concurrency``, ``--workers``), through ``parse`` with its smoke values."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=requests, help="per round and kind")
     ap.add_argument("--rounds", type=int, default=rounds)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=workers,
+                    help="gunicorn workers; with more than one, the rounds where one worker got all of ab's "
+                    "keep-alive connections are counted in the output")
     return parse(ap, requests=100, rounds=1, workers=1)
 
 
@@ -130,6 +132,15 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], seconds: float = 20) ->
             p.wait(seconds)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime+stime of process ``pid`` (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu_seconds(pgid: int) -> float:
@@ -305,6 +316,7 @@ class Round:
     redis_round_trips: float  # per request: the reads Redis served (one per round trip: a pipeline is one)
     commands: dict[str, float]  # per request, by command
     redis_cpu_ms: float = float("nan")  # redis-server's own CPU per request (every node: INFO used_cpu_*)
+    busiest_worker: float = float("nan")  # the share of the workers' CPU the busiest worker took (1: all of it)
     client_cpu_ms: float = float("nan")  # ab's CPU per request: on a small machine it shares the cores
 
 
@@ -356,16 +368,20 @@ def _redis_counters(rc: Redises) -> tuple[dict[str, int], int, float]:
 def measure(server: Server, t: Target, n: int, c: int, rc: Redises) -> Round:
     server, n = t.server or server, t.requests or n
     cmds0, reads0, rcpu0 = _redis_counters(rc)
-    cpu0 = server.cpu_seconds()
+    cpu0, workers = server.cpu_seconds(), server.workers()
+    each0 = [process_cpu_seconds(w) for w in workers]
     rps, mean, p50, p99, errors = ab(t.url, n, c, t.headers, t.body)
     cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / n
+    spent = [process_cpu_seconds(w) - w0 for w, w0 in zip(workers, each0, strict=True)]
     cmds1, reads1, rcpu1 = _redis_counters(rc)
     # The diff holds, per node, the first INFO call and the second one's read: neither is the server's.
     per = {k: (v - cmds0.get(k, 0)) / n for k, v in cmds1.items() if k != "info" and v != cmds0.get(k, 0)}
     nodes = 0 if rc is None else len(rc) if isinstance(rc, list) else 1
     trips = max(0, reads1 - reads0 - nodes) / n if rc is not None else float("nan")
     return Round(rps, mean, p50, p99, errors, n, cpu_ms, sum(per.values()) if rc is not None else float("nan"),
-                 trips, per, (rcpu1 - rcpu0) * 1000 / n if rc is not None else float("nan"), last_client_cpu * 1000 / n)
+                 trips, per, (rcpu1 - rcpu0) * 1000 / n if rc is not None else float("nan"),
+                 max(spent) / sum(spent) if len(spent) > 1 and sum(spent) > 0 else float("nan"),
+                 last_client_cpu * 1000 / n)
 
 
 def interleave(server: Server, targets: list[Target], *, rounds: int, requests_per_round: int, concurrency: int,
@@ -380,9 +396,18 @@ def interleave(server: Server, targets: list[Target], *, rounds: int, requests_p
     return out
 
 
+def _bracketed(base: list[float]) -> list[float]:
+    """The baseline each round's target is compared with: the mean of the baseline round just before it and
+    the one just after (``interleave`` runs the baseline first in each round), the last round's own alone.
+    On a machine shared with other jobs, a slowdown that starts or ends between two measurements then
+    weighs on both sides alike, rather than on whichever ran in it."""
+    return [(b + base[i + 1]) / 2 if i + 1 < len(base) else b for i, b in enumerate(base)]
+
+
 def report(prefix: str, runs: dict[str, list[Round]], baseline: str = "healthz") -> dict[str, float]:
     """Print one line per target (medians over rounds) and its BENCH lines, then each target's ratio to
-    ``baseline`` (the median of per-round ratios, so a noisy round hits both alike). Returns the ratios."""
+    ``baseline`` (the median of per-round ratios, each against the baseline rounds around it: ``_bracketed``;
+    so a noisy round hits both alike). Returns the ratios."""
     ratios: dict[str, float] = {}
     for name, rs in runs.items():
         med = {k: statistics.median(getattr(r, k) for r in rs)
@@ -401,11 +426,19 @@ def report(prefix: str, runs: dict[str, list[Round]], baseline: str = "healthz")
         bench(f"{prefix}_{name}_server_cpu", round(med["cpu_ms"], 3), "ms/req")
         bench(f"{prefix}_{name}_redis_round_trips", round(med["redis_round_trips"], 2), "per_req")
         bench(f"{prefix}_{name}_errors", errors, "count")
+    shares = [r.busiest_worker for rs in runs.values() for r in rs if r.busiest_worker == r.busiest_worker]
+    if shares:  # more than one worker: gunicorn's accept is a race, and ab opens its connections at once
+        lopsided = sum(1 for x in shares if x >= 0.9)
+        print(f"{prefix}: one worker took >= 90 % of the workers' CPU in {lopsided} of {len(shares)} runs (it had "
+              "accepted every keep-alive connection of ab; that run's req/s is one process's)")
     for name, rs in runs.items():
         if name != baseline:
             base = runs[baseline]
-            ratios[name] = statistics.median(x.rps / y.rps for x, y in zip(rs, base, strict=True))
-            ratios[f"{name}_p50"] = statistics.median(x.p50_ms / y.p50_ms for x, y in zip(rs, base, strict=True))
+            each = [x.rps / y for x, y in zip(rs, _bracketed([b.rps for b in base]), strict=True)]
+            print(f"{prefix}_{name} / {baseline} req/s, each round: " + " ".join(f"{r:.3f}" for r in each))
+            ratios[name] = statistics.median(each)
+            ratios[f"{name}_p50"] = statistics.median(
+                x.p50_ms / y for x, y in zip(rs, _bracketed([b.p50_ms for b in base]), strict=True))
             bench(f"{prefix}_{name}_to_{baseline}_ratio", round(ratios[name], 3), "ratio")
     return ratios
 

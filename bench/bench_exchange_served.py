@@ -8,7 +8,13 @@ credentials live 1 h, beyond the cache's refresh window), then `ab -k` drives in
 call to the IdP on the hot path (the stand-in counts them). Target: a cached exchange >= 0.5 x /healthz
 req/s in the same run.
 
-    .venv/bin/python bench/bench_exchange_served.py [--requests 3000] [--rounds 5] [--concurrency 8]
+One gunicorn worker by default: with two, gunicorn's workers race to accept ab's 8 keep-alive connections
+when a run starts, and in some runs one worker wins all of them — that run's req/s is then one process's,
+half of a balanced run's, whichever kind it measures (the per-worker CPU shows it: ``--workers 2`` prints
+how many runs went so). One worker has no such lottery: the ratio is what one process spends per request.
+Each exchange round is compared with the /healthz rounds just before and after it (``_peers._bracketed``).
+
+    .venv/bin/python bench/bench_exchange_served.py [--requests 2000] [--rounds 9] [--concurrency 8] [--workers 1]
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ def exchange_form(idp: Idp) -> dict[str, str]:
 
 
 def main() -> int:
-    args = parse_load()
+    args = parse_load(requests=2000, rounds=9, workers=1)
     idp = Idp()
     with Stack("exchange-served") as stack:
         port = free_port()

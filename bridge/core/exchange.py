@@ -42,6 +42,7 @@ with DPoP: AWS credentials cannot be bound to a key), ``dpop_jkt`` the proven ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -471,6 +472,7 @@ class TokenExchange:
         return self._narrowed.get(held, identity, app, app.policy, app.settings.client_id, app.settings.max_duration)
 
 
+@functools.lru_cache(maxsize=8192)  # a bucket's name: the same few addresses and users again and again
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

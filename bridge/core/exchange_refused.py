@@ -85,18 +85,33 @@ def scim_refusal(*, unmatched: bool) -> ExchangeRefused:
 ACCESS_TYPS = ("at+jwt", "application/at+jwt")  # RFC 9068 §2.1: a JWT access token says so in its header
 
 
-def typ_refusal(token: str, *, id_token: bool) -> ExchangeRefused | None:
-    """The subject token's JOSE header ``typ`` against the ``subject_token_type`` sent (a refusal only: read
-    before the signature, it never lets a token through). An ID token's is absent or ``JWT``; ``…:jwt`` takes
-    that or an access token's (``at+jwt``). Any other (``logout+jwt``, ``dpop+jwt``, …) is no subject token."""
+_TYPS: dict[str, str | None] = {}  # JOSE header → its typ: an IdP signs every token under the same few headers
+
+
+def _typ(head: str) -> str | None:
+    """The lowercased ``typ`` of the JOSE header ``head`` (``jwt`` when absent, ``?`` when not text; None:
+    malformed). Kept for short headers (bounded: an odd one is worked out again, never stored without end)."""
+    if (kind := _TYPS.get(head, "")) != "":
+        return kind
     try:
-        head = token.split(".", 1)[0]
         doc = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     except (ValueError, RecursionError):
         return None  # malformed: the connector says so
     typ = doc.get("typ") if isinstance(doc, dict) else None
     kind = typ.lower() if isinstance(typ, str) else "jwt" if typ is None else "?"
-    if kind in ("jwt", "application/jwt") or (kind in ACCESS_TYPS and not id_token):
+    if len(head) <= 1024:
+        if len(_TYPS) >= 256:
+            _TYPS.clear()
+        _TYPS[head] = kind
+    return kind
+
+
+def typ_refusal(token: str, *, id_token: bool) -> ExchangeRefused | None:
+    """The subject token's JOSE header ``typ`` against the ``subject_token_type`` sent (a refusal only: read
+    before the signature, it never lets a token through). An ID token's is absent or ``JWT``; ``…:jwt`` takes
+    that or an access token's (``at+jwt``). Any other (``logout+jwt``, ``dpop+jwt``, …) is no subject token."""
+    kind = _typ(token.split(".", 1)[0])
+    if kind is None or kind in ("jwt", "application/jwt") or (kind in ACCESS_TYPS and not id_token):
         return None
     what = "an access token (typ at+jwt)" if kind in ACCESS_TYPS else "not an ID token or access token"
     return ExchangeRefused("invalid_request", f"the subject token is {what}, but subject_token_type says "

@@ -119,13 +119,15 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
         return self.hits_reading(buckets, None, window)[0]
 
     # In order, stopping after the first bucket over its limit: a user over their budget does not spend the
-    # app's (one stranger's token cannot lock every user out). INCRBY, not INCR: the ACL list's command.
+    # app's (one stranger's token cannot lock every user out). INCRBY, not INCR: the ACL list's command. The
+    # window's first count sets its expiry (the script is atomic: no count can land between the two).
     _HITS = ("local out = {} for i, key in ipairs(KEYS) do "
-             "local n = redis.call('INCRBY', key, 1) redis.call('EXPIRE', key, ARGV[1]) out[i] = n "
-             "if n > tonumber(ARGV[i + 1]) then return out end end return out")
+             "local n = redis.call('INCRBY', key, 1) if n == 1 then redis.call('EXPIRE', key, ARGV[1]) end "
+             "out[i] = n if n > tonumber(ARGV[i + 1]) then return out end end return out")
     # The same, then the last key's GET ('' when absent: a nil would end the reply's array).
     _HITS_READING = ("local out, last = {}, #KEYS - 1 for i = 1, last do "
-                     "local n = redis.call('INCRBY', KEYS[i], 1) redis.call('EXPIRE', KEYS[i], ARGV[1]) out[i] = n "
+                     "local n = redis.call('INCRBY', KEYS[i], 1) "
+                     "if n == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end out[i] = n "
                      "if n > tonumber(ARGV[i + 1]) then break end end "
                      "return {out, redis.call('GET', KEYS[#KEYS]) or ''}")
 
@@ -137,8 +139,8 @@ class RedisStore(SessionKeys, SsoKeys, RedisScim, RedisFirstUse):
             return [], None
         with self.errors():
             if keyed and creds is not None and isinstance(self.r, redis.Redis):  # one server: one EVAL, less CPU
-                got = list(self.r.eval(self._HITS_READING, len(keyed) + 1, *(k for k, _, _ in keyed),
-                                       self._ck(*creds), window + 5, *(n for _, _, n in keyed)))
+                got = list(self._eval(self._HITS_READING, len(keyed) + 1, *(k for k, _, _ in keyed),
+                                      self._ck(*creds), window + 5, *(n for _, _, n in keyed)))
                 return _waits(keyed, got[0]), got[1] or None
             pipe = self.r.pipeline(transaction=False)
             if keyed:

@@ -96,6 +96,26 @@ class RedisBase:
                 self.on_error(e)
             raise StoreUnavailable(f"redis: {type(e).__name__}") from None
 
+    def _eval(self, script: str, numkeys: int, *args: str | bytes | int) -> Any:
+        """``EVAL`` on one server (``self.r`` a ``redis.Redis``: a single server or Sentinel's master), sent on a
+        pooled connection directly: redis-py's command path around it (its retry wrapper, observability hooks
+        and argument checks) cost a hot request more CPU than the bridge's own checks. The connection cleans
+        itself up on any error (redis-py's ``Connection``); one that fails to reach the server hands the
+        command to that path, which retries as configured (``redis_client``) — as redis-py's own retry, the
+        script may then run twice after a timeout."""
+        pool = self.r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVAL", script, numkeys, *args)
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        finally:
+            if conn.should_reconnect():  # the server announced maintenance (redis-py does the same after a command)
+                conn.disconnect()
+            pool.release(conn)
+        return self.r.eval(script, numkeys, *args)
+
     def _sadd_never_shorten(self, key: str, member: str, ttl: int) -> None:
         """SADD, and extend the set's TTL to ``ttl`` unless it already lives longer: an index must
         outlive the longest thing filed in it (PTTL, not TTL: it is in the bridge's ACL list)."""

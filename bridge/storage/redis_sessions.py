@@ -160,7 +160,7 @@ class SessionKeys(LegacyReads):
         if ahead.recent is not None:
             cmds += [("LRANGE 0 0", self._k("recent", ahead.recent)), ("PTTL", self._k("recent", ahead.recent))]
         if isinstance(self.r, redis.Redis):  # one server (or Sentinel's master): one EVAL, a fraction of the CPU
-            return list(self.r.eval(_RUN, len(cmds), *(k for _, k in cmds), ";".join(c for c, _ in cmds)))
+            return list(self._eval(_RUN, len(cmds), *(k for _, k in cmds), ";".join(c for c, _ in cmds)))
         pipe = self.r.pipeline(transaction=False)  # a Cluster: the keys are in several slots
         for cmd, k in cmds:
             name, *args = cmd.split()

@@ -45,3 +45,21 @@ def harness(redis_url: str) -> Iterator[Harness]:
     yield Harness(store, advance, raw_put)
     for key in client.scan_iter(match=f"{prefix}*"):
         client.delete(key)
+
+
+def test_every_rate_limit_window_expires(redis_url: str) -> None:
+    """A window's first count sets its expiry and later counts keep it (the scripts EXPIRE only then): no
+    bucket key is ever left without a TTL, by ``hits`` or by ``hits_reading``."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"rl{time.monotonic_ns()}:"
+    store = RedisStore(client, prefix, clock=lambda: float(T0))
+    for _ in range(3):
+        store.hits([("a", 100), ("b", 100)])
+        store.hits_reading([("c", 100)], ("user", "entry"))
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    assert len(keys) == 3
+    for key in keys:
+        assert int(client.get(key)) == 3
+        assert 0 < client.ttl(key) <= 65
+    for key in keys:
+        client.delete(key)

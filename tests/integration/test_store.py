@@ -76,3 +76,36 @@ def test_redis_down_is_store_unavailable() -> None:
         s.load_session("abc", idle=60)
     assert s.ping() is False
     assert time.monotonic() - started < 2  # fails fast: users get a 503 at once, not after a hang
+
+
+def test_the_hot_scripts_fail_over_to_a_new_connection(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-ahead's and the exchange's EVAL go out on a pooled connection directly (``RedisBase._eval``):
+    when Redis drops that connection after it was checked out (a restart, a failover, an idle timeout), the
+    call is made again on a new one — counted once, nothing lost — and a Redis that is down is a
+    ``StoreUnavailable``."""
+    import redis
+
+    s = Store.from_url(redis_url, f"hot{time.monotonic_ns()}:")
+    bucket = [("kill", 100)]
+    assert s.hits_reading(bucket, ("u", "e"))[0] == [0]
+    admin = redis.Redis.from_url(redis_url)
+    pool = s.r.connection_pool
+    checkout = pool.get_connection
+    killed: list[int] = []
+
+    def then_killed(*a: object, **k: object) -> object:  # once: the server drops the connection just handed out
+        conn = checkout(*a, **k)
+        if not killed:
+            conn.send_command("CLIENT", "ID")
+            killed.append(int(conn.read_response()))
+            admin.client_kill_filter(_id=killed[0])
+        return conn
+
+    monkeypatch.setattr(pool, "get_connection", then_killed)
+    assert s.hits_reading(bucket, ("u", "e")) == ([0], None)
+    assert killed and killed[0] not in [int(c["id"]) for c in admin.client_list()]
+    (key,) = list(admin.scan_iter(match=f"{s.prefix}rl:*"))
+    assert int(admin.get(key)) == 2  # the first count and this one, made again on a new connection
+    down = Store.from_url(f"redis://127.0.0.1:{free_port()}/0", "x:", socket_timeout=0.5)
+    with pytest.raises(StoreUnavailable):
+        down.hits_reading(bucket, ("u", "e"))
