@@ -7,7 +7,9 @@ the keys and the clock are injected (bridge/web/services.py: the credential-cach
 ``HMAC-SHA256(k, client_id ‖ window)`` (the first 16 bytes, base64url), ``window`` the number of
 ``NONCE_WINDOW`` (300 s) periods since the epoch and ``k`` derived from one of the bridge's credential-cache
 keys (``cache-*.key``: the same on every instance, already there; a derived key, never the cache key itself).
-The newest key makes nonces, every loaded key checks them (keys rotate by adding one). A nonce is accepted in
+Every loaded key checks them; the one that makes them is the newest generated at least ``NONCE_SETTLE``
+seconds ago (keys rotate by adding one): a key copied to the instances one by one is on all of them by then,
+so no instance hands out a nonce another cannot check yet (the oldest, when every key is newer). A nonce is accepted in
 the window it was made and the next one — it lives **5 to 10 minutes** — and, for an instance whose clock is up to
 ``NONCE_SKEW`` seconds behind the one that made it, from that much early. One app's nonce is not another's.
 Compared in constant time (``hmac.compare_digest``), every candidate computed.
@@ -27,6 +29,7 @@ from bridge.core.dpop import IAT_WINDOW, DpopRefused, Proof, b64url
 NONCE_WINDOW = 300  # seconds: a nonce is accepted in its window and the next (5 to 10 minutes)
 NONCE_SKEW = IAT_WINDOW  # seconds another instance's clock may be ahead of this one's
 NONCE_BYTES = 16
+NONCE_SETTLE = 600  # seconds a new cache key has to reach every instance before it makes nonces
 _LABEL = b"federation-bridge/dpop-nonce/v1"  # the derived key's purpose: never the cache key's own use
 
 
@@ -36,8 +39,9 @@ class DpopNonces:
     answer of such an app, ``check`` for each proof it sends."""
 
     def __init__(self, keys: Callable[[], Sequence[bytes]], *, clock: Callable[[], float],
-                 apps: Iterable[str] = ()) -> None:
+                 apps: Iterable[str] = (), made: Callable[[], Sequence[float]] = tuple) -> None:
         self.keys = keys
+        self.made = made  # when each of keys() was generated (epoch seconds; missing or 0: long ago)
         self.clock = clock
         self.apps = frozenset(apps)
 
@@ -49,7 +53,9 @@ class DpopNonces:
         keys = self.keys()
         if not self.on(client_id) or not keys:
             return None
-        return _nonce(keys[-1], client_id, int(self.clock() // NONCE_WINDOW))
+        now, made = self.clock(), self.made()
+        settled = [k for i, k in enumerate(keys) if (made[i] if i < len(made) else 0.0) <= now - NONCE_SETTLE]
+        return _nonce(settled[-1] if settled else keys[0], client_id, int(now // NONCE_WINDOW))
 
     def check(self, client_id: str, proof: Proof | None) -> None:
         """``proof``'s nonce is a current one of ``client_id``'s, or ``DpopRefused`` (OAuth ``use_dpop_nonce``):

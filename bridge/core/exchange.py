@@ -278,7 +278,7 @@ class TokenExchange:
                                   code="dpop_proof_replayed", hint="Sign a new proof, with a new jti, for each "
                                                                    "request.")
         except DpopRefused as e:
-            level = logging.INFO if e.oauth == "use_dpop_nonce" else logging.WARNING  # a nonce asked for: by design
+            level = logging.INFO if e.code == "dpop_nonce_required" else logging.WARNING  # a first ask: by design
             event("exchange_dpop_refused", level, app=app.settings.client_id if app else "", code=e.code)
             raise ExchangeRefused(e.oauth, e.message, code=e.code, hint=e.hint) from None
         return proof

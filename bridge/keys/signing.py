@@ -143,6 +143,7 @@ class KeyRing:
     keys: tuple[SigningKey, ...]
     saml: tuple[SamlKey, ...] = ()
     cache: tuple[bytes, ...] = ()  # AES-256-GCM keys, oldest first; the newest encrypts
+    cache_made: tuple[float, ...] = ()  # when each was generated (its file name's stamp; 0: not said)
 
     @property
     def active(self) -> SigningKey:
@@ -161,7 +162,7 @@ class KeyRing:
         The newest key whose ``sign_from`` has come signs; if none has (every published key is
         still waiting), the oldest published one does rather than none.
         """
-        return KeyRing(_arrange(self.keys, now), _arrange(self.saml, now), self.cache)
+        return KeyRing(_arrange(self.keys, now), _arrange(self.saml, now), self.cache, self.cache_made)
 
 
 def _arrange(keys: tuple[Any, ...], now: float) -> tuple[Any, ...]:
@@ -230,7 +231,9 @@ def generate_cache_key(directory: Path, *, now: datetime | None = None) -> Path:
     return path
 
 
-def _load_cache_keys(directory: Path, problems: list[str]) -> list[bytes]:
+def _load_cache_keys(directory: Path, problems: list[str]) -> list[tuple[bytes, float]]:
+    """Each valid ``cache-*.key``, oldest first, with when it was generated (its stamp; 0 when the name has
+    none: a key named by hand counts as an old one)."""
     out = []
     for path in sorted(directory.glob("cache-*.key")):
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -244,7 +247,12 @@ def _load_cache_keys(directory: Path, problems: list[str]) -> list[bytes]:
         if len(key) != 32:
             problems.append(f"{path}: not a base64 256-bit key")
             continue
-        out.append(key)
+        try:
+            made = datetime.strptime(path.stem.removeprefix("cache-"), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        except ValueError:
+            out.append((key, 0.0))
+        else:
+            out.append((key, made.timestamp()))
     return out
 
 
@@ -310,7 +318,8 @@ def load_keyring(directory: Path) -> tuple[KeyRing | None, list[str]]:
         problems.append(f"{directory}: no signing keys (run `bridge keys generate --dir {directory}`)")
     saml = _load_saml_keys(directory, problems)
     cache = _load_cache_keys(directory, problems)
-    return (KeyRing(tuple(keys), tuple(saml), tuple(cache)) if keys else None), problems
+    return (KeyRing(tuple(keys), tuple(saml), tuple(k for k, _ in cache), tuple(t for _, t in cache))
+            if keys else None), problems
 
 
 def rotate(directory: Path, kind: str, *, now: int, publish_for: int, overlap: int, alg: str = "RS256",

@@ -100,15 +100,16 @@ class RedisBase:
         """``EVAL`` on one server (``self.r`` a ``redis.Redis``: a single server or Sentinel's master), sent on a
         pooled connection directly: redis-py's command path around it (its retry wrapper, observability hooks
         and argument checks) cost a hot request more CPU than the bridge's own checks. The connection cleans
-        itself up on any error (redis-py's ``Connection``); one that fails to reach the server hands the
-        command to that path, which retries as configured (``redis_client``) — as redis-py's own retry, the
-        script may then run twice after a timeout."""
+        itself up on any error (redis-py's ``Connection``); a connection the server dropped hands the command
+        to that path, which retries as configured (``redis_client``; a reply lost to a reset connection may
+        then have the script run twice, as with redis-py's own retry). A timeout is not tried again: the
+        script may still be running, and a hung Redis holds each request one ``socket_timeout``, not more."""
         pool = self.r.connection_pool
         conn = pool.get_connection()
         try:
             conn.send_command("EVAL", script, numkeys, *args)
             return conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.ConnectionError:
             pass
         finally:
             if conn.should_reconnect():  # the server announced maintenance (redis-py does the same after a command)

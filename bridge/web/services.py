@@ -190,7 +190,8 @@ def build_services(settings: Settings, *, store: Store | None = None, sts: StsGa
         exchange=TokenExchange(settings.apps, connectors, access, issuer, once=store, limits=store,
                                token_url=f"{settings.base_url}/oauth/token", directory=directory,
                                per_address=settings.rate_limits.exchange_per_minute,
-                               nonces=DpopNonces(lambda: keys.ring().cache, clock=time.time,
+                               nonces=DpopNonces(lambda: keys.ring().cache, made=lambda: keys.ring().cache_made,
+                                                 clock=time.time,
                                                  apps=[a.client_id for a in settings.apps if a.dpop_nonce])),
         scim=build_scim(settings, store, sessions, directory, auditor))
 

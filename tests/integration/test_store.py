@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -102,10 +103,40 @@ def test_the_hot_scripts_fail_over_to_a_new_connection(redis_url: str, monkeypat
         return conn
 
     monkeypatch.setattr(pool, "get_connection", then_killed)
+    again: list[object] = []
+    plain = s.r.eval
+    monkeypatch.setattr(s.r, "eval", lambda *a: again.append(a) or plain(*a))
     assert s.hits_reading(bucket, ("u", "e")) == ([0], None)
+    assert len(again) == 1  # made again on redis-py's path, once
     assert killed and killed[0] not in [int(c["id"]) for c in admin.client_list()]
     (key,) = list(admin.scan_iter(match=f"{s.prefix}rl:*"))
     assert int(admin.get(key)) == 2  # the first count and this one, made again on a new connection
     down = Store.from_url(f"redis://127.0.0.1:{free_port()}/0", "x:", socket_timeout=0.5)
     with pytest.raises(StoreUnavailable):
         down.hits_reading(bucket, ("u", "e"))
+
+
+def test_a_timed_out_hot_script_is_not_sent_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis that does not answer in ``socket_timeout``: the hot EVAL is a ``StoreUnavailable`` at once, and is
+    not sent again (it may still run: a retry would count the request twice, and hold it twice as long)."""
+    import os
+    import signal
+
+    from bridge.runtime.localredis import LocalRedis
+
+    with LocalRedis(tmp_path / "paused") as rd:
+        s = Store.from_url(rd.url, "p:", socket_timeout=0.3)
+        admin = redis.Redis.from_url(rd.url)
+        assert s.hits_reading([("slow", 100)], ("u", "e"))[0] == [0]
+        again: list[object] = []
+        plain = s.r.eval
+        monkeypatch.setattr(s.r, "eval", lambda *a: again.append(a) or plain(*a))  # redis-py's path, retrying
+        os.kill(rd.proc.pid, signal.SIGSTOP)  # the EVAL waits in the socket, unanswered
+        try:
+            with pytest.raises(StoreUnavailable):
+                s.hits_reading([("slow", 100)], ("u", "e"))
+        finally:
+            os.kill(rd.proc.pid, signal.SIGCONT)
+        assert again == []  # not handed to redis-py's retrying path
+        (key,) = list(admin.scan_iter(match="p:rl:*"))
+        assert int(admin.get(key)) == 2  # the first count, and the timed-out one once (it ran when Redis woke)

@@ -15,7 +15,7 @@ import pytest
 
 from bridge.config import ConfigError, settings_from_dict
 from bridge.core.dpop import DpopRefused, Proof
-from bridge.core.dpop_nonce import NONCE_SKEW, NONCE_WINDOW, DpopNonces
+from bridge.core.dpop_nonce import NONCE_SETTLE, NONCE_SKEW, NONCE_WINDOW, DpopNonces
 from bridge.web.services import build_services
 from tests.clock import Clock
 from tests.dpop_proofs import ec_key, proof
@@ -83,6 +83,38 @@ def test_the_newest_key_makes_nonces_and_every_key_takes_them() -> None:
     rotated = nonces(clock, (KEY_A, KEY_B))  # a cache key added: nonces made under it, the old ones still taken
     assert rotated.fresh("photos") == nonces(clock, (KEY_B,)).fresh("photos") != old
     rotated.check("photos", with_nonce(old))
+
+
+def test_a_new_key_makes_nonces_only_once_every_instance_can_have_it() -> None:
+    """Keys reach the instances one by one: the newest key makes nonces once it is NONCE_SETTLE old, so an instance
+    that has not loaded it yet still takes every nonce handed out; when every key is newer, the oldest makes them."""
+    clock = Clock(START)
+    made = (START - 86_400, START)  # KEY_A a day old, KEY_B just generated
+    rotated = DpopNonces(lambda: (KEY_A, KEY_B), made=lambda: made, clock=clock, apps=["photos"])
+    behind = nonces(clock, (KEY_A,))  # an instance that has not loaded KEY_B yet
+    behind.check("photos", with_nonce(rotated.fresh("photos")))
+    clock.now = START + NONCE_SETTLE - 1
+    behind.check("photos", with_nonce(rotated.fresh("photos")))
+    clock.now = START + NONCE_SETTLE  # settled: KEY_B makes them (by now on every instance)
+    assert rotated.fresh("photos") == nonces(clock, (KEY_B,)).fresh("photos")
+    young = DpopNonces(lambda: (KEY_A, KEY_B), made=lambda: (START, START), clock=Clock(START), apps=["photos"])
+    assert young.fresh("photos") == nonces(Clock(START), (KEY_A,)).fresh("photos")
+
+
+def test_the_cache_keys_say_when_they_were_generated(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from bridge.keys.signing import generate_cache_key, generate_key, load_keyring
+
+    generate_key(tmp_path)
+    generate_cache_key(tmp_path, now=datetime(2026, 12, 7, 15, 0, 0, tzinfo=UTC))
+    named = tmp_path / "cache-by-hand.key"
+    named.write_bytes((tmp_path / next(p.name for p in tmp_path.glob("cache-2026*"))).read_bytes())
+    named.chmod(0o600)
+    ring, problems = load_keyring(tmp_path)
+    assert not problems and ring is not None
+    # the name without a stamp: an old key
+    assert ring.cache_made == (datetime(2026, 12, 7, 15, 0, 0, tzinfo=UTC).timestamp(), 0.0)
 
 
 def test_an_app_without_dpop_nonce_and_an_exchange_without_a_proof_need_none() -> None:
