@@ -35,6 +35,11 @@ def _error_response(err: BridgeError, headers: dict[str, str] | None = None) -> 
     headers = dict(headers or {})
     if err.status in (429, 503):
         headers["Retry-After"] = str(getattr(err, "retry_after", RETRY_AFTER))
+    if request.path.startswith("/oauth/"):  # an OAuth client reads RFC 6749 §5.2's fields (a 413, 405, 503 …)
+        oauth = "temporarily_unavailable" if err.status == 503 else "server_error" if err.status >= 500 else \
+            "invalid_request"
+        return jsonify({"error": oauth, "error_description": body["message"], "error_code": err.code,
+                        "hint": body["hint"], "request_id": body["request_id"]}), err.status, headers
     if wants_json():
         return jsonify(body), err.status, headers
     if err.code in _BACK_TO_SIGN_IN:

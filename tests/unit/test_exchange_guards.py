@@ -278,3 +278,16 @@ def test_one_user_over_their_budget_does_not_lock_the_apps_other_users_out(tmp_p
         token = id_token(sub=f"00u{who}", email=f"{who}@example.com")
         assert post(env, form(subject_token=token)).status_code == 200, who
     assert len(env.sts.calls) <= 4
+
+
+def test_the_frameworks_own_refusals_at_the_token_endpoint_are_oauth_json(tmp_path: Path) -> None:
+    """A body over the size limit (413), a GET (405): an OAuth client reads RFC 6749 §5.2's JSON, never an HTML
+    page, and nothing is issued."""
+    env = _build(config(tmp_path), tmp_path)
+    huge = form(padding="x" * (1024 * 1024 + 1))
+    for r, status in ((post(env, huge), 413), (env.client.get("/oauth/token"), 405)):
+        assert r.status_code == status and r.mimetype == "application/json", r.get_data(as_text=True)[:200]
+        body = r.get_json()
+        assert body["error"] == "invalid_request" and body["error_description"] and body["error_code"]
+        assert r.headers["Cache-Control"] == "no-store"
+    assert credentials_records(env) == []
