@@ -134,6 +134,12 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], seconds: float = 20) ->
             p.kill()
 
 
+def _children_cpu_seconds() -> float:
+    """utime+stime of this process's finished children (``ab`` runs)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def process_cpu_seconds(pid: int) -> float:
     """utime+stime of process ``pid`` (0 once it is gone)."""
     try:
@@ -331,11 +337,7 @@ def ab(url: str, n: int, c: int, headers: dict[str, str] | None = None, body: Pa
             cmd += ["-H", f"{k}: {v}"]
         if body is not None:
             cmd += ["-p", str(body), "-T", "application/x-www-form-urlencoded"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        global last_client_cpu
-        last_client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         pcts = dict(line.split(",") for line in csv.read().splitlines()[1:])  # "percent,ms" from 0 to 100
     rps = float(re.search(r"Requests per second:\s+([\d.]+)", out)[1])  # type: ignore[index]
     mean = float(re.search(r"Time per request:\s+([\d.]+) \[ms\] \(mean\)", out)[1])  # type: ignore[index]
@@ -346,8 +348,6 @@ def ab(url: str, n: int, c: int, headers: dict[str, str] | None = None, body: Pa
     p99 = min(max(float(pcts["99"]), float(pcts["98"])), float(pcts["100"]))
     return rps, mean, float(pcts["50"]), p99, failed + (int(non2xx[1]) if non2xx else 0)
 
-
-last_client_cpu = 0.0  # seconds of CPU the last ``ab`` run took (its own and its children's)
 
 Redises = redis.Redis | list[redis.Redis] | None  # one server, or a Cluster's masters (summed)
 
@@ -369,8 +369,9 @@ def measure(server: Server, t: Target, n: int, c: int, rc: Redises) -> Round:
     server, n = t.server or server, t.requests or n
     cmds0, reads0, rcpu0 = _redis_counters(rc)
     cpu0, workers = server.cpu_seconds(), server.workers()
-    each0 = [process_cpu_seconds(w) for w in workers]
+    each0, ab0 = [process_cpu_seconds(w) for w in workers], _children_cpu_seconds()
     rps, mean, p50, p99, errors = ab(t.url, n, c, t.headers, t.body)
+    client_cpu = _children_cpu_seconds() - ab0  # ab's own: the only child run meanwhile
     cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / n
     spent = [process_cpu_seconds(w) - w0 for w, w0 in zip(workers, each0, strict=True)]
     cmds1, reads1, rcpu1 = _redis_counters(rc)
@@ -381,7 +382,7 @@ def measure(server: Server, t: Target, n: int, c: int, rc: Redises) -> Round:
     return Round(rps, mean, p50, p99, errors, n, cpu_ms, sum(per.values()) if rc is not None else float("nan"),
                  trips, per, (rcpu1 - rcpu0) * 1000 / n if rc is not None else float("nan"),
                  max(spent) / sum(spent) if len(spent) > 1 and sum(spent) > 0 else float("nan"),
-                 last_client_cpu * 1000 / n)
+                 client_cpu * 1000 / n)
 
 
 def interleave(server: Server, targets: list[Target], *, rounds: int, requests_per_round: int, concurrency: int,

@@ -34,28 +34,25 @@ def _exchange() -> TokenExchange:
     return services().exchange
 
 
-def _cors(resp: Response, origin: str | None, allowed: bool) -> Response:
-    """The preflight's headers (the exchange's own answers: ``_json``)."""
-    resp.headers["Cache-Control"] = "no-store"
-    resp.headers["Pragma"] = "no-cache"
-    resp.vary.add("Origin")
+def _headers(origin: str | None, allowed: bool) -> list[tuple[str, str]]:
+    """Every answer's: never stored, varying by ``Origin``, CORS only when ``allowed``."""
+    headers = [("Cache-Control", "no-store"), ("Pragma", "no-cache"), ("Vary", "Origin")]
     if origin and allowed:
-        resp.headers["Access-Control-Allow-Origin"] = origin
-    return resp
+        headers.append(("Access-Control-Allow-Origin", origin))
+    return headers
 
 
 def preflight() -> ResponseReturnValue:
     """``OPTIONS /oauth/token``: allowed for an origin an app lists; others get no CORS headers."""
     origin = request.headers.get("Origin")
     allowed = _exchange().cors_allowed(origin)
-    resp = _cors(Response(status=204), origin, allowed)
+    headers = _headers(origin, allowed)
     if allowed:
-        resp.headers["Access-Control-Allow-Methods"] = "POST"
-        resp.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
-        resp.headers["Access-Control-Max-Age"] = MAX_AGE
+        headers += [("Access-Control-Allow-Methods", "POST"), ("Access-Control-Allow-Headers", ALLOW_HEADERS),
+                    ("Access-Control-Max-Age", MAX_AGE)]
     else:
         event("exchange_origin_refused", origin=(origin or "")[:200], preflight=True)
-    return resp
+    return Response(status=204, headers=headers)
 
 
 def token_exchange(form: dict[str, list[str]]) -> ResponseReturnValue:
@@ -64,7 +61,8 @@ def token_exchange(form: dict[str, list[str]]) -> ResponseReturnValue:
     environ = request.environ
     origin = environ.get("HTTP_ORIGIN")
     ex = _exchange()
-    nonce = ex.nonces.fresh(((form.get("client_id") or [""])[0]).strip())  # None unless the app has dpop_nonce
+    client_id = (form.get("client_id") or [""])[0]
+    nonce = ex.nonces.fresh(client_id.strip())  # None unless the app has dpop_nonce
     try:
         try:
             # a proxy (and the WSGI server) joins repeated headers with commas (a JWT has none): each part counts
@@ -77,7 +75,7 @@ def token_exchange(form: dict[str, list[str]]) -> ResponseReturnValue:
         except BridgeError as other:  # the store or the audit unreachable: OAuth JSON, never an HTML page
             raise as_refusal(other) from None
     except ExchangeRefused as e:
-        event("exchange_refused", error=e.oauth, code=e.code, client_id=((form.get("client_id") or [""])[0])[:128])
+        event("exchange_refused", error=e.oauth, code=e.code, client_id=client_id[:128])
         resp = _json(e.body(), e.status, origin, ex.cors_allowed(origin) and e.code != "exchange_origin_refused",
                      nonce=nonce)
         if e.retry_after:
@@ -89,11 +87,11 @@ def token_exchange(form: dict[str, list[str]]) -> ResponseReturnValue:
 def _json(body: Mapping[str, object], status: int, origin: str | None, allowed: bool, *,
           nonce: str | None = None) -> Response:
     """The answer as JSON with its headers made at once (jsonify and setting each header cost more than the
-    cached exchange's own checks), as ``_cors`` makes them: never stored, varying by ``Origin``, the app's
-    fresh ``DPoP-Nonce`` when it has one, CORS only when ``allowed``."""
-    headers = [("Cache-Control", "no-store"), ("Pragma", "no-cache"), ("Vary", "Origin")]
+    cached exchange's own checks): ``_headers``, the app's fresh ``DPoP-Nonce`` when it has one, readable by an
+    allowed origin's page."""
+    headers = _headers(origin, allowed)
     if nonce:
         headers.append(("DPoP-Nonce", nonce))
     if origin and allowed:
-        headers += [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", EXPOSE_HEADERS)]
+        headers.append(("Access-Control-Expose-Headers", EXPOSE_HEADERS))
     return Response(json.dumps(body, separators=(",", ":")), status, headers, mimetype="application/json")
