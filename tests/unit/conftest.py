@@ -51,14 +51,22 @@ class PremadeRsaKeys:
         return made[turn % self.size]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def premade_rsa_keys() -> Iterator[PremadeRsaKeys]:
-    """RSA keys from a pool made once per session (the bridge's own generate_saml_key and joserfc's
-    RSAKey.generate_key call these two names); the key files, certificates and key rings are still made
-    per test. The integration tests and every subprocess make keys for real."""
-    keys = PremadeRsaKeys(rsa.generate_private_key)
+@pytest.fixture(scope="session")
+def rsa_key_pool() -> PremadeRsaKeys:
+    """The pool, made once per session."""
+    return PremadeRsaKeys(rsa.generate_private_key)
+
+
+@pytest.fixture(autouse=True)
+def premade_rsa_keys(rsa_key_pool: PremadeRsaKeys) -> Iterator[PremadeRsaKeys]:
+    """RSA keys from the session's pool *during each unit test* (the bridge's own generate_saml_key and joserfc's
+    RSAKey.generate_key call these two names); the key files, certificates and key rings are still made per
+    test. Per test, not for the session: the suite runs unit and integration tests in one random order, and a
+    patch left in place for the session handed the integration tests pooled keys too — a test's "another
+    key" could then be the very key its IdP signs with. Integration tests and every subprocess make keys for
+    real."""
     before = rsa.generate_private_key, joserfc_rsa.generate_private_key
-    rsa.generate_private_key = keys  # type: ignore[assignment]
-    joserfc_rsa.generate_private_key = keys  # type: ignore[assignment]
-    yield keys
+    rsa.generate_private_key = rsa_key_pool  # type: ignore[assignment]
+    joserfc_rsa.generate_private_key = rsa_key_pool  # type: ignore[assignment]
+    yield rsa_key_pool
     rsa.generate_private_key, joserfc_rsa.generate_private_key = before
