@@ -241,13 +241,15 @@ def test_sso_json_endpoints_answer_every_body_with_json_never_a_5xx(sso_app, fed
     and bodies that are not JSON objects at all (too deep, too large, binary, UTF-16)."""
     browser = sso_app.test_client()
     portal = _sign_in(browser)
-    real = _sso_real(sso_app, browser, portal["csrf_token"])
     operations = _sso_operations()
     assert {name for _, name, _, _ in operations} >= {"RegisterClient", "StartDeviceAuthorization", "CreateToken",
                                                       "GetRoleCredentials", "ListAccounts", "ListAccountRoles",
                                                       "Logout"}
     seen: dict[str, set[int]] = {}
     for service, name, http, members in operations:
+        # Each operation its own sign-in's tokens: a fuzzed CreateToken that refreshes with the real refresh token
+        # rotates it and ends its access token (as it must), which would leave ListAccounts nothing but 401s.
+        real = _sso_real(sso_app, browser, portal["csrf_token"])
         fuzz_sso_operation(sso_app, real, service, name, http, members, seen.setdefault(name, set()))
     # the real values reached past the checks: some calls succeeded
     assert 200 in seen["RegisterClient"] and 200 in seen["ListAccounts"], seen
